@@ -1,0 +1,31 @@
+# The two commands of the README: `make run` and `make test`. Needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := wsgi
+
+.PHONY: run test lint venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Development server on SQLite (instance/), migrated, with the demo township on first run.
+run: venv
+	APP_ENV=development $(BIN)/flask db upgrade
+	APP_ENV=development $(BIN)/flask demo --if-empty
+	APP_ENV=development $(BIN)/flask run --host 127.0.0.1 --port 5000
+
+# The test suite; TEST_DATABASE_URL=postgresql://… runs it on PostgreSQL instead of SQLite.
+test: venv
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) instance/village_points.sqlite3*

@@ -1,0 +1,10 @@
+"""API blueprints, one per resource, all under /api/v1."""
+
+from flask_smorest import Api
+
+
+def register_blueprints(api: Api) -> None:
+    from . import auth, registry, users
+
+    for module in (auth, registry, users):
+        api.register_blueprint(module.blp, url_prefix="/api/v1")

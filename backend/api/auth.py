@@ -1,0 +1,158 @@
+"""Login (WeChat and password), token refresh, logout, binding and /me."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+
+from points import auth as sessions
+from points import binding
+from points.models import Household, User
+from points.passwords import verify_password
+from points.scope import Actor
+from points.users import find_staff, wechat_user
+
+from .. import present
+from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
+from ..errors import APIError
+from ..extensions import db, limiter
+from ..schemas import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
+from ..wechat import WeChatClient
+
+blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")
+
+PUBLIC = {"security": []}
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _username_key() -> str:
+    body = request.get_json(silent=True)
+    username = body.get("username") if isinstance(body, dict) else None
+    return f"login-user:{username}"
+
+
+def _tokens(user: User) -> dict[str, Any]:
+    pair = sessions.login(db.session, token_settings(), user)
+    db.session.commit()
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "expires_in": pair.expires_in,
+        "user": user,
+        "bound": user.villager_id is not None,
+    }
+
+
+def _wechat_openid(code: str) -> tuple[str, str | None]:
+    config = current_app.config
+    dev_login = config["APP_ENV"] == "development" and not config["WECHAT_APPID"]
+    if code.startswith("dev-"):
+        if not dev_login:
+            raise APIError(401, "wechat_code_invalid", "登录凭证无效，请重新进入小程序")
+        return code, None
+    if not config["WECHAT_APPID"] or not config["WECHAT_SECRET"]:
+        raise APIError(503, "wechat_not_configured", "微信登录尚未配置，请联系管理员")
+    client = WeChatClient(
+        config["WECHAT_API_BASE"], config["WECHAT_APPID"], config["WECHAT_SECRET"],
+        timeout=config["WECHAT_TIMEOUT"],
+    )
+    result = client.code_to_session(code)
+    return result.openid, result.unionid
+
+
+@blp.route("/auth/wechat", methods=["POST"])
+@blp.arguments(WeChatLoginIn)
+@blp.response(200, TokensOut)
+@blp.doc(**PUBLIC)
+def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
+    """Log in with a wx.login code (jscode2session); the session_key never leaves the server."""
+    openid, unionid = _wechat_openid(body["code"])
+    return _tokens(wechat_user(db.session, openid, unionid))
+
+
+@blp.route("/auth/login", methods=["POST"])
+@limiter.limit(_login_limit)
+@limiter.limit(_login_limit, key_func=_username_key)
+@blp.arguments(LoginIn)
+@blp.response(200, TokensOut)
+@blp.doc(**PUBLIC)
+def password_login(body: dict[str, Any]) -> dict[str, Any]:
+    """Staff login. An unknown user and a wrong password get the same answer."""
+    user = find_staff(db.session, body["username"])
+    if not verify_password(user.password_hash if user else None, body["password"]):
+        raise APIError(401, "invalid_credentials", "用户名或密码错误")
+    assert user is not None
+    return _tokens(user)
+
+
+@blp.route("/auth/refresh", methods=["POST"])
+@blp.arguments(RefreshIn)
+@blp.response(200, TokensOut)
+@blp.doc(**PUBLIC)
+def refresh(body: dict[str, Any]) -> dict[str, Any]:
+    """Spend a refresh token for a new pair. A spent token used again ends the whole session."""
+    user, pair = sessions.refresh(db.session, token_settings(), body["refresh_token"])
+    db.session.commit()
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "expires_in": pair.expires_in,
+        "user": user,
+        "bound": user.villager_id is not None,
+    }
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@blp.response(204)
+def logout() -> None:
+    """End this session: its access and refresh tokens stop working at once."""
+    sessions.revoke_session(db.session, current_session_id(), "logout")
+    db.session.commit()
+
+
+def _me(user: User) -> dict[str, Any]:
+    actor = Actor.of(db.session, user)
+    villager = user.villager
+    household = db.session.get(Household, actor.household_id) if actor.household_id else None
+    return {
+        "user": user,
+        "role": user.role,
+        "villager": present.villager(villager, actor) if villager else None,
+        "household": present.household(household, actor) if household else None,
+        "scope": {
+            "township_id": actor.township_id,
+            "village_id": actor.village_id,
+            "shop_id": actor.shop_id,
+            "household_id": actor.household_id,
+        },
+    }
+
+
+@blp.route("/auth/bind", methods=["POST"])
+@limiter.limit("10 per hour", key_func=lambda: f"bind:{current_user().id}")
+@blp.arguments(BindIn)
+@blp.response(200, MeOut)
+def bind(body: dict[str, Any]) -> dict[str, Any]:
+    """Bind this WeChat user to a roster villager: a cadre's binding code, or name + phone."""
+    user = current_user()
+    if "token" in body:
+        binding.bind_with_token(db.session, user, qr_codec(), body["token"])
+    else:
+        binding.bind_with_phone(
+            db.session, user, body["village_id"], body["name"], body["phone"]
+        )
+    db.session.commit()
+    return _me(user)
+
+
+@blp.route("/me", methods=["GET"])
+@blp.response(200, MeOut)
+def me() -> dict[str, Any]:
+    """The caller: user, role, bound villager and household, and scope."""
+    current_actor()
+    return _me(current_user())

@@ -1,0 +1,67 @@
+"""Staff accounts (admins only) and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from points import users
+from points.models import AuditEntry, User
+from points.scope import authorize, visible
+
+from ..auth import current_actor
+from ..extensions import db
+from ..openapi import page_of, paginate
+from ..schemas import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch
+
+blp = Blueprint("users", __name__, description="账号与审计 Staff accounts and audit log")
+
+
+@blp.route("/users", methods=["GET"])
+@blp.arguments(UserListArgs, location="query")
+@blp.response(200, page_of(UserOut))
+def list_users(args: dict[str, Any]) -> dict[str, Any]:
+    actor = current_actor()
+    authorize(actor, "user.list")
+    stmt = visible(actor, User).order_by(User.id)
+    if "role" in args:
+        stmt = stmt.where(User.role == args["role"])
+    return paginate(db.session, stmt, args["page"], args["per_page"])
+
+
+@blp.route("/users", methods=["POST"])
+@blp.arguments(UserIn)
+@blp.response(201, UserOut)
+def create_user(body: dict[str, Any]) -> User:
+    """Admins create staff: a township admin only within their own township."""
+    user = users.create_staff(db.session, current_actor(), **body)
+    db.session.commit()
+    return user
+
+
+@blp.route("/users/<int:user_id>", methods=["PATCH"])
+@blp.arguments(UserPatch)
+@blp.response(200, UserOut)
+def update_user(body: dict[str, Any], user_id: int) -> User:
+    """Disable (ends every session at once), re-enable, rename, or reset the password."""
+    user = users.update_user(db.session, current_actor(), user_id, body)
+    db.session.commit()
+    return user
+
+
+@blp.route("/audit", methods=["GET"])
+@blp.arguments(AuditArgs, location="query")
+@blp.response(200, page_of(AuditOut))
+def list_audit(args: dict[str, Any]) -> dict[str, Any]:
+    """Staff writes, newest first (township and county admins)."""
+    actor = current_actor()
+    authorize(actor, "audit.read")
+    stmt = visible(actor, AuditEntry).order_by(AuditEntry.id.desc())
+    if "village_id" in args:
+        stmt = stmt.where(AuditEntry.village_id == args["village_id"])
+    if "actor" in args:
+        stmt = stmt.where(AuditEntry.actor_id == args["actor"])
+    if "since" in args:
+        stmt = stmt.where(AuditEntry.at >= args["since"])
+    return paginate(db.session, stmt, args["page"], args["per_page"])

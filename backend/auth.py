@@ -1,0 +1,56 @@
+"""Who is calling: the bearer token checked once per request and the caller's scope."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, g, request
+
+from points import auth as sessions
+from points.auth import TokenSettings
+from points.errors import Unauthenticated
+from points.models import User
+from points.scope import Actor
+from points.tokens import TokenCodec
+
+from .extensions import db
+
+
+def token_settings() -> TokenSettings:
+    config = current_app.config
+    return TokenSettings(
+        secret=config["SECRET_KEY"],
+        issuer=config["JWT_ISSUER"],
+        audience=config["JWT_AUDIENCE"],
+        access_ttl=timedelta(minutes=config["ACCESS_TOKEN_MINUTES"]),
+        refresh_ttl=timedelta(days=config["REFRESH_TOKEN_DAYS"]),
+    )
+
+
+def qr_codec() -> TokenCodec:
+    return TokenCodec.from_secret(current_app.config["SECRET_KEY"])
+
+
+def _authenticate() -> tuple[User, str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated()
+    return sessions.authenticate(db.session, token_settings(), token.strip())
+
+
+def current_user() -> User:
+    if "user" not in g:
+        g.user, g.session_id = _authenticate()
+    return g.user
+
+
+def current_session_id() -> str:
+    current_user()
+    return g.session_id
+
+
+def current_actor() -> Actor:
+    if "actor" not in g:
+        g.actor = Actor.of(db.session, current_user())
+    return g.actor

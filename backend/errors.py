@@ -1,0 +1,130 @@
+"""One error shape for every response: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+
+
+class APIError(Exception):
+    """An error raised by the HTTP layer with its status, stable code and Chinese message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = jsonify(error_body(code, message, details))
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+# Chinese messages for the HTTP errors Flask raises itself.
+HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "请求格式不正确"),
+    401: ("unauthenticated", "请先登录"),
+    403: ("forbidden", "您没有权限进行此操作"),
+    404: ("not_found", "未找到该记录"),
+    405: ("method_not_allowed", "不支持该请求方法"),
+    409: ("conflict", "与现有记录冲突"),
+    413: ("payload_too_large", "上传的内容太大"),
+    415: ("unsupported_media_type", "不支持的内容类型"),
+    422: ("validation_error", "提交的内容不符合要求"),
+    429: ("rate_limited", "操作太频繁，请稍后再试"),
+}
+
+
+def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
+    """Turn webargs' {location: {field: [msgs]}} into our code, message and details."""
+    fields: dict[str, Any] = {}
+    if isinstance(messages, dict):
+        for location_errors in messages.values():
+            if isinstance(location_errors, dict):
+                fields.update(location_errors)
+    unknown = sorted(
+        name for name, errs in fields.items()
+        if isinstance(errs, list) and "Unknown field." in errs
+    )
+    if unknown:
+        return "unknown_fields", "包含不支持的字段：" + "、".join(unknown), {"fields": unknown}
+    return "validation_error", "提交的内容不符合要求", {"fields": fields}
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    code, message = HTTP_ERRORS.get(status, ("http_error", "请求失败"))
+    details: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    data = getattr(error, "data", None) or {}
+    if status == 422 and "messages" in data:
+        code, message, details = _validation_details(data["messages"])
+    elif status == 400 and "messages" in data:
+        code, message = "malformed_json", "请求内容不是有效的 JSON"
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    if status == 429:
+        retry = getattr(error, "retry_after", None)
+        headers["Retry-After"] = str(retry or 60)
+    for key, value in (data.get("headers") or {}).items():
+        headers[key] = value
+    response = error_response(status, code, message, details, headers)
+    # Flask-Limiter sets X-RateLimit-* and Retry-After on its own response; keep them.
+    original = error.get_response()
+    for key in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+        if key in original.headers:
+            response.headers[key] = original.headers[key]
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    from points.errors import DomainError
+
+    from .extensions import db
+
+    @app.errorhandler(APIError)
+    def _api_error(error: APIError) -> Response:
+        return error_response(error.status, error.code, error.message, error.details,
+                              error.headers)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        db.session.rollback()  # an error changes nothing
+        return error_response(error.status, error.code, error.message, error.details)
+
+    @app.errorhandler(IntegrityError)
+    def _integrity_error(error: IntegrityError) -> Response:
+        # A unique constraint settled a race that the service's own check could not see.
+        db.session.rollback()
+        return error_response(409, "conflict", "与现有记录冲突，请刷新后重试")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            return handle_http_exception(error)
+        db.session.rollback()
+        app.logger.exception("unhandled error")
+        return error_response(500, "internal_error", "服务器出错了，请稍后再试")

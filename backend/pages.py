@@ -1,0 +1,48 @@
+"""Pages outside the JSON API: health, the QR landing page, the API docs page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template
+from sqlalchemy import text
+
+from .extensions import api, db
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return jsonify(status="ok", database="ok"), 200
+    except Exception:  # noqa: BLE001 - any failure of the database is "not healthy"
+        db.session.rollback()
+        return jsonify(status="degraded", database="error"), 503
+
+
+@bp.get("/q/<path:token>")
+def qr_landing(token: str) -> str:
+    """Where a QR code lands when scanned by anything but the mini-program."""
+    return render_template("qr_landing.html")
+
+
+@bp.get("/api/v1/docs")
+def docs() -> str:
+    """A readable, printable API reference rendered from the same OpenAPI document."""
+    spec = api.spec.to_dict()
+    operations: list[dict[str, Any]] = []
+    for path, methods in sorted(spec.get("paths", {}).items()):
+        for method, op in methods.items():
+            if method.upper() not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
+                continue
+            operations.append({
+                "method": method.upper(),
+                "path": path,
+                "summary": op.get("summary", ""),
+                "description": op.get("description", ""),
+                "tag": (op.get("tags") or [""])[0],
+                "public": op.get("security") == [],
+            })
+    return render_template("docs.html", spec=spec, operations=operations)

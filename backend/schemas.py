@@ -1,0 +1,275 @@
+"""Request and response schemas (API.md, Resource shapes). Request schemas refuse unknown
+fields (marshmallow's default RAISE), which the error handler reports as `unknown_fields`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from points.models import GENDERS, RELATIONS, ROLES, STAFF_ROLES
+
+from .openapi import PageArgs
+
+
+def _name(required: bool = True, max_len: int = 100) -> fields.String:
+    return fields.String(required=required, validate=validate.Length(min=1, max=max_len))
+
+
+def _optional(max_len: int) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(max=max_len))
+
+
+class LocalDateTime(fields.DateTime):
+    """ISO 8601 with the village's offset (APP_TIMEZONE), e.g. 2026-11-29T19:40:00+08:00."""
+
+    def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
+        return super()._serialize(value.astimezone(zone), attr, obj, **kwargs)
+
+
+# ---- registry -------------------------------------------------------------------------------
+
+class TownshipIn(Schema):
+    name = _name()
+    code = _optional(40)
+
+
+class TownshipOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    code = fields.String(allow_none=True)
+    created_at = LocalDateTime()
+
+
+class VillageIn(Schema):
+    name = _name()
+    township_id = fields.Integer(required=True)
+    code = _optional(40)
+
+
+class VillageOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    township_id = fields.Integer()
+    code = fields.String(allow_none=True)
+    created_at = LocalDateTime()
+
+
+class VillageListArgs(PageArgs):
+    township_id = fields.Integer()
+
+
+class GroupIn(Schema):
+    name = _name()
+
+
+class GroupOut(Schema):
+    id = fields.Integer()
+    village_id = fields.Integer()
+    name = fields.String()
+
+
+class MemberIn(Schema):
+    name = _name(max_len=50)
+    relation = fields.String(required=True, validate=validate.OneOf(RELATIONS),
+                             metadata={"description": "与户主关系"})
+    phone = _optional(20)
+    gender = fields.String(allow_none=True, validate=validate.OneOf(GENDERS))
+    birth_year = fields.Integer(allow_none=True, validate=validate.Range(min=1900, max=2100))
+
+
+class VillagerPatch(Schema):
+    name = _name(required=False, max_len=50)
+    relation = fields.String(validate=validate.OneOf(RELATIONS))
+    phone = _optional(20)
+    gender = fields.String(allow_none=True, validate=validate.OneOf(GENDERS))
+    birth_year = fields.Integer(allow_none=True, validate=validate.Range(min=1900, max=2100))
+    active = fields.Boolean()
+
+
+class VillagerOut(Schema):
+    id = fields.Integer()
+    household_id = fields.Integer()
+    village_id = fields.Integer()
+    name = fields.String()
+    relation = fields.String()
+    phone = fields.String(allow_none=True, metadata={
+        "description": "masked (138****5678) for all but the cadres of the village"})
+    gender = fields.String(allow_none=True)
+    birth_year = fields.Integer(allow_none=True)
+    active = fields.Boolean()
+    bound = fields.Boolean(metadata={"description": "a WeChat user is bound to this villager"})
+
+
+class HouseholdIn(Schema):
+    group_id = fields.Integer(allow_none=True)
+    address = _optional(200)
+    name = _optional(100)
+
+
+class HouseholdPatch(HouseholdIn):
+    pass
+
+
+class HeadOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class HouseholdOut(Schema):
+    id = fields.Integer()
+    village_id = fields.Integer()
+    group_id = fields.Integer(allow_none=True)
+    name = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    head = fields.Nested(HeadOut, allow_none=True)
+    members = fields.List(fields.Nested(VillagerOut))
+    created_at = LocalDateTime()
+
+
+class RosterRowError(Schema):
+    row = fields.Integer()
+    field = fields.String(allow_none=True)
+    message = fields.String()
+
+
+class RosterResult(Schema):
+    households = fields.Integer()
+    members = fields.Integer()
+    groups = fields.Integer()
+
+
+class BindingTokenOut(Schema):
+    token = fields.String()
+    url = fields.String()
+    expires_at = LocalDateTime()
+    qr_png_base64 = fields.String(metadata={"description": "the QR image to print"})
+
+
+class ShopIn(Schema):
+    name = _name()
+    township_id = fields.Integer(required=True)
+    village_ids = fields.List(fields.Integer(), required=True,
+                              validate=validate.Length(min=1))
+
+
+class ShopOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    township_id = fields.Integer()
+    village_ids = fields.List(fields.Integer())
+
+
+# ---- users, audit ---------------------------------------------------------------------------
+
+class UserIn(Schema):
+    username = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_.-]{3,64}$", error="用户名为 3-64 位字母、数字、点、下划线或短横线"))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    name = _optional(50)
+    township_id = fields.Integer(allow_none=True)
+    village_id = fields.Integer(allow_none=True)
+    shop_id = fields.Integer(allow_none=True)
+
+
+class UserPatch(Schema):
+    disabled = fields.Boolean()
+    password = fields.String(load_only=True, validate=validate.Length(max=128))
+    name = _optional(50)
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    username = fields.String(allow_none=True)
+    role = fields.String(validate=validate.OneOf(ROLES))
+    name = fields.String(allow_none=True)
+    township_id = fields.Integer(allow_none=True)
+    village_id = fields.Integer(allow_none=True)
+    shop_id = fields.Integer(allow_none=True)
+    villager_id = fields.Integer(allow_none=True)
+    disabled = fields.Boolean()
+    created_at = LocalDateTime()
+
+
+class UserListArgs(PageArgs):
+    role = fields.String(validate=validate.OneOf(ROLES))
+
+
+class AuditArgs(PageArgs):
+    village_id = fields.Integer()
+    actor = fields.Integer(metadata={"description": "user id of the staff member"})
+    since = fields.AwareDateTime()
+
+
+class AuditOut(Schema):
+    id = fields.Integer()
+    at = LocalDateTime()
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String()
+    object_type = fields.String()
+    object_id = fields.String(allow_none=True)
+    township_id = fields.Integer(allow_none=True)
+    village_id = fields.Integer(allow_none=True)
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict(allow_none=True)
+
+
+# ---- auth -----------------------------------------------------------------------------------
+
+class WeChatLoginIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+
+
+class RefreshIn(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+
+
+class BindIn(Schema):
+    token = fields.String(validate=validate.Length(min=1, max=200))
+    village_id = fields.Integer()
+    name = fields.String(validate=validate.Length(min=1, max=50))
+    phone = fields.String(validate=validate.Length(min=1, max=20))
+
+    @validates_schema
+    def _one_way(self, data: dict[str, Any], **_: Any) -> None:
+        by_roster = {"village_id", "name", "phone"}
+        if "token" in data and data.keys() & by_roster:
+            raise ValidationError("只能用绑定二维码，或姓名和手机号中的一种方式绑定", "_schema")
+        if "token" not in data and not by_roster <= data.keys():
+            raise ValidationError("请提供绑定二维码，或村、姓名和手机号", "_schema")
+
+
+class TokensOut(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String(dump_default="Bearer")
+    expires_in = fields.Integer(metadata={"description": "seconds the access token lives"})
+    user = fields.Nested(UserOut)
+    bound = fields.Boolean(metadata={"description": "bound to a villager on the roster"})
+
+
+class ScopeOut(Schema):
+    township_id = fields.Integer(allow_none=True)
+    village_id = fields.Integer(allow_none=True)
+    shop_id = fields.Integer(allow_none=True)
+    household_id = fields.Integer(allow_none=True)
+
+
+class MeOut(Schema):
+    user = fields.Nested(UserOut)
+    role = fields.String()
+    villager = fields.Nested(VillagerOut, allow_none=True)
+    household = fields.Nested(HouseholdOut, allow_none=True)
+    scope = fields.Nested(ScopeOut)

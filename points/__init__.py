@@ -1,0 +1,1 @@
+"""The domain of Village Points: models and services. No Flask here (DESIGN.md, Layers)."""

@@ -1,0 +1,55 @@
+"""Append-only audit of staff writes: who, what, when, the object, before and after."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from .models import AuditEntry
+from .scope import Actor
+
+
+def snapshot(obj: Any) -> dict[str, Any]:
+    """The column values of a model, JSON-safe, for before/after."""
+    out: dict[str, Any] = {}
+    for attr in inspect(obj).mapper.column_attrs:
+        key = attr.key
+        if key in {"password_hash"}:
+            continue  # a hash is still a secret; the audit says a password changed, not to what
+        value = getattr(obj, key)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def record(
+    session: Session,
+    actor: Actor | None,
+    action: str,
+    obj: Any,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    village_id: int | None = None,
+    township_id: int | None = None,
+) -> AuditEntry:
+    session.flush()  # so a new object has its id
+    entry = AuditEntry(
+        actor_id=actor.user_id if actor else None,
+        action=action,
+        object_type=type(obj).__tablename__,
+        object_id=str(inspect(obj).identity[0]) if inspect(obj).identity else None,
+        village_id=village_id,
+        township_id=township_id,
+        before=before,
+        after=after if after is not None else snapshot(obj),
+    )
+    session.add(entry)
+    return entry

@@ -1,0 +1,176 @@
+"""Login sessions and JWTs: short access tokens, rotating refresh tokens kept as hashes.
+
+A refresh token is spent by a conditional UPDATE; presenting a spent one revokes its whole
+family (session), since it means a copy of the token is in someone else's hands."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .errors import Unauthenticated
+from .models import AuthSession, RefreshToken, User, utcnow
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "sid"]
+
+
+class TokenInvalid(Unauthenticated):
+    code = "token_invalid"
+    message = "登录凭证无效，请重新登录"
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+    message = "登录已过期，请重新登录"
+
+
+class TokenRevoked(Unauthenticated):
+    code = "token_revoked"
+    message = "登录已失效，请重新登录"
+
+
+class TokenReused(Unauthenticated):
+    code = "token_reused"
+    message = "登录凭证已被使用过，为安全起见已退出所有设备，请重新登录"
+
+
+class AccountDisabled(Unauthenticated):
+    code = "account_disabled"
+    message = "账号已停用，请联系管理员"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds the access token lives
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    secret: str
+    issuer: str
+    audience: str
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _encode(settings: TokenSettings, claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)
+
+
+def _decode(settings: TokenSettings, token: str, typ: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret,
+            algorithms=[ALGORITHM],  # pinned: "none" and every other algorithm are refused
+            audience=settings.audience,
+            issuer=settings.issuer,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired() from exc
+    except jwt.PyJWTError as exc:
+        raise TokenInvalid() from exc
+    if claims.get("typ") != typ:
+        raise TokenInvalid()
+    return claims
+
+
+def _issue(session: Session, settings: TokenSettings, user: User, sid: str) -> TokenPair:
+    now = utcnow()
+    base = {"iss": settings.issuer, "aud": settings.audience, "sub": str(user.id), "sid": sid,
+            "iat": now}
+    access = _encode(settings, base | {"typ": "access", "exp": now + settings.access_ttl})
+    refresh_exp = now + settings.refresh_ttl
+    refresh = _encode(
+        settings,
+        base | {"typ": "refresh", "exp": refresh_exp, "jti": secrets.token_urlsafe(16)},
+    )
+    session.add(RefreshToken(session_id=sid, token_hash=_hash(refresh), expires_at=refresh_exp))
+    return TokenPair(access, refresh, int(settings.access_ttl.total_seconds()))
+
+
+def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
+    """Start a new session (token family) for a user who has just proven who they are."""
+    if user.disabled:
+        raise AccountDisabled()
+    auth_session = AuthSession(id=secrets.token_hex(16), user_id=user.id)
+    session.add(auth_session)
+    session.flush()
+    return _issue(session, settings, user, auth_session.id)
+
+
+def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple[User, str]:
+    """The user and session id behind an access token, checked against the database so that
+    logout and disabling take effect at once rather than when the token expires."""
+    claims = _decode(settings, token, "access")
+    auth_session = session.get(AuthSession, claims["sid"])
+    if auth_session is None or str(auth_session.user_id) != claims["sub"]:
+        raise TokenInvalid()
+    if auth_session.revoked_at is not None:
+        raise TokenRevoked()
+    user = session.get(User, auth_session.user_id)
+    if user is None:
+        raise TokenInvalid()
+    if user.disabled:
+        raise AccountDisabled()
+    return user, auth_session.id
+
+
+def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User, TokenPair]:
+    """Spend a refresh token for a new pair. A second spend revokes the family and commits
+    that revocation before refusing, so the refusal cannot be rolled back with the request."""
+    claims = _decode(settings, token, "refresh")
+    row = session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == _hash(token))
+    ).one_or_none()
+    if row is None or row.session_id != claims["sid"]:
+        raise TokenInvalid()
+    auth_session = session.get(AuthSession, row.session_id)
+    assert auth_session is not None
+    if auth_session.revoked_at is not None:
+        raise TokenRevoked()
+    spent = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    ).rowcount
+    if spent != 1:
+        revoke_session(session, auth_session.id, "refresh_reused")
+        session.commit()
+        raise TokenReused()
+    user = session.get(User, auth_session.user_id)
+    assert user is not None
+    if user.disabled:
+        raise AccountDisabled()
+    return user, _issue(session, settings, user, auth_session.id)
+
+
+def revoke_session(session: Session, sid: str, reason: str) -> None:
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == sid, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+
+
+def revoke_user_sessions(session: Session, user_id: int, reason: str) -> None:
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )

@@ -1,0 +1,96 @@
+"""Binding a WeChat user to a villager on the roster (绑定): by a cadre's single-use code, or
+by name and phone matched within one village."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import Conflict, DomainError, Forbidden, NotFound
+from .models import BindingToken, Household, User, Villager, utcnow
+from .scope import VILLAGER, Actor, authorize, get_visible
+from .tokens import TokenCodec, TokenType
+
+
+class BindingUsed(DomainError):
+    status = 409
+    code = "binding_token_used"
+    message = "该绑定二维码已经使用过，请向村干部索取新的二维码"
+
+
+class NoRosterMatch(DomainError):
+    status = 422
+    code = "roster_no_match"
+    message = "本村花名册中没有找到姓名和手机号都一致的村民，请联系村干部登记或扫码绑定"
+
+
+def create_binding_token(
+    session: Session, actor: Actor, codec: TokenCodec, villager_id: int, ttl: timedelta,
+) -> tuple[str, datetime]:
+    villager = get_visible(session, actor, Villager, villager_id)
+    authorize(actor, "binding_token.create")
+    expires_at = utcnow() + ttl
+    row = BindingToken(villager_id=villager.id, created_by=actor.user_id, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    household = villager.household
+    audit.record(session, actor, "binding_token.create", row, village_id=household.village_id,
+                 township_id=None)
+    token = codec.encode(TokenType.BINDING, (row.id,), expires_at)
+    return token, expires_at
+
+
+def _bind(session: Session, user: User, villager: Villager) -> Villager:
+    if user.role != VILLAGER:
+        raise Forbidden("工作人员账号不能绑定村民")
+    if user.villager_id is not None:
+        if user.villager_id == villager.id:
+            return villager
+        raise Conflict("您的微信已绑定其他村民", code="already_bound")
+    if session.scalar(select(User.id).where(User.villager_id == villager.id)):
+        raise Conflict("该村民已被其他微信绑定，请联系村干部", code="villager_already_bound")
+    user.villager_id = villager.id
+    user.name = villager.name
+    session.flush()  # the unique index on users.villager_id settles a race between two phones
+    return villager
+
+
+def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str) -> Villager:
+    decoded = codec.decode(token, TokenType.BINDING)
+    (binding_id,) = decoded.fields[:1] or (0,)
+    row = session.get(BindingToken, binding_id)
+    if row is None:
+        raise NotFound()
+    villager = session.get(Villager, row.villager_id)
+    assert villager is not None
+    # Spend the code with a conditional update: two phones scanning it at once bind one.
+    spent = session.execute(
+        update(BindingToken)
+        .where(BindingToken.id == row.id, BindingToken.used_at.is_(None))
+        .values(used_at=utcnow(), used_by=user.id)
+    ).rowcount
+    if spent != 1:
+        raise BindingUsed()
+    return _bind(session, user, villager)
+
+
+def bind_with_phone(
+    session: Session, user: User, village_id: int, name: str, phone: str
+) -> Villager:
+    matches = session.scalars(
+        select(Villager)
+        .join(Household)
+        .where(
+            Household.village_id == village_id,
+            Villager.name == name.strip(),
+            Villager.phone == phone.strip(),
+            Villager.active.is_(True),
+        )
+    ).all()
+    if len(matches) != 1:
+        # Two members with one name and one phone cannot be told apart: a cadre must bind.
+        raise NoRosterMatch()
+    return _bind(session, user, matches[0])

@@ -1,0 +1,109 @@
+"""The demo township of DOMAIN.md, so a newcomer sees the service work (`flask demo`)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .errors import Conflict
+from .models import Household, Shop, Township, User, Village, Villager, VillagerGroup
+from .passwords import hash_password
+
+DEMO_PASSWORD = "cunwu-demo-2026"
+
+SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡郭何林罗高"
+GIVEN = ("建国", "秀英", "桂兰", "志强", "玉梅", "德福", "春花", "海军", "丽娟", "国庆",
+         "明华", "淑珍", "永红", "小龙", "晓燕", "金山", "凤英", "家乐", "子涵", "宇轩")
+
+VILLAGES = (
+    # name, code, groups, households, login suffix
+    ("清水村", "QS", ("第一村民小组", "第二村民小组", "第三村民小组"), 16, "qs"),
+    ("桃源村", "TY", ("上湾组", "下湾组"), 14, "ty"),
+)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    role: str
+    scope: str
+
+
+def is_empty(session: Session) -> bool:
+    return not session.scalar(select(func.count()).select_from(Township))
+
+
+def seed(session: Session, seed_value: int = 2026) -> list[DemoLogin]:
+    """Seed the demo township. Refuses a database that already has a township."""
+    if not is_empty(session):
+        raise Conflict("数据库不是空的，演示数据只能装入空库", code="database_not_empty")
+    rng = random.Random(seed_value)
+    password = hash_password(DEMO_PASSWORD)
+    logins: list[DemoLogin] = []
+
+    township = Township(name="青石镇", code="QSZ")
+    session.add(township)
+    session.flush()
+    session.add_all([
+        User(username="county_admin", password_hash=password, role="county_admin",
+             name="县平台管理员"),
+        User(username="township_admin", password_hash=password, role="township_admin",
+             name="青石镇管理员", township_id=township.id),
+    ])
+    logins += [DemoLogin("county_admin", "county_admin", "全县"),
+               DemoLogin("township_admin", "township_admin", "青石镇")]
+
+    phone_serial = 0
+    for name, code, group_names, household_count, suffix in VILLAGES:
+        village = Village(township=township, name=name, code=code)
+        groups = [VillagerGroup(name=g) for g in group_names]
+        session.add(village)
+        session.flush()
+        for group in groups:
+            group.village_id = village.id
+        session.add_all(groups)
+        session.flush()
+        for n in range(household_count):
+            surname = SURNAMES[n % len(SURNAMES)]
+            head_name = surname + rng.choice(GIVEN)
+            household = Household(
+                village_id=village.id, group_id=groups[n % len(groups)].id,
+                name=f"{head_name}户", address=f"{name}{n + 1}号",
+            )
+            session.add(household)
+            session.flush()
+            born = rng.randint(1950, 1985)
+            members = [(head_name, "户主", rng.choice("男女"), born)]
+            if rng.random() < 0.85:
+                members.append((rng.choice(SURNAMES) + rng.choice(GIVEN), "配偶",
+                                rng.choice("男女"), born + rng.randint(-3, 3)))
+            for _ in range(rng.randint(0, 2)):
+                members.append((surname + rng.choice(GIVEN), "子女", rng.choice("男女"),
+                                born + rng.randint(22, 32)))
+            if rng.random() < 0.3:
+                members.append((surname + rng.choice(GIVEN), "父母", rng.choice("男女"),
+                                born - rng.randint(22, 30)))
+            for member_name, relation, gender, birth_year in members:
+                phone_serial += 1
+                # Older villagers often have no phone: cadres check them in by member card.
+                phone = None if birth_year < 1950 else f"139{phone_serial:08d}"
+                session.add(Villager(
+                    household_id=household.id, name=member_name, relation=relation,
+                    phone=phone, gender=gender, birth_year=birth_year,
+                ))
+        shop = Shop(township_id=township.id, name=f"{name}积分超市", villages=[village])
+        session.add(shop)
+        session.flush()
+        session.add_all([
+            User(username=f"cadre_{suffix}", password_hash=password, role="cadre",
+                 name=f"{name}村干部", township_id=township.id, village_id=village.id),
+            User(username=f"clerk_{suffix}", password_hash=password, role="clerk",
+                 name=f"{name}超市店员", township_id=township.id, shop_id=shop.id),
+        ])
+        logins += [DemoLogin(f"cadre_{suffix}", "cadre", name),
+                   DemoLogin(f"clerk_{suffix}", "clerk", shop.name)]
+    session.flush()
+    return logins

@@ -1,0 +1,78 @@
+"""Users, their login sessions and binding tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, UTCDateTime, utcnow
+from .registry import Villager
+
+ROLES = ("county_admin", "township_admin", "cadre", "clerk", "villager")
+STAFF_ROLES = ("county_admin", "township_admin", "cadre", "clerk")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('county_admin','township_admin','cadre','clerk','villager')", name="role"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # WeChat users log in by openid; staff by username and password.
+    openid: Mapped[str | None] = mapped_column(String(128), unique=True)
+    unionid: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(50))
+    township_id: Mapped[int | None] = mapped_column(ForeignKey("townships.id"), index=True)
+    village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"), index=True)
+    shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id"), index=True)
+    # unique: one roster villager is bound to at most one WeChat user.
+    villager_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"), unique=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    villager: Mapped[Villager | None] = relationship()
+
+
+class AuthSession(Base):
+    """A login and the family of refresh tokens rotated from it.
+
+    Access tokens name their session, so revoking the session (logout, a reused refresh token,
+    a disabled user) ends every token of it at once."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
+    # sha256 of the token: a copy of the table cannot be replayed.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BindingToken(Base):
+    """A single-use code a cadre prints so a villager's WeChat account joins the roster."""
+
+    __tablename__ = "binding_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    villager_id: Mapped[int] = mapped_column(ForeignKey("villagers.id"), index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

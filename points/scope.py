@@ -1,0 +1,188 @@
+"""The one authorisation mechanism (DESIGN.md, roles).
+
+Two questions, always asked the same way:
+- may this role take this action at all? `authorize(actor, action)`, else 403;
+- is this object within the actor's scope? every object is fetched through `visible()`, so an
+  object of another village, township or household is simply not found (404) and its
+  existence is never confirmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, false, select, true
+from sqlalchemy.orm import Session
+
+from .errors import Forbidden, NotFound
+from .models import (
+    AuditEntry,
+    Household,
+    Shop,
+    Township,
+    User,
+    Village,
+    Villager,
+    VillagerGroup,
+    shop_villages,
+)
+
+COUNTY = "county_admin"
+TOWNSHIP = "township_admin"
+CADRE = "cadre"
+CLERK = "clerk"
+VILLAGER = "villager"
+
+ADMINS = frozenset({COUNTY, TOWNSHIP})
+REGISTRY_STAFF = frozenset({COUNTY, TOWNSHIP, CADRE})
+
+# Which roles may take which action. Scope (which objects) is decided by `visible()`.
+ACTIONS: dict[str, frozenset[str]] = {
+    "township.create": frozenset({COUNTY}),
+    "village.create": ADMINS,
+    "group.create": REGISTRY_STAFF,
+    "household.create": REGISTRY_STAFF,
+    "household.update": REGISTRY_STAFF,
+    "member.create": REGISTRY_STAFF,
+    "villager.update": REGISTRY_STAFF,
+    "roster.import": REGISTRY_STAFF,
+    "binding_token.create": REGISTRY_STAFF,
+    # A villager may show their own household's member cards at the shop.
+    "villager.card": REGISTRY_STAFF | {VILLAGER},
+    "shop.create": ADMINS,
+    "user.list": ADMINS,
+    "user.create": ADMINS,
+    "user.update": ADMINS,
+    "audit.read": ADMINS,
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting and where they may act, resolved once per request."""
+
+    user_id: int
+    role: str
+    township_id: int | None = None
+    village_id: int | None = None
+    shop_id: int | None = None
+    household_id: int | None = None
+    villager_id: int | None = None
+
+    @classmethod
+    def of(cls, session: Session, user: User) -> Actor:
+        township_id, village_id, household_id = user.township_id, user.village_id, None
+        if user.role == VILLAGER and user.villager is not None:
+            household = user.villager.household
+            household_id, village_id = household.id, household.village_id
+        if village_id is not None and township_id is None:
+            township_id = session.get(Village, village_id).township_id  # type: ignore[union-attr]
+        if user.role == CLERK and user.shop_id is not None and township_id is None:
+            township_id = session.get(Shop, user.shop_id).township_id  # type: ignore[union-attr]
+        return cls(
+            user_id=user.id,
+            role=user.role,
+            township_id=township_id,
+            village_id=village_id,
+            shop_id=user.shop_id,
+            household_id=household_id,
+            villager_id=user.villager_id,
+        )
+
+    def can(self, action: str) -> bool:
+        return self.role in ACTIONS[action]
+
+
+def authorize(actor: Actor, action: str) -> None:
+    if not actor.can(action):
+        raise Forbidden()
+
+
+def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:
+    """The villages an actor may see, as a condition on a village id column."""
+    if actor.role == COUNTY:
+        return true()
+    if actor.role == TOWNSHIP:
+        return village_id.in_(select(Village.id).where(Village.township_id == actor.township_id))
+    if actor.role == CLERK:
+        return village_id.in_(
+            select(shop_villages.c.village_id).where(shop_villages.c.shop_id == actor.shop_id)
+        )
+    if actor.role in (CADRE, VILLAGER) and actor.village_id is not None:
+        return village_id == actor.village_id
+    return false()
+
+
+def _household_clause(actor: Actor) -> ColumnElement[bool]:
+    if actor.role == VILLAGER:
+        return Household.id == actor.household_id if actor.household_id else false()
+    return village_clause(actor, Household.village_id)
+
+
+def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
+    if model is Township:
+        return true() if actor.role == COUNTY else Township.id == actor.township_id
+    if model is Village:
+        return village_clause(actor, Village.id)
+    if model is VillagerGroup:
+        return village_clause(actor, VillagerGroup.village_id)
+    if model is Household:
+        return _household_clause(actor)
+    if model is Villager:
+        return Villager.household_id.in_(select(Household.id).where(_household_clause(actor)))
+    if model is Shop:
+        if actor.role == COUNTY:
+            return true()
+        if actor.role == TOWNSHIP:
+            return Shop.township_id == actor.township_id
+        if actor.role == CLERK:
+            return Shop.id == actor.shop_id
+        return Shop.id.in_(
+            select(shop_villages.c.shop_id).where(
+                village_clause(actor, shop_villages.c.village_id)
+            )
+        )
+    if model is User:
+        if actor.role == COUNTY:
+            return true()
+        if actor.role == TOWNSHIP:
+            return User.township_id == actor.township_id
+        return User.id == actor.user_id
+    if model is AuditEntry:
+        if actor.role == COUNTY:
+            return true()
+        if actor.role == TOWNSHIP:
+            return AuditEntry.township_id == actor.township_id
+        return false()
+    raise TypeError(f"no scope rule for {model.__name__}")
+
+
+M = TypeVar("M")
+
+
+def visible(actor: Actor, model: type[M]) -> Select[tuple[M]]:
+    """`select(model)` narrowed to what the actor may see."""
+    return select(model).where(_clause(actor, model))
+
+
+def get_visible(session: Session, actor: Actor, model: type[M], object_id: int) -> M:
+    obj = session.scalars(
+        visible(actor, model).where(model.id == object_id)  # type: ignore[attr-defined]
+    ).first()
+    if obj is None:
+        raise NotFound()
+    return obj
+
+
+def sees_phone(actor: Actor, village_id: int) -> bool:
+    """Phone numbers are shown only to the cadres of the villager's own village."""
+    return actor.role == CADRE and actor.village_id == village_id
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    if len(phone) < 7:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]

@@ -1,0 +1,203 @@
+"""Test set-up: one app per run on SQLite (a temp file) or, with TEST_DATABASE_URL, on a fresh
+PostgreSQL database; every table emptied after each test.
+
+Tests never hold an app context while calling the client, so each request gets its own
+session as in production; setup helpers open a context of their own and return ids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from backend import create_app
+from backend.auth import token_settings
+from backend.extensions import db, limiter
+from points import auth as sessions
+from points.models import (
+    Base,
+    Household,
+    Shop,
+    Township,
+    User,
+    Village,
+    Villager,
+    VillagerGroup,
+)
+from points.passwords import hash_password
+
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+PASSWORD = "correct-horse-battery"
+
+
+def database_url(tmp_dir: str) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir}/test.sqlite3"
+
+
+def is_postgres() -> bool:
+    return os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    tmp = tmp_path_factory.mktemp("db")
+    app = create_app({
+        "TESTING": True,
+        "APP_ENV": "testing",
+        "SECRET_KEY": SECRET,
+        "SQLALCHEMY_DATABASE_URI": database_url(str(tmp)),
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+        "WECHAT_APPID": "",
+        "WECHAT_SECRET": "",
+        "UPLOAD_DIR": str(tmp / "uploads"),
+    })
+    with app.app_context():
+        Base.metadata.drop_all(db.engine)
+        Base.metadata.create_all(db.engine)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _empty_tables(app: Flask) -> None:
+    with app.app_context():
+        tables = list(reversed(Base.metadata.sorted_tables))
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                names = ", ".join(t.name for t in tables)
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+                conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture(autouse=True)
+def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "app" in request.fixturenames:
+        app: Flask = request.getfixturevalue("app")
+        _empty_tables(app)
+        with app.app_context():
+            limiter.reset()
+        app.config.update(APP_ENV="testing", WECHAT_APPID="", WECHAT_SECRET="")
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+@dataclass
+class World:
+    """A small county: township T1 (villages A and B) and T2 (village C), a household in each
+    village, and one account per role. Attributes are ids; `headers(name)` logs one in."""
+
+    app: Flask
+    ids: dict[str, int] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self.ids[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+    def headers(self, user: str | int) -> dict[str, str]:
+        user_id = self.ids[user] if isinstance(user, str) else user
+        with self.app.app_context():
+            pair = sessions.login(db.session, token_settings(), db.session.get(User, user_id))
+            db.session.commit()
+        return {"Authorization": f"Bearer {pair.access_token}"}
+
+    def tokens(self, user: str) -> sessions.TokenPair:
+        with self.app.app_context():
+            pair = sessions.login(db.session, token_settings(),
+                                  db.session.get(User, self.ids[user]))
+            db.session.commit()
+        return pair
+
+
+def build_world(app: Flask) -> World:
+    world = World(app)
+    ids = world.ids
+    with app.app_context():
+        s = db.session
+        t1, t2 = Township(name="青石镇", code="T1"), Township(name="白沙镇", code="T2")
+        s.add_all([t1, t2])
+        s.flush()
+        a = Village(township_id=t1.id, name="清水村")
+        b = Village(township_id=t1.id, name="桃源村")
+        c = Village(township_id=t2.id, name="白沙村")
+        s.add_all([a, b, c])
+        s.flush()
+        households = {}
+        for key, village in (("x", a), ("y", b), ("z", c)):
+            group = VillagerGroup(village_id=village.id, name="第一村民小组")
+            s.add(group)
+            s.flush()
+            h = Household(village_id=village.id, group_id=group.id, name=f"{key}户",
+                          address=f"{village.name}1号")
+            s.add(h)
+            s.flush()
+            head = Villager(household_id=h.id, name=f"户主{key}", relation="户主",
+                            phone=f"1380000000{len(households)}", gender="男", birth_year=1970)
+            spouse = Villager(household_id=h.id, name=f"配偶{key}", relation="配偶",
+                              phone=None, gender="女", birth_year=1972)
+            s.add_all([head, spouse])
+            s.flush()
+            households[key] = h
+            ids.update({f"village_{key}": village.id, f"group_{key}": group.id,
+                        f"household_{key}": h.id, f"head_{key}": head.id,
+                        f"spouse_{key}": spouse.id})
+        shop_a = Shop(township_id=t1.id, name="清水村积分超市", villages=[a])
+        s.add(shop_a)
+        s.flush()
+        pw = hash_password(PASSWORD)
+        users = {
+            "county": User(username="county", password_hash=pw, role="county_admin"),
+            "tadmin1": User(username="tadmin1", password_hash=pw, role="township_admin",
+                            township_id=t1.id),
+            "tadmin2": User(username="tadmin2", password_hash=pw, role="township_admin",
+                            township_id=t2.id),
+            "cadre_a": User(username="cadre_a", password_hash=pw, role="cadre",
+                            township_id=t1.id, village_id=a.id),
+            "cadre_b": User(username="cadre_b", password_hash=pw, role="cadre",
+                            township_id=t1.id, village_id=b.id),
+            "clerk_a": User(username="clerk_a", password_hash=pw, role="clerk",
+                            township_id=t1.id, shop_id=shop_a.id),
+            "villager_x": User(role="villager", openid="openid-x", villager_id=ids["head_x"],
+                               name="户主x"),
+            "villager_y": User(role="villager", openid="openid-y", villager_id=ids["head_y"],
+                               name="户主y"),
+            "unbound": User(role="villager", openid="openid-unbound"),
+        }
+        s.add_all(users.values())
+        s.commit()
+        ids.update({"township_1": t1.id, "township_2": t2.id, "village_a": a.id,
+                    "village_b": b.id, "village_c": c.id, "shop_a": shop_a.id})
+        ids.update({name: u.id for name, u in users.items()})
+    # the "x/y/z" keys name households; "a/b/c" name their villages
+    return world
+
+
+@pytest.fixture()
+def world(app: Flask) -> World:
+    return build_world(app)
+
+
+def error_code(response: Any) -> str:
+    body = response.get_json()
+    assert body is not None and "error" in body, response.data
+    return body["error"]["code"]
