@@ -1,0 +1,428 @@
+"""Roster import (花名册导入): a village's households and members from the cadres' Excel sheet.
+
+The file is read, every row is checked and only then is anything written: a roster with any
+error imports nothing, and the cadre gets every error at once, by the row numbers Excel shows
+(the header is row 1), so the sheet can be fixed in one pass."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+import unicodedata
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import DomainError
+from .models import HEAD, RELATIONS, Household, Village, Villager, VillagerGroup
+from .registry import PHONE_RE
+from .scope import Actor, authorize, get_visible
+
+KEY, GROUP, ADDRESS, NAME, RELATION, PHONE, GENDER, BIRTH_YEAR = COLUMNS = (
+    "户编号", "村民小组", "地址", "姓名", "与户主关系", "手机号", "性别", "出生年份",
+)
+REQUIRED = (KEY, NAME, RELATION)
+
+MAX_ROWS = 5_000
+MAX_ERRORS = 200
+MAX_NAME = 50  # Villager.name
+MAX_GROUP = 100  # VillagerGroup.name
+MAX_ADDRESS = 200  # Household.address
+MIN_BIRTH_YEAR = 1900
+
+XLSX_MAGIC = b"PK\x03\x04"
+XLS_MAGIC = b"\xd0\xcf\x11\xe0"  # the old binary Excel (and Word) format
+GENDER_ALIASES = {"男": "男", "女": "女", "男性": "男", "女性": "女"}
+
+
+@dataclass
+class RosterSummary:
+    households: int
+    members: int
+    groups: int  # villager groups created by this import
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class RosterInvalid(DomainError):
+    status = 422
+    code = "roster_invalid"
+    message = "花名册有错误，未导入任何数据，请按提示修改后重新上传"
+
+    def __init__(self, errors: list[dict[str, Any]] | None = None) -> None:
+        errors = errors or []
+        details: dict[str, Any] = {"errors": errors[:MAX_ERRORS]}
+        if len(errors) > MAX_ERRORS:
+            details["truncated"] = True
+        super().__init__(details=details)
+
+
+def _error(row: int, column: str | None, message: str) -> dict[str, Any]:
+    return {"row": row, "field": column, "message": message}
+
+
+def _file_error(message: str) -> RosterInvalid:
+    return RosterInvalid([_error(0, None, message)])
+
+
+# --- reading the file -------------------------------------------------------------------------
+
+
+def parse_roster(filename: str, data: bytes) -> list[dict[str, Any]]:
+    """The data rows of a CSV or XLSX roster, each a dict of the COLUMNS (None where absent or
+    blank) plus "row", its row number in the sheet. Raises RosterInvalid for a file that cannot
+    be read, a bad header or too many rows; the cells themselves are checked on import."""
+    name = (filename or "").strip().lower()
+    if not data or not data.strip():
+        raise _file_error("文件是空的，请上传填好的花名册")
+    if data.startswith(XLSX_MAGIC):
+        rows = _xlsx_rows(data)
+    elif name.endswith((".xlsx", ".xlsm")):
+        raise _file_error("无法读取该 Excel 文件，文件可能已损坏，请重新保存为 .xlsx 后上传")
+    elif data.startswith(XLS_MAGIC) or name.endswith(".xls"):
+        raise _file_error("不支持旧版 Excel（.xls）格式，请在 Excel 中另存为 .xlsx 或 CSV 后上传")
+    else:
+        rows = _csv_rows(data)
+    return _rows_to_dicts(rows)
+
+
+def _unsupported() -> RosterInvalid:
+    return _file_error("不支持该文件格式，请上传 Excel（.xlsx）或 CSV 文件")
+
+
+def _csv_rows(data: bytes) -> list[tuple[int, list[Any]]]:
+    if b"\x00" in data:
+        raise _unsupported()  # binary, or UTF-16, which Excel calls "Unicode text"
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise _unsupported()
+    first_line = text.split("\n", 1)[0]
+    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
+    rows: list[tuple[int, list[Any]]] = []
+    try:
+        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""),
+                                                  delimiter=delimiter), start=1):
+            if _blank(cells):
+                continue
+            rows.append((number, cells))
+            if len(rows) > MAX_ROWS + 1:  # the header and one row too many: enough to refuse
+                break
+    except csv.Error as exc:
+        raise _unsupported() from exc
+    return rows
+
+
+def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
+    import openpyxl  # only needed here; keeps the import of this module cheap
+
+    rows: list[tuple[int, list[Any]]] = []
+    workbook = None
+    try:
+        # Files saved by WPS and other tools make openpyxl warn about styles; not our concern.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            sheet = workbook.worksheets[0]
+            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                if _blank(cells):
+                    continue
+                rows.append((number, list(cells)))
+                if len(rows) > MAX_ROWS + 1:
+                    break
+    except Exception as exc:  # a corrupt or foreign zip can fail in many ways inside openpyxl
+        raise _file_error(
+            "无法读取该 Excel 文件，文件可能已损坏，请重新保存为 .xlsx 后上传"
+        ) from exc
+    finally:
+        if workbook is not None:
+            with contextlib.suppress(Exception):  # a broken archive must not hide the error
+                workbook.close()
+    return rows
+
+
+def _blank(cells: Any) -> bool:
+    return all(_text(cell) is None for cell in cells)
+
+
+def _text(value: Any) -> str | None:
+    """A cell as stripped text, None when blank. Integral floats lose their ".0"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _header_name(value: Any) -> str | None:
+    text = _text(value)
+    return re.sub(r"\s+", "", text) if text else None
+
+
+def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
+    if not rows:
+        raise _file_error("文件是空的，请上传填好的花名册")
+    header_row, header = rows[0]
+    positions: dict[str, int] = {}
+    unknown: list[str] = []
+    duplicate: list[str] = []
+    for index, cell in enumerate(header):
+        column = _header_name(cell)
+        if column is None:
+            continue  # a blank header cell: stray formatting, not a column
+        if column not in COLUMNS:
+            unknown.append(str(_text(cell)))
+        elif column in positions:
+            duplicate.append(column)
+        else:
+            positions[column] = index
+    errors = []
+    if unknown:
+        errors.append(_error(header_row, None, "表头有无法识别的列：{}；表头只能是：{}".format(
+            "、".join(unknown), "、".join(COLUMNS))))
+    if duplicate:
+        errors.append(_error(header_row, None, "表头有重复的列：" + "、".join(duplicate)))
+    missing = [column for column in REQUIRED if column not in positions]
+    if missing:
+        errors.append(_error(header_row, None, "表头缺少必填的列：" + "、".join(missing)))
+    if errors:
+        raise RosterInvalid(errors)
+
+    data_rows = rows[1:]
+    if len(data_rows) > MAX_ROWS:
+        raise _file_error(f"花名册最多 {MAX_ROWS} 行村民，请分成几个文件导入")
+    out = []
+    for number, cells in data_rows:
+        record: dict[str, Any] = {"row": number}
+        for column in COLUMNS:
+            index = positions.get(column)
+            value = cells[index] if index is not None and index < len(cells) else None
+            if isinstance(value, str):
+                value = value.strip() or None
+            record[column] = value
+        out.append(record)
+    return out
+
+
+# --- checking the rows ------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    row: int
+    name: str
+    relation: str | None
+    phone: str | None
+    gender: str | None
+    birth_year: int | None
+    group: str | None
+    address: str | None
+
+
+@dataclass
+class _Household:
+    key: str
+    members: list[_Member] = field(default_factory=list)
+    invalid_rows: list[int] = field(default_factory=list)  # rows whose relation is unusable
+
+    @property
+    def head(self) -> _Member | None:
+        return next((m for m in self.members if m.relation == HEAD), None)
+
+
+def _phone(value: Any) -> tuple[str | None, str | None]:
+    """(phone, error message)."""
+    text = _text(value)
+    if text is None:
+        return None, None
+    if re.fullmatch(r"\d(\.\d+)?[eE]\+?\d+", text):
+        return None, "手机号被 Excel 显示成了科学计数法，请把该列设为“文本”后重新填写"
+    phone = unicodedata.normalize("NFKC", text)
+    phone = re.sub(r"[\s\-]", "", phone)
+    phone = re.sub(r"^\+?86(?=1\d{10}$)", "", phone)
+    phone = re.sub(r"\.0+$", "", phone)  # 13812345678.0, a number turned to text
+    if not PHONE_RE.match(phone):
+        return None, f"手机号“{text}”格式不正确，应为 11 位手机号"
+    return phone, None
+
+
+def _birth_year(value: Any) -> tuple[int | None, str | None]:
+    text = _text(value)
+    if text is None:
+        return None, None
+    plain = unicodedata.normalize("NFKC", text).removesuffix("年")
+    plain = re.sub(r"\.0+$", "", plain)
+    this_year = date.today().year
+    if not re.fullmatch(r"\d{4}", plain) or not MIN_BIRTH_YEAR <= int(plain) <= this_year:
+        return None, (f"出生年份“{text}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} "
+                      "之间的四位年份")
+    return int(plain), None
+
+
+def _check_rows(
+    rows: list[dict[str, Any]], taken_phones: set[str]
+) -> tuple[list[_Household], list[dict[str, Any]]]:
+    errors: list[dict[str, Any]] = []
+    households: dict[str, _Household] = {}
+    seen_pairs: dict[tuple[str, str], int] = {}
+    for record in rows:
+        row = record["row"]
+
+        def fail(column: str | None, message: str, row: int = row) -> None:
+            errors.append(_error(row, column, message))
+
+        key = _text(record[KEY])
+        if key is None:
+            fail(KEY, "户编号不能为空；同一户的人填相同的户编号")
+
+        name = _text(record[NAME])
+        if name is None:
+            fail(NAME, "姓名不能为空")
+        elif len(name) > MAX_NAME:
+            fail(NAME, f"姓名不能超过 {MAX_NAME} 个字")
+
+        relation = _text(record[RELATION])
+        if relation is None:
+            fail(RELATION, "与户主关系不能为空，应为：" + "、".join(RELATIONS))
+        elif relation not in RELATIONS:
+            fail(RELATION, f"与户主关系“{relation}”无法识别，应为：" + "、".join(RELATIONS))
+            relation = None
+
+        phone, message = _phone(record[PHONE])
+        if message:
+            fail(PHONE, message)
+        elif phone is not None:
+            if phone in taken_phones:
+                fail(PHONE, f"手机号 {phone} 已登记在本村其他村民名下")
+            if name is not None:
+                first = seen_pairs.setdefault((name, phone), row)
+                if first != row:
+                    fail(PHONE, f"与第 {first} 行重复：同一姓名和手机号出现了两次")
+
+        gender_text = _text(record[GENDER])
+        gender = GENDER_ALIASES.get(gender_text) if gender_text else None
+        if gender_text and gender is None:
+            fail(GENDER, f"性别“{gender_text}”无法识别，应为：男、女")
+
+        birth_year, message = _birth_year(record[BIRTH_YEAR])
+        if message:
+            fail(BIRTH_YEAR, message)
+
+        group = _text(record[GROUP])
+        if group is not None and len(group) > MAX_GROUP:
+            fail(GROUP, f"村民小组名称不能超过 {MAX_GROUP} 个字")
+        address = _text(record[ADDRESS])
+        if address is not None and len(address) > MAX_ADDRESS:
+            fail(ADDRESS, f"地址不能超过 {MAX_ADDRESS} 个字")
+
+        if key is None:
+            continue
+        household = households.setdefault(key, _Household(key))
+        if relation is None:
+            household.invalid_rows.append(row)
+        elif relation == HEAD and household.head is not None:
+            fail(RELATION, f"户编号 {key} 已有户主（第 {household.head.row} 行），"
+                           "一户只能有一位户主")
+            household.invalid_rows.append(row)
+            relation = None
+        if group is not None:
+            other = next((m for m in household.members if m.group not in (None, group)), None)
+            if other is not None:
+                fail(GROUP, f"同一户的村民小组不一致：第 {other.row} 行填的是“{other.group}”")
+        household.members.append(_Member(
+            row=row, name=name or "", relation=relation, phone=phone, gender=gender,
+            birth_year=birth_year, group=group, address=address,
+        ))
+
+    for household in households.values():
+        if household.head is None:
+            for member in household.members:
+                if member.row not in household.invalid_rows:
+                    errors.append(_error(member.row, RELATION,
+                                         f"户编号 {household.key} 没有户主，每户须有一位户主"))
+    errors.sort(key=lambda e: e["row"])  # stable: within a row, the order found
+    return list(households.values()), errors
+
+
+# --- importing --------------------------------------------------------------------------------
+
+
+def import_roster(
+    session: Session, actor: Actor, village_id: int, filename: str, data: bytes
+) -> RosterSummary:
+    """Check the whole roster, then create its groups, households and members in the village.
+
+    Raises RosterInvalid with every error found, having added nothing to the session. Does not
+    commit: the caller does."""
+    village = get_visible(session, actor, Village, village_id)
+    authorize(actor, "roster.import")
+    rows = parse_roster(filename, data)
+    if not rows:
+        raise _file_error("花名册里没有村民，请在表头下面逐行填写")
+
+    taken_phones = set(session.scalars(
+        select(Villager.phone)
+        .join(Household, Household.id == Villager.household_id)
+        .where(Household.village_id == village.id, Villager.active.is_(True),
+               Villager.phone.is_not(None))
+    ))
+    households, errors = _check_rows(rows, taken_phones)
+    if errors:
+        raise RosterInvalid(errors)
+
+    groups = {
+        group.name: group
+        for group in session.scalars(
+            select(VillagerGroup).where(VillagerGroup.village_id == village.id)
+        )
+    }
+    created_groups = 0
+    members = 0
+    for planned in households:
+        head = planned.head
+        assert head is not None
+        group_name = head.group or next((m.group for m in planned.members if m.group), None)
+        group = None
+        if group_name is not None:
+            group = groups.get(group_name)
+            if group is None:
+                group = groups[group_name] = VillagerGroup(village_id=village.id,
+                                                           name=group_name)
+                session.add(group)
+                created_groups += 1
+        household = Household(
+            village_id=village.id, group=group, name=head.name + "户",
+            address=head.address or next((m.address for m in planned.members if m.address),
+                                         None),
+        )
+        session.add(household)
+        for member in planned.members:
+            session.add(Villager(
+                household=household, name=member.name, relation=member.relation,
+                phone=member.phone, gender=member.gender, birth_year=member.birth_year,
+            ))
+            members += 1
+    session.flush()
+
+    summary = RosterSummary(households=len(households), members=members, groups=created_groups)
+    audit.record(
+        session, actor, "roster.import", village,
+        after={**summary.as_dict(), "filename": filename},
+        village_id=village.id, township_id=village.township_id,
+    )
+    return summary
