@@ -6,10 +6,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry
+from .models import AuditEntry, Village
 from .scope import Actor
 
 
@@ -41,6 +41,9 @@ def record(
     township_id: int | None = None,
 ) -> AuditEntry:
     session.flush()  # so a new object has its id
+    if township_id is None and village_id is not None:
+        # Filed under the township too, so that township's admins can read it.
+        township_id = session.scalar(select(Village.township_id).where(Village.id == village_id))
     entry = AuditEntry(
         actor_id=actor.user_id if actor else None,
         action=action,

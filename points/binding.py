@@ -37,8 +37,7 @@ def create_binding_token(
     session.add(row)
     session.flush()
     household = villager.household
-    audit.record(session, actor, "binding_token.create", row, village_id=household.village_id,
-                 township_id=None)
+    audit.record(session, actor, "binding_token.create", row, village_id=household.village_id)
     token = codec.encode(TokenType.BINDING, (row.id,), expires_at)
     return token, expires_at
 

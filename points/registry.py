@@ -75,8 +75,7 @@ def _record(
     session: Session, actor: Actor, action: str, obj: Any, village: Village,
     before: dict[str, Any] | None = None,
 ) -> None:
-    audit.record(session, actor, action, obj, before=before, village_id=village.id,
-                 township_id=village.township_id)
+    audit.record(session, actor, action, obj, before=before, village_id=village.id)
 
 
 def _group_in_village(session: Session, group_id: int | None, village_id: int) -> int | None:

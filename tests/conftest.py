@@ -76,7 +76,6 @@ def _empty_tables(app: Flask) -> None:
             else:
                 for table in tables:
                     conn.execute(table.delete())
-                conn.execute(text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,941 @@
+"""Rule catalogs (积分细则): the schema, its validation and its YAML/JSON form.
+
+A catalog is voted on by a village assembly and then read by cadres and villagers, so a bad
+catalog is refused as a whole with every problem listed at once, each naming the item and the
+field, in Chinese. The same checks run when a dataclass is built directly, so a `RuleItem` that
+exists is always a valid one.
+"""
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+
+from rules.periods import PERIODS
+
+CLASSES: tuple[str, ...] = ("base", "bonus", "deduction")
+KINDS: tuple[str, ...] = ("fixed", "per_unit", "once", "veto")
+APPLIES_TO: tuple[str, ...] = ("member", "household")
+SUBMITTERS: tuple[str, ...] = ("villager", "cadre", "checkin")
+RESET_CYCLES: tuple[str, ...] = ("none", "quarterly", "yearly")
+
+CLASS_NAMES: dict[str, str] = {"base": "基础积分", "bonus": "正向加分", "deduction": "负向减分"}
+KIND_NAMES: dict[str, str] = {
+    "fixed": "固定分值",
+    "per_unit": "按单位计分",
+    "once": "仅计一次",
+    "veto": "一票否决",
+}
+
+# Typo guards rather than policy: the largest real item (婚事简办) is 200 points, and
+# points × max_units must stay far inside a 32-bit database column.
+MAX_ITEM_POINTS = 10_000
+MAX_UNITS = 1_000
+MAX_NOTICE_DAYS = 90
+MAX_BAR_PERIODS = 120
+
+_PERIOD_LABELS = {"day": "日", "week": "周", "month": "月", "quarter": "季度", "year": "年"}
+_APPLIES_LABELS = {"member": "按人", "household": "按户"}
+_SUBMITTER_LABELS = {"villager": "村民申报", "cadre": "干部录入", "checkin": "扫码签到"}
+_RESET_LABELS = {"none": "不清零", "quarterly": "每季度清零", "yearly": "每年清零"}
+
+_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+_TEXT_LIMITS = {"name": 100, "category": 20, "unit": 10, "description": 1000}
+
+_CAP_KEYS = ("period", "max_count", "max_points")
+_VETO_KEYS = ("wipe_available", "bar_periods")
+_ITEM_KEYS = (
+    "code",
+    "name",
+    "category",
+    "class",
+    "points",
+    "kind",
+    "unit",
+    "max_units",
+    "applies_to",
+    "submit_by",
+    "requires_review",
+    "evidence_required",
+    "notice_days",
+    "caps",
+    "effective_from",
+    "effective_to",
+    "veto",
+    "description",
+)
+_POLICY_KEYS = (
+    "notice_days",
+    "two_cadre_threshold",
+    "monthly_budget",
+    "reset_cycle",
+    "qualification_line",
+    "star_levels",
+    "exchange_rate",
+    "min_redemption_points",
+    "allow_village_items",
+)
+_CATALOG_KEYS = ("name", "categories", "policy", "items")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a catalog: which item (its code, or "#3" for the third item when
+    it has no usable code), which field, and what a village clerk should fix."""
+
+    item: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = " / ".join(part for part in (self.item, self.field) if part)
+        return f"[{where}] {self.message}" if where else self.message
+
+
+class CatalogError(ValueError):
+    """A catalog or item that was refused, with every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        lines = [f"积分细则有 {len(self.problems)} 处问题："]
+        lines += [f"- {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _raise_if(problems: list[Problem]) -> None:
+    if problems:
+        raise CatalogError(problems)
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A limit per calendar period (day|week|month|quarter|year) on how often or how much an
+    item may count for one subject."""
+
+    period: str
+    max_count: int | None = None
+    max_points: int | None = None
+
+    def __post_init__(self) -> None:
+        _raise_if(_cap_problems(None, "", _values(self)))
+
+
+@dataclass(frozen=True)
+class VetoEffect:
+    """一票否决: what a veto item does to the household."""
+
+    wipe_available: bool = True
+    bar_periods: int = 0  # months barred from boards and honours
+
+    def __post_init__(self) -> None:
+        _raise_if(_veto_problems(None, "", _values(self)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleItem:
+    """One line of the 积分细则. `klass` is the catalog's `class` (a Python keyword)."""
+
+    code: str
+    name: str
+    category: str
+    klass: str
+    points: int
+    kind: str
+    unit: str | None = None
+    max_units: int | None = None
+    applies_to: str
+    submit_by: tuple[str, ...]
+    requires_review: bool = True
+    evidence_required: bool = False
+    notice_days: int | None = None  # None: the catalog policy's notice_days
+    caps: tuple[Cap, ...] = ()
+    effective_from: date | None = None
+    effective_to: date | None = None  # inclusive
+    veto: VetoEffect | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        # Lists passed by a caller would make the frozen item unhashable.
+        object.__setattr__(self, "submit_by", tuple(self.submit_by))
+        object.__setattr__(self, "caps", tuple(self.caps))
+        _raise_if(_item_problems(self.code, _item_values(self), None))
+
+    def is_effective(self, on: date) -> bool:
+        if self.effective_from is not None and on < self.effective_from:
+            return False
+        return self.effective_to is None or on <= self.effective_to
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Settings a township or village adopts beside the items."""
+
+    notice_days: int = 5  # 公示 days
+    two_cadre_threshold: int = 50  # at or above this many points two different cadres approve
+    monthly_budget: int | None = None  # points a village may award per month; None: no limit
+    reset_cycle: str = "none"  # none|quarterly|yearly expiry of spendable points
+    qualification_line: int = 60  # below it: no redemption, no honours
+    star_levels: tuple[int, ...] = (60, 70, 80, 90)  # 星级文明户 thresholds, one to four stars
+    exchange_rate: Decimal = Decimal("1")  # yuan per point
+    min_redemption_points: int = 0
+    allow_village_items: bool = True  # villages may add their own items (村规民约)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "star_levels", tuple(self.star_levels))
+        _raise_if(_policy_problems("", _values(self)))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    name: str
+    categories: tuple[str, ...]
+    policy: Policy
+    items: tuple[RuleItem, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "items", tuple(self.items))
+        problems = _catalog_problems({"name": self.name, "categories": self.categories})
+        for item in self.items:
+            problems += _category_problems(item.code, item.category, self.categories)
+        problems += _duplicate_code_problems((item.code, n) for n, item in enumerate(self.items, 1))
+        _raise_if(problems)
+
+    def find(self, code: str) -> RuleItem | None:
+        return next((item for item in self.items if item.code == code), None)
+
+
+# --- value checks, shared by the parser and the dataclasses ------------------------------
+#
+# Each takes a dict holding only the fields that were read with the right type (None for an
+# optional field left out), so a type error in one field does not hide problems in others.
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _item_values(item: RuleItem) -> dict[str, Any]:
+    values = _values(item)
+    values["class"] = values.pop("klass")
+    return values
+
+
+def _text_problem(value: str, label: str, max_len: int, multiline: bool = False) -> str | None:
+    if not value.strip():
+        return f"{label}不能为空"
+    if value != value.strip():
+        return f"{label}首尾不能有空格"
+    if len(value) > max_len:
+        return f"{label}最长 {max_len} 个字，现有 {len(value)} 个"
+    for ch in value:
+        if ch == "\n" and multiline:
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"{label}含有不可见的控制字符（U+{ord(ch):04X}）"
+    return None
+
+
+def _choice_message(label: str, value: object, names: Mapping[str, str]) -> str:
+    options = "、".join(f"{key}（{name}）" for key, name in names.items())
+    return f"{label}「{value}」无效，只能是 {options}"
+
+
+def _cap_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    if "period" in v and v["period"] not in PERIODS:
+        out.append(
+            Problem(item, prefix + "period", _choice_message("周期", v["period"], _PERIOD_LABELS))
+        )
+    if (
+        "max_count" in v
+        and "max_points" in v
+        and v["max_count"] is None
+        and v["max_points"] is None
+    ):
+        out.append(
+            Problem(
+                item,
+                prefix.rstrip(".") or "caps",
+                "上限至少要写 max_count（次数）或 max_points（分数）之一",
+            )
+        )
+    for key, label in (("max_count", "次数上限"), ("max_points", "分数上限")):
+        value = v.get(key)
+        if value is not None and value < 1:
+            out.append(Problem(item, prefix + key, f"{label}必须是正整数，现为 {value}"))
+    return out
+
+
+def _veto_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    bar = v.get("bar_periods")
+    if bar is not None and not 0 <= bar <= MAX_BAR_PERIODS:
+        out.append(
+            Problem(
+                item,
+                prefix + "bar_periods",
+                f"取消评优的月数必须在 0 到 {MAX_BAR_PERIODS} 之间，现为 {bar}",
+            )
+        )
+    if v.get("wipe_available") is False and bar == 0:
+        out.append(
+            Problem(
+                item, prefix.rstrip(".") or "veto", "否决效果为空：既不清零积分，也不取消评优资格"
+            )
+        )
+    return out
+
+
+def _item_problems(
+    item: str | None, v: Mapping[str, Any], categories: tuple[str, ...] | None
+) -> list[Problem]:
+    out: list[Problem] = []
+
+    def bad(field: str, message: str) -> None:
+        out.append(Problem(item, field, message))
+
+    code = v.get("code")
+    if code is not None and not _CODE_RE.fullmatch(code):
+        bad(
+            "code",
+            f"编码「{code}」无效：只能用字母、数字和 - _ .，以字母或数字开头，最长 40 个字符",
+        )
+    for key, label in (
+        ("name", "名称"),
+        ("category", "分类"),
+        ("unit", "单位"),
+        ("description", "说明"),
+    ):
+        value = v.get(key)
+        if value is not None:
+            message = _text_problem(value, label, _TEXT_LIMITS[key], multiline=key == "description")
+            if message:
+                bad(key, message)
+    if categories is not None and v.get("category") is not None:
+        out += _category_problems(item, v["category"], categories)
+
+    klass, kind, points = v.get("class"), v.get("kind"), v.get("points")
+    if klass is not None and klass not in CLASSES:
+        bad("class", _choice_message("类别", klass, CLASS_NAMES))
+    if kind is not None and kind not in KINDS:
+        bad("kind", _choice_message("计分方式", kind, KIND_NAMES))
+    if v.get("applies_to") is not None and v["applies_to"] not in APPLIES_TO:
+        bad("applies_to", _choice_message("计分对象", v["applies_to"], _APPLIES_LABELS))
+    if points is not None and abs(points) > MAX_ITEM_POINTS:
+        bad("points", f"分值不能超过 {MAX_ITEM_POINTS}，现为 {points}")
+
+    if kind == "veto":
+        if points is not None and points != 0:
+            bad("points", f"一票否决项不计分，分值应为 0，现为 {points}")
+        if klass is not None and klass != "deduction":
+            bad("class", "一票否决项的类别必须是 deduction（负向减分）")
+        if "veto" in v and v["veto"] is None:
+            bad("veto", "一票否决项必须写明否决效果（veto：wipe_available、bar_periods）")
+    else:
+        if kind in KINDS and v.get("veto") is not None:
+            bad("veto", "只有一票否决项（kind: veto）才能设置否决效果")
+        if points is not None and klass == "deduction" and points >= 0:
+            bad("points", f"负向减分项的分值必须小于 0，现为 {points}")
+        if points is not None and klass in ("base", "bonus") and points <= 0:
+            bad("points", f"{CLASS_NAMES[klass]}项的分值必须大于 0，现为 {points}")
+
+    max_units = v.get("max_units")
+    if kind == "per_unit":
+        if "unit" in v and v["unit"] is None:
+            bad("unit", "按单位计分的项目必须写明单位（unit），如 小时、次")
+        if "max_units" in v and max_units is None:
+            bad("max_units", "按单位计分的项目必须写明每次最多计多少个单位（max_units）")
+    elif kind in KINDS and max_units is not None:
+        bad("max_units", "只有按单位计分（kind: per_unit）的项目才能设置 max_units")
+    if max_units is not None and not 1 <= max_units <= MAX_UNITS:
+        bad("max_units", f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {max_units}")
+
+    submit_by = v.get("submit_by")
+    if submit_by is not None:
+        if not submit_by:
+            bad("submit_by", "至少要有一种申报方式：" + _options(_SUBMITTER_LABELS))
+        unknown = [s for s in submit_by if s not in SUBMITTERS]
+        if unknown:
+            bad(
+                "submit_by",
+                f"申报方式「{'、'.join(map(str, unknown))}」无效，"
+                f"只能是 {_options(_SUBMITTER_LABELS)}",
+            )
+        repeated = sorted({s for s in submit_by if submit_by.count(s) > 1})
+        if repeated:
+            bad("submit_by", f"申报方式重复：{'、'.join(repeated)}")
+        # A veto wipes a household's points: a villager or a QR scan must never trigger it.
+        if kind == "veto" and set(submit_by) - {"cadre"}:
+            bad("submit_by", "一票否决项只能由村干部录入（submit_by: [cadre]）")
+
+    notice_days = v.get("notice_days")
+    if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
+        bad("notice_days", f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {notice_days}")
+
+    caps = v.get("caps")
+    if caps:
+        periods = [cap.period for cap in caps]
+        repeated = sorted({p for p in periods if periods.count(p) > 1}, key=PERIODS.index)
+        if repeated:
+            bad("caps", f"同一周期只能设一个上限，重复的周期：{'、'.join(repeated)}")
+
+    start, end = v.get("effective_from"), v.get("effective_to")
+    if start is not None and end is not None and start > end:
+        bad("effective_to", f"停止日期 {end.isoformat()} 不能早于生效日期 {start.isoformat()}")
+    return out
+
+
+def _options(names: Mapping[str, str]) -> str:
+    return "、".join(f"{key}（{name}）" for key, name in names.items())
+
+
+def _category_problems(
+    item: str | None, category: str, categories: tuple[str, ...]
+) -> list[Problem]:
+    if category in categories:
+        return []
+    known = "、".join(categories)
+    return [Problem(item, "category", f"分类「{category}」不在本细则的分类中（{known}）")]
+
+
+def _duplicate_code_problems(codes: Iterable[tuple[str, int]]) -> list[Problem]:
+    positions: dict[str, list[int]] = {}
+    for code, position in codes:
+        positions.setdefault(code, []).append(position)
+    return [
+        Problem(code, "code", f"编码「{code}」重复：第 {'、'.join(map(str, where))} 条")
+        for code, where in positions.items()
+        if len(where) > 1
+    ]
+
+
+def _catalog_problems(v: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    if v.get("name") is not None:
+        message = _text_problem(v["name"], "细则名称", 100)
+        if message:
+            out.append(Problem(None, "name", message))
+    categories = v.get("categories")
+    if categories is not None:
+        if not categories:
+            out.append(Problem(None, "categories", "至少要有一个分类"))
+        for position, category in enumerate(categories):
+            message = _text_problem(category, "分类", _TEXT_LIMITS["category"])
+            if message:
+                out.append(Problem(None, f"categories[{position}]", message))
+        repeated = sorted({c for c in categories if categories.count(c) > 1})
+        if repeated:
+            out.append(Problem(None, "categories", f"分类重复：{'、'.join(repeated)}"))
+    return out
+
+
+def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        out.append(Problem(None, prefix + key, message))
+
+    notice_days = v.get("notice_days")
+    if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
+        bad("notice_days", f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {notice_days}")
+    threshold = v.get("two_cadre_threshold")
+    if threshold is not None and threshold < 1:
+        bad("two_cadre_threshold", f"双人审核的分值门槛必须是正整数，现为 {threshold}")
+    budget = v.get("monthly_budget")
+    if budget is not None and budget < 1:
+        bad("monthly_budget", f"每月发放额度必须是正整数（不限额请留空），现为 {budget}")
+    if v.get("reset_cycle") is not None and v["reset_cycle"] not in RESET_CYCLES:
+        bad("reset_cycle", _choice_message("清零周期", v["reset_cycle"], _RESET_LABELS))
+    line = v.get("qualification_line")
+    if line is not None and line < 0:
+        bad("qualification_line", f"合格线不能为负数，现为 {line}")
+    levels = v.get("star_levels")
+    if levels is not None:
+        if any(level < 0 for level in levels):
+            bad("star_levels", "星级分数线不能为负数")
+        if any(a >= b for a, b in zip(levels, levels[1:], strict=False)):
+            bad("star_levels", f"星级分数线必须从低到高严格递增，现为 {list(levels)}")
+    rate = v.get("exchange_rate")
+    if rate is not None and (not rate.is_finite() or rate <= 0):
+        bad("exchange_rate", f"兑换比例（每分折合多少元）必须大于 0，现为 {rate}")
+    minimum = v.get("min_redemption_points")
+    if minimum is not None and minimum < 0:
+        bad("min_redemption_points", f"最低兑换分数不能为负数，现为 {minimum}")
+    return out
+
+
+# --- reading untrusted mappings (YAML or JSON) -------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "空值"
+    if isinstance(value, bool):
+        return "是/否（布尔值）"
+    if isinstance(value, int):
+        return "整数"
+    if isinstance(value, float):
+        return "小数"
+    if isinstance(value, str):
+        return "文字"
+    if isinstance(value, datetime):
+        return "日期时间"
+    if isinstance(value, date):
+        return "日期"
+    if isinstance(value, Mapping):
+        return "键值映射"
+    if isinstance(value, list | tuple):
+        return "列表"
+    return type(value).__name__
+
+
+class _Reader:
+    """Reads one mapping, noting every problem instead of stopping at the first.
+
+    `values` ends up holding the fields whose type was right (None for optional fields left
+    out); fields with a wrong type are left out of it and reported.
+    """
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        item: str | None,
+        prefix: str,
+        data: Mapping[Any, Any],
+        keys: tuple[str, ...],
+    ) -> None:
+        self.problems = problems
+        self.item = item
+        self.prefix = prefix
+        self.data = data
+        self.values: dict[str, Any] = {}
+        for key in data:
+            if key not in keys:
+                self.fail(str(key), f"未知字段「{key}」（可用字段：{', '.join(keys)}）")
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.item, self.prefix + key, message))
+
+    def raw(self, key: str, required: bool) -> Any:
+        value = self.data.get(key)
+        if value is None and required:
+            self.fail(key, "缺少必填字段")
+            return _MISSING
+        return value
+
+    def text(self, key: str, *, required: bool = True, multiline: bool = False) -> None:
+        value = self.raw(key, required)
+        if value is _MISSING:
+            return
+        if value is None:
+            self.values[key] = None
+        elif not isinstance(value, str):
+            self.fail(key, f"应为文字，现为{_type_name(value)}")
+        else:
+            value = value.replace("\r\n", "\n").strip() if multiline else value.strip()
+            # An empty optional text (a cleared form field) means "not set".
+            self.values[key] = value if value or required else None
+
+    def integer(self, key: str, *, required: bool = True, default: int | None = None) -> None:
+        value = self.raw(key, required)
+        if value is _MISSING:
+            return
+        if value is None:
+            self.values[key] = default
+        elif isinstance(value, bool) or not isinstance(value, int):
+            # bool is an int in Python; `points: true` is a slip, never a score of 1.
+            self.fail(key, f"应为整数，现为{_type_name(value)}")
+        else:
+            self.values[key] = value
+
+    def boolean(self, key: str, *, default: bool) -> None:
+        value = self.raw(key, False)
+        if value is None:
+            self.values[key] = default
+        elif not isinstance(value, bool):
+            self.fail(key, f"应为 true 或 false，现为{_type_name(value)}")
+        else:
+            self.values[key] = value
+
+    def day(self, key: str) -> None:
+        value = self.raw(key, False)
+        if value is None:
+            self.values[key] = None
+        elif isinstance(value, datetime):
+            self.fail(key, "应为日期（如 2024-01-01），不能带时间")
+        elif isinstance(value, date):
+            self.values[key] = value
+        elif isinstance(value, str):
+            try:
+                self.values[key] = date.fromisoformat(value.strip())
+            except ValueError:
+                self.fail(key, f"日期「{value}」无效，应写成 2024-01-01 这样")
+        else:
+            self.fail(key, f"应为日期（如 2024-01-01），现为{_type_name(value)}")
+
+    def text_list(self, key: str, *, required: bool = True) -> None:
+        value = self.raw(key, required)
+        if value is _MISSING:
+            return
+        if value is None:
+            self.values[key] = ()
+        elif not isinstance(value, list | tuple):
+            self.fail(key, f"应为列表，现为{_type_name(value)}")
+        else:
+            wrong = [n for n, element in enumerate(value) if not isinstance(element, str)]
+            for n in wrong:
+                self.fail(f"{key}[{n}]", f"应为文字，现为{_type_name(value[n])}")
+            if not wrong:
+                self.values[key] = tuple(element.strip() for element in value)
+
+    def integer_list(self, key: str, *, default: tuple[int, ...]) -> None:
+        value = self.raw(key, False)
+        if value is None:
+            self.values[key] = default
+        elif not isinstance(value, list | tuple):
+            self.fail(key, f"应为整数列表，现为{_type_name(value)}")
+        else:
+            wrong = [
+                n for n, e in enumerate(value) if isinstance(e, bool) or not isinstance(e, int)
+            ]
+            for n in wrong:
+                self.fail(f"{key}[{n}]", f"应为整数，现为{_type_name(value[n])}")
+            if not wrong:
+                self.values[key] = tuple(value)
+
+    def decimal(self, key: str, *, default: Decimal) -> None:
+        value = self.raw(key, False)
+        if value is None:
+            self.values[key] = default
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            self.fail(key, f'应为数字（如 1 或 "0.5"），现为{_type_name(value)}')
+            return
+        try:
+            # repr() keeps 0.1 as "0.1" instead of the float's binary expansion.
+            self.values[key] = Decimal(repr(value) if isinstance(value, float) else value)
+        except InvalidOperation:
+            self.fail(key, f"「{value}」不是有效的数字")
+
+    def mapping(self, key: str) -> Mapping[Any, Any] | None:
+        value = self.raw(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.fail(key, f"应为键值映射，现为{_type_name(value)}")
+            return None
+        return value
+
+
+def _read_cap(problems: list[Problem], item: str, prefix: str, data: Any) -> Cap | None:
+    if not isinstance(data, Mapping):
+        problems.append(
+            Problem(item, prefix.rstrip("."), f"上限应为键值映射，现为{_type_name(data)}")
+        )
+        return None
+    start = len(problems)
+    reader = _Reader(problems, item, prefix, data, _CAP_KEYS)
+    reader.text("period")
+    reader.integer("max_count", required=False)
+    reader.integer("max_points", required=False)
+    problems += _cap_problems(item, prefix, reader.values)
+    return Cap(**reader.values) if len(problems) == start else None
+
+
+def _read_veto(problems: list[Problem], item: str, data: Mapping[Any, Any]) -> VetoEffect | None:
+    start = len(problems)
+    reader = _Reader(problems, item, "veto.", data, _VETO_KEYS)
+    reader.boolean("wipe_available", default=True)
+    reader.integer("bar_periods", required=False, default=0)
+    problems += _veto_problems(item, "veto.", reader.values)
+    return VetoEffect(**reader.values) if len(problems) == start else None
+
+
+def _item_label(data: Any, position: int) -> str:
+    code = data.get("code") if isinstance(data, Mapping) else None
+    return code.strip() if isinstance(code, str) and code.strip() else f"#{position}"
+
+
+def _read_item(
+    problems: list[Problem], data: Any, position: int, categories: tuple[str, ...] | None
+) -> RuleItem | None:
+    label = _item_label(data, position)
+    if not isinstance(data, Mapping):
+        problems.append(
+            Problem(label, "", f"第 {position} 条细则应为键值映射，现为{_type_name(data)}")
+        )
+        return None
+    start = len(problems)
+    reader = _Reader(problems, label, "", data, _ITEM_KEYS)
+    for key in ("code", "name", "category", "class"):
+        reader.text(key)
+    reader.integer("points")
+    reader.text("kind")
+    reader.text("unit", required=False)
+    reader.integer("max_units", required=False)
+    reader.text("applies_to")
+    reader.text_list("submit_by")
+    reader.boolean("requires_review", default=True)
+    reader.boolean("evidence_required", default=False)
+    reader.integer("notice_days", required=False)
+
+    raw_caps = reader.raw("caps", False)
+    if raw_caps is None:
+        reader.values["caps"] = ()
+    elif not isinstance(raw_caps, list | tuple):
+        reader.fail("caps", f"应为列表，现为{_type_name(raw_caps)}")
+    else:
+        caps = [_read_cap(problems, label, f"caps[{n}].", raw) for n, raw in enumerate(raw_caps)]
+        # The valid caps still go in, so duplicate periods among them get reported too.
+        reader.values["caps"] = tuple(cap for cap in caps if cap is not None)
+
+    reader.day("effective_from")
+    reader.day("effective_to")
+    raw_veto = reader.mapping("veto")
+    if raw_veto is not None:
+        veto = _read_veto(problems, label, raw_veto)
+        if veto is not None:
+            reader.values["veto"] = veto
+    elif "veto" not in data or data["veto"] is None:
+        reader.values["veto"] = None
+    reader.text("description", required=False, multiline=True)
+
+    problems += _item_problems(label, reader.values, categories)
+    if len(problems) > start:
+        return None
+    values = dict(reader.values)
+    values["klass"] = values.pop("class")
+    return RuleItem(**values)
+
+
+def _read_policy(problems: list[Problem], prefix: str, data: Mapping[Any, Any]) -> Policy | None:
+    start = len(problems)
+    default = Policy()
+    reader = _Reader(problems, None, prefix, data, _POLICY_KEYS)
+    for key in (
+        "notice_days",
+        "two_cadre_threshold",
+        "qualification_line",
+        "min_redemption_points",
+    ):
+        reader.integer(key, required=False, default=getattr(default, key))
+    reader.integer("monthly_budget", required=False)
+    reader.text("reset_cycle", required=False)
+    reader.values["reset_cycle"] = reader.values.get("reset_cycle") or default.reset_cycle
+    reader.integer_list("star_levels", default=default.star_levels)
+    reader.decimal("exchange_rate", default=default.exchange_rate)
+    reader.boolean("allow_village_items", default=default.allow_village_items)
+    problems += _policy_problems(prefix, reader.values)
+    return Policy(**reader.values) if len(problems) == start else None
+
+
+def parse_item(data: Mapping[str, Any], categories: Iterable[str] | None) -> RuleItem:
+    """Validate one item (e.g. a village's own item posted through the API).
+
+    `categories` are those of the catalog it joins; None skips the category check.
+    """
+    problems: list[Problem] = []
+    known = tuple(categories) if categories is not None else None
+    item = _read_item(problems, data, 1, known)
+    _raise_if(problems)
+    assert item is not None
+    return item
+
+
+def parse_policy(data: Mapping[str, Any]) -> Policy:
+    problems: list[Problem] = []
+    if not isinstance(data, Mapping):
+        _raise_if([Problem(None, "policy", f"应为键值映射，现为{_type_name(data)}")])
+    policy = _read_policy(problems, "", data)
+    _raise_if(problems)
+    assert policy is not None
+    return policy
+
+
+def parse_catalog(data: Mapping[str, Any]) -> Catalog:
+    """Validate a whole catalog; raises CatalogError listing every problem found."""
+    if not isinstance(data, Mapping):
+        raise CatalogError(
+            [
+                Problem(
+                    None,
+                    "",
+                    f"细则应为键值映射（name、categories、policy、items），现为{_type_name(data)}",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    reader = _Reader(problems, None, "", data, _CATALOG_KEYS)
+    reader.text("name")
+    reader.text_list("categories")
+    problems += _catalog_problems(reader.values)
+    category_problems = any(p.field.startswith("categories") for p in problems)
+    categories = None if category_problems else reader.values.get("categories")
+
+    policy: Policy | None = Policy()
+    raw_policy = reader.mapping("policy")
+    if raw_policy is not None:
+        policy = _read_policy(problems, "policy.", raw_policy)
+
+    items: list[RuleItem | None] = []
+    raw_items = reader.raw("items", True)
+    if raw_items is not _MISSING and not isinstance(raw_items, list | tuple):
+        reader.fail("items", f"应为列表，现为{_type_name(raw_items)}")
+    elif raw_items is not _MISSING:
+        items = [_read_item(problems, raw, n, categories) for n, raw in enumerate(raw_items, 1)]
+        problems += _duplicate_code_problems(
+            (code.strip(), n)
+            for n, raw in enumerate(raw_items, 1)
+            if isinstance(raw, Mapping) and isinstance(code := raw.get("code"), str)
+        )
+    _raise_if(problems)
+    assert policy is not None and all(item is not None for item in items)
+    return Catalog(
+        name=reader.values["name"],
+        categories=reader.values["categories"],
+        policy=policy,
+        items=tuple(item for item in items if item is not None),
+    )
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def cap_to_dict(cap: Cap) -> dict[str, Any]:
+    out: dict[str, Any] = {"period": cap.period}
+    if cap.max_count is not None:
+        out["max_count"] = cap.max_count
+    if cap.max_points is not None:
+        out["max_points"] = cap.max_points
+    return out
+
+
+def item_to_dict(item: RuleItem) -> dict[str, Any]:
+    """JSON-safe form in a fixed key order; optional fields that are unset are left out."""
+    out: dict[str, Any] = {
+        "code": item.code,
+        "name": item.name,
+        "category": item.category,
+        "class": item.klass,
+        "points": item.points,
+        "kind": item.kind,
+    }
+    if item.unit is not None:
+        out["unit"] = item.unit
+    if item.max_units is not None:
+        out["max_units"] = item.max_units
+    out["applies_to"] = item.applies_to
+    out["submit_by"] = list(item.submit_by)
+    out["requires_review"] = item.requires_review
+    out["evidence_required"] = item.evidence_required
+    if item.notice_days is not None:
+        out["notice_days"] = item.notice_days
+    if item.caps:
+        out["caps"] = [cap_to_dict(cap) for cap in item.caps]
+    if item.effective_from is not None:
+        out["effective_from"] = item.effective_from.isoformat()
+    if item.effective_to is not None:
+        out["effective_to"] = item.effective_to.isoformat()
+    if item.veto is not None:
+        out["veto"] = {
+            "wipe_available": item.veto.wipe_available,
+            "bar_periods": item.veto.bar_periods,
+        }
+    if item.description is not None:
+        out["description"] = item.description
+    return out
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """JSON-safe form with every key; the exchange rate is a string so no cents are lost."""
+    return {
+        "notice_days": policy.notice_days,
+        "two_cadre_threshold": policy.two_cadre_threshold,
+        "monthly_budget": policy.monthly_budget,
+        "reset_cycle": policy.reset_cycle,
+        "qualification_line": policy.qualification_line,
+        "star_levels": list(policy.star_levels),
+        "exchange_rate": str(policy.exchange_rate),
+        "min_redemption_points": policy.min_redemption_points,
+        "allow_village_items": policy.allow_village_items,
+    }
+
+
+def catalog_to_dict(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "name": catalog.name,
+        "categories": list(catalog.categories),
+        "policy": policy_to_dict(catalog.policy),
+        "items": [item_to_dict(item) for item in catalog.items],
+    }
+
+
+# --- YAML --------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice: plain YAML keeps the last one silently,
+    which would let a second `points:` line override the first unnoticed."""
+
+
+def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            continue  # an unhashable key is reported by construct_mapping below
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"字段「{key}」重复出现", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def load_yaml(text: str) -> Catalog:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark is not None else "位置不明"
+        detail = getattr(error, "problem", None) or str(error)
+        raise CatalogError([Problem(None, "yaml", f"YAML 格式错误（{where}）：{detail}")]) from None
+    if not isinstance(data, Mapping):
+        raise CatalogError(
+            [
+                Problem(
+                    None, "yaml", "细则文件的顶层必须是键值映射（name、categories、policy、items）"
+                )
+            ]
+        )
+    return parse_catalog(data)
+
+
+def dump_yaml(catalog: Catalog) -> str:
+    """Canonical YAML: the same catalog always gives the same bytes."""
+    return yaml.safe_dump(
+        catalog_to_dict(catalog),
+        allow_unicode=True,
+        sort_keys=False,
+        default_flow_style=False,
+        width=100,
+    )
