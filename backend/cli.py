@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from points import demo
 from points.errors import DomainError
@@ -15,6 +15,7 @@ from .extensions import db
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Seed only when the database is empty; "
               "otherwise do nothing (used by `make run`).")
 def demo_command(if_empty: bool) -> None:
