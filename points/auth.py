@@ -121,13 +121,14 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
     auth_session = session.get(AuthSession, claims["sid"])
     if auth_session is None or str(auth_session.user_id) != claims["sub"]:
         raise TokenInvalid()
-    if auth_session.revoked_at is not None:
-        raise TokenRevoked()
     user = session.get(User, auth_session.user_id)
     if user is None:
         raise TokenInvalid()
+    # Disabling also revokes the sessions; say the more useful thing first.
     if user.disabled:
         raise AccountDisabled()
+    if auth_session.revoked_at is not None:
+        raise TokenRevoked()
     return user, auth_session.id
 
 
@@ -142,6 +143,9 @@ def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User
         raise TokenInvalid()
     auth_session = session.get(AuthSession, row.session_id)
     assert auth_session is not None
+    owner = session.get(User, auth_session.user_id)
+    if owner is None or owner.disabled:
+        raise AccountDisabled()
     if auth_session.revoked_at is not None:
         raise TokenRevoked()
     spent = session.execute(

@@ -64,7 +64,8 @@ def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str)
     if row is None:
         raise NotFound()
     villager = session.get(Villager, row.villager_id)
-    assert villager is not None
+    if villager is None or not villager.active:
+        raise NotFound("该村民已不在花名册中，请联系村干部", code="villager_inactive")
     # Spend the code with a conditional update: two phones scanning it at once bind one.
     spent = session.execute(
         update(BindingToken)
