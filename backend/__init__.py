@@ -13,10 +13,12 @@ from points.db import configure_engine, normalise_url
 from . import config as app_config
 from . import extensions
 from .extensions import db, limiter, migrate
+from .jsonio import ChineseJSONProvider
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.json = ChineseJSONProvider(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     load_config(app, test_config)
     configure_logging(app)
@@ -46,9 +48,7 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
             "info": {"description": "The HTTP API of the 村务积分 mini-program and console."},
         },
         RATELIMIT_HEADERS_ENABLED=True,
-        JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
 
 def configure_logging(app: Flask) -> None:

@@ -273,3 +273,136 @@ class MeOut(Schema):
     villager = fields.Nested(VillagerOut, allow_none=True)
     household = fields.Nested(HouseholdOut, allow_none=True)
     scope = fields.Nested(ScopeOut)
+
+
+# ---- claims, notice, objections -------------------------------------------------------------
+
+CLAIM_STATUS_NAMES = ("pending", "approved", "in_notice", "objected", "posted", "rejected")
+
+
+class ClaimIn(Schema):
+    rule_item_id = fields.Integer(required=True)
+    units = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=1000))
+    note = _optional(500)
+    evidence = fields.List(fields.Integer(), load_default=list, validate=validate.Length(max=9),
+                           metadata={"description": "upload ids (POST /api/v1/uploads)"})
+
+
+class AwardTarget(Schema):
+    villager_id = fields.Integer()
+    household_id = fields.Integer()
+
+    @validates_schema
+    def _one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError("每个对象填写 villager_id 或 household_id 之一", "_schema")
+
+
+class AwardIn(ClaimIn):
+    targets = fields.List(fields.Nested(AwardTarget), required=True,
+                          validate=validate.Length(min=1, max=200))
+
+
+class ReasonIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class ResolveIn(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(("uphold", "overturn")))
+    note = _optional(500)
+
+
+class RuleItemRef(Schema):
+    id = fields.Integer()
+    version_id = fields.Integer()
+    version = fields.Integer(allow_none=True)
+    code = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+
+
+class ObjectionOut(Schema):
+    id = fields.Integer()
+    claim_id = fields.Integer()
+    reason = fields.String()
+    status = fields.String()
+    created_at = LocalDateTime()
+    resolved_at = LocalDateTime(allow_none=True)
+    resolution_note = fields.String(allow_none=True)
+
+
+class ClaimOut(Schema):
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
+    village_id = fields.Integer()
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    member_id = fields.Integer(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    rule_item = fields.Nested(RuleItemRef)
+    source = fields.String()
+    units = fields.Integer(allow_none=True)
+    points = fields.Integer()
+    capped = fields.Boolean()
+    reason = fields.String(metadata={"description": "how the rule engine decided the points"})
+    note = fields.String(allow_none=True)
+    evidence = fields.List(fields.Integer())
+    approvals = fields.Integer()
+    created_at = LocalDateTime()
+    notice_ends_at = LocalDateTime(allow_none=True)
+    decided_at = LocalDateTime(allow_none=True)
+    posted_at = LocalDateTime(allow_none=True)
+    reject_reason = fields.String(allow_none=True)
+    objections = fields.List(fields.Nested(ObjectionOut))
+
+
+class ClaimListArgs(PageArgs):
+    village_id = fields.Integer()
+    household_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
+
+
+class NoticeOut(Schema):
+    """What the public notice (公示) shows: who, for what, how many points, until when."""
+
+    claim_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    rule_item = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    points = fields.Integer()
+    status = fields.String()
+    notice_ends_at = LocalDateTime()
+
+
+# ---- accounts and the passbook (积分存折) ----------------------------------------------------
+
+class AccountOut(Schema):
+    household_id = fields.Integer()
+    available = fields.Integer(metadata={"description": "spendable now"})
+    held = fields.Integer(metadata={"description": "reserved by orders not yet picked up"})
+    earned_total = fields.Integer(metadata={"description": "lifetime score"})
+    this_month = fields.Integer(metadata={"description": "score this month"})
+
+
+class LedgerArgs(PageArgs):
+    month = fields.String(validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                                   error="月份格式为 YYYY-MM"))
+
+
+class LedgerEntryOut(Schema):
+    id = fields.Integer()
+    amount = fields.Integer()
+    kind = fields.String()
+    member_id = fields.Integer(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})
+    rule_item_id = fields.Integer(allow_none=True)
+    rule_item_version_id = fields.Integer(allow_none=True)
+    rule_item_name = fields.String(allow_none=True)
+    claim_id = fields.Integer(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    month = fields.String()
+    created_at = LocalDateTime()
+    created_by = fields.Integer(allow_none=True)
+    note = fields.String(allow_none=True)

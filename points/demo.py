@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import rules
+
+from . import catalogs
 from .errors import Conflict
 from .models import Household, Shop, Township, User, Village, Villager, VillagerGroup
 from .passwords import hash_password
@@ -47,6 +50,8 @@ def seed(session: Session, seed_value: int = 2026) -> list[DemoLogin]:
     township = Township(name="青石镇", code="QSZ")
     session.add(township)
     session.flush()
+    # The reference 积分细则, loaded the way a township imports its own (`flask rules import`).
+    catalogs.install_catalog(session, None, township.id, rules.load_default_catalog())
     session.add_all([
         User(username="county_admin", password_hash=password, role="county_admin",
              name="县平台管理员"),

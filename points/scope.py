@@ -12,15 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, select, true
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from .errors import Forbidden, NotFound
 from .models import (
+    Account,
     AuditEntry,
+    Claim,
     Household,
+    LedgerEntry,
+    Objection,
+    RuleCatalog,
+    RuleItem,
+    RuleItemVersion,
     Shop,
     Township,
+    Upload,
     User,
     Village,
     Villager,
@@ -55,6 +63,17 @@ ACTIONS: dict[str, frozenset[str]] = {
     "user.create": ADMINS,
     "user.update": ADMINS,
     "audit.read": ADMINS,
+    # 积分细则: a township's catalog and policies are the township's decision (a county admin
+    # may set one up for any township); a village's own items (村规民约) may also be written
+    # by its cadres, when the township's policy has allow_village_items (checked in
+    # points.catalogs). Reading rules needs no action: villagers must be able to read them.
+    "catalog.edit": ADMINS,
+    "village_items.edit": ADMINS | {CADRE},
+    "rules.evaluate": REGISTRY_STAFF,
+    # 积分录入 and 审核: cadres of the village; township admins approve past the budget.
+    "claim.award": REGISTRY_STAFF,
+    "claim.review": REGISTRY_STAFF,
+    "ledger.reverse": REGISTRY_STAFF,
 }
 
 
@@ -73,9 +92,13 @@ class Actor:
     @classmethod
     def of(cls, session: Session, user: User) -> Actor:
         township_id, village_id, household_id = user.township_id, user.village_id, None
-        if user.role == VILLAGER and user.villager is not None:
+        if user.villager is not None:
+            # A villager's scope is their household; a cadre linked to their own roster
+            # entry keeps their village scope, and the household only bars self-approval.
             household = user.villager.household
-            household_id, village_id = household.id, household.village_id
+            household_id = household.id
+            if user.role == VILLAGER:
+                village_id = household.village_id
         if village_id is not None and township_id is None:
             township_id = session.get(Village, village_id).township_id  # type: ignore[union-attr]
         if user.role == CLERK and user.shop_id is not None and township_id is None:
@@ -155,7 +178,40 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
         if actor.role == TOWNSHIP:
             return AuditEntry.township_id == actor.township_id
         return false()
+    if model in (Claim, Account):
+        if actor.role == VILLAGER:
+            return model.household_id == actor.household_id if actor.household_id else false()
+        return village_clause(actor, model.village_id)
+    if model is LedgerEntry:
+        return LedgerEntry.account_id.in_(select(Account.id).where(_clause(actor, Account)))
+    if model is Objection:
+        return Objection.claim_id.in_(select(Claim.id).where(_clause(actor, Claim)))
+    if model is Upload:
+        # A photo is seen by whoever uploaded it and by the staff of its village, who review
+        # the claim it proves.
+        if actor.role == VILLAGER:
+            return Upload.user_id == actor.user_id
+        return or_(Upload.user_id == actor.user_id, village_clause(actor, Upload.village_id))
+    if model is RuleCatalog:
+        return _catalog_clause(actor)
+    if model is RuleItem:
+        return RuleItem.catalog_id.in_(select(RuleCatalog.id).where(_catalog_clause(actor)))
+    if model is RuleItemVersion:
+        return RuleItemVersion.item_id.in_(
+            select(RuleItem.id).where(_clause(actor, RuleItem))
+        )
     raise TypeError(f"no scope rule for {model.__name__}")
+
+
+def _catalog_clause(actor: Actor) -> ColumnElement[bool]:
+    # Everyone of a township sees its catalog (their village uses it); a village's own items
+    # are seen like the village itself.
+    if actor.role == COUNTY:
+        return true()
+    township = (
+        RuleCatalog.township_id == actor.township_id if actor.township_id is not None else false()
+    )
+    return or_(township, village_clause(actor, RuleCatalog.village_id))
 
 
 M = TypeVar("M")

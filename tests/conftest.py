@@ -20,6 +20,7 @@ from backend import create_app
 from backend.auth import token_settings
 from backend.extensions import db, limiter
 from points import auth as sessions
+from points.ledger import verify_all
 from points.models import (
     Base,
     Household,
@@ -78,12 +79,24 @@ def _empty_tables(app: Flask) -> None:
                     conn.execute(table.delete())
 
 
+def assert_ledger_invariants(app: Flask) -> None:
+    """After every test, for every account: available + held == sum(entries), and the hash
+    chain verifies (DESIGN.md, the ledger invariants)."""
+    with app.app_context():
+        report = verify_all(db.session)
+        db.session.rollback()
+    assert report.breaks == [], report.breaks
+
+
 @pytest.fixture(autouse=True)
 def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "app" in request.fixturenames:
         app: Flask = request.getfixturevalue("app")
-        _empty_tables(app)
+        try:
+            assert_ledger_invariants(app)
+        finally:
+            _empty_tables(app)
         with app.app_context():
             limiter.reset()
         app.config.update(APP_ENV="testing", WECHAT_APPID="", WECHAT_SECRET="")

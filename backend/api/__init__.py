@@ -4,7 +4,7 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from . import auth, registry, users
+    from . import auth, claims, points, registry, rules, uploads, users
 
-    for module in (auth, registry, users):
+    for module in (auth, registry, rules, users, claims, points, uploads):
         api.register_blueprint(module.blp, url_prefix="/api/v1")

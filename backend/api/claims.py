@@ -1,0 +1,161 @@
+"""Claims, review, public notice (公示) and objections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from points import claims as service
+from points.models import Claim, Objection, Village
+from points.scope import get_visible, visible
+
+from ..auth import current_actor
+from ..clock import now, village_tz
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import page_of, paginate
+from ..schemas import (
+    AwardIn,
+    ClaimIn,
+    ClaimListArgs,
+    ClaimOut,
+    NoticeOut,
+    ObjectionOut,
+    ReasonIn,
+    ResolveIn,
+)
+
+blp = Blueprint("claims", __name__, description="申报、审核与公示 Claims, review and notice")
+
+
+def _out(claim: Claim) -> dict[str, Any]:
+    view = service.claim_view(db.session, claim)
+    c = view.pop("claim")
+    return {
+        "id": c.id, "status": c.status, "village_id": c.village_id,
+        "household_id": c.household_id, "member_id": c.member_id, "source": c.source,
+        "units": c.units, "points": c.points, "capped": c.capped, "reason": c.reason,
+        "note": c.note, "evidence": c.evidence or [], "created_at": c.created_at,
+        "notice_ends_at": c.notice_ends_at, "decided_at": c.decided_at,
+        "posted_at": c.posted_at, "reject_reason": c.reject_reason, **view,
+    }
+
+
+@blp.route("/claims", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ClaimIn)
+@blp.response(201, ClaimOut)
+def submit_claim(body: dict[str, Any]) -> dict[str, Any]:
+    """A villager's self-report (自主申报) for their household; the rule engine decides the
+    points (caps included) and whether it needs review."""
+    claim = service.submit(
+        db.session, current_actor(), rule_item_id=body["rule_item_id"],
+        units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
+        tz=village_tz(), now=now(),
+    )
+    return _out(claim)
+
+
+@blp.route("/awards", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(AwardIn)
+@blp.response(201, ClaimOut(many=True))
+def award(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A cadre's award or deduction for many villagers or households at once (all or
+    nothing). Deductions need a note; items that need a photo need evidence."""
+    created = service.award(
+        db.session, current_actor(), rule_item_id=body["rule_item_id"],
+        units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
+        targets=body["targets"], tz=village_tz(), now=now(),
+    )
+    return [_out(c) for c in created]
+
+
+@blp.route("/claims", methods=["GET"])
+@blp.arguments(ClaimListArgs, location="query")
+@blp.response(200, page_of(ClaimOut))
+def list_claims(args: dict[str, Any]) -> dict[str, Any]:
+    """Claims the caller may see (a villager: their household's; a cadre: their village's)."""
+    stmt = visible(current_actor(), Claim).order_by(Claim.id.desc())
+    for name in ("village_id", "household_id", "status"):
+        if name in args:
+            stmt = stmt.where(getattr(Claim, name) == args[name])
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = [_out(c) for c in page["items"]]
+    return page
+
+
+@blp.route("/claims/<int:claim_id>", methods=["GET"])
+@blp.response(200, ClaimOut)
+def get_claim(claim_id: int) -> dict[str, Any]:
+    return _out(get_visible(db.session, current_actor(), Claim, claim_id))
+
+
+@blp.route("/claims/<int:claim_id>/approve", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.response(200, ClaimOut)
+def approve(claim_id: int) -> dict[str, Any]:
+    """Approve (审核通过). Not for one's own household; at or above the two-cadre threshold a
+    second, different cadre must approve; past the monthly budget the township approves."""
+    claim = service.approve(db.session, current_actor(), claim_id, village_tz(), now())
+    return _out(claim)
+
+
+@blp.route("/claims/<int:claim_id>/reject", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ReasonIn)
+@blp.response(200, ClaimOut)
+def reject(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+    """Reject with a reason the villager will read."""
+    claim = service.reject(db.session, current_actor(), claim_id, body["reason"], now())
+    return _out(claim)
+
+
+@blp.route("/villages/<int:village_id>/notices", methods=["GET"])
+@blp.response(200, NoticeOut(many=True))
+def notices(village_id: int) -> list[dict[str, Any]]:
+    """Claims in public notice (公示) now, for everyone of the village to see."""
+    village = get_visible(db.session, current_actor(), Village, village_id)
+    rows = db.session.scalars(
+        select(Claim).where(Claim.village_id == village.id,
+                            Claim.status.in_(("in_notice", "objected")))
+        .order_by(Claim.notice_ends_at, Claim.id)
+    )
+    out = []
+    for claim in rows:
+        view = service.claim_view(db.session, claim)
+        out.append({
+            "claim_id": claim.id, "household_name": view["household_name"],
+            "member_name": view["member_name"], "rule_item": view["rule_item"]["name"],
+            "category": view["rule_item"]["category"], "points": claim.points,
+            "status": claim.status, "notice_ends_at": claim.notice_ends_at,
+        })
+    return out
+
+
+@blp.route("/claims/<int:claim_id>/objections", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ReasonIn)
+@blp.response(201, ObjectionOut)
+def object_to(body: dict[str, Any], claim_id: int) -> Objection:
+    """A villager of the same village objects during notice; a cadre then decides."""
+    return service.object_to(db.session, current_actor(), claim_id, body["reason"], now())
+
+
+@blp.route("/objections/<int:objection_id>/resolve", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ResolveIn)
+@blp.response(200, ObjectionOut)
+def resolve(body: dict[str, Any], objection_id: int) -> Objection:
+    """Uphold (the claim posts at notice end) or overturn (the claim is rejected)."""
+    return service.resolve(db.session, current_actor(), objection_id, body["outcome"],
+                           body.get("note"), now())

@@ -1,0 +1,298 @@
+"""Rule catalogs (积分细则): catalogs, items and their versions, policies, YAML import and
+export, and the dry-run evaluation (API.md, Rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from sqlalchemy.orm import selectinload
+
+import rules
+from points import catalogs
+from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
+from points.scope import get_visible, visible
+
+from ..auth import current_actor
+from ..errors import APIError
+from ..extensions import db
+from ..openapi import PageArgs, page_of, paginate
+from ..rule_schemas import (
+    CatalogIn,
+    CatalogListArgs,
+    CatalogOut,
+    EvaluateIn,
+    EvaluateOut,
+    ImportArgs,
+    ImportJsonIn,
+    ImportOut,
+    PolicyPatch,
+    RuleItemIn,
+    RuleItemListArgs,
+    RuleItemOut,
+    RuleItemPatch,
+    RuleItemVersionOut,
+)
+
+blp = Blueprint("rules", __name__, description="积分细则 Rule catalogs, items and versions")
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+              "text/plain")
+
+
+def _catalog_out(catalog: RuleCatalog, count: int | None = None) -> dict[str, Any]:
+    policy, own = catalogs.catalog_policy(db.session, catalog)
+    if count is None:
+        count = catalogs.item_count(db.session, [catalog.id])[catalog.id]
+    return {
+        "id": catalog.id,
+        "name": catalog.name,
+        "township_id": catalog.township_id,
+        "village_id": catalog.village_id,
+        "categories": catalog.categories,
+        "policy": rules.policy_to_dict(policy),
+        "own_policy": own,
+        "item_count": count,
+        "created_at": catalog.created_at,
+    }
+
+
+def _item_out(item: RuleItem) -> dict[str, Any]:
+    version = item.current_version
+    assert version is not None
+    return {
+        **version.data,
+        "id": item.id,
+        "catalog_id": item.catalog_id,
+        "version": version.version,
+        "version_id": version.id,
+        "retired": item.retired_at is not None,
+        "created_at": item.created_at,
+        "updated_at": version.created_at,
+    }
+
+
+def _version_out(version: RuleItemVersion, current_id: int | None) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "item_id": version.item_id,
+        "version": version.version,
+        "points": version.points,
+        "current": version.id == current_id,
+        "data": version.data,
+        "created_by": version.created_by,
+        "created_at": version.created_at,
+    }
+
+
+# ---- catalogs -------------------------------------------------------------------------------
+
+@blp.route("/rule-catalogs", methods=["GET"])
+@blp.arguments(CatalogListArgs, location="query")
+@blp.response(200, page_of(CatalogOut))
+def list_catalogs(args: dict[str, Any]) -> dict[str, Any]:
+    """The catalogs the caller may read: their township's, and villages' own items."""
+    stmt = visible(current_actor(), RuleCatalog).order_by(RuleCatalog.id)
+    if "township_id" in args:
+        stmt = stmt.where(RuleCatalog.township_id == args["township_id"])
+    if "village_id" in args:
+        stmt = stmt.where(RuleCatalog.village_id == args["village_id"])
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    counts = catalogs.item_count(db.session, [c.id for c in page["items"]])
+    page["items"] = [_catalog_out(c, counts[c.id]) for c in page["items"]]
+    return page
+
+
+@blp.route("/rule-catalogs", methods=["POST"])
+@blp.arguments(CatalogIn)
+@blp.response(201, CatalogOut)
+def create_catalog(body: dict[str, Any]) -> dict[str, Any]:
+    """An empty catalog: `{name, township_id}` (township admins) or `{name, village_id}`, a
+    village's own items (村规民约; cadres too when the township's policy allows it)."""
+    catalog = catalogs.create_catalog(db.session, current_actor(), body["name"],
+                                      township_id=body.get("township_id"),
+                                      village_id=body.get("village_id"),
+                                      categories=body.get("categories"))
+    db.session.commit()
+    return _catalog_out(catalog)
+
+
+@blp.route("/rule-catalogs/<int:catalog_id>", methods=["GET"])
+@blp.response(200, CatalogOut)
+def get_catalog(catalog_id: int) -> dict[str, Any]:
+    return _catalog_out(get_visible(db.session, current_actor(), RuleCatalog, catalog_id))
+
+
+@blp.route("/rule-catalogs/<int:catalog_id>/policy", methods=["PATCH"])
+@blp.arguments(PolicyPatch)
+@blp.response(200, CatalogOut)
+def set_policy(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
+    """Township admins set the policy: 公示 days, two-cadre threshold, monthly budget, reset
+    cycle, qualification line, star levels, exchange rate, minimum redemption, whether
+    villages may add their own items. On a village's catalog it gives that village its own
+    policy, starting from the township's."""
+    catalog = catalogs.set_policy(db.session, current_actor(), catalog_id, body)
+    db.session.commit()
+    return _catalog_out(catalog)
+
+
+@blp.route("/rule-catalogs/<int:catalog_id>/export", methods=["GET"])
+@blp.response(200, content_type="text/yaml")
+def export_catalog(catalog_id: int) -> Response:
+    """The catalog as YAML, the same format `flask rules import` and the import endpoint read:
+    importing a file and exporting it gives the same bytes back."""
+    text = catalogs.export_yaml(db.session, catalog_id, current_actor())
+    return Response(
+        text.encode("utf-8"), mimetype="text/yaml",
+        headers={"Content-Disposition": f'attachment; filename="rule-catalog-{catalog_id}.yaml"'},
+    )
+
+
+@blp.route("/rule-catalogs/import", methods=["POST"])
+@blp.arguments(ImportArgs, location="query")
+@blp.arguments(ImportJsonIn, location="json")
+@blp.response(201, ImportOut)
+@blp.doc(requestBody={
+    "required": True,
+    "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
+                   "field `file`, or JSON `{township_id, yaml, replace}`. A catalog with any "
+                   "problem changes nothing: 422 `catalog_invalid`, details.problems naming "
+                   "each item and field.",
+    "content": {
+        "application/yaml": {"schema": {"type": "string"}},
+        "text/yaml": {"schema": {"type": "string"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+    },
+})
+def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Load a township's catalog from YAML (township admins; county admins for any township).
+    A township that has a catalog keeps it unless `replace`: then changed items get a new
+    version, new codes are added and items left out are retired; awards keep their versions."""
+    data: str | bytes
+    if request.is_json:
+        if "yaml" not in body:
+            raise APIError(422, "validation_error", "请提供细则内容（yaml）",
+                           {"fields": {"yaml": ["缺少必填字段"]}})
+        data = body["yaml"]
+    elif request.files.get("file") is not None:
+        data = request.files["file"].read()
+    elif request.mimetype in YAML_TYPES or not request.mimetype:
+        data = request.get_data()
+    else:
+        raise APIError(415, "unsupported_media_type",
+                       "请以 YAML（application/yaml）或 JSON 上传积分细则")
+    if not data:
+        raise APIError(400, "file_required", "请上传积分细则文件（YAML）")
+    township_id = body.get("township_id", args.get("township_id"))
+    if township_id is None:
+        raise APIError(422, "validation_error", "请指定乡镇（township_id）",
+                       {"fields": {"township_id": ["缺少必填字段"]}})
+    result = catalogs.import_catalog(db.session, current_actor(), township_id, data,
+                                     replace=body.get("replace", args["replace"]))
+    db.session.commit()
+    return {
+        "catalog": _catalog_out(result.catalog),
+        "created": result.created,
+        "revised": result.revised,
+        "unchanged": result.unchanged,
+        "retired": result.retired,
+    }
+
+
+# ---- items and versions ---------------------------------------------------------------------
+
+@blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["GET"])
+@blp.arguments(RuleItemListArgs, location="query")
+@blp.response(200, page_of(RuleItemOut))
+def list_items(args: dict[str, Any], catalog_id: int) -> dict[str, Any]:
+    """A catalog's items in catalog order, each as its current version."""
+    actor = current_actor()
+    catalog = get_visible(db.session, actor, RuleCatalog, catalog_id)
+    stmt = (
+        visible(actor, RuleItem).where(RuleItem.catalog_id == catalog.id)
+        .order_by(RuleItem.position, RuleItem.id)
+        .options(selectinload(RuleItem.current_version))
+    )
+    if not args["include_retired"]:
+        stmt = stmt.where(RuleItem.retired_at.is_(None))
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = [_item_out(item) for item in page["items"]]
+    return page
+
+
+@blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["POST"])
+@blp.arguments(RuleItemIn)
+@blp.response(201, RuleItemOut)
+def add_item(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
+    """A new item (version 1). Its sense is checked by the catalog rules: a refused item is a
+    422 `catalog_invalid` naming each field."""
+    item = catalogs.add_item(db.session, current_actor(), catalog_id, body)
+    db.session.commit()
+    return _item_out(item)
+
+
+@blp.route("/villages/<int:village_id>/rule-items", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(RuleItemOut))
+def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """The items a village uses: its township's catalog, then its own items (村规民约)."""
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    stmt = catalogs.in_effect_for(visible(actor, RuleItem), village).options(
+        selectinload(RuleItem.current_version)
+    )
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = [_item_out(item) for item in page["items"]]
+    return page
+
+
+@blp.route("/rule-items/<int:item_id>", methods=["GET"])
+@blp.response(200, RuleItemOut)
+def get_item(item_id: int) -> dict[str, Any]:
+    return _item_out(get_visible(db.session, current_actor(), RuleItem, item_id))
+
+
+@blp.route("/rule-items/<int:item_id>", methods=["PATCH"])
+@blp.arguments(RuleItemPatch)
+@blp.response(200, RuleItemOut)
+def edit_item(body: dict[str, Any], item_id: int) -> dict[str, Any]:
+    """Change an item: the result is a new version (null clears an optional field). What was
+    recorded against earlier versions keeps them; an unchanged body makes no version."""
+    catalogs.edit_item(db.session, current_actor(), item_id, body)
+    db.session.commit()
+    return _item_out(get_visible(db.session, current_actor(), RuleItem, item_id))
+
+
+@blp.route("/rule-items/<int:item_id>/versions", methods=["GET"])
+@blp.response(200, RuleItemVersionOut(many=True))
+def list_versions(item_id: int) -> list[dict[str, Any]]:
+    """Every version of the item, newest first."""
+    actor = current_actor()
+    item = get_visible(db.session, actor, RuleItem, item_id)
+    return [_version_out(v, item.current_version_id)
+            for v in catalogs.versions_of(db.session, actor, item.id)]
+
+
+@blp.route("/rule-item-versions/<int:version_id>", methods=["GET"])
+@blp.response(200, RuleItemVersionOut)
+def get_version(version_id: int) -> dict[str, Any]:
+    """One version, e.g. the one an award recorded."""
+    version = catalogs.get_version(db.session, current_actor(), version_id)
+    return _version_out(version, version.item.current_version_id)
+
+
+# ---- dry run --------------------------------------------------------------------------------
+
+@blp.route("/rules/evaluate", methods=["POST"])
+@blp.arguments(EvaluateIn)
+@blp.response(200, EvaluateOut)
+def evaluate(body: dict[str, Any]) -> dict[str, Any]:
+    """What an item would give a villager now (or at `at`), with the reason; records nothing.
+    Days and months are the village's (APP_TIMEZONE)."""
+    zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
+    at = (body.get("at") or utcnow()).astimezone(zone)
+    return catalogs.evaluate_for(db.session, current_actor(), body["item_id"],
+                                 body["villager_id"], body.get("units"), at)

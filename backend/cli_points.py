@@ -1,0 +1,45 @@
+"""CLI for the ledger and claims: the cron jobs and the chain check."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from points import claims, ledger, policies
+
+from .clock import now, village_tz
+from .extensions import db
+
+claims_cli = AppGroup("claims", help="Claims and public notice.")
+ledger_cli = AppGroup("ledger", help="The points ledger.")
+points_cli = AppGroup("points", help="Policies applied to accounts.")
+
+
+@claims_cli.command("post-due")
+def post_due_command() -> None:
+    """Post every claim whose public notice has ended (cron; safe to run twice at once)."""
+    posted = claims.post_due(db.session, now(), village_tz())
+    click.echo(f"posted {posted} claim(s)")
+
+
+@ledger_cli.command("verify")
+def verify_command() -> None:
+    """Walk every account's hash chain; name the first entry that does not match."""
+    report = ledger.verify_all(db.session)
+    for problem in report.breaks:
+        where = f"entry {problem.entry_id} (seq {problem.seq})" if problem.entry_id else "head"
+        click.echo(f"BROKEN account {problem.account_id} household {problem.household_id}: "
+                   f"{where}: {problem.problem}")
+    if report.breaks:
+        raise click.ClickException(f"{len(report.breaks)} account(s) do not verify")
+    click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified")
+
+
+@points_cli.command("reset")
+def reset_command() -> None:
+    """Expire spendable points where the village policy resets them (quarterly/yearly)."""
+    done = policies.reset_spendable(db.session, now(), village_tz())
+    click.echo(f"reset {done} account(s)")
+
+
+COMMANDS = (claims_cli, ledger_cli, points_cli)

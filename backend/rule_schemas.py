@@ -1,0 +1,282 @@
+"""Schemas of the rules endpoints (API.md, Rules; rule item shape).
+
+They check the JSON shape (types, unknown fields) and document it; whether an item makes
+sense (a deduction below zero, a unit for per-unit items, a known category) is decided by
+`rules/`, whose refusals name the item and field in Chinese (422 `catalog_invalid`). Enums are
+therefore documented here but checked there, so a villager-facing message says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from rules import APPLIES_TO, CLASSES, KINDS, PERIODS, RESET_CYCLES, SUBMITTERS
+
+from .openapi import PageArgs, QueryArgs
+from .schemas import LocalDateTime
+
+# marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
+_REQUIRED = {"required": "缺少必填字段", "null": "不能为空"}
+
+
+def _text(description: str = "", **kwargs: Any) -> fields.String:
+    return fields.String(
+        error_messages={**_REQUIRED, "invalid": "应为文字"},
+        metadata={"description": description} if description else {}, **kwargs,
+    )
+
+
+def _int(description: str = "", **kwargs: Any) -> fields.Integer:
+    # strict: "5" and 5.5 are refused rather than quietly turned into a score.
+    return fields.Integer(
+        strict=True, error_messages={**_REQUIRED, "invalid": "应为整数"},
+        metadata={"description": description} if description else {}, **kwargs,
+    )
+
+
+def _bool(description: str = "", **kwargs: Any) -> fields.Boolean:
+    return fields.Boolean(
+        error_messages={**_REQUIRED, "invalid": "应为 true 或 false"},
+        metadata={"description": description} if description else {}, **kwargs,
+    )
+
+
+def _enum(choices: tuple[str, ...], description: str, **kwargs: Any) -> fields.String:
+    return fields.String(
+        error_messages={**_REQUIRED, "invalid": "应为文字"},
+        metadata={"enum": list(choices), "description": description}, **kwargs,
+    )
+
+
+class DecimalText(fields.String):
+    """A decimal as text ("0.5") or a JSON number, kept as text so no float rounding reaches
+    money (the exchange rate)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValidationError('应为数字，如 1 或 "0.5"')
+        return repr(value) if isinstance(value, float) else str(value)
+
+
+# ---- rule items ------------------------------------------------------------------------------
+
+class CapIn(Schema):
+    period = _enum(PERIODS, "day|week|month|quarter|year", required=True)
+    max_count = _int("times per period", allow_none=True)
+    max_points = _int("points per period", allow_none=True)
+
+
+class VetoIn(Schema):
+    wipe_available = _bool("clear the household's spendable points")
+    bar_periods = _int("months barred from boards and honours", allow_none=True)
+
+
+def _item_fields(required: bool) -> dict[str, fields.Field]:
+    """The rule item shape of API.md; `required` False for a PATCH (and optional fields
+    accept null there, which clears them)."""
+    req = {"required": required}
+    return {
+        "code": _text("stable code, letters/digits/-_., e.g. ENV-YARD", **req,
+                      validate=validate.Length(min=1, max=40)),
+        "name": _text("名称", **req),
+        "category": _text("one of the catalog's categories", **req),
+        "class": _enum(CLASSES, "base|bonus|deduction", **req),
+        "points": _int("per time or per unit; negative for deductions, 0 for veto", **req),
+        "kind": _enum(KINDS, "fixed|per_unit|once|veto", **req),
+        "unit": _text("unit of per_unit items, e.g. 小时", allow_none=True),
+        "max_units": _int("most units counted per award (per_unit only)", allow_none=True),
+        "applies_to": _enum(APPLIES_TO, "member|household", **req),
+        "submit_by": fields.List(
+            _enum(SUBMITTERS, "villager|cadre|checkin"), **req,
+            error_messages={**_REQUIRED, "invalid": "应为列表"},
+        ),
+        "requires_review": _bool("a cadre reviews claims (default true)"),
+        "evidence_required": _bool("photos required (default false)"),
+        "notice_days": _int("公示 days; null: the catalog policy's", allow_none=True),
+        "caps": fields.List(fields.Nested(CapIn), allow_none=True,
+                            error_messages={"invalid": "应为列表"}),
+        "effective_from": fields.Date(allow_none=True,
+                                      error_messages={"invalid": "应为日期，如 2024-01-01"}),
+        "effective_to": fields.Date(allow_none=True, metadata={"description": "inclusive"},
+                                    error_messages={"invalid": "应为日期，如 2024-01-01"}),
+        "veto": fields.Nested(VetoIn, allow_none=True,
+                              metadata={"description": "veto items only (一票否决)"}),
+        "description": _text("说明", allow_none=True),
+    }
+
+
+RuleItemIn = Schema.from_dict(_item_fields(True), name="RuleItemIn")
+RuleItemPatch = Schema.from_dict(_item_fields(False), name="RuleItemPatch")
+
+
+class CapOut(Schema):
+    period = fields.String()
+    max_count = fields.Integer()
+    max_points = fields.Integer()
+
+
+class VetoOut(Schema):
+    wipe_available = fields.Boolean()
+    bar_periods = fields.Integer()
+
+
+# What an item says (a version's data); optional fields are absent when unset.
+_ITEM_DATA: dict[str, fields.Field] = {
+    "code": fields.String(),
+    "name": fields.String(),
+    "category": fields.String(),
+    "class": fields.String(metadata={"enum": list(CLASSES)}),
+    "points": fields.Integer(),
+    "kind": fields.String(metadata={"enum": list(KINDS)}),
+    "unit": fields.String(),
+    "max_units": fields.Integer(),
+    "applies_to": fields.String(metadata={"enum": list(APPLIES_TO)}),
+    "submit_by": fields.List(fields.String(metadata={"enum": list(SUBMITTERS)})),
+    "requires_review": fields.Boolean(),
+    "evidence_required": fields.Boolean(),
+    "notice_days": fields.Integer(),
+    "caps": fields.List(fields.Nested(CapOut)),
+    "effective_from": fields.String(metadata={"format": "date"}),
+    "effective_to": fields.String(metadata={"format": "date"}),
+    "veto": fields.Nested(VetoOut),
+    "description": fields.String(),
+}
+
+RuleItemData = Schema.from_dict(_ITEM_DATA, name="RuleItemData")
+
+RuleItemOut = Schema.from_dict(
+    {
+        "id": fields.Integer(),
+        "catalog_id": fields.Integer(),
+        "version": fields.Integer(metadata={"description": "current version number (1, 2, …)"}),
+        "version_id": fields.Integer(metadata={
+            "description": "what an award made now records (rule_item_version_id)"}),
+        "retired": fields.Boolean(metadata={
+            "description": "dropped from the catalog by an import; history kept"}),
+        "created_at": LocalDateTime(),
+        "updated_at": LocalDateTime(metadata={"description": "when the current version was made"}),
+        **_ITEM_DATA,
+    },
+    name="RuleItemOut",
+)
+
+
+class RuleItemVersionOut(Schema):
+    id = fields.Integer(metadata={"description": "the version id awards record"})
+    item_id = fields.Integer()
+    version = fields.Integer()
+    points = fields.Integer()
+    current = fields.Boolean()
+    data = fields.Nested(RuleItemData)
+    created_by = fields.Integer(allow_none=True, metadata={
+        "description": "user id; null for the command line"})
+    created_at = LocalDateTime()
+
+
+class RuleItemListArgs(PageArgs):
+    include_retired = fields.Boolean(load_default=False)
+
+
+# ---- catalogs and policies -------------------------------------------------------------------
+
+class PolicyOut(Schema):
+    notice_days = fields.Integer(metadata={"description": "公示 days"})
+    two_cadre_threshold = fields.Integer(metadata={
+        "description": "at or above this many points two different cadres approve"})
+    monthly_budget = fields.Integer(allow_none=True, metadata={
+        "description": "points a village may award per month; null: no limit"})
+    reset_cycle = fields.String(metadata={"enum": list(RESET_CYCLES)})
+    qualification_line = fields.Integer()
+    star_levels = fields.List(fields.Integer(), metadata={"description": "星级文明户 lines"})
+    exchange_rate = fields.String(metadata={"description": "yuan per point, as text"})
+    min_redemption_points = fields.Integer()
+    allow_village_items = fields.Boolean(metadata={
+        "description": "cadres may add their village's own items (村规民约)"})
+
+
+class PolicyPatch(Schema):
+    notice_days = _int("公示 days (0–90)")
+    two_cadre_threshold = _int()
+    monthly_budget = _int("null: no limit", allow_none=True)
+    reset_cycle = _enum(RESET_CYCLES, "none|quarterly|yearly")
+    qualification_line = _int()
+    star_levels = fields.List(_int(), error_messages={"invalid": "应为整数列表"})
+    exchange_rate = DecimalText(metadata={"description": 'yuan per point, e.g. "0.5"'})
+    min_redemption_points = _int()
+    allow_village_items = _bool("township catalogs only")
+
+
+class CatalogIn(Schema):
+    name = _text("细则名称", required=True, validate=validate.Length(min=1, max=100))
+    township_id = fields.Integer(metadata={"description": "a township's catalog"})
+    village_id = fields.Integer(metadata={"description": "a village's own items (村规民约)"})
+    categories = fields.List(_text(), metadata={
+        "description": "default: the township catalog's (or the reference catalog's)"})
+
+    @validates_schema
+    def _one_owner(self, data: dict[str, Any], **_: Any) -> None:
+        if ("township_id" in data) == ("village_id" in data):
+            raise ValidationError("请指定 township_id 或 village_id（二选一）", "_schema")
+
+
+class CatalogOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    township_id = fields.Integer(allow_none=True)
+    village_id = fields.Integer(allow_none=True)
+    categories = fields.List(fields.String())
+    policy = fields.Nested(PolicyOut, metadata={"description": "the policy in force"})
+    own_policy = fields.Boolean(metadata={
+        "description": "false: a village catalog following its township's policy"})
+    item_count = fields.Integer(metadata={"description": "items listed now"})
+    created_at = LocalDateTime()
+
+
+class CatalogListArgs(PageArgs):
+    township_id = fields.Integer()
+    village_id = fields.Integer()
+
+
+class ImportArgs(QueryArgs):
+    township_id = fields.Integer()
+    replace = fields.Boolean(load_default=False, metadata={
+        "description": "replace the township's catalog: changed items get a new version, "
+                       "dropped ones are retired; awards keep their versions"})
+
+
+class ImportJsonIn(Schema):
+    township_id = fields.Integer()
+    yaml = fields.String(metadata={"description": "the catalog file's text"})
+    replace = fields.Boolean()
+
+
+class ImportOut(Schema):
+    catalog = fields.Nested(CatalogOut)
+    created = fields.Integer(metadata={"description": "new items"})
+    revised = fields.Integer(metadata={"description": "items given a new version"})
+    unchanged = fields.Integer()
+    retired = fields.Integer(metadata={"description": "items the file no longer lists"})
+
+
+# ---- dry run ---------------------------------------------------------------------------------
+
+class EvaluateIn(Schema):
+    item_id = _int(required=True)
+    villager_id = _int(required=True)
+    units = _int("hours, times … for per_unit items", allow_none=True)
+    at = fields.AwareDateTime(metadata={"description": "default: now"}, error_messages={
+        "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
+        "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
+    })
+
+
+class EvaluateOut(Schema):
+    points = fields.Integer(metadata={"description": "signed; negative for a deduction"})
+    capped = fields.Boolean(metadata={"description": "a limit cut the points or the units"})
+    units = fields.Integer(allow_none=True)
+    reason = fields.String(metadata={"description": "why, in Chinese, for the villager"})
+    item_id = fields.Integer()
+    version_id = fields.Integer()
+    version = fields.Integer()

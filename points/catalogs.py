@@ -1,0 +1,624 @@
+"""Rule catalogs as stored (积分细则): import and export, items and their versions, policies,
+and the dry-run evaluation.
+
+The rules themselves (what a valid item is, what it scores) live in `rules/`; this module
+decides who may change them and keeps every wording that was ever in force. Editing an item
+inserts a new `RuleItemVersion` and moves the item's current version; nothing that was
+recorded against an older version changes. A catalog or item that `rules/` refuses is a
+`CatalogInvalid` naming each item and field, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+import rules
+
+from . import audit
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .models import (
+    RuleCatalog,
+    RuleItem,
+    RuleItemVersion,
+    Township,
+    Village,
+    Villager,
+    utcnow,
+)
+from .scope import CADRE, Actor, authorize, get_visible, visible
+
+# A catalog with hundreds of problems is the wrong file; the first ones say enough.
+MAX_PROBLEMS = 200
+
+
+class CatalogInvalid(DomainError):
+    status = 422
+    code = "catalog_invalid"
+    message = "积分细则有错误，未做任何修改，请按提示修改后重试"
+
+    def __init__(self, problems: Iterable[rules.Problem]) -> None:
+        self.problems = list(problems)
+        details: dict[str, Any] = {
+            "problems": [
+                {"item": p.item, "field": p.field, "message": p.message}
+                for p in self.problems[:MAX_PROBLEMS]
+            ]
+        }
+        if len(self.problems) > MAX_PROBLEMS:
+            details["truncated"] = True
+        super().__init__(details=details)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    catalog: RuleCatalog
+    created: int  # items new to the catalog
+    revised: int  # items that got a new version (or came back after being dropped)
+    unchanged: int
+    retired: int  # items the file no longer lists; their versions stay for history
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def decode_yaml(data: bytes) -> str:
+    """The text of an uploaded catalog file: UTF-8 (with or without BOM), or GBK, which is
+    what a catalog saved by Notepad on a township office PC often is."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gbk")
+    except UnicodeDecodeError:
+        raise CatalogInvalid(
+            [rules.Problem(None, "yaml", "文件编码无法识别，请另存为 UTF-8 编码后重新上传")]
+        ) from None
+
+
+def township_catalog(session: Session, township_id: int) -> RuleCatalog | None:
+    return session.scalar(select(RuleCatalog).where(RuleCatalog.township_id == township_id))
+
+
+def village_catalog(session: Session, village_id: int) -> RuleCatalog | None:
+    return session.scalar(select(RuleCatalog).where(RuleCatalog.village_id == village_id))
+
+
+def _village(session: Session, village_id: int) -> Village:
+    village = session.get(Village, village_id)
+    if village is None:
+        raise NotFound("未找到该村")
+    return village
+
+
+def catalog_policy(session: Session, catalog: RuleCatalog) -> tuple[rules.Policy, bool]:
+    """The policy in force for a catalog, and whether it is the catalog's own (False: a
+    village following its township's policy)."""
+    if catalog.policy is not None:
+        return rules.parse_policy(catalog.policy), True
+    assert catalog.village_id is not None
+    return effective_policy(session, catalog.village_id), False
+
+
+def effective_policy(session: Session, village_id: int) -> rules.Policy:
+    """The policy a village works under: its own if the township set one for it, else the
+    township's, else the defaults of `rules.Policy`."""
+    own = village_catalog(session, village_id)
+    if own is not None and own.policy is not None:
+        return rules.parse_policy(own.policy)
+    township = township_catalog(session, _village(session, village_id).township_id)
+    if township is not None and township.policy is not None:
+        return rules.parse_policy(township.policy)
+    return rules.Policy()
+
+
+def live_items(session: Session, catalog_id: int) -> list[RuleItem]:
+    """The items a catalog lists now, in its order, with their current versions loaded."""
+    return list(
+        session.scalars(
+            select(RuleItem)
+            .where(RuleItem.catalog_id == catalog_id, RuleItem.retired_at.is_(None))
+            .order_by(RuleItem.position, RuleItem.id)
+            .options(selectinload(RuleItem.current_version))
+        )
+    )
+
+
+def item_count(session: Session, catalog_ids: Iterable[int]) -> dict[int, int]:
+    ids = list(catalog_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(RuleItem.catalog_id, func.count())
+        .where(RuleItem.catalog_id.in_(ids), RuleItem.retired_at.is_(None))
+        .group_by(RuleItem.catalog_id)
+    )
+    counts = {catalog_id: 0 for catalog_id in ids}
+    counts.update({catalog_id: n for catalog_id, n in rows})
+    return counts
+
+
+def as_catalog(session: Session, catalog: RuleCatalog) -> rules.Catalog:
+    """The stored catalog as `rules/` reads it, built from each item's current version."""
+    policy, _ = catalog_policy(session, catalog)
+    return rules.Catalog(
+        name=catalog.name,
+        categories=tuple(catalog.categories),
+        policy=policy,
+        items=tuple(
+            item.current_version.rule
+            for item in live_items(session, catalog.id)
+            if item.current_version is not None
+        ),
+    )
+
+
+def export_yaml(session: Session, catalog_id: int, actor: Actor | None = None) -> str:
+    """The catalog as canonical YAML (`rules.dump_yaml`): importing a file and exporting it
+    gives the same bytes back, so a township can keep its 积分细则 in a file and diff it.
+    `actor` None is the operator at the command line."""
+    if actor is None:
+        catalog = session.get(RuleCatalog, catalog_id)
+        if catalog is None:
+            raise NotFound("未找到该积分细则")
+    else:
+        catalog = get_visible(session, actor, RuleCatalog, catalog_id)
+    return rules.dump_yaml(as_catalog(session, catalog))
+
+
+def in_effect_for(stmt: Select[tuple[RuleItem]], village: Village) -> Select[tuple[RuleItem]]:
+    """Narrow a select of items to those a village uses now: its township's catalog, then its
+    own items (村规民约), each in catalog order."""
+    return (
+        stmt.join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
+        .where(
+            or_(
+                RuleCatalog.township_id == village.township_id,
+                RuleCatalog.village_id == village.id,
+            ),
+            RuleItem.retired_at.is_(None),
+        )
+        .order_by(RuleCatalog.village_id.is_not(None), RuleItem.position, RuleItem.id)
+    )
+
+
+def effective_items(session: Session, village_id: int) -> list[RuleItem]:
+    """The items a village can award or claim: the township's plus the village's own."""
+    village = _village(session, village_id)
+    stmt = in_effect_for(select(RuleItem), village).options(
+        selectinload(RuleItem.current_version)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_version(session: Session, actor: Actor, version_id: int) -> RuleItemVersion:
+    return get_visible(session, actor, RuleItemVersion, version_id)
+
+
+def versions_of(session: Session, actor: Actor, item_id: int) -> list[RuleItemVersion]:
+    """Every version of an item, newest first: the history of what it said."""
+    item = get_visible(session, actor, RuleItem, item_id)
+    return list(
+        session.scalars(
+            select(RuleItemVersion)
+            .where(RuleItemVersion.item_id == item.id)
+            .order_by(RuleItemVersion.version.desc())
+        )
+    )
+
+
+def item_for(session: Session, version_id: int) -> rules.RuleItem:
+    """The rule a recorded award was made under. Claims and ledger entries keep the version
+    id, so this answers with the points and wording of that day, whatever was edited since.
+    No scope check: the caller has already authorised access to the record holding the id."""
+    version = session.get(RuleItemVersion, version_id)
+    if version is None:
+        raise NotFound("未找到该细则版本")
+    return version.rule
+
+
+# --- who may write ------------------------------------------------------------------------
+
+
+def _owner(catalog: RuleCatalog) -> dict[str, int | None]:
+    """Audit filing: a township catalog under its township, village items under the village
+    (and through it, its township)."""
+    return {"township_id": catalog.township_id, "village_id": catalog.village_id}
+
+
+def _authorize_write(session: Session, actor: Actor | None, catalog: RuleCatalog) -> None:
+    if actor is None:
+        return
+    if catalog.village_id is None:
+        authorize(actor, "catalog.edit")
+        return
+    authorize(actor, "village_items.edit")
+    _check_village_items_allowed(session, actor, _village(session, catalog.village_id))
+
+
+def _check_village_items_allowed(session: Session, actor: Actor, village: Village) -> None:
+    # The township decides whether its villages write their own items; its admins may always
+    # write them (e.g. entering a village assembly's 村规民约 on the village's behalf).
+    if actor.role != CADRE:
+        return
+    township = township_catalog(session, village.township_id)
+    policy = rules.parse_policy(township.policy) if township and township.policy else None
+    if policy is None or not policy.allow_village_items:
+        raise Forbidden(
+            "本乡镇未允许各村自行增设积分细则（村规民约），请联系乡镇管理员",
+            code="village_items_not_allowed",
+        )
+
+
+def _township_of(session: Session, catalog: RuleCatalog) -> int:
+    if catalog.township_id is not None:
+        return catalog.township_id
+    assert catalog.village_id is not None
+    return _village(session, catalog.village_id).township_id
+
+
+def _township_for_write(session: Session, actor: Actor | None, township_id: int) -> Township:
+    if actor is None:
+        township = session.get(Township, township_id)
+        if township is None:
+            raise NotFound("未找到该乡镇")
+        return township
+    authorize(actor, "catalog.edit")
+    return get_visible(session, actor, Township, township_id)
+
+
+def _codes_used_elsewhere(
+    session: Session, catalog: RuleCatalog | None, township_id: int, codes: Iterable[str]
+) -> dict[str, str]:
+    """Codes already used at the other level of the same township, each with where: a
+    village's own item must not share a code with its township's catalog, or "ENV-YARD"
+    would mean two different things in one village."""
+    wanted = set(codes)
+    if not wanted:
+        return {}
+    if catalog is not None and catalog.village_id is not None:
+        others = select(RuleCatalog.id).where(RuleCatalog.township_id == township_id)
+    else:
+        others = select(RuleCatalog.id).where(
+            RuleCatalog.village_id.in_(select(Village.id).where(Village.township_id == township_id))
+        )
+    rows = session.execute(
+        select(RuleItem.code, RuleCatalog.name)
+        .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
+        .where(
+            RuleItem.catalog_id.in_(others),
+            RuleItem.code.in_(wanted),
+            RuleItem.retired_at.is_(None),
+        )
+    )
+    return {code: name for code, name in rows}
+
+
+def _code_problems(used: Mapping[str, str]) -> list[rules.Problem]:
+    return [
+        rules.Problem(code, "code", f"编码「{code}」已在「{where}」中使用，请换一个编码")
+        for code, where in sorted(used.items())
+    ]
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _add_version(
+    session: Session, actor: Actor | None, item: RuleItem, rule: rules.RuleItem, number: int
+) -> RuleItemVersion:
+    version = RuleItemVersion(
+        item=item,
+        version=number,
+        data=rules.item_to_dict(rule),
+        points=rule.points,
+        created_by=actor.user_id if actor else None,
+    )
+    session.add(version)
+    item.current_version = version
+    return version
+
+
+def _new_item(
+    session: Session, actor: Actor | None, catalog: RuleCatalog, rule: rules.RuleItem,
+    position: int,
+) -> RuleItem:
+    item = RuleItem(catalog=catalog, code=rule.code, position=position)
+    session.add(item)
+    _add_version(session, actor, item, rule, 1)
+    return item
+
+
+def _version_record(version: RuleItemVersion) -> dict[str, Any]:
+    return {"version": version.version, "version_id": version.id, "data": version.data}
+
+
+def import_catalog(
+    session: Session, actor: Actor | None, township_id: int, yaml_text: str | bytes,
+    replace: bool = False,
+) -> ImportResult:
+    """Load a township's catalog from YAML (`flask rules import`, the import endpoint).
+
+    A malformed file changes nothing and names every item and field at fault. A township
+    that already has a catalog keeps it unless `replace`: then each item whose code is in the
+    file gets a new version if its wording changed, new codes become new items, and items the
+    file leaves out are retired (their versions stay, since awards point at them).
+    """
+    township = _township_for_write(session, actor, township_id)
+    text = decode_yaml(yaml_text) if isinstance(yaml_text, bytes) else yaml_text
+    try:
+        catalog = rules.load_yaml(text)
+    except rules.CatalogError as error:
+        raise CatalogInvalid(error.problems) from None
+    return _install(session, actor, township, catalog, replace)
+
+
+def install_catalog(
+    session: Session, actor: Actor | None, township_id: int, catalog: rules.Catalog,
+    replace: bool = False,
+) -> ImportResult:
+    """`import_catalog` for a catalog already parsed, e.g. `rules.load_default_catalog()`."""
+    return _install(session, actor, _township_for_write(session, actor, township_id), catalog,
+                    replace)
+
+
+def _install(
+    session: Session, actor: Actor | None, township: Township, catalog: rules.Catalog,
+    replace: bool,
+) -> ImportResult:
+    row = session.scalar(
+        select(RuleCatalog).where(RuleCatalog.township_id == township.id).with_for_update()
+    )
+    if row is not None and not replace:
+        raise Conflict(
+            "本乡镇已有积分细则；如需整体替换请选择“替换”（replace），已记的分仍按原版本，不受影响",
+            code="catalog_exists", details={"catalog_id": row.id},
+        )
+    used = _codes_used_elsewhere(session, row, township.id, (i.code for i in catalog.items))
+    if used:
+        raise CatalogInvalid(_code_problems(used))
+
+    before = audit.snapshot(row) if row is not None else None
+    if row is None:
+        row = RuleCatalog(township_id=township.id)
+        session.add(row)
+    row.name = catalog.name
+    row.categories = list(catalog.categories)
+    row.policy = rules.policy_to_dict(catalog.policy)
+    session.flush()
+
+    # Locked like a single edit, so an edit running meanwhile waits rather than racing it.
+    existing = {
+        item.code: item
+        for item in session.scalars(
+            select(RuleItem).where(RuleItem.catalog_id == row.id).with_for_update()
+            .options(selectinload(RuleItem.current_version))
+        )
+    }
+    created = revised = unchanged = retired = 0
+    for position, rule in enumerate(catalog.items):
+        item = existing.pop(rule.code, None)
+        if item is None:
+            _new_item(session, actor, row, rule, position)
+            created += 1
+            continue
+        item.position = position
+        current = item.current_version
+        assert current is not None
+        if current.data != rules.item_to_dict(rule):
+            _add_version(session, actor, item, rule, current.version + 1)
+            revised += 1
+        elif item.retired_at is not None:
+            revised += 1
+        else:
+            unchanged += 1
+        item.retired_at = None
+    now = utcnow()
+    for item in existing.values():
+        if item.retired_at is None:
+            item.retired_at = now
+            retired += 1
+    session.flush()
+    summary = {"created": created, "revised": revised, "unchanged": unchanged,
+               "retired": retired}
+    audit.record(session, actor, "rule_catalog.import", row, before=before,
+                 after={**audit.snapshot(row), "summary": summary}, township_id=township.id)
+    return ImportResult(row, **summary)
+
+
+def create_catalog(
+    session: Session, actor: Actor, name: str, *, township_id: int | None = None,
+    village_id: int | None = None, categories: list[str] | None = None,
+) -> RuleCatalog:
+    """An empty catalog: a township's (admins), or a village's own items (村规民约; cadres
+    too when the township allows). Categories default to the township's, or the reference
+    catalog's; a village catalog follows the township's policy until one is set for it."""
+    if (township_id is None) == (village_id is None):
+        raise Invalid("请指定乡镇或村（二选一）", code="owner_required")
+    policy: dict[str, Any] | None
+    if township_id is not None:
+        township = _township_for_write(session, actor, township_id)
+        if township_catalog(session, township.id) is not None:
+            raise Conflict("本乡镇已有积分细则", code="catalog_exists")
+        default_categories = rules.load_default_catalog().categories
+        policy = rules.policy_to_dict(rules.Policy())
+    else:
+        assert village_id is not None
+        village = get_visible(session, actor, Village, village_id)
+        authorize(actor, "village_items.edit")
+        _check_village_items_allowed(session, actor, village)
+        if village_catalog(session, village.id) is not None:
+            raise Conflict("本村已有自设细则（村规民约），请直接在其中增加条目",
+                           code="catalog_exists")
+        parent = township_catalog(session, village.township_id)
+        default_categories = (
+            tuple(parent.categories) if parent else rules.load_default_catalog().categories
+        )
+        policy = None
+    chosen = tuple(categories) if categories is not None else default_categories
+    try:
+        # An empty catalog checks the name and categories the same way a file would be.
+        rules.Catalog(name=name, categories=chosen, policy=rules.Policy(), items=())
+    except rules.CatalogError as error:
+        raise CatalogInvalid(error.problems) from None
+    catalog = RuleCatalog(name=name, township_id=township_id, village_id=village_id,
+                          categories=list(chosen), policy=policy)
+    session.add(catalog)
+    audit.record(session, actor, "rule_catalog.create", catalog, **_owner(catalog))
+    return catalog
+
+
+def add_item(
+    session: Session, actor: Actor, catalog_id: int, data: Mapping[str, Any]
+) -> RuleItem:
+    """A new item at the end of a catalog, as version 1."""
+    catalog = get_visible(session, actor, RuleCatalog, catalog_id)
+    _authorize_write(session, actor, catalog)
+    try:
+        rule = rules.parse_item(data, catalog.categories)
+    except rules.CatalogError as error:
+        raise CatalogInvalid(error.problems) from None
+    used = _codes_used_elsewhere(session, catalog, _township_of(session, catalog), [rule.code])
+    if used:
+        raise Conflict(_code_problems(used)[0].message, code="duplicate_code")
+    item = session.scalar(
+        select(RuleItem).where(RuleItem.catalog_id == catalog.id, RuleItem.code == rule.code)
+    )
+    position = session.scalar(
+        select(func.coalesce(func.max(RuleItem.position) + 1, 0))
+        .where(RuleItem.catalog_id == catalog.id)
+    )
+    if item is None:
+        item = _new_item(session, actor, catalog, rule, position or 0)
+    elif item.retired_at is None:
+        raise Conflict(f"本细则已有编码为「{rule.code}」的条目", code="duplicate_code",
+                       details={"item_id": item.id})
+    else:
+        # A dropped item added again comes back as itself, so its history stays in one place.
+        current = item.current_version
+        assert current is not None
+        _add_version(session, actor, item, rule, current.version + 1)
+        item.retired_at, item.position = None, position or 0
+    session.flush()
+    version = item.current_version
+    assert version is not None
+    audit.record(session, actor, "rule_item.create", item,
+                 after={"code": item.code, **_version_record(version)}, **_owner(catalog))
+    return item
+
+
+def edit_item(
+    session: Session, actor: Actor, item_id: int, changes: Mapping[str, Any]
+) -> RuleItemVersion:
+    """Change an item: the current wording with `changes` applied (None clears an optional
+    field) becomes a new version. Returns the current version, which is the old one when
+    nothing changed."""
+    # Two edits at once must not both become version N+1: the item's row is locked as it is
+    # read (SQLite serialises writers anyway); the unique (item_id, version) is the backstop.
+    item = session.scalars(
+        visible(actor, RuleItem).where(RuleItem.id == item_id).with_for_update(of=RuleItem)
+        .execution_options(populate_existing=True)
+    ).first()
+    if item is None:
+        raise NotFound()
+    catalog = item.catalog
+    _authorize_write(session, actor, catalog)
+    if item.retired_at is not None:
+        raise Conflict("该条目已从细则中停用，不能再修改", code="item_retired")
+    if "code" in changes and changes["code"] != item.code:
+        raise Invalid("编码是条目的标识，不能修改；如需新编码请新增条目", code="code_immutable",
+                      details={"field": "code"})
+    current = item.current_version
+    assert current is not None
+    merged = dict(current.data)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    try:
+        rule = rules.parse_item(merged, catalog.categories)
+    except rules.CatalogError as error:
+        raise CatalogInvalid(error.problems) from None
+    if rules.item_to_dict(rule) == current.data:
+        return current
+    version = _add_version(session, actor, item, rule, current.version + 1)
+    session.flush()
+    audit.record(session, actor, "rule_item.edit", item, before=_version_record(current),
+                 after=_version_record(version), **_owner(catalog))
+    return version
+
+
+def set_policy(
+    session: Session, actor: Actor, catalog_id: int, changes: Mapping[str, Any]
+) -> RuleCatalog:
+    """Township admins set a catalog's policy (公示 days, budget, stars …); on a village's
+    catalog this gives the village a policy of its own, starting from the township's."""
+    catalog = get_visible(session, actor, RuleCatalog, catalog_id)
+    authorize(actor, "catalog.edit")
+    if catalog.village_id is not None and "allow_village_items" in changes:
+        raise CatalogInvalid([rules.Problem(
+            None, "allow_village_items",
+            "是否允许各村自设细则由乡镇的积分细则决定，不能在村一级设置",
+        )])
+    current, _ = catalog_policy(session, catalog)
+    try:
+        policy = rules.parse_policy({**rules.policy_to_dict(current), **changes})
+    except rules.CatalogError as error:
+        raise CatalogInvalid(error.problems) from None
+    before = audit.snapshot(catalog)
+    catalog.policy = rules.policy_to_dict(policy)
+    audit.record(session, actor, "rule_catalog.policy", catalog, before=before, **_owner(catalog))
+    return catalog
+
+
+# --- the dry run --------------------------------------------------------------------------
+
+
+def evaluate_for(
+    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """What an item would give a villager at `at` (aware, in the village's time zone), without
+    recording anything. Cadres use it before an award to see the points and the reason."""
+    authorize(actor, "rules.evaluate")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Invalid("试算时间缺少时区", code="invalid_time", details={"field": "at"})
+    villager = get_visible(session, actor, Villager, villager_id)
+    item = get_visible(session, actor, RuleItem, item_id)
+    village = _village(session, villager.household.village_id)
+    catalog = item.catalog
+    if catalog.village_id != village.id and catalog.township_id != village.township_id:
+        raise Invalid("该细则条目不适用于这位村民所在的村", code="item_not_applicable")
+    if item.retired_at is not None:
+        raise Invalid("该细则条目已停用", code="item_retired")
+    version = item.current_version
+    assert version is not None
+    rule = version.rule
+    # No history yet: the ledger (next issue) will supply this subject's usage per period;
+    # until then every cap starts from zero, which the reason says where it matters.
+    try:
+        result = rules.evaluate(rule, at, rules.History(), units)
+    except rules.EvaluationError as error:
+        raise Invalid(error.message, code="invalid_units", details={"field": "units"}) from None
+    reason = result.reason
+    if result.points and (rule.caps or rule.kind == "once"):
+        reason += "（试算未计入此前已记的分，实际记分时如已达上限会相应减少）"
+    return {
+        "points": result.points,
+        "capped": result.capped,
+        "units": result.units,
+        "reason": reason,
+        "item_id": item.id,
+        "version_id": version.id,
+        "version": version.version,
+    }

@@ -1,0 +1,525 @@
+"""Claims (申报): from proof to points.
+
+`pending → in_notice (公示) → posted`, or `rejected`; `objected` while an objection waits;
+`approved` when the village approved but the award would pass its monthly budget and the
+township must approve. The rule engine decides the points at submission and again at
+posting, against what the subject has already been given for that item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+import rules
+from rules.periods import month_key, period_end, period_start
+
+from . import audit, catalogs, ledger
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .models import Household, RuleItem, RuleItemVersion, Village, Villager
+from .models.claims import Claim, ClaimApproval, HouseholdFlag, Objection, Upload
+from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
+
+# Statuses whose points count against an item's caps when a new claim comes in: a villager
+# cannot get past a cap by filing several claims before the first is reviewed.
+OPEN_OR_POSTED = ("pending", "approved", "in_notice", "objected", "posted")
+
+
+class NoPoints(DomainError):
+    status = 422
+    code = "no_points"
+    message = "按细则本次不计分"
+
+
+class ClaimNotPending(DomainError):
+    status = 409
+    code = "claim_not_pending"
+    message = "该申报已经处理过了"
+
+
+class NotInNotice(DomainError):
+    status = 409
+    code = "not_in_notice"
+    message = "该申报不在公示期内"
+
+
+class SelfApproval(DomainError):
+    status = 403
+    code = "self_approval"
+    message = "不能审核自己家庭的积分申报"
+
+
+@dataclass(frozen=True)
+class Target:
+    household_id: int
+    member_id: int | None
+    village_id: int
+
+
+# ---- rules as a village sees them -----------------------------------------------------------
+
+def village_policy(session: Session, village_id: int) -> rules.Policy:
+    return catalogs.effective_policy(session, village_id)
+
+
+def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleItem:
+    """A rule item the village may use now: its township's catalog or its own items."""
+    village = session.get(Village, village_id)
+    assert village is not None
+    item = session.scalar(
+        catalogs.in_effect_for(select(RuleItem), village).where(RuleItem.id == rule_item_id)
+    )
+    if item is None or item.current_version is None:
+        raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
+    return item
+
+
+def history(
+    session: Session, item: RuleItem, rule: rules.RuleItem, target: Target, at: datetime,
+    tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
+) -> rules.History:
+    """What the subject has already been given for this item, per cap period around `at`."""
+    subject = (
+        Claim.household_id == target.household_id if rule.applies_to == "household"
+        else Claim.member_id == target.member_id
+    )
+    base = select(func.count(), func.coalesce(func.sum(Claim.points), 0)).where(
+        Claim.rule_item_id == item.id, subject, Claim.status.in_(statuses), Claim.points != 0,
+    )
+    if exclude_claim is not None:
+        base = base.where(Claim.id != exclude_claim)
+    local = at.astimezone(tz)
+    by_period: dict[str, rules.Usage] = {}
+    for cap in rule.caps:
+        start, end = period_start(cap.period, local), period_end(cap.period, local)
+        count, points = session.execute(
+            base.where(Claim.occurred_at >= start, Claim.occurred_at < end)
+        ).one()
+        by_period[cap.period] = rules.Usage(count=count, points=abs(points))
+    ever = 0
+    if rule.kind == "once":
+        ever = session.execute(base).one()[0]
+    return rules.History(by_period=by_period, ever_count=ever)
+
+
+def _evaluate(
+    session: Session, item: RuleItem, target: Target, units: int | None, at: datetime,
+    tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
+) -> tuple[rules.RuleItem, rules.Evaluation]:
+    version = item.current_version
+    assert version is not None
+    rule = version.rule
+    try:
+        evaluation = rules.evaluate(
+            rule, at.astimezone(tz),
+            history(session, item, rule, target, at, tz, statuses, exclude_claim), units,
+        )
+    except rules.EvaluationError as exc:
+        raise Invalid(exc.message, code="invalid_units") from exc
+    return rule, evaluation
+
+
+# ---- submission -----------------------------------------------------------------------------
+
+def _check_evidence(
+    session: Session, actor: Actor, evidence: list[int], rule: rules.RuleItem
+) -> list[int]:
+    if rule.evidence_required and not evidence:
+        raise Invalid("这一项需要上传照片作为证明", code="evidence_required")
+    ids = sorted(set(evidence))
+    if ids:
+        owned = set(session.scalars(
+            select(Upload.id).where(Upload.id.in_(ids), Upload.user_id == actor.user_id)
+        ))
+        if owned != set(ids):
+            raise Invalid("照片不存在或不是您上传的", code="invalid_evidence",
+                          details={"upload_ids": sorted(set(ids) - owned)})
+    return ids
+
+
+def _new_claim(
+    session: Session, actor: Actor, item: RuleItem, target: Target, *, source: str,
+    units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
+) -> Claim:
+    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED)
+    if evaluation.points == 0 and rule.kind != "veto":
+        raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
+                                                  "member_id": target.member_id})
+    claim = Claim(
+        village_id=target.village_id, household_id=target.household_id,
+        member_id=target.member_id, rule_item_id=item.id,
+        rule_item_version_id=item.current_version_id, source=source,
+        units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
+        reason=evaluation.reason, note=note, evidence=evidence, status="pending",
+        occurred_at=now, submitted_by=actor.user_id, created_at=now,
+    )
+    session.add(claim)
+    session.flush()
+    return claim
+
+
+def submit(
+    session: Session, actor: Actor, *, rule_item_id: int, units: int | None, note: str | None,
+    evidence: list[int], tz: ZoneInfo, now: datetime,
+) -> Claim:
+    """A villager's self-report (自主申报) for their own household."""
+    if actor.role != VILLAGER:
+        raise Forbidden("只有村民可以自主申报；村干部请使用积分录入")
+    if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
+        raise Forbidden("请先绑定村民身份", code="not_bound")
+    item = village_item(session, actor.village_id, rule_item_id)
+    rule = item.current_version.rule  # type: ignore[union-attr]
+    if "villager" not in rule.submit_by:
+        raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
+    evidence = _check_evidence(session, actor, evidence, rule)
+    target = Target(actor.household_id, actor.villager_id, actor.village_id)
+    claim = _new_claim(session, actor, item, target, source="villager", units=units, note=note,
+                       evidence=evidence, now=now, tz=tz)
+    if not rule.requires_review:
+        _approved(session, actor, claim, rule, now, tz, by_township=False)
+    return claim
+
+
+def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
+    if "villager_id" in spec:
+        member = get_visible(session, actor, Villager, spec["villager_id"])
+        household = member.household
+        return Target(household.id, member.id, household.village_id)
+    household = get_visible(session, actor, Household, spec["household_id"])
+    head = household.head
+    return Target(household.id, head.id if head else None, household.village_id)
+
+
+def award(
+    session: Session, actor: Actor, *, rule_item_id: int, units: int | None, note: str | None,
+    evidence: list[int], targets: list[dict[str, int]], tz: ZoneInfo, now: datetime,
+) -> list[Claim]:
+    """A cadre's award or deduction (积分录入), for one or many villagers or households.
+    All or nothing: one target over its cap refuses the batch, naming it."""
+    authorize(actor, "claim.award")
+    resolved = [_target(session, actor, spec) for spec in targets]
+    if len({(t.household_id, t.member_id) for t in resolved}) != len(resolved):
+        raise Invalid("同一对象重复出现", code="duplicate_target")
+    claims = []
+    for target in resolved:
+        item = village_item(session, target.village_id, rule_item_id)
+        rule = item.current_version.rule  # type: ignore[union-attr]
+        if "cadre" not in rule.submit_by:
+            raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
+        if rule.applies_to == "member" and target.member_id is None:
+            raise Invalid("这一项按人计分，请选择村民", code="member_required")
+        if rule.points < 0 or rule.kind == "veto":
+            if not (note and note.strip()):
+                raise Invalid("扣分须写明原因", code="note_required")
+        checked = _check_evidence(session, actor, evidence, rule)
+        claim = _new_claim(session, actor, item, target, source="cadre", units=units,
+                           note=note, evidence=checked, now=now, tz=tz)
+        claims.append(claim)
+        # Entering the award is this cadre's approval; a second cadre may still be needed.
+        _record_approval(session, actor, claim)
+        _advance(session, actor, claim, rule, now, tz)
+        audit.record(session, actor, "claim.award", claim, village_id=claim.village_id)
+    return claims
+
+
+# ---- review ---------------------------------------------------------------------------------
+
+def _own_household(session: Session, actor: Actor) -> int | None:
+    if actor.villager_id is None:
+        return None
+    return session.scalar(select(Villager.household_id).where(Villager.id == actor.villager_id))
+
+
+def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
+    if claim.household_id == _own_household(session, actor):
+        raise SelfApproval()
+    exists = session.scalar(select(ClaimApproval.id).where(
+        ClaimApproval.claim_id == claim.id, ClaimApproval.user_id == actor.user_id))
+    if exists:
+        raise Conflict("您已经审核过这条申报，需要另一位村干部审核", code="already_approved")
+    session.add(ClaimApproval(claim_id=claim.id, user_id=actor.user_id))
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict("您已经审核过这条申报", code="already_approved") from exc
+
+
+def _approvals(session: Session, claim: Claim) -> int:
+    return session.scalar(
+        select(func.count()).select_from(ClaimApproval).where(ClaimApproval.claim_id == claim.id)
+    ) or 0
+
+
+def issued_this_month(session: Session, village_id: int, now: datetime, tz: ZoneInfo) -> int:
+    """Points the village has decided to award this month: posted and still in notice."""
+    start = period_start("month", now.astimezone(tz))
+    return session.scalar(
+        select(func.coalesce(func.sum(Claim.points), 0)).where(
+            Claim.village_id == village_id, Claim.points > 0,
+            Claim.status.in_(("in_notice", "objected", "posted")), Claim.decided_at >= start,
+        )
+    ) or 0
+
+
+def _advance(
+    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
+    tz: ZoneInfo,
+) -> None:
+    """After an approval: enough cadres? within budget? then notice or post."""
+    policy = village_policy(session, claim.village_id)
+    needed = 2 if abs(claim.points) >= policy.two_cadre_threshold else 1
+    if _approvals(session, claim) < needed:
+        return
+    _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS)
+
+
+def _approved(
+    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
+    tz: ZoneInfo, *, by_township: bool,
+) -> None:
+    policy = village_policy(session, claim.village_id)
+    if (policy.monthly_budget is not None and claim.points > 0 and not by_township
+            and issued_this_month(session, claim.village_id, now, tz) + claim.points
+            > policy.monthly_budget):
+        # Awards past the budget need the township (DESIGN.md, policies).
+        claim.status = "approved"
+        claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
+        return
+    days = rule.notice_days if rule.notice_days is not None else policy.notice_days
+    claim.decided_at = now
+    if days > 0:
+        claim.status = "in_notice"
+        claim.notice_ends_at = now + timedelta(days=days)
+        session.flush()
+    else:
+        _post(session, claim, now, tz, from_status=claim.status)
+
+
+def _lock_claim(session: Session, actor: Actor, claim_id: int) -> Claim:
+    visible_claim = get_visible(session, actor, Claim, claim_id)
+    locked = session.scalar(
+        select(Claim).where(Claim.id == visible_claim.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert locked is not None
+    return locked
+
+
+def approve(session: Session, actor: Actor, claim_id: int, tz: ZoneInfo, now: datetime) -> Claim:
+    claim = _lock_claim(session, actor, claim_id)
+    authorize(actor, "claim.review")
+    if claim.status == "approved":
+        # Over the village budget: only the township can let it through.
+        if actor.role not in (TOWNSHIP, COUNTY):
+            raise Forbidden("超出本月发放额度，需乡镇管理员审批", code="needs_township_approval")
+        item = session.get(RuleItem, claim.rule_item_id)
+        assert item is not None
+        version = session.get(RuleItemVersion, claim.rule_item_version_id)
+        assert version is not None
+        _approved(session, actor, claim, version.rule, now, tz, by_township=True)
+        audit.record(session, actor, "claim.approve", claim, village_id=claim.village_id)
+        return claim
+    if claim.status != "pending":
+        raise ClaimNotPending()
+    _record_approval(session, actor, claim)
+    version = session.get(RuleItemVersion, claim.rule_item_version_id)
+    assert version is not None
+    _advance(session, actor, claim, version.rule, now, tz)
+    audit.record(session, actor, "claim.approve", claim, village_id=claim.village_id)
+    return claim
+
+
+def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: datetime) -> Claim:
+    claim = _lock_claim(session, actor, claim_id)
+    authorize(actor, "claim.review")
+    if claim.status not in ("pending", "approved"):
+        raise ClaimNotPending()
+    before = audit.snapshot(claim)
+    claim.status, claim.reject_reason = "rejected", reason
+    claim.rejected_by, claim.decided_at = actor.user_id, now
+    audit.record(session, actor, "claim.reject", claim, before=before,
+                 village_id=claim.village_id)
+    return claim
+
+
+# ---- notice and objections (公示与异议) --------------------------------------------------
+
+def object_to(
+    session: Session, actor: Actor, claim_id: int, reason: str, now: datetime
+) -> Objection:
+    if actor.role != VILLAGER:
+        get_visible(session, actor, Claim, claim_id)  # 404 before 403, as everywhere
+        raise Forbidden("只有本村村民可以在公示期内提出异议", code="not_village_member")
+    # 公示 is public within the village: any claim of the village may be objected to.
+    claim = session.scalar(
+        select(Claim).where(Claim.id == claim_id, Claim.village_id == actor.village_id)
+    )
+    if claim is None:
+        raise NotFound()
+    if claim.household_id == actor.household_id:
+        raise Forbidden("不能对自己家庭的申报提出异议", code="own_claim")
+    moved = session.execute(
+        update(Claim).where(Claim.id == claim.id, Claim.status == "in_notice",
+                            Claim.notice_ends_at > now)
+        .values(status="objected").execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise NotInNotice()
+    objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason,
+                          created_at=now)
+    session.add(objection)
+    session.flush()
+    session.expire(claim)
+    return objection
+
+
+def resolve(
+    session: Session, actor: Actor, objection_id: int, outcome: str, note: str | None,
+    now: datetime,
+) -> Objection:
+    objection = session.get(Objection, objection_id)
+    if objection is None:
+        raise NotFound()
+    claim = _lock_claim(session, actor, objection.claim_id)
+    authorize(actor, "claim.review")
+    if objection.status != "open" or claim.status != "objected":
+        raise Conflict("该异议已经处理过了", code="objection_resolved")
+    objection.status = "upheld" if outcome == "uphold" else "overturned"
+    objection.resolved_by, objection.resolved_at = actor.user_id, now
+    objection.resolution_note = note
+    if outcome == "uphold":
+        # Back in notice; it posts when the notice ends (at the next post-due run if it has).
+        claim.status = "in_notice"
+    else:
+        claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
+        claim.rejected_by = actor.user_id
+    audit.record(session, actor, f"objection.{objection.status}", objection,
+                 village_id=claim.village_id)
+    return objection
+
+
+# ---- posting --------------------------------------------------------------------------------
+
+def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_status: str
+          ) -> None:
+    """Post a claim: re-decide its points against what is posted, then append the entry.
+    The conditional update makes posting idempotent: two runners, one posting."""
+    moved = session.execute(
+        update(Claim).where(Claim.id == claim.id, Claim.status == from_status)
+        .values(status="posted", posted_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        return
+    session.refresh(claim)
+    item = session.get(RuleItem, claim.rule_item_id)
+    version = session.get(RuleItemVersion, claim.rule_item_version_id)
+    assert item is not None and version is not None
+    rule = version.rule
+    target = Target(claim.household_id, claim.member_id, claim.village_id)
+    evaluation = rules.evaluate(
+        rule, claim.occurred_at.astimezone(tz),
+        history(session, item, rule, target, claim.occurred_at, tz, ("posted",),
+                exclude_claim=claim.id),
+        claim.units,
+    )
+    if evaluation.points == 0 and rule.kind != "veto":
+        claim.status, claim.points = "rejected", 0
+        claim.reject_reason = f"公示结束时重新核算：{evaluation.reason}"
+        claim.posted_at = None
+        return
+    if abs(evaluation.points) < abs(claim.points):
+        # Only ever lower: the notice showed these points, and the approvals and the budget
+        # were decided on them; a cap reached meanwhile may cut them, nothing may raise them.
+        claim.points, claim.capped = evaluation.points, evaluation.capped
+        claim.reason = evaluation.reason
+    if claim.points != 0:
+        ledger.append(
+            session, household_id=claim.household_id,
+            kind="earn" if claim.points > 0 else "deduct", amount=claim.points, tz=tz,
+            member_id=claim.member_id, rule_item_version_id=claim.rule_item_version_id,
+            claim_id=claim.id, created_by=claim.submitted_by, note=claim.note, at=now,
+            counts_for=claim.occurred_at,
+        )
+    if rule.kind == "veto" and rule.veto is not None:
+        _apply_veto(session, claim, rule.veto, now, tz)
+    session.flush()
+
+
+def _apply_veto(
+    session: Session, claim: Claim, veto: rules.VetoEffect, now: datetime, tz: ZoneInfo
+) -> None:
+    """一票否决: spendable points wiped by an entry, and a bar from boards by a flag —
+    never a silent edit."""
+    if veto.wipe_available:
+        account = ledger.account_for(session, claim.household_id, lock=True)
+        if account.available > 0:
+            ledger.append(
+                session, household_id=claim.household_id, kind="expire",
+                amount=-account.available, tz=tz, member_id=claim.member_id,
+                rule_item_version_id=claim.rule_item_version_id,
+                created_by=claim.submitted_by, note="一票否决：可用积分清零", at=now,
+            )
+    if veto.bar_periods > 0:
+        first = month_key(now.astimezone(tz))
+        year, month = divmod(int(first[:4]) * 12 + int(first[5:]) - 1 + veto.bar_periods - 1,
+                             12)
+        session.add(HouseholdFlag(
+            household_id=claim.household_id, kind="veto", claim_id=claim.id,
+            from_month=first, until_month=f"{year:04d}-{month + 1:02d}",
+            note=f"一票否决：{veto.bar_periods} 个月内不参加评比", created_at=now,
+        ))
+
+
+def due_claim_ids(session: Session, now: datetime) -> list[int]:
+    return list(session.scalars(
+        select(Claim.id).where(Claim.status == "in_notice", Claim.notice_ends_at <= now)
+        .order_by(Claim.id)
+    ))
+
+
+def post_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
+    """Post every claim whose notice has ended, each in its own transaction, so one bad claim
+    does not hold the others back and a concurrent run posts each claim once."""
+    posted = 0
+    for claim_id in due_claim_ids(session, now):
+        session.rollback()
+        claim = session.get(Claim, claim_id)
+        if claim is None or claim.status != "in_notice":
+            continue
+        _post(session, claim, now, tz, from_status="in_notice")
+        if claim.status == "posted":
+            posted += 1
+        session.commit()
+    return posted
+
+
+def objection_for(session: Session, claim_id: int) -> list[Objection]:
+    return list(session.scalars(
+        select(Objection).where(Objection.claim_id == claim_id).order_by(Objection.id)
+    ))
+
+
+def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
+    version = session.get(RuleItemVersion, claim.rule_item_version_id)
+    member = session.get(Villager, claim.member_id) if claim.member_id else None
+    household = session.get(Household, claim.household_id)
+    data = version.data if version else {}
+    return {
+        "claim": claim,
+        "rule_item": {"id": claim.rule_item_id, "version_id": claim.rule_item_version_id,
+                      "version": version.version if version else None,
+                      "code": data.get("code"), "name": data.get("name"),
+                      "category": data.get("category")},
+        "member_name": member.name if member else None,
+        "household_name": household.name if household else None,
+        "approvals": _approvals(session, claim),
+        "objections": objection_for(session, claim.id),
+    }
+
+

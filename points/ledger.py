@@ -1,0 +1,331 @@
+"""The ledger: the only code that moves points (DESIGN.md, the ledger invariants).
+
+- A balance moves only with an appended entry (or a hold, in the supermarket).
+- `available + held == sum(entries)` per account, at every commit.
+- Each entry is chained: hash = sha256(prev_hash || canonical entry), the head on the
+  account row, updated in the same transaction under the account's row lock.
+- Monthly totals per household and member are written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from rules.periods import month_key
+
+from .errors import Conflict, DomainError, NotFound
+from .models import Household, Villager
+from .models.ledger import GENESIS_HASH, Account, LedgerEntry, MemberMonthTotal, MonthTotal
+
+# Kinds that count towards the score boards rank (spending and expiry never lower it).
+SCORE_KINDS = frozenset({"earn", "deduct", "adjust"})
+REVERSIBLE_KINDS = frozenset({"earn", "deduct", "adjust"})
+
+
+class NotReversible(DomainError):
+    status = 409
+    code = "not_reversible"
+    message = "这条记录不能冲正"
+
+
+class AlreadyReversed(DomainError):
+    status = 409
+    code = "already_reversed"
+    message = "这条记录已经冲正过了"
+
+
+def canonical(entry: LedgerEntry) -> str:
+    """The bytes the chain signs: every field that gives the entry its meaning."""
+    created = entry.created_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return json.dumps(
+        {
+            "account_id": entry.account_id,
+            "seq": entry.seq,
+            "kind": entry.kind,
+            "amount": entry.amount,
+            "member_id": entry.member_id,
+            "rule_item_version_id": entry.rule_item_version_id,
+            "claim_id": entry.claim_id,
+            "reverses_id": entry.reverses_id,
+            "created_by": entry.created_by,
+            "created_at": created,
+            "month": entry.month,
+            "note": entry.note,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def chain_hash(prev_hash: str, entry: LedgerEntry) -> str:
+    return hashlib.sha256((prev_hash + canonical(entry)).encode()).hexdigest()
+
+
+def account_for(session: Session, household_id: int, *, lock: bool = False) -> Account:
+    """The household's account, created on first use; with `lock`, row-locked until commit so
+    appends to one chain are serialised (SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    stmt = select(Account).where(Account.household_id == household_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    account = session.scalar(stmt)
+    if account is not None:
+        return account
+    household = session.get(Household, household_id)
+    if household is None:
+        raise NotFound()
+    _insert_ignore(session, Account, {"household_id": household_id,
+                                      "village_id": household.village_id, "available": 0,
+                                      "held": 0, "earned_total": 0, "entry_count": 0,
+                                      "head_hash": GENESIS_HASH,
+                                      "created_at": datetime.now(UTC)},
+                   ["household_id"])
+    account = session.scalar(stmt)
+    assert account is not None
+    return account
+
+
+def _insert_ignore(
+    session: Session, model: type, values: dict[str, Any], keys: list[str]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING: two first entries at once create one row."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
+def _add_to_totals(
+    session: Session, model: type, keys: dict[str, Any], conflict: list[str],
+    increments: dict[str, int],
+) -> None:
+    """Upsert a totals row, adding to its counters in one statement."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**keys, **increments)
+    table = model.__table__  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=conflict,
+        set_={name: table.c[name] + stmt.excluded[name] for name in increments},
+    )
+    session.execute(stmt)
+
+
+def append(
+    session: Session,
+    *,
+    household_id: int,
+    kind: str,
+    amount: int,
+    tz: ZoneInfo,
+    member_id: int | None = None,
+    rule_item_version_id: int | None = None,
+    claim_id: int | None = None,
+    reverses_id: int | None = None,
+    created_by: int | None = None,
+    note: str | None = None,
+    from_hold: bool = False,
+    at: datetime | None = None,
+    counts_for: datetime | None = None,
+) -> LedgerEntry:
+    """Append one entry and move the balance with it. `from_hold` (a fulfilled redemption)
+    takes the amount out of `held` instead of `available`. `counts_for` is the moment whose
+    month the entry counts in (a claim's deed, posted after its notice), else `at`."""
+    account = account_for(session, household_id, lock=True)
+    created_at = at or datetime.now(UTC)
+    entry = LedgerEntry(
+        account_id=account.id,
+        seq=account.entry_count + 1,
+        kind=kind,
+        amount=amount,
+        member_id=member_id,
+        rule_item_version_id=rule_item_version_id,
+        claim_id=claim_id,
+        reverses_id=reverses_id,
+        created_by=created_by,
+        created_at=created_at,
+        month=month_key((counts_for or created_at).astimezone(tz)),
+        note=note,
+        prev_hash=account.head_hash,
+    )
+    entry.hash = chain_hash(account.head_hash, entry)
+    session.add(entry)
+
+    scores = kind in SCORE_KINDS or (kind == "reverse" and _reverses_score(session, reverses_id))
+    values: dict[str, Any] = {"entry_count": entry.seq, "head_hash": entry.hash}
+    if from_hold:
+        values["held"] = Account.held + amount
+    else:
+        values["available"] = Account.available + amount
+    if scores:
+        values["earned_total"] = Account.earned_total + amount
+    # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
+    moved = session.execute(
+        update(Account)
+        .where(Account.id == account.id, Account.head_hash == account.head_hash)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
+    session.expire(account)
+
+    increments = {
+        "score": amount if scores else 0,
+        "earned": amount if kind == "earn" else 0,
+        "deducted": amount if kind == "deduct" else 0,
+        "redeemed": amount if kind == "redeem" else 0,
+        "expired": amount if kind == "expire" else 0,
+    }
+    _add_to_totals(
+        session, MonthTotal,
+        {"account_id": account.id, "household_id": household_id,
+         "village_id": account.village_id, "month": entry.month},
+        ["account_id", "month"], increments,
+    )
+    if member_id is not None and scores:
+        _add_to_totals(
+            session, MemberMonthTotal,
+            {"member_id": member_id, "household_id": household_id,
+             "village_id": account.village_id, "month": entry.month},
+            ["member_id", "month"],
+            {"score": amount, "earned": increments["earned"],
+             "deducted": increments["deducted"]},
+        )
+    session.flush()
+    return entry
+
+
+def _reverses_score(session: Session, reverses_id: int | None) -> bool:
+    if reverses_id is None:
+        return False
+    kind = session.scalar(select(LedgerEntry.kind).where(LedgerEntry.id == reverses_id))
+    return kind in SCORE_KINDS
+
+
+def reverse(
+    session: Session, entry: LedgerEntry, *, reason: str, created_by: int, tz: ZoneInfo
+) -> LedgerEntry:
+    """A correction: an entry of the opposite amount, in the month it is made (a published
+    board is never changed silently; the reversal shows on the next one)."""
+    if entry.kind not in REVERSIBLE_KINDS:
+        raise NotReversible()
+    if session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry.id)):
+        raise AlreadyReversed()
+    account = session.get(Account, entry.account_id)
+    assert account is not None
+    return append(
+        session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
+        tz=tz, member_id=entry.member_id, rule_item_version_id=entry.rule_item_version_id,
+        reverses_id=entry.id, created_by=created_by, note=reason,
+    )
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    account_id: int
+    household_id: int
+    entry_id: int | None
+    seq: int | None
+    problem: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    accounts: int
+    entries: int
+    breaks: list[ChainBreak]
+
+
+def _entries(session: Session, account_id: int) -> Iterator[LedgerEntry]:
+    # A server-side cursor on PostgreSQL: closed even when the walk stops at a break.
+    with session.scalars(
+        select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+        .order_by(LedgerEntry.seq).execution_options(yield_per=1000)
+    ) as result:
+        yield from result
+
+
+def verify_account(session: Session, account: Account) -> tuple[int, ChainBreak | None]:
+    """Walk one chain; the first entry that does not match, or a balance that disagrees."""
+    prev, count, total = GENESIS_HASH, 0, 0
+    entries = _entries(session, account.id)
+    for entry in entries:
+        count += 1
+        problem = None
+        if entry.seq != count:
+            problem = f"序号应为 {count}，实为 {entry.seq}"
+        elif entry.prev_hash != prev:
+            problem = "前一条哈希不符（记录被删除或插入）"
+        elif chain_hash(prev, entry) != entry.hash:
+            problem = "内容与哈希不符（记录被改动）"
+        if problem:
+            entries.close()  # runs the generator's `with`, closing the cursor now
+            return count, ChainBreak(account.id, account.household_id, entry.id, entry.seq,
+                                     problem)
+        prev = entry.hash
+        total += entry.amount
+    if prev != account.head_hash or count != account.entry_count:
+        return count, ChainBreak(account.id, account.household_id, None, None,
+                                 "账户记录的链头与流水不符")
+    if account.available + account.held != total:
+        return count, ChainBreak(account.id, account.household_id, None, None,
+                                 f"余额 {account.available}+冻结 {account.held} ≠ 流水合计 {total}")
+    return count, None
+
+
+def verify_all(session: Session) -> VerifyReport:
+    accounts = entries = 0
+    breaks: list[ChainBreak] = []
+    for account in session.scalars(select(Account).order_by(Account.id)):
+        accounts += 1
+        count, problem = verify_account(session, account)
+        entries += count
+        if problem:
+            breaks.append(problem)
+    return VerifyReport(accounts, entries, breaks)
+
+
+@dataclass(frozen=True)
+class AccountView:
+    household_id: int
+    available: int
+    held: int
+    earned_total: int
+    this_month: int
+
+
+def account_view(session: Session, household_id: int, tz: ZoneInfo) -> AccountView:
+    account = session.scalar(select(Account).where(Account.household_id == household_id))
+    if account is None:
+        return AccountView(household_id, 0, 0, 0, 0)
+    month = month_key(datetime.now(tz))
+    this_month = session.scalar(
+        select(MonthTotal.score).where(MonthTotal.account_id == account.id,
+                                       MonthTotal.month == month)
+    )
+    return AccountView(household_id, account.available, account.held, account.earned_total,
+                       this_month or 0)
+
+
+def member_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
+    rows = session.execute(
+        select(Villager.id, Villager.name, Villager.relation).where(Villager.id.in_(ids))
+    ) if ids else []
+    return {r.id: (r.name, r.relation) for r in rows}
+
+
+def sum_entries(session: Session, account_id: int) -> int:
+    return session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .where(LedgerEntry.account_id == account_id)
+    ) or 0

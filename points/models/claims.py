@@ -1,0 +1,136 @@
+"""Claims (申报) from proof to points, their approvals and objections, uploads, veto flags and
+idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, UTCDateTime, utcnow
+
+CLAIM_STATUSES = ("pending", "approved", "in_notice", "objected", "posted", "rejected")
+CLAIM_SOURCES = ("villager", "cadre", "checkin")
+
+
+class Claim(Base):
+    """`pending → (approved) → in_notice (公示) → posted`, or `rejected`; `objected` while a
+    villager's objection waits for a cadre. `approved` means approved by the village but
+    over its monthly budget, waiting for the township."""
+
+    __tablename__ = "claims"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending','approved','in_notice','objected','posted','rejected')",
+            name="status",
+        ),
+        CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
+        Index("ix_claims_village_status", "village_id", "status"),
+        Index("ix_claims_due", "status", "notice_ends_at"),
+        Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
+        Index("ix_claims_item_member", "rule_item_id", "member_id", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"))
+    rule_item_id: Mapped[int] = mapped_column(ForeignKey("rule_items.id"))
+    rule_item_version_id: Mapped[int] = mapped_column(ForeignKey("rule_item_versions.id"))
+    source: Mapped[str] = mapped_column(String(10))
+    units: Mapped[int | None] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(Integer)  # as the engine decided (again at posting)
+    capped: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(300))  # the engine's explanation
+    note: Mapped[str | None] = mapped_column(String(500))
+    evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(12))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notice_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reject_reason: Mapped[str | None] = mapped_column(String(500))
+    rejected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class ClaimApproval(Base):
+    __tablename__ = "claim_approvals"
+    # The same cadre approving twice counts once (and a retry cannot double-approve).
+    __table_args__ = (UniqueConstraint("claim_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Objection(Base):  # 公示期异议
+    __tablename__ = "objections"
+    __table_args__ = (
+        CheckConstraint("status IN ('open','upheld','overturned')", name="status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
+
+
+class Upload(Base):
+    """A photo, re-encoded without EXIF and stored under UPLOAD_DIR by a random name."""
+
+    __tablename__ = "uploads"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"), index=True)
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HouseholdFlag(Base):
+    """A veto (一票否决) bar from boards and honours for a span of months, from a posted claim."""
+
+    __tablename__ = "household_flags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
+    from_month: Mapped[str] = mapped_column(String(7))
+    until_month: Mapped[str] = mapped_column(String(7))  # inclusive
+    note: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a write, replayed for a retry with the same key and body."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(100))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(JSON)  # None until the write commits
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

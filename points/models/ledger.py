@@ -1,0 +1,100 @@
+"""The points ledger (积分存折): household accounts, chained entries, monthly totals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, UTCDateTime, utcnow
+
+ENTRY_KINDS = ("earn", "deduct", "redeem", "reverse", "adjust", "expire")
+GENESIS_HASH = "0" * 64
+
+
+class Account(Base):
+    """A household's points (以户为单位). Never edited by hand: `available` and `held` move only
+    with an appended entry or a hold, and `head_hash` is the head of the entry chain."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("held >= 0", name="held_not_negative"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), unique=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), index=True)
+    available: Mapped[int] = mapped_column(Integer, default=0)
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    # Lifetime score: earnings and deductions (and their reversals); spending never lowers it.
+    earned_total: Mapped[int] = mapped_column(Integer, default=0)
+    entry_count: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One line of the passbook. Append-only: a correction is a `reverse` entry."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq"),
+        CheckConstraint(
+            "kind IN ('earn','deduct','redeem','reverse','adjust','expire')", name="kind"
+        ),
+        Index("ix_ledger_entries_account_month", "account_id", "month"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    seq: Mapped[int] = mapped_column(Integer)  # position in the account's chain, from 1
+    kind: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(Integer)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"), index=True)
+    rule_item_version_id: Mapped[int | None] = mapped_column(ForeignKey("rule_item_versions.id"))
+    # A claim posts at most once: the database refuses a second entry for it.
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), unique=True)
+    # An entry is reversed at most once.
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM in the village's time zone
+    note: Mapped[str | None] = mapped_column(String(500))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class MonthTotal(Base):
+    """Per household and month, written in the same transaction as each entry, so a monthly
+    board reads one row per household instead of scanning the ledger."""
+
+    __tablename__ = "month_totals"
+    __table_args__ = (
+        UniqueConstraint("account_id", "month"),
+        Index("ix_month_totals_village_month", "village_id", "month"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    score: Mapped[int] = mapped_column(Integer, default=0)  # what boards rank
+    earned: Mapped[int] = mapped_column(Integer, default=0)
+    deducted: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
+    redeemed: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
+    expired: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
+
+
+class MemberMonthTotal(Base):
+    """Per member and month, for boards by person."""
+
+    __tablename__ = "member_month_totals"
+    __table_args__ = (
+        UniqueConstraint("member_id", "month"),
+        Index("ix_member_month_totals_village_month", "village_id", "month"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("villagers.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    earned: Mapped[int] = mapped_column(Integer, default=0)
+    deducted: Mapped[int] = mapped_column(Integer, default=0)
