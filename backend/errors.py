@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 
@@ -120,6 +120,17 @@ def register_error_handlers(app: Flask) -> None:
         # A unique constraint settled a race that the service's own check could not see.
         db.session.rollback()
         return error_response(409, "conflict", "与现有记录冲突，请刷新后重试")
+
+    @app.errorhandler(DataError)
+    def _data_error(error: DataError) -> Response:
+        # A value the column cannot hold (a number past its range) is the client's mistake.
+        db.session.rollback()
+        return error_response(422, "value_out_of_range", "提交的数值超出允许范围")
+
+    @app.errorhandler(OverflowError)
+    def _overflow(error: OverflowError) -> Response:
+        db.session.rollback()
+        return error_response(422, "value_out_of_range", "提交的数值超出允许范围")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

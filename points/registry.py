@@ -56,6 +56,22 @@ def create_village(
     return village
 
 
+def update_village(
+    session: Session, actor: Actor, village_id: int, changes: dict[str, Any]
+) -> Village:
+    village = get_visible(session, actor, Village, village_id)
+    authorize(actor, "village.update")
+    if "name" in changes and session.scalar(select(Village.id).where(
+            Village.township_id == village.township_id, Village.name == changes["name"],
+            Village.id != village.id)):
+        raise Conflict("本乡镇已有同名村", code="duplicate_name")
+    before = audit.snapshot(village)
+    for key, value in changes.items():
+        setattr(village, key, value)
+    _record(session, actor, "village.update", village, village, before)
+    return village
+
+
 def create_group(session: Session, actor: Actor, village_id: int, name: str) -> VillagerGroup:
     authorize(actor, "group.create")
     village = get_visible(session, actor, Village, village_id)

@@ -56,6 +56,9 @@ def create_staff(
     shop_id: int | None = None,
 ) -> User:
     """Create a staff account. `actor` None is the operator at the command line."""
+    if actor is not None:
+        # First: a role without account rights learns nothing (not even which ids exist).
+        authorize(actor, "user.create")
     if role not in STAFF_ROLES:
         raise Invalid("只能创建工作人员账号", code="invalid_role", details={"role": role})
     check_password_strength(password)
@@ -63,7 +66,6 @@ def create_staff(
         session, role, township_id, village_id, shop_id
     )
     if actor is not None:
-        authorize(actor, "user.create")
         # A township admin creates staff of their own township only, and never a county admin.
         if actor.role == TOWNSHIP and (role == COUNTY or township_id != actor.township_id):
             raise Forbidden("只能为本乡镇创建工作人员账号")
