@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from .models import Household, RuleItem, RuleItemVersion, Village, Villager
+from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
 from .models.claims import Claim, ClaimApproval, HouseholdFlag, Objection, Upload
 from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
 
@@ -80,6 +80,14 @@ def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleIt
     return item
 
 
+# A posted claim whose entry was reversed (冲正) no longer uses up the cap. Built once: it is
+# part of every claim's history query.
+_reversal = aliased(LedgerEntry)
+REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
+    _reversal, _reversal.reverses_id == LedgerEntry.id
+).where(LedgerEntry.claim_id.is_not(None))
+
+
 def history(
     session: Session, item: RuleItem, rule: rules.RuleItem, target: Target, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
@@ -91,6 +99,7 @@ def history(
     )
     base = select(func.count(), func.coalesce(func.sum(Claim.points), 0)).where(
         Claim.rule_item_id == item.id, subject, Claim.status.in_(statuses), Claim.points != 0,
+        Claim.id.not_in(REVERSED_CLAIMS),
     )
     if exclude_claim is not None:
         base = base.where(Claim.id != exclude_claim)
@@ -186,6 +195,29 @@ def submit(
     return claim
 
 
+def submit_checkin(
+    session: Session, actor: Actor, item: RuleItem, target: Target, *, units: int | None,
+    now: datetime, tz: ZoneInfo, note: str | None = None,
+) -> Claim:
+    """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
+    who scanned their member card (`actor` either way, recorded as the submitter). An item
+    that needs no review is approved at once, then posted, or shown in notice (公示) when it
+    has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
+    when a cap leaves nothing to award, before anything is written."""
+    version = item.current_version
+    assert version is not None
+    rule = version.rule
+    if "checkin" not in rule.submit_by:
+        raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
+    if rule.applies_to == "member" and target.member_id is None:
+        raise Invalid("这一项按人计分，请选择村民", code="member_required")
+    claim = _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
+                       evidence=[], now=now, tz=tz)
+    if not rule.requires_review:
+        _approved(session, actor, claim, rule, now, tz, by_township=False)
+    return claim
+
+
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
     if "villager_id" in spec:
         member = get_visible(session, actor, Villager, spec["villager_id"])
@@ -276,14 +308,15 @@ def _advance(
     needed = 2 if abs(claim.points) >= policy.two_cadre_threshold else 1
     if _approvals(session, claim) < needed:
         return
-    _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS)
+    _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS,
+              policy=policy)
 
 
 def _approved(
     session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
-    tz: ZoneInfo, *, by_township: bool,
+    tz: ZoneInfo, *, by_township: bool, policy: rules.Policy | None = None,
 ) -> None:
-    policy = village_policy(session, claim.village_id)
+    policy = policy or village_policy(session, claim.village_id)
     if (policy.monthly_budget is not None and claim.points > 0 and not by_township
             and issued_this_month(session, claim.village_id, now, tz) + claim.points
             > policy.monthly_budget):

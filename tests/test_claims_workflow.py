@@ -791,3 +791,22 @@ def test_posting_never_gives_more_than_the_notice_showed(
         assert post_due(runner) == 2
     # What the village saw in 公示 is what is posted.
     assert sorted(e["amount"] for e in entries_of(app, world.household_x)) == [8, 16]
+
+
+def test_a_reversed_award_frees_its_cap(
+    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
+) -> None:
+    """A cadre's mistake corrected by a reversal (冲正) must not keep using up the cap."""
+    volunteer = items["PUB-VOLUNTEER"]
+    for _ in range(3):  # 16 + 16 + 8: the 40-point monthly cap
+        earn_posted(client, runner, world, volunteer, 8, MARCH_10)
+    with frozen(MARCH_10 + timedelta(hours=1)):
+        refused = self_report(client, world, "villager_x", volunteer, units=8)
+        assert refused.status_code == 422 and error_code(refused) == "no_points"
+        first = entries_of(app, world.household_x)[0]
+        reversed_ = client.post(f"/api/v1/ledger/{first['id']}/reverse",
+                                json={"reason": "录入错误"}, headers=world.headers("cadre_a"))
+        assert reversed_.status_code == 201
+        again = self_report(client, world, "villager_x", volunteer, units=8)
+        assert again.status_code == 201, again.get_json()
+        assert again.get_json()["points"] == first["amount"] == 16

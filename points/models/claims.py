@@ -37,6 +37,8 @@ class Claim(Base):
         ),
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
         Index("ix_claims_village_status", "village_id", "status"),
+        # The monthly budget sums a village's claims decided this month.
+        Index("ix_claims_village_decided", "village_id", "decided_at"),
         Index("ix_claims_due", "status", "notice_ends_at"),
         Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
         Index("ix_claims_item_member", "rule_item_id", "member_id", "occurred_at"),
