@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 
 from flask import current_app, g, request
 
@@ -13,6 +14,7 @@ from points.models import User
 from points.scope import Actor
 from points.tokens import TokenCodec
 
+from . import config as app_config
 from .extensions import db
 
 
@@ -28,7 +30,20 @@ def token_settings() -> TokenSettings:
 
 
 def qr_codec() -> TokenCodec:
-    return TokenCodec.from_secret(current_app.config["SECRET_KEY"])
+    config = current_app.config
+    return _keyring(
+        config["SECRET_KEY"], config["QR_KEY_ID"],
+        tuple(sorted(app_config.qr_old_secrets(config).items())),
+        frozenset(app_config.qr_revoked_key_ids(config)),
+    )
+
+
+@lru_cache(maxsize=8)
+def _keyring(
+    secret: str, kid: int, old: tuple[tuple[int, str], ...], revoked: frozenset[int]
+) -> TokenCodec:
+    # Deriving the ring is a few HMACs; cached because every check-in decodes a code.
+    return TokenCodec.keyring(secret, kid, dict(old), revoked)
 
 
 def _authenticate() -> tuple[User, str]:

@@ -1,10 +1,15 @@
 """Typed, signed, compact tokens for QR codes (DESIGN.md, QR codes and tokens).
 
-A token is base64url(version | type | key id | expiry | varint fields | tag), the tag being
-HMAC-SHA256 truncated to 12 bytes. A binding token for one villager is about 30 characters, so
-`{PUBLIC_BASE_URL}/q/{token}` stays a low QR version that prints sharp at a few centimetres.
-The type is inside the signed bytes: a member card is refused where a binding code is
-expected and the other way round. The key id lets keys rotate without voiding printed codes.
+A token is base64url(header | key id | varint expiry | varint fields | tag), the tag being
+HMAC-SHA256 truncated to 12 bytes; the header byte carries the format version and the type.
+An activity code is about 28 characters, so `{PUBLIC_BASE_URL}/q/{token}` stays at QR version
+4, which prints sharp at 3 cm. The type is inside the signed bytes: a member card is refused
+where a binding or activity code is expected and the other way round.
+
+Keys rotate without voiding printed codes: the key id is in the token, new codes are signed
+with the current id, and every id still on the key ring verifies (`TokenCodec.keyring`).
+Format 1 (a fixed 5-byte expiry), used by the first printed member cards and binding codes,
+is still read.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .errors import DomainError
 
-VERSION = 1
+VERSION = 2
+V1 = 1  # format 1: version | type | kid | 5-byte expiry | varints | tag
+V2_HEADER = 0x20  # format 2: 0x20 | type, then kid, then varints (expiry first) and the tag
 TAG_BYTES = 12
+MAX_TOKEN_CHARS = 200  # far above any real token; bounds the work a hostile string can cause
+MAX_KID = 255
 
 
 class TokenType:
@@ -27,6 +37,7 @@ class TokenType:
     MEMBER_CARD = 2
     PICKUP = 3
     BINDING = 4
+    DISPLAY = 5  # the key of an activity's display screen (not a QR a villager scans)
 
 
 class QRTokenInvalid(DomainError):
@@ -52,6 +63,7 @@ class Decoded:
     type: int
     fields: tuple[int, ...]
     expires_at: datetime | None
+    kid: int = 0
 
 
 def _varint(n: int) -> bytes:
@@ -89,6 +101,8 @@ class TokenCodec:
     def __init__(self, keys: dict[int, bytes], current_kid: int) -> None:
         if current_kid not in keys:
             raise ValueError("current key id has no key")
+        if any(not 1 <= kid <= MAX_KID for kid in keys):
+            raise ValueError(f"key ids are 1..{MAX_KID}")
         self.keys = keys
         self.current_kid = current_kid
 
@@ -96,38 +110,81 @@ class TokenCodec:
     def from_secret(cls, secret: str, kid: int = 1) -> TokenCodec:
         return cls({kid: derive_key(secret, kid)}, kid)
 
+    @classmethod
+    def keyring(
+        cls, secret: str, current_kid: int = 1, old_secrets: Mapping[int, str] | None = None,
+        revoked: Iterable[int] = (),
+    ) -> TokenCodec:
+        """New codes under `current_kid`; every earlier id derived from `secret` still
+        verifies, so raising the id voids nothing already printed. `old_secrets` keeps the
+        codes of ids signed before the server secret itself was changed; `revoked` ids are
+        refused (a key, or a batch of posters, known to be compromised)."""
+        revoked = set(revoked)
+        if current_kid in revoked:
+            raise ValueError("the current key id cannot be revoked")
+        keys = {kid: derive_key(secret, kid) for kid in range(1, current_kid + 1)}
+        keys.update({kid: derive_key(old, kid) for kid, old in (old_secrets or {}).items()})
+        return cls({kid: key for kid, key in keys.items() if kid not in revoked}, current_kid)
+
     def encode(
         self, type_: int, fields: tuple[int, ...], expires_at: datetime | None = None
     ) -> str:
+        if not 0 < type_ < 16:
+            raise ValueError("token types are 1..15")
         expiry = int(expires_at.timestamp()) if expires_at else 0
-        body = bytes([VERSION, type_, self.current_kid]) + expiry.to_bytes(5, "big")
+        body = bytes([V2_HEADER | type_, self.current_kid]) + _varint(expiry)
         body += b"".join(_varint(f) for f in fields)
         tag = hmac.new(self.keys[self.current_kid], body, hashlib.sha256).digest()[:TAG_BYTES]
-        return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
+        return _b64(body + tag)
 
     def decode(self, token: str, expected_type: int, now: datetime | None = None) -> Decoded:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-            raise QRTokenInvalid() from exc
-        if len(raw) < 8 + TAG_BYTES or raw[0] != VERSION:
+        raw = _unb64(token)
+        if raw[0] == V1 and len(raw) >= 8 + TAG_BYTES:
+            type_, kid, header = raw[1], raw[2], 8
+        elif raw[0] & 0xF0 == V2_HEADER and len(raw) >= 3 + TAG_BYTES:
+            type_, kid, header = raw[0] & 0x0F, raw[1], 2
+        else:
             raise QRTokenInvalid()
         body, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-        key = self.keys.get(body[2])
+        key = self.keys.get(kid)
         if key is None:
             raise QRTokenInvalid()
         expected = hmac.new(key, body, hashlib.sha256).digest()[:TAG_BYTES]
         if not hmac.compare_digest(tag, expected):
             raise QRTokenInvalid()
         # Only a genuine token earns the more precise refusals below.
-        if body[1] != expected_type:
+        if type_ != expected_type:
             raise QRTokenWrongType()
         try:
-            fields = _read_varints(body[8:])
+            values = _read_varints(body[header:])
         except ValueError as exc:
             raise QRTokenInvalid() from exc
-        expiry = int.from_bytes(body[3:8], "big")
+        if header == 8:
+            expiry, fields = int.from_bytes(body[3:8], "big"), values
+        elif values:
+            expiry, fields = values[0], values[1:]
+        else:
+            raise QRTokenInvalid()
         expires_at = datetime.fromtimestamp(expiry, UTC) if expiry else None
         if expires_at is not None and (now or datetime.now(UTC)) >= expires_at:
             raise QRTokenExpired()
-        return Decoded(body[1], fields, expires_at)
+        return Decoded(type_, fields, expires_at, kid)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(token: str) -> bytes:
+    """Strict base64url: only the one canonical spelling of the bytes is read. The lenient
+    decoder skips stray characters and ignores the spare bits of the last one, so many
+    strings would otherwise stand for one signed token."""
+    if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        raise QRTokenInvalid()
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise QRTokenInvalid() from exc
+    if not raw or _b64(raw) != token:
+        raise QRTokenInvalid()
+    return raw

@@ -1,0 +1,258 @@
+"""Request and response schemas of activities and check-in (API.md, Activities and check-in).
+Request schemas refuse unknown fields, like every other body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from points.activities import LIST_STATES
+from points.models.activities import GEOFENCE_MODES, QR_MODES
+
+from .openapi import PageArgs, QueryArgs
+from .schemas import LocalDateTime
+
+AWARE = {
+    "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
+    "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
+}
+LAT = validate.Range(min=-90, max=90)
+LNG = validate.Range(min=-180, max=180)
+
+
+def _when(required: bool, description: str) -> fields.AwareDateTime:
+    return fields.AwareDateTime(required=required, allow_none=not required,
+                                error_messages=AWARE, metadata={"description": description})
+
+
+class LocationIn(Schema):
+    lat = fields.Float(required=True, validate=LAT, metadata={"description": "WGS-84 / GCJ-02 "
+                       "as the mini-program reports it (wx.getLocation type)"})
+    lng = fields.Float(required=True, validate=LNG)
+    radius_m = fields.Integer(required=True, validate=validate.Range(min=10, max=20_000))
+    mode = fields.String(load_default="refuse", validate=validate.OneOf(GEOFENCE_MODES),
+                         metadata={"description": "refuse: out of area is refused; flag: "
+                                   "accepted and flagged for the cadre"})
+
+
+class ActivityIn(Schema):
+    village_id = fields.Integer(required=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    rule_item_id = fields.Integer(required=True, metadata={
+        "description": "an item of the village's rules whose submit_by includes checkin"})
+    starts_at = _when(True, "")
+    ends_at = _when(True, "")
+    checkin_opens_at = _when(False, "default: 30 minutes before starts_at")
+    checkin_closes_at = _when(False, "default: ends_at")
+    qr_mode = fields.String(required=True, validate=validate.OneOf(QR_MODES), metadata={
+        "description": "static: one printable code for the check-in window; rotating: a "
+                       "new code every qr_step_seconds on a screen (display page)"})
+    qr_step_seconds = fields.Integer(allow_none=True, validate=validate.Range(min=10, max=600),
+                                     metadata={"description": "default QR_ROTATE_SECONDS (30)"})
+    location = fields.Nested(LocationIn, allow_none=True)
+    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100_000))
+    note = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class ActivityListArgs(PageArgs):
+    village_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(LIST_STATES), metadata={
+        "description": "upcoming (check-in not open yet), open, closed, cancelled, or current "
+                       "(upcoming or open; a villager's default)"})
+
+
+class LocationOut(Schema):
+    lat = fields.Float()
+    lng = fields.Float()
+    radius_m = fields.Integer()
+    mode = fields.String()
+
+
+class ActivityRuleItemOut(Schema):
+    id = fields.Integer()
+    code = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    points = fields.Integer(allow_none=True)
+    kind = fields.String(allow_none=True)
+    unit = fields.String(allow_none=True)
+    requires_review = fields.Boolean(allow_none=True)
+
+
+class ActivityOut(Schema):
+    id = fields.Integer()
+    village_id = fields.Integer()
+    title = fields.String()
+    rule_item = fields.Nested(ActivityRuleItemOut)
+    starts_at = LocalDateTime()
+    ends_at = LocalDateTime()
+    checkin_opens_at = LocalDateTime()
+    checkin_closes_at = LocalDateTime()
+    qr_mode = fields.String()
+    qr_step_seconds = fields.Integer()
+    location = fields.Nested(LocationOut, allow_none=True)
+    capacity = fields.Integer(allow_none=True)
+    checked_in = fields.Integer(metadata={"description": "check-ins so far"})
+    status = fields.String(metadata={"description": "upcoming, open, closed or cancelled"})
+    note = fields.String(allow_none=True)
+    cancelled_at = LocalDateTime(allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+    created_by = fields.Integer()
+    created_at = LocalDateTime()
+    my_checkin_id = fields.Integer(allow_none=True, metadata={
+        "description": "a villager's own check-in at this activity, if any"})
+
+
+class CancelIn(Schema):
+    reason = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class QrTokenArgs(QueryArgs):
+    svg = fields.Boolean(load_default=False, metadata={
+        "description": "also return the code as an SVG image (the display page uses it)"})
+
+
+class QrImageArgs(QueryArgs):
+    box_size = fields.Integer(load_default=10, validate=validate.Range(min=2, max=40),
+                              metadata={"description": "pixels per module (PNG only)"})
+
+
+class QrTokenOut(Schema):
+    token = fields.String()
+    url = fields.String(metadata={"description": "{PUBLIC_BASE_URL}/q/{token}: what the QR "
+                                  "code carries"})
+    expires_at = LocalDateTime(metadata={"description": "accepted until (a rotating code: "
+                               "the end of the grace step)"})
+    refresh_at = LocalDateTime(allow_none=True, metadata={
+        "description": "a rotating code: when the next code is shown; null when static"})
+    server_time = LocalDateTime()
+    qr_mode = fields.String()
+    step = fields.Integer(metadata={"description": "rotating step; 0 for a static code"})
+    step_seconds = fields.Integer()
+    activity_id = fields.Integer()
+    title = fields.String()
+    status = fields.String()
+    checkin_opens_at = LocalDateTime()
+    checkin_closes_at = LocalDateTime()
+    checked_in = fields.Integer()
+    capacity = fields.Integer(allow_none=True)
+    svg = fields.String(metadata={"description": "with ?svg=1: the code as an SVG image"})
+
+
+class DisplayLinkOut(Schema):
+    url = fields.String(metadata={"description": "open on the screen; the key is in the "
+                                  "fragment, so it never reaches a server log"})
+    expires_at = LocalDateTime()
+
+
+class CheckinIn(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=300), metadata={
+        "description": "the scanned code: its URL ({PUBLIC_BASE_URL}/q/{token}) or the "
+                       "token alone"})
+    lat = fields.Float(allow_none=True, validate=LAT)
+    lng = fields.Float(allow_none=True, validate=LNG)
+
+    @validates_schema
+    def _both_or_neither(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("lat") is None) != (data.get("lng") is None):
+            raise ValidationError("lat 和 lng 需要同时提供", "lat")
+
+
+class ProxyCheckinIn(Schema):
+    member_token = fields.String(required=True, validate=validate.Length(min=1, max=300),
+                                 metadata={"description": "the member card (card.png) "
+                                           "scanned by the cadre: its URL or its token"})
+
+
+class CheckinOut(Schema):
+    checkin_id = fields.Integer()
+    claim_id = fields.Integer(allow_none=True)
+    status = fields.String(metadata={
+        "description": "the claim's status (posted, in_notice, pending, approved); "
+                       "checked_in: a per-hour item, scored at check-out; no_points: "
+                       "attendance recorded, nothing to award (see reason)"})
+    points = fields.Integer()
+    reason = fields.String(allow_none=True)
+    activity_id = fields.Integer()
+    villager_id = fields.Integer()
+    household_id = fields.Integer()
+    checked_in_at = LocalDateTime()
+    checked_out_at = LocalDateTime(allow_none=True)
+    distance_m = fields.Integer(allow_none=True)
+    flags = fields.List(fields.String())
+    proxy_by = fields.Integer(allow_none=True)
+
+
+class CheckinListArgs(PageArgs):
+    pass
+
+
+class CheckinRowOut(Schema):
+    id = fields.Integer()
+    activity_id = fields.Integer()
+    villager_id = fields.Integer()
+    villager_name = fields.String(allow_none=True)
+    relation = fields.String(allow_none=True)
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    checked_in_at = LocalDateTime()
+    checked_out_at = LocalDateTime(allow_none=True)
+    device_id = fields.String(allow_none=True)
+    lat = fields.Float(allow_none=True)
+    lng = fields.Float(allow_none=True)
+    distance_m = fields.Integer(allow_none=True)
+    proxy_by = fields.Integer(allow_none=True)
+    proxy_by_name = fields.String(allow_none=True)
+    claim_id = fields.Integer(allow_none=True)
+    claim_status = fields.String(allow_none=True)
+    points = fields.Integer()
+    reason = fields.String(allow_none=True)
+    flags = fields.List(fields.String(), metadata={
+        "description": "out_of_area, no_location, own_household, shared_device, proxy_burst"})
+
+
+class SharedDeviceOut(Schema):
+    device_id = fields.String()
+    villager_ids = fields.List(fields.Integer())
+    household_ids = fields.List(fields.Integer())
+    checkin_ids = fields.List(fields.Integer())
+
+
+class ProxyBurstOut(Schema):
+    cadre_id = fields.Integer()
+    cadre_name = fields.String(allow_none=True)
+    count = fields.Integer()
+    first_at = LocalDateTime()
+    last_at = LocalDateTime()
+    checkin_ids = fields.List(fields.Integer())
+
+
+class BurstRuleOut(Schema):
+    more_than = fields.Integer()
+    within_minutes = fields.Float()
+
+
+class SignalsOut(Schema):
+    shared_devices = fields.List(fields.Nested(SharedDeviceOut), metadata={
+        "description": "one device id used by several villagers"})
+    out_of_area = fields.List(fields.Integer(), metadata={
+        "description": "check-ins outside the area (geofence mode flag)"})
+    no_location = fields.List(fields.Integer())
+    proxy_bursts = fields.List(fields.Nested(ProxyBurstOut), metadata={
+        "description": "more than PROXY_BURST_COUNT proxy check-ins by one cadre within "
+                       "PROXY_BURST_MINUTES"})
+    own_household_proxies = fields.List(fields.Integer())
+    burst_rule = fields.Nested(BurstRuleOut)
+
+
+class CheckinListOut(Schema):
+    activity_id = fields.Integer()
+    items = fields.List(fields.Nested(CheckinRowOut))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    checked_in = fields.Integer()
+    capacity = fields.Integer(allow_none=True)
+    proxy_count = fields.Integer()
+    signals = fields.Nested(SignalsOut)

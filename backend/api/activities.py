@@ -1,0 +1,310 @@
+"""Activities, their QR codes, check-in (签到), proxy check-in and check-out."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import qrcode
+from flask import Response, current_app, render_template, request
+from flask_smorest import Blueprint
+from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.svg import SvgPathImage
+
+from points import activities as service
+from points.activities import CheckInResult, Geofence, IssuedCode
+from points.models.activities import Activity
+from points.scope import get_visible
+
+from ..activity_schemas import (
+    ActivityIn,
+    ActivityListArgs,
+    ActivityOut,
+    CancelIn,
+    CheckinIn,
+    CheckinListArgs,
+    CheckinListOut,
+    CheckinOut,
+    DisplayLinkOut,
+    ProxyCheckinIn,
+    QrImageArgs,
+    QrTokenArgs,
+    QrTokenOut,
+)
+from ..auth import current_actor, current_user, qr_codec
+from ..clock import now, village_tz
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import page_of, paginate
+from ..qr import qr_png, token_url
+
+blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
+# The display page lives outside /api/v1 (API.md): a page, opened on a screen.
+pages_blp = Blueprint("activity_pages", __name__,
+                      description="活动大屏 The full-screen code of a rotating activity")
+
+DEVICE_HEADER = "X-Device-Id"
+DISPLAY_KEY_HEADER = "X-Display-Key"
+NO_STORE = {"Cache-Control": "private, no-store"}
+
+
+def _activity_out(activity: Activity, items: dict[int, dict[str, Any]],
+                  mine: dict[int, int], counts: dict[int, int]) -> dict[str, Any]:
+    data = items.get(activity.rule_item_id, {})
+    location = None
+    if activity.lat is not None:
+        location = {"lat": activity.lat, "lng": activity.lng, "radius_m": activity.radius_m,
+                    "mode": activity.geofence_mode}
+    return {
+        "id": activity.id, "village_id": activity.village_id, "title": activity.title,
+        "rule_item": {"id": activity.rule_item_id, "code": data.get("code"),
+                      "name": data.get("name"), "category": data.get("category"),
+                      "points": data.get("points"), "kind": data.get("kind"),
+                      "unit": data.get("unit"), "requires_review": data.get("requires_review")},
+        "starts_at": activity.starts_at, "ends_at": activity.ends_at,
+        "checkin_opens_at": activity.checkin_opens_at,
+        "checkin_closes_at": activity.checkin_closes_at,
+        "qr_mode": activity.qr_mode, "qr_step_seconds": activity.qr_step_seconds,
+        "location": location, "capacity": activity.capacity,
+        "checked_in": counts.get(activity.id, 0), "status": service.state(activity, now()),
+        "note": activity.note, "cancelled_at": activity.cancelled_at,
+        "cancel_reason": activity.cancel_reason, "created_by": activity.created_by,
+        "created_at": activity.created_at, "my_checkin_id": mine.get(activity.id),
+    }
+
+
+def _present(activities: list[Activity]) -> list[dict[str, Any]]:
+    items = service.rule_items_of(db.session, activities)
+    ids = [a.id for a in activities]
+    mine = service.my_checkins(db.session, current_actor(), ids)
+    counts = service.checkin_counts(db.session, ids)
+    return [_activity_out(a, items, mine, counts) for a in activities]
+
+
+def _checkin_out(result: CheckInResult) -> dict[str, Any]:
+    return dict(result.__dict__)
+
+
+def _qr(data: str) -> qrcode.QRCode:
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
+    code.add_data(data)
+    code.make(fit=True)
+    return code
+
+
+def qr_svg(data: str) -> str:
+    """The code as one SVG path: scales to any print size without blur."""
+    buffer = io.BytesIO()
+    _qr(data).make_image(image_factory=SvgPathImage).save(buffer)
+    return buffer.getvalue().decode()
+
+
+def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str, Any]:
+    url = token_url(current_app.config["PUBLIC_BASE_URL"], code.token)
+    out = {
+        "token": code.token, "url": url, "expires_at": code.expires_at,
+        "refresh_at": code.refresh_at, "server_time": now(), "qr_mode": activity.qr_mode,
+        "step": code.step, "step_seconds": activity.qr_step_seconds,
+        "activity_id": activity.id, "title": activity.title,
+        "status": service.state(activity, now()),
+        "checkin_opens_at": activity.checkin_opens_at,
+        "checkin_closes_at": activity.checkin_closes_at,
+        "checked_in": service.checkin_counts(db.session, [activity.id])[activity.id],
+        "capacity": activity.capacity,
+    }
+    if with_svg:
+        out["svg"] = qr_svg(url)
+    return out
+
+
+# ---- activities -----------------------------------------------------------------------------
+
+@blp.route("/activities", methods=["POST"])
+@blp.arguments(ActivityIn)
+@blp.response(201, ActivityOut)
+def create_activity(body: dict[str, Any]) -> dict[str, Any]:
+    """Create an activity of a village (cadres and admins). The rule item must allow
+    check-in; a per-unit item must count hours (scored at check-out)."""
+    location = body.get("location")
+    activity = service.create_activity(
+        db.session, current_actor(), village_id=body["village_id"], title=body["title"],
+        rule_item_id=body["rule_item_id"], starts_at=body["starts_at"],
+        ends_at=body["ends_at"], checkin_opens_at=body.get("checkin_opens_at"),
+        checkin_closes_at=body.get("checkin_closes_at"), qr_mode=body["qr_mode"],
+        step_seconds=body.get("qr_step_seconds") or current_app.config["QR_ROTATE_SECONDS"],
+        geofence=Geofence(**location) if location else None, capacity=body.get("capacity"),
+        note=body.get("note"), now=now(),
+    )
+    db.session.commit()
+    return _present([activity])[0]
+
+
+@blp.route("/activities", methods=["GET"])
+@blp.arguments(ActivityListArgs, location="query")
+@blp.response(200, page_of(ActivityOut))
+def list_activities(args: dict[str, Any]) -> dict[str, Any]:
+    """Activities the caller may see; a villager gets their village's upcoming and open ones
+    unless `status` says otherwise."""
+    stmt = service.activities_query(current_actor(), village_id=args.get("village_id"),
+                                    status=args.get("status"), now=now())
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = _present(list(page["items"]))
+    return page
+
+
+@blp.route("/activities/<int:activity_id>", methods=["GET"])
+@blp.response(200, ActivityOut)
+def get_activity(activity_id: int) -> dict[str, Any]:
+    return _present([get_visible(db.session, current_actor(), Activity, activity_id)])[0]
+
+
+@blp.route("/activities/<int:activity_id>/cancel", methods=["POST"])
+@blp.arguments(CancelIn)
+@blp.response(200, ActivityOut)
+def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+    """Cancel: its codes are refused from now on; check-ins already made keep their claims."""
+    activity = service.cancel_activity(db.session, current_actor(), activity_id,
+                                       body.get("reason"), now())
+    db.session.commit()
+    return _present([activity])[0]
+
+
+# ---- codes ----------------------------------------------------------------------------------
+
+@blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
+@blp.arguments(QrImageArgs, location="query")
+@blp.response(200, content_type="image/png")
+def poster_png(args: dict[str, Any], activity_id: int) -> Response:
+    """The printable code of a static activity (a rotating one is shown on the display
+    page instead: 409 rotating_code_not_printable)."""
+    _, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], token), args["box_size"])
+    return Response(png, mimetype="image/png", headers=NO_STORE)
+
+
+@blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
+@blp.response(200, content_type="image/svg+xml")
+def poster_svg(activity_id: int) -> Response:
+    """The printable code as SVG: sharp at any size (3 cm on a notice, A3 on a door)."""
+    _, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    svg = qr_svg(token_url(current_app.config["PUBLIC_BASE_URL"], token))
+    return Response(svg, mimetype="image/svg+xml", headers=NO_STORE)
+
+
+@blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
+@blp.arguments(QrTokenArgs, location="query")
+@blp.response(200, QrTokenOut)
+@blp.doc(security=[{"bearerAuth": []}, {}], parameters=[{
+    "in": "header", "name": DISPLAY_KEY_HEADER, "required": False,
+    "schema": {"type": "string"},
+    "description": "instead of a login: the key of a display link (POST …/display-link)",
+}])
+def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
+    """The code valid now, in either mode (staff of the village, or the display screen by
+    its key). A rotating code is shown until refresh_at and accepted until expires_at."""
+    key = request.headers.get(DISPLAY_KEY_HEADER)
+    if key:
+        activity, code = service.code_for_display(db.session, qr_codec(), activity_id, key,
+                                                  now())
+    else:
+        activity, code = service.code_for_staff(db.session, current_actor(), qr_codec(),
+                                                activity_id, now())
+    return _code_out(activity, code, args["svg"])
+
+
+@blp.route("/activities/<int:activity_id>/display-link", methods=["POST"])
+@blp.response(201, DisplayLinkOut)
+def display_link(activity_id: int) -> dict[str, Any]:
+    """A link that opens the full-screen code on a screen without logging in there. It
+    shows only this activity's code, and stops at DISPLAY_LINK_HOURS or when check-in
+    closes, whichever is first, or when its cadre loses access."""
+    ttl = timedelta(hours=current_app.config["DISPLAY_LINK_HOURS"])
+    activity, key, expires_at = service.display_key(db.session, current_actor(), qr_codec(),
+                                                    activity_id, ttl, now())
+    db.session.commit()
+    base = current_app.config["PUBLIC_BASE_URL"]
+    return {"url": f"{base}/activities/{activity.id}/display#key={key}",
+            "expires_at": expires_at}
+
+
+@pages_blp.route("/activities/<int:activity_id>/display", methods=["GET"])
+@pages_blp.doc(security=[], responses={"200": {"description": "an HTML page",
+                                               "content": {"text/html": {}}}})
+def display_page(activity_id: int) -> Response:
+    """The full-screen rotating code (open the URL from display-link). The page holds no
+    data: it fetches the code with the key from its URL fragment and refreshes itself."""
+    html = render_template("activity_display.html", activity_id=activity_id,
+                           header=DISPLAY_KEY_HEADER)
+    return Response(html, mimetype="text/html",
+                    headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
+
+
+# ---- check-in -------------------------------------------------------------------------------
+
+@blp.route("/checkins", methods=["POST"])
+@blp.doc(parameters=[*IDEMPOTENT["parameters"], {
+    "in": "header", "name": DEVICE_HEADER, "required": False,
+    "schema": {"type": "string", "maxLength": 64},
+    "description": "the mini-program's device id (an anti-fraud signal)"}])
+@idempotent
+@blp.arguments(CheckinIn)
+@blp.response(201, CheckinOut)
+def check_in(body: dict[str, Any]) -> dict[str, Any]:
+    """A villager checks in by scanning the activity's code. One check-in per person and
+    activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
+    device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
+    actor = service.checkin_actor(db.session, current_user())
+    result = service.check_in(
+        db.session, actor, qr_codec(), body["token"], lat=body.get("lat"),
+        lng=body.get("lng"), device_id=device, now=now(), tz=village_tz(),
+    )
+    return _checkin_out(result)
+
+
+@blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ProxyCheckinIn)
+@blp.response(201, CheckinOut)
+def proxy_check_in(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+    """A cadre checks in a villager without a phone by scanning their member card (代签);
+    recorded with the cadre's id and shown in the anti-fraud signals."""
+    result = service.proxy_check_in(
+        db.session, current_actor(), qr_codec(), activity_id, body["member_token"],
+        now=now(), tz=village_tz(),
+    )
+    return _checkin_out(result)
+
+
+@blp.route("/checkins/<int:checkin_id>", methods=["GET"])
+@blp.response(200, CheckinOut)
+def get_checkin(checkin_id: int) -> dict[str, Any]:
+    return _checkin_out(service.checkin_of(db.session, current_actor(), checkin_id))
+
+
+@blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.response(200, CheckinOut)
+def check_out(checkin_id: int) -> dict[str, Any]:
+    """签退 for a per-hour item: whole hours between check-in and check-out (within the
+    activity's time) are scored, capped by the rule."""
+    result = service.check_out(db.session, current_actor(), checkin_id, now=now(),
+                               tz=village_tz())
+    return _checkin_out(result)
+
+
+@blp.route("/activities/<int:activity_id>/checkins", methods=["GET"])
+@blp.arguments(CheckinListArgs, location="query")
+@blp.response(200, CheckinListOut)
+def list_checkins(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
+    """Who checked in, with anti-fraud signals: several villagers on one device, check-ins
+    outside the area (geofence mode flag), bursts of proxy check-ins by one cadre."""
+    config = current_app.config
+    return service.checkins_view(
+        db.session, current_actor(), activity_id, burst_count=config["PROXY_BURST_COUNT"],
+        burst_window=timedelta(minutes=config["PROXY_BURST_MINUTES"]), page=args["page"],
+        per_page=args["per_page"],
+    )
