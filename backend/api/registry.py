@@ -1,4 +1,4 @@
-"""The village registry: townships, villages, groups, households, members, shops, roster."""
+"""The village registry: townships, villages, groups, households, members, roster."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import binding, registry, roster, shops
-from points.models import Household, Shop, Township, Village, Villager, VillagerGroup
+from points import binding, registry, roster
+from points.models import Household, Township, Village, Villager, VillagerGroup
 from points.scope import authorize, get_visible, visible
 from points.tokens import TokenType
 
@@ -30,13 +30,12 @@ from ..schemas import (
     HouseholdPatch,
     MemberIn,
     RosterResult,
-    ShopIn,
-    ShopOut,
     TownshipIn,
     TownshipOut,
     VillageIn,
     VillageListArgs,
     VillageOut,
+    VillagePatch,
     VillagerOut,
     VillagerPatch,
 )
@@ -96,6 +95,16 @@ def create_village(body: dict[str, Any]) -> Village:
 @blp.response(200, VillageOut)
 def get_village(village_id: int) -> Village:
     return get_visible(db.session, current_actor(), Village, village_id)
+
+
+@blp.route("/villages/<int:village_id>", methods=["PATCH"])
+@blp.arguments(VillagePatch)
+@blp.response(200, VillageOut)
+def update_village(body: dict[str, Any], village_id: int) -> Village:
+    """Rename a village or set its code (township and county admins)."""
+    village = registry.update_village(db.session, current_actor(), village_id, body)
+    db.session.commit()
+    return village
 
 
 @blp.route("/villages/<int:village_id>/groups", methods=["GET"])
@@ -247,30 +256,3 @@ def import_roster(village_id: int) -> dict[str, Any]:
     summary = roster.import_roster(db.session, current_actor(), village_id, filename, data)
     db.session.commit()
     return summary.as_dict()
-
-
-# ---- shops (the supermarket itself comes with its own issue) --------------------------------
-
-def _shop_out(shop: Shop) -> dict[str, Any]:
-    return {"id": shop.id, "name": shop.name, "township_id": shop.township_id,
-            "village_ids": sorted(v.id for v in shop.villages)}
-
-
-@blp.route("/shops", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_of(ShopOut))
-def list_shops(args: dict[str, Any]) -> dict[str, Any]:
-    page = paginate(db.session, visible(current_actor(), Shop).order_by(Shop.id),
-                    args["page"], args["per_page"])
-    page["items"] = [_shop_out(s) for s in page["items"]]
-    return page
-
-
-@blp.route("/shops", methods=["POST"])
-@blp.arguments(ShopIn)
-@blp.response(201, ShopOut)
-def create_shop(body: dict[str, Any]) -> dict[str, Any]:
-    shop = shops.create_shop(db.session, current_actor(), body["name"], body["township_id"],
-                             body["village_ids"])
-    db.session.commit()
-    return _shop_out(shop)

@@ -1,0 +1,351 @@
+"""The points supermarket (积分超市): shops, shelves and stock, two-phase redemption (order →
+scan, or cancel/expiry), counter redemption, monthly settlement and the township's
+outstanding-points report (API.md, Points supermarket)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from flask import Response, current_app
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from points import shops, supermarket
+from points.errors import NotFound
+from points.models import Account, Redemption, Reward, Shop, StockMovement
+from points.scope import VILLAGER, authorize, get_visible, visible
+from points.tokens import TokenType
+
+from ..auth import current_actor, qr_codec
+from ..clock import now, village_tz
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import PageArgs, page_of, paginate
+from ..qr import qr_png, token_url
+from ..schemas import ShopIn, ShopOut
+from ..shop_schemas import (
+    CounterRedemptionIn,
+    PickupScanIn,
+    PointsReportArgs,
+    PointsReportOut,
+    RedemptionCancelIn,
+    RedemptionListArgs,
+    RedemptionOrderIn,
+    RedemptionOut,
+    RewardIn,
+    RewardListArgs,
+    RewardOut,
+    RewardPatch,
+    SettlementArgs,
+    SettlementOut,
+    StockChangeIn,
+    StockMovementOut,
+)
+
+blp = Blueprint("shop", __name__, description="积分超市 Points supermarket")
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv"  # Flask adds "; charset=utf-8"
+
+
+# ---- shops ----------------------------------------------------------------------------------
+
+def _shop_out(shop: Shop) -> dict[str, Any]:
+    return {"id": shop.id, "name": shop.name, "township_id": shop.township_id,
+            "village_ids": sorted(v.id for v in shop.villages)}
+
+
+@blp.route("/shops", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(ShopOut))
+def list_shops(args: dict[str, Any]) -> dict[str, Any]:
+    """The shops the caller may use or run: a villager's are those serving their village."""
+    page = paginate(db.session, visible(current_actor(), Shop).order_by(Shop.id),
+                    args["page"], args["per_page"])
+    page["items"] = [_shop_out(s) for s in page["items"]]
+    return page
+
+
+@blp.route("/shops", methods=["POST"])
+@blp.arguments(ShopIn)
+@blp.response(201, ShopOut)
+def create_shop(body: dict[str, Any]) -> dict[str, Any]:
+    """A shop serving one or more villages of its own township (township admins)."""
+    shop = shops.create_shop(db.session, current_actor(), body["name"], body["township_id"],
+                             body["village_ids"])
+    db.session.commit()
+    return _shop_out(shop)
+
+
+@blp.route("/shops/<int:shop_id>", methods=["GET"])
+@blp.response(200, ShopOut)
+def get_shop(shop_id: int) -> dict[str, Any]:
+    return _shop_out(get_visible(db.session, current_actor(), Shop, shop_id))
+
+
+# ---- rewards and stock ----------------------------------------------------------------------
+
+@blp.route("/shops/<int:shop_id>/rewards", methods=["GET"])
+@blp.arguments(RewardListArgs, location="query")
+@blp.response(200, page_of(RewardOut))
+def list_rewards(args: dict[str, Any], shop_id: int) -> dict[str, Any]:
+    """The shelf. Villagers see what is on sale; staff also what was taken off."""
+    actor = current_actor()
+    shop = get_visible(db.session, actor, Shop, shop_id)
+    stmt = visible(actor, Reward).where(Reward.shop_id == shop.id)
+    if actor.role == VILLAGER:
+        stmt = stmt.where(Reward.active.is_(True))
+    elif "active" in args:
+        stmt = stmt.where(Reward.active.is_(args["active"]))
+    return paginate(db.session, stmt.order_by(Reward.points, Reward.id), args["page"],
+                    args["per_page"])
+
+
+@blp.route("/shops/<int:shop_id>/rewards", methods=["POST"])
+@blp.arguments(RewardIn)
+@blp.response(201, RewardOut)
+def create_reward(body: dict[str, Any], shop_id: int) -> Reward:
+    """Put a reward on the shelf (the shop's clerk or a township admin)."""
+    reward = supermarket.create_reward(db.session, current_actor(), shop_id, **body)
+    db.session.commit()
+    return reward
+
+
+@blp.route("/rewards/<int:reward_id>", methods=["GET"])
+@blp.response(200, RewardOut)
+def get_reward(reward_id: int) -> Reward:
+    return get_visible(db.session, current_actor(), Reward, reward_id)
+
+
+@blp.route("/rewards/<int:reward_id>", methods=["PATCH"])
+@blp.arguments(RewardPatch)
+@blp.response(200, RewardOut)
+def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
+    """Name, price, picture, on or off the shelf (`active`). Stock: POST …/stock."""
+    reward = supermarket.update_reward(db.session, current_actor(), reward_id, body)
+    db.session.commit()
+    return reward
+
+
+@blp.route("/rewards/<int:reward_id>/stock", methods=["POST"])
+@blp.arguments(StockChangeIn)
+@blp.response(201, StockMovementOut)
+def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
+    """Restock or correct the stock, recorded with who and why.
+
+    409 `stock_negative` if a correction would take it below zero (goods reserved by orders
+    are already off the count)."""
+    movement = supermarket.adjust_stock(db.session, current_actor(), reward_id, now=now(),
+                                        **body)
+    db.session.commit()
+    return movement
+
+
+@blp.route("/rewards/<int:reward_id>/stock-movements", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(StockMovementOut))
+def stock_movements(args: dict[str, Any], reward_id: int) -> dict[str, Any]:
+    actor = current_actor()
+    reward = get_visible(db.session, actor, Reward, reward_id)
+    authorize(actor, "stock.adjust")
+    stmt = visible(actor, StockMovement).where(StockMovement.reward_id == reward.id)
+    return paginate(db.session, stmt.order_by(StockMovement.id.desc()), args["page"],
+                    args["per_page"])
+
+
+# ---- redemptions ----------------------------------------------------------------------------
+
+def _pickup_token(redemption: Redemption) -> str:
+    return qr_codec().encode(TokenType.PICKUP, (redemption.id,),
+                             expires_at=redemption.expires_at)
+
+
+def _shows_pickup(redemption: Redemption) -> bool:
+    # Only the household holds the code: a clerk who could read it could "pick up" alone.
+    actor = current_actor()
+    return (redemption.status == "reserved" and actor.role == VILLAGER
+            and actor.household_id == redemption.household_id)
+
+
+def _out(
+    redemption: Redemption, names: supermarket.Names | None = None,
+    available_after: int | None = None,
+) -> dict[str, Any]:
+    names = names or supermarket.names_for(db.session, [redemption])
+    r = redemption
+    token = _pickup_token(r) if _shows_pickup(r) else None
+    return {
+        "id": r.id, "status": r.status, "source": r.source, "shop_id": r.shop_id,
+        "shop_name": names.shops.get(r.shop_id), "village_id": r.village_id,
+        "household_id": r.household_id, "household_name": names.households.get(r.household_id),
+        "member_id": r.member_id,
+        "member_name": names.members.get(r.member_id) if r.member_id else None,
+        "total_points": r.total_points, "cash_paid": r.cash_paid, "points": r.points,
+        "exchange_rate": r.exchange_rate, "value": supermarket.value_of(r.points,
+                                                                        r.exchange_rate),
+        "lines": r.lines, "created_at": r.created_at, "expires_at": r.expires_at,
+        "fulfilled_at": r.fulfilled_at, "fulfilled_by": r.fulfilled_by,
+        "voided_at": r.voided_at, "void_reason": r.void_reason,
+        "ledger_entry_id": r.ledger_entry_id, "pickup_token": token,
+        "pickup_url": token_url(current_app.config["PUBLIC_BASE_URL"], token) if token else None,
+        "available_after": available_after,
+    }
+
+
+def _available(household_id: int) -> int:
+    return db.session.scalar(
+        select(Account.available).where(Account.household_id == household_id)) or 0
+
+
+@blp.route("/redemptions", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(RedemptionOrderIn)
+@blp.response(201, RedemptionOut)
+def order(body: dict[str, Any]) -> dict[str, Any]:
+    """Order rewards for one's household (villagers).
+
+    The points are reserved (available → held) and the stock set aside until the clerk
+    scans the pickup code, or until the hold time (REDEMPTION_HOLD_HOURS) passes and the
+    order expires. Refusals:
+    `insufficient_points` (422), `out_of_stock` (409), `reward_unavailable` (422),
+    `price_changed` (409), `below_minimum` and `not_qualified` (422, the village's policy);
+    a shop that does not serve the household's village is 404."""
+    redemption = supermarket.place_order(
+        db.session, current_actor(), shop_id=body["shop_id"], items=body["items"], now=now(),
+        tz=village_tz(), hold=timedelta(hours=current_app.config["REDEMPTION_HOLD_HOURS"]),
+    )
+    return _out(redemption)
+
+
+@blp.route("/redemptions", methods=["GET"])
+@blp.arguments(RedemptionListArgs, location="query")
+@blp.response(200, page_of(RedemptionOut))
+def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
+    """Redemptions, newest first.
+
+    A villager sees their household's, a clerk their shop's, staff their villages'."""
+    stmt = visible(current_actor(), Redemption)
+    for name in ("status", "shop_id", "household_id"):
+        if name in args:
+            stmt = stmt.where(getattr(Redemption, name) == args[name])
+    page = paginate(db.session, supermarket.with_lines(stmt.order_by(Redemption.id.desc())),
+                    args["page"], args["per_page"])
+    names = supermarket.names_for(db.session, list(page["items"]))
+    page["items"] = [_out(r, names) for r in page["items"]]
+    return page
+
+
+@blp.route("/redemptions/<int:redemption_id>", methods=["GET"])
+@blp.response(200, RedemptionOut)
+def get_redemption(redemption_id: int) -> dict[str, Any]:
+    return _out(get_visible(db.session, current_actor(), Redemption, redemption_id))
+
+
+@blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
+@blp.response(200, content_type="image/png")
+def pickup_png(redemption_id: int) -> Response:
+    """The pickup code as a QR image, for the household while the order is reserved."""
+    redemption = get_visible(db.session, current_actor(), Redemption, redemption_id)
+    if not _shows_pickup(redemption):
+        raise NotFound("没有可领取的兑换码", code="no_pickup_code")
+    png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], _pickup_token(redemption)))
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+@blp.route("/redemptions/scan", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(PickupScanIn)
+@blp.response(200, RedemptionOut)
+def scan(body: dict[str, Any]) -> dict[str, Any]:
+    """The clerk scans a pickup code and hands the goods out.
+
+    The redeem entry is posted out of the hold. A second scan is 409 `already_fulfilled`;
+    a cancelled or expired order is 409 `redemption_cancelled` / `redemption_expired`;
+    another shop's order is 404."""
+    redemption = supermarket.fulfil_by_token(db.session, current_actor(), qr_codec(),
+                                             body["pickup_token"], now=now(), tz=village_tz())
+    return _out(redemption, available_after=_available(redemption.household_id))
+
+
+@blp.route("/redemptions/<int:redemption_id>/cancel", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(RedemptionCancelIn)
+@blp.response(200, RedemptionOut)
+def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
+    """Cancel an order not yet picked up.
+
+    The household's villager, the shop's clerk, a cadre of the village or an admin may
+    cancel; the points and the stock go back at once."""
+    redemption = supermarket.cancel(db.session, current_actor(), redemption_id,
+                                    reason=body.get("reason"), now=now())
+    return _out(redemption)
+
+
+@blp.route("/shops/<int:shop_id>/counter-redemptions", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(CounterRedemptionIn)
+@blp.response(201, RedemptionOut)
+def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
+    """Counter redemption, for people without phones.
+
+    The clerk scans a member card (or the printed household code, the head's card) and
+    hands the goods out at once. The policy's minimum and qualification line apply;
+    `cash_paid` covers part of the goods in cash, at the village's exchange rate."""
+    redemption = supermarket.counter_redeem(
+        db.session, current_actor(), qr_codec(), shop_id, member_token=body["member_token"],
+        items=body["items"], cash_paid=supermarket.parse_cash(body.get("cash_paid")),
+        now=now(), tz=village_tz(),
+    )
+    return _out(redemption, available_after=_available(redemption.household_id))
+
+
+# ---- settlement and the township's report ---------------------------------------------------
+
+def _attachment(data: bytes, mimetype: str, filename: str, label: str) -> Response:
+    disposition = f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(label)}"
+    return Response(data, mimetype=mimetype, headers={"Content-Disposition": disposition})
+
+
+@blp.route("/shops/<int:shop_id>/settlements", methods=["GET"])
+@blp.arguments(SettlementArgs, location="query")
+@blp.response(200, SettlementOut)
+@blp.doc(responses={"200": {"description": "the statement as JSON, CSV or XLSX", "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SettlementOut"}},
+    "text/csv": {"schema": {"type": "string"},
+                 "example": "兑换单号,领取时间,方式,村,户,兑换人,商品明细,商品积分,…"},
+    XLSX: {"schema": {"type": "string", "format": "binary"}},
+}}})
+def settlement(args: dict[str, Any], shop_id: int) -> Any:
+    """A shop's monthly statement (对账).
+
+    The shop's fulfilled redemptions in the month, points redeemed and their value at the
+    exchange rate, line items. `format=csv` (UTF-8 with BOM) or `format=xlsx` for the same
+    figures as a file (the shop's clerks, township and county admins)."""
+    result = supermarket.settlement(db.session, current_actor(), shop_id, args["month"])
+    fmt = args["format"]
+    if fmt == "json":
+        return result
+    name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
+    label = f"{result.shop_name}{result.month}结算单.{fmt}"
+    if fmt == "csv":
+        return _attachment(supermarket.settlement_csv(result, village_tz()), CSV, name, label)
+    return _attachment(supermarket.settlement_xlsx(result, village_tz()), XLSX, name, label)
+
+
+@blp.route("/townships/<int:township_id>/points-report", methods=["GET"])
+@blp.arguments(PointsReportArgs, location="query")
+@blp.response(200, PointsReportOut)
+def points_report(args: dict[str, Any], township_id: int) -> supermarket.PointsReport:
+    """Outstanding points per village (the liability) and points issued and spent.
+
+    Per village, at its exchange rate: issued = outstanding + redeemed + expired (township
+    and county admins)."""
+    return supermarket.points_report(db.session, current_actor(), township_id,
+                                     args.get("month"))

@@ -1,0 +1,255 @@
+"""Request and response schemas of the points supermarket (积分超市). Request schemas refuse
+unknown fields, as everywhere (API.md, Resource shapes)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
+
+from .openapi import PageArgs, QueryArgs
+from .schemas import LocalDateTime
+
+MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
+MAX_POINTS = 100_000
+MAX_STOCK = 1_000_000
+
+
+def _money(description: str) -> fields.Decimal:
+    return fields.Decimal(as_string=True, metadata={"description": description})
+
+
+# ---- rewards and stock ----------------------------------------------------------------------
+
+class RewardIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    points = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_POINTS),
+                            metadata={"description": "price in points"})
+    stock = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_STOCK),
+                           metadata={"description": "on the shelf now (recorded as 上架)"})
+    image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+    active = fields.Boolean(load_default=True)
+
+
+class RewardPatch(Schema):
+    """Stock is not here: it changes only through POST /rewards/{id}/stock, with a reason."""
+
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    points = fields.Integer(validate=validate.Range(min=1, max=MAX_POINTS))
+    image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+    active = fields.Boolean()
+
+
+class RewardOut(Schema):
+    id = fields.Integer()
+    shop_id = fields.Integer()
+    name = fields.String()
+    points = fields.Integer()
+    stock = fields.Integer()
+    image_url = fields.String(allow_none=True)
+    active = fields.Boolean()
+    created_at = LocalDateTime()
+    updated_at = LocalDateTime()
+
+
+class RewardListArgs(PageArgs):
+    active = fields.Boolean(metadata={"description": "staff only; villagers see active ones"})
+
+
+class StockChangeIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(("restock", "correction")),
+                         metadata={"description": "restock: goods delivered (change > 0); "
+                                                  "correction: a count found a difference"})
+    change = fields.Integer(required=True,
+                            validate=validate.Range(min=-MAX_STOCK, max=MAX_STOCK),
+                            metadata={"description": "added (+) or taken off (−)"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class StockMovementOut(Schema):
+    id = fields.Integer()
+    reward_id = fields.Integer()
+    kind = fields.String()
+    change = fields.Integer()
+    stock_after = fields.Integer()
+    reason = fields.String()
+    created_by = fields.Integer(allow_none=True)
+    created_at = LocalDateTime()
+
+
+# ---- redemptions ----------------------------------------------------------------------------
+
+class RedemptionItemIn(Schema):
+    reward_id = fields.Integer(required=True)
+    quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=99))
+
+
+def _items() -> fields.List:
+    return fields.List(fields.Nested(RedemptionItemIn), required=True,
+                       validate=validate.Length(min=1, max=30))
+
+
+class RedemptionOrderIn(Schema):
+    shop_id = fields.Integer(required=True)
+    items = _items()
+
+
+class CounterRedemptionIn(Schema):
+    member_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "the scanned member card"})
+    items = _items()
+    cash_paid = fields.Decimal(allow_none=True, metadata={
+        "description": "yuan paid in cash for part of the goods (现金补差), a multiple of the "
+                       "village's exchange rate; the rest is paid in points"})
+
+
+class PickupScanIn(Schema):
+    pickup_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class RedemptionCancelIn(Schema):
+    reason = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class RedemptionLineOut(Schema):
+    reward_id = fields.Integer()
+    name = fields.String()
+    unit_points = fields.Integer()
+    quantity = fields.Integer()
+    points = fields.Integer()
+
+
+class RedemptionOut(Schema):
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(REDEMPTION_STATUSES))
+    source = fields.String(validate=validate.OneOf(REDEMPTION_SOURCES),
+                           metadata={"description": "order (mini-program) or counter"})
+    shop_id = fields.Integer()
+    shop_name = fields.String()
+    village_id = fields.Integer()
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    member_id = fields.Integer(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    total_points = fields.Integer(metadata={"description": "the goods at shelf prices"})
+    cash_paid = _money("cash paid for the difference (现金补差), yuan")
+    points = fields.Integer(metadata={"description": "points spent (total less cash)"})
+    exchange_rate = _money("yuan per point of the household's village when ordered")
+    value = _money("points × exchange rate, yuan")
+    lines = fields.List(fields.Nested(RedemptionLineOut))
+    created_at = LocalDateTime()
+    expires_at = LocalDateTime(allow_none=True,
+                               metadata={"description": "pick up before this, or it expires"})
+    fulfilled_at = LocalDateTime(allow_none=True)
+    fulfilled_by = fields.Integer(allow_none=True)
+    voided_at = LocalDateTime(allow_none=True)
+    void_reason = fields.String(allow_none=True)
+    ledger_entry_id = fields.Integer(allow_none=True)
+    pickup_token = fields.String(allow_none=True, metadata={
+        "description": "shown to the household only, while reserved: the clerk scans it"})
+    pickup_url = fields.String(allow_none=True)
+    available_after = fields.Integer(allow_none=True, metadata={
+        "description": "the household's spendable points after a scan or counter redemption "
+                       "(for the receipt)"})
+
+
+class RedemptionListArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf(REDEMPTION_STATUSES))
+    shop_id = fields.Integer()
+    household_id = fields.Integer()
+
+
+# ---- settlement and the township report -----------------------------------------------------
+
+class SettlementArgs(QueryArgs):
+    month = fields.String(required=True, validate=MONTH)
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "xlsx")))
+
+
+class SettlementRowOut(Schema):
+    redemption_id = fields.Integer()
+    fulfilled_at = LocalDateTime()
+    source = fields.String()
+    village = fields.String()
+    household = fields.String()
+    member = fields.String()
+    items = fields.String()
+    total_points = fields.Integer()
+    cash_paid = _money("yuan")
+    points = fields.Integer()
+    exchange_rate = _money("yuan per point")
+    value = _money("yuan, rounded to the fen")
+
+
+class SettlementLineOut(Schema):
+    reward_id = fields.Integer()
+    name = fields.String()
+    unit_points = fields.Integer()
+    quantity = fields.Integer()
+    points = fields.Integer()
+
+
+class SettlementOut(Schema):
+    shop_id = fields.Integer()
+    shop_name = fields.String()
+    township_name = fields.String()
+    month = fields.String()
+    redemptions = fields.Integer(metadata={"description": "fulfilled redemptions"})
+    goods_points = fields.Integer(metadata={"description": "the goods at shelf prices"})
+    cash_paid = _money("cash the shop collected itself (not reimbursed), yuan")
+    points = fields.Integer(metadata={"description": "points redeemed"})
+    value = _money("what the township reimburses: the sum of the rows' values, yuan")
+    lines = fields.List(fields.Nested(SettlementLineOut))
+    rows = fields.List(fields.Nested(SettlementRowOut))
+
+
+class PointsReportArgs(QueryArgs):
+    month = fields.String(validate=MONTH, metadata={
+        "description": "up to the end of this month (passbook months); omit for all time "
+                       "with today's balances"})
+
+
+class VillagePointsOut(Schema):
+    village_id = fields.Integer()
+    name = fields.String()
+    accounts = fields.Integer()
+    earned = fields.Integer()
+    deducted = fields.Integer()
+    adjusted = fields.Integer(metadata={"description": "reversals and adjustments"})
+    issued = fields.Integer(metadata={"description": "earned + deducted + adjusted"})
+    redeemed = fields.Integer()
+    expired = fields.Integer()
+    outstanding = fields.Integer(metadata={
+        "description": "owed to households: issued − redeemed − expired"})
+    available = fields.Integer(allow_none=True)
+    held = fields.Integer(allow_none=True)
+    exchange_rate = _money("yuan per point")
+    outstanding_value = _money("the liability, yuan")
+    month_issued = fields.Integer(allow_none=True)
+    month_redeemed = fields.Integer(allow_none=True)
+    month_expired = fields.Integer(allow_none=True)
+
+
+class PointsTotalsOut(Schema):
+    accounts = fields.Integer()
+    earned = fields.Integer()
+    deducted = fields.Integer()
+    adjusted = fields.Integer()
+    issued = fields.Integer()
+    redeemed = fields.Integer()
+    expired = fields.Integer()
+    outstanding = fields.Integer()
+    outstanding_value = _money("yuan")
+    available = fields.Integer(allow_none=True)
+    held = fields.Integer(allow_none=True)
+    month_issued = fields.Integer(allow_none=True)
+    month_redeemed = fields.Integer(allow_none=True)
+    month_expired = fields.Integer(allow_none=True)
+
+
+class PointsReportOut(Schema):
+    township_id = fields.Integer()
+    township_name = fields.String()
+    month = fields.String(allow_none=True)
+    villages = fields.List(fields.Nested(VillagePointsOut))
+    totals = fields.Nested(PointsTotalsOut)
