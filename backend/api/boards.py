@@ -1,0 +1,493 @@
+"""Rankings, boards (红黑榜), statistics and household plates (门牌), and the two pages a
+printed QR opens without login: the online board (/b/{token}) and a plate (/h/{token})."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flask import Response, current_app, render_template_string
+from flask_smorest import Blueprint
+from markupsafe import Markup
+
+from points import board_render, rankings
+from points.errors import DomainError, Forbidden
+from points.models import Household, Township, Village
+from points.rankings import BoardPrefs, Period, parse_period
+from points.scope import VILLAGER, Actor, authorize, get_visible
+
+from ..auth import current_actor
+from ..board_schemas import (
+    BoardArgs,
+    BoardOut,
+    BoardSettingsIn,
+    BoardSettingsOut,
+    CloseIn,
+    LinkOut,
+    PlateOut,
+    PrintArgs,
+    PrivacyIn,
+    PrivacyOut,
+    RankingArgs,
+    RankingOut,
+    StatsArgs,
+    StatsOut,
+    TownshipStatsOut,
+)
+from ..clock import now, village_tz
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..qr import qr_png
+
+blp = Blueprint("boards", __name__,
+                description="排名、红黑榜与统计 Rankings, boards, statistics and plates")
+# Pages opened by printed QR codes, outside /api/v1 and without login.
+public_blp = Blueprint("board_pages", __name__, description="公开页面 Public board and plate pages")
+PUBLIC = {"security": []}
+
+
+def _this_month() -> Period:
+    return parse_period(rankings.this_month(now(), village_tz()))
+
+
+def _last_month() -> Period:
+    return parse_period(rankings.add_months(_this_month().key, -1))
+
+
+def _period(args: dict[str, Any], default: Period) -> Period:
+    return parse_period(args["period"]) if args.get("period") else default
+
+
+def _public_view(actor: Actor, args: dict[str, Any]) -> bool:
+    return actor.role == VILLAGER or bool(args.get("public"))
+
+
+def _base_url() -> str:
+    return str(current_app.config["PUBLIC_BASE_URL"])
+
+
+def _font() -> board_render.FontSpec:
+    return board_render.find_font(current_app.config.get("BOARD_FONT_PATH") or None)
+
+
+def _end_read() -> None:
+    """End a read with COMMIT rather than the ROLLBACK of the request teardown: psycopg
+    forgets a connection's prepared statements at every ROLLBACK, and a board's statements,
+    prepared once per pooled connection, skip PostgreSQL's planning on every later request."""
+    db.session.commit()
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+# ---- rankings -------------------------------------------------------------------------------
+
+def _ranking_row(standing: rankings.Standing, by: str, public: bool,
+                 prefs: dict[int, BoardPrefs]) -> dict[str, Any]:
+    hidden = public and standing.opted_out
+    name = standing.name
+    if public:
+        name = rankings.public_name(name, mask=prefs[standing.village_id].mask_names,
+                                    opted_out=standing.opted_out)
+    return {"rank": standing.rank, "name": name, "points": standing.points,
+            "household_id": None if hidden else standing.household_id,
+            "villager_id": None if hidden or by == "household" else standing.id,
+            "village_id": standing.village_id, "group_id": standing.group_id}
+
+
+@blp.route("/rankings", methods=["GET"])
+@blp.arguments(RankingArgs, location="query")
+@blp.response(200, RankingOut)
+def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
+    """Households (or members) of a village, villager group or township ranked by the points
+    of a month, quarter or year, from the period totals. Ties share a rank (1, 2, 2, 4).
+    Households barred by a veto (一票否决) in the period are not listed; `mine` shows the
+    caller's own place either way. Villagers see names as the public board shows them."""
+    actor = current_actor()
+    scope = rankings.resolve_scope(db.session, actor, village_id=args.get("village_id"),
+                                   group_id=args.get("group_id"),
+                                   township_id=args.get("township_id"))
+    period = _period(args, _this_month())
+    result = rankings.rankings(db.session, scope, period, by=args["by"], limit=args["limit"],
+                               own_household_id=actor.household_id,
+                               own_villager_id=actor.villager_id)
+    public = _public_view(actor, args)
+    _end_read()
+    return {"period": period.key, "scope": {"kind": scope.kind, "id": scope.id},
+            "by": result.by, "tie_rule": result.tie_rule, "total": result.total,
+            "items": [_ranking_row(s, result.by, public, result.prefs) for s in result.items],
+            "mine": result.mine}
+
+
+# ---- boards ---------------------------------------------------------------------------------
+
+def _board_link(village_id: int, period: Period) -> str:
+    link = rankings.public_link(db.session, village_id=village_id)
+    return f"{_base_url()}/b/{link.token}?period={period.key}"
+
+
+def _as_posted(village_id: int, board: dict[str, Any]) -> dict[str, Any]:
+    prefs = rankings.board_prefs(db.session, [village_id])[village_id]
+    return rankings.public_board(board, prefs, rankings.opted_out_among(db.session, board))
+
+
+def _posted_board(village_id: int, period: Period) -> dict[str, Any]:
+    return _as_posted(village_id,
+                      rankings.village_board(db.session, village_id, period, village_tz()))
+
+
+@blp.route("/villages/<int:village_id>/board", methods=["GET"])
+@blp.arguments(BoardArgs, location="query")
+@blp.response(200, BoardOut)
+def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """The red list (示范户: top N of the period) and black list (限期整改户: deductions or a
+    veto in the period, with the items), star households (星级文明户) and corrections. A
+    closed month answers its published board, unchanged since; `mine` is the caller's own
+    household's place."""
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    authorize(actor, "board.read")
+    period = _period(args, _last_month())
+    board = rankings.village_board(db.session, village.id, period, village_tz(),
+                                   household_id=actor.household_id)
+    mine = board.pop("mine")
+    if _public_view(actor, args):
+        board = _as_posted(village.id, board)
+    link = rankings.existing_link(db.session, village_id=village.id)
+    _end_read()
+    return {**board, "mine": mine,
+            "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None}
+
+
+def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    authorize(actor, "board.read")
+    period = _period(args, _last_month())
+    board = _posted_board(village.id, period)
+    url = _board_link(village.id, period)
+    db.session.commit()
+    today = now().astimezone(village_tz()).date()
+    render = board_render.board_pdf if kind == "pdf" else board_render.board_png
+    data = render(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
+                  dpi=current_app.config["BOARD_DPI"],
+                  printed_on=f"{today.year}年{today.month}月{today.day}日打印")
+    if kind == "png":
+        return _png(data)
+    filename = f"board-{village.id}-{period.key}-{args['size']}.pdf"
+    return Response(data, mimetype="application/pdf", headers={
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'inline; filename="{filename}"'})
+
+
+@blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
+@blp.arguments(PrintArgs, location="query")
+@blp.response(200, content_type="image/png")
+def board_png(args: dict[str, Any], village_id: int) -> Response:
+    """The board to print for the notice wall (A4 or A3), names as on the public board, with
+    a QR to the online board."""
+    return _printed(args, village_id, "png")
+
+
+@blp.route("/villages/<int:village_id>/board.pdf", methods=["GET"])
+@blp.arguments(PrintArgs, location="query")
+@blp.response(200, content_type="application/pdf")
+def board_pdf(args: dict[str, Any], village_id: int) -> Response:
+    """The same board as a one-page PDF at A4 or A3 size."""
+    return _printed(args, village_id, "pdf")
+
+
+@blp.route("/villages/<int:village_id>/board/close", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(CloseIn)
+@blp.response(201, BoardOut)
+def close_board(body: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """Publish (结榜) a month's board: frozen from now on. Refused while the month runs and,
+    unless `force`, while claims of it are still in review or notice (`claims_undecided`).
+    The cron (`flask rankings close-due`) does this by itself once they are decided."""
+    snapshot = rankings.close_board(db.session, current_actor(), village_id, body["period"],
+                                    now=now(), tz=village_tz(), force=body["force"])
+    return rankings.published_board(snapshot)
+
+
+# ---- settings and privacy -------------------------------------------------------------------
+
+def _settings_out(row: Any, *, village_id: int | None, township_id: int | None,
+                  effective: BoardPrefs) -> dict[str, Any]:
+    return {"village_id": village_id, "township_id": township_id,
+            "mask_names": row.mask_names if row else None,
+            "red_list_size": row.red_list_size if row else None,
+            "effective": {"mask_names": effective.mask_names,
+                          "red_list_size": effective.red_list_size}}
+
+
+@blp.route("/villages/<int:village_id>/board-settings", methods=["GET"])
+@blp.response(200, BoardSettingsOut)
+def village_settings(village_id: int) -> dict[str, Any]:
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    authorize(actor, "board.settings")
+    return _settings_out(rankings.settings_row(db.session, village_id=village.id),
+                         village_id=village.id, township_id=None,
+                         effective=rankings.board_prefs(db.session, [village.id])[village.id])
+
+
+@blp.route("/villages/<int:village_id>/board-settings", methods=["PUT"])
+@blp.arguments(BoardSettingsIn)
+@blp.response(200, BoardSettingsOut)
+def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """A village's board settings (mask names 张*三, size of the red list); null inherits the
+    township's."""
+    row = rankings.update_settings(db.session, current_actor(), body, now(),
+                                   village_id=village_id)
+    db.session.commit()
+    return _settings_out(row, village_id=village_id, township_id=None,
+                         effective=rankings.board_prefs(db.session, [village_id])[village_id])
+
+
+def _township_effective(row: Any) -> BoardPrefs:
+    prefs = BoardPrefs()
+    if row is not None and row.mask_names is not None:
+        prefs = replace(prefs, mask_names=row.mask_names)
+    if row is not None and row.red_list_size is not None:
+        prefs = replace(prefs, red_list_size=row.red_list_size)
+    return prefs
+
+
+@blp.route("/townships/<int:township_id>/board-settings", methods=["GET"])
+@blp.response(200, BoardSettingsOut)
+def township_settings(township_id: int) -> dict[str, Any]:
+    actor = current_actor()
+    township = get_visible(db.session, actor, Township, township_id)
+    authorize(actor, "board.township_settings")
+    row = rankings.settings_row(db.session, township_id=township.id)
+    return _settings_out(row, village_id=None, township_id=township.id,
+                         effective=_township_effective(row))
+
+
+@blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
+@blp.arguments(BoardSettingsIn)
+@blp.response(200, BoardSettingsOut)
+def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, Any]:
+    """The township's board settings, for every village that does not set its own."""
+    row = rankings.update_settings(db.session, current_actor(), body, now(),
+                                   township_id=township_id)
+    db.session.commit()
+    return _settings_out(row, village_id=None, township_id=township_id,
+                         effective=_township_effective(row))
+
+
+@blp.route("/me/board-privacy", methods=["GET"])
+@blp.response(200, PrivacyOut)
+def my_privacy() -> dict[str, Any]:
+    actor = current_actor()
+    if actor.household_id is None:
+        raise Forbidden("请先绑定村民身份", code="not_bound")
+    household = get_visible(db.session, actor, Household, actor.household_id)
+    return {"household_id": household.id,
+            "public_board_opt_out": household.public_board_opt_out}
+
+
+@blp.route("/me/board-privacy", methods=["PUT"])
+@blp.arguments(PrivacyIn)
+@blp.response(200, PrivacyOut)
+def set_my_privacy(body: dict[str, Any]) -> dict[str, Any]:
+    """The household keeps (or stops keeping) its name off public boards; its own view still
+    shows its rank."""
+    household = rankings.set_opt_out(db.session, current_actor(), body["public_board_opt_out"])
+    db.session.commit()
+    return {"household_id": household.id,
+            "public_board_opt_out": household.public_board_opt_out}
+
+
+# ---- statistics -----------------------------------------------------------------------------
+
+@blp.route("/villages/<int:village_id>/stats", methods=["GET"])
+@blp.arguments(StatsArgs, location="query")
+@blp.response(200, StatsOut)
+def village_stats(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """Participation (households with any earning in the period) per villager group, points
+    by category, the top items and a 12-month trend (cadres and admins)."""
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    authorize(actor, "stats.read")
+    return rankings.village_stats(db.session, village.id, _period(args, _this_month()))
+
+
+@blp.route("/villages/<int:village_id>/stats.png", methods=["GET"])
+@blp.arguments(StatsArgs, location="query")
+@blp.response(200, content_type="image/png")
+def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
+    """The same statistics as a chart for the cadre's screen."""
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    authorize(actor, "stats.read")
+    period = _period(args, _this_month())
+    stats = rankings.village_stats(db.session, village.id, period)
+    return _png(board_render.stats_png(stats, village=village.name,
+                                       period_label=rankings.period_label(period),
+                                       font=_font()))
+
+
+@blp.route("/townships/<int:township_id>/stats", methods=["GET"])
+@blp.arguments(StatsArgs, location="query")
+@blp.response(200, TownshipStatsOut)
+def township_stats(args: dict[str, Any], township_id: int) -> dict[str, Any]:
+    """Each village's participation rate and points per household, ranked (township admins)."""
+    actor = current_actor()
+    township = get_visible(db.session, actor, Township, township_id)
+    authorize(actor, "ranking.township")
+    period = _period(args, _this_month())
+    return {"township_id": township.id, "period": period.key, "tie_rule": rankings.TIE_RULE,
+            "villages": rankings.township_stats(db.session, township.id, period)}
+
+
+# ---- household plates (门牌) -----------------------------------------------------------------
+
+def _plate_url(token: str) -> str:
+    return f"{_base_url()}/h/{token}"
+
+
+@blp.route("/households/<int:household_id>/plate.png", methods=["GET"])
+@blp.response(200, content_type="image/png")
+def plate_png(household_id: int) -> Response:
+    """The household's plate to print and hang at the gate; its QR opens a page with the
+    household's stars, this month's points and rank, without login."""
+    actor = current_actor()
+    household = get_visible(db.session, actor, Household, household_id)
+    authorize(actor, "plate.print")
+    link = rankings.public_link(db.session, household_id=household.id)
+    village = db.session.get(Village, household.village_id)
+    assert village is not None
+    head = household.head
+    db.session.commit()
+    return _png(board_render.plate_png(
+        village=village.name, head=head.name if head else (household.name or ""),
+        address=household.address or household.name or "", qr_png=qr_png(_plate_url(link.token)),
+        font=_font()))
+
+
+@blp.route("/households/<int:household_id>/plate/renew", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.response(201, LinkOut)
+def renew_plate(household_id: int) -> dict[str, Any]:
+    """A new plate code; the old printed plate no longer opens the page."""
+    link = rankings.renew_plate(db.session, current_actor(), household_id)
+    return {"url": _plate_url(link.token)}
+
+
+@blp.route("/plates/<token>", methods=["GET"])
+@blp.doc(**PUBLIC)
+@blp.response(200, PlateOut)
+def plate(token: str) -> dict[str, Any]:
+    """What a plate's QR shows (no login), for the mini-program."""
+    link = rankings.resolve_link(db.session, token, "plate")
+    assert link.household_id is not None
+    return rankings.plate_view(db.session, link.household_id, now(), village_tz())
+
+
+# ---- public pages ---------------------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+  body { font-family: "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif;
+         margin: 0; padding: 1.5rem 1rem; background: #f6f7f5; color: #222; }
+  main { max-width: 32rem; margin: 0 auto; background: #fff; border-radius: 12px;
+         padding: 1.25rem; box-shadow: 0 1px 4px rgba(0,0,0,.08); }
+  h1 { font-size: 1.4rem; margin: 0 0 .25rem; color: #b3261e; }
+  h2 { font-size: 1.15rem; margin: 1.25rem 0 .5rem; }
+  .sub { color: #666; margin: 0 0 1rem; }
+  .big { font-size: 2.2rem; font-weight: bold; color: #b3261e; }
+  .stars { color: #d69700; font-size: 1.6rem; letter-spacing: .1rem; }
+  table { width: 100%; border-collapse: collapse; }
+  td, th { padding: .4rem .3rem; border-bottom: 1px solid #eee; text-align: left; }
+  .note { color: #666; font-size: .9rem; line-height: 1.6; }
+</style>
+</head>
+<body><main>{{ body }}</main></body>
+</html>"""
+
+PLATE_BODY = """
+<h1>{{ p.village }} · {{ p.name }}</h1>
+{% if p.opted_out %}
+  <p class="sub">本户选择不在公开榜单上展示积分。</p>
+{% else %}
+  <p class="sub">{{ p.year }}年星级文明户</p>
+  <p class="stars">{% if p.stars %}{{ "★" * p.stars }}{% else %}暂未评星{% endif %}</p>
+  <h2>{{ p.month_label }}</h2>
+  <p><span class="big">{{ p.points }}</span> 分</p>
+  {% if p.barred %}<p>本月受一票否决，不参加评比。</p>
+  {% else %}<p>全村第 <strong>{{ p.rank }}</strong> 名（共 {{ p.households }} 户）</p>{% endif %}
+  <p class="note">本年累计 {{ p.year_points }} 分。积分以公示期满后记入的为准。</p>
+{% endif %}
+"""
+
+BOARD_BODY = """
+<h1>{{ b.village_name }}积分红黑榜</h1>
+<p class="sub">{{ b.period_label }}{% if b.status != "closed" %}（未结榜，仅供参考）{% endif %}</p>
+<h2 style="color:#b3261e">红榜 · 示范户</h2>
+{% if b.red %}<table><tr><th>名次</th><th>户主</th><th>积分</th><th>星级</th></tr>
+{% for r in b.red %}<tr><td>{{ r.rank }}</td><td>{{ r.name }}</td><td>{{ r.points }}</td>
+<td class="stars" style="font-size:1rem">{{ "★" * r.stars }}</td></tr>{% endfor %}</table>
+{% else %}<p>本期暂无上榜户</p>{% endif %}
+<h2>黑榜 · 限期整改户</h2>
+{% if b.black %}<table><tr><th>户主</th><th>扣分事项</th><th>积分</th></tr>
+{% for r in b.black %}<tr><td>{{ r.name }}</td><td>
+{% for i in r["items"] if not i.reversed %}{% if i.kind == "veto" %}一票否决：{{ i.item }}
+{% else %}{{ i.item }} {{ i.points }}{% endif %}{% if not loop.last %}；{% endif %}{% endfor %}
+</td><td>{{ r.points }}</td></tr>{% endfor %}</table>
+{% else %}<p>本期无扣分户</p>{% endif %}
+{% if b.corrections %}<h2>更正说明</h2>
+{% for c in b.corrections %}
+<p class="note">{{ c.name }}：{{ c.note }}（{{ "%+d"|format(c.amount) }} 分）</p>
+{% endfor %}{% endif %}
+<p class="note">{{ b.tie_rule }}。</p>
+"""
+
+
+def _page(title: str, body: str, status: int = 200, **context: Any) -> Response:
+    inner = Markup(render_template_string(body, **context))  # already escaped
+    html = render_template_string(PAGE, title=title, body=inner)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _gone() -> Response:
+    return _page("村务积分", "<h1>二维码已失效</h1><p>请向村干部索取新的户牌或榜单。</p>", 404)
+
+
+@public_blp.route("/h/<token>", methods=["GET"])
+@public_blp.doc(**PUBLIC)
+@public_blp.response(200, content_type="text/html")
+def plate_page(token: str) -> Response:
+    """The page a household plate's QR opens: stars, this month's points and rank."""
+    try:
+        link = rankings.resolve_link(db.session, token, "plate")
+    except DomainError:
+        return _gone()
+    assert link.household_id is not None
+    view = rankings.plate_view(db.session, link.household_id, now(), village_tz())
+    return _page(f"{view['village']}积分户牌", PLATE_BODY, p=view)
+
+
+@public_blp.route("/b/<token>", methods=["GET"])
+@public_blp.doc(**PUBLIC)
+@public_blp.arguments(StatsArgs, location="query")
+@public_blp.response(200, content_type="text/html")
+def board_page(args: dict[str, Any], token: str) -> Response:
+    """The online board a printed board's QR opens, as posted (names masked as set)."""
+    try:
+        link = rankings.resolve_link(db.session, token, "board")
+    except DomainError:
+        return _gone()
+    assert link.village_id is not None
+    board = _posted_board(link.village_id, _period(args, _last_month()))
+    return _page(f"{board['village_name']}积分红黑榜", BOARD_BODY, b=board)
