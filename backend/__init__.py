@@ -66,7 +66,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import pages
+    from . import guards, pages
+
+    guards.register(app)  # before any route is added: it defines what <int:…> means
     from .api import register_blueprints as register_api
 
     register_api(extensions.api)

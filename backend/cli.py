@@ -8,12 +8,13 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from points import catalogs, demo
+from points import catalogs, demo, rankings, supermarket
 from points.errors import DomainError
 from points.models import STAFF_ROLES
 from points.users import create_staff
 
 from .cli_points import COMMANDS
+from .clock import now, village_tz
 from .extensions import db
 
 
@@ -100,7 +101,51 @@ def export_rules_command(catalog_id: int) -> None:
     click.echo(text, nl=False)
 
 
+redemptions_cli = AppGroup("redemptions", help="Points supermarket orders (积分超市).")
+
+
+@redemptions_cli.command("expire")
+def expire_redemptions_command() -> None:
+    """Void orders not picked up in time: points back to available, stock back on the shelf
+    (cron; safe to run twice at once)."""
+    expired = supermarket.expire_due(db.session, now())
+    click.echo(f"expired {expired} redemption(s)")
+
+
+rankings_cli = AppGroup("rankings", help="Ranking boards (红黑榜).")
+
+
+@rankings_cli.command("close")
+@click.argument("month")
+@click.option("--village-id", type=int, default=None, help="Only this village.")
+@click.option("--force", is_flag=True, help="Close although claims of the month are still "
+              "in review or notice (their points will show as notes on a later board).")
+def close_rankings_command(month: str, village_id: int | None, force: bool) -> None:
+    """Publish (结榜) every village's board of MONTH (YYYY-MM): frozen from now on; later
+    corrections show as notes on the next board."""
+    try:
+        outcomes = rankings.close_all(db.session, month, now=now(), tz=village_tz(),
+                                      village_id=village_id, force=force)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    for vid, outcome in outcomes:
+        click.echo(f"village {vid} {month}: {outcome}")
+    click.echo(f"closed {sum(1 for _, o in outcomes if o == 'closed')} board(s)")
+
+
+@rankings_cli.command("close-due")
+def close_due_command() -> None:
+    """Close every ended month whose claims are all decided (cron, after `claims post-due`;
+    safe to run twice at once)."""
+    closed = rankings.close_due(db.session, now(), village_tz())
+    for vid, month in closed:
+        click.echo(f"village {vid} {month}: closed")
+    click.echo(f"closed {len(closed)} board(s)")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(rankings_cli)
+    app.cli.add_command(redemptions_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(rules_cli)

@@ -3,6 +3,7 @@ documented there with its default."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,66 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "JWT_ISSUER": os.environ.get("JWT_ISSUER", "village-points"),
         "JWT_AUDIENCE": os.environ.get("JWT_AUDIENCE", "village-points-app"),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
+        # 积分超市: hours an order holds points and stock before it expires unpicked.
+        "REDEMPTION_HOLD_HOURS": _int("REDEMPTION_HOLD_HOURS", 72),
+        # A CJK font file for printed boards; empty: the packaged Noto Sans SC, then Debian's.
+        "BOARD_FONT_PATH": os.environ.get("BOARD_FONT_PATH", ""),
+        "BOARD_DPI": _int("BOARD_DPI", 200),  # resolution of board.png / board.pdf
+        # QR keys (points/tokens.py): new codes are signed under QR_KEY_ID; every lower id
+        # still verifies unless revoked; QR_OLD_SECRETS ({"1": "the old SECRET_KEY"}) keeps
+        # the codes printed before SECRET_KEY itself was changed.
+        "QR_KEY_ID": _int("QR_KEY_ID", 1),
+        "QR_OLD_SECRETS": os.environ.get("QR_OLD_SECRETS", ""),
+        "QR_REVOKED_KEY_IDS": os.environ.get("QR_REVOKED_KEY_IDS", ""),
+        # Activities: a rotating code's step, the life of a display-screen link, and when
+        # proxy check-ins by one cadre count as a burst (more than COUNT within MINUTES).
+        "QR_ROTATE_SECONDS": _int("QR_ROTATE_SECONDS", 30),
+        "DISPLAY_LINK_HOURS": _int("DISPLAY_LINK_HOURS", 12),
+        "PROXY_BURST_COUNT": _int("PROXY_BURST_COUNT", 10),
+        "PROXY_BURST_MINUTES": _int("PROXY_BURST_MINUTES", 3),
     }
+
+
+def qr_old_secrets(config: dict[str, Any]) -> dict[int, str]:
+    """QR_OLD_SECRETS as {key id: secret}; a JSON object, since a secret may hold any
+    character."""
+    raw = config.get("QR_OLD_SECRETS") or ""
+    if isinstance(raw, dict):
+        return {int(kid): str(secret) for kid, secret in raw.items()}
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+        return {int(kid): str(secret) for kid, secret in data.items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise RuntimeError(
+            'QR_OLD_SECRETS must be a JSON object of key id to secret, e.g. {"1": "..."}'
+        ) from exc
+
+
+def qr_revoked_key_ids(config: dict[str, Any]) -> set[int]:
+    raw = config.get("QR_REVOKED_KEY_IDS") or ""
+    if not isinstance(raw, str):
+        return {int(kid) for kid in raw}
+    try:
+        return {int(part) for part in raw.replace(",", " ").split()}
+    except ValueError as exc:
+        raise RuntimeError("QR_REVOKED_KEY_IDS must list key ids, e.g. 1,2") from exc
 
 
 def check(config: dict[str, Any]) -> None:
     """Refuse to start with settings that would be unsafe in production."""
+    kid = config.get("QR_KEY_ID", 1)
+    if not 1 <= kid <= 255:
+        raise RuntimeError("QR_KEY_ID must be between 1 and 255")
+    if not set(qr_old_secrets(config)) <= set(range(1, 256)):
+        raise RuntimeError("QR_OLD_SECRETS key ids must be between 1 and 255")
+    if kid in qr_revoked_key_ids(config):
+        raise RuntimeError("QR_KEY_ID cannot be one of QR_REVOKED_KEY_IDS")
+    if config.get("REDEMPTION_HOLD_HOURS", 72) < 1:
+        raise RuntimeError("REDEMPTION_HOLD_HOURS must be at least 1")
+    if not 10 <= config.get("QR_ROTATE_SECONDS", 30) <= 600:
+        raise RuntimeError("QR_ROTATE_SECONDS must be between 10 and 600")
     if config["APP_ENV"] == "development":
         return
     secret = config.get("SECRET_KEY") or ""

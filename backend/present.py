@@ -46,5 +46,6 @@ def household(h: Household, actor: Actor) -> dict[str, Any]:
         "address": h.address,
         "head": {"id": head.id, "name": head.name} if head else None,
         "members": [villager(m, actor, bound_ids) for m in h.members],
+        "public_board_opt_out": h.public_board_opt_out,
         "created_at": h.created_at,
     }

@@ -15,6 +15,13 @@ from points.models import GENDERS, RELATIONS, ROLES, STAFF_ROLES
 from .openapi import PageArgs
 
 
+def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
+    """A database id: a whole number the id columns can hold (PostgreSQL integer). Strict in
+    JSON bodies (no "12" or 1.5); query strings are text, so their ids are parsed."""
+    return fields.Integer(strict=strict, validate=validate.Range(min=1, max=2**31 - 1),
+                          **kwargs)
+
+
 def _name(required: bool = True, max_len: int = 100) -> fields.String:
     return fields.String(required=required, validate=validate.Length(min=1, max=max_len))
 
@@ -49,20 +56,25 @@ class TownshipOut(Schema):
 
 class VillageIn(Schema):
     name = _name()
-    township_id = fields.Integer(required=True)
+    township_id = Id(required=True)
+    code = _optional(40)
+
+
+class VillagePatch(Schema):
+    name = _name(required=False)
     code = _optional(40)
 
 
 class VillageOut(Schema):
     id = fields.Integer()
     name = fields.String()
-    township_id = fields.Integer()
+    township_id = Id()
     code = fields.String(allow_none=True)
     created_at = LocalDateTime()
 
 
 class VillageListArgs(PageArgs):
-    township_id = fields.Integer()
+    township_id = Id(strict=False)
 
 
 class GroupIn(Schema):
@@ -71,7 +83,7 @@ class GroupIn(Schema):
 
 class GroupOut(Schema):
     id = fields.Integer()
-    village_id = fields.Integer()
+    village_id = Id()
     name = fields.String()
 
 
@@ -95,8 +107,8 @@ class VillagerPatch(Schema):
 
 class VillagerOut(Schema):
     id = fields.Integer()
-    household_id = fields.Integer()
-    village_id = fields.Integer()
+    household_id = Id()
+    village_id = Id()
     name = fields.String()
     relation = fields.String()
     phone = fields.String(allow_none=True, metadata={
@@ -108,13 +120,14 @@ class VillagerOut(Schema):
 
 
 class HouseholdIn(Schema):
-    group_id = fields.Integer(allow_none=True)
+    group_id = Id(allow_none=True)
     address = _optional(200)
     name = _optional(100)
 
 
 class HouseholdPatch(HouseholdIn):
-    pass
+    public_board_opt_out = fields.Boolean(metadata={
+        "description": "不上公开榜单: shown without a name on public boards"})
 
 
 class HeadOut(Schema):
@@ -124,12 +137,13 @@ class HeadOut(Schema):
 
 class HouseholdOut(Schema):
     id = fields.Integer()
-    village_id = fields.Integer()
-    group_id = fields.Integer(allow_none=True)
+    village_id = Id()
+    group_id = Id(allow_none=True)
     name = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
     head = fields.Nested(HeadOut, allow_none=True)
     members = fields.List(fields.Nested(VillagerOut))
+    public_board_opt_out = fields.Boolean(metadata={"description": "不上公开榜单"})
     created_at = LocalDateTime()
 
 
@@ -154,15 +168,15 @@ class BindingTokenOut(Schema):
 
 class ShopIn(Schema):
     name = _name()
-    township_id = fields.Integer(required=True)
-    village_ids = fields.List(fields.Integer(), required=True,
+    township_id = Id(required=True)
+    village_ids = fields.List(Id(), required=True,
                               validate=validate.Length(min=1))
 
 
 class ShopOut(Schema):
     id = fields.Integer()
     name = fields.String()
-    township_id = fields.Integer()
+    township_id = Id()
     village_ids = fields.List(fields.Integer())
 
 
@@ -174,9 +188,9 @@ class UserIn(Schema):
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
     role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
     name = _optional(50)
-    township_id = fields.Integer(allow_none=True)
-    village_id = fields.Integer(allow_none=True)
-    shop_id = fields.Integer(allow_none=True)
+    township_id = Id(allow_none=True)
+    village_id = Id(allow_none=True)
+    shop_id = Id(allow_none=True)
 
 
 class UserPatch(Schema):
@@ -190,10 +204,10 @@ class UserOut(Schema):
     username = fields.String(allow_none=True)
     role = fields.String(validate=validate.OneOf(ROLES))
     name = fields.String(allow_none=True)
-    township_id = fields.Integer(allow_none=True)
-    village_id = fields.Integer(allow_none=True)
-    shop_id = fields.Integer(allow_none=True)
-    villager_id = fields.Integer(allow_none=True)
+    township_id = Id(allow_none=True)
+    village_id = Id(allow_none=True)
+    shop_id = Id(allow_none=True)
+    villager_id = Id(allow_none=True)
     disabled = fields.Boolean()
     created_at = LocalDateTime()
 
@@ -203,8 +217,8 @@ class UserListArgs(PageArgs):
 
 
 class AuditArgs(PageArgs):
-    village_id = fields.Integer()
-    actor = fields.Integer(metadata={"description": "user id of the staff member"})
+    village_id = Id(strict=False)
+    actor = Id(strict=False, metadata={"description": "user id of the staff member"})
     since = fields.AwareDateTime()
 
 
@@ -215,8 +229,8 @@ class AuditOut(Schema):
     action = fields.String()
     object_type = fields.String()
     object_id = fields.String(allow_none=True)
-    township_id = fields.Integer(allow_none=True)
-    village_id = fields.Integer(allow_none=True)
+    township_id = Id(allow_none=True)
+    village_id = Id(allow_none=True)
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
 
@@ -238,7 +252,7 @@ class RefreshIn(Schema):
 
 class BindIn(Schema):
     token = fields.String(validate=validate.Length(min=1, max=200))
-    village_id = fields.Integer()
+    village_id = Id()
     name = fields.String(validate=validate.Length(min=1, max=50))
     phone = fields.String(validate=validate.Length(min=1, max=20))
 
@@ -261,10 +275,10 @@ class TokensOut(Schema):
 
 
 class ScopeOut(Schema):
-    township_id = fields.Integer(allow_none=True)
-    village_id = fields.Integer(allow_none=True)
-    shop_id = fields.Integer(allow_none=True)
-    household_id = fields.Integer(allow_none=True)
+    township_id = Id(allow_none=True)
+    village_id = Id(allow_none=True)
+    shop_id = Id(allow_none=True)
+    household_id = Id(allow_none=True)
 
 
 class MeOut(Schema):
@@ -281,16 +295,16 @@ CLAIM_STATUS_NAMES = ("pending", "approved", "in_notice", "objected", "posted", 
 
 
 class ClaimIn(Schema):
-    rule_item_id = fields.Integer(required=True)
+    rule_item_id = Id(required=True)
     units = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=1000))
     note = _optional(500)
-    evidence = fields.List(fields.Integer(), load_default=list, validate=validate.Length(max=9),
+    evidence = fields.List(Id(), load_default=list, validate=validate.Length(max=9),
                            metadata={"description": "upload ids (POST /api/v1/uploads)"})
 
 
 class AwardTarget(Schema):
-    villager_id = fields.Integer()
-    household_id = fields.Integer()
+    villager_id = Id()
+    household_id = Id()
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **_: Any) -> None:
@@ -334,8 +348,8 @@ class ObjectionOut(Schema):
 class ClaimOut(Schema):
     id = fields.Integer()
     status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
-    village_id = fields.Integer()
-    household_id = fields.Integer()
+    village_id = Id()
+    household_id = Id()
     household_name = fields.String(allow_none=True)
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
@@ -357,8 +371,8 @@ class ClaimOut(Schema):
 
 
 class ClaimListArgs(PageArgs):
-    village_id = fields.Integer()
-    household_id = fields.Integer()
+    village_id = Id(strict=False)
+    household_id = Id(strict=False)
     status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
 
 
@@ -378,7 +392,7 @@ class NoticeOut(Schema):
 # ---- accounts and the passbook (积分存折) ----------------------------------------------------
 
 class AccountOut(Schema):
-    household_id = fields.Integer()
+    household_id = Id()
     available = fields.Integer(metadata={"description": "spendable now"})
     held = fields.Integer(metadata={"description": "reserved by orders not yet picked up"})
     earned_total = fields.Integer(metadata={"description": "lifetime score"})
@@ -397,7 +411,7 @@ class LedgerEntryOut(Schema):
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
     relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})
-    rule_item_id = fields.Integer(allow_none=True)
+    rule_item_id = Id(allow_none=True)
     rule_item_version_id = fields.Integer(allow_none=True)
     rule_item_name = fields.String(allow_none=True)
     claim_id = fields.Integer(allow_none=True)

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import rules
 
-from . import catalogs
+from . import activities, catalogs
 from .errors import Conflict
-from .models import Household, Shop, Township, User, Village, Villager, VillagerGroup
+from .models import (
+    Household,
+    Reward,
+    RuleItem,
+    Shop,
+    StockMovement,
+    Township,
+    User,
+    Village,
+    Villager,
+    VillagerGroup,
+)
 from .passwords import hash_password
+from .scope import Actor
 
 DEMO_PASSWORD = "cunwu-demo-2026"
 
@@ -25,6 +39,13 @@ VILLAGES = (
     # name, code, groups, households, login suffix
     ("清水村", "QS", ("第一村民小组", "第二村民小组", "第三村民小组"), 16, "qs"),
     ("桃源村", "TY", ("上湾组", "下湾组"), 14, "ty"),
+)
+
+# A village shop's shelf (DOMAIN.md): name, points, stock.
+SHELF = (
+    ("食盐 500g", 2, 100), ("香皂", 5, 60), ("酱油 500ml", 6, 50), ("牙膏", 8, 40),
+    ("洗洁精", 9, 40), ("毛巾", 10, 40), ("卫生纸 10卷", 15, 30), ("洗衣粉 1kg", 20, 30),
+    ("本地大米 10斤", 50, 20), ("玉米油 5L", 85, 10),
 )
 
 
@@ -102,6 +123,7 @@ def seed(session: Session, seed_value: int = 2026) -> list[DemoLogin]:
         shop = Shop(township_id=township.id, name=f"{name}积分超市", villages=[village])
         session.add(shop)
         session.flush()
+        stock_shelf(session, shop)
         session.add_all([
             User(username=f"cadre_{suffix}", password_hash=password, role="cadre",
                  name=f"{name}村干部", township_id=township.id, village_id=village.id),
@@ -111,4 +133,47 @@ def seed(session: Session, seed_value: int = 2026) -> list[DemoLogin]:
         logins += [DemoLogin(f"cadre_{suffix}", "cadre", name),
                    DemoLogin(f"clerk_{suffix}", "clerk", shop.name)]
     session.flush()
+    demo_activities(session)
     return logins
+
+
+def stock_shelf(session: Session, shop: Shop) -> None:
+    for reward_name, points, stock in SHELF:
+        reward = Reward(shop_id=shop.id, name=reward_name, points=points, stock=stock)
+        session.add(reward)
+        session.flush()
+        session.add(StockMovement(reward_id=reward.id, shop_id=shop.id, kind="initial",
+                                  change=stock, stock_after=stock, reason="演示数据上架"))
+
+
+# Upcoming activities, so the check-in works on the first day: (village login suffix, title,
+# rule item, days ahead, local start and end hour, QR mode, geofence, capacity).
+ACTIVITIES = (
+    ("qs", "村民代表大会", "GOV-ASSEMBLY", 1, (19, 30), (21, 0), "static", None, None),
+    ("qs", "村道环境卫生整治", "ENV-CLEANUP", 2, (8, 0), (11, 0), "rotating",
+     (30.5728, 114.2792, 300, "flag"), 40),
+    ("ty", "敬老院志愿服务", "PUB-VOLUNTEER", 3, (9, 0), (16, 0), "static", None, None),
+)
+
+
+def demo_activities(session: Session, now: datetime | None = None) -> None:
+    """A meeting with a printable code, a clean-up with a rotating code on a screen and a
+    geofence, and an hourly volunteer shift (scored at check-out), created by the village
+    cadres as they would through the API."""
+    tz = ZoneInfo("Asia/Shanghai")
+    today = (now or datetime.now(UTC)).astimezone(tz).date()
+    for suffix, title, code, days, start, end, mode, fence, capacity in ACTIVITIES:
+        cadre = session.scalar(select(User).where(User.username == f"cadre_{suffix}"))
+        assert cadre is not None and cadre.village_id is not None
+        item_id = session.scalar(select(RuleItem.id).where(RuleItem.code == code))
+        assert item_id is not None
+        day = today + timedelta(days=days)
+        activities.create_activity(
+            session, Actor.of(session, cadre), village_id=cadre.village_id, title=title,
+            rule_item_id=item_id,
+            starts_at=datetime.combine(day, time(*start), tz),
+            ends_at=datetime.combine(day, time(*end), tz),
+            checkin_opens_at=None, checkin_closes_at=None, qr_mode=mode, step_seconds=30,
+            geofence=activities.Geofence(*fence) if fence else None, capacity=capacity,
+            note=None, now=datetime.now(UTC),
+        )

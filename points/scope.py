@@ -18,15 +18,22 @@ from sqlalchemy.orm import Session
 from .errors import Forbidden, NotFound
 from .models import (
     Account,
+    Activity,
     AuditEntry,
+    BoardSettings,
+    BoardSnapshot,
+    CheckIn,
     Claim,
     Household,
     LedgerEntry,
     Objection,
+    Redemption,
+    Reward,
     RuleCatalog,
     RuleItem,
     RuleItemVersion,
     Shop,
+    StockMovement,
     Township,
     Upload,
     User,
@@ -49,6 +56,7 @@ REGISTRY_STAFF = frozenset({COUNTY, TOWNSHIP, CADRE})
 ACTIONS: dict[str, frozenset[str]] = {
     "township.create": frozenset({COUNTY}),
     "village.create": ADMINS,
+    "village.update": ADMINS,
     "group.create": REGISTRY_STAFF,
     "household.create": REGISTRY_STAFF,
     "household.update": REGISTRY_STAFF,
@@ -74,6 +82,35 @@ ACTIONS: dict[str, frozenset[str]] = {
     "claim.award": REGISTRY_STAFF,
     "claim.review": REGISTRY_STAFF,
     "ledger.reverse": REGISTRY_STAFF,
+    # Activities and check-in (签到): staff of the village run them and see their codes;
+    # villagers check themselves in; a cadre checks in people without phones (代签).
+    "activity.create": REGISTRY_STAFF,
+    "activity.cancel": REGISTRY_STAFF,
+    "activity.qr": REGISTRY_STAFF,
+    "activity.checkins": REGISTRY_STAFF,
+    "checkin.create": frozenset({VILLAGER}),
+    "checkin.proxy": REGISTRY_STAFF,
+    "checkin.checkout": REGISTRY_STAFF | {VILLAGER},
+    # 积分超市: the township funds the shop and its clerks keep the shelves; villagers order
+    # for their household; only a clerk hands goods out (scan, counter). A cadre may cancel
+    # an order of their village (e.g. for an elderly villager who cannot get there).
+    "reward.edit": ADMINS | {CLERK},
+    "stock.adjust": ADMINS | {CLERK},
+    "redemption.order": frozenset({VILLAGER}),
+    "redemption.fulfil": frozenset({CLERK}),
+    "redemption.counter": frozenset({CLERK}),
+    "redemption.cancel": ADMINS | {CADRE, CLERK, VILLAGER},
+    "settlement.read": ADMINS | {CLERK},
+    "points_report.read": ADMINS,
+    # 红黑榜 and rankings: a villager sees their village's public board, staff their scope.
+    "board.read": REGISTRY_STAFF | {VILLAGER},
+    "board.close": REGISTRY_STAFF,
+    "board.settings": REGISTRY_STAFF,
+    "board.township_settings": ADMINS,
+    "ranking.township": ADMINS,
+    "stats.read": REGISTRY_STAFF,
+    "plate.print": REGISTRY_STAFF | {VILLAGER},
+    "plate.renew": REGISTRY_STAFF | {VILLAGER},
 }
 
 
@@ -200,6 +237,30 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
         return RuleItemVersion.item_id.in_(
             select(RuleItem.id).where(_clause(actor, RuleItem))
         )
+    if model is BoardSnapshot:
+        return village_clause(actor, BoardSnapshot.village_id)
+    if model is BoardSettings:
+        if actor.role == COUNTY:
+            return true()
+        return or_(BoardSettings.township_id == actor.township_id,
+                   village_clause(actor, BoardSettings.village_id))
+    if model in (Reward, StockMovement):
+        return model.shop_id.in_(select(Shop.id).where(_clause(actor, Shop)))
+    if model is Redemption:
+        # A clerk sees their shop's orders; a villager their household's; staff their
+        # villages' (a village may be served by more than one shop).
+        if actor.role == CLERK:
+            return Redemption.shop_id == actor.shop_id
+        if actor.role == VILLAGER:
+            return (Redemption.household_id == actor.household_id if actor.household_id
+                    else false())
+        return village_clause(actor, Redemption.village_id)
+    if model is Activity:
+        return village_clause(actor, Activity.village_id)
+    if model is CheckIn:
+        if actor.role == VILLAGER:
+            return CheckIn.household_id == actor.household_id if actor.household_id else false()
+        return village_clause(actor, CheckIn.village_id)
     raise TypeError(f"no scope rule for {model.__name__}")
 
 

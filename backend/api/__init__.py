@@ -4,7 +4,12 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from . import auth, claims, points, registry, rules, uploads, users
+    from . import activities, auth, boards, claims, points, registry, rules, shop, uploads, users
 
-    for module in (auth, registry, rules, users, claims, points, uploads):
+    for module in (auth, registry, rules, users, claims, points, uploads, shop, boards,
+                   activities):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
+    # Pages a printed QR opens (/b/…, /h/…), outside /api/v1 and without login.
+    api.register_blueprint(boards.public_blp)
+    # The full-screen code of a rotating activity, outside /api/v1 (API.md).
+    api.register_blueprint(activities.pages_blp)

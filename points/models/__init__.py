@@ -1,8 +1,10 @@
 """All tables. Importing this module registers every model on `Base.metadata`."""
 
+from .activities import Activity, CheckIn
 from .audit import AuditEntry
 from .auth import ROLES, STAFF_ROLES, AuthSession, BindingToken, RefreshToken, User
 from .base import Base, UTCDateTime, utcnow
+from .boards import BoardSettings, BoardSnapshot, PublicLink
 from .claims import (
     CLAIM_SOURCES,
     CLAIM_STATUSES,
@@ -27,8 +29,19 @@ from .registry import (
     shop_villages,
 )
 from .rules import RuleCatalog, RuleItem, RuleItemVersion
+from .shop import (
+    REDEMPTION_SOURCES,
+    REDEMPTION_STATUSES,
+    STOCK_MOVEMENT_KINDS,
+    Redemption,
+    RedemptionLine,
+    Reward,
+    StockMovement,
+)
 
 __all__ = [
+    "REDEMPTION_SOURCES", "REDEMPTION_STATUSES", "STOCK_MOVEMENT_KINDS", "Redemption",
+    "RedemptionLine", "Reward", "StockMovement",
     "GENDERS", "HEAD", "RELATIONS", "ROLES", "STAFF_ROLES",
     "AuditEntry", "AuthSession", "Base", "BindingToken", "Household", "RefreshToken", "Shop",
     "Township", "UTCDateTime", "User", "Village", "VillagerGroup", "Villager", "shop_villages",
@@ -37,4 +50,6 @@ __all__ = [
     "CLAIM_SOURCES", "CLAIM_STATUSES", "ENTRY_KINDS", "Account", "Claim", "ClaimApproval",
     "HouseholdFlag", "IdempotencyKey", "LedgerEntry", "MemberMonthTotal", "MonthTotal",
     "Objection", "Upload",
+    "Activity", "CheckIn",
+    "BoardSettings", "BoardSnapshot", "PublicLink",
 ]
