@@ -32,7 +32,9 @@ def demo_command(if_empty: bool) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     db.session.commit()
-    click.echo(f"demo township loaded; every demo login has the password {demo.DEMO_PASSWORD}")
+    posted = demo.seed_history(db.session, now(), village_tz())
+    click.echo(f"demo township loaded with {posted} posted awards of the last two months; "
+               f"every demo login has the password {demo.DEMO_PASSWORD}")
     for login in logins:
         click.echo(f"  {login.username:<16} {login.role:<15} {login.scope}")
 

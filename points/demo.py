@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 import rules
 
-from . import activities, catalogs
+from . import activities, catalogs, claims
 from .errors import Conflict
 from .models import (
     Household,
@@ -135,6 +135,54 @@ def seed(session: Session, seed_value: int = 2026) -> list[DemoLogin]:
     session.flush()
     demo_activities(session)
     return logins
+
+
+# Awards a cadre enters after the monthly inspection (no review, five days' notice):
+# (code, target, chance per household per month, note).
+HISTORY_AWARDS = (
+    ("ENV-YARD", "household", 0.7, "月度庭院检查"),
+    ("ENV-SORTING", "household", 0.5, "垃圾分类检查合格"),
+    ("ENV-FRONT", "household", 0.6, "门前三包检查"),
+    ("GOV-ASSEMBLY", "member", 0.8, "参加村民大会"),
+    ("GOV-NIGHTSCHOOL", "member", 0.3, "参加农民夜校"),
+    ("GOV-PATROL", "member", 0.15, "参加夜间治安巡防"),
+    ("IND-TRAINING", "member", 0.25, "参加果树修剪培训"),
+    ("GOV-LATE", "member", 0.1, "村民大会迟到"),
+)
+
+
+def seed_history(session: Session, now: datetime, tz: ZoneInfo, months: int = 2,
+                 seed_value: int = 2026) -> int:
+    """Last months' awards, entered by each village's cadre and posted after their notice,
+    so a newcomer sees passbooks, boards and statistics with something in them. Goes through
+    the same services as real awards (caps, notice, ledger). Commits as it posts."""
+    rng = random.Random(seed_value)
+    local_now = now.astimezone(tz)
+    posted_months = []
+    for back in range(months, 0, -1):
+        year, month = divmod(local_now.year * 12 + local_now.month - 1 - back, 12)
+        posted_months.append(datetime(year, month + 1, 10, 10, 0, tzinfo=tz))
+    for village in session.scalars(select(Village).order_by(Village.id)).all():
+        cadre = session.scalar(select(User).where(User.role == "cadre",
+                                                  User.village_id == village.id))
+        assert cadre is not None
+        actor = Actor.of(session, cadre)
+        items = {i.code: i.id for i in catalogs.effective_items(session, village.id)}
+        households = session.scalars(
+            select(Household).where(Household.village_id == village.id).order_by(Household.id)
+        ).all()
+        for day in posted_months:
+            for household in households:
+                for code, target, chance, note in HISTORY_AWARDS:
+                    if rng.random() >= chance:
+                        continue
+                    members = household.members
+                    spec = ({"household_id": household.id} if target == "household"
+                            else {"villager_id": rng.choice(members).id})
+                    claims.award(session, actor, rule_item_id=items[code], units=None,
+                                 note=note, evidence=[], targets=[spec], tz=tz, now=day)
+    session.commit()
+    return claims.post_due(session, now, tz)
 
 
 def stock_shelf(session: Session, shop: Shop) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from backend.extensions import db
 from points.demo import DEMO_PASSWORD
-from points.models import Household, Shop, User, Village, Villager
+from points.models import Household, LedgerEntry, Shop, User, Village, Villager
 
 
 def count(app: Flask, model: type) -> int:
@@ -27,6 +27,9 @@ def test_demo_seeds_the_township_and_its_logins_work(
     assert 25 <= count(app, Household) <= 40
     assert count(app, Villager) > count(app, Household)
     assert count(app, Shop) == 2
+    # Last months' awards are posted, so passbooks and boards have something in them.
+    assert count(app, LedgerEntry) > 50
+    assert "posted awards" in result.output
     for username in ("county_admin", "township_admin", "cadre_qs", "clerk_qs", "cadre_ty",
                      "clerk_ty"):
         assert username in result.output
