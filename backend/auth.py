@@ -11,7 +11,7 @@ from points import auth as sessions
 from points.auth import TokenSettings
 from points.errors import Unauthenticated
 from points.models import User
-from points.scope import Actor
+from points.scope import Actor, VillagerScope
 from points.tokens import TokenCodec
 
 from . import config as app_config
@@ -46,7 +46,7 @@ def _keyring(
     return TokenCodec.keyring(secret, kid, dict(old), revoked)
 
 
-def _authenticate() -> tuple[User, str]:
+def _authenticate() -> tuple[User, str, VillagerScope | None]:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -56,7 +56,7 @@ def _authenticate() -> tuple[User, str]:
 
 def current_user() -> User:
     if "user" not in g:
-        g.user, g.session_id = _authenticate()
+        g.user, g.session_id, g.villager_scope = _authenticate()
     return g.user
 
 
@@ -67,5 +67,6 @@ def current_session_id() -> str:
 
 def current_actor() -> Actor:
     if "actor" not in g:
-        g.actor = Actor.of(db.session, current_user())
+        user = current_user()
+        g.actor = Actor.of(db.session, user, g.villager_scope)
     return g.actor

@@ -18,14 +18,17 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager
 
-from . import audit, claims
+import rules
+
+from . import audit, catalogs, claims
 from .errors import DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Claim,
@@ -459,13 +462,18 @@ def _insert_checkin(session: Session, values: dict[str, Any]) -> int | None:
     a repeat, also between concurrent scans (the second waits for the first to commit, then
     inserts nothing). None: already checked in."""
     dialect = session.get_bind().dialect.name
+    return session.execute(_checkin_insert(dialect), values).scalar()
+
+
+@lru_cache(maxsize=4)
+def _checkin_insert(dialect: str) -> Any:
+    """Built once per dialect: building a statement costs more CPU than running it. The
+    table, not the mapped class: one row needs none of the ORM's bulk-insert work."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # The table, not the mapped class: one row needs none of the ORM's bulk-insert work.
     table = CheckIn.__table__
-    stmt = (insert(table).values(**values)  # type: ignore[arg-type]
+    return (insert(table)  # type: ignore[arg-type]
             .on_conflict_do_nothing(index_elements=["activity_id", "villager_id"])
             .returning(table.c.id))  # type: ignore[attr-defined]
-    return session.execute(stmt).scalar()
 
 
 def _result_of(session: Session, checkin: CheckIn) -> CheckInResult:
@@ -497,12 +505,13 @@ def _result(checkin: CheckIn, claim: Claim | None, status: str) -> CheckInResult
 def _score(
     session: Session, actor: Actor, activity: Activity, item: RuleItem,
     target: claims.Target, units: int | None, now: datetime, tz: ZoneInfo,
+    policy: rules.Policy | None = None,
 ) -> tuple[Claim | None, str | None]:
     """The claim the rule item makes of this attendance, or why there is none (a cap is
     reached: the attendance is still recorded, since the villager was there)."""
     try:
         claim = claims.submit_checkin(session, actor, item, target, units=units, now=now,
-                                      tz=tz, note=activity.title)
+                                      tz=tz, note=activity.title, policy=policy)
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
@@ -535,7 +544,7 @@ def _record(
     target: claims.Target, *, now: datetime, tz: ZoneInfo, user_id: int | None,
     proxy_by: int | None, device_id: str | None = None, lat: float | None = None,
     lng: float | None = None, distance: int | None = None, flags: list[str] | None = None,
-    refusal: DomainError | None = None,
+    refusal: DomainError | None = None, policy: rules.Policy | None = None,
 ) -> CheckInResult:
     """The claim first, then the check-in row that names it: the insert settles a repeat
     (the unique constraint), and a repeat's claim goes with its rollback."""
@@ -544,7 +553,8 @@ def _record(
     claim: Claim | None = None
     reason: str | None = None
     if refusal is None and not _hourly_item(item):
-        claim, reason = _score(session, actor, activity, item, target, None, now, tz)
+        claim, reason = _score(session, actor, activity, item, target, None, now, tz,
+                               policy=policy)
     checkin_id = _insert_checkin(session, {
         "activity_id": activity.id, "villager_id": target.member_id,
         "household_id": target.household_id, "village_id": target.village_id,
@@ -577,33 +587,39 @@ def _record(
 
 
 # Built once: check-in is the busiest write, and building a statement costs more CPU than
-# running it.
+# running it. The policies of the village's own catalog and of its township's come along, so
+# the claim needs no query of its own for them (catalogs.effective_policy).
+_OWN_CATALOG = aliased(RuleCatalog)
+_TOWNSHIP_CATALOG = aliased(RuleCatalog)
 _OPEN_ACTIVITY = (
-    select(Activity, Village, RuleItem, RuleCatalog.township_id, RuleCatalog.village_id)
+    select(Activity, Village, RuleItem, RuleCatalog.township_id, RuleCatalog.village_id,
+           _OWN_CATALOG.policy, _TOWNSHIP_CATALOG.policy)
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)
     .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
     .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id, isouter=True)
+    .join(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id, isouter=True)
+    .join(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id,
+          isouter=True)
     .options(contains_eager(RuleItem.current_version))
     .where(Activity.id == bindparam("activity_id"))
 )
 
 
 def _open_activity(session: Session, activity_id: int
-                   ) -> tuple[Activity, Village, RuleItem] | None:
-    """The activity with its village and its rule item (current version loaded), in one
-    query. The item must still be in effect for the village, as for any claim
-    (`catalogs.in_effect_for`): in the township's catalog or the village's own, not
-    retired. The caller keeps the village: the policy lookup of the claim finds it in the
-    session instead of reading it again."""
+                   ) -> tuple[Activity, Village, RuleItem, rules.Policy] | None:
+    """The activity with its village, its rule item (current version loaded) and the
+    village's policy, in one query. The item must still be in effect for the village, as
+    for any claim (`catalogs.in_effect_for`): in the township's catalog or the village's
+    own, not retired."""
     row = session.execute(_OPEN_ACTIVITY, {"activity_id": activity_id}).one_or_none()
     if row is None:
         return None
-    activity, village, item, catalog_township, catalog_village = row
+    activity, village, item, catalog_township, catalog_village, own, township = row
     in_effect = catalog_township == village.township_id or catalog_village == village.id
     if not in_effect or item.retired_at is not None or item.current_version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
-    return activity, village, item
+    return activity, village, item, catalogs.policy_of(own, township)
 
 
 _VILLAGER_SCOPE = (
@@ -641,7 +657,7 @@ def check_in(
     found = _open_activity(session, activity_id)
     if found is None:
         raise QRTokenInvalid()
-    activity, _village, item = found
+    activity, _village, item, policy = found
     if activity.village_id != actor.village_id:
         raise WrongVillage()
     if activity.status == "cancelled":
@@ -652,7 +668,7 @@ def check_in(
     target = claims.Target(actor.household_id, actor.villager_id, actor.village_id)
     return _record(session, actor, activity, item, target, now=now, tz=tz,
                    user_id=actor.user_id, proxy_by=None, device_id=device_id, lat=lat,
-                   lng=lng, distance=distance, flags=flags, refusal=refusal)
+                   lng=lng, distance=distance, flags=flags, refusal=refusal, policy=policy)
 
 
 def proxy_check_in(

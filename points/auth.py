@@ -12,11 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .errors import Unauthenticated
-from .models import AuthSession, RefreshToken, User, utcnow
+from .models import AuthSession, Household, RefreshToken, User, Village, Villager, utcnow
+from .scope import VillagerScope
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "sid"]
@@ -114,24 +115,38 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
     return _issue(session, settings, user, auth_session.id)
 
 
-def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple[User, str]:
+# One query for the session, its user and, for a user bound to a villager, the household,
+# village and township that make the caller's scope (`Actor.of`): this runs on every
+# request. Built once: building a statement costs more CPU than running it.
+_AUTHENTICATE = (
+    select(AuthSession, User, Household.id, Household.village_id, Village.township_id)
+    .join(User, User.id == AuthSession.user_id)
+    .outerjoin(Villager, Villager.id == User.villager_id)
+    .outerjoin(Household, Household.id == Villager.household_id)
+    .outerjoin(Village, Village.id == Household.village_id)
+    .where(AuthSession.id == bindparam("sid"))
+)
+
+
+def authenticate(session: Session, settings: TokenSettings, token: str
+                 ) -> tuple[User, str, VillagerScope | None]:
     """The user and session id behind an access token, checked against the database so that
-    logout and disabling take effect at once rather than when the token expires."""
+    logout and disabling take effect at once rather than when the token expires; and for a
+    user bound to a villager, their household's scope (for `Actor.of`)."""
     claims = _decode(settings, token, "access")
-    # One query for both: this runs on every request.
-    row = session.execute(
-        select(AuthSession, User).join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.id == claims["sid"])
-    ).first()
+    row = session.execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
     if row is None or str(row[0].user_id) != claims["sub"]:
         raise TokenInvalid()
-    auth_session, user = row
+    auth_session, user, household_id, village_id, township_id = row
     # Disabling also revokes the sessions; say the more useful thing first.
     if user.disabled:
         raise AccountDisabled()
     if auth_session.revoked_at is not None:
         raise TokenRevoked()
-    return user, auth_session.id
+    scope = None
+    if household_id is not None:
+        scope = VillagerScope(household_id, village_id, township_id)
+    return user, auth_session.id, scope
 
 
 def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User, TokenPair]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -88,42 +89,77 @@ REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
 ).where(LedgerEntry.claim_id.is_not(None))
 
 
+@lru_cache(maxsize=64)
+def _history_statement(
+    applies_to: str, statuses: tuple[str, ...], caps: int, ever: bool, exclude: bool
+) -> Select[Any]:
+    """One statement for all of an item's cap periods: per period (bound as start_i, end_i)
+    a count and a sum, and the count ever when `ever`. Built once per shape: building a
+    statement costs more CPU than running it, and every claim runs one."""
+    subject = Claim.household_id if applies_to == "household" else Claim.member_id
+    conditions = [
+        Claim.rule_item_id == bindparam("item_id"), subject == bindparam("subject_id"),
+        Claim.status.in_(statuses), Claim.points != 0, Claim.id.not_in(REVERSED_CLAIMS),
+    ]
+    if exclude:
+        conditions.append(Claim.id != bindparam("exclude_id"))
+    columns: list[Any] = []
+    for i in range(caps):
+        within = and_(Claim.occurred_at >= bindparam(f"start_{i}"),
+                      Claim.occurred_at < bindparam(f"end_{i}"))
+        columns += [func.count(case((within, 1))),
+                    func.coalesce(func.sum(case((within, Claim.points), else_=0)), 0)]
+    if ever:
+        columns.append(func.count())
+    elif caps:
+        # Only the claims of the widest period need be read.
+        conditions += [Claim.occurred_at >= bindparam("from"),
+                       Claim.occurred_at < bindparam("until")]
+    return select(*columns).where(*conditions)
+
+
 def history(
     session: Session, item: RuleItem, rule: rules.RuleItem, target: Target, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
 ) -> rules.History:
-    """What the subject has already been given for this item, per cap period around `at`."""
-    subject = (
-        Claim.household_id == target.household_id if rule.applies_to == "household"
-        else Claim.member_id == target.member_id
-    )
-    base = select(func.count(), func.coalesce(func.sum(Claim.points), 0)).where(
-        Claim.rule_item_id == item.id, subject, Claim.status.in_(statuses), Claim.points != 0,
-        Claim.id.not_in(REVERSED_CLAIMS),
-    )
-    if exclude_claim is not None:
-        base = base.where(Claim.id != exclude_claim)
+    """What the subject has already been given for this item, per cap period around `at`,
+    in one query."""
+    ever = rule.kind == "once"
+    if not rule.caps and not ever:
+        return rules.History(by_period={}, ever_count=0)
     local = at.astimezone(tz)
-    by_period: dict[str, rules.Usage] = {}
-    for cap in rule.caps:
-        start, end = period_start(cap.period, local), period_end(cap.period, local)
-        count, points = session.execute(
-            base.where(Claim.occurred_at >= start, Claim.occurred_at < end)
-        ).one()
-        by_period[cap.period] = rules.Usage(count=count, points=abs(points))
-    ever = 0
-    if rule.kind == "once":
-        ever = session.execute(base).one()[0]
-    return rules.History(by_period=by_period, ever_count=ever)
+    params: dict[str, Any] = {
+        "item_id": item.id,
+        "subject_id": target.household_id if rule.applies_to == "household"
+        else target.member_id,
+        "exclude_id": exclude_claim,
+    }
+    for i, cap in enumerate(rule.caps):
+        params[f"start_{i}"] = period_start(cap.period, local)
+        params[f"end_{i}"] = period_end(cap.period, local)
+    if rule.caps:
+        params["from"] = min(params[f"start_{i}"] for i in range(len(rule.caps)))
+        params["until"] = max(params[f"end_{i}"] for i in range(len(rule.caps)))
+    stmt = _history_statement(rule.applies_to, statuses, len(rule.caps), ever,
+                              exclude_claim is not None)
+    row = session.execute(stmt, params).one()
+    by_period = {
+        cap.period: rules.Usage(count=row[2 * i], points=abs(row[2 * i + 1]))
+        for i, cap in enumerate(rule.caps)
+    }
+    return rules.History(by_period=by_period, ever_count=row[-1] if ever else 0)
 
 
 def _evaluate(
     session: Session, item: RuleItem, target: Target, units: int | None, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
+    rule: rules.RuleItem | None = None,
 ) -> tuple[rules.RuleItem, rules.Evaluation]:
-    version = item.current_version
-    assert version is not None
-    rule = version.rule
+    """`rule`: the item's current version as the engine reads it, if the caller has it."""
+    if rule is None:
+        version = item.current_version
+        assert version is not None
+        rule = version.rule
     try:
         evaluation = rules.evaluate(
             rule, at.astimezone(tz),
@@ -155,8 +191,14 @@ def _check_evidence(
 def _new_claim(
     session: Session, actor: Actor, item: RuleItem, target: Target, *, source: str,
     units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
+    approve_with: rules.Policy | None = None, rule: rules.RuleItem | None = None,
 ) -> Claim:
-    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED)
+    """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
+    approved at once (an item that needs no review), and inserted with the status that
+    approval gives it rather than inserted `pending` and updated; posted, if it has no
+    notice days, right after."""
+    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED,
+                                 rule=rule)
     if evaluation.points == 0 and rule.kind != "veto":
         raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
                                                   "member_id": target.member_id})
@@ -168,8 +210,14 @@ def _new_claim(
         reason=evaluation.reason, note=note, evidence=evidence, status="pending",
         occurred_at=now, submitted_by=actor.user_id, created_at=now,
     )
+    post = False
+    if approve_with is not None:
+        # Decided before the claim joins the session: the budget query must not flush it.
+        post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with)
     session.add(claim)
     session.flush()
+    if post:
+        _post(session, claim, now, tz, from_status=claim.status)
     return claim
 
 
@@ -188,22 +236,21 @@ def submit(
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
     target = Target(actor.household_id, actor.villager_id, actor.village_id)
-    claim = _new_claim(session, actor, item, target, source="villager", units=units, note=note,
-                       evidence=evidence, now=now, tz=tz)
-    if not rule.requires_review:
-        _approved(session, actor, claim, rule, now, tz, by_township=False)
-    return claim
+    policy = None if rule.requires_review else village_policy(session, target.village_id)
+    return _new_claim(session, actor, item, target, source="villager", units=units, note=note,
+                      evidence=evidence, now=now, tz=tz, approve_with=policy, rule=rule)
 
 
 def submit_checkin(
     session: Session, actor: Actor, item: RuleItem, target: Target, *, units: int | None,
-    now: datetime, tz: ZoneInfo, note: str | None = None,
+    now: datetime, tz: ZoneInfo, note: str | None = None, policy: rules.Policy | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
     that needs no review is approved at once, then posted, or shown in notice (公示) when it
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
-    when a cap leaves nothing to award, before anything is written."""
+    when a cap leaves nothing to award, before anything is written. `policy`: the village's
+    policy when the caller has already read it (check-in reads it with the activity)."""
     version = item.current_version
     assert version is not None
     rule = version.rule
@@ -211,11 +258,11 @@ def submit_checkin(
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
         raise Invalid("这一项按人计分，请选择村民", code="member_required")
-    claim = _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
-                       evidence=[], now=now, tz=tz)
-    if not rule.requires_review:
-        _approved(session, actor, claim, rule, now, tz, by_township=False)
-    return claim
+    if not rule.requires_review and policy is None:
+        policy = village_policy(session, target.village_id)
+    return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
+                      evidence=[], now=now, tz=tz,
+                      approve_with=None if rule.requires_review else policy, rule=rule)
 
 
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
@@ -288,15 +335,18 @@ def _approvals(session: Session, claim: Claim) -> int:
     ) or 0
 
 
+# Built once: it runs for every award approved at once (every check-in).
+_ISSUED = select(func.coalesce(func.sum(Claim.points), 0)).where(
+    Claim.village_id == bindparam("village_id"), Claim.points > 0,
+    Claim.status.in_(("in_notice", "objected", "posted")),
+    Claim.decided_at >= bindparam("start"),
+)
+
+
 def issued_this_month(session: Session, village_id: int, now: datetime, tz: ZoneInfo) -> int:
     """Points the village has decided to award this month: posted and still in notice."""
     start = period_start("month", now.astimezone(tz))
-    return session.scalar(
-        select(func.coalesce(func.sum(Claim.points), 0)).where(
-            Claim.village_id == village_id, Claim.points > 0,
-            Claim.status.in_(("in_notice", "objected", "posted")), Claim.decided_at >= start,
-        )
-    ) or 0
+    return session.scalar(_ISSUED, {"village_id": village_id, "start": start}) or 0
 
 
 def _advance(
@@ -312,26 +362,37 @@ def _advance(
               policy=policy)
 
 
-def _approved(
-    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
-    tz: ZoneInfo, *, by_township: bool, policy: rules.Policy | None = None,
-) -> None:
-    policy = policy or village_policy(session, claim.village_id)
+def _decide(
+    session: Session, claim: Claim, rule: rules.RuleItem, now: datetime, tz: ZoneInfo, *,
+    by_township: bool, policy: rules.Policy,
+) -> bool:
+    """The status an approval gives the claim: `approved` past the village's monthly budget,
+    else in notice (公示) or, without notice days, to be posted (True: the caller posts)."""
     if (policy.monthly_budget is not None and claim.points > 0 and not by_township
             and issued_this_month(session, claim.village_id, now, tz) + claim.points
             > policy.monthly_budget):
         # Awards past the budget need the township (DESIGN.md, policies).
         claim.status = "approved"
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
-        return
+        return False
     days = rule.notice_days if rule.notice_days is not None else policy.notice_days
     claim.decided_at = now
     if days > 0:
         claim.status = "in_notice"
         claim.notice_ends_at = now + timedelta(days=days)
-        session.flush()
-    else:
+        return False
+    return True
+
+
+def _approved(
+    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
+    tz: ZoneInfo, *, by_township: bool, policy: rules.Policy | None = None,
+) -> None:
+    policy = policy or village_policy(session, claim.village_id)
+    if _decide(session, claim, rule, now, tz, by_township=by_township, policy=policy):
         _post(session, claim, now, tz, from_status=claim.status)
+    elif claim.status == "in_notice":
+        session.flush()
 
 
 def _lock_claim(session: Session, actor: Actor, claim_id: int) -> Claim:

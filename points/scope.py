@@ -10,7 +10,7 @@ Two questions, always asked the same way:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
@@ -114,6 +114,14 @@ ACTIONS: dict[str, frozenset[str]] = {
 }
 
 
+class VillagerScope(NamedTuple):
+    """A bound user's household, the household's village and that village's township."""
+
+    household_id: int
+    village_id: int
+    township_id: int | None
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting and where they may act, resolved once per request."""
@@ -127,17 +135,29 @@ class Actor:
     villager_id: int | None = None
 
     @classmethod
-    def of(cls, session: Session, user: User) -> Actor:
+    def of(cls, session: Session, user: User, villager_scope: VillagerScope | None = None
+           ) -> Actor:
+        """`villager_scope`: the user's villager's household, its village and township, when
+        the caller has read them already (points.auth.authenticate reads them with the
+        user); otherwise they are read here, row by row."""
         township_id, village_id, household_id = user.township_id, user.village_id, None
-        if user.villager is not None:
+        scope = villager_scope if user.villager_id is not None else None
+        if scope is None and user.villager is not None:
+            household = user.villager.household
+            scope = VillagerScope(household.id, household.village_id, None)
+        if scope is not None:
             # A villager's scope is their household; a cadre linked to their own roster
             # entry keeps their village scope, and the household only bars self-approval.
-            household = user.villager.household
-            household_id = household.id
+            household_id = scope.household_id
             if user.role == VILLAGER:
-                village_id = household.village_id
+                village_id = scope.village_id
         if village_id is not None and township_id is None:
-            township_id = session.get(Village, village_id).township_id  # type: ignore[union-attr]
+            if scope is not None and scope.township_id is not None \
+                    and village_id == scope.village_id:
+                township_id = scope.township_id
+            else:
+                village = session.get(Village, village_id)
+                township_id = village.township_id  # type: ignore[union-attr]
         if user.role == CLERK and user.shop_id is not None and township_id is None:
             township_id = session.get(Shop, user.shop_id).township_id  # type: ignore[union-attr]
         return cls(

@@ -32,7 +32,7 @@ from ..activity_schemas import (
     QrTokenArgs,
     QrTokenOut,
 )
-from ..auth import current_actor, current_user, qr_codec
+from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
@@ -255,9 +255,8 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
     """A villager checks in by scanning the activity's code. One check-in per person and
     activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
-    actor = service.checkin_actor(db.session, current_user())
     result = service.check_in(
-        db.session, actor, qr_codec(), body["token"], lat=body.get("lat"),
+        db.session, current_actor(), qr_codec(), body["token"], lat=body.get("lat"),
         lng=body.get("lng"), device_id=device, now=now(), tz=village_tz(),
     )
     return _checkin_out(result)
