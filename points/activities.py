@@ -622,28 +622,6 @@ def _open_activity(session: Session, activity_id: int
     return activity, village, item, catalogs.policy_of(own, township)
 
 
-_VILLAGER_SCOPE = (
-    select(Household.id, Household.village_id, Village.township_id)
-    .join(Villager, Villager.household_id == Household.id)
-    .join(Village, Village.id == Household.village_id)
-    .where(Villager.id == bindparam("villager_id"))
-)
-
-
-def checkin_actor(session: Session, user: User) -> Actor:
-    """`Actor.of` for a villager's own scan, read in one query rather than one per row of
-    villager, household and village (check-in is the busiest write of the service)."""
-    if user.role != VILLAGER or user.villager_id is None:
-        return Actor.of(session, user)
-    row = session.execute(_VILLAGER_SCOPE, {"villager_id": user.villager_id}).one_or_none()
-    if row is None:
-        return Actor.of(session, user)
-    household_id, village_id, township_id = row
-    return Actor(user_id=user.id, role=user.role, township_id=township_id,
-                 village_id=village_id, shop_id=user.shop_id, household_id=household_id,
-                 villager_id=user.villager_id)
-
-
 def check_in(
     session: Session, actor: Actor, codec: TokenCodec, token: str, *, lat: float | None,
     lng: float | None, device_id: str | None, now: datetime, tz: ZoneInfo,

@@ -65,10 +65,6 @@ class Target:
 
 # ---- rules as a village sees them -----------------------------------------------------------
 
-def village_policy(session: Session, village_id: int) -> rules.Policy:
-    return catalogs.effective_policy(session, village_id)
-
-
 def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleItem:
     """A rule item the village may use now: its township's catalog or its own items."""
     village = session.get(Village, village_id)
@@ -236,7 +232,7 @@ def submit(
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
     target = Target(actor.household_id, actor.villager_id, actor.village_id)
-    policy = None if rule.requires_review else village_policy(session, target.village_id)
+    policy = None if rule.requires_review else catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="villager", units=units, note=note,
                       evidence=evidence, now=now, tz=tz, approve_with=policy, rule=rule)
 
@@ -259,7 +255,7 @@ def submit_checkin(
     if rule.applies_to == "member" and target.member_id is None:
         raise Invalid("这一项按人计分，请选择村民", code="member_required")
     if not rule.requires_review and policy is None:
-        policy = village_policy(session, target.village_id)
+        policy = catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
                       evidence=[], now=now, tz=tz,
                       approve_with=None if rule.requires_review else policy, rule=rule)
@@ -354,7 +350,7 @@ def _advance(
     tz: ZoneInfo,
 ) -> None:
     """After an approval: enough cadres? within budget? then notice or post."""
-    policy = village_policy(session, claim.village_id)
+    policy = catalogs.effective_policy(session, claim.village_id)
     needed = 2 if abs(claim.points) >= policy.two_cadre_threshold else 1
     if _approvals(session, claim) < needed:
         return
@@ -388,7 +384,7 @@ def _approved(
     session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
     tz: ZoneInfo, *, by_township: bool, policy: rules.Policy | None = None,
 ) -> None:
-    policy = policy or village_policy(session, claim.village_id)
+    policy = policy or catalogs.effective_policy(session, claim.village_id)
     if _decide(session, claim, rule, now, tz, by_township=by_township, policy=policy):
         _post(session, claim, now, tz, from_status=claim.status)
     elif claim.status == "in_notice":

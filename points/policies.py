@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 
 from rules.periods import period_key
 
-from . import ledger
-from .claims import village_policy
+from . import catalogs, ledger
 from .models import Account, LedgerEntry, Village
 
 CYCLE_PERIOD = {"quarterly": "quarter", "yearly": "year"}
@@ -23,7 +22,7 @@ def reset_spendable(session: Session, now: datetime, tz: ZoneInfo) -> int:
     Points held by orders not yet picked up stay. Commits per account."""
     done = 0
     for village_id in list(session.scalars(select(Village.id).order_by(Village.id))):
-        cycle = village_policy(session, village_id).reset_cycle
+        cycle = catalogs.effective_policy(session, village_id).reset_cycle
         if cycle not in CYCLE_PERIOD:
             continue
         note = f"定期清零 {period_key(CYCLE_PERIOD[cycle], now.astimezone(tz))}"

@@ -52,8 +52,7 @@ from sqlalchemy.orm import Session, aliased
 import rules
 from rules.periods import month_key
 
-from . import audit
-from .claims import village_policy
+from . import audit, catalogs
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     HEAD,
@@ -1269,7 +1268,7 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
     year = parse_period(month.key[:4])
     year_points = next(s for s in household_standings(session, scope, year)
                        if s.household_id == household_id)
-    policy = village_policy(session, village.id)
+    policy = catalogs.effective_policy(session, village.id)
     hidden = household.public_board_opt_out
     return {
         "village": village.name,

@@ -34,8 +34,7 @@ from openpyxl.styles import Alignment, Font
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from . import audit, ledger
-from .claims import village_policy
+from . import audit, catalogs, ledger
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
@@ -309,7 +308,7 @@ def _reserve(
         lines.append((reward, reward.name, reward.points, quantity))
     total = sum(price * quantity for _, _, price, quantity in lines)
 
-    policy = village_policy(session, household.village_id)
+    policy = catalogs.effective_policy(session, household.village_id)
     points = total - _cash_points(cash_paid, policy.exchange_rate, total)
     if points < policy.min_redemption_points:
         raise BelowMinimum(f"每次兑换至少 {policy.min_redemption_points} 分，本次 {points} 分",
@@ -795,7 +794,7 @@ def points_report(
         issued, earned, deducted, redeemed, expired = cumulative.get(village.id, (0,) * 5)
         available, held, accounts = balances.get(village.id, (0, 0, 0))
         outstanding = available + held if month is None else issued + redeemed + expired
-        rate = village_policy(session, village.id).exchange_rate
+        rate = catalogs.effective_policy(session, village.id).exchange_rate
         flows = in_month.get(village.id, (0,) * 5)
         out.append(VillagePoints(
             village_id=village.id, name=village.name, accounts=accounts, earned=earned,

@@ -18,8 +18,9 @@ from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
 from sqlalchemy import func, select
 
+from backend.auth import token_settings
 from backend.extensions import db
-from points.activities import checkin_actor
+from points import auth as sessions
 from points.demo import DEMO_PASSWORD
 from points.models import Activity, AuditEntry, CheckIn, Claim, RuleItem, User
 from points.scope import Actor
@@ -720,14 +721,18 @@ def test_openapi_documents_the_activity_endpoints(client: FlaskClient) -> None:
     assert "X-Device-Id" in names and "Idempotency-Key" in names
 
 
-def test_the_check_in_actor_is_the_scope_actor(app: Flask, world: World) -> None:
-    """Check-in reads the villager's actor in one query; it must be exactly the actor the
-    scope mechanism would build, for villagers and for anyone else."""
+def test_the_prefetched_actor_is_the_scope_actor(app: Flask, world: World) -> None:
+    """Authentication reads the villager's household, village and township with the session
+    (check-in is the busiest request); the actor built from that must be exactly the actor
+    the scope mechanism builds row by row, for villagers and for anyone else."""
     with app.app_context():
         for name in ("villager_x", "villager_y", "unbound", "cadre_a", "clerk_a", "county"):
-            user = db.session.get(User, world.ids[name])
-            assert user is not None
-            assert checkin_actor(db.session, user) == Actor.of(db.session, user), name
+            pair = sessions.login(db.session, token_settings(),
+                                  db.session.get(User, world.ids[name]))
+            user, _sid, scope = sessions.authenticate(db.session, token_settings(),
+                                                      pair.access_token)
+            assert Actor.of(db.session, user, scope) == Actor.of(db.session, user), name
+        db.session.rollback()
 
 
 def test_a_check_in_item_retired_from_the_rules_refuses_the_code(
