@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.logging import default_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from points.db import configure_engine, normalise_url
@@ -78,6 +79,14 @@ def configure_rate_limit_storage(app: Flask) -> None:
 def configure_logging(app: Flask) -> None:
     # urllib3 at DEBUG logs full request URLs, and the WeChat one carries the app secret.
     logging.getLogger("urllib3").setLevel(logging.INFO)
+    # Flask-Limiter logs to "flask-limiter" with only a NullHandler, so "Rate limit storage
+    # unreachable - falling back to in-memory storage" (Redis down) would reach no one.
+    # Give it the handler Flask gives app.logger (stderr, i.e. gunicorn's error log);
+    # warnings and errors only, not a line per refused request.
+    limiter_log = logging.getLogger("flask-limiter")
+    if default_handler not in limiter_log.handlers:
+        limiter_log.addHandler(default_handler)
+        limiter_log.setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits.storage import MemoryStorage
 from sqlalchemy import text
 
 from backend import create_app
@@ -97,6 +98,10 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
             assert_ledger_invariants(app)
         finally:
             _empty_tables(app)
+        if not isinstance(limiter.storage, MemoryStorage):
+            # The limiter is one object per process and follows the last app created; a
+            # test that built an app with REDIS_URL left it on Redis. Back to memory.
+            limiter.init_app(app)
         with app.app_context():
             limiter.reset()
         app.config.update(APP_ENV="testing", WECHAT_APPID="", WECHAT_SECRET="")
