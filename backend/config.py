@@ -115,7 +115,9 @@ def check_rate_limits(config: dict[str, Any]) -> None:
     """Refuse a limit string Flask-Limiter cannot parse: it would skip that limit (log an
     error per request and leave the endpoint unlimited) instead of failing."""
     for name in LIMIT_SETTINGS:
-        value = config.get(name)
+        if name not in config:  # a partial config (a test) checks what it has
+            continue
+        value = config[name]
         try:
             if not parse_many(value or ""):
                 raise ValueError(value)

@@ -59,6 +59,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         "WECHAT_APPID": "",
         "WECHAT_SECRET": "",
         "UPLOAD_DIR": str(tmp / "uploads"),
+        # Tests that check in or order hundreds of times as one user are not about rate
+        # limits; test_rate_limits sets low ones for itself. (Login keeps its default,
+        # which test_auth_tokens checks.)
+        **{name: "100000 per minute" for name in (
+            "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT", "PROXY_CHECKIN_RATE_LIMIT",
+            "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT")},
     })
     with app.app_context():
         Base.metadata.drop_all(db.engine)
