@@ -441,6 +441,9 @@ class Load:
                  hot: float, seed_value: int, log: IO[str]) -> None:
         self.world, self.port, self.log, self.hang_ups = world, port, log, hang_ups
         self.hot = hot
+        self.hot_members = [m for m in world.members
+                            if m.household_id in {h for v in world.villages
+                                                  for h in v.households[:4]}]
         self.kinds = list(mix)
         self.weights = [mix[k] for k in self.kinds]
         self.lock = threading.Lock()
@@ -500,7 +503,8 @@ class Load:
                 return self._call("award", f"cadre:{side.village_id}", side.cadre_user,
                                   side.cadre_token, "/api/v1/awards", body)
             if kind == "order":
-                m = rng.choice(w.members)
+                # Some from the members of a few households, whose orders race for points.
+                m = rng.choice(self.hot_members if rng.random() < self.hot else w.members)
                 side = w.villages[m.village]
                 picks = rng.sample(side.rewards, rng.choice((1, 1, 2)))
                 body = {"shop_id": side.shop_id,
@@ -508,7 +512,11 @@ class Load:
                                   for r, _ in picks]}
                 return self._call("order", f"member:{m.index}", m.user_id, m.token,
                                   "/api/v1/redemptions", body, member=m.index)
-            order = self.orders[self.pending.pop(rng.randrange(len(self.pending)))]
+            # Now and then the order stays up for grabs, so that a scan and a cancel (or two
+            # scans) of one order race: one must win, the other be refused.
+            pick = rng.randrange(len(self.pending))
+            order = self.orders[self.pending[pick] if rng.random() < 0.15
+                                else self.pending.pop(pick)]
             if kind == "scan":
                 side = w.villages[order.village]
                 return self._call("scan", f"clerk:{side.shop_id}", side.clerk_user,
@@ -549,10 +557,19 @@ class Load:
                 self.pending.append(r["id"])
             elif call.kind in ("scan", "cancel"):
                 order = self.orders[call.meta["order"]]
+                if order.id in self.pending and call.status is not None:
+                    self.pending.remove(order.id)
                 if call.ok:
+                    if order.status in ("fulfilled", "cancelled"):
+                        self.inconsistent.append(
+                            f"order {order.id}: {call.kind} answered {call.status} "
+                            f"{r.get('status')}, but it was {order.status} already")
                     order.status = r["status"]
                 elif call.status is None:
                     order.status = "unknown"
+                elif call.code not in ("already_fulfilled", "redemption_cancelled"):
+                    self.inconsistent.append(f"order {order.id}: {call.kind} answered "
+                                             f"{call.status} {call.code}")
 
 
 # ---- after the run: what the database must say ----------------------------------------------
@@ -793,7 +810,6 @@ def check_idempotency(conn: psycopg.Connection[Any], load: Load, port: int, repl
                             "one given")
     in_progress = [c.seq for c in load.calls if c.code == "idempotency_in_progress"]
     problems += [f"call {seq} answered idempotency_in_progress" for seq in in_progress]
-    problems += load.inconsistent
     sample = rng.sample(keyed_ok, min(replay, len(keyed_ok)))
     for call in sample:
         again = attempt(port, call)
@@ -869,7 +885,7 @@ def main() -> None:
                         help="share of requests whose first attempt hangs up without reading "
                              "the answer (then retried like any unknown outcome)")
     parser.add_argument("--hot", type=float, default=0.3,
-                        help="share of awards whose targets are among 4 busy households")
+                        help="share of awards and orders among 4 busy households per village")
     parser.add_argument("--replay", type=int, default=200,
                         help="keyed 2xx requests sent again at the end to check the replay")
     parser.add_argument("--seed", type=int, default=None)
@@ -955,6 +971,11 @@ def main() -> None:
                                 f"{dict(causes.most_common(3))}")
             checks.add("no 5xx answers, no traceback in the server log", problems,
                        f"{len(errors)} 5xx, {tracebacks} tracebacks")
+            races = sum(1 for c in load.calls if c.code in ("already_fulfilled",
+                                                            "redemption_cancelled"))
+            checks.add("answers agree: a check-in's 409 names the one answered before; of a "
+                       "scan and a cancel racing for one order, one wins", load.inconsistent,
+                       f"{races} racing scans/cancels refused as they should be")
             with psycopg.connect(url) as conn:
                 check_idempotency(conn, load, port, args.replay, rng, checks)
             server.stop()
