@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.routing import IntegerConverter
 
 from .errors import APIError
 
 # NUL and other C0 controls (but tab and newlines) and lone surrogates: PostgreSQL cannot
 # store them, UTF-8 cannot encode them, and no villager types them.
-_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+CONTROL_CHARS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
+_BAD_TEXT = re.compile("[" + CONTROL_CHARS + r"\ud800-\udfff]")
 MAX_ID = 2**31 - 1  # PostgreSQL integer
 
 
@@ -44,6 +45,23 @@ def _refuse_bad_text() -> None:
         raise APIError(422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
 
 
+def _require_login() -> None:
+    """Check the bearer token of every API operation that declares it before anything else
+    looks at the request: a caller without a valid token gets 401, never a 422 about a body
+    it had no right to send. The operation's documented `security` is what is enforced."""
+    from .auth import current_user
+
+    view = current_app.view_functions.get(request.endpoint or "")
+    apidoc = getattr(view, "_apidoc", None)
+    if apidoc is None or request.method == "OPTIONS":
+        return  # pages, the health check, the OpenAPI document itself
+    security = apidoc.get("manual_doc", {}).get("security")
+    if security is not None and (security == [] or {} in security):
+        return  # public, or a token is only one of the ways in (the view decides)
+    current_user()
+
+
 def register(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
+    app.before_request(_require_login)
     app.before_request(_refuse_bad_text)

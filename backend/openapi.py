@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Response
 from flask_smorest import Api
 from marshmallow import EXCLUDE, Schema, fields, validate
@@ -23,8 +24,69 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorDetail, required=True)
 
 
+# Every text the API takes is refused (422 `invalid_text`) if it holds a control character
+# (guards.py); the document says so on every plain string field and parameter. Lone
+# surrogates are refused too but left out of the pattern: valid UTF-8 cannot carry them, and
+# a JSON Schema pattern that names them is not portable.
+def _text_pattern(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+                  ) -> dict[str, Any]:
+    from .guards import CONTROL_CHARS
+
+    if (isinstance(field, fields.String) and ret.get("type") == "string"
+            and not {"pattern", "format", "enum"} & ret.keys()):
+        return {"pattern": f"^[^{CONTROL_CHARS}]*$"}
+    return {}
+
+
+class StandardErrors(BasePlugin):
+    """The error answers every operation can give, whatever its view does, named in the
+    document beside the ones its decorators declare (API.md, "Status use"):
+    401/403 where a token is required (guards._require_login, points.scope), 404 where the
+    path names an object, 400 (malformed JSON) and 409 (conflict, idempotency) on writes with
+    a body, 422 everywhere (guards._refuse_bad_text looks at every query string)."""
+
+    def operation_helper(self, path: str | None = None,
+                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            # Decorators key responses by int, the document by string: one key per status.
+            responses = {str(code): r for code, r in operation.get("responses", {}).items()}
+            operation["responses"] = responses
+            security = operation.get("security")
+            if security != []:
+                responses.setdefault("401", "UNAUTHORIZED")
+                responses.setdefault("403", "FORBIDDEN")
+            if path and "{" in path:
+                responses.setdefault("404", "NOT_FOUND")
+            if method in ("post", "put", "patch", "delete"):
+                responses.setdefault("409", "CONFLICT")
+                if "requestBody" in operation:
+                    responses.setdefault("400", "BAD_REQUEST")
+            responses.setdefault("422", "UNPROCESSABLE_ENTITY")
+
+
+# Response schemas of operations that answer with a file or a page rather than JSON.
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+TEXT: dict[str, Any] = {"type": "string"}
+
+# `@blp.alt_response(429, **RATE_LIMITED)` on every operation with a Flask-Limiter limit.
+RATE_LIMITED: dict[str, Any] = {
+    "schema": ErrorSchema,
+    "description": "Too many requests (`rate_limited`); try again after Retry-After seconds",
+    "headers": {"Retry-After": {"description": "seconds to wait",
+                                "schema": {"type": "integer", "minimum": 0}}},
+}
+
+
 class VillageApi(Api):
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("spec_kwargs", {}).setdefault("extra_plugins", [StandardErrors()])
+        super().__init__(*args, **kwargs)
+
+    def _init_spec(self, *args: Any, **kwargs: Any) -> None:
+        super()._init_spec(*args, **kwargs)
+        self.ma_plugin.converter.add_attribute_function(_text_pattern)
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         from .errors import handle_http_exception

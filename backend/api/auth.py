@@ -18,6 +18,7 @@ from .. import present
 from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
 from ..errors import APIError
 from ..extensions import db, limiter
+from ..openapi import RATE_LIMITED
 from ..schemas import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
 
@@ -78,6 +79,7 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/auth/login", methods=["POST"])
 @limiter.limit(_login_limit)
 @limiter.limit(_login_limit, key_func=_username_key)
+@blp.alt_response(429, **RATE_LIMITED)
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -135,6 +137,7 @@ def _me(user: User) -> dict[str, Any]:
 
 @blp.route("/auth/bind", methods=["POST"])
 @limiter.limit("10 per hour", key_func=lambda: f"bind:{current_user().id}")
+@blp.alt_response(429, **RATE_LIMITED)
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)
 def bind(body: dict[str, Any]) -> dict[str, Any]:

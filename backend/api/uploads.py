@@ -13,6 +13,7 @@ from points import uploads as service
 from ..auth import current_actor, current_user
 from ..errors import APIError
 from ..extensions import db, limiter
+from ..openapi import BINARY, RATE_LIMITED
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
 
@@ -31,6 +32,7 @@ def _upload_dir() -> str:
 
 @blp.route("/uploads", methods=["POST"])
 @limiter.limit("60 per hour", key_func=lambda: f"upload:{current_user().id}")
+@blp.alt_response(429, **RATE_LIMITED)
 @blp.doc(requestBody={
     "required": True,
     "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
@@ -65,7 +67,7 @@ def upload_photo() -> dict[str, Any]:
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
-@blp.response(200, {"type": "string", "format": "binary"}, content_type="image/jpeg")
+@blp.response(200, BINARY, content_type="image/jpeg")
 def get_photo(upload_id: int) -> Response:
     """The stored JPEG, for its uploader and the staff of its village (others: 404)."""
     _, path = service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
