@@ -56,9 +56,8 @@ def _require_login() -> None:
     if apidoc is None or request.method == "OPTIONS":
         return  # pages, the health check, the OpenAPI document itself
     security = apidoc.get("manual_doc", {}).get("security")
-    if security is not None and (security == [] or {} in security):
-        return  # public, or a token is only one of the ways in (the view decides)
-    current_user()
+    if security is None or (security != [] and {} not in security):
+        current_user()  # else public, or a token is only one of the ways in (the view decides)
 
 
 def register(app: Flask) -> None:
