@@ -67,6 +67,9 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
 
 
 @blp.route("/auth/wechat", methods=["POST"])
+@blp.alt_response(401, response="UNAUTHORIZED")  # the code is invalid or used
+@blp.alt_response(502, response="BAD_GATEWAY")  # WeChat answered with an error
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # unreachable, or not configured
 @blp.arguments(WeChatLoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -79,6 +82,7 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/auth/login", methods=["POST"])
 @limiter.limit(_login_limit)
 @limiter.limit(_login_limit, key_func=_username_key)
+@blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(429, **RATE_LIMITED)
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
@@ -93,6 +97,7 @@ def password_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/refresh", methods=["POST"])
+@blp.alt_response(401, response="UNAUTHORIZED")  # invalid, spent or revoked
 @blp.arguments(RefreshIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
