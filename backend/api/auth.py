@@ -134,7 +134,7 @@ def _me(user: User) -> dict[str, Any]:
 
 
 @blp.route("/auth/bind", methods=["POST"])
-@limiter.limit("10 per hour", key_func=lambda: f"bind:{current_user().id}")
+@limiter.limit("10 per hour", key_func=lambda: f"bind:{current_actor().user_id}")
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)
 def bind(body: dict[str, Any]) -> dict[str, Any]:

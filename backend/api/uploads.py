@@ -10,7 +10,7 @@ from marshmallow import Schema, fields
 
 from points import uploads as service
 
-from ..auth import current_actor, current_user
+from ..auth import current_actor
 from ..errors import APIError
 from ..extensions import db, limiter
 
@@ -30,7 +30,7 @@ def _upload_dir() -> str:
 
 
 @blp.route("/uploads", methods=["POST"])
-@limiter.limit("60 per hour", key_func=lambda: f"upload:{current_user().id}")
+@limiter.limit("60 per hour", key_func=lambda: f"upload:{current_actor().user_id}")
 @blp.doc(requestBody={
     "required": True,
     "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
