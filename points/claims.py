@@ -22,6 +22,7 @@ import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
+from .db import insert_as_loaded
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
 from .models.claims import Claim, ClaimApproval, HouseholdFlag, Objection, Upload
@@ -232,8 +233,7 @@ def _new_claim(
         # Decided before the claim joins the session: the budget query must not flush it.
         post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with,
                        issued=issued)
-    session.add(claim)
-    session.flush()
+    insert_as_loaded(session, claim)
     if post:
         _post(session, claim, now, tz, from_status=claim.status)
     return claim
