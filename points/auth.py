@@ -150,7 +150,9 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
     """The actor and session id behind an access token, checked against the database so that
     logout and disabling take effect at once rather than when the token expires."""
     claims = _decode(settings, token, "access")
-    row = session.execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
+    # Through the connection: plain columns need none of the ORM's result handling, and
+    # nothing is pending to flush before the first query of a request.
+    row = session.connection().execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
     if row is None or str(row[0]) != claims["sub"]:
         raise TokenInvalid()
     (user_id, revoked_at, role, disabled, township_id, village_id, shop_id, villager_id,
