@@ -314,12 +314,13 @@ def main() -> None:
             checkin_calls = [checkin(t) for t in seeded.access_tokens]
             healthz = Phase("healthz", [], Counter(), 0.0)
             checkins = Phase("checkin", [], Counter(), 0.0)
-            pids = server_pids(master, url)
             deadline = time.monotonic() + args.limit
             for r in range(args.rounds):
                 for phase, calls in ((healthz, health_calls), (checkins, checkin_calls)):
                     chunk = calls[r * len(calls) // args.rounds:
                                   (r + 1) * len(calls) // args.rounds]
+                    # Read again each time: a threaded worker's pool opens backends later.
+                    pids = server_pids(master, url)
                     before = [cpu_seconds(group) for group in pids]
                     done = drive(phase.name, chunk, args.threads,
                                  max(0.0, deadline - time.monotonic()))
