@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.logging import default_handler
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from points.db import configure_engine, normalise_url
 
@@ -14,6 +16,7 @@ from . import config as app_config
 from . import extensions
 from .extensions import db, limiter, migrate
 from .jsonio import ChineseJSONProvider
+from .ratelimits import retry_after_floor
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -49,18 +52,55 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         },
         RATELIMIT_HEADERS_ENABLED=True,
     )
+    configure_rate_limit_storage(app)
+
+
+def configure_rate_limit_storage(app: Flask) -> None:
+    """Redis, when REDIS_URL is set, holds the counters every worker shares.
+
+    If Redis is down or unreachable the service stays up (a county would rather keep
+    check-ins and the shop open than enforce a limit): each worker switches to an
+    in-memory copy of the same limits (so the limit is per worker until Redis is back),
+    logs a warning, and probes Redis again with a growing pause (1 s up to 32 s), returning
+    to it on its own. Short socket timeouts keep an unreachable Redis host from stalling
+    every request; errors Flask-Limiter meets elsewhere are logged, never answered as 500."""
+    config = app.config
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss", "valkey")):
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+            # keys become "<REDIS_KEY_PREFIX>:limits:LIMITER/<key>/<endpoint>/…"; the
+            # limiter's reset (and `flask limiter clear`) stay inside this deployment's keys
+            "key_prefix": f"{config['REDIS_KEY_PREFIX']}:limits",
+            "socket_connect_timeout": 0.5,
+            "socket_timeout": 0.5,
+        })
+    config.update(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True, RATELIMIT_SWALLOW_ERRORS=True)
 
 
 def configure_logging(app: Flask) -> None:
     # urllib3 at DEBUG logs full request URLs, and the WeChat one carries the app secret.
     logging.getLogger("urllib3").setLevel(logging.INFO)
+    # Flask-Limiter logs to "flask-limiter" with only a NullHandler, so "Rate limit storage
+    # unreachable - falling back to in-memory storage" (Redis down) would reach no one.
+    # Give it the handler Flask gives app.logger (stderr, i.e. gunicorn's error log);
+    # warnings and errors only, not a line per refused request.
+    limiter_log = logging.getLogger("flask-limiter")
+    if default_handler not in limiter_log.handlers:
+        limiter_log.addHandler(default_handler)
+        limiter_log.setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
     extensions.api.init_app(app)
+    # Registered before the limiter's own after-request hook, so it runs after it.
+    app.after_request(retry_after_floor)
     limiter.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind nginx every request comes from nginx; the client's address (the key of
+        # the login limits) is in X-Forwarded-For, believed for this many proxies only.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     with app.app_context():
         configure_engine(db.engine)
 

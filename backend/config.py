@@ -8,6 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
+# The settings holding a rate limit (backend/ratelimits.py).
+LIMIT_SETTINGS = (
+    "LOGIN_RATE_LIMIT", "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT",
+    "PROXY_CHECKIN_RATE_LIMIT", "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT",
+)
 DEV_SECRET = "development-only-secret-key-never-use-in-production!"
 MIN_SECRET_BYTES = 32
 
@@ -34,7 +41,21 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "WECHAT_TIMEOUT": float(os.environ.get("WECHAT_TIMEOUT", "5")),
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Prefixes every key this deployment writes to Redis, so two deployments (a trial
+        # and the real one) sharing one Redis never share rate-limit counters.
+        "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "village-points"),
+        # Reverse proxies in front of the app whose X-Forwarded-For is believed (ProxyFix);
+        # 0 when clients reach the WSGI server directly, else anyone could pick their address.
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # Rate limits (backend/ratelimits.py), in Flask-Limiter's notation. Password login
+        # counts per address and per username; WeChat login per address; the rest per user.
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        "WECHAT_LOGIN_RATE_LIMIT": os.environ.get("WECHAT_LOGIN_RATE_LIMIT", "60 per minute"),
+        "CHECKIN_RATE_LIMIT": os.environ.get("CHECKIN_RATE_LIMIT", "30 per minute"),
+        "PROXY_CHECKIN_RATE_LIMIT": os.environ.get("PROXY_CHECKIN_RATE_LIMIT", "60 per minute"),
+        "ORDER_RATE_LIMIT": os.environ.get("ORDER_RATE_LIMIT", "20 per minute"),
+        "COUNTER_REDEMPTION_RATE_LIMIT": os.environ.get("COUNTER_REDEMPTION_RATE_LIMIT",
+                                                        "60 per minute"),
         "APP_TIMEZONE": os.environ.get("APP_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(Path(instance_path) / "uploads")),
         "ACCESS_TOKEN_MINUTES": _int("ACCESS_TOKEN_MINUTES", 15),
@@ -90,6 +111,23 @@ def qr_revoked_key_ids(config: dict[str, Any]) -> set[int]:
         raise RuntimeError("QR_REVOKED_KEY_IDS must list key ids, e.g. 1,2") from exc
 
 
+def check_rate_limits(config: dict[str, Any]) -> None:
+    """Refuse a limit string Flask-Limiter cannot parse: it would skip that limit (log an
+    error per request and leave the endpoint unlimited) instead of failing."""
+    for name in LIMIT_SETTINGS:
+        if name not in config:  # a partial config (a test) checks what it has
+            continue
+        value = config[name]
+        try:
+            if not parse_many(value or ""):
+                raise ValueError(value)
+        except ValueError as exc:
+            raise RuntimeError(
+                f"{name} must be a rate limit such as '30 per minute' or "
+                f"'10 per minute;50 per hour', not {value!r}"
+            ) from exc
+
+
 def check(config: dict[str, Any]) -> None:
     """Refuse to start with settings that would be unsafe in production."""
     kid = config.get("QR_KEY_ID", 1)
@@ -103,6 +141,9 @@ def check(config: dict[str, Any]) -> None:
         raise RuntimeError("REDEMPTION_HOLD_HOURS must be at least 1")
     if not 10 <= config.get("QR_ROTATE_SECONDS", 30) <= 600:
         raise RuntimeError("QR_ROTATE_SECONDS must be between 10 and 600")
+    check_rate_limits(config)
+    if config.get("TRUSTED_PROXIES", 0) < 0:
+        raise RuntimeError("TRUSTED_PROXIES must be 0 or more")
     if config["APP_ENV"] == "development":
         return
     secret = config.get("SECRET_KEY") or ""

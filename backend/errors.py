@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
@@ -86,13 +87,16 @@ def handle_http_exception(error: HTTPException) -> Response:
         code, message = "malformed_json", "请求内容不是有效的 JSON"
     if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
         headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-    if status == 429:
+    # A breached limit's Retry-After (the seconds left in its window) is added by
+    # Flask-Limiter's after-request hook; presetting one here would override it, since the
+    # hook keeps the later of the two times (ratelimits.retry_after_floor keeps it >= 1).
+    if status == 429 and not isinstance(error, RateLimitExceeded):
         retry = getattr(error, "retry_after", None)
         headers["Retry-After"] = str(retry or 60)
     for key, value in (data.get("headers") or {}).items():
         headers[key] = value
     response = error_response(status, code, message, details, headers)
-    # Flask-Limiter sets X-RateLimit-* and Retry-After on its own response; keep them.
+    # Keep the headers the exception's own response carries (TooManyRequests(retry_after=…)).
     original = error.get_response()
     for key in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
         if key in original.headers:

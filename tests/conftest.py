@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits.storage import MemoryStorage
 from sqlalchemy import text
 
 from backend import create_app
@@ -58,6 +59,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         "WECHAT_APPID": "",
         "WECHAT_SECRET": "",
         "UPLOAD_DIR": str(tmp / "uploads"),
+        # Tests that check in or order hundreds of times as one user are not about rate
+        # limits; test_rate_limits sets low ones for itself. (Login keeps its default,
+        # which test_auth_tokens checks.)
+        **{name: "100000 per minute" for name in (
+            "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT", "PROXY_CHECKIN_RATE_LIMIT",
+            "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT")},
     })
     with app.app_context():
         Base.metadata.drop_all(db.engine)
@@ -97,6 +104,10 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
             assert_ledger_invariants(app)
         finally:
             _empty_tables(app)
+        if not isinstance(limiter.storage, MemoryStorage):
+            # The limiter is one object per process and follows the last app created; a
+            # test that built an app with REDIS_URL left it on Redis. Back to memory.
+            limiter.init_app(app)
         with app.app_context():
             limiter.reset()
         app.config.update(APP_ENV="testing", WECHAT_APPID="", WECHAT_SECRET="")

@@ -39,6 +39,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate
 from ..qr import qr_png, token_url
+from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
 # The display page lives outside /api/v1 (API.md): a page, opened on a screen.
@@ -244,6 +245,7 @@ def display_page(activity_id: int) -> Response:
 # ---- check-in -------------------------------------------------------------------------------
 
 @blp.route("/checkins", methods=["POST"])
+@limited(blp, setting("CHECKIN_RATE_LIMIT"), by_user)
 @blp.doc(parameters=[*IDEMPOTENT["parameters"], {
     "in": "header", "name": DEVICE_HEADER, "required": False,
     "schema": {"type": "string", "maxLength": 64},
@@ -263,6 +265,7 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
+@limited(blp, setting("PROXY_CHECKIN_RATE_LIMIT"), by_user)  # per cadre
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ProxyCheckinIn)

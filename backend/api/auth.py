@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask_smorest import Blueprint
 
 from points import auth as sessions
@@ -17,23 +17,14 @@ from points.users import find_staff, wechat_user
 from .. import present
 from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
 from ..errors import APIError
-from ..extensions import db, limiter
+from ..extensions import db
+from ..ratelimits import by_address, by_user, by_username, limited, setting
 from ..schemas import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
 
 blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")
 
 PUBLIC = {"security": []}
-
-
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def _username_key() -> str:
-    body = request.get_json(silent=True)
-    username = body.get("username") if isinstance(body, dict) else None
-    return f"login-user:{username}"
 
 
 def _tokens(user: User) -> dict[str, Any]:
@@ -66,6 +57,12 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
 
 
 @blp.route("/auth/wechat", methods=["POST"])
+# Per address only. A wx.login code is single-use and a real client never sends one twice,
+# so a per-code key would stop nothing: a flood brings a fresh (fake) code each time. What a
+# flood costs is our jscode2session quota with WeChat (whose 45011 would then refuse every
+# villager), and the address is the one handle we have. The default is generous because a
+# whole village may log in through one NAT address when a cadre introduces the app.
+@limited(blp, setting("WECHAT_LOGIN_RATE_LIMIT"), by_address)
 @blp.arguments(WeChatLoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -76,8 +73,9 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/login", methods=["POST"])
-@limiter.limit(_login_limit)
-@limiter.limit(_login_limit, key_func=_username_key)
+# Staff only; per address (one machine guessing many accounts) and per username (many
+# machines guessing one account's password).
+@limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_username)
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -134,7 +132,7 @@ def _me(user: User) -> dict[str, Any]:
 
 
 @blp.route("/auth/bind", methods=["POST"])
-@limiter.limit("10 per hour", key_func=lambda: f"bind:{current_actor().user_id}")
+@limited(blp, "10 per hour", by_user)
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)
 def bind(body: dict[str, Any]) -> dict[str, Any]:

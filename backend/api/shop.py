@@ -25,6 +25,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import PageArgs, page_of, paginate
 from ..qr import qr_png, token_url
+from ..ratelimits import by_user, limited, setting
 from ..schemas import ShopIn, ShopOut
 from ..shop_schemas import (
     CounterRedemptionIn,
@@ -201,6 +202,7 @@ def _available(household_id: int) -> int:
 
 
 @blp.route("/redemptions", methods=["POST"])
+@limited(blp, setting("ORDER_RATE_LIMIT"), by_user)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(RedemptionOrderIn)
@@ -288,6 +290,7 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
 
 @blp.route("/shops/<int:shop_id>/counter-redemptions", methods=["POST"])
+@limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(CounterRedemptionIn)

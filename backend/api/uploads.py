@@ -12,7 +12,8 @@ from points import uploads as service
 
 from ..auth import current_actor
 from ..errors import APIError
-from ..extensions import db, limiter
+from ..extensions import db
+from ..ratelimits import by_user, limited
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
 
@@ -30,7 +31,7 @@ def _upload_dir() -> str:
 
 
 @blp.route("/uploads", methods=["POST"])
-@limiter.limit("60 per hour", key_func=lambda: f"upload:{current_actor().user_id}")
+@limited(blp, "60 per hour", by_user)
 @blp.doc(requestBody={
     "required": True,
     "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
