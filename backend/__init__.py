@@ -37,7 +37,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(test_config or {})
     app_config.check(app.config)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    engine_options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    # A database error's message carries the statement's parameters, and the traceback of an
+    # unexpected one is logged: a new password's hash, a refresh token's hash. Keep them out.
+    engine_options.setdefault("hide_parameters", True)
     app.config.update(
         API_TITLE="Village Points 村务积分",
         API_VERSION="v1",

@@ -59,6 +59,19 @@ HTTP_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+def _unknown_fields(errors: dict[Any, Any], prefix: str = "") -> list[str]:
+    """Names of the unknown fields, nested ones as a path ("items.0.points"): a field
+    smuggled into a list item is as unknown as one at the top."""
+    found = []
+    for name, errs in errors.items():
+        path = f"{prefix}{name}"
+        if isinstance(errs, list) and "Unknown field." in errs:
+            found.append(path)
+        elif isinstance(errs, dict):
+            found.extend(_unknown_fields(errs, f"{path}."))
+    return found
+
+
 def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
     """Turn webargs' {location: {field: [msgs]}} into our code, message and details."""
     fields: dict[str, Any] = {}
@@ -66,10 +79,7 @@ def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
         for location_errors in messages.values():
             if isinstance(location_errors, dict):
                 fields.update(location_errors)
-    unknown = sorted(
-        name for name, errs in fields.items()
-        if isinstance(errs, list) and "Unknown field." in errs
-    )
+    unknown = sorted(_unknown_fields(fields))
     if unknown:
         return "unknown_fields", "包含不支持的字段：" + "、".join(unknown), {"fields": unknown}
     return "validation_error", "提交的内容不符合要求", {"fields": fields}

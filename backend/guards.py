@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, request
 from werkzeug.routing import IntegerConverter
+from werkzeug.wsgi import get_content_length
 
 from .errors import APIError
 
@@ -44,6 +47,38 @@ def _refuse_bad_text() -> None:
         raise APIError(422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
 
 
+class SizedBody:
+    """WSGI middleware: give a body sent without Content-Length (chunked) its length.
+
+    Werkzeug holds such a body (gunicorn passes it with wsgi.input_terminated) to
+    MAX_CONTENT_LENGTH by cutting it off there, silently: a JSON body over the limit reads as
+    malformed, a roster or a photo as a shorter one. Read here up to one byte past the limit
+    and given the length read, a body over the limit is refused with 413 exactly like one
+    that declared its size."""
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        if limit is not None and environ.get("wsgi.input_terminated") \
+                and get_content_length(environ) is None:
+            stream, chunks, size = environ["wsgi.input"], [], 0
+            while size <= limit:
+                chunk = stream.read(min(64 * 1024, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+            environ["CONTENT_LENGTH"] = str(size)
+            environ.pop("HTTP_TRANSFER_ENCODING", None)  # no longer chunked: it has a length
+        return self.wsgi_app(environ, start_response)
+
+
 def register(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
     app.before_request(_refuse_bad_text)
+    app.wsgi_app = SizedBody(app.wsgi_app, app)  # type: ignore[method-assign]
