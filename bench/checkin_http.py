@@ -20,21 +20,16 @@ and the database are removed at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,12 +43,19 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import rules  # noqa: E402
+from bench._pg import (  # noqa: E402
+    HOST,
+    add_postgres_argument,
+    create_schema,
+    gunicorn,
+    request,
+    scratch_database,
+)
 from points import activities, catalogs  # noqa: E402
 from points import auth as sessions  # noqa: E402
 from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
-    Base,
     Household,
     RuleItem,
     Township,
@@ -64,7 +66,6 @@ from points.models import (  # noqa: E402
 from points.scope import Actor  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
-HOST = "127.0.0.1"
 SECRET = "bench-secret-" + secrets.token_hex(16)
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -105,18 +106,6 @@ class Phase:
 
 # ---- database -------------------------------------------------------------------------------
 
-@contextmanager
-def scratch_database(base_url: str) -> Iterator[str]:
-    name = f"vp_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = psycopg.connect(base_url.rstrip("/") + "/postgres", autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{base_url.rstrip('/')}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
 @dataclass
 class Seeded:
     access_tokens: list[str]
@@ -127,8 +116,8 @@ class Seeded:
 def seed(url: str, villagers: int) -> Seeded:
     """One township, one village with `villagers` households (each head bound to a WeChat
     user with a fresh login), the reference catalog, and a static activity open now."""
+    create_schema(url)
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
     settings = TokenSettings(secret=SECRET, issuer="village-points",
                              audience="village-points-app", access_ttl=timedelta(hours=1),
                              refresh_ttl=timedelta(days=1))
@@ -175,12 +164,6 @@ def seed(url: str, villagers: int) -> Seeded:
 
 # ---- server ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes so far (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -202,48 +185,6 @@ def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()")]
     return [int(pid) for pid in children], backends
-
-
-@contextmanager
-def gunicorn(url: str, workers: int) -> Iterator[tuple[int, int]]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET, "APP_ENV": "production",
-           "PUBLIC_BASE_URL": "https://jf.example.gov.cn"}
-    command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", str(workers), "--bind",
-               f"{HOST}:{port}", "--log-level", "warning", "wsgi:app"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _ = request(port, "GET", "/healthz")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("gunicorn did not come up")
-            time.sleep(0.2)
-        yield port, server.pid
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    # gunicorn's sync workers close every connection, so each request opens its own.
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 # ---- load -----------------------------------------------------------------------------------
@@ -286,16 +227,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--limit", type=float, default=300.0,
                         help="seconds for all the requests at most")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432"))
+    add_postgres_argument(parser)
     args = parser.parse_args()
 
-    with scratch_database(args.postgres) as url:
+    with scratch_database(args.postgres, "bench") as url:
         started = time.perf_counter()
         seeded = seed(url, args.villagers)
         print(f"seeded {args.villagers} villagers and activity {seeded.activity_id} "
               f"in {time.perf_counter() - started:.1f} s")
-        with gunicorn(url, args.workers) as (port, master):
+        with gunicorn(url, SECRET, args.workers) as (port, master):
             for _ in range(100):  # warm both workers, their pools and backends
                 request(port, "GET", "/healthz")
 

@@ -33,15 +33,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
-import secrets
 import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,10 +52,10 @@ from sqlalchemy import Engine, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import rules  # noqa: E402
+from bench._pg import add_postgres_argument, create_schema, scratch_database  # noqa: E402
 from points import catalogs, rankings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
-    Base,
     RuleCatalog,
     RuleItem,
     Township,
@@ -75,18 +71,6 @@ MEASURED_HOUSEHOLDS, OTHER_HOUSEHOLDS, GROUPS = 1000, 150, 5
 HISTORY_MONTHS = [rankings.add_months(MONTH, -k) for k in range(119, 0, -1)]
 LEDGER_TABLES = ("ledger_entries", "month_totals", "member_month_totals", "accounts",
                  "household_flags", "board_snapshots")
-
-
-@contextmanager
-def scratch_database(base_url: str) -> Iterator[str]:
-    name = f"vp_bench_rankings_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = psycopg.connect(base_url.rstrip("/") + "/postgres", autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{base_url.rstrip('/')}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 # ---- the county -----------------------------------------------------------------------------
@@ -343,8 +327,8 @@ def time_call(engine: Engine, runs: int, call: Any) -> list[float]:
 
 def prepare(url: str, size: int) -> tuple[Engine, County]:
     """A county database with `size` ledger entries and February 2026 published."""
+    create_schema(url)
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
     started = time.perf_counter()
     county = build_county(engine, url)
     load(url, county, size)
@@ -367,12 +351,11 @@ def prepare(url: str, size: int) -> tuple[Engine, County]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=400, help="boards timed at each size")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432"))
+    add_postgres_argument(parser)
     args = parser.parse_args()
 
-    with scratch_database(args.postgres) as small_url, \
-            scratch_database(args.postgres) as large_url:
+    with scratch_database(args.postgres, "bench_rankings") as small_url, \
+            scratch_database(args.postgres, "bench_rankings") as large_url:
         prepared = {size: prepare(url, size) for size, url in zip(SIZES, (small_url, large_url),
                                                                  strict=True)}
         village = prepared[SIZES[0]][1].measured_village

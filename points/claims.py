@@ -303,8 +303,11 @@ def award(
     resolved = [_target(session, actor, spec) for spec in targets]
     if len({(t.household_id, t.member_id) for t in resolved}) != len(resolved):
         raise Invalid("同一对象重复出现", code="duplicate_target")
-    claims = []
-    for target in resolved:
+    claims: dict[int, Claim] = {}
+    # A claim that posts at once locks its household's account until the commit. Taken in
+    # household order, two batches naming the same households in different orders queue
+    # instead of each holding one account and waiting for the other (a deadlock).
+    for index, target in sorted(enumerate(resolved), key=lambda it: it[1].household_id):
         item = village_item(session, target.village_id, rule_item_id)
         rule = item.current_version.rule  # type: ignore[union-attr]
         if "cadre" not in rule.submit_by:
@@ -317,12 +320,12 @@ def award(
         checked = _check_evidence(session, actor, evidence, rule)
         claim = _new_claim(session, actor, item, target, source="cadre", units=units,
                            note=note, evidence=checked, now=now, tz=tz)
-        claims.append(claim)
+        claims[index] = claim
         # Entering the award is this cadre's approval; a second cadre may still be needed.
         _record_approval(session, actor, claim)
         _advance(session, actor, claim, rule, now, tz)
         audit.record(session, actor, "claim.award", claim, village_id=claim.village_id)
-    return claims
+    return [claims[index] for index in range(len(resolved))]  # in the order asked
 
 
 # ---- review ---------------------------------------------------------------------------------

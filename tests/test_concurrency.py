@@ -407,3 +407,48 @@ def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: W
         assert {t.month: t.score for t in members} == dict(by_month)
         assert sum(by_month.values()) == total
 
+
+
+# ---- 5. award batches that cross ------------------------------------------------------------
+
+@on_postgres
+def test_award_batches_naming_households_in_different_orders_do_not_deadlock(
+    app: Flask, world: World
+) -> None:
+    """Items that post at once (no notice) lock each target's account as its claim posts.
+    Batches naming the same households in different orders, at once, must all post: found by
+    bench/crash.py's reasoning — crossing batches deadlocked, and PostgreSQL answered one of
+    them with a 500."""
+    items = install_default_catalog(app, world)
+    set_township_policy(app, world, notice_days=0)
+    households, per_household = 4, 5
+    members = add_members(app, world, households=households, per_household=per_household)
+    codes = ["GOV-ASSEMBLY", "GOV-DELIBERATE", "GOV-ONTIME", "GOV-NIGHTSCHOOL", "IND-TRAINING"]
+    with app.app_context():
+        points = {item.id: item.current_version.rule.points  # type: ignore[union-attr]
+                  for item in catalogs.effective_items(db.session, world.village_a)}
+
+    def targets(thread: int) -> list[dict[str, int]]:
+        # Member `thread` of every household (each member's day cap allows one per item),
+        # the households rotated, and reversed for every other thread.
+        order = [(thread + h) % households for h in range(households)]
+        if thread % 2:
+            order.reverse()
+        return [{"villager_id": members[h * per_household + thread]} for h in order]
+
+    replies: list[Reply] = []
+    for code in codes:
+        replies += post_together(
+            app, per_household, f"{API}/awards", lambda _: world.headers("cadre_a"),
+            lambda i, code=code: {"rule_item_id": items[code], "targets": targets(i)})
+
+    assert_no_server_errors(replies)
+    assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
+    for reply in replies:
+        assert [c["status"] for c in reply.body] == ["posted"] * households
+    with app.app_context():
+        earned = dict(db.session.execute(
+            select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.member_id.in_(members)).group_by(LedgerEntry.member_id)).all())
+    each = sum(points[items[code]] for code in codes)
+    assert earned == {member: each for member in members}

@@ -1,0 +1,143 @@
+"""What the benchmarks share: a scratch PostgreSQL database of their own (created under a
+unique name, dropped at the end, also on failure), its schema, and the app under gunicorn on
+127.0.0.1 against it.
+
+Run from a benchmark script, which puts the repository root on sys.path first."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+DEFAULT_POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+def add_postgres_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
+                        help="server URL without a database name (env BENCH_POSTGRES)")
+
+
+# ---- the database ---------------------------------------------------------------------------
+
+@contextmanager
+def scratch_database(base_url: str, label: str = "bench") -> Iterator[str]:
+    """A new, empty database; yields its URL and drops it (WITH FORCE: a killed server may
+    leave connections behind) when done."""
+    name = f"vp_{label}_{os.getpid()}_{secrets.token_hex(3)}"
+    base = base_url.rstrip("/")
+    with psycopg.connect(base + "/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(base + "/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def create_schema(url: str) -> None:
+    """The schema straight from the models (quick; the migrations build the same one)."""
+    from points.db import make_engine
+    from points.models import Base
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+def migrate(url: str, secret: str) -> None:
+    """The schema as a deployment gets it: `flask db upgrade` (the Alembic migrations)."""
+    subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "db", "upgrade"],
+                   cwd=ROOT, env=server_env(url, secret), check=True, capture_output=True)
+
+
+# ---- the server -----------------------------------------------------------------------------
+
+def server_env(url: str, secret: str) -> dict[str, str]:
+    """Production settings against `url`. REDIS_URL is dropped: rate limits stay in each
+    worker's memory, as the benchmarks were measured."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return {**env, "DATABASE_URL": url, "SECRET_KEY": secret, "APP_ENV": "production",
+            "PUBLIC_BASE_URL": "https://jf.example.gov.cn"}
+
+
+def free_port(candidates: Iterable[int] = (0,)) -> int:
+    """The first of `candidates` free on HOST (0: any the kernel picks)."""
+    for candidate in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, candidate))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port among {list(candidates)}")
+
+
+def spawn_gunicorn(env: dict[str, str], port: int, workers: int, *,
+                   log: IO[bytes] | None = None, own_group: bool = False
+                   ) -> subprocess.Popen[bytes]:
+    """`gunicorn wsgi:app` with sync workers. `own_group`: in a process group of its own,
+    so that the master and its workers can be killed together."""
+    command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", str(workers), "--bind",
+               f"{HOST}:{port}", "--log-level", "warning", "wsgi:app"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log,
+                            start_new_session=own_group)
+
+
+def wait_until_up(port: int, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("gunicorn did not come up")
+        time.sleep(0.1)
+
+
+def stop(server: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@contextmanager
+def gunicorn(url: str, secret: str, workers: int) -> Iterator[tuple[int, int]]:
+    """The app on a free port; yields (port, master pid) and stops it at the end."""
+    port = free_port()
+    server = spawn_gunicorn(server_env(url, secret), port, workers)
+    try:
+        wait_until_up(port, server)
+        yield port, server.pid
+    finally:
+        stop(server)
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 30
+            ) -> tuple[int, bytes]:
+    # gunicorn's sync workers close every connection, so each request opens its own.
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
