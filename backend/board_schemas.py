@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .openapi import QueryArgs
+from .openapi import JsonBoolean, QueryArgs
 from .schemas import LocalDateTime
 
 PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
@@ -165,12 +165,12 @@ class BoardOut(Schema):
 
 class CloseIn(Schema):
     period = fields.String(required=True, validate=MONTH)
-    force = fields.Boolean(load_default=False, metadata={
+    force = JsonBoolean(load_default=False, metadata={
         "description": "close although claims of the month are still in review or notice"})
 
 
 class BoardSettingsIn(Schema):
-    mask_names = fields.Boolean(allow_none=True, metadata={
+    mask_names = JsonBoolean(allow_none=True, metadata={
         "description": "public boards show 张*三; null inherits"})
     red_list_size = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100))
 
@@ -184,7 +184,7 @@ class BoardSettingsOut(Schema):
 
 
 class PrivacyIn(Schema):
-    public_board_opt_out = fields.Boolean(required=True)
+    public_board_opt_out = JsonBoolean(required=True)
 
 
 class PrivacyOut(Schema):

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import get_content_length
 
@@ -15,7 +15,8 @@ from .errors import APIError
 
 # NUL and other C0 controls (but tab and newlines) and lone surrogates: PostgreSQL cannot
 # store them, UTF-8 cannot encode them, and no villager types them.
-_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+CONTROL_CHARS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
+_BAD_TEXT = re.compile("[" + CONTROL_CHARS + r"\ud800-\udfff]")
 MAX_ID = 2**31 - 1  # PostgreSQL integer
 
 
@@ -78,7 +79,23 @@ class SizedBody:
         return self.wsgi_app(environ, start_response)
 
 
+def _require_login() -> None:
+    """Check the bearer token of every API operation that declares it before anything else
+    looks at the request: a caller without a valid token gets 401, never a 422 about a body
+    it had no right to send. The operation's documented `security` is what is enforced."""
+    from .auth import current_actor
+
+    view = current_app.view_functions.get(request.endpoint or "")
+    apidoc = getattr(view, "_apidoc", None)
+    if apidoc is None or request.method == "OPTIONS":
+        return  # pages, the health check, the OpenAPI document itself
+    security = apidoc.get("manual_doc", {}).get("security")
+    if security is None or (security != [] and {} not in security):
+        current_actor()  # else public, or a token is only one of the ways in (the view decides)
+
+
 def register(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
+    app.before_request(_require_login)
     app.before_request(_refuse_bad_text)
     app.wsgi_app = SizedBody(app.wsgi_app, app)  # type: ignore[method-assign]

@@ -24,7 +24,8 @@ from .openapi import ErrorSchema
 F = TypeVar("F", bound=Callable[..., Any])
 
 RETRY_AFTER_DOC = {"Retry-After": {
-    "description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1}}}
 
 
 def setting(name: str) -> Callable[[], str]:

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from rules import APPLIES_TO, CLASSES, KINDS, PERIODS, RESET_CYCLES, SUBMITTERS
 
-from .openapi import PageArgs, QueryArgs
+from .openapi import JsonBoolean, PageArgs, QueryArgs
 from .schemas import LocalDateTime
 
 # marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
@@ -37,7 +37,7 @@ def _int(description: str = "", **kwargs: Any) -> fields.Integer:
 
 
 def _bool(description: str = "", **kwargs: Any) -> fields.Boolean:
-    return fields.Boolean(
+    return JsonBoolean(
         error_messages={**_REQUIRED, "invalid": "应为 true 或 false"},
         metadata={"description": description} if description else {}, **kwargs,
     )
@@ -209,6 +209,9 @@ class PolicyPatch(Schema):
 
 
 class CatalogIn(Schema):
+    class Meta:
+        openapi = {"oneOf": [{"required": ["township_id"]}, {"required": ["village_id"]}]}
+
     name = _text("细则名称", required=True, validate=validate.Length(min=1, max=100))
     township_id = fields.Integer(metadata={"description": "a township's catalog"})
     village_id = fields.Integer(metadata={"description": "a village's own items (村规民约)"})
@@ -249,7 +252,7 @@ class ImportArgs(QueryArgs):
 class ImportJsonIn(Schema):
     township_id = fields.Integer()
     yaml = fields.String(metadata={"description": "the catalog file's text"})
-    replace = fields.Boolean()
+    replace = JsonBoolean()
 
 
 class ImportOut(Schema):

@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from points.models import GENDERS, RELATIONS, ROLES, STAFF_ROLES
 
-from .openapi import PageArgs
+from .openapi import JsonBoolean, PageArgs
 
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
@@ -102,7 +102,7 @@ class VillagerPatch(Schema):
     phone = _optional(20)
     gender = fields.String(allow_none=True, validate=validate.OneOf(GENDERS))
     birth_year = fields.Integer(allow_none=True, validate=validate.Range(min=1900, max=2100))
-    active = fields.Boolean()
+    active = JsonBoolean()
 
 
 class VillagerOut(Schema):
@@ -126,7 +126,7 @@ class HouseholdIn(Schema):
 
 
 class HouseholdPatch(HouseholdIn):
-    public_board_opt_out = fields.Boolean(metadata={
+    public_board_opt_out = JsonBoolean(metadata={
         "description": "不上公开榜单: shown without a name on public boards"})
 
 
@@ -194,7 +194,7 @@ class UserIn(Schema):
 
 
 class UserPatch(Schema):
-    disabled = fields.Boolean()
+    disabled = JsonBoolean()
     password = fields.String(load_only=True, validate=validate.Length(max=128))
     name = _optional(50)
 
@@ -303,6 +303,10 @@ class ClaimIn(Schema):
 
 
 class AwardTarget(Schema):
+    class Meta:
+        openapi = {"minProperties": 1, "maxProperties": 1,
+                   "description": "a villager or a household, one of the two"}
+
     villager_id = Id()
     household_id = Id()
 

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
 
-from .openapi import PageArgs, QueryArgs
+from .openapi import JsonBoolean, PageArgs, QueryArgs
 from .schemas import LocalDateTime
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
@@ -16,7 +16,9 @@ MAX_STOCK = 1_000_000
 
 
 def _money(description: str) -> fields.Decimal:
-    return fields.Decimal(as_string=True, metadata={"description": description})
+    # Sent as a string ("12.50") so no float rounds a sum of money.
+    return fields.Decimal(as_string=True, metadata={"description": description,
+                                                    "type": "string", "format": "decimal"})
 
 
 # ---- rewards and stock ----------------------------------------------------------------------
@@ -28,7 +30,7 @@ class RewardIn(Schema):
     stock = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_STOCK),
                            metadata={"description": "on the shelf now (recorded as 上架)"})
     image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
-    active = fields.Boolean(load_default=True)
+    active = JsonBoolean(load_default=True)
 
 
 class RewardPatch(Schema):
@@ -37,7 +39,7 @@ class RewardPatch(Schema):
     name = fields.String(validate=validate.Length(min=1, max=100))
     points = fields.Integer(validate=validate.Range(min=1, max=MAX_POINTS))
     image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
-    active = fields.Boolean()
+    active = JsonBoolean()
 
 
 class RewardOut(Schema):

@@ -37,7 +37,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import page_of, paginate
+from ..openapi import BINARY, TEXT, page_of, paginate
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 
@@ -176,7 +176,7 @@ def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
 
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
 @blp.arguments(QrImageArgs, location="query")
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     """The printable code of a static activity (a rotating one is shown on the display
     page instead: 409 rotating_code_not_printable)."""
@@ -186,7 +186,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
 
 
 @blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
-@blp.response(200, content_type="image/svg+xml")
+@blp.response(200, TEXT, content_type="image/svg+xml")
 def poster_svg(activity_id: int) -> Response:
     """The printable code as SVG: sharp at any size (3 cm on a notice, A3 on a door)."""
     _, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)

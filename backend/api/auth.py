@@ -63,6 +63,9 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
 # villager), and the address is the one handle we have. The default is generous because a
 # whole village may log in through one NAT address when a cadre introduces the app.
 @limited(blp, setting("WECHAT_LOGIN_RATE_LIMIT"), by_address)
+@blp.alt_response(401, response="UNAUTHORIZED")  # the code is invalid or used
+@blp.alt_response(502, response="BAD_GATEWAY")  # WeChat answered with an error
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # unreachable, or not configured
 @blp.arguments(WeChatLoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -76,6 +79,7 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 # Staff only; per address (one machine guessing many accounts) and per username (many
 # machines guessing one account's password).
 @limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_username)
+@blp.alt_response(401, response="UNAUTHORIZED")
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
@@ -89,6 +93,7 @@ def password_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/refresh", methods=["POST"])
+@blp.alt_response(401, response="UNAUTHORIZED")  # invalid, spent or revoked
 @blp.arguments(RefreshIn)
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)

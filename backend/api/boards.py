@@ -38,6 +38,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT
 from ..qr import qr_png
 
 blp = Blueprint("boards", __name__,
@@ -184,7 +185,7 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
 @blp.arguments(PrintArgs, location="query")
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def board_png(args: dict[str, Any], village_id: int) -> Response:
     """The board to print for the notice wall (A4 or A3), names as on the public board, with
     a QR to the online board."""
@@ -193,7 +194,7 @@ def board_png(args: dict[str, Any], village_id: int) -> Response:
 
 @blp.route("/villages/<int:village_id>/board.pdf", methods=["GET"])
 @blp.arguments(PrintArgs, location="query")
-@blp.response(200, content_type="application/pdf")
+@blp.response(200, BINARY, content_type="application/pdf")
 def board_pdf(args: dict[str, Any], village_id: int) -> Response:
     """The same board as a one-page PDF at A4 or A3 size."""
     return _printed(args, village_id, "pdf")
@@ -319,7 +320,7 @@ def village_stats(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 @blp.route("/villages/<int:village_id>/stats.png", methods=["GET"])
 @blp.arguments(StatsArgs, location="query")
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     """The same statistics as a chart for the cadre's screen."""
     actor = current_actor()
@@ -352,7 +353,7 @@ def _plate_url(token: str) -> str:
 
 
 @blp.route("/households/<int:household_id>/plate.png", methods=["GET"])
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def plate_png(household_id: int) -> Response:
     """The household's plate to print and hang at the gate; its QR opens a page with the
     household's stars, this month's points and rank, without login."""
@@ -460,13 +461,18 @@ def _page(title: str, body: str, status: int = 200, **context: Any) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
+# A plate or board code that was renewed or never existed gets a page that says so.
+GONE = {"schema": TEXT, "content_type": "text/html", "description": "二维码已失效 (a page)"}
+
+
 def _gone() -> Response:
     return _page("村务积分", "<h1>二维码已失效</h1><p>请向村干部索取新的户牌或榜单。</p>", 404)
 
 
 @public_blp.route("/h/<token>", methods=["GET"])
 @public_blp.doc(**PUBLIC)
-@public_blp.response(200, content_type="text/html")
+@public_blp.alt_response(404, **GONE)
+@public_blp.response(200, TEXT, content_type="text/html")
 def plate_page(token: str) -> Response:
     """The page a household plate's QR opens: stars, this month's points and rank."""
     try:
@@ -480,8 +486,9 @@ def plate_page(token: str) -> Response:
 
 @public_blp.route("/b/<token>", methods=["GET"])
 @public_blp.doc(**PUBLIC)
+@public_blp.alt_response(404, **GONE)
 @public_blp.arguments(StatsArgs, location="query")
-@public_blp.response(200, content_type="text/html")
+@public_blp.response(200, TEXT, content_type="text/html")
 def board_page(args: dict[str, Any], token: str) -> Response:
     """The online board a printed board's QR opens, as posted (names masked as set)."""
     try:

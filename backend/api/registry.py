@@ -19,7 +19,7 @@ from .. import present
 from ..auth import current_actor, qr_codec
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import PageArgs, page_of, paginate
+from ..openapi import BINARY, PageArgs, page_of, paginate
 from ..qr import qr_png, token_url
 from ..schemas import (
     BindingTokenOut,
@@ -196,7 +196,7 @@ def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def member_card(villager_id: int) -> Response:
     """The member-card QR (for people without phones: a cadre or clerk scans it)."""
     actor = current_actor()

@@ -139,7 +139,8 @@ def set_policy(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/export", methods=["GET"])
-@blp.response(200, content_type="text/yaml")
+@blp.response(200, {"type": "object", "description": "the catalog in the import format"},
+              content_type="text/yaml")
 def export_catalog(catalog_id: int) -> Response:
     """The catalog as YAML, the same format `flask rules import` and the import endpoint read:
     importing a file and exporting it gives the same bytes back."""

@@ -23,7 +23,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import PageArgs, page_of, paginate
+from ..openapi import BINARY, PageArgs, page_of, paginate
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas import ShopIn, ShopOut
@@ -248,7 +248,7 @@ def get_redemption(redemption_id: int) -> dict[str, Any]:
 
 
 @blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
-@blp.response(200, content_type="image/png")
+@blp.response(200, BINARY, content_type="image/png")
 def pickup_png(redemption_id: int) -> Response:
     """The pickup code as a QR image, for the household while the order is reserved."""
     redemption = get_visible(db.session, current_actor(), Redemption, redemption_id)

@@ -13,6 +13,7 @@ from points import uploads as service
 from ..auth import current_actor
 from ..errors import APIError
 from ..extensions import db
+from ..openapi import BINARY
 from ..ratelimits import by_user, limited
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
@@ -66,7 +67,7 @@ def upload_photo() -> dict[str, Any]:
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
-@blp.response(200, {"type": "string", "format": "binary"}, content_type="image/jpeg")
+@blp.response(200, BINARY, content_type="image/jpeg")
 def get_photo(upload_id: int) -> Response:
     """The stored JPEG, for its uploader and the staff of its village (others: 404)."""
     _, path = service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
