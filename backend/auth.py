@@ -11,7 +11,7 @@ from points import auth as sessions
 from points.auth import TokenSettings
 from points.errors import Unauthenticated
 from points.models import User
-from points.scope import Actor, VillagerScope
+from points.scope import Actor
 from points.tokens import TokenCodec
 
 from . import config as app_config
@@ -46,7 +46,7 @@ def _keyring(
     return TokenCodec.keyring(secret, kid, dict(old), revoked)
 
 
-def _authenticate() -> tuple[User, str, VillagerScope | None]:
+def _authenticate() -> tuple[Actor, str]:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -54,19 +54,21 @@ def _authenticate() -> tuple[User, str, VillagerScope | None]:
     return sessions.authenticate(db.session, token_settings(), token.strip())
 
 
+def current_actor() -> Actor:
+    """Who is calling, checked once per request (401 without a live session)."""
+    if "actor" not in g:
+        g.actor, g.session_id = _authenticate()
+    return g.actor
+
+
 def current_user() -> User:
+    """The caller's user row, for the few views that show or change it; most need only
+    `current_actor()`, which authentication builds without loading it."""
     if "user" not in g:
-        g.user, g.session_id, g.villager_scope = _authenticate()
+        g.user = db.session.get(User, current_actor().user_id)
     return g.user
 
 
 def current_session_id() -> str:
-    current_user()
+    current_actor()
     return g.session_id
-
-
-def current_actor() -> Actor:
-    if "actor" not in g:
-        user = current_user()
-        g.actor = Actor.of(db.session, user, g.villager_scope)
-    return g.actor

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from points.models import IdempotencyKey
 
-from .auth import current_user
+from .auth import current_actor
 from .errors import APIError
 from .extensions import db
 
@@ -68,7 +68,7 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
             return response
         if not 0 < len(key) <= 100:
             raise APIError(400, "invalid_idempotency_key", "请求编号长度应为 1 到 100 个字符")
-        user_id, request_hash = current_user().id, _request_hash()
+        user_id, request_hash = current_actor().user_id, _request_hash()
         existing = _find(user_id, key)
         if existing is not None:
             return _replay(existing, request_hash)

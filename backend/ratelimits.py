@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 
 from points.errors import Unauthenticated
 
-from .auth import current_user
+from .auth import current_actor
 from .extensions import limiter
 from .openapi import ErrorSchema
 
@@ -44,7 +44,7 @@ def by_user() -> str:
     villagers (and the cadre or clerk acting for them) are counted one by one, never by
     address."""
     try:
-        return f"user:{current_user().id}"
+        return f"user:{current_actor().user_id}"
     except Unauthenticated:
         # A key function must not raise: Flask-Limiter takes any exception while checking a
         # limit for a storage failure and would switch the worker to its in-memory fallback.

@@ -77,12 +77,14 @@ class Phase:
     statuses: Counter[int]
     seconds: float
     cpu_seconds: float = 0.0
+    db_cpu_seconds: float = 0.0
 
-    def add(self, other: Phase, cpu_seconds: float) -> None:
+    def add(self, other: Phase, cpu: tuple[float, float]) -> None:
         self.latencies += other.latencies
         self.statuses.update(other.statuses)
         self.seconds += other.seconds
-        self.cpu_seconds += cpu_seconds
+        self.cpu_seconds += cpu[0] + cpu[1]
+        self.db_cpu_seconds += cpu[1]
 
     @property
     def rate(self) -> float:
@@ -97,7 +99,8 @@ class Phase:
                 f"{self.rate:8.1f} req/s  p50 {self.percentile(0.50):7.2f} ms  "
                 f"p99 {self.percentile(0.99):7.2f} ms  "
                 f"mean {statistics.fmean(self.latencies) * 1000:7.2f} ms  "
-                f"server CPU {self.cpu_seconds / len(self.latencies) * 1000:6.2f} ms/req  "
+                f"server CPU {self.cpu_seconds / len(self.latencies) * 1000:6.2f} ms/req "
+                f"(PostgreSQL {self.db_cpu_seconds / len(self.latencies) * 1000:.2f})  "
                 f"statuses {dict(sorted(self.statuses.items()))}")
 
 
@@ -174,14 +177,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def server_pids(master: int, url: str) -> list[int]:
-    """The gunicorn workers and the PostgreSQL backends serving this database."""
+def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers, and the PostgreSQL backends serving this database."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     with psycopg.connect(url) as conn:
         backends = [row[0] for row in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()")]
-    return [int(pid) for pid in children] + backends
+    return [int(pid) for pid in children], backends
 
 
 # ---- load -----------------------------------------------------------------------------------
@@ -251,16 +254,18 @@ def main() -> None:
             checkin_calls = [checkin(t) for t in seeded.access_tokens]
             healthz = Phase("healthz", [], Counter(), 0.0)
             checkins = Phase("checkin", [], Counter(), 0.0)
-            pids = server_pids(master, url)
             deadline = time.monotonic() + args.limit
             for r in range(args.rounds):
                 for phase, calls in ((healthz, health_calls), (checkins, checkin_calls)):
                     chunk = calls[r * len(calls) // args.rounds:
                                   (r + 1) * len(calls) // args.rounds]
-                    before = cpu_seconds(pids)
+                    # Read again each time: a threaded worker's pool opens backends later.
+                    pids = server_pids(master, url)
+                    before = [cpu_seconds(group) for group in pids]
                     done = drive(phase.name, chunk, args.threads,
                                  max(0.0, deadline - time.monotonic()))
-                    phase.add(done, cpu_seconds(pids) - before)
+                    after = [cpu_seconds(group) for group in pids]
+                    phase.add(done, (after[0] - before[0], after[1] - before[1]))
 
         engine = make_engine(url)
         with engine.connect() as conn:

@@ -592,8 +592,8 @@ def _record(
 _OWN_CATALOG = aliased(RuleCatalog)
 _TOWNSHIP_CATALOG = aliased(RuleCatalog)
 _OPEN_ACTIVITY = (
-    select(Activity, Village, RuleItem, RuleCatalog.township_id, RuleCatalog.village_id,
-           _OWN_CATALOG.policy, _TOWNSHIP_CATALOG.policy)
+    select(Activity, RuleItem, Village.township_id, RuleCatalog.township_id,
+           RuleCatalog.village_id, _OWN_CATALOG.policy, _TOWNSHIP_CATALOG.policy)
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)
     .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
@@ -607,19 +607,20 @@ _OPEN_ACTIVITY = (
 
 
 def _open_activity(session: Session, activity_id: int
-                   ) -> tuple[Activity, Village, RuleItem, rules.Policy] | None:
-    """The activity with its village, its rule item (current version loaded) and the
-    village's policy, in one query. The item must still be in effect for the village, as
-    for any claim (`catalogs.in_effect_for`): in the township's catalog or the village's
-    own, not retired."""
+                   ) -> tuple[Activity, RuleItem, rules.Policy] | None:
+    """The activity with its rule item (current version loaded) and the village's policy,
+    in one query. The item must still be in effect for the village, as for any claim
+    (`catalogs.in_effect_for`): in the township's catalog or the village's own, not
+    retired."""
     row = session.execute(_OPEN_ACTIVITY, {"activity_id": activity_id}).one_or_none()
     if row is None:
         return None
-    activity, village, item, catalog_township, catalog_village, own, township = row
-    in_effect = catalog_township == village.township_id or catalog_village == village.id
+    activity, item, village_township, catalog_township, catalog_village, own, township = row
+    in_effect = (catalog_township == village_township
+                 or catalog_village == activity.village_id)
     if not in_effect or item.retired_at is not None or item.current_version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
-    return activity, village, item, catalogs.policy_of(own, township)
+    return activity, item, catalogs.policy_of(own, township)
 
 
 def check_in(
@@ -635,7 +636,7 @@ def check_in(
     found = _open_activity(session, activity_id)
     if found is None:
         raise QRTokenInvalid()
-    activity, _village, item, policy = found
+    activity, item, policy = found
     if activity.village_id != actor.village_id:
         raise WrongVillage()
     if activity.status == "cancelled":

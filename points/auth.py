@@ -13,11 +13,20 @@ from typing import Any
 
 import jwt
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .errors import Unauthenticated
-from .models import AuthSession, Household, RefreshToken, User, Village, Villager, utcnow
-from .scope import VillagerScope
+from .models import (
+    AuthSession,
+    Household,
+    RefreshToken,
+    Shop,
+    User,
+    Village,
+    Villager,
+    utcnow,
+)
+from .scope import Actor, VillagerScope
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "sid"]
@@ -115,38 +124,56 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
     return _issue(session, settings, user, auth_session.id)
 
 
-# One query for the session, its user and, for a user bound to a villager, the household,
-# village and township that make the caller's scope (`Actor.of`): this runs on every
-# request. Built once: building a statement costs more CPU than running it.
+# One query for the session, its user and everything the caller's scope (`Actor`) needs:
+# for a user bound to a villager, the household, its village and township; the township of
+# a cadre's village and of a clerk's shop. This runs on every request, so it reads plain
+# columns (no ORM objects) and is built once: building a statement costs more CPU than
+# running it.
+_HOME_VILLAGE = aliased(Village)
+_USER_VILLAGE = aliased(Village)
 _AUTHENTICATE = (
-    select(AuthSession, User, Household.id, Household.village_id, Village.township_id)
+    select(AuthSession.user_id, AuthSession.revoked_at, User.role, User.disabled,
+           User.township_id, User.village_id, User.shop_id, User.villager_id,
+           Household.id, Household.village_id, _HOME_VILLAGE.township_id,
+           _USER_VILLAGE.township_id, Shop.township_id)
     .join(User, User.id == AuthSession.user_id)
     .outerjoin(Villager, Villager.id == User.villager_id)
     .outerjoin(Household, Household.id == Villager.household_id)
-    .outerjoin(Village, Village.id == Household.village_id)
+    .outerjoin(_HOME_VILLAGE, _HOME_VILLAGE.id == Household.village_id)
+    .outerjoin(_USER_VILLAGE, _USER_VILLAGE.id == User.village_id)
+    .outerjoin(Shop, Shop.id == User.shop_id)
     .where(AuthSession.id == bindparam("sid"))
 )
 
 
-def authenticate(session: Session, settings: TokenSettings, token: str
-                 ) -> tuple[User, str, VillagerScope | None]:
-    """The user and session id behind an access token, checked against the database so that
-    logout and disabling take effect at once rather than when the token expires; and for a
-    user bound to a villager, their household's scope (for `Actor.of`)."""
+def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple[Actor, str]:
+    """The actor and session id behind an access token, checked against the database so that
+    logout and disabling take effect at once rather than when the token expires."""
     claims = _decode(settings, token, "access")
-    row = session.execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
-    if row is None or str(row[0].user_id) != claims["sub"]:
+    # Through the connection: plain columns need none of the ORM's result handling, and
+    # nothing is pending to flush before the first query of a request.
+    row = session.connection().execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
+    if row is None or str(row[0]) != claims["sub"]:
         raise TokenInvalid()
-    auth_session, user, household_id, village_id, township_id = row
+    (user_id, revoked_at, role, disabled, township_id, village_id, shop_id, villager_id,
+     household_id, home_village_id, home_township_id, user_village_township,
+     shop_township) = row
     # Disabling also revokes the sessions; say the more useful thing first.
-    if user.disabled:
+    if disabled:
         raise AccountDisabled()
-    if auth_session.revoked_at is not None:
+    if revoked_at is not None:
         raise TokenRevoked()
     scope = None
     if household_id is not None:
-        scope = VillagerScope(household_id, village_id, township_id)
-    return user, auth_session.id, scope
+        scope = VillagerScope(household_id, home_village_id, home_township_id)
+    actor = Actor.resolve(
+        user_id=user_id, role=role, township_id=township_id, village_id=village_id,
+        shop_id=shop_id, villager_id=villager_id, scope=scope,
+        # Asked only for the user's own village (a villager's is answered by the scope).
+        township_of_village=lambda _village_id: user_village_township,
+        township_of_shop=lambda _shop_id: shop_township,
+    )
+    return actor, claims["sid"]
 
 
 def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User, TokenPair]:

@@ -32,6 +32,7 @@ from .models import (
     Villager,
     utcnow,
 )
+from .models.rules import stored_policy
 from .scope import CADRE, Actor, authorize, get_visible, visible
 
 # A catalog with hundreds of problems is the wrong file; the first ones say enough.
@@ -104,7 +105,7 @@ def catalog_policy(session: Session, catalog: RuleCatalog) -> tuple[rules.Policy
     """The policy in force for a catalog, and whether it is the catalog's own (False: a
     village following its township's policy)."""
     if catalog.policy is not None:
-        return rules.parse_policy(catalog.policy), True
+        return stored_policy(catalog.policy), True
     assert catalog.village_id is not None
     return effective_policy(session, catalog.village_id), False
 
@@ -126,9 +127,9 @@ def policy_of(own: Any, township: Any) -> rules.Policy:
     """`effective_policy` from the stored policies of the village's own catalog and of its
     township's catalog (None: no catalog, or no policy of its own)."""
     if own is not None:
-        return rules.parse_policy(own)
+        return stored_policy(own)
     if township is not None:
-        return rules.parse_policy(township)
+        return stored_policy(township)
     return rules.Policy()
 
 

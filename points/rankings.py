@@ -719,17 +719,6 @@ def _names(postgres: bool) -> Any:
     )
 
 
-def _board_policy(own: dict[str, Any] | None, township: dict[str, Any] | None
-                  ) -> rules.Policy:
-    # The precedence of points.catalogs.effective_policy (the village's own policy, else its
-    # township's, else the defaults), from policies read in the board's one village query.
-    if own is not None:
-        return rules.parse_policy(own)
-    if township is not None:
-        return rules.parse_policy(township)
-    return rules.Policy()
-
-
 def _black_list(
     session: Session, candidates: list[int], barred: list[int], points: dict[int, int],
     period: Period, tz: ZoneInfo,
@@ -833,7 +822,7 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     for mask, size in ((township_mask, township_size), (own_mask, own_size)):
         prefs = replace(prefs, mask_names=prefs.mask_names if mask is None else mask,
                         red_list_size=prefs.red_list_size if size is None else size)
-    policy = _board_policy(own_policy, township_policy)
+    policy = catalogs.policy_of(own_policy, township_policy)
     single = len(period.months) == 1
     rows = _rows(session, _board_rows(single), {
         "village_id": village_id, "month": period.first, "months": list(period.months),

@@ -9,6 +9,7 @@ Two questions, always asked the same way:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -138,37 +139,47 @@ class Actor:
     def of(cls, session: Session, user: User, villager_scope: VillagerScope | None = None
            ) -> Actor:
         """`villager_scope`: the user's villager's household, its village and township, when
-        the caller has read them already (points.auth.authenticate reads them with the
-        user); otherwise they are read here, row by row."""
-        township_id, village_id, household_id = user.township_id, user.village_id, None
+        the caller has read them already; otherwise they are read here, row by row."""
         scope = villager_scope if user.villager_id is not None else None
         if scope is None and user.villager is not None:
             household = user.villager.household
             scope = VillagerScope(household.id, household.village_id, None)
+        return cls.resolve(
+            user_id=user.id, role=user.role, township_id=user.township_id,
+            village_id=user.village_id, shop_id=user.shop_id, villager_id=user.villager_id,
+            scope=scope,
+            township_of_village=lambda village_id: session.get(  # type: ignore[union-attr]
+                Village, village_id).township_id,
+            township_of_shop=lambda shop_id: session.get(  # type: ignore[union-attr]
+                Shop, shop_id).township_id,
+        )
+
+    @classmethod
+    def resolve(
+        cls, *, user_id: int, role: str, township_id: int | None, village_id: int | None,
+        shop_id: int | None, villager_id: int | None, scope: VillagerScope | None,
+        township_of_village: Callable[[int], int], township_of_shop: Callable[[int], int],
+    ) -> Actor:
+        """The actor of a user's stored fields and their villager's scope; the two functions
+        give a township where the user row leaves it out (asked only then), so that
+        authentication can answer them from the row it has already read."""
+        household_id = None
         if scope is not None:
             # A villager's scope is their household; a cadre linked to their own roster
             # entry keeps their village scope, and the household only bars self-approval.
             household_id = scope.household_id
-            if user.role == VILLAGER:
+            if role == VILLAGER:
                 village_id = scope.village_id
         if village_id is not None and township_id is None:
             if scope is not None and scope.township_id is not None \
                     and village_id == scope.village_id:
                 township_id = scope.township_id
             else:
-                village = session.get(Village, village_id)
-                township_id = village.township_id  # type: ignore[union-attr]
-        if user.role == CLERK and user.shop_id is not None and township_id is None:
-            township_id = session.get(Shop, user.shop_id).township_id  # type: ignore[union-attr]
-        return cls(
-            user_id=user.id,
-            role=user.role,
-            township_id=township_id,
-            village_id=village_id,
-            shop_id=user.shop_id,
-            household_id=household_id,
-            villager_id=user.villager_id,
-        )
+                township_id = township_of_village(village_id)
+        if role == CLERK and shop_id is not None and township_id is None:
+            township_id = township_of_shop(shop_id)
+        return cls(user_id=user_id, role=role, township_id=township_id, village_id=village_id,
+                   shop_id=shop_id, household_id=household_id, villager_id=villager_id)
 
     def can(self, action: str) -> bool:
         return self.role in ACTIONS[action]

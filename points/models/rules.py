@@ -8,7 +8,9 @@ shows the exact points and wording it was awarded under, years later, when the v
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -96,7 +98,34 @@ class RuleItemVersion(Base):  # one wording of an item, immutable
     def rule(self) -> rules.RuleItem:
         """The item as the engine reads it. `data` was validated when it was written, so this
         only rebuilds the frozen dataclass."""
-        return rules.parse_item(self.data, None)
+        return stored_rule(self.data)
+
+
+# What was stored was validated when it was written, and a stored version never changes; the
+# parsed, frozen value is kept by its JSON text, since rebuilding it on every check-in and
+# award (each field checked again) costs more than the query that read it.
+@lru_cache(maxsize=512)
+def _parse_rule(text: str) -> rules.RuleItem:
+    return rules.parse_item(json.loads(text), None)
+
+
+@lru_cache(maxsize=512)
+def _parse_policy(text: str) -> rules.Policy:
+    return rules.parse_policy(json.loads(text))
+
+
+def _text(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+def stored_rule(data: dict[str, Any]) -> rules.RuleItem:
+    """A stored item version as the engine reads it."""
+    return _parse_rule(_text(data))
+
+
+def stored_policy(data: dict[str, Any]) -> rules.Policy:
+    """A stored catalog policy as the engine reads it."""
+    return _parse_policy(_text(data))
 
 
 @event.listens_for(RuleItemVersion, "before_update")
