@@ -64,8 +64,8 @@ def insert_as_loaded(session: Session, obj: Any) -> None:
     values = {attr.columns[0].key: obj.__dict__[attr.key]
               for attr in mapper.column_attrs if attr.key in obj.__dict__}
     (key,) = mapper.primary_key
-    obj.__dict__[key.key] = session.execute(_insert_returning(mapper.local_table),
-                                            values).scalar_one()
+    obj.__dict__[mapper.get_property_by_column(key).key] = session.execute(
+        _insert_returning(mapper.local_table), values).scalar_one()
     make_transient_to_detached(obj)
     session.add(obj)
 
