@@ -189,18 +189,23 @@ def board_prefs(session: Session, village_ids: Iterable[int],
             by_village[row.village_id] = row
         else:
             by_township[row.township_id] = row
-    out = {}
-    for village_id in ids:
-        prefs = BoardPrefs()
-        for row in (by_township.get(townships.get(village_id)), by_village.get(village_id)):
-            if row is None:
-                continue
-            if row.mask_names is not None:
-                prefs = replace(prefs, mask_names=row.mask_names)
-            if row.red_list_size is not None:
-                prefs = replace(prefs, red_list_size=row.red_list_size)
-        out[village_id] = prefs
-    return out
+    return {village_id: layered_prefs(by_township.get(townships.get(village_id)),
+                                      by_village.get(village_id))
+            for village_id in ids}
+
+
+def layered_prefs(*rows: BoardSettings | None) -> BoardPrefs:
+    """The defaults, overridden in turn by each settings row's non-null fields (a
+    township's, then a village's)."""
+    prefs = BoardPrefs()
+    for row in rows:
+        if row is None:
+            continue
+        if row.mask_names is not None:
+            prefs = replace(prefs, mask_names=row.mask_names)
+        if row.red_list_size is not None:
+            prefs = replace(prefs, red_list_size=row.red_list_size)
+    return prefs
 
 
 def settings_row(session: Session, *, village_id: int | None = None,

@@ -3,7 +3,6 @@ printed QR opens without login: the online board (/b/{token}) and a plate (/h/{t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from flask import Response, current_app, render_template_string
@@ -249,15 +248,6 @@ def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any
                          effective=rankings.board_prefs(db.session, [village_id])[village_id])
 
 
-def _township_effective(row: Any) -> BoardPrefs:
-    prefs = BoardPrefs()
-    if row is not None and row.mask_names is not None:
-        prefs = replace(prefs, mask_names=row.mask_names)
-    if row is not None and row.red_list_size is not None:
-        prefs = replace(prefs, red_list_size=row.red_list_size)
-    return prefs
-
-
 @blp.route("/townships/<int:township_id>/board-settings", methods=["GET"])
 @blp.response(200, BoardSettingsOut)
 def township_settings(township_id: int) -> dict[str, Any]:
@@ -266,7 +256,7 @@ def township_settings(township_id: int) -> dict[str, Any]:
     authorize(actor, "board.township_settings")
     row = rankings.settings_row(db.session, township_id=township.id)
     return _settings_out(row, village_id=None, township_id=township.id,
-                         effective=_township_effective(row))
+                         effective=rankings.layered_prefs(row))
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
@@ -278,7 +268,7 @@ def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, A
                                    township_id=township_id)
     db.session.commit()
     return _settings_out(row, village_id=None, township_id=township_id,
-                         effective=_township_effective(row))
+                         effective=rankings.layered_prefs(row))
 
 
 @blp.route("/me/board-privacy", methods=["GET"])
