@@ -272,7 +272,7 @@ def _check_village_items_allowed(session: Session, actor: Actor, village: Villag
     if actor.role != CADRE:
         return
     township = township_catalog(session, village.township_id)
-    policy = rules.parse_policy(township.policy) if township and township.policy else None
+    policy = stored_policy(township.policy) if township and township.policy else None
     if policy is None or not policy.allow_village_items:
         raise Forbidden(
             "本乡镇未允许各村自行增设积分细则（村规民约），请联系乡镇管理员",
