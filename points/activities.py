@@ -22,13 +22,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, func, select, update
+from sqlalchemy import Select, Text, and_, bindparam, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased, contains_eager
+from sqlalchemy.orm import Session, aliased
 
 import rules
 
 from . import audit, catalogs, claims
+from .db import core
 from .errors import DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Claim,
@@ -41,6 +42,7 @@ from .models import (
     Villager,
 )
 from .models.activities import Activity, CheckIn
+from .models.rules import stored_rule
 from .scope import VILLAGER, Actor, authorize, get_visible, visible
 from .tokens import Decoded, QRTokenExpired, QRTokenInvalid, TokenCodec, TokenType
 
@@ -414,7 +416,7 @@ def _activity_fields(decoded: Decoded) -> tuple[int, int]:
     return activity_id, step
 
 
-def _check_step(activity: Activity, step: int, now: datetime) -> None:
+def _check_step(activity: Activity | OpenActivity, step: int, now: datetime) -> None:
     if activity.qr_mode == "static":
         if step != 0:
             raise QRTokenExpired()
@@ -424,7 +426,7 @@ def _check_step(activity: Activity, step: int, now: datetime) -> None:
         raise QRTokenExpired("二维码已过期，请扫描大屏上最新的二维码")
 
 
-def _check_open(activity: Activity, now: datetime, tz: ZoneInfo) -> None:
+def _check_open(activity: Activity | OpenActivity, now: datetime, tz: ZoneInfo) -> None:
     if activity.status == "cancelled":
         raise ActivityCancelled()
     if now < activity.checkin_opens_at:
@@ -437,7 +439,7 @@ def _check_open(activity: Activity, now: datetime, tz: ZoneInfo) -> None:
             details={"checkin_closes_at": activity.checkin_closes_at.isoformat()})
 
 
-def _geofence(activity: Activity, lat: float | None, lng: float | None
+def _geofence(activity: Activity | OpenActivity, lat: float | None, lng: float | None
               ) -> tuple[int | None, list[str], DomainError | None]:
     """The distance from the activity, flags to record, and the refusal to raise once the
     check-in is known not to be a repeat."""
@@ -462,7 +464,7 @@ def _insert_checkin(session: Session, values: dict[str, Any]) -> int | None:
     a repeat, also between concurrent scans (the second waits for the first to commit, then
     inserts nothing). None: already checked in."""
     dialect = session.get_bind().dialect.name
-    return session.execute(_checkin_insert(dialect), values).scalar()
+    return core(session).execute(_checkin_insert(dialect), values).scalar()
 
 
 @lru_cache(maxsize=4)
@@ -503,21 +505,21 @@ def _result(checkin: CheckIn, claim: Claim | None, status: str) -> CheckInResult
 
 
 def _score(
-    session: Session, actor: Actor, activity: Activity, item: RuleItem,
-    target: claims.Target, units: int | None, now: datetime, tz: ZoneInfo,
-    policy: rules.Policy | None = None,
+    session: Session, actor: Actor, activity: Activity | OpenActivity,
+    item: claims.ScoredItem, rule: rules.RuleItem, target: claims.Target, units: int | None,
+    now: datetime, tz: ZoneInfo, policy: rules.Policy | None = None,
 ) -> tuple[Claim | None, str | None]:
     """The claim the rule item makes of this attendance, or why there is none (a cap is
     reached: the attendance is still recorded, since the villager was there)."""
     try:
-        claim = claims.submit_checkin(session, actor, item, target, units=units, now=now,
+        claim = claims.submit_checkin(session, actor, item, rule, target, units=units, now=now,
                                       tz=tz, note=activity.title, policy=policy)
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
 
 
-def _take_place(session: Session, activity: Activity) -> None:
+def _take_place(session: Session, activity: Activity | OpenActivity) -> None:
     """Take a place of a limited activity: one conditional UPDATE, last in the transaction
     so the activity's row lock is held only until the commit that follows. Full, or
     cancelled meanwhile: refuse (the caller's rollback removes the check-in and its claim).
@@ -540,8 +542,9 @@ def _take_place(session: Session, activity: Activity) -> None:
 
 
 def _record(
-    session: Session, actor: Actor, activity: Activity, item: RuleItem,
-    target: claims.Target, *, now: datetime, tz: ZoneInfo, user_id: int | None,
+    session: Session, actor: Actor, activity: Activity | OpenActivity,
+    item: claims.ScoredItem, rule: rules.RuleItem, target: claims.Target, *, now: datetime,
+    tz: ZoneInfo, user_id: int | None,
     proxy_by: int | None, device_id: str | None = None, lat: float | None = None,
     lng: float | None = None, distance: int | None = None, flags: list[str] | None = None,
     refusal: DomainError | None = None, policy: rules.Policy | None = None,
@@ -552,8 +555,8 @@ def _record(
     flags = flags or []
     claim: Claim | None = None
     reason: str | None = None
-    if refusal is None and not _hourly_item(item):
-        claim, reason = _score(session, actor, activity, item, target, None, now, tz,
+    if refusal is None and not is_hourly(rule.kind, rule.unit):
+        claim, reason = _score(session, actor, activity, item, rule, target, None, now, tz,
                                policy=policy)
     checkin_id = _insert_checkin(session, {
         "activity_id": activity.id, "villager_id": target.member_id,
@@ -586,14 +589,44 @@ def _record(
     )
 
 
-# Built once: check-in is the busiest write, and building a statement costs more CPU than
-# running it. The policies of the village's own catalog and of its township's come along, so
-# the claim needs no query of its own for them (catalogs.effective_policy).
+@dataclass(frozen=True)
+class OpenActivity:
+    """An activity as a scan reads it, with its rule item's current version and the village's
+    policy: plain columns, read in one query. Check-in is the busiest write, and loading
+    the activity, the item and the version as mapped objects cost more than the query."""
+    id: int
+    village_id: int
+    title: str
+    status: str
+    qr_mode: str
+    qr_step_seconds: int
+    checkin_opens_at: datetime
+    checkin_closes_at: datetime
+    lat: float | None
+    lng: float | None
+    radius_m: int | None
+    geofence_mode: str | None
+    capacity: int | None
+    item: claims.ItemVersion
+    rule: rules.RuleItem
+    policy: rules.Policy
+
+
+# Built once: building a statement costs more CPU than running it. The version and the
+# policies come as their JSON text, which is also the key of their parsed values
+# (`stored_rule`): nothing to decode and encode again on every scan. The policies of the
+# village's own catalog and of its township's come along, so the claim needs no query of
+# its own for them (catalogs.effective_policy).
 _OWN_CATALOG = aliased(RuleCatalog)
 _TOWNSHIP_CATALOG = aliased(RuleCatalog)
 _OPEN_ACTIVITY = (
-    select(Activity, RuleItem, Village.township_id, RuleCatalog.township_id,
-           RuleCatalog.village_id, _OWN_CATALOG.policy, _TOWNSHIP_CATALOG.policy)
+    select(Activity.id, Activity.village_id, Activity.title, Activity.status,
+           Activity.qr_mode, Activity.qr_step_seconds, Activity.checkin_opens_at,
+           Activity.checkin_closes_at, Activity.lat, Activity.lng, Activity.radius_m,
+           Activity.geofence_mode, Activity.capacity, RuleItem.id, RuleItem.current_version_id,
+           RuleItem.retired_at, cast(RuleItemVersion.data, Text), Village.township_id,
+           RuleCatalog.township_id, RuleCatalog.village_id,
+           cast(_OWN_CATALOG.policy, Text), cast(_TOWNSHIP_CATALOG.policy, Text))
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)
     .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
@@ -601,26 +634,25 @@ _OPEN_ACTIVITY = (
     .join(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id, isouter=True)
     .join(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id,
           isouter=True)
-    .options(contains_eager(RuleItem.current_version))
     .where(Activity.id == bindparam("activity_id"))
 )
 
 
-def _open_activity(session: Session, activity_id: int
-                   ) -> tuple[Activity, RuleItem, rules.Policy] | None:
-    """The activity with its rule item (current version loaded) and the village's policy,
-    in one query. The item must still be in effect for the village, as for any claim
+def _open_activity(session: Session, activity_id: int) -> OpenActivity | None:
+    """The activity with its rule item's current version and the village's policy, in one
+    query. The item must still be in effect for the village, as for any claim
     (`catalogs.in_effect_for`): in the township's catalog or the village's own, not
     retired."""
-    row = session.execute(_OPEN_ACTIVITY, {"activity_id": activity_id}).one_or_none()
+    row = core(session).execute(_OPEN_ACTIVITY, {"activity_id": activity_id}).first()
     if row is None:
         return None
-    activity, item, village_township, catalog_township, catalog_village, own, township = row
-    in_effect = (catalog_township == village_township
-                 or catalog_village == activity.village_id)
-    if not in_effect or item.retired_at is not None or item.current_version is None:
+    (*columns, item_id, version_id, retired_at, version, village_township, catalog_township,
+     catalog_village, own, township) = row
+    in_effect = catalog_township == village_township or catalog_village == columns[1]
+    if not in_effect or retired_at is not None or version_id is None or version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
-    return activity, item, catalogs.policy_of(own, township)
+    return OpenActivity(*columns, item=claims.ItemVersion(item_id, version_id),
+                        rule=stored_rule(version), policy=catalogs.policy_of(own, township))
 
 
 def check_in(
@@ -633,10 +665,9 @@ def check_in(
         raise Forbidden("请先绑定村民身份", code="not_bound")
     activity_id, step = _activity_fields(
         codec.decode(scanned_token(token), TokenType.ACTIVITY, now))
-    found = _open_activity(session, activity_id)
-    if found is None:
+    activity = _open_activity(session, activity_id)
+    if activity is None:
         raise QRTokenInvalid()
-    activity, item, policy = found
     if activity.village_id != actor.village_id:
         raise WrongVillage()
     if activity.status == "cancelled":
@@ -645,9 +676,10 @@ def check_in(
     _check_open(activity, now, tz)
     distance, flags, refusal = _geofence(activity, lat, lng)
     target = claims.Target(actor.household_id, actor.villager_id, actor.village_id)
-    return _record(session, actor, activity, item, target, now=now, tz=tz,
-                   user_id=actor.user_id, proxy_by=None, device_id=device_id, lat=lat,
-                   lng=lng, distance=distance, flags=flags, refusal=refusal, policy=policy)
+    return _record(session, actor, activity, activity.item, activity.rule, target, now=now,
+                   tz=tz, user_id=actor.user_id, proxy_by=None, device_id=device_id, lat=lat,
+                   lng=lng, distance=distance, flags=flags, refusal=refusal,
+                   policy=activity.policy)
 
 
 def proxy_check_in(
@@ -671,8 +703,8 @@ def proxy_check_in(
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
     flags = ["own_household"] if actor.household_id == household.id else []
     target = claims.Target(household.id, villager.id, household.village_id)
-    result = _record(session, actor, activity, item, target, now=now, tz=tz, user_id=None,
-                     proxy_by=actor.user_id, flags=flags)
+    result = _record(session, actor, activity, item, claims.current_rule(item), target,
+                     now=now, tz=tz, user_id=None, proxy_by=actor.user_id, flags=flags)
     checkin = session.get(CheckIn, result.checkin_id)
     assert checkin is not None
     audit.record(session, actor, "checkin.proxy", checkin, village_id=activity.village_id)
@@ -711,7 +743,8 @@ def check_out(
         reason = "签到到签退（按活动时间计）不满 1 小时，本次不计分"
     else:
         target = claims.Target(checkin.household_id, checkin.villager_id, checkin.village_id)
-        claim, reason = _score(session, actor, activity, item, target, hours, now, tz)
+        claim, reason = _score(session, actor, activity, item, claims.current_rule(item),
+                               target, hours, now, tz)
     checkin.claim_id = claim.id if claim else None
     checkin.points = claim.points if claim else 0
     checkin.reason = None if claim else reason

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, func, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -22,7 +22,7 @@ import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
-from .db import insert_as_loaded
+from .db import core, insert_as_loaded
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
 from .models.claims import Claim, ClaimApproval, HouseholdFlag, Objection, Upload
@@ -64,6 +64,37 @@ class Target:
     village_id: int
 
 
+class ScoredItem(Protocol):
+    """What a claim records of its rule item: the item and the version in force. A
+    `RuleItem` is one; so is an `ItemVersion` read as plain columns."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def current_version_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class ItemVersion:
+    """A rule item and its current version as a check-in reads them, with its activity."""
+    id: int
+    current_version_id: int
+
+
+def current_rule(item: ScoredItem) -> rules.RuleItem:
+    """The rule of an item's current version, for callers that did not read it already."""
+    assert isinstance(item, RuleItem) and item.current_version is not None
+    return item.current_version.rule
+
+
+def one_of(column: Any, values: tuple[str, ...]) -> Any:
+    """`column IN (values)` for values fixed in the code, each its own bound parameter. A
+    plain `in_` renders an expanding parameter, and SQLAlchemy renders the statement's text
+    again on every execution; this one is rendered once with the cached statement."""
+    return column.in_([literal(value) for value in values])
+
+
 # ---- rules as a village sees them -----------------------------------------------------------
 
 def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleItem:
@@ -99,7 +130,7 @@ def _history_statement(
     subject = Claim.household_id if applies_to == "household" else Claim.member_id
     conditions = [
         Claim.rule_item_id == bindparam("item_id"), subject == bindparam("subject_id"),
-        Claim.status.in_(statuses), Claim.points != 0, Claim.id.not_in(REVERSED_CLAIMS),
+        one_of(Claim.status, statuses), Claim.points != 0, Claim.id.not_in(REVERSED_CLAIMS),
     ]
     if exclude:
         conditions.append(Claim.id != bindparam("exclude_id"))
@@ -122,7 +153,7 @@ def _history_statement(
 
 
 def history(
-    session: Session, item: RuleItem, rule: rules.RuleItem, target: Target, at: datetime,
+    session: Session, item: ScoredItem, rule: rules.RuleItem, target: Target, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
 ) -> rules.History:
     """What the subject has already been given for this item, per cap period around `at`,
@@ -131,7 +162,7 @@ def history(
 
 
 def _history(
-    session: Session, item: RuleItem, rule: rules.RuleItem, target: Target, at: datetime,
+    session: Session, item: ScoredItem, rule: rules.RuleItem, target: Target, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
     with_issued: bool = False,
 ) -> tuple[rules.History, int | None]:
@@ -157,7 +188,7 @@ def _history(
         params["until"] = max(params[f"end_{i}"] for i in range(len(rule.caps)))
     stmt = _history_statement(rule.applies_to, statuses, len(rule.caps), ever,
                               exclude_claim is not None, with_issued)
-    row = session.execute(stmt, params).one()
+    row = core(session).execute(stmt, params).one()
     by_period = {
         cap.period: rules.Usage(count=row[2 * i], points=abs(row[2 * i + 1]))
         for i, cap in enumerate(rule.caps)
@@ -168,16 +199,14 @@ def _history(
 
 
 def _evaluate(
-    session: Session, item: RuleItem, target: Target, units: int | None, at: datetime,
+    session: Session, item: ScoredItem, target: Target, units: int | None, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], rule: rules.RuleItem | None = None,
     with_issued: bool = False,
 ) -> tuple[rules.RuleItem, rules.Evaluation, int | None]:
     """`rule`: the item's current version as the engine reads it, if the caller has it;
     `with_issued`: see `_history`."""
     if rule is None:
-        version = item.current_version
-        assert version is not None
-        rule = version.rule
+        rule = current_rule(item)
     past, issued = _history(session, item, rule, target, at, tz, statuses,
                             with_issued=with_issued)
     try:
@@ -206,7 +235,7 @@ def _check_evidence(
 
 
 def _new_claim(
-    session: Session, actor: Actor, item: RuleItem, target: Target, *, source: str,
+    session: Session, actor: Actor, item: ScoredItem, target: Target, *, source: str,
     units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
     approve_with: rules.Policy | None = None, rule: rules.RuleItem | None = None,
 ) -> Claim:
@@ -260,18 +289,17 @@ def submit(
 
 
 def submit_checkin(
-    session: Session, actor: Actor, item: RuleItem, target: Target, *, units: int | None,
-    now: datetime, tz: ZoneInfo, note: str | None = None, policy: rules.Policy | None = None,
+    session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target, *,
+    units: int | None, now: datetime, tz: ZoneInfo, note: str | None = None,
+    policy: rules.Policy | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
     that needs no review is approved at once, then posted, or shown in notice (公示) when it
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
     when a cap leaves nothing to award, before anything is written. `policy`: the village's
-    policy when the caller has already read it (check-in reads it with the activity)."""
-    version = item.current_version
-    assert version is not None
-    rule = version.rule
+    policy when the caller has already read it (check-in reads it with the activity). `rule`:
+    the item's current version as the engine reads it."""
     if "checkin" not in rule.submit_by:
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
@@ -359,7 +387,7 @@ def _approvals(session: Session, claim: Claim) -> int:
 # Built once: it runs for every award approved at once (every check-in).
 _ISSUED = select(func.coalesce(func.sum(Claim.points), 0)).where(
     Claim.village_id == bindparam("village_id"), Claim.points > 0,
-    Claim.status.in_(("in_notice", "objected", "posted")),
+    one_of(Claim.status, ("in_notice", "objected", "posted")),
     Claim.decided_at >= bindparam("start"),
 )
 

@@ -114,17 +114,21 @@ def _parse_policy(text: str) -> rules.Policy:
     return rules.parse_policy(json.loads(text))
 
 
-def _text(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+def _text(data: dict[str, Any] | str) -> str:
+    # Text read from the column is its own key; a decoded value is keyed by its canonical
+    # JSON. Either way the same content parses to the same value.
+    return data if isinstance(data, str) else json.dumps(data, sort_keys=True,
+                                                          ensure_ascii=False)
 
 
-def stored_rule(data: dict[str, Any]) -> rules.RuleItem:
-    """A stored item version as the engine reads it."""
+def stored_rule(data: dict[str, Any] | str) -> rules.RuleItem:
+    """A stored item version as the engine reads it: the decoded value, or its JSON text
+    as read from the column."""
     return _parse_rule(_text(data))
 
 
-def stored_policy(data: dict[str, Any]) -> rules.Policy:
-    """A stored catalog policy as the engine reads it."""
+def stored_policy(data: dict[str, Any] | str) -> rules.Policy:
+    """A stored catalog policy as the engine reads it (decoded, or its JSON text)."""
     return _parse_policy(_text(data))
 
 
