@@ -24,15 +24,21 @@ def post_due_command() -> None:
 
 @ledger_cli.command("verify")
 def verify_command() -> None:
-    """Walk every account's hash chain; name the first entry that does not match."""
+    """Walk every account's hash chain; name the first entry that does not match. Then check
+    every village's monthly issued points (the budget counter) against its claims."""
     report = ledger.verify_all(db.session)
     for problem in report.breaks:
         where = f"entry {problem.entry_id} (seq {problem.seq})" if problem.entry_id else "head"
         click.echo(f"BROKEN account {problem.account_id} household {problem.household_id}: "
                    f"{where}: {problem.problem}")
-    if report.breaks:
-        raise click.ClickException(f"{len(report.breaks)} account(s) do not verify")
-    click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified")
+    issued = claims.verify_issued(db.session, village_tz())
+    for problem in issued:
+        click.echo(f"BROKEN monthly issued: {problem}")
+    if report.breaks or issued:
+        raise click.ClickException(f"{len(report.breaks)} account(s) and {len(issued)} "
+                                   "village month(s) do not verify")
+    click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified; "
+               "monthly issued points agree with the claims")
 
 
 @points_cli.command("reset")

@@ -8,6 +8,7 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, case, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -25,7 +27,14 @@ from . import audit, catalogs, ledger
 from .db import core, insert_as_loaded
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
-from .models.claims import Claim, ClaimApproval, HouseholdFlag, Objection, Upload
+from .models.claims import (
+    Claim,
+    ClaimApproval,
+    HouseholdFlag,
+    MonthlyIssued,
+    Objection,
+    Upload,
+)
 from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
 
 # Statuses whose points count against an item's caps when a new claim comes in: a villager
@@ -120,13 +129,10 @@ REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
 @lru_cache(maxsize=64)
 def _history_statement(
     applies_to: str, statuses: tuple[str, ...], caps: int, ever: bool, exclude: bool,
-    issued: bool = False,
 ) -> Select[Any]:
     """One statement for all of an item's cap periods: per period (bound as start_i, end_i)
-    a count and a sum, the count ever when `ever`, and when `issued` the village's points
-    issued this month (`issued_this_month`, bound as village_id and start), which a claim
-    approved at once needs next: one round trip instead of two. Built once per shape:
-    building a statement costs more CPU than running it, and every claim runs one."""
+    a count and a sum, and the count ever when `ever`. Built once per shape: building a
+    statement costs more CPU than running it, and every claim runs one."""
     subject = Claim.household_id if applies_to == "household" else Claim.member_id
     conditions = [
         Claim.rule_item_id == bindparam("item_id"), subject == bindparam("subject_id"),
@@ -146,9 +152,6 @@ def _history_statement(
         # Only the claims of the widest period need be read.
         conditions += [Claim.occurred_at >= bindparam("from"),
                        Claim.occurred_at < bindparam("until")]
-    if issued:
-        # Uncorrelated: the subquery reads every claim of the village, not the outer row.
-        columns.append(_ISSUED.correlate(None).scalar_subquery())
     return select(*columns).where(*conditions)
 
 
@@ -158,19 +161,9 @@ def history(
 ) -> rules.History:
     """What the subject has already been given for this item, per cap period around `at`,
     in one query."""
-    return _history(session, item, rule, target, at, tz, statuses, exclude_claim)[0]
-
-
-def _history(
-    session: Session, item: ScoredItem, rule: rules.RuleItem, target: Target, at: datetime,
-    tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
-    with_issued: bool = False,
-) -> tuple[rules.History, int | None]:
-    """`history`, and with `with_issued` the target village's points issued this month read
-    in the same query (None: the item has no caps, so there was no query to add it to)."""
     ever = rule.kind == "once"
     if not rule.caps and not ever:
-        return rules.History(by_period={}, ever_count=0), None
+        return rules.History(by_period={}, ever_count=0)
     local = at.astimezone(tz)
     params: dict[str, Any] = {
         "item_id": item.id,
@@ -178,8 +171,6 @@ def _history(
         else target.member_id,
         "exclude_id": exclude_claim,
     }
-    if with_issued:
-        params.update(village_id=target.village_id, start=period_start("month", local))
     for i, cap in enumerate(rule.caps):
         params[f"start_{i}"] = period_start(cap.period, local)
         params[f"end_{i}"] = period_end(cap.period, local)
@@ -187,33 +178,29 @@ def _history(
         params["from"] = min(params[f"start_{i}"] for i in range(len(rule.caps)))
         params["until"] = max(params[f"end_{i}"] for i in range(len(rule.caps)))
     stmt = _history_statement(rule.applies_to, statuses, len(rule.caps), ever,
-                              exclude_claim is not None, with_issued)
+                              exclude_claim is not None)
     row = core(session).execute(stmt, params).one()
     by_period = {
         cap.period: rules.Usage(count=row[2 * i], points=abs(row[2 * i + 1]))
         for i, cap in enumerate(rule.caps)
     }
     ever_count = row[2 * len(rule.caps)] if ever else 0
-    issued = (row[-1] or 0) if with_issued else None
-    return rules.History(by_period=by_period, ever_count=ever_count), issued
+    return rules.History(by_period=by_period, ever_count=ever_count)
 
 
 def _evaluate(
     session: Session, item: ScoredItem, target: Target, units: int | None, at: datetime,
     tz: ZoneInfo, statuses: tuple[str, ...], rule: rules.RuleItem | None = None,
-    with_issued: bool = False,
-) -> tuple[rules.RuleItem, rules.Evaluation, int | None]:
-    """`rule`: the item's current version as the engine reads it, if the caller has it;
-    `with_issued`: see `_history`."""
+) -> tuple[rules.RuleItem, rules.Evaluation]:
+    """`rule`: the item's current version as the engine reads it, if the caller has it."""
     if rule is None:
         rule = current_rule(item)
-    past, issued = _history(session, item, rule, target, at, tz, statuses,
-                            with_issued=with_issued)
+    past = history(session, item, rule, target, at, tz, statuses)
     try:
         evaluation = rules.evaluate(rule, at.astimezone(tz), past, units)
     except rules.EvaluationError as exc:
         raise Invalid(exc.message, code="invalid_units") from exc
-    return rule, evaluation, issued
+    return rule, evaluation
 
 
 # ---- submission -----------------------------------------------------------------------------
@@ -243,9 +230,8 @@ def _new_claim(
     approved at once (an item that needs no review), and inserted with the status that
     approval gives it rather than inserted `pending` and updated; posted, if it has no
     notice days, right after."""
-    budget = approve_with is not None and approve_with.monthly_budget is not None
-    rule, evaluation, issued = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED,
-                                         rule=rule, with_issued=budget)
+    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED,
+                                 rule=rule)
     if evaluation.points == 0 and rule.kind != "veto":
         raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
                                                   "member_id": target.member_id})
@@ -259,9 +245,9 @@ def _new_claim(
     )
     post = False
     if approve_with is not None:
-        # Decided before the claim joins the session: the budget query must not flush it.
-        post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with,
-                       issued=issued)
+        # Decided before the claim joins the session: counting it against the budget must
+        # not flush it.
+        post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with)
     insert_as_loaded(session, claim)
     if post:
         _post(session, claim, now, tz, from_status=claim.status)
@@ -384,18 +370,75 @@ def _approvals(session: Session, claim: Claim) -> int:
     ) or 0
 
 
-# Built once: it runs for every award approved at once (every check-in).
-_ISSUED = select(func.coalesce(func.sum(Claim.points), 0)).where(
-    Claim.village_id == bindparam("village_id"), Claim.points > 0,
-    one_of(Claim.status, ("in_notice", "objected", "posted")),
-    Claim.decided_at >= bindparam("start"),
-)
+# ---- the monthly budget (本月发放额度) -------------------------------------------------
+
+# What `MonthlyIssued` counts: a village's positive claims in these statuses, by the month
+# (village time) they were decided in.
+ISSUED_STATUSES = ("in_notice", "objected", "posted")
 
 
 def issued_this_month(session: Session, village_id: int, now: datetime, tz: ZoneInfo) -> int:
     """Points the village has decided to award this month: posted and still in notice."""
-    start = period_start("month", now.astimezone(tz))
-    return session.scalar(_ISSUED, {"village_id": village_id, "start": start}) or 0
+    return session.scalar(select(MonthlyIssued.issued).where(
+        MonthlyIssued.village_id == village_id,
+        MonthlyIssued.month == month_key(now.astimezone(tz)))) or 0
+
+
+@lru_cache(maxsize=4)
+def _issue_statement(dialect: str, bounded: bool) -> Any:
+    """Add `points` to the village's month, creating its row; `bounded`: only while the total
+    stays within `budget` (no row returned: it would not). One statement, so the check and
+    the addition cannot be split by another approval: the row's lock makes the second wait,
+    and it then sees the first one's total."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = MonthlyIssued.__table__
+    stmt = insert(table).values(  # type: ignore[arg-type]
+        village_id=bindparam("village_id"), month=bindparam("month"),
+        issued=bindparam("points"))
+    total = table.c.issued + stmt.excluded.issued  # type: ignore[attr-defined]
+    return stmt.on_conflict_do_update(
+        index_elements=["village_id", "month"], set_={"issued": total},
+        where=total <= bindparam("budget") if bounded else None,
+    ).returning(table.c.issued)  # type: ignore[attr-defined]
+
+
+def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bool:
+    """Count the claim's points against the village's month; with a `budget`, only if the
+    month stays within it (False: it would not, and nothing was counted)."""
+    if budget is not None and claim.points > budget:
+        return False
+    stmt = _issue_statement(session.get_bind().dialect.name, budget is not None)
+    return core(session).execute(stmt, {
+        "village_id": claim.village_id, "month": month, "points": claim.points,
+        "budget": budget}).first() is not None
+
+
+def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
+    """`points` of a counted claim no longer count (rejected after its notice, or lowered
+    when posted): taken off the month it was decided in."""
+    if points <= 0 or claim.decided_at is None:
+        return
+    core(session).execute(
+        update(MonthlyIssued)
+        .where(MonthlyIssued.village_id == claim.village_id,
+               MonthlyIssued.month == month_key(claim.decided_at.astimezone(tz)))
+        .values(issued=MonthlyIssued.issued - points))
+
+
+def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
+    """Every village's month as counted against the claims it counts (empty: all agree)."""
+    counted: dict[tuple[int, str], int] = defaultdict(int)
+    for village_id, decided_at, points in session.execute(
+        select(Claim.village_id, Claim.decided_at, Claim.points).where(
+            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None))
+    ):
+        counted[(village_id, month_key(decided_at.astimezone(tz)))] += points
+    kept = {(row.village_id, row.month): row.issued
+            for row in session.scalars(select(MonthlyIssued))}
+    return [f"村 {village_id} {month} 本月已发放记为 {kept.get((village_id, month), 0)}，"
+            f"按申报合计应为 {counted.get((village_id, month), 0)}"
+            for village_id, month in sorted(set(counted) | set(kept))
+            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
 
 
 def _advance(
@@ -413,15 +456,14 @@ def _advance(
 
 def _decide(
     session: Session, claim: Claim, rule: rules.RuleItem, now: datetime, tz: ZoneInfo, *,
-    by_township: bool, policy: rules.Policy, issued: int | None = None,
+    by_township: bool, policy: rules.Policy,
 ) -> bool:
     """The status an approval gives the claim: `approved` past the village's monthly budget,
     else in notice (公示) or, without notice days, to be posted (True: the caller posts).
-    `issued`: the village's `issued_this_month`, when the caller has already read it."""
-    if (policy.monthly_budget is not None and claim.points > 0 and not by_township
-            and (issued if issued is not None else
-                 issued_this_month(session, claim.village_id, now, tz)) + claim.points
-            > policy.monthly_budget):
+    An award counts against the month it is decided in, also when the township lets it
+    past the budget."""
+    budget = None if by_township else policy.monthly_budget
+    if claim.points > 0 and not _issue(session, claim, month_key(now.astimezone(tz)), budget):
         # Awards past the budget need the township (DESIGN.md, policies).
         claim.status = "approved"
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
@@ -526,7 +568,7 @@ def object_to(
 
 def resolve(
     session: Session, actor: Actor, objection_id: int, outcome: str, note: str | None,
-    now: datetime,
+    now: datetime, tz: ZoneInfo,
 ) -> Objection:
     objection = session.get(Objection, objection_id)
     if objection is None:
@@ -544,6 +586,7 @@ def resolve(
     else:
         claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
         claim.rejected_by = actor.user_id
+        _unissue(session, claim, claim.points, tz)
     audit.record(session, actor, f"objection.{objection.status}", objection,
                  village_id=claim.village_id)
     return objection
@@ -574,6 +617,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
         claim.units,
     )
     if evaluation.points == 0 and rule.kind != "veto":
+        _unissue(session, claim, claim.points, tz)
         claim.status, claim.points = "rejected", 0
         claim.reject_reason = f"公示结束时重新核算：{evaluation.reason}"
         claim.posted_at = None
@@ -581,6 +625,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     if abs(evaluation.points) < abs(claim.points):
         # Only ever lower: the notice showed these points, and the approvals and the budget
         # were decided on them; a cap reached meanwhile may cut them, nothing may raise them.
+        _unissue(session, claim, claim.points - evaluation.points, tz)
         claim.points, claim.capped = evaluation.points, evaluation.capped
         claim.reason = evaluation.reason
     if claim.points != 0:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -21,6 +22,7 @@ from backend import create_app
 from backend.auth import token_settings
 from backend.extensions import db, limiter
 from points import auth as sessions
+from points.claims import verify_issued
 from points.ledger import verify_all
 from points.models import (
     Base,
@@ -88,11 +90,14 @@ def _empty_tables(app: Flask) -> None:
 
 def assert_ledger_invariants(app: Flask) -> None:
     """After every test, for every account: available + held == sum(entries), and the hash
-    chain verifies (DESIGN.md, the ledger invariants)."""
+    chain verifies (DESIGN.md, the ledger invariants); every village's monthly issued points
+    equal the sum of the claims they count."""
     with app.app_context():
         report = verify_all(db.session)
+        issued = verify_issued(db.session, ZoneInfo(app.config["APP_TIMEZONE"]))
         db.session.rollback()
     assert report.breaks == [], report.breaks
+    assert issued == [], issued  # the monthly budget's counter agrees with the claims
 
 
 @pytest.fixture(autouse=True)

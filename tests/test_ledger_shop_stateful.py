@@ -17,6 +17,7 @@ Each example starts from empty tables (conftest's `_empty_tables`) and its own s
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 import time_machine
 from flask import Flask
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -608,6 +609,7 @@ class LedgerShop(RuleBasedStateMachine):
             report = ledger.verify_all(s)
             assert report.breaks == [], report.breaks  # balances == sum(entries), chains
             assert report.entries == len(self.entries)
+            assert claims.verify_issued(s, SHANGHAI) == []  # the monthly budget's counter
 
             accounts = {row.household_id: (row.available, row.held) for row in s.execute(
                 select(Account.household_id, Account.available, Account.held))}
@@ -655,8 +657,10 @@ class LedgerShop(RuleBasedStateMachine):
 
 
 # Outcomes the run must have reached at least once, or it proved little. The run is
-# deterministic (derandomize), but changing the rules or strategies changes which examples
-# it draws: if one of these goes missing, retune the settings or the opening steps.
+# deterministic (a fixed seed; STATEFUL_SEED tries another), but changing the rules or
+# strategies changes which examples it draws: if one of these goes missing, retune the
+# settings or the opening steps.
+SEED = 20261129
 MUST_SEE = {
     ("award", "ok"), ("submit", "ok"), ("approve", "ok"), ("approve", "already_approved"),
     ("reject", "ok"), ("reject", "claim_not_pending"), ("post_due", "posted"),
@@ -675,8 +679,11 @@ def test_ledger_and_shop_hold_their_invariants_in_any_order(app: Flask) -> None:
     # PostgreSQL on a busy 2-core machine. Many short runs rather than few long ones:
     # hypothesis switches rules off at random per run (swarm testing), so more runs mix
     # more combinations of them.
-    run_state_machine_as_test(LedgerShop, settings=settings(
-        max_examples=80, stateful_step_count=20, derandomize=True, database=None,
+    # A fixed seed rather than derandomize: derandomize seeds from the class's source, so
+    # any edit of it (a new invariant) drew other runs and could leave an outcome unseen.
+    run_state_machine_as_test(seed(int(os.environ.get("STATEFUL_SEED", SEED)))(LedgerShop),
+                              settings=settings(
+        max_examples=80, stateful_step_count=20, database=None,
         deadline=None, suppress_health_check=[HealthCheck.too_slow],
     ))
     missing = MUST_SEE - set(LedgerShop.seen)

@@ -1,23 +1,38 @@
 """`flask db upgrade` from an empty database reaches exactly the models, on SQLite and on
-PostgreSQL (a database of its own, created and dropped here)."""
+PostgreSQL (a database of its own, created and dropped here); a migration that moves data
+fills it as the code would have."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
+import rules
 from backend import create_app
 from backend.extensions import db
-from points.models import Base
+from points import catalogs, claims
+from points.models import (
+    Base,
+    Claim,
+    Household,
+    MonthlyIssued,
+    RuleItem,
+    Township,
+    User,
+    Village,
+)
 from tests.conftest import SECRET
 
 
@@ -50,3 +65,53 @@ def test_upgrade_from_empty_matches_models(empty_database_url: str) -> None:
         db.engine.dispose()
     assert diff == []
     assert set(Base.metadata.tables) <= tables
+
+
+def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
+    empty_database_url: str,
+) -> None:
+    """0005 adds the monthly budget's counter to a database that already has claims: each
+    village's month gets the points its counted claims hold, by village time."""
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
+                      "SQLALCHEMY_DATABASE_URI": empty_database_url,
+                      "APP_TIMEZONE": "Asia/Shanghai"})
+    with app.app_context():
+        upgrade(revision="0004")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            catalogs.install_catalog(s, None, township.id, rules.load_default_catalog())
+            village = Village(township_id=township.id, name="迁移村")
+            s.add(village)
+            s.flush()
+            household = Household(village_id=village.id, name="一户")
+            cadre = User(username="mig_cadre", password_hash="x", role="cadre",
+                         township_id=township.id, village_id=village.id)
+            s.add_all([household, cadre])
+            s.flush()
+            item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
+            assert item is not None
+            at = datetime(2026, 11, 5, tzinfo=UTC)
+            for points, status, decided_at in [
+                (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                (8, "approved", None),
+                (4, "pending", None),
+            ]:
+                s.add(Claim(village_id=village.id, household_id=household.id,
+                            rule_item_id=item.id, rule_item_version_id=item.current_version_id,
+                            source="cadre", points=points, reason="迁移前", status=status,
+                            occurred_at=at, submitted_by=cadre.id, created_at=at,
+                            decided_at=decided_at, evidence=[]))
+            s.commit()
+        upgrade()
+        with Session(db.engine) as s:
+            filled = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
+            problems = claims.verify_issued(s, ZoneInfo("Asia/Shanghai"))
+        db.engine.dispose()
+    assert filled == {("2026-11", 15), ("2026-12", 7)}
+    assert problems == []

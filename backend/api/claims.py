@@ -158,4 +158,4 @@ def object_to(body: dict[str, Any], claim_id: int) -> Objection:
 def resolve(body: dict[str, Any], objection_id: int) -> Objection:
     """Uphold (the claim posts at notice end) or overturn (the claim is rejected)."""
     return service.resolve(db.session, current_actor(), objection_id, body["outcome"],
-                           body.get("note"), now())
+                           body.get("note"), now(), village_tz())

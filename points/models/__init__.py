@@ -12,6 +12,7 @@ from .claims import (
     ClaimApproval,
     HouseholdFlag,
     IdempotencyKey,
+    MonthlyIssued,
     Objection,
     Upload,
 )
@@ -48,8 +49,8 @@ __all__ = [
     "utcnow",
     "RuleCatalog", "RuleItem", "RuleItemVersion",
     "CLAIM_SOURCES", "CLAIM_STATUSES", "ENTRY_KINDS", "Account", "Claim", "ClaimApproval",
-    "HouseholdFlag", "IdempotencyKey", "LedgerEntry", "MemberMonthTotal", "MonthTotal",
-    "Objection", "Upload",
+    "HouseholdFlag", "IdempotencyKey", "LedgerEntry", "MemberMonthTotal", "MonthlyIssued",
+    "MonthTotal", "Objection", "Upload",
     "Activity", "CheckIn",
     "BoardSettings", "BoardSnapshot", "PublicLink",
 ]

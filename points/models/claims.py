@@ -37,8 +37,6 @@ class Claim(Base):
         ),
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
         Index("ix_claims_village_status", "village_id", "status"),
-        # The monthly budget sums a village's claims decided this month.
-        Index("ix_claims_village_decided", "village_id", "decided_at"),
         Index("ix_claims_due", "status", "notice_ends_at"),
         Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
         Index("ix_claims_item_member", "rule_item_id", "member_id", "occurred_at"),
@@ -65,6 +63,21 @@ class Claim(Base):
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reject_reason: Mapped[str | None] = mapped_column(String(500))
     rejected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class MonthlyIssued(Base):
+    """The points a village has decided to award in a month (本月已发放), against its
+    monthly budget: kept, as claims are decided, equal to the sum of its positive claims in
+    notice, objected or posted that were decided in that month (village time). Checked and
+    added to in one conditional statement, so two approvals at once cannot both spend the
+    last of a budget, and read in O(1): summing the month's claims on every check-in cost a
+    busy village more with every claim. `claims.verify_issued` recomputes it."""
+
+    __tablename__ = "monthly_issued"
+    __table_args__ = (CheckConstraint("issued >= 0", name="issued_not_negative"),)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    issued: Mapped[int] = mapped_column(Integer)
 
 
 class ClaimApproval(Base):
