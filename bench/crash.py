@@ -734,6 +734,10 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
                    [f"account {b.account_id} (household {b.household_id}) entry {b.entry_id}: "
                     f"{b.problem}" for b in report.breaks],
                    f"{report.accounts} accounts, {report.entries} entries")
+        monthly = claims.verify_issued(s, TZ)
+        checks.add("each village's monthly issued points (the budget's counter) == the sum "
+                   "of the claims it counts (points.claims.verify_issued)", monthly,
+                   "every village month agrees" if not monthly else "")
 
         sql = s.connection().exec_driver_sql
         by_kind = dict(sql("SELECT kind, coalesce(sum(amount), 0) FROM ledger_entries "
