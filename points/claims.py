@@ -318,10 +318,12 @@ def award(
     if len({(t.household_id, t.member_id) for t in resolved}) != len(resolved):
         raise Invalid("同一对象重复出现", code="duplicate_target")
     claims: dict[int, Claim] = {}
-    # A claim that posts at once locks its household's account until the commit. Taken in
-    # household order, two batches naming the same households in different orders queue
-    # instead of each holding one account and waiting for the other (a deadlock).
-    for index, target in sorted(enumerate(resolved), key=lambda it: it[1].household_id):
+    # An approved claim locks its village's monthly budget row, and one that posts at once
+    # its household's account, until the commit. Taken in village then household order, two
+    # batches naming the same villages and households in different orders queue instead of
+    # each holding one row and waiting for the other's (a deadlock).
+    for index, target in sorted(enumerate(resolved),
+                                key=lambda it: (it[1].village_id, it[1].household_id)):
         item = village_item(session, target.village_id, rule_item_id)
         rule = item.current_version.rule  # type: ignore[union-attr]
         if "cadre" not in rule.submit_by:

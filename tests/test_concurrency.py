@@ -452,3 +452,46 @@ def test_award_batches_naming_households_in_different_orders_do_not_deadlock(
             .where(LedgerEntry.member_id.in_(members)).group_by(LedgerEntry.member_id)).all())
     each = sum(points[items[code]] for code in codes)
     assert earned == {member: each for member in members}
+
+
+@on_postgres
+def test_township_award_batches_across_villages_do_not_deadlock(
+    app: Flask, world: World
+) -> None:
+    """Each award counts against its village's monthly budget row, locked until the commit.
+    A township's batch may name households of several villages: taken in village order,
+    two batches whose households interleave villages queue instead of each holding one
+    village's row and waiting for the other's."""
+    items = install_default_catalog(app, world)
+    threads = 6
+    with app.app_context():
+        heads: list[list[int]] = []
+        for thread in range(threads):
+            # Even threads' households: village A's first; odd threads': village B's first.
+            villages = [world.village_a, world.village_b]
+            if thread % 2:
+                villages.reverse()
+            pair = []
+            for village_id in villages:
+                household = Household(village_id=village_id, name=f"跨村{thread}-{village_id}")
+                db.session.add(household)
+                db.session.flush()
+                head = Villager(household_id=household.id, name=f"户主{thread}-{village_id}",
+                                relation="户主")
+                db.session.add(head)
+                db.session.flush()
+                pair.append(head.id)
+            heads.append(pair)
+        db.session.commit()
+
+    replies: list[Reply] = []
+    for code in ("GOV-ASSEMBLY", "GOV-DELIBERATE", "GOV-ONTIME"):
+        replies += post_together(
+            app, threads, f"{API}/awards", lambda _: world.headers("tadmin1"),
+            lambda i, code=code: {"rule_item_id": items[code],
+                                  "targets": [{"villager_id": v} for v in heads[i]]})
+
+    assert_no_server_errors(replies)
+    assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
+    with app.app_context():
+        assert claims.verify_issued(db.session, village_tz()) == []
