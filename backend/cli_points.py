@@ -35,10 +35,21 @@ def verify_command() -> None:
     for problem in issued:
         click.echo(f"BROKEN monthly issued: {problem}")
     if report.breaks or issued:
-        raise click.ClickException(f"{len(report.breaks)} account(s) and {len(issued)} "
-                                   "village month(s) do not verify")
+        raise click.ClickException(
+            f"{len(report.breaks)} account(s) and {len(issued)} village month(s) do not "
+            "verify" + ("; `flask ledger rebuild-issued` sets the months from the claims"
+                        if issued else ""))
     click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified; "
                "monthly issued points agree with the claims")
+
+
+@ledger_cli.command("rebuild-issued")
+def rebuild_issued_command() -> None:
+    """Set each village's monthly issued points (the budget's counter) to what its claims
+    count: after `ledger verify` named a month that drifted, or after APP_TIMEZONE changed."""
+    changed = claims.rebuild_issued(db.session, village_tz())
+    db.session.commit()
+    click.echo(f"rebuilt {changed} village month(s)")
 
 
 @points_cli.command("reset")

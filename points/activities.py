@@ -177,12 +177,6 @@ def is_hourly(kind: str | None, unit: str | None) -> bool:
     return kind == "per_unit" and (unit or "").strip().lower() in HOUR_UNITS
 
 
-def _hourly_item(item: RuleItem) -> bool:
-    # Read from the stored version as is: parsing it into a rule costs more than the check.
-    data = item.current_version.data if item.current_version else {}
-    return is_hourly(data.get("kind"), data.get("unit"))
-
-
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     """Great-circle distance on the sphere (haversine), in metres."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -619,6 +613,14 @@ class OpenActivity:
 # its own for them (catalogs.effective_policy).
 _OWN_CATALOG = aliased(RuleCatalog)
 _TOWNSHIP_CATALOG = aliased(RuleCatalog)
+
+
+def _policy_text(catalog: Any) -> Any:
+    # A JSON null, which the mapped column reads as None ("the township's policy"), must not
+    # reach the parser as the text 'null'.
+    return func.nullif(cast(catalog.policy, Text), "null")
+
+
 _OPEN_ACTIVITY = (
     select(Activity.id, Activity.village_id, Activity.title, Activity.status,
            Activity.qr_mode, Activity.qr_step_seconds, Activity.checkin_opens_at,
@@ -626,7 +628,7 @@ _OPEN_ACTIVITY = (
            Activity.geofence_mode, Activity.capacity, RuleItem.id, RuleItem.current_version_id,
            RuleItem.retired_at, cast(RuleItemVersion.data, Text), Village.township_id,
            RuleCatalog.township_id, RuleCatalog.village_id,
-           cast(_OWN_CATALOG.policy, Text), cast(_TOWNSHIP_CATALOG.policy, Text))
+           _policy_text(_OWN_CATALOG), _policy_text(_TOWNSHIP_CATALOG))
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)
     .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
@@ -724,7 +726,8 @@ def check_out(
     activity = session.get(Activity, checkin.activity_id)
     assert activity is not None
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
-    if not _hourly_item(item):
+    rule = claims.current_rule(item)
+    if not is_hourly(rule.kind, rule.unit):
         raise CheckoutNotNeeded()
     moved = session.execute(
         update(CheckIn).where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
@@ -743,8 +746,7 @@ def check_out(
         reason = "签到到签退（按活动时间计）不满 1 小时，本次不计分"
     else:
         target = claims.Target(checkin.household_id, checkin.villager_id, checkin.village_id)
-        claim, reason = _score(session, actor, activity, item, claims.current_rule(item),
-                               target, hours, now, tz)
+        claim, reason = _score(session, actor, activity, item, rule, target, hours, now, tz)
     checkin.claim_id = claim.id if claim else None
     checkin.points = claim.points if claim else 0
     checkin.reason = None if claim else reason

@@ -8,6 +8,7 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,18 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal, select, update
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -36,6 +48,8 @@ from .models.claims import (
     Upload,
 )
 from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
+
+log = logging.getLogger(__name__)
 
 # Statuses whose points count against an item's caps when a new claim comes in: a villager
 # cannot get past a cap by filing several claims before the first is reviewed.
@@ -245,8 +259,8 @@ def _new_claim(
     )
     post = False
     if approve_with is not None:
-        # Decided before the claim joins the session: counting it against the budget must
-        # not flush it.
+        # Decided before the claim joins the session, so that counting it against the budget
+        # (which flushes what is pending) does not insert it through the unit of work.
         post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with)
     insert_as_loaded(session, claim)
     if post:
@@ -379,13 +393,6 @@ def _approvals(session: Session, claim: Claim) -> int:
 ISSUED_STATUSES = ("in_notice", "objected", "posted")
 
 
-def issued_this_month(session: Session, village_id: int, now: datetime, tz: ZoneInfo) -> int:
-    """Points the village has decided to award this month: posted and still in notice."""
-    return session.scalar(select(MonthlyIssued.issued).where(
-        MonthlyIssued.village_id == village_id,
-        MonthlyIssued.month == month_key(now.astimezone(tz)))) or 0
-
-
 @lru_cache(maxsize=4)
 def _issue_statement(dialect: str, bounded: bool) -> Any:
     """Add `points` to the village's month, creating its row; `bounded`: only while the total
@@ -417,30 +424,64 @@ def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bo
 
 def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
     """`points` of a counted claim no longer count (rejected after its notice, or lowered
-    when posted): taken off the month it was decided in."""
+    when posted): taken off the month it was decided in. A month that does not hold them has
+    drifted: logged, and left for `flask ledger verify` to report and `flask ledger
+    rebuild-issued` to mend, rather than failing the villager's objection or the posting."""
     if points <= 0 or claim.decided_at is None:
         return
-    core(session).execute(
+    month = month_key(claim.decided_at.astimezone(tz))
+    taken = core(session).execute(
         update(MonthlyIssued)
-        .where(MonthlyIssued.village_id == claim.village_id,
-               MonthlyIssued.month == month_key(claim.decided_at.astimezone(tz)))
-        .values(issued=MonthlyIssued.issued - points))
+        .where(MonthlyIssued.village_id == claim.village_id, MonthlyIssued.month == month,
+               MonthlyIssued.issued >= points)
+        .values(issued=MonthlyIssued.issued - points)).rowcount
+    if taken != 1:
+        log.error("monthly issued points of village %s %s do not hold the %s points of claim "
+                  "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
 
 
-def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
-    """Every village's month as counted against the claims it counts (empty: all agree)."""
+def _counted(session: Session, tz: ZoneInfo) -> dict[tuple[int, str], int]:
+    """What `MonthlyIssued` should hold, recomputed from the claims."""
     counted: dict[tuple[int, str], int] = defaultdict(int)
     for village_id, decided_at, points in session.execute(
         select(Claim.village_id, Claim.decided_at, Claim.points).where(
             Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None))
     ):
         counted[(village_id, month_key(decided_at.astimezone(tz)))] += points
-    kept = {(row.village_id, row.month): row.issued
-            for row in session.scalars(select(MonthlyIssued))}
+    return counted
+
+
+def _kept(session: Session) -> dict[tuple[int, str], int]:
+    # Columns, not objects: the rows change by Core statements, which loaded objects miss.
+    return {(village_id, month): issued for village_id, month, issued in session.execute(
+        select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
+
+
+def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
+    """Every village's month as counted against the claims it counts (empty: all agree)."""
+    counted, kept = _counted(session, tz), _kept(session)
     return [f"村 {village_id} {month} 本月已发放记为 {kept.get((village_id, month), 0)}，"
             f"按申报合计应为 {counted.get((village_id, month), 0)}"
             for village_id, month in sorted(set(counted) | set(kept))
             if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
+
+
+def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
+    """Set every village's months to what its claims count (after a drift `verify_issued`
+    named, or a change of APP_TIMEZONE, which moves month boundaries); the number of village
+    months changed. Locks the table so that no approval counts meanwhile."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
+    counted, kept = _counted(session, tz), _kept(session)
+    changed = [key for key in set(counted) | set(kept) if counted.get(key, 0) != kept.get(key, 0)]
+    for village_id, month in changed:
+        session.execute(delete(MonthlyIssued).where(MonthlyIssued.village_id == village_id,
+                                                    MonthlyIssued.month == month))
+        if counted.get((village_id, month)):
+            session.add(MonthlyIssued(village_id=village_id, month=month,
+                                      issued=counted[(village_id, month)]))
+    session.flush()
+    return len(changed)
 
 
 def _advance(

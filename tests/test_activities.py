@@ -16,13 +16,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
-from sqlalchemy import func, select
+from sqlalchemy import JSON, func, select, update
 
+import rules
 from backend.auth import token_settings
 from backend.extensions import db
 from points import auth as sessions
+from points import catalogs
 from points.demo import DEMO_PASSWORD
-from points.models import Activity, AuditEntry, CheckIn, Claim, RuleItem, User
+from points.models import Activity, AuditEntry, CheckIn, Claim, RuleCatalog, RuleItem, User
 from points.scope import Actor
 from points.tokens import TokenCodec, TokenType
 
@@ -239,6 +241,23 @@ def test_no_review_item_with_notice_days_posts_after_its_notice(
     with frozen(DURING + timedelta(days=6)):
         assert post_due(runner) == 1
     assert [e["amount"] for e in entries_of(app, world.household_x)] == [3]
+
+
+def test_a_catalog_policy_stored_as_json_null_reads_as_no_policy_of_its_own(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """The mapped column reads a JSON null as None (no policy of its own: the defaults); a
+    scan reads the policy as text, and must not take it for a policy to parse."""
+    activity = new_activity(client, world, items["GOV-ASSEMBLY"])
+    with app.app_context():
+        db.session.execute(update(RuleCatalog).values(policy=JSON.NULL))
+        db.session.commit()
+        expected = catalogs.effective_policy(db.session, world.village_a)
+    assert expected == rules.Policy()
+    with frozen(DURING):
+        response = scan(client, world, code(client, world, activity["id"]))
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["status"] == ("in_notice" if expected.notice_days else "posted")
 
 
 def test_check_in_of_a_review_item_waits_in_the_cadres_queue(

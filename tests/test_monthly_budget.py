@@ -8,7 +8,7 @@ month that drifted."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from backend.extensions import db
-from points.models import Claim, MonthlyIssued
+from points.models import Claim, MonthlyIssued, RuleItem, User
 
 from .conftest import World
 from .helpers_points import (
@@ -25,6 +25,7 @@ from .helpers_points import (
     default_items,
     frozen,
     local,
+    post_due,
     self_report,
     set_policy,
 )
@@ -123,26 +124,103 @@ def test_the_township_may_pass_the_budget_and_it_counts(
         assert issued(app) == {(world.village_a, "2026-03"): 12}
 
 
-def test_ledger_verify_names_a_village_month_that_drifted(
+def shift(app: Flask, by: int) -> None:
+    """Make every village month drift by `by` (as a bug or a hand edit would)."""
+    with app.app_context():
+        db.session.execute(update(MonthlyIssued).values(issued=MonthlyIssued.issued + by))
+        db.session.commit()
+
+
+def test_ledger_verify_names_a_village_month_that_drifted_and_rebuild_mends_it(
     app: Flask, client: FlaskClient, runner: Any, world: World
 ) -> None:
     items = default_items(app, world)
     with frozen(local(2026, 3, 10)):
         volunteer(client, world, items["PUB-VOLUNTEER"], 3)
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    assert "rebuilt 0 village month(s)" in runner.invoke(args=["ledger", "rebuild-issued"]).output
 
-    def shift(by: int) -> None:
-        with app.app_context():
-            db.session.execute(update(MonthlyIssued).values(issued=MonthlyIssued.issued + by))
-            db.session.commit()
+    shift(app, 5)
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code != 0
+    assert f"村 {world.village_a} 2026-03 本月已发放记为 11，按申报合计应为 6" in result.output
+    assert "rebuild-issued" in result.output
 
-    shift(5)
-    try:
-        result = runner.invoke(args=["ledger", "verify"])
-        assert result.exit_code != 0
-        assert f"村 {world.village_a} 2026-03 本月已发放记为 11，按申报合计应为 6" in result.output
-    finally:
-        shift(-5)
+    rebuilt = runner.invoke(args=["ledger", "rebuild-issued"])
+    assert rebuilt.exit_code == 0 and "rebuilt 1 village month(s)" in rebuilt.output
+    assert issued(app) == {(world.village_a, "2026-03"): 6}
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+def test_a_drifted_month_does_not_stop_an_objection_from_being_overturned(
+    app: Flask, client: FlaskClient, world: World, caplog: Any
+) -> None:
+    """Taking points off a month that does not hold them logs the drift; the villager's
+    objection is still decided (verify reports the month, rebuild mends it)."""
+    items = default_items(app, world)
+    neighbour = add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
+    with frozen(local(2026, 3, 10)):
+        claim = volunteer(client, world, items["PUB-VOLUNTEER"], 3)
+        objection = client.post(f"{API}/claims/{claim['id']}/objections",
+                                json={"reason": "那天他不在村里"},
+                                headers=world.headers(neighbour["user"])).get_json()
+        shift(app, -6)  # the month lost the claim's points somehow
+        overturned = client.post(f"{API}/objections/{objection['id']}/resolve",
+                                 json={"outcome": "overturn"}, headers=world.headers("cadre_a"))
+    assert overturned.status_code == 200, overturned.get_json()
+    assert "do not hold the 6 points" in caplog.text
+    assert issued(app) == {(world.village_a, "2026-03"): 0}  # already what the claims say
+
+
+def stand_in_for_a_race(app: Flask, world: World, item_id: int, points: int,
+                        at: datetime) -> None:
+    """A posted claim of villager_x for the item that a concurrent approval decided without
+    seeing the claim in notice (as two cadres approving at the same moment would): counted
+    in its month, as its own approval would have."""
+    with app.app_context():
+        cadre = db.session.scalar(select(User.id).where(User.username == "cadre_a"))
+        version = db.session.scalar(select(RuleItem.current_version_id)
+                                    .where(RuleItem.id == item_id))
+        db.session.add(Claim(
+            village_id=world.village_a, household_id=world.household_x,
+            member_id=world.head_x, rule_item_id=item_id, rule_item_version_id=version,
+            source="cadre", units=points // 2, points=points, reason="并发审核", status="posted",
+            occurred_at=at, submitted_by=cadre, created_at=at, decided_at=at, posted_at=at,
+            evidence=[]))
+        db.session.execute(update(MonthlyIssued).values(issued=MonthlyIssued.issued + points))
+        db.session.commit()
+
+
+def test_a_claim_cut_at_posting_gives_the_cut_back_to_the_month_it_was_decided_in(
+    app: Flask, client: FlaskClient, runner: Any, world: World
+) -> None:
+    """Decided on 28 March, posted on 2 April, cut from 16 to 8 by the 40-a-month cap that a
+    racing claim used up: March gives back 8; April is not touched."""
+    items = default_items(app, world)
+    with frozen(local(2026, 3, 28)):
+        claim = volunteer(client, world, items["PUB-VOLUNTEER"], 8)
+        assert (claim["status"], claim["points"]) == ("in_notice", 16)
+    stand_in_for_a_race(app, world, items["PUB-VOLUNTEER"], 32, local(2026, 3, 27))
+    assert issued(app) == {(world.village_a, "2026-03"): 48}
+    with frozen(local(2026, 4, 2, 12)):
+        assert post_due(runner) == 1
+        posted = client.get(f"{API}/claims/{claim['id']}", headers=world.headers("cadre_a"))
+    assert (posted.get_json()["status"], posted.get_json()["points"]) == ("posted", 8)
+    assert issued(app) == {(world.village_a, "2026-03"): 40}
+
+
+def test_a_claim_rejected_at_posting_gives_all_its_points_back(
+    app: Flask, client: FlaskClient, runner: Any, world: World
+) -> None:
+    items = default_items(app, world)
+    with frozen(local(2026, 3, 10)):
+        claim = volunteer(client, world, items["PUB-VOLUNTEER"], 8)
+    stand_in_for_a_race(app, world, items["PUB-VOLUNTEER"], 40, local(2026, 3, 9))
+    with frozen(local(2026, 3, 16)):
+        assert post_due(runner) == 0
+        rejected = client.get(f"{API}/claims/{claim['id']}", headers=world.headers("cadre_a"))
+    assert rejected.get_json()["status"] == "rejected"
+    assert issued(app) == {(world.village_a, "2026-03"): 40}
 
 
 @on_postgres
