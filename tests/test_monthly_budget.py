@@ -30,6 +30,7 @@ from .helpers_points import (
     set_policy,
 )
 from .test_checkin_concurrency import bound_villagers, open_activity
+from .test_claims_workflow import object_to, resolve
 from .test_concurrency import assert_no_server_errors, on_postgres, post_together
 
 API = "/api/v1"
@@ -63,12 +64,8 @@ def test_an_overturned_objection_gives_its_points_back_to_the_budget(
         assert over["status"] == "approved"  # 6 + 6 > 10: the township decides
         assert issued(app) == {(world.village_a, "2026-03"): 6}
 
-        objection = client.post(f"{API}/claims/{first['id']}/objections",
-                                json={"reason": "那天他不在村里"},
-                                headers=world.headers(neighbour["user"])).get_json()
-        overturned = client.post(f"{API}/objections/{objection['id']}/resolve",
-                                 json={"outcome": "overturn", "note": "经核实未参加"},
-                                 headers=world.headers("cadre_a"))
+        objection = object_to(client, world, neighbour["user"], first["id"]).get_json()
+        overturned = resolve(client, world, objection["id"], "overturn")
         assert overturned.status_code == 200, overturned.get_json()
         assert issued(app) == {(world.village_a, "2026-03"): 0}
 
@@ -85,12 +82,9 @@ def test_an_upheld_objection_keeps_the_points_counted(
     neighbour = add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
     with frozen(local(2026, 3, 10)):
         claim = volunteer(client, world, items["PUB-VOLUNTEER"], 3)
-        objection = client.post(f"{API}/claims/{claim['id']}/objections",
-                                json={"reason": "核实一下"},
-                                headers=world.headers(neighbour["user"])).get_json()
+        objection = object_to(client, world, neighbour["user"], claim["id"]).get_json()
         assert issued(app) == {(world.village_a, "2026-03"): 6}  # objected still counts
-        upheld = client.post(f"{API}/objections/{objection['id']}/resolve",
-                             json={"outcome": "uphold"}, headers=world.headers("cadre_a"))
+        upheld = resolve(client, world, objection["id"], "uphold")
         assert upheld.status_code == 200, upheld.get_json()
         assert issued(app) == {(world.village_a, "2026-03"): 6}
 
@@ -161,12 +155,9 @@ def test_a_drifted_month_does_not_stop_an_objection_from_being_overturned(
     neighbour = add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
     with frozen(local(2026, 3, 10)):
         claim = volunteer(client, world, items["PUB-VOLUNTEER"], 3)
-        objection = client.post(f"{API}/claims/{claim['id']}/objections",
-                                json={"reason": "那天他不在村里"},
-                                headers=world.headers(neighbour["user"])).get_json()
+        objection = object_to(client, world, neighbour["user"], claim["id"]).get_json()
         shift(app, -6)  # the month lost the claim's points somehow
-        overturned = client.post(f"{API}/objections/{objection['id']}/resolve",
-                                 json={"outcome": "overturn"}, headers=world.headers("cadre_a"))
+        overturned = resolve(client, world, objection["id"], "overturn")
     assert overturned.status_code == 200, overturned.get_json()
     assert "do not hold the 6 points" in caplog.text
     assert issued(app) == {(world.village_a, "2026-03"): 0}  # already what the claims say
