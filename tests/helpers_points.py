@@ -1,4 +1,4 @@
-"""Set-up helpers for the claims and ledger tests.
+"""Set-up helpers for the claims, ledger, shop, ranking and check-in tests.
 
 Each helper opens an app context of its own, does its work, commits and returns plain ids,
 so no test holds a context (and SQLite's write lock) while it calls the client."""
@@ -20,6 +20,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 import rules
+from backend.auth import qr_codec
+from backend.clock import now
 from backend.extensions import db
 from points import catalogs, ledger
 from points.models import (
@@ -27,16 +29,20 @@ from points.models import (
     Claim,
     ClaimApproval,
     Household,
+    HouseholdFlag,
     LedgerEntry,
+    Reward,
     RuleCatalog,
     RuleItem,
     User,
     Villager,
 )
 from points.passwords import hash_password
+from points.tokens import TokenType
 
 from .conftest import PASSWORD, World
 
+API = "/api/v1"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -228,3 +234,119 @@ def earn_posted(client: FlaskClient, runner: Any, world: World, item_id: int, un
     with frozen(at + timedelta(days=6)):
         assert post_due(runner) == 1
     return claim_id
+
+
+# ---- shop (积分超市) ---------------------------------------------------------------------------
+
+def fund(app: Flask, household_id: int, points: int, at: datetime | None = None,
+         kind: str = "earn") -> None:
+    """Points earned by the household through the ledger, as a posted claim would give."""
+    with app.app_context():
+        ledger.append(db.session, household_id=household_id, kind=kind, amount=points,
+                      tz=SHANGHAI, note="测试入账", at=at)
+        db.session.commit()
+
+
+def add_reward(app: Flask, shop_id: int, name: str, points: int, stock: int,
+               active: bool = True) -> int:
+    with app.app_context():
+        reward = Reward(shop_id=shop_id, name=name, points=points, stock=stock, active=active)
+        db.session.add(reward)
+        db.session.commit()
+        return reward.id
+
+
+def stock_of(app: Flask, reward_id: int) -> int:
+    with app.app_context():
+        reward = db.session.get(Reward, reward_id)
+        assert reward is not None
+        return reward.stock
+
+
+def member_token(app: Flask, villager_id: int) -> str:
+    """What the member card (积分卡) of a villager carries."""
+    with app.app_context():
+        return qr_codec().encode(TokenType.MEMBER_CARD, (villager_id,))
+
+
+def order(client: FlaskClient, headers: dict[str, str], shop_id: int,
+          items: list[tuple[int, int]], **extra: str) -> Any:
+    return client.post(f"{API}/redemptions", headers={**headers, **extra}, json={
+        "shop_id": shop_id, "items": [{"reward_id": r, "quantity": q} for r, q in items]})
+
+
+def scan(client: FlaskClient, headers: dict[str, str], token: str) -> Any:
+    return client.post(f"{API}/redemptions/scan", headers=headers,
+                       json={"pickup_token": token})
+
+
+# ---- ledger entries and flags, straight through the ledger ---------------------------------
+
+def earn(app: Flask, household_id: int, amount: int, at: datetime,
+         member_id: int | None = None, kind: str | None = None) -> int:
+    """An entry straight through the ledger (the claims flow is tested elsewhere)."""
+    with app.app_context():
+        entry = ledger.append(db.session, household_id=household_id,
+                              kind=kind or ("earn" if amount > 0 else "deduct"), amount=amount,
+                              tz=SHANGHAI, member_id=member_id, note="测试", at=at)
+        db.session.commit()
+        return entry.id
+
+
+def bar(app: Flask, household_id: int, from_month: str, until_month: str) -> None:
+    with app.app_context():
+        db.session.add(HouseholdFlag(household_id=household_id, kind="veto",
+                                     from_month=from_month, until_month=until_month,
+                                     note="一票否决"))
+        db.session.commit()
+
+
+# ---- activities and check-in ---------------------------------------------------------------
+
+def open_activity(client: FlaskClient, world: World, item_id: int, **changes: Any
+                  ) -> tuple[int, str]:
+    """An activity of village A open for check-in now, and its code."""
+    current = now()
+    body = {"village_id": world.village_a, "title": "村民大会", "rule_item_id": item_id,
+            "starts_at": (current - timedelta(minutes=10)).isoformat(),
+            "ends_at": (current + timedelta(hours=2)).isoformat(), "qr_mode": "static",
+            **changes}
+    cadre = world.headers("cadre_a")
+    created = client.post(f"{API}/activities", json=body, headers=cadre)
+    assert created.status_code == 201, created.get_json()
+    activity_id = created.get_json()["id"]
+    shown = client.get(f"{API}/activities/{activity_id}/qr-token", headers=cadre)
+    return activity_id, shown.get_json()["token"]
+
+
+def bound_villagers(app: Flask, village_id: int, n: int) -> list[int]:
+    """n households of the village, each head bound to a WeChat user; the user ids."""
+    with app.app_context():
+        users = []
+        for i in range(n):
+            household = Household(village_id=village_id, name=f"并发{i}户")
+            db.session.add(household)
+            db.session.flush()
+            head = Villager(household_id=household.id, name=f"村民{i}", relation="户主")
+            db.session.add(head)
+            db.session.flush()
+            user = User(role="villager", openid=f"openid-concurrent-{i}", villager_id=head.id)
+            db.session.add(user)
+            users.append(user)
+        db.session.commit()
+        return [u.id for u in users]
+
+
+# ---- objections ----------------------------------------------------------------------------
+
+def object_to(client: FlaskClient, world: World, user: str | int, claim_id: int,
+              reason: str = "那天他不在村里") -> Any:
+    return client.post(f"/api/v1/claims/{claim_id}/objections", json={"reason": reason},
+                       headers=world.headers(user))
+
+
+def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
+            note: str = "已核实") -> Any:
+    return client.post(f"/api/v1/objections/{objection_id}/resolve",
+                       json={"outcome": outcome, "note": note},
+                       headers=world.headers("cadre_a"))

@@ -18,17 +18,10 @@ from points.models import User
 
 from .conftest import error_code
 from .fake_wechat import FakeWeChat
+from .helpers_wechat import TIMEOUT, point_at
 
 WECHAT = "/api/v1/auth/wechat"
 ME = "/api/v1/me"
-TIMEOUT = 0.5
-
-
-def point_at(app: Flask, monkeypatch: pytest.MonkeyPatch, fake: FakeWeChat) -> None:
-    monkeypatch.setitem(app.config, "WECHAT_APPID", fake.appid)
-    monkeypatch.setitem(app.config, "WECHAT_SECRET", fake.secret)
-    monkeypatch.setitem(app.config, "WECHAT_API_BASE", fake.base_url)
-    monkeypatch.setitem(app.config, "WECHAT_TIMEOUT", TIMEOUT)
 
 
 @pytest.fixture()

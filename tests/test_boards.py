@@ -20,11 +20,14 @@ from points import board_render, rankings
 from points.models import AuditEntry, BoardSnapshot, PublicLink
 
 from .conftest import World, error_code
+from .helpers_concurrency import on_postgres, together
 from .helpers_points import (
     SHANGHAI,
     add_household,
     approve,
+    bar,
     default_items,
+    earn,
     earn_posted,
     entries_of,
     frozen,
@@ -34,8 +37,6 @@ from .helpers_points import (
     set_policy,
     upload_photo,
 )
-from .test_concurrency import on_postgres, together
-from .test_rankings import bar, earn
 
 APRIL_2 = local(2026, 4, 2)
 

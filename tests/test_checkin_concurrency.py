@@ -11,57 +11,20 @@ writers, so there the capacity run shows only that queued check-ins wait instead
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from backend.clock import now
 from backend.extensions import db
-from points.models import Activity, CheckIn, Claim, Household, LedgerEntry, User, Villager
+from points.models import Activity, CheckIn, Claim, LedgerEntry
 from points.tokens import TokenCodec, TokenType
 
 from .conftest import SECRET, World
-from .helpers_points import default_items, set_policy
-from .test_concurrency import assert_no_server_errors, on_postgres, post_together
+from .helpers_concurrency import assert_no_server_errors, on_postgres, post_together
+from .helpers_points import bound_villagers, default_items, open_activity, set_policy
 
 API = "/api/v1"
-
-
-def open_activity(client: FlaskClient, world: World, item_id: int, **changes: Any
-                  ) -> tuple[int, str]:
-    """An activity of village A open for check-in now, and its code."""
-    current = now()
-    body = {"village_id": world.village_a, "title": "村民大会", "rule_item_id": item_id,
-            "starts_at": (current - timedelta(minutes=10)).isoformat(),
-            "ends_at": (current + timedelta(hours=2)).isoformat(), "qr_mode": "static",
-            **changes}
-    cadre = world.headers("cadre_a")
-    created = client.post(f"{API}/activities", json=body, headers=cadre)
-    assert created.status_code == 201, created.get_json()
-    activity_id = created.get_json()["id"]
-    shown = client.get(f"{API}/activities/{activity_id}/qr-token", headers=cadre)
-    return activity_id, shown.get_json()["token"]
-
-
-def bound_villagers(app: Flask, village_id: int, n: int) -> list[int]:
-    """n households of the village, each head bound to a WeChat user; the user ids."""
-    with app.app_context():
-        users = []
-        for i in range(n):
-            household = Household(village_id=village_id, name=f"并发{i}户")
-            db.session.add(household)
-            db.session.flush()
-            head = Villager(household_id=household.id, name=f"村民{i}", relation="户主")
-            db.session.add(head)
-            db.session.flush()
-            user = User(role="villager", openid=f"openid-concurrent-{i}", villager_id=head.id)
-            db.session.add(user)
-            users.append(user)
-        db.session.commit()
-        return [u.id for u in users]
 
 
 def totals(app: Flask, activity_id: int) -> dict[str, int]:

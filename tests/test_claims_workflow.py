@@ -31,7 +31,9 @@ from .helpers_points import (
     install_default_catalog,
     link_staff_to_villager,
     local,
+    object_to,
     post_due,
+    resolve,
     self_report,
     set_policy,
     upload_photo,
@@ -65,19 +67,6 @@ def in_notice_claim(client: FlaskClient, world: World, items: dict[str, int],
 
 def get_claim(client: FlaskClient, world: World, user: str | int, claim_id: int) -> Any:
     return client.get(f"/api/v1/claims/{claim_id}", headers=world.headers(user))
-
-
-def object_to(client: FlaskClient, world: World, user: str | int, claim_id: int,
-              reason: str = "那天他不在村里") -> Any:
-    return client.post(f"/api/v1/claims/{claim_id}/objections", json={"reason": reason},
-                       headers=world.headers(user))
-
-
-def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
-            note: str = "已核实") -> Any:
-    return client.post(f"/api/v1/objections/{objection_id}/resolve",
-                       json={"outcome": outcome, "note": note},
-                       headers=world.headers("cadre_a"))
 
 
 def award(client: FlaskClient, world: World, item_id: int, targets: list[dict[str, int]],

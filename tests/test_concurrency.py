@@ -12,15 +12,10 @@ locked"."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import time_machine
 from flask import Flask
 from sqlalchemy import func, select
@@ -44,88 +39,16 @@ from points.models import (
 )
 from points.scope import Actor
 
-from .conftest import World, is_postgres
-
-API = "/api/v1"
-
-on_postgres = pytest.mark.skipif(
-    not is_postgres(), reason="concurrency is proven on PostgreSQL; SQLite serialises writers"
+from .conftest import World
+from .helpers_concurrency import (
+    Reply,
+    assert_no_server_errors,
+    on_postgres,
+    post_together,
+    together,
 )
 
-
-# Generous: 50 threads share the app's pool (5 + 10 overflow, 30 s checkout timeout).
-JOIN_TIMEOUT = 120.0
-
-T = TypeVar("T")
-
-
-# ---- helpers: run things at once --------------------------------------------------------------
-
-def together(n: int, work: Callable[[int], T], timeout: float = JOIN_TIMEOUT) -> list[T]:
-    """Run `work(0) … work(n-1)` on n threads released at the same moment by a barrier; the
-    results in order. A thread that raises or does not finish in time fails the test."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-    errors: list[BaseException | None] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout)
-            results[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below, with the thread's index
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"concurrent-{i}", daemon=True)
-               for i in range(n)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [thread.name for thread in threads if thread.is_alive()]
-    assert not stuck, f"{len(stuck)} thread(s) still running after {timeout} s: {stuck[:5]}"
-    failed = [(i, exc) for i, exc in enumerate(errors) if exc is not None]
-    if failed:
-        first = failed[0][1]
-        raise AssertionError(
-            f"{len(failed)} of {n} thread(s) raised; first (thread {failed[0][0]}): {first!r}"
-        ) from first
-    return results
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any
-    replayed: bool
-
-    @property
-    def code(self) -> str | None:
-        if isinstance(self.body, dict) and "error" in self.body:
-            return self.body["error"]["code"]
-        return None
-
-
-def post_together(
-    app: Flask, n: int, path: str, headers: Callable[[int], dict[str, str]],
-    body: Callable[[int], Any] | None = None,
-) -> list[Reply]:
-    """n POSTs at once, each thread with its own test client (and so its own request context
-    and database session)."""
-    clients = [app.test_client() for _ in range(n)]
-
-    def send(i: int) -> Reply:
-        response = clients[i].post(path, headers=headers(i),
-                                   json=body(i) if body is not None else None)
-        return Reply(response.status_code, response.get_json(),
-                     response.headers.get("Idempotent-Replayed") == "true")
-
-    return together(n, send)
-
-
-def assert_no_server_errors(replies: list[Reply]) -> None:
-    errors = [(r.status, r.body) for r in replies if r.status >= 500]
-    assert not errors, f"{len(errors)} server error(s), first: {errors[0]}"
+API = "/api/v1"
 
 
 # ---- helpers: setup (each opens and closes its own app context) -----------------------------
@@ -406,7 +329,6 @@ def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: W
             MemberMonthTotal.member_id == world.head_x)).all()
         assert {t.month: t.score for t in members} == dict(by_month)
         assert sum(by_month.values()) == total
-
 
 
 # ---- 5. award batches that cross ------------------------------------------------------------

@@ -30,9 +30,16 @@ from schemathesis.transport.wsgi import WSGITransport
 
 from .conftest import World
 from .fake_wechat import FakeWeChat
-from .helpers_points import approve, default_items, self_report, upload_photo
-from .test_auth_wechat import point_at
-from .test_shop import add_reward, fund, order
+from .helpers_points import (
+    add_reward,
+    approve,
+    default_items,
+    fund,
+    order,
+    self_report,
+    upload_photo,
+)
+from .helpers_wechat import point_at
 
 SEED = 20261129
 # Per operation and role; with the coverage phase (boundary and invalid values of every field)

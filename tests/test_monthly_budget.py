@@ -19,19 +19,21 @@ from backend.extensions import db
 from points.models import Claim, MonthlyIssued, RuleItem, User
 
 from .conftest import World
+from .helpers_concurrency import assert_no_server_errors, on_postgres, post_together
 from .helpers_points import (
     add_household,
     approve,
+    bound_villagers,
     default_items,
     frozen,
     local,
+    object_to,
+    open_activity,
     post_due,
+    resolve,
     self_report,
     set_policy,
 )
-from .test_checkin_concurrency import bound_villagers, open_activity
-from .test_claims_workflow import object_to, resolve
-from .test_concurrency import assert_no_server_errors, on_postgres, post_together
 
 API = "/api/v1"
 

@@ -5,7 +5,6 @@ place, privacy on public views, and who may see which ranking."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from itertools import count
 from typing import Any
 
@@ -31,30 +30,11 @@ from points.models import (
 from points.rankings import TIE_RULE, mask_name, parse_period
 
 from .conftest import World, error_code
-from .helpers_points import SHANGHAI, add_household, bind_user, local
+from .helpers_points import SHANGHAI, add_household, bar, bind_user, earn, local
 
 
 def rankings(client: FlaskClient, headers: dict[str, str], **params: Any) -> Any:
     return client.get("/api/v1/rankings", query_string=params, headers=headers)
-
-
-def earn(app: Flask, household_id: int, amount: int, at: datetime,
-         member_id: int | None = None, kind: str | None = None) -> int:
-    """An entry straight through the ledger (the claims flow is tested elsewhere)."""
-    with app.app_context():
-        entry = ledger.append(db.session, household_id=household_id,
-                              kind=kind or ("earn" if amount > 0 else "deduct"), amount=amount,
-                              tz=SHANGHAI, member_id=member_id, note="测试", at=at)
-        db.session.commit()
-        return entry.id
-
-
-def bar(app: Flask, household_id: int, from_month: str, until_month: str) -> None:
-    with app.app_context():
-        db.session.add(HouseholdFlag(household_id=household_id, kind="veto",
-                                     from_month=from_month, until_month=until_month,
-                                     note="一票否决"))
-        db.session.commit()
 
 
 # ---- the property: the endpoint equals a brute-force count of the ledger ---------------------

@@ -14,23 +14,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
-
-from backend.extensions import db
-from points.models import Base
 
 from .conftest import World, error_code
+from .helpers_scope import ROSTER_CSV, database_state
 
 API = "/api/v1"
 
 # ---- valid bodies -----------------------------------------------------------------------------
 
 ROSTER = object()  # a valid roster CSV, sent as the raw body
-ROSTER_CSV = (
-    "户编号,村民小组,地址,姓名,与户主关系,手机号,性别,出生年份\n"
-    "R1,第二村民小组,新村路8号,王大山,户主,13911112222,男,1966\n"
-    "R1,第二村民小组,新村路8号,李秀英,配偶,,女,1968\n"
-).encode()
 
 VILLAGE = {"name": "改名村"}
 GROUP = {"name": "第九村民小组"}
@@ -245,9 +237,6 @@ MATRIX: list[Any] = [
     (None, "GET", "/households/99999", None, 401),  # not even "does it exist" without a token
 ]
 
-# Login state changes on every request; everything else must stay put when a call is refused.
-VOLATILE_TABLES = {"auth_sessions", "refresh_tokens"}
-
 
 def _case_id(case: Any) -> str:
     values = case.values if hasattr(case, "values") else case
@@ -266,18 +255,6 @@ def _fill(value: Any, ids: dict[str, int]) -> Any:
     if isinstance(value, str):
         return value.format(**ids)
     return value
-
-
-def database_state(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table but the login bookkeeping, in a stable order."""
-    with app.app_context():
-        state = {}
-        for table in Base.metadata.sorted_tables:
-            if table.name in VOLATILE_TABLES:
-                continue
-            rows = db.session.execute(select(table)).all()
-            state[table.name] = sorted((tuple(row) for row in rows), key=repr)
-        return state
 
 
 def call(client: FlaskClient, world: World, headers: dict[str, str], method: str, url: str,

@@ -56,14 +56,15 @@ from .helpers_points import (
     bind_user,
     catalog_id,
     frozen,
+    fund,
     install_default_catalog,
     jpeg_bytes,
     local,
+    member_token,
     self_report,
     upload_photo,
 )
-from .test_scope_matrix import ROSTER_CSV, database_state
-from .test_shop import fund, member_token
+from .helpers_scope import ROSTER_CSV, database_state
 
 API = "/api/v1"
 BEFORE = local(2026, 11, 30, 15, 0)  # activities are set up the afternoon before

@@ -23,12 +23,16 @@ from .helpers_points import (
     SHANGHAI,
     account_of,
     add_household,
+    add_reward,
     frozen,
+    fund,
     install_default_catalog,
     local,
+    member_token,
+    order,
+    scan,
     set_policy,
 )
-from .test_shop import add_reward, fund, member_token, order, scan
 
 API = "/api/v1"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import ledger, supermarket
+from points import supermarket
 from points.demo import DEMO_PASSWORD
 from points.models import (
     AuditEntry,
@@ -37,43 +37,24 @@ from .helpers_points import (
     SHANGHAI,
     account_of,
     add_household,
+    add_reward,
     entries_of,
     frozen,
+    fund,
     install_default_catalog,
     ledger_sum,
     local,
+    member_token,
+    order,
+    scan,
     set_policy,
+    stock_of,
 )
 
 API = "/api/v1"
 
 
 # ---- set-up helpers (each opens and closes its own app context) -----------------------------
-
-def fund(app: Flask, household_id: int, points: int, at: datetime | None = None,
-         kind: str = "earn") -> None:
-    """Points earned by the household through the ledger, as a posted claim would give."""
-    with app.app_context():
-        ledger.append(db.session, household_id=household_id, kind=kind, amount=points,
-                      tz=SHANGHAI, note="测试入账", at=at)
-        db.session.commit()
-
-
-def add_reward(app: Flask, shop_id: int, name: str, points: int, stock: int,
-               active: bool = True) -> int:
-    with app.app_context():
-        reward = Reward(shop_id=shop_id, name=name, points=points, stock=stock, active=active)
-        db.session.add(reward)
-        db.session.commit()
-        return reward.id
-
-
-def stock_of(app: Flask, reward_id: int) -> int:
-    with app.app_context():
-        reward = db.session.get(Reward, reward_id)
-        assert reward is not None
-        return reward.stock
-
 
 def add_shop_b(app: Flask, world: World) -> dict[str, int]:
     """A second shop, serving village B only, with its own clerk."""
@@ -87,23 +68,6 @@ def add_shop_b(app: Flask, world: World) -> dict[str, int]:
         db.session.add(clerk)
         db.session.commit()
         return {"shop": shop.id, "clerk": clerk.id}
-
-
-def member_token(app: Flask, villager_id: int) -> str:
-    """What the member card (积分卡) of a villager carries."""
-    with app.app_context():
-        return qr_codec().encode(TokenType.MEMBER_CARD, (villager_id,))
-
-
-def order(client: FlaskClient, headers: dict[str, str], shop_id: int,
-          items: list[tuple[int, int]], **extra: str) -> Any:
-    return client.post(f"{API}/redemptions", headers={**headers, **extra}, json={
-        "shop_id": shop_id, "items": [{"reward_id": r, "quantity": q} for r, q in items]})
-
-
-def scan(client: FlaskClient, headers: dict[str, str], token: str) -> Any:
-    return client.post(f"{API}/redemptions/scan", headers=headers,
-                       json={"pickup_token": token})
 
 
 def redemption_count(app: Flask) -> int:

@@ -20,15 +20,23 @@ from points import ledger, supermarket
 from points.models import Account, LedgerEntry, Redemption
 
 from .conftest import World
-from .helpers_points import SHANGHAI, account_of, add_household, frozen, local
-from .test_concurrency import (
+from .helpers_concurrency import (
     Reply,
     assert_no_server_errors,
     on_postgres,
     post_together,
     together,
 )
-from .test_shop import add_reward, fund, stock_of
+from .helpers_points import (
+    SHANGHAI,
+    account_of,
+    add_household,
+    add_reward,
+    frozen,
+    fund,
+    local,
+    stock_of,
+)
 
 API = "/api/v1"
 

@@ -15,8 +15,15 @@ from backend.extensions import db
 from points.models import Household, VillagerGroup
 
 from .conftest import World
-from .helpers_points import add_household, default_items, earn_posted, entries_of, frozen, local
-from .test_rankings import earn
+from .helpers_points import (
+    add_household,
+    default_items,
+    earn,
+    earn_posted,
+    entries_of,
+    frozen,
+    local,
+)
 
 
 @pytest.fixture()
