@@ -23,13 +23,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, Text, and_, bindparam, cast, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 import rules
 
 from . import audit, catalogs, claims
-from .db import core
+from .db import core, upsert_insert
 from .errors import DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Claim,
@@ -200,7 +199,7 @@ def create_activity(
     village = get_visible(session, actor, Village, village_id)
     authorize(actor, "activity.create")
     item = claims.village_item(session, village.id, rule_item_id)
-    rule = item.current_version.rule  # type: ignore[union-attr]
+    rule = claims.current_rule(item)
     if "checkin" not in rule.submit_by:
         raise Invalid(f"「{rule.name}」不能通过签到计分，请选择可签到的细则条目",
                       code="not_checkin_item")
@@ -465,9 +464,8 @@ def _insert_checkin(session: Session, values: dict[str, Any]) -> int | None:
 def _checkin_insert(dialect: str) -> Any:
     """Built once per dialect: building a statement costs more CPU than running it. The
     table, not the mapped class: one row needs none of the ORM's bulk-insert work."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = CheckIn.__table__
-    return (insert(table)  # type: ignore[arg-type]
+    return (upsert_insert(dialect)(table)  # type: ignore[arg-type]
             .on_conflict_do_nothing(index_elements=["activity_id", "villager_id"])
             .returning(table.c.id))  # type: ignore[attr-defined]
 

@@ -28,7 +28,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -36,7 +35,7 @@ import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
-from .db import core, insert_as_loaded
+from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
 from .models.claims import (
@@ -278,7 +277,7 @@ def submit(
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
     item = village_item(session, actor.village_id, rule_item_id)
-    rule = item.current_version.rule  # type: ignore[union-attr]
+    rule = current_rule(item)
     if "villager" not in rule.submit_by:
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
@@ -339,7 +338,7 @@ def award(
     for index, target in sorted(enumerate(resolved),
                                 key=lambda it: (it[1].village_id, it[1].household_id)):
         item = village_item(session, target.village_id, rule_item_id)
-        rule = item.current_version.rule  # type: ignore[union-attr]
+        rule = current_rule(item)
         if "cadre" not in rule.submit_by:
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
         if rule.applies_to == "member" and target.member_id is None:
@@ -399,9 +398,8 @@ def _issue_statement(dialect: str, bounded: bool) -> Any:
     stays within `budget` (no row returned: it would not). One statement, so the check and
     the addition cannot be split by another approval: the row's lock makes the second wait,
     and it then sees the first one's total."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = MonthlyIssued.__table__
-    stmt = insert(table).values(  # type: ignore[arg-type]
+    stmt = upsert_insert(dialect)(table).values(  # type: ignore[arg-type]
         village_id=bindparam("village_id"), month=bindparam("month"),
         issued=bindparam("points"))
     total = table.c.issued + stmt.excluded.issued  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, insert, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -52,6 +53,12 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
+
+
+def upsert_insert(dialect: str) -> Any:
+    """The dialect's INSERT that takes ON CONFLICT (PostgreSQL's and SQLite's spell it
+    alike), for `session.get_bind().dialect.name`."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def core(session: Session) -> Connection:

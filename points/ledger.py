@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from rules.periods import month_key
 
+from .db import upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import Household, Villager
 from .models.ledger import GENESIS_HASH, Account, LedgerEntry, MemberMonthTotal, MonthTotal
@@ -99,8 +99,7 @@ def _insert_ignore(
     session: Session, model: type, values: dict[str, Any], keys: list[str]
 ) -> None:
     """INSERT … ON CONFLICT DO NOTHING: two first entries at once create one row."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session.get_bind().dialect.name)
     session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
 
 
@@ -109,8 +108,7 @@ def _add_to_totals(
     increments: dict[str, int],
 ) -> None:
     """Upsert a totals row, adding to its counters in one statement."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session.get_bind().dialect.name)
     stmt = insert(model).values(**keys, **increments)
     table = model.__table__  # type: ignore[attr-defined]
     stmt = stmt.on_conflict_do_update(
