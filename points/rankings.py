@@ -189,23 +189,26 @@ def board_prefs(session: Session, village_ids: Iterable[int],
             by_village[row.village_id] = row
         else:
             by_township[row.township_id] = row
-    return {village_id: layered_prefs(by_township.get(townships.get(village_id)),
-                                      by_village.get(village_id))
+    return {village_id: layered_prefs(settings_layer(by_township.get(townships.get(village_id))),
+                                      settings_layer(by_village.get(village_id)))
             for village_id in ids}
 
 
-def layered_prefs(*rows: BoardSettings | None) -> BoardPrefs:
-    """The defaults, overridden in turn by each settings row's non-null fields (a
-    township's, then a village's)."""
+def layered_prefs(*layers: tuple[bool | None, int | None]) -> BoardPrefs:
+    """The defaults, overridden in turn by each layer's non-null (mask_names,
+    red_list_size): a township's settings, then a village's."""
     prefs = BoardPrefs()
-    for row in rows:
-        if row is None:
-            continue
-        if row.mask_names is not None:
-            prefs = replace(prefs, mask_names=row.mask_names)
-        if row.red_list_size is not None:
-            prefs = replace(prefs, red_list_size=row.red_list_size)
+    for mask, size in layers:
+        if mask is not None:
+            prefs = replace(prefs, mask_names=mask)
+        if size is not None:
+            prefs = replace(prefs, red_list_size=size)
     return prefs
+
+
+def settings_layer(row: BoardSettings | None) -> tuple[bool | None, int | None]:
+    """A settings row as a layer of `layered_prefs` (no row: nothing set)."""
+    return (None, None) if row is None else (row.mask_names, row.red_list_size)
 
 
 def settings_row(session: Session, *, village_id: int | None = None,
@@ -823,10 +826,7 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
         raise NotFound()
     (village_name, _, township_mask, township_size, own_mask, own_size, own_policy,
      township_policy, snapshot_id, snapshot_month, published_print, now_print) = found[0]
-    prefs = BoardPrefs()
-    for mask, size in ((township_mask, township_size), (own_mask, own_size)):
-        prefs = replace(prefs, mask_names=prefs.mask_names if mask is None else mask,
-                        red_list_size=prefs.red_list_size if size is None else size)
+    prefs = layered_prefs((township_mask, township_size), (own_mask, own_size))
     policy = catalogs.policy_of(own_policy, township_policy)
     single = len(period.months) == 1
     rows = _rows(session, _board_rows(single), {

@@ -256,7 +256,7 @@ def township_settings(township_id: int) -> dict[str, Any]:
     authorize(actor, "board.township_settings")
     row = rankings.settings_row(db.session, township_id=township.id)
     return _settings_out(row, village_id=None, township_id=township.id,
-                         effective=rankings.layered_prefs(row))
+                         effective=rankings.layered_prefs(rankings.settings_layer(row)))
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
@@ -268,7 +268,7 @@ def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, A
                                    township_id=township_id)
     db.session.commit()
     return _settings_out(row, village_id=None, township_id=township_id,
-                         effective=rankings.layered_prefs(row))
+                         effective=rankings.layered_prefs(rankings.settings_layer(row)))
 
 
 @blp.route("/me/board-privacy", methods=["GET"])
