@@ -438,30 +438,28 @@ def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
                   "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
 
 
-def _counted(session: Session, tz: ZoneInfo) -> dict[tuple[int, str], int]:
-    """What `MonthlyIssued` should hold, recomputed from the claims."""
+def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
+    """Each village month whose kept total differs from what its claims count: (village,
+    month, kept, counted), in order."""
     counted: dict[tuple[int, str], int] = defaultdict(int)
     for village_id, decided_at, points in session.execute(
         select(Claim.village_id, Claim.decided_at, Claim.points).where(
             Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None))
     ):
         counted[(village_id, month_key(decided_at.astimezone(tz)))] += points
-    return counted
-
-
-def _kept(session: Session) -> dict[tuple[int, str], int]:
     # Columns, not objects: the rows change by Core statements, which loaded objects miss.
-    return {(village_id, month): issued for village_id, month, issued in session.execute(
+    kept = {(village_id, month): issued for village_id, month, issued in session.execute(
         select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
+    return [(village_id, month, kept.get((village_id, month), 0),
+             counted.get((village_id, month), 0))
+            for village_id, month in sorted(set(counted) | set(kept))
+            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
 
 
 def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
     """Every village's month as counted against the claims it counts (empty: all agree)."""
-    counted, kept = _counted(session, tz), _kept(session)
-    return [f"村 {village_id} {month} 本月已发放记为 {kept.get((village_id, month), 0)}，"
-            f"按申报合计应为 {counted.get((village_id, month), 0)}"
-            for village_id, month in sorted(set(counted) | set(kept))
-            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
+    return [f"村 {village_id} {month} 本月已发放记为 {kept}，按申报合计应为 {counted}"
+            for village_id, month, kept, counted in _drift(session, tz)]
 
 
 def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
@@ -470,16 +468,14 @@ def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
     months changed. Locks the table so that no approval counts meanwhile."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
-    counted, kept = _counted(session, tz), _kept(session)
-    changed = [key for key in set(counted) | set(kept) if counted.get(key, 0) != kept.get(key, 0)]
-    for village_id, month in changed:
+    drift = _drift(session, tz)
+    for village_id, month, _kept, counted in drift:
         session.execute(delete(MonthlyIssued).where(MonthlyIssued.village_id == village_id,
                                                     MonthlyIssued.month == month))
-        if counted.get((village_id, month)):
-            session.add(MonthlyIssued(village_id=village_id, month=month,
-                                      issued=counted[(village_id, month)]))
+        if counted:
+            session.add(MonthlyIssued(village_id=village_id, month=month, issued=counted))
     session.flush()
-    return len(changed)
+    return len(drift)
 
 
 def _advance(
