@@ -120,11 +120,16 @@ class StarRowOut(Schema):
 class CorrectionOut(Schema):
     kind = fields.String(metadata={"description": "reversal: an entry of an earlier month "
                                                   "corrected; late: points reached an "
-                                                  "earlier month after its board closed"})
+                                                  "earlier month after its board closed; "
+                                                  "veto_withdrawal: the township withdrew a "
+                                                  "veto (一票否决) in the period, `amount` "
+                                                  "the spendable points given back"})
     household_id = fields.Integer(allow_none=True)
     name = fields.String()
     amount = fields.Integer()
-    month = fields.String(metadata={"description": "the month the corrected points were in"})
+    month = fields.String(metadata={"description": "the month the corrected points were in "
+                                                   "(a withdrawn veto: the month it took "
+                                                   "effect)"})
     item = fields.String(allow_none=True)
     note = fields.String()
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.models import GENDERS, RELATIONS, ROLES, STAFF_ROLES
+from points.models import GENDERS, RELATIONS, REVERSAL_REQUEST_STATUSES, ROLES, STAFF_ROLES
 
 from .openapi import JsonBoolean, PageArgs
 
@@ -349,6 +349,21 @@ class ObjectionOut(Schema):
     resolution_note = fields.String(allow_none=True)
 
 
+class VetoWithdrawalOut(Schema):
+    """A posted veto (一票否决) the township withdrew: the wiped points given back, the bar
+    lifted."""
+
+    id = fields.Integer()
+    claim_id = fields.Integer()
+    reason = fields.String()
+    restored = fields.Integer(metadata={"description": "spendable points given back"})
+    vetoed_month = fields.String(metadata={"description": "the month the veto took effect"})
+    month = fields.String(metadata={"description": "the month of the withdrawal, whose board "
+                                                   "notes it"})
+    withdrawn_by = fields.Integer()
+    withdrawn_at = LocalDateTime()
+
+
 class ClaimOut(Schema):
     id = fields.Integer()
     status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
@@ -372,6 +387,8 @@ class ClaimOut(Schema):
     posted_at = LocalDateTime(allow_none=True)
     reject_reason = fields.String(allow_none=True)
     objections = fields.List(fields.Nested(ObjectionOut))
+    veto_withdrawal = fields.Nested(VetoWithdrawalOut, allow_none=True, metadata={
+        "description": "a veto's withdrawal by the township, if it was withdrawn"})
 
 
 class ClaimListArgs(PageArgs):
@@ -424,3 +441,31 @@ class LedgerEntryOut(Schema):
     created_at = LocalDateTime()
     created_by = fields.Integer(allow_none=True)
     note = fields.String(allow_none=True)
+
+
+class ReversalRequestArgs(PageArgs):
+    status = fields.String(load_default="pending_confirmation",
+                           validate=validate.OneOf(REVERSAL_REQUEST_STATUSES))
+    village_id = Id(strict=False)
+    household_id = Id(strict=False)
+    entry_id = Id(strict=False)
+
+
+class ReversalRequestOut(Schema):
+    """A reversal (冲正) at or above the two-cadre threshold asked for by one reviewer:
+    `pending_confirmation` until a second, different cadre (or a township or county admin)
+    makes the same call, `confirmed` once the reversing entry (`reversal_id`) is posted."""
+
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(REVERSAL_REQUEST_STATUSES))
+    entry_id = fields.Integer()
+    village_id = fields.Integer()
+    household_id = fields.Integer()
+    amount = fields.Integer(metadata={"description": "the amount of the entry to reverse"})
+    reason = fields.String()
+    requested_by = fields.Integer()
+    requested_at = LocalDateTime()
+    confirmed_by = fields.Integer(allow_none=True)
+    confirmed_at = LocalDateTime(allow_none=True)
+    confirm_note = fields.String(allow_none=True)
+    reversal_id = fields.Integer(allow_none=True)

@@ -37,7 +37,15 @@ from rules.periods import month_key, period_end, period_start
 from . import audit, catalogs, ledger
 from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from .models import Household, LedgerEntry, RuleItem, RuleItemVersion, Village, Villager
+from .models import (
+    Account,
+    Household,
+    LedgerEntry,
+    RuleItem,
+    RuleItemVersion,
+    Village,
+    Villager,
+)
 from .models.claims import (
     Claim,
     ClaimApproval,
@@ -45,10 +53,14 @@ from .models.claims import (
     MonthlyIssued,
     Objection,
     Upload,
+    VetoWithdrawal,
 )
 from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
 
 log = logging.getLogger(__name__)
+
+# The note of the entry that wipes a vetoed household's spendable points.
+VETO_WIPE_NOTE = "一票否决：可用积分清零"
 
 # Statuses whose points count against an item's caps when a new claim comes in: a villager
 # cannot get past a cap by filing several claims before the first is reviewed.
@@ -365,9 +377,16 @@ def _own_household(session: Session, actor: Actor) -> int | None:
     return session.scalar(select(Villager.household_id).where(Villager.id == actor.villager_id))
 
 
+def refuse_own_household(
+    session: Session, actor: Actor, household_id: int, message: str | None = None
+) -> None:
+    """No one reviews their own household's points: awards, approvals and reversals alike."""
+    if household_id == _own_household(session, actor):
+        raise SelfApproval(message)
+
+
 def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
-    if claim.household_id == _own_household(session, actor):
-        raise SelfApproval()
+    refuse_own_household(session, actor, claim.household_id)
     exists = session.scalar(select(ClaimApproval.id).where(
         ClaimApproval.claim_id == claim.id, ClaimApproval.user_id == actor.user_id))
     if exists:
@@ -482,9 +501,10 @@ def _advance(
     session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
     tz: ZoneInfo,
 ) -> None:
-    """After an approval: enough cadres? within budget? then notice or post."""
+    """After an approval: enough cadres? within budget? then notice or post. A veto (一票否决)
+    scores nothing but wipes a household's points and bars it from boards: always two."""
     policy = catalogs.effective_policy(session, claim.village_id)
-    needed = 2 if abs(claim.points) >= policy.two_cadre_threshold else 1
+    needed = 2 if rule.kind == "veto" or abs(claim.points) >= policy.two_cadre_threshold else 1
     if _approvals(session, claim) < needed:
         return
     _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS,
@@ -682,15 +702,16 @@ def _apply_veto(
     session: Session, claim: Claim, veto: rules.VetoEffect, now: datetime, tz: ZoneInfo
 ) -> None:
     """一票否决: spendable points wiped by an entry, and a bar from boards by a flag —
-    never a silent edit."""
+    never a silent edit. The wipe carries the claim (a veto scores nothing, so it is the
+    claim's one entry), so that withdrawing the veto finds what to give back."""
     if veto.wipe_available:
         account = ledger.account_for(session, claim.household_id, lock=True)
         if account.available > 0:
             ledger.append(
                 session, household_id=claim.household_id, kind="expire",
                 amount=-account.available, tz=tz, member_id=claim.member_id,
-                rule_item_version_id=claim.rule_item_version_id,
-                created_by=claim.submitted_by, note="一票否决：可用积分清零", at=now,
+                rule_item_version_id=claim.rule_item_version_id, claim_id=claim.id,
+                created_by=claim.submitted_by, note=VETO_WIPE_NOTE, at=now,
             )
     if veto.bar_periods > 0:
         first = month_key(now.astimezone(tz))
@@ -701,6 +722,74 @@ def _apply_veto(
             from_month=first, until_month=f"{year:04d}-{month + 1:02d}",
             note=f"一票否决：{veto.bar_periods} 个月内不参加评比", created_at=now,
         ))
+
+
+class NotPostedVeto(DomainError):
+    status = 409
+    code = "not_posted_veto"
+    message = "只有已生效的一票否决可以撤销"
+
+
+class VetoWithdrawn(DomainError):
+    status = 409
+    code = "veto_withdrawn"
+    message = "该一票否决已经撤销过了"
+
+
+# What undoing a veto may reverse: its wipe, and an entry of its own if it ever had points.
+VETO_ENTRY_KINDS = ledger.REVERSIBLE_KINDS | {"expire"}
+
+
+def withdraw_veto(
+    session: Session, actor: Actor, claim_id: int, reason: str, now: datetime, tz: ZoneInfo
+) -> VetoWithdrawal:
+    """The township withdraws a posted veto (撤销一票否决), e.g. one found wrong on appeal:
+    what it wiped is given back by entries reversing its own, and its bar flag stops
+    counting; the next board notes it. Once: the claim's row lock queues a second
+    withdrawal, which then finds the first."""
+    claim = _lock_claim(session, actor, claim_id)
+    authorize(actor, "veto.withdraw")
+    version = session.get(RuleItemVersion, claim.rule_item_version_id)
+    assert version is not None
+    if claim.status != "posted" or version.rule.kind != "veto":
+        raise NotPostedVeto()
+    if session.scalar(select(VetoWithdrawal.id).where(VetoWithdrawal.claim_id == claim.id)):
+        raise VetoWithdrawn()
+    assert claim.posted_at is not None
+    withdrawal = VetoWithdrawal(
+        claim_id=claim.id, village_id=claim.village_id, household_id=claim.household_id,
+        reason=reason, restored=0, vetoed_month=month_key(claim.posted_at.astimezone(tz)),
+        month=month_key(now.astimezone(tz)), withdrawn_by=actor.user_id, withdrawn_at=now,
+    )
+    session.add(withdrawal)
+    session.flush()
+    for entry in _veto_entries(session, claim):
+        if session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry.id)):
+            continue
+        given = ledger.reverse(session, entry, reason=f"撤销一票否决：{reason}",
+                               created_by=actor.user_id, tz=tz, kinds=VETO_ENTRY_KINDS)
+        withdrawal.restored += given.amount
+    session.execute(
+        update(HouseholdFlag).where(HouseholdFlag.claim_id == claim.id)
+        .values(withdrawal_id=withdrawal.id).execution_options(synchronize_session=False))
+    audit.record(session, actor, "veto.withdraw", withdrawal, village_id=claim.village_id)
+    return withdrawal
+
+
+def _veto_entries(session: Session, claim: Claim) -> list[LedgerEntry]:
+    """What a posted veto wrote to the ledger. Its wipe carries the claim; one written
+    before it did is the wipe posted with the claim, at its moment, for its item."""
+    own = list(session.scalars(select(LedgerEntry).where(LedgerEntry.claim_id == claim.id)))
+    if own:
+        return own
+    earlier = session.scalar(
+        select(LedgerEntry).join(Account, Account.id == LedgerEntry.account_id)
+        .where(Account.household_id == claim.household_id, LedgerEntry.kind == "expire",
+               LedgerEntry.claim_id.is_(None), LedgerEntry.note == VETO_WIPE_NOTE,
+               LedgerEntry.rule_item_version_id == claim.rule_item_version_id,
+               LedgerEntry.created_at == claim.posted_at)
+        .order_by(LedgerEntry.seq).limit(1))
+    return [earlier] if earlier is not None else []
 
 
 def due_claim_ids(session: Session, now: datetime) -> list[int]:
@@ -737,6 +826,8 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
     data = version.data if version else {}
+    withdrawal = session.scalar(select(VetoWithdrawal).where(
+        VetoWithdrawal.claim_id == claim.id)) if data.get("kind") == "veto" else None
     return {
         "claim": claim,
         "rule_item": {"id": claim.rule_item_id, "version_id": claim.rule_item_version_id,
@@ -747,6 +838,7 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
         "household_name": household.name if household else None,
         "approvals": _approvals(session, claim),
         "objections": objection_for(session, claim.id),
+        "veto_withdrawal": withdrawal,
     }
 
 

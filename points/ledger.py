@@ -158,7 +158,11 @@ def append(
     entry.hash = chain_hash(account.head_hash, entry)
     session.add(entry)
 
-    scores = kind in SCORE_KINDS or (kind == "reverse" and _reverses_score(session, reverses_id))
+    # A reversal counts where the entry it reverses counted: an award's in the score, a
+    # withdrawn veto's wipe in the expired points (so issued = balances + redeemed + expired
+    # still holds in the points report).
+    reversed_kind = _kind_of(session, reverses_id) if kind == "reverse" else None
+    scores = kind in SCORE_KINDS or reversed_kind in SCORE_KINDS
     values: dict[str, Any] = {"entry_count": entry.seq, "head_hash": entry.hash}
     if from_hold:
         values["held"] = Account.held + amount
@@ -182,7 +186,7 @@ def append(
         "earned": amount if kind == "earn" else 0,
         "deducted": amount if kind == "deduct" else 0,
         "redeemed": amount if kind == "redeem" else 0,
-        "expired": amount if kind == "expire" else 0,
+        "expired": amount if "expire" in (kind, reversed_kind) else 0,
     }
     _add_to_totals(
         session, MonthTotal,
@@ -203,22 +207,31 @@ def append(
     return entry
 
 
-def _reverses_score(session: Session, reverses_id: int | None) -> bool:
-    if reverses_id is None:
-        return False
-    kind = session.scalar(select(LedgerEntry.kind).where(LedgerEntry.id == reverses_id))
-    return kind in SCORE_KINDS
+def _kind_of(session: Session, entry_id: int | None) -> str | None:
+    if entry_id is None:
+        return None
+    return session.scalar(select(LedgerEntry.kind).where(LedgerEntry.id == entry_id))
 
 
-def reverse(
-    session: Session, entry: LedgerEntry, *, reason: str, created_by: int, tz: ZoneInfo
-) -> LedgerEntry:
-    """A correction: an entry of the opposite amount, in the month it is made (a published
-    board is never changed silently; the reversal shows on the next one)."""
-    if entry.kind not in REVERSIBLE_KINDS:
+def check_reversible(
+    session: Session, entry: LedgerEntry, kinds: frozenset[str] = REVERSIBLE_KINDS
+) -> None:
+    """Refuse an entry of another kind, or one already reversed."""
+    if entry.kind not in kinds:
         raise NotReversible()
     if session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry.id)):
         raise AlreadyReversed()
+
+
+def reverse(
+    session: Session, entry: LedgerEntry, *, reason: str, created_by: int, tz: ZoneInfo,
+    kinds: frozenset[str] = REVERSIBLE_KINDS,
+) -> LedgerEntry:
+    """A correction: an entry of the opposite amount, in the month it is made (a published
+    board is never changed silently; the reversal shows on the next one). `kinds`: what may
+    be reversed; a cadre corrects awards and deductions, and an expiry is given back only
+    with the veto that wiped it (claims.withdraw_veto)."""
+    check_reversible(session, entry, kinds)
     account = session.get(Account, entry.account_id)
     assert account is not None
     return append(

@@ -66,6 +66,7 @@ from .models import (
     RuleCatalog,
     RuleItemVersion,
     Township,
+    VetoWithdrawal,
     Village,
     Villager,
     VillagerGroup,
@@ -331,9 +332,11 @@ def _totals_filter(column: Any, kind: str) -> Any:
     return column == bindparam("village_id")
 
 
-# 一票否决: a flag for any month of the period. A correlated EXISTS (and below, the head's
-# name) is an index probe per household, however many villages the county has.
+# 一票否决: a flag for any month of the period, unless the township withdrew its veto. A
+# correlated EXISTS (and below, the head's name) is an index probe per household, however
+# many villages the county has.
 _BARRED = exists().where(HouseholdFlag.household_id == Household.id,
+                         HouseholdFlag.withdrawal_id.is_(None),
                          HouseholdFlag.from_month <= bindparam("last"),
                          HouseholdFlag.until_month >= bindparam("first"))
 
@@ -529,7 +532,8 @@ _snapshot = aliased(BoardSnapshot)
 #    as published and as it stands now;
 # 2. every household's score in the period, with names only for those the board may list;
 # 3. the items of the black-listed households (flags and deductions);
-# 4. the period's reversals of earlier months' entries (correction notes).
+# 4. the period's reversals of earlier months' entries and withdrawn vetoes (correction
+#    notes).
 
 
 def _head_name(household_id: Any) -> Any:
@@ -691,6 +695,7 @@ def _black_items(single: bool, postgres: bool) -> Any:
                                Claim.id == HouseholdFlag.claim_id)),
                cast(null(), Integer), HouseholdFlag.until_month, HouseholdFlag.id)
         .where(_among(HouseholdFlag.household_id, "households", postgres),
+               HouseholdFlag.withdrawal_id.is_(None),
                HouseholdFlag.from_month <= bindparam("last"),
                HouseholdFlag.until_month >= bindparam("first"))
     )
@@ -699,23 +704,40 @@ def _black_items(single: bool, postgres: bool) -> Any:
 
 
 # The period's reversals of entries of earlier months, found through the partial index on
-# reversals by month (points.models.boards).
+# reversals by month (points.models.boards), then its withdrawn vetoes. A withdrawn veto's
+# wipe given back is noted as the withdrawal, not as a reversal of its own.
 @cache
 def _reversals(single: bool) -> Any:
     household = Account.household_id
-    return (
-        select(LedgerEntry.amount, LedgerEntry.note, _original.month, household,
-               _item_name(_original.rule_item_version_id),
+    reversals = (
+        select(literal("reversal").label("kind"), LedgerEntry.amount.label("amount"),
+               LedgerEntry.note.label("note"), _original.month.label("month"),
+               household.label("household_id"),
+               _item_name(_original.rule_item_version_id).label("item"),
                func.coalesce(_head_name(household),
-                             _one(Household.name, Household.id == household)),
-               _one(Household.group_id, Household.id == household))
+                             _one(Household.name, Household.id == household)).label("name"),
+               _one(Household.group_id, Household.id == household).label("group_id"),
+               LedgerEntry.id.label("seq"))
         .join(_original, _original.id == LedgerEntry.reverses_id)
         .join(Account, Account.id == LedgerEntry.account_id)
         .where(LedgerEntry.reverses_id.isnot(None), _in_months(LedgerEntry.month, single),
-               _original.month < bindparam("first"),
+               _original.month < bindparam("first"), _original.kind != "expire",
                Account.village_id == bindparam("village_id"))
-        .order_by(LedgerEntry.id)
     )
+    withdrawn = VetoWithdrawal.household_id
+    withdrawals = (
+        select(literal("veto_withdrawal"), VetoWithdrawal.restored, VetoWithdrawal.reason,
+               VetoWithdrawal.vetoed_month, withdrawn,
+               _item_name(_one(Claim.rule_item_version_id,
+                               Claim.id == VetoWithdrawal.claim_id)),
+               func.coalesce(_head_name(withdrawn),
+                             _one(Household.name, Household.id == withdrawn)),
+               _one(Household.group_id, Household.id == withdrawn), VetoWithdrawal.id)
+        .where(VetoWithdrawal.village_id == bindparam("village_id"),
+               _in_months(VetoWithdrawal.month, single))
+    )
+    both = union_all(reversals, withdrawals).subquery()
+    return select(both).order_by(both.c.kind, both.c.seq)
 
 
 @cache
@@ -765,16 +787,18 @@ def _black_list(
 
 def _reversal_notes(session: Session, village_id: int, period: Period
                     ) -> list[dict[str, Any]]:
-    """Reversals made in the period of entries counted in an earlier month (冲正更正)."""
+    """Reversals made in the period of entries counted in an earlier month (冲正更正), and
+    vetoes withdrawn in the period (一票否决撤销: `amount` the spendable points given back)."""
     rows = _rows(session, _reversals(len(period.months) == 1),
                  {"months": list(period.months), "month": period.first,
                   "first": period.first, "village_id": village_id})
     return [{
-        "kind": "reversal", "household_id": hid, "name": name or f"{hid}号户",
+        "kind": kind, "household_id": hid, "name": name or f"{hid}号户",
         "group_id": gid, "amount": amount, "month": month, "item": item,
-        "note": f"{_month_label(month)}{'加分' if amount < 0 else '扣分'}冲正"
-                + (f"：{note}" if note else ""),
-    } for amount, note, month, hid, item, name, gid in rows]
+        "note": _month_label(month) + (
+            "一票否决撤销，恢复评比资格" if kind == "veto_withdrawal"
+            else f"{'加分' if amount < 0 else '扣分'}冲正") + (f"：{note}" if note else ""),
+    } for kind, amount, note, month, hid, item, name, gid, _ in rows]
 
 
 def _late_notes(session: Session, village_id: int, snapshot_id: int, month: str

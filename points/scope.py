@@ -29,6 +29,7 @@ from .models import (
     LedgerEntry,
     Objection,
     Redemption,
+    ReversalRequest,
     Reward,
     RuleCatalog,
     RuleItem,
@@ -82,7 +83,10 @@ ACTIONS: dict[str, frozenset[str]] = {
     # 积分录入 and 审核: cadres of the village; township admins approve past the budget.
     "claim.award": REGISTRY_STAFF,
     "claim.review": REGISTRY_STAFF,
+    # 冲正: a cadre corrects an entry, at or above the two-cadre threshold with a second.
     "ledger.reverse": REGISTRY_STAFF,
+    # 撤销一票否决: the township's decision, as its catalog makes vetoes.
+    "veto.withdraw": ADMINS,
     # Activities and check-in (签到): staff of the village run them and see their codes;
     # villagers check themselves in; a cadre checks in people without phones (代签).
     "activity.create": REGISTRY_STAFF,
@@ -246,7 +250,7 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
         if actor.role == TOWNSHIP:
             return AuditEntry.township_id == actor.township_id
         return false()
-    if model in (Claim, Account):
+    if model in (Claim, Account, ReversalRequest):
         if actor.role == VILLAGER:
             return model.household_id == actor.household_id if actor.household_id else false()
         return village_clause(actor, model.village_id)

@@ -118,6 +118,21 @@ def reject(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
     return _out(claim)
 
 
+@blp.route("/claims/<int:claim_id>/veto-withdrawal", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ReasonIn)
+@blp.response(200, ClaimOut)
+def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+    """A township or county admin withdraws a posted veto (撤销一票否决) with a reason: the
+    points it wiped are given back by entries reversing its own, its bar from boards and
+    honours ends, and the next board notes it (correction kind `veto_withdrawal`). Once
+    (409 veto_withdrawn); only a posted veto (409 not_posted_veto); cadres 403."""
+    withdrawal = service.withdraw_veto(db.session, current_actor(), claim_id, body["reason"],
+                                       now(), village_tz())
+    return _out(db.session.get(Claim, withdrawal.claim_id))
+
+
 @blp.route("/villages/<int:village_id>/notices", methods=["GET"])
 @blp.response(200, NoticeOut(many=True))
 def notices(village_id: int) -> list[dict[str, Any]]:

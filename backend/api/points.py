@@ -1,24 +1,32 @@
-"""Accounts and the passbook (积分存折); reversing an entry."""
+"""Accounts and the passbook (积分存折); reversing an entry, reviewed like awards."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import audit, ledger
+from points import ledger, reversals
 from points.errors import Forbidden
-from points.models import Account, Household, LedgerEntry, RuleItemVersion
-from points.scope import authorize, get_visible
+from points.models import Account, Household, LedgerEntry, ReversalRequest, RuleItemVersion
+from points.scope import get_visible, visible
 
 from ..auth import current_actor
-from ..clock import village_tz
+from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate
-from ..schemas import AccountOut, LedgerArgs, LedgerEntryOut, ReasonIn
+from ..schemas import (
+    AccountOut,
+    LedgerArgs,
+    LedgerEntryOut,
+    ReasonIn,
+    ReversalRequestArgs,
+    ReversalRequestOut,
+)
 
 blp = Blueprint("points", __name__, description="积分账户与存折 Accounts and passbook")
 
@@ -103,14 +111,37 @@ def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReasonIn)
 @blp.response(201, LedgerEntryOut)
-def reverse(body: dict[str, Any], entry_id: int) -> dict[str, Any]:
-    """Correct an entry with a reversing entry (冲正); the original stays in the passbook."""
-    actor = current_actor()
-    entry = get_visible(db.session, actor, LedgerEntry, entry_id)
-    authorize(actor, "ledger.reverse")
-    reversal = ledger.reverse(db.session, entry, reason=body["reason"],
-                              created_by=actor.user_id, tz=village_tz())
-    account = db.session.get(Account, reversal.account_id)
-    assert account is not None
-    audit.record(db.session, actor, "ledger.reverse", reversal, village_id=account.village_id)
-    return _present([reversal])[0]
+@blp.alt_response(202, schema=ReversalRequestOut,
+                  description="At or above the two-cadre threshold: the reversal waits for a "
+                              "second reviewer (pending_confirmation)")
+def reverse(body: dict[str, Any], entry_id: int) -> Any:
+    """Correct an entry with a reversing entry (冲正); the original stays in the passbook.
+    Not for one's own household (403 self_approval). Below the township's two-cadre
+    threshold (on the entry's amount) it is posted at once (201). At or above it, the first
+    call asks (202, a request `pending_confirmation`, listed by GET /reversal-requests); the
+    same call by a second, different cadre of the village, or by an admin of its township or
+    county, confirms it and posts the reversing entry with the first reason (201); the same
+    reviewer again is 409 already_approved."""
+    result = reversals.reverse(db.session, current_actor(), entry_id, body["reason"],
+                               tz=village_tz(), now=now())
+    if isinstance(result, ReversalRequest):
+        response = jsonify(ReversalRequestOut().dump(result))
+        response.status_code = 202
+        return response
+    return _present([result])[0]
+
+
+@blp.route("/reversal-requests", methods=["GET"])
+@blp.arguments(ReversalRequestArgs, location="query")
+@blp.response(200, page_of(ReversalRequestOut))
+def reversal_requests(args: dict[str, Any]) -> dict[str, Any]:
+    """Reversals waiting for a second reviewer (by default; `status=confirmed` for those
+    done), newest first, within the caller's scope: where a second cadre finds what to
+    confirm, by POST /ledger/{entry_id}/reverse."""
+    stmt = (visible(current_actor(), ReversalRequest)
+            .where(ReversalRequest.status == args["status"])
+            .order_by(ReversalRequest.id.desc()))
+    for name in ("village_id", "household_id", "entry_id"):
+        if name in args:
+            stmt = stmt.where(getattr(ReversalRequest, name) == args[name])
+    return paginate(db.session, stmt, args["page"], args["per_page"])

@@ -15,8 +15,17 @@ from .claims import (
     MonthlyIssued,
     Objection,
     Upload,
+    VetoWithdrawal,
 )
-from .ledger import ENTRY_KINDS, Account, LedgerEntry, MemberMonthTotal, MonthTotal
+from .ledger import (
+    ENTRY_KINDS,
+    REVERSAL_REQUEST_STATUSES,
+    Account,
+    LedgerEntry,
+    MemberMonthTotal,
+    MonthTotal,
+    ReversalRequest,
+)
 from .registry import (
     GENDERS,
     HEAD,
@@ -51,6 +60,7 @@ __all__ = [
     "CLAIM_SOURCES", "CLAIM_STATUSES", "ENTRY_KINDS", "Account", "Claim", "ClaimApproval",
     "HouseholdFlag", "IdempotencyKey", "LedgerEntry", "MemberMonthTotal", "MonthlyIssued",
     "MonthTotal", "Objection", "Upload",
+    "REVERSAL_REQUEST_STATUSES", "ReversalRequest", "VetoWithdrawal",
     "Activity", "CheckIn",
     "BoardSettings", "BoardSnapshot", "PublicLink",
 ]

@@ -1,5 +1,5 @@
 """Claims (申报) from proof to points, their approvals and objections, uploads, veto flags and
-idempotency keys."""
+their withdrawals, and idempotency keys."""
 
 from __future__ import annotations
 
@@ -123,7 +123,9 @@ class Upload(Base):
 
 
 class HouseholdFlag(Base):
-    """A veto (一票否决) bar from boards and honours for a span of months, from a posted claim."""
+    """A veto (一票否决) bar from boards and honours for a span of months, from a posted claim.
+    A flag whose veto the township withdrew (`withdrawal_id`) bars nothing: every reader
+    asks for `withdrawal_id IS NULL`."""
 
     __tablename__ = "household_flags"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -134,6 +136,26 @@ class HouseholdFlag(Base):
     until_month: Mapped[str] = mapped_column(String(7))  # inclusive
     note: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawal_id: Mapped[int | None] = mapped_column(ForeignKey("veto_withdrawals.id"))
+
+
+class VetoWithdrawal(Base):
+    """A posted veto (一票否决) withdrawn by the township (撤销): what it wiped given back by
+    entries that reverse its own, its bar lifted, noted on the board of `month`. Once per
+    claim."""
+
+    __tablename__ = "veto_withdrawals"
+    __table_args__ = (Index("ix_veto_withdrawals_village_month", "village_id", "month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), unique=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    restored: Mapped[int] = mapped_column(Integer)  # spendable points given back
+    vetoed_month: Mapped[str] = mapped_column(String(7))  # when the veto posted, village time
+    month: Mapped[str] = mapped_column(String(7))  # when it was withdrawn, village time
+    withdrawn_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    withdrawn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IdempotencyKey(Base):

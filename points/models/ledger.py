@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, UTCDateTime, utcnow
 
 ENTRY_KINDS = ("earn", "deduct", "redeem", "reverse", "adjust", "expire")
+REVERSAL_REQUEST_STATUSES = ("pending_confirmation", "confirmed")
 GENESIS_HASH = "0" * 64
 
 
@@ -98,3 +99,29 @@ class MemberMonthTotal(Base):
     score: Mapped[int] = mapped_column(Integer, default=0)
     earned: Mapped[int] = mapped_column(Integer, default=0)
     deducted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReversalRequest(Base):
+    """A reversal (冲正) of an entry at or above the two-cadre threshold, asked for by one
+    cadre and waiting for a second, different one (or the township) to confirm it: only then
+    is the reversing entry posted. One per entry; its row lock makes two confirmations at
+    once post one reversal."""
+
+    __tablename__ = "reversal_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending_confirmation','confirmed')", name="status"),
+        Index("ix_reversal_requests_village_status", "village_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    amount: Mapped[int] = mapped_column(Integer)  # of the entry to reverse
+    reason: Mapped[str] = mapped_column(String(500))  # the reversing entry's note
+    status: Mapped[str] = mapped_column(String(24), default="pending_confirmation")
+    requested_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_note: Mapped[str | None] = mapped_column(String(500))
+    reversal_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
