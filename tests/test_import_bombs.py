@@ -379,3 +379,16 @@ def test_a_row_of_a_hundred_thousand_cells_is_refused_before_it_is_parsed(
     error = assert_small_refusal(response, elapsed, 422, "roster_too_large")
     assert error["details"]["cells"] > 100_000
     assert row_counts(app) == before
+
+
+def test_an_unknown_json_field_is_quoted_cut(client: FlaskClient, world: World) -> None:
+    # The same cut for a request's own field names, quoted in unknown_fields.
+    response = client.post(f"{API}/rule-catalogs/import", headers=world.headers("tadmin1"),
+                           json={"township_id": world.township_1, "yaml": DEFAULT_TEXT,
+                                 "字" * 20_000: 1})
+    assert response.status_code == 422
+    assert error_code(response) == "unknown_fields"
+    error = response.get_json()["error"]
+    assert error["details"]["fields"] == ["字" * 50 + "…"]
+    assert "字" * 51 not in error["message"]
+    assert len(response.data) < 2_000
