@@ -165,7 +165,7 @@ def _check_archive(data: bytes) -> None:
             cells = sum(len(_CELL_TAG.findall(archive.read(part))) for part in parts)
     except DomainError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # not a zip, a broken one, encrypted or unknown compression
         raise _file_error(
             "无法读取该 Excel 文件，文件可能已损坏，请重新保存为 .xlsx 后上传"
         ) from exc
