@@ -79,8 +79,10 @@ def import_rules_command(file: Path, township_id: int, replace: bool) -> None:
         result = catalogs.import_catalog(db.session, None, township_id, file.read_bytes(),
                                          replace=replace)
     except catalogs.CatalogInvalid as exc:
-        for problem in exc.problems:
+        for problem in exc.problems[:catalogs.MAX_PROBLEMS]:
             click.echo(f"  {problem}", err=True)
+        if len(exc.problems) > catalogs.MAX_PROBLEMS:
+            click.echo(f"  ……（只列出前 {catalogs.MAX_PROBLEMS} 处）", err=True)
         raise click.ClickException(f"{exc.message}（{len(exc.problems)} 处）") from exc
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc

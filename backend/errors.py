@@ -9,6 +9,8 @@ from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
+from rules import excerpt
+
 
 class APIError(Exception):
     """An error raised by the HTTP layer with its status, stable code and Chinese message."""
@@ -79,7 +81,8 @@ def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
         for location_errors in messages.values():
             if isinstance(location_errors, dict):
                 fields.update(location_errors)
-    unknown = sorted(_unknown_fields(fields))
+    # A field name is the client's text: quoted, it is cut like any other echo.
+    unknown = sorted(excerpt(name) for name in _unknown_fields(fields))
     if unknown:
         return "unknown_fields", "包含不支持的字段：" + "、".join(unknown), {"fields": unknown}
     return "validation_error", "提交的内容不符合要求", {"fields": fields}

@@ -44,8 +44,11 @@ class CatalogInvalid(DomainError):
     code = "catalog_invalid"
     message = "积分细则有错误，未做任何修改，请按提示修改后重试"
 
-    def __init__(self, problems: Iterable[rules.Problem]) -> None:
+    def __init__(self, problems: Iterable[rules.Problem], code: str | None = None) -> None:
         self.problems = list(problems)
+        if code is not None:  # a file refused as a whole: its one problem says why
+            self.code = code
+            self.message = self.problems[0].message
         details: dict[str, Any] = {
             "problems": [
                 {"item": p.item, "field": p.field, "message": p.message}
@@ -379,7 +382,7 @@ def import_catalog(
     try:
         catalog = rules.load_yaml(text)
     except rules.CatalogError as error:
-        raise CatalogInvalid(error.problems) from None
+        raise CatalogInvalid(error.problems, error.code) from None
     return _install(session, actor, township, catalog, replace)
 
 

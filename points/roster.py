@@ -12,12 +12,16 @@ import io
 import re
 import unicodedata
 import warnings
+import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from rules import excerpt
 
 from . import audit
 from .errors import DomainError
@@ -30,8 +34,26 @@ KEY, GROUP, ADDRESS, NAME, RELATION, PHONE, GENDER, BIRTH_YEAR = COLUMNS = (
 )
 REQUIRED = (KEY, NAME, RELATION)
 
-MAX_ROWS = 5_000
+MAX_ROWS = 5_000  # villagers: a large village has 3,000
 MAX_ERRORS = 200
+# What is read of a sheet, whatever it claims: an XLSX can declare A1:XFD1048576 in a few
+# bytes, and openpyxl would hand out every one of those 17 billion empty cells. The first
+# MAX_COLUMNS columns hold the 8 of the roster with room to spare (any other header is
+# reported); rows past MAX_SHEET_ROWS (blank rows between households included) are not read.
+MAX_COLUMNS = 20
+MAX_SHEET_ROWS = 20 * MAX_ROWS
+MAX_CELL = 1_000  # characters: the longest field, the address, is 200
+# An XLSX is a zip: what its parts unpack to is what reading it costs, whatever its size
+# sent. A 5,000-row roster unpacks to about 3 MB.
+MAX_UNPACKED_BYTES = 20 * 1024 * 1024
+MAX_RATIO = 100  # unpacked / packed: spreadsheet XML packs about 10:1, a zip bomb 1000:1
+RATIO_FLOOR = 1024 * 1024  # small files are left alone: their ratio means nothing
+# openpyxl parses a whole row before handing it out, at some 30 µs a cell: one row of
+# hundreds of thousands of cells would take seconds however few columns are then read. A
+# full roster is 40,008 cells; the rest leaves room for formatted empty cells.
+MAX_CELLS = 60_000
+# A cell element, with or without a namespace prefix: <c r="A1">, <x:c .../>.
+_CELL_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s/>]")
 MAX_NAME = 50  # Villager.name
 MAX_GROUP = 100  # VillagerGroup.name
 MAX_ADDRESS = 200  # Household.address
@@ -63,6 +85,14 @@ class RosterInvalid(DomainError):
         if len(errors) > MAX_ERRORS:
             details["truncated"] = True
         super().__init__(details=details)
+
+
+class RosterTooLarge(DomainError):
+    """A file refused as a whole before its cells are read."""
+
+    status = 422
+    code = "roster_too_large"
+    message = "花名册文件解压后太大，请只保留花名册这一张表，删除多余的内容后重新保存"
 
 
 def _error(row: int, column: str | None, message: str) -> dict[str, Any]:
@@ -111,24 +141,45 @@ def _csv_rows(data: bytes) -> list[tuple[int, list[Any]]]:
         raise _unsupported()
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
-    rows: list[tuple[int, list[Any]]] = []
     try:
-        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""),
-                                                  delimiter=delimiter), start=1):
-            if _blank(cells):
-                continue
-            rows.append((number, cells))
-            if len(rows) > MAX_ROWS + 1:  # the header and one row too many: enough to refuse
-                break
-    except csv.Error as exc:
+        return _take_rows(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:  # also a cell over csv's own limit (131,072 characters)
         raise _unsupported() from exc
-    return rows
+
+
+def _check_archive(data: bytes) -> None:
+    """Refuse an XLSX whose parts unpack to more than a roster can need, from the zip's
+    directory alone. zipfile never returns more than a part's declared size (and fails its
+    checksum if the data disagree), so the declared sizes bound what openpyxl can read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+            unpacked = sum(part.file_size for part in parts)
+            packed = sum(part.compress_size for part in parts)
+            if unpacked > MAX_UNPACKED_BYTES or (
+                unpacked > RATIO_FLOOR and unpacked > MAX_RATIO * max(packed, 1)
+            ):
+                raise RosterTooLarge(details={"unpacked_bytes": unpacked,
+                                              "max_unpacked_bytes": MAX_UNPACKED_BYTES})
+            # Every part, not just xl/worksheets/: the workbook may put its sheet anywhere.
+            cells = sum(len(_CELL_TAG.findall(archive.read(part))) for part in parts)
+    except DomainError:
+        raise
+    except Exception as exc:  # not a zip, a broken one, encrypted or unknown compression
+        raise _file_error(
+            "无法读取该 Excel 文件，文件可能已损坏，请重新保存为 .xlsx 后上传"
+        ) from exc
+    if cells > MAX_CELLS:
+        raise RosterTooLarge(
+            f"花名册表格里的单元格太多（{cells} 个，最多 {MAX_CELLS} 个），"
+            "请删除多余的行、列和格式后重新保存",
+            details={"cells": cells, "max_cells": MAX_CELLS})
 
 
 def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
     import openpyxl  # only needed here; keeps the import of this module cheap
 
-    rows: list[tuple[int, list[Any]]] = []
+    _check_archive(data)
     workbook = None
     try:
         # Files saved by WPS and other tools make openpyxl warn about styles; not our concern.
@@ -136,12 +187,13 @@ def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
             warnings.simplefilter("ignore")
             workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
             sheet = workbook.worksheets[0]
-            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                if _blank(cells):
-                    continue
-                rows.append((number, list(cells)))
-                if len(rows) > MAX_ROWS + 1:
-                    break
+            # The sheet's own <dimension> is a claim, not a measure: ignore it, and read
+            # within the bounds instead (openpyxl fills the gaps up to them with blanks).
+            sheet.reset_dimensions()
+            return _take_rows(sheet.iter_rows(max_row=MAX_SHEET_ROWS, max_col=MAX_COLUMNS,
+                                              values_only=True))
+    except DomainError:
+        raise
     except Exception as exc:  # a corrupt or foreign zip can fail in many ways inside openpyxl
         raise _file_error(
             "无法读取该 Excel 文件，文件可能已损坏，请重新保存为 .xlsx 后上传"
@@ -150,11 +202,27 @@ def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
         if workbook is not None:
             with contextlib.suppress(Exception):  # a broken archive must not hide the error
                 workbook.close()
-    return rows
+
+
+def _take_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[int, list[Any]]]:
+    """The non-blank rows, numbered as the sheet shows them, each cut to MAX_COLUMNS cells;
+    at most MAX_SHEET_ROWS rows are looked at, and reading stops one row past what
+    _rows_to_dicts accepts (the header and MAX_ROWS), which is enough to refuse."""
+    taken: list[tuple[int, list[Any]]] = []
+    for number, cells in enumerate(rows, start=1):
+        if number > MAX_SHEET_ROWS:
+            break
+        row = list(cells[:MAX_COLUMNS])
+        if _blank(row):
+            continue
+        taken.append((number, row))
+        if len(taken) > MAX_ROWS + 1:
+            break
+    return taken
 
 
 def _blank(cells: Any) -> bool:
-    return all(_text(cell) is None for cell in cells)
+    return all(cell is None or _text(cell) is None for cell in cells)
 
 
 def _text(value: Any) -> str | None:
@@ -186,7 +254,7 @@ def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
         if column is None:
             continue  # a blank header cell: stray formatting, not a column
         if column not in COLUMNS:
-            unknown.append(str(_text(cell)))
+            unknown.append(excerpt(_text(cell)))
         elif column in positions:
             duplicate.append(column)
         else:
@@ -214,8 +282,13 @@ def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
             value = cells[index] if index is not None and index < len(cells) else None
             if isinstance(value, str):
                 value = value.strip() or None
+            if isinstance(value, str) and len(value) > MAX_CELL:
+                errors.append(_error(number, column, f"内容太长（{len(value)} 个字，"
+                                                     f"最多 {MAX_CELL} 个）：{excerpt(value)}"))
             record[column] = value
         out.append(record)
+    if errors:  # checked no further: such a cell is not a roster's
+        raise RosterInvalid(errors)
     return out
 
 
@@ -257,7 +330,7 @@ def _phone(value: Any) -> tuple[str | None, str | None]:
     phone = re.sub(r"^\+?86(?=1\d{10}$)", "", phone)
     phone = re.sub(r"\.0+$", "", phone)  # 13812345678.0, a number turned to text
     if not PHONE_RE.match(phone):
-        return None, f"手机号“{text}”格式不正确，应为 11 位手机号"
+        return None, f"手机号“{excerpt(text)}”格式不正确，应为 11 位手机号"
     return phone, None
 
 
@@ -269,7 +342,7 @@ def _birth_year(value: Any) -> tuple[int | None, str | None]:
     plain = re.sub(r"\.0+$", "", plain)
     this_year = date.today().year
     if not re.fullmatch(r"\d{4}", plain) or not MIN_BIRTH_YEAR <= int(plain) <= this_year:
-        return None, (f"出生年份“{text}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} "
+        return None, (f"出生年份“{excerpt(text)}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} "
                       "之间的四位年份")
     return int(plain), None
 
@@ -300,7 +373,8 @@ def _check_rows(
         if relation is None:
             fail(RELATION, "与户主关系不能为空，应为：" + "、".join(RELATIONS))
         elif relation not in RELATIONS:
-            fail(RELATION, f"与户主关系“{relation}”无法识别，应为：" + "、".join(RELATIONS))
+            fail(RELATION, f"与户主关系“{excerpt(relation)}”无法识别，应为："
+                 + "、".join(RELATIONS))
             relation = None
 
         phone, message = _phone(record[PHONE])
@@ -317,7 +391,7 @@ def _check_rows(
         gender_text = _text(record[GENDER])
         gender = GENDER_ALIASES.get(gender_text) if gender_text else None
         if gender_text and gender is None:
-            fail(GENDER, f"性别“{gender_text}”无法识别，应为：男、女")
+            fail(GENDER, f"性别“{excerpt(gender_text)}”无法识别，应为：男、女")
 
         birth_year, message = _birth_year(record[BIRTH_YEAR])
         if message:
@@ -336,14 +410,15 @@ def _check_rows(
         if relation is None:
             household.invalid_rows.append(row)
         elif relation == HEAD and household.head is not None:
-            fail(RELATION, f"户编号 {key} 已有户主（第 {household.head.row} 行），"
+            fail(RELATION, f"户编号 {excerpt(key)} 已有户主（第 {household.head.row} 行），"
                            "一户只能有一位户主")
             household.invalid_rows.append(row)
             relation = None
         if group is not None:
             other = next((m for m in household.members if m.group not in (None, group)), None)
             if other is not None:
-                fail(GROUP, f"同一户的村民小组不一致：第 {other.row} 行填的是“{other.group}”")
+                fail(GROUP, f"同一户的村民小组不一致：第 {other.row} 行填的是"
+                            f"“{excerpt(other.group)}”")
         household.members.append(_Member(
             row=row, name=name or "", relation=relation, phone=phone, gender=gender,
             birth_year=birth_year, group=group, address=address,
@@ -354,7 +429,8 @@ def _check_rows(
             for member in household.members:
                 if member.row not in household.invalid_rows:
                     errors.append(_error(member.row, RELATION,
-                                         f"户编号 {household.key} 没有户主，每户须有一位户主"))
+                                         f"户编号 {excerpt(household.key)} 没有户主，"
+                                         "每户须有一位户主"))
     errors.sort(key=lambda e: e["row"])  # stable: within a row, the order found
     return list(households.values()), errors
 

@@ -20,7 +20,6 @@ rather than the calendar year, so that nobody is barred every January.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from .models import (
     Villager,
 )
 from .scope import VILLAGER, Actor, authorize, get_visible
+from .spreadsheets import append_row, csv_bytes
 from .tokens import QRTokenInvalid, TokenCodec, TokenType
 
 FEN = Decimal("0.01")
@@ -673,13 +673,7 @@ def _total_cells(s: Settlement) -> list[Any]:
 def settlement_csv(s: Settlement, tz: ZoneInfo) -> bytes:
     """One row per redemption and a 合计 row; UTF-8 with a BOM, so Excel opens the Chinese
     right."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(ROW_HEADERS)
-    for row in s.rows:
-        writer.writerow(_row_cells(row, tz))
-    writer.writerow(_total_cells(s))
-    return out.getvalue().encode("utf-8-sig")
+    return csv_bytes([ROW_HEADERS, *(_row_cells(row, tz) for row in s.rows), _total_cells(s)])
 
 
 def settlement_xlsx(s: Settlement, tz: ZoneInfo) -> bytes:
@@ -689,21 +683,20 @@ def settlement_xlsx(s: Settlement, tz: ZoneInfo) -> bytes:
     assert sheet is not None
     sheet.title = "兑换明细"
     title = f"{s.township_name} {s.shop_name} {s.month} 积分兑换结算单"
-    sheet.append([title])
+    append_row(sheet, [title])
     sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(ROW_HEADERS))
     sheet["A1"].font = Font(bold=True, size=14)
     sheet["A1"].alignment = Alignment(horizontal="center")
-    sheet.append(list(ROW_HEADERS))
+    append_row(sheet, ROW_HEADERS)
     for row in s.rows:
         cells = _row_cells(row, tz)
         # Money as numbers so the sheet can sum them; Decimal is exact, float here is for
         # display and reads back equal to two places.
         cells[8], cells[10], cells[11] = (float(cells[8]), float(cells[10]), float(cells[11]))
-        sheet.append(cells)
+        append_row(sheet, cells)
     total = _total_cells(s)
     total[8], total[11] = float(total[8]), float(total[11])
-    sheet.append(total)
-    for cell in sheet[sheet.max_row]:
+    for cell in append_row(sheet, total):
         cell.font = Font(bold=True)
     for column, width in zip("ABCDEFGHIJKL", (10, 18, 10, 10, 14, 10, 36, 10, 12, 10, 14, 14),
                              strict=True):
@@ -711,10 +704,11 @@ def settlement_xlsx(s: Settlement, tz: ZoneInfo) -> bytes:
     sheet.freeze_panes = "A3"
 
     summary = book.create_sheet("商品汇总")
-    summary.append(list(LINE_HEADERS))
+    append_row(summary, LINE_HEADERS)
     for line in s.lines:
-        summary.append([line.reward_id, line.name, line.unit_points, line.quantity, line.points])
-    summary.append(["合计", "", "", sum(line.quantity for line in s.lines), s.goods_points])
+        append_row(summary, [line.reward_id, line.name, line.unit_points, line.quantity,
+                             line.points])
+    append_row(summary, ["合计", "", "", sum(line.quantity for line in s.lines), s.goods_points])
     summary.column_dimensions["B"].width = 24
     out = io.BytesIO()
     book.save(out)

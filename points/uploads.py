@@ -24,7 +24,24 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_SIDE = 2048  # px on the long side: enough to read a certificate, small on a village network
 JPEG_QUALITY = 85
 # The only parsers Pillow may try (its JPEG parser also reads the MPO files many phones make).
+# Only the first frame of an animated PNG or WebP, or of an MPO, is ever decoded.
 FORMATS = ("JPEG", "PNG", "WEBP")
+
+# Pixel bounds, read from the header before any pixel is decoded: a 9400 x 9400 PNG of one
+# colour is 363 KB to send and, decoded in full, took 2 GB and 8 s. Each bound keeps one
+# upload's peak memory near 250 MB at worst (Pillow 13, measured by tests/test_upload_bombs.py):
+# Pillow holds 4 bytes a pixel, and an image with transparency is copied twice more while it
+# is made opaque and resampled. 20 MP is a 5000 x 4000 photo or a long phone screenshot
+# (1080 x 18500); phones take 12 MP photos unless set otherwise.
+MAX_PIXELS = 20_000_000
+# A baseline JPEG is decoded at 1/2, 1/4 or 1/8 scale straight away (draft), and only the
+# reduced size counts against MAX_PIXELS: this bound admits a phone's 50 MP mode. A
+# progressive JPEG keeps every DCT coefficient of the full image (up to 8 bytes a pixel, for
+# CMYK) whatever the scale it is decoded at, so it gets MAX_PIXELS.
+MAX_BASELINE_JPEG_PIXELS = 64_000_000
+# Pillow decodes a WebP through libwebp's animation decoder, which holds the canvas several
+# times over: about 15 bytes a pixel. 12 MP is a 4000 x 3000 photo.
+MAX_WEBP_PIXELS = 12_000_000
 
 
 class FileTooLarge(DomainError):
@@ -44,6 +61,16 @@ class ImageTooLarge(DomainError):
     code = "image_too_large"
     message = "照片的像素太多，请缩小后再上传"
 
+    def __init__(self, size: tuple[int, int] | None = None, limit: int | None = None) -> None:
+        details: dict[str, int] = {}
+        if size is not None:
+            details = {"width": size[0], "height": size[1]}
+        if limit is not None:
+            details["max_pixels"] = limit
+        message = (f"照片的像素太多（这类照片最多 {limit // 10_000} 万像素），请缩小后再上传"
+                   if limit is not None else None)
+        super().__init__(message, details=details)
+
 
 def store_photo(
     session: Session, actor: Actor, data: bytes, upload_dir: str | Path,
@@ -56,18 +83,14 @@ def store_photo(
     if len(data) > max_bytes:
         raise FileTooLarge(f"照片不能超过 {max_bytes / (1024 * 1024):g} MB",
                            details={"max_bytes": max_bytes, "size": len(data)})
-    image = _decode(data)
-    clean = _clean(image)
-    out = BytesIO()
-    clean.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    stored = out.getvalue()
+    stored, (width, height) = clean_photo(data)
 
     directory = Path(upload_dir)
     name = f"{secrets.token_hex(16)}.jpg"
     _write_atomically(directory, name, stored)
     upload = Upload(
         user_id=actor.user_id, village_id=actor.village_id, stored_name=name,
-        content_type="image/jpeg", size=len(stored), width=clean.width, height=clean.height,
+        content_type="image/jpeg", size=len(stored), width=width, height=height,
         sha256=hashlib.sha256(stored).hexdigest(),
     )
     session.add(upload)
@@ -77,6 +100,15 @@ def store_photo(
         (directory / name).unlink(missing_ok=True)
         raise
     return upload
+
+
+def clean_photo(data: bytes) -> tuple[bytes, tuple[int, int]]:
+    """The JPEG stored for an uploaded photo, and its size. Raises NotAPhoto or
+    ImageTooLarge; never decodes more pixels than the bounds above allow."""
+    clean = _clean(_decode(data))  # no name keeps the decoded image alive past _clean
+    out = BytesIO()
+    clean.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue(), clean.size
 
 
 def photo_path(upload_dir: str | Path, upload: Upload) -> Path:
@@ -94,22 +126,37 @@ def open_photo(
     return upload, path
 
 
+def _pixel_limit(image: Image.Image) -> int:
+    if image.format == "WEBP":
+        return MAX_WEBP_PIXELS
+    if image.format in ("JPEG", "MPO") and not image.info.get("progressive"):
+        return MAX_BASELINE_JPEG_PIXELS
+    return MAX_PIXELS
+
+
+def _refuse_if_too_many(size: tuple[int, int], limit: int) -> None:
+    if size[0] * size[1] > limit:
+        raise ImageTooLarge(size, limit)
+
+
 def _decode(data: bytes) -> Image.Image:
+    """The photo's first frame, decoded at no more than about twice MAX_SIDE: never a full
+    decode of more pixels than the bounds above allow."""
     try:
         with Image.open(BytesIO(data), formats=FORMATS) as probe:
+            # open() reads the header only: the size is known before any pixel is decoded.
+            _refuse_if_too_many(probe.size, _pixel_limit(probe))
             probe.verify()
         # verify() leaves the image unusable, so it is opened again to decode.
         image = Image.open(BytesIO(data), formats=FORMATS)
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a photo that big is
-        # refused before its pixels are decoded, without touching the process-wide warning
-        # filters (not thread-safe).
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and image.width * image.height > limit:
-            raise ImageTooLarge(details={"width": image.width, "height": image.height})
         # Decode big JPEGs at a reduced scale straight away (the box is square, so the
-        # orientation applied later does not matter).
+        # orientation applied later does not matter); then what is decoded is bounded too.
         image.draft(None, (MAX_SIDE, MAX_SIDE))
+        _refuse_if_too_many(image.size, MAX_PIXELS)
         image.load()
+        image = _shrink(image)
+    # Pillow's own check (MAX_IMAGE_PIXELS) raises the error, or warns, which the tests turn
+    # into an error: either is the same refusal.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge() from exc
     except DomainError:
@@ -118,6 +165,20 @@ def _decode(data: bytes) -> Image.Image:
         # Pillow reports a malformed file through many exception types (OSError,
         # SyntaxError, ValueError, EOFError, struct.error...): all of them mean "not a photo".
         raise NotAPhoto() from exc
+    return image
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """Scale down to MAX_SIDE before anything else copies the pixels (turning upright and
+    converting colours each make a new image): the full-size one is let go here."""
+    if max(image.size) <= MAX_SIDE:
+        return image
+    transparent = image.mode == "PA" or "transparency" in image.info
+    # A palette is resampled by picking pixels, and a transparent colour (a PNG's tRNS key)
+    # no longer matches once resampled: give such images plain pixels first.
+    if image.mode in ("1", "P", "PA") or (transparent and image.mode in ("L", "RGB")):
+        image = image.convert("RGBA" if transparent else "RGB")
+    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return image
 
 

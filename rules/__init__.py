@@ -33,6 +33,7 @@ from rules.catalog import (
 )
 from rules.engine import Evaluation, EvaluationError, History, Usage, evaluate
 from rules.periods import PERIODS, month_key, period_end, period_key, period_start
+from rules.text import excerpt
 
 __all__ = [
     "APPLIES_TO",
@@ -57,6 +58,7 @@ __all__ = [
     "default_catalog_path",
     "dump_yaml",
     "evaluate",
+    "excerpt",
     "item_to_dict",
     "load_default_catalog",
     "load_yaml",

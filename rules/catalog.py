@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from rules.periods import PERIODS
+from rules.text import excerpt
 
 CLASSES: tuple[str, ...] = ("base", "bonus", "deduction")
 KINDS: tuple[str, ...] = ("fixed", "per_unit", "once", "veto")
@@ -98,10 +99,13 @@ class Problem:
 
 
 class CatalogError(ValueError):
-    """A catalog or item that was refused, with every problem found."""
+    """A catalog or item that was refused, with every problem found. `code` names a file
+    refused as a whole before it was read (too large, aliases, too deeply nested); None for
+    problems with its content."""
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    def __init__(self, problems: Iterable[Problem], code: str | None = None) -> None:
         self.problems: list[Problem] = list(problems)
+        self.code = code
         super().__init__(self.problems)
 
     def __str__(self) -> str:
@@ -246,7 +250,7 @@ def _text_problem(value: str, label: str, max_len: int, multiline: bool = False)
 
 def _choice_message(label: str, value: object, names: Mapping[str, str]) -> str:
     options = "、".join(f"{key}（{name}）" for key, name in names.items())
-    return f"{label}「{value}」无效，只能是 {options}"
+    return f"{label}「{excerpt(value)}」无效，只能是 {options}"
 
 
 def _cap_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[Problem]:
@@ -271,7 +275,7 @@ def _cap_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[P
     for key, label in (("max_count", "次数上限"), ("max_points", "分数上限")):
         value = v.get(key)
         if value is not None and value < 1:
-            out.append(Problem(item, prefix + key, f"{label}必须是正整数，现为 {value}"))
+            out.append(Problem(item, prefix + key, f"{label}必须是正整数，现为 {excerpt(value)}"))
     return out
 
 
@@ -283,7 +287,7 @@ def _veto_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[
             Problem(
                 item,
                 prefix + "bar_periods",
-                f"取消评优的月数必须在 0 到 {MAX_BAR_PERIODS} 之间，现为 {bar}",
+                f"取消评优的月数必须在 0 到 {MAX_BAR_PERIODS} 之间，现为 {excerpt(bar)}",
             )
         )
     if v.get("wipe_available") is False and bar == 0:
@@ -307,7 +311,8 @@ def _item_problems(
     if code is not None and not _CODE_RE.fullmatch(code):
         bad(
             "code",
-            f"编码「{code}」无效：只能用字母、数字和 - _ .，以字母或数字开头，最长 40 个字符",
+            f"编码「{excerpt(code)}」无效："
+            "只能用字母、数字和 - _ .，以字母或数字开头，最长 40 个字符",
         )
     for key, label in (
         ("name", "名称"),
@@ -331,11 +336,11 @@ def _item_problems(
     if v.get("applies_to") is not None and v["applies_to"] not in APPLIES_TO:
         bad("applies_to", _choice_message("计分对象", v["applies_to"], _APPLIES_LABELS))
     if points is not None and abs(points) > MAX_ITEM_POINTS:
-        bad("points", f"分值不能超过 {MAX_ITEM_POINTS}，现为 {points}")
+        bad("points", f"分值不能超过 {MAX_ITEM_POINTS}，现为 {excerpt(points)}")
 
     if kind == "veto":
         if points is not None and points != 0:
-            bad("points", f"一票否决项不计分，分值应为 0，现为 {points}")
+            bad("points", f"一票否决项不计分，分值应为 0，现为 {excerpt(points)}")
         if klass is not None and klass != "deduction":
             bad("class", "一票否决项的类别必须是 deduction（负向减分）")
         if "veto" in v and v["veto"] is None:
@@ -344,9 +349,9 @@ def _item_problems(
         if kind in KINDS and v.get("veto") is not None:
             bad("veto", "只有一票否决项（kind: veto）才能设置否决效果")
         if points is not None and klass == "deduction" and points >= 0:
-            bad("points", f"负向减分项的分值必须小于 0，现为 {points}")
+            bad("points", f"负向减分项的分值必须小于 0，现为 {excerpt(points)}")
         if points is not None and klass in ("base", "bonus") and points <= 0:
-            bad("points", f"{CLASS_NAMES[klass]}项的分值必须大于 0，现为 {points}")
+            bad("points", f"{CLASS_NAMES[klass]}项的分值必须大于 0，现为 {excerpt(points)}")
 
     max_units = v.get("max_units")
     if kind == "per_unit":
@@ -357,7 +362,8 @@ def _item_problems(
     elif kind in KINDS and max_units is not None:
         bad("max_units", "只有按单位计分（kind: per_unit）的项目才能设置 max_units")
     if max_units is not None and not 1 <= max_units <= MAX_UNITS:
-        bad("max_units", f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {max_units}")
+        bad("max_units",
+            f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {excerpt(max_units)}")
 
     submit_by = v.get("submit_by")
     if submit_by is not None:
@@ -367,19 +373,20 @@ def _item_problems(
         if unknown:
             bad(
                 "submit_by",
-                f"申报方式「{'、'.join(map(str, unknown))}」无效，"
+                f"申报方式「{excerpt('、'.join(map(str, unknown)))}」无效，"
                 f"只能是 {_options(_SUBMITTER_LABELS)}",
             )
         repeated = sorted({s for s in submit_by if submit_by.count(s) > 1})
         if repeated:
-            bad("submit_by", f"申报方式重复：{'、'.join(repeated)}")
+            bad("submit_by", f"申报方式重复：{excerpt('、'.join(repeated))}")
         # A veto wipes a household's points: a villager or a QR scan must never trigger it.
         if kind == "veto" and set(submit_by) - {"cadre"}:
             bad("submit_by", "一票否决项只能由村干部录入（submit_by: [cadre]）")
 
     notice_days = v.get("notice_days")
     if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
-        bad("notice_days", f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {notice_days}")
+        bad("notice_days",
+            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}")
 
     caps = v.get("caps")
     if caps:
@@ -404,7 +411,8 @@ def _category_problems(
     if category in categories:
         return []
     known = "、".join(categories)
-    return [Problem(item, "category", f"分类「{category}」不在本细则的分类中（{known}）")]
+    return [Problem(item, "category",
+                    f"分类「{excerpt(category)}」不在本细则的分类中（{excerpt(known)}）")]
 
 
 def _duplicate_code_problems(codes: Iterable[tuple[str, int]]) -> list[Problem]:
@@ -412,7 +420,8 @@ def _duplicate_code_problems(codes: Iterable[tuple[str, int]]) -> list[Problem]:
     for code, position in codes:
         positions.setdefault(code, []).append(position)
     return [
-        Problem(code, "code", f"编码「{code}」重复：第 {'、'.join(map(str, where))} 条")
+        Problem(excerpt(code), "code",
+                f"编码「{excerpt(code)}」重复：第 {excerpt('、'.join(map(str, where)))} 条")
         for code, where in positions.items()
         if len(where) > 1
     ]
@@ -434,7 +443,7 @@ def _catalog_problems(v: Mapping[str, Any]) -> list[Problem]:
                 out.append(Problem(None, f"categories[{position}]", message))
         repeated = sorted({c for c in categories if categories.count(c) > 1})
         if repeated:
-            out.append(Problem(None, "categories", f"分类重复：{'、'.join(repeated)}"))
+            out.append(Problem(None, "categories", f"分类重复：{excerpt('、'.join(repeated))}"))
     return out
 
 
@@ -446,30 +455,32 @@ def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
 
     notice_days = v.get("notice_days")
     if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
-        bad("notice_days", f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {notice_days}")
+        bad("notice_days",
+            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}")
     threshold = v.get("two_cadre_threshold")
     if threshold is not None and threshold < 1:
-        bad("two_cadre_threshold", f"双人审核的分值门槛必须是正整数，现为 {threshold}")
+        bad("two_cadre_threshold", f"双人审核的分值门槛必须是正整数，现为 {excerpt(threshold)}")
     budget = v.get("monthly_budget")
     if budget is not None and budget < 1:
-        bad("monthly_budget", f"每月发放额度必须是正整数（不限额请留空），现为 {budget}")
+        bad("monthly_budget",
+            f"每月发放额度必须是正整数（不限额请留空），现为 {excerpt(budget)}")
     if v.get("reset_cycle") is not None and v["reset_cycle"] not in RESET_CYCLES:
         bad("reset_cycle", _choice_message("清零周期", v["reset_cycle"], _RESET_LABELS))
     line = v.get("qualification_line")
     if line is not None and line < 0:
-        bad("qualification_line", f"合格线不能为负数，现为 {line}")
+        bad("qualification_line", f"合格线不能为负数，现为 {excerpt(line)}")
     levels = v.get("star_levels")
     if levels is not None:
         if any(level < 0 for level in levels):
             bad("star_levels", "星级分数线不能为负数")
         if any(a >= b for a, b in zip(levels, levels[1:], strict=False)):
-            bad("star_levels", f"星级分数线必须从低到高严格递增，现为 {list(levels)}")
+            bad("star_levels", f"星级分数线必须从低到高严格递增，现为 {excerpt(list(levels))}")
     rate = v.get("exchange_rate")
     if rate is not None and (not rate.is_finite() or rate <= 0):
-        bad("exchange_rate", f"兑换比例（每分折合多少元）必须大于 0，现为 {rate}")
+        bad("exchange_rate", f"兑换比例（每分折合多少元）必须大于 0，现为 {excerpt(rate)}")
     minimum = v.get("min_redemption_points")
     if minimum is not None and minimum < 0:
-        bad("min_redemption_points", f"最低兑换分数不能为负数，现为 {minimum}")
+        bad("min_redemption_points", f"最低兑换分数不能为负数，现为 {excerpt(minimum)}")
     return out
 
 
@@ -522,7 +533,8 @@ class _Reader:
         self.values: dict[str, Any] = {}
         for key in data:
             if key not in keys:
-                self.fail(str(key), f"未知字段「{key}」（可用字段：{', '.join(keys)}）")
+                self.fail(excerpt(key),
+                          f"未知字段「{excerpt(key)}」（可用字段：{', '.join(keys)}）")
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append(Problem(self.item, self.prefix + key, message))
@@ -580,7 +592,7 @@ class _Reader:
             try:
                 self.values[key] = date.fromisoformat(value.strip())
             except ValueError:
-                self.fail(key, f"日期「{value}」无效，应写成 2024-01-01 这样")
+                self.fail(key, f"日期「{excerpt(value)}」无效，应写成 2024-01-01 这样")
         else:
             self.fail(key, f"应为日期（如 2024-01-01），现为{_type_name(value)}")
 
@@ -626,7 +638,7 @@ class _Reader:
             # repr() keeps 0.1 as "0.1" instead of the float's binary expansion.
             self.values[key] = Decimal(repr(value) if isinstance(value, float) else value)
         except InvalidOperation:
-            self.fail(key, f"「{value}」不是有效的数字")
+            self.fail(key, f"「{excerpt(value)}」不是有效的数字")
 
     def mapping(self, key: str) -> Mapping[Any, Any] | None:
         value = self.raw(key, False)
@@ -664,7 +676,7 @@ def _read_veto(problems: list[Problem], item: str, data: Mapping[Any, Any]) -> V
 
 def _item_label(data: Any, position: int) -> str:
     code = data.get("code") if isinstance(data, Mapping) else None
-    return code.strip() if isinstance(code, str) and code.strip() else f"#{position}"
+    return excerpt(code.strip()) if isinstance(code, str) and code.strip() else f"#{position}"
 
 
 def _read_item(
@@ -884,9 +896,53 @@ def catalog_to_dict(catalog: Catalog) -> dict[str, Any]:
 # --- YAML --------------------------------------------------------------------------------
 
 
+# A township's catalog is a few hundred lines (the reference one: 13 KB, 26 items); 250,000
+# characters is ~500 items and about a second of parsing, since the pure-Python loader is
+# what lets us watch every event.
+MAX_YAML_CHARS = 250_000
+# The deepest a catalog goes: catalog > items > item > caps > cap > value.
+MAX_YAML_DEPTH = 10
+
+
+class _FileRefused(yaml.YAMLError):
+    """A catalog file refused as a whole, with the stable code its answer carries."""
+
+    def __init__(self, code: str, message: str, mark: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.mark = mark
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key written twice: plain YAML keeps the last one silently,
-    which would let a second `points:` line override the first unnoticed."""
+    which would let a second `points:` line override the first unnoticed.
+
+    It also refuses anchors and aliases (& and *): a catalog has no use for them, and a few
+    lines of nested aliases ("billion laughs") expand to billions of values once something
+    walks or prints them. And it refuses nesting deeper than any catalog needs, which the
+    recursive composer would otherwise follow until Python's stack runs out."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _FileRefused(
+                "yaml_aliases",
+                "细则文件不能使用 YAML 锚点和别名（& 和 *），请把每一项的内容直接写出来",
+                event.start_mark,
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _FileRefused("yaml_too_deep", f"细则文件的层级太深（超过 {MAX_YAML_DEPTH} 层）",
+                               event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -900,7 +956,7 @@ def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> 
             continue  # an unhashable key is reported by construct_mapping below
         if duplicate:
             raise yaml.constructor.ConstructorError(
-                None, None, f"字段「{key}」重复出现", key_node.start_mark
+                None, None, f"字段「{excerpt(key)}」重复出现", key_node.start_mark
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=True)
@@ -911,14 +967,30 @@ _StrictLoader.add_constructor(
 )
 
 
+def _where(mark: Any) -> str:
+    return f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark is not None else "位置不明"
+
+
 def load_yaml(text: str) -> Catalog:
+    if len(text) > MAX_YAML_CHARS:
+        raise CatalogError([Problem(None, "yaml", (
+            f"细则文件太长（{len(text)} 个字符，最多 {MAX_YAML_CHARS} 个），请检查是否选错了文件"
+        ))], code="yaml_too_large")
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except _FileRefused as refused:
+        raise CatalogError([Problem(None, "yaml", f"{refused.message}（{_where(refused.mark)}）")],
+                           code=refused.code) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark is not None else "位置不明"
-        detail = getattr(error, "problem", None) or str(error)
+        where = _where(getattr(error, "problem_mark", None))
+        detail = excerpt(getattr(error, "problem", None) or str(error))
         raise CatalogError([Problem(None, "yaml", f"YAML 格式错误（{where}）：{detail}")]) from None
+    except ValueError:
+        # A scalar that looks like a date or a number but is none: 2024-02-30, or an integer
+        # of more than 4,300 digits, which int() refuses. The constructor has no position.
+        raise CatalogError([Problem(
+            None, "yaml", "YAML 格式错误：有写错的日期或数字（如 2024-02-30，或位数过多的数字）"
+        )]) from None
     if not isinstance(data, Mapping):
         raise CatalogError(
             [

@@ -243,7 +243,10 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
 })
 def import_roster(village_id: int) -> dict[str, Any]:
     """Import households and members. Every row is checked first; if any row is wrong nothing
-    is imported and the answer names each bad row (422 `roster_invalid`)."""
+    is imported and the answer names each bad row (422 `roster_invalid`; text quoted from the
+    file is cut to 50 characters). At most 5,000 villagers; only the first 20 columns and
+    100,000 rows of a sheet are read. An XLSX that unpacks to over 20 MB, packs more than
+    100:1 or holds over 60,000 cells is refused before it is read (422 `roster_too_large`)."""
     upload = request.files.get("file")
     if upload is not None:
         filename, data = upload.filename or "", upload.read()

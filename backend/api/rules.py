@@ -160,7 +160,9 @@ def export_catalog(catalog_id: int) -> Response:
     "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
                    "field `file`, or JSON `{township_id, yaml, replace}`. A catalog with any "
                    "problem changes nothing: 422 `catalog_invalid`, details.problems naming "
-                   "each item and field.",
+                   "each item and field. Refused as a whole (422): `yaml_too_large` (over "
+                   "250,000 characters), `yaml_aliases` (YAML anchors or aliases, & and *), "
+                   "`yaml_too_deep`. Text quoted from the file is cut to 50 characters.",
     "content": {
         "application/yaml": {"schema": {"type": "string"}},
         "text/yaml": {"schema": {"type": "string"}},

@@ -37,7 +37,10 @@ def _upload_dir() -> str:
     "required": True,
     "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
                    "It is checked by its content, turned upright, re-encoded as JPEG without "
-                   "EXIF (GPS position included) and scaled to at most 2048 px.",
+                   "EXIF (GPS position included) and scaled to at most 2048 px. Its size "
+                   "is read from the header before any pixel is decoded: at most 20 "
+                   "megapixels (64 for a baseline JPEG, 12 for WEBP), else 422 "
+                   "`image_too_large`. Only the first frame of an animated image is kept.",
     "content": {
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
