@@ -113,6 +113,22 @@ class RedemptionCancelIn(Schema):
     reason = fields.String(allow_none=True, validate=validate.Length(max=200))
 
 
+class MemberLookupIn(Schema):
+    member_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "the scanned member card: its token "
+                                           "or the whole URL it carries"})
+
+
+class CardHolderOut(Schema):
+    villager_name = fields.String(metadata={"description": "the card holder"})
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    available = fields.Integer(metadata={"description": "points the household may spend now"})
+    qualifies = fields.Boolean(metadata={
+        "description": "the household reaches the village's qualification line (合格线) and "
+                       "may redeem; false: counter redemption answers not_qualified"})
+
+
 class RedemptionLineOut(Schema):
     reward_id = fields.Integer()
     name = fields.String()

@@ -28,7 +28,9 @@ from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas import ShopIn, ShopOut
 from ..shop_schemas import (
+    CardHolderOut,
     CounterRedemptionIn,
+    MemberLookupIn,
     PickupScanIn,
     PointsReportArgs,
     PointsReportOut,
@@ -307,6 +309,22 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
         now=now(), tz=village_tz(),
     )
     return _out(redemption, available_after=_available(redemption.household_id))
+
+
+@blp.route("/shops/<int:shop_id>/member-lookup", methods=["POST"])
+@limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
+@blp.arguments(MemberLookupIn)
+@blp.response(200, CardHolderOut)
+def member_lookup(body: dict[str, Any], shop_id: int) -> supermarket.CardHolder:
+    """Who is at the counter: the clerk scans a member card before choosing the goods.
+
+    Only the card holder's name, their household, the points it may spend and whether it
+    reaches the qualification line (the shop's clerks). A card of a village the shop does
+    not serve is 422 `shop_not_serving`; an unknown or cancelled member 404
+    `member_not_found`. Nothing else of the household is open to a clerk."""
+    return supermarket.card_holder(db.session, current_actor(), qr_codec(), shop_id,
+                                   member_token=body["member_token"], now=now(),
+                                   tz=village_tz())
 
 
 # ---- settlement and the township's report ---------------------------------------------------
