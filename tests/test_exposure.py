@@ -1,17 +1,22 @@
 """What the API shows beyond what its reader may see: phone numbers in the audit log, a
-reward's picture link, a household that keeps off the public boards."""
+reward's picture link, a household that keeps off the public boards, and the names of
+downloaded files."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from backend.downloads import safe_filename
 from backend.extensions import db
-from points.models import AuditEntry, PublicLink, Reward
+from points.models import AuditEntry, PublicLink, Reward, Shop, Village
 
 from .conftest import World, error_code
 from .helpers_points import add_reward, bar, default_items, earn, frozen, local
@@ -189,3 +194,92 @@ def test_a_refused_picture_link_says_why_in_chinese(client: FlaskClient, world: 
     assert error_code(response) == "validation_error"
     message = response.get_json()["error"]["details"]["fields"]["image_url"][0]
     assert "http" in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
+
+
+# ---- names of downloaded files --------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "safe"), [
+    ("../../x", "x"),
+    ("..\\..\\win.ini", "win.ini"),
+    ("/etc/passwd", "etc_passwd"),
+    ("清水村积分超市2026-06结算单.csv", "清水村积分超市2026-06结算单.csv"),
+    ("超市/2026-06结算单.xlsx", "超市_2026-06结算单.xlsx"),
+    ('a"b;c.pdf', "a_b_c.pdf"),
+    ("\x00\r\nSet-Cookie: a=b", "Set-Cookie_ a=b"),
+    ("\u202egpj.exe", "gpj.exe"),  # no right-to-left override to disguise the extension
+    ("  .hidden ", "hidden"),
+    ("..", "download"),
+    ("", "download"),
+])
+def test_safe_filename(name: str, safe: str) -> None:
+    assert safe_filename(name) == safe
+
+
+def _disposition_names(header: str) -> tuple[str, str]:
+    """(filename, the decoded filename*) of a Content-Disposition header."""
+    plain = re.search(r'filename="([^"]*)"', header)
+    starred = re.search(r"filename\*=UTF-8''([^;\s]*)", header)
+    assert plain is not None and starred is not None, header
+    return plain.group(1), unquote(starred.group(1))
+
+
+def _assert_safe(header: str) -> tuple[str, str]:
+    plain, starred = _disposition_names(header)
+    for name in (plain, starred):
+        assert "/" not in name and "\\" not in name and not name.startswith("."), header
+        assert '"' not in name and "\n" not in name and "\r" not in name, header
+    assert plain.isascii(), header
+    assert header.count('"') == 2 and "\n" not in header, header
+    return plain, starred
+
+
+def test_downloads_named_after_what_people_typed_are_safe(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """A shop and a village named with path separators and quotes: the settlement (CSV,
+    XLSX) and the printed board are saved under safe names that keep the Chinese."""
+    with app.app_context():
+        db.session.get(Shop, world.shop_a).name = '../../清水村"超市'  # type: ignore[union-attr]
+        db.session.get(Village, world.village_a).name = "..\\..\\清水村"  # type: ignore[union-attr]
+        db.session.commit()
+    admin = world.headers("tadmin1")
+    for fmt in ("csv", "xlsx"):
+        response = client.get(f"{API}/shops/{world.shop_a}/settlements?month=2026-06"
+                              f"&format={fmt}", headers=admin)
+        assert response.status_code == 200
+        header = response.headers["Content-Disposition"]
+        assert header.startswith("attachment;")
+        plain, starred = _assert_safe(header)
+        assert plain == f"settlement-shop{world.shop_a}-2026-06.{fmt}"
+        assert starred == f"清水村_超市2026-06结算单.{fmt}"
+    with frozen(local(2026, 7, 2)):
+        board = client.get(f"{API}/villages/{world.village_a}/board.pdf",
+                           headers=world.headers("cadre_a"))
+    assert board.status_code == 200
+    header = board.headers["Content-Disposition"]
+    assert header.startswith("inline;")
+    plain, starred = _assert_safe(header)
+    assert plain == f"board-{world.village_a}-2026-06-A4.pdf"
+    assert starred == "清水村2026-06红黑榜-A4.pdf"
+
+
+def test_a_catalog_export_is_named_by_the_helper(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    default_items(app, world)
+    catalog = client.get(f"{API}/rule-catalogs", headers=world.headers("tadmin1")
+                         ).get_json()["items"][0]["id"]
+    response = client.get(f"{API}/rule-catalogs/{catalog}/export",
+                          headers=world.headers("tadmin1"))
+    assert response.status_code == 200
+    assert _assert_safe(response.headers["Content-Disposition"]) == (
+        f"rule-catalog-{catalog}.yaml", f"rule-catalog-{catalog}.yaml")
+
+
+def test_every_download_names_its_file_through_one_helper() -> None:
+    """No view writes a Content-Disposition of its own (or hands a name to send_file)."""
+    root = Path(__file__).resolve().parent.parent / "backend"
+    writers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
+                     if re.search(r"Content-Disposition|download_name|as_attachment",
+                                  path.read_text(encoding="utf-8")))
+    assert writers == ["downloads.py"], writers

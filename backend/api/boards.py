@@ -34,6 +34,7 @@ from ..board_schemas import (
     TownshipStatsOut,
 )
 from ..clock import now, village_tz
+from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -176,10 +177,10 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
                   printed_on=f"{today.year}年{today.month}月{today.day}日打印")
     if kind == "png":
         return _png(data)
-    filename = f"board-{village.id}-{period.key}-{args['size']}.pdf"
-    return Response(data, mimetype="application/pdf", headers={
-        "Cache-Control": "private, no-store",
-        "Content-Disposition": f'inline; filename="{filename}"'})
+    return download(data, "application/pdf",
+                    f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
+                    ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
+                    inline=True, cache_control="private, no-store")
 
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from flask import Response, current_app
 from flask_smorest import Blueprint
@@ -20,6 +19,7 @@ from points.tokens import TokenType
 
 from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
+from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -329,11 +329,6 @@ def member_lookup(body: dict[str, Any], shop_id: int) -> supermarket.CardHolder:
 
 # ---- settlement and the township's report ---------------------------------------------------
 
-def _attachment(data: bytes, mimetype: str, filename: str, label: str) -> Response:
-    disposition = f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(label)}"
-    return Response(data, mimetype=mimetype, headers={"Content-Disposition": disposition})
-
-
 @blp.route("/shops/<int:shop_id>/settlements", methods=["GET"])
 @blp.arguments(SettlementArgs, location="query")
 @blp.response(200, SettlementOut)
@@ -356,8 +351,10 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
     label = f"{result.shop_name}{result.month}结算单.{fmt}"
     if fmt == "csv":
-        return _attachment(supermarket.settlement_csv(result, village_tz()), CSV, name, label)
-    return _attachment(supermarket.settlement_xlsx(result, village_tz()), XLSX, name, label)
+        return download(supermarket.settlement_csv(result, village_tz()), CSV, label,
+                        ascii_name=name)
+    return download(supermarket.settlement_xlsx(result, village_tz()), XLSX, label,
+                    ascii_name=name)
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])
