@@ -328,6 +328,11 @@ def _reserve(
                            details={"minimum": policy.min_redemption_points, "points": points})
     account = ledger.account_for(session, household.id)  # created on first use
     qualified, score = qualification(session, policy, account, now, tz)
+    if not qualified and source == "counter":
+        # The clerk learns whether the household qualifies, not its score: that is read
+        # from its passbook, which is the household's and its village's.
+        raise NotQualified(f"未达到合格线 {policy.qualification_line} 分，暂不能兑换",
+                           details={"line": policy.qualification_line})
     if not qualified:
         raise NotQualified(
             f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，"

@@ -272,7 +272,10 @@ def test_member_lookup_qualifies_as_counter_redemption_does(
         assert found["qualifies"] is qualifies
         assert (sold.status_code == 201) is qualifies, sold.get_json()
         if not qualifies:
+            # whether it qualifies, not the household's score
             assert error_code(sold) == "not_qualified"
+            assert sold.get_json()["error"]["details"] == {"line": 31}
+            assert "30" not in sold.get_json()["error"]["message"]
     # the counter sale still works for a clerk who cannot read the household
     assert account_of(app, world.household_x)["available"] == 25
     assert client.get(f"{API}/households/{world.household_x}/account",
