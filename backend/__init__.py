@@ -15,6 +15,7 @@ from points.db import configure_engine, normalise_url
 from . import config as app_config
 from . import extensions
 from .extensions import db, limiter, migrate
+from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
 from .ratelimits import retry_after_floor
 
@@ -28,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
+    app.after_request(secure_headers)
     register_commands(app)
     return app
 

@@ -273,8 +273,10 @@ class PlateOut(Schema):
     month_label = fields.String()
     points = fields.Integer(allow_none=True)
     rank = fields.Integer(allow_none=True)
-    households = fields.Integer()
-    barred = fields.Boolean()
+    # null for a household that keeps off the public boards (opted_out): it shows only
+    # that it exists
+    households = fields.Integer(allow_none=True)
+    barred = fields.Boolean(allow_none=True)
     year = fields.String()
     stars = fields.Integer(allow_none=True)
     year_points = fields.Integer(allow_none=True)

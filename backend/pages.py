@@ -22,10 +22,16 @@ def healthz() -> tuple[Response, int]:
         return jsonify(status="degraded", database="error"), 503
 
 
+# The landing page says the same for every code (the token in its address is not read), so
+# any cache may keep it for a day.
+LANDING_CACHE = "public, max-age=86400"
+
+
 @bp.get("/q/<path:token>")
-def qr_landing(token: str) -> str:
+def qr_landing(token: str) -> Response:
     """Where a QR code lands when scanned by anything but the mini-program."""
-    return render_template("qr_landing.html")
+    return Response(render_template("qr_landing.html"), mimetype="text/html",
+                    headers={"Cache-Control": LANDING_CACHE})
 
 
 @bp.get("/api/v1/docs")

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from points.models import Household, User, Villager
+from points.models import AuditEntry, Household, User, Villager
 from points.scope import Actor, mask_phone, sees_phone
 
 from .extensions import db
@@ -49,3 +49,33 @@ def household(h: Household, actor: Actor) -> dict[str, Any]:
         "public_board_opt_out": h.public_board_opt_out,
         "created_at": h.created_at,
     }
+
+
+def audit_entry(entry: AuditEntry, actor: Actor) -> dict[str, Any]:
+    """An audit entry as its reader may see it. The stored entry keeps every value; phone
+    numbers in its before and after are shown by the rule of the rest of the API: in full
+    only to the cadres of the villager's own village, masked for everyone else."""
+    shows = entry.village_id is not None and sees_phone(actor, entry.village_id)
+    return {
+        "id": entry.id, "at": entry.at, "actor_id": entry.actor_id, "action": entry.action,
+        "object_type": entry.object_type, "object_id": entry.object_id,
+        "township_id": entry.township_id, "village_id": entry.village_id,
+        "before": entry.before if shows else _phones_masked(entry.before),
+        "after": entry.after if shows else _phones_masked(entry.after),
+    }
+
+
+def _phones_masked(value: Any) -> Any:
+    """`value` with every phone number in it masked, at any depth: a villager's snapshot
+    has `phone`, and a snapshot that lists people may nest them."""
+    if isinstance(value, dict):
+        return {key: mask_phone(item) if _is_phone(key, item) else _phones_masked(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_phones_masked(item) for item in value]
+    return value
+
+
+def _is_phone(key: Any, value: Any) -> bool:
+    return isinstance(key, str) and (key == "phone" or key.endswith("_phone")) \
+        and (value is None or isinstance(value, str))

@@ -23,13 +23,24 @@ def _money(description: str) -> fields.Decimal:
 
 # ---- rewards and stock ----------------------------------------------------------------------
 
+def _image_url() -> fields.String:
+    # A link the mini-program and the console show as a picture: a web address only, so
+    # that no `javascript:`, `data:` or `file:` link reaches a page or an <img>.
+    return fields.String(allow_none=True, validate=[
+        validate.Length(max=500),
+        validate.URL(schemes={"http", "https"}, require_tld=False,
+                     error="图片地址须为以 http:// 或 https:// 开头的网址"),
+    ], metadata={"description": "the picture's web address (http or https)",
+                 "format": "uri"})
+
+
 class RewardIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     points = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_POINTS),
                             metadata={"description": "price in points"})
     stock = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_STOCK),
                            metadata={"description": "on the shelf now (recorded as 上架)"})
-    image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+    image_url = _image_url()
     active = JsonBoolean(load_default=True)
 
 
@@ -38,7 +49,7 @@ class RewardPatch(Schema):
 
     name = fields.String(validate=validate.Length(min=1, max=100))
     points = fields.Integer(validate=validate.Range(min=1, max=MAX_POINTS))
-    image_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+    image_url = _image_url()
     active = JsonBoolean()
 
 
@@ -111,6 +122,22 @@ class PickupScanIn(Schema):
 
 class RedemptionCancelIn(Schema):
     reason = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class MemberLookupIn(Schema):
+    member_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "the scanned member card: its token "
+                                           "or the whole URL it carries"})
+
+
+class CardHolderOut(Schema):
+    villager_name = fields.String(metadata={"description": "the card holder"})
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    available = fields.Integer(metadata={"description": "points the household may spend now"})
+    qualifies = fields.Boolean(metadata={
+        "description": "the household reaches the village's qualification line (合格线) and "
+                       "may redeem; false: counter redemption answers not_qualified"})
 
 
 class RedemptionLineOut(Schema):

@@ -1287,6 +1287,8 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
     year_points = next(s for s in household_standings(session, scope, year)
                        if s.household_id == household_id)
     policy = catalogs.effective_policy(session, village.id)
+    # A household that keeps off the public boards shows only that it exists: not even
+    # whether a veto (一票否决) bars it, nor how many it would be ranked among.
     hidden = household.public_board_opt_out
     return {
         "village": village.name,
@@ -1296,8 +1298,8 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
         "month_label": period_label(month),
         "points": None if hidden else own.points,
         "rank": None if hidden or own.barred else own.rank,
-        "households": len(ranked),
-        "barred": own.barred,
+        "households": None if hidden else len(ranked),
+        "barred": None if hidden else own.barred,
         "year": year.key,
         "stars": None if hidden else (0 if year_points.barred
                                       else stars_for(year_points.points, policy)),

@@ -195,15 +195,19 @@ def authorize(actor: Actor, action: str) -> None:
 
 
 def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:
-    """The villages an actor may see, as a condition on a village id column."""
+    """The villages an actor may see, as a condition on a village id column.
+
+    None for a clerk (店员), not even the villages their shop serves: a clerk works the
+    counter, not the village's records. Their shop, its shelf and its orders are scoped by
+    the shop (below); the household at the counter is reached only through the member card
+    its villager shows (`supermarket.card_holder`), and then only its name, available
+    points and whether it qualifies. So the households, members, passbooks, claims,
+    objections, proof photos, activities, check-ins, boards and statistics of a village are
+    all "not found" to a clerk, whatever endpoint names them."""
     if actor.role == COUNTY:
         return true()
     if actor.role == TOWNSHIP:
         return village_id.in_(select(Village.id).where(Village.township_id == actor.township_id))
-    if actor.role == CLERK:
-        return village_id.in_(
-            select(shop_villages.c.village_id).where(shop_villages.c.shop_id == actor.shop_id)
-        )
     if actor.role in (CADRE, VILLAGER) and actor.village_id is not None:
         return village_id == actor.village_id
     return false()
@@ -300,8 +304,9 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
 
 
 def _catalog_clause(actor: Actor) -> ColumnElement[bool]:
-    # Everyone of a township sees its catalog (their village uses it); a village's own items
-    # are seen like the village itself.
+    # Everyone of a township sees its catalog (their village uses it; a clerk reads the
+    # exchange rate that cash at the counter is counted at); a village's own items are seen
+    # like the village itself.
     if actor.role == COUNTY:
         return true()
     township = (

@@ -33,7 +33,10 @@ from openpyxl.styles import Alignment, Font
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+import rules
+
 from . import audit, catalogs, ledger
+from .activities import scanned_token
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
@@ -255,6 +258,16 @@ def qualifying_score(session: Session, account: Account, now: datetime, tz: Zone
     ) or 0
 
 
+def qualification(session: Session, policy: rules.Policy, account: Account | None,
+                  now: datetime, tz: ZoneInfo) -> tuple[bool, int | None]:
+    """Whether the household may redeem under the policy's qualification line (合格线), and
+    its score when there is a line to reach (None otherwise). No account yet: no score."""
+    if policy.qualification_line <= 0:
+        return True, None
+    score = qualifying_score(session, account, now, tz) if account is not None else 0
+    return score >= policy.qualification_line, score
+
+
 def _hold_points(session: Session, account: Account, points: int) -> None:
     moved = session.execute(
         update(Account)
@@ -314,12 +327,16 @@ def _reserve(
         raise BelowMinimum(f"每次兑换至少 {policy.min_redemption_points} 分，本次 {points} 分",
                            details={"minimum": policy.min_redemption_points, "points": points})
     account = ledger.account_for(session, household.id)  # created on first use
-    if policy.qualification_line > 0:
-        score = qualifying_score(session, account, now, tz)
-        if score < policy.qualification_line:
-            raise NotQualified(
-                f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，"
-                "暂不能兑换", details={"score": score, "line": policy.qualification_line})
+    qualified, score = qualification(session, policy, account, now, tz)
+    if not qualified and source == "counter":
+        # The clerk learns whether the household qualifies, not its score: that is read
+        # from its passbook, which is the household's and its village's.
+        raise NotQualified(f"未达到合格线 {policy.qualification_line} 分，暂不能兑换",
+                           details={"line": policy.qualification_line})
+    if not qualified:
+        raise NotQualified(
+            f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，"
+            "暂不能兑换", details={"score": score, "line": policy.qualification_line})
 
     # Points first, then the rewards in id order: every order takes its rows in this order.
     _hold_points(session, account, points)
@@ -523,6 +540,39 @@ def counter_redeem(
                           source="counter", now=now, tz=tz, expires_at=None,
                           cash_paid=cash_paid)
     return _fulfil(session, actor, redemption, now, tz, "redemption.counter")
+
+
+@dataclass(frozen=True)
+class CardHolder:
+    """What the counter may know of the villager whose member card was scanned: enough to
+    greet them and say what they can take, and nothing of the household's passbook."""
+
+    villager_name: str
+    household_id: int
+    household_name: str | None
+    available: int
+    qualifies: bool
+
+
+def card_holder(
+    session: Session, actor: Actor, codec: TokenCodec, shop_id: int, *, member_token: str,
+    now: datetime, tz: ZoneInfo,
+) -> CardHolder:
+    """The card holder at the counter, before the clerk picks the goods: name, household,
+    points available and whether the household reaches the qualification line, checked as
+    counter redemption checks it. Read here by the domain: the household itself stays out
+    of the clerk's scope."""
+    shop = get_visible(session, actor, Shop, shop_id)
+    authorize(actor, "redemption.counter")
+    villager = member_from_card(session, codec, shop, scanned_token(member_token), now)
+    household = villager.household
+    account = session.scalar(select(Account).where(Account.household_id == household.id))
+    policy = catalogs.effective_policy(session, household.village_id)
+    qualified, _ = qualification(session, policy, account, now, tz)
+    return CardHolder(villager_name=villager.name, household_id=household.id,
+                      household_name=household.name,
+                      available=account.available if account is not None else 0,
+                      qualifies=qualified)
 
 
 def parse_cash(value: Decimal | None) -> Decimal:

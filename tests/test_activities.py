@@ -691,7 +691,11 @@ def test_display_screen_shows_the_rotating_code_by_its_key(
     page = client.get(page_path)
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert "qr-token?svg=1" in html and "X-Display-Key" in html
+    assert 'data-key-header="X-Display-Key"' in html
+    assert f'data-activity-id="{activity["id"]}"' in html
+    script = client.get("/static/js/activity_display.js")
+    assert "qr-token?svg=1" in script.get_data(as_text=True)
+    script.close()
 
     with frozen(DURING):
         shown = client.get(path, headers={"X-Display-Key": fragment})

@@ -2,10 +2,12 @@
 
 1. Object-level authorisation: every route with an id in its path (found in the app's url_map,
    so a new one fails here until it is classified) is called by a villager of household x
-   (village A) and by the cadre of village A with the ids of other villages', townships' and
-   households' objects. The answer must be 403 or 404 in our error shape, must not describe
-   the object, and must leave the database as it was. test_scope_matrix.py holds the registry
-   matrix for the other roles; this file covers every route for these two callers.
+   (village A), by the cadre of village A and by the clerk of shop A (which serves village A)
+   with the ids of other villages', townships' and households' objects; the clerk also with
+   village A's, since a clerk sees nothing of any village but their shop's orders. The
+   answer must be 403 or 404 in our error shape, must not describe the object, and must
+   leave the database as it was. test_scope_matrix.py holds the registry matrix for the
+   other roles; this file covers every route for these three callers.
 2. Mass assignment: fields a client may not set (points, status, household_id, role, ...) are
    refused with 422 naming them, and nothing changes; a cadre cannot move scope or escalate.
 3. Oversized bodies and uploads: 413 in our shape, nothing stored.
@@ -87,6 +89,9 @@ class Scene:
     # kind -> owner key -> id. Owner keys: "w", "y", "z" for household objects (w lives in
     # village A beside x), "b", "c" for village objects, "t2" for township 2's.
     objects: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Objects of village A that x and the cadre of A may reach but the clerk of shop A may
+    # not (kind -> owner "a" -> id).
+    served: dict[str, dict[str, int]] = field(default_factory=dict)
     # Text that only the other objects carry: no refusal may contain any of it.
     markers: list[str] = field(default_factory=list)
     users: dict[str, int] = field(default_factory=dict)
@@ -217,6 +222,8 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
                 headers=scene.headers(cadre)))["id"]
     scene.put("activity", "b", activities["b"])
     scene.put("activity", "c", activities["c"])
+    scene.served["activity"] = {"a": activities["a"]}
+    scene.served["village"] = {"a": w.village_a}
     scene.markers += ["秘大会b", "秘大会c"]
 
     with frozen(DURING):
@@ -328,6 +335,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("shop.counter_redemption", "POST"): Route("shop", {
         "member_token": MEMBER_CARD_X, "items": [{"reward_id": 1, "quantity": 1}]}),
     ("shop.list_rewards", "GET"): Route("shop"),
+    ("shop.member_lookup", "POST"): Route("shop", {"member_token": MEMBER_CARD_X}),
     ("shop.create_reward", "POST"): Route("shop", {"name": "假货", "points": 1, "stock": 1}),
     ("shop.settlement", "GET"): Route("shop", query="?month=2026-12"),
     ("registry.get_township", "GET"): Route("township"),
@@ -376,7 +384,7 @@ def _id_routes() -> list[tuple[str, str, str]]:
 
 
 ID_ROUTES = _id_routes()
-ATTACKERS = ("villager_x", "cadre_a")
+ATTACKERS = ("villager_x", "cadre_a", "clerk_a")
 
 
 def test_every_route_with_an_id_is_classified() -> None:
@@ -394,6 +402,13 @@ def _targets(scene: Scene, route: Route, attacker: str) -> dict[str, int]:
     if route.kind == "public":
         return {owner: i for owner, i in scene.objects["activity"].items()}
     found = dict(scene.objects[route.kind])
+    if attacker == "clerk_a":
+        # A clerk reaches their shop, its shelf and its orders (w's order is at shop A),
+        # and nothing of any village, village A's included.
+        found.update(scene.served.get(route.kind, {}))
+        if route.kind == "redemption":
+            found.pop("w", None)
+        return found
     own_village_ok = attacker == "cadre_a" or route.village_level_for_villager
     if route.kind in HOUSEHOLD_KINDS and own_village_ok:
         found.pop("w", None)
@@ -717,6 +732,11 @@ def test_ids_in_bodies_cannot_reach_out_of_scope(
 
 
 W_MARKERS = {"秘邻居", "邻居w户", "秘申报w"}  # household w lives in village A, beside x
+# What village A's own people see and the clerk of shop A must not: x's names, village A's
+# activity, the objection x raised.
+CLERK_MARKERS = {"户主x", "配偶x", "秘大会a", "秘异议w"}
+# ... except the names on an order placed at shop A (w's), which the clerk hands out.
+ORDER_MARKERS = {"秘邻居", "邻居w户"}
 
 # Lists and /me routes take no id in the path but filter by one: a filter naming another
 # village, township or household narrows what the caller may see, it never widens it.
@@ -724,6 +744,7 @@ FILTERED_READS = [
     "/me?user_id={villager_y}", "/me/account?household_id={household_y}",
     "/me/ledger?household_id={household_z}", "/me/board-privacy?household_id={household_y}",
     "/claims?village_id={village_b}", "/claims?household_id={household_y}",
+    "/claims?village_id={village_a}", "/activities?village_id={village_a}",
     "/claims?household_id={household.w}", "/claims?status=pending",
     "/redemptions?household_id={household_y}", "/redemptions?shop_id={shop.c}",
     "/redemptions", "/activities?village_id={village_b}", "/activities?village_id={village_c}",
@@ -742,6 +763,8 @@ def test_filters_naming_other_objects_never_widen_a_list(
 ) -> None:
     markers = [m for m in scene.markers
                if not (attacker == "cadre_a" and m in W_MARKERS)]
+    if attacker == "clerk_a":
+        markers += sorted(CLERK_MARKERS)
     failures = []
     with frozen(NOW):
         headers = scene.headers(attacker)
@@ -749,7 +772,9 @@ def test_filters_naming_other_objects_never_widen_a_list(
             url = API + _fill_path(path, scene, {})
             response = client.get(url, headers=headers)
             text = response.get_data(as_text=True)
-            leaked = [m for m in markers if m in text]
+            leaked = [m for m in markers if m in text and not (
+                attacker == "clerk_a" and path.startswith("/redemptions")
+                and m in ORDER_MARKERS)]
             if response.status_code not in (200, 403, 404) or leaked:
                 failures.append(f"{url}: {response.status_code} {leaked} {text[:200]}")
             if attacker == "villager_x" and path.startswith("/me") \

@@ -239,7 +239,7 @@ def display_page(activity_id: int) -> Response:
     html = render_template("activity_display.html", activity_id=activity_id,
                            header=DISPLAY_KEY_HEADER)
     return Response(html, mimetype="text/html",
-                    headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
+                    headers=NO_STORE)
 
 
 # ---- check-in -------------------------------------------------------------------------------

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, render_template_string
+from flask import Response, current_app, render_template
 from flask_smorest import Blueprint
-from markupsafe import Markup
 
 from points import board_render, rankings
 from points.errors import DomainError, Forbidden
@@ -34,6 +33,7 @@ from ..board_schemas import (
     TownshipStatsOut,
 )
 from ..clock import now, village_tz
+from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -176,10 +176,10 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
                   printed_on=f"{today.year}年{today.month}月{today.day}日打印")
     if kind == "png":
         return _png(data)
-    filename = f"board-{village.id}-{period.key}-{args['size']}.pdf"
-    return Response(data, mimetype="application/pdf", headers={
-        "Cache-Control": "private, no-store",
-        "Content-Disposition": f'inline; filename="{filename}"'})
+    return download(data, "application/pdf",
+                    f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
+                    ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
+                    inline=True, cache_control="private, no-store")
 
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
@@ -383,72 +383,19 @@ def plate(token: str) -> dict[str, Any]:
 
 # ---- public pages ---------------------------------------------------------------------------
 
-PAGE = """<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-  body { font-family: "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif;
-         margin: 0; padding: 1.5rem 1rem; background: #f6f7f5; color: #222; }
-  main { max-width: 32rem; margin: 0 auto; background: #fff; border-radius: 12px;
-         padding: 1.25rem; box-shadow: 0 1px 4px rgba(0,0,0,.08); }
-  h1 { font-size: 1.4rem; margin: 0 0 .25rem; color: #b3261e; }
-  h2 { font-size: 1.15rem; margin: 1.25rem 0 .5rem; }
-  .sub { color: #666; margin: 0 0 1rem; }
-  .big { font-size: 2.2rem; font-weight: bold; color: #b3261e; }
-  .stars { color: #d69700; font-size: 1.6rem; letter-spacing: .1rem; }
-  table { width: 100%; border-collapse: collapse; }
-  td, th { padding: .4rem .3rem; border-bottom: 1px solid #eee; text-align: left; }
-  .note { color: #666; font-size: .9rem; line-height: 1.6; }
-</style>
-</head>
-<body><main>{{ body }}</main></body>
-</html>"""
-
-PLATE_BODY = """
-<h1>{{ p.village }} · {{ p.name }}</h1>
-{% if p.opted_out %}
-  <p class="sub">本户选择不在公开榜单上展示积分。</p>
-{% else %}
-  <p class="sub">{{ p.year }}年星级文明户</p>
-  <p class="stars">{% if p.stars %}{{ "★" * p.stars }}{% else %}暂未评星{% endif %}</p>
-  <h2>{{ p.month_label }}</h2>
-  <p><span class="big">{{ p.points }}</span> 分</p>
-  {% if p.barred %}<p>本月受一票否决，不参加评比。</p>
-  {% else %}<p>全村第 <strong>{{ p.rank }}</strong> 名（共 {{ p.households }} 户）</p>{% endif %}
-  <p class="note">本年累计 {{ p.year_points }} 分。积分以公示期满后记入的为准。</p>
-{% endif %}
-"""
-
-BOARD_BODY = """
-<h1>{{ b.village_name }}积分红黑榜</h1>
-<p class="sub">{{ b.period_label }}{% if b.status != "closed" %}（未结榜，仅供参考）{% endif %}</p>
-<h2 style="color:#b3261e">红榜 · 示范户</h2>
-{% if b.red %}<table><tr><th>名次</th><th>户主</th><th>积分</th><th>星级</th></tr>
-{% for r in b.red %}<tr><td>{{ r.rank }}</td><td>{{ r.name }}</td><td>{{ r.points }}</td>
-<td class="stars" style="font-size:1rem">{{ "★" * r.stars }}</td></tr>{% endfor %}</table>
-{% else %}<p>本期暂无上榜户</p>{% endif %}
-<h2>黑榜 · 限期整改户</h2>
-{% if b.black %}<table><tr><th>户主</th><th>扣分事项</th><th>积分</th></tr>
-{% for r in b.black %}<tr><td>{{ r.name }}</td><td>
-{% for i in r["items"] if not i.reversed %}{% if i.kind == "veto" %}一票否决：{{ i.item }}
-{% else %}{{ i.item }} {{ i.points }}{% endif %}{% if not loop.last %}；{% endif %}{% endfor %}
-</td><td>{{ r.points }}</td></tr>{% endfor %}</table>
-{% else %}<p>本期无扣分户</p>{% endif %}
-{% if b.corrections %}<h2>更正说明</h2>
-{% for c in b.corrections %}
-<p class="note">{{ c.name }}：{{ c.note }}（{{ "%+d"|format(c.amount) }} 分）</p>
-{% endfor %}{% endif %}
-<p class="note">{{ b.tie_rule }}。</p>
-"""
+# How long a shared cache (a county's proxy, WeChat's) may keep a public page. A board
+# changes as claims post and is frozen once its month is closed: five minutes spares the
+# server when a village scans the printed board at once, and a household that opts out is
+# off the online board within them. A plate shows the household's live points, and
+# renewing it must retire the old printed code at once: never stored.
+BOARD_CACHE = "public, max-age=300"
+PLATE_CACHE = "no-store"
 
 
-def _page(title: str, body: str, status: int = 200, **context: Any) -> Response:
-    inner = Markup(render_template_string(body, **context))  # already escaped
-    html = render_template_string(PAGE, title=title, body=inner)
-    return Response(html, status=status, mimetype="text/html")
+def _page(template: str, status: int = 200, cache: str = "no-store", **context: Any
+          ) -> Response:
+    return Response(render_template(template, **context), status=status,
+                    mimetype="text/html", headers={"Cache-Control": cache})
 
 
 # A plate or board code that was renewed or never existed gets a page that says so.
@@ -456,7 +403,7 @@ GONE = {"schema": TEXT, "content_type": "text/html", "description": "二维码�
 
 
 def _gone() -> Response:
-    return _page("村务积分", "<h1>二维码已失效</h1><p>请向村干部索取新的户牌或榜单。</p>", 404)
+    return _page("gone.html", 404)
 
 
 @public_blp.route("/h/<token>", methods=["GET"])
@@ -471,7 +418,7 @@ def plate_page(token: str) -> Response:
         return _gone()
     assert link.household_id is not None
     view = rankings.plate_view(db.session, link.household_id, now(), village_tz())
-    return _page(f"{view['village']}积分户牌", PLATE_BODY, p=view)
+    return _page("plate.html", cache=PLATE_CACHE, p=view)
 
 
 @public_blp.route("/b/<token>", methods=["GET"])
@@ -487,4 +434,4 @@ def board_page(args: dict[str, Any], token: str) -> Response:
         return _gone()
     assert link.village_id is not None
     board = _posted_board(link.village_id, _period(args, _last_month()))
-    return _page(f"{board['village_name']}积分红黑榜", BOARD_BODY, b=board)
+    return _page("board.html", cache=BOARD_CACHE, b=board)

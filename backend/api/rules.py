@@ -16,6 +16,7 @@ from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcno
 from points.scope import get_visible, visible
 
 from ..auth import current_actor
+from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import PageArgs, page_of, paginate
@@ -145,10 +146,7 @@ def export_catalog(catalog_id: int) -> Response:
     """The catalog as YAML, the same format `flask rules import` and the import endpoint read:
     importing a file and exporting it gives the same bytes back."""
     text = catalogs.export_yaml(db.session, catalog_id, current_actor())
-    return Response(
-        text.encode("utf-8"), mimetype="text/yaml",
-        headers={"Content-Disposition": f'attachment; filename="rule-catalog-{catalog_id}.yaml"'},
-    )
+    return download(text.encode("utf-8"), "text/yaml", f"rule-catalog-{catalog_id}.yaml")
 
 
 @blp.route("/rule-catalogs/import", methods=["POST"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from flask import Response, current_app
 from flask_smorest import Blueprint
@@ -20,6 +19,7 @@ from points.tokens import TokenType
 
 from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
+from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -28,7 +28,9 @@ from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas import ShopIn, ShopOut
 from ..shop_schemas import (
+    CardHolderOut,
     CounterRedemptionIn,
+    MemberLookupIn,
     PickupScanIn,
     PointsReportArgs,
     PointsReportOut,
@@ -309,12 +311,23 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
     return _out(redemption, available_after=_available(redemption.household_id))
 
 
+@blp.route("/shops/<int:shop_id>/member-lookup", methods=["POST"])
+@limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
+@blp.arguments(MemberLookupIn)
+@blp.response(200, CardHolderOut)
+def member_lookup(body: dict[str, Any], shop_id: int) -> supermarket.CardHolder:
+    """Who is at the counter: the clerk scans a member card before choosing the goods.
+
+    Only the card holder's name, their household, the points it may spend and whether it
+    reaches the qualification line (the shop's clerks). A card of a village the shop does
+    not serve is 422 `shop_not_serving`; an unknown or cancelled member 404
+    `member_not_found`. Nothing else of the household is open to a clerk."""
+    return supermarket.card_holder(db.session, current_actor(), qr_codec(), shop_id,
+                                   member_token=body["member_token"], now=now(),
+                                   tz=village_tz())
+
+
 # ---- settlement and the township's report ---------------------------------------------------
-
-def _attachment(data: bytes, mimetype: str, filename: str, label: str) -> Response:
-    disposition = f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(label)}"
-    return Response(data, mimetype=mimetype, headers={"Content-Disposition": disposition})
-
 
 @blp.route("/shops/<int:shop_id>/settlements", methods=["GET"])
 @blp.arguments(SettlementArgs, location="query")
@@ -338,8 +351,10 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
     label = f"{result.shop_name}{result.month}结算单.{fmt}"
     if fmt == "csv":
-        return _attachment(supermarket.settlement_csv(result, village_tz()), CSV, name, label)
-    return _attachment(supermarket.settlement_xlsx(result, village_tz()), XLSX, name, label)
+        return download(supermarket.settlement_csv(result, village_tz()), CSV, label,
+                        ascii_name=name)
+    return download(supermarket.settlement_xlsx(result, village_tz()), XLSX, label,
+                    ascii_name=name)
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])

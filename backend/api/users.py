@@ -10,6 +10,7 @@ from points import users
 from points.models import AuditEntry, User
 from points.scope import authorize, visible
 
+from .. import present
 from ..auth import current_actor
 from ..extensions import db
 from ..openapi import page_of, paginate
@@ -54,7 +55,8 @@ def update_user(body: dict[str, Any], user_id: int) -> User:
 @blp.arguments(AuditArgs, location="query")
 @blp.response(200, page_of(AuditOut))
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:
-    """Staff writes, newest first (township and county admins)."""
+    """Staff writes, newest first (township and county admins). Phone numbers in the
+    before and after are masked, as everywhere outside the village's own cadres."""
     actor = current_actor()
     authorize(actor, "audit.read")
     stmt = visible(actor, AuditEntry).order_by(AuditEntry.id.desc())
@@ -64,4 +66,6 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
         stmt = stmt.where(AuditEntry.actor_id == args["actor"])
     if "since" in args:
         stmt = stmt.where(AuditEntry.at >= args["since"])
-    return paginate(db.session, stmt, args["page"], args["per_page"])
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = [present.audit_entry(entry, actor) for entry in page["items"]]
+    return page

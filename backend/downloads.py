@@ -1,0 +1,66 @@
+"""Files the API hands out (settlements, catalogs, printed boards): one way to name them.
+
+A file's name is often made of names people typed (a shop's, a village's), and the browser
+or WeChat saves the file under it: a `/` or `\\` could climb out of the download folder, a
+quote or a control character could end the header early. Every Content-Disposition is
+written here, from a name made safe by `safe_filename`."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import quote
+
+from flask import Response
+
+DEFAULT_NAME = "download"
+MAX_CHARS = 120
+# path separators, the characters Windows refuses in a name, quotes and `;` (which ends a
+# header parameter); replaced, so that "清水村/超市" stays readable as "清水村_超市"
+_UNSAFE = re.compile(r"[\\/:*?\"<>|'`;]")
+_SPACES = re.compile(r"\s+")
+_REPEATS = re.compile(r"_{2,}")
+
+
+def safe_filename(name: str, fallback: str = DEFAULT_NAME) -> str:
+    """`name` without path separators, control or invisible characters, quotes, leading
+    dots or spaces; Chinese and other letters are kept. `fallback` if nothing is left
+    ("" for none)."""
+    kept = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    kept = _REPEATS.sub("_", _UNSAFE.sub("_", _SPACES.sub(" ", kept)))
+    kept = kept.strip(" ._")[:MAX_CHARS].strip(" ._")
+    if kept or not fallback:
+        return kept
+    return safe_filename(fallback, fallback="") or DEFAULT_NAME
+
+
+def content_disposition(filename: str, *, ascii_name: str | None = None,
+                        inline: bool = False) -> str:
+    """The header for a file named `filename` (may be Chinese: sent as RFC 5987
+    `filename*`), with `ascii_name` (else the ASCII part of `filename`) for clients that
+    read only `filename`."""
+    name = safe_filename(filename)
+    kind = "inline" if inline else "attachment"
+    return (f"{kind}; filename=\"{_ascii(ascii_name or name)}\"; "
+            f"filename*=UTF-8''{quote(name, safe='')}")
+
+
+def _ascii(name: str) -> str:
+    stem, dot, extension = safe_filename(name).rpartition(".")
+    if not dot:
+        stem, extension = extension, ""
+    stem = safe_filename(stem.encode("ascii", "ignore").decode(), fallback="")
+    if not any(ch.isalnum() for ch in stem):
+        stem = DEFAULT_NAME
+    extension = extension.encode("ascii", "ignore").decode()
+    return f"{stem}.{extension}" if extension.isalnum() else stem
+
+
+def download(data: bytes, mimetype: str, filename: str, *, ascii_name: str | None = None,
+             inline: bool = False, cache_control: str | None = None) -> Response:
+    """A response carrying a file, its name made safe."""
+    headers = {"Content-Disposition": content_disposition(filename, ascii_name=ascii_name,
+                                                          inline=inline)}
+    if cache_control:
+        headers["Cache-Control"] = cache_control
+    return Response(data, mimetype=mimetype, headers=headers)
