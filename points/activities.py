@@ -43,7 +43,14 @@ from .models import (
 from .models.activities import Activity, CheckIn
 from .models.rules import stored_rule
 from .scope import VILLAGER, Actor, authorize, get_visible, visible
-from .tokens import Decoded, QRTokenExpired, QRTokenInvalid, TokenCodec, TokenType
+from .tokens import (
+    Decoded,
+    QRTokenExpired,
+    QRTokenInvalid,
+    TokenCodec,
+    TokenType,
+    scanned_token,
+)
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 DEFAULT_OPENS_BEFORE = timedelta(minutes=30)
@@ -394,13 +401,6 @@ def code_for_display(session: Session, codec: TokenCodec, activity_id: int, key:
 
 
 # ---- check-in -------------------------------------------------------------------------------
-
-def scanned_token(scanned: str) -> str:
-    """The token of a scanned code: the mini-program may send the whole URL the code
-    carries (`{PUBLIC_BASE_URL}/q/{token}`) or the token alone; a scanner may add a
-    newline."""
-    return scanned.strip().rsplit("/q/", 1)[-1]
-
 
 def _activity_fields(decoded: Decoded) -> tuple[int, int]:
     if len(decoded.fields) != 2:
