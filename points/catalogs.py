@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select
@@ -29,7 +28,6 @@ from .models import (
     RuleItemVersion,
     Township,
     Village,
-    Villager,
     utcnow,
 )
 from .models.rules import stored_policy
@@ -605,41 +603,15 @@ def set_policy(
 # --- the dry run --------------------------------------------------------------------------
 
 
-def evaluate_for(
-    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
-    at: datetime,
-) -> dict[str, Any]:
-    """What an item would give a villager at `at` (aware, in the village's time zone), without
-    recording anything. Cadres use it before an award to see the points and the reason."""
-    authorize(actor, "rules.evaluate")
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise Invalid("试算时间缺少时区", code="invalid_time", details={"field": "at"})
-    villager = get_visible(session, actor, Villager, villager_id)
+def applicable_item(session: Session, actor: Actor, item_id: int, village_id: int) -> RuleItem:
+    """An item the actor may see that applies in the village now, for the dry run (试算):
+    it names what is wrong with the item rather than not finding it."""
     item = get_visible(session, actor, RuleItem, item_id)
-    village = _village(session, villager.household.village_id)
+    village = _village(session, village_id)
     catalog = item.catalog
     if catalog.village_id != village.id and catalog.township_id != village.township_id:
         raise Invalid("该细则条目不适用于这位村民所在的村", code="item_not_applicable")
     if item.retired_at is not None:
         raise Invalid("该细则条目已停用", code="item_retired")
-    version = item.current_version
-    assert version is not None
-    rule = version.rule
-    # No history yet: the ledger (next issue) will supply this subject's usage per period;
-    # until then every cap starts from zero, which the reason says where it matters.
-    try:
-        result = rules.evaluate(rule, at, rules.History(), units)
-    except rules.EvaluationError as error:
-        raise Invalid(error.message, code="invalid_units", details={"field": "units"}) from None
-    reason = result.reason
-    if result.points and (rule.caps or rule.kind == "once"):
-        reason += "（试算未计入此前已记的分，实际记分时如已达上限会相应减少）"
-    return {
-        "points": result.points,
-        "capped": result.capped,
-        "units": result.units,
-        "reason": reason,
-        "item_id": item.id,
-        "version_id": version.id,
-        "version": version.version,
-    }
+    assert item.current_version is not None
+    return item

@@ -216,6 +216,34 @@ def _evaluate(
     return rule, evaluation
 
 
+def evaluate_for(
+    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
+    at: datetime, tz: ZoneInfo,
+) -> dict[str, Any]:
+    """What awarding the item to a villager at `at` would give, recording nothing: the
+    cadre's dry run (试算) before an award. It takes the award's own road (the villager as the
+    award's target, what the villager or household has already been given counted by
+    `_evaluate`), so a cap the earlier claims reached shows here as in the award after it."""
+    authorize(actor, "rules.evaluate")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Invalid("试算时间缺少时区", code="invalid_time", details={"field": "at"})
+    target = _target(session, actor, {"villager_id": villager_id})
+    item = catalogs.applicable_item(session, actor, item_id, target.village_id)
+    version = item.current_version
+    assert version is not None
+    _, result = _evaluate(session, item, target, units, at, tz, OPEN_OR_POSTED,
+                          rule=version.rule)
+    return {
+        "points": result.points,
+        "capped": result.capped,
+        "units": result.units,
+        "reason": result.reason,
+        "item_id": item.id,
+        "version_id": version.id,
+        "version": version.version,
+    }
+
+
 # ---- submission -----------------------------------------------------------------------------
 
 def _check_evidence(

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
 
 import rules
-from points import catalogs
+from points import catalogs, claims
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
 from points.scope import get_visible, visible
 
@@ -292,8 +292,10 @@ def get_version(version_id: int) -> dict[str, Any]:
 @blp.response(200, EvaluateOut)
 def evaluate(body: dict[str, Any]) -> dict[str, Any]:
     """What an item would give a villager now (or at `at`), with the reason; records nothing.
+    Counts what the villager (or, for a household item, the household) has already been
+    given for the item, as the award does: `capped` is true once a period's cap is reached.
     Days and months are the village's (APP_TIMEZONE)."""
     zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
     at = (body.get("at") or utcnow()).astimezone(zone)
-    return catalogs.evaluate_for(db.session, current_actor(), body["item_id"],
-                                 body["villager_id"], body.get("units"), at)
+    return claims.evaluate_for(db.session, current_actor(), body["item_id"],
+                               body["villager_id"], body.get("units"), at, zone)
