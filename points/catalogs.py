@@ -31,7 +31,7 @@ from .models import (
     utcnow,
 )
 from .models.rules import stored_policy
-from .scope import CADRE, Actor, authorize, get_visible, visible
+from .scope import CADRE, COUNTY, Actor, authorize, get_visible, visible
 
 # A catalog with hundreds of problems is the wrong file; the first ones say enough.
 MAX_PROBLEMS = 200
@@ -285,13 +285,22 @@ def _township_of(session: Session, catalog: RuleCatalog) -> int:
     return _village(session, catalog.village_id).township_id
 
 
-def _township_for_write(session: Session, actor: Actor | None, township_id: int) -> Township:
+def _township_for_write(
+    session: Session, actor: Actor | None, township_id: int | None
+) -> Township:
+    """The township whose catalog is written. Left out, it is the caller's: a township
+    admin's scope holds exactly one; a county admin's holds them all, so they must name it."""
     if actor is None:
-        township = session.get(Township, township_id)
+        township = session.get(Township, township_id) if township_id is not None else None
         if township is None:
             raise NotFound("未找到该乡镇")
         return township
     authorize(actor, "catalog.edit")
+    if township_id is None:
+        if actor.role == COUNTY or actor.township_id is None:
+            raise Invalid("请指定乡镇（township_id）", code="township_required",
+                          details={"field": "township_id"})
+        township_id = actor.township_id
     return get_visible(session, actor, Township, township_id)
 
 
@@ -362,7 +371,7 @@ def _version_record(version: RuleItemVersion) -> dict[str, Any]:
 
 
 def import_catalog(
-    session: Session, actor: Actor | None, township_id: int, yaml_text: str | bytes,
+    session: Session, actor: Actor | None, township_id: int | None, yaml_text: str | bytes,
     replace: bool = False,
 ) -> ImportResult:
     """Load a township's catalog from YAML (`flask rules import`, the import endpoint).
@@ -371,6 +380,7 @@ def import_catalog(
     that already has a catalog keeps it unless `replace`: then each item whose code is in the
     file gets a new version if its wording changed, new codes become new items, and items the
     file leaves out are retired (their versions stay, since awards point at them).
+    `township_id` None: the township admin's own township.
     """
     township = _township_for_write(session, actor, township_id)
     text = decode_yaml(yaml_text) if isinstance(yaml_text, bytes) else yaml_text

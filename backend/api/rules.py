@@ -158,9 +158,11 @@ def export_catalog(catalog_id: int) -> Response:
 @blp.doc(requestBody={
     "required": True,
     "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
-                   "field `file`, or JSON `{township_id, yaml, replace}`. A catalog with any "
-                   "problem changes nothing: 422 `catalog_invalid`, details.problems naming "
-                   "each item and field.",
+                   "field `file`, or JSON `{township_id, yaml, replace}`. `township_id` may be "
+                   "left out by a township admin (their own township); a county admin must "
+                   "name it (else 422 `township_required`). A catalog with any problem "
+                   "changes nothing: 422 `catalog_invalid`, details.problems naming each item "
+                   "and field.",
     "content": {
         "application/yaml": {"schema": {"type": "string"}},
         "text/yaml": {"schema": {"type": "string"}},
@@ -188,9 +190,6 @@ def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
     if not data:
         raise APIError(400, "file_required", "请上传积分细则文件（YAML）")
     township_id = body.get("township_id", args.get("township_id"))
-    if township_id is None:
-        raise APIError(422, "validation_error", "请指定乡镇（township_id）",
-                       {"fields": {"township_id": ["缺少必填字段"]}})
     result = catalogs.import_catalog(db.session, current_actor(), township_id, data,
                                      replace=body.get("replace", args["replace"]))
     db.session.commit()
