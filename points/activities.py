@@ -694,15 +694,15 @@ def proxy_check_in(
     if len(decoded.fields) != 1:
         raise QRTokenInvalid()
     villager = session.get(Villager, decoded.fields[0])
-    if villager is None or not villager.active:
-        raise NotFound("这张村民卡对应的村民已不在花名册中", code="villager_inactive")
+    if villager is None:
+        raise NotFound("这张村民卡对应的村民不在花名册中", code="member_not_found")
     household = villager.household
     if household.village_id != activity.village_id:
         raise WrongVillage("这位村民不是本村的，不能在本村活动代签")
+    target = claims.member_target(villager)
     _check_open(activity, now, tz)
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
     flags = ["own_household"] if actor.household_id == household.id else []
-    target = claims.Target(household.id, villager.id, household.village_id)
     result = _record(session, actor, activity, item, claims.current_rule(item), target,
                      now=now, tz=tz, user_id=None, proxy_by=actor.user_id, flags=flags)
     checkin = session.get(CheckIn, result.checkin_id)

@@ -73,6 +73,14 @@ class NotInNotice(DomainError):
     message = "该申报不在公示期内"
 
 
+class VillagerDeactivated(Conflict):
+    # 409, not 404: the villager is on the roster and in the cadre's scope; 409, not 422:
+    # nothing is wrong with the request, the villager's state refuses it, and the same
+    # request succeeds once a cadre reactivates them.
+    code = "villager_inactive"
+    message = "该村民已停用（不在花名册中），不能为其签到或记分；如需恢复请先启用该村民"
+
+
 class SelfApproval(DomainError):
     status = 403
     code = "self_approval"
@@ -302,6 +310,7 @@ def submit(
     """A villager's self-report (自主申报) for their own household."""
     if actor.role != VILLAGER:
         raise Forbidden("只有村民可以自主申报；村干部请使用积分录入")
+    authorize(actor, "claim.submit")
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
     item = village_item(session, actor.village_id, rule_item_id)
@@ -338,11 +347,18 @@ def submit_checkin(
                       approve_with=None if rule.requires_review else policy, rule=rule)
 
 
+def member_target(villager: Villager) -> Target:
+    """A roster member named by staff to be given points (an award, a proxy check-in): a
+    deactivated member (迁出、去世) earns nothing more."""
+    if not villager.active:
+        raise VillagerDeactivated(details={"villager_id": villager.id})
+    household = villager.household
+    return Target(household.id, villager.id, household.village_id)
+
+
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
     if "villager_id" in spec:
-        member = get_visible(session, actor, Villager, spec["villager_id"])
-        household = member.household
-        return Target(household.id, member.id, household.village_id)
+        return member_target(get_visible(session, actor, Villager, spec["villager_id"]))
     household = get_visible(session, actor, Household, spec["household_id"])
     head = household.head
     return Target(household.id, head.id if head else None, household.village_id)
@@ -608,6 +624,7 @@ def object_to(
     if actor.role != VILLAGER:
         get_visible(session, actor, Claim, claim_id)  # 404 before 403, as everywhere
         raise Forbidden("只有本村村民可以在公示期内提出异议", code="not_village_member")
+    authorize(actor, "objection.create")
     # 公示 is public within the village: any claim of the village may be objected to.
     claim = session.scalar(
         select(Claim).where(Claim.id == claim_id, Claim.village_id == actor.village_id)
