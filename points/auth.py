@@ -125,9 +125,9 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
 
 
 # One query for the session, its user and everything the caller's scope (`Actor`) needs:
-# for a user bound to a villager, whether they are still on the roster (`Villager.active`),
-# the household, its village and township; the township of
-# a cadre's village and of a clerk's shop. This runs on every request, so it reads plain
+# for a user bound to a villager, the household, its village and township, and whether the
+# villager is still active (a deactivated one may only read); the township of a cadre's
+# village and of a clerk's shop. This runs on every request, so it reads plain
 # columns (no ORM objects) and is built once: building a statement costs more CPU than
 # running it.
 _HOME_VILLAGE = aliased(Village)

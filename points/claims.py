@@ -78,7 +78,7 @@ class VillagerDeactivated(Conflict):
     # nothing is wrong with the request, the villager's state refuses it, and the same
     # request succeeds once a cadre reactivates them.
     code = "villager_inactive"
-    message = "该村民已停用（不在花名册中），不能为其签到或记分；如需恢复请先启用该村民"
+    message = "该村民已停用，不能为其签到或记分；如需恢复，请先在花名册中重新启用该村民"
 
 
 class SelfApproval(DomainError):
