@@ -11,7 +11,7 @@ from points.activities import LIST_STATES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 
 from .openapi import PageArgs, QueryArgs
-from .schemas import LocalDateTime
+from .schemas import LocalDateTime, ScannedCode
 
 AWARE = {
     "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
@@ -147,9 +147,7 @@ class DisplayLinkOut(Schema):
 
 
 class CheckinIn(Schema):
-    token = fields.String(required=True, validate=validate.Length(min=1, max=300), metadata={
-        "description": "the scanned code: its URL ({PUBLIC_BASE_URL}/q/{token}) or the "
-                       "token alone"})
+    token = ScannedCode("the activity's code")
     lat = fields.Float(allow_none=True, validate=LAT)
     lng = fields.Float(allow_none=True, validate=LNG)
 
@@ -160,9 +158,7 @@ class CheckinIn(Schema):
 
 
 class ProxyCheckinIn(Schema):
-    member_token = fields.String(required=True, validate=validate.Length(min=1, max=300),
-                                 metadata={"description": "the member card (card.png) "
-                                           "scanned by the cadre: its URL or its token"})
+    member_token = ScannedCode("the member card (card.png) scanned by the cadre")
 
 
 class CheckinOut(Schema):

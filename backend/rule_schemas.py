@@ -242,15 +242,19 @@ class CatalogListArgs(PageArgs):
     village_id = fields.Integer()
 
 
+TOWNSHIP_TO_IMPORT = ("the township whose catalog this is; default: a township admin's own "
+                      "township (a county admin must name it)")
+
+
 class ImportArgs(QueryArgs):
-    township_id = fields.Integer()
+    township_id = fields.Integer(metadata={"description": TOWNSHIP_TO_IMPORT})
     replace = fields.Boolean(load_default=False, metadata={
         "description": "replace the township's catalog: changed items get a new version, "
                        "dropped ones are retired; awards keep their versions"})
 
 
 class ImportJsonIn(Schema):
-    township_id = fields.Integer()
+    township_id = fields.Integer(metadata={"description": TOWNSHIP_TO_IMPORT})
     yaml = fields.String(metadata={"description": "the catalog file's text"})
     replace = JsonBoolean()
 

@@ -11,6 +11,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from points.models import GENDERS, RELATIONS, REVERSAL_REQUEST_STATUSES, ROLES, STAFF_ROLES
+from points.tokens import MAX_SCANNED_CHARS
 
 from .openapi import JsonBoolean, PageArgs
 
@@ -28,6 +29,16 @@ def _name(required: bool = True, max_len: int = 100) -> fields.String:
 
 def _optional(max_len: int) -> fields.String:
     return fields.String(allow_none=True, validate=validate.Length(max=max_len))
+
+
+def ScannedCode(what: str, *, required: bool = True) -> fields.String:  # noqa: N802
+    """A QR code as a scanner hands it over; `points.tokens.scanned_token` reads the token."""
+    return fields.String(
+        required=required, validate=validate.Length(min=1, max=MAX_SCANNED_CHARS),
+        metadata={"description": f"{what}, as scanned: the code's whole URL "
+                  "({PUBLIC_BASE_URL}/q/{token}, also with a trailing slash, a ?query or "
+                  "#fragment, percent-encoded, or surrounded by spaces or a newline) or the "
+                  "token alone"})
 
 
 class LocalDateTime(fields.DateTime):
@@ -251,7 +262,7 @@ class RefreshIn(Schema):
 
 
 class BindIn(Schema):
-    token = fields.String(validate=validate.Length(min=1, max=200))
+    token = ScannedCode("the cadre's binding code (绑定二维码)", required=False)
     village_id = Id()
     name = fields.String(validate=validate.Length(min=1, max=50))
     phone = fields.String(validate=validate.Length(min=1, max=20))

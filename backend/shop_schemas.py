@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
 
 from .openapi import JsonBoolean, PageArgs, QueryArgs
-from .schemas import LocalDateTime
+from .schemas import LocalDateTime, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 MAX_POINTS = 100_000
@@ -108,8 +108,7 @@ class RedemptionOrderIn(Schema):
 
 
 class CounterRedemptionIn(Schema):
-    member_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
-                                 metadata={"description": "the scanned member card"})
+    member_token = ScannedCode("the villager's member card (积分卡)")
     items = _items()
     cash_paid = fields.Decimal(allow_none=True, metadata={
         "description": "yuan paid in cash for part of the goods (现金补差), a multiple of the "
@@ -117,7 +116,7 @@ class CounterRedemptionIn(Schema):
 
 
 class PickupScanIn(Schema):
-    pickup_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    pickup_token = ScannedCode("the pickup code the villager shows")
 
 
 class RedemptionCancelIn(Schema):
@@ -125,9 +124,7 @@ class RedemptionCancelIn(Schema):
 
 
 class MemberLookupIn(Schema):
-    member_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
-                                 metadata={"description": "the scanned member card: its token "
-                                           "or the whole URL it carries"})
+    member_token = ScannedCode("the villager's member card (积分卡)")
 
 
 class CardHolderOut(Schema):

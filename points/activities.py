@@ -43,7 +43,14 @@ from .models import (
 from .models.activities import Activity, CheckIn
 from .models.rules import stored_rule
 from .scope import VILLAGER, Actor, authorize, get_visible, visible
-from .tokens import Decoded, QRTokenExpired, QRTokenInvalid, TokenCodec, TokenType
+from .tokens import (
+    Decoded,
+    QRTokenExpired,
+    QRTokenInvalid,
+    TokenCodec,
+    TokenType,
+    scanned_token,
+)
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 DEFAULT_OPENS_BEFORE = timedelta(minutes=30)
@@ -395,13 +402,6 @@ def code_for_display(session: Session, codec: TokenCodec, activity_id: int, key:
 
 # ---- check-in -------------------------------------------------------------------------------
 
-def scanned_token(scanned: str) -> str:
-    """The token of a scanned code: the mini-program may send the whole URL the code
-    carries (`{PUBLIC_BASE_URL}/q/{token}`) or the token alone; a scanner may add a
-    newline."""
-    return scanned.strip().rsplit("/q/", 1)[-1]
-
-
 def _activity_fields(decoded: Decoded) -> tuple[int, int]:
     if len(decoded.fields) != 2:
         raise QRTokenInvalid()
@@ -694,15 +694,15 @@ def proxy_check_in(
     if len(decoded.fields) != 1:
         raise QRTokenInvalid()
     villager = session.get(Villager, decoded.fields[0])
-    if villager is None or not villager.active:
-        raise NotFound("这张村民卡对应的村民已不在花名册中", code="villager_inactive")
+    if villager is None:
+        raise NotFound("这张村民卡对应的村民不在花名册中", code="member_not_found")
     household = villager.household
     if household.village_id != activity.village_id:
         raise WrongVillage("这位村民不是本村的，不能在本村活动代签")
+    target = claims.member_target(villager)
     _check_open(activity, now, tz)
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
     flags = ["own_household"] if actor.household_id == household.id else []
-    target = claims.Target(household.id, villager.id, household.village_id)
     result = _record(session, actor, activity, item, claims.current_rule(item), target,
                      now=now, tz=tz, user_id=None, proxy_by=actor.user_id, flags=flags)
     checkin = session.get(CheckIn, result.checkin_id)

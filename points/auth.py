@@ -125,15 +125,16 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
 
 
 # One query for the session, its user and everything the caller's scope (`Actor`) needs:
-# for a user bound to a villager, the household, its village and township; the township of
-# a cadre's village and of a clerk's shop. This runs on every request, so it reads plain
+# for a user bound to a villager, the household, its village and township, and whether the
+# villager is still active (a deactivated one may only read); the township of a cadre's
+# village and of a clerk's shop. This runs on every request, so it reads plain
 # columns (no ORM objects) and is built once: building a statement costs more CPU than
 # running it.
 _HOME_VILLAGE = aliased(Village)
 _USER_VILLAGE = aliased(Village)
 _AUTHENTICATE = (
     select(AuthSession.user_id, AuthSession.revoked_at, User.role, User.disabled,
-           User.township_id, User.village_id, User.shop_id, User.villager_id,
+           User.township_id, User.village_id, User.shop_id, User.villager_id, Villager.active,
            Household.id, Household.village_id, _HOME_VILLAGE.township_id,
            _USER_VILLAGE.township_id, Shop.township_id)
     .join(User, User.id == AuthSession.user_id)
@@ -156,7 +157,7 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
     if row is None or str(row[0]) != claims["sub"]:
         raise TokenInvalid()
     (user_id, revoked_at, role, disabled, township_id, village_id, shop_id, villager_id,
-     household_id, home_village_id, home_township_id, user_village_township,
+     villager_active, household_id, home_village_id, home_township_id, user_village_township,
      shop_township) = row
     # Disabling also revokes the sessions; say the more useful thing first.
     if disabled:
@@ -165,7 +166,8 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
         raise TokenRevoked()
     scope = None
     if household_id is not None:
-        scope = VillagerScope(household_id, home_village_id, home_township_id)
+        scope = VillagerScope(household_id, home_village_id, home_township_id,
+                              bool(villager_active))
     actor = Actor.resolve(
         user_id=user_id, role=role, township_id=township_id, village_id=village_id,
         shop_id=shop_id, villager_id=villager_id, scope=scope,

@@ -12,7 +12,7 @@ from . import audit
 from .errors import Conflict, DomainError, Forbidden, NotFound
 from .models import BindingToken, Household, User, Villager, utcnow
 from .scope import VILLAGER, Actor, authorize, get_visible
-from .tokens import TokenCodec, TokenType
+from .tokens import TokenCodec, TokenType, scanned_token
 
 
 class BindingUsed(DomainError):
@@ -58,7 +58,7 @@ def _bind(session: Session, user: User, villager: Villager) -> Villager:
 
 
 def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str) -> Villager:
-    decoded = codec.decode(token, TokenType.BINDING)
+    decoded = codec.decode(scanned_token(token), TokenType.BINDING)
     (binding_id,) = decoded.fields[:1] or (0,)
     row = session.get(BindingToken, binding_id)
     if row is None:

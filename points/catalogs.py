@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select
@@ -29,11 +28,10 @@ from .models import (
     RuleItemVersion,
     Township,
     Village,
-    Villager,
     utcnow,
 )
 from .models.rules import stored_policy
-from .scope import CADRE, Actor, authorize, get_visible, visible
+from .scope import CADRE, COUNTY, Actor, authorize, get_visible, visible
 
 # A catalog with hundreds of problems is the wrong file; the first ones say enough.
 MAX_PROBLEMS = 200
@@ -290,13 +288,22 @@ def _township_of(session: Session, catalog: RuleCatalog) -> int:
     return _village(session, catalog.village_id).township_id
 
 
-def _township_for_write(session: Session, actor: Actor | None, township_id: int) -> Township:
+def _township_for_write(
+    session: Session, actor: Actor | None, township_id: int | None
+) -> Township:
+    """The township whose catalog is written. Left out, it is the caller's: a township
+    admin's scope holds exactly one; a county admin's holds them all, so they must name it."""
     if actor is None:
-        township = session.get(Township, township_id)
+        township = session.get(Township, township_id) if township_id is not None else None
         if township is None:
             raise NotFound("未找到该乡镇")
         return township
     authorize(actor, "catalog.edit")
+    if township_id is None:
+        if actor.role == COUNTY or actor.township_id is None:
+            raise Invalid("请指定乡镇（township_id）", code="township_required",
+                          details={"field": "township_id"})
+        township_id = actor.township_id
     return get_visible(session, actor, Township, township_id)
 
 
@@ -367,7 +374,7 @@ def _version_record(version: RuleItemVersion) -> dict[str, Any]:
 
 
 def import_catalog(
-    session: Session, actor: Actor | None, township_id: int, yaml_text: str | bytes,
+    session: Session, actor: Actor | None, township_id: int | None, yaml_text: str | bytes,
     replace: bool = False,
 ) -> ImportResult:
     """Load a township's catalog from YAML (`flask rules import`, the import endpoint).
@@ -376,6 +383,7 @@ def import_catalog(
     that already has a catalog keeps it unless `replace`: then each item whose code is in the
     file gets a new version if its wording changed, new codes become new items, and items the
     file leaves out are retired (their versions stay, since awards point at them).
+    `township_id` None: the township admin's own township.
     """
     township = _township_for_write(session, actor, township_id)
     text = decode_yaml(yaml_text) if isinstance(yaml_text, bytes) else yaml_text
@@ -608,41 +616,15 @@ def set_policy(
 # --- the dry run --------------------------------------------------------------------------
 
 
-def evaluate_for(
-    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
-    at: datetime,
-) -> dict[str, Any]:
-    """What an item would give a villager at `at` (aware, in the village's time zone), without
-    recording anything. Cadres use it before an award to see the points and the reason."""
-    authorize(actor, "rules.evaluate")
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise Invalid("试算时间缺少时区", code="invalid_time", details={"field": "at"})
-    villager = get_visible(session, actor, Villager, villager_id)
+def applicable_item(session: Session, actor: Actor, item_id: int, village_id: int) -> RuleItem:
+    """An item the actor may see that applies in the village now, for the dry run (试算):
+    it names what is wrong with the item rather than not finding it."""
     item = get_visible(session, actor, RuleItem, item_id)
-    village = _village(session, villager.household.village_id)
+    village = _village(session, village_id)
     catalog = item.catalog
     if catalog.village_id != village.id and catalog.township_id != village.township_id:
         raise Invalid("该细则条目不适用于这位村民所在的村", code="item_not_applicable")
     if item.retired_at is not None:
         raise Invalid("该细则条目已停用", code="item_retired")
-    version = item.current_version
-    assert version is not None
-    rule = version.rule
-    # No history yet: the ledger (next issue) will supply this subject's usage per period;
-    # until then every cap starts from zero, which the reason says where it matters.
-    try:
-        result = rules.evaluate(rule, at, rules.History(), units)
-    except rules.EvaluationError as error:
-        raise Invalid(error.message, code="invalid_units", details={"field": "units"}) from None
-    reason = result.reason
-    if result.points and (rule.caps or rule.kind == "once"):
-        reason += "（试算未计入此前已记的分，实际记分时如已达上限会相应减少）"
-    return {
-        "points": result.points,
-        "capped": result.capped,
-        "units": result.units,
-        "reason": reason,
-        "item_id": item.id,
-        "version_id": version.id,
-        "version": version.version,
-    }
+    assert item.current_version is not None
+    return item

@@ -85,6 +85,14 @@ class NotInNotice(DomainError):
     message = "该申报不在公示期内"
 
 
+class VillagerDeactivated(Conflict):
+    # 409, not 404: the villager is on the roster and in the cadre's scope; 409, not 422:
+    # nothing is wrong with the request, the villager's state refuses it, and the same
+    # request succeeds once a cadre reactivates them.
+    code = "villager_inactive"
+    message = "该村民已停用，不能为其签到或记分；如需恢复，请先在花名册中重新启用该村民"
+
+
 class SelfApproval(DomainError):
     status = 403
     code = "self_approval"
@@ -228,6 +236,34 @@ def _evaluate(
     return rule, evaluation
 
 
+def evaluate_for(
+    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
+    at: datetime, tz: ZoneInfo,
+) -> dict[str, Any]:
+    """What awarding the item to a villager at `at` would give, recording nothing: the
+    cadre's dry run (试算) before an award. It takes the award's own road (the villager as the
+    award's target, what the villager or household has already been given counted by
+    `_evaluate`), so a cap the earlier claims reached shows here as in the award after it."""
+    authorize(actor, "rules.evaluate")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Invalid("试算时间缺少时区", code="invalid_time", details={"field": "at"})
+    target = _target(session, actor, {"villager_id": villager_id})
+    item = catalogs.applicable_item(session, actor, item_id, target.village_id)
+    version = item.current_version
+    assert version is not None
+    _, result = _evaluate(session, item, target, units, at, tz, OPEN_OR_POSTED,
+                          rule=version.rule)
+    return {
+        "points": result.points,
+        "capped": result.capped,
+        "units": result.units,
+        "reason": result.reason,
+        "item_id": item.id,
+        "version_id": version.id,
+        "version": version.version,
+    }
+
+
 # ---- submission -----------------------------------------------------------------------------
 
 def _check_evidence(
@@ -286,6 +322,7 @@ def submit(
     """A villager's self-report (自主申报) for their own household."""
     if actor.role != VILLAGER:
         raise Forbidden("只有村民可以自主申报；村干部请使用积分录入")
+    authorize(actor, "claim.submit")
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
     item = village_item(session, actor.village_id, rule_item_id)
@@ -322,11 +359,18 @@ def submit_checkin(
                       approve_with=None if rule.requires_review else policy, rule=rule)
 
 
+def member_target(villager: Villager) -> Target:
+    """A roster member named by staff to be given points (an award, a proxy check-in): a
+    deactivated member (迁出、去世) earns nothing more."""
+    if not villager.active:
+        raise VillagerDeactivated(details={"villager_id": villager.id})
+    household = villager.household
+    return Target(household.id, villager.id, household.village_id)
+
+
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
     if "villager_id" in spec:
-        member = get_visible(session, actor, Villager, spec["villager_id"])
-        household = member.household
-        return Target(household.id, member.id, household.village_id)
+        return member_target(get_visible(session, actor, Villager, spec["villager_id"]))
     household = get_visible(session, actor, Household, spec["household_id"])
     head = household.head
     return Target(household.id, head.id if head else None, household.village_id)
@@ -600,6 +644,7 @@ def object_to(
     if actor.role != VILLAGER:
         get_visible(session, actor, Claim, claim_id)  # 404 before 403, as everywhere
         raise Forbidden("只有本村村民可以在公示期内提出异议", code="not_village_member")
+    authorize(actor, "objection.create")
     # 公示 is public within the village: any claim of the village may be objected to.
     claim = session.scalar(
         select(Claim).where(Claim.id == claim_id, Claim.village_id == actor.village_id)

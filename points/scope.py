@@ -116,7 +116,24 @@ ACTIONS: dict[str, frozenset[str]] = {
     "stats.read": REGISTRY_STAFF,
     "plate.print": REGISTRY_STAFF | {VILLAGER},
     "plate.renew": REGISTRY_STAFF | {VILLAGER},
+    # 自主申报 and 公示异议 are the villager's own (staff award and review instead).
+    "claim.submit": frozenset({VILLAGER}),
+    "objection.create": frozenset({VILLAGER}),
 }
+
+# What a villager does through their bound WeChat that a deactivated villager (moved away,
+# deceased: `villagers.active` false) may no longer do: earn, report, object, order, or
+# renew the household's plate. Reading the passbook, the rules and the boards stays open,
+# and so does cancelling an order, which only gives points and stock back.
+ACTIVE_VILLAGER_ACTIONS = frozenset({
+    "checkin.create", "checkin.checkout", "claim.submit", "objection.create",
+    "redemption.order", "plate.renew",
+})
+
+
+class VillagerInactive(Forbidden):
+    code = "villager_inactive"
+    message = "您的村民身份已停用，只能查看积分，不能签到、申报、异议或兑换；如有疑问请联系村干部"
 
 
 class VillagerScope(NamedTuple):
@@ -125,6 +142,7 @@ class VillagerScope(NamedTuple):
     household_id: int
     village_id: int
     township_id: int | None
+    active: bool = True  # the villager is still on the roster (not deactivated)
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,7 @@ class Actor:
     shop_id: int | None = None
     household_id: int | None = None
     villager_id: int | None = None
+    villager_active: bool = True  # the bound villager is not deactivated
 
     @classmethod
     def of(cls, session: Session, user: User, villager_scope: VillagerScope | None = None
@@ -147,7 +166,8 @@ class Actor:
         scope = villager_scope if user.villager_id is not None else None
         if scope is None and user.villager is not None:
             household = user.villager.household
-            scope = VillagerScope(household.id, household.village_id, None)
+            scope = VillagerScope(household.id, household.village_id, None,
+                                  user.villager.active)
         return cls.resolve(
             user_id=user.id, role=user.role, township_id=user.township_id,
             village_id=user.village_id, shop_id=user.shop_id, villager_id=user.villager_id,
@@ -183,7 +203,8 @@ class Actor:
         if role == CLERK and shop_id is not None and township_id is None:
             township_id = township_of_shop(shop_id)
         return cls(user_id=user_id, role=role, township_id=township_id, village_id=village_id,
-                   shop_id=shop_id, household_id=household_id, villager_id=villager_id)
+                   shop_id=shop_id, household_id=household_id, villager_id=villager_id,
+                   villager_active=scope.active if scope is not None else True)
 
     def can(self, action: str) -> bool:
         return self.role in ACTIONS[action]
@@ -192,6 +213,8 @@ class Actor:
 def authorize(actor: Actor, action: str) -> None:
     if not actor.can(action):
         raise Forbidden()
+    if action in ACTIVE_VILLAGER_ACTIONS and actor.role == VILLAGER and not actor.villager_active:
+        raise VillagerInactive()
 
 
 def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:

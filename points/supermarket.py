@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session, selectinload
 import rules
 
 from . import audit, catalogs, ledger
-from .activities import scanned_token
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
@@ -53,7 +52,7 @@ from .models import (
 )
 from .scope import VILLAGER, Actor, authorize, get_visible
 from .spreadsheets import append_row, csv_bytes
-from .tokens import QRTokenInvalid, TokenCodec, TokenType
+from .tokens import QRTokenInvalid, TokenCodec, TokenType, scanned_token
 
 FEN = Decimal("0.01")
 QUALIFYING_MONTHS = 12
@@ -425,7 +424,8 @@ def fulfil_by_token(
 ) -> Redemption:
     """The clerk scans the villager's pickup code: the goods go out, the points are spent."""
     authorize(actor, "redemption.fulfil")
-    decoded = codec.decode(pickup_token, TokenType.PICKUP, now=_NO_EXPIRY_CHECK)
+    decoded = codec.decode(scanned_token(pickup_token), TokenType.PICKUP,
+                           now=_NO_EXPIRY_CHECK)
     if len(decoded.fields) != 1:
         raise QRTokenInvalid()
     # A clerk of another shop: not found, as for any object outside one's scope.
@@ -517,7 +517,7 @@ def member_from_card(
 ) -> Villager:
     """The villager on a scanned member card (or the printed household code, which is the
     head's card), who must belong to a village this shop serves."""
-    decoded = codec.decode(member_token, TokenType.MEMBER_CARD, now=now)
+    decoded = codec.decode(scanned_token(member_token), TokenType.MEMBER_CARD, now=now)
     villager = session.get(Villager, decoded.fields[0]) if len(decoded.fields) == 1 else None
     if villager is None or not villager.active:
         raise NotFound("这张积分卡对应的村民不存在或已注销", code="member_not_found")
@@ -564,7 +564,7 @@ def card_holder(
     of the clerk's scope."""
     shop = get_visible(session, actor, Shop, shop_id)
     authorize(actor, "redemption.counter")
-    villager = member_from_card(session, codec, shop, scanned_token(member_token), now)
+    villager = member_from_card(session, codec, shop, member_token, now)
     household = villager.household
     account = session.scalar(select(Account).where(Account.household_id == household.id))
     policy = catalogs.effective_policy(session, household.village_id)

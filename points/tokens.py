@@ -21,6 +21,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from .errors import DomainError
 
@@ -30,6 +31,8 @@ V2_HEADER = 0x20  # format 2: 0x20 | type, then kid, then varints (expiry first)
 TAG_BYTES = 12
 MAX_TOKEN_CHARS = 200  # far above any real token; bounds the work a hostile string can cause
 MAX_KID = 255
+# What a scanner may hand over: `{PUBLIC_BASE_URL}/q/{token}` and whatever a scanner adds.
+MAX_SCANNED_CHARS = 500
 
 
 class TokenType:
@@ -95,6 +98,21 @@ def _read_varints(data: bytes) -> tuple[int, ...]:
 def derive_key(secret: str, kid: int) -> bytes:
     """A key per id from the server secret, so QR signing never reuses the JWT key as is."""
     return hmac.new(secret.encode(), f"qr-token:{kid}".encode(), hashlib.sha256).digest()
+
+
+def scanned_token(scanned: str) -> str:
+    """The token in whatever was scanned. Every code holds `{PUBLIC_BASE_URL}/q/{token}`, and
+    scanners hand over that whole text: the mini-program's, a clerk's USB scanner (which
+    types a newline after it), WeChat opening the mini-program from a link (percent-encoded);
+    a villager may also paste the token alone. A token is base64url, which has none of
+    `%?#/` nor whitespace, so cutting at them never cuts into a token; what is left is
+    then checked by its signature like any token, so a wrong text is still refused."""
+    if len(scanned) > MAX_SCANNED_CHARS:
+        raise QRTokenInvalid()
+    text = unquote(scanned.strip())
+    text = text.split("#", 1)[0].split("?", 1)[0]
+    text = text.rsplit("/q/", 1)[-1]
+    return text.strip().strip("/")
 
 
 class TokenCodec:

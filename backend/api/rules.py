@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
 
 import rules
-from points import catalogs
+from points import catalogs, claims
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
 from points.scope import get_visible, visible
 
@@ -156,10 +156,12 @@ def export_catalog(catalog_id: int) -> Response:
 @blp.doc(requestBody={
     "required": True,
     "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
-                   "field `file`, or JSON `{township_id, yaml, replace}`. A catalog with any "
-                   "problem changes nothing: 422 `catalog_invalid`, details.problems naming "
-                   "each item and field. Refused as a whole (422): `yaml_too_large` (over "
-                   "250,000 characters), `yaml_aliases` (YAML anchors or aliases, & and *), "
+                   "field `file`, or JSON `{township_id, yaml, replace}`. `township_id` may be "
+                   "left out by a township admin (their own township); a county admin must "
+                   "name it (else 422 `township_required`). A catalog with any problem "
+                   "changes nothing: 422 `catalog_invalid`, details.problems naming each item "
+                   "and field. Refused as a whole (422): `yaml_too_large` (over 250,000 "
+                   "characters), `yaml_aliases` (YAML anchors or aliases, & and *), "
                    "`yaml_too_deep`. Text quoted from the file is cut to 50 characters.",
     "content": {
         "application/yaml": {"schema": {"type": "string"}},
@@ -188,9 +190,6 @@ def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
     if not data:
         raise APIError(400, "file_required", "请上传积分细则文件（YAML）")
     township_id = body.get("township_id", args.get("township_id"))
-    if township_id is None:
-        raise APIError(422, "validation_error", "请指定乡镇（township_id）",
-                       {"fields": {"township_id": ["缺少必填字段"]}})
     result = catalogs.import_catalog(db.session, current_actor(), township_id, data,
                                      replace=body.get("replace", args["replace"]))
     db.session.commit()
@@ -292,8 +291,10 @@ def get_version(version_id: int) -> dict[str, Any]:
 @blp.response(200, EvaluateOut)
 def evaluate(body: dict[str, Any]) -> dict[str, Any]:
     """What an item would give a villager now (or at `at`), with the reason; records nothing.
+    Counts what the villager (or, for a household item, the household) has already been
+    given for the item, as the award does: `capped` is true once a period's cap is reached.
     Days and months are the village's (APP_TIMEZONE)."""
     zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
     at = (body.get("at") or utcnow()).astimezone(zone)
-    return catalogs.evaluate_for(db.session, current_actor(), body["item_id"],
-                                 body["villager_id"], body.get("units"), at)
+    return claims.evaluate_for(db.session, current_actor(), body["item_id"],
+                               body["villager_id"], body.get("units"), at, zone)
