@@ -134,6 +134,7 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "points.household_account": ("/households/{household}/account", 404, None),
     "points.household_ledger": ("/households/{household}/ledger", 404, None),
     "claims.list_claims": ("/claims", 200, "empty"),
+    "points.reversal_requests": ("/reversal-requests", 200, "empty"),
     "claims.get_claim": ("/claims/{claim}", 404, None),
     "claims.notices": ("/villages/{village}/notices", 404, None),
     "uploads.get_photo": ("/uploads/{upload}", 404, None),
