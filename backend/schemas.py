@@ -76,7 +76,11 @@ class Moment(fields.AwareDateTime):
     without overflowing (a 500); nothing the villages schedule or look up lies outside."""
 
     EARLIEST, LATEST = 2000, 2100
-    PATTERN = r"^(20[0-9]{2}|2100)-"
+    # RFC 3339 (the document's date-time) with the years spelt out: a whole pattern, so a
+    # client generating from the document draws valid moments, not a year and noise.
+    PATTERN = (r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+               r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+               r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
     default_error_messages = {
         "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
         "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
