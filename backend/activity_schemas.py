@@ -11,19 +11,15 @@ from points.activities import LIST_STATES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 
 from .openapi import PageArgs, QueryArgs
-from .schemas import LocalDateTime, ScannedCode
+from .schemas import Id, LocalDateTime, Moment, ScannedCode
 
-AWARE = {
-    "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
-    "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
-}
 LAT = validate.Range(min=-90, max=90)
 LNG = validate.Range(min=-180, max=180)
 
 
-def _when(required: bool, description: str) -> fields.AwareDateTime:
-    return fields.AwareDateTime(required=required, allow_none=not required,
-                                error_messages=AWARE, metadata={"description": description})
+def _when(required: bool, description: str) -> Moment:
+    return Moment(required=required, allow_none=not required,
+                  metadata={"description": description})
 
 
 class LocationIn(Schema):
@@ -37,9 +33,9 @@ class LocationIn(Schema):
 
 
 class ActivityIn(Schema):
-    village_id = fields.Integer(required=True)
+    village_id = Id(required=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    rule_item_id = fields.Integer(required=True, metadata={
+    rule_item_id = Id(required=True, metadata={
         "description": "an item of the village's rules whose submit_by includes checkin"})
     starts_at = _when(True, "")
     ends_at = _when(True, "")
@@ -56,7 +52,7 @@ class ActivityIn(Schema):
 
 
 class ActivityListArgs(PageArgs):
-    village_id = fields.Integer()
+    village_id = Id(strict=False)
     status = fields.String(validate=validate.OneOf(LIST_STATES), metadata={
         "description": "upcoming (check-in not open yet), open, closed, cancelled, or current "
                        "(upcoming or open; a villager's default)"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from .openapi import JsonBoolean, QueryArgs
-from .schemas import LocalDateTime
+from .schemas import Id, LocalDateTime
 
 PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
                          error="时段格式为 YYYY-MM、YYYY-Qn 或 YYYY")
@@ -17,9 +17,9 @@ def _period(description: str) -> fields.String:
 
 
 class RankingArgs(QueryArgs):
-    village_id = fields.Integer()
-    group_id = fields.Integer(metadata={"description": "村民小组"})
-    township_id = fields.Integer(metadata={"description": "township admins"})
+    village_id = Id(strict=False)
+    group_id = Id(strict=False, metadata={"description": "村民小组"})
+    township_id = Id(strict=False, metadata={"description": "township admins"})
     period = _period("YYYY-MM, YYYY-Qn or YYYY; default this month")
     by = fields.String(load_default="household", validate=validate.OneOf(("household",
                                                                           "member")))

@@ -46,6 +46,9 @@ def error_response(
     return response
 
 
+# A body that is not JSON, or nested deeper than any request of the API (jsonio.MAX_DEPTH).
+MALFORMED_JSON = ("malformed_json", "请求内容不是有效的 JSON")
+
 # Chinese messages for the HTTP errors Flask raises itself.
 HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "请求格式不正确"),
@@ -97,7 +100,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     if status == 422 and "messages" in data:
         code, message, details = _validation_details(data["messages"])
     elif status == 400 and "messages" in data:
-        code, message = "malformed_json", "请求内容不是有效的 JSON"
+        code, message = MALFORMED_JSON
     if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
         headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
     # A breached limit's Retry-After (the seconds left in its window) is added by

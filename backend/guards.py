@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, current_app, request
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import get_content_length
 
-from .errors import APIError
+from .errors import MALFORMED_JSON, APIError
 
 # NUL and other C0 controls (but tab and newlines) and lone surrogates: PostgreSQL cannot
 # store them, UTF-8 cannot encode them, and no villager types them.
@@ -36,6 +37,20 @@ def _bad_text(value: Any) -> bool:
     if isinstance(value, list):
         return any(_bad_text(v) for v in value)
     return False
+
+
+def _refuse_malformed_json() -> None:
+    """Every JSON body is parsed here first, by the app's provider (jsonio: too deep a body
+    is malformed), and cached for the readers after. A body that is not JSON for any reason
+    (bad syntax or encoding, nested past jsonio.MAX_DEPTH, a number of thousands of digits,
+    which Python refuses to read as an int with a ValueError webargs does not expect) is a
+    400 `malformed_json` here, before webargs parses it again with the standard json module
+    and the text guard walks it: not a RecursionError's or a ValueError's 500."""
+    if request.is_json and request.get_data(cache=True):  # an empty body is no body
+        try:
+            request.get_json()
+        except BadRequest as exc:
+            raise APIError(400, *MALFORMED_JSON) from exc
 
 
 def _refuse_bad_text() -> None:
@@ -97,5 +112,6 @@ def _require_login() -> None:
 def register(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
     app.before_request(_require_login)
+    app.before_request(_refuse_malformed_json)
     app.before_request(_refuse_bad_text)
     app.wsgi_app = SizedBody(app.wsgi_app, app)  # type: ignore[method-assign]

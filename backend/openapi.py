@@ -39,6 +39,26 @@ def _text_pattern(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs:
     return {}
 
 
+# "null" in OpenAPI 3.0, which has no null type.
+NULL: dict[str, Any] = {"type": "object", "nullable": True, "enum": [None]}
+
+
+def _own_schema(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+                ) -> dict[str, Any]:
+    """A field type that knows what it accepts better than its base class says (Money: text
+    or a number; Moment: a bounded year) describes itself with `openapi()`, which replaces
+    the type apispec derived."""
+    describe = getattr(field, "openapi", None)
+    if not callable(describe):
+        return {}
+    for key in ("type", "format", "pattern"):
+        ret.pop(key, None)
+    own = dict(describe())
+    if "anyOf" in own and ret.pop("nullable", False):
+        own["anyOf"] = [*own["anyOf"], NULL]  # `nullable` beside anyOf says nothing
+    return own
+
+
 class Converter(OpenAPIConverter):
     def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
         # A rule between fields that a schema's @validates_schema enforces is stated beside
@@ -54,8 +74,7 @@ class Converter(OpenAPIConverter):
         attributes: dict[str, Any] = super().field2nullable(field, ret)
         if "anyOf" in attributes:
             attributes["anyOf"] = [
-                {"type": "object", "nullable": True, "enum": [None]}
-                if branch == {"type": "object", "nullable": True} else branch
+                NULL if branch == {"type": "object", "nullable": True} else branch
                 for branch in attributes["anyOf"]
             ]
         return attributes
@@ -118,6 +137,7 @@ class VillageApi(Api):
         kwargs.setdefault("extra_plugins", [StandardErrors()])
         super()._init_spec(*args, **kwargs)
         self.ma_plugin.converter.add_attribute_function(_text_pattern)
+        self.ma_plugin.converter.add_attribute_function(_own_schema)
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         from .errors import handle_http_exception

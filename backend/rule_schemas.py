@@ -8,14 +8,25 @@ therefore documented here but checked there, so a villager-facing message says w
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from rules import APPLIES_TO, CLASSES, KINDS, PERIODS, RESET_CYCLES, SUBMITTERS
+from rules.catalog import (
+    EXCHANGE_RATE_PLACES,
+    MAX_BAR_PERIODS,
+    MAX_EXCHANGE_RATE,
+    MAX_ITEM_POINTS,
+    MAX_NOTICE_DAYS,
+    MAX_POLICY_POINTS,
+    MAX_UNITS,
+    MIN_EXCHANGE_RATE,
+)
 
 from .openapi import JsonBoolean, PageArgs, QueryArgs
-from .schemas import LocalDateTime
+from .schemas import Id, LocalDateTime, Moment
 
 # marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
 _REQUIRED = {"required": "缺少必填字段", "null": "不能为空"}
@@ -28,11 +39,17 @@ def _text(description: str = "", **kwargs: Any) -> fields.String:
     )
 
 
-def _int(description: str = "", **kwargs: Any) -> fields.Integer:
-    # strict: "5" and 5.5 are refused rather than quietly turned into a score.
+def _int(description: str = "", *, bounds: tuple[int, int] | None = None, **kwargs: Any
+         ) -> fields.Integer:
+    # strict: "5" and 5.5 are refused rather than quietly turned into a score. `bounds` are
+    # the rules' own (rules/ refuses a value outside them, naming the field in Chinese);
+    # the document states them so a client, and the contract tests, know them.
+    metadata: dict[str, Any] = {"description": description} if description else {}
+    if bounds is not None:
+        metadata.update(minimum=bounds[0], maximum=bounds[1])
     return fields.Integer(
         strict=True, error_messages={**_REQUIRED, "invalid": "应为整数"},
-        metadata={"description": description} if description else {}, **kwargs,
+        metadata=metadata, **kwargs,
     )
 
 
@@ -52,25 +69,39 @@ def _enum(choices: tuple[str, ...], description: str, **kwargs: Any) -> fields.S
 
 class DecimalText(fields.String):
     """A decimal as text ("0.5") or a JSON number, kept as text so no float rounding reaches
-    money (the exchange rate)."""
+    money (the exchange rate). Its range and decimals are checked by rules/; the document
+    states them (plain digits as text, as rules/ reads them)."""
+
+    def __init__(self, *, minimum: Decimal, maximum: Decimal, places: int, **kwargs: Any
+                 ) -> None:
+        super().__init__(**kwargs)
+        self.minimum, self.maximum, self.places = minimum, maximum, places
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValidationError('应为数字，如 1 或 "0.5"')
         return repr(value) if isinstance(value, float) else str(value)
 
+    def openapi(self) -> dict[str, Any]:
+        return {"anyOf": [
+            {"type": "string", "pattern": f"^[0-9]+(\\.[0-9]{{1,{self.places}}})?$"},
+            {"type": "number", "minimum": float(self.minimum), "maximum": float(self.maximum),
+             "multipleOf": float(Decimal(1).scaleb(-self.places))},
+        ]}
+
 
 # ---- rule items ------------------------------------------------------------------------------
 
 class CapIn(Schema):
     period = _enum(PERIODS, "day|week|month|quarter|year", required=True)
-    max_count = _int("times per period", allow_none=True)
-    max_points = _int("points per period", allow_none=True)
+    max_count = _int("times per period", bounds=(1, MAX_POLICY_POINTS), allow_none=True)
+    max_points = _int("points per period", bounds=(1, MAX_POLICY_POINTS), allow_none=True)
 
 
 class VetoIn(Schema):
     wipe_available = _bool("clear the household's spendable points")
-    bar_periods = _int("months barred from boards and honours", allow_none=True)
+    bar_periods = _int("months barred from boards and honours", bounds=(0, MAX_BAR_PERIODS),
+                       allow_none=True)
 
 
 def _item_fields(required: bool) -> dict[str, fields.Field]:
@@ -83,10 +114,12 @@ def _item_fields(required: bool) -> dict[str, fields.Field]:
         "name": _text("名称", **req),
         "category": _text("one of the catalog's categories", **req),
         "class": _enum(CLASSES, "base|bonus|deduction", **req),
-        "points": _int("per time or per unit; negative for deductions, 0 for veto", **req),
+        "points": _int("per time or per unit; negative for deductions, 0 for veto",
+                       bounds=(-MAX_ITEM_POINTS, MAX_ITEM_POINTS), **req),
         "kind": _enum(KINDS, "fixed|per_unit|once|veto", **req),
         "unit": _text("unit of per_unit items, e.g. 小时", allow_none=True),
-        "max_units": _int("most units counted per award (per_unit only)", allow_none=True),
+        "max_units": _int("most units counted per award (per_unit only)",
+                          bounds=(1, MAX_UNITS), allow_none=True),
         "applies_to": _enum(APPLIES_TO, "member|household", **req),
         "submit_by": fields.List(
             _enum(SUBMITTERS, "villager|cadre|checkin"), **req,
@@ -94,7 +127,8 @@ def _item_fields(required: bool) -> dict[str, fields.Field]:
         ),
         "requires_review": _bool("a cadre reviews claims (default true)"),
         "evidence_required": _bool("photos required (default false)"),
-        "notice_days": _int("公示 days; null: the catalog policy's", allow_none=True),
+        "notice_days": _int("公示 days; null: the catalog policy's",
+                            bounds=(0, MAX_NOTICE_DAYS), allow_none=True),
         "caps": fields.List(fields.Nested(CapIn), allow_none=True,
                             error_messages={"invalid": "应为列表"}),
         "effective_from": fields.Date(allow_none=True,
@@ -197,14 +231,17 @@ class PolicyOut(Schema):
 
 
 class PolicyPatch(Schema):
-    notice_days = _int("公示 days (0–90)")
-    two_cadre_threshold = _int()
-    monthly_budget = _int("null: no limit", allow_none=True)
+    notice_days = _int("公示 days", bounds=(0, MAX_NOTICE_DAYS))
+    two_cadre_threshold = _int(bounds=(1, MAX_POLICY_POINTS))
+    monthly_budget = _int("null: no limit", bounds=(1, MAX_POLICY_POINTS), allow_none=True)
     reset_cycle = _enum(RESET_CYCLES, "none|quarterly|yearly")
-    qualification_line = _int()
-    star_levels = fields.List(_int(), error_messages={"invalid": "应为整数列表"})
-    exchange_rate = DecimalText(metadata={"description": 'yuan per point, e.g. "0.5"'})
-    min_redemption_points = _int()
+    qualification_line = _int(bounds=(0, MAX_POLICY_POINTS))
+    star_levels = fields.List(_int(bounds=(0, MAX_POLICY_POINTS)),
+                              error_messages={"invalid": "应为整数列表"})
+    exchange_rate = DecimalText(
+        minimum=MIN_EXCHANGE_RATE, maximum=MAX_EXCHANGE_RATE, places=EXCHANGE_RATE_PLACES,
+        metadata={"description": 'yuan per point, e.g. "0.5"'})
+    min_redemption_points = _int(bounds=(0, MAX_POLICY_POINTS))
     allow_village_items = _bool("township catalogs only")
 
 
@@ -213,8 +250,8 @@ class CatalogIn(Schema):
         openapi = {"oneOf": [{"required": ["township_id"]}, {"required": ["village_id"]}]}
 
     name = _text("细则名称", required=True, validate=validate.Length(min=1, max=100))
-    township_id = fields.Integer(metadata={"description": "a township's catalog"})
-    village_id = fields.Integer(metadata={"description": "a village's own items (村规民约)"})
+    township_id = Id(metadata={"description": "a township's catalog"})
+    village_id = Id(metadata={"description": "a village's own items (村规民约)"})
     categories = fields.List(_text(), metadata={
         "description": "default: the township catalog's (or the reference catalog's)"})
 
@@ -238,8 +275,8 @@ class CatalogOut(Schema):
 
 
 class CatalogListArgs(PageArgs):
-    township_id = fields.Integer()
-    village_id = fields.Integer()
+    township_id = Id(strict=False)
+    village_id = Id(strict=False)
 
 
 TOWNSHIP_TO_IMPORT = ("the township whose catalog this is; default: a township admin's own "
@@ -247,14 +284,14 @@ TOWNSHIP_TO_IMPORT = ("the township whose catalog this is; default: a township a
 
 
 class ImportArgs(QueryArgs):
-    township_id = fields.Integer(metadata={"description": TOWNSHIP_TO_IMPORT})
+    township_id = Id(strict=False, metadata={"description": TOWNSHIP_TO_IMPORT})
     replace = fields.Boolean(load_default=False, metadata={
         "description": "replace the township's catalog: changed items get a new version, "
                        "dropped ones are retired; awards keep their versions"})
 
 
 class ImportJsonIn(Schema):
-    township_id = fields.Integer(metadata={"description": TOWNSHIP_TO_IMPORT})
+    township_id = Id(metadata={"description": TOWNSHIP_TO_IMPORT})
     yaml = fields.String(metadata={"description": "the catalog file's text"})
     replace = JsonBoolean()
 
@@ -270,13 +307,10 @@ class ImportOut(Schema):
 # ---- dry run ---------------------------------------------------------------------------------
 
 class EvaluateIn(Schema):
-    item_id = _int(required=True)
-    villager_id = _int(required=True)
+    item_id = Id(required=True, error_messages={**_REQUIRED, "invalid": "应为整数"})
+    villager_id = Id(required=True, error_messages={**_REQUIRED, "invalid": "应为整数"})
     units = _int("hours, times … for per_unit items", allow_none=True)
-    at = fields.AwareDateTime(metadata={"description": "default: now"}, error_messages={
-        "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
-        "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
-    })
+    at = Moment(metadata={"description": "default: now"})
 
 
 class EvaluateOut(Schema):

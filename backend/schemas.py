@@ -3,7 +3,9 @@ fields (marshmallow's default RAISE), which the error handler reports as `unknow
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +41,72 @@ def ScannedCode(what: str, *, required: bool = True) -> fields.String:  # noqa: 
                   "({PUBLIC_BASE_URL}/q/{token}, also with a trailing slash, a ?query or "
                   "#fragment, percent-encoded, or surrounded by spaces or a newline) or the "
                   "token alone"})
+
+
+class Money(fields.Decimal):
+    """An amount of yuan (元) a request sends: 0 to 999,999.99 with at most two decimals (分),
+    as text ("12.50", what responses send) or as a JSON number (12.5). Bounded here, before
+    anything computes with it: an unbounded decimal ("1e308") overflows the arithmetic of
+    money (quantizing it to the fen raises) and would answer 500. Loaded to the fen."""
+
+    MAXIMUM = Decimal("999999.99")
+    CENT = Decimal("0.01")
+    TEXT = r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?$"  # the same range, spelled
+    default_error_messages = {
+        "invalid": '应为金额（元）：0 到 999999.99，最多两位小数，如 "12.50"',
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(places=2, as_string=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, str):
+            if not re.fullmatch(self.TEXT, value):
+                raise self.make_error("invalid")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        # str() of a float is its shortest spelling: 12.5, not 12.4999…; 1e+308 for 1e308.
+        amount = Decimal(str(value))
+        if not (amount.is_finite() and 0 <= amount <= self.MAXIMUM
+                and amount == amount.quantize(self.CENT)):
+            raise self.make_error("invalid")
+        return amount.quantize(self.CENT)
+
+    def openapi(self) -> dict[str, Any]:
+        return {"anyOf": [
+            {"type": "string", "pattern": self.TEXT},
+            {"type": "number", "minimum": 0, "maximum": float(self.MAXIMUM),
+             "multipleOf": float(self.CENT)},
+        ]}
+
+
+class Moment(fields.AwareDateTime):
+    """A moment a request sends, with its offset (2026-11-29T19:40:00+08:00), in the years
+    2000 to 2100 as written; loaded in UTC. ISO 8601 allows years 1 to 9999, and a moment
+    near either end cannot be converted to UTC or the village's zone, or have a day added,
+    without overflowing (a 500); nothing the villages schedule or look up lies outside."""
+
+    EARLIEST, LATEST = 2000, 2100
+    # RFC 3339 (the document's date-time) with the years spelt out: a whole pattern, so a
+    # client generating from the document draws valid moments, not a year and noise.
+    PATTERN = (r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+               r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+               r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+    default_error_messages = {
+        "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
+        "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
+        "out_of_range": "时间应在 2000 年至 2100 年之间",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any
+                     ) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not self.EARLIEST <= moment.year <= self.LATEST:
+            raise self.make_error("out_of_range")
+        return moment.astimezone(UTC)
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time", "pattern": self.PATTERN}
 
 
 class LocalDateTime(fields.DateTime):
@@ -230,7 +298,7 @@ class UserListArgs(PageArgs):
 class AuditArgs(PageArgs):
     village_id = Id(strict=False)
     actor = Id(strict=False, metadata={"description": "user id of the staff member"})
-    since = fields.AwareDateTime()
+    since = Moment()
 
 
 class AuditOut(Schema):

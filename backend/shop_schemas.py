@@ -3,12 +3,16 @@ unknown fields, as everywhere (API.md, Resource shapes)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
+from rules.catalog import EXCHANGE_RATE_PLACES
 
 from .openapi import JsonBoolean, PageArgs, QueryArgs
-from .schemas import LocalDateTime, ScannedCode
+from .schemas import Id, LocalDateTime, Money, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 MAX_POINTS = 100_000
@@ -16,9 +20,29 @@ MAX_STOCK = 1_000_000
 
 
 def _money(description: str) -> fields.Decimal:
-    # Sent as a string ("12.50") so no float rounds a sum of money.
-    return fields.Decimal(as_string=True, metadata={"description": description,
-                                                    "type": "string", "format": "decimal"})
+    # Sent as a string ("12.50") so no float rounds a sum of money; always to the fen, so
+    # an amount's text is as long as its yuan and never a decimal's exponent spelt out.
+    return fields.Decimal(places=2, as_string=True, metadata={
+        "description": description, "type": "string", "format": "decimal",
+        "pattern": r"^-?[0-9]+\.[0-9]{2}$"})
+
+
+class ExchangeRateText(fields.Decimal):
+    """Yuan per point as text: "0.5", "2", "0.0025" (rules/ allows at most 4 decimals)."""
+
+    STEP = Decimal(1).scaleb(-EXCHANGE_RATE_PLACES)
+
+    def __init__(self, description: str) -> None:
+        super().__init__(as_string=True, metadata={
+            "description": description, "type": "string", "format": "decimal",
+            "pattern": f"^[0-9]+(\\.[0-9]{{1,{EXCHANGE_RATE_PLACES}}})?$"})
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        # normalize(): 0.5000 as "0.5", 2.0000 as "2" (and 1000 as "1000": the text is
+        # written without an exponent).
+        return format(Decimal(value).quantize(self.STEP).normalize(), "f")
 
 
 # ---- rewards and stock ----------------------------------------------------------------------
@@ -93,7 +117,7 @@ class StockMovementOut(Schema):
 # ---- redemptions ----------------------------------------------------------------------------
 
 class RedemptionItemIn(Schema):
-    reward_id = fields.Integer(required=True)
+    reward_id = Id(required=True)
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=99))
 
 
@@ -103,14 +127,14 @@ def _items() -> fields.List:
 
 
 class RedemptionOrderIn(Schema):
-    shop_id = fields.Integer(required=True)
+    shop_id = Id(required=True)
     items = _items()
 
 
 class CounterRedemptionIn(Schema):
     member_token = ScannedCode("the villager's member card (积分卡)")
     items = _items()
-    cash_paid = fields.Decimal(allow_none=True, metadata={
+    cash_paid = Money(allow_none=True, metadata={
         "description": "yuan paid in cash for part of the goods (现金补差), a multiple of the "
                        "village's exchange rate; the rest is paid in points"})
 
@@ -160,7 +184,7 @@ class RedemptionOut(Schema):
     total_points = fields.Integer(metadata={"description": "the goods at shelf prices"})
     cash_paid = _money("cash paid for the difference (现金补差), yuan")
     points = fields.Integer(metadata={"description": "points spent (total less cash)"})
-    exchange_rate = _money("yuan per point of the household's village when ordered")
+    exchange_rate = ExchangeRateText("yuan per point of the household's village when ordered")
     value = _money("points × exchange rate, yuan")
     lines = fields.List(fields.Nested(RedemptionLineOut))
     created_at = LocalDateTime()
@@ -181,8 +205,8 @@ class RedemptionOut(Schema):
 
 class RedemptionListArgs(PageArgs):
     status = fields.String(validate=validate.OneOf(REDEMPTION_STATUSES))
-    shop_id = fields.Integer()
-    household_id = fields.Integer()
+    shop_id = Id(strict=False)
+    household_id = Id(strict=False)
 
 
 # ---- settlement and the township report -----------------------------------------------------
@@ -203,7 +227,7 @@ class SettlementRowOut(Schema):
     total_points = fields.Integer()
     cash_paid = _money("yuan")
     points = fields.Integer()
-    exchange_rate = _money("yuan per point")
+    exchange_rate = ExchangeRateText("yuan per point")
     value = _money("yuan, rounded to the fen")
 
 
@@ -249,7 +273,7 @@ class VillagePointsOut(Schema):
         "description": "owed to households: issued − redeemed − expired"})
     available = fields.Integer(allow_none=True)
     held = fields.Integer(allow_none=True)
-    exchange_rate = _money("yuan per point")
+    exchange_rate = ExchangeRateText("yuan per point")
     outstanding_value = _money("the liability, yuan")
     month_issued = fields.Integer(allow_none=True)
     month_redeemed = fields.Integer(allow_none=True)

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -39,12 +39,21 @@ MAX_ITEM_POINTS = 10_000
 MAX_UNITS = 1_000
 MAX_NOTICE_DAYS = 90
 MAX_BAR_PERIODS = 120
+# A household's points, a village's month, a threshold or a cap: all far below this, which
+# is far inside the 32-bit columns and queries they are compared in.
+MAX_POLICY_POINTS = 10_000_000
+# Yuan per point. A rate outside these (a typo, or "1E-999999") makes every amount in yuan
+# unreadable: a receipt of a megabyte of zeros, or a value no arithmetic can hold.
+MIN_EXCHANGE_RATE = Decimal("0.001")
+MAX_EXCHANGE_RATE = Decimal("1000")
+EXCHANGE_RATE_PLACES = 4
 
 _PERIOD_LABELS = {"day": "日", "week": "周", "month": "月", "quarter": "季度", "year": "年"}
 _APPLIES_LABELS = {"member": "按人", "household": "按户"}
 _SUBMITTER_LABELS = {"villager": "村民申报", "cadre": "干部录入", "checkin": "扫码签到"}
 _RESET_LABELS = {"none": "不清零", "quarterly": "每季度清零", "yearly": "每年清零"}
 
+_DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 _TEXT_LIMITS = {"name": 100, "category": 20, "unit": 10, "description": 1000}
 
@@ -274,8 +283,10 @@ def _cap_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[P
         )
     for key, label in (("max_count", "次数上限"), ("max_points", "分数上限")):
         value = v.get(key)
-        if value is not None and value < 1:
-            out.append(Problem(item, prefix + key, f"{label}必须是正整数，现为 {excerpt(value)}"))
+        if value is not None and not 1 <= value <= MAX_POLICY_POINTS:
+            out.append(Problem(item, prefix + key,
+                               f"{label}必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，"
+                               f"现为 {excerpt(value)}"))
     return out
 
 
@@ -458,30 +469,46 @@ def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
         bad("notice_days",
             f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}")
     threshold = v.get("two_cadre_threshold")
-    if threshold is not None and threshold < 1:
-        bad("two_cadre_threshold", f"双人审核的分值门槛必须是正整数，现为 {excerpt(threshold)}")
+    if threshold is not None and not 1 <= threshold <= MAX_POLICY_POINTS:
+        bad("two_cadre_threshold",
+            f"双人审核的分值门槛必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，"
+            f"现为 {excerpt(threshold)}")
     budget = v.get("monthly_budget")
-    if budget is not None and budget < 1:
-        bad("monthly_budget",
-            f"每月发放额度必须是正整数（不限额请留空），现为 {excerpt(budget)}")
+    if budget is not None and not 1 <= budget <= MAX_POLICY_POINTS:
+        bad("monthly_budget", f"每月发放额度必须是 1 到 {MAX_POLICY_POINTS} 之间的整数"
+                              f"（不限额请留空），现为 {excerpt(budget)}")
     if v.get("reset_cycle") is not None and v["reset_cycle"] not in RESET_CYCLES:
         bad("reset_cycle", _choice_message("清零周期", v["reset_cycle"], _RESET_LABELS))
     line = v.get("qualification_line")
-    if line is not None and line < 0:
-        bad("qualification_line", f"合格线不能为负数，现为 {excerpt(line)}")
+    if line is not None and not 0 <= line <= MAX_POLICY_POINTS:
+        bad("qualification_line",
+            f"合格线必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(line)}")
     levels = v.get("star_levels")
     if levels is not None:
-        if any(level < 0 for level in levels):
-            bad("star_levels", "星级分数线不能为负数")
+        if any(not 0 <= level <= MAX_POLICY_POINTS for level in levels):
+            bad("star_levels", f"星级分数线必须在 0 到 {MAX_POLICY_POINTS} 之间")
         if any(a >= b for a, b in zip(levels, levels[1:], strict=False)):
             bad("star_levels", f"星级分数线必须从低到高严格递增，现为 {excerpt(list(levels))}")
     rate = v.get("exchange_rate")
-    if rate is not None and (not rate.is_finite() or rate <= 0):
-        bad("exchange_rate", f"兑换比例（每分折合多少元）必须大于 0，现为 {excerpt(rate)}")
+    if rate is not None:
+        message = _exchange_rate_problem(rate)
+        if message:
+            bad("exchange_rate", message)
     minimum = v.get("min_redemption_points")
-    if minimum is not None and minimum < 0:
-        bad("min_redemption_points", f"最低兑换分数不能为负数，现为 {excerpt(minimum)}")
+    if minimum is not None and not 0 <= minimum <= MAX_POLICY_POINTS:
+        bad("min_redemption_points",
+            f"最低兑换分数必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(minimum)}")
     return out
+
+
+def _exchange_rate_problem(rate: Decimal) -> str | None:
+    # The value is not echoed when out of range: "1E+999999" is short, its digits are not.
+    if not (rate.is_finite() and MIN_EXCHANGE_RATE <= rate <= MAX_EXCHANGE_RATE):
+        return (f"兑换比例（每分折合多少元）必须在 {MIN_EXCHANGE_RATE} 到 "
+                f"{MAX_EXCHANGE_RATE} 元之间")
+    if rate.as_tuple().exponent < -EXCHANGE_RATE_PLACES:  # type: ignore[operator]
+        return f"兑换比例最多 {EXCHANGE_RATE_PLACES} 位小数，现为 {rate}"
+    return None
 
 
 # --- reading untrusted mappings (YAML or JSON) -------------------------------------------
@@ -634,11 +661,13 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
             self.fail(key, f'应为数字（如 1 或 "0.5"），现为{_type_name(value)}')
             return
-        try:
-            # repr() keeps 0.1 as "0.1" instead of the float's binary expansion.
-            self.values[key] = Decimal(repr(value) if isinstance(value, float) else value)
-        except InvalidOperation:
-            self.fail(key, f"「{excerpt(value)}」不是有效的数字")
+        if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+            # Plain digits only: Decimal() would also read " 1e3 ", "1_000" or "-0".
+            self.fail(key, f'「{excerpt(value)}」不是有效的数字，应写成 1 或 "0.5" 这样')
+            return
+        # repr() keeps 0.1 as "0.1" instead of the float's binary expansion (inf and nan
+        # read as Decimal's own, refused by the range check).
+        self.values[key] = Decimal(repr(value) if isinstance(value, float) else value)
 
     def mapping(self, key: str) -> Mapping[Any, Any] | None:
         value = self.raw(key, False)
@@ -878,7 +907,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         "reset_cycle": policy.reset_cycle,
         "qualification_line": policy.qualification_line,
         "star_levels": list(policy.star_levels),
-        "exchange_rate": str(policy.exchange_rate),
+        "exchange_rate": format(policy.exchange_rate, "f"),  # 1000, not 1E+3
         "min_redemption_points": policy.min_redemption_points,
         "allow_village_items": policy.allow_village_items,
     }

@@ -14,7 +14,13 @@ the rest, their bodies checked for status and content type (a binary body has no
 check beyond that). The stateful phase is off: the stateful ledger test does that job.
 
 The seed is fixed and the examples per operation bounded, so a run is the same run every time
-and stays within a few minutes on two cores."""
+and stays within a few minutes on two cores.
+
+The document states the bounds of every number, amount and moment (minimum/maximum, a
+pattern, multipleOf), so the coverage phase sends the values at and past each edge. What no
+generator makes from a schema (a body nested hundreds deep, an amount of 1e308 yuan spelt as
+text, a moment in the year 9999, an exchange rate of 1E-999999) is sent by
+`test_contract_edges`, through the same checks."""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from typing import Any
 import pytest
 import schemathesis
 from flask import Flask
+from schemathesis.core.failures import FailureGroup
 from schemathesis.engine import Status, events
 from schemathesis.transport.wsgi import WSGITransport
 
@@ -33,8 +40,10 @@ from .fake_wechat import FakeWeChat
 from .helpers_points import (
     add_reward,
     approve,
+    catalog_id,
     default_items,
     fund,
+    member_token,
     order,
     self_report,
     upload_photo,
@@ -265,3 +274,72 @@ def test_contract(app: Flask, world: World, role: str) -> None:
     # role must get a 2xx from most operations (about 100 of 110 with this seed).
     assert len(served) >= 0.8 * len(operations), sorted(operations - served)
     assert not failures, f"{len(failures)} failures\n" + "\n".join(sorted(failures))
+
+
+def nested_list(depth: int) -> list[Any]:
+    body: list[Any] = []
+    for _ in range(depth - 1):
+        body = [body]
+    return body
+
+
+@pytest.mark.usefixtures("wsgi_transport")
+def test_contract_edges(app: Flask, world: World) -> None:
+    """Requests no generator makes from the document, each refused with a 4xx the document
+    declares, in the error shape, with its stable code; every check of the run applies."""
+    items = default_items(app, world)
+    soap = add_reward(app, world.shop_a, "香皂", 5, 50)
+    fund(app, world.household_x, 100)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app,
+                                            config=config_for([soap]))
+    card = member_token(app, world.head_x)
+    starts = datetime.now(UTC) + timedelta(days=1)
+    activity = {"village_id": world.village_a, "title": "村民大会",
+                "rule_item_id": items["GOV-ASSEMBLY"], "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=2)).isoformat(), "qr_mode": "static"}
+    counter = {"member_token": card, "items": [{"reward_id": soap, "quantity": 1}]}
+    # (who, method, path, path parameters, query, body, status, code)
+    edges: list[tuple[str | None, str, str, dict[str, int], dict[str, Any], Any, int, str]] = [
+        (None, "POST", "/api/v1/auth/login", {}, {}, nested_list(400), 400, "malformed_json"),
+        ("villager_x", "POST", "/api/v1/claims", {}, {},
+         {"rule_item_id": items["PUB-VOLUNTEER"], "evidence": nested_list(40)},
+         400, "malformed_json"),
+        *[("clerk_a", "POST", "/api/v1/shops/{shop_id}/counter-redemptions",
+           {"shop_id": world.shop_a}, {}, {**counter, "cash_paid": cash}, 422,
+           "validation_error")
+          for cash in ("1e308", 1e308, "1E+999999", "1E-999999", 10**400, "0.001")],
+        *[("cadre_a", "POST", "/api/v1/activities", {}, {}, {**activity, **far}, 422,
+           "validation_error")
+          for far in ({"starts_at": "9999-12-31T23:59:00-12:00",
+                       "ends_at": "9999-12-31T23:59:30-12:00"},
+                      {"checkin_opens_at": "0001-01-01T00:00:00+14:00"})],
+        ("cadre_a", "POST", "/api/v1/rules/evaluate", {}, {},
+         {"item_id": items["PUB-VOLUNTEER"], "villager_id": world.head_x,
+          "at": "9999-12-31T23:59:59.999999-23:59"}, 422, "validation_error"),
+        ("county", "GET", "/api/v1/audit", {}, {"since": "9999-12-31T23:59:00-12:00"}, None,
+         422, "validation_error"),
+        *[("tadmin1", "PATCH", "/api/v1/rule-catalogs/{catalog_id}/policy",
+           {"catalog_id": catalog_id(app, world.township_1)}, {}, {"exchange_rate": rate},
+           422, "catalog_invalid")
+          for rate in ("1E-999999", "1E+999999", 1e-300, "0.00001")],
+    ]
+    failures = []
+    for user, method, path, path_parameters, query, body, status, code in edges:
+        case = schema[path][method].Case(
+            path_parameters=path_parameters or None, query=query or None,
+            headers=world.headers(user) if user else None,
+            **({"body": body, "media_type": "application/json"} if body is not None else {}))
+        label = f"{method} {path} {str(body or query)[:120]}"
+        try:
+            response = case.call_and_validate()
+        except (FailureGroup, ValueError) as exc:  # every edge reported, not only the first
+            # The checks' failures; or, for the deep body, a ValueError of the report itself
+            # (its curl line walks the body with a recursion limit).
+            failures.append(f"{label}: {type(exc).__name__} {str(exc)[:600]}")
+            continue
+        answer = response.json()
+        error = answer.get("error") if isinstance(answer, dict) else None
+        found = (response.status_code, error["code"] if isinstance(error, dict) else None)
+        if found != (status, code):
+            failures.append(f"{label}: {found}, expected {(status, code)}")
+    assert not failures, "\n".join(failures)

@@ -566,8 +566,10 @@ def test_cash_pays_for_the_difference_on_the_receipt(
     assert odd.status_code == 422 and error_code(odd) == "invalid_cash"
     everything = counter(client, clerk, world.shop_a, card, items, cash="67.50")
     assert everything.status_code == 422 and error_code(everything) == "invalid_cash"
+    # An amount no till takes is refused with the request's shape (the document says so).
     negative = counter(client, clerk, world.shop_a, card, items, cash="-1")
-    assert negative.status_code == 422 and error_code(negative) == "invalid_cash"
+    assert negative.status_code == 422 and error_code(negative) == "validation_error"
+    assert set(negative.get_json()["error"]["details"]["fields"]) == {"cash_paid"}
 
     paid = counter(client, clerk, world.shop_a, card, items, cash=7.5)  # 15 points' worth
     assert paid.status_code == 201, paid.get_json()
