@@ -82,6 +82,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     # 积分录入 and 审核: cadres of the village; township admins approve past the budget.
     "claim.award": REGISTRY_STAFF,
     "claim.review": REGISTRY_STAFF,
+    # Withdrawing a claim (撤回) before it posts, e.g. a mistake found during 公示.
+    "claim.withdraw": REGISTRY_STAFF,
     "ledger.reverse": REGISTRY_STAFF,
     # Activities and check-in (签到): staff of the village run them and see their codes;
     # villagers check themselves in; a cadre checks in people without phones (代签).
@@ -188,6 +190,26 @@ class Actor:
 def authorize(actor: Actor, action: str) -> None:
     if not actor.can(action):
         raise Forbidden()
+
+
+class SelfApproval(Forbidden):
+    code = "self_approval"
+    message = "不能审核自己家庭的积分申报"
+
+
+def refuse_own_household(session: Session, actor: Actor, household_id: int) -> None:
+    """Staff never decide points of their own household (award, approve, withdraw, resolve
+    an objection, reverse an entry): the one check every such decision makes. A staff
+    account is of a household once an admin links it to its roster entry (User.villager_id);
+    unlinked, it has none."""
+    if actor.villager_id is None:
+        return
+    own = actor.household_id
+    if own is None:
+        own = session.scalar(select(Villager.household_id)
+                             .where(Villager.id == actor.villager_id))
+    if own == household_id:
+        raise SelfApproval()
 
 
 def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:

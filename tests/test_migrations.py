@@ -93,20 +93,22 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
             assert item is not None
             at = datetime(2026, 11, 5, tzinfo=UTC)
-            for points, status, decided_at in [
-                (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
-                (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
-                (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
-                (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
-                (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
-                (8, "approved", None),
-                (4, "pending", None),
-            ]:
-                s.add(Claim(village_id=village.id, household_id=household.id,
-                            rule_item_id=item.id, rule_item_version_id=item.current_version_id,
-                            source="cadre", points=points, reason="迁移前", status=status,
-                            occurred_at=at, submitted_by=cadre.id, created_at=at,
-                            decided_at=decided_at, evidence=[]))
+            # Through the table, naming only the columns 0004 has: the model may have more.
+            s.execute(Claim.__table__.insert(), [
+                {"village_id": village.id, "household_id": household.id,
+                 "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
+                 "source": "cadre", "points": points, "reason": "迁移前", "status": status,
+                 "occurred_at": at, "submitted_by": cadre.id, "created_at": at,
+                 "decided_at": decided_at, "evidence": [], "capped": False}
+                for points, status, decided_at in [
+                    (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                    (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                    (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                    (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (8, "approved", None),
+                    (4, "pending", None),
+                ]])
             s.commit()
         upgrade()
         with Session(db.engine) as s:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from points import audit, ledger
 from points.errors import Forbidden
 from points.models import Account, Household, LedgerEntry, RuleItemVersion
-from points.scope import authorize, get_visible
+from points.scope import authorize, get_visible, refuse_own_household
 
 from ..auth import current_actor
 from ..clock import village_tz
@@ -108,9 +108,10 @@ def reverse(body: dict[str, Any], entry_id: int) -> dict[str, Any]:
     actor = current_actor()
     entry = get_visible(db.session, actor, LedgerEntry, entry_id)
     authorize(actor, "ledger.reverse")
+    account = db.session.get(Account, entry.account_id)
+    assert account is not None
+    refuse_own_household(db.session, actor, account.household_id)
     reversal = ledger.reverse(db.session, entry, reason=body["reason"],
                               created_by=actor.user_id, tz=village_tz())
-    account = db.session.get(Account, reversal.account_id)
-    assert account is not None
     audit.record(db.session, actor, "ledger.reverse", reversal, village_id=account.village_id)
     return _present([reversal])[0]
