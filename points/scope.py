@@ -194,7 +194,7 @@ def authorize(actor: Actor, action: str) -> None:
 
 class SelfApproval(Forbidden):
     code = "self_approval"
-    message = "不能审核自己家庭的积分申报"
+    message = "不能审核或处理自己家庭的积分（录入、审核、撤回、处理异议、冲正）"
 
 
 def refuse_own_household(session: Session, actor: Actor, household_id: int) -> None:
