@@ -50,14 +50,18 @@ users_cli = AppGroup("users", help="Staff accounts.")
 @click.option("--township-id", type=int, default=None)
 @click.option("--village-id", type=int, default=None)
 @click.option("--shop-id", type=int, default=None)
+@click.option("--villager-id", type=int, default=None,
+              help="The holder's own entry on the roster: they may not decide their own "
+                   "household's points.")
 def create_user_command(role: str, username: str, password: str, name: str | None,
                         township_id: int | None, village_id: int | None,
-                        shop_id: int | None) -> None:
+                        shop_id: int | None, villager_id: int | None) -> None:
     """Create a staff account (the first county admin is made this way)."""
     try:
         user = create_staff(
             db.session, None, username=username, password=password, role=role, name=name,
             township_id=township_id, village_id=village_id, shop_id=shop_id,
+            villager_id=villager_id,
         )
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc

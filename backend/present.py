@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from points.models import AuditEntry, Household, User, Villager
-from points.scope import Actor, mask_phone, sees_phone
+from points.scope import VILLAGER, Actor, mask_phone, sees_phone
 
 from .extensions import db
 
@@ -15,7 +15,8 @@ from .extensions import db
 def villager(v: Villager, actor: Actor, bound_ids: set[int] | None = None) -> dict[str, Any]:
     village_id = v.household.village_id
     if bound_ids is None:
-        bound = db.session.scalar(select(User.id).where(User.villager_id == v.id)) is not None
+        bound = db.session.scalar(select(User.id).where(
+            User.villager_id == v.id, User.role == VILLAGER)) is not None
     else:
         bound = v.id in bound_ids
     return {
@@ -35,7 +36,8 @@ def villager(v: Villager, actor: Actor, bound_ids: set[int] | None = None) -> di
 def household(h: Household, actor: Actor) -> dict[str, Any]:
     member_ids = [m.id for m in h.members]
     bound_ids = set(
-        db.session.scalars(select(User.villager_id).where(User.villager_id.in_(member_ids)))
+        db.session.scalars(select(User.villager_id).where(User.villager_id.in_(member_ids),
+                                                          User.role == VILLAGER))
     ) if member_ids else set()
     head = h.head
     return {

@@ -228,6 +228,9 @@ class PolicyOut(Schema):
     min_redemption_points = fields.Integer()
     allow_village_items = fields.Boolean(metadata={
         "description": "cadres may add their village's own items (村规民约)"})
+    village_items_skip_review = fields.Boolean(metadata={
+        "description": "village items may be approved without a cadre's review (default "
+                       "false); their notice days are never below notice_days either way"})
 
 
 class PolicyPatch(Schema):
@@ -243,6 +246,7 @@ class PolicyPatch(Schema):
         metadata={"description": 'yuan per point, e.g. "0.5"'})
     min_redemption_points = _int(bounds=(0, MAX_POLICY_POINTS))
     allow_village_items = _bool("township catalogs only")
+    village_items_skip_review = _bool("village items may skip review (default false)")
 
 
 class CatalogIn(Schema):

@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.models import GENDERS, RELATIONS, REVERSAL_REQUEST_STATUSES, ROLES, STAFF_ROLES
+from points.models import (
+    CLAIM_STATUSES,
+    GENDERS,
+    RELATIONS,
+    REVERSAL_REQUEST_STATUSES,
+    ROLES,
+    STAFF_ROLES,
+)
 from points.tokens import MAX_SCANNED_CHARS
 
 from .openapi import JsonBoolean, PageArgs
@@ -270,12 +277,19 @@ class UserIn(Schema):
     township_id = Id(allow_none=True)
     village_id = Id(allow_none=True)
     shop_id = Id(allow_none=True)
+    villager_id = Id(allow_none=True, metadata={
+        "description": "the holder's own entry on the roster, within the account's scope: "
+                       "they may not decide their own household's points"})
 
 
 class UserPatch(Schema):
     disabled = JsonBoolean()
     password = fields.String(load_only=True, validate=validate.Length(max=128))
     name = _optional(50)
+    villager_id = Id(allow_none=True, metadata={
+        "description": "link a staff account to its holder's roster entry (null: unlink); "
+                       "they may then not award, approve, withdraw, resolve objections or "
+                       "reverse entries for their own household"})
 
 
 class UserOut(Schema):
@@ -286,7 +300,11 @@ class UserOut(Schema):
     township_id = Id(allow_none=True)
     village_id = Id(allow_none=True)
     shop_id = Id(allow_none=True)
-    villager_id = Id(allow_none=True)
+    villager_id = Id(allow_none=True, metadata={
+        "description": "a villager user: the roster entry bound; staff: their own entry"})
+    villager_name = fields.Function(
+        lambda user: user.villager.name if user.villager is not None else None,
+        allow_none=True, metadata={"type": "string"})
     disabled = fields.Boolean()
     created_at = LocalDateTime()
 
@@ -370,9 +388,6 @@ class MeOut(Schema):
 
 # ---- claims, notice, objections -------------------------------------------------------------
 
-CLAIM_STATUS_NAMES = ("pending", "approved", "in_notice", "objected", "posted", "rejected")
-
-
 class ClaimIn(Schema):
     rule_item_id = Id(required=True)
     units = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=1000))
@@ -445,7 +460,7 @@ class VetoWithdrawalOut(Schema):
 
 class ClaimOut(Schema):
     id = fields.Integer()
-    status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
+    status = fields.String(validate=validate.OneOf(CLAIM_STATUSES))
     village_id = Id()
     household_id = Id()
     household_name = fields.String(allow_none=True)
@@ -465,6 +480,9 @@ class ClaimOut(Schema):
     decided_at = LocalDateTime(allow_none=True)
     posted_at = LocalDateTime(allow_none=True)
     reject_reason = fields.String(allow_none=True)
+    withdraw_reason = fields.String(allow_none=True, metadata={
+        "description": "why staff withdrew the claim (status withdrawn), shown to the household"})
+    withdrawn_at = LocalDateTime(allow_none=True)
     objections = fields.List(fields.Nested(ObjectionOut))
     veto_withdrawal = fields.Nested(VetoWithdrawalOut, allow_none=True, metadata={
         "description": "a veto's withdrawal by the township, if it was withdrawn"})
@@ -473,7 +491,7 @@ class ClaimOut(Schema):
 class ClaimListArgs(PageArgs):
     village_id = Id(strict=False)
     household_id = Id(strict=False)
-    status = fields.String(validate=validate.OneOf(CLAIM_STATUS_NAMES))
+    status = fields.String(validate=validate.OneOf(CLAIM_STATUSES))
 
 
 class NoticeOut(Schema):

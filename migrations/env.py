@@ -88,14 +88,45 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        sqlite = connection.dialect.name == 'sqlite'
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+            conf_args = {**conf_args, 'on_version_apply': [
+                *conf_args.get('on_version_apply', ()), _check_sqlite_foreign_keys]}
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(connection, *, on):
+    """SQLite alters a table (batch mode) by copying it, dropping the old one and renaming
+    the copy. With foreign keys on, dropping a table that other rows point at fails, or
+    leaves deferred violations that never clear. SQLite cannot switch them inside a
+    transaction, so they are switched between transactions, on the driver's connection (the
+    engine begins every transaction itself): off for the migrations, each of which is
+    checked before it commits (`_check_sqlite_foreign_keys`), and on again after, before
+    the connection goes back to the pool. Every migration has committed by then; what an
+    autobegun transaction still holds is reads."""
+    if connection.in_transaction():
+        connection.rollback()
+    connection.connection.driver_connection.execute(
+        f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+
+def _check_sqlite_foreign_keys(ctx, step, heads, run_args):
+    # Called by Alembic after each migration, inside its transaction.
+    broken = ctx.connection.exec_driver_sql('PRAGMA foreign_key_check').fetchall()
+    if broken:
+        raise RuntimeError(f'{step}: rows whose foreign keys point nowhere: {broken[:10]}')
 
 
 if context.is_offline_mode():

@@ -651,8 +651,13 @@ def _open_activity(session: Session, activity_id: int) -> OpenActivity | None:
     in_effect = catalog_township == village_township or catalog_village == columns[1]
     if not in_effect or retired_at is not None or version_id is None or version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
-    return OpenActivity(*columns, item=claims.ItemVersion(item_id, version_id),
-                        rule=stored_rule(version), policy=catalogs.policy_of(own, township))
+    policy = catalogs.policy_of(own, township)
+    rule = stored_rule(version)
+    if catalog_village is not None:
+        # The village's own item: the township's policy is its floor (claims.rule_in_force).
+        rule = rules.village_item_in_force(rule, policy)
+    return OpenActivity(*columns, item=claims.ItemVersion(item_id, version_id), rule=rule,
+                        policy=policy)
 
 
 def check_in(
@@ -703,7 +708,8 @@ def proxy_check_in(
     _check_open(activity, now, tz)
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
     flags = ["own_household"] if actor.household_id == household.id else []
-    result = _record(session, actor, activity, item, claims.current_rule(item), target,
+    rule = claims.rule_in_force(session, item, activity.village_id)
+    result = _record(session, actor, activity, item, rule, target,
                      now=now, tz=tz, user_id=None, proxy_by=actor.user_id, flags=flags)
     checkin = session.get(CheckIn, result.checkin_id)
     assert checkin is not None
@@ -724,7 +730,7 @@ def check_out(
     activity = session.get(Activity, checkin.activity_id)
     assert activity is not None
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
-    rule = claims.current_rule(item)
+    rule = claims.rule_in_force(session, item, activity.village_id)
     if not is_hourly(rule.kind, rule.unit):
         raise CheckoutNotNeeded()
     moved = session.execute(

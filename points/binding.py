@@ -49,7 +49,9 @@ def _bind(session: Session, user: User, villager: Villager) -> Villager:
         if user.villager_id == villager.id:
             return villager
         raise Conflict("您的微信已绑定其他村民", code="already_bound")
-    if session.scalar(select(User.id).where(User.villager_id == villager.id)):
+    # A staff account linked to the same villager (a cadre's own entry) is no binding.
+    if session.scalar(select(User.id).where(User.villager_id == villager.id,
+                                            User.role == VILLAGER)):
         raise Conflict("该村民已被其他微信绑定，请联系村干部", code="villager_already_bound")
     user.villager_id = villager.id
     user.name = villager.name

@@ -281,6 +281,19 @@ def _check_village_items_allowed(session: Session, actor: Actor, village: Villag
         )
 
 
+def _check_floor(session: Session, catalog: RuleCatalog, rule: rules.RuleItem) -> None:
+    """A village's own item is refused, naming the field, when it says less than the
+    township's policy allows (fewer notice days, no review): clamping would store something
+    other than what the village assembly voted and the cadre typed. Claims are decided under
+    the floor in force then anyway (claims.rule_in_force), since the township may raise it
+    after the item was written."""
+    if catalog.village_id is None:
+        return
+    problems = rules.village_item_problems(rule, effective_policy(session, catalog.village_id))
+    if problems:
+        raise CatalogInvalid(problems)
+
+
 def _township_of(session: Session, catalog: RuleCatalog) -> int:
     if catalog.township_id is not None:
         return catalog.township_id
@@ -519,6 +532,7 @@ def add_item(
         rule = rules.parse_item(data, catalog.categories)
     except rules.CatalogError as error:
         raise CatalogInvalid(error.problems) from None
+    _check_floor(session, catalog, rule)
     used = _codes_used_elsewhere(session, catalog, _township_of(session, catalog), [rule.code])
     if used:
         raise Conflict(_code_problems(used)[0].message, code="duplicate_code")
@@ -583,6 +597,7 @@ def edit_item(
         raise CatalogInvalid(error.problems) from None
     if rules.item_to_dict(rule) == current.data:
         return current
+    _check_floor(session, catalog, rule)
     version = _add_version(session, actor, item, rule, current.version + 1)
     session.flush()
     audit.record(session, actor, "rule_item.edit", item, before=_version_record(current),

@@ -55,7 +55,16 @@ from .models.claims import (
     Upload,
     VetoWithdrawal,
 )
-from .scope import ADMINS, COUNTY, TOWNSHIP, VILLAGER, Actor, authorize, get_visible
+from .scope import (
+    ADMINS,
+    COUNTY,
+    TOWNSHIP,
+    VILLAGER,
+    Actor,
+    authorize,
+    get_visible,
+    refuse_own_household,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +102,16 @@ class VillagerDeactivated(Conflict):
     message = "该村民已停用，不能为其签到或记分；如需恢复，请先在花名册中重新启用该村民"
 
 
-class SelfApproval(DomainError):
-    status = 403
-    code = "self_approval"
-    message = "不能审核自己家庭的积分申报"
+class ClaimNotWithdrawable(DomainError):
+    status = 409
+    code = "claim_not_withdrawable"
+    message = "该申报已入账或已处理，不能撤回；已入账的积分请冲正"
+
+
+class AlreadyObjected(DomainError):
+    status = 409
+    code = "already_objected"
+    message = "您已经对这条申报提出过异议，每人对同一申报只能提一次"
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,29 @@ def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleIt
     if item is None or item.current_version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
     return item
+
+
+def rule_in_force(
+    session: Session, item: RuleItem, village_id: int, rule: rules.RuleItem | None = None,
+    policy: rules.Policy | None = None,
+) -> rules.RuleItem:
+    """The rule a village decides a claim on `item` by: `rule` (default: the item's current
+    version), and for the village's own item (村规民约) the township's policy as a floor
+    (`rules.village_item_in_force`). Applied when a claim is decided, not only when the item
+    is written, so a floor the township raises later holds for items written before it."""
+    rule = rule or current_rule(item)
+    if item.catalog.village_id is None:
+        return rule
+    return rules.village_item_in_force(
+        rule, policy or catalogs.effective_policy(session, village_id))
+
+
+def _claim_rule(session: Session, claim: Claim) -> rules.RuleItem:
+    """The rule in force for a claim's recorded item version."""
+    item = session.get(RuleItem, claim.rule_item_id)
+    version = session.get(RuleItemVersion, claim.rule_item_version_id)
+    assert item is not None and version is not None
+    return rule_in_force(session, item, claim.village_id, version.rule)
 
 
 # A posted claim whose entry was reversed (冲正) no longer uses up the cap. Built once: it is
@@ -326,7 +364,7 @@ def submit(
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
     item = village_item(session, actor.village_id, rule_item_id)
-    rule = current_rule(item)
+    rule = rule_in_force(session, item, actor.village_id)
     if "villager" not in rule.submit_by:
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
@@ -347,7 +385,7 @@ def submit_checkin(
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
     when a cap leaves nothing to award, before anything is written. `policy`: the village's
     policy when the caller has already read it (check-in reads it with the activity). `rule`:
-    the item's current version as the engine reads it."""
+    the item's rule in force for the village (`rule_in_force`)."""
     if "checkin" not in rule.submit_by:
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
@@ -394,7 +432,7 @@ def award(
     for index, target in sorted(enumerate(resolved),
                                 key=lambda it: (it[1].village_id, it[1].household_id)):
         item = village_item(session, target.village_id, rule_item_id)
-        rule = current_rule(item)
+        rule = rule_in_force(session, item, target.village_id)
         if "cadre" not in rule.submit_by:
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
         if rule.applies_to == "member" and target.member_id is None:
@@ -414,20 +452,6 @@ def award(
 
 
 # ---- review ---------------------------------------------------------------------------------
-
-def _own_household(session: Session, actor: Actor) -> int | None:
-    if actor.villager_id is None:
-        return None
-    return session.scalar(select(Villager.household_id).where(Villager.id == actor.villager_id))
-
-
-def refuse_own_household(
-    session: Session, actor: Actor, household_id: int, message: str | None = None
-) -> None:
-    """No one reviews their own household's points: awards, approvals and reversals alike."""
-    if household_id == _own_household(session, actor):
-        raise SelfApproval(message)
-
 
 def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
     refuse_own_household(session, actor, claim.household_id)
@@ -606,19 +630,14 @@ def approve(session: Session, actor: Actor, claim_id: int, tz: ZoneInfo, now: da
         # Over the village budget: only the township can let it through.
         if actor.role not in (TOWNSHIP, COUNTY):
             raise Forbidden("超出本月发放额度，需乡镇管理员审批", code="needs_township_approval")
-        item = session.get(RuleItem, claim.rule_item_id)
-        assert item is not None
-        version = session.get(RuleItemVersion, claim.rule_item_version_id)
-        assert version is not None
-        _approved(session, actor, claim, version.rule, now, tz, by_township=True)
+        refuse_own_household(session, actor, claim.household_id)
+        _approved(session, actor, claim, _claim_rule(session, claim), now, tz, by_township=True)
         audit.record(session, actor, "claim.approve", claim, village_id=claim.village_id)
         return claim
     if claim.status != "pending":
         raise ClaimNotPending()
     _record_approval(session, actor, claim)
-    version = session.get(RuleItemVersion, claim.rule_item_version_id)
-    assert version is not None
-    _advance(session, actor, claim, version.rule, now, tz)
+    _advance(session, actor, claim, _claim_rule(session, claim), now, tz)
     audit.record(session, actor, "claim.approve", claim, village_id=claim.village_id)
     return claim
 
@@ -632,6 +651,38 @@ def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: date
     claim.status, claim.reject_reason = "rejected", reason
     claim.rejected_by, claim.decided_at = actor.user_id, now
     audit.record(session, actor, "claim.reject", claim, before=before,
+                 village_id=claim.village_id)
+    return claim
+
+
+# Before posting, a claim can still be withdrawn (撤回): posted points are corrected by a
+# reversal (冲正) instead, which the passbook shows.
+WITHDRAWABLE = ("pending", "approved", "in_notice", "objected")
+
+
+def withdraw(
+    session: Session, actor: Actor, claim_id: int, reason: str, now: datetime, tz: ZoneInfo
+) -> Claim:
+    """Staff of the village withdraw a claim that has not posted, e.g. a mistake found during
+    公示, with a reason the household reads. Points counted against the month's budget are
+    taken off as when an objection overturns a claim; an objection waiting on it is settled
+    in the objector's favour, since the claim no longer stands."""
+    claim = _lock_claim(session, actor, claim_id)
+    authorize(actor, "claim.withdraw")
+    refuse_own_household(session, actor, claim.household_id)
+    if claim.status not in WITHDRAWABLE:
+        raise ClaimNotWithdrawable(details={"status": claim.status})
+    before = audit.snapshot(claim)
+    if claim.status in ISSUED_STATUSES:
+        _unissue(session, claim, claim.points, tz)
+    for objection in session.scalars(select(Objection).where(
+            Objection.claim_id == claim.id, Objection.status == "open")):
+        objection.status = "overturned"
+        objection.resolved_by, objection.resolved_at = actor.user_id, now
+        objection.resolution_note = f"申报已撤回：{reason}"[:500]
+    claim.status, claim.withdraw_reason = "withdrawn", reason
+    claim.withdrawn_by, claim.withdrawn_at = actor.user_id, now
+    audit.record(session, actor, "claim.withdraw", claim, before=before,
                  village_id=claim.village_id)
     return claim
 
@@ -653,6 +704,11 @@ def object_to(
         raise NotFound()
     if claim.household_id == actor.household_id:
         raise Forbidden("不能对自己家庭的申报提出异议", code="own_claim")
+    # One objection per villager per claim: a cadre's decision on it is final for them, or
+    # one villager could object again after each decision and hold the claim back forever.
+    if session.scalar(select(Objection.id).where(Objection.claim_id == claim.id,
+                                                 Objection.user_id == actor.user_id)):
+        raise AlreadyObjected()
     moved = session.execute(
         update(Claim).where(Claim.id == claim.id, Claim.status == "in_notice",
                             Claim.notice_ends_at > now)
@@ -663,7 +719,10 @@ def object_to(
     objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason,
                           created_at=now)
     session.add(objection)
-    session.flush()
+    try:
+        session.flush()  # the unique (claim_id, user_id) settles two objections at once
+    except IntegrityError as exc:
+        raise AlreadyObjected() from exc
     session.expire(claim)
     return objection
 
@@ -677,6 +736,7 @@ def resolve(
         raise NotFound()
     claim = _lock_claim(session, actor, objection.claim_id)
     authorize(actor, "claim.review")
+    refuse_own_household(session, actor, claim.household_id)
     if objection.status != "open" or claim.status != "objected":
         raise Conflict("该异议已经处理过了", code="objection_resolved")
     objection.status = "upheld" if outcome == "uphold" else "overturned"

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, catalogs, claims, ledger
+from . import audit, catalogs, ledger
 from .db import upsert_insert
 from .errors import Conflict
 from .models import Account, LedgerEntry, ReversalRequest
-from .scope import Actor, authorize, get_visible
+from .scope import Actor, authorize, get_visible, refuse_own_household
 
 
 def reverse(
@@ -32,8 +32,7 @@ def reverse(
     authorize(actor, "ledger.reverse")
     account = session.get(Account, entry.account_id)
     assert account is not None
-    claims.refuse_own_household(session, actor, account.household_id,
-                                "不能冲正自己家庭的积分")
+    refuse_own_household(session, actor, account.household_id, "不能冲正自己家庭的积分")
     ledger.check_reversible(session, entry)
     request = _locked_request(session, entry.id)
     if request is None:

@@ -83,6 +83,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     # 积分录入 and 审核: cadres of the village; township admins approve past the budget.
     "claim.award": REGISTRY_STAFF,
     "claim.review": REGISTRY_STAFF,
+    # Withdrawing a claim (撤回) before it posts, e.g. a mistake found during 公示.
+    "claim.withdraw": REGISTRY_STAFF,
     # 冲正: a cadre corrects an entry, at or above the two-cadre threshold with a second.
     "ledger.reverse": REGISTRY_STAFF,
     # 撤销一票否决: the township's decision, as its catalog makes vetoes.
@@ -215,6 +217,28 @@ def authorize(actor: Actor, action: str) -> None:
         raise Forbidden()
     if action in ACTIVE_VILLAGER_ACTIONS and actor.role == VILLAGER and not actor.villager_active:
         raise VillagerInactive()
+
+
+class SelfApproval(Forbidden):
+    code = "self_approval"
+    message = "不能审核或处理自己家庭的积分（录入、审核、撤回、处理异议、冲正）"
+
+
+def refuse_own_household(
+    session: Session, actor: Actor, household_id: int, message: str | None = None
+) -> None:
+    """Staff never decide points of their own household (award, approve, withdraw, resolve
+    an objection, reverse an entry): the one check every such decision makes. A staff
+    account is of a household once an admin links it to its roster entry (User.villager_id);
+    unlinked, it has none."""
+    if actor.villager_id is None:
+        return
+    own = actor.household_id
+    if own is None:
+        own = session.scalar(select(Villager.household_id)
+                             .where(Villager.id == actor.villager_id))
+    if own == household_id:
+        raise SelfApproval(message)
 
 
 def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import revoke_user_sessions
-from .errors import Conflict, Forbidden, Invalid
-from .models import STAFF_ROLES, Shop, Township, User, Village
+from .errors import Conflict, Forbidden, Invalid, NotFound
+from .models import STAFF_ROLES, Shop, Township, User, Village, Villager
 from .passwords import hash_password
-from .scope import COUNTY, TOWNSHIP, Actor, authorize, get_visible
+from .scope import COUNTY, TOWNSHIP, Actor, authorize, get_visible, visible
 
 MIN_PASSWORD = 8
 
@@ -50,12 +50,39 @@ def _scope_for_role(
     raise Invalid("只能创建工作人员账号", code="invalid_role", details={"role": role})
 
 
+def link_villager(
+    session: Session, actor: Actor | None, user: User, villager_id: int | None
+) -> None:
+    """Link a staff account to its holder's own entry on the roster (None: unlink), so that
+    they never decide their own household's points (scope.refuse_own_household). The
+    villager must be within the admin's scope (else not found) and within the account's own
+    scope: a cadre is a villager of the village they serve. `actor` None: the command line."""
+    if user.role not in STAFF_ROLES:
+        raise Invalid("村民的微信账号通过扫码或姓名手机号绑定花名册，不能在此修改",
+                      code="not_staff", details={"field": "villager_id"})
+    if villager_id is None:
+        user.villager_id = None
+        return
+    if actor is None:
+        villager = session.get(Villager, villager_id)
+        if villager is None:
+            raise NotFound("花名册中没有这位村民")
+    else:
+        villager = get_visible(session, actor, Villager, villager_id)
+    holder = Actor.of(session, user)
+    if session.scalar(visible(holder, Villager).where(Villager.id == villager.id)) is None:
+        raise Invalid("只能关联本人工作范围内（如本村）花名册中的村民",
+                      code="villager_out_of_scope", details={"field": "villager_id"})
+    user.villager_id = villager.id
+
+
 def create_staff(
     session: Session, actor: Actor | None, *, username: str, password: str, role: str,
     name: str | None = None, township_id: int | None = None, village_id: int | None = None,
-    shop_id: int | None = None,
+    shop_id: int | None = None, villager_id: int | None = None,
 ) -> User:
-    """Create a staff account. `actor` None is the operator at the command line."""
+    """Create a staff account, linked to its holder's roster entry with `villager_id`.
+    `actor` None is the operator at the command line."""
     if actor is not None:
         # First: a role without account rights learns nothing (not even which ids exist).
         authorize(actor, "user.create")
@@ -75,6 +102,8 @@ def create_staff(
         username=username, password_hash=hash_password(password), role=role, name=name,
         township_id=township_id, village_id=village_id, shop_id=shop_id,
     )
+    if villager_id is not None:
+        link_villager(session, actor, user, villager_id)
     session.add(user)
     audit.record(session, actor, "user.create", user, township_id=township_id,
                  village_id=village_id)
@@ -89,6 +118,12 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
     if actor.role == TOWNSHIP and user.role == COUNTY:
         raise Forbidden()
     before = audit.snapshot(user)
+    if "villager_id" in changes:
+        if user.id == actor.user_id:
+            # Or an admin could unlink themselves and then approve their own household.
+            raise Forbidden("不能修改自己账号关联的村民，请由其他管理员修改",
+                            code="cannot_link_self")
+        link_villager(session, actor, user, changes["villager_id"])
     if "password" in changes:
         password = changes.pop("password")
         check_password_strength(password)

@@ -30,6 +30,8 @@ from rules.catalog import (
     parse_item,
     parse_policy,
     policy_to_dict,
+    village_item_in_force,
+    village_item_problems,
 )
 from rules.engine import Evaluation, EvaluationError, History, Usage, evaluate
 from rules.periods import PERIODS, month_key, period_end, period_key, period_start
@@ -70,6 +72,8 @@ __all__ = [
     "period_key",
     "period_start",
     "policy_to_dict",
+    "village_item_in_force",
+    "village_item_problems",
 ]
 
 

@@ -9,9 +9,10 @@ exists is always a valid one.
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -89,6 +90,7 @@ _POLICY_KEYS = (
     "exchange_rate",
     "min_redemption_points",
     "allow_village_items",
+    "village_items_skip_review",
 )
 _CATALOG_KEYS = ("name", "categories", "policy", "items")
 
@@ -200,6 +202,9 @@ class Policy:
     exchange_rate: Decimal = Decimal("1")  # yuan per point
     min_redemption_points: int = 0
     allow_village_items: bool = True  # villages may add their own items (村规民约)
+    # Village items need a cadre's review unless the township lets them skip it; either way
+    # their notice days are never below notice_days (`village_item_in_force`).
+    village_items_skip_review: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "star_levels", tuple(self.star_levels))
@@ -777,6 +782,7 @@ def _read_policy(problems: list[Problem], prefix: str, data: Mapping[Any, Any]) 
     reader.integer_list("star_levels", default=default.star_levels)
     reader.decimal("exchange_rate", default=default.exchange_rate)
     reader.boolean("allow_village_items", default=default.allow_village_items)
+    reader.boolean("village_items_skip_review", default=default.village_items_skip_review)
     problems += _policy_problems(prefix, reader.values)
     return Policy(**reader.values) if len(problems) == start else None
 
@@ -850,6 +856,41 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     )
 
 
+# --- village items under the township's policy ---------------------------------------------
+#
+# A village's own items (村规民约) are written by its cadres; the township's policy is their
+# floor, or a village could award at once, without review or 公示, what the township's own
+# items would show for days.
+
+
+def village_item_problems(item: RuleItem, policy: Policy) -> list[Problem]:
+    """What a village's own item may not say under the township's `policy`."""
+    out: list[Problem] = []
+    if item.notice_days is not None and item.notice_days < policy.notice_days:
+        out.append(Problem(item.code, "notice_days",
+                           f"村自设细则的公示天数不能少于乡镇规定的 {policy.notice_days} 天，"
+                           f"现为 {item.notice_days}（不填则按乡镇规定）"))
+    if not item.requires_review and not policy.village_items_skip_review:
+        out.append(Problem(item.code, "requires_review",
+                           "本乡镇规定村自设细则的申报须经村干部审核，"
+                           "requires_review 不能为 false"))
+    return out
+
+
+@lru_cache(maxsize=512)
+def village_item_in_force(item: RuleItem, policy: Policy) -> RuleItem:
+    """A village's own item as it is applied under the township's `policy`: at least the
+    policy's notice days, and reviewed unless the policy lets village items skip review. An
+    item that says more (more days, review) keeps what it says. Kept by value: every
+    check-in on a village item asks, and building an item checks every field again."""
+    changes: dict[str, Any] = {}
+    if item.notice_days is not None and item.notice_days < policy.notice_days:
+        changes["notice_days"] = policy.notice_days
+    if not item.requires_review and not policy.village_items_skip_review:
+        changes["requires_review"] = True
+    return replace(item, **changes) if changes else item
+
+
 # --- writing -----------------------------------------------------------------------------
 
 
@@ -910,6 +951,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         "exchange_rate": format(policy.exchange_rate, "f"),  # 1000, not 1E+3
         "min_redemption_points": policy.min_redemption_points,
         "allow_village_items": policy.allow_village_items,
+        "village_items_skip_review": policy.village_items_skip_review,
     }
 
 

@@ -168,9 +168,9 @@ def test_upheld_objection_holds_the_claim_then_it_posts(
         assert seen["status"] == "objected"
         assert [o["reason"] for o in seen["objections"]] == ["那天他不在村里"]
         assert notice_of(client, world, "villager_x").get_json()[0]["status"] == "objected"
-        # One open objection at a time: the claim is no longer in notice.
+        # One objection per villager per claim (the claim is no longer in notice either).
         again = object_to(client, world, neighbour["user"], claim["id"])
-        assert again.status_code == 409 and error_code(again) == "not_in_notice"
+        assert again.status_code == 409 and error_code(again) == "already_objected"
 
     with frozen(MARCH_10 + timedelta(days=6)):
         assert post_due(runner) == 0  # an objected claim waits for the cadre

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from flask_migrate import upgrade
+from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -24,14 +24,17 @@ from backend import create_app
 from backend.extensions import db
 from points import catalogs, claims
 from points.models import (
+    AuditEntry,
     Base,
     Claim,
     Household,
     MonthlyIssued,
+    Objection,
     RuleItem,
     Township,
     User,
     Village,
+    Villager,
 )
 from tests.conftest import SECRET
 
@@ -93,20 +96,22 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
             assert item is not None
             at = datetime(2026, 11, 5, tzinfo=UTC)
-            for points, status, decided_at in [
-                (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
-                (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
-                (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
-                (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
-                (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
-                (8, "approved", None),
-                (4, "pending", None),
-            ]:
-                s.add(Claim(village_id=village.id, household_id=household.id,
-                            rule_item_id=item.id, rule_item_version_id=item.current_version_id,
-                            source="cadre", points=points, reason="迁移前", status=status,
-                            occurred_at=at, submitted_by=cadre.id, created_at=at,
-                            decided_at=decided_at, evidence=[]))
+            # Through the table, naming only the columns 0004 has: the model may have more.
+            s.execute(Claim.__table__.insert(), [
+                {"village_id": village.id, "household_id": household.id,
+                 "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
+                 "source": "cadre", "points": points, "reason": "迁移前", "status": status,
+                 "occurred_at": at, "submitted_by": cadre.id, "created_at": at,
+                 "decided_at": decided_at, "evidence": [], "capped": False}
+                for points, status, decided_at in [
+                    (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                    (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                    (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                    (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (8, "approved", None),
+                    (4, "pending", None),
+                ]])
             s.commit()
         upgrade()
         with Session(db.engine) as s:
@@ -115,3 +120,80 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
         db.engine.dispose()
     assert filled == {("2026-11", 15), ("2026-12", 7)}
     assert problems == []
+
+
+def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_villager(
+    empty_database_url: str,
+) -> None:
+    """0006 on a database where a villager objected to one claim again and again: their
+    latest objection stays, the earlier ones go to the audit log whole. Afterwards a cadre's
+    account can be linked to the villager a WeChat user is bound to, and a claim withdrawn;
+    downgrading reads a withdrawn claim as rejected with its reason."""
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
+                      "SQLALCHEMY_DATABASE_URI": empty_database_url})
+    at = datetime(2026, 11, 5, tzinfo=UTC)
+    with app.app_context():
+        upgrade(revision="0005")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            catalogs.install_catalog(s, None, township.id, rules.load_default_catalog())
+            village = Village(township_id=township.id, name="迁移村")
+            s.add(village)
+            s.flush()
+            household = Household(village_id=village.id, name="一户")
+            s.add(household)
+            s.flush()
+            head = Villager(household_id=household.id, name="户主", relation="户主")
+            s.add(head)
+            s.flush()
+            cadre = User(username="mig_cadre", password_hash="x", role="cadre",
+                         township_id=township.id, village_id=village.id)
+            wechat = User(role="villager", openid="mig-head", villager_id=head.id)
+            stubborn = User(role="villager", openid="mig-stubborn")
+            other = User(role="villager", openid="mig-other")
+            s.add_all([cadre, wechat, stubborn, other])
+            s.flush()
+            item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
+            assert item is not None
+            claim_id = s.execute(Claim.__table__.insert().returning(Claim.__table__.c.id), {
+                "village_id": village.id, "household_id": household.id,
+                "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
+                "source": "cadre", "points": 3, "reason": "迁移前", "status": "objected",
+                "occurred_at": at, "submitted_by": cadre.id, "created_at": at,
+                "decided_at": at, "evidence": [], "capped": False}).scalar_one()
+            objections = Objection.__table__
+            for user_id, reason, status in [(stubborn.id, "第一次", "upheld"),
+                                             (other.id, "另一人", "upheld"),
+                                             (stubborn.id, "第二次", "upheld"),
+                                             (stubborn.id, "第三次", "open")]:
+                s.execute(objections.insert(), {"claim_id": claim_id, "user_id": user_id,
+                                                "reason": reason, "status": status,
+                                                "created_at": at})
+            ids = {"cadre": cadre.id, "head": head.id, "stubborn": stubborn.id,
+                   "other": other.id, "village": village.id}
+            s.commit()
+        upgrade(revision="0006")
+        with Session(db.engine) as s:
+            kept = sorted(s.execute(select(Objection.user_id, Objection.reason,
+                                           Objection.status)).all())
+            removed = s.scalars(select(AuditEntry).where(
+                AuditEntry.action == "objection.repeat_removed").order_by(AuditEntry.id)).all()
+            assert [(e.before or {}).get("reason") for e in removed] == ["第一次", "第二次"]
+            assert {e.village_id for e in removed} == {ids["village"]}
+            # Staff may now be linked to a villager a WeChat user is bound to.
+            s.execute(text("UPDATE users SET villager_id = :head WHERE id = :cadre"), ids)
+            s.execute(text("UPDATE claims SET status = 'withdrawn', withdraw_reason = '录错',"
+                           " withdrawn_by = :cadre"), ids)
+            s.commit()
+        downgrade(revision="0005")
+        with Session(db.engine) as s:
+            after_downgrade = s.execute(text(
+                "SELECT status, reject_reason, rejected_by FROM claims")).one()
+            cadre_link = s.scalar(text("SELECT villager_id FROM users WHERE id = :cadre"), ids)
+        db.engine.dispose()
+    assert kept == sorted([(ids["stubborn"], "第三次", "open"),
+                           (ids["other"], "另一人", "upheld")])
+    assert tuple(after_downgrade) == ("rejected", "录错", ids["cadre"])
+    assert cadre_link is None  # unique among all users again

@@ -40,7 +40,8 @@ def _out(claim: Claim) -> dict[str, Any]:
         "units": c.units, "points": c.points, "capped": c.capped, "reason": c.reason,
         "note": c.note, "evidence": c.evidence or [], "created_at": c.created_at,
         "notice_ends_at": c.notice_ends_at, "decided_at": c.decided_at,
-        "posted_at": c.posted_at, "reject_reason": c.reject_reason, **view,
+        "posted_at": c.posted_at, "reject_reason": c.reject_reason,
+        "withdraw_reason": c.withdraw_reason, "withdrawn_at": c.withdrawn_at, **view,
     }
 
 
@@ -131,6 +132,20 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
     withdrawal = service.withdraw_veto(db.session, current_actor(), claim_id, body["reason"],
                                        now(), village_tz())
     return _out(db.session.get(Claim, withdrawal.claim_id))
+
+
+@blp.route("/claims/<int:claim_id>/withdraw", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(ReasonIn)
+@blp.response(200, ClaimOut)
+def withdraw(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+    """Withdraw (撤回) a claim that has not posted (pending, approved, in notice or objected),
+    e.g. a mistake found during 公示; the household reads the reason. Staff of the village,
+    not for their own household. Posted points are corrected by a reversal instead."""
+    claim = service.withdraw(db.session, current_actor(), claim_id, body["reason"], now(),
+                             village_tz())
+    return _out(claim)
 
 
 @blp.route("/villages/<int:village_id>/notices", methods=["GET"])

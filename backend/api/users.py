@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
+from sqlalchemy.orm import selectinload
 
 from points import users
 from points.models import AuditEntry, User
@@ -25,7 +26,7 @@ blp = Blueprint("users", __name__, description="账号与审计 Staff accounts a
 def list_users(args: dict[str, Any]) -> dict[str, Any]:
     actor = current_actor()
     authorize(actor, "user.list")
-    stmt = visible(actor, User).order_by(User.id)
+    stmt = visible(actor, User).order_by(User.id).options(selectinload(User.villager))
     if "role" in args:
         stmt = stmt.where(User.role == args["role"])
     return paginate(db.session, stmt, args["page"], args["per_page"])
@@ -45,7 +46,8 @@ def create_user(body: dict[str, Any]) -> User:
 @blp.arguments(UserPatch)
 @blp.response(200, UserOut)
 def update_user(body: dict[str, Any], user_id: int) -> User:
-    """Disable (ends every session at once), re-enable, rename, or reset the password."""
+    """Disable (ends every session at once), re-enable, rename, reset the password, or link
+    the account to its holder's own roster entry (`villager_id`; null unlinks)."""
     user = users.update_user(db.session, current_actor(), user_id, body)
     db.session.commit()
     return user

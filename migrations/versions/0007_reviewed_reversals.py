@@ -6,7 +6,7 @@ a row of veto_withdrawals, and the household's bar flag points at it, so that bo
 rankings stop counting the flag. Nothing existing is rewritten: no flag is withdrawn yet.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01 10:00:00.000000
 
 """
@@ -18,7 +18,7 @@ import points.models.base
 
 # revision identifiers, used by Alembic.
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

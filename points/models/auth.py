@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -20,6 +20,16 @@ class User(Base):
         CheckConstraint(
             "role IN ('county_admin','township_admin','cadre','clerk','villager')", name="role"
         ),
+        # One roster villager is bound to at most one WeChat user. A staff account linked to
+        # its holder's roster entry (to bar self-approval) may share it with that person's
+        # own WeChat user, so the uniqueness holds among villager users only.
+        Index(
+            "uq_users_villager_binding",
+            "villager_id",
+            unique=True,
+            sqlite_where=text("role = 'villager'"),
+            postgresql_where=text("role = 'villager'"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     role: Mapped[str] = mapped_column(String(20))
@@ -32,8 +42,9 @@ class User(Base):
     township_id: Mapped[int | None] = mapped_column(ForeignKey("townships.id"), index=True)
     village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"), index=True)
     shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id"), index=True)
-    # unique: one roster villager is bound to at most one WeChat user.
-    villager_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"), unique=True)
+    # A villager user: the roster entry it is bound to (绑定). A staff account: its holder's
+    # own roster entry, set by an admin, so that they never decide their household's points.
+    villager_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

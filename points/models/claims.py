@@ -20,19 +20,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
 
-CLAIM_STATUSES = ("pending", "approved", "in_notice", "objected", "posted", "rejected")
+CLAIM_STATUSES = (
+    "pending", "approved", "in_notice", "objected", "posted", "rejected", "withdrawn",
+)
 CLAIM_SOURCES = ("villager", "cadre", "checkin")
 
 
 class Claim(Base):
     """`pending → (approved) → in_notice (公示) → posted`, or `rejected`; `objected` while a
     villager's objection waits for a cadre. `approved` means approved by the village but
-    over its monthly budget, waiting for the township."""
+    over its monthly budget, waiting for the township. `withdrawn`: taken back by staff
+    before it posted, with a reason the household reads."""
 
     __tablename__ = "claims"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending','approved','in_notice','objected','posted','rejected')",
+            "status IN ('pending','approved','in_notice','objected','posted','rejected',"
+            "'withdrawn')",
             name="status",
         ),
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
@@ -63,6 +67,9 @@ class Claim(Base):
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reject_reason: Mapped[str | None] = mapped_column(String(500))
     rejected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    withdraw_reason: Mapped[str | None] = mapped_column(String(500))
+    withdrawn_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class MonthlyIssued(Base):
@@ -94,6 +101,9 @@ class Objection(Base):  # 公示期异议
     __tablename__ = "objections"
     __table_args__ = (
         CheckConstraint("status IN ('open','upheld','overturned')", name="status"),
+        # One objection per villager per claim: objecting again after each decision would
+        # hold a claim back forever.
+        UniqueConstraint("claim_id", "user_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
