@@ -733,6 +733,12 @@ def check_out(
     rule = claims.rule_in_force(session, item, activity.village_id)
     if not is_hourly(rule.kind, rule.unit):
         raise CheckoutNotNeeded()
+    if actor.role != VILLAGER:
+        # Staff check a deactivated villager out no more than in (the villager's own
+        # session is refused by authorize).
+        villager = session.get(Villager, checkin.villager_id)
+        assert villager is not None
+        claims.member_target(villager)
     moved = session.execute(
         update(CheckIn).where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
         .values(checked_out_at=now, checked_out_by=actor.user_id)

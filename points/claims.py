@@ -63,6 +63,7 @@ from .scope import (
     Actor,
     authorize,
     get_visible,
+    is_own_household,
     refuse_own_household,
 )
 
@@ -106,6 +107,12 @@ class ClaimNotWithdrawable(DomainError):
     status = 409
     code = "claim_not_withdrawable"
     message = "该申报已入账或已处理，不能撤回；已入账的积分请冲正"
+
+
+class NeedsTownshipWithdrawal(DomainError):
+    status = 403
+    code = "needs_township_withdrawal"
+    message = "一票否决和达到双人审核分值的扣分，只能由乡镇管理员撤回"
 
 
 class AlreadyObjected(DomainError):
@@ -390,11 +397,15 @@ def submit_checkin(
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
         raise Invalid("这一项按人计分，请选择村民", code="member_required")
-    if not rule.requires_review and policy is None:
+    # A cadre's proxy check-in or check-out of their own household is not approved by the
+    # scan: another cadre reviews it, as for any award to one's own household.
+    review = rule.requires_review or (
+        actor.role != VILLAGER and is_own_household(session, actor, target.household_id))
+    if not review and policy is None:
         policy = catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
-                      evidence=[], now=now, tz=tz,
-                      approve_with=None if rule.requires_review else policy, rule=rule)
+                      evidence=[], now=now, tz=tz, approve_with=None if review else policy,
+                      rule=rule)
 
 
 def member_target(villager: Villager) -> Target:
@@ -645,6 +656,8 @@ def approve(session: Session, actor: Actor, claim_id: int, tz: ZoneInfo, now: da
 def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: datetime) -> Claim:
     claim = _lock_claim(session, actor, claim_id)
     authorize(actor, "claim.review")
+    # Rejecting one's own household's deduction is deciding its points as much as approving.
+    refuse_own_household(session, actor, claim.household_id)
     if claim.status not in ("pending", "approved"):
         raise ClaimNotPending()
     before = audit.snapshot(claim)
@@ -672,6 +685,13 @@ def withdraw(
     refuse_own_household(session, actor, claim.household_id)
     if claim.status not in WITHDRAWABLE:
         raise ClaimNotWithdrawable(details={"status": claim.status})
+    if actor.role not in ADMINS:
+        rule = _claim_rule(session, claim)
+        threshold = catalogs.effective_policy(session, claim.village_id).two_cadre_threshold
+        if rule.kind == "veto" or (claim.points < 0 and -claim.points >= threshold):
+            # Imposing these took two reviewers; one cadre must not be able to lift them.
+            # The township, which withdraws posted vetoes too, decides.
+            raise NeedsTownshipWithdrawal()
     before = audit.snapshot(claim)
     if claim.status in ISSUED_STATUSES:
         _unissue(session, claim, claim.points, tz)
@@ -854,6 +874,7 @@ def withdraw_veto(
     withdrawal, which then finds the first."""
     claim = _lock_claim(session, actor, claim_id)
     authorize(actor, "veto.withdraw")
+    refuse_own_household(session, actor, claim.household_id)
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     assert version is not None
     if claim.status != "posted" or version.rule.kind != "veto":

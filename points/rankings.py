@@ -72,7 +72,7 @@ from .models import (
     VillagerGroup,
 )
 from .models.boards import BoardSettings, BoardSnapshot, PublicLink
-from .scope import Actor, authorize, get_visible
+from .scope import VILLAGER, Actor, authorize, get_visible
 
 TIE_RULE = "同分同名次：积分相同者名次并列，其后名次顺延（1、2、2、4）；并列者按编号先后排列"
 HIDDEN_NAME = "（不公开）"
@@ -253,6 +253,10 @@ def update_settings(
 
 def set_opt_out(session: Session, actor: Actor, value: bool) -> Household:
     """A villager's own choice to keep their household off public boards."""
+    if actor.role != VILLAGER:
+        # A staff account linked to its roster entry has a household too, but the choice
+        # is the villagers' own, made from the mini-program.
+        raise Forbidden("只有村民本人可以设置是否上榜", code="villager_only")
     if actor.household_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
     household = get_visible(session, actor, Household, actor.household_id)

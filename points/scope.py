@@ -224,20 +224,25 @@ class SelfApproval(Forbidden):
     message = "不能审核或处理自己家庭的积分（录入、审核、撤回、处理异议、冲正）"
 
 
-def refuse_own_household(
-    session: Session, actor: Actor, household_id: int, message: str | None = None
-) -> None:
-    """Staff never decide points of their own household (award, approve, withdraw, resolve
-    an objection, reverse an entry): the one check every such decision makes. A staff
-    account is of a household once an admin links it to its roster entry (User.villager_id);
-    unlinked, it has none."""
+def is_own_household(session: Session, actor: Actor, household_id: int) -> bool:
+    """Whether the household is the actor's own. A staff account is of a household once an
+    admin links it to its roster entry (User.villager_id); unlinked, it has none."""
     if actor.villager_id is None:
-        return
+        return False
     own = actor.household_id
     if own is None:
         own = session.scalar(select(Villager.household_id)
                              .where(Villager.id == actor.villager_id))
-    if own == household_id:
+    return own == household_id
+
+
+def refuse_own_household(
+    session: Session, actor: Actor, household_id: int, message: str | None = None
+) -> None:
+    """Staff never decide points of their own household (award, approve, reject, withdraw,
+    resolve an objection, reverse an entry, withdraw a veto): the one check every such
+    decision makes."""
+    if is_own_household(session, actor, household_id):
         raise SelfApproval(message)
 
 

@@ -142,7 +142,9 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 def withdraw(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
     """Withdraw (撤回) a claim that has not posted (pending, approved, in notice or objected),
     e.g. a mistake found during 公示; the household reads the reason. Staff of the village,
-    not for their own household. Posted points are corrected by a reversal instead."""
+    not for their own household (403 self_approval). A veto, or a deduction at or above the
+    two-cadre threshold, only by a township or county admin (403 needs_township_withdrawal):
+    two reviewers imposed it. Posted points are corrected by a reversal instead."""
     claim = service.withdraw(db.session, current_actor(), claim_id, body["reason"], now(),
                              village_tz())
     return _out(claim)
