@@ -385,7 +385,10 @@ def test_a_reset_and_cancels_at_once_expire_the_held_points_once(
     for household in households:
         # Whichever came first, the 30 of Q1 expired once: 10 at the reset and 20 as the
         # order gave them back, or all 30 at the reset after the cancel.
-        assert sum(amount for amount, _, _ in expiries(app, household)) == -30, household
+        done = expiries(app, household)
+        assert sum(amount for amount, _, _ in done) == -30, done
+        assert all(note.startswith("定期清零 2026-Q1") for _, _, note in done), done
         assert account_of(app, household) | {"entries": 0} == {
             "available": 0, "held": 0, "earned_total": 30, "entries": 0}
+    assert recorded(app, world.village_a)[-1][:2] == ("2026-Q1", False)
     assert_books_balance(client, runner, world)
