@@ -10,7 +10,8 @@ Redemption is two-phase, like a pending transfer in a double-entry ledger (DESIG
 - the clerk's scan: `reserved → fulfilled` by a conditional update (a second scan finds
   nothing to move), then the redeem entry is appended out of `held`.
 - cancel or expiry: `reserved → cancelled|expired` by a conditional update, then the points
-  go back `held → available` and the stock back on the shelf.
+  go back `held → available` and the stock back on the shelf. Points of a period reset
+  while they were held (定期清零) expire as they come back (points.policies).
 
 The qualification line (合格线) of the village's policy is read as: the household's score
 (points earned less deductions; spending never lowers it) over the last twelve months,
