@@ -207,6 +207,10 @@ def test_a_late_run_expires_what_the_ended_quarter_left_and_names_it(
     assert expiries(app, world.household_x) == [(-35, "2026-03", "定期清零 2026-Q1")]
     assert available(app, world.household_x) == 7
     assert reset_at(runner, run + timedelta(hours=1)) == 0
+    march = client.get(f"{API}/townships/{world.township_1}/points-report?month=2026-03",
+                       headers=world.headers("tadmin1")).get_json()
+    village_a = next(v for v in march["villages"] if v["village_id"] == world.village_a)
+    assert (village_a["month_expired"], village_a["outstanding"]) == (35, 0)
     assert_books_balance(client, runner, world)
 
 
