@@ -114,9 +114,9 @@ redemptions_cli = AppGroup("redemptions", help="Points supermarket orders (ç§¯åˆ
 
 @redemptions_cli.command("expire")
 def expire_redemptions_command() -> None:
-    """Void orders not picked up in time: points back to available, stock back on the shelf
-    (cron; safe to run twice at once)."""
-    expired = supermarket.expire_due(db.session, now())
+    """Void orders not picked up in time: points back to available (those of a period reset
+    meanwhile expire), stock back on the shelf (cron; safe to run twice at once)."""
+    expired = supermarket.expire_due(db.session, now(), village_tz())
     click.echo(f"expired {expired} redemption(s)")
 
 

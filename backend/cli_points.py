@@ -54,9 +54,16 @@ def rebuild_issued_command() -> None:
 
 @points_cli.command("reset")
 def reset_command() -> None:
-    """Expire spendable points where the village policy resets them (quarterly/yearly)."""
+    """Expire what the last ended quarter/year left spendable, in villages whose policy
+    resets it (定期清零); each village's period once (cron: safe to run daily, or twice at
+    once)."""
     done = policies.reset_spendable(db.session, now(), village_tz())
-    click.echo(f"reset {done} account(s)")
+    for village in done:
+        what = ("recorded as the first period of its resets, nothing expired"
+                if village.baseline else
+                f"{village.points} point(s) expired in {village.accounts} account(s)")
+        click.echo(f"village {village.village_id} {village.period}: {what}")
+    click.echo(f"reset {sum(v.accounts for v in done)} account(s)")
 
 
 COMMANDS = (claims_cli, ledger_cli, points_cli)

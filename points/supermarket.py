@@ -10,7 +10,8 @@ Redemption is two-phase, like a pending transfer in a double-entry ledger (DESIG
 - the clerk's scan: `reserved → fulfilled` by a conditional update (a second scan finds
   nothing to move), then the redeem entry is appended out of `held`.
 - cancel or expiry: `reserved → cancelled|expired` by a conditional update, then the points
-  go back `held → available` and the stock back on the shelf.
+  go back `held → available` and the stock back on the shelf. Points of a period reset
+  while they were held (定期清零) expire as they come back (points.policies).
 
 The qualification line (合格线) of the village's policy is read as: the household's score
 (points earned less deductions; spending never lowers it) over the last twelve months,
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session, selectinload
 
 import rules
 
-from . import audit, catalogs, ledger
+from . import audit, catalogs, ledger, policies
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
@@ -436,10 +437,11 @@ def fulfil_by_token(
 
 def _void(
     session: Session, redemption: Redemption, status: str, by: int | None, reason: str,
-    now: datetime,
+    now: datetime, tz: ZoneInfo,
 ) -> bool:
     """reserved → cancelled|expired, then the hold and the stock go back. False if it was no
-    longer reserved (fulfilled, or voided by someone else first)."""
+    longer reserved (fulfilled, or voided by someone else first). Points of a period reset
+    while they were held expire as they come back (定期清零), in this transaction."""
     moved = session.execute(
         update(Redemption).where(Redemption.id == redemption.id, Redemption.status == "reserved")
         .values(status=status, voided_at=now, voided_by=by, void_reason=reason[:200])
@@ -458,6 +460,7 @@ def _void(
     if released != 1:
         raise Conflict("冻结积分与兑换单不符，请联系管理员", code="hold_mismatch",
                        details={"id": redemption.id})
+    policies.expire_returned_hold(session, redemption, now, tz)
     for line in sorted(redemption.lines, key=lambda line: line.reward_id):
         session.execute(
             update(Reward).where(Reward.id == line.reward_id)
@@ -470,6 +473,7 @@ def _void(
 
 def cancel(
     session: Session, actor: Actor, redemption_id: int, *, reason: str | None, now: datetime,
+    tz: ZoneInfo,
 ) -> Redemption:
     """Cancel an order not yet picked up: the household's own villager, the shop's clerk,
     a cadre of the village or an admin. Points and stock go back at once."""
@@ -478,7 +482,7 @@ def cancel(
     if redemption.status != "reserved":
         _refuse_unless_open(redemption, now)
     default = "村民取消" if actor.role == VILLAGER else "工作人员取消"
-    if not _void(session, redemption, "cancelled", actor.user_id, reason or default, now):
+    if not _void(session, redemption, "cancelled", actor.user_id, reason or default, now, tz):
         session.refresh(redemption)
         _refuse_unless_open(redemption, now)
         raise Conflict("兑换单状态已变化，请刷新", code="redemption_busy")
@@ -496,7 +500,7 @@ def due_for_expiry(session: Session, now: datetime) -> list[int]:
     ))
 
 
-def expire_due(session: Session, now: datetime) -> int:
+def expire_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
     """Void every reservation past its pickup time, each in its own transaction: safe to run
     twice or concurrently (the conditional update lets one runner void each order)."""
     expired = 0
@@ -504,7 +508,7 @@ def expire_due(session: Session, now: datetime) -> int:
         session.rollback()
         redemption = session.get(Redemption, redemption_id)
         if redemption is not None and _void(session, redemption, "expired", None,
-                                            "超过领取期限未领取，自动取消", now):
+                                            "超过领取期限未领取，自动取消", now, tz):
             expired += 1
         session.commit()
     return expired

@@ -136,7 +136,9 @@ def test_expiry_is_not_reversible(
 ) -> None:
     earn_posted(client, runner, world, items["PUB-VOLUNTEER"], 3, MARCH_10)
     set_policy(client, world, reset_cycle="quarterly")
-    with frozen(local(2026, 3, 31, 22)):
+    with frozen(local(2026, 3, 20)):  # the village's resets start: 2025-Q4 is recorded
+        assert "reset 0 account" in runner.invoke(args=["points", "reset"]).output
+    with frozen(local(2026, 4, 1, 0, 5)):
         assert "reset 1 account" in runner.invoke(args=["points", "reset"]).output
     expired = entries_of(app, world.household_x)[-1]
     assert expired["kind"] == "expire"
@@ -298,10 +300,14 @@ def test_quarterly_reset_expires_spendable_points_once_a_quarter(
         assert reset(runner) == 0  # the default policy never resets
 
     assert set_policy(client, world, reset_cycle="quarterly")["reset_cycle"] == "quarterly"
-    with frozen(local(2026, 3, 31, 22)):
+    with frozen(MARCH_10 + timedelta(days=6)):
+        assert reset(runner) == 0  # the first run records 2025-Q4, where the resets start
+    with frozen(local(2026, 3, 31, 23, 59)):
+        assert reset(runner) == 0  # the quarter has not ended
+    with frozen(local(2026, 4, 1, 0, 30)):
         assert reset(runner) == 1
         assert reset(runner) == 0  # the same quarter: nothing more
-    with frozen(local(2026, 3, 31, 23, 59)):
+    with frozen(local(2026, 4, 1, 23, 59)):
         assert reset(runner) == 0
     lines = entries_of(app, world.household_x)
     assert [(e["kind"], e["amount"]) for e in lines] == [("earn", 6), ("expire", -6)]

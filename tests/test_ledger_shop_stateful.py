@@ -560,7 +560,7 @@ class LedgerShop(RuleBasedStateMachine):
             error = "not_found"  # another household's order: not theirs to see
         with self.session() as s:
             self.attempt(s, "cancel", lambda: supermarket.cancel(
-                s, actor, order_id, reason=None, now=self.now), error)
+                s, actor, order_id, reason=None, now=self.now, tz=SHANGHAI), error)
             if error is None:
                 self._void(order, "cancelled")
 
@@ -571,7 +571,7 @@ class LedgerShop(RuleBasedStateMachine):
                      if o.status == "reserved" and o.expires_at <= self.now)
         with self.session() as s:
             before = {h: household.available for h, household in enumerate(self.households)}
-            expired = supermarket.expire_due(s, self.now)
+            expired = supermarket.expire_due(s, self.now, SHANGHAI)
             s.commit()
             self.check_lowered(before, self._available(s))
             assert expired == len(due)

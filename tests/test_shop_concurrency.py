@@ -204,7 +204,7 @@ def test_two_expiry_runs_at_once_void_each_order_once(app: Flask, world: World) 
 
     def run(_: int) -> int:
         with app.app_context():
-            return supermarket.expire_due(db.session, local(2026, 5, 5))
+            return supermarket.expire_due(db.session, local(2026, 5, 5), SHANGHAI)
 
     counts = together(2, run)
     assert sum(counts) == 30, counts

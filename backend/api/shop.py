@@ -287,7 +287,7 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
     The household's villager, the shop's clerk, a cadre of the village or an admin may
     cancel; the points and the stock go back at once."""
     redemption = supermarket.cancel(db.session, current_actor(), redemption_id,
-                                    reason=body.get("reason"), now=now())
+                                    reason=body.get("reason"), now=now(), tz=village_tz())
     return _out(redemption)
 
 

@@ -38,6 +38,7 @@ from .registry import (
     VillagerGroup,
     shop_villages,
 )
+from .resets import PeriodReset, PeriodResetHold
 from .rules import RuleCatalog, RuleItem, RuleItemVersion
 from .shop import (
     REDEMPTION_SOURCES,
@@ -63,4 +64,5 @@ __all__ = [
     "REVERSAL_REQUEST_STATUSES", "ReversalRequest", "VetoWithdrawal",
     "Activity", "CheckIn",
     "BoardSettings", "BoardSnapshot", "PublicLink",
+    "PeriodReset", "PeriodResetHold",
 ]
