@@ -26,6 +26,7 @@ def token_settings() -> TokenSettings:
         audience=config["JWT_AUDIENCE"],
         access_ttl=timedelta(minutes=config["ACCESS_TOKEN_MINUTES"]),
         refresh_ttl=timedelta(days=config["REFRESH_TOKEN_DAYS"]),
+        leeway=timedelta(seconds=config["JWT_LEEWAY_SECONDS"]),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -14,3 +14,9 @@ def village_tz() -> ZoneInfo:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_skew() -> timedelta:
+    """How far apart the app servers' clocks may be (QR_CLOCK_SKEW_SECONDS): one may show a
+    rotating code that another checks."""
+    return timedelta(seconds=current_app.config["QR_CLOCK_SKEW_SECONDS"])

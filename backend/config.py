@@ -17,11 +17,18 @@ LIMIT_SETTINGS = (
 )
 DEV_SECRET = "development-only-secret-key-never-use-in-production!"
 MIN_SECRET_BYTES = 32
+MAX_QR_CLOCK_SKEW = 9  # seconds; less than the shortest rotating step (10)
+MAX_JWT_LEEWAY = 60  # seconds
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:  # name the setting: a bare int() error says nothing of which
+        raise RuntimeError(f"{name} must be a whole number, not {raw!r}") from exc
 
 
 def from_environment(instance_path: str) -> dict[str, Any]:
@@ -63,6 +70,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "BINDING_TOKEN_HOURS": _int("BINDING_TOKEN_HOURS", 72),
         "JWT_ISSUER": os.environ.get("JWT_ISSUER", "village-points"),
         "JWT_AUDIENCE": os.environ.get("JWT_AUDIENCE", "village-points-app"),
+        # Several app servers never agree on the time to the second: a token issued by one a
+        # little ahead carries an `iat` in the future of the next, which PyJWT refuses
+        # without leeway. The leeway also lets a token live that much past its `exp`.
+        "JWT_LEEWAY_SECONDS": _int("JWT_LEEWAY_SECONDS", 10),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
         # 积分超市: hours an order holds points and stock before it expires unpicked.
         "REDEMPTION_HOLD_HOURS": _int("REDEMPTION_HOLD_HOURS", 72),
@@ -78,6 +89,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # Activities: a rotating code's step, the life of a display-screen link, and when
         # proxy check-ins by one cadre count as a burst (more than COUNT within MINUTES).
         "QR_ROTATE_SECONDS": _int("QR_ROTATE_SECONDS", 30),
+        # How far apart the servers' clocks may be when one shows a rotating code and another
+        # checks it: a screen fed by a server ahead shows the next step a few seconds early.
+        "QR_CLOCK_SKEW_SECONDS": _int("QR_CLOCK_SKEW_SECONDS", 5),
         "DISPLAY_LINK_HOURS": _int("DISPLAY_LINK_HOURS", 12),
         "PROXY_BURST_COUNT": _int("PROXY_BURST_COUNT", 10),
         "PROXY_BURST_MINUTES": _int("PROXY_BURST_MINUTES", 3),
@@ -141,6 +155,13 @@ def check(config: dict[str, Any]) -> None:
         raise RuntimeError("REDEMPTION_HOLD_HOURS must be at least 1")
     if not 10 <= config.get("QR_ROTATE_SECONDS", 30) <= 600:
         raise RuntimeError("QR_ROTATE_SECONDS must be between 10 and 600")
+    # Below the shortest step an activity may have (10 s): a code two steps ahead, or two
+    # behind, must never come within the tolerance.
+    if not 0 <= config.get("QR_CLOCK_SKEW_SECONDS", 5) <= MAX_QR_CLOCK_SKEW:
+        raise RuntimeError(f"QR_CLOCK_SKEW_SECONDS must be between 0 and {MAX_QR_CLOCK_SKEW}")
+    # Far below an access token's life; servers in sync (NTP) differ by milliseconds.
+    if not 0 <= config.get("JWT_LEEWAY_SECONDS", 10) <= MAX_JWT_LEEWAY:
+        raise RuntimeError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_JWT_LEEWAY}")
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
         raise RuntimeError("TRUSTED_PROXIES must be 0 or more")

@@ -9,7 +9,9 @@ scanning their member card (代签). Per-hour items are scored at check-out.
 Codes: a static code is the token (activity id, 0), valid through the check-in window, for
 printed posters; a rotating code is (activity id, step), step = floor(unix time / step
 seconds), and only the current and the previous step are accepted, so a photo sent to
-someone at home is stale within a minute.
+someone at home is stale within a minute; and, in the last few seconds of a step, the next
+one (QR_CLOCK_SKEW_SECONDS), since the screen may be fed by a server whose clock is ahead of
+the one checking the scan.
 """
 
 from __future__ import annotations
@@ -409,14 +411,25 @@ def _activity_fields(decoded: Decoded) -> tuple[int, int]:
     return activity_id, step
 
 
-def _check_step(activity: Activity | OpenActivity, step: int, now: datetime) -> None:
+def _check_step(activity: Activity | OpenActivity, step: int, now: datetime,
+                clock_skew: timedelta) -> None:
+    """The current step and the previous one (the grace for a scan under way) are good. So
+    is the next step in the last `clock_skew` of the current one: the screen may be fed by
+    another server whose clock is a few seconds ahead, which shows the next step that much
+    early. A server behind needs nothing more: its code is accepted for a whole step after
+    it is replaced. The skew is below the shortest step, so a code two steps ahead is never
+    good."""
     if activity.qr_mode == "static":
         if step != 0:
             raise QRTokenExpired()
         return
-    current = current_step(now, activity.qr_step_seconds)
-    if step not in (current, current - 1):
-        raise QRTokenExpired("二维码已过期，请扫描大屏上最新的二维码")
+    seconds = activity.qr_step_seconds
+    current = current_step(now, seconds)
+    if step in (current, current - 1):
+        return
+    if step == current + 1 and now.timestamp() >= step * seconds - clock_skew.total_seconds():
+        return
+    raise QRTokenExpired("二维码已过期，请扫描大屏上最新的二维码")
 
 
 def _check_open(activity: Activity | OpenActivity, now: datetime, tz: ZoneInfo) -> None:
@@ -663,8 +676,10 @@ def _open_activity(session: Session, activity_id: int) -> OpenActivity | None:
 def check_in(
     session: Session, actor: Actor, codec: TokenCodec, token: str, *, lat: float | None,
     lng: float | None, device_id: str | None, now: datetime, tz: ZoneInfo,
+    clock_skew: timedelta,
 ) -> CheckInResult:
-    """A villager's own scan of an activity code (扫码签到)."""
+    """A villager's own scan of an activity code (扫码签到). `clock_skew`: how far apart the
+    clocks of the server showing the code and this one may be (`_check_step`)."""
     authorize(actor, "checkin.create")
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
         raise Forbidden("请先绑定村民身份", code="not_bound")
@@ -677,7 +692,7 @@ def check_in(
         raise WrongVillage()
     if activity.status == "cancelled":
         raise ActivityCancelled()
-    _check_step(activity, step, now)
+    _check_step(activity, step, now, clock_skew)
     _check_open(activity, now, tz)
     distance, flags, refusal = _geofence(activity, lat, lng)
     target = claims.Target(actor.household_id, actor.villager_id, actor.village_id)

@@ -71,6 +71,10 @@ class TokenSettings:
     audience: str
     access_ttl: timedelta
     refresh_ttl: timedelta
+    # Several app servers' clocks differ by a little: a token just issued by one a second
+    # ahead has an `iat` in the future of the next, which PyJWT refuses without leeway
+    # (ImmatureSignatureError) — the user would be logged out by their first request.
+    leeway: timedelta = timedelta(0)
 
 
 def _hash(token: str) -> str:
@@ -89,6 +93,7 @@ def _decode(settings: TokenSettings, token: str, typ: str) -> dict[str, Any]:
             algorithms=[ALGORITHM],  # pinned: "none" and every other algorithm are refused
             audience=settings.audience,
             issuer=settings.issuer,
+            leeway=settings.leeway,  # on `iat` and `exp` alike
             options={"require": REQUIRED_CLAIMS},
         )
     except jwt.ExpiredSignatureError as exc:

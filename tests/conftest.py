@@ -7,6 +7,8 @@ session as in production; setup helpers open a context of their own and return i
 from __future__ import annotations
 
 import os
+import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,76 @@ def database_url(tmp_dir: str) -> str:
 
 def is_postgres() -> bool:
     return os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
+
+
+# The server's own time zone must never matter: the village's is APP_TIMEZONE, and the
+# server may run in UTC (most hosts) or anywhere. A test that freezes the clock
+# (`helpers_points.frozen`, `earn_posted`) is about a moment near some boundary (a cap's
+# period, a notice's end, a board's month, an order's expiry, a check-in window), so it runs
+# once with the process in each of these zones: UTC, and two far from Asia/Shanghai on either
+# side of the date line, so that the server's local date differs from the village's for most
+# of the day. A test the rule does not find can ask for it with @pytest.mark.server_zones; a
+# test that freezes the clock only to fix it, at no boundary, runs once with
+# @pytest.mark.any_server_zone.
+# The zone reaches only Python's clock (the databases store UTC, and PostgreSQL's session
+# zone does not follow TZ), so the suite's second run, on PostgreSQL, does not repeat every
+# zone: each test runs once there, in a zone picked by its name. CI runs the suite on both
+# databases and the repeats cost a tenth of a second each on SQLite, a second on PostgreSQL.
+SERVER_ZONES = ("UTC", "America/Los_Angeles", "Pacific/Kiritimati")
+CLOCK_HELPERS = frozenset({"frozen", "earn_posted"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "server_zones: run the test with the server in each of SERVER_ZONES")
+    config.addinivalue_line(
+        "markers", "any_server_zone: a frozen clock at no boundary; run once, in any zone")
+
+
+def is_clock_test(function: Any) -> bool:
+    code = getattr(function, "__code__", None)
+    return code is not None and bool(CLOCK_HELPERS & set(code.co_names))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker
+    if marked("any_server_zone") or not (
+            marked("server_zones") or is_clock_test(metafunc.function)):
+        return
+    if "server_zone" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("server_zone")  # lets parametrize name it; see below
+    zones = SERVER_ZONES
+    if is_postgres():
+        pick = zlib.crc32(metafunc.definition.nodeid.encode()) % len(SERVER_ZONES)
+        zones = (SERVER_ZONES[pick],)
+    metafunc.parametrize("server_zone", zones, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _in_server_zone(request: pytest.FixtureRequest) -> None:
+    # A test parametrised by pytest_generate_tests without naming `server_zone` itself
+    # would only carry the zone as a parameter: set the zone up for it, first of all.
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "server_zone" in callspec.params:
+        request.getfixturevalue("server_zone")
+
+
+@pytest.fixture()
+def server_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The process's time zone (TZ) for one test: what `time.localtime`, naive
+    `datetime.now()` and `date.today()` follow on the server."""
+    zone = getattr(request, "param", "UTC")
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield zone
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 @pytest.fixture(scope="session")

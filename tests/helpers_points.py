@@ -52,8 +52,14 @@ def local(year: int, month: int, day: int, hour: int = 10, minute: int = 0) -> d
 
 
 def frozen(moment: datetime) -> Any:
-    """Freeze the clock at `moment` (the server's now(), JWT times, everything)."""
-    return time_machine.travel(moment, tick=False)
+    """Freeze the clock at `moment` (the server's now(), JWT times, everything).
+
+    Frozen at the instant only, not in `moment`'s zone: given a zoned datetime, time-machine
+    also switches the process's own time zone (TZ) to that zone, and given a UTC one, to UTC,
+    so a `local(...)` moment would run the server in Asia/Shanghai, where its local time and
+    the village's agree and code reading the local clock could never fail a test. The
+    process keeps its zone (see `server_zone` in conftest)."""
+    return time_machine.travel(moment.timestamp(), tick=False)
 
 
 def install_default_catalog(app: Flask, township_id: int) -> dict[str, int]:

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from backend import config as app_config
 from backend.auth import qr_codec
+from backend.clock import clock_skew
 from backend.extensions import db
 from points import activities
 from points.errors import DomainError
@@ -332,7 +333,8 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         def attempt(token: str) -> None:
             try:
                 activities.check_in(session, actor, codec, token, lat=None, lng=None,
-                                    device_id=None, now=DURING, tz=SHANGHAI)
+                                    device_id=None, now=DURING, tz=SHANGHAI,
+                                    clock_skew=clock_skew())
             except DomainError as exc:
                 refusals[exc.code] = refusals.get(exc.code, 0) + 1
                 assert exc.code in FORGERIES, (token, exc.code)
@@ -346,7 +348,7 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         for token in open_activities["genuine"]:
             result = activities.check_in(session, actor, codec, token, lat=None, lng=None,
                                          device_id=f"control-{token[:4]}", now=DURING,
-                                         tz=SHANGHAI)
+                                         tz=SHANGHAI, clock_skew=clock_skew())
             assert result.status in ("in_notice", "no_points")
         session.rollback()
     assert sum(refusals.values()) >= 1500, refusals

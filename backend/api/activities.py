@@ -33,7 +33,7 @@ from ..activity_schemas import (
     QrTokenOut,
 )
 from ..auth import current_actor, qr_codec
-from ..clock import now, village_tz
+from ..clock import clock_skew, now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -260,6 +260,7 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
     result = service.check_in(
         db.session, current_actor(), qr_codec(), body["token"], lat=body.get("lat"),
         lng=body.get("lng"), device_id=device, now=now(), tz=village_tz(),
+        clock_skew=clock_skew(),
     )
     return _checkin_out(result)
 
