@@ -27,25 +27,30 @@ from .models import AppSettings, BoardSnapshot, Claim, HouseholdFlag, LedgerEntr
 MONTH_STAMPED = (LedgerEntry, Claim, BoardSnapshot, HouseholdFlag)
 
 
+def _has_table(session: Session) -> bool:
+    """Whether the table exists: not before `flask db upgrade` created it."""
+    return inspect(session.connection()).has_table(AppSettings.__tablename__)
+
+
 def stored_zone(session: Session) -> str | None:
-    """The zone the stored months were cut in; None before it was recorded (or before the
-    table exists: a database not migrated yet)."""
-    if not inspect(session.connection()).has_table(AppSettings.__tablename__):
+    """The zone the stored months were cut in; None before it was recorded."""
+    if not _has_table(session):
         return None
     return session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
 
 
 def refusal(session: Session, configured: str, now: datetime) -> str | None:
     """Why the service must not start under `configured` (one line), or None. The first start
-    on a migrated database records the setting (two workers starting at once record one)."""
-    if not inspect(session.connection()).has_table(AppSettings.__tablename__):
-        return None  # `flask db upgrade` has yet to create it, and records the zone then
-    stored = stored_zone(session)
+    on a database without the row (its tables made without the migration, which records the
+    zone itself) records the setting; two workers starting at once record one."""
+    if not _has_table(session):
+        return None  # `flask db upgrade` has yet to create the table, and records it then
+    stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
     if stored is None:
         insert = upsert_insert(session.get_bind().dialect.name)
         session.execute(insert(AppSettings).values(id=1, time_zone=configured, updated_at=now)
                         .on_conflict_do_nothing(index_elements=["id"]))
-        stored = stored_zone(session)
+        stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
     if stored == configured:
         return None
     return (f"APP_TIMEZONE is {configured} but this database's months are stored in "
