@@ -100,6 +100,7 @@ def test_a_correction_counts_in_the_window_in_the_month_of_what_it_corrects(
         assert refused.status_code == 422 and error_code(refused) == "not_qualified"
         return refused.get_json()["error"]["details"]
 
+    # In May 2025 the March entries and their reversals are all in the window.
     assert refusal_at(local(2025, 5, 20)) == {"score": 0, "line": 71}
     earn(app, world.household_x, 70, local(2025, 6, 10))
     # March 2025 is outside the window, and so is what corrects it.
