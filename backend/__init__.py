@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from flask import Flask
 from flask.logging import default_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from points import time_zone
 from points.db import configure_engine, normalise_url
 
 from . import config as app_config
@@ -32,6 +35,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.after_request(secure_headers)
     register_commands(app)
     return app
+
+
+def refuse_another_time_zone(app: Flask) -> None:
+    """Stop, with one line on stderr and exit status 3, when APP_TIMEZONE is not the zone the
+    database's months are stored in (points.time_zone); record it on a first start. Run by
+    wsgi.py, the entry of gunicorn and of every `flask --app wsgi` command. Status 3 is what
+    gunicorn reads as a worker that cannot boot: the master stops rather than starting
+    workers again and again."""
+    with app.app_context():
+        try:
+            problem = time_zone.refusal(db.session, app.config["APP_TIMEZONE"], datetime.now(UTC))
+            db.session.commit()
+        finally:
+            db.session.remove()
+            db.engine.dispose()  # no connection outlives the check into a forked worker
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(3)
 
 
 def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:

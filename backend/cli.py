@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from points import catalogs, demo, rankings, supermarket
+from points import catalogs, demo, rankings, supermarket, time_zone
 from points.errors import DomainError
 from points.models import STAFF_ROLES
 from points.users import create_staff
@@ -151,11 +151,38 @@ def close_due_command() -> None:
     click.echo(f"closed {len(closed)} board(s)")
 
 
+time_zone_cli = AppGroup("time-zone", help="The villages' time zone (APP_TIMEZONE) the "
+                         "database's months are stored in.")
+
+
+@time_zone_cli.command("show")
+def show_time_zone_command() -> None:
+    """Print APP_TIMEZONE and the zone the database's months are stored in."""
+    click.echo(f"APP_TIMEZONE={current_app.config['APP_TIMEZONE']}; "
+               f"stored: {time_zone.stored_zone(db.session) or '(not yet recorded)'}")
+
+
+@time_zone_cli.command("set")
+@click.argument("zone")
+def set_time_zone_command(zone: str) -> None:
+    """Store ZONE (e.g. Asia/Urumqi) as the villages' time zone, on a database that holds no
+    points, claims, boards or veto bars yet; refused once it does (changing the zone of
+    stored months is not supported). Then start the service with APP_TIMEZONE=ZONE."""
+    try:
+        before = time_zone.change(db.session, zone, now())
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    db.session.commit()
+    click.echo(f"the villages' time zone is now {zone} (was {before or 'not recorded'}); "
+               f"start the service with APP_TIMEZONE={zone}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(rankings_cli)
     app.cli.add_command(redemptions_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(rules_cli)
+    app.cli.add_command(time_zone_cli)
     for group in COMMANDS:
         app.cli.add_command(group)

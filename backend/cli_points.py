@@ -46,7 +46,8 @@ def verify_command() -> None:
 @ledger_cli.command("rebuild-issued")
 def rebuild_issued_command() -> None:
     """Set each village's monthly issued points (the budget's counter) to what its claims
-    count: after `ledger verify` named a month that drifted, or after APP_TIMEZONE changed."""
+    count, after `ledger verify` named a month that drifted. (It moves no other stored month:
+    the service refuses to start under another APP_TIMEZONE than the stored one.)"""
     changed = claims.rebuild_issued(db.session, village_tz())
     db.session.commit()
     click.echo(f"rebuilt {changed} village month(s)")

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 
@@ -165,6 +166,13 @@ def check(config: dict[str, Any]) -> None:
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
         raise RuntimeError("TRUSTED_PROXIES must be 0 or more")
+    zone = config.get("APP_TIMEZONE", "Asia/Shanghai")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RuntimeError(
+            f"APP_TIMEZONE must be an IANA time zone such as Asia/Shanghai, not {zone!r}"
+        ) from exc
     if config["APP_ENV"] == "development":
         return
     secret = config.get("SECRET_KEY") or ""

@@ -562,8 +562,8 @@ def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
 
 def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
     """Set every village's months to what its claims count (after a drift `verify_issued`
-    named, or a change of APP_TIMEZONE, which moves month boundaries); the number of village
-    months changed. Locks the table so that no approval counts meanwhile."""
+    named); the number of village months changed. Locks the table so that no approval
+    counts meanwhile."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
     drift = _drift(session, tz)

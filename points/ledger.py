@@ -5,6 +5,8 @@
 - Each entry is chained: hash = sha256(prev_hash || canonical entry), the head on the
   account row, updated in the same transaction under the account's row lock.
 - Monthly totals per household and member are written in the same transaction.
+- An entry that counts in a month whose board is already published is recorded as a late
+  posting (补记) in the same transaction, for the next board published to note.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rules.periods import month_key
 
 from .db import upsert_insert
 from .errors import Conflict, DomainError, NotFound
-from .models import Household, Villager
+from .models import BoardSnapshot, Household, LatePosting, Village, Villager
 from .models.ledger import GENESIS_HASH, Account, LedgerEntry, MemberMonthTotal, MonthTotal
 
 # Kinds that count towards the score boards rank (spending and expiry never lower it).
@@ -137,7 +139,8 @@ def append(
 ) -> LedgerEntry:
     """Append one entry and move the balance with it. `from_hold` (a fulfilled redemption)
     takes the amount out of `held` instead of `available`. `counts_for` is the moment whose
-    month the entry counts in (a claim's deed, posted after its notice), else `at`."""
+    month the entry counts in (a claim's deed, posted after its notice), else `at`; if that
+    month's board is already published, the entry is a late posting (`_record_if_late`)."""
     account = account_for(session, household_id, lock=True)
     created_at = at or datetime.now(UTC)
     entry = LedgerEntry(
@@ -204,7 +207,28 @@ def append(
              "deducted": increments["deducted"]},
         )
     session.flush()
+    if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
+        _record_if_late(session, account, entry)
     return entry
+
+
+def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> None:
+    """An entry counted in an earlier month whose board is published: a late posting, which
+    the next board published notes (the published one never changes). Decided under the
+    village's row lock, which closing a month takes as well (points.rankings.close_month), so
+    the entry and the closing of its month are one before the other: either the board counts
+    the entry or the entry finds the board. Only back-dated entries take the lock; NO KEY
+    UPDATE leaves the foreign-key checks of other writes to the village alone."""
+    session.execute(select(Village.id).where(Village.id == account.village_id)
+                    .with_for_update(key_share=True))
+    published = session.scalar(select(BoardSnapshot.id).where(
+        BoardSnapshot.village_id == account.village_id, BoardSnapshot.period == entry.month))
+    if published is None:
+        return
+    session.add(LatePosting(entry_id=entry.id, village_id=account.village_id,
+                            household_id=account.household_id, month=entry.month,
+                            amount=entry.amount, created_at=entry.created_at))
+    session.flush()
 
 
 def _kind_of(session: Session, entry_id: int | None) -> str | None:

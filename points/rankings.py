@@ -14,8 +14,9 @@ Closing a month (结榜) freezes the village's board as published (`board_snapsh
 whose claims are all decided (none pending, awaiting the township, in notice or objected).
 A correction made later is a reversing entry in the month it is made (points.ledger.reverse),
 so it lowers or raises that later month and shows as a note on its board; a claim of a closed
-month posted late (a month closed by hand before its notice ended) shows as a note on the
-next board too. The closed board never changes.
+month posted late (a month closed by hand before its notice ended) is a late posting
+(`late_postings`), noted on the next board published after it, whichever months were closed
+meanwhile. The closed board never changes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
     Integer,
     String,
     any_,
@@ -45,6 +45,7 @@ from sqlalchemy import (
     null,
     select,
     union_all,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -60,6 +61,7 @@ from .models import (
     Claim,
     Household,
     HouseholdFlag,
+    LatePosting,
     LedgerEntry,
     MemberMonthTotal,
     MonthTotal,
@@ -529,11 +531,9 @@ def _version_names(
 _ITEM_NAME = RuleItemVersion.data["name"].as_string()
 _reversal = aliased(LedgerEntry)
 _original = aliased(LedgerEntry)
-_snapshot = aliased(BoardSnapshot)
 
 # A monthly board is four queries, whatever the size of the ledger:
-# 1. the village, its settings, its policy, and the fingerprint of the latest published month
-#    as published and as it stands now;
+# 1. the village, its settings, its policy, and whether late postings wait for a board;
 # 2. every household's score in the period, with names only for those the board may list;
 # 3. the items of the black-listed households (flags and deductions);
 # 4. the period's reversals of earlier months' entries and withdrawn vetoes (correction
@@ -546,36 +546,21 @@ def _head_name(household_id: Any) -> Any:
             .scalar_subquery())
 
 
-def _fingerprint_now(snapshot: Any) -> Any:
-    """count:sum:Σ id·score:Σ id²·score of a month's non-zero scores, as text, as they stand:
-    a late change to a published month shows as a difference without reading its rows."""
-    parts = [func.count(), func.coalesce(func.sum(MonthTotal.score), 0)]
-    parts += [func.coalesce(func.sum(weight * MonthTotal.score), 0)
-              for weight in (cast(MonthTotal.household_id, BigInteger),
-                             cast(MonthTotal.household_id, BigInteger)
-                             * MonthTotal.household_id)]
-    text = cast(parts[0], String)
-    for part in parts[1:]:
-        text = text + ":" + cast(part, String)
-    return (select(text)
-            .where(MonthTotal.village_id == snapshot.village_id,
-                   MonthTotal.month == snapshot.period, MonthTotal.score != 0)
-            .scalar_subquery())
-
-
 def fingerprint(totals: dict[int, int]) -> str:
-    """The same fingerprint, of a board's totals at closing."""
+    """count:sum:Σ id·score:Σ id²·score of a board's non-zero totals at closing."""
     scored = [(hid, points) for hid, points in totals.items() if points]
     return ":".join(str(n) for n in (
         len(scored), sum(p for _, p in scored), sum(h * p for h, p in scored),
         sum(h * h * p for h, p in scored)))
 
 
-_LATEST_PUBLISHED = (
-    select(func.max(BoardSnapshot.period))
-    .where(BoardSnapshot.village_id == Village.id, BoardSnapshot.period < bindparam("first"))
-    .scalar_subquery()
-)
+def _unnoted_late(village_id: Any, first: Any) -> Any:
+    """The village's late postings into months before `first` (a period's first month) that
+    no published board has noted yet."""
+    return ((LatePosting.village_id == village_id) & LatePosting.noted_in.is_(None)
+            & (LatePosting.month < first))
+
+
 def _one(column: Any, condition: Any) -> Any:
     return select(column).where(condition).scalar_subquery()
 
@@ -591,9 +576,8 @@ _VILLAGE = (
            _one(BoardSettings.red_list_size, BoardSettings.village_id == Village.id),
            _one(RuleCatalog.policy, RuleCatalog.village_id == Village.id),
            _one(RuleCatalog.policy, RuleCatalog.township_id == Village.township_id),
-           _snapshot.id, _snapshot.period, _snapshot.fingerprint, _fingerprint_now(_snapshot))
-    .outerjoin(_snapshot, (_snapshot.village_id == Village.id)
-               & (_snapshot.period == _LATEST_PUBLISHED))
+           select(LatePosting.id).where(_unnoted_late(Village.id, bindparam("first")))
+           .limit(1).scalar_subquery())
     .where(Village.id == bindparam("village_id"))
 )
 
@@ -805,28 +789,26 @@ def _reversal_notes(session: Session, village_id: int, period: Period
     } for kind, amount, note, month, hid, item, name, gid, _ in rows]
 
 
-def _late_notes(session: Session, village_id: int, snapshot_id: int, month: str
-                ) -> list[dict[str, Any]]:
-    """Points that reached the latest published month before this board after it was closed
-    (a claim of that month posted late): the published board stays, this board says so."""
-    data = session.scalar(select(BoardSnapshot.data).where(BoardSnapshot.id == snapshot_id))
-    published = {int(k): v for k, v in (data or {}).get("totals", {}).items()}
-    now_rows = dict(session.execute(
-        select(MonthTotal.household_id, MonthTotal.score)
-        .where(MonthTotal.village_id == village_id, MonthTotal.month == month)).all())
-    changes = [(hid, int(now_rows.get(hid, 0)) - int(published.get(hid, 0)))
-               for hid in sorted(set(published) | set(now_rows))]
-    changes = [(hid, change) for hid, change in changes if change]
+def _late_notes(session: Session, village_id: int, period: Period) -> list[dict[str, Any]]:
+    """Points that reached published months before the period after they were published (a
+    claim of a month closed by hand posted late), not yet noted on a published board: per
+    household and month. The published boards stay; this one says so."""
+    changes = [(hid, month, int(change)) for month, hid, change in session.execute(
+        select(LatePosting.month, LatePosting.household_id, func.sum(LatePosting.amount))
+        .where(_unnoted_late(village_id, period.first))
+        .group_by(LatePosting.month, LatePosting.household_id)
+        .order_by(LatePosting.month, LatePosting.household_id)) if change]
     if not changes:
         return []
     names = {hid: (name or f"{hid}号户", gid) for hid, name, gid in _rows(
-        session, _names(_postgres(session)), {"households": [hid for hid, _ in changes]})}
+        session, _names(_postgres(session)),
+        {"households": sorted({hid for hid, _, _ in changes})})}
     return [{
         "kind": "late", "household_id": hid, "name": names.get(hid, (f"{hid}号户",))[0],
         "group_id": names.get(hid, ("", None))[1], "amount": change, "month": month,
         "item": None,
         "note": f"{_month_label(month)}榜单发布后补记 {change:+d} 分（已发布榜单不变）",
-    } for hid, change in changes]
+    } for hid, month, change in changes]
 
 
 def _month_label(month: str) -> str:
@@ -853,7 +835,7 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     if not found:
         raise NotFound()
     (village_name, _, township_mask, township_size, own_mask, own_size, own_policy,
-     township_policy, snapshot_id, snapshot_month, published_print, now_print) = found[0]
+     township_policy, late_waiting) = found[0]
     prefs = layered_prefs((township_mask, township_size), (own_mask, own_size))
     policy = catalogs.policy_of(own_policy, township_policy)
     single = len(period.months) == 1
@@ -892,8 +874,8 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     black = [row(r["household_id"], vetoed=r["vetoed"], items=r["items"])
              for r in _black_list(session, candidates, barred, points, period, tz)]
     corrections = _reversal_notes(session, village_id, period)
-    if snapshot_id is not None and now_print != published_print:
-        corrections += _late_notes(session, village_id, snapshot_id, snapshot_month)
+    if late_waiting is not None:
+        corrections += _late_notes(session, village_id, period)
     if mine is not None:
         mine.update(total=households - len(barred),
                     on_black_list=any(r["household_id"] == mine["household_id"]
@@ -1015,10 +997,15 @@ def close_month(
     closed_by: int | None = None, force: bool = False,
 ) -> tuple[BoardSnapshot, bool]:
     """Freeze the village's board of `month` (结榜); the existing snapshot if already closed.
-    Refused while the month runs, and (without `force`) while claims of it are undecided."""
+    Refused while the month runs, and (without `force`) while claims of it are undecided.
+    The late postings it notes are marked as noted by it. Under the village's row lock, as a
+    late posting is decided (points.ledger): the board reads the month's totals and the late
+    postings with no posting half-way between them."""
     period = parse_period(month)
     if period.kind != "month":
         raise Invalid("只能按月结榜", code="invalid_period", details={"period": month})
+    session.execute(select(Village.id).where(Village.id == village_id)
+                    .with_for_update(key_share=True))
     existing = snapshot_of(session, village_id, month)
     if existing is not None:
         return existing, False
@@ -1039,6 +1026,9 @@ def close_month(
         existing = snapshot_of(session, village_id, month)
         assert existing is not None
         return existing, False
+    session.execute(
+        update(LatePosting).where(_unnoted_late(village_id, month))
+        .values(noted_in=snapshot.id).execution_options(synchronize_session=False))
     return snapshot, True
 
 

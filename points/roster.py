@@ -15,8 +15,9 @@ import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -334,13 +335,12 @@ def _phone(value: Any) -> tuple[str | None, str | None]:
     return phone, None
 
 
-def _birth_year(value: Any) -> tuple[int | None, str | None]:
+def _birth_year(value: Any, this_year: int) -> tuple[int | None, str | None]:
     text = _text(value)
     if text is None:
         return None, None
     plain = unicodedata.normalize("NFKC", text).removesuffix("年")
     plain = re.sub(r"\.0+$", "", plain)
-    this_year = date.today().year
     if not re.fullmatch(r"\d{4}", plain) or not MIN_BIRTH_YEAR <= int(plain) <= this_year:
         return None, (f"出生年份“{excerpt(text)}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} "
                       "之间的四位年份")
@@ -348,7 +348,7 @@ def _birth_year(value: Any) -> tuple[int | None, str | None]:
 
 
 def _check_rows(
-    rows: list[dict[str, Any]], taken_phones: set[str]
+    rows: list[dict[str, Any]], taken_phones: set[str], this_year: int
 ) -> tuple[list[_Household], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     households: dict[str, _Household] = {}
@@ -393,7 +393,7 @@ def _check_rows(
         if gender_text and gender is None:
             fail(GENDER, f"性别“{excerpt(gender_text)}”无法识别，应为：男、女")
 
-        birth_year, message = _birth_year(record[BIRTH_YEAR])
+        birth_year, message = _birth_year(record[BIRTH_YEAR], this_year)
         if message:
             fail(BIRTH_YEAR, message)
 
@@ -439,9 +439,12 @@ def _check_rows(
 
 
 def import_roster(
-    session: Session, actor: Actor, village_id: int, filename: str, data: bytes
+    session: Session, actor: Actor, village_id: int, filename: str, data: bytes, *,
+    now: datetime, tz: ZoneInfo,
 ) -> RosterSummary:
     """Check the whole roster, then create its groups, households and members in the village.
+    A birth year may be up to this year in the villages' time zone `tz`, not the server's:
+    on New Year's morning in the village a server elsewhere may still be in the old year.
 
     Raises RosterInvalid with every error found, having added nothing to the session. Does not
     commit: the caller does."""
@@ -457,7 +460,7 @@ def import_roster(
         .where(Household.village_id == village.id, Villager.active.is_(True),
                Villager.phone.is_not(None))
     ))
-    households, errors = _check_rows(rows, taken_phones)
+    households, errors = _check_rows(rows, taken_phones, now.astimezone(tz).year)
     if errors:
         raise RosterInvalid(errors)
 

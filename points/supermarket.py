@@ -15,8 +15,9 @@ Redemption is two-phase, like a pending transfer in a double-entry ledger (DESIG
 
 The qualification line (合格线) of the village's policy is read as: the household's score
 (points earned less deductions; spending never lowers it) over the last twelve months,
-this month included, must reach the line, else `not_qualified`. Twelve rolling months
-rather than the calendar year, so that nobody is barred every January.
+this month included, must reach the line, else `not_qualified`; a reversal (冲正) counts
+there in the month of the entry it corrects. Twelve rolling months rather than the calendar
+year, so that nobody is barred every January.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 import rules
 
@@ -41,6 +42,7 @@ from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
     Household,
+    LedgerEntry,
     MonthTotal,
     Redemption,
     RedemptionLine,
@@ -247,15 +249,29 @@ def _cash_points(cash_paid: Decimal, rate: Decimal, total: int) -> int:
 
 
 def qualifying_score(session: Session, account: Account, now: datetime, tz: ZoneInfo) -> int:
-    """The household's score over the last twelve months, this month included (read from
-    the monthly totals: at most twelve rows)."""
+    """What the household earned within the last twelve months, this month included.
+
+    A correction counts here in the month of what it corrects: an award of March reversed
+    in May is neither earned nor taken back in a window that starts in April. The monthly
+    totals (at most twelve rows) book a reversal in the month it was made, as boards must (a
+    closed month never changes; the next board notes the correction), so the reversals made
+    in the window of entries counted before it are taken back out: a few rows, found through
+    the account's entries by month."""
     local = now.astimezone(tz)
     index = local.year * 12 + local.month - 1 - (QUALIFYING_MONTHS - 1)
     first = f"{index // 12:04d}-{index % 12 + 1:02d}"
-    return session.scalar(
+    booked = session.scalar(
         select(func.coalesce(func.sum(MonthTotal.score), 0))
         .where(MonthTotal.account_id == account.id, MonthTotal.month >= first)
     ) or 0
+    corrected = aliased(LedgerEntry)
+    before_window = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .join(corrected, corrected.id == LedgerEntry.reverses_id)
+        .where(LedgerEntry.account_id == account.id, LedgerEntry.month >= first,
+               corrected.month < first, corrected.kind.in_(ledger.SCORE_KINDS))
+    ) or 0
+    return booked - before_window
 
 
 def qualification(session: Session, policy: rules.Policy, account: Account | None,

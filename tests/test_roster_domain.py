@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session
 
+from points import roster
 from points.errors import Forbidden, NotFound
 from points.models import (
     AuditEntry,
@@ -23,10 +27,13 @@ from points.models import (
     Villager,
     VillagerGroup,
 )
-from points.roster import COLUMNS, MAX_ERRORS, MAX_ROWS, RosterInvalid, import_roster, parse_roster
+from points.roster import COLUMNS, MAX_ERRORS, MAX_ROWS, RosterInvalid, parse_roster
 from points.scope import Actor
 
 HEADER = list(COLUMNS)
+# Birth years are checked against this year in the villages' time zone, read from `now`.
+import_roster = partial(roster.import_roster, now=datetime(2026, 6, 1, tzinfo=UTC),
+                        tz=ZoneInfo("Asia/Shanghai"))
 
 
 @dataclass

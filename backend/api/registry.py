@@ -17,6 +17,7 @@ from points.tokens import TokenType
 
 from .. import present
 from ..auth import current_actor, qr_codec
+from ..clock import now, village_tz
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import BINARY, PageArgs, page_of, paginate
@@ -256,6 +257,7 @@ def import_roster(village_id: int) -> dict[str, Any]:
             filename = "roster.xlsx"
     if not data:
         raise APIError(400, "file_required", "请上传花名册文件（CSV 或 XLSX）")
-    summary = roster.import_roster(db.session, current_actor(), village_id, filename, data)
+    summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
+                                   now=now(), tz=village_tz())
     db.session.commit()
     return summary.as_dict()

@@ -4,7 +4,7 @@ from .activities import Activity, CheckIn
 from .audit import AuditEntry
 from .auth import ROLES, STAFF_ROLES, AuthSession, BindingToken, RefreshToken, User
 from .base import Base, UTCDateTime, utcnow
-from .boards import BoardSettings, BoardSnapshot, PublicLink
+from .boards import BoardSettings, BoardSnapshot, LatePosting, PublicLink
 from .claims import (
     CLAIM_SOURCES,
     CLAIM_STATUSES,
@@ -40,6 +40,7 @@ from .registry import (
 )
 from .resets import PeriodReset, PeriodResetHold
 from .rules import RuleCatalog, RuleItem, RuleItemVersion
+from .settings import AppSettings
 from .shop import (
     REDEMPTION_SOURCES,
     REDEMPTION_STATUSES,
@@ -63,6 +64,6 @@ __all__ = [
     "MonthTotal", "Objection", "Upload",
     "REVERSAL_REQUEST_STATUSES", "ReversalRequest", "VetoWithdrawal",
     "Activity", "CheckIn",
-    "BoardSettings", "BoardSnapshot", "PublicLink",
-    "PeriodReset", "PeriodResetHold",
+    "BoardSettings", "BoardSnapshot", "LatePosting", "PublicLink",
+    "PeriodReset", "PeriodResetHold", "AppSettings",
 ]

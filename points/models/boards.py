@@ -35,12 +35,31 @@ class BoardSnapshot(Base):
     # The board as published (red and black lists, stars, notes), plus each household's
     # score of the month, against which later changes to that month are noted.
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # count:sum:Σ id·score:Σ id²·score of the month's non-zero scores at closing, so a later
-    # board sees a change to this month without reading every household's row.
+    # count:sum:Σ id·score:Σ id²·score of the month's non-zero scores at closing: a checksum
+    # of the published totals (what reached the month later is in late_postings).
     fingerprint: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The staff member who closed it; None when the cron closed it after the notice ended.
     closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class LatePosting(Base):
+    """Points that reached a month after its board was published: a claim of a month closed
+    by hand (--force) posted when its notice or objection ended. Written with the ledger
+    entry (points.ledger.append). The published board stays as it is; the next board
+    published after the posting notes the points (补记), whichever month that board is, and
+    `noted_in` is set to it when it is published, so no other board notes them again."""
+
+    __tablename__ = "late_postings"
+    __table_args__ = (Index("ix_late_postings_village_noted", "village_id", "noted_in"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    month: Mapped[str] = mapped_column(String(7))  # the published month it counts in
+    amount: Mapped[int] = mapped_column(Integer)  # what it adds to that month's score
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    noted_in: Mapped[int | None] = mapped_column(ForeignKey("board_snapshots.id"))
 
 
 class BoardSettings(Base):

@@ -1,0 +1,84 @@
+"""The villages' time zone (APP_TIMEZONE) as the database keeps it.
+
+Months are cut in the villages' zone, and many are stored: a ledger entry's month (signed
+into its hash chain), the monthly totals that boards rank, the published boards (frozen),
+the monthly budget's counter, veto bars and withdrawals, a redemption's month. Moving them
+all to another zone would rewrite signed entries and published boards, which the ledger and
+the boards promise never to do; counting new data in one zone next to old data cut in
+another would make boards and caps disagree. So the zone is stored with the data (on the
+first migration or start, `app_settings`), the service refuses to start under another
+setting, and it can be changed only while nothing month-stamped is stored yet.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import exists, inspect, select
+from sqlalchemy.orm import Session
+
+from .db import upsert_insert
+from .errors import Conflict, Invalid
+from .models import AppSettings, BoardSnapshot, Claim, HouseholdFlag, LedgerEntry
+
+# What holds a month cut in the villages' zone, or a moment that one will be cut from into a
+# stored month (a claim: the budget's counter, its entry's month).
+MONTH_STAMPED = (LedgerEntry, Claim, BoardSnapshot, HouseholdFlag)
+
+
+def _has_table(session: Session) -> bool:
+    """Whether the table exists: not before `flask db upgrade` created it."""
+    return inspect(session.connection()).has_table(AppSettings.__tablename__)
+
+
+def stored_zone(session: Session) -> str | None:
+    """The zone the stored months were cut in; None before it was recorded."""
+    if not _has_table(session):
+        return None
+    return session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
+
+
+def refusal(session: Session, configured: str, now: datetime) -> str | None:
+    """Why the service must not start under `configured` (one line), or None. The first start
+    on a database without the row (its tables made without the migration, which records the
+    zone itself) records the setting; two workers starting at once record one."""
+    if not _has_table(session):
+        return None  # `flask db upgrade` has yet to create the table, and records it then
+    stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
+    if stored is None:
+        insert = upsert_insert(session.get_bind().dialect.name)
+        session.execute(insert(AppSettings).values(id=1, time_zone=configured, updated_at=now)
+                        .on_conflict_do_nothing(index_elements=["id"]))
+        stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
+    if stored == configured:
+        return None
+    return (f"APP_TIMEZONE is {configured} but this database's months are stored in "
+            f"{stored}: set APP_TIMEZONE={stored} (changing the villages' time zone once "
+            "points exist is not supported)")
+
+
+def holds_months(session: Session) -> bool:
+    return any(session.scalar(select(exists().select_from(model))) for model in MONTH_STAMPED)
+
+
+def change(session: Session, zone: str, now: datetime) -> str | None:
+    """Store another zone for the villages, while nothing month-stamped is stored (a new
+    installation migrated under the wrong setting); the zone it replaces."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise Invalid(f"没有这个时区：{zone}（应为 IANA 时区名，如 Asia/Shanghai）",
+                      code="unknown_time_zone") from exc
+    if holds_months(session):
+        raise Conflict("已有积分、申报或榜单按原时区记账，不能更改时区",
+                       code="time_zone_in_use")
+    row = session.get(AppSettings, 1, with_for_update=True)
+    if row is None:
+        row = AppSettings(id=1, time_zone=zone, updated_at=now)
+        session.add(row)
+        session.flush()
+        return None
+    before, row.time_zone, row.updated_at = row.time_zone, zone, now
+    session.flush()
+    return before
