@@ -324,12 +324,16 @@ def _new_claim(
     session: Session, actor: Actor, item: ScoredItem, target: Target, *, source: str,
     units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
     approve_with: rules.Policy | None = None, rule: rules.RuleItem | None = None,
+    occurred_at: datetime | None = None,
 ) -> Claim:
     """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
     approved at once (an item that needs no review), and inserted with the status that
     approval gives it rather than inserted `pending` and updated; posted, if it has no
-    notice days, right after."""
-    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED,
+    notice days, right after. `occurred_at`: when the deed was done, if before `now` (work
+    scored at check-out); its month is the claim's month for the caps, the board and the
+    budget."""
+    deed = occurred_at or now
+    rule, evaluation = _evaluate(session, item, target, units, deed, tz, OPEN_OR_POSTED,
                                  rule=rule)
     if evaluation.points == 0 and rule.kind != "veto":
         raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
@@ -340,7 +344,7 @@ def _new_claim(
         rule_item_version_id=item.current_version_id, source=source,
         units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
         reason=evaluation.reason, note=note, evidence=evidence, status="pending",
-        occurred_at=now, submitted_by=actor.user_id, created_at=now,
+        occurred_at=deed, submitted_by=actor.user_id, created_at=now,
     )
     post = False
     if approve_with is not None:
@@ -377,7 +381,7 @@ def submit(
 def submit_checkin(
     session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target, *,
     units: int | None, now: datetime, tz: ZoneInfo, note: str | None = None,
-    policy: rules.Policy | None = None,
+    policy: rules.Policy | None = None, occurred_at: datetime | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
@@ -385,7 +389,8 @@ def submit_checkin(
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
     when a cap leaves nothing to award, before anything is written. `policy`: the village's
     policy when the caller has already read it (check-in reads it with the activity). `rule`:
-    the item's rule in force for the village (`rule_in_force`)."""
+    the item's rule in force for the village (`rule_in_force`). `occurred_at`: when the
+    work was done, for work scored at check-out (`_new_claim`)."""
     if "checkin" not in rule.submit_by:
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
@@ -394,7 +399,8 @@ def submit_checkin(
         policy = catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
                       evidence=[], now=now, tz=tz,
-                      approve_with=None if rule.requires_review else policy, rule=rule)
+                      approve_with=None if rule.requires_review else policy, rule=rule,
+                      occurred_at=occurred_at)
 
 
 def member_target(villager: Villager) -> Target:
@@ -474,9 +480,18 @@ def _approvals(session: Session, claim: Claim) -> int:
 
 # ---- the monthly budget (本月发放额度) -------------------------------------------------
 
-# What `MonthlyIssued` counts: a village's positive claims in these statuses, by the month
-# (village time) they were decided in.
+# What `MonthlyIssued` counts: a village's positive claims in these statuses whose entry was
+# not reversed, by the month (village time) of their deed (`budget_month`).
 ISSUED_STATUSES = ("in_notice", "objected", "posted")
+
+
+def budget_month(claim: Claim, tz: ZoneInfo) -> str:
+    """The month whose budget a claim draws on: its deed's (`occurred_at`), as for its caps
+    and its board, whenever it is decided. One claim, one month: work done on 31 March and
+    approved (or checked out) on 1 April is March's on the board, so it is March's points
+    that the budget limits, and a village cannot pass a month's budget by deciding that
+    month's claims after it ends."""
+    return month_key(claim.occurred_at.astimezone(tz))
 
 
 @lru_cache(maxsize=4)
@@ -508,13 +523,14 @@ def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bo
 
 
 def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
-    """`points` of a counted claim no longer count (rejected after its notice, or lowered
-    when posted): taken off the month it was decided in. A month that does not hold them has
-    drifted: logged, and left for `flask ledger verify` to report and `flask ledger
-    rebuild-issued` to mend, rather than failing the villager's objection or the posting."""
+    """`points` of a counted claim no longer count (rejected after its notice, lowered when
+    posted, or its entry reversed): taken off its month (`budget_month`). A month that does
+    not hold them has drifted: logged, and left for `flask ledger verify` to report and
+    `flask ledger rebuild-issued` to mend, rather than failing the villager's objection or
+    the posting."""
     if points <= 0 or claim.decided_at is None:
         return
-    month = month_key(claim.decided_at.astimezone(tz))
+    month = budget_month(claim, tz)
     taken = core(session).execute(
         update(MonthlyIssued)
         .where(MonthlyIssued.village_id == claim.village_id, MonthlyIssued.month == month,
@@ -525,15 +541,29 @@ def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
                   "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
 
 
+def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> None:
+    """A reversed award (冲正) gives its points back to its month's budget, as it gives its
+    room under the item's caps back (`REVERSED_CLAIMS`). The budget limits the points a
+    village's month hands out, and an award corrected as a mistake hands out none: keeping
+    them counted would send the right award, made after the correction, to the township.
+    A reversed deduction changes nothing here: deductions never drew on the budget."""
+    if entry.claim_id is None:
+        return
+    claim = session.get(Claim, entry.claim_id)
+    if claim is not None and claim.status in ISSUED_STATUSES:
+        _unissue(session, claim, claim.points, tz)
+
+
 def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
     """Each village month whose kept total differs from what its claims count: (village,
     month, kept, counted), in order."""
     counted: dict[tuple[int, str], int] = defaultdict(int)
-    for village_id, decided_at, points in session.execute(
-        select(Claim.village_id, Claim.decided_at, Claim.points).where(
-            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None))
+    for village_id, occurred_at, points in session.execute(
+        select(Claim.village_id, Claim.occurred_at, Claim.points).where(
+            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None),
+            Claim.id.not_in(REVERSED_CLAIMS))
     ):
-        counted[(village_id, month_key(decided_at.astimezone(tz)))] += points
+        counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
     # Columns, not objects: the rows change by Core statements, which loaded objects miss.
     kept = {(village_id, month): issued for village_id, month, issued in session.execute(
         select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
@@ -585,10 +615,10 @@ def _decide(
 ) -> bool:
     """The status an approval gives the claim: `approved` past the village's monthly budget,
     else in notice (公示) or, without notice days, to be posted (True: the caller posts).
-    An award counts against the month it is decided in, also when the township lets it
-    past the budget."""
+    An award counts against its deed's month (`budget_month`), also when the township lets
+    it past the budget."""
     budget = None if by_township else policy.monthly_budget
-    if claim.points > 0 and not _issue(session, claim, month_key(now.astimezone(tz)), budget):
+    if claim.points > 0 and not _issue(session, claim, budget_month(claim, tz), budget):
         # Awards past the budget need the township (DESIGN.md, policies).
         claim.status = "approved"
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
@@ -819,7 +849,11 @@ def _apply_veto(
                 created_by=claim.submitted_by, note=VETO_WIPE_NOTE, at=now,
             )
     if veto.bar_periods > 0:
-        first = month_key(now.astimezone(tz))
+        # The bar starts with the deed's month, not the posting's: a veto decided in the last
+        # days of March posts in April after its notice, and March's board must not keep the
+        # household on its red list. A March board already closed stays as published; the
+        # next board notes the bar (rankings, `late_veto`).
+        first = month_key(claim.occurred_at.astimezone(tz))
         year, month = divmod(int(first[:4]) * 12 + int(first[5:]) - 1 + veto.bar_periods - 1,
                              12)
         session.add(HouseholdFlag(
@@ -860,10 +894,9 @@ def withdraw_veto(
         raise NotPostedVeto()
     if session.scalar(select(VetoWithdrawal.id).where(VetoWithdrawal.claim_id == claim.id)):
         raise VetoWithdrawn()
-    assert claim.posted_at is not None
     withdrawal = VetoWithdrawal(
         claim_id=claim.id, village_id=claim.village_id, household_id=claim.household_id,
-        reason=reason, restored=0, vetoed_month=month_key(claim.posted_at.astimezone(tz)),
+        reason=reason, restored=0, vetoed_month=month_key(claim.occurred_at.astimezone(tz)),
         month=month_key(now.astimezone(tz)), withdrawn_by=actor.user_id, withdrawn_at=now,
     )
     session.add(withdrawal)

@@ -11,11 +11,13 @@ id, so the order is stable from one request to the next.
 Closing a month (结榜) freezes the village's board as published (`board_snapshots`): by hand
 (`flask rankings close YYYY-MM`, or a cadre's POST …/board/close), and by the cron
 `flask rankings close-due`, run after `flask claims post-due`, which closes every ended month
-whose claims are all decided (none pending, awaiting the township, in notice or objected).
+whose claims are all decided (none pending, awaiting the township, in notice or objected, and
+no per-hour check-in of the month waiting for its check-out while its activity runs).
 A correction made later is a reversing entry in the month it is made (points.ledger.reverse),
 so it lowers or raises that later month and shows as a note on its board; a claim of a closed
 month posted late (a month closed by hand before its notice ended) shows as a note on the
-next board too. The closed board never changes.
+next board too, and so does a veto (一票否决) of such a month that posted after it closed: its
+bar starts with the deed's month. The closed board never changes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import rules
 from rules.periods import month_key
 
 from . import audit, catalogs
+from .activities import worked_from
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     HEAD,
@@ -71,6 +74,7 @@ from .models import (
     Villager,
     VillagerGroup,
 )
+from .models.activities import Activity, CheckIn
 from .models.boards import BoardSettings, BoardSnapshot, PublicLink
 from .scope import Actor, authorize, get_visible
 
@@ -92,7 +96,7 @@ class MonthNotOver(DomainError):
 class ClaimsUndecided(DomainError):
     status = 409
     code = "claims_undecided"
-    message = "本月还有申报在审核或公示中，暂不能结榜"
+    message = "本月还有申报在审核或公示中，或有按小时计分的签到尚未签退，暂不能结榜"
 
 
 # ---- periods --------------------------------------------------------------------------------
@@ -567,6 +571,20 @@ def fingerprint(totals: dict[int, int]) -> str:
         sum(h * h * p for h, p in scored)))
 
 
+# A veto whose bar reaches the latest published month and posted after that month closed
+# (a veto of the month's last days, its notice running past a forced close): the published
+# board did not bar the household, this board says that it should have. Flags are few (one
+# per posted veto), so this probe costs next to nothing on every board.
+_LATE_VETO = (
+    exists().where(HouseholdFlag.household_id == Household.id,
+                   Household.village_id == _snapshot.village_id,
+                   HouseholdFlag.withdrawal_id.is_(None),
+                   HouseholdFlag.from_month <= _snapshot.period,
+                   HouseholdFlag.until_month >= _snapshot.period,
+                   HouseholdFlag.created_at > _snapshot.created_at)
+    .correlate(_snapshot)
+)
+
 _LATEST_PUBLISHED = (
     select(func.max(BoardSnapshot.period))
     .where(BoardSnapshot.village_id == Village.id, BoardSnapshot.period < bindparam("first"))
@@ -587,7 +605,8 @@ _VILLAGE = (
            _one(BoardSettings.red_list_size, BoardSettings.village_id == Village.id),
            _one(RuleCatalog.policy, RuleCatalog.village_id == Village.id),
            _one(RuleCatalog.policy, RuleCatalog.township_id == Village.township_id),
-           _snapshot.id, _snapshot.period, _snapshot.fingerprint, _fingerprint_now(_snapshot))
+           _snapshot.id, _snapshot.period, _snapshot.fingerprint, _fingerprint_now(_snapshot),
+           _LATE_VETO)
     .outerjoin(_snapshot, (_snapshot.village_id == Village.id)
                & (_snapshot.period == _LATEST_PUBLISHED))
     .where(Village.id == bindparam("village_id"))
@@ -825,6 +844,44 @@ def _late_notes(session: Session, village_id: int, snapshot_id: int, month: str
     } for hid, change in changes]
 
 
+def _late_veto_notes(session: Session, village_id: int, snapshot_id: int, month: str
+                     ) -> list[dict[str, Any]]:
+    """Vetoes (一票否决) that bar households in the latest published month before this board
+    but posted after it was closed, for households that board did not bar: the published
+    board stays, this board says so (as `_late_notes` for points)."""
+    snapshot = session.get(BoardSnapshot, snapshot_id)
+    assert snapshot is not None
+    barred = set((snapshot.data or {}).get("barred", []))
+    flags = session.execute(
+        select(HouseholdFlag.household_id, HouseholdFlag.from_month, HouseholdFlag.until_month,
+               _item_name(_one(Claim.rule_item_version_id,
+                               Claim.id == HouseholdFlag.claim_id)))
+        .join(Household, Household.id == HouseholdFlag.household_id)
+        .where(Household.village_id == village_id, HouseholdFlag.withdrawal_id.is_(None),
+               HouseholdFlag.from_month <= month, HouseholdFlag.until_month >= month,
+               HouseholdFlag.created_at > snapshot.created_at)
+        .order_by(HouseholdFlag.id)).all()
+    late = [(hid, first, until, item) for hid, first, until, item in flags
+            if hid not in barred]
+    if not late:
+        return []
+    names = {hid: (name or f"{hid}号户", gid) for hid, name, gid in _rows(
+        session, _names(_postgres(session)), {"households": sorted({r[0] for r in late})})}
+    notes, seen = [], set()
+    for hid, first, until, item in late:
+        if hid in seen:
+            continue
+        seen.add(hid)
+        name, gid = names.get(hid, (f"{hid}号户", None))
+        notes.append({
+            "kind": "late_veto", "household_id": hid, "name": name, "group_id": gid,
+            "amount": 0, "month": month, "item": item,
+            "note": f"{_month_label(month)}榜单发布后一票否决生效，{_month_label(first)}至"
+                    f"{_month_label(until)}不参加评比（已发布榜单不变）",
+        })
+    return notes
+
+
 def _month_label(month: str) -> str:
     return f"{int(month[:4])}年{int(month[5:])}月"
 
@@ -849,7 +906,8 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     if not found:
         raise NotFound()
     (village_name, _, township_mask, township_size, own_mask, own_size, own_policy,
-     township_policy, snapshot_id, snapshot_month, published_print, now_print) = found[0]
+     township_policy, snapshot_id, snapshot_month, published_print, now_print,
+     late_veto) = found[0]
     prefs = layered_prefs((township_mask, township_size), (own_mask, own_size))
     policy = catalogs.policy_of(own_policy, township_policy)
     single = len(period.months) == 1
@@ -890,6 +948,8 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     corrections = _reversal_notes(session, village_id, period)
     if snapshot_id is not None and now_print != published_print:
         corrections += _late_notes(session, village_id, snapshot_id, snapshot_month)
+    if snapshot_id is not None and late_veto:
+        corrections += _late_veto_notes(session, village_id, snapshot_id, snapshot_month)
     if mine is not None:
         mine.update(total=households - len(barred),
                     on_black_list=any(r["household_id"] == mine["household_id"]
@@ -997,12 +1057,27 @@ def opted_out_among(session: Session, board: dict[str, Any]) -> set[int]:
 
 # ---- closing a month (结榜) --------------------------------------------------------------------
 
-def undecided_months(session: Session, village_id: int, tz: ZoneInfo) -> dict[str, int]:
-    """Months with claims still in review, budget approval, notice or objection."""
+def undecided_months(session: Session, village_id: int, now: datetime, tz: ZoneInfo
+                     ) -> dict[str, int]:
+    """Months with claims still in review, budget approval, notice or objection, each by its
+    deed's month. A per-hour check-in not yet checked out counts as the claim it will make,
+    in the month its work began (activities.worked_from), until the activity ends: an
+    evening's work that runs past the month's last midnight holds that month back until it
+    is scored. After the end a forgotten check-out no longer holds the village's board; the
+    claim it makes later shows on the next board as a late note."""
     counts: dict[str, int] = defaultdict(int)
     for occurred in session.scalars(select(Claim.occurred_at).where(
             Claim.village_id == village_id, Claim.status.in_(UNDECIDED))):
         counts[month_key(occurred.astimezone(tz))] += 1
+    # No claim and no reason yet: only a per-hour check-in waits for its check-out so.
+    for checked_in_at, starts_at in session.execute(
+        select(CheckIn.checked_in_at, Activity.starts_at)
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(Activity.village_id == village_id, Activity.ends_at > now,
+               CheckIn.checked_out_at.is_(None), CheckIn.claim_id.is_(None),
+               CheckIn.reason.is_(None))
+    ):
+        counts[month_key(worked_from(checked_in_at, starts_at).astimezone(tz))] += 1
     return counts
 
 
@@ -1011,7 +1086,8 @@ def close_month(
     closed_by: int | None = None, force: bool = False,
 ) -> tuple[BoardSnapshot, bool]:
     """Freeze the village's board of `month` (结榜); the existing snapshot if already closed.
-    Refused while the month runs, and (without `force`) while claims of it are undecided."""
+    Refused while the month runs, and (without `force`) while claims of it are undecided
+    (a per-hour check-in of it not yet checked out counting as one: `undecided_months`)."""
     period = parse_period(month)
     if period.kind != "month":
         raise Invalid("只能按月结榜", code="invalid_period", details={"period": month})
@@ -1020,7 +1096,7 @@ def close_month(
         return existing, False
     if month >= this_month(now, tz):
         raise MonthNotOver(details={"period": month})
-    pending = undecided_months(session, village_id, tz).get(month, 0)
+    pending = undecided_months(session, village_id, now, tz).get(month, 0)
     if pending and not force:
         raise ClaimsUndecided(details={"period": month, "claims": pending})
     data = build_board(session, village_id, period, tz, full=True)
@@ -1087,7 +1163,7 @@ def close_due(session: Session, now: datetime, tz: ZoneInfo) -> list[tuple[int, 
             continue
         done = set(session.scalars(select(BoardSnapshot.period).where(
             BoardSnapshot.village_id == village_id)))
-        waiting = undecided_months(session, village_id, tz)
+        waiting = undecided_months(session, village_id, now, tz)
         for month in months_between(first, last):
             if month in done or waiting.get(month):
                 continue
