@@ -8,7 +8,6 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
+from .budget import ISSUED_STATUSES, budget_month, unissue
 from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
@@ -65,8 +65,6 @@ from .scope import (
     get_visible,
     refuse_own_household,
 )
-
-log = logging.getLogger(__name__)
 
 # The note of the entry that wipes a vetoed household's spendable points.
 VETO_WIPE_NOTE = "一票否决：可用积分清零"
@@ -480,19 +478,8 @@ def _approvals(session: Session, claim: Claim) -> int:
 
 # ---- the monthly budget (本月发放额度) -------------------------------------------------
 
-# What `MonthlyIssued` counts: a village's positive claims in these statuses whose entry was
-# not reversed, by the month (village time) of their deed (`budget_month`).
-ISSUED_STATUSES = ("in_notice", "objected", "posted")
-
-
-def budget_month(claim: Claim, tz: ZoneInfo) -> str:
-    """The month whose budget a claim draws on: its deed's (`occurred_at`), as for its caps
-    and its board, whenever it is decided. One claim, one month: work done on 31 March and
-    approved (or checked out) on 1 April is March's on the board, so it is March's points
-    that the budget limits, and a village cannot pass a month's budget by deciding that
-    month's claims after it ends."""
-    return month_key(claim.occurred_at.astimezone(tz))
-
+# What `MonthlyIssued` counts, in whose month, and taking a counted claim off it are in
+# `points.budget`: a reversal in the ledger takes an award off too.
 
 @lru_cache(maxsize=4)
 def _issue_statement(dialect: str, bounded: bool) -> Any:
@@ -520,38 +507,6 @@ def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bo
     return core(session).execute(stmt, {
         "village_id": claim.village_id, "month": month, "points": claim.points,
         "budget": budget}).first() is not None
-
-
-def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
-    """`points` of a counted claim no longer count (rejected after its notice, lowered when
-    posted, or its entry reversed): taken off its month (`budget_month`). A month that does
-    not hold them has drifted: logged, and left for `flask ledger verify` to report and
-    `flask ledger rebuild-issued` to mend, rather than failing the villager's objection or
-    the posting."""
-    if points <= 0 or claim.decided_at is None:
-        return
-    month = budget_month(claim, tz)
-    taken = core(session).execute(
-        update(MonthlyIssued)
-        .where(MonthlyIssued.village_id == claim.village_id, MonthlyIssued.month == month,
-               MonthlyIssued.issued >= points)
-        .values(issued=MonthlyIssued.issued - points)).rowcount
-    if taken != 1:
-        log.error("monthly issued points of village %s %s do not hold the %s points of claim "
-                  "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
-
-
-def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> None:
-    """A reversed award (冲正) gives its points back to its month's budget, as it gives its
-    room under the item's caps back (`REVERSED_CLAIMS`). The budget limits the points a
-    village's month hands out, and an award corrected as a mistake hands out none: keeping
-    them counted would send the right award, made after the correction, to the township.
-    A reversed deduction changes nothing here: deductions never drew on the budget."""
-    if entry.claim_id is None:
-        return
-    claim = session.get(Claim, entry.claim_id)
-    if claim is not None and claim.status in ISSUED_STATUSES:
-        _unissue(session, claim, claim.points, tz)
 
 
 def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
@@ -704,7 +659,7 @@ def withdraw(
         raise ClaimNotWithdrawable(details={"status": claim.status})
     before = audit.snapshot(claim)
     if claim.status in ISSUED_STATUSES:
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
     for objection in session.scalars(select(Objection).where(
             Objection.claim_id == claim.id, Objection.status == "open")):
         objection.status = "overturned"
@@ -778,7 +733,7 @@ def resolve(
     else:
         claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
         claim.rejected_by = actor.user_id
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
     audit.record(session, actor, f"objection.{objection.status}", objection,
                  village_id=claim.village_id)
     return objection
@@ -809,7 +764,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
         claim.units,
     )
     if evaluation.points == 0 and rule.kind != "veto":
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
         claim.status, claim.points = "rejected", 0
         claim.reject_reason = f"公示结束时重新核算：{evaluation.reason}"
         claim.posted_at = None
@@ -817,7 +772,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     if abs(evaluation.points) < abs(claim.points):
         # Only ever lower: the notice showed these points, and the approvals and the budget
         # were decided on them; a cap reached meanwhile may cut them, nothing may raise them.
-        _unissue(session, claim, claim.points - evaluation.points, tz)
+        unissue(session, claim, claim.points - evaluation.points, tz)
         claim.points, claim.capped = evaluation.points, evaluation.capped
         claim.reason = evaluation.reason
     if claim.points != 0:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from rules.periods import month_key
 
+from .budget import give_back_reversed
 from .db import upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import Household, Villager
@@ -230,15 +231,18 @@ def reverse(
     """A correction: an entry of the opposite amount, in the month it is made (a published
     board is never changed silently; the reversal shows on the next one). `kinds`: what may
     be reversed; a cadre corrects awards and deductions, and an expiry is given back only
-    with the veto that wiped it (claims.withdraw_veto)."""
+    with the veto that wiped it (claims.withdraw_veto). A reversed award's points go back
+    to its month's budget (budget.give_back_reversed), as its room under the caps does."""
     check_reversible(session, entry, kinds)
     account = session.get(Account, entry.account_id)
     assert account is not None
-    return append(
+    reversal = append(
         session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
         tz=tz, member_id=entry.member_id, rule_item_version_id=entry.rule_item_version_id,
         reverses_id=entry.id, created_by=created_by, note=reason,
     )
+    give_back_reversed(session, entry, tz)
+    return reversal
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ threshold (on the entry's amount, either sign) a second, different reviewer — 
 of the village or an admin of its township or county — must agree. The first asks (a pending
 `ReversalRequest`, listed for the second to find); the second makes the same call, and only
 then is the reversing entry posted. Below the threshold it is posted at once, as before.
-A reversed award's points go back to its month's budget (claims.give_back_reversed).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, catalogs, claims, ledger
+from . import audit, catalogs, ledger
 from .db import upsert_insert
 from .errors import Conflict
 from .models import Account, LedgerEntry, ReversalRequest
@@ -75,7 +74,6 @@ def _ask(session: Session, actor: Actor, entry: LedgerEntry, account: Account, r
 def _post(session: Session, actor: Actor, entry: LedgerEntry, account: Account, reason: str,
           tz: ZoneInfo) -> LedgerEntry:
     reversal = ledger.reverse(session, entry, reason=reason, created_by=actor.user_id, tz=tz)
-    claims.give_back_reversed(session, entry, tz)
     audit.record(session, actor, "ledger.reverse", reversal, village_id=account.village_id)
     return reversal
 

@@ -76,10 +76,10 @@ class MonthlyIssued(Base):
     """The points a village has decided to award for a month (本月已发放), against its
     monthly budget: kept, as claims are decided, equal to the sum of its positive claims in
     notice, objected or posted whose deed (`occurred_at`) is in that month (village time)
-    and whose entry was not reversed (claims.budget_month, give_back_reversed). Checked and
-    added to in one conditional statement, so two approvals at once cannot both spend the
-    last of a budget, and read in O(1): summing the month's claims on every check-in cost a
-    busy village more with every claim. `claims.verify_issued` recomputes it."""
+    and whose entry was not reversed (`points.budget`). Checked and added to in one
+    conditional statement, so two approvals at once cannot both spend the last of a budget,
+    and read in O(1): summing the month's claims on every check-in cost a busy village more
+    with every claim. `claims.verify_issued` recomputes it."""
 
     __tablename__ = "monthly_issued"
     __table_args__ = (CheckConstraint("issued >= 0", name="issued_not_negative"),)
