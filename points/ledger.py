@@ -236,13 +236,14 @@ def reverse(
     check_reversible(session, entry, kinds)
     account = session.get(Account, entry.account_id)
     assert account is not None
-    reversal = append(
+    # The budget's row before the account's, in the order an approval that posts at once
+    # takes them: the other order could deadlock with it.
+    give_back_reversed(session, entry, tz)
+    return append(
         session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
         tz=tz, member_id=entry.member_id, rule_item_version_id=entry.rule_item_version_id,
         reverses_id=entry.id, created_by=created_by, note=reason,
     )
-    give_back_reversed(session, entry, tz)
-    return reversal
 
 
 @dataclass(frozen=True)
