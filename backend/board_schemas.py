@@ -121,6 +121,9 @@ class CorrectionOut(Schema):
     kind = fields.String(metadata={"description": "reversal: an entry of an earlier month "
                                                   "corrected; late: points reached an "
                                                   "earlier month after its board closed; "
+                                                  "late_veto: a veto (一票否决) barring the "
+                                                  "household in an earlier month posted "
+                                                  "after its board closed (`amount` 0); "
                                                   "veto_withdrawal: the township withdrew a "
                                                   "veto (一票否决) in the period, `amount` "
                                                   "the spendable points given back"})
@@ -128,8 +131,9 @@ class CorrectionOut(Schema):
     name = fields.String()
     amount = fields.Integer()
     month = fields.String(metadata={"description": "the month the corrected points were in "
-                                                   "(a withdrawn veto: the month it took "
-                                                   "effect)"})
+                                                   "(a withdrawn veto: the month its bar "
+                                                   "started, the deed's; a late veto: the "
+                                                   "published month it bars)"})
     item = fields.String(allow_none=True)
     note = fields.String()
 

@@ -220,7 +220,8 @@ class PolicyOut(Schema):
     two_cadre_threshold = fields.Integer(metadata={
         "description": "at or above this many points two different cadres approve"})
     monthly_budget = fields.Integer(allow_none=True, metadata={
-        "description": "points a village may award per month; null: no limit"})
+        "description": "points a village may award per month, counted by the month of "
+                       "each claim's deed, less reversed awards; null: no limit"})
     reset_cycle = fields.String(metadata={"enum": list(RESET_CYCLES)})
     qualification_line = fields.Integer()
     star_levels = fields.List(fields.Integer(), metadata={"description": "星级文明户 lines"})

@@ -451,7 +451,8 @@ class VetoWithdrawalOut(Schema):
     claim_id = fields.Integer()
     reason = fields.String()
     restored = fields.Integer(metadata={"description": "spendable points given back"})
-    vetoed_month = fields.String(metadata={"description": "the month the veto took effect"})
+    vetoed_month = fields.String(metadata={
+        "description": "the month the veto took effect: its deed's, where its bar started"})
     month = fields.String(metadata={"description": "the month of the withdrawal, whose board "
                                                    "notes it"})
     withdrawn_by = fields.Integer()

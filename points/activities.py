@@ -185,6 +185,16 @@ def is_hourly(kind: str | None, unit: str | None) -> bool:
     return kind == "per_unit" and (unit or "").strip().lower() in HOUR_UNITS
 
 
+def worked_from(checked_in_at: datetime, starts_at: datetime) -> datetime:
+    """When a per-hour check-in's counted work began: the check-in, or the activity's start
+    if the villager scanned before it. This is the deed's time of the claim made at
+    check-out (its month decides the caps, the board and the budget), rather than the
+    check-out (a villager who forgets to check out until the next morning moves nothing) or
+    the end of the counted work (which is known only at check-out, so an open check-in could
+    not say which month it holds back from closing)."""
+    return max(checked_in_at, starts_at)
+
+
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     """Great-circle distance on the sphere (haversine), in metres."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -513,12 +523,15 @@ def _score(
     session: Session, actor: Actor, activity: Activity | OpenActivity,
     item: claims.ScoredItem, rule: rules.RuleItem, target: claims.Target, units: int | None,
     now: datetime, tz: ZoneInfo, policy: rules.Policy | None = None,
+    occurred_at: datetime | None = None,
 ) -> tuple[Claim | None, str | None]:
     """The claim the rule item makes of this attendance, or why there is none (a cap is
-    reached: the attendance is still recorded, since the villager was there)."""
+    reached: the attendance is still recorded, since the villager was there). `occurred_at`:
+    when the work was done, if before `now` (`check_out`)."""
     try:
         claim = claims.submit_checkin(session, actor, item, rule, target, units=units, now=now,
-                                      tz=tz, note=activity.title, policy=policy)
+                                      tz=tz, note=activity.title, policy=policy,
+                                      occurred_at=occurred_at)
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
@@ -737,7 +750,8 @@ def check_out(
 ) -> CheckInResult:
     """签退 for a per-hour item: the whole hours between check-in and check-out, counted
     within the activity's own time, become the claim's units; the rule's max_units and caps
-    then limit the points as for any claim."""
+    then limit the points as for any claim. The claim's deed is the work, not the check-out
+    (`worked_from`): hours of 31 March checked out on 1 April are March's."""
     checkin = get_visible(session, actor, CheckIn, checkin_id)
     authorize(actor, "checkin.checkout")
     if actor.role == VILLAGER and checkin.villager_id != actor.villager_id:
@@ -763,7 +777,7 @@ def check_out(
         session.refresh(checkin)
         raise AlreadyCheckedOut(details=_result_of(session, checkin).as_details())
     session.refresh(checkin)
-    start = max(checkin.checked_in_at, activity.starts_at)
+    start = worked_from(checkin.checked_in_at, activity.starts_at)
     end = min(now, activity.ends_at)
     hours = int(max(0.0, (end - start).total_seconds()) // 3600)
     claim: Claim | None = None
@@ -771,7 +785,8 @@ def check_out(
         reason = "签到到签退（按活动时间计）不满 1 小时，本次不计分"
     else:
         target = claims.Target(checkin.household_id, checkin.villager_id, checkin.village_id)
-        claim, reason = _score(session, actor, activity, item, rule, target, hours, now, tz)
+        claim, reason = _score(session, actor, activity, item, rule, target, hours, now, tz,
+                               occurred_at=start)
     checkin.claim_id = claim.id if claim else None
     checkin.points = claim.points if claim else 0
     checkin.reason = None if claim else reason

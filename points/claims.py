@@ -8,7 +8,6 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ import rules
 from rules.periods import month_key, period_end, period_start
 
 from . import audit, catalogs, ledger
+from .budget import ISSUED_STATUSES, budget_month, unissue
 from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
@@ -66,8 +66,6 @@ from .scope import (
     is_own_household,
     refuse_own_household,
 )
-
-log = logging.getLogger(__name__)
 
 # The note of the entry that wipes a vetoed household's spendable points.
 VETO_WIPE_NOTE = "一票否决：可用积分清零"
@@ -331,12 +329,16 @@ def _new_claim(
     session: Session, actor: Actor, item: ScoredItem, target: Target, *, source: str,
     units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
     approve_with: rules.Policy | None = None, rule: rules.RuleItem | None = None,
+    occurred_at: datetime | None = None,
 ) -> Claim:
     """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
     approved at once (an item that needs no review), and inserted with the status that
     approval gives it rather than inserted `pending` and updated; posted, if it has no
-    notice days, right after."""
-    rule, evaluation = _evaluate(session, item, target, units, now, tz, OPEN_OR_POSTED,
+    notice days, right after. `occurred_at`: when the deed was done, if before `now` (work
+    scored at check-out); its month is the claim's month for the caps, the board and the
+    budget."""
+    deed = occurred_at or now
+    rule, evaluation = _evaluate(session, item, target, units, deed, tz, OPEN_OR_POSTED,
                                  rule=rule)
     if evaluation.points == 0 and rule.kind != "veto":
         raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
@@ -347,7 +349,7 @@ def _new_claim(
         rule_item_version_id=item.current_version_id, source=source,
         units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
         reason=evaluation.reason, note=note, evidence=evidence, status="pending",
-        occurred_at=now, submitted_by=actor.user_id, created_at=now,
+        occurred_at=deed, submitted_by=actor.user_id, created_at=now,
     )
     post = False
     if approve_with is not None:
@@ -384,7 +386,7 @@ def submit(
 def submit_checkin(
     session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target, *,
     units: int | None, now: datetime, tz: ZoneInfo, note: str | None = None,
-    policy: rules.Policy | None = None,
+    policy: rules.Policy | None = None, occurred_at: datetime | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
@@ -392,7 +394,8 @@ def submit_checkin(
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
     when a cap leaves nothing to award, before anything is written. `policy`: the village's
     policy when the caller has already read it (check-in reads it with the activity). `rule`:
-    the item's rule in force for the village (`rule_in_force`)."""
+    the item's rule in force for the village (`rule_in_force`). `occurred_at`: when the
+    work was done, for work scored at check-out (`_new_claim`)."""
     if "checkin" not in rule.submit_by:
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
@@ -405,7 +408,7 @@ def submit_checkin(
         policy = catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
                       evidence=[], now=now, tz=tz, approve_with=None if review else policy,
-                      rule=rule)
+                      rule=rule, occurred_at=occurred_at)
 
 
 def member_target(villager: Villager) -> Target:
@@ -485,10 +488,8 @@ def _approvals(session: Session, claim: Claim) -> int:
 
 # ---- the monthly budget (本月发放额度) -------------------------------------------------
 
-# What `MonthlyIssued` counts: a village's positive claims in these statuses, by the month
-# (village time) they were decided in.
-ISSUED_STATUSES = ("in_notice", "objected", "posted")
-
+# What `MonthlyIssued` counts, in whose month, and taking a counted claim off it are in
+# `points.budget`: a reversal in the ledger takes an award off too.
 
 @lru_cache(maxsize=4)
 def _issue_statement(dialect: str, bounded: bool) -> Any:
@@ -518,33 +519,16 @@ def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bo
         "budget": budget}).first() is not None
 
 
-def _unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
-    """`points` of a counted claim no longer count (rejected after its notice, or lowered
-    when posted): taken off the month it was decided in. A month that does not hold them has
-    drifted: logged, and left for `flask ledger verify` to report and `flask ledger
-    rebuild-issued` to mend, rather than failing the villager's objection or the posting."""
-    if points <= 0 or claim.decided_at is None:
-        return
-    month = month_key(claim.decided_at.astimezone(tz))
-    taken = core(session).execute(
-        update(MonthlyIssued)
-        .where(MonthlyIssued.village_id == claim.village_id, MonthlyIssued.month == month,
-               MonthlyIssued.issued >= points)
-        .values(issued=MonthlyIssued.issued - points)).rowcount
-    if taken != 1:
-        log.error("monthly issued points of village %s %s do not hold the %s points of claim "
-                  "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
-
-
 def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
     """Each village month whose kept total differs from what its claims count: (village,
     month, kept, counted), in order."""
     counted: dict[tuple[int, str], int] = defaultdict(int)
-    for village_id, decided_at, points in session.execute(
-        select(Claim.village_id, Claim.decided_at, Claim.points).where(
-            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None))
+    for village_id, occurred_at, points in session.execute(
+        select(Claim.village_id, Claim.occurred_at, Claim.points).where(
+            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None),
+            Claim.id.not_in(REVERSED_CLAIMS))
     ):
-        counted[(village_id, month_key(decided_at.astimezone(tz)))] += points
+        counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
     # Columns, not objects: the rows change by Core statements, which loaded objects miss.
     kept = {(village_id, month): issued for village_id, month, issued in session.execute(
         select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
@@ -596,10 +580,10 @@ def _decide(
 ) -> bool:
     """The status an approval gives the claim: `approved` past the village's monthly budget,
     else in notice (公示) or, without notice days, to be posted (True: the caller posts).
-    An award counts against the month it is decided in, also when the township lets it
-    past the budget."""
+    An award counts against its deed's month (`budget_month`), also when the township lets
+    it past the budget."""
     budget = None if by_township else policy.monthly_budget
-    if claim.points > 0 and not _issue(session, claim, month_key(now.astimezone(tz)), budget):
+    if claim.points > 0 and not _issue(session, claim, budget_month(claim, tz), budget):
         # Awards past the budget need the township (DESIGN.md, policies).
         claim.status = "approved"
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
@@ -694,7 +678,7 @@ def withdraw(
             raise NeedsTownshipWithdrawal()
     before = audit.snapshot(claim)
     if claim.status in ISSUED_STATUSES:
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
     for objection in session.scalars(select(Objection).where(
             Objection.claim_id == claim.id, Objection.status == "open")):
         objection.status = "overturned"
@@ -768,7 +752,7 @@ def resolve(
     else:
         claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
         claim.rejected_by = actor.user_id
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
     audit.record(session, actor, f"objection.{objection.status}", objection,
                  village_id=claim.village_id)
     return objection
@@ -799,7 +783,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
         claim.units,
     )
     if evaluation.points == 0 and rule.kind != "veto":
-        _unissue(session, claim, claim.points, tz)
+        unissue(session, claim, claim.points, tz)
         claim.status, claim.points = "rejected", 0
         claim.reject_reason = f"公示结束时重新核算：{evaluation.reason}"
         claim.posted_at = None
@@ -807,7 +791,7 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     if abs(evaluation.points) < abs(claim.points):
         # Only ever lower: the notice showed these points, and the approvals and the budget
         # were decided on them; a cap reached meanwhile may cut them, nothing may raise them.
-        _unissue(session, claim, claim.points - evaluation.points, tz)
+        unissue(session, claim, claim.points - evaluation.points, tz)
         claim.points, claim.capped = evaluation.points, evaluation.capped
         claim.reason = evaluation.reason
     if claim.points != 0:
@@ -839,7 +823,11 @@ def _apply_veto(
                 created_by=claim.submitted_by, note=VETO_WIPE_NOTE, at=now,
             )
     if veto.bar_periods > 0:
-        first = month_key(now.astimezone(tz))
+        # The bar starts with the deed's month, not the posting's: a veto decided in the last
+        # days of March posts in April after its notice, and March's board must not keep the
+        # household on its red list. A March board already closed stays as published; the
+        # next board notes the bar (rankings, `late_veto`).
+        first = month_key(claim.occurred_at.astimezone(tz))
         year, month = divmod(int(first[:4]) * 12 + int(first[5:]) - 1 + veto.bar_periods - 1,
                              12)
         session.add(HouseholdFlag(
@@ -881,10 +869,9 @@ def withdraw_veto(
         raise NotPostedVeto()
     if session.scalar(select(VetoWithdrawal.id).where(VetoWithdrawal.claim_id == claim.id)):
         raise VetoWithdrawn()
-    assert claim.posted_at is not None
     withdrawal = VetoWithdrawal(
         claim_id=claim.id, village_id=claim.village_id, household_id=claim.household_id,
-        reason=reason, restored=0, vetoed_month=month_key(claim.posted_at.astimezone(tz)),
+        reason=reason, restored=0, vetoed_month=month_key(claim.occurred_at.astimezone(tz)),
         month=month_key(now.astimezone(tz)), withdrawn_by=actor.user_id, withdrawn_at=now,
     )
     session.add(withdrawal)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from rules.periods import month_key
 
+from .budget import give_back_reversed
 from .db import upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import BoardSnapshot, Household, LatePosting, Village, Villager
@@ -254,10 +255,14 @@ def reverse(
     """A correction: an entry of the opposite amount, in the month it is made (a published
     board is never changed silently; the reversal shows on the next one). `kinds`: what may
     be reversed; a cadre corrects awards and deductions, and an expiry is given back only
-    with the veto that wiped it (claims.withdraw_veto)."""
+    with the veto that wiped it (claims.withdraw_veto). A reversed award's points go back
+    to its month's budget (budget.give_back_reversed), as its room under the caps does."""
     check_reversible(session, entry, kinds)
     account = session.get(Account, entry.account_id)
     assert account is not None
+    # The budget's row before the account's, in the order an approval that posts at once
+    # takes them: the other order could deadlock with it.
+    give_back_reversed(session, entry, tz)
     return append(
         session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
         tz=tz, member_id=entry.member_id, rule_item_version_id=entry.rule_item_version_id,

@@ -11,12 +11,14 @@ id, so the order is stable from one request to the next.
 Closing a month (结榜) freezes the village's board as published (`board_snapshots`): by hand
 (`flask rankings close YYYY-MM`, or a cadre's POST …/board/close), and by the cron
 `flask rankings close-due`, run after `flask claims post-due`, which closes every ended month
-whose claims are all decided (none pending, awaiting the township, in notice or objected).
+whose claims are all decided (none pending, awaiting the township, in notice or objected, and
+no per-hour check-in of the month waiting for its check-out while its activity runs).
 A correction made later is a reversing entry in the month it is made (points.ledger.reverse),
 so it lowers or raises that later month and shows as a note on its board; a claim of a closed
 month posted late (a month closed by hand before its notice ended) is a late posting
 (`late_postings`), noted on the next board published after it, whichever months were closed
-meanwhile. The closed board never changes.
+meanwhile; a veto (一票否决) of such a month that posted after it closed is noted on the next
+board too: its bar starts with the deed's month. The closed board never changes.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import rules
 from rules.periods import month_key
 
 from . import audit, catalogs
+from .activities import worked_from
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     HEAD,
@@ -73,6 +76,7 @@ from .models import (
     Villager,
     VillagerGroup,
 )
+from .models.activities import Activity, CheckIn
 from .models.boards import BoardSettings, BoardSnapshot, PublicLink
 from .scope import VILLAGER, Actor, authorize, get_visible
 
@@ -94,7 +98,7 @@ class MonthNotOver(DomainError):
 class ClaimsUndecided(DomainError):
     status = 409
     code = "claims_undecided"
-    message = "本月还有申报在审核或公示中，暂不能结榜"
+    message = "本月还有申报在审核或公示中，或有按小时计分的签到尚未签退，暂不能结榜"
 
 
 # ---- periods --------------------------------------------------------------------------------
@@ -811,6 +815,49 @@ def _late_notes(session: Session, village_id: int, period: Period) -> list[dict[
     } for hid, month, change in changes]
 
 
+def _late_veto_notes(session: Session, village_id: int, period: Period
+                     ) -> list[dict[str, Any]]:
+    """Vetoes (一票否决) that bar households in the latest published month before this board
+    but posted after it was closed, for households that board did not bar: the published
+    board stays, this board says so (as `_late_notes` for points)."""
+    snapshot = session.scalars(
+        select(BoardSnapshot).where(BoardSnapshot.village_id == village_id,
+                                    BoardSnapshot.period < period.months[0])
+        .order_by(BoardSnapshot.period.desc()).limit(1)).first()
+    if snapshot is None:
+        return []
+    month = snapshot.period
+    barred = set((snapshot.data or {}).get("barred", []))
+    flags = session.execute(
+        select(HouseholdFlag.household_id, HouseholdFlag.from_month, HouseholdFlag.until_month,
+               _item_name(_one(Claim.rule_item_version_id,
+                               Claim.id == HouseholdFlag.claim_id)))
+        .join(Household, Household.id == HouseholdFlag.household_id)
+        .where(Household.village_id == village_id, HouseholdFlag.withdrawal_id.is_(None),
+               HouseholdFlag.from_month <= month, HouseholdFlag.until_month >= month,
+               HouseholdFlag.created_at > snapshot.created_at)
+        .order_by(HouseholdFlag.id)).all()
+    late = [(hid, first, until, item) for hid, first, until, item in flags
+            if hid not in barred]
+    if not late:
+        return []
+    names = {hid: (name or f"{hid}号户", gid) for hid, name, gid in _rows(
+        session, _names(_postgres(session)), {"households": sorted({r[0] for r in late})})}
+    notes, seen = [], set()
+    for hid, first, until, item in late:
+        if hid in seen:
+            continue
+        seen.add(hid)
+        name, gid = names.get(hid, (f"{hid}号户", None))
+        notes.append({
+            "kind": "late_veto", "household_id": hid, "name": name, "group_id": gid,
+            "amount": 0, "month": month, "item": item,
+            "note": f"{_month_label(month)}榜单发布后一票否决生效，{_month_label(first)}至"
+                    f"{_month_label(until)}不参加评比（已发布榜单不变）",
+        })
+    return notes
+
+
 def _month_label(month: str) -> str:
     return f"{int(month[:4])}年{int(month[5:])}月"
 
@@ -876,6 +923,7 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     corrections = _reversal_notes(session, village_id, period)
     if late_waiting is not None:
         corrections += _late_notes(session, village_id, period)
+    corrections += _late_veto_notes(session, village_id, period)
     if mine is not None:
         mine.update(total=households - len(barred),
                     on_black_list=any(r["household_id"] == mine["household_id"]
@@ -983,12 +1031,27 @@ def opted_out_among(session: Session, board: dict[str, Any]) -> set[int]:
 
 # ---- closing a month (结榜) --------------------------------------------------------------------
 
-def undecided_months(session: Session, village_id: int, tz: ZoneInfo) -> dict[str, int]:
-    """Months with claims still in review, budget approval, notice or objection."""
+def undecided_months(session: Session, village_id: int, now: datetime, tz: ZoneInfo
+                     ) -> dict[str, int]:
+    """Months with claims still in review, budget approval, notice or objection, each by its
+    deed's month. A per-hour check-in not yet checked out counts as the claim it will make,
+    in the month its work began (activities.worked_from), until the activity ends: an
+    evening's work that runs past the month's last midnight holds that month back until it
+    is scored. After the end a forgotten check-out no longer holds the village's board; the
+    claim it makes later shows on the next board as a late note."""
     counts: dict[str, int] = defaultdict(int)
     for occurred in session.scalars(select(Claim.occurred_at).where(
             Claim.village_id == village_id, Claim.status.in_(UNDECIDED))):
         counts[month_key(occurred.astimezone(tz))] += 1
+    # No claim and no reason yet: only a per-hour check-in waits for its check-out so.
+    for checked_in_at, starts_at in session.execute(
+        select(CheckIn.checked_in_at, Activity.starts_at)
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(Activity.village_id == village_id, Activity.ends_at > now,
+               CheckIn.checked_out_at.is_(None), CheckIn.claim_id.is_(None),
+               CheckIn.reason.is_(None))
+    ):
+        counts[month_key(worked_from(checked_in_at, starts_at).astimezone(tz))] += 1
     return counts
 
 
@@ -997,7 +1060,8 @@ def close_month(
     closed_by: int | None = None, force: bool = False,
 ) -> tuple[BoardSnapshot, bool]:
     """Freeze the village's board of `month` (结榜); the existing snapshot if already closed.
-    Refused while the month runs, and (without `force`) while claims of it are undecided.
+    Refused while the month runs, and (without `force`) while claims of it are undecided
+    (a per-hour check-in of it not yet checked out counting as one: `undecided_months`).
     The late postings it notes are marked as noted by it. Under the village's row lock, as a
     late posting is decided (points.ledger): the board reads the month's totals and the late
     postings with no posting half-way between them."""
@@ -1011,7 +1075,7 @@ def close_month(
         return existing, False
     if month >= this_month(now, tz):
         raise MonthNotOver(details={"period": month})
-    pending = undecided_months(session, village_id, tz).get(month, 0)
+    pending = undecided_months(session, village_id, now, tz).get(month, 0)
     if pending and not force:
         raise ClaimsUndecided(details={"period": month, "claims": pending})
     data = build_board(session, village_id, period, tz, full=True)
@@ -1081,7 +1145,7 @@ def close_due(session: Session, now: datetime, tz: ZoneInfo) -> list[tuple[int, 
             continue
         done = set(session.scalars(select(BoardSnapshot.period).where(
             BoardSnapshot.village_id == village_id)))
-        waiting = undecided_months(session, village_id, tz)
+        waiting = undecided_months(session, village_id, now, tz)
         for month in months_between(first, last):
             if month in done or waiting.get(month):
                 continue

@@ -74,7 +74,9 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
     empty_database_url: str,
 ) -> None:
     """0005 adds the monthly budget's counter to a database that already has claims: each
-    village's month gets the points its counted claims hold, by village time."""
+    village's month gets the points its counted claims hold, by village time, in the month
+    they were decided in. 0010 counts them by their deed's month instead, less an award
+    whose entry was reversed, as the code now keeps the counter."""
     app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
                       "SQLALCHEMY_DATABASE_URI": empty_database_url,
                       "APP_TIMEZONE": "Asia/Shanghai"})
@@ -112,13 +114,35 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
                     (8, "approved", None),
                     (4, "pending", None),
                 ]])
+            # The posted 10 points are reversed (冲正), after 0005: their entry and the
+            # reversing one.
+            entry = {"h": household.id, "v": village.id, "at": at, "claim": s.scalar(
+                select(Claim.__table__.c.id).where(Claim.__table__.c.points == 10))}
+            s.commit()
+        upgrade(revision="0005")
+        with Session(db.engine) as s:
+            filled = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
+            entry["account"] = s.execute(text(
+                "INSERT INTO accounts (household_id, village_id, available, held, earned_total,"
+                " entry_count, head_hash, created_at) VALUES (:h, :v, 0, 0, 0, 2, 'x', :at)"
+                " RETURNING id"), entry).scalar_one()
+            earned = s.execute(text(
+                "INSERT INTO ledger_entries (account_id, seq, kind, amount, claim_id,"
+                " created_at, month, prev_hash, hash) VALUES (:account, 1, 'earn', 10,"
+                " :claim, :at, '2026-11', 'a', 'b') RETURNING id"), entry).scalar_one()
+            s.execute(text(
+                "INSERT INTO ledger_entries (account_id, seq, kind, amount, reverses_id,"
+                " created_at, month, prev_hash, hash) VALUES (:account, 2, 'reverse', -10,"
+                " :earned, :at, '2026-11', 'b', 'c')"), entry | {"earned": earned})
             s.commit()
         upgrade()
         with Session(db.engine) as s:
-            filled = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
+            by_deed = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
             problems = claims.verify_issued(s, ZoneInfo("Asia/Shanghai"))
         db.engine.dispose()
     assert filled == {("2026-11", 15), ("2026-12", 7)}
+    # All three counted claims were done on 5 November; the reversed 10 no longer count.
+    assert by_deed == {("2026-11", 12)}
     assert problems == []
 
 

@@ -206,7 +206,8 @@ def board_pdf(args: dict[str, Any], village_id: int) -> Response:
 @blp.response(201, BoardOut)
 def close_board(body: dict[str, Any], village_id: int) -> dict[str, Any]:
     """Publish (结榜) a month's board: frozen from now on. Refused while the month runs and,
-    unless `force`, while claims of it are still in review or notice (`claims_undecided`).
+    unless `force`, while claims of it are still in review or notice, or a per-hour check-in
+    of it waits for its check-out while its activity runs (`claims_undecided`).
     The cron (`flask rankings close-due`) does this by itself once they are decided."""
     snapshot = rankings.close_board(db.session, current_actor(), village_id, body["period"],
                                     now=now(), tz=village_tz(), force=body["force"])

@@ -73,12 +73,13 @@ class Claim(Base):
 
 
 class MonthlyIssued(Base):
-    """The points a village has decided to award in a month (本月已发放), against its
+    """The points a village has decided to award for a month (本月已发放), against its
     monthly budget: kept, as claims are decided, equal to the sum of its positive claims in
-    notice, objected or posted that were decided in that month (village time). Checked and
-    added to in one conditional statement, so two approvals at once cannot both spend the
-    last of a budget, and read in O(1): summing the month's claims on every check-in cost a
-    busy village more with every claim. `claims.verify_issued` recomputes it."""
+    notice, objected or posted whose deed (`occurred_at`) is in that month (village time)
+    and whose entry was not reversed (`points.budget`). Checked and added to in one
+    conditional statement, so two approvals at once cannot both spend the last of a budget,
+    and read in O(1): summing the month's claims on every check-in cost a busy village more
+    with every claim. `claims.verify_issued` recomputes it."""
 
     __tablename__ = "monthly_issued"
     __table_args__ = (CheckConstraint("issued >= 0", name="issued_not_negative"),)
@@ -162,7 +163,8 @@ class VetoWithdrawal(Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     reason: Mapped[str] = mapped_column(String(500))
     restored: Mapped[int] = mapped_column(Integer)  # spendable points given back
-    vetoed_month: Mapped[str] = mapped_column(String(7))  # when the veto posted, village time
+    # The month its bar started: the deed's (the claim's occurred_at), village time.
+    vetoed_month: Mapped[str] = mapped_column(String(7))
     month: Mapped[str] = mapped_column(String(7))  # when it was withdrawn, village time
     withdrawn_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     withdrawn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
