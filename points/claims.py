@@ -567,7 +567,7 @@ def _advance(
     """After an approval: enough cadres? within budget? then notice or post. A veto (一票否决)
     scores nothing but wipes a household's points and bars it from boards: always two."""
     policy = catalogs.effective_policy(session, claim.village_id)
-    needed = 2 if rule.kind == "veto" or abs(claim.points) >= policy.two_cadre_threshold else 1
+    needed = 2 if policy.takes_two_reviewers(claim.points, veto=rule.kind == "veto") else 1
     if _approvals(session, claim) < needed:
         return
     _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS,
@@ -670,9 +670,9 @@ def withdraw(
     if claim.status not in WITHDRAWABLE:
         raise ClaimNotWithdrawable(details={"status": claim.status})
     if actor.role not in ADMINS:
-        rule = _claim_rule(session, claim)
-        threshold = catalogs.effective_policy(session, claim.village_id).two_cadre_threshold
-        if rule.kind == "veto" or (claim.points < 0 and -claim.points >= threshold):
+        veto = _claim_rule(session, claim).kind == "veto"
+        policy = catalogs.effective_policy(session, claim.village_id)
+        if (veto or claim.points < 0) and policy.takes_two_reviewers(claim.points, veto=veto):
             # Imposing these took two reviewers; one cadre must not be able to lift them.
             # The township, which withdraws posted vetoes too, decides.
             raise NeedsTownshipWithdrawal()

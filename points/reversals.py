@@ -37,7 +37,7 @@ def reverse(
     request = _locked_request(session, entry.id)
     if request is None:
         policy = catalogs.effective_policy(session, account.village_id)
-        if abs(entry.amount) < policy.two_cadre_threshold:
+        if not policy.takes_two_reviewers(entry.amount):
             return _post(session, actor, entry, account, reason, tz)
         request = _ask(session, actor, entry, account, reason, now)
         if request.requested_by == actor.user_id:

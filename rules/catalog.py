@@ -210,6 +210,12 @@ class Policy:
         object.__setattr__(self, "star_levels", tuple(self.star_levels))
         _raise_if(_policy_problems("", _values(self)))
 
+    def takes_two_reviewers(self, points: int, *, veto: bool = False) -> bool:
+        """Whether deciding these points takes two different reviewers (双人审核): an award,
+        deduction or reversal at or above the threshold, and a veto (一票否决) whatever its
+        points, since it wipes a household's points and bars it from boards."""
+        return veto or abs(points) >= self.two_cadre_threshold
+
 
 @dataclass(frozen=True)
 class Catalog:
