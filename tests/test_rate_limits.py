@@ -307,6 +307,7 @@ def server_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str
            if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL")}
     env.update({
         "APP_ENV": "production", "SECRET_KEY": SECRET, "DATABASE_URL": database_url,
+        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
         "UPLOAD_DIR": str(tmp_path / "uploads"), "PYTHONPATH": str(ROOT),
         "LOGIN_RATE_LIMIT": f"{LIMIT + 2} per hour",  # an hour: no window ends mid-test
     })
