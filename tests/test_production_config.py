@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from backend import create_app
 from backend.config import DEV_PUBLIC_BASE_URL, ConfigError, check_upload_dir, is_loopback
@@ -162,3 +163,15 @@ def test_gunicorn_logs_the_warnings_at_start(tmp_path: Path) -> None:
                     "DATABASE_URL is SQLite",
                     "WECHAT_APPID/WECHAT_SECRET are not set"):
         assert f"WARNING in __init__: PRODUCTION SETTINGS: {warning}" in text, text
+
+
+def test_pages_link_static_files_by_their_content(client: FlaskClient) -> None:
+    """nginx serves /static/ as immutable: a changed file must come under a new address."""
+    import hashlib
+
+    page = client.get("/q/AbC123").get_data(as_text=True)
+    digest = hashlib.sha256((ROOT / "backend/static/css/public.css").read_bytes()).hexdigest()
+    assert f'href="/static/css/public.css?v={digest[:12]}"' in page
+    css = client.get(f"/static/css/public.css?v={digest[:12]}")
+    css.close()
+    assert css.status_code == 200
