@@ -193,7 +193,8 @@ def test_retry_after_is_never_zero() -> None:
 
 
 def test_behind_a_trusted_proxy_the_client_address_is_the_key(app: Flask) -> None:
-    proxied = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": "sqlite://",
+    proxied = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
+                          "SQLALCHEMY_DATABASE_URI": "sqlite://",
                           "RATELIMIT_STORAGE_URI": "memory://", "TRUSTED_PROXIES": 1,
                           "WECHAT_LOGIN_RATE_LIMIT": "1 per minute"})
     try:
