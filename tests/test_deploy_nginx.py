@@ -167,7 +167,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         (tmp / "site.conf").write_text(site_for_test(tmp, http_port, https_port, app_port))
         (tmp / "nginx.conf").write_text(nginx_conf(tmp))
-        command = [nginx, "-p", f"{tmp}/", "-c", str(tmp / "nginx.conf")]
+        # -e: not even the first lines before the configuration is read go to /var/log/nginx
+        command = [nginx, "-p", f"{tmp}/", "-c", str(tmp / "nginx.conf"),
+                   "-e", str(tmp / "error.log")]
         checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
         server_log = tmp / "nginx.out"
