@@ -1,6 +1,16 @@
-"""WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi …`."""
+"""WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi …`.
 
-from backend import create_app, refuse_another_time_zone
+Both read the settings file first (backend/settings_file.py). A start refused for a setting,
+the settings file or the database prints one line and exits with status 3
+(backend/startup.py)."""
 
-app = create_app()
-refuse_another_time_zone(app)
+from pathlib import Path
+
+from backend import create_app, refuse_another_time_zone, settings_file
+from backend.startup import refusing_in_one_line
+
+with refusing_in_one_line():
+    # Flask's instance folder for the `backend` package: ./instance (instance/.env)
+    settings_file.load(Path(__file__).resolve().parent / "instance")
+    app = create_app()
+    refuse_another_time_zone(app)

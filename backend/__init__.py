@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 from flask import Flask
 from flask.logging import default_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -29,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     load_config(app, test_config)
     configure_logging(app)
+    log_production_warnings(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -53,6 +55,16 @@ def refuse_another_time_zone(app: Flask) -> None:
     if problem:
         print(problem, file=sys.stderr)
         raise SystemExit(3)
+
+
+def log_production_warnings(app: Flask) -> None:
+    """Warn at the service's start of production settings that are almost surely a mistake
+    (backend/config.py). Not under a `flask` command: cron mails whatever a job prints, and
+    a warning every ten minutes teaches the operator to ignore the mail."""
+    if click.get_current_context(silent=True) is not None:
+        return
+    for warning in app_config.production_warnings(app.config):
+        app.logger.warning("PRODUCTION SETTINGS: %s", warning)
 
 
 def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
+
+
+class ConfigError(RuntimeError):
+    """A setting the service refuses to start with. wsgi.py prints its message as one line
+    and exits (status 3), for gunicorn and for every `flask` command alike."""
+
 
 # The settings holding a rate limit (backend/ratelimits.py).
 LIMIT_SETTINGS = (
@@ -20,6 +29,9 @@ DEV_SECRET = "development-only-secret-key-never-use-in-production!"
 MIN_SECRET_BYTES = 32
 MAX_QR_CLOCK_SKEW = 9  # seconds; less than the shortest rotating step (10)
 MAX_JWT_LEEWAY = 60  # seconds
+# Every QR code, plate, poster and board printed carries PUBLIC_BASE_URL: a development
+# default must never reach paper, so production has none.
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
 
 
 def _int(name: str, default: int) -> int:
@@ -29,7 +41,17 @@ def _int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:  # name the setting: a bare int() error says nothing of which
-        raise RuntimeError(f"{name} must be a whole number, not {raw!r}") from exc
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
 
 
 def from_environment(instance_path: str) -> dict[str, Any]:
@@ -42,11 +64,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "APP_ENV": env,
         "SECRET_KEY": os.environ.get("SECRET_KEY") or (DEV_SECRET if env == "development" else ""),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "PUBLIC_BASE_URL": os.environ.get(
+            "PUBLIC_BASE_URL", "" if env == "production" else DEV_PUBLIC_BASE_URL).rstrip("/"),
         "WECHAT_APPID": os.environ.get("WECHAT_APPID", ""),
         "WECHAT_SECRET": os.environ.get("WECHAT_SECRET", ""),
         "WECHAT_API_BASE": os.environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com"),
-        "WECHAT_TIMEOUT": float(os.environ.get("WECHAT_TIMEOUT", "5")),
+        "WECHAT_TIMEOUT": _float("WECHAT_TIMEOUT", 5.0),
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         # Prefixes every key this deployment writes to Redis, so two deployments (a trial
@@ -111,7 +134,7 @@ def qr_old_secrets(config: dict[str, Any]) -> dict[int, str]:
         data = json.loads(raw)
         return {int(kid): str(secret) for kid, secret in data.items()}
     except (ValueError, AttributeError, TypeError) as exc:
-        raise RuntimeError(
+        raise ConfigError(
             'QR_OLD_SECRETS must be a JSON object of key id to secret, e.g. {"1": "..."}'
         ) from exc
 
@@ -123,7 +146,7 @@ def qr_revoked_key_ids(config: dict[str, Any]) -> set[int]:
     try:
         return {int(part) for part in raw.replace(",", " ").split()}
     except ValueError as exc:
-        raise RuntimeError("QR_REVOKED_KEY_IDS must list key ids, e.g. 1,2") from exc
+        raise ConfigError("QR_REVOKED_KEY_IDS must list key ids, e.g. 1,2") from exc
 
 
 def check_rate_limits(config: dict[str, Any]) -> None:
@@ -137,7 +160,7 @@ def check_rate_limits(config: dict[str, Any]) -> None:
             if not parse_many(value or ""):
                 raise ValueError(value)
         except ValueError as exc:
-            raise RuntimeError(
+            raise ConfigError(
                 f"{name} must be a rate limit such as '30 per minute' or "
                 f"'10 per minute;50 per hour', not {value!r}"
             ) from exc
@@ -147,37 +170,100 @@ def check(config: dict[str, Any]) -> None:
     """Refuse to start with settings that would be unsafe in production."""
     kid = config.get("QR_KEY_ID", 1)
     if not 1 <= kid <= 255:
-        raise RuntimeError("QR_KEY_ID must be between 1 and 255")
+        raise ConfigError("QR_KEY_ID must be between 1 and 255")
     if not set(qr_old_secrets(config)) <= set(range(1, 256)):
-        raise RuntimeError("QR_OLD_SECRETS key ids must be between 1 and 255")
+        raise ConfigError("QR_OLD_SECRETS key ids must be between 1 and 255")
     if kid in qr_revoked_key_ids(config):
-        raise RuntimeError("QR_KEY_ID cannot be one of QR_REVOKED_KEY_IDS")
+        raise ConfigError("QR_KEY_ID cannot be one of QR_REVOKED_KEY_IDS")
     if config.get("REDEMPTION_HOLD_HOURS", 72) < 1:
-        raise RuntimeError("REDEMPTION_HOLD_HOURS must be at least 1")
+        raise ConfigError("REDEMPTION_HOLD_HOURS must be at least 1")
     if not 10 <= config.get("QR_ROTATE_SECONDS", 30) <= 600:
-        raise RuntimeError("QR_ROTATE_SECONDS must be between 10 and 600")
+        raise ConfigError("QR_ROTATE_SECONDS must be between 10 and 600")
     # Below the shortest step an activity may have (10 s): a code two steps ahead, or two
     # behind, must never come within the tolerance.
     if not 0 <= config.get("QR_CLOCK_SKEW_SECONDS", 5) <= MAX_QR_CLOCK_SKEW:
-        raise RuntimeError(f"QR_CLOCK_SKEW_SECONDS must be between 0 and {MAX_QR_CLOCK_SKEW}")
+        raise ConfigError(f"QR_CLOCK_SKEW_SECONDS must be between 0 and {MAX_QR_CLOCK_SKEW}")
     # Far below an access token's life; servers in sync (NTP) differ by milliseconds.
     if not 0 <= config.get("JWT_LEEWAY_SECONDS", 10) <= MAX_JWT_LEEWAY:
-        raise RuntimeError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_JWT_LEEWAY}")
+        raise ConfigError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_JWT_LEEWAY}")
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
-        raise RuntimeError("TRUSTED_PROXIES must be 0 or more")
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
     zone = config.get("APP_TIMEZONE", "Asia/Shanghai")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise RuntimeError(
+        raise ConfigError(
             f"APP_TIMEZONE must be an IANA time zone such as Asia/Shanghai, not {zone!r}"
         ) from exc
     if config["APP_ENV"] == "development":
         return
     secret = config.get("SECRET_KEY") or ""
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise RuntimeError(
+        raise ConfigError(
             f"SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes outside development "
             "(APP_ENV=development for a local trial)."
         )
+    if config["APP_ENV"] == "production":
+        check_production(config)
+
+
+def check_production(config: dict[str, Any]) -> None:
+    """What production needs beyond a secret: the address printed on paper, and an upload
+    directory this process can write (the photos of claims)."""
+    base = config.get("PUBLIC_BASE_URL") or ""
+    if not base:
+        raise ConfigError(
+            "PUBLIC_BASE_URL must be set in production: the https address printed in every QR "
+            "code, plate, poster and board, e.g. https://jf.example.gov.cn")
+    if not base.startswith(("https://", "http://")):
+        raise ConfigError(f"PUBLIC_BASE_URL must start with https://, not {base!r}")
+    check_upload_dir(config.get("UPLOAD_DIR") or "")
+
+
+def check_upload_dir(path: str) -> None:
+    """Make UPLOAD_DIR if missing and write a file there, so a missing NFS mount or a
+    read-only directory stops the start rather than the first photo. (Writing, not
+    os.access: permission bits say little on NFS with root squash or on a read-only mount.)"""
+    if not path:
+        raise ConfigError("UPLOAD_DIR must be set")
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"UPLOAD_DIR {path} is not a directory this service can write: "
+            f"{exc.strerror or exc}") from exc
+
+
+def production_warnings(config: dict[str, Any]) -> list[str]:
+    """Settings production starts with but that are almost surely a mistake; logged as
+    warnings at every start (each worker, each command)."""
+    if config.get("APP_ENV") != "production":
+        return []
+    warnings = []
+    host = urlsplit(config.get("PUBLIC_BASE_URL") or "").hostname or ""
+    if is_loopback(host):
+        warnings.append(
+            f"PUBLIC_BASE_URL is {config['PUBLIC_BASE_URL']}, a loopback address: every "
+            "printed QR code, plate and board will point at the villager's own phone")
+    if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
+        warnings.append(
+            "DATABASE_URL is SQLite: one file on one server, no concurrent writers across "
+            "workers or servers; use PostgreSQL in production")
+    if not (config.get("WECHAT_APPID") and config.get("WECHAT_SECRET")):
+        warnings.append(
+            "WECHAT_APPID/WECHAT_SECRET are not set: villagers cannot log in from the "
+            "mini-program")
+    return warnings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 from sqlalchemy import text
 
 from .extensions import api, db
 
 bp = Blueprint("pages", __name__)
+
+
+@bp.app_url_defaults
+def static_version(endpoint: str, values: dict[str, Any]) -> None:
+    """Link static files with their content's digest (`/static/css/public.css?v=…`): nginx
+    serves them as immutable for a year (deploy/nginx), so a file changed by an upgrade
+    must get a new address or phones would keep the old one."""
+    if endpoint == "static" and "filename" in values and "v" not in values:
+        digest = static_digest(current_app.static_folder or "", values["filename"])
+        if digest:
+            values["v"] = digest
+
+
+@cache  # per process: files change only with an upgrade, which restarts the workers
+def static_digest(folder: str, filename: str) -> str:
+    try:
+        return hashlib.sha256(Path(folder, filename).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
 
 
 @bp.get("/healthz")

@@ -27,6 +27,7 @@ def test_production_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> N
 def test_production_starts_with_a_long_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://jf.example.gov.cn")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["SECRET_KEY"] == SECRET
 

@@ -136,7 +136,9 @@ def test_the_display_page_loads_its_script_from_a_file(
 ) -> None:
     url = _pages(app, client, world)["activity_pages.display_page"]
     html = client.get(url).get_data(as_text=True)
-    assert re.search(r'<script src="/static/js/activity_display\.js"></script>', html)
+    # ?v= the file's digest: nginx serves static files as immutable (deploy/nginx)
+    assert re.search(r'<script src="/static/js/activity_display\.js\?v=[0-9a-f]{12}"></script>',
+                     html)
     script = client.get("/static/js/activity_display.js")
     text = script.get_data(as_text=True)
     script.close()

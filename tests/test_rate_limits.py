@@ -193,7 +193,8 @@ def test_retry_after_is_never_zero() -> None:
 
 
 def test_behind_a_trusted_proxy_the_client_address_is_the_key(app: Flask) -> None:
-    proxied = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": "sqlite://",
+    proxied = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
+                          "SQLALCHEMY_DATABASE_URI": "sqlite://",
                           "RATELIMIT_STORAGE_URI": "memory://", "TRUSTED_PROXIES": 1,
                           "WECHAT_LOGIN_RATE_LIMIT": "1 per minute"})
     try:
@@ -307,6 +308,7 @@ def server_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str
            if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL")}
     env.update({
         "APP_ENV": "production", "SECRET_KEY": SECRET, "DATABASE_URL": database_url,
+        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
         "UPLOAD_DIR": str(tmp_path / "uploads"), "PYTHONPATH": str(ROOT),
         "LOGIN_RATE_LIMIT": f"{LIMIT + 2} per hour",  # an hour: no window ends mid-test
     })

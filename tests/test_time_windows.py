@@ -275,6 +275,7 @@ def flask_command(url: str, zone: str, *args: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")}
     env.update({"APP_ENV": "production", "SECRET_KEY": SECRET, "DATABASE_URL": url,
+                "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
                 "APP_TIMEZONE": zone, "PYTHONPATH": str(ROOT)})
     return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
@@ -298,6 +299,7 @@ def test_every_command_and_the_server_refuse_another_time_zone(
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")}
     env.update({"APP_ENV": "production", "SECRET_KEY": SECRET,
+                "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
                 "DATABASE_URL": empty_database_url, "APP_TIMEZONE": "America/Los_Angeles",
                 "PYTHONPATH": str(ROOT), "UPLOAD_DIR": str(tmp_path / "uploads")})
     server = subprocess.run(
