@@ -195,6 +195,7 @@ def _poster_text(activity: Activity) -> card_render.PosterText:
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
 @blp.arguments(QrImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     """The printable code of a static activity as an A4 poster (200 dpi): the village, the
     activity's title, time and place, the code and how to scan it (打开微信小程序「村务积分」
@@ -212,6 +213,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
 @blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
 @blp.arguments(QrSvgArgs, location="query")
 @blp.response(200, TEXT, content_type="image/svg+xml")
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
     """The poster as SVG on A4: the code sharp at any size, beside the title, time, place
     and instructions as text. `bare=1`: the QR alone (3 cm on a notice, A3 on a door)."""
@@ -226,6 +228,7 @@ def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
 
 @blp.route("/activities/<int:activity_id>/poster.pdf", methods=["GET"])
 @blp.response(200, BINARY, content_type="application/pdf")
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_pdf(activity_id: int) -> Response:
     """The poster of qr.png as a one-page A4 PDF, to print at its size."""
     activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)

@@ -202,6 +202,7 @@ def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
 @blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
 def member_card(villager_id: int) -> Response:
     """The villager's member card (积分卡) for people without phones, to print and cut: ID-1
     size (85.6 × 54 mm) at 300 dpi (1011 × 638 pixels), with the village, household, group,
@@ -234,6 +235,7 @@ def reissue_card(villager_id: int) -> dict[str, Any]:
 @blp.route("/villages/<int:village_id>/cards.pdf", methods=["GET"])
 @blp.arguments(CardsPrintArgs, location="query")
 @blp.response(200, BINARY, content_type="application/pdf")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
 def village_cards(args: dict[str, Any], village_id: int) -> Response:
     """The member cards of a village's active villagers (or of one group's, or one
     household's) to print: 10 to an A4 sheet (2 columns × 5 rows), with cut marks, at
