@@ -21,9 +21,10 @@ from .models import Household, Village, Villager, VillagerGroup
 from .scope import Actor, authorize, get_visible
 from .tokens import QRTokenInvalid, TokenCodec, TokenType, scanned_token
 
-# A village's cards come as one PDF; past this many the request is refused rather than
-# tying a worker up for minutes (a sheet of 10 takes about a second to draw).
-MAX_CARDS_PER_PRINT = 500
+# A village's cards come as one PDF, drawn in the request: 20 sheets take some seconds and
+# about 8 MB; a whole large village at once would tie a worker up for most of a minute, so
+# it is printed by group or household instead.
+MAX_CARDS_PER_PRINT = 200
 
 
 class CardRevoked(Conflict):

@@ -20,7 +20,7 @@ from sqlalchemy import select
 import backend.qr
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import card_render
+from points import card_render, cards
 from points.models import AuditEntry, Household, Villager
 from points.tokens import TokenType
 
@@ -324,3 +324,13 @@ def test_binding_code_names_the_villager_it_binds(
     png = base64.b64decode(response.get_json()["qr_png_base64"])
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == (709, 945)  # 90 × 120 mm at 200 dpi
+
+
+def test_too_many_cards_at_once_are_refused(
+    app: Flask, client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cards, "MAX_CARDS_PER_PRINT", 1)
+    path = f"{API}/villages/{world.village_a}/cards.pdf"
+    response = client.get(path, headers=world.headers("cadre_a"))
+    assert response.status_code == 422 and error_code(response) == "too_many_cards"
+    assert response.get_json()["error"]["details"] == {"cards": 2, "max": 1}

@@ -240,7 +240,8 @@ def village_cards(args: dict[str, Any], village_id: int) -> Response:
     """The member cards of a village's active villagers (or of one group's, or one
     household's) to print: 10 to an A4 sheet (2 columns × 5 rows), with cut marks, at
     300 dpi; by group, household, head first. Staff of the village only. At most
-    500 cards at once (422 `too_many_cards`: print by group); none is 422 `no_cards`."""
+    200 cards at once (422 `too_many_cards`: print by group or household); none is 422
+    `no_cards`."""
     village, villagers = cards.cards_to_print(
         db.session, current_actor(), village_id, group_id=args.get("group_id"),
         household_id=args.get("household_id"))
