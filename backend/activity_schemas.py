@@ -35,6 +35,8 @@ class LocationIn(Schema):
 class ActivityIn(Schema):
     village_id = Id(required=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    place = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
+        "description": "where (村委会二楼会议室), printed on the poster"})
     rule_item_id = Id(required=True, metadata={
         "description": "an item of the village's rules whose submit_by includes checkin"})
     starts_at = _when(True, "")
@@ -92,6 +94,7 @@ class ActivityOut(Schema):
     checked_in = fields.Integer(metadata={"description": "check-ins so far"})
     status = fields.String(metadata={"description": "upcoming, open, closed or cancelled"})
     note = fields.String(allow_none=True)
+    place = fields.String(allow_none=True)
     cancelled_at = LocalDateTime(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
     created_by = fields.Integer()
@@ -109,9 +112,15 @@ class QrTokenArgs(QueryArgs):
         "description": "also return the code as an SVG image (the display page uses it)"})
 
 
-class QrImageArgs(QueryArgs):
+class QrSvgArgs(QueryArgs):
+    bare = fields.Boolean(load_default=False, metadata={
+        "description": "the QR alone, without the poster's title, time, place and "
+                       "instructions (to lay out in one's own notice)"})
+
+
+class QrImageArgs(QrSvgArgs):
     box_size = fields.Integer(load_default=10, validate=validate.Range(min=2, max=40),
-                              metadata={"description": "pixels per module (PNG only)"})
+                              metadata={"description": "pixels per module (bare PNG only)"})
 
 
 class QrTokenOut(Schema):

@@ -30,6 +30,7 @@ def villager(v: Villager, actor: Actor, bound_ids: set[int] | None = None) -> di
         "birth_year": v.birth_year,
         "active": v.active,
         "bound": bound,
+        "card_number": v.card_number,
     }
 
 

@@ -22,7 +22,7 @@ from points.models import (
 )
 from points.tokens import MAX_SCANNED_CHARS
 
-from .openapi import JsonBoolean, PageArgs
+from .openapi import JsonBoolean, PageArgs, QueryArgs
 
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
@@ -203,6 +203,9 @@ class VillagerOut(Schema):
     birth_year = fields.Integer(allow_none=True)
     active = fields.Boolean()
     bound = fields.Boolean(metadata={"description": "a WeChat user is bound to this villager"})
+    card_number = fields.String(metadata={
+        "description": "the number on the villager's valid member card (000123; 000123-2 "
+                       "after two reissues)"})
 
 
 class HouseholdIn(Schema):
@@ -249,7 +252,25 @@ class BindingTokenOut(Schema):
     token = fields.String()
     url = fields.String()
     expires_at = LocalDateTime()
-    qr_png_base64 = fields.String(metadata={"description": "the QR image to print"})
+    qr_png_base64 = fields.String(metadata={
+        "description": "the code to print or show (90 × 120 mm at 200 dpi): the QR with the "
+                       "name, village and household of the villager it binds; draw `url` "
+                       "for a bare QR"})
+
+
+class CardsPrintArgs(QueryArgs):
+    group_id = Id(strict=False, metadata={"description": "only this villager group's cards"})
+    household_id = Id(strict=False, metadata={"description": "only this household's cards"})
+
+
+class CardOut(Schema):
+    villager_id = Id()
+    card_number = fields.String(metadata={"description": "printed on the new card"})
+    card_serial = fields.Integer(metadata={
+        "description": "the card's version; cards of any earlier version are refused "
+                       "(409 card_revoked)"})
+    card_path = fields.String(metadata={
+        "description": "where the new card's image is (GET, with the staff's login)"})
 
 
 class ShopIn(Schema):

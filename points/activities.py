@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 import rules
 
-from . import audit, catalogs, claims
+from . import audit, cards, catalogs, claims
 from .db import core, upsert_insert
 from .errors import DomainError, Forbidden, Invalid, NotFound
 from .models import (
@@ -214,6 +214,7 @@ def create_activity(
     starts_at: datetime, ends_at: datetime, checkin_opens_at: datetime | None,
     checkin_closes_at: datetime | None, qr_mode: str, step_seconds: int,
     geofence: Geofence | None, capacity: int | None, note: str | None, now: datetime,
+    place: str | None = None,
 ) -> Activity:
     village = get_visible(session, actor, Village, village_id)
     authorize(actor, "activity.create")
@@ -245,6 +246,7 @@ def create_activity(
         radius_m=geofence.radius_m if geofence else None,
         geofence_mode=geofence.mode if geofence else None,
         capacity=capacity, places_taken=0, status="scheduled", note=note,
+        place=place.strip() or None if place else None,
         created_by=actor.user_id, created_at=now,
     )
     session.add(activity)
@@ -723,10 +725,7 @@ def proxy_check_in(
     recorded with the cadre's id and audited."""
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "checkin.proxy")
-    decoded = codec.decode(scanned_token(member_token), TokenType.MEMBER_CARD, now)
-    if len(decoded.fields) != 1:
-        raise QRTokenInvalid()
-    villager = session.get(Villager, decoded.fields[0])
+    villager = cards.villager_on_card(session, codec, member_token, now)
     if villager is None:
         raise NotFound("这张村民卡对应的村民不在花名册中", code="member_not_found")
     household = villager.household

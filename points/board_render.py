@@ -405,25 +405,40 @@ def _png_chunks(png: bytes) -> tuple[dict[str, Any], bytes]:
 
 def png_to_pdf(png: bytes, dpi: int, title: str = "") -> bytes:
     """A one-page PDF showing an 8-bit RGB PNG at `dpi` (the page takes the image's size)."""
-    header, data = _png_chunks(png)
-    if header.get("color") != 2 or header.get("depth") != 8 or header.get("interlace"):
-        raise ValueError("expected a non-interlaced 8-bit RGB PNG")
-    width, height = header["width"], header["height"]
-    page_w, page_h = width * 72 / dpi, height * 72 / dpi
-    content = f"q {page_w:.2f} 0 0 {page_h:.2f} 0 0 cm /Im0 Do Q".encode()
+    return pngs_to_pdf([png], dpi, title)
+
+
+def pngs_to_pdf(pngs: list[bytes], dpi: int, title: str = "") -> bytes:
+    """A PDF of one page per 8-bit RGB PNG, each shown at `dpi` (a page takes its image's
+    size), the PNG data embedded losslessly as for the one-page board."""
+    if not pngs:
+        raise ValueError("a PDF needs a page")
     title_hex = ("FEFF" + title.encode("utf-16-be").hex().upper()) if title else ""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w:.2f} {page_h:.2f}] "
-         f"/Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>").encode(),
-        (f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} "
-         f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
-         f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 /Columns {width} >> "
-         f"/Length {len(data)} >>\nstream\n").encode() + data + b"\nendstream",
-        f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
-        f"<< /Title <{title_hex}> /Producer (Village Points) >>".encode(),
-    ]
+    # 1 catalog, 2 pages, 3 info; then per page: the page, its image, its content.
+    objects: list[bytes] = [b"", b"", f"<< /Title <{title_hex}> /Producer (Village Points) >>"
+                            .encode()]
+    kids = []
+    for png in pngs:
+        header, data = _png_chunks(png)
+        if header.get("color") != 2 or header.get("depth") != 8 or header.get("interlace"):
+            raise ValueError("expected a non-interlaced 8-bit RGB PNG")
+        width, height = header["width"], header["height"]
+        page_w, page_h = width * 72 / dpi, height * 72 / dpi
+        content = f"q {page_w:.2f} 0 0 {page_h:.2f} 0 0 cm /Im0 Do Q".encode()
+        page_no = len(objects) + 1
+        kids.append(f"{page_no} 0 R")
+        objects += [
+            (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w:.2f} {page_h:.2f}] "
+             f"/Resources << /XObject << /Im0 {page_no + 1} 0 R >> >> "
+             f"/Contents {page_no + 2} 0 R >>").encode(),
+            (f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} "
+             f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
+             f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 /Columns {width} >> "
+             f"/Length {len(data)} >>\nstream\n").encode() + data + b"\nendstream",
+            f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
+        ]
+    objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>".encode()
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -434,7 +449,7 @@ def png_to_pdf(png: bytes, dpi: int, title: str = "") -> bytes:
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
         out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {len(objects)} 0 R >>\n"
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 3 0 R >>\n"
               f"startxref\n{xref}\n%%EOF\n".encode())
     return out.getvalue()
 

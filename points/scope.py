@@ -68,6 +68,9 @@ ACTIONS: dict[str, frozenset[str]] = {
     "binding_token.create": REGISTRY_STAFF,
     # A villager may show their own household's member cards at the shop.
     "villager.card": REGISTRY_STAFF | {VILLAGER},
+    # Printing a village's cards and reissuing a lost one (挂失补办) are the staff's.
+    "villager.cards_print": REGISTRY_STAFF,
+    "villager.card_reissue": REGISTRY_STAFF,
     "shop.create": ADMINS,
     "user.list": ADMINS,
     "user.create": ADMINS,

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 
 import rules
 
-from . import audit, catalogs, ledger, policies
+from . import audit, cards, catalogs, ledger, policies
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .models import (
     Account,
@@ -537,8 +537,7 @@ def member_from_card(
 ) -> Villager:
     """The villager on a scanned member card (or the printed household code, which is the
     head's card), who must belong to a village this shop serves."""
-    decoded = codec.decode(scanned_token(member_token), TokenType.MEMBER_CARD, now=now)
-    villager = session.get(Villager, decoded.fields[0]) if len(decoded.fields) == 1 else None
+    villager = cards.villager_on_card(session, codec, member_token, now)
     if villager is None or not villager.active:
         raise NotFound("这张积分卡对应的村民不存在或已注销", code="member_not_found")
     if villager.household.village_id not in {v.id for v in shop.villages}:

@@ -633,9 +633,9 @@ def test_poster_codes_are_small_and_print_sharp(
     activity = new_activity(client, world, items["GOV-ASSEMBLY"])
     rotating = new_activity(client, world, items["GOV-ASSEMBLY"], qr_mode="rotating")
     with frozen(DURING):
-        png = client.get(f"{API}/activities/{activity['id']}/qr.png?box_size=8",
+        png = client.get(f"{API}/activities/{activity['id']}/qr.png?bare=1&box_size=8",
                          headers=world.headers("cadre_a"))
-        svg = client.get(f"{API}/activities/{activity['id']}/qr.svg",
+        svg = client.get(f"{API}/activities/{activity['id']}/qr.svg?bare=1",
                          headers=world.headers("cadre_a"))
         static = client.get(f"{API}/activities/{activity['id']}/qr-token",
                             headers=world.headers("cadre_a")).get_json()

@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import bindparam, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -34,8 +34,8 @@ from points.models import (
     Township,
     User,
     Village,
-    Villager,
 )
+from points.models.base import UTCDateTime
 from tests.conftest import SECRET
 
 
@@ -169,12 +169,15 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             household = Household(village_id=village.id, name="一户")
             s.add(household)
             s.flush()
-            head = Villager(household_id=household.id, name="户主", relation="户主")
-            s.add(head)
-            s.flush()
+            # Inserted by name, not by the model: the model has columns added after 0005.
+            head_id = s.execute(text(
+                "INSERT INTO villagers (household_id, name, relation, active, created_at) "
+                "VALUES (:household, '户主', '户主', :yes, :at) RETURNING id"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+                {"household": household.id, "yes": True, "at": at}).scalar_one()
             cadre = User(username="mig_cadre", password_hash="x", role="cadre",
                          township_id=township.id, village_id=village.id)
-            wechat = User(role="villager", openid="mig-head", villager_id=head.id)
+            wechat = User(role="villager", openid="mig-head", villager_id=head_id)
             stubborn = User(role="villager", openid="mig-stubborn")
             other = User(role="villager", openid="mig-other")
             s.add_all([cadre, wechat, stubborn, other])
@@ -195,7 +198,7 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
                 s.execute(objections.insert(), {"claim_id": claim_id, "user_id": user_id,
                                                 "reason": reason, "status": status,
                                                 "created_at": at})
-            ids = {"cadre": cadre.id, "head": head.id, "stubborn": stubborn.id,
+            ids = {"cadre": cadre.id, "head": head_id, "stubborn": stubborn.id,
                    "other": other.id, "village": village.id}
             s.commit()
         upgrade(revision="0006")

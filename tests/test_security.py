@@ -298,6 +298,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("activities.qr_token", "GET"): Route("activity"),
     ("activities.poster_png", "GET"): Route("activity"),
     ("activities.poster_svg", "GET"): Route("activity"),
+    ("activities.poster_pdf", "GET"): Route("activity"),
     # the display page holds no data: it fetches the code with the key in its fragment
     ("activity_pages.display_page", "GET"): Route("public"),
     ("activities.get_checkin", "GET"): Route("checkin"),
@@ -353,6 +354,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("registry.update_villager", "PATCH"): Route("villager", {"name": "篡改"}),
     ("registry.create_binding_token", "POST"): Route("villager"),
     ("registry.member_card", "GET"): Route("villager"),
+    ("registry.reissue_card", "POST"): Route("villager"),
+    ("registry.village_cards", "GET"): Route("village"),
     ("registry.get_village", "GET"): Route("village"),
     ("registry.update_village", "PATCH"): Route("village", {"name": "篡改村"}),
     ("boards.get_board", "GET"): Route("village"),

@@ -13,7 +13,9 @@ from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.svg import SvgPathImage
 
 from points import activities as service
+from points import card_render
 from points.activities import CheckInResult, Geofence, IssuedCode
+from points.models import Village
 from points.models.activities import Activity
 from points.scope import get_visible
 
@@ -29,16 +31,18 @@ from ..activity_schemas import (
     DisplayLinkOut,
     ProxyCheckinIn,
     QrImageArgs,
+    QrSvgArgs,
     QrTokenArgs,
     QrTokenOut,
 )
 from ..auth import current_actor, qr_codec
 from ..clock import clock_skew, now, village_tz
+from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, page_of, paginate
-from ..qr import qr_png, token_url
+from ..qr import print_font, qr_matrix, qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
@@ -70,7 +74,7 @@ def _activity_out(activity: Activity, items: dict[int, dict[str, Any]],
         "qr_mode": activity.qr_mode, "qr_step_seconds": activity.qr_step_seconds,
         "location": location, "capacity": activity.capacity,
         "checked_in": counts.get(activity.id, 0), "status": service.state(activity, now()),
-        "note": activity.note, "cancelled_at": activity.cancelled_at,
+        "note": activity.note, "place": activity.place, "cancelled_at": activity.cancelled_at,
         "cancel_reason": activity.cancel_reason, "created_by": activity.created_by,
         "created_at": activity.created_at, "my_checkin_id": mine.get(activity.id),
     }
@@ -136,7 +140,7 @@ def create_activity(body: dict[str, Any]) -> dict[str, Any]:
         checkin_closes_at=body.get("checkin_closes_at"), qr_mode=body["qr_mode"],
         step_seconds=body.get("qr_step_seconds") or current_app.config["QR_ROTATE_SECONDS"],
         geofence=Geofence(**location) if location else None, capacity=body.get("capacity"),
-        note=body.get("note"), now=now(),
+        note=body.get("note"), now=now(), place=body.get("place"),
     )
     db.session.commit()
     return _present([activity])[0]
@@ -174,24 +178,65 @@ def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
 
 # ---- codes ----------------------------------------------------------------------------------
 
+def _poster_text(activity: Activity) -> card_render.PosterText:
+    village = db.session.get(Village, activity.village_id)
+    assert village is not None
+    tz = village_tz()
+    start, end = activity.starts_at.astimezone(tz), activity.ends_at.astimezone(tz)
+    day = f"{start.year}年{start.month}月{start.day}日"
+    if end.date() == start.date():
+        when = f"{day} {start:%H:%M}–{end:%H:%M}"
+    else:
+        when = f"{day} {start:%H:%M} 至 {end.month}月{end.day}日 {end:%H:%M}"
+    return card_render.PosterText(village=village.name, title=activity.title, time=when,
+                                  place=activity.place)
+
+
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
 @blp.arguments(QrImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_png(args: dict[str, Any], activity_id: int) -> Response:
-    """The printable code of a static activity (a rotating one is shown on the display
-    page instead: 409 rotating_code_not_printable)."""
-    _, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
-    png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], token), args["box_size"])
+    """The printable code of a static activity as an A4 poster (200 dpi): the village, the
+    activity's title, time and place, the code and how to scan it (打开微信小程序「村务积分」
+    扫码签到). `bare=1`: the QR alone, `box_size` pixels a module. A rotating activity's
+    code is shown on the display page instead: 409 rotating_code_not_printable."""
+    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
+    if args["bare"]:
+        png = qr_png(url, args["box_size"])
+    else:
+        png = card_render.poster_png(_poster_text(activity), qr_png(url), print_font())
     return Response(png, mimetype="image/png", headers=NO_STORE)
 
 
 @blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
+@blp.arguments(QrSvgArgs, location="query")
 @blp.response(200, TEXT, content_type="image/svg+xml")
-def poster_svg(activity_id: int) -> Response:
-    """The printable code as SVG: sharp at any size (3 cm on a notice, A3 on a door)."""
-    _, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
-    svg = qr_svg(token_url(current_app.config["PUBLIC_BASE_URL"], token))
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
+def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
+    """The poster as SVG on A4: the code sharp at any size, beside the title, time, place
+    and instructions as text. `bare=1`: the QR alone (3 cm on a notice, A3 on a door)."""
+    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
+    if args["bare"]:
+        svg = qr_svg(url)
+    else:
+        svg = card_render.poster_svg(_poster_text(activity), qr_matrix(url))
     return Response(svg, mimetype="image/svg+xml", headers=NO_STORE)
+
+
+@blp.route("/activities/<int:activity_id>/poster.pdf", methods=["GET"])
+@blp.response(200, BINARY, content_type="application/pdf")
+@blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
+def poster_pdf(activity_id: int) -> Response:
+    """The poster of qr.png as a one-page A4 PDF, to print at its size."""
+    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
+    data = card_render.poster_pdf(_poster_text(activity), qr_png(url), print_font())
+    return download(data, "application/pdf", f"{activity.title}-签到海报.pdf",
+                    ascii_name=f"activity-{activity.id}-poster.pdf", inline=True,
+                    cache_control="private, no-store")
 
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])

@@ -38,7 +38,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT
-from ..qr import qr_png
+from ..qr import print_font, qr_png
 
 blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")
@@ -68,7 +68,7 @@ def _base_url() -> str:
 
 
 def _font() -> board_render.FontSpec:
-    return board_render.find_font(current_app.config.get("BOARD_FONT_PATH") or None)
+    return print_font()
 
 
 def _end_read() -> None:

@@ -6,24 +6,28 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import binding, registry, roster
+from points import binding, card_render, cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
 from points.scope import authorize, get_visible, visible
-from points.tokens import TokenType
 
 from .. import present
 from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
+from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate
-from ..qr import qr_png, token_url
+from ..qr import card_face, household_label, print_font, qr_png, token_url
 from ..schemas import (
     BindingTokenOut,
+    CardOut,
+    CardsPrintArgs,
     GroupIn,
     GroupOut,
     HouseholdIn,
@@ -198,31 +202,85 @@ def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
 @blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
 def member_card(villager_id: int) -> Response:
-    """The member-card QR (for people without phones: a cadre or clerk scans it)."""
+    """The villager's member card (积分卡) for people without phones, to print and cut: ID-1
+    size (85.6 × 54 mm) at 300 dpi (1011 × 638 pixels), with the village, household, group,
+    name, card number, the QR a cadre or clerk scans, and how to use it. Only the valid
+    card: a reissued card's earlier ones are refused when scanned."""
     actor = current_actor()
     villager = get_visible(db.session, actor, Villager, villager_id)
     authorize(actor, "villager.card")
-    token = qr_codec().encode(TokenType.MEMBER_CARD, (villager.id,))
-    png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], token))
+    village = db.session.get(Village, villager.household.village_id)
+    assert village is not None
+    face = card_face(qr_codec(), villager, village)
+    png = card_render.card_png(face, print_font(), card_render.CARD_DPI)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+@blp.route("/villagers/<int:villager_id>/card/reissue", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.response(201, CardOut)
+def reissue_card(villager_id: int) -> dict[str, Any]:
+    """A new member card for a lost one (挂失补办; staff of the villager's village): from
+    now on every earlier card of the villager is refused (409 `card_revoked`) at proxy
+    check-in and at the supermarket counter. Print the new card from `card_path`."""
+    villager = cards.reissue(db.session, current_actor(), villager_id)
+    return {"villager_id": villager.id, "card_number": villager.card_number,
+            "card_serial": villager.card_serial,
+            "card_path": url_for("registry.member_card", villager_id=villager.id)}
+
+
+@blp.route("/villages/<int:village_id>/cards.pdf", methods=["GET"])
+@blp.arguments(CardsPrintArgs, location="query")
+@blp.response(200, BINARY, content_type="application/pdf")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
+def village_cards(args: dict[str, Any], village_id: int) -> Response:
+    """The member cards of a village's active villagers (or of one group's, or one
+    household's) to print: 10 to an A4 sheet (2 columns × 5 rows), with cut marks, at
+    300 dpi; by group, household, head first. Staff of the village only. At most
+    200 cards at once (422 `too_many_cards`: print by group or household); none is 422
+    `no_cards`."""
+    village, villagers = cards.cards_to_print(
+        db.session, current_actor(), village_id, group_id=args.get("group_id"),
+        household_id=args.get("household_id"))
+    codec = qr_codec()
+    faces = [card_face(codec, villager, village) for villager in villagers]
+    db.session.commit()
+    title = f"{village.name}积分卡"
+    data = card_render.cards_pdf(faces, print_font(), title=title)
+    return download(data, "application/pdf", f"{title}.pdf",
+                    ascii_name=f"cards-{village.id}.pdf", inline=True,
+                    cache_control="private, no-store")
 
 
 @blp.route("/villagers/<int:villager_id>/binding-token", methods=["POST"])
 @blp.response(201, BindingTokenOut)
 def create_binding_token(villager_id: int) -> dict[str, Any]:
-    """A single-use, expiring code that binds a villager's WeChat to this roster entry."""
+    """A single-use, expiring code that binds a villager's WeChat to this roster entry. Its
+    image names the villager it binds (name, village, household), so the right person
+    scans it."""
     ttl = timedelta(hours=current_app.config["BINDING_TOKEN_HOURS"])
     token, expires_at = binding.create_binding_token(
         db.session, current_actor(), qr_codec(), villager_id, ttl
     )
+    villager = db.session.get(Villager, villager_id)
+    assert villager is not None
+    village = db.session.get(Village, villager.household.village_id)
+    assert village is not None
     db.session.commit()
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
+    local = expires_at.astimezone(village_tz())
+    png = card_render.binding_png(
+        village=village.name, household=household_label(villager.household),
+        name=villager.name, expires=f"{local.month}月{local.day}日 {local:%H:%M}",
+        qr_png=qr_png(url), font=print_font())
     return {
         "token": token,
         "url": url,
         "expires_at": expires_at,
-        "qr_png_base64": base64.b64encode(qr_png(url)).decode(),
+        "qr_png_base64": base64.b64encode(png).decode(),
     }
 
 

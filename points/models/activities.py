@@ -47,6 +47,7 @@ class Activity(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
     title: Mapped[str] = mapped_column(String(100))
+    place: Mapped[str | None] = mapped_column(String(100))  # where, for the printed poster
     rule_item_id: Mapped[int] = mapped_column(ForeignKey("rule_items.id"))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)

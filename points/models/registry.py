@@ -101,8 +101,19 @@ class Villager(Base):  # 村民 (a member of a household)
     birth_year: Mapped[int | None] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The version of the member card (积分卡) in the villager's hands: a QR carrying any other
+    # version is a card reported lost (挂失补办) and is refused. 0 is the first card, and the
+    # version every card printed before cards had versions is read as.
+    card_serial: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     household: Mapped[Household] = relationship(back_populates="members")
+
+    @property
+    def card_number(self) -> str:
+        """The number printed on the card in the villager's hands: the villager's id, and
+        after a reissue the card's version, so the old and the new card read differently."""
+        number = f"{self.id:06d}"
+        return f"{number}-{self.card_serial}" if self.card_serial else number
 
 
 shop_villages = Table(
