@@ -5,7 +5,7 @@
 which is also what every card printed before this revision is read as, so those cards keep
 working until their first reissue. `activities.place`: printed on the activity's poster.
 
-Revision ID: 0011_member_cards
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-03 13:30:00.000000
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0011_member_cards'
+revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None
