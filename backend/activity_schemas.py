@@ -174,6 +174,10 @@ class CheckinOut(Schema):
     distance_m = fields.Integer(allow_none=True)
     flags = fields.List(fields.String())
     proxy_by = fields.Integer(allow_none=True)
+    activity_title = fields.String(required=True, allow_none=True)
+    rule_item_name = fields.String(required=True, allow_none=True)
+    notice_ends_at = LocalDateTime(required=True, allow_none=True, metadata={
+        "description": "until when the claim is in public notice (公示), if it is"})
 
 
 class CheckinListArgs(PageArgs):

@@ -37,6 +37,8 @@ class RankingRowOut(Schema):
     villager_id = fields.Integer(allow_none=True)
     village_id = fields.Integer()
     group_id = fields.Integer(allow_none=True)
+    group = fields.String(required=True, allow_none=True,
+                          metadata={"description": "村民小组 name; null: no group"})
 
 
 class MineOut(Schema):

@@ -233,7 +233,7 @@ def test_no_review_item_with_notice_days_posts_after_its_notice(
     with frozen(DURING):
         response = scan(client, world, code(client, world, activity["id"]))
         notices = client.get(f"{API}/villages/{world.village_a}/notices",
-                             headers=world.headers("villager_x")).get_json()
+                             headers=world.headers("villager_x")).get_json()["items"]
     assert response.get_json()["status"] == "in_notice"
     assert [n["claim_id"] for n in notices] == [response.get_json()["claim_id"]]
     assert entries_of(app, world.household_x) == []
