@@ -379,7 +379,8 @@ def _passbook_lines(account_ids: Any) -> tuple[Select[Any], Any]:
     )
     creator = aliased(Villager)  # a villager's own user may carry no name of its own
     stmt = (
-        select(LedgerEntry, running.c.balance, func.coalesce(User.name, creator.name),
+        select(LedgerEntry, running.c.balance,
+               func.coalesce(User.name, creator.name, User.username),
                Claim.occurred_at)
         .join(running, running.c.entry_id == LedgerEntry.id)
         .outerjoin(User, User.id == LedgerEntry.created_by)

@@ -318,11 +318,13 @@ def test_the_notice_shows_what_a_villager_needs_to_object(
             (claim["id"], "清扫村委会广场", "2026-03-10", [], 0, False, False)  # own claim
         other = notice_of(client, world, neighbour["user"]).get_json()["items"][0]
         assert other["can_object"] is True
-        one = client.get(f"/api/v1/villages/{world.village_a}/notices/{claim['id']}",
+        one = client.get(f"/api/v1/notices/{claim['id']}",
                          headers=world.headers(neighbour["user"]))
         assert one.status_code == 200 and one.get_json() == other
-        assert client.get(f"/api/v1/villages/{world.village_a}/notices/{claim['id'] + 99}",
+        assert client.get(f"/api/v1/notices/{claim['id'] + 99}",
                           headers=world.headers(neighbour["user"])).status_code == 404
+        assert client.get(f"/api/v1/notices/{claim['id']}",
+                          headers=world.headers("villager_y")).status_code == 404
         paged = client.get(f"/api/v1/villages/{world.village_a}/notices?page=2&per_page=1",
                            headers=world.headers(neighbour["user"])).get_json()
         assert (paged["items"], paged["total"]) == ([], 1)

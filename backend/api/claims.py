@@ -166,16 +166,16 @@ def notices(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     return page
 
 
-@blp.route("/villages/<int:village_id>/notices/<int:claim_id>", methods=["GET"])
+@blp.route("/notices/<int:claim_id>", methods=["GET"])
 @blp.response(200, NoticeOut)
-def notice(village_id: int, claim_id: int) -> dict[str, Any]:
-    """One claim of the notice, as the list shows it; 404 once it left the notice."""
+def notice(claim_id: int) -> dict[str, Any]:
+    """One claim of a village's notice, as the list shows it, for whoever may read that
+    list; 404 once it left the notice."""
     actor = current_actor()
-    village = get_visible(db.session, actor, Village, village_id)
-    claim = db.session.scalar(service.notices_statement(village.id)
-                              .where(Claim.id == claim_id))
-    if claim is None:
+    claim = db.session.get(Claim, claim_id)
+    if claim is None or claim.status not in service.IN_NOTICE:
         raise NotFound()
+    get_visible(db.session, actor, Village, claim.village_id)
     return service.notice_views(db.session, actor, [claim], now(), village_tz())[0]
 
 
