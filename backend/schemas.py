@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from points.models import (
     CLAIM_STATUSES,
+    ENTRY_KINDS,
     GENDERS,
     RELATIONS,
     REVERSAL_REQUEST_STATUSES,
@@ -538,20 +539,20 @@ class LedgerArgs(PageArgs):
 
 
 class LedgerEntryOut(Schema):
-    id = fields.Integer()
-    amount = fields.Integer()
-    kind = fields.String()
-    member_id = fields.Integer(allow_none=True)
-    member_name = fields.String(allow_none=True)
-    relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})
-    rule_item_id = Id(allow_none=True)
-    rule_item_version_id = fields.Integer(allow_none=True)
-    rule_item_name = fields.String(allow_none=True)
-    claim_id = fields.Integer(allow_none=True)
-    reverses_id = fields.Integer(allow_none=True)
-    month = fields.String()
-    created_at = LocalDateTime()
-    created_by = fields.Integer(allow_none=True)
+    id = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(ENTRY_KINDS))
+    member_id = fields.Integer(required=True, allow_none=True)
+    member_name = fields.String(required=True, allow_none=True)
+    relation = fields.String(required=True, allow_none=True, metadata={"description": "与户主关系"})
+    rule_item_id = Id(required=True, allow_none=True)
+    rule_item_version_id = fields.Integer(required=True, allow_none=True)
+    rule_item_name = fields.String(required=True, allow_none=True)
+    claim_id = fields.Integer(required=True, allow_none=True)
+    reverses_id = fields.Integer(required=True, allow_none=True)
+    month = fields.String(required=True)
+    created_at = LocalDateTime(required=True)
+    created_by = fields.Integer(required=True, allow_none=True)
     created_by_name = fields.String(required=True, allow_none=True, metadata={
         "description": "who posted the entry: the cadre who awarded or corrected it, the "
                        "villager who reported it, the clerk of a redemption"})
@@ -565,7 +566,7 @@ class LedgerEntryOut(Schema):
         "description": "余额: the account's points after this entry, the running sum of the "
                        "passbook (a hold by an order not yet picked up is not a line: it "
                        "shows when the order is picked up, as a redeem line)"})
-    note = fields.String(allow_none=True)
+    note = fields.String(required=True, allow_none=True)
 
 
 class ReversalRequestArgs(PageArgs):
