@@ -113,8 +113,9 @@ class NeedsTownshipWithdrawal(DomainError):
     message = "一票否决和达到双人审核分值的扣分，只能由乡镇管理员撤回"
 
 
-# A claim takes objections while its notice runs, also once another villager objected.
-OBJECTABLE = ("in_notice", "objected")
+# In public notice (公示): listed by the notice, and open to objections until it ends, also
+# once another villager objected (`objected`: under review).
+IN_NOTICE = ("in_notice", "objected")
 
 
 class AlreadyObjected(DomainError):
@@ -725,7 +726,7 @@ def object_to(
         select(Claim).where(Claim.id == claim.id).with_for_update()
         .execution_options(populate_existing=True))
     assert locked is not None
-    if locked.status not in OBJECTABLE or locked.notice_ends_at is None:
+    if locked.status not in IN_NOTICE or locked.notice_ends_at is None:
         raise NotInNotice()
     if locked.notice_ends_at <= now:
         raise NotInNotice("该申报的公示期已经结束，不能再提出异议", details={
@@ -974,12 +975,7 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
     }
 
 
-
-
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------
-
-IN_NOTICE = ("in_notice", "objected")
-
 
 def notices_statement(village_id: int) -> Select[tuple[Claim]]:
     """Claims of the village in public notice now (under objection included: the notice
@@ -994,7 +990,7 @@ def may_object(actor: Actor, claim: Claim, objected: bool, now: datetime) -> boo
     its notice runs."""
     return (actor.role == VILLAGER and actor.village_id == claim.village_id
             and actor.household_id is not None and claim.household_id != actor.household_id
-            and not objected and claim.status in OBJECTABLE
+            and not objected and claim.status in IN_NOTICE
             and claim.notice_ends_at is not None and claim.notice_ends_at > now)
 
 

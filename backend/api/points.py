@@ -10,7 +10,6 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from points import home, ledger, reversals
-from points.errors import Forbidden
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
@@ -86,10 +85,7 @@ def _present(entries: list[LedgerEntry],
 
 
 def _my_household() -> int:
-    actor = current_actor()
-    if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
-    return actor.household_id
+    return home.bound(current_actor()).household_id
 
 
 @blp.route("/households/<int:household_id>/account", methods=["GET"])
