@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from points.activities import LIST_STATES
+from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 
 from .openapi import PageArgs, QueryArgs
@@ -167,22 +168,27 @@ class ProxyCheckinIn(Schema):
 
 
 class CheckinOut(Schema):
-    checkin_id = fields.Integer()
-    claim_id = fields.Integer(allow_none=True)
-    status = fields.String(metadata={
+    checkin_id = fields.Integer(required=True)
+    claim_id = fields.Integer(required=True, allow_none=True)
+    status = fields.String(required=True, validate=validate.OneOf(
+        (*CLAIM_STATUSES, "checked_in", "no_points")), metadata={
         "description": "the claim's status (posted, in_notice, pending, approved); "
                        "checked_in: a per-hour item, scored at check-out; no_points: "
                        "attendance recorded, nothing to award (see reason)"})
-    points = fields.Integer()
-    reason = fields.String(allow_none=True)
-    activity_id = fields.Integer()
-    villager_id = fields.Integer()
-    household_id = fields.Integer()
-    checked_in_at = LocalDateTime()
-    checked_out_at = LocalDateTime(allow_none=True)
-    distance_m = fields.Integer(allow_none=True)
-    flags = fields.List(fields.String())
-    proxy_by = fields.Integer(allow_none=True)
+    points = fields.Integer(required=True)
+    reason = fields.String(required=True, allow_none=True)
+    activity_id = fields.Integer(required=True)
+    villager_id = fields.Integer(required=True)
+    household_id = fields.Integer(required=True)
+    checked_in_at = LocalDateTime(required=True)
+    checked_out_at = LocalDateTime(required=True, allow_none=True)
+    distance_m = fields.Integer(required=True, allow_none=True)
+    flags = fields.List(fields.String(), required=True)
+    proxy_by = fields.Integer(required=True, allow_none=True)
+    activity_title = fields.String(required=True, allow_none=True)
+    rule_item_name = fields.String(required=True, allow_none=True)
+    notice_ends_at = LocalDateTime(required=True, allow_none=True, metadata={
+        "description": "until when the claim is in public notice (公示), if it is"})
 
 
 class CheckinListArgs(PageArgs):

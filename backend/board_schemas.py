@@ -29,14 +29,16 @@ class RankingArgs(QueryArgs):
 
 
 class RankingRowOut(Schema):
-    rank = fields.Integer()
-    name = fields.String()
-    points = fields.Integer()
-    household_id = fields.Integer(allow_none=True, metadata={
+    rank = fields.Integer(required=True)
+    name = fields.String(required=True)
+    points = fields.Integer(required=True)
+    household_id = fields.Integer(required=True, allow_none=True, metadata={
         "description": "null on public views of a household that opted out"})
-    villager_id = fields.Integer(allow_none=True)
-    village_id = fields.Integer()
-    group_id = fields.Integer(allow_none=True)
+    villager_id = fields.Integer(required=True, allow_none=True)
+    village_id = fields.Integer(required=True)
+    group_id = fields.Integer(required=True, allow_none=True)
+    group = fields.String(required=True, allow_none=True,
+                          metadata={"description": "村民小组 name; null: no group"})
 
 
 class MineOut(Schema):

@@ -213,6 +213,18 @@ class RuleItemListArgs(PageArgs):
     include_retired = fields.Boolean(load_default=False)
 
 
+class VillageItemArgs(PageArgs):
+    submit_by = fields.String(validate=validate.OneOf(SUBMITTERS), metadata={
+        "description": "only the items that may be reported that way: `villager` the ones a "
+                       "villager reports themselves (自主申报), `cadre` a cadre's awards, "
+                       "`checkin` an activity's check-in"})
+
+
+class MyItemArgs(VillageItemArgs):
+    village_id = Id(strict=False, metadata={
+        "description": "the village whose items to list; default the caller's own"})
+
+
 # ---- catalogs and policies -------------------------------------------------------------------
 
 class PolicyOut(Schema):

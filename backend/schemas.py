@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from points.models import (
     CLAIM_STATUSES,
+    ENTRY_KINDS,
     GENDERS,
     RELATIONS,
     REVERSAL_REQUEST_STATUSES,
@@ -517,16 +518,30 @@ class ClaimListArgs(PageArgs):
 
 
 class NoticeOut(Schema):
-    """What the public notice (公示) shows: who, for what, how many points, until when."""
+    """What the public notice (公示) shows: who, for what, how many points, until when, the
+    note and photos, and the objections so far."""
 
-    claim_id = fields.Integer()
-    household_name = fields.String(allow_none=True)
-    member_name = fields.String(allow_none=True)
-    rule_item = fields.String(allow_none=True)
-    category = fields.String(allow_none=True)
-    points = fields.Integer()
-    status = fields.String()
-    notice_ends_at = LocalDateTime()
+    claim_id = fields.Integer(required=True)
+    household_id = fields.Integer(required=True)
+    household_name = fields.String(required=True, allow_none=True)
+    member_name = fields.String(required=True, allow_none=True)
+    rule_item = fields.String(required=True, allow_none=True)
+    category = fields.String(required=True, allow_none=True)
+    points = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("in_notice", "objected")),
+                           metadata={"description": "objected: under review after an "
+                                                    "objection, still listed"})
+    notice_ends_at = LocalDateTime(required=True)
+    note = fields.String(required=True, allow_none=True)
+    deed_date = fields.Date(required=True, metadata={
+        "description": "the day of the deed (village time), which the points count for"})
+    evidence = fields.List(fields.Integer(), required=True,
+                           metadata={"description": "photo (upload) ids"})
+    objection_count = fields.Integer(required=True)
+    objected_by_me = fields.Boolean(required=True)
+    can_object = fields.Boolean(required=True, metadata={
+        "description": "the caller may object now: a villager of the village, not of the "
+                       "claim's household, who has not objected to it, while the notice runs"})
 
 
 # ---- accounts and the passbook (积分存折) ----------------------------------------------------
@@ -545,21 +560,34 @@ class LedgerArgs(PageArgs):
 
 
 class LedgerEntryOut(Schema):
-    id = fields.Integer()
-    amount = fields.Integer()
-    kind = fields.String()
-    member_id = fields.Integer(allow_none=True)
-    member_name = fields.String(allow_none=True)
-    relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})
-    rule_item_id = Id(allow_none=True)
-    rule_item_version_id = fields.Integer(allow_none=True)
-    rule_item_name = fields.String(allow_none=True)
-    claim_id = fields.Integer(allow_none=True)
-    reverses_id = fields.Integer(allow_none=True)
-    month = fields.String()
-    created_at = LocalDateTime()
-    created_by = fields.Integer(allow_none=True)
-    note = fields.String(allow_none=True)
+    id = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(ENTRY_KINDS))
+    member_id = fields.Integer(required=True, allow_none=True)
+    member_name = fields.String(required=True, allow_none=True)
+    relation = fields.String(required=True, allow_none=True, metadata={"description": "与户主关系"})
+    rule_item_id = Id(required=True, allow_none=True)
+    rule_item_version_id = fields.Integer(required=True, allow_none=True)
+    rule_item_name = fields.String(required=True, allow_none=True)
+    claim_id = fields.Integer(required=True, allow_none=True)
+    reverses_id = fields.Integer(required=True, allow_none=True)
+    month = fields.String(required=True)
+    created_at = LocalDateTime(required=True)
+    created_by = fields.Integer(required=True, allow_none=True)
+    created_by_name = fields.String(required=True, allow_none=True, metadata={
+        "description": "who posted the entry: the cadre who awarded or corrected it, the "
+                       "villager who reported it, the clerk of a redemption"})
+    approved_by_names = fields.List(fields.String(), required=True, metadata={
+        "description": "who approved the claim that made the entry (审核人), in order; "
+                       "empty for entries without a claim"})
+    deed_date = fields.Date(required=True, allow_none=True, metadata={
+        "description": "the day of the deed (village time) for an entry a claim made; "
+                       "`created_at` is when it was posted"})
+    balance = fields.Integer(required=True, metadata={
+        "description": "余额: the account's points after this entry, the running sum of the "
+                       "passbook (a hold by an order not yet picked up is not a line: it "
+                       "shows when the order is picked up, as a redeem line)"})
+    note = fields.String(required=True, allow_none=True)
 
 
 class ReversalRequestArgs(PageArgs):

@@ -164,6 +164,11 @@ class CheckInResult:
     distance_m: int | None = None
     flags: list[str] = field(default_factory=list)
     proxy_by: int | None = None
+    # What the check-in screen names: the activity, its item, and until when the claim is
+    # in public notice (公示), if it is.
+    activity_title: str | None = None
+    rule_item_name: str | None = None
+    notice_ends_at: datetime | None = None
 
     def as_details(self) -> dict[str, Any]:
         return {"checkin_id": self.checkin_id, "claim_id": self.claim_id,
@@ -220,7 +225,7 @@ def create_activity(
     authorize(actor, "activity.create")
     item = claims.village_item(session, village.id, rule_item_id)
     rule = claims.current_rule(item)
-    if "checkin" not in rule.submit_by:
+    if not rule.may_submit("checkin"):
         raise Invalid(f"「{rule.name}」不能通过签到计分，请选择可签到的细则条目",
                       code="not_checkin_item")
     if rule.kind == "per_unit" and not is_hourly(rule.kind, rule.unit):
@@ -495,9 +500,24 @@ def _checkin_insert(dialect: str) -> Any:
             .returning(table.c.id))  # type: ignore[attr-defined]
 
 
-def _result_of(session: Session, checkin: CheckIn) -> CheckInResult:
+def _result_of(session: Session, checkin: CheckIn, *, named: bool = True) -> CheckInResult:
+    """A check-in as its screen shows it; `named=False` (the details of a refusal) leaves
+    the activity's and item's names out, and their query."""
     claim = session.get(Claim, checkin.claim_id) if checkin.claim_id else None
-    return _result(checkin, claim, _status(checkin, claim))
+    names = _names_of(session, checkin.activity_id) if named else (None, None)
+    return _result(checkin, claim, _status(checkin, claim), names)
+
+
+def _names_of(session: Session, activity_id: int) -> tuple[str | None, str | None]:
+    """The activity's title and its item's name (current version), in one query."""
+    row = session.execute(
+        select(Activity.title, RuleItemVersion.data)
+        .join(RuleItem, RuleItem.id == Activity.rule_item_id)
+        .outerjoin(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
+        .where(Activity.id == activity_id)).first()
+    if row is None:
+        return None, None
+    return row[0], (row[1] or {}).get("name")
 
 
 def _status(checkin: CheckIn, claim: Claim | None) -> str:
@@ -508,7 +528,8 @@ def _status(checkin: CheckIn, claim: Claim | None) -> str:
     return "no_points"
 
 
-def _result(checkin: CheckIn, claim: Claim | None, status: str) -> CheckInResult:
+def _result(checkin: CheckIn, claim: Claim | None, status: str,
+            names: tuple[str | None, str | None]) -> CheckInResult:
     return CheckInResult(
         checkin_id=checkin.id, activity_id=checkin.activity_id,
         villager_id=checkin.villager_id, household_id=checkin.household_id,
@@ -517,7 +538,8 @@ def _result(checkin: CheckIn, claim: Claim | None, status: str) -> CheckInResult
         reason=claim.reason if claim else checkin.reason,
         checked_in_at=checkin.checked_in_at, checked_out_at=checkin.checked_out_at,
         distance_m=checkin.distance_m, flags=list(checkin.flags or []),
-        proxy_by=checkin.proxy_by,
+        proxy_by=checkin.proxy_by, activity_title=names[0], rule_item_name=names[1],
+        notice_ends_at=claim.notice_ends_at if claim else None,
     )
 
 
@@ -592,7 +614,8 @@ def _record(
             CheckIn.activity_id == activity.id, CheckIn.villager_id == target.member_id))
         assert existing is not None
         who = "这位村民已经签过到了" if proxy_by else "您已经签过到了，不用重复签到"
-        raise AlreadyCheckedIn(who, details=_result_of(session, existing).as_details())
+        raise AlreadyCheckedIn(who, details=_result_of(session, existing, named=False)
+                               .as_details())
     if refusal is not None:
         raise refusal
     _take_place(session, activity)
@@ -605,7 +628,8 @@ def _record(
         household_id=target.household_id, claim_id=claim.id if claim else None,
         status=status, points=claim.points if claim else 0,
         reason=claim.reason if claim else reason, checked_in_at=now, distance_m=distance,
-        flags=flags, proxy_by=proxy_by,
+        flags=flags, proxy_by=proxy_by, activity_title=activity.title, rule_item_name=rule.name,
+        notice_ends_at=claim.notice_ends_at if claim else None,
     )
 
 
@@ -774,7 +798,8 @@ def check_out(
     ).rowcount
     if moved != 1:
         session.refresh(checkin)
-        raise AlreadyCheckedOut(details=_result_of(session, checkin).as_details())
+        raise AlreadyCheckedOut(
+            details=_result_of(session, checkin, named=False).as_details())
     session.refresh(checkin)
     start = worked_from(checkin.checked_in_at, activity.starts_at)
     end = min(now, activity.ends_at)
@@ -793,7 +818,8 @@ def check_out(
     if actor.role != VILLAGER:
         audit.record(session, actor, "checkin.checkout", checkin,
                      village_id=activity.village_id)
-    return _result(checkin, claim, claim.status if claim else "no_points")
+    return _result(checkin, claim, claim.status if claim else "no_points",
+                   (activity.title, rule.name))
 
 
 # ---- the cadre's view, with anti-fraud signals ------------------------------------------------

@@ -113,6 +113,11 @@ class NeedsTownshipWithdrawal(DomainError):
     message = "一票否决和达到双人审核分值的扣分，只能由乡镇管理员撤回"
 
 
+# In public notice (公示): listed by the notice, and open to objections until it ends, also
+# once another villager objected (`objected`: under review).
+IN_NOTICE = ("in_notice", "objected")
+
+
 class AlreadyObjected(DomainError):
     status = 409
     code = "already_objected"
@@ -374,7 +379,7 @@ def submit(
         raise Forbidden("请先绑定村民身份", code="not_bound")
     item = village_item(session, actor.village_id, rule_item_id)
     rule = rule_in_force(session, item, actor.village_id)
-    if "villager" not in rule.submit_by:
+    if not rule.may_submit("villager"):
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
     target = Target(actor.household_id, actor.villager_id, actor.village_id)
@@ -396,7 +401,7 @@ def submit_checkin(
     policy when the caller has already read it (check-in reads it with the activity). `rule`:
     the item's rule in force for the village (`rule_in_force`). `occurred_at`: when the
     work was done, for work scored at check-out (`_new_claim`)."""
-    if "checkin" not in rule.submit_by:
+    if not rule.may_submit("checkin"):
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
         raise Invalid("这一项按人计分，请选择村民", code="member_required")
@@ -447,7 +452,7 @@ def award(
                                 key=lambda it: (it[1].village_id, it[1].household_id)):
         item = village_item(session, target.village_id, rule_item_id)
         rule = rule_in_force(session, item, target.village_id)
-        if "cadre" not in rule.submit_by:
+        if not rule.may_submit("cadre"):
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
         if rule.applies_to == "member" and target.member_id is None:
             raise Invalid("这一项按人计分，请选择村民", code="member_required")
@@ -713,13 +718,20 @@ def object_to(
     if session.scalar(select(Objection.id).where(Objection.claim_id == claim.id,
                                                  Objection.user_id == actor.user_id)):
         raise AlreadyObjected()
-    moved = session.execute(
-        update(Claim).where(Claim.id == claim.id, Claim.status == "in_notice",
-                            Claim.notice_ends_at > now)
-        .values(status="objected").execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
+    # Several villagers may object to one claim: a claim already objected to (under review)
+    # still takes the objections of others until its notice ends, so the cadre who decides
+    # reads every one of them, and nobody is told "not in notice" about a claim the notice
+    # still lists. The claim's row lock orders this against a cadre's decision on it.
+    locked = session.scalar(
+        select(Claim).where(Claim.id == claim.id).with_for_update()
+        .execution_options(populate_existing=True))
+    assert locked is not None
+    if locked.status not in IN_NOTICE or locked.notice_ends_at is None:
         raise NotInNotice()
+    if locked.notice_ends_at <= now:
+        raise NotInNotice("该申报的公示期已经结束，不能再提出异议", details={
+            "notice_ended_at": locked.notice_ends_at.isoformat()})
+    locked.status = "objected"
     objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason,
                           created_at=now)
     session.add(objection)
@@ -727,7 +739,6 @@ def object_to(
         session.flush()  # the unique (claim_id, user_id) settles two objections at once
     except IntegrityError as exc:
         raise AlreadyObjected() from exc
-    session.expire(claim)
     return objection
 
 
@@ -743,12 +754,21 @@ def resolve(
     refuse_own_household(session, actor, claim.household_id)
     if objection.status != "open" or claim.status != "objected":
         raise Conflict("该异议已经处理过了", code="objection_resolved")
-    objection.status = "upheld" if outcome == "uphold" else "overturned"
-    objection.resolved_by, objection.resolved_at = actor.user_id, now
-    objection.resolution_note = note
+    others = list(session.scalars(select(Objection).where(
+        Objection.claim_id == claim.id, Objection.status == "open",
+        Objection.id != objection.id)))
+    status = "upheld" if outcome == "uphold" else "overturned"
+    # Overturning the claim answers every open objection to it at once (they all stood);
+    # upholding it answers this one: the claim waits until each objection is decided.
+    for decided in [objection, *(others if outcome == "overturn" else [])]:
+        decided.status = status
+        decided.resolved_by, decided.resolved_at = actor.user_id, now
+        decided.resolution_note = note
     if outcome == "uphold":
-        # Back in notice; it posts when the notice ends (at the next post-due run if it has).
-        claim.status = "in_notice"
+        if not others:
+            # Back in notice; it posts when the notice ends (at the next post-due run if
+            # it has).
+            claim.status = "in_notice"
     else:
         claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
         claim.rejected_by = actor.user_id
@@ -955,3 +975,62 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
     }
 
 
+# ---- the public notice as a villager reads it (公示栏) -----------------------------------------
+
+def notices_statement(village_id: int) -> Select[tuple[Claim]]:
+    """Claims of the village in public notice now (under objection included: the notice
+    still lists them), the ones ending first at the top."""
+    return (select(Claim).where(Claim.village_id == village_id, Claim.status.in_(IN_NOTICE))
+            .order_by(Claim.notice_ends_at, Claim.id))
+
+
+def may_object(actor: Actor, claim: Claim, objected: bool, now: datetime) -> bool:
+    """Whether this caller may object to the claim now, as `object_to` decides it: a
+    villager of its village, not of its household, who has not objected to it yet, while
+    its notice runs."""
+    return (actor.role == VILLAGER and actor.village_id == claim.village_id
+            and actor.household_id is not None and claim.household_id != actor.household_id
+            and not objected and claim.status in IN_NOTICE
+            and claim.notice_ends_at is not None and claim.notice_ends_at > now)
+
+
+def notice_views(session: Session, actor: Actor, claims: list[Claim], now: datetime,
+                 tz: ZoneInfo) -> list[dict[str, Any]]:
+    """What the notice shows of each claim: who, for what and when, the note and photos,
+    the objections so far and whether the caller may object. Five queries for a page,
+    whatever its size."""
+    if not claims:
+        return []
+    ids = [c.id for c in claims]
+    versions = dict(session.execute(
+        select(RuleItemVersion.id, RuleItemVersion.data)
+        .where(RuleItemVersion.id.in_({c.rule_item_version_id for c in claims}))).all())
+    member_ids = {c.member_id for c in claims if c.member_id}
+    members = dict(session.execute(
+        select(Villager.id, Villager.name).where(Villager.id.in_(member_ids))).all()
+    ) if member_ids else {}
+    households = dict(session.execute(
+        select(Household.id, Household.name)
+        .where(Household.id.in_({c.household_id for c in claims}))).all())
+    counts = dict(session.execute(
+        select(Objection.claim_id, func.count()).where(Objection.claim_id.in_(ids))
+        .group_by(Objection.claim_id)).all())
+    mine = set(session.scalars(select(Objection.claim_id).where(
+        Objection.claim_id.in_(ids), Objection.user_id == actor.user_id)))
+    out = []
+    for claim in claims:
+        data = versions.get(claim.rule_item_version_id) or {}
+        out.append({
+            "claim_id": claim.id, "household_id": claim.household_id,
+            "household_name": households.get(claim.household_id),
+            "member_name": members.get(claim.member_id) if claim.member_id else None,
+            "rule_item": data.get("name"), "category": data.get("category"),
+            "points": claim.points, "status": claim.status,
+            "notice_ends_at": claim.notice_ends_at, "note": claim.note,
+            "deed_date": claim.occurred_at.astimezone(tz).date(),
+            "evidence": list(claim.evidence or []),
+            "objection_count": counts.get(claim.id, 0),
+            "objected_by_me": claim.id in mine,
+            "can_object": may_object(actor, claim, claim.id in mine, now),
+        })
+    return out

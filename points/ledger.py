@@ -19,15 +19,24 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from rules.periods import month_key
 
 from .budget import give_back_reversed
 from .db import upsert_insert
 from .errors import Conflict, DomainError, NotFound
-from .models import BoardSnapshot, Household, LatePosting, Village, Villager
+from .models import (
+    BoardSnapshot,
+    Claim,
+    ClaimApproval,
+    Household,
+    LatePosting,
+    User,
+    Village,
+    Villager,
+)
 from .models.ledger import GENESIS_HASH, Account, LedgerEntry, MemberMonthTotal, MonthTotal
 
 # Kinds that count towards the score boards rank (spending and expiry never lower it).
@@ -355,6 +364,79 @@ def account_view(session: Session, household_id: int, tz: ZoneInfo) -> AccountVi
     )
     return AccountView(household_id, account.available, account.held, account.earned_total,
                        this_month or 0)
+
+
+def _passbook_lines(account_ids: Any) -> tuple[Select[Any], Any]:
+    """The lines of accounts with the balance after each (the running sum of the account's
+    entries by `seq`, a window function), who posted it and its claim's deed."""
+    running = (
+        select(LedgerEntry.id.label("entry_id"),
+               func.sum(LedgerEntry.amount).over(
+                   partition_by=LedgerEntry.account_id, order_by=LedgerEntry.seq,
+               ).label("balance"))
+        .where(LedgerEntry.account_id.in_(account_ids))
+        .subquery()
+    )
+    creator = aliased(Villager)  # a villager's own user may carry no name of its own
+    stmt = (
+        select(LedgerEntry, running.c.balance,
+               func.coalesce(User.name, creator.name, User.username),
+               Claim.occurred_at)
+        .join(running, running.c.entry_id == LedgerEntry.id)
+        .outerjoin(User, User.id == LedgerEntry.created_by)
+        .outerjoin(creator, creator.id == User.villager_id)
+        .outerjoin(Claim, Claim.id == LedgerEntry.claim_id)
+    )
+    return stmt, running
+
+
+PassbookLine = tuple[LedgerEntry, int, str | None, datetime | None]
+
+
+@dataclass(frozen=True)
+class PassbookPage:
+    rows: list[PassbookLine]
+    total: int
+
+
+def passbook_page(session: Session, household_id: int, *, month: str | None, page: int,
+                  per_page: int) -> PassbookPage:
+    """A page of the passbook, newest first: each entry with the balance after it (余额, the
+    running sum of the account's entries up to it, as a paper passbook prints it), the name
+    of who posted it, and its deed's moment when a claim made it. The balance is summed over
+    the whole account before the month or the page narrow the lines, so a line shows the
+    same balance on any page. Two queries, whatever the page size."""
+    account = select(Account.id).where(Account.household_id == household_id)
+    stmt, running = _passbook_lines(account)
+    counted = select(running.c.entry_id).join(LedgerEntry, LedgerEntry.id == running.c.entry_id)
+    if month is not None:
+        stmt = stmt.where(LedgerEntry.month == month)
+        counted = counted.where(LedgerEntry.month == month)
+    total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    found = session.execute(stmt.order_by(LedgerEntry.seq.desc())
+                            .limit(per_page).offset((page - 1) * per_page))
+    return PassbookPage([(e, int(b), name, deed) for e, b, name, deed in found], total)
+
+
+def passbook_line(session: Session, entry: LedgerEntry) -> PassbookLine:
+    """One entry as its passbook page shows it (a reversal just posted)."""
+    stmt, _ = _passbook_lines([entry.account_id])
+    e, balance, name, deed = session.execute(stmt.where(LedgerEntry.id == entry.id)).one()
+    return e, int(balance), name, deed
+
+
+def approver_names(session: Session, claim_ids: set[int]) -> dict[int, list[str]]:
+    """Who approved each claim (审核人), in the order they did: one query."""
+    names: dict[int, list[str]] = {}
+    if not claim_ids:
+        return names
+    for claim_id, user_id, name, username in session.execute(
+        select(ClaimApproval.claim_id, User.id, User.name, User.username)
+        .join(User, User.id == ClaimApproval.user_id)
+        .where(ClaimApproval.claim_id.in_(claim_ids)).order_by(ClaimApproval.id)
+    ):
+        names.setdefault(claim_id, []).append(name or username or f"用户{user_id}")
+    return names
 
 
 def member_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:

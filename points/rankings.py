@@ -448,6 +448,15 @@ def name_households(session: Session, standings: Iterable[Standing]) -> None:
             by_id[hid].name = name
 
 
+def group_names(session: Session, standings: Iterable[Standing]) -> dict[int, str]:
+    """The villager groups (村民小组) of these rows by id, in one query."""
+    ids = {s.group_id for s in standings if s.group_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(select(VillagerGroup.id, VillagerGroup.name)
+                                .where(VillagerGroup.id.in_(ids))).all())
+
+
 def member_standings(session: Session, scope: Scope, period: Period) -> list[Standing]:
     """Every active member of the scope, and any member with points in the period."""
     if not scope.village_ids:
@@ -475,13 +484,6 @@ def assign_ranks(standings: Iterable[Standing]) -> list[Standing]:
 def rank_of(points: int, ranked: Sequence[Standing]) -> int:
     """Where these points stand among the ranked rows (for a household that is not listed)."""
     return 1 + sum(1 for s in ranked if s.points > points)
-
-
-def stars_for(points: int, policy: rules.Policy) -> int:
-    """星级: one star per level reached, none below the qualification line."""
-    if points < policy.qualification_line:
-        return 0
-    return sum(1 for level in policy.star_levels if points >= level)
 
 
 @dataclass
@@ -899,7 +901,7 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
     for hid, score, deducted, is_barred, rank, _, _, name, gid, group, above in rows:
         points[hid] = score
         listed[hid] = (name or f"{hid}号户", gid, group)
-        earned_stars = 0 if is_barred else stars_for(score, policy)
+        earned_stars = policy.stars(score, barred=bool(is_barred))
         if is_barred or (deducted is not None and deducted < 0):
             candidates.append(hid)
         if is_barred:
@@ -995,9 +997,8 @@ def own_standing(board: dict[str, Any], household_id: int | None) -> dict[str, A
     eligible = [p for hid, p in totals.items() if hid not in barred]
     rank = 1 + sum(1 for p in eligible if p > points)
     on_black = any(row["household_id"] == household_id for row in board["black"])
-    line, levels = board["qualification_line"], board["star_levels"]
-    stars = 0 if household_id in barred or points < line else sum(
-        1 for level in levels if points >= level)
+    stars = rules.stars(points, board["qualification_line"], board["star_levels"],
+                        barred=household_id in barred)
     return {"household_id": household_id, "points": points, "rank": rank,
             "total": len(eligible), "barred": household_id in barred, "stars": stars,
             "on_black_list": on_black}
@@ -1359,7 +1360,7 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
         "households": None if hidden else len(ranked),
         "barred": None if hidden else own.barred,
         "year": year.key,
-        "stars": None if hidden else (0 if year_points.barred
-                                      else stars_for(year_points.points, policy)),
+        "stars": None if hidden else policy.stars(year_points.points,
+                                                  barred=year_points.barred),
         "year_points": None if hidden else year_points.points,
     }

@@ -30,6 +30,7 @@ from rules.catalog import (
     parse_item,
     parse_policy,
     policy_to_dict,
+    stars,
     village_item_in_force,
     village_item_problems,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "period_key",
     "period_start",
     "policy_to_dict",
+    "stars",
     "village_item_in_force",
     "village_item_problems",
 ]

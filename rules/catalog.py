@@ -8,7 +8,7 @@ exists is always a valid one.
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -183,6 +183,12 @@ class RuleItem:
         object.__setattr__(self, "caps", tuple(self.caps))
         _raise_if(_item_problems(self.code, _item_values(self), None))
 
+    def may_submit(self, submitter: str) -> bool:
+        """Whether this item may be reported that way (one of SUBMITTERS): `villager` is a
+        villager's own report (自主申报), `cadre` a cadre's award, `checkin` an activity's
+        check-in."""
+        return submitter in self.submit_by
+
     def is_effective(self, on: date) -> bool:
         if self.effective_from is not None and on < self.effective_from:
             return False
@@ -215,6 +221,21 @@ class Policy:
         deduction or reversal at or above the threshold, and a veto (一票否决) whatever its
         points, since it wipes a household's points and bars it from boards."""
         return veto or abs(points) >= self.two_cadre_threshold
+
+    def stars(self, points: int, *, barred: bool = False) -> int:
+        """This policy's star level (星级) for a score: see `stars`."""
+        return stars(points, self.qualification_line, self.star_levels, barred=barred)
+
+
+def stars(points: int, qualification_line: int, star_levels: Sequence[int], *,
+          barred: bool = False) -> int:
+    """星级文明户: one star per level the score reaches; none below the qualification line
+    (合格线), none for a household a veto (一票否决) bars from honours. The one definition the
+    board, the household plate and the villager's home screen share; a published board
+    passes the line and levels it was closed with."""
+    if barred or points < qualification_line:
+        return 0
+    return sum(1 for level in star_levels if points >= level)
 
 
 @dataclass(frozen=True)

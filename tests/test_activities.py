@@ -233,9 +233,19 @@ def test_no_review_item_with_notice_days_posts_after_its_notice(
     with frozen(DURING):
         response = scan(client, world, code(client, world, activity["id"]))
         notices = client.get(f"{API}/villages/{world.village_a}/notices",
-                             headers=world.headers("villager_x")).get_json()
-    assert response.get_json()["status"] == "in_notice"
-    assert [n["claim_id"] for n in notices] == [response.get_json()["claim_id"]]
+                             headers=world.headers("villager_x")).get_json()["items"]
+    body = response.get_json()
+    assert body["status"] == "in_notice"
+    assert [n["claim_id"] for n in notices] == [body["claim_id"]]
+    # The check-in screen names what was checked in to, and until when it is in notice.
+    assert (body["activity_title"], body["rule_item_name"]) == (activity["title"],
+                                                                 activity["rule_item"]["name"])
+    assert body["notice_ends_at"] == notices[0]["notice_ends_at"] is not None
+    with frozen(DURING):
+        again = client.get(f"{API}/checkins/{body['checkin_id']}",
+                           headers=world.headers("villager_x")).get_json()
+    assert {k: again[k] for k in ("activity_title", "rule_item_name", "notice_ends_at")} == \
+        {k: body[k] for k in ("activity_title", "rule_item_name", "notice_ends_at")}
     assert entries_of(app, world.household_x) == []
 
     with frozen(DURING + timedelta(days=6)):

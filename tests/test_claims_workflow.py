@@ -114,7 +114,7 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
             shown = notice_of(client, world, viewer)
             assert shown.status_code == 200, shown.get_json()
             assert [(n["claim_id"], n["points"], n["member_name"], n["rule_item"], n["status"])
-                    for n in shown.get_json()] == [(claim["id"], 6, "户主x", "志愿服务",
+                    for n in shown.get_json()["items"]] == [(claim["id"], 6, "户主x", "志愿服务",
                                                     "in_notice")]
         assert notice_of(client, world, "villager_y").status_code == 404
 
@@ -144,7 +144,7 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
         assert spouse_account["available"] == 6
         assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == \
             "posted"
-        assert notice_of(client, world, "villager_x").get_json() == []
+        assert notice_of(client, world, "villager_x").get_json()["items"] == []
 
         assert post_due(runner) == 0
     assert account_of(app, world.household_x)["available"] == 6
@@ -167,8 +167,9 @@ def test_upheld_objection_holds_the_claim_then_it_posts(
         seen = get_claim(client, world, "villager_x", claim["id"]).get_json()
         assert seen["status"] == "objected"
         assert [o["reason"] for o in seen["objections"]] == ["那天他不在村里"]
-        assert notice_of(client, world, "villager_x").get_json()[0]["status"] == "objected"
-        # One objection per villager per claim (the claim is no longer in notice either).
+        shown = notice_of(client, world, "villager_x").get_json()["items"]
+        assert shown[0]["status"] == "objected"
+        # One objection per villager per claim.
         again = object_to(client, world, neighbour["user"], claim["id"])
         assert again.status_code == 409 and error_code(again) == "already_objected"
 
@@ -214,7 +215,7 @@ def test_overturned_objection_rejects_the_claim_and_posts_nothing(
         seen = get_claim(client, world, "villager_x", claim["id"]).get_json()
         assert seen["status"] == "rejected"
         assert seen["reject_reason"] == "经核实当天未参加志愿服务"
-        assert notice_of(client, world, "villager_x").get_json() == []
+        assert notice_of(client, world, "villager_x").get_json()["items"] == []
     with frozen(MARCH_10 + timedelta(days=10)):
         assert post_due(runner) == 0
     assert entries_of(app, world.household_x) == []
@@ -245,6 +246,91 @@ def test_objection_refusals(
         assert get_claim(client, world, "villager_x", claim["id"]).get_json()["objections"] \
             == []
         assert post_due(runner) == 1
+
+
+def test_several_villagers_object_to_one_claim_until_its_notice_ends(
+    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    neighbour: dict[str, int],
+) -> None:
+    """A claim under review after one objection takes the objections of other villagers
+    (each once) while its notice runs; the claim posts only once each one is decided."""
+    third = add_household(app, world.village_a, "v户", "户主v", openid="openid-v")
+    late = add_household(app, world.village_a, "u户", "户主u", openid="openid-u")
+    with frozen(MARCH_10):
+        claim = in_notice_claim(client, world, items)
+    with frozen(MARCH_10 + timedelta(days=1)):
+        first = object_to(client, world, neighbour["user"], claim["id"])
+        assert first.status_code == 201, first.get_json()
+        # The notice still lists it, and another villager may still object.
+        row = notice_of(client, world, third["user"]).get_json()["items"][0]
+        assert (row["status"], row["objection_count"], row["can_object"]) == \
+            ("objected", 1, True)
+        second = object_to(client, world, third["user"], claim["id"], reason="分数报多了")
+        assert second.status_code == 201, second.get_json()
+        again = object_to(client, world, third["user"], claim["id"])
+        assert again.status_code == 409 and error_code(again) == "already_objected"
+        row = notice_of(client, world, third["user"]).get_json()["items"][0]
+        assert (row["objection_count"], row["objected_by_me"], row["can_object"]) == \
+            (2, True, False)
+        seen = get_claim(client, world, "cadre_a", claim["id"]).get_json()
+        assert [o["reason"] for o in seen["objections"]] == ["那天他不在村里", "分数报多了"]
+        # Upholding one objection leaves the claim under review while the other waits.
+        assert resolve(client, world, first.get_json()["id"], "uphold").status_code == 200
+        assert get_claim(client, world, "cadre_a", claim["id"]).get_json()["status"] == \
+            "objected"
+    with frozen(MARCH_10 + timedelta(days=5, minutes=1)):
+        ended = object_to(client, world, late["user"], claim["id"])
+        assert ended.status_code == 409 and error_code(ended) == "not_in_notice"
+        assert post_due(runner) == 0  # the second objection still waits
+        assert resolve(client, world, second.get_json()["id"], "uphold").status_code == 200
+        assert post_due(runner) == 1
+    assert account_of(app, world.household_x)["available"] == 6
+
+
+def test_overturning_a_claim_decides_every_open_objection(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    neighbour: dict[str, int],
+) -> None:
+    third = add_household(app, world.village_a, "v户", "户主v", openid="openid-v")
+    with frozen(MARCH_10):
+        claim = in_notice_claim(client, world, items)
+        first = object_to(client, world, neighbour["user"], claim["id"]).get_json()
+        assert object_to(client, world, third["user"], claim["id"]).status_code == 201
+        assert resolve(client, world, first["id"], "overturn").status_code == 200
+        seen = get_claim(client, world, "cadre_a", claim["id"]).get_json()
+        assert seen["status"] == "rejected"
+        assert [o["status"] for o in seen["objections"]] == ["overturned", "overturned"]
+
+
+def test_the_notice_shows_what_a_villager_needs_to_object(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    neighbour: dict[str, int],
+) -> None:
+    with frozen(local(2026, 3, 10, 23, 30)):  # 15:30 UTC: the deed's day is the village's
+        response = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 3,
+                               note="清扫村委会广场")
+        claim = approve(client, world, "cadre_a", response.get_json()["id"]).get_json()
+        own = notice_of(client, world, "villager_x").get_json()
+        assert (own["page"], own["per_page"], own["total"]) == (1, 20, 1)
+        row = own["items"][0]
+        assert (row["claim_id"], row["note"], row["deed_date"], row["evidence"],
+                row["objection_count"], row["objected_by_me"], row["can_object"]) == \
+            (claim["id"], "清扫村委会广场", "2026-03-10", [], 0, False, False)  # own claim
+        other = notice_of(client, world, neighbour["user"]).get_json()["items"][0]
+        assert other["can_object"] is True
+        one = client.get(f"/api/v1/notices/{claim['id']}",
+                         headers=world.headers(neighbour["user"]))
+        assert one.status_code == 200 and one.get_json() == other
+        assert client.get(f"/api/v1/notices/{claim['id'] + 99}",
+                          headers=world.headers(neighbour["user"])).status_code == 404
+        assert client.get(f"/api/v1/notices/{claim['id']}",
+                          headers=world.headers("villager_y")).status_code == 404
+        paged = client.get(f"/api/v1/villages/{world.village_a}/notices?page=2&per_page=1",
+                           headers=world.headers(neighbour["user"])).get_json()
+        assert (paged["items"], paged["total"]) == ([], 1)
+    with frozen(local(2026, 3, 16)):  # the notice has ended, not yet posted
+        row = notice_of(client, world, neighbour["user"]).get_json()["items"][0]
+        assert row["can_object"] is False
 
 
 def test_only_the_villages_cadres_resolve_objections(
@@ -379,8 +465,9 @@ def test_awards_past_the_monthly_budget_wait_for_the_township(
         approved = approve(client, world, "cadre_a", over["id"])
         assert approved.status_code == 200, approved.get_json()
         assert approved.get_json()["status"] == "approved"
-        assert notice_of(client, world, "villager_x").get_json()[0]["claim_id"] == within["id"]
-        assert len(notice_of(client, world, "villager_x").get_json()) == 1
+        shown = notice_of(client, world, "villager_x").get_json()
+        assert [n["claim_id"] for n in shown["items"]] == [within["id"]]
+        assert shown["total"] == 1
 
         again = approve(client, world, "cadre_a", over["id"])
         assert again.status_code == 403 and error_code(again) == "needs_township_approval"
@@ -777,7 +864,7 @@ def test_posting_never_gives_more_than_the_notice_showed(
             assert approve(client, world, "cadre_a", claim["id"]).get_json()["status"] == \
                 "in_notice"
         shown = {n["claim_id"]: n["points"]
-                 for n in notice_of(client, world, "villager_x").get_json()}
+                 for n in notice_of(client, world, "villager_x").get_json()["items"]}
         assert shown == {first["id"]: 16, third["id"]: 8}
     with frozen(MARCH_10 + timedelta(days=5)):
         assert post_due(runner) == 2

@@ -138,6 +138,7 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "points.reversal_requests": ("/reversal-requests", 200, "empty"),
     "claims.get_claim": ("/claims/{claim}", 404, None),
     "claims.notices": ("/villages/{village}/notices", 404, None),
+    "claims.notice": ("/notices/{claim}", 404, None),
     "uploads.get_photo": ("/uploads/{upload}", 404, None),
     "activities.list_activities": ("/activities", 200, "empty"),
     "activities.get_activity": ("/activities/{activity}", 404, None),
@@ -156,9 +157,11 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.village_stats_png": ("/villages/{village}/stats.png", 404, None),
     "boards.plate_png": ("/households/{household}/plate.png", 404, None),
     "rules.village_items": ("/villages/{village}/rule-items", 404, None),
+    "rules.my_items": ("/rule-items", 422, None),  # of no village: names one (village_id)
     # no household of their own; what only admins may do
     "points.my_account": ("/me/account", 403, None),
     "points.my_ledger": ("/me/ledger", 403, None),
+    "points.my_home": ("/me/home", 403, None),
     "boards.my_privacy": ("/me/board-privacy", 403, None),
     "boards.township_settings": ("/townships/{township}/board-settings", 403, None),
     "boards.township_stats": ("/townships/{township}/stats", 403, None),
@@ -171,6 +174,7 @@ CLERK_FILTERED_GETS = [
     ("/rankings?group_id={group}", 404), ("/rankings?township_id={township}", 403),
     ("/claims?village_id={village}", 200), ("/claims?household_id={household}", 200),
     ("/activities?village_id={village}", 200), ("/villages?township_id={township}", 200),
+    ("/rule-items?village_id={village}", 404),
 ]
 # Pages outside /api/v1 that show no record (tested in test_html_headers.py), and Flask's.
 NOT_API = {"activity_pages.display_page", "board_pages.board_page", "board_pages.plate_page",
@@ -214,7 +218,7 @@ def test_a_clerk_reads_the_counter_and_nothing_of_the_village(
                             f"{text[:200]}")
             continue
         if status >= 400:
-            expected = {403: "forbidden", 404: "not_found"}[status]
+            expected = {403: "forbidden", 404: "not_found", 422: "village_required"}[status]
             if error_code(response) not in (expected, "not_bound", "no_pickup_code"):
                 failures.append(f"{path}: {response.get_json()}")
         elif check == "empty" and response.get_json()["items"] != []:

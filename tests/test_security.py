@@ -309,6 +309,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("claims.withdraw", "POST"): Route("claim", {"reason": "撤回"}),
     ("claims.object_to", "POST"): Route("notice_claim", {"reason": "有异议"},
                                         village_level_for_villager=True),
+    ("claims.notice", "GET"): Route("notice_claim", village_level_for_villager=True),
     ("claims.resolve", "POST"): Route("objection", {"outcome": "overturn", "note": "核实"}),
     ("claims.withdraw_veto", "POST"): Route("claim", {"reason": "核实有误"}),
     ("registry.get_household", "GET"): Route("household"),

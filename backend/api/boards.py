@@ -85,7 +85,7 @@ def _png(data: bytes) -> Response:
 # ---- rankings -------------------------------------------------------------------------------
 
 def _ranking_row(standing: rankings.Standing, by: str, public: bool,
-                 prefs: dict[int, BoardPrefs]) -> dict[str, Any]:
+                 prefs: dict[int, BoardPrefs], groups: dict[int, str]) -> dict[str, Any]:
     hidden = public and standing.opted_out
     name = standing.name
     if public:
@@ -94,7 +94,8 @@ def _ranking_row(standing: rankings.Standing, by: str, public: bool,
     return {"rank": standing.rank, "name": name, "points": standing.points,
             "household_id": None if hidden else standing.household_id,
             "villager_id": None if hidden or by == "household" else standing.id,
-            "village_id": standing.village_id, "group_id": standing.group_id}
+            "village_id": standing.village_id, "group_id": standing.group_id,
+            "group": groups.get(standing.group_id) if standing.group_id else None}
 
 
 @blp.route("/rankings", methods=["GET"])
@@ -114,10 +115,12 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
                                own_household_id=actor.household_id,
                                own_villager_id=actor.villager_id)
     public = _public_view(actor, args)
+    groups = rankings.group_names(db.session, result.items)
     _end_read()
     return {"period": period.key, "scope": {"kind": scope.kind, "id": scope.id},
             "by": result.by, "tie_rule": result.tie_rule, "total": result.total,
-            "items": [_ranking_row(s, result.by, public, result.prefs) for s in result.items],
+            "items": [_ranking_row(s, result.by, public, result.prefs, groups)
+                      for s in result.items],
             "mine": result.mine}
 
 

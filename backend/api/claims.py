@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
 from points import claims as service
+from points.errors import NotFound
 from points.models import Claim, Objection, Village
 from points.scope import get_visible, visible
 
@@ -16,7 +16,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import page_of, paginate
+from ..openapi import PageArgs, page_of, paginate
 from ..schemas import (
     AwardIn,
     ClaimIn,
@@ -151,25 +151,32 @@ def withdraw(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/notices", methods=["GET"])
-@blp.response(200, NoticeOut(many=True))
-def notices(village_id: int) -> list[dict[str, Any]]:
-    """Claims in public notice (公示) now, for everyone of the village to see."""
-    village = get_visible(db.session, current_actor(), Village, village_id)
-    rows = db.session.scalars(
-        select(Claim).where(Claim.village_id == village.id,
-                            Claim.status.in_(("in_notice", "objected")))
-        .order_by(Claim.notice_ends_at, Claim.id)
-    )
-    out = []
-    for claim in rows:
-        view = service.claim_view(db.session, claim)
-        out.append({
-            "claim_id": claim.id, "household_name": view["household_name"],
-            "member_name": view["member_name"], "rule_item": view["rule_item"]["name"],
-            "category": view["rule_item"]["category"], "points": claim.points,
-            "status": claim.status, "notice_ends_at": claim.notice_ends_at,
-        })
-    return out
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(NoticeOut))
+def notices(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """Claims in public notice (公示) now, for everyone of the village to see, the ones
+    ending first at the top; a claim under objection stays listed (status `objected`) until
+    a cadre decides. `can_object` says whether the caller may object to it now."""
+    actor = current_actor()
+    village = get_visible(db.session, actor, Village, village_id)
+    page = paginate(db.session, service.notices_statement(village.id), args["page"],
+                    args["per_page"])
+    page["items"] = service.notice_views(db.session, actor, list(page["items"]), now(),
+                                         village_tz())
+    return page
+
+
+@blp.route("/notices/<int:claim_id>", methods=["GET"])
+@blp.response(200, NoticeOut)
+def notice(claim_id: int) -> dict[str, Any]:
+    """One claim of a village's notice, as the list shows it, for whoever may read that
+    list; 404 once it left the notice."""
+    actor = current_actor()
+    claim = db.session.get(Claim, claim_id)
+    if claim is None or claim.status not in service.IN_NOTICE:
+        raise NotFound()
+    get_visible(db.session, actor, Village, claim.village_id)
+    return service.notice_views(db.session, actor, [claim], now(), village_tz())[0]
 
 
 @blp.route("/claims/<int:claim_id>/objections", methods=["POST"])
@@ -178,7 +185,10 @@ def notices(village_id: int) -> list[dict[str, Any]]:
 @blp.arguments(ReasonIn)
 @blp.response(201, ObjectionOut)
 def object_to(body: dict[str, Any], claim_id: int) -> Objection:
-    """A villager of the same village objects during notice; a cadre then decides."""
+    """A villager of the same village objects during notice; a cadre then decides. Several
+    villagers may object to one claim, each once (409 `already_objected`), also while it is
+    under review after another's objection, until its notice ends (409 `not_in_notice`, also
+    for a claim not in notice); not to their own household's (403 `own_claim`)."""
     return service.object_to(db.session, current_actor(), claim_id, body["reason"], now())
 
 
@@ -188,6 +198,7 @@ def object_to(body: dict[str, Any], claim_id: int) -> Objection:
 @blp.arguments(ResolveIn)
 @blp.response(200, ObjectionOut)
 def resolve(body: dict[str, Any], objection_id: int) -> Objection:
-    """Uphold (the claim posts at notice end) or overturn (the claim is rejected)."""
+    """Uphold (the claim posts at notice end, once every objection to it is decided) or
+    overturn (the claim is rejected, and every open objection to it is decided with it)."""
     return service.resolve(db.session, current_actor(), objection_id, body["outcome"],
                            body.get("note"), now(), village_tz())

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import ledger, reversals
-from points.errors import Forbidden
-from points.models import Account, Household, LedgerEntry, ReversalRequest, RuleItemVersion
+from points import home, ledger, reversals
+from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
 from ..auth import current_actor
 from ..clock import now, village_tz
 from ..extensions import db
+from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate
@@ -39,18 +40,24 @@ def _account(household_id: int) -> dict[str, Any]:
 
 def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
     household = get_visible(db.session, current_actor(), Household, household_id)
-    stmt = (select(LedgerEntry).join(Account).where(Account.household_id == household.id)
-            .order_by(LedgerEntry.seq.desc()))
-    if "month" in args:
-        stmt = stmt.where(LedgerEntry.month == args["month"])
-    page = paginate(db.session, stmt, args["page"], args["per_page"])
-    page["items"] = _present(page["items"])
-    return page
+    found = ledger.passbook_page(db.session, household.id, month=args.get("month"),
+                                 page=args["page"], per_page=args["per_page"])
+    return {"items": _present([row[0] for row in found.rows],
+                              {row[0].id: row[1:] for row in found.rows}),
+            "page": args["page"], "per_page": args["per_page"], "total": found.total}
 
 
-def _present(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
-    """Passbook lines with the member's name and the rule item as it was when awarded."""
+def _present(entries: list[LedgerEntry],
+             extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
+             ) -> list[dict[str, Any]]:
+    """Passbook lines with the member's name and the rule item as it was when awarded;
+    `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
+    passbook page reads with its lines. Otherwise (one new entry) they are read here."""
+    if extra is None:
+        extra = {e.id: ledger.passbook_line(db.session, e)[1:] for e in entries}
     names = ledger.member_names(db.session, {e.member_id for e in entries if e.member_id})
+    approvers = ledger.approver_names(db.session, {e.claim_id for e in entries if e.claim_id})
+    tz = village_tz()
     version_ids = {e.rule_item_version_id for e in entries if e.rule_item_version_id}
     versions = {
         v.id: v for v in db.session.scalars(
@@ -60,6 +67,7 @@ def _present(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     for e in entries:
         version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
         name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
+        balance, creator, deed = extra[e.id]
         items.append({
             "id": e.id, "amount": e.amount, "kind": e.kind, "member_id": e.member_id,
             "member_name": name, "relation": relation,
@@ -67,16 +75,17 @@ def _present(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
             "rule_item_version_id": e.rule_item_version_id,
             "rule_item_name": version.data.get("name") if version else None,
             "claim_id": e.claim_id, "reverses_id": e.reverses_id, "month": e.month,
-            "created_at": e.created_at, "created_by": e.created_by, "note": e.note,
+            "created_at": e.created_at, "created_by": e.created_by,
+            "created_by_name": creator,
+            "approved_by_names": approvers.get(e.claim_id, []) if e.claim_id else [],
+            "deed_date": deed.astimezone(tz).date() if deed is not None else None,
+            "balance": balance, "note": e.note,
         })
     return items
 
 
 def _my_household() -> int:
-    actor = current_actor()
-    if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
-    return actor.household_id
+    return home.bound(current_actor()).household_id
 
 
 @blp.route("/households/<int:household_id>/account", methods=["GET"])
@@ -97,6 +106,18 @@ def household_ledger(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 @blp.response(200, AccountOut)
 def my_account() -> dict[str, Any]:
     return _account(_my_household())
+
+
+@blp.route("/me/home", methods=["GET"])
+@blp.response(200, HomeOut)
+def my_home() -> dict[str, Any]:
+    """Everything the villager's home screen shows, in one answer: the household's points
+    (spendable, held by orders, in public notice), this month's score and rank (null at 0
+    points), its stars (this year's score, as the household plate shows them), the
+    qualification line and the gap to it, and what needs attention (open objections to its
+    claims, claims rejected in the last 30 days, orders expiring within 24 hours). Each
+    figure equals what its own endpoint says. 403 `not_bound` before binding."""
+    return home.home(db.session, current_actor(), now(), village_tz())
 
 
 @blp.route("/me/ledger", methods=["GET"])

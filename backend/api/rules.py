@@ -12,14 +12,15 @@ from sqlalchemy.orm import selectinload
 
 import rules
 from points import catalogs, claims
+from points.errors import Forbidden, Invalid
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
-from points.scope import get_visible, visible
+from points.scope import VILLAGER, get_visible, visible
 
 from ..auth import current_actor
 from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import PageArgs, page_of, paginate
+from ..openapi import page_of, paginate
 from ..rule_schemas import (
     CatalogIn,
     CatalogListArgs,
@@ -29,12 +30,14 @@ from ..rule_schemas import (
     ImportArgs,
     ImportJsonIn,
     ImportOut,
+    MyItemArgs,
     PolicyPatch,
     RuleItemIn,
     RuleItemListArgs,
     RuleItemOut,
     RuleItemPatch,
     RuleItemVersionOut,
+    VillageItemArgs,
 )
 
 blp = Blueprint("rules", __name__, description="积分细则 Rule catalogs, items and versions")
@@ -234,19 +237,52 @@ def add_item(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
     return _item_out(item)
 
 
-@blp.route("/villages/<int:village_id>/rule-items", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_of(RuleItemOut))
-def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
-    """The items a village uses: its township's catalog, then its own items (村规民约)."""
+def _items_in_effect(args: dict[str, Any], village: Village) -> dict[str, Any]:
     actor = current_actor()
-    village = get_visible(db.session, actor, Village, village_id)
     stmt = catalogs.in_effect_for(visible(actor, RuleItem), village).options(
         selectinload(RuleItem.current_version)
     )
-    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    submitter = args.get("submit_by")
+    if submitter is None:
+        page = paginate(db.session, stmt, args["page"], args["per_page"])
+    else:
+        # The rule that decides a report (RuleItem.may_submit) decides the list: a village
+        # uses tens of items, read at once and paged here.
+        chosen = [item for item in db.session.scalars(stmt)
+                  if claims.current_rule(item).may_submit(submitter)]
+        first = (args["page"] - 1) * args["per_page"]
+        page = {"items": chosen[first:first + args["per_page"]], "page": args["page"],
+                "per_page": args["per_page"], "total": len(chosen)}
     page["items"] = [_item_out(item) for item in page["items"]]
     return page
+
+
+@blp.route("/villages/<int:village_id>/rule-items", methods=["GET"])
+@blp.arguments(VillageItemArgs, location="query")
+@blp.response(200, page_of(RuleItemOut))
+def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """The items a village uses: its township's catalog, then its own items (村规民约);
+    `submit_by=villager` only those a villager may report themselves."""
+    village = get_visible(db.session, current_actor(), Village, village_id)
+    return _items_in_effect(args, village)
+
+
+@blp.route("/rule-items", methods=["GET"])
+@blp.arguments(MyItemArgs, location="query")
+@blp.response(200, page_of(RuleItemOut))
+def my_items(args: dict[str, Any]) -> dict[str, Any]:
+    """The items the caller's village uses (or `village_id`'s), as GET
+    /villages/{village_id}/rule-items lists them: the mini-program's report screen asks
+    `submit_by=villager`. A caller of no village names one (422 `village_required`); a
+    villager not bound yet is 403 `not_bound`."""
+    actor = current_actor()
+    village_id = args.get("village_id") or actor.village_id
+    if village_id is None:
+        if actor.role == VILLAGER:
+            raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise Invalid("请指定村（village_id）", code="village_required")
+    village = get_visible(db.session, actor, Village, village_id)
+    return _items_in_effect(args, village)
 
 
 @blp.route("/rule-items/<int:item_id>", methods=["GET"])
