@@ -105,7 +105,8 @@ def metrics() -> Response:
     _allow()
     body = generate_latest(_request_registry()) + generate_latest(_domain_registry())
     # The classic text format every Prometheus reads; no name here needs the newer one.
-    return Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
+    return Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4,
+                    headers={"Cache-Control": "no-store"})
 
 
 def _allow() -> None:
