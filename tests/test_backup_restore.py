@@ -96,7 +96,6 @@ def add_activity(url: str, uploads: Path) -> dict[str, int]:
         salt = db.session.scalars(
             select(Reward.id).join(shop_villages, shop_villages.c.shop_id == Reward.shop_id)
             .where(shop_villages.c.village_id == village.id).order_by(Reward.points)).first()
-        db.engine.dispose()
     assert richest and villager and item and salt
     cadre = login("cadre_qs")
     photo = upload_photo(client, cadre)
@@ -130,6 +129,17 @@ def snapshot(url: str) -> dict[str, Any]:
     return rows
 
 
+def job_run(url: str, name: str) -> tuple[int, int, bool] | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT runs, failures, last_ok FROM job_runs"
+                                    " WHERE name = :name"), {"name": name}).first()
+    finally:
+        engine.dispose()
+    return None if row is None else (row[0], row[1], bool(row[2]))
+
+
 def file_hashes(directory: Path) -> dict[str, str]:
     return {path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(directory.rglob("*")) if path.is_file()}
@@ -151,6 +161,7 @@ def test_a_backup_restored_into_a_fresh_database_is_the_same(
     backup_dir = tmp_path / "backups" / "2026-12-03"
     said = run_ok(source, source_uploads, "backup", str(backup_dir))
     assert "1 photo(s)" in said
+    assert job_run(source, "backup") == (1, 0, True)
     manifest = json.loads((backup_dir / "manifest.json").read_text())
     database_file = "database.dump" if source.startswith("postgres") else "database.sqlite3"
     assert set(manifest["files"]) == {database_file, "uploads.tar"}
@@ -183,6 +194,7 @@ def test_restore_refuses_a_non_empty_database_and_a_damaged_backup(
     # A second backup into the same directory would mix two moments: refused.
     again = flask(source, uploads, "backup", str(backup_dir))
     assert again.returncode != 0 and "not empty" in again.stderr
+    assert job_run(source, "backup") == (2, 1, False)  # what /metrics reports
 
     before = snapshot(source)
     onto_itself = flask(source, tmp_path / "other-uploads", "restore", str(backup_dir))
