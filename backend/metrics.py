@@ -66,7 +66,9 @@ blp = Blueprint("metrics", __name__, description="监控 Monitoring (Prometheus)
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(_start_timer)
+    # First of the before-request hooks: one that refuses the request (no login, malformed
+    # JSON) skips those after it, and its 401 or 400 must be timed and counted too.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)
     app.after_request(_count_request)
 
 

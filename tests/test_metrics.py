@@ -84,8 +84,12 @@ def test_requests_are_counted_by_endpoint_not_by_path(
     for claim_id in (987654, 987655):
         assert client.get(f"{API}/claims/{claim_id}", headers=headers).status_code == 404
     assert client.get("/no/such/page/4242").status_code == 404
+    assert client.get(f"{API}/claims/987656").status_code == 401  # refused before the view
     after = scrape(client)
     endpoint, _ = app.url_map.bind("localhost").match(f"{API}/claims/1", "GET")
+    refused = {"endpoint": endpoint, "method": "GET", "status": "401"}
+    assert value(after, "village_points_http_requests_total", **refused) == (
+        (value(before, "village_points_http_requests_total", **refused) or 0) + 1)
     labels = {"endpoint": endpoint, "method": "GET", "status": "404"}
     assert value(after, "village_points_http_requests_total", **labels) == (
         (value(before, "village_points_http_requests_total", **labels) or 0) + 2)
