@@ -4,6 +4,7 @@ scheduled command's last run, and a failing `flask ledger verify`, as the job re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from backend.extensions import db
+from points.jobs import record_run
 from points.models import JobRun, LedgerEntry
 
 from .conftest import World, error_code
+from .helpers_concurrency import on_postgres, together
 from .helpers_points import (
     add_reward,
     default_items,
@@ -175,3 +178,21 @@ def test_a_failing_ledger_verify_shows_until_a_run_passes(
     assert value(samples, "village_points_ledger_verify_ok") == 1
     assert value(samples, "village_points_job_runs_total", job="ledger verify") == 2
     assert value(samples, "village_points_ledger_verify_last_run_timestamp_seconds") > 0
+
+
+@on_postgres
+def test_two_runs_of_a_job_ending_at_once_both_count(app: Flask) -> None:
+    """Two servers' timers run the same command at the same moment: the row is made once and
+    both runs are counted (the counters are incremented in SQL, not read and written)."""
+    moment = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+
+    def run(i: int) -> None:
+        with app.app_context():
+            record_run(db.session, "claims post-due", ok=i == 0, started_at=moment,
+                       finished_at=moment)
+            db.session.commit()
+
+    together(2, run)
+    with app.app_context():
+        job = db.session.get(JobRun, "claims post-due")
+        assert job is not None and (job.runs, job.failures) == (2, 1)
