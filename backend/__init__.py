@@ -17,7 +17,7 @@ from points import time_zone
 from points.db import configure_engine, normalise_url
 
 from . import config as app_config
-from . import extensions
+from . import extensions, metrics
 from .extensions import db, limiter, migrate
 from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     log_production_warnings(app)
     register_extensions(app)
     register_blueprints(app)
+    metrics.init_app(app)
     register_errorhandlers(app)
     app.after_request(secure_headers)
     register_commands(app)

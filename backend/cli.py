@@ -16,6 +16,7 @@ from points.users import create_staff
 from .cli_points import COMMANDS
 from .clock import now, village_tz
 from .extensions import db
+from .jobs import scheduled
 
 
 @click.command("demo")
@@ -113,6 +114,7 @@ redemptions_cli = AppGroup("redemptions", help="Points supermarket orders (ç§¯åˆ
 
 
 @redemptions_cli.command("expire")
+@scheduled("redemptions expire")
 def expire_redemptions_command() -> None:
     """Void orders not picked up in time: points back to available (those of a period reset
     meanwhile expire), stock back on the shelf (cron; safe to run twice at once)."""
@@ -142,6 +144,7 @@ def close_rankings_command(month: str, village_id: int | None, force: bool) -> N
 
 
 @rankings_cli.command("close-due")
+@scheduled("rankings close-due")
 def close_due_command() -> None:
     """Close every ended month whose claims are all decided (cron, after `claims post-due`;
     safe to run twice at once)."""
@@ -178,6 +181,10 @@ def set_time_zone_command(zone: str) -> None:
 
 
 def register(app: Flask) -> None:
+    from .backup import backup_command, restore_command
+
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
     app.cli.add_command(rankings_cli)
     app.cli.add_command(redemptions_cli)
     app.cli.add_command(demo_command)

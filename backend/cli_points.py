@@ -9,6 +9,7 @@ from points import claims, ledger, policies
 
 from .clock import now, village_tz
 from .extensions import db
+from .jobs import scheduled
 
 claims_cli = AppGroup("claims", help="Claims and public notice.")
 ledger_cli = AppGroup("ledger", help="The points ledger.")
@@ -16,6 +17,7 @@ points_cli = AppGroup("points", help="Policies applied to accounts.")
 
 
 @claims_cli.command("post-due")
+@scheduled("claims post-due")
 def post_due_command() -> None:
     """Post every claim whose public notice has ended (cron; safe to run twice at once)."""
     posted = claims.post_due(db.session, now(), village_tz())
@@ -23,6 +25,7 @@ def post_due_command() -> None:
 
 
 @ledger_cli.command("verify")
+@scheduled("ledger verify")
 def verify_command() -> None:
     """Walk every account's hash chain; name the first entry that does not match. Then check
     every village's monthly issued points (the budget counter) against its claims."""
@@ -54,6 +57,7 @@ def rebuild_issued_command() -> None:
 
 
 @points_cli.command("reset")
+@scheduled("points reset")
 def reset_command() -> None:
     """Expire what the last ended quarter/year left spendable, in villages whose policy
     resets it (定期清零); each village's period once (cron: safe to run daily, or twice at

@@ -119,6 +119,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DISPLAY_LINK_HOURS": _int("DISPLAY_LINK_HOURS", 12),
         "PROXY_BURST_COUNT": _int("PROXY_BURST_COUNT", 10),
         "PROXY_BURST_MINUTES": _int("PROXY_BURST_MINUTES", 3),
+        # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; empty: only
+        # requests from this machine (backend/metrics.py).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
     }
 
 

@@ -178,7 +178,8 @@ CLERK_FILTERED_GETS = [
 ]
 # Pages outside /api/v1 that show no record (tested in test_html_headers.py), and Flask's.
 NOT_API = {"activity_pages.display_page", "board_pages.board_page", "board_pages.plate_page",
-           "pages.healthz", "pages.qr_landing", "static"}
+           "pages.healthz", "pages.qr_landing", "static",
+           "metrics.metrics"}  # Prometheus's, not a login's
 
 
 def _get_endpoints(app: Flask) -> set[str]:

@@ -13,3 +13,7 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(boards.public_blp)
     # The full-screen code of a rotating activity, outside /api/v1 (API.md).
     api.register_blueprint(activities.pages_blp)
+    # Prometheus scrapes /metrics, outside /api/v1: text, not JSON, and not for the apps.
+    from .. import metrics
+
+    metrics.register(api)

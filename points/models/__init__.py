@@ -17,6 +17,7 @@ from .claims import (
     Upload,
     VetoWithdrawal,
 )
+from .jobs import JobRun
 from .ledger import (
     ENTRY_KINDS,
     REVERSAL_REQUEST_STATUSES,
@@ -65,5 +66,5 @@ __all__ = [
     "REVERSAL_REQUEST_STATUSES", "ReversalRequest", "VetoWithdrawal",
     "Activity", "CheckIn",
     "BoardSettings", "BoardSnapshot", "LatePosting", "PublicLink",
-    "PeriodReset", "PeriodResetHold", "AppSettings",
+    "PeriodReset", "PeriodResetHold", "AppSettings", "JobRun",
 ]
