@@ -4,8 +4,8 @@
 `flask backup`…), written by the command itself when it ends; /metrics reads it, so a job
 that stopped running or failing is seen whichever worker or server answers.
 
-Revision ID: 0016
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03 14:00:00.000000
 
 """
@@ -16,8 +16,8 @@ import points.models.base
 
 
 # revision identifiers, used by Alembic.
-revision = '0016'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
