@@ -22,7 +22,7 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,17 +270,55 @@ def restore_backup(url: URL, upload_dir: Path, source: Path, force: bool) -> dic
     return manifest
 
 
+def dated_directory(root: Path, now: datetime) -> Path:
+    """Where a scheduled backup goes under ROOT: one directory per run, named by its UTC
+    time, so that names sort by age and two runs never share one."""
+    return root / now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def prune_backups(root: Path, now: datetime, keep_days: int) -> list[Path]:
+    """Remove the backups under ROOT made more than KEEP_DAYS ago, by the time in their
+    manifest; a directory without a readable manifest is not ours and is left alone. The
+    newest backup is never removed, however old."""
+    made = []
+    for child in root.iterdir() if root.is_dir() else ():
+        try:
+            manifest = json.loads((child / "manifest.json").read_text())
+            made.append((datetime.fromisoformat(manifest["created_at"]), child))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    made.sort()
+    removed = []
+    for created_at, child in made[:-1]:
+        if now - created_at > timedelta(days=keep_days):
+            shutil.rmtree(child)
+            removed.append(child)
+    return removed
+
+
 @click.command("backup")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dated", is_flag=True, help="Write into a new directory under DIRECTORY named "
+              "by the time (for the timer), instead of into DIRECTORY itself.")
+@click.option("--keep-days", type=click.IntRange(min=1), default=None,
+              help="With --dated: then remove the backups under DIRECTORY older than this.")
 @with_appcontext
 @scheduled("backup")
-def backup_command(directory: Path) -> None:
+def backup_command(directory: Path, dated: bool, keep_days: int | None) -> None:
     """Back up the database and UPLOAD_DIR into DIRECTORY (new or empty): a pg_dump (or a
     SQLite copy), uploads.tar and manifest.json (cron / timer)."""
+    if keep_days is not None and not dated:
+        raise BackupError("--keep-days goes with --dated: it prunes the dated backups")
     db.session.remove()  # hold no connection or lock of our own while the dump runs
+    now = datetime.now(UTC)
+    root = directory
+    if dated:
+        directory = dated_directory(root, now)
     manifest = make_backup(make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
-                           Path(current_app.config["UPLOAD_DIR"]), directory,
-                           datetime.now(UTC))
+                           Path(current_app.config["UPLOAD_DIR"]), directory, now)
+    if keep_days is not None:
+        for old in prune_backups(root, now, keep_days):
+            click.echo(f"removed the backup {old}")
     click.echo(f"backed up {sum(manifest['counts'].values())} rows of "
                f"{len(manifest['counts'])} tables (revision {manifest['alembic_revision']}) "
                f"and {manifest['uploads']} photo(s) into {directory}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from backend import create_app
+from backend import backup, create_app
 from backend.extensions import db
 from points.demo import DEMO_PASSWORD
 from points.models import (
@@ -217,3 +218,26 @@ def test_restore_refuses_a_non_empty_database_and_a_damaged_backup(
             assert inspect(conn).get_table_names() == []  # nothing was restored
     finally:
         engine.dispose()
+
+
+def test_dated_backups_are_pruned_by_their_manifest_and_the_newest_is_kept(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+
+    def made(days_ago: int) -> Path:
+        when = now - timedelta(days=days_ago)
+        directory = backup.dated_directory(tmp_path, when)
+        directory.mkdir()
+        (directory / "manifest.json").write_text(json.dumps({"created_at": when.isoformat()}))
+        return directory
+
+    fresh, old, older = made(1), made(15), made(30)
+    stranger = tmp_path / "notes"  # not a backup: no manifest
+    stranger.mkdir()
+    assert fresh.name == "20261202T020000Z"
+    assert sorted(backup.prune_backups(tmp_path, now, keep_days=14)) == sorted([old, older])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, "notes"])
+    # However old, the newest backup stays: a county whose backups stopped keeps the last.
+    assert backup.prune_backups(tmp_path, now + timedelta(days=100), keep_days=14) == []
+    assert fresh.exists()
