@@ -20,6 +20,7 @@ DEV_SECRET = "development-only-secret-key-never-use-in-production!"
 MIN_SECRET_BYTES = 32
 MAX_QR_CLOCK_SKEW = 9  # seconds; less than the shortest rotating step (10)
 MAX_JWT_LEEWAY = 60  # seconds
+MAX_REFRESH_REUSE_GRACE = 60  # seconds
 
 
 def _int(name: str, default: int) -> int:
@@ -75,6 +76,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # little ahead carries an `iat` in the future of the next, which PyJWT refuses
         # without leeway. The leeway also lets a token live that much past its `exp`.
         "JWT_LEEWAY_SECONDS": _int("JWT_LEEWAY_SECONDS", 10),
+        # A mini-program starting up refreshes from several pages at once with one refresh
+        # token: for this long a spent one answers the pair it was spent for, rather than
+        # ending the session as a stolen copy does. 0 turns the grace off.
+        "REFRESH_REUSE_GRACE_SECONDS": _int("REFRESH_REUSE_GRACE_SECONDS", 10),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
         # 积分超市: hours an order holds points and stock before it expires unpicked.
         "REDEMPTION_HOLD_HOURS": _int("REDEMPTION_HOLD_HOURS", 72),
@@ -163,6 +168,10 @@ def check(config: dict[str, Any]) -> None:
     # Far below an access token's life; servers in sync (NTP) differ by milliseconds.
     if not 0 <= config.get("JWT_LEEWAY_SECONDS", 10) <= MAX_JWT_LEEWAY:
         raise RuntimeError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_JWT_LEEWAY}")
+    # A stolen refresh token is answered like its owner's for this long: keep it short.
+    if not 0 <= config.get("REFRESH_REUSE_GRACE_SECONDS", 10) <= MAX_REFRESH_REUSE_GRACE:
+        raise RuntimeError(
+            f"REFRESH_REUSE_GRACE_SECONDS must be between 0 and {MAX_REFRESH_REUSE_GRACE}")
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
         raise RuntimeError("TRUSTED_PROXIES must be 0 or more")
