@@ -98,7 +98,6 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # How far apart the servers' clocks may be when one shows a rotating code and another
         # checks it: a screen fed by a server ahead shows the next step a few seconds early.
         "QR_CLOCK_SKEW_SECONDS": _int("QR_CLOCK_SKEW_SECONDS", 5),
-        "DISPLAY_LINK_HOURS": _int("DISPLAY_LINK_HOURS", 12),
         "PROXY_BURST_COUNT": _int("PROXY_BURST_COUNT", 10),
         "PROXY_BURST_MINUTES": _int("PROXY_BURST_MINUTES", 3),
     }
