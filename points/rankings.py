@@ -1355,7 +1355,10 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
         "month": month.key,
         "month_label": period_label(month),
         "points": None if hidden else own.points,
-        "rank": None if hidden or own.barred else own.rank,
+        # A rank needs points to stand on: with the whole village at 0 in the first days of
+        # a month every household would read "全村第 1 名". Ranked from the first point, as
+        # the red list is.
+        "rank": None if hidden or own.barred or own.points <= 0 else own.rank,
         "households": None if hidden else len(ranked),
         "barred": None if hidden else own.barred,
         "year": year.key,

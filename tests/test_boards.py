@@ -571,6 +571,30 @@ def test_household_plate_and_its_public_page(
         assert "不在公开榜单上展示" in client.get(f"/h/{new_token}").get_data(as_text=True)
 
 
+def test_a_plate_shows_no_rank_before_the_household_has_points(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Early in a month the whole village ties at 0: no plate reads "全村第 1 名"."""
+    other = add_household(app, world.village_a, "b户", "李四")
+    earn(app, other["household"], 5, local(2026, 3, 3))  # last month's points do not count
+    with frozen(local(2026, 4, 2)):
+        created = client.post(f"/api/v1/households/{world.household_x}/plate/renew",
+                              headers=world.headers("cadre_a"))
+        assert created.status_code == 201, created.get_json()
+        token = created.get_json()["url"].rsplit("/", 1)[1]
+        data = client.get(f"/api/v1/plates/{token}").get_json()
+        html = client.get(f"/h/{token}").get_data(as_text=True)
+    assert (data["points"], data["rank"], data["barred"]) == (0, None, False)
+    assert "全村第" not in html and "暂不排名" in html
+
+    earn(app, world.household_x, 2, local(2026, 4, 3))
+    with frozen(local(2026, 4, 5)):
+        data = client.get(f"/api/v1/plates/{token}").get_json()
+        html = client.get(f"/h/{token}").get_data(as_text=True)
+    assert (data["points"], data["rank"]) == (2, 1)
+    assert "全村第 <strong>1</strong> 名" in html
+
+
 def test_stale_records_are_not_needed_for_a_new_month(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
