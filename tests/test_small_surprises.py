@@ -142,3 +142,36 @@ def test_answers_carry_chinese_as_utf8(client: FlaskClient, world: World) -> Non
         assert response.mimetype == "application/json", response.request.path
         assert "\\u" not in text, (response.request.path, text[:200])
         assert CJK.search(text), (response.request.path, text[:200])
+
+
+# ---- a QR code's problems are not the login's -------------------------------------------------
+
+def test_no_qr_code_problem_reads_as_an_expired_login(app: Flask, client: FlaskClient,
+                                                     world: World) -> None:
+    """To the mini-program a 401 `token_expired` means "refresh the login": an old poster,
+    a stranger's code or a garbled scan answers 422 with a qr_* code instead."""
+    from datetime import UTC, datetime, timedelta
+
+    from points.tokens import TokenCodec, TokenType
+
+    from .conftest import SECRET
+
+    codec = TokenCodec.from_secret(SECRET)
+    expired_binding = codec.encode(TokenType.BINDING, (1,),
+                                   datetime.now(UTC) - timedelta(hours=1))
+    card = codec.encode(TokenType.MEMBER_CARD, (world.head_x,))
+    villager, clerk = world.headers("villager_x"), world.headers("clerk_a")
+    answers = {
+        "checkin garbage": (client.post(f"{API}/checkins", json={"token": "garbage"},
+                                        headers=villager), "qr_invalid"),
+        "checkin with a member card": (client.post(f"{API}/checkins", json={"token": card},
+                                                   headers=villager), "qr_wrong_type"),
+        "expired binding": (client.post(f"{API}/auth/bind", json={"token": expired_binding},
+                                        headers=world.headers("unbound")), "qr_expired"),
+        "pickup garbage": (client.post(f"{API}/redemptions/scan",
+                                       json={"pickup_token": "garbage"}, headers=clerk),
+                           "qr_invalid"),
+    }
+    for label, (response, code) in answers.items():
+        assert response.status_code == 422, (label, response.get_json())
+        assert response.get_json()["error"]["code"] == code, label
