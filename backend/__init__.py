@@ -151,7 +151,7 @@ def register_blueprints(app: Flask) -> None:
     from .api import register_blueprints as register_api
 
     register_api(extensions.api)
-    app.register_blueprint(pages.bp)
+    extensions.api.register_blueprint(pages.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -27,6 +27,7 @@ def token_settings() -> TokenSettings:
         access_ttl=timedelta(minutes=config["ACCESS_TOKEN_MINUTES"]),
         refresh_ttl=timedelta(days=config["REFRESH_TOKEN_DAYS"]),
         leeway=timedelta(seconds=config["JWT_LEEWAY_SECONDS"]),
+        reuse_grace=timedelta(seconds=config["REFRESH_REUSE_GRACE_SECONDS"]),
     )
 
 

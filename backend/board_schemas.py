@@ -278,7 +278,8 @@ class PlateOut(Schema):
     month = fields.String()
     month_label = fields.String()
     points = fields.Integer(allow_none=True)
-    rank = fields.Integer(allow_none=True)
+    rank = fields.Integer(allow_none=True, metadata={
+        "description": "null when barred, hidden, or before the household has points this month"})
     # null for a household that keeps off the public boards (opted_out): it shows only
     # that it exists
     households = fields.Integer(allow_none=True)

@@ -32,6 +32,7 @@ MAX_JWT_LEEWAY = 60  # seconds
 # Every QR code, plate, poster and board printed carries PUBLIC_BASE_URL: a development
 # default must never reach paper, so production has none.
 DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+MAX_REFRESH_REUSE_GRACE = 60  # seconds
 
 
 def _int(name: str, default: int) -> int:
@@ -98,6 +99,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # little ahead carries an `iat` in the future of the next, which PyJWT refuses
         # without leeway. The leeway also lets a token live that much past its `exp`.
         "JWT_LEEWAY_SECONDS": _int("JWT_LEEWAY_SECONDS", 10),
+        # A mini-program starting up refreshes from several pages at once with one refresh
+        # token: for this long a spent one answers the pair it was spent for, rather than
+        # ending the session as a stolen copy does. 0 turns the grace off.
+        "REFRESH_REUSE_GRACE_SECONDS": _int("REFRESH_REUSE_GRACE_SECONDS", 10),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
         # 积分超市: hours an order holds points and stock before it expires unpicked.
         "REDEMPTION_HOLD_HOURS": _int("REDEMPTION_HOLD_HOURS", 72),
@@ -116,7 +121,6 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # How far apart the servers' clocks may be when one shows a rotating code and another
         # checks it: a screen fed by a server ahead shows the next step a few seconds early.
         "QR_CLOCK_SKEW_SECONDS": _int("QR_CLOCK_SKEW_SECONDS", 5),
-        "DISPLAY_LINK_HOURS": _int("DISPLAY_LINK_HOURS", 12),
         "PROXY_BURST_COUNT": _int("PROXY_BURST_COUNT", 10),
         "PROXY_BURST_MINUTES": _int("PROXY_BURST_MINUTES", 3),
         # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; empty: only
@@ -189,6 +193,10 @@ def check(config: dict[str, Any]) -> None:
     # Far below an access token's life; servers in sync (NTP) differ by milliseconds.
     if not 0 <= config.get("JWT_LEEWAY_SECONDS", 10) <= MAX_JWT_LEEWAY:
         raise ConfigError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_JWT_LEEWAY}")
+    # A stolen refresh token is answered like its owner's for this long: keep it short.
+    if not 0 <= config.get("REFRESH_REUSE_GRACE_SECONDS", 10) <= MAX_REFRESH_REUSE_GRACE:
+        raise ConfigError(
+            f"REFRESH_REUSE_GRACE_SECONDS must be between 0 and {MAX_REFRESH_REUSE_GRACE}")
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more")

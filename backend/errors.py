@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -77,6 +78,85 @@ def _unknown_fields(errors: dict[Any, Any], prefix: str = "") -> list[str]:
     return found
 
 
+# marshmallow's and webargs' own messages, in Chinese: every 422 a villager or clerk reads is
+# Chinese, whichever schema or validator refused the value. Messages a schema words itself
+# (rule_schemas, schemas.py) are Chinese already and pass through unchanged.
+_MESSAGES: dict[str, str] = {
+    "Missing data for required field.": "缺少必填字段",
+    "Field may not be null.": "不能为空",
+    "Invalid value.": "取值无效",
+    "Invalid input.": "取值无效",
+    "Invalid type.": "类型不正确",
+    "Invalid input type.": "类型不正确",
+    "Unknown field.": "不支持的字段",
+    "Not a valid string.": "应为文字",
+    "Not a valid utf-8 string.": "应为 UTF-8 文字",
+    "Not a valid integer.": "应为整数",
+    "Not a valid number.": "应为数字",
+    "Number too large.": "数值太大",
+    "Special numeric values (nan or infinity) are not permitted.": "不能是 NaN 或无穷大",
+    "Not a valid boolean.": "应为 true 或 false",
+    "Not a valid datetime.": "应为日期时间，如 2026-01-01T08:00:00+08:00",
+    "Not a valid date.": "应为日期，如 2026-01-01",
+    "Not a valid time.": "应为时间，如 08:00:00",
+    "Not a valid period of time.": "应为时长",
+    "Not a valid list.": "应为列表",
+    "Not a valid tuple.": "应为列表",
+    "Not a valid mapping type.": "应为键值对象",
+    "Not a valid email address.": "应为有效的电子邮箱",
+    "Not a valid URL.": "应为有效的网址",
+    "Not a valid UUID.": "应为有效的 UUID",
+    "String does not match expected pattern.": "格式不正确",
+    "Field cannot be blank.": "不能为空",
+}
+# Messages with values in them (the validators'); the values are kept.
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), chinese) for
+                                                 pattern, chinese in (
+    (r"Length must be between (\S+) and (\S+)\.", r"长度应在 \1 到 \2 之间"),
+    (r"Length must be (\S+)\.", r"长度应为 \1"),
+    (r"Shorter than minimum length (\S+)\.", r"长度不能少于 \1"),
+    (r"Longer than maximum length (\S+)\.", r"长度不能超过 \1"),
+    (r"Must be greater than or equal to (\S+) and less than or equal to (\S+)\.",
+     r"应在 \1 到 \2 之间"),
+    (r"Must be greater than (\S+) and less than (\S+)\.", r"应大于 \1 且小于 \2"),
+    (r"Must be greater than or equal to (\S+) and less than (\S+)\.",
+     r"应大于等于 \1 且小于 \2"),
+    (r"Must be greater than (\S+) and less than or equal to (\S+)\.",
+     r"应大于 \1 且小于等于 \2"),
+    (r"Must be greater than or equal to (\S+)\.", r"不能小于 \1"),
+    (r"Must be less than or equal to (\S+)\.", r"不能大于 \1"),
+    (r"Must be greater than (\S+)\.", r"应大于 \1"),
+    (r"Must be less than (\S+)\.", r"应小于 \1"),
+    (r"Must be one of: (.*)\.", r"应为以下之一：\1"),
+    (r"Must be equal to (.*)\.", r"应等于 \1"),
+    (r"One or more of the choices you made was not in: (.*)\.", r"只能从以下选择：\1"),
+    (r"One or more of the choices you made was in: (.*)\.", r"不能选择：\1"),
+    (r"Not a valid (.+)\.", r"格式不正确（应为 \1）"),
+    (r".* cannot be formatted as an? (.+)\.", r"无法按 \1 格式处理"),
+)]
+
+
+def chinese_message(message: str) -> str:
+    """One of marshmallow's English messages in Chinese; any other text as it is."""
+    if message in _MESSAGES:
+        return _MESSAGES[message]
+    for pattern, chinese in _PATTERNS:
+        if pattern.fullmatch(message):
+            return pattern.sub(chinese, message)
+    return message
+
+
+def chinese_messages(errors: Any) -> Any:
+    """A marshmallow error tree ({field: [msgs]}, nested dicts, list indexes) in Chinese."""
+    if isinstance(errors, str):
+        return chinese_message(errors)
+    if isinstance(errors, dict):
+        return {key: chinese_messages(value) for key, value in errors.items()}
+    if isinstance(errors, list | tuple):
+        return [chinese_messages(value) for value in errors]
+    return errors
+
+
 def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
     """Turn webargs' {location: {field: [msgs]}} into our code, message and details."""
     fields: dict[str, Any] = {}
@@ -88,7 +168,7 @@ def _validation_details(messages: Any) -> tuple[str, str, dict[str, Any]]:
     unknown = sorted(excerpt(name) for name in _unknown_fields(fields))
     if unknown:
         return "unknown_fields", "包含不支持的字段：" + "、".join(unknown), {"fields": unknown}
-    return "validation_error", "提交的内容不符合要求", {"fields": fields}
+    return "validation_error", "提交的内容不符合要求", {"fields": chinese_messages(fields)}
 
 
 def handle_http_exception(error: HTTPException) -> Response:

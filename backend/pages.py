@@ -1,4 +1,6 @@
-"""Pages outside the JSON API: health, the QR landing page, the API docs page."""
+"""Pages outside the JSON API: the root, health, the QR landing page, the API docs page.
+
+A flask-smorest blueprint like the API's, so that these too are in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,12 +9,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Response, current_app, jsonify, redirect, render_template
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from .extensions import api, db
 
-bp = Blueprint("pages", __name__)
+bp = Blueprint("pages", __name__, description="服务页面 The root, health check and QR landing page")
+
+HTML = {"description": "an HTML page", "content": {"text/html": {}}}
+DOCS_PATH = "/api/v1/docs"
 
 
 @bp.app_url_defaults
@@ -34,8 +41,24 @@ def static_digest(folder: str, filename: str) -> str:
         return ""
 
 
-@bp.get("/healthz")
+class HealthOut(Schema):
+    status = fields.String(required=True, metadata={"description": "ok or degraded"})
+    database = fields.String(required=True, metadata={"description": "ok or error"})
+
+
+@bp.route("/", methods=["GET"])
+@bp.doc(security=[], responses={"302": {"description": f"to the API docs page ({DOCS_PATH})"}})
+def index() -> Response:
+    """Someone who opens the service's address in a browser lands on the API reference."""
+    return redirect(DOCS_PATH, code=302)
+
+
+@bp.route("/healthz", methods=["GET"])
+@bp.doc(security=[], responses={"503": {"description": "the database cannot be reached",
+                                        "content": {"application/json": {"schema": HealthOut}}}})
+@bp.response(200, HealthOut)
 def healthz() -> tuple[Response, int]:
+    """For the load balancer and monitoring: whether the database answers."""
     try:
         db.session.execute(text("SELECT 1"))
         return jsonify(status="ok", database="ok"), 200
@@ -49,14 +72,17 @@ def healthz() -> tuple[Response, int]:
 LANDING_CACHE = "public, max-age=86400"
 
 
-@bp.get("/q/<path:token>")
+@bp.route("/q/<path:token>", methods=["GET"])
+@bp.doc(security=[], responses={"200": HTML})
 def qr_landing(token: str) -> Response:
-    """Where a QR code lands when scanned by anything but the mini-program."""
+    """Where a QR code lands when scanned by anything but the mini-program: how to scan it
+    with the mini-program. Every printed code holds this address, `{PUBLIC_BASE_URL}/q/…`."""
     return Response(render_template("qr_landing.html"), mimetype="text/html",
                     headers={"Cache-Control": LANDING_CACHE})
 
 
-@bp.get("/api/v1/docs")
+@bp.route(DOCS_PATH, methods=["GET"])
+@bp.doc(security=[], responses={"200": HTML})
 def docs() -> str:
     """A readable, printable API reference rendered from the same OpenAPI document."""
     spec = api.spec.to_dict()

@@ -137,6 +137,9 @@ def _item_fields(required: bool) -> dict[str, fields.Field]:
                                     error_messages={"invalid": "应为日期，如 2024-01-01"}),
         "veto": fields.Nested(VetoIn, allow_none=True,
                               metadata={"description": "veto items only (一票否决)"}),
+        "black_list": _bool("deduction items only: one standing deduction of it names the "
+                            "household on the black list (黑榜), whatever the policy's "
+                            "black_list_min_deduction (default false)"),
         "description": _text("说明", allow_none=True),
     }
 
@@ -175,6 +178,9 @@ _ITEM_DATA: dict[str, fields.Field] = {
     "effective_from": fields.String(metadata={"format": "date"}),
     "effective_to": fields.String(metadata={"format": "date"}),
     "veto": fields.Nested(VetoOut),
+    "black_list": fields.Boolean(metadata={
+        "description": "a deduction that names the household on the black list (黑榜); "
+                       "absent: false"}),
     "description": fields.String(),
 }
 
@@ -244,6 +250,10 @@ class PolicyOut(Schema):
     village_items_skip_review = fields.Boolean(metadata={
         "description": "village items may be approved without a cadre's review (default "
                        "false); their notice days are never below notice_days either way"})
+    black_list_min_deduction = fields.Integer(metadata={
+        "description": "黑榜: a household is named on the black list for a period when its "
+                       "standing deductions there come to at least this many points (default "
+                       "5), or one is of a black_list item, or a veto bars it"})
 
 
 class PolicyPatch(Schema):
@@ -260,6 +270,9 @@ class PolicyPatch(Schema):
     min_redemption_points = _int(bounds=(0, MAX_POLICY_POINTS))
     allow_village_items = _bool("township catalogs only")
     village_items_skip_review = _bool("village items may skip review (default false)")
+    black_list_min_deduction = _int("points of standing deductions in a period that name a "
+                                    "household on the black list (default 5)",
+                                    bounds=(1, MAX_POLICY_POINTS))
 
 
 class CatalogIn(Schema):

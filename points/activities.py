@@ -387,19 +387,23 @@ def code_for_staff(session: Session, actor: Actor, codec: TokenCodec, activity_i
 
 
 def display_key(
-    session: Session, actor: Actor, codec: TokenCodec, activity_id: int, ttl: timedelta,
-    now: datetime,
+    session: Session, actor: Actor, codec: TokenCodec, activity_id: int, now: datetime,
 ) -> tuple[Activity, str, datetime]:
     """A key for the display screen of one activity: it lets a browser without a login
-    fetch that activity's current code, until it expires (at the latest when check-in
-    closes) or its cadre loses access. Audited: a leaked key defeats the rotation."""
+    fetch that activity's current code until check-in closes or its cadre loses access.
+    Audited: a leaked key defeats the rotation.
+
+    It lives exactly until check-in closes, however early it is made: a screen is set up
+    the day before, or hours ahead, and a key with a life of its own expired before its
+    check-in even opened. After the close the key is worth nothing (no code is shown then),
+    so a later expiry would add nothing."""
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "activity.qr")
     if activity.status == "cancelled":
         raise ActivityCancelled()
     if activity.checkin_closes_at <= now:
         raise CheckinClosed()
-    expires_at = min(now + ttl, activity.checkin_closes_at)
+    expires_at = activity.checkin_closes_at
     key = codec.encode(TokenType.DISPLAY, (activity.id, actor.user_id), expires_at)
     audit.record(session, actor, "activity.display_link", activity,
                  after={"activity_id": activity.id, "expires_at": expires_at.isoformat()},

@@ -1,14 +1,17 @@
 """Login sessions and JWTs: short access tokens, rotating refresh tokens kept as hashes.
 
 A refresh token is spent by a conditional UPDATE; presenting a spent one revokes its whole
-family (session), since it means a copy of the token is in someone else's hands."""
+family (session), since it means a copy of the token is in someone else's hands — unless it
+comes back within a short grace (`TokenSettings.reuse_grace`): a mini-program starting up
+sends the same refresh from several pages at once, and each of those requests gets the pair
+the first one was given, so the session survives its own launch."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -48,8 +51,9 @@ class TokenRevoked(Unauthenticated):
 
 
 class TokenReused(Unauthenticated):
+    # Only this login (its family of tokens) ends; the user's other devices stay logged in.
     code = "token_reused"
-    message = "登录凭证已被使用过，为安全起见已退出所有设备，请重新登录"
+    message = "登录凭证被重复使用，为安全起见本次登录已失效，请重新登录"
 
 
 class AccountDisabled(Unauthenticated):
@@ -75,6 +79,8 @@ class TokenSettings:
     # ahead has an `iat` in the future of the next, which PyJWT refuses without leeway
     # (ImmatureSignatureError) — the user would be logged out by their first request.
     leeway: timedelta = timedelta(0)
+    # How long a spent refresh token still answers the pair it was spent for.
+    reuse_grace: timedelta = timedelta(0)
 
 
 def _hash(token: str) -> str:
@@ -105,18 +111,34 @@ def _decode(settings: TokenSettings, token: str, typ: str) -> dict[str, Any]:
     return claims
 
 
-def _issue(session: Session, settings: TokenSettings, user: User, sid: str) -> TokenPair:
-    now = utcnow()
-    base = {"iss": settings.issuer, "aud": settings.audience, "sub": str(user.id), "sid": sid,
-            "iat": now}
-    access = _encode(settings, base | {"typ": "access", "exp": now + settings.access_ttl})
-    refresh_exp = now + settings.refresh_ttl
+def _sign_pair(
+    settings: TokenSettings, user_id: int, sid: str, jti: str, issued: datetime,
+    refresh_exp: datetime,
+) -> TokenPair:
+    """The pair of one refresh-token row. HS256 over the same claims gives the same bytes, so
+    signing a row's pair again gives the very tokens it was issued with."""
+    iat = int(issued.timestamp())
+    base = {"iss": settings.issuer, "aud": settings.audience, "sub": str(user_id), "sid": sid,
+            "iat": iat}
+    ttl = int(settings.access_ttl.total_seconds())
+    access = _encode(settings, base | {"typ": "access", "exp": iat + ttl})
     refresh = _encode(
-        settings,
-        base | {"typ": "refresh", "exp": refresh_exp, "jti": secrets.token_urlsafe(16)},
-    )
-    session.add(RefreshToken(session_id=sid, token_hash=_hash(refresh), expires_at=refresh_exp))
-    return TokenPair(access, refresh, int(settings.access_ttl.total_seconds()))
+        settings, base | {"typ": "refresh", "exp": int(refresh_exp.timestamp()), "jti": jti})
+    return TokenPair(access, refresh, ttl)
+
+
+def _issue(
+    session: Session, settings: TokenSettings, user: User, sid: str,
+) -> tuple[RefreshToken, TokenPair]:
+    # Whole seconds, as the JWT carries them: the row signs the same tokens again.
+    now = utcnow().replace(microsecond=0)
+    jti = secrets.token_urlsafe(16)
+    refresh_exp = now + settings.refresh_ttl
+    pair = _sign_pair(settings, user.id, sid, jti, now, refresh_exp)
+    row = RefreshToken(session_id=sid, token_hash=_hash(pair.refresh_token), jti=jti,
+                       created_at=now, expires_at=refresh_exp)
+    session.add(row)
+    return row, pair
 
 
 def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
@@ -126,7 +148,7 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
     auth_session = AuthSession(id=secrets.token_hex(16), user_id=user.id)
     session.add(auth_session)
     session.flush()
-    return _issue(session, settings, user, auth_session.id)
+    return _issue(session, settings, user, auth_session.id)[1]
 
 
 # One query for the session, its user and everything the caller's scope (`Actor`) needs:
@@ -184,8 +206,14 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
 
 
 def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User, TokenPair]:
-    """Spend a refresh token for a new pair. A second spend revokes the family and commits
-    that revocation before refusing, so the refusal cannot be rolled back with the request."""
+    """Spend a refresh token for a new pair.
+
+    The spend is a conditional UPDATE, so of several requests spending one token exactly one
+    wins (on PostgreSQL the others wait on the row's lock until the winner commits; SQLite
+    runs one writer at a time). Each of the others then finds the token spent: within the
+    grace it answers the winner's pair again, signed anew from the successor's row (same
+    claims, same key, same bytes); later, it is a stolen copy, and the family is revoked —
+    committed before refusing, so the refusal cannot be rolled back with the request."""
     claims = _decode(settings, token, "refresh")
     row = session.scalars(
         select(RefreshToken).where(RefreshToken.token_hash == _hash(token))
@@ -199,20 +227,41 @@ def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User
         raise AccountDisabled()
     if auth_session.revoked_at is not None:
         raise TokenRevoked()
+    now = utcnow()
     spent = session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
-        .values(used_at=utcnow())
+        .values(used_at=now)
     ).rowcount
     if spent != 1:
-        revoke_session(session, auth_session.id, "refresh_reused")
-        session.commit()
-        raise TokenReused()
-    user = session.get(User, auth_session.user_id)
-    assert user is not None
-    if user.disabled:
-        raise AccountDisabled()
-    return user, _issue(session, settings, user, auth_session.id)
+        return owner, _repeat_or_revoke(session, settings, owner, row, now)
+    successor, pair = _issue(session, settings, owner, auth_session.id)
+    session.flush()
+    session.execute(
+        update(RefreshToken).where(RefreshToken.id == row.id).values(successor_id=successor.id)
+    )
+    return owner, pair
+
+
+def _repeat_or_revoke(
+    session: Session, settings: TokenSettings, owner: User, row: RefreshToken, now: datetime,
+) -> TokenPair:
+    """A spent token presented again: the pair it was spent for while the grace lasts (read
+    afresh: the winner has committed, and this statement sees it), else the family ends."""
+    spent = aliased(RefreshToken)
+    found = session.execute(
+        select(spent.used_at, RefreshToken.session_id, RefreshToken.jti,
+               RefreshToken.created_at, RefreshToken.expires_at)
+        .join(RefreshToken, RefreshToken.id == spent.successor_id)
+        .where(spent.id == row.id)
+    ).first()
+    if found is not None:
+        used_at, sid, jti, issued, expires_at = found
+        if jti is not None and now - used_at <= settings.reuse_grace:
+            return _sign_pair(settings, owner.id, sid, jti, issued, expires_at)
+    revoke_session(session, row.session_id, "refresh_reused")
+    session.commit()
+    raise TokenReused()
 
 
 def revoke_session(session: Session, sid: str, reason: str) -> None:

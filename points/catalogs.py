@@ -226,16 +226,11 @@ def get_version(session: Session, actor: Actor, version_id: int) -> RuleItemVers
     return get_visible(session, actor, RuleItemVersion, version_id)
 
 
-def versions_of(session: Session, actor: Actor, item_id: int) -> list[RuleItemVersion]:
-    """Every version of an item, newest first: the history of what it said."""
-    item = get_visible(session, actor, RuleItem, item_id)
-    return list(
-        session.scalars(
-            select(RuleItemVersion)
-            .where(RuleItemVersion.item_id == item.id)
-            .order_by(RuleItemVersion.version.desc())
-        )
-    )
+def versions_of(item_id: int) -> Select[tuple[RuleItemVersion]]:
+    """Every version of an item, newest first: the history of what it said (the caller has
+    checked the item is visible)."""
+    return (select(RuleItemVersion).where(RuleItemVersion.item_id == item_id)
+            .order_by(RuleItemVersion.version.desc()))
 
 
 def item_for(session: Session, version_id: int) -> rules.RuleItem:

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ARRAY,
+    Boolean,
     Integer,
     String,
     any_,
@@ -535,6 +536,7 @@ def _version_names(
 
 
 _ITEM_NAME = RuleItemVersion.data["name"].as_string()
+_ITEM_BLACK_LIST = RuleItemVersion.data["black_list"].as_boolean()
 _reversal = aliased(LedgerEntry)
 _original = aliased(LedgerEntry)
 
@@ -665,6 +667,10 @@ def _item_name(version_id: Any) -> Any:
     return _one(_ITEM_NAME, RuleItemVersion.id == version_id)
 
 
+def _item_black_list(version_id: Any) -> Any:
+    return _one(_ITEM_BLACK_LIST, RuleItemVersion.id == version_id)
+
+
 # These statements use scalar subqueries rather than outer joins for the same reason as
 # _VILLAGE: planning a many-way join costs more than running it for a few rows.
 @cache
@@ -677,7 +683,8 @@ def _black_items(single: bool, postgres: bool) -> Any:
                _one(Claim.occurred_at, Claim.id == LedgerEntry.claim_id).label("occurred_at"),
                _item_name(LedgerEntry.rule_item_version_id).label("item"),
                _one(_reversal.id, _reversal.reverses_id == LedgerEntry.id).label("undone"),
-               cast(null(), String).label("until_month"), LedgerEntry.id.label("seq"))
+               cast(null(), String).label("until_month"), LedgerEntry.id.label("seq"),
+               _item_black_list(LedgerEntry.rule_item_version_id).label("black_list"))
         .join(Account, Account.id == LedgerEntry.account_id)
         .where(_among(Account.household_id, "households", postgres),
                _in_months(LedgerEntry.month, single), LedgerEntry.kind == "deduct")
@@ -687,7 +694,8 @@ def _black_items(single: bool, postgres: bool) -> Any:
                HouseholdFlag.note, HouseholdFlag.created_at, HouseholdFlag.created_at,
                _item_name(_one(Claim.rule_item_version_id,
                                Claim.id == HouseholdFlag.claim_id)),
-               cast(null(), Integer), HouseholdFlag.until_month, HouseholdFlag.id)
+               cast(null(), Integer), HouseholdFlag.until_month, HouseholdFlag.id,
+               cast(null(), Boolean))
         .where(_among(HouseholdFlag.household_id, "households", postgres),
                HouseholdFlag.withdrawal_id.is_(None),
                HouseholdFlag.from_month <= bindparam("last"),
@@ -745,19 +753,24 @@ def _names(postgres: bool) -> Any:
 
 def _black_list(
     session: Session, candidates: list[int], barred: list[int], points: dict[int, int],
-    period: Period, tz: ZoneInfo,
+    period: Period, tz: ZoneInfo, min_deduction: int,
 ) -> list[dict[str, Any]]:
-    """Households with a deduction in the period that still stands, or a veto flag, each with
-    its items. Reads the ledger of those few households only."""
+    """Households named on the black list (黑榜), each with its items: a veto flag, or
+    deductions in the period that still stand coming to at least `min_deduction` points
+    (the policy's black_list_min_deduction), or one of an item marked `black_list`. What
+    villages post there are serious deductions and vetoes: a household with a single −1 for
+    lateness, third on the red list, is not named on the black list as well. Reads the
+    ledger of those few households only."""
     if not candidates:
         return []
     params = {"households": sorted(candidates), "months": list(period.months),
               "month": period.first, "first": period.first, "last": period.last}
     items: dict[int, list[dict[str, Any]]] = defaultdict(list)
     standing: set[int] = set()
+    deducted: dict[int, int] = defaultdict(int)
     for (hid, kind, amount, note, created_at, occurred_at, item, reversed_by, until_month,
-         _) in _rows(session, _black_items(len(period.months) == 1, _postgres(session)),
-                     params):
+         _, black_item) in _rows(
+            session, _black_items(len(period.months) == 1, _postgres(session)), params):
         if kind == "veto":
             standing.add(hid)
             items[hid].append({"kind": "veto", "item": item or "一票否决", "points": None,
@@ -765,13 +778,16 @@ def _black_list(
                                "reversed": False})
             continue
         if reversed_by is None:
-            standing.add(hid)
+            deducted[hid] -= amount
+            if black_item:
+                standing.add(hid)
         items[hid].append({
             "kind": "deduct", "item": item or "扣分", "points": amount, "note": note,
             # The day of the deed (a claim posts after its notice), else of the entry.
             "date": (occurred_at or created_at).astimezone(tz).date().isoformat(),
             "until_month": None, "reversed": reversed_by is not None,
         })
+    standing |= {hid for hid, total in deducted.items() if total >= min_deduction}
     vetoed = set(barred)
     rows = [{"household_id": hid, "points": points[hid], "vetoed": hid in vetoed,
              "items": items[hid]} for hid in standing]
@@ -921,7 +937,8 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
                 "points": points[hid], **fields}
 
     black = [row(r["household_id"], vetoed=r["vetoed"], items=r["items"])
-             for r in _black_list(session, candidates, barred, points, period, tz)]
+             for r in _black_list(session, candidates, barred, points, period, tz,
+                                  policy.black_list_min_deduction)]
     corrections = _reversal_notes(session, village_id, period)
     if late_waiting is not None:
         corrections += _late_notes(session, village_id, period)
@@ -1356,7 +1373,10 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
         "month": month.key,
         "month_label": period_label(month),
         "points": None if hidden else own.points,
-        "rank": None if hidden or own.barred else own.rank,
+        # A rank needs points to stand on: with the whole village at 0 in the first days of
+        # a month every household would read "全村第 1 名". Ranked from the first point, as
+        # the red list is.
+        "rank": None if hidden or own.barred or own.points <= 0 else own.rank,
         "households": None if hidden else len(ranked),
         "barred": None if hidden else own.barred,
         "year": year.key,

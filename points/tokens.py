@@ -43,21 +43,24 @@ class TokenType:
     DISPLAY = 5  # the key of an activity's display screen (not a QR a villager scans)
 
 
+# A QR code's problems have codes of their own, and none is a 401: to the mini-program a 401
+# `token_expired` means "refresh the login", which cures nothing for an old poster. All are
+# 422 (the scanned text is what is wrong); a spent binding code is a 409 (binding_token_used).
 class QRTokenInvalid(DomainError):
     status = 422
-    code = "token_invalid"
+    code = "qr_invalid"
     message = "二维码无效，请确认扫描的是村务积分的二维码"
 
 
 class QRTokenExpired(DomainError):
     status = 422
-    code = "token_expired"
+    code = "qr_expired"
     message = "二维码已过期，请向村干部索取新的二维码"
 
 
 class QRTokenWrongType(DomainError):
     status = 422
-    code = "token_wrong_type"
+    code = "qr_wrong_type"
     message = "这个二维码不能在这里使用"
 
 

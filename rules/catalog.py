@@ -78,6 +78,7 @@ _ITEM_KEYS = (
     "effective_from",
     "effective_to",
     "veto",
+    "black_list",
     "description",
 )
 _POLICY_KEYS = (
@@ -91,6 +92,7 @@ _POLICY_KEYS = (
     "min_redemption_points",
     "allow_village_items",
     "village_items_skip_review",
+    "black_list_min_deduction",
 )
 _CATALOG_KEYS = ("name", "categories", "policy", "items")
 
@@ -175,6 +177,9 @@ class RuleItem:
     effective_from: date | None = None
     effective_to: date | None = None  # inclusive
     veto: VetoEffect | None = None
+    # 黑榜: one standing deduction of this item names the household on the black list,
+    # however small (a deduction item the village counts as serious). Vetoes always do.
+    black_list: bool = False
     description: str | None = None
 
     def __post_init__(self) -> None:
@@ -211,6 +216,11 @@ class Policy:
     # Village items need a cadre's review unless the township lets them skip it; either way
     # their notice days are never below notice_days (`village_item_in_force`).
     village_items_skip_review: bool = False
+    # 黑榜: a household is named on the black list for a period when its deductions there
+    # that still stand come to at least this many points, or one of them is of an item
+    # marked `black_list`, or a veto (一票否决) bars it. A single −1 for lateness is no
+    # reason to name a household on the wall.
+    black_list_min_deduction: int = 5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "star_levels", tuple(self.star_levels))
@@ -381,6 +391,8 @@ def _item_problems(
     if points is not None and abs(points) > MAX_ITEM_POINTS:
         bad("points", f"分值不能超过 {MAX_ITEM_POINTS}，现为 {excerpt(points)}")
 
+    if v.get("black_list") and klass is not None and klass != "deduction":
+        bad("black_list", "只有负向减分项才能设为上黑榜的项目")
     if kind == "veto":
         if points is not None and points != 0:
             bad("points", f"一票否决项不计分，分值应为 0，现为 {excerpt(points)}")
@@ -526,6 +538,10 @@ def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
         message = _exchange_rate_problem(rate)
         if message:
             bad("exchange_rate", message)
+    black = v.get("black_list_min_deduction")
+    if black is not None and not 1 <= black <= MAX_POLICY_POINTS:
+        bad("black_list_min_deduction",
+            f"上黑榜的扣分门槛必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，现为 {excerpt(black)}")
     minimum = v.get("min_redemption_points")
     if minimum is not None and not 0 <= minimum <= MAX_POLICY_POINTS:
         bad("min_redemption_points",
@@ -782,6 +798,7 @@ def _read_item(
             reader.values["veto"] = veto
     elif "veto" not in data or data["veto"] is None:
         reader.values["veto"] = None
+    reader.boolean("black_list", default=False)
     reader.text("description", required=False, multiline=True)
 
     problems += _item_problems(label, reader.values, categories)
@@ -801,6 +818,7 @@ def _read_policy(problems: list[Problem], prefix: str, data: Mapping[Any, Any]) 
         "two_cadre_threshold",
         "qualification_line",
         "min_redemption_points",
+        "black_list_min_deduction",
     ):
         reader.integer(key, required=False, default=getattr(default, key))
     reader.integer("monthly_budget", required=False)
@@ -961,6 +979,8 @@ def item_to_dict(item: RuleItem) -> dict[str, Any]:
             "wipe_available": item.veto.wipe_available,
             "bar_periods": item.veto.bar_periods,
         }
+    if item.black_list:  # left out when false: items stored before it keep their form
+        out["black_list"] = True
     if item.description is not None:
         out["description"] = item.description
     return out
@@ -979,6 +999,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         "min_redemption_points": policy.min_redemption_points,
         "allow_village_items": policy.allow_village_items,
         "village_items_skip_review": policy.village_items_skip_review,
+        "black_list_min_deduction": policy.black_list_min_deduction,
     }
 
 

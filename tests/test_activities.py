@@ -415,8 +415,8 @@ def test_rotating_code_accepts_the_current_and_previous_step_only(
                       user=third["user"])
         printable = client.get(f"{API}/activities/{activity['id']}/qr.png",
                                headers=world.headers("cadre_a"))
-    assert stale.status_code == 422 and error_code(stale) == "token_expired"
-    assert error_code(poster) == "token_expired" and error_code(future) == "token_expired"
+    assert stale.status_code == 422 and error_code(stale) == "qr_expired"
+    assert error_code(poster) == "qr_expired" and error_code(future) == "qr_expired"
     assert printable.status_code == 409
     assert error_code(printable) == "rotating_code_not_printable"
     assert checked_in(client, world, activity["id"]) == 2
@@ -487,7 +487,7 @@ def test_cadre_checks_in_a_villager_by_member_card(
     assert done.get_json()["proxy_by"] == world.cadre_a
     assert done.get_json()["status"] == "posted"
     assert again.status_code == 409 and error_code(again) == "already_checked_in"
-    assert error_code(activity_code) == "token_wrong_type"
+    assert error_code(activity_code) == "qr_wrong_type"
     assert other_village.status_code == 403 and error_code(other_village) == "wrong_village"
     assert by_villager.status_code == 403
     assert by_other_cadre.status_code == 404
@@ -679,6 +679,25 @@ def test_poster_codes_are_small_and_print_sharp(
     assert by_villager.status_code == 403 and token_by_villager.status_code == 403
 
 
+def test_a_display_link_made_days_ahead_lasts_until_check_in_closes(
+    client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    activity = new_activity(client, world, items["GOV-ASSEMBLY"], qr_mode="rotating")
+    with frozen(local(2026, 11, 28, 16, 0)):  # the screen is set up on Saturday
+        link = client.post(f"{API}/activities/{activity['id']}/display-link",
+                           headers=world.headers("cadre_a"))
+    assert link.status_code == 201, link.get_json()
+    assert link.get_json()["expires_at"] == "2026-12-01T11:00:00+08:00"
+    key = link.get_json()["url"].partition("#key=")[2]
+    path = f"{API}/activities/{activity['id']}/qr-token"
+    with frozen(END - timedelta(minutes=1)):
+        shown = client.get(path, headers={"X-Display-Key": key})
+    with frozen(END + timedelta(seconds=1)):
+        after = client.get(path, headers={"X-Display-Key": key})
+    assert shown.status_code == 200, shown.get_json()
+    assert after.status_code == 422 and error_code(after) == "qr_expired"
+
+
 def test_display_screen_shows_the_rotating_code_by_its_key(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
@@ -694,7 +713,7 @@ def test_display_screen_shows_the_rotating_code_by_its_key(
     url = link.get_json()["url"]
     page_path, _, fragment = url.removeprefix("https://jf.example.gov.cn").partition("#key=")
     assert page_path == f"/activities/{activity['id']}/display"
-    # the key lives until check-in closes at 11:00, within DISPLAY_LINK_HOURS (12)
+    # the key lives until check-in closes at 11:00
     assert link.get_json()["expires_at"] == "2026-12-01T11:00:00+08:00"
     assert by_villager.status_code == 403
 
@@ -719,13 +738,13 @@ def test_display_screen_shows_the_rotating_code_by_its_key(
     assert data["title"] == "十二月村民大会" and data["status"] == "open"
     with frozen(DURING):
         assert scan(client, world, data["token"]).status_code == 201
-    assert error_code(wrong_activity) == "token_invalid"
-    assert error_code(as_checkin) == "token_wrong_type"
+    assert error_code(wrong_activity) == "qr_invalid"
+    assert error_code(as_checkin) == "qr_wrong_type"
     assert nobody.status_code == 401
 
     with frozen(END + timedelta(minutes=1)):
         expired = client.get(path, headers={"X-Display-Key": fragment})
-    assert error_code(expired) == "token_expired"
+    assert error_code(expired) == "qr_expired"
 
     with app.app_context():
         cadre = db.session.get(User, world.cadre_a)

@@ -187,7 +187,7 @@ def test_expired_code_is_refused(app: Flask, client: FlaskClient, world: World) 
         headers = world.headers("unbound")
         response = client.post(BIND, json={"token": token}, headers=headers)
         assert response.status_code == 422
-        assert error_code(response) == "token_expired"
+        assert error_code(response) == "qr_expired"
         assert_unbound(client, headers)
 
     # the refusal was the clock's alone: back in time the same code still binds
@@ -202,18 +202,18 @@ def test_member_card_is_not_a_binding_code(client: FlaskClient, world: World) ->
     response = client.post(BIND, json={"token": card}, headers=headers)
 
     assert response.status_code == 422
-    assert error_code(response) == "token_wrong_type"
+    assert error_code(response) == "qr_wrong_type"
     assert_unbound(client, headers)
 
 
 @pytest.mark.parametrize("token", ["not-a-real-token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "%%%"])
-def test_random_string_is_token_invalid(client: FlaskClient, world: World, token: str) -> None:
+def test_random_string_is_qr_invalid(client: FlaskClient, world: World, token: str) -> None:
     headers = world.headers("unbound")
 
     response = client.post(BIND, json={"token": token}, headers=headers)
 
     assert response.status_code == 422
-    assert error_code(response) == "token_invalid"
+    assert error_code(response) == "qr_invalid"
     assert_unbound(client, headers)
 
 
@@ -226,7 +226,7 @@ def test_code_signed_with_another_key_is_invalid(client: FlaskClient, world: Wor
     response = client.post(BIND, json={"token": forged}, headers=headers)
 
     assert response.status_code == 422
-    assert error_code(response) == "token_invalid"
+    assert error_code(response) == "qr_invalid"
     assert client.post(BIND, json={"token": real}, headers=headers).status_code == 200
 
 

@@ -26,6 +26,7 @@ from .helpers_points import (
     add_household,
     approve,
     bar,
+    catalog_id,
     default_items,
     earn,
     earn_posted,
@@ -124,6 +125,59 @@ def test_red_list_black_list_and_stars(
         ("户主x", 4), ("李四", 3), ("王五", 3)]
     assert (body["qualification_line"], body["star_levels"]) == (5, [5, 8, 10, 12])
     assert body["corrections"] == [] and body["mine"] is None
+
+
+def test_the_black_list_names_serious_deductions_and_vetoes_only(
+    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
+) -> None:
+    """黑榜 is a board setting: standing deductions of at least black_list_min_deduction
+    points in the period (default 5), or one of an item marked black_list, or a veto. A
+    household on the red list is on the black list only when it met that bar too."""
+    march = local(2026, 3, 10)
+    late = add_household(app, world.village_a, "b户", "李四")
+    repeat = add_household(app, world.village_a, "c户", "王五")
+    burner = add_household(app, world.village_a, "d户", "赵六")
+    earn(app, world.household_x, 12, march)
+    earn(app, late["household"], 10, march)
+    earn(app, late["household"], -1, march)  # late for a meeting once
+    earn(app, repeat["household"], 8, march)
+    earn(app, repeat["household"], -3, march)
+    earn(app, repeat["household"], -2, local(2026, 3, 20))
+    deduct(client, runner, world, items["ENV-STRAW"], burner["household"], "焚烧秸秆",
+           local(2026, 3, 12))
+
+    with frozen(APRIL_2):
+        body = board(client, world, "cadre_a").get_json()
+    assert [(r["rank"], r["name"]) for r in body["red"]] == [
+        (1, "户主x"), (2, "李四"), (3, "王五")]
+    # 李四's single −1 keeps him off; 王五's −3 and −2 reach the 5 points, red list or not
+    assert [(r["name"], r["points"]) for r in body["black"]] == [("赵六", -5), ("王五", 3)]
+    assert body["black"][1]["items"][0]["points"] == -3
+
+    # A village that names only heavier deductions still names the black-list items.
+    policy = set_policy(client, world, black_list_min_deduction=10)
+    assert policy["black_list_min_deduction"] == 10
+    with frozen(APRIL_2):
+        body = board(client, world, "cadre_a").get_json()
+    assert [r["name"] for r in body["black"]] == ["赵六"]
+
+    refused = client.patch(
+        f"/api/v1/rule-catalogs/{catalog_id(app, world.township_1)}/policy",
+        json={"black_list_min_deduction": 0}, headers=world.headers("tadmin1"))
+    assert refused.status_code == 422
+
+
+def test_a_black_list_mark_is_for_deduction_items_only(
+    client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    yard = client.get(f"/api/v1/rule-items/{items['ENV-YARD']}",
+                      headers=world.headers("tadmin1")).get_json()
+    straw = client.get(f"/api/v1/rule-items/{items['ENV-STRAW']}",
+                       headers=world.headers("tadmin1")).get_json()
+    assert straw["black_list"] is True and "black_list" not in yard
+    marked = client.patch(f"/api/v1/rule-items/{items['ENV-YARD']}", json={"black_list": True},
+                          headers=world.headers("tadmin1"))
+    assert marked.status_code == 422, marked.get_json()
 
 
 def test_a_deduction_reversed_in_its_month_leaves_the_black_list(
@@ -337,8 +391,8 @@ def test_public_board_masks_names_and_hides_opted_out_households(
     march = local(2026, 3, 10)
     shy = add_household(app, world.village_a, "b户", "欧阳小明", openid="openid-shy")
     earn(app, world.household_x, 9, march)
-    earn(app, shy["household"], 6, march)
-    earn(app, shy["household"], -1, march)  # on the black list too
+    earn(app, shy["household"], 10, march)
+    earn(app, shy["household"], -5, march)  # on the black list too (the default 5 points)
     patched = client.patch(f"/api/v1/households/{shy['household']}",
                            json={"public_board_opt_out": True}, headers=world.headers("cadre_a"))
     assert patched.status_code == 200, patched.get_json()
@@ -488,7 +542,7 @@ def test_the_printed_qr_opens_the_online_board_without_login(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     earn(app, world.household_x, 9, local(2026, 3, 10))
-    earn(app, world.household_x, -2, local(2026, 3, 11))
+    earn(app, world.household_x, -5, local(2026, 3, 11))
     with frozen(APRIL_2):
         assert client.get(f"/api/v1/villages/{world.village_a}/board.png",
                           headers=world.headers("cadre_a")).status_code == 200
@@ -502,7 +556,7 @@ def test_the_printed_qr_opens_the_online_board_without_login(
     html = page.get_data(as_text=True)
     assert "清水村积分红黑榜" in html and "2026年3月" in html and "户*x" in html
     assert "户主x" not in html  # masked, as on the wall
-    assert "扣分 -2" in html
+    assert "扣分 -5" in html
     assert gone.status_code == 404 and "二维码已失效" in gone.get_data(as_text=True)
 
 
@@ -569,6 +623,30 @@ def test_household_plate_and_its_public_page(
         assert (hidden["name"], hidden["points"], hidden["rank"], hidden["stars"]) == (
             "（不公开）", None, None, None)
         assert "不在公开榜单上展示" in client.get(f"/h/{new_token}").get_data(as_text=True)
+
+
+def test_a_plate_shows_no_rank_before_the_household_has_points(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Early in a month the whole village ties at 0: no plate reads "全村第 1 名"."""
+    other = add_household(app, world.village_a, "b户", "李四")
+    earn(app, other["household"], 5, local(2026, 3, 3))  # last month's points do not count
+    with frozen(local(2026, 4, 2)):
+        created = client.post(f"/api/v1/households/{world.household_x}/plate/renew",
+                              headers=world.headers("cadre_a"))
+        assert created.status_code == 201, created.get_json()
+        token = created.get_json()["url"].rsplit("/", 1)[1]
+        data = client.get(f"/api/v1/plates/{token}").get_json()
+        html = client.get(f"/h/{token}").get_data(as_text=True)
+    assert (data["points"], data["rank"], data["barred"]) == (0, None, False)
+    assert "全村第" not in html and "暂不排名" in html
+
+    earn(app, world.household_x, 2, local(2026, 4, 3))
+    with frozen(local(2026, 4, 5)):
+        data = client.get(f"/api/v1/plates/{token}").get_json()
+        html = client.get(f"/h/{token}").get_data(as_text=True)
+    assert (data["points"], data["rank"]) == (2, 1)
+    assert "全村第 <strong>1</strong> 名" in html
 
 
 def test_stale_records_are_not_needed_for_a_new_month(

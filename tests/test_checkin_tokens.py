@@ -3,7 +3,7 @@ that leaves printed codes working.
 
 The forgery runs go through the check-in service itself (2,000 examples) and through the
 HTTP endpoint (a few hundred): no mutated, random or foreign-signed token ever checks anyone
-in, and each is refused as token_invalid."""
+in, and each is refused as qr_invalid."""
 
 from __future__ import annotations
 
@@ -196,9 +196,9 @@ def test_each_kind_of_bad_code_has_its_own_refusal(
         step = int(DURING.timestamp()) // 30
         other_key = TokenCodec.from_secret("another-secret-key-that-is-long-enough-000")
         cases = {
-            "token_invalid": other_key.encode(TokenType.ACTIVITY, (static, 0)),
-            "token_wrong_type": CODEC.encode(TokenType.MEMBER_CARD, (world.head_x,)),
-            "token_expired": CODEC.encode(TokenType.ACTIVITY, (rotating, step - 2)),
+            "qr_invalid": other_key.encode(TokenType.ACTIVITY, (static, 0)),
+            "qr_wrong_type": CODEC.encode(TokenType.MEMBER_CARD, (world.head_x,)),
+            "qr_expired": CODEC.encode(TokenType.ACTIVITY, (rotating, step - 2)),
             "wrong_village": CODEC.encode(TokenType.ACTIVITY, (in_b, 0)),
         }
         pickup = scan(client, world, CODEC.encode(TokenType.PICKUP, (1,)))
@@ -206,7 +206,7 @@ def test_each_kind_of_bad_code_has_its_own_refusal(
     for expected, response in answers.items():
         assert error_code(response) == expected, (expected, response.get_json())
         assert response.status_code == (403 if expected == "wrong_village" else 422)
-    assert error_code(pickup) == "token_wrong_type"
+    assert error_code(pickup) == "qr_wrong_type"
     assert count(app, CheckIn) == 0 and count(app, Claim) == 0
 
 
@@ -234,7 +234,7 @@ def test_key_rotation_keeps_printed_codes_working(
         # ... until they are revoked (a leaked batch of posters)
         app.config["QR_REVOKED_KEY_IDS"] = "1"
         revoked = scan(client, world, printed, user=others[2]["user"])
-    assert error_code(revoked) == "token_invalid"
+    assert error_code(revoked) == "qr_invalid"
     assert count(app, CheckIn) == 3
 
 

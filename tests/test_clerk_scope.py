@@ -178,7 +178,7 @@ CLERK_FILTERED_GETS = [
 ]
 # Pages outside /api/v1 that show no record (tested in test_html_headers.py), and Flask's.
 NOT_API = {"activity_pages.display_page", "board_pages.board_page", "board_pages.plate_page",
-           "pages.healthz", "pages.qr_landing", "static",
+           "pages.healthz", "pages.index", "pages.qr_landing", "static",
            "metrics.metrics"}  # Prometheus's, not a login's
 
 
@@ -309,7 +309,7 @@ def test_member_lookup_of_a_household_without_an_account_creates_none(
 
 @pytest.mark.parametrize(("who", "shop", "card", "status", "code"), [
     ("clerk_a", "shop_a", "head_y", 422, "shop_not_serving"),  # village B is not served
-    ("clerk_a", "shop_a", "garbage", 422, "token_invalid"),
+    ("clerk_a", "shop_a", "garbage", 422, "qr_invalid"),
     ("cadre_a", "shop_a", "head_x", 403, "forbidden"),  # may see the shop, not work it
     ("villager_x", "shop_a", "head_x", 403, "forbidden"),
     ("tadmin1", "shop_a", "head_x", 403, "forbidden"),

@@ -99,7 +99,7 @@ def test_the_next_step_is_refused_before_the_tolerance_and_two_steps_ahead_alway
         too_far = scan(client, world, two_ahead)
     for response in (early, too_far):
         assert response.status_code == 422, response.get_json()
-        assert error_code(response) == "token_expired"
+        assert error_code(response) == "qr_expired"
     assert checked_in(client, world, activity_id) == 0
 
 
@@ -117,7 +117,7 @@ def test_the_previous_step_keeps_its_grace_and_no_more(
     with frozen(BOUNDARY + seconds(STEP)):
         stale = scan(client, world, code, user=second["user"])
     assert graced.status_code == 201, graced.get_json()
-    assert stale.status_code == 422 and error_code(stale) == "token_expired"
+    assert stale.status_code == 422 and error_code(stale) == "qr_expired"
 
 
 def test_the_tolerance_is_the_configured_one(
@@ -133,7 +133,7 @@ def test_the_tolerance_is_the_configured_one(
     monkeypatch.setitem(app.config, "QR_CLOCK_SKEW_SECONDS", 9)
     with frozen(BOUNDARY - seconds(8)):
         tolerant = scan(client, world, upcoming, user=second["user"])
-    assert strict.status_code == 422 and error_code(strict) == "token_expired"
+    assert strict.status_code == 422 and error_code(strict) == "qr_expired"
     assert tolerant.status_code == 201, tolerant.get_json()
     assert checked_in(client, world, activity_id) == 1
 

@@ -85,7 +85,14 @@ def test_township_village_group_household_members_read_back(
     assert group.status_code == 201
     group_id = group.get_json()["id"]
     groups = client.get(f"{API}/villages/{village_id}/groups", headers=admin).get_json()
-    assert groups == [{"id": group_id, "village_id": village_id, "name": "第一村民小组"}]
+    assert groups == {"items": [{"id": group_id, "village_id": village_id,
+                                 "name": "第一村民小组"}],
+                      "page": 1, "per_page": 20, "total": 1}
+    second = client.post(f"{API}/villages/{village_id}/groups", json={"name": "第二村民小组"},
+                         headers=admin).get_json()
+    paged = client.get(f"{API}/villages/{village_id}/groups?page=2&per_page=1",
+                       headers=admin).get_json()
+    assert paged == {"items": [second], "page": 2, "per_page": 1, "total": 2}
 
     household = client.post(f"{API}/villages/{village_id}/households",
                             json={"group_id": group_id, "address": "新建村1组3号",
@@ -332,7 +339,8 @@ def test_roster_multipart_csv(client: FlaskClient, world: World) -> None:
         ("李秀英", "配偶", None, "女", 1968),
         ("王小明", "子女", None, "男", 1995),
     ]
-    groups = client.get(f"{API}/villages/{world.village_a}/groups", headers=cadre).get_json()
+    groups = client.get(f"{API}/villages/{world.village_a}/groups",
+                        headers=cadre).get_json()["items"]
     assert {g["name"] for g in groups} == {"第一村民小组", "第二村民小组", "第三村民小组"}
     assert wang["group_id"] == next(g["id"] for g in groups if g["name"] == "第二村民小组")
 

@@ -75,7 +75,12 @@ def test_editing_points_makes_version_two_and_keeps_version_one(
     assert body["version_id"] != first["version_id"]
     assert body["caps"] == first["caps"]  # untouched fields carry over
 
-    versions = client.get(f"{API}/rule-items/{yard}/versions", headers=admin).get_json()
+    listed = client.get(f"{API}/rule-items/{yard}/versions", headers=admin).get_json()
+    assert (listed["page"], listed["per_page"], listed["total"]) == (1, 20, 2)
+    versions = listed["items"]
+    newest_only = client.get(f"{API}/rule-items/{yard}/versions?per_page=1",
+                             headers=admin).get_json()
+    assert [v["version"] for v in newest_only["items"]] == [2] and newest_only["total"] == 2
     assert [(v["version"], v["points"], v["current"]) for v in versions] == [
         (2, 5, True), (1, 3, False)]
     assert versions[1]["data"]["description"] == first["description"]

@@ -92,13 +92,13 @@ def test_clerk_scans_the_pickup_code_as_the_scanner_reads_it(
     assert account_of(app, world.household_x)["available"] == 90
 
 
-def test_a_pickup_scan_of_someone_elses_url_is_still_token_invalid(
+def test_a_pickup_scan_of_someone_elses_url_is_still_qr_invalid(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     ordered = _ordered(app, client, world)
     response = scan(client, world.headers("clerk_a"),
                     f"https://evil.example/x/{ordered['pickup_token']}")
-    assert response.status_code == 422 and error_code(response) == "token_invalid"
+    assert response.status_code == 422 and error_code(response) == "qr_invalid"
     with app.app_context():
         assert db.session.scalar(select(Redemption.status)) == "reserved"
 

@@ -422,9 +422,9 @@ def test_codes_that_are_not_pickup_codes_are_refused(
 ) -> None:
     clerk = world.headers("clerk_a")
     card = scan(client, clerk, member_token(app, world.head_x))
-    assert card.status_code == 422 and error_code(card) == "token_wrong_type"
+    assert card.status_code == 422 and error_code(card) == "qr_wrong_type"
     garbage = scan(client, clerk, "not-a-token")
-    assert garbage.status_code == 422 and error_code(garbage) == "token_invalid"
+    assert garbage.status_code == 422 and error_code(garbage) == "qr_invalid"
 
 
 def test_a_cancelled_orders_code_is_refused_and_everything_goes_back(
@@ -600,7 +600,7 @@ def test_counter_refusals(app: Flask, client: FlaskClient, world: World) -> None
     with app.app_context():
         pickup = qr_codec().encode(TokenType.PICKUP, (1,))
     wrong = counter(client, clerk, world.shop_a, pickup, [(ids["soap"], 1)])
-    assert wrong.status_code == 422 and error_code(wrong) == "token_wrong_type"
+    assert wrong.status_code == 422 and error_code(wrong) == "qr_wrong_type"
     unknown = counter(client, clerk, world.shop_a, member_token(app, 999999),
                       [(ids["soap"], 1)])
     assert unknown.status_code == 404 and error_code(unknown) == "member_not_found"

@@ -264,11 +264,10 @@ def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
 @blp.response(201, DisplayLinkOut)
 def display_link(activity_id: int) -> dict[str, Any]:
     """A link that opens the full-screen code on a screen without logging in there. It
-    shows only this activity's code, and stops at DISPLAY_LINK_HOURS or when check-in
-    closes, whichever is first, or when its cadre loses access."""
-    ttl = timedelta(hours=current_app.config["DISPLAY_LINK_HOURS"])
+    shows only this activity's code, and works until check-in closes (however early it is
+    made), or until its cadre loses access."""
     activity, key, expires_at = service.display_key(db.session, current_actor(), qr_codec(),
-                                                    activity_id, ttl, now())
+                                                    activity_id, now())
     db.session.commit()
     base = current_app.config["PUBLIC_BASE_URL"]
     return {"url": f"{base}/activities/{activity.id}/display#key={key}",

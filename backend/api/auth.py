@@ -98,7 +98,10 @@ def password_login(body: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, TokensOut)
 @blp.doc(**PUBLIC)
 def refresh(body: dict[str, Any]) -> dict[str, Any]:
-    """Spend a refresh token for a new pair. A spent token used again ends the whole session."""
+    """Spend a refresh token for a new pair. Sent again within REFRESH_REUSE_GRACE_SECONDS
+    (default 10; a mini-program refreshing from several pages at launch), a spent token
+    answers the same new pair; sent again later, it ends this login (401 `token_reused`),
+    since a copy of it is in someone else's hands. The user's other logins go on."""
     user, pair = sessions.refresh(db.session, token_settings(), body["refresh_token"])
     db.session.commit()
     return {

@@ -113,14 +113,14 @@ def update_village(body: dict[str, Any], village_id: int) -> Village:
 
 
 @blp.route("/villages/<int:village_id>/groups", methods=["GET"])
-@blp.response(200, GroupOut(many=True))
-def list_groups(village_id: int) -> list[VillagerGroup]:
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(GroupOut))
+def list_groups(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     """The villager groups (村民小组) of a village."""
     village = get_visible(db.session, current_actor(), Village, village_id)
-    return list(db.session.scalars(
-        select(VillagerGroup).where(VillagerGroup.village_id == village.id)
-        .order_by(VillagerGroup.id)
-    ))
+    stmt = (select(VillagerGroup).where(VillagerGroup.village_id == village.id)
+            .order_by(VillagerGroup.id))
+    return paginate(db.session, stmt, args["page"], args["per_page"])
 
 
 @blp.route("/villages/<int:village_id>/groups", methods=["POST"])

@@ -20,7 +20,7 @@ from ..auth import current_actor
 from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import page_of, paginate
+from ..openapi import PageArgs, page_of, paginate
 from ..rule_schemas import (
     CatalogIn,
     CatalogListArgs,
@@ -303,13 +303,15 @@ def edit_item(body: dict[str, Any], item_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items/<int:item_id>/versions", methods=["GET"])
-@blp.response(200, RuleItemVersionOut(many=True))
-def list_versions(item_id: int) -> list[dict[str, Any]]:
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(RuleItemVersionOut))
+def list_versions(args: dict[str, Any], item_id: int) -> dict[str, Any]:
     """Every version of the item, newest first."""
     actor = current_actor()
     item = get_visible(db.session, actor, RuleItem, item_id)
-    return [_version_out(v, item.current_version_id)
-            for v in catalogs.versions_of(db.session, actor, item.id)]
+    page = paginate(db.session, catalogs.versions_of(item.id), args["page"], args["per_page"])
+    page["items"] = [_version_out(v, item.current_version_id) for v in page["items"]]
+    return page
 
 
 @blp.route("/rule-item-versions/<int:version_id>", methods=["GET"])

@@ -74,6 +74,12 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The JWT's id: with SECRET_KEY, created_at (its `iat`) and expires_at it signs this very
+    # token again, which is how a refresh repeated within REFRESH_REUSE_GRACE_SECONDS answers
+    # the same pair. It is no token: without the key a copy of the table replays nothing.
+    jti: Mapped[str | None] = mapped_column(String(32))
+    # The token this one was spent for (set when it is spent).
+    successor_id: Mapped[int | None] = mapped_column(ForeignKey("refresh_tokens.id"))
 
 
 class BindingToken(Base):
