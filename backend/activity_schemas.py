@@ -7,10 +7,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.activities import LIST_STATES
+from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, LIST_STATES, STATES
+from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
+from rules import KINDS
 
-from .openapi import PageArgs, QueryArgs
+from .openapi import Choice, PageArgs, QueryArgs
 from .schemas import Id, LocalDateTime, Moment, ScannedCode
 
 LAT = validate.Range(min=-90, max=90)
@@ -62,7 +64,7 @@ class LocationOut(Schema):
     lat = fields.Float()
     lng = fields.Float()
     radius_m = fields.Integer()
-    mode = fields.String()
+    mode = Choice(GEOFENCE_MODES)
 
 
 class ActivityRuleItemOut(Schema):
@@ -71,7 +73,7 @@ class ActivityRuleItemOut(Schema):
     name = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     points = fields.Integer(allow_none=True)
-    kind = fields.String(allow_none=True)
+    kind = Choice(KINDS, allow_none=True)
     unit = fields.String(allow_none=True)
     requires_review = fields.Boolean(allow_none=True)
 
@@ -85,12 +87,12 @@ class ActivityOut(Schema):
     ends_at = LocalDateTime()
     checkin_opens_at = LocalDateTime()
     checkin_closes_at = LocalDateTime()
-    qr_mode = fields.String()
+    qr_mode = Choice(QR_MODES)
     qr_step_seconds = fields.Integer()
     location = fields.Nested(LocationOut, allow_none=True)
     capacity = fields.Integer(allow_none=True)
     checked_in = fields.Integer(metadata={"description": "check-ins so far"})
-    status = fields.String(metadata={"description": "upcoming, open, closed or cancelled"})
+    status = Choice(STATES)
     note = fields.String(allow_none=True)
     cancelled_at = LocalDateTime(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
@@ -123,12 +125,12 @@ class QrTokenOut(Schema):
     refresh_at = LocalDateTime(allow_none=True, metadata={
         "description": "a rotating code: when the next code is shown; null when static"})
     server_time = LocalDateTime()
-    qr_mode = fields.String()
+    qr_mode = Choice(QR_MODES)
     step = fields.Integer(metadata={"description": "rotating step; 0 for a static code"})
     step_seconds = fields.Integer()
     activity_id = fields.Integer()
     title = fields.String()
-    status = fields.String()
+    status = Choice(STATES)
     checkin_opens_at = LocalDateTime()
     checkin_closes_at = LocalDateTime()
     checked_in = fields.Integer()
@@ -160,7 +162,7 @@ class ProxyCheckinIn(Schema):
 class CheckinOut(Schema):
     checkin_id = fields.Integer()
     claim_id = fields.Integer(allow_none=True)
-    status = fields.String(metadata={
+    status = Choice((*CLAIM_STATUSES, *CHECKIN_OUTCOMES), metadata={
         "description": "the claim's status (posted, in_notice, pending, approved); "
                        "checked_in: a per-hour item, scored at check-out; no_points: "
                        "attendance recorded, nothing to award (see reason)"})
@@ -172,7 +174,7 @@ class CheckinOut(Schema):
     checked_in_at = LocalDateTime()
     checked_out_at = LocalDateTime(allow_none=True)
     distance_m = fields.Integer(allow_none=True)
-    flags = fields.List(fields.String())
+    flags = fields.List(Choice(CHECKIN_FLAGS))
     proxy_by = fields.Integer(allow_none=True)
 
 
@@ -197,11 +199,10 @@ class CheckinRowOut(Schema):
     proxy_by = fields.Integer(allow_none=True)
     proxy_by_name = fields.String(allow_none=True)
     claim_id = fields.Integer(allow_none=True)
-    claim_status = fields.String(allow_none=True)
+    claim_status = Choice(CLAIM_STATUSES, allow_none=True)
     points = fields.Integer()
     reason = fields.String(allow_none=True)
-    flags = fields.List(fields.String(), metadata={
-        "description": "out_of_area, no_location, own_household, shared_device, proxy_burst"})
+    flags = fields.List(Choice(CHECKIN_FLAGS))
 
 
 class SharedDeviceOut(Schema):

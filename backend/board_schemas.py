@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .openapi import JsonBoolean, QueryArgs
+from points.rankings import RANK_BY
+
+from .openapi import Choice, JsonBoolean, QueryArgs
 from .schemas import Id, LocalDateTime
 
 PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
@@ -21,8 +23,7 @@ class RankingArgs(QueryArgs):
     group_id = Id(strict=False, metadata={"description": "村民小组"})
     township_id = Id(strict=False, metadata={"description": "township admins"})
     period = _period("YYYY-MM, YYYY-Qn or YYYY; default this month")
-    by = fields.String(load_default="household", validate=validate.OneOf(("household",
-                                                                          "member")))
+    by = Choice(RANK_BY, load_default="household")
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
     public = fields.Boolean(load_default=False, metadata={
         "description": "staff: show names as the public board does (villagers always do)"})
@@ -60,7 +61,7 @@ class ScopeRefOut(Schema):
 class RankingOut(Schema):
     period = fields.String()
     scope = fields.Nested(ScopeRefOut)
-    by = fields.String()
+    by = Choice(RANK_BY)
     tie_rule = fields.String()
     total = fields.Integer()
     items = fields.List(fields.Nested(RankingRowOut))

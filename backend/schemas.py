@@ -13,16 +13,20 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from points.models import (
+    CLAIM_SOURCES,
     CLAIM_STATUSES,
+    ENTRY_KINDS,
     GENDERS,
+    OBJECTION_STATUSES,
     RELATIONS,
     REVERSAL_REQUEST_STATUSES,
     ROLES,
     STAFF_ROLES,
 )
+from points.time_zone import moment_text
 from points.tokens import MAX_SCANNED_CHARS
 
-from .openapi import JsonBoolean, PageArgs
+from .openapi import Choice, JsonBoolean, PageArgs
 
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
@@ -117,13 +121,19 @@ class Moment(fields.AwareDateTime):
 
 
 class LocalDateTime(fields.DateTime):
-    """ISO 8601 with the village's offset (APP_TIMEZONE), e.g. 2026-11-29T19:40:00+08:00."""
+    """ISO 8601 with the village's offset (APP_TIMEZONE), to the second, e.g.
+    2026-11-29T19:40:00+08:00: every moment a response carries (points.time_zone)."""
+
+    PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}$"
 
     def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> Any:
         if value is None:
             return None
-        zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
-        return super()._serialize(value.astimezone(zone), attr, obj, **kwargs)
+        return moment_text(value, ZoneInfo(current_app.config["APP_TIMEZONE"]))
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time", "pattern": self.PATTERN,
+                "example": "2026-11-29T19:40:00+08:00"}
 
 
 # ---- registry -------------------------------------------------------------------------------
@@ -380,7 +390,7 @@ class ScopeOut(Schema):
 
 class MeOut(Schema):
     user = fields.Nested(UserOut)
-    role = fields.String()
+    role = Choice(ROLES)
     villager = fields.Nested(VillagerOut, allow_none=True)
     household = fields.Nested(HouseholdOut, allow_none=True)
     scope = fields.Nested(ScopeOut)
@@ -437,7 +447,7 @@ class ObjectionOut(Schema):
     id = fields.Integer()
     claim_id = fields.Integer()
     reason = fields.String()
-    status = fields.String()
+    status = Choice(OBJECTION_STATUSES)
     created_at = LocalDateTime()
     resolved_at = LocalDateTime(allow_none=True)
     resolution_note = fields.String(allow_none=True)
@@ -468,7 +478,7 @@ class ClaimOut(Schema):
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
     rule_item = fields.Nested(RuleItemRef)
-    source = fields.String()
+    source = Choice(CLAIM_SOURCES)
     units = fields.Integer(allow_none=True)
     points = fields.Integer()
     capped = fields.Boolean()
@@ -504,7 +514,7 @@ class NoticeOut(Schema):
     rule_item = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     points = fields.Integer()
-    status = fields.String()
+    status = Choice(CLAIM_STATUSES)
     notice_ends_at = LocalDateTime()
 
 
@@ -526,7 +536,7 @@ class LedgerArgs(PageArgs):
 class LedgerEntryOut(Schema):
     id = fields.Integer()
     amount = fields.Integer()
-    kind = fields.String()
+    kind = Choice(ENTRY_KINDS)
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
     relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})

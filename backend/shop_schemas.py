@@ -8,10 +8,10 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
+from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES, STOCK_MOVEMENT_KINDS
 from rules.catalog import EXCHANGE_RATE_PLACES
 
-from .openapi import JsonBoolean, PageArgs, QueryArgs
+from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
 from .schemas import Id, LocalDateTime, Money, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
@@ -106,7 +106,7 @@ class StockChangeIn(Schema):
 class StockMovementOut(Schema):
     id = fields.Integer()
     reward_id = fields.Integer()
-    kind = fields.String()
+    kind = Choice(STOCK_MOVEMENT_KINDS)
     change = fields.Integer()
     stock_after = fields.Integer()
     reason = fields.String()

@@ -57,7 +57,7 @@ from rules.periods import month_key
 
 from . import audit, catalogs
 from .activities import worked_from
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound
 from .models import (
     HEAD,
     Account,
@@ -86,6 +86,8 @@ DEFAULT_MASK_NAMES = True
 DEFAULT_RED_LIST_SIZE = 10
 # Claims in these states may still add to (or take from) the month they happened in.
 UNDECIDED = ("pending", "approved", "in_notice", "objected")
+# Who a ranking ranks: households, or their members one by one.
+RANK_BY = ("household", "member")
 MAX_TREND_MONTHS = 12
 
 
@@ -264,7 +266,7 @@ def set_opt_out(session: Session, actor: Actor, value: bool) -> Household:
         # is the villagers' own, made from the mini-program.
         raise Forbidden("只有村民本人可以设置是否上榜", code="villager_only")
     if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     household = get_visible(session, actor, Household, actor.household_id)
     before = audit.snapshot(household)
     household.public_board_opt_out = value

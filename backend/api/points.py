@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from points import ledger, reversals
-from points.errors import Forbidden
+from points.errors import NotBound
 from points.models import Account, Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
@@ -18,7 +18,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import page_of, paginate
+from ..openapi import page_of, paginate, raises
 from ..schemas import (
     AccountOut,
     LedgerArgs,
@@ -75,7 +75,7 @@ def _present(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
 def _my_household() -> int:
     actor = current_actor()
     if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     return actor.household_id
 
 
@@ -94,12 +94,14 @@ def household_ledger(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/me/account", methods=["GET"])
+@raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, AccountOut)
 def my_account() -> dict[str, Any]:
     return _account(_my_household())
 
 
 @blp.route("/me/ledger", methods=["GET"])
+@raises((403, "not_bound"), (404, "not_found"))
 @blp.arguments(LedgerArgs, location="query")
 @blp.response(200, page_of(LedgerEntryOut))
 def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +109,8 @@ def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/ledger/<int:entry_id>/reverse", methods=["POST"])
+@raises((403, "self_approval"), (403, "villager_inactive"), (409, "account_busy"),
+        (409, "already_approved"), (409, "already_reversed"), (409, "not_reversible"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
