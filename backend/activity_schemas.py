@@ -12,7 +12,7 @@ from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 from rules import KINDS
 
-from .openapi import Choice, PageArgs, QueryArgs
+from .openapi import Choice, PageArgs, QueryArgs, optional
 from .schemas import Id, LocalDateTime, Moment, ScannedCode
 
 LAT = validate.Range(min=-90, max=90)
@@ -135,7 +135,7 @@ class QrTokenOut(Schema):
     checkin_closes_at = LocalDateTime()
     checked_in = fields.Integer()
     capacity = fields.Integer(allow_none=True)
-    svg = fields.String(metadata={"description": "with ?svg=1: the code as an SVG image"})
+    svg = fields.String(metadata=optional(description="with ?svg=1: the code as an SVG image"))
 
 
 class DisplayLinkOut(Schema):

@@ -158,6 +158,7 @@ TOKEN_ERRORS: tuple[Declared, ...] = (
                                         AccountDisabled)))
 INVALID_TEXT: Declared = (422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
 UNKNOWN_FIELDS: Declared = (422, "unknown_fields", "包含不支持的字段")
+VALUE_OUT_OF_RANGE: Declared = (422, "value_out_of_range", "提交的数值超出允许范围")
 INTERNAL_ERROR: Declared = (500, "internal_error", "服务器出错了，请稍后再试")
 DATABASE_UNAVAILABLE: Declared = (503, *UNAVAILABLE)
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -178,7 +179,8 @@ def common_errors(method: str, path: str, operation: dict[str, Any]) -> list[Dec
     if method in ("post", "put", "patch", "delete"):
         errors.append(_http(409))
         if "requestBody" in operation:
-            errors += [_http(400), (400, *MALFORMED_JSON), _http(413)]
+            # value_out_of_range: a number the column cannot hold (errors._data_error)
+            errors += [_http(400), (400, *MALFORMED_JSON), _http(413), VALUE_OUT_OF_RANGE]
     return errors
 
 

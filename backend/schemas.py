@@ -136,6 +136,28 @@ class LocalDateTime(fields.DateTime):
                 "example": "2026-11-29T19:40:00+08:00"}
 
 
+class Snapshot(fields.Dict):
+    """A recorded object (an audit entry's before and after): its moments, stored in UTC as
+    they were recorded, are answered like every other moment of the API (LocalDateTime)."""
+
+    STORED_MOMENT = re.compile(
+        r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        return self._local(value, ZoneInfo(current_app.config["APP_TIMEZONE"]))
+
+    def _local(self, value: Any, zone: ZoneInfo) -> Any:
+        if isinstance(value, dict):
+            return {key: self._local(item, zone) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._local(item, zone) for item in value]
+        if isinstance(value, str) and self.STORED_MOMENT.match(value):
+            return moment_text(datetime.fromisoformat(value), zone)
+        return value
+
+
 # ---- registry -------------------------------------------------------------------------------
 
 class TownshipIn(Schema):
@@ -338,8 +360,8 @@ class AuditOut(Schema):
     object_id = fields.String(allow_none=True)
     township_id = Id(allow_none=True)
     village_id = Id(allow_none=True)
-    before = fields.Dict(allow_none=True)
-    after = fields.Dict(allow_none=True)
+    before = Snapshot(allow_none=True)
+    after = Snapshot(allow_none=True)
 
 
 # ---- auth -----------------------------------------------------------------------------------

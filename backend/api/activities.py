@@ -203,7 +203,8 @@ def poster_svg(activity_id: int) -> Response:
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
 @raises((403, "display_key_revoked"), (403, "villager_inactive"), (409, "activity_cancelled"),
-        (422, "token_invalid"))
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @blp.arguments(QrTokenArgs, location="query")
 @blp.response(200, QrTokenOut)
 @blp.doc(security=[{"bearerAuth": []}, {}], parameters=[{
@@ -260,7 +261,8 @@ def display_page(activity_id: int) -> Response:
         (409, "account_busy"), (409, "activity_cancelled"), (409, "activity_full"),
         (409, "already_checked_in"), (422, "checkin_closed"), (422, "checkin_not_open"),
         (422, "invalid_units"), (422, "location_required"), (422, "member_required"),
-        (422, "no_points"), (422, "out_of_area"), (422, "token_expired"), (422, "token_invalid"))
+        (422, "no_points"), (422, "out_of_area"), (422, "token_expired"), (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("CHECKIN_RATE_LIMIT"), by_user)
 @blp.doc(parameters=[*IDEMPOTENT["parameters"], {
     "in": "header", "name": DEVICE_HEADER, "required": False,
@@ -287,7 +289,8 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
         (409, "activity_cancelled"), (409, "activity_full"), (409, "already_checked_in"),
         (409, "villager_inactive"), (422, "checkin_closed"), (422, "checkin_not_open"),
         (422, "invalid_units"), (422, "member_required"), (422, "no_points"),
-        (422, "token_invalid"))
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("PROXY_CHECKIN_RATE_LIMIT"), by_user)  # per cadre
 @blp.doc(**IDEMPOTENT)
 @idempotent

@@ -160,7 +160,8 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
         board = _as_posted(village.id, board)
     link = rankings.existing_link(db.session, village_id=village.id)
     _end_read()
-    return {**board, "mine": mine,
+    # A staff view shows the names as they are: `masked` false, stated rather than left out.
+    return {"masked": False, **board, "mine": mine,
             "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None}
 
 
