@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from points.rankings import RANK_BY
+from points.rankings import CORRECTION_KINDS, RANK_BY
 
 from .openapi import Choice, JsonBoolean, QueryArgs
 from .schemas import Id, LocalDateTime
@@ -119,15 +119,12 @@ class StarRowOut(Schema):
 
 
 class CorrectionOut(Schema):
-    kind = fields.String(metadata={"description": "reversal: an entry of an earlier month "
-                                                  "corrected; late: points reached an "
-                                                  "earlier month after its board closed; "
-                                                  "late_veto: a veto (一票否决) barring the "
-                                                  "household in an earlier month posted "
-                                                  "after its board closed (`amount` 0); "
-                                                  "veto_withdrawal: the township withdrew a "
-                                                  "veto (一票否决) in the period, `amount` "
-                                                  "the spendable points given back"})
+    kind = Choice(CORRECTION_KINDS, metadata={"description": (
+        "reversal: an entry of an earlier month corrected; late: points reached an earlier "
+        "month after its board closed; late_veto: a veto (一票否决) barring the household in "
+        "an earlier month posted after its board closed (`amount` 0); veto_withdrawal: the "
+        "township withdrew a veto (一票否决) in the period, `amount` the spendable points "
+        "given back")})
     household_id = fields.Integer(allow_none=True)
     name = fields.String()
     amount = fields.Integer()

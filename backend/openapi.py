@@ -3,6 +3,7 @@ so the OpenAPI document cannot drift from the code. Errors keep API.md's shape."
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -251,7 +252,9 @@ class ContractSpec(APISpec):
     those declared `optional`), so a generated client can trust them."""
 
     def to_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = super().to_dict()
+        # A copy: apispec hands out its own component dicts, which must keep ANSWERED for
+        # the next call (the document is built again on every request for it).
+        document: dict[str, Any] = copy.deepcopy(super().to_dict())
         schemas = document.get("components", {}).get("schemas", {})
         for name in _referenced(document.get("paths", {}), schemas, "responses"):
             answered = schemas[name].get(ANSWERED, [])

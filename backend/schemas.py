@@ -91,6 +91,15 @@ class Money(fields.Decimal):
         ]}
 
 
+def MoneyText(description: str) -> fields.Decimal:  # noqa: N802 - a field type
+    """An amount of yuan a response sends: always text with two decimals ("12.50"), so no
+    float rounds a sum of money and no decimal's exponent is spelt out. Every amount of
+    money an answer carries uses it (`Money` is the request side)."""
+    return fields.Decimal(places=2, as_string=True, metadata={
+        "description": description, "type": "string", "format": "decimal",
+        "pattern": r"^-?[0-9]+\.[0-9]{2}$"})
+
+
 class Moment(fields.AwareDateTime):
     """A moment a request sends, with its offset (2026-11-29T19:40:00+08:00), in the years
     2000 to 2100 as written; loaded in UTC. ISO 8601 allows years 1 to 9999, and a moment

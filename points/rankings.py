@@ -88,6 +88,9 @@ DEFAULT_RED_LIST_SIZE = 10
 UNDECIDED = ("pending", "approved", "in_notice", "objected")
 # Who a ranking ranks: households, or their members one by one.
 RANK_BY = ("household", "member")
+# What a board's correction is: an earlier month's entry reversed, points (or a veto) that
+# reached a month after its board closed, a veto the township withdrew.
+CORRECTION_KINDS = ("reversal", "late", "late_veto", "veto_withdrawal")
 MAX_TREND_MONTHS = 12
 
 
@@ -290,7 +293,9 @@ def resolve_scope(session: Session, actor: Actor, *, village_id: int | None = No
                   group_id: int | None = None, township_id: int | None = None) -> Scope:
     given = [(k, v) for k, v in (("village", village_id), ("group", group_id),
                                  ("township", township_id)) if v is not None]
-    if not given and actor.village_id is not None and actor.role == "villager":
+    if not given and actor.role == VILLAGER:
+        if actor.village_id is None:
+            raise NotBound()  # a villager's ranking is their village's; they have none yet
         given = [("village", actor.village_id)]
     if len(given) != 1:
         raise Invalid("请指定 village_id、group_id 或 township_id 之一", code="scope_required")

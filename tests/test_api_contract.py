@@ -50,7 +50,7 @@ from points.models import (
     Upload,
 )
 from points.models.activities import GEOFENCE_MODES, QR_MODES
-from points.rankings import RANK_BY
+from points.rankings import CORRECTION_KINDS, RANK_BY
 from rules import KINDS, PERIODS
 
 from .conftest import SECRET, World
@@ -138,6 +138,7 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("MeOut", "role"): ROLES,
     ("UserOut", "role"): ROLES,
     ("RankingOut", "by"): RANK_BY,
+    ("CorrectionOut", "kind"): CORRECTION_KINDS,
     ("RedemptionOut", "status"): REDEMPTION_STATUSES,
     ("RedemptionOut", "source"): REDEMPTION_SOURCES,
     ("StockMovementOut", "kind"): STOCK_MOVEMENT_KINDS,

@@ -98,7 +98,7 @@ def _ranking_row(standing: rankings.Standing, by: str, public: bool,
 
 
 @blp.route("/rankings", methods=["GET"])
-@raises((403, "villager_inactive"), (404, "not_found"), (422, "invalid_period"),
+@raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (422, "invalid_period"),
         (422, "scope_required"))
 @blp.arguments(RankingArgs, location="query")
 @blp.response(200, RankingOut)
