@@ -143,7 +143,7 @@ def _domain_messages() -> dict[tuple[int, str], str]:
 def raises(*errors: Declarable) -> Callable[[F], F]:
     """Declare, under `@blp.route`, the errors a view answers beside the common ones: domain
     error classes (their status, code and message), or `(status, code[, message])` for a code
-    raised inline (`Forbidden(code="not_bound")`)."""
+    raised inline (`Invalid(..., code="invalid_units")`)."""
     doc = {RAISES: {f"{status} {code}": message
                     for status, code, message in map(declared, errors)}}
     return Blueprint.doc(**doc)  # type: ignore[no-any-return]
@@ -166,11 +166,11 @@ ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
 def common_errors(method: str, path: str, operation: dict[str, Any]) -> list[Declared]:
-    """What any operation of its kind may answer, whatever its view does (API.md, "Status
-    use"): 401/403 where a token is sent (guards._require_login, points.scope), 404 where the
-    path names an object, 400 (malformed JSON), 413 and 409 (a unique constraint settling a
-    race) on writes, 422 everywhere (guards._refuse_bad_text reads every query string), 500
-    and 503 (the database unreachable) everywhere."""
+    """What any operation of its kind may answer, whatever its view does: 401/403 where a
+    token is sent (guards._require_login, points.scope), 404 where the path names an object,
+    400 (malformed JSON), 413 and 409 (a unique constraint settling a race) on writes, 422
+    everywhere (guards._refuse_bad_text reads every query string), 500 and 503 (the database
+    unreachable) everywhere. A 429 is declared by `ratelimits.limited`, where a limit is."""
     errors: list[Declared] = [_http(422), UNKNOWN_FIELDS, INVALID_TEXT, INTERNAL_ERROR,
                               DATABASE_UNAVAILABLE]
     if operation.get("security") != []:
