@@ -7,11 +7,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.activities import LIST_STATES
+from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, LIST_STATES, STATES
 from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
+from rules import KINDS
 
-from .openapi import PageArgs, QueryArgs
+from .openapi import Choice, PageArgs, QueryArgs, optional
 from .schemas import Id, LocalDateTime, Moment, ScannedCode
 
 LAT = validate.Range(min=-90, max=90)
@@ -65,7 +66,7 @@ class LocationOut(Schema):
     lat = fields.Float()
     lng = fields.Float()
     radius_m = fields.Integer()
-    mode = fields.String()
+    mode = Choice(GEOFENCE_MODES)
 
 
 class ActivityRuleItemOut(Schema):
@@ -74,7 +75,7 @@ class ActivityRuleItemOut(Schema):
     name = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     points = fields.Integer(allow_none=True)
-    kind = fields.String(allow_none=True)
+    kind = Choice(KINDS, allow_none=True)
     unit = fields.String(allow_none=True)
     requires_review = fields.Boolean(allow_none=True)
 
@@ -88,12 +89,12 @@ class ActivityOut(Schema):
     ends_at = LocalDateTime()
     checkin_opens_at = LocalDateTime()
     checkin_closes_at = LocalDateTime()
-    qr_mode = fields.String()
+    qr_mode = Choice(QR_MODES)
     qr_step_seconds = fields.Integer()
     location = fields.Nested(LocationOut, allow_none=True)
     capacity = fields.Integer(allow_none=True)
     checked_in = fields.Integer(metadata={"description": "check-ins so far"})
-    status = fields.String(metadata={"description": "upcoming, open, closed or cancelled"})
+    status = Choice(STATES)
     note = fields.String(allow_none=True)
     place = fields.String(allow_none=True)
     cancelled_at = LocalDateTime(allow_none=True)
@@ -133,17 +134,17 @@ class QrTokenOut(Schema):
     refresh_at = LocalDateTime(allow_none=True, metadata={
         "description": "a rotating code: when the next code is shown; null when static"})
     server_time = LocalDateTime()
-    qr_mode = fields.String()
+    qr_mode = Choice(QR_MODES)
     step = fields.Integer(metadata={"description": "rotating step; 0 for a static code"})
     step_seconds = fields.Integer()
     activity_id = fields.Integer()
     title = fields.String()
-    status = fields.String()
+    status = Choice(STATES)
     checkin_opens_at = LocalDateTime()
     checkin_closes_at = LocalDateTime()
     checked_in = fields.Integer()
     capacity = fields.Integer(allow_none=True)
-    svg = fields.String(metadata={"description": "with ?svg=1: the code as an SVG image"})
+    svg = fields.String(metadata=optional(description="with ?svg=1: the code as an SVG image"))
 
 
 class DisplayLinkOut(Schema):
@@ -168,26 +169,25 @@ class ProxyCheckinIn(Schema):
 
 
 class CheckinOut(Schema):
-    checkin_id = fields.Integer(required=True)
-    claim_id = fields.Integer(required=True, allow_none=True)
-    status = fields.String(required=True, validate=validate.OneOf(
-        (*CLAIM_STATUSES, "checked_in", "no_points")), metadata={
+    checkin_id = fields.Integer()
+    claim_id = fields.Integer(allow_none=True)
+    status = Choice((*CLAIM_STATUSES, *CHECKIN_OUTCOMES), metadata={
         "description": "the claim's status (posted, in_notice, pending, approved); "
                        "checked_in: a per-hour item, scored at check-out; no_points: "
                        "attendance recorded, nothing to award (see reason)"})
-    points = fields.Integer(required=True)
-    reason = fields.String(required=True, allow_none=True)
-    activity_id = fields.Integer(required=True)
-    villager_id = fields.Integer(required=True)
-    household_id = fields.Integer(required=True)
-    checked_in_at = LocalDateTime(required=True)
-    checked_out_at = LocalDateTime(required=True, allow_none=True)
-    distance_m = fields.Integer(required=True, allow_none=True)
-    flags = fields.List(fields.String(), required=True)
-    proxy_by = fields.Integer(required=True, allow_none=True)
-    activity_title = fields.String(required=True, allow_none=True)
-    rule_item_name = fields.String(required=True, allow_none=True)
-    notice_ends_at = LocalDateTime(required=True, allow_none=True, metadata={
+    points = fields.Integer()
+    reason = fields.String(allow_none=True)
+    activity_id = fields.Integer()
+    villager_id = fields.Integer()
+    household_id = fields.Integer()
+    checked_in_at = LocalDateTime()
+    checked_out_at = LocalDateTime(allow_none=True)
+    distance_m = fields.Integer(allow_none=True)
+    flags = fields.List(Choice(CHECKIN_FLAGS))
+    proxy_by = fields.Integer(allow_none=True)
+    activity_title = fields.String(allow_none=True)
+    rule_item_name = fields.String(allow_none=True)
+    notice_ends_at = LocalDateTime(allow_none=True, metadata={
         "description": "until when the claim is in public notice (公示), if it is"})
 
 
@@ -212,11 +212,10 @@ class CheckinRowOut(Schema):
     proxy_by = fields.Integer(allow_none=True)
     proxy_by_name = fields.String(allow_none=True)
     claim_id = fields.Integer(allow_none=True)
-    claim_status = fields.String(allow_none=True)
+    claim_status = Choice(CLAIM_STATUSES, allow_none=True)
     points = fields.Integer()
     reason = fields.String(allow_none=True)
-    flags = fields.List(fields.String(), metadata={
-        "description": "out_of_area, no_location, own_household, shared_device, proxy_burst"})
+    flags = fields.List(Choice(CHECKIN_FLAGS))
 
 
 class SharedDeviceOut(Schema):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .openapi import JsonBoolean, QueryArgs
+from points.rankings import CORRECTION_KINDS, RANK_BY
+
+from .openapi import Choice, JsonBoolean, QueryArgs
 from .schemas import Id, LocalDateTime
 
 PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
@@ -21,8 +23,7 @@ class RankingArgs(QueryArgs):
     group_id = Id(strict=False, metadata={"description": "村民小组"})
     township_id = Id(strict=False, metadata={"description": "township admins"})
     period = _period("YYYY-MM, YYYY-Qn or YYYY; default this month")
-    by = fields.String(load_default="household", validate=validate.OneOf(("household",
-                                                                          "member")))
+    by = Choice(RANK_BY, load_default="household")
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
     public = fields.Boolean(load_default=False, metadata={
         "description": "staff: show names as the public board does (villagers always do)"})
@@ -62,7 +63,7 @@ class ScopeRefOut(Schema):
 class RankingOut(Schema):
     period = fields.String()
     scope = fields.Nested(ScopeRefOut)
-    by = fields.String()
+    by = Choice(RANK_BY)
     tie_rule = fields.String()
     total = fields.Integer()
     items = fields.List(fields.Nested(RankingRowOut))
@@ -120,15 +121,12 @@ class StarRowOut(Schema):
 
 
 class CorrectionOut(Schema):
-    kind = fields.String(metadata={"description": "reversal: an entry of an earlier month "
-                                                  "corrected; late: points reached an "
-                                                  "earlier month after its board closed; "
-                                                  "late_veto: a veto (一票否决) barring the "
-                                                  "household in an earlier month posted "
-                                                  "after its board closed (`amount` 0); "
-                                                  "veto_withdrawal: the township withdrew a "
-                                                  "veto (一票否决) in the period, `amount` "
-                                                  "the spendable points given back"})
+    kind = Choice(CORRECTION_KINDS, metadata={"description": (
+        "reversal: an entry of an earlier month corrected; late: points reached an earlier "
+        "month after its board closed; late_veto: a veto (一票否决) barring the household in "
+        "an earlier month posted after its board closed (`amount` 0); veto_withdrawal: the "
+        "township withdrew a veto (一票否决) in the period, `amount` the spendable points "
+        "given back")})
     household_id = fields.Integer(allow_none=True)
     name = fields.String()
     amount = fields.Integer()

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from rules import excerpt
@@ -49,6 +49,20 @@ def error_response(
 
 # A body that is not JSON, or nested deeper than any request of the API (jsonio.MAX_DEPTH).
 MALFORMED_JSON = ("malformed_json", "请求内容不是有效的 JSON")
+
+# The database cannot be reached (down, restarting, the network): a 503 the client may retry,
+# not a 500 that says the server is broken.
+DATABASE_UNAVAILABLE = ("database_unavailable", "服务暂时不可用，请稍后再试")
+
+
+def unreachable_database(error: Exception) -> bool:
+    """A connection that failed or broke, as opposed to a statement the database refused (a
+    lock timeout, a serialization failure: OperationalErrors too, but with their statement,
+    on a live connection). A failed connect has no statement."""
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    return bool(error.connection_invalidated) or error.statement is None
+
 
 # Chinese messages for the HTTP errors Flask raises itself.
 HTTP_ERRORS: dict[int, tuple[str, str]] = {
@@ -236,6 +250,13 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):
             return handle_http_exception(error)
+        if unreachable_database(error):
+            app.logger.error("database unreachable: %s", type(error.__cause__ or error).__name__)
+            try:
+                db.session.rollback()
+            except (OperationalError, InterfaceError):
+                pass  # nothing was written on a connection that never opened
+            return error_response(503, *DATABASE_UNAVAILABLE)
         db.session.rollback()
         app.logger.exception("unhandled error")
         return error_response(500, "internal_error", "服务器出错了，请稍后再试")

@@ -27,7 +27,11 @@ DOC = {"parameters": [{
                                                                   "maxLength": 100},
     "description": "A retry with the same key and body returns the first answer; the same "
                    "key with another body is 409 idempotency_conflict.",
-}]}
+}], "x-raises": {
+    "400 invalid_idempotency_key": "请求编号长度应为 1 到 100 个字符",
+    "409 idempotency_conflict": "同一个请求编号不能用于不同的内容",
+    "409 idempotency_in_progress": "相同的请求正在处理，请稍后再试",
+}}
 
 
 def _request_hash() -> str:

@@ -3,16 +3,26 @@ so the OpenAPI document cannot drift from the code. Errors keep API.md's shape."
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from flask import Response
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+
+from points.auth import AccountDisabled, TokenExpired, TokenInvalid, TokenRevoked
+from points.errors import DomainError
+
+from .errors import DATABASE_UNAVAILABLE as UNAVAILABLE
+from .errors import HTTP_ERRORS, MALFORMED_JSON
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ErrorDetail(Schema):
@@ -59,12 +69,29 @@ def _own_schema(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: A
     return own
 
 
+# The fields a schema always writes when it answers (see `ContractSpec`): a vendor key of
+# the converted schema, turned into `required` for the schemas a response uses and removed
+# before the document is served.
+ANSWERED = "x-answered"
+
+
+def optional(**metadata: Any) -> dict[str, Any]:
+    """`metadata=` of a response field a response may leave out (absent, not null): the one
+    exception to "every field of a response is required"."""
+    return {**metadata, "optional": True}
+
+
 class Converter(OpenAPIConverter):
     def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
         # A rule between fields that a schema's @validates_schema enforces is stated beside
         # it as `Meta.openapi` (JSON Schema keywords), so the document carries it too.
         ret: dict[str, Any] = super().schema2jsonschema(schema)
         ret.update(getattr(getattr(schema, "Meta", None), "openapi", {}))
+        instance = schema() if isinstance(schema, type) else schema
+        ret[ANSWERED] = [
+            field.data_key or name for name, field in instance.fields.items()
+            if not field.load_only and not field.metadata.get("optional")
+        ]
         return ret
 
     def field2nullable(self, field: fields.Field, ret: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +111,99 @@ class _MarshmallowPlugin(MarshmallowPlugin):
     Converter = Converter
 
 
+# ---- errors ---------------------------------------------------------------------------------
+# An error an operation may answer: (status, code, Chinese message). `raises` declares the
+# ones its view (and the services it calls) raise; `StandardErrors` adds the ones every
+# operation of a kind can give. The document lists them per status, each with an example.
+Declared = tuple[int, str, str]
+Declarable = type[DomainError] | DomainError | tuple[int, str] | tuple[int, str, str]
+
+RAISES = "x-raises"
+
+
+def declared(error: Declarable) -> Declared:
+    if isinstance(error, tuple):
+        status, code, *message = error
+        return status, code, message[0] if message else ""
+    return error.status, error.code, error.message
+
+
+def _domain_messages() -> dict[tuple[int, str], str]:
+    """The message of each domain error class, by (status, code): the example of a code
+    declared as a tuple."""
+    found: dict[tuple[int, str], str] = {}
+    todo: list[type[DomainError]] = [DomainError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault((cls.status, cls.code), cls.message)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def raises(*errors: Declarable) -> Callable[[F], F]:
+    """Declare, under `@blp.route`, the errors a view answers beside the common ones: domain
+    error classes (their status, code and message), or `(status, code[, message])` for a code
+    raised inline (`Invalid(..., code="invalid_units")`)."""
+    doc = {RAISES: {f"{status} {code}": message
+                    for status, code, message in map(declared, errors)}}
+    return Blueprint.doc(**doc)  # type: ignore[no-any-return]
+
+
+def _http(status: int) -> Declared:
+    return (status, *HTTP_ERRORS[status])
+
+
+# The 401s of a bearer token (points.auth); a refresh token's reuse is the refresh's own.
+TOKEN_ERRORS: tuple[Declared, ...] = (
+    _http(401), *(declared(e) for e in (TokenInvalid, TokenExpired, TokenRevoked,
+                                        AccountDisabled)))
+INVALID_TEXT: Declared = (422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
+UNKNOWN_FIELDS: Declared = (422, "unknown_fields", "包含不支持的字段")
+VALUE_OUT_OF_RANGE: Declared = (422, "value_out_of_range", "提交的数值超出允许范围")
+INTERNAL_ERROR: Declared = (500, "internal_error", "服务器出错了，请稍后再试")
+DATABASE_UNAVAILABLE: Declared = (503, *UNAVAILABLE)
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def common_errors(method: str, path: str, operation: dict[str, Any]) -> list[Declared]:
+    """What any operation of its kind may answer, whatever its view does: 401/403 where a
+    token is sent (guards._require_login, points.scope), 404 where the path names an object,
+    400 (malformed JSON), 413 and 409 (a unique constraint settling a race) on writes, 422
+    everywhere (guards._refuse_bad_text reads every query string), 500 and 503 (the database
+    unreachable) everywhere. A 429 is declared by `ratelimits.limited`, where a limit is."""
+    errors: list[Declared] = [_http(422), UNKNOWN_FIELDS, INVALID_TEXT, INTERNAL_ERROR,
+                              DATABASE_UNAVAILABLE]
+    if operation.get("security") != []:
+        errors += [*TOKEN_ERRORS, _http(403)]
+    if "{" in path:
+        errors.append(_http(404))
+    if method in ("post", "put", "patch", "delete"):
+        errors.append(_http(409))
+        if "requestBody" in operation:
+            # value_out_of_range: a number the column cannot hold (errors._data_error)
+            errors += [_http(400), (400, *MALFORMED_JSON), _http(413), VALUE_OUT_OF_RANGE]
+    return errors
+
+
+def error_response(errors: list[Declared], headers: dict[str, Any] | None) -> dict[str, Any]:
+    codes = list(dict.fromkeys(code for _, code, _ in errors))
+    messages = {code: message for _, code, message in reversed(errors)}
+    response: dict[str, Any] = {
+        "description": "error codes: " + ", ".join(f"`{code}`" for code in codes),
+        "content": {"application/json": {"schema": ERROR_REF, "examples": {
+            code: {"summary": messages[code],
+                   "value": {"error": {"code": code, "message": messages[code], "details": {}}}}
+            for code in codes}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
 class StandardErrors(BasePlugin):
+    """Per operation: an `operationId` (its view's name, which is unique: a test says so),
+    and every error it may answer, by status, with its codes and an example of each."""
+
     def init_spec(self, spec: Any) -> None:
         self.spec = spec
 
@@ -99,30 +218,79 @@ class StandardErrors(BasePlugin):
         if schema is not None and not schema.get("required"):
             body["required"] = False
 
-    """The error answers every operation can give, whatever its view does, named in the
-    document beside the ones its decorators declare (API.md, "Status use"):
-    401/403 where a token is required (guards._require_login, points.scope), 404 where the
-    path names an object, 400 (malformed JSON) and 409 (conflict, idempotency) on writes with
-    a body, 422 everywhere (guards._refuse_bad_text looks at every query string)."""
-
     def operation_helper(self, path: str | None = None,
                          operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        rule = kwargs.get("rule")
         for method, operation in (operations or {}).items():
+            if rule is not None:
+                operation.setdefault("operationId", rule.endpoint.rsplit(".", 1)[-1])
             # Decorators key responses by int, the document by string: one key per status.
             responses = {str(code): r for code, r in operation.get("responses", {}).items()}
             operation["responses"] = responses
-            security = operation.get("security")
-            if security != []:
-                responses.setdefault("401", "UNAUTHORIZED")
-                responses.setdefault("403", "FORBIDDEN")
-            if path and "{" in path:
-                responses.setdefault("404", "NOT_FOUND")
-            if method in ("post", "put", "patch", "delete"):
-                responses.setdefault("409", "CONFLICT")
-                if "requestBody" in operation:
-                    responses.setdefault("400", "BAD_REQUEST")
-                    self._optional_if_nothing_required(operation["requestBody"])
-            responses.setdefault("422", "UNPROCESSABLE_ENTITY")
+            if method in ("post", "put", "patch", "delete") and "requestBody" in operation:
+                self._optional_if_nothing_required(operation["requestBody"])
+            errors = common_errors(method, path or "", operation)
+            messages = _domain_messages()
+            for key, message in operation.pop(RAISES, {}).items():
+                status, code = int(key.split()[0]), key.split()[1]
+                errors.append((status, code, message or messages.get(
+                    (status, code), HTTP_ERRORS.get(status, ("", "请求失败"))[1])))
+            by_status: dict[int, list[Declared]] = {}
+            for error in errors:
+                by_status.setdefault(error[0], []).append(error)
+            for status, listed in sorted(by_status.items()):
+                given = responses.get(str(status))
+                if isinstance(given, dict) and "application/json" not in given.get(
+                        "content", {"application/json": None}):
+                    continue  # a page or a file answers this status, not the error shape
+                headers = given.get("headers") if isinstance(given, dict) else None
+                responses[str(status)] = error_response(listed, headers)
+
+
+class ContractSpec(APISpec):
+    """The served document: every response schema names its `required` fields (all but
+    those declared `optional`), so a generated client can trust them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        # A copy: apispec hands out its own component dicts, which must keep ANSWERED for
+        # the next call (the document is built again on every request for it).
+        document: dict[str, Any] = copy.deepcopy(super().to_dict())
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in _referenced(document.get("paths", {}), schemas, "responses"):
+            answered = schemas[name].get(ANSWERED, [])
+            if answered:
+                schemas[name]["required"] = sorted(
+                    set(schemas[name].get("required", [])) | set(answered),
+                    key=list(schemas[name].get("properties", {})).index)
+        for schema in schemas.values():
+            schema.pop(ANSWERED, None)
+        return document
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            yield ref.rsplit("/", 1)[-1]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _referenced(paths: dict[str, Any], schemas: dict[str, Any], part: str) -> set[str]:
+    """The component schemas the operations' `part` (responses) use, nested ones included."""
+    roots = [operation.get(part, {}) for item in paths.values() for operation in item.values()
+             if isinstance(operation, dict)]
+    found: set[str] = set()
+    todo = list(_refs(roots))
+    while todo:
+        name = todo.pop()
+        if name not in found and name in schemas:
+            found.add(name)
+            todo.extend(_refs(schemas[name]))
+    return found
 
 
 # Response schemas of operations that answer with a file or a page rather than JSON.
@@ -136,6 +304,7 @@ class VillageApi(Api):
         kwargs.setdefault("marshmallow_plugin", _MarshmallowPlugin())
         kwargs.setdefault("extra_plugins", [StandardErrors()])
         super()._init_spec(*args, **kwargs)
+        self.spec.__class__ = ContractSpec  # flask-smorest builds a plain APISpec
         self.ma_plugin.converter.add_attribute_function(_text_pattern)
         self.ma_plugin.converter.add_attribute_function(_own_schema)
 
@@ -153,6 +322,12 @@ class JsonBoolean(fields.Boolean):
         if not isinstance(value, bool):  # 0 == False and 1 == True, so a set cannot tell
             raise self.make_error("invalid", input=value)
         return value
+
+
+def Choice(values: tuple[str, ...], **kwargs: Any) -> fields.String:  # noqa: N802 - a field
+    """A string of a closed set of the domain (a tuple in points/ or rules/, never a copy):
+    an `enum` in the document, so a generated client gets a union of literals."""
+    return fields.String(validate=validate.OneOf(values), **kwargs)
 
 
 class QueryArgs(Schema):

@@ -18,11 +18,13 @@ from flask_smorest import Blueprint
 from points.errors import Unauthenticated
 
 from .auth import current_actor
+from .errors import HTTP_ERRORS
 from .extensions import limiter
-from .openapi import ErrorSchema
+from .openapi import ErrorSchema, raises
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+RATE_LIMITED = (429, *HTTP_ERRORS[429])
 RETRY_AFTER_DOC = {"Retry-After": {
     "description": "seconds to wait before trying again",
     "schema": {"type": "integer", "minimum": 1}}}
@@ -71,7 +73,7 @@ def limited(blp: Blueprint, limit: str | Callable[[], str],
         wrapped: Any = blp.alt_response(
             429, schema=ErrorSchema, headers=RETRY_AFTER_DOC,
             description="rate_limited: too many requests; wait Retry-After seconds",
-        )(view)
+        )(raises(RATE_LIMITED)(view))
         for key in keys:
             wrapped = limiter.limit(limit, key_func=key)(wrapped)
         return wrapped  # type: ignore[no-any-return]
@@ -80,10 +82,14 @@ def limited(blp: Blueprint, limit: str | Callable[[], str],
 
 
 def retry_after_floor(response: Response) -> Response:
-    """Every 429 carries a positive Retry-After. Flask-Limiter writes the seconds left in
-    the window truncated to an integer, which is 0 in the window's last second (and nothing
-    if it could not read the counter); a client told 0 retries in a tight loop."""
-    if response.status_code == 429:
+    """Every 429 carries a positive Retry-After, and nothing else does. Flask-Limiter writes
+    the seconds left in the window truncated to an integer, which is 0 in the window's last
+    second (and nothing if it could not read the counter); a client told 0 retries in a
+    tight loop. It also writes the header on every answer of a limited view (a 200, a 401):
+    a client that honours it there would wait for nothing."""
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    else:
         value = response.headers.get("Retry-After", "")
         if not value.isdigit() or int(value) < 1:
             response.headers["Retry-After"] = "1"

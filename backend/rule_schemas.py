@@ -25,7 +25,7 @@ from rules.catalog import (
     MIN_EXCHANGE_RATE,
 )
 
-from .openapi import JsonBoolean, PageArgs, QueryArgs
+from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs, optional
 from .schemas import Id, LocalDateTime, Moment
 
 # marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
@@ -149,9 +149,9 @@ RuleItemPatch = Schema.from_dict(_item_fields(False), name="RuleItemPatch")
 
 
 class CapOut(Schema):
-    period = fields.String()
-    max_count = fields.Integer()
-    max_points = fields.Integer()
+    period = Choice(PERIODS)
+    max_count = fields.Integer(metadata=optional())
+    max_points = fields.Integer(metadata=optional())
 
 
 class VetoOut(Schema):
@@ -159,7 +159,7 @@ class VetoOut(Schema):
     bar_periods = fields.Integer()
 
 
-# What an item says (a version's data); optional fields are absent when unset.
+# What an item says (a version's data); optional fields are absent when unset (`optional`).
 _ITEM_DATA: dict[str, fields.Field] = {
     "code": fields.String(),
     "name": fields.String(),
@@ -167,21 +167,21 @@ _ITEM_DATA: dict[str, fields.Field] = {
     "class": fields.String(metadata={"enum": list(CLASSES)}),
     "points": fields.Integer(),
     "kind": fields.String(metadata={"enum": list(KINDS)}),
-    "unit": fields.String(),
-    "max_units": fields.Integer(),
+    "unit": fields.String(metadata=optional()),
+    "max_units": fields.Integer(metadata=optional()),
     "applies_to": fields.String(metadata={"enum": list(APPLIES_TO)}),
     "submit_by": fields.List(fields.String(metadata={"enum": list(SUBMITTERS)})),
     "requires_review": fields.Boolean(),
     "evidence_required": fields.Boolean(),
-    "notice_days": fields.Integer(),
-    "caps": fields.List(fields.Nested(CapOut)),
-    "effective_from": fields.String(metadata={"format": "date"}),
-    "effective_to": fields.String(metadata={"format": "date"}),
-    "veto": fields.Nested(VetoOut),
-    "black_list": fields.Boolean(metadata={
-        "description": "a deduction that names the household on the black list (黑榜); "
-                       "absent: false"}),
-    "description": fields.String(),
+    "notice_days": fields.Integer(metadata=optional()),
+    "caps": fields.List(fields.Nested(CapOut), metadata=optional()),
+    "effective_from": fields.String(metadata=optional(format="date")),
+    "effective_to": fields.String(metadata=optional(format="date")),
+    "veto": fields.Nested(VetoOut, metadata=optional()),
+    "black_list": fields.Boolean(metadata=optional(
+        description="a deduction that names the household on the black list (黑榜); "
+                    "absent: false")),
+    "description": fields.String(metadata=optional()),
 }
 
 RuleItemData = Schema.from_dict(_ITEM_DATA, name="RuleItemData")

@@ -12,18 +12,22 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from points.claims import IN_NOTICE
 from points.models import (
+    CLAIM_SOURCES,
     CLAIM_STATUSES,
     ENTRY_KINDS,
     GENDERS,
+    OBJECTION_STATUSES,
     RELATIONS,
     REVERSAL_REQUEST_STATUSES,
     ROLES,
     STAFF_ROLES,
 )
+from points.time_zone import moment_text
 from points.tokens import MAX_SCANNED_CHARS
 
-from .openapi import JsonBoolean, PageArgs, QueryArgs
+from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
 
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
@@ -88,6 +92,15 @@ class Money(fields.Decimal):
         ]}
 
 
+def MoneyText(description: str) -> fields.Decimal:  # noqa: N802 - a field type
+    """An amount of yuan a response sends: always text with two decimals ("12.50"), so no
+    float rounds a sum of money and no decimal's exponent is spelt out. Every amount of
+    money an answer carries uses it (`Money` is the request side)."""
+    return fields.Decimal(places=2, as_string=True, metadata={
+        "description": description, "type": "string", "format": "decimal",
+        "pattern": r"^-?[0-9]+\.[0-9]{2}$"})
+
+
 class Moment(fields.AwareDateTime):
     """A moment a request sends, with its offset (2026-11-29T19:40:00+08:00), in the years
     2000 to 2100 as written; loaded in UTC. ISO 8601 allows years 1 to 9999, and a moment
@@ -118,13 +131,41 @@ class Moment(fields.AwareDateTime):
 
 
 class LocalDateTime(fields.DateTime):
-    """ISO 8601 with the village's offset (APP_TIMEZONE), e.g. 2026-11-29T19:40:00+08:00."""
+    """ISO 8601 with the village's offset (APP_TIMEZONE), to the second, e.g.
+    2026-11-29T19:40:00+08:00: every moment a response carries (points.time_zone)."""
+
+    PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}$"
 
     def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> Any:
         if value is None:
             return None
-        zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
-        return super()._serialize(value.astimezone(zone), attr, obj, **kwargs)
+        return moment_text(value, ZoneInfo(current_app.config["APP_TIMEZONE"]))
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time", "pattern": self.PATTERN,
+                "example": "2026-11-29T19:40:00+08:00"}
+
+
+class Snapshot(fields.Dict):
+    """A recorded object (an audit entry's before and after): its moments, stored in UTC as
+    they were recorded, are answered like every other moment of the API (LocalDateTime)."""
+
+    STORED_MOMENT = re.compile(
+        r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        return self._local(value, ZoneInfo(current_app.config["APP_TIMEZONE"]))
+
+    def _local(self, value: Any, zone: ZoneInfo) -> Any:
+        if isinstance(value, dict):
+            return {key: self._local(item, zone) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._local(item, zone) for item in value]
+        if isinstance(value, str) and self.STORED_MOMENT.match(value):
+            return moment_text(datetime.fromisoformat(value), zone)
+        return value
 
 
 # ---- registry -------------------------------------------------------------------------------
@@ -350,8 +391,8 @@ class AuditOut(Schema):
     object_id = fields.String(allow_none=True)
     township_id = Id(allow_none=True)
     village_id = Id(allow_none=True)
-    before = fields.Dict(allow_none=True)
-    after = fields.Dict(allow_none=True)
+    before = Snapshot(allow_none=True)
+    after = Snapshot(allow_none=True)
 
 
 # ---- auth -----------------------------------------------------------------------------------
@@ -402,7 +443,7 @@ class ScopeOut(Schema):
 
 class MeOut(Schema):
     user = fields.Nested(UserOut)
-    role = fields.String()
+    role = Choice(ROLES)
     villager = fields.Nested(VillagerOut, allow_none=True)
     household = fields.Nested(HouseholdOut, allow_none=True)
     scope = fields.Nested(ScopeOut)
@@ -459,7 +500,7 @@ class ObjectionOut(Schema):
     id = fields.Integer()
     claim_id = fields.Integer()
     reason = fields.String()
-    status = fields.String()
+    status = Choice(OBJECTION_STATUSES)
     created_at = LocalDateTime()
     resolved_at = LocalDateTime(allow_none=True)
     resolution_note = fields.String(allow_none=True)
@@ -490,7 +531,7 @@ class ClaimOut(Schema):
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
     rule_item = fields.Nested(RuleItemRef)
-    source = fields.String()
+    source = Choice(CLAIM_SOURCES)
     units = fields.Integer(allow_none=True)
     points = fields.Integer()
     capped = fields.Boolean()
@@ -521,25 +562,23 @@ class NoticeOut(Schema):
     """What the public notice (公示) shows: who, for what, how many points, until when, the
     note and photos, and the objections so far."""
 
-    claim_id = fields.Integer(required=True)
-    household_id = fields.Integer(required=True)
-    household_name = fields.String(required=True, allow_none=True)
-    member_name = fields.String(required=True, allow_none=True)
-    rule_item = fields.String(required=True, allow_none=True)
-    category = fields.String(required=True, allow_none=True)
-    points = fields.Integer(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(("in_notice", "objected")),
-                           metadata={"description": "objected: under review after an "
-                                                    "objection, still listed"})
-    notice_ends_at = LocalDateTime(required=True)
-    note = fields.String(required=True, allow_none=True)
-    deed_date = fields.Date(required=True, metadata={
+    claim_id = fields.Integer()
+    household_id = fields.Integer()
+    household_name = fields.String(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    rule_item = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    points = fields.Integer()
+    status = Choice(IN_NOTICE, metadata={"description": "objected: under review after an "
+                                                        "objection, still listed"})
+    notice_ends_at = LocalDateTime()
+    note = fields.String(allow_none=True)
+    deed_date = fields.Date(metadata={
         "description": "the day of the deed (village time), which the points count for"})
-    evidence = fields.List(fields.Integer(), required=True,
-                           metadata={"description": "photo (upload) ids"})
-    objection_count = fields.Integer(required=True)
-    objected_by_me = fields.Boolean(required=True)
-    can_object = fields.Boolean(required=True, metadata={
+    evidence = fields.List(fields.Integer(), metadata={"description": "photo (upload) ids"})
+    objection_count = fields.Integer()
+    objected_by_me = fields.Boolean()
+    can_object = fields.Boolean(metadata={
         "description": "the caller may object now: a villager of the village, not of the "
                        "claim's household, who has not objected to it, while the notice runs"})
 
@@ -560,34 +599,34 @@ class LedgerArgs(PageArgs):
 
 
 class LedgerEntryOut(Schema):
-    id = fields.Integer(required=True)
-    amount = fields.Integer(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(ENTRY_KINDS))
-    member_id = fields.Integer(required=True, allow_none=True)
-    member_name = fields.String(required=True, allow_none=True)
-    relation = fields.String(required=True, allow_none=True, metadata={"description": "与户主关系"})
-    rule_item_id = Id(required=True, allow_none=True)
-    rule_item_version_id = fields.Integer(required=True, allow_none=True)
-    rule_item_name = fields.String(required=True, allow_none=True)
-    claim_id = fields.Integer(required=True, allow_none=True)
-    reverses_id = fields.Integer(required=True, allow_none=True)
-    month = fields.String(required=True)
-    created_at = LocalDateTime(required=True)
-    created_by = fields.Integer(required=True, allow_none=True)
-    created_by_name = fields.String(required=True, allow_none=True, metadata={
+    id = fields.Integer()
+    amount = fields.Integer()
+    kind = Choice(ENTRY_KINDS)
+    member_id = fields.Integer(allow_none=True)
+    member_name = fields.String(allow_none=True)
+    relation = fields.String(allow_none=True, metadata={"description": "与户主关系"})
+    rule_item_id = Id(allow_none=True)
+    rule_item_version_id = fields.Integer(allow_none=True)
+    rule_item_name = fields.String(allow_none=True)
+    claim_id = fields.Integer(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    month = fields.String()
+    created_at = LocalDateTime()
+    created_by = fields.Integer(allow_none=True)
+    created_by_name = fields.String(allow_none=True, metadata={
         "description": "who posted the entry: the cadre who awarded or corrected it, the "
                        "villager who reported it, the clerk of a redemption"})
-    approved_by_names = fields.List(fields.String(), required=True, metadata={
+    approved_by_names = fields.List(fields.String(), metadata={
         "description": "who approved the claim that made the entry (审核人), in order; "
                        "empty for entries without a claim"})
-    deed_date = fields.Date(required=True, allow_none=True, metadata={
+    deed_date = fields.Date(allow_none=True, metadata={
         "description": "the day of the deed (village time) for an entry a claim made; "
                        "`created_at` is when it was posted"})
-    balance = fields.Integer(required=True, metadata={
+    balance = fields.Integer(metadata={
         "description": "余额: the account's points after this entry, the running sum of the "
                        "passbook (a hold by an order not yet picked up is not a line: it "
                        "shows when the order is picked up, as a redeem line)"})
-    note = fields.String(required=True, allow_none=True)
+    note = fields.String(allow_none=True)
 
 
 class ReversalRequestArgs(PageArgs):

@@ -8,23 +8,15 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES
+from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES, STOCK_MOVEMENT_KINDS
 from rules.catalog import EXCHANGE_RATE_PLACES
 
-from .openapi import JsonBoolean, PageArgs, QueryArgs
-from .schemas import Id, LocalDateTime, Money, ScannedCode
+from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
+from .schemas import Id, LocalDateTime, Money, MoneyText, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 MAX_POINTS = 100_000
 MAX_STOCK = 1_000_000
-
-
-def _money(description: str) -> fields.Decimal:
-    # Sent as a string ("12.50") so no float rounds a sum of money; always to the fen, so
-    # an amount's text is as long as its yuan and never a decimal's exponent spelt out.
-    return fields.Decimal(places=2, as_string=True, metadata={
-        "description": description, "type": "string", "format": "decimal",
-        "pattern": r"^-?[0-9]+\.[0-9]{2}$"})
 
 
 class ExchangeRateText(fields.Decimal):
@@ -106,7 +98,7 @@ class StockChangeIn(Schema):
 class StockMovementOut(Schema):
     id = fields.Integer()
     reward_id = fields.Integer()
-    kind = fields.String()
+    kind = Choice(STOCK_MOVEMENT_KINDS)
     change = fields.Integer()
     stock_after = fields.Integer()
     reason = fields.String()
@@ -182,10 +174,10 @@ class RedemptionOut(Schema):
     member_id = fields.Integer(allow_none=True)
     member_name = fields.String(allow_none=True)
     total_points = fields.Integer(metadata={"description": "the goods at shelf prices"})
-    cash_paid = _money("cash paid for the difference (现金补差), yuan")
+    cash_paid = MoneyText("cash paid for the difference (现金补差), yuan")
     points = fields.Integer(metadata={"description": "points spent (total less cash)"})
     exchange_rate = ExchangeRateText("yuan per point of the household's village when ordered")
-    value = _money("points × exchange rate, yuan")
+    value = MoneyText("points × exchange rate, yuan")
     lines = fields.List(fields.Nested(RedemptionLineOut))
     created_at = LocalDateTime()
     expires_at = LocalDateTime(allow_none=True,
@@ -225,10 +217,10 @@ class SettlementRowOut(Schema):
     member = fields.String()
     items = fields.String()
     total_points = fields.Integer()
-    cash_paid = _money("yuan")
+    cash_paid = MoneyText("yuan")
     points = fields.Integer()
     exchange_rate = ExchangeRateText("yuan per point")
-    value = _money("yuan, rounded to the fen")
+    value = MoneyText("yuan, rounded to the fen")
 
 
 class SettlementLineOut(Schema):
@@ -246,9 +238,9 @@ class SettlementOut(Schema):
     month = fields.String()
     redemptions = fields.Integer(metadata={"description": "fulfilled redemptions"})
     goods_points = fields.Integer(metadata={"description": "the goods at shelf prices"})
-    cash_paid = _money("cash the shop collected itself (not reimbursed), yuan")
+    cash_paid = MoneyText("cash the shop collected itself (not reimbursed), yuan")
     points = fields.Integer(metadata={"description": "points redeemed"})
-    value = _money("what the township reimburses: the sum of the rows' values, yuan")
+    value = MoneyText("what the township reimburses: the sum of the rows' values, yuan")
     lines = fields.List(fields.Nested(SettlementLineOut))
     rows = fields.List(fields.Nested(SettlementRowOut))
 
@@ -274,7 +266,7 @@ class VillagePointsOut(Schema):
     available = fields.Integer(allow_none=True)
     held = fields.Integer(allow_none=True)
     exchange_rate = ExchangeRateText("yuan per point")
-    outstanding_value = _money("the liability, yuan")
+    outstanding_value = MoneyText("the liability, yuan")
     month_issued = fields.Integer(allow_none=True)
     month_redeemed = fields.Integer(allow_none=True)
     month_expired = fields.Integer(allow_none=True)
@@ -289,7 +281,7 @@ class PointsTotalsOut(Schema):
     redeemed = fields.Integer()
     expired = fields.Integer()
     outstanding = fields.Integer()
-    outstanding_value = _money("yuan")
+    outstanding_value = MoneyText("yuan")
     available = fields.Integer(allow_none=True)
     held = fields.Integer(allow_none=True)
     month_issued = fields.Integer(allow_none=True)

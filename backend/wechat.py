@@ -37,8 +37,6 @@ class WeChatClient:
 
     # Seconds a client should wait after WeChat's frequency limit (errcode 45011).
     RATE_LIMIT_RETRY_AFTER = 60
-    # Seconds a client should wait when WeChat is busy or unreachable.
-    UNAVAILABLE_RETRY_AFTER = 5
     # Real codes are 32 characters; anything far longer is not worth sending to WeChat.
     MAX_CODE_LENGTH = 256
 
@@ -181,12 +179,8 @@ class WeChatClient:
         return APIError(401, "wechat_code_invalid", "登录凭证无效，请重新进入小程序")
 
     def _unavailable(self) -> APIError:
-        return APIError(
-            503,
-            "wechat_unavailable",
-            "微信服务暂时不可用，请稍后再试",
-            headers={"Retry-After": str(self.UNAVAILABLE_RETRY_AFTER)},
-        )
+        # No Retry-After: the API sends it with 429 only (a 503 is retried at will).
+        return APIError(503, "wechat_unavailable", "微信服务暂时不可用，请稍后再试")
 
     @staticmethod
     def _error(details: dict[str, Any]) -> APIError:

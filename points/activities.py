@@ -31,7 +31,7 @@ import rules
 
 from . import audit, cards, catalogs, claims
 from .db import core, upsert_insert
-from .errors import DomainError, Forbidden, Invalid, NotFound
+from .errors import DomainError, Forbidden, Invalid, NotBound, NotFound, WrongVillage
 from .models import (
     Claim,
     Household,
@@ -45,6 +45,7 @@ from .models import (
 from .models.activities import Activity, CheckIn
 from .models.rules import stored_rule
 from .scope import VILLAGER, Actor, authorize, get_visible, visible
+from .time_zone import moment_text
 from .tokens import (
     Decoded,
     QRTokenExpired,
@@ -59,6 +60,11 @@ DEFAULT_OPENS_BEFORE = timedelta(minutes=30)
 HOUR_UNITS = frozenset({"小时", "时", "hour", "hours", "h"})
 STATES = ("upcoming", "open", "closed", "cancelled")
 LIST_STATES = (*STATES, "current")  # current: upcoming or open (what a villager looks for)
+# What a check-in answers beside its claim's status: a per-hour item scored at check-out,
+# or attendance with nothing to award.
+CHECKIN_OUTCOMES = ("checked_in", "no_points")
+# Signals a check-in carries for the cadres who review the attendance list.
+CHECKIN_FLAGS = ("out_of_area", "no_location", "own_household", "shared_device", "proxy_burst")
 
 
 # ---- refusals (API.md, Activities and check-in) ---------------------------------------------
@@ -75,9 +81,7 @@ class CheckinClosed(DomainError):
     message = "签到已经结束"
 
 
-class WrongVillage(DomainError):
-    status = 403
-    code = "wrong_village"
+class WrongVillageCode(WrongVillage):
     message = "这是其他村的活动二维码，不能在本村签到"
 
 
@@ -459,11 +463,11 @@ def _check_open(activity: Activity | OpenActivity, now: datetime, tz: ZoneInfo) 
     if now < activity.checkin_opens_at:
         raise CheckinNotOpen(
             f"签到还没有开始，请在 {_local(activity.checkin_opens_at, tz)} 以后扫码",
-            details={"checkin_opens_at": activity.checkin_opens_at.isoformat()})
+            details={"checkin_opens_at": moment_text(activity.checkin_opens_at, tz)})
     if now >= activity.checkin_closes_at:
         raise CheckinClosed(
             f"签到已于 {_local(activity.checkin_closes_at, tz)} 结束",
-            details={"checkin_closes_at": activity.checkin_closes_at.isoformat()})
+            details={"checkin_closes_at": moment_text(activity.checkin_closes_at, tz)})
 
 
 def _geofence(activity: Activity | OpenActivity, lat: float | None, lng: float | None
@@ -725,14 +729,14 @@ def check_in(
     clocks of the server showing the code and this one may be (`_check_step`)."""
     authorize(actor, "checkin.create")
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     activity_id, step = _activity_fields(
         codec.decode(scanned_token(token), TokenType.ACTIVITY, now))
     activity = _open_activity(session, activity_id)
     if activity is None:
         raise QRTokenInvalid()
     if activity.village_id != actor.village_id:
-        raise WrongVillage()
+        raise WrongVillageCode()
     if activity.status == "cancelled":
         raise ActivityCancelled()
     _check_step(activity, step, now, clock_skew)

@@ -36,7 +36,7 @@ from rules.periods import month_key, period_end, period_start
 from . import audit, catalogs, ledger
 from .budget import ISSUED_STATUSES, budget_month, unissue
 from .db import core, insert_as_loaded, upsert_insert
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound, WrongVillage
 from .models import (
     Account,
     Household,
@@ -376,7 +376,7 @@ def submit(
         raise Forbidden("只有村民可以自主申报；村干部请使用积分录入")
     authorize(actor, "claim.submit")
     if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     item = village_item(session, actor.village_id, rule_item_id)
     rule = rule_in_force(session, item, actor.village_id)
     if not rule.may_submit("villager"):
@@ -703,7 +703,7 @@ def object_to(
 ) -> Objection:
     if actor.role != VILLAGER:
         get_visible(session, actor, Claim, claim_id)  # 404 before 403, as everywhere
-        raise Forbidden("只有本村村民可以在公示期内提出异议", code="not_village_member")
+        raise WrongVillage("只有本村村民可以在公示期内提出异议")
     authorize(actor, "objection.create")
     # 公示 is public within the village: any claim of the village may be objected to.
     claim = session.scalar(

@@ -36,6 +36,23 @@ class Forbidden(DomainError):
     message = "您没有权限进行此操作"
 
 
+class NotBound(Forbidden):
+    """A villager's account not yet bound to a household on the roster, on any operation
+    that needs one: the same 403 and code everywhere."""
+
+    code = "not_bound"
+    message = "请先绑定村民身份"
+
+
+class WrongVillage(Forbidden):
+    """An object of another village that the caller may know of (a scanned code, a notice on
+    the board, a card at the counter) but may not act on: 403. An object they may not know
+    of answers NotFound instead."""
+
+    code = "wrong_village"
+    message = "这不是本村的事项，不能办理"
+
+
 class Conflict(DomainError):
     status = 409
     code = "conflict"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import catalogs, rankings, supermarket
 from .claims import IN_NOTICE
-from .errors import Forbidden
+from .errors import NotBound
 from .models import (
     Account,
     Claim,
@@ -48,7 +48,7 @@ class Bound:
 def bound(actor: Actor) -> Bound:
     """The caller's household, or 403 `not_bound` (as every /me read answers)."""
     if actor.household_id is None or actor.village_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     return Bound(actor.household_id, actor.village_id)
 
 

@@ -58,7 +58,7 @@ from rules.periods import month_key
 
 from . import audit, catalogs
 from .activities import worked_from
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound
 from .models import (
     HEAD,
     Account,
@@ -87,6 +87,11 @@ DEFAULT_MASK_NAMES = True
 DEFAULT_RED_LIST_SIZE = 10
 # Claims in these states may still add to (or take from) the month they happened in.
 UNDECIDED = ("pending", "approved", "in_notice", "objected")
+# Who a ranking ranks: households, or their members one by one.
+RANK_BY = ("household", "member")
+# What a board's correction is: an earlier month's entry reversed, points (or a veto) that
+# reached a month after its board closed, a veto the township withdrew.
+CORRECTION_KINDS = ("reversal", "late", "late_veto", "veto_withdrawal")
 MAX_TREND_MONTHS = 12
 
 
@@ -265,7 +270,7 @@ def set_opt_out(session: Session, actor: Actor, value: bool) -> Household:
         # is the villagers' own, made from the mini-program.
         raise Forbidden("只有村民本人可以设置是否上榜", code="villager_only")
     if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     household = get_visible(session, actor, Household, actor.household_id)
     before = audit.snapshot(household)
     household.public_board_opt_out = value
@@ -289,7 +294,9 @@ def resolve_scope(session: Session, actor: Actor, *, village_id: int | None = No
                   group_id: int | None = None, township_id: int | None = None) -> Scope:
     given = [(k, v) for k, v in (("village", village_id), ("group", group_id),
                                  ("township", township_id)) if v is not None]
-    if not given and actor.village_id is not None and actor.role == "villager":
+    if not given and actor.role == VILLAGER:
+        if actor.village_id is None:
+            raise NotBound()  # a villager's ranking is their village's; they have none yet
         given = [("village", actor.village_id)]
     if len(given) != 1:
         raise Invalid("请指定 village_id、group_id 或 township_id 之一", code="scope_required")

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 import rules
 
 from . import audit, cards, catalogs, ledger, policies
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .errors import Conflict, DomainError, Invalid, NotBound, NotFound
 from .models import (
     Account,
     Household,
@@ -381,7 +381,7 @@ def place_order(
     until `hold` has passed. Only at a shop that serves the household's village."""
     authorize(actor, "redemption.order")
     if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     shop = get_visible(session, actor, Shop, shop_id)  # shops of other villages: not found
     household = session.get(Household, actor.household_id)
     assert household is not None

@@ -27,6 +27,13 @@ from .models import AppSettings, BoardSnapshot, Claim, HouseholdFlag, LedgerEntr
 MONTH_STAMPED = (LedgerEntry, Claim, BoardSnapshot, HouseholdFlag)
 
 
+def moment_text(moment: datetime, zone: ZoneInfo) -> str:
+    """The API's one spelling of a moment: in the village's zone, with its offset, to the
+    second (2026-11-29T19:40:00+08:00). A client parses one format, and a moment shown to a
+    villager never carries microseconds no one can read."""
+    return moment.astimezone(zone).replace(microsecond=0).isoformat()
+
+
 def _has_table(session: Session) -> bool:
     """Whether the table exists: not before `flask db upgrade` created it."""
     return inspect(session.connection()).has_table(AppSettings.__tablename__)

@@ -363,8 +363,9 @@ def test_ranking_scope(app: Flask, client: FlaskClient, world: World) -> None:
     assert status("cadre_a", township_id=world.township_1) == 403
     assert status("villager_x", township_id=world.township_1) == 403
 
+    # an unbound villager has no village to rank: the same 403 as every villager endpoint
     unbound = rankings(client, world.headers("unbound"))
-    assert unbound.status_code == 422 and error_code(unbound) == "scope_required"
+    assert unbound.status_code == 403 and error_code(unbound) == "not_bound"
     both = rankings(client, world.headers("cadre_a"), village_id=world.village_a,
                     group_id=world.group_x)
     assert both.status_code == 422 and error_code(both) == "scope_required"

@@ -41,7 +41,7 @@ from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, page_of, paginate
+from ..openapi import BINARY, TEXT, page_of, paginate, raises
 from ..qr import print_font, qr_matrix, qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 
@@ -127,6 +127,8 @@ def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str,
 # ---- activities -----------------------------------------------------------------------------
 
 @blp.route("/activities", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (404, "rule_item_not_found"),
+        (422, "invalid_times"), (422, "not_checkin_item"))
 @blp.arguments(ActivityIn)
 @blp.response(201, ActivityOut)
 def create_activity(body: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +168,7 @@ def get_activity(activity_id: int) -> dict[str, Any]:
 
 
 @blp.route("/activities/<int:activity_id>/cancel", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "activity_cancelled"))
 @blp.arguments(CancelIn)
 @blp.response(200, ActivityOut)
 def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
@@ -193,6 +196,8 @@ def _poster_text(activity: Activity) -> card_render.PosterText:
 
 
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
+@raises((403, "villager_inactive"), (409, "activity_cancelled"),
+        (409, "rotating_code_not_printable"))
 @blp.arguments(QrImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
@@ -212,6 +217,8 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
 
 @blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
 @blp.arguments(QrSvgArgs, location="query")
+@raises((403, "villager_inactive"), (409, "activity_cancelled"),
+        (409, "rotating_code_not_printable"))
 @blp.response(200, TEXT, content_type="image/svg+xml")
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
@@ -240,6 +247,9 @@ def poster_pdf(activity_id: int) -> Response:
 
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
+@raises((403, "display_key_revoked"), (403, "villager_inactive"), (409, "activity_cancelled"),
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @blp.arguments(QrTokenArgs, location="query")
 @blp.response(200, QrTokenOut)
 @blp.doc(security=[{"bearerAuth": []}, {}], parameters=[{
@@ -261,6 +271,7 @@ def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
 
 
 @blp.route("/activities/<int:activity_id>/display-link", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "activity_cancelled"), (422, "checkin_closed"))
 @blp.response(201, DisplayLinkOut)
 def display_link(activity_id: int) -> dict[str, Any]:
     """A link that opens the full-screen code on a screen without logging in there. It
@@ -289,6 +300,13 @@ def display_page(activity_id: int) -> Response:
 # ---- check-in -------------------------------------------------------------------------------
 
 @blp.route("/checkins", methods=["POST"])
+@raises((403, "not_bound"), (403, "not_checkin_item"), (403, "villager_inactive"),
+        (403, "wrong_village"), (404, "not_found"), (404, "rule_item_not_found"),
+        (409, "account_busy"), (409, "activity_cancelled"), (409, "activity_full"),
+        (409, "already_checked_in"), (422, "checkin_closed"), (422, "checkin_not_open"),
+        (422, "invalid_units"), (422, "location_required"), (422, "member_required"),
+        (422, "no_points"), (422, "out_of_area"), (422, "token_expired"), (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("CHECKIN_RATE_LIMIT"), by_user)
 @blp.doc(parameters=[*IDEMPOTENT["parameters"], {
     "in": "header", "name": DEVICE_HEADER, "required": False,
@@ -310,6 +328,13 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
+@raises((403, "not_checkin_item"), (403, "villager_inactive"), (403, "wrong_village"),
+        (404, "member_not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
+        (409, "activity_cancelled"), (409, "activity_full"), (409, "already_checked_in"),
+        (409, "villager_inactive"), (422, "checkin_closed"), (422, "checkin_not_open"),
+        (422, "invalid_units"), (422, "member_required"), (422, "no_points"),
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("PROXY_CHECKIN_RATE_LIMIT"), by_user)  # per cadre
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -332,6 +357,10 @@ def get_checkin(checkin_id: int) -> dict[str, Any]:
 
 
 @blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
+@raises((403, "not_checkin_item"), (403, "not_own_checkin"), (403, "villager_inactive"),
+        (404, "rule_item_not_found"), (409, "account_busy"), (409, "already_checked_out"),
+        (409, "checkout_not_needed"), (409, "villager_inactive"), (422, "invalid_units"),
+        (422, "member_required"), (422, "no_points"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, CheckinOut)
@@ -344,6 +373,7 @@ def check_out(checkin_id: int) -> dict[str, Any]:
 
 
 @blp.route("/activities/<int:activity_id>/checkins", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(CheckinListArgs, location="query")
 @blp.response(200, CheckinListOut)
 def list_checkins(args: dict[str, Any], activity_id: int) -> dict[str, Any]:

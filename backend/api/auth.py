@@ -18,6 +18,7 @@ from .. import present
 from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
 from ..errors import APIError
 from ..extensions import db
+from ..openapi import raises
 from ..ratelimits import by_address, by_user, by_username, limited, setting
 from ..schemas import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
@@ -57,6 +58,9 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
 
 
 @blp.route("/auth/wechat", methods=["POST"])
+@raises((401, "account_disabled"), (401, "wechat_code_invalid"), (401, "wechat_code_used"),
+        (403, "wechat_login_blocked"), (429, "wechat_rate_limited"), (502, "wechat_error"),
+        (503, "wechat_not_configured"), (503, "wechat_unavailable"))
 # Per address only. A wx.login code is single-use and a real client never sends one twice,
 # so a per-code key would stop nothing: a flood brings a fresh (fake) code each time. What a
 # flood costs is our jscode2session quota with WeChat (whose 45011 would then refuse every
@@ -76,6 +80,7 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/login", methods=["POST"])
+@raises((401, "account_disabled"), (401, "invalid_credentials"))
 # Staff only; per address (one machine guessing many accounts) and per username (many
 # machines guessing one account's password).
 @limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_username)
@@ -93,6 +98,8 @@ def password_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/refresh", methods=["POST"])
+@raises((401, "account_disabled"), (401, "token_expired"), (401, "token_invalid"),
+        (401, "token_reused"), (401, "token_revoked"))
 @blp.alt_response(401, response="UNAUTHORIZED")  # invalid, spent or revoked
 @blp.arguments(RefreshIn)
 @blp.response(200, TokensOut)
@@ -140,6 +147,10 @@ def _me(user: User) -> dict[str, Any]:
 
 
 @blp.route("/auth/bind", methods=["POST"])
+@raises((404, "not_found"), (404, "villager_inactive"), (409, "already_bound"),
+        (409, "binding_token_used"), (409, "villager_already_bound"), (422, "roster_no_match"),
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, "10 per hour", by_user)
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)

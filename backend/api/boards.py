@@ -9,7 +9,7 @@ from flask import Response, current_app, render_template
 from flask_smorest import Blueprint
 
 from points import board_render, rankings
-from points.errors import DomainError, Forbidden
+from points.errors import DomainError, NotBound
 from points.models import Household, Township, Village
 from points.rankings import BoardPrefs, Period, parse_period
 from points.scope import VILLAGER, Actor, authorize, get_visible
@@ -37,7 +37,7 @@ from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT
+from ..openapi import BINARY, TEXT, raises
 from ..qr import print_font, qr_png
 
 blp = Blueprint("boards", __name__,
@@ -99,6 +99,8 @@ def _ranking_row(standing: rankings.Standing, by: str, public: bool,
 
 
 @blp.route("/rankings", methods=["GET"])
+@raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (422, "invalid_period"),
+        (422, "scope_required"))
 @blp.arguments(RankingArgs, location="query")
 @blp.response(200, RankingOut)
 def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +144,7 @@ def _posted_board(village_id: int, period: Period) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/board", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"))
 @blp.arguments(BoardArgs, location="query")
 @blp.response(200, BoardOut)
 def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -160,7 +163,8 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
         board = _as_posted(village.id, board)
     link = rankings.existing_link(db.session, village_id=village.id)
     _end_read()
-    return {**board, "mine": mine,
+    # A staff view shows the names as they are: `masked` false, stated rather than left out.
+    return {"masked": False, **board, "mine": mine,
             "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None}
 
 
@@ -186,6 +190,7 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
 
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"), (503, "board_font_missing"))
 @blp.arguments(PrintArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
 def board_png(args: dict[str, Any], village_id: int) -> Response:
@@ -195,6 +200,7 @@ def board_png(args: dict[str, Any], village_id: int) -> Response:
 
 
 @blp.route("/villages/<int:village_id>/board.pdf", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"), (503, "board_font_missing"))
 @blp.arguments(PrintArgs, location="query")
 @blp.response(200, BINARY, content_type="application/pdf")
 def board_pdf(args: dict[str, Any], village_id: int) -> Response:
@@ -203,6 +209,8 @@ def board_pdf(args: dict[str, Any], village_id: int) -> Response:
 
 
 @blp.route("/villages/<int:village_id>/board/close", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "board_closed"), (409, "claims_undecided"),
+        (422, "invalid_period"), (422, "month_not_over"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(CloseIn)
@@ -229,6 +237,7 @@ def _settings_out(row: Any, *, village_id: int | None, township_id: int | None,
 
 
 @blp.route("/villages/<int:village_id>/board-settings", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.response(200, BoardSettingsOut)
 def village_settings(village_id: int) -> dict[str, Any]:
     actor = current_actor()
@@ -240,6 +249,7 @@ def village_settings(village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/board-settings", methods=["PUT"])
+@raises((403, "villager_inactive"))
 @blp.arguments(BoardSettingsIn)
 @blp.response(200, BoardSettingsOut)
 def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -253,6 +263,7 @@ def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.response(200, BoardSettingsOut)
 def township_settings(township_id: int) -> dict[str, Any]:
     actor = current_actor()
@@ -264,6 +275,7 @@ def township_settings(township_id: int) -> dict[str, Any]:
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
+@raises((403, "villager_inactive"))
 @blp.arguments(BoardSettingsIn)
 @blp.response(200, BoardSettingsOut)
 def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, Any]:
@@ -276,17 +288,19 @@ def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, A
 
 
 @blp.route("/me/board-privacy", methods=["GET"])
+@raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, PrivacyOut)
 def my_privacy() -> dict[str, Any]:
     actor = current_actor()
     if actor.household_id is None:
-        raise Forbidden("请先绑定村民身份", code="not_bound")
+        raise NotBound()
     household = get_visible(db.session, actor, Household, actor.household_id)
     return {"household_id": household.id,
             "public_board_opt_out": household.public_board_opt_out}
 
 
 @blp.route("/me/board-privacy", methods=["PUT"])
+@raises((403, "not_bound"), (403, "villager_only"), (404, "not_found"))
 @blp.arguments(PrivacyIn)
 @blp.response(200, PrivacyOut)
 def set_my_privacy(body: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +315,7 @@ def set_my_privacy(body: dict[str, Any]) -> dict[str, Any]:
 # ---- statistics -----------------------------------------------------------------------------
 
 @blp.route("/villages/<int:village_id>/stats", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"))
 @blp.arguments(StatsArgs, location="query")
 @blp.response(200, StatsOut)
 def village_stats(args: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -313,6 +328,7 @@ def village_stats(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/stats.png", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"), (503, "board_font_missing"))
 @blp.arguments(StatsArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
 def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
@@ -328,6 +344,7 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
 
 
 @blp.route("/townships/<int:township_id>/stats", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "invalid_period"))
 @blp.arguments(StatsArgs, location="query")
 @blp.response(200, TownshipStatsOut)
 def township_stats(args: dict[str, Any], township_id: int) -> dict[str, Any]:
@@ -347,6 +364,7 @@ def _plate_url(token: str) -> str:
 
 
 @blp.route("/households/<int:household_id>/plate.png", methods=["GET"])
+@raises((403, "villager_inactive"), (503, "board_font_missing"))
 @blp.response(200, BINARY, content_type="image/png")
 def plate_png(household_id: int) -> Response:
     """The household's plate to print and hang at the gate; its QR opens a page with the
@@ -366,6 +384,7 @@ def plate_png(household_id: int) -> Response:
 
 
 @blp.route("/households/<int:household_id>/plate/renew", methods=["POST"])
+@raises((403, "villager_inactive"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(201, LinkOut)
@@ -376,6 +395,7 @@ def renew_plate(household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/plates/<token>", methods=["GET"])
+@raises((404, "link_not_found"), (422, "invalid_period"))
 @blp.doc(**PUBLIC)
 @blp.response(200, PlateOut)
 def plate(token: str) -> dict[str, Any]:
@@ -411,6 +431,7 @@ def _gone() -> Response:
 
 
 @public_blp.route("/h/<token>", methods=["GET"])
+@raises((404, "link_not_found"), (422, "invalid_period"))
 @public_blp.doc(**PUBLIC)
 @public_blp.alt_response(404, **GONE)
 @public_blp.response(200, TEXT, content_type="text/html")
@@ -426,6 +447,7 @@ def plate_page(token: str) -> Response:
 
 
 @public_blp.route("/b/<token>", methods=["GET"])
+@raises((404, "link_not_found"), (422, "invalid_period"))
 @public_blp.doc(**PUBLIC)
 @public_blp.alt_response(404, **GONE)
 @public_blp.arguments(StatsArgs, location="query")

@@ -16,7 +16,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import PageArgs, page_of, paginate
+from ..openapi import PageArgs, page_of, paginate, raises
 from ..schemas import (
     AwardIn,
     ClaimIn,
@@ -46,6 +46,10 @@ def _out(claim: Claim) -> dict[str, Any]:
 
 
 @blp.route("/claims", methods=["POST"])
+@raises((403, "not_bound"), (403, "not_self_reportable"), (403, "villager_inactive"),
+        (404, "not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
+        (422, "evidence_required"), (422, "invalid_evidence"), (422, "invalid_units"),
+        (422, "no_points"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ClaimIn)
@@ -62,6 +66,11 @@ def submit_claim(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/awards", methods=["POST"])
+@raises((403, "not_cadre_item"), (403, "self_approval"), (403, "villager_inactive"),
+        (404, "not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
+        (409, "already_approved"), (409, "villager_inactive"), (422, "duplicate_target"),
+        (422, "evidence_required"), (422, "invalid_evidence"), (422, "invalid_units"),
+        (422, "member_required"), (422, "no_points"), (422, "note_required"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(AwardIn)
@@ -98,6 +107,8 @@ def get_claim(claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/approve", methods=["POST"])
+@raises((403, "needs_township_approval"), (403, "self_approval"), (403, "villager_inactive"),
+        (409, "account_busy"), (409, "already_approved"), (409, "claim_not_pending"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, ClaimOut)
@@ -109,6 +120,7 @@ def approve(claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/reject", methods=["POST"])
+@raises((403, "self_approval"), (403, "villager_inactive"), (409, "claim_not_pending"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -120,6 +132,9 @@ def reject(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/veto-withdrawal", methods=["POST"])
+@raises((403, "self_approval"), (403, "villager_inactive"), (409, "account_busy"),
+        (409, "already_reversed"), (409, "not_posted_veto"), (409, "not_reversible"),
+        (409, "veto_withdrawn"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -135,6 +150,8 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/withdraw", methods=["POST"])
+@raises((403, "needs_township_withdrawal"), (403, "self_approval"), (403, "villager_inactive"),
+        (409, "claim_not_withdrawable"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -180,6 +197,8 @@ def notice(claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/objections", methods=["POST"])
+@raises((403, "own_claim"), (403, "villager_inactive"), (403, "wrong_village"),
+        (409, "already_objected"), (409, "not_in_notice"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -193,6 +212,7 @@ def object_to(body: dict[str, Any], claim_id: int) -> Objection:
 
 
 @blp.route("/objections/<int:objection_id>/resolve", methods=["POST"])
+@raises((403, "self_approval"), (403, "villager_inactive"), (409, "objection_resolved"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ResolveIn)

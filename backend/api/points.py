@@ -19,7 +19,7 @@ from ..extensions import db
 from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import page_of, paginate
+from ..openapi import page_of, paginate, raises
 from ..schemas import (
     AccountOut,
     LedgerArgs,
@@ -103,6 +103,7 @@ def household_ledger(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/me/account", methods=["GET"])
+@raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, AccountOut)
 def my_account() -> dict[str, Any]:
     return _account(_my_household())
@@ -121,6 +122,7 @@ def my_home() -> dict[str, Any]:
 
 
 @blp.route("/me/ledger", methods=["GET"])
+@raises((403, "not_bound"), (404, "not_found"))
 @blp.arguments(LedgerArgs, location="query")
 @blp.response(200, page_of(LedgerEntryOut))
 def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +130,8 @@ def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/ledger/<int:entry_id>/reverse", methods=["POST"])
+@raises((403, "self_approval"), (403, "villager_inactive"), (409, "account_busy"),
+        (409, "already_approved"), (409, "already_reversed"), (409, "not_reversible"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)

@@ -22,7 +22,7 @@ from ..errors import APIError
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate
+from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import card_face, household_label, print_font, qr_png, token_url
 from ..schemas import (
     BindingTokenOut,
@@ -59,6 +59,7 @@ def list_townships(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/townships", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
 @blp.arguments(TownshipIn)
 @blp.response(201, TownshipOut)
 def create_township(body: dict[str, Any]) -> Township:
@@ -87,6 +88,7 @@ def list_villages(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/villages", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (409, "duplicate_name"))
 @blp.arguments(VillageIn)
 @blp.response(201, VillageOut)
 def create_village(body: dict[str, Any]) -> Village:
@@ -103,6 +105,7 @@ def get_village(village_id: int) -> Village:
 
 
 @blp.route("/villages/<int:village_id>", methods=["PATCH"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
 @blp.arguments(VillagePatch)
 @blp.response(200, VillageOut)
 def update_village(body: dict[str, Any], village_id: int) -> Village:
@@ -124,6 +127,7 @@ def list_groups(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/groups", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
 @blp.arguments(GroupIn)
 @blp.response(201, GroupOut)
 def create_group(body: dict[str, Any], village_id: int) -> VillagerGroup:
@@ -147,6 +151,7 @@ def list_households(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/households", methods=["POST"])
+@raises((403, "villager_inactive"), (422, "invalid_group"))
 @blp.arguments(HouseholdIn)
 @blp.response(201, HouseholdOut)
 def create_household(body: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -164,6 +169,7 @@ def get_household(household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/households/<int:household_id>", methods=["PATCH"])
+@raises((403, "villager_inactive"), (422, "invalid_group"))
 @blp.arguments(HouseholdPatch)
 @blp.response(200, HouseholdOut)
 def update_household(body: dict[str, Any], household_id: int) -> dict[str, Any]:
@@ -174,6 +180,7 @@ def update_household(body: dict[str, Any], household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/households/<int:household_id>/members", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "household_has_head"), (422, "invalid_phone"))
 @blp.arguments(MemberIn)
 @blp.response(201, VillagerOut)
 def add_member(body: dict[str, Any], household_id: int) -> dict[str, Any]:
@@ -191,6 +198,7 @@ def get_villager(villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villagers/<int:villager_id>", methods=["PATCH"])
+@raises((403, "villager_inactive"), (409, "household_has_head"), (422, "invalid_phone"))
 @blp.arguments(VillagerPatch)
 @blp.response(200, VillagerOut)
 def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
@@ -201,6 +209,7 @@ def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.response(200, BINARY, content_type="image/png")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
 def member_card(villager_id: int) -> Response:
@@ -256,6 +265,7 @@ def village_cards(args: dict[str, Any], village_id: int) -> Response:
 
 
 @blp.route("/villagers/<int:villager_id>/binding-token", methods=["POST"])
+@raises((403, "villager_inactive"))
 @blp.response(201, BindingTokenOut)
 def create_binding_token(villager_id: int) -> dict[str, Any]:
     """A single-use, expiring code that binds a villager's WeChat to this roster entry. Its
@@ -287,6 +297,8 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
 # ---- roster import --------------------------------------------------------------------------
 
 @blp.route("/villages/<int:village_id>/roster", methods=["POST"])
+@raises((400, "file_required"), (403, "villager_inactive"), (422, "roster_invalid"),
+        (422, "roster_too_large"))
 @blp.response(201, RosterResult)
 @blp.doc(requestBody={
     "required": True,

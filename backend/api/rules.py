@@ -20,7 +20,7 @@ from ..auth import current_actor
 from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import PageArgs, page_of, paginate
+from ..openapi import PageArgs, page_of, paginate, raises
 from ..rule_schemas import (
     CatalogIn,
     CatalogListArgs,
@@ -94,6 +94,7 @@ def _version_out(version: RuleItemVersion, current_id: int | None) -> dict[str, 
 # ---- catalogs -------------------------------------------------------------------------------
 
 @blp.route("/rule-catalogs", methods=["GET"])
+@raises((404, "not_found"))
 @blp.arguments(CatalogListArgs, location="query")
 @blp.response(200, page_of(CatalogOut))
 def list_catalogs(args: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +111,9 @@ def list_catalogs(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs", methods=["POST"])
+@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (404, "not_found"),
+        (409, "catalog_exists"), (422, "catalog_invalid"), (422, "owner_required"),
+        (422, "township_required"))
 @blp.arguments(CatalogIn)
 @blp.response(201, CatalogOut)
 def create_catalog(body: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +134,7 @@ def get_catalog(catalog_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/policy", methods=["PATCH"])
+@raises((403, "villager_inactive"), (422, "catalog_invalid"))
 @blp.arguments(PolicyPatch)
 @blp.response(200, CatalogOut)
 def set_policy(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
@@ -153,6 +158,9 @@ def export_catalog(catalog_id: int) -> Response:
 
 
 @blp.route("/rule-catalogs/import", methods=["POST"])
+@raises((400, "file_required"), (403, "villager_inactive"), (404, "not_found"),
+        (409, "catalog_exists"), (415, "unsupported_media_type"), (422, "catalog_invalid"),
+        (422, "township_required"))
 @blp.arguments(ImportArgs, location="query")
 @blp.arguments(ImportJsonIn, location="json")
 @blp.response(201, ImportOut)
@@ -227,6 +235,8 @@ def list_items(args: dict[str, Any], catalog_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["POST"])
+@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (409, "duplicate_code"),
+        (422, "catalog_invalid"))
 @blp.arguments(RuleItemIn)
 @blp.response(201, RuleItemOut)
 def add_item(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
@@ -292,6 +302,8 @@ def get_item(item_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items/<int:item_id>", methods=["PATCH"])
+@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (409, "item_retired"),
+        (422, "catalog_invalid"), (422, "code_immutable"))
 @blp.arguments(RuleItemPatch)
 @blp.response(200, RuleItemOut)
 def edit_item(body: dict[str, Any], item_id: int) -> dict[str, Any]:
@@ -325,6 +337,9 @@ def get_version(version_id: int) -> dict[str, Any]:
 # ---- dry run --------------------------------------------------------------------------------
 
 @blp.route("/rules/evaluate", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (409, "villager_inactive"),
+        (422, "invalid_time"), (422, "invalid_units"), (422, "item_not_applicable"),
+        (422, "item_retired"))
 @blp.arguments(EvaluateIn)
 @blp.response(200, EvaluateOut)
 def evaluate(body: dict[str, Any]) -> dict[str, Any]:

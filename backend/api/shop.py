@@ -23,7 +23,7 @@ from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate
+from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas import ShopIn, ShopOut
@@ -73,6 +73,7 @@ def list_shops(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/shops", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (422, "invalid_villages"))
 @blp.arguments(ShopIn)
 @blp.response(201, ShopOut)
 def create_shop(body: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +109,7 @@ def list_rewards(args: dict[str, Any], shop_id: int) -> dict[str, Any]:
 
 
 @blp.route("/shops/<int:shop_id>/rewards", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
 @blp.arguments(RewardIn)
 @blp.response(201, RewardOut)
 def create_reward(body: dict[str, Any], shop_id: int) -> Reward:
@@ -124,6 +126,7 @@ def get_reward(reward_id: int) -> Reward:
 
 
 @blp.route("/rewards/<int:reward_id>", methods=["PATCH"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
 @blp.arguments(RewardPatch)
 @blp.response(200, RewardOut)
 def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
@@ -134,6 +137,7 @@ def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
 
 
 @blp.route("/rewards/<int:reward_id>/stock", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "stock_negative"), (422, "invalid_change"))
 @blp.arguments(StockChangeIn)
 @blp.response(201, StockMovementOut)
 def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
@@ -148,6 +152,7 @@ def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
 
 
 @blp.route("/rewards/<int:reward_id>/stock-movements", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(StockMovementOut))
 def stock_movements(args: dict[str, Any], reward_id: int) -> dict[str, Any]:
@@ -204,6 +209,9 @@ def _available(household_id: int) -> int:
 
 
 @blp.route("/redemptions", methods=["POST"])
+@raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (409, "out_of_stock"),
+        (409, "price_changed"), (422, "below_minimum"), (422, "insufficient_points"),
+        (422, "invalid_cash"), (422, "not_qualified"), (422, "reward_unavailable"))
 @limited(blp, setting("ORDER_RATE_LIMIT"), by_user)
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -250,6 +258,7 @@ def get_redemption(redemption_id: int) -> dict[str, Any]:
 
 
 @blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
+@raises((404, "no_pickup_code"))
 @blp.response(200, BINARY, content_type="image/png")
 def pickup_png(redemption_id: int) -> Response:
     """The pickup code as a QR image, for the household while the order is reserved."""
@@ -261,6 +270,10 @@ def pickup_png(redemption_id: int) -> Response:
 
 
 @blp.route("/redemptions/scan", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (409, "account_busy"),
+        (409, "already_fulfilled"), (409, "redemption_busy"), (409, "redemption_cancelled"),
+        (409, "redemption_expired"), (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(PickupScanIn)
@@ -277,6 +290,9 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/redemptions/<int:redemption_id>/cancel", methods=["POST"])
+@raises((403, "villager_inactive"), (409, "account_busy"), (409, "already_fulfilled"),
+        (409, "hold_mismatch"), (409, "redemption_busy"), (409, "redemption_cancelled"),
+        (409, "redemption_expired"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(RedemptionCancelIn)
@@ -292,6 +308,13 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
 
 @blp.route("/shops/<int:shop_id>/counter-redemptions", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "member_not_found"), (409, "account_busy"),
+        (409, "already_fulfilled"), (409, "out_of_stock"), (409, "price_changed"),
+        (409, "redemption_busy"), (409, "redemption_cancelled"), (409, "redemption_expired"),
+        (422, "below_minimum"), (422, "insufficient_points"), (422, "invalid_cash"),
+        (422, "not_qualified"), (422, "reward_unavailable"), (422, "shop_not_serving"),
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -312,6 +335,9 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
 
 
 @blp.route("/shops/<int:shop_id>/member-lookup", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "member_not_found"), (422, "shop_not_serving"),
+        (422, "token_invalid"),
+        (422, "token_wrong_type"))
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.arguments(MemberLookupIn)
 @blp.response(200, CardHolderOut)
@@ -330,6 +356,7 @@ def member_lookup(body: dict[str, Any], shop_id: int) -> supermarket.CardHolder:
 # ---- settlement and the township's report ---------------------------------------------------
 
 @blp.route("/shops/<int:shop_id>/settlements", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(SettlementArgs, location="query")
 @blp.response(200, SettlementOut)
 @blp.doc(responses={"200": {"description": "the statement as JSON, CSV or XLSX", "content": {
@@ -358,6 +385,7 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(PointsReportArgs, location="query")
 @blp.response(200, PointsReportOut)
 def points_report(args: dict[str, Any], township_id: int) -> supermarket.PointsReport:

@@ -13,7 +13,7 @@ from points import uploads as service
 from ..auth import current_actor
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import BINARY
+from ..openapi import BINARY, raises
 from ..ratelimits import by_user, limited
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
@@ -32,6 +32,8 @@ def _upload_dir() -> str:
 
 
 @blp.route("/uploads", methods=["POST"])
+@raises((400, "file_required"), (403, "not_bound"), (413, "file_too_large"),
+        (422, "image_too_large"), (422, "not_a_photo"))
 @limited(blp, "60 per hour", by_user)
 @blp.doc(requestBody={
     "required": True,

@@ -14,13 +14,14 @@ from points.scope import authorize, visible
 from .. import present
 from ..auth import current_actor
 from ..extensions import db
-from ..openapi import page_of, paginate
+from ..openapi import page_of, paginate, raises
 from ..schemas import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch
 
 blp = Blueprint("users", __name__, description="账号与审计 Staff accounts and audit log")
 
 
 @blp.route("/users", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(UserListArgs, location="query")
 @blp.response(200, page_of(UserOut))
 def list_users(args: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +34,9 @@ def list_users(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/users", methods=["POST"])
+@raises((403, "villager_inactive"), (404, "not_found"), (409, "duplicate_username"),
+        (422, "invalid_role"), (422, "not_staff"), (422, "scope_required"),
+        (422, "villager_out_of_scope"), (422, "weak_password"))
 @blp.arguments(UserIn)
 @blp.response(201, UserOut)
 def create_user(body: dict[str, Any]) -> User:
@@ -43,6 +47,8 @@ def create_user(body: dict[str, Any]) -> User:
 
 
 @blp.route("/users/<int:user_id>", methods=["PATCH"])
+@raises((403, "cannot_link_self"), (403, "villager_inactive"), (409, "cannot_disable_self"),
+        (422, "not_staff"), (422, "villager_out_of_scope"), (422, "weak_password"))
 @blp.arguments(UserPatch)
 @blp.response(200, UserOut)
 def update_user(body: dict[str, Any], user_id: int) -> User:
@@ -54,6 +60,7 @@ def update_user(body: dict[str, Any], user_id: int) -> User:
 
 
 @blp.route("/audit", methods=["GET"])
+@raises((403, "villager_inactive"))
 @blp.arguments(AuditArgs, location="query")
 @blp.response(200, page_of(AuditOut))
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:

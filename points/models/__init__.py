@@ -8,6 +8,7 @@ from .boards import BoardSettings, BoardSnapshot, LatePosting, PublicLink
 from .claims import (
     CLAIM_SOURCES,
     CLAIM_STATUSES,
+    OBJECTION_STATUSES,
     Claim,
     ClaimApproval,
     HouseholdFlag,
@@ -60,7 +61,8 @@ __all__ = [
     "Township", "UTCDateTime", "User", "Village", "VillagerGroup", "Villager", "shop_villages",
     "utcnow",
     "RuleCatalog", "RuleItem", "RuleItemVersion",
-    "CLAIM_SOURCES", "CLAIM_STATUSES", "ENTRY_KINDS", "Account", "Claim", "ClaimApproval",
+    "CLAIM_SOURCES", "CLAIM_STATUSES", "OBJECTION_STATUSES", "ENTRY_KINDS", "Account", "Claim",
+    "ClaimApproval",
     "HouseholdFlag", "IdempotencyKey", "LedgerEntry", "MemberMonthTotal", "MonthlyIssued",
     "MonthTotal", "Objection", "Upload",
     "REVERSAL_REQUEST_STATUSES", "ReversalRequest", "VetoWithdrawal",

@@ -24,6 +24,7 @@ CLAIM_STATUSES = (
     "pending", "approved", "in_notice", "objected", "posted", "rejected", "withdrawn",
 )
 CLAIM_SOURCES = ("villager", "cadre", "checkin")
+OBJECTION_STATUSES = ("open", "upheld", "overturned")
 
 
 class Claim(Base):
