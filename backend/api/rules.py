@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 import rules
 from points import catalogs, claims
-from points.errors import Forbidden, Invalid
+from points.errors import Invalid, NotBound
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
 from points.scope import VILLAGER, get_visible, visible
 
@@ -289,7 +289,7 @@ def my_items(args: dict[str, Any]) -> dict[str, Any]:
     village_id = args.get("village_id") or actor.village_id
     if village_id is None:
         if actor.role == VILLAGER:
-            raise Forbidden("请先绑定村民身份", code="not_bound")
+            raise NotBound()
         raise Invalid("请指定村（village_id）", code="village_required")
     village = get_visible(db.session, actor, Village, village_id)
     return _items_in_effect(args, village)
