@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from backend import create_app
 from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, STATES
+from points.claims import IN_NOTICE
 from points.models import (
     CLAIM_SOURCES,
     CLAIM_STATUSES,
@@ -133,7 +134,7 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("CheckinOut", "flags[]"): CHECKIN_FLAGS,
     ("CheckinRowOut", "flags[]"): CHECKIN_FLAGS,
     ("CheckinRowOut", "claim_status"): CLAIM_STATUSES,
-    ("NoticeOut", "status"): CLAIM_STATUSES,
+    ("NoticeOut", "status"): IN_NOTICE,
     ("ClaimOut", "status"): CLAIM_STATUSES,
     ("ClaimOut", "source"): CLAIM_SOURCES,
     ("ObjectionOut", "status"): OBJECTION_STATUSES,

@@ -248,8 +248,8 @@ def poster_pdf(activity_id: int) -> Response:
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
 @raises((403, "display_key_revoked"), (403, "villager_inactive"), (409, "activity_cancelled"),
-        (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @blp.arguments(QrTokenArgs, location="query")
 @blp.response(200, QrTokenOut)
 @blp.doc(security=[{"bearerAuth": []}, {}], parameters=[{
@@ -305,8 +305,8 @@ def display_page(activity_id: int) -> Response:
         (409, "account_busy"), (409, "activity_cancelled"), (409, "activity_full"),
         (409, "already_checked_in"), (422, "checkin_closed"), (422, "checkin_not_open"),
         (422, "invalid_units"), (422, "location_required"), (422, "member_required"),
-        (422, "no_points"), (422, "out_of_area"), (422, "token_expired"), (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (422, "no_points"), (422, "out_of_area"), (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @limited(blp, setting("CHECKIN_RATE_LIMIT"), by_user)
 @blp.doc(parameters=[*IDEMPOTENT["parameters"], {
     "in": "header", "name": DEVICE_HEADER, "required": False,
@@ -330,11 +330,12 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
 @raises((403, "not_checkin_item"), (403, "villager_inactive"), (403, "wrong_village"),
         (404, "member_not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
+        (409, "card_revoked"),
         (409, "activity_cancelled"), (409, "activity_full"), (409, "already_checked_in"),
         (409, "villager_inactive"), (422, "checkin_closed"), (422, "checkin_not_open"),
         (422, "invalid_units"), (422, "member_required"), (422, "no_points"),
-        (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @limited(blp, setting("PROXY_CHECKIN_RATE_LIMIT"), by_user)  # per cadre
 @blp.doc(**IDEMPOTENT)
 @idempotent

@@ -149,8 +149,8 @@ def _me(user: User) -> dict[str, Any]:
 @blp.route("/auth/bind", methods=["POST"])
 @raises((404, "not_found"), (404, "villager_inactive"), (409, "already_bound"),
         (409, "binding_token_used"), (409, "villager_already_bound"), (422, "roster_no_match"),
-        (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @limited(blp, "10 per hour", by_user)
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)

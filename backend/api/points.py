@@ -110,6 +110,7 @@ def my_account() -> dict[str, Any]:
 
 
 @blp.route("/me/home", methods=["GET"])
+@raises((403, "not_bound"))
 @blp.response(200, HomeOut)
 def my_home() -> dict[str, Any]:
     """Everything the villager's home screen shows, in one answer: the household's points

@@ -228,6 +228,7 @@ def member_card(villager_id: int) -> Response:
 
 
 @blp.route("/villagers/<int:villager_id>/card/reissue", methods=["POST"])
+@raises((409, "villager_inactive"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(201, CardOut)
@@ -242,6 +243,8 @@ def reissue_card(villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/cards.pdf", methods=["GET"])
+@raises((422, "group_not_in_village"), (422, "household_not_in_village"), (422, "no_cards"),
+        (422, "too_many_cards"))
 @blp.arguments(CardsPrintArgs, location="query")
 @blp.response(200, BINARY, content_type="application/pdf")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed

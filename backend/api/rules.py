@@ -278,6 +278,7 @@ def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items", methods=["GET"])
+@raises((403, "not_bound"), (422, "village_required"))
 @blp.arguments(MyItemArgs, location="query")
 @blp.response(200, page_of(RuleItemOut))
 def my_items(args: dict[str, Any]) -> dict[str, Any]:

@@ -272,8 +272,8 @@ def pickup_png(redemption_id: int) -> Response:
 @blp.route("/redemptions/scan", methods=["POST"])
 @raises((403, "villager_inactive"), (404, "not_found"), (409, "account_busy"),
         (409, "already_fulfilled"), (409, "redemption_busy"), (409, "redemption_cancelled"),
-        (409, "redemption_expired"), (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (409, "redemption_expired"), (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(PickupScanIn)
@@ -309,12 +309,13 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
 @blp.route("/shops/<int:shop_id>/counter-redemptions", methods=["POST"])
 @raises((403, "villager_inactive"), (404, "member_not_found"), (409, "account_busy"),
+        (409, "card_revoked"),
         (409, "already_fulfilled"), (409, "out_of_stock"), (409, "price_changed"),
         (409, "redemption_busy"), (409, "redemption_cancelled"), (409, "redemption_expired"),
         (422, "below_minimum"), (422, "insufficient_points"), (422, "invalid_cash"),
         (422, "not_qualified"), (422, "reward_unavailable"), (422, "shop_not_serving"),
-        (422, "token_invalid"),
-        (422, "token_wrong_type"))
+        (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -335,9 +336,10 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
 
 
 @blp.route("/shops/<int:shop_id>/member-lookup", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "member_not_found"), (422, "shop_not_serving"),
-        (422, "token_invalid"),
-        (422, "token_wrong_type"))
+@raises((403, "villager_inactive"), (404, "member_not_found"), (409, "card_revoked"),
+        (422, "shop_not_serving"),
+        (422, "qr_expired"), (422, "qr_invalid"),
+        (422, "qr_wrong_type"))
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.arguments(MemberLookupIn)
 @blp.response(200, CardHolderOut)

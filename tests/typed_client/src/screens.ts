@@ -77,7 +77,7 @@ export async function home(session: Session): Promise<string[]> {
   if (scopeVillage !== null) {
     const notices = await get(session, "/api/v1/villages/{village_id}/notices", undefined,
       `/api/v1/villages/${scopeVillage}/notices`);
-    lines.push(`公示中 ${notices.length} 条`);
+    lines.push(`公示中 ${notices.total} 条`);
   }
   return lines;
 }
@@ -169,9 +169,10 @@ const objectionStatus = labels<Schemas["ObjectionOut"]["status"]>({
 export async function notices(session: Session, villageId: number): Promise<string[]> {
   const list = await get(session, "/api/v1/villages/{village_id}/notices", undefined,
     `/api/v1/villages/${villageId}/notices`);
-  return list.map((notice) =>
+  return list.items.map((notice) =>
     `${notice.household_name ?? "（不公开）"} ${notice.rule_item ?? ""} ${notice.points} 分 ` +
-    `${claimStatus(notice.status)} 截止 ${notice.notice_ends_at}`);
+    `${claimStatus(notice.status)} 截止 ${notice.notice_ends_at}` +
+    `${notice.can_object ? "（可提出异议）" : ""} 异议 ${notice.objection_count} 条`);
 }
 
 export async function myClaim(session: Session, claimId: number): Promise<string> {
