@@ -140,6 +140,35 @@ export async function passbook(session: Session, month: string): Promise<string[
     const who = entry.member_name === null ? "全户" : entry.member_name;
     const item = entry.rule_item_name ?? entry.note ?? "";
     lines.push(`${entry.created_at} ${entryKind(entry.kind)} ${entry.amount > 0 ? "+" : ""}${entry.amount} ${who} ${item} ${entry.month}`);
+    const deed = entry.deed_date === null ? "" : `（${entry.deed_date} 的事）`;
+    const by = entry.created_by_name ?? "系统";
+    lines.push(`  余额 ${entry.balance}，${by} 记${deed} ${entry.approved_by_names.join("、")}`);
+  }
+  return lines;
+}
+
+// ---- the home screen in one call -------------------------------------------------------------
+
+const attentionKind = labels<Schemas["AttentionOut"]["kind"]>({
+  objection: "有人提出异议",
+  rejected: "申报未通过",
+  order_expiring: "订单即将过期",
+});
+
+export async function homeScreen(session: Session): Promise<string[]> {
+  const home = await get(session, "/api/v1/me/home");
+  const { points, month, stars, qualification } = home;
+  const lines = [`${home.village_name} ${home.household_name ?? ""} ${home.villager_name ?? ""}`];
+  lines.push(`可用 ${points.available}，冻结 ${points.held}，公示中 ${points.in_notice}（${points.in_notice_count} 条）`);
+  const rank = month.rank === null ? "暂不排名" : `第 ${month.rank} / ${month.households} 名`;
+  lines.push(`${month.label} ${month.points} 分，${rank}${month.barred ? "（一票否决）" : ""}`);
+  lines.push(`${stars.year} 年 ${"★".repeat(stars.stars)}（${stars.points} 分，分档 ${stars.levels.join("/")}）`);
+  lines.push(qualification.qualified
+    ? `已达兑换资格（近 ${qualification.months} 个月 ${qualification.score} 分）`
+    : `距兑换资格还差 ${qualification.gap} 分（合格线 ${qualification.line}）`);
+  for (const item of home.attention) {
+    const until = item.expires_at === null ? "" : ` 截止 ${item.expires_at}`;
+    lines.push(`${attentionKind(item.kind)} ${item.title ?? ""} ${item.points ?? ""} ${item.reason ?? ""} ${item.at}${until}`);
   }
   return lines;
 }
