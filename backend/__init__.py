@@ -17,6 +17,7 @@ from points.db import configure_engine, normalise_url
 
 from . import config as app_config
 from . import extensions
+from .compression import tag_and_compress
 from .extensions import db, limiter, migrate
 from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
@@ -33,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     app.after_request(secure_headers)
+    app.after_request(tag_and_compress)
     register_commands(app)
     return app
 
