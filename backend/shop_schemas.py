@@ -219,7 +219,8 @@ class RedemptionOut(Schema):
     pickup_url = fields.String(allow_none=True)
     pickup_code = fields.String(allow_none=True, metadata={
         "description": "取货号: 6 digits, shown to the household only, while reserved; the "
-                       "clerk may type it instead of scanning (POST /redemptions/pickup-code)"})
+                       "clerk may type it instead of scanning (POST /redemptions/pickup-code)",
+        "pattern": "^[0-9]{6}$"})
     pickup_image_url = fields.String(allow_none=True, metadata={
         "description": "the pickup QR as a signed link the mini-program's <image> opens "
                        "without a token (valid SIGNED_URL_SECONDS; fetch the order again "

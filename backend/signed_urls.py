@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, current_app, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from .clock import now
 from .errors import APIError
+from .openapi import QueryArgs
 
 PURPOSE = b"village-points signed image link v1"
 
@@ -34,15 +35,18 @@ class SignedLinkOut(Schema):
     expires_at = fields.DateTime(metadata={"description": "when the link stops working (UTC)"})
 
 
-SIGNATURE_PARAMETERS = [
-    {"in": "query", "name": "exp", "required": False, "schema": {"type": "integer"},
-     "description": "a signed link's expiry (Unix seconds); with `sig`, instead of a token"},
-    {"in": "query", "name": "sig", "required": False, "schema": {"type": "string"},
-     "description": "a signed link's signature: 403 `link_expired` or `link_invalid`"},
-]
+class SignatureArgs(QueryArgs):
+    """A signed link's query, instead of a bearer token (403 `link_expired` or
+    `link_invalid`)."""
+
+    exp = fields.String(validate=validate.Length(max=20), metadata={
+        "description": "a signed link's expiry (Unix seconds)"})
+    sig = fields.String(validate=validate.Length(max=100), metadata={
+        "description": "a signed link's signature"})
+
+
 # Either the bearer token or a signed link's query: an empty requirement allows the latter.
 SIGNED_SECURITY: list[dict[str, Any]] = [{"bearerAuth": []}, {}]
-SIGNED_DOC: dict[str, Any] = {"parameters": SIGNATURE_PARAMETERS, "security": SIGNED_SECURITY}
 
 
 def _key() -> bytes:
@@ -76,11 +80,14 @@ def check_signature(kind: str, resource_id: int, variant: str = "") -> None:
     `link_invalid` (tampered, another image, another size) or `link_expired`."""
     sig = request.args.get("sig", "")
     raw_exp = request.args.get("exp", "")
-    if not raw_exp.isdigit() or len(raw_exp) > 12 or not sig:
+    # isdigit() alone takes "²" and other digits int() refuses
+    if not (raw_exp.isascii() and raw_exp.isdigit()) or len(raw_exp) > 12 or not sig:
+        raise LinkInvalid()
+    expected = _signature(kind, resource_id, variant, int(raw_exp))
+    # Compared as bytes: compare_digest refuses text that is not ASCII, which a link may hold.
+    if not hmac.compare_digest(sig.encode(), expected.encode()):
         raise LinkInvalid()
     expires = int(raw_exp)
-    if not hmac.compare_digest(sig, _signature(kind, resource_id, variant, expires)):
-        raise LinkInvalid()
     if now().timestamp() >= expires:
         raise APIError(403, "link_expired", "图片链接已过期，请刷新页面")
 

@@ -11,12 +11,18 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from . import audit, uploads
-from .errors import NotFound
+from .errors import DomainError, NotFound
 from .models import Reward, Shop
 from .scope import Actor, authorize, get_visible
 
 MAX_SIDE = 1024  # px on the long side: a shelf picture on a phone screen
 SUBDIRECTORY = "rewards"
+
+
+class FileRequired(DomainError):
+    status = 400
+    code = "file_required"
+    message = "请选择要上传的图片（表单字段 file）"
 
 
 def image_dir(upload_dir: str | Path) -> Path:
@@ -31,6 +37,9 @@ def store_image(
     once the change is committed. Raises FileTooLarge, NotAPhoto or ImageTooLarge."""
     reward = get_visible(session, actor, Reward, reward_id)
     authorize(actor, "reward.edit")
+    # Only now, so that a reward out of reach is not found whatever was sent.
+    if not data:
+        raise FileRequired()
     if len(data) > uploads.MAX_BYTES:
         raise uploads.FileTooLarge(details={"max_bytes": uploads.MAX_BYTES, "size": len(data)})
     stored, _ = uploads.clean_photo(data, max_side=MAX_SIDE)

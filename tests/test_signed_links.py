@@ -3,6 +3,8 @@ proof photos (and their smaller copies), member cards and pickup QR codes."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,13 @@ from .conftest import World, error_code
 from .helpers_points import add_reward, frozen, fund, local, order, upload_photo
 
 API = "/api/v1"
+
+
+@pytest.fixture(autouse=True)
+def _empty_upload_dir(app: Flask) -> Iterator[None]:
+    """Photos and their copies go, so that tests counting stored files start from none."""
+    yield
+    shutil.rmtree(app.config["UPLOAD_DIR"], ignore_errors=True)
 
 
 def _get(client: FlaskClient, url: str, **kwargs: Any) -> Any:
@@ -90,6 +99,8 @@ def test_a_tampered_link_or_another_photos_id_is_refused(
         _with(link, sig=sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")),
         _with(link, w=320),  # a size the link was not made for
         _with(link, exp="soon"),
+        _with(link, exp="²"),  # a digit to isdigit(), not to int()
+        _with(link, sig="男性"),  # not ASCII: compared as bytes, never a 500
         f"{API}/uploads/{mine}?exp={exp}",
     ]
     for url in refusals:

@@ -41,7 +41,8 @@ from ..schemas import (
     VillagerPatch,
 )
 from ..signed_urls import (
-    SIGNED_DOC,
+    SIGNED_SECURITY,
+    SignatureArgs,
     SignedLinkOut,
     check_signature,
     is_signed_request,
@@ -235,9 +236,10 @@ def member_card_link(villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
-@blp.doc(**SIGNED_DOC)
+@blp.doc(security=SIGNED_SECURITY)
+@blp.arguments(SignatureArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
-def member_card(villager_id: int) -> Response:
+def member_card(args: dict[str, Any], villager_id: int) -> Response:
     """The member-card QR (for people without phones: a cadre or clerk scans it), by the
     bearer token or a signed link (GET …/card-link; 403 `link_expired` / `link_invalid`)."""
     villager = _card_villager(villager_id)

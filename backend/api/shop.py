@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask_smorest import Blueprint
+from marshmallow import fields, validate
 from sqlalchemy import select
 
 from points import reward_images, shops, supermarket
@@ -20,11 +21,10 @@ from points.tokens import TokenType
 from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download
-from ..errors import APIError
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate
+from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
@@ -51,7 +51,8 @@ from ..shop_schemas import (
     StockMovementOut,
 )
 from ..signed_urls import (
-    SIGNED_DOC,
+    SIGNED_SECURITY,
+    SignatureArgs,
     check_signature,
     is_signed_request,
     mark_signed,
@@ -137,9 +138,13 @@ def get_reward(reward_id: int) -> Reward:
 @blp.arguments(RewardPatch)
 @blp.response(200, RewardOut)
 def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
-    """Name, price, picture, on or off the shelf (`active`). Stock: POST …/stock."""
+    """Name, price, on or off the shelf (`active`); `image_url: null` removes the picture
+    (a new one is uploaded: POST …/image). Stock: POST …/stock."""
+    picture = db.session.scalar(select(Reward.image_name).where(Reward.id == reward_id))
     reward = supermarket.update_reward(db.session, current_actor(), reward_id, body)
     db.session.commit()
+    if picture and reward.image_name != picture:
+        reward_images.remove_file(_upload_dir(), picture)  # only once the change is stored
     return reward
 
 
@@ -165,8 +170,6 @@ def upload_reward_image(reward_id: int) -> Reward:
     `file_too_large` (413), `not_a_photo` and `image_too_large` (422)."""
     file = request.files.get("file")
     data = file.read() if file is not None else b""
-    if not data:
-        raise APIError(400, "file_required", "请选择要上传的图片（表单字段 file）")
     reward, replaced = reward_images.store_image(db.session, current_actor(), reward_id, data,
                                                  _upload_dir())
     try:
@@ -179,13 +182,17 @@ def upload_reward_image(reward_id: int) -> Reward:
     return reward
 
 
+class RewardImageArgs(QueryArgs):
+    v = fields.String(validate=validate.Length(max=32), metadata={
+        "description": "the picture's version, as in the reward's `image_url`"})
+
+
 @blp.route("/rewards/<int:reward_id>/image", methods=["GET"])
-@blp.doc(security=[], parameters=[{
-    "in": "query", "name": "v", "required": False, "schema": {"type": "string"},
-    "description": "the picture's version, as in the reward's `image_url`"}])
+@blp.doc(security=[])
+@blp.arguments(RewardImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
 @blp.alt_response(304, description="not modified (If-None-Match)")
-def reward_image(reward_id: int) -> Response:
+def reward_image(args: dict[str, Any], reward_id: int) -> Response:
     """The reward's picture, without login: a shelf is shown to every villager the shop
     serves, and a picture of soap tells no one anything. Fetched by the reward's
     `image_url`, whose `v` changes with every upload, it may be cached for good; without
@@ -194,7 +201,7 @@ def reward_image(reward_id: int) -> Response:
     version = image_version(reward.image_name or "")
     response = send_file(path, mimetype="image/jpeg", conditional=True, etag=version)
     response.headers["Cache-Control"] = (
-        "public, max-age=31536000, immutable" if request.args.get("v") == version
+        "public, max-age=31536000, immutable" if args.get("v") == version
         else "public, max-age=300")
     return response
 
@@ -322,9 +329,10 @@ PICKUP = "pickup"  # the kind of image a pickup code's signed link names
 
 
 @blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
-@blp.doc(**SIGNED_DOC)
+@blp.doc(security=SIGNED_SECURITY)
+@blp.arguments(SignatureArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
-def pickup_png(redemption_id: int) -> Response:
+def pickup_png(args: dict[str, Any], redemption_id: int) -> Response:
     """The pickup code as a QR image, for the household while the order is reserved: by the
     bearer token, or by the order's `pickup_image_url` (a signed link for `<image>`; 403
     `link_expired` / `link_invalid`)."""

@@ -17,6 +17,7 @@ from ..openapi import BINARY, QueryArgs
 from ..ratelimits import by_user, limited
 from ..signed_urls import (
     SIGNED_SECURITY,
+    SignatureArgs,
     SignedLinkOut,
     check_signature,
     is_signed_request,
@@ -90,9 +91,8 @@ class PhotoArgs(QueryArgs):
                        "without it the stored photo"})
 
 
-class PhotoGetArgs(PhotoArgs):
-    exp = fields.String(metadata={"description": "a signed link's expiry (Unix seconds)"})
-    sig = fields.String(metadata={"description": "a signed link's signature"})
+class PhotoGetArgs(PhotoArgs, SignatureArgs):
+    pass
 
 
 def _variant(width: int | None) -> str:
