@@ -165,6 +165,8 @@ def test_smaller_copies_of_a_photo_are_made_once_and_tagged(
     assert webp.mimetype == "image/webp"
     assert Image.open(BytesIO(webp.data)).format == "WEBP"
     assert "Accept" in webp.headers["Vary"]
+    anything = _get(client, f"{API}/uploads/{photo}?w=160", headers={**headers, "Accept": "*/*"})
+    assert anything.mimetype == "image/jpeg"  # */* is no promise to decode WebP
 
 
 def test_a_copy_is_never_wider_than_the_photo(client: FlaskClient, world: World) -> None:

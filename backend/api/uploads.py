@@ -116,15 +116,20 @@ def photo_link(args: dict[str, Any], upload_id: int) -> dict[str, Any]:
 
 
 def _format() -> str:
-    # WebP is a third smaller than JPEG at the same look; WeChat sends image/webp when it can
-    # show it, and anything else gets JPEG.
-    return "webp" if request.accept_mimetypes["image/webp"] else "jpeg"
+    # WebP is a third smaller than JPEG at the same look; WeChat names image/webp when it can
+    # show it; */* alone is no promise that a client decodes WebP, and anything else gets JPEG.
+    named = any(value == "image/webp" and quality > 0
+                for value, quality in request.accept_mimetypes)
+    return "webp" if named else "jpeg"
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
 @blp.doc(security=SIGNED_SECURITY)
 @blp.arguments(PhotoGetArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
+@blp.doc(responses={"200": {"description": "the photo; a `w` copy as WebP when Accept names "
+                                           "image/webp", "content": {
+    "image/jpeg": {"schema": BINARY}, "image/webp": {"schema": BINARY}}}})
 @blp.alt_response(304, description="not modified (If-None-Match)")
 def get_photo(args: dict[str, Any], upload_id: int) -> Response:
     """The stored JPEG, or with `w` a smaller copy (JPEG, or WebP when the client's Accept
