@@ -18,6 +18,7 @@ from points.db import configure_engine, normalise_url
 
 from . import config as app_config
 from . import extensions, metrics
+from .compression import tag_and_compress
 from .extensions import db, limiter, migrate
 from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
@@ -36,6 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     register_errorhandlers(app)
     app.after_request(secure_headers)
+    app.after_request(tag_and_compress)
     register_commands(app)
     return app
 

@@ -24,6 +24,7 @@ class ConfigError(RuntimeError):
 LIMIT_SETTINGS = (
     "LOGIN_RATE_LIMIT", "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT",
     "PROXY_CHECKIN_RATE_LIMIT", "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT",
+    "PICKUP_CODE_RATE_LIMIT",
 )
 DEV_SECRET = "development-only-secret-key-never-use-in-production!"
 MIN_SECRET_BYTES = 32
@@ -88,8 +89,14 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "ORDER_RATE_LIMIT": os.environ.get("ORDER_RATE_LIMIT", "20 per minute"),
         "COUNTER_REDEMPTION_RATE_LIMIT": os.environ.get("COUNTER_REDEMPTION_RATE_LIMIT",
                                                         "60 per minute"),
+        # A clerk typing an order's 6-digit pickup code: tight, since each try is a guess.
+        "PICKUP_CODE_RATE_LIMIT": os.environ.get("PICKUP_CODE_RATE_LIMIT",
+                                                 "10 per minute;60 per hour"),
         "APP_TIMEZONE": os.environ.get("APP_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(Path(instance_path) / "uploads")),
+        # Life of a signed image link (pickup code, member card, proof photo) that the
+        # mini-program's <image> opens without a token (backend/signed_urls.py).
+        "SIGNED_URL_SECONDS": _int("SIGNED_URL_SECONDS", 600),
         "ACCESS_TOKEN_MINUTES": _int("ACCESS_TOKEN_MINUTES", 15),
         "REFRESH_TOKEN_DAYS": _int("REFRESH_TOKEN_DAYS", 30),
         "BINDING_TOKEN_HOURS": _int("BINDING_TOKEN_HOURS", 72),
@@ -197,6 +204,8 @@ def check(config: dict[str, Any]) -> None:
     if not 0 <= config.get("REFRESH_REUSE_GRACE_SECONDS", 10) <= MAX_REFRESH_REUSE_GRACE:
         raise ConfigError(
             f"REFRESH_REUSE_GRACE_SECONDS must be between 0 and {MAX_REFRESH_REUSE_GRACE}")
+    if not 30 <= config.get("SIGNED_URL_SECONDS", 600) <= 86400:
+        raise ConfigError("SIGNED_URL_SECONDS must be between 30 and 86400")
     check_rate_limits(config)
     if config.get("TRUSTED_PROXIES", 0) < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more")

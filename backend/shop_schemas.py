@@ -6,12 +6,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES, STOCK_MOVEMENT_KINDS
 from rules.catalog import EXCHANGE_RATE_PLACES
 
 from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
+from .reward_links import reward_image_url
 from .schemas import Id, LocalDateTime, Money, MoneyText, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
@@ -39,15 +40,19 @@ class ExchangeRateText(fields.Decimal):
 
 # ---- rewards and stock ----------------------------------------------------------------------
 
+def _no_link(value: Any) -> None:
+    if value is not None:
+        raise ValidationError("商品图片请通过上传添加（POST /rewards/{id}/image）")
+
+
 def _image_url() -> fields.String:
-    # A link the mini-program and the console show as a picture: a web address only, so
-    # that no `javascript:`, `data:` or `file:` link reaches a page or an <img>.
-    return fields.String(allow_none=True, validate=[
-        validate.Length(max=500),
-        validate.URL(schemes={"http", "https"}, require_tld=False,
-                     error="图片地址须为以 http:// 或 https:// 开头的网址"),
-    ], metadata={"description": "the picture's web address (http or https)",
-                 "format": "uri"})
+    # Pictures are uploaded, checked and re-encoded by the service (POST /rewards/{id}/image):
+    # a link typed in was never checked (its host, its size, what it is), and the
+    # mini-program shows pictures only from hosts it was set up for. Only null is taken,
+    # to remove the picture.
+    return fields.String(allow_none=True, validate=_no_link, metadata={
+        "description": "only null, to remove the picture; upload one with "
+                       "POST /rewards/{id}/image", "enum": [None], "nullable": True})
 
 
 class RewardIn(Schema):
@@ -75,10 +80,18 @@ class RewardOut(Schema):
     name = fields.String()
     points = fields.Integer()
     stock = fields.Integer()
-    image_url = fields.String(allow_none=True)
+    image_url = fields.Method("_image_url", metadata={
+        "type": "string", "nullable": True,
+        "description": "the picture: GET /rewards/{id}/image?v=… (no token needed, cached "
+                       "for good: a new picture has a new `v`), or a link typed in before "
+                       "pictures were uploaded"})
     active = fields.Boolean()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
+
+
+    def _image_url(self, reward: Any) -> str | None:
+        return reward_image_url(reward)
 
 
 class RewardListArgs(PageArgs):
@@ -133,6 +146,12 @@ class CounterRedemptionIn(Schema):
 
 class PickupScanIn(Schema):
     pickup_token = ScannedCode("the pickup code the villager shows")
+
+
+class PickupCodeIn(Schema):
+    pickup_code = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9]{6}$", error="取货号是 6 位数字"), metadata={
+        "description": "the 6-digit pickup number the villager reads out"})
 
 
 class RedemptionCancelIn(Schema):
@@ -190,6 +209,14 @@ class RedemptionOut(Schema):
     pickup_token = fields.String(allow_none=True, metadata={
         "description": "shown to the household only, while reserved: the clerk scans it"})
     pickup_url = fields.String(allow_none=True)
+    pickup_code = fields.String(allow_none=True, metadata={
+        "description": "取货号: 6 digits, shown to the household only, while reserved; the "
+                       "clerk may type it instead of scanning (POST /redemptions/pickup-code)",
+        "pattern": "^[0-9]{6}$"})
+    pickup_image_url = fields.String(allow_none=True, metadata={
+        "description": "the pickup QR as a signed link the mini-program's <image> opens "
+                       "without a token (valid SIGNED_URL_SECONDS; fetch the order again "
+                       "for a fresh one)"})
     available_after = fields.Integer(allow_none=True, metadata={
         "description": "the household's spendable points after a scan or counter redemption "
                        "(for the receipt)"})

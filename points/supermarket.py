@@ -23,6 +23,7 @@ year, so that nobody is barred every January.
 from __future__ import annotations
 
 import io
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,9 @@ from zoneinfo import ZoneInfo
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 import rules
 
@@ -183,9 +186,12 @@ def update_reward(
     if "name" in changes:
         _refuse_duplicate_name(session, reward.shop_id, changes["name"], reward.id)
     before = audit.snapshot(reward)
-    for key in ("name", "points", "image_url", "active"):
+    for key in ("name", "points", "active"):
         if key in changes:
             setattr(reward, key, changes[key])
+    if "image_url" in changes and changes["image_url"] is None:
+        # Removes the picture, uploaded or typed in (a new link is not accepted: upload).
+        reward.image_url = reward.image_name = None
     shop = session.get(Shop, reward.shop_id)
     assert shop is not None
     audit.record(session, actor, "reward.update", reward, before=before, **_township_of(shop))
@@ -385,8 +391,58 @@ def place_order(
     shop = get_visible(session, actor, Shop, shop_id)  # shops of other villages: not found
     household = session.get(Household, actor.household_id)
     assert household is not None
-    return _reserve(session, actor, shop, household, actor.villager_id, items, source="order",
-                    now=now, tz=tz, expires_at=now + hold)
+    redemption = _reserve(session, actor, shop, household, actor.villager_id, items,
+                          source="order", now=now, tz=tz, expires_at=now + hold)
+    assign_pickup_code(session, redemption)
+    return redemption
+
+
+# ---- pickup numbers (取货号) -------------------------------------------------------------------
+
+PICKUP_CODE_DIGITS = 6
+PICKUP_CODE_TRIES = 10
+
+
+class PickupCodeNotFound(DomainError):
+    status = 404
+    code = "pickup_code_not_found"
+    message = "没有这个取货号的待取订单"
+
+
+def assign_pickup_code(session: Session, redemption: Redemption) -> str:
+    """Give a reserved order a random 6-digit pickup number, unique among its shop's open
+    orders. The partial unique index decides between two orders that drew the same number at
+    once: the loser's savepoint rolls back and it draws again (a shop has tens of open
+    orders, so a second draw is already rare)."""
+    for _ in range(PICKUP_CODE_TRIES):
+        code = f"{secrets.randbelow(10 ** PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+        try:
+            with session.begin_nested():
+                session.execute(
+                    update(Redemption).where(Redemption.id == redemption.id)
+                    .values(pickup_code=code).execution_options(synchronize_session=False))
+        except IntegrityError:
+            continue
+        set_committed_value(redemption, "pickup_code", code)  # written above already
+        return code
+    raise Conflict("暂时无法分配取货号，请重试", code="pickup_code_busy")
+
+
+def fulfil_by_code(
+    session: Session, actor: Actor, pickup_code: str, *, now: datetime, tz: ZoneInfo,
+) -> Redemption:
+    """The clerk types the order's pickup number (a cracked phone screen will not scan):
+    only an open order of the clerk's own shop answers to it."""
+    authorize(actor, "redemption.fulfil")
+    redemption = session.scalars(
+        select(Redemption).where(Redemption.shop_id == actor.shop_id,
+                                 Redemption.pickup_code == pickup_code,
+                                 Redemption.status == "reserved")
+    ).first()
+    if redemption is None:
+        raise PickupCodeNotFound()
+    _refuse_unless_open(redemption, now)
+    return _fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
 
 
 # ---- phase two: fulfil, or void -------------------------------------------------------------

@@ -87,7 +87,7 @@ def store_photo(
 
     directory = Path(upload_dir)
     name = f"{secrets.token_hex(16)}.jpg"
-    _write_atomically(directory, name, stored)
+    write_atomically(directory, name, stored)
     upload = Upload(
         user_id=actor.user_id, village_id=actor.village_id, stored_name=name,
         content_type="image/jpeg", size=len(stored), width=width, height=height,
@@ -102,10 +102,12 @@ def store_photo(
     return upload
 
 
-def clean_photo(data: bytes) -> tuple[bytes, tuple[int, int]]:
-    """The JPEG stored for an uploaded photo, and its size. Raises NotAPhoto or
-    ImageTooLarge; never decodes more pixels than the bounds above allow."""
-    clean = _clean(_decode(data))  # no name keeps the decoded image alive past _clean
+def clean_photo(data: bytes, max_side: int = MAX_SIDE) -> tuple[bytes, tuple[int, int]]:
+    """The JPEG stored for an uploaded photo, and its size (at most `max_side` px on the
+    long side). Raises NotAPhoto or ImageTooLarge; never decodes more pixels than the bounds
+    above allow."""
+    # no name keeps the decoded image alive past _clean
+    clean = _clean(_decode(data, max_side), max_side)
     out = BytesIO()
     clean.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue(), clean.size
@@ -126,6 +128,18 @@ def open_photo(
     return upload, path
 
 
+def open_signed_photo(
+    session: Session, upload_id: int, upload_dir: str | Path,
+) -> tuple[Upload, Path]:
+    """The upload and its file for a signed link: the link was handed out after the scope
+    check of `open_photo`, and its signature names this upload."""
+    upload = session.get(Upload, upload_id)
+    path = photo_path(upload_dir, upload) if upload is not None else None
+    if upload is None or path is None or not path.is_file():
+        raise NotFound("照片文件不存在", code="not_found")
+    return upload, path
+
+
 def _pixel_limit(image: Image.Image) -> int:
     if image.format == "WEBP":
         return MAX_WEBP_PIXELS
@@ -139,7 +153,7 @@ def _refuse_if_too_many(size: tuple[int, int], limit: int) -> None:
         raise ImageTooLarge(size, limit)
 
 
-def _decode(data: bytes) -> Image.Image:
+def _decode(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
     """The photo's first frame, decoded at no more than about twice MAX_SIDE: never a full
     decode of more pixels than the bounds above allow."""
     try:
@@ -151,10 +165,10 @@ def _decode(data: bytes) -> Image.Image:
         image = Image.open(BytesIO(data), formats=FORMATS)
         # Decode big JPEGs at a reduced scale straight away (the box is square, so the
         # orientation applied later does not matter); then what is decoded is bounded too.
-        image.draft(None, (MAX_SIDE, MAX_SIDE))
+        image.draft(None, (max_side, max_side))
         _refuse_if_too_many(image.size, MAX_PIXELS)
         image.load()
-        image = _shrink(image)
+        image = _shrink(image, max_side)
     # Pillow's own check (MAX_IMAGE_PIXELS) raises the error, or warns, which the tests turn
     # into an error: either is the same refusal.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -168,21 +182,21 @@ def _decode(data: bytes) -> Image.Image:
     return image
 
 
-def _shrink(image: Image.Image) -> Image.Image:
+def _shrink(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
     """Scale down to MAX_SIDE before anything else copies the pixels (turning upright and
     converting colours each make a new image): the full-size one is let go here."""
-    if max(image.size) <= MAX_SIDE:
+    if max(image.size) <= max_side:
         return image
     transparent = image.mode == "PA" or "transparency" in image.info
     # A palette is resampled by picking pixels, and a transparent colour (a PNG's tRNS key)
     # no longer matches once resampled: give such images plain pixels first.
     if image.mode in ("1", "P", "PA") or (transparent and image.mode in ("L", "RGB")):
         image = image.convert("RGBA" if transparent else "RGB")
-    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
 
 
-def _clean(image: Image.Image) -> Image.Image:
+def _clean(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
     """Upright, sRGB, no transparency, at most MAX_SIDE, and no metadata at all."""
     try:
         image = ImageOps.exif_transpose(image)
@@ -196,7 +210,7 @@ def _clean(image: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     rgb = image.convert("RGB")
-    rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     # A fresh image carries no info (exif, icc_profile, xmp, comments) into the encoder.
     clean = Image.new("RGB", rgb.size)
     clean.paste(rgb)
@@ -219,7 +233,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     return converted if converted is not None else image
 
 
-def _write_atomically(directory: Path, name: str, data: bytes) -> None:
+def write_atomically(directory: Path, name: str, data: bytes) -> None:
     """Write to a temporary file beside the target and rename it, so a crash never leaves a
     half-written photo under a real name."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -233,3 +247,43 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ---- smaller copies for a phone on a village network -----------------------------------------
+
+# The widths a photo is offered at: a fixed few, so the copies on disk stay a handful per
+# photo whatever a client asks for (a list thumbnail, a detail view, a full-screen view).
+THUMBNAIL_WIDTHS = (160, 320, 640, 1280)
+THUMBNAIL_FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "webp": ("WEBP", "webp",
+                                                                       "image/webp")}
+THUMBNAIL_QUALITY = 80
+
+
+def thumbnail_path(
+    upload_dir: str | Path, upload: Upload, width: int, fmt: str = "jpeg",
+) -> Path:
+    """A copy of the photo `width` px wide at most (never wider than the photo), made on first
+    use and kept beside the original (`<name>.w320.jpg`). The stored original is one this
+    service encoded, at most MAX_SIDE: decoding it is bounded."""
+    if width not in THUMBNAIL_WIDTHS or fmt not in THUMBNAIL_FORMATS:
+        raise ValueError(f"no thumbnail {width} {fmt}")
+    pil_format, extension, _ = THUMBNAIL_FORMATS[fmt]
+    original = photo_path(upload_dir, upload)
+    stem = upload.stored_name.rsplit(".", 1)[0]
+    path = original.with_name(f"{stem}.w{width}.{extension}")
+    if path.is_file():
+        return path
+    with Image.open(original, formats=("JPEG",)) as image:
+        # Decode at a reduced scale when possible: at least `width` wide, whatever the height.
+        image.draft("RGB", (width, 1))
+        image.load()
+        copy = image.convert("RGB")
+    if copy.width > width:
+        copy = copy.resize((width, max(1, round(copy.height * width / copy.width))),
+                           Image.Resampling.LANCZOS)
+    out = BytesIO()
+    copy.save(out, pil_format, quality=THUMBNAIL_QUALITY)
+    # Two requests for the same copy may both make it: each writes its own temporary file
+    # and renames it over the name, so a reader only ever sees a whole file.
+    write_atomically(path.parent, path.name, out.getvalue())
+    return path

@@ -112,20 +112,43 @@ def test_a_reward_picture_must_be_a_web_link(
 
 @pytest.mark.parametrize("url", [
     "https://img.example.gov.cn/rewards/soap.jpg", "http://192.168.1.20/soap.png",
-    "HTTPS://cdn.example.com/a.jpg?w=200", None,
+    "HTTPS://cdn.example.com/a.jpg?w=200",
 ])
-def test_web_links_and_no_picture_are_accepted(
-    app: Flask, client: FlaskClient, world: World, url: str | None
+def test_web_links_are_no_longer_taken_for_pictures(
+    app: Flask, client: FlaskClient, world: World, url: str
 ) -> None:
+    # Pictures are uploaded and checked by the service (test_reward_images.py); a link was
+    # never checked. Links typed in before stay shown until replaced or cleared.
     soap = add_reward(app, world.shop_a, "香皂", 5, 10)
     clerk = world.headers("clerk_a")
+    before = database_state(app)
     created = client.post(f"{API}/shops/{world.shop_a}/rewards", headers=clerk,
                           json={"name": "毛巾", "points": 8, "image_url": url})
     patched = client.patch(f"{API}/rewards/{soap}", headers=clerk, json={"image_url": url})
+    for response in (created, patched):
+        assert response.status_code == 422, response.get_json()
+        assert "image_url" in response.get_json()["error"]["details"]["fields"]
+    assert database_state(app) == before
+
+
+def test_no_picture_is_accepted_and_clears_an_old_link(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    soap = add_reward(app, world.shop_a, "香皂", 5, 10)
+    with app.app_context():
+        db.session.get(Reward, soap).image_url = "https://img.example/soap.jpg"  # type: ignore[union-attr]
+        db.session.commit()
+    clerk = world.headers("clerk_a")
+    shown = client.get(f"{API}/rewards/{soap}", headers=clerk).get_json()
+    assert shown["image_url"] == "https://img.example/soap.jpg"  # kept from before
+    created = client.post(f"{API}/shops/{world.shop_a}/rewards", headers=clerk,
+                          json={"name": "毛巾", "points": 8, "image_url": None})
+    patched = client.patch(f"{API}/rewards/{soap}", headers=clerk, json={"image_url": None})
     assert created.status_code == 201, created.get_json()
     assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["image_url"] is None
     with app.app_context():
-        assert db.session.get(Reward, soap).image_url == url  # type: ignore[union-attr]
+        assert db.session.get(Reward, soap).image_url is None  # type: ignore[union-attr]
 
 
 # ---- a household that keeps off the public boards -------------------------------------------
@@ -193,7 +216,7 @@ def test_a_refused_picture_link_says_why_in_chinese(client: FlaskClient, world: 
                            json={"name": "毛巾", "points": 8, "image_url": "javascript:x"})
     assert error_code(response) == "validation_error"
     message = response.get_json()["error"]["details"]["fields"]["image_url"][0]
-    assert "http" in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
+    assert "上传" in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
 
 
 # ---- names of downloaded files --------------------------------------------------------------

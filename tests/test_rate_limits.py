@@ -64,6 +64,8 @@ def endpoints(world: World) -> list[tuple[str, str | None, str, dict[str, Any]]]
         ("COUNTER_REDEMPTION_RATE_LIMIT", "clerk_a",
          f"{API}/shops/{world.shop_a}/counter-redemptions",
          {"member_token": "not-a-card", "items": [{"reward_id": 999999, "quantity": 1}]}),
+        ("PICKUP_CODE_RATE_LIMIT", "clerk_a", f"{API}/redemptions/pickup-code",
+         {"pickup_code": "000000"}),
     ]
 
 

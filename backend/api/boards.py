@@ -3,9 +3,11 @@ printed QR opens without login: the online board (/b/{token}) and a plate (/h/{t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from flask import Response, current_app, render_template
+from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
 
 from points import board_render, rankings
@@ -177,25 +179,58 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
     url = _board_link(village.id, period)
     db.session.commit()
     today = now().astimezone(village_tz()).date()
+    printed_on = f"{today.year}年{today.month}月{today.day}日打印"
+    if kind == "png":
+        etag = _board_etag(board, args["size"], url, printed_on)
+        cache = _board_cache(board)
+        if request.if_none_match.contains_weak(etag):
+            # Drawing the board is the costly part; a phone that holds it is told so.
+            return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
     render = board_render.board_pdf if kind == "pdf" else board_render.board_png
     data = render(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
-                  dpi=current_app.config["BOARD_DPI"],
-                  printed_on=f"{today.year}年{today.month}月{today.day}日打印")
+                  dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
     if kind == "png":
-        return _png(data)
+        response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
+        response.set_etag(etag)
+        return response
     return download(data, "application/pdf",
                     f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
                     ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
                     inline=True, cache_control="private, no-store")
 
 
+def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:
+    """Everything the picture is drawn from: the board as posted (names masked or withdrawn
+    at the households' wish), the paper, the resolution, the QR's link, the date printed on
+    it and the font; the same inputs draw the same picture."""
+    font = _font()
+    inputs = json.dumps([board, paper, current_app.config["BOARD_DPI"], url, printed_on,
+                         str(font.path), board_render.__name__], sort_keys=True, default=str,
+                        ensure_ascii=False)
+    return hashlib.sha256(inputs.encode()).hexdigest()[:32]
+
+
+def _board_cache(board: dict[str, Any]) -> str:
+    # A closed month's board is frozen, but not its picture for good: it carries the day it
+    # is printed, and a household may still withdraw its name from the posted board (or the
+    # village start masking names), which must reach the phones that show it. So a day, then
+    # a revalidation that costs a 304. The running month changes with every award: always
+    # revalidated. Private either way: the answer is for a logged-in caller.
+    if board.get("status") == "closed":
+        return "private, max-age=86400"
+    return "private, no-cache"
+
+
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
 @raises((403, "villager_inactive"), (422, "invalid_period"), (503, "board_font_missing"))
 @blp.arguments(PrintArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(304, description="not modified (If-None-Match)")
 def board_png(args: dict[str, Any], village_id: int) -> Response:
     """The board to print for the notice wall (A4 or A3), names as on the public board, with
-    a QR to the online board."""
+    a QR to the online board. With an ETag: a closed month's may be kept a day, the running
+    month's is asked about every time (304 on If-None-Match, without drawing it again). The
+    same board as JSON is GET /villages/{id}/board?public=true."""
     return _printed(args, village_id, "png")
 
 

@@ -44,6 +44,15 @@ from ..schemas import (
     VillagerOut,
     VillagerPatch,
 )
+from ..signed_urls import (
+    SIGNED_SECURITY,
+    SignatureArgs,
+    SignedLinkOut,
+    check_signature,
+    is_signed_request,
+    mark_signed,
+    signed_link,
+)
 
 blp = Blueprint("registry", __name__, description="花名册 Townships, villages and households")
 
@@ -208,23 +217,55 @@ def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
     return present.villager(villager, actor)
 
 
-@blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
-@raises((403, "villager_inactive"))
-@blp.response(200, BINARY, content_type="image/png")
-@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
-def member_card(villager_id: int) -> Response:
-    """The villager's member card (积分卡) for people without phones, to print and cut: ID-1
-    size (85.6 × 54 mm) at 300 dpi (1011 × 638 pixels), with the village, household, group,
-    name, card number, the QR a cadre or clerk scans, and how to use it. Only the valid
-    card: a reissued card's earlier ones are refused when scanned."""
+CARD = "card"  # the kind of image a member card's signed link names
+
+
+def _card_villager(villager_id: int) -> Villager:
+    """The card's villager, for the bearer of a signed link made for this card, or for a
+    caller who may print it."""
+    if is_signed_request():
+        check_signature(CARD, villager_id)
+        villager = db.session.get(Villager, villager_id)
+        if villager is None:
+            raise APIError(404, "not_found", "未找到该记录")
+        return villager
     actor = current_actor()
     villager = get_visible(db.session, actor, Villager, villager_id)
     authorize(actor, "villager.card")
+    return villager
+
+
+@blp.route("/villagers/<int:villager_id>/card-link", methods=["GET"])
+@blp.response(200, SignedLinkOut)
+def member_card_link(villager_id: int) -> dict[str, Any]:
+    """A signed link to the member card that the mini-program's `<image>` opens without a
+    token (SIGNED_URL_SECONDS), for whoever may see the card (the household's villagers,
+    staff of the village)."""
+    actor = current_actor()  # always the token: a signed link never makes another
+    villager = get_visible(db.session, actor, Villager, villager_id)
+    authorize(actor, "villager.card")
+    return signed_link(f"/api/v1/villagers/{villager.id}/card.png", CARD, villager.id)
+
+
+@blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
+@raises((403, "villager_inactive"))
+@blp.doc(security=SIGNED_SECURITY)
+@blp.arguments(SignatureArgs, location="query")
+@blp.response(200, BINARY, content_type="image/png")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
+def member_card(args: dict[str, Any], villager_id: int) -> Response:
+    """The villager's member card (积分卡) for people without phones, to print and cut: ID-1
+    size (85.6 × 54 mm) at 300 dpi (1011 × 638 pixels), with the village, household, group,
+    name, card number, the QR a cadre or clerk scans, and how to use it. Only the valid
+    card: a reissued card's earlier ones are refused when scanned. By the bearer token or a
+    signed link (GET …/card-link; 403 `link_expired` / `link_invalid`)."""
+    villager = _card_villager(villager_id)
     village = db.session.get(Village, villager.household.village_id)
     assert village is not None
     face = card_face(qr_codec(), villager, village)
     png = card_render.card_png(face, print_font(), card_render.CARD_DPI)
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+    response = Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+    return mark_signed(response) if is_signed_request() else response
 
 
 @blp.route("/villagers/<int:villager_id>/card/reissue", methods=["POST"])

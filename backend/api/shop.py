@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request, send_file
 from flask_smorest import Blueprint
+from marshmallow import fields, validate
 from sqlalchemy import select
 
-from points import shops, supermarket
+from points import reward_images, shops, supermarket
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
 from points.scope import VILLAGER, authorize, get_visible, visible
@@ -23,14 +24,16 @@ from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate, raises
+from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
+from ..reward_links import image_version
 from ..schemas import ShopIn, ShopOut
 from ..shop_schemas import (
     CardHolderOut,
     CounterRedemptionIn,
     MemberLookupIn,
+    PickupCodeIn,
     PickupScanIn,
     PointsReportArgs,
     PointsReportOut,
@@ -46,6 +49,14 @@ from ..shop_schemas import (
     SettlementOut,
     StockChangeIn,
     StockMovementOut,
+)
+from ..signed_urls import (
+    SIGNED_SECURITY,
+    SignatureArgs,
+    check_signature,
+    is_signed_request,
+    mark_signed,
+    signed_link,
 )
 
 blp = Blueprint("shop", __name__, description="积分超市 Points supermarket")
@@ -130,10 +141,72 @@ def get_reward(reward_id: int) -> Reward:
 @blp.arguments(RewardPatch)
 @blp.response(200, RewardOut)
 def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
-    """Name, price, picture, on or off the shelf (`active`). Stock: POST …/stock."""
+    """Name, price, on or off the shelf (`active`); `image_url: null` removes the picture
+    (a new one is uploaded: POST …/image). Stock: POST …/stock."""
+    picture = db.session.scalar(select(Reward.image_name).where(Reward.id == reward_id))
     reward = supermarket.update_reward(db.session, current_actor(), reward_id, body)
     db.session.commit()
+    if picture and reward.image_name != picture:
+        reward_images.remove_file(_upload_dir(), picture)  # only once the change is stored
     return reward
+
+
+def _upload_dir() -> str:
+    return current_app.config["UPLOAD_DIR"]
+
+
+@blp.route("/rewards/<int:reward_id>/image", methods=["POST"])
+@limited(blp, "60 per hour", by_user)
+@blp.doc(requestBody={
+    "required": True,
+    "description": "One picture (JPEG, PNG or WEBP, at most 5 MB) as multipart field "
+                   "`file`, checked like a proof photo (by content, its size read before "
+                   "decoding), re-encoded as JPEG without EXIF and scaled to at most 1024 px.",
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}}}}},
+})
+@blp.response(200, RewardOut)
+def upload_reward_image(reward_id: int) -> Reward:
+    """Set the reward's picture (the shop's clerk, a township admin). It replaces the
+    previous picture, or a link typed in before. Refusals: `file_required` (400),
+    `file_too_large` (413), `not_a_photo` and `image_too_large` (422)."""
+    file = request.files.get("file")
+    data = file.read() if file is not None else b""
+    reward, replaced = reward_images.store_image(db.session, current_actor(), reward_id, data,
+                                                 _upload_dir())
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        reward_images.remove_file(_upload_dir(), reward.image_name)
+        raise
+    reward_images.remove_file(_upload_dir(), replaced)
+    return reward
+
+
+class RewardImageArgs(QueryArgs):
+    v = fields.String(validate=validate.Length(max=32), metadata={
+        "description": "the picture's version, as in the reward's `image_url`"})
+
+
+@blp.route("/rewards/<int:reward_id>/image", methods=["GET"])
+@blp.doc(security=[])
+@blp.arguments(RewardImageArgs, location="query")
+@blp.response(200, BINARY, content_type="image/jpeg")
+@blp.alt_response(304, description="not modified (If-None-Match)")
+def reward_image(args: dict[str, Any], reward_id: int) -> Response:
+    """The reward's picture, without login: a shelf is shown to every villager the shop
+    serves, and a picture of soap tells no one anything. Fetched by the reward's
+    `image_url`, whose `v` changes with every upload, it may be cached for good; without
+    the current `v`, for five minutes. 404 `no_image` without a picture."""
+    reward, path = reward_images.image_path(db.session, reward_id, _upload_dir())
+    version = image_version(reward.image_name or "")
+    response = send_file(path, mimetype="image/jpeg", conditional=True, etag=version)
+    response.headers["Cache-Control"] = (
+        "public, max-age=31536000, immutable" if args.get("v") == version
+        else "public, max-age=300")
+    return response
 
 
 @blp.route("/rewards/<int:reward_id>/stock", methods=["POST"])
@@ -199,6 +272,9 @@ def _out(
         "voided_at": r.voided_at, "void_reason": r.void_reason,
         "ledger_entry_id": r.ledger_entry_id, "pickup_token": token,
         "pickup_url": token_url(current_app.config["PUBLIC_BASE_URL"], token) if token else None,
+        "pickup_code": r.pickup_code if token else None,
+        "pickup_image_url": signed_link(f"/api/v1/redemptions/{r.id}/pickup.png", PICKUP,
+                                        r.id)["url"] if token else None,
         "available_after": available_after,
     }
 
@@ -257,16 +333,32 @@ def get_redemption(redemption_id: int) -> dict[str, Any]:
     return _out(get_visible(db.session, current_actor(), Redemption, redemption_id))
 
 
+PICKUP = "pickup"  # the kind of image a pickup code's signed link names
+
+
 @blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
 @raises((404, "no_pickup_code"))
+@blp.doc(security=SIGNED_SECURITY)
+@blp.arguments(SignatureArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
-def pickup_png(redemption_id: int) -> Response:
-    """The pickup code as a QR image, for the household while the order is reserved."""
-    redemption = get_visible(db.session, current_actor(), Redemption, redemption_id)
-    if not _shows_pickup(redemption):
-        raise NotFound("没有可领取的兑换码", code="no_pickup_code")
+def pickup_png(args: dict[str, Any], redemption_id: int) -> Response:
+    """The pickup code as a QR image, for the household while the order is reserved: by the
+    bearer token, or by the order's `pickup_image_url` (a signed link for `<image>`; 403
+    `link_expired` / `link_invalid`)."""
+    signed = is_signed_request()
+    if signed:
+        check_signature(PICKUP, redemption_id)
+        redemption = db.session.get(Redemption, redemption_id)
+        if redemption is None or redemption.status != "reserved":
+            raise NotFound("没有可领取的兑换码", code="no_pickup_code")
+    else:
+        redemption = get_visible(db.session, current_actor(), Redemption, redemption_id)
+        if not _shows_pickup(redemption):
+            raise NotFound("没有可领取的兑换码", code="no_pickup_code")
     png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], _pickup_token(redemption)))
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
+    response = Response(png, mimetype="image/png",
+                        headers={"Cache-Control": "private, no-store"})
+    return mark_signed(response) if signed else response
 
 
 @blp.route("/redemptions/scan", methods=["POST"])
@@ -286,6 +378,25 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
     another shop's order is 404."""
     redemption = supermarket.fulfil_by_token(db.session, current_actor(), qr_codec(),
                                              body["pickup_token"], now=now(), tz=village_tz())
+    return _out(redemption, available_after=_available(redemption.household_id))
+
+
+@blp.route("/redemptions/pickup-code", methods=["POST"])
+@limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user)  # per clerk: each try is a guess
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.arguments(PickupCodeIn)
+@blp.response(200, RedemptionOut)
+def pickup_by_code(body: dict[str, Any]) -> dict[str, Any]:
+    """The clerk types the order's 6-digit pickup number (取货号) when its QR cannot be
+    scanned (a cracked screen), and hands the goods out.
+
+    Only an open order of the clerk's own shop answers to a number: anything else (a
+    wrong number, another shop's order, one picked up, cancelled or expired) is 404
+    `pickup_code_not_found`, and an order past its time 409 `redemption_expired`.
+    Rate limited per clerk (PICKUP_CODE_RATE_LIMIT), since a number can be guessed."""
+    redemption = supermarket.fulfil_by_code(db.session, current_actor(), body["pickup_code"],
+                                            now=now(), tz=village_tz())
     return _out(redemption, available_after=_available(redemption.household_id))
 
 

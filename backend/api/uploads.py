@@ -6,15 +6,24 @@ from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from points import uploads as service
 
 from ..auth import current_actor
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import BINARY, raises
+from ..openapi import BINARY, QueryArgs, raises
 from ..ratelimits import by_user, limited
+from ..signed_urls import (
+    SIGNED_SECURITY,
+    SignatureArgs,
+    SignedLinkOut,
+    check_signature,
+    is_signed_request,
+    mark_signed,
+    signed_link,
+)
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
 
@@ -22,6 +31,9 @@ blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
 class UploadOut(Schema):
     id = fields.Integer()
     url = fields.String(metadata={"description": "GET it with the same bearer token"})
+    signed_url = fields.String(metadata={
+        "description": "the same photo by a link that needs no token (for <image>), valid "
+                       "SIGNED_URL_SECONDS; ask GET /uploads/{id}/link for a fresh one"})
     width = fields.Integer()
     height = fields.Integer()
     size = fields.Integer(metadata={"description": "bytes of the stored JPEG"})
@@ -68,17 +80,84 @@ def upload_photo() -> dict[str, Any]:
         service.photo_path(_upload_dir(), upload).unlink(missing_ok=True)
         raise
     return {"id": upload.id, "url": f"/api/v1/uploads/{upload.id}", "width": upload.width,
-            "height": upload.height, "size": upload.size}
+            "height": upload.height, "size": upload.size,
+            "signed_url": _link(upload.id, None)["url"]}
+
+
+PHOTO = "upload"  # the kind of image a photo's signed link names
+
+
+class PhotoArgs(QueryArgs):
+    w = fields.Integer(validate=validate.OneOf(service.THUMBNAIL_WIDTHS), metadata={
+        "description": "a smaller copy this many px wide (never wider than the photo); "
+                       "without it the stored photo"})
+
+
+class PhotoGetArgs(PhotoArgs, SignatureArgs):
+    pass
+
+
+def _variant(width: int | None) -> str:
+    return f"w{width}" if width else ""
+
+
+def _link(upload_id: int, width: int | None) -> dict[str, Any]:
+    return signed_link(f"/api/v1/uploads/{upload_id}", PHOTO, upload_id, _variant(width),
+                       extra={"w": width} if width else None)
+
+
+@blp.route("/uploads/<int:upload_id>/link", methods=["GET"])
+@blp.arguments(PhotoArgs, location="query")
+@blp.response(200, SignedLinkOut)
+def photo_link(args: dict[str, Any], upload_id: int) -> dict[str, Any]:
+    """A signed link to the photo (or its `w` copy) that the mini-program's `<image>` opens
+    without a token, for whoever may see the photo (its uploader, the staff of its village;
+    others 404). It works for SIGNED_URL_SECONDS and for this photo and size only."""
+    service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
+    return _link(upload_id, args.get("w"))
+
+
+def _format() -> str:
+    # WebP is a third smaller than JPEG at the same look; WeChat names image/webp when it can
+    # show it; */* alone is no promise that a client decodes WebP, and anything else gets JPEG.
+    named = any(value == "image/webp" and quality > 0
+                for value, quality in request.accept_mimetypes)
+    return "webp" if named else "jpeg"
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
+@blp.doc(security=SIGNED_SECURITY)
+@blp.arguments(PhotoGetArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
-def get_photo(upload_id: int) -> Response:
-    """The stored JPEG, for its uploader and the staff of its village (others: 404)."""
-    _, path = service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
-    response = send_file(path, mimetype="image/jpeg", max_age=3600, conditional=True)
+@blp.doc(responses={"200": {"description": "the photo; a `w` copy as WebP when Accept names "
+                                           "image/webp", "content": {
+    "image/jpeg": {"schema": BINARY}, "image/webp": {"schema": BINARY}}}})
+@blp.alt_response(304, description="not modified (If-None-Match)")
+def get_photo(args: dict[str, Any], upload_id: int) -> Response:
+    """The stored JPEG, or with `w` a smaller copy (JPEG, or WebP when the client's Accept
+    names image/webp), for its uploader and the staff of its village (others: 404), by the
+    bearer token or by a signed link (GET /uploads/{id}/link). `w` outside 160, 320, 640,
+    1280 is 422; a signed link is 403 `link_expired` once expired and `link_invalid` if
+    altered or made for another photo or size."""
+    width = args.get("w")
+    if is_signed_request():
+        check_signature(PHOTO, upload_id, _variant(width))
+        upload, path = service.open_signed_photo(db.session, upload_id, _upload_dir())
+    else:
+        upload, path = service.open_photo(db.session, current_actor(), upload_id,
+                                          _upload_dir())
+    mimetype = "image/jpeg"
+    if width:
+        fmt = _format()
+        path = service.thumbnail_path(_upload_dir(), upload, width, fmt)
+        mimetype = service.THUMBNAIL_FORMATS[fmt][2]
+    response = send_file(path, mimetype=mimetype, max_age=3600, conditional=True,
+                         etag=f"{upload.sha256[:32]}-{_variant(width) or 'full'}-"
+                              f"{mimetype.rsplit('/', 1)[1]}")
     # send_file says "public"; a proof photo must never sit in a shared cache.
     response.headers["Cache-Control"] = "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Vary"] = "Authorization"
+    response.headers["Vary"] = "Authorization, Accept" if width else "Authorization"
+    if is_signed_request():
+        mark_signed(response)
     return response

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -54,7 +55,10 @@ class Reward(Base):  # 商品: a shelf item priced in points
     points: Mapped[int] = mapped_column(Integer)
     # Moved only by conditional updates: orders reserve, voids return, restocks add.
     stock: Mapped[int] = mapped_column(Integer, default=0)
+    # A link typed in before pictures were uploaded (shown as it is, never accepted anew);
+    # `image_name` is the picture the service checked and stored (points/reward_images.py).
     image_url: Mapped[str | None] = mapped_column(String(500))
+    image_name: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -95,6 +99,12 @@ class Redemption(Base):  # 兑换单
         Index("ix_redemptions_shop_month", "shop_id", "status", "month"),
         Index("ix_redemptions_due", "status", "expires_at"),
         Index("ix_redemptions_household", "household_id", "id"),
+        # A pickup number names one open order of its shop: the clerk types it instead of
+        # scanning. Unique among the shop's reserved orders only, so numbers come back into
+        # use once an order is picked up or voided.
+        Index("uq_redemptions_open_pickup_code", "shop_id", "pickup_code", unique=True,
+              sqlite_where=text("status = 'reserved'"),
+              postgresql_where=text("status = 'reserved'")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
@@ -120,6 +130,7 @@ class Redemption(Base):  # 兑换单
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     voided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     void_reason: Mapped[str | None] = mapped_column(String(200))
+    pickup_code: Mapped[str | None] = mapped_column(String(6))  # 取货号, for orders only
 
     lines: Mapped[list[RedemptionLine]] = relationship(
         order_by="RedemptionLine.id", cascade="all, delete-orphan"
