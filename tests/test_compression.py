@@ -47,7 +47,7 @@ def test_a_long_json_answer_is_gzipped_for_a_client_that_accepts_it(
     assert "Accept-Encoding" in packed.headers["Vary"]
     assert "Accept-Encoding" in plain.headers["Vary"]  # a cache must not mix the two
     raw = plain.get_data()
-    assert len(raw) > 20_000, len(raw)
+    assert len(raw) > 15_000, len(raw)  # the whole reference catalog: about 20 KB
     assert len(packed.get_data()) * 5 < len(raw), (len(packed.get_data()), len(raw))
     assert json.loads(gzip.decompress(packed.get_data())) == json.loads(raw)
     assert int(packed.headers["Content-Length"]) == len(packed.get_data())

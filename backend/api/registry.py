@@ -248,7 +248,7 @@ def member_card_link(villager_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
-@raises((403, "villager_inactive"))
+@raises((403, "link_expired"), (403, "link_invalid"), (403, "villager_inactive"))
 @blp.doc(security=SIGNED_SECURITY)
 @blp.arguments(SignatureArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")

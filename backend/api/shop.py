@@ -191,6 +191,7 @@ class RewardImageArgs(QueryArgs):
 
 
 @blp.route("/rewards/<int:reward_id>/image", methods=["GET"])
+@raises((404, "no_image"))
 @blp.doc(security=[])
 @blp.arguments(RewardImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
@@ -286,6 +287,7 @@ def _available(household_id: int) -> int:
 
 @blp.route("/redemptions", methods=["POST"])
 @raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (409, "out_of_stock"),
+        (409, "pickup_code_busy"),
         (409, "price_changed"), (422, "below_minimum"), (422, "insufficient_points"),
         (422, "invalid_cash"), (422, "not_qualified"), (422, "reward_unavailable"))
 @limited(blp, setting("ORDER_RATE_LIMIT"), by_user)
@@ -337,7 +339,7 @@ PICKUP = "pickup"  # the kind of image a pickup code's signed link names
 
 
 @blp.route("/redemptions/<int:redemption_id>/pickup.png", methods=["GET"])
-@raises((404, "no_pickup_code"))
+@raises((403, "link_expired"), (403, "link_invalid"), (404, "no_pickup_code"))
 @blp.doc(security=SIGNED_SECURITY)
 @blp.arguments(SignatureArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
@@ -382,6 +384,7 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/redemptions/pickup-code", methods=["POST"])
+@raises((404, "pickup_code_not_found"), (409, "redemption_expired"))
 @limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user)  # per clerk: each try is a guess
 @blp.doc(**IDEMPOTENT)
 @idempotent

@@ -126,6 +126,7 @@ def _format() -> str:
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
+@raises((403, "link_expired"), (403, "link_invalid"))
 @blp.doc(security=SIGNED_SECURITY)
 @blp.arguments(PhotoGetArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
