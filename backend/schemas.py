@@ -239,10 +239,30 @@ class RosterRowError(Schema):
     message = fields.String()
 
 
+class RosterMemberChange(Schema):
+    row = fields.Integer(metadata={"description": "the row in the file"})
+    household = fields.String(metadata={"description": "户编号"})
+    name = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields", metadata={
+        "description": "the columns that changed (updated only)"})
+
+
 class RosterResult(Schema):
-    households = fields.Integer()
-    members = fields.Integer()
-    groups = fields.Integer()
+    households = fields.Integer(metadata={"description": "households created"})
+    members = fields.Integer(metadata={"description": "members added"})
+    groups = fields.Integer(metadata={"description": "villager groups created"})
+    added = fields.List(fields.Nested(RosterMemberChange), metadata={
+        "description": "members added to households already on the roster"})
+    updated = fields.List(fields.Nested(RosterMemberChange), metadata={
+        "description": "members already on the roster whose row changed something"})
+    unchanged = fields.Integer(metadata={
+        "description": "rows of members already on the roster that changed nothing"})
+
+
+class RosterArgs(Schema):
+    create_groups = fields.Boolean(load_default=False, metadata={
+        "description": "create the villager groups the file names that the village does not "
+                       "have (otherwise such a group is an error of its rows)"})
 
 
 class BindingTokenOut(Schema):
