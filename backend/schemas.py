@@ -259,6 +259,11 @@ class RosterResult(Schema):
         "description": "rows of members already on the roster that changed nothing"})
 
 
+class OpeningBalancesResult(Schema):
+    households = fields.Integer(metadata={"description": "households given an opening balance"})
+    points = fields.Integer(metadata={"description": "the points of all of them"})
+
+
 class RosterArgs(Schema):
     create_groups = fields.Boolean(load_default=False, metadata={
         "description": "create the villager groups the file names that the village does not "

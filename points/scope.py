@@ -85,6 +85,9 @@ ACTIONS: dict[str, frozenset[str]] = {
     "claim.review": REGISTRY_STAFF,
     # Withdrawing a claim (撤回) before it posts, e.g. a mistake found during 公示.
     "claim.withdraw": REGISTRY_STAFF,
+    # 期初积分: points a village kept on paper before the system, entered once per household
+    # by the township (not the village's own cadres: they would be setting their own).
+    "opening_balance.import": ADMINS,
     # 冲正: a cadre corrects an entry, at or above the two-cadre threshold with a second.
     "ledger.reverse": REGISTRY_STAFF,
     # 撤销一票否决: the township's decision, as its catalog makes vetoes.
