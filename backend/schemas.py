@@ -374,7 +374,8 @@ class RefreshIn(Schema):
 
 class BindIn(Schema):
     token = ScannedCode("the cadre's binding code (绑定二维码)", required=False)
-    village_id = Id()
+    village_id = Id(metadata={"description": "optional: without it, name and phone are "
+                                             "matched across the county"})
     name = fields.String(validate=validate.Length(min=1, max=50))
     phone = fields.String(validate=validate.Length(min=1, max=20))
 
@@ -383,8 +384,8 @@ class BindIn(Schema):
         by_roster = {"village_id", "name", "phone"}
         if "token" in data and data.keys() & by_roster:
             raise ValidationError("只能用绑定二维码，或姓名和手机号中的一种方式绑定", "_schema")
-        if "token" not in data and not by_roster <= data.keys():
-            raise ValidationError("请提供绑定二维码，或村、姓名和手机号", "_schema")
+        if "token" not in data and not {"name", "phone"} <= data.keys():
+            raise ValidationError("请提供绑定二维码，或姓名和手机号", "_schema")
 
 
 class TokensOut(Schema):
