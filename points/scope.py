@@ -387,6 +387,23 @@ def get_visible(session: Session, actor: Actor, model: type[M], object_id: int) 
     return obj
 
 
+def get_for(session: Session, actor: Actor | None, model: type[M], object_id: int) -> M:
+    """`get_visible`, or for `actor` None (the operator at the command line, who sees the
+    whole county) the object itself; not found either way is NotFound."""
+    if actor is not None:
+        return get_visible(session, actor, model, object_id)
+    obj = session.get(model, object_id)
+    if obj is None:
+        raise NotFound()
+    return obj
+
+
+def authorize_unless_operator(actor: Actor | None, action: str) -> None:
+    """`authorize`, except for the operator at the command line (`actor` None)."""
+    if actor is not None:
+        authorize(actor, action)
+
+
 def sees_phone(actor: Actor, village_id: int) -> bool:
     """Phone numbers are shown only to the cadres of the villager's own village."""
     return actor.role == CADRE and actor.village_id == village_id
