@@ -225,6 +225,9 @@ class HouseholdOut(Schema):
     id = fields.Integer()
     village_id = Id()
     group_id = Id(allow_none=True)
+    code = fields.String(allow_none=True, metadata={
+        "description": "户编号 from the roster: what a re-imported roster and an opening-balance "
+                       "sheet name the household by (null: made without a roster; named by id)"})
     name = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
     head = fields.Nested(HeadOut, allow_none=True)
