@@ -210,3 +210,16 @@ def test_two_uploads_at_once_open_a_household_once(
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry).join(Account)
                                  .where(Account.household_id == coded)) == 1
+
+
+def test_the_points_report_counts_opening_balances_as_issued(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    coded_household(app, world.village_a, "A-01", "钱老伯")
+    admin = world.headers("tadmin1")
+    assert post(client, admin, world.village_a, sheet([["A-01", 70, ""]])).status_code == 201
+    report = client.get(f"{API}/townships/{world.township_1}/points-report",
+                        headers=admin).get_json()
+    row = next(v for v in report["villages"] if v["village_id"] == world.village_a)
+    # issued = outstanding + redeemed + expired still holds with the opening balance in it
+    assert (row["issued"], row["adjusted"], row["outstanding"]) == (70, 70, 70)
