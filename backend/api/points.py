@@ -147,7 +147,8 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
                    "for a household made without one), 积分 (whole points above 0), 备注 "
                    "(optional); headers also as 户号, 户编码, 期初积分, 说明 …",
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
+                                           "properties": {
             "file": {"type": "string", "format": "binary"}}}},
         "text/csv": {"schema": {"type": "string"}},
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {

@@ -239,7 +239,8 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
                    "headers: " + "、".join(f"{a}→{c}" for a, c in roster.HEADER_ALIASES.items()
                                            if c in roster.COLUMNS),
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
+                                           "properties": {
             "file": {"type": "string", "format": "binary"},
             "create_groups": {"type": "boolean"}}}},
         "text/csv": {"schema": {"type": "string"}},
