@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from points import catalogs, demo, rankings, supermarket, time_zone
+from points import catalogs, county, demo, rankings, supermarket, time_zone
 from points.errors import DomainError
 from points.models import STAFF_ROLES
 from points.users import create_staff
@@ -154,6 +154,42 @@ def close_due_command() -> None:
     click.echo(f"closed {len(closed)} board(s)")
 
 
+county_cli = AppGroup("county", help="Onboarding a county.")
+
+
+@county_cli.command("init")
+@click.argument("file", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--example", is_flag=True, help="Print a commented example file and exit.")
+def county_init_command(file: Path | None, example: bool) -> None:
+    """Create a county's townships, villages, villager groups, shops, staff accounts and
+    each township's starting catalog from FILE (YAML), in one transaction: any error and
+    nothing is written, each error named by its line. Passwords are generated and printed
+    once. Running a file again is refused (its names exist)."""
+    if example:
+        click.echo(county.EXAMPLE.read_text(encoding="utf-8"), nl=False)
+        return
+    if file is None:
+        raise click.UsageError("give FILE (or --example for a file to start from)")
+    try:
+        result = county.init_county(db.session, file.read_text(encoding="utf-8-sig"),
+                                    base=file.parent, now=now(), tz=village_tz())
+    except county.CountyFileInvalid as exc:
+        db.session.rollback()
+        for line, message in exc.problems:
+            click.echo(f"  {file.name} 第 {line} 行：{message}", err=True)
+        raise click.ClickException(f"{exc.message}（{len(exc.problems)} 处）") from exc
+    except UnicodeDecodeError as exc:
+        raise click.ClickException("文件须为 UTF-8 编码") from exc
+    db.session.commit()
+    click.echo(f"created {result.townships} township(s), {result.villages} village(s), "
+               f"{result.groups} villager group(s), {result.shops} shop(s), "
+               f"{result.households} household(s), {len(result.logins)} staff account(s)")
+    click.echo("initial passwords (shown only this once; hand each to its holder):")
+    for login in result.logins:
+        click.echo(f"  {login.username:<20} {login.role:<15} {login.password}  {login.scope}")
+
+
 time_zone_cli = AppGroup("time-zone", help="The villages' time zone (APP_TIMEZONE) the "
                          "database's months are stored in.")
 
@@ -191,5 +227,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(rules_cli)
     app.cli.add_command(time_zone_cli)
+    app.cli.add_command(county_cli)
     for group in COMMANDS:
         app.cli.add_command(group)

@@ -38,6 +38,14 @@ def _request_hash() -> str:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     digest.update(request.get_data())
+    # A multipart body is parsed before the view runs (the text guard reads the form), and
+    # then get_data() is empty: its fields and files are hashed instead.
+    for name, value in sorted(request.form.items(multi=True)):
+        digest.update(f"\n{name}={value}".encode())
+    for name, upload in sorted(request.files.items(multi=True), key=lambda f: f[0]):
+        digest.update(f"\n{name}:{upload.filename}:".encode())
+        digest.update(upload.stream.read())
+        upload.stream.seek(0)
     return digest.hexdigest()
 
 

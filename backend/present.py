@@ -45,6 +45,7 @@ def household(h: Household, actor: Actor) -> dict[str, Any]:
         "id": h.id,
         "village_id": h.village_id,
         "group_id": h.group_id,
+        "code": h.code,
         "name": h.name,
         "address": h.address,
         "head": {"id": head.id, "name": head.name} if head else None,

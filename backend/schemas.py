@@ -270,6 +270,9 @@ class HouseholdOut(Schema):
     id = fields.Integer()
     village_id = Id()
     group_id = Id(allow_none=True)
+    code = fields.String(allow_none=True, metadata={
+        "description": "户编号 from the roster: what a re-imported roster and an opening-balance "
+                       "sheet name the household by (null: made without a roster; named by id)"})
     name = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
     head = fields.Nested(HeadOut, allow_none=True)
@@ -284,10 +287,35 @@ class RosterRowError(Schema):
     message = fields.String()
 
 
+class RosterMemberChange(Schema):
+    row = fields.Integer(metadata={"description": "the row in the file"})
+    household = fields.String(metadata={"description": "户编号"})
+    name = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields", metadata={
+        "description": "the columns that changed (updated only)"})
+
+
 class RosterResult(Schema):
-    households = fields.Integer()
-    members = fields.Integer()
-    groups = fields.Integer()
+    households = fields.Integer(metadata={"description": "households created"})
+    members = fields.Integer(metadata={"description": "members added"})
+    groups = fields.Integer(metadata={"description": "villager groups created"})
+    added = fields.List(fields.Nested(RosterMemberChange), metadata={
+        "description": "members added to households already on the roster"})
+    updated = fields.List(fields.Nested(RosterMemberChange), metadata={
+        "description": "members already on the roster whose row changed something"})
+    unchanged = fields.Integer(metadata={
+        "description": "rows of members already on the roster that changed nothing"})
+
+
+class OpeningBalancesResult(Schema):
+    households = fields.Integer(metadata={"description": "households given an opening balance"})
+    points = fields.Integer(metadata={"description": "the points of all of them"})
+
+
+class RosterArgs(Schema):
+    create_groups = fields.Boolean(load_default=False, metadata={
+        "description": "create the villager groups the file names that the village does not "
+                       "have (otherwise such a group is an error of its rows)"})
 
 
 class BindingTokenOut(Schema):
@@ -412,7 +440,8 @@ class RefreshIn(Schema):
 
 class BindIn(Schema):
     token = ScannedCode("the cadre's binding code (绑定二维码)", required=False)
-    village_id = Id()
+    village_id = Id(metadata={"description": "optional: without it, name and phone are "
+                                             "matched across the county"})
     name = fields.String(validate=validate.Length(min=1, max=50))
     phone = fields.String(validate=validate.Length(min=1, max=20))
 
@@ -421,8 +450,8 @@ class BindIn(Schema):
         by_roster = {"village_id", "name", "phone"}
         if "token" in data and data.keys() & by_roster:
             raise ValidationError("只能用绑定二维码，或姓名和手机号中的一种方式绑定", "_schema")
-        if "token" not in data and not by_roster <= data.keys():
-            raise ValidationError("请提供绑定二维码，或村、姓名和手机号", "_schema")
+        if "token" not in data and not {"name", "phone"} <= data.keys():
+            raise ValidationError("请提供绑定二维码，或姓名和手机号", "_schema")
 
 
 class TokensOut(Schema):

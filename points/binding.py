@@ -79,20 +79,37 @@ def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str)
     return _bind(session, user, villager)
 
 
+class NoCountyRosterMatch(NoRosterMatch):
+    """Binding without a village: one answer whether the pair is unknown, matches more than
+    one villager or names a villager already bound, so that trying names and phones tells
+    nobody who is on the roster, nor whose WeChat is bound."""
+
+    message = "花名册中没有找到可以绑定的姓名和手机号，请核对，或联系村干部登记、扫码绑定"
+
+
 def bind_with_phone(
-    session: Session, user: User, village_id: int, name: str, phone: str
+    session: Session, user: User, village_id: int | None, name: str, phone: str
 ) -> Villager:
-    matches = session.scalars(
+    """Bind by name and phone: within a village, or (`village_id` None: a villager not yet
+    bound sees no village to choose) within the whole county, when exactly one active
+    villager matches and no other WeChat is bound to them."""
+    query = (
         select(Villager)
         .join(Household)
         .where(
-            Household.village_id == village_id,
             Villager.name == name.strip(),
             Villager.phone == phone.strip(),
             Villager.active.is_(True),
         )
-    ).all()
+    )
+    if village_id is not None:
+        query = query.where(Household.village_id == village_id)
+    matches = session.scalars(query.limit(2)).all()
     if len(matches) != 1:
         # Two members with one name and one phone cannot be told apart: a cadre must bind.
-        raise NoRosterMatch()
-    return _bind(session, user, matches[0])
+        raise NoRosterMatch() if village_id is not None else NoCountyRosterMatch()
+    villager = matches[0]
+    if village_id is None and user.villager_id != villager.id and session.scalar(
+            select(User.id).where(User.villager_id == villager.id, User.role == VILLAGER)):
+        raise NoCountyRosterMatch()
+    return _bind(session, user, villager)

@@ -39,8 +39,12 @@ from .models import (
 )
 from .models.ledger import GENESIS_HASH, Account, LedgerEntry, MemberMonthTotal, MonthTotal
 
-# Kinds that count towards the score boards rank (spending and expiry never lower it).
-SCORE_KINDS = frozenset({"earn", "deduct", "adjust"})
+# Kinds that count towards the score boards rank (spending and expiry never lower it). An
+# `adjust` is an opening balance (期初结转): points earned before the system, spendable but
+# not earned in any month here, so neither ranked nor counted for qualification
+# (MonthTotal.opening keeps them for the points report).
+SCORE_KINDS = frozenset({"earn", "deduct"})
+OPENING_KIND = "adjust"
 REVERSIBLE_KINDS = frozenset({"earn", "deduct", "adjust"})
 
 
@@ -200,6 +204,7 @@ def append(
         "deducted": amount if kind == "deduct" else 0,
         "redeemed": amount if kind == "redeem" else 0,
         "expired": amount if "expire" in (kind, reversed_kind) else 0,
+        "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
     _add_to_totals(
         session, MonthTotal,

@@ -1207,7 +1207,7 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
                func.count(), func.sum(LedgerEntry.amount))
         .join(Account, Account.id == LedgerEntry.account_id)
         .where(Account.village_id == village_id, LedgerEntry.month.in_(period.months),
-               LedgerEntry.kind.in_(("earn", "deduct", "adjust", "reverse")))
+               LedgerEntry.kind.in_(("earn", "deduct", "reverse")))
         .group_by(LedgerEntry.rule_item_version_id, LedgerEntry.kind)
     ).all()
     versions = _version_names(session, [r[0] for r in rows])

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .errors import Conflict, Invalid
 from .models import HEAD, Household, Township, Village, Villager, VillagerGroup
-from .scope import Actor, authorize, get_visible
+from .scope import Actor, authorize, authorize_unless_operator, get_for, get_visible
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")  # mainland mobile numbers
 
@@ -29,8 +29,11 @@ def check_phone(phone: str | None) -> str | None:
     return phone
 
 
-def create_township(session: Session, actor: Actor, name: str, code: str | None) -> Township:
-    authorize(actor, "township.create")
+def create_township(
+    session: Session, actor: Actor | None, name: str, code: str | None
+) -> Township:
+    """`actor` None: the operator at the command line (`flask county init`)."""
+    authorize_unless_operator(actor, "township.create")
     if session.scalar(select(Township.id).where(Township.name == name)):
         raise Conflict("已有同名乡镇", code="duplicate_name")
     township = Township(name=name, code=code)
@@ -42,10 +45,10 @@ def create_township(session: Session, actor: Actor, name: str, code: str | None)
 
 
 def create_village(
-    session: Session, actor: Actor, township_id: int, name: str, code: str | None
+    session: Session, actor: Actor | None, township_id: int, name: str, code: str | None
 ) -> Village:
-    authorize(actor, "village.create")
-    township = get_visible(session, actor, Township, township_id)
+    authorize_unless_operator(actor, "village.create")
+    township = get_for(session, actor, Township, township_id)
     if session.scalar(
         select(Village.id).where(Village.township_id == township.id, Village.name == name)
     ):
@@ -72,9 +75,11 @@ def update_village(
     return village
 
 
-def create_group(session: Session, actor: Actor, village_id: int, name: str) -> VillagerGroup:
-    authorize(actor, "group.create")
-    village = get_visible(session, actor, Village, village_id)
+def create_group(
+    session: Session, actor: Actor | None, village_id: int, name: str
+) -> VillagerGroup:
+    authorize_unless_operator(actor, "group.create")
+    village = get_for(session, actor, Village, village_id)
     if session.scalar(
         select(VillagerGroup.id).where(
             VillagerGroup.village_id == village.id, VillagerGroup.name == name
@@ -88,7 +93,7 @@ def create_group(session: Session, actor: Actor, village_id: int, name: str) -> 
 
 
 def _record(
-    session: Session, actor: Actor, action: str, obj: Any, village: Village,
+    session: Session, actor: Actor | None, action: str, obj: Any, village: Village,
     before: dict[str, Any] | None = None,
 ) -> None:
     audit.record(session, actor, action, obj, before=before, village_id=village.id)

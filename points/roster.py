@@ -20,12 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from rules import excerpt
 
 from . import audit
-from .errors import DomainError
+from .errors import DomainError, NotFound
 from .models import HEAD, RELATIONS, Household, Village, Villager, VillagerGroup
 from .registry import PHONE_RE
 from .scope import Actor, authorize, get_visible
@@ -34,6 +34,25 @@ KEY, GROUP, ADDRESS, NAME, RELATION, PHONE, GENDER, BIRTH_YEAR = COLUMNS = (
     "户编号", "村民小组", "地址", "姓名", "与户主关系", "手机号", "性别", "出生年份",
 )
 REQUIRED = (KEY, NAME, RELATION)
+# Opening balances (期初积分) are read by the same reader: the household's key, its points.
+POINTS, MEMO = "积分", "备注"
+
+# What villages really call the columns, each to the one name above: the one table of header
+# aliases, for the roster and the opening-balance file alike. A header is compared after
+# its spaces are taken out, so "手 机 号" is 手机号.
+HEADER_ALIASES: dict[str, str] = {
+    "户号": KEY, "户编码": KEY, "户代码": KEY, "家庭编号": KEY,
+    "小组": GROUP, "组别": GROUP, "组": GROUP, "村民组": GROUP,
+    "家庭住址": ADDRESS, "住址": ADDRESS, "家庭地址": ADDRESS,
+    "名字": NAME, "村民姓名": NAME,
+    "关系": RELATION, "与户主的关系": RELATION,
+    "电话": PHONE, "联系电话": PHONE, "手机": PHONE, "手机号码": PHONE, "电话号码": PHONE,
+    "联系方式": PHONE,
+    "出生年": BIRTH_YEAR,
+    "期初积分": POINTS, "分值": POINTS, "积分数": POINTS,
+    "说明": MEMO,
+}
+MAX_KEY = 40  # Household.code
 
 MAX_ROWS = 5_000  # villagers: a large village has 3,000
 MAX_ERRORS = 200
@@ -67,12 +86,21 @@ GENDER_ALIASES = {"男": "男", "女": "女", "男性": "男", "女性": "女"}
 
 @dataclass
 class RosterSummary:
-    households: int
-    members: int
+    households: int  # households created by this import
+    members: int  # members added (to new households or to ones already on the roster)
     groups: int  # villager groups created by this import
+    # What a re-imported roster changed, by row: members added to a household already on the
+    # roster, members updated (which columns), and how many rows changed nothing.
+    added: list[dict[str, Any]] = field(default_factory=list)
+    updated: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def counts(self) -> dict[str, int]:
+        return {"households": self.households, "members": self.members, "groups": self.groups,
+                "updated": len(self.updated), "unchanged": self.unchanged}
 
 
 class RosterInvalid(DomainError):
@@ -111,6 +139,14 @@ def parse_roster(filename: str, data: bytes) -> list[dict[str, Any]]:
     """The data rows of a CSV or XLSX roster, each a dict of the COLUMNS (None where absent or
     blank) plus "row", its row number in the sheet. Raises RosterInvalid for a file that cannot
     be read, a bad header or too many rows; the cells themselves are checked on import."""
+    return read_sheet(filename, data, COLUMNS, REQUIRED)
+
+
+def read_sheet(
+    filename: str, data: bytes, columns: Sequence[str], required: Sequence[str]
+) -> list[dict[str, Any]]:
+    """`parse_roster` for any sheet of named columns (headers through HEADER_ALIASES), with
+    the same limits against oversized and zip-bomb files."""
     name = (filename or "").strip().lower()
     if not data or not data.strip():
         raise _file_error("文件是空的，请上传填好的花名册")
@@ -122,7 +158,7 @@ def parse_roster(filename: str, data: bytes) -> list[dict[str, Any]]:
         raise _file_error("不支持旧版 Excel（.xls）格式，请在 Excel 中另存为 .xlsx 或 CSV 后上传")
     else:
         rows = _csv_rows(data)
-    return _rows_to_dicts(rows)
+    return _rows_to_dicts(rows, columns, required)
 
 
 def _unsupported() -> RosterInvalid:
@@ -240,10 +276,15 @@ def _text(value: Any) -> str | None:
 
 def _header_name(value: Any) -> str | None:
     text = _text(value)
-    return re.sub(r"\s+", "", text) if text else None
+    if not text:
+        return None
+    name = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+    return HEADER_ALIASES.get(name, name)
 
 
-def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
+def _rows_to_dicts(
+    rows: list[tuple[int, list[Any]]], columns: Sequence[str], required: Sequence[str]
+) -> list[dict[str, Any]]:
     if not rows:
         raise _file_error("文件是空的，请上传填好的花名册")
     header_row, header = rows[0]
@@ -254,7 +295,7 @@ def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
         column = _header_name(cell)
         if column is None:
             continue  # a blank header cell: stray formatting, not a column
-        if column not in COLUMNS:
+        if column not in columns:
             unknown.append(excerpt(_text(cell)))
         elif column in positions:
             duplicate.append(column)
@@ -263,10 +304,10 @@ def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
     errors = []
     if unknown:
         errors.append(_error(header_row, None, "表头有无法识别的列：{}；表头只能是：{}".format(
-            "、".join(unknown), "、".join(COLUMNS))))
+            "、".join(unknown), "、".join(columns))))
     if duplicate:
         errors.append(_error(header_row, None, "表头有重复的列：" + "、".join(duplicate)))
-    missing = [column for column in REQUIRED if column not in positions]
+    missing = [column for column in required if column not in positions]
     if missing:
         errors.append(_error(header_row, None, "表头缺少必填的列：" + "、".join(missing)))
     if errors:
@@ -278,7 +319,7 @@ def _rows_to_dicts(rows: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
     out = []
     for number, cells in data_rows:
         record: dict[str, Any] = {"row": number}
-        for column in COLUMNS:
+        for column in columns:
             index = positions.get(column)
             value = cells[index] if index is not None and index < len(cells) else None
             if isinstance(value, str):
@@ -348,8 +389,13 @@ def _birth_year(value: Any, this_year: int) -> tuple[int | None, str | None]:
 
 
 def _check_rows(
-    rows: list[dict[str, Any]], taken_phones: set[str], this_year: int
+    rows: list[dict[str, Any]], taken_phones: dict[str, tuple[str | None, str]],
+    this_year: int, known: dict[str, Household] | None = None,
 ) -> tuple[list[_Household], list[dict[str, Any]]]:
+    """`taken_phones`: the phones of the village's active villagers, each with its holder's
+    household key and name (a row of that holder may keep it). `known`: the village's
+    households by key, which a re-imported roster updates."""
+    known = known or {}
     errors: list[dict[str, Any]] = []
     households: dict[str, _Household] = {}
     seen_pairs: dict[tuple[str, str], int] = {}
@@ -362,6 +408,9 @@ def _check_rows(
         key = _text(record[KEY])
         if key is None:
             fail(KEY, "户编号不能为空；同一户的人填相同的户编号")
+        elif len(key) > MAX_KEY:
+            fail(KEY, f"户编号不能超过 {MAX_KEY} 个字")
+            key = None
 
         name = _text(record[NAME])
         if name is None:
@@ -381,7 +430,8 @@ def _check_rows(
         if message:
             fail(PHONE, message)
         elif phone is not None:
-            if phone in taken_phones:
+            holder = taken_phones.get(phone)
+            if holder is not None and holder != (key, name):
                 fail(PHONE, f"手机号 {phone} 已登记在本村其他村民名下")
             if name is not None:
                 first = seen_pairs.setdefault((name, phone), row)
@@ -409,6 +459,9 @@ def _check_rows(
         household = households.setdefault(key, _Household(key))
         if relation is None:
             household.invalid_rows.append(row)
+        elif any(m.name == name for m in household.members) and key in known:
+            fail(NAME, f"户编号 {excerpt(key)} 中“{excerpt(name or '')}”出现了两次，"
+                       "无法与系统中的村民一一对应")
         elif relation == HEAD and household.head is not None:
             fail(RELATION, f"户编号 {excerpt(key)} 已有户主（第 {household.head.row} 行），"
                            "一户只能有一位户主")
@@ -425,7 +478,10 @@ def _check_rows(
         ))
 
     for household in households.values():
-        if household.head is None:
+        existing = known.get(household.key)
+        if existing is not None:
+            errors.extend(_head_problems(household, existing))
+        elif household.head is None:
             for member in household.members:
                 if member.row not in household.invalid_rows:
                     errors.append(_error(member.row, RELATION,
@@ -435,73 +491,194 @@ def _check_rows(
     return list(households.values()), errors
 
 
+def _head_problems(planned: _Household, existing: Household) -> list[dict[str, Any]]:
+    """A household already on the roster keeps one head (户主) once the file's rows are
+    applied to it: its members the file does not name keep their relation."""
+    named = {m.name: m for m in planned.members}
+    heads = [m.name for m in existing.members
+             if m.relation == HEAD and (m.name not in named or named[m.name].relation is None)]
+    heads += [m.name for m in planned.members if m.relation == HEAD]
+    if len(set(heads)) == 1 or planned.invalid_rows:
+        return []
+    row = planned.members[0].row
+    if not heads:
+        return [_error(row, RELATION, f"户编号 {excerpt(planned.key)} 导入后将没有户主，"
+                                      "每户须有一位户主")]
+    return [_error(row, RELATION, f"户编号 {excerpt(planned.key)} 导入后将有多位户主（"
+                                  + "、".join(excerpt(n) for n in sorted(set(heads)))
+                                  + "），一户只能有一位户主；请同时修改原户主的与户主关系")]
+
+
 # --- importing --------------------------------------------------------------------------------
 
 
 def import_roster(
-    session: Session, actor: Actor, village_id: int, filename: str, data: bytes, *,
-    now: datetime, tz: ZoneInfo,
+    session: Session, actor: Actor | None, village_id: int, filename: str, data: bytes, *,
+    now: datetime, tz: ZoneInfo, create_groups: bool = False,
 ) -> RosterSummary:
-    """Check the whole roster, then create its groups, households and members in the village.
+    """Check the whole roster, then write its households and members in the village.
     A birth year may be up to this year in the villages' time zone `tz`, not the server's:
     on New Year's morning in the village a server elsewhere may still be in the old year.
 
+    A household whose key (户编号) is already on the village's roster is updated rather than
+    added again: its members are matched by name, a changed column is written (a blank cell
+    leaves what is stored), a new name is added; members the file leaves out stay as they
+    are. A villager group the village does not have is an error, unless `create_groups`:
+    a typo would otherwise quietly make a new group.
+
     Raises RosterInvalid with every error found, having added nothing to the session. Does not
-    commit: the caller does."""
-    village = get_visible(session, actor, Village, village_id)
-    authorize(actor, "roster.import")
+    commit: the caller does. `actor` None: the operator at the command line."""
+    if actor is None:
+        village = session.get(Village, village_id)
+        if village is None:
+            raise NotFound()
+    else:
+        village = get_visible(session, actor, Village, village_id)
+        authorize(actor, "roster.import")
     rows = parse_roster(filename, data)
     if not rows:
         raise _file_error("花名册里没有村民，请在表头下面逐行填写")
 
-    taken_phones = set(session.scalars(
-        select(Villager.phone)
-        .join(Household, Household.id == Villager.household_id)
-        .where(Household.village_id == village.id, Villager.active.is_(True),
-               Villager.phone.is_not(None))
-    ))
-    households, errors = _check_rows(rows, taken_phones, now.astimezone(tz).year)
-    if errors:
-        raise RosterInvalid(errors)
-
+    known = {
+        household.code: household
+        for household in session.scalars(
+            select(Household).where(Household.village_id == village.id,
+                                    Household.code.is_not(None))
+            .options(selectinload(Household.members))
+        )
+    }
+    taken_phones: dict[str, tuple[str | None, str]] = {
+        phone: (code, name)
+        for phone, code, name in session.execute(
+            select(Villager.phone, Household.code, Villager.name)
+            .join(Household, Household.id == Villager.household_id)
+            .where(Household.village_id == village.id, Villager.active.is_(True),
+                   Villager.phone.is_not(None))
+        )
+    }
+    households, errors = _check_rows(rows, taken_phones, now.astimezone(tz).year, known)
     groups = {
         group.name: group
         for group in session.scalars(
             select(VillagerGroup).where(VillagerGroup.village_id == village.id)
         )
     }
-    created_groups = 0
-    members = 0
-    for planned in households:
+    if not create_groups:
+        for planned in households:
+            for member in planned.members:
+                if member.group is not None and member.group not in groups:
+                    errors.append(_error(
+                        member.row, GROUP,
+                        f"本村没有村民小组“{excerpt(member.group)}”；请核对名称，或先添加该小组，"
+                        "或上传时选择自动创建小组（create_groups=true）"))
+        errors.sort(key=lambda e: e["row"])
+    if errors:
+        raise RosterInvalid(errors)
+
+    summary = RosterSummary(households=0, members=0, groups=0)
+
+    def group_of(planned: _Household) -> VillagerGroup | None:
         head = planned.head
-        assert head is not None
-        group_name = head.group or next((m.group for m in planned.members if m.group), None)
-        group = None
-        if group_name is not None:
-            group = groups.get(group_name)
-            if group is None:
-                group = groups[group_name] = VillagerGroup(village_id=village.id,
-                                                           name=group_name)
-                session.add(group)
-                created_groups += 1
-        household = Household(
-            village_id=village.id, group=group, name=head.name + "户",
-            address=head.address or next((m.address for m in planned.members if m.address),
-                                         None),
-        )
-        session.add(household)
-        for member in planned.members:
-            session.add(Villager(
-                household=household, name=member.name, relation=member.relation,
-                phone=member.phone, gender=member.gender, birth_year=member.birth_year,
-            ))
-            members += 1
+        name = (head.group if head else None) or next(
+            (m.group for m in planned.members if m.group), None)
+        if name is None:
+            return None
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = VillagerGroup(village_id=village.id, name=name)
+            session.add(group)
+            summary.groups += 1
+        return group
+
+    promotions: list[tuple[Villager, str]] = []
+    for planned in households:
+        existing = known.get(planned.key)
+        if existing is None:
+            _add_household(session, village, planned, group_of(planned))
+            summary.households += 1
+            summary.members += len(planned.members)
+        else:
+            promotions += _update_household(session, existing, planned, group_of(planned),
+                                            summary)
+    # A new head only once the old one has stepped down: one head per household is a unique
+    # index, checked row by row.
+    session.flush()
+    for member, relation in promotions:
+        member.relation = relation
     session.flush()
 
-    summary = RosterSummary(households=len(households), members=members, groups=created_groups)
     audit.record(
         session, actor, "roster.import", village,
-        after={**summary.as_dict(), "filename": filename},
+        after={**summary.counts(), "filename": filename},
         village_id=village.id, township_id=village.township_id,
     )
     return summary
+
+
+def _add_household(session: Session, village: Village, planned: _Household,
+                   group: VillagerGroup | None) -> None:
+    head = planned.head
+    assert head is not None
+    household = Household(
+        village_id=village.id, code=planned.key, group=group, name=head.name + "户",
+        address=head.address or next((m.address for m in planned.members if m.address), None),
+    )
+    session.add(household)
+    for member in planned.members:
+        session.add(Villager(
+            household=household, name=member.name, relation=member.relation,
+            phone=member.phone, gender=member.gender, birth_year=member.birth_year,
+        ))
+
+
+# The columns a re-imported row may change on a member already on the roster.
+_MEMBER_FIELDS = ((RELATION, "relation"), (PHONE, "phone"), (GENDER, "gender"),
+                  (BIRTH_YEAR, "birth_year"))
+
+
+def _update_household(
+    session: Session, household: Household, planned: _Household,
+    group: VillagerGroup | None, summary: RosterSummary,
+) -> list[tuple[Villager, str]]:
+    """Apply a household's rows to it; returns the members to make head (户主) last."""
+    household_fields = []
+    if group is not None and household.group_id != group.id:
+        household.group = group
+        household_fields.append(GROUP)
+    address = next((m.address for m in planned.members if m.address), None)
+    if address is not None and household.address != address:
+        household.address = address
+        household_fields.append(ADDRESS)
+    by_name = {m.name: m for m in household.members}
+    promotions = []
+    pending = household_fields  # reported on the household's first member already on file
+    for row in planned.members:
+        label = {"row": row.row, "household": planned.key, "name": row.name}
+        member = by_name.get(row.name)
+        if member is None:
+            relation = row.relation
+            assert relation is not None
+            member = Villager(household=household, name=row.name,
+                              relation="其他" if relation == HEAD else relation,
+                              phone=row.phone, gender=row.gender, birth_year=row.birth_year)
+            session.add(member)
+            if relation == HEAD:
+                promotions.append((member, HEAD))
+            summary.members += 1
+            summary.added.append(label)
+            continue
+        changed, pending = pending, []
+        for column, attribute in _MEMBER_FIELDS:
+            value = getattr(row, attribute)
+            if value is None or getattr(member, attribute) == value:
+                continue
+            changed.append(column)
+            if attribute == "relation" and value == HEAD:
+                promotions.append((member, HEAD))
+            else:
+                setattr(member, attribute, value)
+        if changed:
+            summary.updated.append({**label, "fields": changed})
+        else:
+            summary.unchanged += 1
+    return promotions

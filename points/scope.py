@@ -88,6 +88,9 @@ ACTIONS: dict[str, frozenset[str]] = {
     "claim.review": REGISTRY_STAFF,
     # Withdrawing a claim (撤回) before it posts, e.g. a mistake found during 公示.
     "claim.withdraw": REGISTRY_STAFF,
+    # 期初积分: points a village kept on paper before the system, entered once per household
+    # by the township (not the village's own cadres: they would be setting their own).
+    "opening_balance.import": ADMINS,
     # 冲正: a cadre corrects an entry, at or above the two-cadre threshold with a second.
     "ledger.reverse": REGISTRY_STAFF,
     # 撤销一票否决: the township's decision, as its catalog makes vetoes.
@@ -385,6 +388,23 @@ def get_visible(session: Session, actor: Actor, model: type[M], object_id: int) 
     if obj is None:
         raise NotFound()
     return obj
+
+
+def get_for(session: Session, actor: Actor | None, model: type[M], object_id: int) -> M:
+    """`get_visible`, or for `actor` None (the operator at the command line, who sees the
+    whole county) the object itself; not found either way is NotFound."""
+    if actor is not None:
+        return get_visible(session, actor, model, object_id)
+    obj = session.get(model, object_id)
+    if obj is None:
+        raise NotFound()
+    return obj
+
+
+def authorize_unless_operator(actor: Actor | None, action: str) -> None:
+    """`authorize`, except for the operator at the command line (`actor` None)."""
+    if actor is not None:
+        authorize(actor, action)
 
 
 def sees_phone(actor: Actor, village_id: int) -> bool:

@@ -7,14 +7,15 @@ from sqlalchemy.orm import Session
 from . import audit
 from .errors import Invalid
 from .models import Shop, Township, Village
-from .scope import Actor, authorize, get_visible
+from .scope import Actor, authorize_unless_operator, get_for
 
 
 def create_shop(
-    session: Session, actor: Actor, name: str, township_id: int, village_ids: list[int]
+    session: Session, actor: Actor | None, name: str, township_id: int, village_ids: list[int]
 ) -> Shop:
-    authorize(actor, "shop.create")
-    township = get_visible(session, actor, Township, township_id)
+    """`actor` None: the operator at the command line (`flask county init`)."""
+    authorize_unless_operator(actor, "shop.create")
+    township = get_for(session, actor, Township, township_id)
     villages = [session.get(Village, vid) for vid in sorted(set(village_ids))]
     # Every write stays inside one township (DESIGN.md): a shop serves only its own villages.
     if any(v is None or v.township_id != township.id for v in villages):

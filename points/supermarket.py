@@ -849,7 +849,7 @@ class VillagePoints:
     accounts: int
     earned: int
     deducted: int  # <= 0
-    adjusted: int  # reversals and adjustments
+    adjusted: int  # reversals and opening balances (期初结转)
     issued: int  # earned + deducted + adjusted: net points given out
     redeemed: int  # spent at the shops, as a positive number
     expired: int  # reset or wiped (定期清零, 一票否决), as a positive number
@@ -875,7 +875,9 @@ class PointsReport:
 def _month_totals(session: Session, village_ids: list[int], *conditions: Any
                   ) -> dict[int, tuple[int, int, int, int, int]]:
     rows = session.execute(
-        select(MonthTotal.village_id, func.sum(MonthTotal.score), func.sum(MonthTotal.earned),
+        # Opening balances (期初结转) are issued points too, though no board ranks them.
+        select(MonthTotal.village_id, func.sum(MonthTotal.score + MonthTotal.opening),
+               func.sum(MonthTotal.earned),
                func.sum(MonthTotal.deducted), func.sum(MonthTotal.redeemed),
                func.sum(MonthTotal.expired))
         .where(MonthTotal.village_id.in_(village_ids), *conditions)

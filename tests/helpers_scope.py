@@ -13,8 +13,8 @@ from points.models import Base
 
 ROSTER_CSV = (
     "户编号,村民小组,地址,姓名,与户主关系,手机号,性别,出生年份\n"
-    "R1,第二村民小组,新村路8号,王大山,户主,13911112222,男,1966\n"
-    "R1,第二村民小组,新村路8号,李秀英,配偶,,女,1968\n"
+    "R1,第一村民小组,新村路8号,王大山,户主,13911112222,男,1966\n"
+    "R1,第一村民小组,新村路8号,李秀英,配偶,,女,1968\n"
 ).encode()
 
 # Login state changes on every request; everything else must stay put when a call is refused.

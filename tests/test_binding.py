@@ -399,3 +399,65 @@ def test_binding_token_of_a_deactivated_villager_is_refused(
                            headers=world.headers("unbound"))
     assert response.status_code == 404
     assert error_code(response) == "villager_inactive"
+
+
+# ---- binding by name and phone without a village ----------------------------------------------
+
+def _set_villager(app: Flask, villager_id: int, **values: Any) -> None:
+    from backend.extensions import db
+    from points.models import Villager
+
+    with app.app_context():
+        villager = db.session.get(Villager, villager_id)
+        assert villager is not None
+        for key, value in values.items():
+            setattr(villager, key, value)
+        db.session.commit()
+
+
+def test_bind_without_village_finds_the_one_match_in_the_county(
+    client: FlaskClient, world: World
+) -> None:
+    # An unbound villager has no village to pick: GET /villages shows them none.
+    headers = world.headers("unbound")
+    assert client.get("/api/v1/villages", headers=headers).get_json()["items"] == []
+    give_phone(client, world, world.spouse_x, "13912345678")
+
+    response = client.post(BIND, json={"name": "配偶x", "phone": "13912345678"},
+                           headers=headers)
+
+    assert response.status_code == 200, response.get_json()
+    assert me(client, headers)["villager"]["id"] == world.spouse_x
+
+
+def test_bind_without_village_answers_alike_unknown_ambiguous_or_bound(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    give_phone(client, world, world.spouse_x, "13912345678")
+    # 配偶y of another village and township-mate gets the same name and phone: ambiguous
+    _set_villager(app, world.spouse_y, name="配偶z", phone="13912345679")
+    _set_villager(app, world.spouse_z, name="配偶z", phone="13912345679")
+    _set_villager(app, world.head_z, name="停用者", phone="13912340000", active=False)
+    headers = world.headers("unbound")
+    answers = []
+    for name, phone in [
+        ("无此人", "13900000000"),  # unknown
+        ("配偶z", "13912345679"),  # two villagers match
+        ("户主x", "13800000000"),  # bound to villager_x's WeChat already
+        ("停用者", "13912340000"),  # deactivated
+    ]:
+        response = client.post(BIND, json={"name": name, "phone": phone}, headers=headers)
+        body = response.get_json()
+        answers.append((response.status_code, body["error"]["code"], body["error"]["message"],
+                        body["error"].get("details")))
+    assert len(set(map(repr, answers))) == 1, answers
+    assert answers[0][:2] == (422, "roster_no_match")
+    assert_unbound(client, headers)
+    assert me(client, world.headers("villager_x"))["villager"]["id"] == world.head_x
+
+
+def test_bind_with_village_still_says_already_bound(client: FlaskClient, world: World) -> None:
+    response = client.post(BIND, json={"village_id": world.village_a, "name": "户主x",
+                                       "phone": "13800000000"}, headers=world.headers("unbound"))
+    assert response.status_code == 409
+    assert error_code(response) == "villager_already_bound"

@@ -282,7 +282,8 @@ def test_a_claimed_dimension_is_not_read_cell_by_cell(
     assert len(data) < 2_000
     response, elapsed = timed(lambda: post_roster(client, world, data, "花名册.xlsx"))
     assert response.status_code == 201, response.data[:300]
-    assert response.get_json() == {"households": 1, "members": 1, "groups": 0}
+    assert {k: response.get_json()[k] for k in ("households", "members", "groups")} == {
+        "households": 1, "members": 1, "groups": 0}
     assert elapsed < FAST
 
 

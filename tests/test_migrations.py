@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -70,6 +71,16 @@ def test_upgrade_from_empty_matches_models(empty_database_url: str) -> None:
     assert set(Base.metadata.tables) <= tables
 
 
+def _old_household(s: Session, village_id: int) -> SimpleNamespace:
+    """A household inserted through the table, naming only the columns of the revisions
+    before 0015 (the model has more)."""
+    household_id = s.execute(Household.__table__.insert().values(
+        village_id=village_id, name="一户", public_board_opt_out=False,
+        created_at=datetime(2026, 11, 1, tzinfo=UTC)).returning(Household.__table__.c.id)
+    ).scalar_one()
+    return SimpleNamespace(id=household_id)
+
+
 def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
     empty_database_url: str,
 ) -> None:
@@ -90,10 +101,10 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             village = Village(township_id=township.id, name="迁移村")
             s.add(village)
             s.flush()
-            household = Household(village_id=village.id, name="一户")
+            household = _old_household(s, village.id)
             cadre = User(username="mig_cadre", password_hash="x", role="cadre",
                          township_id=township.id, village_id=village.id)
-            s.add_all([household, cadre])
+            s.add(cadre)
             s.flush()
             item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
             assert item is not None
@@ -166,9 +177,7 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             village = Village(township_id=township.id, name="迁移村")
             s.add(village)
             s.flush()
-            household = Household(village_id=village.id, name="一户")
-            s.add(household)
-            s.flush()
+            household = _old_household(s, village.id)
             # Inserted by name, not by the model: the model has columns added after 0005.
             head_id = s.execute(text(
                 "INSERT INTO villagers (household_id, name, relation, active, created_at) "

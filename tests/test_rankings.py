@@ -146,8 +146,9 @@ def _brute_force(app: Flask, ids: dict[str, Any], scope: str, period: str, by: s
         points: dict[int, int] = defaultdict(int)
         touched: set[int] = set()
         for e, hid in entries:
-            counts = e.kind in ("earn", "deduct", "adjust") or (
-                e.kind == "reverse" and by_id[e.reverses_id].kind in ("earn", "deduct", "adjust"))
+            # An opening balance (adjust, 期初结转) is never ranked, nor is its reversal.
+            counts = e.kind in ("earn", "deduct") or (
+                e.kind == "reverse" and by_id[e.reverses_id].kind in ("earn", "deduct"))
             if not counts or e.month not in months:
                 continue
             subject = hid if by == "household" else e.member_id

@@ -32,8 +32,9 @@ from points.scope import Actor
 
 HEADER = list(COLUMNS)
 # Birth years are checked against this year in the villages' time zone, read from `now`.
+# These rosters name groups the village does not have yet: created (create_groups).
 import_roster = partial(roster.import_roster, now=datetime(2026, 6, 1, tzinfo=UTC),
-                        tz=ZoneInfo("Asia/Shanghai"))
+                        tz=ZoneInfo("Asia/Shanghai"), create_groups=True)
 
 
 @dataclass
@@ -119,7 +120,8 @@ def test_good_csv_imports_households_members_and_groups(roster_world: RosterWorl
     summary = import_roster(w.session, w.cadre, w.village_a.id, "花名册.csv", roster_csv(GOOD_ROWS))
     w.session.commit()
 
-    assert summary.as_dict() == {"households": 3, "members": 6, "groups": 2}
+    assert summary.counts() == {"households": 3, "members": 6, "groups": 2,
+                                "updated": 0, "unchanged": 0}
     after = counts(w.session)
     assert after["households"] - before["households"] == summary.households
     assert after["villagers"] - before["villagers"] == summary.members
@@ -146,7 +148,8 @@ def test_good_csv_imports_households_members_and_groups(roster_world: RosterWorl
     assert entry.actor_id == w.cadre.user_id
     assert entry.village_id == w.village_a.id and entry.township_id == w.township.id
     assert entry.object_type == "villages" and entry.object_id == str(w.village_a.id)
-    assert entry.after == {"households": 3, "members": 6, "groups": 2, "filename": "花名册.csv"}
+    assert entry.after == {"households": 3, "members": 6, "groups": 2, "updated": 0,
+                           "unchanged": 0, "filename": "花名册.csv"}
 
 
 def test_existing_group_is_reused(roster_world: RosterWorld) -> None:
@@ -168,7 +171,8 @@ def test_gbk_csv_with_spaced_reordered_header(roster_world: RosterWorld) -> None
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")  # really GBK, as Excel saves it
     summary = import_roster(w.session, w.cadre, w.village_a.id, "花名册.csv", data)
-    assert summary.as_dict() == {"households": 1, "members": 2, "groups": 1}
+    assert summary.counts() == {"households": 1, "members": 2, "groups": 1,
+                                "updated": 0, "unchanged": 0}
     names = set(w.session.scalars(select(Villager.name)))
     assert names == {"孙建国", "孙丽"}
 
@@ -187,7 +191,8 @@ def test_xlsx_with_numeric_phones_and_years(roster_world: RosterWorld) -> None:
 
     # Recognised by its content, whatever the upload was called.
     summary = import_roster(w.session, w.cadre, w.village_a.id, "upload", buffer.getvalue())
-    assert summary.as_dict() == {"households": 2, "members": 3, "groups": 1}
+    assert summary.counts() == {"households": 2, "members": 3, "groups": 1,
+                                "updated": 0, "unchanged": 0}
     phones = dict(w.session.execute(select(Villager.name, Villager.phone)).all())
     assert phones == {"周老汉": "13812345678", "周大娘": "13812345679", "吴一": "13612345678"}
     years = dict(w.session.execute(select(Villager.name, Villager.birth_year)).all())
@@ -439,3 +444,110 @@ def test_parse_roster_returns_rows_by_column() -> None:
     [row] = parse_roster("r.csv", data)
     assert row["row"] == 2 and row["户编号"] == "1" and row["姓名"] == "甲"
     assert row["与户主关系"] == "户主" and row["手机号"] is None
+
+
+# ---- header aliases, groups the village lacks, re-importing -----------------------------------
+
+def test_headers_villages_really_use(roster_world: RosterWorld) -> None:
+    w = roster_world
+    header = ["户号", "名字", "关系", "联系电话", "组别", "家庭住址"]
+    rows = [["H1", "钱多多", "户主", "13512345670", "一组", "东村1号"],
+            ["H1", "钱少少", "子女", "", "一组", ""]]
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
+                            roster_csv(rows, header=header))
+    assert (summary.households, summary.members, summary.groups) == (1, 2, 1)
+    household = w.session.scalars(select(Household)).one()
+    assert household.code == "H1" and household.address == "东村1号"
+    assert household.head is not None and household.head.phone == "13512345670"
+    for alias in ("电话", "手机", "手机号码"):
+        assert roster.HEADER_ALIASES[alias] == roster.PHONE
+    for alias in ("户编码", "户号"):
+        assert roster.HEADER_ALIASES[alias] == roster.KEY
+    for alias in ("小组", "组别"):
+        assert roster.HEADER_ALIASES[alias] == roster.GROUP
+
+
+def test_a_group_the_village_lacks_is_an_error_unless_asked_to_create(
+    roster_world: RosterWorld,
+) -> None:
+    w = roster_world
+    w.session.add(VillagerGroup(village_id=w.village_a.id, name="一组"))
+    w.session.commit()
+    before = counts(w.session)
+    with pytest.raises(RosterInvalid) as excinfo:
+        import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS),
+                      create_groups=False)
+    assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(5, "村民小组")]
+    assert "二组" in errors_of(excinfo)[0]["message"]
+    w.session.rollback()
+    assert counts(w.session) == before
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS),
+                            create_groups=True)
+    assert summary.groups == 1
+
+
+def test_reimport_updates_members_by_household_key_and_name(roster_world: RosterWorld) -> None:
+    w = roster_world
+    import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS))
+    w.session.commit()
+    before = counts(w.session)
+    updated_rows = [
+        ["1", "一组", "东村12号", "张大山", "户主", "13812345678", "男", "1960"],  # unchanged
+        ["1", "一组", "", "王秀英", "配偶", "13600000009", "女", "1963"],  # phone, year
+        ["1", "一组", "", "张小花", "子女", "", "女", "2010"],  # new member
+        ["2", "二组", "东村31号", "李红", "户主", "", "", ""],  # address (household)
+        ["4", "二组", "", "孙五", "户主", "", "", ""],  # new household
+    ]
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
+                            roster_csv(updated_rows))
+    w.session.commit()
+    assert (summary.households, summary.members, summary.groups) == (1, 2, 0)
+    assert summary.added == [{"row": 4, "household": "1", "name": "张小花"}]
+    assert summary.updated == [
+        {"row": 3, "household": "1", "name": "王秀英", "fields": ["手机号", "出生年份"]},
+        {"row": 5, "household": "2", "name": "李红", "fields": ["地址"]},
+    ]
+    assert summary.unchanged == 1
+    after = counts(w.session)
+    assert after["households"] - before["households"] == 1
+    assert after["villagers"] - before["villagers"] == 2
+    wang = w.session.scalars(select(Villager).where(Villager.name == "王秀英")).one()
+    assert (wang.phone, wang.birth_year) == ("13600000009", 1963)
+    # a blank cell leaves what is stored; a member the file leaves out stays
+    li = w.session.scalars(select(Villager).where(Villager.name == "李红")).one()
+    assert li.phone == "13700000001"
+    assert w.session.scalars(select(Villager).where(Villager.name == "李强")).one().active
+
+
+def test_reimport_moves_the_head_and_refuses_two(roster_world: RosterWorld) -> None:
+    w = roster_world
+    import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS))
+    w.session.commit()
+    # 张小明 becomes head while 张大山 (not in the file) stays one: two heads.
+    with pytest.raises(RosterInvalid) as excinfo:
+        import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
+                      roster_csv([["1", "一组", "", "张小明", "户主", "", "", ""]]))
+    assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(2, "与户主关系")]
+    w.session.rollback()
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv([
+        ["1", "一组", "", "张大山", "父母", "", "", ""],
+        ["1", "一组", "", "张小明", "户主", "", "", ""],
+    ]))
+    w.session.commit()
+    assert [u["fields"] for u in summary.updated] == [["与户主关系"], ["与户主关系"]]
+    zhang = w.session.scalars(select(Household).where(Household.code == "1")).one()
+    assert zhang.head is not None and zhang.head.name == "张小明"
+
+
+def test_reimport_keeps_a_members_own_phone(roster_world: RosterWorld) -> None:
+    w = roster_world
+    import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS))
+    w.session.commit()
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS))
+    assert summary.households == 0 and summary.members == 0
+    assert summary.unchanged == len(GOOD_ROWS) and summary.updated == []
+    # another member's phone is still refused
+    with pytest.raises(RosterInvalid) as excinfo:
+        import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(
+            [["3", "", "", "赵四", "户主", "13812345678", "", ""]]))
+    assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(2, "手机号")]

@@ -69,6 +69,7 @@ from .helpers_points import (
 from .helpers_scope import ROSTER_CSV, database_state
 
 API = "/api/v1"
+OPENING_CSV = "户编号,积分\n1,10\n".encode()
 BEFORE = local(2026, 11, 30, 15, 0)  # activities are set up the afternoon before
 START = local(2026, 12, 1, 9, 0)
 END = local(2026, 12, 1, 11, 0)
@@ -377,6 +378,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("registry.create_household", "POST"): Route("village", {"name": "混入户"}),
     ("claims.notices", "GET"): Route("village"),
     ("registry.import_roster", "POST"): Route("village", ROSTER_CSV),
+    ("points.opening_balances", "POST"): Route("village", OPENING_CSV),
     ("rules.village_items", "GET"): Route("village"),
     ("boards.village_stats", "GET"): Route("village"),
     ("boards.village_stats_png", "GET"): Route("village"),
@@ -435,7 +437,7 @@ def _url(rule: str, object_id: int) -> str:
 
 def _send(client: FlaskClient, method: str, url: str, body: Any, headers: dict[str, str],
           card_x: str) -> Any:
-    if body is ROSTER_CSV:
+    if body is ROSTER_CSV or body is OPENING_CSV:
         return client.open(url, method=method, data=body, headers=headers,
                            content_type="text/csv")
     if isinstance(body, dict):

@@ -155,13 +155,19 @@ def _me(user: User) -> dict[str, Any]:
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)
 def bind(body: dict[str, Any]) -> dict[str, Any]:
-    """Bind this WeChat user to a roster villager: a cadre's binding code, or name + phone."""
+    """Bind this WeChat user to a roster villager: a cadre's binding code, or name + phone.
+    With `village_id`, matched in that village (422 `roster_no_match`, or 409
+    `villager_already_bound`). Without it (a villager not yet bound sees no village to
+    pick), matched across the county: bound only when exactly one active villager has that
+    name and phone and no other WeChat is bound to them; otherwise one answer, 422
+    `roster_no_match` with the same message, whether the pair is unknown, ambiguous or
+    already bound, so that the roster cannot be probed."""
     user = current_user()
     if "token" in body:
         binding.bind_with_token(db.session, user, qr_codec(), body["token"])
     else:
         binding.bind_with_phone(
-            db.session, user, body["village_id"], body["name"], body["phone"]
+            db.session, user, body.get("village_id"), body["name"], body["phone"]
         )
     db.session.commit()
     return _me(user)

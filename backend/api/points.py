@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import jsonify
+from flask import jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import home, ledger, reversals
+from points import home, ledger, opening, reversals
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
 from ..auth import current_actor
 from ..clock import now, village_tz
+from ..errors import APIError
 from ..extensions import db
 from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
@@ -24,6 +25,7 @@ from ..schemas import (
     AccountOut,
     LedgerArgs,
     LedgerEntryOut,
+    OpeningBalancesResult,
     ReasonIn,
     ReversalRequestArgs,
     ReversalRequestOut,
@@ -73,7 +75,9 @@ def _present(entries: list[LedgerEntry],
             "member_name": name, "relation": relation,
             "rule_item_id": version.item_id if version else None,
             "rule_item_version_id": e.rule_item_version_id,
-            "rule_item_name": version.data.get("name") if version else None,
+            # An opening balance has no rule item: the passbook names it 期初结转.
+            "rule_item_name": version.data.get("name") if version else (
+                opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
             "claim_id": e.claim_id, "reverses_id": e.reverses_id, "month": e.month,
             "created_at": e.created_at, "created_by": e.created_by,
             "created_by_name": creator,
@@ -155,6 +159,49 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
         response.status_code = 202
         return response
     return _present([result])[0]
+
+
+@blp.route("/villages/<int:village_id>/opening-balances", methods=["POST"])
+@blp.doc(**IDEMPOTENT)
+@idempotent
+@blp.response(201, OpeningBalancesResult)
+@blp.alt_response(409, response="CONFLICT")  # opening_balance_exists: another upload won
+@blp.doc(requestBody={
+    "required": True,
+    "description": "A CSV (UTF-8 or GBK) or XLSX sheet, as multipart field `file` or as the "
+                   "raw body. Columns: 户编号 (the roster's key, or the household's number "
+                   "for a household made without one), 积分 (whole points above 0), 备注 "
+                   "(optional); headers also as 户号, 户编码, 期初积分, 说明 …",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
+                                           "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+        "text/csv": {"schema": {"type": "string"}},
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}},
+    },
+})
+def opening_balances(village_id: int) -> Any:
+    """Opening balances (期初积分) of the village's households, once per household: each
+    becomes a passbook entry of kind `adjust` shown as 期初结转, spendable at once but never
+    ranked on a board, counted for the qualification line (合格线) or drawn from the monthly
+    budget. Township and county admins only. The whole sheet is checked first: one bad row
+    (points not a whole number above 0, a household not of this village, a household twice,
+    one already opened) and nothing is written (422 `opening_balances_invalid`, every error
+    by row and column). A wrong opening balance is corrected by reversing it (冲正); then
+    the household may be given one again."""
+    upload = request.files.get("file")
+    if upload is not None:
+        filename, data = upload.filename or "", upload.read()
+    else:
+        filename, data = "", request.get_data()
+        if "spreadsheetml" in (request.content_type or ""):
+            filename = "opening.xlsx"
+    if not data:
+        raise APIError(400, "file_required", "请上传期初积分表（CSV 或 XLSX）")
+    summary = opening.import_opening_balances(db.session, current_actor(), village_id,
+                                              filename, data, tz=village_tz(), now=now())
+    return summary.as_dict()
 
 
 @blp.route("/reversal-requests", methods=["GET"])

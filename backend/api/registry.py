@@ -34,6 +34,7 @@ from ..schemas import (
     HouseholdOut,
     HouseholdPatch,
     MemberIn,
+    RosterArgs,
     RosterResult,
     TownshipIn,
     TownshipOut,
@@ -343,23 +344,32 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
 @blp.route("/villages/<int:village_id>/roster", methods=["POST"])
 @raises((400, "file_required"), (403, "villager_inactive"), (422, "roster_invalid"),
         (422, "roster_too_large"))
+@blp.arguments(RosterArgs, location="query", as_kwargs=True)
 @blp.response(201, RosterResult)
 @blp.doc(requestBody={
     "required": True,
     "description": "A CSV (UTF-8 or GBK) or XLSX roster, as multipart field `file` or as the "
-                   "raw body. Columns: " + "、".join(roster.COLUMNS),
+                   "raw body. Columns: " + "、".join(roster.COLUMNS) + "; also accepted as "
+                   "headers: " + "、".join(f"{a}→{c}" for a, c in roster.HEADER_ALIASES.items()
+                                           if c in roster.COLUMNS),
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
+        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
+                                           "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "create_groups": {"type": "boolean"}}}},
         "text/csv": {"schema": {"type": "string"}},
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
             "schema": {"type": "string", "format": "binary"}},
     },
 })
-def import_roster(village_id: int) -> dict[str, Any]:
+def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any]:
     """Import households and members. Every row is checked first; if any row is wrong nothing
     is imported and the answer names each bad row (422 `roster_invalid`; text quoted from the
-    file is cut to 50 characters). At most 5,000 villagers; only the first 20 columns and
+    file is cut to 50 characters). Headers may use the names villages use (电话, 户号, 小组
+    …). A household whose 户编号 is already on the village's roster is updated: members
+    matched by name, changes listed in `updated`, new names in `added`. A villager group the
+    village does not have is an error unless `create_groups=true` (query, or a form field of
+    a multipart upload). At most 5,000 villagers; only the first 20 columns and
     100,000 rows of a sheet are read. An XLSX that unpacks to over 20 MB, packs more than
     100:1 or holds over 60,000 cells is refused before it is read (422 `roster_too_large`)."""
     upload = request.files.get("file")
@@ -371,7 +381,9 @@ def import_roster(village_id: int) -> dict[str, Any]:
             filename = "roster.xlsx"
     if not data:
         raise APIError(400, "file_required", "请上传花名册文件（CSV 或 XLSX）")
+    if request.form.get("create_groups", "").strip().lower() in ("true", "1", "yes", "on"):
+        create_groups = True
     summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
-                                   now=now(), tz=village_tz())
+                                   now=now(), tz=village_tz(), create_groups=create_groups)
     db.session.commit()
     return summary.as_dict()

@@ -81,6 +81,10 @@ class MonthTotal(Base):
     deducted: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
     redeemed: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
     expired: Mapped[int] = mapped_column(Integer, default=0)  # <= 0
+    # 期初结转: points brought over from before the system (and their reversals). Spendable,
+    # but never earned here: not in `score`, so no board ranks them and no qualification
+    # counts them.
+    opening: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MemberMonthTotal(Base):

@@ -57,8 +57,12 @@ class VillagerGroup(Base):  # 村民小组
 
 class Household(Base):  # 户
     __tablename__ = "households"
+    __table_args__ = (UniqueConstraint("village_id", "code"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), index=True)
+    # 户编号 of the village's roster: what a re-imported roster and an opening-balance file
+    # name the household by. None for a household made one by one, without a roster.
+    code: Mapped[str | None] = mapped_column(String(40))
     group_id: Mapped[int | None] = mapped_column(ForeignKey("villager_groups.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(100))
     address: Mapped[str | None] = mapped_column(String(200))
