@@ -187,7 +187,7 @@ def raised_codes() -> set[str]:
 
 
 COMMAND_LINE_ONLY = {"database_not_empty", "village_not_found", "unknown_time_zone",
-                     "time_zone_in_use"}
+                     "time_zone_in_use", "county_file_invalid"}
 
 
 def test_every_raised_error_code_is_documented(document: dict[str, Any]) -> None:

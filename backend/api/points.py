@@ -162,6 +162,8 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
 
 
 @blp.route("/villages/<int:village_id>/opening-balances", methods=["POST"])
+@raises((400, "file_required"), (409, "opening_balance_exists"),
+        (422, "opening_balances_invalid"), (422, "roster_too_large"))
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(201, OpeningBalancesResult)
