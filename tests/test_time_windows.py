@@ -19,7 +19,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from sqlalchemy import column as sa_column
 from sqlalchemy import select
+from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
 from backend import create_app, refuse_another_time_zone
@@ -33,8 +35,8 @@ from points.models import (
     LatePosting,
     LedgerEntry,
     Township,
+    UTCDateTime,
     Village,
-    Villager,
 )
 
 from . import test_migrations
@@ -391,9 +393,12 @@ def test_upgrade_records_the_zone_and_the_late_postings_waiting_for_a_board(
                 village_id=village.id, name="一户", public_board_opt_out=False,
                 created_at=datetime(2026, 3, 1, tzinfo=UTC)).returning(
                 Household.__table__.c.id)).scalar_one())
-            head = Villager(household_id=household.id, name="王五", relation="户主")
-            s.add(head)
-            s.flush()
+            villagers = sa_table("villagers", sa_column("id"), sa_column("household_id"),
+                                 sa_column("name"), sa_column("relation"), sa_column("active"),
+                                 sa_column("created_at", UTCDateTime()))
+            s.execute(villagers.insert().values(
+                household_id=household.id, name="王五", relation="户主", active=True,
+                created_at=datetime(2026, 3, 1, tzinfo=UTC)))
             ids = {"village": village.id, "household": household.id}
             # Through the tables, naming only the columns 0007 has: the models may have more.
             account_id = s.execute(Account.__table__.insert().returning(
