@@ -79,6 +79,9 @@ class BoardArgs(QueryArgs):
 class PrintArgs(QueryArgs):
     period = _period("YYYY-MM (default last month), YYYY-Qn or YYYY")
     size = fields.String(load_default="A4", validate=validate.OneOf(("A4", "A3")))
+    v = fields.String(validate=validate.Length(max=64), metadata={
+        "description": "the picture's version (its ETag), as `png_url` of GET …/board gives "
+                       "it: a closed month's picture under it may be cached for good"})
 
 
 class RedRowOut(Schema):
@@ -170,6 +173,9 @@ class BoardOut(Schema):
     corrections = fields.List(fields.Nested(CorrectionOut))
     mine = fields.Nested(OwnStandingOut, allow_none=True)
     online_url = fields.String(allow_none=True)
+    png_url = fields.String(metadata={
+        "description": "the board's picture (A4) for the phone; for a closed month under an "
+                       "address versioned by its content, which may be cached for good"})
 
 
 class CloseIn(Schema):

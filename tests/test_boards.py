@@ -233,7 +233,10 @@ def test_a_correction_after_closing_leaves_the_closed_board_and_shows_on_the_nex
                                query_string={"period": "2026-03"},
                                headers=world.headers("cadre_a"))
         april = board(client, world, "cadre_a", period="2026-04").get_json()
-    assert again == published | {"online_url": again["online_url"]}  # it does not move
+    # It does not move; printing it made its public link, so its picture's address is now
+    # versioned (png_url).
+    assert again == published | {"online_url": again["online_url"], "png_url": again["png_url"]}
+    assert "&v=" in again["png_url"] and "&v=" not in published["png_url"]
     assert _same_board_pixels(printed.data, reprinted.data)
     assert [(c["kind"], c["name"], c["amount"], c["month"], c["note"])
             for c in april["corrections"]] == [

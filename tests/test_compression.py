@@ -119,7 +119,7 @@ def _board_png(client: FlaskClient, world: World, period: str, **headers: str) -
                       headers={**world.headers("cadre_a"), **headers})
 
 
-def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_a_day(
+def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_for_good(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     earn(app, world.household_x, 5, local(2026, 3, 5))
@@ -143,18 +143,38 @@ def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_a_day(
         kept = _board_png(client, world, "2026-03",
                           **{"If-None-Match": published.headers["ETag"]})
         assert kept.status_code == 304
-        # A household withdrawing its name changes the posted board: a new ETag.
+        # The phone is given a versioned address, which may be kept for good.
+        png_url = _board_json(client, world, "2026-03")["png_url"]
+        assert png_url.endswith(f"&v={published.headers['ETag'].strip(chr(34))}")
+        versioned = client.get(png_url, headers=world.headers("villager_x"))
+        assert versioned.status_code == 200
+        assert versioned.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+        assert versioned.get_data() == published.get_data()
+    # A closed month's picture carries the day it was published, not the day it is shown:
+    # the next day it is the same picture.
+    with frozen(local(2026, 4, 3)):
+        next_day = _board_png(client, world, "2026-03",
+                              **{"If-None-Match": published.headers["ETag"]})
+        assert next_day.status_code == 304
+        assert _board_json(client, world, "2026-03")["png_url"] == png_url
+        # A household withdrawing its name changes the posted board: a new ETag and a new
+        # address, so no phone keeps showing the name under the old one.
         opted = client.put(f"{API}/me/board-privacy", json={"public_board_opt_out": True},
                            headers=world.headers("villager_x"))
         assert opted.status_code == 200
         withdrawn = _board_png(client, world, "2026-03",
                                **{"If-None-Match": published.headers["ETag"]})
         assert withdrawn.status_code == 200
-    # Another day prints another date on it.
-    with frozen(local(2026, 4, 3)):
-        next_day = _board_png(client, world, "2026-03",
-                              **{"If-None-Match": withdrawn.headers["ETag"]})
-        assert next_day.status_code == 200
+        assert _board_json(client, world, "2026-03")["png_url"] != png_url
+        stale = client.get(png_url, headers=world.headers("villager_x"))
+        assert stale.headers["Cache-Control"] == "private, max-age=86400"  # not for good
+
+
+def _board_json(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
+    response = client.get(f"{API}/villages/{world.village_a}/board?period={period}",
+                          headers=world.headers("villager_x"))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
 
 
 def test_the_board_json_is_tagged_too(client: FlaskClient, world: World) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import Response, current_app, render_template, request
@@ -164,10 +165,12 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     if _public_view(actor, args):
         board = _as_posted(village.id, board)
     link = rankings.existing_link(db.session, village_id=village.id)
+    png_url = _png_url(village.id, period)
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
     return {"masked": False, **board, "mine": mine,
-            "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None}
+            "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None,
+            "png_url": png_url}
 
 
 def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
@@ -178,11 +181,10 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
     board = _posted_board(village.id, period)
     url = _board_link(village.id, period)
     db.session.commit()
-    today = now().astimezone(village_tz()).date()
-    printed_on = f"{today.year}年{today.month}月{today.day}日打印"
+    printed_on = _printed_on(board)
     if kind == "png":
         etag = _board_etag(board, args["size"], url, printed_on)
-        cache = _board_cache(board)
+        cache = _board_cache(board, versioned=args.get("v") == etag)
         if request.if_none_match.contains_weak(etag):
             # Drawing the board is the costly part; a phone that holds it is told so.
             return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
@@ -210,15 +212,41 @@ def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) ->
     return hashlib.sha256(inputs.encode()).hexdigest()[:32]
 
 
-def _board_cache(board: dict[str, Any]) -> str:
-    # A closed month's board is frozen, but not its picture for good: it carries the day it
-    # is printed, and a household may still withdraw its name from the posted board (or the
-    # village start masking names), which must reach the phones that show it. So a day, then
-    # a revalidation that costs a 304. The running month changes with every award: always
-    # revalidated. Private either way: the answer is for a logged-in caller.
+def _printed_on(board: dict[str, Any]) -> str:
+    """The date line of a printed board: a closed month's is the day it was published, so
+    its picture stays the same from one day to the next; the running month's, today."""
+    closed_at = board.get("closed_at") if board.get("status") == "closed" else None
+    if isinstance(closed_at, datetime):
+        day = closed_at.astimezone(village_tz()).date()
+        return f"{day.year}年{day.month}月{day.day}日公布"
+    today = now().astimezone(village_tz()).date()
+    return f"{today.year}年{today.month}月{today.day}日打印"
+
+
+def _board_cache(board: dict[str, Any], versioned: bool) -> str:
+    # A closed month's board is frozen, but a household may still withdraw its name from the
+    # posted board (or the village start masking names), which must reach the phones that
+    # show it. So the long cache is for the versioned address only (`?v=` the picture's
+    # ETag, as GET …/board gives it in `png_url`): a withdrawal makes a new address, and the
+    # phone asks for that. Unversioned, a day, then a revalidation that costs a 304. The
+    # running month changes with every award: always revalidated. Private either way: the
+    # answer is for a logged-in caller.
     if board.get("status") == "closed":
-        return "private, max-age=86400"
+        return "private, max-age=31536000, immutable" if versioned else "private, max-age=86400"
     return "private, no-cache"
+
+
+def _png_url(village_id: int, period: Period) -> str | None:
+    """Where the phone gets the board's picture (A4): for a closed month, under an address
+    versioned by the picture's ETag, which may be cached for good. Only once the board's
+    public link exists (made when it is first printed): this read writes nothing."""
+    base = f"/api/v1/villages/{village_id}/board.png?period={period.key}&size=A4"
+    link = rankings.existing_link(db.session, village_id=village_id)
+    board = _posted_board(village_id, period)
+    if link is None or board.get("status") != "closed":
+        return base
+    url = f"{_base_url()}/b/{link.token}?period={period.key}"
+    return f"{base}&v={_board_etag(board, 'A4', url, _printed_on(board))}"
 
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
@@ -228,7 +256,8 @@ def _board_cache(board: dict[str, Any]) -> str:
 @blp.alt_response(304, description="not modified (If-None-Match)")
 def board_png(args: dict[str, Any], village_id: int) -> Response:
     """The board to print for the notice wall (A4 or A3), names as on the public board, with
-    a QR to the online board. With an ETag: a closed month's may be kept a day, the running
+    a QR to the online board. With an ETag: a closed month's may be kept a day, or for good
+    under the versioned address GET …/board gives as `png_url` (`v`: this ETag); the running
     month's is asked about every time (304 on If-None-Match, without drawing it again). The
     same board as JSON is GET /villages/{id}/board?public=true."""
     return _printed(args, village_id, "png")
