@@ -13,7 +13,8 @@ development WeChat login) and measures, through the app's own test client (no ne
     .venv/bin/python bench/mini_program_bytes.py
 
 Prints a table; the last line is
-`home_calls_before=8 home_bytes_before=<B> home_bytes_after=<B> home_gzip=<B> rules_plain=<B> rules_gzip=<B>`.
+`home_calls_before=8 home_bytes_before=<B> home_bytes_after=<B> home_gzip=<B>
+rules_plain=<B> rules_gzip=<B>` (one line).
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ def main() -> None:
         home_status, home_plain = fetch(f"{API}/me/home")
         _, home_gzip = fetch(f"{API}/me/home", **GZIP)
         rows.append((f"{API}/me/home", home_status, home_plain, home_gzip, ""))
-        lists = [f"{API}/rule-items?per_page=100", f"{API}/rule-items?submit_by=villager&per_page=100",
+        lists = [f"{API}/rule-items?per_page=100",
+                 f"{API}/rule-items?submit_by=villager&per_page=100",
                  f"{API}/villages/{village_id}/notices", f"{API}/me/ledger?page=1&per_page=20"]
         sizes = {}
         for path in lists:
             first = client.get(path, headers=auth)
             packed = client.get(path, headers={**auth, **GZIP})
-            again = client.get(path, headers={**auth, "If-None-Match": first.headers.get("ETag", "")})
+            again = client.get(path, headers={**auth,
+                                              "If-None-Match": first.headers.get("ETag", "")})
             sizes[path] = (len(first.get_data()), len(packed.get_data()))
             rows.append((path, first.status_code, len(first.get_data()), len(packed.get_data()),
                          f"{again.status_code} {len(again.get_data())} B"))
