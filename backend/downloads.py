@@ -1,4 +1,5 @@
-"""Files the API hands out (settlements, catalogs, printed boards): one way to name them.
+"""Files the API hands out (settlements, catalogs, printed boards): one way to name them;
+and the spreadsheets it takes in (rosters, opening balances): one way to read them.
 
 A file's name is often made of names people typed (a shop's, a village's), and the browser
 or WeChat saves the file under it: a `/` or `\\` could climb out of the download folder, a
@@ -11,7 +12,9 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from flask import Response
+from flask import Response, request
+
+from .errors import APIError
 
 DEFAULT_NAME = "download"
 MAX_CHARS = 120
@@ -64,3 +67,19 @@ def download(data: bytes, mimetype: str, filename: str, *, ascii_name: str | Non
     if cache_control:
         headers["Cache-Control"] = cache_control
     return Response(data, mimetype=mimetype, headers=headers)
+
+
+def uploaded_sheet(default_name: str, refusal: str) -> tuple[str, bytes]:
+    """The spreadsheet (CSV or XLSX) of an upload: the multipart field `file`, or the whole
+    body (then an XLSX content type names it `default_name`, since the reader tells the
+    formats apart by name). Nothing sent: 400 `file_required` with the `refusal` message."""
+    upload = request.files.get("file")
+    if upload is not None:
+        filename, data = upload.filename or "", upload.read()
+    else:
+        filename, data = "", request.get_data()
+        if "spreadsheetml" in (request.content_type or ""):
+            filename = default_name
+    if not data:
+        raise APIError(400, "file_required", refusal)
+    return filename, data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import jsonify, request
+from flask import jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
@@ -15,7 +15,7 @@ from points.scope import get_visible, visible
 
 from ..auth import current_actor
 from ..clock import now, village_tz
-from ..errors import APIError
+from ..downloads import uploaded_sheet
 from ..extensions import db
 from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
@@ -192,15 +192,7 @@ def opening_balances(village_id: int) -> Any:
     one already opened) and nothing is written (422 `opening_balances_invalid`, every error
     by row and column). A wrong opening balance is corrected by reversing it (冲正); then
     the household may be given one again."""
-    upload = request.files.get("file")
-    if upload is not None:
-        filename, data = upload.filename or "", upload.read()
-    else:
-        filename, data = "", request.get_data()
-        if "spreadsheetml" in (request.content_type or ""):
-            filename = "opening.xlsx"
-    if not data:
-        raise APIError(400, "file_required", "请上传期初积分表（CSV 或 XLSX）")
+    filename, data = uploaded_sheet("opening.xlsx", "请上传期初积分表（CSV 或 XLSX）")
     summary = opening.import_opening_balances(db.session, current_actor(), village_id,
                                               filename, data, tz=village_tz(), now=now())
     return summary.as_dict()

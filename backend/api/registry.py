@@ -17,7 +17,7 @@ from points.scope import authorize, get_visible, visible
 from .. import present
 from ..auth import current_actor, qr_codec
 from ..clock import now, village_tz
-from ..downloads import download
+from ..downloads import download, uploaded_sheet
 from ..errors import APIError
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
@@ -372,15 +372,7 @@ def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any
     a multipart upload). At most 5,000 villagers; only the first 20 columns and
     100,000 rows of a sheet are read. An XLSX that unpacks to over 20 MB, packs more than
     100:1 or holds over 60,000 cells is refused before it is read (422 `roster_too_large`)."""
-    upload = request.files.get("file")
-    if upload is not None:
-        filename, data = upload.filename or "", upload.read()
-    else:
-        filename, data = "", request.get_data()
-        if "spreadsheetml" in (request.content_type or ""):
-            filename = "roster.xlsx"
-    if not data:
-        raise APIError(400, "file_required", "请上传花名册文件（CSV 或 XLSX）")
+    filename, data = uploaded_sheet("roster.xlsx", "请上传花名册文件（CSV 或 XLSX）")
     if request.form.get("create_groups", "").strip().lower() in ("true", "1", "yes", "on"):
         create_groups = True
     summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
