@@ -104,12 +104,20 @@ def bind_with_phone(
     )
     if village_id is not None:
         query = query.where(Household.village_id == village_id)
+    # What the account is decides first, before the roster is read: a staff account or a
+    # WeChat already bound gets its answer whether the pair is on the roster or not.
+    if user.role != VILLAGER:
+        raise Forbidden("工作人员账号不能绑定村民")
+    no_match = NoRosterMatch if village_id is not None else NoCountyRosterMatch
     matches = session.scalars(query.limit(2)).all()
-    if len(matches) != 1:
-        # Two members with one name and one phone cannot be told apart: a cadre must bind.
-        raise NoRosterMatch() if village_id is not None else NoCountyRosterMatch()
-    villager = matches[0]
-    if village_id is None and user.villager_id != villager.id and session.scalar(
-            select(User.id).where(User.villager_id == villager.id, User.role == VILLAGER)):
-        raise NoCountyRosterMatch()
-    return _bind(session, user, villager)
+    if user.villager_id is not None:
+        if len(matches) == 1 and matches[0].id == user.villager_id:
+            return matches[0]
+        raise Conflict("您的微信已绑定其他村民", code="already_bound")
+    # Unknown, ambiguous (two members with one name and one phone cannot be told apart: a
+    # cadre binds them by code) or bound to another WeChat: one answer, so that trying
+    # names and phones tells nobody who is on the roster, nor whose WeChat is bound.
+    if len(matches) != 1 or session.scalar(select(User.id).where(
+            User.villager_id == matches[0].id, User.role == VILLAGER)):
+        raise no_match()
+    return _bind(session, user, matches[0])
