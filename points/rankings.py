@@ -38,6 +38,7 @@ from sqlalchemy import (
     Boolean,
     Integer,
     String,
+    and_,
     any_,
     bindparam,
     case,
@@ -46,6 +47,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     union_all,
     update,
@@ -56,7 +58,7 @@ from sqlalchemy.orm import Session, aliased
 import rules
 from rules.periods import month_key
 
-from . import audit, catalogs
+from . import audit, catalogs, ledger
 from .activities import worked_from
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound
 from .models import (
@@ -730,7 +732,9 @@ def _reversals(single: bool) -> Any:
         .join(_original, _original.id == LedgerEntry.reverses_id)
         .join(Account, Account.id == LedgerEntry.account_id)
         .where(LedgerEntry.reverses_id.isnot(None), _in_months(LedgerEntry.month, single),
-               _original.month < bindparam("first"), _original.kind != "expire",
+               # Only what a board scored: not a reset's expiry, not an opening balance.
+               _original.month < bindparam("first"),
+               _original.kind.in_(tuple(sorted(ledger.SCORE_KINDS))),
                Account.village_id == bindparam("village_id"))
     )
     withdrawn = VetoWithdrawal.household_id
@@ -1202,12 +1206,18 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
     participating = sum(1 for s in standings if s.earned > 0)
 
     # Entries of the period only, through (account, month): bounded by the period's activity.
+    # Corrections count only where they correct a score: a reversed opening balance (期初)
+    # or expiry was never a category's points.
+    corrected = aliased(LedgerEntry)
+    scores = tuple(sorted(ledger.SCORE_KINDS))
     rows = session.execute(
         select(LedgerEntry.rule_item_version_id, LedgerEntry.kind,
                func.count(), func.sum(LedgerEntry.amount))
         .join(Account, Account.id == LedgerEntry.account_id)
+        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
         .where(Account.village_id == village_id, LedgerEntry.month.in_(period.months),
-               LedgerEntry.kind.in_(("earn", "deduct", "reverse")))
+               or_(LedgerEntry.kind.in_(scores),
+                   and_(LedgerEntry.kind == "reverse", corrected.kind.in_(scores))))
         .group_by(LedgerEntry.rule_item_version_id, LedgerEntry.kind)
     ).all()
     versions = _version_names(session, [r[0] for r in rows])

@@ -20,6 +20,7 @@ from points.models import Account, AuditEntry, Household, LedgerEntry, MonthTota
 
 from .conftest import World, error_code
 from .helpers_concurrency import on_postgres, together
+from .helpers_points import frozen, local
 
 API = "/api/v1"
 
@@ -223,3 +224,30 @@ def test_the_points_report_counts_opening_balances_as_issued(
     row = next(v for v in report["villages"] if v["village_id"] == world.village_a)
     # issued = outstanding + redeemed + expired still holds with the opening balance in it
     assert (row["issued"], row["adjusted"], row["outstanding"]) == (70, 70, 70)
+
+
+def test_a_reversed_opening_balance_is_no_correction_on_a_board_or_in_statistics(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    """An opening balance was never on a board nor in a category's points: reversing it in
+    a later month is no "加分冲正" on that month's board (which would publish the reason) and
+    no correction in the village's statistics."""
+    coded = coded_household(app, world.village_a, "A-01", "钱老伯")
+    with frozen(local(2026, 3, 10)):
+        admin = world.headers("tadmin1")  # a token of the frozen moment
+        assert post(client, admin, world.village_a, sheet([["A-01", 20, ""]])).status_code == 201
+    with app.app_context():
+        entry_id = db.session.scalar(select(LedgerEntry.id).join(Account).where(
+            Account.household_id == coded))
+    with frozen(local(2026, 4, 5)):
+        admin = world.headers("tadmin1")
+        reversed_ = client.post(f"{API}/ledger/{entry_id}/reverse", headers=admin,
+                                json={"reason": "录错了"})
+        assert reversed_.status_code == 201, reversed_.get_json()
+        april = client.get(f"{API}/villages/{world.village_a}/board", headers=admin,
+                           query_string={"period": "2026-04"}).get_json()
+        stats = client.get(f"{API}/villages/{world.village_a}/stats", headers=admin,
+                           query_string={"period": "2026-04"}).get_json()
+    assert april["corrections"] == []
+    assert all(c["corrected"] == 0 and c["net"] == 0
+               for c in stats["points_by_category"]), stats
