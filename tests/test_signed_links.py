@@ -241,3 +241,20 @@ def test_a_pickup_code_by_a_signed_link_while_the_order_is_open(
     assert cancelled.status_code == 200
     gone = _get(client, _path(link))
     assert gone.status_code == 404 and error_code(gone) == "no_pickup_code"
+
+
+def test_a_card_link_made_before_a_reissue_does_not_show_the_new_card(
+    client: FlaskClient, world: World
+) -> None:
+    link = _get(client, f"{API}/villagers/{world.spouse_x}/card-link",
+                headers=world.headers("villager_x")).get_json()["url"]
+    assert _get(client, _path(link)).status_code == 200
+    reissued = client.post(f"{API}/villagers/{world.spouse_x}/card/reissue",
+                           headers=world.headers("cadre_a"))
+    assert reissued.status_code == 201, reissued.get_json()
+    # The card lost was forwarded with its link: the link does not open the new card.
+    stale = _get(client, _path(link))
+    assert stale.status_code == 403 and error_code(stale) == "link_invalid"
+    fresh = _get(client, f"{API}/villagers/{world.spouse_x}/card-link",
+                 headers=world.headers("villager_x")).get_json()["url"]
+    assert _get(client, _path(fresh)).status_code == 200

@@ -225,8 +225,10 @@ def _card_villager(villager_id: int) -> Villager:
     """The card's villager, for the bearer of a signed link made for this card, or for a
     caller who may print it."""
     if is_signed_request():
-        check_signature(CARD, villager_id)
         villager = db.session.get(Villager, villager_id)
+        # Signed for the card of that moment: a link made before a lost card's reissue (a
+        # forwarded chat) must not show the new card, whose QR pays at the counter.
+        check_signature(CARD, villager_id, _card_version(villager))
         if villager is None:
             raise APIError(404, "not_found", "未找到该记录")
         return villager
@@ -245,7 +247,12 @@ def member_card_link(villager_id: int) -> dict[str, Any]:
     actor = current_actor()  # always the token: a signed link never makes another
     villager = get_visible(db.session, actor, Villager, villager_id)
     authorize(actor, "villager.card")
-    return signed_link(f"/api/v1/villagers/{villager.id}/card.png", CARD, villager.id)
+    return signed_link(f"/api/v1/villagers/{villager.id}/card.png", CARD, villager.id,
+                       _card_version(villager))
+
+
+def _card_version(villager: Villager | None) -> str:
+    return f"s{villager.card_serial}" if villager is not None else "none"
 
 
 @blp.route("/villagers/<int:villager_id>/card.png", methods=["GET"])
