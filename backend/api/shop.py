@@ -143,11 +143,9 @@ def get_reward(reward_id: int) -> Reward:
 def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
     """Name, price, on or off the shelf (`active`); `image_url: null` removes the picture
     (a new one is uploaded: POST …/image). Stock: POST …/stock."""
-    picture = db.session.scalar(select(Reward.image_name).where(Reward.id == reward_id))
     reward = supermarket.update_reward(db.session, current_actor(), reward_id, body)
     db.session.commit()
-    if picture and reward.image_name != picture:
-        reward_images.remove_file(_upload_dir(), picture)  # only once the change is stored
+    # A picture taken off is kept on disk (see upload_reward_image).
     return reward
 
 
@@ -173,15 +171,17 @@ def upload_reward_image(reward_id: int) -> Reward:
     `file_too_large` (413), `not_a_photo` and `image_too_large` (422)."""
     file = request.files.get("file")
     data = file.read() if file is not None else b""
-    reward, replaced = reward_images.store_image(db.session, current_actor(), reward_id, data,
-                                                 _upload_dir())
+    # The replaced picture stays on disk: a backup running now may have dumped the database
+    # while the reward still named it, and must find it when it copies the uploads. A few
+    # hundred kilobytes a replacement; nothing serves it any more.
+    reward, _replaced = reward_images.store_image(db.session, current_actor(), reward_id,
+                                                  data, _upload_dir())
     try:
         db.session.commit()
     except Exception:
         db.session.rollback()
         reward_images.remove_file(_upload_dir(), reward.image_name)
         raise
-    reward_images.remove_file(_upload_dir(), replaced)
     return reward
 
 
