@@ -3,8 +3,8 @@ gunicorn, every `flask` command and the scheduled jobs read alike (wsgi.py).
 
 The file named by VILLAGE_POINTS_ENV (e.g. /etc/village-points.env), else instance/.env if
 it exists. `KEY=value` lines; blank lines and lines starting with `#` are skipped; a value
-may be wrapped in '…' or "…" (taken as is, no escapes). A `#` after a value is part of the
-value (a secret may hold one). This is the subset systemd's EnvironmentFile= reads the same
+may be wrapped in '…' or "…" (taken as is, no escapes); a value holding a backslash must be
+in single quotes. A `#` after a value is part of the value (a secret may hold one). This is the subset systemd's EnvironmentFile= reads the same
 way, so the gunicorn unit may load the file too. A variable already in the environment wins
 over the file.
 
@@ -33,10 +33,17 @@ def parse(text: str, source: str) -> dict[str, str]:
         key, value = key.strip(), value.strip()
         if not sep or not NAME.match(key):
             raise ConfigError(f"{source} line {number}: expected KEY=value")
+        single_quoted = len(value) >= 2 and value[0] == value[-1] == "'"
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         elif value[:1] in ("'", '"'):
             raise ConfigError(f"{source} line {number}: {key} has an unclosed quote")
+        if "\\" in value and not single_quoted:
+            # systemd's EnvironmentFile= reads a backslash as an escape outside single
+            # quotes, and this reader does not: the app server and the timers would get two
+            # different secrets. Refused, so that both read one value.
+            raise ConfigError(f"{source} line {number}: {key}: put a value holding a "
+                              "backslash in single quotes")
         values[key] = value
     return values
 
@@ -61,7 +68,8 @@ def load(instance_path: str | Path) -> Path | None:
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows Notepad starts a file with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the settings file {path}: "
                           f"{getattr(exc, 'strerror', None) or exc}") from exc

@@ -117,6 +117,7 @@ REDIS_URL = redis://127.0.0.1:6379/0
 QR_OLD_SECRETS={"1": "old=secret"}
 EMPTY=
 WECHAT_SECRET=abc#def
+DATABASE_URL='postgresql://vp:pa\\ss@db/vp'
 """
     assert settings_file.parse(text, "f") == {
         "APP_ENV": "production",
@@ -126,6 +127,7 @@ WECHAT_SECRET=abc#def
         "QR_OLD_SECRETS": '{"1": "old=secret"}',
         "EMPTY": "",
         "WECHAT_SECRET": "abc#def",
+        "DATABASE_URL": "postgresql://vp:pa\\ss@db/vp",  # single quotes: as written
     }
 
 
@@ -134,11 +136,28 @@ WECHAT_SECRET=abc#def
     ("\n\n1ABC=x\n", "f line 3: expected KEY=value"),
     ("export APP_ENV=production\n", "f line 1: expected KEY=value"),
     ('SECRET_KEY="unclosed\n', "f line 1: SECRET_KEY has an unclosed quote"),
+    # systemd would read these backslashes as escapes, this reader as they stand
+    ("SECRET_KEY=a\\b\n", "f line 1: SECRET_KEY: put a value holding a backslash in "
+                           "single quotes"),
+    ('SECRET_KEY="a\\nb"\n', "f line 1: SECRET_KEY: put a value holding a backslash in "
+                              "single quotes"),
 ])
 def test_parse_names_the_line_it_cannot_read(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as refused:
         settings_file.parse(text, "f")
     assert str(refused.value) == problem
+
+
+def test_a_byte_order_mark_is_no_mistake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = tmp_path / "village-points.env"
+    named.write_bytes("\ufeffAPP_TIMEZONE=Asia/Shanghai\n".encode())  # Windows Notepad
+    monkeypatch.setenv(settings_file.VARIABLE, str(named))
+    monkeypatch.setenv("APP_TIMEZONE", "set so that the test's end removes it again")
+    monkeypatch.delenv("APP_TIMEZONE")
+    assert settings_file.load(tmp_path) == named
+    assert os.environ["APP_TIMEZONE"] == "Asia/Shanghai"
 
 
 def test_instance_env_is_read_when_no_file_is_named(
