@@ -4,9 +4,9 @@ gunicorn, every `flask` command and the scheduled jobs read alike (wsgi.py).
 The file named by VILLAGE_POINTS_ENV (e.g. /etc/village-points.env), else instance/.env if
 it exists. `KEY=value` lines; blank lines and lines starting with `#` are skipped; a value
 may be wrapped in '…' or "…" (taken as is, no escapes); a value holding a backslash must be
-in single quotes. A `#` after a value is part of the value (a secret may hold one). This is the subset systemd's EnvironmentFile= reads the same
-way, so the gunicorn unit may load the file too. A variable already in the environment wins
-over the file.
+in single quotes. A `#` after a value is part of the value (a secret may hold one). This
+is the subset systemd's EnvironmentFile= reads the same way, so the gunicorn unit may load
+the file too. A variable already in the environment wins over the file.
 
 Not python-dotenv: it skips a line it cannot read with a warning, and a mistyped line in
 production must stop the start instead, naming the line (never its value: a secret)."""
