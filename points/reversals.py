@@ -33,6 +33,10 @@ def reverse(
     account = session.get(Account, entry.account_id)
     assert account is not None
     refuse_own_household(session, actor, account.household_id, "不能冲正自己家庭的积分")
+    if entry.kind == ledger.OPENING_KIND:
+        # Whoever may enter opening balances (期初积分) corrects them: a village's cadres set
+        # neither their households' opening points nor their correction.
+        authorize(actor, "opening_balance.import")
     ledger.check_reversible(session, entry)
     request = _locked_request(session, entry.id)
     if request is None:

@@ -251,3 +251,20 @@ def test_a_reversed_opening_balance_is_no_correction_on_a_board_or_in_statistics
     assert april["corrections"] == []
     assert all(c["corrected"] == 0 and c["net"] == 0
                for c in stats["points_by_category"]), stats
+
+
+def test_only_those_who_enter_opening_balances_reverse_them(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    coded = coded_household(app, world.village_a, "A-01", "钱老伯")
+    assert post(client, world.headers("tadmin1"), world.village_a,
+                sheet([["A-01", 20, ""]])).status_code == 201
+    with app.app_context():
+        entry_id = db.session.scalar(select(LedgerEntry.id).join(Account).where(
+            Account.household_id == coded))
+    by_cadre = client.post(f"{API}/ledger/{entry_id}/reverse", headers=world.headers("cadre_a"),
+                           json={"reason": "录错了"})
+    assert by_cadre.status_code == 403 and error_code(by_cadre) == "forbidden"
+    by_admin = client.post(f"{API}/ledger/{entry_id}/reverse", headers=world.headers("tadmin1"),
+                           json={"reason": "录错了"})
+    assert by_admin.status_code == 201, by_admin.get_json()
