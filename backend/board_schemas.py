@@ -172,6 +172,12 @@ class BoardOut(Schema):
     stars = fields.List(fields.Nested(StarRowOut), metadata={"description": "星级文明户"})
     corrections = fields.List(fields.Nested(CorrectionOut))
     mine = fields.Nested(OwnStandingOut, allow_none=True)
+    month_root = fields.String(allow_none=True, metadata={
+        "description": "closed month: Merkle root (hex) over every household's month, which "
+                       "a household's month-proof verifies against; null while open and for "
+                       "months closed before roots were kept"})
+    month_leaves = fields.Integer(allow_none=True, metadata={
+        "description": "the number of households under month_root"})
     online_url = fields.String(allow_none=True)
     png_url = fields.String(metadata={
         "description": "the board's picture (A4) for the phone; for a closed month under an "
@@ -295,3 +301,53 @@ class PlateOut(Schema):
 
 class LinkOut(Schema):
     url = fields.String()
+
+
+class MonthArgs(Schema):
+    period = fields.String(required=True, validate=MONTH, metadata={"example": "2026-03"})
+
+
+class HouseholdLeafOut(Schema):
+    household_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    points = fields.Integer(required=True, metadata={
+        "description": "the month's score as the board counted it (may be negative)"})
+    available = fields.Integer(required=True, metadata={
+        "description": "the ledger balance at the month's end"})
+    head_hash = fields.String(required=True, metadata={
+        "description": "the ledger chain head (hex) at the month's end; 64 zeros if none"})
+
+
+class VillageInclusionOut(Schema):
+    village_id = fields.Integer(required=True)
+    township_id = fields.Integer(required=True)
+    index = fields.Integer(required=True)
+    size = fields.Integer(required=True, metadata={
+        "description": "villages of the township whose month is closed so far"})
+    proof = fields.List(fields.String(), required=True, metadata={
+        "description": "sibling hashes (hex), RFC 6962 order"})
+    township_root = fields.String(required=True)
+    township_fingerprint = fields.String(required=True)
+
+
+class MonthProofOut(Schema):
+    period = fields.String(required=True)
+    leaf = fields.Nested(HouseholdLeafOut, required=True)
+    index = fields.Integer(required=True)
+    size = fields.Integer(required=True)
+    proof = fields.List(fields.String(), required=True, metadata={
+        "description": "sibling hashes (hex), RFC 6962 order"})
+    root = fields.String(required=True, metadata={
+        "description": "the village's month root, as printed on the board"})
+    fingerprint = fields.String(required=True, metadata={
+        "description": "the root's first 16 hex digits as printed: a1b2 c3d4 e5f6 0718"})
+    village = fields.Nested(VillageInclusionOut, required=True)
+
+
+class MonthRootOut(Schema):
+    village_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    root = fields.String(required=True)
+    fingerprint = fields.String(required=True)
+    size = fields.Integer(required=True, metadata={"description": "households under the root"})
+    township = fields.Nested(VillageInclusionOut, required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from points import claims, ledger, policies
+from points import claims, ledger, notice, policies
 
 from .clock import now, village_tz
 from .extensions import db
@@ -37,13 +37,21 @@ def verify_command() -> None:
     issued = claims.verify_issued(db.session, village_tz())
     for problem in issued:
         click.echo(f"BROKEN monthly issued: {problem}")
-    if report.breaks or issued:
+    # A published month's root recomputed from the ledger: an entry changed after the
+    # board was printed no longer gives the root on the wall.
+    drifts = notice.verify_month_roots(db.session, village_tz())
+    for drift in drifts:
+        click.echo(f"BROKEN month root: village {drift.village_id} month {drift.period}: "
+                   f"printed {drift.stored}, ledger gives {drift.recomputed}")
+    if report.breaks or issued or drifts:
         raise click.ClickException(
-            f"{len(report.breaks)} account(s) and {len(issued)} village month(s) do not "
-            "verify" + ("; `flask ledger rebuild-issued` sets the months from the claims"
-                        if issued else ""))
+            f"{len(report.breaks)} account(s), {len(issued)} village month(s) of issued "
+            f"points and {len(drifts)} month root(s) do not verify"
+            + ("; `flask ledger rebuild-issued` sets the months from the claims"
+               if issued else ""))
     click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified; "
-               "monthly issued points agree with the claims")
+               "monthly issued points agree with the claims; closed months' roots agree "
+               "with the ledger")
 
 
 @ledger_cli.command("rebuild-issued")

@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, aliased
 import rules
 from rules.periods import month_key
 
-from . import audit, catalogs, ledger
+from . import audit, catalogs, ledger, notice
 from .activities import worked_from
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound
 from .models import (
@@ -979,6 +979,9 @@ def build_board(session: Session, village_id: int, period: Period, tz: ZoneInfo,
         "corrections": corrections,
         "barred": sorted(barred),
         "mine": mine,
+        # What the printed board commits to: set when the month is closed (points.notice).
+        "month_root": None,
+        "month_leaves": None,
     }
     if full:
         board["totals"] = dict(_rows(session, _all_scores(single),
@@ -1008,7 +1011,7 @@ def village_board(session: Session, village_id: int, period: Period, tz: ZoneInf
 def published_board(snapshot: BoardSnapshot) -> dict[str, Any]:
     data = dict(snapshot.data)
     data.update(status="closed", closed_at=snapshot.created_at, closed_by=snapshot.closed_by,
-                mine=None)
+                mine=None, month_root=snapshot.month_root, month_leaves=snapshot.month_leaves)
     return data
 
 
@@ -1112,6 +1115,7 @@ def close_month(
     snapshot = BoardSnapshot(
         village_id=village_id, period=month, data=data, created_at=now, closed_by=closed_by,
         fingerprint=fingerprint(data["totals"]))
+    notice.commit_month(session, snapshot, tz)
     try:
         with session.begin_nested():
             session.add(snapshot)

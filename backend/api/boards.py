@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
 
-from points import board_render, rankings
+from points import board_render, notice, rankings
 from points.errors import DomainError, NotBound
 from points.models import Household, Township, Village
 from points.rankings import BoardPrefs, Period, parse_period
@@ -25,6 +25,9 @@ from ..board_schemas import (
     BoardSettingsOut,
     CloseIn,
     LinkOut,
+    MonthArgs,
+    MonthProofOut,
+    MonthRootOut,
     PlateOut,
     PrintArgs,
     PrivacyIn,
@@ -419,6 +422,57 @@ def township_stats(args: dict[str, Any], township_id: int) -> dict[str, Any]:
     period = _period(args, _this_month())
     return {"township_id": township.id, "period": period.key, "tie_rule": rankings.TIE_RULE,
             "villages": rankings.township_stats(db.session, township.id, period)}
+
+
+# ---- the verifiable notice (公示指纹) ----------------------------------------------------------
+
+@blp.route("/households/<int:household_id>/month-proof", methods=["GET"])
+@raises((403, "villager_inactive"), (404, "not_found"), (404, "no_month_root"),
+        (404, "not_in_month"), (409, "month_not_closed"), (409, "month_root_mismatch"),
+        (422, "validation_error"))
+@blp.arguments(MonthArgs, location="query")
+@blp.response(200, MonthProofOut)
+def month_proof(args: dict[str, Any], household_id: int) -> dict[str, Any]:
+    """The household's month as the closed board committed to it, with its Merkle inclusion
+    proof in the village's root printed on the board (and the village's in the township's):
+    tools/verify_month.py checks it against the fingerprint on the wall. The household's own
+    members and staff who see it; the ledger is recomputed and must still give the printed
+    root."""
+    actor = current_actor()
+    household = get_visible(db.session, actor, Household, household_id)
+    proof = notice.household_month_proof(db.session, household, args["period"], village_tz())
+    _end_read()
+    return proof
+
+
+@blp.route("/villages/<int:village_id>/month-root", methods=["GET"])
+@raises((404, "not_found"), (404, "no_month_root"), (409, "month_not_closed"),
+        (422, "validation_error"))
+@blp.doc(**PUBLIC)
+@blp.arguments(MonthArgs, location="query")
+@blp.response(200, MonthRootOut)
+def month_root(args: dict[str, Any], village_id: int) -> dict[str, Any]:
+    """A closed month's root of the village (no login, no names): its fingerprint, the
+    number of households under it, and its inclusion in the township's root."""
+    out = notice.village_month(db.session, village_id, args["period"])
+    _end_read()
+    return out
+
+
+@blp.route("/townships/<int:township_id>/month-report.pdf", methods=["GET"])
+@raises((403, "villager_inactive"), (422, "validation_error"), (503, "board_font_missing"))
+@blp.arguments(MonthArgs, location="query")
+@blp.response(200, BINARY, content_type="application/pdf")
+def township_month_report(args: dict[str, Any], township_id: int) -> Response:
+    """One A4 page for the township's notice: every village's fingerprint of the month and
+    the township's root over them (township admins)."""
+    actor = current_actor()
+    township = get_visible(db.session, actor, Township, township_id)
+    authorize(actor, "ranking.township")
+    data = notice.township_report_pdf(db.session, township.id, args["period"], _font())
+    db.session.commit()
+    return download(data, "application/pdf", f"{township.name}{args['period']}公示指纹.pdf",
+                    ascii_name=f"month-report-{township.id}-{args['period']}.pdf")
 
 
 # ---- household plates (门牌) -----------------------------------------------------------------

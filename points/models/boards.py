@@ -41,6 +41,10 @@ class BoardSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The staff member who closed it; None when the cron closed it after the notice ended.
     closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Merkle root (hex) over every household's month (points.notice), and its leaf count:
+    # what the printed board commits to. None for months closed before roots were kept.
+    month_root: Mapped[str | None] = mapped_column(String(64))
+    month_leaves: Mapped[int | None] = mapped_column(Integer)
 
 
 class LatePosting(Base):

@@ -1,0 +1,238 @@
+"""The verifiable public notice: a closed month's board commits to every household's month
+(a Merkle root), each household gets a proof that verifies against the printed root and no
+other, the township's root rolls the villages' up, and `flask ledger verify` names a month
+whose ledger was changed after it was printed."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text
+
+from backend.extensions import db
+from points import notice, rankings
+from points.models import BoardSnapshot, Household, Village
+from rules import merkle
+
+from .conftest import World, error_code
+from .helpers_points import SHANGHAI, add_household, earn, frozen, local
+
+API = "/api/v1"
+APRIL_2 = local(2026, 4, 2)
+_names = itertools.count()
+
+
+def _close(app: Flask, village_id: int, month: str = "2026-03") -> BoardSnapshot:
+    with app.app_context():
+        snapshot, created = rankings.close_month(db.session, village_id, month, now=APRIL_2,
+                                                 tz=SHANGHAI)
+        assert created
+        db.session.commit()
+        db.session.refresh(snapshot)
+        db.session.expunge(snapshot)
+        return snapshot
+
+
+def _verifies(proof: dict[str, Any], root: str, leaf: dict[str, Any] | None = None) -> bool:
+    leaf = leaf or proof["leaf"]
+    return merkle.verify_inclusion(
+        merkle.household_leaf(leaf["household_id"], leaf["period"], leaf["points"],
+                              leaf["available"], leaf["head_hash"]),
+        proof["index"], proof["size"], [bytes.fromhex(h) for h in proof["proof"]],
+        bytes.fromhex(root))
+
+
+def _village_verifies(proof: dict[str, Any]) -> bool:
+    village = proof["village"]
+    return merkle.verify_inclusion(
+        merkle.village_leaf(village["village_id"], proof["period"], proof["root"],
+                            proof["size"]),
+        village["index"], village["size"], [bytes.fromhex(h) for h in village["proof"]],
+        bytes.fromhex(village["township_root"]))
+
+
+# Per household: entries as (amount, day, month offset): -1 February, 0 March, 1 April.
+ENTRY = st.tuples(st.integers(-5, 12).filter(bool), st.integers(1, 28), st.integers(-1, 1))
+LEDGERS = st.lists(st.lists(ENTRY, max_size=3), min_size=1, max_size=5)
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ledgers=LEDGERS)
+def test_every_households_proof_verifies_against_the_stored_root_and_no_other(
+    app: Flask, world: World, ledgers: list[list[tuple[int, int, int]]],
+) -> None:
+    # Each example its own village, so examples need no cleaning between them.
+    with app.app_context():
+        village = Village(township_id=world.township_1, name=f"验证村{next(_names)}")
+        db.session.add(village)
+        db.session.commit()
+        village_id = village.id
+    households = [add_household(app, village_id, f"户{i}", f"户主{i}")["household"]
+                  for i in range(len(ledgers))]
+    for household, entries in zip(households, ledgers, strict=True):
+        for amount, day, offset in entries:
+            earn(app, household, amount, local(2026, 3 + offset, day))
+    snapshot = _close(app, village_id)
+    assert snapshot.month_leaves == len(households)
+    totals = {int(k): v for k, v in snapshot.data["totals"].items()}
+
+    with app.app_context():
+        proofs = []
+        for household in households:
+            proof = notice.household_month_proof(
+                db.session, db.session.get(Household, household), "2026-03", SHANGHAI)
+            proofs.append(proof)
+        db.session.rollback()
+    for household, proof in zip(households, proofs, strict=True):
+        assert proof["root"] == snapshot.month_root
+        assert proof["leaf"]["household_id"] == household
+        # The points are those the board counted.
+        assert proof["leaf"]["points"] == totals.get(household, 0)
+        assert _verifies(proof, snapshot.month_root)
+        assert _village_verifies(proof)
+        # Never for another month or another household's numbers.
+        assert not _verifies(proof, snapshot.month_root, {**proof["leaf"], "period": "2026-02"})
+        for other in proofs:
+            if other["leaf"]["household_id"] != household:
+                borrowed = {**other["leaf"], "household_id": household}
+                if borrowed != proof["leaf"]:  # another household's numbers as its own
+                    assert not _verifies(proof, snapshot.month_root, borrowed)
+                assert not _verifies(proof, snapshot.month_root, other["leaf"])
+
+
+def test_a_fixed_month_gives_the_same_root_on_every_database(app: Flask, world: World) -> None:
+    """Ids, points, balances and chain heads are all fixed by the data: this root holds on
+    SQLite and PostgreSQL alike (the suite runs on both)."""
+    other = add_household(app, world.village_a, "b户", "李四")["household"]
+    add_household(app, world.village_a, "c户", "王五")  # no entry: 0, 0, genesis head
+    earn(app, world.household_x, 5, local(2026, 3, 3))
+    earn(app, world.household_x, -2, local(2026, 3, 20))
+    earn(app, other, 7, local(2026, 2, 27))
+    earn(app, other, 3, local(2026, 4, 1))  # after the month: not in it
+    snapshot = _close(app, world.village_a)
+    assert snapshot.month_leaves == 3
+    assert snapshot.month_root == FIXED_ROOT
+
+
+FIXED_ROOT = "329e8695ed112bbffd06fa71355bf80e29f88cad3cbc06b80ed1fb472dd0b5f3"
+
+
+def test_changing_an_entry_of_a_closed_month_is_named_by_ledger_verify(
+    app: Flask, client: FlaskClient, runner: Any, world: World,
+) -> None:
+    entry = earn(app, world.household_x, 5, local(2026, 3, 3))
+    earn(app, world.household_y, 4, local(2026, 3, 3))
+    _close(app, world.village_a)
+    _close(app, world.village_b)
+    clean = runner.invoke(args=["ledger", "verify"])
+    assert clean.exit_code == 0, clean.output
+    assert "closed months' roots agree" in clean.output
+
+    with app.app_context():
+        db.session.execute(text("UPDATE ledger_entries SET amount = 50 WHERE id = :id"),
+                           {"id": entry})
+        db.session.commit()
+    try:
+        broken = runner.invoke(args=["ledger", "verify"])
+        assert broken.exit_code != 0
+        assert (f"BROKEN month root: village {world.village_a} month 2026-03"
+                in broken.output), broken.output
+        assert f"village {world.village_b} month" not in broken.output
+        # No proof is handed out for a root the ledger no longer gives.
+        with frozen(local(2026, 4, 3)):
+            response = client.get(f"{API}/households/{world.household_x}/month-proof",
+                                  query_string={"period": "2026-03"},
+                                  headers=world.headers("villager_x"))
+        assert response.status_code == 409
+        assert error_code(response) == "month_root_mismatch"
+    finally:  # the suite checks every ledger after each test
+        with app.app_context():
+            db.session.execute(text("UPDATE ledger_entries SET amount = 5 WHERE id = :id"),
+                               {"id": entry})
+            db.session.commit()
+
+
+def test_a_proof_fetched_over_http_verifies_against_the_printed_root(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    other = add_household(app, world.village_a, "b户", "李四")["household"]
+    earn(app, world.household_x, 6, local(2026, 3, 3))
+    earn(app, other, -3, local(2026, 3, 9))
+    proof_url = f"{API}/households/{world.household_x}/month-proof"
+    with frozen(local(2026, 4, 3)):
+        mine = world.headers("villager_x")
+        early = client.get(proof_url, query_string={"period": "2026-03"}, headers=mine)
+        assert early.status_code == 409 and error_code(early) == "month_not_closed"
+        closed = client.post(f"{API}/villages/{world.village_a}/board/close",
+                             json={"period": "2026-03"},
+                             headers={**world.headers("cadre_a"), "Idempotency-Key": "k1"})
+        assert closed.status_code == 201, closed.get_json()
+        board = client.get(f"{API}/villages/{world.village_a}/board",
+                           query_string={"period": "2026-03"}, headers=mine).get_json()
+        response = client.get(proof_url, query_string={"period": "2026-03"}, headers=mine)
+        staff = client.get(proof_url, query_string={"period": "2026-03"},
+                           headers=world.headers("cadre_a"))
+        foreign = client.get(f"{API}/households/{other}/month-proof",
+                             query_string={"period": "2026-03"}, headers=mine)
+        elsewhere = client.get(proof_url, query_string={"period": "2026-03"},
+                               headers=world.headers("cadre_b"))
+        public = client.get(f"{API}/villages/{world.village_a}/month-root",
+                            query_string={"period": "2026-03"})
+        report = client.get(f"{API}/townships/{world.township_1}/month-report.pdf",
+                            query_string={"period": "2026-03"},
+                            headers=world.headers("tadmin1"))
+    assert closed.get_json()["month_root"] == board["month_root"]
+    assert board["month_leaves"] == 2
+    assert response.status_code == 200, response.get_json()
+    proof = response.get_json()
+    assert proof["root"] == board["month_root"]
+    assert proof["leaf"] == {"household_id": world.household_x, "period": "2026-03",
+                             "points": 6, "available": 6, "head_hash": proof["leaf"]["head_hash"]}
+    assert _verifies(proof, board["month_root"])
+    assert _village_verifies(proof)
+    assert proof["fingerprint"] == merkle.fingerprint(board["month_root"])
+    assert staff.status_code == 200 and staff.get_json() == proof
+    assert foreign.status_code == 404 and elsewhere.status_code == 404
+
+    assert public.status_code == 200, public.get_json()
+    body = public.get_json()
+    assert body["root"] == board["month_root"] and body["size"] == 2
+    assert body["township"]["township_root"] == proof["village"]["township_root"]
+    assert "name" not in str(body)
+    with app.app_context():
+        county, townships = notice.county_root(db.session, "2026-03")
+    assert townships[0].root == body["township"]["township_root"]
+    assert len(county) == 64
+
+    assert report.status_code == 200
+    assert report.data.startswith(b"%PDF")
+
+
+def test_months_closed_before_roots_were_kept_have_none(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    earn(app, world.household_x, 6, local(2026, 3, 3))
+    _close(app, world.village_a)
+    with app.app_context():
+        db.session.execute(text("UPDATE board_snapshots SET month_root = NULL, "
+                                "month_leaves = NULL"))
+        db.session.commit()
+        assert db.session.scalar(select(BoardSnapshot.month_root)) is None
+    with frozen(local(2026, 4, 3)):
+        board = client.get(f"{API}/villages/{world.village_a}/board",
+                           query_string={"period": "2026-03"},
+                           headers=world.headers("villager_x")).get_json()
+        response = client.get(f"{API}/households/{world.household_x}/month-proof",
+                              query_string={"period": "2026-03"},
+                              headers=world.headers("villager_x"))
+        public = client.get(f"{API}/villages/{world.village_a}/month-root",
+                            query_string={"period": "2026-03"})
+    assert board["month_root"] is None
+    assert response.status_code == 404 and error_code(response) == "no_month_root"
+    assert public.status_code == 404 and error_code(public) == "no_month_root"
