@@ -221,10 +221,15 @@ def village_in_township(session: Session, village_id: int, period: str) -> dict[
 
 
 def village_month(session: Session, village_id: int, period: str) -> dict[str, Any]:
-    """The public view of a village's month root: no names, no households."""
+    """The public view of a village's month root: no names, no households. A month not
+    closed has no root yet, as one closed before roots were kept: both answer NoMonthRoot
+    (the page is public; whether a month is closed is the board's to say)."""
     if session.get(Village, village_id) is None:
         raise NotFound()
-    snapshot = _snapshot(session, village_id, period)
+    try:
+        snapshot = _snapshot(session, village_id, period)
+    except MonthNotClosed:
+        raise NoMonthRoot(details={"period": period}) from None
     assert snapshot.month_root is not None
     return {"village_id": village_id, "period": period, "root": snapshot.month_root,
             "fingerprint": merkle.fingerprint(snapshot.month_root),

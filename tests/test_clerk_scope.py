@@ -160,6 +160,9 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.village_stats": ("/villages/{village}/stats", 404, None),
     "boards.village_stats_png": ("/villages/{village}/stats.png", 404, None),
     "boards.plate_png": ("/households/{household}/plate.png", 404, None),
+    "boards.month_proof": ("/households/{household}/month-proof?period=2026-03", 404, None),
+    # public (no login, no names); no month of the scene is closed
+    "boards.month_root": ("/villages/{village}/month-root?period=2026-03", 404, None),
     "rules.village_items": ("/villages/{village}/rule-items", 404, None),
     "rules.my_items": ("/rule-items", 422, None),  # of no village: names one (village_id)
     # no household of their own; what only admins may do
@@ -169,6 +172,8 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.my_privacy": ("/me/board-privacy", 403, None),
     "boards.township_settings": ("/townships/{township}/board-settings", 403, None),
     "boards.township_stats": ("/townships/{township}/stats", 403, None),
+    "boards.township_month_report": ("/townships/{township}/month-report.pdf?period=2026-03",
+                                     403, None),
     "shop.points_report": ("/townships/{township}/points-report", 403, None),
     "users.list_users": ("/users", 403, None),
     "users.list_audit": ("/audit", 403, None),
@@ -225,7 +230,7 @@ def test_a_clerk_reads_the_counter_and_nothing_of_the_village(
         if status >= 400:
             expected = {403: "forbidden", 404: "not_found", 422: "village_required"}[status]
             if error_code(response) not in (expected, "not_bound", "no_pickup_code",
-                                            "no_image"):
+                                            "no_image", "no_month_root"):
                 failures.append(f"{path}: {response.get_json()}")
         elif check == "empty" and response.get_json()["items"] != []:
             failures.append(f"{path}: lists {response.get_json()['items']}")

@@ -169,6 +169,9 @@ def test_a_proof_fetched_over_http_verifies_against_the_printed_root(
         mine = world.headers("villager_x")
         early = client.get(proof_url, query_string={"period": "2026-03"}, headers=mine)
         assert early.status_code == 409 and error_code(early) == "month_not_closed"
+        unclosed = client.get(f"{API}/villages/{world.village_a}/month-root",
+                              query_string={"period": "2026-03"})
+        assert unclosed.status_code == 404 and error_code(unclosed) == "no_month_root"
         closed = client.post(f"{API}/villages/{world.village_a}/board/close",
                              json={"period": "2026-03"},
                              headers={**world.headers("cadre_a"), "Idempotency-Key": "k1"})

@@ -354,6 +354,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("boards.set_township_settings", "PUT"): Route("township", {"mask_names": False}),
     ("shop.points_report", "GET"): Route("township"),
     ("boards.township_stats", "GET"): Route("township"),
+    ("boards.township_month_report", "GET"): Route("township", query="?period=2026-03"),
     ("uploads.get_photo", "GET"): Route("upload"),
     ("uploads.photo_link", "GET"): Route("upload"),
     ("users.update_user", "PATCH"): Route("user", {"disabled": True}),
@@ -370,6 +371,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("boards.village_settings", "GET"): Route("village"),
     ("boards.set_village_settings", "PUT"): Route("village", {"mask_names": False}),
     ("boards.board_pdf", "GET"): Route("village"),
+    # Public, but no month of the scene is closed: every village's answers 404 no_month_root.
+    ("boards.month_root", "GET"): Route("village", query="?period=2026-03"),
+    ("boards.month_proof", "GET"): Route("household", query="?period=2026-03"),
     ("boards.board_png", "GET"): Route("village"),
     ("boards.close_board", "POST"): Route("village", {"period": "2026-11", "force": True}),
     ("registry.list_groups", "GET"): Route("village"),

@@ -446,14 +446,14 @@ def month_proof(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/month-root", methods=["GET"])
-@raises((404, "not_found"), (404, "no_month_root"), (409, "month_not_closed"),
-        (422, "validation_error"))
+@raises((404, "not_found"), (404, "no_month_root"), (422, "validation_error"))
 @blp.doc(**PUBLIC)
 @blp.arguments(MonthArgs, location="query")
 @blp.response(200, MonthRootOut)
 def month_root(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     """A closed month's root of the village (no login, no names): its fingerprint, the
-    number of households under it, and its inclusion in the township's root."""
+    number of households under it, and its inclusion in the township's root. A month
+    without a root (not closed yet, or closed before roots were kept) is 404 no_month_root."""
     out = notice.village_month(db.session, village_id, args["period"])
     _end_read()
     return out
