@@ -20,6 +20,7 @@ from points.models import BoardSnapshot, Household, Village
 from rules import merkle
 
 from .conftest import World, error_code
+from .test_api_contract import Contract
 from .helpers_points import SHANGHAI, add_household, earn, frozen, local
 
 API = "/api/v1"
@@ -215,6 +216,13 @@ def test_a_proof_fetched_over_http_verifies_against_the_printed_root(
 
     assert report.status_code == 200
     assert report.data.startswith(b"%PDF")
+
+    # The answers are what the OpenAPI document says, every field there.
+    contract = Contract(client.get(f"{API}/openapi.json").get_json())
+    problems = contract.check("get", f"{API}/households/{{household_id}}/month-proof", response)
+    problems += contract.check("get", f"{API}/villages/{{village_id}}/month-root", public)
+    problems += contract.check("get", f"{API}/households/{{household_id}}/month-proof", early)
+    assert not problems, problems
 
 
 def test_months_closed_before_roots_were_kept_have_none(
