@@ -20,8 +20,8 @@ from points.models import BoardSnapshot, Household, Village
 from rules import merkle
 
 from .conftest import World, error_code
-from .test_api_contract import Contract
 from .helpers_points import SHANGHAI, add_household, earn, frozen, local
+from .test_api_contract import Contract
 
 API = "/api/v1"
 APRIL_2 = local(2026, 4, 2)
