@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from backend.extensions import db
-from points import notice, rankings
+from points import ledger, notice, rankings
 from points.models import BoardSnapshot, Household, Village
+from points.models.ledger import GENESIS_HASH, Account, LedgerEntry
 from rules import merkle
 
 from .conftest import World, error_code
@@ -247,3 +248,39 @@ def test_months_closed_before_roots_were_kept_have_none(
     assert board["month_root"] is None
     assert response.status_code == 404 and error_code(response) == "no_month_root"
     assert public.status_code == 404 and error_code(public) == "no_month_root"
+
+
+def _rewrite(app: Flask, entry_id: int, amount: int) -> None:
+    """Change an entry's amount and re-chain its account (hashes, head, balance), as one who
+    can write the database would to hide it: the chain then verifies."""
+    with app.app_context():
+        changed = db.session.get(LedgerEntry, entry_id)
+        assert changed is not None
+        changed.amount = amount
+        account = db.session.get(Account, changed.account_id)
+        assert account is not None
+        prev, total = GENESIS_HASH, 0
+        for entry in db.session.scalars(select(LedgerEntry).where(
+                LedgerEntry.account_id == account.id).order_by(LedgerEntry.seq)):
+            entry.prev_hash = prev
+            entry.hash = prev = ledger.chain_hash(prev, entry)
+            total += entry.amount
+        account.head_hash, account.available = prev, total - account.held
+        db.session.commit()
+
+
+def test_a_rechained_ledger_still_breaks_the_printed_root(
+    app: Flask, runner: Any, world: World,
+) -> None:
+    entry = earn(app, world.household_x, 5, local(2026, 3, 3))
+    earn(app, world.household_x, 2, local(2026, 3, 9))
+    _close(app, world.village_a)
+    _rewrite(app, entry, 40)
+    try:
+        result = runner.invoke(args=["ledger", "verify"])
+        assert result.exit_code != 0
+        assert "BROKEN account" not in result.output  # the chain alone would not tell
+        assert f"BROKEN month root: village {world.village_a} month 2026-03" in result.output
+    finally:
+        _rewrite(app, entry, 5)
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
