@@ -369,8 +369,8 @@ def _notice(page: Page, board: dict[str, Any], x: float, y: float, max_width: fl
     page.text(x, y + 6, fingerprint_line, 36, DARK, bold=True)
     # The full root in small print: whoever checks the whole of it needs no trust in the
     # fingerprint's shortness.
-    page.text(x, y + 52, page.fit(root_line, 13, max_width), 13, GREY)
-    page.text(x, y + 70, page.fit(hint, 14, max_width), 14, GREY)
+    page.text(x, y + 56, page.fit(root_line, 13, max_width), 13, GREY)
+    page.text(x, y + 74, page.fit(hint, 14, max_width), 14, GREY)
     return y + NOTICE_H
 
 
