@@ -217,6 +217,13 @@ class StatsArgs(QueryArgs):
     period = _period("YYYY-MM (default this month), YYYY-Qn or YYYY")
 
 
+class BoardPageArgs(StatsArgs):
+    root = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{64}$",
+                                                  error="月度根为 64 位十六进制数"),
+                         metadata={"description": "the month root the printed board's QR "
+                                   "carries; the page says if the board online differs"})
+
+
 class GroupParticipationOut(Schema):
     group_id = fields.Integer(allow_none=True)
     group = fields.String()

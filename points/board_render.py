@@ -24,6 +24,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rules import merkle
+
 from .errors import DomainError
 
 PAPER_MM = {"A4": (210, 297), "A3": (297, 420)}
@@ -214,7 +216,7 @@ def board_page(board: dict[str, Any], *, paper: str, qr_png: bytes, font: FontSp
                   anchor="mm")
         y += 56
 
-    footer_top = bottom - 250
+    footer_top = bottom - 250 - (NOTICE_H if notice_lines(board) else 0)
     layout = plan(board, footer_top - y)
     y = _red_list(page, board, y, layout, margin)
     y = _black_list(page, board, y + 20, layout, margin)
@@ -344,6 +346,34 @@ def _corrections(page: Page, board: dict[str, Any], y: float, layout: Plan, marg
                   GREY)
 
 
+NOTICE_H = 90  # the fingerprint's lines, when the board commits to its month
+
+
+def notice_lines(board: dict[str, Any]) -> list[str]:
+    """What a board with a month root prints of it: the fingerprint (公示指纹, large, to be
+    read from a metre and typed into a phone), then the full root and a hint (small print).
+    None for a board closed before roots were kept, or not closed yet."""
+    root_hex = board.get("month_root")
+    if not root_hex:
+        return []
+    return [f"公示指纹 {merkle.fingerprint(root_hex)}",
+            f"月度根 {root_hex}",
+            "凭公示指纹可用手机核对本户本月积分确在本榜之内"]
+
+
+def _notice(page: Page, board: dict[str, Any], x: float, y: float, max_width: float) -> float:
+    lines = notice_lines(board)
+    if not lines:
+        return y
+    fingerprint_line, root_line, hint = lines
+    page.text(x, y + 6, fingerprint_line, 36, DARK, bold=True)
+    # The full root in small print: whoever checks the whole of it needs no trust in the
+    # fingerprint's shortness.
+    page.text(x, y + 56, page.fit(root_line, 13, max_width), 13, GREY)
+    page.text(x, y + 74, page.fit(hint, 14, max_width), 14, GREY)
+    return y + NOTICE_H
+
+
 def _board_footer(page: Page, board: dict[str, Any], top: float, bottom: float,
                   qr_png: bytes, margin: float, printed_on: str) -> None:
     page.box(margin, top, 1000 - margin, top + 3, RED)
@@ -365,6 +395,7 @@ def _board_footer(page: Page, board: dict[str, Any], top: float, bottom: float,
         for part in page.wrap(line, 18, 1000 - 2 * margin - qr_size - 30):
             page.text(margin, y, part, 18, GREY)
             y += 27
+    y = _notice(page, board, margin, y, 1000 - 2 * margin - qr_size - 30)
     status = "已结榜发布" if board["status"] == "closed" else "未结榜"
     page.text(margin, max(y + 8, bottom - 56), f"{board['village_name']}村民委员会　{status}"
               + (f"　{printed_on}" if printed_on else ""), 24, DARK, bold=True)

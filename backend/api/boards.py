@@ -16,11 +16,13 @@ from points.errors import DomainError, NotBound
 from points.models import Household, Township, Village
 from points.rankings import BoardPrefs, Period, parse_period
 from points.scope import VILLAGER, Actor, authorize, get_visible
+from rules import merkle
 
 from ..auth import current_actor
 from ..board_schemas import (
     BoardArgs,
     BoardOut,
+    BoardPageArgs,
     BoardSettingsIn,
     BoardSettingsOut,
     CloseIn,
@@ -134,9 +136,18 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
 
 # ---- boards ---------------------------------------------------------------------------------
 
-def _board_link(village_id: int, period: Period) -> str:
+def _board_url(token: str, period: Period, board: dict[str, Any]) -> str:
+    """The online board's address, as its QR prints it. A board that commits to its month
+    carries its full root, so the phone that scans the paper learns what was printed and
+    the page can say whether the board online is still that one."""
+    url = f"{_base_url()}/b/{token}?period={period.key}"
+    root_hex = board.get("month_root")
+    return f"{url}&root={root_hex}" if root_hex else url
+
+
+def _board_link(village_id: int, period: Period, board: dict[str, Any]) -> str:
     link = rankings.public_link(db.session, village_id=village_id)
-    return f"{_base_url()}/b/{link.token}?period={period.key}"
+    return _board_url(link.token, period, board)
 
 
 def _as_posted(village_id: int, board: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +183,7 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
     return {"masked": False, **board, "mine": mine,
-            "online_url": f"{_base_url()}/b/{link.token}?period={period.key}" if link else None,
+            "online_url": _board_url(link.token, period, board) if link else None,
             "png_url": png_url}
 
 
@@ -182,7 +193,7 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
     authorize(actor, "board.read")
     period = _period(args, _last_month())
     board = _posted_board(village.id, period)
-    url = _board_link(village.id, period)
+    url = _board_link(village.id, period, board)
     db.session.commit()
     printed_on = _printed_on(board)
     if kind == "png":
@@ -248,7 +259,7 @@ def _png_url(village_id: int, period: Period) -> str | None:
     board = _posted_board(village_id, period)
     if link is None or board.get("status") != "closed":
         return base
-    url = f"{_base_url()}/b/{link.token}?period={period.key}"
+    url = _board_url(link.token, period, board)
     return f"{base}&v={_board_etag(board, 'A4', url, _printed_on(board))}"
 
 
@@ -568,14 +579,21 @@ def plate_page(token: str) -> Response:
 @raises((404, "link_not_found"), (422, "invalid_period"))
 @public_blp.doc(**PUBLIC)
 @public_blp.alt_response(404, **GONE)
-@public_blp.arguments(StatsArgs, location="query")
+@public_blp.arguments(BoardPageArgs, location="query")
 @public_blp.response(200, TEXT, content_type="text/html")
 def board_page(args: dict[str, Any], token: str) -> Response:
-    """The online board a printed board's QR opens, as posted (names masked as set)."""
+    """The online board a printed board's QR opens, as posted (names masked as set). A month
+    that commits to its households shows its fingerprint (公示指纹) and full root; `root`
+    (from the printed QR) that differs from it is said on the page."""
     try:
         link = rankings.resolve_link(db.session, token, "board")
     except DomainError:
         return _gone()
     assert link.village_id is not None
     board = _posted_board(link.village_id, _period(args, _last_month()))
-    return _page("board.html", cache=BOARD_CACHE, b=board)
+    root_hex = board.get("month_root")
+    printed = (args.get("root") or "").lower() or None
+    return _page("board.html", cache=BOARD_CACHE, b=board,
+                 fingerprint=merkle.fingerprint(root_hex) if root_hex else None,
+                 printed_root=printed,
+                 printed_fingerprint=merkle.fingerprint(printed) if printed else None)
