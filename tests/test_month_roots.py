@@ -6,6 +6,10 @@ whose ledger was changed after it was printed."""
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -27,6 +31,7 @@ from .test_api_contract import Contract
 API = "/api/v1"
 APRIL_2 = local(2026, 4, 2)
 _names = itertools.count()
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "verify_month.py"
 
 
 def _close(app: Flask, village_id: int, month: str = "2026-03") -> BoardSnapshot:
@@ -161,7 +166,7 @@ def test_changing_an_entry_of_a_closed_month_is_named_by_ledger_verify(
 
 
 def test_a_proof_fetched_over_http_verifies_against_the_printed_root(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask, client: FlaskClient, world: World, tmp_path: Path,
 ) -> None:
     other = add_household(app, world.village_a, "b户", "李四")["household"]
     earn(app, world.household_x, 6, local(2026, 3, 3))
@@ -217,6 +222,17 @@ def test_a_proof_fetched_over_http_verifies_against_the_printed_root(
 
     assert report.status_code == 200
     assert report.data.startswith(b"%PDF")
+
+    # The standalone checker, in its own process, accepts the proof against the fingerprint
+    # printed on the board and against the township's, and nothing else.
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(json.dumps(proof), encoding="utf-8")
+    for typed, code in ((merkle.fingerprint(board["month_root"]), 0),
+                        (proof["village"]["township_fingerprint"], 0),
+                        ("0000 0000 0000 0000", 1)):
+        checked = subprocess.run([sys.executable, str(TOOL), str(proof_file), typed],
+                                 capture_output=True, text=True, check=False)
+        assert checked.returncode == code, checked.stdout
 
     # The answers are what the OpenAPI document says, every field there.
     contract = Contract(client.get(f"{API}/openapi.json").get_json())
