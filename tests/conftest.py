@@ -7,6 +7,7 @@ session as in production; setup helpers open a context of their own and return i
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from limits.storage import MemoryStorage
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.auth import token_settings
@@ -205,6 +207,20 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
         with app.app_context():
             limiter.reset()
         app.config.update(APP_ENV="testing", WECHAT_APPID="", WECHAT_SECRET="")
+
+
+@pytest.fixture()
+def served(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a loopback port, threaded: for clients in threads or
+    in other processes (a tool run as a subprocess)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 @pytest.fixture()

@@ -5,17 +5,23 @@ whose ledger was changed after it was printed."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import zxingcpp
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from sqlalchemy import select, text
 
 from backend.extensions import db
@@ -300,3 +306,37 @@ def test_a_rechained_ledger_still_breaks_the_printed_root(
     finally:
         _rewrite(app, entry, 5)
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+def test_the_checker_reads_the_proof_from_a_running_server_against_the_printed_board(
+    app: Flask, client: FlaskClient, world: World, served: str,
+) -> None:
+    """What a villager's nephew does: read the board on the wall (here: decode the QR of the
+    printed board.png and type the fingerprint it carries), fetch the household's proof
+    from the running server, and run the standalone checker on both."""
+    earn(app, world.household_x, 6, local(2026, 3, 3))
+    with frozen(local(2026, 4, 3)):
+        closed = client.post(f"{API}/villages/{world.village_a}/board/close",
+                             json={"period": "2026-03"},
+                             headers={**world.headers("cadre_a"), "Idempotency-Key": "k2"})
+        assert closed.status_code == 201, closed.get_json()
+        token = world.headers("villager_x")["Authorization"].removeprefix("Bearer ")
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{served}{API}/villages/{world.village_a}/board.png?period=2026-03",
+                headers={"Authorization": f"Bearer {token}"}), timeout=60) as answer:
+            printed = Image.open(io.BytesIO(answer.read()))
+            printed.load()
+        [code] = zxingcpp.read_barcodes(printed)
+        query = parse_qs(urlsplit(code.text).query)
+        root = query["root"][0]
+        assert re.fullmatch(r"[0-9a-f]{64}", root) and query["period"] == ["2026-03"]
+        typed = " ".join(root[i:i + 4] for i in range(0, 16, 4))  # as printed, large
+        proof_url = (f"{served}{API}/households/{world.household_x}/month-proof"
+                     "?period=2026-03")
+        checks = {
+            wall: subprocess.run(
+                [sys.executable, str(TOOL), proof_url, wall, "--token", token],
+                capture_output=True, text=True, timeout=60, check=False)
+            for wall in (typed, "ffff ffff ffff ffff")}
+    assert checks[typed].returncode == 0, checks[typed].stdout + checks[typed].stderr
+    assert checks["ffff ffff ffff ffff"].returncode == 1

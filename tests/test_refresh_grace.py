@@ -9,18 +9,15 @@ PostgreSQL they do race on the refresh token's row."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import time_machine
 from flask import Flask
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from backend.extensions import db
 from points.models import AuthSession, RefreshToken
@@ -30,18 +27,6 @@ from .helpers_concurrency import together
 
 REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/me"
-
-
-@pytest.fixture()
-def served(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def call(base: str, method: str, path: str, body: Any = None,
