@@ -358,3 +358,31 @@ class MonthRootOut(Schema):
     fingerprint = fields.String(required=True)
     size = fields.Integer(required=True, metadata={"description": "households under the root"})
     township = fields.Nested(VillageInclusionOut, required=True)
+
+
+class VillageRootOut(Schema):
+    village_id = fields.Integer(required=True)
+    root = fields.String(required=True)
+    size = fields.Integer(required=True, metadata={"description": "households under the root"})
+
+
+class TownshipInclusionOut(Schema):
+    index = fields.Integer(required=True)
+    size = fields.Integer(required=True, metadata={"description": "townships in the county"})
+    proof = fields.List(fields.String(), required=True, metadata={
+        "description": "sibling hashes (hex), RFC 6962 order, of the township leaf "
+                       "`vp-township-month-v1` in the county's root"})
+    county_root = fields.String(required=True)
+    county_fingerprint = fields.String(required=True)
+
+
+class TownshipMonthRootOut(Schema):
+    township_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    root = fields.String(required=True, metadata={
+        "description": "over the roots of the township's villages whose month is closed, by "
+                       "village id (it grows as villages close the month)"})
+    fingerprint = fields.String(required=True)
+    size = fields.Integer(required=True, metadata={"description": "villages under the root"})
+    villages = fields.List(fields.Nested(VillageRootOut), required=True)
+    county = fields.Nested(TownshipInclusionOut, required=True)

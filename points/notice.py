@@ -220,6 +220,28 @@ def village_in_township(session: Session, village_id: int, period: str) -> dict[
             "township_fingerprint": merkle.fingerprint(township.root)}
 
 
+def township_month(session: Session, township_id: int, period: str) -> dict[str, Any]:
+    """The public view of a township's month root: the roots of its villages closed so far
+    (no names), and the township root's inclusion in the county's root, so that a printed
+    township report can be checked against the county's as a village's against its
+    township's."""
+    if session.get(Township, township_id) is None:
+        raise NotFound()
+    county, townships = county_root(session, period)
+    index = next(i for i, t in enumerate(townships) if t.township_id == township_id)
+    township = townships[index]
+    if not township.villages:  # no village of it has closed the month with a root
+        raise NoMonthRoot(details={"period": period})
+    leaves = [merkle.township_leaf(t.township_id, period, t.root, t.size) for t in townships]
+    return {"township_id": township_id, "period": period, "root": township.root,
+            "fingerprint": merkle.fingerprint(township.root), "size": township.size,
+            "villages": [{"village_id": vid, "root": root, "size": size}
+                         for vid, root, size in township.villages],
+            "county": {"index": index, "size": len(townships),
+                       "proof": _hex(merkle.inclusion_proof(leaves, index)),
+                       "county_root": county, "county_fingerprint": merkle.fingerprint(county)}}
+
+
 def village_month(session: Session, village_id: int, period: str) -> dict[str, Any]:
     """The public view of a village's month root: no names, no households. A month not
     closed has no root yet, as one closed before roots were kept: both answer NoMonthRoot

@@ -163,6 +163,8 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.month_proof": ("/households/{household}/month-proof?period=2026-03", 404, None),
     # public (no login, no names); no month of the scene is closed
     "boards.month_root": ("/villages/{village}/month-root?period=2026-03", 404, None),
+    "boards.township_month_root": ("/townships/{township}/month-root?period=2026-03", 404,
+                                   None),
     "rules.village_items": ("/villages/{village}/rule-items", 404, None),
     "rules.my_items": ("/rule-items", 422, None),  # of no village: names one (village_id)
     # no household of their own; what only admins may do

@@ -340,3 +340,41 @@ def test_the_checker_reads_the_proof_from_a_running_server_against_the_printed_b
             for wall in (typed, "ffff ffff ffff ffff")}
     assert checks[typed].returncode == 0, checks[typed].stdout + checks[typed].stderr
     assert checks["ffff ffff ffff ffff"].returncode == 1
+
+
+def test_a_townships_root_hangs_from_the_countys(
+    app: Flask, client: FlaskClient, world: World,
+) -> None:
+    earn(app, world.household_x, 6, local(2026, 3, 3))
+    with frozen(local(2026, 4, 3)):
+        for village in (world.village_a, world.village_b):
+            closed = client.post(f"{API}/villages/{village}/board/close",
+                                 json={"period": "2026-03"},
+                                 headers={**world.headers("tadmin1"),
+                                          "Idempotency-Key": f"close-{village}"})
+            assert closed.status_code == 201, closed.get_json()
+        village = client.get(f"{API}/villages/{world.village_a}/month-root",
+                             query_string={"period": "2026-03"}).get_json()
+        answer = client.get(f"{API}/townships/{world.township_1}/month-root",
+                            query_string={"period": "2026-03"})
+        missing = client.get(f"{API}/townships/999999/month-root",
+                             query_string={"period": "2026-03"})
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert "name" not in str(body)
+    # the same township root the village's proof climbs to
+    assert body["root"] == village["township"]["township_root"]
+    assert [v["village_id"] for v in body["villages"]] == sorted(
+        [world.village_a, world.village_b])
+    county = body["county"]
+    leaf = merkle.township_leaf(world.township_1, "2026-03", body["root"], body["size"])
+    proof = [bytes.fromhex(h) for h in county["proof"]]
+    assert merkle.verify_inclusion(leaf, county["index"], county["size"], proof,
+                                   bytes.fromhex(county["county_root"]))
+    other = merkle.township_leaf(world.township_1, "2026-02", body["root"], body["size"])
+    assert not merkle.verify_inclusion(other, county["index"], county["size"], proof,
+                                       bytes.fromhex(county["county_root"]))
+    assert county["county_fingerprint"] == merkle.fingerprint(county["county_root"])
+    with app.app_context():
+        assert notice.county_root(db.session, "2026-03")[0] == county["county_root"]
+    assert missing.status_code == 404

@@ -373,6 +373,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("boards.board_pdf", "GET"): Route("village"),
     # Public, but no month of the scene is closed: every village's answers 404 no_month_root.
     ("boards.month_root", "GET"): Route("village", query="?period=2026-03"),
+    ("boards.township_month_root", "GET"): Route("township", query="?period=2026-03"),
     ("boards.month_proof", "GET"): Route("household", query="?period=2026-03"),
     ("boards.board_png", "GET"): Route("village"),
     ("boards.close_board", "POST"): Route("village", {"period": "2026-11", "force": True}),

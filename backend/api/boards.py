@@ -38,6 +38,7 @@ from ..board_schemas import (
     RankingOut,
     StatsArgs,
     StatsOut,
+    TownshipMonthRootOut,
     TownshipStatsOut,
 )
 from ..clock import now, village_tz
@@ -466,6 +467,20 @@ def month_root(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     number of households under it, and its inclusion in the township's root. A month
     without a root (not closed yet, or closed before roots were kept) is 404 no_month_root."""
     out = notice.village_month(db.session, village_id, args["period"])
+    _end_read()
+    return out
+
+
+@blp.route("/townships/<int:township_id>/month-root", methods=["GET"])
+@raises((404, "not_found"), (404, "no_month_root"), (422, "validation_error"))
+@blp.doc(**PUBLIC)
+@blp.arguments(MonthArgs, location="query")
+@blp.response(200, TownshipMonthRootOut)
+def township_month_root(args: dict[str, Any], township_id: int) -> dict[str, Any]:
+    """A township's root of the month (no login, no names): its villages' roots, and its
+    inclusion in the county's root over every township's (the top of the chain a printed
+    village board hangs from). No village of it closed with a root: 404 no_month_root."""
+    out = notice.township_month(db.session, township_id, args["period"])
     _end_read()
     return out
 
