@@ -4,8 +4,6 @@ fills it as the code would have."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import bindparam, create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, inspect, select, text
 from sqlalchemy.orm import Session
 
 import rules
@@ -38,24 +35,13 @@ from points.models import (
 )
 from points.models.base import UTCDateTime
 from tests.conftest import SECRET
+from tests.helpers_databases import fresh_database
 
 
 @pytest.fixture()
 def empty_database_url(tmp_path: Path) -> Iterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        yield f"sqlite:///{tmp_path}/migrate.sqlite3"
-        return
-    name = f"vp_migrate_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with fresh_database(tmp_path, "migrate") as url:
+        yield url
 
 
 def test_upgrade_from_empty_matches_models(empty_database_url: str) -> None:
