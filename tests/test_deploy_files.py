@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 VENV_BIN = Path(sys.executable).parent  # the virtualenv running the tests
-# the scheduled jobs (README, Cron): what each timer starts
+# the scheduled jobs (README, "Every day: what runs when"): what each timer starts
 JOBS = {
     "claims-post-due": ["claims", "post-due"],
     "rankings-close-due": ["rankings", "close-due"],
