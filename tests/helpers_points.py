@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timedelta
 from io import BytesIO
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import time_machine
@@ -356,3 +357,19 @@ def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
     return client.post(f"/api/v1/objections/{objection_id}/resolve",
                        json={"outcome": outcome, "note": note},
                        headers=world.headers("cadre_a"))
+
+
+def get_read(client: FlaskClient, url: str, **kwargs: Any) -> Any:
+    """GET, with the body read and the file behind it closed (send_file opens one)."""
+    response = client.get(url, **kwargs)
+    response.get_data()
+    response.close()
+    return response
+
+
+def link_path(url: str) -> str:
+    """A link the service hands out, as the test client opens it: path and query, without
+    the public host (which must be the tests' PUBLIC_BASE_URL)."""
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == "https://jf.example.gov.cn"
+    return f"{parts.path}?{parts.query}"

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -21,7 +20,7 @@ from backend.extensions import db
 from points.models import Reward
 
 from .conftest import World, error_code
-from .helpers_points import add_reward
+from .helpers_points import add_reward, get_read, link_path
 from .test_upload_bombs import bomb_png
 from .test_uploads import jpeg_with_gps
 
@@ -40,16 +39,8 @@ def _post(client: FlaskClient, reward_id: int, headers: dict[str, str], data: by
                        content_type=f"multipart/form-data; boundary={boundary}")
 
 
-def _get(client: FlaskClient, url: str, **kwargs: Any) -> Any:
-    response = client.get(url, **kwargs)
-    response.get_data()
-    response.close()
-    return response
 
 
-def _local(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
 
 
 def _stored(app: Flask) -> list[Path]:
@@ -69,16 +60,16 @@ def test_a_clerk_uploads_a_picture_shown_to_villagers_without_login(
                        headers=world.headers("villager_x")).get_json()
     assert shelf["items"][0]["image_url"] == url
 
-    picture = _get(client, _local(url))  # no Authorization: <image> sends none
+    picture = get_read(client, link_path(url))  # no Authorization: <image> sends none
     assert picture.status_code == 200 and picture.mimetype == "image/jpeg"
     image = Image.open(BytesIO(picture.data))
     assert image.size == (1024, 768)
     assert not image.getexif() and "exif" not in image.info  # the GPS position is gone
     assert picture.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     etag = picture.headers["ETag"]
-    assert _get(client, _local(url), headers={"If-None-Match": etag}).status_code == 304
+    assert get_read(client, link_path(url), headers={"If-None-Match": etag}).status_code == 304
     # Without the current version it may be cached a little only.
-    unversioned = _get(client, f"{API}/rewards/{soap}/image")
+    unversioned = get_read(client, f"{API}/rewards/{soap}/image")
     assert unversioned.headers["Cache-Control"] == "public, max-age=300"
 
 
@@ -96,7 +87,7 @@ def test_a_new_picture_replaces_the_old_one_and_its_version(
                            json={"image_url": None})
     assert cleared.get_json()["image_url"] is None
     assert len(_stored(app)) == 2
-    gone = _get(client, f"{API}/rewards/{soap}/image")
+    gone = get_read(client, f"{API}/rewards/{soap}/image")
     assert gone.status_code == 404 and error_code(gone) == "no_image"
 
 
