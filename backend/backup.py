@@ -284,9 +284,11 @@ def prune_backups(root: Path, now: datetime, keep_days: int) -> list[Path]:
     for child in root.iterdir() if root.is_dir() else ():
         try:
             manifest = json.loads((child / "manifest.json").read_text())
-            made.append((datetime.fromisoformat(manifest["created_at"]), child))
+            created_at = datetime.fromisoformat(manifest["created_at"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if created_at.tzinfo is not None:  # ours always carry one; a hand-made one may not
+            made.append((created_at, child))
     made.sort()
     removed = []
     for created_at, child in made[:-1]:

@@ -235,9 +235,13 @@ def test_dated_backups_are_pruned_by_their_manifest_and_the_newest_is_kept(
     fresh, old, older = made(1), made(15), made(30)
     stranger = tmp_path / "notes"  # not a backup: no manifest
     stranger.mkdir()
+    naive = tmp_path / "hand-made"  # a manifest without a time zone is not ours either
+    naive.mkdir()
+    (naive / "manifest.json").write_text(json.dumps({"created_at": "2026-01-01T00:00:00"}))
     assert fresh.name == "20261202T020000Z"
     assert sorted(backup.prune_backups(tmp_path, now, keep_days=14)) == sorted([old, older])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, "notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fresh.name, "notes", "hand-made"])
     # However old, the newest backup stays: a county whose backups stopped keeps the last.
     assert backup.prune_backups(tmp_path, now + timedelta(days=100), keep_days=14) == []
     assert fresh.exists()
