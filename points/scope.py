@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from .errors import Forbidden, NotFound
+from .errors import Forbidden, NotBound, NotFound
 from .models import (
     Account,
     Activity,
@@ -216,6 +216,13 @@ class Actor:
 
     def can(self, action: str) -> bool:
         return self.role in ACTIONS[action]
+
+    def require_household(self, message: str | None = None) -> int:
+        """The actor's own household (户), or the one refusal every operation that needs it
+        gives: a villager's account not yet bound to the roster answers 403 `not_bound`."""
+        if self.household_id is None:
+            raise NotBound(message)
+        return self.household_id
 
 
 def authorize(actor: Actor, action: str) -> None:

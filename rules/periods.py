@@ -4,7 +4,7 @@ Boundaries are taken in the time zone of the datetime passed in, because a villa
 ends at its own midnight (Asia/Shanghai by default), not at UTC midnight.
 """
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
 
@@ -94,3 +94,31 @@ def period_key(period: str, at: datetime) -> str:
 def month_key(at: datetime) -> str:
     """The month containing `at` as "YYYY-MM", in `at`'s own time zone."""
     return period_key("month", at)
+
+
+# ---- months as "YYYY-MM" labels: boards, budgets, settlements and notices count in them ----
+
+def add_months(month: str, count: int) -> str:
+    """The month `count` months after (or before, if negative) a "YYYY-MM" month."""
+    index = int(month[:4]) * 12 + int(month[5:]) - 1 + count
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def months_between(first: str, last: str) -> list[str]:
+    """Every month from `first` to `last`, both included; empty if `last` is before `first`."""
+    out, month = [], first
+    while month <= last:
+        out.append(month)
+        month = add_months(month, 1)
+    return out
+
+
+def month_label(month: str) -> str:
+    """"2024-03" as a villager reads it on a board or a notice: 2024年3月."""
+    return f"{int(month[:4])}年{int(month[5:])}月"
+
+
+def month_bounds(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The month as [local midnight of its first day, local midnight of the next month's)."""
+    start = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=tz)
+    return start, datetime.combine(_add_months(start.date(), 1), time(), tzinfo=tz)

@@ -18,11 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from rules.claim_status import ClaimStatus
+
 from .base import Base, UTCDateTime, utcnow
 
-CLAIM_STATUSES = (
-    "pending", "approved", "in_notice", "objected", "posted", "rejected", "withdrawn",
-)
+CLAIM_STATUSES = tuple(ClaimStatus)
 CLAIM_SOURCES = ("villager", "cadre", "checkin")
 OBJECTION_STATUSES = ("open", "upheld", "overturned")
 
@@ -36,8 +36,7 @@ class Claim(Base):
     __tablename__ = "claims"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending','approved','in_notice','objected','posted','rejected',"
-            "'withdrawn')",
+            "status IN (" + ",".join(f"'{status}'" for status in ClaimStatus) + ")",
             name="status",
         ),
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
