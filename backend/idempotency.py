@@ -1,4 +1,4 @@
-"""`Idempotency-Key` for writes a client may retry (DESIGN.md, the ledger invariants).
+"""`Idempotency-Key` for writes a client may retry (docs/DESIGN.md, The ledger).
 
 The key row is inserted in the same transaction as the write it guards, before the write:
 a concurrent retry blocks on the unique index until the first commits, then replays its

@@ -1,5 +1,5 @@
 """flask-smorest set-up: the schemas that validate requests are the ones that document them,
-so the OpenAPI document cannot drift from the code. Errors keep API.md's shape."""
+so the OpenAPI document cannot drift from the code. One error shape: docs/API_CONTRACT.md."""
 
 from __future__ import annotations
 

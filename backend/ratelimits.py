@@ -1,4 +1,4 @@
-"""Rate limits (issue 8): what is limited, counted by which key, and how a breach is documented.
+"""Rate limits: what is limited, counted by which key, and how a breach is documented.
 
 The counters live in Redis when REDIS_URL is set, so every worker and every app server of a
 deployment counts against one limit; without Redis each worker counts alone (memory). Every

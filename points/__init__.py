@@ -1,1 +1,1 @@
-"""The domain of Village Points: models and services. No Flask here (DESIGN.md, Layers)."""
+"""The domain of Village Points: models and services. No Flask here (docs/DESIGN.md, Layers)."""

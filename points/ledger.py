@@ -1,4 +1,4 @@
-"""The ledger: the only code that moves points (DESIGN.md, the ledger invariants).
+"""The ledger: the only code that moves points (docs/DESIGN.md, The ledger).
 
 - A balance moves only with an appended entry (or a hold, in the supermarket).
 - `available + held == sum(entries)` per account, at every commit.

@@ -1,4 +1,4 @@
-"""The one authorisation mechanism (DESIGN.md, roles).
+"""The one authorisation mechanism (docs/DESIGN.md, Roles and scopes).
 
 Two questions, always asked the same way:
 - may this role take this action at all? `authorize(actor, action)`, else 403;

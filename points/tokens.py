@@ -1,4 +1,4 @@
-"""Typed, signed, compact tokens for QR codes (DESIGN.md, QR codes and tokens).
+"""Typed, signed, compact tokens for QR codes (docs/DESIGN.md, QR tokens).
 
 A token is base64url(header | key id | varint expiry | varint fields | tag), the tag being
 HMAC-SHA256 truncated to 12 bytes; the header byte carries the format version and the type.

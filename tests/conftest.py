@@ -181,7 +181,7 @@ def _empty_tables(app: Flask) -> None:
 
 def assert_ledger_invariants(app: Flask) -> None:
     """After every test, for every account: available + held == sum(entries), and the hash
-    chain verifies (DESIGN.md, the ledger invariants); every village's monthly issued points
+    chain verifies (docs/DESIGN.md, The ledger); every village's monthly issued points
     equal the sum of the claims they count."""
     with app.app_context():
         report = verify_all(db.session)

@@ -1,5 +1,5 @@
-"""Concurrency, with real threads against the real app (DESIGN.md: a concurrency claim is
-proven on PostgreSQL, not only SQLite).
+"""Concurrency, with real threads against the real app (docs/DESIGN.md, The ledger: a
+concurrency claim is proven on PostgreSQL, not only SQLite).
 
 Every thread gets its own test client, or its own app context and so its own session; all
 start together behind a barrier and are joined with a timeout. No app context is open in the

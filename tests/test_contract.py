@@ -2,8 +2,8 @@
 app in-process (WSGI), as a logged-in villager and as a logged-in cadre, with ids of real
 objects mixed into the generated ones so the handlers get past "not found".
 
-What must hold for every generated request (API.md, "the OpenAPI document must describe what
-the server really does"):
+What must hold for every generated request (docs/API_CONTRACT.md: the OpenAPI document
+describes what the server really does):
 - no 5xx;
 - status code, content type and body are the ones the document declares;
 - data the schema forbids is refused with a 4xx, data it allows is not refused as malformed;
@@ -123,7 +123,7 @@ def config_for(known_ids: list[int]) -> schemathesis.Config:
             "response_schema_conformance": {"enabled": True},
             "response_headers_conformance": {"enabled": True},
             "negative_data_rejection": {"enabled": True},
-            # Replaced by `schema_valid_data_is_not_malformed` below: API.md answers a
+            # Replaced by `schema_valid_data_is_not_malformed` below: the API answers a
             # well-formed request that breaks a rule (points, stock, state) with 422 and a
             # rule's own code, which is not the schema's business.
             "positive_data_acceptance": {"enabled": False},

@@ -1,4 +1,4 @@
-"""Rate limits (issue 8): every limited endpoint answers 429 `rate_limited` with Retry-After
+"""Rate limits: every limited endpoint answers 429 `rate_limited` with Retry-After
 once over its limit, villagers are counted one by one, the OpenAPI document says so, and —
 with real gunicorn processes — two workers share one limit through Redis, and a Redis outage
 leaves the service up with per-worker limits."""

@@ -1,4 +1,4 @@
-"""A security review of the whole API, written as tests (issue 8).
+"""A security review of the whole API, written as tests.
 
 1. Object-level authorisation: every route with an id in its path (found in the app's url_map,
    so a new one fails here until it is classified) is called by a villager of household x

@@ -1,7 +1,7 @@
-"""The supermarket under real concurrency (DESIGN.md: a concurrency claim is proven on
-PostgreSQL with real threads). Every thread has its own test client, so its own request
-and database session; all start together behind a barrier. The autouse check in conftest
-then verifies available + held == sum(entries) and every hash chain.
+"""The supermarket under real concurrency (docs/DESIGN.md, The ledger: a concurrency claim
+is proven on PostgreSQL with real threads). Every thread has its own test client, so its own
+request and database session; all start together behind a barrier. The autouse check in
+conftest then verifies available + held == sum(entries) and every hash chain.
 
 SQLite serialises writers (BEGIN IMMEDIATE), which proves little about races, but the same
 scenarios run there with 16 threads to show queued writers wait instead of handing a client

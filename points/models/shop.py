@@ -85,10 +85,10 @@ class StockMovement(Base):
 
 
 class Redemption(Base):  # 兑换单
-    """Two-phase (DESIGN.md): `reserved` holds the points (available → held) and the stock;
-    the clerk's scan makes it `fulfilled` and posts the redeem entry out of the hold; cancel
-    or expiry voids it (`cancelled`/`expired`) and returns both. A counter redemption is
-    reserved and fulfilled in one transaction."""
+    """Two-phase (docs/DESIGN.md, The supermarket): `reserved` holds the points (available →
+    held) and the stock; the clerk's scan makes it `fulfilled` and posts the redeem entry out
+    of the hold; cancel or expiry voids it (`cancelled`/`expired`) and returns both. A counter
+    redemption is reserved and fulfilled in one transaction."""
 
     __tablename__ = "redemptions"
     __table_args__ = (
