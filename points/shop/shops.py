@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from . import audit
-from .errors import Invalid
-from .models import Shop, Township, Village
-from .scope import Actor, authorize_unless_operator, get_for
+from .. import audit
+from ..errors import Invalid
+from ..models import Shop, Township, Village
+from ..scope import Actor, authorize_unless_operator, get_for
 
 
 def create_shop(

@@ -40,9 +40,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 import rules
 
-from . import audit, cards, catalogs, ledger, policies
-from .errors import Conflict, DomainError, Invalid, NotBound, NotFound
-from .models import (
+from .. import audit, cards, catalogs, ledger, policies
+from ..errors import Conflict, DomainError, Invalid, NotBound, NotFound
+from ..models import (
     Account,
     Household,
     LedgerEntry,
@@ -56,9 +56,9 @@ from .models import (
     Village,
     Villager,
 )
-from .scope import VILLAGER, Actor, authorize, get_visible
-from .spreadsheets import append_row, csv_bytes
-from .tokens import QRTokenInvalid, TokenCodec, TokenType, scanned_token
+from ..scope import VILLAGER, Actor, authorize, get_visible
+from ..spreadsheets import append_row, csv_bytes
+from ..tokens import QRTokenInvalid, TokenCodec, TokenType, scanned_token
 
 FEN = Decimal("0.01")
 QUALIFYING_MONTHS = 12
