@@ -63,6 +63,7 @@ from points.models import (
 )
 from points.scope import Actor
 from points.shop import redemption as redemptions
+from points.shop import shelves
 from points.tokens import TokenType
 
 from .helpers_points import SHANGHAI, local
@@ -585,7 +586,7 @@ class LedgerShop(RuleBasedStateMachine):
         reward = self.rewards[r]
         error = "stock_negative" if reward.stock + change < 0 else None
         with self.session() as s:
-            self.attempt(s, "adjust_stock", lambda: redemptions.adjust_stock(
+            self.attempt(s, "adjust_stock", lambda: shelves.adjust_stock(
                 s, self.clerk, self.reward_ids[r], kind="restock" if change > 0 else "correction",
                 change=change, reason="盘点", now=self.now), error)
             if error is None:
@@ -597,7 +598,7 @@ class LedgerShop(RuleBasedStateMachine):
     def shelve(self, r: int, price: int, active: bool) -> None:
         """Reprice a reward or take it off the shelf: orders placed keep their price."""
         with self.session() as s:
-            self.attempt(s, "shelve", lambda: redemptions.update_reward(
+            self.attempt(s, "shelve", lambda: shelves.update_reward(
                 s, self.clerk, self.reward_ids[r], {"points": price, "active": active}), None)
             self.rewards[r].price, self.rewards[r].active = price, active
 

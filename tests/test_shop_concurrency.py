@@ -1,4 +1,4 @@
-"""The supermarket under real concurrency (DESIGN.md: a concurrency claim is proven on
+"""The supermarket under real concurrency (a concurrency claim is proven on
 PostgreSQL with real threads). Every thread has its own test client, so its own request
 and database session; all start together behind a barrier. The autouse check in conftest
 then verifies available + held == sum(entries) and every hash chain.
