@@ -31,7 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from .. import audit, catalogs, ledger, policies
-from ..errors import Conflict, DomainError, NotBound
+from ..errors import Conflict, DomainError
 from ..models import (
     Account,
     Household,
@@ -232,10 +232,9 @@ def place_order(
     """A villager's order for their household: points and stock reserved until picked up or
     until `hold` has passed. Only at a shop that serves the household's village."""
     authorize(actor, "redemption.order")
-    if actor.household_id is None:
-        raise NotBound()
+    household_id = actor.require_household()
     shop = get_visible(session, actor, Shop, shop_id)  # shops of other villages: not found
-    household = session.get(Household, actor.household_id)
+    household = session.get(Household, household_id)
     assert household is not None
     redemption = reserve(session, actor, shop, household, actor.villager_id, items,
                          source="order", now=now, tz=tz, expires_at=now + hold)
