@@ -8,9 +8,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from points import catalogs, county, demo, rankings, supermarket, time_zone
+from points import catalogs, county, demo, rankings, time_zone
 from points.errors import DomainError
 from points.models import STAFF_ROLES
+from points.shop import redemption as redemptions
 from points.users import create_staff
 
 from .cli_points import COMMANDS
@@ -118,7 +119,7 @@ redemptions_cli = AppGroup("redemptions", help="Points supermarket orders (ç§¯åˆ
 def expire_redemptions_command() -> None:
     """Void orders not picked up in time: points back to available (those of a period reset
     meanwhile expire), stock back on the shelf (cron; safe to run twice at once)."""
-    expired = supermarket.expire_due(db.session, now(), village_tz())
+    expired = redemptions.expire_due(db.session, now(), village_tz())
     click.echo(f"expired {expired} redemption(s)")
 
 

@@ -77,7 +77,7 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import activities, catalogs, claims, ledger, supermarket  # noqa: E402
+from points import activities, catalogs, claims, ledger  # noqa: E402
 from points import auth as sessions  # noqa: E402
 from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
@@ -91,6 +91,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.shop import liability, shelves  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
 SECRET = "crash-secret-" + secrets.token_hex(16)
@@ -197,7 +198,7 @@ def seed(url: str, villages: int, households: int, n_activities: int) -> World:
             s.add(clerk)
             s.flush()
             clerk_actor, cadre_actor = Actor.of(s, clerk), Actor.of(s, cadre)
-            rewards = [supermarket.create_reward(s, clerk_actor, shop.id, name=name,
+            rewards = [shelves.create_reward(s, clerk_actor, shop.id, name=name,
                                                  points=points, stock=stock)
                        for name, points, stock in SHELF]
             house_ids = []
@@ -760,7 +761,7 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
                         "WHERE status = 'fulfilled'").scalar()
         admin = s.get(User, world.admin_user)
         assert admin is not None
-        app_report = supermarket.points_report(s, Actor.of(s, admin), world.township_id, None)
+        app_report = liability.points_report(s, Actor.of(s, admin), world.township_id, None)
         t = app_report.totals
         problems = []
         if issued != balances + redeemed + expired:

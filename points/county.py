@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 import rules
 from rules import excerpt
 
-from . import catalogs, registry, roster, shops, users
+from . import catalogs, registry, roster, users
 from .errors import DomainError
 from .models import STAFF_ROLES, Household, Shop, Township, User, Village, Villager
+from .shop import shops
 
 MAX_FILE_CHARS = 1_000_000
 EXAMPLE = Path(__file__).resolve().parent / "county_example.yaml"

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import catalogs, rankings, supermarket
+from . import catalogs, rankings
 from .claims import IN_NOTICE
 from .errors import NotBound
 from .models import (
@@ -32,6 +32,7 @@ from .models import (
     Villager,
 )
 from .scope import Actor
+from .shop import qualification
 
 # Rejected claims stay on the home screen this long after their decision.
 REJECTED_SHOWN_DAYS = 30
@@ -81,7 +82,7 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
 
     policy = catalogs.effective_policy(session, me.village_id)
     line = policy.qualification_line
-    score = supermarket.qualifying_score(session, account, now, tz) if account else 0
+    score = qualification.qualifying_score(session, account, now, tz) if account else 0
     return {
         "village_id": me.village_id,
         "village_name": village_name,
@@ -116,7 +117,7 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
             "score": score,
             "gap": max(0, line - score),
             "qualified": line <= 0 or score >= line,
-            "months": supermarket.QUALIFYING_MONTHS,
+            "months": qualification.QUALIFYING_MONTHS,
         },
         "attention": attention(session, me.household_id, now),
     }

@@ -265,7 +265,7 @@ def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:
     None for a clerk (店员), not even the villages their shop serves: a clerk works the
     counter, not the village's records. Their shop, its shelf and its orders are scoped by
     the shop (below); the household at the counter is reached only through the member card
-    its villager shows (`supermarket.card_holder`), and then only its name, available
+    its villager shows (`shop.counter.card_holder`), and then only its name, available
     points and whether it qualifies. So the households, members, passbooks, claims,
     objections, proof photos, activities, check-ins, boards and statistics of a village are
     all "not found" to a clerk, whatever endpoint names them."""

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from backend.extensions import db
 from points.models import Account, PublicLink, RuleItemVersion
-from points.supermarket import CardHolder
+from points.shop.counter import CardHolder
 
 from .conftest import World, error_code
 from .helpers_points import (

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 import rules
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import catalogs, claims, ledger, supermarket
+from points import catalogs, claims, ledger
 from points.errors import DomainError
 from points.models import (
     Account,
@@ -62,6 +62,8 @@ from points.models import (
     Villager,
 )
 from points.scope import Actor
+from points.shop import redemption as redemptions
+from points.shop import shelves
 from points.tokens import TokenType
 
 from .helpers_points import SHANGHAI, local
@@ -497,7 +499,7 @@ class LedgerShop(RuleBasedStateMachine):
         elif any(self.rewards[r].stock < q for r, q in wanted.items()):
             error = "out_of_stock"
         with self.session() as s:
-            made = self.attempt(s, "order", lambda: supermarket.place_order(
+            made = self.attempt(s, "order", lambda: redemptions.place_order(
                 s, villager, shop_id=self.shop_id,
                 items=[{"reward_id": self.reward_ids[r], "quantity": q} for r, q in lines],
                 now=self.now, tz=SHANGHAI, hold=HOLD,
@@ -521,7 +523,7 @@ class LedgerShop(RuleBasedStateMachine):
         with self.session() as s:
             codec = qr_codec()
             token = codec.encode(TokenType.PICKUP, (order_id,), expires_at=order.expires_at)
-            self.attempt(s, "scan", lambda: supermarket.fulfil_by_token(
+            self.attempt(s, "scan", lambda: redemptions.fulfil_by_token(
                 s, self.clerk, codec, token, now=self.now, tz=SHANGHAI), error)
             expected: list[Expected] = []
             if error is None:
@@ -559,7 +561,7 @@ class LedgerShop(RuleBasedStateMachine):
         if by == "other":
             error = "not_found"  # another household's order: not theirs to see
         with self.session() as s:
-            self.attempt(s, "cancel", lambda: supermarket.cancel(
+            self.attempt(s, "cancel", lambda: redemptions.cancel(
                 s, actor, order_id, reason=None, now=self.now, tz=SHANGHAI), error)
             if error is None:
                 self._void(order, "cancelled")
@@ -571,7 +573,7 @@ class LedgerShop(RuleBasedStateMachine):
                      if o.status == "reserved" and o.expires_at <= self.now)
         with self.session() as s:
             before = {h: household.available for h, household in enumerate(self.households)}
-            expired = supermarket.expire_due(s, self.now, SHANGHAI)
+            expired = redemptions.expire_due(s, self.now, SHANGHAI)
             s.commit()
             self.check_lowered(before, self._available(s))
             assert expired == len(due)
@@ -584,7 +586,7 @@ class LedgerShop(RuleBasedStateMachine):
         reward = self.rewards[r]
         error = "stock_negative" if reward.stock + change < 0 else None
         with self.session() as s:
-            self.attempt(s, "adjust_stock", lambda: supermarket.adjust_stock(
+            self.attempt(s, "adjust_stock", lambda: shelves.adjust_stock(
                 s, self.clerk, self.reward_ids[r], kind="restock" if change > 0 else "correction",
                 change=change, reason="盘点", now=self.now), error)
             if error is None:
@@ -596,7 +598,7 @@ class LedgerShop(RuleBasedStateMachine):
     def shelve(self, r: int, price: int, active: bool) -> None:
         """Reprice a reward or take it off the shelf: orders placed keep their price."""
         with self.session() as s:
-            self.attempt(s, "shelve", lambda: supermarket.update_reward(
+            self.attempt(s, "shelve", lambda: shelves.update_reward(
                 s, self.clerk, self.reward_ids[r], {"points": price, "active": active}), None)
             self.rewards[r].price, self.rewards[r].active = price, active
 

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from backend.extensions import db
-from points import supermarket
 from points.models import Account, AuditEntry, Household, LedgerEntry, MonthTotal, Villager
+from points.shop import qualification
 
 from .conftest import World, error_code
 from .helpers_concurrency import on_postgres, together
@@ -89,7 +89,7 @@ def test_opening_balances_post_adjust_entries_shown_as_carried_over(
         # not counted for the 12-month qualification line
         acct = db.session.scalars(select(Account).where(Account.household_id == coded)).one()
         tz = ZoneInfo(app.config["APP_TIMEZONE"])
-        assert supermarket.qualifying_score(db.session, acct, datetime.now(tz), tz) == 0
+        assert qualification.qualifying_score(db.session, acct, datetime.now(tz), tz) == 0
 
     # left out of the monthly ranking: 120 points on paper rank nobody
     ranking = client.get(f"{API}/rankings", headers=admin,

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from backend.extensions import db
-from points import supermarket
 from points.models import Redemption, User, Villager
+from points.shop import pickup_codes
 
 from .conftest import World, error_code
 from .helpers_concurrency import assert_no_server_errors, on_postgres, post_together
@@ -132,7 +132,7 @@ def test_a_number_drawn_twice_is_drawn_again(
     rice = add_reward(app, world.shop_a, "大米", 10, 50)
     fund(app, world.household_x, 100)
     draws = iter([123456, 123456, 654321])
-    monkeypatch.setattr(supermarket.secrets, "randbelow", lambda _: next(draws))
+    monkeypatch.setattr(pickup_codes.secrets, "randbelow", lambda _: next(draws))
     first = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)]).get_json()
     second = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)]).get_json()
     assert (first["pickup_code"], second["pickup_code"]) == ("123456", "654321")
@@ -144,7 +144,7 @@ def test_a_shop_whose_numbers_keep_colliding_refuses_cleanly(
 ) -> None:
     rice = add_reward(app, world.shop_a, "大米", 10, 50)
     fund(app, world.household_x, 100)
-    monkeypatch.setattr(supermarket.secrets, "randbelow", lambda _: 777)
+    monkeypatch.setattr(pickup_codes.secrets, "randbelow", lambda _: 777)
     assert order(client, world.headers("villager_x"), world.shop_a,
                  [(rice, 1)]).get_json()["pickup_code"] == "000777"
     refused = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
@@ -164,7 +164,7 @@ def test_concurrent_orders_of_one_shop_never_share_a_number(
     villagers = bound_villagers(app, world.village_a, 4)
     rice = add_reward(app, world.shop_a, "大米", 10, 100)
     numbers = iter([1, 2, 3, 4] * 50)
-    monkeypatch.setattr(supermarket.secrets, "randbelow", lambda _: next(numbers))
+    monkeypatch.setattr(pickup_codes.secrets, "randbelow", lambda _: next(numbers))
     with app.app_context():
         households = [db.session.get(Villager, db.session.get(User, user_id).villager_id)
                       .household_id for user_id in villagers]  # type: ignore[union-attr]

@@ -16,7 +16,6 @@ from sqlalchemy import func, select, update
 
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import supermarket
 from points.demo import DEMO_PASSWORD
 from points.models import (
     AuditEntry,
@@ -30,6 +29,7 @@ from points.models import (
 )
 from points.passwords import hash_password
 from points.scope import Actor
+from points.shop import redemption as redemptions
 from points.tokens import TokenType
 
 from .conftest import PASSWORD, World, error_code
@@ -76,8 +76,12 @@ def redemption_count(app: Flask) -> int:
 
 
 def shelf(app: Flask, world: World) -> dict[str, int]:
+<<<<<<< HEAD
     """Shop A's shelf (prices of the demo's shelf, points/demo.py), household x funded with
     100 points."""
+=======
+    """Shop A's shelf (prices as in the demo shop), household x funded with 100 points."""
+>>>>>>> shop
     ids = {
         "soap": add_reward(app, world.shop_a, "香皂", 5, 50),
         "rice": add_reward(app, world.shop_a, "大米 5kg", 50, 10),
@@ -744,8 +748,8 @@ def test_an_order_priced_before_a_price_change_is_refused(app: Flask, world: Wor
         assert stale is not None and stale.points == 5
         db.session.execute(update(Reward).where(Reward.id == soap).values(points=6)
                            .execution_options(synchronize_session=False))
-        with pytest.raises(supermarket.PriceChanged):
-            supermarket.place_order(db.session, actor, shop_id=world.shop_a,
+        with pytest.raises(redemptions.PriceChanged):
+            redemptions.place_order(db.session, actor, shop_id=world.shop_a,
                                     items=[{"reward_id": soap, "quantity": 1}],
                                     now=datetime.now(SHANGHAI), tz=SHANGHAI,
                                     hold=timedelta(hours=72))

@@ -16,8 +16,9 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from backend.extensions import db
-from points import ledger, supermarket
+from points import ledger
 from points.models import Account, LedgerEntry, Redemption
+from points.shop import redemption as redemptions
 
 from .conftest import World
 from .helpers_concurrency import (
@@ -204,7 +205,7 @@ def test_two_expiry_runs_at_once_void_each_order_once(app: Flask, world: World) 
 
     def run(_: int) -> int:
         with app.app_context():
-            return supermarket.expire_due(db.session, local(2026, 5, 5), SHANGHAI)
+            return redemptions.expire_due(db.session, local(2026, 5, 5), SHANGHAI)
 
     counts = together(2, run)
     assert sum(counts) == 30, counts

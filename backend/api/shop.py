@@ -1,6 +1,6 @@
 """The points supermarket (积分超市): shops, shelves and stock, two-phase redemption (order →
 scan, or cancel/expiry), counter redemption, monthly settlement and the township's
-outstanding-points report (API.md, Points supermarket)."""
+outstanding-points report."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 from sqlalchemy import select
 
-from points import reward_images, shops, supermarket
+from points import reward_images
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
 from points.scope import VILLAGER, authorize, get_visible, visible
+from points.shop import counter, liability, reconciliation, shelves, shops
+from points.shop import redemption as redemptions
 from points.tokens import TokenType
 
 from ..auth import current_actor, qr_codec
@@ -125,7 +127,7 @@ def list_rewards(args: dict[str, Any], shop_id: int) -> dict[str, Any]:
 @blp.response(201, RewardOut)
 def create_reward(body: dict[str, Any], shop_id: int) -> Reward:
     """Put a reward on the shelf (the shop's clerk or a township admin)."""
-    reward = supermarket.create_reward(db.session, current_actor(), shop_id, **body)
+    reward = shelves.create_reward(db.session, current_actor(), shop_id, **body)
     db.session.commit()
     return reward
 
@@ -143,7 +145,7 @@ def get_reward(reward_id: int) -> Reward:
 def update_reward(body: dict[str, Any], reward_id: int) -> Reward:
     """Name, price, on or off the shelf (`active`); `image_url: null` removes the picture
     (a new one is uploaded: POST …/image). Stock: POST …/stock."""
-    reward = supermarket.update_reward(db.session, current_actor(), reward_id, body)
+    reward = shelves.update_reward(db.session, current_actor(), reward_id, body)
     db.session.commit()
     # A picture taken off is kept on disk (see upload_reward_image).
     return reward
@@ -219,8 +221,8 @@ def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
 
     409 `stock_negative` if a correction would take it below zero (goods reserved by orders
     are already off the count)."""
-    movement = supermarket.adjust_stock(db.session, current_actor(), reward_id, now=now(),
-                                        **body)
+    movement = shelves.adjust_stock(db.session, current_actor(), reward_id, now=now(),
+                                    **body)
     db.session.commit()
     return movement
 
@@ -253,10 +255,10 @@ def _shows_pickup(redemption: Redemption) -> bool:
 
 
 def _out(
-    redemption: Redemption, names: supermarket.Names | None = None,
+    redemption: Redemption, names: redemptions.Names | None = None,
     available_after: int | None = None,
 ) -> dict[str, Any]:
-    names = names or supermarket.names_for(db.session, [redemption])
+    names = names or redemptions.names_for(db.session, [redemption])
     r = redemption
     token = _pickup_token(r) if _shows_pickup(r) else None
     return {
@@ -266,8 +268,8 @@ def _out(
         "member_id": r.member_id,
         "member_name": names.members.get(r.member_id) if r.member_id else None,
         "total_points": r.total_points, "cash_paid": r.cash_paid, "points": r.points,
-        "exchange_rate": r.exchange_rate, "value": supermarket.value_of(r.points,
-                                                                        r.exchange_rate),
+        "exchange_rate": r.exchange_rate,
+        "value": redemptions.value_of(r.points, r.exchange_rate),
         "lines": r.lines, "created_at": r.created_at, "expires_at": r.expires_at,
         "fulfilled_at": r.fulfilled_at, "fulfilled_by": r.fulfilled_by,
         "voided_at": r.voided_at, "void_reason": r.void_reason,
@@ -304,7 +306,7 @@ def order(body: dict[str, Any]) -> dict[str, Any]:
     `insufficient_points` (422), `out_of_stock` (409), `reward_unavailable` (422),
     `price_changed` (409), `below_minimum` and `not_qualified` (422, the village's policy);
     a shop that does not serve the household's village is 404."""
-    redemption = supermarket.place_order(
+    redemption = redemptions.place_order(
         db.session, current_actor(), shop_id=body["shop_id"], items=body["items"], now=now(),
         tz=village_tz(), hold=timedelta(hours=current_app.config["REDEMPTION_HOLD_HOURS"]),
     )
@@ -322,9 +324,9 @@ def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
     for name in ("status", "shop_id", "household_id"):
         if name in args:
             stmt = stmt.where(getattr(Redemption, name) == args[name])
-    page = paginate(db.session, supermarket.with_lines(stmt.order_by(Redemption.id.desc())),
+    page = paginate(db.session, redemptions.with_lines(stmt.order_by(Redemption.id.desc())),
                     args["page"], args["per_page"])
-    names = supermarket.names_for(db.session, list(page["items"]))
+    names = redemptions.names_for(db.session, list(page["items"]))
     page["items"] = [_out(r, names) for r in page["items"]]
     return page
 
@@ -378,7 +380,7 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
     The redeem entry is posted out of the hold. A second scan is 409 `already_fulfilled`;
     a cancelled or expired order is 409 `redemption_cancelled` / `redemption_expired`;
     another shop's order is 404."""
-    redemption = supermarket.fulfil_by_token(db.session, current_actor(), qr_codec(),
+    redemption = redemptions.fulfil_by_token(db.session, current_actor(), qr_codec(),
                                              body["pickup_token"], now=now(), tz=village_tz())
     return _out(redemption, available_after=_available(redemption.household_id))
 
@@ -398,7 +400,7 @@ def pickup_by_code(body: dict[str, Any]) -> dict[str, Any]:
     wrong number, another shop's order, one picked up, cancelled or expired) is 404
     `pickup_code_not_found`, and an order past its time 409 `redemption_expired`.
     Rate limited per clerk (PICKUP_CODE_RATE_LIMIT), since a number can be guessed."""
-    redemption = supermarket.fulfil_by_code(db.session, current_actor(), body["pickup_code"],
+    redemption = redemptions.fulfil_by_code(db.session, current_actor(), body["pickup_code"],
                                             now=now(), tz=village_tz())
     return _out(redemption, available_after=_available(redemption.household_id))
 
@@ -416,7 +418,7 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
     The household's villager, the shop's clerk, a cadre of the village or an admin may
     cancel; the points and the stock go back at once."""
-    redemption = supermarket.cancel(db.session, current_actor(), redemption_id,
+    redemption = redemptions.cancel(db.session, current_actor(), redemption_id,
                                     reason=body.get("reason"), now=now(), tz=village_tz())
     return _out(redemption)
 
@@ -441,9 +443,9 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
     The clerk scans a member card (or the printed household code, the head's card) and
     hands the goods out at once. The policy's minimum and qualification line apply;
     `cash_paid` covers part of the goods in cash, at the village's exchange rate."""
-    redemption = supermarket.counter_redeem(
+    redemption = counter.counter_redeem(
         db.session, current_actor(), qr_codec(), shop_id, member_token=body["member_token"],
-        items=body["items"], cash_paid=supermarket.parse_cash(body.get("cash_paid")),
+        items=body["items"], cash_paid=counter.parse_cash(body.get("cash_paid")),
         now=now(), tz=village_tz(),
     )
     return _out(redemption, available_after=_available(redemption.household_id))
@@ -457,16 +459,15 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.arguments(MemberLookupIn)
 @blp.response(200, CardHolderOut)
-def member_lookup(body: dict[str, Any], shop_id: int) -> supermarket.CardHolder:
+def member_lookup(body: dict[str, Any], shop_id: int) -> counter.CardHolder:
     """Who is at the counter: the clerk scans a member card before choosing the goods.
 
     Only the card holder's name, their household, the points it may spend and whether it
     reaches the qualification line (the shop's clerks). A card of a village the shop does
     not serve is 422 `shop_not_serving`; an unknown or cancelled member 404
     `member_not_found`. Nothing else of the household is open to a clerk."""
-    return supermarket.card_holder(db.session, current_actor(), qr_codec(), shop_id,
-                                   member_token=body["member_token"], now=now(),
-                                   tz=village_tz())
+    return counter.card_holder(db.session, current_actor(), qr_codec(), shop_id,
+                               member_token=body["member_token"], now=now(), tz=village_tz())
 
 
 # ---- settlement and the township's report ---------------------------------------------------
@@ -487,16 +488,16 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     The shop's fulfilled redemptions in the month, points redeemed and their value at the
     exchange rate, line items. `format=csv` (UTF-8 with BOM) or `format=xlsx` for the same
     figures as a file (the shop's clerks, township and county admins)."""
-    result = supermarket.settlement(db.session, current_actor(), shop_id, args["month"])
+    result = reconciliation.settlement(db.session, current_actor(), shop_id, args["month"])
     fmt = args["format"]
     if fmt == "json":
         return result
     name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
     label = f"{result.shop_name}{result.month}结算单.{fmt}"
     if fmt == "csv":
-        return download(supermarket.settlement_csv(result, village_tz()), CSV, label,
+        return download(reconciliation.settlement_csv(result, village_tz()), CSV, label,
                         ascii_name=name)
-    return download(supermarket.settlement_xlsx(result, village_tz()), XLSX, label,
+    return download(reconciliation.settlement_xlsx(result, village_tz()), XLSX, label,
                     ascii_name=name)
 
 
@@ -504,10 +505,10 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
 @raises((403, "villager_inactive"))
 @blp.arguments(PointsReportArgs, location="query")
 @blp.response(200, PointsReportOut)
-def points_report(args: dict[str, Any], township_id: int) -> supermarket.PointsReport:
+def points_report(args: dict[str, Any], township_id: int) -> liability.PointsReport:
     """Outstanding points per village (the liability) and points issued and spent.
 
     Per village, at its exchange rate: issued = outstanding + redeemed + expired (township
     and county admins)."""
-    return supermarket.points_report(db.session, current_actor(), township_id,
-                                     args.get("month"))
+    return liability.points_report(db.session, current_actor(), township_id,
+                                   args.get("month"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from . import audit
-from .errors import Invalid
-from .models import Shop, Township, Village
-from .scope import Actor, authorize_unless_operator, get_for
+from .. import audit
+from ..errors import Invalid
+from ..models import Shop, Township, Village
+from ..scope import Actor, authorize_unless_operator, get_for
 
 
 def create_shop(
@@ -17,7 +17,8 @@ def create_shop(
     authorize_unless_operator(actor, "shop.create")
     township = get_for(session, actor, Township, township_id)
     villages = [session.get(Village, vid) for vid in sorted(set(village_ids))]
-    # Every write stays inside one township (DESIGN.md): a shop serves only its own villages.
+    # Every write stays inside one township (docs/DESIGN.md, Roles and scopes): a shop
+    # serves only its own villages.
     if any(v is None or v.township_id != township.id for v in villages):
         raise Invalid("积分超市只能服务本乡镇的村", code="invalid_villages",
                       details={"village_ids": village_ids})
