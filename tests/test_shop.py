@@ -76,12 +76,7 @@ def redemption_count(app: Flask) -> int:
 
 
 def shelf(app: Flask, world: World) -> dict[str, int]:
-<<<<<<< HEAD
-    """Shop A's shelf (prices of the demo's shelf, points/demo.py), household x funded with
-    100 points."""
-=======
     """Shop A's shelf (prices as in the demo shop), household x funded with 100 points."""
->>>>>>> shop
     ids = {
         "soap": add_reward(app, world.shop_a, "香皂", 5, 50),
         "rice": add_reward(app, world.shop_a, "大米 5kg", 50, 10),
