@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint typecheck venv clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# mypy, configured in pyproject.toml: rules/ and points/ strict, backend/ in the default mode.
+typecheck: venv
+	$(BIN)/mypy rules points backend
 
 clean:
 	rm -rf $(VENV) instance/village_points.sqlite3*

@@ -146,7 +146,7 @@ def raises(*errors: Declarable) -> Callable[[F], F]:
     raised inline (`Invalid(..., code="invalid_units")`)."""
     doc = {RAISES: {f"{status} {code}": message
                     for status, code, message in map(declared, errors)}}
-    return Blueprint.doc(**doc)  # type: ignore[no-any-return]
+    return Blueprint.doc(**doc)
 
 
 def _http(status: int) -> Declared:
@@ -308,7 +308,7 @@ class VillageApi(Api):
         self.ma_plugin.converter.add_attribute_function(_text_pattern)
         self.ma_plugin.converter.add_attribute_function(_own_schema)
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         from .errors import handle_http_exception
 
         return handle_http_exception(error)

@@ -13,6 +13,7 @@ from flask import Response, current_app, jsonify, redirect, render_template
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .extensions import api, db
 
@@ -48,7 +49,7 @@ class HealthOut(Schema):
 
 @bp.route("/", methods=["GET"])
 @bp.doc(security=[], responses={"302": {"description": f"to the API docs page ({DOCS_PATH})"}})
-def index() -> Response:
+def index() -> WerkzeugResponse:
     """Someone who opens the service's address in a browser lands on the API reference."""
     return redirect(DOCS_PATH, code=302)
 

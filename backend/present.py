@@ -12,7 +12,9 @@ from points.scope import VILLAGER, Actor, mask_phone, sees_phone
 from .extensions import db
 
 
-def villager(v: Villager, actor: Actor, bound_ids: set[int] | None = None) -> dict[str, Any]:
+def villager(
+    v: Villager, actor: Actor, bound_ids: set[int | None] | None = None
+) -> dict[str, Any]:
     village_id = v.household.village_id
     if bound_ids is None:
         bound = db.session.scalar(select(User.id).where(

@@ -8,6 +8,7 @@ import io
 import qrcode
 from flask import current_app
 from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.pil import PilImage
 
 from points import board_render, card_render, cards
 from points.models import Household, Village, Villager
@@ -19,7 +20,7 @@ def qr_png(data: str, box_size: int = 10) -> bytes:
     code.add_data(data)
     code.make(fit=True)
     buffer = io.BytesIO()
-    code.make_image().save(buffer, format="PNG")
+    code.make_image(image_factory=PilImage).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -76,7 +76,7 @@ def limited(blp: Blueprint, limit: str | Callable[[], str],
         )(raises(RATE_LIMITED)(view))
         for key in keys:
             wrapped = limiter.limit(limit, key_func=key)(wrapped)
-        return wrapped  # type: ignore[no-any-return]
+        return wrapped
 
     return decorate
 

@@ -107,7 +107,7 @@ class VetoIn(Schema):
 def _item_fields(required: bool) -> dict[str, fields.Field]:
     """The rule item shape of API.md; `required` False for a PATCH (and optional fields
     accept null there, which clears them)."""
-    req = {"required": required}
+    req: dict[str, Any] = {"required": required}
     return {
         "code": _text("stable code, letters/digits/-_., e.g. ENV-YARD", **req,
                       validate=validate.Length(min=1, max=40)),

@@ -18,6 +18,7 @@ import jwt
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, aliased
 
+from .db import rowcount
 from .errors import Unauthenticated
 from .models import (
     AuthSession,
@@ -228,11 +229,11 @@ def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User
     if auth_session.revoked_at is not None:
         raise TokenRevoked()
     now = utcnow()
-    spent = session.execute(
+    spent = rowcount(session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
         .values(used_at=now)
-    ).rowcount
+    ))
     if spent != 1:
         return owner, _repeat_or_revoke(session, settings, owner, row, now)
     successor, pair = _issue(session, settings, owner, auth_session.id)
@@ -257,7 +258,7 @@ def _repeat_or_revoke(
     ).first()
     if found is not None:
         used_at, sid, jti, issued, expires_at = found
-        if jti is not None and now - used_at <= settings.reuse_grace:
+        if jti is not None and used_at is not None and now - used_at <= settings.reuse_grace:
             return _sign_pair(settings, owner.id, sid, jti, issued, expires_at)
     revoke_session(session, row.session_id, "refresh_reused")
     session.commit()

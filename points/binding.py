@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit
+from .db import rowcount
 from .errors import Conflict, DomainError, Forbidden, NotFound
 from .models import BindingToken, Household, User, Villager, utcnow
 from .scope import VILLAGER, Actor, authorize, get_visible
@@ -69,11 +70,11 @@ def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str)
     if villager is None or not villager.active:
         raise NotFound("该村民已不在花名册中，请联系村干部", code="villager_inactive")
     # Spend the code with a conditional update: two phones scanning it at once bind one.
-    spent = session.execute(
+    spent = rowcount(session.execute(
         update(BindingToken)
         .where(BindingToken.id == row.id, BindingToken.used_at.is_(None))
         .values(used_at=utcnow(), used_by=user.id)
-    ).rowcount
+    ))
     if spent != 1:
         raise BindingUsed()
     return _bind(session, user, villager)

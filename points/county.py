@@ -264,9 +264,10 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
             served = c.names(s, "villages", "积分超市")
             if not served:
                 c.fail(s.line, "积分超市须列出它服务的村（villages）")
-            for village in served:
-                if village not in village_names:
-                    c.fail(s.line, f"积分超市服务的村“{excerpt(village)}”不在本乡镇的 villages 中")
+            for village_name in served:
+                if village_name not in village_names:
+                    c.fail(s.line,
+                           f"积分超市服务的村“{excerpt(village_name)}”不在本乡镇的 villages 中")
             if sname is not None:
                 first = shop_names.setdefault(sname, s.line)
                 if first != s.line:
@@ -321,18 +322,20 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
                            "villager": link})
 
     # What the database already has: the file was run before, or names clash.
-    for t in plan.townships:
-        if t["name"] and session.scalar(select(Township.id).where(Township.name == t["name"])):
-            c.fail(t["line"], f"乡镇“{excerpt(t['name'])}”已存在（本文件是否已经导入过？）"
-                              "，未重复创建")
+    for planned in plan.townships:
+        if planned["name"] and session.scalar(
+                select(Township.id).where(Township.name == planned["name"])):
+            c.fail(planned["line"], f"乡镇“{excerpt(planned['name'])}”已存在"
+                                    "（本文件是否已经导入过？），未重复创建")
     for code, line in codes.items():
         if session.scalar(select(Township.id).where(Township.code == code)) or \
                 session.scalar(select(Village.id).where(Village.code == code)):
             c.fail(line, f"编码“{excerpt(code)}”已被使用")
-    for u in plan.staff:
-        if u["username"] and session.scalar(select(User.id).where(
-                User.username == u["username"])):
-            c.fail(u["line"], f"用户名“{excerpt(u['username'])}”已存在（本文件是否已经导入过？）")
+    for staff in plan.staff:
+        if staff["username"] and session.scalar(select(User.id).where(
+                User.username == staff["username"])):
+            c.fail(staff["line"],
+                   f"用户名“{excerpt(staff['username'])}”已存在（本文件是否已经导入过？）")
     if c.problems:
         raise CountyFileInvalid(c.problems)
     return plan
@@ -388,19 +391,20 @@ def init_county(
                 result.shops += 1
         for u in plan.staff:
             line = u["line"]
-            township = townships.get(u["township"]) if u["township"] else None
-            village = villages.get((u["township"], u["village"])) if u["village"] else None
+            its_township = townships.get(u["township"]) if u["township"] else None
+            its_village = villages.get((u["township"], u["village"])) if u["village"] else None
             shop = shop_rows.get((u["township"], u["shop"])) if u["shop"] else None
             villager_id = None
             if u["villager"] is not None:
                 line = u["villager"]["line"]
-                villager_id = _roster_entry(session, township, village, u["villager"])
+                villager_id = _roster_entry(session, its_township, its_village, u["villager"])
                 line = u["line"]
             password = secrets.token_urlsafe(PASSWORD_BYTES)
             users.create_staff(
                 session, None, username=u["username"], password=password, role=u["role"],
-                name=u["name"], township_id=township.id if township else None,
-                village_id=village.id if village else None, shop_id=shop.id if shop else None,
+                name=u["name"], township_id=its_township.id if its_township else None,
+                village_id=its_village.id if its_village else None,
+                shop_id=shop.id if shop else None,
                 villager_id=villager_id,
             )
             result.logins.append(Login(u["username"], u["role"], password, " / ".join(

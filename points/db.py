@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, insert, inspect
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Insert,
+    Result,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -59,6 +70,12 @@ def upsert_insert(dialect: str) -> Any:
     """The dialect's INSERT that takes ON CONFLICT (PostgreSQL's and SQLite's spell it
     alike), for `session.get_bind().dialect.name`."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows an UPDATE or DELETE run by `session.execute` matched. The ORM types
+    what it returns as a plain Result; for such a statement it is a CursorResult."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
 
 
 def core(session: Session) -> Connection:

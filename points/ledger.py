@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session, aliased
 from rules.periods import month_key
 
 from .budget import give_back_reversed
-from .db import upsert_insert
+from .db import rowcount, upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import (
+    Base,
     BoardSnapshot,
     Claim,
     ClaimApproval,
@@ -120,13 +121,13 @@ def _insert_ignore(
 
 
 def _add_to_totals(
-    session: Session, model: type, keys: dict[str, Any], conflict: list[str],
+    session: Session, model: type[Base], keys: dict[str, Any], conflict: list[str],
     increments: dict[str, int],
 ) -> None:
     """Upsert a totals row, adding to its counters in one statement."""
     insert = upsert_insert(session.get_bind().dialect.name)
     stmt = insert(model).values(**keys, **increments)
-    table = model.__table__  # type: ignore[attr-defined]
+    table = model.__table__
     stmt = stmt.on_conflict_do_update(
         index_elements=conflict,
         set_={name: table.c[name] + stmt.excluded[name] for name in increments},
@@ -188,12 +189,12 @@ def append(
     if scores:
         values["earned_total"] = Account.earned_total + amount
     # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Account)
         .where(Account.id == account.id, Account.head_hash == account.head_hash)
         .values(**values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved != 1:
         raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
     session.expire(account)
@@ -300,7 +301,7 @@ class VerifyReport:
     breaks: list[ChainBreak]
 
 
-def _entries(session: Session, account_id: int) -> Iterator[LedgerEntry]:
+def _entries(session: Session, account_id: int) -> Generator[LedgerEntry]:
     # A server-side cursor on PostgreSQL: closed even when the walk stops at a break.
     with session.scalars(
         select(LedgerEntry).where(LedgerEntry.account_id == account_id)
@@ -445,9 +446,11 @@ def approver_names(session: Session, claim_ids: set[int]) -> dict[int, list[str]
 
 
 def member_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
+    if not ids:
+        return {}
     rows = session.execute(
         select(Villager.id, Villager.name, Villager.relation).where(Villager.id.in_(ids))
-    ) if ids else []
+    )
     return {r.id: (r.name, r.relation) for r in rows}
 
 

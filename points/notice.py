@@ -165,13 +165,13 @@ def _hex(hashes: Sequence[bytes]) -> list[str]:
 
 def _roots_of(session: Session, period: str, township_id: int) -> list[tuple[int, str, int]]:
     """(village id, root, size) of the township's villages whose month is closed with a
-    root, by village id."""
+    root, by village id. A root and its size are set together (`commit_month`)."""
     return [(vid, root, size) for vid, root, size in session.execute(
         select(BoardSnapshot.village_id, BoardSnapshot.month_root, BoardSnapshot.month_leaves)
         .join(Village, Village.id == BoardSnapshot.village_id)
         .where(Village.township_id == township_id, BoardSnapshot.period == period,
                BoardSnapshot.month_root.is_not(None))
-        .order_by(BoardSnapshot.village_id))]
+        .order_by(BoardSnapshot.village_id)) if root is not None and size is not None]
 
 
 @dataclass(frozen=True)

@@ -320,8 +320,8 @@ def _rows_to_dicts(
     for number, cells in data_rows:
         record: dict[str, Any] = {"row": number}
         for column in columns:
-            index = positions.get(column)
-            value = cells[index] if index is not None and index < len(cells) else None
+            position = positions.get(column)
+            value = cells[position] if position is not None and position < len(cells) else None
             if isinstance(value, str):
                 value = value.strip() or None
             if isinstance(value, str) and len(value) > MAX_CELL:
@@ -546,6 +546,7 @@ def import_roster(
                                     Household.code.is_not(None))
             .options(selectinload(Household.members))
         )
+        if household.code is not None
     }
     taken_phones: dict[str, tuple[str | None, str]] = {
         phone: (code, name)
@@ -555,6 +556,7 @@ def import_roster(
             .where(Household.village_id == village.id, Villager.active.is_(True),
                    Villager.phone.is_not(None))
         )
+        if phone is not None
     }
     households, errors = _check_rows(rows, taken_phones, now.astimezone(tz).year, known)
     groups = {
@@ -603,8 +605,8 @@ def import_roster(
     # A new head only once the old one has stepped down: one head per household is a unique
     # index, checked row by row.
     session.flush()
-    for member, relation in promotions:
-        member.relation = relation
+    for villager, relation in promotions:
+        villager.relation = relation
     session.flush()
 
     audit.record(

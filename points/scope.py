@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from .errors import Forbidden, NotBound, NotFound
@@ -259,7 +259,9 @@ def refuse_own_household(
         raise SelfApproval(message)
 
 
-def village_clause(actor: Actor, village_id: Any) -> ColumnElement[bool]:
+def village_clause(
+    actor: Actor, village_id: SQLColumnExpression[int | None]
+) -> ColumnElement[bool]:
     """The villages an actor may see, as a condition on a village id column.
 
     None for a clerk (店员), not even the villages their shop serves: a clerk works the
@@ -383,7 +385,7 @@ def _catalog_clause(actor: Actor) -> ColumnElement[bool]:
 M = TypeVar("M")
 
 
-def visible(actor: Actor, model: type[M]) -> Select[tuple[M]]:
+def visible(actor: Actor, model: type[M]) -> Select[M]:
     """`select(model)` narrowed to what the actor may see."""
     return select(model).where(_clause(actor, model))
 

@@ -162,7 +162,7 @@ def _decode(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
             _refuse_if_too_many(probe.size, _pixel_limit(probe))
             probe.verify()
         # verify() leaves the image unusable, so it is opened again to decode.
-        image = Image.open(BytesIO(data), formats=FORMATS)
+        image: Image.Image = Image.open(BytesIO(data), formats=FORMATS)
         # Decode big JPEGs at a reduced scale straight away (the box is square, so the
         # orientation applied later does not matter); then what is decoded is bounded too.
         image.draft(None, (max_side, max_side))

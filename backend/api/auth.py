@@ -25,7 +25,7 @@ from ..wechat import WeChatClient
 
 blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")
 
-PUBLIC = {"security": []}
+PUBLIC: dict[str, Any] = {"security": []}
 
 
 def _tokens(user: User) -> dict[str, Any]:

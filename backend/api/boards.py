@@ -53,7 +53,7 @@ blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")
 # Pages opened by printed QR codes, outside /api/v1 and without login.
 public_blp = Blueprint("board_pages", __name__, description="公开页面 Public board and plate pages")
-PUBLIC = {"security": []}
+PUBLIC: dict[str, Any] = {"security": []}
 
 
 def _this_month() -> Period:

@@ -146,7 +146,7 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
     (409 veto_withdrawn); only a posted veto (409 not_posted_veto); cadres 403."""
     withdrawal = service.withdraw_veto(db.session, current_actor(), claim_id, body["reason"],
                                        now(), village_tz())
-    return _out(db.session.get(Claim, withdrawal.claim_id))
+    return _out(db.session.get_one(Claim, withdrawal.claim_id))
 
 
 @blp.route("/claims/<int:claim_id>/withdraw", methods=["POST"])
