@@ -1,4 +1,4 @@
-"""Schemas of the rules endpoints (API.md, Rules; rule item shape).
+"""Schemas of the rules endpoints: catalogs, policies, rule items and the dry run.
 
 They check the JSON shape (types, unknown fields) and document it; whether an item makes
 sense (a deduction below zero, a unit for per-unit items, a known category) is decided by
@@ -105,7 +105,7 @@ class VetoIn(Schema):
 
 
 def _item_fields(required: bool) -> dict[str, fields.Field]:
-    """The rule item shape of API.md; `required` False for a PATCH (and optional fields
+    """The rule item shape the API takes; `required` False for a PATCH (and optional fields
     accept null there, which clears them)."""
     req = {"required": required}
     return {

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 import rules
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import catalogs, claims, ledger, supermarket
+from points import budget, catalogs, claims, ledger, supermarket
 from points.errors import DomainError
 from points.models import (
     Account,
@@ -609,7 +609,7 @@ class LedgerShop(RuleBasedStateMachine):
             report = ledger.verify_all(s)
             assert report.breaks == [], report.breaks  # balances == sum(entries), chains
             assert report.entries == len(self.entries)
-            assert claims.verify_issued(s, SHANGHAI) == []  # the monthly budget's counter
+            assert budget.verify_issued(s, SHANGHAI) == []  # the monthly budget's counter
 
             accounts = {row.household_id: (row.available, row.held) for row in s.execute(
                 select(Account.household_id, Account.available, Account.held))}

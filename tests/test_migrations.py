@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 import rules
 from backend import create_app
 from backend.extensions import db
-from points import catalogs, claims
+from points import budget, catalogs
 from points.models import (
     AuditEntry,
     Base,
@@ -135,7 +135,7 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
         upgrade()
         with Session(db.engine) as s:
             by_deed = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
-            problems = claims.verify_issued(s, ZoneInfo("Asia/Shanghai"))
+            problems = budget.verify_issued(s, ZoneInfo("Asia/Shanghai"))
         db.engine.dispose()
     assert filled == {("2026-11", 15), ("2026-12", 7)}
     # All three counted claims were done on 5 November; the reversed 10 no longer count.
