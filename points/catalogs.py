@@ -360,6 +360,7 @@ def _add_version(
         version=number,
         data=rules.item_to_dict(rule),
         points=rule.points,
+        hourly=bool(rule.hourly),
         created_by=actor.user_id if actor else None,
     )
     session.add(version)

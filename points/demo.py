@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import rules
-from rules.periods import add_months, month_key
+from rules.periods import add_months, month_bounds, month_key
 
 from . import activities, catalogs, claims
 from .errors import Conflict
@@ -163,7 +163,7 @@ def seed_history(session: Session, now: datetime, tz: ZoneInfo, months: int = 2,
     posted_months = []
     for back in range(months, 0, -1):
         month = add_months(month_key(local_now), -back)
-        posted_months.append(datetime(int(month[:4]), int(month[5:]), 10, 10, 0, tzinfo=tz))
+        posted_months.append(month_bounds(month, tz)[0].replace(day=10, hour=10))
     for village in session.scalars(select(Village).order_by(Village.id)).all():
         cadre = session.scalar(select(User).where(User.role == "cadre",
                                                   User.village_id == village.id))

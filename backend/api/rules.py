@@ -68,6 +68,7 @@ def _item_out(item: RuleItem) -> dict[str, Any]:
     assert version is not None
     return {
         **version.data,
+        "hourly": version.hourly,
         "id": item.id,
         "catalog_id": item.catalog_id,
         "version": version.version,
