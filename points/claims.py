@@ -863,15 +863,12 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
-    data = version.data if version else {}
+    item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
     withdrawal = session.scalar(select(VetoWithdrawal).where(
-        VetoWithdrawal.claim_id == claim.id)) if data.get("kind") == "veto" else None
+        VetoWithdrawal.claim_id == claim.id)) if item.kind == "veto" else None
     return {
         "claim": claim,
-        "rule_item": {"id": claim.rule_item_id, "version_id": claim.rule_item_version_id,
-                      "version": version.version if version else None,
-                      "code": data.get("code"), "name": data.get("name"),
-                      "category": data.get("category")},
+        "rule_item": item,
         "member_name": member.name if member else None,
         "household_name": household.name if household else None,
         "approvals": _approvals(session, claim),
