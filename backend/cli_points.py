@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from points import claims, ledger, notice, policies
+from points import budget, claims, ledger, notice, policies
 
 from .clock import now, village_tz
 from .extensions import db
@@ -34,9 +34,9 @@ def verify_command() -> None:
         where = f"entry {problem.entry_id} (seq {problem.seq})" if problem.entry_id else "head"
         click.echo(f"BROKEN account {problem.account_id} household {problem.household_id}: "
                    f"{where}: {problem.problem}")
-    issued = claims.verify_issued(db.session, village_tz())
-    for mismatch in issued:
-        click.echo(f"BROKEN monthly issued: {mismatch}")
+    issued = budget.verify_issued(db.session, village_tz())
+    for problem in issued:
+        click.echo(f"BROKEN monthly issued: {problem}")
     # A published month's root recomputed from the ledger: an entry changed after the
     # board was printed no longer gives the root on the wall.
     drifts = notice.verify_month_roots(db.session, village_tz())
@@ -59,7 +59,7 @@ def rebuild_issued_command() -> None:
     """Set each village's monthly issued points (the budget's counter) to what its claims
     count, after `ledger verify` named a month that drifted. (It moves no other stored month:
     the service refuses to start under another APP_TIMEZONE than the stored one.)"""
-    changed = claims.rebuild_issued(db.session, village_tz())
+    changed = budget.rebuild_issued(db.session, village_tz())
     db.session.commit()
     click.echo(f"rebuilt {changed} village month(s)")
 

@@ -1,4 +1,4 @@
-"""Schemas of the rules endpoints (API.md, Rules; rule item shape).
+"""Schemas of the rules endpoints: catalogs, policies, rule items and the dry run.
 
 They check the JSON shape (types, unknown fields) and document it; whether an item makes
 sense (a deduction below zero, a unit for per-unit items, a known category) is decided by
@@ -8,6 +8,8 @@ therefore documented here but checked there, so a villager-facing message says w
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from rules import APPLIES_TO, CLASSES, KINDS, PERIODS, RESET_CYCLES, SUBMITTERS
 from rules.catalog import (
     EXCHANGE_RATE_PLACES,
+    ITEM_KEYS,
     MAX_BAR_PERIODS,
     MAX_EXCHANGE_RATE,
     MAX_ITEM_POINTS,
@@ -104,50 +107,6 @@ class VetoIn(Schema):
                        allow_none=True)
 
 
-def _item_fields(required: bool) -> dict[str, fields.Field]:
-    """The rule item shape of API.md; `required` False for a PATCH (and optional fields
-    accept null there, which clears them)."""
-    req: dict[str, Any] = {"required": required}
-    return {
-        "code": _text("stable code, letters/digits/-_., e.g. ENV-YARD", **req,
-                      validate=validate.Length(min=1, max=40)),
-        "name": _text("名称", **req),
-        "category": _text("one of the catalog's categories", **req),
-        "class": _enum(CLASSES, "base|bonus|deduction", **req),
-        "points": _int("per time or per unit; negative for deductions, 0 for veto",
-                       bounds=(-MAX_ITEM_POINTS, MAX_ITEM_POINTS), **req),
-        "kind": _enum(KINDS, "fixed|per_unit|once|veto", **req),
-        "unit": _text("unit of per_unit items, e.g. 小时", allow_none=True),
-        "max_units": _int("most units counted per award (per_unit only)",
-                          bounds=(1, MAX_UNITS), allow_none=True),
-        "applies_to": _enum(APPLIES_TO, "member|household", **req),
-        "submit_by": fields.List(
-            _enum(SUBMITTERS, "villager|cadre|checkin"), **req,
-            error_messages={**_REQUIRED, "invalid": "应为列表"},
-        ),
-        "requires_review": _bool("a cadre reviews claims (default true)"),
-        "evidence_required": _bool("photos required (default false)"),
-        "notice_days": _int("公示 days; null: the catalog policy's",
-                            bounds=(0, MAX_NOTICE_DAYS), allow_none=True),
-        "caps": fields.List(fields.Nested(CapIn), allow_none=True,
-                            error_messages={"invalid": "应为列表"}),
-        "effective_from": fields.Date(allow_none=True,
-                                      error_messages={"invalid": "应为日期，如 2024-01-01"}),
-        "effective_to": fields.Date(allow_none=True, metadata={"description": "inclusive"},
-                                    error_messages={"invalid": "应为日期，如 2024-01-01"}),
-        "veto": fields.Nested(VetoIn, allow_none=True,
-                              metadata={"description": "veto items only (一票否决)"}),
-        "black_list": _bool("deduction items only: one standing deduction of it names the "
-                            "household on the black list (黑榜), whatever the policy's "
-                            "black_list_min_deduction (default false)"),
-        "description": _text("说明", allow_none=True),
-    }
-
-
-RuleItemIn = Schema.from_dict(_item_fields(True), name="RuleItemIn")
-RuleItemPatch = Schema.from_dict(_item_fields(False), name="RuleItemPatch")
-
-
 class CapOut(Schema):
     period = Choice(PERIODS)
     max_count = fields.Integer(metadata=optional())
@@ -159,30 +118,93 @@ class VetoOut(Schema):
     bar_periods = fields.Integer()
 
 
-# What an item says (a version's data); optional fields are absent when unset (`optional`).
-_ITEM_DATA: dict[str, fields.Field] = {
-    "code": fields.String(),
-    "name": fields.String(),
-    "category": fields.String(),
-    "class": fields.String(metadata={"enum": list(CLASSES)}),
-    "points": fields.Integer(),
-    "kind": fields.String(metadata={"enum": list(KINDS)}),
-    "unit": fields.String(metadata=optional()),
-    "max_units": fields.Integer(metadata=optional()),
-    "applies_to": fields.String(metadata={"enum": list(APPLIES_TO)}),
-    "submit_by": fields.List(fields.String(metadata={"enum": list(SUBMITTERS)})),
-    "requires_review": fields.Boolean(),
-    "evidence_required": fields.Boolean(),
-    "notice_days": fields.Integer(metadata=optional()),
-    "caps": fields.List(fields.Nested(CapOut), metadata=optional()),
-    "effective_from": fields.String(metadata=optional(format="date")),
-    "effective_to": fields.String(metadata=optional(format="date")),
-    "veto": fields.Nested(VetoOut, metadata=optional()),
-    "black_list": fields.Boolean(metadata=optional(
-        description="a deduction that names the household on the black list (黑榜); "
-                    "absent: false")),
-    "description": fields.String(metadata=optional()),
+ItemField = Callable[[bool], fields.Field]
+
+
+def _optional_in(field: fields.Field) -> ItemField:
+    """An optional field of an item: the same in a PATCH and a POST (a copy for each)."""
+    return lambda required: copy.deepcopy(field)
+
+
+# Each field of a rule item, once, in the order of rules.ITEM_KEYS: how the API takes it (given
+# whether the request must name it: False for a PATCH, where an optional field's null clears
+# it) and how it shows it (a version's data; optional fields are absent when unset).
+_ITEM: dict[str, tuple[ItemField, fields.Field]] = {
+    "code": (lambda required: _text("stable code, letters/digits/-_., e.g. ENV-YARD",
+                                    required=required, validate=validate.Length(min=1, max=40)),
+             fields.String()),
+    "name": (lambda required: _text("名称", required=required), fields.String()),
+    "category": (lambda required: _text("one of the catalog's categories", required=required),
+                 fields.String()),
+    "class": (lambda required: _enum(CLASSES, "base|bonus|deduction", required=required),
+              fields.String(metadata={"enum": list(CLASSES)})),
+    "points": (lambda required: _int("per time or per unit; negative for deductions, 0 for veto",
+                                     bounds=(-MAX_ITEM_POINTS, MAX_ITEM_POINTS),
+                                     required=required),
+               fields.Integer()),
+    "kind": (lambda required: _enum(KINDS, "fixed|per_unit|once|veto", required=required),
+             fields.String(metadata={"enum": list(KINDS)})),
+    "unit": (_optional_in(_text("unit of per_unit items, e.g. 小时", allow_none=True)),
+             fields.String(metadata=optional())),
+    "max_units": (_optional_in(_int("most units counted per award (per_unit only)",
+                                    bounds=(1, MAX_UNITS), allow_none=True)),
+                  fields.Integer(metadata=optional())),
+    "hourly": (_optional_in(_bool(
+        "per_unit items only: scored at check-out by the hours between check-in and "
+        "check-out; default: true when the unit is an hour (小时, 时, hour, hours, h)",
+        allow_none=True)),
+               fields.Boolean(metadata=optional(
+                   description="scored at check-out by the hours worked; absent: true when "
+                               "the unit is an hour (小时, 时, hour, hours, h)"))),
+    "applies_to": (lambda required: _enum(APPLIES_TO, "member|household", required=required),
+                   fields.String(metadata={"enum": list(APPLIES_TO)})),
+    "submit_by": (lambda required: fields.List(
+        _enum(SUBMITTERS, "villager|cadre|checkin"), required=required,
+        error_messages={**_REQUIRED, "invalid": "应为列表"}),
+        fields.List(fields.String(metadata={"enum": list(SUBMITTERS)}))),
+    "requires_review": (_optional_in(_bool("a cadre reviews claims (default true)")),
+                        fields.Boolean()),
+    "evidence_required": (_optional_in(_bool("photos required (default false)")),
+                          fields.Boolean()),
+    "notice_days": (_optional_in(_int("公示 days; null: the catalog policy's",
+                                      bounds=(0, MAX_NOTICE_DAYS), allow_none=True)),
+                    fields.Integer(metadata=optional())),
+    "caps": (_optional_in(fields.List(fields.Nested(CapIn), allow_none=True,
+                                      error_messages={"invalid": "应为列表"})),
+             fields.List(fields.Nested(CapOut), metadata=optional())),
+    "effective_from": (_optional_in(fields.Date(
+        allow_none=True, error_messages={"invalid": "应为日期，如 2024-01-01"})),
+        fields.String(metadata=optional(format="date"))),
+    "effective_to": (_optional_in(fields.Date(
+        allow_none=True, metadata={"description": "inclusive"},
+        error_messages={"invalid": "应为日期，如 2024-01-01"})),
+        fields.String(metadata=optional(format="date"))),
+    "veto": (_optional_in(fields.Nested(VetoIn, allow_none=True,
+                                        metadata={"description": "veto items only (一票否决)"})),
+             fields.Nested(VetoOut, metadata=optional())),
+    "black_list": (_optional_in(_bool(
+        "deduction items only: one standing deduction of it names the household on the black "
+        "list (黑榜), whatever the policy's black_list_min_deduction (default false)")),
+        fields.Boolean(metadata=optional(
+            description="a deduction that names the household on the black list (黑榜); "
+                        "absent: false"))),
+    "description": (_optional_in(_text("说明", allow_none=True)),
+                    fields.String(metadata=optional())),
 }
+# A field added to the rule item in rules/ and not here is caught when the app starts.
+assert tuple(_ITEM) == ITEM_KEYS, "backend/rule_schemas.py must list every rule item field"
+
+
+def _item_fields(required: bool) -> dict[str, fields.Field]:
+    """The rule item shape the API takes; `required` False for a PATCH."""
+    return {key: make(required) for key, (make, _) in _ITEM.items()}
+
+
+RuleItemIn = Schema.from_dict(_item_fields(True), name="RuleItemIn")
+RuleItemPatch = Schema.from_dict(_item_fields(False), name="RuleItemPatch")
+
+# What an item says (a version's data).
+_ITEM_DATA: dict[str, fields.Field] = {key: shown for key, (_, shown) in _ITEM.items()}
 
 RuleItemData = Schema.from_dict(_ITEM_DATA, name="RuleItemData")
 
@@ -198,6 +220,10 @@ RuleItemOut = Schema.from_dict(
         "created_at": LocalDateTime(),
         "updated_at": LocalDateTime(metadata={"description": "when the current version was made"}),
         **_ITEM_DATA,
+        # An item as listed says it always (a version's data leaves it out when the unit
+        # says it).
+        "hourly": fields.Boolean(metadata={
+            "description": "scored at check-out by the hours between check-in and check-out"}),
     },
     name="RuleItemOut",
 )

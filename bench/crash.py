@@ -77,7 +77,7 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import activities, catalogs, claims, ledger  # noqa: E402
+from points import activities, budget, catalogs, claims, ledger  # noqa: E402
 from points import auth as sessions  # noqa: E402
 from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
@@ -735,9 +735,9 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
                    [f"account {b.account_id} (household {b.household_id}) entry {b.entry_id}: "
                     f"{b.problem}" for b in report.breaks],
                    f"{report.accounts} accounts, {report.entries} entries")
-        monthly = claims.verify_issued(s, TZ)
+        monthly = budget.verify_issued(s, TZ)
         checks.add("each village's monthly issued points (the budget's counter) == the sum "
-                   "of the claims it counts (points.claims.verify_issued)", monthly,
+                   "of the claims it counts (points.budget.verify_issued)", monthly,
                    "every village month agrees" if not monthly else "")
 
         sql = s.connection().exec_driver_sql

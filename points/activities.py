@@ -189,9 +189,10 @@ def state(activity: Activity, now: datetime) -> str:
     return "closed"
 
 
-def is_hourly(kind: str | None, unit: str | None) -> bool:
-    """Per-hour items are scored from the time between check-in and check-out."""
-    return kind == "per_unit" and (unit or "").strip().lower() in HOUR_UNITS
+def is_hourly(rule: rules.RuleItem) -> bool:
+    """Per-hour items (the item's `hourly`) are scored from the time between check-in and
+    check-out."""
+    return bool(rule.hourly)
 
 
 def worked_from(checked_in_at: datetime, starts_at: datetime) -> datetime:
@@ -232,7 +233,7 @@ def create_activity(
     if not rule.may_submit("checkin"):
         raise Invalid(f"「{rule.name}」不能通过签到计分，请选择可签到的细则条目",
                       code="not_checkin_item")
-    if rule.kind == "per_unit" and not is_hourly(rule.kind, rule.unit):
+    if rule.kind == "per_unit" and not is_hourly(rule):
         raise Invalid(f"「{rule.name}」按{rule.unit}计分，签到只能按次或按小时计分",
                       code="not_checkin_item")
     opens = checkin_opens_at or starts_at - DEFAULT_OPENS_BEFORE
@@ -605,7 +606,7 @@ def _record(
     flags = flags or []
     claim: Claim | None = None
     reason: str | None = None
-    if refusal is None and not is_hourly(rule.kind, rule.unit):
+    if refusal is None and not is_hourly(rule):
         claim, reason = _score(session, actor, activity, item, rule, target, None, now, tz,
                                policy=policy)
     checkin_id = _insert_checkin(session, {
@@ -791,7 +792,7 @@ def check_out(
     assert activity is not None
     item = claims.village_item(session, activity.village_id, activity.rule_item_id)
     rule = claims.rule_in_force(session, item, activity.village_id)
-    if not is_hourly(rule.kind, rule.unit):
+    if not is_hourly(rule):
         raise CheckoutNotNeeded()
     if actor.role != VILLAGER:
         # Staff check a deactivated villager out no more than in (the villager's own

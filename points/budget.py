@@ -1,30 +1,48 @@
-"""The monthly budget's counter (本月已发放, `MonthlyIssued`): whose month a claim counts in,
-and taking a counted claim off it.
+"""The monthly budget (本月发放额度) and its counter (本月已发放, `MonthlyIssued`): whose
+month a claim counts in, counting it in when it is decided (`issue`), taking it off again
+(`unissue`, `give_back_reversed`), and checking or rebuilding the counter from the claims
+(`verify_issued`, `rebuild_issued`).
 
 What it counts: a village's positive claims in notice, objected or posted whose entry was
-not reversed, each in the month of its deed (village time). Counting claims in as they are
-decided, and checking it, is `points.claims` (`_issue`, `verify_issued`); taking one off is
-here, because a reversal in the ledger (`points.ledger.reverse`) takes an award off too, and
-the ledger sits below the claims.
+not reversed, each in the month of its deed (village time). The claims workflow
+(`points.claims`) decides when a claim counts; a reversal in the ledger
+(`points.ledger.reverse`) takes an award off too, so this module sits below both. See
+docs/DESIGN.md, The monthly budget.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy.orm import Session, aliased
 
+from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
-from .db import core
+from .db import core, upsert_insert
 from .models.claims import Claim, MonthlyIssued
 from .models.ledger import LedgerEntry
 
 log = logging.getLogger(__name__)
 
-ISSUED_STATUSES = ("in_notice", "objected", "posted")
+# What the counter holds: claims decided within the budget (in notice, under objection, or
+# posted).
+ISSUED_STATUSES: tuple[ClaimStatus, ...] = (
+    ClaimStatus.IN_NOTICE, ClaimStatus.OBJECTED, ClaimStatus.POSTED,
+)
+
+# A posted claim whose entry was reversed (冲正) no longer counts: neither against the
+# budget nor under its item's caps (`points.claims.history`). Built once: it is part of
+# every claim's history query.
+_reversal = aliased(LedgerEntry)
+REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
+    _reversal, _reversal.reverses_id == LedgerEntry.id
+).where(LedgerEntry.claim_id.is_not(None))
 
 
 def budget_month(claim: Claim, tz: ZoneInfo) -> str:
@@ -57,7 +75,7 @@ def unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
 
 def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> None:
     """A reversed award (冲正) gives its points back to its month's budget, as it gives its
-    room under the item's caps back (claims.REVERSED_CLAIMS). The budget limits the points
+    room under the item's caps back (REVERSED_CLAIMS). The budget limits the points
     a village's month hands out, and an award corrected as a mistake hands out none: kept
     counted, it would send the right award that follows the correction to the township. A
     reversed deduction changes nothing here: deductions never drew on the budget."""
@@ -66,3 +84,74 @@ def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> No
     claim = session.get(Claim, entry.claim_id)
     if claim is not None and claim.status in ISSUED_STATUSES:
         unissue(session, claim, claim.points, tz)
+
+
+# ---- counting a decided claim in, and checking the counter ----------------------------------
+
+@lru_cache(maxsize=4)
+def _issue_statement(dialect: str, bounded: bool) -> Any:
+    """Add `points` to the village's month, creating its row; `bounded`: only while the total
+    stays within `budget` (no row returned: it would not). One statement, so the check and
+    the addition cannot be split by another approval: the row's lock makes the second wait,
+    and it then sees the first one's total."""
+    table = MonthlyIssued.__table__
+    stmt = upsert_insert(dialect)(table).values(  # type: ignore[arg-type]
+        village_id=bindparam("village_id"), month=bindparam("month"),
+        issued=bindparam("points"))
+    total = table.c.issued + stmt.excluded.issued  # type: ignore[attr-defined]
+    return stmt.on_conflict_do_update(
+        index_elements=["village_id", "month"], set_={"issued": total},
+        where=total <= bindparam("budget") if bounded else None,
+    ).returning(table.c.issued)  # type: ignore[attr-defined]
+
+
+def issue(session: Session, claim: Claim, month: str, budget: int | None) -> bool:
+    """Count the claim's points against the village's month; with a `budget`, only if the
+    month stays within it (False: it would not, and nothing was counted)."""
+    if budget is not None and claim.points > budget:
+        return False
+    stmt = _issue_statement(session.get_bind().dialect.name, budget is not None)
+    return core(session).execute(stmt, {
+        "village_id": claim.village_id, "month": month, "points": claim.points,
+        "budget": budget}).first() is not None
+
+
+def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
+    """Each village month whose kept total differs from what its claims count: (village,
+    month, kept, counted), in order."""
+    counted: dict[tuple[int, str], int] = defaultdict(int)
+    for village_id, occurred_at, points in session.execute(
+        select(Claim.village_id, Claim.occurred_at, Claim.points).where(
+            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None),
+            Claim.id.not_in(REVERSED_CLAIMS))
+    ):
+        counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
+    # Columns, not objects: the rows change by Core statements, which loaded objects miss.
+    kept = {(village_id, month): issued for village_id, month, issued in session.execute(
+        select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
+    return [(village_id, month, kept.get((village_id, month), 0),
+             counted.get((village_id, month), 0))
+            for village_id, month in sorted(set(counted) | set(kept))
+            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
+
+
+def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
+    """Every village's month as counted against the claims it counts (empty: all agree)."""
+    return [f"村 {village_id} {month} 本月已发放记为 {kept}，按申报合计应为 {counted}"
+            for village_id, month, kept, counted in _drift(session, tz)]
+
+
+def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
+    """Set every village's months to what its claims count (after a drift `verify_issued`
+    named); the number of village months changed. Locks the table so that no approval
+    counts meanwhile."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
+    drift = _drift(session, tz)
+    for village_id, month, _kept, counted in drift:
+        session.execute(delete(MonthlyIssued).where(MonthlyIssued.village_id == village_id,
+                                                    MonthlyIssued.month == month))
+        if counted:
+            session.add(MonthlyIssued(village_id=village_id, month=month, issued=counted))
+    session.flush()
+    return len(drift)

@@ -360,6 +360,7 @@ def _add_version(
         version=number,
         data=rules.item_to_dict(rule),
         points=rule.points,
+        hourly=bool(rule.hourly),
         created_by=actor.user_id if actor else None,
     )
     session.add(version)
@@ -375,6 +376,41 @@ def _new_item(
     session.add(item)
     _add_version(session, actor, item, rule, 1)
     return item
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """A rule item as a claim, a check-in's activity or an entry names it: the item, the
+    version it was scored under (None where the caller names the item only), and what that
+    version says of it. Built here, by `item_ref`, from the version's stored data; the
+    schema that shows it picks its fields."""
+
+    id: int
+    version_id: int | None
+    version: int | None
+    code: str | None
+    name: str | None
+    category: str | None
+    points: int | None
+    kind: str | None
+    unit: str | None
+    requires_review: bool | None
+
+
+def item_ref(item_id: int, version_id: int | None = None,
+             version: RuleItemVersion | None = None,
+             data: Mapping[str, Any] | None = None) -> ItemRef:
+    """The reference to an item, by its version row (`version`) or, where the caller has
+    read only its stored data, by `data`; a version that is gone leaves the rest None."""
+    if version is not None:
+        data = version.data
+    data = data or {}
+    return ItemRef(
+        id=item_id, version_id=version_id, version=version.version if version else None,
+        code=data.get("code"), name=data.get("name"), category=data.get("category"),
+        points=data.get("points"), kind=data.get("kind"), unit=data.get("unit"),
+        requires_review=data.get("requires_review"),
+    )
 
 
 def _version_record(version: RuleItemVersion) -> dict[str, Any]:

@@ -8,35 +8,24 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Select,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    literal,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Select, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 import rules
-from rules.periods import month_key, period_end, period_start
+from rules.claim_status import OPEN_OR_POSTED, WITHDRAWABLE, ClaimStatus
+from rules.periods import add_months, month_key, period_end, period_start
 
-from . import audit, catalogs, ledger
-from .budget import ISSUED_STATUSES, budget_month, unissue
-from .db import core, insert_as_loaded, upsert_insert
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound, WrongVillage
+from . import audit, budget, catalogs, ledger
+from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
+from .db import core, insert_as_loaded
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
     Account,
     Household,
@@ -50,7 +39,6 @@ from .models.claims import (
     Claim,
     ClaimApproval,
     HouseholdFlag,
-    MonthlyIssued,
     Objection,
     Upload,
     VetoWithdrawal,
@@ -70,9 +58,9 @@ from .scope import (
 # The note of the entry that wipes a vetoed household's spendable points.
 VETO_WIPE_NOTE = "一票否决：可用积分清零"
 
-# Statuses whose points count against an item's caps when a new claim comes in: a villager
-# cannot get past a cap by filing several claims before the first is reviewed.
-OPEN_OR_POSTED = ("pending", "approved", "in_notice", "objected", "posted")
+# Claims whose points count against an item's caps when a new claim comes in are those
+# OPEN_OR_POSTED (rules.claim_status): a villager cannot get past a cap by filing several
+# claims before the first is reviewed.
 
 
 class NoPoints(DomainError):
@@ -115,7 +103,7 @@ class NeedsTownshipWithdrawal(DomainError):
 
 # In public notice (公示): listed by the notice, and open to objections until it ends, also
 # once another villager objected (`objected`: under review).
-IN_NOTICE = ("in_notice", "objected")
+IN_NOTICE: tuple[ClaimStatus, ...] = (ClaimStatus.IN_NOTICE, ClaimStatus.OBJECTED)
 
 
 class AlreadyObjected(DomainError):
@@ -197,14 +185,6 @@ def _claim_rule(session: Session, claim: Claim) -> rules.RuleItem:
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     assert item is not None and version is not None
     return rule_in_force(session, item, claim.village_id, version.rule)
-
-
-# A posted claim whose entry was reversed (冲正) no longer uses up the cap. Built once: it is
-# part of every claim's history query.
-_reversal = aliased(LedgerEntry)
-REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
-    _reversal, _reversal.reverses_id == LedgerEntry.id
-).where(LedgerEntry.claim_id.is_not(None))
 
 
 @lru_cache(maxsize=64)
@@ -353,7 +333,7 @@ def _new_claim(
         member_id=target.member_id, rule_item_id=item.id,
         rule_item_version_id=item.current_version_id, source=source,
         units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
-        reason=evaluation.reason, note=note, evidence=evidence, status="pending",
+        reason=evaluation.reason, note=note, evidence=evidence, status=ClaimStatus.PENDING,
         occurred_at=deed, submitted_by=actor.user_id, created_at=now,
     )
     post = False
@@ -375,14 +355,15 @@ def submit(
     if actor.role != VILLAGER:
         raise Forbidden("只有村民可以自主申报；村干部请使用积分录入")
     authorize(actor, "claim.submit")
-    if actor.villager_id is None or actor.household_id is None or actor.village_id is None:
-        raise NotBound()
+    household_id = actor.require_household()
+    # A villager's household is of their village, and its member is them.
+    assert actor.villager_id is not None and actor.village_id is not None
     item = village_item(session, actor.village_id, rule_item_id)
     rule = rule_in_force(session, item, actor.village_id)
     if not rule.may_submit("villager"):
         raise Forbidden("这一项不能自主申报，由村干部录入", code="not_self_reportable")
     evidence = _check_evidence(session, actor, evidence, rule)
-    target = Target(actor.household_id, actor.villager_id, actor.village_id)
+    target = Target(household_id, actor.villager_id, actor.village_id)
     policy = None if rule.requires_review else catalogs.effective_policy(session, target.village_id)
     return _new_claim(session, actor, item, target, source="villager", units=units, note=note,
                       evidence=evidence, now=now, tz=tz, approve_with=policy, rule=rule)
@@ -491,80 +472,6 @@ def _approvals(session: Session, claim: Claim) -> int:
     ) or 0
 
 
-# ---- the monthly budget (本月发放额度) -------------------------------------------------
-
-# What `MonthlyIssued` counts, in whose month, and taking a counted claim off it are in
-# `points.budget`: a reversal in the ledger takes an award off too.
-
-@lru_cache(maxsize=4)
-def _issue_statement(dialect: str, bounded: bool) -> Any:
-    """Add `points` to the village's month, creating its row; `bounded`: only while the total
-    stays within `budget` (no row returned: it would not). One statement, so the check and
-    the addition cannot be split by another approval: the row's lock makes the second wait,
-    and it then sees the first one's total."""
-    table = MonthlyIssued.__table__
-    stmt = upsert_insert(dialect)(table).values(  # type: ignore[arg-type]
-        village_id=bindparam("village_id"), month=bindparam("month"),
-        issued=bindparam("points"))
-    total = table.c.issued + stmt.excluded.issued  # type: ignore[attr-defined]
-    return stmt.on_conflict_do_update(
-        index_elements=["village_id", "month"], set_={"issued": total},
-        where=total <= bindparam("budget") if bounded else None,
-    ).returning(table.c.issued)  # type: ignore[attr-defined]
-
-
-def _issue(session: Session, claim: Claim, month: str, budget: int | None) -> bool:
-    """Count the claim's points against the village's month; with a `budget`, only if the
-    month stays within it (False: it would not, and nothing was counted)."""
-    if budget is not None and claim.points > budget:
-        return False
-    stmt = _issue_statement(session.get_bind().dialect.name, budget is not None)
-    return core(session).execute(stmt, {
-        "village_id": claim.village_id, "month": month, "points": claim.points,
-        "budget": budget}).first() is not None
-
-
-def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
-    """Each village month whose kept total differs from what its claims count: (village,
-    month, kept, counted), in order."""
-    counted: dict[tuple[int, str], int] = defaultdict(int)
-    for village_id, occurred_at, points in session.execute(
-        select(Claim.village_id, Claim.occurred_at, Claim.points).where(
-            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None),
-            Claim.id.not_in(REVERSED_CLAIMS))
-    ):
-        counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
-    # Columns, not objects: the rows change by Core statements, which loaded objects miss.
-    kept = {(village_id, month): issued for village_id, month, issued in session.execute(
-        select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
-    return [(village_id, month, kept.get((village_id, month), 0),
-             counted.get((village_id, month), 0))
-            for village_id, month in sorted(set(counted) | set(kept))
-            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
-
-
-def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
-    """Every village's month as counted against the claims it counts (empty: all agree)."""
-    return [f"村 {village_id} {month} 本月已发放记为 {kept}，按申报合计应为 {counted}"
-            for village_id, month, kept, counted in _drift(session, tz)]
-
-
-def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
-    """Set every village's months to what its claims count (after a drift `verify_issued`
-    named); the number of village months changed. Locks the table so that no approval
-    counts meanwhile."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
-    drift = _drift(session, tz)
-    for village_id, month, _kept, counted in drift:
-        session.execute(delete(MonthlyIssued).where(MonthlyIssued.village_id == village_id,
-                                                    MonthlyIssued.month == month))
-        if counted:
-            session.add(MonthlyIssued(village_id=village_id, month=month, issued=counted))
-    session.flush()
-    return len(drift)
-
-
 def _advance(
     session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
     tz: ZoneInfo,
@@ -587,16 +494,16 @@ def _decide(
     else in notice (公示) or, without notice days, to be posted (True: the caller posts).
     An award counts against its deed's month (`budget_month`), also when the township lets
     it past the budget."""
-    budget = None if by_township else policy.monthly_budget
-    if claim.points > 0 and not _issue(session, claim, budget_month(claim, tz), budget):
-        # Awards past the budget need the township (DESIGN.md, policies).
-        claim.status = "approved"
+    limit = None if by_township else policy.monthly_budget
+    if claim.points > 0 and not budget.issue(session, claim, budget_month(claim, tz), limit):
+        # Awards past the budget need the township (docs/DESIGN.md, The monthly budget).
+        claim.status = ClaimStatus.APPROVED
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"
         return False
     days = rule.notice_days if rule.notice_days is not None else policy.notice_days
     claim.decided_at = now
     if days > 0:
-        claim.status = "in_notice"
+        claim.status = ClaimStatus.IN_NOTICE
         claim.notice_ends_at = now + timedelta(days=days)
         return False
     return True
@@ -609,7 +516,7 @@ def _approved(
     policy = policy or catalogs.effective_policy(session, claim.village_id)
     if _decide(session, claim, rule, now, tz, by_township=by_township, policy=policy):
         _post(session, claim, now, tz, from_status=claim.status)
-    elif claim.status == "in_notice":
+    elif claim.status == ClaimStatus.IN_NOTICE:
         session.flush()
 
 
@@ -626,7 +533,7 @@ def _lock_claim(session: Session, actor: Actor, claim_id: int) -> Claim:
 def approve(session: Session, actor: Actor, claim_id: int, tz: ZoneInfo, now: datetime) -> Claim:
     claim = _lock_claim(session, actor, claim_id)
     authorize(actor, "claim.review")
-    if claim.status == "approved":
+    if claim.status == ClaimStatus.APPROVED:
         # Over the village budget: only the township can let it through.
         if actor.role not in (TOWNSHIP, COUNTY):
             raise Forbidden("超出本月发放额度，需乡镇管理员审批", code="needs_township_approval")
@@ -634,7 +541,7 @@ def approve(session: Session, actor: Actor, claim_id: int, tz: ZoneInfo, now: da
         _approved(session, actor, claim, _claim_rule(session, claim), now, tz, by_township=True)
         audit.record(session, actor, "claim.approve", claim, village_id=claim.village_id)
         return claim
-    if claim.status != "pending":
+    if claim.status != ClaimStatus.PENDING:
         raise ClaimNotPending()
     _record_approval(session, actor, claim)
     _advance(session, actor, claim, _claim_rule(session, claim), now, tz)
@@ -647,19 +554,18 @@ def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: date
     authorize(actor, "claim.review")
     # Rejecting one's own household's deduction is deciding its points as much as approving.
     refuse_own_household(session, actor, claim.household_id)
-    if claim.status not in ("pending", "approved"):
+    if claim.status not in (ClaimStatus.PENDING, ClaimStatus.APPROVED):
         raise ClaimNotPending()
     before = audit.snapshot(claim)
-    claim.status, claim.reject_reason = "rejected", reason
+    claim.status, claim.reject_reason = ClaimStatus.REJECTED, reason
     claim.rejected_by, claim.decided_at = actor.user_id, now
     audit.record(session, actor, "claim.reject", claim, before=before,
                  village_id=claim.village_id)
     return claim
 
 
-# Before posting, a claim can still be withdrawn (撤回): posted points are corrected by a
-# reversal (冲正) instead, which the passbook shows.
-WITHDRAWABLE = ("pending", "approved", "in_notice", "objected")
+# Before posting, a claim can still be withdrawn (撤回, WITHDRAWABLE): posted points are
+# corrected by a reversal (冲正) instead, which the passbook shows.
 
 
 def withdraw(
@@ -689,7 +595,7 @@ def withdraw(
         objection.status = "overturned"
         objection.resolved_by, objection.resolved_at = actor.user_id, now
         objection.resolution_note = f"申报已撤回：{reason}"[:500]
-    claim.status, claim.withdraw_reason = "withdrawn", reason
+    claim.status, claim.withdraw_reason = ClaimStatus.WITHDRAWN, reason
     claim.withdrawn_by, claim.withdrawn_at = actor.user_id, now
     audit.record(session, actor, "claim.withdraw", claim, before=before,
                  village_id=claim.village_id)
@@ -731,7 +637,7 @@ def object_to(
     if locked.notice_ends_at <= now:
         raise NotInNotice("该申报的公示期已经结束，不能再提出异议", details={
             "notice_ended_at": locked.notice_ends_at.isoformat()})
-    locked.status = "objected"
+    locked.status = ClaimStatus.OBJECTED
     objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason,
                           created_at=now)
     session.add(objection)
@@ -752,7 +658,7 @@ def resolve(
     claim = _lock_claim(session, actor, objection.claim_id)
     authorize(actor, "claim.review")
     refuse_own_household(session, actor, claim.household_id)
-    if objection.status != "open" or claim.status != "objected":
+    if objection.status != "open" or claim.status != ClaimStatus.OBJECTED:
         raise Conflict("该异议已经处理过了", code="objection_resolved")
     others = list(session.scalars(select(Objection).where(
         Objection.claim_id == claim.id, Objection.status == "open",
@@ -768,9 +674,9 @@ def resolve(
         if not others:
             # Back in notice; it posts when the notice ends (at the next post-due run if
             # it has).
-            claim.status = "in_notice"
+            claim.status = ClaimStatus.IN_NOTICE
     else:
-        claim.status, claim.reject_reason = "rejected", note or "公示期异议成立"
+        claim.status, claim.reject_reason = ClaimStatus.REJECTED, note or "公示期异议成立"
         claim.rejected_by = actor.user_id
         unissue(session, claim, claim.points, tz)
     audit.record(session, actor, f"objection.{objection.status}", objection,
@@ -786,7 +692,8 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     The conditional update makes posting idempotent: two runners, one posting."""
     moved = session.execute(
         update(Claim).where(Claim.id == claim.id, Claim.status == from_status)
-        .values(status="posted", posted_at=now).execution_options(synchronize_session=False)
+        .values(status=ClaimStatus.POSTED, posted_at=now)
+        .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 1:
         return
@@ -798,13 +705,13 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     target = Target(claim.household_id, claim.member_id, claim.village_id)
     evaluation = rules.evaluate(
         rule, claim.occurred_at.astimezone(tz),
-        history(session, item, rule, target, claim.occurred_at, tz, ("posted",),
+        history(session, item, rule, target, claim.occurred_at, tz, (ClaimStatus.POSTED,),
                 exclude_claim=claim.id),
         claim.units,
     )
     if evaluation.points == 0 and rule.kind != "veto":
         unissue(session, claim, claim.points, tz)
-        claim.status, claim.points = "rejected", 0
+        claim.status, claim.points = ClaimStatus.REJECTED, 0
         claim.reject_reason = f"公示结束时重新核算：{evaluation.reason}"
         claim.posted_at = None
         return
@@ -848,11 +755,9 @@ def _apply_veto(
         # household on its red list. A March board already closed stays as published; the
         # next board notes the bar (rankings, `late_veto`).
         first = month_key(claim.occurred_at.astimezone(tz))
-        year, month = divmod(int(first[:4]) * 12 + int(first[5:]) - 1 + veto.bar_periods - 1,
-                             12)
         session.add(HouseholdFlag(
             household_id=claim.household_id, kind="veto", claim_id=claim.id,
-            from_month=first, until_month=f"{year:04d}-{month + 1:02d}",
+            from_month=first, until_month=add_months(first, veto.bar_periods - 1),
             note=f"一票否决：{veto.bar_periods} 个月内不参加评比", created_at=now,
         ))
 
@@ -885,7 +790,7 @@ def withdraw_veto(
     refuse_own_household(session, actor, claim.household_id)
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     assert version is not None
-    if claim.status != "posted" or version.rule.kind != "veto":
+    if claim.status != ClaimStatus.POSTED or version.rule.kind != "veto":
         raise NotPostedVeto()
     if session.scalar(select(VetoWithdrawal.id).where(VetoWithdrawal.claim_id == claim.id)):
         raise VetoWithdrawn()
@@ -927,7 +832,7 @@ def _veto_entries(session: Session, claim: Claim) -> list[LedgerEntry]:
 
 def due_claim_ids(session: Session, now: datetime) -> list[int]:
     return list(session.scalars(
-        select(Claim.id).where(Claim.status == "in_notice", Claim.notice_ends_at <= now)
+        select(Claim.id).where(Claim.status == ClaimStatus.IN_NOTICE, Claim.notice_ends_at <= now)
         .order_by(Claim.id)
     ))
 
@@ -939,10 +844,10 @@ def post_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
     for claim_id in due_claim_ids(session, now):
         session.rollback()
         claim = session.get(Claim, claim_id)
-        if claim is None or claim.status != "in_notice":
+        if claim is None or claim.status != ClaimStatus.IN_NOTICE:
             continue
-        _post(session, claim, now, tz, from_status="in_notice")
-        if claim.status == "posted":
+        _post(session, claim, now, tz, from_status=ClaimStatus.IN_NOTICE)
+        if claim.status == ClaimStatus.POSTED:
             posted += 1
         session.commit()
     return posted
@@ -958,15 +863,12 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
-    data = version.data if version else {}
+    item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
     withdrawal = session.scalar(select(VetoWithdrawal).where(
-        VetoWithdrawal.claim_id == claim.id)) if data.get("kind") == "veto" else None
+        VetoWithdrawal.claim_id == claim.id)) if item.kind == "veto" else None
     return {
         "claim": claim,
-        "rule_item": {"id": claim.rule_item_id, "version_id": claim.rule_item_version_id,
-                      "version": version.version if version else None,
-                      "code": data.get("code"), "name": data.get("name"),
-                      "category": data.get("category")},
+        "rule_item": item,
         "member_name": member.name if member else None,
         "household_name": household.name if household else None,
         "approvals": _approvals(session, claim),

@@ -1,4 +1,5 @@
-"""The demo township of DOMAIN.md, so a newcomer sees the service work (`flask demo`)."""
+"""A demo township with villages, households, a catalog and shops, so a newcomer sees the
+service work (`flask demo`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import rules
+from rules.periods import add_months, month_bounds, month_key
 
 from . import activities, catalogs, claims
 from .errors import Conflict
@@ -41,7 +43,7 @@ VILLAGES = (
     ("桃源村", "TY", ("上湾组", "下湾组"), 14, "ty"),
 )
 
-# A village shop's shelf (DOMAIN.md): name, points, stock.
+# A village shop's shelf: name, points, stock.
 SHELF = (
     ("食盐 500g", 2, 100), ("香皂", 5, 60), ("酱油 500ml", 6, 50), ("牙膏", 8, 40),
     ("洗洁精", 9, 40), ("毛巾", 10, 40), ("卫生纸 10卷", 15, 30), ("洗衣粉 1kg", 20, 30),
@@ -160,8 +162,8 @@ def seed_history(session: Session, now: datetime, tz: ZoneInfo, months: int = 2,
     local_now = now.astimezone(tz)
     posted_months = []
     for back in range(months, 0, -1):
-        year, month = divmod(local_now.year * 12 + local_now.month - 1 - back, 12)
-        posted_months.append(datetime(year, month + 1, 10, 10, 0, tzinfo=tz))
+        month = add_months(month_key(local_now), -back)
+        posted_months.append(month_bounds(month, tz)[0].replace(day=10, hour=10))
     for village in session.scalars(select(Village).order_by(Village.id)).all():
         cadre = session.scalar(select(User).where(User.role == "cadre",
                                                   User.village_id == village.id))

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from rules.claim_status import ClaimStatus
+
 from . import catalogs, rankings
 from .claims import IN_NOTICE
-from .errors import NotBound
 from .models import (
     Account,
     Claim,
@@ -48,9 +49,10 @@ class Bound:
 
 def bound(actor: Actor) -> Bound:
     """The caller's household, or 403 `not_bound` (as every /me read answers)."""
-    if actor.household_id is None or actor.village_id is None:
-        raise NotBound()
-    return Bound(actor.household_id, actor.village_id)
+    household_id = actor.require_household()
+    # A household is always of a village, so a bound actor has one.
+    assert actor.village_id is not None
+    return Bound(household_id, actor.village_id)
 
 
 def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def attention(session: Session, household_id: int, now: datetime) -> list[dict[s
     for claim_id, data, points, reason, at in session.execute(
         select(Claim.id, RuleItemVersion.data, Claim.points, Claim.reject_reason, decided)
         .join(RuleItemVersion, RuleItemVersion.id == Claim.rule_item_version_id)
-        .where(Claim.household_id == household_id, Claim.status == "rejected",
+        .where(Claim.household_id == household_id, Claim.status == ClaimStatus.REJECTED,
                decided >= since)
         .order_by(Claim.id.desc())
     ):

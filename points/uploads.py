@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageOps
 from sqlalchemy.orm import Session
 
-from .errors import DomainError, NotBound, NotFound
+from .errors import DomainError, NotFound
 from .models import Upload
 from .scope import VILLAGER, Actor, get_visible
 
@@ -78,8 +78,8 @@ def store_photo(
 ) -> Upload:
     """Check, clean and store one photo; returns the flushed `Upload` row. The file is in
     place before the row exists, so a committed row always has its file."""
-    if actor.role == VILLAGER and actor.household_id is None:
-        raise NotBound("请先绑定村民身份再上传照片")
+    if actor.role == VILLAGER:
+        actor.require_household("请先绑定村民身份再上传照片")
     if len(data) > max_bytes:
         raise FileTooLarge(f"照片不能超过 {max_bytes / (1024 * 1024):g} MB",
                            details={"max_bytes": max_bytes, "size": len(data)})

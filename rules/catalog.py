@@ -8,8 +8,8 @@ exists is always a valid one.
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -54,33 +54,15 @@ _APPLIES_LABELS = {"member": "按人", "household": "按户"}
 _SUBMITTER_LABELS = {"villager": "村民申报", "cadre": "干部录入", "checkin": "扫码签到"}
 _RESET_LABELS = {"none": "不清零", "quarterly": "每季度清零", "yearly": "每年清零"}
 
+# Units that meant "scored by the hour at check-out" before an item said so itself
+# (`RuleItem.hourly`): an item written without `hourly` is read by its unit.
+HOUR_UNITS = frozenset({"小时", "时", "hour", "hours", "h"})
+
 _DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
-_TEXT_LIMITS = {"name": 100, "category": 20, "unit": 10, "description": 1000}
 
 _CAP_KEYS = ("period", "max_count", "max_points")
 _VETO_KEYS = ("wipe_available", "bar_periods")
-_ITEM_KEYS = (
-    "code",
-    "name",
-    "category",
-    "class",
-    "points",
-    "kind",
-    "unit",
-    "max_units",
-    "applies_to",
-    "submit_by",
-    "requires_review",
-    "evidence_required",
-    "notice_days",
-    "caps",
-    "effective_from",
-    "effective_to",
-    "veto",
-    "black_list",
-    "description",
-)
 _POLICY_KEYS = (
     "notice_days",
     "two_cadre_threshold",
@@ -95,6 +77,36 @@ _POLICY_KEYS = (
     "black_list_min_deduction",
 )
 _CATALOG_KEYS = ("name", "categories", "policy", "items")
+
+
+# --- how a rule item's field is read, checked and written ------------------------------------
+#
+# Each field of `RuleItem` says here, once, how the catalog (YAML or JSON) holds it: its key,
+# how it is read (`read`: text, integer, boolean, day, text_list, caps, veto), whether it is
+# required, the Chinese label and length of a text, and when `item_to_dict` leaves it out. The
+# item's keys, its reader, its text checks and its dict are all walked from these.
+
+
+def _spec(
+    read: str, *, key: str | None = None, required: bool = False, label: str | None = None,
+    max_len: int | None = None, multiline: bool = False,
+    written: Callable[[Any, Any], bool] | None = None, **kwargs: Any,
+) -> Any:
+    """A `RuleItem` field's description. `written(item, value)`: whether `item_to_dict`
+    writes it (default: when it is not None)."""
+    return field(metadata={"read": read, "key": key, "required": required, "label": label,
+                           "max_len": max_len, "multiline": multiline, "written": written},
+                 **kwargs)
+
+
+def _key(f: Field[Any]) -> str:
+    return f.metadata["key"] or f.name
+
+
+def hourly_by_unit(kind: str | None, unit: str | None) -> bool:
+    """What an item that does not say `hourly` means: a per-unit item counted in hours (its
+    unit one of HOUR_UNITS) is scored by the hour at check-out."""
+    return kind == "per_unit" and (unit or "").strip().lower() in HOUR_UNITS
 
 
 @dataclass(frozen=True)
@@ -158,34 +170,47 @@ class VetoEffect:
 
 @dataclass(frozen=True, kw_only=True)
 class RuleItem:
-    """One line of the 积分细则. `klass` is the catalog's `class` (a Python keyword)."""
+    """One line of the 积分细则. `klass` is the catalog's `class` (a Python keyword). The
+    order of the fields is the order of an item's keys in a catalog file."""
 
-    code: str
-    name: str
-    category: str
-    klass: str
-    points: int
-    kind: str
-    unit: str | None = None
-    max_units: int | None = None
-    applies_to: str
-    submit_by: tuple[str, ...]
-    requires_review: bool = True
-    evidence_required: bool = False
-    notice_days: int | None = None  # None: the catalog policy's notice_days
-    caps: tuple[Cap, ...] = ()
-    effective_from: date | None = None
-    effective_to: date | None = None  # inclusive
-    veto: VetoEffect | None = None
+    code: str = _spec("text", required=True)
+    name: str = _spec("text", required=True, label="名称", max_len=100)
+    category: str = _spec("text", required=True, label="分类", max_len=20)
+    klass: str = _spec("text", key="class", required=True)
+    points: int = _spec("integer", required=True)
+    kind: str = _spec("text", required=True)
+    unit: str | None = _spec("text", label="单位", max_len=10, default=None)
+    max_units: int | None = _spec("integer", default=None)
+    # Scored at check-out by the hours between check-in and check-out. None (left out):
+    # what the unit says (`hourly_by_unit`), settled when the item is built, so a built item
+    # holds True or False; written only when it differs from what the unit says, so items
+    # written before the field keep their form.
+    hourly: bool | None = _spec(
+        "boolean", default=None,
+        written=lambda item, value: value != hourly_by_unit(item.kind, item.unit))
+    applies_to: str = _spec("text", required=True)
+    submit_by: tuple[str, ...] = _spec("text_list", required=True)
+    requires_review: bool = _spec("boolean", default=True)
+    evidence_required: bool = _spec("boolean", default=False)
+    # None: the catalog policy's notice_days
+    notice_days: int | None = _spec("integer", default=None)
+    caps: tuple[Cap, ...] = _spec("caps", default=(), written=lambda item, value: bool(value))
+    effective_from: date | None = _spec("day", default=None)
+    effective_to: date | None = _spec("day", default=None)  # inclusive
+    veto: VetoEffect | None = _spec("veto", default=None)
     # 黑榜: one standing deduction of this item names the household on the black list,
     # however small (a deduction item the village counts as serious). Vetoes always do.
-    black_list: bool = False
-    description: str | None = None
+    # Left out when false: items stored before it keep their form.
+    black_list: bool = _spec("boolean", default=False, written=lambda item, value: value)
+    description: str | None = _spec("text", label="说明", max_len=1000, multiline=True,
+                                     default=None)
 
     def __post_init__(self) -> None:
         # Lists passed by a caller would make the frozen item unhashable.
         object.__setattr__(self, "submit_by", tuple(self.submit_by))
         object.__setattr__(self, "caps", tuple(self.caps))
+        if self.hourly is None:
+            object.__setattr__(self, "hourly", hourly_by_unit(self.kind, self.unit))
         _raise_if(_item_problems(self.code, _item_values(self), None))
 
     def may_submit(self, submitter: str) -> bool:
@@ -198,6 +223,16 @@ class RuleItem:
         if self.effective_from is not None and on < self.effective_from:
             return False
         return self.effective_to is None or on <= self.effective_to
+
+
+_ITEM_FIELDS: tuple[Field[Any], ...] = fields(RuleItem)
+# An item's keys in a catalog file, in their order.
+ITEM_KEYS: tuple[str, ...] = tuple(_key(f) for f in _ITEM_FIELDS)
+# Texts checked by `_text_problem`: key → (Chinese label, most characters, multiline).
+_ITEM_TEXTS: dict[str, tuple[str, int, bool]] = {
+    _key(f): (f.metadata["label"], f.metadata["max_len"], f.metadata["multiline"])
+    for f in _ITEM_FIELDS if f.metadata["max_len"] is not None
+}
 
 
 @dataclass(frozen=True)
@@ -279,9 +314,7 @@ def _values(obj: Any) -> dict[str, Any]:
 
 
 def _item_values(item: RuleItem) -> dict[str, Any]:
-    values = _values(item)
-    values["class"] = values.pop("klass")
-    return values
+    return {_key(f): getattr(item, f.name) for f in _ITEM_FIELDS}
 
 
 def _text_problem(value: str, label: str, max_len: int, multiline: bool = False) -> str | None:
@@ -367,15 +400,10 @@ def _item_problems(
             f"编码「{excerpt(code)}」无效："
             "只能用字母、数字和 - _ .，以字母或数字开头，最长 40 个字符",
         )
-    for key, label in (
-        ("name", "名称"),
-        ("category", "分类"),
-        ("unit", "单位"),
-        ("description", "说明"),
-    ):
+    for key, (label, max_len, multiline) in _ITEM_TEXTS.items():
         value = v.get(key)
         if value is not None:
-            message = _text_problem(value, label, _TEXT_LIMITS[key], multiline=key == "description")
+            message = _text_problem(value, label, max_len, multiline)
             if message:
                 bad(key, message)
     if categories is not None and v.get("category") is not None:
@@ -416,6 +444,8 @@ def _item_problems(
             bad("max_units", "按单位计分的项目必须写明每次最多计多少个单位（max_units）")
     elif kind in KINDS and max_units is not None:
         bad("max_units", "只有按单位计分（kind: per_unit）的项目才能设置 max_units")
+    if v.get("hourly") and kind in KINDS and kind != "per_unit":
+        bad("hourly", "只有按单位计分（kind: per_unit）的项目才能按签到签退的小时数计分（hourly）")
     if max_units is not None and not 1 <= max_units <= MAX_UNITS:
         bad("max_units",
             f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {excerpt(max_units)}")
@@ -493,7 +523,7 @@ def _catalog_problems(v: Mapping[str, Any]) -> list[Problem]:
         if not categories:
             out.append(Problem(None, "categories", "至少要有一个分类"))
         for position, category in enumerate(categories):
-            message = _text_problem(category, "分类", _TEXT_LIMITS["category"])
+            message = _text_problem(category, *_ITEM_TEXTS["category"][:2])
             if message:
                 out.append(Problem(None, f"categories[{position}]", message))
         repeated = sorted({c for c in categories if categories.count(c) > 1})
@@ -751,6 +781,48 @@ def _read_veto(problems: list[Problem], item: str, data: Mapping[Any, Any]) -> V
     return VetoEffect(**reader.values) if len(problems) == start else None
 
 
+def _read_caps(reader: _Reader, key: str) -> None:
+    raw_caps = reader.raw(key, False)
+    if raw_caps is None:
+        reader.values[key] = ()
+    elif not isinstance(raw_caps, list | tuple):
+        reader.fail(key, f"应为列表，现为{_type_name(raw_caps)}")
+    else:
+        assert reader.item is not None
+        caps = [_read_cap(reader.problems, reader.item, f"{key}[{n}].", raw)
+                for n, raw in enumerate(raw_caps)]
+        # The valid caps still go in, so duplicate periods among them get reported too.
+        reader.values[key] = tuple(cap for cap in caps if cap is not None)
+
+
+def _read_veto_field(reader: _Reader, key: str) -> None:
+    raw_veto = reader.mapping(key)
+    if raw_veto is not None:
+        assert reader.item is not None
+        veto = _read_veto(reader.problems, reader.item, raw_veto)
+        if veto is not None:
+            reader.values[key] = veto
+    elif key not in reader.data or reader.data[key] is None:
+        reader.values[key] = None
+
+
+def _default(f: Field[Any]) -> Any:
+    return None if f.default is MISSING else f.default
+
+
+# How each `read` of a RuleItem field's spec reads it.
+_ITEM_READERS: dict[str, Callable[[_Reader, str, Field[Any]], None]] = {
+    "text": lambda reader, key, f: reader.text(
+        key, required=f.metadata["required"], multiline=f.metadata["multiline"]),
+    "integer": lambda reader, key, f: reader.integer(key, required=f.metadata["required"]),
+    "boolean": lambda reader, key, f: reader.boolean(key, default=_default(f)),
+    "day": lambda reader, key, f: reader.day(key),
+    "text_list": lambda reader, key, f: reader.text_list(key, required=f.metadata["required"]),
+    "caps": lambda reader, key, f: _read_caps(reader, key),
+    "veto": lambda reader, key, f: _read_veto_field(reader, key),
+}
+
+
 def _item_label(data: Any, position: int) -> str:
     code = data.get("code") if isinstance(data, Mapping) else None
     return excerpt(code.strip()) if isinstance(code, str) and code.strip() else f"#{position}"
@@ -766,47 +838,13 @@ def _read_item(
         )
         return None
     start = len(problems)
-    reader = _Reader(problems, label, "", data, _ITEM_KEYS)
-    for key in ("code", "name", "category", "class"):
-        reader.text(key)
-    reader.integer("points")
-    reader.text("kind")
-    reader.text("unit", required=False)
-    reader.integer("max_units", required=False)
-    reader.text("applies_to")
-    reader.text_list("submit_by")
-    reader.boolean("requires_review", default=True)
-    reader.boolean("evidence_required", default=False)
-    reader.integer("notice_days", required=False)
-
-    raw_caps = reader.raw("caps", False)
-    if raw_caps is None:
-        reader.values["caps"] = ()
-    elif not isinstance(raw_caps, list | tuple):
-        reader.fail("caps", f"应为列表，现为{_type_name(raw_caps)}")
-    else:
-        caps = [_read_cap(problems, label, f"caps[{n}].", raw) for n, raw in enumerate(raw_caps)]
-        # The valid caps still go in, so duplicate periods among them get reported too.
-        reader.values["caps"] = tuple(cap for cap in caps if cap is not None)
-
-    reader.day("effective_from")
-    reader.day("effective_to")
-    raw_veto = reader.mapping("veto")
-    if raw_veto is not None:
-        veto = _read_veto(problems, label, raw_veto)
-        if veto is not None:
-            reader.values["veto"] = veto
-    elif "veto" not in data or data["veto"] is None:
-        reader.values["veto"] = None
-    reader.boolean("black_list", default=False)
-    reader.text("description", required=False, multiline=True)
-
+    reader = _Reader(problems, label, "", data, ITEM_KEYS)
+    for f in _ITEM_FIELDS:
+        _ITEM_READERS[f.metadata["read"]](reader, _key(f), f)
     problems += _item_problems(label, reader.values, categories)
     if len(problems) > start:
         return None
-    values = dict(reader.values)
-    values["klass"] = values.pop("class")
-    return RuleItem(**values)
+    return RuleItem(**{f.name: reader.values[_key(f)] for f in _ITEM_FIELDS})
 
 
 def _read_policy(problems: list[Problem], prefix: str, data: Mapping[Any, Any]) -> Policy | None:
@@ -948,41 +986,26 @@ def cap_to_dict(cap: Cap) -> dict[str, Any]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """A field's value in its JSON-safe form."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, VetoEffect):
+        return {"wipe_available": value.wipe_available, "bar_periods": value.bar_periods}
+    if isinstance(value, tuple):
+        return [cap_to_dict(v) if isinstance(v, Cap) else v for v in value]
+    return value
+
+
 def item_to_dict(item: RuleItem) -> dict[str, Any]:
-    """JSON-safe form in a fixed key order; optional fields that are unset are left out."""
-    out: dict[str, Any] = {
-        "code": item.code,
-        "name": item.name,
-        "category": item.category,
-        "class": item.klass,
-        "points": item.points,
-        "kind": item.kind,
-    }
-    if item.unit is not None:
-        out["unit"] = item.unit
-    if item.max_units is not None:
-        out["max_units"] = item.max_units
-    out["applies_to"] = item.applies_to
-    out["submit_by"] = list(item.submit_by)
-    out["requires_review"] = item.requires_review
-    out["evidence_required"] = item.evidence_required
-    if item.notice_days is not None:
-        out["notice_days"] = item.notice_days
-    if item.caps:
-        out["caps"] = [cap_to_dict(cap) for cap in item.caps]
-    if item.effective_from is not None:
-        out["effective_from"] = item.effective_from.isoformat()
-    if item.effective_to is not None:
-        out["effective_to"] = item.effective_to.isoformat()
-    if item.veto is not None:
-        out["veto"] = {
-            "wipe_available": item.veto.wipe_available,
-            "bar_periods": item.veto.bar_periods,
-        }
-    if item.black_list:  # left out when false: items stored before it keep their form
-        out["black_list"] = True
-    if item.description is not None:
-        out["description"] = item.description
+    """JSON-safe form in a fixed key order (the fields'); optional fields that are unset are
+    left out, and so is each field whose spec says when it is not written."""
+    out: dict[str, Any] = {}
+    for f in _ITEM_FIELDS:
+        value = getattr(item, f.name)
+        written = f.metadata["written"]
+        if value is not None if written is None else written(item, value):
+            out[_key(f)] = _plain(value)
     return out
 
 

@@ -26,7 +26,7 @@ from backend import create_app
 from backend.auth import token_settings
 from backend.extensions import db, limiter
 from points import auth as sessions
-from points.claims import verify_issued
+from points.budget import verify_issued
 from points.ledger import verify_all
 from points.models import (
     Base,

@@ -635,6 +635,27 @@ def test_per_unit_items_that_do_not_count_hours_cannot_be_activities(
     assert response.status_code == 422 and error_code(response) == "not_checkin_item"
 
 
+def test_an_item_that_says_hourly_is_scored_at_check_out_whatever_its_unit(
+    client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """Scoring by the hour is the item's `hourly`, not a reading of its unit: volunteer
+    work counted in 次 but marked hourly is scored at check-out by the hours worked."""
+    edited = client.patch(f"{API}/rule-items/{items['PUB-VOLUNTEER']}",
+                          json={"unit": "次", "hourly": True}, headers=world.headers("tadmin1"))
+    assert edited.status_code == 200, edited.get_json()
+    assert (edited.get_json()["unit"], edited.get_json()["hourly"]) == ("次", True)
+    activity = new_activity(client, world, items["PUB-VOLUNTEER"], title="植树",
+                            ends_at=local(2026, 12, 1, 17).isoformat())
+    with frozen(DURING):
+        checked = scan(client, world, code(client, world, activity["id"])).get_json()
+    assert (checked["status"], checked["points"], checked["claim_id"]) == ("checked_in", 0, None)
+    with frozen(DURING + timedelta(hours=3, minutes=10)):
+        done = client.post(f"{API}/checkins/{checked['checkin_id']}/checkout",
+                           headers=world.headers("villager_x"))
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["points"] == 6  # three whole hours, 2 points each
+
+
 # ---- posters and the display screen ---------------------------------------------------------
 
 def test_poster_codes_are_small_and_print_sharp(

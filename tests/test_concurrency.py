@@ -24,7 +24,7 @@ import rules
 from backend.clock import now as clock_now
 from backend.clock import village_tz
 from backend.extensions import db
-from points import catalogs, claims, ledger
+from points import budget, catalogs, claims, ledger
 from points.models import (
     Account,
     Claim,
@@ -416,4 +416,4 @@ def test_township_award_batches_across_villages_do_not_deadlock(
     assert_no_server_errors(replies)
     assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
     with app.app_context():
-        assert claims.verify_issued(db.session, village_tz()) == []
+        assert budget.verify_issued(db.session, village_tz()) == []

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 import rules
 from backend.auth import qr_codec
 from backend.extensions import db
-from points import catalogs, claims, ledger
+from points import budget, catalogs, claims, ledger
 from points.errors import DomainError
 from points.models import (
     Account,
@@ -611,7 +611,7 @@ class LedgerShop(RuleBasedStateMachine):
             report = ledger.verify_all(s)
             assert report.breaks == [], report.breaks  # balances == sum(entries), chains
             assert report.entries == len(self.entries)
-            assert claims.verify_issued(s, SHANGHAI) == []  # the monthly budget's counter
+            assert budget.verify_issued(s, SHANGHAI) == []  # the monthly budget's counter
 
             accounts = {row.household_id: (row.available, row.held) for row in s.execute(
                 select(Account.household_id, Account.available, Account.held))}

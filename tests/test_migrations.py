@@ -4,6 +4,7 @@ fills it as the code would have."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,13 +15,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import bindparam, inspect, select, text
+from sqlalchemy import JSON, Integer, String, bindparam, column, inspect, select, table, text
 from sqlalchemy.orm import Session
 
 import rules
 from backend import create_app
 from backend.extensions import db
-from points import catalogs, claims
+from points import budget
 from points.models import (
     AuditEntry,
     Base,
@@ -29,6 +30,7 @@ from points.models import (
     MonthlyIssued,
     Objection,
     RuleItem,
+    RuleItemVersion,
     Township,
     User,
     Village,
@@ -67,6 +69,42 @@ def _old_household(s: Session, village_id: int) -> SimpleNamespace:
     return SimpleNamespace(id=household_id)
 
 
+def _old_catalog(s: Session, township_id: int, catalog: rules.Catalog | None = None
+                 ) -> SimpleNamespace:
+    """A township's catalog (default: the reference one) inserted through the tables,
+    naming only the columns of revision 0002 (the models have more: an item version's
+    `hourly` since 0017), each item's version stored as `rules.item_to_dict` writes it.
+    Returns its first item (id, current_version_id)."""
+    catalog = catalog or rules.load_default_catalog()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    catalogs_table = table("rule_catalogs", column("id", Integer), column("name", String),
+                           column("township_id", Integer), column("policy", JSON),
+                           column("categories", JSON), column("created_at", UTCDateTime))
+    items = table("rule_items", column("id", Integer), column("catalog_id", Integer),
+                  column("code", String), column("position", Integer),
+                  column("current_version_id", Integer), column("created_at", UTCDateTime))
+    versions = table("rule_item_versions", column("id", Integer), column("item_id", Integer),
+                     column("version", Integer), column("data", JSON), column("points", Integer),
+                     column("created_at", UTCDateTime))
+    catalog_id = s.execute(catalogs_table.insert().values(
+        name=catalog.name, township_id=township_id, policy=rules.policy_to_dict(catalog.policy),
+        categories=list(catalog.categories), created_at=at).returning(catalogs_table.c.id)
+    ).scalar_one()
+    first = None
+    for position, rule in enumerate(catalog.items, 1):
+        item_id = s.execute(items.insert().values(
+            catalog_id=catalog_id, code=rule.code, position=position, created_at=at
+        ).returning(items.c.id)).scalar_one()
+        version_id = s.execute(versions.insert().values(
+            item_id=item_id, version=1, data=rules.item_to_dict(rule), points=rule.points,
+            created_at=at).returning(versions.c.id)).scalar_one()
+        s.execute(items.update().where(items.c.id == item_id)
+                  .values(current_version_id=version_id))
+        first = first or SimpleNamespace(id=item_id, current_version_id=version_id)
+    assert first is not None
+    return first
+
+
 def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
     empty_database_url: str,
 ) -> None:
@@ -83,7 +121,7 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             township = Township(name="迁移镇", code="MIG")
             s.add(township)
             s.flush()
-            catalogs.install_catalog(s, None, township.id, rules.load_default_catalog())
+            item = _old_catalog(s, township.id)
             village = Village(township_id=township.id, name="迁移村")
             s.add(village)
             s.flush()
@@ -92,8 +130,6 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
                          township_id=township.id, village_id=village.id)
             s.add(cadre)
             s.flush()
-            item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
-            assert item is not None
             at = datetime(2026, 11, 5, tzinfo=UTC)
             # Through the table, naming only the columns 0004 has: the model may have more.
             s.execute(Claim.__table__.insert(), [
@@ -135,7 +171,7 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
         upgrade()
         with Session(db.engine) as s:
             by_deed = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
-            problems = claims.verify_issued(s, ZoneInfo("Asia/Shanghai"))
+            problems = budget.verify_issued(s, ZoneInfo("Asia/Shanghai"))
         db.engine.dispose()
     assert filled == {("2026-11", 15), ("2026-12", 7)}
     # All three counted claims were done on 5 November; the reversed 10 no longer count.
@@ -159,7 +195,7 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             township = Township(name="迁移镇", code="MIG")
             s.add(township)
             s.flush()
-            catalogs.install_catalog(s, None, township.id, rules.load_default_catalog())
+            item = _old_catalog(s, township.id)
             village = Village(township_id=township.id, name="迁移村")
             s.add(village)
             s.flush()
@@ -177,8 +213,6 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             other = User(role="villager", openid="mig-other")
             s.add_all([cadre, wechat, stubborn, other])
             s.flush()
-            item = s.scalars(select(RuleItem).order_by(RuleItem.id)).first()
-            assert item is not None
             claim_id = s.execute(Claim.__table__.insert().returning(Claim.__table__.c.id), {
                 "village_id": village.id, "household_id": household.id,
                 "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
@@ -219,3 +253,54 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
                            (ids["other"], "另一人", "upheld")])
     assert tuple(after_downgrade) == ("rejected", "录错", ids["cadre"])
     assert cadre_link is None  # unique among all users again
+
+
+def test_upgrade_says_which_stored_items_are_scored_by_the_hour(
+    empty_database_url: str,
+) -> None:
+    """0017 on a database whose items did not say `hourly`: each stored version gets it by
+    its unit, as check-out read it before (the reference catalog's volunteer hours, in 小时,
+    are; its per-unit items in 项, 分 or 人 and its fixed items are not), and the items read
+    the same afterwards. Downgrading drops the column and the key from a version that says it
+    itself, so the code before 0017 can read it."""
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
+                      "SQLALCHEMY_DATABASE_URI": empty_database_url})
+    catalog = rules.load_default_catalog()
+    with app.app_context():
+        upgrade(revision="0016")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            _old_catalog(s, township.id, catalog)
+            s.commit()
+        upgrade()
+        with Session(db.engine) as s:
+            stored = dict(s.execute(
+                select(RuleItem.code, RuleItemVersion.hourly)
+                .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
+            ).all())
+            read = {item.code: item.current_version.rule.hourly
+                    for item in s.scalars(select(RuleItem))}
+            assert stored["PUB-VOLUNTEER"] is True
+            # An item that says it itself, whatever its unit, as one written after 0017.
+            # (Through the table: the model refuses to change a stored version.)
+            clutter = s.execute(select(RuleItemVersion.id, RuleItemVersion.data).join(
+                RuleItem, RuleItem.current_version_id == RuleItemVersion.id)
+                .where(RuleItem.code == "ENV-CLUTTER")).one()
+            s.execute(RuleItemVersion.__table__.update()
+                      .where(RuleItemVersion.__table__.c.id == clutter.id)
+                      .values(data={**clutter.data, "hourly": True}, hourly=True))
+            s.commit()
+        downgrade(revision="0016")
+        with Session(db.engine) as s:
+            columns = {c["name"] for c in inspect(s.connection()).get_columns(
+                "rule_item_versions")}
+            data = [json.loads(row) if isinstance(row, str) else row
+                    for row in s.scalars(text("SELECT data FROM rule_item_versions"))]
+        db.engine.dispose()
+    assert stored == {item.code: item.kind == "per_unit" and item.unit == "小时"
+                      for item in catalog.items}
+    assert read == stored
+    assert "hourly" not in columns
+    assert all("hourly" not in row for row in data)

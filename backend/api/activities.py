@@ -13,7 +13,7 @@ from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.svg import SvgPathImage
 
 from points import activities as service
-from points import card_render
+from points import card_render, catalogs
 from points.activities import CheckInResult, Geofence, IssuedCode
 from points.models import Village
 from points.models.activities import Activity
@@ -64,10 +64,7 @@ def _activity_out(activity: Activity, items: dict[int, dict[str, Any]],
                     "mode": activity.geofence_mode}
     return {
         "id": activity.id, "village_id": activity.village_id, "title": activity.title,
-        "rule_item": {"id": activity.rule_item_id, "code": data.get("code"),
-                      "name": data.get("name"), "category": data.get("category"),
-                      "points": data.get("points"), "kind": data.get("kind"),
-                      "unit": data.get("unit"), "requires_review": data.get("requires_review")},
+        "rule_item": catalogs.item_ref(activity.rule_item_id, data=data),
         "starts_at": activity.starts_at, "ends_at": activity.ends_at,
         "checkin_opens_at": activity.checkin_opens_at,
         "checkin_closes_at": activity.checkin_closes_at,

@@ -1,5 +1,5 @@
 """Rule catalogs (积分细则): catalogs, items and their versions, policies, YAML import and
-export, and the dry-run evaluation (API.md, Rules)."""
+export, and the dry-run evaluation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 
 import rules
 from points import catalogs, claims
-from points.errors import Invalid, NotBound
+from points.errors import Invalid
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
 from points.scope import VILLAGER, get_visible, visible
 
@@ -69,6 +69,7 @@ def _item_out(item: RuleItem) -> dict[str, Any]:
     assert version is not None
     return {
         **version.data,
+        "hourly": version.hourly,
         "id": item.id,
         "catalog_id": item.catalog_id,
         "version": version.version,
@@ -293,7 +294,7 @@ def my_items(args: dict[str, Any]) -> dict[str, Any]:
     village_id = args.get("village_id") or actor.village_id
     if village_id is None:
         if actor.role == VILLAGER:
-            raise NotBound()
+            actor.require_household()  # a villager of no village is one not bound yet
         raise Invalid("请指定村（village_id）", code="village_required")
     village = get_visible(db.session, actor, Village, village_id)
     return _items_in_effect(args, village)

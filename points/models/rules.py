@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
     String,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -89,6 +91,9 @@ class RuleItemVersion(Base):  # one wording of an item, immutable
     data: Mapped[dict[str, Any]] = mapped_column(JSON)  # rules.item_to_dict of the item
     # Copied out of `data` so reports can sum and compare without parsing JSON.
     points: Mapped[int] = mapped_column(Integer)
+    # The item's `hourly` (scored by the hour at check-out), copied out of `data` like the
+    # points; `data` leaves it out when the unit says it (rules.item_to_dict).
+    hourly: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the CLI
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
