@@ -35,8 +35,8 @@ def verify_command() -> None:
         click.echo(f"BROKEN account {problem.account_id} household {problem.household_id}: "
                    f"{where}: {problem.problem}")
     issued = budget.verify_issued(db.session, village_tz())
-    for problem in issued:
-        click.echo(f"BROKEN monthly issued: {problem}")
+    for mismatch in issued:
+        click.echo(f"BROKEN monthly issued: {mismatch}")
     # A published month's root recomputed from the ledger: an entry changed after the
     # board was printed no longer gives the root on the wall.
     drifts = notice.verify_month_roots(db.session, village_tz())
