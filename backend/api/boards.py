@@ -105,7 +105,7 @@ def _ranking_row(standing: standings.Standing, by: str, public: bool,
     name = standing.name
     if public:
         name = privacy.public_name(name, mask=prefs[standing.village_id].mask_names,
-                                    opted_out=standing.opted_out)
+                                   opted_out=standing.opted_out)
     return {"rank": standing.rank, "name": name, "points": standing.points,
             "household_id": None if hidden else standing.household_id,
             "villager_id": None if hidden or by == "household" else standing.id,
@@ -125,12 +125,12 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
     caller's own place either way. Villagers see names as the public board shows them."""
     actor = current_actor()
     scope = standings.resolve_scope(db.session, actor, village_id=args.get("village_id"),
-                                   group_id=args.get("group_id"),
-                                   township_id=args.get("township_id"))
+                                    group_id=args.get("group_id"),
+                                    township_id=args.get("township_id"))
     period = _period(args, _this_month())
     result = standings.ranking(db.session, scope, period, by=args["by"], limit=args["limit"],
-                               own_household_id=actor.household_id,
-                               own_villager_id=actor.villager_id)
+                                own_household_id=actor.household_id,
+                                own_villager_id=actor.villager_id)
     public = _public_view(actor, args)
     groups = standings.group_names(db.session, result.items)
     _end_read()
@@ -211,7 +211,7 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
             return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
     draw = render.board_pdf if kind == "pdf" else render.board_png
     data = draw(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
-                  dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
+                dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
     if kind == "png":
         response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
         response.set_etag(etag)
@@ -341,7 +341,7 @@ def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any
     """A village's board settings (mask names 张*三, size of the red list); null inherits the
     township's."""
     row = privacy.update_settings(db.session, current_actor(), body, now(),
-                                   village_id=village_id)
+                                  village_id=village_id)
     db.session.commit()
     return _settings_out(row, village_id=village_id, township_id=None,
                          effective=privacy.board_prefs(db.session, [village_id])[village_id])
@@ -366,7 +366,7 @@ def township_settings(township_id: int) -> dict[str, Any]:
 def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, Any]:
     """The township's board settings, for every village that does not set its own."""
     row = privacy.update_settings(db.session, current_actor(), body, now(),
-                                   township_id=township_id)
+                                  township_id=township_id)
     db.session.commit()
     return _settings_out(row, village_id=None, township_id=township_id,
                          effective=privacy.layered_prefs(privacy.settings_layer(row)))

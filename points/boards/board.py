@@ -75,8 +75,6 @@ _reversal = aliased(LedgerEntry)
 #    notes: points.boards.corrections).
 
 
-
-
 # Scalar subqueries rather than five outer joins: PostgreSQL plans this in half the time, and
 # a board's statements are planned on every request (psycopg forgets prepared statements at
 # each rollback, which ends every read-only request).

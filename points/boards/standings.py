@@ -82,7 +82,6 @@ def parse_period(text: str) -> Period:
     return Period(text, "year", tuple(f"{year}-{m:02d}" for m in range(1, 13)))
 
 
-
 def period_label(period: Period) -> str:
     if period.kind == "month":
         return month_label(period.key)
