@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from points.rankings import CORRECTION_KINDS, RANK_BY
+from points.boards.corrections import CORRECTION_KINDS
+from points.boards.standings import RANK_BY
 
 from .openapi import Choice, JsonBoolean, QueryArgs
 from .schemas import Id, LocalDateTime

@@ -8,7 +8,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from points import catalogs, county, demo, rankings, time_zone
+from points import catalogs, county, demo, time_zone
+from points.boards import closing
 from points.errors import DomainError
 from points.models import STAFF_ROLES
 from points.shop import redemption as redemptions
@@ -135,7 +136,7 @@ def close_rankings_command(month: str, village_id: int | None, force: bool) -> N
     """Publish (结榜) every village's board of MONTH (YYYY-MM): frozen from now on; later
     corrections show as notes on the next board."""
     try:
-        outcomes = rankings.close_all(db.session, month, now=now(), tz=village_tz(),
+        outcomes = closing.close_all(db.session, month, now=now(), tz=village_tz(),
                                       village_id=village_id, force=force)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
@@ -149,7 +150,7 @@ def close_rankings_command(month: str, village_id: int | None, force: bool) -> N
 def close_due_command() -> None:
     """Close every ended month whose claims are all decided (cron, after `claims post-due`;
     safe to run twice at once)."""
-    closed = rankings.close_due(db.session, now(), village_tz())
+    closed = closing.close_due(db.session, now(), village_tz())
     for vid, month in closed:
         click.echo(f"village {vid} {month}: closed")
     click.echo(f"closed {len(closed)} board(s)")

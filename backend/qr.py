@@ -10,7 +10,8 @@ from flask import current_app
 from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.pil import PilImage
 
-from points import board_render, card_render, cards
+from points import card_render, cards
+from points.boards.page import FontSpec, find_font
 from points.models import Household, Village, Villager
 from points.tokens import TokenCodec
 
@@ -36,9 +37,9 @@ def token_url(base_url: str, token: str) -> str:
     return f"{base_url}/q/{token}"
 
 
-def print_font() -> board_render.FontSpec:
+def print_font() -> FontSpec:
     """The CJK font of everything printed (boards, plates, cards, posters)."""
-    return board_render.find_font(current_app.config.get("BOARD_FONT_PATH") or None)
+    return find_font(current_app.config.get("BOARD_FONT_PATH") or None)
 
 
 def household_label(household: Household) -> str:

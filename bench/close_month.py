@@ -4,8 +4,8 @@ snapshot and its Merkle root over every household's month (points.notice).
 Creates a PostgreSQL database of its own (dropped at the end, also on failure): one village
 of 1,000 households, each with a few entries of March 2026 and of February (through
 points.ledger.append, so chains and balances are real), 100 of them without any. Then times
-`points.rankings.close_month` of March (one transaction, COMMIT included) and, apart, the
-recomputation of the root from the ledger that `flask ledger verify` and a proof do.
+`points.boards.closing.close_month` of March (one transaction, COMMIT included) and, apart,
+the recomputation of the root from the ledger that `flask ledger verify` and a proof do.
 
     .venv/bin/python bench/close_month.py [--postgres postgresql://postgres@127.0.0.1:5432]
 
@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench._pg import add_postgres_argument, create_schema, scratch_database  # noqa: E402
-from points import ledger, notice, rankings  # noqa: E402
+from points import ledger, notice  # noqa: E402
+from points.boards import closing  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import BoardSnapshot, Household, Township, Village  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> None:
                 village_id = seed(session)
             with Session(engine) as session:
                 started = time.perf_counter()
-                snapshot, created = rankings.close_month(
+                snapshot, created = closing.close_month(
                     session, village_id, "2026-03", now=datetime(2026, 4, 2, 10, tzinfo=TZ),
                     tz=TZ)
                 session.commit()

@@ -4,7 +4,7 @@ Creates two PostgreSQL databases of its own (dropped at the end, also on failure
 county of 300 villages in 15 townships: the measured village has 1,000 households in 5
 villager groups, the other 299 have 150 each (45,850 households). One holds 100,000 ledger
 entries, the other 1,000,000. The live board of March 2026 of the measured village is built
-(points.rankings.build_board, each call in a fresh session ended with COMMIT, as the
+(points.boards.board.build_board, each call in a fresh session ended with COMMIT, as the
 endpoint does) and timed on both, in alternating blocks of 50, so that load from elsewhere on
 a shared machine falls on both sizes alike.
 
@@ -53,7 +53,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 import rules  # noqa: E402
 from bench._pg import add_postgres_argument, create_schema, scratch_database  # noqa: E402
-from points import catalogs, rankings  # noqa: E402
+from points import catalogs  # noqa: E402
+from points.boards import closing, standings  # noqa: E402
+from points.boards.board import build_board, village_board  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     RuleCatalog,
@@ -62,13 +64,14 @@ from points.models import (  # noqa: E402
     Village,
 )
 from points.models.ledger import GENESIS_HASH  # noqa: E402
+from rules.periods import add_months  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 MONTH = "2026-03"
 SIZES = (100_000, 1_000_000)
 TOWNSHIPS, VILLAGES_PER_TOWNSHIP = 15, 20
 MEASURED_HOUSEHOLDS, OTHER_HOUSEHOLDS, GROUPS = 1000, 150, 5
-HISTORY_MONTHS = [rankings.add_months(MONTH, -k) for k in range(119, 0, -1)]
+HISTORY_MONTHS = [add_months(MONTH, -k) for k in range(119, 0, -1)]
 LEDGER_TABLES = ("ledger_entries", "month_totals", "member_month_totals", "accounts",
                  "household_flags", "board_snapshots")
 
@@ -309,7 +312,7 @@ def board_once(engine: Engine, village_id: int) -> tuple[float, dict[str, Any]]:
     COMMIT (backend/api/boards.py `_end_read`, which keeps psycopg's prepared statements)."""
     started = time.perf_counter()
     with Session(engine) as session:
-        board = rankings.build_board(session, village_id, rankings.parse_period(MONTH), TZ)
+        board = build_board(session, village_id, standings.parse_period(MONTH), TZ)
         session.commit()
     return (time.perf_counter() - started) * 1000, board
 
@@ -338,8 +341,8 @@ def prepare(url: str, size: int) -> tuple[Engine, County]:
         village_entries = session.scalar(text(
             "SELECT count(*) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id"
             " WHERE a.village_id = :v"), {"v": county.measured_village})
-        rankings.close_month(session, county.measured_village, "2026-02",
-                             now=datetime(2026, 3, 5, tzinfo=UTC), tz=TZ)
+        closing.close_month(session, county.measured_village, "2026-02",
+                            now=datetime(2026, 3, 5, tzinfo=UTC), tz=TZ)
         session.commit()
     print(f"{entries:,} ledger entries ({village_entries:,} in the measured village), "
           f"{month_rows:,} month totals, {len(county.households):,} households in "
@@ -379,13 +382,13 @@ def main() -> None:
                   f"{len(board['red'])} red, {len(board['black'])} black, "
                   f"{len(board['corrections'])} corrections): p50 {p50s[size]:.2f} ms  "
                   f"p99 {percentile(times[size], 99):.2f} ms  ({len(times[size])} runs)")
-            scope = rankings.Scope("village", village, (village,))
-            ranking = time_call(engine, 100, lambda s, scope=scope: rankings.rankings(
-                s, scope, rankings.parse_period(MONTH), limit=50))
+            scope = standings.Scope("village", village, (village,))
+            ranking = time_call(engine, 100, lambda s, scope=scope: standings.ranking(
+                s, scope, standings.parse_period(MONTH), limit=50))
             print(f"  village ranking (top 50):  p50 {statistics.median(ranking):.2f} ms  "
                   f"p99 {percentile(ranking, 99):.2f} ms")
-            closed = time_call(engine, 100, lambda s: rankings.village_board(
-                s, village, rankings.parse_period("2026-02"), TZ))
+            closed = time_call(engine, 100, lambda s: village_board(
+                s, village, standings.parse_period("2026-02"), TZ))
             print(f"  published (closed) board:  p50 {statistics.median(closed):.2f} ms  "
                   f"p99 {percentile(closed, 99):.2f} ms")
         for engine, _ in prepared.values():

@@ -2,8 +2,8 @@
 cards on A4 sheets with cut marks, the activity poster (签到海报) and the binding code
 (绑定码) slip. A bare QR, once printed, tells nobody whose or what it is.
 
-Drawn with Pillow in the font of the boards (`board_render.find_font`); the PDFs embed the
-drawn pages losslessly (`board_render.pngs_to_pdf`), so what prints is what was checked.
+Drawn with Pillow in the font of the boards (`boards.page.find_font`); the PDFs embed the
+drawn pages losslessly (`boards.page.pngs_to_pdf`), so what prints is what was checked.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from .board_render import (
+from .boards.page import (
     DARK,
     DEFAULT_DPI,
     GREY,

@@ -17,8 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rules.claim_status import ClaimStatus
+from rules.periods import month_key
 
-from . import catalogs, rankings
+from . import catalogs
+from .boards.standings import (
+    Scope,
+    assign_ranks,
+    household_standings,
+    parse_period,
+    period_label,
+)
 from .claims import IN_NOTICE
 from .models import (
     Account,
@@ -70,15 +78,15 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
         .where(Claim.household_id == me.household_id, Claim.status.in_(IN_NOTICE))
     ).one()
 
-    scope = rankings.Scope("village", me.village_id, (me.village_id,))
-    month = rankings.parse_period(rankings.this_month(now, tz))
-    standings = rankings.household_standings(session, scope, month)
-    ranked = rankings.assign_ranks(standings)
+    scope = Scope("village", me.village_id, (me.village_id,))
+    month = parse_period(month_key(now.astimezone(tz)))
+    standings = household_standings(session, scope, month)
+    ranked = assign_ranks(standings)
     own = next((s for s in standings if s.household_id == me.household_id), None)
     points = own.points if own is not None else 0
     barred = own.barred if own is not None else False
-    year = rankings.parse_period(month.key[:4])
-    year_own = next((s for s in rankings.household_standings(session, scope, year)
+    year = parse_period(month.key[:4])
+    year_own = next((s for s in household_standings(session, scope, year)
                      if s.household_id == me.household_id), None)
     year_points = year_own.points if year_own is not None else 0
 
@@ -99,7 +107,7 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
         },
         "month": {
             "period": month.key,
-            "label": rankings.period_label(month),
+            "label": period_label(month),
             "points": points,
             # No place at 0 points (nothing done yet is not "last of 120"), nor when a veto
             # bars the household from the board.

@@ -231,7 +231,7 @@ def append(
 def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> None:
     """An entry counted in an earlier month whose board is published: a late posting, which
     the next board published notes (the published one never changes). Decided under the
-    village's row lock, which closing a month takes as well (points.rankings.close_month), so
+    village's row lock, which closing a month takes as well (points.boards.closing.close_month), so
     the entry and the closing of its month are one before the other: either the board counts
     the entry or the entry finds the board. Only back-dated entries take the lock; NO KEY
     UPDATE leaves the foreign-key checks of other writes to the village alone."""

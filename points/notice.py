@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from rules import merkle
 
-from .board_render import FontSpec, pngs_to_pdf
+from .boards.page import FontSpec, pngs_to_pdf
 from .errors import Conflict, NotFound
 from .ledger import SCORE_KINDS
 from .models import BoardSnapshot, Household, LatePosting, Township, Village

@@ -30,6 +30,8 @@ from sqlalchemy import select
 
 from backend import create_app
 from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, STATES
+from points.boards.corrections import CORRECTION_KINDS
+from points.boards.standings import RANK_BY
 from points.claims import IN_NOTICE
 from points.models import (
     CLAIM_SOURCES,
@@ -52,7 +54,6 @@ from points.models import (
     Upload,
 )
 from points.models.activities import GEOFENCE_MODES, QR_MODES
-from points.rankings import CORRECTION_KINDS, RANK_BY
 from rules import KINDS, PERIODS
 
 from .conftest import SECRET, World

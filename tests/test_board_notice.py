@@ -15,7 +15,8 @@ from PIL import Image
 
 from backend.api import boards as boards_api
 from backend.qr import qr_png
-from points import board_render, rankings
+from points.boards.page import Page, find_font
+from points.boards.render import board_png, notice_lines
 from rules import merkle
 
 from .conftest import World
@@ -24,7 +25,7 @@ from .helpers_points import earn, frozen, local
 ROOT = merkle.root([merkle.household_leaf(1, "2026-03", 9, 9, merkle.NO_ENTRY_HEAD)]).hex()
 FINGERPRINT = merkle.fingerprint(ROOT)
 APRIL_2 = local(2026, 4, 2)
-DRAW_TEXT = board_render.Page.text
+DRAW_TEXT = Page.text
 
 
 def a_board(**extra: Any) -> dict[str, Any]:
@@ -34,9 +35,9 @@ def a_board(**extra: Any) -> dict[str, Any]:
 
 
 def test_notice_lines():
-    assert board_render.notice_lines(a_board()) == []
-    assert board_render.notice_lines(a_board(month_root=None)) == []
-    lines = board_render.notice_lines(a_board(month_root=ROOT))
+    assert notice_lines(a_board()) == []
+    assert notice_lines(a_board(month_root=None)) == []
+    lines = notice_lines(a_board(month_root=ROOT))
     assert lines[0] == f"公示指纹 {FINGERPRINT}"
     assert lines[1] == f"月度根 {ROOT}"
 
@@ -50,10 +51,9 @@ def _drawn(monkeypatch: pytest.MonkeyPatch, app: Flask, board: dict[str, Any]
         texts.append((text, size))
         draw(self, x, y, text, size, *args, **kw)
 
-    monkeypatch.setattr(board_render.Page, "text", spy)
-    font = board_render.find_font(app.config["BOARD_FONT_PATH"] or None)
-    png = board_render.board_png(board, paper="A4", qr_png=qr_png("https://x/b/t"), font=font,
-                                 dpi=100)
+    monkeypatch.setattr(Page, "text", spy)
+    font = find_font(app.config["BOARD_FONT_PATH"] or None)
+    png = board_png(board, paper="A4", qr_png=qr_png("https://x/b/t"), font=font, dpi=100)
     return png, texts
 
 
@@ -77,13 +77,13 @@ def test_the_printed_board_draws_the_fingerprint_large_and_the_root_small(
 def rooted_boards(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """Boards carry the month root the close stores (set here, as the spec says it is)."""
     roots: dict[str, str | None] = {"2026-03": ROOT}
-    village_board = rankings.village_board
+    village_board = boards_api.village_board
 
     def with_root(*args: Any, **kwargs: Any) -> dict[str, Any]:
         board = village_board(*args, **kwargs)
         return {**board, "month_root": roots.get(board["period"])}
 
-    monkeypatch.setattr(rankings, "village_board", with_root)
+    monkeypatch.setattr(boards_api, "village_board", with_root)
     return roots
 
 

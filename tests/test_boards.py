@@ -16,7 +16,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from backend.extensions import db
-from points import board_render, rankings
+from points.boards import closing
+from points.boards.page import RED, WHITE, _font, find_font
 from points.models import AuditEntry, BoardSnapshot, PublicLink
 
 from .conftest import World, error_code
@@ -515,14 +516,14 @@ def test_printed_board_png_and_pdf_on_a4_and_a3(
     assert 'filename="board-' in pdf.headers["Content-Disposition"]
     # The header band is the board's red, and the page is otherwise mostly white paper.
     with Image.open(io.BytesIO(a4.data)) as image:
-        assert image.convert("RGB").getpixel((20, 20)) == board_render.RED
-        assert image.convert("RGB").getpixel((20, 1000)) == board_render.WHITE
+        assert image.convert("RGB").getpixel((20, 20)) == RED
+        assert image.convert("RGB").getpixel((20, 1000)) == WHITE
 
 
 def test_the_board_font_has_real_chinese_glyphs(app: Flask) -> None:
     """The glyphs the board prints are drawn by the font, not its empty-box glyph (豆腐块)."""
-    spec = board_render.find_font(app.config["BOARD_FONT_PATH"] or None)
-    font = board_render._font(spec, 40)
+    spec = find_font(app.config["BOARD_FONT_PATH"] or None)
+    font = _font(spec, 40)
     missing = bytes(font.getmask("\U0010fffd"))
     for char in "清水村积分红黑榜示范户限期整改星级名次第★张欧阳":
         mask = font.getmask(char)
@@ -672,7 +673,7 @@ def test_closing_the_same_month_at_once_publishes_one_board(
 
     def close_it(_: int) -> tuple[int, bool]:
         with app.app_context():
-            snapshot, created = rankings.close_month(
+            snapshot, created = closing.close_month(
                 db.session, world.village_a, "2026-03", now=APRIL_2, tz=SHANGHAI)
             db.session.commit()
             return snapshot.id, created

@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 import rules
 from backend.extensions import db
-from points import rankings
+from points.boards import links
 
 from .conftest import World, error_code
 from .helpers_points import (
@@ -99,8 +99,8 @@ def test_home_says_what_the_screens_own_endpoints_say(
                          f"/villages/{world.village_a}/board?period=2026")
         orders = get(client, world, "villager_x", "/redemptions?status=reserved")
         with app.app_context():
-            plate = rankings.plate_view(db.session, world.household_x, local(2026, 3, 12, 12),
-                                        SHANGHAI)
+            plate = links.plate_view(db.session, world.household_x, local(2026, 3, 12, 12),
+                                     SHANGHAI)
 
     assert (home["village_name"], home["household_name"], home["villager_name"]) == \
         ("清水村", "x户", "户主x")

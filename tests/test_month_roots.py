@@ -25,7 +25,8 @@ from PIL import Image
 from sqlalchemy import select, text
 
 from backend.extensions import db
-from points import ledger, notice, rankings
+from points import ledger, notice
+from points.boards import closing
 from points.models import BoardSnapshot, Household, Village
 from points.models.ledger import GENESIS_HASH, Account, LedgerEntry
 from rules import merkle
@@ -42,8 +43,8 @@ TOOL = Path(__file__).resolve().parent.parent / "tools" / "verify_month.py"
 
 def _close(app: Flask, village_id: int, month: str = "2026-03") -> BoardSnapshot:
     with app.app_context():
-        snapshot, created = rankings.close_month(db.session, village_id, month, now=APRIL_2,
-                                                 tz=SHANGHAI)
+        snapshot, created = closing.close_month(db.session, village_id, month, now=APRIL_2,
+                                                tz=SHANGHAI)
         assert created
         db.session.commit()
         db.session.refresh(snapshot)

@@ -17,6 +17,8 @@ from sqlalchemy import select
 
 from backend.extensions import db
 from points import ledger
+from points.boards.privacy import mask_name
+from points.boards.standings import TIE_RULE, parse_period
 from points.models import (
     Account,
     Household,
@@ -27,7 +29,6 @@ from points.models import (
     Villager,
     VillagerGroup,
 )
-from points.rankings import TIE_RULE, mask_name, parse_period
 
 from .conftest import World, error_code
 from .helpers_points import SHANGHAI, add_household, bar, bind_user, earn, local

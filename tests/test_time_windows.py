@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from backend import create_app, refuse_another_time_zone
 from backend.extensions import db
-from points import ledger, rankings, roster, time_zone
+from points import ledger, roster, time_zone
+from points.boards.board import build_board
+from points.boards.standings import parse_period
 from points.models import (
     Account,
     Base,
@@ -431,7 +433,7 @@ def test_upgrade_records_the_zone_and_the_late_postings_waiting_for_a_board(
             late = {(row.entry_id, row.month, row.amount, row.noted_in)
                     for row in s.scalars(select(LatePosting))}
             zone = time_zone.stored_zone(s)
-            may = rankings.build_board(s, ids["village"], rankings.parse_period("2026-05"), tz)
+            may = build_board(s, ids["village"], parse_period("2026-05"), tz)
         db.engine.dispose()
     assert late == {(entries["noted on April's board"], "2026-03", 6, boards["2026-04"]),
                     (entries["after April's board"], "2026-03", -3, None)}

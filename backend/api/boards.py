@@ -1,5 +1,6 @@
 """Rankings, boards (红黑榜), statistics and household plates (门牌), and the two pages a
-printed QR opens without login: the online board (/b/{token}) and a plate (/h/{token})."""
+printed QR opens without login: the online board (/b/{token}) and a plate (/h/{token}).
+The domain is points.boards; the HTTP paths keep their names (/rankings, …/board)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from typing import Any
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
 
-from points import board_render, notice, rankings
-from points.errors import DomainError, NotBound
+from points import notice
+from points.boards import closing, links, privacy, render, standings, stats
+from points.boards.board import published_board, village_board
+from points.boards.page import FontSpec
+from points.boards.privacy import BoardPrefs
+from points.boards.standings import Period, parse_period
+from points.errors import DomainError
 from points.models import Household, Township, Village
-from points.rankings import BoardPrefs, Period, parse_period
 from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
+from rules.periods import add_months, month_key
 
 from ..auth import current_actor
 from ..board_schemas import (
@@ -57,11 +63,11 @@ PUBLIC: dict[str, Any] = {"security": []}
 
 
 def _this_month() -> Period:
-    return parse_period(rankings.this_month(now(), village_tz()))
+    return parse_period(month_key(now().astimezone(village_tz())))
 
 
 def _last_month() -> Period:
-    return parse_period(rankings.add_months(_this_month().key, -1))
+    return parse_period(add_months(_this_month().key, -1))
 
 
 def _period(args: dict[str, Any], default: Period) -> Period:
@@ -76,7 +82,7 @@ def _base_url() -> str:
     return str(current_app.config["PUBLIC_BASE_URL"])
 
 
-def _font() -> board_render.FontSpec:
+def _font() -> FontSpec:
     return print_font()
 
 
@@ -93,13 +99,13 @@ def _png(data: bytes) -> Response:
 
 # ---- rankings -------------------------------------------------------------------------------
 
-def _ranking_row(standing: rankings.Standing, by: str, public: bool,
+def _ranking_row(standing: standings.Standing, by: str, public: bool,
                  prefs: dict[int, BoardPrefs], groups: dict[int, str]) -> dict[str, Any]:
     hidden = public and standing.opted_out
     name = standing.name
     if public:
-        name = rankings.public_name(name, mask=prefs[standing.village_id].mask_names,
-                                    opted_out=standing.opted_out)
+        name = privacy.public_name(name, mask=prefs[standing.village_id].mask_names,
+                                   opted_out=standing.opted_out)
     return {"rank": standing.rank, "name": name, "points": standing.points,
             "household_id": None if hidden else standing.household_id,
             "villager_id": None if hidden or by == "household" else standing.id,
@@ -118,15 +124,15 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
     Households barred by a veto (一票否决) in the period are not listed; `mine` shows the
     caller's own place either way. Villagers see names as the public board shows them."""
     actor = current_actor()
-    scope = rankings.resolve_scope(db.session, actor, village_id=args.get("village_id"),
-                                   group_id=args.get("group_id"),
-                                   township_id=args.get("township_id"))
+    scope = standings.resolve_scope(db.session, actor, village_id=args.get("village_id"),
+                                    group_id=args.get("group_id"),
+                                    township_id=args.get("township_id"))
     period = _period(args, _this_month())
-    result = rankings.rankings(db.session, scope, period, by=args["by"], limit=args["limit"],
-                               own_household_id=actor.household_id,
-                               own_villager_id=actor.villager_id)
+    result = standings.ranking(db.session, scope, period, by=args["by"], limit=args["limit"],
+                                own_household_id=actor.household_id,
+                                own_villager_id=actor.villager_id)
     public = _public_view(actor, args)
-    groups = rankings.group_names(db.session, result.items)
+    groups = standings.group_names(db.session, result.items)
     _end_read()
     return {"period": period.key, "scope": {"kind": scope.kind, "id": scope.id},
             "by": result.by, "tie_rule": result.tie_rule, "total": result.total,
@@ -147,18 +153,18 @@ def _board_url(token: str, period: Period, board: dict[str, Any]) -> str:
 
 
 def _board_link(village_id: int, period: Period, board: dict[str, Any]) -> str:
-    link = rankings.public_link(db.session, village_id=village_id)
+    link = links.public_link(db.session, village_id=village_id)
     return _board_url(link.token, period, board)
 
 
 def _as_posted(village_id: int, board: dict[str, Any]) -> dict[str, Any]:
-    prefs = rankings.board_prefs(db.session, [village_id])[village_id]
-    return rankings.public_board(board, prefs, rankings.opted_out_among(db.session, board))
+    prefs = privacy.board_prefs(db.session, [village_id])[village_id]
+    return privacy.public_board(board, prefs, privacy.opted_out_among(db.session, board))
 
 
 def _posted_board(village_id: int, period: Period) -> dict[str, Any]:
     return _as_posted(village_id,
-                      rankings.village_board(db.session, village_id, period, village_tz()))
+                      village_board(db.session, village_id, period, village_tz()))
 
 
 @blp.route("/villages/<int:village_id>/board", methods=["GET"])
@@ -174,12 +180,12 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "board.read")
     period = _period(args, _last_month())
-    board = rankings.village_board(db.session, village.id, period, village_tz(),
-                                   household_id=actor.household_id)
+    board = village_board(db.session, village.id, period, village_tz(),
+                          household_id=actor.household_id)
     mine = board.pop("mine")
     if _public_view(actor, args):
         board = _as_posted(village.id, board)
-    link = rankings.existing_link(db.session, village_id=village.id)
+    link = links.existing_link(db.session, village_id=village.id)
     png_url = _png_url(village.id, period)
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
@@ -203,9 +209,9 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
         if request.if_none_match.contains_weak(etag):
             # Drawing the board is the costly part; a phone that holds it is told so.
             return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
-    render = board_render.board_pdf if kind == "pdf" else board_render.board_png
-    data = render(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
-                  dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
+    draw = render.board_pdf if kind == "pdf" else render.board_png
+    data = draw(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
+                dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
     if kind == "png":
         response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
         response.set_etag(etag)
@@ -222,7 +228,7 @@ def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) ->
     it and the font; the same inputs draw the same picture."""
     font = _font()
     inputs = json.dumps([board, paper, current_app.config["BOARD_DPI"], url, printed_on,
-                         str(font.path), board_render.__name__], sort_keys=True, default=str,
+                         str(font.path), render.__name__], sort_keys=True, default=str,
                         ensure_ascii=False)
     return hashlib.sha256(inputs.encode()).hexdigest()[:32]
 
@@ -256,7 +262,7 @@ def _png_url(village_id: int, period: Period) -> str | None:
     versioned by the picture's ETag, which may be cached for good. Only once the board's
     public link exists (made when it is first printed): this read writes nothing."""
     base = f"/api/v1/villages/{village_id}/board.png?period={period.key}&size=A4"
-    link = rankings.existing_link(db.session, village_id=village_id)
+    link = links.existing_link(db.session, village_id=village_id)
     board = _posted_board(village_id, period)
     if link is None or board.get("status") != "closed":
         return base
@@ -299,9 +305,9 @@ def close_board(body: dict[str, Any], village_id: int) -> dict[str, Any]:
     unless `force`, while claims of it are still in review or notice, or a per-hour check-in
     of it waits for its check-out while its activity runs (`claims_undecided`).
     The cron (`flask rankings close-due`) does this by itself once they are decided."""
-    snapshot = rankings.close_board(db.session, current_actor(), village_id, body["period"],
-                                    now=now(), tz=village_tz(), force=body["force"])
-    return rankings.published_board(snapshot)
+    snapshot = closing.close_board(db.session, current_actor(), village_id, body["period"],
+                                   now=now(), tz=village_tz(), force=body["force"])
+    return published_board(snapshot)
 
 
 # ---- settings and privacy -------------------------------------------------------------------
@@ -322,9 +328,9 @@ def village_settings(village_id: int) -> dict[str, Any]:
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "board.settings")
-    return _settings_out(rankings.settings_row(db.session, village_id=village.id),
+    return _settings_out(privacy.settings_row(db.session, village_id=village.id),
                          village_id=village.id, township_id=None,
-                         effective=rankings.board_prefs(db.session, [village.id])[village.id])
+                         effective=privacy.board_prefs(db.session, [village.id])[village.id])
 
 
 @blp.route("/villages/<int:village_id>/board-settings", methods=["PUT"])
@@ -334,11 +340,11 @@ def village_settings(village_id: int) -> dict[str, Any]:
 def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any]:
     """A village's board settings (mask names 张*三, size of the red list); null inherits the
     township's."""
-    row = rankings.update_settings(db.session, current_actor(), body, now(),
-                                   village_id=village_id)
+    row = privacy.update_settings(db.session, current_actor(), body, now(),
+                                  village_id=village_id)
     db.session.commit()
     return _settings_out(row, village_id=village_id, township_id=None,
-                         effective=rankings.board_prefs(db.session, [village_id])[village_id])
+                         effective=privacy.board_prefs(db.session, [village_id])[village_id])
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["GET"])
@@ -348,9 +354,9 @@ def township_settings(township_id: int) -> dict[str, Any]:
     actor = current_actor()
     township = get_visible(db.session, actor, Township, township_id)
     authorize(actor, "board.township_settings")
-    row = rankings.settings_row(db.session, township_id=township.id)
+    row = privacy.settings_row(db.session, township_id=township.id)
     return _settings_out(row, village_id=None, township_id=township.id,
-                         effective=rankings.layered_prefs(rankings.settings_layer(row)))
+                         effective=privacy.layered_prefs(privacy.settings_layer(row)))
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
@@ -359,11 +365,11 @@ def township_settings(township_id: int) -> dict[str, Any]:
 @blp.response(200, BoardSettingsOut)
 def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, Any]:
     """The township's board settings, for every village that does not set its own."""
-    row = rankings.update_settings(db.session, current_actor(), body, now(),
-                                   township_id=township_id)
+    row = privacy.update_settings(db.session, current_actor(), body, now(),
+                                  township_id=township_id)
     db.session.commit()
     return _settings_out(row, village_id=None, township_id=township_id,
-                         effective=rankings.layered_prefs(rankings.settings_layer(row)))
+                         effective=privacy.layered_prefs(privacy.settings_layer(row)))
 
 
 @blp.route("/me/board-privacy", methods=["GET"])
@@ -371,9 +377,7 @@ def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, A
 @blp.response(200, PrivacyOut)
 def my_privacy() -> dict[str, Any]:
     actor = current_actor()
-    if actor.household_id is None:
-        raise NotBound()
-    household = get_visible(db.session, actor, Household, actor.household_id)
+    household = get_visible(db.session, actor, Household, actor.require_household())
     return {"household_id": household.id,
             "public_board_opt_out": household.public_board_opt_out}
 
@@ -385,7 +389,7 @@ def my_privacy() -> dict[str, Any]:
 def set_my_privacy(body: dict[str, Any]) -> dict[str, Any]:
     """The household keeps (or stops keeping) its name off public boards; its own view still
     shows its rank."""
-    household = rankings.set_opt_out(db.session, current_actor(), body["public_board_opt_out"])
+    household = privacy.set_opt_out(db.session, current_actor(), body["public_board_opt_out"])
     db.session.commit()
     return {"household_id": household.id,
             "public_board_opt_out": household.public_board_opt_out}
@@ -403,7 +407,7 @@ def village_stats(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "stats.read")
-    return rankings.village_stats(db.session, village.id, _period(args, _this_month()))
+    return stats.village_stats(db.session, village.id, _period(args, _this_month()))
 
 
 @blp.route("/villages/<int:village_id>/stats.png", methods=["GET"])
@@ -416,10 +420,9 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "stats.read")
     period = _period(args, _this_month())
-    stats = rankings.village_stats(db.session, village.id, period)
-    return _png(board_render.stats_png(stats, village=village.name,
-                                       period_label=rankings.period_label(period),
-                                       font=_font()))
+    figures = stats.village_stats(db.session, village.id, period)
+    return _png(render.stats_png(figures, village=village.name,
+                                 period_label=standings.period_label(period), font=_font()))
 
 
 @blp.route("/townships/<int:township_id>/stats", methods=["GET"])
@@ -432,8 +435,8 @@ def township_stats(args: dict[str, Any], township_id: int) -> dict[str, Any]:
     township = get_visible(db.session, actor, Township, township_id)
     authorize(actor, "ranking.township")
     period = _period(args, _this_month())
-    return {"township_id": township.id, "period": period.key, "tie_rule": rankings.TIE_RULE,
-            "villages": rankings.township_stats(db.session, township.id, period)}
+    return {"township_id": township.id, "period": period.key, "tie_rule": standings.TIE_RULE,
+            "villages": stats.township_stats(db.session, township.id, period)}
 
 
 # ---- the verifiable notice (公示指纹) ----------------------------------------------------------
@@ -516,12 +519,12 @@ def plate_png(household_id: int) -> Response:
     actor = current_actor()
     household = get_visible(db.session, actor, Household, household_id)
     authorize(actor, "plate.print")
-    link = rankings.public_link(db.session, household_id=household.id)
+    link = links.public_link(db.session, household_id=household.id)
     village = db.session.get(Village, household.village_id)
     assert village is not None
     head = household.head
     db.session.commit()
-    return _png(board_render.plate_png(
+    return _png(render.plate_png(
         village=village.name, head=head.name if head else (household.name or ""),
         address=household.address or household.name or "", qr_png=qr_png(_plate_url(link.token)),
         font=_font()))
@@ -534,7 +537,7 @@ def plate_png(household_id: int) -> Response:
 @blp.response(201, LinkOut)
 def renew_plate(household_id: int) -> dict[str, Any]:
     """A new plate code; the old printed plate no longer opens the page."""
-    link = rankings.renew_plate(db.session, current_actor(), household_id)
+    link = links.renew_plate(db.session, current_actor(), household_id)
     return {"url": _plate_url(link.token)}
 
 
@@ -544,9 +547,9 @@ def renew_plate(household_id: int) -> dict[str, Any]:
 @blp.response(200, PlateOut)
 def plate(token: str) -> dict[str, Any]:
     """What a plate's QR shows (no login), for the mini-program."""
-    link = rankings.resolve_link(db.session, token, "plate")
+    link = links.resolve_link(db.session, token, "plate")
     assert link.household_id is not None
-    return rankings.plate_view(db.session, link.household_id, now(), village_tz())
+    return links.plate_view(db.session, link.household_id, now(), village_tz())
 
 
 # ---- public pages ---------------------------------------------------------------------------
@@ -582,11 +585,11 @@ def _gone() -> Response:
 def plate_page(token: str) -> Response:
     """The page a household plate's QR opens: stars, this month's points and rank."""
     try:
-        link = rankings.resolve_link(db.session, token, "plate")
+        link = links.resolve_link(db.session, token, "plate")
     except DomainError:
         return _gone()
     assert link.household_id is not None
-    view = rankings.plate_view(db.session, link.household_id, now(), village_tz())
+    view = links.plate_view(db.session, link.household_id, now(), village_tz())
     return _page("plate.html", cache=PLATE_CACHE, p=view)
 
 
@@ -601,7 +604,7 @@ def board_page(args: dict[str, Any], token: str) -> Response:
     that commits to its households shows its fingerprint (公示指纹) and full root; `root`
     (from the printed QR) that differs from it is said on the page."""
     try:
-        link = rankings.resolve_link(db.session, token, "board")
+        link = links.resolve_link(db.session, token, "board")
     except DomainError:
         return _gone()
     assert link.village_id is not None
