@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from .models import AuditEntry, Village
 from .scope import Actor
+
+
+class Filing(TypedDict, total=False):
+    """Where an entry is filed, passed on to `record` as `**filing`."""
+
+    village_id: int | None
+    township_id: int | None
 
 
 def snapshot(obj: Any) -> dict[str, Any]:

@@ -95,14 +95,14 @@ def _issue_statement(dialect: str, bounded: bool) -> Any:
     the addition cannot be split by another approval: the row's lock makes the second wait,
     and it then sees the first one's total."""
     table = MonthlyIssued.__table__
-    stmt = upsert_insert(dialect)(table).values(  # type: ignore[arg-type]
+    stmt = upsert_insert(dialect)(table).values(
         village_id=bindparam("village_id"), month=bindparam("month"),
         issued=bindparam("points"))
-    total = table.c.issued + stmt.excluded.issued  # type: ignore[attr-defined]
+    total = table.c.issued + stmt.excluded.issued
     return stmt.on_conflict_do_update(
         index_elements=["village_id", "month"], set_={"issued": total},
         where=total <= bindparam("budget") if bounded else None,
-    ).returning(table.c.issued)  # type: ignore[attr-defined]
+    ).returning(table.c.issued)
 
 
 def issue(session: Session, claim: Claim, month: str, budget: int | None) -> bool:

@@ -197,7 +197,7 @@ def export_yaml(session: Session, catalog_id: int, actor: Actor | None = None) -
     return rules.dump_yaml(as_catalog(session, catalog))
 
 
-def in_effect_for(stmt: Select[tuple[RuleItem]], village: Village) -> Select[tuple[RuleItem]]:
+def in_effect_for(stmt: Select[RuleItem], village: Village) -> Select[RuleItem]:
     """Narrow a select of items to those a village uses now: its township's catalog, then its
     own items (村规民约), each in catalog order."""
     return (
@@ -226,7 +226,7 @@ def get_version(session: Session, actor: Actor, version_id: int) -> RuleItemVers
     return get_visible(session, actor, RuleItemVersion, version_id)
 
 
-def versions_of(item_id: int) -> Select[tuple[RuleItemVersion]]:
+def versions_of(item_id: int) -> Select[RuleItemVersion]:
     """Every version of an item, newest first: the history of what it said (the caller has
     checked the item is visible)."""
     return (select(RuleItemVersion).where(RuleItemVersion.item_id == item_id)
@@ -246,7 +246,7 @@ def item_for(session: Session, version_id: int) -> rules.RuleItem:
 # --- who may write ------------------------------------------------------------------------
 
 
-def _owner(catalog: RuleCatalog) -> dict[str, int | None]:
+def _owner(catalog: RuleCatalog) -> audit.Filing:
     """Audit filing: a township catalog under its township, village items under the village
     (and through it, its township)."""
     return {"township_id": catalog.township_id, "village_id": catalog.village_id}

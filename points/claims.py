@@ -24,7 +24,7 @@ from rules.periods import add_months, month_key, period_end, period_start
 
 from . import audit, budget, catalogs, ledger
 from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
-from .db import core, insert_as_loaded
+from .db import core, insert_as_loaded, rowcount
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
     Account,
@@ -690,11 +690,11 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
           ) -> None:
     """Post a claim: re-decide its points against what is posted, then append the entry.
     The conditional update makes posting idempotent: two runners, one posting."""
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Claim).where(Claim.id == claim.id, Claim.status == from_status)
         .values(status=ClaimStatus.POSTED, posted_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved != 1:
         return
     session.refresh(claim)
@@ -879,7 +879,7 @@ def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
 
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------
 
-def notices_statement(village_id: int) -> Select[tuple[Claim]]:
+def notices_statement(village_id: int) -> Select[Claim]:
     """Claims of the village in public notice now (under objection included: the notice
     still lists them), the ones ending first at the top."""
     return (select(Claim).where(Claim.village_id == village_id, Claim.status.in_(IN_NOTICE))
@@ -904,7 +904,7 @@ def notice_views(session: Session, actor: Actor, claims: list[Claim], now: datet
     if not claims:
         return []
     ids = [c.id for c in claims]
-    versions = dict(session.execute(
+    versions: dict[int, dict[str, Any]] = dict(session.execute(
         select(RuleItemVersion.id, RuleItemVersion.data)
         .where(RuleItemVersion.id.in_({c.rule_item_version_id for c in claims}))).all())
     member_ids = {c.member_id for c in claims if c.member_id}

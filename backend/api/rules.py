@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
-from sqlalchemy import Select
 from sqlalchemy.orm import selectinload
 
 import rules
@@ -251,9 +250,7 @@ def add_item(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
 
 def _items_in_effect(args: dict[str, Any], village: Village) -> dict[str, Any]:
     actor = current_actor()
-    # Select[Any]: points.catalogs still spells a statement's row type the SQLAlchemy 2.0 way.
-    items: Select[Any] = visible(actor, RuleItem)
-    stmt: Select[Any] = catalogs.in_effect_for(items, village).options(
+    stmt = catalogs.in_effect_for(visible(actor, RuleItem), village).options(
         selectinload(RuleItem.current_version)
     )
     submitter = args.get("submit_by")

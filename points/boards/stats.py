@@ -58,7 +58,7 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
         lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0})
     items: dict[tuple[str, str], dict[str, Any]] = {}
     for version_id, kind, count, amount in rows:
-        data = versions.get(version_id, {})
+        data = versions.get(version_id, {}) if version_id is not None else {}
         category = data.get("category") or "其他"
         amount = int(amount or 0)
         bucket = categories[category]

@@ -49,6 +49,8 @@ class PointsReport:
 
 def _month_totals(session: Session, village_ids: list[int], *conditions: Any
                   ) -> dict[int, tuple[int, int, int, int, int]]:
+    if not village_ids:
+        return {}
     rows = session.execute(
         # Opening balances (期初结转) are issued points too, though no board ranks them.
         select(MonthTotal.village_id, func.sum(MonthTotal.score + MonthTotal.opening),
@@ -57,8 +59,10 @@ def _month_totals(session: Session, village_ids: list[int], *conditions: Any
                func.sum(MonthTotal.expired))
         .where(MonthTotal.village_id.in_(village_ids), *conditions)
         .group_by(MonthTotal.village_id)
-    ) if village_ids else []
-    return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in rows}  # type: ignore[misc]
+    )
+    return {village_id: (int(issued or 0), int(earned or 0), int(deducted or 0),
+                         int(redeemed or 0), int(expired or 0))
+            for village_id, issued, earned, deducted, redeemed, expired in rows}
 
 
 def points_report(

@@ -31,6 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from .. import audit, catalogs, ledger, policies
+from ..db import rowcount
 from ..errors import Conflict, DomainError
 from ..models import (
     Account,
@@ -135,12 +136,12 @@ def _cash_points(cash_paid: Decimal, rate: Decimal, total: int) -> int:
 
 
 def _hold_points(session: Session, account: Account, points: int) -> None:
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Account)
         .where(Account.id == account.id, Account.available >= points)
         .values(available=Account.available - points, held=Account.held + points)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.expire(account)
     if moved != 1:
         available = account.available
@@ -151,13 +152,13 @@ def _hold_points(session: Session, account: Account, points: int) -> None:
 def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> None:
     """Stock out for one line, at the price the order was priced at: a reward taken off the
     shelf or repriced since it was read is refused rather than sold."""
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Reward)
         .where(Reward.id == reward.id, Reward.stock >= quantity, Reward.active.is_(True),
                Reward.points == price)
         .values(stock=Reward.stock - quantity)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.expire(reward)
     if moved == 1:
         return
@@ -266,13 +267,13 @@ def fulfil(
 ) -> Redemption:
     """Phase two: `reserved → fulfilled`, then the redeem entry out of the hold; `action`
     names it in the audit log (a scan, a typed pickup number, the counter)."""
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Redemption)
         .where(Redemption.id == redemption.id, Redemption.status == "reserved",
                or_(Redemption.expires_at.is_(None), Redemption.expires_at > now))
         .values(status="fulfilled", fulfilled_at=now, fulfilled_by=actor.user_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     session.refresh(redemption)
     if moved != 1:
         # Someone else moved it first (a second scan, a cancel, the expiry run).
@@ -331,21 +332,21 @@ def _void(
     """reserved → cancelled|expired, then the hold and the stock go back. False if it was no
     longer reserved (fulfilled, or voided by someone else first). Points of a period reset
     while they were held expire as they come back (定期清零), in this transaction."""
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Redemption).where(Redemption.id == redemption.id, Redemption.status == "reserved")
         .values(status=status, voided_at=now, voided_by=by, void_reason=reason[:200])
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved != 1:
         return False
-    released = session.execute(
+    released = rowcount(session.execute(
         update(Account)
         .where(Account.household_id == redemption.household_id,
                Account.held >= redemption.points)
         .values(available=Account.available + redemption.points,
                 held=Account.held - redemption.points)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if released != 1:
         raise Conflict("冻结积分与兑换单不符，请联系管理员", code="hold_mismatch",
                        details={"id": redemption.id})

@@ -21,7 +21,7 @@ class StockNegative(DomainError):
     message = "库存不够扣减"
 
 
-def _township_of(shop: Shop) -> dict[str, int]:
+def _township_of(shop: Shop) -> audit.Filing:
     return {"township_id": shop.township_id}
 
 
