@@ -14,7 +14,18 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,7 +154,7 @@ def current_rule(item: ScoredItem) -> rules.RuleItem:
     return item.current_version.rule
 
 
-def one_of(column: Any, values: tuple[str, ...]) -> Any:
+def one_of(column: SQLColumnExpression[str], values: tuple[str, ...]) -> ColumnElement[bool]:
     """`column IN (values)` for values fixed in the code, each its own bound parameter. A
     plain `in_` renders an expanding parameter, and SQLAlchemy renders the statement's text
     again on every execution; this one is rendered once with the cached statement."""

@@ -584,7 +584,9 @@ def _exchange_rate_problem(rate: Decimal) -> str | None:
     if not (rate.is_finite() and MIN_EXCHANGE_RATE <= rate <= MAX_EXCHANGE_RATE):
         return (f"兑换比例（每分折合多少元）必须在 {MIN_EXCHANGE_RATE} 到 "
                 f"{MAX_EXCHANGE_RATE} 元之间")
-    if rate.as_tuple().exponent < -EXCHANGE_RATE_PLACES:  # type: ignore[operator]
+    exponent = rate.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, as checked above: not "n", "N" or "F"
+    if exponent < -EXCHANGE_RATE_PLACES:
         return f"兑换比例最多 {EXCHANGE_RATE_PLACES} 位小数，现为 {rate}"
     return None
 

@@ -18,7 +18,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     Boolean,
     Integer,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
     String,
+    Subquery,
     bindparam,
     case,
     cast,
@@ -94,7 +98,7 @@ _VILLAGE = (
 )
 
 
-def _period_totals(single: bool) -> Any:
+def _period_totals(single: bool) -> Subquery:
     """Each household's score, earned and deducted in the period. A month is one row per
     household already (month_totals is unique by account and month): no grouping."""
     columns = (MonthTotal.household_id, MonthTotal.score, MonthTotal.earned,
@@ -116,7 +120,7 @@ def _period_totals(single: bool) -> Any:
 
 
 @cache
-def _board_rows(single: bool) -> Any:
+def _board_rows(single: bool) -> Select[*tuple[Any, ...]]:
     """The households a board may list (vetoed, deducted, in the top `size`, over the
     qualification line, or the caller's own `me`), ranked among the village's eligible
     households (ties share a rank), with the village's counts on every row. The database
@@ -159,7 +163,7 @@ def _board_rows(single: bool) -> Any:
 
 
 @cache
-def _all_scores(single: bool) -> Any:
+def _all_scores(single: bool) -> Select[int, int]:
     """Every household's score in the period (for the published snapshot)."""
     totals = _period_totals(single)
     return (select(Household.id, func.coalesce(totals.c.score, 0))
@@ -167,14 +171,14 @@ def _all_scores(single: bool) -> Any:
             .where(Household.village_id == bindparam("village_id")))
 
 
-def _item_black_list(version_id: Any) -> Any:
+def _item_black_list(version_id: SQLColumnExpression[int | None]) -> ScalarSelect[bool]:
     return scalar_of(_ITEM_BLACK_LIST, RuleItemVersion.id == version_id)
 
 
 # These statements use scalar subqueries rather than outer joins for the same reason as
 # _VILLAGE: planning a many-way join costs more than running it for a few rows.
 @cache
-def _black_items(single: bool, postgres: bool) -> Any:
+def _black_items(single: bool, postgres: bool) -> Select[*tuple[Any, ...]]:
     """The veto flags and the deductions (with the item, the day of the deed and whether a
     reversal undid it) of the black-listed households: index probes per household."""
     deductions = (

@@ -14,7 +14,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
+    bindparam,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from rules.periods import month_label
@@ -49,12 +59,13 @@ _ITEM_NAME = RuleItemVersion.data["name"].as_string()
 _original = aliased(LedgerEntry)
 
 
-def item_name(version_id: Any) -> Any:
+def item_name(version_id: SQLColumnExpression[int | None]) -> ScalarSelect[str]:
     """The name of a rule item's version, as a scalar subquery."""
     return scalar_of(_ITEM_NAME, RuleItemVersion.id == version_id)
 
 
-def unnoted_late(village_id: Any, first: Any) -> Any:
+def unnoted_late(village_id: int | SQLColumnExpression[int], first: str | SQLColumnExpression[str]
+                 ) -> ColumnElement[bool]:
     """The village's late postings into months before `first` (a period's first month) that
     no published board has noted yet."""
     return ((LatePosting.village_id == village_id) & LatePosting.noted_in.is_(None)
@@ -76,7 +87,7 @@ def board_corrections(session: Session, village_id: int, period: Period, *,
 # reversals by month (points.models.boards), then its withdrawn vetoes. A withdrawn veto's
 # wipe given back is noted as the withdrawal, not as a reversal of its own.
 @cache
-def _reversals(single: bool) -> Any:
+def _reversals(single: bool) -> Select[*tuple[Any, ...]]:
     household = Account.household_id
     reversals = (
         select(literal("reversal").label("kind"), LedgerEntry.amount.label("amount"),

@@ -100,11 +100,12 @@ def update_settings(
 ) -> BoardSettings:
     """Set a village's (cadres and admins) or a township's (admins) board settings."""
     if village_id is not None:
-        owner: Any = get_visible(session, actor, Village, village_id)
+        owner: Village | Township = get_visible(session, actor, Village, village_id)
         authorize(actor, "board.settings")
-        audit_village = owner.id
+        audit_village: int | None = owner.id
     else:
-        owner = get_visible(session, actor, Township, township_id)  # type: ignore[arg-type]
+        assert township_id is not None, "a village's settings or a township's"
+        owner = get_visible(session, actor, Township, township_id)
         authorize(actor, "board.township_settings")
         audit_village = None
     row = settings_row(session, village_id=village_id, township_id=township_id)

@@ -15,12 +15,25 @@ live here too: the veto bar, lists of ids, months, the head's name.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import ARRAY, Integer, any_, bindparam, exists, func, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Row,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from rules.periods import month_label
@@ -40,6 +53,9 @@ from ..models import (
 )
 from ..scope import VILLAGER, Actor, authorize, get_visible
 from .privacy import BoardPrefs, board_prefs
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 TIE_RULE = "同分同名次：积分相同者名次并列，其后名次顺延（1、2、2、4）；并列者按编号先后排列"
 # Who a ranking ranks: households, or their members one by one.
@@ -147,7 +163,7 @@ class Standing:
 # The hot statements are built once, with bound parameters, so a board pays for executing
 # them and not for constructing them (SQLAlchemy's compiled cache does the rest).
 
-def _household_filter(kind: str) -> Any:
+def _household_filter(kind: str) -> ColumnElement[bool]:
     if kind == "group":
         return Household.group_id == bindparam("scope_id")
     if kind == "village":
@@ -155,7 +171,7 @@ def _household_filter(kind: str) -> Any:
     return Household.village_id.in_(bindparam("village_ids", expanding=True))
 
 
-def _totals_filter(column: Any, kind: str) -> Any:
+def _totals_filter(column: SQLColumnExpression[int], kind: str) -> ColumnElement[bool]:
     if kind == "township":
         return column.in_(bindparam("village_ids", expanding=True))
     return column == bindparam("village_id")
@@ -170,7 +186,8 @@ BARRED = exists().where(HouseholdFlag.household_id == Household.id,
                         HouseholdFlag.until_month >= bindparam("first"))
 
 
-def among(column: Any, name: str, postgres: bool) -> Any:
+def among(column: SQLColumnExpression[int | None], name: str, postgres: bool
+          ) -> ColumnElement[bool]:
     # A list of ids: one array parameter on PostgreSQL, so the statement text stays the same
     # from call to call (and is prepared once); an expanded IN list on SQLite.
     if postgres:
@@ -182,7 +199,7 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def in_months(column: Any, single: bool) -> Any:
+def in_months(column: SQLColumnExpression[str], single: bool) -> ColumnElement[bool]:
     # One month (every monthly board) binds one value: an expanding IN list would make
     # SQLAlchemy render the statement again on every call.
     return column == bindparam("month") if single else column.in_(
@@ -190,7 +207,7 @@ def in_months(column: Any, single: bool) -> Any:
 
 
 @cache
-def _household_statement(kind: str, single: bool = False) -> Any:
+def _household_statement(kind: str, single: bool = False) -> Select[*tuple[Any, ...]]:
     totals = (
         select(MonthTotal.household_id,
                func.sum(MonthTotal.score).label("score"),
@@ -211,7 +228,7 @@ def _household_statement(kind: str, single: bool = False) -> Any:
 
 
 @cache
-def _member_statement(kind: str, single: bool = False) -> Any:
+def _member_statement(kind: str, single: bool = False) -> Select[*tuple[Any, ...]]:
     totals = (
         select(MemberMonthTotal.member_id, func.sum(MemberMonthTotal.score).label("score"))
         .where(_totals_filter(MemberMonthTotal.village_id, kind),
@@ -229,7 +246,8 @@ def _member_statement(kind: str, single: bool = False) -> Any:
     )
 
 
-def fetch_rows(session: Session, statement: Any, params: dict[str, Any]) -> Any:
+def fetch_rows(session: Session, statement: Select[*Ts], params: dict[str, Any]
+               ) -> Sequence[Row[*Ts]]:
     """Run a Core statement on the session's connection (and transaction), skipping the ORM's
     result machinery: these rows are tuples, not entities."""
     return session.connection().execute(statement, params).all()
@@ -339,19 +357,20 @@ def ranking(
 
 # ---- statement pieces the board's queries share ----------------------------------------------
 
-def head_name(household_id: Any) -> Any:
+def head_name(household_id: SQLColumnExpression[int | None]) -> ScalarSelect[str]:
     """The name of the household's head (户主), as a scalar subquery."""
     return (select(Villager.name)
             .where(Villager.household_id == household_id, Villager.relation == HEAD)
             .scalar_subquery())
 
 
-def scalar_of(column: Any, condition: Any) -> Any:
+def scalar_of(column: SQLColumnExpression[T], condition: ColumnElement[bool]
+              ) -> ScalarSelect[T]:
     return select(column).where(condition).scalar_subquery()
 
 
 @cache
-def names_statement(postgres: bool) -> Any:
+def names_statement(postgres: bool) -> Select[int, str, int | None]:
     """The head's name (else the household's) and villager group of the `households`."""
     return (
         select(Household.id, func.coalesce(head_name(Household.id), Household.name),

@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from .. import audit, catalogs, ledger, policies
@@ -406,7 +406,7 @@ def expire_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
 
 # ---- reading --------------------------------------------------------------------------------
 
-def with_lines(stmt: Any) -> Any:
+def with_lines(stmt: Select[Redemption]) -> Select[Redemption]:
     return stmt.options(selectinload(Redemption.lines))
 
 
