@@ -201,7 +201,7 @@ def _claim_rule(session: Session, claim: Claim) -> rules.RuleItem:
 @lru_cache(maxsize=64)
 def _history_statement(
     applies_to: str, statuses: tuple[str, ...], caps: int, ever: bool, exclude: bool,
-) -> Select[Any]:
+) -> Select[*tuple[Any, ...]]:
     """One statement for all of an item's cap periods: per period (bound as start_i, end_i)
     a count and a sum, and the count ever when `ever`. Built once per shape: building a
     statement costs more CPU than running it, and every claim runs one."""
@@ -212,7 +212,7 @@ def _history_statement(
     ]
     if exclude:
         conditions.append(Claim.id != bindparam("exclude_id"))
-    columns: list[Any] = []
+    columns: list[ColumnElement[int]] = []
     for i in range(caps):
         within = and_(Claim.occurred_at >= bindparam(f"start_{i}"),
                       Claim.occurred_at < bindparam(f"end_{i}"))

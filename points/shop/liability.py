@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from .. import catalogs
@@ -47,7 +47,7 @@ class PointsReport:
     totals: dict[str, Any]
 
 
-def _month_totals(session: Session, village_ids: list[int], *conditions: Any
+def _month_totals(session: Session, village_ids: list[int], *conditions: ColumnElement[bool]
                   ) -> dict[int, tuple[int, int, int, int, int]]:
     if not village_ids:
         return {}
