@@ -51,8 +51,9 @@ from bench._pg import (  # noqa: E402
     request,
     scratch_database,
 )
-from points import activities, catalogs  # noqa: E402
 from points import auth as sessions  # noqa: E402
+from points import catalogs  # noqa: E402
+from points.activities import checkin as activities  # noqa: E402
 from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402

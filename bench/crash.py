@@ -77,8 +77,9 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import activities, catalogs, claims, ledger, supermarket  # noqa: E402
 from points import auth as sessions  # noqa: E402
+from points import catalogs, claims, ledger, supermarket  # noqa: E402
+from points.activities import checkin as activities  # noqa: E402
 from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402

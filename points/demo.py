@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 import rules
 
-from . import activities, catalogs, claims
+from . import catalogs, claims
+from .activities import checkin as activities
 from .errors import Conflict
 from .models import (
     Household,

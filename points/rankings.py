@@ -59,7 +59,7 @@ import rules
 from rules.periods import month_key
 
 from . import audit, catalogs, ledger, notice
-from .activities import worked_from
+from .activities.checkin import worked_from
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotBound, NotFound
 from .models import (
     HEAD,

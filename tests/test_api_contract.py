@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from backend import create_app
-from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, STATES
+from points.activities.checkin import CHECKIN_FLAGS, CHECKIN_OUTCOMES, STATES
 from points.claims import IN_NOTICE
 from points.models import (
     CLAIM_SOURCES,

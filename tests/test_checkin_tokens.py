@@ -26,7 +26,7 @@ from backend import config as app_config
 from backend.auth import qr_codec
 from backend.clock import clock_skew
 from backend.extensions import db
-from points import activities
+from points.activities import checkin as activities
 from points.errors import DomainError
 from points.models import Activity, CheckIn, Claim, User
 from points.scope import Actor

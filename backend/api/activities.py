@@ -12,9 +12,9 @@ from flask_smorest import Blueprint
 from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.svg import SvgPathImage
 
-from points import activities as service
 from points import card_render
-from points.activities import CheckInResult, Geofence, IssuedCode
+from points.activities import checkin as service
+from points.activities.checkin import CheckInResult, Geofence, IssuedCode
 from points.models import Village
 from points.models.activities import Activity
 from points.scope import get_visible

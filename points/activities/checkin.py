@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, aliased
 
 import rules
 
-from . import audit, cards, catalogs, claims
-from .db import core, upsert_insert
-from .errors import DomainError, Forbidden, Invalid, NotBound, NotFound, WrongVillage
-from .models import (
+from .. import audit, cards, catalogs, claims
+from ..db import core, upsert_insert
+from ..errors import DomainError, Forbidden, Invalid, NotBound, NotFound, WrongVillage
+from ..models import (
     Claim,
     Household,
     RuleCatalog,
@@ -42,11 +42,11 @@ from .models import (
     Village,
     Villager,
 )
-from .models.activities import Activity, CheckIn
-from .models.rules import stored_rule
-from .scope import VILLAGER, Actor, authorize, get_visible, visible
-from .time_zone import moment_text
-from .tokens import (
+from ..models.activities import Activity, CheckIn
+from ..models.rules import stored_rule
+from ..scope import VILLAGER, Actor, authorize, get_visible, visible
+from ..time_zone import moment_text
+from ..tokens import (
     Decoded,
     QRTokenExpired,
     QRTokenInvalid,
