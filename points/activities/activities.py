@@ -2,7 +2,8 @@
 
 An activity of one village names the rule item its check-ins are scored by, when check-in
 is open, how its code is shown (a static code for a printed poster, a rotating one for a
-screen), and optionally a geofence and a capacity.
+screen), and optionally a geofence and a capacity. Check-in, proxy check-in and check-out
+read it through `read_activity`, which also decides whether the village still uses its item.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ STATES = ("upcoming", "open", "closed", "cancelled")
 LIST_STATES = (*STATES, "current")  # current: upcoming or open (what a villager looks for)
 
 
-# ---- refusals of an activity's state, shared by its codes and its check-ins -------------------
+# ---- refusals of a scan by the activity's state and place (its codes, its check-ins) ---------
 
 class CheckinNotOpen(DomainError):
     status = 422
