@@ -7,7 +7,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, LIST_STATES, STATES
+from points.activities.activities import LIST_STATES, STATES
+from points.activities.checkin import CHECKIN_OUTCOMES
+from points.activities.fraud import CHECKIN_FLAGS
 from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 from rules import KINDS
