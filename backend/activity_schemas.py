@@ -13,7 +13,7 @@ from points.models.activities import GEOFENCE_MODES, QR_MODES
 from rules import KINDS
 
 from .openapi import Choice, PageArgs, QueryArgs, optional
-from .schemas import Id, LocalDateTime, Moment, ScannedCode
+from .schemas.common import Id, LocalDateTime, Moment, ScannedCode
 
 LAT = validate.Range(min=-90, max=90)
 LNG = validate.Range(min=-180, max=180)

@@ -26,7 +26,7 @@ from rules.catalog import (
 )
 
 from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs, optional
-from .schemas import Id, LocalDateTime, Moment
+from .schemas.common import Id, LocalDateTime, Moment
 
 # marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
 _REQUIRED = {"required": "缺少必填字段", "null": "不能为空"}

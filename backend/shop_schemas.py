@@ -13,7 +13,7 @@ from rules.catalog import EXCHANGE_RATE_PLACES
 
 from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
 from .reward_links import reward_image_url
-from .schemas import Id, LocalDateTime, Money, MoneyText, ScannedCode
+from .schemas.common import Id, LocalDateTime, Money, MoneyText, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 MAX_POINTS = 100_000

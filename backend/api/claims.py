@@ -17,7 +17,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import PageArgs, page_of, paginate, raises
-from ..schemas import (
+from ..schemas.common import (
     AwardIn,
     ClaimIn,
     ClaimListArgs,

@@ -21,7 +21,7 @@ from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate, raises
-from ..schemas import (
+from ..schemas.common import (
     AccountOut,
     LedgerArgs,
     LedgerEntryOut,

@@ -28,7 +28,7 @@ from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
-from ..schemas import ShopIn, ShopOut
+from ..schemas.common import ShopIn, ShopOut
 from ..shop_schemas import (
     CardHolderOut,
     CounterRedemptionIn,

@@ -27,7 +27,7 @@ from points.models import (
 from points.time_zone import moment_text
 from points.tokens import MAX_SCANNED_CHARS
 
-from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
+from ..openapi import Choice, JsonBoolean, PageArgs, QueryArgs
 
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
