@@ -20,7 +20,7 @@ from ..errors import APIError
 from ..extensions import db
 from ..openapi import raises
 from ..ratelimits import by_address, by_user, by_username, limited, setting
-from ..schemas.common import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
+from ..schemas.login import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
 
 blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")

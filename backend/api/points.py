@@ -21,12 +21,12 @@ from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate, raises
-from ..schemas.common import (
+from ..schemas.common import ReasonIn
+from ..schemas.passbook import (
     AccountOut,
     LedgerArgs,
     LedgerEntryOut,
     OpeningBalancesResult,
-    ReasonIn,
     ReversalRequestArgs,
     ReversalRequestOut,
 )

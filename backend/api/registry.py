@@ -24,7 +24,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import card_face, household_label, print_font, qr_png, token_url
-from ..schemas.common import (
+from ..schemas.registry import (
     BindingTokenOut,
     CardOut,
     CardsPrintArgs,
