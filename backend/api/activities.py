@@ -88,10 +88,6 @@ def _present(activities: list[Activity]) -> list[dict[str, Any]]:
     return [_activity_out(a, items, mine, counts) for a in activities]
 
 
-def _checkin_out(result: CheckInResult) -> dict[str, Any]:
-    return dict(result.__dict__)
-
-
 def _qr(data: str) -> qrcode.QRCode:
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
     code.add_data(data)
@@ -315,7 +311,7 @@ def display_page(activity_id: int) -> Response:
 @idempotent
 @blp.arguments(CheckinIn)
 @blp.response(201, CheckinOut)
-def check_in(body: dict[str, Any]) -> dict[str, Any]:
+def check_in(body: dict[str, Any]) -> CheckInResult:
     """A villager checks in by scanning the activity's code. One check-in per person and
     activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
@@ -324,7 +320,7 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
         lng=body.get("lng"), device_id=device, now=now(), tz=village_tz(),
         clock_skew=clock_skew(),
     )
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
@@ -341,20 +337,20 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ProxyCheckinIn)
 @blp.response(201, CheckinOut)
-def proxy_check_in(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+def proxy_check_in(body: dict[str, Any], activity_id: int) -> CheckInResult:
     """A cadre checks in a villager without a phone by scanning their member card (代签);
     recorded with the cadre's id and shown in the anti-fraud signals."""
     result = service.proxy_check_in(
         db.session, current_actor(), qr_codec(), activity_id, body["member_token"],
         now=now(), tz=village_tz(),
     )
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/checkins/<int:checkin_id>", methods=["GET"])
 @blp.response(200, CheckinOut)
-def get_checkin(checkin_id: int) -> dict[str, Any]:
-    return _checkin_out(service.checkin_of(db.session, current_actor(), checkin_id))
+def get_checkin(checkin_id: int) -> CheckInResult:
+    return service.checkin_of(db.session, current_actor(), checkin_id)
 
 
 @blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
@@ -365,12 +361,12 @@ def get_checkin(checkin_id: int) -> dict[str, Any]:
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, CheckinOut)
-def check_out(checkin_id: int) -> dict[str, Any]:
+def check_out(checkin_id: int) -> CheckInResult:
     """签退 for a per-hour item: whole hours between check-in and check-out (within the
     activity's time) are scored, capped by the rule."""
     result = service.check_out(db.session, current_actor(), checkin_id, now=now(),
                                tz=village_tz())
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/checkins", methods=["GET"])

@@ -34,10 +34,9 @@ from ..schemas.passbook import (
 blp = Blueprint("points", __name__, description="积分账户与存折 Accounts and passbook")
 
 
-def _account(household_id: int) -> dict[str, Any]:
+def _account(household_id: int) -> ledger.AccountView:
     household = get_visible(db.session, current_actor(), Household, household_id)
-    view = ledger.account_view(db.session, household.id, village_tz())
-    return view.__dict__
+    return ledger.account_view(db.session, household.id, village_tz())
 
 
 def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +93,7 @@ def _my_household() -> int:
 
 @blp.route("/households/<int:household_id>/account", methods=["GET"])
 @blp.response(200, AccountOut)
-def household_account(household_id: int) -> dict[str, Any]:
+def household_account(household_id: int) -> ledger.AccountView:
     return _account(household_id)
 
 
@@ -109,7 +108,7 @@ def household_ledger(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 @blp.route("/me/account", methods=["GET"])
 @raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, AccountOut)
-def my_account() -> dict[str, Any]:
+def my_account() -> ledger.AccountView:
     return _account(_my_household())
 
 
