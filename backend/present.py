@@ -1,19 +1,21 @@
-"""What a caller sees of a villager, a household or an audit entry: the stored values, with
-phone numbers in full only for the cadres of the village and masked for everyone else.
+"""What views answer when a model alone is not the answer: the model with the values the
+view adds put beside it. A villager, a household or an audit entry as the caller may see it
+(phone numbers in full only for the cadres of the village, masked for everyone else), and a
+line of the passbook.
 
-Each view here is the domain's object with only the values that depend on the caller put
-beside it; every other attribute is read from the object itself, so the response schemas
-(VillagerOut, HouseholdOut, AuditOut) dump these as they dump a model, and no field is
-listed twice."""
+Every other attribute is read from the object itself, so the response schemas
+(VillagerOut, HouseholdOut, AuditOut, LedgerEntryOut) dump these as they dump a model, and
+no field is listed twice."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
-from points.models import AuditEntry, Household, User, Villager
+from points.models import AuditEntry, Household, LedgerEntry, User, Villager
 from points.scope import VILLAGER, Actor, mask_phone, sees_phone
 
 from .extensions import db
@@ -47,6 +49,19 @@ class ShownAuditEntry(_Shown):
     shown: AuditEntry
     before: Any
     after: Any
+
+
+@dataclass(frozen=True)
+class PassbookLine(_Shown):
+    shown: LedgerEntry
+    member_name: str | None
+    relation: str | None  # the member's, to the head of the household
+    rule_item_id: int | None
+    rule_item_name: str | None  # as the item was named when the entry was made
+    created_by_name: str | None
+    approved_by_names: list[str]
+    deed_date: date | None
+    balance: int  # the account's points after the entry
 
 
 def villager(v: Villager, actor: Actor, bound_ids: set[int] | None = None) -> ShownVillager:

@@ -13,6 +13,7 @@ from points import home, ledger, opening, reversals
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
+from .. import present
 from ..auth import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
@@ -50,7 +51,7 @@ def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
 
 def _present(entries: list[LedgerEntry],
              extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
-             ) -> list[dict[str, Any]]:
+             ) -> list[present.PassbookLine]:
     """Passbook lines with the member's name and the rule item as it was when awarded;
     `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
     passbook page reads with its lines. Otherwise (one new entry) they are read here."""
@@ -69,21 +70,16 @@ def _present(entries: list[LedgerEntry],
         version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
         name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
         balance, creator, deed = extra[e.id]
-        items.append({
-            "id": e.id, "amount": e.amount, "kind": e.kind, "member_id": e.member_id,
-            "member_name": name, "relation": relation,
-            "rule_item_id": version.item_id if version else None,
-            "rule_item_version_id": e.rule_item_version_id,
+        items.append(present.PassbookLine(
+            e, member_name=name, relation=relation,
+            rule_item_id=version.item_id if version else None,
             # An opening balance has no rule item: the passbook names it 期初结转.
-            "rule_item_name": version.data.get("name") if version else (
+            rule_item_name=version.data.get("name") if version else (
                 opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
-            "claim_id": e.claim_id, "reverses_id": e.reverses_id, "month": e.month,
-            "created_at": e.created_at, "created_by": e.created_by,
-            "created_by_name": creator,
-            "approved_by_names": approvers.get(e.claim_id, []) if e.claim_id else [],
-            "deed_date": deed.astimezone(tz).date() if deed is not None else None,
-            "balance": balance, "note": e.note,
-        })
+            created_by_name=creator,
+            approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
+            deed_date=deed.astimezone(tz).date() if deed is not None else None,
+            balance=balance))
     return items
 
 
