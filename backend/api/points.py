@@ -178,7 +178,7 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
             "schema": {"type": "string", "format": "binary"}},
     },
 })
-def opening_balances(village_id: int) -> Any:
+def opening_balances(village_id: int) -> opening.OpeningSummary:
     """Opening balances (期初积分) of the village's households, once per household: each
     becomes a passbook entry of kind `adjust` shown as 期初结转, spendable at once but never
     ranked on a board, counted for the qualification line (合格线) or drawn from the monthly
@@ -190,7 +190,7 @@ def opening_balances(village_id: int) -> Any:
     filename, data = uploaded_sheet("opening.xlsx", "请上传期初积分表（CSV 或 XLSX）")
     summary = opening.import_opening_balances(db.session, current_actor(), village_id,
                                               filename, data, tz=village_tz(), now=now())
-    return summary.as_dict()
+    return summary
 
 
 @blp.route("/reversal-requests", methods=["GET"])

@@ -369,7 +369,7 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
             "schema": {"type": "string", "format": "binary"}},
     },
 })
-def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any]:
+def import_roster(village_id: int, create_groups: bool = False) -> roster.RosterSummary:
     """Import households and members. Every row is checked first; if any row is wrong nothing
     is imported and the answer names each bad row (422 `roster_invalid`; text quoted from the
     file is cut to 50 characters). Headers may use the names villages use (电话, 户号, 小组
@@ -385,4 +385,4 @@ def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any
     summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
                                    now=now(), tz=village_tz(), create_groups=create_groups)
     db.session.commit()
-    return summary.as_dict()
+    return summary
