@@ -18,11 +18,11 @@ from ..auth import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
 from ..extensions import db
-from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate, raises
 from ..schemas.common import ReasonIn
+from ..schemas.home import HomeOut
 from ..schemas.passbook import (
     AccountOut,
     LedgerArgs,
