@@ -19,7 +19,14 @@ from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
 
 from ..auth import current_actor
-from ..board_schemas import (
+from ..clock import now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, raises
+from ..qr import print_font, qr_png
+from ..schemas.boards import (
     BoardArgs,
     BoardOut,
     BoardPageArgs,
@@ -41,13 +48,6 @@ from ..board_schemas import (
     TownshipMonthRootOut,
     TownshipStatsOut,
 )
-from ..clock import now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, raises
-from ..qr import print_font, qr_png
 
 blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")
