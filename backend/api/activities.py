@@ -19,7 +19,16 @@ from points.models import Village
 from points.models.activities import Activity
 from points.scope import get_visible
 
-from ..activity_schemas import (
+from ..auth import current_actor, qr_codec
+from ..clock import clock_skew, now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, page_of, paginate, raises
+from ..qr import print_font, qr_matrix, qr_png, token_url
+from ..ratelimits import by_user, limited, setting
+from ..schemas.activities import (
     ActivityIn,
     ActivityListArgs,
     ActivityOut,
@@ -35,15 +44,6 @@ from ..activity_schemas import (
     QrTokenArgs,
     QrTokenOut,
 )
-from ..auth import current_actor, qr_codec
-from ..clock import clock_skew, now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, qr_matrix, qr_png, token_url
-from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
 # The display page lives outside /api/v1 (API.md): a page, opened on a screen.
