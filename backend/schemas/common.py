@@ -158,17 +158,3 @@ class Snapshot(fields.Dict):
 
 class ReasonIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
-
-
-class ShopIn(Schema):
-    name = Name()
-    township_id = Id(required=True)
-    village_ids = fields.List(Id(), required=True,
-                              validate=validate.Length(min=1))
-
-
-class ShopOut(Schema):
-    id = fields.Integer()
-    name = fields.String()
-    township_id = Id()
-    village_ids = fields.List(fields.Integer())
