@@ -94,7 +94,7 @@ def _unknown_fields(errors: dict[Any, Any], prefix: str = "") -> list[str]:
 
 # marshmallow's and webargs' own messages, in Chinese: every 422 a villager or clerk reads is
 # Chinese, whichever schema or validator refused the value. Messages a schema words itself
-# (rule_schemas, schemas.py) are Chinese already and pass through unchanged.
+# (backend/schemas/) are Chinese already and pass through unchanged.
 _MESSAGES: dict[str, str] = {
     "Missing data for required field.": "缺少必填字段",
     "Field may not be null.": "不能为空",

@@ -21,7 +21,16 @@ from points.models import Village
 from points.models.activities import Activity
 from points.scope import get_visible
 
-from ..activity_schemas import (
+from ..auth import current_actor, qr_codec
+from ..clock import clock_skew, now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, page_of, paginate, raises
+from ..qr import print_font, qr_matrix, qr_png, token_url
+from ..ratelimits import by_user, limited, setting
+from ..schemas.activities import (
     ActivityIn,
     ActivityListArgs,
     ActivityOut,
@@ -37,15 +46,6 @@ from ..activity_schemas import (
     QrTokenArgs,
     QrTokenOut,
 )
-from ..auth import current_actor, qr_codec
-from ..clock import clock_skew, now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, qr_matrix, qr_png, token_url
-from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
 # The display page lives outside /api/v1: a page, opened on a screen.
@@ -85,10 +85,6 @@ def _present(listed: list[Activity]) -> list[dict[str, Any]]:
     mine = activities.my_checkins(db.session, current_actor(), ids)
     counts = activities.checkin_counts(db.session, ids)
     return [_activity_out(a, items, mine, counts) for a in listed]
-
-
-def _checkin_out(result: CheckInResult) -> dict[str, Any]:
-    return dict(result.__dict__)
 
 
 def _qr(data: str) -> qrcode.QRCode:
@@ -315,14 +311,14 @@ def display_page(activity_id: int) -> Response:
 @idempotent
 @blp.arguments(CheckinIn)
 @blp.response(201, CheckinOut)
-def check_in(body: dict[str, Any]) -> dict[str, Any]:
+def check_in(body: dict[str, Any]) -> CheckInResult:
     """A villager checks in by scanning the activity's code. One check-in per person and
     activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
     scan = Scan(device_id=device, lat=body.get("lat"), lng=body.get("lng"))
     result = checkin.check_in(db.session, current_actor(), qr_codec(), body["token"], scan,
                               Clock(now(), village_tz(), clock_skew()))
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
@@ -339,18 +335,18 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ProxyCheckinIn)
 @blp.response(201, CheckinOut)
-def proxy_check_in(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+def proxy_check_in(body: dict[str, Any], activity_id: int) -> CheckInResult:
     """A cadre checks in a villager without a phone by scanning their member card (代签);
     recorded with the cadre's id and shown in the anti-fraud signals."""
     result = checkin.proxy_check_in(db.session, current_actor(), qr_codec(), activity_id,
                                     body["member_token"], Clock(now(), village_tz()))
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/checkins/<int:checkin_id>", methods=["GET"])
 @blp.response(200, CheckinOut)
-def get_checkin(checkin_id: int) -> dict[str, Any]:
-    return _checkin_out(checkin.checkin_of(db.session, current_actor(), checkin_id))
+def get_checkin(checkin_id: int) -> CheckInResult:
+    return checkin.checkin_of(db.session, current_actor(), checkin_id)
 
 
 @blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
@@ -361,12 +357,12 @@ def get_checkin(checkin_id: int) -> dict[str, Any]:
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, CheckinOut)
-def check_out(checkin_id: int) -> dict[str, Any]:
+def check_out(checkin_id: int) -> CheckInResult:
     """签退 for a per-hour item: whole hours between check-in and check-out (within the
     activity's time) are scored, capped by the rule."""
     result = checkin.check_out(db.session, current_actor(), checkin_id,
                                Clock(now(), village_tz()))
-    return _checkin_out(result)
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/checkins", methods=["GET"])

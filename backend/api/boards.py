@@ -25,7 +25,14 @@ from rules import merkle
 from rules.periods import add_months, month_key
 
 from ..auth import current_actor
-from ..board_schemas import (
+from ..clock import now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, raises
+from ..qr import print_font, qr_png
+from ..schemas.boards import (
     BoardArgs,
     BoardOut,
     BoardPageArgs,
@@ -47,13 +54,6 @@ from ..board_schemas import (
     TownshipMonthRootOut,
     TownshipStatsOut,
 )
-from ..clock import now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, raises
-from ..qr import print_font, qr_png
 
 blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")

@@ -17,16 +17,16 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import PageArgs, page_of, paginate, raises
-from ..schemas import (
+from ..schemas.claims import (
     AwardIn,
     ClaimIn,
     ClaimListArgs,
     ClaimOut,
     NoticeOut,
     ObjectionOut,
-    ReasonIn,
     ResolveIn,
 )
+from ..schemas.common import ReasonIn
 
 blp = Blueprint("claims", __name__, description="申报、审核与公示 Claims, review and notice")
 

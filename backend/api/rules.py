@@ -22,7 +22,7 @@ from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import PageArgs, page_of, paginate, raises
-from ..rule_schemas import (
+from ..schemas.rules import (
     CatalogIn,
     CatalogListArgs,
     CatalogOut,

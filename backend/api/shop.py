@@ -30,8 +30,7 @@ from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
 from ..qr import qr_png, token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
-from ..schemas import ShopIn, ShopOut
-from ..shop_schemas import (
+from ..schemas.shop import (
     CardHolderOut,
     CounterRedemptionIn,
     MemberLookupIn,
@@ -49,6 +48,8 @@ from ..shop_schemas import (
     RewardPatch,
     SettlementArgs,
     SettlementOut,
+    ShopIn,
+    ShopOut,
     StockChangeIn,
     StockMovementOut,
 )
