@@ -51,9 +51,11 @@ from bench._pg import (  # noqa: E402
     request,
     scratch_database,
 )
-from points import activities, catalogs  # noqa: E402
-from points import auth as sessions  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
+from points import (  # noqa: E402
+    activities,
+    catalogs,
+    sessions,  # noqa: E402
+)
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -64,6 +66,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
 SECRET = "bench-secret-" + secrets.token_hex(16)

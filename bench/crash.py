@@ -77,9 +77,14 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import activities, catalogs, claims, ledger, supermarket  # noqa: E402
-from points import auth as sessions  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
+from points import (  # noqa: E402
+    activities,
+    catalogs,
+    claims,
+    ledger,
+    sessions,  # noqa: E402
+    supermarket,
+)
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -91,6 +96,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
 SECRET = "crash-secret-" + secrets.token_hex(16)

@@ -18,7 +18,7 @@ from PIL import Image
 from sqlalchemy import select
 
 import backend.qr
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.extensions import db
 from points import card_render, cards
 from points.models import AuditEntry, Household, Villager

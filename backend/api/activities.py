@@ -35,7 +35,7 @@ from ..activity_schemas import (
     QrTokenArgs,
     QrTokenOut,
 )
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import clock_skew, now, village_tz
 from ..downloads import download
 from ..extensions import db

@@ -18,7 +18,6 @@ from points.rankings import BoardPrefs, Period, parse_period
 from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
 
-from ..auth import current_actor
 from ..board_schemas import (
     BoardArgs,
     BoardOut,
@@ -41,6 +40,7 @@ from ..board_schemas import (
     TownshipMonthRootOut,
     TownshipStatsOut,
 )
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import download
 from ..extensions import db

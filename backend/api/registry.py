@@ -15,7 +15,7 @@ from points.models import Household, Township, Village, Villager, VillagerGroup
 from points.scope import authorize, get_visible, visible
 
 from .. import present
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download, uploaded_sheet
 from ..errors import APIError

@@ -18,7 +18,7 @@ from points.models import Account, Redemption, Reward, Shop, StockMovement
 from points.scope import VILLAGER, authorize, get_visible, visible
 from points.tokens import TokenType
 
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download
 from ..extensions import db

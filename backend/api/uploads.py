@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from points import uploads as service
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import BINARY, QueryArgs, raises

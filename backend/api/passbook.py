@@ -13,7 +13,7 @@ from points import home, ledger, opening, reversals
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
 from ..extensions import db
