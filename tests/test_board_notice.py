@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from backend.api import boards as boards_api
-from backend.qr import qr_png
 from points import board_render, rankings
+from points.qr import qr_png
 from rules import merkle
 
 from .conftest import World

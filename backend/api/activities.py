@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from typing import Any
 
-import qrcode
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
-from qrcode.constants import ERROR_CORRECT_M
-from qrcode.image.svg import SvgPathImage
 
 from points import activities as service
 from points import card_render
 from points.activities import CheckInResult, Geofence, IssuedCode
 from points.models import Village
 from points.models.activities import Activity
+from points.qr import qr_matrix, qr_png, qr_svg
 from points.scope import get_visible
 
 from ..activity_schemas import (
@@ -42,7 +39,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, qr_matrix, qr_png, token_url
+from ..qr import print_font, token_url
 from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
@@ -90,20 +87,6 @@ def _present(activities: list[Activity]) -> list[dict[str, Any]]:
 
 def _checkin_out(result: CheckInResult) -> dict[str, Any]:
     return dict(result.__dict__)
-
-
-def _qr(data: str) -> qrcode.QRCode:
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
-    code.add_data(data)
-    code.make(fit=True)
-    return code
-
-
-def qr_svg(data: str) -> str:
-    """The code as one SVG path: scales to any print size without blur."""
-    buffer = io.BytesIO()
-    _qr(data).make_image(image_factory=SvgPathImage).save(buffer)
-    return buffer.getvalue().decode()
 
 
 def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from flask_smorest import Blueprint
 from points import board_render, notice, rankings
 from points.errors import DomainError, NotBound
 from points.models import Household, Township, Village
+from points.qr import qr_png
 from points.rankings import BoardPrefs, Period, parse_period
 from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
@@ -47,7 +48,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, raises
-from ..qr import print_font, qr_png
+from ..qr import print_font
 
 blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")

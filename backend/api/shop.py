@@ -15,6 +15,7 @@ from sqlalchemy import select
 from points import reward_images, shops, supermarket
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
+from points.qr import qr_png
 from points.scope import VILLAGER, authorize, get_visible, visible
 from points.tokens import TokenType
 
@@ -25,7 +26,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
-from ..qr import qr_png, token_url
+from ..qr import token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
 from ..schemas import ShopIn, ShopOut
