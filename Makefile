@@ -24,8 +24,10 @@ run: venv
 test: venv
 	$(BIN)/pytest -q
 
+# Style, and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) instance/village_points.sqlite3*
