@@ -96,7 +96,6 @@ def _require_login() -> None:
     """Check the bearer token of every API operation that declares it before anything else
     looks at the request: a caller without a valid token gets 401, never a 422 about a body
     it had no right to send. The operation's documented `security` is what is enforced."""
-
     view = current_app.view_functions.get(request.endpoint or "")
     apidoc = getattr(view, "_apidoc", None)
     if apidoc is None or request.method == "OPTIONS":
