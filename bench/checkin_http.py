@@ -51,10 +51,8 @@ from bench._pg import (  # noqa: E402
     request,
     scratch_database,
 )
-from points import auth as sessions  # noqa: E402
-from points import catalogs  # noqa: E402
+from points import catalogs, sessions  # noqa: E402
 from points.activities import activities  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -65,6 +63,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
 SECRET = "bench-secret-" + secrets.token_hex(16)

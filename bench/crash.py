@@ -77,10 +77,8 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import auth as sessions  # noqa: E402
-from points import budget, catalogs, claims, ledger  # noqa: E402
+from points import budget, catalogs, claims, ledger, sessions  # noqa: E402
 from points.activities import activities  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -92,6 +90,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.shop import liability, shelves  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from backend import config as app_config
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.clock import clock_skew
 from backend.extensions import db
 from points.activities import checkin

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from typing import Any
 
-import qrcode
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
-from qrcode.constants import ERROR_CORRECT_M
-from qrcode.image.svg import SvgPathImage
 
 from points import card_render, catalogs
 from points.activities import activities, checkin, codes, fraud
@@ -19,16 +15,17 @@ from points.activities.checkin import CheckInResult, Clock, Scan
 from points.activities.codes import IssuedCode
 from points.models import Village
 from points.models.activities import Activity
+from points.qr import qr_matrix, qr_png, qr_svg
 from points.scope import get_visible
 
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import clock_skew, now, village_tz
 from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, qr_matrix, qr_png, token_url
+from ..qr import print_font, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas.activities import (
     ActivityIn,
@@ -85,20 +82,6 @@ def _present(listed: list[Activity]) -> list[dict[str, Any]]:
     mine = activities.my_checkins(db.session, current_actor(), ids)
     counts = activities.checkin_counts(db.session, ids)
     return [_activity_out(a, items, mine, counts) for a in listed]
-
-
-def _qr(data: str) -> qrcode.QRCode:
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
-    code.add_data(data)
-    code.make(fit=True)
-    return code
-
-
-def qr_svg(data: str) -> str:
-    """The code as one SVG path: scales to any print size without blur."""
-    buffer = io.BytesIO()
-    _qr(data).make_image(image_factory=SvgPathImage).save(buffer)
-    return buffer.getvalue().decode()
 
 
 def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from points.errors import NotFound
 from points.models import Claim, Objection, Village
 from points.scope import get_visible, visible
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT

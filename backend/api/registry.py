@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from points import binding, card_render, cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
+from points.qr import qr_png
 from points.scope import authorize, get_visible, visible
 
 from .. import present
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download, uploaded_sheet
 from ..errors import APIError
@@ -23,7 +24,7 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
-from ..qr import card_face, household_label, print_font, qr_png, token_url
+from ..qr import card_face, household_label, print_font, token_url
 from ..schemas.registry import (
     BindingTokenOut,
     CardOut,

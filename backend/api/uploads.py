@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from points import uploads as service
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import BINARY, raises

@@ -12,7 +12,7 @@ from points.models import AuditEntry, User
 from points.scope import authorize, visible
 
 from .. import present
-from ..auth import current_actor
+from ..caller import current_actor
 from ..extensions import db
 from ..openapi import page_of, paginate, raises
 from ..schemas.users import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch

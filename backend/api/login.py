@@ -7,15 +7,14 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
-from points import auth as sessions
-from points import binding
+from points import binding, sessions
 from points.models import Household, User
 from points.passwords import verify_password
 from points.scope import Actor
 from points.users import find_staff, wechat_user
 
 from .. import present
-from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
+from ..caller import current_actor, current_session_id, current_user, qr_codec, token_settings
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import raises

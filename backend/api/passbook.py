@@ -14,7 +14,7 @@ from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersi
 from points.scope import get_visible, visible
 
 from .. import present
-from ..auth import current_actor
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
 from ..extensions import db
