@@ -307,7 +307,7 @@ class VillageApi(Api):
         self.ma_plugin.converter.add_attribute_function(_text_pattern)
         self.ma_plugin.converter.add_attribute_function(_own_schema)
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         return handle_http_exception(error)
 
 

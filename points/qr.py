@@ -5,15 +5,17 @@ modules (a phone finds the code on a busy page)."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import qrcode
 from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.pil import PilImage
 from qrcode.image.svg import SvgPathImage
 
 QUIET_ZONE = 4  # modules of white around the code
 
 
-def qr_code(text: str, box_size: int = 10) -> qrcode.QRCode:
+def qr_code(text: str, box_size: int = 10) -> qrcode.QRCode[Any]:
     """`text` as a QR code, the smallest version that holds it; `box_size` pixels a module
     when it is drawn as an image."""
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=box_size,
@@ -25,7 +27,7 @@ def qr_code(text: str, box_size: int = 10) -> qrcode.QRCode:
 
 def qr_png(text: str, box_size: int = 10) -> bytes:
     buffer = io.BytesIO()
-    qr_code(text, box_size).make_image().save(buffer, format="PNG")
+    qr_code(text, box_size).make_image(image_factory=PilImage).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
