@@ -24,8 +24,10 @@ run: venv
 test: venv
 	$(BIN)/pytest -q
 
+# Style, and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # mypy, configured in pyproject.toml: rules/ and points/ strict, backend/ in the default mode.
 typecheck: venv

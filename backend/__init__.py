@@ -16,10 +16,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from points import time_zone
 from points.db import configure_engine, normalise_url
 
+from . import cli, guards, metrics, pages
 from . import config as app_config
-from . import extensions, metrics
+from .api import register_blueprints as register_api
 from .compression import tag_and_compress
-from .extensions import db, limiter, migrate
+from .errors import register_error_handlers
+from .extensions import api, db, limiter, migrate
 from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
 from .ratelimits import retry_after_floor
@@ -35,10 +37,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     metrics.init_app(app)
-    register_errorhandlers(app)
+    register_error_handlers(app, db)
     app.after_request(secure_headers)
     app.after_request(tag_and_compress)
-    register_commands(app)
+    cli.register(app)
     return app
 
 
@@ -133,7 +135,7 @@ def configure_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
-    extensions.api.init_app(app)
+    api.init_app(app)
     # Registered before the limiter's own after-request hook, so it runs after it.
     app.after_request(retry_after_floor)
     limiter.init_app(app)
@@ -147,22 +149,6 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import guards, pages
-
     guards.register(app)  # before any route is added: it defines what <int:…> means
-    from .api import register_blueprints as register_api
-
-    register_api(extensions.api)
-    extensions.api.register_blueprint(pages.bp)
-
-
-def register_errorhandlers(app: Flask) -> None:
-    from .errors import register_error_handlers
-
-    register_error_handlers(app)
-
-
-def register_commands(app: Flask) -> None:
-    from .cli import register
-
-    register(app)
+    register_api(api)
+    api.register_blueprint(pages.bp)

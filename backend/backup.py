@@ -1,5 +1,6 @@
-"""`flask backup DIR` and `flask restore DIR`: the database and the photos (UPLOAD_DIR), with
-a manifest that lets a restore check what it brings back.
+"""Backing up and restoring the database and the photos (UPLOAD_DIR), with a manifest that
+lets a restore check what it brings back; the commands `flask backup DIR` and `flask restore
+DIR` are in backend/cli/.
 
 DIR holds:
   database.dump     PostgreSQL: `pg_dump -Fc` (custom format, one consistent snapshot), or
@@ -27,16 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import URL
 
 from points.models import Base
-
-from .extensions import db
-from .jobs import scheduled
 
 MANIFEST = "manifest.json"
 PG_DUMP_FILE = "database.dump"
@@ -296,49 +292,3 @@ def prune_backups(root: Path, now: datetime, keep_days: int) -> list[Path]:
             shutil.rmtree(child)
             removed.append(child)
     return removed
-
-
-@click.command("backup")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dated", is_flag=True, help="Write into a new directory under DIRECTORY named "
-              "by the time (for the timer), instead of into DIRECTORY itself.")
-@click.option("--keep-days", type=click.IntRange(min=1), default=None,
-              help="With --dated: then remove the backups under DIRECTORY older than this.")
-@with_appcontext
-@scheduled("backup")
-def backup_command(directory: Path, dated: bool, keep_days: int | None) -> None:
-    """Back up the database and UPLOAD_DIR into DIRECTORY (new or empty): a pg_dump (or a
-    SQLite copy), uploads.tar and manifest.json (cron / timer)."""
-    if keep_days is not None and not dated:
-        raise BackupError("--keep-days goes with --dated: it prunes the dated backups")
-    db.session.remove()  # hold no connection or lock of our own while the dump runs
-    now = datetime.now(UTC)
-    root = directory
-    if dated:
-        directory = dated_directory(root, now)
-    manifest = make_backup(make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
-                           Path(current_app.config["UPLOAD_DIR"]), directory, now)
-    if keep_days is not None:
-        for old in prune_backups(root, now, keep_days):
-            click.echo(f"removed the backup {old}")
-    click.echo(f"backed up {sum(manifest['counts'].values())} rows of "
-               f"{len(manifest['counts'])} tables (revision {manifest['alembic_revision']}) "
-               f"and {manifest['uploads']} photo(s) into {directory}")
-
-
-@click.command("restore")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Restore into a database and UPLOAD_DIR that are "
-              "not empty: what the backup holds replaces what they have.")
-@with_appcontext
-def restore_command(directory: Path, force: bool) -> None:
-    """Restore a `flask backup` DIRECTORY into the configured database (new and empty) and
-    UPLOAD_DIR; checks every file's sha256 first and every table's rows after."""
-    db.session.remove()
-    db.engine.dispose()
-    manifest = restore_backup(make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
-                              Path(current_app.config["UPLOAD_DIR"]), directory, force)
-    click.echo(f"restored the backup of {manifest['created_at']} (revision "
-               f"{manifest['alembic_revision']}): {sum(manifest['counts'].values())} rows and "
-               f"{manifest['uploads']} photo(s) match the manifest; then `flask db upgrade` "
-               "and `flask ledger verify`")

@@ -7,9 +7,11 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from flask_limiter.errors import RateLimitExceeded
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from points.errors import DomainError
 from rules import excerpt
 
 
@@ -49,6 +51,12 @@ def error_response(
 
 # A body that is not JSON, or nested deeper than any request of the API (jsonio.MAX_DEPTH).
 MALFORMED_JSON = ("malformed_json", "请求内容不是有效的 JSON")
+
+# A text that holds NUL or another C0 control (but tab and newlines), or a lone surrogate:
+# PostgreSQL cannot store them, UTF-8 cannot encode them, and no villager types them. Refused
+# in every request by guards.py; the OpenAPI document states the pattern on every string.
+CONTROL_CHARS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
+INVALID_TEXT = ("invalid_text", "内容包含无法识别的字符，请检查后重新输入")
 
 # The database cannot be reached (down, restarting, the network): a 503 the client may retry,
 # not a 500 that says the server is broken.
@@ -94,7 +102,7 @@ def _unknown_fields(errors: dict[Any, Any], prefix: str = "") -> list[str]:
 
 # marshmallow's and webargs' own messages, in Chinese: every 422 a villager or clerk reads is
 # Chinese, whichever schema or validator refused the value. Messages a schema words itself
-# (rule_schemas, schemas.py) are Chinese already and pass through unchanged.
+# (backend/schemas/) are Chinese already and pass through unchanged.
 _MESSAGES: dict[str, str] = {
     "Missing data for required field.": "缺少必填字段",
     "Field may not be null.": "不能为空",
@@ -214,10 +222,9 @@ def handle_http_exception(error: HTTPException) -> Response:
     return response
 
 
-def register_error_handlers(app: Flask) -> None:
-    from points.errors import DomainError
-
-    from .extensions import db
+def register_error_handlers(app: Flask, db: SQLAlchemy) -> None:
+    """Answer every error in the one shape; `db` (extensions.db, passed in so this module stays
+    below the extensions) is rolled back first, as an error changes nothing."""
 
     @app.errorhandler(APIError)
     def _api_error(error: APIError) -> Response:

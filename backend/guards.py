@@ -12,11 +12,9 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import get_content_length
 
-from .errors import MALFORMED_JSON, APIError
+from .caller import current_actor
+from .errors import CONTROL_CHARS, INVALID_TEXT, MALFORMED_JSON, APIError
 
-# NUL and other C0 controls (but tab and newlines) and lone surrogates: PostgreSQL cannot
-# store them, UTF-8 cannot encode them, and no villager types them.
-CONTROL_CHARS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
 _BAD_TEXT = re.compile("[" + CONTROL_CHARS + r"\ud800-\udfff]")
 MAX_ID = 2**31 - 1  # PostgreSQL integer
 
@@ -60,7 +58,7 @@ def _refuse_bad_text() -> None:
     if request.form:
         values.extend(request.form.values())
     if any(_bad_text(v) for v in values):
-        raise APIError(422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
+        raise APIError(422, *INVALID_TEXT)
 
 
 class SizedBody:
@@ -98,8 +96,6 @@ def _require_login() -> None:
     """Check the bearer token of every API operation that declares it before anything else
     looks at the request: a caller without a valid token gets 401, never a 422 about a body
     it had no right to send. The operation's documented `security` is what is enforced."""
-    from .auth import current_actor
-
     view = current_app.view_functions.get(request.endpoint or "")
     apidoc = getattr(view, "_apidoc", None)
     if apidoc is None or request.method == "OPTIONS":

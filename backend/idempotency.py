@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from points.models import IdempotencyKey
 
-from .auth import current_actor
+from .caller import current_actor
 from .errors import APIError
 from .extensions import db
 

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from points.jobs import all_runs
 from points.models import CheckIn, Claim, Redemption
+from rules.claim_status import UNDECIDED, ClaimStatus
 
 from .errors import APIError
 from .extensions import db
@@ -179,8 +180,9 @@ def _domain_metrics() -> Iterator[Metric]:
     s = select(func.count())
     yield CounterMetricFamily(f"{PREFIX}_checkins", "Check-ins at activities (签到)",
                               value=_count(s.select_from(CheckIn)))
+    posted = s.select_from(Claim).where(Claim.status == ClaimStatus.POSTED)
     yield CounterMetricFamily(f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)",
-                              value=_count(s.select_from(Claim).where(Claim.status == "posted")))
+                              value=_count(posted))
     yield CounterMetricFamily(
         f"{PREFIX}_redemptions", "Redemptions fulfilled at a shop (兑换)",
         value=_count(s.select_from(Redemption).where(Redemption.status == "fulfilled")))
@@ -188,10 +190,10 @@ def _domain_metrics() -> Iterator[Metric]:
                                 "Claims not yet decided or posted, by status", labels=["status"])
     by_status = dict(db.session.execute(
         select(Claim.status, func.count()).where(
-            Claim.status.in_(("pending", "approved", "in_notice", "objected")))
+            Claim.status.in_(UNDECIDED))
         .group_by(Claim.status)).all())
-    for status in ("pending", "approved", "in_notice", "objected"):
-        waiting.add_metric([status], by_status.get(status, 0))
+    for status in UNDECIDED:
+        waiting.add_metric([str(status)], by_status.get(status, 0))
     yield waiting
     yield from _job_metrics()
 

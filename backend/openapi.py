@@ -16,11 +16,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from points.auth import AccountDisabled, TokenExpired, TokenInvalid, TokenRevoked
 from points.errors import DomainError
+from points.sessions import AccountDisabled, TokenExpired, TokenInvalid, TokenRevoked
 
+from .errors import CONTROL_CHARS, HTTP_ERRORS, MALFORMED_JSON, handle_http_exception
 from .errors import DATABASE_UNAVAILABLE as UNAVAILABLE
-from .errors import HTTP_ERRORS, MALFORMED_JSON
+from .errors import INVALID_TEXT as TEXT_REFUSED
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,8 +42,6 @@ class ErrorSchema(Schema):
 # a JSON Schema pattern that names them is not portable.
 def _text_pattern(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
                   ) -> dict[str, Any]:
-    from .guards import CONTROL_CHARS
-
     if (isinstance(field, fields.String) and ret.get("type") == "string"
             and not {"pattern", "format", "enum"} & ret.keys()):
         return {"pattern": f"^[^{CONTROL_CHARS}]*$"}
@@ -153,11 +152,11 @@ def _http(status: int) -> Declared:
     return (status, *HTTP_ERRORS[status])
 
 
-# The 401s of a bearer token (points.auth); a refresh token's reuse is the refresh's own.
+# The 401s of a bearer token (points.sessions); a refresh token's reuse is the refresh's own.
 TOKEN_ERRORS: tuple[Declared, ...] = (
     _http(401), *(declared(e) for e in (TokenInvalid, TokenExpired, TokenRevoked,
                                         AccountDisabled)))
-INVALID_TEXT: Declared = (422, "invalid_text", "内容包含无法识别的字符，请检查后重新输入")
+INVALID_TEXT: Declared = (422, *TEXT_REFUSED)
 UNKNOWN_FIELDS: Declared = (422, "unknown_fields", "包含不支持的字段")
 VALUE_OUT_OF_RANGE: Declared = (422, "value_out_of_range", "提交的数值超出允许范围")
 INTERNAL_ERROR: Declared = (500, "internal_error", "服务器出错了，请稍后再试")
@@ -309,8 +308,6 @@ class VillageApi(Api):
         self.ma_plugin.converter.add_attribute_function(_own_schema)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
-        from .errors import handle_http_exception
-
         return handle_http_exception(error)
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, redirect, render_template
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
 from sqlalchemy import text
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .extensions import api, db
+from .schemas.pages import HealthOut
 
 bp = Blueprint("pages", __name__, description="服务页面 The root, health check and QR landing page")
 
@@ -40,11 +40,6 @@ def static_digest(folder: str, filename: str) -> str:
         return hashlib.sha256(Path(folder, filename).read_bytes()).hexdigest()[:12]
     except OSError:
         return ""
-
-
-class HealthOut(Schema):
-    status = fields.String(required=True, metadata={"description": "ok or degraded"})
-    database = fields.String(required=True, metadata={"description": "ok or error"})
 
 
 @bp.route("/", methods=["GET"])

@@ -1,74 +1,101 @@
-"""Shape models for responses where the caller decides what is shown (masked phones)."""
+"""What views answer when a model alone is not the answer: the model with the values the
+view adds put beside it. A villager, a household or an audit entry as the caller may see it
+(phone numbers in full only for the cadres of the village, masked for everyone else), and a
+line of the passbook.
+
+Every other attribute is read from the object itself, so the response schemas
+(VillagerOut, HouseholdOut, AuditOut, LedgerEntryOut) dump these as they dump a model, and
+no field is listed twice."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
-from points.models import AuditEntry, Household, User, Villager
+from points.models import AuditEntry, Household, LedgerEntry, User, Villager
 from points.scope import VILLAGER, Actor, mask_phone, sees_phone
 
 from .extensions import db
 
 
+class _Shown:
+    """Reads what the view does not set from the object it shows."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "shown":  # not set yet (a copy being made): no object to read from
+            raise AttributeError(name)
+        return getattr(self.shown, name)
+
+
+@dataclass(frozen=True)
+class ShownVillager(_Shown):
+    shown: Villager
+    village_id: int
+    phone: str | None  # masked unless the caller is a cadre of the village
+    bound: bool  # a WeChat user is bound to the villager
+
+
+@dataclass(frozen=True)
+class ShownHousehold(_Shown):
+    shown: Household
+    members: list[ShownVillager]
+
+
+@dataclass(frozen=True)
+class ShownAuditEntry(_Shown):
+    shown: AuditEntry
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class PassbookLine(_Shown):
+    shown: LedgerEntry
+    member_name: str | None
+    relation: str | None  # the member's, to the head of the household
+    rule_item_id: int | None
+    rule_item_name: str | None  # as the item was named when the entry was made
+    created_by_name: str | None
+    approved_by_names: list[str]
+    deed_date: date | None
+    balance: int  # the account's points after the entry
+
+
 def villager(
     v: Villager, actor: Actor, bound_ids: set[int | None] | None = None
-) -> dict[str, Any]:
+) -> ShownVillager:
+    """`bound_ids`: the villagers a WeChat user is bound to, when the caller read them for
+    many villagers at once; otherwise read here."""
     village_id = v.household.village_id
     if bound_ids is None:
         bound = db.session.scalar(select(User.id).where(
             User.villager_id == v.id, User.role == VILLAGER)) is not None
     else:
         bound = v.id in bound_ids
-    return {
-        "id": v.id,
-        "household_id": v.household_id,
-        "village_id": village_id,
-        "name": v.name,
-        "relation": v.relation,
-        "phone": v.phone if sees_phone(actor, village_id) else mask_phone(v.phone),
-        "gender": v.gender,
-        "birth_year": v.birth_year,
-        "active": v.active,
-        "bound": bound,
-        "card_number": v.card_number,
-    }
+    phone = v.phone if sees_phone(actor, village_id) else mask_phone(v.phone)
+    return ShownVillager(v, village_id=village_id, phone=phone, bound=bound)
 
 
-def household(h: Household, actor: Actor) -> dict[str, Any]:
+def household(h: Household, actor: Actor) -> ShownHousehold:
     member_ids = [m.id for m in h.members]
     bound_ids = set(
         db.session.scalars(select(User.villager_id).where(User.villager_id.in_(member_ids),
                                                           User.role == VILLAGER))
     ) if member_ids else set()
-    head = h.head
-    return {
-        "id": h.id,
-        "village_id": h.village_id,
-        "group_id": h.group_id,
-        "code": h.code,
-        "name": h.name,
-        "address": h.address,
-        "head": {"id": head.id, "name": head.name} if head else None,
-        "members": [villager(m, actor, bound_ids) for m in h.members],
-        "public_board_opt_out": h.public_board_opt_out,
-        "created_at": h.created_at,
-    }
+    return ShownHousehold(h, members=[villager(m, actor, bound_ids) for m in h.members])
 
 
-def audit_entry(entry: AuditEntry, actor: Actor) -> dict[str, Any]:
+def audit_entry(entry: AuditEntry, actor: Actor) -> ShownAuditEntry:
     """An audit entry as its reader may see it. The stored entry keeps every value; phone
     numbers in its before and after are shown by the rule of the rest of the API: in full
     only to the cadres of the villager's own village, masked for everyone else."""
     shows = entry.village_id is not None and sees_phone(actor, entry.village_id)
-    return {
-        "id": entry.id, "at": entry.at, "actor_id": entry.actor_id, "action": entry.action,
-        "object_type": entry.object_type, "object_id": entry.object_id,
-        "township_id": entry.township_id, "village_id": entry.village_id,
-        "before": entry.before if shows else _phones_masked(entry.before),
-        "after": entry.after if shows else _phones_masked(entry.after),
-    }
+    return ShownAuditEntry(
+        entry, before=entry.before if shows else _phones_masked(entry.before),
+        after=entry.after if shows else _phones_masked(entry.after))
 
 
 def _phones_masked(value: Any) -> Any:

@@ -1,36 +1,15 @@
-"""QR images for printing: PNG with a quiet zone, medium error correction (a smudged poster
-still scans); and what printed codes need from the app (the font, the villager's card)."""
+"""What printed QR codes need from the app: the link a code carries, the font, the
+villager's card. The codes themselves are drawn by points.qr."""
 
 from __future__ import annotations
 
-import io
-
-import qrcode
 from flask import current_app
-from qrcode.constants import ERROR_CORRECT_M
-from qrcode.image.pil import PilImage
 
 from points import card_render, cards
 from points.boards.page import FontSpec, find_font
 from points.models import Household, Village, Villager
+from points.qr import qr_png
 from points.tokens import TokenCodec
-
-
-def qr_png(data: str, box_size: int = 10) -> bytes:
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=box_size, border=4)
-    code.add_data(data)
-    code.make(fit=True)
-    buffer = io.BytesIO()
-    code.make_image(image_factory=PilImage).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def qr_matrix(data: str) -> list[list[bool]]:
-    """The code's modules with its quiet zone, for drawing it as vectors."""
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
-    code.add_data(data)
-    code.make(fit=True)
-    return code.get_matrix()
 
 
 def token_url(base_url: str, token: str) -> str:

@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 
 from points.errors import Unauthenticated
 
-from .auth import current_actor
+from .caller import current_actor
 from .errors import HTTP_ERRORS
 from .extensions import limiter
 from .openapi import ErrorSchema, raises

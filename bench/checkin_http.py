@@ -51,9 +51,8 @@ from bench._pg import (  # noqa: E402
     request,
     scratch_database,
 )
-from points import activities, catalogs  # noqa: E402
-from points import auth as sessions  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
+from points import catalogs, sessions  # noqa: E402
+from points.activities import activities  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -64,6 +63,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
 SECRET = "bench-secret-" + secrets.token_hex(16)
@@ -147,13 +147,12 @@ def seed(url: str, villagers: int) -> Seeded:
         item_id = s.scalar(select(RuleItem.id).where(RuleItem.code == "GOV-ASSEMBLY"))
         assert item_id is not None
         now = datetime.now(UTC)
-        activity = activities.create_activity(
-            s, Actor.of(s, cadre), village_id=village.id, title="基准村民大会",
-            rule_item_id=item_id, starts_at=now - timedelta(minutes=5),
-            ends_at=now + timedelta(hours=2), checkin_opens_at=None, checkin_closes_at=None,
-            qr_mode="static", step_seconds=30, geofence=None, capacity=None, note=None,
-            now=now,
+        plan = activities.ActivityPlan(
+            village_id=village.id, title="基准村民大会", rule_item_id=item_id,
+            starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(hours=2),
+            qr_mode="static", step_seconds=30,
         )
+        activity = activities.create_activity(s, Actor.of(s, cadre), plan, now)
         tokens = [sessions.login(s, settings, user).access_token for user in users]
         s.commit()
         activity_id = activity.id

@@ -77,9 +77,8 @@ from bench._pg import (  # noqa: E402
     stop,
     wait_until_up,
 )
-from points import activities, budget, catalogs, claims, ledger  # noqa: E402
-from points import auth as sessions  # noqa: E402
-from points.auth import TokenSettings  # noqa: E402
+from points import budget, catalogs, claims, ledger, sessions  # noqa: E402
+from points.activities import activities  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
     Household,
@@ -91,6 +90,7 @@ from points.models import (  # noqa: E402
     Villager,
 )
 from points.scope import Actor  # noqa: E402
+from points.sessions import TokenSettings  # noqa: E402
 from points.shop import liability, shelves  # noqa: E402
 from points.tokens import TokenCodec, TokenType  # noqa: E402
 
@@ -226,12 +226,11 @@ def seed(url: str, villages: int, households: int, n_activities: int) -> World:
             opening |= {c.id for c in created}
             acts = []
             for a in range(n_activities):
-                activity = activities.create_activity(
-                    s, cadre_actor, village_id=village.id, title=f"压测议事会{a + 1}",
+                plan = activities.ActivityPlan(
+                    village_id=village.id, title=f"压测议事会{a + 1}",
                     rule_item_id=items["CRASH-MEET"], starts_at=now - timedelta(minutes=5),
-                    ends_at=now + timedelta(hours=3), checkin_opens_at=None,
-                    checkin_closes_at=None, qr_mode="static", step_seconds=30, geofence=None,
-                    capacity=None, note=None, now=now)
+                    ends_at=now + timedelta(hours=3), qr_mode="static", step_seconds=30)
+                activity = activities.create_activity(s, cadre_actor, plan, now)
                 s.flush()
                 acts.append((activity.id, codec.encode(TokenType.ACTIVITY, (activity.id, 0))))
             sides.append(VillageSide(

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 import rules
 from rules.periods import add_months, month_bounds, month_key
 
-from . import activities, catalogs, claims
+from . import catalogs, claims
+from .activities import activities
 from .errors import Conflict
 from .models import (
     Household,
@@ -218,12 +219,10 @@ def demo_activities(session: Session, now: datetime | None = None) -> None:
         item_id = session.scalar(select(RuleItem.id).where(RuleItem.code == code))
         assert item_id is not None
         day = today + timedelta(days=days)
-        activities.create_activity(
-            session, Actor.of(session, cadre), village_id=cadre.village_id, title=title,
-            rule_item_id=item_id,
+        plan = activities.ActivityPlan(
+            village_id=cadre.village_id, title=title, rule_item_id=item_id,
             starts_at=datetime.combine(day, time(*start), tz),
-            ends_at=datetime.combine(day, time(*end), tz),
-            checkin_opens_at=None, checkin_closes_at=None, qr_mode=mode, step_seconds=30,
+            ends_at=datetime.combine(day, time(*end), tz), qr_mode=mode, step_seconds=30,
             geofence=activities.Geofence(*fence) if fence else None, capacity=capacity,
-            note=None, now=datetime.now(UTC),
         )
+        activities.create_activity(session, Actor.of(session, cadre), plan, datetime.now(UTC))

@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .auth import revoke_user_sessions
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import STAFF_ROLES, Shop, Township, User, Village, Villager
 from .passwords import hash_password
 from .scope import COUNTY, TOWNSHIP, Actor, authorize, get_visible, visible
+from .sessions import revoke_user_sessions
 
 MIN_PASSWORD = 8
 

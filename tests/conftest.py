@@ -23,9 +23,9 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from backend import create_app
-from backend.auth import token_settings
+from backend.caller import token_settings
 from backend.extensions import db, limiter
-from points import auth as sessions
+from points import sessions
 from points.budget import verify_issued
 from points.ledger import verify_all
 from points.models import (

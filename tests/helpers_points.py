@@ -21,7 +21,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 import rules
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.clock import now
 from backend.extensions import db
 from points import catalogs, ledger

@@ -19,10 +19,9 @@ from qrcode.constants import ERROR_CORRECT_M
 from sqlalchemy import JSON, func, select, update
 
 import rules
-from backend.auth import token_settings
+from backend.caller import token_settings
 from backend.extensions import db
-from points import auth as sessions
-from points import catalogs
+from points import catalogs, sessions
 from points.demo import DEMO_PASSWORD
 from points.models import Activity, AuditEntry, CheckIn, Claim, RuleCatalog, RuleItem, User
 from points.scope import Actor

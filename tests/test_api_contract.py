@@ -29,7 +29,9 @@ from flask import Flask
 from sqlalchemy import select
 
 from backend import create_app
-from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, STATES
+from points.activities.activities import STATES
+from points.activities.checkin import CHECKIN_OUTCOMES
+from points.activities.fraud import CHECKIN_FLAGS
 from points.boards.corrections import CORRECTION_KINDS
 from points.boards.standings import RANK_BY
 from points.claims import IN_NOTICE

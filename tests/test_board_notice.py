@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from backend.api import boards as boards_api
-from backend.qr import qr_png
 from points.boards.page import Page, find_font
 from points.boards.render import board_png, notice_lines
+from points.qr import qr_png
 from rules import merkle
 
 from .conftest import World

@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from backend import config as app_config
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.clock import clock_skew
 from backend.extensions import db
-from points import activities
+from points.activities import checkin
+from points.activities.checkin import Clock, Scan
 from points.errors import DomainError
 from points.models import Activity, CheckIn, Claim, User
 from points.scope import Actor
@@ -332,9 +333,8 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         @given(token=forgeries(open_activities["genuine"], open_activities["ids"]))
         def attempt(token: str) -> None:
             try:
-                activities.check_in(session, actor, codec, token, lat=None, lng=None,
-                                    device_id=None, now=DURING, tz=SHANGHAI,
-                                    clock_skew=clock_skew())
+                checkin.check_in(session, actor, codec, token, Scan(),
+                                 Clock(DURING, SHANGHAI, clock_skew()))
             except DomainError as exc:
                 refusals[exc.code] = refusals.get(exc.code, 0) + 1
                 assert exc.code in FORGERIES, (token, exc.code)
@@ -346,9 +346,9 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         attempt()
         # the set-up was able to check in: a genuine code does
         for token in open_activities["genuine"]:
-            result = activities.check_in(session, actor, codec, token, lat=None, lng=None,
-                                         device_id=f"control-{token[:4]}", now=DURING,
-                                         tz=SHANGHAI, clock_skew=clock_skew())
+            result = checkin.check_in(session, actor, codec, token,
+                                      Scan(device_id=f"control-{token[:4]}"),
+                                      Clock(DURING, SHANGHAI, clock_skew()))
             assert result.status in ("in_notice", "no_points")
         session.rollback()
     assert sum(refusals.values()) >= 1500, refusals

@@ -12,9 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from backend.auth import token_settings
+from backend.caller import token_settings
 from backend.extensions import db
-from points import auth as sessions
+from points import sessions
 from points.models import CheckIn, Claim, Objection, Redemption
 from points.scope import ACTIONS, ACTIVE_VILLAGER_ACTIONS, VILLAGER
 

@@ -2,7 +2,7 @@
 moment in the year 9999, an exchange rate of 1E-999999 yuan a point. Each is refused with a
 4xx and a stable code, logs no traceback, and changes nothing; the bounds are those of the
 shared JSON parsing (backend/jsonio.py, guards.py), the shared fields (Money, Moment, Id in
-backend/schemas.py) and the rule validation (rules/catalog.py)."""
+backend/schemas/common.py) and the rule validation (rules/catalog.py)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import rules
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.extensions import db
 from points import budget, catalogs, claims, ledger
 from points.errors import DomainError

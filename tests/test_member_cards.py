@@ -18,7 +18,8 @@ from PIL import Image
 from sqlalchemy import select
 
 import backend.qr
-from backend.auth import qr_codec
+import points.qr
+from backend.caller import qr_codec
 from backend.extensions import db
 from points import card_render, cards
 from points.models import AuditEntry, Household, Villager
@@ -251,7 +252,7 @@ def test_village_cards_are_ten_to_an_a4_sheet(
 def test_a_sheet_has_its_cards_and_cut_marks(app: Flask) -> None:
     with app.app_context():
         font = backend.qr.print_font()
-    qr = backend.qr.qr_png("https://jf.example.gov.cn/q/x")
+    qr = points.qr.qr_png("https://jf.example.gov.cn/q/x")
     face = card_render.CardFace(village="清水村", household="x户", name="配偶x",
                                 card_number="000002", qr_png=qr)
     sheets = card_render.sheet_pngs([face] * 11, font, title="清水村积分卡")

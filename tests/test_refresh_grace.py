@@ -50,7 +50,7 @@ def refresh(base: str, token: str) -> tuple[int, Any]:
 
 def tokens_of_session(app: Flask, refresh_token: str) -> tuple[int, bool]:
     """How many refresh tokens the token's session has issued, and whether it is revoked."""
-    from points.auth import _hash
+    from points.sessions import _hash
 
     with app.app_context():
         sid = db.session.scalar(

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from backend.auth import qr_codec
+from backend.caller import qr_codec
 from backend.extensions import db
 from points.demo import DEMO_PASSWORD
 from points.models import (

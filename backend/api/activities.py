@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from typing import Any
 
-import qrcode
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
-from qrcode.constants import ERROR_CORRECT_M
-from qrcode.image.svg import SvgPathImage
 
-from points import activities as service
 from points import card_render, catalogs
-from points.activities import CheckInResult, Geofence, IssuedCode
+from points.activities import activities, checkin, codes, fraud
+from points.activities.activities import ActivityPlan, Geofence
+from points.activities.checkin import CheckInResult, Clock, Scan
+from points.activities.codes import IssuedCode
 from points.models import Village
 from points.models.activities import Activity
+from points.qr import qr_matrix, qr_png, qr_svg
 from points.scope import get_visible
 
-from ..activity_schemas import (
+from ..caller import current_actor, qr_codec
+from ..clock import clock_skew, now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, page_of, paginate, raises
+from ..qr import print_font, token_url
+from ..ratelimits import by_user, limited, setting
+from ..schemas.activities import (
     ActivityIn,
     ActivityListArgs,
     ActivityOut,
@@ -35,18 +43,9 @@ from ..activity_schemas import (
     QrTokenArgs,
     QrTokenOut,
 )
-from ..auth import current_actor, qr_codec
-from ..clock import clock_skew, now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, qr_matrix, qr_png, token_url
-from ..ratelimits import by_user, limited, setting
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
-# The display page lives outside /api/v1 (API.md): a page, opened on a screen.
+# The display page lives outside /api/v1: a page, opened on a screen.
 pages_blp = Blueprint("activity_pages", __name__,
                       description="活动大屏 The full-screen code of a rotating activity")
 
@@ -70,37 +69,19 @@ def _activity_out(activity: Activity, items: dict[int, dict[str, Any]],
         "checkin_closes_at": activity.checkin_closes_at,
         "qr_mode": activity.qr_mode, "qr_step_seconds": activity.qr_step_seconds,
         "location": location, "capacity": activity.capacity,
-        "checked_in": counts.get(activity.id, 0), "status": service.state(activity, now()),
+        "checked_in": counts.get(activity.id, 0), "status": activities.state(activity, now()),
         "note": activity.note, "place": activity.place, "cancelled_at": activity.cancelled_at,
         "cancel_reason": activity.cancel_reason, "created_by": activity.created_by,
         "created_at": activity.created_at, "my_checkin_id": mine.get(activity.id),
     }
 
 
-def _present(activities: list[Activity]) -> list[dict[str, Any]]:
-    items = service.rule_items_of(db.session, activities)
-    ids = [a.id for a in activities]
-    mine = service.my_checkins(db.session, current_actor(), ids)
-    counts = service.checkin_counts(db.session, ids)
-    return [_activity_out(a, items, mine, counts) for a in activities]
-
-
-def _checkin_out(result: CheckInResult) -> dict[str, Any]:
-    return dict(result.__dict__)
-
-
-def _qr(data: str) -> qrcode.QRCode:
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
-    code.add_data(data)
-    code.make(fit=True)
-    return code
-
-
-def qr_svg(data: str) -> str:
-    """The code as one SVG path: scales to any print size without blur."""
-    buffer = io.BytesIO()
-    _qr(data).make_image(image_factory=SvgPathImage).save(buffer)
-    return buffer.getvalue().decode()
+def _present(listed: list[Activity]) -> list[dict[str, Any]]:
+    items = activities.rule_items_of(db.session, listed)
+    ids = [a.id for a in listed]
+    mine = activities.my_checkins(db.session, current_actor(), ids)
+    counts = activities.checkin_counts(db.session, ids)
+    return [_activity_out(a, items, mine, counts) for a in listed]
 
 
 def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str, Any]:
@@ -110,10 +91,10 @@ def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str,
         "refresh_at": code.refresh_at, "server_time": now(), "qr_mode": activity.qr_mode,
         "step": code.step, "step_seconds": activity.qr_step_seconds,
         "activity_id": activity.id, "title": activity.title,
-        "status": service.state(activity, now()),
+        "status": activities.state(activity, now()),
         "checkin_opens_at": activity.checkin_opens_at,
         "checkin_closes_at": activity.checkin_closes_at,
-        "checked_in": service.checkin_counts(db.session, [activity.id])[activity.id],
+        "checked_in": activities.checkin_counts(db.session, [activity.id])[activity.id],
         "capacity": activity.capacity,
     }
     if with_svg:
@@ -132,15 +113,16 @@ def create_activity(body: dict[str, Any]) -> dict[str, Any]:
     """Create an activity of a village (cadres and admins). The rule item must allow
     check-in; a per-unit item must count hours (scored at check-out)."""
     location = body.get("location")
-    activity = service.create_activity(
-        db.session, current_actor(), village_id=body["village_id"], title=body["title"],
-        rule_item_id=body["rule_item_id"], starts_at=body["starts_at"],
-        ends_at=body["ends_at"], checkin_opens_at=body.get("checkin_opens_at"),
+    plan = ActivityPlan(
+        village_id=body["village_id"], title=body["title"], rule_item_id=body["rule_item_id"],
+        starts_at=body["starts_at"], ends_at=body["ends_at"],
+        checkin_opens_at=body.get("checkin_opens_at"),
         checkin_closes_at=body.get("checkin_closes_at"), qr_mode=body["qr_mode"],
         step_seconds=body.get("qr_step_seconds") or current_app.config["QR_ROTATE_SECONDS"],
         geofence=Geofence(**location) if location else None, capacity=body.get("capacity"),
-        note=body.get("note"), now=now(), place=body.get("place"),
+        note=body.get("note"), place=body.get("place"),
     )
+    activity = activities.create_activity(db.session, current_actor(), plan, now())
     db.session.commit()
     return _present([activity])[0]
 
@@ -151,7 +133,7 @@ def create_activity(body: dict[str, Any]) -> dict[str, Any]:
 def list_activities(args: dict[str, Any]) -> dict[str, Any]:
     """Activities the caller may see; a villager gets their village's upcoming and open ones
     unless `status` says otherwise."""
-    stmt = service.activities_query(current_actor(), village_id=args.get("village_id"),
+    stmt = activities.activities_query(current_actor(), village_id=args.get("village_id"),
                                     status=args.get("status"), now=now())
     page = paginate(db.session, stmt, args["page"], args["per_page"])
     page["items"] = _present(list(page["items"]))
@@ -170,8 +152,8 @@ def get_activity(activity_id: int) -> dict[str, Any]:
 @blp.response(200, ActivityOut)
 def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
     """Cancel: its codes are refused from now on; check-ins already made keep their claims."""
-    activity = service.cancel_activity(db.session, current_actor(), activity_id,
-                                       body.get("reason"), now())
+    activity = activities.cancel_activity(db.session, current_actor(), activity_id,
+                                          body.get("reason"), now())
     db.session.commit()
     return _present([activity])[0]
 
@@ -203,7 +185,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     activity's title, time and place, the code and how to scan it (打开微信小程序「村务积分」
     扫码签到). `bare=1`: the QR alone, `box_size` pixels a module. A rotating activity's
     code is shown on the display page instead: 409 rotating_code_not_printable."""
-    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    activity, token = codes.poster_code(db.session, current_actor(), qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
     if args["bare"]:
         png = qr_png(url, args["box_size"])
@@ -221,7 +203,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
 def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
     """The poster as SVG on A4: the code sharp at any size, beside the title, time, place
     and instructions as text. `bare=1`: the QR alone (3 cm on a notice, A3 on a door)."""
-    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    activity, token = codes.poster_code(db.session, current_actor(), qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
     if args["bare"]:
         svg = qr_svg(url)
@@ -235,7 +217,7 @@ def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_pdf(activity_id: int) -> Response:
     """The poster of qr.png as a one-page A4 PDF, to print at its size."""
-    activity, token = service.poster_code(db.session, current_actor(), qr_codec(), activity_id)
+    activity, token = codes.poster_code(db.session, current_actor(), qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
     data = card_render.poster_pdf(_poster_text(activity), qr_png(url), print_font())
     return download(data, "application/pdf", f"{activity.title}-签到海报.pdf",
@@ -259,11 +241,11 @@ def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
     its key). A rotating code is shown until refresh_at and accepted until expires_at."""
     key = request.headers.get(DISPLAY_KEY_HEADER)
     if key:
-        activity, code = service.code_for_display(db.session, qr_codec(), activity_id, key,
-                                                  now())
+        activity, code = codes.code_for_display(db.session, qr_codec(), activity_id, key,
+                                                now())
     else:
-        activity, code = service.code_for_staff(db.session, current_actor(), qr_codec(),
-                                                activity_id, now())
+        activity, code = codes.code_for_staff(db.session, current_actor(), qr_codec(),
+                                              activity_id, now())
     return _code_out(activity, code, args["svg"])
 
 
@@ -274,8 +256,8 @@ def display_link(activity_id: int) -> dict[str, Any]:
     """A link that opens the full-screen code on a screen without logging in there. It
     shows only this activity's code, and works until check-in closes (however early it is
     made), or until its cadre loses access."""
-    activity, key, expires_at = service.display_key(db.session, current_actor(), qr_codec(),
-                                                    activity_id, now())
+    activity, key, expires_at = codes.display_key(db.session, current_actor(), qr_codec(),
+                                                  activity_id, now())
     db.session.commit()
     base = current_app.config["PUBLIC_BASE_URL"]
     return {"url": f"{base}/activities/{activity.id}/display#key={key}",
@@ -312,16 +294,14 @@ def display_page(activity_id: int) -> Response:
 @idempotent
 @blp.arguments(CheckinIn)
 @blp.response(201, CheckinOut)
-def check_in(body: dict[str, Any]) -> dict[str, Any]:
+def check_in(body: dict[str, Any]) -> CheckInResult:
     """A villager checks in by scanning the activity's code. One check-in per person and
     activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
-    result = service.check_in(
-        db.session, current_actor(), qr_codec(), body["token"], lat=body.get("lat"),
-        lng=body.get("lng"), device_id=device, now=now(), tz=village_tz(),
-        clock_skew=clock_skew(),
-    )
-    return _checkin_out(result)
+    scan = Scan(device_id=device, lat=body.get("lat"), lng=body.get("lng"))
+    result = checkin.check_in(db.session, current_actor(), qr_codec(), body["token"], scan,
+                              Clock(now(), village_tz(), clock_skew()))
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
@@ -338,20 +318,18 @@ def check_in(body: dict[str, Any]) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ProxyCheckinIn)
 @blp.response(201, CheckinOut)
-def proxy_check_in(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+def proxy_check_in(body: dict[str, Any], activity_id: int) -> CheckInResult:
     """A cadre checks in a villager without a phone by scanning their member card (代签);
     recorded with the cadre's id and shown in the anti-fraud signals."""
-    result = service.proxy_check_in(
-        db.session, current_actor(), qr_codec(), activity_id, body["member_token"],
-        now=now(), tz=village_tz(),
-    )
-    return _checkin_out(result)
+    result = checkin.proxy_check_in(db.session, current_actor(), qr_codec(), activity_id,
+                                    body["member_token"], Clock(now(), village_tz()))
+    return result
 
 
 @blp.route("/checkins/<int:checkin_id>", methods=["GET"])
 @blp.response(200, CheckinOut)
-def get_checkin(checkin_id: int) -> dict[str, Any]:
-    return _checkin_out(service.checkin_of(db.session, current_actor(), checkin_id))
+def get_checkin(checkin_id: int) -> CheckInResult:
+    return checkin.checkin_of(db.session, current_actor(), checkin_id)
 
 
 @blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
@@ -362,12 +340,12 @@ def get_checkin(checkin_id: int) -> dict[str, Any]:
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, CheckinOut)
-def check_out(checkin_id: int) -> dict[str, Any]:
+def check_out(checkin_id: int) -> CheckInResult:
     """签退 for a per-hour item: whole hours between check-in and check-out (within the
     activity's time) are scored, capped by the rule."""
-    result = service.check_out(db.session, current_actor(), checkin_id, now=now(),
-                               tz=village_tz())
-    return _checkin_out(result)
+    result = checkin.check_out(db.session, current_actor(), checkin_id,
+                               Clock(now(), village_tz()))
+    return result
 
 
 @blp.route("/activities/<int:activity_id>/checkins", methods=["GET"])
@@ -378,7 +356,7 @@ def list_checkins(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
     """Who checked in, with anti-fraud signals: several villagers on one device, check-ins
     outside the area (geofence mode flag), bursts of proxy check-ins by one cadre."""
     config = current_app.config
-    return service.checkins_view(
+    return fraud.checkins_view(
         db.session, current_actor(), activity_id, burst_count=config["PROXY_BURST_COUNT"],
         burst_window=timedelta(minutes=config["PROXY_BURST_MINUTES"]), page=args["page"],
         per_page=args["per_page"],

@@ -20,12 +20,20 @@ from points.boards.privacy import BoardPrefs
 from points.boards.standings import Period, parse_period
 from points.errors import DomainError
 from points.models import Household, Township, Village
+from points.qr import qr_png
 from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
 from rules.periods import add_months, month_key
 
-from ..auth import current_actor
-from ..board_schemas import (
+from ..caller import current_actor
+from ..clock import now, village_tz
+from ..downloads import download
+from ..extensions import db
+from ..idempotency import DOC as IDEMPOTENT
+from ..idempotency import idempotent
+from ..openapi import BINARY, TEXT, raises
+from ..qr import print_font
+from ..schemas.boards import (
     BoardArgs,
     BoardOut,
     BoardPageArgs,
@@ -47,13 +55,6 @@ from ..board_schemas import (
     TownshipMonthRootOut,
     TownshipStatsOut,
 )
-from ..clock import now, village_tz
-from ..downloads import download
-from ..extensions import db
-from ..idempotency import DOC as IDEMPOTENT
-from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, raises
-from ..qr import print_font, qr_png
 
 blp = Blueprint("boards", __name__,
                 description="排名、红黑榜与统计 Rankings, boards, statistics and plates")

@@ -11,22 +11,22 @@ from points.errors import NotFound
 from points.models import Claim, Objection, Village
 from points.scope import get_visible, visible
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import PageArgs, page_of, paginate, raises
-from ..schemas import (
+from ..schemas.claims import (
     AwardIn,
     ClaimIn,
     ClaimListArgs,
     ClaimOut,
     NoticeOut,
     ObjectionOut,
-    ReasonIn,
     ResolveIn,
 )
+from ..schemas.common import ReasonIn
 
 blp = Blueprint("claims", __name__, description="申报、审核与公示 Claims, review and notice")
 

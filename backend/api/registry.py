@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from points import binding, card_render, cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
+from points.qr import qr_png
 from points.scope import authorize, get_visible, visible
 
 from .. import present
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download, uploaded_sheet
 from ..errors import APIError
@@ -23,8 +24,8 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
-from ..qr import card_face, household_label, print_font, qr_png, token_url
-from ..schemas import (
+from ..qr import card_face, household_label, print_font, token_url
+from ..schemas.registry import (
     BindingTokenOut,
     CardOut,
     CardsPrintArgs,
@@ -164,7 +165,7 @@ def list_households(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 @raises((403, "villager_inactive"), (422, "invalid_group"))
 @blp.arguments(HouseholdIn)
 @blp.response(201, HouseholdOut)
-def create_household(body: dict[str, Any], village_id: int) -> dict[str, Any]:
+def create_household(body: dict[str, Any], village_id: int) -> present.ShownHousehold:
     actor = current_actor()
     household = registry.create_household(db.session, actor, village_id, **body)
     db.session.commit()
@@ -173,7 +174,7 @@ def create_household(body: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 @blp.route("/households/<int:household_id>", methods=["GET"])
 @blp.response(200, HouseholdOut)
-def get_household(household_id: int) -> dict[str, Any]:
+def get_household(household_id: int) -> present.ShownHousehold:
     actor = current_actor()
     return present.household(get_visible(db.session, actor, Household, household_id), actor)
 
@@ -182,7 +183,7 @@ def get_household(household_id: int) -> dict[str, Any]:
 @raises((403, "villager_inactive"), (422, "invalid_group"))
 @blp.arguments(HouseholdPatch)
 @blp.response(200, HouseholdOut)
-def update_household(body: dict[str, Any], household_id: int) -> dict[str, Any]:
+def update_household(body: dict[str, Any], household_id: int) -> present.ShownHousehold:
     actor = current_actor()
     household = registry.update_household(db.session, actor, household_id, body)
     db.session.commit()
@@ -193,7 +194,7 @@ def update_household(body: dict[str, Any], household_id: int) -> dict[str, Any]:
 @raises((403, "villager_inactive"), (409, "household_has_head"), (422, "invalid_phone"))
 @blp.arguments(MemberIn)
 @blp.response(201, VillagerOut)
-def add_member(body: dict[str, Any], household_id: int) -> dict[str, Any]:
+def add_member(body: dict[str, Any], household_id: int) -> present.ShownVillager:
     actor = current_actor()
     member = registry.add_member(db.session, actor, household_id, **body)
     db.session.commit()
@@ -202,7 +203,7 @@ def add_member(body: dict[str, Any], household_id: int) -> dict[str, Any]:
 
 @blp.route("/villagers/<int:villager_id>", methods=["GET"])
 @blp.response(200, VillagerOut)
-def get_villager(villager_id: int) -> dict[str, Any]:
+def get_villager(villager_id: int) -> present.ShownVillager:
     actor = current_actor()
     return present.villager(get_visible(db.session, actor, Villager, villager_id), actor)
 
@@ -211,7 +212,7 @@ def get_villager(villager_id: int) -> dict[str, Any]:
 @raises((403, "villager_inactive"), (409, "household_has_head"), (422, "invalid_phone"))
 @blp.arguments(VillagerPatch)
 @blp.response(200, VillagerOut)
-def update_villager(body: dict[str, Any], villager_id: int) -> dict[str, Any]:
+def update_villager(body: dict[str, Any], villager_id: int) -> present.ShownVillager:
     actor = current_actor()
     villager = registry.update_villager(db.session, actor, villager_id, body)
     db.session.commit()
@@ -369,7 +370,7 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
             "schema": {"type": "string", "format": "binary"}},
     },
 })
-def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any]:
+def import_roster(village_id: int, create_groups: bool = False) -> roster.RosterSummary:
     """Import households and members. Every row is checked first; if any row is wrong nothing
     is imported and the answer names each bad row (422 `roster_invalid`; text quoted from the
     file is cut to 50 characters). Headers may use the names villages use (电话, 户号, 小组
@@ -385,4 +386,4 @@ def import_roster(village_id: int, create_groups: bool = False) -> dict[str, Any
     summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
                                    now=now(), tz=village_tz(), create_groups=create_groups)
     db.session.commit()
-    return summary.as_dict()
+    return summary

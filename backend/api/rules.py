@@ -16,12 +16,12 @@ from points.errors import Invalid
 from points.models import RuleCatalog, RuleItem, RuleItemVersion, Village, utcnow
 from points.scope import VILLAGER, get_visible, visible
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import PageArgs, page_of, paginate, raises
-from ..rule_schemas import (
+from ..schemas.rules import (
     CatalogIn,
     CatalogListArgs,
     CatalogOut,

@@ -15,23 +15,23 @@ from sqlalchemy import select
 from points import reward_images
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
+from points.qr import qr_png
 from points.scope import VILLAGER, authorize, get_visible, visible
 from points.shop import counter, liability, reconciliation, shelves, shops
 from points.shop import redemption as redemptions
 from points.tokens import TokenType
 
-from ..auth import current_actor, qr_codec
+from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
 from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
-from ..qr import qr_png, token_url
+from ..qr import token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
-from ..schemas import ShopIn, ShopOut
-from ..shop_schemas import (
+from ..schemas.shop import (
     CardHolderOut,
     CounterRedemptionIn,
     MemberLookupIn,
@@ -49,6 +49,8 @@ from ..shop_schemas import (
     RewardPatch,
     SettlementArgs,
     SettlementOut,
+    ShopIn,
+    ShopOut,
     StockChangeIn,
     StockMovementOut,
 )

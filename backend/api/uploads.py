@@ -6,18 +6,17 @@ from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
 from points import uploads as service
 
-from ..auth import current_actor
+from ..caller import current_actor
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import BINARY, QueryArgs, raises
+from ..openapi import BINARY, raises
 from ..ratelimits import by_user, limited
+from ..schemas.uploads import PhotoArgs, PhotoGetArgs, UploadOut
 from ..signed_urls import (
     SIGNED_SECURITY,
-    SignatureArgs,
     SignedLinkOut,
     check_signature,
     is_signed_request,
@@ -26,17 +25,6 @@ from ..signed_urls import (
 )
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
-
-
-class UploadOut(Schema):
-    id = fields.Integer()
-    url = fields.String(metadata={"description": "GET it with the same bearer token"})
-    signed_url = fields.String(metadata={
-        "description": "the same photo by a link that needs no token (for <image>), valid "
-                       "SIGNED_URL_SECONDS; ask GET /uploads/{id}/link for a fresh one"})
-    width = fields.Integer()
-    height = fields.Integer()
-    size = fields.Integer(metadata={"description": "bytes of the stored JPEG"})
 
 
 def _upload_dir() -> str:
@@ -85,16 +73,6 @@ def upload_photo() -> dict[str, Any]:
 
 
 PHOTO = "upload"  # the kind of image a photo's signed link names
-
-
-class PhotoArgs(QueryArgs):
-    w = fields.Integer(validate=validate.OneOf(service.THUMBNAIL_WIDTHS), metadata={
-        "description": "a smaller copy this many px wide (never wider than the photo); "
-                       "without it the stored photo"})
-
-
-class PhotoGetArgs(PhotoArgs, SignatureArgs):
-    pass
 
 
 def _variant(width: int | None) -> str:

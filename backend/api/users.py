@@ -12,10 +12,10 @@ from points.models import AuditEntry, User
 from points.scope import authorize, visible
 
 from .. import present
-from ..auth import current_actor
+from ..caller import current_actor
 from ..extensions import db
 from ..openapi import page_of, paginate, raises
-from ..schemas import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch
+from ..schemas.users import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch
 
 blp = Blueprint("users", __name__, description="账号与审计 Staff accounts and audit log")
 

@@ -22,7 +22,7 @@ from rules.claim_status import UNDECIDED
 from rules.periods import add_months, month_key, months_between
 
 from .. import audit, notice
-from ..activities import worked_from
+from ..activities.checkin import worked_from
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..models import Claim, LatePosting, MonthTotal, Village
 from ..models.activities import Activity, CheckIn

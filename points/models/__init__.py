@@ -2,7 +2,6 @@
 
 from .activities import Activity, CheckIn
 from .audit import AuditEntry
-from .auth import ROLES, STAFF_ROLES, AuthSession, BindingToken, RefreshToken, User
 from .base import Base, UTCDateTime, utcnow
 from .boards import BoardSettings, BoardSnapshot, LatePosting, PublicLink
 from .claims import (
@@ -42,6 +41,7 @@ from .registry import (
 )
 from .resets import PeriodReset, PeriodResetHold
 from .rules import RuleCatalog, RuleItem, RuleItemVersion
+from .sessions import ROLES, STAFF_ROLES, AuthSession, BindingToken, RefreshToken, User
 from .settings import AppSettings
 from .shop import (
     REDEMPTION_SOURCES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .schemas import LocalDateTime
+from .common import LocalDateTime
 
 ATTENTION_KINDS = ("objection", "rejected", "order_expiring")
 

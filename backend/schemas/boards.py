@@ -1,4 +1,4 @@
-"""Schemas of rankings, boards (红黑榜), statistics and plates (API.md, Rankings and boards)."""
+"""Schemas of rankings, boards (红黑榜), statistics and plates."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from marshmallow import Schema, fields, validate
 from points.boards.corrections import CORRECTION_KINDS
 from points.boards.standings import RANK_BY
 
-from .openapi import Choice, JsonBoolean, QueryArgs
-from .schemas import Id, LocalDateTime
+from ..openapi import Choice, JsonBoolean, QueryArgs
+from .common import Id, LocalDateTime
 
 PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
                          error="时段格式为 YYYY-MM、YYYY-Qn 或 YYYY")

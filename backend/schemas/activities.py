@@ -1,4 +1,4 @@
-"""Request and response schemas of activities and check-in (API.md, Activities and check-in).
+"""Request and response schemas of activities and check-in.
 Request schemas refuse unknown fields, like every other body."""
 
 from __future__ import annotations
@@ -7,13 +7,15 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from points.activities import CHECKIN_FLAGS, CHECKIN_OUTCOMES, LIST_STATES, STATES
+from points.activities.activities import LIST_STATES, STATES
+from points.activities.checkin import CHECKIN_OUTCOMES
+from points.activities.fraud import CHECKIN_FLAGS
 from points.models import CLAIM_STATUSES
 from points.models.activities import GEOFENCE_MODES, QR_MODES
 from rules import KINDS
 
-from .openapi import Choice, PageArgs, QueryArgs, optional
-from .schemas import Id, LocalDateTime, Moment, ScannedCode
+from ..openapi import Choice, PageArgs, QueryArgs, optional
+from .common import Id, LocalDateTime, Moment, ScannedCode
 
 LAT = validate.Range(min=-90, max=90)
 LNG = validate.Range(min=-180, max=180)

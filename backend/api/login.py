@@ -7,20 +7,19 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
-from points import auth as sessions
-from points import binding
+from points import binding, sessions
 from points.models import Household, User
 from points.passwords import verify_password
 from points.scope import Actor
 from points.users import find_staff, wechat_user
 
 from .. import present
-from ..auth import current_actor, current_session_id, current_user, qr_codec, token_settings
+from ..caller import current_actor, current_session_id, current_user, qr_codec, token_settings
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import raises
 from ..ratelimits import by_address, by_user, by_username, limited, setting
-from ..schemas import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
+from ..schemas.login import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
 
 blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")
@@ -31,13 +30,13 @@ PUBLIC: dict[str, Any] = {"security": []}
 def _tokens(user: User) -> dict[str, Any]:
     pair = sessions.login(db.session, token_settings(), user)
     db.session.commit()
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "expires_in": pair.expires_in,
-        "user": user,
-        "bound": user.villager_id is not None,
-    }
+    return _signed_in(user, pair)
+
+
+def _signed_in(user: User, pair: sessions.TokenPair) -> dict[str, Any]:
+    """What a login and a refresh answer (TokensOut): the new pair, for this user."""
+    return {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
+            "expires_in": pair.expires_in, "user": user, "bound": user.villager_id is not None}
 
 
 def _wechat_openid(code: str) -> tuple[str, str | None]:
@@ -111,13 +110,7 @@ def refresh(body: dict[str, Any]) -> dict[str, Any]:
     since a copy of it is in someone else's hands. The user's other logins go on."""
     user, pair = sessions.refresh(db.session, token_settings(), body["refresh_token"])
     db.session.commit()
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "expires_in": pair.expires_in,
-        "user": user,
-        "bound": user.villager_id is not None,
-    }
+    return _signed_in(user, pair)
 
 
 @blp.route("/auth/logout", methods=["POST"])
@@ -137,12 +130,7 @@ def _me(user: User) -> dict[str, Any]:
         "role": user.role,
         "villager": present.villager(villager, actor) if villager else None,
         "household": present.household(household, actor) if household else None,
-        "scope": {
-            "township_id": actor.township_id,
-            "village_id": actor.village_id,
-            "shop_id": actor.shop_id,
-            "household_id": actor.household_id,
-        },
+        "scope": actor,  # ScopeOut: its township, village, shop and household
     }
 
 

@@ -28,8 +28,8 @@ from rules.catalog import (
     MIN_EXCHANGE_RATE,
 )
 
-from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs, optional
-from .schemas import Id, LocalDateTime, Moment
+from ..openapi import Choice, JsonBoolean, PageArgs, QueryArgs, optional
+from .common import Id, LocalDateTime, Moment
 
 # marshmallow's own messages are English; whoever fills in a rule form reads Chinese.
 _REQUIRED = {"required": "缺少必填字段", "null": "不能为空"}

@@ -1,24 +1,21 @@
-"""Flask CLI commands (`flask --app wsgi …`): demo data, staff accounts and rule catalogs."""
+"""Getting a county's database ready: the demo township, staff accounts, rule catalogs, a
+county's file of townships and villages, and the villages' time zone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup, with_appcontext
+from flask import current_app
+from flask.cli import with_appcontext
 
 from points import catalogs, county, demo, time_zone
-from points.boards import closing
 from points.errors import DomainError
 from points.models import STAFF_ROLES
-from points.shop import redemption as redemptions
 from points.users import create_staff
 
-from .cli_points import COMMANDS
-from .clock import now, village_tz
-from .extensions import db
-from .jobs import scheduled
+from ..clock import now, village_tz
+from ..extensions import db
 
 
 @click.command("demo")
@@ -42,10 +39,8 @@ def demo_command(if_empty: bool) -> None:
         click.echo(f"  {login.username:<16} {login.role:<15} {login.scope}")
 
 
-users_cli = AppGroup("users", help="Staff accounts.")
-
-
-@users_cli.command("create")
+@click.command("create")
+@with_appcontext
 @click.option("--role", type=click.Choice(STAFF_ROLES), required=True)
 @click.option("--username", required=True)
 @click.option("--password", required=True, help="At least 8 characters.")
@@ -72,10 +67,8 @@ def create_user_command(role: str, username: str, password: str, name: str | Non
     click.echo(f"created {role} {username} (id {user.id})")
 
 
-rules_cli = AppGroup("rules", help="Rule catalogs (积分细则).")
-
-
-@rules_cli.command("import")
+@click.command("import")
+@with_appcontext
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--township-id", type=int, required=True)
 @click.option("--replace", is_flag=True, help="Replace the township's catalog: changed items "
@@ -101,7 +94,8 @@ def import_rules_command(file: Path, township_id: int, replace: bool) -> None:
     )
 
 
-@rules_cli.command("export")
+@click.command("export")
+@with_appcontext
 @click.option("--catalog-id", type=int, required=True)
 def export_rules_command(catalog_id: int) -> None:
     """Print a catalog as YAML, the same format `rules import` reads."""
@@ -112,54 +106,8 @@ def export_rules_command(catalog_id: int) -> None:
     click.echo(text, nl=False)
 
 
-redemptions_cli = AppGroup("redemptions", help="Points supermarket orders (积分超市).")
-
-
-@redemptions_cli.command("expire")
-@scheduled("redemptions expire")
-def expire_redemptions_command() -> None:
-    """Void orders not picked up in time: points back to available (those of a period reset
-    meanwhile expire), stock back on the shelf (cron; safe to run twice at once)."""
-    expired = redemptions.expire_due(db.session, now(), village_tz())
-    click.echo(f"expired {expired} redemption(s)")
-
-
-rankings_cli = AppGroup("rankings", help="Ranking boards (红黑榜).")
-
-
-@rankings_cli.command("close")
-@click.argument("month")
-@click.option("--village-id", type=int, default=None, help="Only this village.")
-@click.option("--force", is_flag=True, help="Close although claims of the month are still "
-              "in review or notice (their points will show as notes on a later board).")
-def close_rankings_command(month: str, village_id: int | None, force: bool) -> None:
-    """Publish (结榜) every village's board of MONTH (YYYY-MM): frozen from now on; later
-    corrections show as notes on the next board."""
-    try:
-        outcomes = closing.close_all(db.session, month, now=now(), tz=village_tz(),
-                                      village_id=village_id, force=force)
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
-    for vid, outcome in outcomes:
-        click.echo(f"village {vid} {month}: {outcome}")
-    click.echo(f"closed {sum(1 for _, o in outcomes if o == 'closed')} board(s)")
-
-
-@rankings_cli.command("close-due")
-@scheduled("rankings close-due")
-def close_due_command() -> None:
-    """Close every ended month whose claims are all decided (cron, after `claims post-due`;
-    safe to run twice at once)."""
-    closed = closing.close_due(db.session, now(), village_tz())
-    for vid, month in closed:
-        click.echo(f"village {vid} {month}: closed")
-    click.echo(f"closed {len(closed)} board(s)")
-
-
-county_cli = AppGroup("county", help="Onboarding a county.")
-
-
-@county_cli.command("init")
+@click.command("init")
+@with_appcontext
 @click.argument("file", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--example", is_flag=True, help="Print a commented example file and exit.")
@@ -192,18 +140,16 @@ def county_init_command(file: Path | None, example: bool) -> None:
         click.echo(f"  {login.username:<20} {login.role:<15} {login.password}  {login.scope}")
 
 
-time_zone_cli = AppGroup("time-zone", help="The villages' time zone (APP_TIMEZONE) the "
-                         "database's months are stored in.")
-
-
-@time_zone_cli.command("show")
+@click.command("show")
+@with_appcontext
 def show_time_zone_command() -> None:
     """Print APP_TIMEZONE and the zone the database's months are stored in."""
     click.echo(f"APP_TIMEZONE={current_app.config['APP_TIMEZONE']}; "
                f"stored: {time_zone.stored_zone(db.session) or '(not yet recorded)'}")
 
 
-@time_zone_cli.command("set")
+@click.command("set")
+@with_appcontext
 @click.argument("zone")
 def set_time_zone_command(zone: str) -> None:
     """Store ZONE (e.g. Asia/Urumqi) as the villages' time zone, on a database that holds no
@@ -216,19 +162,3 @@ def set_time_zone_command(zone: str) -> None:
     db.session.commit()
     click.echo(f"the villages' time zone is now {zone} (was {before or 'not recorded'}); "
                f"start the service with APP_TIMEZONE={zone}")
-
-
-def register(app: Flask) -> None:
-    from .backup import backup_command, restore_command
-
-    app.cli.add_command(backup_command)
-    app.cli.add_command(restore_command)
-    app.cli.add_command(rankings_cli)
-    app.cli.add_command(redemptions_cli)
-    app.cli.add_command(demo_command)
-    app.cli.add_command(users_cli)
-    app.cli.add_command(rules_cli)
-    app.cli.add_command(time_zone_cli)
-    app.cli.add_command(county_cli)
-    for group in COMMANDS:
-        app.cli.add_command(group)

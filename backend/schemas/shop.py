@@ -1,5 +1,6 @@
-"""Request and response schemas of the points supermarket (积分超市). Request schemas refuse
-unknown fields, as everywhere (API.md, Resource shapes)."""
+"""Request and response schemas of the points supermarket (积分超市): its shops, rewards,
+orders, the counter, the monthly settlement and the outstanding-points report. Request
+schemas refuse unknown fields, as everywhere."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 from points.models import REDEMPTION_SOURCES, REDEMPTION_STATUSES, STOCK_MOVEMENT_KINDS
 from rules.catalog import EXCHANGE_RATE_PLACES
 
-from .openapi import Choice, JsonBoolean, PageArgs, QueryArgs
-from .reward_links import reward_image_url
-from .schemas import Id, LocalDateTime, Money, MoneyText, ScannedCode
+from ..openapi import Choice, JsonBoolean, PageArgs, QueryArgs
+from ..reward_links import reward_image_url
+from .common import Id, LocalDateTime, Money, MoneyText, Name, ScannedCode
 
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 MAX_POINTS = 100_000
@@ -322,3 +323,17 @@ class PointsReportOut(Schema):
     month = fields.String(allow_none=True)
     villages = fields.List(fields.Nested(VillagePointsOut))
     totals = fields.Nested(PointsTotalsOut)
+
+
+class ShopIn(Schema):
+    name = Name()
+    township_id = Id(required=True)
+    village_ids = fields.List(Id(), required=True,
+                              validate=validate.Length(min=1))
+
+
+class ShopOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    township_id = Id()
+    village_ids = fields.List(fields.Integer())

@@ -7,11 +7,11 @@ from functools import lru_cache
 
 from flask import current_app, g, request
 
-from points import auth as sessions
-from points.auth import TokenSettings
+from points import sessions
 from points.errors import Unauthenticated
 from points.models import User
 from points.scope import Actor
+from points.sessions import TokenSettings
 from points.tokens import TokenCodec
 
 from . import config as app_config

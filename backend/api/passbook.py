@@ -13,20 +13,21 @@ from points import home, ledger, opening, reversals
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
-from ..auth import current_actor
+from .. import present
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
 from ..extensions import db
-from ..home_schemas import HomeOut
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import page_of, paginate, raises
-from ..schemas import (
+from ..schemas.common import ReasonIn
+from ..schemas.home import HomeOut
+from ..schemas.passbook import (
     AccountOut,
     LedgerArgs,
     LedgerEntryOut,
     OpeningBalancesResult,
-    ReasonIn,
     ReversalRequestArgs,
     ReversalRequestOut,
 )
@@ -34,10 +35,9 @@ from ..schemas import (
 blp = Blueprint("points", __name__, description="积分账户与存折 Accounts and passbook")
 
 
-def _account(household_id: int) -> dict[str, Any]:
+def _account(household_id: int) -> ledger.AccountView:
     household = get_visible(db.session, current_actor(), Household, household_id)
-    view = ledger.account_view(db.session, household.id, village_tz())
-    return view.__dict__
+    return ledger.account_view(db.session, household.id, village_tz())
 
 
 def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
 
 def _present(entries: list[LedgerEntry],
              extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
-             ) -> list[dict[str, Any]]:
+             ) -> list[present.PassbookLine]:
     """Passbook lines with the member's name and the rule item as it was when awarded;
     `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
     passbook page reads with its lines. Otherwise (one new entry) they are read here."""
@@ -70,21 +70,16 @@ def _present(entries: list[LedgerEntry],
         version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
         name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
         balance, creator, deed = extra[e.id]
-        items.append({
-            "id": e.id, "amount": e.amount, "kind": e.kind, "member_id": e.member_id,
-            "member_name": name, "relation": relation,
-            "rule_item_id": version.item_id if version else None,
-            "rule_item_version_id": e.rule_item_version_id,
+        items.append(present.PassbookLine(
+            e, member_name=name, relation=relation,
+            rule_item_id=version.item_id if version else None,
             # An opening balance has no rule item: the passbook names it 期初结转.
-            "rule_item_name": version.data.get("name") if version else (
+            rule_item_name=version.data.get("name") if version else (
                 opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
-            "claim_id": e.claim_id, "reverses_id": e.reverses_id, "month": e.month,
-            "created_at": e.created_at, "created_by": e.created_by,
-            "created_by_name": creator,
-            "approved_by_names": approvers.get(e.claim_id, []) if e.claim_id else [],
-            "deed_date": deed.astimezone(tz).date() if deed is not None else None,
-            "balance": balance, "note": e.note,
-        })
+            created_by_name=creator,
+            approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
+            deed_date=deed.astimezone(tz).date() if deed is not None else None,
+            balance=balance))
     return items
 
 
@@ -94,7 +89,7 @@ def _my_household() -> int:
 
 @blp.route("/households/<int:household_id>/account", methods=["GET"])
 @blp.response(200, AccountOut)
-def household_account(household_id: int) -> dict[str, Any]:
+def household_account(household_id: int) -> ledger.AccountView:
     return _account(household_id)
 
 
@@ -109,7 +104,7 @@ def household_ledger(args: dict[str, Any], household_id: int) -> dict[str, Any]:
 @blp.route("/me/account", methods=["GET"])
 @raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, AccountOut)
-def my_account() -> dict[str, Any]:
+def my_account() -> ledger.AccountView:
     return _account(_my_household())
 
 
@@ -183,7 +178,7 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
             "schema": {"type": "string", "format": "binary"}},
     },
 })
-def opening_balances(village_id: int) -> Any:
+def opening_balances(village_id: int) -> opening.OpeningSummary:
     """Opening balances (期初积分) of the village's households, once per household: each
     becomes a passbook entry of kind `adjust` shown as 期初结转, spendable at once but never
     ranked on a board, counted for the qualification line (合格线) or drawn from the monthly
@@ -195,7 +190,7 @@ def opening_balances(village_id: int) -> Any:
     filename, data = uploaded_sheet("opening.xlsx", "请上传期初积分表（CSV 或 XLSX）")
     summary = opening.import_opening_balances(db.session, current_actor(), village_id,
                                               filename, data, tz=village_tz(), now=now())
-    return summary.as_dict()
+    return summary
 
 
 @blp.route("/reversal-requests", methods=["GET"])
