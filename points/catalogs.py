@@ -124,7 +124,8 @@ def effective_policy(session: Session, village_id: int) -> rules.Policy:
     return policy_of(own, township)
 
 
-def policy_of(own: dict[str, Any] | None, township: dict[str, Any] | None) -> rules.Policy:
+def policy_of(own: dict[str, Any] | str | None, township: dict[str, Any] | str | None
+              ) -> rules.Policy:
     """`effective_policy` from the stored policies of the village's own catalog and of its
     township's catalog (None: no catalog, or no policy of its own)."""
     if own is not None:

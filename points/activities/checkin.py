@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .. import audit, cards, claims
-from ..db import core, upsert_insert
+from ..db import core, rowcount, upsert_insert
 from ..errors import DomainError, Forbidden, NotFound, WrongVillage
 from ..models import Claim, RuleItem, RuleItemVersion, Villager
 from ..models.activities import Activity, CheckIn
@@ -219,11 +219,11 @@ def check_out(session: Session, actor: Actor, checkin_id: int, clock: Clock) -> 
         villager = session.get(Villager, checkin.villager_id)
         assert villager is not None
         claims.member_target(villager)
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(CheckIn).where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
         .values(checked_out_at=clock.now, checked_out_by=actor.user_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved != 1:
         session.refresh(checkin)
         raise AlreadyCheckedOut(
@@ -233,6 +233,7 @@ def check_out(session: Session, actor: Actor, checkin_id: int, clock: Clock) -> 
     end = min(clock.now, activity.ends_at)
     hours = int(max(0.0, (end - start).total_seconds()) // 3600)
     claim: Claim | None = None
+    reason: str | None
     if hours < 1:
         reason = "签到到签退（按活动时间计）不满 1 小时，本次不计分"
     else:
@@ -358,9 +359,9 @@ def _checkin_insert(dialect: str) -> Any:
     """Built once per dialect: building a statement costs more CPU than running it. The
     table, not the mapped class: one row needs none of the ORM's bulk-insert work."""
     table = CheckIn.__table__
-    return (upsert_insert(dialect)(table)  # type: ignore[arg-type]
+    return (upsert_insert(dialect)(table)
             .on_conflict_do_nothing(index_elements=["activity_id", "villager_id"])
-            .returning(table.c.id))  # type: ignore[attr-defined]
+            .returning(table.c.id))
 
 
 def _score(
@@ -387,13 +388,13 @@ def _take_place(session: Session, activity: ScannedActivity) -> None:
     An activity without a capacity takes no lock at all."""
     if activity.capacity is None:
         return
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(Activity)
         .where(Activity.id == activity.id, Activity.status == "scheduled",
                Activity.places_taken < Activity.capacity)
         .values(places_taken=Activity.places_taken + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved == 1:
         return
     status = session.scalar(select(Activity.status).where(Activity.id == activity.id))
