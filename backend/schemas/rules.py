@@ -192,7 +192,7 @@ _ITEM: dict[str, tuple[ItemField, fields.Field]] = {
                     fields.String(metadata=optional())),
 }
 # A field added to the rule item in rules/ and not here is caught when the app starts.
-assert tuple(_ITEM) == ITEM_KEYS, "backend/rule_schemas.py must list every rule item field"
+assert tuple(_ITEM) == ITEM_KEYS, "backend/schemas/rules.py must list every rule item field"
 
 
 def _item_fields(required: bool) -> dict[str, fields.Field]:
