@@ -180,6 +180,7 @@ class Actor:
             user_id=user.id, role=user.role, township_id=user.township_id,
             village_id=user.village_id, shop_id=user.shop_id, villager_id=user.villager_id,
             scope=scope,
+            # The user's village and shop exist (foreign keys): session.get finds them.
             township_of_village=lambda village_id: session.get(  # type: ignore[union-attr]
                 Village, village_id).township_id,
             township_of_shop=lambda shop_id: session.get(  # type: ignore[union-attr]
@@ -392,6 +393,7 @@ def visible(actor: Actor, model: type[M]) -> Select[M]:
 
 def get_visible(session: Session, actor: Actor, model: type[M], object_id: int) -> M:
     obj = session.scalars(
+        # Every model scoped here has an integer `id`; M is unbounded, so mypy cannot see it.
         visible(actor, model).where(model.id == object_id)  # type: ignore[attr-defined]
     ).first()
     if obj is None:

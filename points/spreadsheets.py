@@ -42,6 +42,7 @@ def append_row(sheet: Worksheet, values: Sequence[Any]) -> tuple[Cell, ...]:
     """Append a row to an XLSX sheet; returns its cells. Text cells are typed as text
     explicitly: openpyxl would otherwise store any text starting with "=" as a formula."""
     sheet.append([cell_value(value) for value in values])
+    # The stubs allow a MergedCell in any row; a row just appended holds plain Cells only.
     cells: tuple[Cell, ...] = tuple(sheet[sheet.max_row])  # type: ignore[arg-type]
     for cell in cells:
         if isinstance(cell.value, str):
