@@ -859,22 +859,40 @@ def objection_for(session: Session, claim_id: int) -> list[Objection]:
     ))
 
 
-def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClaimView:
+    """A claim as its household and the cadres read it: the claim, and what is read beside
+    it (the item as scored, the names, the approvals so far, its objections, a veto's
+    withdrawal)."""
+
+    claim: Claim
+    rule_item: catalogs.ItemRef
+    member_name: str | None
+    household_name: str | None
+    approvals: int
+    objections: list[Objection]
+    veto_withdrawal: VetoWithdrawal | None
+
+    @property
+    def evidence(self) -> list[Any]:
+        return self.claim.evidence or []
+
+
+def claim_view(session: Session, claim: Claim) -> ClaimView:
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
     item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
     withdrawal = session.scalar(select(VetoWithdrawal).where(
         VetoWithdrawal.claim_id == claim.id)) if item.kind == "veto" else None
-    return {
-        "claim": claim,
-        "rule_item": item,
-        "member_name": member.name if member else None,
-        "household_name": household.name if household else None,
-        "approvals": _approvals(session, claim),
-        "objections": objection_for(session, claim.id),
-        "veto_withdrawal": withdrawal,
-    }
+    return ClaimView(
+        claim=claim, rule_item=item,
+        member_name=member.name if member else None,
+        household_name=household.name if household else None,
+        approvals=_approvals(session, claim),
+        objections=objection_for(session, claim.id),
+        veto_withdrawal=withdrawal,
+    )
 
 
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------
