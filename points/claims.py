@@ -686,6 +686,14 @@ def resolve(
 
 # ---- posting --------------------------------------------------------------------------------
 
+def _origin(claim: Claim, note: str | None) -> ledger.EntryOrigin:
+    """What a claim's entries are about: its member, item version, the claim and who
+    reported it."""
+    return ledger.EntryOrigin(member_id=claim.member_id,
+                              rule_item_version_id=claim.rule_item_version_id,
+                              claim_id=claim.id, created_by=claim.submitted_by, note=note)
+
+
 def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_status: str
           ) -> None:
     """Post a claim: re-decide its points against what is posted, then append the entry.
@@ -724,10 +732,9 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     if claim.points != 0:
         ledger.append(
             session, household_id=claim.household_id,
-            kind="earn" if claim.points > 0 else "deduct", amount=claim.points, tz=tz,
-            member_id=claim.member_id, rule_item_version_id=claim.rule_item_version_id,
-            claim_id=claim.id, created_by=claim.submitted_by, note=claim.note, at=now,
-            counts_for=claim.occurred_at,
+            kind="earn" if claim.points > 0 else "deduct", amount=claim.points,
+            when=ledger.EntryTime(tz, at=now, counts_for=claim.occurred_at),
+            origin=_origin(claim, claim.note),
         )
     if rule.kind == "veto" and rule.veto is not None:
         _apply_veto(session, claim, rule.veto, now, tz)
@@ -745,9 +752,8 @@ def _apply_veto(
         if account.available > 0:
             ledger.append(
                 session, household_id=claim.household_id, kind="expire",
-                amount=-account.available, tz=tz, member_id=claim.member_id,
-                rule_item_version_id=claim.rule_item_version_id, claim_id=claim.id,
-                created_by=claim.submitted_by, note=VETO_WIPE_NOTE, at=now,
+                amount=-account.available, when=ledger.EntryTime(tz, at=now),
+                origin=_origin(claim, VETO_WIPE_NOTE),
             )
     if veto.bar_periods > 0:
         # The bar starts with the deed's month, not the posting's: a veto decided in the last

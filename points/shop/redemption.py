@@ -282,9 +282,11 @@ def fulfil(
     assert shop is not None
     entry = ledger.append(
         session, household_id=redemption.household_id, kind="redeem",
-        amount=-redemption.points, tz=tz, member_id=redemption.member_id,
-        created_by=actor.user_id, from_hold=True, at=now,
-        note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500],
+        amount=-redemption.points, when=ledger.EntryTime(tz, at=now),
+        origin=ledger.EntryOrigin(
+            member_id=redemption.member_id, created_by=actor.user_id,
+            note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500]),
+        from_hold=True,
     )
     redemption.ledger_entry_id, redemption.month = entry.id, entry.month
     audit.record(session, actor, action, redemption, village_id=redemption.village_id)
