@@ -373,8 +373,9 @@ def _score(
     scoring = activity.scoring()
     try:
         claim = claims.submit_checkin(
-            session, actor, scoring.item, scoring.rule, target, units=units, now=clock.now,
-            tz=clock.tz, note=activity.title, policy=scoring.policy, occurred_at=occurred_at)
+            session, actor, scoring.item, scoring.rule, target,
+            claims.Report("checkin", units, note=activity.title, occurred_at=occurred_at),
+            now=clock.now, tz=clock.tz, policy=scoring.policy)
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
