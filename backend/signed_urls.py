@@ -15,34 +15,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, current_app, request
-from marshmallow import Schema, fields, validate
 
 from .clock import now
 from .errors import APIError
-from .openapi import QueryArgs
 
 PURPOSE = b"village-points signed image link v1"
 
 
-class SignedLinkOut(Schema):
-    url = fields.String(metadata={
-        "description": "absolute link that works without Authorization until `expires_at`"})
-    expires_at = fields.DateTime(metadata={"description": "when the link stops working (UTC)"})
+@dataclass(frozen=True)
+class SignedLink:
+    """A signed link to one image, and when it stops working (SignedLinkOut shows it)."""
 
-
-class SignatureArgs(QueryArgs):
-    """A signed link's query, instead of a bearer token (403 `link_expired` or
-    `link_invalid`)."""
-
-    exp = fields.String(validate=validate.Length(max=20), metadata={
-        "description": "a signed link's expiry (Unix seconds)"})
-    sig = fields.String(validate=validate.Length(max=100), metadata={
-        "description": "a signed link's signature"})
+    url: str
+    expires_at: datetime
 
 
 # Either the bearer token or a signed link's query: an empty requirement allows the latter.
@@ -61,14 +52,14 @@ def _signature(kind: str, resource_id: int, variant: str, expires: int) -> str:
 
 
 def signed_link(path: str, kind: str, resource_id: int, variant: str = "",
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`{url, expires_at}` for `path` (under PUBLIC_BASE_URL), signed for this image."""
+                extra: dict[str, Any] | None = None) -> SignedLink:
+    """A link to `path` (under PUBLIC_BASE_URL), signed for this image."""
     expires = int(now().timestamp()) + int(current_app.config["SIGNED_URL_SECONDS"])
     query = dict(extra or {})
     query.update(exp=expires, sig=_signature(kind, resource_id, variant, expires))
     base = current_app.config["PUBLIC_BASE_URL"]
-    return {"url": f"{base}{path}?{urlencode(query)}",
-            "expires_at": datetime.fromtimestamp(expires, UTC)}
+    return SignedLink(url=f"{base}{path}?{urlencode(query)}",
+                      expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 def is_signed_request() -> bool:

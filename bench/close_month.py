@@ -53,8 +53,8 @@ def seed(session: Session) -> int:
                            (3, rng.randint(1, 28))):
             amount = rng.choice((-3, 2, 4, 5, 10))
             ledger.append(session, household_id=household.id,
-                          kind="earn" if amount > 0 else "deduct", amount=amount, tz=TZ,
-                          at=datetime(2026, month, day, 10, tzinfo=TZ))
+                          kind="earn" if amount > 0 else "deduct", amount=amount,
+                          when=ledger.EntryTime(TZ, at=datetime(2026, month, day, 10, tzinfo=TZ)))
     session.commit()
     return village.id
 

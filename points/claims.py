@@ -8,7 +8,7 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -321,20 +321,31 @@ def _check_evidence(
     return ids
 
 
+@dataclass(frozen=True)
+class Report:
+    """What a claim reports: how it came (`source`: villager, cadre or checkin), the units
+    done, the note, the photos proving it, and when the deed was done if before the claim
+    is made (`occurred_at`, work scored at check-out: its month is the claim's month for
+    the caps, the board and the budget)."""
+
+    source: str
+    units: int | None
+    note: str | None = None
+    evidence: list[int] = field(default_factory=list)
+    occurred_at: datetime | None = None
+
+
 def _new_claim(
-    session: Session, actor: Actor, item: ScoredItem, target: Target, *, source: str,
-    units: int | None, note: str | None, evidence: list[int], now: datetime, tz: ZoneInfo,
-    approve_with: rules.Policy | None = None, rule: rules.RuleItem | None = None,
-    occurred_at: datetime | None = None,
+    session: Session, actor: Actor, item: ScoredItem, target: Target, report: Report, *,
+    now: datetime, tz: ZoneInfo, approve_with: rules.Policy | None = None,
+    rule: rules.RuleItem | None = None,
 ) -> Claim:
     """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
     approved at once (an item that needs no review), and inserted with the status that
     approval gives it rather than inserted `pending` and updated; posted, if it has no
-    notice days, right after. `occurred_at`: when the deed was done, if before `now` (work
-    scored at check-out); its month is the claim's month for the caps, the board and the
-    budget."""
-    deed = occurred_at or now
-    rule, evaluation = _evaluate(session, item, target, units, deed, tz, OPEN_OR_POSTED,
+    notice days, right after."""
+    deed = report.occurred_at or now
+    rule, evaluation = _evaluate(session, item, target, report.units, deed, tz, OPEN_OR_POSTED,
                                  rule=rule)
     if evaluation.points == 0 and rule.kind != "veto":
         raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
@@ -342,9 +353,10 @@ def _new_claim(
     claim = Claim(
         village_id=target.village_id, household_id=target.household_id,
         member_id=target.member_id, rule_item_id=item.id,
-        rule_item_version_id=item.current_version_id, source=source,
+        rule_item_version_id=item.current_version_id, source=report.source,
         units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
-        reason=evaluation.reason, note=note, evidence=evidence, status=ClaimStatus.PENDING,
+        reason=evaluation.reason, note=report.note, evidence=report.evidence,
+        status=ClaimStatus.PENDING,
         occurred_at=deed, submitted_by=actor.user_id, created_at=now,
     )
     post = False
@@ -376,14 +388,14 @@ def submit(
     evidence = _check_evidence(session, actor, evidence, rule)
     target = Target(household_id, actor.villager_id, actor.village_id)
     policy = None if rule.requires_review else catalogs.effective_policy(session, target.village_id)
-    return _new_claim(session, actor, item, target, source="villager", units=units, note=note,
-                      evidence=evidence, now=now, tz=tz, approve_with=policy, rule=rule)
+    return _new_claim(session, actor, item, target,
+                      Report("villager", units, note=note, evidence=evidence),
+                      now=now, tz=tz, approve_with=policy, rule=rule)
 
 
 def submit_checkin(
-    session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target, *,
-    units: int | None, now: datetime, tz: ZoneInfo, note: str | None = None,
-    policy: rules.Policy | None = None, occurred_at: datetime | None = None,
+    session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target,
+    report: Report, *, now: datetime, tz: ZoneInfo, policy: rules.Policy | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
@@ -391,8 +403,8 @@ def submit_checkin(
     has notice days; an item that needs review waits in the cadres' queue. Raises NoPoints
     when a cap leaves nothing to award, before anything is written. `policy`: the village's
     policy when the caller has already read it (check-in reads it with the activity). `rule`:
-    the item's rule in force for the village (`rule_in_force`). `occurred_at`: when the
-    work was done, for work scored at check-out (`_new_claim`)."""
+    the item's rule in force for the village (`rule_in_force`). `report`: of source
+    checkin, without photos; its `occurred_at` for work scored at check-out."""
     if not rule.may_submit("checkin"):
         raise Forbidden("这一项不能通过签到计分", code="not_checkin_item")
     if rule.applies_to == "member" and target.member_id is None:
@@ -403,9 +415,8 @@ def submit_checkin(
         actor.role != VILLAGER and is_own_household(session, actor, target.household_id))
     if not review and policy is None:
         policy = catalogs.effective_policy(session, target.village_id)
-    return _new_claim(session, actor, item, target, source="checkin", units=units, note=note,
-                      evidence=[], now=now, tz=tz, approve_with=None if review else policy,
-                      rule=rule, occurred_at=occurred_at)
+    return _new_claim(session, actor, item, target, report, now=now, tz=tz,
+                      approve_with=None if review else policy, rule=rule)
 
 
 def member_target(villager: Villager) -> Target:
@@ -452,8 +463,8 @@ def award(
             if not (note and note.strip()):
                 raise Invalid("扣分须写明原因", code="note_required")
         checked = _check_evidence(session, actor, evidence, rule)
-        claim = _new_claim(session, actor, item, target, source="cadre", units=units,
-                           note=note, evidence=checked, now=now, tz=tz)
+        claim = _new_claim(session, actor, item, target,
+                           Report("cadre", units, note=note, evidence=checked), now=now, tz=tz)
         claims[index] = claim
         # Entering the award is this cadre's approval; a second cadre may still be needed.
         _record_approval(session, actor, claim)
@@ -697,6 +708,14 @@ def resolve(
 
 # ---- posting --------------------------------------------------------------------------------
 
+def _origin(claim: Claim, note: str | None) -> ledger.EntryOrigin:
+    """What a claim's entries are about: its member, item version, the claim and who
+    reported it."""
+    return ledger.EntryOrigin(member_id=claim.member_id,
+                              rule_item_version_id=claim.rule_item_version_id,
+                              claim_id=claim.id, created_by=claim.submitted_by, note=note)
+
+
 def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_status: str
           ) -> None:
     """Post a claim: re-decide its points against what is posted, then append the entry.
@@ -735,10 +754,9 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     if claim.points != 0:
         ledger.append(
             session, household_id=claim.household_id,
-            kind="earn" if claim.points > 0 else "deduct", amount=claim.points, tz=tz,
-            member_id=claim.member_id, rule_item_version_id=claim.rule_item_version_id,
-            claim_id=claim.id, created_by=claim.submitted_by, note=claim.note, at=now,
-            counts_for=claim.occurred_at,
+            kind="earn" if claim.points > 0 else "deduct", amount=claim.points,
+            when=ledger.EntryTime(tz, at=now, counts_for=claim.occurred_at),
+            origin=_origin(claim, claim.note),
         )
     if rule.kind == "veto" and rule.veto is not None:
         _apply_veto(session, claim, rule.veto, now, tz)
@@ -756,9 +774,8 @@ def _apply_veto(
         if account.available > 0:
             ledger.append(
                 session, household_id=claim.household_id, kind="expire",
-                amount=-account.available, tz=tz, member_id=claim.member_id,
-                rule_item_version_id=claim.rule_item_version_id, claim_id=claim.id,
-                created_by=claim.submitted_by, note=VETO_WIPE_NOTE, at=now,
+                amount=-account.available, when=ledger.EntryTime(tz, at=now),
+                origin=_origin(claim, VETO_WIPE_NOTE),
             )
     if veto.bar_periods > 0:
         # The bar starts with the deed's month, not the posting's: a veto decided in the last
@@ -870,22 +887,40 @@ def objection_for(session: Session, claim_id: int) -> list[Objection]:
     ))
 
 
-def claim_view(session: Session, claim: Claim) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClaimView:
+    """A claim as its household and the cadres read it: the claim, and what is read beside
+    it (the item as scored, the names, the approvals so far, its objections, a veto's
+    withdrawal)."""
+
+    claim: Claim
+    rule_item: catalogs.ItemRef
+    member_name: str | None
+    household_name: str | None
+    approvals: int
+    objections: list[Objection]
+    veto_withdrawal: VetoWithdrawal | None
+
+    @property
+    def evidence(self) -> list[Any]:
+        return self.claim.evidence or []
+
+
+def claim_view(session: Session, claim: Claim) -> ClaimView:
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
     item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
     withdrawal = session.scalar(select(VetoWithdrawal).where(
         VetoWithdrawal.claim_id == claim.id)) if item.kind == "veto" else None
-    return {
-        "claim": claim,
-        "rule_item": item,
-        "member_name": member.name if member else None,
-        "household_name": household.name if household else None,
-        "approvals": _approvals(session, claim),
-        "objections": objection_for(session, claim.id),
-        "veto_withdrawal": withdrawal,
-    }
+    return ClaimView(
+        claim=claim, rule_item=item,
+        member_name=member.name if member else None,
+        household_name=household.name if household else None,
+        approvals=_approvals(session, claim),
+        objections=objection_for(session, claim.id),
+        veto_withdrawal=withdrawal,
+    )
 
 
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------

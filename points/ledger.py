@@ -135,42 +135,61 @@ def _add_to_totals(
     session.execute(stmt)
 
 
+@dataclass(frozen=True)
+class EntryOrigin:
+    """What an entry is about: the member it is for, the rule item version it was scored
+    under, the claim it posts, the entry it reverses, the user who made it, and its note."""
+
+    member_id: int | None = None
+    rule_item_version_id: int | None = None
+    claim_id: int | None = None
+    reverses_id: int | None = None
+    created_by: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryTime:
+    """When an entry is made (`at`, else now) and the moment whose month it counts in
+    (`counts_for`: a claim's deed, posted after its notice; else `at`), months read in the
+    village's time zone `tz`."""
+
+    tz: ZoneInfo
+    at: datetime | None = None
+    counts_for: datetime | None = None
+
+
 def append(
     session: Session,
     *,
     household_id: int,
     kind: str,
     amount: int,
-    tz: ZoneInfo,
-    member_id: int | None = None,
-    rule_item_version_id: int | None = None,
-    claim_id: int | None = None,
-    reverses_id: int | None = None,
-    created_by: int | None = None,
-    note: str | None = None,
+    when: EntryTime,
+    origin: EntryOrigin | None = None,
     from_hold: bool = False,
-    at: datetime | None = None,
-    counts_for: datetime | None = None,
 ) -> LedgerEntry:
     """Append one entry and move the balance with it. `from_hold` (a fulfilled redemption)
-    takes the amount out of `held` instead of `available`. `counts_for` is the moment whose
-    month the entry counts in (a claim's deed, posted after its notice), else `at`; if that
-    month's board is already published, the entry is a late posting (`_record_if_late`)."""
+    takes the amount out of `held` instead of `available`. If the month the entry counts in
+    (`when`) has its board published already, the entry is a late posting
+    (`_record_if_late`)."""
+    origin = origin or EntryOrigin()
+    tz = when.tz
     account = account_for(session, household_id, lock=True)
-    created_at = at or datetime.now(UTC)
+    created_at = when.at or datetime.now(UTC)
     entry = LedgerEntry(
         account_id=account.id,
         seq=account.entry_count + 1,
         kind=kind,
         amount=amount,
-        member_id=member_id,
-        rule_item_version_id=rule_item_version_id,
-        claim_id=claim_id,
-        reverses_id=reverses_id,
-        created_by=created_by,
+        member_id=origin.member_id,
+        rule_item_version_id=origin.rule_item_version_id,
+        claim_id=origin.claim_id,
+        reverses_id=origin.reverses_id,
+        created_by=origin.created_by,
         created_at=created_at,
-        month=month_key((counts_for or created_at).astimezone(tz)),
-        note=note,
+        month=month_key((when.counts_for or created_at).astimezone(tz)),
+        note=origin.note,
         prev_hash=account.head_hash,
     )
     entry.hash = chain_hash(account.head_hash, entry)
@@ -179,7 +198,7 @@ def append(
     # A reversal counts where the entry it reverses counted: an award's in the score, a
     # withdrawn veto's wipe in the expired points (so issued = balances + redeemed + expired
     # still holds in the points report).
-    reversed_kind = _kind_of(session, reverses_id) if kind == "reverse" else None
+    reversed_kind = _kind_of(session, origin.reverses_id) if kind == "reverse" else None
     scores = kind in SCORE_KINDS or reversed_kind in SCORE_KINDS
     values: dict[str, Any] = {"entry_count": entry.seq, "head_hash": entry.hash}
     if from_hold:
@@ -213,10 +232,10 @@ def append(
          "village_id": account.village_id, "month": entry.month},
         ["account_id", "month"], increments,
     )
-    if member_id is not None and scores:
+    if origin.member_id is not None and scores:
         _add_to_totals(
             session, MemberMonthTotal,
-            {"member_id": member_id, "household_id": household_id,
+            {"member_id": origin.member_id, "household_id": household_id,
              "village_id": account.village_id, "month": entry.month},
             ["member_id", "month"],
             {"score": amount, "earned": increments["earned"],
@@ -280,8 +299,10 @@ def reverse(
     give_back_reversed(session, entry, tz)
     return append(
         session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
-        tz=tz, member_id=entry.member_id, rule_item_version_id=entry.rule_item_version_id,
-        reverses_id=entry.id, created_by=created_by, note=reason,
+        when=EntryTime(tz),
+        origin=EntryOrigin(member_id=entry.member_id,
+                           rule_item_version_id=entry.rule_item_version_id,
+                           reverses_id=entry.id, created_by=created_by, note=reason),
     )
 
 

@@ -182,8 +182,10 @@ def import_opening_balances(
             raise AlreadyOpened(details={"row": row.row})
         ledger.append(
             session, household_id=row.household_id, kind=ledger.OPENING_KIND,
-            amount=row.points, tz=tz, created_by=actor.user_id, at=now,
-            note=OPENING_LABEL + (f"：{row.memo}" if row.memo else ""),
+            amount=row.points, when=ledger.EntryTime(tz, at=now),
+            origin=ledger.EntryOrigin(
+                created_by=actor.user_id,
+                note=OPENING_LABEL + (f"：{row.memo}" if row.memo else "")),
         )
     summary = OpeningSummary(households=len(rows), points=sum(r.points for r in rows))
     audit.record(session, actor, "opening_balance.import", village,

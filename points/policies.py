@@ -166,8 +166,10 @@ def _expire_village(
         left = max(0, available - fresh)
         if left:
             ledger.append(session, household_id=account.household_id, kind="expire",
-                          amount=-left, tz=tz, note=reset_note(ended.key), at=now,
-                          counts_for=ended.end - _TICK)  # in the period's last month
+                          amount=-left,
+                          # counted in the period's last month
+                          when=ledger.EntryTime(tz, at=now, counts_for=ended.end - _TICK),
+                          origin=ledger.EntryOrigin(note=reset_note(ended.key)))
             accounts, points = accounts + 1, points + left
         mine = holds.get(account.household_id, [])
         # Orders placed since the end took the period's points first, as far as they went.
@@ -202,5 +204,6 @@ def expire_returned_hold(
         return None
     return ledger.append(
         session, household_id=redemption.household_id, kind="expire", amount=-found.points,
-        tz=tz, at=now,
-        note=f"{reset_note(found.period)}：兑换单 #{redemption.id} 未领取，冻结的积分到期")
+        when=ledger.EntryTime(tz, at=now),
+        origin=ledger.EntryOrigin(
+            note=f"{reset_note(found.period)}：兑换单 #{redemption.id} 未领取，冻结的积分到期"))

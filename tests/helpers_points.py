@@ -250,7 +250,8 @@ def fund(app: Flask, household_id: int, points: int, at: datetime | None = None,
     """Points earned by the household through the ledger, as a posted claim would give."""
     with app.app_context():
         ledger.append(db.session, household_id=household_id, kind=kind, amount=points,
-                      tz=SHANGHAI, note="测试入账", at=at)
+                      when=ledger.EntryTime(SHANGHAI, at=at),
+                      origin=ledger.EntryOrigin(note="测试入账"))
         db.session.commit()
 
 
@@ -295,7 +296,8 @@ def earn(app: Flask, household_id: int, amount: int, at: datetime,
     with app.app_context():
         entry = ledger.append(db.session, household_id=household_id,
                               kind=kind or ("earn" if amount > 0 else "deduct"), amount=amount,
-                              tz=SHANGHAI, member_id=member_id, note="测试", at=at)
+                              when=ledger.EntryTime(SHANGHAI, at=at),
+                              origin=ledger.EntryOrigin(member_id=member_id, note="测试"))
         db.session.commit()
         return entry.id
 

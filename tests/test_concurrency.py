@@ -292,8 +292,9 @@ def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: W
     def append(i: int) -> int:
         with app.app_context():
             entry = ledger.append(db.session, household_id=world.household_x, kind="earn",
-                                  amount=i + 1, tz=village_tz(), member_id=world.head_x,
-                                  note=f"并发测试 {i}")
+                                  amount=i + 1, when=ledger.EntryTime(village_tz()),
+                                  origin=ledger.EntryOrigin(member_id=world.head_x,
+                                                            note=f"并发测试 {i}"))
             db.session.commit()
             return entry.seq
 

@@ -373,8 +373,9 @@ def test_balance_chain_and_totals_hold_for_any_sequence(
                 amount = value * SIGNED.get(kind, 1)
                 at = BASE + timedelta(hours=hours * 23)
                 entry = ledger.append(session, household_id=household.id, kind=kind,
-                                      amount=amount, tz=SHANGHAI, member_id=member.id,
-                                      note=f"{kind} {amount}", at=at)
+                                      amount=amount, when=ledger.EntryTime(SHANGHAI, at=at),
+                                      origin=ledger.EntryOrigin(member_id=member.id,
+                                                                note=f"{kind} {amount}"))
                 assert entry.month == at.astimezone(SHANGHAI).strftime("%Y-%m")
             appended.append(entry)
             session.commit()

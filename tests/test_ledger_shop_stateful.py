@@ -191,7 +191,8 @@ class LedgerShop(RuleBasedStateMachine):
             for h, points in enumerate(OPENING):
                 if points:
                     ledger.append(s, household_id=self.household_ids[h], kind="earn",
-                                  amount=points, tz=SHANGHAI, note="期初积分", at=self.now)
+                                  amount=points, when=ledger.EntryTime(SHANGHAI, at=self.now),
+                                  origin=ledger.EntryOrigin(note="期初积分"))
                     self.households[h] = MHousehold(available=points, score=points)
                     expected.append((h, "earn", points, None, None))
             s.commit()

@@ -98,8 +98,9 @@ def _seed_county(
             if kind == "adjust" and month % 2:
                 signed = -amount
             appended.append(ledger.append(
-                s, household_id=hid, kind=kind, amount=signed, tz=SHANGHAI,
-                member_id=people[member % len(people)], at=local(2026, month, 10 + member)))
+                s, household_id=hid, kind=kind, amount=signed,
+                when=ledger.EntryTime(SHANGHAI, at=local(2026, month, 10 + member)),
+                origin=ledger.EntryOrigin(member_id=people[member % len(people)])))
             s.commit()
         done: set[int] = set()
         for index, later in reversals:
@@ -113,8 +114,10 @@ def _seed_county(
             account = s.get(Account, target.account_id)
             assert account is not None
             ledger.append(s, household_id=account.household_id, kind="reverse",
-                          amount=-target.amount, tz=SHANGHAI, member_id=target.member_id,
-                          reverses_id=target.id, note="冲正", at=local(2026, month, 25))
+                          amount=-target.amount,
+                          when=ledger.EntryTime(SHANGHAI, at=local(2026, month, 25)),
+                          origin=ledger.EntryOrigin(member_id=target.member_id,
+                                                    reverses_id=target.id, note="冲正"))
             s.commit()
         for who, first, span in flags:
             hid, _ = made[who % len(made)]

@@ -117,7 +117,7 @@ def test_cli_import_of_a_bad_file_names_the_problem_and_writes_nothing(
     assert row_counts(app) == before
 
 
-# The four refusals the issue names, each made from the default file by one edit.
+# Four refusals of a malformed catalog file, each made from the default file by one edit.
 MALFORMED = {
     "unknown category": (("  category: 生态宜居\n", "  category: 体育运动\n"),
                          ("ENV-YARD", "category")),

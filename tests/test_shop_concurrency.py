@@ -96,7 +96,8 @@ def orders_for_scarce_stock(app: Flask, world: World, n: int) -> tuple[list[Repl
     with app.app_context():
         for h in households:
             ledger.append(db.session, household_id=h["household"], kind="earn", amount=100,
-                          tz=SHANGHAI, note="测试入账")
+                          when=ledger.EntryTime(SHANGHAI),
+                          origin=ledger.EntryOrigin(note="测试入账"))
         db.session.commit()
     item = add_reward(app, world.shop_a, "玉米油 5L", 85, 5)
     headers = [world.headers(h["user"]) for h in households]

@@ -256,7 +256,8 @@ def migrated(url: str, zone: str) -> None:
             s.add(household)
             s.flush()
             ledger.append(s, household_id=household.id, kind="earn", amount=5,
-                          tz=ZoneInfo(zone), note="开户")
+                          when=ledger.EntryTime(ZoneInfo(zone)),
+                          origin=ledger.EntryOrigin(note="开户"))
             s.commit()
         db.engine.dispose()
 

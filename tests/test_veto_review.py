@@ -206,7 +206,7 @@ def test_a_veto_whose_wipe_was_written_without_its_claim_is_withdrawn_too(
     posted_at = local(2026, 4, 17)
     with app.app_context():
         ledger.append(db.session, household_id=world.household_x, kind="earn", amount=9,
-                      tz=SHANGHAI, at=MARCH_10)
+                      when=ledger.EntryTime(SHANGHAI, at=MARCH_10))
         item = db.session.get(RuleItem, items["CIV-LAVISH"])
         assert item is not None and item.current_version_id is not None
         veto = Claim(village_id=world.village_a, household_id=world.household_x,
@@ -217,9 +217,10 @@ def test_a_veto_whose_wipe_was_written_without_its_claim_is_withdrawn_too(
         db.session.add(veto)
         db.session.flush()
         ledger.append(db.session, household_id=world.household_x, kind="expire", amount=-9,
-                      tz=SHANGHAI, rule_item_version_id=item.current_version_id,
-                      created_by=world.cadre_a, note=claims.VETO_WIPE_NOTE,
-                      at=posted_at)
+                      when=ledger.EntryTime(SHANGHAI, at=posted_at),
+                      origin=ledger.EntryOrigin(rule_item_version_id=item.current_version_id,
+                                                created_by=world.cadre_a,
+                                                note=claims.VETO_WIPE_NOTE))
         db.session.add(HouseholdFlag(household_id=world.household_x, kind="veto",
                                      claim_id=veto.id, from_month="2026-04",
                                      until_month="2027-03", note="一票否决"))

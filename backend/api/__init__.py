@@ -12,7 +12,7 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     # Pages a printed QR opens (/b/…, /h/…), outside /api/v1 and without login.
     api.register_blueprint(boards.public_blp)
-    # The full-screen code of a rotating activity, outside /api/v1.
+    # The full-screen code of a rotating activity, outside /api/v1: a page for a screen.
     api.register_blueprint(activities.pages_blp)
     # Prometheus scrapes /metrics, outside /api/v1: text, not JSON, and not for the apps.
     metrics.register(api)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, current_app, render_template, request
 from flask_smorest import Blueprint
 
-from points import card_render, catalogs
+from points import card_render
 from points.activities import activities, checkin, codes, fraud
-from points.activities.activities import ActivityPlan, Geofence
+from points.activities.activities import ActivityPlan, ActivityView, Geofence
 from points.activities.checkin import CheckInResult, Clock, Scan
 from points.activities.codes import IssuedCode
 from points.models import Village
@@ -54,52 +55,32 @@ DISPLAY_KEY_HEADER = "X-Display-Key"
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 
-def _activity_out(activity: Activity, items: dict[int, dict[str, Any]],
-                  mine: dict[int, int], counts: dict[int, int]) -> dict[str, Any]:
-    data = items.get(activity.rule_item_id, {})
-    location = None
-    if activity.lat is not None:
-        location = {"lat": activity.lat, "lng": activity.lng, "radius_m": activity.radius_m,
-                    "mode": activity.geofence_mode}
-    return {
-        "id": activity.id, "village_id": activity.village_id, "title": activity.title,
-        "rule_item": catalogs.item_ref(activity.rule_item_id, data=data),
-        "starts_at": activity.starts_at, "ends_at": activity.ends_at,
-        "checkin_opens_at": activity.checkin_opens_at,
-        "checkin_closes_at": activity.checkin_closes_at,
-        "qr_mode": activity.qr_mode, "qr_step_seconds": activity.qr_step_seconds,
-        "location": location, "capacity": activity.capacity,
-        "checked_in": counts.get(activity.id, 0), "status": activities.state(activity, now()),
-        "note": activity.note, "place": activity.place, "cancelled_at": activity.cancelled_at,
-        "cancel_reason": activity.cancel_reason, "created_by": activity.created_by,
-        "created_at": activity.created_at, "my_checkin_id": mine.get(activity.id),
-    }
+def _present(listed: list[Activity]) -> list[ActivityView]:
+    return activities.views(db.session, current_actor(), listed, now())
 
 
-def _present(listed: list[Activity]) -> list[dict[str, Any]]:
-    items = activities.rule_items_of(db.session, listed)
-    ids = [a.id for a in listed]
-    mine = activities.my_checkins(db.session, current_actor(), ids)
-    counts = activities.checkin_counts(db.session, ids)
-    return [_activity_out(a, items, mine, counts) for a in listed]
+@dataclass(frozen=True)
+class ShownCode:
+    """The code valid now as a screen shows it (QrTokenOut): the code, the link it carries,
+    the activity with its state and check-ins so far, and the SVG when asked for."""
+
+    activity: Activity
+    code: IssuedCode
+    url: str
+    server_time: datetime
+    status: str
+    checked_in: int
+    svg: str | None
 
 
-def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str, Any]:
+def _shown(activity: Activity, code: IssuedCode, with_svg: bool) -> ShownCode:
     url = token_url(current_app.config["PUBLIC_BASE_URL"], code.token)
-    out = {
-        "token": code.token, "url": url, "expires_at": code.expires_at,
-        "refresh_at": code.refresh_at, "server_time": now(), "qr_mode": activity.qr_mode,
-        "step": code.step, "step_seconds": activity.qr_step_seconds,
-        "activity_id": activity.id, "title": activity.title,
-        "status": activities.state(activity, now()),
-        "checkin_opens_at": activity.checkin_opens_at,
-        "checkin_closes_at": activity.checkin_closes_at,
-        "checked_in": activities.checkin_counts(db.session, [activity.id])[activity.id],
-        "capacity": activity.capacity,
-    }
-    if with_svg:
-        out["svg"] = qr_svg(url)
-    return out
+    return ShownCode(
+        activity=activity, code=code, url=url, server_time=now(),
+        status=activities.state(activity, now()),
+        checked_in=activities.checkin_counts(db.session, [activity.id])[activity.id],
+        svg=qr_svg(url) if with_svg else None,
+    )
 
 
 # ---- activities -----------------------------------------------------------------------------
@@ -109,7 +90,7 @@ def _code_out(activity: Activity, code: IssuedCode, with_svg: bool) -> dict[str,
         (422, "invalid_times"), (422, "not_checkin_item"))
 @blp.arguments(ActivityIn)
 @blp.response(201, ActivityOut)
-def create_activity(body: dict[str, Any]) -> dict[str, Any]:
+def create_activity(body: dict[str, Any]) -> ActivityView:
     """Create an activity of a village (cadres and admins). The rule item must allow
     check-in; a per-unit item must count hours (scored at check-out)."""
     location = body.get("location")
@@ -142,7 +123,7 @@ def list_activities(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/activities/<int:activity_id>", methods=["GET"])
 @blp.response(200, ActivityOut)
-def get_activity(activity_id: int) -> dict[str, Any]:
+def get_activity(activity_id: int) -> ActivityView:
     return _present([get_visible(db.session, current_actor(), Activity, activity_id)])[0]
 
 
@@ -150,7 +131,7 @@ def get_activity(activity_id: int) -> dict[str, Any]:
 @raises((403, "villager_inactive"), (409, "activity_cancelled"))
 @blp.arguments(CancelIn)
 @blp.response(200, ActivityOut)
-def cancel_activity(body: dict[str, Any], activity_id: int) -> dict[str, Any]:
+def cancel_activity(body: dict[str, Any], activity_id: int) -> ActivityView:
     """Cancel: its codes are refused from now on; check-ins already made keep their claims."""
     activity = activities.cancel_activity(db.session, current_actor(), activity_id,
                                           body.get("reason"), now())
@@ -236,7 +217,7 @@ def poster_pdf(activity_id: int) -> Response:
     "schema": {"type": "string"},
     "description": "instead of a login: the key of a display link (POST …/display-link)",
 }])
-def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
+def qr_token(args: dict[str, Any], activity_id: int) -> ShownCode:
     """The code valid now, in either mode (staff of the village, or the display screen by
     its key). A rotating code is shown until refresh_at and accepted until expires_at."""
     key = request.headers.get(DISPLAY_KEY_HEADER)
@@ -246,7 +227,7 @@ def qr_token(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
     else:
         activity, code = codes.code_for_staff(db.session, current_actor(), qr_codec(),
                                               activity_id, now())
-    return _code_out(activity, code, args["svg"])
+    return _shown(activity, code, args["svg"])
 
 
 @blp.route("/activities/<int:activity_id>/display-link", methods=["POST"])

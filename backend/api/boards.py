@@ -376,24 +376,21 @@ def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, A
 @blp.route("/me/board-privacy", methods=["GET"])
 @raises((403, "not_bound"), (404, "not_found"))
 @blp.response(200, PrivacyOut)
-def my_privacy() -> dict[str, Any]:
+def my_privacy() -> Household:
     actor = current_actor()
-    household = get_visible(db.session, actor, Household, actor.require_household())
-    return {"household_id": household.id,
-            "public_board_opt_out": household.public_board_opt_out}
+    return get_visible(db.session, actor, Household, actor.require_household())
 
 
 @blp.route("/me/board-privacy", methods=["PUT"])
 @raises((403, "not_bound"), (403, "villager_only"), (404, "not_found"))
 @blp.arguments(PrivacyIn)
 @blp.response(200, PrivacyOut)
-def set_my_privacy(body: dict[str, Any]) -> dict[str, Any]:
+def set_my_privacy(body: dict[str, Any]) -> Household:
     """The household keeps (or stops keeping) its name off public boards; its own view still
     shows its rank."""
     household = privacy.set_opt_out(db.session, current_actor(), body["public_board_opt_out"])
     db.session.commit()
-    return {"household_id": household.id,
-            "public_board_opt_out": household.public_board_opt_out}
+    return household
 
 
 # ---- statistics -----------------------------------------------------------------------------

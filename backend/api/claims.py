@@ -7,6 +7,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from points import claims as service
+from points.claims import ClaimView
 from points.errors import NotFound
 from points.models import Claim, Objection, Village
 from points.scope import get_visible, visible
@@ -31,20 +32,6 @@ from ..schemas.common import ReasonIn
 blp = Blueprint("claims", __name__, description="申报、审核与公示 Claims, review and notice")
 
 
-def _out(claim: Claim) -> dict[str, Any]:
-    view = service.claim_view(db.session, claim)
-    c = view.pop("claim")
-    return {
-        "id": c.id, "status": c.status, "village_id": c.village_id,
-        "household_id": c.household_id, "member_id": c.member_id, "source": c.source,
-        "units": c.units, "points": c.points, "capped": c.capped, "reason": c.reason,
-        "note": c.note, "evidence": c.evidence or [], "created_at": c.created_at,
-        "notice_ends_at": c.notice_ends_at, "decided_at": c.decided_at,
-        "posted_at": c.posted_at, "reject_reason": c.reject_reason,
-        "withdraw_reason": c.withdraw_reason, "withdrawn_at": c.withdrawn_at, **view,
-    }
-
-
 @blp.route("/claims", methods=["POST"])
 @raises((403, "not_bound"), (403, "not_self_reportable"), (403, "villager_inactive"),
         (404, "not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
@@ -54,7 +41,7 @@ def _out(claim: Claim) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ClaimIn)
 @blp.response(201, ClaimOut)
-def submit_claim(body: dict[str, Any]) -> dict[str, Any]:
+def submit_claim(body: dict[str, Any]) -> ClaimView:
     """A villager's self-report (自主申报) for their household; the rule engine decides the
     points (caps included) and whether it needs review."""
     claim = service.submit(
@@ -62,7 +49,7 @@ def submit_claim(body: dict[str, Any]) -> dict[str, Any]:
         units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
         tz=village_tz(), now=now(),
     )
-    return _out(claim)
+    return service.claim_view(db.session, claim)
 
 
 @blp.route("/awards", methods=["POST"])
@@ -75,7 +62,7 @@ def submit_claim(body: dict[str, Any]) -> dict[str, Any]:
 @idempotent
 @blp.arguments(AwardIn)
 @blp.response(201, ClaimOut(many=True))
-def award(body: dict[str, Any]) -> list[dict[str, Any]]:
+def award(body: dict[str, Any]) -> list[ClaimView]:
     """A cadre's award or deduction for many villagers or households at once (all or
     nothing). Deductions need a note; items that need a photo need evidence."""
     created = service.award(
@@ -83,7 +70,7 @@ def award(body: dict[str, Any]) -> list[dict[str, Any]]:
         units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
         targets=body["targets"], tz=village_tz(), now=now(),
     )
-    return [_out(c) for c in created]
+    return [service.claim_view(db.session, c) for c in created]
 
 
 @blp.route("/claims", methods=["GET"])
@@ -96,14 +83,14 @@ def list_claims(args: dict[str, Any]) -> dict[str, Any]:
         if name in args:
             stmt = stmt.where(getattr(Claim, name) == args[name])
     page = paginate(db.session, stmt, args["page"], args["per_page"])
-    page["items"] = [_out(c) for c in page["items"]]
+    page["items"] = [service.claim_view(db.session, c) for c in page["items"]]
     return page
 
 
 @blp.route("/claims/<int:claim_id>", methods=["GET"])
 @blp.response(200, ClaimOut)
-def get_claim(claim_id: int) -> dict[str, Any]:
-    return _out(get_visible(db.session, current_actor(), Claim, claim_id))
+def get_claim(claim_id: int) -> ClaimView:
+    return service.claim_view(db.session, get_visible(db.session, current_actor(), Claim, claim_id))
 
 
 @blp.route("/claims/<int:claim_id>/approve", methods=["POST"])
@@ -112,11 +99,11 @@ def get_claim(claim_id: int) -> dict[str, Any]:
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, ClaimOut)
-def approve(claim_id: int) -> dict[str, Any]:
+def approve(claim_id: int) -> ClaimView:
     """Approve (审核通过). Not for one's own household; at or above the two-cadre threshold a
     second, different cadre must approve; past the monthly budget the township approves."""
     claim = service.approve(db.session, current_actor(), claim_id, village_tz(), now())
-    return _out(claim)
+    return service.claim_view(db.session, claim)
 
 
 @blp.route("/claims/<int:claim_id>/reject", methods=["POST"])
@@ -125,10 +112,10 @@ def approve(claim_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReasonIn)
 @blp.response(200, ClaimOut)
-def reject(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+def reject(body: dict[str, Any], claim_id: int) -> ClaimView:
     """Reject with a reason the villager will read."""
     claim = service.reject(db.session, current_actor(), claim_id, body["reason"], now())
-    return _out(claim)
+    return service.claim_view(db.session, claim)
 
 
 @blp.route("/claims/<int:claim_id>/veto-withdrawal", methods=["POST"])
@@ -139,14 +126,14 @@ def reject(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReasonIn)
 @blp.response(200, ClaimOut)
-def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+def withdraw_veto(body: dict[str, Any], claim_id: int) -> ClaimView:
     """A township or county admin withdraws a posted veto (撤销一票否决) with a reason: the
     points it wiped are given back by entries reversing its own, its bar from boards and
     honours ends, and the next board notes it (correction kind `veto_withdrawal`). Once
     (409 veto_withdrawn); only a posted veto (409 not_posted_veto); cadres 403."""
     withdrawal = service.withdraw_veto(db.session, current_actor(), claim_id, body["reason"],
                                        now(), village_tz())
-    return _out(db.session.get_one(Claim, withdrawal.claim_id))
+    return service.claim_view(db.session, db.session.get_one(Claim, withdrawal.claim_id))
 
 
 @blp.route("/claims/<int:claim_id>/withdraw", methods=["POST"])
@@ -156,7 +143,7 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReasonIn)
 @blp.response(200, ClaimOut)
-def withdraw(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
+def withdraw(body: dict[str, Any], claim_id: int) -> ClaimView:
     """Withdraw (撤回) a claim that has not posted (pending, approved, in notice or objected),
     e.g. a mistake found during 公示; the household reads the reason. Staff of the village,
     not for their own household (403 self_approval). A veto, or a deduction at or above the
@@ -164,7 +151,7 @@ def withdraw(body: dict[str, Any], claim_id: int) -> dict[str, Any]:
     two reviewers imposed it. Posted points are corrected by a reversal instead."""
     claim = service.withdraw(db.session, current_actor(), claim_id, body["reason"], now(),
                              village_tz())
-    return _out(claim)
+    return service.claim_view(db.session, claim)
 
 
 @blp.route("/villages/<int:village_id>/notices", methods=["GET"])

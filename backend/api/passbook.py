@@ -9,7 +9,7 @@ from flask import jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import home, ledger, opening, reversals
+from points import catalogs, home, ledger, opening, reversals
 from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
 from points.scope import get_visible, visible
 
@@ -68,13 +68,14 @@ def _present(entries: list[LedgerEntry],
     items = []
     for e in entries:
         version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
+        item = catalogs.item_ref(version.item_id, version.id, version) if version else None
         name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
         balance, creator, deed = extra[e.id]
         items.append(present.PassbookLine(
             e, member_name=name, relation=relation,
-            rule_item_id=version.item_id if version else None,
+            rule_item_id=item.id if item else None,
             # An opening balance has no rule item: the passbook names it 期初结转.
-            rule_item_name=version.data.get("name") if version else (
+            rule_item_name=item.name if item else (
                 opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
             created_by_name=creator,
             approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],

@@ -25,6 +25,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import card_face, household_label, print_font, token_url
+from ..schemas.common import SignatureArgs, SignedLinkOut
 from ..schemas.registry import (
     BindingTokenOut,
     CardOut,
@@ -48,8 +49,7 @@ from ..schemas.registry import (
 )
 from ..signed_urls import (
     SIGNED_SECURITY,
-    SignatureArgs,
-    SignedLinkOut,
+    SignedLink,
     check_signature,
     is_signed_request,
     mark_signed,
@@ -241,7 +241,7 @@ def _card_villager(villager_id: int) -> Villager:
 
 @blp.route("/villagers/<int:villager_id>/card-link", methods=["GET"])
 @blp.response(200, SignedLinkOut)
-def member_card_link(villager_id: int) -> dict[str, Any]:
+def member_card_link(villager_id: int) -> SignedLink:
     """A signed link to the member card that the mini-program's `<image>` opens without a
     token (SIGNED_URL_SECONDS), for whoever may see the card (the household's villagers,
     staff of the village)."""

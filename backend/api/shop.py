@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Response, current_app, request, send_file
 from flask_smorest import Blueprint
-from marshmallow import fields, validate
 from sqlalchemy import select
 
 from points import reward_images
@@ -27,10 +26,11 @@ from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, QueryArgs, page_of, paginate, raises
+from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import token_url
 from ..ratelimits import by_user, limited, setting
 from ..reward_links import image_version
+from ..schemas.common import SignatureArgs
 from ..schemas.shop import (
     CardHolderOut,
     CounterRedemptionIn,
@@ -43,6 +43,7 @@ from ..schemas.shop import (
     RedemptionListArgs,
     RedemptionOrderIn,
     RedemptionOut,
+    RewardImageArgs,
     RewardIn,
     RewardListArgs,
     RewardOut,
@@ -56,7 +57,6 @@ from ..schemas.shop import (
 )
 from ..signed_urls import (
     SIGNED_SECURITY,
-    SignatureArgs,
     check_signature,
     is_signed_request,
     mark_signed,
@@ -71,38 +71,31 @@ CSV = "text/csv"  # Flask adds "; charset=utf-8"
 
 # ---- shops ----------------------------------------------------------------------------------
 
-def _shop_out(shop: Shop) -> dict[str, Any]:
-    return {"id": shop.id, "name": shop.name, "township_id": shop.township_id,
-            "village_ids": sorted(v.id for v in shop.villages)}
-
-
 @blp.route("/shops", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(ShopOut))
 def list_shops(args: dict[str, Any]) -> dict[str, Any]:
     """The shops the caller may use or run: a villager's are those serving their village."""
-    page = paginate(db.session, visible(current_actor(), Shop).order_by(Shop.id),
+    return paginate(db.session, visible(current_actor(), Shop).order_by(Shop.id),
                     args["page"], args["per_page"])
-    page["items"] = [_shop_out(s) for s in page["items"]]
-    return page
 
 
 @blp.route("/shops", methods=["POST"])
 @raises((403, "villager_inactive"), (404, "not_found"), (422, "invalid_villages"))
 @blp.arguments(ShopIn)
 @blp.response(201, ShopOut)
-def create_shop(body: dict[str, Any]) -> dict[str, Any]:
+def create_shop(body: dict[str, Any]) -> Shop:
     """A shop serving one or more villages of its own township (township admins)."""
     shop = shops.create_shop(db.session, current_actor(), body["name"], body["township_id"],
                              body["village_ids"])
     db.session.commit()
-    return _shop_out(shop)
+    return shop
 
 
 @blp.route("/shops/<int:shop_id>", methods=["GET"])
 @blp.response(200, ShopOut)
-def get_shop(shop_id: int) -> dict[str, Any]:
-    return _shop_out(get_visible(db.session, current_actor(), Shop, shop_id))
+def get_shop(shop_id: int) -> Shop:
+    return get_visible(db.session, current_actor(), Shop, shop_id)
 
 
 # ---- rewards and stock ----------------------------------------------------------------------
@@ -187,11 +180,6 @@ def upload_reward_image(reward_id: int) -> Reward:
         reward_images.remove_file(_upload_dir(), reward.image_name)
         raise
     return reward
-
-
-class RewardImageArgs(QueryArgs):
-    v = fields.String(validate=validate.Length(max=32), metadata={
-        "description": "the picture's version, as in the reward's `image_url`"})
 
 
 @blp.route("/rewards/<int:reward_id>/image", methods=["GET"])
@@ -279,7 +267,7 @@ def _out(
         "pickup_url": token_url(current_app.config["PUBLIC_BASE_URL"], token) if token else None,
         "pickup_code": r.pickup_code if token else None,
         "pickup_image_url": signed_link(f"/api/v1/redemptions/{r.id}/pickup.png", PICKUP,
-                                        r.id)["url"] if token else None,
+                                        r.id).url if token else None,
         "available_after": available_after,
     }
 

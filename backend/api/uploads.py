@@ -14,10 +14,11 @@ from ..errors import APIError
 from ..extensions import db
 from ..openapi import BINARY, raises
 from ..ratelimits import by_user, limited
+from ..schemas.common import SignedLinkOut
 from ..schemas.uploads import PhotoArgs, PhotoGetArgs, UploadOut
 from ..signed_urls import (
     SIGNED_SECURITY,
-    SignedLinkOut,
+    SignedLink,
     check_signature,
     is_signed_request,
     mark_signed,
@@ -69,7 +70,7 @@ def upload_photo() -> dict[str, Any]:
         raise
     return {"id": upload.id, "url": f"/api/v1/uploads/{upload.id}", "width": upload.width,
             "height": upload.height, "size": upload.size,
-            "signed_url": _link(upload.id, None)["url"]}
+            "signed_url": _link(upload.id, None).url}
 
 
 PHOTO = "upload"  # the kind of image a photo's signed link names
@@ -79,7 +80,7 @@ def _variant(width: int | None) -> str:
     return f"w{width}" if width else ""
 
 
-def _link(upload_id: int, width: int | None) -> dict[str, Any]:
+def _link(upload_id: int, width: int | None) -> SignedLink:
     return signed_link(f"/api/v1/uploads/{upload_id}", PHOTO, upload_id, _variant(width),
                        extra={"w": width} if width else None)
 
@@ -87,7 +88,7 @@ def _link(upload_id: int, width: int | None) -> dict[str, Any]:
 @blp.route("/uploads/<int:upload_id>/link", methods=["GET"])
 @blp.arguments(PhotoArgs, location="query")
 @blp.response(200, SignedLinkOut)
-def photo_link(args: dict[str, Any], upload_id: int) -> dict[str, Any]:
+def photo_link(args: dict[str, Any], upload_id: int) -> SignedLink:
     """A signed link to the photo (or its `w` copy) that the mini-program's `<image>` opens
     without a token, for whoever may see the photo (its uploader, the staff of its village;
     others 404). It works for SIGNED_URL_SECONDS and for this photo and size only."""

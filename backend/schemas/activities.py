@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from points.activities.activities import LIST_STATES, STATES
 from points.activities.checkin import CHECKIN_OUTCOMES
@@ -83,26 +83,28 @@ class ActivityRuleItemOut(Schema):
 
 
 class ActivityOut(Schema):
-    id = fields.Integer()
-    village_id = fields.Integer()
-    title = fields.String()
+    # Dumped from points.activities.activities.ActivityView: the activity's own columns are
+    # read from its activity.
+    id = fields.Integer(attribute="activity.id")
+    village_id = fields.Integer(attribute="activity.village_id")
+    title = fields.String(attribute="activity.title")
     rule_item = fields.Nested(ActivityRuleItemOut)
-    starts_at = LocalDateTime()
-    ends_at = LocalDateTime()
-    checkin_opens_at = LocalDateTime()
-    checkin_closes_at = LocalDateTime()
-    qr_mode = Choice(QR_MODES)
-    qr_step_seconds = fields.Integer()
+    starts_at = LocalDateTime(attribute="activity.starts_at")
+    ends_at = LocalDateTime(attribute="activity.ends_at")
+    checkin_opens_at = LocalDateTime(attribute="activity.checkin_opens_at")
+    checkin_closes_at = LocalDateTime(attribute="activity.checkin_closes_at")
+    qr_mode = Choice(QR_MODES, attribute="activity.qr_mode")
+    qr_step_seconds = fields.Integer(attribute="activity.qr_step_seconds")
     location = fields.Nested(LocationOut, allow_none=True)
-    capacity = fields.Integer(allow_none=True)
+    capacity = fields.Integer(attribute="activity.capacity", allow_none=True)
     checked_in = fields.Integer(metadata={"description": "check-ins so far"})
     status = Choice(STATES)
-    note = fields.String(allow_none=True)
-    place = fields.String(allow_none=True)
-    cancelled_at = LocalDateTime(allow_none=True)
-    cancel_reason = fields.String(allow_none=True)
-    created_by = fields.Integer()
-    created_at = LocalDateTime()
+    note = fields.String(attribute="activity.note", allow_none=True)
+    place = fields.String(attribute="activity.place", allow_none=True)
+    cancelled_at = LocalDateTime(attribute="activity.cancelled_at", allow_none=True)
+    cancel_reason = fields.String(attribute="activity.cancel_reason", allow_none=True)
+    created_by = fields.Integer(attribute="activity.created_by")
+    created_at = LocalDateTime(attribute="activity.created_at")
     my_checkin_id = fields.Integer(allow_none=True, metadata={
         "description": "a villager's own check-in at this activity, if any"})
 
@@ -128,25 +130,34 @@ class QrImageArgs(QrSvgArgs):
 
 
 class QrTokenOut(Schema):
-    token = fields.String()
+    # Dumped from backend.api.activities.ShownCode: the code's fields from its code, the
+    # activity's from its activity.
+    token = fields.String(attribute="code.token")
     url = fields.String(metadata={"description": "{PUBLIC_BASE_URL}/q/{token}: what the QR "
                                   "code carries"})
-    expires_at = LocalDateTime(metadata={"description": "accepted until (a rotating code: "
-                               "the end of the grace step)"})
-    refresh_at = LocalDateTime(allow_none=True, metadata={
+    expires_at = LocalDateTime(attribute="code.expires_at", metadata={
+        "description": "accepted until (a rotating code: the end of the grace step)"})
+    refresh_at = LocalDateTime(attribute="code.refresh_at", allow_none=True, metadata={
         "description": "a rotating code: when the next code is shown; null when static"})
     server_time = LocalDateTime()
-    qr_mode = Choice(QR_MODES)
-    step = fields.Integer(metadata={"description": "rotating step; 0 for a static code"})
-    step_seconds = fields.Integer()
-    activity_id = fields.Integer()
-    title = fields.String()
+    qr_mode = Choice(QR_MODES, attribute="activity.qr_mode")
+    step = fields.Integer(attribute="code.step", metadata={
+        "description": "rotating step; 0 for a static code"})
+    step_seconds = fields.Integer(attribute="activity.qr_step_seconds")
+    activity_id = fields.Integer(attribute="activity.id")
+    title = fields.String(attribute="activity.title")
     status = Choice(STATES)
-    checkin_opens_at = LocalDateTime()
-    checkin_closes_at = LocalDateTime()
+    checkin_opens_at = LocalDateTime(attribute="activity.checkin_opens_at")
+    checkin_closes_at = LocalDateTime(attribute="activity.checkin_closes_at")
     checked_in = fields.Integer()
-    capacity = fields.Integer(allow_none=True)
+    capacity = fields.Integer(attribute="activity.capacity", allow_none=True)
     svg = fields.String(metadata=optional(description="with ?svg=1: the code as an SVG image"))
+
+    @post_dump
+    def _svg_only_when_asked(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if data.get("svg") is None:
+            data.pop("svg", None)
+        return data
 
 
 class DisplayLinkOut(Schema):

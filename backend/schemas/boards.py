@@ -210,7 +210,8 @@ class PrivacyIn(Schema):
 
 
 class PrivacyOut(Schema):
-    household_id = fields.Integer()
+    # Dumped from the household itself.
+    household_id = fields.Integer(attribute="id")
     public_board_opt_out = fields.Boolean()
 
 

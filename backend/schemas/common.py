@@ -15,6 +15,8 @@ from marshmallow import Schema, fields, validate
 from points.time_zone import moment_text
 from points.tokens import MAX_SCANNED_CHARS
 
+from ..openapi import QueryArgs
+
 
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
     """A database id: a whole number the id columns can hold (PostgreSQL integer). Strict in
@@ -158,3 +160,19 @@ class Snapshot(fields.Dict):
 
 class ReasonIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class SignedLinkOut(Schema):
+    url = fields.String(metadata={
+        "description": "absolute link that works without Authorization until `expires_at`"})
+    expires_at = fields.DateTime(metadata={"description": "when the link stops working (UTC)"})
+
+
+class SignatureArgs(QueryArgs):
+    """A signed link's query, instead of a bearer token (403 `link_expired` or
+    `link_invalid`)."""
+
+    exp = fields.String(validate=validate.Length(max=20), metadata={
+        "description": "a signed link's expiry (Unix seconds)"})
+    sig = fields.String(validate=validate.Length(max=100), metadata={
+        "description": "a signed link's signature"})

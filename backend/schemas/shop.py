@@ -332,6 +332,11 @@ class ShopIn(Schema):
                               validate=validate.Length(min=1))
 
 
+class RewardImageArgs(QueryArgs):
+    v = fields.String(validate=validate.Length(max=32), metadata={
+        "description": "the picture's version, as in the reward's `image_url`"})
+
+
 class ShopOut(Schema):
     id = fields.Integer()
     name = fields.String()

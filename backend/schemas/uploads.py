@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from points import uploads as service
 
 from ..openapi import QueryArgs
-from ..signed_urls import SignatureArgs
+from .common import SignatureArgs
 
 
 class UploadOut(Schema):

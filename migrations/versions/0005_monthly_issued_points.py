@@ -45,8 +45,8 @@ def upgrade():
 
 
 def _fill_monthly_issued():
-    # What claims.verify_issued counts: positive claims in notice, objected or posted, by the
-    # month they were decided in, village time. Written out here: a migration must not
+    # What points.budget.verify_issued counts: positive claims in notice, objected or posted,
+    # by the month they were decided in, village time. Written out here: a migration must not
     # change meaning when the code it was written with changes.
     tz = ZoneInfo(current_app.config["APP_TIMEZONE"])
     claims = sa.table(

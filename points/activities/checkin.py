@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, cards, claims
+from .. import audit, cards, catalogs, claims
 from ..db import core, rowcount, upsert_insert
 from ..errors import DomainError, Forbidden, NotFound, WrongVillage
 from ..models import Claim, RuleItem, RuleItemVersion, Villager
@@ -374,8 +374,9 @@ def _score(
     scoring = activity.scoring()
     try:
         claim = claims.submit_checkin(
-            session, actor, scoring.item, scoring.rule, target, units=units, now=clock.now,
-            tz=clock.tz, note=activity.title, policy=scoring.policy, occurred_at=occurred_at)
+            session, actor, scoring.item, scoring.rule, target,
+            claims.Report("checkin", units, note=activity.title, occurred_at=occurred_at),
+            now=clock.now, tz=clock.tz, policy=scoring.policy)
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
@@ -416,13 +417,14 @@ def _result_of(session: Session, checkin: CheckIn, *, named: bool = True) -> Che
 def _names_of(session: Session, activity_id: int) -> tuple[str | None, str | None]:
     """The activity's title and its item's name (current version), in one query."""
     row = session.execute(
-        select(Activity.title, RuleItemVersion.data)
+        select(Activity.title, RuleItem.id, RuleItemVersion.data)
         .join(RuleItem, RuleItem.id == Activity.rule_item_id)
         .outerjoin(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
         .where(Activity.id == activity_id)).first()
     if row is None:
         return None, None
-    return row[0], (row[1] or {}).get("name")
+    title, item_id, data = row
+    return title, catalogs.item_ref(item_id, data=data).name
 
 
 def _status(checkin: CheckIn, claim: Claim | None) -> str:

@@ -131,13 +131,13 @@ def checkins_view(
             "points": row.points, "reason": row.reason, "flags": flags,
         })
     signals = {
-        "shared_devices": [s.__dict__ for s in shared],
+        "shared_devices": shared,
         "out_of_area": [r.id for r in rows if "out_of_area" in (r.flags or [])],
         "no_location": [r.id for r in rows if "no_location" in (r.flags or [])],
         "proxy_bursts": [
             ProxyBurst(cadre_id, staff.get(cadre_id), len(ids),
                        min(by_id[i].checked_in_at for i in ids),
-                       max(by_id[i].checked_in_at for i in ids), ids).__dict__
+                       max(by_id[i].checked_in_at for i in ids), ids)
             for cadre_id, ids in sorted(bursts.items())
         ],
         "own_household_proxies": [r.id for r in rows if "own_household" in (r.flags or [])],

@@ -79,7 +79,7 @@ class MonthlyIssued(Base):
     and whose entry was not reversed (`points.budget`). Checked and added to in one
     conditional statement, so two approvals at once cannot both spend the last of a budget,
     and read in O(1): summing the month's claims on every check-in cost a busy village more
-    with every claim. `claims.verify_issued` recomputes it."""
+    with every claim. `points.budget.verify_issued` recomputes it."""
 
     __tablename__ = "monthly_issued"
     __table_args__ = (CheckConstraint("issued >= 0", name="issued_not_negative"),)

@@ -128,7 +128,7 @@ shop_villages = Table(
 )
 
 
-class Shop(Base):  # 积分超市; its shelves and redemptions come with the supermarket issue
+class Shop(Base):  # 积分超市; its shelves and redemptions are in models/shop.py
     __tablename__ = "shops"
     id: Mapped[int] = mapped_column(primary_key=True)
     township_id: Mapped[int] = mapped_column(ForeignKey("townships.id"), index=True)
@@ -136,3 +136,8 @@ class Shop(Base):  # 积分超市; its shelves and redemptions come with the sup
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     villages: Mapped[list[Village]] = relationship(secondary=shop_villages)
+
+    @property
+    def village_ids(self) -> list[int]:
+        """The villages it serves, in id order, as the API lists them."""
+        return sorted(v.id for v in self.villages)

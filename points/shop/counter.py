@@ -18,7 +18,7 @@ from ..models import Account, Redemption, Shop, Villager
 from ..scope import Actor, authorize, get_visible
 from ..tokens import TokenCodec
 from .qualification import qualification
-from .redemption import FEN, InvalidCash, fulfil, reserve
+from .redemption import FEN, Basket, InvalidCash, fulfil, reserve
 
 
 class NotServed(DomainError):
@@ -50,9 +50,9 @@ def counter_redeem(
     shop = get_visible(session, actor, Shop, shop_id)
     authorize(actor, "redemption.counter")
     villager = member_from_card(session, codec, shop, member_token, now)
-    redemption = reserve(session, actor, shop, villager.household, villager.id, items,
-                         source="counter", now=now, tz=tz, expires_at=None,
-                         cash_paid=cash_paid)
+    redemption = reserve(session, actor, shop,
+                         Basket(villager.household, villager.id, items, cash_paid),
+                         source="counter", now=now, tz=tz, expires_at=None)
     return fulfil(session, actor, redemption, now, tz, "redemption.counter")
 
 

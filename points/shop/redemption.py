@@ -171,14 +171,26 @@ def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> 
                      details={**details, "stock": reward.stock, "requested": quantity})
 
 
+@dataclass(frozen=True)
+class Basket:
+    """What a household redeems: the household, the member who takes it (None: the household
+    as a whole), the rewards and how many of each, and the cash paid for part of it
+    (现金补差, at the counter)."""
+
+    household: Household
+    member_id: int | None
+    items: list[dict[str, int]]
+    cash_paid: Decimal = Decimal("0.00")
+
+
 def reserve(
-    session: Session, actor: Actor, shop: Shop, household: Household, member_id: int | None,
-    items: list[dict[str, int]], *, source: str, now: datetime, tz: ZoneInfo,
-    expires_at: datetime | None, cash_paid: Decimal = Decimal("0.00"),
+    session: Session, actor: Actor, shop: Shop, basket: Basket, *, source: str,
+    now: datetime, tz: ZoneInfo, expires_at: datetime | None,
 ) -> Redemption:
     """Phase one for an order or a counter redemption: the points held and the stock set
     aside, checked against the village's policy (minimum, qualification line)."""
-    wanted = _merge(items)
+    household, cash_paid = basket.household, basket.cash_paid
+    wanted = _merge(basket.items)
     ids = [reward_id for reward_id, _ in wanted]
     rewards = {r.id: r for r in session.scalars(select(Reward).where(Reward.id.in_(ids)))}
     # (reward, its name and price as read now, quantity)
@@ -214,7 +226,7 @@ def reserve(
 
     redemption = Redemption(
         shop_id=shop.id, household_id=household.id, village_id=household.village_id,
-        member_id=member_id, source=source, status="reserved", total_points=total,
+        member_id=basket.member_id, source=source, status="reserved", total_points=total,
         cash_paid=cash_paid, points=points, exchange_rate=policy.exchange_rate,
         created_by=actor.user_id, created_at=now, expires_at=expires_at,
         lines=[RedemptionLine(reward_id=reward.id, name=name, unit_points=price,
@@ -237,7 +249,7 @@ def place_order(
     shop = get_visible(session, actor, Shop, shop_id)  # shops of other villages: not found
     household = session.get(Household, household_id)
     assert household is not None
-    redemption = reserve(session, actor, shop, household, actor.villager_id, items,
+    redemption = reserve(session, actor, shop, Basket(household, actor.villager_id, items),
                          source="order", now=now, tz=tz, expires_at=now + hold)
     assign_pickup_code(session, redemption)
     return redemption
@@ -283,9 +295,11 @@ def fulfil(
     assert shop is not None
     entry = ledger.append(
         session, household_id=redemption.household_id, kind="redeem",
-        amount=-redemption.points, tz=tz, member_id=redemption.member_id,
-        created_by=actor.user_id, from_hold=True, at=now,
-        note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500],
+        amount=-redemption.points, when=ledger.EntryTime(tz, at=now),
+        origin=ledger.EntryOrigin(
+            member_id=redemption.member_id, created_by=actor.user_id,
+            note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500]),
+        from_hold=True,
     )
     redemption.ledger_entry_id, redemption.month = entry.id, entry.month
     audit.record(session, actor, action, redemption, village_id=redemption.village_id)
