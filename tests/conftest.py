@@ -9,10 +9,12 @@ context of their own and return ids."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +30,11 @@ from backend.extensions import db, limiter
 from points.budget import verify_issued
 from points.ledger import verify_all
 from points.models import Base
-from tests.factories import SECRET, World, build_world
+from tests.factories import SECRET, World, add_household, build_world, default_items
 from tests.support.clock import SERVER_ZONES
 from tests.support.databases import is_postgres
+from tests.support.fake_wechat import FakeWeChat
+from tests.support.wechat import point_at
 
 
 def database_url(tmp_dir: str) -> str:
@@ -222,3 +226,36 @@ def world(app: Flask) -> World:
     return build_world(app)
 
 
+@pytest.fixture()
+def items(app: Flask, world: World) -> dict[str, int]:
+    """The reference catalog installed for township 1; item ids by code, as village A sees
+    them."""
+    return default_items(app, world)
+
+
+@pytest.fixture()
+def neighbour(app: Flask, world: World) -> dict[str, int]:
+    """Another household of village A with a bound villager user (ids: household, head,
+    user): someone who may object to household x's claims."""
+    return add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
+
+
+@pytest.fixture()
+def wechat_server(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChat]:
+    """The fake WeChat jscode2session server, with the app pointed at it."""
+    with FakeWeChat() as server:
+        point_at(app, monkeypatch, server)
+        yield server
+
+
+@pytest.fixture()
+def empty_upload_dir(app: Flask) -> Iterator[None]:
+    """Photos and their copies go after the test, so that tests counting stored files start
+    from none."""
+    yield
+    directory = Path(app.config["UPLOAD_DIR"])
+    for path in directory.iterdir() if directory.exists() else []:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()

@@ -313,6 +313,40 @@ def scan(client: FlaskClient, headers: dict[str, str], token: str) -> Any:
                        json={"pickup_token": token})
 
 
+def add_shop_b(app: Flask, world: World) -> dict[str, int]:
+    """A second shop, serving village B only, with its own clerk."""
+    with app.app_context():
+        village_b = db.session.get(Village, world.village_b)
+        shop = Shop(township_id=world.township_1, name="桃源村积分超市", villages=[village_b])
+        db.session.add(shop)
+        db.session.flush()
+        clerk = User(username="clerk_b", password_hash=hash_password(PASSWORD), role="clerk",
+                     township_id=world.township_1, shop_id=shop.id)
+        db.session.add(clerk)
+        db.session.commit()
+        return {"shop": shop.id, "clerk": clerk.id}
+
+
+def shelf(app: Flask, world: World) -> dict[str, int]:
+    """Shop A's shelf (prices as in the demo shop), household x funded with 100 points."""
+    ids = {
+        "soap": add_reward(app, world.shop_a, "香皂", 5, 50),
+        "rice": add_reward(app, world.shop_a, "大米 5kg", 50, 10),
+        "oil": add_reward(app, world.shop_a, "玉米油 5L", 85, 2),
+    }
+    fund(app, world.household_x, 100)
+    return ids
+
+
+def counter(client: FlaskClient, headers: dict[str, str], shop_id: int, token: str,
+            items: list[tuple[int, int]], cash: str | float | None = None) -> Any:
+    body: dict[str, Any] = {"member_token": token,
+                            "items": [{"reward_id": r, "quantity": q} for r, q in items]}
+    if cash is not None:
+        body["cash_paid"] = cash
+    return client.post(f"{API}/shops/{shop_id}/counter-redemptions", headers=headers, json=body)
+
+
 # ---- ledger entries and flags, straight through the ledger ---------------------------------
 
 def earn(app: Flask, household_id: int, amount: int, at: datetime,
@@ -370,6 +404,13 @@ def bound_villagers(app: Flask, village_id: int, n: int) -> list[int]:
         return [u.id for u in users]
 
 
+def check_in(client: FlaskClient, world: World, token: str, user: str | int = "villager_x",
+             headers: dict[str, str] | None = None, **extra: Any) -> Any:
+    """A villager scanning an activity's code to check in."""
+    return client.post(f"{API}/checkins", json={"token": token, **extra},
+                       headers={**world.headers(user), **(headers or {})})
+
+
 # ---- objections ----------------------------------------------------------------------------
 
 def object_to(client: FlaskClient, world: World, user: str | int, claim_id: int,
@@ -385,3 +426,21 @@ def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
                        headers=world.headers("cadre_a"))
 
 
+def volunteer(client: FlaskClient, world: World, item_id: int, hours: int) -> Any:
+    """villager_x's volunteer hours (2 points an hour), approved by cadre_a."""
+    reported = self_report(client, world, "villager_x", item_id, hours)
+    assert reported.status_code == 201, reported.get_json()
+    approved = approve(client, world, "cadre_a", reported.get_json()["id"])
+    assert approved.status_code == 200, approved.get_json()
+    return approved.get_json()
+
+
+def award_veto(client: FlaskClient, world: World, item_id: int, user: str | int = "cadre_a"
+               ) -> dict[str, Any]:
+    photo = upload_photo(client, world.headers(user))
+    response = client.post(f"{API}/awards", json={
+        "rule_item_id": item_id, "note": "婚礼收取彩礼20万元", "evidence": [photo],
+        "targets": [{"household_id": world.household_x}]}, headers=world.headers(user))
+    assert response.status_code == 201, response.get_json()
+    [claim] = response.get_json()
+    return claim

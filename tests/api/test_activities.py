@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 import qrcode
 from flask import Flask
 from flask.testing import FlaskClient
@@ -31,12 +30,12 @@ from tests.factories import (
     World,
     add_household,
     approve,
-    default_items,
+    check_in,
     post_due,
     set_policy,
 )
 from tests.support.clock import frozen, local
-from tests.support.reads import account_of, entries_of, error_code
+from tests.support.reads import account_of, checked_in, count, entries_of, error_code
 
 API = "/api/v1"
 START = local(2026, 12, 1, 9, 0)  # a Tuesday morning village assembly (村民大会)
@@ -44,11 +43,6 @@ END = local(2026, 12, 1, 11, 0)
 DURING = local(2026, 12, 1, 9, 5)
 BEFORE = local(2026, 11, 30, 15, 0)
 CODEC = TokenCodec.from_secret(SECRET)  # the app's key ring with the default QR_KEY_ID 1
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def body(world: World, item_id: int, **changes: Any) -> dict[str, Any]:
@@ -80,24 +74,6 @@ def code(client: FlaskClient, world: World, activity_id: int, user: str = "cadre
                           headers=world.headers(user))
     assert response.status_code == 200, response.get_json()
     return response.get_json()["token"]
-
-
-def scan(client: FlaskClient, world: World, token: str, user: str | int = "villager_x",
-         headers: dict[str, str] | None = None, **extra: Any) -> Any:
-    return client.post(f"{API}/checkins", json={"token": token, **extra},
-                       headers={**world.headers(user), **(headers or {})})
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model)) or 0
-
-
-def checked_in(client: FlaskClient, world: World, activity_id: int) -> int:
-    """The count of check-ins the cadre sees on the activity."""
-    response = client.get(f"{API}/activities/{activity_id}", headers=world.headers("cadre_a"))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["checked_in"]
 
 
 def places_taken(app: Flask, activity_id: int) -> int:
@@ -201,7 +177,7 @@ def test_check_in_of_a_no_review_item_shows_in_the_household_passbook(
     activity = new_activity(client, world, items["GOV-ASSEMBLY"])
     with frozen(DURING):
         token = code(client, world, activity["id"])
-        response = scan(client, world, token, headers={"X-Device-Id": "phone-1"})
+        response = check_in(client, world, token, headers={"X-Device-Id": "phone-1"})
         passbook = client.get(f"{API}/households/{world.household_x}/ledger",
                               headers=world.headers("villager_x")).get_json()
         listed = client.get(f"{API}/activities", headers=world.headers("villager_x"))
@@ -228,7 +204,7 @@ def test_no_review_item_with_notice_days_posts_after_its_notice(
 ) -> None:
     activity = new_activity(client, world, items["GOV-ASSEMBLY"])
     with frozen(DURING):
-        response = scan(client, world, code(client, world, activity["id"]))
+        response = check_in(client, world, code(client, world, activity["id"]))
         notices = client.get(f"{API}/villages/{world.village_a}/notices",
                              headers=world.headers("villager_x")).get_json()["items"]
     body = response.get_json()
@@ -262,7 +238,7 @@ def test_a_catalog_policy_stored_as_json_null_reads_as_no_policy_of_its_own(
         expected = catalogs.effective_policy(db.session, world.village_a)
     assert expected == rules.Policy()
     with frozen(DURING):
-        response = scan(client, world, code(client, world, activity["id"]))
+        response = check_in(client, world, code(client, world, activity["id"]))
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["status"] == ("in_notice" if expected.notice_days else "posted")
 
@@ -272,7 +248,7 @@ def test_check_in_of_a_review_item_waits_in_the_cadres_queue(
 ) -> None:
     activity = new_activity(client, world, items["ENV-CLEANUP"], title="村道大扫除")
     with frozen(DURING):
-        response = scan(client, world, code(client, world, activity["id"]))
+        response = check_in(client, world, code(client, world, activity["id"]))
         queue = client.get(f"{API}/claims?status=pending",
                            headers=world.headers("cadre_a")).get_json()
     result = response.get_json()
@@ -293,8 +269,8 @@ def test_a_second_scan_by_the_same_villager_is_409_and_changes_nothing(
     activity = new_activity(client, world, items["GOV-ASSEMBLY"])
     with frozen(DURING):
         token = code(client, world, activity["id"])
-        first = scan(client, world, token)
-        again = scan(client, world, token)
+        first = check_in(client, world, token)
+        again = check_in(client, world, token)
 
     assert first.status_code == 201
     assert again.status_code == 409 and error_code(again) == "already_checked_in"
@@ -315,9 +291,9 @@ def test_a_cap_reached_records_attendance_without_points(
                              starts_at=local(2026, 12, 1, 14).isoformat(),
                              ends_at=local(2026, 12, 1, 16).isoformat())
     with frozen(DURING):
-        assert scan(client, world, code(client, world, morning["id"])).status_code == 201
+        assert check_in(client, world, code(client, world, morning["id"])).status_code == 201
     with frozen(local(2026, 12, 1, 14, 10)):
-        second = scan(client, world, code(client, world, afternoon["id"]))
+        second = check_in(client, world, code(client, world, afternoon["id"]))
     assert second.status_code == 201
     result = second.get_json()
     assert result["status"] == "no_points" and result["points"] == 0
@@ -333,15 +309,15 @@ def test_check_in_window(app: Flask, client: FlaskClient, world: World,
     with frozen(BEFORE):
         token = code(client, world, activity["id"])
     with frozen(local(2026, 12, 1, 8, 29)):
-        early = scan(client, world, token)
+        early = check_in(client, world, token)
     with frozen(END):
-        late = scan(client, world, token)
+        late = check_in(client, world, token)
     assert early.status_code == 422 and error_code(early) == "checkin_not_open"
     assert "08:30" in early.get_json()["error"]["message"]
     assert late.status_code == 422 and error_code(late) == "checkin_closed"
     assert count(app, CheckIn) == 0 and count(app, Claim) == 0
     with frozen(local(2026, 12, 1, 8, 30)):
-        assert scan(client, world, token).status_code == 201
+        assert check_in(client, world, token).status_code == 201
 
 
 def test_a_code_of_another_village_is_wrong_village(
@@ -349,9 +325,9 @@ def test_a_code_of_another_village_is_wrong_village(
 ) -> None:
     activity = new_activity(client, world, items["GOV-ASSEMBLY"])
     with frozen(DURING):
-        response = scan(client, world, code(client, world, activity["id"]), user="villager_y")
-        staff = scan(client, world, code(client, world, activity["id"]), user="cadre_a")
-        unbound = scan(client, world, code(client, world, activity["id"]), user="unbound")
+        response = check_in(client, world, code(client, world, activity["id"]), user="villager_y")
+        staff = check_in(client, world, code(client, world, activity["id"]), user="cadre_a")
+        unbound = check_in(client, world, code(client, world, activity["id"]), user="unbound")
     assert response.status_code == 403 and error_code(response) == "wrong_village"
     assert staff.status_code == 403
     assert unbound.status_code == 403 and error_code(unbound) == "not_bound"
@@ -371,7 +347,7 @@ def test_a_cancelled_activity_refuses_its_codes(
         twice = client.post(f"{API}/activities/{activity['id']}/cancel", json={},
                             headers=world.headers("cadre_a"))
     with frozen(DURING):
-        response = scan(client, world, token)
+        response = check_in(client, world, token)
         poster = client.get(f"{API}/activities/{activity['id']}/qr.png",
                             headers=world.headers("cadre_a"))
     assert by_villager.status_code == 403
@@ -394,20 +370,20 @@ def test_rotating_code_accepts_the_current_and_previous_step_only(
     with frozen(at):
         shown = client.get(f"{API}/activities/{activity['id']}/qr-token",
                            headers=world.headers("cadre_a")).get_json()
-        assert scan(client, world, shown["token"]).status_code == 201
+        assert check_in(client, world, shown["token"]).status_code == 201
     step = int(at.timestamp()) // 30
     assert shown["step"] == step
     assert datetime.fromisoformat(shown["refresh_at"]).timestamp() == (step + 1) * 30
     assert datetime.fromisoformat(shown["expires_at"]).timestamp() == (step + 2) * 30
     # one step later, the code on a photo still works (grace) ...
     with frozen(at + timedelta(seconds=30)):
-        assert scan(client, world, shown["token"], user=second["user"]).status_code == 201
+        assert check_in(client, world, shown["token"], user=second["user"]).status_code == 201
     # ... two steps later it does not
     with frozen(at + timedelta(seconds=60)):
-        stale = scan(client, world, shown["token"], user=third["user"])
-        poster = scan(client, world, CODEC.encode(TokenType.ACTIVITY, (activity["id"], 0)),
+        stale = check_in(client, world, shown["token"], user=third["user"])
+        poster = check_in(client, world, CODEC.encode(TokenType.ACTIVITY, (activity["id"], 0)),
                       user=third["user"])
-        future = scan(client, world, CODEC.encode(TokenType.ACTIVITY,
+        future = check_in(client, world, CODEC.encode(TokenType.ACTIVITY,
                                                   (activity["id"], step + 9)),
                       user=third["user"])
         printable = client.get(f"{API}/activities/{activity['id']}/qr.png",
@@ -427,10 +403,10 @@ def test_geofence_refuses_far_away_and_missing_locations(
                             location={"lat": 30.0, "lng": 114.0, "radius_m": 200})
     with frozen(DURING):
         token = code(client, world, activity["id"])
-        far = scan(client, world, token, lat=30.01, lng=114.0)
-        nowhere = scan(client, world, token)
-        half = scan(client, world, token, lat=30.0)
-        near = scan(client, world, token, lat=30.001, lng=114.0)
+        far = check_in(client, world, token, lat=30.01, lng=114.0)
+        nowhere = check_in(client, world, token)
+        half = check_in(client, world, token, lat=30.0)
+        near = check_in(client, world, token, lat=30.001, lng=114.0)
     assert far.status_code == 422 and error_code(far) == "out_of_area"
     assert 1100 <= far.get_json()["error"]["details"]["distance_m"] <= 1115
     assert error_code(nowhere) == "location_required"
@@ -446,8 +422,8 @@ def test_capacity_refuses_past_the_limit(
     other = add_household(app, world.village_a, "二户", "户主二", openid="openid-2")
     with frozen(DURING):
         token = code(client, world, activity["id"])
-        assert scan(client, world, token).status_code == 201
-        full = scan(client, world, token, user=other["user"])
+        assert check_in(client, world, token).status_code == 201
+        full = check_in(client, world, token, user=other["user"])
     assert full.status_code == 409 and error_code(full) == "activity_full"
     assert count(app, CheckIn) == 1 and count(app, Claim) == 1
     assert checked_in(client, world, activity["id"]) == 1
@@ -511,13 +487,13 @@ def test_signals_one_device_many_villagers_and_out_of_area(
     with frozen(DURING):
         token = code(client, world, activity["id"])
         one_phone = {"X-Device-Id": "same-phone"}
-        assert scan(client, world, token, headers=one_phone, lat=30.0,
+        assert check_in(client, world, token, headers=one_phone, lat=30.0,
                     lng=114.0).status_code == 201
-        assert scan(client, world, token, user=others[0]["user"], headers=one_phone,
+        assert check_in(client, world, token, user=others[0]["user"], headers=one_phone,
                     lat=30.0, lng=114.0).status_code == 201
-        away = scan(client, world, token, user=others[1]["user"],
+        away = check_in(client, world, token, user=others[1]["user"],
                     headers={"X-Device-Id": "own-phone"}, lat=30.05, lng=114.0)
-        unlocated = scan(client, world, token, user=others[2]["user"])
+        unlocated = check_in(client, world, token, user=others[2]["user"])
         listed = client.get(f"{API}/activities/{activity['id']}/checkins",
                             headers=world.headers("cadre_a"))
         for_villager = client.get(f"{API}/activities/{activity['id']}/checkins",
@@ -576,7 +552,7 @@ def test_per_hour_item_is_scored_at_check_out_within_the_activity_time(
                             starts_at=START.isoformat(),
                             ends_at=local(2026, 12, 1, 19).isoformat())
     with frozen(local(2026, 12, 1, 8, 40)):  # before the start: counts from 09:00
-        checked = scan(client, world, code(client, world, activity["id"]))
+        checked = check_in(client, world, code(client, world, activity["id"]))
     result = checked.get_json()
     assert checked.status_code == 201
     assert (result["status"], result["points"], result["claim_id"]) == ("checked_in", 0, None)
@@ -603,10 +579,10 @@ def test_check_out_counts_whole_hours_and_is_only_for_per_hour_items(
     assembly = new_activity(client, world, items["GOV-ASSEMBLY"])
     other = add_household(app, world.village_a, "二户", "户主二", openid="openid-2")
     with frozen(DURING):
-        mine = scan(client, world, code(client, world, volunteer["id"])).get_json()
-        theirs = scan(client, world, code(client, world, volunteer["id"]),
+        mine = check_in(client, world, code(client, world, volunteer["id"])).get_json()
+        theirs = check_in(client, world, code(client, world, volunteer["id"]),
                       user=other["user"]).get_json()
-        meeting = scan(client, world, code(client, world, assembly["id"])).get_json()
+        meeting = check_in(client, world, code(client, world, assembly["id"])).get_json()
     with frozen(DURING + timedelta(minutes=50)):
         short = client.post(f"{API}/checkins/{theirs['checkin_id']}/checkout",
                             headers=world.headers(other["user"]))
@@ -644,7 +620,7 @@ def test_an_item_that_says_hourly_is_scored_at_check_out_whatever_its_unit(
     activity = new_activity(client, world, items["PUB-VOLUNTEER"], title="植树",
                             ends_at=local(2026, 12, 1, 17).isoformat())
     with frozen(DURING):
-        checked = scan(client, world, code(client, world, activity["id"])).get_json()
+        checked = check_in(client, world, code(client, world, activity["id"])).get_json()
     assert (checked["status"], checked["points"], checked["claim_id"]) == ("checked_in", 0, None)
     with frozen(DURING + timedelta(hours=3, minutes=10)):
         done = client.post(f"{API}/checkins/{checked['checkin_id']}/checkout",
@@ -748,14 +724,14 @@ def test_display_screen_shows_the_rotating_code_by_its_key(
         shown = client.get(path, headers={"X-Display-Key": fragment})
         wrong_activity = client.get(f"{API}/activities/{other['id']}/qr-token",
                                     headers={"X-Display-Key": fragment})
-        as_checkin = scan(client, world, fragment)
+        as_checkin = check_in(client, world, fragment)
         nobody = client.get(path)
     assert shown.status_code == 200, shown.get_json()
     data = shown.get_json()
     assert data["svg"].lstrip().startswith("<") and "svg" in data["svg"]
     assert data["title"] == "十二月村民大会" and data["status"] == "open"
     with frozen(DURING):
-        assert scan(client, world, data["token"]).status_code == 201
+        assert check_in(client, world, data["token"]).status_code == 201
     assert error_code(wrong_activity) == "qr_invalid"
     assert error_code(as_checkin) == "qr_wrong_type"
     assert nobody.status_code == 401
@@ -830,7 +806,7 @@ def test_a_check_in_item_retired_from_the_rules_refuses_the_code(
         item.retired_at = BEFORE
         db.session.commit()
     with frozen(DURING):
-        response = scan(client, world, code(client, world, activity["id"]))
+        response = check_in(client, world, code(client, world, activity["id"]))
     assert response.status_code == 404 and error_code(response) == "rule_item_not_found"
     assert count(app, CheckIn) == 0
 
@@ -858,7 +834,7 @@ def test_the_mini_program_may_send_the_whole_scanned_url(
     with frozen(DURING):
         shown = client.get(f"{API}/activities/{activity['id']}/qr-token",
                            headers=world.headers("cadre_a")).get_json()
-        response = scan(client, world, shown["url"] + "\n")
+        response = check_in(client, world, shown["url"] + "\n")
         card = client.post(f"{API}/activities/{activity['id']}/proxy-checkins",
                            json={"member_token": "https://jf.example.gov.cn/q/"
                                  + member_card(world.spouse_x)},

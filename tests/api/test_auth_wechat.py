@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from tests.support.wechat import TIMEOUT, point_at
 
 WECHAT = "/api/v1/auth/wechat"
 ME = "/api/v1/me"
-
-
-@pytest.fixture()
-def fake(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChat]:
-    with FakeWeChat() as server:
-        point_at(app, monkeypatch, server)
-        yield server
 
 
 def wechat_login(client: FlaskClient, code: str) -> Any:
@@ -54,7 +46,7 @@ def closed_port() -> int:
 # ---- success --------------------------------------------------------------------------------
 
 def test_first_login_creates_an_unbound_villager(
-    app: Flask, client: FlaskClient, fake: FakeWeChat
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat
 ) -> None:
     response = wechat_login(client, "ok-alice")
 
@@ -73,11 +65,11 @@ def test_first_login_creates_an_unbound_villager(
     assert me.get_json()["villager"] is None
     assert client.post("/api/v1/auth/refresh",
                        json={"refresh_token": body["refresh_token"]}).status_code == 200
-    assert codes_sent(fake) == ["ok-alice"]
+    assert codes_sent(wechat_server) == ["ok-alice"]
 
 
 def test_second_login_of_the_same_openid_is_the_same_user(
-    app: Flask, client: FlaskClient, fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = wechat_login(client, "ok-alice")
     assert first.status_code == 200
@@ -96,8 +88,8 @@ def test_second_login_of_the_same_openid_is_the_same_user(
     assert other.get_json()["user"]["id"] != first.get_json()["user"]["id"]
 
 
-def test_unionid_is_kept(app: Flask, client: FlaskClient, fake: FakeWeChat) -> None:
-    fake.unionids["carol"] = "union-carol"
+def test_unionid_is_kept(app: Flask, client: FlaskClient, wechat_server: FakeWeChat) -> None:
+    wechat_server.unionids["carol"] = "union-carol"
 
     assert wechat_login(client, "ok-carol").status_code == 200
 
@@ -106,10 +98,10 @@ def test_unionid_is_kept(app: Flask, client: FlaskClient, fake: FakeWeChat) -> N
 
 
 def test_session_key_never_leaves_the_server(
-    client: FlaskClient, fake: FakeWeChat, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, wechat_server: FakeWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake.errcode_zero_on_success = True
+    wechat_server.errcode_zero_on_success = True
 
     responses = [wechat_login(client, "ok-dave"), wechat_login(client, "noopenid")]
     responses.append(client.get(ME, headers={
@@ -117,17 +109,17 @@ def test_session_key_never_leaves_the_server(
 
     assert responses[0].status_code == 200
     assert responses[1].status_code >= 400
-    assert len(fake.issued_session_keys) == 2
+    assert len(wechat_server.issued_session_keys) == 2
     for response in responses:
         text = response.get_data(as_text=True)
         assert "session_key" not in text
-        for key in fake.issued_session_keys:
+        for key in wechat_server.issued_session_keys:
             assert key not in text
     logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
     assert caplog.records  # the client does log the exchange, just not its secrets
-    for key in fake.issued_session_keys:
+    for key in wechat_server.issued_session_keys:
         assert key not in logged
-    assert fake.secret not in logged
+    assert wechat_server.secret not in logged
     assert "ok-dave" not in logged
 
 
@@ -142,7 +134,7 @@ def test_session_key_never_leaves_the_server(
     ("boom", 503, "wechat_unavailable"),          # HTTP 500
 ])
 def test_wechat_refusals(
-    app: Flask, client: FlaskClient, fake: FakeWeChat, code: str, status: int, error: str
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, code: str, status: int, error: str
 ) -> None:
     response = wechat_login(client, code)
 
@@ -150,7 +142,7 @@ def test_wechat_refusals(
     assert error_code(response) == error
     assert response.get_json()["error"]["message"]
     assert "access_token" not in response.get_json()
-    assert codes_sent(fake) == [code]
+    assert codes_sent(wechat_server) == [code]
     if status == 429:
         assert int(response.headers["Retry-After"]) > 0
     else:  # the API sends Retry-After with 429 only
@@ -159,7 +151,7 @@ def test_wechat_refusals(
         assert db.session.scalar(select(User.id).where(User.role == "villager")) is None
 
 
-def test_code_used_twice_is_refused(client: FlaskClient, fake: FakeWeChat) -> None:
+def test_code_used_twice_is_refused(client: FlaskClient, wechat_server: FakeWeChat) -> None:
     assert wechat_login(client, "ok-erin").status_code == 200
 
     again = wechat_login(client, "ok-erin")
@@ -169,7 +161,7 @@ def test_code_used_twice_is_refused(client: FlaskClient, fake: FakeWeChat) -> No
     assert "access_token" not in again.get_json()
 
 
-def test_hanging_wechat_times_out(client: FlaskClient, fake: FakeWeChat) -> None:
+def test_hanging_wechat_times_out(client: FlaskClient, wechat_server: FakeWeChat) -> None:
     started = time.monotonic()
     response = wechat_login(client, "hang")
     elapsed = time.monotonic() - started
@@ -177,7 +169,7 @@ def test_hanging_wechat_times_out(client: FlaskClient, fake: FakeWeChat) -> None
     assert response.status_code == 503
     assert error_code(response) == "wechat_unavailable"
     assert elapsed < TIMEOUT + 1.5
-    assert codes_sent(fake) == ["hang"]
+    assert codes_sent(wechat_server) == ["hang"]
 
 
 def test_unreachable_wechat_is_503(
@@ -197,7 +189,7 @@ def test_unreachable_wechat_is_503(
 
 
 def test_wrong_app_secret_is_not_a_login(
-    app: Flask, client: FlaskClient, fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(app.config, "WECHAT_SECRET", "not-the-secret")
 
@@ -210,11 +202,12 @@ def test_wrong_app_secret_is_not_a_login(
 
 
 @pytest.mark.parametrize("body", [{}, {"code": ""}, {"code": "ok-x", "openid": "openid-x"}])
-def test_bad_request_bodies(client: FlaskClient, fake: FakeWeChat, body: dict[str, Any]) -> None:
+def test_bad_request_bodies(client: FlaskClient, wechat_server: FakeWeChat,
+                            body: dict[str, Any]) -> None:
     response = client.post(WECHAT, json=body)
 
     assert response.status_code == 422
-    assert fake.requests == []
+    assert wechat_server.requests == []
 
 
 # ---- development logins and configuration ---------------------------------------------------
@@ -236,7 +229,7 @@ def test_dev_login_in_development_without_app_id(app: Flask, client: FlaskClient
 
 @pytest.mark.parametrize("env", ["production", "testing", "development"])
 def test_dev_codes_refused_unless_development_without_app_id(
-    app: Flask, client: FlaskClient, fake: FakeWeChat, env: str
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, env: str
 ) -> None:
     # the fake is configured (an app id is set), so even development refuses dev codes
     app.config.update(APP_ENV=env)
@@ -246,7 +239,7 @@ def test_dev_codes_refused_unless_development_without_app_id(
     assert response.status_code == 401
     assert error_code(response) == "wechat_code_invalid"
     assert "access_token" not in response.get_json()
-    assert fake.requests == []
+    assert wechat_server.requests == []
     assert users_with_openid(app, "dev-zhang") == []
 
 
@@ -265,7 +258,8 @@ def test_dev_codes_refused_outside_development_even_without_app_id(
 
 @pytest.mark.parametrize("env", ["production", "testing"])
 def test_no_app_id_outside_development_is_not_configured(
-    app: Flask, client: FlaskClient, fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch, env: str
+    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, monkeypatch: pytest.MonkeyPatch,
+    env: str
 ) -> None:
     app.config.update(APP_ENV=env)
     monkeypatch.setitem(app.config, "WECHAT_APPID", "")
@@ -274,4 +268,4 @@ def test_no_app_id_outside_development_is_not_configured(
 
     assert response.status_code == 503
     assert error_code(response) == "wechat_not_configured"
-    assert fake.requests == []
+    assert wechat_server.requests == []

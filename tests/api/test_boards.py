@@ -9,7 +9,6 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
@@ -24,7 +23,6 @@ from tests.factories import (
     add_household,
     approve,
     bar,
-    default_items,
     earn,
     earn_posted,
     post_due,
@@ -37,11 +35,6 @@ from tests.support.concurrency import on_postgres, together
 from tests.support.reads import catalog_id, entries_of, error_code
 
 APRIL_2 = local(2026, 4, 2)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def board(client: FlaskClient, world: World, user: str | int, period: str = "2026-03",

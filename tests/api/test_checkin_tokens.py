@@ -38,9 +38,9 @@ from points.tokens import (
     TokenType,
     derive_key,
 )
-from tests.factories import SECRET, World, add_household, default_items
+from tests.factories import SECRET, World, add_household, check_in, default_items
 from tests.support.clock import SHANGHAI, frozen, local
-from tests.support.reads import error_code
+from tests.support.reads import count, error_code
 
 API = "/api/v1"
 START, END = local(2026, 12, 1, 9, 0), local(2026, 12, 1, 11, 0)
@@ -75,11 +75,6 @@ def v1_token(secret: str, type_: int, fields: tuple[int, ...], kid: int = 1,
     return b64(body + hmac.new(derive_key(secret, kid), body, hashlib.sha256).digest()[:12])
 
 
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model)) or 0
-
-
 def new_activity(client: FlaskClient, world: World, item_id: int, **changes: Any) -> int:
     body = {"village_id": world.village_a, "title": "村民大会", "rule_item_id": item_id,
             "starts_at": START.isoformat(), "ends_at": END.isoformat(), "qr_mode": "static",
@@ -89,11 +84,6 @@ def new_activity(client: FlaskClient, world: World, item_id: int, **changes: Any
                                headers=world.headers("cadre_a"))
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
-
-
-def scan(client: FlaskClient, world: World, token: str, user: str | int = "villager_x") -> Any:
-    return client.post(f"{API}/checkins", json={"token": token},
-                       headers=world.headers(user))
 
 
 def shown_code(client: FlaskClient, world: World, activity_id: int) -> str:
@@ -202,8 +192,8 @@ def test_each_kind_of_bad_code_has_its_own_refusal(
             "qr_expired": CODEC.encode(TokenType.ACTIVITY, (rotating, step - 2)),
             "wrong_village": CODEC.encode(TokenType.ACTIVITY, (in_b, 0)),
         }
-        pickup = scan(client, world, CODEC.encode(TokenType.PICKUP, (1,)))
-        answers = {code: scan(client, world, token) for code, token in cases.items()}
+        pickup = check_in(client, world, CODEC.encode(TokenType.PICKUP, (1,)))
+        answers = {code: check_in(client, world, token) for code, token in cases.items()}
     for expected, response in answers.items():
         assert error_code(response) == expected, (expected, response.get_json())
         assert response.status_code == (403 if expected == "wrong_village" else 422)
@@ -225,16 +215,16 @@ def test_key_rotation_keeps_printed_codes_working(
         with app.app_context():
             assert qr_codec().decode(reprinted, TokenType.ACTIVITY).kid == 2
         assert reprinted != printed
-        assert scan(client, world, printed).status_code == 201
-        assert scan(client, world, reprinted, user=others[0]["user"]).status_code == 201
+        assert check_in(client, world, printed).status_code == 201
+        assert check_in(client, world, reprinted, user=others[0]["user"]).status_code == 201
 
         # the server secret itself changes: kid 1 codes live on through QR_OLD_SECRETS
         app.config.update(SECRET_KEY="a-brand-new-server-secret-0123456789abcdef",
                           QR_OLD_SECRETS=json.dumps({"1": SECRET}))
-        assert scan(client, world, printed, user=others[1]["user"]).status_code == 201
+        assert check_in(client, world, printed, user=others[1]["user"]).status_code == 201
         # ... until they are revoked (a leaked batch of posters)
         app.config["QR_REVOKED_KEY_IDS"] = "1"
-        revoked = scan(client, world, printed, user=others[2]["user"])
+        revoked = check_in(client, world, printed, user=others[2]["user"])
     assert error_code(revoked) == "qr_invalid"
     assert count(app, CheckIn) == 3
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -20,7 +19,6 @@ from tests.factories import (
     add_household,
     approve,
     bind_user,
-    default_items,
     earn_posted,
     install_default_catalog,
     link_staff_to_villager,
@@ -35,18 +33,6 @@ from tests.support.clock import frozen, local
 from tests.support.reads import account_of, approval_count, claim_count, entries_of, error_code
 
 MARCH_10 = local(2026, 3, 10)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
-
-
-@pytest.fixture()
-def neighbour(app: Flask, world: World) -> dict[str, int]:
-    """Another household of village A with a bound villager user (ids: household, head,
-    user): someone who may object to household x's claims."""
-    return add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
 
 
 def in_notice_claim(client: FlaskClient, world: World, items: dict[str, int],

@@ -11,11 +11,7 @@ from sqlalchemy import func, select
 from backend.extensions import db
 from points.demo import DEMO_PASSWORD
 from points.models import Household, LedgerEntry, Shop, User, Village, Villager
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model)) or 0
+from tests.support.reads import count
 
 
 def test_demo_seeds_the_township_and_its_logins_work(

@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 
 from backend import create_app
 from points.tokens import TokenCodec, TokenType
-from tests.factories import SECRET, World, add_household, default_items
+from tests.factories import SECRET, World, add_household, check_in
 from tests.support.clock import SERVER_ZONES, frozen, local
-from tests.support.reads import error_code
+from tests.support.reads import checked_in, error_code
 
 API = "/api/v1"
 ME = f"{API}/me"
@@ -28,11 +28,6 @@ CODEC = TokenCodec.from_secret(SECRET)
 # inside the activity's check-in window.
 BOUNDARY = local(2026, 12, 1, 9, 5)
 STEP = 30
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def rotating_activity(client: FlaskClient, world: World, item_id: int,
@@ -56,17 +51,6 @@ def shown_code(client: FlaskClient, world: World, activity_id: int) -> dict[str,
     return response.get_json()
 
 
-def scan(client: FlaskClient, world: World, token: str, user: str | int = "villager_x") -> Any:
-    return client.post(f"{API}/checkins", json={"token": token},
-                       headers=world.headers(user))
-
-
-def checked_in(client: FlaskClient, world: World, activity_id: int) -> int:
-    response = client.get(f"{API}/activities/{activity_id}", headers=world.headers("cadre_a"))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["checked_in"]
-
-
 def seconds(n: float) -> timedelta:
     return timedelta(seconds=n)
 
@@ -81,7 +65,7 @@ def test_the_next_step_from_a_screen_a_few_seconds_ahead_is_accepted(
         shown = shown_code(client, world, activity_id)
     assert shown["step"] == int(BOUNDARY.timestamp()) // STEP
     with frozen(BOUNDARY - seconds(3)):  # the server checking the scan, on time
-        response = scan(client, world, shown["token"])
+        response = check_in(client, world, shown["token"])
     assert response.status_code == 201, response.get_json()
     assert checked_in(client, world, activity_id) == 1
 
@@ -94,9 +78,9 @@ def test_the_next_step_is_refused_before_the_tolerance_and_two_steps_ahead_alway
     upcoming = CODEC.encode(TokenType.ACTIVITY, (activity_id, next_step))
     two_ahead = CODEC.encode(TokenType.ACTIVITY, (activity_id, next_step + 1))
     with frozen(BOUNDARY - seconds(6)):  # more than the default 5 s before the boundary
-        early = scan(client, world, upcoming)
+        early = check_in(client, world, upcoming)
     with frozen(BOUNDARY - seconds(1)):
-        too_far = scan(client, world, two_ahead)
+        too_far = check_in(client, world, two_ahead)
     for response in (early, too_far):
         assert response.status_code == 422, response.get_json()
         assert error_code(response) == "qr_expired"
@@ -113,9 +97,9 @@ def test_the_previous_step_keeps_its_grace_and_no_more(
     second = add_household(client.application, world.village_a, "二户", "户主二",
                            openid="openid-2")
     with frozen(BOUNDARY + seconds(STEP - 1)):
-        graced = scan(client, world, code)
+        graced = check_in(client, world, code)
     with frozen(BOUNDARY + seconds(STEP)):
-        stale = scan(client, world, code, user=second["user"])
+        stale = check_in(client, world, code, user=second["user"])
     assert graced.status_code == 201, graced.get_json()
     assert stale.status_code == 422 and error_code(stale) == "qr_expired"
 
@@ -129,10 +113,10 @@ def test_the_tolerance_is_the_configured_one(
     upcoming = CODEC.encode(TokenType.ACTIVITY, (activity_id, int(BOUNDARY.timestamp()) // STEP))
     monkeypatch.setitem(app.config, "QR_CLOCK_SKEW_SECONDS", 0)
     with frozen(BOUNDARY - seconds(0.5)):
-        strict = scan(client, world, upcoming)
+        strict = check_in(client, world, upcoming)
     monkeypatch.setitem(app.config, "QR_CLOCK_SKEW_SECONDS", 9)
     with frozen(BOUNDARY - seconds(8)):
-        tolerant = scan(client, world, upcoming, user=second["user"])
+        tolerant = check_in(client, world, upcoming, user=second["user"])
     assert strict.status_code == 422 and error_code(strict) == "qr_expired"
     assert tolerant.status_code == 201, tolerant.get_json()
     assert checked_in(client, world, activity_id) == 1

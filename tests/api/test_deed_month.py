@@ -9,35 +9,28 @@ import re
 from datetime import datetime
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from backend.extensions import db
 from points.models import Claim, HouseholdFlag
-from tests.api.test_monthly_budget import issued, volunteer
-from tests.api.test_veto_review import award_veto, board
 from tests.factories import (
     World,
     add_cadre,
     add_household,
     approve,
-    default_items,
+    award_veto,
     earn,
     earn_posted,
     post_due,
     set_policy,
+    volunteer,
 )
 from tests.support.clock import frozen, local
-from tests.support.reads import entries_of, error_code
+from tests.support.reads import board, entries_of, error_code, issued
 
 API = "/api/v1"
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def evening_shift(client: FlaskClient, world: World, item_id: int, starts_at: datetime,

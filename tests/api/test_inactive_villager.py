@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from backend.caller import token_settings
 from backend.extensions import db
@@ -21,7 +20,6 @@ from tests.factories import (
     World,
     add_household,
     add_reward,
-    default_items,
     fund,
     member_token,
     object_to,
@@ -29,14 +27,9 @@ from tests.factories import (
     order,
     self_report,
 )
-from tests.support.reads import account_of, entries_of, error_code
+from tests.support.reads import account_of, count, entries_of, error_code
 
 API = "/api/v1"
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def set_active(client: FlaskClient, world: World, villager_id: int, active: bool) -> None:
@@ -44,11 +37,6 @@ def set_active(client: FlaskClient, world: World, villager_id: int, active: bool
                             headers=world.headers("cadre_a"))
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["active"] is active
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model)) or 0
 
 
 def assert_refused_as_inactive(response: Any) -> None:

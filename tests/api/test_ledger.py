@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -27,16 +26,11 @@ from points.models import (
     MonthTotal,
     Villager,
 )
-from tests.factories import World, add_household, default_items, earn_posted, post_due, set_policy
+from tests.factories import World, add_household, earn_posted, post_due, set_policy
 from tests.support.clock import SHANGHAI, frozen, local
 from tests.support.reads import account_of, entries_of, error_code
 
 MARCH_10 = local(2026, 3, 10)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def reverse(client: FlaskClient, world: World, user: str | int, entry_id: int,

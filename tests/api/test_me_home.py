@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
@@ -18,10 +17,8 @@ from backend.extensions import db
 from points.boards import links
 from tests.factories import (
     World,
-    add_household,
     add_reward,
     approve,
-    default_items,
     earn_posted,
     fund,
     object_to,
@@ -33,16 +30,6 @@ from tests.support.reads import error_code
 
 API = "/api/v1"
 MARCH_10 = local(2026, 3, 10)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
-
-
-@pytest.fixture()
-def neighbour(app: Flask, world: World) -> dict[str, int]:
-    return add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
 
 
 def get(client: FlaskClient, world: World, user: str | int, path: str) -> Any:

@@ -25,8 +25,7 @@ from points import card_render, cards
 from points.models import AuditEntry, Household, Villager
 from points.tokens import TokenType
 from tests.api.test_activities import DURING, new_activity
-from tests.api.test_shop import counter, shelf
-from tests.factories import World, default_items, member_token
+from tests.factories import World, counter, default_items, member_token, shelf
 from tests.support.clock import frozen
 from tests.support.concurrency import assert_no_server_errors, on_postgres, post_together
 from tests.support.reads import error_code, stock_of

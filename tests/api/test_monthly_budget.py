@@ -27,28 +27,14 @@ from tests.factories import (
     open_activity,
     post_due,
     resolve,
-    self_report,
     set_policy,
+    volunteer,
 )
 from tests.support.clock import frozen, local
 from tests.support.concurrency import assert_no_server_errors, on_postgres, post_together
+from tests.support.reads import issued
 
 API = "/api/v1"
-
-
-def issued(app: Flask) -> dict[tuple[int, str], int]:
-    with app.app_context():
-        return {(row.village_id, row.month): row.issued
-                for row in db.session.scalars(select(MonthlyIssued))}
-
-
-def volunteer(client: FlaskClient, world: World, item_id: int, hours: int) -> Any:
-    """villager_x's volunteer hours (2 points an hour), approved by cadre_a."""
-    reported = self_report(client, world, "villager_x", item_id, hours)
-    assert reported.status_code == 201, reported.get_json()
-    approved = approve(client, world, "cadre_a", reported.get_json()["id"])
-    assert approved.status_code == 200, approved.get_json()
-    return approved.get_json()
 
 
 def test_an_overturned_objection_gives_its_points_back_to_the_budget(

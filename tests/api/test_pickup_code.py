@@ -15,8 +15,7 @@ from sqlalchemy import select
 from backend.extensions import db
 from points.models import Redemption, User, Villager
 from points.shop import pickup_codes
-from tests.api.test_shop import add_shop_b
-from tests.factories import World, add_reward, bound_villagers, fund, order
+from tests.factories import World, add_reward, add_shop_b, bound_villagers, fund, order
 from tests.support.clock import frozen, local
 from tests.support.concurrency import assert_no_server_errors, on_postgres, post_together
 from tests.support.reads import account_of, error_code

@@ -300,7 +300,7 @@ def test_only_the_village_cadre_sees_full_phones(client: FlaskClient, world: Wor
         assert full not in household.get_data(as_text=True), who
         listed = client.get(f"{API}/villages/{world.village_a}/households", headers=headers)
         assert full not in listed.get_data(as_text=True), who
-    # a clerk reads no villager at all (tests/test_clerk_scope.py)
+    # a clerk reads no villager at all (tests/api/test_clerk_scope.py)
     assert client.get(f"{API}/villagers/{world.head_x}",
                       headers=world.headers("clerk_a")).status_code == 404
 

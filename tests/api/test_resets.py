@@ -23,7 +23,6 @@ from tests.factories import (
     add_reward,
     approve,
     bound_villagers,
-    default_items,
     earn,
     fund,
     order,
@@ -35,16 +34,12 @@ from tests.support.clock import SHANGHAI, frozen, local
 from tests.support.concurrency import on_postgres, together
 from tests.support.reads import account_of, entries_of
 
+pytestmark = pytest.mark.usefixtures("items")
+
 API = "/api/v1"
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def items(app: Flask, world: World) -> dict[str, int]:
-    """The reference catalog for township 1, whose policy the tests set."""
-    return default_items(app, world)
-
 
 def reset(runner: Any) -> int:
     """`flask points reset`; the number of accounts it says it expired points in."""

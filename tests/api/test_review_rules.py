@@ -20,9 +20,7 @@ from tests.factories import (
     PASSWORD,
     World,
     add_cadre,
-    add_household,
     approve,
-    default_items,
     earn,
     link_staff_to_villager,
     object_to,
@@ -38,17 +36,6 @@ from tests.support.reads import catalog_id, entries_of, error_code
 
 API = "/api/v1"
 MARCH_10 = local(2026, 3, 10)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
-
-
-@pytest.fixture()
-def neighbour(app: Flask, world: World) -> dict[str, int]:
-    """Another household of village A with a bound villager user, who may object."""
-    return add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
 
 
 def patch_user(client: FlaskClient, world: World, user_id: int, by: str, **body: Any) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -19,7 +18,6 @@ from tests.factories import (
     World,
     add_cadre,
     approve,
-    default_items,
     link_staff_to_villager,
     member_token,
     open_activity,
@@ -33,11 +31,6 @@ from tests.support.reads import error_code
 
 API = "/api/v1"
 APRIL_10 = local(2026, 4, 10)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def claim_status(app: Flask, claim_id: int) -> str:

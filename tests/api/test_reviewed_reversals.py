@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -18,7 +17,6 @@ from points.models import AuditEntry
 from tests.factories import (
     World,
     add_cadre,
-    default_items,
     earn,
     earn_posted,
     link_staff_to_villager,
@@ -32,11 +30,6 @@ from tests.support.scope import database_state
 API = "/api/v1"
 MARCH_10 = local(2026, 3, 10)
 MARCH_20 = local(2026, 3, 20)
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def reverse(client: FlaskClient, world: World, user: str | int, entry_id: int,

@@ -3,8 +3,6 @@ without EXIF, at most 1024 px, served without login with an ETag and a long cach
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,9 @@ from tests.api.test_uploads import jpeg_with_gps
 from tests.factories import World, add_reward
 from tests.support.reads import error_code, get_read, link_path
 
+pytestmark = pytest.mark.usefixtures("empty_upload_dir")
+
 API = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _empty_upload_dir(app: Flask) -> Iterator[None]:
-    yield
-    shutil.rmtree(app.config["UPLOAD_DIR"], ignore_errors=True)
 
 
 def _post(client: FlaskClient, reward_id: int, headers: dict[str, str], data: bytes) -> Any:

@@ -22,26 +22,25 @@ from points.models import (
     LedgerEntry,
     Redemption,
     Reward,
-    Shop,
     StockMovement,
     User,
-    Village,
 )
-from points.passwords import hash_password
 from points.scope import Actor
 from points.shop import redemption as redemptions
 from points.tokens import TokenType
 from tests.factories import (
-    PASSWORD,
     World,
     add_household,
     add_reward,
+    add_shop_b,
+    counter,
     fund,
     install_default_catalog,
     member_token,
     order,
     scan,
     set_policy,
+    shelf,
 )
 from tests.support.clock import SHANGHAI, frozen, local
 from tests.support.reads import account_of, entries_of, error_code, ledger_sum, stock_of
@@ -51,34 +50,9 @@ API = "/api/v1"
 
 # ---- set-up helpers (each opens and closes its own app context) -----------------------------
 
-def add_shop_b(app: Flask, world: World) -> dict[str, int]:
-    """A second shop, serving village B only, with its own clerk."""
-    with app.app_context():
-        village_b = db.session.get(Village, world.village_b)
-        shop = Shop(township_id=world.township_1, name="桃源村积分超市", villages=[village_b])
-        db.session.add(shop)
-        db.session.flush()
-        clerk = User(username="clerk_b", password_hash=hash_password(PASSWORD), role="clerk",
-                     township_id=world.township_1, shop_id=shop.id)
-        db.session.add(clerk)
-        db.session.commit()
-        return {"shop": shop.id, "clerk": clerk.id}
-
-
 def redemption_count(app: Flask) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Redemption)) or 0
-
-
-def shelf(app: Flask, world: World) -> dict[str, int]:
-    """Shop A's shelf (prices as in the demo shop), household x funded with 100 points."""
-    ids = {
-        "soap": add_reward(app, world.shop_a, "香皂", 5, 50),
-        "rice": add_reward(app, world.shop_a, "大米 5kg", 50, 10),
-        "oil": add_reward(app, world.shop_a, "玉米油 5L", 85, 2),
-    }
-    fund(app, world.household_x, 100)
-    return ids
 
 
 # ---- shelves and stock ----------------------------------------------------------------------
@@ -514,15 +488,6 @@ def test_unclaimed_orders_expire_and_their_codes_are_refused(
 
 
 # ---- counter redemption ---------------------------------------------------------------------
-
-def counter(client: FlaskClient, headers: dict[str, str], shop_id: int, token: str,
-            items: list[tuple[int, int]], cash: str | float | None = None) -> Any:
-    body: dict[str, Any] = {"member_token": token,
-                            "items": [{"reward_id": r, "quantity": q} for r, q in items]}
-    if cash is not None:
-        body["cash_paid"] = cash
-    return client.post(f"{API}/shops/{shop_id}/counter-redemptions", headers=headers, json=body)
-
 
 def test_counter_redemption_with_a_member_card(
     app: Flask, client: FlaskClient, world: World

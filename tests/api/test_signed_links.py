@@ -3,8 +3,6 @@ proof photos (and their smaller copies), member cards and pickup QR codes."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,9 @@ from tests.factories import World, add_reward, fund, order, upload_photo
 from tests.support.clock import frozen, local
 from tests.support.reads import error_code, get_read, link_path
 
+pytestmark = pytest.mark.usefixtures("empty_upload_dir")
+
 API = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _empty_upload_dir(app: Flask) -> Iterator[None]:
-    """Photos and their copies go, so that tests counting stored files start from none."""
-    yield
-    shutil.rmtree(app.config["UPLOAD_DIR"], ignore_errors=True)
-
-
-
-
 
 
 def _with(url: str, **changes: Any) -> str:

@@ -6,21 +6,15 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
 from backend.extensions import db
 from points.models import Household, VillagerGroup
-from tests.factories import World, add_household, default_items, earn, earn_posted
+from tests.factories import World, add_household, earn, earn_posted
 from tests.support.clock import frozen, local
 from tests.support.reads import entries_of
-
-
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
 
 
 def stats(client: FlaskClient, world: World, user: str, period: str = "2026-03",

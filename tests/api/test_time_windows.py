@@ -57,17 +57,10 @@ from tests.factories import (
     set_policy,
 )
 from tests.support.clock import frozen, local
-from tests.support.reads import error_code
+from tests.support.reads import board, error_code
 from tests.system import test_migrations
 
 API = "/api/v1"
-
-
-def board(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
-    response = client.get(f"{API}/villages/{world.village_a}/board",
-                          query_string={"period": period}, headers=world.headers("cadre_a"))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
 
 
 def corrections(board: dict[str, Any]) -> list[tuple[str, str, int, str]]:

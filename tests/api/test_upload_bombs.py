@@ -28,6 +28,8 @@ from points import uploads
 from tests.factories import World
 from tests.support.reads import error_code
 
+pytestmark = pytest.mark.usefixtures("empty_upload_dir")
+
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PEAK_MB = 300
 
@@ -68,14 +70,6 @@ def post_photo(client: FlaskClient, world: World, data: bytes) -> Any:
     boundary, body = encode_multipart({"file": FileStorage(BytesIO(data), filename="p.jpg")})
     return client.post("/api/v1/uploads", headers=world.headers("villager_x"), data=body,
                        content_type=f"multipart/form-data; boundary={boundary}")
-
-
-@pytest.fixture(autouse=True)
-def _empty_upload_dir(app: Flask) -> Any:
-    yield
-    directory = Path(app.config["UPLOAD_DIR"])
-    for path in directory.iterdir() if directory.exists() else []:
-        path.unlink()
 
 
 def stored_files(app: Flask) -> list[Path]:

@@ -25,6 +25,8 @@ from points.scope import Actor
 from tests.factories import World
 from tests.support.reads import error_code
 
+pytestmark = pytest.mark.usefixtures("empty_upload_dir")
+
 GPS_IFD = 0x8825
 MAKE, ORIENTATION = 0x010F, 0x0112
 
@@ -86,13 +88,6 @@ def upload_count(app: Flask) -> int:
         count = db.session.scalar(select(func.count()).select_from(Upload))
         db.session.rollback()
     return count or 0
-
-
-@pytest.fixture(autouse=True)
-def _empty_upload_dir(app: Flask) -> Any:
-    yield
-    for path in stored_files(app):
-        path.unlink()
 
 
 def test_fixture_really_carries_exif_and_gps() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -19,13 +18,12 @@ from tests.factories import (
     World,
     add_cadre,
     approve,
-    default_items,
+    award_veto,
     earn_posted,
     post_due,
-    upload_photo,
 )
 from tests.support.clock import SHANGHAI, frozen, local
-from tests.support.reads import account_of, entries_of, error_code
+from tests.support.reads import account_of, board, entries_of, error_code
 from tests.support.scope import database_state
 
 API = "/api/v1"
@@ -35,34 +33,11 @@ MAY_5 = local(2026, 5, 5)
 REASON = "复核认定彩礼系亲友代收，撤销否决"
 
 
-@pytest.fixture()
-def items(app: Flask, world: World) -> dict[str, int]:
-    return default_items(app, world)
-
-
-def award_veto(client: FlaskClient, world: World, item_id: int, user: str | int = "cadre_a"
-               ) -> dict[str, Any]:
-    photo = upload_photo(client, world.headers(user))
-    response = client.post(f"{API}/awards", json={
-        "rule_item_id": item_id, "note": "婚礼收取彩礼20万元", "evidence": [photo],
-        "targets": [{"household_id": world.household_x}]}, headers=world.headers(user))
-    assert response.status_code == 201, response.get_json()
-    [claim] = response.get_json()
-    return claim
-
-
 def withdraw(client: FlaskClient, world: World, user: str | int, claim_id: int,
              body: dict[str, Any] | None = None) -> Any:
     return client.post(f"{API}/claims/{claim_id}/veto-withdrawal",
                        json={"reason": REASON} if body is None else body,
                        headers=world.headers(user))
-
-
-def board(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
-    response = client.get(f"{API}/villages/{world.village_a}/board",
-                          query_string={"period": period}, headers=world.headers("cadre_a"))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
 
 
 def ranked(client: FlaskClient, world: World) -> list[int]:

@@ -3,7 +3,7 @@ of rows, a served file, a link's path. Each opens an app context of its own."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -12,7 +12,20 @@ from sqlalchemy import func, select
 
 from backend.extensions import db
 from points import ledger
-from points.models import Account, Claim, ClaimApproval, LedgerEntry, Reward, RuleCatalog
+from points.models import (
+    Account,
+    Claim,
+    ClaimApproval,
+    LedgerEntry,
+    MonthlyIssued,
+    Reward,
+    RuleCatalog,
+)
+
+if TYPE_CHECKING:  # tests.factories reads catalog ids from here
+    from tests.factories import World
+
+API = "/api/v1"
 
 
 def error_code(response: Any) -> str:
@@ -90,3 +103,31 @@ def link_path(url: str) -> str:
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == "https://jf.example.gov.cn"
     return f"{parts.path}?{parts.query}"
+
+
+def count(app: Flask, model: type) -> int:
+    """Rows of a model's table."""
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def issued(app: Flask) -> dict[tuple[int, str], int]:
+    """The monthly budget's counters: points issued by (village, month)."""
+    with app.app_context():
+        return {(row.village_id, row.month): row.issued
+                for row in db.session.scalars(select(MonthlyIssued))}
+
+
+def checked_in(client: FlaskClient, world: World, activity_id: int) -> int:
+    """The count of check-ins the cadre sees on the activity."""
+    response = client.get(f"{API}/activities/{activity_id}", headers=world.headers("cadre_a"))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["checked_in"]
+
+
+def board(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
+    """Village A's board for a period, as its cadre sees it."""
+    response = client.get(f"{API}/villages/{world.village_a}/board",
+                          query_string={"period": period}, headers=world.headers("cadre_a"))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()

@@ -1,6 +1,6 @@
 """Check-in under concurrent scans, with real threads against the real app (the pattern of
-tests/test_concurrency.py: a barrier, one test client per thread, no app context open in the
-test's own thread while they run).
+tests/system/test_concurrency.py: a barrier, one test client per thread, no app context open
+in the test's own thread while they run).
 
 On PostgreSQL: 50 scans at once by one villager make one check-in and one claim (the unique
 constraint decides); 100 villagers at once on an activity of capacity 30 make exactly 30

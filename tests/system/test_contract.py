@@ -24,7 +24,6 @@ text, a moment in the year 9999, an exchange rate of 1E-999999) is sent by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,9 +45,7 @@ from tests.factories import (
     self_report,
     upload_photo,
 )
-from tests.support.fake_wechat import FakeWeChat
 from tests.support.reads import catalog_id
-from tests.support.wechat import point_at
 
 SEED = 20261129
 # Per operation and role; with the coverage phase (boundary and invalid values of every field)
@@ -224,17 +221,8 @@ def wsgi_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(WSGITransport, "send", send)
 
 
-@pytest.fixture()
-def wechat(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChat]:
-    """WeChat login against the fake jscode2session server, so /auth/wechat answers as it does
-    in production (a generated code is an unknown code) rather than `wechat_not_configured`."""
-    with FakeWeChat() as server:
-        point_at(app, monkeypatch, server)
-        yield server
-
-
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.usefixtures("wsgi_transport", "wechat")
+@pytest.mark.usefixtures("wsgi_transport", "wechat_server")
 def test_contract(app: Flask, world: World, role: str) -> None:
     config = config_for(sorted(seed(app, world)))
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
