@@ -426,6 +426,8 @@ def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
                        headers=world.headers("cadre_a"))
 
 
+# ---- claims and awards through the API ----------------------------------------------------
+
 def volunteer(client: FlaskClient, world: World, item_id: int, hours: int) -> Any:
     """villager_x's volunteer hours (2 points an hour), approved by cadre_a."""
     reported = self_report(client, world, "villager_x", item_id, hours)
