@@ -1,10 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Needs only Python 3.11+ and make.
+# `make test-fast` runs the quick tiers of the suite (tests/rules, tests/domain) in under a minute.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint typecheck venv clean
+.PHONY: run test test-fast lint typecheck venv clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +24,11 @@ run: venv
 # The test suite; TEST_DATABASE_URL=postgresql://… runs it on PostgreSQL instead of SQLite.
 test: venv
 	$(BIN)/pytest -q
+
+# The quick tiers while developing: tests/rules (pure, no database) and tests/domain (points/
+# on a database, no HTTP); under a minute. tests/api and tests/system run in `make test`.
+test-fast: venv
+	$(BIN)/pytest -q tests/rules tests/domain
 
 # Style, and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
 lint: venv

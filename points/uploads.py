@@ -29,7 +29,7 @@ FORMATS = ("JPEG", "PNG", "WEBP")
 
 # Pixel bounds, read from the header before any pixel is decoded: a 9400 x 9400 PNG of one
 # colour is 363 KB to send and, decoded in full, took 2 GB and 8 s. Each bound keeps one
-# upload's peak memory near 250 MB at worst (Pillow 13, measured by tests/test_upload_bombs.py):
+# upload's peak memory near 250 MB at worst (Pillow 13, measured by tests/api/test_upload_bombs.py):
 # Pillow holds 4 bytes a pixel, and an image with transparency is copied twice more while it
 # is made opaque and resampled. 20 MP is a 5000 x 4000 photo or a long phone screenshot
 # (1080 x 18500); phones take 12 MP photos unless set otherwise.

@@ -1,17 +1,20 @@
-"""Test set-up: one app per run on SQLite (a temp file) or, with TEST_DATABASE_URL, on a fresh
-PostgreSQL database; every table emptied after each test.
+"""Pytest fixtures and hooks, and nothing else: what makes test data lives in
+tests/factories.py, the rest of the tests' support in tests/support/.
 
-Tests never hold an app context while calling the client, so each request gets its own
-session as in production; setup helpers open a context of their own and return ids."""
+One app per run on SQLite (a temp file) or, with TEST_DATABASE_URL, on a fresh PostgreSQL
+database; every table emptied after each test. Tests never hold an app context while calling
+the client, so each request gets its own session as in production; the factories open a
+context of their own and return ids."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,40 +26,26 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from backend import create_app
-from backend.caller import token_settings
 from backend.extensions import db, limiter
-from points import sessions
 from points.budget import verify_issued
 from points.ledger import verify_all
-from points.models import (
-    Base,
-    Household,
-    Shop,
-    Township,
-    User,
-    Village,
-    Villager,
-    VillagerGroup,
-)
-from points.passwords import hash_password
-
-SECRET = "test-secret-key-that-is-long-enough-0123456789"
-PASSWORD = "correct-horse-battery"
+from points.models import Base
+from tests.factories import SECRET, World, add_household, build_world, default_items
+from tests.support.clock import SERVER_ZONES
+from tests.support.databases import is_postgres
+from tests.support.fake_wechat import FakeWeChat
+from tests.support.wechat import point_at
 
 
 def database_url(tmp_dir: str) -> str:
     return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir}/test.sqlite3"
 
 
-def is_postgres() -> bool:
-    return os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
-
-
 # The server's own time zone must never matter: the village's is APP_TIMEZONE, and the
 # server may run in UTC (most hosts) or anywhere. A test that freezes the clock
-# (`helpers_points.frozen`, `earn_posted`) is about a moment near some boundary (a cap's
+# (`tests.support.clock.frozen`, `earn_posted`) is about a moment near some boundary (a cap's
 # period, a notice's end, a board's month, an order's expiry, a check-in window), so it runs
-# once with the process in each of these zones: UTC, and two far from Asia/Shanghai on either
+# once with the process in each of SERVER_ZONES: UTC, and two far from Asia/Shanghai on either
 # side of the date line, so that the server's local date differs from the village's for most
 # of the day. A test the rule does not find can ask for it with @pytest.mark.server_zones; a
 # test that freezes the clock only to fix it, at no boundary, runs once with
@@ -65,7 +54,6 @@ def is_postgres() -> bool:
 # zone does not follow TZ), so the suite's second run, on PostgreSQL, does not repeat every
 # zone: each test runs once there, in a zone picked by its name. CI runs the suite on both
 # databases and the repeats cost a tenth of a second each on SQLite, a second on PostgreSQL.
-SERVER_ZONES = ("UTC", "America/Los_Angeles", "Pacific/Kiritimati")
 CLOCK_HELPERS = frozenset({"frozen", "earn_posted"})
 
 
@@ -233,104 +221,41 @@ def runner(app: Flask) -> Any:
     return app.test_cli_runner()
 
 
-@dataclass
-class World:
-    """A small county: township T1 (villages A and B) and T2 (village C), a household in each
-    village, and one account per role. Attributes are ids; `headers(name)` logs one in."""
-
-    app: Flask
-    ids: dict[str, int] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> int:
-        try:
-            return self.ids[name]
-        except KeyError as exc:
-            raise AttributeError(name) from exc
-
-    def headers(self, user: str | int) -> dict[str, str]:
-        user_id = self.ids[user] if isinstance(user, str) else user
-        with self.app.app_context():
-            pair = sessions.login(db.session, token_settings(), db.session.get(User, user_id))
-            db.session.commit()
-        return {"Authorization": f"Bearer {pair.access_token}"}
-
-    def tokens(self, user: str) -> sessions.TokenPair:
-        with self.app.app_context():
-            pair = sessions.login(db.session, token_settings(),
-                                  db.session.get(User, self.ids[user]))
-            db.session.commit()
-        return pair
-
-
-def build_world(app: Flask) -> World:
-    world = World(app)
-    ids = world.ids
-    with app.app_context():
-        s = db.session
-        t1, t2 = Township(name="青石镇", code="T1"), Township(name="白沙镇", code="T2")
-        s.add_all([t1, t2])
-        s.flush()
-        a = Village(township_id=t1.id, name="清水村")
-        b = Village(township_id=t1.id, name="桃源村")
-        c = Village(township_id=t2.id, name="白沙村")
-        s.add_all([a, b, c])
-        s.flush()
-        households = {}
-        for key, village in (("x", a), ("y", b), ("z", c)):
-            group = VillagerGroup(village_id=village.id, name="第一村民小组")
-            s.add(group)
-            s.flush()
-            h = Household(village_id=village.id, group_id=group.id, name=f"{key}户",
-                          address=f"{village.name}1号")
-            s.add(h)
-            s.flush()
-            head = Villager(household_id=h.id, name=f"户主{key}", relation="户主",
-                            phone=f"1380000000{len(households)}", gender="男", birth_year=1970)
-            spouse = Villager(household_id=h.id, name=f"配偶{key}", relation="配偶",
-                              phone=None, gender="女", birth_year=1972)
-            s.add_all([head, spouse])
-            s.flush()
-            households[key] = h
-            ids.update({f"village_{key}": village.id, f"group_{key}": group.id,
-                        f"household_{key}": h.id, f"head_{key}": head.id,
-                        f"spouse_{key}": spouse.id})
-        shop_a = Shop(township_id=t1.id, name="清水村积分超市", villages=[a])
-        s.add(shop_a)
-        s.flush()
-        pw = hash_password(PASSWORD)
-        users = {
-            "county": User(username="county", password_hash=pw, role="county_admin"),
-            "tadmin1": User(username="tadmin1", password_hash=pw, role="township_admin",
-                            township_id=t1.id),
-            "tadmin2": User(username="tadmin2", password_hash=pw, role="township_admin",
-                            township_id=t2.id),
-            "cadre_a": User(username="cadre_a", password_hash=pw, role="cadre",
-                            township_id=t1.id, village_id=a.id),
-            "cadre_b": User(username="cadre_b", password_hash=pw, role="cadre",
-                            township_id=t1.id, village_id=b.id),
-            "clerk_a": User(username="clerk_a", password_hash=pw, role="clerk",
-                            township_id=t1.id, shop_id=shop_a.id),
-            "villager_x": User(role="villager", openid="openid-x", villager_id=ids["head_x"],
-                               name="户主x"),
-            "villager_y": User(role="villager", openid="openid-y", villager_id=ids["head_y"],
-                               name="户主y"),
-            "unbound": User(role="villager", openid="openid-unbound"),
-        }
-        s.add_all(users.values())
-        s.commit()
-        ids.update({"township_1": t1.id, "township_2": t2.id, "village_a": a.id,
-                    "village_b": b.id, "village_c": c.id, "shop_a": shop_a.id})
-        ids.update({name: u.id for name, u in users.items()})
-    # the "x/y/z" keys name households; "a/b/c" name their villages
-    return world
-
-
 @pytest.fixture()
 def world(app: Flask) -> World:
     return build_world(app)
 
 
-def error_code(response: Any) -> str:
-    body = response.get_json()
-    assert body is not None and "error" in body, response.data
-    return body["error"]["code"]
+@pytest.fixture()
+def items(app: Flask, world: World) -> dict[str, int]:
+    """The reference catalog installed for township 1; item ids by code, as village A sees
+    them."""
+    return default_items(app, world)
+
+
+@pytest.fixture()
+def neighbour(app: Flask, world: World) -> dict[str, int]:
+    """Another household of village A with a bound villager user (ids: household, head,
+    user): someone who may object to household x's claims."""
+    return add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
+
+
+@pytest.fixture()
+def wechat_server(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChat]:
+    """The fake WeChat jscode2session server, with the app pointed at it."""
+    with FakeWeChat() as server:
+        point_at(app, monkeypatch, server)
+        yield server
+
+
+@pytest.fixture()
+def empty_upload_dir(app: Flask) -> Iterator[None]:
+    """Photos and their copies go after the test, so that tests counting stored files start
+    from none."""
+    yield
+    directory = Path(app.config["UPLOAD_DIR"])
+    for path in directory.iterdir() if directory.exists() else []:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()

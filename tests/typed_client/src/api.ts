@@ -1,5 +1,5 @@
 // A minimal typed client of /api/v1: every request and answer typed from the generated
-// document (generated/api.d.ts, written by tests/test_typed_client.py), nothing by hand.
+// document (generated/api.d.ts, written by tests/system/test_typed_client.py), nothing by hand.
 import type { components, paths } from "../generated/api";
 
 export type Schemas = components["schemas"];
