@@ -30,9 +30,10 @@ test: venv
 test-fast: venv
 	$(BIN)/pytest -q tests/rules tests/domain
 
-# Style, and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
+# Style (ruff's lint rules and its formatter), and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
 # mypy, configured in pyproject.toml: rules/ and points/ strict, backend/ in the default mode.

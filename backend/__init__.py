@@ -89,8 +89,11 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
             "security": [{"bearerAuth": []}],
-            "components": {"securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
             "info": {"description": "The HTTP API of the 村务积分 mini-program and console."},
         },
         RATELIMIT_HEADERS_ENABLED=True,
@@ -109,13 +112,16 @@ def configure_rate_limit_storage(app: Flask) -> None:
     every request; errors Flask-Limiter meets elsewhere are logged, never answered as 500."""
     config = app.config
     if config["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss", "valkey")):
-        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
-            # keys become "<REDIS_KEY_PREFIX>:limits:LIMITER/<key>/<endpoint>/…"; the
-            # limiter's reset (and `flask limiter clear`) stay inside this deployment's keys
-            "key_prefix": f"{config['REDIS_KEY_PREFIX']}:limits",
-            "socket_connect_timeout": 0.5,
-            "socket_timeout": 0.5,
-        })
+        config.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {
+                # keys become "<REDIS_KEY_PREFIX>:limits:LIMITER/<key>/<endpoint>/…"; the
+                # limiter's reset (and `flask limiter clear`) stay inside this deployment's keys
+                "key_prefix": f"{config['REDIS_KEY_PREFIX']}:limits",
+                "socket_connect_timeout": 0.5,
+                "socket_timeout": 0.5,
+            },
+        )
     config.update(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True, RATELIMIT_SWALLOW_ERRORS=True)
 
 
@@ -143,7 +149,8 @@ def register_extensions(app: Flask) -> None:
         # Behind nginx every request comes from nginx; the client's address (the key of
         # the login limits) is in X-Forwarded-For, believed for this many proxies only.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+            app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"]
+        )
     with app.app_context():
         configure_engine(db.engine)
 

@@ -68,8 +68,9 @@ def _run(args: list[str], env: dict[str, str]) -> None:
     try:
         done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
-        raise BackupError(f"{args[0]} not found (install postgresql-client, or set PG_BIN)"
-                          ) from exc
+        raise BackupError(
+            f"{args[0]} not found (install postgresql-client, or set PG_BIN)"
+        ) from exc
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise BackupError(f"{Path(args[0]).name} failed: {lines[0] if lines else done.returncode}")
@@ -77,8 +78,11 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 def _counts(conn: Connection) -> dict[str, int]:
     present = set(inspect(conn).get_table_names())
-    return {table.name: int(conn.execute(text(f'SELECT COUNT(*) FROM "{table.name}"')).scalar_one())
-            for table in Base.metadata.sorted_tables if table.name in present}
+    return {
+        table.name: int(conn.execute(text(f'SELECT COUNT(*) FROM "{table.name}"')).scalar_one())
+        for table in Base.metadata.sorted_tables
+        if table.name in present
+    }
 
 
 def _revision(conn: Connection) -> str | None:
@@ -98,8 +102,16 @@ def _dump_postgres(url: URL, target: Path) -> tuple[dict[str, int], str | None]:
             counts, revision = _counts(conn), _revision(conn)
             conninfo, env = _pg_command(url)
             # the snapshot lives as long as this transaction: pg_dump must end first
-            _run([f"{PG_BIN}/pg_dump", "--format=custom", f"--snapshot={snapshot}",
-                  f"--file={target / PG_DUMP_FILE}", f"--dbname={conninfo}"], env)
+            _run(
+                [
+                    f"{PG_BIN}/pg_dump",
+                    "--format=custom",
+                    f"--snapshot={snapshot}",
+                    f"--file={target / PG_DUMP_FILE}",
+                    f"--dbname={conninfo}",
+                ],
+                env,
+            )
     finally:
         engine.dispose()
     return counts, revision
@@ -156,9 +168,10 @@ def make_backup(url: URL, upload_dir: Path, target: Path, now: datetime) -> dict
         "alembic_revision": revision,
         "counts": counts,
         "uploads": photos,
-        "files": {name: {"sha256": sha256_of(target / name),
-                         "bytes": (target / name).stat().st_size}
-                  for name in (database_file, UPLOADS_FILE)},
+        "files": {
+            name: {"sha256": sha256_of(target / name), "bytes": (target / name).stat().st_size}
+            for name in (database_file, UPLOADS_FILE)
+        },
     }
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
@@ -195,8 +208,14 @@ def _restore_postgres(url: URL, source: Path, force: bool) -> None:
     conninfo, env = _pg_command(url)
     # --no-owner / --no-privileges: the restoring role owns what it restores, whichever
     # role made the dump; one transaction, so a failed restore leaves the database as it was.
-    args = [f"{PG_BIN}/pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
-            "--single-transaction", f"--dbname={conninfo}"]
+    args = [
+        f"{PG_BIN}/pg_restore",
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--single-transaction",
+        f"--dbname={conninfo}",
+    ]
     if force:
         args += ["--clean", "--if-exists"]
     _run([*args, str(source / PG_DUMP_FILE)], env)
@@ -216,8 +235,9 @@ def _restore_sqlite(url: URL, source: Path) -> None:
 
 def _restore_uploads(source: Path, upload_dir: Path, force: bool) -> int:
     if upload_dir.is_dir() and any(upload_dir.iterdir()) and not force:
-        raise BackupError(f"UPLOAD_DIR {upload_dir} is not empty; restore into an empty "
-                          "directory or pass --force")
+        raise BackupError(
+            f"UPLOAD_DIR {upload_dir} is not empty; restore into an empty directory or pass --force"
+        )
     upload_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=upload_dir.parent, prefix=".restore-") as tmp:
         with tarfile.open(source / UPLOADS_FILE) as tar:
@@ -235,15 +255,20 @@ def _restore_uploads(source: Path, upload_dir: Path, force: bool) -> int:
 def restore_backup(url: URL, upload_dir: Path, source: Path, force: bool) -> dict[str, Any]:
     manifest = read_manifest(source)
     if manifest["database"] != url.get_backend_name():
-        raise BackupError(f"the backup is of a {manifest['database']} database; DATABASE_URL "
-                          f"is {url.get_backend_name()}")
+        raise BackupError(
+            f"the backup is of a {manifest['database']} database; DATABASE_URL "
+            f"is {url.get_backend_name()}"
+        )
     tables = _tables_of(url)
     if tables and not force:
-        raise BackupError(f"the database is not empty ({len(tables)} tables); restore into a "
-                          "new database or pass --force to replace what the backup holds")
+        raise BackupError(
+            f"the database is not empty ({len(tables)} tables); restore into a "
+            "new database or pass --force to replace what the backup holds"
+        )
     if upload_dir.is_dir() and any(upload_dir.iterdir()) and not force:
-        raise BackupError(f"UPLOAD_DIR {upload_dir} is not empty; restore into an empty "
-                          "directory or pass --force")
+        raise BackupError(
+            f"UPLOAD_DIR {upload_dir} is not empty; restore into an empty directory or pass --force"
+        )
     if url.get_backend_name() == "postgresql":
         _restore_postgres(url, source, force)
     else:
@@ -254,12 +279,16 @@ def restore_backup(url: URL, upload_dir: Path, source: Path, force: bool) -> dic
             counts = _counts(conn)
     finally:
         engine.dispose()
-    wrong = {name: (n, counts.get(name)) for name, n in manifest["counts"].items()
-             if counts.get(name) != n}
+    wrong = {
+        name: (n, counts.get(name))
+        for name, n in manifest["counts"].items()
+        if counts.get(name) != n
+    }
     if wrong:
         name, (expected, got) = next(iter(wrong.items()))
-        raise BackupError(f"restored {name} has {got} rows, the backup {expected} "
-                          f"({len(wrong)} table(s) differ)")
+        raise BackupError(
+            f"restored {name} has {got} rows, the backup {expected} ({len(wrong)} table(s) differ)"
+        )
     photos = _restore_uploads(source, upload_dir, force)
     if photos != manifest["uploads"]:
         raise BackupError(f"restored {photos} photos, the backup holds {manifest['uploads']}")

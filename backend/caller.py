@@ -34,7 +34,8 @@ def token_settings() -> TokenSettings:
 def qr_codec() -> TokenCodec:
     config = current_app.config
     return _keyring(
-        config["SECRET_KEY"], config["QR_KEY_ID"],
+        config["SECRET_KEY"],
+        config["QR_KEY_ID"],
         tuple(sorted(app_config.qr_old_secrets(config).items())),
         frozenset(app_config.qr_revoked_key_ids(config)),
     )

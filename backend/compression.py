@@ -26,8 +26,12 @@ def _accepts_gzip(req: Request) -> bool:
 
 
 def _is_json(response: Response) -> bool:
-    return (response.mimetype == "application/json" and not response.direct_passthrough
-            and not response.is_streamed and "Content-Encoding" not in response.headers)
+    return (
+        response.mimetype == "application/json"
+        and not response.direct_passthrough
+        and not response.is_streamed
+        and "Content-Encoding" not in response.headers
+    )
 
 
 def _vary(response: Response, header: str) -> None:

@@ -22,8 +22,12 @@ class ConfigError(RuntimeError):
 
 # The settings holding a rate limit (backend/ratelimits.py).
 LIMIT_SETTINGS = (
-    "LOGIN_RATE_LIMIT", "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT",
-    "PROXY_CHECKIN_RATE_LIMIT", "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
+    "WECHAT_LOGIN_RATE_LIMIT",
+    "CHECKIN_RATE_LIMIT",
+    "PROXY_CHECKIN_RATE_LIMIT",
+    "ORDER_RATE_LIMIT",
+    "COUNTER_REDEMPTION_RATE_LIMIT",
     "PICKUP_CODE_RATE_LIMIT",
 )
 DEV_SECRET = "development-only-secret-key-never-use-in-production!"
@@ -67,7 +71,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": os.environ.get("SECRET_KEY") or (DEV_SECRET if env == "development" else ""),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PUBLIC_BASE_URL": os.environ.get(
-            "PUBLIC_BASE_URL", "" if env == "production" else DEV_PUBLIC_BASE_URL).rstrip("/"),
+            "PUBLIC_BASE_URL", "" if env == "production" else DEV_PUBLIC_BASE_URL
+        ).rstrip("/"),
         "WECHAT_APPID": os.environ.get("WECHAT_APPID", ""),
         "WECHAT_SECRET": os.environ.get("WECHAT_SECRET", ""),
         "WECHAT_API_BASE": os.environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com"),
@@ -87,11 +92,13 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "CHECKIN_RATE_LIMIT": os.environ.get("CHECKIN_RATE_LIMIT", "30 per minute"),
         "PROXY_CHECKIN_RATE_LIMIT": os.environ.get("PROXY_CHECKIN_RATE_LIMIT", "60 per minute"),
         "ORDER_RATE_LIMIT": os.environ.get("ORDER_RATE_LIMIT", "20 per minute"),
-        "COUNTER_REDEMPTION_RATE_LIMIT": os.environ.get("COUNTER_REDEMPTION_RATE_LIMIT",
-                                                        "60 per minute"),
+        "COUNTER_REDEMPTION_RATE_LIMIT": os.environ.get(
+            "COUNTER_REDEMPTION_RATE_LIMIT", "60 per minute"
+        ),
         # A clerk typing an order's 6-digit pickup code: tight, since each try is a guess.
-        "PICKUP_CODE_RATE_LIMIT": os.environ.get("PICKUP_CODE_RATE_LIMIT",
-                                                 "10 per minute;60 per hour"),
+        "PICKUP_CODE_RATE_LIMIT": os.environ.get(
+            "PICKUP_CODE_RATE_LIMIT", "10 per minute;60 per hour"
+        ),
         "APP_TIMEZONE": os.environ.get("APP_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(Path(instance_path) / "uploads")),
         # Life of a signed image link (pickup code, member card, proof photo) that the
@@ -203,7 +210,8 @@ def check(config: dict[str, Any]) -> None:
     # A stolen refresh token is answered like its owner's for this long: keep it short.
     if not 0 <= config.get("REFRESH_REUSE_GRACE_SECONDS", 10) <= MAX_REFRESH_REUSE_GRACE:
         raise ConfigError(
-            f"REFRESH_REUSE_GRACE_SECONDS must be between 0 and {MAX_REFRESH_REUSE_GRACE}")
+            f"REFRESH_REUSE_GRACE_SECONDS must be between 0 and {MAX_REFRESH_REUSE_GRACE}"
+        )
     if not 30 <= config.get("SIGNED_URL_SECONDS", 600) <= 86400:
         raise ConfigError("SIGNED_URL_SECONDS must be between 30 and 86400")
     check_rate_limits(config)
@@ -235,7 +243,8 @@ def check_production(config: dict[str, Any]) -> None:
     if not base:
         raise ConfigError(
             "PUBLIC_BASE_URL must be set in production: the https address printed in every QR "
-            "code, plate, poster and board, e.g. https://jf.example.gov.cn")
+            "code, plate, poster and board, e.g. https://jf.example.gov.cn"
+        )
     if not base.startswith(("https://", "http://")):
         raise ConfigError(f"PUBLIC_BASE_URL must start with https://, not {base!r}")
     check_upload_dir(config.get("UPLOAD_DIR") or "")
@@ -253,8 +262,8 @@ def check_upload_dir(path: str) -> None:
             pass
     except OSError as exc:
         raise ConfigError(
-            f"UPLOAD_DIR {path} is not a directory this service can write: "
-            f"{exc.strerror or exc}") from exc
+            f"UPLOAD_DIR {path} is not a directory this service can write: {exc.strerror or exc}"
+        ) from exc
 
 
 def production_warnings(config: dict[str, Any]) -> list[str]:
@@ -267,15 +276,17 @@ def production_warnings(config: dict[str, Any]) -> list[str]:
     if is_loopback(host):
         warnings.append(
             f"PUBLIC_BASE_URL is {config['PUBLIC_BASE_URL']}, a loopback address: every "
-            "printed QR code, plate and board will point at the villager's own phone")
+            "printed QR code, plate and board will point at the villager's own phone"
+        )
     if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
         warnings.append(
             "DATABASE_URL is SQLite: one file on one server, no concurrent writers across "
-            "workers or servers; use PostgreSQL in production")
+            "workers or servers; use PostgreSQL in production"
+        )
     if not (config.get("WECHAT_APPID") and config.get("WECHAT_SECRET")):
         warnings.append(
-            "WECHAT_APPID/WECHAT_SECRET are not set: villagers cannot log in from the "
-            "mini-program")
+            "WECHAT_APPID/WECHAT_SECRET are not set: villagers cannot log in from the mini-program"
+        )
     return warnings
 
 

@@ -37,15 +37,18 @@ def safe_filename(name: str, fallback: str = DEFAULT_NAME) -> str:
     return safe_filename(fallback, fallback="") or DEFAULT_NAME
 
 
-def content_disposition(filename: str, *, ascii_name: str | None = None,
-                        inline: bool = False) -> str:
+def content_disposition(
+    filename: str, *, ascii_name: str | None = None, inline: bool = False
+) -> str:
     """The header for a file named `filename` (may be Chinese: sent as RFC 5987
     `filename*`), with `ascii_name` (else the ASCII part of `filename`) for clients that
     read only `filename`."""
     name = safe_filename(filename)
     kind = "inline" if inline else "attachment"
-    return (f"{kind}; filename=\"{_ascii(ascii_name or name)}\"; "
-            f"filename*=UTF-8''{quote(name, safe='')}")
+    return (
+        f'{kind}; filename="{_ascii(ascii_name or name)}"; '
+        f"filename*=UTF-8''{quote(name, safe='')}"
+    )
 
 
 def _ascii(name: str) -> str:
@@ -59,11 +62,19 @@ def _ascii(name: str) -> str:
     return f"{stem}.{extension}" if extension.isalnum() else stem
 
 
-def download(data: bytes, mimetype: str, filename: str, *, ascii_name: str | None = None,
-             inline: bool = False, cache_control: str | None = None) -> Response:
+def download(
+    data: bytes,
+    mimetype: str,
+    filename: str,
+    *,
+    ascii_name: str | None = None,
+    inline: bool = False,
+    cache_control: str | None = None,
+) -> Response:
     """A response carrying a file, its name made safe."""
-    headers = {"Content-Disposition": content_disposition(filename, ascii_name=ascii_name,
-                                                          inline=inline)}
+    headers = {
+        "Content-Disposition": content_disposition(filename, ascii_name=ascii_name, inline=inline)
+    }
     if cache_control:
         headers["Cache-Control"] = cache_control
     return Response(data, mimetype=mimetype, headers=headers)

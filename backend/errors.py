@@ -39,7 +39,10 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     response = jsonify(error_body(code, message, details))
@@ -132,30 +135,38 @@ _MESSAGES: dict[str, str] = {
     "Field cannot be blank.": "不能为空",
 }
 # Messages with values in them (the validators'); the values are kept.
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), chinese) for
-                                                 pattern, chinese in (
-    (r"Length must be between (\S+) and (\S+)\.", r"长度应在 \1 到 \2 之间"),
-    (r"Length must be (\S+)\.", r"长度应为 \1"),
-    (r"Shorter than minimum length (\S+)\.", r"长度不能少于 \1"),
-    (r"Longer than maximum length (\S+)\.", r"长度不能超过 \1"),
-    (r"Must be greater than or equal to (\S+) and less than or equal to (\S+)\.",
-     r"应在 \1 到 \2 之间"),
-    (r"Must be greater than (\S+) and less than (\S+)\.", r"应大于 \1 且小于 \2"),
-    (r"Must be greater than or equal to (\S+) and less than (\S+)\.",
-     r"应大于等于 \1 且小于 \2"),
-    (r"Must be greater than (\S+) and less than or equal to (\S+)\.",
-     r"应大于 \1 且小于等于 \2"),
-    (r"Must be greater than or equal to (\S+)\.", r"不能小于 \1"),
-    (r"Must be less than or equal to (\S+)\.", r"不能大于 \1"),
-    (r"Must be greater than (\S+)\.", r"应大于 \1"),
-    (r"Must be less than (\S+)\.", r"应小于 \1"),
-    (r"Must be one of: (.*)\.", r"应为以下之一：\1"),
-    (r"Must be equal to (.*)\.", r"应等于 \1"),
-    (r"One or more of the choices you made was not in: (.*)\.", r"只能从以下选择：\1"),
-    (r"One or more of the choices you made was in: (.*)\.", r"不能选择：\1"),
-    (r"Not a valid (.+)\.", r"格式不正确（应为 \1）"),
-    (r".* cannot be formatted as an? (.+)\.", r"无法按 \1 格式处理"),
-)]
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(pattern), chinese)
+    for pattern, chinese in (
+        (r"Length must be between (\S+) and (\S+)\.", r"长度应在 \1 到 \2 之间"),
+        (r"Length must be (\S+)\.", r"长度应为 \1"),
+        (r"Shorter than minimum length (\S+)\.", r"长度不能少于 \1"),
+        (r"Longer than maximum length (\S+)\.", r"长度不能超过 \1"),
+        (
+            r"Must be greater than or equal to (\S+) and less than or equal to (\S+)\.",
+            r"应在 \1 到 \2 之间",
+        ),
+        (r"Must be greater than (\S+) and less than (\S+)\.", r"应大于 \1 且小于 \2"),
+        (
+            r"Must be greater than or equal to (\S+) and less than (\S+)\.",
+            r"应大于等于 \1 且小于 \2",
+        ),
+        (
+            r"Must be greater than (\S+) and less than or equal to (\S+)\.",
+            r"应大于 \1 且小于等于 \2",
+        ),
+        (r"Must be greater than or equal to (\S+)\.", r"不能小于 \1"),
+        (r"Must be less than or equal to (\S+)\.", r"不能大于 \1"),
+        (r"Must be greater than (\S+)\.", r"应大于 \1"),
+        (r"Must be less than (\S+)\.", r"应小于 \1"),
+        (r"Must be one of: (.*)\.", r"应为以下之一：\1"),
+        (r"Must be equal to (.*)\.", r"应等于 \1"),
+        (r"One or more of the choices you made was not in: (.*)\.", r"只能从以下选择：\1"),
+        (r"One or more of the choices you made was in: (.*)\.", r"不能选择：\1"),
+        (r"Not a valid (.+)\.", r"格式不正确（应为 \1）"),
+        (r".* cannot be formatted as an? (.+)\.", r"无法按 \1 格式处理"),
+    )
+]
 
 
 def chinese_message(message: str) -> str:
@@ -228,8 +239,7 @@ def register_error_handlers(app: Flask, db: SQLAlchemy) -> None:
 
     @app.errorhandler(APIError)
     def _api_error(error: APIError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details,
-                              error.headers)
+        return error_response(error.status, error.code, error.message, error.details, error.headers)
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:

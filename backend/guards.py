@@ -74,11 +74,15 @@ class SizedBody:
         self.wsgi_app = wsgi_app
         self.app = app
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
-                 ) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         limit = self.app.config.get("MAX_CONTENT_LENGTH")
-        if limit is not None and environ.get("wsgi.input_terminated") \
-                and get_content_length(environ) is None:
+        if (
+            limit is not None
+            and environ.get("wsgi.input_terminated")
+            and get_content_length(environ) is None
+        ):
             stream, chunks, size = environ["wsgi.input"], [], 0
             while size <= limit:
                 chunk = stream.read(min(64 * 1024, limit + 1 - size))

@@ -22,16 +22,23 @@ from .errors import APIError
 from .extensions import db
 
 HEADER = "Idempotency-Key"
-DOC = {"parameters": [{
-    "in": "header", "name": HEADER, "required": False, "schema": {"type": "string",
-                                                                  "maxLength": 100},
-    "description": "A retry with the same key and body returns the first answer; the same "
-                   "key with another body is 409 idempotency_conflict.",
-}], "x-raises": {
-    "400 invalid_idempotency_key": "请求编号长度应为 1 到 100 个字符",
-    "409 idempotency_conflict": "同一个请求编号不能用于不同的内容",
-    "409 idempotency_in_progress": "相同的请求正在处理，请稍后再试",
-}}
+DOC = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": HEADER,
+            "required": False,
+            "schema": {"type": "string", "maxLength": 100},
+            "description": "A retry with the same key and body returns the first answer; the same "
+            "key with another body is 409 idempotency_conflict.",
+        }
+    ],
+    "x-raises": {
+        "400 invalid_idempotency_key": "请求编号长度应为 1 到 100 个字符",
+        "409 idempotency_conflict": "同一个请求编号不能用于不同的内容",
+        "409 idempotency_in_progress": "相同的请求正在处理，请稍后再试",
+    },
+}
 
 
 def _request_hash() -> str:
@@ -51,8 +58,12 @@ def _request_hash() -> str:
 
 def _replay(row: IdempotencyKey, request_hash: str) -> Response:
     if row.request_hash != request_hash:
-        raise APIError(409, "idempotency_conflict", "同一个请求编号不能用于不同的内容",
-                       details={"key": row.key})
+        raise APIError(
+            409,
+            "idempotency_conflict",
+            "同一个请求编号不能用于不同的内容",
+            details={"key": row.key},
+        )
     if row.status_code is None:
         raise APIError(409, "idempotency_in_progress", "相同的请求正在处理，请稍后再试")
     response = jsonify(row.response)
@@ -63,8 +74,7 @@ def _replay(row: IdempotencyKey, request_hash: str) -> Response:
 
 def _find(user_id: int, key: str) -> IdempotencyKey | None:
     return db.session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
-                                     IdempotencyKey.key == key)
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
 
 
@@ -84,8 +94,9 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
         existing = _find(user_id, key)
         if existing is not None:
             return _replay(existing, request_hash)
-        row = IdempotencyKey(user_id=user_id, key=key, endpoint=request.path[:200],
-                             request_hash=request_hash)
+        row = IdempotencyKey(
+            user_id=user_id, key=key, endpoint=request.path[:200], request_hash=request_hash
+        )
         db.session.add(row)
         try:
             db.session.flush()

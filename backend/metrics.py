@@ -56,12 +56,19 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Kept apart from prometheus_client's global registry: the app factory runs many times in
 # one process (tests), and the process/platform collectors add nothing a county reads.
 REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter(f"{PREFIX}_http_requests", "HTTP requests answered, by Flask endpoint",
-                   ["endpoint", "method", "status"], registry=REQUEST_REGISTRY)
-LATENCY = Histogram(f"{PREFIX}_http_request_duration_seconds",
-                    "Time to answer an HTTP request, by Flask endpoint",
-                    ["endpoint", "method", "status"], buckets=BUCKETS,
-                    registry=REQUEST_REGISTRY)
+REQUESTS = Counter(
+    f"{PREFIX}_http_requests",
+    "HTTP requests answered, by Flask endpoint",
+    ["endpoint", "method", "status"],
+    registry=REQUEST_REGISTRY,
+)
+LATENCY = Histogram(
+    f"{PREFIX}_http_request_duration_seconds",
+    "Time to answer an HTTP request, by Flask endpoint",
+    ["endpoint", "method", "status"],
+    buckets=BUCKETS,
+    registry=REQUEST_REGISTRY,
+)
 
 blp = Blueprint("metrics", __name__, description="监控 Monitoring (Prometheus)")
 
@@ -75,8 +82,13 @@ def init_app(app: Flask) -> None:
 
 def register(api: Any) -> None:
     api.spec.components.security_scheme(
-        "metricsToken", {"type": "http", "scheme": "bearer",
-                         "description": "METRICS_TOKEN, when the server sets one"})
+        "metricsToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "METRICS_TOKEN, when the server sets one",
+        },
+    )
     api.register_blueprint(blp)
 
 
@@ -94,13 +106,15 @@ def _count_request(response: Response) -> Response:
 
 
 @blp.route("/metrics", methods=["GET"])
-@blp.doc(summary="Prometheus metrics (text exposition format)",
-         description="Request counts and latency by endpoint, check-ins, posted claims, "
-                     "redemptions, and each scheduled command's last run. With METRICS_TOKEN "
-                     "set: `Authorization: Bearer <METRICS_TOKEN>`; without it, answered "
-                     "only to a client on the server itself.",
-         # the token, or nothing from this machine; not a login's JWT
-         security=[{"metricsToken": []}, {}])
+@blp.doc(
+    summary="Prometheus metrics (text exposition format)",
+    description="Request counts and latency by endpoint, check-ins, posted claims, "
+    "redemptions, and each scheduled command's last run. With METRICS_TOKEN "
+    "set: `Authorization: Bearer <METRICS_TOKEN>`; without it, answered "
+    "only to a client on the server itself.",
+    # the token, or nothing from this machine; not a login's JWT
+    security=[{"metricsToken": []}, {}],
+)
 @blp.response(200, TEXT, content_type="text/plain")
 @blp.alt_response(401, description="METRICS_TOKEN is set and the request does not carry it")
 @blp.alt_response(404, description="no METRICS_TOKEN, and the client is not on this machine")
@@ -108,23 +122,30 @@ def metrics() -> Response:
     _allow()
     body = generate_latest(_request_registry()) + generate_latest(_domain_registry())
     # The classic text format every Prometheus reads; no name here needs the newer one.
-    return Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4,
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        body, content_type=CONTENT_TYPE_PLAIN_0_0_4, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _allow() -> None:
     token = current_app.config.get("METRICS_TOKEN") or ""
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if not (scheme.lower() == "bearer"
-                and hmac.compare_digest(given.strip().encode(), token.encode())):
-            raise APIError(401, "unauthenticated", "需要监控令牌",
-                           headers={"WWW-Authenticate": "Bearer"})
+        if not (
+            scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token.encode())
+        ):
+            raise APIError(
+                401, "unauthenticated", "需要监控令牌", headers={"WWW-Authenticate": "Bearer"}
+            )
         return
     # Behind a proxy that TRUSTED_PROXIES does not name, every request comes from
     # 127.0.0.1: one that carries a forwarded address from elsewhere is not local.
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")
-                 if part.strip()]
+    forwarded = [
+        part.strip()
+        for part in request.headers.get("X-Forwarded-For", "").split(",")
+        if part.strip()
+    ]
     if not all(_loopback(address) for address in [request.remote_addr or "", *forwarded]):
         raise APIError(404, "not_found", "未找到该记录")
 
@@ -156,8 +177,9 @@ class _Snapshot:
 
 def _domain_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    up = GaugeMetricFamily(f"{PREFIX}_database_up",
-                           "1 when this scrape could read the database, else 0")
+    up = GaugeMetricFamily(
+        f"{PREFIX}_database_up", "1 when this scrape could read the database, else 0"
+    )
     try:
         metrics = list(_domain_metrics())
         up.add_metric([], 1)
@@ -178,20 +200,28 @@ def _count(statement: Any) -> int:
 
 def _domain_metrics() -> Iterator[Metric]:
     s = select(func.count())
-    yield CounterMetricFamily(f"{PREFIX}_checkins", "Check-ins at activities (签到)",
-                              value=_count(s.select_from(CheckIn)))
-    posted = s.select_from(Claim).where(Claim.status == ClaimStatus.POSTED)
-    yield CounterMetricFamily(f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)",
-                              value=_count(posted))
     yield CounterMetricFamily(
-        f"{PREFIX}_redemptions", "Redemptions fulfilled at a shop (兑换)",
-        value=_count(s.select_from(Redemption).where(Redemption.status == "fulfilled")))
-    waiting = GaugeMetricFamily(f"{PREFIX}_claims_open",
-                                "Claims not yet decided or posted, by status", labels=["status"])
-    by_status = dict(db.session.execute(
-        select(Claim.status, func.count()).where(
-            Claim.status.in_(UNDECIDED))
-        .group_by(Claim.status)).all())
+        f"{PREFIX}_checkins", "Check-ins at activities (签到)", value=_count(s.select_from(CheckIn))
+    )
+    posted = s.select_from(Claim).where(Claim.status == ClaimStatus.POSTED)
+    yield CounterMetricFamily(
+        f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)", value=_count(posted)
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_redemptions",
+        "Redemptions fulfilled at a shop (兑换)",
+        value=_count(s.select_from(Redemption).where(Redemption.status == "fulfilled")),
+    )
+    waiting = GaugeMetricFamily(
+        f"{PREFIX}_claims_open", "Claims not yet decided or posted, by status", labels=["status"]
+    )
+    by_status = dict(
+        db.session.execute(
+            select(Claim.status, func.count())
+            .where(Claim.status.in_(UNDECIDED))
+            .group_by(Claim.status)
+        ).all()
+    )
     for status in UNDECIDED:
         waiting.add_metric([str(status)], by_status.get(status, 0))
     yield waiting
@@ -199,22 +229,32 @@ def _domain_metrics() -> Iterator[Metric]:
 
 
 def _job_metrics() -> Iterator[Metric]:
-    runs = CounterMetricFamily(f"{PREFIX}_job_runs", "Runs of a scheduled command",
-                               labels=["job"])
-    failures = CounterMetricFamily(f"{PREFIX}_job_failures", "Failed runs of a scheduled "
-                                   "command", labels=["job"])
-    last_ok = GaugeMetricFamily(f"{PREFIX}_job_last_run_ok", "1 if the command's last run "
-                                "succeeded, else 0", labels=["job"])
-    last_run = GaugeMetricFamily(f"{PREFIX}_job_last_run_timestamp_seconds",
-                                 "When the command's last run ended (Unix time)", labels=["job"])
-    last_success = GaugeMetricFamily(f"{PREFIX}_job_last_success_timestamp_seconds",
-                                     "When the command last succeeded (Unix time)",
-                                     labels=["job"])
-    verify_ok = GaugeMetricFamily(f"{PREFIX}_ledger_verify_ok",
-                                  "1 if the last `flask ledger verify` found every hash chain "
-                                  "and monthly budget counter intact, 0 if it did not")
-    verify_at = GaugeMetricFamily(f"{PREFIX}_ledger_verify_last_run_timestamp_seconds",
-                                  "When `flask ledger verify` last ran (Unix time)")
+    runs = CounterMetricFamily(f"{PREFIX}_job_runs", "Runs of a scheduled command", labels=["job"])
+    failures = CounterMetricFamily(
+        f"{PREFIX}_job_failures", "Failed runs of a scheduled command", labels=["job"]
+    )
+    last_ok = GaugeMetricFamily(
+        f"{PREFIX}_job_last_run_ok", "1 if the command's last run succeeded, else 0", labels=["job"]
+    )
+    last_run = GaugeMetricFamily(
+        f"{PREFIX}_job_last_run_timestamp_seconds",
+        "When the command's last run ended (Unix time)",
+        labels=["job"],
+    )
+    last_success = GaugeMetricFamily(
+        f"{PREFIX}_job_last_success_timestamp_seconds",
+        "When the command last succeeded (Unix time)",
+        labels=["job"],
+    )
+    verify_ok = GaugeMetricFamily(
+        f"{PREFIX}_ledger_verify_ok",
+        "1 if the last `flask ledger verify` found every hash chain "
+        "and monthly budget counter intact, 0 if it did not",
+    )
+    verify_at = GaugeMetricFamily(
+        f"{PREFIX}_ledger_verify_last_run_timestamp_seconds",
+        "When `flask ledger verify` last ran (Unix time)",
+    )
     for job in all_runs(db.session):
         runs.add_metric([job.name], job.runs)
         failures.add_metric([job.name], job.failures)

@@ -40,10 +40,14 @@ class ErrorSchema(Schema):
 # (guards.py); the document says so on every plain string field and parameter. Lone
 # surrogates are refused too but left out of the pattern: valid UTF-8 cannot carry them, and
 # a JSON Schema pattern that names them is not portable.
-def _text_pattern(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
-                  ) -> dict[str, Any]:
-    if (isinstance(field, fields.String) and ret.get("type") == "string"
-            and not {"pattern", "format", "enum"} & ret.keys()):
+def _text_pattern(
+    self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    if (
+        isinstance(field, fields.String)
+        and ret.get("type") == "string"
+        and not {"pattern", "format", "enum"} & ret.keys()
+    ):
         return {"pattern": f"^[^{CONTROL_CHARS}]*$"}
     return {}
 
@@ -52,8 +56,9 @@ def _text_pattern(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs:
 NULL: dict[str, Any] = {"type": "object", "nullable": True, "enum": [None]}
 
 
-def _own_schema(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
-                ) -> dict[str, Any]:
+def _own_schema(
+    self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     """A field type that knows what it accepts better than its base class says (Money: text
     or a number; Moment: a bounded year) describes itself with `openapi()`, which replaces
     the type apispec derived."""
@@ -88,7 +93,8 @@ class Converter(OpenAPIConverter):
         ret.update(getattr(getattr(schema, "Meta", None), "openapi", {}))
         instance = schema() if isinstance(schema, type) else schema
         ret[ANSWERED] = [
-            field.data_key or name for name, field in instance.fields.items()
+            field.data_key or name
+            for name, field in instance.fields.items()
             if not field.load_only and not field.metadata.get("optional")
         ]
         return ret
@@ -143,8 +149,7 @@ def raises(*errors: Declarable) -> Callable[[F], F]:
     """Declare, under `@blp.route`, the errors a view answers beside the common ones: domain
     error classes (their status, code and message), or `(status, code[, message])` for a code
     raised inline (`Invalid(..., code="invalid_units")`)."""
-    doc = {RAISES: {f"{status} {code}": message
-                    for status, code, message in map(declared, errors)}}
+    doc = {RAISES: {f"{status} {code}": message for status, code, message in map(declared, errors)}}
     return Blueprint.doc(**doc)
 
 
@@ -154,8 +159,9 @@ def _http(status: int) -> Declared:
 
 # The 401s of a bearer token (points.sessions); a refresh token's reuse is the refresh's own.
 TOKEN_ERRORS: tuple[Declared, ...] = (
-    _http(401), *(declared(e) for e in (TokenInvalid, TokenExpired, TokenRevoked,
-                                        AccountDisabled)))
+    _http(401),
+    *(declared(e) for e in (TokenInvalid, TokenExpired, TokenRevoked, AccountDisabled)),
+)
 INVALID_TEXT: Declared = (422, *TEXT_REFUSED)
 UNKNOWN_FIELDS: Declared = (422, "unknown_fields", "包含不支持的字段")
 VALUE_OUT_OF_RANGE: Declared = (422, "value_out_of_range", "提交的数值超出允许范围")
@@ -170,8 +176,13 @@ def common_errors(method: str, path: str, operation: dict[str, Any]) -> list[Dec
     400 (malformed JSON), 413 and 409 (a unique constraint settling a race) on writes, 422
     everywhere (guards._refuse_bad_text reads every query string), 500 and 503 (the database
     unreachable) everywhere. A 429 is declared by `ratelimits.limited`, where a limit is."""
-    errors: list[Declared] = [_http(422), UNKNOWN_FIELDS, INVALID_TEXT, INTERNAL_ERROR,
-                              DATABASE_UNAVAILABLE]
+    errors: list[Declared] = [
+        _http(422),
+        UNKNOWN_FIELDS,
+        INVALID_TEXT,
+        INTERNAL_ERROR,
+        DATABASE_UNAVAILABLE,
+    ]
     if operation.get("security") != []:
         errors += [*TOKEN_ERRORS, _http(403)]
     if "{" in path:
@@ -189,10 +200,20 @@ def error_response(errors: list[Declared], headers: dict[str, Any] | None) -> di
     messages = {code: message for _, code, message in reversed(errors)}
     response: dict[str, Any] = {
         "description": "error codes: " + ", ".join(f"`{code}`" for code in codes),
-        "content": {"application/json": {"schema": ERROR_REF, "examples": {
-            code: {"summary": messages[code],
-                   "value": {"error": {"code": code, "message": messages[code], "details": {}}}}
-            for code in codes}}},
+        "content": {
+            "application/json": {
+                "schema": ERROR_REF,
+                "examples": {
+                    code: {
+                        "summary": messages[code],
+                        "value": {
+                            "error": {"code": code, "message": messages[code], "details": {}}
+                        },
+                    }
+                    for code in codes
+                },
+            }
+        },
     }
     if headers:
         response["headers"] = headers
@@ -217,8 +238,9 @@ class StandardErrors(BasePlugin):
         if schema is not None and not schema.get("required"):
             body["required"] = False
 
-    def operation_helper(self, path: str | None = None,
-                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         rule = kwargs.get("rule")
         for method, operation in (operations or {}).items():
             if rule is not None:
@@ -232,15 +254,24 @@ class StandardErrors(BasePlugin):
             messages = _domain_messages()
             for key, message in operation.pop(RAISES, {}).items():
                 status, code = int(key.split()[0]), key.split()[1]
-                errors.append((status, code, message or messages.get(
-                    (status, code), HTTP_ERRORS.get(status, ("", "请求失败"))[1])))
+                errors.append(
+                    (
+                        status,
+                        code,
+                        message
+                        or messages.get(
+                            (status, code), HTTP_ERRORS.get(status, ("", "请求失败"))[1]
+                        ),
+                    )
+                )
             by_status: dict[int, list[Declared]] = {}
             for error in errors:
                 by_status.setdefault(error[0], []).append(error)
             for status, listed in sorted(by_status.items()):
                 given = responses.get(str(status))
                 if isinstance(given, dict) and "application/json" not in given.get(
-                        "content", {"application/json": None}):
+                    "content", {"application/json": None}
+                ):
                     continue  # a page or a file answers this status, not the error shape
                 headers = given.get("headers") if isinstance(given, dict) else None
                 responses[str(status)] = error_response(listed, headers)
@@ -260,7 +291,8 @@ class ContractSpec(APISpec):
             if answered:
                 schemas[name]["required"] = sorted(
                     set(schemas[name].get("required", [])) | set(answered),
-                    key=list(schemas[name].get("properties", {})).index)
+                    key=list(schemas[name].get("properties", {})).index,
+                )
         for schema in schemas.values():
             schema.pop(ANSWERED, None)
         return document
@@ -280,8 +312,12 @@ def _refs(node: Any) -> Iterator[str]:
 
 def _referenced(paths: dict[str, Any], schemas: dict[str, Any], part: str) -> set[str]:
     """The component schemas the operations' `part` (responses) use, nested ones included."""
-    roots = [operation.get(part, {}) for item in paths.values() for operation in item.values()
-             if isinstance(operation, dict)]
+    roots = [
+        operation.get(part, {})
+        for item in paths.values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+    ]
     found: set[str] = set()
     todo = list(_refs(roots))
     while todo:
@@ -295,6 +331,7 @@ def _referenced(paths: dict[str, Any], schemas: dict[str, Any], part: str) -> se
 # Response schemas of operations that answer with a file or a page rather than JSON.
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 TEXT: dict[str, Any] = {"type": "string"}
+
 
 class VillageApi(Api):
     ERROR_SCHEMA = ErrorSchema

@@ -50,8 +50,15 @@ def index() -> WerkzeugResponse:
 
 
 @bp.route("/healthz", methods=["GET"])
-@bp.doc(security=[], responses={"503": {"description": "the database cannot be reached",
-                                        "content": {"application/json": {"schema": HealthOut}}}})
+@bp.doc(
+    security=[],
+    responses={
+        "503": {
+            "description": "the database cannot be reached",
+            "content": {"application/json": {"schema": HealthOut}},
+        }
+    },
+)
 @bp.response(200, HealthOut)
 def healthz() -> tuple[Response, int]:
     """For the load balancer and monitoring: whether the database answers."""
@@ -73,8 +80,11 @@ LANDING_CACHE = "public, max-age=86400"
 def qr_landing(token: str) -> Response:
     """Where a QR code lands when scanned by anything but the mini-program: how to scan it
     with the mini-program. Every printed code holds this address, `{PUBLIC_BASE_URL}/q/…`."""
-    return Response(render_template("qr_landing.html"), mimetype="text/html",
-                    headers={"Cache-Control": LANDING_CACHE})
+    return Response(
+        render_template("qr_landing.html"),
+        mimetype="text/html",
+        headers={"Cache-Control": LANDING_CACHE},
+    )
 
 
 @bp.route(DOCS_PATH, methods=["GET"])
@@ -87,12 +97,14 @@ def docs() -> str:
         for method, op in methods.items():
             if method.upper() not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
                 continue
-            operations.append({
-                "method": method.upper(),
-                "path": path,
-                "summary": op.get("summary", ""),
-                "description": op.get("description", ""),
-                "tag": (op.get("tags") or [""])[0],
-                "public": op.get("security") == [],
-            })
+            operations.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "tag": (op.get("tags") or [""])[0],
+                    "public": op.get("security") == [],
+                }
+            )
     return render_template("docs.html", spec=spec, operations=operations)

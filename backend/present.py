@@ -64,15 +64,17 @@ class PassbookLine(_Shown):
     balance: int  # the account's points after the entry
 
 
-def villager(
-    v: Villager, actor: Actor, bound_ids: set[int | None] | None = None
-) -> ShownVillager:
+def villager(v: Villager, actor: Actor, bound_ids: set[int | None] | None = None) -> ShownVillager:
     """`bound_ids`: the villagers a WeChat user is bound to, when the caller read them for
     many villagers at once; otherwise read here."""
     village_id = v.household.village_id
     if bound_ids is None:
-        bound = db.session.scalar(select(User.id).where(
-            User.villager_id == v.id, User.role == VILLAGER)) is not None
+        bound = (
+            db.session.scalar(
+                select(User.id).where(User.villager_id == v.id, User.role == VILLAGER)
+            )
+            is not None
+        )
     else:
         bound = v.id in bound_ids
     phone = v.phone if sees_phone(actor, village_id) else mask_phone(v.phone)
@@ -81,10 +83,17 @@ def villager(
 
 def household(h: Household, actor: Actor) -> ShownHousehold:
     member_ids = [m.id for m in h.members]
-    bound_ids = set(
-        db.session.scalars(select(User.villager_id).where(User.villager_id.in_(member_ids),
-                                                          User.role == VILLAGER))
-    ) if member_ids else set()
+    bound_ids = (
+        set(
+            db.session.scalars(
+                select(User.villager_id).where(
+                    User.villager_id.in_(member_ids), User.role == VILLAGER
+                )
+            )
+        )
+        if member_ids
+        else set()
+    )
     return ShownHousehold(h, members=[villager(m, actor, bound_ids) for m in h.members])
 
 
@@ -94,21 +103,28 @@ def audit_entry(entry: AuditEntry, actor: Actor) -> ShownAuditEntry:
     only to the cadres of the villager's own village, masked for everyone else."""
     shows = entry.village_id is not None and sees_phone(actor, entry.village_id)
     return ShownAuditEntry(
-        entry, before=entry.before if shows else _phones_masked(entry.before),
-        after=entry.after if shows else _phones_masked(entry.after))
+        entry,
+        before=entry.before if shows else _phones_masked(entry.before),
+        after=entry.after if shows else _phones_masked(entry.after),
+    )
 
 
 def _phones_masked(value: Any) -> Any:
     """`value` with every phone number in it masked, at any depth: a villager's snapshot
     has `phone`, and a snapshot that lists people may nest them."""
     if isinstance(value, dict):
-        return {key: mask_phone(item) if _is_phone(key, item) else _phones_masked(item)
-                for key, item in value.items()}
+        return {
+            key: mask_phone(item) if _is_phone(key, item) else _phones_masked(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_phones_masked(item) for item in value]
     return value
 
 
 def _is_phone(key: Any, value: Any) -> bool:
-    return isinstance(key, str) and (key == "phone" or key.endswith("_phone")) \
+    return (
+        isinstance(key, str)
+        and (key == "phone" or key.endswith("_phone"))
         and (value is None or isinstance(value, str))
+    )

@@ -36,6 +36,10 @@ def card_face(codec: TokenCodec, villager: Villager, village: Village) -> card_r
     household = villager.household
     url = token_url(current_app.config["PUBLIC_BASE_URL"], cards.card_token(codec, villager))
     return card_render.CardFace(
-        village=village.name, household=household_label(household), name=villager.name,
-        card_number=villager.card_number, qr_png=qr_png(url),
-        group=household.group.name if household.group is not None else None)
+        village=village.name,
+        household=household_label(household),
+        name=villager.name,
+        card_number=villager.card_number,
+        qr_png=qr_png(url),
+        group=household.group.name if household.group is not None else None,
+    )

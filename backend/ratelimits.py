@@ -25,9 +25,12 @@ from .openapi import ErrorSchema, raises
 F = TypeVar("F", bound=Callable[..., Any])
 
 RATE_LIMITED = (429, *HTTP_ERRORS[429])
-RETRY_AFTER_DOC = {"Retry-After": {
-    "description": "seconds to wait before trying again",
-    "schema": {"type": "integer", "minimum": 1}}}
+RETRY_AFTER_DOC = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 def setting(name: str) -> Callable[[], str]:
@@ -62,8 +65,9 @@ def by_username() -> str:
     return f"login-user:{str(username)[:64]}"
 
 
-def limited(blp: Blueprint, limit: str | Callable[[], str],
-            *keys: Callable[[], str]) -> Callable[[F], F]:
+def limited(
+    blp: Blueprint, limit: str | Callable[[], str], *keys: Callable[[], str]
+) -> Callable[[F], F]:
     """Limit a view (one counter per key function, each `limit`) and document its 429.
 
     Put it right under `@blp.route`/`@blp.doc` so the limit is counted before idempotency
@@ -71,7 +75,9 @@ def limited(blp: Blueprint, limit: str | Callable[[], str],
 
     def decorate(view: F) -> F:
         wrapped: Any = blp.alt_response(
-            429, schema=ErrorSchema, headers=RETRY_AFTER_DOC,
+            429,
+            schema=ErrorSchema,
+            headers=RETRY_AFTER_DOC,
             description="rate_limited: too many requests; wait Retry-After seconds",
         )(raises(RATE_LIMITED)(view))
         for key in keys:

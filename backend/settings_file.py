@@ -42,8 +42,9 @@ def parse(text: str, source: str) -> dict[str, str]:
             # systemd's EnvironmentFile= reads a backslash as an escape outside single
             # quotes, and this reader does not: the app server and the timers would get two
             # different secrets. Refused, so that both read one value.
-            raise ConfigError(f"{source} line {number}: {key}: put a value holding a "
-                              "backslash in single quotes")
+            raise ConfigError(
+                f"{source} line {number}: {key}: put a value holding a backslash in single quotes"
+            )
         values[key] = value
     return values
 
@@ -71,8 +72,9 @@ def load(instance_path: str | Path) -> Path | None:
         # utf-8-sig: Windows Notepad starts a file with a byte-order mark
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the settings file {path}: "
-                          f"{getattr(exc, 'strerror', None) or exc}") from exc
+        raise ConfigError(
+            f"cannot read the settings file {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     for key, value in parse(text, str(path)).items():
         os.environ.setdefault(key, value)
     return path

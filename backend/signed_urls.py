@@ -51,15 +51,17 @@ def _signature(kind: str, resource_id: int, variant: str, expires: int) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def signed_link(path: str, kind: str, resource_id: int, variant: str = "",
-                extra: dict[str, Any] | None = None) -> SignedLink:
+def signed_link(
+    path: str, kind: str, resource_id: int, variant: str = "", extra: dict[str, Any] | None = None
+) -> SignedLink:
     """A link to `path` (under PUBLIC_BASE_URL), signed for this image."""
     expires = int(now().timestamp()) + int(current_app.config["SIGNED_URL_SECONDS"])
     query = dict(extra or {})
     query.update(exp=expires, sig=_signature(kind, resource_id, variant, expires))
     base = current_app.config["PUBLIC_BASE_URL"]
-    return SignedLink(url=f"{base}{path}?{urlencode(query)}",
-                      expires_at=datetime.fromtimestamp(expires, UTC))
+    return SignedLink(
+        url=f"{base}{path}?{urlencode(query)}", expires_at=datetime.fromtimestamp(expires, UTC)
+    )
 
 
 def is_signed_request() -> bool:

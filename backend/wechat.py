@@ -159,9 +159,7 @@ class WeChatClient:
         if errcode == self.ERRCODE_CODE_USED:
             return APIError(401, "wechat_code_used", "登录凭证已使用，请重新进入小程序")
         if errcode == self.ERRCODE_HIGH_RISK_USER:
-            return APIError(
-                403, "wechat_login_blocked", "微信判定当前账号存在风险，暂时无法登录"
-            )
+            return APIError(403, "wechat_login_blocked", "微信判定当前账号存在风险，暂时无法登录")
         if errcode == self.ERRCODE_FREQUENCY_LIMIT:
             return APIError(
                 429,

@@ -26,11 +26,15 @@ DEFAULT_POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0
 
 
 def add_postgres_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
-                        help="server URL without a database name (env BENCH_POSTGRES)")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help="server URL without a database name (env BENCH_POSTGRES)",
+    )
 
 
 # ---- the database ---------------------------------------------------------------------------
+
 
 @contextmanager
 def scratch_database(base_url: str, label: str = "bench") -> Iterator[str]:
@@ -59,18 +63,29 @@ def create_schema(url: str) -> None:
 
 def migrate(url: str, secret: str) -> None:
     """The schema as a deployment gets it: `flask db upgrade` (the Alembic migrations)."""
-    subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "db", "upgrade"],
-                   cwd=ROOT, env=server_env(url, secret), check=True, capture_output=True)
+    subprocess.run(
+        [str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=server_env(url, secret),
+        check=True,
+        capture_output=True,
+    )
 
 
 # ---- the server -----------------------------------------------------------------------------
+
 
 def server_env(url: str, secret: str) -> dict[str, str]:
     """Production settings against `url`. REDIS_URL is dropped: rate limits stay in each
     worker's memory, as the benchmarks were measured."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return {**env, "DATABASE_URL": url, "SECRET_KEY": secret, "APP_ENV": "production",
-            "PUBLIC_BASE_URL": "https://jf.example.gov.cn"}
+    return {
+        **env,
+        "DATABASE_URL": url,
+        "SECRET_KEY": secret,
+        "APP_ENV": "production",
+        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+    }
 
 
 def free_port(candidates: Iterable[int] = (0,)) -> int:
@@ -85,15 +100,29 @@ def free_port(candidates: Iterable[int] = (0,)) -> int:
     raise RuntimeError(f"no free port among {list(candidates)}")
 
 
-def spawn_gunicorn(env: dict[str, str], port: int, workers: int, *,
-                   log: IO[bytes] | None = None, own_group: bool = False
-                   ) -> subprocess.Popen[bytes]:
+def spawn_gunicorn(
+    env: dict[str, str],
+    port: int,
+    workers: int,
+    *,
+    log: IO[bytes] | None = None,
+    own_group: bool = False,
+) -> subprocess.Popen[bytes]:
     """`gunicorn wsgi:app` with sync workers. `own_group`: in a process group of its own,
     so that the master and its workers can be killed together."""
-    command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", str(workers), "--bind",
-               f"{HOST}:{port}", "--log-level", "warning", "wsgi:app"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log,
-                            start_new_session=own_group)
+    command = [
+        str(ROOT / ".venv/bin/gunicorn"),
+        "--workers",
+        str(workers),
+        "--bind",
+        f"{HOST}:{port}",
+        "--log-level",
+        "warning",
+        "wsgi:app",
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=own_group
+    )
 
 
 def wait_until_up(port: int, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -130,9 +159,14 @@ def gunicorn(url: str, secret: str, workers: int) -> Iterator[tuple[int, int]]:
         stop(server)
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 30
-            ) -> tuple[int, bytes]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes]:
     # gunicorn's sync workers close every connection, so each request opens its own.
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:

@@ -95,16 +95,19 @@ class Phase:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
     def line(self) -> str:
-        return (f"{self.name:<10} {len(self.latencies):>6} requests in {self.seconds:6.2f} s  "
-                f"{self.rate:8.1f} req/s  p50 {self.percentile(0.50):7.2f} ms  "
-                f"p99 {self.percentile(0.99):7.2f} ms  "
-                f"mean {statistics.fmean(self.latencies) * 1000:7.2f} ms  "
-                f"server CPU {self.cpu_seconds / len(self.latencies) * 1000:6.2f} ms/req "
-                f"(PostgreSQL {self.db_cpu_seconds / len(self.latencies) * 1000:.2f})  "
-                f"statuses {dict(sorted(self.statuses.items()))}")
+        return (
+            f"{self.name:<10} {len(self.latencies):>6} requests in {self.seconds:6.2f} s  "
+            f"{self.rate:8.1f} req/s  p50 {self.percentile(0.50):7.2f} ms  "
+            f"p99 {self.percentile(0.99):7.2f} ms  "
+            f"mean {statistics.fmean(self.latencies) * 1000:7.2f} ms  "
+            f"server CPU {self.cpu_seconds / len(self.latencies) * 1000:6.2f} ms/req "
+            f"(PostgreSQL {self.db_cpu_seconds / len(self.latencies) * 1000:.2f})  "
+            f"statuses {dict(sorted(self.statuses.items()))}"
+        )
 
 
 # ---- database -------------------------------------------------------------------------------
+
 
 @dataclass
 class Seeded:
@@ -118,9 +121,13 @@ def seed(url: str, villagers: int) -> Seeded:
     user with a fresh login), the reference catalog, and a static activity open now."""
     create_schema(url)
     engine = make_engine(url)
-    settings = TokenSettings(secret=SECRET, issuer="village-points",
-                             audience="village-points-app", access_ttl=timedelta(hours=1),
-                             refresh_ttl=timedelta(days=1))
+    settings = TokenSettings(
+        secret=SECRET,
+        issuer="village-points",
+        audience="village-points-app",
+        access_ttl=timedelta(hours=1),
+        refresh_ttl=timedelta(days=1),
+    )
     with Session(engine) as s:
         township = Township(name="基准镇", code="BENCH")
         s.add(township)
@@ -129,8 +136,13 @@ def seed(url: str, villagers: int) -> Seeded:
         village = Village(township_id=township.id, name="基准村")
         s.add(village)
         s.flush()
-        cadre = User(username="bench_cadre", password_hash="x", role="cadre",
-                     township_id=township.id, village_id=village.id)
+        cadre = User(
+            username="bench_cadre",
+            password_hash="x",
+            role="cadre",
+            township_id=township.id,
+            village_id=village.id,
+        )
         s.add(cadre)
         users = []
         for i in range(villagers):
@@ -148,9 +160,13 @@ def seed(url: str, villagers: int) -> Seeded:
         assert item_id is not None
         now = datetime.now(UTC)
         plan = activities.ActivityPlan(
-            village_id=village.id, title="基准村民大会", rule_item_id=item_id,
-            starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(hours=2),
-            qr_mode="static", step_seconds=30,
+            village_id=village.id,
+            title="基准村民大会",
+            rule_item_id=item_id,
+            starts_at=now - timedelta(minutes=5),
+            ends_at=now + timedelta(hours=2),
+            qr_mode="static",
+            step_seconds=30,
         )
         activity = activities.create_activity(s, Actor.of(s, cadre), plan, now)
         tokens = [sessions.login(s, settings, user).access_token for user in users]
@@ -162,6 +178,7 @@ def seed(url: str, villagers: int) -> Seeded:
 
 
 # ---- server ---------------------------------------------------------------------------------
+
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes so far (Linux /proc)."""
@@ -180,13 +197,18 @@ def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:
     """The gunicorn workers, and the PostgreSQL backends serving this database."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     with psycopg.connect(url) as conn:
-        backends = [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()")]
+        backends = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ]
     return [int(pid) for pid in children], backends
 
 
 # ---- load -----------------------------------------------------------------------------------
+
 
 def drive(name: str, calls: list[Callable[[], int]], threads: int, limit_s: float) -> Phase:
     """Run the calls on a pool of threads, stopping early at `limit_s`."""
@@ -219,21 +241,25 @@ def drive(name: str, calls: list[Callable[[], int]], threads: int, limit_s: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--villagers", type=int, default=2000)
-    parser.add_argument("--health-requests", type=int, default=None,
-                        help="default: as many as check-ins")
+    parser.add_argument(
+        "--health-requests", type=int, default=None, help="default: as many as check-ins"
+    )
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--limit", type=float, default=300.0,
-                        help="seconds for all the requests at most")
+    parser.add_argument(
+        "--limit", type=float, default=300.0, help="seconds for all the requests at most"
+    )
     add_postgres_argument(parser)
     args = parser.parse_args()
 
     with scratch_database(args.postgres, "bench") as url:
         started = time.perf_counter()
         seeded = seed(url, args.villagers)
-        print(f"seeded {args.villagers} villagers and activity {seeded.activity_id} "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(
+            f"seeded {args.villagers} villagers and activity {seeded.activity_id} "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         with gunicorn(url, SECRET, args.workers) as (port, master):
             for _ in range(100):  # warm both workers, their pools and backends
                 request(port, "GET", "/healthz")
@@ -243,9 +269,11 @@ def main() -> None:
 
             def checkin(access: str) -> Callable[[], int]:
                 body = json.dumps({"token": seeded.activity_token}).encode()
-                headers = {"Authorization": f"Bearer {access}",
-                           "Content-Type": "application/json",
-                           "X-Device-Id": "bench-" + access[-12:]}
+                headers = {
+                    "Authorization": f"Bearer {access}",
+                    "Content-Type": "application/json",
+                    "X-Device-Id": "bench-" + access[-12:],
+                }
                 return lambda: request(port, "POST", "/api/v1/checkins", body, headers)[0]
 
             n_health = args.health_requests or args.villagers
@@ -256,26 +284,29 @@ def main() -> None:
             deadline = time.monotonic() + args.limit
             for r in range(args.rounds):
                 for phase, calls in ((healthz, health_calls), (checkins, checkin_calls)):
-                    chunk = calls[r * len(calls) // args.rounds:
-                                  (r + 1) * len(calls) // args.rounds]
+                    chunk = calls[
+                        r * len(calls) // args.rounds : (r + 1) * len(calls) // args.rounds
+                    ]
                     # Read again each time: a threaded worker's pool opens backends later.
                     pids = server_pids(master, url)
                     before = [cpu_seconds(group) for group in pids]
-                    done = drive(phase.name, chunk, args.threads,
-                                 max(0.0, deadline - time.monotonic()))
+                    done = drive(
+                        phase.name, chunk, args.threads, max(0.0, deadline - time.monotonic())
+                    )
                     after = [cpu_seconds(group) for group in pids]
                     phase.add(done, (after[0] - before[0], after[1] - before[1]))
 
         engine = make_engine(url)
         with engine.connect() as conn:
-            stored = conn.exec_driver_sql(
-                "SELECT count(*), count(claim_id) FROM checkins").one()
+            stored = conn.exec_driver_sql("SELECT count(*), count(claim_id) FROM checkins").one()
         engine.dispose()
 
-    print(f"server: gunicorn --workers {args.workers} (sync) on {HOST}, PostgreSQL; "
-          f"client: {args.threads} threads, a new connection per request, {args.rounds} "
-          f"interleaved rounds; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"server: gunicorn --workers {args.workers} (sync) on {HOST}, PostgreSQL; "
+        f"client: {args.threads} threads, a new connection per request, {args.rounds} "
+        f"interleaved rounds; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print(healthz.line())
     print(checkins.line())
     per_health = healthz.cpu_seconds / len(healthz.latencies)

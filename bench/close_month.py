@@ -49,12 +49,19 @@ def seed(session: Session) -> int:
     session.flush()
     rng = random.Random(7)
     for household in households[100:]:
-        for month, day in ((2, rng.randint(1, 28)), (3, rng.randint(1, 28)),
-                           (3, rng.randint(1, 28))):
+        for month, day in (
+            (2, rng.randint(1, 28)),
+            (3, rng.randint(1, 28)),
+            (3, rng.randint(1, 28)),
+        ):
             amount = rng.choice((-3, 2, 4, 5, 10))
-            ledger.append(session, household_id=household.id,
-                          kind="earn" if amount > 0 else "deduct", amount=amount,
-                          when=ledger.EntryTime(TZ, at=datetime(2026, month, day, 10, tzinfo=TZ)))
+            ledger.append(
+                session,
+                household_id=household.id,
+                kind="earn" if amount > 0 else "deduct",
+                amount=amount,
+                when=ledger.EntryTime(TZ, at=datetime(2026, month, day, 10, tzinfo=TZ)),
+            )
     session.commit()
     return village.id
 
@@ -72,8 +79,8 @@ def main() -> None:
             with Session(engine) as session:
                 started = time.perf_counter()
                 snapshot, created = closing.close_month(
-                    session, village_id, "2026-03", now=datetime(2026, 4, 2, 10, tzinfo=TZ),
-                    tz=TZ)
+                    session, village_id, "2026-03", now=datetime(2026, 4, 2, 10, tzinfo=TZ), tz=TZ
+                )
                 session.commit()
                 close_ms = (time.perf_counter() - started) * 1000
                 assert created and snapshot.month_leaves == HOUSEHOLDS

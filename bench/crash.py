@@ -126,12 +126,18 @@ items:
    evidence_required: false}
 """
 # (name, points, stock): the last is scarce, so orders race for it.
-SHELF = (("香皂", 2, 500), ("毛巾", 3, 500), ("大米 10斤", 12, 200), ("玉米油 5L", 20, 60),
-         ("电饭锅", 35, 6))
+SHELF = (
+    ("香皂", 2, 500),
+    ("毛巾", 3, 500),
+    ("大米 10斤", 12, 200),
+    ("玉米油 5L", 20, 60),
+    ("电饭锅", 35, 6),
+)
 KINDS = ("checkin", "award", "order", "scan", "cancel")
 
 
 # ---- the world ------------------------------------------------------------------------------
+
 
 @dataclass
 class Member:
@@ -167,9 +173,13 @@ class World:
 
 
 def seed(url: str, villages: int, households: int, n_activities: int) -> World:
-    settings = TokenSettings(secret=SECRET, issuer="village-points",
-                             audience="village-points-app", access_ttl=timedelta(hours=3),
-                             refresh_ttl=timedelta(days=1))
+    settings = TokenSettings(
+        secret=SECRET,
+        issuer="village-points",
+        audience="village-points-app",
+        access_ttl=timedelta(hours=3),
+        refresh_ttl=timedelta(days=1),
+    )
     codec = TokenCodec.keyring(SECRET, 1)
     now = datetime.now(UTC)
     engine = make_engine(url)
@@ -179,28 +189,44 @@ def seed(url: str, villages: int, households: int, n_activities: int) -> World:
         s.flush()
         catalogs.install_catalog(s, None, township.id, rules.load_yaml(CATALOG))
         items = {i.code: i.id for i in s.scalars(select(RuleItem))}
-        admin = User(username="crash_admin", password_hash="x", role="township_admin",
-                     township_id=township.id)
+        admin = User(
+            username="crash_admin",
+            password_hash="x",
+            role="township_admin",
+            township_id=township.id,
+        )
         s.add(admin)
         sides, members, opening = [], [], set()
         for v in range(villages):
             village = Village(township_id=township.id, name=f"压测{v + 1}村")
             s.add(village)
             s.flush()
-            cadre = User(username=f"crash_cadre_{v}", password_hash="x", role="cadre",
-                         township_id=township.id, village_id=village.id)
-            shop = Shop(township_id=township.id, name=f"压测{v + 1}村积分超市",
-                        villages=[village])
+            cadre = User(
+                username=f"crash_cadre_{v}",
+                password_hash="x",
+                role="cadre",
+                township_id=township.id,
+                village_id=village.id,
+            )
+            shop = Shop(township_id=township.id, name=f"压测{v + 1}村积分超市", villages=[village])
             s.add_all([cadre, shop])
             s.flush()
-            clerk = User(username=f"crash_clerk_{v}", password_hash="x", role="clerk",
-                         township_id=township.id, shop_id=shop.id)
+            clerk = User(
+                username=f"crash_clerk_{v}",
+                password_hash="x",
+                role="clerk",
+                township_id=township.id,
+                shop_id=shop.id,
+            )
             s.add(clerk)
             s.flush()
             clerk_actor, cadre_actor = Actor.of(s, clerk), Actor.of(s, cadre)
-            rewards = [shelves.create_reward(s, clerk_actor, shop.id, name=name,
-                                                 points=points, stock=stock)
-                       for name, points, stock in SHELF]
+            rewards = [
+                shelves.create_reward(
+                    s, clerk_actor, shop.id, name=name, points=points, stock=stock
+                )
+                for name, points, stock in SHELF
+            ]
             house_ids = []
             for h in range(households):
                 household = Household(village_id=village.id, name=f"{v + 1}村第{h + 1}户")
@@ -208,43 +234,80 @@ def seed(url: str, villages: int, households: int, n_activities: int) -> World:
                 s.flush()
                 house_ids.append(household.id)
                 for relation in ("户主", "配偶"):
-                    person = Villager(household_id=household.id, relation=relation,
-                                      name=f"{relation}{v}-{h}")
+                    person = Villager(
+                        household_id=household.id, relation=relation, name=f"{relation}{v}-{h}"
+                    )
                     s.add(person)
                     s.flush()
-                    user = User(role="villager", openid=f"crash-{v}-{h}-{relation}",
-                                villager_id=person.id)
+                    user = User(
+                        role="villager", openid=f"crash-{v}-{h}-{relation}", villager_id=person.id
+                    )
                     s.add(user)
                     s.flush()
-                    members.append(Member(len(members), user.id,
-                                          sessions.login(s, settings, user).access_token,
-                                          household.id, v))
-            created = claims.award(s, cadre_actor, rule_item_id=items["CRASH-OPENING"],
-                                   units=None, note="期初积分", evidence=[],
-                                   targets=[{"household_id": h} for h in house_ids],
-                                   tz=TZ, now=now)
+                    members.append(
+                        Member(
+                            len(members),
+                            user.id,
+                            sessions.login(s, settings, user).access_token,
+                            household.id,
+                            v,
+                        )
+                    )
+            created = claims.award(
+                s,
+                cadre_actor,
+                rule_item_id=items["CRASH-OPENING"],
+                units=None,
+                note="期初积分",
+                evidence=[],
+                targets=[{"household_id": h} for h in house_ids],
+                tz=TZ,
+                now=now,
+            )
             opening |= {c.id for c in created}
             acts = []
             for a in range(n_activities):
                 plan = activities.ActivityPlan(
-                    village_id=village.id, title=f"压测议事会{a + 1}",
-                    rule_item_id=items["CRASH-MEET"], starts_at=now - timedelta(minutes=5),
-                    ends_at=now + timedelta(hours=3), qr_mode="static", step_seconds=30)
+                    village_id=village.id,
+                    title=f"压测议事会{a + 1}",
+                    rule_item_id=items["CRASH-MEET"],
+                    starts_at=now - timedelta(minutes=5),
+                    ends_at=now + timedelta(hours=3),
+                    qr_mode="static",
+                    step_seconds=30,
+                )
                 activity = activities.create_activity(s, cadre_actor, plan, now)
                 s.flush()
                 acts.append((activity.id, codec.encode(TokenType.ACTIVITY, (activity.id, 0))))
-            sides.append(VillageSide(
-                village.id, house_ids, cadre.id, sessions.login(s, settings, cadre).access_token,
-                clerk.id, sessions.login(s, settings, clerk).access_token, shop.id,
-                [(r.id, r.points) for r in rewards], acts))
+            sides.append(
+                VillageSide(
+                    village.id,
+                    house_ids,
+                    cadre.id,
+                    sessions.login(s, settings, cadre).access_token,
+                    clerk.id,
+                    sessions.login(s, settings, clerk).access_token,
+                    shop.id,
+                    [(r.id, r.points) for r in rewards],
+                    acts,
+                )
+            )
         s.commit()
-        world = World(township.id, sides, members, items["CRASH-HELP"],
-                      items["CRASH-CLUTTER"], opening, admin.id)
+        world = World(
+            township.id,
+            sides,
+            members,
+            items["CRASH-HELP"],
+            items["CRASH-CLUTTER"],
+            opening,
+            admin.id,
+        )
     engine.dispose()
     return world
 
 
 # ---- the server and its killer ---------------------------------------------------------------
+
 
 def live_group_members(pgid: int) -> list[int]:
     """Processes of this process group that still run (zombies left to a PID 1 that does not
@@ -271,8 +334,9 @@ class Server:
     def start(self) -> None:
         # The old listening socket may take a moment to be released by the killed group.
         for attempt in range(50):
-            self.proc = spawn_gunicorn(self.env, self.port, self.workers, log=self.log,
-                                       own_group=True)
+            self.proc = spawn_gunicorn(
+                self.env, self.port, self.workers, log=self.log, own_group=True
+            )
             try:
                 wait_until_up(self.port, self.proc, timeout=30)
                 self.starts += 1
@@ -326,6 +390,7 @@ class Server:
 
 # ---- requests -------------------------------------------------------------------------------
 
+
 @dataclass
 class Call:
     """One logical request and every attempt to get it answered."""
@@ -358,15 +423,27 @@ class Call:
         return None
 
     def record(self) -> dict[str, Any]:
-        return {"seq": self.seq, "kind": self.kind, "who": self.who, "method": self.method,
-                "path": self.path, "body": self.body, "idempotency_key": self.key,
-                "meta": self.meta, "attempts": self.attempts, "status": self.status,
-                "replayed": self.replayed, "unknown_outcome": self.unknown,
-                "seconds": round(self.seconds, 4), "response": self.response}
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "who": self.who,
+            "method": self.method,
+            "path": self.path,
+            "body": self.body,
+            "idempotency_key": self.key,
+            "meta": self.meta,
+            "attempts": self.attempts,
+            "status": self.status,
+            "replayed": self.replayed,
+            "unknown_outcome": self.unknown,
+            "seconds": round(self.seconds, 4),
+            "response": self.response,
+        }
 
 
-def attempt(port: int, call: Call, timeout: float = 30, hang_up_after: float | None = None
-            ) -> tuple[int, Any, bool] | str:
+def attempt(
+    port: int, call: Call, timeout: float = 30, hang_up_after: float | None = None
+) -> tuple[int, Any, bool] | str:
     """One try: (status, JSON body, replayed), or what went wrong: `refused` (never reached
     the server) or the name of the error after it was reached (outcome unknown).
     `hang_up_after`: the client gives up that many seconds after sending, as a phone that
@@ -382,8 +459,7 @@ def attempt(port: int, call: Call, timeout: float = 30, hang_up_after: float | N
             conn.connect()
         except ConnectionRefusedError:
             return "refused"
-        conn.request(call.method, call.path, body=json.dumps(call.body).encode(),
-                     headers=headers)
+        conn.request(call.method, call.path, body=json.dumps(call.body).encode(), headers=headers)
         if hang_up_after is not None:
             time.sleep(hang_up_after)
             return "hung_up"
@@ -425,6 +501,7 @@ def send(port: int, call: Call, hang_up_after: float | None = None) -> None:
 
 # ---- the load -------------------------------------------------------------------------------
 
+
 @dataclass
 class Order:
     id: int
@@ -437,13 +514,23 @@ class Order:
 
 
 class Load:
-    def __init__(self, world: World, port: int, mix: dict[str, float], hang_ups: float,
-                 hot: float, seed_value: int, log: IO[str]) -> None:
+    def __init__(
+        self,
+        world: World,
+        port: int,
+        mix: dict[str, float],
+        hang_ups: float,
+        hot: float,
+        seed_value: int,
+        log: IO[str],
+    ) -> None:
         self.world, self.port, self.log, self.hang_ups = world, port, log, hang_ups
         self.hot = hot
-        self.hot_members = [m for m in world.members
-                            if m.household_id in {h for v in world.villages
-                                                  for h in v.households[:4]}]
+        self.hot_members = [
+            m
+            for m in world.members
+            if m.household_id in {h for v in world.villages for h in v.households[:4]}
+        ]
         self.kinds = list(mix)
         self.weights = [mix[k] for k in self.kinds]
         self.lock = threading.Lock()
@@ -468,11 +555,30 @@ class Load:
             send(self.port, call, hang_up)
             self.settle(call)
 
-    def _call(self, kind: str, who: str, user_id: int, token: str, path: str,
-              body: dict[str, Any], keyed: bool = True, **meta: Any) -> Call:
+    def _call(
+        self,
+        kind: str,
+        who: str,
+        user_id: int,
+        token: str,
+        path: str,
+        body: dict[str, Any],
+        keyed: bool = True,
+        **meta: Any,
+    ) -> Call:
         self.seq += 1
-        return Call(self.seq, kind, who, user_id, token, "POST", path, body,
-                    uuid.uuid4().hex if keyed else None, meta)
+        return Call(
+            self.seq,
+            kind,
+            who,
+            user_id,
+            token,
+            "POST",
+            path,
+            body,
+            uuid.uuid4().hex if keyed else None,
+            meta,
+        )
 
     def next_call(self, rng: random.Random) -> Call:
         w = self.world
@@ -487,9 +593,17 @@ class Load:
                 # Now and then a repeat on purpose: it must be refused, naming the first.
                 act = rng.choice(fresh) if fresh and rng.random() > 0.03 else rng.choice(acts)
                 self.attempted.add((m.index, act[0]))
-                return self._call("checkin", f"member:{m.index}", m.user_id, m.token,
-                                  "/api/v1/checkins", {"token": act[1]}, keyed=False,
-                                  member=m.index, activity=act[0])
+                return self._call(
+                    "checkin",
+                    f"member:{m.index}",
+                    m.user_id,
+                    m.token,
+                    "/api/v1/checkins",
+                    {"token": act[1]},
+                    keyed=False,
+                    member=m.index,
+                    activity=act[0],
+                )
             if kind == "award":
                 side = rng.choice(w.villages)
                 # Some batches on a few busy households, in any order, so that concurrent
@@ -497,35 +611,66 @@ class Load:
                 pool = side.households[:4] if rng.random() < self.hot else side.households
                 targets = rng.sample(pool, rng.choice((1, 1, 2, 3)))
                 fine = rng.random() < 0.15
-                body = {"rule_item_id": w.clutter_item if fine else w.help_item,
-                        "note": "压测：检查发现杂物" if fine else "压测：帮扶邻里",
-                        "targets": [{"household_id": h} for h in targets]}
-                return self._call("award", f"cadre:{side.village_id}", side.cadre_user,
-                                  side.cadre_token, "/api/v1/awards", body)
+                body = {
+                    "rule_item_id": w.clutter_item if fine else w.help_item,
+                    "note": "压测：检查发现杂物" if fine else "压测：帮扶邻里",
+                    "targets": [{"household_id": h} for h in targets],
+                }
+                return self._call(
+                    "award",
+                    f"cadre:{side.village_id}",
+                    side.cadre_user,
+                    side.cadre_token,
+                    "/api/v1/awards",
+                    body,
+                )
             if kind == "order":
                 # Some from the members of a few households, whose orders race for points.
                 m = rng.choice(self.hot_members if rng.random() < self.hot else w.members)
                 side = w.villages[m.village]
                 picks = rng.sample(side.rewards, rng.choice((1, 1, 2)))
-                body = {"shop_id": side.shop_id,
-                        "items": [{"reward_id": r, "quantity": rng.choice((1, 1, 2))}
-                                  for r, _ in picks]}
-                return self._call("order", f"member:{m.index}", m.user_id, m.token,
-                                  "/api/v1/redemptions", body, member=m.index)
+                body = {
+                    "shop_id": side.shop_id,
+                    "items": [
+                        {"reward_id": r, "quantity": rng.choice((1, 1, 2))} for r, _ in picks
+                    ],
+                }
+                return self._call(
+                    "order",
+                    f"member:{m.index}",
+                    m.user_id,
+                    m.token,
+                    "/api/v1/redemptions",
+                    body,
+                    member=m.index,
+                )
             # Now and then the order stays up for grabs, so that a scan and a cancel (or two
             # scans) of one order race: one must win, the other be refused.
             pick = rng.randrange(len(self.pending))
-            order = self.orders[self.pending[pick] if rng.random() < 0.15
-                                else self.pending.pop(pick)]
+            order = self.orders[
+                self.pending[pick] if rng.random() < 0.15 else self.pending.pop(pick)
+            ]
             if kind == "scan":
                 side = w.villages[order.village]
-                return self._call("scan", f"clerk:{side.shop_id}", side.clerk_user,
-                                  side.clerk_token, "/api/v1/redemptions/scan",
-                                  {"pickup_token": order.pickup_token}, order=order.id)
+                return self._call(
+                    "scan",
+                    f"clerk:{side.shop_id}",
+                    side.clerk_user,
+                    side.clerk_token,
+                    "/api/v1/redemptions/scan",
+                    {"pickup_token": order.pickup_token},
+                    order=order.id,
+                )
             m = w.members[order.member]
-            return self._call("cancel", f"member:{m.index}", m.user_id, m.token,
-                              f"/api/v1/redemptions/{order.id}/cancel",
-                              {"reason": "压测：不要了"}, order=order.id)
+            return self._call(
+                "cancel",
+                f"member:{m.index}",
+                m.user_id,
+                m.token,
+                f"/api/v1/redemptions/{order.id}/cancel",
+                {"reason": "压测：不要了"},
+                order=order.id,
+            )
 
     def settle(self, call: Call) -> None:
         with self.lock:
@@ -543,7 +688,8 @@ class Load:
                 known = self.checkins.get(pair)
                 if known is not None and known != found:
                     self.inconsistent.append(
-                        f"check-in {pair}: answered {found}, earlier {known} (call {call.seq})")
+                        f"check-in {pair}: answered {found}, earlier {known} (call {call.seq})"
+                    )
                 self.checkins[pair] = found
                 if call.ok:
                     self.checkin_claims[found] = r.get("claim_id")
@@ -552,8 +698,9 @@ class Load:
                     self.award_claims[claim["id"]] = (claim["household_id"], claim["points"])
             elif call.kind == "order" and call.ok:
                 m = self.world.members[call.meta["member"]]
-                self.orders[r["id"]] = Order(r["id"], m.index, r["shop_id"], m.village,
-                                             r["pickup_token"], r["points"])
+                self.orders[r["id"]] = Order(
+                    r["id"], m.index, r["shop_id"], m.village, r["pickup_token"], r["points"]
+                )
                 self.pending.append(r["id"])
             elif call.kind in ("scan", "cancel"):
                 order = self.orders[call.meta["order"]]
@@ -563,16 +710,19 @@ class Load:
                     if order.status in ("fulfilled", "cancelled"):
                         self.inconsistent.append(
                             f"order {order.id}: {call.kind} answered {call.status} "
-                            f"{r.get('status')}, but it was {order.status} already")
+                            f"{r.get('status')}, but it was {order.status} already"
+                        )
                     order.status = r["status"]
                 elif call.status is None:
                     order.status = "unknown"
                 elif call.code not in ("already_fulfilled", "redemption_cancelled"):
-                    self.inconsistent.append(f"order {order.id}: {call.kind} answered "
-                                             f"{call.status} {call.code}")
+                    self.inconsistent.append(
+                        f"order {order.id}: {call.kind} answered {call.status} {call.code}"
+                    )
 
 
 # ---- after the run: what the database must say ----------------------------------------------
+
 
 class Checks:
     def __init__(self) -> None:
@@ -596,15 +746,22 @@ def rows(conn: psycopg.Connection[Any], sql: str, *args: Any) -> list[tuple[Any,
     return conn.execute(sql, args).fetchall()
 
 
-def check_effects(conn: psycopg.Connection[Any], load: Load, checks: Checks,
-                  unresolved: Counter[str]) -> None:
+def check_effects(
+    conn: psycopg.Connection[Any], load: Load, checks: Checks, unresolved: Counter[str]
+) -> None:
     # -- check-ins: each 2xx (or its 409 naming the first) is a row with its posted claim
     problems = []
-    db_checkins = {r[0]: r[1:] for r in rows(conn, """
+    db_checkins = {
+        r[0]: r[1:]
+        for r in rows(
+            conn,
+            """
         SELECT c.id, c.villager_id, c.activity_id, c.claim_id, cl.status, cl.points,
                (SELECT count(*) FROM ledger_entries e WHERE e.claim_id = c.claim_id),
                (SELECT sum(e.amount) FROM ledger_entries e WHERE e.claim_id = c.claim_id)
-        FROM checkins c LEFT JOIN claims cl ON cl.id = c.claim_id""")}
+        FROM checkins c LEFT JOIN claims cl ON cl.id = c.claim_id""",
+        )
+    }
     member_villager = dict(rows(conn, "SELECT u.id, u.villager_id FROM users u"))
     members = load.world.members
     for (member, activity), checkin_id in load.checkins.items():
@@ -616,48 +773,74 @@ def check_effects(conn: psycopg.Connection[Any], load: Load, checks: Checks,
         if villager != member_villager[members[member].user_id] or act != activity:
             problems.append(f"check-in {checkin_id} is of another villager or activity")
         if claim_id is None or status != "posted" or entries != 1 or amount != points:
-            problems.append(f"check-in {checkin_id}: claim {claim_id} {status}, {entries} "
-                            f"entries totalling {amount} for {points} points")
+            problems.append(
+                f"check-in {checkin_id}: claim {claim_id} {status}, {entries} "
+                f"entries totalling {amount} for {points} points"
+            )
     extra = set(db_checkins) - set(load.checkins.values())
     allowed = unresolved["checkin"]
     if len(extra) > allowed:
         problems.append(f"{len(extra)} check-ins no client was told of: {sorted(extra)[:10]}")
-    checks.add("check-ins: every 2xx stored and posted, nothing else", problems,
-               f"{len(load.checkins)} answered (201, or 409 naming it), {len(db_checkins)} in "
-               f"the database, each with one ledger entry")
+    checks.add(
+        "check-ins: every 2xx stored and posted, nothing else",
+        problems,
+        f"{len(load.checkins)} answered (201, or 409 naming it), {len(db_checkins)} in "
+        f"the database, each with one ledger entry",
+    )
 
     # -- awards: each claim answered is posted with its one entry; no others
     problems = []
-    db_claims = {r[0]: r[1:] for r in rows(conn, """
+    db_claims = {
+        r[0]: r[1:]
+        for r in rows(
+            conn,
+            """
         SELECT cl.id, cl.household_id, cl.points, cl.status,
                (SELECT count(*) FROM ledger_entries e WHERE e.claim_id = cl.id),
                (SELECT sum(e.amount) FROM ledger_entries e WHERE e.claim_id = cl.id)
-        FROM claims cl WHERE cl.source = 'cadre'""")}
+        FROM claims cl WHERE cl.source = 'cadre'""",
+        )
+    }
     for claim_id, (household, points) in load.award_claims.items():
         row = db_claims.get(claim_id)
         if row is None:
             problems.append(f"award claim {claim_id} answered but not in the database")
             continue
         db_household, db_points, status, entries, amount = row
-        if (db_household, db_points) != (household, points) or status != "posted" \
-                or entries != 1 or amount != points:
-            problems.append(f"award claim {claim_id}: household {db_household}, {status}, "
-                            f"{entries} entries totalling {amount} for {points} points")
+        if (
+            (db_household, db_points) != (household, points)
+            or status != "posted"
+            or entries != 1
+            or amount != points
+        ):
+            problems.append(
+                f"award claim {claim_id}: household {db_household}, {status}, "
+                f"{entries} entries totalling {amount} for {points} points"
+            )
     extra = set(db_claims) - set(load.award_claims) - load.world.opening_claims
     if len(extra) > unresolved["award"] * 3:
         problems.append(f"{len(extra)} award claims no client was told of: {sorted(extra)[:10]}")
-    checks.add("awards: every 2xx claim posted with its entry, nothing else", problems,
-               f"{len(load.award_claims)} claims answered, "
-               f"{len(db_claims) - len(load.world.opening_claims)} in the database "
-               f"(+{len(load.world.opening_claims)} opening awards)")
+    checks.add(
+        "awards: every 2xx claim posted with its entry, nothing else",
+        problems,
+        f"{len(load.award_claims)} claims answered, "
+        f"{len(db_claims) - len(load.world.opening_claims)} in the database "
+        f"(+{len(load.world.opening_claims)} opening awards)",
+    )
 
     # -- orders, scans, cancels: each redemption as the clients last heard of it
     problems = []
-    db_orders = {r[0]: r[1:] for r in rows(conn, """
+    db_orders = {
+        r[0]: r[1:]
+        for r in rows(
+            conn,
+            """
         SELECT r.id, r.household_id, r.status, r.points, r.ledger_entry_id, e.kind, e.amount,
                a.household_id
         FROM redemptions r LEFT JOIN ledger_entries e ON e.id = r.ledger_entry_id
-        LEFT JOIN accounts a ON a.id = e.account_id""")}
+        LEFT JOIN accounts a ON a.id = e.account_id""",
+        )
+    }
     statuses: Counter[str] = Counter()
     for order in load.orders.values():
         row = db_orders.get(order.id)
@@ -670,105 +853,149 @@ def check_effects(conn: psycopg.Connection[Any], load: Load, checks: Checks,
         if db_household != household or points != order.points:
             problems.append(f"order {order.id}: household {db_household}, {points} points")
         if order.status != "unknown" and status != order.status:
-            problems.append(f"order {order.id} is {status}, the clients were told "
-                            f"{order.status}")
-        if status == "fulfilled" and (kind != "redeem" or amount != -points
-                                      or entry_household != household):
+            problems.append(f"order {order.id} is {status}, the clients were told {order.status}")
+        if status == "fulfilled" and (
+            kind != "redeem" or amount != -points or entry_household != household
+        ):
             problems.append(f"order {order.id} fulfilled with entry {entry_id} {kind} {amount}")
         if status != "fulfilled" and entry_id is not None:
             problems.append(f"order {order.id} is {status} but has entry {entry_id}")
     extra = set(db_orders) - set(load.orders)
     if len(extra) > unresolved["order"]:
         problems.append(f"{len(extra)} redemptions no client was told of: {sorted(extra)[:10]}")
-    redeem_entries = rows(conn, """SELECT count(*) FROM ledger_entries e WHERE e.kind = 'redeem'
-        AND NOT EXISTS (SELECT 1 FROM redemptions r WHERE r.ledger_entry_id = e.id)""")[0][0]
+    redeem_entries = rows(
+        conn,
+        """SELECT count(*) FROM ledger_entries e WHERE e.kind = 'redeem'
+        AND NOT EXISTS (SELECT 1 FROM redemptions r WHERE r.ledger_entry_id = e.id)""",
+    )[0][0]
     if redeem_entries:
         problems.append(f"{redeem_entries} redeem entries belong to no redemption")
-    checks.add("orders/scans/cancels: each redemption as its last 2xx said, nothing else",
-               problems, f"{len(load.orders)} orders answered 201, {len(db_orders)} in the "
-               f"database: {dict(sorted(statuses.items()))}; fulfilled ones have their "
-               f"redeem entry")
+    checks.add(
+        "orders/scans/cancels: each redemption as its last 2xx said, nothing else",
+        problems,
+        f"{len(load.orders)} orders answered 201, {len(db_orders)} in the "
+        f"database: {dict(sorted(statuses.items()))}; fulfilled ones have their "
+        f"redeem entry",
+    )
 
 
 def check_holds_and_stock(conn: psycopg.Connection[Any], checks: Checks) -> None:
-    problems = [f"household {h}: held {held}, reserved orders hold {reserved}"
-                for h, held, reserved in rows(conn, """
+    problems = [
+        f"household {h}: held {held}, reserved orders hold {reserved}"
+        for h, held, reserved in rows(
+            conn,
+            """
         SELECT a.household_id, a.held, coalesce(sum(r.points), 0)
         FROM accounts a LEFT JOIN redemptions r
           ON r.household_id = a.household_id AND r.status = 'reserved'
-        GROUP BY a.id HAVING a.held <> coalesce(sum(r.points), 0)""")]
-    orphans = rows(conn, """SELECT r.id FROM redemptions r WHERE r.status = 'reserved' AND NOT
-        EXISTS (SELECT 1 FROM accounts a WHERE a.household_id = r.household_id)""")
+        GROUP BY a.id HAVING a.held <> coalesce(sum(r.points), 0)""",
+        )
+    ]
+    orphans = rows(
+        conn,
+        """SELECT r.id FROM redemptions r WHERE r.status = 'reserved' AND NOT
+        EXISTS (SELECT 1 FROM accounts a WHERE a.household_id = r.household_id)""",
+    )
     problems += [f"reserved order {r[0]} has no account to hold its points" for r in orphans]
-    held, reserved = rows(conn, """SELECT (SELECT coalesce(sum(held), 0) FROM accounts),
-        (SELECT coalesce(sum(points), 0) FROM redemptions WHERE status = 'reserved')""")[0]
-    checks.add("holds: held on each account == points of its household's reserved orders",
-               problems, f"held {held} in all, reserved orders {reserved}")
+    held, reserved = rows(
+        conn,
+        """SELECT (SELECT coalesce(sum(held), 0) FROM accounts),
+        (SELECT coalesce(sum(points), 0) FROM redemptions WHERE status = 'reserved')""",
+    )[0]
+    checks.add(
+        "holds: held on each account == points of its household's reserved orders",
+        problems,
+        f"held {held} in all, reserved orders {reserved}",
+    )
 
     problems = []
     summary = []
-    for reward, name, stock, initial, reserved_q, fulfilled_q in rows(conn, """
+    for reward, name, stock, initial, reserved_q, fulfilled_q in rows(
+        conn,
+        """
         SELECT w.id, w.name, w.stock,
           (SELECT coalesce(sum(m.change), 0) FROM stock_movements m WHERE m.reward_id = w.id),
           (SELECT coalesce(sum(l.quantity), 0) FROM redemption_lines l JOIN redemptions r
              ON r.id = l.redemption_id WHERE l.reward_id = w.id AND r.status = 'reserved'),
           (SELECT coalesce(sum(l.quantity), 0) FROM redemption_lines l JOIN redemptions r
              ON r.id = l.redemption_id WHERE l.reward_id = w.id AND r.status = 'fulfilled')
-        FROM rewards w ORDER BY w.id"""):
+        FROM rewards w ORDER BY w.id""",
+    ):
         adds_up = stock + reserved_q + fulfilled_q == initial and stock >= 0
         if not adds_up:
-            problems.append(f"reward {reward} {name}: stock {stock} + reserved {reserved_q} + "
-                            f"fulfilled {fulfilled_q} != stocked {initial}")
-        summary.append(f"{name} {stock}+{reserved_q}+{fulfilled_q}{'=' if adds_up else '≠'}"
-                       f"{initial}")
-    checks.add("stock: on the shelf + reserved + handed out == stocked, per reward", problems,
-               f"{len(summary)} rewards, the first shop's: " + "; ".join(summary[:len(SHELF)]))
+            problems.append(
+                f"reward {reward} {name}: stock {stock} + reserved {reserved_q} + "
+                f"fulfilled {fulfilled_q} != stocked {initial}"
+            )
+        summary.append(
+            f"{name} {stock}+{reserved_q}+{fulfilled_q}{'=' if adds_up else '≠'}{initial}"
+        )
+    checks.add(
+        "stock: on the shelf + reserved + handed out == stocked, per reward",
+        problems,
+        f"{len(summary)} rewards, the first shop's: " + "; ".join(summary[: len(SHELF)]),
+    )
 
 
 def check_ledger(url: str, world: World, checks: Checks) -> None:
     engine = make_engine(url)
     with Session(engine) as s:
         report = ledger.verify_all(s)
-        checks.add("hash chains verify (points.ledger.verify_all), and available + held == "
-                   "sum of entries per account",
-                   [f"account {b.account_id} (household {b.household_id}) entry {b.entry_id}: "
-                    f"{b.problem}" for b in report.breaks],
-                   f"{report.accounts} accounts, {report.entries} entries")
+        checks.add(
+            "hash chains verify (points.ledger.verify_all), and available + held == "
+            "sum of entries per account",
+            [
+                f"account {b.account_id} (household {b.household_id}) entry {b.entry_id}: "
+                f"{b.problem}"
+                for b in report.breaks
+            ],
+            f"{report.accounts} accounts, {report.entries} entries",
+        )
         monthly = budget.verify_issued(s, TZ)
-        checks.add("each village's monthly issued points (the budget's counter) == the sum "
-                   "of the claims it counts (points.budget.verify_issued)", monthly,
-                   "every village month agrees" if not monthly else "")
+        checks.add(
+            "each village's monthly issued points (the budget's counter) == the sum "
+            "of the claims it counts (points.budget.verify_issued)",
+            monthly,
+            "every village month agrees" if not monthly else "",
+        )
 
         sql = s.connection().exec_driver_sql
-        by_kind = dict(sql("SELECT kind, coalesce(sum(amount), 0) FROM ledger_entries "
-                           "GROUP BY kind").all())
+        by_kind = dict(
+            sql("SELECT kind, coalesce(sum(amount), 0) FROM ledger_entries GROUP BY kind").all()
+        )
         issued = sum(by_kind.get(k, 0) for k in ("earn", "deduct", "adjust", "reverse"))
         redeemed = -by_kind.get("redeem", 0)
         expired = -by_kind.get("expire", 0)
         available, held, earned_total = sql(
             "SELECT coalesce(sum(available), 0), coalesce(sum(held), 0), "
-            "coalesce(sum(earned_total), 0) FROM accounts").one()
+            "coalesce(sum(earned_total), 0) FROM accounts"
+        ).one()
         balances = available + held
         mt_score, mt_redeemed, mt_expired = sql(
             "SELECT coalesce(sum(score), 0), coalesce(sum(redeemed), 0), "
-            "coalesce(sum(expired), 0) FROM month_totals").one()
-        claimed = sql("SELECT coalesce(sum(points), 0) FROM claims WHERE status = 'posted'"
-                      ).scalar()
-        claim_entries = sql("SELECT coalesce(sum(amount), 0) FROM ledger_entries "
-                            "WHERE claim_id IS NOT NULL").scalar()
-        fulfilled = sql("SELECT coalesce(sum(points), 0) FROM redemptions "
-                        "WHERE status = 'fulfilled'").scalar()
+            "coalesce(sum(expired), 0) FROM month_totals"
+        ).one()
+        claimed = sql(
+            "SELECT coalesce(sum(points), 0) FROM claims WHERE status = 'posted'"
+        ).scalar()
+        claim_entries = sql(
+            "SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE claim_id IS NOT NULL"
+        ).scalar()
+        fulfilled = sql(
+            "SELECT coalesce(sum(points), 0) FROM redemptions WHERE status = 'fulfilled'"
+        ).scalar()
         admin = s.get(User, world.admin_user)
         assert admin is not None
         app_report = liability.points_report(s, Actor.of(s, admin), world.township_id, None)
         t = app_report.totals
         problems = []
         if issued != balances + redeemed + expired:
-            problems.append(f"issued {issued} != balances {balances} + redeemed {redeemed} + "
-                            f"expired {expired}")
+            problems.append(
+                f"issued {issued} != balances {balances} + redeemed {redeemed} + expired {expired}"
+            )
         for label, got, want in (
-            ("month totals' score", mt_score, issued), ("accounts' earned_total", earned_total,
-                                                         issued),
+            ("month totals' score", mt_score, issued),
+            ("accounts' earned_total", earned_total, issued),
             ("month totals' redeemed", -mt_redeemed, redeemed),
             ("month totals' expired", -mt_expired, expired),
             ("posted claims' points", claimed, claim_entries),
@@ -780,54 +1007,81 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
             if got != want:
                 problems.append(f"{label} {got} != {want}")
         if t["issued"] != t["outstanding"] + t["redeemed"] + t["expired"]:
-            problems.append(f"points report: issued {t['issued']} != outstanding "
-                            f"{t['outstanding']} + redeemed {t['redeemed']} + expired "
-                            f"{t['expired']}")
+            problems.append(
+                f"points report: issued {t['issued']} != outstanding "
+                f"{t['outstanding']} + redeemed {t['redeemed']} + expired "
+                f"{t['expired']}"
+            )
         s.rollback()
     engine.dispose()
-    print("  issued   = sum of entry amounts of kinds earn, deduct, adjust, reverse (all "
-          "reversible kinds score; a reversal nets its entry out)")
-    print("  redeemed = -(sum of redeem entries); expired = -(sum of expire entries); "
-          "balances = sum(available + held)")
-    checks.add("issued = balances + redeemed + expired (and month totals, earned_total, "
-               "claims, redemptions and the township's points report agree)", problems,
-               f"{issued} = {balances} ({available} available + {held} held) + {redeemed} + "
-               f"{expired}")
+    print(
+        "  issued   = sum of entry amounts of kinds earn, deduct, adjust, reverse (all "
+        "reversible kinds score; a reversal nets its entry out)"
+    )
+    print(
+        "  redeemed = -(sum of redeem entries); expired = -(sum of expire entries); "
+        "balances = sum(available + held)"
+    )
+    checks.add(
+        "issued = balances + redeemed + expired (and month totals, earned_total, "
+        "claims, redemptions and the township's points report agree)",
+        problems,
+        f"{issued} = {balances} ({available} available + {held} held) + {redeemed} + {expired}",
+    )
 
 
-def check_idempotency(conn: psycopg.Connection[Any], load: Load, port: int, replay: int,
-                      rng: random.Random, checks: Checks) -> None:
+def check_idempotency(
+    conn: psycopg.Connection[Any],
+    load: Load,
+    port: int,
+    replay: int,
+    rng: random.Random,
+    checks: Checks,
+) -> None:
     problems = []
-    stuck = rows(conn, "SELECT user_id, key, endpoint FROM idempotency_keys "
-                       "WHERE status_code IS NULL")
+    stuck = rows(
+        conn, "SELECT user_id, key, endpoint FROM idempotency_keys WHERE status_code IS NULL"
+    )
     problems += [f"key {k} of user {u} on {e} stored without an answer" for u, k, e in stuck]
-    stored = {(u, k): (status, response) for u, k, status, response in rows(
-        conn, "SELECT user_id, key, status_code, response FROM idempotency_keys")}
+    stored = {
+        (u, k): (status, response)
+        for u, k, status, response in rows(
+            conn, "SELECT user_id, key, status_code, response FROM idempotency_keys"
+        )
+    }
     keyed_ok = [c for c in load.calls if c.key and c.ok]
     for call in keyed_ok:
         row = stored.get((call.user_id, call.key))
         if row is None:
-            problems.append(f"call {call.seq} ({call.kind}) answered {call.status} but its key "
-                            "is not stored")
+            problems.append(
+                f"call {call.seq} ({call.kind}) answered {call.status} but its key is not stored"
+            )
         elif row != (call.status, call.response):
-            problems.append(f"call {call.seq} ({call.kind}): stored answer differs from the "
-                            "one given")
+            problems.append(
+                f"call {call.seq} ({call.kind}): stored answer differs from the one given"
+            )
     in_progress = [c.seq for c in load.calls if c.code == "idempotency_in_progress"]
     problems += [f"call {seq} answered idempotency_in_progress" for seq in in_progress]
     sample = rng.sample(keyed_ok, min(replay, len(keyed_ok)))
     for call in sample:
         again = attempt(port, call)
         if not isinstance(again, tuple) or again != (call.status, call.response, True):
-            problems.append(f"call {call.seq} ({call.kind}) replayed as "
-                            f"{again if isinstance(again, str) else again[0]}, not its first "
-                            "answer")
-    checks.add("idempotency: every keyed 2xx stored with its answer, none left unanswered, "
-               "replays give the first answer", problems,
-               f"{len(keyed_ok)} keyed 2xx checked against the store, {len(sample)} sent "
-               f"again and replayed; {len(stuck)} keys without an answer")
+            problems.append(
+                f"call {call.seq} ({call.kind}) replayed as "
+                f"{again if isinstance(again, str) else again[0]}, not its first "
+                "answer"
+            )
+    checks.add(
+        "idempotency: every keyed 2xx stored with its answer, none left unanswered, "
+        "replays give the first answer",
+        problems,
+        f"{len(keyed_ok)} keyed 2xx checked against the store, {len(sample)} sent "
+        f"again and replayed; {len(stuck)} keys without an answer",
+    )
 
 
 # ---- reporting ------------------------------------------------------------------------------
+
 
 def percentile(seconds: list[float], p: float) -> float:
     """In milliseconds, retries through a kill included."""
@@ -839,11 +1093,15 @@ def percentile(seconds: list[float], p: float) -> float:
 
 def report_load(load: Load, kills: dict[str, list[Any]], elapsed: float) -> Counter[str]:
     calls = load.calls
-    print(f"\nload: {len(calls)} requests in {elapsed:.1f} s, "
-          f"{sum(len(c.attempts) for c in calls)} attempts")
-    print(f"{'kind':<8} {'sent':>6} {'2xx':>6} {'refused':>8} {'unknown':>8} "
-          f"{'→replayed':>9} {'→ran':>6} {'→409':>6} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7}"
-          "  other answers")
+    print(
+        f"\nload: {len(calls)} requests in {elapsed:.1f} s, "
+        f"{sum(len(c.attempts) for c in calls)} attempts"
+    )
+    print(
+        f"{'kind':<8} {'sent':>6} {'2xx':>6} {'refused':>8} {'unknown':>8} "
+        f"{'→replayed':>9} {'→ran':>6} {'→409':>6} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7}"
+        "  other answers"
+    )
     unresolved: Counter[str] = Counter()
     for kind in KINDS:
         mine = [c for c in calls if c.kind == kind]
@@ -856,27 +1114,40 @@ def report_load(load: Load, kills: dict[str, list[Any]], elapsed: float) -> Coun
         replayed = sum(1 for c in unknown if c.ok and c.replayed)
         ran = sum(1 for c in unknown if c.ok and not c.replayed)
         named = sum(1 for c in unknown if c.code == "already_checked_in")
-        print(f"{kind:<8} {len(mine):>6} {sum(c.ok for c in mine):>6} "
-              f"{sum(1 for c in mine if 'refused' in c.attempts):>8} {len(unknown):>8} "
-              f"{replayed:>9} {ran:>6} {named:>6} {len(lost):>5} "
-              f"{percentile([c.seconds for c in mine], 0.5):>7.0f} "
-              f"{percentile([c.seconds for c in mine], 0.99):>7.0f}  "
-              f"{dict(others.most_common(6))}")
+        print(
+            f"{kind:<8} {len(mine):>6} {sum(c.ok for c in mine):>6} "
+            f"{sum(1 for c in mine if 'refused' in c.attempts):>8} {len(unknown):>8} "
+            f"{replayed:>9} {ran:>6} {named:>6} {len(lost):>5} "
+            f"{percentile([c.seconds for c in mine], 0.5):>7.0f} "
+            f"{percentile([c.seconds for c in mine], 0.99):>7.0f}  "
+            f"{dict(others.most_common(6))}"
+        )
     hung_up = sum(1 for c in calls if "hung_up" in c.attempts)
-    died = sum(1 for c in calls if any(a not in ("refused", "hung_up") and not a.isdigit()
-                                       for a in c.attempts))
-    print(f"unknown outcomes: {died} requests whose connection died in a kill, {hung_up} whose "
-          "client hung up; each sent again until answered (→replayed: it had committed, "
-          "→ran: it had not, →409: a check-in that had)")
-    print(f"kills: {len(kills['worker'])} workers {kills['worker']}, "
-          f"{len(kills['master'])} masters (with their groups) {kills['master']}")
+    died = sum(
+        1
+        for c in calls
+        if any(a not in ("refused", "hung_up") and not a.isdigit() for a in c.attempts)
+    )
+    print(
+        f"unknown outcomes: {died} requests whose connection died in a kill, {hung_up} whose "
+        "client hung up; each sent again until answered (→replayed: it had committed, "
+        "→ran: it had not, →409: a check-in that had)"
+    )
+    print(
+        f"kills: {len(kills['worker'])} workers {kills['worker']}, "
+        f"{len(kills['master'])} masters (with their groups) {kills['master']}"
+    )
     return unresolved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of load, each ending with a kill of the master")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of load, each ending with a kill of the master",
+    )
     parser.add_argument("--round-seconds", type=float, default=15.0)
     parser.add_argument("--worker-kills", type=int, default=3, help="per round")
     parser.add_argument("--threads", type=int, default=12)
@@ -885,13 +1156,25 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=80, help="per village")
     parser.add_argument("--activities", type=int, default=6, help="per village")
     parser.add_argument("--mix", default="checkin=35,award=15,order=30,scan=15,cancel=5")
-    parser.add_argument("--hang-ups", type=float, default=0.05,
-                        help="share of requests whose first attempt hangs up without reading "
-                             "the answer (then retried like any unknown outcome)")
-    parser.add_argument("--hot", type=float, default=0.3,
-                        help="share of awards and orders among 4 busy households per village")
-    parser.add_argument("--replay", type=int, default=200,
-                        help="keyed 2xx requests sent again at the end to check the replay")
+    parser.add_argument(
+        "--hang-ups",
+        type=float,
+        default=0.05,
+        help="share of requests whose first attempt hangs up without reading "
+        "the answer (then retried like any unknown outcome)",
+    )
+    parser.add_argument(
+        "--hot",
+        type=float,
+        default=0.3,
+        help="share of awards and orders among 4 busy households per village",
+    )
+    parser.add_argument(
+        "--replay",
+        type=int,
+        default=200,
+        help="keyed 2xx requests sent again at the end to check the replay",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--log", default=None, help="JSON lines of every request")
     add_postgres_argument(parser)
@@ -901,21 +1184,28 @@ def main() -> None:
     mix = {k: float(v) for k, v in (p.split("=") for p in args.mix.split(","))}
     log_path = Path(args.log or f"/tmp/crash-{os.getpid()}.jsonl")
     server_log_path = log_path.with_suffix(".gunicorn.log")
-    print(f"crash bench: seed {seed_value}, {args.rounds} rounds of {args.round_seconds:g} s, "
-          f"{args.worker_kills} worker kills per round, {args.threads} client threads, "
-          f"gunicorn --workers {args.workers}; requests → {log_path}, server log → "
-          f"{server_log_path}")
+    print(
+        f"crash bench: seed {seed_value}, {args.rounds} rounds of {args.round_seconds:g} s, "
+        f"{args.worker_kills} worker kills per round, {args.threads} client threads, "
+        f"gunicorn --workers {args.workers}; requests → {log_path}, server log → "
+        f"{server_log_path}"
+    )
 
     checks = Checks()
-    with scratch_database(args.postgres, "crash") as url, open(log_path, "w") as log, \
-            open(server_log_path, "wb") as server_log:
+    with (
+        scratch_database(args.postgres, "crash") as url,
+        open(log_path, "w") as log,
+        open(server_log_path, "wb") as server_log,
+    ):
         started = time.perf_counter()
         migrate(url, SECRET)
         world = seed(url, args.villages, args.households, args.activities)
-        print(f"seeded in {time.perf_counter() - started:.1f} s (schema by flask db upgrade): "
-              f"{args.villages} villages, {len(world.members)} villagers in "
-              f"{args.villages * args.households} households (40 points each to start), "
-              f"{args.activities} activities and {len(SHELF)} rewards per village")
+        print(
+            f"seeded in {time.perf_counter() - started:.1f} s (schema by flask db upgrade): "
+            f"{args.villages} villages, {len(world.members)} villagers in "
+            f"{args.villages * args.households} households (40 points each to start), "
+            f"{args.activities} activities and {len(SHELF)} rewards per village"
+        )
         port = free_port(PORTS)
         server = Server(url, port, args.workers, server_log)
         kills: dict[str, list[Any]] = {"worker": [], "master": []}
@@ -923,15 +1213,18 @@ def main() -> None:
         try:
             server.start()
             print(f"gunicorn on {HOST}:{port}")
-            threads = [threading.Thread(target=load.run, args=(i,), daemon=True)
-                       for i in range(args.threads)]
+            threads = [
+                threading.Thread(target=load.run, args=(i,), daemon=True)
+                for i in range(args.threads)
+            ]
             load_started = time.monotonic()
             for t in threads:
                 t.start()
             for round_no in range(args.rounds):
                 round_start = time.monotonic()
-                moments = sorted(rng.uniform(0.5, args.round_seconds - 0.5)
-                                 for _ in range(args.worker_kills))
+                moments = sorted(
+                    rng.uniform(0.5, args.round_seconds - 0.5) for _ in range(args.worker_kills)
+                )
                 for moment in moments:
                     time.sleep(max(0.0, round_start + moment - time.monotonic()))
                     pid = server.kill_worker(rng)
@@ -943,9 +1236,11 @@ def main() -> None:
                 alive = len(server.workers_now())
                 group = server.kill_master()
                 down = rng.uniform(0.2, 1.5)
-                print(f"round {round_no + 1}: {len(kills['worker'])} workers killed so far, "
-                      f"{alive} alive (respawned) when the master group {group} was killed; "
-                      f"down {down:.1f} s; {len(load.calls)} requests answered so far")
+                print(
+                    f"round {round_no + 1}: {len(kills['worker'])} workers killed so far, "
+                    f"{alive} alive (respawned) when the master group {group} was killed; "
+                    f"down {down:.1f} s; {len(load.calls)} requests answered so far"
+                )
                 time.sleep(down)
                 server.start()
             # A last stretch with no kills, then let every thread finish its request.
@@ -958,28 +1253,42 @@ def main() -> None:
 
             print("\nchecks:")
             lost = [c for c in load.calls if c.status is None]
-            checks.add("every request got a definite answer (retried through the kills)",
-                       [f"call {c.seq} ({c.kind}) never answered: {c.attempts[-3:]}"
-                        for c in lost], f"{len(load.calls) - len(lost)} of {len(load.calls)}")
+            checks.add(
+                "every request got a definite answer (retried through the kills)",
+                [f"call {c.seq} ({c.kind}) never answered: {c.attempts[-3:]}" for c in lost],
+                f"{len(load.calls) - len(lost)} of {len(load.calls)}",
+            )
             errors = [c for c in load.calls if c.status is not None and c.status >= 500]
             server_log.flush()
             logged = server_log_path.read_text(errors="replace").splitlines()
             tracebacks = sum(1 for line in logged if line.startswith("Traceback"))
             # The exception line of each traceback, e.g. psycopg.errors.DeadlockDetected.
-            causes = Counter(line[:160] for line in logged
-                             if line.startswith(("psycopg.", "sqlalchemy.", "builtins.")))
-            problems = [f"call {c.seq} ({c.kind}) {c.status}: {str(c.response)[:200]}"
-                        for c in errors]
+            causes = Counter(
+                line[:160]
+                for line in logged
+                if line.startswith(("psycopg.", "sqlalchemy.", "builtins."))
+            )
+            problems = [
+                f"call {c.seq} ({c.kind}) {c.status}: {str(c.response)[:200]}" for c in errors
+            ]
             if tracebacks:
-                problems.append(f"{tracebacks} tracebacks in {server_log_path}: "
-                                f"{dict(causes.most_common(3))}")
-            checks.add("no 5xx answers, no traceback in the server log", problems,
-                       f"{len(errors)} 5xx, {tracebacks} tracebacks")
-            races = sum(1 for c in load.calls if c.code in ("already_fulfilled",
-                                                            "redemption_cancelled"))
-            checks.add("answers agree: a check-in's 409 names the one answered before; of a "
-                       "scan and a cancel racing for one order, one wins", load.inconsistent,
-                       f"{races} racing scans/cancels refused as they should be")
+                problems.append(
+                    f"{tracebacks} tracebacks in {server_log_path}: {dict(causes.most_common(3))}"
+                )
+            checks.add(
+                "no 5xx answers, no traceback in the server log",
+                problems,
+                f"{len(errors)} 5xx, {tracebacks} tracebacks",
+            )
+            races = sum(
+                1 for c in load.calls if c.code in ("already_fulfilled", "redemption_cancelled")
+            )
+            checks.add(
+                "answers agree: a check-in's 409 names the one answered before; of a "
+                "scan and a cancel racing for one order, one wins",
+                load.inconsistent,
+                f"{races} racing scans/cancels refused as they should be",
+            )
             with psycopg.connect(url) as conn:
                 check_idempotency(conn, load, port, args.replay, rng, checks)
             server.stop()
@@ -994,8 +1303,10 @@ def main() -> None:
     ok = sum(c.ok for c in load.calls)
     unknown = sum(c.unknown for c in load.calls)
     verdict = "PASS" if checks.passed else "FAIL"
-    print(f"\ncrash: sent={sent} ok={ok} unknown={unknown} kills=workers:{len(kills['worker'])} "
-          f"master:{len(kills['master'])} checks={verdict}")
+    print(
+        f"\ncrash: sent={sent} ok={ok} unknown={unknown} kills=workers:{len(kills['worker'])} "
+        f"master:{len(kills['master'])} checks={verdict}"
+    )
     sys.exit(0 if checks.passed else 1)
 
 

@@ -38,12 +38,17 @@ GZIP = {"Accept-Encoding": "gzip"}
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app({
-            "APP_ENV": "development", "SECRET_KEY": "bench-" + "x" * 40,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/bench.sqlite3",
-            "UPLOAD_DIR": f"{tmp}/uploads", "RATELIMIT_STORAGE_URI": "memory://",
-            "WECHAT_APPID": "", "WECHAT_SECRET": "",
-        })
+        app = create_app(
+            {
+                "APP_ENV": "development",
+                "SECRET_KEY": "bench-" + "x" * 40,
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/bench.sqlite3",
+                "UPLOAD_DIR": f"{tmp}/uploads",
+                "RATELIMIT_STORAGE_URI": "memory://",
+                "WECHAT_APPID": "",
+                "WECHAT_SECRET": "",
+            }
+        )
         with app.app_context():
             Base.metadata.create_all(db.engine)
             demo.seed(db.session)
@@ -61,8 +66,9 @@ def main() -> None:
         if not login.get_json().get("bound"):
             with app.app_context():
                 phone = db.session.get(Villager, villager_id).phone
-            bound = client.post(f"{API}/auth/bind", json={"name": name, "phone": phone},
-                                headers=auth)
+            bound = client.post(
+                f"{API}/auth/bind", json={"name": name, "phone": phone}, headers=auth
+            )
             assert bound.status_code in (200, 201), bound.get_json()
             token = bound.get_json().get("access_token", token)
             auth = {"Authorization": f"Bearer {token}"}
@@ -71,9 +77,16 @@ def main() -> None:
             response = client.get(path, headers={**auth, **headers})
             return response.status_code, len(response.get_data())
 
-        before = [f"{API}/me", f"{API}/me/account", f"{API}/me/ledger?page=1&per_page=20",
-                  f"{API}/villages/{village_id}/notices", f"{API}/activities?status=current",
-                  f"{API}/rankings", f"{API}/redemptions", f"{API}/villages/{village_id}/board"]
+        before = [
+            f"{API}/me",
+            f"{API}/me/account",
+            f"{API}/me/ledger?page=1&per_page=20",
+            f"{API}/villages/{village_id}/notices",
+            f"{API}/activities?status=current",
+            f"{API}/rankings",
+            f"{API}/redemptions",
+            f"{API}/villages/{village_id}/board",
+        ]
         rows = []
         total_before = 0
         for path in before:
@@ -83,32 +96,56 @@ def main() -> None:
         home_status, home_plain = fetch(f"{API}/me/home")
         _, home_gzip = fetch(f"{API}/me/home", **GZIP)
         rows.append((f"{API}/me/home", home_status, home_plain, home_gzip, ""))
-        lists = [f"{API}/rule-items?per_page=100",
-                 f"{API}/rule-items?submit_by=villager&per_page=100",
-                 f"{API}/villages/{village_id}/notices", f"{API}/me/ledger?page=1&per_page=20"]
+        lists = [
+            f"{API}/rule-items?per_page=100",
+            f"{API}/rule-items?submit_by=villager&per_page=100",
+            f"{API}/villages/{village_id}/notices",
+            f"{API}/me/ledger?page=1&per_page=20",
+        ]
         sizes = {}
         for path in lists:
             first = client.get(path, headers=auth)
             packed = client.get(path, headers={**auth, **GZIP})
-            again = client.get(path, headers={**auth,
-                                              "If-None-Match": first.headers.get("ETag", "")})
+            again = client.get(
+                path, headers={**auth, "If-None-Match": first.headers.get("ETag", "")}
+            )
             sizes[path] = (len(first.get_data()), len(packed.get_data()))
-            rows.append((path, first.status_code, len(first.get_data()), len(packed.get_data()),
-                         f"{again.status_code} {len(again.get_data())} B"))
+            rows.append(
+                (
+                    path,
+                    first.status_code,
+                    len(first.get_data()),
+                    len(packed.get_data()),
+                    f"{again.status_code} {len(again.get_data())} B",
+                )
+            )
         png = client.get(f"{API}/villages/{village_id}/board.png", headers=auth)
-        png_again = client.get(f"{API}/villages/{village_id}/board.png",
-                               headers={**auth, "If-None-Match": png.headers.get("ETag", "")})
-        rows.append((f"{API}/villages/{{id}}/board.png", png.status_code, len(png.get_data()), "",
-                     f"{png_again.status_code} {len(png_again.get_data())} B"))
+        png_again = client.get(
+            f"{API}/villages/{village_id}/board.png",
+            headers={**auth, "If-None-Match": png.headers.get("ETag", "")},
+        )
+        rows.append(
+            (
+                f"{API}/villages/{{id}}/board.png",
+                png.status_code,
+                len(png.get_data()),
+                "",
+                f"{png_again.status_code} {len(png_again.get_data())} B",
+            )
+        )
         print(f"{'request':<60} {'status':>6} {'plain B':>9} {'gzip B':>8}  again (If-None-Match)")
         for path, status, plain, packed, again in rows:
             print(f"{path:<60} {status:>6} {plain:>9} {packed!s:>8}  {again}")
-        print(f"home screen before: {len(before)} calls, {total_before} B; "
-              f"GET /me/home: 1 call, {home_plain} B ({home_gzip} B gzipped)")
+        print(
+            f"home screen before: {len(before)} calls, {total_before} B; "
+            f"GET /me/home: 1 call, {home_plain} B ({home_gzip} B gzipped)"
+        )
         rules = sizes[lists[0]]
-        print(f"home_calls_before={len(before)} home_bytes_before={total_before} "
-              f"home_bytes_after={home_plain} home_gzip={home_gzip} "
-              f"rules_plain={rules[0]} rules_gzip={rules[1]}")
+        print(
+            f"home_calls_before={len(before)} home_bytes_before={total_before} "
+            f"home_bytes_after={home_plain} home_gzip={home_gzip} "
+            f"rules_plain={rules[0]} rules_gzip={rules[1]}"
+        )
 
 
 if __name__ == "__main__":

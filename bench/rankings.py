@@ -72,11 +72,18 @@ SIZES = (100_000, 1_000_000)
 TOWNSHIPS, VILLAGES_PER_TOWNSHIP = 15, 20
 MEASURED_HOUSEHOLDS, OTHER_HOUSEHOLDS, GROUPS = 1000, 150, 5
 HISTORY_MONTHS = [add_months(MONTH, -k) for k in range(119, 0, -1)]
-LEDGER_TABLES = ("ledger_entries", "month_totals", "member_month_totals", "accounts",
-                 "household_flags", "board_snapshots")
+LEDGER_TABLES = (
+    "ledger_entries",
+    "month_totals",
+    "member_month_totals",
+    "accounts",
+    "household_flags",
+    "board_snapshots",
+)
 
 
 # ---- the county -----------------------------------------------------------------------------
+
 
 @dataclass
 class County:
@@ -87,10 +94,8 @@ class County:
     deduct_versions: list[int]
 
 
-def copy_rows(conn: psycopg.Connection[Any], table: str, columns: list[str],
-              rows: Any) -> None:
-    with conn.cursor() as cur, cur.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def copy_rows(conn: psycopg.Connection[Any], table: str, columns: list[str], rows: Any) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 
@@ -102,17 +107,23 @@ def build_county(engine: Engine, url: str) -> County:
         townships = [Township(name=f"基准{t}镇", code=f"T{t}") for t in range(TOWNSHIPS)]
         session.add_all(townships)
         session.flush()
-        villages = [Village(township_id=t.id, name=f"{t.name}{v}村")
-                    for t in townships for v in range(VILLAGES_PER_TOWNSHIP)]
+        villages = [
+            Village(township_id=t.id, name=f"{t.name}{v}村")
+            for t in townships
+            for v in range(VILLAGES_PER_TOWNSHIP)
+        ]
         villages[0].name = "清水村"
         session.add_all(villages)
         session.commit()
         catalogs.install_catalog(session, None, townships[0].id, rules.load_default_catalog())
         session.commit()
-        catalog_id = session.scalar(select(RuleCatalog.id).where(
-            RuleCatalog.township_id == townships[0].id))
-        versions = {item.code: item.current_version_id for item in session.scalars(
-            select(RuleItem).where(RuleItem.catalog_id == catalog_id))}
+        catalog_id = session.scalar(
+            select(RuleCatalog.id).where(RuleCatalog.township_id == townships[0].id)
+        )
+        versions = {
+            item.code: item.current_version_id
+            for item in session.scalars(select(RuleItem).where(RuleItem.catalog_id == catalog_id))
+        }
         village_ids = [v.id for v in villages]
 
     surnames = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"
@@ -131,27 +142,54 @@ def build_county(engine: Engine, url: str) -> County:
         for h in range(count):
             household_id += 1
             name = rng.choice(surnames) + "".join(rng.sample(given, rng.choice((1, 2))))
-            households.append((household_id, village_id, ids[h % len(ids)], f"{name}户",
-                               f"{h + 1}号", False, now))
+            households.append(
+                (household_id, village_id, ids[h % len(ids)], f"{name}户", f"{h + 1}号", False, now)
+            )
             villagers.append((household_id, household_id, name, "户主", True, now))
     with psycopg.connect(url) as conn:
         copy_rows(conn, "villager_groups", ["id", "village_id", "name"], groups)
-        copy_rows(conn, "households", ["id", "village_id", "group_id", "name", "address",
-                                       "public_board_opt_out", "created_at"], households)
-        copy_rows(conn, "villagers", ["id", "household_id", "name", "relation", "active",
-                                      "created_at"], villagers)
+        copy_rows(
+            conn,
+            "households",
+            [
+                "id",
+                "village_id",
+                "group_id",
+                "name",
+                "address",
+                "public_board_opt_out",
+                "created_at",
+            ],
+            households,
+        )
+        copy_rows(
+            conn,
+            "villagers",
+            ["id", "household_id", "name", "relation", "active", "created_at"],
+            villagers,
+        )
         for table in ("villager_groups", "households", "villagers"):
             conn.execute(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))")
     return County(
         measured_village=village_ids[0],
         households=[(h[0], h[1], h[0]) for h in households],
-        earn_versions=[versions[c] for c in ("ENV-YARD", "ENV-CLEANUP", "GOV-ASSEMBLY",
-                                             "PUB-VOLUNTEER", "PUB-LABOUR", "FAM-ELDER")],
+        earn_versions=[
+            versions[c]
+            for c in (
+                "ENV-YARD",
+                "ENV-CLEANUP",
+                "GOV-ASSEMBLY",
+                "PUB-VOLUNTEER",
+                "PUB-LABOUR",
+                "FAM-ELDER",
+            )
+        ],
         deduct_versions=[versions[c] for c in ("ENV-CLUTTER", "ENV-STRAW", "ENV-SEWAGE")],
     )
 
 
 # ---- the ledger -----------------------------------------------------------------------------
+
 
 @dataclass
 class Entry:
@@ -168,8 +206,15 @@ class Entry:
 
 
 def _moment(month: str, rng: random.Random) -> datetime:
-    local = datetime(int(month[:4]), int(month[5:]), rng.randint(1, 28), rng.randint(7, 20),
-                     rng.randint(0, 59), rng.randint(0, 59), tzinfo=TZ)
+    local = datetime(
+        int(month[:4]),
+        int(month[5:]),
+        rng.randint(1, 28),
+        rng.randint(7, 20),
+        rng.randint(0, 59),
+        rng.randint(0, 59),
+        tzinfo=TZ,
+    )
     return local.astimezone(UTC)
 
 
@@ -182,21 +227,57 @@ def generate(county: County, size: int) -> tuple[list[Entry], list[tuple[int, st
     # February: earnings of which ten are reversed in March.
     february = []
     for hid, _, head in measured[:200]:
-        entry = Entry(hid, head, "earn", rng.choice((3, 5)), _moment("2026-02", rng), "2026-02",
-                      rng.choice(county.earn_versions))
+        entry = Entry(
+            hid,
+            head,
+            "earn",
+            rng.choice((3, 5)),
+            _moment("2026-02", rng),
+            "2026-02",
+            rng.choice(county.earn_versions),
+        )
         february.append(entry)
     entries += february
     for hid, _, head in measured:
         for _ in range(2):
-            entries.append(Entry(hid, head, "earn", rng.randint(2, 10), _moment(MONTH, rng),
-                                 MONTH, rng.choice(county.earn_versions)))
+            entries.append(
+                Entry(
+                    hid,
+                    head,
+                    "earn",
+                    rng.randint(2, 10),
+                    _moment(MONTH, rng),
+                    MONTH,
+                    rng.choice(county.earn_versions),
+                )
+            )
     for hid, _, head in rng.sample(measured, 30):
-        entries.append(Entry(hid, head, "deduct", -rng.choice((1, 2, 5)), _moment(MONTH, rng),
-                             MONTH, rng.choice(county.deduct_versions), note="检查发现"))
+        entries.append(
+            Entry(
+                hid,
+                head,
+                "deduct",
+                -rng.choice((1, 2, 5)),
+                _moment(MONTH, rng),
+                MONTH,
+                rng.choice(county.deduct_versions),
+                note="检查发现",
+            )
+        )
     for target in rng.sample(february, 10):
-        entries.append(Entry(target.household, target.member, "reverse", -target.amount,
-                             datetime(2026, 3, 28, 2, 0, tzinfo=UTC), MONTH, target.version,
-                             reverses=target, note="登记重复"))
+        entries.append(
+            Entry(
+                target.household,
+                target.member,
+                "reverse",
+                -target.amount,
+                datetime(2026, 3, 28, 2, 0, tzinfo=UTC),
+                MONTH,
+                target.version,
+                reverses=target,
+                note="登记重复",
+            )
+        )
     flags = [(hid, "2026-02", "2027-01") for hid, _, _ in rng.sample(measured, 5)]
 
     for _ in range(size - len(entries)):
@@ -204,26 +285,57 @@ def generate(county: County, size: int) -> tuple[list[Entry], list[tuple[int, st
         month = HISTORY_MONTHS[rng.randrange(len(HISTORY_MONTHS))]
         roll = rng.random()
         if roll < 0.85:
-            entries.append(Entry(hid, head, "earn", rng.randint(1, 10), _moment(month, rng),
-                                 month, rng.choice(county.earn_versions)))
+            entries.append(
+                Entry(
+                    hid,
+                    head,
+                    "earn",
+                    rng.randint(1, 10),
+                    _moment(month, rng),
+                    month,
+                    rng.choice(county.earn_versions),
+                )
+            )
         elif roll < 0.95:
-            entries.append(Entry(hid, head, "deduct", -rng.randint(1, 5), _moment(month, rng),
-                                 month, rng.choice(county.deduct_versions)))
+            entries.append(
+                Entry(
+                    hid,
+                    head,
+                    "deduct",
+                    -rng.randint(1, 5),
+                    _moment(month, rng),
+                    month,
+                    rng.choice(county.deduct_versions),
+                )
+            )
         else:
-            entries.append(Entry(hid, head, "redeem", -rng.randint(1, 20), _moment(month, rng),
-                                 month))
+            entries.append(
+                Entry(hid, head, "redeem", -rng.randint(1, 20), _moment(month, rng), month)
+            )
     return entries, flags
 
 
 def _canonical(account_id: int, seq: int, e: Entry) -> str:
     # The same bytes as points.ledger.canonical, without building ORM objects.
     return json.dumps(
-        {"account_id": account_id, "seq": seq, "kind": e.kind, "amount": e.amount,
-         "member_id": e.member, "rule_item_version_id": e.version, "claim_id": None,
-         "reverses_id": e.reverses.id if e.reverses else None, "created_by": None,
-         "created_at": e.at.isoformat(timespec="microseconds"), "month": e.month,
-         "note": e.note},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        {
+            "account_id": account_id,
+            "seq": seq,
+            "kind": e.kind,
+            "amount": e.amount,
+            "member_id": e.member,
+            "rule_item_version_id": e.version,
+            "claim_id": None,
+            "reverses_id": e.reverses.id if e.reverses else None,
+            "created_by": None,
+            "created_at": e.at.isoformat(timespec="microseconds"),
+            "month": e.month,
+            "note": e.note,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def load(url: str, county: County, size: int) -> None:
@@ -250,9 +362,25 @@ def load(url: str, county: County, size: int) -> None:
         head, available, score_total = GENESIS_HASH, 0, 0
         for seq, e in enumerate(chain, 1):
             digest = hashlib.sha256((head + _canonical(account_id, seq, e)).encode()).hexdigest()
-            rows.append((e.id, account_id, seq, e.kind, e.amount, e.member, e.version, None,
-                         e.reverses.id if e.reverses else None, None, e.at, e.month, e.note,
-                         head, digest))
+            rows.append(
+                (
+                    e.id,
+                    account_id,
+                    seq,
+                    e.kind,
+                    e.amount,
+                    e.member,
+                    e.version,
+                    None,
+                    e.reverses.id if e.reverses else None,
+                    None,
+                    e.at,
+                    e.month,
+                    e.note,
+                    head,
+                    digest,
+                )
+            )
             head = digest
             available += e.amount
             scores = e.kind in ("earn", "deduct") or e.kind == "reverse"
@@ -267,40 +395,97 @@ def load(url: str, county: County, size: int) -> None:
                 member[0] += e.amount
                 member[1] += e.amount if e.kind == "earn" else 0
                 member[2] += e.amount if e.kind == "deduct" else 0
-        accounts.append((account_id, hid, village_of[hid], available, 0, score_total,
-                         len(chain), head, created))
+        accounts.append(
+            (account_id, hid, village_of[hid], available, 0, score_total, len(chain), head, created)
+        )
     household_of = {a[0]: a[1] for a in accounts}
     with psycopg.connect(url) as conn:
         conn.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE")
         # The rows are consistent by construction: skip the per-row foreign-key triggers
         # while loading (a bulk-load setting of this session only).
         conn.execute("SET session_replication_role = replica")
-        copy_rows(conn, "accounts", ["id", "household_id", "village_id", "available", "held",
-                                     "earned_total", "entry_count", "head_hash", "created_at"],
-                  accounts)
-        copy_rows(conn, "ledger_entries", [
-            "id", "account_id", "seq", "kind", "amount", "member_id", "rule_item_version_id",
-            "claim_id", "reverses_id", "created_by", "created_at", "month", "note",
-            "prev_hash", "hash"], rows)
-        copy_rows(conn, "month_totals", [
-            "account_id", "household_id", "village_id", "month", "score", "earned", "deducted",
-            "redeemed", "expired"],
-            ((aid, household_of[aid], village_of[household_of[aid]], month, *t)
-             for (aid, month), t in month_totals.items()))
-        copy_rows(conn, "member_month_totals", [
-            "member_id", "household_id", "village_id", "month", "score", "earned", "deducted"],
-            ((mid, mid, village_of[mid], month, *t)  # heads: villager id == household id
-             for (mid, month), t in member_totals.items()))
-        copy_rows(conn, "household_flags", ["household_id", "kind", "from_month", "until_month",
-                                            "note", "created_at"],
-                  ((hid, "veto", first, last, "一票否决：大操大办", created)
-                   for hid, first, last in flags))
+        copy_rows(
+            conn,
+            "accounts",
+            [
+                "id",
+                "household_id",
+                "village_id",
+                "available",
+                "held",
+                "earned_total",
+                "entry_count",
+                "head_hash",
+                "created_at",
+            ],
+            accounts,
+        )
+        copy_rows(
+            conn,
+            "ledger_entries",
+            [
+                "id",
+                "account_id",
+                "seq",
+                "kind",
+                "amount",
+                "member_id",
+                "rule_item_version_id",
+                "claim_id",
+                "reverses_id",
+                "created_by",
+                "created_at",
+                "month",
+                "note",
+                "prev_hash",
+                "hash",
+            ],
+            rows,
+        )
+        copy_rows(
+            conn,
+            "month_totals",
+            [
+                "account_id",
+                "household_id",
+                "village_id",
+                "month",
+                "score",
+                "earned",
+                "deducted",
+                "redeemed",
+                "expired",
+            ],
+            (
+                (aid, household_of[aid], village_of[household_of[aid]], month, *t)
+                for (aid, month), t in month_totals.items()
+            ),
+        )
+        copy_rows(
+            conn,
+            "member_month_totals",
+            ["member_id", "household_id", "village_id", "month", "score", "earned", "deducted"],
+            (
+                (mid, mid, village_of[mid], month, *t)  # heads: villager id == household id
+                for (mid, month), t in member_totals.items()
+            ),
+        )
+        copy_rows(
+            conn,
+            "household_flags",
+            ["household_id", "kind", "from_month", "until_month", "note", "created_at"],
+            (
+                (hid, "veto", first, last, "一票否决：大操大办", created)
+                for hid, first, last in flags
+            ),
+        )
         conn.execute("SELECT setval('ledger_entries_id_seq', (SELECT max(id) FROM ledger_entries))")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 
 
 # ---- measuring ------------------------------------------------------------------------------
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -338,16 +523,23 @@ def prepare(url: str, size: int) -> tuple[Engine, County]:
     with Session(engine) as session:
         entries = session.scalar(text("SELECT count(*) FROM ledger_entries"))
         month_rows = session.scalar(text("SELECT count(*) FROM month_totals"))
-        village_entries = session.scalar(text(
-            "SELECT count(*) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id"
-            " WHERE a.village_id = :v"), {"v": county.measured_village})
-        closing.close_month(session, county.measured_village, "2026-02",
-                            now=datetime(2026, 3, 5, tzinfo=UTC), tz=TZ)
+        village_entries = session.scalar(
+            text(
+                "SELECT count(*) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id"
+                " WHERE a.village_id = :v"
+            ),
+            {"v": county.measured_village},
+        )
+        closing.close_month(
+            session, county.measured_village, "2026-02", now=datetime(2026, 3, 5, tzinfo=UTC), tz=TZ
+        )
         session.commit()
-    print(f"{entries:,} ledger entries ({village_entries:,} in the measured village), "
-          f"{month_rows:,} month totals, {len(county.households):,} households in "
-          f"{TOWNSHIPS * VILLAGES_PER_TOWNSHIP} villages: built in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"{entries:,} ledger entries ({village_entries:,} in the measured village), "
+        f"{month_rows:,} month totals, {len(county.households):,} households in "
+        f"{TOWNSHIPS * VILLAGES_PER_TOWNSHIP} villages: built in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     return engine, county
 
 
@@ -357,10 +549,14 @@ def main() -> None:
     add_postgres_argument(parser)
     args = parser.parse_args()
 
-    with scratch_database(args.postgres, "bench_rankings") as small_url, \
-            scratch_database(args.postgres, "bench_rankings") as large_url:
-        prepared = {size: prepare(url, size) for size, url in zip(SIZES, (small_url, large_url),
-                                                                 strict=True)}
+    with (
+        scratch_database(args.postgres, "bench_rankings") as small_url,
+        scratch_database(args.postgres, "bench_rankings") as large_url,
+    ):
+        prepared = {
+            size: prepare(url, size)
+            for size, url in zip(SIZES, (small_url, large_url), strict=True)
+        }
         village = prepared[SIZES[0]][1].measured_village
         boards: dict[int, dict[str, Any]] = {}
         times: dict[int, list[float]] = {size: [] for size in SIZES}
@@ -378,19 +574,33 @@ def main() -> None:
             board = boards[size]
             p50s[size] = statistics.median(times[size])
             print(f"\nat {size:,} ledger entries:")
-            print(f"  monthly village board ({board['households']} households, "
-                  f"{len(board['red'])} red, {len(board['black'])} black, "
-                  f"{len(board['corrections'])} corrections): p50 {p50s[size]:.2f} ms  "
-                  f"p99 {percentile(times[size], 99):.2f} ms  ({len(times[size])} runs)")
+            print(
+                f"  monthly village board ({board['households']} households, "
+                f"{len(board['red'])} red, {len(board['black'])} black, "
+                f"{len(board['corrections'])} corrections): p50 {p50s[size]:.2f} ms  "
+                f"p99 {percentile(times[size], 99):.2f} ms  ({len(times[size])} runs)"
+            )
             scope = standings.Scope("village", village, (village,))
-            ranking = time_call(engine, 100, lambda s, scope=scope: standings.ranking(
-                s, scope, standings.parse_period(MONTH), limit=50))
-            print(f"  village ranking (top 50):  p50 {statistics.median(ranking):.2f} ms  "
-                  f"p99 {percentile(ranking, 99):.2f} ms")
-            closed = time_call(engine, 100, lambda s: village_board(
-                s, village, standings.parse_period("2026-02"), TZ))
-            print(f"  published (closed) board:  p50 {statistics.median(closed):.2f} ms  "
-                  f"p99 {percentile(closed, 99):.2f} ms")
+            ranking = time_call(
+                engine,
+                100,
+                lambda s, scope=scope: standings.ranking(
+                    s, scope, standings.parse_period(MONTH), limit=50
+                ),
+            )
+            print(
+                f"  village ranking (top 50):  p50 {statistics.median(ranking):.2f} ms  "
+                f"p99 {percentile(ranking, 99):.2f} ms"
+            )
+            closed = time_call(
+                engine,
+                100,
+                lambda s: village_board(s, village, standings.parse_period("2026-02"), TZ),
+            )
+            print(
+                f"  published (closed) board:  p50 {statistics.median(closed):.2f} ms  "
+                f"p99 {percentile(closed, 99):.2f} ms"
+            )
         for engine, _ in prepared.values():
             engine.dispose()
     small, large = p50s[SIZES[0]], p50s[SIZES[1]]

@@ -29,7 +29,11 @@ class NoRosterMatch(DomainError):
 
 
 def create_binding_token(
-    session: Session, actor: Actor, codec: TokenCodec, villager_id: int, ttl: timedelta,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    villager_id: int,
+    ttl: timedelta,
 ) -> tuple[str, datetime]:
     villager = get_visible(session, actor, Villager, villager_id)
     authorize(actor, "binding_token.create")
@@ -51,8 +55,9 @@ def _bind(session: Session, user: User, villager: Villager) -> Villager:
             return villager
         raise Conflict("您的微信已绑定其他村民", code="already_bound")
     # A staff account linked to the same villager (a cadre's own entry) is no binding.
-    if session.scalar(select(User.id).where(User.villager_id == villager.id,
-                                            User.role == VILLAGER)):
+    if session.scalar(
+        select(User.id).where(User.villager_id == villager.id, User.role == VILLAGER)
+    ):
         raise Conflict("该村民已被其他微信绑定，请联系村干部", code="villager_already_bound")
     user.villager_id = villager.id
     user.name = villager.name
@@ -70,11 +75,13 @@ def bind_with_token(session: Session, user: User, codec: TokenCodec, token: str)
     if villager is None or not villager.active:
         raise NotFound("该村民已不在花名册中，请联系村干部", code="villager_inactive")
     # Spend the code with a conditional update: two phones scanning it at once bind one.
-    spent = rowcount(session.execute(
-        update(BindingToken)
-        .where(BindingToken.id == row.id, BindingToken.used_at.is_(None))
-        .values(used_at=utcnow(), used_by=user.id)
-    ))
+    spent = rowcount(
+        session.execute(
+            update(BindingToken)
+            .where(BindingToken.id == row.id, BindingToken.used_at.is_(None))
+            .values(used_at=utcnow(), used_by=user.id)
+        )
+    )
     if spent != 1:
         raise BindingUsed()
     return _bind(session, user, villager)
@@ -118,7 +125,8 @@ def bind_with_phone(
     # Unknown, ambiguous (two members with one name and one phone cannot be told apart: a
     # cadre binds them by code) or bound to another WeChat: one answer, so that trying
     # names and phones tells nobody who is on the roster, nor whose WeChat is bound.
-    if len(matches) != 1 or session.scalar(select(User.id).where(
-            User.villager_id == matches[0].id, User.role == VILLAGER)):
+    if len(matches) != 1 or session.scalar(
+        select(User.id).where(User.villager_id == matches[0].id, User.role == VILLAGER)
+    ):
         raise no_match()
     return _bind(session, user, matches[0])

@@ -33,16 +33,20 @@ log = logging.getLogger(__name__)
 # What the counter holds: claims decided within the budget (in notice, under objection, or
 # posted).
 ISSUED_STATUSES: tuple[ClaimStatus, ...] = (
-    ClaimStatus.IN_NOTICE, ClaimStatus.OBJECTED, ClaimStatus.POSTED,
+    ClaimStatus.IN_NOTICE,
+    ClaimStatus.OBJECTED,
+    ClaimStatus.POSTED,
 )
 
 # A posted claim whose entry was reversed (冲正) no longer counts: neither against the
 # budget nor under its item's caps (`points.claims.history`). Built once: it is part of
 # every claim's history query.
 _reversal = aliased(LedgerEntry)
-REVERSED_CLAIMS = select(LedgerEntry.claim_id).join(
-    _reversal, _reversal.reverses_id == LedgerEntry.id
-).where(LedgerEntry.claim_id.is_not(None))
+REVERSED_CLAIMS = (
+    select(LedgerEntry.claim_id)
+    .join(_reversal, _reversal.reverses_id == LedgerEntry.id)
+    .where(LedgerEntry.claim_id.is_not(None))
+)
 
 
 def budget_month(claim: Claim, tz: ZoneInfo) -> str:
@@ -63,14 +67,28 @@ def unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
     if points <= 0 or claim.decided_at is None:
         return
     month = budget_month(claim, tz)
-    taken = core(session).execute(
-        update(MonthlyIssued)
-        .where(MonthlyIssued.village_id == claim.village_id, MonthlyIssued.month == month,
-               MonthlyIssued.issued >= points)
-        .values(issued=MonthlyIssued.issued - points)).rowcount
+    taken = (
+        core(session)
+        .execute(
+            update(MonthlyIssued)
+            .where(
+                MonthlyIssued.village_id == claim.village_id,
+                MonthlyIssued.month == month,
+                MonthlyIssued.issued >= points,
+            )
+            .values(issued=MonthlyIssued.issued - points)
+        )
+        .rowcount
+    )
     if taken != 1:
-        log.error("monthly issued points of village %s %s do not hold the %s points of claim "
-                  "%s; run `flask ledger verify`", claim.village_id, month, points, claim.id)
+        log.error(
+            "monthly issued points of village %s %s do not hold the %s points of claim "
+            "%s; run `flask ledger verify`",
+            claim.village_id,
+            month,
+            points,
+            claim.id,
+        )
 
 
 def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> None:
@@ -88,6 +106,7 @@ def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> No
 
 # ---- counting a decided claim in, and checking the counter ----------------------------------
 
+
 @lru_cache(maxsize=4)
 def _issue_statement(dialect: str, bounded: bool) -> Any:
     """Add `points` to the village's month, creating its row; `bounded`: only while the total
@@ -96,11 +115,12 @@ def _issue_statement(dialect: str, bounded: bool) -> Any:
     and it then sees the first one's total."""
     table = MonthlyIssued.__table__
     stmt = upsert_insert(dialect)(table).values(
-        village_id=bindparam("village_id"), month=bindparam("month"),
-        issued=bindparam("points"))
+        village_id=bindparam("village_id"), month=bindparam("month"), issued=bindparam("points")
+    )
     total = table.c.issued + stmt.excluded.issued
     return stmt.on_conflict_do_update(
-        index_elements=["village_id", "month"], set_={"issued": total},
+        index_elements=["village_id", "month"],
+        set_={"issued": total},
         where=total <= bindparam("budget") if bounded else None,
     ).returning(table.c.issued)
 
@@ -111,9 +131,20 @@ def issue(session: Session, claim: Claim, month: str, budget: int | None) -> boo
     if budget is not None and claim.points > budget:
         return False
     stmt = _issue_statement(session.get_bind().dialect.name, budget is not None)
-    return core(session).execute(stmt, {
-        "village_id": claim.village_id, "month": month, "points": claim.points,
-        "budget": budget}).first() is not None
+    return (
+        core(session)
+        .execute(
+            stmt,
+            {
+                "village_id": claim.village_id,
+                "month": month,
+                "points": claim.points,
+                "budget": budget,
+            },
+        )
+        .first()
+        is not None
+    )
 
 
 def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
@@ -122,23 +153,33 @@ def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
     counted: dict[tuple[int, str], int] = defaultdict(int)
     for village_id, occurred_at, points in session.execute(
         select(Claim.village_id, Claim.occurred_at, Claim.points).where(
-            Claim.points > 0, Claim.status.in_(ISSUED_STATUSES), Claim.decided_at.is_not(None),
-            Claim.id.not_in(REVERSED_CLAIMS))
+            Claim.points > 0,
+            Claim.status.in_(ISSUED_STATUSES),
+            Claim.decided_at.is_not(None),
+            Claim.id.not_in(REVERSED_CLAIMS),
+        )
     ):
         counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
     # Columns, not objects: the rows change by Core statements, which loaded objects miss.
-    kept = {(village_id, month): issued for village_id, month, issued in session.execute(
-        select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued))}
-    return [(village_id, month, kept.get((village_id, month), 0),
-             counted.get((village_id, month), 0))
-            for village_id, month in sorted(set(counted) | set(kept))
-            if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)]
+    kept = {
+        (village_id, month): issued
+        for village_id, month, issued in session.execute(
+            select(MonthlyIssued.village_id, MonthlyIssued.month, MonthlyIssued.issued)
+        )
+    }
+    return [
+        (village_id, month, kept.get((village_id, month), 0), counted.get((village_id, month), 0))
+        for village_id, month in sorted(set(counted) | set(kept))
+        if kept.get((village_id, month), 0) != counted.get((village_id, month), 0)
+    ]
 
 
 def verify_issued(session: Session, tz: ZoneInfo) -> list[str]:
     """Every village's month as counted against the claims it counts (empty: all agree)."""
-    return [f"村 {village_id} {month} 本月已发放记为 {kept}，按申报合计应为 {counted}"
-            for village_id, month, kept, counted in _drift(session, tz)]
+    return [
+        f"村 {village_id} {month} 本月已发放记为 {kept}，按申报合计应为 {counted}"
+        for village_id, month, kept, counted in _drift(session, tz)
+    ]
 
 
 def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
@@ -149,8 +190,11 @@ def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
         session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
     drift = _drift(session, tz)
     for village_id, month, _kept, counted in drift:
-        session.execute(delete(MonthlyIssued).where(MonthlyIssued.village_id == village_id,
-                                                    MonthlyIssued.month == month))
+        session.execute(
+            delete(MonthlyIssued).where(
+                MonthlyIssued.village_id == village_id, MonthlyIssued.month == month
+            )
+        )
         if counted:
             session.add(MonthlyIssued(village_id=village_id, month=month, issued=counted))
     session.flush()

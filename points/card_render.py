@@ -115,8 +115,9 @@ def _cut_marks(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], dpi: i
             draw.line((x, y + sy * gap, x, y + sy * (gap + length)), fill=DARK, width=line)
 
 
-def sheet_pngs(faces: Sequence[CardFace], font: FontSpec, *, title: str,
-               dpi: int = CARD_DPI) -> list[bytes]:
+def sheet_pngs(
+    faces: Sequence[CardFace], font: FontSpec, *, title: str, dpi: int = CARD_DPI
+) -> list[bytes]:
     """The cards, 10 to an A4 sheet (2 columns × 5 rows) with cut marks, one PNG a sheet."""
     page_w, page_h = paper_pixels("A4", dpi)
     card_w, card_h = card_pixels(dpi)
@@ -124,7 +125,7 @@ def sheet_pngs(faces: Sequence[CardFace], font: FontSpec, *, title: str,
     grid_w = SHEET_COLUMNS * card_w + (SHEET_COLUMNS - 1) * gutter
     grid_h = SHEET_ROWS * card_h + (SHEET_ROWS - 1) * gutter
     left, top = (page_w - grid_w) // 2, (page_h - grid_h) // 2
-    sheets = [faces[i:i + CARDS_PER_SHEET] for i in range(0, len(faces), CARDS_PER_SHEET)]
+    sheets = [faces[i : i + CARDS_PER_SHEET] for i in range(0, len(faces), CARDS_PER_SHEET)]
     pngs = []
     for number, sheet in enumerate(sheets, 1):
         page = Page(page_w, page_h, font)
@@ -143,12 +144,14 @@ def sheet_pngs(faces: Sequence[CardFace], font: FontSpec, *, title: str,
     return pngs
 
 
-def cards_pdf(faces: Sequence[CardFace], font: FontSpec, *, title: str,
-              dpi: int = CARD_DPI) -> bytes:
+def cards_pdf(
+    faces: Sequence[CardFace], font: FontSpec, *, title: str, dpi: int = CARD_DPI
+) -> bytes:
     return pngs_to_pdf(sheet_pngs(faces, font, title=title, dpi=dpi), dpi, title)
 
 
 # ---- the activity poster --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PosterText:
@@ -161,8 +164,7 @@ class PosterText:
     instruction: str = CHECKIN_INSTRUCTION
 
 
-def poster_page(text: PosterText, qr_png: bytes, font: FontSpec,
-                dpi: int = DEFAULT_DPI) -> Page:
+def poster_page(text: PosterText, qr_png: bytes, font: FontSpec, dpi: int = DEFAULT_DPI) -> Page:
     """An A4 poster: the activity's title, time and place, the code below and how to scan
     it, to pin at the door of the meeting room or the work site."""
     width, height = paper_pixels("A4", dpi)
@@ -188,19 +190,18 @@ def poster_page(text: PosterText, qr_png: bytes, font: FontSpec,
     return page
 
 
-def poster_png(text: PosterText, qr_png: bytes, font: FontSpec, dpi: int = DEFAULT_DPI
-               ) -> bytes:
+def poster_png(text: PosterText, qr_png: bytes, font: FontSpec, dpi: int = DEFAULT_DPI) -> bytes:
     return poster_page(text, qr_png, font, dpi).png(dpi)
 
 
-def poster_pdf(text: PosterText, qr_png: bytes, font: FontSpec, dpi: int = DEFAULT_DPI
-               ) -> bytes:
+def poster_pdf(text: PosterText, qr_png: bytes, font: FontSpec, dpi: int = DEFAULT_DPI) -> bytes:
     return pngs_to_pdf([poster_png(text, qr_png, font, dpi)], dpi, text.title)
 
 
 def _xml(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
 
 
 def poster_svg(text: PosterText, matrix: list[list[bool]]) -> str:
@@ -210,9 +211,12 @@ def poster_svg(text: PosterText, matrix: list[list[bool]]) -> str:
     qr_mm = 120.0
     cell = qr_mm / modules
     qr_x, qr_y = (210 - qr_mm) / 2, 95.0 if text.place else 88.0
-    path = "".join(f"M{qr_x + x * cell:.3f} {qr_y + y * cell:.3f}h{cell:.3f}v{cell:.3f}"
-                   f"h-{cell:.3f}z" for y, row in enumerate(matrix)
-                   for x, dark in enumerate(row) if dark)
+    path = "".join(
+        f"M{qr_x + x * cell:.3f} {qr_y + y * cell:.3f}h{cell:.3f}v{cell:.3f}h-{cell:.3f}z"
+        for y, row in enumerate(matrix)
+        for x, dark in enumerate(row)
+        if dark
+    )
     fonts = "'Noto Sans SC','Noto Sans CJK SC','Source Han Sans SC','Microsoft YaHei',sans-serif"
     lines = [
         '<rect x="0" y="0" width="210" height="30" fill="#C8102E"/>',
@@ -221,28 +225,41 @@ def poster_svg(text: PosterText, matrix: list[list[bool]]) -> str:
         f'<text x="105" y="50" font-size="13" fill="#212121" font-weight="bold" '
         f'text-anchor="middle">{_xml(text.title)}</text>',
         f'<text x="105" y="66" font-size="7" fill="#212121" text-anchor="middle">'
-        f'时间：{_xml(text.time)}</text>',
+        f"时间：{_xml(text.time)}</text>",
     ]
     if text.place:
-        lines.append(f'<text x="105" y="77" font-size="7" fill="#212121" '
-                     f'text-anchor="middle">地点：{_xml(text.place)}</text>')
+        lines.append(
+            f'<text x="105" y="77" font-size="7" fill="#212121" '
+            f'text-anchor="middle">地点：{_xml(text.place)}</text>'
+        )
     lines += [
         f'<path d="{path}" fill="#000"/>',
         f'<text x="105" y="{qr_y + qr_mm + 14:.1f}" font-size="8" fill="#C8102E" '
         f'font-weight="bold" text-anchor="middle">{_xml(text.instruction)}</text>',
         '<text x="105" y="287" font-size="5" fill="#6E6E6E" text-anchor="middle">'
-        '请在签到时间内扫码，代签请找村干部扫积分卡</text>',
+        "请在签到时间内扫码，代签请找村干部扫积分卡</text>",
     ]
     body = "\n".join(lines)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="210mm" height="297mm" '
-            f'viewBox="0 0 210 297" font-family="{fonts}">\n'
-            f'<rect width="210" height="297" fill="#fff"/>\n{body}\n</svg>\n')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="210mm" height="297mm" '
+        f'viewBox="0 0 210 297" font-family="{fonts}">\n'
+        f'<rect width="210" height="297" fill="#fff"/>\n{body}\n</svg>\n'
+    )
 
 
 # ---- the binding code -----------------------------------------------------------------------
 
-def binding_png(*, village: str, household: str, name: str, expires: str, qr_png: bytes,
-                font: FontSpec, dpi: int = DEFAULT_DPI) -> bytes:
+
+def binding_png(
+    *,
+    village: str,
+    household: str,
+    name: str,
+    expires: str,
+    qr_png: bytes,
+    font: FontSpec,
+    dpi: int = DEFAULT_DPI,
+) -> bytes:
     """A slip (90 × 120 mm) with the binding code and whom it binds, so the right person
     scans it: a code for 张三 scanned by his neighbour binds the neighbour to 张三."""
     width, height = mm_to_px(90, dpi), mm_to_px(120, dpi)

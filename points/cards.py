@@ -69,8 +69,9 @@ def villager_on_card(
     if villager is None:
         return None
     if serial != villager.card_serial:
-        raise CardRevoked(details={"card_serial": serial,
-                                   "current_card_number": villager.card_number})
+        raise CardRevoked(
+            details={"card_serial": serial, "current_card_number": villager.card_number}
+        )
     return villager
 
 
@@ -83,20 +84,31 @@ def reissue(session: Session, actor: Actor, villager_id: int) -> Villager:
     if not villager.active:
         raise CardHolderInactive(details={"villager_id": villager.id})
     serial = session.execute(
-        update(Villager).where(Villager.id == villager.id)
+        update(Villager)
+        .where(Villager.id == villager.id)
         .values(card_serial=Villager.card_serial + 1)
         .returning(Villager.card_serial)
         .execution_options(synchronize_session=False)
     ).scalar_one()
     session.refresh(villager)
-    audit.record(session, actor, "villager.card_reissue", villager,
-                 before={"card_serial": serial - 1}, after={"card_serial": serial},
-                 village_id=villager.household.village_id)
+    audit.record(
+        session,
+        actor,
+        "villager.card_reissue",
+        villager,
+        before={"card_serial": serial - 1},
+        after={"card_serial": serial},
+        village_id=villager.household.village_id,
+    )
     return villager
 
 
 def cards_to_print(
-    session: Session, actor: Actor, village_id: int, *, group_id: int | None = None,
+    session: Session,
+    actor: Actor,
+    village_id: int,
+    *,
+    group_id: int | None = None,
     household_id: int | None = None,
 ) -> tuple[Village, list[Villager]]:
     """The active villagers of a village (or of one of its groups, or one household) in the
@@ -104,10 +116,13 @@ def cards_to_print(
     village = get_visible(session, actor, Village, village_id)
     authorize(actor, "villager.cards_print")
     stmt = (
-        select(Villager).join(Household, Villager.household_id == Household.id)
+        select(Villager)
+        .join(Household, Villager.household_id == Household.id)
         .where(Household.village_id == village.id, Villager.active.is_(True))
-        .options(selectinload(Villager.household).selectinload(Household.members),
-                 selectinload(Villager.household).selectinload(Household.group))
+        .options(
+            selectinload(Villager.household).selectinload(Household.members),
+            selectinload(Villager.household).selectinload(Household.group),
+        )
     )
     if group_id is not None:
         group = session.get(VillagerGroup, group_id)
@@ -119,8 +134,13 @@ def cards_to_print(
         if household.village_id != village.id:
             raise Invalid("该农户不属于这个村", code="household_not_in_village")
         stmt = stmt.where(Household.id == household.id)
-    villagers = list(session.scalars(stmt.order_by(
-        Household.group_id, Household.id, (Villager.relation != "户主"), Villager.id)))
+    villagers = list(
+        session.scalars(
+            stmt.order_by(
+                Household.group_id, Household.id, (Villager.relation != "户主"), Villager.id
+            )
+        )
+    )
     if len(villagers) > MAX_CARDS_PER_PRINT:
         raise TooManyCards(details={"cards": len(villagers), "max": MAX_CARDS_PER_PRINT})
     if not villagers:

@@ -74,7 +74,7 @@ def decode_yaml(data: bytes) -> str:
     """The text of an uploaded catalog file: UTF-8 (with or without BOM), or GBK, which is
     what a catalog saved by Notepad on a township office PC often is."""
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -124,8 +124,9 @@ def effective_policy(session: Session, village_id: int) -> rules.Policy:
     return policy_of(own, township)
 
 
-def policy_of(own: dict[str, Any] | str | None, township: dict[str, Any] | str | None
-              ) -> rules.Policy:
+def policy_of(
+    own: dict[str, Any] | str | None, township: dict[str, Any] | str | None
+) -> rules.Policy:
     """`effective_policy` from the stored policies of the village's own catalog and of its
     township's catalog (None: no catalog, or no policy of its own)."""
     if own is not None:
@@ -137,11 +138,15 @@ def policy_of(own: dict[str, Any] | str | None, township: dict[str, Any] | str |
 
 # Built once (effective_policy runs on every award and check-in): the village's own catalog
 # and its township's, with their policies.
-_POLICIES = select(RuleCatalog.village_id, RuleCatalog.policy).where(or_(
-    RuleCatalog.village_id == bindparam("village_id"),
-    RuleCatalog.township_id == select(Village.township_id)
-    .where(Village.id == bindparam("village_id")).scalar_subquery(),
-))
+_POLICIES = select(RuleCatalog.village_id, RuleCatalog.policy).where(
+    or_(
+        RuleCatalog.village_id == bindparam("village_id"),
+        RuleCatalog.township_id
+        == select(Village.township_id)
+        .where(Village.id == bindparam("village_id"))
+        .scalar_subquery(),
+    )
+)
 
 
 def live_items(session: Session, catalog_id: int) -> list[RuleItem]:
@@ -217,9 +222,7 @@ def in_effect_for(stmt: Select[RuleItem], village: Village) -> Select[RuleItem]:
 def effective_items(session: Session, village_id: int) -> list[RuleItem]:
     """The items a village can award or claim: the township's plus the village's own."""
     village = _village(session, village_id)
-    stmt = in_effect_for(select(RuleItem), village).options(
-        selectinload(RuleItem.current_version)
-    )
+    stmt = in_effect_for(select(RuleItem), village).options(selectinload(RuleItem.current_version))
     return list(session.scalars(stmt))
 
 
@@ -230,8 +233,11 @@ def get_version(session: Session, actor: Actor, version_id: int) -> RuleItemVers
 def versions_of(item_id: int) -> Select[RuleItemVersion]:
     """Every version of an item, newest first: the history of what it said (the caller has
     checked the item is visible)."""
-    return (select(RuleItemVersion).where(RuleItemVersion.item_id == item_id)
-            .order_by(RuleItemVersion.version.desc()))
+    return (
+        select(RuleItemVersion)
+        .where(RuleItemVersion.item_id == item_id)
+        .order_by(RuleItemVersion.version.desc())
+    )
 
 
 def item_for(session: Session, version_id: int) -> rules.RuleItem:
@@ -297,9 +303,7 @@ def _township_of(session: Session, catalog: RuleCatalog) -> int:
     return _village(session, catalog.village_id).township_id
 
 
-def _township_for_write(
-    session: Session, actor: Actor | None, township_id: int | None
-) -> Township:
+def _township_for_write(session: Session, actor: Actor | None, township_id: int | None) -> Township:
     """The township whose catalog is written. Left out, it is the caller's: a township
     admin's scope holds exactly one; a county admin's holds them all, so they must name it."""
     if actor is None:
@@ -310,8 +314,11 @@ def _township_for_write(
     authorize(actor, "catalog.edit")
     if township_id is None:
         if actor.role == COUNTY or actor.township_id is None:
-            raise Invalid("请指定乡镇（township_id）", code="township_required",
-                          details={"field": "township_id"})
+            raise Invalid(
+                "请指定乡镇（township_id）",
+                code="township_required",
+                details={"field": "township_id"},
+            )
         township_id = actor.township_id
     return get_visible(session, actor, Township, township_id)
 
@@ -370,7 +377,10 @@ def _add_version(
 
 
 def _new_item(
-    session: Session, actor: Actor | None, catalog: RuleCatalog, rule: rules.RuleItem,
+    session: Session,
+    actor: Actor | None,
+    catalog: RuleCatalog,
+    rule: rules.RuleItem,
     position: int,
 ) -> RuleItem:
     item = RuleItem(catalog=catalog, code=rule.code, position=position)
@@ -398,18 +408,27 @@ class ItemRef:
     requires_review: bool | None
 
 
-def item_ref(item_id: int, version_id: int | None = None,
-             version: RuleItemVersion | None = None,
-             data: Mapping[str, Any] | None = None) -> ItemRef:
+def item_ref(
+    item_id: int,
+    version_id: int | None = None,
+    version: RuleItemVersion | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> ItemRef:
     """The reference to an item, by its version row (`version`) or, where the caller has
     read only its stored data, by `data`; a version that is gone leaves the rest None."""
     if version is not None:
         data = version.data
     data = data or {}
     return ItemRef(
-        id=item_id, version_id=version_id, version=version.version if version else None,
-        code=data.get("code"), name=data.get("name"), category=data.get("category"),
-        points=data.get("points"), kind=data.get("kind"), unit=data.get("unit"),
+        id=item_id,
+        version_id=version_id,
+        version=version.version if version else None,
+        code=data.get("code"),
+        name=data.get("name"),
+        category=data.get("category"),
+        points=data.get("points"),
+        kind=data.get("kind"),
+        unit=data.get("unit"),
         requires_review=data.get("requires_review"),
     )
 
@@ -419,7 +438,10 @@ def _version_record(version: RuleItemVersion) -> dict[str, Any]:
 
 
 def import_catalog(
-    session: Session, actor: Actor | None, township_id: int | None, yaml_text: str | bytes,
+    session: Session,
+    actor: Actor | None,
+    township_id: int | None,
+    yaml_text: str | bytes,
     replace: bool = False,
 ) -> ImportResult:
     """Load a township's catalog from YAML (`flask rules import`, the import endpoint).
@@ -440,16 +462,23 @@ def import_catalog(
 
 
 def install_catalog(
-    session: Session, actor: Actor | None, township_id: int, catalog: rules.Catalog,
+    session: Session,
+    actor: Actor | None,
+    township_id: int,
+    catalog: rules.Catalog,
     replace: bool = False,
 ) -> ImportResult:
     """`import_catalog` for a catalog already parsed, e.g. `rules.load_default_catalog()`."""
-    return _install(session, actor, _township_for_write(session, actor, township_id), catalog,
-                    replace)
+    return _install(
+        session, actor, _township_for_write(session, actor, township_id), catalog, replace
+    )
 
 
 def _install(
-    session: Session, actor: Actor | None, township: Township, catalog: rules.Catalog,
+    session: Session,
+    actor: Actor | None,
+    township: Township,
+    catalog: rules.Catalog,
     replace: bool,
 ) -> ImportResult:
     row = session.scalar(
@@ -458,7 +487,8 @@ def _install(
     if row is not None and not replace:
         raise Conflict(
             "本乡镇已有积分细则；如需整体替换请选择“替换”（replace），已记的分仍按原版本，不受影响",
-            code="catalog_exists", details={"catalog_id": row.id},
+            code="catalog_exists",
+            details={"catalog_id": row.id},
         )
     used = _codes_used_elsewhere(session, row, township.id, (i.code for i in catalog.items))
     if used:
@@ -477,7 +507,9 @@ def _install(
     existing = {
         item.code: item
         for item in session.scalars(
-            select(RuleItem).where(RuleItem.catalog_id == row.id).with_for_update()
+            select(RuleItem)
+            .where(RuleItem.catalog_id == row.id)
+            .with_for_update()
             .options(selectinload(RuleItem.current_version))
         )
     }
@@ -505,16 +537,27 @@ def _install(
             item.retired_at = now
             retired += 1
     session.flush()
-    summary = {"created": created, "revised": revised, "unchanged": unchanged,
-               "retired": retired}
-    audit.record(session, actor, "rule_catalog.import", row, before=before,
-                 after={**audit.snapshot(row), "summary": summary}, township_id=township.id)
+    summary = {"created": created, "revised": revised, "unchanged": unchanged, "retired": retired}
+    audit.record(
+        session,
+        actor,
+        "rule_catalog.import",
+        row,
+        before=before,
+        after={**audit.snapshot(row), "summary": summary},
+        township_id=township.id,
+    )
     return ImportResult(row, **summary)
 
 
 def create_catalog(
-    session: Session, actor: Actor, name: str, *, township_id: int | None = None,
-    village_id: int | None = None, categories: list[str] | None = None,
+    session: Session,
+    actor: Actor,
+    name: str,
+    *,
+    township_id: int | None = None,
+    village_id: int | None = None,
+    categories: list[str] | None = None,
 ) -> RuleCatalog:
     """An empty catalog: a township's (admins), or a village's own items (村规民约; cadres
     too when the township allows). Categories default to the township's, or the reference
@@ -534,8 +577,9 @@ def create_catalog(
         authorize(actor, "village_items.edit")
         _check_village_items_allowed(session, actor, village)
         if village_catalog(session, village.id) is not None:
-            raise Conflict("本村已有自设细则（村规民约），请直接在其中增加条目",
-                           code="catalog_exists")
+            raise Conflict(
+                "本村已有自设细则（村规民约），请直接在其中增加条目", code="catalog_exists"
+            )
         parent = township_catalog(session, village.township_id)
         default_categories = (
             tuple(parent.categories) if parent else rules.load_default_catalog().categories
@@ -547,16 +591,19 @@ def create_catalog(
         rules.Catalog(name=name, categories=chosen, policy=rules.Policy(), items=())
     except rules.CatalogError as error:
         raise CatalogInvalid(error.problems) from None
-    catalog = RuleCatalog(name=name, township_id=township_id, village_id=village_id,
-                          categories=list(chosen), policy=policy)
+    catalog = RuleCatalog(
+        name=name,
+        township_id=township_id,
+        village_id=village_id,
+        categories=list(chosen),
+        policy=policy,
+    )
     session.add(catalog)
     audit.record(session, actor, "rule_catalog.create", catalog, **_owner(catalog))
     return catalog
 
 
-def add_item(
-    session: Session, actor: Actor, catalog_id: int, data: Mapping[str, Any]
-) -> RuleItem:
+def add_item(session: Session, actor: Actor, catalog_id: int, data: Mapping[str, Any]) -> RuleItem:
     """A new item at the end of a catalog, as version 1."""
     catalog = get_visible(session, actor, RuleCatalog, catalog_id)
     _authorize_write(session, actor, catalog)
@@ -572,14 +619,18 @@ def add_item(
         select(RuleItem).where(RuleItem.catalog_id == catalog.id, RuleItem.code == rule.code)
     )
     position = session.scalar(
-        select(func.coalesce(func.max(RuleItem.position) + 1, 0))
-        .where(RuleItem.catalog_id == catalog.id)
+        select(func.coalesce(func.max(RuleItem.position) + 1, 0)).where(
+            RuleItem.catalog_id == catalog.id
+        )
     )
     if item is None:
         item = _new_item(session, actor, catalog, rule, position or 0)
     elif item.retired_at is None:
-        raise Conflict(f"本细则已有编码为「{rule.code}」的条目", code="duplicate_code",
-                       details={"item_id": item.id})
+        raise Conflict(
+            f"本细则已有编码为「{rule.code}」的条目",
+            code="duplicate_code",
+            details={"item_id": item.id},
+        )
     else:
         # A dropped item added again comes back as itself, so its history stays in one place.
         current = item.current_version
@@ -589,8 +640,14 @@ def add_item(
     session.flush()
     version = item.current_version
     assert version is not None
-    audit.record(session, actor, "rule_item.create", item,
-                 after={"code": item.code, **_version_record(version)}, **_owner(catalog))
+    audit.record(
+        session,
+        actor,
+        "rule_item.create",
+        item,
+        after={"code": item.code, **_version_record(version)},
+        **_owner(catalog),
+    )
     return item
 
 
@@ -603,7 +660,9 @@ def edit_item(
     # Two edits at once must not both become version N+1: the item's row is locked as it is
     # read (SQLite serialises writers anyway); the unique (item_id, version) is the backstop.
     item = session.scalars(
-        visible(actor, RuleItem).where(RuleItem.id == item_id).with_for_update(of=RuleItem)
+        visible(actor, RuleItem)
+        .where(RuleItem.id == item_id)
+        .with_for_update(of=RuleItem)
         .execution_options(populate_existing=True)
     ).first()
     if item is None:
@@ -613,8 +672,11 @@ def edit_item(
     if item.retired_at is not None:
         raise Conflict("该条目已从细则中停用，不能再修改", code="item_retired")
     if "code" in changes and changes["code"] != item.code:
-        raise Invalid("编码是条目的标识，不能修改；如需新编码请新增条目", code="code_immutable",
-                      details={"field": "code"})
+        raise Invalid(
+            "编码是条目的标识，不能修改；如需新编码请新增条目",
+            code="code_immutable",
+            details={"field": "code"},
+        )
     current = item.current_version
     assert current is not None
     merged = dict(current.data)
@@ -632,8 +694,15 @@ def edit_item(
     _check_floor(session, catalog, rule)
     version = _add_version(session, actor, item, rule, current.version + 1)
     session.flush()
-    audit.record(session, actor, "rule_item.edit", item, before=_version_record(current),
-                 after=_version_record(version), **_owner(catalog))
+    audit.record(
+        session,
+        actor,
+        "rule_item.edit",
+        item,
+        before=_version_record(current),
+        after=_version_record(version),
+        **_owner(catalog),
+    )
     return version
 
 
@@ -645,10 +714,15 @@ def set_policy(
     catalog = get_visible(session, actor, RuleCatalog, catalog_id)
     authorize(actor, "catalog.edit")
     if catalog.village_id is not None and "allow_village_items" in changes:
-        raise CatalogInvalid([rules.Problem(
-            None, "allow_village_items",
-            "是否允许各村自设细则由乡镇的积分细则决定，不能在村一级设置",
-        )])
+        raise CatalogInvalid(
+            [
+                rules.Problem(
+                    None,
+                    "allow_village_items",
+                    "是否允许各村自设细则由乡镇的积分细则决定，不能在村一级设置",
+                )
+            ]
+        )
     current, _ = catalog_policy(session, catalog)
     try:
         policy = rules.parse_policy({**rules.policy_to_dict(current), **changes})

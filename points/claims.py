@@ -144,6 +144,7 @@ class ScoredItem(Protocol):
 @dataclass(frozen=True)
 class ItemVersion:
     """A rule item and its current version as a check-in reads them, with its activity."""
+
     id: int
     current_version_id: int
 
@@ -163,6 +164,7 @@ def one_of(column: SQLColumnExpression[str], values: tuple[str, ...]) -> ColumnE
 
 # ---- rules as a village sees them -----------------------------------------------------------
 
+
 def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleItem:
     """A rule item the village may use now: its township's catalog or its own items."""
     village = session.get(Village, village_id)
@@ -176,7 +178,10 @@ def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleIt
 
 
 def rule_in_force(
-    session: Session, item: RuleItem, village_id: int, rule: rules.RuleItem | None = None,
+    session: Session,
+    item: RuleItem,
+    village_id: int,
+    rule: rules.RuleItem | None = None,
     policy: rules.Policy | None = None,
 ) -> rules.RuleItem:
     """The rule a village decides a claim on `item` by: `rule` (default: the item's current
@@ -187,7 +192,8 @@ def rule_in_force(
     if item.catalog.village_id is None:
         return rule
     return rules.village_item_in_force(
-        rule, policy or catalogs.effective_policy(session, village_id))
+        rule, policy or catalogs.effective_policy(session, village_id)
+    )
 
 
 def _claim_rule(session: Session, claim: Claim) -> rules.RuleItem:
@@ -200,36 +206,54 @@ def _claim_rule(session: Session, claim: Claim) -> rules.RuleItem:
 
 @lru_cache(maxsize=64)
 def _history_statement(
-    applies_to: str, statuses: tuple[str, ...], caps: int, ever: bool, exclude: bool,
+    applies_to: str,
+    statuses: tuple[str, ...],
+    caps: int,
+    ever: bool,
+    exclude: bool,
 ) -> Select[*tuple[Any, ...]]:
     """One statement for all of an item's cap periods: per period (bound as start_i, end_i)
     a count and a sum, and the count ever when `ever`. Built once per shape: building a
     statement costs more CPU than running it, and every claim runs one."""
     subject = Claim.household_id if applies_to == "household" else Claim.member_id
     conditions = [
-        Claim.rule_item_id == bindparam("item_id"), subject == bindparam("subject_id"),
-        one_of(Claim.status, statuses), Claim.points != 0, Claim.id.not_in(REVERSED_CLAIMS),
+        Claim.rule_item_id == bindparam("item_id"),
+        subject == bindparam("subject_id"),
+        one_of(Claim.status, statuses),
+        Claim.points != 0,
+        Claim.id.not_in(REVERSED_CLAIMS),
     ]
     if exclude:
         conditions.append(Claim.id != bindparam("exclude_id"))
     columns: list[ColumnElement[int]] = []
     for i in range(caps):
-        within = and_(Claim.occurred_at >= bindparam(f"start_{i}"),
-                      Claim.occurred_at < bindparam(f"end_{i}"))
-        columns += [func.count(case((within, 1))),
-                    func.coalesce(func.sum(case((within, Claim.points), else_=0)), 0)]
+        within = and_(
+            Claim.occurred_at >= bindparam(f"start_{i}"), Claim.occurred_at < bindparam(f"end_{i}")
+        )
+        columns += [
+            func.count(case((within, 1))),
+            func.coalesce(func.sum(case((within, Claim.points), else_=0)), 0),
+        ]
     if ever:
         columns.append(func.count())
     elif caps:
         # Only the claims of the widest period need be read.
-        conditions += [Claim.occurred_at >= bindparam("from"),
-                       Claim.occurred_at < bindparam("until")]
+        conditions += [
+            Claim.occurred_at >= bindparam("from"),
+            Claim.occurred_at < bindparam("until"),
+        ]
     return select(*columns).where(*conditions)
 
 
 def history(
-    session: Session, item: ScoredItem, rule: rules.RuleItem, target: Target, at: datetime,
-    tz: ZoneInfo, statuses: tuple[str, ...], exclude_claim: int | None = None,
+    session: Session,
+    item: ScoredItem,
+    rule: rules.RuleItem,
+    target: Target,
+    at: datetime,
+    tz: ZoneInfo,
+    statuses: tuple[str, ...],
+    exclude_claim: int | None = None,
 ) -> rules.History:
     """What the subject has already been given for this item, per cap period around `at`,
     in one query."""
@@ -239,8 +263,7 @@ def history(
     local = at.astimezone(tz)
     params: dict[str, Any] = {
         "item_id": item.id,
-        "subject_id": target.household_id if rule.applies_to == "household"
-        else target.member_id,
+        "subject_id": target.household_id if rule.applies_to == "household" else target.member_id,
         "exclude_id": exclude_claim,
     }
     for i, cap in enumerate(rule.caps):
@@ -249,8 +272,9 @@ def history(
     if rule.caps:
         params["from"] = min(params[f"start_{i}"] for i in range(len(rule.caps)))
         params["until"] = max(params[f"end_{i}"] for i in range(len(rule.caps)))
-    stmt = _history_statement(rule.applies_to, statuses, len(rule.caps), ever,
-                              exclude_claim is not None)
+    stmt = _history_statement(
+        rule.applies_to, statuses, len(rule.caps), ever, exclude_claim is not None
+    )
     row = core(session).execute(stmt, params).one()
     by_period = {
         cap.period: rules.Usage(count=row[2 * i], points=abs(row[2 * i + 1]))
@@ -261,8 +285,14 @@ def history(
 
 
 def _evaluate(
-    session: Session, item: ScoredItem, target: Target, units: int | None, at: datetime,
-    tz: ZoneInfo, statuses: tuple[str, ...], rule: rules.RuleItem | None = None,
+    session: Session,
+    item: ScoredItem,
+    target: Target,
+    units: int | None,
+    at: datetime,
+    tz: ZoneInfo,
+    statuses: tuple[str, ...],
+    rule: rules.RuleItem | None = None,
 ) -> tuple[rules.RuleItem, rules.Evaluation]:
     """`rule`: the item's current version as the engine reads it, if the caller has it."""
     if rule is None:
@@ -276,8 +306,13 @@ def _evaluate(
 
 
 def evaluate_for(
-    session: Session, actor: Actor, item_id: int, villager_id: int, units: int | None,
-    at: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    item_id: int,
+    villager_id: int,
+    units: int | None,
+    at: datetime,
+    tz: ZoneInfo,
 ) -> dict[str, Any]:
     """What awarding the item to a villager at `at` would give, recording nothing: the
     cadre's dry run (试算) before an award. It takes the award's own road (the villager as the
@@ -290,8 +325,7 @@ def evaluate_for(
     item = catalogs.applicable_item(session, actor, item_id, target.village_id)
     version = item.current_version
     assert version is not None
-    _, result = _evaluate(session, item, target, units, at, tz, OPEN_OR_POSTED,
-                          rule=version.rule)
+    _, result = _evaluate(session, item, target, units, at, tz, OPEN_OR_POSTED, rule=version.rule)
     return {
         "points": result.points,
         "capped": result.capped,
@@ -305,6 +339,7 @@ def evaluate_for(
 
 # ---- submission -----------------------------------------------------------------------------
 
+
 def _check_evidence(
     session: Session, actor: Actor, evidence: list[int], rule: rules.RuleItem
 ) -> list[int]:
@@ -312,12 +347,17 @@ def _check_evidence(
         raise Invalid("这一项需要上传照片作为证明", code="evidence_required")
     ids = sorted(set(evidence))
     if ids:
-        owned = set(session.scalars(
-            select(Upload.id).where(Upload.id.in_(ids), Upload.user_id == actor.user_id)
-        ))
+        owned = set(
+            session.scalars(
+                select(Upload.id).where(Upload.id.in_(ids), Upload.user_id == actor.user_id)
+            )
+        )
         if owned != set(ids):
-            raise Invalid("照片不存在或不是您上传的", code="invalid_evidence",
-                          details={"upload_ids": sorted(set(ids) - owned)})
+            raise Invalid(
+                "照片不存在或不是您上传的",
+                code="invalid_evidence",
+                details={"upload_ids": sorted(set(ids) - owned)},
+            )
     return ids
 
 
@@ -336,8 +376,15 @@ class Report:
 
 
 def _new_claim(
-    session: Session, actor: Actor, item: ScoredItem, target: Target, report: Report, *,
-    now: datetime, tz: ZoneInfo, approve_with: rules.Policy | None = None,
+    session: Session,
+    actor: Actor,
+    item: ScoredItem,
+    target: Target,
+    report: Report,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    approve_with: rules.Policy | None = None,
     rule: rules.RuleItem | None = None,
 ) -> Claim:
     """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
@@ -345,19 +392,31 @@ def _new_claim(
     approval gives it rather than inserted `pending` and updated; posted, if it has no
     notice days, right after."""
     deed = report.occurred_at or now
-    rule, evaluation = _evaluate(session, item, target, report.units, deed, tz, OPEN_OR_POSTED,
-                                 rule=rule)
+    rule, evaluation = _evaluate(
+        session, item, target, report.units, deed, tz, OPEN_OR_POSTED, rule=rule
+    )
     if evaluation.points == 0 and rule.kind != "veto":
-        raise NoPoints(evaluation.reason, details={"household_id": target.household_id,
-                                                  "member_id": target.member_id})
+        raise NoPoints(
+            evaluation.reason,
+            details={"household_id": target.household_id, "member_id": target.member_id},
+        )
     claim = Claim(
-        village_id=target.village_id, household_id=target.household_id,
-        member_id=target.member_id, rule_item_id=item.id,
-        rule_item_version_id=item.current_version_id, source=report.source,
-        units=evaluation.units, points=evaluation.points, capped=evaluation.capped,
-        reason=evaluation.reason, note=report.note, evidence=report.evidence,
+        village_id=target.village_id,
+        household_id=target.household_id,
+        member_id=target.member_id,
+        rule_item_id=item.id,
+        rule_item_version_id=item.current_version_id,
+        source=report.source,
+        units=evaluation.units,
+        points=evaluation.points,
+        capped=evaluation.capped,
+        reason=evaluation.reason,
+        note=report.note,
+        evidence=report.evidence,
         status=ClaimStatus.PENDING,
-        occurred_at=deed, submitted_by=actor.user_id, created_at=now,
+        occurred_at=deed,
+        submitted_by=actor.user_id,
+        created_at=now,
     )
     post = False
     if approve_with is not None:
@@ -371,8 +430,15 @@ def _new_claim(
 
 
 def submit(
-    session: Session, actor: Actor, *, rule_item_id: int, units: int | None, note: str | None,
-    evidence: list[int], tz: ZoneInfo, now: datetime,
+    session: Session,
+    actor: Actor,
+    *,
+    rule_item_id: int,
+    units: int | None,
+    note: str | None,
+    evidence: list[int],
+    tz: ZoneInfo,
+    now: datetime,
 ) -> Claim:
     """A villager's self-report (自主申报) for their own household."""
     if actor.role != VILLAGER:
@@ -388,14 +454,30 @@ def submit(
     evidence = _check_evidence(session, actor, evidence, rule)
     target = Target(household_id, actor.villager_id, actor.village_id)
     policy = None if rule.requires_review else catalogs.effective_policy(session, target.village_id)
-    return _new_claim(session, actor, item, target,
-                      Report("villager", units, note=note, evidence=evidence),
-                      now=now, tz=tz, approve_with=policy, rule=rule)
+    return _new_claim(
+        session,
+        actor,
+        item,
+        target,
+        Report("villager", units, note=note, evidence=evidence),
+        now=now,
+        tz=tz,
+        approve_with=policy,
+        rule=rule,
+    )
 
 
 def submit_checkin(
-    session: Session, actor: Actor, item: ScoredItem, rule: rules.RuleItem, target: Target,
-    report: Report, *, now: datetime, tz: ZoneInfo, policy: rules.Policy | None = None,
+    session: Session,
+    actor: Actor,
+    item: ScoredItem,
+    rule: rules.RuleItem,
+    target: Target,
+    report: Report,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    policy: rules.Policy | None = None,
 ) -> Claim:
     """The claim a check-in (签到) proves: made by the villager's own scan, or by the cadre
     who scanned their member card (`actor` either way, recorded as the submitter). An item
@@ -412,11 +494,21 @@ def submit_checkin(
     # A cadre's proxy check-in or check-out of their own household is not approved by the
     # scan: another cadre reviews it, as for any award to one's own household.
     review = rule.requires_review or (
-        actor.role != VILLAGER and is_own_household(session, actor, target.household_id))
+        actor.role != VILLAGER and is_own_household(session, actor, target.household_id)
+    )
     if not review and policy is None:
         policy = catalogs.effective_policy(session, target.village_id)
-    return _new_claim(session, actor, item, target, report, now=now, tz=tz,
-                      approve_with=None if review else policy, rule=rule)
+    return _new_claim(
+        session,
+        actor,
+        item,
+        target,
+        report,
+        now=now,
+        tz=tz,
+        approve_with=None if review else policy,
+        rule=rule,
+    )
 
 
 def member_target(villager: Villager) -> Target:
@@ -437,8 +529,16 @@ def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
 
 
 def award(
-    session: Session, actor: Actor, *, rule_item_id: int, units: int | None, note: str | None,
-    evidence: list[int], targets: list[dict[str, int]], tz: ZoneInfo, now: datetime,
+    session: Session,
+    actor: Actor,
+    *,
+    rule_item_id: int,
+    units: int | None,
+    note: str | None,
+    evidence: list[int],
+    targets: list[dict[str, int]],
+    tz: ZoneInfo,
+    now: datetime,
 ) -> list[Claim]:
     """A cadre's award or deduction (积分录入), for one or many villagers or households.
     All or nothing: one target over its cap refuses the batch, naming it."""
@@ -451,8 +551,9 @@ def award(
     # its household's account, until the commit. Taken in village then household order, two
     # batches naming the same villages and households in different orders queue instead of
     # each holding one row and waiting for the other's (a deadlock).
-    for index, target in sorted(enumerate(resolved),
-                                key=lambda it: (it[1].village_id, it[1].household_id)):
+    for index, target in sorted(
+        enumerate(resolved), key=lambda it: (it[1].village_id, it[1].household_id)
+    ):
         item = village_item(session, target.village_id, rule_item_id)
         rule = rule_in_force(session, item, target.village_id)
         if not rule.may_submit("cadre"):
@@ -463,8 +564,15 @@ def award(
             if not (note and note.strip()):
                 raise Invalid("扣分须写明原因", code="note_required")
         checked = _check_evidence(session, actor, evidence, rule)
-        claim = _new_claim(session, actor, item, target,
-                           Report("cadre", units, note=note, evidence=checked), now=now, tz=tz)
+        claim = _new_claim(
+            session,
+            actor,
+            item,
+            target,
+            Report("cadre", units, note=note, evidence=checked),
+            now=now,
+            tz=tz,
+        )
         claims[index] = claim
         # Entering the award is this cadre's approval; a second cadre may still be needed.
         _record_approval(session, actor, claim)
@@ -475,10 +583,14 @@ def award(
 
 # ---- review ---------------------------------------------------------------------------------
 
+
 def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
     refuse_own_household(session, actor, claim.household_id)
-    exists = session.scalar(select(ClaimApproval.id).where(
-        ClaimApproval.claim_id == claim.id, ClaimApproval.user_id == actor.user_id))
+    exists = session.scalar(
+        select(ClaimApproval.id).where(
+            ClaimApproval.claim_id == claim.id, ClaimApproval.user_id == actor.user_id
+        )
+    )
     if exists:
         raise Conflict("您已经审核过这条申报，需要另一位村干部审核", code="already_approved")
     session.add(ClaimApproval(claim_id=claim.id, user_id=actor.user_id))
@@ -489,13 +601,22 @@ def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
 
 
 def _approvals(session: Session, claim: Claim) -> int:
-    return session.scalar(
-        select(func.count()).select_from(ClaimApproval).where(ClaimApproval.claim_id == claim.id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(ClaimApproval)
+            .where(ClaimApproval.claim_id == claim.id)
+        )
+        or 0
+    )
 
 
 def _advance(
-    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
+    session: Session,
+    actor: Actor,
+    claim: Claim,
+    rule: rules.RuleItem,
+    now: datetime,
     tz: ZoneInfo,
 ) -> None:
     """After an approval: enough cadres? within budget? then notice or post. A veto (一票否决)
@@ -504,13 +625,18 @@ def _advance(
     needed = 2 if policy.takes_two_reviewers(claim.points, veto=rule.kind == "veto") else 1
     if _approvals(session, claim) < needed:
         return
-    _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS,
-              policy=policy)
+    _approved(session, actor, claim, rule, now, tz, by_township=actor.role in ADMINS, policy=policy)
 
 
 def _decide(
-    session: Session, claim: Claim, rule: rules.RuleItem, now: datetime, tz: ZoneInfo, *,
-    by_township: bool, policy: rules.Policy,
+    session: Session,
+    claim: Claim,
+    rule: rules.RuleItem,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    by_township: bool,
+    policy: rules.Policy,
 ) -> bool:
     """The status an approval gives the claim: `approved` past the village's monthly budget,
     else in notice (公示) or, without notice days, to be posted (True: the caller posts).
@@ -532,8 +658,15 @@ def _decide(
 
 
 def _approved(
-    session: Session, actor: Actor, claim: Claim, rule: rules.RuleItem, now: datetime,
-    tz: ZoneInfo, *, by_township: bool, policy: rules.Policy | None = None,
+    session: Session,
+    actor: Actor,
+    claim: Claim,
+    rule: rules.RuleItem,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    by_township: bool,
+    policy: rules.Policy | None = None,
 ) -> None:
     policy = policy or catalogs.effective_policy(session, claim.village_id)
     if _decide(session, claim, rule, now, tz, by_township=by_township, policy=policy):
@@ -545,7 +678,9 @@ def _approved(
 def _lock_claim(session: Session, actor: Actor, claim_id: int) -> Claim:
     visible_claim = get_visible(session, actor, Claim, claim_id)
     locked = session.scalar(
-        select(Claim).where(Claim.id == visible_claim.id).with_for_update()
+        select(Claim)
+        .where(Claim.id == visible_claim.id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     )
     assert locked is not None
@@ -581,8 +716,7 @@ def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: date
     before = audit.snapshot(claim)
     claim.status, claim.reject_reason = ClaimStatus.REJECTED, reason
     claim.rejected_by, claim.decided_at = actor.user_id, now
-    audit.record(session, actor, "claim.reject", claim, before=before,
-                 village_id=claim.village_id)
+    audit.record(session, actor, "claim.reject", claim, before=before, village_id=claim.village_id)
     return claim
 
 
@@ -612,19 +746,22 @@ def withdraw(
     before = audit.snapshot(claim)
     if claim.status in ISSUED_STATUSES:
         unissue(session, claim, claim.points, tz)
-    for objection in session.scalars(select(Objection).where(
-            Objection.claim_id == claim.id, Objection.status == "open")):
+    for objection in session.scalars(
+        select(Objection).where(Objection.claim_id == claim.id, Objection.status == "open")
+    ):
         objection.status = "overturned"
         objection.resolved_by, objection.resolved_at = actor.user_id, now
         objection.resolution_note = f"申报已撤回：{reason}"[:500]
     claim.status, claim.withdraw_reason = ClaimStatus.WITHDRAWN, reason
     claim.withdrawn_by, claim.withdrawn_at = actor.user_id, now
-    audit.record(session, actor, "claim.withdraw", claim, before=before,
-                 village_id=claim.village_id)
+    audit.record(
+        session, actor, "claim.withdraw", claim, before=before, village_id=claim.village_id
+    )
     return claim
 
 
 # ---- notice and objections (公示与异议) --------------------------------------------------
+
 
 def object_to(
     session: Session, actor: Actor, claim_id: int, reason: str, now: datetime
@@ -643,25 +780,32 @@ def object_to(
         raise Forbidden("不能对自己家庭的申报提出异议", code="own_claim")
     # One objection per villager per claim: a cadre's decision on it is final for them, or
     # one villager could object again after each decision and hold the claim back forever.
-    if session.scalar(select(Objection.id).where(Objection.claim_id == claim.id,
-                                                 Objection.user_id == actor.user_id)):
+    if session.scalar(
+        select(Objection.id).where(
+            Objection.claim_id == claim.id, Objection.user_id == actor.user_id
+        )
+    ):
         raise AlreadyObjected()
     # Several villagers may object to one claim: a claim already objected to (under review)
     # still takes the objections of others until its notice ends, so the cadre who decides
     # reads every one of them, and nobody is told "not in notice" about a claim the notice
     # still lists. The claim's row lock orders this against a cadre's decision on it.
     locked = session.scalar(
-        select(Claim).where(Claim.id == claim.id).with_for_update()
-        .execution_options(populate_existing=True))
+        select(Claim)
+        .where(Claim.id == claim.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     assert locked is not None
     if locked.status not in IN_NOTICE or locked.notice_ends_at is None:
         raise NotInNotice()
     if locked.notice_ends_at <= now:
-        raise NotInNotice("该申报的公示期已经结束，不能再提出异议", details={
-            "notice_ended_at": locked.notice_ends_at.isoformat()})
+        raise NotInNotice(
+            "该申报的公示期已经结束，不能再提出异议",
+            details={"notice_ended_at": locked.notice_ends_at.isoformat()},
+        )
     locked.status = ClaimStatus.OBJECTED
-    objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason,
-                          created_at=now)
+    objection = Objection(claim_id=claim.id, user_id=actor.user_id, reason=reason, created_at=now)
     session.add(objection)
     try:
         session.flush()  # the unique (claim_id, user_id) settles two objections at once
@@ -671,8 +815,13 @@ def object_to(
 
 
 def resolve(
-    session: Session, actor: Actor, objection_id: int, outcome: str, note: str | None,
-    now: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    objection_id: int,
+    outcome: str,
+    note: str | None,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> Objection:
     objection = session.get(Objection, objection_id)
     if objection is None:
@@ -682,9 +831,15 @@ def resolve(
     refuse_own_household(session, actor, claim.household_id)
     if objection.status != "open" or claim.status != ClaimStatus.OBJECTED:
         raise Conflict("该异议已经处理过了", code="objection_resolved")
-    others = list(session.scalars(select(Objection).where(
-        Objection.claim_id == claim.id, Objection.status == "open",
-        Objection.id != objection.id)))
+    others = list(
+        session.scalars(
+            select(Objection).where(
+                Objection.claim_id == claim.id,
+                Objection.status == "open",
+                Objection.id != objection.id,
+            )
+        )
+    )
     status = "upheld" if outcome == "uphold" else "overturned"
     # Overturning the claim answers every open objection to it at once (they all stood);
     # upholding it answers this one: the claim waits until each objection is decided.
@@ -701,30 +856,38 @@ def resolve(
         claim.status, claim.reject_reason = ClaimStatus.REJECTED, note or "公示期异议成立"
         claim.rejected_by = actor.user_id
         unissue(session, claim, claim.points, tz)
-    audit.record(session, actor, f"objection.{objection.status}", objection,
-                 village_id=claim.village_id)
+    audit.record(
+        session, actor, f"objection.{objection.status}", objection, village_id=claim.village_id
+    )
     return objection
 
 
 # ---- posting --------------------------------------------------------------------------------
 
+
 def _origin(claim: Claim, note: str | None) -> ledger.EntryOrigin:
     """What a claim's entries are about: its member, item version, the claim and who
     reported it."""
-    return ledger.EntryOrigin(member_id=claim.member_id,
-                              rule_item_version_id=claim.rule_item_version_id,
-                              claim_id=claim.id, created_by=claim.submitted_by, note=note)
+    return ledger.EntryOrigin(
+        member_id=claim.member_id,
+        rule_item_version_id=claim.rule_item_version_id,
+        claim_id=claim.id,
+        created_by=claim.submitted_by,
+        note=note,
+    )
 
 
-def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_status: str
-          ) -> None:
+def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_status: str) -> None:
     """Post a claim: re-decide its points against what is posted, then append the entry.
     The conditional update makes posting idempotent: two runners, one posting."""
-    moved = rowcount(session.execute(
-        update(Claim).where(Claim.id == claim.id, Claim.status == from_status)
-        .values(status=ClaimStatus.POSTED, posted_at=now)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Claim)
+            .where(Claim.id == claim.id, Claim.status == from_status)
+            .values(status=ClaimStatus.POSTED, posted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         return
     session.refresh(claim)
@@ -734,9 +897,18 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     rule = version.rule
     target = Target(claim.household_id, claim.member_id, claim.village_id)
     evaluation = rules.evaluate(
-        rule, claim.occurred_at.astimezone(tz),
-        history(session, item, rule, target, claim.occurred_at, tz, (ClaimStatus.POSTED,),
-                exclude_claim=claim.id),
+        rule,
+        claim.occurred_at.astimezone(tz),
+        history(
+            session,
+            item,
+            rule,
+            target,
+            claim.occurred_at,
+            tz,
+            (ClaimStatus.POSTED,),
+            exclude_claim=claim.id,
+        ),
         claim.units,
     )
     if evaluation.points == 0 and rule.kind != "veto":
@@ -753,8 +925,10 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
         claim.reason = evaluation.reason
     if claim.points != 0:
         ledger.append(
-            session, household_id=claim.household_id,
-            kind="earn" if claim.points > 0 else "deduct", amount=claim.points,
+            session,
+            household_id=claim.household_id,
+            kind="earn" if claim.points > 0 else "deduct",
+            amount=claim.points,
             when=ledger.EntryTime(tz, at=now, counts_for=claim.occurred_at),
             origin=_origin(claim, claim.note),
         )
@@ -773,8 +947,11 @@ def _apply_veto(
         account = ledger.account_for(session, claim.household_id, lock=True)
         if account.available > 0:
             ledger.append(
-                session, household_id=claim.household_id, kind="expire",
-                amount=-account.available, when=ledger.EntryTime(tz, at=now),
+                session,
+                household_id=claim.household_id,
+                kind="expire",
+                amount=-account.available,
+                when=ledger.EntryTime(tz, at=now),
                 origin=_origin(claim, VETO_WIPE_NOTE),
             )
     if veto.bar_periods > 0:
@@ -783,11 +960,17 @@ def _apply_veto(
         # household on its red list. A March board already closed stays as published; the
         # next board notes the bar (rankings, `late_veto`).
         first = month_key(claim.occurred_at.astimezone(tz))
-        session.add(HouseholdFlag(
-            household_id=claim.household_id, kind="veto", claim_id=claim.id,
-            from_month=first, until_month=add_months(first, veto.bar_periods - 1),
-            note=f"一票否决：{veto.bar_periods} 个月内不参加评比", created_at=now,
-        ))
+        session.add(
+            HouseholdFlag(
+                household_id=claim.household_id,
+                kind="veto",
+                claim_id=claim.id,
+                from_month=first,
+                until_month=add_months(first, veto.bar_periods - 1),
+                note=f"一票否决：{veto.bar_periods} 个月内不参加评比",
+                created_at=now,
+            )
+        )
 
 
 class NotPostedVeto(DomainError):
@@ -823,21 +1006,36 @@ def withdraw_veto(
     if session.scalar(select(VetoWithdrawal.id).where(VetoWithdrawal.claim_id == claim.id)):
         raise VetoWithdrawn()
     withdrawal = VetoWithdrawal(
-        claim_id=claim.id, village_id=claim.village_id, household_id=claim.household_id,
-        reason=reason, restored=0, vetoed_month=month_key(claim.occurred_at.astimezone(tz)),
-        month=month_key(now.astimezone(tz)), withdrawn_by=actor.user_id, withdrawn_at=now,
+        claim_id=claim.id,
+        village_id=claim.village_id,
+        household_id=claim.household_id,
+        reason=reason,
+        restored=0,
+        vetoed_month=month_key(claim.occurred_at.astimezone(tz)),
+        month=month_key(now.astimezone(tz)),
+        withdrawn_by=actor.user_id,
+        withdrawn_at=now,
     )
     session.add(withdrawal)
     session.flush()
     for entry in _veto_entries(session, claim):
         if session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry.id)):
             continue
-        given = ledger.reverse(session, entry, reason=f"撤销一票否决：{reason}",
-                               created_by=actor.user_id, tz=tz, kinds=VETO_ENTRY_KINDS)
+        given = ledger.reverse(
+            session,
+            entry,
+            reason=f"撤销一票否决：{reason}",
+            created_by=actor.user_id,
+            tz=tz,
+            kinds=VETO_ENTRY_KINDS,
+        )
         withdrawal.restored += given.amount
     session.execute(
-        update(HouseholdFlag).where(HouseholdFlag.claim_id == claim.id)
-        .values(withdrawal_id=withdrawal.id).execution_options(synchronize_session=False))
+        update(HouseholdFlag)
+        .where(HouseholdFlag.claim_id == claim.id)
+        .values(withdrawal_id=withdrawal.id)
+        .execution_options(synchronize_session=False)
+    )
     audit.record(session, actor, "veto.withdraw", withdrawal, village_id=claim.village_id)
     return withdrawal
 
@@ -849,20 +1047,30 @@ def _veto_entries(session: Session, claim: Claim) -> list[LedgerEntry]:
     if own:
         return own
     earlier = session.scalar(
-        select(LedgerEntry).join(Account, Account.id == LedgerEntry.account_id)
-        .where(Account.household_id == claim.household_id, LedgerEntry.kind == "expire",
-               LedgerEntry.claim_id.is_(None), LedgerEntry.note == VETO_WIPE_NOTE,
-               LedgerEntry.rule_item_version_id == claim.rule_item_version_id,
-               LedgerEntry.created_at == claim.posted_at)
-        .order_by(LedgerEntry.seq).limit(1))
+        select(LedgerEntry)
+        .join(Account, Account.id == LedgerEntry.account_id)
+        .where(
+            Account.household_id == claim.household_id,
+            LedgerEntry.kind == "expire",
+            LedgerEntry.claim_id.is_(None),
+            LedgerEntry.note == VETO_WIPE_NOTE,
+            LedgerEntry.rule_item_version_id == claim.rule_item_version_id,
+            LedgerEntry.created_at == claim.posted_at,
+        )
+        .order_by(LedgerEntry.seq)
+        .limit(1)
+    )
     return [earlier] if earlier is not None else []
 
 
 def due_claim_ids(session: Session, now: datetime) -> list[int]:
-    return list(session.scalars(
-        select(Claim.id).where(Claim.status == ClaimStatus.IN_NOTICE, Claim.notice_ends_at <= now)
-        .order_by(Claim.id)
-    ))
+    return list(
+        session.scalars(
+            select(Claim.id)
+            .where(Claim.status == ClaimStatus.IN_NOTICE, Claim.notice_ends_at <= now)
+            .order_by(Claim.id)
+        )
+    )
 
 
 def post_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
@@ -882,9 +1090,11 @@ def post_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
 
 
 def objection_for(session: Session, claim_id: int) -> list[Objection]:
-    return list(session.scalars(
-        select(Objection).where(Objection.claim_id == claim_id).order_by(Objection.id)
-    ))
+    return list(
+        session.scalars(
+            select(Objection).where(Objection.claim_id == claim_id).order_by(Objection.id)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -911,10 +1121,14 @@ def claim_view(session: Session, claim: Claim) -> ClaimView:
     member = session.get(Villager, claim.member_id) if claim.member_id else None
     household = session.get(Household, claim.household_id)
     item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
-    withdrawal = session.scalar(select(VetoWithdrawal).where(
-        VetoWithdrawal.claim_id == claim.id)) if item.kind == "veto" else None
+    withdrawal = (
+        session.scalar(select(VetoWithdrawal).where(VetoWithdrawal.claim_id == claim.id))
+        if item.kind == "veto"
+        else None
+    )
     return ClaimView(
-        claim=claim, rule_item=item,
+        claim=claim,
+        rule_item=item,
         member_name=member.name if member else None,
         household_name=household.name if household else None,
         approvals=_approvals(session, claim),
@@ -925,60 +1139,100 @@ def claim_view(session: Session, claim: Claim) -> ClaimView:
 
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------
 
+
 def notices_statement(village_id: int) -> Select[Claim]:
     """Claims of the village in public notice now (under objection included: the notice
     still lists them), the ones ending first at the top."""
-    return (select(Claim).where(Claim.village_id == village_id, Claim.status.in_(IN_NOTICE))
-            .order_by(Claim.notice_ends_at, Claim.id))
+    return (
+        select(Claim)
+        .where(Claim.village_id == village_id, Claim.status.in_(IN_NOTICE))
+        .order_by(Claim.notice_ends_at, Claim.id)
+    )
 
 
 def may_object(actor: Actor, claim: Claim, objected: bool, now: datetime) -> bool:
     """Whether this caller may object to the claim now, as `object_to` decides it: a
     villager of its village, not of its household, who has not objected to it yet, while
     its notice runs."""
-    return (actor.role == VILLAGER and actor.village_id == claim.village_id
-            and actor.household_id is not None and claim.household_id != actor.household_id
-            and not objected and claim.status in IN_NOTICE
-            and claim.notice_ends_at is not None and claim.notice_ends_at > now)
+    return (
+        actor.role == VILLAGER
+        and actor.village_id == claim.village_id
+        and actor.household_id is not None
+        and claim.household_id != actor.household_id
+        and not objected
+        and claim.status in IN_NOTICE
+        and claim.notice_ends_at is not None
+        and claim.notice_ends_at > now
+    )
 
 
-def notice_views(session: Session, actor: Actor, claims: list[Claim], now: datetime,
-                 tz: ZoneInfo) -> list[dict[str, Any]]:
+def notice_views(
+    session: Session, actor: Actor, claims: list[Claim], now: datetime, tz: ZoneInfo
+) -> list[dict[str, Any]]:
     """What the notice shows of each claim: who, for what and when, the note and photos,
     the objections so far and whether the caller may object. Five queries for a page,
     whatever its size."""
     if not claims:
         return []
     ids = [c.id for c in claims]
-    versions: dict[int, dict[str, Any]] = dict(session.execute(
-        select(RuleItemVersion.id, RuleItemVersion.data)
-        .where(RuleItemVersion.id.in_({c.rule_item_version_id for c in claims}))).all())
+    versions: dict[int, dict[str, Any]] = dict(
+        session.execute(
+            select(RuleItemVersion.id, RuleItemVersion.data).where(
+                RuleItemVersion.id.in_({c.rule_item_version_id for c in claims})
+            )
+        ).all()
+    )
     member_ids = {c.member_id for c in claims if c.member_id}
-    members = dict(session.execute(
-        select(Villager.id, Villager.name).where(Villager.id.in_(member_ids))).all()
-    ) if member_ids else {}
-    households = dict(session.execute(
-        select(Household.id, Household.name)
-        .where(Household.id.in_({c.household_id for c in claims}))).all())
-    counts = dict(session.execute(
-        select(Objection.claim_id, func.count()).where(Objection.claim_id.in_(ids))
-        .group_by(Objection.claim_id)).all())
-    mine = set(session.scalars(select(Objection.claim_id).where(
-        Objection.claim_id.in_(ids), Objection.user_id == actor.user_id)))
+    members = (
+        dict(
+            session.execute(
+                select(Villager.id, Villager.name).where(Villager.id.in_(member_ids))
+            ).all()
+        )
+        if member_ids
+        else {}
+    )
+    households = dict(
+        session.execute(
+            select(Household.id, Household.name).where(
+                Household.id.in_({c.household_id for c in claims})
+            )
+        ).all()
+    )
+    counts = dict(
+        session.execute(
+            select(Objection.claim_id, func.count())
+            .where(Objection.claim_id.in_(ids))
+            .group_by(Objection.claim_id)
+        ).all()
+    )
+    mine = set(
+        session.scalars(
+            select(Objection.claim_id).where(
+                Objection.claim_id.in_(ids), Objection.user_id == actor.user_id
+            )
+        )
+    )
     out = []
     for claim in claims:
         data = versions.get(claim.rule_item_version_id) or {}
-        out.append({
-            "claim_id": claim.id, "household_id": claim.household_id,
-            "household_name": households.get(claim.household_id),
-            "member_name": members.get(claim.member_id) if claim.member_id else None,
-            "rule_item": data.get("name"), "category": data.get("category"),
-            "points": claim.points, "status": claim.status,
-            "notice_ends_at": claim.notice_ends_at, "note": claim.note,
-            "deed_date": claim.occurred_at.astimezone(tz).date(),
-            "evidence": list(claim.evidence or []),
-            "objection_count": counts.get(claim.id, 0),
-            "objected_by_me": claim.id in mine,
-            "can_object": may_object(actor, claim, claim.id in mine, now),
-        })
+        out.append(
+            {
+                "claim_id": claim.id,
+                "household_id": claim.household_id,
+                "household_name": households.get(claim.household_id),
+                "member_name": members.get(claim.member_id) if claim.member_id else None,
+                "rule_item": data.get("name"),
+                "category": data.get("category"),
+                "points": claim.points,
+                "status": claim.status,
+                "notice_ends_at": claim.notice_ends_at,
+                "note": claim.note,
+                "deed_date": claim.occurred_at.astimezone(tz).date(),
+                "evidence": list(claim.evidence or []),
+                "objection_count": counts.get(claim.id, 0),
+                "objected_by_me": claim.id in mine,
+                "can_object": may_object(actor, claim, claim.id in mine, now),
+            }
+        )
     return out

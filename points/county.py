@@ -44,8 +44,11 @@ class CountyFileInvalid(DomainError):
 
     def __init__(self, problems: list[tuple[int, str]]) -> None:
         self.problems = sorted(problems)
-        super().__init__(details={"problems": [{"line": line, "message": message}
-                                               for line, message in self.problems]})
+        super().__init__(
+            details={
+                "problems": [{"line": line, "message": message} for line, message in self.problems]
+            }
+        )
 
 
 @dataclass
@@ -147,8 +150,11 @@ class _Checker:
         for key in value:
             if key not in keys:
                 hint = "；密码不写在文件里，导入时自动生成" if key == "password" else ""
-                self.fail(value.line, f"{what}有无法识别的项“{excerpt(key)}”，"
-                                      f"可用的项：{'、'.join(sorted(keys))}{hint}")
+                self.fail(
+                    value.line,
+                    f"{what}有无法识别的项“{excerpt(key)}”，"
+                    f"可用的项：{'、'.join(sorted(keys))}{hint}",
+                )
         return value
 
     def items(self, parent: _Map, key: str, what: str, keys: set[str]) -> Iterator[_Map]:
@@ -163,8 +169,9 @@ class _Checker:
             if checked is not None:
                 yield checked
 
-    def text(self, item: _Map, key: str, what: str, *, required: bool = True,
-             limit: int = 100) -> str | None:
+    def text(
+        self, item: _Map, key: str, what: str, *, required: bool = True, limit: int = 100
+    ) -> str | None:
         value = item.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
@@ -184,7 +191,8 @@ class _Checker:
         if value is None:
             return []
         if not isinstance(value, list) or not all(
-                isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        ):
             self.fail(item.line, f"{what}的“{key}”应为名称列表，如 [一组, 二组]")
             return []
         return [str(v).strip() for v in value]
@@ -231,8 +239,11 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
         code_once(code, t.line)
         catalog = c.text(t, "catalog", "乡镇", required=False, limit=200)
         if catalog is not None and catalog not in known_catalogs:
-            c.fail(t.line, f"没有名为“{excerpt(catalog)}”的积分细则，可选："
-                           + "、".join(sorted(known_catalogs)))
+            c.fail(
+                t.line,
+                f"没有名为“{excerpt(catalog)}”的积分细则，可选："
+                + "、".join(sorted(known_catalogs)),
+            )
         if name is not None:
             first = township_names.setdefault(name, t.line)
             if first != t.line:
@@ -255,8 +266,15 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
                 first = village_names.setdefault(vname, v.line)
                 if first != v.line:
                     c.fail(v.line, f"村“{excerpt(vname)}”与第 {first} 行重复")
-            villages.append({"line": v.line, "name": vname, "code": vcode, "groups": groups,
-                             "roster": roster_path})
+            villages.append(
+                {
+                    "line": v.line,
+                    "name": vname,
+                    "code": vcode,
+                    "groups": groups,
+                    "roster": roster_path,
+                }
+            )
         shop_list: list[dict[str, Any]] = []
         shop_names: dict[str, int] = {}
         for s in c.items(t, "shops", "积分超市", SHOP_KEYS):
@@ -266,8 +284,9 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
                 c.fail(s.line, "积分超市须列出它服务的村（villages）")
             for village_name in served:
                 if village_name not in village_names:
-                    c.fail(s.line,
-                           f"积分超市服务的村“{excerpt(village_name)}”不在本乡镇的 villages 中")
+                    c.fail(
+                        s.line, f"积分超市服务的村“{excerpt(village_name)}”不在本乡镇的 villages 中"
+                    )
             if sname is not None:
                 first = shop_names.setdefault(sname, s.line)
                 if first != s.line:
@@ -276,8 +295,16 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
         if name is not None:
             villages_of[name] = set(village_names)
             shops_of[name] = set(shop_names)
-        plan.townships.append({"line": t.line, "name": name, "code": code, "catalog": catalog,
-                               "villages": villages, "shops": shop_list})
+        plan.townships.append(
+            {
+                "line": t.line,
+                "name": name,
+                "code": code,
+                "catalog": catalog,
+                "villages": villages,
+                "shops": shop_list,
+            }
+        )
 
     usernames: dict[str, int] = {}
     for u in c.items(top, "staff", "工作人员", STAFF_KEYS):
@@ -289,8 +316,12 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
         township = c.text(u, "township", "工作人员", required=False)
         village = c.text(u, "village", "工作人员", required=False)
         shop = c.text(u, "shop", "工作人员", required=False)
-        needs = {"county_admin": (), "township_admin": ("township",),
-                 "cadre": ("township", "village"), "clerk": ("township", "shop")}
+        needs = {
+            "county_admin": (),
+            "township_admin": ("township",),
+            "cadre": ("township", "village"),
+            "clerk": ("township", "shop"),
+        }
         if role is not None:
             for key in needs[role]:
                 if u.get(key) is None:
@@ -309,33 +340,50 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
         if u.get("villager") is not None:
             link_map = c.mapping(u["villager"], u.line, "花名册关联（villager）", LINK_KEYS)
             if link_map is not None:
-                link = {"household": c.text(link_map, "household", "花名册关联", limit=40),
-                        "name": c.text(link_map, "name", "花名册关联", limit=50),
-                        "line": link_map.line}
+                link = {
+                    "household": c.text(link_map, "household", "花名册关联", limit=40),
+                    "name": c.text(link_map, "name", "花名册关联", limit=50),
+                    "line": link_map.line,
+                }
         if username is not None:
             first = usernames.setdefault(username, u.line)
             if first != u.line:
                 c.fail(u.line, f"用户名“{excerpt(username)}”与第 {first} 行重复")
-        plan.staff.append({"line": u.line, "username": username, "role": role,
-                           "name": c.text(u, "name", "工作人员", required=False, limit=50),
-                           "township": township, "village": village, "shop": shop,
-                           "villager": link})
+        plan.staff.append(
+            {
+                "line": u.line,
+                "username": username,
+                "role": role,
+                "name": c.text(u, "name", "工作人员", required=False, limit=50),
+                "township": township,
+                "village": village,
+                "shop": shop,
+                "villager": link,
+            }
+        )
 
     # What the database already has: the file was run before, or names clash.
     for planned in plan.townships:
         if planned["name"] and session.scalar(
-                select(Township.id).where(Township.name == planned["name"])):
-            c.fail(planned["line"], f"乡镇“{excerpt(planned['name'])}”已存在"
-                                    "（本文件是否已经导入过？），未重复创建")
+            select(Township.id).where(Township.name == planned["name"])
+        ):
+            c.fail(
+                planned["line"],
+                f"乡镇“{excerpt(planned['name'])}”已存在（本文件是否已经导入过？），未重复创建",
+            )
     for code, line in codes.items():
-        if session.scalar(select(Township.id).where(Township.code == code)) or \
-                session.scalar(select(Village.id).where(Village.code == code)):
+        if session.scalar(select(Township.id).where(Township.code == code)) or session.scalar(
+            select(Village.id).where(Village.code == code)
+        ):
             c.fail(line, f"编码“{excerpt(code)}”已被使用")
     for staff in plan.staff:
-        if staff["username"] and session.scalar(select(User.id).where(
-                User.username == staff["username"])):
-            c.fail(staff["line"],
-                   f"用户名“{excerpt(staff['username'])}”已存在（本文件是否已经导入过？）")
+        if staff["username"] and session.scalar(
+            select(User.id).where(User.username == staff["username"])
+        ):
+            c.fail(
+                staff["line"],
+                f"用户名“{excerpt(staff['username'])}”已存在（本文件是否已经导入过？）",
+            )
     if c.problems:
         raise CountyFileInvalid(c.problems)
     return plan
@@ -345,7 +393,12 @@ def check(session: Session, text: str, base: Path | None = None) -> _Plan:
 
 
 def init_county(
-    session: Session, text: str, *, base: Path | None = None, now: datetime, tz: ZoneInfo,
+    session: Session,
+    text: str,
+    *,
+    base: Path | None = None,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> InitResult:
     """Check the file, then write it; CountyFileInvalid (by line) and nothing written, else
     the result with each account's generated password. Does not commit."""
@@ -368,8 +421,7 @@ def init_county(
                 catalogs.install_catalog(session, None, township.id, catalog)
             for v in t["villages"]:
                 line = v["line"]
-                village = registry.create_village(session, None, township.id, v["name"],
-                                                  v["code"])
+                village = registry.create_village(session, None, township.id, v["name"], v["code"])
                 session.flush()
                 villages[(t["name"], v["name"])] = village
                 result.villages += 1
@@ -378,15 +430,24 @@ def init_county(
                     result.groups += 1
                 if v["roster"] is not None:
                     data = ((base or Path.cwd()) / v["roster"]).read_bytes()
-                    summary = roster.import_roster(session, None, village.id, v["roster"],
-                                                   data, now=now, tz=tz, create_groups=True)
+                    summary = roster.import_roster(
+                        session,
+                        None,
+                        village.id,
+                        v["roster"],
+                        data,
+                        now=now,
+                        tz=tz,
+                        create_groups=True,
+                    )
                     result.households += summary.households
                     result.groups += summary.groups
             for s in t["shops"]:
                 line = s["line"]
                 served = [villages[(t["name"], name)].id for name in s["villages"]]
                 shop_rows[(t["name"], s["name"])] = shops.create_shop(
-                    session, None, s["name"], township.id, served)
+                    session, None, s["name"], township.id, served
+                )
                 session.flush()
                 result.shops += 1
         for u in plan.staff:
@@ -401,37 +462,58 @@ def init_county(
                 line = u["line"]
             password = secrets.token_urlsafe(PASSWORD_BYTES)
             users.create_staff(
-                session, None, username=u["username"], password=password, role=u["role"],
-                name=u["name"], township_id=its_township.id if its_township else None,
+                session,
+                None,
+                username=u["username"],
+                password=password,
+                role=u["role"],
+                name=u["name"],
+                township_id=its_township.id if its_township else None,
                 village_id=its_village.id if its_village else None,
                 shop_id=shop.id if shop else None,
                 villager_id=villager_id,
             )
-            result.logins.append(Login(u["username"], u["role"], password, " / ".join(
-                n for n in (u["township"], u["village"], u["shop"]) if n) or "全县"))
+            result.logins.append(
+                Login(
+                    u["username"],
+                    u["role"],
+                    password,
+                    " / ".join(n for n in (u["township"], u["village"], u["shop"]) if n) or "全县",
+                )
+            )
         session.flush()
     except roster.RosterInvalid as error:
-        raise CountyFileInvalid([(line, f"花名册第 {e['row']} 行 {e['field'] or ''}："
-                                        f"{e['message']}") for e in error.details["errors"]]
-                                ) from None
+        raise CountyFileInvalid(
+            [
+                (line, f"花名册第 {e['row']} 行 {e['field'] or ''}：{e['message']}")
+                for e in error.details["errors"]
+            ]
+        ) from None
     except DomainError as error:
         raise CountyFileInvalid([(line, error.message)]) from None
     return result
 
 
-def _roster_entry(session: Session, township: Township | None, village: Village | None,
-                  link: dict[str, Any]) -> int:
+def _roster_entry(
+    session: Session, township: Township | None, village: Village | None, link: dict[str, Any]
+) -> int:
     """The villager a staff account is linked to: by household key and name, within the
     account's village (a cadre) or township, from a roster this file imported."""
-    query = (select(Villager.id).join(Household, Household.id == Villager.household_id)
-             .where(Household.code == link["household"], Villager.name == link["name"]))
+    query = (
+        select(Villager.id)
+        .join(Household, Household.id == Villager.household_id)
+        .where(Household.code == link["household"], Villager.name == link["name"])
+    )
     if village is not None:
         query = query.where(Household.village_id == village.id)
     elif township is not None:
-        query = query.where(Household.village_id.in_(
-            select(Village.id).where(Village.township_id == township.id)))
+        query = query.where(
+            Household.village_id.in_(select(Village.id).where(Village.township_id == township.id))
+        )
     found = session.scalars(query.limit(2)).all()
     if len(found) != 1:
-        raise DomainError(f"花名册中没有（或不止一位）户编号“{excerpt(link['household'])}”、"
-                          f"姓名“{excerpt(link['name'])}”的村民；请在该村的 roster 文件中登记")
+        raise DomainError(
+            f"花名册中没有（或不止一位）户编号“{excerpt(link['household'])}”、"
+            f"姓名“{excerpt(link['name'])}”的村民；请在该村的 roster 文件中登记"
+        )
     return found[0]

@@ -60,9 +60,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def normalise_url(url: str) -> str:
     # Heroku-style and bare postgresql:// URLs both mean psycopg 3 here.
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -94,11 +94,15 @@ def insert_as_loaded(session: Session, obj: Any) -> None:
     Attributes left unset take their column defaults in the database and are loaded if read.
     """
     mapper = inspect(obj).mapper
-    values = {attr.columns[0].key: obj.__dict__[attr.key]
-              for attr in mapper.column_attrs if attr.key in obj.__dict__}
+    values = {
+        attr.columns[0].key: obj.__dict__[attr.key]
+        for attr in mapper.column_attrs
+        if attr.key in obj.__dict__
+    }
     (key,) = mapper.primary_key
-    obj.__dict__[mapper.get_property_by_column(key).key] = core(session).execute(
-        _insert_returning(mapper.local_table), values).scalar_one()
+    obj.__dict__[mapper.get_property_by_column(key).key] = (
+        core(session).execute(_insert_returning(mapper.local_table), values).scalar_one()
+    )
     make_transient_to_detached(obj)
     session.add(obj)
 

@@ -12,7 +12,10 @@ class DomainError(Exception):
     message = "操作不符合规则"
 
     def __init__(
-        self, message: str | None = None, *, code: str | None = None,
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         if message is not None:

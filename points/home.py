@@ -74,8 +74,9 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
     ).one()
     account = session.scalar(select(Account).where(Account.household_id == me.household_id))
     in_notice, in_notice_count = session.execute(
-        select(func.coalesce(func.sum(Claim.points), 0), func.count())
-        .where(Claim.household_id == me.household_id, Claim.status.in_(IN_NOTICE))
+        select(func.coalesce(func.sum(Claim.points), 0), func.count()).where(
+            Claim.household_id == me.household_id, Claim.status.in_(IN_NOTICE)
+        )
     ).one()
 
     scope = Scope("village", me.village_id, (me.village_id,))
@@ -86,8 +87,10 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
     points = own.points if own is not None else 0
     barred = own.barred if own is not None else False
     year = parse_period(month.key[:4])
-    year_own = next((s for s in household_standings(session, scope, year)
-                     if s.household_id == me.household_id), None)
+    year_own = next(
+        (s for s in household_standings(session, scope, year) if s.household_id == me.household_id),
+        None,
+    )
     year_points = year_own.points if year_own is not None else 0
 
     policy = catalogs.effective_policy(session, me.village_id)
@@ -118,8 +121,9 @@ def home(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> dict[st
         "stars": {
             "year": year.key,
             "points": year_points,
-            "stars": policy.stars(year_points,
-                                  barred=year_own.barred if year_own is not None else False),
+            "stars": policy.stars(
+                year_points, barred=year_own.barred if year_own is not None else False
+            ),
             "levels": list(policy.star_levels),
         },
         "qualification": {
@@ -139,35 +143,66 @@ def attention(session: Session, household_id: int, now: datetime) -> list[dict[s
     kind; four queries."""
     items: list[dict[str, Any]] = []
     for objection_id, claim_id, data, reason, at in session.execute(
-        select(Objection.id, Claim.id, RuleItemVersion.data, Objection.reason,
-               Objection.created_at)
+        select(Objection.id, Claim.id, RuleItemVersion.data, Objection.reason, Objection.created_at)
         .join(Claim, Claim.id == Objection.claim_id)
         .join(RuleItemVersion, RuleItemVersion.id == Claim.rule_item_version_id)
         .where(Claim.household_id == household_id, Objection.status == "open")
         .order_by(Objection.id.desc())
     ):
-        items.append({"kind": "objection", "claim_id": claim_id, "objection_id": objection_id,
-                      "redemption_id": None, "title": (data or {}).get("name"),
-                      "points": None, "reason": reason, "at": at, "expires_at": None})
+        items.append(
+            {
+                "kind": "objection",
+                "claim_id": claim_id,
+                "objection_id": objection_id,
+                "redemption_id": None,
+                "title": (data or {}).get("name"),
+                "points": None,
+                "reason": reason,
+                "at": at,
+                "expires_at": None,
+            }
+        )
     since = now - timedelta(days=REJECTED_SHOWN_DAYS)
     decided = func.coalesce(Claim.decided_at, Claim.created_at)
     for claim_id, data, points, reason, at in session.execute(
         select(Claim.id, RuleItemVersion.data, Claim.points, Claim.reject_reason, decided)
         .join(RuleItemVersion, RuleItemVersion.id == Claim.rule_item_version_id)
-        .where(Claim.household_id == household_id, Claim.status == ClaimStatus.REJECTED,
-               decided >= since)
+        .where(
+            Claim.household_id == household_id,
+            Claim.status == ClaimStatus.REJECTED,
+            decided >= since,
+        )
         .order_by(Claim.id.desc())
     ):
-        items.append({"kind": "rejected", "claim_id": claim_id, "objection_id": None,
-                      "redemption_id": None, "title": (data or {}).get("name"),
-                      "points": points, "reason": reason, "at": at, "expires_at": None})
+        items.append(
+            {
+                "kind": "rejected",
+                "claim_id": claim_id,
+                "objection_id": None,
+                "redemption_id": None,
+                "title": (data or {}).get("name"),
+                "points": points,
+                "reason": reason,
+                "at": at,
+                "expires_at": None,
+            }
+        )
     orders = session.execute(
-        select(Redemption.id, Redemption.points, Redemption.created_at,
-               Redemption.expires_at, Shop.name)
+        select(
+            Redemption.id,
+            Redemption.points,
+            Redemption.created_at,
+            Redemption.expires_at,
+            Shop.name,
+        )
         .join(Shop, Shop.id == Redemption.shop_id)
-        .where(Redemption.household_id == household_id, Redemption.status == "reserved",
-               Redemption.expires_at.is_not(None), Redemption.expires_at > now,
-               Redemption.expires_at <= now + EXPIRY_WARNING)
+        .where(
+            Redemption.household_id == household_id,
+            Redemption.status == "reserved",
+            Redemption.expires_at.is_not(None),
+            Redemption.expires_at > now,
+            Redemption.expires_at <= now + EXPIRY_WARNING,
+        )
         .order_by(Redemption.expires_at, Redemption.id)
     ).all()
     goods: dict[int, list[str]] = {}
@@ -179,8 +214,17 @@ def attention(session: Session, household_id: int, now: datetime) -> list[dict[s
         ):
             goods.setdefault(redemption_id, []).append(name)
     for redemption_id, points, at, expires_at, shop in orders:
-        items.append({"kind": "order_expiring", "claim_id": None, "objection_id": None,
-                      "redemption_id": redemption_id,
-                      "title": f"{'、'.join(goods.get(redemption_id, []))}（{shop}）",
-                      "points": points, "reason": None, "at": at, "expires_at": expires_at})
+        items.append(
+            {
+                "kind": "order_expiring",
+                "claim_id": None,
+                "objection_id": None,
+                "redemption_id": redemption_id,
+                "title": f"{'、'.join(goods.get(redemption_id, []))}（{shop}）",
+                "points": points,
+                "reason": None,
+                "at": at,
+                "expires_at": expires_at,
+            }
+        )
     return items

@@ -14,14 +14,24 @@ from .models import JobRun
 MAX_MESSAGE = 500
 
 
-def record_run(session: Session, name: str, *, ok: bool, started_at: datetime,
-               finished_at: datetime, message: str | None = None) -> None:
+def record_run(
+    session: Session,
+    name: str,
+    *,
+    ok: bool,
+    started_at: datetime,
+    finished_at: datetime,
+    message: str | None = None,
+) -> None:
     """Count one run of `name` and note how it ended. The row is made if missing and the
     counters are incremented in SQL, so two runs ending at once (two servers' timers) both
     count. The caller commits."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(JobRun).values(name=name, runs=0, failures=0)
-                    .on_conflict_do_nothing(index_elements=["name"]))
+    session.execute(
+        insert(JobRun)
+        .values(name=name, runs=0, failures=0)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
     values = {
         "runs": JobRun.runs + 1,
         "last_started_at": started_at,

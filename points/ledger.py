@@ -101,27 +101,37 @@ def account_for(session: Session, household_id: int, *, lock: bool = False) -> A
     household = session.get(Household, household_id)
     if household is None:
         raise NotFound()
-    _insert_ignore(session, Account, {"household_id": household_id,
-                                      "village_id": household.village_id, "available": 0,
-                                      "held": 0, "earned_total": 0, "entry_count": 0,
-                                      "head_hash": GENESIS_HASH,
-                                      "created_at": datetime.now(UTC)},
-                   ["household_id"])
+    _insert_ignore(
+        session,
+        Account,
+        {
+            "household_id": household_id,
+            "village_id": household.village_id,
+            "available": 0,
+            "held": 0,
+            "earned_total": 0,
+            "entry_count": 0,
+            "head_hash": GENESIS_HASH,
+            "created_at": datetime.now(UTC),
+        },
+        ["household_id"],
+    )
     account = session.scalar(stmt)
     assert account is not None
     return account
 
 
-def _insert_ignore(
-    session: Session, model: type, values: dict[str, Any], keys: list[str]
-) -> None:
+def _insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT … ON CONFLICT DO NOTHING: two first entries at once create one row."""
     insert = upsert_insert(session.get_bind().dialect.name)
     session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
 
 
 def _add_to_totals(
-    session: Session, model: type[Base], keys: dict[str, Any], conflict: list[str],
+    session: Session,
+    model: type[Base],
+    keys: dict[str, Any],
+    conflict: list[str],
     increments: dict[str, int],
 ) -> None:
     """Upsert a totals row, adding to its counters in one statement."""
@@ -208,12 +218,14 @@ def append(
     if scores:
         values["earned_total"] = Account.earned_total + amount
     # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
-    moved = rowcount(session.execute(
-        update(Account)
-        .where(Account.id == account.id, Account.head_hash == account.head_hash)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Account)
+            .where(Account.id == account.id, Account.head_hash == account.head_hash)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
     session.expire(account)
@@ -227,19 +239,29 @@ def append(
         "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
     _add_to_totals(
-        session, MonthTotal,
-        {"account_id": account.id, "household_id": household_id,
-         "village_id": account.village_id, "month": entry.month},
-        ["account_id", "month"], increments,
+        session,
+        MonthTotal,
+        {
+            "account_id": account.id,
+            "household_id": household_id,
+            "village_id": account.village_id,
+            "month": entry.month,
+        },
+        ["account_id", "month"],
+        increments,
     )
     if origin.member_id is not None and scores:
         _add_to_totals(
-            session, MemberMonthTotal,
-            {"member_id": origin.member_id, "household_id": household_id,
-             "village_id": account.village_id, "month": entry.month},
+            session,
+            MemberMonthTotal,
+            {
+                "member_id": origin.member_id,
+                "household_id": household_id,
+                "village_id": account.village_id,
+                "month": entry.month,
+            },
             ["member_id", "month"],
-            {"score": amount, "earned": increments["earned"],
-             "deducted": increments["deducted"]},
+            {"score": amount, "earned": increments["earned"], "deducted": increments["deducted"]},
         )
     session.flush()
     if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
@@ -254,15 +276,26 @@ def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> N
     the entry and the closing of its month are one before the other: either the board counts
     the entry or the entry finds the board. Only back-dated entries take the lock; NO KEY
     UPDATE leaves the foreign-key checks of other writes to the village alone."""
-    session.execute(select(Village.id).where(Village.id == account.village_id)
-                    .with_for_update(key_share=True))
-    published = session.scalar(select(BoardSnapshot.id).where(
-        BoardSnapshot.village_id == account.village_id, BoardSnapshot.period == entry.month))
+    session.execute(
+        select(Village.id).where(Village.id == account.village_id).with_for_update(key_share=True)
+    )
+    published = session.scalar(
+        select(BoardSnapshot.id).where(
+            BoardSnapshot.village_id == account.village_id, BoardSnapshot.period == entry.month
+        )
+    )
     if published is None:
         return
-    session.add(LatePosting(entry_id=entry.id, village_id=account.village_id,
-                            household_id=account.household_id, month=entry.month,
-                            amount=entry.amount, created_at=entry.created_at))
+    session.add(
+        LatePosting(
+            entry_id=entry.id,
+            village_id=account.village_id,
+            household_id=account.household_id,
+            month=entry.month,
+            amount=entry.amount,
+            created_at=entry.created_at,
+        )
+    )
     session.flush()
 
 
@@ -283,7 +316,12 @@ def check_reversible(
 
 
 def reverse(
-    session: Session, entry: LedgerEntry, *, reason: str, created_by: int, tz: ZoneInfo,
+    session: Session,
+    entry: LedgerEntry,
+    *,
+    reason: str,
+    created_by: int,
+    tz: ZoneInfo,
     kinds: frozenset[str] = REVERSIBLE_KINDS,
 ) -> LedgerEntry:
     """A correction: an entry of the opposite amount, in the month it is made (a published
@@ -298,11 +336,18 @@ def reverse(
     # takes them: the other order could deadlock with it.
     give_back_reversed(session, entry, tz)
     return append(
-        session, household_id=account.household_id, kind="reverse", amount=-entry.amount,
+        session,
+        household_id=account.household_id,
+        kind="reverse",
+        amount=-entry.amount,
         when=EntryTime(tz),
-        origin=EntryOrigin(member_id=entry.member_id,
-                           rule_item_version_id=entry.rule_item_version_id,
-                           reverses_id=entry.id, created_by=created_by, note=reason),
+        origin=EntryOrigin(
+            member_id=entry.member_id,
+            rule_item_version_id=entry.rule_item_version_id,
+            reverses_id=entry.id,
+            created_by=created_by,
+            note=reason,
+        ),
     )
 
 
@@ -325,8 +370,10 @@ class VerifyReport:
 def _entries(session: Session, account_id: int) -> Generator[LedgerEntry]:
     # A server-side cursor on PostgreSQL: closed even when the walk stops at a break.
     with session.scalars(
-        select(LedgerEntry).where(LedgerEntry.account_id == account_id)
-        .order_by(LedgerEntry.seq).execution_options(yield_per=1000)
+        select(LedgerEntry)
+        .where(LedgerEntry.account_id == account_id)
+        .order_by(LedgerEntry.seq)
+        .execution_options(yield_per=1000)
     ) as result:
         yield from result
 
@@ -346,16 +393,21 @@ def verify_account(session: Session, account: Account) -> tuple[int, ChainBreak 
             problem = "内容与哈希不符（记录被改动）"
         if problem:
             entries.close()  # runs the generator's `with`, closing the cursor now
-            return count, ChainBreak(account.id, account.household_id, entry.id, entry.seq,
-                                     problem)
+            return count, ChainBreak(account.id, account.household_id, entry.id, entry.seq, problem)
         prev = entry.hash
         total += entry.amount
     if prev != account.head_hash or count != account.entry_count:
-        return count, ChainBreak(account.id, account.household_id, None, None,
-                                 "账户记录的链头与流水不符")
+        return count, ChainBreak(
+            account.id, account.household_id, None, None, "账户记录的链头与流水不符"
+        )
     if account.available + account.held != total:
-        return count, ChainBreak(account.id, account.household_id, None, None,
-                                 f"余额 {account.available}+冻结 {account.held} ≠ 流水合计 {total}")
+        return count, ChainBreak(
+            account.id,
+            account.household_id,
+            None,
+            None,
+            f"余额 {account.available}+冻结 {account.held} ≠ 流水合计 {total}",
+        )
     return count, None
 
 
@@ -386,29 +438,39 @@ def account_view(session: Session, household_id: int, tz: ZoneInfo) -> AccountVi
         return AccountView(household_id, 0, 0, 0, 0)
     month = month_key(datetime.now(tz))
     this_month = session.scalar(
-        select(MonthTotal.score).where(MonthTotal.account_id == account.id,
-                                       MonthTotal.month == month)
+        select(MonthTotal.score).where(
+            MonthTotal.account_id == account.id, MonthTotal.month == month
+        )
     )
-    return AccountView(household_id, account.available, account.held, account.earned_total,
-                       this_month or 0)
+    return AccountView(
+        household_id, account.available, account.held, account.earned_total, this_month or 0
+    )
 
 
 def _passbook_lines(account_ids: Any) -> tuple[Select[Any], Any]:
     """The lines of accounts with the balance after each (the running sum of the account's
     entries by `seq`, a window function), who posted it and its claim's deed."""
     running = (
-        select(LedgerEntry.id.label("entry_id"),
-               func.sum(LedgerEntry.amount).over(
-                   partition_by=LedgerEntry.account_id, order_by=LedgerEntry.seq,
-               ).label("balance"))
+        select(
+            LedgerEntry.id.label("entry_id"),
+            func.sum(LedgerEntry.amount)
+            .over(
+                partition_by=LedgerEntry.account_id,
+                order_by=LedgerEntry.seq,
+            )
+            .label("balance"),
+        )
         .where(LedgerEntry.account_id.in_(account_ids))
         .subquery()
     )
     creator = aliased(Villager)  # a villager's own user may carry no name of its own
     stmt = (
-        select(LedgerEntry, running.c.balance,
-               func.coalesce(User.name, creator.name, User.username),
-               Claim.occurred_at)
+        select(
+            LedgerEntry,
+            running.c.balance,
+            func.coalesce(User.name, creator.name, User.username),
+            Claim.occurred_at,
+        )
         .join(running, running.c.entry_id == LedgerEntry.id)
         .outerjoin(User, User.id == LedgerEntry.created_by)
         .outerjoin(creator, creator.id == User.villager_id)
@@ -426,8 +488,9 @@ class PassbookPage:
     total: int
 
 
-def passbook_page(session: Session, household_id: int, *, month: str | None, page: int,
-                  per_page: int) -> PassbookPage:
+def passbook_page(
+    session: Session, household_id: int, *, month: str | None, page: int, per_page: int
+) -> PassbookPage:
     """A page of the passbook, newest first: each entry with the balance after it (余额, the
     running sum of the account's entries up to it, as a paper passbook prints it), the name
     of who posted it, and its deed's moment when a claim made it. The balance is summed over
@@ -440,8 +503,9 @@ def passbook_page(session: Session, household_id: int, *, month: str | None, pag
         stmt = stmt.where(LedgerEntry.month == month)
         counted = counted.where(LedgerEntry.month == month)
     total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
-    found = session.execute(stmt.order_by(LedgerEntry.seq.desc())
-                            .limit(per_page).offset((page - 1) * per_page))
+    found = session.execute(
+        stmt.order_by(LedgerEntry.seq.desc()).limit(per_page).offset((page - 1) * per_page)
+    )
     return PassbookPage([(e, int(b), name, deed) for e, b, name, deed in found], total)
 
 
@@ -460,7 +524,8 @@ def approver_names(session: Session, claim_ids: set[int]) -> dict[int, list[str]
     for claim_id, user_id, name, username in session.execute(
         select(ClaimApproval.claim_id, User.id, User.name, User.username)
         .join(User, User.id == ClaimApproval.user_id)
-        .where(ClaimApproval.claim_id.in_(claim_ids)).order_by(ClaimApproval.id)
+        .where(ClaimApproval.claim_id.in_(claim_ids))
+        .order_by(ClaimApproval.id)
     ):
         names.setdefault(claim_id, []).append(name or username or f"用户{user_id}")
     return names
@@ -476,7 +541,11 @@ def member_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
 
 
 def sum_entries(session: Session, account_id: int) -> int:
-    return session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
-        .where(LedgerEntry.account_id == account_id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.account_id == account_id
+            )
+        )
+        or 0
+    )

@@ -62,8 +62,9 @@ class HouseholdMonth:
     head_hash: str
 
     def data(self) -> bytes:
-        return merkle.household_leaf(self.household_id, self.period, self.points,
-                                     self.available, self.head_hash)
+        return merkle.household_leaf(
+            self.household_id, self.period, self.points, self.available, self.head_hash
+        )
 
 
 def month_end(period: str, tz: ZoneInfo) -> datetime:
@@ -73,57 +74,85 @@ def month_end(period: str, tz: ZoneInfo) -> datetime:
     return datetime(year, month, 1, tzinfo=tz).astimezone(UTC)
 
 
-def village_month_leaves(session: Session, village_id: int, period: str, tz: ZoneInfo,
-                         size: int | None = None) -> list[HouseholdMonth]:
+def village_month_leaves(
+    session: Session, village_id: int, period: str, tz: ZoneInfo, size: int | None = None
+) -> list[HouseholdMonth]:
     """Every household's month (see the module's docstring), by household id; `size`: the
     first so many households (the leaf count kept at closing). Four queries, whatever the
     number of households."""
-    households = select(Household.id).where(Household.village_id == village_id) \
-        .order_by(Household.id)
+    households = (
+        select(Household.id).where(Household.village_id == village_id).order_by(Household.id)
+    )
     if size is not None:
         households = households.limit(size)
     ids = list(session.scalars(households))
     if not ids:
         return []
     last = ids[-1]
-    accounts = (select(Account.id).join(Household, Household.id == Account.household_id)
-                .where(Household.village_id == village_id, Household.id <= last))
-    account_of = dict(session.execute(
-        select(Account.id, Account.household_id).where(Account.id.in_(accounts))).all())
+    accounts = (
+        select(Account.id)
+        .join(Household, Household.id == Account.household_id)
+        .where(Household.village_id == village_id, Household.id <= last)
+    )
+    account_of = dict(
+        session.execute(
+            select(Account.id, Account.household_id).where(Account.id.in_(accounts))
+        ).all()
+    )
 
     end = month_end(period, tz)
     # The head at the month's end, and the balance of the chain up to it.
-    head = (select(LedgerEntry.account_id, func.max(LedgerEntry.seq).label("seq"))
-            .where(LedgerEntry.account_id.in_(accounts), LedgerEntry.created_at < end)
-            .group_by(LedgerEntry.account_id).subquery())
+    head = (
+        select(LedgerEntry.account_id, func.max(LedgerEntry.seq).label("seq"))
+        .where(LedgerEntry.account_id.in_(accounts), LedgerEntry.created_at < end)
+        .group_by(LedgerEntry.account_id)
+        .subquery()
+    )
     heads: dict[int, tuple[int, str]] = {}
     for account_id, _seq, hash_ in session.execute(
-            select(head.c.account_id, head.c.seq, LedgerEntry.hash)
-            .join(LedgerEntry, (LedgerEntry.account_id == head.c.account_id)
-                  & (LedgerEntry.seq == head.c.seq))):
+        select(head.c.account_id, head.c.seq, LedgerEntry.hash).join(
+            LedgerEntry,
+            (LedgerEntry.account_id == head.c.account_id) & (LedgerEntry.seq == head.c.seq),
+        )
+    ):
         heads[account_of[account_id]] = (0, hash_)
-    balances = dict(session.execute(
-        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
-        .join(head, (head.c.account_id == LedgerEntry.account_id)
-              & (LedgerEntry.seq <= head.c.seq))
-        .group_by(LedgerEntry.account_id)).all())
+    balances = dict(
+        session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+            .join(
+                head,
+                (head.c.account_id == LedgerEntry.account_id) & (LedgerEntry.seq <= head.c.seq),
+            )
+            .group_by(LedgerEntry.account_id)
+        ).all()
+    )
     for account_id, balance in balances.items():
         hid = account_of[account_id]
         heads[hid] = (int(balance or 0), heads[hid][1])
 
     reversed_ = aliased(LedgerEntry)
-    late = select(LatePosting.entry_id).where(LatePosting.village_id == village_id,
-                                              LatePosting.month == period)
-    scores = {account_of[account_id]: int(total or 0) for account_id, total in session.execute(
-        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
-        .outerjoin(reversed_, reversed_.id == LedgerEntry.reverses_id)
-        .where(LedgerEntry.account_id.in_(accounts), LedgerEntry.month == period,
-               LedgerEntry.kind.in_(SCORE_KINDS)
-               | ((LedgerEntry.kind == "reverse") & reversed_.kind.in_(SCORE_KINDS)),
-               LedgerEntry.id.not_in(late))
-        .group_by(LedgerEntry.account_id))}
-    return [HouseholdMonth(hid, period, scores.get(hid, 0), *heads.get(hid, (0, GENESIS_HASH)))
-            for hid in ids]
+    late = select(LatePosting.entry_id).where(
+        LatePosting.village_id == village_id, LatePosting.month == period
+    )
+    scores = {
+        account_of[account_id]: int(total or 0)
+        for account_id, total in session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+            .outerjoin(reversed_, reversed_.id == LedgerEntry.reverses_id)
+            .where(
+                LedgerEntry.account_id.in_(accounts),
+                LedgerEntry.month == period,
+                LedgerEntry.kind.in_(SCORE_KINDS)
+                | ((LedgerEntry.kind == "reverse") & reversed_.kind.in_(SCORE_KINDS)),
+                LedgerEntry.id.not_in(late),
+            )
+            .group_by(LedgerEntry.account_id)
+        )
+    }
+    return [
+        HouseholdMonth(hid, period, scores.get(hid, 0), *heads.get(hid, (0, GENESIS_HASH)))
+        for hid in ids
+    ]
 
 
 def month_root(leaves: Sequence[HouseholdMonth]) -> str:
@@ -138,8 +167,11 @@ def commit_month(session: Session, snapshot: BoardSnapshot, tz: ZoneInfo) -> Non
 
 
 def _snapshot(session: Session, village_id: int, period: str) -> BoardSnapshot:
-    snapshot = session.scalar(select(BoardSnapshot).where(
-        BoardSnapshot.village_id == village_id, BoardSnapshot.period == period))
+    snapshot = session.scalar(
+        select(BoardSnapshot).where(
+            BoardSnapshot.village_id == village_id, BoardSnapshot.period == period
+        )
+    )
     if snapshot is None:
         raise MonthNotClosed(details={"period": period})
     if snapshot.month_root is None or snapshot.month_leaves is None:
@@ -147,15 +179,16 @@ def _snapshot(session: Session, village_id: int, period: str) -> BoardSnapshot:
     return snapshot
 
 
-def checked_leaves(session: Session, snapshot: BoardSnapshot, tz: ZoneInfo
-                   ) -> list[HouseholdMonth]:
+def checked_leaves(session: Session, snapshot: BoardSnapshot, tz: ZoneInfo) -> list[HouseholdMonth]:
     """The month's leaves recomputed from the ledger; refused when they no longer give the
     root printed (a proof is never handed out for another root)."""
-    leaves = village_month_leaves(session, snapshot.village_id, snapshot.period, tz,
-                                  snapshot.month_leaves)
+    leaves = village_month_leaves(
+        session, snapshot.village_id, snapshot.period, tz, snapshot.month_leaves
+    )
     if len(leaves) != snapshot.month_leaves or month_root(leaves) != snapshot.month_root:
-        raise MonthRootMismatch(details={"village_id": snapshot.village_id,
-                                         "period": snapshot.period})
+        raise MonthRootMismatch(
+            details={"village_id": snapshot.village_id, "period": snapshot.period}
+        )
     return leaves
 
 
@@ -166,12 +199,20 @@ def _hex(hashes: Sequence[bytes]) -> list[str]:
 def _roots_of(session: Session, period: str, township_id: int) -> list[tuple[int, str, int]]:
     """(village id, root, size) of the township's villages whose month is closed with a
     root, by village id. A root and its size are set together (`commit_month`)."""
-    return [(vid, root, size) for vid, root, size in session.execute(
-        select(BoardSnapshot.village_id, BoardSnapshot.month_root, BoardSnapshot.month_leaves)
-        .join(Village, Village.id == BoardSnapshot.village_id)
-        .where(Village.township_id == township_id, BoardSnapshot.period == period,
-               BoardSnapshot.month_root.is_not(None))
-        .order_by(BoardSnapshot.village_id)) if root is not None and size is not None]
+    return [
+        (vid, root, size)
+        for vid, root, size in session.execute(
+            select(BoardSnapshot.village_id, BoardSnapshot.month_root, BoardSnapshot.month_leaves)
+            .join(Village, Village.id == BoardSnapshot.village_id)
+            .where(
+                Village.township_id == township_id,
+                BoardSnapshot.period == period,
+                BoardSnapshot.month_root.is_not(None),
+            )
+            .order_by(BoardSnapshot.village_id)
+        )
+        if root is not None and size is not None
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,8 +227,9 @@ class TownshipMonth:
         return len(self.villages)
 
     def leaves(self) -> list[bytes]:
-        return [merkle.village_leaf(vid, self.period, root, size)
-                for vid, root, size in self.villages]
+        return [
+            merkle.village_leaf(vid, self.period, root, size) for vid, root, size in self.villages
+        ]
 
 
 def township_root(session: Session, township_id: int, period: str) -> TownshipMonth:
@@ -200,8 +242,10 @@ def township_root(session: Session, township_id: int, period: str) -> TownshipMo
 
 def county_root(session: Session, period: str) -> tuple[str, list[TownshipMonth]]:
     """The county's root of the month over its townships' roots, by township id."""
-    townships = [township_root(session, tid, period) for tid in session.scalars(
-        select(Township.id).order_by(Township.id))]
+    townships = [
+        township_root(session, tid, period)
+        for tid in session.scalars(select(Township.id).order_by(Township.id))
+    ]
     leaves = [merkle.township_leaf(t.township_id, period, t.root, t.size) for t in townships]
     return merkle.root(leaves).hex(), townships
 
@@ -213,11 +257,15 @@ def village_in_township(session: Session, village_id: int, period: str) -> dict[
         raise NotFound()
     township = township_root(session, township_id, period)
     index = next(i for i, (vid, _, _) in enumerate(township.villages) if vid == village_id)
-    return {"village_id": village_id, "township_id": township_id, "index": index,
-            "size": township.size,
-            "proof": _hex(merkle.inclusion_proof(township.leaves(), index)),
-            "township_root": township.root,
-            "township_fingerprint": merkle.fingerprint(township.root)}
+    return {
+        "village_id": village_id,
+        "township_id": township_id,
+        "index": index,
+        "size": township.size,
+        "proof": _hex(merkle.inclusion_proof(township.leaves(), index)),
+        "township_root": township.root,
+        "township_fingerprint": merkle.fingerprint(township.root),
+    }
 
 
 def township_month(session: Session, township_id: int, period: str) -> dict[str, Any]:
@@ -233,13 +281,23 @@ def township_month(session: Session, township_id: int, period: str) -> dict[str,
     if not township.villages:  # no village of it has closed the month with a root
         raise NoMonthRoot(details={"period": period})
     leaves = [merkle.township_leaf(t.township_id, period, t.root, t.size) for t in townships]
-    return {"township_id": township_id, "period": period, "root": township.root,
-            "fingerprint": merkle.fingerprint(township.root), "size": township.size,
-            "villages": [{"village_id": vid, "root": root, "size": size}
-                         for vid, root, size in township.villages],
-            "county": {"index": index, "size": len(townships),
-                       "proof": _hex(merkle.inclusion_proof(leaves, index)),
-                       "county_root": county, "county_fingerprint": merkle.fingerprint(county)}}
+    return {
+        "township_id": township_id,
+        "period": period,
+        "root": township.root,
+        "fingerprint": merkle.fingerprint(township.root),
+        "size": township.size,
+        "villages": [
+            {"village_id": vid, "root": root, "size": size} for vid, root, size in township.villages
+        ],
+        "county": {
+            "index": index,
+            "size": len(townships),
+            "proof": _hex(merkle.inclusion_proof(leaves, index)),
+            "county_root": county,
+            "county_fingerprint": merkle.fingerprint(county),
+        },
+    }
 
 
 def village_month(session: Session, village_id: int, period: str) -> dict[str, Any]:
@@ -253,30 +311,38 @@ def village_month(session: Session, village_id: int, period: str) -> dict[str, A
     except MonthNotClosed:
         raise NoMonthRoot(details={"period": period}) from None
     assert snapshot.month_root is not None
-    return {"village_id": village_id, "period": period, "root": snapshot.month_root,
-            "fingerprint": merkle.fingerprint(snapshot.month_root),
-            "size": snapshot.month_leaves,
-            "township": village_in_township(session, village_id, period)}
+    return {
+        "village_id": village_id,
+        "period": period,
+        "root": snapshot.month_root,
+        "fingerprint": merkle.fingerprint(snapshot.month_root),
+        "size": snapshot.month_leaves,
+        "township": village_in_township(session, village_id, period),
+    }
 
 
-def household_month_proof(session: Session, household: Household, period: str,
-                          tz: ZoneInfo) -> dict[str, Any]:
+def household_month_proof(
+    session: Session, household: Household, period: str, tz: ZoneInfo
+) -> dict[str, Any]:
     """The Proof JSON: the household's leaf, its inclusion in the village's root printed on
     the board, and the village's inclusion in the township's root."""
     snapshot = _snapshot(session, household.village_id, period)
     leaves = checked_leaves(session, snapshot, tz)
-    index = next((i for i, leaf in enumerate(leaves) if leaf.household_id == household.id),
-                 None)
+    index = next((i for i, leaf in enumerate(leaves) if leaf.household_id == household.id), None)
     if index is None:  # a household made after the closing: not in that month
-        raise NotFound("这户不在这个月的榜单里", code="not_in_month",
-                       details={"period": period})
+        raise NotFound("这户不在这个月的榜单里", code="not_in_month", details={"period": period})
     root = snapshot.month_root
     assert root is not None
-    return {"period": period, "leaf": asdict(leaves[index]), "index": index,
-            "size": len(leaves),
-            "proof": _hex(merkle.inclusion_proof([leaf.data() for leaf in leaves], index)),
-            "root": root, "fingerprint": merkle.fingerprint(root),
-            "village": village_in_township(session, household.village_id, period)}
+    return {
+        "period": period,
+        "leaf": asdict(leaves[index]),
+        "index": index,
+        "size": len(leaves),
+        "proof": _hex(merkle.inclusion_proof([leaf.data() for leaf in leaves], index)),
+        "root": root,
+        "fingerprint": merkle.fingerprint(root),
+        "village": village_in_township(session, household.village_id, period),
+    }
 
 
 @dataclass(frozen=True)
@@ -290,16 +356,20 @@ class RootDrift:
 def verify_month_roots(session: Session, tz: ZoneInfo) -> list[RootDrift]:
     """Every closed month's root recomputed from the ledger; those that no longer match."""
     drifts = []
-    for snapshot in session.scalars(select(BoardSnapshot).where(
-            BoardSnapshot.month_root.is_not(None))
-            .order_by(BoardSnapshot.village_id, BoardSnapshot.period)):
-        leaves = village_month_leaves(session, snapshot.village_id, snapshot.period, tz,
-                                      snapshot.month_leaves)
+    for snapshot in session.scalars(
+        select(BoardSnapshot)
+        .where(BoardSnapshot.month_root.is_not(None))
+        .order_by(BoardSnapshot.village_id, BoardSnapshot.period)
+    ):
+        leaves = village_month_leaves(
+            session, snapshot.village_id, snapshot.period, tz, snapshot.month_leaves
+        )
         recomputed = month_root(leaves)
         if len(leaves) != snapshot.month_leaves or recomputed != snapshot.month_root:
             assert snapshot.month_root is not None
-            drifts.append(RootDrift(snapshot.village_id, snapshot.period,
-                                    snapshot.month_root, recomputed))
+            drifts.append(
+                RootDrift(snapshot.village_id, snapshot.period, snapshot.month_root, recomputed)
+            )
     return drifts
 
 
@@ -307,8 +377,7 @@ REPORT_DPI = 150
 A4 = (1240, 1754)  # at REPORT_DPI
 
 
-def township_report_pdf(session: Session, township_id: int, period: str, font: FontSpec
-                        ) -> bytes:
+def township_report_pdf(session: Session, township_id: int, period: str, font: FontSpec) -> bytes:
     """One A4 page: each village of the township with its month's fingerprint (or that it
     is not closed / has none), then the township's root and fingerprint."""
     township = session.get(Township, township_id)
@@ -316,11 +385,18 @@ def township_report_pdf(session: Session, township_id: int, period: str, font: F
         raise NotFound()
     rolled = township_root(session, township_id, period)
     roots = {vid: root for vid, root, _ in rolled.villages}
-    closed = set(session.scalars(select(BoardSnapshot.village_id).join(
-        Village, Village.id == BoardSnapshot.village_id).where(
-        Village.township_id == township_id, BoardSnapshot.period == period)))
-    villages = session.execute(select(Village.id, Village.name).where(
-        Village.township_id == township_id).order_by(Village.id)).all()
+    closed = set(
+        session.scalars(
+            select(BoardSnapshot.village_id)
+            .join(Village, Village.id == BoardSnapshot.village_id)
+            .where(Village.township_id == township_id, BoardSnapshot.period == period)
+        )
+    )
+    villages = session.execute(
+        select(Village.id, Village.name)
+        .where(Village.township_id == township_id)
+        .order_by(Village.id)
+    ).all()
 
     def face(size: int) -> ImageFont.FreeTypeFont:
         return ImageFont.truetype(font.path, size=size, index=font.index)
@@ -328,10 +404,18 @@ def township_report_pdf(session: Session, township_id: int, period: str, font: F
     image = Image.new("RGB", A4, "white")
     draw = ImageDraw.Draw(image)
     year, month = period.split("-")
-    draw.text((90, 90), f"{township.name} {year}年{int(month)}月 榜单公示指纹", fill="black",
-              font=face(44))
-    draw.text((90, 160), "各村红黑榜所印指纹，可用于核对本户当月积分是否在公示之中", fill="#444",
-              font=face(24))
+    draw.text(
+        (90, 90),
+        f"{township.name} {year}年{int(month)}月 榜单公示指纹",
+        fill="black",
+        font=face(44),
+    )
+    draw.text(
+        (90, 160),
+        "各村红黑榜所印指纹，可用于核对本户当月积分是否在公示之中",
+        fill="#444",
+        font=face(24),
+    )
     small, y = face(26), 230
     # A long township lists as many villages as fit the page; the root covers them all.
     for vid, name in villages[:40]:
@@ -343,16 +427,33 @@ def township_report_pdf(session: Session, township_id: int, period: str, font: F
         draw.text((700, y), shown, fill="black", font=small)
         y += 32
     y = max(y + 30, 1450)
-    draw.text((90, y), f"乡镇指纹（{rolled.size} 个村）：{merkle.fingerprint(rolled.root)}",
-              fill="black", font=face(34))
+    draw.text(
+        (90, y),
+        f"乡镇指纹（{rolled.size} 个村）：{merkle.fingerprint(rolled.root)}",
+        fill="black",
+        font=face(34),
+    )
     draw.text((90, y + 60), rolled.root, fill="#444", font=face(22))
     buffer = BytesIO()
     image.save(buffer, format="PNG")
-    return pngs_to_pdf([buffer.getvalue()], REPORT_DPI,
-                       title=f"{township.name}{period}公示指纹")
+    return pngs_to_pdf([buffer.getvalue()], REPORT_DPI, title=f"{township.name}{period}公示指纹")
 
 
-__all__ = ["HouseholdMonth", "MonthNotClosed", "MonthRootMismatch", "NoMonthRoot",
-           "RootDrift", "TownshipMonth", "commit_month", "county_root", "household_month_proof",
-           "month_end", "month_root", "township_report_pdf", "township_root", "verify_month_roots",
-           "village_month", "village_month_leaves"]
+__all__ = [
+    "HouseholdMonth",
+    "MonthNotClosed",
+    "MonthRootMismatch",
+    "NoMonthRoot",
+    "RootDrift",
+    "TownshipMonth",
+    "commit_month",
+    "county_root",
+    "household_month_proof",
+    "month_end",
+    "month_root",
+    "township_report_pdf",
+    "township_root",
+    "verify_month_roots",
+    "village_month",
+    "village_month_leaves",
+]

@@ -42,8 +42,9 @@ class OpeningBalancesInvalid(DomainError):
     message = "期初积分表有错误，未导入任何数据，请按提示修改后重新上传"
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(details={"errors": errors[:200], **(
-            {"truncated": True} if len(errors) > 200 else {})})
+        super().__init__(
+            details={"errors": errors[:200], **({"truncated": True} if len(errors) > 200 else {})}
+        )
 
 
 class AlreadyOpened(Conflict):
@@ -101,18 +102,29 @@ def _opened(session: Session, household_ids: list[int]) -> set[int]:
     if not household_ids:
         return set()
     reversal = aliased(LedgerEntry)
-    return set(session.scalars(
-        select(Account.household_id)
-        .join(LedgerEntry, LedgerEntry.account_id == Account.id)
-        .outerjoin(reversal, reversal.reverses_id == LedgerEntry.id)
-        .where(Account.household_id.in_(household_ids),
-               LedgerEntry.kind == ledger.OPENING_KIND, reversal.id.is_(None))
-    ))
+    return set(
+        session.scalars(
+            select(Account.household_id)
+            .join(LedgerEntry, LedgerEntry.account_id == Account.id)
+            .outerjoin(reversal, reversal.reverses_id == LedgerEntry.id)
+            .where(
+                Account.household_id.in_(household_ids),
+                LedgerEntry.kind == ledger.OPENING_KIND,
+                reversal.id.is_(None),
+            )
+        )
+    )
 
 
 def import_opening_balances(
-    session: Session, actor: Actor, village_id: int, filename: str, data: bytes, *,
-    tz: ZoneInfo, now: datetime,
+    session: Session,
+    actor: Actor,
+    village_id: int,
+    filename: str,
+    data: bytes,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
 ) -> OpeningSummary:
     """Check the whole sheet, then post one `adjust` entry per household. A household is
     named by its 户编号 on the roster, or by its number (id) when it was made without one.
@@ -167,8 +179,13 @@ def import_opening_balances(
             rows.append(_Row(number, household_id, points, memo))
 
     for household_id in _opened(session, list(first_row)):
-        errors.append(_error(first_row[household_id], KEY,
-                             "该户已录入过期初积分，不能重复录入；如有错误请先冲正原记录"))
+        errors.append(
+            _error(
+                first_row[household_id],
+                KEY,
+                "该户已录入过期初积分，不能重复录入；如有错误请先冲正原记录",
+            )
+        )
     if errors:
         errors.sort(key=lambda e: e["row"])
         raise OpeningBalancesInvalid(errors)
@@ -181,14 +198,23 @@ def import_opening_balances(
         if _opened(session, [row.household_id]):
             raise AlreadyOpened(details={"row": row.row})
         ledger.append(
-            session, household_id=row.household_id, kind=ledger.OPENING_KIND,
-            amount=row.points, when=ledger.EntryTime(tz, at=now),
+            session,
+            household_id=row.household_id,
+            kind=ledger.OPENING_KIND,
+            amount=row.points,
+            when=ledger.EntryTime(tz, at=now),
             origin=ledger.EntryOrigin(
-                created_by=actor.user_id,
-                note=OPENING_LABEL + (f"：{row.memo}" if row.memo else "")),
+                created_by=actor.user_id, note=OPENING_LABEL + (f"：{row.memo}" if row.memo else "")
+            ),
         )
     summary = OpeningSummary(households=len(rows), points=sum(r.points for r in rows))
-    audit.record(session, actor, "opening_balance.import", village,
-                 after={**summary.as_dict(), "filename": filename},
-                 village_id=village.id, township_id=village.township_id)
+    audit.record(
+        session,
+        actor,
+        "opening_balance.import",
+        village,
+        after={**summary.as_dict(), "filename": filename},
+        village_id=village.id,
+        township_id=village.township_id,
+    )
     return summary

@@ -83,8 +83,9 @@ def ended_period(cycle: str, now: datetime, tz: ZoneInfo) -> EndedPeriod:
     period = CYCLE_PERIOD[cycle]
     end = period_start(period, now.astimezone(tz))
     last = end - _TICK
-    return EndedPeriod(period_key(period, last), end,
-                       period_key(period, period_start(period, last) - _TICK))
+    return EndedPeriod(
+        period_key(period, last), end, period_key(period, period_start(period, last) - _TICK)
+    )
 
 
 def reset_spendable(session: Session, now: datetime, tz: ZoneInfo) -> list[VillageReset]:
@@ -111,51 +112,84 @@ def reset_village(
     if cycle not in CYCLE_PERIOD:
         return None
     ended = ended_period(cycle, now, tz)
-    recorded = set(session.scalars(select(PeriodReset.period).where(
-        PeriodReset.village_id == village_id,
-        PeriodReset.period.in_((ended.key, ended.previous)))))
+    recorded = set(
+        session.scalars(
+            select(PeriodReset.period).where(
+                PeriodReset.village_id == village_id,
+                PeriodReset.period.in_((ended.key, ended.previous)),
+            )
+        )
+    )
     if ended.key in recorded:
         return None
     baseline = ended.previous not in recorded
     insert = upsert_insert(session.get_bind().dialect.name)
     reset_id = session.scalar(
-        insert(PeriodReset).values(
-            village_id=village_id, period=ended.key, cycle=cycle, period_end=ended.end,
-            baseline=baseline, accounts=0, points=0, ran_at=now)
+        insert(PeriodReset)
+        .values(
+            village_id=village_id,
+            period=ended.key,
+            cycle=cycle,
+            period_end=ended.end,
+            baseline=baseline,
+            accounts=0,
+            points=0,
+            ran_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["village_id", "period"])
-        .returning(PeriodReset.id))
+        .returning(PeriodReset.id)
+    )
     if reset_id is None:
         return None
     accounts = points = 0
     if not baseline:
         accounts, points = _expire_village(session, reset_id, village_id, ended, now, tz)
-        session.execute(update(PeriodReset).where(PeriodReset.id == reset_id)
-                        .values(accounts=accounts, points=points)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(PeriodReset)
+            .where(PeriodReset.id == reset_id)
+            .values(accounts=accounts, points=points)
+            .execution_options(synchronize_session=False)
+        )
     return VillageReset(village_id, ended.key, baseline, accounts, points)
 
 
 def _expire_village(
-    session: Session, reset_id: int, village_id: int, ended: EndedPeriod, now: datetime,
+    session: Session,
+    reset_id: int,
+    village_id: int,
+    ended: EndedPeriod,
+    now: datetime,
     tz: ZoneInfo,
 ) -> tuple[int, int]:
     """Expire what the period left in each account of the village, and record the period's
     points in open orders. Every account is locked first (in id order, as one transaction
     takes them), so an order, a cancel or a posting waits and is seen whole or not at all."""
-    locked = list(session.scalars(
-        select(Account).where(Account.village_id == village_id).order_by(Account.id)
-        .with_for_update().execution_options(populate_existing=True)))
+    locked = list(
+        session.scalars(
+            select(Account)
+            .where(Account.village_id == village_id)
+            .order_by(Account.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
     since: dict[int, int] = {
-        account_id: int(total) for account_id, total in session.execute(
+        account_id: int(total)
+        for account_id, total in session.execute(
             select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
             .join(Account, Account.id == LedgerEntry.account_id)
-            .where(Account.village_id == village_id, LedgerEntry.created_at >= ended.end,
-                   LedgerEntry.kind.in_(NEW_PERIOD_KINDS))
-            .group_by(LedgerEntry.account_id))}
+            .where(
+                Account.village_id == village_id,
+                LedgerEntry.created_at >= ended.end,
+                LedgerEntry.kind.in_(NEW_PERIOD_KINDS),
+            )
+            .group_by(LedgerEntry.account_id)
+        )
+    }
     holds: dict[int, list[Redemption]] = {}
     for hold in session.scalars(
-        select(Redemption).where(Redemption.village_id == village_id,
-                                 Redemption.status == "reserved")
+        select(Redemption)
+        .where(Redemption.village_id == village_id, Redemption.status == "reserved")
         .order_by(Redemption.created_at, Redemption.id)
     ):
         holds.setdefault(hold.household_id, []).append(hold)
@@ -165,11 +199,15 @@ def _expire_village(
         available, fresh = account.available, since.get(account.id, 0)
         left = max(0, available - fresh)
         if left:
-            ledger.append(session, household_id=account.household_id, kind="expire",
-                          amount=-left,
-                          # counted in the period's last month
-                          when=ledger.EntryTime(tz, at=now, counts_for=ended.end - _TICK),
-                          origin=ledger.EntryOrigin(note=reset_note(ended.key)))
+            ledger.append(
+                session,
+                household_id=account.household_id,
+                kind="expire",
+                amount=-left,
+                # counted in the period's last month
+                when=ledger.EntryTime(tz, at=now, counts_for=ended.end - _TICK),
+                origin=ledger.EntryOrigin(note=reset_note(ended.key)),
+            )
             accounts, points = accounts + 1, points + left
         mine = holds.get(account.household_id, [])
         # Orders placed since the end took the period's points first, as far as they went.
@@ -180,8 +218,7 @@ def _expire_village(
             if hold.created_at >= ended.end:
                 share -= part
             if part:
-                session.add(PeriodResetHold(reset_id=reset_id, redemption_id=hold.id,
-                                            points=part))
+                session.add(PeriodResetHold(reset_id=reset_id, redemption_id=hold.id, points=part))
     session.flush()
     return accounts, points
 
@@ -198,12 +235,18 @@ def expire_returned_hold(
         select(PeriodResetHold.points, PeriodReset.period)
         .join(PeriodReset, PeriodReset.id == PeriodResetHold.reset_id)
         .where(PeriodResetHold.redemption_id == redemption.id)
-        .order_by(PeriodReset.period_end.desc(), PeriodReset.id.desc()).limit(1)
+        .order_by(PeriodReset.period_end.desc(), PeriodReset.id.desc())
+        .limit(1)
     ).first()
     if found is None:
         return None
     return ledger.append(
-        session, household_id=redemption.household_id, kind="expire", amount=-found.points,
+        session,
+        household_id=redemption.household_id,
+        kind="expire",
+        amount=-found.points,
         when=ledger.EntryTime(tz, at=now),
         origin=ledger.EntryOrigin(
-            note=f"{reset_note(found.period)}：兑换单 #{redemption.id} 未领取，冻结的积分到期"))
+            note=f"{reset_note(found.period)}：兑换单 #{redemption.id} 未领取，冻结的积分到期"
+        ),
+    )

@@ -18,8 +18,7 @@ QUIET_ZONE = 4  # modules of white around the code
 def qr_code(text: str, box_size: int = 10) -> qrcode.QRCode[Any]:
     """`text` as a QR code, the smallest version that holds it; `box_size` pixels a module
     when it is drawn as an image."""
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=box_size,
-                         border=QUIET_ZONE)
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=box_size, border=QUIET_ZONE)
     code.add_data(text)
     code.make(fit=True)
     return code

@@ -24,14 +24,13 @@ def check_phone(phone: str | None) -> str | None:
         return None
     phone = phone.strip()
     if not PHONE_RE.match(phone):
-        raise Invalid("手机号格式不正确，应为 11 位手机号", code="invalid_phone",
-                      details={"phone": phone})
+        raise Invalid(
+            "手机号格式不正确，应为 11 位手机号", code="invalid_phone", details={"phone": phone}
+        )
     return phone
 
 
-def create_township(
-    session: Session, actor: Actor | None, name: str, code: str | None
-) -> Township:
+def create_township(session: Session, actor: Actor | None, name: str, code: str | None) -> Township:
     """`actor` None: the operator at the command line (`flask county init`)."""
     authorize_unless_operator(actor, "township.create")
     if session.scalar(select(Township.id).where(Township.name == name)):
@@ -64,9 +63,13 @@ def update_village(
 ) -> Village:
     village = get_visible(session, actor, Village, village_id)
     authorize(actor, "village.update")
-    if "name" in changes and session.scalar(select(Village.id).where(
-            Village.township_id == village.township_id, Village.name == changes["name"],
-            Village.id != village.id)):
+    if "name" in changes and session.scalar(
+        select(Village.id).where(
+            Village.township_id == village.township_id,
+            Village.name == changes["name"],
+            Village.id != village.id,
+        )
+    ):
         raise Conflict("本乡镇已有同名村", code="duplicate_name")
     before = audit.snapshot(village)
     for key, value in changes.items():
@@ -93,7 +96,11 @@ def create_group(
 
 
 def _record(
-    session: Session, actor: Actor | None, action: str, obj: Any, village: Village,
+    session: Session,
+    actor: Actor | None,
+    action: str,
+    obj: Any,
+    village: Village,
     before: dict[str, Any] | None = None,
 ) -> None:
     audit.record(session, actor, action, obj, before=before, village_id=village.id)
@@ -109,14 +116,21 @@ def _group_in_village(session: Session, group_id: int | None, village_id: int) -
 
 
 def create_household(
-    session: Session, actor: Actor, village_id: int, *, group_id: int | None = None,
-    address: str | None = None, name: str | None = None,
+    session: Session,
+    actor: Actor,
+    village_id: int,
+    *,
+    group_id: int | None = None,
+    address: str | None = None,
+    name: str | None = None,
 ) -> Household:
     authorize(actor, "household.create")
     village = get_visible(session, actor, Village, village_id)
     household = Household(
-        village_id=village.id, group_id=_group_in_village(session, group_id, village.id),
-        address=address, name=name,
+        village_id=village.id,
+        group_id=_group_in_village(session, group_id, village.id),
+        address=address,
+        name=name,
     )
     session.add(household)
     _record(session, actor, "household.create", household, village)
@@ -152,15 +166,26 @@ def _check_head(session: Session, household_id: int, relation: str, exclude: int
 
 
 def add_member(
-    session: Session, actor: Actor, household_id: int, *, name: str, relation: str,
-    phone: str | None = None, gender: str | None = None, birth_year: int | None = None,
+    session: Session,
+    actor: Actor,
+    household_id: int,
+    *,
+    name: str,
+    relation: str,
+    phone: str | None = None,
+    gender: str | None = None,
+    birth_year: int | None = None,
 ) -> Villager:
     household = get_visible(session, actor, Household, household_id)
     authorize(actor, "member.create")
     _check_head(session, household.id, relation, None)
     member = Villager(
-        household_id=household.id, name=name, relation=relation, phone=check_phone(phone),
-        gender=gender, birth_year=birth_year,
+        household_id=household.id,
+        name=name,
+        relation=relation,
+        phone=check_phone(phone),
+        gender=gender,
+        birth_year=birth_year,
     )
     session.add(member)
     village = session.get(Village, household.village_id)

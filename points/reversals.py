@@ -24,7 +24,13 @@ from .scope import Actor, authorize, get_visible, refuse_own_household
 
 
 def reverse(
-    session: Session, actor: Actor, entry_id: int, reason: str, *, tz: ZoneInfo, now: datetime,
+    session: Session,
+    actor: Actor,
+    entry_id: int,
+    reason: str,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
 ) -> LedgerEntry | ReversalRequest:
     """Reverse an entry, ask for its reversal, or confirm another reviewer's request: the
     reversing entry when it was posted, else the pending request."""
@@ -45,8 +51,9 @@ def reverse(
             return _post(session, actor, entry, account, reason, tz)
         request = _ask(session, actor, entry, account, reason, now)
         if request.requested_by == actor.user_id:
-            audit.record(session, actor, "ledger.reverse_request", request,
-                         village_id=account.village_id)
+            audit.record(
+                session, actor, "ledger.reverse_request", request, village_id=account.village_id
+            )
             return request
         # Another reviewer asked at the same moment: this call is the second review.
     return _confirm(session, actor, entry, account, request, reason, tz, now)
@@ -56,35 +63,55 @@ def _locked_request(session: Session, entry_id: int) -> ReversalRequest | None:
     """The entry's request, row-locked until the commit: two reviewers confirming at once
     queue here, and the second finds it confirmed."""
     return session.scalar(
-        select(ReversalRequest).where(ReversalRequest.entry_id == entry_id)
-        .with_for_update().execution_options(populate_existing=True))
+        select(ReversalRequest)
+        .where(ReversalRequest.entry_id == entry_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
-def _ask(session: Session, actor: Actor, entry: LedgerEntry, account: Account, reason: str,
-         now: datetime) -> ReversalRequest:
+def _ask(
+    session: Session, actor: Actor, entry: LedgerEntry, account: Account, reason: str, now: datetime
+) -> ReversalRequest:
     """Insert the request unless another reviewer's came first (the second insert waits for
     the first's commit and then does nothing); the request either way, locked."""
     insert = upsert_insert(session.get_bind().dialect.name)
-    session.execute(insert(ReversalRequest).values(
-        entry_id=entry.id, village_id=account.village_id, household_id=account.household_id,
-        amount=entry.amount, reason=reason, status="pending_confirmation",
-        requested_by=actor.user_id, requested_at=now,
-    ).on_conflict_do_nothing(index_elements=["entry_id"]))
+    session.execute(
+        insert(ReversalRequest)
+        .values(
+            entry_id=entry.id,
+            village_id=account.village_id,
+            household_id=account.household_id,
+            amount=entry.amount,
+            reason=reason,
+            status="pending_confirmation",
+            requested_by=actor.user_id,
+            requested_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["entry_id"])
+    )
     request = _locked_request(session, entry.id)
     assert request is not None
     return request
 
 
-def _post(session: Session, actor: Actor, entry: LedgerEntry, account: Account, reason: str,
-          tz: ZoneInfo) -> LedgerEntry:
+def _post(
+    session: Session, actor: Actor, entry: LedgerEntry, account: Account, reason: str, tz: ZoneInfo
+) -> LedgerEntry:
     reversal = ledger.reverse(session, entry, reason=reason, created_by=actor.user_id, tz=tz)
     audit.record(session, actor, "ledger.reverse", reversal, village_id=account.village_id)
     return reversal
 
 
 def _confirm(
-    session: Session, actor: Actor, entry: LedgerEntry, account: Account,
-    request: ReversalRequest, note: str, tz: ZoneInfo, now: datetime,
+    session: Session,
+    actor: Actor,
+    entry: LedgerEntry,
+    account: Account,
+    request: ReversalRequest,
+    note: str,
+    tz: ZoneInfo,
+    now: datetime,
 ) -> LedgerEntry:
     if request.status != "pending_confirmation":
         raise ledger.AlreadyReversed()
@@ -96,6 +123,12 @@ def _confirm(
     reversal = _post(session, actor, entry, account, request.reason, tz)
     request.status, request.confirmed_by, request.confirmed_at = "confirmed", actor.user_id, now
     request.confirm_note, request.reversal_id = note, reversal.id
-    audit.record(session, actor, "ledger.reverse_confirm", request, before=before,
-                 village_id=account.village_id)
+    audit.record(
+        session,
+        actor,
+        "ledger.reverse_confirm",
+        request,
+        before=before,
+        village_id=account.village_id,
+    )
     return reversal

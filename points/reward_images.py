@@ -30,7 +30,11 @@ def image_dir(upload_dir: str | Path) -> Path:
 
 
 def store_image(
-    session: Session, actor: Actor, reward_id: int, data: bytes, upload_dir: str | Path,
+    session: Session,
+    actor: Actor,
+    reward_id: int,
+    data: bytes,
+    upload_dir: str | Path,
 ) -> tuple[Reward, str | None]:
     """Check, clean and store the reward's new picture (its shop's clerk, an admin of its
     township); returns the reward and the file name of the picture it replaces, to delete
@@ -55,8 +59,9 @@ def store_image(
     except Exception:
         (image_dir(upload_dir) / name).unlink(missing_ok=True)
         raise
-    audit.record(session, actor, "reward.image", reward, before=before,
-                 township_id=shop.township_id)
+    audit.record(
+        session, actor, "reward.image", reward, before=before, township_id=shop.township_id
+    )
     return reward, replaced
 
 

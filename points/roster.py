@@ -31,7 +31,14 @@ from .registry import PHONE_RE
 from .scope import Actor, authorize, get_visible
 
 KEY, GROUP, ADDRESS, NAME, RELATION, PHONE, GENDER, BIRTH_YEAR = COLUMNS = (
-    "户编号", "村民小组", "地址", "姓名", "与户主关系", "手机号", "性别", "出生年份",
+    "户编号",
+    "村民小组",
+    "地址",
+    "姓名",
+    "与户主关系",
+    "手机号",
+    "性别",
+    "出生年份",
 )
 REQUIRED = (KEY, NAME, RELATION)
 # Opening balances (期初积分) are read by the same reader: the household's key, its points.
@@ -41,15 +48,31 @@ POINTS, MEMO = "积分", "备注"
 # aliases, for the roster and the opening-balance file alike. A header is compared after
 # its spaces are taken out, so "手 机 号" is 手机号.
 HEADER_ALIASES: dict[str, str] = {
-    "户号": KEY, "户编码": KEY, "户代码": KEY, "家庭编号": KEY,
-    "小组": GROUP, "组别": GROUP, "组": GROUP, "村民组": GROUP,
-    "家庭住址": ADDRESS, "住址": ADDRESS, "家庭地址": ADDRESS,
-    "名字": NAME, "村民姓名": NAME,
-    "关系": RELATION, "与户主的关系": RELATION,
-    "电话": PHONE, "联系电话": PHONE, "手机": PHONE, "手机号码": PHONE, "电话号码": PHONE,
+    "户号": KEY,
+    "户编码": KEY,
+    "户代码": KEY,
+    "家庭编号": KEY,
+    "小组": GROUP,
+    "组别": GROUP,
+    "组": GROUP,
+    "村民组": GROUP,
+    "家庭住址": ADDRESS,
+    "住址": ADDRESS,
+    "家庭地址": ADDRESS,
+    "名字": NAME,
+    "村民姓名": NAME,
+    "关系": RELATION,
+    "与户主的关系": RELATION,
+    "电话": PHONE,
+    "联系电话": PHONE,
+    "手机": PHONE,
+    "手机号码": PHONE,
+    "电话号码": PHONE,
     "联系方式": PHONE,
     "出生年": BIRTH_YEAR,
-    "期初积分": POINTS, "分值": POINTS, "积分数": POINTS,
+    "期初积分": POINTS,
+    "分值": POINTS,
+    "积分数": POINTS,
     "说明": MEMO,
 }
 MAX_KEY = 40  # Household.code
@@ -99,8 +122,13 @@ class RosterSummary:
         return asdict(self)
 
     def counts(self) -> dict[str, int]:
-        return {"households": self.households, "members": self.members, "groups": self.groups,
-                "updated": len(self.updated), "unchanged": self.unchanged}
+        return {
+            "households": self.households,
+            "members": self.members,
+            "groups": self.groups,
+            "updated": len(self.updated),
+            "unchanged": self.unchanged,
+        }
 
 
 class RosterInvalid(DomainError):
@@ -196,8 +224,9 @@ def _check_archive(data: bytes) -> None:
             if unpacked > MAX_UNPACKED_BYTES or (
                 unpacked > RATIO_FLOOR and unpacked > MAX_RATIO * max(packed, 1)
             ):
-                raise RosterTooLarge(details={"unpacked_bytes": unpacked,
-                                              "max_unpacked_bytes": MAX_UNPACKED_BYTES})
+                raise RosterTooLarge(
+                    details={"unpacked_bytes": unpacked, "max_unpacked_bytes": MAX_UNPACKED_BYTES}
+                )
             # Every part, not just xl/worksheets/: the workbook may put its sheet anywhere.
             cells = sum(len(_CELL_TAG.findall(archive.read(part))) for part in parts)
     except DomainError:
@@ -210,7 +239,8 @@ def _check_archive(data: bytes) -> None:
         raise RosterTooLarge(
             f"花名册表格里的单元格太多（{cells} 个，最多 {MAX_CELLS} 个），"
             "请删除多余的行、列和格式后重新保存",
-            details={"cells": cells, "max_cells": MAX_CELLS})
+            details={"cells": cells, "max_cells": MAX_CELLS},
+        )
 
 
 def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
@@ -227,8 +257,9 @@ def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
             # The sheet's own <dimension> is a claim, not a measure: ignore it, and read
             # within the bounds instead (openpyxl fills the gaps up to them with blanks).
             sheet.reset_dimensions()
-            return _take_rows(sheet.iter_rows(max_row=MAX_SHEET_ROWS, max_col=MAX_COLUMNS,
-                                              values_only=True))
+            return _take_rows(
+                sheet.iter_rows(max_row=MAX_SHEET_ROWS, max_col=MAX_COLUMNS, values_only=True)
+            )
     except DomainError:
         raise
     except Exception as exc:  # a corrupt or foreign zip can fail in many ways inside openpyxl
@@ -303,8 +334,15 @@ def _rows_to_dicts(
             positions[column] = index
     errors = []
     if unknown:
-        errors.append(_error(header_row, None, "表头有无法识别的列：{}；表头只能是：{}".format(
-            "、".join(unknown), "、".join(columns))))
+        errors.append(
+            _error(
+                header_row,
+                None,
+                "表头有无法识别的列：{}；表头只能是：{}".format(
+                    "、".join(unknown), "、".join(columns)
+                ),
+            )
+        )
     if duplicate:
         errors.append(_error(header_row, None, "表头有重复的列：" + "、".join(duplicate)))
     missing = [column for column in required if column not in positions]
@@ -325,8 +363,13 @@ def _rows_to_dicts(
             if isinstance(value, str):
                 value = value.strip() or None
             if isinstance(value, str) and len(value) > MAX_CELL:
-                errors.append(_error(number, column, f"内容太长（{len(value)} 个字，"
-                                                     f"最多 {MAX_CELL} 个）：{excerpt(value)}"))
+                errors.append(
+                    _error(
+                        number,
+                        column,
+                        f"内容太长（{len(value)} 个字，最多 {MAX_CELL} 个）：{excerpt(value)}",
+                    )
+                )
             record[column] = value
         out.append(record)
     if errors:  # checked no further: such a cell is not a roster's
@@ -383,14 +426,17 @@ def _birth_year(value: Any, this_year: int) -> tuple[int | None, str | None]:
     plain = unicodedata.normalize("NFKC", text).removesuffix("年")
     plain = re.sub(r"\.0+$", "", plain)
     if not re.fullmatch(r"\d{4}", plain) or not MIN_BIRTH_YEAR <= int(plain) <= this_year:
-        return None, (f"出生年份“{excerpt(text)}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} "
-                      "之间的四位年份")
+        return None, (
+            f"出生年份“{excerpt(text)}”不正确，应为 {MIN_BIRTH_YEAR} 到 {this_year} 之间的四位年份"
+        )
     return int(plain), None
 
 
 def _check_rows(
-    rows: list[dict[str, Any]], taken_phones: dict[str, tuple[str | None, str]],
-    this_year: int, known: dict[str, Household] | None = None,
+    rows: list[dict[str, Any]],
+    taken_phones: dict[str, tuple[str | None, str]],
+    this_year: int,
+    known: dict[str, Household] | None = None,
 ) -> tuple[list[_Household], list[dict[str, Any]]]:
     """`taken_phones`: the phones of the village's active villagers, each with its holder's
     household key and name (a row of that holder may keep it). `known`: the village's
@@ -422,8 +468,9 @@ def _check_rows(
         if relation is None:
             fail(RELATION, "与户主关系不能为空，应为：" + "、".join(RELATIONS))
         elif relation not in RELATIONS:
-            fail(RELATION, f"与户主关系“{excerpt(relation)}”无法识别，应为："
-                 + "、".join(RELATIONS))
+            fail(
+                RELATION, f"与户主关系“{excerpt(relation)}”无法识别，应为：" + "、".join(RELATIONS)
+            )
             relation = None
 
         phone, message = _phone(record[PHONE])
@@ -460,22 +507,37 @@ def _check_rows(
         if relation is None:
             household.invalid_rows.append(row)
         elif any(m.name == name for m in household.members) and key in known:
-            fail(NAME, f"户编号 {excerpt(key)} 中“{excerpt(name or '')}”出现了两次，"
-                       "无法与系统中的村民一一对应")
+            fail(
+                NAME,
+                f"户编号 {excerpt(key)} 中“{excerpt(name or '')}”出现了两次，"
+                "无法与系统中的村民一一对应",
+            )
         elif relation == HEAD and household.head is not None:
-            fail(RELATION, f"户编号 {excerpt(key)} 已有户主（第 {household.head.row} 行），"
-                           "一户只能有一位户主")
+            fail(
+                RELATION,
+                f"户编号 {excerpt(key)} 已有户主（第 {household.head.row} 行），一户只能有一位户主",
+            )
             household.invalid_rows.append(row)
             relation = None
         if group is not None:
             other = next((m for m in household.members if m.group not in (None, group)), None)
             if other is not None:
-                fail(GROUP, f"同一户的村民小组不一致：第 {other.row} 行填的是"
-                            f"“{excerpt(other.group)}”")
-        household.members.append(_Member(
-            row=row, name=name or "", relation=relation, phone=phone, gender=gender,
-            birth_year=birth_year, group=group, address=address,
-        ))
+                fail(
+                    GROUP,
+                    f"同一户的村民小组不一致：第 {other.row} 行填的是“{excerpt(other.group)}”",
+                )
+        household.members.append(
+            _Member(
+                row=row,
+                name=name or "",
+                relation=relation,
+                phone=phone,
+                gender=gender,
+                birth_year=birth_year,
+                group=group,
+                address=address,
+            )
+        )
 
     for household in households.values():
         existing = known.get(household.key)
@@ -484,9 +546,13 @@ def _check_rows(
         elif household.head is None:
             for member in household.members:
                 if member.row not in household.invalid_rows:
-                    errors.append(_error(member.row, RELATION,
-                                         f"户编号 {excerpt(household.key)} 没有户主，"
-                                         "每户须有一位户主"))
+                    errors.append(
+                        _error(
+                            member.row,
+                            RELATION,
+                            f"户编号 {excerpt(household.key)} 没有户主，每户须有一位户主",
+                        )
+                    )
     errors.sort(key=lambda e: e["row"])  # stable: within a row, the order found
     return list(households.values()), errors
 
@@ -495,26 +561,45 @@ def _head_problems(planned: _Household, existing: Household) -> list[dict[str, A
     """A household already on the roster keeps one head (户主) once the file's rows are
     applied to it: its members the file does not name keep their relation."""
     named = {m.name: m for m in planned.members}
-    heads = [m.name for m in existing.members
-             if m.relation == HEAD and (m.name not in named or named[m.name].relation is None)]
+    heads = [
+        m.name
+        for m in existing.members
+        if m.relation == HEAD and (m.name not in named or named[m.name].relation is None)
+    ]
     heads += [m.name for m in planned.members if m.relation == HEAD]
     if len(set(heads)) == 1 or planned.invalid_rows:
         return []
     row = planned.members[0].row
     if not heads:
-        return [_error(row, RELATION, f"户编号 {excerpt(planned.key)} 导入后将没有户主，"
-                                      "每户须有一位户主")]
-    return [_error(row, RELATION, f"户编号 {excerpt(planned.key)} 导入后将有多位户主（"
-                                  + "、".join(excerpt(n) for n in sorted(set(heads)))
-                                  + "），一户只能有一位户主；请同时修改原户主的与户主关系")]
+        return [
+            _error(
+                row, RELATION, f"户编号 {excerpt(planned.key)} 导入后将没有户主，每户须有一位户主"
+            )
+        ]
+    return [
+        _error(
+            row,
+            RELATION,
+            f"户编号 {excerpt(planned.key)} 导入后将有多位户主（"
+            + "、".join(excerpt(n) for n in sorted(set(heads)))
+            + "），一户只能有一位户主；请同时修改原户主的与户主关系",
+        )
+    ]
 
 
 # --- importing --------------------------------------------------------------------------------
 
 
 def import_roster(
-    session: Session, actor: Actor | None, village_id: int, filename: str, data: bytes, *,
-    now: datetime, tz: ZoneInfo, create_groups: bool = False,
+    session: Session,
+    actor: Actor | None,
+    village_id: int,
+    filename: str,
+    data: bytes,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    create_groups: bool = False,
 ) -> RosterSummary:
     """Check the whole roster, then write its households and members in the village.
     A birth year may be up to this year in the villages' time zone `tz`, not the server's:
@@ -542,8 +627,8 @@ def import_roster(
     known = {
         household.code: household
         for household in session.scalars(
-            select(Household).where(Household.village_id == village.id,
-                                    Household.code.is_not(None))
+            select(Household)
+            .where(Household.village_id == village.id, Household.code.is_not(None))
             .options(selectinload(Household.members))
         )
         if household.code is not None
@@ -553,8 +638,11 @@ def import_roster(
         for phone, code, name in session.execute(
             select(Villager.phone, Household.code, Villager.name)
             .join(Household, Household.id == Villager.household_id)
-            .where(Household.village_id == village.id, Villager.active.is_(True),
-                   Villager.phone.is_not(None))
+            .where(
+                Household.village_id == village.id,
+                Villager.active.is_(True),
+                Villager.phone.is_not(None),
+            )
         )
         if phone is not None
     }
@@ -569,10 +657,14 @@ def import_roster(
         for planned in households:
             for member in planned.members:
                 if member.group is not None and member.group not in groups:
-                    errors.append(_error(
-                        member.row, GROUP,
-                        f"本村没有村民小组“{excerpt(member.group)}”；请核对名称，或先添加该小组，"
-                        "或上传时选择自动创建小组（create_groups=true）"))
+                    errors.append(
+                        _error(
+                            member.row,
+                            GROUP,
+                            f"本村没有村民小组“{excerpt(member.group)}”；请核对名称，或先添加该小组，"
+                            "或上传时选择自动创建小组（create_groups=true）",
+                        )
+                    )
         errors.sort(key=lambda e: e["row"])
     if errors:
         raise RosterInvalid(errors)
@@ -582,7 +674,8 @@ def import_roster(
     def group_of(planned: _Household) -> VillagerGroup | None:
         head = planned.head
         name = (head.group if head else None) or next(
-            (m.group for m in planned.members if m.group), None)
+            (m.group for m in planned.members if m.group), None
+        )
         if name is None:
             return None
         group = groups.get(name)
@@ -600,8 +693,7 @@ def import_roster(
             summary.households += 1
             summary.members += len(planned.members)
         else:
-            promotions += _update_household(session, existing, planned, group_of(planned),
-                                            summary)
+            promotions += _update_household(session, existing, planned, group_of(planned), summary)
     # A new head only once the old one has stepped down: one head per household is a unique
     # index, checked row by row.
     session.flush()
@@ -610,37 +702,58 @@ def import_roster(
     session.flush()
 
     audit.record(
-        session, actor, "roster.import", village,
+        session,
+        actor,
+        "roster.import",
+        village,
         after={**summary.counts(), "filename": filename},
-        village_id=village.id, township_id=village.township_id,
+        village_id=village.id,
+        township_id=village.township_id,
     )
     return summary
 
 
-def _add_household(session: Session, village: Village, planned: _Household,
-                   group: VillagerGroup | None) -> None:
+def _add_household(
+    session: Session, village: Village, planned: _Household, group: VillagerGroup | None
+) -> None:
     head = planned.head
     assert head is not None
     household = Household(
-        village_id=village.id, code=planned.key, group=group, name=head.name + "户",
+        village_id=village.id,
+        code=planned.key,
+        group=group,
+        name=head.name + "户",
         address=head.address or next((m.address for m in planned.members if m.address), None),
     )
     session.add(household)
     for member in planned.members:
-        session.add(Villager(
-            household=household, name=member.name, relation=member.relation,
-            phone=member.phone, gender=member.gender, birth_year=member.birth_year,
-        ))
+        session.add(
+            Villager(
+                household=household,
+                name=member.name,
+                relation=member.relation,
+                phone=member.phone,
+                gender=member.gender,
+                birth_year=member.birth_year,
+            )
+        )
 
 
 # The columns a re-imported row may change on a member already on the roster.
-_MEMBER_FIELDS = ((RELATION, "relation"), (PHONE, "phone"), (GENDER, "gender"),
-                  (BIRTH_YEAR, "birth_year"))
+_MEMBER_FIELDS = (
+    (RELATION, "relation"),
+    (PHONE, "phone"),
+    (GENDER, "gender"),
+    (BIRTH_YEAR, "birth_year"),
+)
 
 
 def _update_household(
-    session: Session, household: Household, planned: _Household,
-    group: VillagerGroup | None, summary: RosterSummary,
+    session: Session,
+    household: Household,
+    planned: _Household,
+    group: VillagerGroup | None,
+    summary: RosterSummary,
 ) -> list[tuple[Villager, str]]:
     """Apply a household's rows to it; returns the members to make head (户主) last."""
     household_fields = []
@@ -660,9 +773,14 @@ def _update_household(
         if member is None:
             relation = row.relation
             assert relation is not None
-            member = Villager(household=household, name=row.name,
-                              relation="其他" if relation == HEAD else relation,
-                              phone=row.phone, gender=row.gender, birth_year=row.birth_year)
+            member = Villager(
+                household=household,
+                name=row.name,
+                relation="其他" if relation == HEAD else relation,
+                phone=row.phone,
+                gender=row.gender,
+                birth_year=row.birth_year,
+            )
             session.add(member)
             if relation == HEAD:
                 promotions.append((member, HEAD))

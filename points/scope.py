@@ -133,10 +133,16 @@ ACTIONS: dict[str, frozenset[str]] = {
 # deceased: `villagers.active` false) may no longer do: earn, report, object, order, or
 # renew the household's plate. Reading the passbook, the rules and the boards stays open,
 # and so does cancelling an order, which only gives points and stock back.
-ACTIVE_VILLAGER_ACTIONS = frozenset({
-    "checkin.create", "checkin.checkout", "claim.submit", "objection.create",
-    "redemption.order", "plate.renew",
-})
+ACTIVE_VILLAGER_ACTIONS = frozenset(
+    {
+        "checkin.create",
+        "checkin.checkout",
+        "claim.submit",
+        "objection.create",
+        "redemption.order",
+        "plate.renew",
+    }
+)
 
 
 class VillagerInactive(Forbidden):
@@ -167,31 +173,47 @@ class Actor:
     villager_active: bool = True  # the bound villager is not deactivated
 
     @classmethod
-    def of(cls, session: Session, user: User, villager_scope: VillagerScope | None = None
-           ) -> Actor:
+    def of(cls, session: Session, user: User, villager_scope: VillagerScope | None = None) -> Actor:
         """`villager_scope`: the user's villager's household, its village and township, when
         the caller has read them already; otherwise they are read here, row by row."""
         scope = villager_scope if user.villager_id is not None else None
         if scope is None and user.villager is not None:
             household = user.villager.household
-            scope = VillagerScope(household.id, household.village_id, None,
-                                  user.villager.active)
+            scope = VillagerScope(household.id, household.village_id, None, user.villager.active)
         return cls.resolve(
-            user_id=user.id, role=user.role, township_id=user.township_id,
-            village_id=user.village_id, shop_id=user.shop_id, villager_id=user.villager_id,
+            user_id=user.id,
+            role=user.role,
+            township_id=user.township_id,
+            village_id=user.village_id,
+            shop_id=user.shop_id,
+            villager_id=user.villager_id,
             scope=scope,
             # The user's village and shop exist (foreign keys): session.get finds them.
-            township_of_village=lambda village_id: session.get(  # type: ignore[union-attr]
-                Village, village_id).township_id,
-            township_of_shop=lambda shop_id: session.get(  # type: ignore[union-attr]
-                Shop, shop_id).township_id,
+            township_of_village=lambda village_id: (
+                session.get(  # type: ignore[union-attr]
+                    Village, village_id
+                ).township_id
+            ),
+            township_of_shop=lambda shop_id: (
+                session.get(  # type: ignore[union-attr]
+                    Shop, shop_id
+                ).township_id
+            ),
         )
 
     @classmethod
     def resolve(
-        cls, *, user_id: int, role: str, township_id: int | None, village_id: int | None,
-        shop_id: int | None, villager_id: int | None, scope: VillagerScope | None,
-        township_of_village: Callable[[int], int], township_of_shop: Callable[[int], int],
+        cls,
+        *,
+        user_id: int,
+        role: str,
+        township_id: int | None,
+        village_id: int | None,
+        shop_id: int | None,
+        villager_id: int | None,
+        scope: VillagerScope | None,
+        township_of_village: Callable[[int], int],
+        township_of_shop: Callable[[int], int],
     ) -> Actor:
         """The actor of a user's stored fields and their villager's scope; the two functions
         give a township where the user row leaves it out (asked only then), so that
@@ -204,16 +226,26 @@ class Actor:
             if role == VILLAGER:
                 village_id = scope.village_id
         if village_id is not None and township_id is None:
-            if scope is not None and scope.township_id is not None \
-                    and village_id == scope.village_id:
+            if (
+                scope is not None
+                and scope.township_id is not None
+                and village_id == scope.village_id
+            ):
                 township_id = scope.township_id
             else:
                 township_id = township_of_village(village_id)
         if role == CLERK and shop_id is not None and township_id is None:
             township_id = township_of_shop(shop_id)
-        return cls(user_id=user_id, role=role, township_id=township_id, village_id=village_id,
-                   shop_id=shop_id, household_id=household_id, villager_id=villager_id,
-                   villager_active=scope.active if scope is not None else True)
+        return cls(
+            user_id=user_id,
+            role=role,
+            township_id=township_id,
+            village_id=village_id,
+            shop_id=shop_id,
+            household_id=household_id,
+            villager_id=villager_id,
+            villager_active=scope.active if scope is not None else True,
+        )
 
     def can(self, action: str) -> bool:
         return self.role in ACTIONS[action]
@@ -245,8 +277,7 @@ def is_own_household(session: Session, actor: Actor, household_id: int) -> bool:
         return False
     own = actor.household_id
     if own is None:
-        own = session.scalar(select(Villager.household_id)
-                             .where(Villager.id == actor.villager_id))
+        own = session.scalar(select(Villager.household_id).where(Villager.id == actor.villager_id))
     return own == household_id
 
 
@@ -306,9 +337,7 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
         if actor.role == CLERK:
             return Shop.id == actor.shop_id
         return Shop.id.in_(
-            select(shop_villages.c.shop_id).where(
-                village_clause(actor, shop_villages.c.village_id)
-            )
+            select(shop_villages.c.shop_id).where(village_clause(actor, shop_villages.c.village_id))
         )
     if model is User:
         if actor.role == COUNTY:
@@ -341,16 +370,16 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
     if model is RuleItem:
         return RuleItem.catalog_id.in_(select(RuleCatalog.id).where(_catalog_clause(actor)))
     if model is RuleItemVersion:
-        return RuleItemVersion.item_id.in_(
-            select(RuleItem.id).where(_clause(actor, RuleItem))
-        )
+        return RuleItemVersion.item_id.in_(select(RuleItem.id).where(_clause(actor, RuleItem)))
     if model is BoardSnapshot:
         return village_clause(actor, BoardSnapshot.village_id)
     if model is BoardSettings:
         if actor.role == COUNTY:
             return true()
-        return or_(BoardSettings.township_id == actor.township_id,
-                   village_clause(actor, BoardSettings.village_id))
+        return or_(
+            BoardSettings.township_id == actor.township_id,
+            village_clause(actor, BoardSettings.village_id),
+        )
     if model in (Reward, StockMovement):
         return model.shop_id.in_(select(Shop.id).where(_clause(actor, Shop)))
     if model is Redemption:
@@ -359,8 +388,7 @@ def _clause(actor: Actor, model: type) -> ColumnElement[bool]:
         if actor.role == CLERK:
             return Redemption.shop_id == actor.shop_id
         if actor.role == VILLAGER:
-            return (Redemption.household_id == actor.household_id if actor.household_id
-                    else false())
+            return Redemption.household_id == actor.household_id if actor.household_id else false()
         return village_clause(actor, Redemption.village_id)
     if model is Activity:
         return village_clause(actor, Activity.village_id)

@@ -113,31 +113,49 @@ def _decode(settings: TokenSettings, token: str, typ: str) -> dict[str, Any]:
 
 
 def _sign_pair(
-    settings: TokenSettings, user_id: int, sid: str, jti: str, issued: datetime,
+    settings: TokenSettings,
+    user_id: int,
+    sid: str,
+    jti: str,
+    issued: datetime,
     refresh_exp: datetime,
 ) -> TokenPair:
     """The pair of one refresh-token row. HS256 over the same claims gives the same bytes, so
     signing a row's pair again gives the very tokens it was issued with."""
     iat = int(issued.timestamp())
-    base = {"iss": settings.issuer, "aud": settings.audience, "sub": str(user_id), "sid": sid,
-            "iat": iat}
+    base = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": str(user_id),
+        "sid": sid,
+        "iat": iat,
+    }
     ttl = int(settings.access_ttl.total_seconds())
     access = _encode(settings, base | {"typ": "access", "exp": iat + ttl})
     refresh = _encode(
-        settings, base | {"typ": "refresh", "exp": int(refresh_exp.timestamp()), "jti": jti})
+        settings, base | {"typ": "refresh", "exp": int(refresh_exp.timestamp()), "jti": jti}
+    )
     return TokenPair(access, refresh, ttl)
 
 
 def _issue(
-    session: Session, settings: TokenSettings, user: User, sid: str,
+    session: Session,
+    settings: TokenSettings,
+    user: User,
+    sid: str,
 ) -> tuple[RefreshToken, TokenPair]:
     # Whole seconds, as the JWT carries them: the row signs the same tokens again.
     now = utcnow().replace(microsecond=0)
     jti = secrets.token_urlsafe(16)
     refresh_exp = now + settings.refresh_ttl
     pair = _sign_pair(settings, user.id, sid, jti, now, refresh_exp)
-    row = RefreshToken(session_id=sid, token_hash=_hash(pair.refresh_token), jti=jti,
-                       created_at=now, expires_at=refresh_exp)
+    row = RefreshToken(
+        session_id=sid,
+        token_hash=_hash(pair.refresh_token),
+        jti=jti,
+        created_at=now,
+        expires_at=refresh_exp,
+    )
     session.add(row)
     return row, pair
 
@@ -161,10 +179,22 @@ def login(session: Session, settings: TokenSettings, user: User) -> TokenPair:
 _HOME_VILLAGE = aliased(Village)
 _USER_VILLAGE = aliased(Village)
 _AUTHENTICATE = (
-    select(AuthSession.user_id, AuthSession.revoked_at, User.role, User.disabled,
-           User.township_id, User.village_id, User.shop_id, User.villager_id, Villager.active,
-           Household.id, Household.village_id, _HOME_VILLAGE.township_id,
-           _USER_VILLAGE.township_id, Shop.township_id)
+    select(
+        AuthSession.user_id,
+        AuthSession.revoked_at,
+        User.role,
+        User.disabled,
+        User.township_id,
+        User.village_id,
+        User.shop_id,
+        User.villager_id,
+        Villager.active,
+        Household.id,
+        Household.village_id,
+        _HOME_VILLAGE.township_id,
+        _USER_VILLAGE.township_id,
+        Shop.township_id,
+    )
     .join(User, User.id == AuthSession.user_id)
     .outerjoin(Villager, Villager.id == User.villager_id)
     .outerjoin(Household, Household.id == Villager.household_id)
@@ -184,9 +214,22 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
     row = session.connection().execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
     if row is None or str(row[0]) != claims["sub"]:
         raise TokenInvalid()
-    (user_id, revoked_at, role, disabled, township_id, village_id, shop_id, villager_id,
-     villager_active, household_id, home_village_id, home_township_id, user_village_township,
-     shop_township) = row
+    (
+        user_id,
+        revoked_at,
+        role,
+        disabled,
+        township_id,
+        village_id,
+        shop_id,
+        villager_id,
+        villager_active,
+        household_id,
+        home_village_id,
+        home_township_id,
+        user_village_township,
+        shop_township,
+    ) = row
     # Disabling also revokes the sessions; say the more useful thing first.
     if disabled:
         raise AccountDisabled()
@@ -194,11 +237,17 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
         raise TokenRevoked()
     scope = None
     if household_id is not None:
-        scope = VillagerScope(household_id, home_village_id, home_township_id,
-                              bool(villager_active))
+        scope = VillagerScope(
+            household_id, home_village_id, home_township_id, bool(villager_active)
+        )
     actor = Actor.resolve(
-        user_id=user_id, role=role, township_id=township_id, village_id=village_id,
-        shop_id=shop_id, villager_id=villager_id, scope=scope,
+        user_id=user_id,
+        role=role,
+        township_id=township_id,
+        village_id=village_id,
+        shop_id=shop_id,
+        villager_id=villager_id,
+        scope=scope,
         # Asked only for the user's own village (a villager's is answered by the scope).
         township_of_village=lambda _village_id: user_village_township,
         township_of_shop=lambda _shop_id: shop_township,
@@ -229,11 +278,13 @@ def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User
     if auth_session.revoked_at is not None:
         raise TokenRevoked()
     now = utcnow()
-    spent = rowcount(session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
-    ))
+    spent = rowcount(
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+    )
     if spent != 1:
         return owner, _repeat_or_revoke(session, settings, owner, row, now)
     successor, pair = _issue(session, settings, owner, auth_session.id)
@@ -245,14 +296,23 @@ def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User
 
 
 def _repeat_or_revoke(
-    session: Session, settings: TokenSettings, owner: User, row: RefreshToken, now: datetime,
+    session: Session,
+    settings: TokenSettings,
+    owner: User,
+    row: RefreshToken,
+    now: datetime,
 ) -> TokenPair:
     """A spent token presented again: the pair it was spent for while the grace lasts (read
     afresh: the winner has committed, and this statement sees it), else the family ends."""
     spent = aliased(RefreshToken)
     found = session.execute(
-        select(spent.used_at, RefreshToken.session_id, RefreshToken.jti,
-               RefreshToken.created_at, RefreshToken.expires_at)
+        select(
+            spent.used_at,
+            RefreshToken.session_id,
+            RefreshToken.jti,
+            RefreshToken.created_at,
+            RefreshToken.expires_at,
+        )
         .join(RefreshToken, RefreshToken.id == spent.successor_id)
         .where(spent.id == row.id)
     ).first()

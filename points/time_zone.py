@@ -55,14 +55,19 @@ def refusal(session: Session, configured: str, now: datetime) -> str | None:
     stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
     if stored is None:
         insert = upsert_insert(session.get_bind().dialect.name)
-        session.execute(insert(AppSettings).values(id=1, time_zone=configured, updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["id"]))
+        session.execute(
+            insert(AppSettings)
+            .values(id=1, time_zone=configured, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
         stored = session.scalar(select(AppSettings.time_zone).where(AppSettings.id == 1))
     if stored == configured:
         return None
-    return (f"APP_TIMEZONE is {configured} but this database's months are stored in "
-            f"{stored}: set APP_TIMEZONE={stored} (changing the villages' time zone once "
-            "points exist is not supported)")
+    return (
+        f"APP_TIMEZONE is {configured} but this database's months are stored in "
+        f"{stored}: set APP_TIMEZONE={stored} (changing the villages' time zone once "
+        "points exist is not supported)"
+    )
 
 
 def holds_months(session: Session) -> bool:
@@ -75,11 +80,11 @@ def change(session: Session, zone: str, now: datetime) -> str | None:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise Invalid(f"没有这个时区：{zone}（应为 IANA 时区名，如 Asia/Shanghai）",
-                      code="unknown_time_zone") from exc
+        raise Invalid(
+            f"没有这个时区：{zone}（应为 IANA 时区名，如 Asia/Shanghai）", code="unknown_time_zone"
+        ) from exc
     if holds_months(session):
-        raise Conflict("已有积分、申报或榜单按原时区记账，不能更改时区",
-                       code="time_zone_in_use")
+        raise Conflict("已有积分、申报或榜单按原时区记账，不能更改时区", code="time_zone_in_use")
     row = session.get(AppSettings, 1, with_for_update=True)
     if row is None:
         row = AppSettings(id=1, time_zone=zone, updated_at=now)

@@ -133,7 +133,10 @@ class TokenCodec:
 
     @classmethod
     def keyring(
-        cls, secret: str, current_kid: int = 1, old_secrets: Mapping[int, str] | None = None,
+        cls,
+        secret: str,
+        current_kid: int = 1,
+        old_secrets: Mapping[int, str] | None = None,
         revoked: Iterable[int] = (),
     ) -> TokenCodec:
         """New codes under `current_kid`; every earlier id derived from `secret` still

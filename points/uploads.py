@@ -67,13 +67,19 @@ class ImageTooLarge(DomainError):
             details = {"width": size[0], "height": size[1]}
         if limit is not None:
             details["max_pixels"] = limit
-        message = (f"照片的像素太多（这类照片最多 {limit // 10_000} 万像素），请缩小后再上传"
-                   if limit is not None else None)
+        message = (
+            f"照片的像素太多（这类照片最多 {limit // 10_000} 万像素），请缩小后再上传"
+            if limit is not None
+            else None
+        )
         super().__init__(message, details=details)
 
 
 def store_photo(
-    session: Session, actor: Actor, data: bytes, upload_dir: str | Path,
+    session: Session,
+    actor: Actor,
+    data: bytes,
+    upload_dir: str | Path,
     max_bytes: int = MAX_BYTES,
 ) -> Upload:
     """Check, clean and store one photo; returns the flushed `Upload` row. The file is in
@@ -81,16 +87,23 @@ def store_photo(
     if actor.role == VILLAGER:
         actor.require_household("请先绑定村民身份再上传照片")
     if len(data) > max_bytes:
-        raise FileTooLarge(f"照片不能超过 {max_bytes / (1024 * 1024):g} MB",
-                           details={"max_bytes": max_bytes, "size": len(data)})
+        raise FileTooLarge(
+            f"照片不能超过 {max_bytes / (1024 * 1024):g} MB",
+            details={"max_bytes": max_bytes, "size": len(data)},
+        )
     stored, (width, height) = clean_photo(data)
 
     directory = Path(upload_dir)
     name = f"{secrets.token_hex(16)}.jpg"
     write_atomically(directory, name, stored)
     upload = Upload(
-        user_id=actor.user_id, village_id=actor.village_id, stored_name=name,
-        content_type="image/jpeg", size=len(stored), width=width, height=height,
+        user_id=actor.user_id,
+        village_id=actor.village_id,
+        stored_name=name,
+        content_type="image/jpeg",
+        size=len(stored),
+        width=width,
+        height=height,
         sha256=hashlib.sha256(stored).hexdigest(),
     )
     session.add(upload)
@@ -118,7 +131,10 @@ def photo_path(upload_dir: str | Path, upload: Upload) -> Path:
 
 
 def open_photo(
-    session: Session, actor: Actor, upload_id: int, upload_dir: str | Path,
+    session: Session,
+    actor: Actor,
+    upload_id: int,
+    upload_dir: str | Path,
 ) -> tuple[Upload, Path]:
     """The upload and its file, for its uploader and the staff of its village only."""
     upload = get_visible(session, actor, Upload, upload_id)
@@ -129,7 +145,9 @@ def open_photo(
 
 
 def open_signed_photo(
-    session: Session, upload_id: int, upload_dir: str | Path,
+    session: Session,
+    upload_id: int,
+    upload_dir: str | Path,
 ) -> tuple[Upload, Path]:
     """The upload and its file for a signed link: the link was handed out after the scope
     check of `open_photo`, and its signature names this upload."""
@@ -254,13 +272,15 @@ def write_atomically(directory: Path, name: str, data: bytes) -> None:
 # The widths a photo is offered at: a fixed few, so the copies on disk stay a handful per
 # photo whatever a client asks for (a list thumbnail, a detail view, a full-screen view).
 THUMBNAIL_WIDTHS = (160, 320, 640, 1280)
-THUMBNAIL_FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "webp": ("WEBP", "webp",
-                                                                       "image/webp")}
+THUMBNAIL_FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "webp": ("WEBP", "webp", "image/webp")}
 THUMBNAIL_QUALITY = 80
 
 
 def thumbnail_path(
-    upload_dir: str | Path, upload: Upload, width: int, fmt: str = "jpeg",
+    upload_dir: str | Path,
+    upload: Upload,
+    width: int,
+    fmt: str = "jpeg",
 ) -> Path:
     """A copy of the photo `width` px wide at most (never wider than the photo), made on first
     use and kept beside the original (`<name>.w320.jpg`). The stored original is one this
@@ -279,8 +299,9 @@ def thumbnail_path(
         image.load()
         copy = image.convert("RGB")
     if copy.width > width:
-        copy = copy.resize((width, max(1, round(copy.height * width / copy.width))),
-                           Image.Resampling.LANCZOS)
+        copy = copy.resize(
+            (width, max(1, round(copy.height * width / copy.width))), Image.Resampling.LANCZOS
+        )
     out = BytesIO()
     copy.save(out, pil_format, quality=THUMBNAIL_QUALITY)
     # Two requests for the same copy may both make it: each writes its own temporary file

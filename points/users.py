@@ -23,7 +23,10 @@ def check_password_strength(password: str) -> None:
 
 
 def _scope_for_role(
-    session: Session, role: str, township_id: int | None, village_id: int | None,
+    session: Session,
+    role: str,
+    township_id: int | None,
+    village_id: int | None,
     shop_id: int | None,
 ) -> tuple[int | None, int | None, int | None]:
     """The township, village and shop a staff account is bound to, completed and checked.
@@ -32,20 +35,23 @@ def _scope_for_role(
         return None, None, None
     if role == "township_admin":
         if township_id is None or session.get(Township, township_id) is None:
-            raise Invalid("乡镇管理员需要指定乡镇", code="scope_required",
-                          details={"field": "township_id"})
+            raise Invalid(
+                "乡镇管理员需要指定乡镇", code="scope_required", details={"field": "township_id"}
+            )
         return township_id, None, None
     if role == "cadre":
         village = session.get(Village, village_id) if village_id else None
         if village is None:
-            raise Invalid("村干部需要指定所在村", code="scope_required",
-                          details={"field": "village_id"})
+            raise Invalid(
+                "村干部需要指定所在村", code="scope_required", details={"field": "village_id"}
+            )
         return village.township_id, village.id, None
     if role == "clerk":
         shop = session.get(Shop, shop_id) if shop_id else None
         if shop is None:
-            raise Invalid("店员需要指定积分超市", code="scope_required",
-                          details={"field": "shop_id"})
+            raise Invalid(
+                "店员需要指定积分超市", code="scope_required", details={"field": "shop_id"}
+            )
         return shop.township_id, None, shop.id
     raise Invalid("只能创建工作人员账号", code="invalid_role", details={"role": role})
 
@@ -58,8 +64,11 @@ def link_villager(
     villager must be within the admin's scope (else not found) and within the account's own
     scope: a cadre is a villager of the village they serve. `actor` None: the command line."""
     if user.role not in STAFF_ROLES:
-        raise Invalid("村民的微信账号通过扫码或姓名手机号绑定花名册，不能在此修改",
-                      code="not_staff", details={"field": "villager_id"})
+        raise Invalid(
+            "村民的微信账号通过扫码或姓名手机号绑定花名册，不能在此修改",
+            code="not_staff",
+            details={"field": "villager_id"},
+        )
     if villager_id is None:
         user.villager_id = None
         return
@@ -71,15 +80,26 @@ def link_villager(
         villager = get_visible(session, actor, Villager, villager_id)
     holder = Actor.of(session, user)
     if session.scalar(visible(holder, Villager).where(Villager.id == villager.id)) is None:
-        raise Invalid("只能关联本人工作范围内（如本村）花名册中的村民",
-                      code="villager_out_of_scope", details={"field": "villager_id"})
+        raise Invalid(
+            "只能关联本人工作范围内（如本村）花名册中的村民",
+            code="villager_out_of_scope",
+            details={"field": "villager_id"},
+        )
     user.villager_id = villager.id
 
 
 def create_staff(
-    session: Session, actor: Actor | None, *, username: str, password: str, role: str,
-    name: str | None = None, township_id: int | None = None, village_id: int | None = None,
-    shop_id: int | None = None, villager_id: int | None = None,
+    session: Session,
+    actor: Actor | None,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    name: str | None = None,
+    township_id: int | None = None,
+    village_id: int | None = None,
+    shop_id: int | None = None,
+    villager_id: int | None = None,
 ) -> User:
     """Create a staff account, linked to its holder's roster entry with `villager_id`.
     `actor` None is the operator at the command line."""
@@ -99,14 +119,20 @@ def create_staff(
     if session.scalar(select(User.id).where(User.username == username)):
         raise Conflict("用户名已存在", code="duplicate_username")
     user = User(
-        username=username, password_hash=hash_password(password), role=role, name=name,
-        township_id=township_id, village_id=village_id, shop_id=shop_id,
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        name=name,
+        township_id=township_id,
+        village_id=village_id,
+        shop_id=shop_id,
     )
     if villager_id is not None:
         link_villager(session, actor, user, villager_id)
     session.add(user)
-    audit.record(session, actor, "user.create", user, township_id=township_id,
-                 village_id=village_id)
+    audit.record(
+        session, actor, "user.create", user, township_id=township_id, village_id=village_id
+    )
     return user
 
 
@@ -121,8 +147,9 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
     if "villager_id" in changes:
         if user.id == actor.user_id:
             # Or an admin could unlink themselves and then approve their own household.
-            raise Forbidden("不能修改自己账号关联的村民，请由其他管理员修改",
-                            code="cannot_link_self")
+            raise Forbidden(
+                "不能修改自己账号关联的村民，请由其他管理员修改", code="cannot_link_self"
+            )
         link_villager(session, actor, user, changes["villager_id"])
     if "password" in changes:
         password = changes.pop("password")
@@ -136,8 +163,15 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
         user.disabled = bool(changes["disabled"])
         if user.disabled:
             revoke_user_sessions(session, user.id, "disabled")
-    audit.record(session, actor, "user.update", user, before=before,
-                 township_id=user.township_id, village_id=user.village_id)
+    audit.record(
+        session,
+        actor,
+        "user.update",
+        user,
+        before=before,
+        township_id=user.township_id,
+        village_id=user.village_id,
+    )
     return user
 
 
@@ -152,6 +186,4 @@ def wechat_user(session: Session, openid: str, unionid: str | None) -> User:
 
 
 def find_staff(session: Session, username: str) -> User | None:
-    return session.scalar(
-        select(User).where(User.username == username, User.role.in_(STAFF_ROLES))
-    )
+    return session.scalar(select(User).where(User.username == username, User.role.in_(STAFF_ROLES)))

@@ -88,15 +88,30 @@ _CATALOG_KEYS = ("name", "categories", "policy", "items")
 
 
 def _spec(
-    read: str, *, key: str | None = None, required: bool = False, label: str | None = None,
-    max_len: int | None = None, multiline: bool = False,
-    written: Callable[[Any, Any], bool] | None = None, **kwargs: Any,
+    read: str,
+    *,
+    key: str | None = None,
+    required: bool = False,
+    label: str | None = None,
+    max_len: int | None = None,
+    multiline: bool = False,
+    written: Callable[[Any, Any], bool] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """A `RuleItem` field's description. `written(item, value)`: whether `item_to_dict`
     writes it (default: when it is not None)."""
-    return field(metadata={"read": read, "key": key, "required": required, "label": label,
-                           "max_len": max_len, "multiline": multiline, "written": written},
-                 **kwargs)
+    return field(
+        metadata={
+            "read": read,
+            "key": key,
+            "required": required,
+            "label": label,
+            "max_len": max_len,
+            "multiline": multiline,
+            "written": written,
+        },
+        **kwargs,
+    )
 
 
 def _key(f: Field[Any]) -> str:
@@ -186,8 +201,10 @@ class RuleItem:
     # holds True or False; written only when it differs from what the unit says, so items
     # written before the field keep their form.
     hourly: bool | None = _spec(
-        "boolean", default=None,
-        written=lambda item, value: value != hourly_by_unit(item.kind, item.unit))
+        "boolean",
+        default=None,
+        written=lambda item, value: value != hourly_by_unit(item.kind, item.unit),
+    )
     applies_to: str = _spec("text", required=True)
     submit_by: tuple[str, ...] = _spec("text_list", required=True)
     requires_review: bool = _spec("boolean", default=True)
@@ -202,8 +219,9 @@ class RuleItem:
     # however small (a deduction item the village counts as serious). Vetoes always do.
     # Left out when false: items stored before it keep their form.
     black_list: bool = _spec("boolean", default=False, written=lambda item, value: value)
-    description: str | None = _spec("text", label="说明", max_len=1000, multiline=True,
-                                     default=None)
+    description: str | None = _spec(
+        "text", label="说明", max_len=1000, multiline=True, default=None
+    )
 
     def __post_init__(self) -> None:
         # Lists passed by a caller would make the frozen item unhashable.
@@ -231,7 +249,8 @@ ITEM_KEYS: tuple[str, ...] = tuple(_key(f) for f in _ITEM_FIELDS)
 # Texts checked by `_text_problem`: key → (Chinese label, most characters, multiline).
 _ITEM_TEXTS: dict[str, tuple[str, int, bool]] = {
     _key(f): (f.metadata["label"], f.metadata["max_len"], f.metadata["multiline"])
-    for f in _ITEM_FIELDS if f.metadata["max_len"] is not None
+    for f in _ITEM_FIELDS
+    if f.metadata["max_len"] is not None
 }
 
 
@@ -272,8 +291,9 @@ class Policy:
         return stars(points, self.qualification_line, self.star_levels, barred=barred)
 
 
-def stars(points: int, qualification_line: int, star_levels: Sequence[int], *,
-          barred: bool = False) -> int:
+def stars(
+    points: int, qualification_line: int, star_levels: Sequence[int], *, barred: bool = False
+) -> int:
     """星级文明户: one star per level the score reaches; none below the qualification line
     (合格线), none for a household a veto (一票否决) bars from honours. The one definition the
     board, the household plate and the villager's home screen share; a published board
@@ -359,9 +379,13 @@ def _cap_problems(item: str | None, prefix: str, v: Mapping[str, Any]) -> list[P
     for key, label in (("max_count", "次数上限"), ("max_points", "分数上限")):
         value = v.get(key)
         if value is not None and not 1 <= value <= MAX_POLICY_POINTS:
-            out.append(Problem(item, prefix + key,
-                               f"{label}必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，"
-                               f"现为 {excerpt(value)}"))
+            out.append(
+                Problem(
+                    item,
+                    prefix + key,
+                    f"{label}必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，现为 {excerpt(value)}",
+                )
+            )
     return out
 
 
@@ -447,8 +471,10 @@ def _item_problems(
     if v.get("hourly") and kind in KINDS and kind != "per_unit":
         bad("hourly", "只有按单位计分（kind: per_unit）的项目才能按签到签退的小时数计分（hourly）")
     if max_units is not None and not 1 <= max_units <= MAX_UNITS:
-        bad("max_units",
-            f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {excerpt(max_units)}")
+        bad(
+            "max_units",
+            f"每次最多计的单位数必须在 1 到 {MAX_UNITS} 之间，现为 {excerpt(max_units)}",
+        )
 
     submit_by = v.get("submit_by")
     if submit_by is not None:
@@ -470,8 +496,10 @@ def _item_problems(
 
     notice_days = v.get("notice_days")
     if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
-        bad("notice_days",
-            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}")
+        bad(
+            "notice_days",
+            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}",
+        )
 
     caps = v.get("caps")
     if caps:
@@ -496,8 +524,11 @@ def _category_problems(
     if category in categories:
         return []
     known = "、".join(categories)
-    return [Problem(item, "category",
-                    f"分类「{excerpt(category)}」不在本细则的分类中（{excerpt(known)}）")]
+    return [
+        Problem(
+            item, "category", f"分类「{excerpt(category)}」不在本细则的分类中（{excerpt(known)}）"
+        )
+    ]
 
 
 def _duplicate_code_problems(codes: Iterable[tuple[str, int]]) -> list[Problem]:
@@ -505,8 +536,11 @@ def _duplicate_code_problems(codes: Iterable[tuple[str, int]]) -> list[Problem]:
     for code, position in codes:
         positions.setdefault(code, []).append(position)
     return [
-        Problem(excerpt(code), "code",
-                f"编码「{excerpt(code)}」重复：第 {excerpt('、'.join(map(str, where)))} 条")
+        Problem(
+            excerpt(code),
+            "code",
+            f"编码「{excerpt(code)}」重复：第 {excerpt('、'.join(map(str, where)))} 条",
+        )
         for code, where in positions.items()
         if len(where) > 1
     ]
@@ -540,23 +574,32 @@ def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
 
     notice_days = v.get("notice_days")
     if notice_days is not None and not 0 <= notice_days <= MAX_NOTICE_DAYS:
-        bad("notice_days",
-            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}")
+        bad(
+            "notice_days",
+            f"公示天数必须在 0 到 {MAX_NOTICE_DAYS} 之间，现为 {excerpt(notice_days)}",
+        )
     threshold = v.get("two_cadre_threshold")
     if threshold is not None and not 1 <= threshold <= MAX_POLICY_POINTS:
-        bad("two_cadre_threshold",
+        bad(
+            "two_cadre_threshold",
             f"双人审核的分值门槛必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，"
-            f"现为 {excerpt(threshold)}")
+            f"现为 {excerpt(threshold)}",
+        )
     budget = v.get("monthly_budget")
     if budget is not None and not 1 <= budget <= MAX_POLICY_POINTS:
-        bad("monthly_budget", f"每月发放额度必须是 1 到 {MAX_POLICY_POINTS} 之间的整数"
-                              f"（不限额请留空），现为 {excerpt(budget)}")
+        bad(
+            "monthly_budget",
+            f"每月发放额度必须是 1 到 {MAX_POLICY_POINTS} 之间的整数"
+            f"（不限额请留空），现为 {excerpt(budget)}",
+        )
     if v.get("reset_cycle") is not None and v["reset_cycle"] not in RESET_CYCLES:
         bad("reset_cycle", _choice_message("清零周期", v["reset_cycle"], _RESET_LABELS))
     line = v.get("qualification_line")
     if line is not None and not 0 <= line <= MAX_POLICY_POINTS:
-        bad("qualification_line",
-            f"合格线必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(line)}")
+        bad(
+            "qualification_line",
+            f"合格线必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(line)}",
+        )
     levels = v.get("star_levels")
     if levels is not None:
         if any(not 0 <= level <= MAX_POLICY_POINTS for level in levels):
@@ -570,20 +613,23 @@ def _policy_problems(prefix: str, v: Mapping[str, Any]) -> list[Problem]:
             bad("exchange_rate", message)
     black = v.get("black_list_min_deduction")
     if black is not None and not 1 <= black <= MAX_POLICY_POINTS:
-        bad("black_list_min_deduction",
-            f"上黑榜的扣分门槛必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，现为 {excerpt(black)}")
+        bad(
+            "black_list_min_deduction",
+            f"上黑榜的扣分门槛必须是 1 到 {MAX_POLICY_POINTS} 之间的整数，现为 {excerpt(black)}",
+        )
     minimum = v.get("min_redemption_points")
     if minimum is not None and not 0 <= minimum <= MAX_POLICY_POINTS:
-        bad("min_redemption_points",
-            f"最低兑换分数必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(minimum)}")
+        bad(
+            "min_redemption_points",
+            f"最低兑换分数必须在 0 到 {MAX_POLICY_POINTS} 之间，现为 {excerpt(minimum)}",
+        )
     return out
 
 
 def _exchange_rate_problem(rate: Decimal) -> str | None:
     # The value is not echoed when out of range: "1E+999999" is short, its digits are not.
     if not (rate.is_finite() and MIN_EXCHANGE_RATE <= rate <= MAX_EXCHANGE_RATE):
-        return (f"兑换比例（每分折合多少元）必须在 {MIN_EXCHANGE_RATE} 到 "
-                f"{MAX_EXCHANGE_RATE} 元之间")
+        return f"兑换比例（每分折合多少元）必须在 {MIN_EXCHANGE_RATE} 到 {MAX_EXCHANGE_RATE} 元之间"
     exponent = rate.as_tuple().exponent
     assert isinstance(exponent, int)  # finite, as checked above: not "n", "N" or "F"
     if exponent < -EXCHANGE_RATE_PLACES:
@@ -640,8 +686,9 @@ class _Reader:
         self.values: dict[str, Any] = {}
         for key in data:
             if key not in keys:
-                self.fail(excerpt(key),
-                          f"未知字段「{excerpt(key)}」（可用字段：{', '.join(keys)}）")
+                self.fail(
+                    excerpt(key), f"未知字段「{excerpt(key)}」（可用字段：{', '.join(keys)}）"
+                )
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append(Problem(self.item, self.prefix + key, message))
@@ -791,8 +838,10 @@ def _read_caps(reader: _Reader, key: str) -> None:
         reader.fail(key, f"应为列表，现为{_type_name(raw_caps)}")
     else:
         assert reader.item is not None
-        caps = [_read_cap(reader.problems, reader.item, f"{key}[{n}].", raw)
-                for n, raw in enumerate(raw_caps)]
+        caps = [
+            _read_cap(reader.problems, reader.item, f"{key}[{n}].", raw)
+            for n, raw in enumerate(raw_caps)
+        ]
         # The valid caps still go in, so duplicate periods among them get reported too.
         reader.values[key] = tuple(cap for cap in caps if cap is not None)
 
@@ -815,7 +864,8 @@ def _default(f: Field[Any]) -> Any:
 # How each `read` of a RuleItem field's spec reads it.
 _ITEM_READERS: dict[str, Callable[[_Reader, str, Field[Any]], None]] = {
     "text": lambda reader, key, f: reader.text(
-        key, required=f.metadata["required"], multiline=f.metadata["multiline"]),
+        key, required=f.metadata["required"], multiline=f.metadata["multiline"]
+    ),
     "integer": lambda reader, key, f: reader.integer(key, required=f.metadata["required"]),
     "boolean": lambda reader, key, f: reader.boolean(key, default=_default(f)),
     "day": lambda reader, key, f: reader.day(key),
@@ -952,13 +1002,22 @@ def village_item_problems(item: RuleItem, policy: Policy) -> list[Problem]:
     """What a village's own item may not say under the township's `policy`."""
     out: list[Problem] = []
     if item.notice_days is not None and item.notice_days < policy.notice_days:
-        out.append(Problem(item.code, "notice_days",
-                           f"村自设细则的公示天数不能少于乡镇规定的 {policy.notice_days} 天，"
-                           f"现为 {item.notice_days}（不填则按乡镇规定）"))
+        out.append(
+            Problem(
+                item.code,
+                "notice_days",
+                f"村自设细则的公示天数不能少于乡镇规定的 {policy.notice_days} 天，"
+                f"现为 {item.notice_days}（不填则按乡镇规定）",
+            )
+        )
     if not item.requires_review and not policy.village_items_skip_review:
-        out.append(Problem(item.code, "requires_review",
-                           "本乡镇规定村自设细则的申报须经村干部审核，"
-                           "requires_review 不能为 false"))
+        out.append(
+            Problem(
+                item.code,
+                "requires_review",
+                "本乡镇规定村自设细则的申报须经村干部审核，requires_review 不能为 false",
+            )
+        )
     return out
 
 
@@ -1081,8 +1140,9 @@ class _StrictLoader(yaml.SafeLoader):
                 event.start_mark,
             )
         if self._depth >= MAX_YAML_DEPTH:
-            raise _FileRefused("yaml_too_deep", f"细则文件的层级太深（超过 {MAX_YAML_DEPTH} 层）",
-                               event.start_mark)
+            raise _FileRefused(
+                "yaml_too_deep", f"细则文件的层级太深（超过 {MAX_YAML_DEPTH} 层）", event.start_mark
+            )
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -1118,14 +1178,26 @@ def _where(mark: Any) -> str:
 
 def load_yaml(text: str) -> Catalog:
     if len(text) > MAX_YAML_CHARS:
-        raise CatalogError([Problem(None, "yaml", (
-            f"细则文件太长（{len(text)} 个字符，最多 {MAX_YAML_CHARS} 个），请检查是否选错了文件"
-        ))], code="yaml_too_large")
+        raise CatalogError(
+            [
+                Problem(
+                    None,
+                    "yaml",
+                    (
+                        f"细则文件太长（{len(text)} 个字符，最多 {MAX_YAML_CHARS} 个），"
+                        "请检查是否选错了文件"
+                    ),
+                )
+            ],
+            code="yaml_too_large",
+        )
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except _FileRefused as refused:
-        raise CatalogError([Problem(None, "yaml", f"{refused.message}（{_where(refused.mark)}）")],
-                           code=refused.code) from None
+        raise CatalogError(
+            [Problem(None, "yaml", f"{refused.message}（{_where(refused.mark)}）")],
+            code=refused.code,
+        ) from None
     except yaml.YAMLError as error:
         where = _where(getattr(error, "problem_mark", None))
         detail = excerpt(getattr(error, "problem", None) or str(error))
@@ -1133,9 +1205,15 @@ def load_yaml(text: str) -> Catalog:
     except ValueError:
         # A scalar that looks like a date or a number but is none: 2024-02-30, or an integer
         # of more than 4,300 digits, which int() refuses. The constructor has no position.
-        raise CatalogError([Problem(
-            None, "yaml", "YAML 格式错误：有写错的日期或数字（如 2024-02-30，或位数过多的数字）"
-        )]) from None
+        raise CatalogError(
+            [
+                Problem(
+                    None,
+                    "yaml",
+                    "YAML 格式错误：有写错的日期或数字（如 2024-02-30，或位数过多的数字）",
+                )
+            ]
+        ) from None
     if not isinstance(data, Mapping):
         raise CatalogError(
             [

@@ -23,7 +23,10 @@ class ClaimStatus(StrEnum):
 # Not yet decided either way: counts against caps and budgets, may still be withdrawn, and
 # bars a month from closing.
 UNDECIDED: tuple[ClaimStatus, ...] = (
-    ClaimStatus.PENDING, ClaimStatus.APPROVED, ClaimStatus.IN_NOTICE, ClaimStatus.OBJECTED,
+    ClaimStatus.PENDING,
+    ClaimStatus.APPROVED,
+    ClaimStatus.IN_NOTICE,
+    ClaimStatus.OBJECTED,
 )
 # Undecided or already points: what a cap (上限) counts.
 OPEN_OR_POSTED: tuple[ClaimStatus, ...] = (*UNDECIDED, ClaimStatus.POSTED)

@@ -75,8 +75,9 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return _path(index, [leaf_hash(leaf) for leaf in leaves])
 
 
-def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
-                     root: bytes) -> bool:
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
     """True when `leaf` (the leaf's DATA) is leaf number `index` of a `size`-leaf tree with
     that root. The algorithm of RFC 9162 section 2.1.3.2; any malformed input is just False,
     because the caller is checking something a stranger handed over."""
@@ -124,8 +125,9 @@ def _check_hex64(name: str, value: str) -> None:
         raise ValueError(f"{name} must be 64 lower-case hex digits, not {value!r}")
 
 
-def household_leaf(household_id: int, period: str, points: int, available: int,
-                   head_hash: str) -> bytes:
+def household_leaf(
+    household_id: int, period: str, points: int, available: int, head_hash: str
+) -> bytes:
     """One household's month: its board score, its available balance at month end and its
     ledger chain head at month end (NO_ENTRY_HEAD before its first entry)."""
     _check_int("household_id", household_id)
@@ -133,8 +135,9 @@ def household_leaf(household_id: int, period: str, points: int, available: int,
     _check_int("points", points)
     _check_int("available", available)
     _check_hex64("head_hash", head_hash)
-    return (f"{HOUSEHOLD_TAG}\n{household_id}\n{period}\n{points}\n{available}\n"
-            f"{head_hash}").encode()
+    return (
+        f"{HOUSEHOLD_TAG}\n{household_id}\n{period}\n{points}\n{available}\n{head_hash}"
+    ).encode()
 
 
 def _rollup_leaf(tag: str, unit_id: int, period: str, root_hex: str, size: int) -> bytes:
@@ -163,7 +166,7 @@ def fingerprint(root_hex: str) -> str:
     digits = _hex_digits(root_hex)
     if len(digits) < 16 or not _HEX.fullmatch(digits):
         raise ValueError(f"not a hex root: {root_hex!r}")
-    return " ".join(digits[i:i + 4] for i in range(0, 16, 4))
+    return " ".join(digits[i : i + 4] for i in range(0, 16, 4))
 
 
 def fingerprint_matches(root_hex: str, typed: str) -> bool:

@@ -98,6 +98,7 @@ def month_key(at: datetime) -> str:
 
 # ---- months as "YYYY-MM" labels: boards, budgets, settlements and notices count in them ----
 
+
 def add_months(month: str, count: int) -> str:
     """The month `count` months after (or before, if negative) a "YYYY-MM" month."""
     index = int(month[:4]) * 12 + int(month[5:]) - 1 + count
@@ -114,7 +115,7 @@ def months_between(first: str, last: str) -> list[str]:
 
 
 def month_label(month: str) -> str:
-    """"2024-03" as a villager reads it on a board or a notice: 2024年3月."""
+    """ "2024-03" as a villager reads it on a board or a notice: 2024年3月."""
     return f"{int(month[:4])}年{int(month[5:])}月"
 
 

@@ -59,9 +59,11 @@ CLOCK_HELPERS = frozenset({"frozen", "earn_posted"})
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "server_zones: run the test with the server in each of SERVER_ZONES")
+        "markers", "server_zones: run the test with the server in each of SERVER_ZONES"
+    )
     config.addinivalue_line(
-        "markers", "any_server_zone: a frozen clock at no boundary; run once, in any zone")
+        "markers", "any_server_zone: a frozen clock at no boundary; run once, in any zone"
+    )
 
 
 def is_clock_test(function: Any) -> bool:
@@ -72,7 +74,8 @@ def is_clock_test(function: Any) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marked = metafunc.definition.get_closest_marker
     if marked("any_server_zone") or not (
-            marked("server_zones") or is_clock_test(metafunc.function)):
+        marked("server_zones") or is_clock_test(metafunc.function)
+    ):
         return
     if "server_zone" not in metafunc.fixturenames:
         metafunc.fixturenames.append("server_zone")  # lets parametrize name it; see below
@@ -116,33 +119,44 @@ def _test_engine_options() -> dict[str, Any]:
     transaction sees of another is unchanged, so the concurrency tests prove the same."""
     if not is_postgres():
         return {}
-    return {"SQLALCHEMY_ENGINE_OPTIONS": {
-        "pool_pre_ping": True,
-        "connect_args": {"options": "-c synchronous_commit=off"},
-    }}
+    return {
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "connect_args": {"options": "-c synchronous_commit=off"},
+        }
+    }
 
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     tmp = tmp_path_factory.mktemp("db")
-    app = create_app({
-        "TESTING": True,
-        "APP_ENV": "testing",
-        "SECRET_KEY": SECRET,
-        "SQLALCHEMY_DATABASE_URI": database_url(str(tmp)),
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
-        "WECHAT_APPID": "",
-        "WECHAT_SECRET": "",
-        "UPLOAD_DIR": str(tmp / "uploads"),
-        **_test_engine_options(),
-        # Tests that check in or order hundreds of times as one user are not about rate
-        # limits; test_rate_limits sets low ones for itself. (Login keeps its default,
-        # which test_auth_tokens checks.)
-        **{name: "100000 per minute" for name in (
-            "WECHAT_LOGIN_RATE_LIMIT", "CHECKIN_RATE_LIMIT", "PROXY_CHECKIN_RATE_LIMIT",
-            "ORDER_RATE_LIMIT", "COUNTER_REDEMPTION_RATE_LIMIT")},
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url(str(tmp)),
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+            "WECHAT_APPID": "",
+            "WECHAT_SECRET": "",
+            "UPLOAD_DIR": str(tmp / "uploads"),
+            **_test_engine_options(),
+            # Tests that check in or order hundreds of times as one user are not about rate
+            # limits; test_rate_limits sets low ones for itself. (Login keeps its default,
+            # which test_auth_tokens checks.)
+            **{
+                name: "100000 per minute"
+                for name in (
+                    "WECHAT_LOGIN_RATE_LIMIT",
+                    "CHECKIN_RATE_LIMIT",
+                    "PROXY_CHECKIN_RATE_LIMIT",
+                    "ORDER_RATE_LIMIT",
+                    "COUNTER_REDEMPTION_RATE_LIMIT",
+                )
+            },
+        }
+    )
     with app.app_context():
         Base.metadata.drop_all(db.engine)
         Base.metadata.create_all(db.engine)
@@ -161,10 +175,13 @@ def _empty_tables(app: Flask) -> None:
                 conn.execute(table.delete())
             if conn.dialect.name == "postgresql":
                 # Ids start again at 1, as TRUNCATE … RESTART IDENTITY did.
-                conn.execute(text(
-                    "SELECT setval(c.oid, 1, false) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind = 'S' AND n.nspname = current_schema()"))
+                conn.execute(
+                    text(
+                        "SELECT setval(c.oid, 1, false) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+                    )
+                )
 
 
 def assert_ledger_invariants(app: Flask) -> None:

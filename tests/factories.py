@@ -72,8 +72,9 @@ class World:
 
     def tokens(self, user: str) -> sessions.TokenPair:
         with self.app.app_context():
-            pair = sessions.login(db.session, token_settings(),
-                                  db.session.get(User, self.ids[user]))
+            pair = sessions.login(
+                db.session, token_settings(), db.session.get(User, self.ids[user])
+            )
             db.session.commit()
         return pair
 
@@ -96,46 +97,95 @@ def build_world(app: Flask) -> World:
             group = VillagerGroup(village_id=village.id, name="第一村民小组")
             s.add(group)
             s.flush()
-            h = Household(village_id=village.id, group_id=group.id, name=f"{key}户",
-                          address=f"{village.name}1号")
+            h = Household(
+                village_id=village.id,
+                group_id=group.id,
+                name=f"{key}户",
+                address=f"{village.name}1号",
+            )
             s.add(h)
             s.flush()
-            head = Villager(household_id=h.id, name=f"户主{key}", relation="户主",
-                            phone=f"1380000000{len(households)}", gender="男", birth_year=1970)
-            spouse = Villager(household_id=h.id, name=f"配偶{key}", relation="配偶",
-                              phone=None, gender="女", birth_year=1972)
+            head = Villager(
+                household_id=h.id,
+                name=f"户主{key}",
+                relation="户主",
+                phone=f"1380000000{len(households)}",
+                gender="男",
+                birth_year=1970,
+            )
+            spouse = Villager(
+                household_id=h.id,
+                name=f"配偶{key}",
+                relation="配偶",
+                phone=None,
+                gender="女",
+                birth_year=1972,
+            )
             s.add_all([head, spouse])
             s.flush()
             households[key] = h
-            ids.update({f"village_{key}": village.id, f"group_{key}": group.id,
-                        f"household_{key}": h.id, f"head_{key}": head.id,
-                        f"spouse_{key}": spouse.id})
+            ids.update(
+                {
+                    f"village_{key}": village.id,
+                    f"group_{key}": group.id,
+                    f"household_{key}": h.id,
+                    f"head_{key}": head.id,
+                    f"spouse_{key}": spouse.id,
+                }
+            )
         shop_a = Shop(township_id=t1.id, name="清水村积分超市", villages=[a])
         s.add(shop_a)
         s.flush()
         pw = hash_password(PASSWORD)
         users = {
             "county": User(username="county", password_hash=pw, role="county_admin"),
-            "tadmin1": User(username="tadmin1", password_hash=pw, role="township_admin",
-                            township_id=t1.id),
-            "tadmin2": User(username="tadmin2", password_hash=pw, role="township_admin",
-                            township_id=t2.id),
-            "cadre_a": User(username="cadre_a", password_hash=pw, role="cadre",
-                            township_id=t1.id, village_id=a.id),
-            "cadre_b": User(username="cadre_b", password_hash=pw, role="cadre",
-                            township_id=t1.id, village_id=b.id),
-            "clerk_a": User(username="clerk_a", password_hash=pw, role="clerk",
-                            township_id=t1.id, shop_id=shop_a.id),
-            "villager_x": User(role="villager", openid="openid-x", villager_id=ids["head_x"],
-                               name="户主x"),
-            "villager_y": User(role="villager", openid="openid-y", villager_id=ids["head_y"],
-                               name="户主y"),
+            "tadmin1": User(
+                username="tadmin1", password_hash=pw, role="township_admin", township_id=t1.id
+            ),
+            "tadmin2": User(
+                username="tadmin2", password_hash=pw, role="township_admin", township_id=t2.id
+            ),
+            "cadre_a": User(
+                username="cadre_a",
+                password_hash=pw,
+                role="cadre",
+                township_id=t1.id,
+                village_id=a.id,
+            ),
+            "cadre_b": User(
+                username="cadre_b",
+                password_hash=pw,
+                role="cadre",
+                township_id=t1.id,
+                village_id=b.id,
+            ),
+            "clerk_a": User(
+                username="clerk_a",
+                password_hash=pw,
+                role="clerk",
+                township_id=t1.id,
+                shop_id=shop_a.id,
+            ),
+            "villager_x": User(
+                role="villager", openid="openid-x", villager_id=ids["head_x"], name="户主x"
+            ),
+            "villager_y": User(
+                role="villager", openid="openid-y", villager_id=ids["head_y"], name="户主y"
+            ),
             "unbound": User(role="villager", openid="openid-unbound"),
         }
         s.add_all(users.values())
         s.commit()
-        ids.update({"township_1": t1.id, "township_2": t2.id, "village_a": a.id,
-                    "village_b": b.id, "village_c": c.id, "shop_a": shop_a.id})
+        ids.update(
+            {
+                "township_1": t1.id,
+                "township_2": t2.id,
+                "village_a": a.id,
+                "village_b": b.id,
+                "village_c": c.id,
+                "shop_a": shop_a.id,
+            }
+        )
         ids.update({name: u.id for name, u in users.items()})
     # the "x/y/z" keys name households; "a/b/c" name their villages
     return world
@@ -150,9 +200,14 @@ def install_default_catalog(app: Flask, township_id: int) -> dict[str, int]:
         catalogs.install_catalog(db.session, None, township_id, rules.load_default_catalog())
         db.session.commit()
         catalog_id = db.session.scalar(
-            select(RuleCatalog.id).where(RuleCatalog.township_id == township_id))
-        items = {item.code: item.id for item in db.session.scalars(
-            select(RuleItem).where(RuleItem.catalog_id == catalog_id))}
+            select(RuleCatalog.id).where(RuleCatalog.township_id == township_id)
+        )
+        items = {
+            item.code: item.id
+            for item in db.session.scalars(
+                select(RuleItem).where(RuleItem.catalog_id == catalog_id)
+            )
+        }
     return items
 
 
@@ -161,29 +216,33 @@ def default_items(app: Flask, world: World) -> dict[str, int]:
     village A sees them."""
     install_default_catalog(app, world.township_1)
     with app.app_context():
-        return {item.code: item.id
-                for item in catalogs.effective_items(db.session, world.village_a)}
+        return {
+            item.code: item.id for item in catalogs.effective_items(db.session, world.village_a)
+        }
 
 
 def set_policy(client: FlaskClient, world: World, **changes: Any) -> dict[str, Any]:
     """Township 1's policy, changed through the API as its township admin."""
     response = client.patch(
         f"/api/v1/rule-catalogs/{catalog_id(world.app, world.township_1)}/policy",
-        json=changes, headers=world.headers("tadmin1"),
+        json=changes,
+        headers=world.headers("tadmin1"),
     )
     assert response.status_code == 200, response.get_json()
     return response.get_json()["policy"]
 
 
-def add_household(app: Flask, village_id: int, name: str, head: str,
-                  openid: str | None = None) -> dict[str, int]:
+def add_household(
+    app: Flask, village_id: int, name: str, head: str, openid: str | None = None
+) -> dict[str, int]:
     """A household with a head, and (with `openid`) a villager user bound to the head."""
     with app.app_context():
         household = Household(village_id=village_id, name=name, address=f"{name}门牌")
         db.session.add(household)
         db.session.flush()
-        member = Villager(household_id=household.id, name=head, relation="户主",
-                          gender="男", birth_year=1980)
+        member = Villager(
+            household_id=household.id, name=head, relation="户主", gender="男", birth_year=1980
+        )
         db.session.add(member)
         db.session.flush()
         ids = {"household": household.id, "head": member.id}
@@ -207,8 +266,13 @@ def bind_user(app: Flask, villager_id: int, openid: str) -> int:
 
 def add_cadre(app: Flask, world: World, username: str, village_id: int | None = None) -> int:
     with app.app_context():
-        user = User(username=username, password_hash=hash_password(PASSWORD), role="cadre",
-                    township_id=world.township_1, village_id=village_id or world.village_a)
+        user = User(
+            username=username,
+            password_hash=hash_password(PASSWORD),
+            role="cadre",
+            township_id=world.township_1,
+            village_id=village_id or world.village_a,
+        )
         db.session.add(user)
         db.session.commit()
         return user.id
@@ -231,9 +295,14 @@ def jpeg_bytes() -> bytes:
 
 def upload_photo(client: FlaskClient, headers: dict[str, str]) -> int:
     boundary, body = encode_multipart(
-        {"file": FileStorage(BytesIO(jpeg_bytes()), filename="proof.jpg")})
-    response = client.post("/api/v1/uploads", headers=headers, data=body,
-                           content_type=f"multipart/form-data; boundary={boundary}")
+        {"file": FileStorage(BytesIO(jpeg_bytes()), filename="proof.jpg")}
+    )
+    response = client.post(
+        "/api/v1/uploads",
+        headers=headers,
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
@@ -247,22 +316,38 @@ def post_due(runner: Any) -> int:
     return int(found.group(1))
 
 
-def self_report(client: FlaskClient, world: World, user: str | int, item_id: int,
-                units: int | None = None, **extra: Any) -> Any:
+def self_report(
+    client: FlaskClient,
+    world: World,
+    user: str | int,
+    item_id: int,
+    units: int | None = None,
+    **extra: Any,
+) -> Any:
     body: dict[str, Any] = {"rule_item_id": item_id, **extra}
     if units is not None:
         body["units"] = units
     return client.post("/api/v1/claims", json=body, headers=world.headers(user))
 
 
-def approve(client: FlaskClient, world: World, user: str | int, claim_id: int,
-            **headers: str) -> Any:
-    return client.post(f"/api/v1/claims/{claim_id}/approve",
-                       headers={**world.headers(user), **headers})
+def approve(
+    client: FlaskClient, world: World, user: str | int, claim_id: int, **headers: str
+) -> Any:
+    return client.post(
+        f"/api/v1/claims/{claim_id}/approve", headers={**world.headers(user), **headers}
+    )
 
 
-def earn_posted(client: FlaskClient, runner: Any, world: World, item_id: int, units: int,
-                at: datetime, user: str = "villager_x", cadre: str = "cadre_a") -> int:
+def earn_posted(
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    item_id: int,
+    units: int,
+    at: datetime,
+    user: str = "villager_x",
+    cadre: str = "cadre_a",
+) -> int:
     """A self-report made at `at`, approved, and posted after its 5-day notice; returns the
     claim id. The clock is left where it was."""
     with frozen(at):
@@ -278,18 +363,26 @@ def earn_posted(client: FlaskClient, runner: Any, world: World, item_id: int, un
 
 # ---- shop (积分超市) ---------------------------------------------------------------------------
 
-def fund(app: Flask, household_id: int, points: int, at: datetime | None = None,
-         kind: str = "earn") -> None:
+
+def fund(
+    app: Flask, household_id: int, points: int, at: datetime | None = None, kind: str = "earn"
+) -> None:
     """Points earned by the household through the ledger, as a posted claim would give."""
     with app.app_context():
-        ledger.append(db.session, household_id=household_id, kind=kind, amount=points,
-                      when=ledger.EntryTime(SHANGHAI, at=at),
-                      origin=ledger.EntryOrigin(note="测试入账"))
+        ledger.append(
+            db.session,
+            household_id=household_id,
+            kind=kind,
+            amount=points,
+            when=ledger.EntryTime(SHANGHAI, at=at),
+            origin=ledger.EntryOrigin(note="测试入账"),
+        )
         db.session.commit()
 
 
-def add_reward(app: Flask, shop_id: int, name: str, points: int, stock: int,
-               active: bool = True) -> int:
+def add_reward(
+    app: Flask, shop_id: int, name: str, points: int, stock: int, active: bool = True
+) -> int:
     with app.app_context():
         reward = Reward(shop_id=shop_id, name=name, points=points, stock=stock, active=active)
         db.session.add(reward)
@@ -303,15 +396,22 @@ def member_token(app: Flask, villager_id: int) -> str:
         return qr_codec().encode(TokenType.MEMBER_CARD, (villager_id,))
 
 
-def order(client: FlaskClient, headers: dict[str, str], shop_id: int,
-          items: list[tuple[int, int]], **extra: str) -> Any:
-    return client.post(f"{API}/redemptions", headers={**headers, **extra}, json={
-        "shop_id": shop_id, "items": [{"reward_id": r, "quantity": q} for r, q in items]})
+def order(
+    client: FlaskClient,
+    headers: dict[str, str],
+    shop_id: int,
+    items: list[tuple[int, int]],
+    **extra: str,
+) -> Any:
+    return client.post(
+        f"{API}/redemptions",
+        headers={**headers, **extra},
+        json={"shop_id": shop_id, "items": [{"reward_id": r, "quantity": q} for r, q in items]},
+    )
 
 
 def scan(client: FlaskClient, headers: dict[str, str], token: str) -> Any:
-    return client.post(f"{API}/redemptions/scan", headers=headers,
-                       json={"pickup_token": token})
+    return client.post(f"{API}/redemptions/scan", headers=headers, json={"pickup_token": token})
 
 
 def add_shop_b(app: Flask, world: World) -> dict[str, int]:
@@ -321,8 +421,13 @@ def add_shop_b(app: Flask, world: World) -> dict[str, int]:
         shop = Shop(township_id=world.township_1, name="桃源村积分超市", villages=[village_b])
         db.session.add(shop)
         db.session.flush()
-        clerk = User(username="clerk_b", password_hash=hash_password(PASSWORD), role="clerk",
-                     township_id=world.township_1, shop_id=shop.id)
+        clerk = User(
+            username="clerk_b",
+            password_hash=hash_password(PASSWORD),
+            role="clerk",
+            township_id=world.township_1,
+            shop_id=shop.id,
+        )
         db.session.add(clerk)
         db.session.commit()
         return {"shop": shop.id, "clerk": clerk.id}
@@ -339,10 +444,18 @@ def shelf(app: Flask, world: World) -> dict[str, int]:
     return ids
 
 
-def counter(client: FlaskClient, headers: dict[str, str], shop_id: int, token: str,
-            items: list[tuple[int, int]], cash: str | float | None = None) -> Any:
-    body: dict[str, Any] = {"member_token": token,
-                            "items": [{"reward_id": r, "quantity": q} for r, q in items]}
+def counter(
+    client: FlaskClient,
+    headers: dict[str, str],
+    shop_id: int,
+    token: str,
+    items: list[tuple[int, int]],
+    cash: str | float | None = None,
+) -> Any:
+    body: dict[str, Any] = {
+        "member_token": token,
+        "items": [{"reward_id": r, "quantity": q} for r, q in items],
+    }
     if cash is not None:
         body["cash_paid"] = cash
     return client.post(f"{API}/shops/{shop_id}/counter-redemptions", headers=headers, json=body)
@@ -350,36 +463,60 @@ def counter(client: FlaskClient, headers: dict[str, str], shop_id: int, token: s
 
 # ---- ledger entries and flags, straight through the ledger ---------------------------------
 
-def earn(app: Flask, household_id: int, amount: int, at: datetime,
-         member_id: int | None = None, kind: str | None = None) -> int:
+
+def earn(
+    app: Flask,
+    household_id: int,
+    amount: int,
+    at: datetime,
+    member_id: int | None = None,
+    kind: str | None = None,
+) -> int:
     """An entry straight through the ledger (the claims flow is tested elsewhere)."""
     with app.app_context():
-        entry = ledger.append(db.session, household_id=household_id,
-                              kind=kind or ("earn" if amount > 0 else "deduct"), amount=amount,
-                              when=ledger.EntryTime(SHANGHAI, at=at),
-                              origin=ledger.EntryOrigin(member_id=member_id, note="测试"))
+        entry = ledger.append(
+            db.session,
+            household_id=household_id,
+            kind=kind or ("earn" if amount > 0 else "deduct"),
+            amount=amount,
+            when=ledger.EntryTime(SHANGHAI, at=at),
+            origin=ledger.EntryOrigin(member_id=member_id, note="测试"),
+        )
         db.session.commit()
         return entry.id
 
 
 def bar(app: Flask, household_id: int, from_month: str, until_month: str) -> None:
     with app.app_context():
-        db.session.add(HouseholdFlag(household_id=household_id, kind="veto",
-                                     from_month=from_month, until_month=until_month,
-                                     note="一票否决"))
+        db.session.add(
+            HouseholdFlag(
+                household_id=household_id,
+                kind="veto",
+                from_month=from_month,
+                until_month=until_month,
+                note="一票否决",
+            )
+        )
         db.session.commit()
 
 
 # ---- activities and check-in ---------------------------------------------------------------
 
-def open_activity(client: FlaskClient, world: World, item_id: int, **changes: Any
-                  ) -> tuple[int, str]:
+
+def open_activity(
+    client: FlaskClient, world: World, item_id: int, **changes: Any
+) -> tuple[int, str]:
     """An activity of village A open for check-in now, and its code."""
     current = now()
-    body = {"village_id": world.village_a, "title": "村民大会", "rule_item_id": item_id,
-            "starts_at": (current - timedelta(minutes=10)).isoformat(),
-            "ends_at": (current + timedelta(hours=2)).isoformat(), "qr_mode": "static",
-            **changes}
+    body = {
+        "village_id": world.village_a,
+        "title": "村民大会",
+        "rule_item_id": item_id,
+        "starts_at": (current - timedelta(minutes=10)).isoformat(),
+        "ends_at": (current + timedelta(hours=2)).isoformat(),
+        "qr_mode": "static",
+        **changes,
+    }
     cadre = world.headers("cadre_a")
     created = client.post(f"{API}/activities", json=body, headers=cadre)
     assert created.status_code == 201, created.get_json()
@@ -406,29 +543,51 @@ def bound_villagers(app: Flask, village_id: int, n: int) -> list[int]:
         return [u.id for u in users]
 
 
-def check_in(client: FlaskClient, world: World, token: str, user: str | int = "villager_x",
-             headers: dict[str, str] | None = None, **extra: Any) -> Any:
+def check_in(
+    client: FlaskClient,
+    world: World,
+    token: str,
+    user: str | int = "villager_x",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
     """A villager scanning an activity's code to check in."""
-    return client.post(f"{API}/checkins", json={"token": token, **extra},
-                       headers={**world.headers(user), **(headers or {})})
+    return client.post(
+        f"{API}/checkins",
+        json={"token": token, **extra},
+        headers={**world.headers(user), **(headers or {})},
+    )
 
 
 # ---- objections ----------------------------------------------------------------------------
 
-def object_to(client: FlaskClient, world: World, user: str | int, claim_id: int,
-              reason: str = "那天他不在村里") -> Any:
-    return client.post(f"/api/v1/claims/{claim_id}/objections", json={"reason": reason},
-                       headers=world.headers(user))
+
+def object_to(
+    client: FlaskClient,
+    world: World,
+    user: str | int,
+    claim_id: int,
+    reason: str = "那天他不在村里",
+) -> Any:
+    return client.post(
+        f"/api/v1/claims/{claim_id}/objections",
+        json={"reason": reason},
+        headers=world.headers(user),
+    )
 
 
-def resolve(client: FlaskClient, world: World, objection_id: int, outcome: str,
-            note: str = "已核实") -> Any:
-    return client.post(f"/api/v1/objections/{objection_id}/resolve",
-                       json={"outcome": outcome, "note": note},
-                       headers=world.headers("cadre_a"))
+def resolve(
+    client: FlaskClient, world: World, objection_id: int, outcome: str, note: str = "已核实"
+) -> Any:
+    return client.post(
+        f"/api/v1/objections/{objection_id}/resolve",
+        json={"outcome": outcome, "note": note},
+        headers=world.headers("cadre_a"),
+    )
 
 
 # ---- claims and awards through the API ----------------------------------------------------
+
 
 def volunteer(client: FlaskClient, world: World, item_id: int, hours: int) -> Any:
     """villager_x's volunteer hours (2 points an hour), approved by cadre_a."""
@@ -439,12 +598,20 @@ def volunteer(client: FlaskClient, world: World, item_id: int, hours: int) -> An
     return approved.get_json()
 
 
-def award_veto(client: FlaskClient, world: World, item_id: int, user: str | int = "cadre_a"
-               ) -> dict[str, Any]:
+def award_veto(
+    client: FlaskClient, world: World, item_id: int, user: str | int = "cadre_a"
+) -> dict[str, Any]:
     photo = upload_photo(client, world.headers(user))
-    response = client.post(f"{API}/awards", json={
-        "rule_item_id": item_id, "note": "婚礼收取彩礼20万元", "evidence": [photo],
-        "targets": [{"household_id": world.household_x}]}, headers=world.headers(user))
+    response = client.post(
+        f"{API}/awards",
+        json={
+            "rule_item_id": item_id,
+            "note": "婚礼收取彩礼20万元",
+            "evidence": [photo],
+            "targets": [{"household_id": world.household_x}],
+        },
+        headers=world.headers(user),
+    )
     assert response.status_code == 201, response.get_json()
     [claim] = response.get_json()
     return claim

@@ -29,14 +29,21 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def household_leaf(leaf: dict) -> bytes:
-    fields = ["vp-household-month-v1", leaf["household_id"], leaf["period"], leaf["points"],
-              leaf["available"], leaf["head_hash"]]
+    fields = [
+        "vp-household-month-v1",
+        leaf["household_id"],
+        leaf["period"],
+        leaf["points"],
+        leaf["available"],
+        leaf["head_hash"],
+    ]
     return "\n".join(str(f) for f in fields).encode()
 
 
 def village_leaf(village_id, period, root_hex, size) -> bytes:
-    return "\n".join(str(f) for f in ["vp-village-month-v1", village_id, period, root_hex,
-                                      size]).encode()
+    return "\n".join(
+        str(f) for f in ["vp-village-month-v1", village_id, period, root_hex, size]
+    ).encode()
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: list, root: bytes) -> bool:
@@ -59,7 +66,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list, root: byte
 
 
 def fingerprint(root_hex: str) -> str:
-    return " ".join(root_hex[i:i + 4] for i in range(0, 16, 4))
+    return " ".join(root_hex[i : i + 4] for i in range(0, 16, 4))
 
 
 def typed_matches(root_hex: str, typed: str) -> bool:
@@ -85,32 +92,58 @@ def check(proof: dict, typed: str) -> tuple[bool, str, str]:
     if leaf["period"] != proof["period"]:
         return False, "证明里的月份不一致", "the leaf is for another month than the proof"
     root_hex = proof["root"].lower()
-    if not verify_inclusion(household_leaf(leaf), proof["index"], proof["size"],
-                            [bytes.fromhex(h) for h in proof["proof"]], bytes.fromhex(root_hex)):
-        return (False, "本户本月数据不在这个村的月度树里",
-                "the household's month is not in the village root")
+    if not verify_inclusion(
+        household_leaf(leaf),
+        proof["index"],
+        proof["size"],
+        [bytes.fromhex(h) for h in proof["proof"]],
+        bytes.fromhex(root_hex),
+    ):
+        return (
+            False,
+            "本户本月数据不在这个村的月度树里",
+            "the household's month is not in the village root",
+        )
     if typed_matches(root_hex, typed):
-        return True, f"本户本月在村公示里（指纹 {fingerprint(root_hex)}）", \
-            f"the household's month is in the village board (fingerprint {fingerprint(root_hex)})"
+        return (
+            True,
+            f"本户本月在村公示里（指纹 {fingerprint(root_hex)}）",
+            f"the household's month is in the village board (fingerprint {fingerprint(root_hex)})",
+        )
     village = proof.get("village")
     if village:
         township_hex = village["township_root"].lower()
         if typed_matches(township_hex, typed):
             vleaf = village_leaf(village["village_id"], proof["period"], root_hex, proof["size"])
-            if not verify_inclusion(vleaf, village["index"], village["size"],
-                                    [bytes.fromhex(h) for h in village["proof"]],
-                                    bytes.fromhex(township_hex)):
-                return (False, "本村月度树不在乡镇公示里",
-                        "the village root is not in the township root")
-            return True, f"本户本月在乡镇公示里（指纹 {fingerprint(township_hex)}）", \
-                f"the household's month is in the township board ({fingerprint(township_hex)})"
-    return False, (f"输入的指纹与证明不符：证明的指纹是 {fingerprint(root_hex)}"), \
-        f"the fingerprint typed does not match the proof's ({fingerprint(root_hex)})"
+            if not verify_inclusion(
+                vleaf,
+                village["index"],
+                village["size"],
+                [bytes.fromhex(h) for h in village["proof"]],
+                bytes.fromhex(township_hex),
+            ):
+                return (
+                    False,
+                    "本村月度树不在乡镇公示里",
+                    "the village root is not in the township root",
+                )
+            return (
+                True,
+                f"本户本月在乡镇公示里（指纹 {fingerprint(township_hex)}）",
+                f"the household's month is in the township board ({fingerprint(township_hex)})",
+            )
+    return (
+        False,
+        (f"输入的指纹与证明不符：证明的指纹是 {fingerprint(root_hex)}"),
+        f"the fingerprint typed does not match the proof's ({fingerprint(root_hex)})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="核对本户月度数据是否在张贴的红黑榜里 / "
-                                     "check a household's month against the printed board")
+    parser = argparse.ArgumentParser(
+        description="核对本户月度数据是否在张贴的红黑榜里 / "
+        "check a household's month against the printed board"
+    )
     parser.add_argument("proof", help="PROOF.json or its URL")
     parser.add_argument("fingerprint", help='公示指纹, e.g. "a1b2 c3d4 e5f6 0718"')
     parser.add_argument("--token", help="sent as Authorization: Bearer TOKEN when fetching a URL")

@@ -7,8 +7,18 @@ from . import activities, boards, claims, login, passbook, registry, rules, shop
 
 
 def register_blueprints(api: Api) -> None:
-    for module in (login, registry, rules, users, claims, passbook, uploads, shop, boards,
-                   activities):
+    for module in (
+        login,
+        registry,
+        rules,
+        users,
+        claims,
+        passbook,
+        uploads,
+        shop,
+        boards,
+        activities,
+    ):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     # Pages a printed QR opens (/b/…, /h/…), outside /api/v1 and without login.
     api.register_blueprint(boards.public_blp)

@@ -47,8 +47,9 @@ from ..schemas.activities import (
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
 # The display page lives outside /api/v1: a page, opened on a screen.
-pages_blp = Blueprint("activity_pages", __name__,
-                      description="活动大屏 The full-screen code of a rotating activity")
+pages_blp = Blueprint(
+    "activity_pages", __name__, description="活动大屏 The full-screen code of a rotating activity"
+)
 
 DEVICE_HEADER = "X-Device-Id"
 DISPLAY_KEY_HEADER = "X-Display-Key"
@@ -76,7 +77,10 @@ class ShownCode:
 def _shown(activity: Activity, code: IssuedCode, with_svg: bool) -> ShownCode:
     url = token_url(current_app.config["PUBLIC_BASE_URL"], code.token)
     return ShownCode(
-        activity=activity, code=code, url=url, server_time=now(),
+        activity=activity,
+        code=code,
+        url=url,
+        server_time=now(),
         status=activities.state(activity, now()),
         checked_in=activities.checkin_counts(db.session, [activity.id])[activity.id],
         svg=qr_svg(url) if with_svg else None,
@@ -85,9 +89,15 @@ def _shown(activity: Activity, code: IssuedCode, with_svg: bool) -> ShownCode:
 
 # ---- activities -----------------------------------------------------------------------------
 
+
 @blp.route("/activities", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "not_found"), (404, "rule_item_not_found"),
-        (422, "invalid_times"), (422, "not_checkin_item"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (404, "rule_item_not_found"),
+    (422, "invalid_times"),
+    (422, "not_checkin_item"),
+)
 @blp.arguments(ActivityIn)
 @blp.response(201, ActivityOut)
 def create_activity(body: dict[str, Any]) -> ActivityView:
@@ -95,13 +105,19 @@ def create_activity(body: dict[str, Any]) -> ActivityView:
     check-in; a per-unit item must count hours (scored at check-out)."""
     location = body.get("location")
     plan = ActivityPlan(
-        village_id=body["village_id"], title=body["title"], rule_item_id=body["rule_item_id"],
-        starts_at=body["starts_at"], ends_at=body["ends_at"],
+        village_id=body["village_id"],
+        title=body["title"],
+        rule_item_id=body["rule_item_id"],
+        starts_at=body["starts_at"],
+        ends_at=body["ends_at"],
         checkin_opens_at=body.get("checkin_opens_at"),
-        checkin_closes_at=body.get("checkin_closes_at"), qr_mode=body["qr_mode"],
+        checkin_closes_at=body.get("checkin_closes_at"),
+        qr_mode=body["qr_mode"],
         step_seconds=body.get("qr_step_seconds") or current_app.config["QR_ROTATE_SECONDS"],
-        geofence=Geofence(**location) if location else None, capacity=body.get("capacity"),
-        note=body.get("note"), place=body.get("place"),
+        geofence=Geofence(**location) if location else None,
+        capacity=body.get("capacity"),
+        note=body.get("note"),
+        place=body.get("place"),
     )
     activity = activities.create_activity(db.session, current_actor(), plan, now())
     db.session.commit()
@@ -114,8 +130,9 @@ def create_activity(body: dict[str, Any]) -> ActivityView:
 def list_activities(args: dict[str, Any]) -> dict[str, Any]:
     """Activities the caller may see; a villager gets their village's upcoming and open ones
     unless `status` says otherwise."""
-    stmt = activities.activities_query(current_actor(), village_id=args.get("village_id"),
-                                    status=args.get("status"), now=now())
+    stmt = activities.activities_query(
+        current_actor(), village_id=args.get("village_id"), status=args.get("status"), now=now()
+    )
     page = paginate(db.session, stmt, args["page"], args["per_page"])
     page["items"] = _present(list(page["items"]))
     return page
@@ -133,13 +150,15 @@ def get_activity(activity_id: int) -> ActivityView:
 @blp.response(200, ActivityOut)
 def cancel_activity(body: dict[str, Any], activity_id: int) -> ActivityView:
     """Cancel: its codes are refused from now on; check-ins already made keep their claims."""
-    activity = activities.cancel_activity(db.session, current_actor(), activity_id,
-                                          body.get("reason"), now())
+    activity = activities.cancel_activity(
+        db.session, current_actor(), activity_id, body.get("reason"), now()
+    )
     db.session.commit()
     return _present([activity])[0]
 
 
 # ---- codes ----------------------------------------------------------------------------------
+
 
 def _poster_text(activity: Activity) -> card_render.PosterText:
     village = db.session.get(Village, activity.village_id)
@@ -151,13 +170,15 @@ def _poster_text(activity: Activity) -> card_render.PosterText:
         when = f"{day} {start:%H:%M}–{end:%H:%M}"
     else:
         when = f"{day} {start:%H:%M} 至 {end.month}月{end.day}日 {end:%H:%M}"
-    return card_render.PosterText(village=village.name, title=activity.title, time=when,
-                                  place=activity.place)
+    return card_render.PosterText(
+        village=village.name, title=activity.title, time=when, place=activity.place
+    )
 
 
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
-@raises((403, "villager_inactive"), (409, "activity_cancelled"),
-        (409, "rotating_code_not_printable"))
+@raises(
+    (403, "villager_inactive"), (409, "activity_cancelled"), (409, "rotating_code_not_printable")
+)
 @blp.arguments(QrImageArgs, location="query")
 @blp.response(200, BINARY, content_type="image/png")
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
@@ -177,8 +198,9 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
 
 @blp.route("/activities/<int:activity_id>/qr.svg", methods=["GET"])
 @blp.arguments(QrSvgArgs, location="query")
-@raises((403, "villager_inactive"), (409, "activity_cancelled"),
-        (409, "rotating_code_not_printable"))
+@raises(
+    (403, "villager_inactive"), (409, "activity_cancelled"), (409, "rotating_code_not_printable")
+)
 @blp.response(200, TEXT, content_type="image/svg+xml")
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
@@ -201,32 +223,49 @@ def poster_pdf(activity_id: int) -> Response:
     activity, token = codes.poster_code(db.session, current_actor(), qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
     data = card_render.poster_pdf(_poster_text(activity), qr_png(url), print_font())
-    return download(data, "application/pdf", f"{activity.title}-签到海报.pdf",
-                    ascii_name=f"activity-{activity.id}-poster.pdf", inline=True,
-                    cache_control="private, no-store")
+    return download(
+        data,
+        "application/pdf",
+        f"{activity.title}-签到海报.pdf",
+        ascii_name=f"activity-{activity.id}-poster.pdf",
+        inline=True,
+        cache_control="private, no-store",
+    )
 
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
-@raises((403, "display_key_revoked"), (403, "villager_inactive"), (409, "activity_cancelled"),
-        (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "display_key_revoked"),
+    (403, "villager_inactive"),
+    (409, "activity_cancelled"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @blp.arguments(QrTokenArgs, location="query")
 @blp.response(200, QrTokenOut)
-@blp.doc(security=[{"bearerAuth": []}, {}], parameters=[{
-    "in": "header", "name": DISPLAY_KEY_HEADER, "required": False,
-    "schema": {"type": "string"},
-    "description": "instead of a login: the key of a display link (POST …/display-link)",
-}])
+@blp.doc(
+    security=[{"bearerAuth": []}, {}],
+    parameters=[
+        {
+            "in": "header",
+            "name": DISPLAY_KEY_HEADER,
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "instead of a login: the key of a display link (POST …/display-link)",
+        }
+    ],
+)
 def qr_token(args: dict[str, Any], activity_id: int) -> ShownCode:
     """The code valid now, in either mode (staff of the village, or the display screen by
     its key). A rotating code is shown until refresh_at and accepted until expires_at."""
     key = request.headers.get(DISPLAY_KEY_HEADER)
     if key:
-        activity, code = codes.code_for_display(db.session, qr_codec(), activity_id, key,
-                                                now())
+        activity, code = codes.code_for_display(db.session, qr_codec(), activity_id, key, now())
     else:
-        activity, code = codes.code_for_staff(db.session, current_actor(), qr_codec(),
-                                              activity_id, now())
+        activity, code = codes.code_for_staff(
+            db.session, current_actor(), qr_codec(), activity_id, now()
+        )
     return _shown(activity, code, args["svg"])
 
 
@@ -237,41 +276,66 @@ def display_link(activity_id: int) -> dict[str, Any]:
     """A link that opens the full-screen code on a screen without logging in there. It
     shows only this activity's code, and works until check-in closes (however early it is
     made), or until its cadre loses access."""
-    activity, key, expires_at = codes.display_key(db.session, current_actor(), qr_codec(),
-                                                  activity_id, now())
+    activity, key, expires_at = codes.display_key(
+        db.session, current_actor(), qr_codec(), activity_id, now()
+    )
     db.session.commit()
     base = current_app.config["PUBLIC_BASE_URL"]
-    return {"url": f"{base}/activities/{activity.id}/display#key={key}",
-            "expires_at": expires_at}
+    return {"url": f"{base}/activities/{activity.id}/display#key={key}", "expires_at": expires_at}
 
 
 @pages_blp.route("/activities/<int:activity_id>/display", methods=["GET"])
-@pages_blp.doc(security=[], responses={"200": {"description": "an HTML page",
-                                               "content": {"text/html": {}}}})
+@pages_blp.doc(
+    security=[], responses={"200": {"description": "an HTML page", "content": {"text/html": {}}}}
+)
 def display_page(activity_id: int) -> Response:
     """The full-screen rotating code (open the URL from display-link). The page holds no
     data: it fetches the code with the key from its URL fragment and refreshes itself."""
-    html = render_template("activity_display.html", activity_id=activity_id,
-                           header=DISPLAY_KEY_HEADER)
-    return Response(html, mimetype="text/html",
-                    headers=NO_STORE)
+    html = render_template(
+        "activity_display.html", activity_id=activity_id, header=DISPLAY_KEY_HEADER
+    )
+    return Response(html, mimetype="text/html", headers=NO_STORE)
 
 
 # ---- check-in -------------------------------------------------------------------------------
 
+
 @blp.route("/checkins", methods=["POST"])
-@raises((403, "not_bound"), (403, "not_checkin_item"), (403, "villager_inactive"),
-        (403, "wrong_village"), (404, "not_found"), (404, "rule_item_not_found"),
-        (409, "account_busy"), (409, "activity_cancelled"), (409, "activity_full"),
-        (409, "already_checked_in"), (422, "checkin_closed"), (422, "checkin_not_open"),
-        (422, "invalid_units"), (422, "location_required"), (422, "member_required"),
-        (422, "no_points"), (422, "out_of_area"), (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "not_bound"),
+    (403, "not_checkin_item"),
+    (403, "villager_inactive"),
+    (403, "wrong_village"),
+    (404, "not_found"),
+    (404, "rule_item_not_found"),
+    (409, "account_busy"),
+    (409, "activity_cancelled"),
+    (409, "activity_full"),
+    (409, "already_checked_in"),
+    (422, "checkin_closed"),
+    (422, "checkin_not_open"),
+    (422, "invalid_units"),
+    (422, "location_required"),
+    (422, "member_required"),
+    (422, "no_points"),
+    (422, "out_of_area"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @limited(blp, setting("CHECKIN_RATE_LIMIT"), by_user)
-@blp.doc(parameters=[*IDEMPOTENT["parameters"], {
-    "in": "header", "name": DEVICE_HEADER, "required": False,
-    "schema": {"type": "string", "maxLength": 64},
-    "description": "the mini-program's device id (an anti-fraud signal)"}])
+@blp.doc(
+    parameters=[
+        *IDEMPOTENT["parameters"],
+        {
+            "in": "header",
+            "name": DEVICE_HEADER,
+            "required": False,
+            "schema": {"type": "string", "maxLength": 64},
+            "description": "the mini-program's device id (an anti-fraud signal)",
+        },
+    ]
+)
 @idempotent
 @blp.arguments(CheckinIn)
 @blp.response(201, CheckinOut)
@@ -280,20 +344,39 @@ def check_in(body: dict[str, Any]) -> CheckInResult:
     activity (a repeat is 409 already_checked_in, with the first check-in in details)."""
     device = (request.headers.get(DEVICE_HEADER) or "").strip()[:64] or None
     scan = Scan(device_id=device, lat=body.get("lat"), lng=body.get("lng"))
-    result = checkin.check_in(db.session, current_actor(), qr_codec(), body["token"], scan,
-                              Clock(now(), village_tz(), clock_skew()))
+    result = checkin.check_in(
+        db.session,
+        current_actor(),
+        qr_codec(),
+        body["token"],
+        scan,
+        Clock(now(), village_tz(), clock_skew()),
+    )
     return result
 
 
 @blp.route("/activities/<int:activity_id>/proxy-checkins", methods=["POST"])
-@raises((403, "not_checkin_item"), (403, "villager_inactive"), (403, "wrong_village"),
-        (404, "member_not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
-        (409, "card_revoked"),
-        (409, "activity_cancelled"), (409, "activity_full"), (409, "already_checked_in"),
-        (409, "villager_inactive"), (422, "checkin_closed"), (422, "checkin_not_open"),
-        (422, "invalid_units"), (422, "member_required"), (422, "no_points"),
-        (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "not_checkin_item"),
+    (403, "villager_inactive"),
+    (403, "wrong_village"),
+    (404, "member_not_found"),
+    (404, "rule_item_not_found"),
+    (409, "account_busy"),
+    (409, "card_revoked"),
+    (409, "activity_cancelled"),
+    (409, "activity_full"),
+    (409, "already_checked_in"),
+    (409, "villager_inactive"),
+    (422, "checkin_closed"),
+    (422, "checkin_not_open"),
+    (422, "invalid_units"),
+    (422, "member_required"),
+    (422, "no_points"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @limited(blp, setting("PROXY_CHECKIN_RATE_LIMIT"), by_user)  # per cadre
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -302,8 +385,14 @@ def check_in(body: dict[str, Any]) -> CheckInResult:
 def proxy_check_in(body: dict[str, Any], activity_id: int) -> CheckInResult:
     """A cadre checks in a villager without a phone by scanning their member card (代签);
     recorded with the cadre's id and shown in the anti-fraud signals."""
-    result = checkin.proxy_check_in(db.session, current_actor(), qr_codec(), activity_id,
-                                    body["member_token"], Clock(now(), village_tz()))
+    result = checkin.proxy_check_in(
+        db.session,
+        current_actor(),
+        qr_codec(),
+        activity_id,
+        body["member_token"],
+        Clock(now(), village_tz()),
+    )
     return result
 
 
@@ -314,18 +403,26 @@ def get_checkin(checkin_id: int) -> CheckInResult:
 
 
 @blp.route("/checkins/<int:checkin_id>/checkout", methods=["POST"])
-@raises((403, "not_checkin_item"), (403, "not_own_checkin"), (403, "villager_inactive"),
-        (404, "rule_item_not_found"), (409, "account_busy"), (409, "already_checked_out"),
-        (409, "checkout_not_needed"), (409, "villager_inactive"), (422, "invalid_units"),
-        (422, "member_required"), (422, "no_points"))
+@raises(
+    (403, "not_checkin_item"),
+    (403, "not_own_checkin"),
+    (403, "villager_inactive"),
+    (404, "rule_item_not_found"),
+    (409, "account_busy"),
+    (409, "already_checked_out"),
+    (409, "checkout_not_needed"),
+    (409, "villager_inactive"),
+    (422, "invalid_units"),
+    (422, "member_required"),
+    (422, "no_points"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, CheckinOut)
 def check_out(checkin_id: int) -> CheckInResult:
     """签退 for a per-hour item: whole hours between check-in and check-out (within the
     activity's time) are scored, capped by the rule."""
-    result = checkin.check_out(db.session, current_actor(), checkin_id,
-                               Clock(now(), village_tz()))
+    result = checkin.check_out(db.session, current_actor(), checkin_id, Clock(now(), village_tz()))
     return result
 
 
@@ -338,7 +435,11 @@ def list_checkins(args: dict[str, Any], activity_id: int) -> dict[str, Any]:
     outside the area (geofence mode flag), bursts of proxy check-ins by one cadre."""
     config = current_app.config
     return fraud.checkins_view(
-        db.session, current_actor(), activity_id, burst_count=config["PROXY_BURST_COUNT"],
-        burst_window=timedelta(minutes=config["PROXY_BURST_MINUTES"]), page=args["page"],
+        db.session,
+        current_actor(),
+        activity_id,
+        burst_count=config["PROXY_BURST_COUNT"],
+        burst_window=timedelta(minutes=config["PROXY_BURST_MINUTES"]),
+        page=args["page"],
         per_page=args["per_page"],
     )

@@ -56,8 +56,9 @@ from ..schemas.boards import (
     TownshipStatsOut,
 )
 
-blp = Blueprint("boards", __name__,
-                description="排名、红黑榜与统计 Rankings, boards, statistics and plates")
+blp = Blueprint(
+    "boards", __name__, description="排名、红黑榜与统计 Rankings, boards, statistics and plates"
+)
 # Pages opened by printed QR codes, outside /api/v1 and without login.
 public_blp = Blueprint("board_pages", __name__, description="公开页面 Public board and plate pages")
 PUBLIC: dict[str, Any] = {"security": []}
@@ -100,23 +101,40 @@ def _png(data: bytes) -> Response:
 
 # ---- rankings -------------------------------------------------------------------------------
 
-def _ranking_row(standing: standings.Standing, by: str, public: bool,
-                 prefs: dict[int, BoardPrefs], groups: dict[int, str]) -> dict[str, Any]:
+
+def _ranking_row(
+    standing: standings.Standing,
+    by: str,
+    public: bool,
+    prefs: dict[int, BoardPrefs],
+    groups: dict[int, str],
+) -> dict[str, Any]:
     hidden = public and standing.opted_out
     name = standing.name
     if public:
-        name = privacy.public_name(name, mask=prefs[standing.village_id].mask_names,
-                                   opted_out=standing.opted_out)
-    return {"rank": standing.rank, "name": name, "points": standing.points,
-            "household_id": None if hidden else standing.household_id,
-            "villager_id": None if hidden or by == "household" else standing.id,
-            "village_id": standing.village_id, "group_id": standing.group_id,
-            "group": groups.get(standing.group_id) if standing.group_id else None}
+        name = privacy.public_name(
+            name, mask=prefs[standing.village_id].mask_names, opted_out=standing.opted_out
+        )
+    return {
+        "rank": standing.rank,
+        "name": name,
+        "points": standing.points,
+        "household_id": None if hidden else standing.household_id,
+        "villager_id": None if hidden or by == "household" else standing.id,
+        "village_id": standing.village_id,
+        "group_id": standing.group_id,
+        "group": groups.get(standing.group_id) if standing.group_id else None,
+    }
 
 
 @blp.route("/rankings", methods=["GET"])
-@raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (422, "invalid_period"),
-        (422, "scope_required"))
+@raises(
+    (403, "not_bound"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (422, "invalid_period"),
+    (422, "scope_required"),
+)
 @blp.arguments(RankingArgs, location="query")
 @blp.response(200, RankingOut)
 def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
@@ -125,24 +143,39 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
     Households barred by a veto (一票否决) in the period are not listed; `mine` shows the
     caller's own place either way. Villagers see names as the public board shows them."""
     actor = current_actor()
-    scope = standings.resolve_scope(db.session, actor, village_id=args.get("village_id"),
-                                    group_id=args.get("group_id"),
-                                    township_id=args.get("township_id"))
+    scope = standings.resolve_scope(
+        db.session,
+        actor,
+        village_id=args.get("village_id"),
+        group_id=args.get("group_id"),
+        township_id=args.get("township_id"),
+    )
     period = _period(args, _this_month())
-    result = standings.ranking(db.session, scope, period, by=args["by"], limit=args["limit"],
-                                own_household_id=actor.household_id,
-                                own_villager_id=actor.villager_id)
+    result = standings.ranking(
+        db.session,
+        scope,
+        period,
+        by=args["by"],
+        limit=args["limit"],
+        own_household_id=actor.household_id,
+        own_villager_id=actor.villager_id,
+    )
     public = _public_view(actor, args)
     groups = standings.group_names(db.session, result.items)
     _end_read()
-    return {"period": period.key, "scope": {"kind": scope.kind, "id": scope.id},
-            "by": result.by, "tie_rule": result.tie_rule, "total": result.total,
-            "items": [_ranking_row(s, result.by, public, result.prefs, groups)
-                      for s in result.items],
-            "mine": result.mine}
+    return {
+        "period": period.key,
+        "scope": {"kind": scope.kind, "id": scope.id},
+        "by": result.by,
+        "tie_rule": result.tie_rule,
+        "total": result.total,
+        "items": [_ranking_row(s, result.by, public, result.prefs, groups) for s in result.items],
+        "mine": result.mine,
+    }
 
 
 # ---- boards ---------------------------------------------------------------------------------
+
 
 def _board_url(token: str, period: Period, board: dict[str, Any]) -> str:
     """The online board's address, as its QR prints it. A board that commits to its month
@@ -164,8 +197,7 @@ def _as_posted(village_id: int, board: dict[str, Any]) -> dict[str, Any]:
 
 
 def _posted_board(village_id: int, period: Period) -> dict[str, Any]:
-    return _as_posted(village_id,
-                      village_board(db.session, village_id, period, village_tz()))
+    return _as_posted(village_id, village_board(db.session, village_id, period, village_tz()))
 
 
 @blp.route("/villages/<int:village_id>/board", methods=["GET"])
@@ -181,8 +213,9 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "board.read")
     period = _period(args, _last_month())
-    board = village_board(db.session, village.id, period, village_tz(),
-                          household_id=actor.household_id)
+    board = village_board(
+        db.session, village.id, period, village_tz(), household_id=actor.household_id
+    )
     mine = board.pop("mine")
     if _public_view(actor, args):
         board = _as_posted(village.id, board)
@@ -190,9 +223,13 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     png_url = _png_url(village.id, period)
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
-    return {"masked": False, **board, "mine": mine,
-            "online_url": _board_url(link.token, period, board) if link else None,
-            "png_url": png_url}
+    return {
+        "masked": False,
+        **board,
+        "mine": mine,
+        "online_url": _board_url(link.token, period, board) if link else None,
+        "png_url": png_url,
+    }
 
 
 def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
@@ -211,16 +248,26 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
             # Drawing the board is the costly part; a phone that holds it is told so.
             return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
     draw = render.board_pdf if kind == "pdf" else render.board_png
-    data = draw(board, paper=args["size"], qr_png=qr_png(url), font=_font(),
-                dpi=current_app.config["BOARD_DPI"], printed_on=printed_on)
+    data = draw(
+        board,
+        paper=args["size"],
+        qr_png=qr_png(url),
+        font=_font(),
+        dpi=current_app.config["BOARD_DPI"],
+        printed_on=printed_on,
+    )
     if kind == "png":
         response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
         response.set_etag(etag)
         return response
-    return download(data, "application/pdf",
-                    f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
-                    ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
-                    inline=True, cache_control="private, no-store")
+    return download(
+        data,
+        "application/pdf",
+        f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
+        ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
+        inline=True,
+        cache_control="private, no-store",
+    )
 
 
 def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:
@@ -228,9 +275,20 @@ def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) ->
     at the households' wish), the paper, the resolution, the QR's link, the date printed on
     it and the font; the same inputs draw the same picture."""
     font = _font()
-    inputs = json.dumps([board, paper, current_app.config["BOARD_DPI"], url, printed_on,
-                         str(font.path), render.__name__], sort_keys=True, default=str,
-                        ensure_ascii=False)
+    inputs = json.dumps(
+        [
+            board,
+            paper,
+            current_app.config["BOARD_DPI"],
+            url,
+            printed_on,
+            str(font.path),
+            render.__name__,
+        ],
+        sort_keys=True,
+        default=str,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(inputs.encode()).hexdigest()[:32]
 
 
@@ -295,8 +353,13 @@ def board_pdf(args: dict[str, Any], village_id: int) -> Response:
 
 
 @blp.route("/villages/<int:village_id>/board/close", methods=["POST"])
-@raises((403, "villager_inactive"), (409, "board_closed"), (409, "claims_undecided"),
-        (422, "invalid_period"), (422, "month_not_over"))
+@raises(
+    (403, "villager_inactive"),
+    (409, "board_closed"),
+    (409, "claims_undecided"),
+    (422, "invalid_period"),
+    (422, "month_not_over"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(CloseIn)
@@ -306,20 +369,31 @@ def close_board(body: dict[str, Any], village_id: int) -> dict[str, Any]:
     unless `force`, while claims of it are still in review or notice, or a per-hour check-in
     of it waits for its check-out while its activity runs (`claims_undecided`).
     The cron (`flask rankings close-due`) does this by itself once they are decided."""
-    snapshot = closing.close_board(db.session, current_actor(), village_id, body["period"],
-                                   now=now(), tz=village_tz(), force=body["force"])
+    snapshot = closing.close_board(
+        db.session,
+        current_actor(),
+        village_id,
+        body["period"],
+        now=now(),
+        tz=village_tz(),
+        force=body["force"],
+    )
     return published_board(snapshot)
 
 
 # ---- settings and privacy -------------------------------------------------------------------
 
-def _settings_out(row: Any, *, village_id: int | None, township_id: int | None,
-                  effective: BoardPrefs) -> dict[str, Any]:
-    return {"village_id": village_id, "township_id": township_id,
-            "mask_names": row.mask_names if row else None,
-            "red_list_size": row.red_list_size if row else None,
-            "effective": {"mask_names": effective.mask_names,
-                          "red_list_size": effective.red_list_size}}
+
+def _settings_out(
+    row: Any, *, village_id: int | None, township_id: int | None, effective: BoardPrefs
+) -> dict[str, Any]:
+    return {
+        "village_id": village_id,
+        "township_id": township_id,
+        "mask_names": row.mask_names if row else None,
+        "red_list_size": row.red_list_size if row else None,
+        "effective": {"mask_names": effective.mask_names, "red_list_size": effective.red_list_size},
+    }
 
 
 @blp.route("/villages/<int:village_id>/board-settings", methods=["GET"])
@@ -329,9 +403,12 @@ def village_settings(village_id: int) -> dict[str, Any]:
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "board.settings")
-    return _settings_out(privacy.settings_row(db.session, village_id=village.id),
-                         village_id=village.id, township_id=None,
-                         effective=privacy.board_prefs(db.session, [village.id])[village.id])
+    return _settings_out(
+        privacy.settings_row(db.session, village_id=village.id),
+        village_id=village.id,
+        township_id=None,
+        effective=privacy.board_prefs(db.session, [village.id])[village.id],
+    )
 
 
 @blp.route("/villages/<int:village_id>/board-settings", methods=["PUT"])
@@ -341,11 +418,14 @@ def village_settings(village_id: int) -> dict[str, Any]:
 def set_village_settings(body: dict[str, Any], village_id: int) -> dict[str, Any]:
     """A village's board settings (mask names 张*三, size of the red list); null inherits the
     township's."""
-    row = privacy.update_settings(db.session, current_actor(), body, now(),
-                                  village_id=village_id)
+    row = privacy.update_settings(db.session, current_actor(), body, now(), village_id=village_id)
     db.session.commit()
-    return _settings_out(row, village_id=village_id, township_id=None,
-                         effective=privacy.board_prefs(db.session, [village_id])[village_id])
+    return _settings_out(
+        row,
+        village_id=village_id,
+        township_id=None,
+        effective=privacy.board_prefs(db.session, [village_id])[village_id],
+    )
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["GET"])
@@ -356,8 +436,12 @@ def township_settings(township_id: int) -> dict[str, Any]:
     township = get_visible(db.session, actor, Township, township_id)
     authorize(actor, "board.township_settings")
     row = privacy.settings_row(db.session, township_id=township.id)
-    return _settings_out(row, village_id=None, township_id=township.id,
-                         effective=privacy.layered_prefs(privacy.settings_layer(row)))
+    return _settings_out(
+        row,
+        village_id=None,
+        township_id=township.id,
+        effective=privacy.layered_prefs(privacy.settings_layer(row)),
+    )
 
 
 @blp.route("/townships/<int:township_id>/board-settings", methods=["PUT"])
@@ -366,11 +450,14 @@ def township_settings(township_id: int) -> dict[str, Any]:
 @blp.response(200, BoardSettingsOut)
 def set_township_settings(body: dict[str, Any], township_id: int) -> dict[str, Any]:
     """The township's board settings, for every village that does not set its own."""
-    row = privacy.update_settings(db.session, current_actor(), body, now(),
-                                  township_id=township_id)
+    row = privacy.update_settings(db.session, current_actor(), body, now(), township_id=township_id)
     db.session.commit()
-    return _settings_out(row, village_id=None, township_id=township_id,
-                         effective=privacy.layered_prefs(privacy.settings_layer(row)))
+    return _settings_out(
+        row,
+        village_id=None,
+        township_id=township_id,
+        effective=privacy.layered_prefs(privacy.settings_layer(row)),
+    )
 
 
 @blp.route("/me/board-privacy", methods=["GET"])
@@ -394,6 +481,7 @@ def set_my_privacy(body: dict[str, Any]) -> Household:
 
 
 # ---- statistics -----------------------------------------------------------------------------
+
 
 @blp.route("/villages/<int:village_id>/stats", methods=["GET"])
 @raises((403, "villager_inactive"), (422, "invalid_period"))
@@ -419,8 +507,11 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     authorize(actor, "stats.read")
     period = _period(args, _this_month())
     figures = stats.village_stats(db.session, village.id, period)
-    return _png(render.stats_png(figures, village=village.name,
-                                 period_label=standings.period_label(period), font=_font()))
+    return _png(
+        render.stats_png(
+            figures, village=village.name, period_label=standings.period_label(period), font=_font()
+        )
+    )
 
 
 @blp.route("/townships/<int:township_id>/stats", methods=["GET"])
@@ -433,16 +524,27 @@ def township_stats(args: dict[str, Any], township_id: int) -> dict[str, Any]:
     township = get_visible(db.session, actor, Township, township_id)
     authorize(actor, "ranking.township")
     period = _period(args, _this_month())
-    return {"township_id": township.id, "period": period.key, "tie_rule": standings.TIE_RULE,
-            "villages": stats.township_stats(db.session, township.id, period)}
+    return {
+        "township_id": township.id,
+        "period": period.key,
+        "tie_rule": standings.TIE_RULE,
+        "villages": stats.township_stats(db.session, township.id, period),
+    }
 
 
 # ---- the verifiable notice (公示指纹) ----------------------------------------------------------
 
+
 @blp.route("/households/<int:household_id>/month-proof", methods=["GET"])
-@raises((403, "villager_inactive"), (404, "not_found"), (404, "no_month_root"),
-        (404, "not_in_month"), (409, "month_not_closed"), (409, "month_root_mismatch"),
-        (422, "validation_error"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (404, "no_month_root"),
+    (404, "not_in_month"),
+    (409, "month_not_closed"),
+    (409, "month_root_mismatch"),
+    (422, "validation_error"),
+)
 @blp.arguments(MonthArgs, location="query")
 @blp.response(200, MonthProofOut)
 def month_proof(args: dict[str, Any], household_id: int) -> dict[str, Any]:
@@ -498,11 +600,16 @@ def township_month_report(args: dict[str, Any], township_id: int) -> Response:
     authorize(actor, "ranking.township")
     data = notice.township_report_pdf(db.session, township.id, args["period"], _font())
     db.session.commit()
-    return download(data, "application/pdf", f"{township.name}{args['period']}公示指纹.pdf",
-                    ascii_name=f"month-report-{township.id}-{args['period']}.pdf")
+    return download(
+        data,
+        "application/pdf",
+        f"{township.name}{args['period']}公示指纹.pdf",
+        ascii_name=f"month-report-{township.id}-{args['period']}.pdf",
+    )
 
 
 # ---- household plates (门牌) -----------------------------------------------------------------
+
 
 def _plate_url(token: str) -> str:
     return f"{_base_url()}/h/{token}"
@@ -522,10 +629,15 @@ def plate_png(household_id: int) -> Response:
     assert village is not None
     head = household.head
     db.session.commit()
-    return _png(render.plate_png(
-        village=village.name, head=head.name if head else (household.name or ""),
-        address=household.address or household.name or "", qr_png=qr_png(_plate_url(link.token)),
-        font=_font()))
+    return _png(
+        render.plate_png(
+            village=village.name,
+            head=head.name if head else (household.name or ""),
+            address=household.address or household.name or "",
+            qr_png=qr_png(_plate_url(link.token)),
+            font=_font(),
+        )
+    )
 
 
 @blp.route("/households/<int:household_id>/plate/renew", methods=["POST"])
@@ -561,10 +673,13 @@ BOARD_CACHE = "public, max-age=300"
 PLATE_CACHE = "no-store"
 
 
-def _page(template: str, status: int = 200, cache: str = "no-store", **context: Any
-          ) -> Response:
-    return Response(render_template(template, **context), status=status,
-                    mimetype="text/html", headers={"Cache-Control": cache})
+def _page(template: str, status: int = 200, cache: str = "no-store", **context: Any) -> Response:
+    return Response(
+        render_template(template, **context),
+        status=status,
+        mimetype="text/html",
+        headers={"Cache-Control": cache},
+    )
 
 
 # A plate or board code that was renewed or never existed gets a page that says so.
@@ -609,7 +724,11 @@ def board_page(args: dict[str, Any], token: str) -> Response:
     board = _posted_board(link.village_id, _period(args, _last_month()))
     root_hex = board.get("month_root")
     printed = (args.get("root") or "").lower() or None
-    return _page("board.html", cache=BOARD_CACHE, b=board,
-                 fingerprint=merkle.fingerprint(root_hex) if root_hex else None,
-                 printed_root=printed,
-                 printed_fingerprint=merkle.fingerprint(printed) if printed else None)
+    return _page(
+        "board.html",
+        cache=BOARD_CACHE,
+        b=board,
+        fingerprint=merkle.fingerprint(root_hex) if root_hex else None,
+        printed_root=printed,
+        printed_fingerprint=merkle.fingerprint(printed) if printed else None,
+    )

@@ -33,10 +33,18 @@ blp = Blueprint("claims", __name__, description="申报、审核与公示 Claims
 
 
 @blp.route("/claims", methods=["POST"])
-@raises((403, "not_bound"), (403, "not_self_reportable"), (403, "villager_inactive"),
-        (404, "not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
-        (422, "evidence_required"), (422, "invalid_evidence"), (422, "invalid_units"),
-        (422, "no_points"))
+@raises(
+    (403, "not_bound"),
+    (403, "not_self_reportable"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (404, "rule_item_not_found"),
+    (409, "account_busy"),
+    (422, "evidence_required"),
+    (422, "invalid_evidence"),
+    (422, "invalid_units"),
+    (422, "no_points"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ClaimIn)
@@ -45,19 +53,36 @@ def submit_claim(body: dict[str, Any]) -> ClaimView:
     """A villager's self-report (自主申报) for their household; the rule engine decides the
     points (caps included) and whether it needs review."""
     claim = service.submit(
-        db.session, current_actor(), rule_item_id=body["rule_item_id"],
-        units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
-        tz=village_tz(), now=now(),
+        db.session,
+        current_actor(),
+        rule_item_id=body["rule_item_id"],
+        units=body.get("units"),
+        note=body.get("note"),
+        evidence=body["evidence"],
+        tz=village_tz(),
+        now=now(),
     )
     return service.claim_view(db.session, claim)
 
 
 @blp.route("/awards", methods=["POST"])
-@raises((403, "not_cadre_item"), (403, "self_approval"), (403, "villager_inactive"),
-        (404, "not_found"), (404, "rule_item_not_found"), (409, "account_busy"),
-        (409, "already_approved"), (409, "villager_inactive"), (422, "duplicate_target"),
-        (422, "evidence_required"), (422, "invalid_evidence"), (422, "invalid_units"),
-        (422, "member_required"), (422, "no_points"), (422, "note_required"))
+@raises(
+    (403, "not_cadre_item"),
+    (403, "self_approval"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (404, "rule_item_not_found"),
+    (409, "account_busy"),
+    (409, "already_approved"),
+    (409, "villager_inactive"),
+    (422, "duplicate_target"),
+    (422, "evidence_required"),
+    (422, "invalid_evidence"),
+    (422, "invalid_units"),
+    (422, "member_required"),
+    (422, "no_points"),
+    (422, "note_required"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(AwardIn)
@@ -66,9 +91,15 @@ def award(body: dict[str, Any]) -> list[ClaimView]:
     """A cadre's award or deduction for many villagers or households at once (all or
     nothing). Deductions need a note; items that need a photo need evidence."""
     created = service.award(
-        db.session, current_actor(), rule_item_id=body["rule_item_id"],
-        units=body.get("units"), note=body.get("note"), evidence=body["evidence"],
-        targets=body["targets"], tz=village_tz(), now=now(),
+        db.session,
+        current_actor(),
+        rule_item_id=body["rule_item_id"],
+        units=body.get("units"),
+        note=body.get("note"),
+        evidence=body["evidence"],
+        targets=body["targets"],
+        tz=village_tz(),
+        now=now(),
     )
     return [service.claim_view(db.session, c) for c in created]
 
@@ -94,8 +125,14 @@ def get_claim(claim_id: int) -> ClaimView:
 
 
 @blp.route("/claims/<int:claim_id>/approve", methods=["POST"])
-@raises((403, "needs_township_approval"), (403, "self_approval"), (403, "villager_inactive"),
-        (409, "account_busy"), (409, "already_approved"), (409, "claim_not_pending"))
+@raises(
+    (403, "needs_township_approval"),
+    (403, "self_approval"),
+    (403, "villager_inactive"),
+    (409, "account_busy"),
+    (409, "already_approved"),
+    (409, "claim_not_pending"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(200, ClaimOut)
@@ -119,9 +156,15 @@ def reject(body: dict[str, Any], claim_id: int) -> ClaimView:
 
 
 @blp.route("/claims/<int:claim_id>/veto-withdrawal", methods=["POST"])
-@raises((403, "self_approval"), (403, "villager_inactive"), (409, "account_busy"),
-        (409, "already_reversed"), (409, "not_posted_veto"), (409, "not_reversible"),
-        (409, "veto_withdrawn"))
+@raises(
+    (403, "self_approval"),
+    (403, "villager_inactive"),
+    (409, "account_busy"),
+    (409, "already_reversed"),
+    (409, "not_posted_veto"),
+    (409, "not_reversible"),
+    (409, "veto_withdrawn"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -131,14 +174,19 @@ def withdraw_veto(body: dict[str, Any], claim_id: int) -> ClaimView:
     points it wiped are given back by entries reversing its own, its bar from boards and
     honours ends, and the next board notes it (correction kind `veto_withdrawal`). Once
     (409 veto_withdrawn); only a posted veto (409 not_posted_veto); cadres 403."""
-    withdrawal = service.withdraw_veto(db.session, current_actor(), claim_id, body["reason"],
-                                       now(), village_tz())
+    withdrawal = service.withdraw_veto(
+        db.session, current_actor(), claim_id, body["reason"], now(), village_tz()
+    )
     return service.claim_view(db.session, db.session.get_one(Claim, withdrawal.claim_id))
 
 
 @blp.route("/claims/<int:claim_id>/withdraw", methods=["POST"])
-@raises((403, "needs_township_withdrawal"), (403, "self_approval"), (403, "villager_inactive"),
-        (409, "claim_not_withdrawable"))
+@raises(
+    (403, "needs_township_withdrawal"),
+    (403, "self_approval"),
+    (403, "villager_inactive"),
+    (409, "claim_not_withdrawable"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -149,8 +197,9 @@ def withdraw(body: dict[str, Any], claim_id: int) -> ClaimView:
     not for their own household (403 self_approval). A veto, or a deduction at or above the
     two-cadre threshold, only by a township or county admin (403 needs_township_withdrawal):
     two reviewers imposed it. Posted points are corrected by a reversal instead."""
-    claim = service.withdraw(db.session, current_actor(), claim_id, body["reason"], now(),
-                             village_tz())
+    claim = service.withdraw(
+        db.session, current_actor(), claim_id, body["reason"], now(), village_tz()
+    )
     return service.claim_view(db.session, claim)
 
 
@@ -163,10 +212,12 @@ def notices(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     a cadre decides. `can_object` says whether the caller may object to it now."""
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
-    page = paginate(db.session, service.notices_statement(village.id), args["page"],
-                    args["per_page"])
-    page["items"] = service.notice_views(db.session, actor, list(page["items"]), now(),
-                                         village_tz())
+    page = paginate(
+        db.session, service.notices_statement(village.id), args["page"], args["per_page"]
+    )
+    page["items"] = service.notice_views(
+        db.session, actor, list(page["items"]), now(), village_tz()
+    )
     return page
 
 
@@ -184,8 +235,13 @@ def notice(claim_id: int) -> dict[str, Any]:
 
 
 @blp.route("/claims/<int:claim_id>/objections", methods=["POST"])
-@raises((403, "own_claim"), (403, "villager_inactive"), (403, "wrong_village"),
-        (409, "already_objected"), (409, "not_in_notice"))
+@raises(
+    (403, "own_claim"),
+    (403, "villager_inactive"),
+    (403, "wrong_village"),
+    (409, "already_objected"),
+    (409, "not_in_notice"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
@@ -207,5 +263,12 @@ def object_to(body: dict[str, Any], claim_id: int) -> Objection:
 def resolve(body: dict[str, Any], objection_id: int) -> Objection:
     """Uphold (the claim posts at notice end, once every objection to it is decided) or
     overturn (the claim is rejected, and every open objection to it is decided with it)."""
-    return service.resolve(db.session, current_actor(), objection_id, body["outcome"],
-                           body.get("note"), now(), village_tz())
+    return service.resolve(
+        db.session,
+        current_actor(),
+        objection_id,
+        body["outcome"],
+        body.get("note"),
+        now(),
+        village_tz(),
+    )

@@ -35,8 +35,13 @@ def _tokens(user: User) -> dict[str, Any]:
 
 def _signed_in(user: User, pair: sessions.TokenPair) -> dict[str, Any]:
     """What a login and a refresh answer (TokensOut): the new pair, for this user."""
-    return {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
-            "expires_in": pair.expires_in, "user": user, "bound": user.villager_id is not None}
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "expires_in": pair.expires_in,
+        "user": user,
+        "bound": user.villager_id is not None,
+    }
 
 
 def _wechat_openid(code: str) -> tuple[str, str | None]:
@@ -49,7 +54,9 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
     if not config["WECHAT_APPID"] or not config["WECHAT_SECRET"]:
         raise APIError(503, "wechat_not_configured", "微信登录尚未配置，请联系管理员")
     client = WeChatClient(
-        config["WECHAT_API_BASE"], config["WECHAT_APPID"], config["WECHAT_SECRET"],
+        config["WECHAT_API_BASE"],
+        config["WECHAT_APPID"],
+        config["WECHAT_SECRET"],
         timeout=config["WECHAT_TIMEOUT"],
     )
     result = client.code_to_session(code)
@@ -57,9 +64,16 @@ def _wechat_openid(code: str) -> tuple[str, str | None]:
 
 
 @blp.route("/auth/wechat", methods=["POST"])
-@raises((401, "account_disabled"), (401, "wechat_code_invalid"), (401, "wechat_code_used"),
-        (403, "wechat_login_blocked"), (429, "wechat_rate_limited"), (502, "wechat_error"),
-        (503, "wechat_not_configured"), (503, "wechat_unavailable"))
+@raises(
+    (401, "account_disabled"),
+    (401, "wechat_code_invalid"),
+    (401, "wechat_code_used"),
+    (403, "wechat_login_blocked"),
+    (429, "wechat_rate_limited"),
+    (502, "wechat_error"),
+    (503, "wechat_not_configured"),
+    (503, "wechat_unavailable"),
+)
 # Per address only. A wx.login code is single-use and a real client never sends one twice,
 # so a per-code key would stop nothing: a flood brings a fresh (fake) code each time. What a
 # flood costs is our jscode2session quota with WeChat (whose 45011 would then refuse every
@@ -97,8 +111,13 @@ def password_login(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/refresh", methods=["POST"])
-@raises((401, "account_disabled"), (401, "token_expired"), (401, "token_invalid"),
-        (401, "token_reused"), (401, "token_revoked"))
+@raises(
+    (401, "account_disabled"),
+    (401, "token_expired"),
+    (401, "token_invalid"),
+    (401, "token_reused"),
+    (401, "token_revoked"),
+)
 @blp.alt_response(401, response="UNAUTHORIZED")  # invalid, spent or revoked
 @blp.arguments(RefreshIn)
 @blp.response(200, TokensOut)
@@ -135,10 +154,17 @@ def _me(user: User) -> dict[str, Any]:
 
 
 @blp.route("/auth/bind", methods=["POST"])
-@raises((404, "not_found"), (404, "villager_inactive"), (409, "already_bound"),
-        (409, "binding_token_used"), (409, "villager_already_bound"), (422, "roster_no_match"),
-        (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (404, "not_found"),
+    (404, "villager_inactive"),
+    (409, "already_bound"),
+    (409, "binding_token_used"),
+    (409, "villager_already_bound"),
+    (422, "roster_no_match"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @limited(blp, "10 per hour", by_user)
 @blp.arguments(BindIn)
 @blp.response(200, MeOut)

@@ -42,16 +42,27 @@ def _account(household_id: int) -> ledger.AccountView:
 
 def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
     household = get_visible(db.session, current_actor(), Household, household_id)
-    found = ledger.passbook_page(db.session, household.id, month=args.get("month"),
-                                 page=args["page"], per_page=args["per_page"])
-    return {"items": _present([row[0] for row in found.rows],
-                              {row[0].id: row[1:] for row in found.rows}),
-            "page": args["page"], "per_page": args["per_page"], "total": found.total}
+    found = ledger.passbook_page(
+        db.session,
+        household.id,
+        month=args.get("month"),
+        page=args["page"],
+        per_page=args["per_page"],
+    )
+    return {
+        "items": _present(
+            [row[0] for row in found.rows], {row[0].id: row[1:] for row in found.rows}
+        ),
+        "page": args["page"],
+        "per_page": args["per_page"],
+        "total": found.total,
+    }
 
 
-def _present(entries: list[LedgerEntry],
-             extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
-             ) -> list[present.PassbookLine]:
+def _present(
+    entries: list[LedgerEntry],
+    extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
+) -> list[present.PassbookLine]:
     """Passbook lines with the member's name and the rule item as it was when awarded;
     `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
     passbook page reads with its lines. Otherwise (one new entry) they are read here."""
@@ -61,26 +72,38 @@ def _present(entries: list[LedgerEntry],
     approvers = ledger.approver_names(db.session, {e.claim_id for e in entries if e.claim_id})
     tz = village_tz()
     version_ids = {e.rule_item_version_id for e in entries if e.rule_item_version_id}
-    versions = {
-        v.id: v for v in db.session.scalars(
-            select(RuleItemVersion).where(RuleItemVersion.id.in_(version_ids)))
-    } if version_ids else {}
+    versions = (
+        {
+            v.id: v
+            for v in db.session.scalars(
+                select(RuleItemVersion).where(RuleItemVersion.id.in_(version_ids))
+            )
+        }
+        if version_ids
+        else {}
+    )
     items = []
     for e in entries:
         version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
         item = catalogs.item_ref(version.item_id, version.id, version) if version else None
         name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
         balance, creator, deed = extra[e.id]
-        items.append(present.PassbookLine(
-            e, member_name=name, relation=relation,
-            rule_item_id=item.id if item else None,
-            # An opening balance has no rule item: the passbook names it 期初结转.
-            rule_item_name=item.name if item else (
-                opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
-            created_by_name=creator,
-            approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
-            deed_date=deed.astimezone(tz).date() if deed is not None else None,
-            balance=balance))
+        items.append(
+            present.PassbookLine(
+                e,
+                member_name=name,
+                relation=relation,
+                rule_item_id=item.id if item else None,
+                # An opening balance has no rule item: the passbook names it 期初结转.
+                rule_item_name=item.name
+                if item
+                else (opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
+                created_by_name=creator,
+                approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
+                deed_date=deed.astimezone(tz).date() if deed is not None else None,
+                balance=balance,
+            )
+        )
     return items
 
 
@@ -131,15 +154,24 @@ def my_ledger(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/ledger/<int:entry_id>/reverse", methods=["POST"])
-@raises((403, "self_approval"), (403, "villager_inactive"), (409, "account_busy"),
-        (409, "already_approved"), (409, "already_reversed"), (409, "not_reversible"))
+@raises(
+    (403, "self_approval"),
+    (403, "villager_inactive"),
+    (409, "account_busy"),
+    (409, "already_approved"),
+    (409, "already_reversed"),
+    (409, "not_reversible"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(ReasonIn)
 @blp.response(201, LedgerEntryOut)
-@blp.alt_response(202, schema=ReversalRequestOut,
-                  description="At or above the two-cadre threshold: the reversal waits for a "
-                              "second reviewer (pending_confirmation)")
+@blp.alt_response(
+    202,
+    schema=ReversalRequestOut,
+    description="At or above the two-cadre threshold: the reversal waits for a "
+    "second reviewer (pending_confirmation)",
+)
 def reverse(body: dict[str, Any], entry_id: int) -> Any:
     """Correct an entry with a reversing entry (冲正); the original stays in the passbook.
     Not for one's own household (403 self_approval). Below the township's two-cadre
@@ -148,8 +180,9 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
     same call by a second, different cadre of the village, or by an admin of its township or
     county, confirms it and posts the reversing entry with the first reason (201); the same
     reviewer again is 409 already_approved."""
-    result = reversals.reverse(db.session, current_actor(), entry_id, body["reason"],
-                               tz=village_tz(), now=now())
+    result = reversals.reverse(
+        db.session, current_actor(), entry_id, body["reason"], tz=village_tz(), now=now()
+    )
     if isinstance(result, ReversalRequest):
         response = jsonify(ReversalRequestOut().dump(result))
         response.status_code = 202
@@ -158,27 +191,38 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
 
 
 @blp.route("/villages/<int:village_id>/opening-balances", methods=["POST"])
-@raises((400, "file_required"), (409, "opening_balance_exists"),
-        (422, "opening_balances_invalid"), (422, "roster_too_large"))
+@raises(
+    (400, "file_required"),
+    (409, "opening_balance_exists"),
+    (422, "opening_balances_invalid"),
+    (422, "roster_too_large"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.response(201, OpeningBalancesResult)
 @blp.alt_response(409, response="CONFLICT")  # opening_balance_exists: another upload won
-@blp.doc(requestBody={
-    "required": True,
-    "description": "A CSV (UTF-8 or GBK) or XLSX sheet, as multipart field `file` or as the "
-                   "raw body. Columns: 户编号 (the roster's key, or the household's number "
-                   "for a household made without one), 积分 (whole points above 0), 备注 "
-                   "(optional); headers also as 户号, 户编码, 期初积分, 说明 …",
-    "content": {
-        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
-                                           "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
-        "text/csv": {"schema": {"type": "string"}},
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-            "schema": {"type": "string", "format": "binary"}},
-    },
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "A CSV (UTF-8 or GBK) or XLSX sheet, as multipart field `file` or as the "
+        "raw body. Columns: 户编号 (the roster's key, or the household's number "
+        "for a household made without one), 积分 (whole points above 0), 备注 "
+        "(optional); headers also as 户号, 户编码, 期初积分, 说明 …",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    }
+)
 def opening_balances(village_id: int) -> opening.OpeningSummary:
     """Opening balances (期初积分) of the village's households, once per household: each
     becomes a passbook entry of kind `adjust` shown as 期初结转, spendable at once but never
@@ -189,8 +233,9 @@ def opening_balances(village_id: int) -> opening.OpeningSummary:
     by row and column). A wrong opening balance is corrected by reversing it (冲正); then
     the household may be given one again."""
     filename, data = uploaded_sheet("opening.xlsx", "请上传期初积分表（CSV 或 XLSX）")
-    summary = opening.import_opening_balances(db.session, current_actor(), village_id,
-                                              filename, data, tz=village_tz(), now=now())
+    summary = opening.import_opening_balances(
+        db.session, current_actor(), village_id, filename, data, tz=village_tz(), now=now()
+    )
     return summary
 
 
@@ -201,9 +246,11 @@ def reversal_requests(args: dict[str, Any]) -> dict[str, Any]:
     """Reversals waiting for a second reviewer (by default; `status=confirmed` for those
     done), newest first, within the caller's scope: where a second cadre finds what to
     confirm, by POST /ledger/{entry_id}/reverse."""
-    stmt = (visible(current_actor(), ReversalRequest)
-            .where(ReversalRequest.status == args["status"])
-            .order_by(ReversalRequest.id.desc()))
+    stmt = (
+        visible(current_actor(), ReversalRequest)
+        .where(ReversalRequest.status == args["status"])
+        .order_by(ReversalRequest.id.desc())
+    )
     for name in ("village_id", "household_id", "entry_id"):
         if name in args:
             stmt = stmt.where(getattr(ReversalRequest, name) == args[name])

@@ -61,6 +61,7 @@ blp = Blueprint("registry", __name__, description="花名册 Townships, villages
 
 # ---- townships ------------------------------------------------------------------------------
 
+
 @blp.route("/townships", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(TownshipOut))
@@ -74,8 +75,7 @@ def list_townships(args: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(TownshipIn)
 @blp.response(201, TownshipOut)
 def create_township(body: dict[str, Any]) -> Township:
-    township = registry.create_township(db.session, current_actor(), body["name"],
-                                        body.get("code"))
+    township = registry.create_township(db.session, current_actor(), body["name"], body.get("code"))
     db.session.commit()
     return township
 
@@ -87,6 +87,7 @@ def get_township(township_id: int) -> Township:
 
 
 # ---- villages -------------------------------------------------------------------------------
+
 
 @blp.route("/villages", methods=["GET"])
 @blp.arguments(VillageListArgs, location="query")
@@ -103,8 +104,9 @@ def list_villages(args: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(VillageIn)
 @blp.response(201, VillageOut)
 def create_village(body: dict[str, Any]) -> Village:
-    village = registry.create_village(db.session, current_actor(), body["township_id"],
-                                      body["name"], body.get("code"))
+    village = registry.create_village(
+        db.session, current_actor(), body["township_id"], body["name"], body.get("code")
+    )
     db.session.commit()
     return village
 
@@ -132,8 +134,11 @@ def update_village(body: dict[str, Any], village_id: int) -> Village:
 def list_groups(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     """The villager groups (村民小组) of a village."""
     village = get_visible(db.session, current_actor(), Village, village_id)
-    stmt = (select(VillagerGroup).where(VillagerGroup.village_id == village.id)
-            .order_by(VillagerGroup.id))
+    stmt = (
+        select(VillagerGroup)
+        .where(VillagerGroup.village_id == village.id)
+        .order_by(VillagerGroup.id)
+    )
     return paginate(db.session, stmt, args["page"], args["per_page"])
 
 
@@ -148,6 +153,7 @@ def create_group(body: dict[str, Any], village_id: int) -> VillagerGroup:
 
 
 # ---- households and members -----------------------------------------------------------------
+
 
 @blp.route("/villages/<int:village_id>/households", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
@@ -248,8 +254,9 @@ def member_card_link(villager_id: int) -> SignedLink:
     actor = current_actor()  # always the token: a signed link never makes another
     villager = get_visible(db.session, actor, Villager, villager_id)
     authorize(actor, "villager.card")
-    return signed_link(f"/api/v1/villagers/{villager.id}/card.png", CARD, villager.id,
-                       _card_version(villager))
+    return signed_link(
+        f"/api/v1/villagers/{villager.id}/card.png", CARD, villager.id, _card_version(villager)
+    )
 
 
 def _card_version(villager: Villager | None) -> str:
@@ -287,14 +294,21 @@ def reissue_card(villager_id: int) -> dict[str, Any]:
     now on every earlier card of the villager is refused (409 `card_revoked`) at proxy
     check-in and at the supermarket counter. Print the new card from `card_path`."""
     villager = cards.reissue(db.session, current_actor(), villager_id)
-    return {"villager_id": villager.id, "card_number": villager.card_number,
-            "card_serial": villager.card_serial,
-            "card_path": url_for("registry.member_card", villager_id=villager.id)}
+    return {
+        "villager_id": villager.id,
+        "card_number": villager.card_number,
+        "card_serial": villager.card_serial,
+        "card_path": url_for("registry.member_card", villager_id=villager.id),
+    }
 
 
 @blp.route("/villages/<int:village_id>/cards.pdf", methods=["GET"])
-@raises((422, "group_not_in_village"), (422, "household_not_in_village"), (422, "no_cards"),
-        (422, "too_many_cards"))
+@raises(
+    (422, "group_not_in_village"),
+    (422, "household_not_in_village"),
+    (422, "no_cards"),
+    (422, "too_many_cards"),
+)
 @blp.arguments(CardsPrintArgs, location="query")
 @blp.response(200, BINARY, content_type="application/pdf")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")  # no Chinese font installed
@@ -305,16 +319,25 @@ def village_cards(args: dict[str, Any], village_id: int) -> Response:
     200 cards at once (422 `too_many_cards`: print by group or household); none is 422
     `no_cards`."""
     village, villagers = cards.cards_to_print(
-        db.session, current_actor(), village_id, group_id=args.get("group_id"),
-        household_id=args.get("household_id"))
+        db.session,
+        current_actor(),
+        village_id,
+        group_id=args.get("group_id"),
+        household_id=args.get("household_id"),
+    )
     codec = qr_codec()
     faces = [card_face(codec, villager, village) for villager in villagers]
     db.session.commit()
     title = f"{village.name}积分卡"
     data = card_render.cards_pdf(faces, print_font(), title=title)
-    return download(data, "application/pdf", f"{title}.pdf",
-                    ascii_name=f"cards-{village.id}.pdf", inline=True,
-                    cache_control="private, no-store")
+    return download(
+        data,
+        "application/pdf",
+        f"{title}.pdf",
+        ascii_name=f"cards-{village.id}.pdf",
+        inline=True,
+        cache_control="private, no-store",
+    )
 
 
 @blp.route("/villagers/<int:villager_id>/binding-token", methods=["POST"])
@@ -336,9 +359,13 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
     local = expires_at.astimezone(village_tz())
     png = card_render.binding_png(
-        village=village.name, household=household_label(villager.household),
-        name=villager.name, expires=f"{local.month}月{local.day}日 {local:%H:%M}",
-        qr_png=qr_png(url), font=print_font())
+        village=village.name,
+        household=household_label(villager.household),
+        name=villager.name,
+        expires=f"{local.month}月{local.day}日 {local:%H:%M}",
+        qr_png=qr_png(url),
+        font=print_font(),
+    )
     return {
         "token": token,
         "url": url,
@@ -349,27 +376,41 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
 
 # ---- roster import --------------------------------------------------------------------------
 
+
 @blp.route("/villages/<int:village_id>/roster", methods=["POST"])
-@raises((400, "file_required"), (403, "villager_inactive"), (422, "roster_invalid"),
-        (422, "roster_too_large"))
+@raises(
+    (400, "file_required"),
+    (403, "villager_inactive"),
+    (422, "roster_invalid"),
+    (422, "roster_too_large"),
+)
 @blp.arguments(RosterArgs, location="query", as_kwargs=True)
 @blp.response(201, RosterResult)
-@blp.doc(requestBody={
-    "required": True,
-    "description": "A CSV (UTF-8 or GBK) or XLSX roster, as multipart field `file` or as the "
-                   "raw body. Columns: " + "、".join(roster.COLUMNS) + "; also accepted as "
-                   "headers: " + "、".join(f"{a}→{c}" for a, c in roster.HEADER_ALIASES.items()
-                                           if c in roster.COLUMNS),
-    "content": {
-        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False,
-                                           "properties": {
-            "file": {"type": "string", "format": "binary"},
-            "create_groups": {"type": "boolean"}}}},
-        "text/csv": {"schema": {"type": "string"}},
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-            "schema": {"type": "string", "format": "binary"}},
-    },
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "A CSV (UTF-8 or GBK) or XLSX roster, as multipart field `file` or as the "
+        "raw body. Columns: " + "、".join(roster.COLUMNS) + "; also accepted as "
+        "headers: "
+        + "、".join(f"{a}→{c}" for a, c in roster.HEADER_ALIASES.items() if c in roster.COLUMNS),
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "create_groups": {"type": "boolean"},
+                    },
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    }
+)
 def import_roster(village_id: int, create_groups: bool = False) -> roster.RosterSummary:
     """Import households and members. Every row is checked first; if any row is wrong nothing
     is imported and the answer names each bad row (422 `roster_invalid`; text quoted from the
@@ -383,7 +424,15 @@ def import_roster(village_id: int, create_groups: bool = False) -> roster.Roster
     filename, data = uploaded_sheet("roster.xlsx", "请上传花名册文件（CSV 或 XLSX）")
     if request.form.get("create_groups", "").strip().lower() in ("true", "1", "yes", "on"):
         create_groups = True
-    summary = roster.import_roster(db.session, current_actor(), village_id, filename, data,
-                                   now=now(), tz=village_tz(), create_groups=create_groups)
+    summary = roster.import_roster(
+        db.session,
+        current_actor(),
+        village_id,
+        filename,
+        data,
+        now=now(),
+        tz=village_tz(),
+        create_groups=create_groups,
+    )
     db.session.commit()
     return summary

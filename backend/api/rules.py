@@ -42,8 +42,7 @@ from ..schemas.rules import (
 
 blp = Blueprint("rules", __name__, description="积分细则 Rule catalogs, items and versions")
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
-              "text/plain")
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 
 
 def _catalog_out(catalog: RuleCatalog, count: int | None = None) -> dict[str, Any]:
@@ -94,6 +93,7 @@ def _version_out(version: RuleItemVersion, current_id: int | None) -> dict[str, 
 
 # ---- catalogs -------------------------------------------------------------------------------
 
+
 @blp.route("/rule-catalogs", methods=["GET"])
 @raises((404, "not_found"))
 @blp.arguments(CatalogListArgs, location="query")
@@ -112,18 +112,28 @@ def list_catalogs(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs", methods=["POST"])
-@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (404, "not_found"),
-        (409, "catalog_exists"), (422, "catalog_invalid"), (422, "owner_required"),
-        (422, "township_required"))
+@raises(
+    (403, "village_items_not_allowed"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "catalog_exists"),
+    (422, "catalog_invalid"),
+    (422, "owner_required"),
+    (422, "township_required"),
+)
 @blp.arguments(CatalogIn)
 @blp.response(201, CatalogOut)
 def create_catalog(body: dict[str, Any]) -> dict[str, Any]:
     """An empty catalog: `{name, township_id}` (township admins) or `{name, village_id}`, a
     village's own items (村规民约; cadres too when the township's policy allows it)."""
-    catalog = catalogs.create_catalog(db.session, current_actor(), body["name"],
-                                      township_id=body.get("township_id"),
-                                      village_id=body.get("village_id"),
-                                      categories=body.get("categories"))
+    catalog = catalogs.create_catalog(
+        db.session,
+        current_actor(),
+        body["name"],
+        township_id=body.get("township_id"),
+        village_id=body.get("village_id"),
+        categories=body.get("categories"),
+    )
     db.session.commit()
     return _catalog_out(catalog)
 
@@ -149,8 +159,11 @@ def set_policy(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/export", methods=["GET"])
-@blp.response(200, {"type": "object", "description": "the catalog in the import format"},
-              content_type="text/yaml")
+@blp.response(
+    200,
+    {"type": "object", "description": "the catalog in the import format"},
+    content_type="text/yaml",
+)
 def export_catalog(catalog_id: int) -> Response:
     """The catalog as YAML, the same format `flask rules import` and the import endpoint read:
     importing a file and exporting it gives the same bytes back."""
@@ -159,29 +172,41 @@ def export_catalog(catalog_id: int) -> Response:
 
 
 @blp.route("/rule-catalogs/import", methods=["POST"])
-@raises((400, "file_required"), (403, "villager_inactive"), (404, "not_found"),
-        (409, "catalog_exists"), (415, "unsupported_media_type"), (422, "catalog_invalid"),
-        (422, "township_required"))
+@raises(
+    (400, "file_required"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "catalog_exists"),
+    (415, "unsupported_media_type"),
+    (422, "catalog_invalid"),
+    (422, "township_required"),
+)
 @blp.arguments(ImportArgs, location="query")
 @blp.arguments(ImportJsonIn, location="json")
 @blp.response(201, ImportOut)
-@blp.doc(requestBody={
-    "required": True,
-    "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
-                   "field `file`, or JSON `{township_id, yaml, replace}`. `township_id` may be "
-                   "left out by a township admin (their own township); a county admin must "
-                   "name it (else 422 `township_required`). A catalog with any problem "
-                   "changes nothing: 422 `catalog_invalid`, details.problems naming each item "
-                   "and field. Refused as a whole (422): `yaml_too_large` (over 250,000 "
-                   "characters), `yaml_aliases` (YAML anchors or aliases, & and *), "
-                   "`yaml_too_deep`. Text quoted from the file is cut to 50 characters.",
-    "content": {
-        "application/yaml": {"schema": {"type": "string"}},
-        "text/yaml": {"schema": {"type": "string"}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
-    },
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "The catalog file: raw YAML (`?township_id=N&replace=false`), multipart "
+        "field `file`, or JSON `{township_id, yaml, replace}`. `township_id` may be "
+        "left out by a township admin (their own township); a county admin must "
+        "name it (else 422 `township_required`). A catalog with any problem "
+        "changes nothing: 422 `catalog_invalid`, details.problems naming each item "
+        "and field. Refused as a whole (422): `yaml_too_large` (over 250,000 "
+        "characters), `yaml_aliases` (YAML anchors or aliases, & and *), "
+        "`yaml_too_deep`. Text quoted from the file is cut to 50 characters.",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/yaml": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+)
 def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """Load a township's catalog from YAML (township admins; county admins for any township).
     A township that has a catalog keeps it unless `replace`: then changed items get a new
@@ -189,21 +214,27 @@ def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
     data: str | bytes
     if request.is_json:
         if "yaml" not in body:
-            raise APIError(422, "validation_error", "请提供细则内容（yaml）",
-                           {"fields": {"yaml": ["缺少必填字段"]}})
+            raise APIError(
+                422,
+                "validation_error",
+                "请提供细则内容（yaml）",
+                {"fields": {"yaml": ["缺少必填字段"]}},
+            )
         data = body["yaml"]
     elif request.files.get("file") is not None:
         data = request.files["file"].read()
     elif request.mimetype in YAML_TYPES or not request.mimetype:
         data = request.get_data()
     else:
-        raise APIError(415, "unsupported_media_type",
-                       "请以 YAML（application/yaml）或 JSON 上传积分细则")
+        raise APIError(
+            415, "unsupported_media_type", "请以 YAML（application/yaml）或 JSON 上传积分细则"
+        )
     if not data:
         raise APIError(400, "file_required", "请上传积分细则文件（YAML）")
     township_id = body.get("township_id", args.get("township_id"))
-    result = catalogs.import_catalog(db.session, current_actor(), township_id, data,
-                                     replace=body.get("replace", args["replace"]))
+    result = catalogs.import_catalog(
+        db.session, current_actor(), township_id, data, replace=body.get("replace", args["replace"])
+    )
     db.session.commit()
     return {
         "catalog": _catalog_out(result.catalog),
@@ -216,6 +247,7 @@ def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
 
 # ---- items and versions ---------------------------------------------------------------------
 
+
 @blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["GET"])
 @blp.arguments(RuleItemListArgs, location="query")
 @blp.response(200, page_of(RuleItemOut))
@@ -224,7 +256,8 @@ def list_items(args: dict[str, Any], catalog_id: int) -> dict[str, Any]:
     actor = current_actor()
     catalog = get_visible(db.session, actor, RuleCatalog, catalog_id)
     stmt = (
-        visible(actor, RuleItem).where(RuleItem.catalog_id == catalog.id)
+        visible(actor, RuleItem)
+        .where(RuleItem.catalog_id == catalog.id)
         .order_by(RuleItem.position, RuleItem.id)
         .options(selectinload(RuleItem.current_version))
     )
@@ -236,8 +269,12 @@ def list_items(args: dict[str, Any], catalog_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["POST"])
-@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (409, "duplicate_code"),
-        (422, "catalog_invalid"))
+@raises(
+    (403, "village_items_not_allowed"),
+    (403, "villager_inactive"),
+    (409, "duplicate_code"),
+    (422, "catalog_invalid"),
+)
 @blp.arguments(RuleItemIn)
 @blp.response(201, RuleItemOut)
 def add_item(body: dict[str, Any], catalog_id: int) -> dict[str, Any]:
@@ -259,11 +296,18 @@ def _items_in_effect(args: dict[str, Any], village: Village) -> dict[str, Any]:
     else:
         # The rule that decides a report (RuleItem.may_submit) decides the list: a village
         # uses tens of items, read at once and paged here.
-        chosen = [item for item in db.session.scalars(stmt)
-                  if claims.current_rule(item).may_submit(submitter)]
+        chosen = [
+            item
+            for item in db.session.scalars(stmt)
+            if claims.current_rule(item).may_submit(submitter)
+        ]
         first = (args["page"] - 1) * args["per_page"]
-        page = {"items": chosen[first:first + args["per_page"]], "page": args["page"],
-                "per_page": args["per_page"], "total": len(chosen)}
+        page = {
+            "items": chosen[first : first + args["per_page"]],
+            "page": args["page"],
+            "per_page": args["per_page"],
+            "total": len(chosen),
+        }
     page["items"] = [_item_out(item) for item in page["items"]]
     return page
 
@@ -304,8 +348,13 @@ def get_item(item_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items/<int:item_id>", methods=["PATCH"])
-@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (409, "item_retired"),
-        (422, "catalog_invalid"), (422, "code_immutable"))
+@raises(
+    (403, "village_items_not_allowed"),
+    (403, "villager_inactive"),
+    (409, "item_retired"),
+    (422, "catalog_invalid"),
+    (422, "code_immutable"),
+)
 @blp.arguments(RuleItemPatch)
 @blp.response(200, RuleItemOut)
 def edit_item(body: dict[str, Any], item_id: int) -> dict[str, Any]:
@@ -338,10 +387,17 @@ def get_version(version_id: int) -> dict[str, Any]:
 
 # ---- dry run --------------------------------------------------------------------------------
 
+
 @blp.route("/rules/evaluate", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "not_found"), (409, "villager_inactive"),
-        (422, "invalid_time"), (422, "invalid_units"), (422, "item_not_applicable"),
-        (422, "item_retired"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "villager_inactive"),
+    (422, "invalid_time"),
+    (422, "invalid_units"),
+    (422, "item_not_applicable"),
+    (422, "item_retired"),
+)
 @blp.arguments(EvaluateIn)
 @blp.response(200, EvaluateOut)
 def evaluate(body: dict[str, Any]) -> dict[str, Any]:
@@ -351,5 +407,12 @@ def evaluate(body: dict[str, Any]) -> dict[str, Any]:
     Days and months are the village's (APP_TIMEZONE)."""
     zone = ZoneInfo(current_app.config["APP_TIMEZONE"])
     at = (body.get("at") or utcnow()).astimezone(zone)
-    return claims.evaluate_for(db.session, current_actor(), body["item_id"],
-                               body["villager_id"], body.get("units"), at, zone)
+    return claims.evaluate_for(
+        db.session,
+        current_actor(),
+        body["item_id"],
+        body["villager_id"],
+        body.get("units"),
+        at,
+        zone,
+    )

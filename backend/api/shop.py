@@ -71,13 +71,15 @@ CSV = "text/csv"  # Flask adds "; charset=utf-8"
 
 # ---- shops ----------------------------------------------------------------------------------
 
+
 @blp.route("/shops", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(ShopOut))
 def list_shops(args: dict[str, Any]) -> dict[str, Any]:
     """The shops the caller may use or run: a villager's are those serving their village."""
-    return paginate(db.session, visible(current_actor(), Shop).order_by(Shop.id),
-                    args["page"], args["per_page"])
+    return paginate(
+        db.session, visible(current_actor(), Shop).order_by(Shop.id), args["page"], args["per_page"]
+    )
 
 
 @blp.route("/shops", methods=["POST"])
@@ -86,8 +88,9 @@ def list_shops(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(201, ShopOut)
 def create_shop(body: dict[str, Any]) -> Shop:
     """A shop serving one or more villages of its own township (township admins)."""
-    shop = shops.create_shop(db.session, current_actor(), body["name"], body["township_id"],
-                             body["village_ids"])
+    shop = shops.create_shop(
+        db.session, current_actor(), body["name"], body["township_id"], body["village_ids"]
+    )
     db.session.commit()
     return shop
 
@@ -99,6 +102,7 @@ def get_shop(shop_id: int) -> Shop:
 
 
 # ---- rewards and stock ----------------------------------------------------------------------
+
 
 @blp.route("/shops/<int:shop_id>/rewards", methods=["GET"])
 @blp.arguments(RewardListArgs, location="query")
@@ -112,8 +116,9 @@ def list_rewards(args: dict[str, Any], shop_id: int) -> dict[str, Any]:
         stmt = stmt.where(Reward.active.is_(True))
     elif "active" in args:
         stmt = stmt.where(Reward.active.is_(args["active"]))
-    return paginate(db.session, stmt.order_by(Reward.points, Reward.id), args["page"],
-                    args["per_page"])
+    return paginate(
+        db.session, stmt.order_by(Reward.points, Reward.id), args["page"], args["per_page"]
+    )
 
 
 @blp.route("/shops/<int:shop_id>/rewards", methods=["POST"])
@@ -152,15 +157,23 @@ def _upload_dir() -> str:
 
 @blp.route("/rewards/<int:reward_id>/image", methods=["POST"])
 @limited(blp, "60 per hour", by_user)
-@blp.doc(requestBody={
-    "required": True,
-    "description": "One picture (JPEG, PNG or WEBP, at most 5 MB) as multipart field "
-                   "`file`, checked like a proof photo (by content, its size read before "
-                   "decoding), re-encoded as JPEG without EXIF and scaled to at most 1024 px.",
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}}}}},
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "One picture (JPEG, PNG or WEBP, at most 5 MB) as multipart field "
+        "`file`, checked like a proof photo (by content, its size read before "
+        "decoding), re-encoded as JPEG without EXIF and scaled to at most 1024 px.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+)
 @blp.response(200, RewardOut)
 def upload_reward_image(reward_id: int) -> Reward:
     """Set the reward's picture (the shop's clerk, a township admin). It replaces the
@@ -171,8 +184,9 @@ def upload_reward_image(reward_id: int) -> Reward:
     # The replaced picture stays on disk: a backup running now may have dumped the database
     # while the reward still named it, and must find it when it copies the uploads. A few
     # hundred kilobytes a replacement; nothing serves it any more.
-    reward, _replaced = reward_images.store_image(db.session, current_actor(), reward_id,
-                                                  data, _upload_dir())
+    reward, _replaced = reward_images.store_image(
+        db.session, current_actor(), reward_id, data, _upload_dir()
+    )
     try:
         db.session.commit()
     except Exception:
@@ -197,8 +211,8 @@ def reward_image(args: dict[str, Any], reward_id: int) -> Response:
     version = image_version(reward.image_name or "")
     response = send_file(path, mimetype="image/jpeg", conditional=True, etag=version)
     response.headers["Cache-Control"] = (
-        "public, max-age=31536000, immutable" if args.get("v") == version
-        else "public, max-age=300")
+        "public, max-age=31536000, immutable" if args.get("v") == version else "public, max-age=300"
+    )
     return response
 
 
@@ -211,8 +225,7 @@ def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
 
     409 `stock_negative` if a correction would take it below zero (goods reserved by orders
     are already off the count)."""
-    movement = shelves.adjust_stock(db.session, current_actor(), reward_id, now=now(),
-                                    **body)
+    movement = shelves.adjust_stock(db.session, current_actor(), reward_id, now=now(), **body)
     db.session.commit()
     return movement
 
@@ -226,62 +239,91 @@ def stock_movements(args: dict[str, Any], reward_id: int) -> dict[str, Any]:
     reward = get_visible(db.session, actor, Reward, reward_id)
     authorize(actor, "stock.adjust")
     stmt = visible(actor, StockMovement).where(StockMovement.reward_id == reward.id)
-    return paginate(db.session, stmt.order_by(StockMovement.id.desc()), args["page"],
-                    args["per_page"])
+    return paginate(
+        db.session, stmt.order_by(StockMovement.id.desc()), args["page"], args["per_page"]
+    )
 
 
 # ---- redemptions ----------------------------------------------------------------------------
 
+
 def _pickup_token(redemption: Redemption) -> str:
-    return qr_codec().encode(TokenType.PICKUP, (redemption.id,),
-                             expires_at=redemption.expires_at)
+    return qr_codec().encode(TokenType.PICKUP, (redemption.id,), expires_at=redemption.expires_at)
 
 
 def _shows_pickup(redemption: Redemption) -> bool:
     # Only the household holds the code: a clerk who could read it could "pick up" alone.
     actor = current_actor()
-    return (redemption.status == "reserved" and actor.role == VILLAGER
-            and actor.household_id == redemption.household_id)
+    return (
+        redemption.status == "reserved"
+        and actor.role == VILLAGER
+        and actor.household_id == redemption.household_id
+    )
 
 
 def _out(
-    redemption: Redemption, names: redemptions.Names | None = None,
+    redemption: Redemption,
+    names: redemptions.Names | None = None,
     available_after: int | None = None,
 ) -> dict[str, Any]:
     names = names or redemptions.names_for(db.session, [redemption])
     r = redemption
     token = _pickup_token(r) if _shows_pickup(r) else None
     return {
-        "id": r.id, "status": r.status, "source": r.source, "shop_id": r.shop_id,
-        "shop_name": names.shops.get(r.shop_id), "village_id": r.village_id,
-        "household_id": r.household_id, "household_name": names.households.get(r.household_id),
+        "id": r.id,
+        "status": r.status,
+        "source": r.source,
+        "shop_id": r.shop_id,
+        "shop_name": names.shops.get(r.shop_id),
+        "village_id": r.village_id,
+        "household_id": r.household_id,
+        "household_name": names.households.get(r.household_id),
         "member_id": r.member_id,
         "member_name": names.members.get(r.member_id) if r.member_id else None,
-        "total_points": r.total_points, "cash_paid": r.cash_paid, "points": r.points,
+        "total_points": r.total_points,
+        "cash_paid": r.cash_paid,
+        "points": r.points,
         "exchange_rate": r.exchange_rate,
         "value": redemptions.value_of(r.points, r.exchange_rate),
-        "lines": r.lines, "created_at": r.created_at, "expires_at": r.expires_at,
-        "fulfilled_at": r.fulfilled_at, "fulfilled_by": r.fulfilled_by,
-        "voided_at": r.voided_at, "void_reason": r.void_reason,
-        "ledger_entry_id": r.ledger_entry_id, "pickup_token": token,
+        "lines": r.lines,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+        "fulfilled_at": r.fulfilled_at,
+        "fulfilled_by": r.fulfilled_by,
+        "voided_at": r.voided_at,
+        "void_reason": r.void_reason,
+        "ledger_entry_id": r.ledger_entry_id,
+        "pickup_token": token,
         "pickup_url": token_url(current_app.config["PUBLIC_BASE_URL"], token) if token else None,
         "pickup_code": r.pickup_code if token else None,
-        "pickup_image_url": signed_link(f"/api/v1/redemptions/{r.id}/pickup.png", PICKUP,
-                                        r.id).url if token else None,
+        "pickup_image_url": signed_link(f"/api/v1/redemptions/{r.id}/pickup.png", PICKUP, r.id).url
+        if token
+        else None,
         "available_after": available_after,
     }
 
 
 def _available(household_id: int) -> int:
-    return db.session.scalar(
-        select(Account.available).where(Account.household_id == household_id)) or 0
+    return (
+        db.session.scalar(select(Account.available).where(Account.household_id == household_id))
+        or 0
+    )
 
 
 @blp.route("/redemptions", methods=["POST"])
-@raises((403, "not_bound"), (403, "villager_inactive"), (404, "not_found"), (409, "out_of_stock"),
-        (409, "pickup_code_busy"),
-        (409, "price_changed"), (422, "below_minimum"), (422, "insufficient_points"),
-        (422, "invalid_cash"), (422, "not_qualified"), (422, "reward_unavailable"))
+@raises(
+    (403, "not_bound"),
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "out_of_stock"),
+    (409, "pickup_code_busy"),
+    (409, "price_changed"),
+    (422, "below_minimum"),
+    (422, "insufficient_points"),
+    (422, "invalid_cash"),
+    (422, "not_qualified"),
+    (422, "reward_unavailable"),
+)
 @limited(blp, setting("ORDER_RATE_LIMIT"), by_user)
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -297,8 +339,13 @@ def order(body: dict[str, Any]) -> dict[str, Any]:
     `price_changed` (409), `below_minimum` and `not_qualified` (422, the village's policy);
     a shop that does not serve the household's village is 404."""
     redemption = redemptions.place_order(
-        db.session, current_actor(), shop_id=body["shop_id"], items=body["items"], now=now(),
-        tz=village_tz(), hold=timedelta(hours=current_app.config["REDEMPTION_HOLD_HOURS"]),
+        db.session,
+        current_actor(),
+        shop_id=body["shop_id"],
+        items=body["items"],
+        now=now(),
+        tz=village_tz(),
+        hold=timedelta(hours=current_app.config["REDEMPTION_HOLD_HOURS"]),
     )
     return _out(redemption)
 
@@ -314,8 +361,12 @@ def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
     for name in ("status", "shop_id", "household_id"):
         if name in args:
             stmt = stmt.where(getattr(Redemption, name) == args[name])
-    page = paginate(db.session, redemptions.with_lines(stmt.order_by(Redemption.id.desc())),
-                    args["page"], args["per_page"])
+    page = paginate(
+        db.session,
+        redemptions.with_lines(stmt.order_by(Redemption.id.desc())),
+        args["page"],
+        args["per_page"],
+    )
     names = redemptions.names_for(db.session, list(page["items"]))
     page["items"] = [_out(r, names) for r in page["items"]]
     return page
@@ -350,16 +401,23 @@ def pickup_png(args: dict[str, Any], redemption_id: int) -> Response:
         if not _shows_pickup(redemption):
             raise NotFound("没有可领取的兑换码", code="no_pickup_code")
     png = qr_png(token_url(current_app.config["PUBLIC_BASE_URL"], _pickup_token(redemption)))
-    response = Response(png, mimetype="image/png",
-                        headers={"Cache-Control": "private, no-store"})
+    response = Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
     return mark_signed(response) if signed else response
 
 
 @blp.route("/redemptions/scan", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "not_found"), (409, "account_busy"),
-        (409, "already_fulfilled"), (409, "redemption_busy"), (409, "redemption_cancelled"),
-        (409, "redemption_expired"), (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "account_busy"),
+    (409, "already_fulfilled"),
+    (409, "redemption_busy"),
+    (409, "redemption_cancelled"),
+    (409, "redemption_expired"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(PickupScanIn)
@@ -370,8 +428,9 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
     The redeem entry is posted out of the hold. A second scan is 409 `already_fulfilled`;
     a cancelled or expired order is 409 `redemption_cancelled` / `redemption_expired`;
     another shop's order is 404."""
-    redemption = redemptions.fulfil_by_token(db.session, current_actor(), qr_codec(),
-                                             body["pickup_token"], now=now(), tz=village_tz())
+    redemption = redemptions.fulfil_by_token(
+        db.session, current_actor(), qr_codec(), body["pickup_token"], now=now(), tz=village_tz()
+    )
     return _out(redemption, available_after=_available(redemption.household_id))
 
 
@@ -390,15 +449,22 @@ def pickup_by_code(body: dict[str, Any]) -> dict[str, Any]:
     wrong number, another shop's order, one picked up, cancelled or expired) is 404
     `pickup_code_not_found`, and an order past its time 409 `redemption_expired`.
     Rate limited per clerk (PICKUP_CODE_RATE_LIMIT), since a number can be guessed."""
-    redemption = redemptions.fulfil_by_code(db.session, current_actor(), body["pickup_code"],
-                                            now=now(), tz=village_tz())
+    redemption = redemptions.fulfil_by_code(
+        db.session, current_actor(), body["pickup_code"], now=now(), tz=village_tz()
+    )
     return _out(redemption, available_after=_available(redemption.household_id))
 
 
 @blp.route("/redemptions/<int:redemption_id>/cancel", methods=["POST"])
-@raises((403, "villager_inactive"), (409, "account_busy"), (409, "already_fulfilled"),
-        (409, "hold_mismatch"), (409, "redemption_busy"), (409, "redemption_cancelled"),
-        (409, "redemption_expired"))
+@raises(
+    (403, "villager_inactive"),
+    (409, "account_busy"),
+    (409, "already_fulfilled"),
+    (409, "hold_mismatch"),
+    (409, "redemption_busy"),
+    (409, "redemption_cancelled"),
+    (409, "redemption_expired"),
+)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(RedemptionCancelIn)
@@ -408,20 +474,39 @@ def cancel(body: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
     The household's villager, the shop's clerk, a cadre of the village or an admin may
     cancel; the points and the stock go back at once."""
-    redemption = redemptions.cancel(db.session, current_actor(), redemption_id,
-                                    reason=body.get("reason"), now=now(), tz=village_tz())
+    redemption = redemptions.cancel(
+        db.session,
+        current_actor(),
+        redemption_id,
+        reason=body.get("reason"),
+        now=now(),
+        tz=village_tz(),
+    )
     return _out(redemption)
 
 
 @blp.route("/shops/<int:shop_id>/counter-redemptions", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "member_not_found"), (409, "account_busy"),
-        (409, "card_revoked"),
-        (409, "already_fulfilled"), (409, "out_of_stock"), (409, "price_changed"),
-        (409, "redemption_busy"), (409, "redemption_cancelled"), (409, "redemption_expired"),
-        (422, "below_minimum"), (422, "insufficient_points"), (422, "invalid_cash"),
-        (422, "not_qualified"), (422, "reward_unavailable"), (422, "shop_not_serving"),
-        (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "member_not_found"),
+    (409, "account_busy"),
+    (409, "card_revoked"),
+    (409, "already_fulfilled"),
+    (409, "out_of_stock"),
+    (409, "price_changed"),
+    (409, "redemption_busy"),
+    (409, "redemption_cancelled"),
+    (409, "redemption_expired"),
+    (422, "below_minimum"),
+    (422, "insufficient_points"),
+    (422, "invalid_cash"),
+    (422, "not_qualified"),
+    (422, "reward_unavailable"),
+    (422, "shop_not_serving"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.doc(**IDEMPOTENT)
 @idempotent
@@ -434,18 +519,29 @@ def counter_redemption(body: dict[str, Any], shop_id: int) -> dict[str, Any]:
     hands the goods out at once. The policy's minimum and qualification line apply;
     `cash_paid` covers part of the goods in cash, at the village's exchange rate."""
     redemption = counter.counter_redeem(
-        db.session, current_actor(), qr_codec(), shop_id, member_token=body["member_token"],
-        items=body["items"], cash_paid=counter.parse_cash(body.get("cash_paid")),
-        now=now(), tz=village_tz(),
+        db.session,
+        current_actor(),
+        qr_codec(),
+        shop_id,
+        member_token=body["member_token"],
+        items=body["items"],
+        cash_paid=counter.parse_cash(body.get("cash_paid")),
+        now=now(),
+        tz=village_tz(),
     )
     return _out(redemption, available_after=_available(redemption.household_id))
 
 
 @blp.route("/shops/<int:shop_id>/member-lookup", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "member_not_found"), (409, "card_revoked"),
-        (422, "shop_not_serving"),
-        (422, "qr_expired"), (422, "qr_invalid"),
-        (422, "qr_wrong_type"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "member_not_found"),
+    (409, "card_revoked"),
+    (422, "shop_not_serving"),
+    (422, "qr_expired"),
+    (422, "qr_invalid"),
+    (422, "qr_wrong_type"),
+)
 @limited(blp, setting("COUNTER_REDEMPTION_RATE_LIMIT"), by_user)  # per clerk
 @blp.arguments(MemberLookupIn)
 @blp.response(200, CardHolderOut)
@@ -456,22 +552,39 @@ def member_lookup(body: dict[str, Any], shop_id: int) -> counter.CardHolder:
     reaches the qualification line (the shop's clerks). A card of a village the shop does
     not serve is 422 `shop_not_serving`; an unknown or cancelled member 404
     `member_not_found`. Nothing else of the household is open to a clerk."""
-    return counter.card_holder(db.session, current_actor(), qr_codec(), shop_id,
-                               member_token=body["member_token"], now=now(), tz=village_tz())
+    return counter.card_holder(
+        db.session,
+        current_actor(),
+        qr_codec(),
+        shop_id,
+        member_token=body["member_token"],
+        now=now(),
+        tz=village_tz(),
+    )
 
 
 # ---- settlement and the township's report ---------------------------------------------------
+
 
 @blp.route("/shops/<int:shop_id>/settlements", methods=["GET"])
 @raises((403, "villager_inactive"))
 @blp.arguments(SettlementArgs, location="query")
 @blp.response(200, SettlementOut)
-@blp.doc(responses={"200": {"description": "the statement as JSON, CSV or XLSX", "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/SettlementOut"}},
-    "text/csv": {"schema": {"type": "string"},
-                 "example": "兑换单号,领取时间,方式,村,户,兑换人,商品明细,商品积分,…"},
-    XLSX: {"schema": {"type": "string", "format": "binary"}},
-}}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "the statement as JSON, CSV or XLSX",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SettlementOut"}},
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "兑换单号,领取时间,方式,村,户,兑换人,商品明细,商品积分,…",
+                },
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+)
 def settlement(args: dict[str, Any], shop_id: int) -> Any:
     """A shop's monthly statement (对账).
 
@@ -485,10 +598,12 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
     label = f"{result.shop_name}{result.month}结算单.{fmt}"
     if fmt == "csv":
-        return download(reconciliation.settlement_csv(result, village_tz()), CSV, label,
-                        ascii_name=name)
-    return download(reconciliation.settlement_xlsx(result, village_tz()), XLSX, label,
-                    ascii_name=name)
+        return download(
+            reconciliation.settlement_csv(result, village_tz()), CSV, label, ascii_name=name
+        )
+    return download(
+        reconciliation.settlement_xlsx(result, village_tz()), XLSX, label, ascii_name=name
+    )
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])
@@ -500,5 +615,4 @@ def points_report(args: dict[str, Any], township_id: int) -> liability.PointsRep
 
     Per village, at its exchange rate: issued = outstanding + redeemed + expired (township
     and county admins)."""
-    return liability.points_report(db.session, current_actor(), township_id,
-                                   args.get("month"))
+    return liability.points_report(db.session, current_actor(), township_id, args.get("month"))

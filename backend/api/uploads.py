@@ -33,24 +33,34 @@ def _upload_dir() -> str:
 
 
 @blp.route("/uploads", methods=["POST"])
-@raises((400, "file_required"), (403, "not_bound"), (413, "file_too_large"),
-        (422, "image_too_large"), (422, "not_a_photo"))
+@raises(
+    (400, "file_required"),
+    (403, "not_bound"),
+    (413, "file_too_large"),
+    (422, "image_too_large"),
+    (422, "not_a_photo"),
+)
 @limited(blp, "60 per hour", by_user)
-@blp.doc(requestBody={
-    "required": True,
-    "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
-                   "It is checked by its content, turned upright, re-encoded as JPEG without "
-                   "EXIF (GPS position included) and scaled to at most 2048 px. Its size "
-                   "is read from the header before any pixel is decoded: at most 20 "
-                   "megapixels (64 for a baseline JPEG, 12 for WEBP), else 422 "
-                   "`image_too_large`. Only the first frame of an animated image is kept.",
-    "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}},
-        }},
-    },
-})
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "One photo (JPEG, PNG or WEBP, at most 5 MB) as multipart field `file`. "
+        "It is checked by its content, turned upright, re-encoded as JPEG without "
+        "EXIF (GPS position included) and scaled to at most 2048 px. Its size "
+        "is read from the header before any pixel is decoded: at most 20 "
+        "megapixels (64 for a baseline JPEG, 12 for WEBP), else 422 "
+        "`image_too_large`. Only the first frame of an animated image is kept.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+)
 @blp.response(201, UploadOut)
 def upload_photo() -> dict[str, Any]:
     """Upload a photo to prove a claim; pass its id in the claim's `evidence`. Refusals:
@@ -68,9 +78,14 @@ def upload_photo() -> dict[str, Any]:
         db.session.rollback()
         service.photo_path(_upload_dir(), upload).unlink(missing_ok=True)
         raise
-    return {"id": upload.id, "url": f"/api/v1/uploads/{upload.id}", "width": upload.width,
-            "height": upload.height, "size": upload.size,
-            "signed_url": _link(upload.id, None).url}
+    return {
+        "id": upload.id,
+        "url": f"/api/v1/uploads/{upload.id}",
+        "width": upload.width,
+        "height": upload.height,
+        "size": upload.size,
+        "signed_url": _link(upload.id, None).url,
+    }
 
 
 PHOTO = "upload"  # the kind of image a photo's signed link names
@@ -81,8 +96,13 @@ def _variant(width: int | None) -> str:
 
 
 def _link(upload_id: int, width: int | None) -> SignedLink:
-    return signed_link(f"/api/v1/uploads/{upload_id}", PHOTO, upload_id, _variant(width),
-                       extra={"w": width} if width else None)
+    return signed_link(
+        f"/api/v1/uploads/{upload_id}",
+        PHOTO,
+        upload_id,
+        _variant(width),
+        extra={"w": width} if width else None,
+    )
 
 
 @blp.route("/uploads/<int:upload_id>/link", methods=["GET"])
@@ -99,8 +119,9 @@ def photo_link(args: dict[str, Any], upload_id: int) -> SignedLink:
 def _format() -> str:
     # WebP is a third smaller than JPEG at the same look; WeChat names image/webp when it can
     # show it; */* alone is no promise that a client decodes WebP, and anything else gets JPEG.
-    named = any(value == "image/webp" and quality > 0
-                for value, quality in request.accept_mimetypes)
+    named = any(
+        value == "image/webp" and quality > 0 for value, quality in request.accept_mimetypes
+    )
     return "webp" if named else "jpeg"
 
 
@@ -109,9 +130,14 @@ def _format() -> str:
 @blp.doc(security=SIGNED_SECURITY)
 @blp.arguments(PhotoGetArgs, location="query")
 @blp.response(200, BINARY, content_type="image/jpeg")
-@blp.doc(responses={"200": {"description": "the photo; a `w` copy as WebP when Accept names "
-                                           "image/webp", "content": {
-    "image/jpeg": {"schema": BINARY}, "image/webp": {"schema": BINARY}}}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "the photo; a `w` copy as WebP when Accept names image/webp",
+            "content": {"image/jpeg": {"schema": BINARY}, "image/webp": {"schema": BINARY}},
+        }
+    }
+)
 @blp.alt_response(304, description="not modified (If-None-Match)")
 def get_photo(args: dict[str, Any], upload_id: int) -> Response:
     """The stored JPEG, or with `w` a smaller copy (JPEG, or WebP when the client's Accept
@@ -124,16 +150,19 @@ def get_photo(args: dict[str, Any], upload_id: int) -> Response:
         check_signature(PHOTO, upload_id, _variant(width))
         upload, path = service.open_signed_photo(db.session, upload_id, _upload_dir())
     else:
-        upload, path = service.open_photo(db.session, current_actor(), upload_id,
-                                          _upload_dir())
+        upload, path = service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
     mimetype = "image/jpeg"
     if width:
         fmt = _format()
         path = service.thumbnail_path(_upload_dir(), upload, width, fmt)
         mimetype = service.THUMBNAIL_FORMATS[fmt][2]
-    response = send_file(path, mimetype=mimetype, max_age=3600, conditional=True,
-                         etag=f"{upload.sha256[:32]}-{_variant(width) or 'full'}-"
-                              f"{mimetype.rsplit('/', 1)[1]}")
+    response = send_file(
+        path,
+        mimetype=mimetype,
+        max_age=3600,
+        conditional=True,
+        etag=f"{upload.sha256[:32]}-{_variant(width) or 'full'}-{mimetype.rsplit('/', 1)[1]}",
+    )
     # send_file says "public"; a proof photo must never sit in a shared cache.
     response.headers["Cache-Control"] = "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -34,9 +34,16 @@ def list_users(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/users", methods=["POST"])
-@raises((403, "villager_inactive"), (404, "not_found"), (409, "duplicate_username"),
-        (422, "invalid_role"), (422, "not_staff"), (422, "scope_required"),
-        (422, "villager_out_of_scope"), (422, "weak_password"))
+@raises(
+    (403, "villager_inactive"),
+    (404, "not_found"),
+    (409, "duplicate_username"),
+    (422, "invalid_role"),
+    (422, "not_staff"),
+    (422, "scope_required"),
+    (422, "villager_out_of_scope"),
+    (422, "weak_password"),
+)
 @blp.arguments(UserIn)
 @blp.response(201, UserOut)
 def create_user(body: dict[str, Any]) -> User:
@@ -47,8 +54,14 @@ def create_user(body: dict[str, Any]) -> User:
 
 
 @blp.route("/users/<int:user_id>", methods=["PATCH"])
-@raises((403, "cannot_link_self"), (403, "villager_inactive"), (409, "cannot_disable_self"),
-        (422, "not_staff"), (422, "villager_out_of_scope"), (422, "weak_password"))
+@raises(
+    (403, "cannot_link_self"),
+    (403, "villager_inactive"),
+    (409, "cannot_disable_self"),
+    (422, "not_staff"),
+    (422, "villager_out_of_scope"),
+    (422, "weak_password"),
+)
 @blp.arguments(UserPatch)
 @blp.response(200, UserOut)
 def update_user(body: dict[str, Any], user_id: int) -> User:

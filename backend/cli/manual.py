@@ -24,14 +24,19 @@ from ..extensions import db
 @with_appcontext
 @click.argument("month")
 @click.option("--village-id", type=int, default=None, help="Only this village.")
-@click.option("--force", is_flag=True, help="Close although claims of the month are still "
-              "in review or notice (their points will show as notes on a later board).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Close although claims of the month are still "
+    "in review or notice (their points will show as notes on a later board).",
+)
 def close_rankings_command(month: str, village_id: int | None, force: bool) -> None:
     """Publish (结榜) every village's board of MONTH (YYYY-MM): frozen from now on; later
     corrections show as notes on the next board."""
     try:
-        outcomes = closing.close_all(db.session, month, now=now(), tz=village_tz(),
-                                      village_id=village_id, force=force)
+        outcomes = closing.close_all(
+            db.session, month, now=now(), tz=village_tz(), village_id=village_id, force=force
+        )
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     for vid, outcome in outcomes:
@@ -52,17 +57,27 @@ def rebuild_issued_command() -> None:
 
 @click.command("restore")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Restore into a database and UPLOAD_DIR that are "
-              "not empty: what the backup holds replaces what they have.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore into a database and UPLOAD_DIR that are "
+    "not empty: what the backup holds replaces what they have.",
+)
 @with_appcontext
 def restore_command(directory: Path, force: bool) -> None:
     """Restore a `flask backup` DIRECTORY into the configured database (new and empty) and
     UPLOAD_DIR; checks every file's sha256 first and every table's rows after."""
     db.session.remove()
     db.engine.dispose()
-    manifest = restore_backup(make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
-                              Path(current_app.config["UPLOAD_DIR"]), directory, force)
-    click.echo(f"restored the backup of {manifest['created_at']} (revision "
-               f"{manifest['alembic_revision']}): {sum(manifest['counts'].values())} rows and "
-               f"{manifest['uploads']} photo(s) match the manifest; then `flask db upgrade` "
-               "and `flask ledger verify`")
+    manifest = restore_backup(
+        make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
+        Path(current_app.config["UPLOAD_DIR"]),
+        directory,
+        force,
+    )
+    click.echo(
+        f"restored the backup of {manifest['created_at']} (revision "
+        f"{manifest['alembic_revision']}): {sum(manifest['counts'].values())} rows and "
+        f"{manifest['uploads']} photo(s) match the manifest; then `flask db upgrade` "
+        "and `flask ledger verify`"
+    )

@@ -61,8 +61,14 @@ def _record(name: str, ok: bool, started: Any, message: str | None) -> None:
     db.session.rollback()
     try:
         with Session(db.engine) as session:
-            record_run(session, name, ok=ok, started_at=started, finished_at=now(),
-                       message=" ".join((message or "").split()))
+            record_run(
+                session,
+                name,
+                ok=ok,
+                started_at=started,
+                finished_at=now(),
+                message=" ".join((message or "").split()),
+            )
             session.commit()
     except SQLAlchemyError as exc:
         print(f"could not record the run of {name!r}: {type(exc).__name__}", file=sys.stderr)
@@ -70,10 +76,18 @@ def _record(name: str, ok: bool, started: Any, message: str | None) -> None:
 
 @click.command("backup")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dated", is_flag=True, help="Write into a new directory under DIRECTORY named "
-              "by the time (for the timer), instead of into DIRECTORY itself.")
-@click.option("--keep-days", type=click.IntRange(min=1), default=None,
-              help="With --dated: then remove the backups under DIRECTORY older than this.")
+@click.option(
+    "--dated",
+    is_flag=True,
+    help="Write into a new directory under DIRECTORY named "
+    "by the time (for the timer), instead of into DIRECTORY itself.",
+)
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --dated: then remove the backups under DIRECTORY older than this.",
+)
 @with_appcontext
 @scheduled("backup")
 def backup_command(directory: Path, dated: bool, keep_days: int | None) -> None:
@@ -86,14 +100,20 @@ def backup_command(directory: Path, dated: bool, keep_days: int | None) -> None:
     root = directory
     if dated:
         directory = dated_directory(root, taken_at)
-    manifest = make_backup(make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
-                           Path(current_app.config["UPLOAD_DIR"]), directory, taken_at)
+    manifest = make_backup(
+        make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]),
+        Path(current_app.config["UPLOAD_DIR"]),
+        directory,
+        taken_at,
+    )
     if keep_days is not None:
         for old in prune_backups(root, taken_at, keep_days):
             click.echo(f"removed the backup {old}")
-    click.echo(f"backed up {sum(manifest['counts'].values())} rows of "
-               f"{len(manifest['counts'])} tables (revision {manifest['alembic_revision']}) "
-               f"and {manifest['uploads']} photo(s) into {directory}")
+    click.echo(
+        f"backed up {sum(manifest['counts'].values())} rows of "
+        f"{len(manifest['counts'])} tables (revision {manifest['alembic_revision']}) "
+        f"and {manifest['uploads']} photo(s) into {directory}"
+    )
 
 
 @click.command("post-due")
@@ -114,8 +134,10 @@ def verify_command() -> None:
     report = ledger.verify_all(db.session)
     for problem in report.breaks:
         where = f"entry {problem.entry_id} (seq {problem.seq})" if problem.entry_id else "head"
-        click.echo(f"BROKEN account {problem.account_id} household {problem.household_id}: "
-                   f"{where}: {problem.problem}")
+        click.echo(
+            f"BROKEN account {problem.account_id} household {problem.household_id}: "
+            f"{where}: {problem.problem}"
+        )
     issued = budget.verify_issued(db.session, village_tz())
     for mismatch in issued:
         click.echo(f"BROKEN monthly issued: {mismatch}")
@@ -123,17 +145,21 @@ def verify_command() -> None:
     # board was printed no longer gives the root on the wall.
     drifts = notice.verify_month_roots(db.session, village_tz())
     for drift in drifts:
-        click.echo(f"BROKEN month root: village {drift.village_id} month {drift.period}: "
-                   f"printed {drift.stored}, ledger gives {drift.recomputed}")
+        click.echo(
+            f"BROKEN month root: village {drift.village_id} month {drift.period}: "
+            f"printed {drift.stored}, ledger gives {drift.recomputed}"
+        )
     if report.breaks or issued or drifts:
         raise click.ClickException(
             f"{len(report.breaks)} account(s), {len(issued)} village month(s) of issued "
             f"points and {len(drifts)} month root(s) do not verify"
-            + ("; `flask ledger rebuild-issued` sets the months from the claims"
-               if issued else ""))
-    click.echo(f"OK: {report.accounts} accounts, {report.entries} entries verified; "
-               "monthly issued points agree with the claims; closed months' roots agree "
-               "with the ledger")
+            + ("; `flask ledger rebuild-issued` sets the months from the claims" if issued else "")
+        )
+    click.echo(
+        f"OK: {report.accounts} accounts, {report.entries} entries verified; "
+        "monthly issued points agree with the claims; closed months' roots agree "
+        "with the ledger"
+    )
 
 
 @click.command("reset")
@@ -145,9 +171,11 @@ def reset_command() -> None:
     once)."""
     done = policies.reset_spendable(db.session, now(), village_tz())
     for village in done:
-        what = ("recorded as the first period of its resets, nothing expired"
-                if village.baseline else
-                f"{village.points} point(s) expired in {village.accounts} account(s)")
+        what = (
+            "recorded as the first period of its resets, nothing expired"
+            if village.baseline
+            else f"{village.points} point(s) expired in {village.accounts} account(s)"
+        )
         click.echo(f"village {village.village_id} {village.period}: {what}")
     click.echo(f"reset {sum(v.accounts for v in done)} account(s)")
 

@@ -20,8 +20,11 @@ from ..extensions import db
 
 @click.command("demo")
 @with_appcontext
-@click.option("--if-empty", is_flag=True, help="Seed only when the database is empty; "
-              "otherwise do nothing (used by `make run`).")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Seed only when the database is empty; otherwise do nothing (used by `make run`).",
+)
 def demo_command(if_empty: bool) -> None:
     """Seed the demo township (refuses a non-empty database)."""
     if if_empty and not demo.is_empty(db.session):
@@ -33,8 +36,10 @@ def demo_command(if_empty: bool) -> None:
         raise click.ClickException(exc.message) from exc
     db.session.commit()
     posted = demo.seed_history(db.session, now(), village_tz())
-    click.echo(f"demo township loaded with {posted} posted awards of the last two months; "
-               f"every demo login has the password {demo.DEMO_PASSWORD}")
+    click.echo(
+        f"demo township loaded with {posted} posted awards of the last two months; "
+        f"every demo login has the password {demo.DEMO_PASSWORD}"
+    )
     for login in logins:
         click.echo(f"  {login.username:<16} {login.role:<15} {login.scope}")
 
@@ -48,17 +53,34 @@ def demo_command(if_empty: bool) -> None:
 @click.option("--township-id", type=int, default=None)
 @click.option("--village-id", type=int, default=None)
 @click.option("--shop-id", type=int, default=None)
-@click.option("--villager-id", type=int, default=None,
-              help="The holder's own entry on the roster: they may not decide their own "
-                   "household's points.")
-def create_user_command(role: str, username: str, password: str, name: str | None,
-                        township_id: int | None, village_id: int | None,
-                        shop_id: int | None, villager_id: int | None) -> None:
+@click.option(
+    "--villager-id",
+    type=int,
+    default=None,
+    help="The holder's own entry on the roster: they may not decide their own household's points.",
+)
+def create_user_command(
+    role: str,
+    username: str,
+    password: str,
+    name: str | None,
+    township_id: int | None,
+    village_id: int | None,
+    shop_id: int | None,
+    villager_id: int | None,
+) -> None:
     """Create a staff account (the first county admin is made this way)."""
     try:
         user = create_staff(
-            db.session, None, username=username, password=password, role=role, name=name,
-            township_id=township_id, village_id=village_id, shop_id=shop_id,
+            db.session,
+            None,
+            username=username,
+            password=password,
+            role=role,
+            name=name,
+            township_id=township_id,
+            village_id=village_id,
+            shop_id=shop_id,
             villager_id=villager_id,
         )
     except DomainError as exc:
@@ -71,15 +93,20 @@ def create_user_command(role: str, username: str, password: str, name: str | Non
 @with_appcontext
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--township-id", type=int, required=True)
-@click.option("--replace", is_flag=True, help="Replace the township's catalog: changed items "
-              "get a new version, items the file leaves out are retired; awards keep theirs.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the township's catalog: changed items "
+    "get a new version, items the file leaves out are retired; awards keep theirs.",
+)
 def import_rules_command(file: Path, township_id: int, replace: bool) -> None:
     """Load a township's catalog from a YAML file (e.g. rules/catalogs/default.yaml)."""
     try:
-        result = catalogs.import_catalog(db.session, None, township_id, file.read_bytes(),
-                                         replace=replace)
+        result = catalogs.import_catalog(
+            db.session, None, township_id, file.read_bytes(), replace=replace
+        )
     except catalogs.CatalogInvalid as exc:
-        for problem in exc.problems[:catalogs.MAX_PROBLEMS]:
+        for problem in exc.problems[: catalogs.MAX_PROBLEMS]:
             click.echo(f"  {problem}", err=True)
         if len(exc.problems) > catalogs.MAX_PROBLEMS:
             click.echo(f"  ……（只列出前 {catalogs.MAX_PROBLEMS} 处）", err=True)
@@ -108,8 +135,9 @@ def export_rules_command(catalog_id: int) -> None:
 
 @click.command("init")
 @with_appcontext
-@click.argument("file", required=False,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--example", is_flag=True, help="Print a commented example file and exit.")
 def county_init_command(file: Path | None, example: bool) -> None:
     """Create a county's townships, villages, villager groups, shops, staff accounts and
@@ -122,8 +150,13 @@ def county_init_command(file: Path | None, example: bool) -> None:
     if file is None:
         raise click.UsageError("give FILE (or --example for a file to start from)")
     try:
-        result = county.init_county(db.session, file.read_text(encoding="utf-8-sig"),
-                                    base=file.parent, now=now(), tz=village_tz())
+        result = county.init_county(
+            db.session,
+            file.read_text(encoding="utf-8-sig"),
+            base=file.parent,
+            now=now(),
+            tz=village_tz(),
+        )
     except county.CountyFileInvalid as exc:
         db.session.rollback()
         for line, message in exc.problems:
@@ -132,9 +165,11 @@ def county_init_command(file: Path | None, example: bool) -> None:
     except UnicodeDecodeError as exc:
         raise click.ClickException("文件须为 UTF-8 编码") from exc
     db.session.commit()
-    click.echo(f"created {result.townships} township(s), {result.villages} village(s), "
-               f"{result.groups} villager group(s), {result.shops} shop(s), "
-               f"{result.households} household(s), {len(result.logins)} staff account(s)")
+    click.echo(
+        f"created {result.townships} township(s), {result.villages} village(s), "
+        f"{result.groups} villager group(s), {result.shops} shop(s), "
+        f"{result.households} household(s), {len(result.logins)} staff account(s)"
+    )
     click.echo("initial passwords (shown only this once; hand each to its holder):")
     for login in result.logins:
         click.echo(f"  {login.username:<20} {login.role:<15} {login.password}  {login.scope}")
@@ -144,8 +179,10 @@ def county_init_command(file: Path | None, example: bool) -> None:
 @with_appcontext
 def show_time_zone_command() -> None:
     """Print APP_TIMEZONE and the zone the database's months are stored in."""
-    click.echo(f"APP_TIMEZONE={current_app.config['APP_TIMEZONE']}; "
-               f"stored: {time_zone.stored_zone(db.session) or '(not yet recorded)'}")
+    click.echo(
+        f"APP_TIMEZONE={current_app.config['APP_TIMEZONE']}; "
+        f"stored: {time_zone.stored_zone(db.session) or '(not yet recorded)'}"
+    )
 
 
 @click.command("set")
@@ -160,5 +197,7 @@ def set_time_zone_command(zone: str) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     db.session.commit()
-    click.echo(f"the villages' time zone is now {zone} (was {before or 'not recorded'}); "
-               f"start the service with APP_TIMEZONE={zone}")
+    click.echo(
+        f"the villages' time zone is now {zone} (was {before or 'not recorded'}); "
+        f"start the service with APP_TIMEZONE={zone}"
+    )

@@ -22,36 +22,58 @@ LNG = validate.Range(min=-180, max=180)
 
 
 def _when(required: bool, description: str) -> Moment:
-    return Moment(required=required, allow_none=not required,
-                  metadata={"description": description})
+    return Moment(required=required, allow_none=not required, metadata={"description": description})
 
 
 class LocationIn(Schema):
-    lat = fields.Float(required=True, validate=LAT, metadata={"description": "WGS-84 / GCJ-02 "
-                       "as the mini-program reports it (wx.getLocation type)"})
+    lat = fields.Float(
+        required=True,
+        validate=LAT,
+        metadata={
+            "description": "WGS-84 / GCJ-02 as the mini-program reports it (wx.getLocation type)"
+        },
+    )
     lng = fields.Float(required=True, validate=LNG)
     radius_m = fields.Integer(required=True, validate=validate.Range(min=10, max=20_000))
-    mode = fields.String(load_default="refuse", validate=validate.OneOf(GEOFENCE_MODES),
-                         metadata={"description": "refuse: out of area is refused; flag: "
-                                   "accepted and flagged for the cadre"})
+    mode = fields.String(
+        load_default="refuse",
+        validate=validate.OneOf(GEOFENCE_MODES),
+        metadata={
+            "description": "refuse: out of area is refused; flag: "
+            "accepted and flagged for the cadre"
+        },
+    )
 
 
 class ActivityIn(Schema):
     village_id = Id(required=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    place = fields.String(allow_none=True, validate=validate.Length(max=100), metadata={
-        "description": "where (村委会二楼会议室), printed on the poster"})
-    rule_item_id = Id(required=True, metadata={
-        "description": "an item of the village's rules whose submit_by includes checkin"})
+    place = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=100),
+        metadata={"description": "where (村委会二楼会议室), printed on the poster"},
+    )
+    rule_item_id = Id(
+        required=True,
+        metadata={"description": "an item of the village's rules whose submit_by includes checkin"},
+    )
     starts_at = _when(True, "")
     ends_at = _when(True, "")
     checkin_opens_at = _when(False, "default: 30 minutes before starts_at")
     checkin_closes_at = _when(False, "default: ends_at")
-    qr_mode = fields.String(required=True, validate=validate.OneOf(QR_MODES), metadata={
-        "description": "static: one printable code for the check-in window; rotating: a "
-                       "new code every qr_step_seconds on a screen (display page)"})
-    qr_step_seconds = fields.Integer(allow_none=True, validate=validate.Range(min=10, max=600),
-                                     metadata={"description": "default QR_ROTATE_SECONDS (30)"})
+    qr_mode = fields.String(
+        required=True,
+        validate=validate.OneOf(QR_MODES),
+        metadata={
+            "description": "static: one printable code for the check-in window; rotating: a "
+            "new code every qr_step_seconds on a screen (display page)"
+        },
+    )
+    qr_step_seconds = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=10, max=600),
+        metadata={"description": "default QR_ROTATE_SECONDS (30)"},
+    )
     location = fields.Nested(LocationIn, allow_none=True)
     capacity = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100_000))
     note = fields.String(allow_none=True, validate=validate.Length(max=500))
@@ -59,9 +81,13 @@ class ActivityIn(Schema):
 
 class ActivityListArgs(PageArgs):
     village_id = Id(strict=False)
-    status = fields.String(validate=validate.OneOf(LIST_STATES), metadata={
-        "description": "upcoming (check-in not open yet), open, closed, cancelled, or current "
-                       "(upcoming or open; a villager's default)"})
+    status = fields.String(
+        validate=validate.OneOf(LIST_STATES),
+        metadata={
+            "description": "upcoming (check-in not open yet), open, closed, cancelled, or current "
+            "(upcoming or open; a villager's default)"
+        },
+    )
 
 
 class LocationOut(Schema):
@@ -105,8 +131,10 @@ class ActivityOut(Schema):
     cancel_reason = fields.String(attribute="activity.cancel_reason", allow_none=True)
     created_by = fields.Integer(attribute="activity.created_by")
     created_at = LocalDateTime(attribute="activity.created_at")
-    my_checkin_id = fields.Integer(allow_none=True, metadata={
-        "description": "a villager's own check-in at this activity, if any"})
+    my_checkin_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "a villager's own check-in at this activity, if any"},
+    )
 
 
 class CancelIn(Schema):
@@ -114,35 +142,51 @@ class CancelIn(Schema):
 
 
 class QrTokenArgs(QueryArgs):
-    svg = fields.Boolean(load_default=False, metadata={
-        "description": "also return the code as an SVG image (the display page uses it)"})
+    svg = fields.Boolean(
+        load_default=False,
+        metadata={"description": "also return the code as an SVG image (the display page uses it)"},
+    )
 
 
 class QrSvgArgs(QueryArgs):
-    bare = fields.Boolean(load_default=False, metadata={
-        "description": "the QR alone, without the poster's title, time, place and "
-                       "instructions (to lay out in one's own notice)"})
+    bare = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "the QR alone, without the poster's title, time, place and "
+            "instructions (to lay out in one's own notice)"
+        },
+    )
 
 
 class QrImageArgs(QrSvgArgs):
-    box_size = fields.Integer(load_default=10, validate=validate.Range(min=2, max=40),
-                              metadata={"description": "pixels per module (bare PNG only)"})
+    box_size = fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=2, max=40),
+        metadata={"description": "pixels per module (bare PNG only)"},
+    )
 
 
 class QrTokenOut(Schema):
     # Dumped from backend.api.activities.ShownCode: the code's fields from its code, the
     # activity's from its activity.
     token = fields.String(attribute="code.token")
-    url = fields.String(metadata={"description": "{PUBLIC_BASE_URL}/q/{token}: what the QR "
-                                  "code carries"})
-    expires_at = LocalDateTime(attribute="code.expires_at", metadata={
-        "description": "accepted until (a rotating code: the end of the grace step)"})
-    refresh_at = LocalDateTime(attribute="code.refresh_at", allow_none=True, metadata={
-        "description": "a rotating code: when the next code is shown; null when static"})
+    url = fields.String(
+        metadata={"description": "{PUBLIC_BASE_URL}/q/{token}: what the QR code carries"}
+    )
+    expires_at = LocalDateTime(
+        attribute="code.expires_at",
+        metadata={"description": "accepted until (a rotating code: the end of the grace step)"},
+    )
+    refresh_at = LocalDateTime(
+        attribute="code.refresh_at",
+        allow_none=True,
+        metadata={"description": "a rotating code: when the next code is shown; null when static"},
+    )
     server_time = LocalDateTime()
     qr_mode = Choice(QR_MODES, attribute="activity.qr_mode")
-    step = fields.Integer(attribute="code.step", metadata={
-        "description": "rotating step; 0 for a static code"})
+    step = fields.Integer(
+        attribute="code.step", metadata={"description": "rotating step; 0 for a static code"}
+    )
     step_seconds = fields.Integer(attribute="activity.qr_step_seconds")
     activity_id = fields.Integer(attribute="activity.id")
     title = fields.String(attribute="activity.title")
@@ -161,8 +205,12 @@ class QrTokenOut(Schema):
 
 
 class DisplayLinkOut(Schema):
-    url = fields.String(metadata={"description": "open on the screen; the key is in the "
-                                  "fragment, so it never reaches a server log"})
+    url = fields.String(
+        metadata={
+            "description": "open on the screen; the key is in the "
+            "fragment, so it never reaches a server log"
+        }
+    )
     expires_at = LocalDateTime()
 
 
@@ -184,10 +232,14 @@ class ProxyCheckinIn(Schema):
 class CheckinOut(Schema):
     checkin_id = fields.Integer()
     claim_id = fields.Integer(allow_none=True)
-    status = Choice((*CLAIM_STATUSES, *CHECKIN_OUTCOMES), metadata={
-        "description": "the claim's status (posted, in_notice, pending, approved); "
-                       "checked_in: a per-hour item, scored at check-out; no_points: "
-                       "attendance recorded, nothing to award (see reason)"})
+    status = Choice(
+        (*CLAIM_STATUSES, *CHECKIN_OUTCOMES),
+        metadata={
+            "description": "the claim's status (posted, in_notice, pending, approved); "
+            "checked_in: a per-hour item, scored at check-out; no_points: "
+            "attendance recorded, nothing to award (see reason)"
+        },
+    )
     points = fields.Integer()
     reason = fields.String(allow_none=True)
     activity_id = fields.Integer()
@@ -200,8 +252,10 @@ class CheckinOut(Schema):
     proxy_by = fields.Integer(allow_none=True)
     activity_title = fields.String(allow_none=True)
     rule_item_name = fields.String(allow_none=True)
-    notice_ends_at = LocalDateTime(allow_none=True, metadata={
-        "description": "until when the claim is in public notice (公示), if it is"})
+    notice_ends_at = LocalDateTime(
+        allow_none=True,
+        metadata={"description": "until when the claim is in public notice (公示), if it is"},
+    )
 
 
 class CheckinListArgs(PageArgs):
@@ -253,14 +307,22 @@ class BurstRuleOut(Schema):
 
 
 class SignalsOut(Schema):
-    shared_devices = fields.List(fields.Nested(SharedDeviceOut), metadata={
-        "description": "one device id used by several villagers"})
-    out_of_area = fields.List(fields.Integer(), metadata={
-        "description": "check-ins outside the area (geofence mode flag)"})
+    shared_devices = fields.List(
+        fields.Nested(SharedDeviceOut),
+        metadata={"description": "one device id used by several villagers"},
+    )
+    out_of_area = fields.List(
+        fields.Integer(),
+        metadata={"description": "check-ins outside the area (geofence mode flag)"},
+    )
     no_location = fields.List(fields.Integer())
-    proxy_bursts = fields.List(fields.Nested(ProxyBurstOut), metadata={
-        "description": "more than PROXY_BURST_COUNT proxy check-ins by one cadre within "
-                       "PROXY_BURST_MINUTES"})
+    proxy_bursts = fields.List(
+        fields.Nested(ProxyBurstOut),
+        metadata={
+            "description": "more than PROXY_BURST_COUNT proxy check-ins by one cadre within "
+            "PROXY_BURST_MINUTES"
+        },
+    )
     own_household_proxies = fields.List(fields.Integer())
     burst_rule = fields.Nested(BurstRuleOut)
 

@@ -10,8 +10,9 @@ from points.boards.standings import RANK_BY
 from ..openapi import Choice, JsonBoolean, QueryArgs
 from .common import Id, LocalDateTime
 
-PERIOD = validate.Regexp(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
-                         error="时段格式为 YYYY-MM、YYYY-Qn 或 YYYY")
+PERIOD = validate.Regexp(
+    r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", error="时段格式为 YYYY-MM、YYYY-Qn 或 YYYY"
+)
 MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
 
 
@@ -26,21 +27,29 @@ class RankingArgs(QueryArgs):
     period = _period("YYYY-MM, YYYY-Qn or YYYY; default this month")
     by = Choice(RANK_BY, load_default="household")
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
-    public = fields.Boolean(load_default=False, metadata={
-        "description": "staff: show names as the public board does (villagers always do)"})
+    public = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "staff: show names as the public board does (villagers always do)"
+        },
+    )
 
 
 class RankingRowOut(Schema):
     rank = fields.Integer(required=True)
     name = fields.String(required=True)
     points = fields.Integer(required=True)
-    household_id = fields.Integer(required=True, allow_none=True, metadata={
-        "description": "null on public views of a household that opted out"})
+    household_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null on public views of a household that opted out"},
+    )
     villager_id = fields.Integer(required=True, allow_none=True)
     village_id = fields.Integer(required=True)
     group_id = fields.Integer(required=True, allow_none=True)
-    group = fields.String(required=True, allow_none=True,
-                          metadata={"description": "村民小组 name; null: no group"})
+    group = fields.String(
+        required=True, allow_none=True, metadata={"description": "村民小组 name; null: no group"}
+    )
 
 
 class MineOut(Schema):
@@ -73,16 +82,22 @@ class RankingOut(Schema):
 
 class BoardArgs(QueryArgs):
     period = _period("YYYY-MM (default last month), YYYY-Qn or YYYY")
-    public = fields.Boolean(load_default=False, metadata={
-        "description": "staff: the board as posted (masked names, opt-outs hidden)"})
+    public = fields.Boolean(
+        load_default=False,
+        metadata={"description": "staff: the board as posted (masked names, opt-outs hidden)"},
+    )
 
 
 class PrintArgs(QueryArgs):
     period = _period("YYYY-MM (default last month), YYYY-Qn or YYYY")
     size = fields.String(load_default="A4", validate=validate.OneOf(("A4", "A3")))
-    v = fields.String(validate=validate.Length(max=64), metadata={
-        "description": "the picture's version (its ETag), as `png_url` of GET …/board gives "
-                       "it: a closed month's picture under it may be cached for good"})
+    v = fields.String(
+        validate=validate.Length(max=64),
+        metadata={
+            "description": "the picture's version (its ETag), as `png_url` of GET …/board gives "
+            "it: a closed month's picture under it may be cached for good"
+        },
+    )
 
 
 class RedRowOut(Schema):
@@ -125,19 +140,30 @@ class StarRowOut(Schema):
 
 
 class CorrectionOut(Schema):
-    kind = Choice(CORRECTION_KINDS, metadata={"description": (
-        "reversal: an entry of an earlier month corrected; late: points reached an earlier "
-        "month after its board closed; late_veto: a veto (一票否决) barring the household in "
-        "an earlier month posted after its board closed (`amount` 0); veto_withdrawal: the "
-        "township withdrew a veto (一票否决) in the period, `amount` the spendable points "
-        "given back")})
+    kind = Choice(
+        CORRECTION_KINDS,
+        metadata={
+            "description": (
+                "reversal: an entry of an earlier month corrected; late: points reached an "
+                "earlier month after its board closed; late_veto: a veto (一票否决) barring the "
+                "household in "
+                "an earlier month posted after its board closed (`amount` 0); veto_withdrawal: the "
+                "township withdrew a veto (一票否决) in the period, `amount` the spendable points "
+                "given back"
+            )
+        },
+    )
     household_id = fields.Integer(allow_none=True)
     name = fields.String()
     amount = fields.Integer()
-    month = fields.String(metadata={"description": "the month the corrected points were in "
-                                                   "(a withdrawn veto: the month its bar "
-                                                   "started, the deed's; a late veto: the "
-                                                   "published month it bars)"})
+    month = fields.String(
+        metadata={
+            "description": "the month the corrected points were in "
+            "(a withdrawn veto: the month its bar "
+            "started, the deed's; a late veto: the "
+            "published month it bars)"
+        }
+    )
     item = fields.String(allow_none=True)
     note = fields.String()
 
@@ -157,8 +183,10 @@ class BoardOut(Schema):
     village_name = fields.String()
     period = fields.String()
     period_label = fields.String()
-    status = fields.String(validate=validate.OneOf(("open", "closed")), metadata={
-        "description": "closed: the published board, frozen; open: as it stands now"})
+    status = fields.String(
+        validate=validate.OneOf(("open", "closed")),
+        metadata={"description": "closed: the published board, frozen; open: as it stands now"},
+    )
     closed_at = LocalDateTime(allow_none=True)
     closed_by = fields.Integer(allow_none=True)
     tie_rule = fields.String()
@@ -173,27 +201,40 @@ class BoardOut(Schema):
     stars = fields.List(fields.Nested(StarRowOut), metadata={"description": "星级文明户"})
     corrections = fields.List(fields.Nested(CorrectionOut))
     mine = fields.Nested(OwnStandingOut, allow_none=True)
-    month_root = fields.String(allow_none=True, metadata={
-        "description": "closed month: Merkle root (hex) over every household's month, which "
-                       "a household's month-proof verifies against; null while open and for "
-                       "months closed before roots were kept"})
-    month_leaves = fields.Integer(allow_none=True, metadata={
-        "description": "the number of households under month_root"})
+    month_root = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "closed month: Merkle root (hex) over every household's month, which "
+            "a household's month-proof verifies against; null while open and for "
+            "months closed before roots were kept"
+        },
+    )
+    month_leaves = fields.Integer(
+        allow_none=True, metadata={"description": "the number of households under month_root"}
+    )
     online_url = fields.String(allow_none=True)
-    png_url = fields.String(metadata={
-        "description": "the board's picture (A4) for the phone; for a closed month under an "
-                       "address versioned by its content, which may be cached for good"})
+    png_url = fields.String(
+        metadata={
+            "description": "the board's picture (A4) for the phone; for a closed month under an "
+            "address versioned by its content, which may be cached for good"
+        }
+    )
 
 
 class CloseIn(Schema):
     period = fields.String(required=True, validate=MONTH)
-    force = JsonBoolean(load_default=False, metadata={
-        "description": "close although claims of the month are still in review or notice"})
+    force = JsonBoolean(
+        load_default=False,
+        metadata={
+            "description": "close although claims of the month are still in review or notice"
+        },
+    )
 
 
 class BoardSettingsIn(Schema):
-    mask_names = JsonBoolean(allow_none=True, metadata={
-        "description": "public boards show 张*三; null inherits"})
+    mask_names = JsonBoolean(
+        allow_none=True, metadata={"description": "public boards show 张*三; null inherits"}
+    )
     red_list_size = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100))
 
 
@@ -220,10 +261,13 @@ class StatsArgs(QueryArgs):
 
 
 class BoardPageArgs(StatsArgs):
-    root = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{64}$",
-                                                  error="月度根为 64 位十六进制数"),
-                         metadata={"description": "the month root the printed board's QR "
-                                   "carries; the page says if the board online differs"})
+    root = fields.String(
+        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="月度根为 64 位十六进制数"),
+        metadata={
+            "description": "the month root the printed board's QR "
+            "carries; the page says if the board online differs"
+        },
+    )
 
 
 class GroupParticipationOut(Schema):
@@ -297,8 +341,12 @@ class PlateOut(Schema):
     month = fields.String()
     month_label = fields.String()
     points = fields.Integer(allow_none=True)
-    rank = fields.Integer(allow_none=True, metadata={
-        "description": "null when barred, hidden, or before the household has points this month"})
+    rank = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "null when barred, hidden, or before the household has points this month"
+        },
+    )
     # null for a household that keeps off the public boards (opted_out): it shows only
     # that it exists
     households = fields.Integer(allow_none=True)
@@ -319,22 +367,34 @@ class MonthArgs(Schema):
 class HouseholdLeafOut(Schema):
     household_id = fields.Integer(required=True)
     period = fields.String(required=True)
-    points = fields.Integer(required=True, metadata={
-        "description": "the month's score as the board counted it (may be negative)"})
-    available = fields.Integer(required=True, metadata={
-        "description": "the ledger balance at the month's end"})
-    head_hash = fields.String(required=True, metadata={
-        "description": "the ledger chain head (hex) at the month's end; 64 zeros if none"})
+    points = fields.Integer(
+        required=True,
+        metadata={"description": "the month's score as the board counted it (may be negative)"},
+    )
+    available = fields.Integer(
+        required=True, metadata={"description": "the ledger balance at the month's end"}
+    )
+    head_hash = fields.String(
+        required=True,
+        metadata={
+            "description": "the ledger chain head (hex) at the month's end; 64 zeros if none"
+        },
+    )
 
 
 class VillageInclusionOut(Schema):
     village_id = fields.Integer(required=True)
     township_id = fields.Integer(required=True)
     index = fields.Integer(required=True)
-    size = fields.Integer(required=True, metadata={
-        "description": "villages of the township whose month is closed so far"})
-    proof = fields.List(fields.String(), required=True, metadata={
-        "description": "sibling hashes (hex), RFC 6962 order"})
+    size = fields.Integer(
+        required=True,
+        metadata={"description": "villages of the township whose month is closed so far"},
+    )
+    proof = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "sibling hashes (hex), RFC 6962 order"},
+    )
     township_root = fields.String(required=True)
     township_fingerprint = fields.String(required=True)
 
@@ -344,12 +404,18 @@ class MonthProofOut(Schema):
     leaf = fields.Nested(HouseholdLeafOut, required=True)
     index = fields.Integer(required=True)
     size = fields.Integer(required=True)
-    proof = fields.List(fields.String(), required=True, metadata={
-        "description": "sibling hashes (hex), RFC 6962 order"})
-    root = fields.String(required=True, metadata={
-        "description": "the village's month root, as printed on the board"})
-    fingerprint = fields.String(required=True, metadata={
-        "description": "the root's first 16 hex digits as printed: a1b2 c3d4 e5f6 0718"})
+    proof = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "sibling hashes (hex), RFC 6962 order"},
+    )
+    root = fields.String(
+        required=True, metadata={"description": "the village's month root, as printed on the board"}
+    )
+    fingerprint = fields.String(
+        required=True,
+        metadata={"description": "the root's first 16 hex digits as printed: a1b2 c3d4 e5f6 0718"},
+    )
     village = fields.Nested(VillageInclusionOut, required=True)
 
 
@@ -371,9 +437,14 @@ class VillageRootOut(Schema):
 class TownshipInclusionOut(Schema):
     index = fields.Integer(required=True)
     size = fields.Integer(required=True, metadata={"description": "townships in the county"})
-    proof = fields.List(fields.String(), required=True, metadata={
-        "description": "sibling hashes (hex), RFC 6962 order, of the township leaf "
-                       "`vp-township-month-v1` in the county's root"})
+    proof = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "sibling hashes (hex), RFC 6962 order, of the township leaf "
+            "`vp-township-month-v1` in the county's root"
+        },
+    )
     county_root = fields.String(required=True)
     county_fingerprint = fields.String(required=True)
 
@@ -381,9 +452,13 @@ class TownshipInclusionOut(Schema):
 class TownshipMonthRootOut(Schema):
     township_id = fields.Integer(required=True)
     period = fields.String(required=True)
-    root = fields.String(required=True, metadata={
-        "description": "over the roots of the township's villages whose month is closed, by "
-                       "village id (it grows as villages close the month)"})
+    root = fields.String(
+        required=True,
+        metadata={
+            "description": "over the roots of the township's villages whose month is closed, by "
+            "village id (it grows as villages close the month)"
+        },
+    )
     fingerprint = fields.String(required=True)
     size = fields.Integer(required=True, metadata={"description": "villages under the root"})
     villages = fields.List(fields.Nested(VillageRootOut), required=True)

@@ -17,14 +17,21 @@ class ClaimIn(Schema):
     rule_item_id = Id(required=True)
     units = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=1000))
     note = OptionalText(500)
-    evidence = fields.List(Id(), load_default=list, validate=validate.Length(max=9),
-                           metadata={"description": "upload ids (POST /api/v1/uploads)"})
+    evidence = fields.List(
+        Id(),
+        load_default=list,
+        validate=validate.Length(max=9),
+        metadata={"description": "upload ids (POST /api/v1/uploads)"},
+    )
 
 
 class AwardTarget(Schema):
     class Meta:
-        openapi = {"minProperties": 1, "maxProperties": 1,
-                   "description": "a villager or a household, one of the two"}
+        openapi = {
+            "minProperties": 1,
+            "maxProperties": 1,
+            "description": "a villager or a household, one of the two",
+        }
 
     villager_id = Id()
     household_id = Id()
@@ -36,8 +43,9 @@ class AwardTarget(Schema):
 
 
 class AwardIn(ClaimIn):
-    targets = fields.List(fields.Nested(AwardTarget), required=True,
-                          validate=validate.Length(min=1, max=200))
+    targets = fields.List(
+        fields.Nested(AwardTarget), required=True, validate=validate.Length(min=1, max=200)
+    )
 
 
 class ResolveIn(Schema):
@@ -72,10 +80,14 @@ class VetoWithdrawalOut(Schema):
     claim_id = fields.Integer()
     reason = fields.String()
     restored = fields.Integer(metadata={"description": "spendable points given back"})
-    vetoed_month = fields.String(metadata={
-        "description": "the month the veto took effect: its deed's, where its bar started"})
-    month = fields.String(metadata={"description": "the month of the withdrawal, whose board "
-                                                   "notes it"})
+    vetoed_month = fields.String(
+        metadata={
+            "description": "the month the veto took effect: its deed's, where its bar started"
+        }
+    )
+    month = fields.String(
+        metadata={"description": "the month of the withdrawal, whose board notes it"}
+    )
     withdrawn_by = fields.Integer()
     withdrawn_at = LocalDateTime()
 
@@ -94,8 +106,9 @@ class ClaimOut(Schema):
     units = fields.Integer(attribute="claim.units", allow_none=True)
     points = fields.Integer(attribute="claim.points")
     capped = fields.Boolean(attribute="claim.capped")
-    reason = fields.String(attribute="claim.reason", metadata={
-        "description": "how the rule engine decided the points"})
+    reason = fields.String(
+        attribute="claim.reason", metadata={"description": "how the rule engine decided the points"}
+    )
     note = fields.String(attribute="claim.note", allow_none=True)
     evidence = fields.List(fields.Integer())
     approvals = fields.Integer()
@@ -104,12 +117,20 @@ class ClaimOut(Schema):
     decided_at = LocalDateTime(attribute="claim.decided_at", allow_none=True)
     posted_at = LocalDateTime(attribute="claim.posted_at", allow_none=True)
     reject_reason = fields.String(attribute="claim.reject_reason", allow_none=True)
-    withdraw_reason = fields.String(attribute="claim.withdraw_reason", allow_none=True, metadata={
-        "description": "why staff withdrew the claim (status withdrawn), shown to the household"})
+    withdraw_reason = fields.String(
+        attribute="claim.withdraw_reason",
+        allow_none=True,
+        metadata={
+            "description": "why staff withdrew the claim (status withdrawn), shown to the household"
+        },
+    )
     withdrawn_at = LocalDateTime(attribute="claim.withdrawn_at", allow_none=True)
     objections = fields.List(fields.Nested(ObjectionOut))
-    veto_withdrawal = fields.Nested(VetoWithdrawalOut, allow_none=True, metadata={
-        "description": "a veto's withdrawal by the township, if it was withdrawn"})
+    veto_withdrawal = fields.Nested(
+        VetoWithdrawalOut,
+        allow_none=True,
+        metadata={"description": "a veto's withdrawal by the township, if it was withdrawn"},
+    )
 
 
 class ClaimListArgs(PageArgs):
@@ -129,15 +150,21 @@ class NoticeOut(Schema):
     rule_item = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     points = fields.Integer()
-    status = Choice(IN_NOTICE, metadata={"description": "objected: under review after an "
-                                                        "objection, still listed"})
+    status = Choice(
+        IN_NOTICE,
+        metadata={"description": "objected: under review after an objection, still listed"},
+    )
     notice_ends_at = LocalDateTime()
     note = fields.String(allow_none=True)
-    deed_date = fields.Date(metadata={
-        "description": "the day of the deed (village time), which the points count for"})
+    deed_date = fields.Date(
+        metadata={"description": "the day of the deed (village time), which the points count for"}
+    )
     evidence = fields.List(fields.Integer(), metadata={"description": "photo (upload) ids"})
     objection_count = fields.Integer()
     objected_by_me = fields.Boolean()
-    can_object = fields.Boolean(metadata={
-        "description": "the caller may object now: a villager of the village, not of the "
-                       "claim's household, who has not objected to it, while the notice runs"})
+    can_object = fields.Boolean(
+        metadata={
+            "description": "the caller may object now: a villager of the village, not of the "
+            "claim's household, who has not objected to it, while the notice runs"
+        }
+    )

@@ -21,8 +21,7 @@ from ..openapi import QueryArgs
 def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:  # noqa: N802 - a field type
     """A database id: a whole number the id columns can hold (PostgreSQL integer). Strict in
     JSON bodies (no "12" or 1.5); query strings are text, so their ids are parsed."""
-    return fields.Integer(strict=strict, validate=validate.Range(min=1, max=2**31 - 1),
-                          **kwargs)
+    return fields.Integer(strict=strict, validate=validate.Range(min=1, max=2**31 - 1), **kwargs)
 
 
 def Name(required: bool = True, max_len: int = 100) -> fields.String:  # noqa: N802
@@ -38,11 +37,15 @@ def OptionalText(max_len: int) -> fields.String:  # noqa: N802 - a field type
 def ScannedCode(what: str, *, required: bool = True) -> fields.String:  # noqa: N802
     """A QR code as a scanner hands it over; `points.tokens.scanned_token` reads the token."""
     return fields.String(
-        required=required, validate=validate.Length(min=1, max=MAX_SCANNED_CHARS),
-        metadata={"description": f"{what}, as scanned: the code's whole URL "
-                  "({PUBLIC_BASE_URL}/q/{token}, also with a trailing slash, a ?query or "
-                  "#fragment, percent-encoded, or surrounded by spaces or a newline) or the "
-                  "token alone"})
+        required=required,
+        validate=validate.Length(min=1, max=MAX_SCANNED_CHARS),
+        metadata={
+            "description": f"{what}, as scanned: the code's whole URL "
+            "({PUBLIC_BASE_URL}/q/{token}, also with a trailing slash, a ?query or "
+            "#fragment, percent-encoded, or surrounded by spaces or a newline) or the "
+            "token alone"
+        },
+    )
 
 
 class Money(fields.Decimal):
@@ -69,26 +72,42 @@ class Money(fields.Decimal):
             raise self.make_error("invalid")
         # str() of a float is its shortest spelling: 12.5, not 12.4999…; 1e+308 for 1e308.
         amount = Decimal(str(value))
-        if not (amount.is_finite() and 0 <= amount <= self.MAXIMUM
-                and amount == amount.quantize(self.CENT)):
+        if not (
+            amount.is_finite()
+            and 0 <= amount <= self.MAXIMUM
+            and amount == amount.quantize(self.CENT)
+        ):
             raise self.make_error("invalid")
         return amount.quantize(self.CENT)
 
     def openapi(self) -> dict[str, Any]:
-        return {"anyOf": [
-            {"type": "string", "pattern": self.TEXT},
-            {"type": "number", "minimum": 0, "maximum": float(self.MAXIMUM),
-             "multipleOf": float(self.CENT)},
-        ]}
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": self.TEXT},
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": float(self.MAXIMUM),
+                    "multipleOf": float(self.CENT),
+                },
+            ]
+        }
 
 
 def MoneyText(description: str) -> fields.Decimal:  # noqa: N802 - a field type
     """An amount of yuan a response sends: always text with two decimals ("12.50"), so no
     float rounds a sum of money and no decimal's exponent is spelt out. Every amount of
     money an answer carries uses it (`Money` is the request side)."""
-    return fields.Decimal(places=2, as_string=True, metadata={
-        "description": description, "type": "string", "format": "decimal",
-        "pattern": r"^-?[0-9]+\.[0-9]{2}$"})
+    return fields.Decimal(
+        places=2,
+        as_string=True,
+        metadata={
+            "description": description,
+            "type": "string",
+            "format": "decimal",
+            "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+        },
+    )
 
 
 class Moment(fields.AwareDateTime):
@@ -100,17 +119,18 @@ class Moment(fields.AwareDateTime):
     EARLIEST, LATEST = 2000, 2100
     # RFC 3339 (the document's date-time) with the years spelt out: a whole pattern, so a
     # client generating from the document draws valid moments, not a year and noise.
-    PATTERN = (r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-               r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
-               r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+    PATTERN = (
+        r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+        r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+        r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    )
     default_error_messages = {
         "invalid": "应为时间，如 2026-11-29T19:40:00+08:00",
         "invalid_awareness": "时间需带时区，如 2026-11-29T19:40:00+08:00",
         "out_of_range": "时间应在 2000 年至 2100 年之间",
     }
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any
-                     ) -> datetime:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
         if not self.EARLIEST <= moment.year <= self.LATEST:
             raise self.make_error("out_of_range")
@@ -132,16 +152,19 @@ class LocalDateTime(fields.DateTime):
         return moment_text(value, ZoneInfo(current_app.config["APP_TIMEZONE"]))
 
     def openapi(self) -> dict[str, Any]:
-        return {"type": "string", "format": "date-time", "pattern": self.PATTERN,
-                "example": "2026-11-29T19:40:00+08:00"}
+        return {
+            "type": "string",
+            "format": "date-time",
+            "pattern": self.PATTERN,
+            "example": "2026-11-29T19:40:00+08:00",
+        }
 
 
 class Snapshot(fields.Dict):
     """A recorded object (an audit entry's before and after): its moments, stored in UTC as
     they were recorded, are answered like every other moment of the API (LocalDateTime)."""
 
-    STORED_MOMENT = re.compile(
-        r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+    STORED_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
         if value is None:
@@ -163,8 +186,11 @@ class ReasonIn(Schema):
 
 
 class SignedLinkOut(Schema):
-    url = fields.String(metadata={
-        "description": "absolute link that works without Authorization until `expires_at`"})
+    url = fields.String(
+        metadata={
+            "description": "absolute link that works without Authorization until `expires_at`"
+        }
+    )
     expires_at = fields.DateTime(metadata={"description": "when the link stops working (UTC)"})
 
 
@@ -172,7 +198,10 @@ class SignatureArgs(QueryArgs):
     """A signed link's query, instead of a bearer token (403 `link_expired` or
     `link_invalid`)."""
 
-    exp = fields.String(validate=validate.Length(max=20), metadata={
-        "description": "a signed link's expiry (Unix seconds)"})
-    sig = fields.String(validate=validate.Length(max=100), metadata={
-        "description": "a signed link's signature"})
+    exp = fields.String(
+        validate=validate.Length(max=20),
+        metadata={"description": "a signed link's expiry (Unix seconds)"},
+    )
+    sig = fields.String(
+        validate=validate.Length(max=100), metadata={"description": "a signed link's signature"}
+    )

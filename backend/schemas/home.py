@@ -11,11 +11,16 @@ ATTENTION_KINDS = ("objection", "rejected", "order_expiring")
 
 class HomePointsOut(Schema):
     available = fields.Integer(required=True, metadata={"description": "spendable now"})
-    held = fields.Integer(required=True, metadata={
-        "description": "reserved by orders not yet picked up"})
-    in_notice = fields.Integer(required=True, metadata={
-        "description": "points of the household's claims in public notice (公示, objected "
-                       "ones included): not counted yet"})
+    held = fields.Integer(
+        required=True, metadata={"description": "reserved by orders not yet picked up"}
+    )
+    in_notice = fields.Integer(
+        required=True,
+        metadata={
+            "description": "points of the household's claims in public notice (公示, objected "
+            "ones included): not counted yet"
+        },
+    )
     in_notice_count = fields.Integer(required=True)
 
 
@@ -23,45 +28,67 @@ class HomeMonthOut(Schema):
     period = fields.String(required=True, metadata={"description": "YYYY-MM, village time"})
     label = fields.String(required=True)
     points = fields.Integer(required=True, metadata={"description": "this month's score"})
-    rank = fields.Integer(required=True, allow_none=True, metadata={
-        "description": "place in the village (ties share it); null at 0 points or when a "
-                       "veto bars the household"})
-    households = fields.Integer(required=True, metadata={
-        "description": "households ranked (those barred by a veto left out)"})
+    rank = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "place in the village (ties share it); null at 0 points or when a "
+            "veto bars the household"
+        },
+    )
+    households = fields.Integer(
+        required=True,
+        metadata={"description": "households ranked (those barred by a veto left out)"},
+    )
     barred = fields.Boolean(required=True)
 
 
 class HomeStarsOut(Schema):
     year = fields.String(required=True)
     points = fields.Integer(required=True, metadata={"description": "this year's score"})
-    stars = fields.Integer(required=True, metadata={
-        "description": "星级文明户, as the household plate shows it"})
+    stars = fields.Integer(
+        required=True, metadata={"description": "星级文明户, as the household plate shows it"}
+    )
     levels = fields.List(fields.Integer(), required=True)
 
 
 class HomeQualificationOut(Schema):
     line = fields.Integer(required=True, metadata={"description": "合格线; 0: none"})
-    score = fields.Integer(required=True, metadata={
-        "description": "the score of the last `months` months, this month included"})
+    score = fields.Integer(
+        required=True,
+        metadata={"description": "the score of the last `months` months, this month included"},
+    )
     gap = fields.Integer(required=True, metadata={"description": "points still missing"})
-    qualified = fields.Boolean(required=True, metadata={
-        "description": "may redeem in the points supermarket"})
+    qualified = fields.Boolean(
+        required=True, metadata={"description": "may redeem in the points supermarket"}
+    )
     months = fields.Integer(required=True)
 
 
 class AttentionOut(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(ATTENTION_KINDS), metadata={
-        "description": "objection: a villager objected to one of the household's claims "
-                       "(open); rejected: a claim rejected in the last 30 days; "
-                       "order_expiring: an order to pick up within 24 hours"})
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(ATTENTION_KINDS),
+        metadata={
+            "description": "objection: a villager objected to one of the household's claims "
+            "(open); rejected: a claim rejected in the last 30 days; "
+            "order_expiring: an order to pick up within 24 hours"
+        },
+    )
     claim_id = fields.Integer(required=True, allow_none=True)
     objection_id = fields.Integer(required=True, allow_none=True)
     redemption_id = fields.Integer(required=True, allow_none=True)
-    title = fields.String(required=True, allow_none=True, metadata={
-        "description": "the claim's item, or the order's goods and shop"})
+    title = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the claim's item, or the order's goods and shop"},
+    )
     points = fields.Integer(required=True, allow_none=True)
-    reason = fields.String(required=True, allow_none=True, metadata={
-        "description": "the objection's or the rejection's reason"})
+    reason = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the objection's or the rejection's reason"},
+    )
     at = LocalDateTime(required=True)
     expires_at = LocalDateTime(required=True, allow_none=True)
 

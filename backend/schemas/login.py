@@ -29,8 +29,11 @@ class RefreshIn(Schema):
 
 class BindIn(Schema):
     token = ScannedCode("the cadre's binding code (绑定二维码)", required=False)
-    village_id = Id(metadata={"description": "optional: without it, name and phone are "
-                                             "matched across the county"})
+    village_id = Id(
+        metadata={
+            "description": "optional: without it, name and phone are matched across the county"
+        }
+    )
     name = fields.String(validate=validate.Length(min=1, max=50))
     phone = fields.String(validate=validate.Length(min=1, max=20))
 

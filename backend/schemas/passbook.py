@@ -20,8 +20,9 @@ class AccountOut(Schema):
 
 
 class LedgerArgs(PageArgs):
-    month = fields.String(validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
-                                                   error="月份格式为 YYYY-MM"))
+    month = fields.String(
+        validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="月份格式为 YYYY-MM")
+    )
 
 
 class LedgerEntryOut(Schema):
@@ -39,19 +40,34 @@ class LedgerEntryOut(Schema):
     month = fields.String()
     created_at = LocalDateTime()
     created_by = fields.Integer(allow_none=True)
-    created_by_name = fields.String(allow_none=True, metadata={
-        "description": "who posted the entry: the cadre who awarded or corrected it, the "
-                       "villager who reported it, the clerk of a redemption"})
-    approved_by_names = fields.List(fields.String(), metadata={
-        "description": "who approved the claim that made the entry (审核人), in order; "
-                       "empty for entries without a claim"})
-    deed_date = fields.Date(allow_none=True, metadata={
-        "description": "the day of the deed (village time) for an entry a claim made; "
-                       "`created_at` is when it was posted"})
-    balance = fields.Integer(metadata={
-        "description": "余额: the account's points after this entry, the running sum of the "
-                       "passbook (a hold by an order not yet picked up is not a line: it "
-                       "shows when the order is picked up, as a redeem line)"})
+    created_by_name = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "who posted the entry: the cadre who awarded or corrected it, the "
+            "villager who reported it, the clerk of a redemption"
+        },
+    )
+    approved_by_names = fields.List(
+        fields.String(),
+        metadata={
+            "description": "who approved the claim that made the entry (审核人), in order; "
+            "empty for entries without a claim"
+        },
+    )
+    deed_date = fields.Date(
+        allow_none=True,
+        metadata={
+            "description": "the day of the deed (village time) for an entry a claim made; "
+            "`created_at` is when it was posted"
+        },
+    )
+    balance = fields.Integer(
+        metadata={
+            "description": "余额: the account's points after this entry, the running sum of the "
+            "passbook (a hold by an order not yet picked up is not a line: it "
+            "shows when the order is picked up, as a redeem line)"
+        }
+    )
     note = fields.String(allow_none=True)
 
 
@@ -61,8 +77,9 @@ class OpeningBalancesResult(Schema):
 
 
 class ReversalRequestArgs(PageArgs):
-    status = fields.String(load_default="pending_confirmation",
-                           validate=validate.OneOf(REVERSAL_REQUEST_STATUSES))
+    status = fields.String(
+        load_default="pending_confirmation", validate=validate.OneOf(REVERSAL_REQUEST_STATUSES)
+    )
     village_id = Id(strict=False)
     household_id = Id(strict=False)
     entry_id = Id(strict=False)

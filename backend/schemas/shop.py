@@ -27,9 +27,15 @@ class ExchangeRateText(fields.Decimal):
     STEP = Decimal(1).scaleb(-EXCHANGE_RATE_PLACES)
 
     def __init__(self, description: str) -> None:
-        super().__init__(as_string=True, metadata={
-            "description": description, "type": "string", "format": "decimal",
-            "pattern": f"^[0-9]+(\\.[0-9]{{1,{EXCHANGE_RATE_PLACES}}})?$"})
+        super().__init__(
+            as_string=True,
+            metadata={
+                "description": description,
+                "type": "string",
+                "format": "decimal",
+                "pattern": f"^[0-9]+(\\.[0-9]{{1,{EXCHANGE_RATE_PLACES}}})?$",
+            },
+        )
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
@@ -41,6 +47,7 @@ class ExchangeRateText(fields.Decimal):
 
 # ---- rewards and stock ----------------------------------------------------------------------
 
+
 def _no_link(value: Any) -> None:
     if value is not None:
         raise ValidationError("商品图片请通过上传添加（POST /rewards/{id}/image）")
@@ -51,17 +58,30 @@ def _image_url() -> fields.String:
     # a link typed in was never checked (its host, its size, what it is), and the
     # mini-program shows pictures only from hosts it was set up for. Only null is taken,
     # to remove the picture.
-    return fields.String(allow_none=True, validate=_no_link, metadata={
-        "description": "only null, to remove the picture; upload one with "
-                       "POST /rewards/{id}/image", "enum": [None], "nullable": True})
+    return fields.String(
+        allow_none=True,
+        validate=_no_link,
+        metadata={
+            "description": "only null, to remove the picture; upload one with "
+            "POST /rewards/{id}/image",
+            "enum": [None],
+            "nullable": True,
+        },
+    )
 
 
 class RewardIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    points = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_POINTS),
-                            metadata={"description": "price in points"})
-    stock = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_STOCK),
-                           metadata={"description": "on the shelf now (recorded as 上架)"})
+    points = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "price in points"},
+    )
+    stock = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_STOCK),
+        metadata={"description": "on the shelf now (recorded as 上架)"},
+    )
     image_url = _image_url()
     active = JsonBoolean(load_default=True)
 
@@ -81,15 +101,19 @@ class RewardOut(Schema):
     name = fields.String()
     points = fields.Integer()
     stock = fields.Integer()
-    image_url = fields.Method("_image_url", metadata={
-        "type": "string", "nullable": True,
-        "description": "the picture: GET /rewards/{id}/image?v=… (no token needed, cached "
-                       "for good: a new picture has a new `v`), or a link typed in before "
-                       "pictures were uploaded"})
+    image_url = fields.Method(
+        "_image_url",
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "description": "the picture: GET /rewards/{id}/image?v=… (no token needed, cached "
+            "for good: a new picture has a new `v`), or a link typed in before "
+            "pictures were uploaded",
+        },
+    )
     active = fields.Boolean()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
-
 
     def _image_url(self, reward: Any) -> str | None:
         return reward_image_url(reward)
@@ -100,12 +124,19 @@ class RewardListArgs(PageArgs):
 
 
 class StockChangeIn(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(("restock", "correction")),
-                         metadata={"description": "restock: goods delivered (change > 0); "
-                                                  "correction: a count found a difference"})
-    change = fields.Integer(required=True,
-                            validate=validate.Range(min=-MAX_STOCK, max=MAX_STOCK),
-                            metadata={"description": "added (+) or taken off (−)"})
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(("restock", "correction")),
+        metadata={
+            "description": "restock: goods delivered (change > 0); "
+            "correction: a count found a difference"
+        },
+    )
+    change = fields.Integer(
+        required=True,
+        validate=validate.Range(min=-MAX_STOCK, max=MAX_STOCK),
+        metadata={"description": "added (+) or taken off (−)"},
+    )
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
@@ -122,14 +153,16 @@ class StockMovementOut(Schema):
 
 # ---- redemptions ----------------------------------------------------------------------------
 
+
 class RedemptionItemIn(Schema):
     reward_id = Id(required=True)
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=99))
 
 
 def _items() -> fields.List:
-    return fields.List(fields.Nested(RedemptionItemIn), required=True,
-                       validate=validate.Length(min=1, max=30))
+    return fields.List(
+        fields.Nested(RedemptionItemIn), required=True, validate=validate.Length(min=1, max=30)
+    )
 
 
 class RedemptionOrderIn(Schema):
@@ -140,9 +173,13 @@ class RedemptionOrderIn(Schema):
 class CounterRedemptionIn(Schema):
     member_token = ScannedCode("the villager's member card (积分卡)")
     items = _items()
-    cash_paid = Money(allow_none=True, metadata={
-        "description": "yuan paid in cash for part of the goods (现金补差), a multiple of the "
-                       "village's exchange rate; the rest is paid in points"})
+    cash_paid = Money(
+        allow_none=True,
+        metadata={
+            "description": "yuan paid in cash for part of the goods (现金补差), a multiple of the "
+            "village's exchange rate; the rest is paid in points"
+        },
+    )
 
 
 class PickupScanIn(Schema):
@@ -150,9 +187,11 @@ class PickupScanIn(Schema):
 
 
 class PickupCodeIn(Schema):
-    pickup_code = fields.String(required=True, validate=validate.Regexp(
-        r"^[0-9]{6}$", error="取货号是 6 位数字"), metadata={
-        "description": "the 6-digit pickup number the villager reads out"})
+    pickup_code = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{6}$", error="取货号是 6 位数字"),
+        metadata={"description": "the 6-digit pickup number the villager reads out"},
+    )
 
 
 class RedemptionCancelIn(Schema):
@@ -168,9 +207,12 @@ class CardHolderOut(Schema):
     household_id = fields.Integer()
     household_name = fields.String(allow_none=True)
     available = fields.Integer(metadata={"description": "points the household may spend now"})
-    qualifies = fields.Boolean(metadata={
-        "description": "the household reaches the village's qualification line (合格线) and "
-                       "may redeem; false: counter redemption answers not_qualified"})
+    qualifies = fields.Boolean(
+        metadata={
+            "description": "the household reaches the village's qualification line (合格线) and "
+            "may redeem; false: counter redemption answers not_qualified"
+        }
+    )
 
 
 class RedemptionLineOut(Schema):
@@ -184,8 +226,10 @@ class RedemptionLineOut(Schema):
 class RedemptionOut(Schema):
     id = fields.Integer()
     status = fields.String(validate=validate.OneOf(REDEMPTION_STATUSES))
-    source = fields.String(validate=validate.OneOf(REDEMPTION_SOURCES),
-                           metadata={"description": "order (mini-program) or counter"})
+    source = fields.String(
+        validate=validate.OneOf(REDEMPTION_SOURCES),
+        metadata={"description": "order (mini-program) or counter"},
+    )
     shop_id = fields.Integer()
     shop_name = fields.String()
     village_id = fields.Integer()
@@ -200,27 +244,42 @@ class RedemptionOut(Schema):
     value = MoneyText("points × exchange rate, yuan")
     lines = fields.List(fields.Nested(RedemptionLineOut))
     created_at = LocalDateTime()
-    expires_at = LocalDateTime(allow_none=True,
-                               metadata={"description": "pick up before this, or it expires"})
+    expires_at = LocalDateTime(
+        allow_none=True, metadata={"description": "pick up before this, or it expires"}
+    )
     fulfilled_at = LocalDateTime(allow_none=True)
     fulfilled_by = fields.Integer(allow_none=True)
     voided_at = LocalDateTime(allow_none=True)
     void_reason = fields.String(allow_none=True)
     ledger_entry_id = fields.Integer(allow_none=True)
-    pickup_token = fields.String(allow_none=True, metadata={
-        "description": "shown to the household only, while reserved: the clerk scans it"})
+    pickup_token = fields.String(
+        allow_none=True,
+        metadata={"description": "shown to the household only, while reserved: the clerk scans it"},
+    )
     pickup_url = fields.String(allow_none=True)
-    pickup_code = fields.String(allow_none=True, metadata={
-        "description": "取货号: 6 digits, shown to the household only, while reserved; the "
-                       "clerk may type it instead of scanning (POST /redemptions/pickup-code)",
-        "pattern": "^[0-9]{6}$"})
-    pickup_image_url = fields.String(allow_none=True, metadata={
-        "description": "the pickup QR as a signed link the mini-program's <image> opens "
-                       "without a token (valid SIGNED_URL_SECONDS; fetch the order again "
-                       "for a fresh one)"})
-    available_after = fields.Integer(allow_none=True, metadata={
-        "description": "the household's spendable points after a scan or counter redemption "
-                       "(for the receipt)"})
+    pickup_code = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "取货号: 6 digits, shown to the household only, while reserved; the "
+            "clerk may type it instead of scanning (POST /redemptions/pickup-code)",
+            "pattern": "^[0-9]{6}$",
+        },
+    )
+    pickup_image_url = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "the pickup QR as a signed link the mini-program's <image> opens "
+            "without a token (valid SIGNED_URL_SECONDS; fetch the order again "
+            "for a fresh one)"
+        },
+    )
+    available_after = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "the household's spendable points after a scan or counter redemption "
+            "(for the receipt)"
+        },
+    )
 
 
 class RedemptionListArgs(PageArgs):
@@ -230,6 +289,7 @@ class RedemptionListArgs(PageArgs):
 
 
 # ---- settlement and the township report -----------------------------------------------------
+
 
 class SettlementArgs(QueryArgs):
     month = fields.String(required=True, validate=MONTH)
@@ -274,9 +334,13 @@ class SettlementOut(Schema):
 
 
 class PointsReportArgs(QueryArgs):
-    month = fields.String(validate=MONTH, metadata={
-        "description": "up to the end of this month (passbook months); omit for all time "
-                       "with today's balances"})
+    month = fields.String(
+        validate=MONTH,
+        metadata={
+            "description": "up to the end of this month (passbook months); omit for all time "
+            "with today's balances"
+        },
+    )
 
 
 class VillagePointsOut(Schema):
@@ -289,8 +353,9 @@ class VillagePointsOut(Schema):
     issued = fields.Integer(metadata={"description": "earned + deducted + adjusted"})
     redeemed = fields.Integer()
     expired = fields.Integer()
-    outstanding = fields.Integer(metadata={
-        "description": "owed to households: issued − redeemed − expired"})
+    outstanding = fields.Integer(
+        metadata={"description": "owed to households: issued − redeemed − expired"}
+    )
     available = fields.Integer(allow_none=True)
     held = fields.Integer(allow_none=True)
     exchange_rate = ExchangeRateText("yuan per point")
@@ -328,13 +393,14 @@ class PointsReportOut(Schema):
 class ShopIn(Schema):
     name = Name()
     township_id = Id(required=True)
-    village_ids = fields.List(Id(), required=True,
-                              validate=validate.Length(min=1))
+    village_ids = fields.List(Id(), required=True, validate=validate.Length(min=1))
 
 
 class RewardImageArgs(QueryArgs):
-    v = fields.String(validate=validate.Length(max=32), metadata={
-        "description": "the picture's version, as in the reward's `image_url`"})
+    v = fields.String(
+        validate=validate.Length(max=32),
+        metadata={"description": "the picture's version, as in the reward's `image_url`"},
+    )
 
 
 class ShopOut(Schema):

@@ -34,6 +34,7 @@ LIST_STATES = (*STATES, "current")  # current: upcoming or open (what a villager
 
 # ---- refusals of a scan by the activity's state and place (its codes, its check-ins) ---------
 
+
 class CheckinNotOpen(DomainError):
     status = 422
     code = "checkin_not_open"
@@ -65,6 +66,7 @@ class LocationRequired(DomainError):
 
 
 # ---- values ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Geofence:
@@ -118,8 +120,9 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def geofence_check(activity: ScannedActivity, lat: float | None, lng: float | None
-                   ) -> tuple[int | None, tuple[str, ...], DomainError | None]:
+def geofence_check(
+    activity: ScannedActivity, lat: float | None, lng: float | None
+) -> tuple[int | None, tuple[str, ...], DomainError | None]:
     """Where a scan is against the activity's geofence: its distance from the activity, the
     flags to record, and the refusal (None when the geofence only flags)."""
     if activity.lat is None or activity.lng is None or activity.radius_m is None:
@@ -140,19 +143,20 @@ def geofence_check(activity: ScannedActivity, lat: float | None, lng: float | No
 
 # ---- activities -----------------------------------------------------------------------------
 
-def create_activity(
-    session: Session, actor: Actor, plan: ActivityPlan, now: datetime
-) -> Activity:
+
+def create_activity(session: Session, actor: Actor, plan: ActivityPlan, now: datetime) -> Activity:
     village = get_visible(session, actor, Village, plan.village_id)
     authorize(actor, "activity.create")
     item = claims.village_item(session, village.id, plan.rule_item_id)
     rule = claims.current_rule(item)
     if not rule.may_submit("checkin"):
-        raise Invalid(f"「{rule.name}」不能通过签到计分，请选择可签到的细则条目",
-                      code="not_checkin_item")
+        raise Invalid(
+            f"「{rule.name}」不能通过签到计分，请选择可签到的细则条目", code="not_checkin_item"
+        )
     if rule.kind == "per_unit" and not is_hourly(rule):
-        raise Invalid(f"「{rule.name}」按{rule.unit}计分，签到只能按次或按小时计分",
-                      code="not_checkin_item")
+        raise Invalid(
+            f"「{rule.name}」按{rule.unit}计分，签到只能按次或按小时计分", code="not_checkin_item"
+        )
     opens = plan.checkin_opens_at or plan.starts_at - DEFAULT_OPENS_BEFORE
     closes = plan.checkin_closes_at or plan.ends_at
     problems: dict[str, str] = {}
@@ -163,19 +167,33 @@ def create_activity(
     elif closes <= now:
         problems["checkin_closes_at"] = "签到截止时间已经过去"
     if problems:
-        raise Invalid("活动时间不正确：" + "；".join(problems.values()), code="invalid_times",
-                      details={"fields": problems})
+        raise Invalid(
+            "活动时间不正确：" + "；".join(problems.values()),
+            code="invalid_times",
+            details={"fields": problems},
+        )
     fence = plan.geofence
     activity = Activity(
-        village_id=village.id, title=plan.title.strip(), rule_item_id=item.id,
-        starts_at=plan.starts_at, ends_at=plan.ends_at, checkin_opens_at=opens,
-        checkin_closes_at=closes, qr_mode=plan.qr_mode, qr_step_seconds=plan.step_seconds,
-        lat=fence.lat if fence else None, lng=fence.lng if fence else None,
+        village_id=village.id,
+        title=plan.title.strip(),
+        rule_item_id=item.id,
+        starts_at=plan.starts_at,
+        ends_at=plan.ends_at,
+        checkin_opens_at=opens,
+        checkin_closes_at=closes,
+        qr_mode=plan.qr_mode,
+        qr_step_seconds=plan.step_seconds,
+        lat=fence.lat if fence else None,
+        lng=fence.lng if fence else None,
         radius_m=fence.radius_m if fence else None,
         geofence_mode=fence.mode if fence else None,
-        capacity=plan.capacity, places_taken=0, status="scheduled", note=plan.note,
+        capacity=plan.capacity,
+        places_taken=0,
+        status="scheduled",
+        note=plan.note,
         place=plan.place.strip() or None if plan.place else None,
-        created_by=actor.user_id, created_at=now,
+        created_by=actor.user_id,
+        created_at=now,
     )
     session.add(activity)
     session.flush()
@@ -191,17 +209,25 @@ def cancel_activity(
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "activity.cancel")
     before = audit.snapshot(activity)
-    moved = rowcount(session.execute(
-        update(Activity).where(Activity.id == activity.id, Activity.status == "scheduled")
-        .values(status="cancelled", cancelled_at=now, cancelled_by=actor.user_id,
-                cancel_reason=reason)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Activity)
+            .where(Activity.id == activity.id, Activity.status == "scheduled")
+            .values(
+                status="cancelled",
+                cancelled_at=now,
+                cancelled_by=actor.user_id,
+                cancel_reason=reason,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         raise ActivityCancelled("本活动已经取消过了")
     session.refresh(activity)
-    audit.record(session, actor, "activity.cancel", activity, before=before,
-                 village_id=activity.village_id)
+    audit.record(
+        session, actor, "activity.cancel", activity, before=before, village_id=activity.village_id
+    )
     return activity
 
 
@@ -219,8 +245,7 @@ def activities_query(
     conditions = {
         "cancelled": Activity.status == "cancelled",
         "upcoming": and_(scheduled, Activity.checkin_opens_at > now),
-        "open": and_(scheduled, Activity.checkin_opens_at <= now,
-                     Activity.checkin_closes_at > now),
+        "open": and_(scheduled, Activity.checkin_opens_at <= now, Activity.checkin_closes_at > now),
         "closed": and_(scheduled, Activity.checkin_closes_at <= now),
         "current": and_(scheduled, Activity.checkin_closes_at > now),
     }
@@ -249,8 +274,10 @@ def checkin_counts(session: Session, activity_ids: list[int]) -> dict[int, int]:
     if not activity_ids:
         return {}
     rows = session.execute(
-        select(CheckIn.activity_id, func.count()).where(CheckIn.activity_id.in_(activity_ids))
-        .group_by(CheckIn.activity_id))
+        select(CheckIn.activity_id, func.count())
+        .where(CheckIn.activity_id.in_(activity_ids))
+        .group_by(CheckIn.activity_id)
+    )
     counts = dict.fromkeys(activity_ids, 0)
     counts.update({activity_id: n for activity_id, n in rows})
     return counts
@@ -261,8 +288,9 @@ def my_checkins(session: Session, actor: Actor, activity_ids: list[int]) -> dict
     if actor.villager_id is None or not activity_ids:
         return {}
     rows = session.execute(
-        select(CheckIn.activity_id, CheckIn.id)
-        .where(CheckIn.villager_id == actor.villager_id, CheckIn.activity_id.in_(activity_ids))
+        select(CheckIn.activity_id, CheckIn.id).where(
+            CheckIn.villager_id == actor.villager_id, CheckIn.activity_id.in_(activity_ids)
+        )
     )
     return {activity_id: checkin_id for activity_id, checkin_id in rows}
 
@@ -284,25 +312,37 @@ def geofence(activity: Activity) -> Geofence | None:
     """The activity's geofence (create_activity stores its four columns together)."""
     if activity.lat is None or activity.lng is None or activity.radius_m is None:
         return None
-    return Geofence(lat=activity.lat, lng=activity.lng, radius_m=activity.radius_m,
-                    mode=activity.geofence_mode or "refuse")
+    return Geofence(
+        lat=activity.lat,
+        lng=activity.lng,
+        radius_m=activity.radius_m,
+        mode=activity.geofence_mode or "refuse",
+    )
 
 
-def views(session: Session, actor: Actor, listed: list[Activity],
-          now: datetime) -> list[ActivityView]:
+def views(
+    session: Session, actor: Actor, listed: list[Activity], now: datetime
+) -> list[ActivityView]:
     """Each activity as the list shows it, in three queries whatever the page's size."""
     items = rule_items_of(session, listed)
     ids = [a.id for a in listed]
     mine = my_checkins(session, actor, ids)
     counts = checkin_counts(session, ids)
-    return [ActivityView(
-        activity=a, rule_item=catalogs.item_ref(a.rule_item_id, data=items.get(a.rule_item_id)),
-        location=geofence(a), checked_in=counts.get(a.id, 0), status=state(a, now),
-        my_checkin_id=mine.get(a.id),
-    ) for a in listed]
+    return [
+        ActivityView(
+            activity=a,
+            rule_item=catalogs.item_ref(a.rule_item_id, data=items.get(a.rule_item_id)),
+            location=geofence(a),
+            checked_in=counts.get(a.id, 0),
+            status=state(a, now),
+            my_checkin_id=mine.get(a.id),
+        )
+        for a in listed
+    ]
 
 
 # ---- an activity as check-in reads it -------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scoring:
@@ -347,13 +387,16 @@ class ScannedActivity:
 
 
 def item_in_effect(
-    *, village_id: int, township_id: int, catalog_village_id: int | None,
-    catalog_township_id: int | None, retired: bool,
+    *,
+    village_id: int,
+    township_id: int,
+    catalog_village_id: int | None,
+    catalog_township_id: int | None,
+    retired: bool,
 ) -> bool:
     """Whether a village uses an item now, as for any claim (`catalogs.in_effect_for`): it is
     in its township's catalog or in the village's own (村规民约), and not retired."""
-    return not retired and (catalog_township_id == township_id
-                            or catalog_village_id == village_id)
+    return not retired and (catalog_township_id == township_id or catalog_village_id == village_id)
 
 
 def read_activity(session: Session, activity_id: int) -> ScannedActivity | None:
@@ -364,13 +407,30 @@ def read_activity(session: Session, activity_id: int) -> ScannedActivity | None:
     row = core(session).execute(_READ_ACTIVITY, {"activity_id": activity_id}).first()
     if row is None:
         return None
-    (*columns, item_id, version_id, retired_at, version, village_township, catalog_township,
-     catalog_village, own, township) = row
+    (
+        *columns,
+        item_id,
+        version_id,
+        retired_at,
+        version,
+        village_township,
+        catalog_township,
+        catalog_village,
+        own,
+        township,
+    ) = row
     scoring = None
-    if version_id is not None and version is not None and item_in_effect(
-            village_id=columns[1], township_id=village_township,
-            catalog_village_id=catalog_village, catalog_township_id=catalog_township,
-            retired=retired_at is not None):
+    if (
+        version_id is not None
+        and version is not None
+        and item_in_effect(
+            village_id=columns[1],
+            township_id=village_township,
+            catalog_village_id=catalog_village,
+            catalog_township_id=catalog_township,
+            retired=retired_at is not None,
+        )
+    ):
         policy = catalogs.policy_of(own, township)
         rule = stored_rule(version)
         if catalog_village is not None:
@@ -397,19 +457,37 @@ def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
 
 
 _READ_ACTIVITY = (
-    select(Activity.id, Activity.village_id, Activity.title, Activity.status,
-           Activity.qr_mode, Activity.qr_step_seconds, Activity.starts_at, Activity.ends_at,
-           Activity.checkin_opens_at, Activity.checkin_closes_at, Activity.lat, Activity.lng,
-           Activity.radius_m, Activity.geofence_mode, Activity.capacity, RuleItem.id,
-           RuleItem.current_version_id, RuleItem.retired_at, cast(RuleItemVersion.data, Text),
-           Village.township_id, RuleCatalog.township_id, RuleCatalog.village_id,
-           _policy_text(_OWN_CATALOG), _policy_text(_TOWNSHIP_CATALOG))
+    select(
+        Activity.id,
+        Activity.village_id,
+        Activity.title,
+        Activity.status,
+        Activity.qr_mode,
+        Activity.qr_step_seconds,
+        Activity.starts_at,
+        Activity.ends_at,
+        Activity.checkin_opens_at,
+        Activity.checkin_closes_at,
+        Activity.lat,
+        Activity.lng,
+        Activity.radius_m,
+        Activity.geofence_mode,
+        Activity.capacity,
+        RuleItem.id,
+        RuleItem.current_version_id,
+        RuleItem.retired_at,
+        cast(RuleItemVersion.data, Text),
+        Village.township_id,
+        RuleCatalog.township_id,
+        RuleCatalog.village_id,
+        _policy_text(_OWN_CATALOG),
+        _policy_text(_TOWNSHIP_CATALOG),
+    )
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)
     .join(RuleCatalog, RuleCatalog.id == RuleItem.catalog_id)
     .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id, isouter=True)
     .join(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id, isouter=True)
-    .join(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id,
-          isouter=True)
+    .join(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id, isouter=True)
     .where(Activity.id == bindparam("activity_id"))
 )

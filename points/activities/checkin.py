@@ -44,6 +44,7 @@ CHECKIN_OUTCOMES = ("checked_in", "no_points")
 
 # ---- refusals -------------------------------------------------------------------------------
 
+
 class WrongVillageCode(WrongVillage):
     message = "这是其他村的活动二维码，不能在本村签到"
 
@@ -73,6 +74,7 @@ class CheckoutNotNeeded(DomainError):
 
 
 # ---- values ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Clock:
@@ -122,8 +124,12 @@ class CheckInResult:
     notice_ends_at: datetime | None = None
 
     def as_details(self) -> dict[str, Any]:
-        return {"checkin_id": self.checkin_id, "claim_id": self.claim_id,
-                "status": self.status, "points": self.points}
+        return {
+            "checkin_id": self.checkin_id,
+            "claim_id": self.claim_id,
+            "status": self.status,
+            "points": self.points,
+        }
 
 
 def worked_from(checked_in_at: datetime, starts_at: datetime) -> datetime:
@@ -142,8 +148,14 @@ def _local(moment: datetime, tz: ZoneInfo) -> str:
 
 # ---- check-in, proxy check-in, check-out ----------------------------------------------------
 
+
 def check_in(
-    session: Session, actor: Actor, codec: TokenCodec, token: str, scan: Scan, clock: Clock,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    token: str,
+    scan: Scan,
+    clock: Clock,
 ) -> CheckInResult:
     """A villager's own scan of an activity code (扫码签到), from their phone (`scan`)."""
     authorize(actor, "checkin.create")
@@ -171,7 +183,11 @@ def check_in(
 
 
 def proxy_check_in(
-    session: Session, actor: Actor, codec: TokenCodec, activity_id: int, member_token: str,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    activity_id: int,
+    member_token: str,
     clock: Clock,
 ) -> CheckInResult:
     """A cadre checks in a villager without a phone by scanning their member card (代签),
@@ -219,15 +235,17 @@ def check_out(session: Session, actor: Actor, checkin_id: int, clock: Clock) -> 
         villager = session.get(Villager, checkin.villager_id)
         assert villager is not None
         claims.member_target(villager)
-    moved = rowcount(session.execute(
-        update(CheckIn).where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
-        .values(checked_out_at=clock.now, checked_out_by=actor.user_id)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(CheckIn)
+            .where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
+            .values(checked_out_at=clock.now, checked_out_by=actor.user_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         session.refresh(checkin)
-        raise AlreadyCheckedOut(
-            details=_result_of(session, checkin, named=False).as_details())
+        raise AlreadyCheckedOut(details=_result_of(session, checkin, named=False).as_details())
     session.refresh(checkin)
     start = worked_from(checkin.checked_in_at, activity.starts_at)
     end = min(clock.now, activity.ends_at)
@@ -238,17 +256,16 @@ def check_out(session: Session, actor: Actor, checkin_id: int, clock: Clock) -> 
         reason = "签到到签退（按活动时间计）不满 1 小时，本次不计分"
     else:
         target = claims.Target(checkin.household_id, checkin.villager_id, checkin.village_id)
-        claim, reason = _score(session, actor, activity, target, hours, clock,
-                               occurred_at=start)
+        claim, reason = _score(session, actor, activity, target, hours, clock, occurred_at=start)
     checkin.claim_id = claim.id if claim else None
     checkin.points = claim.points if claim else 0
     checkin.reason = None if claim else reason
     session.flush()
     if actor.role != VILLAGER:
-        audit.record(session, actor, "checkin.checkout", checkin,
-                     village_id=activity.village_id)
-    return _result(checkin, claim, claim.status if claim else "no_points",
-                   (activity.title, rule.name))
+        audit.record(session, actor, "checkin.checkout", checkin, village_id=activity.village_id)
+    return _result(
+        checkin, claim, claim.status if claim else "no_points", (activity.title, rule.name)
+    )
 
 
 def checkin_of(session: Session, actor: Actor, checkin_id: int) -> CheckInResult:
@@ -257,24 +274,33 @@ def checkin_of(session: Session, actor: Actor, checkin_id: int) -> CheckInResult
 
 # ---- the checks of a scan -------------------------------------------------------------------
 
+
 def _check_open(activity: ScannedActivity, clock: Clock) -> None:
     if activity.status == "cancelled":
         raise ActivityCancelled()
     if clock.now < activity.checkin_opens_at:
         raise CheckinNotOpen(
             f"签到还没有开始，请在 {_local(activity.checkin_opens_at, clock.tz)} 以后扫码",
-            details={"checkin_opens_at": moment_text(activity.checkin_opens_at, clock.tz)})
+            details={"checkin_opens_at": moment_text(activity.checkin_opens_at, clock.tz)},
+        )
     if clock.now >= activity.checkin_closes_at:
         raise CheckinClosed(
             f"签到已于 {_local(activity.checkin_closes_at, clock.tz)} 结束",
-            details={"checkin_closes_at": moment_text(activity.checkin_closes_at, clock.tz)})
+            details={"checkin_closes_at": moment_text(activity.checkin_closes_at, clock.tz)},
+        )
 
 
 # ---- recording ------------------------------------------------------------------------------
 
+
 def _record(
-    session: Session, actor: Actor, activity: ScannedActivity, target: claims.Target,
-    scan: Scan, clock: Clock, refusal: DomainError | None = None,
+    session: Session,
+    actor: Actor,
+    activity: ScannedActivity,
+    target: claims.Target,
+    scan: Scan,
+    clock: Clock,
+    refusal: DomainError | None = None,
 ) -> CheckInResult:
     """One check-in per person and activity, and the claim it makes: the claim first, then
     the check-in row that names it. A repeat is refused before either is written;
@@ -295,15 +321,26 @@ def _record(
     reason: str | None = None
     if not is_hourly(rule):
         claim, reason = _score(session, actor, activity, target, None, clock)
-    checkin_id = _insert_checkin(session, {
-        "activity_id": activity.id, "villager_id": target.member_id,
-        "household_id": target.household_id, "village_id": target.village_id,
-        "user_id": actor.user_id if scan.proxy_by is None else None, "proxy_by": scan.proxy_by,
-        "checked_in_at": clock.now, "device_id": scan.device_id, "lat": scan.lat,
-        "lng": scan.lng, "distance_m": scan.distance_m, "flags": list(scan.flags),
-        "claim_id": claim.id if claim else None, "points": claim.points if claim else 0,
-        "reason": reason,
-    })
+    checkin_id = _insert_checkin(
+        session,
+        {
+            "activity_id": activity.id,
+            "villager_id": target.member_id,
+            "household_id": target.household_id,
+            "village_id": target.village_id,
+            "user_id": actor.user_id if scan.proxy_by is None else None,
+            "proxy_by": scan.proxy_by,
+            "checked_in_at": clock.now,
+            "device_id": scan.device_id,
+            "lat": scan.lat,
+            "lng": scan.lng,
+            "distance_m": scan.distance_m,
+            "flags": list(scan.flags),
+            "claim_id": claim.id if claim else None,
+            "points": claim.points if claim else 0,
+            "reason": reason,
+        },
+    )
     if checkin_id is None:
         # A concurrent scan checked in first: the refusal's rollback takes the claim just
         # made with it.
@@ -316,25 +353,37 @@ def _record(
     else:
         status = "no_points" if reason else "checked_in"
     return CheckInResult(
-        checkin_id=checkin_id, activity_id=activity.id, villager_id=target.member_id,
-        household_id=target.household_id, claim_id=claim.id if claim else None,
-        status=status, points=claim.points if claim else 0,
-        reason=claim.reason if claim else reason, checked_in_at=clock.now,
-        distance_m=scan.distance_m, flags=list(scan.flags), proxy_by=scan.proxy_by,
-        activity_title=activity.title, rule_item_name=rule.name,
+        checkin_id=checkin_id,
+        activity_id=activity.id,
+        villager_id=target.member_id,
+        household_id=target.household_id,
+        claim_id=claim.id if claim else None,
+        status=status,
+        points=claim.points if claim else 0,
+        reason=claim.reason if claim else reason,
+        checked_in_at=clock.now,
+        distance_m=scan.distance_m,
+        flags=list(scan.flags),
+        proxy_by=scan.proxy_by,
+        activity_title=activity.title,
+        rule_item_name=rule.name,
         notice_ends_at=claim.notice_ends_at if claim else None,
     )
 
 
 def _checkin_id(session: Session, activity_id: int, villager_id: int) -> int | None:
     """The villager's check-in at the activity, if any (the unique index serves it)."""
-    return core(session).execute(
-        _CHECKIN_OF, {"activity_id": activity_id, "villager_id": villager_id}).scalar()
+    return (
+        core(session)
+        .execute(_CHECKIN_OF, {"activity_id": activity_id, "villager_id": villager_id})
+        .scalar()
+    )
 
 
 # Built once: building a statement costs more CPU than running it.
-_CHECKIN_OF = select(CheckIn.id).where(CheckIn.activity_id == bindparam("activity_id"),
-                                       CheckIn.villager_id == bindparam("villager_id"))
+_CHECKIN_OF = select(CheckIn.id).where(
+    CheckIn.activity_id == bindparam("activity_id"), CheckIn.villager_id == bindparam("villager_id")
+)
 
 
 def _repeat(session: Session, checkin_id: int, scan: Scan) -> AlreadyCheckedIn:
@@ -342,8 +391,7 @@ def _repeat(session: Session, checkin_id: int, scan: Scan) -> AlreadyCheckedIn:
     existing = session.get(CheckIn, checkin_id)
     assert existing is not None
     who = "这位村民已经签过到了" if scan.proxy_by else "您已经签过到了，不用重复签到"
-    return AlreadyCheckedIn(who, details=_result_of(session, existing, named=False)
-                            .as_details())
+    return AlreadyCheckedIn(who, details=_result_of(session, existing, named=False).as_details())
 
 
 def _insert_checkin(session: Session, values: dict[str, Any]) -> int | None:
@@ -359,14 +407,21 @@ def _checkin_insert(dialect: str) -> Any:
     """Built once per dialect: building a statement costs more CPU than running it. The
     table, not the mapped class: one row needs none of the ORM's bulk-insert work."""
     table = CheckIn.__table__
-    return (upsert_insert(dialect)(table)
-            .on_conflict_do_nothing(index_elements=["activity_id", "villager_id"])
-            .returning(table.c.id))
+    return (
+        upsert_insert(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["activity_id", "villager_id"])
+        .returning(table.c.id)
+    )
 
 
 def _score(
-    session: Session, actor: Actor, activity: ScannedActivity, target: claims.Target,
-    units: int | None, clock: Clock, occurred_at: datetime | None = None,
+    session: Session,
+    actor: Actor,
+    activity: ScannedActivity,
+    target: claims.Target,
+    units: int | None,
+    clock: Clock,
+    occurred_at: datetime | None = None,
 ) -> tuple[Claim | None, str | None]:
     """The claim the rule item makes of this attendance, or why there is none (a cap is
     reached: the attendance is still recorded, since the villager was there). `occurred_at`:
@@ -374,9 +429,16 @@ def _score(
     scoring = activity.scoring()
     try:
         claim = claims.submit_checkin(
-            session, actor, scoring.item, scoring.rule, target,
+            session,
+            actor,
+            scoring.item,
+            scoring.rule,
+            target,
             claims.Report("checkin", units, note=activity.title, occurred_at=occurred_at),
-            now=clock.now, tz=clock.tz, policy=scoring.policy)
+            now=clock.now,
+            tz=clock.tz,
+            policy=scoring.policy,
+        )
     except claims.NoPoints as exc:
         return None, exc.message
     return claim, None
@@ -389,13 +451,18 @@ def _take_place(session: Session, activity: ScannedActivity) -> None:
     An activity without a capacity takes no lock at all."""
     if activity.capacity is None:
         return
-    moved = rowcount(session.execute(
-        update(Activity)
-        .where(Activity.id == activity.id, Activity.status == "scheduled",
-               Activity.places_taken < Activity.capacity)
-        .values(places_taken=Activity.places_taken + 1)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Activity)
+            .where(
+                Activity.id == activity.id,
+                Activity.status == "scheduled",
+                Activity.places_taken < Activity.capacity,
+            )
+            .values(places_taken=Activity.places_taken + 1)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved == 1:
         return
     status = session.scalar(select(Activity.status).where(Activity.id == activity.id))
@@ -405,6 +472,7 @@ def _take_place(session: Session, activity: ScannedActivity) -> None:
 
 
 # ---- a check-in as its screen shows it --------------------------------------------------------
+
 
 def _result_of(session: Session, checkin: CheckIn, *, named: bool = True) -> CheckInResult:
     """A check-in as its screen shows it; `named=False` (the details of a refusal) leaves
@@ -420,7 +488,8 @@ def _names_of(session: Session, activity_id: int) -> tuple[str | None, str | Non
         select(Activity.title, RuleItem.id, RuleItemVersion.data)
         .join(RuleItem, RuleItem.id == Activity.rule_item_id)
         .outerjoin(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
-        .where(Activity.id == activity_id)).first()
+        .where(Activity.id == activity_id)
+    ).first()
     if row is None:
         return None, None
     title, item_id, data = row
@@ -435,16 +504,24 @@ def _status(checkin: CheckIn, claim: Claim | None) -> str:
     return "no_points"
 
 
-def _result(checkin: CheckIn, claim: Claim | None, status: str,
-            names: tuple[str | None, str | None]) -> CheckInResult:
+def _result(
+    checkin: CheckIn, claim: Claim | None, status: str, names: tuple[str | None, str | None]
+) -> CheckInResult:
     return CheckInResult(
-        checkin_id=checkin.id, activity_id=checkin.activity_id,
-        villager_id=checkin.villager_id, household_id=checkin.household_id,
+        checkin_id=checkin.id,
+        activity_id=checkin.activity_id,
+        villager_id=checkin.villager_id,
+        household_id=checkin.household_id,
         claim_id=claim.id if claim else checkin.claim_id,
-        status=status, points=claim.points if claim else checkin.points,
+        status=status,
+        points=claim.points if claim else checkin.points,
         reason=claim.reason if claim else checkin.reason,
-        checked_in_at=checkin.checked_in_at, checked_out_at=checkin.checked_out_at,
-        distance_m=checkin.distance_m, flags=list(checkin.flags or []),
-        proxy_by=checkin.proxy_by, activity_title=names[0], rule_item_name=names[1],
+        checked_in_at=checkin.checked_in_at,
+        checked_out_at=checkin.checked_out_at,
+        distance_m=checkin.distance_m,
+        flags=list(checkin.flags or []),
+        proxy_by=checkin.proxy_by,
+        activity_title=names[0],
+        rule_item_name=names[1],
         notice_ends_at=claim.notice_ends_at if claim else None,
     )

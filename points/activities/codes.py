@@ -55,12 +55,17 @@ def issue_code(codec: TokenCodec, activity: Activity, now: datetime) -> IssuedCo
     epoch = datetime.fromtimestamp(0, now.tzinfo)
     token = codec.encode(TokenType.ACTIVITY, (activity.id, step))
     # Shown for one step, accepted for one more (the grace for a scan already under way).
-    return IssuedCode(token, step, epoch + timedelta(seconds=(step + 2) * seconds),
-                      epoch + timedelta(seconds=(step + 1) * seconds))
+    return IssuedCode(
+        token,
+        step,
+        epoch + timedelta(seconds=(step + 2) * seconds),
+        epoch + timedelta(seconds=(step + 1) * seconds),
+    )
 
 
-def poster_code(session: Session, actor: Actor, codec: TokenCodec, activity_id: int
-                ) -> tuple[Activity, str]:
+def poster_code(
+    session: Session, actor: Actor, codec: TokenCodec, activity_id: int
+) -> tuple[Activity, str]:
     """The printable code of a static activity (qr.png, qr.svg)."""
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "activity.qr")
@@ -71,8 +76,9 @@ def poster_code(session: Session, actor: Actor, codec: TokenCodec, activity_id: 
     return activity, codec.encode(TokenType.ACTIVITY, (activity.id, 0))
 
 
-def code_for_staff(session: Session, actor: Actor, codec: TokenCodec, activity_id: int,
-                   now: datetime) -> tuple[Activity, IssuedCode]:
+def code_for_staff(
+    session: Session, actor: Actor, codec: TokenCodec, activity_id: int, now: datetime
+) -> tuple[Activity, IssuedCode]:
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "activity.qr")
     if activity.status == "cancelled":
@@ -81,7 +87,11 @@ def code_for_staff(session: Session, actor: Actor, codec: TokenCodec, activity_i
 
 
 def display_key(
-    session: Session, actor: Actor, codec: TokenCodec, activity_id: int, now: datetime,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    activity_id: int,
+    now: datetime,
 ) -> tuple[Activity, str, datetime]:
     """A key for the display screen of one activity: it lets a browser without a login
     fetch that activity's current code until check-in closes or its cadre loses access.
@@ -99,14 +109,20 @@ def display_key(
         raise CheckinClosed()
     expires_at = activity.checkin_closes_at
     key = codec.encode(TokenType.DISPLAY, (activity.id, actor.user_id), expires_at)
-    audit.record(session, actor, "activity.display_link", activity,
-                 after={"activity_id": activity.id, "expires_at": expires_at.isoformat()},
-                 village_id=activity.village_id)
+    audit.record(
+        session,
+        actor,
+        "activity.display_link",
+        activity,
+        after={"activity_id": activity.id, "expires_at": expires_at.isoformat()},
+        village_id=activity.village_id,
+    )
     return activity, key, expires_at
 
 
-def code_for_display(session: Session, codec: TokenCodec, activity_id: int, key: str,
-                     now: datetime) -> tuple[Activity, IssuedCode]:
+def code_for_display(
+    session: Session, codec: TokenCodec, activity_id: int, key: str, now: datetime
+) -> tuple[Activity, IssuedCode]:
     """What the display screen shows, authorised by its key rather than a login."""
     decoded = codec.decode(key, TokenType.DISPLAY, now)
     if len(decoded.fields) != 2 or decoded.fields[0] != activity_id:
@@ -119,6 +135,7 @@ def code_for_display(session: Session, codec: TokenCodec, activity_id: int, key:
 
 # ---- a scanned code -------------------------------------------------------------------------
 
+
 def scanned_code(codec: TokenCodec, token: str, now: datetime) -> tuple[int, int]:
     """The activity id and the step of a scanned activity code (signed and typed)."""
     decoded = codec.decode(scanned_token(token), TokenType.ACTIVITY, now)
@@ -128,8 +145,7 @@ def scanned_code(codec: TokenCodec, token: str, now: datetime) -> tuple[int, int
     return activity_id, step
 
 
-def check_step(activity: ScannedActivity, step: int, now: datetime,
-               clock_skew: timedelta) -> None:
+def check_step(activity: ScannedActivity, step: int, now: datetime, clock_skew: timedelta) -> None:
     """The current step and the previous one (the grace for a scan under way) are good. So
     is the next step in the last `clock_skew` of the current one: the screen may be fed by
     another server whose clock is a few seconds ahead, which shows the next step that much

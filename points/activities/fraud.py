@@ -53,15 +53,21 @@ def _bursts(rows: list[CheckIn], count: int, window: timedelta) -> dict[int, lis
             while own[end].checked_in_at - own[start].checked_in_at > window:
                 start += 1
             if end - start + 1 > count:
-                marked.update(r.id for r in own[start:end + 1])
+                marked.update(r.id for r in own[start : end + 1])
         if marked:
             bursts[cadre_id] = sorted(marked)
     return bursts
 
 
 def checkins_view(
-    session: Session, actor: Actor, activity_id: int, *, burst_count: int,
-    burst_window: timedelta, page: int = 1, per_page: int = 100,
+    session: Session,
+    actor: Actor,
+    activity_id: int,
+    *,
+    burst_count: int,
+    burst_window: timedelta,
+    page: int = 1,
+    per_page: int = 100,
 ) -> dict[str, Any]:
     """Every check-in of an activity with the signals a cadre should look at: one device
     used by several villagers, check-ins outside the area (geofence set to flag), and
@@ -69,37 +75,73 @@ def checkins_view(
     a family shares a phone, an elderly group is checked in together."""
     activity = get_visible(session, actor, Activity, activity_id)
     authorize(actor, "activity.checkins")
-    rows = list(session.scalars(
-        select(CheckIn).where(CheckIn.activity_id == activity.id)
-        .order_by(CheckIn.checked_in_at, CheckIn.id)
-    ))
-    villagers = {v.id: v for v in session.scalars(
-        select(Villager).where(Villager.id.in_({r.villager_id for r in rows})))} if rows else {}
-    households: dict[int, str | None] = {
-        hid: name for hid, name in session.execute(
-            select(Household.id, Household.name)
-            .where(Household.id.in_({r.household_id for r in rows})))
-    } if rows else {}
+    rows = list(
+        session.scalars(
+            select(CheckIn)
+            .where(CheckIn.activity_id == activity.id)
+            .order_by(CheckIn.checked_in_at, CheckIn.id)
+        )
+    )
+    villagers = (
+        {
+            v.id: v
+            for v in session.scalars(
+                select(Villager).where(Villager.id.in_({r.villager_id for r in rows}))
+            )
+        }
+        if rows
+        else {}
+    )
+    households: dict[int, str | None] = (
+        {
+            hid: name
+            for hid, name in session.execute(
+                select(Household.id, Household.name).where(
+                    Household.id.in_({r.household_id for r in rows})
+                )
+            )
+        }
+        if rows
+        else {}
+    )
     staff_ids = {r.proxy_by for r in rows if r.proxy_by} | {
-        r.checked_out_by for r in rows if r.checked_out_by}
-    staff: dict[int, str | None] = {
-        uid: name for uid, name in session.execute(
-            select(User.id, func.coalesce(User.name, User.username))
-            .where(User.id.in_(staff_ids)))
-    } if staff_ids else {}
+        r.checked_out_by for r in rows if r.checked_out_by
+    }
+    staff: dict[int, str | None] = (
+        {
+            uid: name
+            for uid, name in session.execute(
+                select(User.id, func.coalesce(User.name, User.username)).where(
+                    User.id.in_(staff_ids)
+                )
+            )
+        }
+        if staff_ids
+        else {}
+    )
     claim_ids = {r.claim_id for r in rows if r.claim_id}
-    claim_status: dict[int, str] = {
-        cid: status for cid, status in session.execute(
-            select(Claim.id, Claim.status).where(Claim.id.in_(claim_ids)))
-    } if claim_ids else {}
+    claim_status: dict[int, str] = (
+        {
+            cid: status
+            for cid, status in session.execute(
+                select(Claim.id, Claim.status).where(Claim.id.in_(claim_ids))
+            )
+        }
+        if claim_ids
+        else {}
+    )
 
     by_device: dict[str, list[CheckIn]] = defaultdict(list)
     for row in rows:
         if row.device_id:
             by_device[row.device_id].append(row)
     shared = [
-        SharedDevice(device, sorted({r.villager_id for r in group}),
-                     sorted({r.household_id for r in group}), [r.id for r in group])
+        SharedDevice(
+            device,
+            sorted({r.villager_id for r in group}),
+            sorted({r.household_id for r in group}),
+            [r.id for r in group],
+        )
         for device, group in sorted(by_device.items())
         if len({r.villager_id for r in group}) > 1
     ]
@@ -116,37 +158,60 @@ def checkins_view(
         if row.id in burst_ids:
             flags.append("proxy_burst")
         villager = villagers.get(row.villager_id)
-        items.append({
-            "id": row.id, "activity_id": row.activity_id, "villager_id": row.villager_id,
-            "villager_name": villager.name if villager else None,
-            "relation": villager.relation if villager else None,
-            "household_id": row.household_id,
-            "household_name": households.get(row.household_id),
-            "checked_in_at": row.checked_in_at, "checked_out_at": row.checked_out_at,
-            "device_id": row.device_id, "lat": row.lat, "lng": row.lng,
-            "distance_m": row.distance_m, "proxy_by": row.proxy_by,
-            "proxy_by_name": staff.get(row.proxy_by) if row.proxy_by else None,
-            "claim_id": row.claim_id,
-            "claim_status": claim_status.get(row.claim_id) if row.claim_id else None,
-            "points": row.points, "reason": row.reason, "flags": flags,
-        })
+        items.append(
+            {
+                "id": row.id,
+                "activity_id": row.activity_id,
+                "villager_id": row.villager_id,
+                "villager_name": villager.name if villager else None,
+                "relation": villager.relation if villager else None,
+                "household_id": row.household_id,
+                "household_name": households.get(row.household_id),
+                "checked_in_at": row.checked_in_at,
+                "checked_out_at": row.checked_out_at,
+                "device_id": row.device_id,
+                "lat": row.lat,
+                "lng": row.lng,
+                "distance_m": row.distance_m,
+                "proxy_by": row.proxy_by,
+                "proxy_by_name": staff.get(row.proxy_by) if row.proxy_by else None,
+                "claim_id": row.claim_id,
+                "claim_status": claim_status.get(row.claim_id) if row.claim_id else None,
+                "points": row.points,
+                "reason": row.reason,
+                "flags": flags,
+            }
+        )
     signals = {
         "shared_devices": shared,
         "out_of_area": [r.id for r in rows if "out_of_area" in (r.flags or [])],
         "no_location": [r.id for r in rows if "no_location" in (r.flags or [])],
         "proxy_bursts": [
-            ProxyBurst(cadre_id, staff.get(cadre_id), len(ids),
-                       min(by_id[i].checked_in_at for i in ids),
-                       max(by_id[i].checked_in_at for i in ids), ids)
+            ProxyBurst(
+                cadre_id,
+                staff.get(cadre_id),
+                len(ids),
+                min(by_id[i].checked_in_at for i in ids),
+                max(by_id[i].checked_in_at for i in ids),
+                ids,
+            )
             for cadre_id, ids in sorted(bursts.items())
         ],
         "own_household_proxies": [r.id for r in rows if "own_household" in (r.flags or [])],
-        "burst_rule": {"more_than": burst_count,
-                       "within_minutes": burst_window.total_seconds() / 60},
+        "burst_rule": {
+            "more_than": burst_count,
+            "within_minutes": burst_window.total_seconds() / 60,
+        },
     }
     start = (page - 1) * per_page
-    return {"activity_id": activity.id, "total": len(rows), "page": page,
-            "per_page": per_page, "checked_in": len(rows),
-            "capacity": activity.capacity,
-            "proxy_count": sum(1 for r in rows if r.proxy_by is not None),
-            "items": items[start:start + per_page], "signals": signals}
+    return {
+        "activity_id": activity.id,
+        "total": len(rows),
+        "page": page,
+        "per_page": per_page,
+        "checked_in": len(rows),
+        "capacity": activity.capacity,
+        "proxy_count": sum(1 for r in rows if r.proxy_by is not None),
+        "items": items[start : start + per_page],
+        "signals": signals,
+    }

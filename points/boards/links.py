@@ -30,22 +30,25 @@ from .standings import (
 )
 
 
-def existing_link(session: Session, *, household_id: int | None = None,
-                  village_id: int | None = None) -> PublicLink | None:
+def existing_link(
+    session: Session, *, household_id: int | None = None, village_id: int | None = None
+) -> PublicLink | None:
     if household_id is not None:
         return session.scalar(select(PublicLink).where(PublicLink.household_id == household_id))
     return session.scalar(select(PublicLink).where(PublicLink.village_id == village_id))
 
 
-def public_link(session: Session, *, household_id: int | None = None,
-                village_id: int | None = None) -> PublicLink:
+def public_link(
+    session: Session, *, household_id: int | None = None, village_id: int | None = None
+) -> PublicLink:
     """The household's plate link or the village's board link, made on first use."""
     link = existing_link(session, household_id=household_id, village_id=village_id)
     if link is not None:
         return link
     kind = "plate" if household_id is not None else "board"
-    link = PublicLink(token=secrets.token_urlsafe(16), kind=kind, household_id=household_id,
-                      village_id=village_id)
+    link = PublicLink(
+        token=secrets.token_urlsafe(16), kind=kind, household_id=household_id, village_id=village_id
+    )
     try:
         with session.begin_nested():
             session.add(link)
@@ -62,21 +65,22 @@ def renew_plate(session: Session, actor: Actor, household_id: int) -> PublicLink
     link = public_link(session, household_id=household.id)
     before = audit.snapshot(link)
     link.token = secrets.token_urlsafe(16)
-    audit.record(session, actor, "plate.renew", link, before=before,
-                 village_id=household.village_id)
+    audit.record(
+        session, actor, "plate.renew", link, before=before, village_id=household.village_id
+    )
     return link
 
 
 def resolve_link(session: Session, token: str, kind: str) -> PublicLink:
-    link = session.scalar(select(PublicLink).where(PublicLink.token == token,
-                                                   PublicLink.kind == kind))
+    link = session.scalar(
+        select(PublicLink).where(PublicLink.token == token, PublicLink.kind == kind)
+    )
     if link is None:
         raise NotFound("二维码已失效或不存在", code="link_not_found")
     return link
 
 
-def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
-               ) -> dict[str, Any]:
+def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """What the household's plate page shows: this year's stars, this month's points and
     rank in the village, under the village's privacy settings."""
     household = session.get(Household, household_id)
@@ -92,8 +96,9 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
     own = next(s for s in standings if s.household_id == household_id)
     name_households(session, [own])
     year = parse_period(month.key[:4])
-    year_points = next(s for s in household_standings(session, scope, year)
-                       if s.household_id == household_id)
+    year_points = next(
+        s for s in household_standings(session, scope, year) if s.household_id == household_id
+    )
     policy = catalogs.effective_policy(session, village.id)
     # A household that keeps off the public boards shows only that it exists: not even
     # whether a veto (一票否决) bars it, nor how many it would be ranked among.
@@ -112,7 +117,6 @@ def plate_view(session: Session, household_id: int, now: datetime, tz: ZoneInfo
         "households": None if hidden else len(ranked),
         "barred": None if hidden else own.barred,
         "year": year.key,
-        "stars": None if hidden else policy.stars(year_points.points,
-                                                  barred=year_points.barred),
+        "stars": None if hidden else policy.stars(year_points.points, barred=year_points.barred),
         "year_points": None if hidden else year_points.points,
     }

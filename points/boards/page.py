@@ -99,12 +99,28 @@ class Page:
     def px(self, units: float) -> int:
         return round(units * self.u)
 
-    def text(self, x: float, y: float, text: str, size: float, fill: tuple[int, int, int] = DARK,
-             *, anchor: str = "la", bold: bool = False) -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        size: float,
+        fill: tuple[int, int, int] = DARK,
+        *,
+        anchor: str = "la",
+        bold: bool = False,
+    ) -> None:
         font = _font(self.font, max(8, self.px(size)))
         stroke = max(1, self.px(size) // 30) if bold else 0
-        self.draw.text((self.px(x), self.px(y)), text, font=font, fill=fill, anchor=anchor,
-                       stroke_width=stroke, stroke_fill=fill)
+        self.draw.text(
+            (self.px(x), self.px(y)),
+            text,
+            font=font,
+            fill=fill,
+            anchor=anchor,
+            stroke_width=stroke,
+            stroke_fill=fill,
+        )
 
     def width_of(self, text: str, size: float) -> float:
         return self.draw.textlength(text, font=_font(self.font, max(8, self.px(size)))) / self.u
@@ -121,23 +137,36 @@ class Page:
         """Lines that fit the width; closing punctuation never starts a line (避头)."""
         lines, line = [], ""
         for char in text:
-            if (line and char not in NO_LINE_START
-                    and self.width_of(line + char, size) > max_width):
+            if line and char not in NO_LINE_START and self.width_of(line + char, size) > max_width:
                 lines.append(line)
                 line = char
             else:
                 line += char
         return [*lines, line] if line else lines
 
-    def box(self, x0: float, y0: float, x1: float, y1: float, fill: tuple[int, int, int],
-            outline: tuple[int, int, int] | None = None, width: float = 0) -> None:
-        self.draw.rectangle((self.px(x0), self.px(y0), self.px(x1), self.px(y1)), fill=fill,
-                            outline=outline, width=self.px(width) if width else 0)
+    def box(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        fill: tuple[int, int, int],
+        outline: tuple[int, int, int] | None = None,
+        width: float = 0,
+    ) -> None:
+        self.draw.rectangle(
+            (self.px(x0), self.px(y0), self.px(x1), self.px(y1)),
+            fill=fill,
+            outline=outline,
+            width=self.px(width) if width else 0,
+        )
 
     def paste(self, image: Image.Image, x: float, y: float, size: float) -> None:
         side = self.px(size)
-        self.image.paste(image.convert("RGB").resize((side, side), Image.Resampling.NEAREST),
-                         (self.px(x), self.px(y)))
+        self.image.paste(
+            image.convert("RGB").resize((side, side), Image.Resampling.NEAREST),
+            (self.px(x), self.px(y)),
+        )
 
     def png(self, dpi: int | None = None) -> bytes:
         out = io.BytesIO()
@@ -155,17 +184,23 @@ def paper_pixels(paper: str, dpi: int) -> tuple[int, int]:
 
 # ---- PDF ------------------------------------------------------------------------------------
 
+
 def _png_chunks(png: bytes) -> tuple[dict[str, Any], bytes]:
     if png[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG")
     pos, header, idat = 8, {}, []
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        body = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        body = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            header = {"width": width, "height": height, "depth": depth, "color": color,
-                      "interlace": interlace}
+            header = {
+                "width": width,
+                "height": height,
+                "depth": depth,
+                "color": color,
+                "interlace": interlace,
+            }
         elif kind == b"IDAT":
             idat.append(body)
         pos += 12 + length
@@ -184,8 +219,11 @@ def pngs_to_pdf(pngs: list[bytes], dpi: int, title: str = "") -> bytes:
         raise ValueError("a PDF needs a page")
     title_hex = ("FEFF" + title.encode("utf-16-be").hex().upper()) if title else ""
     # 1 catalog, 2 pages, 3 info; then per page: the page, its image, its content.
-    objects: list[bytes] = [b"", b"", f"<< /Title <{title_hex}> /Producer (Village Points) >>"
-                            .encode()]
+    objects: list[bytes] = [
+        b"",
+        b"",
+        f"<< /Title <{title_hex}> /Producer (Village Points) >>".encode(),
+    ]
     kids = []
     for png in pngs:
         header, data = _png_chunks(png)
@@ -197,13 +235,19 @@ def pngs_to_pdf(pngs: list[bytes], dpi: int, title: str = "") -> bytes:
         page_no = len(objects) + 1
         kids.append(f"{page_no} 0 R")
         objects += [
-            (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w:.2f} {page_h:.2f}] "
-             f"/Resources << /XObject << /Im0 {page_no + 1} 0 R >> >> "
-             f"/Contents {page_no + 2} 0 R >>").encode(),
-            (f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} "
-             f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
-             f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 /Columns {width} >> "
-             f"/Length {len(data)} >>\nstream\n").encode() + data + b"\nendstream",
+            (
+                f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w:.2f} {page_h:.2f}] "
+                f"/Resources << /XObject << /Im0 {page_no + 1} 0 R >> >> "
+                f"/Contents {page_no + 2} 0 R >>"
+            ).encode(),
+            (
+                f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} "
+                f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
+                f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 /Columns {width} >> "
+                f"/Length {len(data)} >>\nstream\n"
+            ).encode()
+            + data
+            + b"\nendstream",
             f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
         ]
     objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
@@ -218,6 +262,8 @@ def pngs_to_pdf(pngs: list[bytes], dpi: int, title: str = "") -> bytes:
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
         out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 3 0 R >>\n"
-              f"startxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 3 0 R >>\n"
+        f"startxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()

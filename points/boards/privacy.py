@@ -46,28 +46,39 @@ class BoardPrefs:
     red_list_size: int = DEFAULT_RED_LIST_SIZE
 
 
-def board_prefs(session: Session, village_ids: Iterable[int],
-                townships: dict[int, int] | None = None) -> dict[int, BoardPrefs]:
+def board_prefs(
+    session: Session, village_ids: Iterable[int], townships: dict[int, int] | None = None
+) -> dict[int, BoardPrefs]:
     """Each village's effective settings: its own, else its township's, else the defaults.
     `townships` (village id → township id), when the caller has it, saves a query."""
     ids = sorted(set(village_ids))
     if not ids:
         return {}
     if townships is None:
-        townships = dict(session.execute(
-            select(Village.id, Village.township_id).where(Village.id.in_(ids))).all())
-    rows = session.scalars(select(BoardSettings).where(
-        (BoardSettings.village_id.in_(ids))
-        | (BoardSettings.township_id.in_(set(townships.values())))))
+        townships = dict(
+            session.execute(
+                select(Village.id, Village.township_id).where(Village.id.in_(ids))
+            ).all()
+        )
+    rows = session.scalars(
+        select(BoardSettings).where(
+            (BoardSettings.village_id.in_(ids))
+            | (BoardSettings.township_id.in_(set(townships.values())))
+        )
+    )
     by_village, by_township = {}, {}
     for row in rows:
         if row.village_id is not None:
             by_village[row.village_id] = row
         else:
             by_township[row.township_id] = row
-    return {village_id: layered_prefs(settings_layer(by_township.get(townships.get(village_id))),
-                                      settings_layer(by_village.get(village_id)))
-            for village_id in ids}
+    return {
+        village_id: layered_prefs(
+            settings_layer(by_township.get(townships.get(village_id))),
+            settings_layer(by_village.get(village_id)),
+        )
+        for village_id in ids
+    }
 
 
 def layered_prefs(*layers: tuple[bool | None, int | None]) -> BoardPrefs:
@@ -87,16 +98,22 @@ def settings_layer(row: BoardSettings | None) -> tuple[bool | None, int | None]:
     return (None, None) if row is None else (row.mask_names, row.red_list_size)
 
 
-def settings_row(session: Session, *, village_id: int | None = None,
-                 township_id: int | None = None) -> BoardSettings | None:
+def settings_row(
+    session: Session, *, village_id: int | None = None, township_id: int | None = None
+) -> BoardSettings | None:
     if village_id is not None:
         return session.scalar(select(BoardSettings).where(BoardSettings.village_id == village_id))
     return session.scalar(select(BoardSettings).where(BoardSettings.township_id == township_id))
 
 
 def update_settings(
-    session: Session, actor: Actor, changes: dict[str, Any], now: datetime, *,
-    village_id: int | None = None, township_id: int | None = None,
+    session: Session,
+    actor: Actor,
+    changes: dict[str, Any],
+    now: datetime,
+    *,
+    village_id: int | None = None,
+    township_id: int | None = None,
 ) -> BoardSettings:
     """Set a village's (cadres and admins) or a township's (admins) board settings."""
     if village_id is not None:
@@ -121,9 +138,15 @@ def update_settings(
     for key, value in changes.items():
         setattr(row, key, value)
     row.updated_at = now
-    audit.record(session, actor, "board_settings.update", row, before=before,
-                 village_id=audit_village,
-                 township_id=owner.id if audit_village is None else None)
+    audit.record(
+        session,
+        actor,
+        "board_settings.update",
+        row,
+        before=before,
+        village_id=audit_village,
+        township_id=owner.id if audit_village is None else None,
+    )
     return row
 
 
@@ -136,22 +159,31 @@ def set_opt_out(session: Session, actor: Actor, value: bool) -> Household:
     household = get_visible(session, actor, Household, actor.require_household())
     before = audit.snapshot(household)
     household.public_board_opt_out = value
-    audit.record(session, actor, "household.board_privacy", household, before=before,
-                 village_id=household.village_id)
+    audit.record(
+        session,
+        actor,
+        "household.board_privacy",
+        household,
+        before=before,
+        village_id=household.village_id,
+    )
     return household
 
 
 # ---- the board as posted --------------------------------------------------------------------
 
-def public_board(board: dict[str, Any], prefs: BoardPrefs,
-                 opted_out: set[int]) -> dict[str, Any]:
+
+def public_board(board: dict[str, Any], prefs: BoardPrefs, opted_out: set[int]) -> dict[str, Any]:
     """The board as posted on the wall: names masked when the village says so, households
     that opted out shown without a name."""
+
     def name(row: dict[str, Any]) -> dict[str, Any]:
         hidden = row["household_id"] in opted_out
-        return {**row, "name": public_name(row["name"], mask=prefs.mask_names,
-                                           opted_out=hidden),
-                "household_id": None if hidden else row["household_id"]}
+        return {
+            **row,
+            "name": public_name(row["name"], mask=prefs.mask_names, opted_out=hidden),
+            "household_id": None if hidden else row["household_id"],
+        }
 
     out = {**board}
     for key in ("red", "black", "stars", "corrections"):
@@ -161,9 +193,17 @@ def public_board(board: dict[str, Any], prefs: BoardPrefs,
 
 
 def opted_out_among(session: Session, board: dict[str, Any]) -> set[int]:
-    ids = {row["household_id"] for key in ("red", "black", "stars", "corrections")
-           for row in board[key]}
+    ids = {
+        row["household_id"]
+        for key in ("red", "black", "stars", "corrections")
+        for row in board[key]
+    }
     if not ids:
         return set()
-    return set(session.scalars(select(Household.id).where(
-        Household.id.in_(ids), Household.public_board_opt_out.is_(True))))
+    return set(
+        session.scalars(
+            select(Household.id).where(
+                Household.id.in_(ids), Household.public_board_opt_out.is_(True)
+            )
+        )
+    )

@@ -73,8 +73,15 @@ def plan(board: dict[str, Any], height: float) -> Plan:
     return Plan(red, black, notes, row_h, row_h >= 46 and spare >= 26 * black)
 
 
-def board_page(board: dict[str, Any], *, paper: str, qr_png: bytes, font: FontSpec,
-               dpi: int = DEFAULT_DPI, printed_on: str = "") -> Page:
+def board_page(
+    board: dict[str, Any],
+    *,
+    paper: str,
+    qr_png: bytes,
+    font: FontSpec,
+    dpi: int = DEFAULT_DPI,
+    printed_on: str = "",
+) -> Page:
     """The board as posted: header, red list (示范户), black list (限期整改户), corrections,
     and a QR to the online board. `board` is the public form (names already masked)."""
     width, height = paper_pixels(paper, dpi)
@@ -84,13 +91,26 @@ def board_page(board: dict[str, Any], *, paper: str, qr_png: bytes, font: FontSp
 
     page.box(0, 0, 1000, 165, RED)
     page.text(500, 62, f"{board['village_name']}积分红黑榜", 62, WHITE, anchor="mm", bold=True)
-    page.text(500, 128, f"{board['period_label']}　·　全村 {board['households']} 户　·　"
-              f"参与积分 {board['participating']} 户", 26, WHITE, anchor="mm")
+    page.text(
+        500,
+        128,
+        f"{board['period_label']}　·　全村 {board['households']} 户　·　"
+        f"参与积分 {board['participating']} 户",
+        26,
+        WHITE,
+        anchor="mm",
+    )
     y = 190.0
     if board["status"] != "closed":
         page.box(margin, y - 10, 1000 - margin, y + 34, (255, 246, 214))
-        page.text(500, y + 12, "本榜尚未结榜：公示期内的积分可能变动，仅供参考", 22, (140, 90, 0),
-                  anchor="mm")
+        page.text(
+            500,
+            y + 12,
+            "本榜尚未结榜：公示期内的积分可能变动，仅供参考",
+            22,
+            (140, 90, 0),
+            anchor="mm",
+        )
         y += 56
 
     footer_top = bottom - 250 - (NOTICE_H if notice_lines(board) else 0)
@@ -106,15 +126,13 @@ def _row_font(row_h: float) -> int:
     return round(row_h * 0.6)
 
 
-def _section(page: Page, y: float, title: str, color: tuple[int, int, int], margin: float
-             ) -> float:
+def _section(page: Page, y: float, title: str, color: tuple[int, int, int], margin: float) -> float:
     page.text(margin, y, title, 36, color, bold=True)
     page.box(margin, y + 48, 1000 - margin, y + 52, color)
     return y + 62
 
 
-def _table_header(page: Page, y: float, columns: list[tuple[float, str]], margin: float
-                  ) -> float:
+def _table_header(page: Page, y: float, columns: list[tuple[float, str]], margin: float) -> float:
     page.box(margin, y, 1000 - margin, y + 40, LIGHT_GREY)
     for x, label in columns:
         page.text(x, y + 20, label, 22, GREY, anchor="lm")
@@ -122,30 +140,45 @@ def _table_header(page: Page, y: float, columns: list[tuple[float, str]], margin
 
 
 def _more(page: Page, y: float, left: int, margin: float, row_h: float) -> float:
-    page.text(margin + 10, y + row_h / 2, f"……另有 {left} 户，请扫码查看线上榜单",
-              min(22, _row_font(row_h)), GREY, anchor="lm")
+    page.text(
+        margin + 10,
+        y + row_h / 2,
+        f"……另有 {left} 户，请扫码查看线上榜单",
+        min(22, _row_font(row_h)),
+        GREY,
+        anchor="lm",
+    )
     return y + row_h
 
 
-def _red_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float
-              ) -> float:
+def _red_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float) -> float:
     y = _section(page, y, "红榜 · 示范户", RED, margin)
     rows = board["red"]
     if not rows:
         page.text(margin + 10, y + 20, "本期暂无上榜户", 26, GREY, anchor="lm")
         return y + 50
-    columns = [(margin + 15, "名次"), (margin + 130, "户主"), (margin + 400, "村民小组"),
-               (margin + 640, "积分"), (margin + 760, "星级")]
+    columns = [
+        (margin + 15, "名次"),
+        (margin + 130, "户主"),
+        (margin + 400, "村民小组"),
+        (margin + 640, "积分"),
+        (margin + 760, "星级"),
+    ]
     y = _table_header(page, y, columns, margin)
     row_h, size = layout.row_h, _row_font(layout.row_h)
-    for n, row in enumerate(rows[:layout.red]):
+    for n, row in enumerate(rows[: layout.red]):
         if n % 2:
             page.box(margin, y, 1000 - margin, y + row_h, LIGHT_RED)
         mid = y + row_h / 2
         page.text(margin + 15, mid, f"第{row['rank']}名", size, RED, anchor="lm", bold=True)
         page.text(margin + 130, mid, page.fit(row["name"], size, 260), size, anchor="lm")
-        page.text(margin + 400, mid, page.fit(row.get("group") or "", size - 2, 230), size - 2,
-                  anchor="lm")
+        page.text(
+            margin + 400,
+            mid,
+            page.fit(row.get("group") or "", size - 2, 230),
+            size - 2,
+            anchor="lm",
+        )
         page.text(margin + 640, mid, str(row["points"]), size, anchor="lm", bold=True)
         page.text(margin + 760, mid, stars_text(row.get("stars") or 0), size, GOLD, anchor="lm")
         y += row_h
@@ -168,18 +201,21 @@ def _black_items(row: dict[str, Any]) -> str:
     return "；".join(parts)
 
 
-def _black_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float
-                ) -> float:
+def _black_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float) -> float:
     y = _section(page, y, "黑榜 · 限期整改户", DARK, margin)
     rows = board["black"]
     if not rows:
         page.text(margin + 10, y + 20, "本期无扣分户", 26, GREY, anchor="lm")
         return y + 50
-    columns = [(margin + 15, "户主"), (margin + 200, "村民小组"), (margin + 380, "扣分事项"),
-               (margin + 810, "积分")]
+    columns = [
+        (margin + 15, "户主"),
+        (margin + 200, "村民小组"),
+        (margin + 380, "扣分事项"),
+        (margin + 810, "积分"),
+    ]
     y = _table_header(page, y, columns, margin)
     size = _row_font(layout.row_h)
-    for n, row in enumerate(rows[:layout.black]):
+    for n, row in enumerate(rows[: layout.black]):
         # The items take two lines when the page has room; what is cut, the QR shows.
         lines = page.wrap(_black_items(row), 22, 410) if layout.two_line_black else []
         if len(lines) > 2:
@@ -191,12 +227,23 @@ def _black_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margi
             page.box(margin, y, 1000 - margin, y + row_h, LIGHT_GREY)
         mid = y + row_h / 2
         page.text(margin + 15, mid, page.fit(row["name"], size, 175), size, anchor="lm")
-        page.text(margin + 200, mid, page.fit(row.get("group") or "", size - 4, 170), size - 4,
-                  anchor="lm")
+        page.text(
+            margin + 200,
+            mid,
+            page.fit(row.get("group") or "", size - 4, 170),
+            size - 4,
+            anchor="lm",
+        )
         color = RED if row["vetoed"] else DARK
         for k, line in enumerate(lines):
-            page.text(margin + 380, mid + (k - (len(lines) - 1) / 2) * 28, line,
-                      22 if layout.two_line_black else 20, color, anchor="lm")
+            page.text(
+                margin + 380,
+                mid + (k - (len(lines) - 1) / 2) * 28,
+                line,
+                22 if layout.two_line_black else 20,
+                color,
+                anchor="lm",
+            )
         page.text(margin + 810, mid, str(row["points"]), size, anchor="lm", bold=True)
         y += row_h
     if layout.black < len(rows):
@@ -204,20 +251,20 @@ def _black_list(page: Page, board: dict[str, Any], y: float, layout: Plan, margi
     return y
 
 
-def _corrections(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float
-                 ) -> None:
+def _corrections(page: Page, board: dict[str, Any], y: float, layout: Plan, margin: float) -> None:
     notes = board["corrections"]
     if not notes:
         return
     page.text(margin, y, "更正说明", 30, DARK, bold=True)
     y += 46
-    for note in notes[:layout.notes]:
+    for note in notes[: layout.notes]:
         text = f"{note['name']}：{note['note']}（{note['amount']:+d} 分）"
         page.text(margin + 10, y, page.fit(text, 22, 880), 22, GREY)
         y += NOTE_H
     if layout.notes < len(notes):
-        page.text(margin + 10, y, f"……另有 {len(notes) - layout.notes} 条更正，请扫码查看", 20,
-                  GREY)
+        page.text(
+            margin + 10, y, f"……另有 {len(notes) - layout.notes} 条更正，请扫码查看", 20, GREY
+        )
 
 
 NOTICE_H = 90  # the fingerprint's lines, when the board commits to its month
@@ -230,9 +277,11 @@ def notice_lines(board: dict[str, Any]) -> list[str]:
     root_hex = board.get("month_root")
     if not root_hex:
         return []
-    return [f"公示指纹 {merkle.fingerprint(root_hex)}",
-            f"月度根 {root_hex}",
-            "凭公示指纹可用手机核对本户本月积分确在本榜之内"]
+    return [
+        f"公示指纹 {merkle.fingerprint(root_hex)}",
+        f"月度根 {root_hex}",
+        "凭公示指纹可用手机核对本户本月积分确在本榜之内",
+    ]
 
 
 def _notice(page: Page, board: dict[str, Any], x: float, y: float, max_width: float) -> float:
@@ -248,14 +297,27 @@ def _notice(page: Page, board: dict[str, Any], x: float, y: float, max_width: fl
     return y + NOTICE_H
 
 
-def _board_footer(page: Page, board: dict[str, Any], top: float, bottom: float,
-                  qr_png: bytes, margin: float, printed_on: str) -> None:
+def _board_footer(
+    page: Page,
+    board: dict[str, Any],
+    top: float,
+    bottom: float,
+    qr_png: bytes,
+    margin: float,
+    printed_on: str,
+) -> None:
     page.box(margin, top, 1000 - margin, top + 3, RED)
     qr_size = 170
     with Image.open(io.BytesIO(qr_png)) as qr:
         page.paste(qr, 1000 - margin - qr_size, top + 18, qr_size)
-    page.text(1000 - margin - qr_size / 2, top + 18 + qr_size + 4, "扫码查看线上榜单", 18, GREY,
-              anchor="ma")
+    page.text(
+        1000 - margin - qr_size / 2,
+        top + 18 + qr_size + 4,
+        "扫码查看线上榜单",
+        18,
+        GREY,
+        anchor="ma",
+    )
     lines = [
         "排名依据：公示期满无异议后记入的积分；兑换不减少排名积分，扣分减少。",
         f"名次规则：{board['tie_rule']}。",
@@ -271,28 +333,50 @@ def _board_footer(page: Page, board: dict[str, Any], top: float, bottom: float,
             y += 27
     y = _notice(page, board, margin, y, 1000 - 2 * margin - qr_size - 30)
     status = "已结榜发布" if board["status"] == "closed" else "未结榜"
-    page.text(margin, max(y + 8, bottom - 56), f"{board['village_name']}村民委员会　{status}"
-              + (f"　{printed_on}" if printed_on else ""), 24, DARK, bold=True)
+    page.text(
+        margin,
+        max(y + 8, bottom - 56),
+        f"{board['village_name']}村民委员会　{status}" + (f"　{printed_on}" if printed_on else ""),
+        24,
+        DARK,
+        bold=True,
+    )
 
 
-def board_png(board: dict[str, Any], *, paper: str, qr_png: bytes, font: FontSpec,
-              dpi: int = DEFAULT_DPI, printed_on: str = "") -> bytes:
-    return board_page(board, paper=paper, qr_png=qr_png, font=font, dpi=dpi,
-                      printed_on=printed_on).png(dpi)
+def board_png(
+    board: dict[str, Any],
+    *,
+    paper: str,
+    qr_png: bytes,
+    font: FontSpec,
+    dpi: int = DEFAULT_DPI,
+    printed_on: str = "",
+) -> bytes:
+    return board_page(
+        board, paper=paper, qr_png=qr_png, font=font, dpi=dpi, printed_on=printed_on
+    ).png(dpi)
 
 
-def board_pdf(board: dict[str, Any], *, paper: str, qr_png: bytes, font: FontSpec,
-              dpi: int = DEFAULT_DPI, printed_on: str = "") -> bytes:
-    png = board_png(board, paper=paper, qr_png=qr_png, font=font, dpi=dpi,
-                    printed_on=printed_on)
+def board_pdf(
+    board: dict[str, Any],
+    *,
+    paper: str,
+    qr_png: bytes,
+    font: FontSpec,
+    dpi: int = DEFAULT_DPI,
+    printed_on: str = "",
+) -> bytes:
+    png = board_png(board, paper=paper, qr_png=qr_png, font=font, dpi=dpi, printed_on=printed_on)
     title = f"{board['village_name']} {board['period_label']} 积分红黑榜"
     return png_to_pdf(png, dpi, title)
 
 
 # ---- the household plate (门牌) ------------------------------------------------------------
 
-def plate_png(*, village: str, head: str, address: str, qr_png: bytes, font: FontSpec,
-              dpi: int = 300) -> bytes:
+
+def plate_png(
+    *, village: str, head: str, address: str, qr_png: bytes, font: FontSpec, dpi: int = 300
+) -> bytes:
     """A 10 × 14 cm plate to print and hang at the gate: the QR opens the household's page."""
     width, height = round(100 / 25.4 * dpi), round(140 / 25.4 * dpi)
     page = Page(width, height, font)
@@ -311,22 +395,30 @@ def plate_png(*, village: str, head: str, address: str, qr_png: bytes, font: Fon
 
 # ---- the statistics chart -------------------------------------------------------------------
 
-def stats_png(stats: dict[str, Any], *, village: str, period_label: str, font: FontSpec
-              ) -> bytes:
+
+def stats_png(stats: dict[str, Any], *, village: str, period_label: str, font: FontSpec) -> bytes:
     """The cadre's chart: points earned and deducted in each of the last 12 months, and the
     participation rate of each villager group (村民小组) in the period."""
     page = Page(1600, 1200, font)
     page.text(500, 40, f"{village} 积分统计　{period_label}", 34, DARK, anchor="mm", bold=True)
-    page.text(500, 85, f"参与率 {stats['participation_rate'] * 100:.1f}%"
-              f"（{stats['participating']}/{stats['households']} 户）　"
-              f"本期积分 {stats['points']}", 22, GREY, anchor="mm")
+    page.text(
+        500,
+        85,
+        f"参与率 {stats['participation_rate'] * 100:.1f}%"
+        f"（{stats['participating']}/{stats['households']} 户）　"
+        f"本期积分 {stats['points']}",
+        22,
+        GREY,
+        anchor="mm",
+    )
     _trend_chart(page, stats["trend"], 60, 130, 940, 420)
     _group_chart(page, stats["participation_by_group"], 60, 470, 940, 730)
     return page.png()
 
 
-def _trend_chart(page: Page, trend: list[dict[str, Any]], x0: float, y0: float, x1: float,
-                 y1: float) -> None:
+def _trend_chart(
+    page: Page, trend: list[dict[str, Any]], x0: float, y0: float, x1: float, y1: float
+) -> None:
     page.text(x0, y0, "近12个月积分（绿：加分，红：扣分）", 20, DARK, bold=True)
     top, base_bottom = y0 + 40, y1 - 60
     high = max([t["earned"] for t in trend] + [1])
@@ -340,19 +432,26 @@ def _trend_chart(page: Page, trend: list[dict[str, Any]], x0: float, y0: float, 
         right = left + slot * 0.6
         if t["earned"]:
             page.box(left, zero - (zero - top) * t["earned"] / high, right, zero, GREEN)
-            page.text((left + right) / 2, zero - (zero - top) * t["earned"] / high - 4,
-                      str(t["earned"]), 14, DARK, anchor="md")
+            page.text(
+                (left + right) / 2,
+                zero - (zero - top) * t["earned"] / high - 4,
+                str(t["earned"]),
+                14,
+                DARK,
+                anchor="md",
+            )
         if t["deducted"] and low:
             depth = (base_bottom - zero) * -t["deducted"] / low
             page.box(left, zero, right, zero + depth, RED)
-            page.text((left + right) / 2, zero + depth + 4, str(t["deducted"]), 14, DARK,
-                      anchor="ma")
-        page.text((left + right) / 2, y1 - 10, f"{int(t['month'][5:])}月", 16, GREY,
-                  anchor="md")
+            page.text(
+                (left + right) / 2, zero + depth + 4, str(t["deducted"]), 14, DARK, anchor="ma"
+            )
+        page.text((left + right) / 2, y1 - 10, f"{int(t['month'][5:])}月", 16, GREY, anchor="md")
 
 
-def _group_chart(page: Page, groups: list[dict[str, Any]], x0: float, y0: float, x1: float,
-                 y1: float) -> None:
+def _group_chart(
+    page: Page, groups: list[dict[str, Any]], x0: float, y0: float, x1: float, y1: float
+) -> None:
     page.text(x0, y0, "各村民小组参与率", 20, DARK, bold=True)
     shown = groups[:10]
     if not shown:
@@ -364,8 +463,17 @@ def _group_chart(page: Page, groups: list[dict[str, Any]], x0: float, y0: float,
         page.text(x0, y + row_h / 2, page.fit(group["group"] or "", 18, 190), 18, anchor="lm")
         page.box(bar_left, y + row_h * 0.2, bar_right, y + row_h * 0.8, LIGHT_GREY)
         if group["rate"]:
-            page.box(bar_left, y + row_h * 0.2,
-                     bar_left + (bar_right - bar_left) * group["rate"], y + row_h * 0.8, RED)
-        page.text(bar_right + 10, y + row_h / 2,
-                  f"{group['rate'] * 100:.0f}%（{group['participating']}/{group['households']}）",
-                  18, anchor="lm")
+            page.box(
+                bar_left,
+                y + row_h * 0.2,
+                bar_left + (bar_right - bar_left) * group["rate"],
+                y + row_h * 0.8,
+                RED,
+            )
+        page.text(
+            bar_right + 10,
+            y + row_h / 2,
+            f"{group['rate'] * 100:.0f}%（{group['participating']}/{group['households']}）",
+            18,
+            anchor="lm",
+        )

@@ -87,8 +87,9 @@ class Period:
 def parse_period(text: str) -> Period:
     found = _PERIOD.match(text or "")
     if found is None or not 2000 <= int(found.group(1)) <= 2999:
-        raise Invalid("时段格式为 YYYY-MM、YYYY-Qn 或 YYYY", code="invalid_period",
-                      details={"period": text})
+        raise Invalid(
+            "时段格式为 YYYY-MM、YYYY-Qn 或 YYYY", code="invalid_period", details={"period": text}
+        )
     year, month, quarter = found.groups()
     if month:
         return Period(text, "month", (text,))
@@ -108,6 +109,7 @@ def period_label(period: Period) -> str:
 
 # ---- standings ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Scope:
     """Whose households are ranked: a village, a villager group (村民小组) or a township."""
@@ -117,10 +119,19 @@ class Scope:
     village_ids: tuple[int, ...]
 
 
-def resolve_scope(session: Session, actor: Actor, *, village_id: int | None = None,
-                  group_id: int | None = None, township_id: int | None = None) -> Scope:
-    given = [(k, v) for k, v in (("village", village_id), ("group", group_id),
-                                 ("township", township_id)) if v is not None]
+def resolve_scope(
+    session: Session,
+    actor: Actor,
+    *,
+    village_id: int | None = None,
+    group_id: int | None = None,
+    township_id: int | None = None,
+) -> Scope:
+    given = [
+        (k, v)
+        for k, v in (("village", village_id), ("group", group_id), ("township", township_id))
+        if v is not None
+    ]
     if not given and actor.role == VILLAGER:
         if actor.village_id is None:
             raise NotBound()  # a villager's ranking is their village's; they have none yet
@@ -138,8 +149,11 @@ def resolve_scope(session: Session, actor: Actor, *, village_id: int | None = No
         return Scope("group", group.id, (group.village_id,))
     township = get_visible(session, actor, Township, object_id)
     authorize(actor, "ranking.township")
-    ids = tuple(session.scalars(
-        select(Village.id).where(Village.township_id == township.id).order_by(Village.id)))
+    ids = tuple(
+        session.scalars(
+            select(Village.id).where(Village.township_id == township.id).order_by(Village.id)
+        )
+    )
     return Scope("township", township.id, ids)
 
 
@@ -163,6 +177,7 @@ class Standing:
 # The hot statements are built once, with bound parameters, so a board pays for executing
 # them and not for constructing them (SQLAlchemy's compiled cache does the rest).
 
+
 def _household_filter(kind: str) -> ColumnElement[bool]:
     if kind == "group":
         return Household.group_id == bindparam("scope_id")
@@ -180,14 +195,17 @@ def _totals_filter(column: SQLColumnExpression[int], kind: str) -> ColumnElement
 # 一票否决: a flag for any month of the period, unless the township withdrew its veto. A
 # correlated EXISTS (and below, the head's name) is an index probe per household, however
 # many villages the county has.
-BARRED = exists().where(HouseholdFlag.household_id == Household.id,
-                        HouseholdFlag.withdrawal_id.is_(None),
-                        HouseholdFlag.from_month <= bindparam("last"),
-                        HouseholdFlag.until_month >= bindparam("first"))
+BARRED = exists().where(
+    HouseholdFlag.household_id == Household.id,
+    HouseholdFlag.withdrawal_id.is_(None),
+    HouseholdFlag.from_month <= bindparam("last"),
+    HouseholdFlag.until_month >= bindparam("first"),
+)
 
 
-def among(column: SQLColumnExpression[int | None], name: str, postgres: bool
-          ) -> ColumnElement[bool]:
+def among(
+    column: SQLColumnExpression[int | None], name: str, postgres: bool
+) -> ColumnElement[bool]:
     # A list of ids: one array parameter on PostgreSQL, so the statement text stays the same
     # from call to call (and is prepared once); an expanded IN list on SQLite.
     if postgres:
@@ -202,26 +220,36 @@ def is_postgres(session: Session) -> bool:
 def in_months(column: SQLColumnExpression[str], single: bool) -> ColumnElement[bool]:
     # One month (every monthly board) binds one value: an expanding IN list would make
     # SQLAlchemy render the statement again on every call.
-    return column == bindparam("month") if single else column.in_(
-        bindparam("months", expanding=True))
+    return (
+        column == bindparam("month") if single else column.in_(bindparam("months", expanding=True))
+    )
 
 
 @cache
 def _household_statement(kind: str, single: bool = False) -> Select[*tuple[Any, ...]]:
     totals = (
-        select(MonthTotal.household_id,
-               func.sum(MonthTotal.score).label("score"),
-               func.sum(MonthTotal.earned).label("earned"),
-               func.sum(MonthTotal.deducted).label("deducted"))
-        .where(_totals_filter(MonthTotal.village_id, kind),
-               in_months(MonthTotal.month, single))
+        select(
+            MonthTotal.household_id,
+            func.sum(MonthTotal.score).label("score"),
+            func.sum(MonthTotal.earned).label("earned"),
+            func.sum(MonthTotal.deducted).label("deducted"),
+        )
+        .where(_totals_filter(MonthTotal.village_id, kind), in_months(MonthTotal.month, single))
         .group_by(MonthTotal.household_id)
         .subquery()
     )
     return (
-        select(Household.id, Household.village_id, Household.group_id, Household.name,
-               Household.public_board_opt_out, totals.c.score, totals.c.earned,
-               totals.c.deducted, BARRED)
+        select(
+            Household.id,
+            Household.village_id,
+            Household.group_id,
+            Household.name,
+            Household.public_board_opt_out,
+            totals.c.score,
+            totals.c.earned,
+            totals.c.deducted,
+            BARRED,
+        )
         .outerjoin(totals, totals.c.household_id == Household.id)
         .where(_household_filter(kind))
     )
@@ -231,32 +259,50 @@ def _household_statement(kind: str, single: bool = False) -> Select[*tuple[Any, 
 def _member_statement(kind: str, single: bool = False) -> Select[*tuple[Any, ...]]:
     totals = (
         select(MemberMonthTotal.member_id, func.sum(MemberMonthTotal.score).label("score"))
-        .where(_totals_filter(MemberMonthTotal.village_id, kind),
-               in_months(MemberMonthTotal.month, single))
+        .where(
+            _totals_filter(MemberMonthTotal.village_id, kind),
+            in_months(MemberMonthTotal.month, single),
+        )
         .group_by(MemberMonthTotal.member_id)
         .subquery()
     )
     return (
-        select(Villager.id, Villager.name, Villager.household_id, Household.village_id,
-               Household.group_id, Household.public_board_opt_out, totals.c.score, BARRED)
+        select(
+            Villager.id,
+            Villager.name,
+            Villager.household_id,
+            Household.village_id,
+            Household.group_id,
+            Household.public_board_opt_out,
+            totals.c.score,
+            BARRED,
+        )
         .join(Household, Household.id == Villager.household_id)
         .outerjoin(totals, totals.c.member_id == Villager.id)
-        .where(_household_filter(kind),
-               (Villager.active.is_(True)) | (totals.c.member_id.isnot(None)))
+        .where(
+            _household_filter(kind), (Villager.active.is_(True)) | (totals.c.member_id.isnot(None))
+        )
     )
 
 
-def fetch_rows(session: Session, statement: Select[*Ts], params: dict[str, Any]
-               ) -> Sequence[Row[*Ts]]:
+def fetch_rows(
+    session: Session, statement: Select[*Ts], params: dict[str, Any]
+) -> Sequence[Row[*Ts]]:
     """Run a Core statement on the session's connection (and transaction), skipping the ORM's
     result machinery: these rows are tuples, not entities."""
     return session.connection().execute(statement, params).all()
 
 
 def _params(scope: Scope, period: Period) -> dict[str, Any]:
-    return {"scope_id": scope.id, "village_id": scope.village_ids[0],
-            "village_ids": list(scope.village_ids), "months": list(period.months),
-            "month": period.first, "first": period.first, "last": period.last}
+    return {
+        "scope_id": scope.id,
+        "village_id": scope.village_ids[0],
+        "village_ids": list(scope.village_ids),
+        "months": list(period.months),
+        "month": period.first,
+        "first": period.first,
+        "last": period.last,
+    }
 
 
 def household_standings(session: Session, scope: Scope, period: Period) -> list[Standing]:
@@ -264,12 +310,22 @@ def household_standings(session: Session, scope: Scope, period: Period) -> list[
     name is the household's; `name_households` puts the head's on the few that are shown."""
     if not scope.village_ids:
         return []
-    rows = fetch_rows(session, _household_statement(scope.kind, len(period.months) == 1),
-                 _params(scope, period))
+    rows = fetch_rows(
+        session, _household_statement(scope.kind, len(period.months) == 1), _params(scope, period)
+    )
     return [
-        Standing(id=hid, household_id=hid, village_id=vid, group_id=gid,
-                 name=name or f"{hid}号户", points=int(score or 0), earned=int(earned or 0),
-                 deducted=int(deducted or 0), barred=bool(barred), opted_out=bool(opt_out))
+        Standing(
+            id=hid,
+            household_id=hid,
+            village_id=vid,
+            group_id=gid,
+            name=name or f"{hid}号户",
+            points=int(score or 0),
+            earned=int(earned or 0),
+            deducted=int(deducted or 0),
+            barred=bool(barred),
+            opted_out=bool(opt_out),
+        )
         for hid, vid, gid, name, opt_out, score, earned, deducted, barred in rows
     ]
 
@@ -279,8 +335,9 @@ def name_households(session: Session, standings: Iterable[Standing]) -> None:
     by_id = {s.household_id: s for s in standings}
     if not by_id:
         return
-    for hid, name, _ in fetch_rows(session, names_statement(is_postgres(session)),
-                              {"households": sorted(by_id)}):
+    for hid, name, _ in fetch_rows(
+        session, names_statement(is_postgres(session)), {"households": sorted(by_id)}
+    ):
         if name:
             by_id[hid].name = name
 
@@ -290,19 +347,31 @@ def group_names(session: Session, standings: Iterable[Standing]) -> dict[int, st
     ids = {s.group_id for s in standings if s.group_id is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(VillagerGroup.id, VillagerGroup.name)
-                                .where(VillagerGroup.id.in_(ids))).all())
+    return dict(
+        session.execute(
+            select(VillagerGroup.id, VillagerGroup.name).where(VillagerGroup.id.in_(ids))
+        ).all()
+    )
 
 
 def member_standings(session: Session, scope: Scope, period: Period) -> list[Standing]:
     """Every active member of the scope, and any member with points in the period."""
     if not scope.village_ids:
         return []
-    rows = fetch_rows(session, _member_statement(scope.kind, len(period.months) == 1),
-                 _params(scope, period))
+    rows = fetch_rows(
+        session, _member_statement(scope.kind, len(period.months) == 1), _params(scope, period)
+    )
     return [
-        Standing(id=vid, household_id=hid, village_id=village, group_id=gid, name=name,
-                 points=int(score or 0), barred=bool(barred), opted_out=bool(opt_out))
+        Standing(
+            id=vid,
+            household_id=hid,
+            village_id=village,
+            group_id=gid,
+            name=name,
+            points=int(score or 0),
+            barred=bool(barred),
+            opted_out=bool(opt_out),
+        )
         for vid, name, hid, village, gid, opt_out, score, barred in rows
     ]
 
@@ -310,8 +379,7 @@ def member_standings(session: Session, scope: Scope, period: Period) -> list[Sta
 def assign_ranks(standings: Iterable[Standing]) -> list[Standing]:
     """The ranked list: barred rows left out, ties sharing a rank (1, 2, 2, 4)."""
     ranked = sorted((s for s in standings if not s.barred), key=lambda s: (-s.points, s.id))
-    for standing, rank in zip(ranked, competition_ranks([s.points for s in ranked]),
-                              strict=True):
+    for standing, rank in zip(ranked, competition_ranks([s.points for s in ranked]), strict=True):
         standing.rank = rank
     return ranked
 
@@ -329,13 +397,20 @@ class Ranking:
 
 
 def ranking(
-    session: Session, scope: Scope, period: Period, *, by: str = "household", limit: int = 50,
-    own_household_id: int | None = None, own_villager_id: int | None = None,
+    session: Session,
+    scope: Scope,
+    period: Period,
+    *,
+    by: str = "household",
+    limit: int = 50,
+    own_household_id: int | None = None,
+    own_villager_id: int | None = None,
 ) -> Ranking:
     """A ranked list for a scope and period; `mine` is where the caller's own household (or
     self, by member) stands, even when it is barred or not in the list."""
     standings = (household_standings if by == "household" else member_standings)(
-        session, scope, period)
+        session, scope, period
+    )
     ranked = assign_ranks(standings)
     own_id = own_household_id if by == "household" else own_villager_id
     own = next((s for s in standings if s.id == own_id), None) if own_id is not None else None
@@ -345,35 +420,51 @@ def ranking(
     if own_id is not None:
         if own is not None:
             # A household not in the list (barred) still learns where its points stand.
-            rank = own.rank if own.rank is not None else rank_among(
-                own.points, [s.points for s in ranked])
-            mine = {"rank": rank, "points": own.points, "name": own.name,
-                    "household_id": own.household_id,
-                    "villager_id": own.id if by == "member" else None,
-                    "barred": own.barred, "opted_out": own.opted_out, "total": len(ranked)}
-    return Ranking(period, scope, by, ranked[:limit], len(ranked), mine,
-                   prefs=board_prefs(session, scope.village_ids))
+            rank = (
+                own.rank
+                if own.rank is not None
+                else rank_among(own.points, [s.points for s in ranked])
+            )
+            mine = {
+                "rank": rank,
+                "points": own.points,
+                "name": own.name,
+                "household_id": own.household_id,
+                "villager_id": own.id if by == "member" else None,
+                "barred": own.barred,
+                "opted_out": own.opted_out,
+                "total": len(ranked),
+            }
+    return Ranking(
+        period,
+        scope,
+        by,
+        ranked[:limit],
+        len(ranked),
+        mine,
+        prefs=board_prefs(session, scope.village_ids),
+    )
 
 
 # ---- statement pieces the board's queries share ----------------------------------------------
 
+
 def head_name(household_id: SQLColumnExpression[int | None]) -> ScalarSelect[str]:
     """The name of the household's head (户主), as a scalar subquery."""
-    return (select(Villager.name)
-            .where(Villager.household_id == household_id, Villager.relation == HEAD)
-            .scalar_subquery())
+    return (
+        select(Villager.name)
+        .where(Villager.household_id == household_id, Villager.relation == HEAD)
+        .scalar_subquery()
+    )
 
 
-def scalar_of(column: SQLColumnExpression[T], condition: ColumnElement[bool]
-              ) -> ScalarSelect[T]:
+def scalar_of(column: SQLColumnExpression[T], condition: ColumnElement[bool]) -> ScalarSelect[T]:
     return select(column).where(condition).scalar_subquery()
 
 
 @cache
 def names_statement(postgres: bool) -> Select[int, str, int | None]:
     """The head's name (else the household's) and villager group of the `households`."""
-    return (
-        select(Household.id, func.coalesce(head_name(Household.id), Household.name),
-               Household.group_id)
-        .where(among(Household.id, "households", postgres))
-    )
+    return select(
+        Household.id, func.coalesce(head_name(Household.id), Household.name), Household.group_id
+    ).where(among(Household.id, "households", postgres))

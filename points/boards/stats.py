@@ -25,15 +25,25 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
     the top items and a 12-month trend."""
     scope = Scope("village", village_id, (village_id,))
     standings = household_standings(session, scope, period)
-    groups = dict(session.execute(select(VillagerGroup.id, VillagerGroup.name).where(
-        VillagerGroup.village_id == village_id)).all())
+    groups = dict(
+        session.execute(
+            select(VillagerGroup.id, VillagerGroup.name).where(
+                VillagerGroup.village_id == village_id
+            )
+        ).all()
+    )
     per_group: dict[int | None, list[int]] = defaultdict(lambda: [0, 0])
     for s in standings:
         per_group[s.group_id][0] += 1
         per_group[s.group_id][1] += s.earned > 0
     participation = [
-        {"group_id": gid, "group": groups.get(gid) if gid else "未分组",
-         "households": n, "participating": p, "rate": round(p / n, 4) if n else 0.0}
+        {
+            "group_id": gid,
+            "group": groups.get(gid) if gid else "未分组",
+            "households": n,
+            "participating": p,
+            "rate": round(p / n, 4) if n else 0.0,
+        }
         for gid, (n, p) in sorted(per_group.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
     ]
     participating = sum(1 for s in standings if s.earned > 0)
@@ -44,18 +54,28 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
     corrected = aliased(LedgerEntry)
     scores = tuple(sorted(ledger.SCORE_KINDS))
     rows = session.execute(
-        select(LedgerEntry.rule_item_version_id, LedgerEntry.kind,
-               func.count(), func.sum(LedgerEntry.amount))
+        select(
+            LedgerEntry.rule_item_version_id,
+            LedgerEntry.kind,
+            func.count(),
+            func.sum(LedgerEntry.amount),
+        )
         .join(Account, Account.id == LedgerEntry.account_id)
         .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
-        .where(Account.village_id == village_id, LedgerEntry.month.in_(period.months),
-               or_(LedgerEntry.kind.in_(scores),
-                   and_(LedgerEntry.kind == "reverse", corrected.kind.in_(scores))))
+        .where(
+            Account.village_id == village_id,
+            LedgerEntry.month.in_(period.months),
+            or_(
+                LedgerEntry.kind.in_(scores),
+                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(scores)),
+            ),
+        )
         .group_by(LedgerEntry.rule_item_version_id, LedgerEntry.kind)
     ).all()
     versions = _version_names(session, [r[0] for r in rows])
     categories: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0})
+        lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0}
+    )
     items: dict[tuple[str, str], dict[str, Any]] = {}
     for version_id, kind, count, amount in rows:
         data = versions.get(version_id, {}) if version_id is not None else {}
@@ -71,8 +91,9 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
             bucket["corrected"] += amount
         if kind in ("earn", "deduct") and version_id is not None:
             key = (data.get("code") or str(version_id), data.get("name") or "")
-            item = items.setdefault(key, {"code": key[0], "name": key[1],
-                                          "category": category, "count": 0, "points": 0})
+            item = items.setdefault(
+                key, {"code": key[0], "name": key[1], "category": category, "count": 0, "points": 0}
+            )
             item["count"] += int(count)
             item["points"] += amount
     top = sorted(items.values(), key=lambda i: (-i["count"], -abs(i["points"]), i["code"]))
@@ -84,8 +105,10 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
         "participation_rate": round(participating / len(standings), 4) if standings else 0.0,
         "points": sum(s.points for s in standings),
         "participation_by_group": participation,
-        "points_by_category": [{"category": c, **v} for c, v in sorted(
-            categories.items(), key=lambda kv: -kv[1]["earned"])],
+        "points_by_category": [
+            {"category": c, **v}
+            for c, v in sorted(categories.items(), key=lambda kv: -kv[1]["earned"])
+        ],
         "top_items": top[:10],
         "trend": trend(session, village_id, period.last),
     }
@@ -94,24 +117,40 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
 def trend(session: Session, village_id: int, last: str) -> list[dict[str, Any]]:
     """The 12 months ending with `last`: points, earned, deducted and households earning."""
     months = months_between(add_months(last, -(MAX_TREND_MONTHS - 1)), last)
-    rows = {m: (score, earned, deducted, active) for m, score, earned, deducted, active in
-            session.execute(
-                select(MonthTotal.month, func.sum(MonthTotal.score), func.sum(MonthTotal.earned),
-                       func.sum(MonthTotal.deducted),
-                       func.count().filter(MonthTotal.earned > 0))
-                .where(MonthTotal.village_id == village_id, MonthTotal.month.in_(months))
-                .group_by(MonthTotal.month))}
-    return [{"month": m, "points": int(rows.get(m, (0,))[0] or 0),
-             "earned": int(rows.get(m, (0, 0))[1] or 0),
-             "deducted": int(rows.get(m, (0, 0, 0))[2] or 0),
-             "participating": int(rows.get(m, (0, 0, 0, 0))[3] or 0)} for m in months]
+    rows = {
+        m: (score, earned, deducted, active)
+        for m, score, earned, deducted, active in session.execute(
+            select(
+                MonthTotal.month,
+                func.sum(MonthTotal.score),
+                func.sum(MonthTotal.earned),
+                func.sum(MonthTotal.deducted),
+                func.count().filter(MonthTotal.earned > 0),
+            )
+            .where(MonthTotal.village_id == village_id, MonthTotal.month.in_(months))
+            .group_by(MonthTotal.month)
+        )
+    }
+    return [
+        {
+            "month": m,
+            "points": int(rows.get(m, (0,))[0] or 0),
+            "earned": int(rows.get(m, (0, 0))[1] or 0),
+            "deducted": int(rows.get(m, (0, 0, 0))[2] or 0),
+            "participating": int(rows.get(m, (0, 0, 0, 0))[3] or 0),
+        }
+        for m in months
+    ]
 
 
 def township_stats(session: Session, township_id: int, period: Period) -> list[dict[str, Any]]:
     """Each village's participation rate and points per household, ranked by participation
     (ties share a rank), with its rank by points per household beside it."""
-    villages = dict(session.execute(select(Village.id, Village.name).where(
-        Village.township_id == township_id)).all())
+    villages = dict(
+        session.execute(
+            select(Village.id, Village.name).where(Village.township_id == township_id)
+        ).all()
+    )
     if not villages:
         return []
     scope = Scope("township", township_id, tuple(sorted(villages)))
@@ -124,13 +163,17 @@ def township_stats(session: Session, township_id: int, period: Period) -> list[d
         counts[2] += s.points
     rows = []
     for vid, (households, participating, points) in per_village.items():
-        rows.append({
-            "village_id": vid, "village": villages[vid], "households": households,
-            "participating": participating,
-            "participation_rate": round(participating / households, 4) if households else 0.0,
-            "points": points,
-            "points_per_household": round(points / households, 2) if households else 0.0,
-        })
+        rows.append(
+            {
+                "village_id": vid,
+                "village": villages[vid],
+                "households": households,
+                "participating": participating,
+                "participation_rate": round(participating / households, 4) if households else 0.0,
+                "points": points,
+                "points_per_household": round(points / households, 2) if households else 0.0,
+            }
+        )
     _competition(rows, "participation_rate", "rank")
     _competition(rows, "points_per_household", "points_rank")
     rows.sort(key=lambda r: (r["rank"], r["village_id"]))
@@ -150,6 +193,9 @@ def _version_names(
     ids = {v for v in version_ids if v is not None}
     if not ids:
         return {}
-    return {vid: data for vid, data in session.execute(
-        select(RuleItemVersion.id, RuleItemVersion.data).where(RuleItemVersion.id.in_(ids)))}
-
+    return {
+        vid: data
+        for vid, data in session.execute(
+            select(RuleItemVersion.id, RuleItemVersion.data).where(RuleItemVersion.id.in_(ids))
+        )
+    }

@@ -36,12 +36,15 @@ class Activity(Base):
     __table_args__ = (
         CheckConstraint("qr_mode IN ('static','rotating')", name="qr_mode"),
         CheckConstraint("status IN ('scheduled','cancelled')", name="status"),
-        CheckConstraint("geofence_mode IS NULL OR geofence_mode IN ('refuse','flag')",
-                        name="geofence_mode"),
-        CheckConstraint("places_taken >= 0 AND (capacity IS NULL OR places_taken <= capacity)",
-                        name="capacity"),
-        CheckConstraint("starts_at < ends_at AND checkin_opens_at < checkin_closes_at",
-                        name="times"),
+        CheckConstraint(
+            "geofence_mode IS NULL OR geofence_mode IN ('refuse','flag')", name="geofence_mode"
+        ),
+        CheckConstraint(
+            "places_taken >= 0 AND (capacity IS NULL OR places_taken <= capacity)", name="capacity"
+        ),
+        CheckConstraint(
+            "starts_at < ends_at AND checkin_opens_at < checkin_closes_at", name="times"
+        ),
         Index("ix_activities_village_closes", "village_id", "checkin_closes_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

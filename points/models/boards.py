@@ -73,8 +73,9 @@ class BoardSettings(Base):
     __tablename__ = "board_settings"
     __table_args__ = (
         CheckConstraint("(township_id IS NULL) <> (village_id IS NULL)", name="one_owner"),
-        CheckConstraint("red_list_size IS NULL OR red_list_size BETWEEN 1 AND 100",
-                        name="red_list_size"),
+        CheckConstraint(
+            "red_list_size IS NULL OR red_list_size BETWEEN 1 AND 100", name="red_list_size"
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     township_id: Mapped[int | None] = mapped_column(ForeignKey("townships.id"), unique=True)

@@ -68,8 +68,9 @@ class Household(Base):  # 户
     address: Mapped[str | None] = mapped_column(String(200))
     # The household asked to be left off public boards (红黑榜, printed and online): it is
     # shown there without its name. Its own view still shows its rank.
-    public_board_opt_out: Mapped[bool] = mapped_column(Boolean, default=False,
-                                                       server_default=false())
+    public_board_opt_out: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[Villager]] = relationship(

@@ -122,8 +122,7 @@ def _parse_policy(text: str) -> rules.Policy:
 def _text(data: dict[str, Any] | str) -> str:
     # Text read from the column is its own key; a decoded value is keyed by its canonical
     # JSON. Either way the same content parses to the same value.
-    return data if isinstance(data, str) else json.dumps(data, sort_keys=True,
-                                                          ensure_ascii=False)
+    return data if isinstance(data, str) else json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 
 def stored_rule(data: dict[str, Any] | str) -> rules.RuleItem:

@@ -92,8 +92,7 @@ class Redemption(Base):  # 兑换单
 
     __tablename__ = "redemptions"
     __table_args__ = (
-        CheckConstraint("status IN ('reserved','fulfilled','cancelled','expired')",
-                        name="status"),
+        CheckConstraint("status IN ('reserved','fulfilled','cancelled','expired')", name="status"),
         CheckConstraint("source IN ('order','counter')", name="source"),
         CheckConstraint("points >= 0 AND points <= total_points", name="points_in_range"),
         Index("ix_redemptions_shop_month", "shop_id", "status", "month"),
@@ -102,9 +101,14 @@ class Redemption(Base):  # 兑换单
         # A pickup number names one open order of its shop: the clerk types it instead of
         # scanning. Unique among the shop's reserved orders only, so numbers come back into
         # use once an order is picked up or voided.
-        Index("uq_redemptions_open_pickup_code", "shop_id", "pickup_code", unique=True,
-              sqlite_where=text("status = 'reserved'"),
-              postgresql_where=text("status = 'reserved'")),
+        Index(
+            "uq_redemptions_open_pickup_code",
+            "shop_id",
+            "pickup_code",
+            unique=True,
+            sqlite_where=text("status = 'reserved'"),
+            postgresql_where=text("status = 'reserved'"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
@@ -125,8 +129,9 @@ class Redemption(Base):  # 兑换单
     fulfilled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     month: Mapped[str | None] = mapped_column(String(7))  # of the redeem entry, when fulfilled
     # A redemption posts at most one entry: the database refuses a second.
-    ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"),
-                                                        unique=True)
+    ledger_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_entries.id"), unique=True
+    )
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     voided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     void_reason: Mapped[str | None] = mapped_column(String(200))

@@ -41,8 +41,16 @@ def member_from_card(
 
 
 def counter_redeem(
-    session: Session, actor: Actor, codec: TokenCodec, shop_id: int, *, member_token: str,
-    items: list[dict[str, int]], cash_paid: Decimal, now: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    shop_id: int,
+    *,
+    member_token: str,
+    items: list[dict[str, int]],
+    cash_paid: Decimal,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> Redemption:
     """At the counter: the clerk scans a member card and hands the goods out at once —
     reserved and fulfilled in one transaction. Cash paid for the difference (现金补差)
@@ -50,9 +58,16 @@ def counter_redeem(
     shop = get_visible(session, actor, Shop, shop_id)
     authorize(actor, "redemption.counter")
     villager = member_from_card(session, codec, shop, member_token, now)
-    redemption = reserve(session, actor, shop,
-                         Basket(villager.household, villager.id, items, cash_paid),
-                         source="counter", now=now, tz=tz, expires_at=None)
+    redemption = reserve(
+        session,
+        actor,
+        shop,
+        Basket(villager.household, villager.id, items, cash_paid),
+        source="counter",
+        now=now,
+        tz=tz,
+        expires_at=None,
+    )
     return fulfil(session, actor, redemption, now, tz, "redemption.counter")
 
 
@@ -69,8 +84,14 @@ class CardHolder:
 
 
 def card_holder(
-    session: Session, actor: Actor, codec: TokenCodec, shop_id: int, *, member_token: str,
-    now: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    shop_id: int,
+    *,
+    member_token: str,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> CardHolder:
     """The card holder at the counter, before the clerk picks the goods: name, household,
     points available and whether the household reaches the qualification line, checked as
@@ -83,10 +104,13 @@ def card_holder(
     account = session.scalar(select(Account).where(Account.household_id == household.id))
     policy = catalogs.effective_policy(session, household.village_id)
     qualified, _ = qualification(session, policy, account, now, tz)
-    return CardHolder(villager_name=villager.name, household_id=household.id,
-                      household_name=household.name,
-                      available=account.available if account is not None else 0,
-                      qualifies=qualified)
+    return CardHolder(
+        villager_name=villager.name,
+        household_id=household.id,
+        household_name=household.name,
+        available=account.available if account is not None else 0,
+        qualifies=qualified,
+    )
 
 
 def parse_cash(value: Decimal | None) -> Decimal:
@@ -98,6 +122,7 @@ def parse_cash(value: Decimal | None) -> Decimal:
     except (InvalidOperation, TypeError) as exc:
         raise InvalidCash() from exc
     if not cash.is_finite() or cash < 0 or cash != cash.quantize(FEN):
-        raise InvalidCash("现金补差应为不小于 0 的金额，最多两位小数",
-                          details={"cash_paid": str(value)})
+        raise InvalidCash(
+            "现金补差应为不小于 0 的金额，最多两位小数", details={"cash_paid": str(value)}
+        )
     return cash.quantize(FEN)

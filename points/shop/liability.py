@@ -47,22 +47,34 @@ class PointsReport:
     totals: dict[str, Any]
 
 
-def _month_totals(session: Session, village_ids: list[int], *conditions: ColumnElement[bool]
-                  ) -> dict[int, tuple[int, int, int, int, int]]:
+def _month_totals(
+    session: Session, village_ids: list[int], *conditions: ColumnElement[bool]
+) -> dict[int, tuple[int, int, int, int, int]]:
     if not village_ids:
         return {}
     rows = session.execute(
         # Opening balances (期初结转) are issued points too, though no board ranks them.
-        select(MonthTotal.village_id, func.sum(MonthTotal.score + MonthTotal.opening),
-               func.sum(MonthTotal.earned),
-               func.sum(MonthTotal.deducted), func.sum(MonthTotal.redeemed),
-               func.sum(MonthTotal.expired))
+        select(
+            MonthTotal.village_id,
+            func.sum(MonthTotal.score + MonthTotal.opening),
+            func.sum(MonthTotal.earned),
+            func.sum(MonthTotal.deducted),
+            func.sum(MonthTotal.redeemed),
+            func.sum(MonthTotal.expired),
+        )
         .where(MonthTotal.village_id.in_(village_ids), *conditions)
         .group_by(MonthTotal.village_id)
     )
-    return {village_id: (int(issued or 0), int(earned or 0), int(deducted or 0),
-                         int(redeemed or 0), int(expired or 0))
-            for village_id, issued, earned, deducted, redeemed, expired in rows}
+    return {
+        village_id: (
+            int(issued or 0),
+            int(earned or 0),
+            int(deducted or 0),
+            int(redeemed or 0),
+            int(expired or 0),
+        )
+        for village_id, issued, earned, deducted, redeemed, expired in rows
+    }
 
 
 def points_report(
@@ -75,8 +87,11 @@ def points_report(
     the end of that month (by passbook month), plus that month's own flows."""
     township = get_visible(session, actor, Township, township_id)
     authorize(actor, "points_report.read")
-    villages = list(session.scalars(
-        select(Village).where(Village.township_id == township.id).order_by(Village.id)))
+    villages = list(
+        session.scalars(
+            select(Village).where(Village.township_id == township.id).order_by(Village.id)
+        )
+    )
     ids = [v.id for v in villages]
     upto = (MonthTotal.month <= month,) if month else ()
     cumulative = _month_totals(session, ids, *upto)
@@ -84,9 +99,14 @@ def points_report(
     balances: dict[int, tuple[int, int, int]] = {}
     if ids:
         for village_id, available, held, count in session.execute(
-            select(Account.village_id, func.sum(Account.available), func.sum(Account.held),
-                   func.count())
-            .where(Account.village_id.in_(ids)).group_by(Account.village_id)
+            select(
+                Account.village_id,
+                func.sum(Account.available),
+                func.sum(Account.held),
+                func.count(),
+            )
+            .where(Account.village_id.in_(ids))
+            .group_by(Account.village_id)
         ):
             balances[village_id] = (int(available or 0), int(held or 0), int(count))
     out = []
@@ -96,22 +116,41 @@ def points_report(
         outstanding = available + held if month is None else issued + redeemed + expired
         rate = catalogs.effective_policy(session, village.id).exchange_rate
         flows = in_month.get(village.id, (0,) * 5)
-        out.append(VillagePoints(
-            village_id=village.id, name=village.name, accounts=accounts, earned=earned,
-            deducted=deducted, adjusted=issued - earned - deducted, issued=issued,
-            redeemed=-redeemed, expired=-expired, outstanding=outstanding,
-            available=available if month is None else None,
-            held=held if month is None else None, exchange_rate=rate,
-            outstanding_value=value_of(outstanding, rate),
-            month_issued=flows[0] if month else None,
-            month_redeemed=-flows[3] if month else None,
-            month_expired=-flows[4] if month else None,
-        ))
-    keys = ("accounts", "earned", "deducted", "adjusted", "issued", "redeemed", "expired",
-            "outstanding")
+        out.append(
+            VillagePoints(
+                village_id=village.id,
+                name=village.name,
+                accounts=accounts,
+                earned=earned,
+                deducted=deducted,
+                adjusted=issued - earned - deducted,
+                issued=issued,
+                redeemed=-redeemed,
+                expired=-expired,
+                outstanding=outstanding,
+                available=available if month is None else None,
+                held=held if month is None else None,
+                exchange_rate=rate,
+                outstanding_value=value_of(outstanding, rate),
+                month_issued=flows[0] if month else None,
+                month_redeemed=-flows[3] if month else None,
+                month_expired=-flows[4] if month else None,
+            )
+        )
+    keys = (
+        "accounts",
+        "earned",
+        "deducted",
+        "adjusted",
+        "issued",
+        "redeemed",
+        "expired",
+        "outstanding",
+    )
     totals: dict[str, Any] = {k: sum(getattr(v, k) for v in out) for k in keys}
     totals["outstanding_value"] = sum((v.outstanding_value for v in out), Decimal("0"))
     for k in ("available", "held", "month_issued", "month_redeemed", "month_expired"):
-        totals[k] = None if not out or getattr(out[0], k) is None else sum(
-            getattr(v, k) for v in out)
+        totals[k] = (
+            None if not out or getattr(out[0], k) is None else sum(getattr(v, k) for v in out)
+        )
     return PointsReport(township.id, township.name, month, out, totals)

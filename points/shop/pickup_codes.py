@@ -29,12 +29,15 @@ def assign_pickup_code(session: Session, redemption: Redemption) -> str:
     once: the loser's savepoint rolls back and it draws again (a shop has tens of open
     orders, so a second draw is already rare)."""
     for _ in range(PICKUP_CODE_TRIES):
-        code = f"{secrets.randbelow(10 ** PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+        code = f"{secrets.randbelow(10**PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
         try:
             with session.begin_nested():
                 session.execute(
-                    update(Redemption).where(Redemption.id == redemption.id)
-                    .values(pickup_code=code).execution_options(synchronize_session=False))
+                    update(Redemption)
+                    .where(Redemption.id == redemption.id)
+                    .values(pickup_code=code)
+                    .execution_options(synchronize_session=False)
+                )
         except IntegrityError:
             continue
         set_committed_value(redemption, "pickup_code", code)  # written above already

@@ -41,22 +41,34 @@ def qualifying_score(session: Session, account: Account, now: datetime, tz: Zone
     in the window of entries counted before it are taken back out: a few rows, found through
     the account's entries by month."""
     first = add_months(month_key(now.astimezone(tz)), -(QUALIFYING_MONTHS - 1))
-    booked = session.scalar(
-        select(func.coalesce(func.sum(MonthTotal.score), 0))
-        .where(MonthTotal.account_id == account.id, MonthTotal.month >= first)
-    ) or 0
+    booked = (
+        session.scalar(
+            select(func.coalesce(func.sum(MonthTotal.score), 0)).where(
+                MonthTotal.account_id == account.id, MonthTotal.month >= first
+            )
+        )
+        or 0
+    )
     corrected = aliased(LedgerEntry)
-    before_window = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
-        .join(corrected, corrected.id == LedgerEntry.reverses_id)
-        .where(LedgerEntry.account_id == account.id, LedgerEntry.month >= first,
-               corrected.month < first, corrected.kind.in_(ledger.SCORE_KINDS))
-    ) or 0
+    before_window = (
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .join(corrected, corrected.id == LedgerEntry.reverses_id)
+            .where(
+                LedgerEntry.account_id == account.id,
+                LedgerEntry.month >= first,
+                corrected.month < first,
+                corrected.kind.in_(ledger.SCORE_KINDS),
+            )
+        )
+        or 0
+    )
     return booked - before_window
 
 
-def qualification(session: Session, policy: rules.Policy, account: Account | None,
-                  now: datetime, tz: ZoneInfo) -> tuple[bool, int | None]:
+def qualification(
+    session: Session, policy: rules.Policy, account: Account | None, now: datetime, tz: ZoneInfo
+) -> tuple[bool, int | None]:
     """Whether the household may redeem under the policy's qualification line (合格线), and
     its score when there is a line to reach (None otherwise). No account yet: no score."""
     if policy.qualification_line <= 0:

@@ -69,53 +69,110 @@ def settlement(session: Session, actor: Actor, shop_id: int, month: str) -> Sett
     authorize(actor, "settlement.read")
     township = session.get(Township, shop.township_id)
     assert township is not None
-    redemptions = list(session.scalars(with_lines(select(Redemption).where(
-        Redemption.shop_id == shop.id, Redemption.status == "fulfilled",
-        Redemption.month == month,
-    ).order_by(Redemption.fulfilled_at, Redemption.id))))
+    redemptions = list(
+        session.scalars(
+            with_lines(
+                select(Redemption)
+                .where(
+                    Redemption.shop_id == shop.id,
+                    Redemption.status == "fulfilled",
+                    Redemption.month == month,
+                )
+                .order_by(Redemption.fulfilled_at, Redemption.id)
+            )
+        )
+    )
     names = names_for(session, redemptions)
     rows = []
     lines: dict[tuple[int, str, int], int] = defaultdict(int)
     for r in redemptions:
         assert r.fulfilled_at is not None
-        rows.append(SettlementRow(
-            redemption_id=r.id, fulfilled_at=r.fulfilled_at, source=r.source,
-            village=names.villages.get(r.village_id, ""),
-            household=names.households.get(r.household_id) or "",
-            member=names.members.get(r.member_id, "") if r.member_id else "",
-            items=items_text(r), total_points=r.total_points, cash_paid=r.cash_paid,
-            points=r.points, exchange_rate=r.exchange_rate,
-            value=value_of(r.points, r.exchange_rate),
-        ))
+        rows.append(
+            SettlementRow(
+                redemption_id=r.id,
+                fulfilled_at=r.fulfilled_at,
+                source=r.source,
+                village=names.villages.get(r.village_id, ""),
+                household=names.households.get(r.household_id) or "",
+                member=names.members.get(r.member_id, "") if r.member_id else "",
+                items=items_text(r),
+                total_points=r.total_points,
+                cash_paid=r.cash_paid,
+                points=r.points,
+                exchange_rate=r.exchange_rate,
+                value=value_of(r.points, r.exchange_rate),
+            )
+        )
         for line in r.lines:
             lines[(line.reward_id, line.name, line.unit_points)] += line.quantity
     return Settlement(
-        shop_id=shop.id, shop_name=shop.name, township_name=township.name, month=month,
-        redemptions=len(rows), goods_points=sum(r.total_points for r in rows),
+        shop_id=shop.id,
+        shop_name=shop.name,
+        township_name=township.name,
+        month=month,
+        redemptions=len(rows),
+        goods_points=sum(r.total_points for r in rows),
         cash_paid=sum((r.cash_paid for r in rows), Decimal("0")),
         points=sum(r.points for r in rows),
         value=sum((r.value for r in rows), Decimal("0")).quantize(FEN),
-        lines=[SettlementLine(reward_id, name, unit, quantity, unit * quantity)
-               for (reward_id, name, unit), quantity in sorted(lines.items())],
+        lines=[
+            SettlementLine(reward_id, name, unit, quantity, unit * quantity)
+            for (reward_id, name, unit), quantity in sorted(lines.items())
+        ],
         rows=rows,
     )
 
 
 SOURCE_NAMES = {"order": "线上下单", "counter": "柜台兑换"}
-ROW_HEADERS = ("兑换单号", "领取时间", "方式", "村", "户", "兑换人", "商品明细", "商品积分",
-               "现金补差(元)", "实扣积分", "兑换比例(元/分)", "折合金额(元)")
+ROW_HEADERS = (
+    "兑换单号",
+    "领取时间",
+    "方式",
+    "村",
+    "户",
+    "兑换人",
+    "商品明细",
+    "商品积分",
+    "现金补差(元)",
+    "实扣积分",
+    "兑换比例(元/分)",
+    "折合金额(元)",
+)
 LINE_HEADERS = ("商品编号", "商品名称", "单价(积分)", "数量", "积分小计")
 
 
 def _row_cells(row: SettlementRow, tz: ZoneInfo) -> list[Any]:
-    return [row.redemption_id, row.fulfilled_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            SOURCE_NAMES[row.source], row.village, row.household, row.member, row.items,
-            row.total_points, row.cash_paid, row.points, row.exchange_rate, row.value]
+    return [
+        row.redemption_id,
+        row.fulfilled_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        SOURCE_NAMES[row.source],
+        row.village,
+        row.household,
+        row.member,
+        row.items,
+        row.total_points,
+        row.cash_paid,
+        row.points,
+        row.exchange_rate,
+        row.value,
+    ]
 
 
 def _total_cells(s: Settlement) -> list[Any]:
-    return ["合计", f"{s.redemptions} 单", "", "", "", "", "", s.goods_points, s.cash_paid,
-            s.points, "", s.value]
+    return [
+        "合计",
+        f"{s.redemptions} 单",
+        "",
+        "",
+        "",
+        "",
+        "",
+        s.goods_points,
+        s.cash_paid,
+        s.points,
+        "",
+        s.value,
+    ]
 
 
 def settlement_csv(s: Settlement, tz: ZoneInfo) -> bytes:
@@ -146,16 +203,18 @@ def settlement_xlsx(s: Settlement, tz: ZoneInfo) -> bytes:
     total[8], total[11] = float(total[8]), float(total[11])
     for cell in append_row(sheet, total):
         cell.font = Font(bold=True)
-    for column, width in zip("ABCDEFGHIJKL", (10, 18, 10, 10, 14, 10, 36, 10, 12, 10, 14, 14),
-                             strict=True):
+    for column, width in zip(
+        "ABCDEFGHIJKL", (10, 18, 10, 10, 14, 10, 36, 10, 12, 10, 14, 14), strict=True
+    ):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A3"
 
     summary = book.create_sheet("商品汇总")
     append_row(summary, LINE_HEADERS)
     for line in s.lines:
-        append_row(summary, [line.reward_id, line.name, line.unit_points, line.quantity,
-                             line.points])
+        append_row(
+            summary, [line.reward_id, line.name, line.unit_points, line.quantity, line.points]
+        )
     append_row(summary, ["合计", "", "", sum(line.quantity for line in s.lines), s.goods_points])
     summary.column_dimensions["B"].width = 24
     out = io.BytesIO()

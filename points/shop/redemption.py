@@ -56,6 +56,7 @@ _NO_EXPIRY_CHECK = datetime.fromtimestamp(0, UTC)
 
 # ---- refusals -------------------------------------------------------------------------------
 
+
 class InsufficientPoints(DomainError):
     status = 422
     code = "insufficient_points"
@@ -112,6 +113,7 @@ class InvalidCash(DomainError):
 
 # ---- ordering (phase one: reserve) ----------------------------------------------------------
 
+
 def _merge(items: list[dict[str, int]]) -> list[tuple[int, int]]:
     """(reward id, quantity), one per reward, in id order: every transaction takes its
     reward rows in the same order, so two orders cannot deadlock on them."""
@@ -127,38 +129,52 @@ def _cash_points(cash_paid: Decimal, rate: Decimal, total: int) -> int:
         return 0
     covered = cash_paid / rate
     if covered != covered.to_integral_value():
-        raise InvalidCash(f"现金补差应为 {rate} 元的整数倍（每分折合 {rate} 元）",
-                          details={"cash_paid": str(cash_paid), "exchange_rate": str(rate)})
+        raise InvalidCash(
+            f"现金补差应为 {rate} 元的整数倍（每分折合 {rate} 元）",
+            details={"cash_paid": str(cash_paid), "exchange_rate": str(rate)},
+        )
     if covered >= total:
-        raise InvalidCash("现金补差不能达到或超过商品总价，至少要用 1 分积分",
-                          details={"cash_paid": str(cash_paid), "total_points": total})
+        raise InvalidCash(
+            "现金补差不能达到或超过商品总价，至少要用 1 分积分",
+            details={"cash_paid": str(cash_paid), "total_points": total},
+        )
     return int(covered)
 
 
 def _hold_points(session: Session, account: Account, points: int) -> None:
-    moved = rowcount(session.execute(
-        update(Account)
-        .where(Account.id == account.id, Account.available >= points)
-        .values(available=Account.available - points, held=Account.held + points)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Account)
+            .where(Account.id == account.id, Account.available >= points)
+            .values(available=Account.available - points, held=Account.held + points)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.expire(account)
     if moved != 1:
         available = account.available
-        raise InsufficientPoints(f"积分不足：需要 {points} 分，可用 {available} 分",
-                                 details={"required": points, "available": available})
+        raise InsufficientPoints(
+            f"积分不足：需要 {points} 分，可用 {available} 分",
+            details={"required": points, "available": available},
+        )
 
 
 def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> None:
     """Stock out for one line, at the price the order was priced at: a reward taken off the
     shelf or repriced since it was read is refused rather than sold."""
-    moved = rowcount(session.execute(
-        update(Reward)
-        .where(Reward.id == reward.id, Reward.stock >= quantity, Reward.active.is_(True),
-               Reward.points == price)
-        .values(stock=Reward.stock - quantity)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Reward)
+            .where(
+                Reward.id == reward.id,
+                Reward.stock >= quantity,
+                Reward.active.is_(True),
+                Reward.points == price,
+            )
+            .values(stock=Reward.stock - quantity)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.expire(reward)
     if moved == 1:
         return
@@ -167,8 +183,10 @@ def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> 
         raise RewardUnavailable(f"「{reward.name}」已下架", details=details)
     if reward.points != price:
         raise PriceChanged(details={**details, "points": reward.points})
-    raise OutOfStock(f"「{reward.name}」库存不足，只剩 {reward.stock} 件",
-                     details={**details, "stock": reward.stock, "requested": quantity})
+    raise OutOfStock(
+        f"「{reward.name}」库存不足，只剩 {reward.stock} 件",
+        details={**details, "stock": reward.stock, "requested": quantity},
+    )
 
 
 @dataclass(frozen=True)
@@ -184,8 +202,15 @@ class Basket:
 
 
 def reserve(
-    session: Session, actor: Actor, shop: Shop, basket: Basket, *, source: str,
-    now: datetime, tz: ZoneInfo, expires_at: datetime | None,
+    session: Session,
+    actor: Actor,
+    shop: Shop,
+    basket: Basket,
+    *,
+    source: str,
+    now: datetime,
+    tz: ZoneInfo,
+    expires_at: datetime | None,
 ) -> Redemption:
     """Phase one for an order or a counter redemption: the points held and the stock set
     aside, checked against the village's policy (minimum, qualification line)."""
@@ -205,19 +230,24 @@ def reserve(
     policy = catalogs.effective_policy(session, household.village_id)
     points = total - _cash_points(cash_paid, policy.exchange_rate, total)
     if points < policy.min_redemption_points:
-        raise BelowMinimum(f"每次兑换至少 {policy.min_redemption_points} 分，本次 {points} 分",
-                           details={"minimum": policy.min_redemption_points, "points": points})
+        raise BelowMinimum(
+            f"每次兑换至少 {policy.min_redemption_points} 分，本次 {points} 分",
+            details={"minimum": policy.min_redemption_points, "points": points},
+        )
     account = ledger.account_for(session, household.id)  # created on first use
     qualified, score = qualification(session, policy, account, now, tz)
     if not qualified and source == "counter":
         # The clerk learns whether the household qualifies, not its score: that is read
         # from its passbook, which is the household's and its village's.
-        raise NotQualified(f"未达到合格线 {policy.qualification_line} 分，暂不能兑换",
-                           details={"line": policy.qualification_line})
+        raise NotQualified(
+            f"未达到合格线 {policy.qualification_line} 分，暂不能兑换",
+            details={"line": policy.qualification_line},
+        )
     if not qualified:
         raise NotQualified(
-            f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，"
-            "暂不能兑换", details={"score": score, "line": policy.qualification_line})
+            f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，暂不能兑换",
+            details={"score": score, "line": policy.qualification_line},
+        )
 
     # Points first, then the rewards in id order: every order takes its rows in this order.
     _hold_points(session, account, points)
@@ -225,13 +255,29 @@ def reserve(
         _take_stock(session, reward, quantity, price)
 
     redemption = Redemption(
-        shop_id=shop.id, household_id=household.id, village_id=household.village_id,
-        member_id=basket.member_id, source=source, status="reserved", total_points=total,
-        cash_paid=cash_paid, points=points, exchange_rate=policy.exchange_rate,
-        created_by=actor.user_id, created_at=now, expires_at=expires_at,
-        lines=[RedemptionLine(reward_id=reward.id, name=name, unit_points=price,
-                              quantity=quantity, points=price * quantity)
-               for reward, name, price, quantity in lines],
+        shop_id=shop.id,
+        household_id=household.id,
+        village_id=household.village_id,
+        member_id=basket.member_id,
+        source=source,
+        status="reserved",
+        total_points=total,
+        cash_paid=cash_paid,
+        points=points,
+        exchange_rate=policy.exchange_rate,
+        created_by=actor.user_id,
+        created_at=now,
+        expires_at=expires_at,
+        lines=[
+            RedemptionLine(
+                reward_id=reward.id,
+                name=name,
+                unit_points=price,
+                quantity=quantity,
+                points=price * quantity,
+            )
+            for reward, name, price, quantity in lines
+        ],
     )
     session.add(redemption)
     session.flush()
@@ -239,8 +285,14 @@ def reserve(
 
 
 def place_order(
-    session: Session, actor: Actor, *, shop_id: int, items: list[dict[str, int]],
-    now: datetime, tz: ZoneInfo, hold: timedelta,
+    session: Session,
+    actor: Actor,
+    *,
+    shop_id: int,
+    items: list[dict[str, int]],
+    now: datetime,
+    tz: ZoneInfo,
+    hold: timedelta,
 ) -> Redemption:
     """A villager's order for their household: points and stock reserved until picked up or
     until `hold` has passed. Only at a shop that serves the household's village."""
@@ -249,13 +301,22 @@ def place_order(
     shop = get_visible(session, actor, Shop, shop_id)  # shops of other villages: not found
     household = session.get(Household, household_id)
     assert household is not None
-    redemption = reserve(session, actor, shop, Basket(household, actor.villager_id, items),
-                         source="order", now=now, tz=tz, expires_at=now + hold)
+    redemption = reserve(
+        session,
+        actor,
+        shop,
+        Basket(household, actor.villager_id, items),
+        source="order",
+        now=now,
+        tz=tz,
+        expires_at=now + hold,
+    )
     assign_pickup_code(session, redemption)
     return redemption
 
 
 # ---- phase two: fulfil (by scan or pickup number), or void ---------------------------------
+
 
 def _refuse_unless_open(redemption: Redemption, now: datetime) -> None:
     if redemption.status == "fulfilled":
@@ -274,18 +335,27 @@ def items_text(redemption: Redemption) -> str:
 
 
 def fulfil(
-    session: Session, actor: Actor, redemption: Redemption, now: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    redemption: Redemption,
+    now: datetime,
+    tz: ZoneInfo,
     action: str,
 ) -> Redemption:
     """Phase two: `reserved → fulfilled`, then the redeem entry out of the hold; `action`
     names it in the audit log (a scan, a typed pickup number, the counter)."""
-    moved = rowcount(session.execute(
-        update(Redemption)
-        .where(Redemption.id == redemption.id, Redemption.status == "reserved",
-               or_(Redemption.expires_at.is_(None), Redemption.expires_at > now))
-        .values(status="fulfilled", fulfilled_at=now, fulfilled_by=actor.user_id)
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Redemption)
+            .where(
+                Redemption.id == redemption.id,
+                Redemption.status == "reserved",
+                or_(Redemption.expires_at.is_(None), Redemption.expires_at > now),
+            )
+            .values(status="fulfilled", fulfilled_at=now, fulfilled_by=actor.user_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(redemption)
     if moved != 1:
         # Someone else moved it first (a second scan, a cancel, the expiry run).
@@ -294,11 +364,16 @@ def fulfil(
     shop = session.get(Shop, redemption.shop_id)
     assert shop is not None
     entry = ledger.append(
-        session, household_id=redemption.household_id, kind="redeem",
-        amount=-redemption.points, when=ledger.EntryTime(tz, at=now),
+        session,
+        household_id=redemption.household_id,
+        kind="redeem",
+        amount=-redemption.points,
+        when=ledger.EntryTime(tz, at=now),
         origin=ledger.EntryOrigin(
-            member_id=redemption.member_id, created_by=actor.user_id,
-            note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500]),
+            member_id=redemption.member_id,
+            created_by=actor.user_id,
+            note=f"{shop.name}兑换 #{redemption.id}：{items_text(redemption)}"[:500],
+        ),
         from_hold=True,
     )
     redemption.ledger_entry_id, redemption.month = entry.id, entry.month
@@ -307,13 +382,17 @@ def fulfil(
 
 
 def fulfil_by_token(
-    session: Session, actor: Actor, codec: TokenCodec, pickup_token: str, *, now: datetime,
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    pickup_token: str,
+    *,
+    now: datetime,
     tz: ZoneInfo,
 ) -> Redemption:
     """The clerk scans the villager's pickup code: the goods go out, the points are spent."""
     authorize(actor, "redemption.fulfil")
-    decoded = codec.decode(scanned_token(pickup_token), TokenType.PICKUP,
-                           now=_NO_EXPIRY_CHECK)
+    decoded = codec.decode(scanned_token(pickup_token), TokenType.PICKUP, now=_NO_EXPIRY_CHECK)
     if len(decoded.fields) != 1:
         raise QRTokenInvalid()
     # A clerk of another shop: not found, as for any object outside one's scope.
@@ -323,15 +402,22 @@ def fulfil_by_token(
 
 
 def fulfil_by_code(
-    session: Session, actor: Actor, pickup_code: str, *, now: datetime, tz: ZoneInfo,
+    session: Session,
+    actor: Actor,
+    pickup_code: str,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> Redemption:
     """The clerk types the order's pickup number (a cracked phone screen will not scan):
     only an open order of the clerk's own shop answers to it."""
     authorize(actor, "redemption.fulfil")
     redemption = session.scalars(
-        select(Redemption).where(Redemption.shop_id == actor.shop_id,
-                                 Redemption.pickup_code == pickup_code,
-                                 Redemption.status == "reserved")
+        select(Redemption).where(
+            Redemption.shop_id == actor.shop_id,
+            Redemption.pickup_code == pickup_code,
+            Redemption.status == "reserved",
+        )
     ).first()
     if redemption is None:
         raise PickupCodeNotFound()
@@ -340,34 +426,51 @@ def fulfil_by_code(
 
 
 def _void(
-    session: Session, redemption: Redemption, status: str, by: int | None, reason: str,
-    now: datetime, tz: ZoneInfo,
+    session: Session,
+    redemption: Redemption,
+    status: str,
+    by: int | None,
+    reason: str,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> bool:
     """reserved → cancelled|expired, then the hold and the stock go back. False if it was no
     longer reserved (fulfilled, or voided by someone else first). Points of a period reset
     while they were held expire as they come back (定期清零), in this transaction."""
-    moved = rowcount(session.execute(
-        update(Redemption).where(Redemption.id == redemption.id, Redemption.status == "reserved")
-        .values(status=status, voided_at=now, voided_by=by, void_reason=reason[:200])
-        .execution_options(synchronize_session=False)
-    ))
+    moved = rowcount(
+        session.execute(
+            update(Redemption)
+            .where(Redemption.id == redemption.id, Redemption.status == "reserved")
+            .values(status=status, voided_at=now, voided_by=by, void_reason=reason[:200])
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         return False
-    released = rowcount(session.execute(
-        update(Account)
-        .where(Account.household_id == redemption.household_id,
-               Account.held >= redemption.points)
-        .values(available=Account.available + redemption.points,
-                held=Account.held - redemption.points)
-        .execution_options(synchronize_session=False)
-    ))
+    released = rowcount(
+        session.execute(
+            update(Account)
+            .where(
+                Account.household_id == redemption.household_id, Account.held >= redemption.points
+            )
+            .values(
+                available=Account.available + redemption.points,
+                held=Account.held - redemption.points,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
     if released != 1:
-        raise Conflict("冻结积分与兑换单不符，请联系管理员", code="hold_mismatch",
-                       details={"id": redemption.id})
+        raise Conflict(
+            "冻结积分与兑换单不符，请联系管理员",
+            code="hold_mismatch",
+            details={"id": redemption.id},
+        )
     policies.expire_returned_hold(session, redemption, now, tz)
     for line in sorted(redemption.lines, key=lambda line: line.reward_id):
         session.execute(
-            update(Reward).where(Reward.id == line.reward_id)
+            update(Reward)
+            .where(Reward.id == line.reward_id)
             .values(stock=Reward.stock + line.quantity)
             .execution_options(synchronize_session=False)
         )
@@ -376,7 +479,12 @@ def _void(
 
 
 def cancel(
-    session: Session, actor: Actor, redemption_id: int, *, reason: str | None, now: datetime,
+    session: Session,
+    actor: Actor,
+    redemption_id: int,
+    *,
+    reason: str | None,
+    now: datetime,
     tz: ZoneInfo,
 ) -> Redemption:
     """Cancel an order not yet picked up: the household's own villager, the shop's clerk,
@@ -391,17 +499,20 @@ def cancel(
         _refuse_unless_open(redemption, now)
         raise Conflict("兑换单状态已变化，请刷新", code="redemption_busy")
     if actor.role != VILLAGER:
-        audit.record(session, actor, "redemption.cancel", redemption,
-                     village_id=redemption.village_id)
+        audit.record(
+            session, actor, "redemption.cancel", redemption, village_id=redemption.village_id
+        )
     return redemption
 
 
 def due_for_expiry(session: Session, now: datetime) -> list[int]:
-    return list(session.scalars(
-        select(Redemption.id)
-        .where(Redemption.status == "reserved", Redemption.expires_at <= now)
-        .order_by(Redemption.id)
-    ))
+    return list(
+        session.scalars(
+            select(Redemption.id)
+            .where(Redemption.status == "reserved", Redemption.expires_at <= now)
+            .order_by(Redemption.id)
+        )
+    )
 
 
 def expire_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
@@ -411,14 +522,16 @@ def expire_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
     for redemption_id in due_for_expiry(session, now):
         session.rollback()
         redemption = session.get(Redemption, redemption_id)
-        if redemption is not None and _void(session, redemption, "expired", None,
-                                            "超过领取期限未领取，自动取消", now, tz):
+        if redemption is not None and _void(
+            session, redemption, "expired", None, "超过领取期限未领取，自动取消", now, tz
+        ):
             expired += 1
         session.commit()
     return expired
 
 
 # ---- reading --------------------------------------------------------------------------------
+
 
 def with_lines(stmt: Select[Redemption]) -> Select[Redemption]:
     return stmt.options(selectinload(Redemption.lines))
@@ -434,6 +547,7 @@ class Names:
 
 def names_for(session: Session, redemptions: list[Redemption]) -> Names:
     """The names a list of redemptions shows, in four queries rather than four per row."""
+
     def lookup(model: Any, column: Any, ids: set[int]) -> dict[int, Any]:
         if not ids:
             return {}
@@ -442,8 +556,7 @@ def names_for(session: Session, redemptions: list[Redemption]) -> Names:
     return Names(
         shops=lookup(Shop, Shop.name, {r.shop_id for r in redemptions}),
         households=lookup(Household, Household.name, {r.household_id for r in redemptions}),
-        members=lookup(Villager, Villager.name,
-                       {r.member_id for r in redemptions if r.member_id}),
+        members=lookup(Villager, Villager.name, {r.member_id for r in redemptions if r.member_id}),
         villages=lookup(Village, Village.name, {r.village_id for r in redemptions}),
     )
 

@@ -26,20 +26,36 @@ def _township_of(shop: Shop) -> audit.Filing:
 
 
 def create_reward(
-    session: Session, actor: Actor, shop_id: int, *, name: str, points: int, stock: int,
-    image_url: str | None = None, active: bool = True,
+    session: Session,
+    actor: Actor,
+    shop_id: int,
+    *,
+    name: str,
+    points: int,
+    stock: int,
+    image_url: str | None = None,
+    active: bool = True,
 ) -> Reward:
     shop = get_visible(session, actor, Shop, shop_id)
     authorize(actor, "reward.edit")
     _refuse_duplicate_name(session, shop.id, name)
-    reward = Reward(shop_id=shop.id, name=name, points=points, stock=stock,
-                    image_url=image_url, active=active)
+    reward = Reward(
+        shop_id=shop.id, name=name, points=points, stock=stock, image_url=image_url, active=active
+    )
     session.add(reward)
     session.flush()
     if stock:
-        session.add(StockMovement(reward_id=reward.id, shop_id=shop.id, kind="initial",
-                                  change=stock, stock_after=stock, reason="上架",
-                                  created_by=actor.user_id))
+        session.add(
+            StockMovement(
+                reward_id=reward.id,
+                shop_id=shop.id,
+                kind="initial",
+                change=stock,
+                stock_after=stock,
+                reason="上架",
+                created_by=actor.user_id,
+            )
+        )
     audit.record(session, actor, "reward.create", reward, **_township_of(shop))
     return reward
 
@@ -77,7 +93,13 @@ def update_reward(
 
 
 def adjust_stock(
-    session: Session, actor: Actor, reward_id: int, *, kind: str, change: int, reason: str,
+    session: Session,
+    actor: Actor,
+    reward_id: int,
+    *,
+    kind: str,
+    change: int,
+    reason: str,
     now: datetime,
 ) -> StockMovement:
     """A restock (goods delivered, `change` > 0) or a correction after a count (either
@@ -85,21 +107,34 @@ def adjust_stock(
     reward = get_visible(session, actor, Reward, reward_id)
     authorize(actor, "stock.adjust")
     if change == 0 or (kind == "restock" and change < 0):
-        raise Invalid("进货数量必须大于 0；盘点更正请填写增减数量", code="invalid_change",
-                      details={"kind": kind, "change": change})
+        raise Invalid(
+            "进货数量必须大于 0；盘点更正请填写增减数量",
+            code="invalid_change",
+            details={"kind": kind, "change": change},
+        )
     row = session.execute(
-        update(Reward).where(Reward.id == reward.id, Reward.stock + change >= 0)
-        .values(stock=Reward.stock + change, updated_at=now).returning(Reward.stock)
+        update(Reward)
+        .where(Reward.id == reward.id, Reward.stock + change >= 0)
+        .values(stock=Reward.stock + change, updated_at=now)
+        .returning(Reward.stock)
         .execution_options(synchronize_session=False)
     ).first()
     if row is None:
         stock = session.scalar(select(Reward.stock).where(Reward.id == reward.id))
-        raise StockNegative(f"库存只有 {stock}，不能减少 {-change}",
-                            details={"stock": stock, "change": change})
+        raise StockNegative(
+            f"库存只有 {stock}，不能减少 {-change}", details={"stock": stock, "change": change}
+        )
     session.expire(reward)
-    movement = StockMovement(reward_id=reward.id, shop_id=reward.shop_id, kind=kind,
-                             change=change, stock_after=row[0], reason=reason,
-                             created_by=actor.user_id, created_at=now)
+    movement = StockMovement(
+        reward_id=reward.id,
+        shop_id=reward.shop_id,
+        kind=kind,
+        change=change,
+        stock_after=row[0],
+        reason=reason,
+        created_by=actor.user_id,
+        created_at=now,
+    )
     session.add(movement)
     shop = session.get(Shop, reward.shop_id)
     assert shop is not None

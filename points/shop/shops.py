@@ -20,8 +20,11 @@ def create_shop(
     # Every write stays inside one township (docs/DESIGN.md, Roles and scopes): a shop
     # serves only its own villages.
     if any(v is None or v.township_id != township.id for v in villages):
-        raise Invalid("积分超市只能服务本乡镇的村", code="invalid_villages",
-                      details={"village_ids": village_ids})
+        raise Invalid(
+            "积分超市只能服务本乡镇的村",
+            code="invalid_villages",
+            details={"village_ids": village_ids},
+        )
     shop = Shop(name=name, township_id=township.id, villages=villages)
     session.add(shop)
     audit.record(session, actor, "shop.create", shop, township_id=township.id)

@@ -95,6 +95,7 @@ def error_codes(response: Any) -> set[str]:
 
 # ---- operationId ----------------------------------------------------------------------------
 
+
 def test_every_operation_has_a_unique_operation_id(document: dict[str, Any]) -> None:
     ids = [operation.get("operationId") for _, _, operation in operations(document)]
     assert None not in ids
@@ -105,14 +106,18 @@ def test_every_operation_has_a_unique_operation_id(document: dict[str, Any]) -> 
 
 # ---- required fields ------------------------------------------------------------------------
 
+
 def test_every_response_schema_names_its_required_fields(document: dict[str, Any]) -> None:
     from backend.openapi import _referenced
 
     schemas = document["components"]["schemas"]
     answered = _referenced(document["paths"], schemas, "responses")
     assert {"ClaimOut", "MeOut", "LedgerEntryOut", "Error"} <= answered
-    missing = sorted(name for name in answered
-                     if schemas[name].get("properties") and not schemas[name].get("required"))
+    missing = sorted(
+        name
+        for name in answered
+        if schemas[name].get("properties") and not schemas[name].get("required")
+    )
     assert not missing, missing
     for name in answered:
         assert set(schemas[name].get("required", [])) <= set(schemas[name].get("properties", {}))
@@ -168,16 +173,22 @@ def test_closed_sets_are_enums(document: dict[str, Any], schema: str, field: str
 
 # ---- error codes ----------------------------------------------------------------------------
 
+
 def raised_codes() -> set[str]:
     """Every stable code the code base can answer with, read from its source: a domain error
     class's `code = "…"`, a `code="…"` given where one is raised, an `APIError(status,
     "…")` or `error_response(status, "…")`, and the HTTP layer's own (backend/errors.py)."""
     from backend.errors import DATABASE_UNAVAILABLE, HTTP_ERRORS, MALFORMED_JSON
 
-    found = {code for code, _ in HTTP_ERRORS.values()} | {MALFORMED_JSON[0],
-                                                           DATABASE_UNAVAILABLE[0]}
-    patterns = (re.compile(r'^\s+code = "([a-z_]+)"', re.M), re.compile(r'\bcode="([a-z_]+)"'),
-                re.compile(r'(?:APIError|error_response)\(\s*\d{3},\s*"([a-z_]+)"'))
+    found = {code for code, _ in HTTP_ERRORS.values()} | {
+        MALFORMED_JSON[0],
+        DATABASE_UNAVAILABLE[0],
+    }
+    patterns = (
+        re.compile(r'^\s+code = "([a-z_]+)"', re.M),
+        re.compile(r'\bcode="([a-z_]+)"'),
+        re.compile(r'(?:APIError|error_response)\(\s*\d{3},\s*"([a-z_]+)"'),
+    )
     for package in ("points", "backend"):
         for source in (ROOT / package).rglob("*.py"):
             text = source.read_text(encoding="utf-8")
@@ -189,8 +200,13 @@ def raised_codes() -> set[str]:
     return found - {"method_not_allowed", "rule_violation"} - COMMAND_LINE_ONLY
 
 
-COMMAND_LINE_ONLY = {"database_not_empty", "village_not_found", "unknown_time_zone",
-                     "time_zone_in_use", "county_file_invalid"}
+COMMAND_LINE_ONLY = {
+    "database_not_empty",
+    "village_not_found",
+    "unknown_time_zone",
+    "time_zone_in_use",
+    "county_file_invalid",
+}
 
 
 def test_every_raised_error_code_is_documented(document: dict[str, Any]) -> None:
@@ -199,9 +215,18 @@ def test_every_raised_error_code_is_documented(document: dict[str, Any]) -> None
         for response in operation["responses"].values():
             documented |= error_codes(response)
     codes = raised_codes()
-    assert {"token_expired", "token_revoked", "token_reused", "wrong_village",
-            "not_in_notice", "own_claim", "roster_no_match", "internal_error",
-            "database_unavailable", "not_bound"} <= codes
+    assert {
+        "token_expired",
+        "token_revoked",
+        "token_reused",
+        "wrong_village",
+        "not_in_notice",
+        "own_claim",
+        "roster_no_match",
+        "internal_error",
+        "database_unavailable",
+        "not_bound",
+    } <= codes
     assert not sorted(codes - documented), sorted(codes - documented)
 
 
@@ -212,8 +237,13 @@ def test_common_errors_on_every_operation(document: dict[str, Any]) -> None:
         assert "internal_error" in error_codes(responses["500"]), label
         assert "database_unavailable" in error_codes(responses["503"]), label
         if operation.get("security") != []:
-            assert {"unauthenticated", "token_expired", "token_revoked", "token_invalid",
-                    "account_disabled"} <= error_codes(responses["401"]), label
+            assert {
+                "unauthenticated",
+                "token_expired",
+                "token_revoked",
+                "token_invalid",
+                "account_disabled",
+            } <= error_codes(responses["401"]), label
             assert "forbidden" in error_codes(responses["403"]), label
         for status, response in responses.items():
             if not isinstance(response, dict) or not status.startswith(("4", "5")):
@@ -235,6 +265,7 @@ def test_common_errors_on_every_operation(document: dict[str, Any]) -> None:
 
 
 # ---- the walk: what the server answers is what the document says ---------------------------
+
 
 def _json_schema(node: Any) -> Any:
     """OpenAPI 3.0 → JSON Schema: `nullable` becomes a null branch."""
@@ -275,11 +306,17 @@ class Contract:
         if key not in self.validators:
             self.validators[key] = jsonschema_rs.Draft7Validator(
                 {"components": self.components, "allOf": [_json_schema(schema)]},
-                validate_formats=False)
-        problems = [f"{label}: {e.message} at {list(e.instance_path)}"
-                    for e in self.validators[key].iter_errors(body)]
-        problems += [f"{label}: moment {moment!r} is not `YYYY-MM-DDTHH:MM:SS+HH:MM`"
-                     for moment in _moments(body) if not OFFSET_MOMENT.match(moment)]
+                validate_formats=False,
+            )
+        problems = [
+            f"{label}: {e.message} at {list(e.instance_path)}"
+            for e in self.validators[key].iter_errors(body)
+        ]
+        problems += [
+            f"{label}: moment {moment!r} is not `YYYY-MM-DDTHH:MM:SS+HH:MM`"
+            for moment in _moments(body)
+            if not OFFSET_MOMENT.match(moment)
+        ]
         return problems[:5]
 
 
@@ -303,14 +340,22 @@ def _first(app: Flask, model: Any) -> int | None:
 
 def path_ids(app: Flask, world: World) -> dict[str, int | None]:
     return {
-        "township_id": world.township_1, "village_id": world.village_a,
-        "household_id": world.household_x, "villager_id": world.head_x,
-        "user_id": world.villager_x, "shop_id": world.shop_a,
-        "catalog_id": _first(app, RuleCatalog), "item_id": _first(app, RuleItem),
-        "version_id": _first(app, RuleItemVersion), "claim_id": _first(app, Claim),
-        "entry_id": _first(app, LedgerEntry), "upload_id": _first(app, Upload),
-        "reward_id": _first(app, Reward), "redemption_id": _first(app, Redemption),
-        "activity_id": _first(app, Activity), "checkin_id": _first(app, CheckIn),
+        "township_id": world.township_1,
+        "village_id": world.village_a,
+        "household_id": world.household_x,
+        "villager_id": world.head_x,
+        "user_id": world.villager_x,
+        "shop_id": world.shop_a,
+        "catalog_id": _first(app, RuleCatalog),
+        "item_id": _first(app, RuleItem),
+        "version_id": _first(app, RuleItemVersion),
+        "claim_id": _first(app, Claim),
+        "entry_id": _first(app, LedgerEntry),
+        "upload_id": _first(app, Upload),
+        "reward_id": _first(app, Reward),
+        "redemption_id": _first(app, Redemption),
+        "activity_id": _first(app, Activity),
+        "checkin_id": _first(app, CheckIn),
     }
 
 
@@ -329,35 +374,63 @@ def _villager_day(app: Flask, world: World, client: Any, contract: Contract) -> 
     fund(app, world.household_x, 500)
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
     villager, cadre = world.headers("villager_x"), world.headers("cadre_a")
-    problems += contract.check("post", "/api/v1/claims",
-                               self_report(client, world, "villager_x",
-                                           items["PUB-VOLUNTEER"], 2))
-    problems += contract.check("post", "/api/v1/redemptions",
-                               order(client, villager, world.shop_a, [(soap, 2)]))
+    problems += contract.check(
+        "post",
+        "/api/v1/claims",
+        self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2),
+    )
+    problems += contract.check(
+        "post", "/api/v1/redemptions", order(client, villager, world.shop_a, [(soap, 2)])
+    )
     upload_photo(client, villager)
     starts = datetime.now(UTC) + timedelta(days=1)
-    problems += contract.check("post", "/api/v1/activities", client.post(
-        "/api/v1/activities", headers=cadre, json={
-            "village_id": world.village_a, "title": "村民大会",
-            "rule_item_id": items["GOV-ASSEMBLY"], "starts_at": starts.isoformat(),
-            "ends_at": (starts + timedelta(hours=2)).isoformat(), "qr_mode": "static"}))
+    problems += contract.check(
+        "post",
+        "/api/v1/activities",
+        client.post(
+            "/api/v1/activities",
+            headers=cadre,
+            json={
+                "village_id": world.village_a,
+                "title": "村民大会",
+                "rule_item_id": items["GOV-ASSEMBLY"],
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=2)).isoformat(),
+                "qr_mode": "static",
+            },
+        ),
+    )
     # a code that is not one: the refusal is declared, with its code
-    problems += contract.check("post", "/api/v1/checkins", client.post(
-        "/api/v1/checkins", headers=villager, json={"token": "not-a-code"}))
+    problems += contract.check(
+        "post",
+        "/api/v1/checkins",
+        client.post("/api/v1/checkins", headers=villager, json={"token": "not-a-code"}),
+    )
     _, code = open_activity(client, world, items["GOV-ASSEMBLY"])
-    problems += contract.check("post", "/api/v1/checkins", client.post(
-        "/api/v1/checkins", headers=villager, json={"token": code, "lat": 30.0, "lng": 120.0}))
+    problems += contract.check(
+        "post",
+        "/api/v1/checkins",
+        client.post(
+            "/api/v1/checkins", headers=villager, json={"token": code, "lat": 30.0, "lng": 120.0}
+        ),
+    )
     claim = _first(app, Claim)
-    problems += contract.check("post", "/api/v1/claims/{claim_id}/objections", client.post(
-        f"/api/v1/claims/{claim}/objections", headers=villager, json={"reason": "不属实"}))
+    problems += contract.check(
+        "post",
+        "/api/v1/claims/{claim_id}/objections",
+        client.post(
+            f"/api/v1/claims/{claim}/objections", headers=villager, json={"reason": "不属实"}
+        ),
+    )
     return problems
 
 
 WALKERS = ("villager_x", "unbound", "cadre_a", "clerk_a", "tadmin1", "county")
 
 
-def test_answers_of_a_walk_match_the_document(app: Flask, world: World,
-                                              document: dict[str, Any]) -> None:
+def test_answers_of_a_walk_match_the_document(
+    app: Flask, world: World, document: dict[str, Any]
+) -> None:
     client = app.test_client()
     contract = Contract(document)
     problems = _villager_day(app, world, client, contract)
@@ -402,13 +475,24 @@ def test_money_is_text_with_two_decimals(document: dict[str, Any]) -> None:
 
 # ---- 503 when the database is unreachable ---------------------------------------------------
 
-@pytest.mark.parametrize("url", [
-    "postgresql://postgres@127.0.0.1:1/x",
-    "sqlite:////nonexistent-directory-of-village-points/x.sqlite3",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/x",
+        "sqlite:////nonexistent-directory-of-village-points/x.sqlite3",
+    ],
+)
 def test_unreachable_database_answers_503(url: str) -> None:
-    app = create_app({"TESTING": True, "APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_STORAGE_URI": "memory://"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
     client = app.test_client()
     response = client.post("/api/v1/auth/login", json={"username": "cadre", "password": "x"})
     assert response.status_code == 503, response.get_json()

@@ -33,6 +33,7 @@ LOGOUT = "/api/v1/auth/logout"
 
 # ---- helpers --------------------------------------------------------------------------------
 
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -45,11 +46,11 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def hand_made(header: dict[str, Any], claims: dict[str, Any], key: bytes | None,
-              digest: Any = hashlib.sha256) -> str:
+def hand_made(
+    header: dict[str, Any], claims: dict[str, Any], key: bytes | None, digest: Any = hashlib.sha256
+) -> str:
     """A JWT built without PyJWT (which refuses 'none' and warns about short HS512 keys)."""
-    signing_input = (b64url(json.dumps(header).encode()) + "."
-                     + b64url(json.dumps(claims).encode()))
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
     if key is None:
         return signing_input + "."
     signature = hmac.new(key, signing_input.encode(), digest).digest()
@@ -91,6 +92,7 @@ def login(client: FlaskClient, username: str, password: str, **kwargs: Any) -> A
 
 # ---- positive controls ----------------------------------------------------------------------
 
+
 def test_real_token_shows_user_role_and_scope(client: FlaskClient, world: World) -> None:
     response = client.get(ME, headers=world.headers("cadre_a"))
 
@@ -131,6 +133,7 @@ def test_refresh_returns_a_new_working_pair(client: FlaskClient, world: World) -
 
 
 # ---- refused tokens -------------------------------------------------------------------------
+
 
 def test_no_header_is_401(client: FlaskClient, world: World) -> None:
     assert_401(client.get(ME))
@@ -187,10 +190,13 @@ def test_expired_token_is_token_expired(app: Flask, client: FlaskClient, world: 
     assert_401(client.get(ME, headers=bearer(forge(claims))), "token_expired")
 
 
-@pytest.mark.parametrize(("claim", "value"), [
-    ("aud", "some-other-app"),
-    ("iss", "someone-else"),
-])
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("aud", "some-other-app"),
+        ("iss", "someone-else"),
+    ],
+)
 def test_wrong_audience_or_issuer_is_401(
     app: Flask, client: FlaskClient, world: World, claim: str, value: str
 ) -> None:
@@ -240,6 +246,7 @@ def test_unknown_session_id_is_401(app: Flask, client: FlaskClient, world: World
 
 # ---- logout and revocation ------------------------------------------------------------------
 
+
 def test_logout_ends_this_session_only(client: FlaskClient, world: World) -> None:
     pair = world.tokens("cadre_a")
     other_device = world.tokens("cadre_a")
@@ -286,8 +293,9 @@ def test_garbage_refresh_token_is_401(client: FlaskClient, world: World) -> None
 def test_disabled_user_token_says_account_disabled(client: FlaskClient, world: World) -> None:
     pair = world.tokens("cadre_a")
 
-    patch = client.patch(f"/api/v1/users/{world.cadre_a}", json={"disabled": True},
-                         headers=world.headers("county"))
+    patch = client.patch(
+        f"/api/v1/users/{world.cadre_a}", json={"disabled": True}, headers=world.headers("county")
+    )
     assert patch.status_code == 200
 
     assert_401(client.get(ME, headers=bearer(pair.access_token)), "account_disabled")
@@ -297,8 +305,9 @@ def test_disabled_user_is_locked_out(client: FlaskClient, world: World) -> None:
     pair = world.tokens("cadre_a")
     assert client.get(ME, headers=bearer(pair.access_token)).status_code == 200
 
-    patch = client.patch(f"/api/v1/users/{world.cadre_a}", json={"disabled": True},
-                         headers=world.headers("county"))
+    patch = client.patch(
+        f"/api/v1/users/{world.cadre_a}", json={"disabled": True}, headers=world.headers("county")
+    )
 
     assert patch.status_code == 200
     assert patch.get_json()["disabled"] is True
@@ -313,8 +322,11 @@ def test_password_reset_by_admin_ends_sessions(client: FlaskClient, world: World
     pair = world.tokens("cadre_a")
     new_password = "a-brand-new-password-42"
 
-    patch = client.patch(f"/api/v1/users/{world.cadre_a}", json={"password": new_password},
-                         headers=world.headers("tadmin1"))
+    patch = client.patch(
+        f"/api/v1/users/{world.cadre_a}",
+        json={"password": new_password},
+        headers=world.headers("tadmin1"),
+    )
 
     assert patch.status_code == 200
     assert "password" not in patch.get_json()
@@ -327,6 +339,7 @@ def test_password_reset_by_admin_ends_sessions(client: FlaskClient, world: World
 
 
 # ---- password login -------------------------------------------------------------------------
+
 
 def test_password_login_returns_working_tokens(client: FlaskClient, world: World) -> None:
     response = login(client, "cadre_a", PASSWORD)
@@ -344,9 +357,7 @@ def test_password_login_returns_working_tokens(client: FlaskClient, world: World
     assert refreshed.status_code == 200
 
 
-def test_wrong_password_and_unknown_user_look_the_same(
-    client: FlaskClient, world: World
-) -> None:
+def test_wrong_password_and_unknown_user_look_the_same(client: FlaskClient, world: World) -> None:
     wrong = login(client, "cadre_a", PASSWORD + "x")
     unknown = login(client, "no-such-user", PASSWORD)
 
@@ -395,8 +406,9 @@ def test_login_rate_limited_per_client(app: Flask, client: FlaskClient, world: W
 
 def test_login_rate_limited_per_username(client: FlaskClient, world: World) -> None:
     for i in range(10):
-        response = login(client, "cadre_a", "wrong-password",
-                         environ_base={"REMOTE_ADDR": f"10.1.0.{i + 1}"})
+        response = login(
+            client, "cadre_a", "wrong-password", environ_base={"REMOTE_ADDR": f"10.1.0.{i + 1}"}
+        )
         assert response.status_code == 401, (i, response.data)
 
     blocked = login(client, "cadre_a", PASSWORD, environ_base={"REMOTE_ADDR": "10.1.0.99"})
@@ -407,8 +419,9 @@ def test_login_rate_limited_per_username(client: FlaskClient, world: World) -> N
 
 
 def test_login_unknown_field_is_named(client: FlaskClient, world: World) -> None:
-    response = client.post(LOGIN, json={"username": "cadre_a", "password": PASSWORD,
-                                        "remember_me": True})
+    response = client.post(
+        LOGIN, json={"username": "cadre_a", "password": PASSWORD, "remember_me": True}
+    )
 
     assert response.status_code == 422
     assert error_code(response) == "unknown_fields"
@@ -419,8 +432,9 @@ def test_login_unknown_field_is_named(client: FlaskClient, world: World) -> None
 
 
 def test_login_malformed_json_is_400(client: FlaskClient, world: World) -> None:
-    response = client.post(LOGIN, data='{"username": "cadre_a", "password": ',
-                           content_type="application/json")
+    response = client.post(
+        LOGIN, data='{"username": "cadre_a", "password": ', content_type="application/json"
+    )
 
     assert response.status_code == 400
     assert error_code(response) == "malformed_json"

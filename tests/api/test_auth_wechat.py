@@ -45,6 +45,7 @@ def closed_port() -> int:
 
 # ---- success --------------------------------------------------------------------------------
 
+
 def test_first_login_creates_an_unbound_villager(
     app: Flask, client: FlaskClient, wechat_server: FakeWeChat
 ) -> None:
@@ -63,8 +64,12 @@ def test_first_login_creates_an_unbound_villager(
     assert me.get_json()["user"]["id"] == user.id
     assert me.get_json()["role"] == "villager"
     assert me.get_json()["villager"] is None
-    assert client.post("/api/v1/auth/refresh",
-                       json={"refresh_token": body["refresh_token"]}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+        ).status_code
+        == 200
+    )
     assert codes_sent(wechat_server) == ["ok-alice"]
 
 
@@ -104,8 +109,11 @@ def test_session_key_never_leaves_the_server(
     wechat_server.errcode_zero_on_success = True
 
     responses = [wechat_login(client, "ok-dave"), wechat_login(client, "noopenid")]
-    responses.append(client.get(ME, headers={
-        "Authorization": f"Bearer {responses[0].get_json()['access_token']}"}))
+    responses.append(
+        client.get(
+            ME, headers={"Authorization": f"Bearer {responses[0].get_json()['access_token']}"}
+        )
+    )
 
     assert responses[0].status_code == 200
     assert responses[1].status_code >= 400
@@ -125,14 +133,18 @@ def test_session_key_never_leaves_the_server(
 
 # ---- WeChat refusals ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("code", "status", "error"), [
-    ("bad", 401, "wechat_code_invalid"),          # errcode 40029
-    ("blocked", 403, "wechat_login_blocked"),     # errcode 40226
-    ("busy", 429, "wechat_rate_limited"),         # errcode 45011
-    ("sys", 503, "wechat_unavailable"),           # errcode -1
-    ("garbage", 503, "wechat_unavailable"),       # HTTP 200, not JSON
-    ("boom", 503, "wechat_unavailable"),          # HTTP 500
-])
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("bad", 401, "wechat_code_invalid"),  # errcode 40029
+        ("blocked", 403, "wechat_login_blocked"),  # errcode 40226
+        ("busy", 429, "wechat_rate_limited"),  # errcode 45011
+        ("sys", 503, "wechat_unavailable"),  # errcode -1
+        ("garbage", 503, "wechat_unavailable"),  # HTTP 200, not JSON
+        ("boom", 503, "wechat_unavailable"),  # HTTP 500
+    ],
+)
 def test_wechat_refusals(
     app: Flask, client: FlaskClient, wechat_server: FakeWeChat, code: str, status: int, error: str
 ) -> None:
@@ -202,8 +214,9 @@ def test_wrong_app_secret_is_not_a_login(
 
 
 @pytest.mark.parametrize("body", [{}, {"code": ""}, {"code": "ok-x", "openid": "openid-x"}])
-def test_bad_request_bodies(client: FlaskClient, wechat_server: FakeWeChat,
-                            body: dict[str, Any]) -> None:
+def test_bad_request_bodies(
+    client: FlaskClient, wechat_server: FakeWeChat, body: dict[str, Any]
+) -> None:
     response = client.post(WECHAT, json=body)
 
     assert response.status_code == 422
@@ -211,6 +224,7 @@ def test_bad_request_bodies(client: FlaskClient, wechat_server: FakeWeChat,
 
 
 # ---- development logins and configuration ---------------------------------------------------
+
 
 def test_dev_login_in_development_without_app_id(app: Flask, client: FlaskClient) -> None:
     app.config.update(APP_ENV="development", WECHAT_APPID="", WECHAT_SECRET="")
@@ -258,8 +272,11 @@ def test_dev_codes_refused_outside_development_even_without_app_id(
 
 @pytest.mark.parametrize("env", ["production", "testing"])
 def test_no_app_id_outside_development_is_not_configured(
-    app: Flask, client: FlaskClient, wechat_server: FakeWeChat, monkeypatch: pytest.MonkeyPatch,
-    env: str
+    app: Flask,
+    client: FlaskClient,
+    wechat_server: FakeWeChat,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str,
 ) -> None:
     app.config.update(APP_ENV=env)
     monkeypatch.setitem(app.config, "WECHAT_APPID", "")

@@ -20,10 +20,8 @@ BIND = "/api/v1/auth/bind"
 ME = "/api/v1/me"
 
 
-def binding_token(client: FlaskClient, world: World, villager_id: int,
-                  by: str = "cadre_a") -> Any:
-    return client.post(f"/api/v1/villagers/{villager_id}/binding-token",
-                       headers=world.headers(by))
+def binding_token(client: FlaskClient, world: World, villager_id: int, by: str = "cadre_a") -> Any:
+    return client.post(f"/api/v1/villagers/{villager_id}/binding-token", headers=world.headers(by))
 
 
 def new_token(client: FlaskClient, world: World, villager_id: int) -> str:
@@ -55,12 +53,14 @@ def assert_unbound(client: FlaskClient, headers: dict[str, str]) -> None:
 
 
 def give_phone(client: FlaskClient, world: World, villager_id: int, phone: str) -> None:
-    response = client.patch(f"/api/v1/villagers/{villager_id}", json={"phone": phone},
-                            headers=world.headers("cadre_a"))
+    response = client.patch(
+        f"/api/v1/villagers/{villager_id}", json={"phone": phone}, headers=world.headers("cadre_a")
+    )
     assert response.status_code == 200, response.data
 
 
 # ---- the binding code -----------------------------------------------------------------------
+
 
 def test_cadre_makes_a_binding_code(app: Flask, client: FlaskClient, world: World) -> None:
     before = datetime.now().astimezone()
@@ -99,8 +99,9 @@ def test_township_admin_of_another_township_gets_404(client: FlaskClient, world:
 
 # villager_x sees their own household's spouse_x, but may not make a code for them; a clerk
 # does not even see the villager
-@pytest.mark.parametrize(("who", "status", "code"), [("villager_x", 403, "forbidden"),
-                                                      ("clerk_a", 404, "not_found")])
+@pytest.mark.parametrize(
+    ("who", "status", "code"), [("villager_x", 403, "forbidden"), ("clerk_a", 404, "not_found")]
+)
 def test_villager_and_clerk_may_not_make_binding_codes(
     client: FlaskClient, world: World, who: str, status: int, code: str
 ) -> None:
@@ -138,6 +139,7 @@ def test_binding_code_is_audited(client: FlaskClient, world: World) -> None:
 
 # ---- binding with the code ------------------------------------------------------------------
 
+
 def test_bind_with_code(client: FlaskClient, world: World) -> None:
     token = new_token(client, world, world.spouse_x)
     headers = world.headers("unbound")
@@ -166,8 +168,10 @@ def test_bind_with_code(client: FlaskClient, world: World) -> None:
 
 def test_code_works_once(app: Flask, client: FlaskClient, world: World) -> None:
     token = new_token(client, world, world.spouse_x)
-    assert client.post(BIND, json={"token": token},
-                       headers=world.headers("unbound")).status_code == 200
+    assert (
+        client.post(BIND, json={"token": token}, headers=world.headers("unbound")).status_code
+        == 200
+    )
     other = fresh_wechat_user(app, client, "other")
 
     response = client.post(BIND, json={"token": token}, headers=other)
@@ -181,7 +185,8 @@ def test_code_works_once(app: Flask, client: FlaskClient, world: World) -> None:
 def test_expired_code_is_refused(app: Flask, client: FlaskClient, world: World) -> None:
     token = new_token(client, world, world.spouse_x)
     later = datetime.now().astimezone() + timedelta(
-        hours=app.config["BINDING_TOKEN_HOURS"], minutes=5)
+        hours=app.config["BINDING_TOKEN_HOURS"], minutes=5
+    )
 
     with time_machine.travel(later):
         headers = world.headers("unbound")
@@ -191,8 +196,10 @@ def test_expired_code_is_refused(app: Flask, client: FlaskClient, world: World) 
         assert_unbound(client, headers)
 
     # the refusal was the clock's alone: back in time the same code still binds
-    assert client.post(BIND, json={"token": token},
-                       headers=world.headers("unbound")).status_code == 200
+    assert (
+        client.post(BIND, json={"token": token}, headers=world.headers("unbound")).status_code
+        == 200
+    )
 
 
 def test_member_card_is_not_a_binding_code(client: FlaskClient, world: World) -> None:
@@ -220,7 +227,8 @@ def test_random_string_is_qr_invalid(client: FlaskClient, world: World, token: s
 def test_code_signed_with_another_key_is_invalid(client: FlaskClient, world: World) -> None:
     real = new_token(client, world, world.spouse_x)
     forged = TokenCodec.from_secret("another-secret-key-that-is-long-enough-000").encode(
-        TokenType.BINDING, (1,), datetime.now().astimezone() + timedelta(hours=1))
+        TokenType.BINDING, (1,), datetime.now().astimezone() + timedelta(hours=1)
+    )
     headers = world.headers("unbound")
 
     response = client.post(BIND, json={"token": forged}, headers=headers)
@@ -239,8 +247,10 @@ def test_user_already_bound_cannot_bind_another(client: FlaskClient, world: Worl
     assert error_code(response) == "already_bound"
     assert me(client, world.headers("villager_x"))["villager"]["id"] == world.head_x
     # the refused attempt did not spend the code
-    assert client.post(BIND, json={"token": token},
-                       headers=world.headers("unbound")).status_code == 200
+    assert (
+        client.post(BIND, json={"token": token}, headers=world.headers("unbound")).status_code
+        == 200
+    )
 
 
 def test_villager_bound_to_another_wechat_with_code(client: FlaskClient, world: World) -> None:
@@ -253,9 +263,14 @@ def test_villager_bound_to_another_wechat_with_code(client: FlaskClient, world: 
     assert_unbound(client, world.headers("unbound"))
 
 
-@pytest.mark.parametrize(("staff", "role"), [
-    ("cadre_a", "cadre"), ("county", "county_admin"), ("clerk_a", "clerk"),
-])
+@pytest.mark.parametrize(
+    ("staff", "role"),
+    [
+        ("cadre_a", "cadre"),
+        ("county", "county_admin"),
+        ("clerk_a", "clerk"),
+    ],
+)
 def test_staff_cannot_bind(client: FlaskClient, world: World, staff: str, role: str) -> None:
     token = new_token(client, world, world.spouse_x)
 
@@ -266,8 +281,10 @@ def test_staff_cannot_bind(client: FlaskClient, world: World, staff: str, role: 
     body = me(client, world.headers(staff))
     assert body["role"] == role
     assert body["user"]["villager_id"] is None and body["villager"] is None
-    assert client.post(BIND, json={"token": token},
-                       headers=world.headers("unbound")).status_code == 200
+    assert (
+        client.post(BIND, json={"token": token}, headers=world.headers("unbound")).status_code
+        == 200
+    )
 
 
 def test_binding_needs_a_login(client: FlaskClient, world: World) -> None:
@@ -276,18 +293,24 @@ def test_binding_needs_a_login(client: FlaskClient, world: World) -> None:
     response = client.post(BIND, json={"token": token})
 
     assert response.status_code == 401
-    assert client.post(BIND, json={"token": token},
-                       headers=world.headers("unbound")).status_code == 200
+    assert (
+        client.post(BIND, json={"token": token}, headers=world.headers("unbound")).status_code
+        == 200
+    )
 
 
 # ---- binding by roster name and phone -------------------------------------------------------
+
 
 def test_bind_by_name_and_phone(client: FlaskClient, world: World) -> None:
     give_phone(client, world, world.spouse_x, "13912345678")
     headers = world.headers("unbound")
 
-    response = client.post(BIND, json={"village_id": world.village_a, "name": "配偶x",
-                                       "phone": "13912345678"}, headers=headers)
+    response = client.post(
+        BIND,
+        json={"village_id": world.village_a, "name": "配偶x", "phone": "13912345678"},
+        headers=headers,
+    )
 
     assert response.status_code == 200
     assert response.get_json()["villager"]["id"] == world.spouse_x
@@ -297,19 +320,23 @@ def test_bind_by_name_and_phone(client: FlaskClient, world: World) -> None:
     assert body["scope"]["household_id"] == world.household_x
 
 
-@pytest.mark.parametrize(("name", "phone", "village"), [
-    ("配偶x", "13912345670", "village_a"),   # wrong phone
-    ("配偶y", "13912345678", "village_a"),   # wrong name
-    ("配偶x", "13912345678", "village_b"),   # right person, wrong village
-])
+@pytest.mark.parametrize(
+    ("name", "phone", "village"),
+    [
+        ("配偶x", "13912345670", "village_a"),  # wrong phone
+        ("配偶y", "13912345678", "village_a"),  # wrong name
+        ("配偶x", "13912345678", "village_b"),  # right person, wrong village
+    ],
+)
 def test_no_roster_match(
     client: FlaskClient, world: World, name: str, phone: str, village: str
 ) -> None:
     give_phone(client, world, world.spouse_x, "13912345678")
     headers = world.headers("unbound")
 
-    response = client.post(BIND, json={"village_id": world.ids[village], "name": name,
-                                       "phone": phone}, headers=headers)
+    response = client.post(
+        BIND, json={"village_id": world.ids[village], "name": name, "phone": phone}, headers=headers
+    )
 
     assert response.status_code == 422
     assert error_code(response) == "roster_no_match"
@@ -319,8 +346,11 @@ def test_no_roster_match(
 def test_villager_bound_to_another_wechat_by_phone(client: FlaskClient, world: World) -> None:
     # 户主x (phone 13800000000) is already villager_x's: answered as a pair not on the roster
     # (the cadre's binding code is the way for a villager whose entry someone else took)
-    response = client.post(BIND, json={"village_id": world.village_a, "name": "户主x",
-                                       "phone": "13800000000"}, headers=world.headers("unbound"))
+    response = client.post(
+        BIND,
+        json={"village_id": world.village_a, "name": "户主x", "phone": "13800000000"},
+        headers=world.headers("unbound"),
+    )
 
     assert response.status_code == 422
     assert error_code(response) == "roster_no_match"
@@ -331,9 +361,11 @@ def test_villager_bound_to_another_wechat_by_phone(client: FlaskClient, world: W
 def test_user_already_bound_cannot_bind_by_phone(client: FlaskClient, world: World) -> None:
     give_phone(client, world, world.spouse_x, "13912345678")
 
-    response = client.post(BIND, json={"village_id": world.village_a, "name": "配偶x",
-                                       "phone": "13912345678"},
-                           headers=world.headers("villager_x"))
+    response = client.post(
+        BIND,
+        json={"village_id": world.village_a, "name": "配偶x", "phone": "13912345678"},
+        headers=world.headers("villager_x"),
+    )
 
     assert response.status_code == 409
     assert error_code(response) == "already_bound"
@@ -343,8 +375,11 @@ def test_user_already_bound_cannot_bind_by_phone(client: FlaskClient, world: Wor
 def test_staff_cannot_bind_by_phone(client: FlaskClient, world: World) -> None:
     give_phone(client, world, world.spouse_x, "13912345678")
 
-    response = client.post(BIND, json={"village_id": world.village_a, "name": "配偶x",
-                                       "phone": "13912345678"}, headers=world.headers("cadre_a"))
+    response = client.post(
+        BIND,
+        json={"village_id": world.village_a, "name": "配偶x", "phone": "13912345678"},
+        headers=world.headers("cadre_a"),
+    )
 
     assert response.status_code == 403
     assert me(client, world.headers("cadre_a"))["villager"] is None
@@ -352,10 +387,14 @@ def test_staff_cannot_bind_by_phone(client: FlaskClient, world: World) -> None:
 
 # ---- request shape --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [
-    {"phone": "13912345678"},
-    {"village_id": 1, "name": "配偶x", "phone": "13912345678"},
-])
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"phone": "13912345678"},
+        {"village_id": 1, "name": "配偶x", "phone": "13912345678"},
+    ],
+)
 def test_token_and_roster_fields_together_is_422(
     client: FlaskClient, world: World, extra: dict[str, Any]
 ) -> None:
@@ -380,8 +419,9 @@ def test_incomplete_bind_request_is_422(
 
 
 def test_unknown_bind_field_is_named(client: FlaskClient, world: World) -> None:
-    response = client.post(BIND, json={"token": "x", "villager_id": world.spouse_x},
-                           headers=world.headers("unbound"))
+    response = client.post(
+        BIND, json={"token": "x", "villager_id": world.spouse_x}, headers=world.headers("unbound")
+    )
 
     assert response.status_code == 422
     assert error_code(response) == "unknown_fields"
@@ -392,17 +432,24 @@ def test_binding_token_of_a_deactivated_villager_is_refused(
     client: FlaskClient, world: World
 ) -> None:
     cadre = world.headers("cadre_a")
-    token = client.post(f"/api/v1/villagers/{world.spouse_x}/binding-token",
-                        headers=cadre).get_json()["token"]
-    assert client.patch(f"/api/v1/villagers/{world.spouse_x}", json={"active": False},
-                        headers=cadre).status_code == 200
-    response = client.post("/api/v1/auth/bind", json={"token": token},
-                           headers=world.headers("unbound"))
+    token = client.post(
+        f"/api/v1/villagers/{world.spouse_x}/binding-token", headers=cadre
+    ).get_json()["token"]
+    assert (
+        client.patch(
+            f"/api/v1/villagers/{world.spouse_x}", json={"active": False}, headers=cadre
+        ).status_code
+        == 200
+    )
+    response = client.post(
+        "/api/v1/auth/bind", json={"token": token}, headers=world.headers("unbound")
+    )
     assert response.status_code == 404
     assert error_code(response) == "villager_inactive"
 
 
 # ---- binding by name and phone without a village ----------------------------------------------
+
 
 def _set_villager(app: Flask, villager_id: int, **values: Any) -> None:
     from backend.extensions import db
@@ -424,8 +471,7 @@ def test_bind_without_village_finds_the_one_match_in_the_county(
     assert client.get("/api/v1/villages", headers=headers).get_json()["items"] == []
     give_phone(client, world, world.spouse_x, "13912345678")
 
-    response = client.post(BIND, json={"name": "配偶x", "phone": "13912345678"},
-                           headers=headers)
+    response = client.post(BIND, json={"name": "配偶x", "phone": "13912345678"}, headers=headers)
 
     assert response.status_code == 200, response.get_json()
     assert me(client, headers)["villager"]["id"] == world.spouse_x
@@ -449,8 +495,14 @@ def test_bind_without_village_answers_alike_unknown_ambiguous_or_bound(
     ]:
         response = client.post(BIND, json={"name": name, "phone": phone}, headers=headers)
         body = response.get_json()
-        answers.append((response.status_code, body["error"]["code"], body["error"]["message"],
-                        body["error"].get("details")))
+        answers.append(
+            (
+                response.status_code,
+                body["error"]["code"],
+                body["error"]["message"],
+                body["error"].get("details"),
+            )
+        )
     assert len(set(map(repr, answers))) == 1, answers
     assert answers[0][:2] == (422, "roster_no_match")
     assert_unbound(client, headers)
@@ -464,8 +516,11 @@ def test_bind_with_village_answers_alike_unknown_or_bound(
     # that tells a villager bound to another WeChat from a pair not on the roster.
     answers = []
     for name, phone in [("无此人", "13900000000"), ("户主x", "13800000000")]:
-        response = client.post(BIND, json={"village_id": world.village_a, "name": name,
-                                           "phone": phone}, headers=world.headers("unbound"))
+        response = client.post(
+            BIND,
+            json={"village_id": world.village_a, "name": name, "phone": phone},
+            headers=world.headers("unbound"),
+        )
         body = response.get_json()
         answers.append((response.status_code, body["error"]["code"], body["error"]["message"]))
     assert answers[0] == answers[1], answers
@@ -478,20 +533,23 @@ def test_a_bound_or_staff_account_learns_nothing_of_the_roster(
     """Who asks is decided before the roster is read: a WeChat already bound, or a staff
     account, gets one answer whether the pair is on the roster, bound or unknown."""
     give_phone(client, world, world.spouse_x, "13912345678")
-    pairs = [("无此人", "13900000000"),  # unknown
-             ("配偶x", "13912345678"),  # on the roster, not bound
-             ("户主y", "13800000001")]  # bound to villager_y's WeChat
+    pairs = [
+        ("无此人", "13900000000"),  # unknown
+        ("配偶x", "13912345678"),  # on the roster, not bound
+        ("户主y", "13800000001"),
+    ]  # bound to villager_y's WeChat
     _set_villager(app, world.head_y, phone="13800000001")
-    for who, expected in (("villager_x", (409, "already_bound")),
-                          ("cadre_b", (403, "forbidden"))):
+    for who, expected in (("villager_x", (409, "already_bound")), ("cadre_b", (403, "forbidden"))):
         for body in ({}, {"village_id": world.village_a}):
             answers = set()
             for name, phone in pairs:
-                response = client.post(BIND, json={**body, "name": name, "phone": phone},
-                                       headers=world.headers(who))
+                response = client.post(
+                    BIND, json={**body, "name": name, "phone": phone}, headers=world.headers(who)
+                )
                 answers.add((response.status_code, error_code(response)))
             assert answers == {expected}, (who, body, answers)
     # A bound villager naming themselves is answered as before: bound, nothing changes.
-    mine = client.post(BIND, json={"name": "户主x", "phone": "13800000000"},
-                       headers=world.headers("villager_x"))
+    mine = client.post(
+        BIND, json={"name": "户主x", "phone": "13800000000"}, headers=world.headers("villager_x")
+    )
     assert mine.status_code == 200, mine.get_json()

@@ -28,9 +28,20 @@ DRAW_TEXT = Page.text
 
 
 def a_board(**extra: Any) -> dict[str, Any]:
-    return {"village_name": "清水村", "period_label": "2026年3月", "households": 3,
-            "participating": 2, "status": "closed", "red": [], "black": [], "corrections": [],
-            "tie_rule": "同分并列", "red_list_size": 10, "masked": False, **extra}
+    return {
+        "village_name": "清水村",
+        "period_label": "2026年3月",
+        "households": 3,
+        "participating": 2,
+        "status": "closed",
+        "red": [],
+        "black": [],
+        "corrections": [],
+        "tie_rule": "同分并列",
+        "red_list_size": 10,
+        "masked": False,
+        **extra,
+    }
 
 
 def test_notice_lines():
@@ -41,8 +52,9 @@ def test_notice_lines():
     assert lines[1] == f"月度根 {ROOT}"
 
 
-def _drawn(monkeypatch: pytest.MonkeyPatch, app: Flask, board: dict[str, Any]
-           ) -> tuple[bytes, list[tuple[str, float]]]:
+def _drawn(
+    monkeypatch: pytest.MonkeyPatch, app: Flask, board: dict[str, Any]
+) -> tuple[bytes, list[tuple[str, float]]]:
     texts: list[tuple[str, float]] = []
     draw = DRAW_TEXT  # not the spy of an earlier call, which would record into its own list
 
@@ -87,8 +99,11 @@ def rooted_boards(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
 
 
 def test_the_qr_and_the_online_board_carry_the_root(
-    app: Flask, client: FlaskClient, world: World, rooted_boards: dict[str, str | None],
-    monkeypatch: pytest.MonkeyPatch
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    rooted_boards: dict[str, str | None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     earn(app, world.household_x, 9, local(2026, 3, 10))
     qr_urls: list[str] = []
@@ -100,12 +115,17 @@ def test_the_qr_and_the_online_board_carry_the_root(
     monkeypatch.setattr(boards_api, "qr_png", spy)
     path = f"/api/v1/villages/{world.village_a}/board"
     with frozen(APRIL_2):
-        assert client.get(f"{path}.png?period=2026-03",
-                          headers=world.headers("cadre_a")).status_code == 200
-        assert client.get(f"{path}.pdf?period=2026-03",
-                          headers=world.headers("cadre_a")).status_code == 200
-        online = client.get(path, query_string={"period": "2026-03"},
-                            headers=world.headers("cadre_a")).get_json()["online_url"]
+        assert (
+            client.get(f"{path}.png?period=2026-03", headers=world.headers("cadre_a")).status_code
+            == 200
+        )
+        assert (
+            client.get(f"{path}.pdf?period=2026-03", headers=world.headers("cadre_a")).status_code
+            == 200
+        )
+        online = client.get(
+            path, query_string={"period": "2026-03"}, headers=world.headers("cadre_a")
+        ).get_json()["online_url"]
     assert len(qr_urls) == 2
     for url in qr_urls + [online]:
         assert parse_qs(urlsplit(url).query) == {"period": ["2026-03"], "root": [ROOT]}
@@ -124,11 +144,18 @@ def test_the_online_board_says_when_the_printed_root_differs(
 ) -> None:
     with frozen(APRIL_2):
         # Printing makes the board's public link.
-        assert client.get(f"/api/v1/villages/{world.village_a}/board.png?period=2026-03",
-                          headers=world.headers("cadre_a")).status_code == 200
-        online = client.get(f"/api/v1/villages/{world.village_a}/board",
-                            query_string={"period": "2026-03"},
-                            headers=world.headers("cadre_a")).get_json()["online_url"]
+        assert (
+            client.get(
+                f"/api/v1/villages/{world.village_a}/board.png?period=2026-03",
+                headers=world.headers("cadre_a"),
+            ).status_code
+            == 200
+        )
+        online = client.get(
+            f"/api/v1/villages/{world.village_a}/board",
+            query_string={"period": "2026-03"},
+            headers=world.headers("cadre_a"),
+        ).get_json()["online_url"]
     path = urlsplit(online).path
     other = "ab" * 32
     with frozen(APRIL_2):
@@ -141,8 +168,11 @@ def test_the_online_board_says_when_the_printed_root_differs(
 
 
 def test_a_board_without_a_root_prints_and_shows_none(
-    app: Flask, client: FlaskClient, world: World, rooted_boards: dict[str, str | None],
-    monkeypatch: pytest.MonkeyPatch
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    rooted_boards: dict[str, str | None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rooted_boards.clear()
     qr_urls: list[str] = []
@@ -154,10 +184,13 @@ def test_a_board_without_a_root_prints_and_shows_none(
     monkeypatch.setattr(boards_api, "qr_png", spy)
     path = f"/api/v1/villages/{world.village_a}/board"
     with frozen(APRIL_2):
-        assert client.get(f"{path}.png?period=2026-03",
-                          headers=world.headers("cadre_a")).status_code == 200
-        online = client.get(path, query_string={"period": "2026-03"},
-                            headers=world.headers("cadre_a")).get_json()["online_url"]
+        assert (
+            client.get(f"{path}.png?period=2026-03", headers=world.headers("cadre_a")).status_code
+            == 200
+        )
+        online = client.get(
+            path, query_string={"period": "2026-03"}, headers=world.headers("cadre_a")
+        ).get_json()["online_url"]
         parts = urlsplit(online)
         html = client.get(f"{parts.path}?{parts.query}").get_data(as_text=True)
     assert "root=" not in qr_urls[0] and "root=" not in online

@@ -25,23 +25,35 @@ DEFAULT_TEXT = default_catalog_path().read_text(encoding="utf-8")
 def catalogs_of(app: Flask) -> list[tuple[int | None, int]]:
     """(township, items) of every catalog."""
     with app.app_context():
-        return [(township, items) for township, items in db.session.execute(
-            select(RuleCatalog.township_id, func.count(RuleItem.id))
-            .join(RuleItem, RuleItem.catalog_id == RuleCatalog.id, isouter=True)
-            .group_by(RuleCatalog.id, RuleCatalog.township_id))]
+        return [
+            (township, items)
+            for township, items in db.session.execute(
+                select(RuleCatalog.township_id, func.count(RuleItem.id))
+                .join(RuleItem, RuleItem.catalog_id == RuleCatalog.id, isouter=True)
+                .group_by(RuleCatalog.id, RuleCatalog.township_id)
+            )
+        ]
 
 
 def import_as(client: FlaskClient, world: World, user: str, how: str) -> Any:
     headers = world.headers(user)
     if how == "json":
-        return client.post(f"{API}/rule-catalogs/import", json={"yaml": DEFAULT_TEXT},
-                           headers=headers)
+        return client.post(
+            f"{API}/rule-catalogs/import", json={"yaml": DEFAULT_TEXT}, headers=headers
+        )
     if how == "multipart":
-        return client.post(f"{API}/rule-catalogs/import", headers=headers,
-                           data={"file": (io.BytesIO(DEFAULT_TEXT.encode()), "rules.yaml")},
-                           content_type="multipart/form-data")
-    return client.post(f"{API}/rule-catalogs/import", data=DEFAULT_TEXT.encode(),
-                       content_type="application/yaml", headers=headers)
+        return client.post(
+            f"{API}/rule-catalogs/import",
+            headers=headers,
+            data={"file": (io.BytesIO(DEFAULT_TEXT.encode()), "rules.yaml")},
+            content_type="multipart/form-data",
+        )
+    return client.post(
+        f"{API}/rule-catalogs/import",
+        data=DEFAULT_TEXT.encode(),
+        content_type="application/yaml",
+        headers=headers,
+    )
 
 
 @pytest.mark.parametrize("how", ["yaml", "json", "multipart"])
@@ -64,9 +76,11 @@ def test_a_county_admin_must_name_the_township(
     assert response.get_json()["error"]["details"] == {"field": "township_id"}
     assert catalogs_of(app) == []
 
-    named = client.post(f"{API}/rule-catalogs/import",
-                        json={"yaml": DEFAULT_TEXT, "township_id": world.township_1},
-                        headers=world.headers("county"))
+    named = client.post(
+        f"{API}/rule-catalogs/import",
+        json={"yaml": DEFAULT_TEXT, "township_id": world.township_1},
+        headers=world.headers("county"),
+    )
     assert named.status_code == 201, named.get_json()
     assert named.get_json()["catalog"]["township_id"] == world.township_1
 
@@ -74,9 +88,11 @@ def test_a_county_admin_must_name_the_township(
 def test_a_township_admin_still_cannot_import_for_another_township(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    response = client.post(f"{API}/rule-catalogs/import",
-                           json={"yaml": DEFAULT_TEXT, "township_id": world.township_2},
-                           headers=world.headers("tadmin1"))
+    response = client.post(
+        f"{API}/rule-catalogs/import",
+        json={"yaml": DEFAULT_TEXT, "township_id": world.township_2},
+        headers=world.headers("tadmin1"),
+    )
     assert response.status_code == 404
     # A cadre may not import at all, named township or not.
     assert import_as(client, world, "cadre_a", "json").status_code == 403

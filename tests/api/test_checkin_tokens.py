@@ -67,8 +67,13 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
-def v1_token(secret: str, type_: int, fields: tuple[int, ...], kid: int = 1,
-             expires_at: datetime | None = None) -> str:
+def v1_token(
+    secret: str,
+    type_: int,
+    fields: tuple[int, ...],
+    kid: int = 1,
+    expires_at: datetime | None = None,
+) -> str:
     """A code as the first release printed it (format 1: a fixed 5-byte expiry)."""
     expiry = int(expires_at.timestamp()) if expires_at else 0
     body = bytes([1, type_, kid]) + expiry.to_bytes(5, "big") + b"".join(map(varint, fields))
@@ -76,19 +81,25 @@ def v1_token(secret: str, type_: int, fields: tuple[int, ...], kid: int = 1,
 
 
 def new_activity(client: FlaskClient, world: World, item_id: int, **changes: Any) -> int:
-    body = {"village_id": world.village_a, "title": "村民大会", "rule_item_id": item_id,
-            "starts_at": START.isoformat(), "ends_at": END.isoformat(), "qr_mode": "static",
-            **changes}
+    body = {
+        "village_id": world.village_a,
+        "title": "村民大会",
+        "rule_item_id": item_id,
+        "starts_at": START.isoformat(),
+        "ends_at": END.isoformat(),
+        "qr_mode": "static",
+        **changes,
+    }
     with frozen(local(2026, 11, 30, 15)):
-        response = client.post(f"{API}/activities", json=body,
-                               headers=world.headers("cadre_a"))
+        response = client.post(f"{API}/activities", json=body, headers=world.headers("cadre_a"))
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
 
 def shown_code(client: FlaskClient, world: World, activity_id: int) -> str:
-    response = client.get(f"{API}/activities/{activity_id}/qr-token",
-                          headers=world.headers("cadre_a"))
+    response = client.get(
+        f"{API}/activities/{activity_id}/qr-token", headers=world.headers("cadre_a")
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()["token"]
 
@@ -102,6 +113,7 @@ def restore_config(app: Flask) -> Iterator[None]:
 
 
 # ---- the codec ------------------------------------------------------------------------------
+
 
 def test_codes_are_compact_and_typed() -> None:
     step = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()) // 30
@@ -118,9 +130,15 @@ def test_only_the_one_canonical_spelling_of_a_code_is_read() -> None:
     raw = unb64(token)
     # the last character carries spare bits a lenient decoder ignores
     spare = ALPHABET[ALPHABET.index(token[-1]) ^ 1]
-    variants = [token[:-1] + spare, token + "=", token[:5] + "!" + token[5:], " " + token,
-                token.replace("-", "+").replace("_", "/") if ("-" in token or "_" in token)
-                else token + "A"]
+    variants = [
+        token[:-1] + spare,
+        token + "=",
+        token[:5] + "!" + token[5:],
+        " " + token,
+        token.replace("-", "+").replace("_", "/")
+        if ("-" in token or "_" in token)
+        else token + "A",
+    ]
     for variant in variants:
         assert variant != token
         with pytest.raises(QRTokenInvalid):
@@ -131,15 +149,17 @@ def test_only_the_one_canonical_spelling_of_a_code_is_read() -> None:
 
 def test_codes_printed_in_the_first_format_still_read() -> None:
     card = v1_token(SECRET, TokenType.MEMBER_CARD, (42,))
-    binding = v1_token(SECRET, TokenType.BINDING, (9,),
-                       expires_at=datetime.now(UTC) + timedelta(hours=1))
+    binding = v1_token(
+        SECRET, TokenType.BINDING, (9,), expires_at=datetime.now(UTC) + timedelta(hours=1)
+    )
     assert CODEC.decode(card, TokenType.MEMBER_CARD).fields == (42,)
     assert CODEC.decode(binding, TokenType.BINDING).fields == (9,)
     with pytest.raises(QRTokenWrongType):
         CODEC.decode(card, TokenType.ACTIVITY)
     with pytest.raises(QRTokenInvalid):
         TokenCodec.from_secret("another-secret-key-that-is-long-enough-000").decode(
-            card, TokenType.MEMBER_CARD)
+            card, TokenType.MEMBER_CARD
+        )
 
 
 def test_key_ring_keeps_lower_ids_and_old_secrets_and_drops_revoked_ones() -> None:
@@ -151,7 +171,8 @@ def test_key_ring_keeps_lower_ids_and_old_secrets_and_drops_revoked_ones() -> No
     with pytest.raises(QRTokenInvalid):  # kid 1 under the old secret: not on the ring
         ring.decode(old, TokenType.ACTIVITY)
     assert TokenCodec.keyring(SECRET, 2, old_secrets={1: "old-secret-" * 4}).decode(
-        old, TokenType.ACTIVITY).fields == (5, 0)
+        old, TokenType.ACTIVITY
+    ).fields == (5, 0)
     with pytest.raises(QRTokenInvalid):
         TokenCodec.keyring(SECRET, 2, revoked={1}).decode(first, TokenType.ACTIVITY)
     with pytest.raises(ValueError):
@@ -160,17 +181,25 @@ def test_key_ring_keeps_lower_ids_and_old_secrets_and_drops_revoked_ones() -> No
 
 def test_settings_for_keys_are_checked_at_start() -> None:
     base = {"APP_ENV": "development", "SECRET_KEY": SECRET, "QR_ROTATE_SECONDS": 30}
-    app_config.check({**base, "QR_KEY_ID": 2, "QR_OLD_SECRETS": '{"1": "x"}',
-                      "QR_REVOKED_KEY_IDS": ""})
-    for bad in ({"QR_KEY_ID": 0}, {"QR_KEY_ID": 256}, {"QR_OLD_SECRETS": "1=x"},
-                {"QR_KEY_ID": 2, "QR_REVOKED_KEY_IDS": "1,2"}, {"QR_ROTATE_SECONDS": 1},
-                {"QR_OLD_SECRETS": '{"300": "x"}'}):
+    app_config.check(
+        {**base, "QR_KEY_ID": 2, "QR_OLD_SECRETS": '{"1": "x"}', "QR_REVOKED_KEY_IDS": ""}
+    )
+    for bad in (
+        {"QR_KEY_ID": 0},
+        {"QR_KEY_ID": 256},
+        {"QR_OLD_SECRETS": "1=x"},
+        {"QR_KEY_ID": 2, "QR_REVOKED_KEY_IDS": "1,2"},
+        {"QR_ROTATE_SECONDS": 1},
+        {"QR_OLD_SECRETS": '{"300": "x"}'},
+    ):
         with pytest.raises(RuntimeError):
-            app_config.check({**base, "QR_KEY_ID": 1, "QR_OLD_SECRETS": "",
-                              "QR_REVOKED_KEY_IDS": "", **bad})
+            app_config.check(
+                {**base, "QR_KEY_ID": 1, "QR_OLD_SECRETS": "", "QR_REVOKED_KEY_IDS": "", **bad}
+            )
 
 
 # ---- each refusal its own code (through HTTP) -------------------------------------------------
+
 
 def test_each_kind_of_bad_code_has_its_own_refusal(
     app: Flask, client: FlaskClient, world: World
@@ -179,10 +208,18 @@ def test_each_kind_of_bad_code_has_its_own_refusal(
     static = new_activity(client, world, items["GOV-ASSEMBLY"])
     rotating = new_activity(client, world, items["GOV-ASSEMBLY"], qr_mode="rotating")
     with frozen(local(2026, 11, 30, 15)):
-        in_b = client.post(f"{API}/activities", headers=world.headers("cadre_b"), json={
-            "village_id": world.village_b, "title": "桃源村大会",
-            "rule_item_id": items["GOV-ASSEMBLY"], "starts_at": START.isoformat(),
-            "ends_at": END.isoformat(), "qr_mode": "static"}).get_json()["id"]
+        in_b = client.post(
+            f"{API}/activities",
+            headers=world.headers("cadre_b"),
+            json={
+                "village_id": world.village_b,
+                "title": "桃源村大会",
+                "rule_item_id": items["GOV-ASSEMBLY"],
+                "starts_at": START.isoformat(),
+                "ends_at": END.isoformat(),
+                "qr_mode": "static",
+            },
+        ).get_json()["id"]
     with frozen(DURING):
         step = int(DURING.timestamp()) // 30
         other_key = TokenCodec.from_secret("another-secret-key-that-is-long-enough-000")
@@ -206,8 +243,9 @@ def test_key_rotation_keeps_printed_codes_working(
 ) -> None:
     items = default_items(app, world)
     activity_id = new_activity(client, world, items["GOV-ASSEMBLY"])
-    others = [add_household(app, world.village_a, f"{n}户", f"户主{n}", openid=f"o-{n}")
-              for n in range(3)]
+    others = [
+        add_household(app, world.village_a, f"{n}户", f"户主{n}", openid=f"o-{n}") for n in range(3)
+    ]
     with frozen(DURING):
         printed = shown_code(client, world, activity_id)  # the poster on the wall, kid 1
         app.config["QR_KEY_ID"] = 2
@@ -219,8 +257,10 @@ def test_key_rotation_keeps_printed_codes_working(
         assert check_in(client, world, reprinted, user=others[0]["user"]).status_code == 201
 
         # the server secret itself changes: kid 1 codes live on through QR_OLD_SECRETS
-        app.config.update(SECRET_KEY="a-brand-new-server-secret-0123456789abcdef",
-                          QR_OLD_SECRETS=json.dumps({"1": SECRET}))
+        app.config.update(
+            SECRET_KEY="a-brand-new-server-secret-0123456789abcdef",
+            QR_OLD_SECRETS=json.dumps({"1": SECRET}),
+        )
         assert check_in(client, world, printed, user=others[1]["user"]).status_code == 201
         # ... until they are revoked (a leaked batch of posters)
         app.config["QR_REVOKED_KEY_IDS"] = "1"
@@ -238,12 +278,14 @@ def test_member_card_printed_in_the_first_format_checks_in_by_proxy(
         response = client.post(
             f"{API}/activities/{activity_id}/proxy-checkins",
             json={"member_token": v1_token(SECRET, TokenType.MEMBER_CARD, (world.spouse_x,))},
-            headers=world.headers("cadre_a"))
+            headers=world.headers("cadre_a"),
+        )
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["villager_id"] == world.spouse_x
 
 
 # ---- forgery (hypothesis) ---------------------------------------------------------------------
+
 
 def mutations(token: str) -> st.SearchStrategy[str]:
     """Small edits of a genuine code: a character changed, inserted or dropped, bits
@@ -260,11 +302,12 @@ def mutations(token: str) -> st.SearchStrategy[str]:
         return b64(bytes(data))
 
     return st.one_of(
-        st.tuples(index, char).map(lambda p: token[:p[0]] + p[1] + token[p[0] + 1:]),
-        st.tuples(st.integers(0, n), char).map(lambda p: token[:p[0]] + p[1] + token[p[0]:]),
-        index.map(lambda i: token[:i] + token[i + 1:]),
-        st.lists(st.tuples(st.integers(0, 255), st.integers(0, 7)), min_size=1,
-                 max_size=4).map(flip),
+        st.tuples(index, char).map(lambda p: token[: p[0]] + p[1] + token[p[0] + 1 :]),
+        st.tuples(st.integers(0, n), char).map(lambda p: token[: p[0]] + p[1] + token[p[0] :]),
+        index.map(lambda i: token[:i] + token[i + 1 :]),
+        st.lists(st.tuples(st.integers(0, 255), st.integers(0, 7)), min_size=1, max_size=4).map(
+            flip
+        ),
         st.integers(1, n - 1).map(lambda i: token[:i]),
         st.text(ALPHABET, min_size=1, max_size=8).map(lambda tail: token + tail),
     )
@@ -275,12 +318,16 @@ def structured(activity_ids: list[int]) -> st.SearchStrategy[str]:
     is not the server's (another secret, or a key id it does not have)."""
     fields = st.tuples(st.sampled_from(activity_ids), st.integers(0, 2**32))
     guessed = st.tuples(fields, st.binary(min_size=12, max_size=12)).map(
-        lambda p: b64(bytes([0x21, 1, 0]) + varint(p[0][0]) + varint(p[0][1]) + p[1]))
+        lambda p: b64(bytes([0x21, 1, 0]) + varint(p[0][0]) + varint(p[0][1]) + p[1])
+    )
     foreign = st.tuples(st.text(min_size=1, max_size=40), st.integers(1, 255), fields).map(
         lambda p: TokenCodec.from_secret(p[0] + "-not-the-server-secret", p[1]).encode(
-            TokenType.ACTIVITY, p[2]))
+            TokenType.ACTIVITY, p[2]
+        )
+    )
     unknown_kid = st.tuples(st.integers(2, 255), fields).map(
-        lambda p: TokenCodec.from_secret(SECRET, p[0]).encode(TokenType.ACTIVITY, p[1]))
+        lambda p: TokenCodec.from_secret(SECRET, p[0]).encode(TokenType.ACTIVITY, p[1])
+    )
     return st.one_of(guessed, foreign, unknown_kid)
 
 
@@ -317,14 +364,19 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         actor = Actor.of(session, user)
         codec = qr_codec()
 
-        @settings(max_examples=2000, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.too_slow,
-                                         HealthCheck.filter_too_much])
+        @settings(
+            max_examples=2000,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
         @given(token=forgeries(open_activities["genuine"], open_activities["ids"]))
         def attempt(token: str) -> None:
             try:
-                checkin.check_in(session, actor, codec, token, Scan(),
-                                 Clock(DURING, SHANGHAI, clock_skew()))
+                checkin.check_in(
+                    session, actor, codec, token, Scan(), Clock(DURING, SHANGHAI, clock_skew())
+                )
             except DomainError as exc:
                 refusals[exc.code] = refusals.get(exc.code, 0) + 1
                 assert exc.code in FORGERIES, (token, exc.code)
@@ -336,9 +388,14 @@ def test_forged_codes_never_check_anyone_in_at_the_service(
         attempt()
         # the set-up was able to check in: a genuine code does
         for token in open_activities["genuine"]:
-            result = checkin.check_in(session, actor, codec, token,
-                                      Scan(device_id=f"control-{token[:4]}"),
-                                      Clock(DURING, SHANGHAI, clock_skew()))
+            result = checkin.check_in(
+                session,
+                actor,
+                codec,
+                token,
+                Scan(device_id=f"control-{token[:4]}"),
+                Clock(DURING, SHANGHAI, clock_skew()),
+            )
             assert result.status in ("in_notice", "no_points")
         session.rollback()
     assert sum(refusals.values()) >= 1500, refusals
@@ -351,10 +408,17 @@ def test_forged_codes_never_check_anyone_in_over_http(
     with frozen(DURING):
         headers = world.headers("villager_x")
 
-        @settings(max_examples=300, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.too_slow,
-                                         HealthCheck.filter_too_much,
-                                         HealthCheck.function_scoped_fixture])
+        @settings(
+            max_examples=300,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=[
+                HealthCheck.too_slow,
+                HealthCheck.filter_too_much,
+                HealthCheck.function_scoped_fixture,
+            ],
+        )
         @given(token=forgeries(open_activities["genuine"], open_activities["ids"]))
         def attempt(token: str) -> None:
             response = client.post(f"{API}/checkins", json={"token": token}, headers=headers)
@@ -363,8 +427,9 @@ def test_forged_codes_never_check_anyone_in_over_http(
             assert code in (*FORGERIES, "validation_error", "invalid_text"), (token, code)
 
         attempt()
-        genuine = client.post(f"{API}/checkins", headers=headers,
-                              json={"token": open_activities["genuine"][0]})
+        genuine = client.post(
+            f"{API}/checkins", headers=headers, json={"token": open_activities["genuine"][0]}
+        )
     assert genuine.status_code == 201
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(CheckIn)) == 1

@@ -35,8 +35,9 @@ from tests.support.reads import account_of, approval_count, claim_count, entries
 MARCH_10 = local(2026, 3, 10)
 
 
-def in_notice_claim(client: FlaskClient, world: World, items: dict[str, int],
-                    units: int = 3) -> dict[str, Any]:
+def in_notice_claim(
+    client: FlaskClient, world: World, items: dict[str, int], units: int = 3
+) -> dict[str, Any]:
     """villager_x's volunteer hours, approved by cadre_a: now in notice. Call frozen."""
     response = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], units)
     assert response.status_code == 201, response.get_json()
@@ -50,19 +51,27 @@ def get_claim(client: FlaskClient, world: World, user: str | int, claim_id: int)
     return client.get(f"/api/v1/claims/{claim_id}", headers=world.headers(user))
 
 
-def award(client: FlaskClient, world: World, item_id: int, targets: list[dict[str, int]],
-          user: str | int = "cadre_a", **extra: Any) -> Any:
-    return client.post("/api/v1/awards",
-                       json={"rule_item_id": item_id, "targets": targets, **extra},
-                       headers=world.headers(user))
+def award(
+    client: FlaskClient,
+    world: World,
+    item_id: int,
+    targets: list[dict[str, int]],
+    user: str | int = "cadre_a",
+    **extra: Any,
+) -> Any:
+    return client.post(
+        "/api/v1/awards",
+        json={"rule_item_id": item_id, "targets": targets, **extra},
+        headers=world.headers(user),
+    )
 
 
 def notice_of(client: FlaskClient, world: World, user: str | int) -> Any:
-    return client.get(f"/api/v1/villages/{world.village_a}/notices",
-                      headers=world.headers(user))
+    return client.get(f"/api/v1/villages/{world.village_a}/notices", headers=world.headers(user))
 
 
 # ---- the whole road: report, review, notice, post -------------------------------------------
+
 
 def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -70,8 +79,9 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
     spouse_user = bind_user(app, world.spouse_x, "openid-spouse-x")
     deed = local(2026, 3, 30, 9)  # the notice runs into April; the points count in March
     with frozen(deed):
-        reported = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 3,
-                               note="清扫村委会广场")
+        reported = self_report(
+            client, world, "villager_x", items["PUB-VOLUNTEER"], 3, note="清扫村委会广场"
+        )
         assert reported.status_code == 201, reported.get_json()
         claim = reported.get_json()
         assert claim["status"] == "pending"
@@ -94,9 +104,10 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
         for viewer in ("villager_x", spouse_user):
             shown = notice_of(client, world, viewer)
             assert shown.status_code == 200, shown.get_json()
-            assert [(n["claim_id"], n["points"], n["member_name"], n["rule_item"], n["status"])
-                    for n in shown.get_json()["items"]] == [(claim["id"], 6, "户主x", "志愿服务",
-                                                    "in_notice")]
+            assert [
+                (n["claim_id"], n["points"], n["member_name"], n["rule_item"], n["status"])
+                for n in shown.get_json()["items"]
+            ] == [(claim["id"], 6, "户主x", "志愿服务", "in_notice")]
         assert notice_of(client, world, "villager_y").status_code == 404
 
     with frozen(ends - timedelta(seconds=1)):
@@ -113,18 +124,23 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
         lines = passbook.get_json()["items"]
         assert len(lines) == 1
         line = lines[0]
-        assert (line["kind"], line["amount"], line["member_name"], line["rule_item_name"],
-                line["month"], line["claim_id"]) == ("earn", 6, "户主x", "志愿服务", "2026-03",
-                                                     claim["id"])
+        assert (
+            line["kind"],
+            line["amount"],
+            line["member_name"],
+            line["rule_item_name"],
+            line["month"],
+            line["claim_id"],
+        ) == ("earn", 6, "户主x", "志愿服务", "2026-03", claim["id"])
         account = client.get("/api/v1/me/account", headers=headers).get_json()
         assert (account["available"], account["held"], account["earned_total"]) == (6, 0, 6)
         assert account["this_month"] == 0  # April: the deed was in March
         # Points are the household's: the spouse sees the same account.
-        spouse_account = client.get("/api/v1/me/account",
-                                    headers=world.headers(spouse_user)).get_json()
+        spouse_account = client.get(
+            "/api/v1/me/account", headers=world.headers(spouse_user)
+        ).get_json()
         assert spouse_account["available"] == 6
-        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == \
-            "posted"
+        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == "posted"
         assert notice_of(client, world, "villager_x").get_json()["items"] == []
 
         assert post_due(runner) == 0
@@ -134,8 +150,13 @@ def test_self_report_is_reviewed_shown_in_notice_and_posted_after_it(
 
 # ---- objections (公示期异议) --------------------------------------------------------------
 
+
 def test_upheld_objection_holds_the_claim_then_it_posts(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
@@ -159,8 +180,7 @@ def test_upheld_objection_holds_the_claim_then_it_posts(
         resolved = resolve(client, world, objection["id"], "uphold")
         assert resolved.status_code == 200, resolved.get_json()
         assert resolved.get_json()["status"] == "upheld"
-        assert get_claim(client, world, "cadre_a", claim["id"]).get_json()["status"] == \
-            "in_notice"
+        assert get_claim(client, world, "cadre_a", claim["id"]).get_json()["status"] == "in_notice"
         again = resolve(client, world, objection["id"], "overturn")
         assert again.status_code == 409 and error_code(again) == "objection_resolved"
         assert post_due(runner) == 1
@@ -168,7 +188,11 @@ def test_upheld_objection_holds_the_claim_then_it_posts(
 
 
 def test_upheld_during_notice_posts_at_notice_end(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
@@ -183,14 +207,19 @@ def test_upheld_during_notice_posts_at_notice_end(
 
 
 def test_overturned_objection_rejects_the_claim_and_posts_nothing(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
         claim = in_notice_claim(client, world, items)
         objection = object_to(client, world, neighbour["user"], claim["id"]).get_json()
-        resolved = resolve(client, world, objection["id"], "overturn",
-                           note="经核实当天未参加志愿服务")
+        resolved = resolve(
+            client, world, objection["id"], "overturn", note="经核实当天未参加志愿服务"
+        )
         assert resolved.status_code == 200, resolved.get_json()
         assert resolved.get_json()["status"] == "overturned"
         seen = get_claim(client, world, "villager_x", claim["id"]).get_json()
@@ -204,7 +233,11 @@ def test_overturned_objection_rejects_the_claim_and_posts_nothing(
 
 
 def test_objection_refusals(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     spouse_user = bind_user(app, world.spouse_x, "openid-spouse-x")
@@ -216,21 +249,27 @@ def test_objection_refusals(
         assert other_village.status_code == 404
         cadre = object_to(client, world, "cadre_a", claim["id"])
         assert cadre.status_code == 403
-        no_reason = client.post(f"/api/v1/claims/{claim['id']}/objections", json={},
-                                headers=world.headers(neighbour["user"]))
+        no_reason = client.post(
+            f"/api/v1/claims/{claim['id']}/objections",
+            json={},
+            headers=world.headers(neighbour["user"]),
+        )
         assert no_reason.status_code == 422
         missing = object_to(client, world, neighbour["user"], claim["id"] + 1000)
         assert missing.status_code == 404
     with frozen(MARCH_10 + timedelta(days=5, minutes=1)):
         late = object_to(client, world, neighbour["user"], claim["id"])
         assert late.status_code == 409 and error_code(late) == "not_in_notice"
-        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["objections"] \
-            == []
+        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["objections"] == []
         assert post_due(runner) == 1
 
 
 def test_several_villagers_object_to_one_claim_until_its_notice_ends(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     """A claim under review after one objection takes the objections of other villagers
@@ -244,21 +283,22 @@ def test_several_villagers_object_to_one_claim_until_its_notice_ends(
         assert first.status_code == 201, first.get_json()
         # The notice still lists it, and another villager may still object.
         row = notice_of(client, world, third["user"]).get_json()["items"][0]
-        assert (row["status"], row["objection_count"], row["can_object"]) == \
-            ("objected", 1, True)
+        assert (row["status"], row["objection_count"], row["can_object"]) == ("objected", 1, True)
         second = object_to(client, world, third["user"], claim["id"], reason="分数报多了")
         assert second.status_code == 201, second.get_json()
         again = object_to(client, world, third["user"], claim["id"])
         assert again.status_code == 409 and error_code(again) == "already_objected"
         row = notice_of(client, world, third["user"]).get_json()["items"][0]
-        assert (row["objection_count"], row["objected_by_me"], row["can_object"]) == \
-            (2, True, False)
+        assert (row["objection_count"], row["objected_by_me"], row["can_object"]) == (
+            2,
+            True,
+            False,
+        )
         seen = get_claim(client, world, "cadre_a", claim["id"]).get_json()
         assert [o["reason"] for o in seen["objections"]] == ["那天他不在村里", "分数报多了"]
         # Upholding one objection leaves the claim under review while the other waits.
         assert resolve(client, world, first.get_json()["id"], "uphold").status_code == 200
-        assert get_claim(client, world, "cadre_a", claim["id"]).get_json()["status"] == \
-            "objected"
+        assert get_claim(client, world, "cadre_a", claim["id"]).get_json()["status"] == "objected"
     with frozen(MARCH_10 + timedelta(days=5, minutes=1)):
         ended = object_to(client, world, late["user"], claim["id"])
         assert ended.status_code == 409 and error_code(ended) == "not_in_notice"
@@ -269,7 +309,10 @@ def test_several_villagers_object_to_one_claim_until_its_notice_ends(
 
 
 def test_overturning_a_claim_decides_every_open_objection(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     third = add_household(app, world.village_a, "v户", "户主v", openid="openid-v")
@@ -284,30 +327,49 @@ def test_overturning_a_claim_decides_every_open_objection(
 
 
 def test_the_notice_shows_what_a_villager_needs_to_object(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(local(2026, 3, 10, 23, 30)):  # 15:30 UTC: the deed's day is the village's
-        response = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 3,
-                               note="清扫村委会广场")
+        response = self_report(
+            client, world, "villager_x", items["PUB-VOLUNTEER"], 3, note="清扫村委会广场"
+        )
         claim = approve(client, world, "cadre_a", response.get_json()["id"]).get_json()
         own = notice_of(client, world, "villager_x").get_json()
         assert (own["page"], own["per_page"], own["total"]) == (1, 20, 1)
         row = own["items"][0]
-        assert (row["claim_id"], row["note"], row["deed_date"], row["evidence"],
-                row["objection_count"], row["objected_by_me"], row["can_object"]) == \
-            (claim["id"], "清扫村委会广场", "2026-03-10", [], 0, False, False)  # own claim
+        assert (
+            row["claim_id"],
+            row["note"],
+            row["deed_date"],
+            row["evidence"],
+            row["objection_count"],
+            row["objected_by_me"],
+            row["can_object"],
+        ) == (claim["id"], "清扫村委会广场", "2026-03-10", [], 0, False, False)  # own claim
         other = notice_of(client, world, neighbour["user"]).get_json()["items"][0]
         assert other["can_object"] is True
-        one = client.get(f"/api/v1/notices/{claim['id']}",
-                         headers=world.headers(neighbour["user"]))
+        one = client.get(f"/api/v1/notices/{claim['id']}", headers=world.headers(neighbour["user"]))
         assert one.status_code == 200 and one.get_json() == other
-        assert client.get(f"/api/v1/notices/{claim['id'] + 99}",
-                          headers=world.headers(neighbour["user"])).status_code == 404
-        assert client.get(f"/api/v1/notices/{claim['id']}",
-                          headers=world.headers("villager_y")).status_code == 404
-        paged = client.get(f"/api/v1/villages/{world.village_a}/notices?page=2&per_page=1",
-                           headers=world.headers(neighbour["user"])).get_json()
+        assert (
+            client.get(
+                f"/api/v1/notices/{claim['id'] + 99}", headers=world.headers(neighbour["user"])
+            ).status_code
+            == 404
+        )
+        assert (
+            client.get(
+                f"/api/v1/notices/{claim['id']}", headers=world.headers("villager_y")
+            ).status_code
+            == 404
+        )
+        paged = client.get(
+            f"/api/v1/villages/{world.village_a}/notices?page=2&per_page=1",
+            headers=world.headers(neighbour["user"]),
+        ).get_json()
         assert (paged["items"], paged["total"]) == ([], 1)
     with frozen(local(2026, 3, 16)):  # the notice has ended, not yet posted
         row = notice_of(client, world, neighbour["user"]).get_json()["items"][0]
@@ -323,14 +385,15 @@ def test_only_the_villages_cadres_resolve_objections(
         url = f"/api/v1/objections/{objection['id']}/resolve"
         body = {"outcome": "overturn", "note": "x"}
         assert client.post(url, json=body, headers=world.headers("cadre_b")).status_code == 404
-        assert client.post(url, json=body,
-                           headers=world.headers(neighbour["user"])).status_code == 404
-        assert client.post(url, json=body,
-                           headers=world.headers("villager_x")).status_code == 403
+        assert (
+            client.post(url, json=body, headers=world.headers(neighbour["user"])).status_code == 404
+        )
+        assert client.post(url, json=body, headers=world.headers("villager_x")).status_code == 403
         bad = client.post(url, json={"outcome": "maybe"}, headers=world.headers("cadre_a"))
         assert bad.status_code == 422
-        missing = client.post("/api/v1/objections/99999/resolve", json=body,
-                              headers=world.headers("cadre_a"))
+        missing = client.post(
+            "/api/v1/objections/99999/resolve", json=body, headers=world.headers("cadre_a")
+        )
         assert missing.status_code == 404
         seen = get_claim(client, world, "cadre_a", claim["id"]).get_json()
         assert seen["status"] == "objected"
@@ -344,11 +407,11 @@ def test_objecting_to_a_pending_claim_is_refused(
         claim = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2).get_json()
         refused = object_to(client, world, neighbour["user"], claim["id"])
         assert refused.status_code == 409 and error_code(refused) == "not_in_notice"
-        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == \
-            "pending"
+        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == "pending"
 
 
 # ---- review: reject, self-approval, two cadres, budget -----------------------------------
+
 
 def test_reject_needs_a_reason_the_villager_can_read(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -360,13 +423,13 @@ def test_reject_needs_a_reason_the_villager_can_read(
         assert missing.status_code == 422
         empty = client.post(url, json={"reason": ""}, headers=world.headers("cadre_a"))
         assert empty.status_code == 422
-        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == \
-            "pending"
+        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == "pending"
         by_villager = client.post(url, json={"reason": "x"}, headers=world.headers("villager_x"))
         assert by_villager.status_code == 403
 
-        rejected = client.post(url, json={"reason": "照片不清楚，请重新申报"},
-                               headers=world.headers("cadre_a"))
+        rejected = client.post(
+            url, json={"reason": "照片不清楚，请重新申报"}, headers=world.headers("cadre_a")
+        )
         assert rejected.status_code == 200, rejected.get_json()
         seen = get_claim(client, world, "villager_x", claim["id"]).get_json()
         assert (seen["status"], seen["reject_reason"]) == ("rejected", "照片不清楚，请重新申报")
@@ -378,14 +441,20 @@ def test_reject_needs_a_reason_the_villager_can_read(
 
     posted = earn_posted(client, runner, world, items["PUB-VOLUNTEER"], 1, MARCH_10)
     with frozen(MARCH_10 + timedelta(days=7)):
-        refused = client.post(f"/api/v1/claims/{posted}/reject", json={"reason": "撤销"},
-                              headers=world.headers("cadre_a"))
+        refused = client.post(
+            f"/api/v1/claims/{posted}/reject",
+            json={"reason": "撤销"},
+            headers=world.headers("cadre_a"),
+        )
         assert refused.status_code == 409 and error_code(refused) == "claim_not_pending"
     assert account_of(app, world.household_x)["available"] == 2
 
 
 def test_cadre_cannot_approve_their_own_household(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     # cadre_a lives in household x (as its spouse on the roster).
@@ -406,8 +475,10 @@ def test_cadre_cannot_approve_their_own_household(
 
         # Another household's claim: fine, and they keep their village scope.
         other = self_report(client, world, neighbour["user"], items["PUB-VOLUNTEER"], 2)
-        assert approve(client, world, "cadre_a", other.get_json()["id"]).get_json()["status"] \
+        assert (
+            approve(client, world, "cadre_a", other.get_json()["id"]).get_json()["status"]
             == "in_notice"
+        )
 
 
 def test_two_cadres_approve_at_or_above_the_threshold(
@@ -430,8 +501,7 @@ def test_two_cadres_approve_at_or_above_the_threshold(
 
         small = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 4).get_json()
         assert small["points"] == 8
-        assert approve(client, world, "cadre_a", small["id"]).get_json()["status"] == \
-            "in_notice"
+        assert approve(client, world, "cadre_a", small["id"]).get_json()["status"] == "in_notice"
 
 
 def test_awards_past_the_monthly_budget_wait_for_the_township(
@@ -440,8 +510,7 @@ def test_awards_past_the_monthly_budget_wait_for_the_township(
     set_policy(client, world, monthly_budget=10)
     with frozen(MARCH_10):
         within = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 4).get_json()
-        assert approve(client, world, "cadre_a", within["id"]).get_json()["status"] == \
-            "in_notice"
+        assert approve(client, world, "cadre_a", within["id"]).get_json()["status"] == "in_notice"
         over = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2).get_json()
         approved = approve(client, world, "cadre_a", over["id"])
         assert approved.status_code == 200, approved.get_json()
@@ -463,6 +532,7 @@ def test_awards_past_the_monthly_budget_wait_for_the_township(
 
 # ---- caps and units -------------------------------------------------------------------------
 
+
 def test_monthly_point_cap_counts_open_claims_and_resets_next_month(
     client: FlaskClient, world: World, items: dict[str, int], neighbour: dict[str, int]
 ) -> None:
@@ -482,15 +552,19 @@ def test_monthly_point_cap_counts_open_claims_and_resets_next_month(
             assert refused.get_json()["error"]["message"] == "本月已达上限 40 分，本次不计分"
 
         # A rejected claim frees its share of the cap.
-        rejected = client.post(f"/api/v1/claims/{got[1]['id']}/reject",
-                               json={"reason": "重复申报"}, headers=world.headers("cadre_a"))
+        rejected = client.post(
+            f"/api/v1/claims/{got[1]['id']}/reject",
+            json={"reason": "重复申报"},
+            headers=world.headers("cadre_a"),
+        )
         assert rejected.status_code == 200
         after = self_report(client, world, "villager_x", volunteer, 8)
         assert after.status_code == 201 and after.get_json()["points"] == 16
 
         # Caps are per member: another villager starts from zero.
-        assert self_report(client, world, neighbour["user"], volunteer, 8).get_json()[
-            "points"] == 16
+        assert (
+            self_report(client, world, neighbour["user"], volunteer, 8).get_json()["points"] == 16
+        )
 
         # More hours than one report may count: cut to 8, and said so.
         long_day = self_report(client, world, neighbour["user"], volunteer, 10).get_json()
@@ -524,8 +598,7 @@ def test_once_item_counts_once_and_big_awards_need_two_cadres(
         one = approve(client, world, "cadre_a", claim_id).get_json()
         assert (one["status"], one["approvals"]) == ("pending", 1)  # 200 >= 50: two cadres
         two = approve(client, world, second_cadre, claim_id).get_json()
-        assert (two["status"], two["notice_ends_at"]) == ("in_notice",
-                                                          "2026-03-17T10:00:00+08:00")
+        assert (two["status"], two["notice_ends_at"]) == ("in_notice", "2026-03-17T10:00:00+08:00")
     with frozen(local(2027, 1, 5)):
         photo = upload_photo(client, world.headers("villager_x"))
         next_year = self_report(client, world, "villager_x", wedding, evidence=[photo])
@@ -543,15 +616,19 @@ def test_units_are_required_for_an_hourly_item(
 
 
 def test_evidence_must_be_the_villagers_own_upload(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
         bare = self_report(client, world, "villager_x", items["FAM-ELDER"])
         assert bare.status_code == 422 and error_code(bare) == "evidence_required"
         someone_elses = upload_photo(client, world.headers(neighbour["user"]))
-        borrowed = self_report(client, world, "villager_x", items["FAM-ELDER"],
-                               evidence=[someone_elses])
+        borrowed = self_report(
+            client, world, "villager_x", items["FAM-ELDER"], evidence=[someone_elses]
+        )
         assert borrowed.status_code == 422 and error_code(borrowed) == "invalid_evidence"
         assert claim_count(app) == 0
         mine = upload_photo(client, world.headers("villager_x"))
@@ -562,23 +639,37 @@ def test_evidence_must_be_the_villagers_own_upload(
 
 # ---- cadre awards and deductions (积分录入) --------------------------------------------------
 
+
 def test_cadre_awards_a_batch(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
-        created = award(client, world, items["GOV-ASSEMBLY"],
-                        [{"villager_id": world.head_x}, {"villager_id": neighbour["head"]}])
+        created = award(
+            client,
+            world,
+            items["GOV-ASSEMBLY"],
+            [{"villager_id": world.head_x}, {"villager_id": neighbour["head"]}],
+        )
         assert created.status_code == 201, created.get_json()
         claims = created.get_json()
         assert len(claims) == 2
         assert {(c["household_id"], c["member_id"]) for c in claims} == {
-            (world.household_x, world.head_x), (neighbour["household"], neighbour["head"])}
-        assert all((c["points"], c["source"], c["status"], c["approvals"])
-                   == (3, "cadre", "in_notice", 1) for c in claims)
+            (world.household_x, world.head_x),
+            (neighbour["household"], neighbour["head"]),
+        }
+        assert all(
+            (c["points"], c["source"], c["status"], c["approvals"]) == (3, "cadre", "in_notice", 1)
+            for c in claims
+        )
 
-        by_villager = award(client, world, items["GOV-ASSEMBLY"],
-                            [{"villager_id": world.head_x}], user="villager_x")
+        by_villager = award(
+            client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}], user="villager_x"
+        )
         assert by_villager.status_code == 403
         assert claim_count(app) == 2
     with frozen(MARCH_10 + timedelta(days=5)):
@@ -588,17 +679,27 @@ def test_cadre_awards_a_batch(
 
 
 def test_batch_is_all_or_nothing(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
         before = claim_count(app)
-        foreign = award(client, world, items["GOV-ASSEMBLY"],
-                        [{"villager_id": world.head_x}, {"villager_id": world.head_y}])
+        foreign = award(
+            client,
+            world,
+            items["GOV-ASSEMBLY"],
+            [{"villager_id": world.head_x}, {"villager_id": world.head_y}],
+        )
         assert foreign.status_code == 404
-        foreign_household = award(client, world, items["ENV-YARD"],
-                                  [{"household_id": world.household_x},
-                                   {"household_id": world.household_y}])
+        foreign_household = award(
+            client,
+            world,
+            items["ENV-YARD"],
+            [{"household_id": world.household_x}, {"household_id": world.household_y}],
+        )
         assert foreign_household.status_code == 404
         assert claim_count(app) == before
 
@@ -606,20 +707,31 @@ def test_batch_is_all_or_nothing(
         # entirely — the neighbour's claim made before x in the same batch is not kept.
         yard = award(client, world, items["ENV-YARD"], [{"household_id": world.household_x}])
         assert yard.status_code == 201, yard.get_json()
-        both = award(client, world, items["ENV-YARD"],
-                     [{"household_id": neighbour["household"]},
-                      {"household_id": world.household_x}])
+        both = award(
+            client,
+            world,
+            items["ENV-YARD"],
+            [{"household_id": neighbour["household"]}, {"household_id": world.household_x}],
+        )
         assert both.status_code == 422 and error_code(both) == "no_points"
         assert claim_count(app) == before + 1
 
-        duplicate = award(client, world, items["GOV-ASSEMBLY"],
-                          [{"villager_id": world.head_x}, {"villager_id": world.head_x}])
+        duplicate = award(
+            client,
+            world,
+            items["GOV-ASSEMBLY"],
+            [{"villager_id": world.head_x}, {"villager_id": world.head_x}],
+        )
         assert duplicate.status_code == 422 and error_code(duplicate) == "duplicate_target"
         assert claim_count(app) == before + 1
 
 
 def test_deduction_needs_note_and_cadre_photo_and_can_go_below_zero(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
 ) -> None:
     straw = items["ENV-STRAW"]  # -5, cadres only, photo required
     target = [{"household_id": world.household_x}]
@@ -631,28 +743,37 @@ def test_deduction_needs_note_and_cadre_photo_and_can_go_below_zero(
         no_photo = award(client, world, straw, target, note="3月9日田间焚烧秸秆")
         assert no_photo.status_code == 422 and error_code(no_photo) == "evidence_required"
         villagers_photo = upload_photo(client, world.headers("villager_x"))
-        not_theirs = award(client, world, straw, target, note="3月9日田间焚烧秸秆",
-                           evidence=[villagers_photo])
+        not_theirs = award(
+            client, world, straw, target, note="3月9日田间焚烧秸秆", evidence=[villagers_photo]
+        )
         assert not_theirs.status_code == 422 and error_code(not_theirs) == "invalid_evidence"
         assert claim_count(app) == 0
 
         photo = upload_photo(client, world.headers("cadre_a"))
-        created = award(client, world, straw, target, note="3月9日田间焚烧秸秆",
-                        evidence=[photo])
+        created = award(client, world, straw, target, note="3月9日田间焚烧秸秆", evidence=[photo])
         assert created.status_code == 201, created.get_json()
         [claim] = created.get_json()
         assert (claim["points"], claim["evidence"], claim["note"], claim["member_id"]) == (
-            -5, [photo], "3月9日田间焚烧秸秆", world.head_x)
+            -5,
+            [photo],
+            "3月9日田间焚烧秸秆",
+            world.head_x,
+        )
         assert claim["reason"] == "按细则扣 5 分"
     with frozen(MARCH_10 + timedelta(days=5)):
         assert post_due(runner) == 1
-        account = client.get(f"/api/v1/households/{world.household_x}/account",
-                             headers=world.headers("cadre_a")).get_json()
+        account = client.get(
+            f"/api/v1/households/{world.household_x}/account", headers=world.headers("cadre_a")
+        ).get_json()
         assert (account["available"], account["earned_total"], account["this_month"]) == (
-            -5, -5, -5)
+            -5,
+            -5,
+            -5,
+        )
         lines = client.get("/api/v1/me/ledger", headers=world.headers("villager_x")).get_json()
         assert [(e["kind"], e["amount"], e["note"]) for e in lines["items"]] == [
-            ("deduct", -5, "3月9日田间焚烧秸秆")]
+            ("deduct", -5, "3月9日田间焚烧秸秆")
+        ]
 
 
 def test_self_report_refusals(
@@ -671,16 +792,19 @@ def test_self_report_refusals(
         assert foreign.status_code == 404 and error_code(foreign) == "rule_item_not_found"
         cadre = self_report(client, world, "cadre_a", items["PUB-VOLUNTEER"], 2)
         assert cadre.status_code == 403
-        unknown = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2,
-                              points=100)
+        unknown = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2, points=100)
         assert unknown.status_code == 422 and error_code(unknown) == "unknown_fields"
     assert claim_count(app) == 0
 
 
 # ---- idempotent retries ---------------------------------------------------------------------
 
+
 def test_idempotency_key_replays_the_first_claim(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     body = {"rule_item_id": items["PUB-VOLUNTEER"], "units": 3}
@@ -700,8 +824,11 @@ def test_idempotency_key_replays_the_first_claim(
         assert claim_count(app) == 1
 
         # Keys are per user: the neighbour's identical key is a request of its own.
-        theirs = client.post("/api/v1/claims", json=body, headers={
-            **world.headers(neighbour["user"]), "Idempotency-Key": "report-0310"})
+        theirs = client.post(
+            "/api/v1/claims",
+            json=body,
+            headers={**world.headers(neighbour["user"]), "Idempotency-Key": "report-0310"},
+        )
         assert theirs.status_code == 201
         assert "Idempotent-Replayed" not in theirs.headers
         assert theirs.get_json()["id"] != first.get_json()["id"]
@@ -713,8 +840,9 @@ def test_idempotent_approval_retry_approves_once(
 ) -> None:
     set_policy(client, world, two_cadre_threshold=5)  # so a second approval would count
     with frozen(MARCH_10):
-        claim_id = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"],
-                               3).get_json()["id"]
+        claim_id = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 3).get_json()[
+            "id"
+        ]
         approval = approve(client, world, "cadre_a", claim_id, **{"Idempotency-Key": "ok-1"})
         assert approval.status_code == 200, approval.get_json()
         assert approval.get_json()["approvals"] == 1
@@ -743,6 +871,7 @@ def test_refused_request_is_not_kept_under_its_key(
 
 # ---- 一票否决 ------------------------------------------------------------------------------
 
+
 def test_veto_wipes_spendable_points_and_bars_the_household(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
 ) -> None:
@@ -755,8 +884,9 @@ def test_veto_wipes_spendable_points_and_bars_the_household(
         target = [{"household_id": world.household_x}]
         no_note = award(client, world, items["CIV-LAVISH"], target, evidence=[photo])
         assert no_note.status_code == 422 and error_code(no_note) == "note_required"
-        created = award(client, world, items["CIV-LAVISH"], target, evidence=[photo],
-                        note="婚礼收取彩礼20万元")
+        created = award(
+            client, world, items["CIV-LAVISH"], target, evidence=[photo], note="婚礼收取彩礼20万元"
+        )
         assert created.status_code == 201, created.get_json()
         [claim] = created.get_json()
         # A veto needs a second reviewer whatever its points; the township is one.
@@ -773,37 +903,40 @@ def test_veto_wipes_spendable_points_and_bars_the_household(
         account = client.get("/api/v1/me/account", headers=world.headers("villager_x")).get_json()
         assert (account["available"], account["held"], account["earned_total"]) == (0, 0, 6)
         lines = client.get("/api/v1/me/ledger", headers=world.headers("villager_x")).get_json()
-        assert [(e["kind"], e["amount"]) for e in lines["items"]] == [("expire", -6),
-                                                                      ("earn", 6)]
-        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == \
-            "posted"
+        assert [(e["kind"], e["amount"]) for e in lines["items"]] == [("expire", -6), ("earn", 6)]
+        assert get_claim(client, world, "villager_x", claim["id"]).get_json()["status"] == "posted"
     with app.app_context():
         flags = db.session.scalars(select(HouseholdFlag)).all()
-        assert [(f.household_id, f.kind, f.claim_id, f.from_month, f.until_month)
-                for f in flags] == [(world.household_x, "veto", claim["id"], "2026-04",
-                                     "2027-03")]
+        assert [
+            (f.household_id, f.kind, f.claim_id, f.from_month, f.until_month) for f in flags
+        ] == [(world.household_x, "veto", claim["id"], "2026-04", "2027-03")]
 
 
 # ---- scope -----------------------------------------------------------------------------------
 
+
 def test_claims_are_seen_and_reviewed_only_within_scope(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
         mine = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 1).get_json()
-        theirs = self_report(client, world, neighbour["user"], items["PUB-VOLUNTEER"],
-                             1).get_json()
-        village_b = self_report(client, world, "villager_y", items["PUB-VOLUNTEER"],
-                                1).get_json()
+        theirs = self_report(client, world, neighbour["user"], items["PUB-VOLUNTEER"], 1).get_json()
+        village_b = self_report(client, world, "villager_y", items["PUB-VOLUNTEER"], 1).get_json()
 
         assert get_claim(client, world, "villager_y", mine["id"]).status_code == 404
         assert get_claim(client, world, "villager_x", theirs["id"]).status_code == 404
         assert get_claim(client, world, "cadre_b", mine["id"]).status_code == 404
         cross = approve(client, world, "cadre_b", mine["id"])
         assert cross.status_code == 404
-        cross_reject = client.post(f"/api/v1/claims/{mine['id']}/reject",
-                                   json={"reason": "x"}, headers=world.headers("cadre_b"))
+        cross_reject = client.post(
+            f"/api/v1/claims/{mine['id']}/reject",
+            json={"reason": "x"},
+            headers=world.headers("cadre_b"),
+        )
         assert cross_reject.status_code == 404
         own = approve(client, world, "villager_x", mine["id"])
         assert own.status_code == 403
@@ -831,21 +964,32 @@ def test_claims_are_seen_and_reviewed_only_within_scope(
 
 # ---- posting re-decides the points -----------------------------------------------------------
 
+
 def test_posting_never_gives_more_than_the_notice_showed(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
 ) -> None:
     volunteer = items["PUB-VOLUNTEER"]
     with frozen(MARCH_10):
         first, second, third = (
-            self_report(client, world, "villager_x", volunteer, 8).get_json() for _ in range(3))
+            self_report(client, world, "villager_x", volunteer, 8).get_json() for _ in range(3)
+        )
         assert [c["points"] for c in (first, second, third)] == [16, 16, 8]
-        assert client.post(f"/api/v1/claims/{second['id']}/reject", json={"reason": "重复"},
-                           headers=world.headers("cadre_a")).status_code == 200
+        assert (
+            client.post(
+                f"/api/v1/claims/{second['id']}/reject",
+                json={"reason": "重复"},
+                headers=world.headers("cadre_a"),
+            ).status_code
+            == 200
+        )
         for claim in (first, third):
-            assert approve(client, world, "cadre_a", claim["id"]).get_json()["status"] == \
-                "in_notice"
-        shown = {n["claim_id"]: n["points"]
-                 for n in notice_of(client, world, "villager_x").get_json()["items"]}
+            assert (
+                approve(client, world, "cadre_a", claim["id"]).get_json()["status"] == "in_notice"
+            )
+        shown = {
+            n["claim_id"]: n["points"]
+            for n in notice_of(client, world, "villager_x").get_json()["items"]
+        }
         assert shown == {first["id"]: 16, third["id"]: 8}
     with frozen(MARCH_10 + timedelta(days=5)):
         assert post_due(runner) == 2
@@ -864,8 +1008,11 @@ def test_a_reversed_award_frees_its_cap(
         refused = self_report(client, world, "villager_x", volunteer, units=8)
         assert refused.status_code == 422 and error_code(refused) == "no_points"
         first = entries_of(app, world.household_x)[0]
-        reversed_ = client.post(f"/api/v1/ledger/{first['id']}/reverse",
-                                json={"reason": "录入错误"}, headers=world.headers("cadre_a"))
+        reversed_ = client.post(
+            f"/api/v1/ledger/{first['id']}/reverse",
+            json={"reason": "录入错误"},
+            headers=world.headers("cadre_a"),
+        )
         assert reversed_.status_code == 201
         again = self_report(client, world, "villager_x", volunteer, units=8)
         assert again.status_code == 201, again.get_json()

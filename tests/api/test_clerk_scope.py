@@ -53,19 +53,24 @@ def build_village_a(app: Flask, client: FlaskClient, world: World) -> dict[str, 
     set_policy(client, world, qualification_line=0)
     fund(app, world.household_x, 100)
     photo = upload_photo(client, world.headers("villager_x"))
-    claim = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2,
-                        note="秘申报x", evidence=[photo])
+    claim = self_report(
+        client, world, "villager_x", items["PUB-VOLUNTEER"], 2, note="秘申报x", evidence=[photo]
+    )
     assert claim.status_code == 201, claim.get_json()
-    activity, code = open_activity(client, world, items["GOV-ASSEMBLY"], title="秘大会a",
-                                   note="秘细节")
-    checkin = client.post(f"{API}/checkins", json={"token": code},
-                          headers=world.headers("villager_x"))
+    activity, code = open_activity(
+        client, world, items["GOV-ASSEMBLY"], title="秘大会a", note="秘细节"
+    )
+    checkin = client.post(
+        f"{API}/checkins", json={"token": code}, headers=world.headers("villager_x")
+    )
     assert checkin.status_code == 201, checkin.get_json()
-    plate = client.post(f"{API}/households/{world.household_x}/plate/renew",
-                        headers=world.headers("cadre_a"))
+    plate = client.post(
+        f"{API}/households/{world.household_x}/plate/renew", headers=world.headers("cadre_a")
+    )
     assert plate.status_code == 201, plate.get_json()
-    board = client.get(f"{API}/villages/{world.village_a}/board.png",
-                       headers=world.headers("cadre_a"))
+    board = client.get(
+        f"{API}/villages/{world.village_a}/board.png", headers=world.headers("cadre_a")
+    )
     assert board.status_code == 200
 
     w = add_household(app, world.village_a, "邻居w户", "店里顾客", openid="openid-w")
@@ -74,23 +79,36 @@ def build_village_a(app: Flask, client: FlaskClient, world: World) -> dict[str, 
     buyer = world.headers(w["user"])
     picked = order(client, buyer, world.shop_a, [(soap, 1)])
     assert picked.status_code == 201, picked.get_json()
-    assert scan(client, world.headers("clerk_a"),
-                picked.get_json()["pickup_token"]).status_code == 200
+    assert (
+        scan(client, world.headers("clerk_a"), picked.get_json()["pickup_token"]).status_code == 200
+    )
     waiting = order(client, buyer, world.shop_a, [(soap, 2)])
     assert waiting.status_code == 201, waiting.get_json()
     with app.app_context():
         tokens = dict(db.session.execute(select(PublicLink.kind, PublicLink.token)).all())
-        version = db.session.scalar(select(RuleItemVersion.id).where(
-            RuleItemVersion.item_id == items["PUB-VOLUNTEER"]))
+        version = db.session.scalar(
+            select(RuleItemVersion.id).where(RuleItemVersion.item_id == items["PUB-VOLUNTEER"])
+        )
     return {
-        "township": world.township_1, "village": world.village_a, "group": world.group_x,
-        "household": world.household_x, "villager": world.head_x,
-        "claim": claim.get_json()["id"], "upload": photo, "activity": activity,
-        "checkin": checkin.get_json()["checkin_id"], "shop": world.shop_a, "reward": soap,
-        "redemption": waiting.get_json()["id"], "picked": picked.get_json()["id"],
-        "catalog": catalog_id(app, world.township_1), "item": items["PUB-VOLUNTEER"],
-        "version": version, "plate_token": tokens["plate"],
-        "board_token": tokens["board"], "month": picked.get_json()["created_at"][:7],
+        "township": world.township_1,
+        "village": world.village_a,
+        "group": world.group_x,
+        "household": world.household_x,
+        "villager": world.head_x,
+        "claim": claim.get_json()["id"],
+        "upload": photo,
+        "activity": activity,
+        "checkin": checkin.get_json()["checkin_id"],
+        "shop": world.shop_a,
+        "reward": soap,
+        "redemption": waiting.get_json()["id"],
+        "picked": picked.get_json()["id"],
+        "catalog": catalog_id(app, world.township_1),
+        "item": items["PUB-VOLUNTEER"],
+        "version": version,
+        "plate_token": tokens["plate"],
+        "board_token": tokens["board"],
+        "month": picked.get_json()["created_at"][:7],
     }
 
 
@@ -161,8 +179,7 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.month_proof": ("/households/{household}/month-proof?period=2026-03", 404, None),
     # public (no login, no names); no month of the scene is closed
     "boards.month_root": ("/villages/{village}/month-root?period=2026-03", 404, None),
-    "boards.township_month_root": ("/townships/{township}/month-root?period=2026-03", 404,
-                                   None),
+    "boards.township_month_root": ("/townships/{township}/month-root?period=2026-03", 404, None),
     "rules.village_items": ("/villages/{village}/rule-items", 404, None),
     "rules.my_items": ("/rule-items", 422, None),  # of no village: names one (village_id)
     # no household of their own; what only admins may do
@@ -172,28 +189,40 @@ CLERK_GETS: dict[str, tuple[str, int, str | None]] = {
     "boards.my_privacy": ("/me/board-privacy", 403, None),
     "boards.township_settings": ("/townships/{township}/board-settings", 403, None),
     "boards.township_stats": ("/townships/{township}/stats", 403, None),
-    "boards.township_month_report": ("/townships/{township}/month-report.pdf?period=2026-03",
-                                     403, None),
+    "boards.township_month_report": (
+        "/townships/{township}/month-report.pdf?period=2026-03",
+        403,
+        None,
+    ),
     "shop.points_report": ("/townships/{township}/points-report", 403, None),
     "users.list_users": ("/users", 403, None),
     "users.list_audit": ("/audit", 403, None),
 }
 # The same records reached by a filter rather than a path.
 CLERK_FILTERED_GETS = [
-    ("/rankings?group_id={group}", 404), ("/rankings?township_id={township}", 403),
-    ("/claims?village_id={village}", 200), ("/claims?household_id={household}", 200),
-    ("/activities?village_id={village}", 200), ("/villages?township_id={township}", 200),
+    ("/rankings?group_id={group}", 404),
+    ("/rankings?township_id={township}", 403),
+    ("/claims?village_id={village}", 200),
+    ("/claims?household_id={household}", 200),
+    ("/activities?village_id={village}", 200),
+    ("/villages?township_id={township}", 200),
     ("/rule-items?village_id={village}", 404),
 ]
 # Pages outside /api/v1 that show no record (tested in test_html_headers.py), and Flask's.
-NOT_API = {"activity_pages.display_page", "board_pages.board_page", "board_pages.plate_page",
-           "pages.healthz", "pages.index", "pages.qr_landing", "static",
-           "metrics.metrics"}  # Prometheus's, not a login's
+NOT_API = {
+    "activity_pages.display_page",
+    "board_pages.board_page",
+    "board_pages.plate_page",
+    "pages.healthz",
+    "pages.index",
+    "pages.qr_landing",
+    "static",
+    "metrics.metrics",
+}  # Prometheus's, not a login's
 
 
 def _get_endpoints(app: Flask) -> set[str]:
-    return {rule.endpoint for rule in app.url_map.iter_rules()
-            if "GET" in (rule.methods or set())}
+    return {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in (rule.methods or set())}
 
 
 def test_every_get_route_is_classified_for_a_clerk(app: Flask) -> None:
@@ -215,8 +244,9 @@ def test_a_clerk_reads_the_counter_and_nothing_of_the_village(
     before = database_state(app)
     failures = []
     cases = [(url, status, check) for url, status, check in CLERK_GETS.values()]
-    cases += [(url, status, "empty" if status == 200 else None)
-              for url, status in CLERK_FILTERED_GETS]
+    cases += [
+        (url, status, "empty" if status == 200 else None) for url, status in CLERK_FILTERED_GETS
+    ]
     for url, status, check in cases:
         path = API + _fill(url, ids)
         response = client.get(path, headers=clerk)
@@ -224,13 +254,17 @@ def test_a_clerk_reads_the_counter_and_nothing_of_the_village(
         response.close()
         leaked = [s for s in SECRETS if s in text]
         if response.status_code != status or leaked:
-            failures.append(f"{path}: {response.status_code} (want {status}) {leaked} "
-                            f"{text[:200]}")
+            failures.append(f"{path}: {response.status_code} (want {status}) {leaked} {text[:200]}")
             continue
         if status >= 400:
             expected = {403: "forbidden", 404: "not_found", 422: "village_required"}[status]
-            if error_code(response) not in (expected, "not_bound", "no_pickup_code",
-                                            "no_image", "no_month_root"):
+            if error_code(response) not in (
+                expected,
+                "not_bound",
+                "no_pickup_code",
+                "no_image",
+                "no_month_root",
+            ):
                 failures.append(f"{path}: {response.get_json()}")
         elif check == "empty" and response.get_json()["items"] != []:
             failures.append(f"{path}: lists {response.get_json()['items']}")
@@ -240,8 +274,9 @@ def test_a_clerk_reads_the_counter_and_nothing_of_the_village(
     # what the counter does see: its orders, with the household that placed them
     orders = client.get(f"{API}/redemptions", headers=clerk).get_json()["items"]
     assert {o["household_name"] for o in orders} == {"邻居w户"} and len(orders) == 2
-    statement = client.get(f"{API}/shops/{world.shop_a}/settlements?month={ids['month']}",
-                           headers=clerk).get_json()
+    statement = client.get(
+        f"{API}/shops/{world.shop_a}/settlements?month={ids['month']}", headers=clerk
+    ).get_json()
     assert statement["redemptions"] == 1
 
 
@@ -257,12 +292,18 @@ def test_member_lookup_shows_the_card_holder_and_nothing_more(
     url = f"{API}/shops/{world.shop_a}/member-lookup"
 
     bare = client.post(url, json={"member_token": card}, headers=clerk)
-    scanned = client.post(url, json={"member_token": f"https://jf.example.gov.cn/q/{card}\n"},
-                          headers=clerk)
+    scanned = client.post(
+        url, json={"member_token": f"https://jf.example.gov.cn/q/{card}\n"}, headers=clerk
+    )
 
     assert bare.status_code == 200, bare.get_json()
-    assert bare.get_json() == {"villager_name": "配偶x", "household_id": world.household_x,
-                               "household_name": "x户", "available": 40, "qualifies": True}
+    assert bare.get_json() == {
+        "villager_name": "配偶x",
+        "household_id": world.household_x,
+        "household_name": "x户",
+        "available": 40,
+        "qualifies": True,
+    }
     assert scanned.status_code == 200 and scanned.get_json() == bare.get_json()
     assert database_state(app) == before  # a look-up writes nothing
 
@@ -282,11 +323,14 @@ def test_member_lookup_qualifies_as_counter_redemption_does(
     clerk = world.headers("clerk_a")
     for line, qualifies in ((31, False), (30, True)):
         set_policy(client, world, qualification_line=line)
-        found = client.post(f"{API}/shops/{world.shop_a}/member-lookup",
-                            json={"member_token": card}, headers=clerk).get_json()
-        sold = client.post(f"{API}/shops/{world.shop_a}/counter-redemptions", headers=clerk,
-                           json={"member_token": card,
-                                 "items": [{"reward_id": soap, "quantity": 1}]})
+        found = client.post(
+            f"{API}/shops/{world.shop_a}/member-lookup", json={"member_token": card}, headers=clerk
+        ).get_json()
+        sold = client.post(
+            f"{API}/shops/{world.shop_a}/counter-redemptions",
+            headers=clerk,
+            json={"member_token": card, "items": [{"reward_id": soap, "quantity": 1}]},
+        )
         assert found["qualifies"] is qualifies
         assert (sold.status_code == 201) is qualifies, sold.get_json()
         if not qualifies:
@@ -296,8 +340,10 @@ def test_member_lookup_qualifies_as_counter_redemption_does(
             assert "30" not in sold.get_json()["error"]["message"]
     # the counter sale still works for a clerk who cannot read the household
     assert account_of(app, world.household_x)["available"] == 25
-    assert client.get(f"{API}/households/{world.household_x}/account",
-                      headers=clerk).status_code == 404
+    assert (
+        client.get(f"{API}/households/{world.household_x}/account", headers=clerk).status_code
+        == 404
+    )
 
 
 def test_member_lookup_of_a_household_without_an_account_creates_none(
@@ -305,34 +351,53 @@ def test_member_lookup_of_a_household_without_an_account_creates_none(
 ) -> None:
     new = add_household(app, world.village_a, "新户", "新来的")
     before = database_state(app)
-    found = client.post(f"{API}/shops/{world.shop_a}/member-lookup",
-                        json={"member_token": member_token(app, new["head"])},
-                        headers=world.headers("clerk_a"))
+    found = client.post(
+        f"{API}/shops/{world.shop_a}/member-lookup",
+        json={"member_token": member_token(app, new["head"])},
+        headers=world.headers("clerk_a"),
+    )
     assert found.status_code == 200, found.get_json()
     # no catalog: the default policy's line of 60 points stands
-    assert found.get_json() == {"villager_name": "新来的", "household_id": new["household"],
-                                "household_name": "新户", "available": 0, "qualifies": False}
+    assert found.get_json() == {
+        "villager_name": "新来的",
+        "household_id": new["household"],
+        "household_name": "新户",
+        "available": 0,
+        "qualifies": False,
+    }
     assert database_state(app) == before
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Account)) == 0
 
 
-@pytest.mark.parametrize(("who", "shop", "card", "status", "code"), [
-    ("clerk_a", "shop_a", "head_y", 422, "shop_not_serving"),  # village B is not served
-    ("clerk_a", "shop_a", "garbage", 422, "qr_invalid"),
-    ("cadre_a", "shop_a", "head_x", 403, "forbidden"),  # may see the shop, not work it
-    ("villager_x", "shop_a", "head_x", 403, "forbidden"),
-    ("tadmin1", "shop_a", "head_x", 403, "forbidden"),
-    ("cadre_b", "shop_a", "head_x", 404, "not_found"),  # shop A serves no village of theirs
-])
+@pytest.mark.parametrize(
+    ("who", "shop", "card", "status", "code"),
+    [
+        ("clerk_a", "shop_a", "head_y", 422, "shop_not_serving"),  # village B is not served
+        ("clerk_a", "shop_a", "garbage", 422, "qr_invalid"),
+        ("cadre_a", "shop_a", "head_x", 403, "forbidden"),  # may see the shop, not work it
+        ("villager_x", "shop_a", "head_x", 403, "forbidden"),
+        ("tadmin1", "shop_a", "head_x", 403, "forbidden"),
+        ("cadre_b", "shop_a", "head_x", 404, "not_found"),  # shop A serves no village of theirs
+    ],
+)
 def test_member_lookup_refusals(
-    app: Flask, client: FlaskClient, world: World, who: str, shop: str, card: str,
-    status: int, code: str,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    who: str,
+    shop: str,
+    card: str,
+    status: int,
+    code: str,
 ) -> None:
     fund(app, world.household_y, 50)
     token = "not-a-card" if card == "garbage" else member_token(app, world.ids[card])
-    response = client.post(f"{API}/shops/{world.ids[shop]}/member-lookup",
-                           json={"member_token": token}, headers=world.headers(who))
+    response = client.post(
+        f"{API}/shops/{world.ids[shop]}/member-lookup",
+        json={"member_token": token},
+        headers=world.headers(who),
+    )
     assert response.status_code == status, response.get_json()
     assert error_code(response) == code
     text = response.get_data(as_text=True)

@@ -26,17 +26,25 @@ def test_demo_seeds_the_township_and_its_logins_work(
     # Last months' awards are posted, so passbooks and boards have something in them.
     assert count(app, LedgerEntry) > 50
     assert "posted awards" in result.output
-    for username in ("county_admin", "township_admin", "cadre_qs", "clerk_qs", "cadre_ty",
-                     "clerk_ty"):
+    for username in (
+        "county_admin",
+        "township_admin",
+        "cadre_qs",
+        "clerk_qs",
+        "cadre_ty",
+        "clerk_ty",
+    ):
         assert username in result.output
-        response = client.post("/api/v1/auth/login",
-                               json={"username": username, "password": DEMO_PASSWORD})
+        response = client.post(
+            "/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD}
+        )
         assert response.status_code == 200, username
     with app.app_context():
         # every household has exactly one head (户主)
         heads = db.session.execute(
             select(Villager.household_id, func.count())
-            .where(Villager.relation == "户主").group_by(Villager.household_id)
+            .where(Villager.relation == "户主")
+            .group_by(Villager.household_id)
         ).all()
     assert len(heads) == count(app, Household)
     assert all(n == 1 for _, n in heads)
@@ -62,18 +70,41 @@ def test_demo_if_empty_skips_quietly(app: Flask, runner: Any) -> None:
 def test_users_create_county_admin_who_can_log_in(
     app: Flask, runner: Any, client: FlaskClient
 ) -> None:
-    result = runner.invoke(args=["users", "create", "--role", "county_admin", "--username",
-                                 "root", "--password", "a-long-password"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--role",
+            "county_admin",
+            "--username",
+            "root",
+            "--password",
+            "a-long-password",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    response = client.post("/api/v1/auth/login",
-                           json={"username": "root", "password": "a-long-password"})
+    response = client.post(
+        "/api/v1/auth/login", json={"username": "root", "password": "a-long-password"}
+    )
     assert response.status_code == 200
     assert response.get_json()["user"]["role"] == "county_admin"
 
 
 def test_users_create_cadre_needs_a_real_village(app: Flask, runner: Any) -> None:
-    result = runner.invoke(args=["users", "create", "--role", "cadre", "--username", "c1",
-                                 "--password", "a-long-password", "--village-id", "999"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--role",
+            "cadre",
+            "--username",
+            "c1",
+            "--password",
+            "a-long-password",
+            "--village-id",
+            "999",
+        ]
+    )
     assert result.exit_code != 0
     assert "村" in result.output
     with app.app_context():
@@ -81,7 +112,17 @@ def test_users_create_cadre_needs_a_real_village(app: Flask, runner: Any) -> Non
 
 
 def test_users_create_refuses_a_short_password(app: Flask, runner: Any) -> None:
-    result = runner.invoke(args=["users", "create", "--role", "county_admin", "--username",
-                                 "root", "--password", "short"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--role",
+            "county_admin",
+            "--username",
+            "root",
+            "--password",
+            "short",
+        ]
+    )
     assert result.exit_code != 0
     assert count(app, User) == 0

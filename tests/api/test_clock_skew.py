@@ -30,23 +30,32 @@ BOUNDARY = local(2026, 12, 1, 9, 5)
 STEP = 30
 
 
-def rotating_activity(client: FlaskClient, world: World, item_id: int,
-                      step_seconds: int = STEP) -> int:
+def rotating_activity(
+    client: FlaskClient, world: World, item_id: int, step_seconds: int = STEP
+) -> int:
     with frozen(local(2026, 11, 30, 15, 0)):
-        response = client.post(f"{API}/activities", headers=world.headers("cadre_a"), json={
-            "village_id": world.village_a, "title": "十二月村民大会", "rule_item_id": item_id,
-            "starts_at": local(2026, 12, 1, 9, 0).isoformat(),
-            "ends_at": local(2026, 12, 1, 11, 0).isoformat(),
-            "qr_mode": "rotating", "qr_step_seconds": step_seconds,
-        })
+        response = client.post(
+            f"{API}/activities",
+            headers=world.headers("cadre_a"),
+            json={
+                "village_id": world.village_a,
+                "title": "十二月村民大会",
+                "rule_item_id": item_id,
+                "starts_at": local(2026, 12, 1, 9, 0).isoformat(),
+                "ends_at": local(2026, 12, 1, 11, 0).isoformat(),
+                "qr_mode": "rotating",
+                "qr_step_seconds": step_seconds,
+            },
+        )
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
 
 def shown_code(client: FlaskClient, world: World, activity_id: int) -> dict[str, Any]:
     """What the display screen shows now (its server's clock is the frozen one)."""
-    response = client.get(f"{API}/activities/{activity_id}/qr-token",
-                          headers=world.headers("cadre_a"))
+    response = client.get(
+        f"{API}/activities/{activity_id}/qr-token", headers=world.headers("cadre_a")
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
@@ -56,6 +65,7 @@ def seconds(n: float) -> timedelta:
 
 
 # ---- rotating activity codes ----------------------------------------------------------------
+
 
 def test_the_next_step_from_a_screen_a_few_seconds_ahead_is_accepted(
     client: FlaskClient, world: World, items: dict[str, int]
@@ -94,8 +104,7 @@ def test_the_previous_step_keeps_its_grace_and_no_more(
     activity_id = rotating_activity(client, world, items["GOV-ASSEMBLY"])
     step = int(BOUNDARY.timestamp()) // STEP
     code = CODEC.encode(TokenType.ACTIVITY, (activity_id, step - 1))
-    second = add_household(client.application, world.village_a, "二户", "户主二",
-                           openid="openid-2")
+    second = add_household(client.application, world.village_a, "二户", "户主二", openid="openid-2")
     with frozen(BOUNDARY + seconds(STEP - 1)):
         graced = check_in(client, world, code)
     with frozen(BOUNDARY + seconds(STEP)):
@@ -105,7 +114,10 @@ def test_the_previous_step_keeps_its_grace_and_no_more(
 
 
 def test_the_tolerance_is_the_configured_one(
-    app: Flask, client: FlaskClient, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     activity_id = rotating_activity(client, world, items["GOV-ASSEMBLY"])
@@ -124,6 +136,7 @@ def test_the_tolerance_is_the_configured_one(
 
 # ---- access and refresh tokens --------------------------------------------------------------
 
+
 def test_a_token_from_a_server_a_few_seconds_ahead_is_accepted(
     client: FlaskClient, world: World
 ) -> None:
@@ -132,8 +145,7 @@ def test_a_token_from_a_server_a_few_seconds_ahead_is_accepted(
         pair = world.tokens("cadre_a")
     with frozen(at):  # the next request lands on the server on time
         me = client.get(ME, headers={"Authorization": f"Bearer {pair.access_token}"})
-        refreshed = client.post(f"{API}/auth/refresh",
-                                json={"refresh_token": pair.refresh_token})
+        refreshed = client.post(f"{API}/auth/refresh", json={"refresh_token": pair.refresh_token})
     assert me.status_code == 200, me.get_json()
     assert me.get_json()["user"]["id"] == world.cadre_a
     assert refreshed.status_code == 200, refreshed.get_json()
@@ -156,8 +168,7 @@ def test_a_token_issued_beyond_the_leeway_is_refused(
         assert error_code(response) == "token_invalid"
 
 
-def test_the_leeway_also_applies_to_expiry(client: FlaskClient, world: World,
-                                          app: Flask) -> None:
+def test_the_leeway_also_applies_to_expiry(client: FlaskClient, world: World, app: Flask) -> None:
     at = local(2026, 12, 1, 9, 0)
     with frozen(at):
         headers = world.headers("cadre_a")
@@ -176,16 +187,21 @@ def test_a_binding_code_from_a_server_ahead_binds(
     """QR codes with an expiry carry no issued-at or not-before: nothing to refuse early."""
     at = local(2026, 12, 1, 9, 0)
     with frozen(at + seconds(30)):
-        response = client.post(f"{API}/villagers/{world.spouse_x}/binding-token",
-                               headers=world.headers("cadre_a"))
+        response = client.post(
+            f"{API}/villagers/{world.spouse_x}/binding-token", headers=world.headers("cadre_a")
+        )
     assert response.status_code == 201, response.get_json()
     with frozen(at):
-        bound = client.post(f"{API}/auth/bind", json={"token": response.get_json()["token"]},
-                            headers=world.headers("unbound"))
+        bound = client.post(
+            f"{API}/auth/bind",
+            json={"token": response.get_json()["token"]},
+            headers=world.headers("unbound"),
+        )
     assert bound.status_code == 200, bound.get_json()
 
 
 # ---- configuration --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["QR_CLOCK_SKEW_SECONDS", "JWT_LEEWAY_SECONDS"])
 @pytest.mark.parametrize("value", ["five", "-1", "61", "1.5"])
@@ -214,6 +230,7 @@ def test_the_tolerances_default_to_a_few_seconds(monkeypatch: pytest.MonkeyPatch
 
 
 # ---- the tests' own clock -------------------------------------------------------------------
+
 
 @pytest.mark.server_zones
 def test_freezing_the_clock_leaves_the_server_in_its_own_zone(server_zone: str) -> None:

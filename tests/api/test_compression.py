@@ -25,8 +25,10 @@ GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 
 
 def _rules(client: FlaskClient, world: World, **headers: str) -> Any:
-    return client.get(f"{API}/villages/{world.village_a}/rule-items?per_page=100",
-                      headers={**world.headers("villager_x"), **headers})
+    return client.get(
+        f"{API}/villages/{world.village_a}/rule-items?per_page=100",
+        headers={**world.headers("villager_x"), **headers},
+    )
 
 
 def test_a_long_json_answer_is_gzipped_for_a_client_that_accepts_it(
@@ -60,11 +62,16 @@ def test_small_answers_and_files_are_not_gzipped(
     assert small.status_code == 200 and "Content-Encoding" not in small.headers
     image = BytesIO()
     Image.new("RGB", (40, 30), (9, 9, 9)).save(image, "JPEG")
-    boundary, body = encode_multipart({"file": FileStorage(BytesIO(image.getvalue()),
-                                                           filename="a.jpg")})
+    boundary, body = encode_multipart(
+        {"file": FileStorage(BytesIO(image.getvalue()), filename="a.jpg")}
+    )
     headers = world.headers("villager_x")
-    photo = client.post(f"{API}/uploads", headers=headers, data=body,
-                        content_type=f"multipart/form-data; boundary={boundary}").get_json()
+    photo = client.post(
+        f"{API}/uploads",
+        headers=headers,
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    ).get_json()
     response = client.get(f"{API}/uploads/{photo['id']}", headers={**headers, **GZIP})
     data = response.get_data()
     response.close()
@@ -78,9 +85,12 @@ def test_lists_answer_304_while_unchanged(app: Flask, client: FlaskClient, world
     add_reward(app, world.shop_a, "香皂", 5, 10)
     catalog = catalog_id(app, world.township_1)
     villager = world.headers("villager_x")
-    for path in (f"{API}/villages/{world.village_a}/rule-items",
-                 f"{API}/rule-catalogs/{catalog}/items", f"{API}/rule-catalogs",
-                 f"{API}/shops/{world.shop_a}/rewards"):
+    for path in (
+        f"{API}/villages/{world.village_a}/rule-items",
+        f"{API}/rule-catalogs/{catalog}/items",
+        f"{API}/rule-catalogs",
+        f"{API}/shops/{world.shop_a}/rewards",
+    ):
         first = client.get(path, headers=villager)
         assert first.status_code == 200, path
         etag = first.headers["ETag"]
@@ -100,17 +110,23 @@ def test_lists_answer_304_while_unchanged(app: Flask, client: FlaskClient, world
 def test_errors_and_writes_carry_no_etag(client: FlaskClient, world: World) -> None:
     missing = client.get(f"{API}/rewards/999999", headers=world.headers("clerk_a"))
     assert missing.status_code == 404 and "ETag" not in missing.headers
-    written = client.post(f"{API}/shops/{world.shop_a}/rewards",
-                          headers=world.headers("clerk_a"), json={"name": "皂", "points": 1})
+    written = client.post(
+        f"{API}/shops/{world.shop_a}/rewards",
+        headers=world.headers("clerk_a"),
+        json={"name": "皂", "points": 1},
+    )
     assert written.status_code == 201 and "ETag" not in written.headers
 
 
 # ---- the printed board ----------------------------------------------------------------------
 
+
 def _board_png(client: FlaskClient, world: World, period: str, **headers: str) -> Any:
-    return client.get(f"{API}/villages/{world.village_a}/board.png",
-                      query_string={"period": period},
-                      headers={**world.headers("cadre_a"), **headers})
+    return client.get(
+        f"{API}/villages/{world.village_a}/board.png",
+        query_string={"period": period},
+        headers={**world.headers("cadre_a"), **headers},
+    )
 
 
 def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_for_good(
@@ -128,14 +144,15 @@ def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_for_good(
         moved = _board_png(client, world, "2026-03", **{"If-None-Match": etag})
         assert moved.status_code == 200 and moved.headers["ETag"] != etag
     with frozen(local(2026, 4, 2)):
-        closed = client.post(f"{API}/villages/{world.village_a}/board/close",
-                             json={"period": "2026-03", "force": True},
-                             headers=world.headers("cadre_a"))
+        closed = client.post(
+            f"{API}/villages/{world.village_a}/board/close",
+            json={"period": "2026-03", "force": True},
+            headers=world.headers("cadre_a"),
+        )
         assert closed.status_code == 201, closed.get_json()
         published = _board_png(client, world, "2026-03")
         assert published.headers["Cache-Control"] == "private, max-age=86400"
-        kept = _board_png(client, world, "2026-03",
-                          **{"If-None-Match": published.headers["ETag"]})
+        kept = _board_png(client, world, "2026-03", **{"If-None-Match": published.headers["ETag"]})
         assert kept.status_code == 304
         # The phone is given a versioned address, which may be kept for good.
         png_url = _board_json(client, world, "2026-03")["png_url"]
@@ -147,17 +164,22 @@ def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_for_good(
     # A closed month's picture carries the day it was published, not the day it is shown:
     # the next day it is the same picture.
     with frozen(local(2026, 4, 3)):
-        next_day = _board_png(client, world, "2026-03",
-                              **{"If-None-Match": published.headers["ETag"]})
+        next_day = _board_png(
+            client, world, "2026-03", **{"If-None-Match": published.headers["ETag"]}
+        )
         assert next_day.status_code == 304
         assert _board_json(client, world, "2026-03")["png_url"] == png_url
         # A household withdrawing its name changes the posted board: a new ETag and a new
         # address, so no phone keeps showing the name under the old one.
-        opted = client.put(f"{API}/me/board-privacy", json={"public_board_opt_out": True},
-                           headers=world.headers("villager_x"))
+        opted = client.put(
+            f"{API}/me/board-privacy",
+            json={"public_board_opt_out": True},
+            headers=world.headers("villager_x"),
+        )
         assert opted.status_code == 200
-        withdrawn = _board_png(client, world, "2026-03",
-                               **{"If-None-Match": published.headers["ETag"]})
+        withdrawn = _board_png(
+            client, world, "2026-03", **{"If-None-Match": published.headers["ETag"]}
+        )
         assert withdrawn.status_code == 200
         assert _board_json(client, world, "2026-03")["png_url"] != png_url
         stale = client.get(png_url, headers=world.headers("villager_x"))
@@ -165,18 +187,23 @@ def test_the_running_months_board_is_revalidated_and_a_closed_one_kept_for_good(
 
 
 def _board_json(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
-    response = client.get(f"{API}/villages/{world.village_a}/board?period={period}",
-                          headers=world.headers("villager_x"))
+    response = client.get(
+        f"{API}/villages/{world.village_a}/board?period={period}",
+        headers=world.headers("villager_x"),
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
 
 def test_the_board_json_is_tagged_too(client: FlaskClient, world: World) -> None:
     with frozen(local(2026, 4, 2)):
-        first = client.get(f"{API}/villages/{world.village_a}/board?period=2026-03",
-                           headers=world.headers("villager_x"))
+        first = client.get(
+            f"{API}/villages/{world.village_a}/board?period=2026-03",
+            headers=world.headers("villager_x"),
+        )
         assert first.status_code == 200 and first.get_json()["status"] == "open"
-        again = client.get(f"{API}/villages/{world.village_a}/board?period=2026-03",
-                           headers={**world.headers("villager_x"),
-                                    "If-None-Match": first.headers["ETag"]})
+        again = client.get(
+            f"{API}/villages/{world.village_a}/board?period=2026-03",
+            headers={**world.headers("villager_x"), "If-None-Match": first.headers["ETag"]},
+        )
         assert again.status_code == 304

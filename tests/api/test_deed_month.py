@@ -33,25 +33,35 @@ from tests.support.reads import board, entries_of, error_code, issued
 API = "/api/v1"
 
 
-def evening_shift(client: FlaskClient, world: World, item_id: int, starts_at: datetime,
-                  ends_at: datetime) -> int:
+def evening_shift(
+    client: FlaskClient, world: World, item_id: int, starts_at: datetime, ends_at: datetime
+) -> int:
     """A per-hour activity of village A, created the day before; its id."""
     with frozen(local(2026, 3, 30, 15)):
-        created = client.post(f"{API}/activities", headers=world.headers("cadre_a"), json={
-            "village_id": world.village_a, "title": "防汛值守", "rule_item_id": item_id,
-            "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
-            "qr_mode": "static"})
+        created = client.post(
+            f"{API}/activities",
+            headers=world.headers("cadre_a"),
+            json={
+                "village_id": world.village_a,
+                "title": "防汛值守",
+                "rule_item_id": item_id,
+                "starts_at": starts_at.isoformat(),
+                "ends_at": ends_at.isoformat(),
+                "qr_mode": "static",
+            },
+        )
     assert created.status_code == 201, created.get_json()
     return int(created.get_json()["id"])
 
 
-def check_in(client: FlaskClient, world: World, activity_id: int, user: str | int,
-             at: datetime) -> int:
+def check_in(
+    client: FlaskClient, world: World, activity_id: int, user: str | int, at: datetime
+) -> int:
     with frozen(at):
-        token = client.get(f"{API}/activities/{activity_id}/qr-token",
-                           headers=world.headers("cadre_a")).get_json()["token"]
-        checked = client.post(f"{API}/checkins", json={"token": token},
-                              headers=world.headers(user))
+        token = client.get(
+            f"{API}/activities/{activity_id}/qr-token", headers=world.headers("cadre_a")
+        ).get_json()["token"]
+        checked = client.post(f"{API}/checkins", json={"token": token}, headers=world.headers(user))
     assert checked.status_code == 201, checked.get_json()
     assert checked.get_json()["status"] == "checked_in"
     return int(checked.get_json()["checkin_id"])
@@ -62,8 +72,11 @@ def red(body: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def closed_months(output: str, village_id: int) -> set[str]:
-    return {month for village, month in re.findall(r"village (\d+) (\d{4}-\d\d): closed",
-                                                   output) if int(village) == village_id}
+    return {
+        month
+        for village, month in re.findall(r"village (\d+) (\d{4}-\d\d): closed", output)
+        if int(village) == village_id
+    }
 
 
 def close_due(runner: Any) -> str:
@@ -73,6 +86,7 @@ def close_due(runner: Any) -> str:
 
 
 # ---- per-hour work checked out after midnight ----------------------------------------------
+
 
 def test_hours_worked_on_31_march_and_checked_out_on_1_april_are_marchs(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -87,13 +101,15 @@ def test_hours_worked_on_31_march_and_checked_out_on_1_april_are_marchs(
             assert volunteer(client, world, volunteering, hours)["status"] == "in_notice"
     with frozen(local(2026, 3, 16)):
         assert post_due(runner) == 3
-    shift = evening_shift(client, world, volunteering, local(2026, 3, 31, 19),
-                          local(2026, 3, 31, 23))
+    shift = evening_shift(
+        client, world, volunteering, local(2026, 3, 31, 19), local(2026, 3, 31, 23)
+    )
     checkin = check_in(client, world, shift, "villager_x", local(2026, 3, 31, 18, 45))
 
     with frozen(local(2026, 4, 1, 8)):
-        done = client.post(f"{API}/checkins/{checkin}/checkout",
-                           headers=world.headers("villager_x"))
+        done = client.post(
+            f"{API}/checkins/{checkin}/checkout", headers=world.headers("villager_x")
+        )
     out = done.get_json()
     assert done.status_code == 200, out
     assert (out["status"], out["points"]) == ("pending", 4)  # 4 of the 8: March is at 36
@@ -128,14 +144,18 @@ def test_an_open_check_in_holds_its_month_back_from_closing_until_its_activity_e
     00:15; once the watch is over a forgotten check-out no longer holds the board."""
     earn(app, world.household_x, 2, local(2026, 3, 5))
     watcher = add_household(app, world.village_a, "w户", "户主w", openid="openid-w")
-    watch = evening_shift(client, world, items["PUB-VOLUNTEER"], local(2026, 3, 31, 22),
-                          local(2026, 4, 1, 2))
+    watch = evening_shift(
+        client, world, items["PUB-VOLUNTEER"], local(2026, 3, 31, 22), local(2026, 4, 1, 2)
+    )
     check_in(client, world, watch, watcher["user"], local(2026, 3, 31, 21, 50))
 
     with frozen(local(2026, 4, 1, 0, 15)):
         assert closed_months(close_due(runner), world.village_a) == set()
-        by_hand = client.post(f"{API}/villages/{world.village_a}/board/close",
-                              json={"period": "2026-03"}, headers=world.headers("cadre_a"))
+        by_hand = client.post(
+            f"{API}/villages/{world.village_a}/board/close",
+            json={"period": "2026-03"},
+            headers=world.headers("cadre_a"),
+        )
         assert by_hand.status_code == 409 and error_code(by_hand) == "claims_undecided"
         assert board(client, world, "2026-03")["status"] == "open"
     with frozen(local(2026, 4, 1, 2, 15)):
@@ -145,8 +165,10 @@ def test_an_open_check_in_holds_its_month_back_from_closing_until_its_activity_e
 
 # ---- a veto (一票否决) of a month's last days ---------------------------------------------
 
-def vetoed_on_28_march(client: FlaskClient, runner: Any, world: World, items: dict[str, int]
-                       ) -> int:
+
+def vetoed_on_28_march(
+    client: FlaskClient, runner: Any, world: World, items: dict[str, int]
+) -> int:
     """Household x earns 6 points in March, household w 2: x heads March's red list. A veto
     awarded on 28 March by two cadres goes into its 7-day notice; returns its claim id."""
     earn_posted(client, runner, world, items["PUB-VOLUNTEER"], 3, local(2026, 3, 10))
@@ -179,13 +201,15 @@ def test_a_veto_decided_late_in_march_bars_the_household_from_march_on(
 
     # Withdrawn in May: the note names the month the bar started.
     with frozen(local(2026, 5, 5)):
-        done = client.post(f"{API}/claims/{veto}/veto-withdrawal",
-                           json={"reason": "复核撤销"}, headers=world.headers("tadmin1"))
+        done = client.post(
+            f"{API}/claims/{veto}/veto-withdrawal",
+            json={"reason": "复核撤销"},
+            headers=world.headers("tadmin1"),
+        )
         assert done.status_code == 200, done.get_json()
         may = board(client, world, "2026-05")
     assert done.get_json()["veto_withdrawal"]["vetoed_month"] == "2026-03"
-    assert [(c["kind"], c["month"]) for c in may["corrections"]] == [
-        ("veto_withdrawal", "2026-03")]
+    assert [(c["kind"], c["month"]) for c in may["corrections"]] == [("veto_withdrawal", "2026-03")]
     assert may["corrections"][0]["note"].startswith("2026年3月一票否决撤销")
 
 
@@ -206,11 +230,12 @@ def test_a_veto_of_a_month_closed_before_it_posted_shows_on_the_next_board(
         assert board(client, world, "2026-03") == published  # a closed board never changes
         april = board(client, world, "2026-04")
     assert [(r["name"], r["vetoed"]) for r in april["black"]] == [("户主x", True)]
-    assert [(c["kind"], c["name"], c["amount"], c["month"], c["item"])
-            for c in april["corrections"]] == [
-        ("late_veto", "户主x", 0, "2026-03", "大操大办、天价彩礼")]
+    assert [
+        (c["kind"], c["name"], c["amount"], c["month"], c["item"]) for c in april["corrections"]
+    ] == [("late_veto", "户主x", 0, "2026-03", "大操大办、天价彩礼")]
     assert april["corrections"][0]["note"] == (
-        "2026年3月榜单发布后一票否决生效，2026年3月至2027年2月不参加评比（已发布榜单不变）")
+        "2026年3月榜单发布后一票否决生效，2026年3月至2027年2月不参加评比（已发布榜单不变）"
+    )
 
     # April's board is published with the note; May's starts clean (April barred x).
     with frozen(local(2026, 5, 2)):
@@ -220,6 +245,7 @@ def test_a_veto_of_a_month_closed_before_it_posted_shows_on_the_next_board(
 
 
 # ---- reversals and the monthly budget -----------------------------------------------------
+
 
 def test_a_reversed_award_gives_its_points_back_to_its_months_budget(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -231,9 +257,11 @@ def test_a_reversed_award_gives_its_points_back_to_its_months_budget(
     assert issued(app) == {(world.village_a, "2026-03"): 6}
     [entry] = entries_of(app, world.household_x)
     with frozen(local(2026, 3, 20)):
-        reversed_ = client.post(f"{API}/ledger/{entry['id']}/reverse",
-                                json={"reason": "志愿时长登记错户"},
-                                headers=world.headers("cadre_a"))
+        reversed_ = client.post(
+            f"{API}/ledger/{entry['id']}/reverse",
+            json={"reason": "志愿时长登记错户"},
+            headers=world.headers("cadre_a"),
+        )
         assert reversed_.status_code == 201, reversed_.get_json()
         assert issued(app) == {(world.village_a, "2026-03"): 0}
         again = volunteer(client, world, items["PUB-VOLUNTEER"], 4)

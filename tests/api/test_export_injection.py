@@ -51,8 +51,10 @@ def poisoned_month(app: Flask, client: FlaskClient, world: World) -> dict[str, A
 
 
 def settlement(client: FlaskClient, world: World, fmt: str) -> Any:
-    response = client.get(f"{API}/shops/{world.shop_a}/settlements?month=2026-05&format={fmt}",
-                          headers=world.headers("tadmin1"))
+    response = client.get(
+        f"{API}/shops/{world.shop_a}/settlements?month=2026-05&format={fmt}",
+        headers=world.headers("tadmin1"),
+    )
     assert response.status_code == 200, response.data[:300]
     return response
 

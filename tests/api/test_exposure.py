@@ -35,14 +35,22 @@ def _audited_phone_writes(client: FlaskClient, world: World) -> None:
     """Staff writes whose snapshots hold phones: a member added, a phone changed, a roster
     imported (its own phones), a binding code made."""
     cadre = world.headers("cadre_a")
-    added = client.post(f"{API}/households/{world.household_x}/members", headers=cadre,
-                        json={"name": "新成员", "relation": "子女", "phone": NEW_MEMBER_PHONE})
+    added = client.post(
+        f"{API}/households/{world.household_x}/members",
+        headers=cadre,
+        json={"name": "新成员", "relation": "子女", "phone": NEW_MEMBER_PHONE},
+    )
     assert added.status_code == 201, added.get_json()
-    changed = client.patch(f"{API}/villagers/{world.head_x}", headers=cadre,
-                           json={"phone": CHANGED_PHONE})
+    changed = client.patch(
+        f"{API}/villagers/{world.head_x}", headers=cadre, json={"phone": CHANGED_PHONE}
+    )
     assert changed.status_code == 200, changed.get_json()
-    imported = client.post(f"{API}/villages/{world.village_a}/roster", data=ROSTER_CSV,
-                           content_type="text/csv", headers=cadre)
+    imported = client.post(
+        f"{API}/villages/{world.village_a}/roster",
+        data=ROSTER_CSV,
+        content_type="text/csv",
+        headers=cadre,
+    )
     assert imported.status_code == 201, imported.get_json()
     made = client.post(f"{API}/villagers/{world.spouse_x}/binding-token", headers=cadre)
     assert made.status_code == 201, made.get_json()
@@ -70,23 +78,32 @@ def test_the_audit_log_masks_phones_for_admins(
     assert entries["member.create"]["after"]["relation"] == "子女"
 
 
-def test_the_stored_audit_keeps_the_phones(app: Flask, client: FlaskClient,
-                                           world: World) -> None:
+def test_the_stored_audit_keeps_the_phones(app: Flask, client: FlaskClient, world: World) -> None:
     _audited_phone_writes(client, world)
     client.get(f"{API}/audit", headers=world.headers("county"))
     with app.app_context():
-        update = db.session.scalars(select(AuditEntry)
-                                    .where(AuditEntry.action == "villager.update")).one()
+        update = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "villager.update")
+        ).one()
         assert (update.before["phone"], update.after["phone"]) == (HEAD_X_PHONE, CHANGED_PHONE)
 
 
 # ---- a reward's picture link ----------------------------------------------------------------
 
 BAD_IMAGE_URLS = [
-    "javascript:alert(1)", "JavaScript:alert(document.cookie)", " javascript:alert(1)",
-    "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", "vbscript:msgbox(1)", "file:///etc/passwd",
-    "//evil.example/x.png", "/static/x.png", "ftp://example.com/x.png", "https://", "香皂.jpg",
-    "https://exa mple.com/x.png", "http://example.com/\nSet-Cookie:x",
+    "javascript:alert(1)",
+    "JavaScript:alert(document.cookie)",
+    " javascript:alert(1)",
+    "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+    "//evil.example/x.png",
+    "/static/x.png",
+    "ftp://example.com/x.png",
+    "https://",
+    "香皂.jpg",
+    "https://exa mple.com/x.png",
+    "http://example.com/\nSet-Cookie:x",
 ]
 
 
@@ -98,8 +115,11 @@ def test_a_reward_picture_must_be_a_web_link(
     clerk = world.headers("clerk_a")
     before = database_state(app)
 
-    created = client.post(f"{API}/shops/{world.shop_a}/rewards", headers=clerk,
-                          json={"name": "毛巾", "points": 8, "image_url": url})
+    created = client.post(
+        f"{API}/shops/{world.shop_a}/rewards",
+        headers=clerk,
+        json={"name": "毛巾", "points": 8, "image_url": url},
+    )
     patched = client.patch(f"{API}/rewards/{soap}", headers=clerk, json={"image_url": url})
 
     for response in (created, patched):
@@ -110,10 +130,14 @@ def test_a_reward_picture_must_be_a_web_link(
     assert database_state(app) == before
 
 
-@pytest.mark.parametrize("url", [
-    "https://img.example.gov.cn/rewards/soap.jpg", "http://192.168.1.20/soap.png",
-    "HTTPS://cdn.example.com/a.jpg?w=200",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://img.example.gov.cn/rewards/soap.jpg",
+        "http://192.168.1.20/soap.png",
+        "HTTPS://cdn.example.com/a.jpg?w=200",
+    ],
+)
 def test_web_links_are_no_longer_taken_for_pictures(
     app: Flask, client: FlaskClient, world: World, url: str
 ) -> None:
@@ -122,8 +146,11 @@ def test_web_links_are_no_longer_taken_for_pictures(
     soap = add_reward(app, world.shop_a, "香皂", 5, 10)
     clerk = world.headers("clerk_a")
     before = database_state(app)
-    created = client.post(f"{API}/shops/{world.shop_a}/rewards", headers=clerk,
-                          json={"name": "毛巾", "points": 8, "image_url": url})
+    created = client.post(
+        f"{API}/shops/{world.shop_a}/rewards",
+        headers=clerk,
+        json={"name": "毛巾", "points": 8, "image_url": url},
+    )
     patched = client.patch(f"{API}/rewards/{soap}", headers=clerk, json={"image_url": url})
     for response in (created, patched):
         assert response.status_code == 422, response.get_json()
@@ -141,8 +168,11 @@ def test_no_picture_is_accepted_and_clears_an_old_link(
     clerk = world.headers("clerk_a")
     shown = client.get(f"{API}/rewards/{soap}", headers=clerk).get_json()
     assert shown["image_url"] == "https://img.example/soap.jpg"  # kept from before
-    created = client.post(f"{API}/shops/{world.shop_a}/rewards", headers=clerk,
-                          json={"name": "毛巾", "points": 8, "image_url": None})
+    created = client.post(
+        f"{API}/shops/{world.shop_a}/rewards",
+        headers=clerk,
+        json={"name": "毛巾", "points": 8, "image_url": None},
+    )
     patched = client.patch(f"{API}/rewards/{soap}", headers=clerk, json={"image_url": None})
     assert created.status_code == 201, created.get_json()
     assert patched.status_code == 200, patched.get_json()
@@ -153,20 +183,26 @@ def test_no_picture_is_accepted_and_clears_an_old_link(
 
 # ---- a household that keeps off the public boards -------------------------------------------
 
+
 def _plate_token(app: Flask, client: FlaskClient, world: World) -> str:
-    response = client.post(f"{API}/households/{world.household_x}/plate/renew",
-                           headers=world.headers("cadre_a"))
+    response = client.post(
+        f"{API}/households/{world.household_x}/plate/renew", headers=world.headers("cadre_a")
+    )
     assert response.status_code == 201, response.get_json()
     with app.app_context():
-        token = db.session.scalar(select(PublicLink.token).where(
-            PublicLink.household_id == world.household_x))
+        token = db.session.scalar(
+            select(PublicLink.token).where(PublicLink.household_id == world.household_x)
+        )
     assert token is not None
     return token
 
 
 def _opt_out(client: FlaskClient, world: World) -> None:
-    response = client.put(f"{API}/me/board-privacy", json={"public_board_opt_out": True},
-                          headers=world.headers("villager_x"))
+    response = client.put(
+        f"{API}/me/board-privacy",
+        json={"public_board_opt_out": True},
+        headers=world.headers("villager_x"),
+    )
     assert response.status_code == 200, response.get_json()
 
 
@@ -211,9 +247,11 @@ def test_an_opted_out_plate_openapi_allows_the_hidden_fields(client: FlaskClient
 
 
 def test_a_refused_picture_link_says_why_in_chinese(client: FlaskClient, world: World) -> None:
-    response = client.post(f"{API}/shops/{world.shop_a}/rewards",
-                           headers=world.headers("clerk_a"),
-                           json={"name": "毛巾", "points": 8, "image_url": "javascript:x"})
+    response = client.post(
+        f"{API}/shops/{world.shop_a}/rewards",
+        headers=world.headers("clerk_a"),
+        json={"name": "毛巾", "points": 8, "image_url": "javascript:x"},
+    )
     assert error_code(response) == "validation_error"
     message = response.get_json()["error"]["details"]["fields"]["image_url"][0]
     assert "上传" in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
@@ -221,19 +259,23 @@ def test_a_refused_picture_link_says_why_in_chinese(client: FlaskClient, world: 
 
 # ---- names of downloaded files --------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "safe"), [
-    ("../../x", "x"),
-    ("..\\..\\win.ini", "win.ini"),
-    ("/etc/passwd", "etc_passwd"),
-    ("清水村积分超市2026-06结算单.csv", "清水村积分超市2026-06结算单.csv"),
-    ("超市/2026-06结算单.xlsx", "超市_2026-06结算单.xlsx"),
-    ('a"b;c.pdf', "a_b_c.pdf"),
-    ("\x00\r\nSet-Cookie: a=b", "Set-Cookie_ a=b"),
-    ("\u202egpj.exe", "gpj.exe"),  # no right-to-left override to disguise the extension
-    ("  .hidden ", "hidden"),
-    ("..", "download"),
-    ("", "download"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("../../x", "x"),
+        ("..\\..\\win.ini", "win.ini"),
+        ("/etc/passwd", "etc_passwd"),
+        ("清水村积分超市2026-06结算单.csv", "清水村积分超市2026-06结算单.csv"),
+        ("超市/2026-06结算单.xlsx", "超市_2026-06结算单.xlsx"),
+        ('a"b;c.pdf', "a_b_c.pdf"),
+        ("\x00\r\nSet-Cookie: a=b", "Set-Cookie_ a=b"),
+        ("\u202egpj.exe", "gpj.exe"),  # no right-to-left override to disguise the extension
+        ("  .hidden ", "hidden"),
+        ("..", "download"),
+        ("", "download"),
+    ],
+)
 def test_safe_filename(name: str, safe: str) -> None:
     assert safe_filename(name) == safe
 
@@ -267,8 +309,9 @@ def test_downloads_named_after_what_people_typed_are_safe(
         db.session.commit()
     admin = world.headers("tadmin1")
     for fmt in ("csv", "xlsx"):
-        response = client.get(f"{API}/shops/{world.shop_a}/settlements?month=2026-06"
-                              f"&format={fmt}", headers=admin)
+        response = client.get(
+            f"{API}/shops/{world.shop_a}/settlements?month=2026-06&format={fmt}", headers=admin
+        )
         assert response.status_code == 200
         header = response.headers["Content-Disposition"]
         assert header.startswith("attachment;")
@@ -276,8 +319,9 @@ def test_downloads_named_after_what_people_typed_are_safe(
         assert plain == f"settlement-shop{world.shop_a}-2026-06.{fmt}"
         assert starred == f"清水村_超市2026-06结算单.{fmt}"
     with frozen(local(2026, 7, 2)):
-        board = client.get(f"{API}/villages/{world.village_a}/board.pdf",
-                           headers=world.headers("cadre_a"))
+        board = client.get(
+            f"{API}/villages/{world.village_a}/board.pdf", headers=world.headers("cadre_a")
+        )
     assert board.status_code == 200
     header = board.headers["Content-Disposition"]
     assert header.startswith("inline;")
@@ -290,19 +334,25 @@ def test_a_catalog_export_is_named_by_the_helper(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     default_items(app, world)
-    catalog = client.get(f"{API}/rule-catalogs", headers=world.headers("tadmin1")
-                         ).get_json()["items"][0]["id"]
-    response = client.get(f"{API}/rule-catalogs/{catalog}/export",
-                          headers=world.headers("tadmin1"))
+    catalog = client.get(f"{API}/rule-catalogs", headers=world.headers("tadmin1")).get_json()[
+        "items"
+    ][0]["id"]
+    response = client.get(f"{API}/rule-catalogs/{catalog}/export", headers=world.headers("tadmin1"))
     assert response.status_code == 200
     assert _assert_safe(response.headers["Content-Disposition"]) == (
-        f"rule-catalog-{catalog}.yaml", f"rule-catalog-{catalog}.yaml")
+        f"rule-catalog-{catalog}.yaml",
+        f"rule-catalog-{catalog}.yaml",
+    )
 
 
 def test_every_download_names_its_file_through_one_helper() -> None:
     """No view writes a Content-Disposition of its own (or hands a name to send_file)."""
     root = Path(__file__).resolve().parents[2] / "backend"
-    writers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
-                     if re.search(r"Content-Disposition|download_name|as_attachment",
-                                  path.read_text(encoding="utf-8")))
+    writers = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if re.search(
+            r"Content-Disposition|download_name|as_attachment", path.read_text(encoding="utf-8")
+        )
+    )
     assert writers == ["downloads.py"], writers

@@ -62,14 +62,26 @@ def test_openapi_document_lists_the_contract(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
     paths = spec["paths"]
-    for path in ("/api/v1/auth/wechat", "/api/v1/auth/login", "/api/v1/auth/refresh",
-                 "/api/v1/auth/bind", "/api/v1/me", "/api/v1/townships", "/api/v1/villages",
-                 "/api/v1/villages/{village_id}", "/api/v1/villages/{village_id}/households",
-                 "/api/v1/households/{household_id}", "/api/v1/households/{household_id}/members",
-                 "/api/v1/villagers/{villager_id}", "/api/v1/villages/{village_id}/roster",
-                 "/api/v1/villagers/{villager_id}/card.png",
-                 "/api/v1/villagers/{villager_id}/binding-token", "/api/v1/audit",
-                 "/api/v1/users", "/api/v1/users/{user_id}"):
+    for path in (
+        "/api/v1/auth/wechat",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/bind",
+        "/api/v1/me",
+        "/api/v1/townships",
+        "/api/v1/villages",
+        "/api/v1/villages/{village_id}",
+        "/api/v1/villages/{village_id}/households",
+        "/api/v1/households/{household_id}",
+        "/api/v1/households/{household_id}/members",
+        "/api/v1/villagers/{villager_id}",
+        "/api/v1/villages/{village_id}/roster",
+        "/api/v1/villagers/{villager_id}/card.png",
+        "/api/v1/villagers/{villager_id}/binding-token",
+        "/api/v1/audit",
+        "/api/v1/users",
+        "/api/v1/users/{user_id}",
+    ):
         assert path in paths, path
     member = spec["components"]["schemas"]["MemberIn"]
     assert member["properties"]["relation"]["enum"] == ["户主", "配偶", "子女", "父母", "其他"]

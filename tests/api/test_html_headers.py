@@ -39,10 +39,13 @@ def _pages(app: Flask, client: FlaskClient, world: World) -> dict[str, str]:
     items = default_items(app, world)
     activity, _ = open_activity(client, world, items["GOV-ASSEMBLY"])
     cadre = world.headers("cadre_a")
-    assert client.post(f"{API}/households/{world.household_x}/plate/renew",
-                       headers=cadre).status_code == 201
-    assert client.get(f"{API}/villages/{world.village_a}/board.png",
-                      headers=cadre).status_code == 200
+    assert (
+        client.post(f"{API}/households/{world.household_x}/plate/renew", headers=cadre).status_code
+        == 201
+    )
+    assert (
+        client.get(f"{API}/villages/{world.village_a}/board.png", headers=cadre).status_code == 200
+    )
     with app.app_context():
         tokens = dict(db.session.execute(select(PublicLink.kind, PublicLink.token)).all())
     return {
@@ -56,9 +59,12 @@ def _pages(app: Flask, client: FlaskClient, world: World) -> dict[str, str]:
 
 def test_every_page_outside_the_json_api_is_checked(app: Flask) -> None:
     """A new page fails here until it is added to HTML_PAGES (and so checked)."""
-    found = {rule.endpoint for rule in app.url_map.iter_rules()
-             if "GET" in (rule.methods or set())
-             and (not rule.rule.startswith(API) or rule.endpoint == "pages.docs")}
+    found = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or set())
+        and (not rule.rule.startswith(API) or rule.endpoint == "pages.docs")
+    }
     # not pages: the health check's JSON, the Prometheus text of /metrics, and the root,
     # which only redirects to the docs page (test_small_surprises)
     assert found - {"pages.healthz", "pages.index", "metrics.metrics", "static"} == set(HTML_PAGES)
@@ -114,12 +120,12 @@ def test_every_html_page_carries_the_security_headers(
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
             served = client.get(asset)
             served.close()
-            if served.status_code != 200 or \
-                    served.headers.get("X-Content-Type-Options") != "nosniff" or \
-                    served.mimetype not in ("text/css", "text/javascript",
-                                            "application/javascript"):
-                failures.append(f"{url} loads {asset}: {served.status_code} "
-                                f"{served.mimetype}")
+            if (
+                served.status_code != 200
+                or served.headers.get("X-Content-Type-Options") != "nosniff"
+                or served.mimetype not in ("text/css", "text/javascript", "application/javascript")
+            ):
+                failures.append(f"{url} loads {asset}: {served.status_code} {served.mimetype}")
     assert not failures, "\n".join(failures)
 
 
@@ -137,8 +143,9 @@ def test_the_display_page_loads_its_script_from_a_file(
     url = _pages(app, client, world)["activity_pages.display_page"]
     html = client.get(url).get_data(as_text=True)
     # ?v= the file's digest: nginx serves static files as immutable (deploy/nginx)
-    assert re.search(r'<script src="/static/js/activity_display\.js\?v=[0-9a-f]{12}"></script>',
-                     html)
+    assert re.search(
+        r'<script src="/static/js/activity_display\.js\?v=[0-9a-f]{12}"></script>', html
+    )
     script = client.get("/static/js/activity_display.js")
     text = script.get_data(as_text=True)
     script.close()
@@ -146,8 +153,9 @@ def test_the_display_page_loads_its_script_from_a_file(
     assert 'fetch("/api/v1/activities/' in text and "data-key-header" in text
 
 
-@pytest.mark.parametrize("url", ["/healthz", f"{API}/me", f"{API}/openapi.json",
-                                 f"{API}/households/1"])
+@pytest.mark.parametrize(
+    "url", ["/healthz", f"{API}/me", f"{API}/openapi.json", f"{API}/households/1"]
+)
 def test_every_response_says_nosniff(client: FlaskClient, url: str) -> None:
     response = client.get(url)
     assert response.headers.get("X-Content-Type-Options") == "nosniff"
@@ -165,7 +173,10 @@ def test_no_template_holds_an_inline_script_or_style() -> None:
 def test_no_html_is_written_in_python() -> None:
     """Pages are templates, where the test above reads them, not strings in code."""
     writers = sorted(
-        str(path.relative_to(BACKEND)) for path in BACKEND.rglob("*.py")
-        if re.search(r"render_template_string|<script|<style|<html",
-                     path.read_text(encoding="utf-8"), re.I))
+        str(path.relative_to(BACKEND))
+        for path in BACKEND.rglob("*.py")
+        if re.search(
+            r"render_template_string|<script|<style|<html", path.read_text(encoding="utf-8"), re.I
+        )
+    )
     assert writers == []

@@ -67,9 +67,12 @@ def echoed_pieces(error: dict[str, Any]) -> list[str]:
 
 
 def import_yaml(client: FlaskClient, world: World, text: str) -> Any:
-    return client.post(f"{API}/rule-catalogs/import?township_id={world.township_1}",
-                       data=text.encode("utf-8"), content_type="application/yaml",
-                       headers=world.headers("tadmin1"))
+    return client.post(
+        f"{API}/rule-catalogs/import?township_id={world.township_1}",
+        data=text.encode("utf-8"),
+        content_type="application/yaml",
+        headers=world.headers("tadmin1"),
+    )
 
 
 def billion_laughs() -> str:
@@ -107,8 +110,11 @@ def test_cli_refuses_a_billion_laughs_file(
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(billion_laughs(), encoding="utf-8")
     before = row_counts(app)
-    result, elapsed = timed(lambda: runner.invoke(args=[
-        "rules", "import", str(bomb), "--township-id", str(world.township_1)]))
+    result, elapsed = timed(
+        lambda: runner.invoke(
+            args=["rules", "import", str(bomb), "--township-id", str(world.township_1)]
+        )
+    )
     assert result.exit_code != 0
     assert "锚点和别名" in result.output
     assert elapsed < FAST
@@ -133,10 +139,13 @@ def test_deep_nesting_is_a_refusal_not_a_crash(client: FlaskClient, world: World
         assert_small_refusal(response, elapsed, 422, "yaml_too_deep")
 
 
-@pytest.mark.parametrize("edit", [
-    ("effective_from: 2024-01-01", "effective_from: 2024-02-30"),  # no such day
-    ("points: 3", "points: " + "9" * 5000),  # more digits than int() reads
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("effective_from: 2024-01-01", "effective_from: 2024-02-30"),  # no such day
+        ("points: 3", "points: " + "9" * 5000),  # more digits than int() reads
+    ],
+)
 def test_unreadable_scalars_are_a_catalog_problem_not_a_crash(
     client: FlaskClient, world: World, edit: tuple[str, str]
 ) -> None:
@@ -169,8 +178,7 @@ def amplifying_catalog() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_a_large_catalog_gets_a_small_error(app: Flask, client: FlaskClient, world: World
-                                            ) -> None:
+def test_a_large_catalog_gets_a_small_error(app: Flask, client: FlaskClient, world: World) -> None:
     text = amplifying_catalog()
     assert 80_000 < len(text.encode()) < 200_000
     before = row_counts(app)
@@ -189,7 +197,7 @@ def test_excerpt_cuts_at_fifty_characters_with_an_ellipsis() -> None:
     assert rules.excerpt("短") == "短"
     assert rules.excerpt("字" * 50) == "字" * 50
     assert rules.excerpt("字" * 51) == "字" * 50 + "…"
-    assert rules.excerpt(10 ** 80) == "1" + "0" * 49 + "…"
+    assert rules.excerpt(10**80) == "1" + "0" * 49 + "…"
 
 
 # ---- rosters (XLSX and CSV) -----------------------------------------------------------------
@@ -209,42 +217,54 @@ def inline_row(number: int, values: list[str]) -> str:
 
 
 def sheet_xml(dimension: str, rows: str) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-            f'<worksheet xmlns="{SHEET_NS}"><dimension ref="{dimension}"/>'
-            f"<sheetData>{rows}</sheetData></worksheet>")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f'<worksheet xmlns="{SHEET_NS}"><dimension ref="{dimension}"/>'
+        f"<sheetData>{rows}</sheetData></worksheet>"
+    )
 
 
 def xlsx_by_hand(sheet: str, shared: Any = None) -> bytes:
     """A minimal workbook written part by part, as a crafted file would be. `shared` writes
     xl/sharedStrings.xml: a str, or an iterable of str chunks streamed into the zip."""
-    types = ('<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats'
-             '-officedocument.spreadsheetml.sheet.main+xml"/>'
-             '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.'
-             'openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>')
-    relations = (f'<Relationship Id="rId1" Type="{REL_NS}/worksheet" '
-                 'Target="worksheets/sheet1.xml"/>')
+    types = (
+        '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats'
+        '-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.'
+        'openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+    )
+    relations = (
+        f'<Relationship Id="rId1" Type="{REL_NS}/worksheet" Target="worksheets/sheet1.xml"/>'
+    )
     if shared is not None:
-        types += ('<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.'
-                  'openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>')
-        relations += (f'<Relationship Id="rId2" Type="{REL_NS}/sharedStrings" '
-                      'Target="sharedStrings.xml"/>')
+        types += (
+            '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.'
+            'openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+        )
+        relations += (
+            f'<Relationship Id="rId2" Type="{REL_NS}/sharedStrings" Target="sharedStrings.xml"/>'
+        )
     parts = {
         "[Content_Types].xml": (
             '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
             '.org/package/2006/content-types"><Default Extension="rels" ContentType="application'
             '/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" '
-            f'ContentType="application/xml"/>{types}</Types>'),
+            f'ContentType="application/xml"/>{types}</Types>'
+        ),
         "_rels/.rels": (
             f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{PKG_REL_NS}">'
             f'<Relationship Id="rId1" Type="{REL_NS}/officeDocument" Target="xl/workbook.xml"/>'
-            "</Relationships>"),
+            "</Relationships>"
+        ),
         "xl/workbook.xml": (
             f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{SHEET_NS}" '
             f'xmlns:r="{REL_NS}"><sheets><sheet name="花名册" sheetId="1" r:id="rId1"/>'
-            "</sheets></workbook>"),
+            "</sheets></workbook>"
+        ),
         "xl/_rels/workbook.xml.rels": (
             f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{PKG_REL_NS}">'
-            f"{relations}</Relationships>"),
+            f"{relations}</Relationships>"
+        ),
         "xl/worksheets/sheet1.xml": sheet,
     }
     buffer = io.BytesIO()
@@ -264,8 +284,12 @@ def post_roster(client: FlaskClient, world: World, data: bytes, filename: str) -
     # As the raw body (the test client would spool a large multipart body to a temporary
     # file it never closes); the content type names the format, as a file name would.
     content_type = XLSX_TYPE if filename.endswith(".xlsx") else "text/csv"
-    return client.post(f"{API}/villages/{world.village_a}/roster", data=data,
-                       headers=world.headers("cadre_a"), content_type=content_type)
+    return client.post(
+        f"{API}/villages/{world.village_a}/roster",
+        data=data,
+        headers=world.headers("cadre_a"),
+        content_type=content_type,
+    )
 
 
 @pytest.mark.parametrize("last_row", [20_000, 1_048_576])
@@ -276,14 +300,20 @@ def test_a_claimed_dimension_is_not_read_cell_by_cell(
     # the last column: openpyxl filled every row above it to the full width. 1.6 KB took 27 s
     # for 20,000 rows, about 25 minutes for all of them. Now the real rows are read, within
     # bounds, and the rest is blank.
-    rows = (inline_row(1, list(COLUMNS)) + inline_row(2, ROW)
-            + f'<row r="{last_row}"><c r="XFD{last_row}"/></row>')
+    rows = (
+        inline_row(1, list(COLUMNS))
+        + inline_row(2, ROW)
+        + f'<row r="{last_row}"><c r="XFD{last_row}"/></row>'
+    )
     data = xlsx_by_hand(sheet_xml(f"A1:XFD{last_row}", rows))
     assert len(data) < 2_000
     response, elapsed = timed(lambda: post_roster(client, world, data, "花名册.xlsx"))
     assert response.status_code == 201, response.data[:300]
     assert {k: response.get_json()[k] for k in ("households", "members", "groups")} == {
-        "households": 1, "members": 1, "groups": 0}
+        "households": 1,
+        "members": 1,
+        "groups": 0,
+    }
     assert elapsed < FAST
 
 
@@ -346,8 +376,9 @@ def test_long_cells_are_echoed_cut_to_fifty_characters(
 
 
 def test_an_overlong_cell_is_its_own_error(client: FlaskClient, world: World) -> None:
-    data = "\n".join([",".join(COLUMNS), ",".join(["1", "", "地" * 2_000, "某人", "户主",
-                                                   "", "", ""])]).encode()
+    data = "\n".join(
+        [",".join(COLUMNS), ",".join(["1", "", "地" * 2_000, "某人", "户主", "", "", ""])]
+    ).encode()
     response = post_roster(client, world, data, "花名册.csv")
     assert response.status_code == 422
     [error] = response.get_json()["error"]["details"]["errors"]
@@ -384,9 +415,11 @@ def test_a_row_of_a_hundred_thousand_cells_is_refused_before_it_is_parsed(
 
 def test_an_unknown_json_field_is_quoted_cut(client: FlaskClient, world: World) -> None:
     # The same cut for a request's own field names, quoted in unknown_fields.
-    response = client.post(f"{API}/rule-catalogs/import", headers=world.headers("tadmin1"),
-                           json={"township_id": world.township_1, "yaml": DEFAULT_TEXT,
-                                 "字" * 20_000: 1})
+    response = client.post(
+        f"{API}/rule-catalogs/import",
+        headers=world.headers("tadmin1"),
+        json={"township_id": world.township_1, "yaml": DEFAULT_TEXT, "字" * 20_000: 1},
+    )
     assert response.status_code == 422
     assert error_code(response) == "unknown_fields"
     error = response.get_json()["error"]

@@ -33,8 +33,9 @@ API = "/api/v1"
 
 
 def set_active(client: FlaskClient, world: World, villager_id: int, active: bool) -> None:
-    response = client.patch(f"{API}/villagers/{villager_id}", json={"active": active},
-                            headers=world.headers("cadre_a"))
+    response = client.patch(
+        f"{API}/villagers/{villager_id}", json={"active": active}, headers=world.headers("cadre_a")
+    )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["active"] is active
 
@@ -47,6 +48,7 @@ def assert_refused_as_inactive(response: Any) -> None:
 
 
 # ---- the villager's own WeChat session ------------------------------------------------------
+
 
 def test_a_deactivated_villager_cannot_check_in_even_with_a_session_started_before(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
@@ -67,12 +69,15 @@ def test_a_deactivated_villager_cannot_check_out(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
     _, code = open_activity(client, world, items["PUB-VOLUNTEER"])
-    checked = client.post(f"{API}/checkins", json={"token": code},
-                          headers=world.headers("villager_x"))
+    checked = client.post(
+        f"{API}/checkins", json={"token": code}, headers=world.headers("villager_x")
+    )
     assert checked.status_code == 201, checked.get_json()
     set_active(client, world, world.head_x, False)
-    response = client.post(f"{API}/checkins/{checked.get_json()['checkin_id']}/checkout",
-                           headers=world.headers("villager_x"))
+    response = client.post(
+        f"{API}/checkins/{checked.get_json()['checkin_id']}/checkout",
+        headers=world.headers("villager_x"),
+    )
     assert_refused_as_inactive(response)
     with app.app_context():
         assert db.session.scalar(select(CheckIn.checked_out_at)) is None
@@ -91,8 +96,14 @@ def test_a_deactivated_villager_cannot_object(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
     neighbour = add_household(app, world.village_a, "李家", "李四")
-    awarded = client.post(f"{API}/awards", headers=world.headers("cadre_a"), json={
-        "rule_item_id": items["ENV-YARD"], "targets": [{"household_id": neighbour["household"]}]})
+    awarded = client.post(
+        f"{API}/awards",
+        headers=world.headers("cadre_a"),
+        json={
+            "rule_item_id": items["ENV-YARD"],
+            "targets": [{"household_id": neighbour["household"]}],
+        },
+    )
     assert awarded.status_code == 201, awarded.get_json()
     claim = awarded.get_json()[0]
     assert claim["status"] == "in_notice"
@@ -104,9 +115,7 @@ def test_a_deactivated_villager_cannot_object(
         assert db.session.scalar(select(Claim.status)) == "in_notice"
 
 
-def test_a_deactivated_villager_cannot_order(
-    app: Flask, client: FlaskClient, world: World
-) -> None:
+def test_a_deactivated_villager_cannot_order(app: Flask, client: FlaskClient, world: World) -> None:
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
     fund(app, world.household_x, 100)
     set_active(client, world, world.head_x, False)
@@ -120,8 +129,9 @@ def test_a_deactivated_villager_cannot_renew_the_household_plate(
     client: FlaskClient, world: World
 ) -> None:
     set_active(client, world, world.head_x, False)
-    response = client.post(f"{API}/households/{world.household_x}/plate/renew",
-                           headers=world.headers("villager_x"))
+    response = client.post(
+        f"{API}/households/{world.household_x}/plate/renew", headers=world.headers("villager_x")
+    )
     assert_refused_as_inactive(response)
 
 
@@ -172,14 +182,17 @@ def test_authentication_reads_whether_the_villager_is_active_in_its_one_query(
 
 # ---- staff cannot give a deactivated villager points ----------------------------------------
 
+
 def test_proxy_check_in_of_a_deactivated_villagers_card_is_refused(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
     activity_id, _ = open_activity(client, world, items["GOV-ASSEMBLY"])
     set_active(client, world, world.spouse_x, False)
-    response = client.post(f"{API}/activities/{activity_id}/proxy-checkins",
-                           json={"member_token": member_token(app, world.spouse_x)},
-                           headers=world.headers("cadre_a"))
+    response = client.post(
+        f"{API}/activities/{activity_id}/proxy-checkins",
+        json={"member_token": member_token(app, world.spouse_x)},
+        headers=world.headers("cadre_a"),
+    )
     assert response.status_code == 409, response.get_json()
     assert error_code(response) == "villager_inactive"
     assert response.get_json()["error"]["details"] == {"villager_id": world.spouse_x}
@@ -190,14 +203,23 @@ def test_an_award_naming_a_deactivated_villager_is_refused_whole(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
     set_active(client, world, world.spouse_x, False)
-    response = client.post(f"{API}/awards", headers=world.headers("cadre_a"), json={
-        "rule_item_id": items["PUB-VOLUNTEER"], "units": 2,
-        "targets": [{"villager_id": world.head_x}, {"villager_id": world.spouse_x}]})
+    response = client.post(
+        f"{API}/awards",
+        headers=world.headers("cadre_a"),
+        json={
+            "rule_item_id": items["PUB-VOLUNTEER"],
+            "units": 2,
+            "targets": [{"villager_id": world.head_x}, {"villager_id": world.spouse_x}],
+        },
+    )
     assert response.status_code == 409, response.get_json()
     assert error_code(response) == "villager_inactive"
     assert count(app, Claim) == 0
     assert entries_of(app, world.household_x) == []
     # The dry run before it says the same.
-    preview = client.post(f"{API}/rules/evaluate", headers=world.headers("cadre_a"), json={
-        "item_id": items["PUB-VOLUNTEER"], "villager_id": world.spouse_x, "units": 2})
+    preview = client.post(
+        f"{API}/rules/evaluate",
+        headers=world.headers("cadre_a"),
+        json={"item_id": items["PUB-VOLUNTEER"], "villager_id": world.spouse_x, "units": 2},
+    )
     assert preview.status_code == 409 and error_code(preview) == "villager_inactive"

@@ -38,20 +38,28 @@ def get(client: FlaskClient, world: World, user: str | int, path: str) -> Any:
     return response.get_json()
 
 
-def household_x_in_march(app: Flask, client: FlaskClient, runner: Any, world: World,
-                         items: dict[str, int], neighbour: dict[str, int]) -> dict[str, Any]:
+def household_x_in_march(
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
+    neighbour: dict[str, int],
+) -> dict[str, Any]:
     """Household x on 12 March: 100 points funded, 6 earned by a claim then reversed by the
     cadre, 4 in notice (objected to by the neighbour), a claim rejected, and an order of 50
     points that expires on the 13th."""
     fund(app, world.household_x, 100, at=local(2026, 3, 2))
-    earned = earn_posted(client, runner, world, items["PUB-VOLUNTEER"], 3,
-                         at=local(2026, 3, 3))
+    earned = earn_posted(client, runner, world, items["PUB-VOLUNTEER"], 3, at=local(2026, 3, 3))
     rice = add_reward(app, world.shop_a, "大米 5kg", 50, 10)
     with frozen(MARCH_10):
         passbook = get(client, world, "villager_x", "/me/ledger")["items"]
         entry = next(e for e in passbook if e["claim_id"] == earned)
-        reversed_ = client.post(f"{API}/ledger/{entry['id']}/reverse",
-                                json={"reason": "重复申报"}, headers=world.headers("cadre_a"))
+        reversed_ = client.post(
+            f"{API}/ledger/{entry['id']}/reverse",
+            json={"reason": "重复申报"},
+            headers=world.headers("cadre_a"),
+        )
         assert reversed_.status_code == 201, reversed_.get_json()
         reported = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 2)
         in_notice = approve(client, world, "cadre_a", reported.get_json()["id"]).get_json()
@@ -59,17 +67,28 @@ def household_x_in_march(app: Flask, client: FlaskClient, runner: Any, world: Wo
         objection = object_to(client, world, neighbour["user"], in_notice["id"])
         assert objection.status_code == 201, objection.get_json()
         refused = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 1)
-        rejected = client.post(f"{API}/claims/{refused.get_json()['id']}/reject",
-                               json={"reason": "照片看不清"}, headers=world.headers("cadre_a"))
+        rejected = client.post(
+            f"{API}/claims/{refused.get_json()['id']}/reject",
+            json={"reason": "照片看不清"},
+            headers=world.headers("cadre_a"),
+        )
         assert rejected.status_code == 200, rejected.get_json()
         ordered = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
         assert ordered.status_code == 201, ordered.get_json()
-    return {"in_notice": in_notice, "objection": objection.get_json(),
-            "rejected": rejected.get_json(), "order": ordered.get_json()}
+    return {
+        "in_notice": in_notice,
+        "objection": objection.get_json(),
+        "rejected": rejected.get_json(),
+        "order": ordered.get_json(),
+    }
 
 
 def test_home_says_what_the_screens_own_endpoints_say(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     made = household_x_in_march(app, client, runner, world, items, neighbour)
@@ -77,23 +96,35 @@ def test_home_says_what_the_screens_own_endpoints_say(
         home = get(client, world, "villager_x", "/me/home")
         account = get(client, world, "villager_x", "/me/account")
         passbook = get(client, world, "villager_x", "/me/ledger")
-        notices = get(client, world, "villager_x",
-                      f"/villages/{world.village_a}/notices?per_page=100")
+        notices = get(
+            client, world, "villager_x", f"/villages/{world.village_a}/notices?per_page=100"
+        )
         ranking = get(client, world, "villager_x", f"/rankings?village_id={world.village_a}")
-        year_board = get(client, world, "villager_x",
-                         f"/villages/{world.village_a}/board?period=2026")
+        year_board = get(
+            client, world, "villager_x", f"/villages/{world.village_a}/board?period=2026"
+        )
         orders = get(client, world, "villager_x", "/redemptions?status=reserved")
         with app.app_context():
-            plate = links.plate_view(db.session, world.household_x, local(2026, 3, 12, 12),
-                                     SHANGHAI)
+            plate = links.plate_view(
+                db.session, world.household_x, local(2026, 3, 12, 12), SHANGHAI
+            )
 
-    assert (home["village_name"], home["household_name"], home["villager_name"]) == \
-        ("清水村", "x户", "户主x")
+    assert (home["village_name"], home["household_name"], home["villager_name"]) == (
+        "清水村",
+        "x户",
+        "户主x",
+    )
     # Spendable and held as the account says; the passbook's last balance is both.
-    assert (home["points"]["available"], home["points"]["held"]) == \
-        (account["available"], account["held"]) == (50, 50)
-    assert passbook["items"][0]["balance"] == 100 == \
-        home["points"]["available"] + home["points"]["held"]
+    assert (
+        (home["points"]["available"], home["points"]["held"])
+        == (account["available"], account["held"])
+        == (50, 50)
+    )
+    assert (
+        passbook["items"][0]["balance"]
+        == 100
+        == home["points"]["available"] + home["points"]["held"]
+    )
     # In notice: what the notice lists of the household (objected claims included).
     mine = [n for n in notices["items"] if n["household_id"] == world.household_x]
     assert home["points"]["in_notice"] == sum(n["points"] for n in mine) == 4
@@ -106,16 +137,25 @@ def test_home_says_what_the_screens_own_endpoints_say(
     assert home["stars"]["stars"] == plate["stars"] == year_board["mine"]["stars"] == 4
     assert home["stars"]["points"] == plate["year_points"] == 100
     # The qualification line of the policy, the 12-month score, the gap.
-    assert home["qualification"] == {"line": 60, "score": 100, "gap": 0, "qualified": True,
-                                     "months": 12}
+    assert home["qualification"] == {
+        "line": 60,
+        "score": 100,
+        "gap": 0,
+        "qualified": True,
+        "months": 12,
+    }
     # What needs attention: the objection, the rejection, the order about to expire.
     kinds = {a["kind"]: a for a in home["attention"]}
     assert set(kinds) == {"objection", "rejected", "order_expiring"}
-    assert (kinds["objection"]["claim_id"], kinds["objection"]["objection_id"],
-            kinds["objection"]["title"]) == \
-        (made["in_notice"]["id"], made["objection"]["id"], "志愿服务")
-    assert (kinds["rejected"]["claim_id"], kinds["rejected"]["reason"]) == \
-        (made["rejected"]["id"], "照片看不清")
+    assert (
+        kinds["objection"]["claim_id"],
+        kinds["objection"]["objection_id"],
+        kinds["objection"]["title"],
+    ) == (made["in_notice"]["id"], made["objection"]["id"], "志愿服务")
+    assert (kinds["rejected"]["claim_id"], kinds["rejected"]["reason"]) == (
+        made["rejected"]["id"],
+        "照片看不清",
+    )
     reserved = orders["items"][0]
     assert kinds["order_expiring"]["redemption_id"] == reserved["id"] == made["order"]["id"]
     assert kinds["order_expiring"]["expires_at"] == reserved["expires_at"]
@@ -124,20 +164,27 @@ def test_home_says_what_the_screens_own_endpoints_say(
 
 
 def test_home_of_a_household_with_nothing_yet(
-    client: FlaskClient, world: World, items: dict[str, int], neighbour: dict[str, int],
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
+    neighbour: dict[str, int],
 ) -> None:
     with frozen(MARCH_10):
         home = get(client, world, neighbour["user"], "/me/home")
-        ranking = get(client, world, neighbour["user"],
-                      f"/rankings?village_id={world.village_a}")
+        ranking = get(client, world, neighbour["user"], f"/rankings?village_id={world.village_a}")
     assert home["month"]["points"] == 0
     assert home["month"]["rank"] is None  # no place at 0 points
     assert ranking["mine"]["rank"] == 1  # the ranking still places it among equals
     assert home["month"]["households"] == 2
     assert home["points"] == {"available": 0, "held": 0, "in_notice": 0, "in_notice_count": 0}
     assert home["stars"]["stars"] == 0
-    assert home["qualification"] == {"line": 60, "score": 0, "gap": 60, "qualified": False,
-                                     "months": 12}
+    assert home["qualification"] == {
+        "line": 60,
+        "score": 0,
+        "gap": 60,
+        "qualified": False,
+        "months": 12,
+    }
     assert home["attention"] == []
 
 
@@ -148,7 +195,11 @@ def test_home_before_binding_and_for_staff(client: FlaskClient, world: World) ->
 
 
 def test_home_reads_a_few_queries_whatever_it_lists(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     household_x_in_march(app, client, runner, world, items, neighbour)
@@ -172,8 +223,13 @@ def test_home_reads_a_few_queries_whatever_it_lists(
 
 # ---- the passbook: balance, who posted, the deed's day ----------------------------------------
 
+
 def test_passbook_lines_carry_the_balance_after_them_on_any_page(
-    app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int],
+    app: Flask,
+    client: FlaskClient,
+    runner: Any,
+    world: World,
+    items: dict[str, int],
     neighbour: dict[str, int],
 ) -> None:
     household_x_in_march(app, client, runner, world, items, neighbour)
@@ -181,8 +237,12 @@ def test_passbook_lines_carry_the_balance_after_them_on_any_page(
     with frozen(local(2026, 4, 3)):
         whole = get(client, world, "villager_x", "/me/ledger")["items"]
         # Newest first: +7 (April), −6 reversal, +6 earned, +100 funded.
-        assert [(e["amount"], e["balance"]) for e in whole] == \
-            [(7, 107), (-6, 100), (6, 106), (100, 100)]
+        assert [(e["amount"], e["balance"]) for e in whole] == [
+            (7, 107),
+            (-6, 100),
+            (6, 106),
+            (100, 100),
+        ]
         for page in range(1, 5):
             one = get(client, world, "villager_x", f"/me/ledger?per_page=1&page={page}")
             assert one["total"] == 4
@@ -195,12 +255,16 @@ def test_passbook_lines_carry_the_balance_after_them_on_any_page(
         assert earned["created_by_name"] == "户主x"  # the villager reported it
         assert earned["approved_by_names"] == ["cadre_a"]
         reversal = whole[1]
-        assert (reversal["kind"], reversal["created_by_name"], reversal["deed_date"]) == \
-            ("reverse", "cadre_a", None)
+        assert (reversal["kind"], reversal["created_by_name"], reversal["deed_date"]) == (
+            "reverse",
+            "cadre_a",
+            None,
+        )
         assert whole[3]["created_by_name"] is None  # posted by the system
 
 
 # ---- rankings and rule items ------------------------------------------------------------------
+
 
 def test_ranking_rows_carry_their_group(
     app: Flask, client: FlaskClient, world: World, neighbour: dict[str, int]
@@ -221,8 +285,12 @@ def test_a_villager_lists_the_items_they_may_report(
     assert own["total"] == len(own["items"]) == 26
     assert all("villager" in item["submit_by"] for item in own["items"])
     # The same filter on the village's list, paged like every list.
-    paged = get(client, world, "cadre_a",
-                f"/villages/{world.village_a}/rule-items?submit_by=villager&per_page=10&page=3")
+    paged = get(
+        client,
+        world,
+        "cadre_a",
+        f"/villages/{world.village_a}/rule-items?submit_by=villager&per_page=10&page=3",
+    )
     assert (paged["total"], len(paged["items"])) == (26, 6)
     assert [i["id"] for i in paged["items"]] == [i["id"] for i in own["items"][20:]]
     # A villager's report of the others is refused, by the same rule.
@@ -244,8 +312,9 @@ def test_a_delay_does_not_hide_an_order_expiring_tomorrow(
     fund(app, world.household_x, 100, at=local(2026, 3, 2))
     soap = add_reward(app, world.shop_a, "香皂", 5, 10)
     with frozen(MARCH_10):
-        assert order(client, world.headers("villager_x"), world.shop_a,
-                     [(soap, 1)]).status_code == 201
+        assert (
+            order(client, world.headers("villager_x"), world.shop_a, [(soap, 1)]).status_code == 201
+        )
     with frozen(MARCH_10 + timedelta(hours=47)):
         assert get(client, world, "villager_x", "/me/home")["attention"] == []
     with frozen(MARCH_10 + timedelta(hours=49)):

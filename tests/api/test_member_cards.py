@@ -51,20 +51,28 @@ def card(client: FlaskClient, world: World, villager_id: int, user: str = "cadre
     return client.get(f"{API}/villagers/{villager_id}/card.png", headers=world.headers(user))
 
 
-def reissue(client: FlaskClient, world: World, villager_id: int, user: str = "cadre_a",
-            **headers: str) -> Any:
-    return client.post(f"{API}/villagers/{villager_id}/card/reissue",
-                       headers={**world.headers(user), **headers})
+def reissue(
+    client: FlaskClient, world: World, villager_id: int, user: str = "cadre_a", **headers: str
+) -> Any:
+    return client.post(
+        f"{API}/villagers/{villager_id}/card/reissue", headers={**world.headers(user), **headers}
+    )
 
 
 def lookup(client: FlaskClient, world: World, token: str) -> Any:
-    return client.post(f"{API}/shops/{world.shop_a}/member-lookup",
-                       json={"member_token": token}, headers=world.headers("clerk_a"))
+    return client.post(
+        f"{API}/shops/{world.shop_a}/member-lookup",
+        json={"member_token": token},
+        headers=world.headers("clerk_a"),
+    )
 
 
 def proxy(client: FlaskClient, world: World, activity_id: int, token: str) -> Any:
-    return client.post(f"{API}/activities/{activity_id}/proxy-checkins",
-                       json={"member_token": token}, headers=world.headers("cadre_a"))
+    return client.post(
+        f"{API}/activities/{activity_id}/proxy-checkins",
+        json={"member_token": token},
+        headers=world.headers("cadre_a"),
+    )
 
 
 def page_count(pdf: bytes) -> int:
@@ -78,6 +86,7 @@ def page_count(pdf: bytes) -> int:
 
 
 # ---- the card -------------------------------------------------------------------------------
+
 
 def test_member_card_is_id1_at_300_dpi_and_carries_its_version(
     app: Flask, client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch
@@ -94,8 +103,9 @@ def test_member_card_is_id1_at_300_dpi_and_carries_its_version(
     with app.app_context():
         decoded = qr_codec().decode(seen[0].rsplit("/", 1)[-1], TokenType.MEMBER_CARD)
     assert decoded.fields == (world.spouse_x, 0)
-    shown = client.get(f"{API}/villagers/{world.spouse_x}",
-                       headers=world.headers("cadre_a")).get_json()
+    shown = client.get(
+        f"{API}/villagers/{world.spouse_x}", headers=world.headers("cadre_a")
+    ).get_json()
     assert shown["card_number"] == f"{world.spouse_x:06d}"
 
 
@@ -104,17 +114,23 @@ def test_card_face_names_village_household_group_and_number(
 ) -> None:
     faces: list[card_render.CardFace] = []
     draw = card_render.card_png
-    monkeypatch.setattr(card_render, "card_png",
-                        lambda face, *a, **k: faces.append(face) or draw(face, *a, **k))
+    monkeypatch.setattr(
+        card_render, "card_png", lambda face, *a, **k: faces.append(face) or draw(face, *a, **k)
+    )
     assert card(client, world, world.spouse_x).status_code == 200
     face = faces[0]
     assert (face.village, face.household, face.group, face.name) == (
-        "清水村", "x户", "第一村民小组", "配偶x")
+        "清水村",
+        "x户",
+        "第一村民小组",
+        "配偶x",
+    )
     assert face.card_number == f"{world.spouse_x:06d}"
     assert "工作人员扫码" in card_render.CARD_INSTRUCTION
 
 
 # ---- lost cards ----------------------------------------------------------------------------
+
 
 def test_reissue_refuses_every_earlier_card_at_proxy_checkin_and_counter(
     app: Flask, client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch
@@ -141,9 +157,11 @@ def test_reissue_refuses_every_earlier_card_at_proxy_checkin_and_counter(
     stock = stock_of(app, ids["soap"])
     with frozen(DURING):
         for old in (printed_long_ago, first):
-            refused = [proxy(client, world, activity["id"], old), lookup(client, world, old),
-                       counter(client, world.headers("clerk_a"), world.shop_a, old,
-                               [(ids["soap"], 1)])]
+            refused = [
+                proxy(client, world, activity["id"], old),
+                lookup(client, world, old),
+                counter(client, world.headers("clerk_a"), world.shop_a, old, [(ids["soap"], 1)]),
+            ]
             for answer in refused:
                 assert answer.status_code == 409, answer.get_json()
                 assert error_code(answer) == "card_revoked"
@@ -157,8 +175,9 @@ def test_reissue_refuses_every_earlier_card_at_proxy_checkin_and_counter(
     # The other members' cards are untouched.
     assert lookup(client, world, member_token(app, world.head_x)).status_code == 200
     with app.app_context():
-        entry = db.session.scalars(select(AuditEntry).where(
-            AuditEntry.action == "villager.card_reissue")).one()
+        entry = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "villager.card_reissue")
+        ).one()
         assert entry.object_id == str(world.spouse_x) and entry.actor_id == world.cadre_a
         assert (entry.before, entry.after) == ({"card_serial": 0}, {"card_serial": 1})
 
@@ -191,16 +210,22 @@ def test_reissue_is_for_staff_in_scope_idempotent_and_not_for_the_inactive(
 def test_two_reissues_at_once_leave_exactly_one_valid_card(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    replies = post_together(app, 2, f"{API}/villagers/{world.spouse_x}/card/reissue",
-                            lambda i: world.headers("cadre_a" if i else "tadmin1"))
+    replies = post_together(
+        app,
+        2,
+        f"{API}/villagers/{world.spouse_x}/card/reissue",
+        lambda i: world.headers("cadre_a" if i else "tadmin1"),
+    )
     assert_no_server_errors(replies)
     assert [r.status for r in replies] == [201, 201], [r.body for r in replies]
     serials = sorted(r.body["card_serial"] for r in replies)
     assert serials == [1, 2]
     with app.app_context():
         codec = qr_codec()
-        tokens = [codec.encode(TokenType.MEMBER_CARD, (world.spouse_x, r.body["card_serial"]))
-                  for r in replies]
+        tokens = [
+            codec.encode(TokenType.MEMBER_CARD, (world.spouse_x, r.body["card_serial"]))
+            for r in replies
+        ]
         assert db.session.get(Villager, world.spouse_x).card_serial == 2  # type: ignore
     answers = sorted(lookup(client, world, token).status_code for token in tokens)
     assert answers == [200, 409]
@@ -208,10 +233,13 @@ def test_two_reissues_at_once_leave_exactly_one_valid_card(
 
 # ---- a village's cards on A4 ---------------------------------------------------------------
 
+
 def add_members(app: Flask, household_id: int, n: int, active: bool = True) -> None:
     with app.app_context():
-        db.session.add_all(Villager(household_id=household_id, name=f"子女{k}", relation="子女",
-                                    active=active) for k in range(n))
+        db.session.add_all(
+            Villager(household_id=household_id, name=f"子女{k}", relation="子女", active=active)
+            for k in range(n)
+        )
         db.session.commit()
 
 
@@ -233,8 +261,12 @@ def test_village_cards_are_ten_to_an_a4_sheet(
     assert page_count(whole.data) == 2
     # an A4 page (595 × 842 pt) of a 300 dpi image
     assert b"/MediaBox [0 0 595.20 841.92]" in whole.data
-    assert page_count(client.get(f"{path}?group_id={world.group_x}",
-                                 headers=world.headers("tadmin1")).data) == 1
+    assert (
+        page_count(
+            client.get(f"{path}?group_id={world.group_x}", headers=world.headers("tadmin1")).data
+        )
+        == 1
+    )
     household = client.get(f"{path}?household_id={other_id}", headers=world.headers("cadre_a"))
     assert household.status_code == 200 and page_count(household.data) == 1
 
@@ -243,8 +275,9 @@ def test_village_cards_are_ten_to_an_a4_sheet(
     assert client.get(path, headers=world.headers("clerk_a")).status_code == 404
     foreign = client.get(f"{path}?group_id={world.group_y}", headers=world.headers("cadre_a"))
     assert foreign.status_code == 422 and error_code(foreign) == "group_not_in_village"
-    elsewhere = client.get(f"{path}?household_id={world.household_y}",
-                           headers=world.headers("tadmin1"))
+    elsewhere = client.get(
+        f"{path}?household_id={world.household_y}", headers=world.headers("tadmin1")
+    )
     assert elsewhere.status_code == 422 and error_code(elsewhere) == "household_not_in_village"
 
 
@@ -252,8 +285,9 @@ def test_a_sheet_has_its_cards_and_cut_marks(app: Flask) -> None:
     with app.app_context():
         font = backend.qr.print_font()
     qr = points.qr.qr_png("https://jf.example.gov.cn/q/x")
-    face = card_render.CardFace(village="清水村", household="x户", name="配偶x",
-                                card_number="000002", qr_png=qr)
+    face = card_render.CardFace(
+        village="清水村", household="x户", name="配偶x", card_number="000002", qr_png=qr
+    )
     sheets = card_render.sheet_pngs([face] * 11, font, title="清水村积分卡")
     assert len(sheets) == 2
     with Image.open(io.BytesIO(sheets[0])) as sheet:
@@ -274,12 +308,15 @@ def test_no_cards_to_print_is_refused(app: Flask, client: FlaskClient, world: Wo
         db.session.add(empty)
         db.session.commit()
         empty_id = empty.id
-    response = client.get(f"{API}/villages/{world.village_a}/cards.pdf?household_id={empty_id}",
-                          headers=world.headers("cadre_a"))
+    response = client.get(
+        f"{API}/villages/{world.village_a}/cards.pdf?household_id={empty_id}",
+        headers=world.headers("cadre_a"),
+    )
     assert response.status_code == 422 and error_code(response) == "no_cards"
 
 
 # ---- the activity poster and the binding code ----------------------------------------------
+
 
 def test_activity_poster_names_the_activity_and_keeps_the_bare_code(
     app: Flask, client: FlaskClient, world: World
@@ -302,8 +339,13 @@ def test_activity_poster_names_the_activity_and_keeps_the_bare_code(
         assert image.size[0] == image.size[1] < 300
     text = svg.data.decode()
     ET.fromstring(svg.data)
-    for shown in ("十二月村民大会", "地点：村委会二楼会议室", "2026年12月1日 09:00–11:00",
-                  "打开微信小程序「村务积分」扫码签到", "清水村"):
+    for shown in (
+        "十二月村民大会",
+        "地点：村委会二楼会议室",
+        "2026年12月1日 09:00–11:00",
+        "打开微信小程序「村务积分」扫码签到",
+        "清水村",
+    ):
         assert shown in text, shown
     assert pdf.status_code == 200 and page_count(pdf.data) == 1
     assert by_villager.status_code == 403
@@ -314,13 +356,16 @@ def test_binding_code_names_the_villager_it_binds(
 ) -> None:
     calls: list[dict[str, Any]] = []
     draw = card_render.binding_png
-    monkeypatch.setattr(card_render, "binding_png",
-                        lambda **k: calls.append(k) or draw(**k))
-    response = client.post(f"{API}/villagers/{world.spouse_x}/binding-token",
-                           headers=world.headers("cadre_a"))
+    monkeypatch.setattr(card_render, "binding_png", lambda **k: calls.append(k) or draw(**k))
+    response = client.post(
+        f"{API}/villagers/{world.spouse_x}/binding-token", headers=world.headers("cadre_a")
+    )
     assert response.status_code == 201
     assert (calls[0]["name"], calls[0]["village"], calls[0]["household"]) == (
-        "配偶x", "清水村", "x户")
+        "配偶x",
+        "清水村",
+        "x户",
+    )
     png = base64.b64decode(response.get_json()["qr_png_base64"])
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == (709, 945)  # 90 × 120 mm at 200 dpi

@@ -33,14 +33,17 @@ API = "/api/v1"
 FAR = {"REMOTE_ADDR": "203.0.113.9"}
 
 
-def scrape(client: FlaskClient, **kwargs: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]],
-                                                         float]:
+def scrape(
+    client: FlaskClient, **kwargs: Any
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = client.get("/metrics", **kwargs)
     assert response.status_code == 200, response.data
     assert response.content_type.startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.get_data(as_text=True))
-            for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
@@ -61,8 +64,12 @@ def test_with_a_token_set_only_its_bearer_is_answered(client: FlaskClient, token
     assert [r.status_code for r in (missing, wrong, basic)] == [401, 401, 401]
     assert error_code(missing) == "unauthenticated"
     # A token opens it from anywhere, loopback or not.
-    assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"},
-                      environ_base=FAR).status_code == 200
+    assert (
+        client.get(
+            "/metrics", headers={"Authorization": f"Bearer {token}"}, environ_base=FAR
+        ).status_code
+        == 200
+    )
     # ... and loopback alone no longer does.
     assert client.get("/metrics").status_code == 401
 
@@ -92,16 +99,19 @@ def test_requests_are_counted_by_endpoint_not_by_path(
     endpoint, _ = app.url_map.bind("localhost").match(f"{API}/claims/1", "GET")
     refused = {"endpoint": endpoint, "method": "GET", "status": "401"}
     assert value(after, "village_points_http_requests_total", **refused) == (
-        (value(before, "village_points_http_requests_total", **refused) or 0) + 1)
+        (value(before, "village_points_http_requests_total", **refused) or 0) + 1
+    )
     labels = {"endpoint": endpoint, "method": "GET", "status": "404"}
     assert value(after, "village_points_http_requests_total", **labels) == (
-        (value(before, "village_points_http_requests_total", **labels) or 0) + 2)
+        (value(before, "village_points_http_requests_total", **labels) or 0) + 2
+    )
     assert value(after, "village_points_http_request_duration_seconds_count", **labels) == (
-        (value(before, "village_points_http_request_duration_seconds_count", **labels) or 0)
-        + 2)
+        (value(before, "village_points_http_request_duration_seconds_count", **labels) or 0) + 2
+    )
     unmatched = {"endpoint": "unmatched", "method": "GET", "status": "404"}
     assert value(after, "village_points_http_requests_total", **unmatched) == (
-        (value(before, "village_points_http_requests_total", **unmatched) or 0) + 1)
+        (value(before, "village_points_http_requests_total", **unmatched) or 0) + 1
+    )
     assert not any("9876" in str(key) or "4242" in str(key) for key in after)
 
 
@@ -113,8 +123,9 @@ def test_check_ins_posted_claims_and_redemptions_move_their_counters(
     items = default_items(app, world)
     set_policy(client, world, notice_days=0)  # a check-in posts at once
     _, code = open_activity(client, world, items["GOV-ASSEMBLY"])
-    checked = client.post(f"{API}/checkins", json={"token": code},
-                          headers=world.headers("villager_x"))
+    checked = client.post(
+        f"{API}/checkins", json={"token": code}, headers=world.headers("villager_x")
+    )
     assert checked.status_code == 201, checked.get_json()
     fund(app, world.household_x, 100)
     reward = add_reward(app, world.shop_a, "香皂", 10, 5)
@@ -127,7 +138,8 @@ def test_check_ins_posted_claims_and_redemptions_move_their_counters(
         assert value(after, name) == (value(before, name) or 0) + 1, name
     assert checked.get_json()["status"] == "posted"
     assert value(after, "village_points_claims_posted_total") == (
-        (value(before, "village_points_claims_posted_total") or 0) + 1)
+        (value(before, "village_points_claims_posted_total") or 0) + 1
+    )
 
 
 def test_a_scheduled_command_records_its_last_success(
@@ -145,7 +157,8 @@ def test_a_scheduled_command_records_its_last_success(
         run = db.session.get(JobRun, "claims post-due")
         assert run is not None and run.last_success_at is not None
         assert value(samples, "village_points_job_last_success_timestamp_seconds", **job) == (
-            pytest.approx(run.last_success_at.timestamp()))
+            pytest.approx(run.last_success_at.timestamp())
+        )
 
 
 def test_a_failing_ledger_verify_shows_until_a_run_passes(
@@ -154,8 +167,9 @@ def test_a_failing_ledger_verify_shows_until_a_run_passes(
     fund(app, world.household_x, 30)
     with app.app_context():
         entry_id = db.session.scalar(select(LedgerEntry.id))
-        db.session.execute(update(LedgerEntry).where(LedgerEntry.id == entry_id)
-                           .values(amount=3000))  # someone edits the ledger by hand
+        db.session.execute(
+            update(LedgerEntry).where(LedgerEntry.id == entry_id).values(amount=3000)
+        )  # someone edits the ledger by hand
         db.session.commit()
     try:
         failed = runner.invoke(args=["ledger", "verify"])
@@ -163,15 +177,18 @@ def test_a_failing_ledger_verify_shows_until_a_run_passes(
         samples = scrape(client)
         assert value(samples, "village_points_ledger_verify_ok") == 0
         assert value(samples, "village_points_job_failures_total", job="ledger verify") == 1
-        assert value(samples, "village_points_job_last_success_timestamp_seconds",
-                     job="ledger verify") is None
+        assert (
+            value(samples, "village_points_job_last_success_timestamp_seconds", job="ledger verify")
+            is None
+        )
         with app.app_context():
             run = db.session.get(JobRun, "ledger verify")
             assert run is not None and "do not verify" in (run.last_message or "")
     finally:
         with app.app_context():
-            db.session.execute(update(LedgerEntry).where(LedgerEntry.id == entry_id)
-                               .values(amount=30))
+            db.session.execute(
+                update(LedgerEntry).where(LedgerEntry.id == entry_id).values(amount=30)
+            )
             db.session.commit()
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
     samples = scrape(client)
@@ -188,8 +205,9 @@ def test_two_runs_of_a_job_ending_at_once_both_count(app: Flask) -> None:
 
     def run(i: int) -> None:
         with app.app_context():
-            record_run(db.session, "claims post-due", ok=i == 0, started_at=moment,
-                       finished_at=moment)
+            record_run(
+                db.session, "claims post-due", ok=i == 0, started_at=moment, finished_at=moment
+            )
             db.session.commit()
 
     together(2, run)

@@ -149,21 +149,35 @@ def test_a_drifted_month_does_not_stop_an_objection_from_being_overturned(
     assert issued(app) == {(world.village_a, "2026-03"): 0}  # already what the claims say
 
 
-def stand_in_for_a_race(app: Flask, world: World, item_id: int, points: int,
-                        at: datetime) -> None:
+def stand_in_for_a_race(app: Flask, world: World, item_id: int, points: int, at: datetime) -> None:
     """A posted claim of villager_x for the item that a concurrent approval decided without
     seeing the claim in notice (as two cadres approving at the same moment would): counted
     in its month, as its own approval would have."""
     with app.app_context():
         cadre = db.session.scalar(select(User.id).where(User.username == "cadre_a"))
-        version = db.session.scalar(select(RuleItem.current_version_id)
-                                    .where(RuleItem.id == item_id))
-        db.session.add(Claim(
-            village_id=world.village_a, household_id=world.household_x,
-            member_id=world.head_x, rule_item_id=item_id, rule_item_version_id=version,
-            source="cadre", units=points // 2, points=points, reason="并发审核", status="posted",
-            occurred_at=at, submitted_by=cadre, created_at=at, decided_at=at, posted_at=at,
-            evidence=[]))
+        version = db.session.scalar(
+            select(RuleItem.current_version_id).where(RuleItem.id == item_id)
+        )
+        db.session.add(
+            Claim(
+                village_id=world.village_a,
+                household_id=world.household_x,
+                member_id=world.head_x,
+                rule_item_id=item_id,
+                rule_item_version_id=version,
+                source="cadre",
+                units=points // 2,
+                points=points,
+                reason="并发审核",
+                status="posted",
+                occurred_at=at,
+                submitted_by=cadre,
+                created_at=at,
+                decided_at=at,
+                posted_at=at,
+                evidence=[],
+            )
+        )
         db.session.execute(update(MonthlyIssued).values(issued=MonthlyIssued.issued + points))
         db.session.commit()
 
@@ -213,15 +227,17 @@ def test_check_ins_racing_for_the_last_of_the_budget_cannot_all_pass(
     users = bound_villagers(app, world.village_a, 40)
     headers = [world.headers(user_id) for user_id in users]
 
-    replies = post_together(app, 40, f"{API}/checkins", lambda i: headers[i],
-                            lambda i: {"token": token})
+    replies = post_together(
+        app, 40, f"{API}/checkins", lambda i: headers[i], lambda i: {"token": token}
+    )
 
     assert_no_server_errors(replies)
     assert Counter(r.status for r in replies) == {201: 40}
     assert Counter(r.body["status"] for r in replies) == {"in_notice": 10, "approved": 30}
     with app.app_context():
         in_notice = db.session.scalars(
-            select(Claim.points).where(Claim.status == "in_notice")).all()
+            select(Claim.points).where(Claim.status == "in_notice")
+        ).all()
     assert sum(in_notice) == 30
     assert list(issued(app).values()) == [30]
 

@@ -40,33 +40,51 @@ def sheet(rows: list[list[Any]], header: str = "户编号,积分,备注") -> byt
     return ("\n".join(lines) + "\n").encode("utf-8-sig")
 
 
-def post(client: FlaskClient, headers: dict[str, str], village_id: int, data: bytes,
-         name: str = "期初积分.csv", key: str | None = None) -> Any:
+def post(
+    client: FlaskClient,
+    headers: dict[str, str],
+    village_id: int,
+    data: bytes,
+    name: str = "期初积分.csv",
+    key: str | None = None,
+) -> Any:
     extra = {"Idempotency-Key": key} if key else {}
-    return client.post(f"{API}/villages/{village_id}/opening-balances",
-                       data={"file": (io.BytesIO(data), name)},
-                       headers={**headers, **extra}, content_type="multipart/form-data")
+    return client.post(
+        f"{API}/villages/{village_id}/opening-balances",
+        data={"file": (io.BytesIO(data), name)},
+        headers={**headers, **extra},
+        content_type="multipart/form-data",
+    )
 
 
 def state(app: Flask) -> dict[str, int]:
     with app.app_context():
         return {
             "entries": db.session.scalar(select(func.count()).select_from(LedgerEntry)) or 0,
-            "available": db.session.scalar(select(func.coalesce(func.sum(Account.available),
-                                                                0))) or 0,
+            "available": db.session.scalar(select(func.coalesce(func.sum(Account.available), 0)))
+            or 0,
             "audit": db.session.scalar(select(func.count()).select_from(AuditEntry)) or 0,
         }
 
 
 def test_opening_balances_post_adjust_entries_shown_as_carried_over(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     coded = coded_household(app, world.village_a, "A-01", "钱老伯")
     admin = world.headers("tadmin1")
-    response = post(client, admin, world.village_a, sheet([
-        ["A-01", "120", "纸质账本结转"],
-        [world.household_x, "30.00", ""],  # made without a key: named by its number
-    ]))
+    response = post(
+        client,
+        admin,
+        world.village_a,
+        sheet(
+            [
+                ["A-01", "120", "纸质账本结转"],
+                [world.household_x, "30.00", ""],  # made without a key: named by its number
+            ]
+        ),
+    )
     assert response.status_code == 201, response.get_json()
     assert response.get_json() == {"households": 2, "points": 150}
 
@@ -80,11 +98,13 @@ def test_opening_balances_post_adjust_entries_shown_as_carried_over(
     assert (account["available"], account["earned_total"], account["this_month"]) == (120, 0, 0)
 
     with app.app_context():
-        totals = db.session.scalars(select(MonthTotal).where(
-            MonthTotal.household_id == coded)).all()
+        totals = db.session.scalars(
+            select(MonthTotal).where(MonthTotal.household_id == coded)
+        ).all()
         assert [(t.score, t.earned, t.opening) for t in totals] == [(0, 0, 120)]
-        audit = db.session.scalars(select(AuditEntry).where(
-            AuditEntry.action == "opening_balance.import")).one()
+        audit = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "opening_balance.import")
+        ).one()
         assert audit.after["households"] == 2 and audit.village_id == world.village_a
         # not counted for the 12-month qualification line
         acct = db.session.scalars(select(Account).where(Account.household_id == coded)).one()
@@ -92,31 +112,47 @@ def test_opening_balances_post_adjust_entries_shown_as_carried_over(
         assert qualification.qualifying_score(db.session, acct, datetime.now(tz), tz) == 0
 
     # left out of the monthly ranking: 120 points on paper rank nobody
-    ranking = client.get(f"{API}/rankings", headers=admin,
-                         query_string={"village_id": world.village_a}).get_json()
+    ranking = client.get(
+        f"{API}/rankings", headers=admin, query_string={"village_id": world.village_a}
+    ).get_json()
     assert {row["household_id"]: row["points"] for row in ranking["items"]}.get(coded, 0) == 0
 
 
 def test_a_bad_sheet_is_refused_whole_with_every_row_named(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     coded_household(app, world.village_a, "A-01", "钱老伯")
     coded_household(app, world.village_b, "B-01", "孙大娘")
     before = state(app)
-    response = post(client, world.headers("tadmin1"), world.village_a, sheet([
-        ["A-01", "50", ""],  # row 2: good, but not written either
-        ["B-01", "10", ""],  # row 3: of another village
-        [world.household_x, "12.5", ""],  # row 4: not whole
-        ["A-01", "5", ""],  # row 5: the same household again
-        ["", "-3", ""],  # row 6: no key, and not positive
-        ["nope", "abc", ""],  # row 7
-    ]))
+    response = post(
+        client,
+        world.headers("tadmin1"),
+        world.village_a,
+        sheet(
+            [
+                ["A-01", "50", ""],  # row 2: good, but not written either
+                ["B-01", "10", ""],  # row 3: of another village
+                [world.household_x, "12.5", ""],  # row 4: not whole
+                ["A-01", "5", ""],  # row 5: the same household again
+                ["", "-3", ""],  # row 6: no key, and not positive
+                ["nope", "abc", ""],  # row 7
+            ]
+        ),
+    )
     assert response.status_code == 422
     assert error_code(response) == "opening_balances_invalid"
     errors = response.get_json()["error"]["details"]["errors"]
     assert [(e["row"], e["field"]) for e in errors] == [
-        (3, "户编号"), (4, "积分"), (5, "户编号"), (6, "户编号"), (6, "积分"), (7, "户编号"),
-        (7, "积分")]
+        (3, "户编号"),
+        (4, "积分"),
+        (5, "户编号"),
+        (6, "户编号"),
+        (6, "积分"),
+        (7, "户编号"),
+        (7, "积分"),
+    ]
     assert all(e["message"] for e in errors)
     assert state(app) == before
 
@@ -149,20 +185,21 @@ def test_xlsx_and_header_aliases(app: Flask, client: FlaskClient, world: World) 
     ws = workbook.active
     assert ws is not None
     ws.append(["户号", "期初积分", "说明"])
-    ws.append([7, 66.0, "=HYPERLINK(\"http://x\")"])
+    ws.append([7, 66.0, '=HYPERLINK("http://x")'])
     buffer = io.BytesIO()
     workbook.save(buffer)
-    response = post(client, world.headers("tadmin1"), world.village_a, buffer.getvalue(),
-                    name="期初.xlsx")
+    response = post(
+        client, world.headers("tadmin1"), world.village_a, buffer.getvalue(), name="期初.xlsx"
+    )
     assert response.status_code == 201, response.get_json()
     with app.app_context():
-        entry = db.session.scalars(select(LedgerEntry).join(Account).where(
-            Account.household_id == coded)).one()
+        entry = db.session.scalars(
+            select(LedgerEntry).join(Account).where(Account.household_id == coded)
+        ).one()
         assert entry.amount == 66
 
 
-def test_a_retry_with_the_same_key_replays(app: Flask, client: FlaskClient,
-                                           world: World) -> None:
+def test_a_retry_with_the_same_key_replays(app: Flask, client: FlaskClient, world: World) -> None:
     coded_household(app, world.village_a, "A-01", "钱老伯")
     admin = world.headers("tadmin1")
     data = sheet([["A-01", 40, ""]])
@@ -176,27 +213,33 @@ def test_a_retry_with_the_same_key_replays(app: Flask, client: FlaskClient,
 
 
 def test_a_reversed_opening_balance_may_be_entered_again(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     coded = coded_household(app, world.village_a, "A-01", "钱老伯")
     admin = world.headers("tadmin1")
     assert post(client, admin, world.village_a, sheet([["A-01", 20, ""]])).status_code == 201
     with app.app_context():
-        entry_id = db.session.scalar(select(LedgerEntry.id).join(Account).where(
-            Account.household_id == coded))
-    reversed_ = client.post(f"{API}/ledger/{entry_id}/reverse", headers=admin,
-                            json={"reason": "录错了"})
+        entry_id = db.session.scalar(
+            select(LedgerEntry.id).join(Account).where(Account.household_id == coded)
+        )
+    reversed_ = client.post(
+        f"{API}/ledger/{entry_id}/reverse", headers=admin, json={"reason": "录错了"}
+    )
     assert reversed_.status_code == 201, reversed_.get_json()
     assert post(client, admin, world.village_a, sheet([["A-01", 25, ""]])).status_code == 201
     with app.app_context():
-        totals = db.session.scalars(select(MonthTotal).where(
-            MonthTotal.household_id == coded)).all()
+        totals = db.session.scalars(
+            select(MonthTotal).where(MonthTotal.household_id == coded)
+        ).all()
         assert [(t.score, t.opening) for t in totals] == [(0, 25)]
 
 
 @on_postgres
 def test_two_uploads_at_once_open_a_household_once(
-    app: Flask, world: World,
+    app: Flask,
+    world: World,
 ) -> None:
     coded = coded_household(app, world.village_a, "A-01", "钱老伯")
     admin = world.headers("tadmin1")
@@ -209,25 +252,37 @@ def test_two_uploads_at_once_open_a_household_once(
     statuses = sorted(together(2, send))
     assert statuses[0] == 201 and statuses[1] in (409, 422), statuses
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(LedgerEntry).join(Account)
-                                 .where(Account.household_id == coded)) == 1
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .join(Account)
+                .where(Account.household_id == coded)
+            )
+            == 1
+        )
 
 
 def test_the_points_report_counts_opening_balances_as_issued(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     coded_household(app, world.village_a, "A-01", "钱老伯")
     admin = world.headers("tadmin1")
     assert post(client, admin, world.village_a, sheet([["A-01", 70, ""]])).status_code == 201
-    report = client.get(f"{API}/townships/{world.township_1}/points-report",
-                        headers=admin).get_json()
+    report = client.get(
+        f"{API}/townships/{world.township_1}/points-report", headers=admin
+    ).get_json()
     row = next(v for v in report["villages"] if v["village_id"] == world.village_a)
     # issued = outstanding + redeemed + expired still holds with the opening balance in it
     assert (row["issued"], row["adjusted"], row["outstanding"]) == (70, 70, 70)
 
 
 def test_a_reversed_opening_balance_is_no_correction_on_a_board_or_in_statistics(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     """An opening balance was never on a board nor in a category's points: reversing it in
     a later month is no "加分冲正" on that month's board (which would publish the reason) and
@@ -237,34 +292,54 @@ def test_a_reversed_opening_balance_is_no_correction_on_a_board_or_in_statistics
         admin = world.headers("tadmin1")  # a token of the frozen moment
         assert post(client, admin, world.village_a, sheet([["A-01", 20, ""]])).status_code == 201
     with app.app_context():
-        entry_id = db.session.scalar(select(LedgerEntry.id).join(Account).where(
-            Account.household_id == coded))
+        entry_id = db.session.scalar(
+            select(LedgerEntry.id).join(Account).where(Account.household_id == coded)
+        )
     with frozen(local(2026, 4, 5)):
         admin = world.headers("tadmin1")
-        reversed_ = client.post(f"{API}/ledger/{entry_id}/reverse", headers=admin,
-                                json={"reason": "录错了"})
+        reversed_ = client.post(
+            f"{API}/ledger/{entry_id}/reverse", headers=admin, json={"reason": "录错了"}
+        )
         assert reversed_.status_code == 201, reversed_.get_json()
-        april = client.get(f"{API}/villages/{world.village_a}/board", headers=admin,
-                           query_string={"period": "2026-04"}).get_json()
-        stats = client.get(f"{API}/villages/{world.village_a}/stats", headers=admin,
-                           query_string={"period": "2026-04"}).get_json()
+        april = client.get(
+            f"{API}/villages/{world.village_a}/board",
+            headers=admin,
+            query_string={"period": "2026-04"},
+        ).get_json()
+        stats = client.get(
+            f"{API}/villages/{world.village_a}/stats",
+            headers=admin,
+            query_string={"period": "2026-04"},
+        ).get_json()
     assert april["corrections"] == []
-    assert all(c["corrected"] == 0 and c["net"] == 0
-               for c in stats["points_by_category"]), stats
+    assert all(c["corrected"] == 0 and c["net"] == 0 for c in stats["points_by_category"]), stats
 
 
 def test_only_those_who_enter_opening_balances_reverse_them(
-    app: Flask, client: FlaskClient, world: World,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
 ) -> None:
     coded = coded_household(app, world.village_a, "A-01", "钱老伯")
-    assert post(client, world.headers("tadmin1"), world.village_a,
-                sheet([["A-01", 20, ""]])).status_code == 201
+    assert (
+        post(
+            client, world.headers("tadmin1"), world.village_a, sheet([["A-01", 20, ""]])
+        ).status_code
+        == 201
+    )
     with app.app_context():
-        entry_id = db.session.scalar(select(LedgerEntry.id).join(Account).where(
-            Account.household_id == coded))
-    by_cadre = client.post(f"{API}/ledger/{entry_id}/reverse", headers=world.headers("cadre_a"),
-                           json={"reason": "录错了"})
+        entry_id = db.session.scalar(
+            select(LedgerEntry.id).join(Account).where(Account.household_id == coded)
+        )
+    by_cadre = client.post(
+        f"{API}/ledger/{entry_id}/reverse",
+        headers=world.headers("cadre_a"),
+        json={"reason": "录错了"},
+    )
     assert by_cadre.status_code == 403 and error_code(by_cadre) == "forbidden"
-    by_admin = client.post(f"{API}/ledger/{entry_id}/reverse", headers=world.headers("tadmin1"),
-                           json={"reason": "录错了"})
+    by_admin = client.post(
+        f"{API}/ledger/{entry_id}/reverse",
+        headers=world.headers("tadmin1"),
+        json={"reason": "录错了"},
+    )
     assert by_admin.status_code == 201, by_admin.get_json()

@@ -24,8 +24,9 @@ API = "/api/v1"
 
 
 def _pickup(client: FlaskClient, headers: dict[str, str], code: str, **extra: str) -> Any:
-    return client.post(f"{API}/redemptions/pickup-code", headers={**headers, **extra},
-                       json={"pickup_code": code})
+    return client.post(
+        f"{API}/redemptions/pickup-code", headers={**headers, **extra}, json={"pickup_code": code}
+    )
 
 
 def _placed(app: Flask, client: FlaskClient, world: World) -> dict[str, Any]:
@@ -42,12 +43,17 @@ def test_the_household_sees_a_six_digit_number_and_the_clerk_types_it(
     placed = _placed(app, client, world)
     code = placed["pickup_code"]
     assert len(code) == 6 and code.isdigit()
-    again = client.get(f"{API}/redemptions/{placed['id']}",
-                       headers=world.headers("villager_x")).get_json()
+    again = client.get(
+        f"{API}/redemptions/{placed['id']}", headers=world.headers("villager_x")
+    ).get_json()
     assert again["pickup_code"] == code
     # Only the household holds it: a clerk who could read it could pick up alone.
-    assert client.get(f"{API}/redemptions/{placed['id']}",
-                      headers=world.headers("clerk_a")).get_json()["pickup_code"] is None
+    assert (
+        client.get(
+            f"{API}/redemptions/{placed['id']}", headers=world.headers("clerk_a")
+        ).get_json()["pickup_code"]
+        is None
+    )
 
     done = _pickup(client, world.headers("clerk_a"), code)
     assert done.status_code == 200, done.get_json()
@@ -78,11 +84,11 @@ def test_cancelled_and_expired_orders_do_not_answer_to_their_number(
     fund(app, world.household_x, 100)
     with frozen(local(2026, 5, 10, 9)):
         first = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)]).get_json()
-        second = order(client, world.headers("villager_x"), world.shop_a,
-                       [(rice, 1)]).get_json()
+        second = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)]).get_json()
         assert first["pickup_code"] != second["pickup_code"]
-        client.post(f"{API}/redemptions/{first['id']}/cancel",
-                    headers=world.headers("villager_x"), json={})
+        client.post(
+            f"{API}/redemptions/{first['id']}/cancel", headers=world.headers("villager_x"), json={}
+        )
         cancelled = _pickup(client, world.headers("clerk_a"), first["pickup_code"])
         assert error_code(cancelled) == "pickup_code_not_found"
     with frozen(local(2026, 5, 13, 10)):  # past the 72-hour hold, before the expiry run
@@ -93,8 +99,11 @@ def test_cancelled_and_expired_orders_do_not_answer_to_their_number(
 
 @pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", "12 456", 123456, None])
 def test_a_malformed_number_is_refused(client: FlaskClient, world: World, code: Any) -> None:
-    response = client.post(f"{API}/redemptions/pickup-code", headers=world.headers("clerk_a"),
-                           json={"pickup_code": code})
+    response = client.post(
+        f"{API}/redemptions/pickup-code",
+        headers=world.headers("clerk_a"),
+        json={"pickup_code": code},
+    )
     assert response.status_code == 422, response.get_json()
 
 
@@ -136,8 +145,12 @@ def test_a_shop_whose_numbers_keep_colliding_refuses_cleanly(
     rice = add_reward(app, world.shop_a, "大米", 10, 50)
     fund(app, world.household_x, 100)
     monkeypatch.setattr(pickup_codes.secrets, "randbelow", lambda _: 777)
-    assert order(client, world.headers("villager_x"), world.shop_a,
-                 [(rice, 1)]).get_json()["pickup_code"] == "000777"
+    assert (
+        order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)]).get_json()[
+            "pickup_code"
+        ]
+        == "000777"
+    )
     refused = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
     assert refused.status_code == 409 and error_code(refused) == "pickup_code_busy"
     # Refused as a whole: no second hold, no second order.
@@ -157,14 +170,17 @@ def test_concurrent_orders_of_one_shop_never_share_a_number(
     numbers = iter([1, 2, 3, 4] * 50)
     monkeypatch.setattr(pickup_codes.secrets, "randbelow", lambda _: next(numbers))
     with app.app_context():
-        households = [db.session.get(Villager, db.session.get(User, user_id).villager_id)
-                      .household_id for user_id in villagers]  # type: ignore[union-attr]
+        households = [
+            db.session.get(Villager, db.session.get(User, user_id).villager_id).household_id
+            for user_id in villagers
+        ]  # type: ignore[union-attr]
     for household_id in households:
         fund(app, household_id, 100)
     headers = {user_id: world.headers(user_id) for user_id in villagers}
     body = {"shop_id": world.shop_a, "items": [{"reward_id": rice, "quantity": 1}]}
-    replies = post_together(app, 4, f"{API}/redemptions",
-                            lambda i: headers[villagers[i]], lambda _: body)
+    replies = post_together(
+        app, 4, f"{API}/redemptions", lambda i: headers[villagers[i]], lambda _: body
+    )
     assert_no_server_errors(replies)
     assert Counter(r.status for r in replies) == {201: 4}, replies
     with app.app_context():
@@ -179,7 +195,7 @@ def test_orders_placed_before_numbers_have_none_and_keep_their_qr(
     with app.app_context():
         db.session.get(Redemption, placed["id"]).pickup_code = None  # type: ignore[union-attr]
         db.session.commit()
-    shown = client.get(f"{API}/redemptions/{placed['id']}",
-                       headers=world.headers("villager_x")).get_json()
+    shown = client.get(
+        f"{API}/redemptions/{placed['id']}", headers=world.headers("villager_x")
+    ).get_json()
     assert shown["pickup_code"] is None and shown["pickup_token"]
-

@@ -41,6 +41,7 @@ API = "/api/v1"
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def reset(runner: Any) -> int:
     """`flask points reset`; the number of accounts it says it expired points in."""
     result = runner.invoke(args=["points", "reset"])
@@ -53,8 +54,9 @@ def reset_at(runner: Any, moment: datetime) -> int:
         return reset(runner)
 
 
-def quarterly(client: FlaskClient, runner: Any, world: World, first_run: datetime,
-              **policy: Any) -> None:
+def quarterly(
+    client: FlaskClient, runner: Any, world: World, first_run: datetime, **policy: Any
+) -> None:
     """Village A (and B) reset quarterly, and the daily run has started: its first run
     records the quarter before `first_run`'s as where the resets start."""
     set_policy(client, world, reset_cycle="quarterly", **policy)
@@ -63,15 +65,23 @@ def quarterly(client: FlaskClient, runner: Any, world: World, first_run: datetim
 
 def expiries(app: Flask, household_id: int) -> list[tuple[int, str, str]]:
     """(amount, month, note) of the household's expire entries, in order."""
-    return [(e["amount"], e["month"], e["note"]) for e in entries_of(app, household_id)
-            if e["kind"] == "expire"]
+    return [
+        (e["amount"], e["month"], e["note"])
+        for e in entries_of(app, household_id)
+        if e["kind"] == "expire"
+    ]
 
 
 def recorded(app: Flask, village_id: int) -> list[tuple[str, bool, int, int]]:
     with app.app_context():
-        return [(r.period, r.baseline, r.accounts, r.points) for r in db.session.scalars(
-            select(PeriodReset).where(PeriodReset.village_id == village_id)
-            .order_by(PeriodReset.id))]
+        return [
+            (r.period, r.baseline, r.accounts, r.points)
+            for r in db.session.scalars(
+                select(PeriodReset)
+                .where(PeriodReset.village_id == village_id)
+                .order_by(PeriodReset.id)
+            )
+        ]
 
 
 def available(app: Flask, household_id: int) -> int:
@@ -83,8 +93,9 @@ def assert_books_balance(client: FlaskClient, runner: Any, world: World) -> None
     balances + redeemed + expired, the expired being every expire entry."""
     verified = runner.invoke(args=["ledger", "verify"])
     assert verified.exit_code == 0, verified.output
-    body = client.get(f"{API}/townships/{world.township_1}/points-report",
-                      headers=world.headers("tadmin1")).get_json()
+    body = client.get(
+        f"{API}/townships/{world.township_1}/points-report", headers=world.headers("tadmin1")
+    ).get_json()
     for row in [*body["villages"], body["totals"]]:
         assert row["issued"] == row["outstanding"] + row["redeemed"] + row["expired"], row
         assert row["outstanding"] == row["available"] + row["held"], row
@@ -93,11 +104,13 @@ def assert_books_balance(client: FlaskClient, runner: Any, world: World) -> None
         expired = db.session.scalar(
             select(func.coalesce(func.sum(LedgerEntry.amount), 0))
             .join(Account, Account.id == LedgerEntry.account_id)
-            .where(Account.village_id == world.village_a, LedgerEntry.kind == "expire"))
+            .where(Account.village_id == world.village_a, LedgerEntry.kind == "expire")
+        )
     assert village_a["expired"] == -expired
 
 
 # ---- once per village and period, only periods that have ended --------------------------------
+
 
 def test_a_yearly_village_run_daily_loses_nothing_on_1_april(
     app: Flask, client: FlaskClient, runner: Any, world: World
@@ -109,9 +122,15 @@ def test_a_yearly_village_run_daily_loses_nothing_on_1_april(
     newcomer = add_household(app, world.village_a, "w户", "户主w")["household"]
     earn(app, world.household_x, 9, local(2026, 1, 15))
     earn(app, newcomer, 12, local(2026, 2, 3))  # nothing at all when 2025 was reset
-    for moment in (local(2026, 1, 2, 0, 5), local(2026, 3, 31, 23, 59),
-                   local(2026, 4, 1, 0, 5), local(2026, 4, 1, 0, 5), local(2026, 7, 1, 0, 5),
-                   local(2026, 10, 1, 0, 5), local(2026, 12, 31, 23, 59)):
+    for moment in (
+        local(2026, 1, 2, 0, 5),
+        local(2026, 3, 31, 23, 59),
+        local(2026, 4, 1, 0, 5),
+        local(2026, 4, 1, 0, 5),
+        local(2026, 7, 1, 0, 5),
+        local(2026, 10, 1, 0, 5),
+        local(2026, 12, 31, 23, 59),
+    ):
         assert reset_at(runner, moment) == 0, moment
     assert (available(app, world.household_x), available(app, newcomer)) == (9, 12)
     assert expiries(app, world.household_x) == [(-40, "2025-12", "定期清零 2025")]
@@ -180,10 +199,15 @@ def test_switching_a_village_to_resets_wipes_nothing_at_once_then_older_points_g
 
 # ---- what the ended period left, whenever the run happens ------------------------------------
 
-@pytest.mark.parametrize("run", [
-    datetime(2026, 4, 1, 0, 5, tzinfo=UTC),  # 00:05 on a UTC server: 08:05 in the village
-    local(2026, 4, 20, 9),  # a missed run, caught up weeks later
-], ids=["utc-cron", "missed-run"])
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        datetime(2026, 4, 1, 0, 5, tzinfo=UTC),  # 00:05 on a UTC server: 08:05 in the village
+        local(2026, 4, 20, 9),  # a missed run, caught up weeks later
+    ],
+    ids=["utc-cron", "missed-run"],
+)
 def test_a_late_run_expires_what_the_ended_quarter_left_and_names_it(
     app: Flask, client: FlaskClient, runner: Any, world: World, run: datetime
 ) -> None:
@@ -198,8 +222,10 @@ def test_a_late_run_expires_what_the_ended_quarter_left_and_names_it(
     assert expiries(app, world.household_x) == [(-35, "2026-03", "定期清零 2026-Q1")]
     assert available(app, world.household_x) == 7
     assert reset_at(runner, run + timedelta(hours=1)) == 0
-    march = client.get(f"{API}/townships/{world.township_1}/points-report?month=2026-03",
-                       headers=world.headers("tadmin1")).get_json()
+    march = client.get(
+        f"{API}/townships/{world.township_1}/points-report?month=2026-03",
+        headers=world.headers("tadmin1"),
+    ).get_json()
     village_a = next(v for v in march["villages"] if v["village_id"] == world.village_a)
     assert (village_a["month_expired"], village_a["outstanding"]) == (35, 0)
     assert_books_balance(client, runner, world)
@@ -220,6 +246,7 @@ def test_a_late_run_after_new_spending_takes_the_oldest_points_first(
 
 # ---- points held by an open order ----------------------------------------------------------
 
+
 @pytest.fixture()
 def shelf(app: Flask, client: FlaskClient, runner: Any, world: World) -> int:
     """Quarterly resets under way, anyone may redeem, and a 20-point reward on the shelf."""
@@ -236,8 +263,11 @@ def place(client: FlaskClient, world: World, reward: int, at: datetime) -> int:
 
 def cancel(client: FlaskClient, world: World, redemption_id: int, at: datetime) -> Any:
     with frozen(at):
-        return client.post(f"{API}/redemptions/{redemption_id}/cancel", json={},
-                           headers=world.headers("villager_x"))
+        return client.post(
+            f"{API}/redemptions/{redemption_id}/cancel",
+            json={},
+            headers=world.headers("villager_x"),
+        )
 
 
 def test_points_held_at_the_reset_expire_when_the_order_is_cancelled(
@@ -252,9 +282,16 @@ def test_points_held_at_the_reset_expire_when_the_order_is_cancelled(
     cancelled = cancel(client, world, held, local(2026, 4, 1, 9))
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
     assert account_of(app, world.household_x) | {"entries": 0} == {
-        "available": 12, "held": 0, "earned_total": 62, "entries": 0}
+        "available": 12,
+        "held": 0,
+        "earned_total": 62,
+        "entries": 0,
+    }
     assert expiries(app, world.household_x)[-1] == (
-        -20, "2026-04", f"定期清零 2026-Q1：兑换单 #{held} 未领取，冻结的积分到期")
+        -20,
+        "2026-04",
+        f"定期清零 2026-Q1：兑换单 #{held} 未领取，冻结的积分到期",
+    )
 
     assert_books_balance(client, runner, world)
 
@@ -290,12 +327,14 @@ def test_an_order_between_the_end_and_a_late_run_holds_the_quarters_points_first
     assert reset_at(runner, datetime(2026, 4, 1, 0, 5, tzinfo=UTC)) == 0
     assert cancel(client, world, held, local(2026, 4, 1, 9)).status_code == 200
     assert expiries(app, world.household_x) == [
-        (-5, "2026-04", f"定期清零 2026-Q1：兑换单 #{held} 未领取，冻结的积分到期")]
+        (-5, "2026-04", f"定期清零 2026-Q1：兑换单 #{held} 未领取，冻结的积分到期")
+    ]
     assert available(app, world.household_x) == 16
     assert_books_balance(client, runner, world)
 
 
 # ---- a claim in public notice (公示) when its quarter ends --------------------------------------
+
 
 def test_a_claim_in_notice_at_the_end_posts_into_the_new_quarter(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -323,14 +362,15 @@ def test_a_claim_in_notice_at_the_end_posts_into_the_new_quarter(
 
 # ---- two runs at once ------------------------------------------------------------------------
 
+
 @on_postgres
 def test_two_resets_at_once_expire_once(
     app: Flask, client: FlaskClient, runner: Any, world: World
 ) -> None:
     quarterly(client, runner, world, local(2026, 1, 10))
     households = [world.household_x] + [
-        add_household(app, world.village_a, f"并发{i}户", f"户主{i}")["household"]
-        for i in range(8)]
+        add_household(app, world.village_a, f"并发{i}户", f"户主{i}")["household"] for i in range(8)
+    ]
     for i, household in enumerate(households):
         earn(app, household, 10 + i, local(2026, 2, 1))
     moment = local(2026, 4, 1, 0, 5)
@@ -347,7 +387,11 @@ def test_two_resets_at_once_expire_once(
         assert expiries(app, household) == [(-(10 + i), "2026-03", "定期清零 2026-Q1")]
         assert available(app, household) == 0
     assert recorded(app, world.village_a)[-1] == (
-        "2026-Q1", False, len(households), sum(10 + i for i in range(len(households))))
+        "2026-Q1",
+        False,
+        len(households),
+        sum(10 + i for i in range(len(households))),
+    )
     assert_books_balance(client, runner, world)
 
 
@@ -372,8 +416,11 @@ def test_a_reset_and_cancels_at_once_expire_the_held_points_once(
         if i == 0:
             with app.app_context():
                 return policies.reset_spendable(db.session, moment, SHANGHAI)
-        return clients[i - 1].post(f"{API}/redemptions/{orders[i - 1]}/cancel", json={},
-                                   headers=headers[i - 1]).status_code
+        return (
+            clients[i - 1]
+            .post(f"{API}/redemptions/{orders[i - 1]}/cancel", json={}, headers=headers[i - 1])
+            .status_code
+        )
 
     with frozen(moment):  # the clock is the process's: frozen around every thread
         headers = [world.headers(user) for user in users]
@@ -386,6 +433,10 @@ def test_a_reset_and_cancels_at_once_expire_the_held_points_once(
         assert sum(amount for amount, _, _ in done) == -30, done
         assert all(note.startswith("定期清零 2026-Q1") for _, _, note in done), done
         assert account_of(app, household) | {"entries": 0} == {
-            "available": 0, "held": 0, "earned_total": 30, "entries": 0}
+            "available": 0,
+            "held": 0,
+            "earned_total": 30,
+            "entries": 0,
+        }
     assert recorded(app, world.village_a)[-1][:2] == ("2026-Q1", False)
     assert_books_balance(client, runner, world)

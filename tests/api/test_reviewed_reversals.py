@@ -32,24 +32,31 @@ MARCH_10 = local(2026, 3, 10)
 MARCH_20 = local(2026, 3, 20)
 
 
-def reverse(client: FlaskClient, world: World, user: str | int, entry_id: int,
-            reason: str = "重复记分") -> Any:
-    return client.post(f"{API}/ledger/{entry_id}/reverse", json={"reason": reason},
-                       headers=world.headers(user))
+def reverse(
+    client: FlaskClient, world: World, user: str | int, entry_id: int, reason: str = "重复记分"
+) -> Any:
+    return client.post(
+        f"{API}/ledger/{entry_id}/reverse", json={"reason": reason}, headers=world.headers(user)
+    )
 
 
 def pending(client: FlaskClient, world: World, user: str | int, **query: Any) -> list[dict]:
-    response = client.get(f"{API}/reversal-requests", query_string=query,
-                          headers=world.headers(user))
+    response = client.get(
+        f"{API}/reversal-requests", query_string=query, headers=world.headers(user)
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()["items"]
 
 
 def audited(app: Flask) -> list[str]:
     with app.app_context():
-        return list(db.session.scalars(
-            select(AuditEntry.action).where(AuditEntry.action.like("ledger.%"))
-            .order_by(AuditEntry.id)))
+        return list(
+            db.session.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.action.like("ledger.%"))
+                .order_by(AuditEntry.id)
+            )
+        )
 
 
 def test_below_the_threshold_one_cadre_reverses_at_once(
@@ -78,17 +85,23 @@ def test_at_the_threshold_a_second_cadre_confirms_the_reversal(
         asked = reverse(client, world, "cadre_a", earned["id"], "志愿时长登记重复")
         assert asked.status_code == 202, asked.get_json()
         request = asked.get_json()
-        assert (request["status"], request["entry_id"], request["amount"], request["reason"],
-                request["requested_by"], request["reversal_id"]) == (
-            "pending_confirmation", earned["id"], 6, "志愿时长登记重复", world.cadre_a, None)
+        assert (
+            request["status"],
+            request["entry_id"],
+            request["amount"],
+            request["reason"],
+            request["requested_by"],
+            request["reversal_id"],
+        ) == ("pending_confirmation", earned["id"], 6, "志愿时长登记重复", world.cadre_a, None)
         # Nothing is posted yet: the villager still has the points.
         assert [e["kind"] for e in entries_of(app, world.household_x)] == ["earn"]
         assert account_of(app, world.household_x)["available"] == 6
 
         # The second cadre finds it; nobody outside the village does.
         assert [r["id"] for r in pending(client, world, second)] == [request["id"]]
-        assert [r["id"] for r in pending(client, world, "tadmin1",
-                                         entry_id=earned["id"])] == [request["id"]]
+        assert [r["id"] for r in pending(client, world, "tadmin1", entry_id=earned["id"])] == [
+            request["id"]
+        ]
         assert pending(client, world, "cadre_b") == []
         assert pending(client, world, "tadmin2") == []
 
@@ -100,21 +113,28 @@ def test_at_the_threshold_a_second_cadre_confirms_the_reversal(
         confirmed = reverse(client, world, second, earned["id"], "已核实")
         assert confirmed.status_code == 201, confirmed.get_json()
         reversal = confirmed.get_json()
-        assert (reversal["kind"], reversal["amount"], reversal["reverses_id"],
-                reversal["note"], reversal["created_by"]) == (
-            "reverse", -6, earned["id"], "志愿时长登记重复", second)
+        assert (
+            reversal["kind"],
+            reversal["amount"],
+            reversal["reverses_id"],
+            reversal["note"],
+            reversal["created_by"],
+        ) == ("reverse", -6, earned["id"], "志愿时长登记重复", second)
         assert account_of(app, world.household_x)["available"] == 0
 
         assert pending(client, world, "cadre_a") == []
         [done] = pending(client, world, "cadre_a", status="confirmed")
-        assert (done["status"], done["confirmed_by"], done["confirm_note"],
-                done["reversal_id"]) == ("confirmed", second, "已核实", reversal["id"])
+        assert (
+            done["status"],
+            done["confirmed_by"],
+            done["confirm_note"],
+            done["reversal_id"],
+        ) == ("confirmed", second, "已核实", reversal["id"])
 
         again = reverse(client, world, "tadmin1", earned["id"])
         assert again.status_code == 409 and error_code(again) == "already_reversed"
     assert [e["kind"] for e in entries_of(app, world.household_x)] == ["earn", "reverse"]
-    assert audited(app) == ["ledger.reverse_request", "ledger.reverse",
-                            "ledger.reverse_confirm"]
+    assert audited(app) == ["ledger.reverse_request", "ledger.reverse", "ledger.reverse_confirm"]
 
 
 def test_a_deduction_at_the_threshold_needs_two_as_well(
@@ -147,7 +167,11 @@ def test_a_township_or_county_admin_is_the_second_reviewer(
         confirmed = reverse(client, world, "cadre_a", other)
         assert confirmed.status_code == 201, confirmed.get_json()
     assert [(e["kind"], e["amount"]) for e in entries_of(app, world.household_x)] == [
-        ("earn", 8), ("earn", 9), ("reverse", -8), ("reverse", -9)]
+        ("earn", 8),
+        ("earn", 9),
+        ("reverse", -8),
+        ("reverse", -9),
+    ]
 
 
 def test_no_one_reverses_their_own_household(
@@ -184,17 +208,25 @@ def test_a_confirmed_reversal_shows_as_a_correction_on_the_next_board(
     second = add_cadre(app, world, "cadre_a2")
     [earned] = entries_of(app, world.household_x)
     with frozen(local(2026, 4, 5)):
-        assert reverse(client, world, "cadre_a", earned["id"], "志愿时长登记重复"
-                       ).status_code == 202
-        board = client.get(f"{API}/villages/{world.village_a}/board",
-                           query_string={"period": "2026-04"}, headers=world.headers("cadre_a"))
+        assert (
+            reverse(client, world, "cadre_a", earned["id"], "志愿时长登记重复").status_code == 202
+        )
+        board = client.get(
+            f"{API}/villages/{world.village_a}/board",
+            query_string={"period": "2026-04"},
+            headers=world.headers("cadre_a"),
+        )
         assert board.get_json()["corrections"] == []  # nothing happened yet
         assert reverse(client, world, second, earned["id"]).status_code == 201
-        board = client.get(f"{API}/villages/{world.village_a}/board",
-                           query_string={"period": "2026-04"}, headers=world.headers("cadre_a"))
-    assert [(c["kind"], c["name"], c["amount"], c["month"], c["note"])
-            for c in board.get_json()["corrections"]] == [
-        ("reversal", "户主x", -6, "2026-03", "2026年3月加分冲正：志愿时长登记重复")]
+        board = client.get(
+            f"{API}/villages/{world.village_a}/board",
+            query_string={"period": "2026-04"},
+            headers=world.headers("cadre_a"),
+        )
+    assert [
+        (c["kind"], c["name"], c["amount"], c["month"], c["note"])
+        for c in board.get_json()["corrections"]
+    ] == [("reversal", "户主x", -6, "2026-03", "2026年3月加分冲正：志愿时长登记重复")]
 
 
 @on_postgres
@@ -207,11 +239,18 @@ def test_two_cadres_confirming_at_once_post_one_reversal(
     headers = [world.headers(user) for user in reviewers]
     assert reverse(client, world, "cadre_a", entry).status_code == 202
 
-    replies = post_together(app, len(reviewers), f"{API}/ledger/{entry}/reverse",
-                            lambda i: headers[i], lambda i: {"reason": "已核实"})
+    replies = post_together(
+        app,
+        len(reviewers),
+        f"{API}/ledger/{entry}/reverse",
+        lambda i: headers[i],
+        lambda i: {"reason": "已核实"},
+    )
     assert_no_server_errors(replies)
     assert Counter((r.status, r.code) for r in replies) == {
-        (201, None): 1, (409, "already_reversed"): len(reviewers) - 1}
+        (201, None): 1,
+        (409, "already_reversed"): len(reviewers) - 1,
+    }
     assert [e["kind"] for e in entries_of(app, world.household_x)] == ["earn", "reverse"]
     assert account_of(app, world.household_x)["available"] == 0
 
@@ -227,8 +266,13 @@ def test_two_cadres_asking_at_once_are_the_two_reviewers(
     reviewers = [world.cadre_a, add_cadre(app, world, "cadre_a2")]
     headers = [world.headers(user) for user in reviewers]
 
-    replies = post_together(app, 2, f"{API}/ledger/{entry}/reverse",
-                            lambda i: headers[i], lambda i: {"reason": "重复记分"})
+    replies = post_together(
+        app,
+        2,
+        f"{API}/ledger/{entry}/reverse",
+        lambda i: headers[i],
+        lambda i: {"reason": "重复记分"},
+    )
     assert_no_server_errors(replies)
     assert sorted(r.status for r in replies) == [201, 202]
     assert [e["kind"] for e in entries_of(app, world.household_x)] == ["earn", "reverse"]

@@ -28,12 +28,12 @@ API = "/api/v1"
 
 def _post(client: FlaskClient, reward_id: int, headers: dict[str, str], data: bytes) -> Any:
     boundary, body = encode_multipart({"file": FileStorage(BytesIO(data), filename="x.jpg")})
-    return client.post(f"{API}/rewards/{reward_id}/image", headers=headers, data=body,
-                       content_type=f"multipart/form-data; boundary={boundary}")
-
-
-
-
+    return client.post(
+        f"{API}/rewards/{reward_id}/image",
+        headers=headers,
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def _stored(app: Flask) -> list[Path]:
@@ -49,8 +49,9 @@ def test_a_clerk_uploads_a_picture_shown_to_villagers_without_login(
     assert response.status_code == 200, response.get_json()
     url = response.get_json()["image_url"]
     assert url.startswith(f"https://jf.example.gov.cn{API}/rewards/{soap}/image?v=")
-    shelf = client.get(f"{API}/shops/{world.shop_a}/rewards",
-                       headers=world.headers("villager_x")).get_json()
+    shelf = client.get(
+        f"{API}/shops/{world.shop_a}/rewards", headers=world.headers("villager_x")
+    ).get_json()
     assert shelf["items"][0]["image_url"] == url
 
     picture = get_read(client, link_path(url))  # no Authorization: <image> sends none
@@ -76,19 +77,23 @@ def test_a_new_picture_replaces_the_old_one_and_its_version(
     # The replaced file is kept on disk (a backup running meanwhile may name it), but no
     # longer served: only the reward's current picture is.
     assert len(_stored(app)) == 2
-    cleared = client.patch(f"{API}/rewards/{soap}", headers=world.headers("clerk_a"),
-                           json={"image_url": None})
+    cleared = client.patch(
+        f"{API}/rewards/{soap}", headers=world.headers("clerk_a"), json={"image_url": None}
+    )
     assert cleared.get_json()["image_url"] is None
     assert len(_stored(app)) == 2
     gone = get_read(client, f"{API}/rewards/{soap}/image")
     assert gone.status_code == 404 and error_code(gone) == "no_image"
 
 
-@pytest.mark.parametrize("data, code", [
-    (b"<script>alert(1)</script>", "not_a_photo"),
-    (b"GIF89a" + bytes(100), "not_a_photo"),
-    (None, "image_too_large"),  # the decompression bomb of test_upload_bombs
-])
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (b"<script>alert(1)</script>", "not_a_photo"),
+        (b"GIF89a" + bytes(100), "not_a_photo"),
+        (None, "image_too_large"),  # the decompression bomb of test_upload_bombs
+    ],
+)
 def test_pictures_are_checked_like_proof_photos(
     app: Flask, client: FlaskClient, world: World, data: bytes | None, code: str
 ) -> None:
@@ -108,7 +113,11 @@ def test_only_the_shops_staff_may_set_a_picture(
     assert _post(client, soap, world.headers("cadre_a"), jpeg_with_gps()).status_code == 403
     assert _post(client, soap, world.headers("tadmin2"), jpeg_with_gps()).status_code == 404
     assert _post(client, soap, {}, jpeg_with_gps()).status_code == 401
-    empty = client.post(f"{API}/rewards/{soap}/image", headers=world.headers("clerk_a"),
-                        data={}, content_type="multipart/form-data")
+    empty = client.post(
+        f"{API}/rewards/{soap}/image",
+        headers=world.headers("clerk_a"),
+        data={},
+        content_type="multipart/form-data",
+    )
     assert empty.status_code == 400 and error_code(empty) == "file_required"
     assert _stored(app) == []

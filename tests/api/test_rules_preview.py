@@ -15,18 +15,26 @@ from tests.support.reads import error_code
 API = "/api/v1"
 
 
-def evaluate(client: FlaskClient, world: World, item_id: int, villager_id: int,
-             **extra: Any) -> dict[str, Any]:
-    response = client.post(f"{API}/rules/evaluate", headers=world.headers("cadre_a"),
-                           json={"item_id": item_id, "villager_id": villager_id, **extra})
+def evaluate(
+    client: FlaskClient, world: World, item_id: int, villager_id: int, **extra: Any
+) -> dict[str, Any]:
+    response = client.post(
+        f"{API}/rules/evaluate",
+        headers=world.headers("cadre_a"),
+        json={"item_id": item_id, "villager_id": villager_id, **extra},
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
 
-def award(client: FlaskClient, world: World, item_id: int, target: dict[str, int],
-          **extra: Any) -> Any:
-    return client.post(f"{API}/awards", headers=world.headers("cadre_a"),
-                       json={"rule_item_id": item_id, "targets": [target], **extra})
+def award(
+    client: FlaskClient, world: World, item_id: int, target: dict[str, int], **extra: Any
+) -> Any:
+    return client.post(
+        f"{API}/awards",
+        headers=world.headers("cadre_a"),
+        json={"rule_item_id": item_id, "targets": [target], **extra},
+    )
 
 
 def test_a_period_cap_reached_by_earlier_awards_caps_the_dry_run_as_the_award(
@@ -59,8 +67,9 @@ def test_a_period_cap_reached_by_earlier_awards_caps_the_dry_run_as_the_award(
     assert (spent["points"], spent["capped"]) == (0, True)
     assert (next_month["points"], next_month["capped"]) == (16, False)
     # A dry run at a moment of its own counts that moment's period.
-    at_earlier = evaluate(client, world, volunteer, world.head_x, units=8,
-                          at=local(2026, 5, 31, 23).isoformat())
+    at_earlier = evaluate(
+        client, world, volunteer, world.head_x, units=8, at=local(2026, 5, 31, 23).isoformat()
+    )
     assert (at_earlier["points"], at_earlier["capped"]) == (0, True)
 
 

@@ -29,15 +29,19 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def setup_catalog(client: FlaskClient, world: World) -> tuple[int, int]:
     """Township 1's catalog from the default file; returns (catalog id, ENV-YARD's item id)."""
-    response = client.post(f"{API}/rule-catalogs/import?township_id={world.township_1}",
-                           data=DEFAULT_TEXT.encode(), content_type="application/yaml",
-                           headers=world.headers("tadmin1"))
+    response = client.post(
+        f"{API}/rule-catalogs/import?township_id={world.township_1}",
+        data=DEFAULT_TEXT.encode(),
+        content_type="application/yaml",
+        headers=world.headers("tadmin1"),
+    )
     assert response.status_code == 201
     catalog_id = response.get_json()["catalog"]["id"]
     with world.app.app_context():
         yard = db.session.scalar(
-            select(RuleItem.id).where(RuleItem.catalog_id == catalog_id,
-                                      RuleItem.code == "ENV-YARD")
+            select(RuleItem.id).where(
+                RuleItem.catalog_id == catalog_id, RuleItem.code == "ENV-YARD"
+            )
         )
     assert yard is not None
     return catalog_id, yard
@@ -47,16 +51,21 @@ def version_row(app: Flask, version_id: int) -> dict[str, Any]:
     with app.app_context():
         version = db.session.get(RuleItemVersion, version_id)
         assert version is not None
-        return {"item_id": version.item_id, "version": version.version, "data": version.data,
-                "points": version.points, "created_at": version.created_at,
-                "created_by": version.created_by}
+        return {
+            "item_id": version.item_id,
+            "version": version.version,
+            "data": version.data,
+            "points": version.points,
+            "created_at": version.created_at,
+            "created_by": version.created_by,
+        }
 
 
 def version_count(app: Flask, item_id: int) -> int:
     with app.app_context():
-        return db.session.scalar(
-            select(func.count()).where(RuleItemVersion.item_id == item_id)
-        ) or 0
+        return (
+            db.session.scalar(select(func.count()).where(RuleItemVersion.item_id == item_id)) or 0
+        )
 
 
 def test_editing_points_makes_version_two_and_keeps_version_one(
@@ -67,9 +76,11 @@ def test_editing_points_makes_version_two_and_keeps_version_one(
     first = client.get(f"{API}/rule-items/{yard}", headers=admin).get_json()
     assert (first["version"], first["points"]) == (1, 3)
 
-    edited = client.patch(f"{API}/rule-items/{yard}",
-                          json={"points": 5, "description": "每月检查一次，由网格员评定"},
-                          headers=admin)
+    edited = client.patch(
+        f"{API}/rule-items/{yard}",
+        json={"points": 5, "description": "每月检查一次，由网格员评定"},
+        headers=admin,
+    )
     assert edited.status_code == 200
     body = edited.get_json()
     assert (body["version"], body["points"]) == (2, 5)
@@ -79,11 +90,14 @@ def test_editing_points_makes_version_two_and_keeps_version_one(
     listed = client.get(f"{API}/rule-items/{yard}/versions", headers=admin).get_json()
     assert (listed["page"], listed["per_page"], listed["total"]) == (1, 20, 2)
     versions = listed["items"]
-    newest_only = client.get(f"{API}/rule-items/{yard}/versions?per_page=1",
-                             headers=admin).get_json()
+    newest_only = client.get(
+        f"{API}/rule-items/{yard}/versions?per_page=1", headers=admin
+    ).get_json()
     assert [v["version"] for v in newest_only["items"]] == [2] and newest_only["total"] == 2
     assert [(v["version"], v["points"], v["current"]) for v in versions] == [
-        (2, 5, True), (1, 3, False)]
+        (2, 5, True),
+        (1, 3, False),
+    ]
     assert versions[1]["data"]["description"] == first["description"]
     old = client.get(f"{API}/rule-item-versions/{first['version_id']}", headers=admin)
     assert old.status_code == 200
@@ -95,10 +109,10 @@ def test_what_was_recorded_against_version_one_keeps_its_points(
 ) -> None:
     _, yard = setup_catalog(client, world)
     # What an award records: the version id current at the time.
-    recorded = client.get(f"{API}/rule-items/{yard}",
-                          headers=world.headers("cadre_a")).get_json()["version_id"]
-    client.patch(f"{API}/rule-items/{yard}", json={"points": 8},
-                 headers=world.headers("tadmin1"))
+    recorded = client.get(f"{API}/rule-items/{yard}", headers=world.headers("cadre_a")).get_json()[
+        "version_id"
+    ]
+    client.patch(f"{API}/rule-items/{yard}", json={"points": 8}, headers=world.headers("tadmin1"))
     at = datetime(2026, 6, 1, 10, tzinfo=SHANGHAI)
     with app.app_context():
         then = catalogs.item_for(db.session, recorded)
@@ -111,9 +125,12 @@ def test_what_was_recorded_against_version_one_keeps_its_points(
     assert rules.evaluate(now, at, rules.History()).points == 8
 
     # A later whole-catalog replace (back to the file) does not touch it either.
-    client.post(f"{API}/rule-catalogs/import?township_id={world.township_1}&replace=true",
-                data=DEFAULT_TEXT.encode(), content_type="application/yaml",
-                headers=world.headers("tadmin1"))
+    client.post(
+        f"{API}/rule-catalogs/import?township_id={world.township_1}&replace=true",
+        data=DEFAULT_TEXT.encode(),
+        content_type="application/yaml",
+        headers=world.headers("tadmin1"),
+    )
     with app.app_context():
         assert catalogs.item_for(db.session, recorded).points == 3
     assert version_count(app, yard) == 3
@@ -121,12 +138,19 @@ def test_what_was_recorded_against_version_one_keeps_its_points(
 
 def test_versions_are_never_updated(app: Flask, client: FlaskClient, world: World) -> None:
     _, yard = setup_catalog(client, world)
-    v1 = client.get(f"{API}/rule-items/{yard}",
-                    headers=world.headers("tadmin1")).get_json()["version_id"]
+    v1 = client.get(f"{API}/rule-items/{yard}", headers=world.headers("tadmin1")).get_json()[
+        "version_id"
+    ]
     before = version_row(app, v1)
     for points in (4, 5, 6):
-        assert client.patch(f"{API}/rule-items/{yard}", json={"points": points},
-                            headers=world.headers("tadmin1")).status_code == 200
+        assert (
+            client.patch(
+                f"{API}/rule-items/{yard}",
+                json={"points": points},
+                headers=world.headers("tadmin1"),
+            ).status_code
+            == 200
+        )
     assert version_row(app, v1) == before
     assert version_count(app, yard) == 4
 
@@ -147,8 +171,9 @@ def test_invalid_edit_is_refused_and_makes_no_version(
     catalog_id, _ = setup_catalog(client, world)
     with app.app_context():
         straw = db.session.scalar(
-            select(RuleItem.id).where(RuleItem.catalog_id == catalog_id,
-                                      RuleItem.code == "ENV-STRAW")
+            select(RuleItem.id).where(
+                RuleItem.catalog_id == catalog_id, RuleItem.code == "ENV-STRAW"
+            )
         )
     admin = world.headers("tadmin1")
     response = client.patch(f"{API}/rule-items/{straw}", json={"points": 5}, headers=admin)
@@ -158,8 +183,7 @@ def test_invalid_edit_is_refused_and_makes_no_version(
     assert [(p["item"], p["field"]) for p in problems] == [("ENV-STRAW", "points")]
     assert "小于 0" in problems[0]["message"]
 
-    renamed = client.patch(f"{API}/rule-items/{straw}", json={"code": "ENV-FIRE"},
-                           headers=admin)
+    renamed = client.patch(f"{API}/rule-items/{straw}", json={"code": "ENV-FIRE"}, headers=admin)
     assert renamed.status_code == 422
     assert error_code(renamed) == "code_immutable"
     unknown = client.patch(f"{API}/rule-items/{straw}", json={"score": -5}, headers=admin)
@@ -177,8 +201,9 @@ def test_an_unchanged_edit_makes_no_version_and_null_clears(
     admin = world.headers("tadmin1")
     same = client.patch(f"{API}/rule-items/{yard}", json={"points": 3}, headers=admin)
     assert same.get_json()["version"] == 1
-    cleared = client.patch(f"{API}/rule-items/{yard}", json={"caps": None, "description": None},
-                           headers=admin).get_json()
+    cleared = client.patch(
+        f"{API}/rule-items/{yard}", json={"caps": None, "description": None}, headers=admin
+    ).get_json()
     assert cleared["version"] == 2
     assert "caps" not in cleared and "description" not in cleared
     assert version_count(app, yard) == 2
@@ -217,7 +242,8 @@ def test_simultaneous_edits_each_get_their_own_version(
     with app.app_context():
         rows = db.session.execute(
             select(RuleItemVersion.version, RuleItemVersion.points)
-            .where(RuleItemVersion.item_id == yard).order_by(RuleItemVersion.version)
+            .where(RuleItemVersion.item_id == yard)
+            .order_by(RuleItemVersion.version)
         ).all()
         current = db.session.get(RuleItem, yard)
         assert current is not None and current.current_version is not None
@@ -247,5 +273,6 @@ def test_demo_loads_the_default_catalog(app: Flask, client: FlaskClient, runner:
         catalog = catalogs.township_catalog(db.session, township.id)
         assert catalog is not None
         assert len(catalogs.live_items(db.session, catalog.id)) == len(
-            rules.load_default_catalog().items)
+            rules.load_default_catalog().items
+        )
         assert catalogs.export_yaml(db.session, catalog.id) == DEFAULT_TEXT

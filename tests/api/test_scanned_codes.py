@@ -44,11 +44,18 @@ FORMS = {
     "percent_encoded": lambda t: quote(f"{BASE}/q/{t}", safe=""),
     "base_url_with_a_path": lambda t: f"https://gov.example.cn/q/app/q/{t}",
 }
-SCANNER_FORMS = ["url", "trailing_slash", "query", "query_and_fragment", "usb_scanner",
-                 "percent_encoded"]
+SCANNER_FORMS = [
+    "url",
+    "trailing_slash",
+    "query",
+    "query_and_fragment",
+    "usb_scanner",
+    "percent_encoded",
+]
 
 
 # ---- the one reader -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_the_token_is_read_from_every_form_a_scanner_hands_over(form: str) -> None:
@@ -70,6 +77,7 @@ def test_an_overlong_scan_is_refused_before_it_is_read() -> None:
 
 
 # ---- the clerk's scan of a pickup code (取货码) ------------------------------------------------
+
 
 def _ordered(app: Flask, client: FlaskClient, world: World) -> dict[str, object]:
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
@@ -95,14 +103,16 @@ def test_a_pickup_scan_of_someone_elses_url_is_still_qr_invalid(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     ordered = _ordered(app, client, world)
-    response = scan(client, world.headers("clerk_a"),
-                    f"https://evil.example/x/{ordered['pickup_token']}")
+    response = scan(
+        client, world.headers("clerk_a"), f"https://evil.example/x/{ordered['pickup_token']}"
+    )
     assert response.status_code == 422 and error_code(response) == "qr_invalid"
     with app.app_context():
         assert db.session.scalar(select(Redemption.status)) == "reserved"
 
 
 # ---- counter redemption by member card (积分卡) ----------------------------------------------
+
 
 @pytest.mark.parametrize("form", SCANNER_FORMS)
 def test_counter_redemption_reads_the_scanned_member_card(
@@ -111,10 +121,11 @@ def test_counter_redemption_reads_the_scanned_member_card(
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
     fund(app, world.household_x, 100)
     card = FORMS[form](member_token(app, world.spouse_x))
-    response = client.post(f"{API}/shops/{world.shop_a}/counter-redemptions",
-                           headers=world.headers("clerk_a"),
-                           json={"member_token": card,
-                                 "items": [{"reward_id": soap, "quantity": 1}]})
+    response = client.post(
+        f"{API}/shops/{world.shop_a}/counter-redemptions",
+        headers=world.headers("clerk_a"),
+        json={"member_token": card, "items": [{"reward_id": soap, "quantity": 1}]},
+    )
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["member_id"] == world.spouse_x
     assert account_of(app, world.household_x)["available"] == 95
@@ -124,15 +135,20 @@ def test_counter_redemption_reads_the_scanned_member_card(
 
 # ---- binding with a cadre's binding code (绑定二维码) -----------------------------------------
 
+
 @pytest.mark.parametrize("form", SCANNER_FORMS)
 def test_binding_reads_the_scanned_binding_code(
     app: Flask, client: FlaskClient, world: World, form: str
 ) -> None:
-    issued = client.post(f"{API}/villagers/{world.spouse_x}/binding-token",
-                         headers=world.headers("cadre_a")).get_json()
+    issued = client.post(
+        f"{API}/villagers/{world.spouse_x}/binding-token", headers=world.headers("cadre_a")
+    ).get_json()
     assert issued["url"] == f"{BASE}/q/{issued['token']}"
-    response = client.post(f"{API}/auth/bind", json={"token": FORMS[form](issued["token"])},
-                           headers=world.headers("unbound"))
+    response = client.post(
+        f"{API}/auth/bind",
+        json={"token": FORMS[form](issued["token"])},
+        headers=world.headers("unbound"),
+    )
     assert response.status_code == 200, response.get_json()
     with app.app_context():
         user = db.session.get(User, world.unbound)
@@ -141,31 +157,44 @@ def test_binding_reads_the_scanned_binding_code(
 
 # ---- check-in and proxy check-in read codes the same way -------------------------------------
 
+
 @pytest.mark.parametrize("form", SCANNER_FORMS)
 def test_check_in_and_proxy_check_in_read_the_code_as_scanned(
     app: Flask, client: FlaskClient, world: World, form: str
 ) -> None:
     items = default_items(app, world)
     activity_id, code = open_activity(client, world, items["GOV-ASSEMBLY"])
-    own = client.post(f"{API}/checkins", json={"token": FORMS[form](code)},
-                      headers=world.headers("villager_x"))
+    own = client.post(
+        f"{API}/checkins", json={"token": FORMS[form](code)}, headers=world.headers("villager_x")
+    )
     assert own.status_code == 201, own.get_json()
-    proxy = client.post(f"{API}/activities/{activity_id}/proxy-checkins",
-                        json={"member_token": FORMS[form](member_token(app, world.spouse_x))},
-                        headers=world.headers("cadre_a"))
+    proxy = client.post(
+        f"{API}/activities/{activity_id}/proxy-checkins",
+        json={"member_token": FORMS[form](member_token(app, world.spouse_x))},
+        headers=world.headers("cadre_a"),
+    )
     assert proxy.status_code == 201, proxy.get_json()
 
 
 # ---- the contract -----------------------------------------------------------------------------
 
+
 def test_the_openapi_document_says_the_url_or_the_token_is_accepted(
     client: FlaskClient,
 ) -> None:
     schemas = client.get(f"{API}/openapi.json").get_json()["components"]["schemas"]
-    fields = {(name, field): props for name, schema in schemas.items()
-              for field, props in schema.get("properties", {}).items()}
-    for key in (("PickupScanIn", "pickup_token"), ("CounterRedemptionIn", "member_token"),
-                ("BindIn", "token"), ("CheckinIn", "token"), ("ProxyCheckinIn", "member_token")):
+    fields = {
+        (name, field): props
+        for name, schema in schemas.items()
+        for field, props in schema.get("properties", {}).items()
+    }
+    for key in (
+        ("PickupScanIn", "pickup_token"),
+        ("CounterRedemptionIn", "member_token"),
+        ("BindIn", "token"),
+        ("CheckinIn", "token"),
+        ("ProxyCheckinIn", "member_token"),
+    ):
         description = fields[key]["description"]
         assert "{PUBLIC_BASE_URL}/q/{token}" in description and "token alone" in description
         assert fields[key]["maxLength"] == MAX_SCANNED_CHARS

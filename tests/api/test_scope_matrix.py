@@ -34,8 +34,12 @@ VILLAGER_PATCH = {"name": "改过的名字"}
 USER_PATCH = {"name": "改过的名字"}
 TOWNSHIP = {"name": "新设镇", "code": "T9"}
 NEW_VILLAGE_T1 = {"name": "新建村", "township_id": "{township_1}"}
-NEW_CADRE_A = {"username": "new_cadre", "password": "long-enough-pw", "role": "cadre",
-               "village_id": "{village_a}"}
+NEW_CADRE_A = {
+    "username": "new_cadre",
+    "password": "long-enough-pw",
+    "role": "cadre",
+    "village_id": "{village_a}",
+}
 
 
 # (who, method, url template, body, expected status); who None = no Authorization header.
@@ -88,7 +92,6 @@ MATRIX: list[Any] = [
     ("cadre_a", "GET", "/townships/{township_1}", None, 200),
     # a cadre may not manage accounts, not even their own
     ("cadre_a", "PATCH", "/users/{cadre_a}", USER_PATCH, 403),
-
     # -- villager_x (head of household X in village A) --
     ("villager_x", "GET", "/households/{household_y}", None, 404),
     ("villager_x", "PATCH", "/households/{household_y}", HOUSEHOLD_PATCH, 404),
@@ -125,13 +128,11 @@ MATRIX: list[Any] = [
     ("villager_x", "POST", "/villages/{village_a}/households", HOUSEHOLD, 403),
     ("villager_x", "PATCH", "/users/{villager_x}", USER_PATCH, 403),
     pytest.param("villager_x", "PATCH", "/villages/{village_a}", VILLAGE, 403),
-
     # -- a WeChat user not bound to anyone sees no household at all --
     ("unbound", "GET", "/households/{household_x}", None, 404),
     ("unbound", "GET", "/villagers/{head_x}", None, 404),
     ("unbound", "GET", "/villagers/{head_x}/card.png", None, 404),
     ("unbound", "GET", "/villages/{village_a}", None, 404),
-
     # -- township admin of township 1: villages A and B, not C --
     ("tadmin1", "GET", "/villages/{village_c}", None, 404),
     pytest.param("tadmin1", "PATCH", "/villages/{village_c}", VILLAGE, 404),
@@ -169,7 +170,6 @@ MATRIX: list[Any] = [
     ("tadmin1", "POST", "/villages/{village_b}/roster", ROSTER, 201),
     ("tadmin1", "GET", "/townships/{township_1}", None, 200),
     ("tadmin1", "PATCH", "/users/{cadre_b}", USER_PATCH, 200),
-
     # -- clerk of shop A (serves village A): their shop and its orders, nothing of the
     # villages' records, not even of village A (the counter reads a card holder through
     # POST /shops/{id}/member-lookup); writes there are not found either --
@@ -207,7 +207,6 @@ MATRIX: list[Any] = [
     ("clerk_a", "GET", "/rankings?township_id={township_1}", None, 403),
     ("clerk_a", "GET", "/townships/{township_1}/stats", None, 403),
     ("clerk_a", "PATCH", "/users/{clerk_a}", USER_PATCH, 403),
-
     # -- role-only actions (no object scope to hide behind) --
     ("cadre_a", "POST", "/townships", TOWNSHIP, 403),
     ("tadmin1", "POST", "/townships", TOWNSHIP, 403),
@@ -231,7 +230,6 @@ MATRIX: list[Any] = [
     ("tadmin1", "GET", "/audit", None, 200),
     ("tadmin1", "GET", "/users", None, 200),
     ("tadmin1", "POST", "/users", NEW_CADRE_A, 201),
-
     # -- no token: 401 on every endpoint, whatever the object --
     (None, "GET", "/villages/{village_a}", None, 401),
     pytest.param(None, "PATCH", "/villages/{village_a}", VILLAGE, 401),
@@ -272,29 +270,44 @@ def _fill(value: Any, ids: dict[str, int]) -> Any:
     whole value is one placeholder, as in a JSON body)."""
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}") \
-            and value[1:-1] in ids:
+    if (
+        isinstance(value, str)
+        and value.startswith("{")
+        and value.endswith("}")
+        and value[1:-1] in ids
+    ):
         return ids[value[1:-1]]
     if isinstance(value, str):
         return value.format(**ids)
     return value
 
 
-def call(client: FlaskClient, world: World, headers: dict[str, str], method: str, url: str,
-         body: Any) -> Any:
+def call(
+    client: FlaskClient, world: World, headers: dict[str, str], method: str, url: str, body: Any
+) -> Any:
     path = API + _fill(url, world.ids)
     if body is ROSTER:
-        return client.open(path, method=method, data=ROSTER_CSV, headers=headers,
-                           content_type="text/csv")
+        return client.open(
+            path, method=method, data=ROSTER_CSV, headers=headers, content_type="text/csv"
+        )
     if body is None:
         return client.open(path, method=method, headers=headers)
     return client.open(path, method=method, json=_fill(body, world.ids), headers=headers)
 
 
-@pytest.mark.parametrize(("who", "method", "url", "body", "expected"), MATRIX,
-                         ids=[_case_id(c) for c in MATRIX])
-def test_scope_matrix(app: Flask, client: FlaskClient, world: World, who: str | None,
-                      method: str, url: str, body: Any, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("who", "method", "url", "body", "expected"), MATRIX, ids=[_case_id(c) for c in MATRIX]
+)
+def test_scope_matrix(
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    who: str | None,
+    method: str,
+    url: str,
+    body: Any,
+    expected: int,
+) -> None:
     headers = world.headers(who) if who else {}  # log in before taking the snapshot
     before = database_state(app)
 
@@ -327,15 +340,32 @@ def test_refused_patch_leaves_names_as_they_were(client: FlaskClient, world: Wor
     cadre = world.headers("cadre_a")
     villager = world.headers("villager_x")
 
-    assert client.patch(f"{API}/villagers/{world.head_y}", json={"name": "篡改"},
-                        headers=cadre).status_code == 404
-    assert client.patch(f"{API}/households/{world.household_y}",
-                        json={"address": "篡改地址"}, headers=cadre).status_code == 404
-    assert client.patch(f"{API}/villagers/{world.head_x}", json={"name": "自己改名"},
-                        headers=villager).status_code == 403
-    assert client.post(f"{API}/households/{world.household_y}/members",
-                       json={"name": "混进来的人", "relation": "子女"},
-                       headers=cadre).status_code == 404
+    assert (
+        client.patch(
+            f"{API}/villagers/{world.head_y}", json={"name": "篡改"}, headers=cadre
+        ).status_code
+        == 404
+    )
+    assert (
+        client.patch(
+            f"{API}/households/{world.household_y}", json={"address": "篡改地址"}, headers=cadre
+        ).status_code
+        == 404
+    )
+    assert (
+        client.patch(
+            f"{API}/villagers/{world.head_x}", json={"name": "自己改名"}, headers=villager
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            f"{API}/households/{world.household_y}/members",
+            json={"name": "混进来的人", "relation": "子女"},
+            headers=cadre,
+        ).status_code
+        == 404
+    )
 
     admin = world.headers("tadmin1")
     head_y = client.get(f"{API}/villagers/{world.head_y}", headers=admin).get_json()
@@ -343,8 +373,9 @@ def test_refused_patch_leaves_names_as_they_were(client: FlaskClient, world: Wor
     household_y = client.get(f"{API}/households/{world.household_y}", headers=admin).get_json()
     assert household_y["address"] == "桃源村1号"
     assert [m["name"] for m in household_y["members"]] == ["户主y", "配偶y"]
-    household_b = client.get(f"{API}/villages/{world.village_b}/households",
-                             headers=admin).get_json()
+    household_b = client.get(
+        f"{API}/villages/{world.village_b}/households", headers=admin
+    ).get_json()
     assert household_b["total"] == 1
     head_x = client.get(f"{API}/villagers/{world.head_x}", headers=admin).get_json()
     assert head_x["name"] == "户主x"
@@ -352,8 +383,11 @@ def test_refused_patch_leaves_names_as_they_were(client: FlaskClient, world: Wor
 
 def test_villager_lists_only_their_own_household(client: FlaskClient, world: World) -> None:
     cadre = world.headers("cadre_a")
-    created = client.post(f"{API}/villages/{world.village_a}/households",
-                          json={"name": "邻居户", "address": "清水村2号"}, headers=cadre)
+    created = client.post(
+        f"{API}/villages/{world.village_a}/households",
+        json={"name": "邻居户", "address": "清水村2号"},
+        headers=cadre,
+    )
     assert created.status_code == 201
     neighbour = created.get_json()["id"]
 

@@ -79,12 +79,19 @@ NOW = local(2026, 12, 1, 9, 30)  # when the attacks are made
 pytestmark = pytest.mark.any_server_zone
 
 VILLAGE_ITEM = {
-    "code": "TY-DOG", "name": "桃源文明养犬", "category": "乡风文明", "class": "bonus",
-    "points": 2, "kind": "fixed", "applies_to": "household", "submit_by": ["cadre"],
+    "code": "TY-DOG",
+    "name": "桃源文明养犬",
+    "category": "乡风文明",
+    "class": "bonus",
+    "points": 2,
+    "kind": "fixed",
+    "applies_to": "household",
+    "submit_by": ["cadre"],
 }
 
 
 # ---- the scene: objects of households w (village A), y (B), z (C) and of villages B, C ----
+
 
 @dataclass
 class Scene:
@@ -113,11 +120,24 @@ def _ok(response: Any, status: int = 201) -> dict[str, Any]:
     return response.get_json()
 
 
-def _staff(app: Flask, username: str, role: str, township_id: int, *,
-           village_id: int | None = None, shop_id: int | None = None) -> int:
+def _staff(
+    app: Flask,
+    username: str,
+    role: str,
+    township_id: int,
+    *,
+    village_id: int | None = None,
+    shop_id: int | None = None,
+) -> int:
     with app.app_context():
-        user = User(username=username, password_hash=hash_password(PASSWORD), role=role,
-                    township_id=township_id, village_id=village_id, shop_id=shop_id)
+        user = User(
+            username=username,
+            password_hash=hash_password(PASSWORD),
+            role=role,
+            township_id=township_id,
+            village_id=village_id,
+            shop_id=shop_id,
+        )
         db.session.add(user)
         db.session.commit()
         return user.id
@@ -144,13 +164,19 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
     hw = add_household(app, w.village_a, "邻居w户", "秘邻居", openid="openid-w")
     hv = add_household(app, w.village_b, "桃源v户", "秘桃源", openid="openid-v")
     hu = add_household(app, w.village_c, "白沙u户", "秘白沙", openid="openid-u")
-    scene.users.update(user_w=hw["user"], user_v=hv["user"], user_u=hu["user"],
-                       user_y=w.villager_y, user_z=bind_user(app, w.head_z, "openid-z"))
-    scene.users["cadre_c"] = _staff(app, "cadre_c", "cadre", w.township_2,
-                                    village_id=w.village_c)
-    for owner, household, head in (("w", hw["household"], hw["head"]),
-                                   ("y", w.household_y, w.head_y),
-                                   ("z", w.household_z, w.head_z)):
+    scene.users.update(
+        user_w=hw["user"],
+        user_v=hv["user"],
+        user_u=hu["user"],
+        user_y=w.villager_y,
+        user_z=bind_user(app, w.head_z, "openid-z"),
+    )
+    scene.users["cadre_c"] = _staff(app, "cadre_c", "cadre", w.township_2, village_id=w.village_c)
+    for owner, household, head in (
+        ("w", hw["household"], hw["head"]),
+        ("y", w.household_y, w.head_y),
+        ("z", w.household_z, w.head_z),
+    ):
         scene.put("household", owner, household)
         scene.put("villager", owner, head)
     scene.put("user", "w", hw["user"])
@@ -160,23 +186,49 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
     scene.put("village", "b", w.village_b)
     scene.put("village", "c", w.village_c)
     scene.put("township", "t2", w.township_2)
-    scene.markers += ["秘邻居", "秘桃源", "秘白沙", "邻居w户", "桃源v户", "白沙u户", "户主y",
-                      "户主z", "配偶y", "配偶z", "y户", "z户", "桃源村", "白沙村", "白沙镇",
-                      "13800000001", "13800000002"]
+    scene.markers += [
+        "秘邻居",
+        "秘桃源",
+        "秘白沙",
+        "邻居w户",
+        "桃源v户",
+        "白沙u户",
+        "户主y",
+        "户主z",
+        "配偶y",
+        "配偶z",
+        "y户",
+        "z户",
+        "桃源村",
+        "白沙村",
+        "白沙镇",
+        "13800000001",
+        "13800000002",
+    ]
 
     # village B's own rules (村规民约), made by its cadre
-    own = _ok(client.post(f"{API}/rule-catalogs", json={"name": "桃源村村规民约",
-                                                        "village_id": w.village_b},
-                          headers=w.headers("cadre_b")))
+    own = _ok(
+        client.post(
+            f"{API}/rule-catalogs",
+            json={"name": "桃源村村规民约", "village_id": w.village_b},
+            headers=w.headers("cadre_b"),
+        )
+    )
     scene.put("catalog", "b", own["id"])
-    item_b = _ok(client.post(f"{API}/rule-catalogs/{own['id']}/items", json=VILLAGE_ITEM,
-                             headers=w.headers("cadre_b")))
+    item_b = _ok(
+        client.post(
+            f"{API}/rule-catalogs/{own['id']}/items",
+            json=VILLAGE_ITEM,
+            headers=w.headers("cadre_b"),
+        )
+    )
     scene.put("rule_item", "b", item_b["id"])
     scene.put("rule_item", "t2", t2_items["ENV-YARD"])
     with app.app_context():
         for owner, item in scene.objects["rule_item"].items():
-            version = db.session.scalar(select(RuleItemVersion.id)
-                                        .where(RuleItemVersion.item_id == item))
+            version = db.session.scalar(
+                select(RuleItemVersion.id).where(RuleItemVersion.item_id == item)
+            )
             assert version is not None
             scene.put("rule_version", owner, version)
     scene.markers += ["桃源村村规民约", "桃源文明养犬", "TY-DOG"]
@@ -189,12 +241,18 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
     scene.users["clerk_b"] = _staff(app, "clerk_b", "clerk", w.township_1, shop_id=shop_b)
     scene.users["clerk_c"] = _staff(app, "clerk_c", "clerk", w.township_2, shop_id=shop_c)
     rewards = {}
-    for owner, shop, clerk in (("a", w.shop_a, "clerk_a"), ("b", shop_b, "clerk_b"),
-                               ("c", shop_c, "clerk_c")):
-        rewards[owner] = _ok(client.post(
-            f"{API}/shops/{shop}/rewards", json={"name": f"秘奖品{owner}", "points": 5,
-                                                 "stock": 20},
-            headers=scene.headers(clerk)))["id"]
+    for owner, shop, clerk in (
+        ("a", w.shop_a, "clerk_a"),
+        ("b", shop_b, "clerk_b"),
+        ("c", shop_c, "clerk_c"),
+    ):
+        rewards[owner] = _ok(
+            client.post(
+                f"{API}/shops/{shop}/rewards",
+                json={"name": f"秘奖品{owner}", "points": 5, "stock": 20},
+                headers=scene.headers(clerk),
+            )
+        )["id"]
     scene.put("reward", "b", rewards["b"])
     scene.put("reward", "c", rewards["c"])
     scene.markers += ["秘桃源超市", "秘白沙超市", "秘奖品b", "秘奖品c"]
@@ -203,8 +261,9 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
     for owner, household in scene.objects["household"].items():
         fund(app, household, 100)
         with app.app_context():
-            entry = db.session.scalar(select(LedgerEntry.id).join(Account)
-                                      .where(Account.household_id == household))
+            entry = db.session.scalar(
+                select(LedgerEntry.id).join(Account).where(Account.household_id == household)
+            )
         assert entry is not None
         scene.put("ledger_entry", owner, entry)
 
@@ -215,14 +274,25 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
     # activities of each village, created the afternoon before by the village's cadre
     activities = {}
     with frozen(BEFORE):
-        for village, cadre, item in (("a", "cadre_a", t1_items["GOV-ASSEMBLY"]),
-                                     ("b", "cadre_b", t1_items["GOV-ASSEMBLY"]),
-                                     ("c", "cadre_c", t2_items["GOV-ASSEMBLY"])):
-            activities[village] = _ok(client.post(f"{API}/activities", json={
-                "village_id": getattr(w, f"village_{village}"), "title": f"秘大会{village}",
-                "rule_item_id": item, "starts_at": START.isoformat(),
-                "ends_at": END.isoformat(), "qr_mode": "static"},
-                headers=scene.headers(cadre)))["id"]
+        for village, cadre, item in (
+            ("a", "cadre_a", t1_items["GOV-ASSEMBLY"]),
+            ("b", "cadre_b", t1_items["GOV-ASSEMBLY"]),
+            ("c", "cadre_c", t2_items["GOV-ASSEMBLY"]),
+        ):
+            activities[village] = _ok(
+                client.post(
+                    f"{API}/activities",
+                    json={
+                        "village_id": getattr(w, f"village_{village}"),
+                        "title": f"秘大会{village}",
+                        "rule_item_id": item,
+                        "starts_at": START.isoformat(),
+                        "ends_at": END.isoformat(),
+                        "qr_mode": "static",
+                    },
+                    headers=scene.headers(cadre),
+                )
+            )["id"]
     scene.put("activity", "b", activities["b"])
     scene.put("activity", "c", activities["c"])
     scene.served["activity"] = {"a": activities["a"]}
@@ -231,34 +301,58 @@ def build_scene(app: Flask, client: FlaskClient, world: World) -> Scene:
 
     with frozen(DURING):
         # check-ins, one per household, at its village's activity
-        for owner, village, cadre in (("w", "a", "cadre_a"), ("y", "b", "cadre_b"),
-                                      ("z", "c", "cadre_c")):
-            token = _ok(client.get(f"{API}/activities/{activities[village]}/qr-token",
-                                   headers=scene.headers(cadre)), 200)["token"]
-            checkin = _ok(client.post(f"{API}/checkins", json={"token": token},
-                                      headers=scene.headers(f"user_{owner}")))
+        for owner, village, cadre in (
+            ("w", "a", "cadre_a"),
+            ("y", "b", "cadre_b"),
+            ("z", "c", "cadre_c"),
+        ):
+            token = _ok(
+                client.get(
+                    f"{API}/activities/{activities[village]}/qr-token", headers=scene.headers(cadre)
+                ),
+                200,
+            )["token"]
+            checkin = _ok(
+                client.post(
+                    f"{API}/checkins", json={"token": token}, headers=scene.headers(f"user_{owner}")
+                )
+            )
             scene.put("checkin", owner, checkin["checkin_id"])
         # claims: one left pending, one approved into notice and objected to
-        for owner, cadre, objector, items in (("w", "cadre_a", "villager_x", t1_items),
-                                              ("y", "cadre_b", "user_v", t1_items),
-                                              ("z", "cadre_c", "user_u", t2_items)):
+        for owner, cadre, objector, items in (
+            ("w", "cadre_a", "villager_x", t1_items),
+            ("y", "cadre_b", "user_v", t1_items),
+            ("z", "cadre_c", "user_u", t2_items),
+        ):
             user = scene.users[f"user_{owner}"]
-            pending = _ok(self_report(client, w, user, items["PUB-VOLUNTEER"], 2,
-                                      note=f"秘申报{owner}"))
+            pending = _ok(
+                self_report(client, w, user, items["PUB-VOLUNTEER"], 2, note=f"秘申报{owner}")
+            )
             scene.put("claim", owner, pending["id"])
             notice = _ok(self_report(client, w, user, items["PUB-VOLUNTEER"], 1))
             _ok(approve(client, w, scene.users.get(cadre) or cadre, notice["id"]), 200)
             scene.put("notice_claim", owner, notice["id"])
-            objection = _ok(client.post(f"{API}/claims/{notice['id']}/objections",
-                                        json={"reason": f"秘异议{owner}"},
-                                        headers=scene.headers(objector)))
+            objection = _ok(
+                client.post(
+                    f"{API}/claims/{notice['id']}/objections",
+                    json={"reason": f"秘异议{owner}"},
+                    headers=scene.headers(objector),
+                )
+            )
             scene.put("objection", owner, objection["id"])
         # orders waiting to be picked up
-        for owner, shop, reward in (("w", w.shop_a, rewards["a"]), ("y", shop_b, rewards["b"]),
-                                    ("z", shop_c, rewards["c"])):
-            order = _ok(client.post(f"{API}/redemptions", json={
-                "shop_id": shop, "items": [{"reward_id": reward, "quantity": 1}]},
-                headers=scene.headers(f"user_{owner}")))
+        for owner, shop, reward in (
+            ("w", w.shop_a, rewards["a"]),
+            ("y", shop_b, rewards["b"]),
+            ("z", shop_c, rewards["c"]),
+        ):
+            order = _ok(
+                client.post(
+                    f"{API}/redemptions",
+                    json={"shop_id": shop, "items": [{"reward_id": reward, "quantity": 1}]},
+                    headers=scene.headers(f"user_{owner}"),
+                )
+            )
             scene.put("redemption", owner, order["id"])
     scene.markers += ["秘申报w", "秘申报y", "秘申报z", "秘异议y", "秘异议z"]
     return scene
@@ -273,8 +367,18 @@ def scene(app: Flask, client: FlaskClient, world: World) -> Scene:
 
 # Kinds whose objects belong to a household: a villager may not reach a neighbour's (w, in
 # their own village); a cadre of village A may (w), so only y and z are foreign to a cadre.
-HOUSEHOLD_KINDS = {"household", "villager", "claim", "notice_claim", "objection",
-                   "ledger_entry", "upload", "checkin", "redemption", "user"}
+HOUSEHOLD_KINDS = {
+    "household",
+    "villager",
+    "claim",
+    "notice_claim",
+    "objection",
+    "ledger_entry",
+    "upload",
+    "checkin",
+    "redemption",
+    "user",
+}
 
 MEMBER_CARD_X = object()  # replaced by household x's head's member card
 
@@ -308,8 +412,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("claims.approve", "POST"): Route("claim"),
     ("claims.reject", "POST"): Route("claim", {"reason": "不符合"}),
     ("claims.withdraw", "POST"): Route("claim", {"reason": "撤回"}),
-    ("claims.object_to", "POST"): Route("notice_claim", {"reason": "有异议"},
-                                        village_level_for_villager=True),
+    ("claims.object_to", "POST"): Route(
+        "notice_claim", {"reason": "有异议"}, village_level_for_villager=True
+    ),
     ("claims.notice", "GET"): Route("notice_claim", village_level_for_villager=True),
     ("claims.resolve", "POST"): Route("objection", {"outcome": "overturn", "note": "核实"}),
     ("claims.withdraw_veto", "POST"): Route("claim", {"reason": "核实有误"}),
@@ -330,8 +435,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     # so every caller is answered 404 `no_image`.
     ("shop.reward_image", "GET"): Route("reward"),
     ("shop.update_reward", "PATCH"): Route("reward", {"points": 1}),
-    ("shop.adjust_stock", "POST"): Route("reward", {"kind": "correction", "change": -20,
-                                                    "reason": "盘点"}),
+    ("shop.adjust_stock", "POST"): Route(
+        "reward", {"kind": "correction", "change": -20, "reason": "盘点"}
+    ),
     ("shop.stock_movements", "GET"): Route("reward"),
     ("rules.get_catalog", "GET"): Route("catalog"),
     ("rules.export_catalog", "GET"): Route("catalog"),
@@ -343,8 +449,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("rules.edit_item", "PATCH"): Route("rule_item", {"points": 99}),
     ("rules.list_versions", "GET"): Route("rule_item"),
     ("shop.get_shop", "GET"): Route("shop"),
-    ("shop.counter_redemption", "POST"): Route("shop", {
-        "member_token": MEMBER_CARD_X, "items": [{"reward_id": 1, "quantity": 1}]}),
+    ("shop.counter_redemption", "POST"): Route(
+        "shop", {"member_token": MEMBER_CARD_X, "items": [{"reward_id": 1, "quantity": 1}]}
+    ),
     ("shop.list_rewards", "GET"): Route("shop"),
     ("shop.member_lookup", "POST"): Route("shop", {"member_token": MEMBER_CARD_X}),
     ("shop.create_reward", "POST"): Route("shop", {"name": "假货", "points": 1, "stock": 1}),
@@ -392,8 +499,14 @@ ROUTES: dict[tuple[str, str], Route] = {
 
 def _id_routes() -> list[tuple[str, str, str]]:
     """(endpoint, method, rule) of every route with an integer in its path."""
-    app = create_app({"TESTING": True, "APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+        }
+    )
     found = []
     for rule in app.url_map.iter_rules():
         converters = getattr(rule, "_converters", {})
@@ -410,8 +523,11 @@ ATTACKERS = ("villager_x", "cadre_a", "clerk_a")
 
 def test_every_route_with_an_id_is_classified() -> None:
     """A new route with an id in its path must be added to ROUTES (and so be attacked)."""
-    unclassified = [f"{method} {rule} ({endpoint})" for endpoint, method, rule in ID_ROUTES
-                    if (endpoint, method) not in ROUTES]
+    unclassified = [
+        f"{method} {rule} ({endpoint})"
+        for endpoint, method, rule in ID_ROUTES
+        if (endpoint, method) not in ROUTES
+    ]
     assert not unclassified, "classify in ROUTES: " + "; ".join(unclassified)
     stale = set(ROUTES) - {(endpoint, method) for endpoint, method, _ in ID_ROUTES}
     assert not stale, f"ROUTES names routes that no longer exist: {stale}"
@@ -440,11 +556,11 @@ def _url(rule: str, object_id: int) -> str:
     return re.sub(r"<int:\w+>", str(object_id), rule, count=1)
 
 
-def _send(client: FlaskClient, method: str, url: str, body: Any, headers: dict[str, str],
-          card_x: str) -> Any:
+def _send(
+    client: FlaskClient, method: str, url: str, body: Any, headers: dict[str, str], card_x: str
+) -> Any:
     if body is ROSTER_CSV or body is OPENING_CSV:
-        return client.open(url, method=method, data=body, headers=headers,
-                           content_type="text/csv")
+        return client.open(url, method=method, data=body, headers=headers, content_type="text/csv")
     if isinstance(body, dict):
         body = {k: (card_x if v is MEMBER_CARD_X else v) for k, v in body.items()}
         return client.open(url, method=method, json=body, headers=headers)
@@ -457,7 +573,10 @@ KINDS = sorted({route.kind for route in ROUTES.values()})
 # One scene per kind of object (building one takes a while), every route naming that kind.
 @pytest.mark.parametrize("kind", KINDS)
 def test_other_villages_and_households_objects_are_out_of_reach(
-    app: Flask, client: FlaskClient, scene: Scene, kind: str,
+    app: Flask,
+    client: FlaskClient,
+    scene: Scene,
+    kind: str,
 ) -> None:
     card_x = member_token(app, scene.world.head_x)
     failures = []
@@ -470,17 +589,35 @@ def test_other_villages_and_households_objects_are_out_of_reach(
                 continue
             for attacker in ATTACKERS:
                 for owner, object_id in _targets(scene, route, attacker).items():
-                    failures += _attack(client, app, scene, route, attacker, method,
-                                        _url(rule, object_id), owner, headers[attacker],
-                                        card_x)
+                    failures += _attack(
+                        client,
+                        app,
+                        scene,
+                        route,
+                        attacker,
+                        method,
+                        _url(rule, object_id),
+                        owner,
+                        headers[attacker],
+                        card_x,
+                    )
                     checked += 1
     assert checked >= 2
     assert not failures, "\n".join(failures)
 
 
-def _attack(client: FlaskClient, app: Flask, scene: Scene, route: Route, attacker: str,
-            method: str, url: str, owner: str, headers: dict[str, str], card_x: str
-            ) -> list[str]:
+def _attack(
+    client: FlaskClient,
+    app: Flask,
+    scene: Scene,
+    route: Route,
+    attacker: str,
+    method: str,
+    url: str,
+    owner: str,
+    headers: dict[str, str],
+    card_x: str,
+) -> list[str]:
     """One call on another's object; what was wrong with the answer."""
     before = database_state(app)
     response = _send(client, method, url + route.query, route.body, headers, card_x)
@@ -490,8 +627,11 @@ def _attack(client: FlaskClient, app: Flask, scene: Scene, route: Route, attacke
     case = f"{attacker} {method} {url} ({route.kind} of {owner})"
     leaked = [m for m in scene.markers if m in text]
     if route.kind == "public":
-        return [f"{case}: {response.status_code} {leaked}"] \
-            if response.status_code != 200 or leaked else []
+        return (
+            [f"{case}: {response.status_code} {leaked}"]
+            if response.status_code != 200 or leaked
+            else []
+        )
     if response.status_code not in (403, 404):
         return [f"{case}: {response.status_code} {text[:300]}"]
     failures = []
@@ -539,14 +679,16 @@ def test_the_scenes_objects_are_reachable_by_their_own_people(
     client: FlaskClient, scene: Scene
 ) -> None:
     def fill(path: str) -> str:
-        return re.sub(r"\{(\w+)\.(\w+)\}",
-                      lambda m: str(scene.objects[m.group(1)][m.group(2)]), path)
+        return re.sub(
+            r"\{(\w+)\.(\w+)\}", lambda m: str(scene.objects[m.group(1)][m.group(2)]), path
+        )
 
     with frozen(NOW):
         for user, path in OWNER_READS:
             if path.endswith("/reverse"):
-                response = client.post(API + fill(path), json={"reason": "核对"},
-                                       headers=scene.headers(user))
+                response = client.post(
+                    API + fill(path), json={"reason": "核对"}, headers=scene.headers(user)
+                )
                 # 202: at the two-cadre threshold the reversal waits for a second reviewer.
                 assert response.status_code in (201, 202), (user, path, response.get_json())
                 continue
@@ -558,58 +700,161 @@ def test_the_scenes_objects_are_reachable_by_their_own_people(
 # ---- mass assignment ------------------------------------------------------------------------
 
 # {name} placeholders are scene objects ("{household.y}") or World ids ("{household_x}").
-SMUGGLED = {"points": 9999, "status": "posted", "household_id": "{household_y}",
-            "villager_id": "{head_y}", "created_by": "{county}", "available": 9999}
+SMUGGLED = {
+    "points": 9999,
+    "status": "posted",
+    "household_id": "{household_y}",
+    "villager_id": "{head_y}",
+    "created_by": "{county}",
+    "available": 9999,
+}
 
 # (who, method, path, body, the fields a refusal must name)
 MASS_ASSIGNMENT: list[Any] = [
-    ("villager_x", "POST", "/claims",
-     {"rule_item_id": "{item}", "units": 2, **SMUGGLED}, set(SMUGGLED)),
-    ("villager_x", "POST", "/claims",
-     {"rule_item_id": "{item}", "units": 2, "member_id": "{spouse_y}", "source": "cadre",
-      "village_id": "{village_b}"}, {"member_id", "source", "village_id"}),
-    ("villager_x", "POST", "/redemptions",
-     {"shop_id": "{shop_a}", "items": [{"reward_id": "{reward_a}", "quantity": 1}],
-      "total_points": 0, "status": "fulfilled", "household_id": "{household_y}",
-      "cash_paid": 100}, {"total_points", "status", "household_id", "cash_paid"}),
-    ("villager_x", "POST", "/redemptions",
-     {"shop_id": "{shop_a}", "items": [{"reward_id": "{reward_a}", "quantity": 1,
-                                        "points": 0}]}, {"items.0.points"}),
-    ("villager_x", "POST", "/checkins",
-     {"token": "{activity_code}", "villager_id": "{head_y}", "household_id": "{household_y}",
-      "points": 50, "proxy_by": "{cadre_a}"}, {"villager_id", "household_id", "points",
-                                                "proxy_by"}),
-    ("villager_x", "PUT", "/me/board-privacy",
-     {"public_board_opt_out": True, "household_id": "{household_y}"}, {"household_id"}),
-    ("unbound", "POST", "/auth/bind",
-     {"village_id": "{village_a}", "name": "配偶x", "phone": "13800000000",
-      "villager_id": "{head_y}", "role": "county_admin"}, {"villager_id", "role"}),
-    ("villager_x", "PATCH", "/villagers/{head_x}",
-     {"name": "改名", "household_id": "{household_y}", "points": 1}, {"household_id", "points"}),
-    ("cadre_a", "PATCH", "/villagers/{head_x}",
-     {"household_id": "{household_y}", "village_id": "{village_b}"},
-     {"household_id", "village_id"}),
-    ("cadre_a", "PATCH", "/households/{household_x}",
-     {"village_id": "{village_b}", "available": 9999, "held": 0},
-     {"village_id", "available", "held"}),
-    ("cadre_a", "PATCH", "/users/{cadre_a}",
-     {"role": "county_admin", "village_id": "{village_b}", "township_id": None},
-     {"role", "village_id", "township_id"}),
-    ("tadmin1", "PATCH", "/users/{cadre_b}",
-     {"role": "township_admin", "village_id": "{village_a}", "township_id": "{township_2}",
-      "password_hash": "x"}, {"role", "village_id", "township_id", "password_hash"}),
+    (
+        "villager_x",
+        "POST",
+        "/claims",
+        {"rule_item_id": "{item}", "units": 2, **SMUGGLED},
+        set(SMUGGLED),
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/claims",
+        {
+            "rule_item_id": "{item}",
+            "units": 2,
+            "member_id": "{spouse_y}",
+            "source": "cadre",
+            "village_id": "{village_b}",
+        },
+        {"member_id", "source", "village_id"},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/redemptions",
+        {
+            "shop_id": "{shop_a}",
+            "items": [{"reward_id": "{reward_a}", "quantity": 1}],
+            "total_points": 0,
+            "status": "fulfilled",
+            "household_id": "{household_y}",
+            "cash_paid": 100,
+        },
+        {"total_points", "status", "household_id", "cash_paid"},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/redemptions",
+        {"shop_id": "{shop_a}", "items": [{"reward_id": "{reward_a}", "quantity": 1, "points": 0}]},
+        {"items.0.points"},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/checkins",
+        {
+            "token": "{activity_code}",
+            "villager_id": "{head_y}",
+            "household_id": "{household_y}",
+            "points": 50,
+            "proxy_by": "{cadre_a}",
+        },
+        {"villager_id", "household_id", "points", "proxy_by"},
+    ),
+    (
+        "villager_x",
+        "PUT",
+        "/me/board-privacy",
+        {"public_board_opt_out": True, "household_id": "{household_y}"},
+        {"household_id"},
+    ),
+    (
+        "unbound",
+        "POST",
+        "/auth/bind",
+        {
+            "village_id": "{village_a}",
+            "name": "配偶x",
+            "phone": "13800000000",
+            "villager_id": "{head_y}",
+            "role": "county_admin",
+        },
+        {"villager_id", "role"},
+    ),
+    (
+        "villager_x",
+        "PATCH",
+        "/villagers/{head_x}",
+        {"name": "改名", "household_id": "{household_y}", "points": 1},
+        {"household_id", "points"},
+    ),
+    (
+        "cadre_a",
+        "PATCH",
+        "/villagers/{head_x}",
+        {"household_id": "{household_y}", "village_id": "{village_b}"},
+        {"household_id", "village_id"},
+    ),
+    (
+        "cadre_a",
+        "PATCH",
+        "/households/{household_x}",
+        {"village_id": "{village_b}", "available": 9999, "held": 0},
+        {"village_id", "available", "held"},
+    ),
+    (
+        "cadre_a",
+        "PATCH",
+        "/users/{cadre_a}",
+        {"role": "county_admin", "village_id": "{village_b}", "township_id": None},
+        {"role", "village_id", "township_id"},
+    ),
+    (
+        "tadmin1",
+        "PATCH",
+        "/users/{cadre_b}",
+        {
+            "role": "township_admin",
+            "village_id": "{village_a}",
+            "township_id": "{township_2}",
+            "password_hash": "x",
+        },
+        {"role", "village_id", "township_id", "password_hash"},
+    ),
     # villager_id is a field of PATCH /users (a staff account's own roster entry); a WeChat
     # user's binding is refused there (not_staff, test_review_rules).
-    ("tadmin1", "PATCH", "/users/{villager_x}",
-     {"villager_id": "{head_y}", "openid": "openid-y"}, {"openid"}),
-    ("clerk_a", "PATCH", "/rewards/{reward_a}",
-     {"stock": 9999, "shop_id": "{shop.b}"}, {"stock", "shop_id"}),
-    ("clerk_a", "POST", "/shops/{shop_a}/rewards",
-     {"name": "香皂", "points": 5, "shop_id": "{shop.b}", "created_by": 1},
-     {"shop_id", "created_by"}),
-    ("cadre_a", "POST", "/ledger/{ledger_entry.w}/reverse",
-     {"reason": "冲正", "amount": 9999, "household_id": "{household_y}"},
-     {"amount", "household_id"}),
+    (
+        "tadmin1",
+        "PATCH",
+        "/users/{villager_x}",
+        {"villager_id": "{head_y}", "openid": "openid-y"},
+        {"openid"},
+    ),
+    (
+        "clerk_a",
+        "PATCH",
+        "/rewards/{reward_a}",
+        {"stock": 9999, "shop_id": "{shop.b}"},
+        {"stock", "shop_id"},
+    ),
+    (
+        "clerk_a",
+        "POST",
+        "/shops/{shop_a}/rewards",
+        {"name": "香皂", "points": 5, "shop_id": "{shop.b}", "created_by": 1},
+        {"shop_id", "created_by"},
+    ),
+    (
+        "cadre_a",
+        "POST",
+        "/ledger/{ledger_entry.w}/reverse",
+        {"reason": "冲正", "amount": 9999, "household_id": "{household_y}"},
+        {"amount", "household_id"},
+    ),
 ]
 
 
@@ -638,14 +883,19 @@ def _extra_ids(app: Flask, client: FlaskClient, scene: Scene) -> dict[str, Any]:
     code of village A's activity valid now."""
     w = scene.world
     with app.app_context():
-        item = db.session.scalar(select(RuleItem.id).where(
-            RuleItem.catalog_id == catalog_id(app, w.township_1),
-            RuleItem.code == "PUB-VOLUNTEER"))
+        item = db.session.scalar(
+            select(RuleItem.id).where(
+                RuleItem.catalog_id == catalog_id(app, w.township_1),
+                RuleItem.code == "PUB-VOLUNTEER",
+            )
+        )
         reward_a = db.session.scalar(select(Reward.id).where(Reward.shop_id == w.shop_a))
-    activity_a = _ok(client.get(f"{API}/activities?village_id={w.village_a}",
-                                headers=w.headers("cadre_a")), 200)["items"][0]["id"]
-    code = _ok(client.get(f"{API}/activities/{activity_a}/qr-token",
-                          headers=w.headers("cadre_a")), 200)["token"]
+    activity_a = _ok(
+        client.get(f"{API}/activities?village_id={w.village_a}", headers=w.headers("cadre_a")), 200
+    )["items"][0]["id"]
+    code = _ok(
+        client.get(f"{API}/activities/{activity_a}/qr-token", headers=w.headers("cadre_a")), 200
+    )["token"]
     return {"item": item, "reward_a": reward_a, "activity_code": code}
 
 
@@ -658,14 +908,20 @@ def test_fields_a_client_may_not_set_are_refused_and_change_nothing(
         for who, method, path, body, named in MASS_ASSIGNMENT:
             headers = scene.headers(who)
             before = database_state(app)
-            response = client.open(API + _fill_path(path, scene, extra), method=method,
-                                   json=_fill_ids(body, scene, extra), headers=headers)
+            response = client.open(
+                API + _fill_path(path, scene, extra),
+                method=method,
+                json=_fill_ids(body, scene, extra),
+                headers=headers,
+            )
             case = f"{who} {method} {path} {sorted(named)}"
             error = (response.get_json(silent=True) or {}).get("error") or {}
             if response.status_code != 422 or error.get("code") != "unknown_fields":
                 failures.append(f"{case}: {response.status_code} {error}")
-            elif not (named <= set(error["details"]["fields"])
-                      and all(name in error["message"] for name in named)):
+            elif not (
+                named <= set(error["details"]["fields"])
+                and all(name in error["message"] for name in named)
+            ):
                 failures.append(f"{case}: does not name them all: {error}")
             if database_state(app) != before:
                 failures.append(f"{case}: a refused request changed the database")
@@ -678,12 +934,17 @@ def test_a_body_sent_to_a_route_without_one_is_ignored(
     """Approve takes no body: whatever a client adds decides nothing."""
     claim = scene.objects["claim"]["w"]
     with frozen(NOW):
-        response = client.post(f"{API}/claims/{claim}/approve",
-                               json={"points": 9999, "status": "posted", "units": 100},
-                               headers=scene.headers("cadre_a"))
+        response = client.post(
+            f"{API}/claims/{claim}/approve",
+            json={"points": 9999, "status": "posted", "units": 100},
+            headers=scene.headers("cadre_a"),
+        )
     assert response.status_code == 200, response.get_json()
-    assert (response.get_json()["points"], response.get_json()["status"],
-            response.get_json()["units"]) == (4, "in_notice", 2)
+    assert (
+        response.get_json()["points"],
+        response.get_json()["status"],
+        response.get_json()["units"],
+    ) == (4, "in_notice", 2)
 
 
 # Fields a caller may set, pointed at another village's or household's objects: refused
@@ -691,43 +952,132 @@ def test_a_body_sent_to_a_route_without_one_is_ignored(
 SCOPE_MOVES: list[Any] = [
     ("cadre_a", "PATCH", "/households/{household_x}", {"group_id": "{group_y}"}),
     ("cadre_a", "POST", "/villages/{village_a}/households", {"group_id": "{group_z}"}),
-    ("cadre_a", "POST", "/awards", {"rule_item_id": "{item}", "units": 1,
-                                    "targets": [{"household_id": "{household_y}"}]}),
-    ("cadre_a", "POST", "/awards", {"rule_item_id": "{item}", "units": 1,
-                                    "targets": [{"villager_id": "{head_z}"}]}),
-    ("cadre_a", "POST", "/activities", {
-        "village_id": "{village_b}", "title": "越界活动", "rule_item_id": "{item}",
-        "starts_at": START.isoformat(), "ends_at": END.isoformat(), "qr_mode": "static"}),
+    (
+        "cadre_a",
+        "POST",
+        "/awards",
+        {"rule_item_id": "{item}", "units": 1, "targets": [{"household_id": "{household_y}"}]},
+    ),
+    (
+        "cadre_a",
+        "POST",
+        "/awards",
+        {"rule_item_id": "{item}", "units": 1, "targets": [{"villager_id": "{head_z}"}]},
+    ),
+    (
+        "cadre_a",
+        "POST",
+        "/activities",
+        {
+            "village_id": "{village_b}",
+            "title": "越界活动",
+            "rule_item_id": "{item}",
+            "starts_at": START.isoformat(),
+            "ends_at": END.isoformat(),
+            "qr_mode": "static",
+        },
+    ),
     ("cadre_a", "POST", "/rule-catalogs", {"name": "越界细则", "village_id": "{village_b}"}),
-    ("cadre_a", "POST", "/users", {"username": "sneaky", "password": "long-enough-pw",
-                                   "role": "cadre", "village_id": "{village_a}"}),
-    ("tadmin1", "POST", "/users", {"username": "sneaky", "password": "long-enough-pw",
-                                   "role": "cadre", "village_id": "{village_c}"}),
-    ("tadmin1", "POST", "/users", {"username": "sneaky", "password": "long-enough-pw",
-                                   "role": "county_admin"}),
-    ("tadmin1", "POST", "/users", {"username": "sneaky", "password": "long-enough-pw",
-                                   "role": "township_admin", "township_id": "{township_2}"}),
-    ("tadmin1", "POST", "/shops", {"name": "越界超市", "township_id": "{township_1}",
-                                   "village_ids": ["{village_c}"]}),
-    ("villager_x", "POST", "/claims", {"rule_item_id": "{item}", "units": 1,
-                                       "evidence": ["{upload.y}"]}),
-    ("villager_x", "POST", "/claims", {"rule_item_id": "{item}", "units": 1,
-                                       "evidence": ["{upload.w}"]}),
+    (
+        "cadre_a",
+        "POST",
+        "/users",
+        {
+            "username": "sneaky",
+            "password": "long-enough-pw",
+            "role": "cadre",
+            "village_id": "{village_a}",
+        },
+    ),
+    (
+        "tadmin1",
+        "POST",
+        "/users",
+        {
+            "username": "sneaky",
+            "password": "long-enough-pw",
+            "role": "cadre",
+            "village_id": "{village_c}",
+        },
+    ),
+    (
+        "tadmin1",
+        "POST",
+        "/users",
+        {"username": "sneaky", "password": "long-enough-pw", "role": "county_admin"},
+    ),
+    (
+        "tadmin1",
+        "POST",
+        "/users",
+        {
+            "username": "sneaky",
+            "password": "long-enough-pw",
+            "role": "township_admin",
+            "township_id": "{township_2}",
+        },
+    ),
+    (
+        "tadmin1",
+        "POST",
+        "/shops",
+        {"name": "越界超市", "township_id": "{township_1}", "village_ids": ["{village_c}"]},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/claims",
+        {"rule_item_id": "{item}", "units": 1, "evidence": ["{upload.y}"]},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/claims",
+        {"rule_item_id": "{item}", "units": 1, "evidence": ["{upload.w}"]},
+    ),
     ("villager_x", "POST", "/claims", {"rule_item_id": "{rule_item.t2}"}),
-    ("villager_x", "POST", "/redemptions",
-     {"shop_id": "{shop.b}", "items": [{"reward_id": "{reward.b}", "quantity": 1}]}),
-    ("villager_x", "POST", "/redemptions",
-     {"shop_id": "{shop_a}", "items": [{"reward_id": "{reward.b}", "quantity": 1}]}),
-    ("villager_x", "POST", "/auth/bind",
-     {"village_id": "{village_b}", "name": "户主y", "phone": "13800000001"}),
-    ("villager_x", "POST", "/rules/evaluate",
-     {"item_id": "{item}", "villager_id": "{head_y}", "units": 1}),
-    ("cadre_a", "POST", "/rules/evaluate",
-     {"item_id": "{item}", "villager_id": "{head_y}", "units": 1}),
-    ("cadre_a", "POST", "/rules/evaluate",
-     {"item_id": "{rule_item.b}", "villager_id": "{head_x}", "units": 1}),
-    ("clerk_a", "POST", "/shops/{shop_a}/counter-redemptions",
-     {"member_token": "{card_y}", "items": [{"reward_id": "{reward_a}", "quantity": 1}]}),
+    (
+        "villager_x",
+        "POST",
+        "/redemptions",
+        {"shop_id": "{shop.b}", "items": [{"reward_id": "{reward.b}", "quantity": 1}]},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/redemptions",
+        {"shop_id": "{shop_a}", "items": [{"reward_id": "{reward.b}", "quantity": 1}]},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/auth/bind",
+        {"village_id": "{village_b}", "name": "户主y", "phone": "13800000001"},
+    ),
+    (
+        "villager_x",
+        "POST",
+        "/rules/evaluate",
+        {"item_id": "{item}", "villager_id": "{head_y}", "units": 1},
+    ),
+    (
+        "cadre_a",
+        "POST",
+        "/rules/evaluate",
+        {"item_id": "{item}", "villager_id": "{head_y}", "units": 1},
+    ),
+    (
+        "cadre_a",
+        "POST",
+        "/rules/evaluate",
+        {"item_id": "{rule_item.b}", "villager_id": "{head_x}", "units": 1},
+    ),
+    (
+        "clerk_a",
+        "POST",
+        "/shops/{shop_a}/counter-redemptions",
+        {"member_token": "{card_y}", "items": [{"reward_id": "{reward_a}", "quantity": 1}]},
+    ),
 ]
 
 
@@ -741,12 +1091,17 @@ def test_ids_in_bodies_cannot_reach_out_of_scope(
         for who, method, path, body in SCOPE_MOVES:
             headers = scene.headers(who)
             before = database_state(app)
-            response = client.open(API + _fill_path(path, scene, extra), method=method,
-                                   json=_fill_ids(body, scene, extra), headers=headers)
+            response = client.open(
+                API + _fill_path(path, scene, extra),
+                method=method,
+                json=_fill_ids(body, scene, extra),
+                headers=headers,
+            )
             text = response.get_data(as_text=True)
             case = f"{who} {method} {path} {sorted(body)}"
-            if response.status_code not in (403, 404, 409, 422) \
-                    or set(response.get_json() or {}) != {"error"}:
+            if response.status_code not in (403, 404, 409, 422) or set(
+                response.get_json() or {}
+            ) != {"error"}:
                 failures.append(f"{case}: {response.status_code} {text[:300]}")
             if [m for m in scene.markers if m in text]:
                 failures.append(f"{case}: the refusal describes the object: {text[:300]}")
@@ -765,18 +1120,35 @@ ORDER_MARKERS = {"秘邻居", "邻居w户"}
 # Lists and /me routes take no id in the path but filter by one: a filter naming another
 # village, township or household narrows what the caller may see, it never widens it.
 FILTERED_READS = [
-    "/me?user_id={villager_y}", "/me/account?household_id={household_y}",
-    "/me/ledger?household_id={household_z}", "/me/board-privacy?household_id={household_y}",
-    "/claims?village_id={village_b}", "/claims?household_id={household_y}",
-    "/claims?village_id={village_a}", "/activities?village_id={village_a}",
-    "/claims?household_id={household.w}", "/claims?status=pending",
-    "/redemptions?household_id={household_y}", "/redemptions?shop_id={shop.c}",
-    "/redemptions", "/activities?village_id={village_b}", "/activities?village_id={village_c}",
-    "/activities?status=open", "/rule-catalogs?village_id={village_b}",
-    "/rule-catalogs?township_id={township_2}", "/shops", "/villages?township_id={township_2}",
-    "/villages", "/townships", "/users", "/users?role=villager", "/audit",
-    "/audit?village_id={village_b}", "/rankings?village_id={village_b}",
-    "/rankings?township_id={township_2}", "/rankings?township_id={township_1}",
+    "/me?user_id={villager_y}",
+    "/me/account?household_id={household_y}",
+    "/me/ledger?household_id={household_z}",
+    "/me/board-privacy?household_id={household_y}",
+    "/claims?village_id={village_b}",
+    "/claims?household_id={household_y}",
+    "/claims?village_id={village_a}",
+    "/activities?village_id={village_a}",
+    "/claims?household_id={household.w}",
+    "/claims?status=pending",
+    "/redemptions?household_id={household_y}",
+    "/redemptions?shop_id={shop.c}",
+    "/redemptions",
+    "/activities?village_id={village_b}",
+    "/activities?village_id={village_c}",
+    "/activities?status=open",
+    "/rule-catalogs?village_id={village_b}",
+    "/rule-catalogs?township_id={township_2}",
+    "/shops",
+    "/villages?township_id={township_2}",
+    "/villages",
+    "/townships",
+    "/users",
+    "/users?role=villager",
+    "/audit",
+    "/audit?village_id={village_b}",
+    "/rankings?village_id={village_b}",
+    "/rankings?township_id={township_2}",
+    "/rankings?township_id={township_1}",
     "/rankings?village_id={village_a}&by=member",
 ]
 
@@ -785,8 +1157,7 @@ FILTERED_READS = [
 def test_filters_naming_other_objects_never_widen_a_list(
     app: Flask, client: FlaskClient, scene: Scene, attacker: str
 ) -> None:
-    markers = [m for m in scene.markers
-               if not (attacker == "cadre_a" and m in W_MARKERS)]
+    markers = [m for m in scene.markers if not (attacker == "cadre_a" and m in W_MARKERS)]
     if attacker == "clerk_a":
         markers += sorted(CLERK_MARKERS)
     failures = []
@@ -796,13 +1167,17 @@ def test_filters_naming_other_objects_never_widen_a_list(
             url = API + _fill_path(path, scene, {})
             response = client.get(url, headers=headers)
             text = response.get_data(as_text=True)
-            leaked = [m for m in markers if m in text and not (
-                attacker == "clerk_a" and path.startswith("/redemptions")
-                and m in ORDER_MARKERS)]
+            leaked = [
+                m
+                for m in markers
+                if m in text
+                and not (
+                    attacker == "clerk_a" and path.startswith("/redemptions") and m in ORDER_MARKERS
+                )
+            ]
             if response.status_code not in (200, 403, 404) or leaked:
                 failures.append(f"{url}: {response.status_code} {leaked} {text[:200]}")
-            if attacker == "villager_x" and path.startswith("/me") \
-                    and response.status_code == 200:
+            if attacker == "villager_x" and path.startswith("/me") and response.status_code == 200:
                 body = response.get_json()
                 own = body.get("household_id", (body.get("scope") or {}).get("household_id"))
                 if own is not None and own != scene.world.household_x:
@@ -811,6 +1186,7 @@ def test_filters_naming_other_objects_never_widen_a_list(
 
 
 # ---- oversized bodies and uploads -----------------------------------------------------------
+
 
 def _stored_files(app: Flask) -> list[str]:
     directory = Path(app.config["UPLOAD_DIR"])
@@ -825,8 +1201,7 @@ def _too_large(response: Any, code: str = "payload_too_large") -> None:
 
 
 def _multipart(data: bytes) -> tuple[bytes, str]:
-    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data),
-                                                           filename="big.jpg")})
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), filename="big.jpg")})
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -855,9 +1230,12 @@ def test_a_body_over_the_limit_is_413_and_changes_nothing(
         _too_large(client.post(url, data=data, content_type=content_type, headers=headers))
         # streamed: no Content-Length, so only reading the body can find it too large
         streamed = client.post(
-            url, input_stream=io.BytesIO(data), content_type=content_type,
+            url,
+            input_stream=io.BytesIO(data),
+            content_type=content_type,
             headers={**headers, "Transfer-Encoding": "chunked", "Idempotency-Key": "k1"},
-            environ_overrides={"wsgi.input_terminated": True})
+            environ_overrides={"wsgi.input_terminated": True},
+        )
         _too_large(streamed)
 
     assert database_state(app) == before
@@ -870,8 +1248,9 @@ def test_a_photo_over_the_upload_limit_is_413_and_nothing_is_stored(
     before = database_state(app)
     files = _stored_files(app)
     body, content_type = _multipart(jpeg_bytes() + b"\0" * MAX_BYTES)
-    response = client.post(f"{API}/uploads", data=body, content_type=content_type,
-                           headers=world.headers("villager_x"))
+    response = client.post(
+        f"{API}/uploads", data=body, content_type=content_type, headers=world.headers("villager_x")
+    )
     _too_large(response, "file_too_large")
     assert database_state(app) == before
     assert _stored_files(app) == files
@@ -883,17 +1262,22 @@ def test_a_chunked_body_under_the_limit_still_works(
     """The middleware that sizes chunked bodies must not break them."""
     data = b'{"address": "\xe6\xb8\x85\xe6\xb0\xb4\xe6\x9d\x91\xe5\x8d\x81\xe5\x8f\xb7"}'
     response = client.patch(
-        f"{API}/households/{world.household_x}", input_stream=io.BytesIO(data),
+        f"{API}/households/{world.household_x}",
+        input_stream=io.BytesIO(data),
         content_type="application/json",
         headers={**world.headers("cadre_a"), "Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input_terminated": True})
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["address"] == "清水村十号"
     body, content_type = _multipart(jpeg_bytes())
     upload = client.post(
-        f"{API}/uploads", input_stream=io.BytesIO(body), content_type=content_type,
+        f"{API}/uploads",
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
         headers={**world.headers("villager_x"), "Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input_terminated": True})
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert upload.status_code == 201, upload.get_json()
 
 
@@ -906,14 +1290,21 @@ RESET_PASSWORD = "reset-staff-password-77"
 @pytest.fixture()
 def fake_wechat(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChat]:
     with FakeWeChat() as server:
-        for key, value in (("WECHAT_APPID", server.appid), ("WECHAT_SECRET", server.secret),
-                           ("WECHAT_API_BASE", server.base_url), ("WECHAT_TIMEOUT", 2.0)):
+        for key, value in (
+            ("WECHAT_APPID", server.appid),
+            ("WECHAT_SECRET", server.secret),
+            ("WECHAT_API_BASE", server.base_url),
+            ("WECHAT_TIMEOUT", 2.0),
+        ):
             monkeypatch.setitem(app.config, key, value)
         yield server
 
 
 def test_no_secret_in_any_response_or_log_line(
-    app: Flask, client: FlaskClient, world: World, fake_wechat: FakeWeChat,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    fake_wechat: FakeWeChat,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Logins (password and WeChat), refresh, bind, staff creation, password reset and their
@@ -939,16 +1330,21 @@ def test_no_secret_in_any_response_or_log_line(
         return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
     # staff: password login, a wrong password, an unknown user, refresh, a spent refresh
-    login = call("login", "POST", "/auth/login",
-                 json={"username": "tadmin1", "password": PASSWORD})
+    login = call("login", "POST", "/auth/login", json={"username": "tadmin1", "password": PASSWORD})
     assert login.status_code == 200
     admin = bearer(login)
-    assert call("wrong", "POST", "/auth/login", json={"username": "tadmin1",
-                                                      "password": PASSWORD + "x"}
-                ).status_code == 401
-    assert call("unknown", "POST", "/auth/login", json={"username": "nobody",
-                                                        "password": PASSWORD}
-                ).status_code == 401
+    assert (
+        call(
+            "wrong", "POST", "/auth/login", json={"username": "tadmin1", "password": PASSWORD + "x"}
+        ).status_code
+        == 401
+    )
+    assert (
+        call(
+            "unknown", "POST", "/auth/login", json={"username": "nobody", "password": PASSWORD}
+        ).status_code
+        == 401
+    )
     refresh_token = login.get_json()["refresh_token"]
     refreshed = call("refresh", "POST", "/auth/refresh", json={"refresh_token": refresh_token})
     assert refreshed.status_code == 200
@@ -956,36 +1352,98 @@ def test_no_secret_in_any_response_or_log_line(
     grace = app.config["REFRESH_REUSE_GRACE_SECONDS"]
     app.config["REFRESH_REUSE_GRACE_SECONDS"] = 0
     try:
-        assert call("spent", "POST", "/auth/refresh",
-                    json={"refresh_token": refresh_token}).status_code == 401
+        assert (
+            call(
+                "spent", "POST", "/auth/refresh", json={"refresh_token": refresh_token}
+            ).status_code
+            == 401
+        )
     finally:
         app.config["REFRESH_REUSE_GRACE_SECONDS"] = grace
-    assert call("bad refresh", "POST", "/auth/refresh",
-                json={"refresh_token": "not-a-token"}).status_code == 401
-    admin = bearer(call("login again", "POST", "/auth/login",
-                        json={"username": "tadmin1", "password": PASSWORD}))
-    assert call("bad token", "GET", "/me",
-                headers={"Authorization": "Bearer " + "x" * 40}).status_code == 401
-    assert call("forged", "GET", "/me", headers={
-        "Authorization": admin["Authorization"][:-4] + "AAAA"}).status_code == 401
+    assert (
+        call(
+            "bad refresh", "POST", "/auth/refresh", json={"refresh_token": "not-a-token"}
+        ).status_code
+        == 401
+    )
+    admin = bearer(
+        call(
+            "login again", "POST", "/auth/login", json={"username": "tadmin1", "password": PASSWORD}
+        )
+    )
+    assert (
+        call("bad token", "GET", "/me", headers={"Authorization": "Bearer " + "x" * 40}).status_code
+        == 401
+    )
+    assert (
+        call(
+            "forged", "GET", "/me", headers={"Authorization": admin["Authorization"][:-4] + "AAAA"}
+        ).status_code
+        == 401
+    )
 
     # an admin creates a cadre, resets its password; the cadre logs in with each
-    created = call("create user", "POST", "/users", headers=admin, json={
-        "username": "new_cadre", "password": NEW_PASSWORD, "role": "cadre",
-        "village_id": world.village_a})
+    created = call(
+        "create user",
+        "POST",
+        "/users",
+        headers=admin,
+        json={
+            "username": "new_cadre",
+            "password": NEW_PASSWORD,
+            "role": "cadre",
+            "village_id": world.village_a,
+        },
+    )
     assert created.status_code == 201, created.get_json()
-    assert call("weak", "POST", "/users", headers=admin, json={
-        "username": "weak_cadre", "password": "short", "role": "cadre",
-        "village_id": world.village_a}).status_code == 422
-    assert call("new login", "POST", "/auth/login", json={
-        "username": "new_cadre", "password": NEW_PASSWORD}).status_code == 200
+    assert (
+        call(
+            "weak",
+            "POST",
+            "/users",
+            headers=admin,
+            json={
+                "username": "weak_cadre",
+                "password": "short",
+                "role": "cadre",
+                "village_id": world.village_a,
+            },
+        ).status_code
+        == 422
+    )
+    assert (
+        call(
+            "new login",
+            "POST",
+            "/auth/login",
+            json={"username": "new_cadre", "password": NEW_PASSWORD},
+        ).status_code
+        == 200
+    )
     user_id = created.get_json()["id"]
-    assert call("reset", "PATCH", f"/users/{user_id}", headers=admin,
-                json={"password": RESET_PASSWORD}).status_code == 200
-    assert call("old password", "POST", "/auth/login", json={
-        "username": "new_cadre", "password": NEW_PASSWORD}).status_code == 401
-    cadre = bearer(call("reset login", "POST", "/auth/login", json={
-        "username": "new_cadre", "password": RESET_PASSWORD}))
+    assert (
+        call(
+            "reset", "PATCH", f"/users/{user_id}", headers=admin, json={"password": RESET_PASSWORD}
+        ).status_code
+        == 200
+    )
+    assert (
+        call(
+            "old password",
+            "POST",
+            "/auth/login",
+            json={"username": "new_cadre", "password": NEW_PASSWORD},
+        ).status_code
+        == 401
+    )
+    cadre = bearer(
+        call(
+            "reset login",
+            "POST",
+            "/auth/login",
+            json={"username": "new_cadre", "password": RESET_PASSWORD},
+        )
+    )
     assert call("audit", "GET", "/audit", headers=admin).status_code == 200
     assert call("users", "GET", "/users", headers=admin).status_code == 200
 
@@ -993,16 +1451,34 @@ def test_no_secret_in_any_response_or_log_line(
     wechat = call("wechat", "POST", "/auth/wechat", json={"code": "ok-eve"})
     assert wechat.status_code == 200, wechat.get_json()
     for code in ("ok-eve", "bad", "noopenid", "boom", "garbage"):
-        assert call(f"wechat {code}", "POST", "/auth/wechat",
-                    json={"code": code}).status_code >= 400
-    binding = call("binding code", "POST", f"/villagers/{world.spouse_x}/binding-token",
-                   headers=cadre)
+        assert (
+            call(f"wechat {code}", "POST", "/auth/wechat", json={"code": code}).status_code >= 400
+        )
+    binding = call(
+        "binding code", "POST", f"/villagers/{world.spouse_x}/binding-token", headers=cadre
+    )
     assert binding.status_code == 201, binding.get_json()
     villager = bearer(wechat)
-    assert call("bind", "POST", "/auth/bind", headers=villager,
-                json={"token": binding.get_json()["token"]}).status_code == 200
-    assert call("bind again", "POST", "/auth/bind", headers=villager,
-                json={"token": binding.get_json()["token"]}).status_code >= 400
+    assert (
+        call(
+            "bind",
+            "POST",
+            "/auth/bind",
+            headers=villager,
+            json={"token": binding.get_json()["token"]},
+        ).status_code
+        == 200
+    )
+    assert (
+        call(
+            "bind again",
+            "POST",
+            "/auth/bind",
+            headers=villager,
+            json={"token": binding.get_json()["token"]},
+        ).status_code
+        >= 400
+    )
     assert call("me", "GET", "/me", headers=villager).status_code == 200
     assert call("logout", "POST", "/auth/logout", headers=villager).status_code == 204
     assert call("after logout", "GET", "/me", headers=villager).status_code == 401
@@ -1012,30 +1488,42 @@ def test_no_secret_in_any_response_or_log_line(
         token_hashes = list(db.session.scalars(select(RefreshToken.token_hash)))
     assert hashes and token_hashes and fake_wechat.issued_session_keys
     secrets = {
-        "password": PASSWORD, "new password": NEW_PASSWORD, "reset password": RESET_PASSWORD,
-        "wechat secret": fake_wechat.secret, "SECRET_KEY": SECRET, "wechat code": "ok-eve",
+        "password": PASSWORD,
+        "new password": NEW_PASSWORD,
+        "reset password": RESET_PASSWORD,
+        "wechat secret": fake_wechat.secret,
+        "SECRET_KEY": SECRET,
+        "wechat code": "ok-eve",
         **{f"password hash {i}": h for i, h in enumerate(hashes)},
         **{f"refresh token hash {i}": h for i, h in enumerate(token_hashes)},
         **{f"session_key {i}": k for i, k in enumerate(fake_wechat.issued_session_keys)},
     }
     logged = caplog.text + "\n".join(
-        f"{r.getMessage()} {r.args!r} {r.exc_text or ''} {r.__dict__!r}" for r in caplog.records)
+        f"{r.getMessage()} {r.args!r} {r.exc_text or ''} {r.__dict__!r}" for r in caplog.records
+    )
     found = [name for name, value in secrets.items() if value in logged]
     found += [f"token from {label}" for token, label in issued if token in logged]
     for label, response in responses:
         text = response.get_data(as_text=True)
-        found += [f"{name} in the answer to {label}" for name, value in secrets.items()
-                  if value in text]
+        found += [
+            f"{name} in the answer to {label}" for name, value in secrets.items() if value in text
+        ]
         # (an access token minted in the same second for the same session is the same JWT,
         # so a token counts as issued by every answer that handed it out)
-        found += [f"token from {issuer} in the answer to {label}" for token, issuer in issued
-                  if token in text and (token, label) not in issued]
+        found += [
+            f"token from {issuer} in the answer to {label}"
+            for token, issuer in issued
+            if token in text and (token, label) not in issued
+        ]
         assert "session_key" not in text and "password_hash" not in text, label
     assert not found, found
 
 
 def test_a_database_failure_logs_no_hash_or_token(
-    app: Flask, client: FlaskClient, world: World, caplog: pytest.LogCaptureFixture,
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An unexpected database error is logged with its traceback; the statement's parameters
@@ -1045,28 +1533,36 @@ def test_a_database_failure_logs_no_hash_or_token(
     admin = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
     refresh_token = login.get_json()["refresh_token"]
 
-    def break_writes(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-                     executemany: bool) -> tuple[str, Any]:
+    def break_writes(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
         # a table that is not there: the database itself fails, as on a broken disk
         for table in ("users", "refresh_tokens"):
-            statement = re.sub(rf"^(INSERT INTO|UPDATE) {table}\b", rf"\1 missing_{table}",
-                               statement)
+            statement = re.sub(
+                rf"^(INSERT INTO|UPDATE) {table}\b", rf"\1 missing_{table}", statement
+            )
         return statement, params
 
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", break_writes, retval=True)
     try:
-        created = client.post(f"{API}/users", headers=admin, json={
-            "username": "new_cadre", "password": NEW_PASSWORD, "role": "cadre",
-            "village_id": world.village_a})
+        created = client.post(
+            f"{API}/users",
+            headers=admin,
+            json={
+                "username": "new_cadre",
+                "password": NEW_PASSWORD,
+                "role": "cadre",
+                "village_id": world.village_a,
+            },
+        )
         refreshed = client.post(f"{API}/auth/refresh", json={"refresh_token": refresh_token})
     finally:
         event.remove(engine, "before_cursor_execute", break_writes)
     assert created.status_code == refreshed.status_code == 500
     assert "unhandled error" in caplog.text  # the failure is logged, with its traceback
-    logged = caplog.text + "\n".join(f"{r.getMessage()} {r.exc_text or ''}"
-                                     for r in caplog.records)
+    logged = caplog.text + "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "scrypt$" not in logged, "a password hash was logged"
     assert hashlib.sha256(refresh_token.encode()).hexdigest() not in logged
     assert NEW_PASSWORD not in logged and refresh_token not in logged

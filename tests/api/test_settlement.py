@@ -35,9 +35,16 @@ API = "/api/v1"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def ordered_and_scanned(client: FlaskClient, world: World, villager: str | int, clerk: str | int,
-                        shop_id: int, items: list[tuple[int, int]], ordered: datetime,
-                        scanned: datetime) -> dict[str, Any]:
+def ordered_and_scanned(
+    client: FlaskClient,
+    world: World,
+    villager: str | int,
+    clerk: str | int,
+    shop_id: int,
+    items: list[tuple[int, int]],
+    ordered: datetime,
+    scanned: datetime,
+) -> dict[str, Any]:
     with frozen(ordered):
         placed = order(client, world.headers(villager), shop_id, items)
         assert placed.status_code == 201, placed.get_json()
@@ -53,14 +60,27 @@ def month_of_trade(app: Flask, client: FlaskClient, world: World) -> dict[str, A
     orders, scans, a counter redemption with cash, a cancel and an expiry, around May 2026."""
     install_default_catalog(app, world.township_1)
     set_policy(client, world, exchange_rate="0.5")
-    centre = client.post(f"{API}/shops", headers=world.headers("tadmin1"), json={
-        "name": "青石镇中心超市", "township_id": world.township_1,
-        "village_ids": [world.village_a, world.village_b]})
+    centre = client.post(
+        f"{API}/shops",
+        headers=world.headers("tadmin1"),
+        json={
+            "name": "青石镇中心超市",
+            "township_id": world.township_1,
+            "village_ids": [world.village_a, world.village_b],
+        },
+    )
     assert centre.status_code == 201
     centre_id = centre.get_json()["id"]
-    clerk_c = client.post(f"{API}/users", headers=world.headers("tadmin1"), json={
-        "username": "clerk_centre", "password": "correct-horse-battery", "role": "clerk",
-        "shop_id": centre_id})
+    clerk_c = client.post(
+        f"{API}/users",
+        headers=world.headers("tadmin1"),
+        json={
+            "username": "clerk_centre",
+            "password": "correct-horse-battery",
+            "role": "clerk",
+            "shop_id": centre_id,
+        },
+    )
     assert clerk_c.status_code == 201
     clerk_centre = clerk_c.get_json()["id"]
     neighbour = add_household(app, world.village_a, "邻居户", "王建国", openid="openid-n")
@@ -73,56 +93,119 @@ def month_of_trade(app: Flask, client: FlaskClient, world: World) -> dict[str, A
 
     done = {
         # April: not in May's statement.
-        "april": ordered_and_scanned(client, world, "villager_x", "clerk_a", world.shop_a,
-                                     [(soap, 1)], local(2026, 4, 28), local(2026, 4, 28, 11)),
-        "may": ordered_and_scanned(client, world, "villager_x", "clerk_a", world.shop_a,
-                                   [(soap, 2), (rice, 1)], local(2026, 5, 3),
-                                   local(2026, 5, 3, 15)),
+        "april": ordered_and_scanned(
+            client,
+            world,
+            "villager_x",
+            "clerk_a",
+            world.shop_a,
+            [(soap, 1)],
+            local(2026, 4, 28),
+            local(2026, 4, 28, 11),
+        ),
+        "may": ordered_and_scanned(
+            client,
+            world,
+            "villager_x",
+            "clerk_a",
+            world.shop_a,
+            [(soap, 2), (rice, 1)],
+            local(2026, 5, 3),
+            local(2026, 5, 3, 15),
+        ),
         # Ordered in May, picked up just after midnight on 1 June (village time): June's.
-        "june": ordered_and_scanned(client, world, "villager_x", "clerk_a", world.shop_a,
-                                    [(rice, 1)], local(2026, 5, 31, 23),
-                                    local(2026, 6, 1, 0, 30)),
+        "june": ordered_and_scanned(
+            client,
+            world,
+            "villager_x",
+            "clerk_a",
+            world.shop_a,
+            [(rice, 1)],
+            local(2026, 5, 31, 23),
+            local(2026, 6, 1, 0, 30),
+        ),
         # The same village's household at the centre shop: the centre's statement, not A's.
-        "centre_a": ordered_and_scanned(client, world, "villager_x", clerk_centre, centre_id,
-                                        [(towel, 2)], local(2026, 5, 12), local(2026, 5, 12, 9)),
-        "centre_b": ordered_and_scanned(client, world, "villager_y", clerk_centre, centre_id,
-                                        [(towel, 1)], local(2026, 5, 13), local(2026, 5, 13, 9)),
+        "centre_a": ordered_and_scanned(
+            client,
+            world,
+            "villager_x",
+            clerk_centre,
+            centre_id,
+            [(towel, 2)],
+            local(2026, 5, 12),
+            local(2026, 5, 12, 9),
+        ),
+        "centre_b": ordered_and_scanned(
+            client,
+            world,
+            "villager_y",
+            clerk_centre,
+            centre_id,
+            [(towel, 1)],
+            local(2026, 5, 13),
+            local(2026, 5, 13, 9),
+        ),
     }
     with frozen(local(2026, 5, 15, 10)):
         counter = client.post(
-            f"{API}/shops/{world.shop_a}/counter-redemptions", headers=world.headers("clerk_a"),
-            json={"member_token": member_token(app, neighbour["head"]),
-                  "items": [{"reward_id": oil, "quantity": 1}], "cash_paid": "5.00"})
+            f"{API}/shops/{world.shop_a}/counter-redemptions",
+            headers=world.headers("clerk_a"),
+            json={
+                "member_token": member_token(app, neighbour["head"]),
+                "items": [{"reward_id": oil, "quantity": 1}],
+                "cash_paid": "5.00",
+            },
+        )
         assert counter.status_code == 201, counter.get_json()
         done["counter"] = counter.get_json()
     with frozen(local(2026, 5, 20)):
         cancelled = order(client, world.headers("villager_x"), world.shop_a, [(oil, 1)])
-        assert client.post(f"{API}/redemptions/{cancelled.get_json()['id']}/cancel",
-                           headers=world.headers("villager_x"), json={}).status_code == 200
+        assert (
+            client.post(
+                f"{API}/redemptions/{cancelled.get_json()['id']}/cancel",
+                headers=world.headers("villager_x"),
+                json={},
+            ).status_code
+            == 200
+        )
     with frozen(local(2026, 5, 10)):
-        assert order(client, world.headers(neighbour["user"]), world.shop_a,
-                     [(rice, 2)]).status_code == 201
+        assert (
+            order(client, world.headers(neighbour["user"]), world.shop_a, [(rice, 2)]).status_code
+            == 201
+        )
     with frozen(local(2026, 5, 14)):
         result = app.test_cli_runner().invoke(args=["redemptions", "expire"])
         assert "expired 1 redemption" in result.output
     with frozen(local(2026, 5, 25)):  # still reserved at the month's end: not settled
-        assert order(client, world.headers(neighbour["user"]), world.shop_a,
-                     [(soap, 3)]).status_code == 201
-    return {"centre": centre_id, "clerk_centre": clerk_centre,
-            "neighbour": neighbour, "done": done}
+        assert (
+            order(client, world.headers(neighbour["user"]), world.shop_a, [(soap, 3)]).status_code
+            == 201
+        )
+    return {"centre": centre_id, "clerk_centre": clerk_centre, "neighbour": neighbour, "done": done}
 
 
-def fulfilled_in(client: FlaskClient, world: World, clerk: str | int, month: str
-                 ) -> list[dict[str, Any]]:
+def fulfilled_in(
+    client: FlaskClient, world: World, clerk: str | int, month: str
+) -> list[dict[str, Any]]:
     """The clerk's own list of fulfilled redemptions, narrowed to a month in village time."""
-    rows = client.get(f"{API}/redemptions?status=fulfilled&per_page=100",
-                      headers=world.headers(clerk)).get_json()["items"]
-    return [r for r in rows if datetime.fromisoformat(r["fulfilled_at"])
-            .astimezone(SHANGHAI).strftime("%Y-%m") == month]
+    rows = client.get(
+        f"{API}/redemptions?status=fulfilled&per_page=100", headers=world.headers(clerk)
+    ).get_json()["items"]
+    return [
+        r
+        for r in rows
+        if datetime.fromisoformat(r["fulfilled_at"]).astimezone(SHANGHAI).strftime("%Y-%m") == month
+    ]
 
 
-def settlement(client: FlaskClient, world: World, who: str | int, shop_id: int, month: str,
-               fmt: str | None = None) -> Any:
+def settlement(
+    client: FlaskClient,
+    world: World,
+    who: str | int,
+    shop_id: int,
+    month: str,
+    fmt: str | None = None,
+) -> Any:
     query = f"?month={month}" + (f"&format={fmt}" if fmt else "")
     return client.get(f"{API}/shops/{shop_id}/settlements{query}", headers=world.headers(who))
 
@@ -131,8 +214,10 @@ def test_a_months_settlement_equals_its_fulfilled_redemptions(
     client: FlaskClient, world: World, month_of_trade: dict[str, Any]
 ) -> None:
     may = fulfilled_in(client, world, "clerk_a", "2026-05")
-    assert {r["id"] for r in may} == {month_of_trade["done"]["may"]["id"],
-                                      month_of_trade["done"]["counter"]["id"]}
+    assert {r["id"] for r in may} == {
+        month_of_trade["done"]["may"]["id"],
+        month_of_trade["done"]["counter"]["id"],
+    }
     response = settlement(client, world, "clerk_a", world.shop_a, "2026-05")
     assert response.status_code == 200
     body = response.get_json()
@@ -145,11 +230,17 @@ def test_a_months_settlement_equals_its_fulfilled_redemptions(
     assert Decimal(body["value"]) == sum(Decimal(r["value"]) for r in may) == Decimal("67.50")
     assert [r["redemption_id"] for r in body["rows"]] == sorted(r["id"] for r in may)
     assert {(line["name"], line["quantity"], line["points"]) for line in body["lines"]} == {
-        ("香皂", 2, 10), ("大米 5kg", 1, 50), ("玉米油 5L", 1, 85)}
+        ("香皂", 2, 10),
+        ("大米 5kg", 1, 50),
+        ("玉米油 5L", 1, 85),
+    }
     assert sum(line["points"] for line in body["lines"]) == body["goods_points"]
     counter_row = next(r for r in body["rows"] if r["source"] == "counter")
     assert (counter_row["household"], counter_row["member"], counter_row["cash_paid"]) == (
-        "邻居户", "王建国", "5.00")
+        "邻居户",
+        "王建国",
+        "5.00",
+    )
 
     june = settlement(client, world, "clerk_a", world.shop_a, "2026-06").get_json()
     assert [r["redemption_id"] for r in june["rows"]] == [month_of_trade["done"]["june"]["id"]]
@@ -172,9 +263,20 @@ def test_the_csv_statement_reads_back_to_the_same_figures(
     assert response.data.startswith("\ufeff".encode())  # Excel needs the BOM for Chinese
     rows = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
     *lines, total = rows
-    assert list(rows[0]) == ["兑换单号", "领取时间", "方式", "村", "户", "兑换人", "商品明细",
-                             "商品积分", "现金补差(元)", "实扣积分", "兑换比例(元/分)",
-                             "折合金额(元)"]
+    assert list(rows[0]) == [
+        "兑换单号",
+        "领取时间",
+        "方式",
+        "村",
+        "户",
+        "兑换人",
+        "商品明细",
+        "商品积分",
+        "现金补差(元)",
+        "实扣积分",
+        "兑换比例(元/分)",
+        "折合金额(元)",
+    ]
     assert [int(r["兑换单号"]) for r in lines] == [r["redemption_id"] for r in body["rows"]]
     assert sum(int(r["实扣积分"]) for r in lines) == body["points"]
     assert sum(Decimal(r["折合金额(元)"]) for r in lines) == Decimal(body["value"])
@@ -196,7 +298,8 @@ def test_the_xlsx_statement_reads_back_to_the_same_figures(
     assert response.status_code == 200
     assert response.headers["Content-Type"] == XLSX
     assert response.headers["Content-Disposition"].startswith(
-        'attachment; filename="settlement-shop')
+        'attachment; filename="settlement-shop'
+    )
     book = load_workbook(io.BytesIO(response.data), read_only=True)
     try:
         assert book.sheetnames == ["兑换明细", "商品汇总"]
@@ -216,7 +319,8 @@ def test_the_xlsx_statement_reads_back_to_the_same_figures(
     goods_header, *goods, goods_total = summary
     assert goods_header == ("商品编号", "商品名称", "单价(积分)", "数量", "积分小计")
     assert {(row[1], row[3], row[4]) for row in goods} == {
-        (line["name"], line["quantity"], line["points"]) for line in body["lines"]}
+        (line["name"], line["quantity"], line["points"]) for line in body["lines"]
+    }
     assert goods_total[0] == "合计" and goods_total[4] == body["goods_points"]
 
 
@@ -225,27 +329,34 @@ def test_who_may_read_a_settlement(
 ) -> None:
     assert settlement(client, world, "clerk_a", world.shop_a, "2026-05").status_code == 200
     assert settlement(client, world, "county", world.shop_a, "2026-05").status_code == 200
-    assert settlement(client, world, month_of_trade["clerk_centre"], world.shop_a,
-                      "2026-05").status_code == 404
+    assert (
+        settlement(
+            client, world, month_of_trade["clerk_centre"], world.shop_a, "2026-05"
+        ).status_code
+        == 404
+    )
     assert settlement(client, world, "tadmin2", world.shop_a, "2026-05").status_code == 404
     assert settlement(client, world, "cadre_a", world.shop_a, "2026-05").status_code == 403
     assert settlement(client, world, "villager_x", world.shop_a, "2026-05").status_code == 403
     bad = settlement(client, world, "clerk_a", world.shop_a, "2026-13")
     assert bad.status_code == 422
-    assert settlement(client, world, "clerk_a", world.shop_a, "2026-05",
-                      "pdf").status_code == 422
-    missing = client.get(f"{API}/shops/{world.shop_a}/settlements",
-                         headers=world.headers("clerk_a"))
+    assert settlement(client, world, "clerk_a", world.shop_a, "2026-05", "pdf").status_code == 422
+    missing = client.get(
+        f"{API}/shops/{world.shop_a}/settlements", headers=world.headers("clerk_a")
+    )
     assert missing.status_code == 422
 
 
 # ---- the township's report ------------------------------------------------------------------
 
-def report(client: FlaskClient, world: World, who: str, township_id: int,
-           month: str | None = None) -> Any:
+
+def report(
+    client: FlaskClient, world: World, who: str, township_id: int, month: str | None = None
+) -> Any:
     query = f"?month={month}" if month else ""
-    return client.get(f"{API}/townships/{township_id}/points-report{query}",
-                      headers=world.headers(who))
+    return client.get(
+        f"{API}/townships/{township_id}/points-report{query}", headers=world.headers(who)
+    )
 
 
 def assert_adds_up(body: dict[str, Any]) -> None:
@@ -277,8 +388,10 @@ def test_issued_equals_balances_plus_redeemed_plus_expired(
     balances_a = [account_of(app, h) for h in (world.household_x, neighbour)]
     # Outstanding today is read from the accounts: available plus what orders hold.
     assert a["outstanding"] == sum(x["available"] + x["held"] for x in balances_a)
-    assert (a["available"], a["held"]) == (sum(x["available"] for x in balances_a),
-                                           sum(x["held"] for x in balances_a))
+    assert (a["available"], a["held"]) == (
+        sum(x["available"] for x in balances_a),
+        sum(x["held"] for x in balances_a),
+    )
     assert a["held"] == 15  # the order still waiting to be picked up
     assert (a["earned"], a["deducted"], a["adjusted"]) == (1000, -20, 0)
     # x: 5 + 60 + 50 (June) + 24 at the centre; the neighbour 75 at the counter.
@@ -290,7 +403,8 @@ def test_issued_equals_balances_plus_redeemed_plus_expired(
     totals = body["totals"]
     assert totals["outstanding"] == a["outstanding"] + b["outstanding"]
     assert Decimal(totals["outstanding_value"]) == (
-        Decimal(a["outstanding_value"]) + Decimal(b["outstanding_value"]))
+        Decimal(a["outstanding_value"]) + Decimal(b["outstanding_value"])
+    )
 
     may = report(client, world, "tadmin1", world.township_1, "2026-05").get_json()
     assert_adds_up(may)
@@ -298,8 +412,10 @@ def test_issued_equals_balances_plus_redeemed_plus_expired(
     assert a_may["available"] is None and a_may["held"] is None
     assert (a_may["month_issued"], a_may["month_expired"]) == (-20, 50)
     # The township's May redemptions are exactly what its shops settle for May.
-    settled = sum(settlement(client, world, "tadmin1", shop, "2026-05").get_json()["points"]
-                  for shop in (world.shop_a, month_of_trade["centre"]))
+    settled = sum(
+        settlement(client, world, "tadmin1", shop, "2026-05").get_json()["points"]
+        for shop in (world.shop_a, month_of_trade["centre"])
+    )
     assert may["totals"]["month_redeemed"] == settled
     april = report(client, world, "tadmin1", world.township_1, "2026-04").get_json()
     assert_adds_up(april)

@@ -61,20 +61,35 @@ def test_every_validation_message_is_chinese(
         client.post(f"{API}/auth/login", json={"username": 1}),  # required, not a string
         client.post(f"{API}/auth/refresh", json={"refresh_token": None}),  # null
         client.get(f"{API}/townships?page=0&per_page=x", headers=admin),  # range, integer
-        client.get(f"{API}/rankings?by=everyone&limit=0&public=maybe",
-                   headers=cadre),  # one of, range, boolean
-        client.post(f"{API}/awards", json={  # nested, list, length
-            "rule_item_id": "x", "targets": "all", "evidence": [1] * 10, "note": long},
-            headers=cadre),
-        client.post(f"{API}/awards", json={
-            "rule_item_id": items["ENV-YARD"], "targets": [{"household_id": "x"}, {}],
-            "evidence": {}}, headers=cadre),
+        client.get(
+            f"{API}/rankings?by=everyone&limit=0&public=maybe", headers=cadre
+        ),  # one of, range, boolean
+        client.post(
+            f"{API}/awards",
+            json={  # nested, list, length
+                "rule_item_id": "x",
+                "targets": "all",
+                "evidence": [1] * 10,
+                "note": long,
+            },
+            headers=cadre,
+        ),
+        client.post(
+            f"{API}/awards",
+            json={
+                "rule_item_id": items["ENV-YARD"],
+                "targets": [{"household_id": "x"}, {}],
+                "evidence": {},
+            },
+            headers=cadre,
+        ),
         client.post(f"{API}/claims/1/reject", json={"reason": ""}, headers=cadre),
-        client.post(f"{API}/villages/{world.village_a}/groups", json={"name": long},
-                    headers=cadre),
-        client.patch(f"{API}/rule-items/{items['ENV-YARD']}", json={
-            "points": "many", "kind": "maybe", "caps": {}, "effective_from": "soon"},
-            headers=admin),
+        client.post(f"{API}/villages/{world.village_a}/groups", json={"name": long}, headers=cadre),
+        client.patch(
+            f"{API}/rule-items/{items['ENV-YARD']}",
+            json={"points": "many", "kind": "maybe", "caps": {}, "effective_from": "soon"},
+            headers=admin,
+        ),
     ]
     seen = []
     for response in provoked:
@@ -95,29 +110,52 @@ def test_english_marshmallow_messages_have_chinese_ones() -> None:
     from backend.errors import chinese_message
 
     defaults: list[str] = []
-    for field in (fields.Field, fields.String, fields.Integer, fields.Float, fields.Decimal,
-                  fields.Boolean, fields.DateTime, fields.AwareDateTime, fields.Date,
-                  fields.Time, fields.List, fields.Tuple, fields.Dict, fields.Nested,
-                  fields.Email, fields.URL, fields.UUID, fields.TimeDelta):
+    for field in (
+        fields.Field,
+        fields.String,
+        fields.Integer,
+        fields.Float,
+        fields.Decimal,
+        fields.Boolean,
+        fields.DateTime,
+        fields.AwareDateTime,
+        fields.Date,
+        fields.Time,
+        fields.List,
+        fields.Tuple,
+        fields.Dict,
+        fields.Nested,
+        fields.Email,
+        fields.URL,
+        fields.UUID,
+        fields.TimeDelta,
+    ):
         for cls in field.__mro__:
             defaults += [str(m) for m in getattr(cls, "default_error_messages", {}).values()]
     refusals = [
-        (validate.Length(min=2), "a"), (validate.Length(max=1), "ab"),
-        (validate.Length(min=1, max=2), "abc"), (validate.Length(equal=3), "a"),
-        (validate.Range(min=1), 0), (validate.Range(max=9), 10),
-        (validate.Range(min=1, max=9), 0), (validate.Range(min=1, min_inclusive=False), 1),
+        (validate.Length(min=2), "a"),
+        (validate.Length(max=1), "ab"),
+        (validate.Length(min=1, max=2), "abc"),
+        (validate.Length(equal=3), "a"),
+        (validate.Range(min=1), 0),
+        (validate.Range(max=9), 10),
+        (validate.Range(min=1, max=9), 0),
+        (validate.Range(min=1, min_inclusive=False), 1),
         (validate.Range(max=9, max_inclusive=False), 9),
         (validate.Range(min=1, max=9, min_inclusive=False, max_inclusive=False), 9),
-        (validate.OneOf(["a", "b"]), "c"), (validate.Equal("x"), "y"),
-        (validate.ContainsOnly(["a"]), ["b"]), (validate.Regexp("a"), "b"),
+        (validate.OneOf(["a", "b"]), "c"),
+        (validate.Equal("x"), "y"),
+        (validate.ContainsOnly(["a"]), ["b"]),
+        (validate.Regexp("a"), "b"),
         (validate.NoneOf(["a"]), "a"),
     ]
     for validator, value in refusals:
         with pytest.raises(ValidationError) as refused:
             validator(value)
         defaults += refused.value.messages
-    defaults = [m.format(obj_type="datetime", awareness="aware", input="x", min=1, max=9)
-                for m in defaults]
+    defaults = [
+        m.format(obj_type="datetime", awareness="aware", input="x", min=1, max=9) for m in defaults
+    ]
     untranslated = sorted({m for m in defaults if not CJK.search(chinese_message(m))})
     assert not untranslated
 
@@ -140,8 +178,10 @@ def test_answers_carry_chinese_as_utf8(client: FlaskClient, world: World) -> Non
 
 # ---- a QR code's problems are not the login's -------------------------------------------------
 
-def test_no_qr_code_problem_reads_as_an_expired_login(app: Flask, client: FlaskClient,
-                                                     world: World) -> None:
+
+def test_no_qr_code_problem_reads_as_an_expired_login(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
     """To the mini-program a 401 `token_expired` means "refresh the login": an old poster,
     a stranger's code or a garbled scan answers 422 with a qr_* code instead."""
     from datetime import UTC, datetime, timedelta
@@ -150,20 +190,30 @@ def test_no_qr_code_problem_reads_as_an_expired_login(app: Flask, client: FlaskC
     from tests.factories import SECRET
 
     codec = TokenCodec.from_secret(SECRET)
-    expired_binding = codec.encode(TokenType.BINDING, (1,),
-                                   datetime.now(UTC) - timedelta(hours=1))
+    expired_binding = codec.encode(TokenType.BINDING, (1,), datetime.now(UTC) - timedelta(hours=1))
     card = codec.encode(TokenType.MEMBER_CARD, (world.head_x,))
     villager, clerk = world.headers("villager_x"), world.headers("clerk_a")
     answers = {
-        "checkin garbage": (client.post(f"{API}/checkins", json={"token": "garbage"},
-                                        headers=villager), "qr_invalid"),
-        "checkin with a member card": (client.post(f"{API}/checkins", json={"token": card},
-                                                   headers=villager), "qr_wrong_type"),
-        "expired binding": (client.post(f"{API}/auth/bind", json={"token": expired_binding},
-                                        headers=world.headers("unbound")), "qr_expired"),
-        "pickup garbage": (client.post(f"{API}/redemptions/scan",
-                                       json={"pickup_token": "garbage"}, headers=clerk),
-                           "qr_invalid"),
+        "checkin garbage": (
+            client.post(f"{API}/checkins", json={"token": "garbage"}, headers=villager),
+            "qr_invalid",
+        ),
+        "checkin with a member card": (
+            client.post(f"{API}/checkins", json={"token": card}, headers=villager),
+            "qr_wrong_type",
+        ),
+        "expired binding": (
+            client.post(
+                f"{API}/auth/bind",
+                json={"token": expired_binding},
+                headers=world.headers("unbound"),
+            ),
+            "qr_expired",
+        ),
+        "pickup garbage": (
+            client.post(f"{API}/redemptions/scan", json={"pickup_token": "garbage"}, headers=clerk),
+            "qr_invalid",
+        ),
     }
     for label, (response, code) in answers.items():
         assert response.status_code == 422, (label, response.get_json())

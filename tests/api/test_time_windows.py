@@ -75,6 +75,7 @@ def close(runner: Any, month: str, *flags: str) -> None:
 
 # ---- the qualification window (合格线) ---------------------------------------------------------
 
+
 def test_a_correction_counts_in_the_window_in_the_month_of_what_it_corrects(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
@@ -88,8 +89,11 @@ def test_a_correction_counts_in_the_window_in_the_month_of_what_it_corrects(
     fine = earn(app, world.household_x, -10, local(2025, 3, 12))
     with frozen(local(2025, 5, 10)):
         for entry_id in (award, fine):
-            undone = client.post(f"{API}/ledger/{entry_id}/reverse", json={"reason": "登记有误"},
-                                 headers=world.headers("cadre_a"))
+            undone = client.post(
+                f"{API}/ledger/{entry_id}/reverse",
+                json={"reason": "登记有误"},
+                headers=world.headers("cadre_a"),
+            )
             assert undone.status_code == 201, undone.get_json()
 
     def refusal_at(moment: datetime) -> dict[str, Any]:
@@ -112,12 +116,15 @@ def test_a_correction_counts_in_the_window_in_the_month_of_what_it_corrects(
 
     # Boards: the corrections stay in May 2025, the month they were made.
     may = board(client, world, "2025-05")
-    assert sorted(corrections(may)) == [("reversal", "户主x", -30, "2025-03"),
-                                        ("reversal", "户主x", 10, "2025-03")]
+    assert sorted(corrections(may)) == [
+        ("reversal", "户主x", -30, "2025-03"),
+        ("reversal", "户主x", 10, "2025-03"),
+    ]
     assert board(client, world, "2025-03")["red"][0]["points"] == 20
 
 
 # ---- a posting into a force-closed month -------------------------------------------------------
+
 
 def test_a_posting_into_a_force_closed_month_shows_on_the_next_board_published_after_it(
     app: Flask, client: FlaskClient, runner: Any, world: World
@@ -168,8 +175,10 @@ def test_a_late_posting_is_noted_once_on_the_board_open_when_it_posts(
     items = default_items(app, world)
     with frozen(local(2026, 3, 30)):
         claim = self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 3)
-        assert approve(client, world, "cadre_a", claim.get_json()["id"]).get_json()[
-            "status"] == "in_notice"
+        assert (
+            approve(client, world, "cadre_a", claim.get_json()["id"]).get_json()["status"]
+            == "in_notice"
+        )
     with frozen(local(2026, 4, 2)):
         close(runner, "2026-03", "--village-id", str(world.village_a), "--force")
     with frozen(local(2026, 4, 5)):
@@ -184,6 +193,7 @@ def test_a_late_posting_is_noted_once_on_the_board_open_when_it_posts(
 
 
 # ---- the roster's year, in village time ---------------------------------------------------------
+
 
 @pytest.fixture()
 def server_in_los_angeles() -> Iterator[None]:
@@ -210,9 +220,12 @@ def test_the_roster_reads_this_year_in_village_time(client: FlaskClient, world: 
     def upload(year: int) -> Any:
         rows = ",".join(roster.COLUMNS) + f"\n9,,,新生儿,户主,,男,{year}\n"
         with frozen(new_year):
-            return client.post(f"{API}/villages/{world.village_a}/roster",
-                               data=rows.encode(), content_type="text/csv",
-                               headers=world.headers("cadre_a"))
+            return client.post(
+                f"{API}/villages/{world.village_a}/roster",
+                data=rows.encode(),
+                content_type="text/csv",
+                headers=world.headers("cadre_a"),
+            )
 
     imported = upload(2027)
     assert imported.status_code == 201, imported.get_json()
@@ -229,8 +242,14 @@ empty_database_url = test_migrations.empty_database_url
 
 
 def zone_app(url: str, zone: str) -> Flask:
-    return create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                       "SQLALCHEMY_DATABASE_URI": url, "APP_TIMEZONE": zone})
+    return create_app(
+        {
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "APP_TIMEZONE": zone,
+        }
+    )
 
 
 def migrated(url: str, zone: str) -> None:
@@ -248,9 +267,14 @@ def migrated(url: str, zone: str) -> None:
             household = Household(village_id=village.id, name="一户")
             s.add(household)
             s.flush()
-            ledger.append(s, household_id=household.id, kind="earn", amount=5,
-                          when=ledger.EntryTime(ZoneInfo(zone)),
-                          origin=ledger.EntryOrigin(note="开户"))
+            ledger.append(
+                s,
+                household_id=household.id,
+                kind="earn",
+                amount=5,
+                when=ledger.EntryTime(ZoneInfo(zone)),
+                origin=ledger.EntryOrigin(note="开户"),
+            )
             s.commit()
         db.engine.dispose()
 
@@ -271,13 +295,29 @@ def start(url: str, zone: str) -> None:
 
 def flask_command(url: str, zone: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`flask --app wsgi ARGS` in a process of its own, as cron and the operator run it."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")}
-    env.update({"APP_ENV": "production", "SECRET_KEY": SECRET, "DATABASE_URL": url,
-                "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
-                "APP_TIMEZONE": zone, "PYTHONPATH": str(ROOT)})
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")
+    }
+    env.update(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": url,
+            "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+            "APP_TIMEZONE": zone,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_command_and_the_server_refuse_another_time_zone(
@@ -287,23 +327,40 @@ def test_every_command_and_the_server_refuse_another_time_zone(
     commands and gunicorn stop with one line naming both zones; under the stored zone they
     run as before."""
     migrated(empty_database_url, "Asia/Shanghai")
-    line = ("APP_TIMEZONE is America/Los_Angeles but this database's months are stored in "
-            "Asia/Shanghai: set APP_TIMEZONE=Asia/Shanghai (changing the villages' time zone "
-            "once points exist is not supported)")
+    line = (
+        "APP_TIMEZONE is America/Los_Angeles but this database's months are stored in "
+        "Asia/Shanghai: set APP_TIMEZONE=Asia/Shanghai (changing the villages' time zone "
+        "once points exist is not supported)"
+    )
 
     for command in (["ledger", "verify"], ["rankings", "close-due"], ["ledger", "rebuild-issued"]):
         refused = flask_command(empty_database_url, "America/Los_Angeles", *command)
         assert (refused.returncode, refused.stdout, refused.stderr) == (3, "", line + "\n")
 
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")}
-    env.update({"APP_ENV": "production", "SECRET_KEY": SECRET,
-                "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
-                "DATABASE_URL": empty_database_url, "APP_TIMEZONE": "America/Los_Angeles",
-                "PYTHONPATH": str(ROOT), "UPLOAD_DIR": str(tmp_path / "uploads")})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "TZ")
+    }
+    env.update(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": SECRET,
+            "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+            "DATABASE_URL": empty_database_url,
+            "APP_TIMEZONE": "America/Los_Angeles",
+            "PYTHONPATH": str(ROOT),
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+        }
+    )
     server = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0",
-         "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert server.returncode != 0
     assert line in server.stderr.splitlines()
 
@@ -325,8 +382,10 @@ def test_the_zone_cannot_change_under_stored_months(
         with pytest.raises(SystemExit) as stopped:
             start(empty_database_url, "Asia/Urumqi")
         assert stopped.value.code == 3
-        assert "APP_TIMEZONE is Asia/Urumqi but this database's months are stored in " \
-               "Asia/Shanghai" in capsys.readouterr().err
+        assert (
+            "APP_TIMEZONE is Asia/Urumqi but this database's months are stored in "
+            "Asia/Shanghai" in capsys.readouterr().err
+        )
     finally:
         with app.app_context():
             db.engine.dispose()
@@ -385,52 +444,106 @@ def test_upgrade_records_the_zone_and_the_late_postings_waiting_for_a_board(
             s.add(village)
             s.flush()
             # Through the table, naming only the columns 0007 has: the model has more.
-            household = SimpleNamespace(id=s.execute(Household.__table__.insert().values(
-                village_id=village.id, name="一户", public_board_opt_out=False,
-                created_at=datetime(2026, 3, 1, tzinfo=UTC)).returning(
-                Household.__table__.c.id)).scalar_one())
-            villagers = sa_table("villagers", sa_column("id"), sa_column("household_id"),
-                                 sa_column("name"), sa_column("relation"), sa_column("active"),
-                                 sa_column("created_at", UTCDateTime()))
-            s.execute(villagers.insert().values(
-                household_id=household.id, name="王五", relation="户主", active=True,
-                created_at=datetime(2026, 3, 1, tzinfo=UTC)))
+            household = SimpleNamespace(
+                id=s.execute(
+                    Household.__table__.insert()
+                    .values(
+                        village_id=village.id,
+                        name="一户",
+                        public_board_opt_out=False,
+                        created_at=datetime(2026, 3, 1, tzinfo=UTC),
+                    )
+                    .returning(Household.__table__.c.id)
+                ).scalar_one()
+            )
+            villagers = sa_table(
+                "villagers",
+                sa_column("id"),
+                sa_column("household_id"),
+                sa_column("name"),
+                sa_column("relation"),
+                sa_column("active"),
+                sa_column("created_at", UTCDateTime()),
+            )
+            s.execute(
+                villagers.insert().values(
+                    household_id=household.id,
+                    name="王五",
+                    relation="户主",
+                    active=True,
+                    created_at=datetime(2026, 3, 1, tzinfo=UTC),
+                )
+            )
             ids = {"village": village.id, "household": household.id}
             # Through the tables, naming only the columns 0007 has: the models may have more.
-            account_id = s.execute(Account.__table__.insert().returning(
-                Account.__table__.c.id), {
-                "household_id": household.id, "village_id": village.id, "available": 0,
-                "held": 0, "earned_total": 0, "entry_count": 0, "head_hash": "0" * 64,
-                "created_at": datetime(2026, 3, 1, tzinfo=UTC)}).scalar_one()
+            account_id = s.execute(
+                Account.__table__.insert().returning(Account.__table__.c.id),
+                {
+                    "household_id": household.id,
+                    "village_id": village.id,
+                    "available": 0,
+                    "held": 0,
+                    "earned_total": 0,
+                    "entry_count": 0,
+                    "head_hash": "0" * 64,
+                    "created_at": datetime(2026, 3, 1, tzinfo=UTC),
+                },
+            ).scalar_one()
             snapshot = BoardSnapshot.__table__
             boards = {}
-            for period, closed in (("2026-03", datetime(2026, 4, 2, tzinfo=UTC)),
-                                   ("2026-04", datetime(2026, 5, 2, tzinfo=UTC))):
-                boards[period] = s.execute(snapshot.insert().returning(snapshot.c.id), {
-                    "village_id": village.id, "period": period, "data": {"totals": {}},
-                    "fingerprint": "0:0:0:0", "created_at": closed}).scalar_one()
+            for period, closed in (
+                ("2026-03", datetime(2026, 4, 2, tzinfo=UTC)),
+                ("2026-04", datetime(2026, 5, 2, tzinfo=UTC)),
+            ):
+                boards[period] = s.execute(
+                    snapshot.insert().returning(snapshot.c.id),
+                    {
+                        "village_id": village.id,
+                        "period": period,
+                        "data": {"totals": {}},
+                        "fingerprint": "0:0:0:0",
+                        "created_at": closed,
+                    },
+                ).scalar_one()
             entries = {}
-            for seq, (name, kind, amount, made) in enumerate([
-                ("in time", "earn", 2, datetime(2026, 3, 10, tzinfo=UTC)),
-                ("noted on April's board", "earn", 6, datetime(2026, 4, 5, tzinfo=UTC)),
-                ("spent", "redeem", -1, datetime(2026, 4, 6, tzinfo=UTC)),
-                ("after April's board", "deduct", -3, datetime(2026, 5, 3, tzinfo=UTC)),
-            ], start=1):
-                entries[name] = s.execute(LedgerEntry.__table__.insert().returning(
-                    LedgerEntry.__table__.c.id), {
-                    "account_id": account_id, "seq": seq, "kind": kind, "amount": amount,
-                    "created_at": made, "month": "2026-03", "note": name,
-                    "prev_hash": "0" * 64, "hash": "0" * 64}).scalar_one()
+            for seq, (name, kind, amount, made) in enumerate(
+                [
+                    ("in time", "earn", 2, datetime(2026, 3, 10, tzinfo=UTC)),
+                    ("noted on April's board", "earn", 6, datetime(2026, 4, 5, tzinfo=UTC)),
+                    ("spent", "redeem", -1, datetime(2026, 4, 6, tzinfo=UTC)),
+                    ("after April's board", "deduct", -3, datetime(2026, 5, 3, tzinfo=UTC)),
+                ],
+                start=1,
+            ):
+                entries[name] = s.execute(
+                    LedgerEntry.__table__.insert().returning(LedgerEntry.__table__.c.id),
+                    {
+                        "account_id": account_id,
+                        "seq": seq,
+                        "kind": kind,
+                        "amount": amount,
+                        "created_at": made,
+                        "month": "2026-03",
+                        "note": name,
+                        "prev_hash": "0" * 64,
+                        "hash": "0" * 64,
+                    },
+                ).scalar_one()
             s.commit()
         upgrade()
         with Session(db.engine) as s:
-            late = {(row.entry_id, row.month, row.amount, row.noted_in)
-                    for row in s.scalars(select(LatePosting))}
+            late = {
+                (row.entry_id, row.month, row.amount, row.noted_in)
+                for row in s.scalars(select(LatePosting))
+            }
             zone = time_zone.stored_zone(s)
             may = build_board(s, ids["village"], parse_period("2026-05"), tz)
         db.engine.dispose()
-    assert late == {(entries["noted on April's board"], "2026-03", 6, boards["2026-04"]),
-                    (entries["after April's board"], "2026-03", -3, None)}
+    assert late == {
+        (entries["noted on April's board"], "2026-03", 6, boards["2026-04"]),
+        (entries["after April's board"], "2026-03", -3, None),
+    }
     assert zone == "Asia/Urumqi"
-    assert [(c["kind"], c["household_id"], c["amount"], c["month"])
-            for c in may["corrections"]] == [("late", ids["household"], -3, "2026-03")]
+    assert [
+        (c["kind"], c["household_id"], c["amount"], c["month"]) for c in may["corrections"]
+    ] == [("late", ids["household"], -3, "2026-03")]

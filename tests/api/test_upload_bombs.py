@@ -38,9 +38,11 @@ def png_of_one_colour(width: int, height: int, pixel: bytes = b"\xff\x00\x00") -
     """A PNG written by hand, row by row, so a huge one costs the test no memory: colour type
     2 (RGB) for a 3-byte pixel, 6 (RGBA) for a 4-byte one. Every row after the first is
     filtered "Up" from the one above: all zeros, which deflate shrinks to almost nothing."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     colour_type = {3: 2, 4: 6}[len(pixel)]
     deflate = zlib.compressobj(9)
@@ -48,8 +50,12 @@ def png_of_one_colour(width: int, height: int, pixel: bytes = b"\xff\x00\x00") -
     idat = [deflate.compress(first)] + [deflate.compress(up) for _ in range(height - 1)]
     idat.append(deflate.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(idat))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(idat))
+        + chunk(b"IEND", b"")
+    )
 
 
 @functools.cache
@@ -68,8 +74,12 @@ def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
 
 def post_photo(client: FlaskClient, world: World, data: bytes) -> Any:
     boundary, body = encode_multipart({"file": FileStorage(BytesIO(data), filename="p.jpg")})
-    return client.post("/api/v1/uploads", headers=world.headers("villager_x"), data=body,
-                       content_type=f"multipart/form-data; boundary={boundary}")
+    return client.post(
+        "/api/v1/uploads",
+        headers=world.headers("villager_x"),
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def stored_files(app: Flask) -> list[Path]:
@@ -98,8 +108,7 @@ def test_pixel_bomb_is_refused_from_its_header(
     assert error_code(response) == "image_too_large"
     error = response.get_json()["error"]
     assert "万像素" in error["message"]
-    assert error["details"] == {"width": 9400, "height": 9400,
-                                "max_pixels": uploads.MAX_PIXELS}
+    assert error["details"] == {"width": 9400, "height": 9400, "max_pixels": uploads.MAX_PIXELS}
     assert decoded == []
     assert stored_files(app) == before
 
@@ -127,17 +136,24 @@ def test_a_phones_50_megapixel_jpeg_is_decoded_reduced_and_accepted(
     assert (response.get_json()["width"], response.get_json()["height"]) == (2048, 1542)
 
 
-@pytest.mark.parametrize(("size", "fmt", "options"), [
-    # A progressive JPEG keeps all its coefficients, whatever the scale it is decoded at.
-    ((5000, 4001), "JPEG", {"progressive": True}),
-    # A baseline JPEG that the reduced decode cannot shrink (its short side is < 2048).
-    ((20001, 1000), "JPEG", {}),
-    ((4000, 3001), "WEBP", {}),
-    ((5000, 4001), "PNG", {}),
-])
+@pytest.mark.parametrize(
+    ("size", "fmt", "options"),
+    [
+        # A progressive JPEG keeps all its coefficients, whatever the scale it is decoded at.
+        ((5000, 4001), "JPEG", {"progressive": True}),
+        # A baseline JPEG that the reduced decode cannot shrink (its short side is < 2048).
+        ((20001, 1000), "JPEG", {}),
+        ((4000, 3001), "WEBP", {}),
+        ((5000, 4001), "PNG", {}),
+    ],
+)
 def test_each_format_is_bounded_by_what_decoding_it_costs(
-    app: Flask, client: FlaskClient, world: World, size: tuple[int, int], fmt: str,
-    options: dict[str, Any]
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    size: tuple[int, int],
+    fmt: str,
+    options: dict[str, Any],
 ) -> None:
     data = encoded(Image.new("RGB", size, "blue"), fmt, **options)
     before = stored_files(app)
@@ -197,8 +213,14 @@ MEASURE = textwrap.dedent("""
 def peak_of_one_upload(data: bytes, tmp_path: Path) -> tuple[str, float]:
     photo = tmp_path / "photo.bin"
     photo.write_bytes(data)
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(photo)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(photo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     return result["outcome"], result["peak"] / (1024 * 1024)

@@ -49,13 +49,18 @@ def png_bytes(size: tuple[int, int] = (30, 20), mode: str = "RGB", color: Any = 
     return out.getvalue()
 
 
-def post_photo(client: FlaskClient, headers: dict[str, str], data: bytes,
-               filename: str = "photo.jpg") -> Any:
+def post_photo(
+    client: FlaskClient, headers: dict[str, str], data: bytes, filename: str = "photo.jpg"
+) -> Any:
     # Encoded here in memory: the test client spools bodies over 500 kB to a temporary file
     # it never closes.
     boundary, body = encode_multipart({"file": FileStorage(BytesIO(data), filename=filename)})
-    return client.post("/api/v1/uploads", headers=headers, data=body,
-                       content_type=f"multipart/form-data; boundary={boundary}")
+    return client.post(
+        "/api/v1/uploads",
+        headers=headers,
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def get_photo(client: FlaskClient, upload_id: int, headers: dict[str, str]) -> Any:
@@ -122,8 +127,9 @@ def test_jpeg_is_stored_without_any_exif(app: Flask, client: FlaskClient, world:
 
 
 def test_orientation_is_applied(app: Flask, client: FlaskClient, world: World) -> None:
-    response = post_photo(client, world.headers("villager_x"),
-                          jpeg_with_gps(size=(20, 10), orientation=6))
+    response = post_photo(
+        client, world.headers("villager_x"), jpeg_with_gps(size=(20, 10), orientation=6)
+    )
     assert response.status_code == 201
     body = response.get_json()
     assert (body["width"], body["height"]) == (10, 20)
@@ -177,11 +183,14 @@ def test_webp_is_accepted(client: FlaskClient, world: World) -> None:
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize("data", [
-    "这不是照片，只是改了名字的文本文件".encode(),
-    b"<script>alert(1)</script>",
-    b"GIF89a" + bytes(50),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "这不是照片，只是改了名字的文本文件".encode(),
+        b"<script>alert(1)</script>",
+        b"GIF89a" + bytes(50),
+    ],
+)
 def test_not_a_photo_is_refused_and_nothing_stored(
     app: Flask, client: FlaskClient, world: World, data: bytes
 ) -> None:
@@ -228,8 +237,9 @@ def test_decompression_bomb_is_refused(app: Flask, client: FlaskClient, world: W
 
 def test_missing_file_field(client: FlaskClient, world: World) -> None:
     headers = world.headers("villager_x")
-    response = client.post("/api/v1/uploads", headers=headers, data={"other": "x"},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/v1/uploads", headers=headers, data={"other": "x"}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400
     assert error_code(response) == "file_required"
     response = post_photo(client, headers, b"")
@@ -323,6 +333,7 @@ def test_openapi_documents_the_multipart_body(client: FlaskClient) -> None:
 
 
 # ---- the service without HTTP ----------------------------------------------------------------
+
 
 def _actor(app: Flask, user_id: int) -> Actor:
     with app.app_context():

@@ -33,17 +33,27 @@ MAY_5 = local(2026, 5, 5)
 REASON = "复核认定彩礼系亲友代收，撤销否决"
 
 
-def withdraw(client: FlaskClient, world: World, user: str | int, claim_id: int,
-             body: dict[str, Any] | None = None) -> Any:
-    return client.post(f"{API}/claims/{claim_id}/veto-withdrawal",
-                       json={"reason": REASON} if body is None else body,
-                       headers=world.headers(user))
+def withdraw(
+    client: FlaskClient,
+    world: World,
+    user: str | int,
+    claim_id: int,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    return client.post(
+        f"{API}/claims/{claim_id}/veto-withdrawal",
+        json={"reason": REASON} if body is None else body,
+        headers=world.headers(user),
+    )
 
 
 def ranked(client: FlaskClient, world: World) -> list[int]:
     """The households ranked in village A for 2026 (a barred one is left out)."""
-    response = client.get(f"{API}/rankings", headers=world.headers("cadre_a"),
-                          query_string={"village_id": world.village_a, "period": "2026"})
+    response = client.get(
+        f"{API}/rankings",
+        headers=world.headers("cadre_a"),
+        query_string={"village_id": world.village_a, "period": "2026"},
+    )
     assert response.status_code == 200, response.get_json()
     return [r["household_id"] for r in response.get_json()["items"]]
 
@@ -65,6 +75,7 @@ def posted_veto(client: FlaskClient, runner: Any, world: World, items: dict[str,
 
 # ---- two reviewers ---------------------------------------------------------------------------
 
+
 def test_a_veto_needs_two_different_cadres_whatever_its_points(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
 ) -> None:
@@ -78,13 +89,13 @@ def test_a_veto_needs_two_different_cadres_whatever_its_points(
         assert post_due(runner) == 0
         approved = approve(client, world, second, claim["id"])
         assert approved.status_code == 200, approved.get_json()
-        assert (approved.get_json()["status"], approved.get_json()["approvals"]) == (
-            "in_notice", 2)
+        assert (approved.get_json()["status"], approved.get_json()["approvals"]) == ("in_notice", 2)
     with app.app_context():
         assert db.session.scalars(select(HouseholdFlag)).all() == []  # not before posting
 
 
 # ---- withdrawal ------------------------------------------------------------------------------
+
 
 def test_the_township_withdraws_a_posted_veto_once(
     app: Flask, client: FlaskClient, runner: Any, world: World, items: dict[str, int]
@@ -112,17 +123,29 @@ def test_the_township_withdraws_a_posted_veto_once(
         claim = done.get_json()
         assert claim["status"] == "posted"
         withdrawal = claim["veto_withdrawal"]
-        assert (withdrawal["restored"], withdrawal["reason"], withdrawal["vetoed_month"],
-                withdrawal["month"], withdrawal["withdrawn_by"]) == (
-            6, REASON, "2026-04", "2026-05", world.tadmin1)
+        assert (
+            withdrawal["restored"],
+            withdrawal["reason"],
+            withdrawal["vetoed_month"],
+            withdrawal["month"],
+            withdrawal["withdrawn_by"],
+        ) == (6, REASON, "2026-04", "2026-05", world.tadmin1)
 
         # The wipe is given back by an entry reversing it; the score never moved.
         given = entries_of(app, world.household_x)[-1]
         assert (given["kind"], given["amount"], given["reverses_id"], given["month"]) == (
-            "reverse", 6, wipe["id"], "2026-05")
+            "reverse",
+            6,
+            wipe["id"],
+            "2026-05",
+        )
         assert given["note"] == f"撤销一票否决：{REASON}"
         assert account_of(app, world.household_x) | {"entries": 0} == {
-            "available": 6, "held": 0, "earned_total": 6, "entries": 0}
+            "available": 6,
+            "held": 0,
+            "earned_total": 6,
+            "entries": 0,
+        }
 
         before = database_state(app)
         again = withdraw(client, world, "county", veto)
@@ -134,25 +157,27 @@ def test_the_township_withdraws_a_posted_veto_once(
         may = board(client, world, "2026-05")
         april = board(client, world, "2026-04")
     assert may["black"] == []
-    assert [(c["kind"], c["name"], c["amount"], c["month"], c["note"])
-            for c in may["corrections"]] == [
-        ("veto_withdrawal", "户主x", 6, "2026-04",
-         f"2026年4月一票否决撤销，恢复评比资格：{REASON}")]
+    assert [
+        (c["kind"], c["name"], c["amount"], c["month"], c["note"]) for c in may["corrections"]
+    ] == [
+        ("veto_withdrawal", "户主x", 6, "2026-04", f"2026年4月一票否决撤销，恢复评比资格：{REASON}")
+    ]
     assert april["black"] == []  # an open month reads the flags as they stand
     with app.app_context():
         [flag] = db.session.scalars(select(HouseholdFlag)).all()
         assert flag.withdrawal_id is not None
-        assert db.session.scalars(select(AuditEntry.action).where(
-            AuditEntry.action == "veto.withdraw")).all() == ["veto.withdraw"]
+        assert db.session.scalars(
+            select(AuditEntry.action).where(AuditEntry.action == "veto.withdraw")
+        ).all() == ["veto.withdraw"]
 
     with frozen(MAY_5):
-        report = client.get(f"{API}/townships/{world.township_1}/points-report",
-                            headers=world.headers("tadmin1")).get_json()
+        report = client.get(
+            f"{API}/townships/{world.township_1}/points-report", headers=world.headers("tadmin1")
+        ).get_json()
     [village] = [v for v in report["villages"] if v["village_id"] == world.village_a]
     # What was expired and given back is no longer expired: the liability still adds up.
     assert (village["issued"], village["expired"], village["outstanding"]) == (6, 0, 6)
-    assert village["issued"] == village["outstanding"] + village["redeemed"] + village[
-        "expired"]
+    assert village["issued"] == village["outstanding"] + village["redeemed"] + village["expired"]
 
 
 def test_only_a_posted_veto_is_withdrawn(
@@ -176,25 +201,54 @@ def test_a_veto_whose_wipe_was_written_without_its_claim_is_withdrawn_too(
     it, at its moment, for its item."""
     posted_at = local(2026, 4, 17)
     with app.app_context():
-        ledger.append(db.session, household_id=world.household_x, kind="earn", amount=9,
-                      when=ledger.EntryTime(SHANGHAI, at=MARCH_10))
+        ledger.append(
+            db.session,
+            household_id=world.household_x,
+            kind="earn",
+            amount=9,
+            when=ledger.EntryTime(SHANGHAI, at=MARCH_10),
+        )
         item = db.session.get(RuleItem, items["CIV-LAVISH"])
         assert item is not None and item.current_version_id is not None
-        veto = Claim(village_id=world.village_a, household_id=world.household_x,
-                     rule_item_id=item.id, rule_item_version_id=item.current_version_id,
-                     source="cadre", points=0, reason="一票否决", status="posted",
-                     occurred_at=APRIL_10, submitted_by=world.cadre_a, created_at=APRIL_10,
-                     decided_at=APRIL_10, posted_at=posted_at)
+        veto = Claim(
+            village_id=world.village_a,
+            household_id=world.household_x,
+            rule_item_id=item.id,
+            rule_item_version_id=item.current_version_id,
+            source="cadre",
+            points=0,
+            reason="一票否决",
+            status="posted",
+            occurred_at=APRIL_10,
+            submitted_by=world.cadre_a,
+            created_at=APRIL_10,
+            decided_at=APRIL_10,
+            posted_at=posted_at,
+        )
         db.session.add(veto)
         db.session.flush()
-        ledger.append(db.session, household_id=world.household_x, kind="expire", amount=-9,
-                      when=ledger.EntryTime(SHANGHAI, at=posted_at),
-                      origin=ledger.EntryOrigin(rule_item_version_id=item.current_version_id,
-                                                created_by=world.cadre_a,
-                                                note=claims.VETO_WIPE_NOTE))
-        db.session.add(HouseholdFlag(household_id=world.household_x, kind="veto",
-                                     claim_id=veto.id, from_month="2026-04",
-                                     until_month="2027-03", note="一票否决"))
+        ledger.append(
+            db.session,
+            household_id=world.household_x,
+            kind="expire",
+            amount=-9,
+            when=ledger.EntryTime(SHANGHAI, at=posted_at),
+            origin=ledger.EntryOrigin(
+                rule_item_version_id=item.current_version_id,
+                created_by=world.cadre_a,
+                note=claims.VETO_WIPE_NOTE,
+            ),
+        )
+        db.session.add(
+            HouseholdFlag(
+                household_id=world.household_x,
+                kind="veto",
+                claim_id=veto.id,
+                from_month="2026-04",
+                until_month="2027-03",
+                note="一票否决",
+            )
+        )
         db.session.commit()
         veto_id = veto.id
     with frozen(MAY_5):
@@ -203,5 +257,8 @@ def test_a_veto_whose_wipe_was_written_without_its_claim_is_withdrawn_too(
         assert done.get_json()["veto_withdrawal"]["restored"] == 9
         assert ranked(client, world) == [world.household_x]
     assert [(e["kind"], e["amount"]) for e in entries_of(app, world.household_x)] == [
-        ("earn", 9), ("expire", -9), ("reverse", 9)]
+        ("earn", 9),
+        ("expire", -9),
+        ("reverse", 9),
+    ]
     assert account_of(app, world.household_x)["available"] == 9

@@ -24,14 +24,25 @@ from points.models import (
 )
 from points.passwords import verify_password
 
-MODELS = (Township, Village, VillagerGroup, Shop, User, RuleCatalog, Household, Villager,
-          AuditEntry)
+MODELS = (
+    Township,
+    Village,
+    VillagerGroup,
+    Shop,
+    User,
+    RuleCatalog,
+    Household,
+    Villager,
+    AuditEntry,
+)
 
 
 def counts(app: Flask) -> dict[str, int]:
     with app.app_context():
-        return {m.__tablename__: db.session.scalar(select(func.count()).select_from(m)) or 0
-                for m in MODELS}
+        return {
+            m.__tablename__: db.session.scalar(select(func.count()).select_from(m)) or 0
+            for m in MODELS
+        }
 
 
 def write(tmp_path: Path, text: str, name: str = "county.yaml") -> Path:
@@ -81,7 +92,9 @@ ROSTER = "户号,名字,关系,电话,小组\nQ1,张支书,户主,13812345678,�
 
 
 def test_a_county_file_creates_everything_and_prints_passwords_once(
-    app: Flask, runner: Any, tmp_path: Path,
+    app: Flask,
+    runner: Any,
+    tmp_path: Path,
 ) -> None:
     (tmp_path / "青山村.csv").write_text(ROSTER, encoding="utf-8")
     before = counts(app)
@@ -89,9 +102,15 @@ def test_a_county_file_creates_everything_and_prints_passwords_once(
     assert result.exit_code == 0, result.output
     after = counts(app)
     grown = {k: after[k] - before[k] for k in after}
-    assert (grown["townships"], grown["villages"], grown["villager_groups"],
-            grown["shops"], grown["users"], grown["rule_catalogs"],
-            grown["households"]) == (2, 3, 2, 1, 4, 2, 1)
+    assert (
+        grown["townships"],
+        grown["villages"],
+        grown["villager_groups"],
+        grown["shops"],
+        grown["users"],
+        grown["rule_catalogs"],
+        grown["households"],
+    ) == (2, 3, 2, 1, 4, 2, 1)
 
     with app.app_context():
         s = db.session
@@ -107,17 +126,21 @@ def test_a_county_file_creates_everything_and_prints_passwords_once(
         names = set(s.scalars(select(RuleCatalog.name)))
         assert names == {"乡村治理积分细则（参考版）"}
         # each password printed once, and it is the account's
-        for user in s.scalars(select(User).where(User.username.in_(
-                ["boss", "qs_admin", "qs_cadre", "qs_clerk"]))):
-            line = next(x for x in result.output.splitlines()
-                        if x.split() and x.split()[0] == user.username)
+        for user in s.scalars(
+            select(User).where(User.username.in_(["boss", "qs_admin", "qs_cadre", "qs_clerk"]))
+        ):
+            line = next(
+                x for x in result.output.splitlines() if x.split() and x.split()[0] == user.username
+            )
             password = line.split()[2]
             assert verify_password(user.password_hash, password)
             assert result.output.count(password) == 1
 
 
 def test_running_it_twice_is_refused_by_line_and_duplicates_nothing(
-    app: Flask, runner: Any, tmp_path: Path,
+    app: Flask,
+    runner: Any,
+    tmp_path: Path,
 ) -> None:
     (tmp_path / "青山村.csv").write_text(ROSTER, encoding="utf-8")
     path = write(tmp_path, GOOD)
@@ -131,10 +154,16 @@ def test_running_it_twice_is_refused_by_line_and_duplicates_nothing(
 
 
 def test_one_bad_entity_refuses_the_whole_file_and_names_its_line(
-    app: Flask, runner: Any, tmp_path: Path,
+    app: Flask,
+    runner: Any,
+    tmp_path: Path,
 ) -> None:
     before = counts(app)
-    result = init(runner, write(tmp_path, """\
+    result = init(
+        runner,
+        write(
+            tmp_path,
+            """\
         townships:
           - name: 青山镇
             villages:
@@ -150,7 +179,9 @@ def test_one_bad_entity_refuses_the_whole_file_and_names_its_line(
           - username: pw
             role: county_admin
             password: secret123
-        """))
+        """,
+        ),
+    )
     assert result.exit_code != 0
     assert "第 9 行：村“不存在村”不在乡镇“青山镇”中" in result.output
     assert "第 13 行" in result.output and "密码不写在文件里" in result.output
@@ -158,14 +189,21 @@ def test_one_bad_entity_refuses_the_whole_file_and_names_its_line(
 
 
 def test_an_error_met_while_writing_undoes_everything(
-    app: Flask, runner: Any, tmp_path: Path,
+    app: Flask,
+    runner: Any,
+    tmp_path: Path,
 ) -> None:
     # The roster of the second village is wrong: the first village, the township and the
     # accounts before it are not kept either.
-    (tmp_path / "bad.csv").write_text("户号,名字,关系\nB1,王五,户主\nB1,王六,户主\n",
-                                      encoding="utf-8")
+    (tmp_path / "bad.csv").write_text(
+        "户号,名字,关系\nB1,王五,户主\nB1,王六,户主\n", encoding="utf-8"
+    )
     before = counts(app)
-    result = init(runner, write(tmp_path, """\
+    result = init(
+        runner,
+        write(
+            tmp_path,
+            """\
         townships:
           - name: 青山镇
             villages:
@@ -175,7 +213,9 @@ def test_an_error_met_while_writing_undoes_everything(
         staff:
           - username: boss
             role: county_admin
-        """))
+        """,
+        ),
+    )
     assert result.exit_code != 0
     assert "第 5 行：花名册第 3 行" in result.output
     assert counts(app) == before

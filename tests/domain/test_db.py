@@ -23,5 +23,6 @@ def test_an_object_inserted_as_loaded_is_persistent_and_tracks_changes(app: Flas
         township.code = "CR"  # a later change is an UPDATE at the next flush
         db.session.commit()
         stored = db.session.execute(
-            select(Township.name, Township.code).where(Township.id == township.id)).one()
+            select(Township.name, Township.code).where(Township.id == township.id)
+        ).one()
         assert tuple(stored) == ("插入镇", "CR")

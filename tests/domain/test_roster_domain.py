@@ -33,8 +33,12 @@ from points.scope import Actor
 HEADER = list(COLUMNS)
 # Birth years are checked against this year in the villages' time zone, read from `now`.
 # These rosters name groups the village does not have yet: created (create_groups).
-import_roster = partial(roster.import_roster, now=datetime(2026, 6, 1, tzinfo=UTC),
-                        tz=ZoneInfo("Asia/Shanghai"), create_groups=True)
+import_roster = partial(
+    roster.import_roster,
+    now=datetime(2026, 6, 1, tzinfo=UTC),
+    tz=ZoneInfo("Asia/Shanghai"),
+    create_groups=True,
+)
 
 
 @dataclass
@@ -66,25 +70,39 @@ def roster_world():
     village_b = Village(township_id=township.id, name="西村")
     session.add_all([village_a, village_b])
     session.flush()
-    cadre_user = User(role="cadre", username="cadre_a", name="李书记",
-                      township_id=township.id, village_id=village_a.id)
+    cadre_user = User(
+        role="cadre",
+        username="cadre_a",
+        name="李书记",
+        township_id=township.id,
+        village_id=village_a.id,
+    )
     villager_user = User(role="villager", openid="openid-villager")
     session.add_all([cadre_user, villager_user])
     session.commit()
     world = RosterWorld(
-        session=session, township=township, village_a=village_a, village_b=village_b,
-        cadre=Actor(user_id=cadre_user.id, role="cadre", township_id=township.id,
-                    village_id=village_a.id),
-        villager=Actor(user_id=villager_user.id, role="villager", township_id=township.id,
-                       village_id=village_a.id),
+        session=session,
+        township=township,
+        village_a=village_a,
+        village_b=village_b,
+        cadre=Actor(
+            user_id=cadre_user.id, role="cadre", township_id=township.id, village_id=village_a.id
+        ),
+        villager=Actor(
+            user_id=villager_user.id,
+            role="villager",
+            township_id=township.id,
+            village_id=village_a.id,
+        ),
     )
     yield world
     session.close()
     engine.dispose()
 
 
-def roster_csv(rows: list[list[Any]], header: list[str] | None = None,
-               encoding: str = "utf-8-sig") -> bytes:
+def roster_csv(
+    rows: list[list[Any]], header: list[str] | None = None, encoding: str = "utf-8-sig"
+) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(HEADER if header is None else header)
@@ -120,8 +138,13 @@ def test_good_csv_imports_households_members_and_groups(roster_world: RosterWorl
     summary = import_roster(w.session, w.cadre, w.village_a.id, "花名册.csv", roster_csv(GOOD_ROWS))
     w.session.commit()
 
-    assert summary.counts() == {"households": 3, "members": 6, "groups": 2,
-                                "updated": 0, "unchanged": 0}
+    assert summary.counts() == {
+        "households": 3,
+        "members": 6,
+        "groups": 2,
+        "updated": 0,
+        "unchanged": 0,
+    }
     after = counts(w.session)
     assert after["households"] - before["households"] == summary.households
     assert after["villagers"] - before["villagers"] == summary.members
@@ -137,7 +160,10 @@ def test_good_csv_imports_households_members_and_groups(roster_world: RosterWorl
     assert li.group is not None and li.group.name == "二组"
     assert zhao.group is None and zhao.address is None
     assert [(m.name, m.relation) for m in zhang.members] == [
-        ("张大山", "户主"), ("王秀英", "配偶"), ("张小明", "子女")]
+        ("张大山", "户主"),
+        ("王秀英", "配偶"),
+        ("张小明", "子女"),
+    ]
     assert zhang.head is not None and zhang.head.phone == "13812345678"
     assert zhang.head.gender == "男" and zhang.head.birth_year == 1960
     assert zhang.members[1].phone is None and zhang.members[1].birth_year == 1962
@@ -148,8 +174,14 @@ def test_good_csv_imports_households_members_and_groups(roster_world: RosterWorl
     assert entry.actor_id == w.cadre.user_id
     assert entry.village_id == w.village_a.id and entry.township_id == w.township.id
     assert entry.object_type == "villages" and entry.object_id == str(w.village_a.id)
-    assert entry.after == {"households": 3, "members": 6, "groups": 2, "updated": 0,
-                           "unchanged": 0, "filename": "花名册.csv"}
+    assert entry.after == {
+        "households": 3,
+        "members": 6,
+        "groups": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "filename": "花名册.csv",
+    }
 
 
 def test_existing_group_is_reused(roster_world: RosterWorld) -> None:
@@ -171,8 +203,13 @@ def test_gbk_csv_with_spaced_reordered_header(roster_world: RosterWorld) -> None
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")  # really GBK, as Excel saves it
     summary = import_roster(w.session, w.cadre, w.village_a.id, "花名册.csv", data)
-    assert summary.counts() == {"households": 1, "members": 2, "groups": 1,
-                                "updated": 0, "unchanged": 0}
+    assert summary.counts() == {
+        "households": 1,
+        "members": 2,
+        "groups": 1,
+        "updated": 0,
+        "unchanged": 0,
+    }
     names = set(w.session.scalars(select(Villager.name)))
     assert names == {"孙建国", "孙丽"}
 
@@ -191,8 +228,13 @@ def test_xlsx_with_numeric_phones_and_years(roster_world: RosterWorld) -> None:
 
     # Recognised by its content, whatever the upload was called.
     summary = import_roster(w.session, w.cadre, w.village_a.id, "upload", buffer.getvalue())
-    assert summary.counts() == {"households": 2, "members": 3, "groups": 1,
-                                "updated": 0, "unchanged": 0}
+    assert summary.counts() == {
+        "households": 2,
+        "members": 3,
+        "groups": 1,
+        "updated": 0,
+        "unchanged": 0,
+    }
     phones = dict(w.session.execute(select(Villager.name, Villager.phone)).all())
     assert phones == {"周老汉": "13812345678", "周大娘": "13812345679", "吴一": "13612345678"}
     years = dict(w.session.execute(select(Villager.name, Villager.birth_year)).all())
@@ -213,30 +255,38 @@ def test_xlsx_row_numbers_follow_the_sheet(roster_world: RosterWorld) -> None:
     rows = parse_roster("r.xlsx", buffer.getvalue())
     assert [r["row"] for r in rows] == [2, 4]
     with pytest.raises(RosterInvalid) as excinfo:
-        import_roster(roster_world.session, roster_world.cadre, roster_world.village_a.id,
-                      "r.xlsx", buffer.getvalue())
+        import_roster(
+            roster_world.session,
+            roster_world.cadre,
+            roster_world.village_a.id,
+            "r.xlsx",
+            buffer.getvalue(),
+        )
     assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(4, "手机号")]
 
 
 BAD_CASES = {
     "bad phone on row 4": (
         HEADER,
-        [["1", "", "", "甲", "户主", "", "", ""],
-         ["1", "", "", "乙", "子女", "", "", ""],
-         ["2", "", "", "丙", "户主", "1381234", "", ""]],
+        [
+            ["1", "", "", "甲", "户主", "", "", ""],
+            ["1", "", "", "乙", "子女", "", "", ""],
+            ["2", "", "", "丙", "户主", "1381234", "", ""],
+        ],
         (4, "手机号"),
     ),
     "household without head": (
         HEADER,
-        [["1", "", "", "甲", "户主", "", "", ""],
-         ["2", "", "", "乙", "配偶", "", "", ""],
-         ["2", "", "", "丙", "子女", "", "", ""]],
+        [
+            ["1", "", "", "甲", "户主", "", "", ""],
+            ["2", "", "", "乙", "配偶", "", "", ""],
+            ["2", "", "", "丙", "子女", "", "", ""],
+        ],
         (3, "与户主关系"),
     ),
     "unknown relation": (
         HEADER,
-        [["1", "", "", "甲", "户主", "", "", ""],
-         ["1", "", "", "乙", "表哥", "", "", ""]],
+        [["1", "", "", "甲", "户主", "", "", ""], ["1", "", "", "乙", "表哥", "", "", ""]],
         (3, "与户主关系"),
     ),
     "unknown column": (
@@ -264,7 +314,9 @@ def test_one_bad_row_imports_nothing(roster_world: RosterWorld, case: str) -> No
         assert "身份证号" in errors_of(excinfo)[0]["message"]
     if case == "household without head":  # every row of that household
         assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [
-            (3, "与户主关系"), (4, "与户主关系")]
+            (3, "与户主关系"),
+            (4, "与户主关系"),
+        ]
 
 
 def test_several_bad_rows_are_all_reported(roster_world: RosterWorld) -> None:
@@ -284,8 +336,13 @@ def test_several_bad_rows_are_all_reported(roster_world: RosterWorld) -> None:
     assert counts(w.session) == before
     found = [(e["row"], e["field"]) for e in errors_of(excinfo)]
     assert found == [
-        (3, "姓名"), (4, "手机号"), (4, "性别"), (4, "出生年份"), (5, "户编号"),
-        (7, "与户主关系"), (8, "手机号"),
+        (3, "姓名"),
+        (4, "手机号"),
+        (4, "性别"),
+        (4, "出生年份"),
+        (5, "户编号"),
+        (7, "与户主关系"),
+        (8, "手机号"),
     ]
     assert all(isinstance(e["message"], str) and e["message"] for e in errors_of(excinfo))
     assert "truncated" not in excinfo.value.details
@@ -338,14 +395,17 @@ def test_villager_is_forbidden(roster_world: RosterWorld) -> None:
     assert counts(w.session) == before
 
 
-@pytest.mark.parametrize("filename, data", [
-    ("r.csv", bytes(range(256)) * 8),  # binary garbage
-    ("r.xlsx", b"PK\x03\x04" + b"\x00garbage" * 50),  # looks like a zip, is not one
-    ("r.xlsx", b"not a spreadsheet at all"),
-    ("r.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100),  # old binary Excel
-    ("r.csv", b""),
-    ("r.pdf", b"%PDF-1.4\n\x00\x01\x02\xff"),
-])
+@pytest.mark.parametrize(
+    "filename, data",
+    [
+        ("r.csv", bytes(range(256)) * 8),  # binary garbage
+        ("r.xlsx", b"PK\x03\x04" + b"\x00garbage" * 50),  # looks like a zip, is not one
+        ("r.xlsx", b"not a spreadsheet at all"),
+        ("r.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100),  # old binary Excel
+        ("r.csv", b""),
+        ("r.pdf", b"%PDF-1.4\n\x00\x01\x02\xff"),
+    ],
+)
 def test_unreadable_files_are_roster_errors(
     roster_world: RosterWorld, filename: str, data: bytes
 ) -> None:
@@ -380,13 +440,23 @@ def test_phone_of_an_existing_villager_in_the_village(roster_world: RosterWorld)
     household_b = Household(village_id=w.village_b.id, name="西村户")
     w.session.add_all([household_a, household_b])
     w.session.flush()
-    w.session.add_all([
-        Villager(household_id=household_a.id, name="老张", relation="户主", phone="13812345678"),
-        Villager(household_id=household_a.id, name="老伴", relation="配偶", phone="13700000001",
-                 active=False),
-        Villager(household_id=household_b.id, name="西村人", relation="户主",
-                 phone="13912345678"),
-    ])
+    w.session.add_all(
+        [
+            Villager(
+                household_id=household_a.id, name="老张", relation="户主", phone="13812345678"
+            ),
+            Villager(
+                household_id=household_a.id,
+                name="老伴",
+                relation="配偶",
+                phone="13700000001",
+                active=False,
+            ),
+            Villager(
+                household_id=household_b.id, name="西村人", relation="户主", phone="13912345678"
+            ),
+        ]
+    )
     w.session.commit()
     before = counts(w.session)
 
@@ -414,33 +484,41 @@ def test_phone_spellings_from_excel_are_accepted(roster_world: RosterWorld) -> N
 
     summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(rows[:3]))
     assert summary.members == 3
-    found = set(w.session.execute(
-        select(Villager.phone, Villager.gender, Villager.birth_year)))
-    assert found == {("13812345678", "男", 1960), ("13812345679", "女", 1961),
-                     ("13812345670", None, None)}
+    found = set(w.session.execute(select(Villager.phone, Villager.gender, Villager.birth_year)))
+    assert found == {
+        ("13812345678", "男", 1960),
+        ("13812345679", "女", 1961),
+        ("13812345670", None, None),
+    }
 
 
 def test_family_may_share_a_phone(roster_world: RosterWorld) -> None:
     # Elderly parents often give their child's number: only the same name twice is refused.
     w = roster_world
-    rows = [["1", "", "", "甲", "户主", "13812345678", "", ""],
-            ["1", "", "", "乙", "父母", "13812345678", "", ""]]
+    rows = [
+        ["1", "", "", "甲", "户主", "13812345678", "", ""],
+        ["1", "", "", "乙", "父母", "13812345678", "", ""],
+    ]
     summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(rows))
     assert summary.members == 2
 
 
 def test_conflicting_groups_in_a_household(roster_world: RosterWorld) -> None:
     w = roster_world
-    rows = [["1", "一组", "", "甲", "户主", "", "", ""],
-            ["1", "二组", "", "乙", "配偶", "", "", ""]]
+    rows = [
+        ["1", "一组", "", "甲", "户主", "", "", ""],
+        ["1", "二组", "", "乙", "配偶", "", "", ""],
+    ]
     with pytest.raises(RosterInvalid) as excinfo:
         import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(rows))
     assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(3, "村民小组")]
 
 
 def test_parse_roster_returns_rows_by_column() -> None:
-    data = roster_csv([["1", "", "", "甲", "户主", "", "", ""]], header=["户编号", "地址", "性别",
-                      "姓名", "与户主关系", "村民小组", "出生年份", "手机号"])
+    data = roster_csv(
+        [["1", "", "", "甲", "户主", "", "", ""]],
+        header=["户编号", "地址", "性别", "姓名", "与户主关系", "村民小组", "出生年份", "手机号"],
+    )
     [row] = parse_roster("r.csv", data)
     assert row["row"] == 2 and row["户编号"] == "1" and row["姓名"] == "甲"
     assert row["与户主关系"] == "户主" and row["手机号"] is None
@@ -448,13 +526,17 @@ def test_parse_roster_returns_rows_by_column() -> None:
 
 # ---- header aliases, groups the village lacks, re-importing -----------------------------------
 
+
 def test_headers_villages_really_use(roster_world: RosterWorld) -> None:
     w = roster_world
     header = ["户号", "名字", "关系", "联系电话", "组别", "家庭住址"]
-    rows = [["H1", "钱多多", "户主", "13512345670", "一组", "东村1号"],
-            ["H1", "钱少少", "子女", "", "一组", ""]]
-    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
-                            roster_csv(rows, header=header))
+    rows = [
+        ["H1", "钱多多", "户主", "13512345670", "一组", "东村1号"],
+        ["H1", "钱少少", "子女", "", "一组", ""],
+    ]
+    summary = import_roster(
+        w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(rows, header=header)
+    )
     assert (summary.households, summary.members, summary.groups) == (1, 2, 1)
     household = w.session.scalars(select(Household)).one()
     assert household.code == "H1" and household.address == "东村1号"
@@ -475,14 +557,16 @@ def test_a_group_the_village_lacks_is_an_error_unless_asked_to_create(
     w.session.commit()
     before = counts(w.session)
     with pytest.raises(RosterInvalid) as excinfo:
-        import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS),
-                      create_groups=False)
+        import_roster(
+            w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS), create_groups=False
+        )
     assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(5, "村民小组")]
     assert "二组" in errors_of(excinfo)[0]["message"]
     w.session.rollback()
     assert counts(w.session) == before
-    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS),
-                            create_groups=True)
+    summary = import_roster(
+        w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(GOOD_ROWS), create_groups=True
+    )
     assert summary.groups == 1
 
 
@@ -498,8 +582,7 @@ def test_reimport_updates_members_by_household_key_and_name(roster_world: Roster
         ["2", "二组", "东村31号", "李红", "户主", "", "", ""],  # address (household)
         ["4", "二组", "", "孙五", "户主", "", "", ""],  # new household
     ]
-    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
-                            roster_csv(updated_rows))
+    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(updated_rows))
     w.session.commit()
     assert (summary.households, summary.members, summary.groups) == (1, 2, 0)
     assert summary.added == [{"row": 4, "household": "1", "name": "张小花"}]
@@ -525,14 +608,27 @@ def test_reimport_moves_the_head_and_refuses_two(roster_world: RosterWorld) -> N
     w.session.commit()
     # 张小明 becomes head while 张大山 (not in the file) stays one: two heads.
     with pytest.raises(RosterInvalid) as excinfo:
-        import_roster(w.session, w.cadre, w.village_a.id, "r.csv",
-                      roster_csv([["1", "一组", "", "张小明", "户主", "", "", ""]]))
+        import_roster(
+            w.session,
+            w.cadre,
+            w.village_a.id,
+            "r.csv",
+            roster_csv([["1", "一组", "", "张小明", "户主", "", "", ""]]),
+        )
     assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(2, "与户主关系")]
     w.session.rollback()
-    summary = import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv([
-        ["1", "一组", "", "张大山", "父母", "", "", ""],
-        ["1", "一组", "", "张小明", "户主", "", "", ""],
-    ]))
+    summary = import_roster(
+        w.session,
+        w.cadre,
+        w.village_a.id,
+        "r.csv",
+        roster_csv(
+            [
+                ["1", "一组", "", "张大山", "父母", "", "", ""],
+                ["1", "一组", "", "张小明", "户主", "", "", ""],
+            ]
+        ),
+    )
     w.session.commit()
     assert [u["fields"] for u in summary.updated] == [["与户主关系"], ["与户主关系"]]
     zhang = w.session.scalars(select(Household).where(Household.code == "1")).one()
@@ -548,6 +644,11 @@ def test_reimport_keeps_a_members_own_phone(roster_world: RosterWorld) -> None:
     assert summary.unchanged == len(GOOD_ROWS) and summary.updated == []
     # another member's phone is still refused
     with pytest.raises(RosterInvalid) as excinfo:
-        import_roster(w.session, w.cadre, w.village_a.id, "r.csv", roster_csv(
-            [["3", "", "", "赵四", "户主", "13812345678", "", ""]]))
+        import_roster(
+            w.session,
+            w.cadre,
+            w.village_a.id,
+            "r.csv",
+            roster_csv([["3", "", "", "赵四", "户主", "13812345678", "", ""]]),
+        )
     assert [(e["row"], e["field"]) for e in errors_of(excinfo)] == [(2, "手机号")]

@@ -12,8 +12,16 @@ leaves_st = st.lists(st.binary(max_size=12), min_size=1, max_size=40)
 
 # The leaves of RFC 6962's reference test data (certificate-transparency merkle tests) and the
 # roots of their prefixes, so the tree is the standard one and not merely self-consistent.
-CT_LEAVES = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-             bytes(range(0x50, 0x58)), bytes(range(0x60, 0x70))]
+CT_LEAVES = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    bytes(range(0x50, 0x58)),
+    bytes(range(0x60, 0x70)),
+]
 CT_ROOTS = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -65,8 +73,9 @@ def test_rfc6962_reference_roots(size):
     assert merkle.root(CT_LEAVES[:size]).hex() == CT_ROOTS[size - 1]
     for index in range(size):
         proof = merkle.inclusion_proof(CT_LEAVES[:size], index)
-        assert merkle.verify_inclusion(CT_LEAVES[index], index, size, proof,
-                                       bytes.fromhex(CT_ROOTS[size - 1]))
+        assert merkle.verify_inclusion(
+            CT_LEAVES[index], index, size, proof, bytes.fromhex(CT_ROOTS[size - 1])
+        )
 
 
 @settings(max_examples=150, deadline=None)
@@ -95,8 +104,10 @@ def test_a_proof_proves_nothing_else(leaves, data):
     # not with this one unless its path coincides, which only happens for equal subtrees.
     if other_index != index:
         assert not merkle.verify_inclusion(leaf, other_index, size, proof, r) or (
-            0 <= other_index < size and leaves[other_index] == leaf
-            and merkle.inclusion_proof(leaves, other_index) == proof)
+            0 <= other_index < size
+            and leaves[other_index] == leaf
+            and merkle.inclusion_proof(leaves, other_index) == proof
+        )
 
     other_size = data.draw(st.integers(0, size * 2 + 2))
     if other_size != size:
@@ -123,7 +134,7 @@ def test_a_tampered_proof_fails(leaves, data):
     bit = data.draw(st.integers(0, 255))
     flipped = bytearray(proof[at])
     flipped[bit // 8] ^= 1 << (bit % 8)
-    bad = proof[:at] + [bytes(flipped)] + proof[at + 1:]
+    bad = proof[:at] + [bytes(flipped)] + proof[at + 1 :]
     assert not merkle.verify_inclusion(leaves[index], index, size, bad, r)
     assert not merkle.verify_inclusion(leaves[index], index, size, proof[:-1], r)
     assert not merkle.verify_inclusion(leaves[index], index, size, proof + [r], r)
@@ -135,7 +146,7 @@ def test_changing_any_leaf_changes_the_root(leaves, data):
     index = data.draw(st.integers(0, len(leaves) - 1))
     new = data.draw(st.binary(max_size=12))
     assume(new != leaves[index])
-    changed = leaves[:index] + [new] + leaves[index + 1:]
+    changed = leaves[:index] + [new] + leaves[index + 1 :]
     assert merkle.root(changed) != merkle.root(leaves)
 
 
@@ -146,18 +157,21 @@ def test_adding_or_removing_a_leaf_changes_the_root(leaves, extra):
     assert merkle.root(leaves[:-1]) != merkle.root(leaves)
 
 
-@pytest.mark.parametrize("args", [
-    (b"x", 0, 0, [], b"\0" * 32),              # empty tree holds nothing
-    (b"x", 1, 1, [], merkle.leaf_hash(b"x")),  # index past the end
-    (b"x", -1, 1, [], merkle.leaf_hash(b"x")),
-    (b"x", 0, 1, [], merkle.leaf_hash(b"x")[:31]),  # short root
-    (b"x", 0, 2, [b"\0" * 31], merkle.leaf_hash(b"x")),  # short sibling
-    (b"x", 0, 2, ["00" * 32], merkle.leaf_hash(b"x")),  # hex where bytes belong
-    (b"x", 0, 1, [b"\0" * 32], merkle.leaf_hash(b"x")),  # proof taller than the tree
-    (b"x", "0", 1, [], merkle.leaf_hash(b"x")),
-    (b"x", 0, 1, None, merkle.leaf_hash(b"x")),
-    ("x", 0, 1, [], merkle.leaf_hash(b"x")),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (b"x", 0, 0, [], b"\0" * 32),  # empty tree holds nothing
+        (b"x", 1, 1, [], merkle.leaf_hash(b"x")),  # index past the end
+        (b"x", -1, 1, [], merkle.leaf_hash(b"x")),
+        (b"x", 0, 1, [], merkle.leaf_hash(b"x")[:31]),  # short root
+        (b"x", 0, 2, [b"\0" * 31], merkle.leaf_hash(b"x")),  # short sibling
+        (b"x", 0, 2, ["00" * 32], merkle.leaf_hash(b"x")),  # hex where bytes belong
+        (b"x", 0, 1, [b"\0" * 32], merkle.leaf_hash(b"x")),  # proof taller than the tree
+        (b"x", "0", 1, [], merkle.leaf_hash(b"x")),
+        (b"x", 0, 1, None, merkle.leaf_hash(b"x")),
+        ("x", 0, 1, [], merkle.leaf_hash(b"x")),
+    ],
+)
 def test_malformed_input_is_false_not_an_error(args):
     assert merkle.verify_inclusion(*args) is False
 
@@ -172,27 +186,38 @@ def test_inclusion_proof_refuses_an_index_outside_the_tree():
 def test_household_leaf_encoding():
     head = "ab" * 32
     assert merkle.household_leaf(12, "2026-03", -5, 120, head) == (
-        b"vp-household-month-v1\n12\n2026-03\n-5\n120\n" + head.encode())
+        b"vp-household-month-v1\n12\n2026-03\n-5\n120\n" + head.encode()
+    )
     assert merkle.village_leaf(1, "2026-03", head, 40) == (
-        b"vp-village-month-v1\n1\n2026-03\n" + head.encode() + b"\n40")
+        b"vp-village-month-v1\n1\n2026-03\n" + head.encode() + b"\n40"
+    )
     assert merkle.township_leaf(2, "2026-03", head, 3) == (
-        b"vp-township-month-v1\n2\n2026-03\n" + head.encode() + b"\n3")
+        b"vp-township-month-v1\n2\n2026-03\n" + head.encode() + b"\n3"
+    )
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"household_id": True},
-    {"household_id": "12"},
-    {"period": "2026-3"},
-    {"period": "2026-13"},
-    {"period": "2026-03\n1"},
-    {"points": 1.5},
-    {"head_hash": "AB" * 32},
-    {"head_hash": "ab" * 31},
-    {"head_hash": None},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"household_id": True},
+        {"household_id": "12"},
+        {"period": "2026-3"},
+        {"period": "2026-13"},
+        {"period": "2026-03\n1"},
+        {"points": 1.5},
+        {"head_hash": "AB" * 32},
+        {"head_hash": "ab" * 31},
+        {"head_hash": None},
+    ],
+)
 def test_household_leaf_refuses_what_a_phone_would_encode_differently(kwargs):
-    fields = {"household_id": 12, "period": "2026-03", "points": 1, "available": 2,
-              "head_hash": merkle.NO_ENTRY_HEAD} | kwargs
+    fields = {
+        "household_id": 12,
+        "period": "2026-03",
+        "points": 1,
+        "available": 2,
+        "head_hash": merkle.NO_ENTRY_HEAD,
+    } | kwargs
     with pytest.raises(ValueError):
         merkle.household_leaf(**fields)
 

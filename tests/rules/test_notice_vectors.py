@@ -17,8 +17,9 @@ VECTORS = json.loads((REPO / "docs" / "notice_test_vectors.json").read_text(enco
 
 def _tool() -> ModuleType:
     # By path: tools/ is not a package, and the checker must stand alone.
-    spec = importlib.util.spec_from_file_location("verify_month",
-                                                  REPO / "tools" / "verify_month.py")
+    spec = importlib.util.spec_from_file_location(
+        "verify_month", REPO / "tools" / "verify_month.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,8 +41,7 @@ def test_empty_and_rfc6962_roots():
         assert merkle.root(leaves[:size]).hex() == expected
         for index in range(size):
             proof = merkle.inclusion_proof(leaves[:size], index)
-            assert tool.verify_inclusion(leaves[index], index, size, proof,
-                                         bytes.fromhex(expected))
+            assert tool.verify_inclusion(leaves[index], index, size, proof, bytes.fromhex(expected))
 
 
 @pytest.mark.parametrize("tree", VECTORS["village_trees"], ids=lambda t: t["name"])
@@ -67,11 +67,14 @@ def test_township_tree():
     township = VECTORS["township"]
     villages = township["villages"]
     assert [(v["root"], v["size"]) for v in villages] == [
-        (t["root"], t["size"]) for t in VECTORS["village_trees"]]
-    leaves = [merkle.village_leaf(v["village_id"], v["period"], v["root"], v["size"])
-              for v in villages]
-    assert leaves == [tool.village_leaf(v["village_id"], v["period"], v["root"], v["size"])
-                      for v in villages]
+        (t["root"], t["size"]) for t in VECTORS["village_trees"]
+    ]
+    leaves = [
+        merkle.village_leaf(v["village_id"], v["period"], v["root"], v["size"]) for v in villages
+    ]
+    assert leaves == [
+        tool.village_leaf(v["village_id"], v["period"], v["root"], v["size"]) for v in villages
+    ]
     assert leaves[0].decode() == township["leaf_text"]
     assert merkle.root(leaves).hex() == township["root"]
     assert tool.fingerprint(township["root"]) == township["fingerprint"]
@@ -99,6 +102,11 @@ def test_fingerprint_checks(case: dict[str, Any]):
 
 def test_the_docs_name_every_leaf_tag_and_the_vectors_file():
     doc = (REPO / "docs" / "NOTICE_PROOFS.md").read_text(encoding="utf-8")
-    for needed in (merkle.HOUSEHOLD_TAG, merkle.VILLAGE_TAG, merkle.TOWNSHIP_TAG,
-                   "notice_test_vectors.json", VECTORS["village_trees"][0]["leaf_text"]):
+    for needed in (
+        merkle.HOUSEHOLD_TAG,
+        merkle.VILLAGE_TAG,
+        merkle.TOWNSHIP_TAG,
+        "notice_test_vectors.json",
+        VECTORS["village_trees"][0]["leaf_text"],
+    ):
         assert needed in doc

@@ -432,8 +432,9 @@ def _items(draw: st.DrawFn, code: str, categories: tuple[str, ...]) -> RuleItem:
         klass=klass,
         points=points,
         kind=kind,
-        unit=draw(st.sampled_from(("小时", "次")) | _text(10) if per_unit
-                  else st.none() | _text(10)),
+        unit=draw(
+            st.sampled_from(("小时", "次")) | _text(10) if per_unit else st.none() | _text(10)
+        ),
         max_units=draw(st.integers(1, 1000)) if per_unit else None,
         hourly=draw(st.none() | st.booleans()) if per_unit else None,
         applies_to=draw(st.sampled_from(("member", "household"))),
@@ -452,6 +453,7 @@ def _items(draw: st.DrawFn, code: str, categories: tuple[str, ...]) -> RuleItem:
 
 
 # ---- scored by the hour (hourly) ----------------------------------------------------------------
+
 
 def test_an_item_without_hourly_is_scored_by_the_hour_when_its_unit_is_hours() -> None:
     hours = parse_item(_item(kind="per_unit", unit=" Hours", max_units=8), None)
@@ -473,7 +475,8 @@ def test_an_item_may_say_hourly_itself_whatever_its_unit() -> None:
 def test_only_per_unit_items_are_scored_by_the_hour() -> None:
     problems = _problems(_catalog(_item(hourly=True)))
     assert [(p.field, p.message) for p in problems] == [
-        ("hourly", "只有按单位计分（kind: per_unit）的项目才能按签到签退的小时数计分（hourly）")]
+        ("hourly", "只有按单位计分（kind: per_unit）的项目才能按签到签退的小时数计分（hourly）")
+    ]
     assert [p.field for p in _problems(_catalog(_item(hourly="yes")))] == ["hourly"]
 
 

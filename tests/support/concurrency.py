@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 # ---- run things at once -------------------------------------------------------------------
 
+
 def together(n: int, work: Callable[[int], T], timeout: float = JOIN_TIMEOUT) -> list[T]:
     """Run `work(0) … work(n-1)` on n threads released at the same moment by a barrier; the
     results in order. A thread that raises or does not finish in time fails the test."""
@@ -41,8 +42,10 @@ def together(n: int, work: Callable[[int], T], timeout: float = JOIN_TIMEOUT) ->
         except BaseException as exc:  # noqa: BLE001 - reported below, with the thread's index
             errors[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,), name=f"concurrent-{i}", daemon=True)
-               for i in range(n)]
+    threads = [
+        threading.Thread(target=run, args=(i,), name=f"concurrent-{i}", daemon=True)
+        for i in range(n)
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + timeout
@@ -73,7 +76,10 @@ class Reply:
 
 
 def post_together(
-    app: Flask, n: int, path: str, headers: Callable[[int], dict[str, str]],
+    app: Flask,
+    n: int,
+    path: str,
+    headers: Callable[[int], dict[str, str]],
     body: Callable[[int], Any] | None = None,
 ) -> list[Reply]:
     """n POSTs at once, each thread with its own test client (and so its own request context
@@ -81,10 +87,14 @@ def post_together(
     clients = [app.test_client() for _ in range(n)]
 
     def send(i: int) -> Reply:
-        response = clients[i].post(path, headers=headers(i),
-                                   json=body(i) if body is not None else None)
-        return Reply(response.status_code, response.get_json(),
-                     response.headers.get("Idempotent-Replayed") == "true")
+        response = clients[i].post(
+            path, headers=headers(i), json=body(i) if body is not None else None
+        )
+        return Reply(
+            response.status_code,
+            response.get_json(),
+            response.headers.get("Idempotent-Replayed") == "true",
+        )
 
     return together(n, send)
 

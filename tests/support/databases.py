@@ -44,12 +44,26 @@ def fresh_database(tmp_path: Path, label: str) -> Iterator[str]:
         admin.dispose()
 
 
-def flask(database_url: str, upload_dir: Path | str, *args: str,
-          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def flask(
+    database_url: str, upload_dir: Path | str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """`flask --app wsgi ARGS…` in a process of its own, configured by its environment."""
-    env = {**os.environ, "DATABASE_URL": database_url, "UPLOAD_DIR": str(upload_dir),
-           "APP_ENV": "testing", "SECRET_KEY": SECRET, "APP_TIMEZONE": "Asia/Shanghai"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "UPLOAD_DIR": str(upload_dir),
+        "APP_ENV": "testing",
+        "SECRET_KEY": SECRET,
+        "APP_TIMEZONE": "Asia/Shanghai",
+    }
     for name in ("FLASK_APP", "REDIS_URL", "TEST_DATABASE_URL", "METRICS_TOKEN"):
         env.pop(name, None)
-    return subprocess.run([str(FLASK), "--app", "wsgi", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(FLASK), "--app", "wsgi", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -37,7 +37,8 @@ def error_code(response: Any) -> str:
 def catalog_id(app: Flask, township_id: int) -> int:
     with app.app_context():
         found = db.session.scalar(
-            select(RuleCatalog.id).where(RuleCatalog.township_id == township_id))
+            select(RuleCatalog.id).where(RuleCatalog.township_id == township_id)
+        )
     assert found is not None
     return found
 
@@ -49,36 +50,57 @@ def claim_count(app: Flask) -> int:
 
 def approval_count(app: Flask, claim_id: int) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(ClaimApproval)
-                                 .where(ClaimApproval.claim_id == claim_id)) or 0
+        return (
+            db.session.scalar(
+                select(func.count())
+                .select_from(ClaimApproval)
+                .where(ClaimApproval.claim_id == claim_id)
+            )
+            or 0
+        )
 
 
 def account_of(app: Flask, household_id: int) -> dict[str, int]:
     """The account row as stored (zeros before the first entry)."""
     with app.app_context():
-        account = db.session.scalar(
-            select(Account).where(Account.household_id == household_id))
+        account = db.session.scalar(select(Account).where(Account.household_id == household_id))
         if account is None:
             return {"available": 0, "held": 0, "earned_total": 0, "entries": 0}
-        return {"available": account.available, "held": account.held,
-                "earned_total": account.earned_total, "entries": account.entry_count}
+        return {
+            "available": account.available,
+            "held": account.held,
+            "earned_total": account.earned_total,
+            "entries": account.entry_count,
+        }
 
 
 def entries_of(app: Flask, household_id: int) -> list[dict[str, Any]]:
     """The household's ledger entries in chain order, as plain dicts."""
     with app.app_context():
         rows = db.session.scalars(
-            select(LedgerEntry).join(Account).where(Account.household_id == household_id)
-            .order_by(LedgerEntry.seq))
-        return [{"id": e.id, "kind": e.kind, "amount": e.amount, "month": e.month,
-                 "member_id": e.member_id, "claim_id": e.claim_id,
-                 "reverses_id": e.reverses_id, "note": e.note} for e in rows]
+            select(LedgerEntry)
+            .join(Account)
+            .where(Account.household_id == household_id)
+            .order_by(LedgerEntry.seq)
+        )
+        return [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "amount": e.amount,
+                "month": e.month,
+                "member_id": e.member_id,
+                "claim_id": e.claim_id,
+                "reverses_id": e.reverses_id,
+                "note": e.note,
+            }
+            for e in rows
+        ]
 
 
 def ledger_sum(app: Flask, household_id: int) -> int:
     with app.app_context():
-        account = db.session.scalar(
-            select(Account).where(Account.household_id == household_id))
+        account = db.session.scalar(select(Account).where(Account.household_id == household_id))
         return 0 if account is None else ledger.sum_entries(db.session, account.id)
 
 
@@ -114,8 +136,10 @@ def count(app: Flask, model: type) -> int:
 def issued(app: Flask) -> dict[tuple[int, str], int]:
     """The monthly budget's counters: points issued by (village, month)."""
     with app.app_context():
-        return {(row.village_id, row.month): row.issued
-                for row in db.session.scalars(select(MonthlyIssued))}
+        return {
+            (row.village_id, row.month): row.issued
+            for row in db.session.scalars(select(MonthlyIssued))
+        }
 
 
 def checked_in(client: FlaskClient, world: World, activity_id: int) -> int:
@@ -127,7 +151,10 @@ def checked_in(client: FlaskClient, world: World, activity_id: int) -> int:
 
 def board(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
     """Village A's board for a period, as its cadre sees it."""
-    response = client.get(f"{API}/villages/{world.village_a}/board",
-                          query_string={"period": period}, headers=world.headers("cadre_a"))
+    response = client.get(
+        f"{API}/villages/{world.village_a}/board",
+        query_string={"period": period},
+        headers=world.headers("cadre_a"),
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()

@@ -38,15 +38,15 @@ API = "/api/v1"
 # What must come back exactly, row by row.
 COMPARED = {
     "accounts": "SELECT household_id, available, held, earned_total, entry_count, head_hash"
-                " FROM accounts ORDER BY household_id",
+    " FROM accounts ORDER BY household_id",
     "ledger_entries": "SELECT id, account_id, seq, kind, amount, month, hash FROM"
-                      " ledger_entries ORDER BY id",
+    " ledger_entries ORDER BY id",
     "claims": "SELECT id, household_id, status, points, evidence FROM claims ORDER BY id",
     "redemptions": "SELECT id, household_id, status, points FROM redemptions ORDER BY id",
     "uploads": "SELECT id, stored_name, sha256 FROM uploads ORDER BY id",
     "users": "SELECT id, username, password_hash FROM users ORDER BY id",
     "monthly_issued": "SELECT village_id, month, issued FROM monthly_issued"
-                      " ORDER BY village_id, month",
+    " ORDER BY village_id, month",
 }
 
 
@@ -71,42 +71,68 @@ def run_ok(url: str, uploads: Path, *args: str) -> str:
 def add_activity(url: str, uploads: Path) -> dict[str, int]:
     """On the demo township: a cadre's award with an evidence photo, and a counter
     redemption, through the API of an app on the source database."""
-    app = create_app({"TESTING": True, "APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": url, "UPLOAD_DIR": str(uploads),
-                      "RATELIMIT_STORAGE_URI": "memory://"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "UPLOAD_DIR": str(uploads),
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
     client = app.test_client()
 
     def login(username: str) -> dict[str, str]:
-        response = client.post(f"{API}/auth/login",
-                               json={"username": username, "password": DEMO_PASSWORD})
+        response = client.post(
+            f"{API}/auth/login", json={"username": username, "password": DEMO_PASSWORD}
+        )
         assert response.status_code == 200, response.get_json()
         return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
     with app.app_context():
         village = db.session.scalars(select(Village).order_by(Village.id)).first()
         assert village is not None
-        richest = db.session.execute(
-            select(Account.household_id).join(Household, Household.id == Account.household_id)
-            .where(Household.village_id == village.id)
-            .order_by(Account.available.desc())).scalars().first()
-        villager = db.session.scalars(select(Villager.id).where(
-            Villager.household_id == richest)).first()
+        richest = (
+            db.session.execute(
+                select(Account.household_id)
+                .join(Household, Household.id == Account.household_id)
+                .where(Household.village_id == village.id)
+                .order_by(Account.available.desc())
+            )
+            .scalars()
+            .first()
+        )
+        villager = db.session.scalars(
+            select(Villager.id).where(Villager.household_id == richest)
+        ).first()
         item = db.session.scalar(select(RuleItem.id).where(RuleItem.code == "GOV-ASSEMBLY"))
         salt = db.session.scalars(
-            select(Reward.id).join(shop_villages, shop_villages.c.shop_id == Reward.shop_id)
-            .where(shop_villages.c.village_id == village.id).order_by(Reward.points)).first()
+            select(Reward.id)
+            .join(shop_villages, shop_villages.c.shop_id == Reward.shop_id)
+            .where(shop_villages.c.village_id == village.id)
+            .order_by(Reward.points)
+        ).first()
     assert richest and villager and item and salt
     cadre = login("cadre_qs")
     photo = upload_photo(client, cadre)
-    awarded = client.post(f"{API}/awards", headers=cadre, json={
-        "rule_item_id": item, "targets": [{"villager_id": villager}], "evidence": [photo]})
+    awarded = client.post(
+        f"{API}/awards",
+        headers=cadre,
+        json={"rule_item_id": item, "targets": [{"villager_id": villager}], "evidence": [photo]},
+    )
     assert awarded.status_code == 201, awarded.get_json()
     fund(app, richest, 100)  # over the qualification line (合格线) whatever the demo gave
     with app.app_context():
         shop = db.session.scalar(select(Reward.shop_id).where(Reward.id == salt))
-    sold = client.post(f"{API}/shops/{shop}/counter-redemptions", headers=login("clerk_qs"),
-                       json={"member_token": member_token(app, villager),
-                             "items": [{"reward_id": salt, "quantity": 1}]})
+    sold = client.post(
+        f"{API}/shops/{shop}/counter-redemptions",
+        headers=login("clerk_qs"),
+        json={
+            "member_token": member_token(app, villager),
+            "items": [{"reward_id": salt, "quantity": 1}],
+        },
+    )
     assert sold.status_code == 201, sold.get_json()
     with app.app_context():
         db.engine.dispose()
@@ -117,11 +143,17 @@ def snapshot(url: str) -> dict[str, Any]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            rows = {name: [tuple(json.dumps(v) if isinstance(v, list) else v for v in row)
-                           for row in conn.execute(text(sql))]
-                    for name, sql in COMPARED.items()}
-            rows["counts"] = {table.name: conn.scalar(select(func.count()).select_from(table))
-                              for table in Base.metadata.sorted_tables}
+            rows = {
+                name: [
+                    tuple(json.dumps(v) if isinstance(v, list) else v for v in row)
+                    for row in conn.execute(text(sql))
+                ]
+                for name, sql in COMPARED.items()
+            }
+            rows["counts"] = {
+                table.name: conn.scalar(select(func.count()).select_from(table))
+                for table in Base.metadata.sorted_tables
+            }
             rows["revision"] = conn.scalar(text("SELECT version_num FROM alembic_version"))
     finally:
         engine.dispose()
@@ -132,16 +164,21 @@ def job_run(url: str, name: str) -> tuple[int, int, bool] | None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(text("SELECT runs, failures, last_ok FROM job_runs"
-                                    " WHERE name = :name"), {"name": name}).first()
+            row = conn.execute(
+                text("SELECT runs, failures, last_ok FROM job_runs WHERE name = :name"),
+                {"name": name},
+            ).first()
     finally:
         engine.dispose()
     return None if row is None else (row[0], row[1], bool(row[2]))
 
 
 def file_hashes(directory: Path) -> dict[str, str]:
-    return {path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(directory.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_a_backup_restored_into_a_fresh_database_is_the_same(
@@ -154,8 +191,9 @@ def test_a_backup_restored_into_a_fresh_database_is_the_same(
     before = snapshot(source)
     photos = file_hashes(source_uploads)
     assert len(photos) == 1 and before["counts"]["redemptions"] == 1
-    assert any(claim[0] == made["claim"] and str(made["photo"]) in claim[4]
-               for claim in before["claims"])
+    assert any(
+        claim[0] == made["claim"] and str(made["photo"]) in claim[4] for claim in before["claims"]
+    )
 
     backup_dir = tmp_path / "backups" / "2026-12-03"
     said = run_ok(source, source_uploads, "backup", str(backup_dir))
@@ -238,8 +276,7 @@ def test_dated_backups_are_pruned_by_their_manifest_and_the_newest_is_kept(
     (naive / "manifest.json").write_text(json.dumps({"created_at": "2026-01-01T00:00:00"}))
     assert fresh.name == "20261202T020000Z"
     assert sorted(backup.prune_backups(tmp_path, now, keep_days=14)) == sorted([old, older])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [fresh.name, "notes", "hand-made"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, "notes", "hand-made"])
     # However old, the newest backup stays: a county whose backups stopped keeps the last.
     assert backup.prune_backups(tmp_path, now + timedelta(days=100), keep_days=14) == []
     assert fresh.exists()

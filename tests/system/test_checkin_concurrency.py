@@ -31,8 +31,10 @@ def totals(app: Flask, activity_id: int) -> dict[str, int]:
         activity = s.get(Activity, activity_id)
         assert activity is not None
         return {
-            "checkins": s.scalar(select(func.count()).select_from(CheckIn)
-                                 .where(CheckIn.activity_id == activity_id)) or 0,
+            "checkins": s.scalar(
+                select(func.count()).select_from(CheckIn).where(CheckIn.activity_id == activity_id)
+            )
+            or 0,
             "claims": s.scalar(select(func.count()).select_from(Claim)) or 0,
             "entries": s.scalar(select(func.count()).select_from(LedgerEntry)) or 0,
             "counter": activity.places_taken,
@@ -49,16 +51,16 @@ def test_fifty_scans_at_once_by_one_villager_make_one_check_in(
     activity_id, token = open_activity(client, world, items["GOV-ASSEMBLY"], capacity=100)
     headers = world.headers("villager_x")
 
-    replies = post_together(app, 50, f"{API}/checkins", lambda i: headers,
-                            lambda i: {"token": token})
+    replies = post_together(
+        app, 50, f"{API}/checkins", lambda i: headers, lambda i: {"token": token}
+    )
 
     assert_no_server_errors(replies)
     assert Counter(r.status for r in replies) == {201: 1, 409: 49}
     assert {r.code for r in replies if r.status == 409} == {"already_checked_in"}
     winner = next(r.body for r in replies if r.status == 201)
     assert winner["status"] == "posted" and winner["points"] == 3
-    assert totals(app, activity_id) == {"checkins": 1, "claims": 1, "entries": 1,
-                                        "counter": 1}
+    assert totals(app, activity_id) == {"checkins": 1, "claims": 1, "entries": 1, "counter": 1}
 
 
 @on_postgres
@@ -70,8 +72,13 @@ def test_a_double_tapped_member_card_checks_in_once(
     card = TokenCodec.from_secret(SECRET).encode(TokenType.MEMBER_CARD, (world.spouse_x,))
     headers = world.headers("cadre_a")
 
-    replies = post_together(app, 20, f"{API}/activities/{activity_id}/proxy-checkins",
-                            lambda i: headers, lambda i: {"member_token": card})
+    replies = post_together(
+        app,
+        20,
+        f"{API}/activities/{activity_id}/proxy-checkins",
+        lambda i: headers,
+        lambda i: {"member_token": card},
+    )
 
     assert_no_server_errors(replies)
     assert Counter(r.status for r in replies) == {201: 1, 409: 19}
@@ -87,16 +94,23 @@ def test_a_hundred_villagers_at_once_fill_thirty_places_exactly(
     users = bound_villagers(app, world.village_a, 100)
     headers = [world.headers(user_id) for user_id in users]
 
-    replies = post_together(app, 100, f"{API}/checkins", lambda i: headers[i],
-                            lambda i: {"token": token, "lat": None, "lng": None})
+    replies = post_together(
+        app,
+        100,
+        f"{API}/checkins",
+        lambda i: headers[i],
+        lambda i: {"token": token, "lat": None, "lng": None},
+    )
 
     assert_no_server_errors(replies)
     assert Counter(r.status for r in replies) == {201: 30, 409: 70}
     assert {r.code for r in replies if r.status == 409} == {"activity_full"}
-    assert totals(app, activity_id) == {"checkins": 30, "claims": 30, "entries": 0,
-                                        "counter": 30}
+    assert totals(app, activity_id) == {"checkins": 30, "claims": 30, "entries": 0, "counter": 30}
     with app.app_context():
-        winners = set(db.session.scalars(
-            select(CheckIn.villager_id).where(CheckIn.activity_id == activity_id)))
+        winners = set(
+            db.session.scalars(
+                select(CheckIn.villager_id).where(CheckIn.activity_id == activity_id)
+            )
+        )
         claimed = set(db.session.scalars(select(Claim.member_id)))
     assert winners == claimed  # every claim belongs to a check-in that counted

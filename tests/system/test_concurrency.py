@@ -52,14 +52,15 @@ API = "/api/v1"
 
 # ---- helpers: setup (each opens and closes its own app context) -----------------------------
 
+
 def install_default_catalog(app: Flask, world: World) -> dict[str, int]:
     """The reference 积分细则 for township 1; item ids by code, as village A sees them."""
     with app.app_context():
-        catalogs.install_catalog(db.session, None, world.township_1,
-                                 rules.load_default_catalog())
+        catalogs.install_catalog(db.session, None, world.township_1, rules.load_default_catalog())
         db.session.commit()
-        return {item.code: item.id
-                for item in catalogs.effective_items(db.session, world.village_a)}
+        return {
+            item.code: item.id for item in catalogs.effective_items(db.session, world.village_a)
+        }
 
 
 def set_township_policy(app: Flask, world: World, **changes: Any) -> None:
@@ -74,8 +75,11 @@ def set_township_policy(app: Flask, world: World, **changes: Any) -> None:
 
 def submit_pending_claim(app: Flask, world: World, item_id: int, units: int = 2) -> int:
     """A villager's self-report that needs review: a pending claim for household x."""
-    response = app.test_client().post(f"{API}/claims", headers=world.headers("villager_x"),
-                                      json={"rule_item_id": item_id, "units": units})
+    response = app.test_client().post(
+        f"{API}/claims",
+        headers=world.headers("villager_x"),
+        json={"rule_item_id": item_id, "units": units},
+    )
     assert response.status_code == 201, response.get_json()
     claim = response.get_json()
     assert claim["status"] == "pending"
@@ -86,10 +90,17 @@ def add_cadres(app: Flask, world: World, n: int) -> list[int]:
     """n more cadres of village A (none of them on the roster, so none approves for their own
     household)."""
     with app.app_context():
-        users = [User(username=f"cadre_extra_{i}", password_hash="unused", role="cadre",
-                      township_id=world.township_1, village_id=world.village_a,
-                      name=f"网格员{i}")
-                 for i in range(n)]
+        users = [
+            User(
+                username=f"cadre_extra_{i}",
+                password_hash="unused",
+                role="cadre",
+                township_id=world.township_1,
+                village_id=world.village_a,
+                name=f"网格员{i}",
+            )
+            for i in range(n)
+        ]
         db.session.add_all(users)
         db.session.commit()
         return [u.id for u in users]
@@ -102,13 +113,18 @@ def add_members(app: Flask, world: World, households: int, per_household: int) -
     with app.app_context():
         members = []
         for h in range(households):
-            household = Household(village_id=world.village_a, group_id=world.group_x,
-                                  name=f"新{h}户", address=f"清水村新{h}号")
+            household = Household(
+                village_id=world.village_a,
+                group_id=world.group_x,
+                name=f"新{h}户",
+                address=f"清水村新{h}号",
+            )
             db.session.add(household)
             db.session.flush()
             for m in range(per_household):
-                member = Villager(household_id=household.id, name=f"村民{h}-{m}",
-                                  relation=relations[m])
+                member = Villager(
+                    household_id=household.id, name=f"村民{h}-{m}", relation=relations[m]
+                )
                 db.session.add(member)
                 members.append(member)
         db.session.commit()
@@ -116,6 +132,7 @@ def add_members(app: Flask, world: World, households: int, per_household: int) -
 
 
 # ---- 1. approvals ---------------------------------------------------------------------------
+
 
 @on_postgres
 def test_fifty_approvals_by_one_cadre_record_one_approval(app: Flask, world: World) -> None:
@@ -128,11 +145,13 @@ def test_fifty_approvals_by_one_cadre_record_one_approval(app: Flask, world: Wor
     assert_no_server_errors(replies)
     statuses = Counter(r.status for r in replies)
     assert statuses == {200: 1, 409: 49}, statuses
-    assert {r.code for r in replies if r.status == 409} <= {"already_approved",
-                                                            "claim_not_pending"}
+    assert {r.code for r in replies if r.status == 409} <= {"already_approved", "claim_not_pending"}
     with app.app_context():
-        approvals = db.session.scalar(select(func.count()).select_from(ClaimApproval)
-                                      .where(ClaimApproval.claim_id == claim_id))
+        approvals = db.session.scalar(
+            select(func.count())
+            .select_from(ClaimApproval)
+            .where(ClaimApproval.claim_id == claim_id)
+        )
         claim = db.session.get(Claim, claim_id)
         assert claim is not None
         assert approvals == 1
@@ -154,8 +173,7 @@ def test_fifty_cadres_approving_at_once_post_the_claim_once(app: Flask, world: W
     assert_no_server_errors(replies)
     statuses = Counter(r.status for r in replies)
     assert statuses == {200: 1, 409: 49}, statuses
-    assert {r.code for r in replies if r.status == 409} <= {"already_approved",
-                                                            "claim_not_pending"}
+    assert {r.code for r in replies if r.status == 409} <= {"already_approved", "claim_not_pending"}
     winner = next(r for r in replies if r.status == 200)
     assert winner.body["status"] == "posted"
     with app.app_context():
@@ -163,26 +181,39 @@ def test_fifty_cadres_approving_at_once_post_the_claim_once(app: Flask, world: W
         assert claim is not None
         assert claim.status == "posted" and claim.points == 4
         entries = db.session.scalars(
-            select(LedgerEntry).where(LedgerEntry.claim_id == claim_id)).all()
+            select(LedgerEntry).where(LedgerEntry.claim_id == claim_id)
+        ).all()
         assert len(entries) == 1 and entries[0].amount == 4
         account = db.session.scalar(
-            select(Account).where(Account.household_id == world.household_x))
+            select(Account).where(Account.household_id == world.household_x)
+        )
         assert account is not None
         assert (account.available, account.held, account.entry_count) == (4, 0, 1)
-        assert db.session.scalar(select(func.count()).select_from(ClaimApproval)
-                                 .where(ClaimApproval.claim_id == claim_id)) == 1
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(ClaimApproval)
+                .where(ClaimApproval.claim_id == claim_id)
+            )
+            == 1
+        )
 
 
 # ---- 2. post-due runs ---------------------------------------------------------------------
+
 
 @on_postgres
 def test_two_post_due_runs_at_once_post_each_claim_once(app: Flask, world: World) -> None:
     items = install_default_catalog(app, world)
     members = add_members(app, world, households=10, per_household=3)
     response = app.test_client().post(
-        f"{API}/awards", headers=world.headers("cadre_a"),
-        json={"rule_item_id": items["PUB-VOLUNTEER"], "units": 1,
-              "targets": [{"villager_id": m} for m in members]},
+        f"{API}/awards",
+        headers=world.headers("cadre_a"),
+        json={
+            "rule_item_id": items["PUB-VOLUNTEER"],
+            "units": 1,
+            "targets": [{"villager_id": m} for m in members],
+        },
     )
     assert response.status_code == 201, response.get_json()
     awarded = response.get_json()
@@ -202,25 +233,34 @@ def test_two_post_due_runs_at_once_post_each_claim_once(app: Flask, world: World
     assert all(seen > notice_ends for _, seen in runs), runs
     assert sum(posted for posted, _ in runs) == 30, runs
     with app.app_context():
-        statuses = Counter(db.session.scalars(
-            select(Claim.status).where(Claim.id.in_(claim_ids))))
+        statuses = Counter(db.session.scalars(select(Claim.status).where(Claim.id.in_(claim_ids))))
         assert statuses == {"posted": 30}
-        per_claim = dict(db.session.execute(
-            select(LedgerEntry.claim_id, func.count()).where(LedgerEntry.claim_id.is_not(None))
-            .group_by(LedgerEntry.claim_id)).all())
+        per_claim = dict(
+            db.session.execute(
+                select(LedgerEntry.claim_id, func.count())
+                .where(LedgerEntry.claim_id.is_not(None))
+                .group_by(LedgerEntry.claim_id)
+            ).all()
+        )
         assert per_claim == {claim_id: 1 for claim_id in claim_ids}
         # Ten households, three members each at 2 points.
         balances = db.session.scalars(
-            select(Account.available).where(Account.village_id == world.village_a)).all()
+            select(Account.available).where(Account.village_id == world.village_a)
+        ).all()
         assert sorted(balances) == [6] * 10
 
 
 # ---- 3. idempotent retries ------------------------------------------------------------------
 
+
 def _claim_count(app: Flask, household_id: int) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(Claim)
-                                 .where(Claim.household_id == household_id)) or 0
+        return (
+            db.session.scalar(
+                select(func.count()).select_from(Claim).where(Claim.household_id == household_id)
+            )
+            or 0
+        )
 
 
 def _assert_one_claim_many_replays(app: Flask, world: World, replies: list[Reply]) -> None:
@@ -248,11 +288,12 @@ def test_fifty_retries_with_one_key_create_one_claim(app: Flask, world: World) -
 def test_fifty_retries_with_one_key_and_two_bodies(app: Flask, world: World) -> None:
     items = install_default_catalog(app, world)
     headers = {**world.headers("villager_x"), "Idempotency-Key": "submit-volunteer-2"}
-    bodies = [{"rule_item_id": items["PUB-VOLUNTEER"], "units": 2},
-              {"rule_item_id": items["PUB-VOLUNTEER"], "units": 3}]
+    bodies = [
+        {"rule_item_id": items["PUB-VOLUNTEER"], "units": 2},
+        {"rule_item_id": items["PUB-VOLUNTEER"], "units": 3},
+    ]
 
-    replies = post_together(app, 50, f"{API}/claims", lambda _: headers,
-                            lambda i: bodies[i % 2])
+    replies = post_together(app, 50, f"{API}/claims", lambda _: headers, lambda i: bodies[i % 2])
 
     assert_no_server_errors(replies)
     assert _claim_count(app, world.household_x) == 1
@@ -285,15 +326,20 @@ def test_retries_with_one_key_queue_on_sqlite_too(app: Flask, world: World) -> N
 
 # ---- 4. ledger appends --------------------------------------------------------------------
 
+
 @on_postgres
 def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: World) -> None:
     # No account yet: the first appends also race to create it.
     def append(i: int) -> int:
         with app.app_context():
-            entry = ledger.append(db.session, household_id=world.household_x, kind="earn",
-                                  amount=i + 1, when=ledger.EntryTime(village_tz()),
-                                  origin=ledger.EntryOrigin(member_id=world.head_x,
-                                                            note=f"并发测试 {i}"))
+            entry = ledger.append(
+                db.session,
+                household_id=world.household_x,
+                kind="earn",
+                amount=i + 1,
+                when=ledger.EntryTime(village_tz()),
+                origin=ledger.EntryOrigin(member_id=world.head_x, note=f"并发测试 {i}"),
+            )
             db.session.commit()
             return entry.seq
 
@@ -303,14 +349,17 @@ def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: W
     assert sorted(seqs) == list(range(1, 31))
     with app.app_context():
         account = db.session.scalar(
-            select(Account).where(Account.household_id == world.household_x))
+            select(Account).where(Account.household_id == world.household_x)
+        )
         assert account is not None
         assert (account.available, account.held, account.earned_total) == (total, 0, total)
         assert account.entry_count == 30
         assert ledger.sum_entries(db.session, account.id) == total
-        stored = db.session.scalars(select(LedgerEntry.seq)
-                                    .where(LedgerEntry.account_id == account.id)
-                                    .order_by(LedgerEntry.seq)).all()
+        stored = db.session.scalars(
+            select(LedgerEntry.seq)
+            .where(LedgerEntry.account_id == account.id)
+            .order_by(LedgerEntry.seq)
+        ).all()
         assert stored == list(range(1, 31))
         report = ledger.verify_all(db.session)
         assert report.breaks == [] and report.entries == 30
@@ -318,20 +367,26 @@ def test_thirty_appends_to_one_household_chain_without_gaps(app: Flask, world: W
         # of a month splits them).
         by_month: Counter[str] = Counter()
         for month, amount in db.session.execute(
-                select(LedgerEntry.month, LedgerEntry.amount)
-                .where(LedgerEntry.account_id == account.id)):
+            select(LedgerEntry.month, LedgerEntry.amount).where(
+                LedgerEntry.account_id == account.id
+            )
+        ):
             by_month[month] += amount
-        totals = db.session.scalars(select(MonthTotal)
-                                    .where(MonthTotal.account_id == account.id)).all()
+        totals = db.session.scalars(
+            select(MonthTotal).where(MonthTotal.account_id == account.id)
+        ).all()
         assert {t.month: (t.score, t.earned) for t in totals} == {
-            month: (amount, amount) for month, amount in by_month.items()}
-        members = db.session.scalars(select(MemberMonthTotal).where(
-            MemberMonthTotal.member_id == world.head_x)).all()
+            month: (amount, amount) for month, amount in by_month.items()
+        }
+        members = db.session.scalars(
+            select(MemberMonthTotal).where(MemberMonthTotal.member_id == world.head_x)
+        ).all()
         assert {t.month: t.score for t in members} == dict(by_month)
         assert sum(by_month.values()) == total
 
 
 # ---- 5. award batches that cross ------------------------------------------------------------
+
 
 @on_postgres
 def test_award_batches_naming_households_in_different_orders_do_not_deadlock(
@@ -347,8 +402,10 @@ def test_award_batches_naming_households_in_different_orders_do_not_deadlock(
     members = add_members(app, world, households=households, per_household=per_household)
     codes = ["GOV-ASSEMBLY", "GOV-DELIBERATE", "GOV-ONTIME", "GOV-NIGHTSCHOOL", "IND-TRAINING"]
     with app.app_context():
-        points = {item.id: item.current_version.rule.points  # type: ignore[union-attr]
-                  for item in catalogs.effective_items(db.session, world.village_a)}
+        points = {
+            item.id: item.current_version.rule.points  # type: ignore[union-attr]
+            for item in catalogs.effective_items(db.session, world.village_a)
+        }
 
     def targets(thread: int) -> list[dict[str, int]]:
         # Member `thread` of every household (each member's day cap allows one per item),
@@ -361,25 +418,31 @@ def test_award_batches_naming_households_in_different_orders_do_not_deadlock(
     replies: list[Reply] = []
     for code in codes:
         replies += post_together(
-            app, per_household, f"{API}/awards", lambda _: world.headers("cadre_a"),
-            lambda i, code=code: {"rule_item_id": items[code], "targets": targets(i)})
+            app,
+            per_household,
+            f"{API}/awards",
+            lambda _: world.headers("cadre_a"),
+            lambda i, code=code: {"rule_item_id": items[code], "targets": targets(i)},
+        )
 
     assert_no_server_errors(replies)
     assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
     for reply in replies:
         assert [c["status"] for c in reply.body] == ["posted"] * households
     with app.app_context():
-        earned = dict(db.session.execute(
-            select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.member_id.in_(members)).group_by(LedgerEntry.member_id)).all())
+        earned = dict(
+            db.session.execute(
+                select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+                .where(LedgerEntry.member_id.in_(members))
+                .group_by(LedgerEntry.member_id)
+            ).all()
+        )
     each = sum(points[items[code]] for code in codes)
     assert earned == {member: each for member in members}
 
 
 @on_postgres
-def test_township_award_batches_across_villages_do_not_deadlock(
-    app: Flask, world: World
-) -> None:
+def test_township_award_batches_across_villages_do_not_deadlock(app: Flask, world: World) -> None:
     """Each award counts against its village's monthly budget row, locked until the commit.
     A township's batch may name households of several villages: taken in village order,
     two batches whose households interleave villages queue instead of each holding one
@@ -398,8 +461,9 @@ def test_township_award_batches_across_villages_do_not_deadlock(
                 household = Household(village_id=village_id, name=f"跨村{thread}-{village_id}")
                 db.session.add(household)
                 db.session.flush()
-                head = Villager(household_id=household.id, name=f"户主{thread}-{village_id}",
-                                relation="户主")
+                head = Villager(
+                    household_id=household.id, name=f"户主{thread}-{village_id}", relation="户主"
+                )
                 db.session.add(head)
                 db.session.flush()
                 pair.append(head.id)
@@ -409,9 +473,15 @@ def test_township_award_batches_across_villages_do_not_deadlock(
     replies: list[Reply] = []
     for code in ("GOV-ASSEMBLY", "GOV-DELIBERATE", "GOV-ONTIME"):
         replies += post_together(
-            app, threads, f"{API}/awards", lambda _: world.headers("tadmin1"),
-            lambda i, code=code: {"rule_item_id": items[code],
-                                  "targets": [{"villager_id": v} for v in heads[i]]})
+            app,
+            threads,
+            f"{API}/awards",
+            lambda _: world.headers("tadmin1"),
+            lambda i, code=code: {
+                "rule_item_id": items[code],
+                "targets": [{"villager_id": v} for v in heads[i]],
+            },
+        )
 
     assert_no_server_errors(replies)
     assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)

@@ -73,10 +73,20 @@ def seed(app: Flask, world: World) -> set[int]:
     approved = created(self_report(client, world, "villager_x", items["PUB-VOLUNTEER"], 1))
     assert approve(client, world, "cadre_a", approved).status_code == 200
     starts = datetime.now(UTC) + timedelta(days=1)
-    created(client.post("/api/v1/activities", headers=cadre, json={
-        "village_id": world.village_a, "title": "村民大会", "rule_item_id": items["GOV-ASSEMBLY"],
-        "starts_at": starts.isoformat(), "ends_at": (starts + timedelta(hours=2)).isoformat(),
-        "qr_mode": "static"}))
+    created(
+        client.post(
+            "/api/v1/activities",
+            headers=cadre,
+            json={
+                "village_id": world.village_a,
+                "title": "村民大会",
+                "rule_item_id": items["GOV-ASSEMBLY"],
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=2)).isoformat(),
+                "qr_mode": "static",
+            },
+        )
+    )
     fund(app, world.household_x, 500)
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
     made.add(soap)
@@ -86,60 +96,81 @@ def seed(app: Flask, world: World) -> set[int]:
 
 
 PATH_IDS = (
-    "township_id", "village_id", "household_id", "villager_id", "catalog_id", "item_id",
-    "version_id", "user_id", "claim_id", "objection_id", "entry_id", "upload_id", "shop_id",
-    "reward_id", "redemption_id", "activity_id", "checkin_id",
+    "township_id",
+    "village_id",
+    "household_id",
+    "villager_id",
+    "catalog_id",
+    "item_id",
+    "version_id",
+    "user_id",
+    "claim_id",
+    "objection_id",
+    "entry_id",
+    "upload_id",
+    "shop_id",
+    "reward_id",
+    "redemption_id",
+    "activity_id",
+    "checkin_id",
 )
 
 
 def config_for(known_ids: list[int]) -> schemathesis.Config:
-    return schemathesis.Config.from_dict({
-        "seed": SEED,
-        "workers": 1,  # one request at a time: SQLite, and a reproducible order
-        "continue-on-failure": True,  # every failure of an operation, not only its first
-        # No replay of earlier runs' failures from .schemathesis/: the same run every time.
-        "cache": {"enabled": False},
-        "generation": {
-            "mode": "all",
-            "max-examples": MAX_EXAMPLES,
-            "deterministic": True,
-            "database": "none",
-        },
-        "phases": {
-            "examples": {"enabled": True},
-            "coverage": {"enabled": True},
-            # Error feedback rewrites the schema from the server's 4xx answers; the contract
-            # is the document as written.
-            "fuzzing": {"enabled": True, "error-feedback": {"enabled": False}},
-            "stateful": {"enabled": False},
-        },
-        "checks": {
-            "not_a_server_error": {"enabled": True},
-            "status_code_conformance": {"enabled": True},
-            "content_type_conformance": {"enabled": True},
-            "response_schema_conformance": {"enabled": True},
-            "response_headers_conformance": {"enabled": True},
-            "negative_data_rejection": {"enabled": True},
-            # Replaced by `schema_valid_data_is_not_malformed` below: the API answers a
-            # well-formed request that breaks a rule (points, stock, state) with 422 and a
-            # rule's own code, which is not the schema's business.
-            "positive_data_acceptance": {"enabled": False},
-            "schema_valid_data_is_not_malformed": {"enabled": True},
-            "ignored_auth": {"enabled": True},
-        },
-        # The WSGI transport decodes no gzip (see LoggedIn.set): the plain JSON, always.
-        "headers": {"Accept-Encoding": "identity"},
-        # Path ids drawn half the time from objects that exist, so handlers run past lookup.
-        "dictionaries": {"ids": {"values": known_ids}},
-        "parameters": {
-            f"path.{name}": {"dictionary": "ids", "probability": 0.5} for name in PATH_IDS
-        },
-    })
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "workers": 1,  # one request at a time: SQLite, and a reproducible order
+            "continue-on-failure": True,  # every failure of an operation, not only its first
+            # No replay of earlier runs' failures from .schemathesis/: the same run every time.
+            "cache": {"enabled": False},
+            "generation": {
+                "mode": "all",
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+            },
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                # Error feedback rewrites the schema from the server's 4xx answers; the contract
+                # is the document as written.
+                "fuzzing": {"enabled": True, "error-feedback": {"enabled": False}},
+                "stateful": {"enabled": False},
+            },
+            "checks": {
+                "not_a_server_error": {"enabled": True},
+                "status_code_conformance": {"enabled": True},
+                "content_type_conformance": {"enabled": True},
+                "response_schema_conformance": {"enabled": True},
+                "response_headers_conformance": {"enabled": True},
+                "negative_data_rejection": {"enabled": True},
+                # Replaced by `schema_valid_data_is_not_malformed` below: the API answers a
+                # well-formed request that breaks a rule (points, stock, state) with 422 and a
+                # rule's own code, which is not the schema's business.
+                "positive_data_acceptance": {"enabled": False},
+                "schema_valid_data_is_not_malformed": {"enabled": True},
+                "ignored_auth": {"enabled": True},
+            },
+            # The WSGI transport decodes no gzip (see LoggedIn.set): the plain JSON, always.
+            "headers": {"Accept-Encoding": "identity"},
+            # Path ids drawn half the time from objects that exist, so handlers run past lookup.
+            "dictionaries": {"ids": {"values": known_ids}},
+            "parameters": {
+                f"path.{name}": {"dictionary": "ids", "probability": 0.5} for name in PATH_IDS
+            },
+        }
+    )
 
 
 # The codes the app answers when a request breaks its schema (errors.py, guards.py).
-SCHEMA_CODES = {"validation_error", "unknown_fields", "invalid_text", "malformed_json",
-                "bad_request"}
+SCHEMA_CODES = {
+    "validation_error",
+    "unknown_fields",
+    "invalid_text",
+    "malformed_json",
+    "bad_request",
+}
 
 
 # Rules the document cannot state in OpenAPI 3.0, so a schema-valid request can break them.
@@ -191,15 +222,19 @@ def describe(event: Any) -> list[str]:
                 response = interaction.response
                 status = response.status_code if response else None
                 text = (response.content or b"")[:300].decode(errors="replace") if response else ""
-                request = (f"{interaction.request.method} {interaction.request.uri} {body}"
-                           f" -> {status} {text}")
+                request = (
+                    f"{interaction.request.method} {interaction.request.uri} {body}"
+                    f" -> {status} {text}"
+                )
             failure = check.failure_info.failure
             node = event.recorder.cases.get(case_id)
             meta = node.value.meta if node is not None else None
             if meta is not None:
                 request = f"{meta.phase.name.value}/{meta.generation.mode.value} {request}"
-            out.append(f"[{event.label}] {check.name}: {failure.title}\n  {failure.message[:400]}"
-                       f"\n  {request}")
+            out.append(
+                f"[{event.label}] {check.name}: {failure.title}\n  {failure.message[:400]}"
+                f"\n  {request}"
+            )
     return out
 
 
@@ -254,12 +289,17 @@ def test_contract(app: Flask, world: World, role: str) -> None:
             failures.extend(describe(event))
             if event.status != Status.SKIP and event.label is not None:
                 tested.add(event.label)
-                if any(i.response is not None and 200 <= i.response.status_code < 300
-                       for i in event.recorder.interactions.values()):
+                if any(
+                    i.response is not None and 200 <= i.response.status_code < 300
+                    for i in event.recorder.interactions.values()
+                ):
                     served.add(event.label)
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
-            errors.append(f"{event.label}: {event.info.traceback}"
-                          if isinstance(event, events.NonFatalError) else repr(event))
+            errors.append(
+                f"{event.label}: {event.info.traceback}"
+                if isinstance(event, events.NonFatalError)
+                else repr(event)
+            )
     assert not errors, "\n".join(errors)
     assert tested == operations, sorted(operations - tested)
     # A run whose token stopped working would pass while testing only the login check; the
@@ -282,45 +322,106 @@ def test_contract_edges(app: Flask, world: World) -> None:
     items = default_items(app, world)
     soap = add_reward(app, world.shop_a, "香皂", 5, 50)
     fund(app, world.household_x, 100)
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app,
-                                            config=config_for([soap]))
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config_for([soap]))
     card = member_token(app, world.head_x)
     starts = datetime.now(UTC) + timedelta(days=1)
-    activity = {"village_id": world.village_a, "title": "村民大会",
-                "rule_item_id": items["GOV-ASSEMBLY"], "starts_at": starts.isoformat(),
-                "ends_at": (starts + timedelta(hours=2)).isoformat(), "qr_mode": "static"}
+    activity = {
+        "village_id": world.village_a,
+        "title": "村民大会",
+        "rule_item_id": items["GOV-ASSEMBLY"],
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(hours=2)).isoformat(),
+        "qr_mode": "static",
+    }
     counter = {"member_token": card, "items": [{"reward_id": soap, "quantity": 1}]}
     # (who, method, path, path parameters, query, body, status, code)
     edges: list[tuple[str | None, str, str, dict[str, int], dict[str, Any], Any, int, str]] = [
         (None, "POST", "/api/v1/auth/login", {}, {}, nested_list(400), 400, "malformed_json"),
-        ("villager_x", "POST", "/api/v1/claims", {}, {},
-         {"rule_item_id": items["PUB-VOLUNTEER"], "evidence": nested_list(40)},
-         400, "malformed_json"),
-        *[("clerk_a", "POST", "/api/v1/shops/{shop_id}/counter-redemptions",
-           {"shop_id": world.shop_a}, {}, {**counter, "cash_paid": cash}, 422,
-           "validation_error")
-          for cash in ("1e308", 1e308, "1E+999999", "1E-999999", 10**400, "0.001")],
-        *[("cadre_a", "POST", "/api/v1/activities", {}, {}, {**activity, **far}, 422,
-           "validation_error")
-          for far in ({"starts_at": "9999-12-31T23:59:00-12:00",
-                       "ends_at": "9999-12-31T23:59:30-12:00"},
-                      {"checkin_opens_at": "0001-01-01T00:00:00+14:00"})],
-        ("cadre_a", "POST", "/api/v1/rules/evaluate", {}, {},
-         {"item_id": items["PUB-VOLUNTEER"], "villager_id": world.head_x,
-          "at": "9999-12-31T23:59:59.999999-23:59"}, 422, "validation_error"),
-        ("county", "GET", "/api/v1/audit", {}, {"since": "9999-12-31T23:59:00-12:00"}, None,
-         422, "validation_error"),
-        *[("tadmin1", "PATCH", "/api/v1/rule-catalogs/{catalog_id}/policy",
-           {"catalog_id": catalog_id(app, world.township_1)}, {}, {"exchange_rate": rate},
-           422, "catalog_invalid")
-          for rate in ("1E-999999", "1E+999999", 1e-300, "0.00001")],
+        (
+            "villager_x",
+            "POST",
+            "/api/v1/claims",
+            {},
+            {},
+            {"rule_item_id": items["PUB-VOLUNTEER"], "evidence": nested_list(40)},
+            400,
+            "malformed_json",
+        ),
+        *[
+            (
+                "clerk_a",
+                "POST",
+                "/api/v1/shops/{shop_id}/counter-redemptions",
+                {"shop_id": world.shop_a},
+                {},
+                {**counter, "cash_paid": cash},
+                422,
+                "validation_error",
+            )
+            for cash in ("1e308", 1e308, "1E+999999", "1E-999999", 10**400, "0.001")
+        ],
+        *[
+            (
+                "cadre_a",
+                "POST",
+                "/api/v1/activities",
+                {},
+                {},
+                {**activity, **far},
+                422,
+                "validation_error",
+            )
+            for far in (
+                {"starts_at": "9999-12-31T23:59:00-12:00", "ends_at": "9999-12-31T23:59:30-12:00"},
+                {"checkin_opens_at": "0001-01-01T00:00:00+14:00"},
+            )
+        ],
+        (
+            "cadre_a",
+            "POST",
+            "/api/v1/rules/evaluate",
+            {},
+            {},
+            {
+                "item_id": items["PUB-VOLUNTEER"],
+                "villager_id": world.head_x,
+                "at": "9999-12-31T23:59:59.999999-23:59",
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            "county",
+            "GET",
+            "/api/v1/audit",
+            {},
+            {"since": "9999-12-31T23:59:00-12:00"},
+            None,
+            422,
+            "validation_error",
+        ),
+        *[
+            (
+                "tadmin1",
+                "PATCH",
+                "/api/v1/rule-catalogs/{catalog_id}/policy",
+                {"catalog_id": catalog_id(app, world.township_1)},
+                {},
+                {"exchange_rate": rate},
+                422,
+                "catalog_invalid",
+            )
+            for rate in ("1E-999999", "1E+999999", 1e-300, "0.00001")
+        ],
     ]
     failures = []
     for user, method, path, path_parameters, query, body, status, code in edges:
         case = schema[path][method].Case(
-            path_parameters=path_parameters or None, query=query or None,
+            path_parameters=path_parameters or None,
+            query=query or None,
             headers={**(world.headers(user) if user else {}), "Accept-Encoding": "identity"},
-            **({"body": body, "media_type": "application/json"} if body is not None else {}))
+            **({"body": body, "media_type": "application/json"} if body is not None else {}),
+        )
         label = f"{method} {path} {str(body or query)[:120]}"
         try:
             response = case.call_and_validate()

@@ -47,8 +47,9 @@ def test_each_job_has_a_timer_and_runs_its_command(app: Flask) -> None:
     runner = app.test_cli_runner()
     for job, command in JOBS.items():
         service = unit(f"village-points-{job}.service")
-        assert service["ExecStart"] == ("/srv/village-points/.venv/bin/flask --app wsgi "
-                                        + " ".join(command))
+        assert service["ExecStart"] == (
+            "/srv/village-points/.venv/bin/flask --app wsgi " + " ".join(command)
+        )
         assert service["Environment"] == "VILLAGE_POINTS_ENV=/etc/village-points.env"
         assert service["Type"] == "oneshot"
         assert unit(f"village-points-{job}.timer")["OnCalendar"]
@@ -59,7 +60,8 @@ def test_the_service_runs_gunicorn_with_the_shipped_config() -> None:
     service = unit("village-points.service")
     assert service["EnvironmentFile"] == "/etc/village-points.env"
     assert service["ExecStart"].endswith(
-        "gunicorn -c /srv/village-points/deploy/gunicorn.conf.py wsgi:app")
+        "gunicorn -c /srv/village-points/deploy/gunicorn.conf.py wsgi:app"
+    )
     gunicorn = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
     site = (DEPLOY / "nginx" / "village-points.conf").read_text()
     assert f"server {gunicorn['bind']} " in site  # the nginx upstream
@@ -71,15 +73,19 @@ def test_the_service_runs_gunicorn_with_the_shipped_config() -> None:
 def test_the_nginx_body_limit_is_max_content_length(tmp_path: Path) -> None:
     site = (DEPLOY / "nginx" / "village-points.conf").read_text()
     size = re.search(r"client_max_body_size (\d+)m;", site)
-    assert size and int(size.group(1)) * 1024 * 1024 == from_environment(
-        str(tmp_path))["MAX_CONTENT_LENGTH"]
+    assert (
+        size
+        and int(size.group(1)) * 1024 * 1024
+        == from_environment(str(tmp_path))["MAX_CONTENT_LENGTH"]
+    )
 
 
 def test_the_settings_example_names_only_settings_the_app_reads(tmp_path: Path) -> None:
     text = (DEPLOY / "village-points.env.example").read_text()
     names = set(settings_file.parse(text, "example"))
-    names |= {line[1:].partition("=")[0] for line in text.splitlines()
-              if re.match(r"#[A-Z_]+=", line)}
+    names |= {
+        line[1:].partition("=")[0] for line in text.splitlines() if re.match(r"#[A-Z_]+=", line)
+    }
     known = set(from_environment(str(tmp_path))) | {"DATABASE_URL", "GUNICORN_WORKERS"}
     assert names <= known, names - known
 
@@ -89,11 +95,15 @@ def test_the_units_are_valid_for_systemd(tmp_path: Path) -> None:
     """`systemd-analyze verify`, with the checkout's paths (the real ones do not exist
     here); it also checks every OnCalendar expression."""
     for path in SYSTEMD.iterdir():
-        (tmp_path / path.name).write_text(path.read_text().replace(
-            "/srv/village-points/.venv/bin/", f"{VENV_BIN}/"))
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no",
-                           *sorted(str(p) for p in tmp_path.iterdir())],
-                          capture_output=True, text=True, timeout=60)
+        (tmp_path / path.name).write_text(
+            path.read_text().replace("/srv/village-points/.venv/bin/", f"{VENV_BIN}/")
+        )
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # a line naming our units is a problem (an unknown key, a setting systemd ignores)
     problems = [line for line in done.stderr.splitlines() if "village-points" in line]
     assert done.returncode == 0 and not problems, done.stderr

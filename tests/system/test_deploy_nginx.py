@@ -31,8 +31,11 @@ from tests.factories import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "village-points.conf"
-BIN = Path("/work/main/.venv/bin") if Path("/work/main/.venv/bin/gunicorn").exists() \
+BIN = (
+    Path("/work/main/.venv/bin")
+    if Path("/work/main/.venv/bin/gunicorn").exists()
     else ROOT / ".venv" / "bin"
+)
 HOST = "jf.example.gov.cn"
 LIMIT = 3
 MAX_BODY = 8 * 1024 * 1024  # MAX_CONTENT_LENGTH's default = the site's client_max_body_size
@@ -121,16 +124,29 @@ class Stack:
     http_port: int
     context: ssl.SSLContext
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, source: str = "127.0.0.1",
-                ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port, timeout=30,
-                                           context=self.context, source_address=(source, 0))
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        source: str = "127.0.0.1",
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1",
+            self.https_port,
+            timeout=30,
+            context=self.context,
+            source_address=(source, 0),
+        )
         try:
             conn.request(method, path, body=body, headers={"Host": HOST, **(headers or {})})
             response = conn.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, \
-                response.read()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
         finally:
             conn.close()
 
@@ -140,42 +156,102 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = nginx_binary()
     tmp = tmp_path_factory.mktemp("nginx")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", f"/CN={HOST}", "-keyout", str(tmp / "key.pem"),
-         "-out", str(tmp / "cert.pem"), "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={HOST}",
+            "-keyout",
+            str(tmp / "key.pem"),
+            "-out",
+            str(tmp / "cert.pem"),
+            "-addext",
+            f"subjectAltName=DNS:{HOST},IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
     # the app, configured by a settings file as in production
     settings = tmp / "village-points.env"
-    settings.write_text("\n".join([
-        "APP_ENV=production", f"SECRET_KEY={SECRET}", f"PUBLIC_BASE_URL=https://{HOST}",
-        f"DATABASE_URL=sqlite:///{tmp}/village.sqlite3", f"UPLOAD_DIR={tmp}/uploads",
-        "WECHAT_APPID=wx0123456789abcdef", "WECHAT_SECRET=not-a-real-secret",
-        "TRUSTED_PROXIES=1", f"LOGIN_RATE_LIMIT={LIMIT} per hour", ""]))
+    settings.write_text(
+        "\n".join(
+            [
+                "APP_ENV=production",
+                f"SECRET_KEY={SECRET}",
+                f"PUBLIC_BASE_URL=https://{HOST}",
+                f"DATABASE_URL=sqlite:///{tmp}/village.sqlite3",
+                f"UPLOAD_DIR={tmp}/uploads",
+                "WECHAT_APPID=wx0123456789abcdef",
+                "WECHAT_SECRET=not-a-real-secret",
+                "TRUSTED_PROXIES=1",
+                f"LOGIN_RATE_LIMIT={LIMIT} per hour",
+                "",
+            ]
+        )
+    )
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "VILLAGE_POINTS_ENV": str(settings)}
-    migrated = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120)
+    migrated = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert migrated.returncode == 0, migrated.stderr
 
     app_port, http_port, https_port = free_port(), free_port(), free_port()
     app_log = tmp / "gunicorn.log"
     app = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{app_port}", "--workers", "1",
-         "--access-logfile", str(tmp / "gunicorn-access.log"), "--error-logfile", str(app_log),
-         "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{app_port}",
+            "--workers",
+            "1",
+            "--access-logfile",
+            str(tmp / "gunicorn-access.log"),
+            "--error-logfile",
+            str(app_log),
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         (tmp / "site.conf").write_text(site_for_test(tmp, http_port, https_port, app_port))
         (tmp / "nginx.conf").write_text(nginx_conf(tmp))
         # -e: not even the first lines before the configuration is read go to /var/log/nginx
-        command = [nginx, "-p", f"{tmp}/", "-c", str(tmp / "nginx.conf"),
-                   "-e", str(tmp / "error.log")]
+        command = [
+            nginx,
+            "-p",
+            f"{tmp}/",
+            "-c",
+            str(tmp / "nginx.conf"),
+            "-e",
+            str(tmp / "error.log"),
+        ]
         checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
         server_log = tmp / "nginx.out"
         with server_log.open("wb") as out:
-            server = subprocess.Popen([*command, "-g", "daemon off;"], stdout=out,
-                                      stderr=subprocess.STDOUT)
+            server = subprocess.Popen(
+                [*command, "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT
+            )
         try:
             wait_for_port(https_port, server, server_log)
             wait_for_port(app_port, app, app_log)
@@ -209,9 +285,12 @@ def test_http_redirects_to_https(stack: Stack) -> None:
 def login(stack: Stack, source: str, forged: str, n: int) -> int:
     """A wrong password for a new username each time: only the per-address limit counts."""
     status, _, _ = stack.request(
-        "POST", "/api/v1/auth/login",
+        "POST",
+        "/api/v1/auth/login",
         json.dumps({"username": f"nobody-{source}-{n}", "password": "wrong-password"}).encode(),
-        {"Content-Type": "application/json", "X-Forwarded-For": forged}, source=source)
+        {"Content-Type": "application/json", "X-Forwarded-For": forged},
+        source=source,
+    )
     return status
 
 
@@ -225,8 +304,9 @@ def test_the_login_limit_counts_the_address_nginx_saw(stack: Stack) -> None:
 
 
 def test_a_body_over_the_limit_gets_413_from_nginx(stack: Stack) -> None:
-    conn = http.client.HTTPSConnection("127.0.0.1", stack.https_port, timeout=30,
-                                       context=stack.context)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", stack.https_port, timeout=30, context=stack.context
+    )
     try:
         conn.putrequest("POST", "/api/v1/auth/refresh", skip_host=True)
         conn.putheader("Host", HOST)
@@ -242,8 +322,9 @@ def test_a_body_over_the_limit_gets_413_from_nginx(stack: Stack) -> None:
     assert b"<center>nginx</center>" in body
 
     # exactly MAX_CONTENT_LENGTH passes nginx and reaches the app, which reads it as JSON
-    status, headers, body = stack.request("POST", "/api/v1/auth/refresh", b" " * MAX_BODY,
-                                          {"Content-Type": "application/json"})
+    status, headers, body = stack.request(
+        "POST", "/api/v1/auth/refresh", b" " * MAX_BODY, {"Content-Type": "application/json"}
+    )
     assert headers["content-type"] == "application/json", (status, body[:200])
     assert 400 <= status < 500 and status != 413
     assert "error" in json.loads(body)
@@ -271,13 +352,15 @@ def test_static_files_are_served_by_nginx_cached_and_gzipped(stack: Stack, name:
 
 
 def test_javascript_and_json_are_gzipped(stack: Stack) -> None:
-    status, headers, body = stack.request("GET", "/static/js/activity_display.js",
-                                          headers={"Accept-Encoding": "gzip"})
+    status, headers, body = stack.request(
+        "GET", "/static/js/activity_display.js", headers={"Accept-Encoding": "gzip"}
+    )
     assert (status, headers["content-encoding"]) == (200, "gzip")
     assert gzip.decompress(body) == (ROOT / "backend/static/js/activity_display.js").read_bytes()
 
-    status, headers, body = stack.request("GET", "/api/v1/openapi.json",
-                                          headers={"Accept-Encoding": "gzip"})
+    status, headers, body = stack.request(
+        "GET", "/api/v1/openapi.json", headers={"Accept-Encoding": "gzip"}
+    )
     assert (status, headers["content-encoding"]) == (200, "gzip")
     spec: dict[str, Any] = json.loads(gzip.decompress(body))
     assert spec["openapi"].startswith("3.")

@@ -24,8 +24,7 @@ if sys.argv[2] == "scrape":
     print(client.get("/metrics").get_data(as_text=True))
 """
 
-UNMATCHED = ('village_points_http_requests_total{endpoint="unmatched",method="GET",'
-             'status="404"}')
+UNMATCHED = 'village_points_http_requests_total{endpoint="unmatched",method="GET",status="404"}'
 
 
 def worker(tmp_path: Path, requests: int, scrape: bool, multiproc: Path | None) -> str:
@@ -33,9 +32,15 @@ def worker(tmp_path: Path, requests: int, scrape: bool, multiproc: Path | None) 
     if multiproc is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     code = WORKER % {"secret": SECRET, "url": f"sqlite:///{tmp_path}/workers.sqlite3"}
-    done = subprocess.run([sys.executable, "-c", code, str(requests),
-                           "scrape" if scrape else "-"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(requests), "scrape" if scrape else "-"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -47,8 +47,9 @@ def empty_database_url(tmp_path: Path) -> Iterator[str]:
 
 
 def test_upgrade_from_empty_matches_models(empty_database_url: str) -> None:
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": empty_database_url})
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:
@@ -62,44 +63,85 @@ def test_upgrade_from_empty_matches_models(empty_database_url: str) -> None:
 def _old_household(s: Session, village_id: int) -> SimpleNamespace:
     """A household inserted through the table, naming only the columns of the revisions
     before 0015 (the model has more)."""
-    household_id = s.execute(Household.__table__.insert().values(
-        village_id=village_id, name="一户", public_board_opt_out=False,
-        created_at=datetime(2026, 11, 1, tzinfo=UTC)).returning(Household.__table__.c.id)
+    household_id = s.execute(
+        Household.__table__.insert()
+        .values(
+            village_id=village_id,
+            name="一户",
+            public_board_opt_out=False,
+            created_at=datetime(2026, 11, 1, tzinfo=UTC),
+        )
+        .returning(Household.__table__.c.id)
     ).scalar_one()
     return SimpleNamespace(id=household_id)
 
 
-def _old_catalog(s: Session, township_id: int, catalog: rules.Catalog | None = None
-                 ) -> SimpleNamespace:
+def _old_catalog(
+    s: Session, township_id: int, catalog: rules.Catalog | None = None
+) -> SimpleNamespace:
     """A township's catalog (default: the reference one) inserted through the tables,
     naming only the columns of revision 0002 (the models have more: an item version's
     `hourly` since 0017), each item's version stored as `rules.item_to_dict` writes it.
     Returns its first item (id, current_version_id)."""
     catalog = catalog or rules.load_default_catalog()
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    catalogs_table = table("rule_catalogs", column("id", Integer), column("name", String),
-                           column("township_id", Integer), column("policy", JSON),
-                           column("categories", JSON), column("created_at", UTCDateTime))
-    items = table("rule_items", column("id", Integer), column("catalog_id", Integer),
-                  column("code", String), column("position", Integer),
-                  column("current_version_id", Integer), column("created_at", UTCDateTime))
-    versions = table("rule_item_versions", column("id", Integer), column("item_id", Integer),
-                     column("version", Integer), column("data", JSON), column("points", Integer),
-                     column("created_at", UTCDateTime))
-    catalog_id = s.execute(catalogs_table.insert().values(
-        name=catalog.name, township_id=township_id, policy=rules.policy_to_dict(catalog.policy),
-        categories=list(catalog.categories), created_at=at).returning(catalogs_table.c.id)
+    catalogs_table = table(
+        "rule_catalogs",
+        column("id", Integer),
+        column("name", String),
+        column("township_id", Integer),
+        column("policy", JSON),
+        column("categories", JSON),
+        column("created_at", UTCDateTime),
+    )
+    items = table(
+        "rule_items",
+        column("id", Integer),
+        column("catalog_id", Integer),
+        column("code", String),
+        column("position", Integer),
+        column("current_version_id", Integer),
+        column("created_at", UTCDateTime),
+    )
+    versions = table(
+        "rule_item_versions",
+        column("id", Integer),
+        column("item_id", Integer),
+        column("version", Integer),
+        column("data", JSON),
+        column("points", Integer),
+        column("created_at", UTCDateTime),
+    )
+    catalog_id = s.execute(
+        catalogs_table.insert()
+        .values(
+            name=catalog.name,
+            township_id=township_id,
+            policy=rules.policy_to_dict(catalog.policy),
+            categories=list(catalog.categories),
+            created_at=at,
+        )
+        .returning(catalogs_table.c.id)
     ).scalar_one()
     first = None
     for position, rule in enumerate(catalog.items, 1):
-        item_id = s.execute(items.insert().values(
-            catalog_id=catalog_id, code=rule.code, position=position, created_at=at
-        ).returning(items.c.id)).scalar_one()
-        version_id = s.execute(versions.insert().values(
-            item_id=item_id, version=1, data=rules.item_to_dict(rule), points=rule.points,
-            created_at=at).returning(versions.c.id)).scalar_one()
-        s.execute(items.update().where(items.c.id == item_id)
-                  .values(current_version_id=version_id))
+        item_id = s.execute(
+            items.insert()
+            .values(catalog_id=catalog_id, code=rule.code, position=position, created_at=at)
+            .returning(items.c.id)
+        ).scalar_one()
+        version_id = s.execute(
+            versions.insert()
+            .values(
+                item_id=item_id,
+                version=1,
+                data=rules.item_to_dict(rule),
+                points=rule.points,
+                created_at=at,
+            )
+            .returning(versions.c.id)
+        ).scalar_one()
+        s.execute(items.update().where(items.c.id == item_id).values(current_version_id=version_id))
         first = first or SimpleNamespace(id=item_id, current_version_id=version_id)
     assert first is not None
     return first
@@ -112,9 +154,14 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
     village's month gets the points its counted claims hold, by village time, in the month
     they were decided in. 0010 counts them by their deed's month instead, less an award
     whose entry was reversed, as the code now keeps the counter."""
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": empty_database_url,
-                      "APP_TIMEZONE": "Asia/Shanghai"})
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": empty_database_url,
+            "APP_TIMEZONE": "Asia/Shanghai",
+        }
+    )
     with app.app_context():
         upgrade(revision="0004")
         with Session(db.engine) as s:
@@ -126,47 +173,85 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             s.add(village)
             s.flush()
             household = _old_household(s, village.id)
-            cadre = User(username="mig_cadre", password_hash="x", role="cadre",
-                         township_id=township.id, village_id=village.id)
+            cadre = User(
+                username="mig_cadre",
+                password_hash="x",
+                role="cadre",
+                township_id=township.id,
+                village_id=village.id,
+            )
             s.add(cadre)
             s.flush()
             at = datetime(2026, 11, 5, tzinfo=UTC)
             # Through the table, naming only the columns 0004 has: the model may have more.
-            s.execute(Claim.__table__.insert(), [
-                {"village_id": village.id, "household_id": household.id,
-                 "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
-                 "source": "cadre", "points": points, "reason": "迁移前", "status": status,
-                 "occurred_at": at, "submitted_by": cadre.id, "created_at": at,
-                 "decided_at": decided_at, "evidence": [], "capped": False}
-                for points, status, decided_at in [
-                    (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
-                    (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
-                    (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
-                    (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
-                    (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
-                    (8, "approved", None),
-                    (4, "pending", None),
-                ]])
+            s.execute(
+                Claim.__table__.insert(),
+                [
+                    {
+                        "village_id": village.id,
+                        "household_id": household.id,
+                        "rule_item_id": item.id,
+                        "rule_item_version_id": item.current_version_id,
+                        "source": "cadre",
+                        "points": points,
+                        "reason": "迁移前",
+                        "status": status,
+                        "occurred_at": at,
+                        "submitted_by": cadre.id,
+                        "created_at": at,
+                        "decided_at": decided_at,
+                        "evidence": [],
+                        "capped": False,
+                    }
+                    for points, status, decided_at in [
+                        (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                        (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                        (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                        (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                        (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                        (8, "approved", None),
+                        (4, "pending", None),
+                    ]
+                ],
+            )
             # The posted 10 points are reversed (冲正), after 0005: their entry and the
             # reversing one.
-            entry = {"h": household.id, "v": village.id, "at": at, "claim": s.scalar(
-                select(Claim.__table__.c.id).where(Claim.__table__.c.points == 10))}
+            entry = {
+                "h": household.id,
+                "v": village.id,
+                "at": at,
+                "claim": s.scalar(
+                    select(Claim.__table__.c.id).where(Claim.__table__.c.points == 10)
+                ),
+            }
             s.commit()
         upgrade(revision="0005")
         with Session(db.engine) as s:
             filled = {(row.month, row.issued) for row in s.scalars(select(MonthlyIssued))}
-            entry["account"] = s.execute(text(
-                "INSERT INTO accounts (household_id, village_id, available, held, earned_total,"
-                " entry_count, head_hash, created_at) VALUES (:h, :v, 0, 0, 0, 2, 'x', :at)"
-                " RETURNING id"), entry).scalar_one()
-            earned = s.execute(text(
-                "INSERT INTO ledger_entries (account_id, seq, kind, amount, claim_id,"
-                " created_at, month, prev_hash, hash) VALUES (:account, 1, 'earn', 10,"
-                " :claim, :at, '2026-11', 'a', 'b') RETURNING id"), entry).scalar_one()
-            s.execute(text(
-                "INSERT INTO ledger_entries (account_id, seq, kind, amount, reverses_id,"
-                " created_at, month, prev_hash, hash) VALUES (:account, 2, 'reverse', -10,"
-                " :earned, :at, '2026-11', 'b', 'c')"), entry | {"earned": earned})
+            entry["account"] = s.execute(
+                text(
+                    "INSERT INTO accounts (household_id, village_id, available, held, earned_total,"
+                    " entry_count, head_hash, created_at) VALUES (:h, :v, 0, 0, 0, 2, 'x', :at)"
+                    " RETURNING id"
+                ),
+                entry,
+            ).scalar_one()
+            earned = s.execute(
+                text(
+                    "INSERT INTO ledger_entries (account_id, seq, kind, amount, claim_id,"
+                    " created_at, month, prev_hash, hash) VALUES (:account, 1, 'earn', 10,"
+                    " :claim, :at, '2026-11', 'a', 'b') RETURNING id"
+                ),
+                entry,
+            ).scalar_one()
+            s.execute(
+                text(
+                    "INSERT INTO ledger_entries (account_id, seq, kind, amount, reverses_id,"
+                    " created_at, month, prev_hash, hash) VALUES (:account, 2, 'reverse', -10,"
+                    " :earned, :at, '2026-11', 'b', 'c')"
+                ),
+                entry | {"earned": earned},
+            )
             s.commit()
         upgrade()
         with Session(db.engine) as s:
@@ -186,8 +271,9 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
     latest objection stays, the earlier ones go to the audit log whole. Afterwards a cadre's
     account can be linked to the villager a WeChat user is bound to, and a claim withdrawn;
     downgrading reads a withdrawn claim as rejected with its reason."""
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": empty_database_url})
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
     at = datetime(2026, 11, 5, tzinfo=UTC)
     with app.app_context():
         upgrade(revision="0005")
@@ -201,56 +287,99 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             s.flush()
             household = _old_household(s, village.id)
             # Inserted by name, not by the model: the model has columns added after 0005.
-            head_id = s.execute(text(
-                "INSERT INTO villagers (household_id, name, relation, active, created_at) "
-                "VALUES (:household, '户主', '户主', :yes, :at) RETURNING id"
-            ).bindparams(bindparam("at", type_=UTCDateTime())),
-                {"household": household.id, "yes": True, "at": at}).scalar_one()
-            cadre = User(username="mig_cadre", password_hash="x", role="cadre",
-                         township_id=township.id, village_id=village.id)
+            head_id = s.execute(
+                text(
+                    "INSERT INTO villagers (household_id, name, relation, active, created_at) "
+                    "VALUES (:household, '户主', '户主', :yes, :at) RETURNING id"
+                ).bindparams(bindparam("at", type_=UTCDateTime())),
+                {"household": household.id, "yes": True, "at": at},
+            ).scalar_one()
+            cadre = User(
+                username="mig_cadre",
+                password_hash="x",
+                role="cadre",
+                township_id=township.id,
+                village_id=village.id,
+            )
             wechat = User(role="villager", openid="mig-head", villager_id=head_id)
             stubborn = User(role="villager", openid="mig-stubborn")
             other = User(role="villager", openid="mig-other")
             s.add_all([cadre, wechat, stubborn, other])
             s.flush()
-            claim_id = s.execute(Claim.__table__.insert().returning(Claim.__table__.c.id), {
-                "village_id": village.id, "household_id": household.id,
-                "rule_item_id": item.id, "rule_item_version_id": item.current_version_id,
-                "source": "cadre", "points": 3, "reason": "迁移前", "status": "objected",
-                "occurred_at": at, "submitted_by": cadre.id, "created_at": at,
-                "decided_at": at, "evidence": [], "capped": False}).scalar_one()
+            claim_id = s.execute(
+                Claim.__table__.insert().returning(Claim.__table__.c.id),
+                {
+                    "village_id": village.id,
+                    "household_id": household.id,
+                    "rule_item_id": item.id,
+                    "rule_item_version_id": item.current_version_id,
+                    "source": "cadre",
+                    "points": 3,
+                    "reason": "迁移前",
+                    "status": "objected",
+                    "occurred_at": at,
+                    "submitted_by": cadre.id,
+                    "created_at": at,
+                    "decided_at": at,
+                    "evidence": [],
+                    "capped": False,
+                },
+            ).scalar_one()
             objections = Objection.__table__
-            for user_id, reason, status in [(stubborn.id, "第一次", "upheld"),
-                                             (other.id, "另一人", "upheld"),
-                                             (stubborn.id, "第二次", "upheld"),
-                                             (stubborn.id, "第三次", "open")]:
-                s.execute(objections.insert(), {"claim_id": claim_id, "user_id": user_id,
-                                                "reason": reason, "status": status,
-                                                "created_at": at})
-            ids = {"cadre": cadre.id, "head": head_id, "stubborn": stubborn.id,
-                   "other": other.id, "village": village.id}
+            for user_id, reason, status in [
+                (stubborn.id, "第一次", "upheld"),
+                (other.id, "另一人", "upheld"),
+                (stubborn.id, "第二次", "upheld"),
+                (stubborn.id, "第三次", "open"),
+            ]:
+                s.execute(
+                    objections.insert(),
+                    {
+                        "claim_id": claim_id,
+                        "user_id": user_id,
+                        "reason": reason,
+                        "status": status,
+                        "created_at": at,
+                    },
+                )
+            ids = {
+                "cadre": cadre.id,
+                "head": head_id,
+                "stubborn": stubborn.id,
+                "other": other.id,
+                "village": village.id,
+            }
             s.commit()
         upgrade(revision="0006")
         with Session(db.engine) as s:
-            kept = sorted(s.execute(select(Objection.user_id, Objection.reason,
-                                           Objection.status)).all())
-            removed = s.scalars(select(AuditEntry).where(
-                AuditEntry.action == "objection.repeat_removed").order_by(AuditEntry.id)).all()
+            kept = sorted(
+                s.execute(select(Objection.user_id, Objection.reason, Objection.status)).all()
+            )
+            removed = s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.action == "objection.repeat_removed")
+                .order_by(AuditEntry.id)
+            ).all()
             assert [(e.before or {}).get("reason") for e in removed] == ["第一次", "第二次"]
             assert {e.village_id for e in removed} == {ids["village"]}
             # Staff may now be linked to a villager a WeChat user is bound to.
             s.execute(text("UPDATE users SET villager_id = :head WHERE id = :cadre"), ids)
-            s.execute(text("UPDATE claims SET status = 'withdrawn', withdraw_reason = '录错',"
-                           " withdrawn_by = :cadre"), ids)
+            s.execute(
+                text(
+                    "UPDATE claims SET status = 'withdrawn', withdraw_reason = '录错',"
+                    " withdrawn_by = :cadre"
+                ),
+                ids,
+            )
             s.commit()
         downgrade(revision="0005")
         with Session(db.engine) as s:
-            after_downgrade = s.execute(text(
-                "SELECT status, reject_reason, rejected_by FROM claims")).one()
+            after_downgrade = s.execute(
+                text("SELECT status, reject_reason, rejected_by FROM claims")
+            ).one()
             cadre_link = s.scalar(text("SELECT villager_id FROM users WHERE id = :cadre"), ids)
         db.engine.dispose()
-    assert kept == sorted([(ids["stubborn"], "第三次", "open"),
-                           (ids["other"], "另一人", "upheld")])
+    assert kept == sorted([(ids["stubborn"], "第三次", "open"), (ids["other"], "另一人", "upheld")])
     assert tuple(after_downgrade) == ("rejected", "录错", ids["cadre"])
     assert cadre_link is None  # unique among all users again
 
@@ -263,8 +392,9 @@ def test_upgrade_says_which_stored_items_are_scored_by_the_hour(
     are; its per-unit items in 项, 分 or 人 and its fixed items are not), and the items read
     the same afterwards. Downgrading drops the column and the key from a version that says it
     itself, so the code before 0017 can read it."""
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": empty_database_url})
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
     catalog = rules.load_default_catalog()
     with app.app_context():
         upgrade(revision="0016")
@@ -276,31 +406,41 @@ def test_upgrade_says_which_stored_items_are_scored_by_the_hour(
             s.commit()
         upgrade()
         with Session(db.engine) as s:
-            stored = dict(s.execute(
-                select(RuleItem.code, RuleItemVersion.hourly)
-                .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
-            ).all())
-            read = {item.code: item.current_version.rule.hourly
-                    for item in s.scalars(select(RuleItem))}
+            stored = dict(
+                s.execute(
+                    select(RuleItem.code, RuleItemVersion.hourly).join(
+                        RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id
+                    )
+                ).all()
+            )
+            read = {
+                item.code: item.current_version.rule.hourly for item in s.scalars(select(RuleItem))
+            }
             assert stored["PUB-VOLUNTEER"] is True
             # An item that says it itself, whatever its unit, as one written after 0017.
             # (Through the table: the model refuses to change a stored version.)
-            clutter = s.execute(select(RuleItemVersion.id, RuleItemVersion.data).join(
-                RuleItem, RuleItem.current_version_id == RuleItemVersion.id)
-                .where(RuleItem.code == "ENV-CLUTTER")).one()
-            s.execute(RuleItemVersion.__table__.update()
-                      .where(RuleItemVersion.__table__.c.id == clutter.id)
-                      .values(data={**clutter.data, "hourly": True}, hourly=True))
+            clutter = s.execute(
+                select(RuleItemVersion.id, RuleItemVersion.data)
+                .join(RuleItem, RuleItem.current_version_id == RuleItemVersion.id)
+                .where(RuleItem.code == "ENV-CLUTTER")
+            ).one()
+            s.execute(
+                RuleItemVersion.__table__.update()
+                .where(RuleItemVersion.__table__.c.id == clutter.id)
+                .values(data={**clutter.data, "hourly": True}, hourly=True)
+            )
             s.commit()
         downgrade(revision="0016")
         with Session(db.engine) as s:
-            columns = {c["name"] for c in inspect(s.connection()).get_columns(
-                "rule_item_versions")}
-            data = [json.loads(row) if isinstance(row, str) else row
-                    for row in s.scalars(text("SELECT data FROM rule_item_versions"))]
+            columns = {c["name"] for c in inspect(s.connection()).get_columns("rule_item_versions")}
+            data = [
+                json.loads(row) if isinstance(row, str) else row
+                for row in s.scalars(text("SELECT data FROM rule_item_versions"))
+            ]
         db.engine.dispose()
-    assert stored == {item.code: item.kind == "per_unit" and item.unit == "小时"
-                      for item in catalog.items}
+    assert stored == {
+        item.code: item.kind == "per_unit" and item.unit == "小时" for item in catalog.items
+    }
     assert read == stored
     assert "hourly" not in columns
     assert all("hourly" not in row for row in data)

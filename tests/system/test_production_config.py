@@ -20,10 +20,12 @@ from tests.factories import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {
-    "APP_ENV": "production", "SECRET_KEY": SECRET,
+    "APP_ENV": "production",
+    "SECRET_KEY": SECRET,
     "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
     "DATABASE_URL": "postgresql://village_points@db.internal/village_points",
-    "WECHAT_APPID": "wx0123456789abcdef", "WECHAT_SECRET": "not-a-real-secret",
+    "WECHAT_APPID": "wx0123456789abcdef",
+    "WECHAT_SECRET": "not-a-real-secret",
 }
 
 
@@ -36,12 +38,15 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Monke
 
 
 def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "PRODUCTION SETTINGS" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "PRODUCTION SETTINGS" in r.getMessage()
+    ]
 
 
 def test_production_refuses_to_start_without_public_base_url(
-    environment: pytest.MonkeyPatch
+    environment: pytest.MonkeyPatch,
 ) -> None:
     environment.delenv("PUBLIC_BASE_URL")
     with pytest.raises(ConfigError, match="^PUBLIC_BASE_URL must be set in production"):
@@ -88,16 +93,24 @@ def test_production_warns_of_loopback_sqlite_and_no_wechat(
     assert "WECHAT_APPID/WECHAT_SECRET are not set" in logged[2]
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("::1", True),
-    ("0.0.0.0", True), ("jf.example.gov.cn", False), ("10.0.0.5", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", True),
+        ("jf.example.gov.cn", False),
+        ("10.0.0.5", False),
+        ("", False),
+    ],
+)
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_upload_dir_is_made_when_missing(environment: pytest.MonkeyPatch,
-                                         tmp_path: Path) -> None:
+def test_upload_dir_is_made_when_missing(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "mnt" / "uploads"
     environment.setenv("UPLOAD_DIR", str(path))
     create_app()
@@ -105,13 +118,15 @@ def test_upload_dir_is_made_when_missing(environment: pytest.MonkeyPatch,
     assert list(path.iterdir()) == []  # the write check leaves nothing behind
 
 
-def test_production_refuses_an_upload_dir_it_cannot_make(environment: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_production_refuses_an_upload_dir_it_cannot_make(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     for path in (tmp_path / "a-file", tmp_path / "a-file" / "uploads"):
         environment.setenv("UPLOAD_DIR", str(path))
-        with pytest.raises(ConfigError, match=f"^UPLOAD_DIR {path} is not a directory this "
-                                              "service can write: "):
+        with pytest.raises(
+            ConfigError, match=f"^UPLOAD_DIR {path} is not a directory this service can write: "
+        ):
             create_app()
 
 
@@ -127,12 +142,21 @@ def test_production_refuses_an_upload_dir_it_cannot_write(tmp_path: Path) -> Non
 
 
 def gunicorn(tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
-    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **GOOD,
-            "DATABASE_URL": f"sqlite:///{tmp_path}/v.sqlite3",
-            "UPLOAD_DIR": str(tmp_path / "uploads"), **env}
+    full = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        **GOOD,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/v.sqlite3",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        **env,
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0",
-         "wsgi:app"], cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0", "wsgi:app"],
+        cwd=ROOT,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_gunicorn_stops_with_one_line_on_an_upload_dir_it_cannot_make(tmp_path: Path) -> None:
@@ -140,8 +164,10 @@ def test_gunicorn_stops_with_one_line_on_an_upload_dir_it_cannot_make(tmp_path: 
     server = gunicorn(tmp_path, UPLOAD_DIR=str(tmp_path / "nfs-not-mounted" / "uploads"))
     output, _ = server.communicate(timeout=120)
     assert server.returncode != 0
-    line = (f"UPLOAD_DIR {tmp_path}/nfs-not-mounted/uploads is not a directory this service "
-            "can write: Not a directory")
+    line = (
+        f"UPLOAD_DIR {tmp_path}/nfs-not-mounted/uploads is not a directory this service "
+        "can write: Not a directory"
+    )
     assert line in output.decode().splitlines()
     assert "Traceback" not in output.decode()
 
@@ -159,9 +185,11 @@ def test_gunicorn_logs_the_warnings_at_start(tmp_path: Path) -> None:
         server.terminate()
         rest, _ = server.communicate(timeout=30)
     text = (output + rest).decode()
-    for warning in ("PUBLIC_BASE_URL is http://localhost:8000, a loopback address",
-                    "DATABASE_URL is SQLite",
-                    "WECHAT_APPID/WECHAT_SECRET are not set"):
+    for warning in (
+        "PUBLIC_BASE_URL is http://localhost:8000, a loopback address",
+        "DATABASE_URL is SQLite",
+        "WECHAT_APPID/WECHAT_SECRET are not set",
+    ):
         assert f"WARNING in __init__: PRODUCTION SETTINGS: {warning}" in text, text
 
 

@@ -53,20 +53,39 @@ def low_limits(app: Flask) -> Iterator[None]:
 # is limited too.
 def endpoints(world: World) -> list[tuple[str, str | None, str, dict[str, Any]]]:
     return [
-        ("LOGIN_RATE_LIMIT", None, f"{API}/auth/login",
-         {"username": "nobody", "password": "wrong-password"}),
+        (
+            "LOGIN_RATE_LIMIT",
+            None,
+            f"{API}/auth/login",
+            {"username": "nobody", "password": "wrong-password"},
+        ),
         # a development login (APP_ENV=development, set below) succeeds: 200 until the limit
         ("WECHAT_LOGIN_RATE_LIMIT", None, f"{API}/auth/wechat", {"code": "dev-limits"}),
         ("CHECKIN_RATE_LIMIT", "villager_x", f"{API}/checkins", {"token": "not-a-code"}),
-        ("PROXY_CHECKIN_RATE_LIMIT", "cadre_a", f"{API}/activities/999999/proxy-checkins",
-         {"member_token": "not-a-card"}),
-        ("ORDER_RATE_LIMIT", "villager_x", f"{API}/redemptions",
-         {"shop_id": world.shop_a, "items": [{"reward_id": 999999, "quantity": 1}]}),
-        ("COUNTER_REDEMPTION_RATE_LIMIT", "clerk_a",
-         f"{API}/shops/{world.shop_a}/counter-redemptions",
-         {"member_token": "not-a-card", "items": [{"reward_id": 999999, "quantity": 1}]}),
-        ("PICKUP_CODE_RATE_LIMIT", "clerk_a", f"{API}/redemptions/pickup-code",
-         {"pickup_code": "000000"}),
+        (
+            "PROXY_CHECKIN_RATE_LIMIT",
+            "cadre_a",
+            f"{API}/activities/999999/proxy-checkins",
+            {"member_token": "not-a-card"},
+        ),
+        (
+            "ORDER_RATE_LIMIT",
+            "villager_x",
+            f"{API}/redemptions",
+            {"shop_id": world.shop_a, "items": [{"reward_id": 999999, "quantity": 1}]},
+        ),
+        (
+            "COUNTER_REDEMPTION_RATE_LIMIT",
+            "clerk_a",
+            f"{API}/shops/{world.shop_a}/counter-redemptions",
+            {"member_token": "not-a-card", "items": [{"reward_id": 999999, "quantity": 1}]},
+        ),
+        (
+            "PICKUP_CODE_RATE_LIMIT",
+            "clerk_a",
+            f"{API}/redemptions/pickup-code",
+            {"pickup_code": "000000"},
+        ),
     ]
 
 
@@ -97,22 +116,25 @@ def test_each_limited_endpoint_answers_429_once_over_its_limit(
     assert blocked.headers["X-RateLimit-Limit"] == str(LIMIT)
 
 
-def test_limits_are_read_from_the_settings(app: Flask, client: FlaskClient, world: World,
-                                           low_limits: None) -> None:
+def test_limits_are_read_from_the_settings(
+    app: Flask, client: FlaskClient, world: World, low_limits: None
+) -> None:
     app.config["CHECKIN_RATE_LIMIT"] = "1 per hour"
     headers = world.headers("villager_x")
-    assert client.post(f"{API}/checkins", json={"token": "x"}, headers=headers
-                       ).status_code != 429
+    assert client.post(f"{API}/checkins", json={"token": "x"}, headers=headers).status_code != 429
     blocked = client.post(f"{API}/checkins", json={"token": "x"}, headers=headers)
     assert_rate_limited(blocked, window_seconds=3600)
     assert int(blocked.headers["Retry-After"]) > 60  # the hour's window, not a fixed minute
 
 
-@pytest.mark.parametrize(("setting", "other"), [
-    ("CHECKIN_RATE_LIMIT", "villager_y"),
-    ("ORDER_RATE_LIMIT", "villager_y"),
-    ("PROXY_CHECKIN_RATE_LIMIT", "cadre_b"),
-])
+@pytest.mark.parametrize(
+    ("setting", "other"),
+    [
+        ("CHECKIN_RATE_LIMIT", "villager_y"),
+        ("ORDER_RATE_LIMIT", "villager_y"),
+        ("PROXY_CHECKIN_RATE_LIMIT", "cadre_b"),
+    ],
+)
 def test_limits_count_each_user_alone(
     client: FlaskClient, world: World, low_limits: None, setting: str, other: str
 ) -> None:
@@ -142,34 +164,53 @@ def test_a_village_behind_one_address_is_counted_person_by_person(
     for name in ("villager_x", "villager_y"):
         headers = world.headers(name)
         for i in range(LIMIT):
-            response = client.post(f"{API}/checkins", json={"token": "x"}, headers=headers,
-                                   environ_base=shared)
+            response = client.post(
+                f"{API}/checkins", json={"token": "x"}, headers=headers, environ_base=shared
+            )
             assert response.status_code != 429, (name, i, response.data)
-        assert_rate_limited(client.post(f"{API}/checkins", json={"token": "x"},
-                                        headers=headers, environ_base=shared))
+        assert_rate_limited(
+            client.post(
+                f"{API}/checkins", json={"token": "x"}, headers=headers, environ_base=shared
+            )
+        )
 
 
-def test_wechat_login_is_counted_per_address(app: Flask, client: FlaskClient, world: World,
-                                             low_limits: None) -> None:
+def test_wechat_login_is_counted_per_address(
+    app: Flask, client: FlaskClient, world: World, low_limits: None
+) -> None:
     app.config["APP_ENV"] = "development"  # dev-<name> codes log in; conftest puts it back
     for i in range(LIMIT):  # a different code each time: the address is what counts
-        response = client.post(f"{API}/auth/wechat", json={"code": f"dev-{i}"},
-                               environ_base={"REMOTE_ADDR": "10.0.0.1"})
+        response = client.post(
+            f"{API}/auth/wechat",
+            json={"code": f"dev-{i}"},
+            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+        )
         assert response.status_code == 200, response.data
-    assert_rate_limited(client.post(f"{API}/auth/wechat", json={"code": "dev-new"},
-                                    environ_base={"REMOTE_ADDR": "10.0.0.1"}))
+    assert_rate_limited(
+        client.post(
+            f"{API}/auth/wechat", json={"code": "dev-new"}, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+        )
+    )
 
-    other = client.post(f"{API}/auth/wechat", json={"code": "dev-new"},
-                        environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    other = client.post(
+        f"{API}/auth/wechat", json={"code": "dev-new"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+    )
 
     assert other.status_code == 200, other.data
 
 
 def test_openapi_documents_the_429_of_every_limited_operation(client: FlaskClient) -> None:
     paths = client.get(f"{API}/openapi.json").get_json()["paths"]
-    for path in ("/auth/login", "/auth/wechat", "/checkins",
-                 "/activities/{activity_id}/proxy-checkins", "/redemptions",
-                 "/shops/{shop_id}/counter-redemptions", "/auth/bind", "/uploads"):
+    for path in (
+        "/auth/login",
+        "/auth/wechat",
+        "/checkins",
+        "/activities/{activity_id}/proxy-checkins",
+        "/redemptions",
+        "/shops/{shop_id}/counter-redemptions",
+        "/auth/bind",
+        "/uploads",
+    ):
         response = paths[API + path]["post"]["responses"]["429"]
         assert "Retry-After" in response["headers"], path
         schema = response["content"]["application/json"]["schema"]
@@ -180,8 +221,13 @@ def test_openapi_documents_the_429_of_every_limited_operation(client: FlaskClien
 
 def test_an_unparseable_limit_refuses_to_start() -> None:
     with pytest.raises(RuntimeError, match="CHECKIN_RATE_LIMIT"):
-        create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": "sqlite://",
-                    "CHECKIN_RATE_LIMIT": "lots per minute"})
+        create_app(
+            {
+                "SECRET_KEY": SECRET,
+                "SQLALCHEMY_DATABASE_URI": "sqlite://",
+                "CHECKIN_RATE_LIMIT": "lots per minute",
+            }
+        )
 
 
 def test_retry_after_is_never_zero() -> None:
@@ -196,17 +242,26 @@ def test_retry_after_is_never_zero() -> None:
 
 
 def test_behind_a_trusted_proxy_the_client_address_is_the_key(app: Flask) -> None:
-    proxied = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                          "SQLALCHEMY_DATABASE_URI": "sqlite://",
-                          "RATELIMIT_STORAGE_URI": "memory://", "TRUSTED_PROXIES": 1,
-                          "WECHAT_LOGIN_RATE_LIMIT": "1 per minute"})
+    proxied = create_app(
+        {
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "TRUSTED_PROXIES": 1,
+            "WECHAT_LOGIN_RATE_LIMIT": "1 per minute",
+        }
+    )
     try:
         client = proxied.test_client()
 
         def wechat(forwarded_for: str) -> Any:
-            return client.post(f"{API}/auth/wechat", json={"code": "081abc"},
-                               headers={"X-Forwarded-For": forwarded_for},
-                               environ_base={"REMOTE_ADDR": "127.0.0.1"})
+            return client.post(
+                f"{API}/auth/wechat",
+                json={"code": "081abc"},
+                headers={"X-Forwarded-For": forwarded_for},
+                environ_base={"REMOTE_ADDR": "127.0.0.1"},
+            )
 
         assert wechat("203.0.113.7").status_code == 503  # not configured, but counted
         assert_rate_limited(wechat("203.0.113.7"))
@@ -217,6 +272,7 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_key(app: Flask) -> Non
 
 
 # ---- real processes: two gunicorn servers, one Redis ------------------------------------------
+
 
 def redis_or_skip() -> Any:
     import redis
@@ -252,8 +308,13 @@ def prepared_database(tmp_path: Path) -> str:
     engine = configure_engine(create_engine(url))
     Base.metadata.create_all(engine)
     with Session(engine) as session:
-        session.add(User(username="county", password_hash=hash_password("right-password"),
-                         role="county_admin"))
+        session.add(
+            User(
+                username="county",
+                password_hash=hash_password("right-password"),
+                role="county_admin",
+            )
+        )
         session.commit()
     engine.dispose()
     return url
@@ -267,9 +328,20 @@ class Server:
         self.log = log
         self._log_file = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
-             f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "1",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self) -> None:
@@ -284,8 +356,7 @@ class Server:
                 time.sleep(0.2)
         pytest.fail(f"server on {self.port} did not start:\n{self.log.read_text()}")
 
-    def request(self, method: str, path: str, body: Any = None
-                ) -> tuple[int, dict[str, str], Any]:
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             data = json.dumps(body) if body is not None else None
@@ -307,14 +378,22 @@ class Server:
 
 
 def server_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL")}
-    env.update({
-        "APP_ENV": "production", "SECRET_KEY": SECRET, "DATABASE_URL": database_url,
-        "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
-        "UPLOAD_DIR": str(tmp_path / "uploads"), "PYTHONPATH": str(ROOT),
-        "LOGIN_RATE_LIMIT": f"{LIMIT + 2} per hour",  # an hour: no window ends mid-test
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL")
+    }
+    env.update(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": database_url,
+            "PUBLIC_BASE_URL": "https://jf.example.gov.cn",
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "PYTHONPATH": str(ROOT),
+            "LOGIN_RATE_LIMIT": f"{LIMIT + 2} per hour",  # an hour: no window ends mid-test
+        }
+    )
     env.update(extra)
     return env
 
@@ -328,8 +407,9 @@ def test_two_workers_share_one_limit_through_redis(tmp_path: Path) -> None:
     redis_client = redis_or_skip()
     prefix = f"vp-test-{uuid.uuid4().hex}"
     limit = LIMIT + 2
-    env = server_env(tmp_path, prepared_database(tmp_path), REDIS_URL=REDIS_URL,
-                     REDIS_KEY_PREFIX=prefix)
+    env = server_env(
+        tmp_path, prepared_database(tmp_path), REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix
+    )
     servers = [Server(port, env, tmp_path / f"server-{port}.log") for port in free_ports(2)]
     try:
         start(servers)
@@ -337,7 +417,8 @@ def test_two_workers_share_one_limit_through_redis(tmp_path: Path) -> None:
         for i in range(2 * limit + 2):  # alternate: each server alone would allow `limit`
             server = servers[i % 2]
             status, headers, body = server.request(
-                "POST", f"{API}/auth/login", {"username": "county", "password": "wrong"})
+                "POST", f"{API}/auth/login", {"username": "county", "password": "wrong"}
+            )
             answers.append((server.port, status, headers, body))
 
         statuses = [status for _, status, _, _ in answers]
@@ -360,8 +441,12 @@ def test_two_workers_share_one_limit_through_redis(tmp_path: Path) -> None:
 
 def test_without_redis_the_service_stays_up_with_per_worker_limits(tmp_path: Path) -> None:
     # port 1 on localhost: nothing listens, so every connection is refused
-    env = server_env(tmp_path, prepared_database(tmp_path),
-                     REDIS_URL="redis://127.0.0.1:1/0", REDIS_KEY_PREFIX="vp-test-down")
+    env = server_env(
+        tmp_path,
+        prepared_database(tmp_path),
+        REDIS_URL="redis://127.0.0.1:1/0",
+        REDIS_KEY_PREFIX="vp-test-down",
+    )
     server = Server(free_ports(1)[0], env, tmp_path / "server.log")
     limit = LIMIT + 2
     try:
@@ -369,7 +454,8 @@ def test_without_redis_the_service_stays_up_with_per_worker_limits(tmp_path: Pat
         statuses = []
         for _ in range(limit + 2):
             status, headers, body = server.request(
-                "POST", f"{API}/auth/login", {"username": "county", "password": "wrong"})
+                "POST", f"{API}/auth/login", {"username": "county", "password": "wrong"}
+            )
             statuses.append(status)
         good = server.request("POST", f"{API}/auth/wechat", {"code": "081abc"})
     finally:

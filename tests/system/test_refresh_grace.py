@@ -28,8 +28,9 @@ REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/me"
 
 
-def call(base: str, method: str, path: str, body: Any = None,
-         token: str | None = None) -> tuple[int, Any]:
+def call(
+    base: str, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
@@ -53,9 +54,11 @@ def tokens_of_session(app: Flask, refresh_token: str) -> tuple[int, bool]:
 
     with app.app_context():
         sid = db.session.scalar(
-            select(RefreshToken.session_id).where(RefreshToken.token_hash == _hash(refresh_token)))
+            select(RefreshToken.session_id).where(RefreshToken.token_hash == _hash(refresh_token))
+        )
         count = db.session.scalar(
-            select(func.count()).select_from(RefreshToken).where(RefreshToken.session_id == sid))
+            select(func.count()).select_from(RefreshToken).where(RefreshToken.session_id == sid)
+        )
         revoked = db.session.get(AuthSession, sid).revoked_at is not None
         db.session.rollback()
     return count, revoked
@@ -97,7 +100,9 @@ def test_a_repeat_within_the_grace_answers_the_same_pair(
 
     assert first[0] == again[0] == 200
     assert (first[1]["access_token"], first[1]["refresh_token"]) == (
-        again[1]["access_token"], again[1]["refresh_token"])
+        again[1]["access_token"],
+        again[1]["refresh_token"],
+    )
     assert first[1]["expires_in"] == again[1]["expires_in"]
     assert tokens_of_session(app, pair.refresh_token) == (2, False)
 

@@ -16,8 +16,11 @@ from backend.config import ConfigError
 from tests.factories import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
-FLASK = str(Path("/work/main/.venv/bin/flask")) if Path(
-    "/work/main/.venv/bin/flask").exists() else str(ROOT / ".venv" / "bin" / "flask")
+FLASK = (
+    str(Path("/work/main/.venv/bin/flask"))
+    if Path("/work/main/.venv/bin/flask").exists()
+    else str(ROOT / ".venv" / "bin" / "flask")
+)
 CRON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
 
 
@@ -34,15 +37,23 @@ def settings(tmp_path: Path, **values: str) -> Path:
         **values,
     }
     path = tmp_path / "village-points.env"
-    path.write_text("# written by the test, as an operator would\n\n" + "".join(
-        f"{key}={value}\n" for key, value in lines.items()), encoding="utf-8")
+    path.write_text(
+        "# written by the test, as an operator would\n\n"
+        + "".join(f"{key}={value}\n" for key, value in lines.items()),
+        encoding="utf-8",
+    )
     return path
 
 
 def flask(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLASK, "--app", "wsgi", *args], cwd=ROOT,
-                          env={**CRON_ENV, **(env or {})}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [FLASK, "--app", "wsgi", *args],
+        cwd=ROOT,
+        env={**CRON_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], line: str) -> None:
@@ -73,8 +84,10 @@ def test_a_command_under_cron_reads_everything_from_the_settings_file(tmp_path: 
 
 def test_a_named_settings_file_that_does_not_exist_is_refused(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.env"
-    assert_refused(flask("ledger", "verify", env={"VILLAGE_POINTS_ENV": str(missing)}),
-                   f"VILLAGE_POINTS_ENV names {missing}, which is not a file")
+    assert_refused(
+        flask("ledger", "verify", env={"VILLAGE_POINTS_ENV": str(missing)}),
+        f"VILLAGE_POINTS_ENV names {missing}, which is not a file",
+    )
 
 
 def test_a_line_that_is_not_a_setting_is_refused_by_its_number(tmp_path: Path) -> None:
@@ -86,18 +99,25 @@ def test_a_line_that_is_not_a_setting_is_refused_by_its_number(tmp_path: Path) -
     assert "hunter2" not in done.stderr  # the value of a line may be a secret
 
 
-@pytest.mark.parametrize(("values", "line"), [
-    ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL must be set in production"),
-    ({"SECRET_KEY": "short"}, "SECRET_KEY must be set to at least 32 bytes"),
-    ({"TRUSTED_PROXIES": "one"}, "TRUSTED_PROXIES must be a whole number, not 'one'"),
-    ({"APP_TIMEZONE": "Mars/Olympus"}, "APP_TIMEZONE must be an IANA time zone"),
-    ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database address"),
-    # nothing listens on port 1: the database does not answer at start
-    ({"DATABASE_URL": "postgresql://village_points@127.0.0.1:1/village_points"},
-     "database error at start: connection failed"),
-    ({"DATABASE_URL": "sqlite:////nonexistent-directory/village.sqlite3"},
-     "database error at start: unable to open database file"),
-])
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL must be set in production"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be set to at least 32 bytes"),
+        ({"TRUSTED_PROXIES": "one"}, "TRUSTED_PROXIES must be a whole number, not 'one'"),
+        ({"APP_TIMEZONE": "Mars/Olympus"}, "APP_TIMEZONE must be an IANA time zone"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database address"),
+        # nothing listens on port 1: the database does not answer at start
+        (
+            {"DATABASE_URL": "postgresql://village_points@127.0.0.1:1/village_points"},
+            "database error at start: connection failed",
+        ),
+        (
+            {"DATABASE_URL": "sqlite:////nonexistent-directory/village.sqlite3"},
+            "database error at start: unable to open database file",
+        ),
+    ],
+)
 def test_a_configuration_mistake_is_one_line_and_status_3(
     tmp_path: Path, values: dict[str, str], line: str
 ) -> None:
@@ -131,26 +151,31 @@ DATABASE_URL='postgresql://vp:pa\\ss@db/vp'
     }
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("APP_ENV production\n", "f line 1: expected KEY=value"),
-    ("\n\n1ABC=x\n", "f line 3: expected KEY=value"),
-    ("export APP_ENV=production\n", "f line 1: expected KEY=value"),
-    ('SECRET_KEY="unclosed\n', "f line 1: SECRET_KEY has an unclosed quote"),
-    # systemd would read these backslashes as escapes, this reader as they stand
-    ("SECRET_KEY=a\\b\n", "f line 1: SECRET_KEY: put a value holding a backslash in "
-                           "single quotes"),
-    ('SECRET_KEY="a\\nb"\n', "f line 1: SECRET_KEY: put a value holding a backslash in "
-                              "single quotes"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("APP_ENV production\n", "f line 1: expected KEY=value"),
+        ("\n\n1ABC=x\n", "f line 3: expected KEY=value"),
+        ("export APP_ENV=production\n", "f line 1: expected KEY=value"),
+        ('SECRET_KEY="unclosed\n', "f line 1: SECRET_KEY has an unclosed quote"),
+        # systemd would read these backslashes as escapes, this reader as they stand
+        (
+            "SECRET_KEY=a\\b\n",
+            "f line 1: SECRET_KEY: put a value holding a backslash in single quotes",
+        ),
+        (
+            'SECRET_KEY="a\\nb"\n',
+            "f line 1: SECRET_KEY: put a value holding a backslash in single quotes",
+        ),
+    ],
+)
 def test_parse_names_the_line_it_cannot_read(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as refused:
         settings_file.parse(text, "f")
     assert str(refused.value) == problem
 
 
-def test_a_byte_order_mark_is_no_mistake(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_byte_order_mark_is_no_mistake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     named = tmp_path / "village-points.env"
     named.write_bytes("\ufeffAPP_TIMEZONE=Asia/Shanghai\n".encode())  # Windows Notepad
     monkeypatch.setenv(settings_file.VARIABLE, str(named))
@@ -181,8 +206,11 @@ def test_wsgi_looks_in_the_apps_own_instance_folder() -> None:
     """wsgi.py names ./instance before the app exists; it is Flask's instance folder."""
     from backend import create_app
 
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": SECRET,
-                      "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+    )
     assert Path(app.instance_path) == ROOT / "instance"
-    assert 'settings_file.load(Path(__file__).resolve().parent / "instance")' in (
-        ROOT / "wsgi.py").read_text()
+    assert (
+        'settings_file.load(Path(__file__).resolve().parent / "instance")'
+        in (ROOT / "wsgi.py").read_text()
+    )

@@ -44,8 +44,9 @@ def orders_from_one_household(app: Flask, world: World, n: int) -> tuple[list[Re
     return replies, item
 
 
-def assert_exactly_ten_reservations(app: Flask, world: World, replies: list[Reply],
-                                    item: int) -> None:
+def assert_exactly_ten_reservations(
+    app: Flask, world: World, replies: list[Reply], item: int
+) -> None:
     n = len(replies)
     assert_no_server_errors(replies)
     outcomes = Counter((r.status, r.code) for r in replies)
@@ -59,22 +60,22 @@ def assert_exactly_ten_reservations(app: Flask, world: World, replies: list[Repl
         assert row.available + row.held == ledger.sum_entries(db.session, row.id) == 1000
         assert db.session.scalar(select(func.count()).select_from(Redemption)) == 10
         # Holding is not spending: no redeem entry until the clerk scans.
-        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)
-                                 .where(LedgerEntry.kind == "redeem")) == 0
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "redeem")
+            )
+            == 0
+        )
     assert stock_of(app, item) == 990
 
 
 @on_postgres
-def test_two_hundred_orders_against_a_thousand_points_make_ten(
-    app: Flask, world: World
-) -> None:
+def test_two_hundred_orders_against_a_thousand_points_make_ten(app: Flask, world: World) -> None:
     replies, item = orders_from_one_household(app, world, 200)
     assert_exactly_ten_reservations(app, world, replies, item)
 
 
-def test_sixteen_orders_against_a_thousand_points_on_sqlite_too(
-    app: Flask, world: World
-) -> None:
+def test_sixteen_orders_against_a_thousand_points_on_sqlite_too(app: Flask, world: World) -> None:
     replies, item = orders_from_one_household(app, world, 16)
     assert not [r for r in replies if "locked" in str(r.body)], "database is locked reached"
     assert_exactly_ten_reservations(app, world, replies, item)
@@ -82,13 +83,20 @@ def test_sixteen_orders_against_a_thousand_points_on_sqlite_too(
 
 def orders_for_scarce_stock(app: Flask, world: World, n: int) -> tuple[list[Reply], int]:
     """n funded households order at once an item of which five are left."""
-    households = [add_household(app, world.village_a, f"抢购{i}户", f"村民{i}",
-                                openid=f"openid-rush-{i}") for i in range(n)]
+    households = [
+        add_household(app, world.village_a, f"抢购{i}户", f"村民{i}", openid=f"openid-rush-{i}")
+        for i in range(n)
+    ]
     with app.app_context():
         for h in households:
-            ledger.append(db.session, household_id=h["household"], kind="earn", amount=100,
-                          when=ledger.EntryTime(SHANGHAI),
-                          origin=ledger.EntryOrigin(note="测试入账"))
+            ledger.append(
+                db.session,
+                household_id=h["household"],
+                kind="earn",
+                amount=100,
+                when=ledger.EntryTime(SHANGHAI),
+                origin=ledger.EntryOrigin(note="测试入账"),
+            )
         db.session.commit()
     item = add_reward(app, world.shop_a, "玉米油 5L", 85, 5)
     headers = [world.headers(h["user"]) for h in households]
@@ -107,8 +115,12 @@ def assert_exactly_five_reservations(app: Flask, replies: list[Reply], item: int
         holds = db.session.scalars(select(Account.held).where(Account.held > 0)).all()
         assert sorted(holds) == [85] * 5
         # The losers' points were never touched.
-        assert db.session.scalar(select(func.count()).select_from(Account)
-                                 .where(Account.available == 100)) == n - 5
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(Account).where(Account.available == 100)
+            )
+            == n - 5
+        )
 
 
 @on_postgres
@@ -127,12 +139,15 @@ def test_sixteen_households_and_five_in_stock_on_sqlite_too(app: Flask, world: W
 
 # ---- phase two under concurrency ------------------------------------------------------------
 
+
 def one_reserved_order(app: Flask, world: World) -> dict[str, Any]:
     fund(app, world.household_x, 100)
     item = add_reward(app, world.shop_a, "大米 5kg", 50, 10)
     response = app.test_client().post(
-        f"{API}/redemptions", headers=world.headers("villager_x"),
-        json={"shop_id": world.shop_a, "items": [{"reward_id": item, "quantity": 1}]})
+        f"{API}/redemptions",
+        headers=world.headers("villager_x"),
+        json={"shop_id": world.shop_a, "items": [{"reward_id": item, "quantity": 1}]},
+    )
     assert response.status_code == 201, response.get_json()
     return {**response.get_json(), "item": item}
 
@@ -141,17 +156,27 @@ def one_reserved_order(app: Flask, world: World) -> dict[str, Any]:
 def test_twenty_scans_of_one_code_fulfil_it_once(app: Flask, world: World) -> None:
     placed = one_reserved_order(app, world)
     headers = world.headers("clerk_a")
-    replies = post_together(app, 20, f"{API}/redemptions/scan", lambda _: headers,
-                            lambda _: {"pickup_token": placed["pickup_token"]})
+    replies = post_together(
+        app,
+        20,
+        f"{API}/redemptions/scan",
+        lambda _: headers,
+        lambda _: {"pickup_token": placed["pickup_token"]},
+    )
     assert_no_server_errors(replies)
     outcomes = Counter((r.status, r.code) for r in replies)
     assert outcomes == {(200, None): 1, (409, "already_fulfilled"): 19}, outcomes
     with app.app_context():
-        entries = db.session.scalars(select(LedgerEntry.amount)
-                                     .where(LedgerEntry.kind == "redeem")).all()
+        entries = db.session.scalars(
+            select(LedgerEntry.amount).where(LedgerEntry.kind == "redeem")
+        ).all()
         assert entries == [-50]
-    assert account_of(app, world.household_x) == {"available": 50, "held": 0,
-                                                  "earned_total": 100, "entries": 2}
+    assert account_of(app, world.household_x) == {
+        "available": 50,
+        "held": 0,
+        "earned_total": 100,
+        "entries": 2,
+    }
 
 
 @on_postgres
@@ -162,11 +187,15 @@ def test_scans_and_cancels_racing_settle_on_one_outcome(app: Flask, world: World
 
     def act(i: int) -> Reply:
         if i % 2:
-            response = clients[i].post(f"{API}/redemptions/{placed['id']}/cancel",
-                                       headers=villager, json={})
+            response = clients[i].post(
+                f"{API}/redemptions/{placed['id']}/cancel", headers=villager, json={}
+            )
         else:
-            response = clients[i].post(f"{API}/redemptions/scan", headers=clerk,
-                                       json={"pickup_token": placed["pickup_token"]})
+            response = clients[i].post(
+                f"{API}/redemptions/scan",
+                headers=clerk,
+                json={"pickup_token": placed["pickup_token"]},
+            )
         return Reply(response.status_code, response.get_json(), False)
 
     replies = together(20, act)
@@ -174,8 +203,9 @@ def test_scans_and_cancels_racing_settle_on_one_outcome(app: Flask, world: World
     assert [r.status for r in replies].count(200) == 1, Counter(r.code for r in replies)
     winner = next(r for r in replies if r.status == 200).body["status"]
     refusals = {r.code for r in replies if r.status != 200}
-    assert refusals == ({"already_fulfilled"} if winner == "fulfilled"
-                        else {"redemption_cancelled"}), refusals
+    assert refusals == (
+        {"already_fulfilled"} if winner == "fulfilled" else {"redemption_cancelled"}
+    ), refusals
     account = account_of(app, world.household_x)
     assert account["held"] == 0
     assert account["available"] == (50 if winner == "fulfilled" else 100)
@@ -190,8 +220,11 @@ def test_two_expiry_runs_at_once_void_each_order_once(app: Flask, world: World) 
         headers = world.headers("villager_x")
         client = app.test_client()
         for _ in range(30):
-            response = client.post(f"{API}/redemptions", headers=headers, json={
-                "shop_id": world.shop_a, "items": [{"reward_id": item, "quantity": 2}]})
+            response = client.post(
+                f"{API}/redemptions",
+                headers=headers,
+                json={"shop_id": world.shop_a, "items": [{"reward_id": item, "quantity": 2}]},
+            )
             assert response.status_code == 201
     assert account_of(app, world.household_x)["held"] == 300
 

@@ -26,8 +26,9 @@ def _tools() -> tuple[str, str] | None:
 
 
 def _run(*command: str) -> None:
-    done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
 
 
@@ -43,9 +44,9 @@ def test_villager_client_type_checks_against_the_document(app: Flask) -> None:
     generated = PROJECT / "generated"
     generated.mkdir(exist_ok=True)
     document = app.test_client().get("/api/v1/openapi.json").get_json()
-    (generated / "openapi.json").write_text(json.dumps(document, ensure_ascii=False),
-                                            encoding="utf-8")
+    (generated / "openapi.json").write_text(
+        json.dumps(document, ensure_ascii=False), encoding="utf-8"
+    )
     bin_ = PROJECT / "node_modules" / ".bin"
-    _run(str(bin_ / "openapi-typescript"), "generated/openapi.json", "-o",
-         "generated/api.d.ts")
+    _run(str(bin_ / "openapi-typescript"), "generated/openapi.json", "-o", "generated/api.d.ts")
     _run(str(bin_ / "tsc"), "--noEmit", "-p", "tsconfig.json")

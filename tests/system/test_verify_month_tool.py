@@ -17,8 +17,10 @@ PERIOD = "2026-03"
 
 def month_proof(index: int = 3, size: int = 6, village_index: int = 1) -> dict:
     """A proof shaped like GET /api/v1/households/{id}/month-proof, built with rules.merkle."""
-    rows = [(10 + i, PERIOD, 5 * i - 7, 100 + i, (f"{i:02x}" * 32) if i % 2 else "0" * 64)
-            for i in range(size)]
+    rows = [
+        (10 + i, PERIOD, 5 * i - 7, 100 + i, (f"{i:02x}" * 32) if i % 2 else "0" * 64)
+        for i in range(size)
+    ]
     leaves = [merkle.household_leaf(*row) for row in rows]
     village_root = merkle.root(leaves).hex()
     villages = [merkle.village_leaf(v, PERIOD, "ab" * 32, 9) for v in range(1, 4)]
@@ -27,22 +29,37 @@ def month_proof(index: int = 3, size: int = 6, village_index: int = 1) -> dict:
     household_id, _, points, available, head = rows[index]
     return {
         "period": PERIOD,
-        "leaf": {"household_id": household_id, "period": PERIOD, "points": points,
-                 "available": available, "head_hash": head},
-        "index": index, "size": size,
+        "leaf": {
+            "household_id": household_id,
+            "period": PERIOD,
+            "points": points,
+            "available": available,
+            "head_hash": head,
+        },
+        "index": index,
+        "size": size,
         "proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
         "root": village_root,
         "fingerprint": merkle.fingerprint(village_root),
-        "village": {"village_id": 7, "index": village_index, "size": len(villages),
-                    "proof": [h.hex() for h in merkle.inclusion_proof(villages, village_index)],
-                    "township_root": township_root,
-                    "township_fingerprint": merkle.fingerprint(township_root)},
+        "village": {
+            "village_id": 7,
+            "index": village_index,
+            "size": len(villages),
+            "proof": [h.hex() for h in merkle.inclusion_proof(villages, village_index)],
+            "township_root": township_root,
+            "township_fingerprint": merkle.fingerprint(township_root),
+        },
     }
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
-                          timeout=60, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        encoding="utf-8",
+    )
 
 
 def write(tmp_path, proof) -> str:
@@ -74,13 +91,16 @@ def test_the_full_root_or_the_township_fingerprint_also_pass(tmp_path):
     assert "乡镇" in result.stdout and "township" in result.stdout
 
 
-@pytest.mark.parametrize("tamper, zh, en", [
-    (lambda p: p["leaf"].update(points=p["leaf"]["points"] + 1), "不在", "not in the village"),
-    (lambda p: p["leaf"].update(available=0), "不在", "not in the village"),
-    (lambda p: p.update(index=p["index"] + 1), "不在", "not in the village"),
-    (lambda p: p["proof"].pop(), "不在", "not in the village"),
-    (lambda p: p.update(period="2026-04"), "月份", "another month"),
-])
+@pytest.mark.parametrize(
+    "tamper, zh, en",
+    [
+        (lambda p: p["leaf"].update(points=p["leaf"]["points"] + 1), "不在", "not in the village"),
+        (lambda p: p["leaf"].update(available=0), "不在", "not in the village"),
+        (lambda p: p.update(index=p["index"] + 1), "不在", "not in the village"),
+        (lambda p: p["proof"].pop(), "不在", "not in the village"),
+        (lambda p: p.update(period="2026-04"), "月份", "another month"),
+    ],
+)
 def test_a_tampered_proof_fails_and_says_which_check(tmp_path, tamper, zh, en):
     proof = month_proof()
     tamper(proof)
@@ -110,10 +130,30 @@ def test_a_village_root_swapped_out_of_the_township_fails(tmp_path):
     assert "township" in result.stdout
 
 
-@pytest.mark.parametrize("content", ["not json", "{}", '{"leaf": 3}', json.dumps(
-    {"period": PERIOD, "leaf": {"household_id": 1, "period": PERIOD, "points": 0,
-                                "available": 0, "head_hash": "0" * 64},
-     "index": "0", "size": 1, "proof": ["zz"], "root": "00"})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "{}",
+        '{"leaf": 3}',
+        json.dumps(
+            {
+                "period": PERIOD,
+                "leaf": {
+                    "household_id": 1,
+                    "period": PERIOD,
+                    "points": 0,
+                    "available": 0,
+                    "head_hash": "0" * 64,
+                },
+                "index": "0",
+                "size": 1,
+                "proof": ["zz"],
+                "root": "00",
+            }
+        ),
+    ],
+)
 def test_an_unreadable_proof_fails_without_a_traceback(tmp_path, content):
     path = tmp_path / "proof.json"
     path.write_text(content, encoding="utf-8")
