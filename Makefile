@@ -30,7 +30,8 @@ test: venv
 test-fast: venv
 	$(BIN)/pytest -q tests/rules tests/domain
 
-# Style (ruff's lint rules and its formatter), and the direction of every import (the layers in pyproject.toml's [tool.importlinter]).
+# Style (ruff's lint rules and its formatter), and the direction of every import (the layers
+# in pyproject.toml's [tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
