@@ -958,7 +958,7 @@ def _apply_veto(
         # The bar starts with the deed's month, not the posting's: a veto decided in the last
         # days of March posts in April after its notice, and March's board must not keep the
         # household on its red list. A March board already closed stays as published; the
-        # next board notes the bar (rankings, `late_veto`).
+        # next board notes the bar (points.boards.corrections, `late_veto`).
         first = month_key(claim.occurred_at.astimezone(tz))
         session.add(
             HouseholdFlag(

@@ -199,7 +199,8 @@ class RuleItem:
     # Scored at check-out by the hours between check-in and check-out. None (left out):
     # what the unit says (`hourly_by_unit`), settled when the item is built, so a built item
     # holds True or False; written only when it differs from what the unit says, so items
-    # written before the field keep their form.
+    # written before the field keep their form. A `dataclasses.replace` of `kind` or `unit`
+    # keeps the settled value: pass `hourly=None` with them to have it derived again.
     hourly: bool | None = _spec(
         "boolean",
         default=None,

@@ -20,8 +20,9 @@ class ClaimStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-# Not yet decided either way: counts against caps and budgets, may still be withdrawn, and
-# bars a month from closing.
+# Not yet decided either way: counts against caps, may still be withdrawn, and bars a month
+# from closing. (The monthly budget counts only what was decided within it: in_notice,
+# objected and posted — points.budget.ISSUED_STATUSES.)
 UNDECIDED: tuple[ClaimStatus, ...] = (
     ClaimStatus.PENDING,
     ClaimStatus.APPROVED,
@@ -32,5 +33,3 @@ UNDECIDED: tuple[ClaimStatus, ...] = (
 OPEN_OR_POSTED: tuple[ClaimStatus, ...] = (*UNDECIDED, ClaimStatus.POSTED)
 # Staff may take back (撤回) a claim until it posts.
 WITHDRAWABLE: tuple[ClaimStatus, ...] = UNDECIDED
-# Ended without points.
-CLOSED_WITHOUT_POINTS: tuple[ClaimStatus, ...] = (ClaimStatus.REJECTED, ClaimStatus.WITHDRAWN)

@@ -308,6 +308,34 @@ def test_a_second_scan_by_the_same_villager_is_409_and_changes_nothing(
     assert details["checkin_id"] == first.get_json()["checkin_id"]
     assert details["claim_id"] == first.get_json()["claim_id"]
     assert count(app, CheckIn) == 1 and count(app, Claim) == 1
+
+
+def test_a_repeat_scan_is_answered_as_a_repeat_before_anything_else_is_judged(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """The repeat is looked up before the claim is made: a villager who already checked in
+    hears that, even when the item has since stopped taking check-ins (which a first scan
+    would be refused for), and nothing is written."""
+    activity = new_activity(client, world, items["GOV-ASSEMBLY"])
+    with frozen(DURING):
+        token = code(client, world, activity["id"])
+        first = check_in(client, world, token)
+    edited = client.patch(
+        f"{API}/rule-items/{items['GOV-ASSEMBLY']}",
+        json={"submit_by": ["cadre"]},
+        headers=world.headers("tadmin1"),
+    )
+    assert edited.status_code == 200, edited.get_json()
+    with frozen(BEFORE):
+        refused = create(client, world, items["GOV-ASSEMBLY"])
+    with frozen(DURING):
+        again = check_in(client, world, token)
+
+    assert first.status_code == 201
+    assert refused.status_code == 422 and error_code(refused) == "not_checkin_item"
+    assert again.status_code == 409 and error_code(again) == "already_checked_in"
+    assert again.get_json()["error"]["details"]["checkin_id"] == first.get_json()["checkin_id"]
+    assert count(app, CheckIn) == 1 and count(app, Claim) == 1
     assert checked_in(client, world, activity["id"]) == 1
 
 
