@@ -139,9 +139,10 @@ def _optional_in(field: fields.Field) -> ItemField:
     return lambda required: copy.deepcopy(field)
 
 
-# Each field of a rule item, once, in the order of rules.catalog.ITEM_KEYS: how the API takes it (given
-# whether the request must name it: False for a PATCH, where an optional field's null clears
-# it) and how it shows it (a version's data; optional fields are absent when unset).
+# Each field of a rule item, once, in the order of rules.catalog.ITEM_KEYS: how the API takes
+# it (given whether the request must name it: False for a PATCH, where an optional field's
+# null clears it) and how it shows it (a version's data; optional fields are absent when
+# unset).
 _ITEM: dict[str, tuple[ItemField, fields.Field]] = {
     "code": (
         lambda required: _text(
