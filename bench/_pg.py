@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -70,6 +71,64 @@ def migrate(url: str, secret: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def pgbench(url: str, *args: str) -> str:
+    """Run /usr/bin/pgbench (or $PGBENCH) against `url` with `args`; its output (stdout and
+    stderr together: pgbench prints its progress on stderr)."""
+    done = subprocess.run(
+        [os.environ.get("PGBENCH", "pgbench"), *args, url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout + done.stderr
+
+
+def pgbench_tps(output: str) -> float:
+    """The transactions per second a `pgbench` run printed (without the initial connection
+    time where it says so: PostgreSQL 14 and later)."""
+    found = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", output)
+    found = found or re.search(r"tps = ([0-9.]+)", output)
+    if found is None:
+        raise RuntimeError(f"no tps in pgbench's output:\n{output}")
+    return float(found.group(1))
+
+
+def checkpoint(url: str) -> None:
+    """Write out what earlier phases left dirty, so that their checkpoint does not land in
+    the next phase's timing (superuser; the benchmarks connect as postgres)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """The peak resident set of a process so far (VmHWM in /proc/<pid>/status), in MiB; 0
+    if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn workers: the master's children now (empty if the master is gone)."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text()
+    except OSError:
+        return []
+    return [int(pid) for pid in children.split()]
+
+
+def workers_peak_rss_mb(master: int) -> float:
+    """The largest peak RSS among the master's live workers, in MiB: read it before the
+    server stops (a worker's figure goes with it)."""
+    return max((peak_rss_mb(pid) for pid in worker_pids(master)), default=0.0)
 
 
 # ---- the server -----------------------------------------------------------------------------

@@ -28,7 +28,9 @@ a JSON-lines log.
 Then it checks, and prints PASS or FAIL for each (exit status 1 on any FAIL): the 2xx effects
 are in the database and nothing else is; holds match reservations; stock adds up; the hash
 chains verify; issued = balances + redeemed + expired; idempotency keys replay their first
-answer. The server and the database are removed at the end, also on failure.
+answer. Before its summary line it prints the largest peak RSS of a gunicorn worker, read
+before each kill and at the stop (`worker_peak_rss_mb=`). The server and the database are
+removed at the end, also on failure.
 
     .venv/bin/python bench/crash.py [--rounds 3] [--round-seconds 15] [--threads 12] [--seed N]
 
@@ -71,11 +73,13 @@ from bench._pg import (  # noqa: E402
     add_postgres_argument,
     free_port,
     migrate,
+    peak_rss_mb,
     scratch_database,
     server_env,
     spawn_gunicorn,
     stop,
     wait_until_up,
+    worker_pids,
 )
 from points import budget, catalogs, claims, ledger, sessions  # noqa: E402
 from points.activities import activities  # noqa: E402
@@ -330,6 +334,7 @@ class Server:
         self.env, self.port, self.workers, self.log = server_env(url, SECRET), port, workers, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.peak_rss_mb = 0.0
 
     def start(self) -> None:
         # The old listening socket may take a moment to be released by the killed group.
@@ -348,17 +353,18 @@ class Server:
 
     def workers_now(self) -> list[int]:
         assert self.proc is not None
-        try:
-            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(pid) for pid in text.split()]
+        return worker_pids(self.proc.pid)
+
+    def note_rss(self, pids: list[int]) -> None:
+        """Keep the largest peak RSS of a worker, read before it is killed or stopped."""
+        self.peak_rss_mb = max([self.peak_rss_mb, *(peak_rss_mb(pid) for pid in pids)])
 
     def kill_worker(self, rng: random.Random) -> int | None:
         workers = self.workers_now()
         if not workers:
             return None
         pid = rng.choice(workers)
+        self.note_rss([pid])
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -371,6 +377,7 @@ class Server:
         assert self.proc is not None
         pgid = self.proc.pid
         group = live_group_members(pgid)
+        self.note_rss(self.workers_now())
         os.killpg(pgid, signal.SIGKILL)
         self.proc.wait()
         deadline = time.monotonic() + 10
@@ -382,6 +389,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.note_rss(self.workers_now())
             stop(self.proc)
             pgid = self.proc.pid
             if live_group_members(pgid):
@@ -1303,6 +1311,7 @@ def main() -> None:
     ok = sum(c.ok for c in load.calls)
     unknown = sum(c.unknown for c in load.calls)
     verdict = "PASS" if checks.passed else "FAIL"
+    print(f"worker_peak_rss_mb={server.peak_rss_mb:.1f}")
     print(
         f"\ncrash: sent={sent} ok={ok} unknown={unknown} kills=workers:{len(kills['worker'])} "
         f"master:{len(kills['master'])} checks={verdict}"
