@@ -116,6 +116,39 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return int(found.group(1)) / 1024 if found else 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far, every core (Linux /proc/stat): user, nice,
+    system, irq, softirq, steal."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    busy = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the database of `url` now (but this query's)."""
+    with psycopg.connect(url) as conn:
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ]
+
+
 def worker_pids(master: int) -> list[int]:
     """The gunicorn workers: the master's children now (empty if the master is gone)."""
     try:

@@ -67,7 +67,9 @@ import rules  # noqa: E402
 from bench._pg import (  # noqa: E402
     HOST,
     add_postgres_argument,
+    backend_pids,
     checkpoint,
+    cpu_seconds,
     create_schema,
     gunicorn,
     pgbench,
@@ -429,30 +431,9 @@ def make_script_plan(url: str, villagers: int, spares: list[int]) -> ScriptPlan:
 # ---- server ---------------------------------------------------------------------------------
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 def server_pids(master: int, url: str) -> tuple[list[int], list[int]]:
     """The gunicorn workers, and the PostgreSQL backends serving this database."""
-    with psycopg.connect(url) as conn:
-        backends = [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-        ]
-    return worker_pids(master), backends
+    return worker_pids(master), backend_pids(url)
 
 
 # ---- load -----------------------------------------------------------------------------------

@@ -9,13 +9,16 @@ post N awards (default 20,000) with `points.claims.award` — the code a cadre's
 POST /api/v1/awards runs: the claim, its approval, the monthly budget counter, the ledger
 entry with its hash chain and balance, the month totals and the audit line — each its own
 transaction, to households spread so that no two processes ever award the same one. The
-chains are verified afterwards.
+chains are verified afterwards. Every award in a village also adds to the village's monthly
+budget counter (one row, locked to the commit): `--villages 4` spreads the households over
+four villages, one per process, to see what that row costs.
 
 Then, on the same server, `pgbench -i -s 10` into another database of its own and `pgbench
 -c C -j C -t N/C` (the built-in TPC-B-like script: as many transactions at the same
 concurrency). A CHECKPOINT comes before each timed phase.
 
     .venv/bin/python bench/ledger_post.py [--awards 20000] [--clients 4] [--households 2000]
+                                          [--villages 1]
     .venv/bin/python bench/ledger_post.py --profile 1000   # one process under cProfile
 
 Prints both rates and, last, `ratio=<awards/s ÷ pgbench tps>`; the goal is at least 0.5.
@@ -32,6 +35,7 @@ import secrets
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 import rules  # noqa: E402
 from bench._pg import (  # noqa: E402
     add_postgres_argument,
+    backend_pids,
     checkpoint,
+    cpu_seconds,
+    machine_cpu_seconds,
     migrate,
     peak_rss_mb,
     pgbench,
@@ -79,33 +86,39 @@ items:
 """
 
 
-def seed(url: str, households: int) -> tuple[int, int, list[int]]:
-    """(cadre's user id, the item's id, household ids)."""
+def seed(url: str, households: int, villages: int) -> tuple[list[int], int, list[tuple[int, int]]]:
+    """(each village's cadre's user id, the item's id, (household id, village index) of every
+    household); household i is of village i mod `villages`."""
     engine = make_engine(url)
     with Session(engine) as s:
         township = Township(name="记账镇", code="LEDGER")
         s.add(township)
         s.flush()
         catalogs.install_catalog(s, None, township.id, rules.load_yaml(CATALOG))
-        village = Village(township_id=township.id, name="记账村")
-        s.add(village)
+        places = [Village(township_id=township.id, name=f"记账{v + 1}村") for v in range(villages)]
+        s.add_all(places)
         s.flush()
-        cadre = User(
-            username="ledger_cadre",
-            password_hash="x",
-            role="cadre",
-            township_id=township.id,
-            village_id=village.id,
-        )
-        homes = [Household(village_id=village.id, name=f"第{i + 1}户") for i in range(households)]
-        s.add(cadre)
-        s.add_all(homes)
+        cadres = [
+            User(
+                username=f"ledger_cadre_{v}",
+                password_hash="x",
+                role="cadre",
+                township_id=township.id,
+                village_id=village.id,
+            )
+            for v, village in enumerate(places)
+        ]
+        homes = [
+            Household(village_id=places[i % villages].id, name=f"第{i + 1}户")
+            for i in range(households)
+        ]
+        s.add_all(cadres + homes)
         s.flush()
         s.add_all(Villager(household_id=h.id, name=f"户主{h.id}", relation="户主") for h in homes)
         item_id = s.scalar(select(RuleItem.id).where(RuleItem.code == "LEDGER-HELP"))
         assert item_id is not None
         s.commit()
-        ids = (cadre.id, item_id, [h.id for h in homes])
+        ids = ([c.id for c in cadres], item_id, [(h.id, i % villages) for i, h in enumerate(homes)])
     engine.dispose()
     return ids
 
@@ -127,57 +140,82 @@ def post(engine: Engine, actor: Actor, item_id: int, household_id: int) -> None:
         s.commit()
 
 
-def actor_of(engine: Engine, cadre_id: int) -> Actor:
+def actors_of(engine: Engine, cadre_ids: list[int]) -> list[Actor]:
+    """The cadres as the API resolves a caller (once per process here)."""
     with Session(engine) as s:
-        cadre = s.get(User, cadre_id)
-        assert cadre is not None
-        return Actor.of(s, cadre)
+        users = [s.get(User, cadre_id) for cadre_id in cadre_ids]
+        return [Actor.of(s, user) for user in users if user is not None]
 
 
 def poster(
     url: str,
-    cadre_id: int,
+    cadre_ids: list[int],
     item_id: int,
-    targets: list[int],
-    start: Any,
+    targets: list[tuple[int, int]],
+    barriers: tuple[Any, Any],
     results: Any,
 ) -> None:
-    """One process: its own engine (one connection), the awards of `targets` in order."""
+    """One process: its own engine (one connection), the awards of `targets` in order, each
+    by its village's cadre. Connected before the start, and still connected after the end
+    until the parent has read the CPU time of its backend."""
     engine = make_engine(url, pool_size=1, max_overflow=0)
-    actor = actor_of(engine, cadre_id)
+    actors = actors_of(engine, cadre_ids)
     errors: Counter[str] = Counter()
+    start, end = barriers
     start.wait()
-    for household_id in targets:
+    for household_id, village in targets:
         try:
-            post(engine, actor, item_id, household_id)
+            post(engine, actors[village], item_id, household_id)
         except DomainError as exc:
             errors[exc.code] += 1
-    engine.dispose()
     results.put((len(targets), dict(errors), peak_rss_mb()))
+    end.wait()
+    engine.dispose()
+
+
+@dataclass
+class Posted:
+    seconds: float
+    errors: Counter[str]
+    peak_rss_mb: float  # the largest of a posting process
+    python_cpu_s: float  # the posting processes'
+    postgres_cpu_s: float  # their backends'
+    machine_cpu_s: float  # all of the machine's
 
 
 def post_all(
-    url: str, cadre_id: int, item_id: int, households: list[int], awards: int, clients: int
-) -> tuple[float, Counter[str], float]:
-    """(seconds, errors by code, largest peak RSS of a posting process in MiB). Award k goes
-    to household k mod H, by process k mod C: with C dividing H no two processes share a
-    household."""
+    url: str,
+    cadre_ids: list[int],
+    item_id: int,
+    households: list[tuple[int, int]],
+    awards: int,
+    clients: int,
+) -> Posted:
+    """Award k goes to household k mod H, by process k mod C: with C dividing H no two
+    processes share a household (and with as many villages as processes, nor a village)."""
     context = multiprocessing.get_context("fork")
-    start = context.Barrier(clients + 1)
+    barriers = (context.Barrier(clients + 1), context.Barrier(clients + 1))
     results = context.Queue()
     plan = [households[k % len(households)] for k in range(awards)]
     processes = [
         context.Process(
-            target=poster, args=(url, cadre_id, item_id, plan[c::clients], start, results)
+            target=poster, args=(url, cadre_ids, item_id, plan[c::clients], barriers, results)
         )
         for c in range(clients)
     ]
     for process in processes:
         process.start()
-    start.wait()
+    # Connected once every process is at the start (each one's engine connected first).
+    while len(backends := backend_pids(url)) < clients:
+        time.sleep(0.05)
+    pids = [p.pid for p in processes if p.pid is not None]
+    cpu_before = cpu_seconds(pids), cpu_seconds(backends), machine_cpu_seconds()
+    barriers[0].wait()
     started = time.perf_counter()
     done = [results.get() for _ in processes]
     seconds = time.perf_counter() - started
+    cpu_after = cpu_seconds(pids), cpu_seconds(backends), machine_cpu_seconds()
+    barriers[1].wait()
     for process in processes:
         process.join()
         if process.exitcode != 0:
@@ -185,10 +223,19 @@ def post_all(
     errors: Counter[str] = Counter()
     for _count, errs, _rss in done:
         errors.update(errs)
-    return seconds, errors, max(rss for _c, _e, rss in done)
+    return Posted(
+        seconds,
+        errors,
+        max(rss for _c, _e, rss in done),
+        cpu_after[0] - cpu_before[0],
+        cpu_after[1] - cpu_before[1],
+        cpu_after[2] - cpu_before[2],
+    )
 
 
-def profile(url: str, cadre_id: int, item_id: int, households: list[int], awards: int) -> None:
+def profile(
+    url: str, cadre_ids: list[int], item_id: int, households: list[tuple[int, int]], awards: int
+) -> None:
     """Post `awards` in this process under cProfile, counting the statements sent."""
     engine = make_engine(url, pool_size=1, max_overflow=0)
     statements: Counter[str] = Counter()
@@ -197,14 +244,15 @@ def profile(url: str, cadre_id: int, item_id: int, households: list[int], awards
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements[" ".join(statement.split())[:110]] += 1
 
-    actor = actor_of(engine, cadre_id)
-    post(engine, actor, item_id, households[-1])  # statements compiled and cached
+    actors = actors_of(engine, cadre_ids)
+    post(engine, actors[households[-1][1]], item_id, households[-1][0])  # compiled, cached
     statements.clear()
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
     for k in range(awards):
-        post(engine, actor, item_id, households[k % len(households)])
+        household_id, village = households[k % len(households)]
+        post(engine, actors[village], item_id, household_id)
     profiler.disable()
     seconds = time.perf_counter() - started
     engine.dispose()
@@ -224,6 +272,12 @@ def main() -> None:
     parser.add_argument("--awards", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4, help="processes, and pgbench -c/-j")
     parser.add_argument("--households", type=int, default=2000)
+    parser.add_argument(
+        "--villages",
+        type=int,
+        default=1,
+        help="households spread over this many villages (each awards' budget row is its village's)",
+    )
     parser.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="only profile N awards, no pgbench"
@@ -234,42 +288,47 @@ def main() -> None:
     with scratch_database(args.postgres, "ledger") as url:
         started = time.perf_counter()
         migrate(url, SECRET)
-        cadre_id, item_id, households = seed(url, args.households)
+        cadre_ids, item_id, households = seed(url, args.households, args.villages)
         print(
-            f"seeded {args.households} households in one village in "
+            f"seeded {args.households} households in {args.villages} village(s) in "
             f"{time.perf_counter() - started:.1f} s (schema by flask db upgrade)"
         )
         if args.profile:
-            profile(url, cadre_id, item_id, households, args.profile)
+            profile(url, cadre_ids, item_id, households, args.profile)
             return
         checkpoint(url)
-        seconds, errors, rss = post_all(
-            url, cadre_id, item_id, households, args.awards, args.clients
-        )
+        posted = post_all(url, cadre_ids, item_id, households, args.awards, args.clients)
         engine = make_engine(url)
         with Session(engine) as s:
             report = ledger.verify_all(s)
         engine.dispose()
-    service_rate = args.awards / seconds
+    service_rate = args.awards / posted.seconds
     print(
         f"service: {args.awards} awards (points.claims.award, one transaction each) by "
-        f"{args.clients} processes in {seconds:.2f} s: {service_rate:.1f} awards/s; "
-        f"errors {dict(errors)}; {report.entries} ledger entries in {report.accounts} "
+        f"{args.clients} processes in {posted.seconds:.2f} s: {service_rate:.1f} awards/s; "
+        f"CPU per award: Python {posted.python_cpu_s / args.awards * 1000:.2f} ms, "
+        f"PostgreSQL {posted.postgres_cpu_s / args.awards * 1000:.2f} ms, machine "
+        f"{posted.machine_cpu_s / args.awards * 1000:.2f} ms; errors "
+        f"{dict(posted.errors)}; {report.entries} ledger entries in {report.accounts} "
         f"accounts, chains {'verified' if not report.breaks else f'BROKEN {report.breaks[:3]}'}"
     )
-    print(f"poster_peak_rss_mb={rss:.1f}")
+    print(f"poster_peak_rss_mb={posted.peak_rss_mb:.1f}")
 
     per_client = args.awards // args.clients
     with scratch_database(args.postgres, "pgbench") as url:
         pgbench(url, "-i", "-q", "-s", str(args.scale))
         checkpoint(url)
+        machine = machine_cpu_seconds()
         output = pgbench(
             url, "-c", str(args.clients), "-j", str(args.clients), "-t", str(per_client)
         )
+        machine = machine_cpu_seconds() - machine
     tps = pgbench_tps(output)
     print(
         f"pgbench: TPC-B-like, -s {args.scale} -c {args.clients} -j {args.clients} -t "
-        f"{per_client} ({per_client * args.clients} transactions): {tps:.1f} tps"
+        f"{per_client} ({per_client * args.clients} transactions): {tps:.1f} tps; machine "
+        f"CPU per transaction {machine / (per_client * args.clients) * 1000:.2f} ms "
+        "(pgbench and PostgreSQL)"
     )
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; PostgreSQL on "
