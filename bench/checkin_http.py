@@ -558,9 +558,10 @@ def main() -> None:
             *("-D", "k=0", "-D", f"clients={args.threads}"),
         )
         db_tps = pgbench_tps(output)
-        processed = int(re.search(r"actually processed: (\d+)", output).group(1))  # type: ignore[union-attr]
-        with psycopg.connect(url) as conn:
-            db_stored = conn.execute("SELECT count(*) FROM checkins").fetchall()[0][0]
+        found = re.search(r"actually processed: (\d+)", output)
+        processed = int(found.group(1)) if found else 0
+        with psycopg.connect(url) as pg:
+            db_stored = pg.execute("SELECT count(*) FROM checkins").fetchall()[0][0]
     statements = sum(1 for r in recorded if r.statement not in ("BEGIN", "COMMIT", "ROLLBACK"))
     transactions = sum(1 for r in recorded if r.statement == "BEGIN")
 

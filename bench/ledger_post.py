@@ -112,7 +112,7 @@ def seed(url: str, households: int, villages: int) -> tuple[list[int], int, list
             Household(village_id=places[i % villages].id, name=f"第{i + 1}户")
             for i in range(households)
         ]
-        s.add_all(cadres + homes)
+        s.add_all([*cadres, *homes])
         s.flush()
         s.add_all(Villager(household_id=h.id, name=f"户主{h.id}", relation="户主") for h in homes)
         item_id = s.scalar(select(RuleItem.id).where(RuleItem.code == "LEDGER-HELP"))
