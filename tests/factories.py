@@ -330,6 +330,23 @@ def self_report(
     return client.post("/api/v1/claims", json=body, headers=world.headers(user))
 
 
+def award(
+    client: FlaskClient,
+    world: World,
+    item_id: int,
+    targets: list[dict[str, int]],
+    user: str | int = "cadre_a",
+    **extra: Any,
+) -> Any:
+    """A cadre's award or deduction (直接录入) to each target: `{"household_id": …}` or
+    `{"member_id": …}`."""
+    return client.post(
+        f"{API}/awards",
+        json={"rule_item_id": item_id, "targets": targets, **extra},
+        headers=world.headers(user),
+    )
+
+
 def approve(
     client: FlaskClient, world: World, user: str | int, claim_id: int, **headers: str
 ) -> Any:

@@ -18,6 +18,7 @@ from tests.factories import (
     add_cadre,
     add_household,
     approve,
+    award,
     bind_user,
     earn_posted,
     install_default_catalog,
@@ -49,21 +50,6 @@ def in_notice_claim(
 
 def get_claim(client: FlaskClient, world: World, user: str | int, claim_id: int) -> Any:
     return client.get(f"/api/v1/claims/{claim_id}", headers=world.headers(user))
-
-
-def award(
-    client: FlaskClient,
-    world: World,
-    item_id: int,
-    targets: list[dict[str, int]],
-    user: str | int = "cadre_a",
-    **extra: Any,
-) -> Any:
-    return client.post(
-        "/api/v1/awards",
-        json={"rule_item_id": item_id, "targets": targets, **extra},
-        headers=world.headers(user),
-    )
 
 
 def notice_of(client: FlaskClient, world: World, user: str | int) -> Any:

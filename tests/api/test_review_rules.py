@@ -21,6 +21,7 @@ from tests.factories import (
     World,
     add_cadre,
     approve,
+    award,
     earn,
     link_staff_to_villager,
     object_to,
@@ -40,21 +41,6 @@ MARCH_10 = local(2026, 3, 10)
 
 def patch_user(client: FlaskClient, world: World, user_id: int, by: str, **body: Any) -> Any:
     return client.patch(f"{API}/users/{user_id}", json=body, headers=world.headers(by))
-
-
-def award(
-    client: FlaskClient,
-    world: World,
-    item_id: int,
-    targets: list[dict[str, int]],
-    user: str | int = "cadre_a",
-    **extra: Any,
-) -> Any:
-    return client.post(
-        f"{API}/awards",
-        json={"rule_item_id": item_id, "targets": targets, **extra},
-        headers=world.headers(user),
-    )
 
 
 def get_claim(client: FlaskClient, world: World, user: str | int, claim_id: int) -> Any:
