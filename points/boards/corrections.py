@@ -188,14 +188,7 @@ def _late_notes(session: Session, village_id: int, period: Period) -> list[dict[
     ]
     if not changes:
         return []
-    names = {
-        hid: (name or f"{hid}号户", gid)
-        for hid, name, gid in fetch_rows(
-            session,
-            names_statement(is_postgres(session)),
-            {"households": sorted({hid for hid, _, _ in changes})},
-        )
-    }
+    names = _named(session, {hid for hid, _, _ in changes})
     return [
         {
             "kind": "late",
@@ -245,14 +238,7 @@ def _late_veto_notes(session: Session, village_id: int, period: Period) -> list[
     late = [(hid, first, until, item) for hid, first, until, item in flags if hid not in barred]
     if not late:
         return []
-    names = {
-        hid: (name or f"{hid}号户", gid)
-        for hid, name, gid in fetch_rows(
-            session,
-            names_statement(is_postgres(session)),
-            {"households": sorted({r[0] for r in late})},
-        )
-    }
+    names = _named(session, {r[0] for r in late})
     notes, seen = [], set()
     for hid, first, until, item in late:
         if hid in seen:
@@ -273,3 +259,14 @@ def _late_veto_notes(session: Session, village_id: int, period: Period) -> list[
             }
         )
     return notes
+
+
+def _named(session: Session, household_ids: set[int]) -> dict[int, tuple[str, int | None]]:
+    """Each household's name as a correction note prints it (its head's, else "N号户") and
+    its villager group."""
+    return {
+        hid: (name or f"{hid}号户", gid)
+        for hid, name, gid in fetch_rows(
+            session, names_statement(is_postgres(session)), {"households": sorted(household_ids)}
+        )
+    }
