@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from points import time_zone
 from points.db import configure_engine, normalise_url
 
-from . import cli, guards, metrics, pages
+from . import cli, console, guards, metrics, pages
 from . import config as app_config
 from .api import register_blueprints as register_api
 from .compression import tag_and_compress
@@ -159,3 +159,4 @@ def register_blueprints(app: Flask) -> None:
     guards.register(app)  # before any route is added: it defines what <int:…> means
     register_api(api)
     api.register_blueprint(pages.bp)
+    console.register(app)

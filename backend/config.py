@@ -140,6 +140,13 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; empty: only
         # requests from this machine (backend/metrics.py).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+        # The staff console (/console/): a login unused this many minutes ends; its cookie is
+        # Secure (sent over HTTPS only) unless APP_ENV is development or this says 0.
+        "CONSOLE_IDLE_MINUTES": _int("CONSOLE_IDLE_MINUTES", 30),
+        "CONSOLE_SECURE_COOKIE": os.environ.get(
+            "CONSOLE_SECURE_COOKIE", "0" if env == "development" else "1"
+        )
+        != "0",
     }
 
 

@@ -29,7 +29,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
 def secure_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        # The console sets its own (its forms post back); every other page gets this one.
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers["Referrer-Policy"] = "no-referrer"
         # frame-ancestors for browsers that know CSP; this for the older in-app ones
         response.headers["X-Frame-Options"] = "DENY"

@@ -59,14 +59,41 @@ def by_user() -> str:
 
 def by_username() -> str:
     """The username a password login tries, so guessing one account's password from many
-    addresses is limited too. Read before validation: cut to the longest valid name."""
+    addresses is limited too. Read before validation: cut to the longest valid name. The
+    console's login form sends it as a form field."""
     body = request.get_json(silent=True)
-    username = body.get("username") if isinstance(body, dict) else None
+    username = body.get("username") if isinstance(body, dict) else request.form.get("username")
     return f"login-user:{str(username)[:64]}"
 
 
+# The password login's counters, shared by the API's POST /auth/login and the console's
+# login form: guessing through both gets no more tries than through one.
+PASSWORD_LOGIN = "password-login"
+
+
+def limit_by(
+    limit: str | Callable[[], str], *keys: Callable[[], str], shared: str | None = None
+) -> Callable[[F], F]:
+    """Count a view's calls against `limit` per key function; `shared` names counters that
+    several views count together."""
+
+    def decorate(view: F) -> F:
+        wrapped: Any = view
+        for key in keys:
+            if shared:
+                wrapped = limiter.shared_limit(limit, shared, key_func=key)(wrapped)
+            else:
+                wrapped = limiter.limit(limit, key_func=key)(wrapped)
+        return wrapped
+
+    return decorate
+
+
 def limited(
-    blp: Blueprint, limit: str | Callable[[], str], *keys: Callable[[], str]
+    blp: Blueprint,
+    limit: str | Callable[[], str],
+    *keys: Callable[[], str],
+    shared: str | None = None,
 ) -> Callable[[F], F]:
     """Limit a view (one counter per key function, each `limit`) and document its 429.
 
@@ -80,9 +107,7 @@ def limited(
             headers=RETRY_AFTER_DOC,
             description="rate_limited: too many requests; wait Retry-After seconds",
         )(raises(RATE_LIMITED)(view))
-        for key in keys:
-            wrapped = limiter.limit(limit, key_func=key)(wrapped)
-        return wrapped
+        return limit_by(limit, *keys, shared=shared)(wrapped)
 
     return decorate
 

@@ -9,9 +9,10 @@ the first one was given, so the session survives its own launch."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from .db import rowcount
 from .errors import Unauthenticated
 from .models import (
+    STAFF_ROLES,
     AuthSession,
     Household,
     RefreshToken,
@@ -214,6 +216,12 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
     row = session.connection().execute(_AUTHENTICATE, {"sid": claims["sid"]}).first()
     if row is None or str(row[0]) != claims["sub"]:
         raise TokenInvalid()
+    return _actor(tuple(row)), claims["sid"]
+
+
+def _actor(row: tuple[Any, ...]) -> Actor:
+    """The caller's scope from a row of `_AUTHENTICATE`, once the session is known to be the
+    one presented: refused when the user is disabled or the session revoked."""
     (
         user_id,
         revoked_at,
@@ -229,7 +237,7 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
         home_township_id,
         user_village_township,
         shop_township,
-    ) = row
+    ) = row[:14]
     # Disabling also revokes the sessions; say the more useful thing first.
     if disabled:
         raise AccountDisabled()
@@ -240,7 +248,7 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
         scope = VillagerScope(
             household_id, home_village_id, home_township_id, bool(villager_active)
         )
-    actor = Actor.resolve(
+    return Actor.resolve(
         user_id=user_id,
         role=role,
         township_id=township_id,
@@ -252,7 +260,66 @@ def authenticate(session: Session, settings: TokenSettings, token: str) -> tuple
         township_of_village=lambda _village_id: user_village_township,
         township_of_shop=lambda _shop_id: shop_township,
     )
-    return actor, claims["sid"]
+
+
+# The staff console (管理后台): a browser's login held in a cookie `<session id>.<secret>`.
+# The same session rows as the API's, so logout, disabling a user and a password reset end
+# it at once, as they end the API's tokens.
+_CONSOLE = _AUTHENTICATE.add_columns(AuthSession.secret_hash, AuthSession.last_seen_at)
+# last_seen_at is written at most this often: a page load must not always be a write.
+SEEN_EVERY = timedelta(minutes=1)
+
+
+class ConsoleSessionExpired(Unauthenticated):
+    code = "session_expired"
+    message = "长时间未操作，已自动退出，请重新登录"
+
+
+def open_console(session: Session, user: User, now: datetime) -> str:
+    """Start a console session for a staff user who has just given their password; the
+    cookie's value. Villagers have no console: they are refused as an unknown login is."""
+    if user.disabled:
+        raise AccountDisabled()
+    if user.role not in STAFF_ROLES:
+        raise TokenInvalid()
+    secret = secrets.token_urlsafe(32)
+    auth_session = AuthSession(
+        id=secrets.token_hex(16),
+        user_id=user.id,
+        secret_hash=_hash(secret),
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(auth_session)
+    session.flush()
+    return f"{auth_session.id}.{secret}"
+
+
+def authenticate_console(
+    session: Session, cookie: str, now: datetime, idle: timedelta
+) -> tuple[Actor, str]:
+    """The actor and session id behind a console cookie. A session unused for longer than
+    `idle` is ended (committed by the caller) and refused with `session_expired`."""
+    sid, _, secret = cookie.partition(".")
+    if not sid or not secret or len(sid) > 32:
+        raise TokenInvalid()
+    row = session.connection().execute(_CONSOLE, {"sid": sid}).first()
+    if row is None or row.secret_hash is None:
+        raise TokenInvalid()
+    if not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        raise TokenInvalid()
+    actor = _actor(tuple(row))
+    if actor.role not in STAFF_ROLES:
+        raise TokenInvalid()
+    last_seen = row.last_seen_at
+    if last_seen is not None and last_seen.tzinfo is None:
+        last_seen = last_seen.replace(tzinfo=UTC)  # SQLite through the bare connection
+    if last_seen is None or now - last_seen > idle:
+        revoke_session(session, sid, "idle")
+        raise ConsoleSessionExpired()
+    if now - last_seen >= SEEN_EVERY:
+        session.execute(update(AuthSession).where(AuthSession.id == sid).values(last_seen_at=now))
+    return actor, sid
 
 
 def refresh(session: Session, settings: TokenSettings, token: str) -> tuple[User, TokenPair]:

@@ -18,7 +18,7 @@ from ..caller import current_actor, current_session_id, current_user, qr_codec, 
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import raises
-from ..ratelimits import by_address, by_user, by_username, limited, setting
+from ..ratelimits import PASSWORD_LOGIN, by_address, by_user, by_username, limited, setting
 from ..schemas.login import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
 from ..wechat import WeChatClient
 
@@ -96,7 +96,7 @@ def wechat_login(body: dict[str, Any]) -> dict[str, Any]:
 @raises((401, "account_disabled"), (401, "invalid_credentials"))
 # Staff only; per address (one machine guessing many accounts) and per username (many
 # machines guessing one account's password).
-@limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_username)
+@limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_username, shared=PASSWORD_LOGIN)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)

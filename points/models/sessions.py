@@ -63,6 +63,12 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(40))
+    # A staff console login (管理后台) is opened by a cookie, not a bearer token: the cookie
+    # holds this id and a secret, the row the secret's SHA-256. Null for the API's sessions,
+    # so no cookie opens one of them.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    # When the console session was last used, for its idle timeout (to the minute).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RefreshToken(Base):

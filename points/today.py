@@ -1,0 +1,121 @@
+"""What waits for a staff member today (今日待办): the console's first page.
+
+Everything is read through the caller's scope (`points.scope.visible`), so a cadre sees their
+village, a township admin their township and a clerk their shop's orders; each list is cut to
+its newest few, with the whole count beside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from rules.claim_status import ClaimStatus
+from rules.periods import month_key
+
+from .catalogs import effective_policy
+from .models import Activity, Claim, ClaimApproval, MonthlyIssued, Objection, Redemption, Village
+from .scope import Actor, visible
+
+SHOWN = 10  # rows of each list; the count says how many there are in all
+
+
+@dataclass
+class Listing:
+    """The newest rows of one list and how many there are in all."""
+
+    rows: list[Any] = field(default_factory=list)
+    total: int = 0
+
+
+@dataclass
+class VillageBudget:
+    village_id: int
+    village: str
+    issued: int
+    budget: int | None  # None: the village has no monthly budget
+
+
+@dataclass
+class Today:
+    month: str
+    waiting: Listing  # claims waiting for a review that I may give
+    second: Listing  # claims one cadre approved, waiting for a second (双人审核)
+    objections: Listing  # open objections (公示异议) to claims in my scope
+    notices_ending: Listing  # claims whose notice (公示) ends within the week
+    activities: Listing  # activities of today
+    orders: Listing  # orders waiting to be picked up (待取货)
+    budgets: list[VillageBudget]
+
+
+def _listing(session: Session, stmt: Select[Any], order: Any) -> Listing:
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    rows = list(session.scalars(stmt.order_by(order).limit(SHOWN))) if total else []
+    return Listing(rows, total)
+
+
+def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> Today:
+    local = now.astimezone(tz)
+    month = month_key(local)
+    orders = _listing(
+        session, visible(actor, Redemption).where(Redemption.status == "reserved"), Redemption.id
+    )
+    if not actor.can("claim.review"):  # a clerk: the counter's orders and nothing else
+        empty = Listing()
+        return Today(month, empty, empty, empty, empty, empty, orders, [])
+    pending = visible(actor, Claim).where(Claim.status == ClaimStatus.PENDING)
+    mine = select(ClaimApproval.claim_id).where(ClaimApproval.user_id == actor.user_id)
+    approved_once = select(ClaimApproval.claim_id)
+    waiting = pending.where(Claim.id.not_in(approved_once))
+    second = pending.where(Claim.id.in_(approved_once), Claim.id.not_in(mine))
+    objections = visible(actor, Objection).where(Objection.status == "open")
+    notices = visible(actor, Claim).where(
+        Claim.status == ClaimStatus.IN_NOTICE,
+        Claim.notice_ends_at >= now,
+        Claim.notice_ends_at < now + timedelta(days=7),
+    )
+    day_start = datetime.combine(local.date(), time(), tzinfo=tz)
+    activities = visible(actor, Activity).where(
+        Activity.starts_at < day_start + timedelta(days=1),
+        Activity.ends_at >= day_start,
+        Activity.status != "cancelled",
+    )
+    return Today(
+        month=month,
+        waiting=_listing(session, waiting, Claim.id.desc()),
+        second=_listing(session, second, Claim.id.desc()),
+        objections=_listing(session, objections, Objection.id.desc()),
+        notices_ending=_listing(session, notices, Claim.notice_ends_at),
+        activities=_listing(session, activities, Activity.starts_at),
+        orders=orders,
+        budgets=_budgets(session, actor, month),
+    )
+
+
+def _budgets(session: Session, actor: Actor, month: str) -> list[VillageBudget]:
+    """This month's points decided (本月已发放) against each village's budget; for at most
+    SHOWN villages, as a township has dozens."""
+    villages = session.execute(
+        visible(actor, Village).with_only_columns(Village.id, Village.name).order_by(Village.id)
+    ).all()[:SHOWN]
+    issued = dict(
+        session.execute(
+            select(MonthlyIssued.village_id, MonthlyIssued.issued).where(
+                MonthlyIssued.month == month,
+                MonthlyIssued.village_id.in_([v for v, _ in villages]),
+            )
+        ).all()
+    )
+    return [
+        VillageBudget(
+            village_id,
+            name,
+            issued.get(village_id, 0),
+            effective_policy(session, village_id).monthly_budget,
+        )
+        for village_id, name in villages
+    ]
