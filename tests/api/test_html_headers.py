@@ -64,6 +64,8 @@ def test_every_page_outside_the_json_api_is_checked(app: Flask) -> None:
         for rule in app.url_map.iter_rules()
         if "GET" in (rule.methods or set())
         and (not rule.rule.startswith(API) or rule.endpoint == "pages.docs")
+        # the console's pages: tests/api/test_console_security.py checks each one's headers
+        and not rule.endpoint.startswith("console.")
     }
     # not pages: the health check's JSON, the Prometheus text of /metrics, and the root,
     # which only redirects to the docs page (test_small_surprises)

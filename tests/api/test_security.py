@@ -510,6 +510,8 @@ def _id_routes() -> list[tuple[str, str, str]]:
     found = []
     for rule in app.url_map.iter_rules():
         converters = getattr(rule, "_converters", {})
+        if rule.endpoint.startswith("console."):
+            continue  # cookie sessions, not tokens: tests/api/test_console_security.py
         if not any(isinstance(c, IntegerConverter) for c in converters.values()):
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
