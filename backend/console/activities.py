@@ -268,13 +268,15 @@ def _hourly(activity: Activity) -> bool:
     return bool(scanned and scanned.item_in_effect and is_hourly(scanned.item_in_effect.rule))
 
 
-def _proxied(actor: Actor, checkin_id: int | None) -> dict[str, Any] | None:
+def _proxied(actor: Actor, activity_id: int, checkin_id: int | None) -> dict[str, Any] | None:
     """Who the last card scanned checked in, for the line beside the scanner field."""
     if checkin_id is None:
         return None
     try:
         result = checkin.checkin_of(db.session, actor, checkin_id)
     except DomainError:
+        return None
+    if result.activity_id != activity_id:
         return None
     villager = db.session.get(Villager, result.villager_id)
     household = db.session.get(Household, result.household_id)
@@ -302,7 +304,9 @@ def _detail_page(activity_id: int, refused_in: str | None = None) -> str:
         village=village,
         listing=_checkins(actor, activity),
         hourly=_hourly(activity),
-        proxied=None if refused_in else _proxied(actor, request.args.get("proxied", type=int)),
+        proxied=None
+        if refused_in
+        else _proxied(actor, activity_id, request.args.get("proxied", type=int)),
         refused_in=refused_in,
         states=STATE_LABELS,
         flags=FLAG_LABELS,

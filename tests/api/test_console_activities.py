@@ -103,6 +103,21 @@ def test_the_console_creates_what_the_api_creates(
     assert "十二月村民大会" in page.text and "村委会二楼会议室" in page.text
 
 
+def test_a_township_admin_chooses_the_village_first(
+    client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    csrf = console_login(client, "tadmin1")
+    chooser = client.get(f"/console/activities?village_id={world.village_b}")
+    assert chooser.status_code == 200
+    assert f'name="village_id" value="{world.village_b}"' in chooser.text
+    assert "白沙村" not in chooser.text  # another township's village is not offered
+    data = form(world, items["GOV-ASSEMBLY"], csrf, village_id=world.village_b)
+    activity_id = created_id(client.post("/console/activities", data=data))
+    with client.application.app_context():
+        activity = db.session.get(Activity, activity_id)
+        assert activity is not None and activity.village_id == world.village_b
+
+
 def test_a_refused_form_keeps_what_was_typed_and_says_why(
     client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:

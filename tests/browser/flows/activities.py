@@ -171,7 +171,10 @@ def villager_checks_in(app: Flask, activity_id: int, villager_id: int) -> dict[s
     response = app.test_client().post(
         "/api/v1/checkins",
         json={"token": scanned},
-        headers={"Authorization": f"Bearer {pair.access_token}", "X-Device-Id": "phone-1"},
+        headers={
+            "Authorization": f"Bearer {pair.access_token}",
+            "X-Device-Id": f"phone-{villager_id}",
+        },
     )
     assert response.status_code == 201, response.get_json()
     answer: dict[str, Any] = response.get_json()
