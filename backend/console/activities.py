@@ -392,7 +392,7 @@ def activity_cancel(activity_id: int) -> Response:
     actor = session.load()
     reason = request.form.get("reason", "").strip()
     if not reason:
-        raise APIError(422, "reason_required", "请填写取消活动的原因")
+        raise APIError(422, "validation_error", "请填写取消活动的原因")
     body = _load(CancelIn(), {"reason": reason})
     activities.cancel_activity(db.session, actor, activity_id, body["reason"], now())
     return redirect(url_for("console.activity", activity_id=activity_id), code=303)
