@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
@@ -350,6 +350,14 @@ def award_preview() -> str:
             seen.add(household.id)
             head = household.head
             tried.append((household.name or f"#{household.id}", head.id if head else None))
+    # Held for the loop: the session keeps loaded rows only while something refers to them,
+    # so each target's dry run finds the item's catalog and version here instead of reading
+    # them again.
+    held = db.session.scalars(
+        visible(actor, RuleItem)
+        .where(RuleItem.id == item_id)
+        .options(joinedload(RuleItem.catalog), joinedload(RuleItem.current_version))
+    ).first()
     rows = []
     at, tz = now(), village_tz()
     for label, villager_id in tried:
@@ -365,6 +373,7 @@ def award_preview() -> str:
             continue
         rows.append(PreviewRow(label, result["points"], result["capped"], result["reason"]))
     total = sum(row.points or 0 for row in rows)
+    del held
     return render_template("console/awards/_preview.html", rows=rows, total=total, missing=False)
 
 
