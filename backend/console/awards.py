@@ -231,7 +231,8 @@ def _targets(actor: Actor, village: Village, chosen: Chosen) -> list[dict[str, i
         if group.village_id != village.id:
             raise Invalid("村民小组不属于所选的村", code="wrong_village")
         stmt = visible(actor, Household).where(Household.group_id == group.id)
-        for household_id in db.session.scalars(stmt.with_only_columns(Household.id)):
+        stmt = stmt.with_only_columns(Household.id).order_by(Household.id)
+        for household_id in db.session.scalars(stmt):
             if household_id not in seen:
                 seen.add(household_id)
                 specs.append({"household_id": household_id})
@@ -285,6 +286,7 @@ def award_new() -> str:
 def award_items() -> str:
     """The item picker's list, for a category and a search."""
     actor = session.load()
+    authorize(actor, "claim.award")
     village = _village(actor, request.args)
     if village is None:
         return ""
@@ -299,6 +301,7 @@ def award_items() -> str:
 def award_targets() -> str:
     """The target picker: what is ticked, then a group's households or a search's."""
     actor = session.load()
+    authorize(actor, "claim.award")
     village = _village(actor, request.args)
     if village is None:
         return ""
@@ -329,6 +332,7 @@ def award_preview() -> str:
     a household through its head."""
     session.check_csrf()
     actor = session.load()
+    authorize(actor, "claim.award")
     village = _village(actor, request.form)
     item_id = _int(request.form.get("rule_item_id"))
     chosen = _chosen(request.form)
