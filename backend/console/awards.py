@@ -230,9 +230,9 @@ def _targets(actor: Actor, village: Village, chosen: Chosen) -> list[dict[str, i
         group = get_visible(db.session, actor, VillagerGroup, group_id)
         if group.village_id != village.id:
             raise Invalid("村民小组不属于所选的村", code="wrong_village")
-        stmt = visible(actor, Household).where(Household.group_id == group.id)
-        stmt = stmt.with_only_columns(Household.id).order_by(Household.id)
-        for household_id in db.session.scalars(stmt):
+        in_group = visible(actor, Household).where(Household.group_id == group.id)
+        ids = in_group.with_only_columns(Household.id).order_by(Household.id)
+        for household_id in db.session.scalars(ids):
             if household_id not in seen:
                 seen.add(household_id)
                 specs.append({"household_id": household_id})
