@@ -56,7 +56,7 @@ STATUS_TABS: tuple[tuple[ClaimStatus, str], ...] = (
 )
 STATUS_LABELS = dict(STATUS_TABS)
 OBJECTION_LABELS = {"open": "待处理", "upheld": "异议不成立", "overturned": "异议成立"}
-SOURCE_LABELS = {"self": "村民自主申报", "cadre": "村干部录入", "checkin": "活动签到"}
+SOURCE_LABELS = {"villager": "村民自主申报", "cadre": "村干部录入", "checkin": "活动签到"}
 PAGE_SIZE = 30
 THUMBNAIL_WIDTH = 320  # one of points.uploads.THUMBNAIL_WIDTHS
 
@@ -171,10 +171,13 @@ def _names(user_ids: set[int | None]) -> dict[int, str]:
     ids = {i for i in user_ids if i is not None}
     if not ids:
         return {}
+    # A villager's account is named by its roster entry when it carries no name of its own.
     return {
-        user_id: name or username or f"用户 {user_id}"
-        for user_id, name, username in db.session.execute(
-            select(User.id, User.name, User.username).where(User.id.in_(ids))
+        user_id: name or member or username or f"用户 {user_id}"
+        for user_id, name, member, username in db.session.execute(
+            select(User.id, User.name, Villager.name, User.username)
+            .outerjoin(Villager, Villager.id == User.villager_id)
+            .where(User.id.in_(ids))
         )
     }
 

@@ -128,6 +128,7 @@ def test_the_claim_page_shows_item_points_reason_photos_and_approvals(
     assert "PUB-VOLUNTEER" in text and "志愿服务" in text and "细则第 1 版" in text
     assert "按细则每小时计 2 分，3 小时共计 6 分" in text
     assert "清扫广场" in text and "户主x" in text and "x户" in text
+    assert "村民自主申报" in text
     assert "青石镇管理员" in text or "tadmin1" in text  # who approved
     assert f'src="/console/uploads/{photo}?w=320"' in text
     assert f'href="/console/uploads/{photo}"' in text
@@ -259,6 +260,26 @@ def test_a_cadre_who_approved_is_not_offered_a_second_approval(
     csrf2 = console_login(other, "cadre_a2")
     assert 'id="approve"' in other.get(f"/console/claims/{claim_id}").text
     assert post_form(other, f"/console/claims/{claim_id}/approve", csrf2).status_code == 303
+    assert api_claim(client, world, claim_id)["status"] == "in_notice"
+
+
+def test_a_claim_past_the_budget_waits_for_the_township_which_alone_is_offered_approval(
+    client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    set_policy(client, world, monthly_budget=5)
+    claim_id = report(client, world, items)  # 6 points
+    csrf = console_login(client, "cadre_a")
+    assert post_form(client, f"/console/claims/{claim_id}/approve", csrf).status_code == 303
+    assert api_claim(client, world, claim_id)["status"] == "approved"
+    assert f'data-claim="{claim_id}"' in client.get("/console/claims?status=approved").text
+    page = client.get(f"/console/claims/{claim_id}").text
+    assert 'id="approve"' not in page and 'id="reject"' in page
+
+    township = FlaskClient(world.app, use_cookies=True)
+    csrf = console_login(township, "tadmin1")
+    page = township.get(f"/console/claims/{claim_id}").text
+    assert 'id="approve"' in page and "乡镇审批通过" in page
+    assert post_form(township, f"/console/claims/{claim_id}/approve", csrf).status_code == 303
     assert api_claim(client, world, claim_id)["status"] == "in_notice"
 
 
