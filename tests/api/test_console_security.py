@@ -177,6 +177,7 @@ def test_a_clerk_opens_no_cadres_page(
         if method != "GET" or endpoint in CLERK_PAGES:
             continue
         response = client.get(_fill(rule, objects))
+        response.close()
         assert response.status_code in (403, 404), (rule, response.status_code)
 
 
@@ -188,6 +189,7 @@ def test_every_page_answers_with_the_html_security_headers(
         if method != "GET" or endpoint == "console.login":
             continue
         response = client.get(_fill(rule, objects))
+        response.close()  # a photo is sent from its file
         assert response.status_code < 500, (rule, response.status_code)
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         if response.mimetype == "text/html":
