@@ -161,7 +161,9 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
-    from . import activities  # noqa: F401, I001
+    from . import activities as activities  # noqa: F401
+    from . import awards as awards  # noqa: F401
+    from . import claims as claims  # noqa: F401
     from . import login, today  # noqa: F401
 
     app.register_blueprint(bp)

@@ -222,7 +222,8 @@ NOT_API = {
 
 
 def _get_endpoints(app: Flask) -> set[str]:
-    # The console's pages (console.*) are checked for every role in tests/api/test_console_security.py.
+    # The console's pages (console.*) are checked for every role in
+    # tests/api/test_console_security.py.
     return {
         rule.endpoint
         for rule in app.url_map.iter_rules()

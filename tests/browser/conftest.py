@@ -104,14 +104,15 @@ class BrowserErrors:
         if request.failure != "net::ERR_ABORTED":
             self.add(f"failed: {request.method} {request.url} {request.failure}")
 
+    def _answered(self, response: Any) -> None:
+        if response.status >= 400:
+            self.add(f"status {response.status}: {response.request.method} {response.url}")
+
     def watch(self, page: Page) -> None:
         page.on("console", lambda m: m.type == "error" and self.add(f"console: {m.text}"))
         page.on("pageerror", lambda e: self.add(f"exception: {e}"))
         page.on("requestfailed", self._failed)
-        page.on(
-            "response",
-            lambda r: r.status >= 400 and self.add(f"status {r.status}: {r.request.method} {r.url}"),
-        )
+        page.on("response", self._answered)
 
 
 @pytest.fixture()
