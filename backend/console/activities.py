@@ -329,7 +329,6 @@ def activity_checkins(activity_id: int) -> str:
         activity=activity,
         listing=_checkins(actor, activity),
         hourly=_hourly(activity),
-        status=activities.state(activity, now()),
         flags=FLAG_LABELS,
         claim_labels=CLAIM_LABELS,
         refused_in=None,
