@@ -22,7 +22,7 @@ from points.activities.checkin import Clock
 from points.errors import DomainError
 from points.models import Household, Village, Villager
 from points.models.activities import Activity, CheckIn
-from points.scope import Actor, get_visible, visible
+from points.scope import Actor, authorize, get_visible, visible
 
 from ..caller import qr_codec
 from ..clock import now, village_tz
@@ -196,6 +196,8 @@ def _form_village(actor: Actor, villages: list[Village]) -> Village | None:
 
 def _list_page() -> str:
     actor = session.load()
+    # The page of those who schedule activities (its menu entry's action); a clerk has none.
+    authorize(actor, "activity.create")
     moment = now()
     page = max(1, min(request.args.get("page", 1, type=int), 100_000))
     upcoming_stmt = activities.activities_query(
