@@ -161,6 +161,8 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
+    from . import awards as awards  # noqa: F401
+    from . import claims as claims  # noqa: F401
     from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
     from . import roster as roster  # noqa: F401
