@@ -1,18 +1,23 @@
 """What printed QR codes need from the app: the link a code carries, the font, the
-villager's card, an activity's poster and display link. The codes themselves are drawn by
-points.qr."""
+villager's card, an activity's poster and display link, and the printed things the API and
+the console both hand out (member cards, a household's plate, a binding code). The codes
+themselves are drawn by points.qr."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from flask import Response, current_app
 
-from points import card_render, cards
+from points import binding, card_render, cards
 from points.activities import codes
+from points.boards import links, render
 from points.boards.page import FontSpec, find_font
 from points.models import Household, Village, Villager
 from points.models.activities import Activity
 from points.qr import qr_png
-from points.scope import Actor
+from points.scope import Actor, authorize, get_visible
 from points.tokens import TokenCodec
 
 from .caller import qr_codec
@@ -90,7 +95,90 @@ def activity_poster_pdf(actor: Actor, activity_id: int) -> Response:
     )
 
 
+def plate_url(token: str) -> str:
+    """The page a household plate's QR opens (no login)."""
+    return f"{current_app.config['PUBLIC_BASE_URL']}/h/{token}"
+
+
+def plate_png(actor: Actor, household_id: int) -> bytes:
+    """The household's plate (门牌) to print and hang at the gate; its QR opens the
+    household's page. Makes the plate's link on first use: the caller commits."""
+    household = get_visible(db.session, actor, Household, household_id)
+    authorize(actor, "plate.print")
+    link = links.public_link(db.session, household_id=household.id)
+    village = db.session.get(Village, household.village_id)
+    assert village is not None
+    head = household.head
+    return render.plate_png(
+        village=village.name,
+        head=head.name if head else (household.name or ""),
+        address=household.address or household.name or "",
+        qr_png=qr_png(plate_url(link.token)),
+        font=print_font(),
+    )
+
+
+def card_faces(
+    actor: Actor, village_id: int, *, group_id: int | None = None, household_id: int | None = None
+) -> tuple[Village, list[card_render.CardFace]]:
+    """The member cards to print of a village's active villagers (or of one group's, or one
+    household's), in the order they are cut and handed out."""
+    village, villagers = cards.cards_to_print(
+        db.session, actor, village_id, group_id=group_id, household_id=household_id
+    )
+    codec = qr_codec()
+    return village, [card_face(codec, villager, village) for villager in villagers]
+
+
+def cards_download(village: Village, faces: list[card_render.CardFace]) -> Response:
+    """The cards as one PDF of A4 sheets (10 to a sheet, with cut marks), shown in the
+    browser to print. Drawing takes seconds: the caller ends its transaction first."""
+    title = f"{village.name}积分卡"
+    data = card_render.cards_pdf(faces, print_font(), title=title)
+    return download(
+        data,
+        "application/pdf",
+        f"{title}.pdf",
+        ascii_name=f"cards-{village.id}.pdf",
+        inline=True,
+        cache_control="private, no-store",
+    )
+
+
 def display_path(activity_id: int, key: str) -> str:
     """Where a display link opens the activity's full-screen code: the key rides in the
     fragment, so it never reaches a server's log."""
     return f"/activities/{activity_id}/display#key={key}"
+
+
+@dataclass(frozen=True)
+class BindingCode:
+    token: str
+    url: str
+    expires_at: datetime
+    png: bytes  # the code to print or show, naming the villager it binds
+
+
+def binding_code(actor: Actor, villager_id: int) -> BindingCode:
+    """A single-use, expiring code that binds a villager's WeChat to this roster entry; its
+    image names the villager (name, village, household), so the right person scans it.
+    The caller commits."""
+    ttl = timedelta(hours=current_app.config["BINDING_TOKEN_HOURS"])
+    token, expires_at = binding.create_binding_token(
+        db.session, actor, qr_codec(), villager_id, ttl
+    )
+    villager = db.session.get(Villager, villager_id)
+    assert villager is not None
+    village = db.session.get(Village, villager.household.village_id)
+    assert village is not None
+    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
+    local = expires_at.astimezone(village_tz())
+    png = card_render.binding_png(
+        village=village.name,
+        household=household_label(villager.household),
+        name=villager.name,
+        expires=f"{local.month}月{local.day}日 {local:%H:%M}",
+        qr_png=qr_png(url),
+        font=print_font(),
+    )
+    return BindingCode(token=token, url=url, expires_at=expires_at, png=png)

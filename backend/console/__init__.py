@@ -164,6 +164,8 @@ def register(app: Flask) -> None:
     from . import activities as activities  # noqa: F401
     from . import awards as awards  # noqa: F401
     from . import claims as claims  # noqa: F401
+    from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
+    from . import roster as roster  # noqa: F401
 
     app.register_blueprint(bp)
