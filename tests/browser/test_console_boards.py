@@ -59,3 +59,17 @@ def test_the_board_reads_on_a_phone(app: Flask, page: Page) -> None:
     open_board(page, last)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"] + 1, width
+
+
+def test_printing_the_notice_leaves_the_board_off_the_paper(app: Flask, page: Page) -> None:
+    this, _ = _months(app)
+    log_in(page, "cadre_qs")
+    open_board(page, this)
+    page.evaluate("() => { window.print = () => { window.__printed = true; }; }")
+    page.click("#notices button[data-print]")
+    assert page.evaluate("window.__printed") is True
+    page.emulate_media(media="print")
+    expect(page.locator("#board")).to_be_hidden()
+    expect(page.locator("#notices")).to_be_visible()
+    page.evaluate("() => window.dispatchEvent(new Event('afterprint'))")
+    expect(page.locator("#board")).to_be_visible()
