@@ -68,11 +68,12 @@ def _villages(actor: Actor) -> list[Village]:
 def _chosen(actor: Actor, villages: list[Village], wanted: int | None) -> Village | None:
     """The village asked for (404 outside the actor's scope), else the cadre's own, else the
     first the actor sees."""
-    if wanted is not None:
-        return get_visible(db.session, actor, Village, wanted)
-    if actor.village_id is not None:
-        return get_visible(db.session, actor, Village, actor.village_id)
-    return villages[0] if villages else None
+    wanted = wanted if wanted is not None else actor.village_id
+    if wanted is None:
+        return villages[0] if villages else None
+    # The list is already the actor's scope; get_visible gives the 404 for any other.
+    listed = next((v for v in villages if v.id == wanted), None)
+    return listed or get_visible(db.session, actor, Village, wanted)
 
 
 def _page() -> str:
