@@ -129,7 +129,7 @@ def serving(app: Flask) -> Iterator[str]:
         thread.join(10)
 
 
-def cjk_fonts(workdir: str) -> dict[str, str]:
+def cjk_fonts(workdir: str) -> dict[str, str | float | bool]:
     """Environment for Chromium that adds the CJK font the boards are printed with
     (points.boards.page.find_font) to the system's fonts: a machine without a Chinese font
     would otherwise draw every character as a box."""
@@ -144,11 +144,13 @@ def cjk_fonts(workdir: str) -> dict[str, str]:
     return {**os.environ, "FONTCONFIG_FILE": str(config)}
 
 
-def take(base_url: str, pages: list[ConsolePage], out: Path, env: dict[str, str]) -> list[str]:
+def take(
+    base_url: str, pages: list[ConsolePage], out: Path, env: dict[str, str | float | bool]
+) -> list[str]:
     """Save each page at both widths; the names of the files written."""
     # Imported here: bench/console_pages.py uses this module's demo app and page list
     # without a browser (or pytest, which the browser tests' conftest imports).
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import ViewportSize, sync_playwright
 
     from tests.browser.conftest import (
         CHROMIUM_ARGS,
@@ -171,7 +173,11 @@ def take(base_url: str, pages: list[ConsolePage], out: Path, env: dict[str, str]
                     user = page_spec.user or ""
                     if user not in contexts:
                         context = browser.new_context(
-                            viewport=viewport, locale="zh-CN", base_url=base_url
+                            viewport=ViewportSize(
+                                width=viewport["width"], height=viewport["height"]
+                            ),
+                            locale="zh-CN",
+                            base_url=base_url,
                         )
                         if user:
                             tab = context.new_page()

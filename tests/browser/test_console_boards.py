@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from backend.clock import now, village_tz
 from rules.periods import add_months, month_key
@@ -54,7 +54,7 @@ def test_a_township_admin_picks_the_village(app: Flask, page: Page) -> None:
 
 def test_the_board_reads_on_a_phone(app: Flask, page: Page) -> None:
     _, last = _months(app)
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size(ViewportSize(width=PHONE["width"], height=PHONE["height"]))
     log_in(page, "cadre_qs")
     open_board(page, last)
     width = page.evaluate("document.documentElement.scrollWidth")
