@@ -123,10 +123,11 @@ def boards() -> str:
 
 def _printed(kind: str) -> Response:
     actor = session.load()
+    # The role first: a clerk is refused whatever the address says.
+    authorize(actor, "board.read")
     village = get_visible(
         db.session, actor, Village, _required_village_id(request.args.get("village_id"))
     )
-    authorize(actor, "board.read")
     paper = request.args.get("paper", "a4").upper()
     if paper not in printed_boards.PAPERS:
         raise Invalid("纸张只能是 A4 或 A3", details={"paper": request.args.get("paper")})
@@ -149,11 +150,13 @@ def board_pdf() -> Response:
 @forms.writes(on_refusal=_page)
 def close_month() -> Response:
     """结算本月: publish the month's board, frozen from now on (POST …/board/close)."""
+    actor = session.load()
+    authorize(actor, "board.close")  # as close_board does, before reading the form
     village_id = _required_village_id(request.form.get("village_id"))
     month = _month(request.form.get("month")).key
     closing.close_board(
         db.session,
-        session.load(),
+        actor,
         village_id,
         month,
         now=now(),

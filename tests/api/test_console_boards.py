@@ -251,3 +251,17 @@ def test_a_close_without_csrf_changes_nothing(
         wrong = _close(client, "not-the-token", world.village_a, "2026-03", "forged-2")
     assert forged.status_code == 403 and wrong.status_code == 403
     assert _snapshots(app, world.village_a) == 0
+
+
+def test_a_clerk_is_refused_the_downloads_and_the_close_whatever_they_send(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    with frozen(APRIL_2):
+        csrf = console_login(client, "clerk_a")
+        assert client.get(f"{BOARDS}/board.png").status_code == 403
+        assert client.get(f"{BOARDS}/board.pdf?paper=a9").status_code == 403
+        refused = client.post(
+            f"{BOARDS}/close", data={"csrf_token": csrf, "idempotency_key": "clerk"}
+        )
+    assert refused.status_code == 403
+    assert _snapshots(app, world.village_a) == 0
