@@ -162,5 +162,6 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
     from . import login, today  # noqa: F401
+    from . import rules  # noqa: F401
 
     app.register_blueprint(bp)
