@@ -161,7 +161,12 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
+    from . import audit as audit  # noqa: F401
+    from . import budget as budget  # noqa: F401
     from . import login, today  # noqa: F401
-    from . import rules  # noqa: F401
+    from . import policy as policy  # noqa: F401
+    from . import reports as reports  # noqa: F401
+    from . import rules as rules  # noqa: F401
+    from . import stats as stats  # noqa: F401
 
     app.register_blueprint(bp)

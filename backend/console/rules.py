@@ -79,7 +79,8 @@ def item_data(form: Any, *, with_code: bool) -> dict[str, Any]:
     if with_code:
         data["code"] = form.get("code", "").strip()
     for name in TEXT_FIELDS + DAY_FIELDS:
-        data[name] = form.get(name, "").strip() or None
+        # Browsers send a textarea's line breaks as CRLF; the catalog keeps LF.
+        data[name] = form.get(name, "").replace("\r\n", "\n").strip() or None
     for name in NUMBER_FIELDS:
         text = form.get(name, "").strip()
         data[name] = _number(text) if text else None
