@@ -27,6 +27,7 @@ from tests.factories import (
     upload_photo,
 )
 from tests.support.console import console_login
+from tests.support.reads import catalog_id
 
 # Pages a clerk (超市店员) may open in this part of the console; every other page is a
 # cadre's or an admin's, which a clerk must not see.
@@ -88,6 +89,8 @@ def objects(
         "member_id": world.head_x,
         "village_id": world.village_a,
         "group_id": world.group_x,
+        "item_id": items["GOV-ASSEMBLY"],
+        "catalog_id": catalog_id(app, world.township_1),
     }
 
 
