@@ -57,7 +57,7 @@ class VillageMonth:
 class Waiting:
     claim: Claim
     village: str
-    household: str
+    household: str | None
     member: str | None
     item: str
     month: str  # the month whose budget it draws on
@@ -124,7 +124,7 @@ def budget_page(**_: Any) -> str:
         .order_by(Claim.id)
         .limit(SHOWN)
     ).all()
-    versions = dict(
+    versions: dict[int, dict[str, Any]] = dict(
         db.session.execute(
             select(RuleItemVersion.id, RuleItemVersion.data).where(
                 RuleItemVersion.id.in_({r[0].rule_item_version_id for r in rows})
@@ -158,7 +158,9 @@ def budget_page(**_: Any) -> str:
         budgets=_budgets(actor, month, {k: int(v or 0) for k, v in waiting_points.items()}),
         done=request.args.get("done"),
         done_claim=request.args.get("claim", type=int),
-        refused_claim=request.view_args.get("claim_id") if request.method == "POST" else None,
+        refused_claim=(request.view_args or {}).get("claim_id")
+        if request.method == "POST"
+        else None,
     )
 
 
