@@ -74,7 +74,7 @@ def _day(name: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise Invalid("日期格式应为 2026-01-31", code="invalid_date") from None
+        raise Invalid("日期格式应为 2026-01-31", code="validation_error") from None
 
 
 def _start_of(day: date) -> datetime:

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 import rules
 from points import catalogs
-from points.errors import Invalid
+from points.errors import Invalid, NotFound
 from points.models import RuleCatalog, Township
 from points.scope import COUNTY, authorize, get_visible, visible
 
@@ -192,10 +192,10 @@ def policy_save() -> Response:
     actor = session.load()
     catalog_id = request.form.get("catalog_id", type=int)
     if catalog_id is None:
-        raise Invalid("请先导入本乡镇的积分细则", code="catalog_required")
+        raise NotFound("本乡镇还没有积分细则，请先在积分细则中导入")
     catalog = get_visible(db.session, actor, RuleCatalog, catalog_id)
     if catalog.village_id is not None:
-        raise Invalid("这里只设置乡镇的积分政策", code="township_catalog_required")
+        raise Invalid("这里只设置乡镇的积分政策", code="validation_error")
     try:
         catalogs.set_policy(db.session, actor, catalog.id, policy_changes(request.form))
     except catalogs.CatalogInvalid as exc:

@@ -39,7 +39,7 @@ def reports() -> str:
     this_month = month_key(now().astimezone(village_tz()))
     month = request.args.get("month") or this_month
     if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
-        raise Invalid("月份格式应为 YYYY-MM", code="invalid_month")
+        raise Invalid("月份格式应为 YYYY-MM", code="invalid_period")
     # All time (today's balances checked against the totals) and the chosen month's flows.
     overall = liability.points_report(db.session, actor, township.id, None)
     monthly = liability.points_report(db.session, actor, township.id, month)
