@@ -171,7 +171,8 @@ def _catalog_label(catalog: RuleCatalog, villages: dict[int, str]) -> str:
     return catalog.name
 
 
-def index_page(problems: list[rules.Problem] | None = None, **_: Any) -> str:
+def index_page(catalog_id: int | None = None, **_: Any) -> str:
+    """The catalog page; `catalog_id` the one a refused form was posted to."""
     actor = session.load()
     authorize(actor, ACTION)
     all_catalogs = list(db.session.scalars(visible(actor, RuleCatalog).order_by(RuleCatalog.id)))
@@ -180,7 +181,7 @@ def index_page(problems: list[rules.Problem] | None = None, **_: Any) -> str:
             visible(actor, Village).with_only_columns(Village.id, Village.name).order_by(Village.id)
         ).all()
     )
-    wanted = request.args.get("catalog", type=int) or request.form.get("catalog_id", type=int)
+    wanted = catalog_id or request.args.get("catalog", type=int)
     catalog = next((c for c in all_catalogs if c.id == wanted), None)
     if catalog is None and all_catalogs:
         township_id = actor.township_id
@@ -233,7 +234,7 @@ def index_page(problems: list[rules.Problem] | None = None, **_: Any) -> str:
         own_village=villages.get(own_village_id) if own_village_id else None,
         admin_villages=[] if actor.role == CADRE else list(villages.items()),
         townships=townships,
-        problems=problems if problems is not None else g.get("problems"),
+        problems=g.get("problems"),
         class_names=CLASS_NAMES,
         kind_names=KIND_NAMES,
         applies_names=APPLIES_NAMES,
@@ -254,7 +255,7 @@ def _refused_problems(exc: catalogs.CatalogInvalid) -> None:
 
 
 @bp.post("/rules/catalogs/<int:catalog_id>/items")
-@forms.writes(on_refusal=lambda **_: index_page())
+@forms.writes(on_refusal=index_page)
 def rules_add_item(catalog_id: int) -> Response:
     actor = session.load()
     try:

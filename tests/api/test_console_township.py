@@ -275,6 +275,49 @@ def test_a_cadre_reads_the_township_catalog_and_writes_only_village_items(
     assert "新增条目" in client.get(f"/console/rules?catalog={own}").text
 
 
+def test_a_cadre_adds_a_village_item_only_where_the_township_allows_it(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    set_policy(client, world, allow_village_items=False)
+    token = console_login(client, "cadre_a")
+    assert "自设细则" not in client.get("/console/rules").text
+    refused = client.post("/console/rules/village-catalog", data={"csrf_token": token})
+    assert refused.status_code == 403 and "village_items_not_allowed" in refused.text
+
+    set_policy(client, world, allow_village_items=True)
+    started = client.post("/console/rules/village-catalog", data={"csrf_token": token})
+    assert started.status_code == 303, started.text
+    own = int(started.headers["Location"].split("catalog=")[1])
+    form = item_form(
+        {
+            "name": "红白喜事简办",
+            "category": "乡风文明",
+            "class": "bonus",
+            "points": 10,
+            "kind": "once",
+            "applies_to": "household",
+            "submit_by": ["cadre"],
+            "requires_review": True,
+        },
+        token,
+    )
+    added = client.post(f"/console/rules/catalogs/{own}/items", data={**form, "code": "QS-WED"})
+    assert added.status_code == 303, added.text
+    # A code the township's catalog uses is refused beside the form of the same catalog.
+    clash = client.post(f"/console/rules/catalogs/{own}/items", data={**form, "code": "ENV-YARD"})
+    assert clash.status_code == 409 and f'data-catalog="{own}"' in clash.text
+    assert 'value="红白喜事简办"' in clash.text
+
+    set_policy(client, world, allow_village_items=False)
+    item_id = int(added.headers["Location"].split("/items/")[1].split("?")[0])
+    edited = client.post(
+        f"/console/rules/items/{item_id}",
+        data=item_form(api_item(client, world, item_id), token, points=20),
+    )
+    assert edited.status_code == 403 and "village_items_not_allowed" in edited.text
+    assert versions(app, item_id) == [1]
+
+
 # ---- 积分政策 -----------------------------------------------------------------------------------
 
 
