@@ -232,7 +232,14 @@ def index_page(catalog_id: int | None = None, **_: Any) -> str:
         may_import=actor.can("catalog.edit"),
         may_start_village=may_start_village,
         own_village=villages.get(own_village_id) if own_village_id else None,
-        admin_villages=[] if actor.role == CADRE else list(villages.items()),
+        # An admin may enter a village's 村规民约 on its behalf: the villages without them.
+        admin_villages=[]
+        if actor.role == CADRE or not actor.can("village_items.edit")
+        else [
+            (vid, name)
+            for vid, name in villages.items()
+            if not any(c.village_id == vid for c in all_catalogs)
+        ],
         townships=townships,
         problems=g.get("problems"),
         class_names=CLASS_NAMES,

@@ -318,6 +318,29 @@ def test_a_cadre_adds_a_village_item_only_where_the_township_allows_it(
     assert versions(app, item_id) == [1]
 
 
+def test_a_township_admin_starts_a_villages_own_items_on_its_behalf(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    token = console_login(client, "tadmin1")
+    page = client.get("/console/rules")
+    assert "为村建立自设细则" in page.text and "白沙村" not in page.text
+    started = client.post(
+        "/console/rules/village-catalog",
+        data={"csrf_token": token, "village_id": str(world.village_b)},
+    )
+    assert started.status_code == 303, started.text
+    foreign = client.post(
+        "/console/rules/village-catalog",
+        data={"csrf_token": token, "village_id": str(world.village_c)},
+    )
+    assert foreign.status_code == 404
+    with app.app_context():
+        owners = db.session.scalars(
+            select(RuleCatalog.village_id).where(RuleCatalog.village_id.is_not(None))
+        ).all()
+    assert owners == [world.village_b]
+
+
 # ---- 积分政策 -----------------------------------------------------------------------------------
 
 
