@@ -24,6 +24,7 @@ from points.scope import CADRE, COUNTY, Actor, authorize, get_visible, visible
 from rules.catalog import CLASS_NAMES, KIND_NAMES
 
 from ..downloads import download
+from ..errors import APIError
 from ..extensions import db
 from . import bp, forms, menu_item, session
 
@@ -379,7 +380,7 @@ def rules_import() -> Response:
     if not data:
         data = request.form.get("yaml", "")
     if not data:
-        raise Invalid("请选择积分细则文件（YAML）或粘贴其内容", code="file_required")
+        raise APIError(400, "file_required", "请上传积分细则文件（YAML）或粘贴其内容")
     township_id = request.form.get("township_id", type=int)
     try:
         result = catalogs.import_catalog(

@@ -4,6 +4,7 @@ written, and what they show stays within the reader's township."""
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 from flask import Flask
@@ -239,6 +240,42 @@ def test_a_good_yaml_file_replaces_the_catalog_as_the_api_would(
     page = client.get(response.headers["Location"])
     assert "修改 1 条" in page.text
     assert versions(app, items["ENV-YARD"]) == [1, 2]
+
+
+def test_a_catalog_file_is_uploaded_and_a_bad_one_changes_nothing(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    token = console_login(client, "tadmin1")
+    before_items = count(app, RuleItem)
+    response = client.post(
+        "/console/rules/import",
+        data={
+            "csrf_token": token,
+            "replace": "1",
+            "file": (BytesIO(BAD_YAML.encode("gbk")), "细则.yaml"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 422
+    assert "ENV-BAD" in response.text.split('id="problems"')[1]
+    assert count(app, RuleItem) == before_items
+    kept = client.post(
+        "/console/rules/import",
+        data={"csrf_token": token, "file": (BytesIO(b""), "")},
+        content_type="multipart/form-data",
+    )
+    assert kept.status_code == 400 and "file_required" in kept.text
+
+
+def test_a_county_admin_chooses_the_township(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    console_login(client, "county")
+    assert "白沙村" in client.get(f"/console/stats?township={world.township_2}").text
+    assert "清水村" in client.get(f"/console/reports?township={world.township_1}").text
+    policy = client.get(f"/console/policy?township={world.township_2}")
+    assert policy.status_code == 200 and "还没有积分细则" in policy.text
+    assert 'name="township_id"' in client.get("/console/rules").text
 
 
 def test_a_clerk_may_not_open_the_rules(
