@@ -129,7 +129,7 @@ def test_no_post_changes_anything_without_the_sessions_csrf_token(
     before = _snapshot(app)
     posts = [(e, r) for e, m, r in _routes(app) if m == "POST" and e != "console.login_post"]
     assert posts  # logout at least
-    for endpoint, rule in posts:
+    for _endpoint, rule in posts:
         for token in (None, "0" * 64):
             data = {"reason": "测试", "note": "测试"}
             if token:
@@ -147,7 +147,7 @@ def test_another_villages_objects_are_not_found_and_nothing_changes(
     """cadre_b is of village B in the same township; tadmin2 of another township."""
     token = console_login(client, stranger)
     before = _snapshot(app)
-    for endpoint, method, rule in _routes(app):
+    for _endpoint, method, rule in _routes(app):
         if "<" not in rule or not any(
             name in rule
             for name in (
