@@ -27,7 +27,7 @@ from ..extensions import db
 from . import bp, menu_item, session
 
 ACTION = "ranking.township"
-menu_item("console.stats", "统计", ACTION)
+menu_item("console.stats", "乡镇统计", ACTION)
 
 # The charts' drawing area, in SVG units (the SVG scales to its box).
 WIDTH = 640

@@ -22,7 +22,7 @@ from points.scope import Actor
 def open_rules(page: Page) -> None:
     """Open 积分细则 from the menu."""
     page.goto("/console/")
-    page.click("header .menu a:text-is('积分细则')")
+    page.click("header .menu a[href='/console/rules']")
     page.wait_for_url(re.compile(r"/console/rules"))
     expect(page.locator("#catalog")).to_be_visible()
 
@@ -75,7 +75,7 @@ def set_policy(page: Page, **fields: str | bool) -> None:
     """Open 积分政策, type `fields` (a text per field, True/False for a check box) and
     save; the page says it is saved and shows what was typed."""
     page.goto("/console/")
-    page.click("header .menu a:text-is('积分政策')")
+    page.click("header .menu a[href='/console/policy']")
     page.wait_for_url(re.compile(r"/console/policy"))
     for name, value in fields.items():
         box = page.locator(f"#policy [name='{name}']")
@@ -123,7 +123,7 @@ def award_in_village(app: Flask, cadre: str, code: str) -> list[int]:
 def open_budget(page: Page) -> list[int]:
     """Open 额度审批 from the menu; the claims waiting for the township, oldest first."""
     page.goto("/console/")
-    page.click("header .menu a:text-is('额度审批')")
+    page.click("header .menu a[href='/console/budget']")
     page.wait_for_url(re.compile(r"/console/budget"))
     return [
         int(v)
@@ -153,7 +153,7 @@ def reject_over_budget(page: Page, claim_id: int, reason: str) -> None:
 def open_stats(page: Page) -> int:
     """Open 统计; the bars drawn (one per village and chart, one per category)."""
     page.goto("/console/")
-    page.click("header .menu a:text-is('统计')")
+    page.click("header .menu a[href='/console/stats']")
     page.wait_for_url(re.compile(r"/console/stats"))
     expect(page.locator("#villages svg.chart").first).to_be_visible()
     expect(page.locator("#trend svg.chart polyline").first).to_be_visible()
@@ -179,6 +179,6 @@ def open_audit(page: Page, **filters: str) -> int:
 def open_reports(page: Page) -> None:
     """Open 积分报表; it checks that issued = outstanding + redeemed + expired."""
     page.goto("/console/")
-    page.click("header .menu a:text-is('积分报表')")
+    page.click("header .menu a[href='/console/reports']")
     page.wait_for_url(re.compile(r"/console/reports"))
     expect(page.locator("#balance-check")).to_have_class(re.compile(r"\bgood\b"))
