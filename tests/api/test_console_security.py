@@ -30,7 +30,13 @@ from tests.support.console import console_login
 
 # Pages a clerk (超市店员) may open in this part of the console; every other page is a
 # cadre's or an admin's, which a clerk must not see.
-CLERK_PAGES = {"console.today", "console.login", "console.login_post", "console.logout"}
+CLERK_PAGES = {
+    "console.today",
+    "console.login",
+    "console.login_post",
+    "console.logout",
+    "console.password",
+}
 # Tables a page view may write to without changing anything anyone sees: the session's
 # last-seen time.
 VOLATILE = {"auth_sessions"}
@@ -88,6 +94,8 @@ def objects(
         "member_id": world.head_x,
         "village_id": world.village_a,
         "group_id": world.group_x,
+        "township_id": world.township_1,
+        "user_id": world.cadre_a,
     }
 
 

@@ -125,9 +125,7 @@ def test_refusals_change_nothing(client: FlaskClient, world: World) -> None:
     wrong = change(client, headers, "not-the-password", OWN)
     weak = change(client, headers, PASSWORD, "short")
     same = change(client, headers, PASSWORD, PASSWORD)
-    missing = client.post(
-        f"{API}/auth/password", json={"new_password": OWN}, headers=headers
-    )
+    missing = client.post(f"{API}/auth/password", json={"new_password": OWN}, headers=headers)
 
     assert (wrong.status_code, error_code(wrong)) == (401, "invalid_credentials")
     assert (weak.status_code, error_code(weak)) == (422, "weak_password")
@@ -142,9 +140,7 @@ def test_a_villager_has_no_password_to_change(client: FlaskClient, world: World)
     assert response.status_code == 403
 
 
-def test_guessing_the_current_password_is_rate_limited(
-    client: FlaskClient, world: World
-) -> None:
+def test_guessing_the_current_password_is_rate_limited(client: FlaskClient, world: World) -> None:
     headers = world.headers("cadre_a")
     answers = [change(client, headers, f"guess-{n}-wrong", OWN).status_code for n in range(12)]
     assert answers[:10] == [401] * 10
@@ -164,9 +160,7 @@ def test_the_change_is_audited_without_the_hash(client: FlaskClient, world: Worl
 # ---- renaming a township ------------------------------------------------------------------------
 
 
-def test_the_county_renames_a_township_and_it_is_audited(
-    client: FlaskClient, world: World
-) -> None:
+def test_the_county_renames_a_township_and_it_is_audited(client: FlaskClient, world: World) -> None:
     county = world.headers("county")
     response = client.patch(
         f"{API}/townships/{world.township_1}", json={"name": "青石新镇"}, headers=county
