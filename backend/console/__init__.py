@@ -171,8 +171,13 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
-    from . import county  # noqa: F401, I001 (one line a page module, for easy merges)
+    from . import activities as activities  # noqa: F401
+    from . import awards as awards  # noqa: F401
+    from . import claims as claims  # noqa: F401
+    from . import county as county  # noqa: F401
+    from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
-    from . import password  # noqa: F401
+    from . import password as password  # noqa: F401
+    from . import roster as roster  # noqa: F401
 
     app.register_blueprint(bp)
