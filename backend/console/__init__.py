@@ -173,6 +173,7 @@ def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
     from . import activities as activities  # noqa: F401
     from . import awards as awards  # noqa: F401
+    from . import boards as boards  # noqa: F401
     from . import claims as claims  # noqa: F401
     from . import county as county  # noqa: F401
     from . import households as households  # noqa: F401
