@@ -30,7 +30,13 @@ from tests.support.console import console_login
 
 # Pages a clerk (超市店员) may open in this part of the console; every other page is a
 # cadre's or an admin's, which a clerk must not see.
-CLERK_PAGES = {"console.today", "console.login", "console.login_post", "console.logout"}
+CLERK_PAGES = {
+    "console.today",
+    "console.login",
+    "console.login_post",
+    "console.logout",
+    "console.password",
+}
 # Tables a page view may write to without changing anything anyone sees: the session's
 # last-seen time.
 VOLATILE = {"auth_sessions"}
@@ -112,6 +118,8 @@ def objects(
         "group_id": world.group_x,
         "item_id": own_item.get_json()["id"],
         "catalog_id": own.get_json()["id"],
+        "township_id": world.township_1,
+        "user_id": world.cadre_a,
     }
 
 
