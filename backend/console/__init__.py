@@ -57,9 +57,38 @@ MENU: list[tuple[str, str, str | None]] = [
 ]
 
 
+# The menu's order, whatever order the modules are imported in: a cadre's day first, then
+# the supermarket counter, the township's pages, the county's, and one's own password.
+MENU_ORDER = [
+    "console.today",
+    "console.claims",
+    "console.award_new",
+    "console.activities_list",
+    "console.households",
+    "console.roster_import",
+    "console.boards",
+    "console.pickup",
+    "console.counter",
+    "console.shop",
+    "console.settlements",
+    "console.budget",
+    "console.rules_index",
+    "console.policy",
+    "console.stats",
+    "console.reports",
+    "console.audit",
+    "console.townships",
+    "console.villages",
+    "console.users",
+    "console.password",
+]
+
+
 def menu_item(endpoint: str, label: str, action: str | None = None) -> None:
     """Put a page in the menu (each page module calls this for itself)."""
     MENU.append((endpoint, label, action))
+    place = {name: i for i, name in enumerate(MENU_ORDER)}
+    MENU.sort(key=lambda item: place.get(item[0], len(place)))
 
 
 @bp.before_request

@@ -221,3 +221,9 @@ def test_every_page_answers_with_the_html_security_headers(
             assert "<script>" not in response.text, rule
             assert not re.search(r"\son[a-z]+=", response.text), rule  # no inline handler
             assert not re.search(r"\sstyle=\"", response.text), rule  # no inline style
+
+
+def test_every_page_in_the_menu_has_its_place_in_the_menus_order(app: Flask) -> None:
+    from backend.console import MENU, MENU_ORDER
+
+    assert [endpoint for endpoint, _, _ in MENU if endpoint not in MENU_ORDER] == []

@@ -6,8 +6,19 @@ step needs."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from flask import Flask
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from backend.clock import now, village_tz
+from backend.downloads import upload_dir
+from backend.extensions import db
+from points import catalogs, claims, uploads
+from points.models import Household, User, Village
+from points.scope import Actor
+from tests.factories import jpeg_bytes
 
 STATUS_TABS = {
     "pending": "待审核",
@@ -123,3 +134,66 @@ def expect_full_photo(page: Page, index: int = 0) -> None:
     assert answer.status == 200, answer.status
     assert answer.headers["content-type"] == "image/jpeg"
     assert len(answer.body()) > 0
+
+
+# ---- outside the browser: the villagers' phones ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Villagers:
+    reporter: int  # user ids of two villagers of 清水村, of different households
+    neighbour: int
+
+
+def villagers_of_qingshui(app: Flask) -> Villagers:
+    """Two villagers of 清水村 logged in to the mini-program (bound users)."""
+    with app.app_context():
+        village = db.session.scalars(select(Village).where(Village.name == "清水村")).one()
+        households = db.session.scalars(
+            select(Household).where(Household.village_id == village.id).order_by(Household.id)
+        ).all()
+        users = []
+        for n, household in enumerate(households[:2]):
+            villager_id = household.members[0].id
+            user = db.session.scalar(
+                select(User).where(User.villager_id == villager_id, User.role == "villager")
+            )
+            if user is None:  # not yet bound (an earlier step may have bound them)
+                user = User(role="villager", openid=f"openid-reporter-{n}", villager_id=villager_id)
+                db.session.add(user)
+                db.session.flush()
+            users.append(user.id)
+        db.session.commit()
+        return Villagers(users[0], users[1])
+
+
+def self_report_with_photo(app: Flask, user_id: int, hours: int = 2) -> int:
+    """A villager's volunteer hours with a photo, as the mini-program sends them."""
+    with app.app_context():
+        actor = Actor.of(db.session, db.session.get_one(User, user_id))
+        assert actor.village_id is not None
+        photo = uploads.store_photo(db.session, actor, jpeg_bytes(), upload_dir())
+        item = next(
+            i
+            for i in catalogs.effective_items(db.session, actor.village_id)
+            if i.code == "PUB-VOLUNTEER"
+        )
+        claim = claims.submit(
+            db.session,
+            actor,
+            rule_item_id=item.id,
+            units=hours,
+            note="打扫村委会广场",
+            evidence=[photo.id],
+            tz=village_tz(),
+            now=now(),
+        )
+        db.session.commit()
+        return claim.id
+
+
+def object_to(app: Flask, user_id: int, claim_id: int, reason: str) -> None:
+    with app.app_context():
+        actor = Actor.of(db.session, db.session.get_one(User, user_id))
+        claims.object_to(db.session, actor, claim_id, reason, now())
+        db.session.commit()
