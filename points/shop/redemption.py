@@ -391,6 +391,15 @@ def fulfil_by_token(
     tz: ZoneInfo,
 ) -> Redemption:
     """The clerk scans the villager's pickup code: the goods go out, the points are spent."""
+    redemption = open_order_by_token(session, actor, codec, pickup_token, now=now)
+    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+
+
+def open_order_by_token(
+    session: Session, actor: Actor, codec: TokenCodec, pickup_token: str, *, now: datetime
+) -> Redemption:
+    """The open order a scanned pickup code names, refused as its scan would be (the clerk
+    sees what goes out before handing it over)."""
     authorize(actor, "redemption.fulfil")
     decoded = codec.decode(scanned_token(pickup_token), TokenType.PICKUP, now=_NO_EXPIRY_CHECK)
     if len(decoded.fields) != 1:
@@ -398,7 +407,7 @@ def fulfil_by_token(
     # A clerk of another shop: not found, as for any object outside one's scope.
     redemption = get_visible(session, actor, Redemption, decoded.fields[0])
     _refuse_unless_open(redemption, now)
-    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+    return redemption
 
 
 def fulfil_by_code(
@@ -411,6 +420,15 @@ def fulfil_by_code(
 ) -> Redemption:
     """The clerk types the order's pickup number (a cracked phone screen will not scan):
     only an open order of the clerk's own shop answers to it."""
+    redemption = open_order_by_code(session, actor, pickup_code, now=now)
+    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+
+
+def open_order_by_code(
+    session: Session, actor: Actor, pickup_code: str, *, now: datetime
+) -> Redemption:
+    """The open order of the clerk's shop that a typed pickup number names, refused as
+    typing it to hand the goods out would be."""
     authorize(actor, "redemption.fulfil")
     redemption = session.scalars(
         select(Redemption).where(
@@ -422,7 +440,7 @@ def fulfil_by_code(
     if redemption is None:
         raise PickupCodeNotFound()
     _refuse_unless_open(redemption, now)
-    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+    return redemption
 
 
 def _void(
