@@ -22,7 +22,6 @@ from points.tokens import TokenType
 
 from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
-from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
@@ -55,6 +54,7 @@ from ..schemas.shop import (
     StockChangeIn,
     StockMovementOut,
 )
+from ..settlements import XLSX, settlement_file
 from ..signed_urls import (
     SIGNED_SECURITY,
     check_signature,
@@ -64,9 +64,6 @@ from ..signed_urls import (
 )
 
 blp = Blueprint("shop", __name__, description="积分超市 Points supermarket")
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CSV = "text/csv"  # Flask adds "; charset=utf-8"
 
 
 # ---- shops ----------------------------------------------------------------------------------
@@ -595,15 +592,7 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     fmt = args["format"]
     if fmt == "json":
         return result
-    name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
-    label = f"{result.shop_name}{result.month}结算单.{fmt}"
-    if fmt == "csv":
-        return download(
-            reconciliation.settlement_csv(result, village_tz()), CSV, label, ascii_name=name
-        )
-    return download(
-        reconciliation.settlement_xlsx(result, village_tz()), XLSX, label, ascii_name=name
-    )
+    return settlement_file(result, fmt, village_tz())
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])
