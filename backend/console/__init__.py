@@ -161,6 +161,8 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
+    from . import clerk  # noqa: F401, I001
     from . import login, today  # noqa: F401
+    from . import shop  # noqa: F401, I001
 
     app.register_blueprint(bp)
