@@ -237,7 +237,9 @@ def test_a_counter_sale_with_cash_is_the_apis_redemption_and_prints_a_receipt(
     assert 'class="receipt-page paper-80"' in wide.text
     assert app.static_folder
     css = (Path(app.static_folder) / "console" / "clerk.css").read_text()
-    assert "size: 58mm auto; margin: 0" in css and "size: 80mm auto; margin: 0" in css
+    assert "@page receipt-58 { size: 58mm 297mm; margin: 0; }" in css
+    assert "@page receipt-80 { size: 80mm 297mm; margin: 0; }" in css
+    assert "/static/console/clerk.js" in page.text  # makes the page as long as the slip
 
     # The same form sent again (a double click) sells nothing more.
     again = client.post(
