@@ -27,7 +27,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import token_url
-from ..ratelimits import by_user, limited, setting
+from ..ratelimits import PICKUP_CODE, by_user, limited, setting
 from ..reward_links import image_version
 from ..schemas.common import SignatureArgs
 from ..schemas.shop import (
@@ -433,7 +433,8 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/redemptions/pickup-code", methods=["POST"])
 @raises((404, "pickup_code_not_found"), (409, "redemption_expired"))
-@limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user)  # per clerk: each try is a guess
+# per clerk, with the console's pickup page: each try is a guess
+@limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user, shared=PICKUP_CODE)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(PickupCodeIn)

@@ -23,7 +23,7 @@ from ..caller import qr_codec
 from ..clock import now, village_tz
 from ..errors import APIError, chinese_messages
 from ..extensions import db
-from ..ratelimits import by_user, limit_by, setting
+from ..ratelimits import PICKUP_CODE, by_user, limit_by, setting
 from ..schemas.shop import CounterRedemptionIn, MemberLookupIn, PickupCodeIn, PickupScanIn
 from . import bp, forms, menu_item, session
 
@@ -69,10 +69,10 @@ def _is_pickup_number(text: str) -> bool:
     return len(text) == 6 and text.isascii() and text.isdigit()
 
 
-@limit_by(setting("PICKUP_CODE_RATE_LIMIT"), by_user)
+@limit_by(setting("PICKUP_CODE_RATE_LIMIT"), by_user, shared=PICKUP_CODE)
 def _pickup_number_try() -> None:
-    """Counts a typed pickup number against the clerk's limit, as POST
-    /redemptions/pickup-code does: each try is a guess, whether to look or to hand out."""
+    """Counts a typed pickup number against the clerk's limit, on the counters of POST
+    /redemptions/pickup-code: each try is a guess, whether to look or to hand out."""
 
 
 def _scanned() -> str:

@@ -161,6 +161,33 @@ def test_cancelled_expired_and_other_shops_orders_are_refused_and_nothing_change
     assert account_of(app, world.household_x)["held"] == 10
 
 
+def test_typed_pickup_numbers_count_against_the_apis_limit_and_scans_do_not(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    placed = _placed(app, client, world)
+    saved = app.config["PICKUP_CODE_RATE_LIMIT"]
+    app.config["PICKUP_CODE_RATE_LIMIT"] = "3 per minute"
+    try:
+        csrf = console_login(client, "clerk_a")
+        wrong = "000000" if placed["pickup_code"] != "000000" else "000001"
+        for _ in range(3):
+            assert _find(client, csrf, wrong).status_code == 404
+        blocked = _fulfil(client, placed["pickup_code"])
+        assert blocked.status_code == 429 and "操作太频繁" in blocked.text
+        assert _redemption(app, placed["id"])[0] == "reserved"
+        # The QR code is signed, not guessed: scanning it is not counted (as the API's scan).
+        assert _find(client, csrf, placed["pickup_url"]).status_code == 200
+        # One count with the API's: typing through both gets no more tries than through one.
+        api = client.post(
+            f"{API}/redemptions/pickup-code",
+            headers=world.headers("clerk_a"),
+            json={"pickup_code": placed["pickup_code"]},
+        )
+        assert api.status_code == 429
+    finally:
+        app.config["PICKUP_CODE_RATE_LIMIT"] = saved
+
+
 def test_a_cadre_cannot_open_the_pickup_page(client: FlaskClient, world: World) -> None:
     console_login(client, "cadre_a")
     for path in ("/console/pickup", "/console/counter", "/console/shop"):
