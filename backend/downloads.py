@@ -1,5 +1,6 @@
 """Files the API hands out (settlements, catalogs, printed boards): one way to name them;
-and the spreadsheets it takes in (rosters, opening balances): one way to read them.
+the proof photos, one way to send them (the API and the console); and the spreadsheets it
+takes in (rosters, opening balances): one way to read them.
 
 A file's name is often made of names people typed (a shop's, a village's), and the browser
 or WeChat saves the file under it: a `/` or `\\` could climb out of the download folder, a
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from urllib.parse import quote
 
-from flask import Response, request
+from flask import Response, current_app, request, send_file
+
+from points import uploads as photos
+from points.models import Upload
 
 from .errors import APIError
 
@@ -94,3 +99,47 @@ def uploaded_sheet(default_name: str, refusal: str) -> tuple[str, bytes]:
     if not data:
         raise APIError(400, "file_required", refusal)
     return filename, data
+
+
+def upload_dir() -> str:
+    """Where the proof photos are kept (UPLOAD_DIR)."""
+    return str(current_app.config["UPLOAD_DIR"])
+
+
+def photo_variant(width: int | None) -> str:
+    """The name of a photo's size in its ETag and its signed link: `w320`, or "" whole."""
+    return f"w{width}" if width else ""
+
+
+def _photo_format() -> str:
+    # WebP is a third smaller than JPEG at the same look; WeChat names image/webp when it can
+    # show it; */* alone is no promise that a client decodes WebP, and anything else gets JPEG.
+    named = any(
+        value == "image/webp" and quality > 0 for value, quality in request.accept_mimetypes
+    )
+    return "webp" if named else "jpeg"
+
+
+def send_photo(
+    upload: Upload, path: Path, width: int | None, credential: str = "Authorization"
+) -> Response:
+    """A proof photo the caller may see (`path`, from points.uploads.open_photo), or its
+    `width` copy (WebP when the client's Accept names it), kept by no shared cache; the
+    answer varies with the request header that says who is asking (`credential`)."""
+    mimetype = "image/jpeg"
+    if width:
+        fmt = _photo_format()
+        path = photos.thumbnail_path(upload_dir(), upload, width, fmt)
+        mimetype = photos.THUMBNAIL_FORMATS[fmt][2]
+    response = send_file(
+        path,
+        mimetype=mimetype,
+        max_age=3600,
+        conditional=True,
+        etag=f"{upload.sha256[:32]}-{photo_variant(width) or 'full'}-{mimetype.rsplit('/', 1)[1]}",
+    )
+    # send_file says "public"; a proof photo must never sit in a shared cache.
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Vary"] = f"{credential}, Accept" if width else credential
+    return response

@@ -10,14 +10,16 @@ no field is listed twice."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from points.models import AuditEntry, Household, LedgerEntry, User, Villager
+from points import catalogs, ledger, opening
+from points.models import AuditEntry, Household, LedgerEntry, RuleItemVersion, User, Villager
 from points.scope import VILLAGER, Actor, mask_phone, sees_phone
 
+from .clock import village_tz
 from .extensions import db
 
 
@@ -128,3 +130,65 @@ def _is_phone(key: Any, value: Any) -> bool:
         and (key == "phone" or key.endswith("_phone"))
         and (value is None or isinstance(value, str))
     )
+
+
+def passbook_page(
+    household_id: int, *, month: str | None, page: int, per_page: int
+) -> tuple[list[PassbookLine], int]:
+    """A page of the household's passbook, newest first, and how many lines it has in all
+    (for a household the caller may see: the caller checks)."""
+    found = ledger.passbook_page(
+        db.session, household_id, month=month, page=page, per_page=per_page
+    )
+    lines = passbook_lines(
+        [row[0] for row in found.rows], {row[0].id: row[1:] for row in found.rows}
+    )
+    return lines, found.total
+
+
+def passbook_lines(
+    entries: list[LedgerEntry],
+    extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
+) -> list[PassbookLine]:
+    """Passbook lines with the member's name and the rule item as it was when awarded;
+    `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
+    passbook page reads with its lines. Otherwise (one new entry) they are read here."""
+    if extra is None:
+        extra = {e.id: ledger.passbook_line(db.session, e)[1:] for e in entries}
+    names = ledger.member_names(db.session, {e.member_id for e in entries if e.member_id})
+    approvers = ledger.approver_names(db.session, {e.claim_id for e in entries if e.claim_id})
+    tz = village_tz()
+    version_ids = {e.rule_item_version_id for e in entries if e.rule_item_version_id}
+    versions = (
+        {
+            v.id: v
+            for v in db.session.scalars(
+                select(RuleItemVersion).where(RuleItemVersion.id.in_(version_ids))
+            )
+        }
+        if version_ids
+        else {}
+    )
+    items = []
+    for e in entries:
+        version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
+        item = catalogs.item_ref(version.item_id, version.id, version) if version else None
+        name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
+        balance, creator, deed = extra[e.id]
+        items.append(
+            PassbookLine(
+                e,
+                member_name=name,
+                relation=relation,
+                rule_item_id=item.id if item else None,
+                # An opening balance has no rule item: the passbook names it 期初结转.
+                rule_item_name=item.name
+                if item
+                else (opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
+                created_by_name=creator,
+                approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
+                deed_date=deed.astimezone(tz).date() if deed is not None else None,
+                balance=balance,
+            )
+        )
+    return items

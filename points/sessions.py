@@ -296,10 +296,12 @@ def open_console(session: Session, user: User, now: datetime) -> str:
 
 
 def authenticate_console(
-    session: Session, cookie: str, now: datetime, idle: timedelta
+    session: Session, cookie: str, now: datetime, idle: timedelta, *, touch: bool = True
 ) -> tuple[Actor, str]:
     """The actor and session id behind a console cookie. A session unused for longer than
-    `idle` is ended (committed by the caller) and refused with `session_expired`."""
+    `idle` is ended (committed by the caller) and refused with `session_expired`. `touch`
+    False: a page polling on its own (a live list) is no sign that anyone is at the screen,
+    so it does not keep the session alive."""
     sid, _, secret = cookie.partition(".")
     if not sid or not secret or len(sid) > 32:
         raise TokenInvalid()
@@ -317,7 +319,7 @@ def authenticate_console(
     if last_seen is None or now - last_seen > idle:
         revoke_session(session, sid, "idle")
         raise ConsoleSessionExpired()
-    if now - last_seen >= SEEN_EVERY:
+    if touch and now - last_seen >= SEEN_EVERY:
         session.execute(update(AuthSession).where(AuthSession.id == sid).values(last_seen_at=now))
     return actor, sid
 

@@ -11,22 +11,20 @@ from flask_smorest import Blueprint
 
 from points import card_render
 from points.activities import activities, checkin, codes, fraud
-from points.activities.activities import ActivityPlan, ActivityView, Geofence
+from points.activities.activities import ActivityView
 from points.activities.checkin import CheckInResult, Clock, Scan
 from points.activities.codes import IssuedCode
-from points.models import Village
 from points.models.activities import Activity
 from points.qr import qr_matrix, qr_png, qr_svg
 from points.scope import get_visible
 
 from ..caller import current_actor, qr_codec
 from ..clock import clock_skew, now, village_tz
-from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, page_of, paginate, raises
-from ..qr import print_font, token_url
+from ..qr import activity_poster_pdf, activity_poster_text, display_path, print_font, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas.activities import (
     ActivityIn,
@@ -43,6 +41,7 @@ from ..schemas.activities import (
     QrSvgArgs,
     QrTokenArgs,
     QrTokenOut,
+    activity_plan,
 )
 
 blp = Blueprint("activities", __name__, description="活动与签到 Activities and check-in")
@@ -103,22 +102,7 @@ def _shown(activity: Activity, code: IssuedCode, with_svg: bool) -> ShownCode:
 def create_activity(body: dict[str, Any]) -> ActivityView:
     """Create an activity of a village (cadres and admins). The rule item must allow
     check-in; a per-unit item must count hours (scored at check-out)."""
-    location = body.get("location")
-    plan = ActivityPlan(
-        village_id=body["village_id"],
-        title=body["title"],
-        rule_item_id=body["rule_item_id"],
-        starts_at=body["starts_at"],
-        ends_at=body["ends_at"],
-        checkin_opens_at=body.get("checkin_opens_at"),
-        checkin_closes_at=body.get("checkin_closes_at"),
-        qr_mode=body["qr_mode"],
-        step_seconds=body.get("qr_step_seconds") or current_app.config["QR_ROTATE_SECONDS"],
-        geofence=Geofence(**location) if location else None,
-        capacity=body.get("capacity"),
-        note=body.get("note"),
-        place=body.get("place"),
-    )
+    plan = activity_plan(body, current_app.config["QR_ROTATE_SECONDS"])
     activity = activities.create_activity(db.session, current_actor(), plan, now())
     db.session.commit()
     return _present([activity])[0]
@@ -160,21 +144,6 @@ def cancel_activity(body: dict[str, Any], activity_id: int) -> ActivityView:
 # ---- codes ----------------------------------------------------------------------------------
 
 
-def _poster_text(activity: Activity) -> card_render.PosterText:
-    village = db.session.get(Village, activity.village_id)
-    assert village is not None
-    tz = village_tz()
-    start, end = activity.starts_at.astimezone(tz), activity.ends_at.astimezone(tz)
-    day = f"{start.year}年{start.month}月{start.day}日"
-    if end.date() == start.date():
-        when = f"{day} {start:%H:%M}–{end:%H:%M}"
-    else:
-        when = f"{day} {start:%H:%M} 至 {end.month}月{end.day}日 {end:%H:%M}"
-    return card_render.PosterText(
-        village=village.name, title=activity.title, time=when, place=activity.place
-    )
-
-
 @blp.route("/activities/<int:activity_id>/qr.png", methods=["GET"])
 @raises(
     (403, "villager_inactive"), (409, "activity_cancelled"), (409, "rotating_code_not_printable")
@@ -192,7 +161,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     if args["bare"]:
         png = qr_png(url, args["box_size"])
     else:
-        png = card_render.poster_png(_poster_text(activity), qr_png(url), print_font())
+        png = card_render.poster_png(activity_poster_text(activity), qr_png(url), print_font())
     return Response(png, mimetype="image/png", headers=NO_STORE)
 
 
@@ -211,7 +180,7 @@ def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
     if args["bare"]:
         svg = qr_svg(url)
     else:
-        svg = card_render.poster_svg(_poster_text(activity), qr_matrix(url))
+        svg = card_render.poster_svg(activity_poster_text(activity), qr_matrix(url))
     return Response(svg, mimetype="image/svg+xml", headers=NO_STORE)
 
 
@@ -220,17 +189,7 @@ def poster_svg(args: dict[str, Any], activity_id: int) -> Response:
 @blp.alt_response(409, response="CONFLICT")  # a rotating or cancelled activity
 def poster_pdf(activity_id: int) -> Response:
     """The poster of qr.png as a one-page A4 PDF, to print at its size."""
-    activity, token = codes.poster_code(db.session, current_actor(), qr_codec(), activity_id)
-    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
-    data = card_render.poster_pdf(_poster_text(activity), qr_png(url), print_font())
-    return download(
-        data,
-        "application/pdf",
-        f"{activity.title}-签到海报.pdf",
-        ascii_name=f"activity-{activity.id}-poster.pdf",
-        inline=True,
-        cache_control="private, no-store",
-    )
+    return activity_poster_pdf(current_actor(), activity_id)
 
 
 @blp.route("/activities/<int:activity_id>/qr-token", methods=["GET"])
@@ -281,7 +240,7 @@ def display_link(activity_id: int) -> dict[str, Any]:
     )
     db.session.commit()
     base = current_app.config["PUBLIC_BASE_URL"]
-    return {"url": f"{base}/activities/{activity.id}/display#key={key}", "expires_at": expires_at}
+    return {"url": base + display_path(activity.id, key), "expires_at": expires_at}
 
 
 @pages_blp.route("/activities/<int:activity_id>/display", methods=["GET"])

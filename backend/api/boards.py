@@ -25,6 +25,7 @@ from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
 from rules.periods import add_months, month_key
 
+from .. import qr
 from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import download
@@ -611,33 +612,15 @@ def township_month_report(args: dict[str, Any], township_id: int) -> Response:
 # ---- household plates (门牌) -----------------------------------------------------------------
 
 
-def _plate_url(token: str) -> str:
-    return f"{_base_url()}/h/{token}"
-
-
 @blp.route("/households/<int:household_id>/plate.png", methods=["GET"])
 @raises((403, "villager_inactive"), (503, "board_font_missing"))
 @blp.response(200, BINARY, content_type="image/png")
 def plate_png(household_id: int) -> Response:
     """The household's plate to print and hang at the gate; its QR opens a page with the
     household's stars, this month's points and rank, without login."""
-    actor = current_actor()
-    household = get_visible(db.session, actor, Household, household_id)
-    authorize(actor, "plate.print")
-    link = links.public_link(db.session, household_id=household.id)
-    village = db.session.get(Village, household.village_id)
-    assert village is not None
-    head = household.head
+    png = qr.plate_png(current_actor(), household_id)
     db.session.commit()
-    return _png(
-        render.plate_png(
-            village=village.name,
-            head=head.name if head else (household.name or ""),
-            address=household.address or household.name or "",
-            qr_png=qr_png(_plate_url(link.token)),
-            font=_font(),
-        )
-    )
+    return _png(png)
 
 
 @blp.route("/households/<int:household_id>/plate/renew", methods=["POST"])
@@ -648,7 +631,7 @@ def plate_png(household_id: int) -> Response:
 def renew_plate(household_id: int) -> dict[str, Any]:
     """A new plate code; the old printed plate no longer opens the page."""
     link = links.renew_plate(db.session, current_actor(), household_id)
-    return {"url": _plate_url(link.token)}
+    return {"url": qr.plate_url(link.token)}
 
 
 @blp.route("/plates/<token>", methods=["GET"])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import jsonify
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
-from points import catalogs, home, ledger, opening, reversals
-from points.models import Household, LedgerEntry, ReversalRequest, RuleItemVersion
+from points import home, ledger, opening, reversals
+from points.models import Household, ReversalRequest
 from points.scope import get_visible, visible
 
 from .. import present
@@ -42,69 +40,10 @@ def _account(household_id: int) -> ledger.AccountView:
 
 def _passbook(household_id: int, args: dict[str, Any]) -> dict[str, Any]:
     household = get_visible(db.session, current_actor(), Household, household_id)
-    found = ledger.passbook_page(
-        db.session,
-        household.id,
-        month=args.get("month"),
-        page=args["page"],
-        per_page=args["per_page"],
+    lines, total = present.passbook_page(
+        household.id, month=args.get("month"), page=args["page"], per_page=args["per_page"]
     )
-    return {
-        "items": _present(
-            [row[0] for row in found.rows], {row[0].id: row[1:] for row in found.rows}
-        ),
-        "page": args["page"],
-        "per_page": args["per_page"],
-        "total": found.total,
-    }
-
-
-def _present(
-    entries: list[LedgerEntry],
-    extra: dict[int, tuple[int, str | None, datetime | None]] | None = None,
-) -> list[present.PassbookLine]:
-    """Passbook lines with the member's name and the rule item as it was when awarded;
-    `extra` (by entry): the balance after it, who posted it and its deed's moment, which a
-    passbook page reads with its lines. Otherwise (one new entry) they are read here."""
-    if extra is None:
-        extra = {e.id: ledger.passbook_line(db.session, e)[1:] for e in entries}
-    names = ledger.member_names(db.session, {e.member_id for e in entries if e.member_id})
-    approvers = ledger.approver_names(db.session, {e.claim_id for e in entries if e.claim_id})
-    tz = village_tz()
-    version_ids = {e.rule_item_version_id for e in entries if e.rule_item_version_id}
-    versions = (
-        {
-            v.id: v
-            for v in db.session.scalars(
-                select(RuleItemVersion).where(RuleItemVersion.id.in_(version_ids))
-            )
-        }
-        if version_ids
-        else {}
-    )
-    items = []
-    for e in entries:
-        version = versions.get(e.rule_item_version_id) if e.rule_item_version_id else None
-        item = catalogs.item_ref(version.item_id, version.id, version) if version else None
-        name, relation = names.get(e.member_id, (None, None)) if e.member_id else (None, None)
-        balance, creator, deed = extra[e.id]
-        items.append(
-            present.PassbookLine(
-                e,
-                member_name=name,
-                relation=relation,
-                rule_item_id=item.id if item else None,
-                # An opening balance has no rule item: the passbook names it 期初结转.
-                rule_item_name=item.name
-                if item
-                else (opening.OPENING_LABEL if e.kind == ledger.OPENING_KIND else None),
-                created_by_name=creator,
-                approved_by_names=approvers.get(e.claim_id, []) if e.claim_id else [],
-                deed_date=deed.astimezone(tz).date() if deed is not None else None,
-                balance=balance,
-            )
-        )
-    return items
+    return {"items": lines, "page": args["page"], "per_page": args["per_page"], "total": total}
 
 
 def _my_household() -> int:
@@ -187,7 +126,7 @@ def reverse(body: dict[str, Any], entry_id: int) -> Any:
         response = jsonify(ReversalRequestOut().dump(result))
         response.status_code = 202
         return response
-    return _present([result])[0]
+    return present.passbook_lines([result])[0]
 
 
 @blp.route("/villages/<int:village_id>/opening-balances", methods=["POST"])

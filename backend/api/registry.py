@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, request, url_for
+from flask import Response, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from points import binding, card_render, cards, registry, roster
+from points import card_render, cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
-from points.qr import qr_png
 from points.scope import authorize, get_visible, visible
 
-from .. import present
+from .. import present, qr
 from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
-from ..downloads import download, uploaded_sheet
+from ..downloads import uploaded_sheet
 from ..errors import APIError
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
-from ..qr import card_face, household_label, print_font, token_url
+from ..qr import card_face, print_font
 from ..schemas.common import SignatureArgs, SignedLinkOut
 from ..schemas.registry import (
     BindingTokenOut,
@@ -318,26 +316,14 @@ def village_cards(args: dict[str, Any], village_id: int) -> Response:
     300 dpi; by group, household, head first. Staff of the village only. At most
     200 cards at once (422 `too_many_cards`: print by group or household); none is 422
     `no_cards`."""
-    village, villagers = cards.cards_to_print(
-        db.session,
+    village, faces = qr.card_faces(
         current_actor(),
         village_id,
         group_id=args.get("group_id"),
         household_id=args.get("household_id"),
     )
-    codec = qr_codec()
-    faces = [card_face(codec, villager, village) for villager in villagers]
     db.session.commit()
-    title = f"{village.name}积分卡"
-    data = card_render.cards_pdf(faces, print_font(), title=title)
-    return download(
-        data,
-        "application/pdf",
-        f"{title}.pdf",
-        ascii_name=f"cards-{village.id}.pdf",
-        inline=True,
-        cache_control="private, no-store",
-    )
+    return qr.cards_download(village, faces)
 
 
 @blp.route("/villagers/<int:villager_id>/binding-token", methods=["POST"])
@@ -347,30 +333,13 @@ def create_binding_token(villager_id: int) -> dict[str, Any]:
     """A single-use, expiring code that binds a villager's WeChat to this roster entry. Its
     image names the villager it binds (name, village, household), so the right person
     scans it."""
-    ttl = timedelta(hours=current_app.config["BINDING_TOKEN_HOURS"])
-    token, expires_at = binding.create_binding_token(
-        db.session, current_actor(), qr_codec(), villager_id, ttl
-    )
-    villager = db.session.get(Villager, villager_id)
-    assert villager is not None
-    village = db.session.get(Village, villager.household.village_id)
-    assert village is not None
+    code = qr.binding_code(current_actor(), villager_id)
     db.session.commit()
-    url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
-    local = expires_at.astimezone(village_tz())
-    png = card_render.binding_png(
-        village=village.name,
-        household=household_label(villager.household),
-        name=villager.name,
-        expires=f"{local.month}月{local.day}日 {local:%H:%M}",
-        qr_png=qr_png(url),
-        font=print_font(),
-    )
     return {
-        "token": token,
-        "url": url,
-        "expires_at": expires_at,
-        "qr_png_base64": base64.b64encode(png).decode(),
+        "token": code.token,
+        "url": code.url,
+        "expires_at": code.expires_at,
+        "qr_png_base64": base64.b64encode(code.png).decode(),
     }
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request, send_file
+from flask import Response, request
 from flask_smorest import Blueprint
 
 from points import uploads as service
 
 from ..caller import current_actor
+from ..downloads import photo_variant, send_photo, upload_dir
 from ..errors import APIError
 from ..extensions import db
 from ..openapi import BINARY, raises
@@ -26,10 +27,6 @@ from ..signed_urls import (
 )
 
 blp = Blueprint("uploads", __name__, description="照片上传 Photo uploads")
-
-
-def _upload_dir() -> str:
-    return current_app.config["UPLOAD_DIR"]
 
 
 @blp.route("/uploads", methods=["POST"])
@@ -71,12 +68,12 @@ def upload_photo() -> dict[str, Any]:
     data = file.read() if file is not None else b""
     if not data:
         raise APIError(400, "file_required", "请选择要上传的照片（表单字段 file）")
-    upload = service.store_photo(db.session, actor, data, _upload_dir())
+    upload = service.store_photo(db.session, actor, data, upload_dir())
     try:
         db.session.commit()
     except Exception:
         db.session.rollback()
-        service.photo_path(_upload_dir(), upload).unlink(missing_ok=True)
+        service.photo_path(upload_dir(), upload).unlink(missing_ok=True)
         raise
     return {
         "id": upload.id,
@@ -91,16 +88,12 @@ def upload_photo() -> dict[str, Any]:
 PHOTO = "upload"  # the kind of image a photo's signed link names
 
 
-def _variant(width: int | None) -> str:
-    return f"w{width}" if width else ""
-
-
 def _link(upload_id: int, width: int | None) -> SignedLink:
     return signed_link(
         f"/api/v1/uploads/{upload_id}",
         PHOTO,
         upload_id,
-        _variant(width),
+        photo_variant(width),
         extra={"w": width} if width else None,
     )
 
@@ -112,17 +105,8 @@ def photo_link(args: dict[str, Any], upload_id: int) -> SignedLink:
     """A signed link to the photo (or its `w` copy) that the mini-program's `<image>` opens
     without a token, for whoever may see the photo (its uploader, the staff of its village;
     others 404). It works for SIGNED_URL_SECONDS and for this photo and size only."""
-    service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
+    service.open_photo(db.session, current_actor(), upload_id, upload_dir())
     return _link(upload_id, args.get("w"))
-
-
-def _format() -> str:
-    # WebP is a third smaller than JPEG at the same look; WeChat names image/webp when it can
-    # show it; */* alone is no promise that a client decodes WebP, and anything else gets JPEG.
-    named = any(
-        value == "image/webp" and quality > 0 for value, quality in request.accept_mimetypes
-    )
-    return "webp" if named else "jpeg"
 
 
 @blp.route("/uploads/<int:upload_id>", methods=["GET"])
@@ -147,26 +131,11 @@ def get_photo(args: dict[str, Any], upload_id: int) -> Response:
     altered or made for another photo or size."""
     width = args.get("w")
     if is_signed_request():
-        check_signature(PHOTO, upload_id, _variant(width))
-        upload, path = service.open_signed_photo(db.session, upload_id, _upload_dir())
+        check_signature(PHOTO, upload_id, photo_variant(width))
+        upload, path = service.open_signed_photo(db.session, upload_id, upload_dir())
     else:
-        upload, path = service.open_photo(db.session, current_actor(), upload_id, _upload_dir())
-    mimetype = "image/jpeg"
-    if width:
-        fmt = _format()
-        path = service.thumbnail_path(_upload_dir(), upload, width, fmt)
-        mimetype = service.THUMBNAIL_FORMATS[fmt][2]
-    response = send_file(
-        path,
-        mimetype=mimetype,
-        max_age=3600,
-        conditional=True,
-        etag=f"{upload.sha256[:32]}-{_variant(width) or 'full'}-{mimetype.rsplit('/', 1)[1]}",
-    )
-    # send_file says "public"; a proof photo must never sit in a shared cache.
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Vary"] = "Authorization, Accept" if width else "Authorization"
+        upload, path = service.open_photo(db.session, current_actor(), upload_id, upload_dir())
+    response = send_photo(upload, path, width)
     if is_signed_request():
         mark_signed(response)
     return response

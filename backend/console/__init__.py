@@ -161,8 +161,13 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
-    from . import clerk  # noqa: F401, I001
+    from . import activities as activities  # noqa: F401
+    from . import awards as awards  # noqa: F401
+    from . import claims as claims  # noqa: F401
+    from . import clerk as clerk  # noqa: F401
+    from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
-    from . import shop  # noqa: F401, I001
+    from . import roster as roster  # noqa: F401
+    from . import shop as shop  # noqa: F401
 
     app.register_blueprint(bp)

@@ -31,6 +31,9 @@ COOKIE = "vp_console"
 LOGIN_COOKIE = "vp_console_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+# Sent by parts of a page that refresh themselves (hx-trigger="every …"): such a request
+# does not count as the staff member's activity for the idle timeout.
+POLL_HEADER = "X-Console-Poll"
 
 
 # Why a login page was shown instead of the page asked for, by the refusal's code; the page
@@ -62,7 +65,9 @@ def load() -> Actor:
         if not cookie:
             raise sessions.TokenInvalid()
         try:
-            g.actor, g.session_id = sessions.authenticate_console(db.session, cookie, now(), idle())
+            g.actor, g.session_id = sessions.authenticate_console(
+                db.session, cookie, now(), idle(), touch=POLL_HEADER not in request.headers
+            )
         finally:
             # The idle revocation and the last-seen time are written even when refused.
             db.session.commit()

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from points.activities.activities import LIST_STATES, STATES
+from points.activities.activities import LIST_STATES, STATES, ActivityPlan, Geofence
 from points.activities.checkin import CHECKIN_OUTCOMES
 from points.activities.fraud import CHECKIN_FLAGS
 from points.models import CLAIM_STATUSES
@@ -77,6 +77,26 @@ class ActivityIn(Schema):
     location = fields.Nested(LocationIn, allow_none=True)
     capacity = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100_000))
     note = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+def activity_plan(body: dict[str, Any], default_step_seconds: int) -> ActivityPlan:
+    """The plan an ActivityIn body describes (the API's JSON, the console's form)."""
+    location = body.get("location")
+    return ActivityPlan(
+        village_id=body["village_id"],
+        title=body["title"],
+        rule_item_id=body["rule_item_id"],
+        starts_at=body["starts_at"],
+        ends_at=body["ends_at"],
+        checkin_opens_at=body.get("checkin_opens_at"),
+        checkin_closes_at=body.get("checkin_closes_at"),
+        qr_mode=body["qr_mode"],
+        step_seconds=body.get("qr_step_seconds") or default_step_seconds,
+        geofence=Geofence(**location) if location else None,
+        capacity=body.get("capacity"),
+        note=body.get("note"),
+        place=body.get("place"),
+    )
 
 
 class ActivityListArgs(PageArgs):

@@ -252,3 +252,21 @@ def test_a_login_makes_one_session_row(app: Flask, client: FlaskClient, world: W
     console_login(client, "cadre_a")
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(AuthSession)) == 1
+
+
+def test_a_page_polling_on_its_own_does_not_keep_an_idle_session_alive(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        console_login(client, "cadre_a")
+    idle = timedelta(minutes=app.config["CONSOLE_IDLE_MINUTES"])
+    poll = {"X-Console-Poll": "1", "HX-Request": "true"}
+
+    with time_machine.travel(start + idle - timedelta(minutes=1), tick=False):
+        assert client.get("/console/", headers=poll).status_code == 200
+    with time_machine.travel(start + idle + timedelta(minutes=1), tick=False):
+        response = client.get("/console/", headers=poll)
+
+    assert response.status_code == 204  # htmx is told to load the login page whole
+    assert "reason=session_expired" in response.headers["HX-Redirect"]
