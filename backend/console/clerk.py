@@ -285,21 +285,19 @@ def counter_card() -> tuple[str, int] | str:
 
 @bp.post("/counter/quote")
 def counter_quote() -> str:
-    """试算: the basket run through the counter redemption service itself and rolled back,
-    so the points, the cash and every refusal are the service's own, never worked out
-    here. Nothing is kept (an htmx fragment)."""
+    """试算: the basket priced and checked by the counter redemption's own service, holding
+    nothing, so the points, the cash and every refusal are the service's, never worked out
+    here (an htmx fragment)."""
     session.check_csrf()
     actor = session.load()
-    quote: dict[str, Any] | None = None
-    refusal = None
+    if not any(
+        n.startswith("qty-") and v.strip() not in ("", "0") for n, v in request.form.items()
+    ):
+        return render_template("console/clerk/quote.html", quote=None, refusal=None)
+    figures = refusal = None
     try:
-        if not any(
-            n.startswith("qty-") and v.strip() not in ("", "0") for n, v in request.form.items()
-        ):
-            return render_template("console/clerk/quote.html", quote=None, refusal=None)
         body = _basket()
-        holder = _card_holder(actor, body["member_token"])
-        trial = counter.counter_redeem(
+        figures = counter.quote(
             db.session,
             actor,
             qr_codec(),
@@ -310,19 +308,11 @@ def counter_quote() -> str:
             now=now(),
             tz=village_tz(),
         )
-        quote = {
-            "total_points": trial.total_points,
-            "cash_paid": trial.cash_paid,
-            "points": trial.points,
-            "exchange_rate": trial.exchange_rate,
-            "available_after": holder.available - trial.points,
-            "items": redemptions.items_text(trial),
-        }
     except (DomainError, APIError) as exc:
         refusal = forms.refusal_of(exc)
     finally:
-        db.session.rollback()
-    return render_template("console/clerk/quote.html", quote=quote, refusal=refusal)
+        db.session.rollback()  # an account made on first use is the sale's to make
+    return render_template("console/clerk/quote.html", quote=figures, refusal=refusal)
 
 
 def _counter_refused() -> str:

@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from backend.extensions import db
-from points.models import Redemption, StockMovement
+from points.models import AuditEntry, Redemption, StockMovement
 from tests.factories import (
     API,
     World,
@@ -36,7 +36,7 @@ from tests.factories import (
 )
 from tests.support.clock import SHANGHAI, frozen, local
 from tests.support.console import console_login, csrf_in
-from tests.support.reads import account_of, stock_of
+from tests.support.reads import account_of, count, stock_of
 
 _KEY = re.compile(r'name="idempotency_key" value="([^"]*)"')
 
@@ -210,6 +210,7 @@ def test_a_counter_sale_with_cash_is_the_apis_redemption_and_prints_a_receipt(
     card = member_token(app, world.head_x)
     csrf = console_login(client, "clerk_a")
 
+    audits = count(app, AuditEntry)
     holder = client.post("/console/counter/card", data={"csrf_token": csrf, "member_token": card})
     assert holder.status_code == 200, holder.text
     assert "户主x" in holder.text and "x户" in holder.text and "120" in holder.text
@@ -230,6 +231,7 @@ def test_a_counter_sale_with_cash_is_the_apis_redemption_and_prints_a_receipt(
     assert 'class="points figure">120 分' in quote.text and "135 分" in quote.text
     assert account_of(app, world.household_x)["available"] == 120
     assert stock_of(app, ids["oil"]) == 2
+    assert count(app, Redemption) == 0 and count(app, AuditEntry) == audits  # nothing kept
 
     refused = client.post("/console/counter/sale", data=basket)
     assert refused.status_code == 422 and "积分不足" in refused.text
