@@ -125,7 +125,7 @@ def _open_orders(actor: Actor) -> list[dict[str, Any]]:
         {
             "id": r.id,
             "household": names.households.get(r.household_id) or "",
-            "items": redemptions.items_text(r),
+            "goods": redemptions.items_text(r),
             "points": r.points,
             "expires_at": r.expires_at,
         }

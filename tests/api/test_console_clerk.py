@@ -83,6 +83,9 @@ def test_a_pickup_number_shows_the_order_and_hands_it_out_once(
 ) -> None:
     placed = _placed(app, client, world)
     csrf = console_login(client, "clerk_a")
+    waiting = client.get("/console/pickup").text
+    assert '<td class="goods">大米×1</td>' in waiting  # the open orders, without their codes
+    assert placed["pickup_code"] not in waiting
     found = _find(client, csrf, placed["pickup_code"])
     assert found.status_code == 200, found.text
     assert f'data-redemption="{placed["id"]}"' in found.text

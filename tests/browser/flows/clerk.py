@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from flask import Flask
@@ -142,7 +143,11 @@ def counter_sale(page: Page, card: str, quantities: dict[str, int], cash: str = 
     if cash:
         page.fill("#basket input[name=cash_paid]", cash)
     page.locator("#basket input[name=cash_paid]").dispatch_event("change")
-    expect(page.locator("#quote-figures")).to_be_visible()
+    # The service's figures for what was typed last (a newer quote replaces one in flight).
+    figures = page.locator("#quote-figures")
+    expect(figures).to_be_visible()
+    if cash:
+        expect(figures.locator(".cash-paid")).to_contain_text(f"{Decimal(cash):.2f} 元")
     page.click("#confirm-sale")
     page.wait_for_url(re.compile(r"/console/counter/receipts/\d+"))
     expect(page.locator("#receipt")).to_be_visible()
