@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-fast lint typecheck venv clean
+.PHONY: run test test-fast lint typecheck venv clean screenshots
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ lint: venv
 # mypy, configured in pyproject.toml: rules/ and points/ strict, backend/ in the default mode.
 typecheck: venv
 	$(BIN)/mypy rules points backend
+
+# Every console page on the demo township at desktop and phone width, into docs/screenshots/
+# (Debian's Chromium, CHROMIUM_PATH; pages this checkout lacks are skipped, said so).
+screenshots: venv
+	$(BIN)/python tests/browser/screenshots.py
 
 clean:
 	rm -rf $(VENV) instance/village_points.sqlite3*

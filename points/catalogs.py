@@ -706,6 +706,36 @@ def edit_item(
     return version
 
 
+def retire_item(session: Session, actor: Actor, item_id: int) -> RuleItem:
+    """Take an item out of its catalog (停用): it is no longer awarded or reported, and
+    everything recorded under its versions keeps them. Adding its code again brings the
+    same item back (`add_item`), as an import that lists it again does."""
+    item = session.scalars(
+        visible(actor, RuleItem)
+        .where(RuleItem.id == item_id)
+        .with_for_update(of=RuleItem)
+        .execution_options(populate_existing=True)
+    ).first()
+    if item is None:
+        raise NotFound()
+    catalog = item.catalog
+    _authorize_write(session, actor, catalog)
+    if item.retired_at is not None:
+        raise Conflict("该条目已从细则中停用", code="item_retired")
+    item.retired_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "rule_item.retire",
+        item,
+        before={"code": item.code, "retired_at": None},
+        after={"code": item.code, "retired_at": item.retired_at.isoformat()},
+        **_owner(catalog),
+    )
+    return item
+
+
 def set_policy(
     session: Session, actor: Actor, catalog_id: int, changes: Mapping[str, Any]
 ) -> RuleCatalog:

@@ -4,12 +4,9 @@ The domain is points.boards; the HTTP paths keep their names (/rankings, …/boa
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app, render_template, request
+from flask import Response, current_app, render_template
 from flask_smorest import Blueprint
 
 from points import notice
@@ -20,12 +17,11 @@ from points.boards.privacy import BoardPrefs
 from points.boards.standings import Period, parse_period
 from points.errors import DomainError
 from points.models import Household, Township, Village
-from points.qr import qr_png
 from points.scope import VILLAGER, Actor, authorize, get_visible
 from rules import merkle
 from rules.periods import add_months, month_key
 
-from .. import qr
+from .. import printed_boards, qr
 from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import download
@@ -178,29 +174,6 @@ def get_rankings(args: dict[str, Any]) -> dict[str, Any]:
 # ---- boards ---------------------------------------------------------------------------------
 
 
-def _board_url(token: str, period: Period, board: dict[str, Any]) -> str:
-    """The online board's address, as its QR prints it. A board that commits to its month
-    carries its full root, so the phone that scans the paper learns what was printed and
-    the page can say whether the board online is still that one."""
-    url = f"{_base_url()}/b/{token}?period={period.key}"
-    root_hex = board.get("month_root")
-    return f"{url}&root={root_hex}" if root_hex else url
-
-
-def _board_link(village_id: int, period: Period, board: dict[str, Any]) -> str:
-    link = links.public_link(db.session, village_id=village_id)
-    return _board_url(link.token, period, board)
-
-
-def _as_posted(village_id: int, board: dict[str, Any]) -> dict[str, Any]:
-    prefs = privacy.board_prefs(db.session, [village_id])[village_id]
-    return privacy.public_board(board, prefs, privacy.opted_out_among(db.session, board))
-
-
-def _posted_board(village_id: int, period: Period) -> dict[str, Any]:
-    return _as_posted(village_id, village_board(db.session, village_id, period, village_tz()))
-
-
 @blp.route("/villages/<int:village_id>/board", methods=["GET"])
 @raises((403, "villager_inactive"), (422, "invalid_period"))
 @blp.arguments(BoardArgs, location="query")
@@ -219,16 +192,16 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     )
     mine = board.pop("mine")
     if _public_view(actor, args):
-        board = _as_posted(village.id, board)
+        board = printed_boards.as_posted(village.id, board)
     link = links.existing_link(db.session, village_id=village.id)
-    png_url = _png_url(village.id, period)
+    png_url = printed_boards.png_url(village.id, period)
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
     return {
         "masked": False,
         **board,
         "mine": mine,
-        "online_url": _board_url(link.token, period, board) if link else None,
+        "online_url": printed_boards.board_url(link.token, period, board) if link else None,
         "png_url": png_url,
     }
 
@@ -237,97 +210,13 @@ def _printed(args: dict[str, Any], village_id: int, kind: str) -> Response:
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
     authorize(actor, "board.read")
-    period = _period(args, _last_month())
-    board = _posted_board(village.id, period)
-    url = _board_link(village.id, period, board)
-    db.session.commit()
-    printed_on = _printed_on(board)
-    if kind == "png":
-        etag = _board_etag(board, args["size"], url, printed_on)
-        cache = _board_cache(board, versioned=args.get("v") == etag)
-        if request.if_none_match.contains_weak(etag):
-            # Drawing the board is the costly part; a phone that holds it is told so.
-            return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
-    draw = render.board_pdf if kind == "pdf" else render.board_png
-    data = draw(
-        board,
+    return printed_boards.printed_board(
+        village,
+        _period(args, _last_month()),
         paper=args["size"],
-        qr_png=qr_png(url),
-        font=_font(),
-        dpi=current_app.config["BOARD_DPI"],
-        printed_on=printed_on,
+        kind=kind,
+        version=args.get("v"),
     )
-    if kind == "png":
-        response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
-        response.set_etag(etag)
-        return response
-    return download(
-        data,
-        "application/pdf",
-        f"{village.name}{period.key}红黑榜-{args['size']}.pdf",
-        ascii_name=f"board-{village.id}-{period.key}-{args['size']}.pdf",
-        inline=True,
-        cache_control="private, no-store",
-    )
-
-
-def _board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:
-    """Everything the picture is drawn from: the board as posted (names masked or withdrawn
-    at the households' wish), the paper, the resolution, the QR's link, the date printed on
-    it and the font; the same inputs draw the same picture."""
-    font = _font()
-    inputs = json.dumps(
-        [
-            board,
-            paper,
-            current_app.config["BOARD_DPI"],
-            url,
-            printed_on,
-            str(font.path),
-            render.__name__,
-        ],
-        sort_keys=True,
-        default=str,
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(inputs.encode()).hexdigest()[:32]
-
-
-def _printed_on(board: dict[str, Any]) -> str:
-    """The date line of a printed board: a closed month's is the day it was published, so
-    its picture stays the same from one day to the next; the running month's, today."""
-    closed_at = board.get("closed_at") if board.get("status") == "closed" else None
-    if isinstance(closed_at, datetime):
-        day = closed_at.astimezone(village_tz()).date()
-        return f"{day.year}年{day.month}月{day.day}日公布"
-    today = now().astimezone(village_tz()).date()
-    return f"{today.year}年{today.month}月{today.day}日打印"
-
-
-def _board_cache(board: dict[str, Any], versioned: bool) -> str:
-    # A closed month's board is frozen, but a household may still withdraw its name from the
-    # posted board (or the village start masking names), which must reach the phones that
-    # show it. So the long cache is for the versioned address only (`?v=` the picture's
-    # ETag, as GET …/board gives it in `png_url`): a withdrawal makes a new address, and the
-    # phone asks for that. Unversioned, a day, then a revalidation that costs a 304. The
-    # running month changes with every award: always revalidated. Private either way: the
-    # answer is for a logged-in caller.
-    if board.get("status") == "closed":
-        return "private, max-age=31536000, immutable" if versioned else "private, max-age=86400"
-    return "private, no-cache"
-
-
-def _png_url(village_id: int, period: Period) -> str | None:
-    """Where the phone gets the board's picture (A4): for a closed month, under an address
-    versioned by the picture's ETag, which may be cached for good. Only once the board's
-    public link exists (made when it is first printed): this read writes nothing."""
-    base = f"/api/v1/villages/{village_id}/board.png?period={period.key}&size=A4"
-    link = links.existing_link(db.session, village_id=village_id)
-    board = _posted_board(village_id, period)
-    if link is None or board.get("status") != "closed":
-        return base
-    url = _board_url(link.token, period, board)
-    return f"{base}&v={_board_etag(board, 'A4', url, _printed_on(board))}"
 
 
 @blp.route("/villages/<int:village_id>/board.png", methods=["GET"])
@@ -704,7 +593,7 @@ def board_page(args: dict[str, Any], token: str) -> Response:
     except DomainError:
         return _gone()
     assert link.village_id is not None
-    board = _posted_board(link.village_id, _period(args, _last_month()))
+    board = printed_boards.posted_board(link.village_id, _period(args, _last_month()))
     root_hex = board.get("month_root")
     printed = (args.get("root") or "").lower() or None
     return _page(

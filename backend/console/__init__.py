@@ -162,12 +162,19 @@ def _http(exc: HTTPException) -> tuple[str, int]:
 def register(app: Flask) -> None:
     # Importing the page modules registers their routes on `bp`.
     from . import activities as activities  # noqa: F401
+    from . import audit as audit  # noqa: F401
     from . import awards as awards  # noqa: F401
+    from . import boards as boards  # noqa: F401
+    from . import budget as budget  # noqa: F401
     from . import claims as claims  # noqa: F401
     from . import clerk as clerk  # noqa: F401
     from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
+    from . import policy as policy  # noqa: F401
+    from . import reports as reports  # noqa: F401
     from . import roster as roster  # noqa: F401
+    from . import rules as rules  # noqa: F401
     from . import shop as shop  # noqa: F401
+    from . import stats as stats  # noqa: F401
 
     app.register_blueprint(bp)

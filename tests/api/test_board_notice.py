@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
+from backend import printed_boards
 from backend.api import boards as boards_api
 from points.boards.page import Page, find_font
 from points.boards.render import board_png, notice_lines
@@ -94,7 +95,9 @@ def rooted_boards(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
         board = village_board(*args, **kwargs)
         return {**board, "month_root": roots.get(board["period"])}
 
+    # The JSON board's view and the printed board (PNG, PDF, /b/) each build it.
     monkeypatch.setattr(boards_api, "village_board", with_root)
+    monkeypatch.setattr(printed_boards, "village_board", with_root)
     return roots
 
 
@@ -112,7 +115,7 @@ def test_the_qr_and_the_online_board_carry_the_root(
         qr_urls.append(data)
         return qr_png(data, *args, **kwargs)
 
-    monkeypatch.setattr(boards_api, "qr_png", spy)
+    monkeypatch.setattr(printed_boards, "qr_png", spy)
     path = f"/api/v1/villages/{world.village_a}/board"
     with frozen(APRIL_2):
         assert (
@@ -181,7 +184,7 @@ def test_a_board_without_a_root_prints_and_shows_none(
         qr_urls.append(data)
         return qr_png(data, *args, **kwargs)
 
-    monkeypatch.setattr(boards_api, "qr_png", spy)
+    monkeypatch.setattr(printed_boards, "qr_png", spy)
     path = f"/api/v1/villages/{world.village_a}/board"
     with frozen(APRIL_2):
         assert (

@@ -89,6 +89,28 @@ def objects(
         client, world, "villager_x", items["PUB-VOLUNTEER"], 2, evidence=[upload_id]
     )
     assert reported.status_code == 201, reported.get_json()
+    # Village A's own items (村规民约): a catalog and an item no other village sees.
+    own = client.post(
+        "/api/v1/rule-catalogs",
+        json={"name": "清水村村规民约", "village_id": world.village_a},
+        headers=world.headers("tadmin1"),
+    )
+    assert own.status_code == 201, own.get_json()
+    own_item = client.post(
+        f"/api/v1/rule-catalogs/{own.get_json()['id']}/items",
+        json={
+            "code": "QS-WED",
+            "name": "红白喜事简办",
+            "category": "乡风文明",
+            "class": "bonus",
+            "points": 10,
+            "kind": "once",
+            "applies_to": "household",
+            "submit_by": ["cadre"],
+        },
+        headers=world.headers("tadmin1"),
+    )
+    assert own_item.status_code == 201, own_item.get_json()
     return {
         "claim_id": claim_id,
         "objection_id": objected.get_json()["id"],
@@ -102,6 +124,8 @@ def objects(
         "member_id": world.head_x,
         "village_id": world.village_a,
         "group_id": world.group_x,
+        "item_id": own_item.get_json()["id"],
+        "catalog_id": own.get_json()["id"],
         **_shop_objects(app, client, world),
     }
 

@@ -125,7 +125,8 @@ def test_every_html_page_carries_the_security_headers(
             if (
                 served.status_code != 200
                 or served.headers.get("X-Content-Type-Options") != "nosniff"
-                or served.mimetype not in ("text/css", "text/javascript", "application/javascript")
+                or served.mimetype
+                not in ("text/css", "text/javascript", "application/javascript", "image/svg+xml")
             ):
                 failures.append(f"{url} loads {asset}: {served.status_code} {served.mimetype}")
     assert not failures, "\n".join(failures)
