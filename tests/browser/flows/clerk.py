@@ -143,7 +143,7 @@ def counter_sale(page: Page, card: str, quantities: dict[str, int], cash: str = 
     if cash:
         page.fill("#basket input[name=cash_paid]", cash)
     page.locator("#basket input[name=cash_paid]").dispatch_event("change")
-    # The service's figures for what was typed last (a newer quote replaces one in flight).
+    # The service's figures for what was typed last (queued behind a quote in flight).
     figures = page.locator("#quote-figures")
     expect(figures).to_be_visible()
     if cash:
