@@ -43,6 +43,25 @@ def create_township(session: Session, actor: Actor | None, name: str, code: str 
     return township
 
 
+def update_township(
+    session: Session, actor: Actor, township_id: int, changes: dict[str, Any]
+) -> Township:
+    """Rename a township or set its code (county admins)."""
+    township = get_visible(session, actor, Township, township_id)
+    authorize(actor, "township.update")
+    if "name" in changes and session.scalar(
+        select(Township.id).where(Township.name == changes["name"], Township.id != township.id)
+    ):
+        raise Conflict("已有同名乡镇", code="duplicate_name")
+    before = audit.snapshot(township)
+    for key, value in changes.items():
+        setattr(township, key, value)
+    audit.record(
+        session, actor, "township.update", township, before=before, township_id=township.id
+    )
+    return township
+
+
 def create_village(
     session: Session, actor: Actor | None, township_id: int, name: str, code: str | None
 ) -> Village:

@@ -57,6 +57,7 @@ REGISTRY_STAFF = frozenset({COUNTY, TOWNSHIP, CADRE})
 # Which roles may take which action. Scope (which objects) is decided by `visible()`.
 ACTIONS: dict[str, frozenset[str]] = {
     "township.create": frozenset({COUNTY}),
+    "township.update": frozenset({COUNTY}),
     "village.create": ADMINS,
     "village.update": ADMINS,
     "group.create": REGISTRY_STAFF,

@@ -402,9 +402,13 @@ def revoke_session(session: Session, sid: str, reason: str) -> None:
     )
 
 
-def revoke_user_sessions(session: Session, user_id: int, reason: str) -> None:
-    session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
+def revoke_user_sessions(
+    session: Session, user_id: int, reason: str, *, keep: str | None = None
+) -> None:
+    """End every session of the user, but `keep` (the one they are acting in) if given."""
+    stmt = update(AuthSession).where(
+        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
     )
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    session.execute(stmt.values(revoked_at=utcnow(), revoked_reason=reason))

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from .models import STAFF_ROLES, Shop, Township, User, Village, Villager
-from .passwords import hash_password
+from .passwords import hash_password, verify_password
 from .scope import COUNTY, TOWNSHIP, Actor, authorize, get_visible, visible
 from .sessions import revoke_user_sessions
 
@@ -126,6 +126,8 @@ def create_staff(
         township_id=township_id,
         village_id=village_id,
         shop_id=shop_id,
+        # The admin who chose this password knows it: the holder chooses their own first.
+        must_change_password=actor is not None,
     )
     if villager_id is not None:
         link_villager(session, actor, user, villager_id)
@@ -155,6 +157,8 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
         password = changes.pop("password")
         check_password_strength(password)
         user.password_hash = hash_password(password)
+        # Another admin's reset is known to that admin: the holder must choose their own.
+        user.must_change_password = user.id != actor.user_id
         # A reset password ends every session opened with the old one.
         revoke_user_sessions(session, user.id, "password_reset")
     if "name" in changes:
@@ -167,6 +171,42 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
         session,
         actor,
         "user.update",
+        user,
+        before=before,
+        township_id=user.township_id,
+        village_id=user.village_id,
+    )
+    return user
+
+
+class WrongPassword(Unauthenticated):
+    code = "invalid_credentials"
+    message = "当前密码不正确"
+
+
+def change_own_password(
+    session: Session, actor: Actor, current: str, new: str, *, session_id: str
+) -> User:
+    """A staff member sets their own password, proving the current one; this clears
+    must_change_password. Every other session of theirs ends (one opened with a password an
+    admin knew, or by whoever learnt the old one); the one they act in (`session_id`) goes on,
+    since they have just proved the password in it."""
+    user = session.get(User, actor.user_id)
+    if user is None or user.role not in STAFF_ROLES:
+        raise Forbidden("只有工作人员账号设有密码")
+    if not verify_password(user.password_hash, current):
+        raise WrongPassword()
+    check_password_strength(new)
+    if current == new:
+        raise Invalid("新密码不能与当前密码相同", code="same_password")
+    before = audit.snapshot(user)
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    revoke_user_sessions(session, user.id, "password_changed", keep=session_id)
+    audit.record(
+        session,
+        actor,
+        "user.password_change",
         user,
         before=before,
         township_id=user.township_id,

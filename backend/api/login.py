@@ -7,7 +7,7 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 
-from points import binding, sessions
+from points import binding, sessions, users
 from points.models import Household, User
 from points.passwords import verify_password
 from points.scope import Actor
@@ -19,7 +19,15 @@ from ..errors import APIError
 from ..extensions import db
 from ..openapi import raises
 from ..ratelimits import PASSWORD_LOGIN, by_address, by_user, by_username, limited, setting
-from ..schemas.login import BindIn, LoginIn, MeOut, RefreshIn, TokensOut, WeChatLoginIn
+from ..schemas.login import (
+    BindIn,
+    LoginIn,
+    MeOut,
+    PasswordChangeIn,
+    RefreshIn,
+    TokensOut,
+    WeChatLoginIn,
+)
 from ..wechat import WeChatClient
 
 blp = Blueprint("auth", __name__, description="登录与身份 Login, tokens and binding")
@@ -41,6 +49,7 @@ def _signed_in(user: User, pair: sessions.TokenPair) -> dict[str, Any]:
         "expires_in": pair.expires_in,
         "user": user,
         "bound": user.villager_id is not None,
+        "must_change_password": user.must_change_password,
     }
 
 
@@ -138,6 +147,34 @@ def logout() -> None:
     """End this session: its access and refresh tokens stop working at once."""
     sessions.revoke_session(db.session, current_session_id(), "logout")
     db.session.commit()
+
+
+@blp.route("/auth/password", methods=["POST"])
+@raises(
+    users.WrongPassword,
+    (403, "villager_inactive"),
+    (422, "same_password"),
+    (422, "weak_password"),
+)
+# Guessing the current password with a stolen token counts with the logins' guesses.
+@limited(blp, setting("LOGIN_RATE_LIMIT"), by_address, by_user, shared=PASSWORD_LOGIN)
+@blp.arguments(PasswordChangeIn)
+@blp.response(200, MeOut)
+def change_password(body: dict[str, Any]) -> dict[str, Any]:
+    """Staff set their own password, giving the current one (401 `invalid_credentials` if it
+    is wrong; 422 `weak_password`, `same_password`). Clears `must_change_password`. Every
+    other session of the user ends (the console's too); this one goes on. The API's other
+    operations do not wait for this change: a client shows `must_change_password` (login
+    answer, /me) and asks for it first, as the console does."""
+    users.change_own_password(
+        db.session,
+        current_actor(),
+        body["current_password"],
+        body["new_password"],
+        session_id=current_session_id(),
+    )
+    db.session.commit()
+    return _me(current_user())
 
 
 def _me(user: User) -> dict[str, Any]:

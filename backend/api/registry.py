@@ -38,6 +38,7 @@ from ..schemas.registry import (
     RosterResult,
     TownshipIn,
     TownshipOut,
+    TownshipPatch,
     VillageIn,
     VillageListArgs,
     VillageOut,
@@ -82,6 +83,17 @@ def create_township(body: dict[str, Any]) -> Township:
 @blp.response(200, TownshipOut)
 def get_township(township_id: int) -> Township:
     return get_visible(db.session, current_actor(), Township, township_id)
+
+
+@blp.route("/townships/<int:township_id>", methods=["PATCH"])
+@raises((403, "villager_inactive"), (409, "duplicate_name"))
+@blp.arguments(TownshipPatch)
+@blp.response(200, TownshipOut)
+def update_township(body: dict[str, Any], township_id: int) -> Township:
+    """Rename a township or set its code (county admins); audited like a village's."""
+    township = registry.update_township(db.session, current_actor(), township_id, body)
+    db.session.commit()
+    return township
 
 
 # ---- villages -------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
 # Pages anyone may open: the login form itself.
 OPEN_ENDPOINTS = frozenset({"console.login", "console.login_post"})
 
+# Pages open to a user who must change the password an admin chose, before they have.
+PASSWORD_ENDPOINTS = frozenset({"console.password", "console.password_post", "console.logout"})
+
 # The menu: (endpoint, label, the action the page needs); a page whose action the role
 # lacks is not offered (and refuses with 403 if opened).
 MENU: list[tuple[str, str, str | None]] = [
@@ -74,6 +77,13 @@ def _require_staff() -> Response | None:
             response = Response(status=204, headers={"HX-Redirect": target})
         session.clear_cookie(response)
         return response
+    # An admin chose this password (a new account, a reset) and knows it: every other page
+    # waits until the holder has set their own (points.users.change_own_password).
+    if request.endpoint not in PASSWORD_ENDPOINTS and current_user().must_change_password:
+        target = url_for("console.password")
+        if request.headers.get("HX-Request"):
+            return Response(status=204, headers={"HX-Redirect": target})
+        return redirect(target, code=303)
     return None
 
 
@@ -168,8 +178,10 @@ def register(app: Flask) -> None:
     from . import budget as budget  # noqa: F401
     from . import claims as claims  # noqa: F401
     from . import clerk as clerk  # noqa: F401
+    from . import county as county  # noqa: F401
     from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
+    from . import password as password  # noqa: F401
     from . import policy as policy  # noqa: F401
     from . import reports as reports  # noqa: F401
     from . import roster as roster  # noqa: F401

@@ -53,6 +53,24 @@ class TokensOut(Schema):
     expires_in = fields.Integer(metadata={"description": "seconds the access token lives"})
     user = fields.Nested(UserOut)
     bound = fields.Boolean(metadata={"description": "bound to a villager on the roster"})
+    must_change_password = fields.Boolean(
+        metadata={
+            "description": "staff whose password an admin chose: ask for a new one and send it "
+            "to POST /auth/password before anything else"
+        }
+    )
+
+
+class PasswordChangeIn(Schema):
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(max=128)
+    )
+    new_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(max=128),
+        metadata={"description": "at least 8 characters, not the current one"},
+    )
 
 
 class ScopeOut(Schema):

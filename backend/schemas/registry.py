@@ -16,6 +16,11 @@ class TownshipIn(Schema):
     code = OptionalText(40)
 
 
+class TownshipPatch(Schema):
+    name = Name(required=False)
+    code = OptionalText(40)
+
+
 class TownshipOut(Schema):
     id = fields.Integer()
     name = fields.String()

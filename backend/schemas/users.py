@@ -64,6 +64,13 @@ class UserOut(Schema):
         metadata={"type": "string"},
     )
     disabled = fields.Boolean()
+    must_change_password = fields.Boolean(
+        metadata={
+            "description": "an admin chose this password (created the account or reset it): "
+            "the holder must set their own (POST /auth/password); the console opens no other "
+            "page until they do"
+        }
+    )
     created_at = LocalDateTime()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -46,6 +46,12 @@ class User(Base):
     # own roster entry, set by an admin, so that they never decide their household's points.
     villager_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when someone else chose the password (an admin creating the account or resetting
+    # it): the holder must choose their own before the console lets them do anything else.
+    # Cleared when they change it themselves.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     villager: Mapped[Villager | None] = relationship()

@@ -34,7 +34,13 @@ from tests.support.console import console_login
 
 # Pages a clerk (超市店员) may open in this part of the console; every other page is a
 # cadre's or an admin's, which a clerk must not see.
-CLERK_PAGES = {"console.today", "console.login", "console.login_post", "console.logout"}
+CLERK_PAGES = {
+    "console.today",
+    "console.login",
+    "console.login_post",
+    "console.logout",
+    "console.password",
+}
 # The clerk's own pages (积分超市店员): pickup, counter, receipts, shelf, statement.
 CLERK_PAGES |= {
     "console.pickup",
@@ -126,6 +132,8 @@ def objects(
         "group_id": world.group_x,
         "item_id": own_item.get_json()["id"],
         "catalog_id": own.get_json()["id"],
+        "township_id": world.township_1,
+        "user_id": world.cadre_a,
         **_shop_objects(app, client, world),
     }
 

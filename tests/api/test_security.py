@@ -457,6 +457,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("shop.create_reward", "POST"): Route("shop", {"name": "假货", "points": 1, "stock": 1}),
     ("shop.settlement", "GET"): Route("shop", query="?month=2026-12"),
     ("registry.get_township", "GET"): Route("township"),
+    ("registry.update_township", "PATCH"): Route("township", {"name": "篡改镇"}),
     ("boards.township_settings", "GET"): Route("township"),
     ("boards.set_township_settings", "PUT"): Route("township", {"mask_names": False}),
     ("shop.points_report", "GET"): Route("township"),

@@ -32,7 +32,6 @@ from points.models import (
     RuleItem,
     RuleItemVersion,
     Township,
-    User,
     Village,
 )
 from points.models.base import UTCDateTime
@@ -74,6 +73,23 @@ def _old_household(s: Session, village_id: int) -> SimpleNamespace:
         .returning(Household.__table__.c.id)
     ).scalar_one()
     return SimpleNamespace(id=household_id)
+
+
+def _old_user(s: Session, **values: object) -> SimpleNamespace:
+    """A user inserted through the table, naming only the columns of the revisions before
+    0019 (the model has more: `must_change_password`)."""
+    users = table(
+        "users",
+        column("id", Integer),
+        column("created_at", UTCDateTime()),
+        *(column(name) for name in ("disabled", *values)),
+    )
+    user_id = s.execute(
+        users.insert()
+        .values(disabled=False, created_at=datetime(2026, 11, 1, tzinfo=UTC), **values)
+        .returning(users.c.id)
+    ).scalar_one()
+    return SimpleNamespace(id=user_id)
 
 
 def _old_catalog(
@@ -173,15 +189,14 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
             s.add(village)
             s.flush()
             household = _old_household(s, village.id)
-            cadre = User(
+            cadre = _old_user(
+                s,
                 username="mig_cadre",
                 password_hash="x",
                 role="cadre",
                 township_id=township.id,
                 village_id=village.id,
             )
-            s.add(cadre)
-            s.flush()
             at = datetime(2026, 11, 5, tzinfo=UTC)
             # Through the table, naming only the columns 0004 has: the model may have more.
             s.execute(
@@ -294,18 +309,17 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
                 ).bindparams(bindparam("at", type_=UTCDateTime())),
                 {"household": household.id, "yes": True, "at": at},
             ).scalar_one()
-            cadre = User(
+            cadre = _old_user(
+                s,
                 username="mig_cadre",
                 password_hash="x",
                 role="cadre",
                 township_id=township.id,
                 village_id=village.id,
             )
-            wechat = User(role="villager", openid="mig-head", villager_id=head_id)
-            stubborn = User(role="villager", openid="mig-stubborn")
-            other = User(role="villager", openid="mig-other")
-            s.add_all([cadre, wechat, stubborn, other])
-            s.flush()
+            _old_user(s, role="villager", openid="mig-head", villager_id=head_id)
+            stubborn = _old_user(s, role="villager", openid="mig-stubborn")
+            other = _old_user(s, role="villager", openid="mig-other")
             claim_id = s.execute(
                 Claim.__table__.insert().returning(Claim.__table__.c.id),
                 {
