@@ -69,6 +69,9 @@ def by_username() -> str:
 # The password login's counters, shared by the API's POST /auth/login and the console's
 # login form: guessing through both gets no more tries than through one.
 PASSWORD_LOGIN = "password-login"
+# The typed pickup numbers' counters, shared by the API's POST /redemptions/pickup-code and
+# the console's pickup page (looking an order up and handing it out): each try is a guess.
+PICKUP_CODE = "pickup-code"
 
 
 def limit_by(

@@ -22,13 +22,12 @@ from points.tokens import TokenType
 
 from ..caller import current_actor, qr_codec
 from ..clock import now, village_tz
-from ..downloads import download
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PageArgs, page_of, paginate, raises
 from ..qr import token_url
-from ..ratelimits import by_user, limited, setting
+from ..ratelimits import PICKUP_CODE, by_user, limited, setting
 from ..reward_links import image_version
 from ..schemas.common import SignatureArgs
 from ..schemas.shop import (
@@ -55,6 +54,7 @@ from ..schemas.shop import (
     StockChangeIn,
     StockMovementOut,
 )
+from ..settlements import XLSX, settlement_file
 from ..signed_urls import (
     SIGNED_SECURITY,
     check_signature,
@@ -64,9 +64,6 @@ from ..signed_urls import (
 )
 
 blp = Blueprint("shop", __name__, description="积分超市 Points supermarket")
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CSV = "text/csv"  # Flask adds "; charset=utf-8"
 
 
 # ---- shops ----------------------------------------------------------------------------------
@@ -436,7 +433,8 @@ def scan(body: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/redemptions/pickup-code", methods=["POST"])
 @raises((404, "pickup_code_not_found"), (409, "redemption_expired"))
-@limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user)  # per clerk: each try is a guess
+# per clerk, with the console's pickup page: each try is a guess
+@limited(blp, setting("PICKUP_CODE_RATE_LIMIT"), by_user, shared=PICKUP_CODE)
 @blp.doc(**IDEMPOTENT)
 @idempotent
 @blp.arguments(PickupCodeIn)
@@ -595,15 +593,7 @@ def settlement(args: dict[str, Any], shop_id: int) -> Any:
     fmt = args["format"]
     if fmt == "json":
         return result
-    name = f"settlement-shop{result.shop_id}-{result.month}.{fmt}"
-    label = f"{result.shop_name}{result.month}结算单.{fmt}"
-    if fmt == "csv":
-        return download(
-            reconciliation.settlement_csv(result, village_tz()), CSV, label, ascii_name=name
-        )
-    return download(
-        reconciliation.settlement_xlsx(result, village_tz()), XLSX, label, ascii_name=name
-    )
+    return settlement_file(result, fmt, village_tz())
 
 
 @blp.route("/townships/<int:township_id>/points-report", methods=["GET"])

@@ -206,6 +206,7 @@ def register(app: Flask) -> None:
     from . import boards as boards  # noqa: F401
     from . import budget as budget  # noqa: F401
     from . import claims as claims  # noqa: F401
+    from . import clerk as clerk  # noqa: F401
     from . import county as county  # noqa: F401
     from . import households as households  # noqa: F401
     from . import login, today  # noqa: F401
@@ -214,6 +215,7 @@ def register(app: Flask) -> None:
     from . import reports as reports  # noqa: F401
     from . import roster as roster  # noqa: F401
     from . import rules as rules  # noqa: F401
+    from . import shop as shop  # noqa: F401
     from . import stats as stats  # noqa: F401
 
     app.register_blueprint(bp)

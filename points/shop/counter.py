@@ -18,7 +18,7 @@ from ..models import Account, Redemption, Shop, Villager
 from ..scope import Actor, authorize, get_visible
 from ..tokens import TokenCodec
 from .qualification import qualification
-from .redemption import FEN, Basket, InvalidCash, fulfil, reserve
+from .redemption import FEN, Basket, InvalidCash, fulfil, price_basket, refuse_short, reserve
 
 
 class NotServed(DomainError):
@@ -69,6 +69,53 @@ def counter_redeem(
         expires_at=None,
     )
     return fulfil(session, actor, redemption, now, tz, "redemption.counter")
+
+
+@dataclass(frozen=True)
+class CounterQuote:
+    """试算: what a counter redemption of the basket would take, before the clerk confirms."""
+
+    total_points: int  # the goods at shelf prices
+    cash_paid: Decimal
+    points: int  # taken from the household's points
+    exchange_rate: Decimal  # yuan per point, at which the cash counts
+    available_after: int
+
+
+def quote(
+    session: Session,
+    actor: Actor,
+    codec: TokenCodec,
+    shop_id: int,
+    *,
+    member_token: str,
+    items: list[dict[str, int]],
+    cash_paid: Decimal,
+    now: datetime,
+    tz: ZoneInfo,
+) -> CounterQuote:
+    """The basket priced and checked as `counter_redeem` would (the same refusals: the
+    card, the shelf, the cash, the minimum, the qualification line, the points and the
+    stock as they stand), holding nothing: the sale itself decides."""
+    shop = get_visible(session, actor, Shop, shop_id)
+    authorize(actor, "redemption.counter")
+    villager = member_from_card(session, codec, shop, member_token, now)
+    priced = price_basket(
+        session,
+        shop,
+        Basket(villager.household, villager.id, items, cash_paid),
+        source="counter",
+        now=now,
+        tz=tz,
+    )
+    refuse_short(priced)
+    return CounterQuote(
+        total_points=priced.total,
+        cash_paid=cash_paid,
+        points=priced.points,
+        exchange_rate=priced.exchange_rate,
+        available_after=priced.account.available - priced.points,
+    )
 
 
 @dataclass(frozen=True)

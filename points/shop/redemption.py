@@ -152,11 +152,14 @@ def _hold_points(session: Session, account: Account, points: int) -> None:
     )
     session.expire(account)
     if moved != 1:
-        available = account.available
-        raise InsufficientPoints(
-            f"积分不足：需要 {points} 分，可用 {available} 分",
-            details={"required": points, "available": available},
-        )
+        raise _insufficient(points, account.available)
+
+
+def _insufficient(points: int, available: int) -> InsufficientPoints:
+    return InsufficientPoints(
+        f"积分不足：需要 {points} 分，可用 {available} 分",
+        details={"required": points, "available": available},
+    )
 
 
 def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> None:
@@ -183,9 +186,18 @@ def _take_stock(session: Session, reward: Reward, quantity: int, price: int) -> 
         raise RewardUnavailable(f"「{reward.name}」已下架", details=details)
     if reward.points != price:
         raise PriceChanged(details={**details, "points": reward.points})
-    raise OutOfStock(
+    raise _out_of_stock(reward, quantity)
+
+
+def _out_of_stock(reward: Reward, quantity: int) -> OutOfStock:
+    return OutOfStock(
         f"「{reward.name}」库存不足，只剩 {reward.stock} 件",
-        details={**details, "stock": reward.stock, "requested": quantity},
+        details={
+            "reward_id": reward.id,
+            "name": reward.name,
+            "stock": reward.stock,
+            "requested": quantity,
+        },
     )
 
 
@@ -201,31 +213,35 @@ class Basket:
     cash_paid: Decimal = Decimal("0.00")
 
 
-def reserve(
-    session: Session,
-    actor: Actor,
-    shop: Shop,
-    basket: Basket,
-    *,
-    source: str,
-    now: datetime,
-    tz: ZoneInfo,
-    expires_at: datetime | None,
-) -> Redemption:
-    """Phase one for an order or a counter redemption: the points held and the stock set
-    aside, checked against the village's policy (minimum, qualification line)."""
+@dataclass(frozen=True)
+class PricedBasket:
+    """A basket priced and checked against the village's policy, before anything is held:
+    each line as (reward, its name and price as read now, quantity), the goods' total, the
+    points it takes after the cash, the exchange rate, and the household's account."""
+
+    lines: list[tuple[Reward, str, int, int]]
+    total: int
+    points: int
+    exchange_rate: Decimal
+    account: Account
+
+
+def price_basket(
+    session: Session, shop: Shop, basket: Basket, *, source: str, now: datetime, tz: ZoneInfo
+) -> PricedBasket:
+    """The basket priced as `reserve` takes it: rewards of the shop and on sale, the cash
+    paid turned into points, the policy's minimum and qualification line. Holds nothing."""
     household, cash_paid = basket.household, basket.cash_paid
     wanted = _merge(basket.items)
     ids = [reward_id for reward_id, _ in wanted]
     rewards = {r.id: r for r in session.scalars(select(Reward).where(Reward.id.in_(ids)))}
-    # (reward, its name and price as read now, quantity)
     lines: list[tuple[Reward, str, int, int]] = []
     for reward_id, quantity in wanted:
         reward = rewards.get(reward_id)
         if reward is None or reward.shop_id != shop.id or not reward.active:
             raise RewardUnavailable(details={"reward_id": reward_id})
         lines.append((reward, reward.name, reward.points, quantity))
-    total = sum(price * quantity for _, _, price, quantity in lines)
+    total = sum(unit * quantity for _, _, unit, quantity in lines)
 
     policy = catalogs.effective_policy(session, household.village_id)
     points = total - _cash_points(cash_paid, policy.exchange_rate, total)
@@ -248,11 +264,40 @@ def reserve(
             f"近 12 个月得分 {score} 分，未达到合格线 {policy.qualification_line} 分，暂不能兑换",
             details={"score": score, "line": policy.qualification_line},
         )
+    return PricedBasket(lines, total, points, policy.exchange_rate, account)
+
+
+def refuse_short(priced: PricedBasket) -> None:
+    """What holding the points and taking the stock would refuse, read without holding
+    anything (a preview: the conditional updates of `reserve` decide)."""
+    if priced.account.available < priced.points:
+        raise _insufficient(priced.points, priced.account.available)
+    for reward, _, _, quantity in priced.lines:
+        if reward.stock < quantity:
+            raise _out_of_stock(reward, quantity)
+
+
+def reserve(
+    session: Session,
+    actor: Actor,
+    shop: Shop,
+    basket: Basket,
+    *,
+    source: str,
+    now: datetime,
+    tz: ZoneInfo,
+    expires_at: datetime | None,
+) -> Redemption:
+    """Phase one for an order or a counter redemption: the points held and the stock set
+    aside, checked against the village's policy (minimum, qualification line)."""
+    household, cash_paid = basket.household, basket.cash_paid
+    priced = price_basket(session, shop, basket, source=source, now=now, tz=tz)
+    total, points = priced.total, priced.points
 
     # Points first, then the rewards in id order: every order takes its rows in this order.
-    _hold_points(session, account, points)
-    for reward, _, price, quantity in lines:
-        _take_stock(session, reward, quantity, price)
+    _hold_points(session, priced.account, points)
+    for reward, _, unit, quantity in priced.lines:
+        _take_stock(session, reward, quantity, unit)
 
     redemption = Redemption(
         shop_id=shop.id,
@@ -264,7 +309,7 @@ def reserve(
         total_points=total,
         cash_paid=cash_paid,
         points=points,
-        exchange_rate=policy.exchange_rate,
+        exchange_rate=priced.exchange_rate,
         created_by=actor.user_id,
         created_at=now,
         expires_at=expires_at,
@@ -272,11 +317,11 @@ def reserve(
             RedemptionLine(
                 reward_id=reward.id,
                 name=name,
-                unit_points=price,
+                unit_points=unit,
                 quantity=quantity,
-                points=price * quantity,
+                points=unit * quantity,
             )
-            for reward, name, price, quantity in lines
+            for reward, name, unit, quantity in priced.lines
         ],
     )
     session.add(redemption)
@@ -391,6 +436,15 @@ def fulfil_by_token(
     tz: ZoneInfo,
 ) -> Redemption:
     """The clerk scans the villager's pickup code: the goods go out, the points are spent."""
+    redemption = open_order_by_token(session, actor, codec, pickup_token, now=now)
+    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+
+
+def open_order_by_token(
+    session: Session, actor: Actor, codec: TokenCodec, pickup_token: str, *, now: datetime
+) -> Redemption:
+    """The open order a scanned pickup code names, refused as its scan would be (the clerk
+    sees what goes out before handing it over)."""
     authorize(actor, "redemption.fulfil")
     decoded = codec.decode(scanned_token(pickup_token), TokenType.PICKUP, now=_NO_EXPIRY_CHECK)
     if len(decoded.fields) != 1:
@@ -398,7 +452,7 @@ def fulfil_by_token(
     # A clerk of another shop: not found, as for any object outside one's scope.
     redemption = get_visible(session, actor, Redemption, decoded.fields[0])
     _refuse_unless_open(redemption, now)
-    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+    return redemption
 
 
 def fulfil_by_code(
@@ -411,6 +465,15 @@ def fulfil_by_code(
 ) -> Redemption:
     """The clerk types the order's pickup number (a cracked phone screen will not scan):
     only an open order of the clerk's own shop answers to it."""
+    redemption = open_order_by_code(session, actor, pickup_code, now=now)
+    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+
+
+def open_order_by_code(
+    session: Session, actor: Actor, pickup_code: str, *, now: datetime
+) -> Redemption:
+    """The open order of the clerk's shop that a typed pickup number names, refused as
+    typing it to hand the goods out would be."""
     authorize(actor, "redemption.fulfil")
     redemption = session.scalars(
         select(Redemption).where(
@@ -422,7 +485,7 @@ def fulfil_by_code(
     if redemption is None:
         raise PickupCodeNotFound()
     _refuse_unless_open(redemption, now)
-    return fulfil(session, actor, redemption, now, tz, "redemption.fulfil")
+    return redemption
 
 
 def _void(

@@ -19,8 +19,12 @@ from backend.extensions import db
 from points.models.base import Base
 from tests.factories import (
     World,
+    add_reward,
     award,
     check_in,
+    counter,
+    fund,
+    member_token,
     object_to,
     open_activity,
     self_report,
@@ -36,6 +40,16 @@ CLERK_PAGES = {
     "console.login_post",
     "console.logout",
     "console.password",
+}
+# The clerk's own pages (积分超市店员): pickup, counter, receipts, shelf, statement.
+CLERK_PAGES |= {
+    "console.pickup",
+    "console.counter",
+    "console.counter_receipt",
+    "console.shop",
+    "console.shop_reward",
+    "console.settlements",
+    "console.settlements_download",
 }
 # Tables a page view may write to without changing anything anyone sees: the session's
 # last-seen time.
@@ -120,7 +134,18 @@ def objects(
         "catalog_id": own.get_json()["id"],
         "township_id": world.township_1,
         "user_id": world.cadre_a,
+        **_shop_objects(app, client, world),
     }
+
+
+def _shop_objects(app: Flask, client: FlaskClient, world: World) -> dict[str, int]:
+    """A reward of shop A and a counter redemption of household x there."""
+    soap = add_reward(app, world.shop_a, "香皂", 5, 50)
+    fund(app, world.household_x, 100)
+    card = member_token(app, world.head_x)
+    sold = counter(client, world.headers("clerk_a"), world.shop_a, card, [(soap, 1)])
+    assert sold.status_code == 201, sold.get_json()
+    return {"reward_id": soap, "redemption_id": sold.get_json()["id"]}
 
 
 def _fill(rule: str, objects: dict[str, int]) -> str:
