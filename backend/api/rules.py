@@ -365,6 +365,18 @@ def edit_item(body: dict[str, Any], item_id: int) -> dict[str, Any]:
     return _item_out(get_visible(db.session, current_actor(), RuleItem, item_id))
 
 
+@blp.route("/rule-items/<int:item_id>/retire", methods=["POST"])
+@raises((403, "village_items_not_allowed"), (403, "villager_inactive"), (409, "item_retired"))
+@blp.response(200, RuleItemOut)
+def retire_item(item_id: int) -> dict[str, Any]:
+    """Take the item out of its catalog (停用): it is no longer awarded or reported; what was
+    recorded under its versions keeps them. Adding its code again (or an import listing it)
+    brings it back. A retired item answers 409 `item_retired`."""
+    catalogs.retire_item(db.session, current_actor(), item_id)
+    db.session.commit()
+    return _item_out(get_visible(db.session, current_actor(), RuleItem, item_id))
+
+
 @blp.route("/rule-items/<int:item_id>/versions", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(RuleItemVersionOut))

@@ -447,6 +447,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("rules.get_version", "GET"): Route("rule_version"),
     ("rules.get_item", "GET"): Route("rule_item"),
     ("rules.edit_item", "PATCH"): Route("rule_item", {"points": 99}),
+    ("rules.retire_item", "POST"): Route("rule_item"),
     ("rules.list_versions", "GET"): Route("rule_item"),
     ("shop.get_shop", "GET"): Route("shop"),
     ("shop.counter_redemption", "POST"): Route(

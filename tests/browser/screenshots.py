@@ -38,13 +38,26 @@ from backend.clock import now, village_tz  # noqa: E402
 from backend.extensions import db  # noqa: E402
 from points import demo  # noqa: E402
 from points.boards.page import find_font  # noqa: E402
-from points.models import Activity, Base, Claim, Household, Village  # noqa: E402
+from points.models import (  # noqa: E402
+    Activity,
+    Base,
+    Claim,
+    Household,
+    Reward,
+    RuleItem,
+    Shop,
+    User,
+    Village,
+)
 from rules.periods import add_months, month_key  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 # The demo village the pages show, and whose cadre opens them.
 VILLAGE = "清水村"
 CADRE = "cadre_qs"
+CLERK = "clerk_qs"
+TOWNSHIP = "township_admin"
+COUNTY = "county_admin"
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,15 @@ def console_pages(session: Session) -> list[ConsolePage]:
     )
     # Last month: the demo's awards posted then, so its board has households on it.
     last_month = add_months(month_key(now().astimezone(village_tz())), -1)
+    reward_id = session.scalar(
+        select(Reward.id)
+        .join(Shop, Shop.id == Reward.shop_id)
+        .where(Shop.name == f"{VILLAGE}积分超市")
+        .order_by(Reward.id)
+        .limit(1)
+    )
+    item_id = session.scalar(select(RuleItem.id).where(RuleItem.code == "ENV-YARD").limit(1))
+    cadre_id = session.scalar(select(User.id).where(User.username == CADRE))
     return [
         ConsolePage("login", "/console/login", None),
         ConsolePage("today", "/console/", CADRE),
@@ -108,6 +130,23 @@ def console_pages(session: Session) -> list[ConsolePage]:
         ConsolePage("household", f"/console/households/{household_id}", CADRE),
         ConsolePage("roster-import", "/console/roster/import", CADRE),
         ConsolePage("boards", f"/console/boards?month={last_month}", CADRE),
+        ConsolePage("pickup", "/console/pickup", CLERK),
+        ConsolePage("counter", "/console/counter", CLERK),
+        ConsolePage("shop", "/console/shop", CLERK),
+        ConsolePage("reward", f"/console/shop/rewards/{reward_id}", CLERK),
+        ConsolePage("settlements", "/console/settlements", CLERK),
+        ConsolePage("budget", "/console/budget", TOWNSHIP),
+        ConsolePage("rules", "/console/rules", TOWNSHIP),
+        ConsolePage("rule-item", f"/console/rules/items/{item_id}", TOWNSHIP),
+        ConsolePage("policy", "/console/policy", TOWNSHIP),
+        ConsolePage("stats", "/console/stats", TOWNSHIP),
+        ConsolePage("audit", "/console/audit", TOWNSHIP),
+        ConsolePage("reports", "/console/reports", TOWNSHIP),
+        ConsolePage("townships", "/console/townships", COUNTY),
+        ConsolePage("villages", "/console/villages", COUNTY),
+        ConsolePage("users", "/console/users", COUNTY),
+        ConsolePage("user", f"/console/users/{cadre_id}", COUNTY),
+        ConsolePage("password", "/console/password", CADRE),
     ]
 
 
