@@ -63,7 +63,8 @@ def by_username() -> str:
     console's login form sends it as a form field."""
     body = request.get_json(silent=True)
     username = body.get("username") if isinstance(body, dict) else request.form.get("username")
-    return f"login-user:{str(username)[:64]}"
+    # As the login looks it up: stripped, so padding the name gets no counter of its own.
+    return f"login-user:{str(username).strip()[:64]}"
 
 
 # The password login's counters, shared by the API's POST /auth/login and the console's

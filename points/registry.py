@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
 from .errors import Conflict, Invalid
 from .models import HEAD, Household, Township, Village, Villager, VillagerGroup
-from .scope import Actor, authorize, authorize_unless_operator, get_for, get_visible
+from .scope import Actor, authorize, authorize_unless_operator, get_for, get_visible, sees_phone
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")  # mainland mobile numbers
 
@@ -28,6 +28,21 @@ def check_phone(phone: str | None) -> str | None:
             "手机号格式不正确，应为 11 位手机号", code="invalid_phone", details={"phone": phone}
         )
     return phone
+
+
+def household_matches(actor: Actor, village_id: int | None, query: str) -> ColumnElement[bool]:
+    """Households whose name or address holds `query`, or with a member of that name; by a
+    member's phone only in `village_id`, and only for whoever sees its phones in full (its own
+    cadres): a number shown masked must not be confirmed by searching for it, digit by digit.
+    The text is matched literally (`%` and `_` are no wildcards)."""
+    member = Villager.name.contains(query, autoescape=True)
+    if village_id is not None and sees_phone(actor, village_id):
+        member = or_(member, Villager.phone.contains(query, autoescape=True))
+    return or_(
+        Household.name.contains(query, autoescape=True),
+        Household.address.contains(query, autoescape=True),
+        Household.id.in_(select(Villager.household_id).where(member)),
+    )
 
 
 def create_township(session: Session, actor: Actor | None, name: str, code: str | None) -> Township:

@@ -154,11 +154,17 @@ def update_user(session: Session, actor: Actor, user_id: int, changes: dict[str,
             )
         link_villager(session, actor, user, changes["villager_id"])
     if "password" in changes:
+        if user.id == actor.user_id:
+            # One's own password is changed with the current one (POST /auth/password), so
+            # whoever holds a stolen session cannot make the account theirs.
+            raise Forbidden(
+                "修改自己的密码请使用“修改密码”，并输入当前密码", code="own_password_reset"
+            )
         password = changes.pop("password")
         check_password_strength(password)
         user.password_hash = hash_password(password)
         # Another admin's reset is known to that admin: the holder must choose their own.
-        user.must_change_password = user.id != actor.user_id
+        user.must_change_password = True
         # A reset password ends every session opened with the old one.
         revoke_user_sessions(session, user.id, "password_reset")
     if "name" in changes:

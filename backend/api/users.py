@@ -56,6 +56,7 @@ def create_user(body: dict[str, Any]) -> User:
 @blp.route("/users/<int:user_id>", methods=["PATCH"])
 @raises(
     (403, "cannot_link_self"),
+    (403, "own_password_reset"),
     (403, "villager_inactive"),
     (409, "cannot_disable_self"),
     (422, "not_staff"),

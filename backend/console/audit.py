@@ -135,7 +135,13 @@ def audit() -> str:
                 )
             }
         )
-    query = {k: v for k, v in args.items() if k != "page" and v}
+    # Only the filters: the page's links are built from them (url_for), and anything else a
+    # visitor put in the address (`_external`, `_scheme`) must not shape those links.
+    query = {
+        k: v
+        for k, v in args.items()
+        if k in ("village", "person", "action", "since", "until") and v
+    }
     return render_template(
         "console/audit/index.html",
         entries=entries,

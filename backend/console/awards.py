@@ -14,13 +14,12 @@ from typing import Any
 
 from flask import current_app, redirect, render_template, request, url_for
 from marshmallow import ValidationError
-from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 import rules
-from points import catalogs, claims, uploads
+from points import catalogs, claims, registry, uploads
 from points.errors import DomainError, Invalid
 from points.models import Claim, Household, RuleItem, Village, Villager, VillagerGroup
 from points.scope import Actor, authorize, get_visible, visible
@@ -145,13 +144,7 @@ def _candidates(actor: Actor, village: Village, group_id: int | None, q: str) ->
     if group_id is not None:
         stmt = stmt.where(Household.group_id == group_id)
     if needle:
-        like = f"%{needle}%"
-        members = select(Villager.household_id).where(
-            or_(Villager.name.like(like), Villager.phone.like(like))
-        )
-        stmt = stmt.where(
-            or_(Household.name.like(like), Household.address.like(like), Household.id.in_(members))
-        )
+        stmt = stmt.where(registry.household_matches(actor, village.id, needle))
     return list(db.session.scalars(stmt.limit(LIST_LIMIT)))
 
 

@@ -297,4 +297,8 @@ def upload(upload_id: int) -> Response:
     if "w" in request.args and width not in photos.THUMBNAIL_WIDTHS:
         raise NotFound()
     found, path = photos.open_photo(db.session, session.load(), upload_id, upload_dir())
-    return send_photo(found, path, width, credential="Cookie")
+    response = send_photo(found, path, width, credential="Cookie")
+    # The console runs on shared office PCs: a villager's proof photo must not stay in the
+    # browser's cache after the cadre logs out.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
 from marshmallow import Schema, ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -236,7 +236,8 @@ def _user_page(user_id: int, **_: Any) -> str:
             visible(holder, Villager)
             .add_columns(Household)
             .join(Household, Household.id == Villager.household_id)
-            .where(or_(Villager.name.contains(query), Villager.phone == query))
+            # By name only: an admin sees phones masked, and a search must not confirm one.
+            .where(Villager.name.contains(query, autoescape=True))
             .order_by(Villager.id)
             .limit(VILLAGER_MATCHES)
         ).all()

@@ -68,7 +68,10 @@ def _find(user_id: int, key: str) -> IdempotencyKey | None:
     )
 
 
-def _replay(row: IdempotencyKey) -> Response:
+def _replay(row: IdempotencyKey, request_hash: str) -> Response:
+    if row.request_hash != request_hash:
+        # A key is drawn per form: the same key with other contents is no resend.
+        raise APIError(409, "idempotency_conflict", "同一个请求编号不能用于不同的内容")
     if row.status_code is None or not isinstance(row.response, dict):
         raise APIError(409, "idempotency_in_progress", "相同的请求正在处理，请稍后再试")
     return redirect(row.response["location"], code=303)
@@ -92,15 +95,15 @@ def writes(on_refusal: Callable[..., Any]) -> Callable[[Callable[..., Response]]
                     raise APIError(
                         400, "invalid_idempotency_key", "请求编号长度应为 1 到 100 个字符"
                     )
-                stored_key = KEY_PREFIX + key
+                stored_key, request_hash = KEY_PREFIX + key, _request_hash()
                 existing = _find(actor.user_id, stored_key)
                 if existing is not None:
-                    return _replay(existing)
+                    return _replay(existing, request_hash)
                 row = IdempotencyKey(
                     user_id=actor.user_id,
                     key=stored_key,
                     endpoint=request.path[:200],
-                    request_hash=_request_hash(),
+                    request_hash=request_hash,
                 )
                 db.session.add(row)
                 try:
@@ -110,7 +113,7 @@ def writes(on_refusal: Callable[..., Any]) -> Callable[[Callable[..., Response]]
                     existing = _find(actor.user_id, stored_key)
                     if existing is None:
                         raise
-                    return _replay(existing)
+                    return _replay(existing, request_hash)
             try:
                 response = view(**kwargs)
             except (DomainError, APIError) as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
 from marshmallow import Schema, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -148,22 +148,6 @@ def _groups(actor: Actor, village_id: int | None) -> list[VillagerGroup]:
     return list(db.session.scalars(stmt))
 
 
-def _search(actor: Actor, stmt: Any, query: str) -> Any:
-    """Households whose name or address holds `query`, or with a member of that name; by
-    phone only for who sees the village's phones in full (the cadres of the village), so a
-    masked number is never confirmed by a search."""
-    member = Villager.name.contains(query, autoescape=True)
-    if actor.village_id is not None and sees_phone(actor, actor.village_id):
-        member = or_(member, Villager.phone.contains(query, autoescape=True))
-    return stmt.where(
-        or_(
-            Household.name.contains(query, autoescape=True),
-            Household.address.contains(query, autoescape=True),
-            Household.id.in_(select(Villager.household_id).where(member)),
-        )
-    )
-
-
 @bp.get("/households")
 def households() -> str:
     actor = session.load()
@@ -186,7 +170,7 @@ def households() -> str:
     if group_id:
         stmt = stmt.where(Household.group_id == group_id)
     if query:
-        stmt = _search(actor, stmt, query)
+        stmt = stmt.where(registry.household_matches(actor, actor.village_id, query))
     found = paginate(
         db.session,
         stmt.order_by(Household.id).options(

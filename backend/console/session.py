@@ -103,7 +103,8 @@ def csrf_token() -> str:
 def check_csrf() -> None:
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
     expected = csrf_token()
-    if not expected or not hmac.compare_digest(sent, expected):
+    # As bytes: compare_digest refuses a str with a character outside ASCII (a 500).
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise CsrfRefused()
 
 
@@ -130,5 +131,5 @@ def keep_login_token(response: Response) -> None:
 def check_login_csrf() -> None:
     sent = request.form.get(CSRF_FIELD, "")
     kept = request.cookies.get(LOGIN_COOKIE, "")
-    if not kept or not hmac.compare_digest(sent, kept):
+    if not kept or not hmac.compare_digest(sent.encode(), kept.encode()):
         raise CsrfRefused()

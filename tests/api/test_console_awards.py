@@ -249,3 +249,23 @@ def test_the_menu_offers_the_page_to_cadres_not_to_clerks(
     console_login(client, "clerk_a")
     assert 'href="/console/awards/new"' not in client.get("/console/").text
     assert client.get("/console/awards/new").status_code == 403
+
+
+def test_an_admin_cannot_find_a_villager_by_the_phone_they_see_masked(
+    client: FlaskClient, world: World
+) -> None:
+    """Only the village's cadres see phones in full; a search by a number must not confirm
+    one to anyone else, digit by digit (nor with `_` as a wildcard)."""
+    console_login(client, "tadmin1")
+    for needle in ("1380000000", "138________"):
+        found = client.get(
+            "/console/awards/targets",
+            query_string={"village_id": world.village_a, "tq": needle},
+        )
+        assert found.status_code == 200
+        assert "x户" not in found.text, needle
+    console_login(client, "cadre_a")
+    by_cadre = client.get(
+        "/console/awards/targets", query_string={"village_id": world.village_a, "tq": "1380000000"}
+    )
+    assert "x户" in by_cadre.text

@@ -136,7 +136,7 @@ def test_the_claim_page_shows_item_points_reason_photos_and_approvals(
     thumb = client.get(f"/console/uploads/{photo}?w=320")
     thumb.close()
     assert thumb.status_code == 200 and thumb.mimetype in ("image/jpeg", "image/webp")
-    assert thumb.headers["Cache-Control"] == "private, max-age=3600"
+    assert thumb.headers["Cache-Control"] == "private, no-store"
     full = client.get(f"/console/uploads/{photo}")
     full.close()
     assert full.status_code == 200 and full.mimetype == "image/jpeg"

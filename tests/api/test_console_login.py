@@ -270,3 +270,29 @@ def test_a_page_polling_on_its_own_does_not_keep_an_idle_session_alive(
 
     assert response.status_code == 204  # htmx is told to load the login page whole
     assert "reason=session_expired" in response.headers["HX-Redirect"]
+
+
+def test_padding_the_username_gets_no_more_password_guesses(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    statuses = []
+    for i in range(limit + 5):
+        response = _post_login(
+            client,
+            "cadre_a" + " " * i,
+            "wrong-password",
+            environ_base={"REMOTE_ADDR": f"10.0.{i // 250}.{i % 250 + 1}"},
+        )
+        statuses.append(response.status_code)
+    assert statuses[:limit] == [401] * limit
+    assert set(statuses[limit:]) == {429}
+
+
+def test_a_csrf_token_outside_ascii_is_refused_not_an_error(
+    client: FlaskClient, world: World
+) -> None:
+    console_login(client, "cadre_a")
+    response = client.post("/console/logout", data={"csrf_token": "令牌"})
+    assert response.status_code == 403
+    assert client.get("/console/").status_code == 200

@@ -109,14 +109,17 @@ def test_an_admins_reset_sets_the_flag_again_and_ends_every_session(
     assert login(client, "cadre_new", CHOSEN).get_json()["must_change_password"] is True
 
 
-def test_an_admin_resetting_their_own_password_chose_it_themselves(
+def test_an_admin_cannot_reset_their_own_password_without_the_current_one(
     client: FlaskClient, world: World
 ) -> None:
+    """A stolen session must not be enough to make the account the thief's: one's own
+    password is changed through POST /auth/password, with the current one."""
     reset = client.patch(
         f"{API}/users/{world.tadmin1}", json={"password": OWN}, headers=world.headers("tadmin1")
     )
-    assert reset.status_code == 200
-    assert reset.get_json()["must_change_password"] is False
+    assert reset.status_code == 403
+    assert error_code(reset) == "own_password_reset"
+    assert login(client, "tadmin1", PASSWORD).status_code == 200
 
 
 def test_refusals_change_nothing(client: FlaskClient, world: World) -> None:
