@@ -724,6 +724,19 @@ def reject(session: Session, actor: Actor, claim_id: int, reason: str, now: date
 # corrected by a reversal (冲正) instead, which the passbook shows.
 
 
+def withdrawal_needs_township(session: Session, actor: Actor, claim: Claim) -> bool:
+    """Whether only the township may withdraw this claim: a veto or a deduction that took two
+    reviewers to impose, which one cadre must not be able to lift alone (the township, which
+    withdraws posted vetoes too, decides)."""
+    if actor.role in ADMINS:
+        return False
+    veto = _claim_rule(session, claim).kind == "veto"
+    if not (veto or claim.points < 0):
+        return False
+    policy = catalogs.effective_policy(session, claim.village_id)
+    return policy.takes_two_reviewers(claim.points, veto=veto)
+
+
 def withdraw(
     session: Session, actor: Actor, claim_id: int, reason: str, now: datetime, tz: ZoneInfo
 ) -> Claim:
@@ -736,13 +749,8 @@ def withdraw(
     refuse_own_household(session, actor, claim.household_id)
     if claim.status not in WITHDRAWABLE:
         raise ClaimNotWithdrawable(details={"status": claim.status})
-    if actor.role not in ADMINS:
-        veto = _claim_rule(session, claim).kind == "veto"
-        policy = catalogs.effective_policy(session, claim.village_id)
-        if (veto or claim.points < 0) and policy.takes_two_reviewers(claim.points, veto=veto):
-            # Imposing these took two reviewers; one cadre must not be able to lift them.
-            # The township, which withdraws posted vetoes too, decides.
-            raise NeedsTownshipWithdrawal()
+    if withdrawal_needs_township(session, actor, claim):
+        raise NeedsTownshipWithdrawal()
     before = audit.snapshot(claim)
     if claim.status in ISSUED_STATUSES:
         unissue(session, claim, claim.points, tz)

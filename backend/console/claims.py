@@ -160,7 +160,10 @@ def _offer(actor: Actor, claim: Claim, approvers: set[int]) -> Offer:
     return Offer(
         approve=review and approvable,
         reject=review and status in (ClaimStatus.PENDING, ClaimStatus.APPROVED),
-        withdraw=actor.can("claim.withdraw") and not own and status in WITHDRAWABLE,
+        withdraw=actor.can("claim.withdraw")
+        and not own
+        and status in WITHDRAWABLE
+        and not service.withdrawal_needs_township(db.session, actor, claim),
         resolve=review and status == ClaimStatus.OBJECTED,
         own_household=own,
         approved_by_me=mine,

@@ -320,3 +320,27 @@ def test_a_post_without_the_csrf_token_changes_nothing(
     assert refused.status_code == 403
     assert approval_count(world.app, claim_id) == 0
     assert api_claim(client, world, claim_id)["status"] == "pending"
+
+
+def test_a_veto_two_cadres_imposed_is_offered_for_withdrawal_to_the_township_only(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    second = add_cadre(app, world, "cadre_a2")
+    photo = upload_photo(client, world.headers("cadre_a"))
+    veto = client.post(
+        "/api/v1/awards",
+        json={
+            "rule_item_id": items["CIV-LAVISH"],
+            "note": "核实属实",
+            "evidence": [photo],
+            "targets": [{"household_id": world.household_x}],
+        },
+        headers=world.headers("cadre_a"),
+    ).get_json()[0]["id"]
+    approved = client.post(f"/api/v1/claims/{veto}/approve", headers=world.headers(second))
+    assert approved.get_json()["status"] == "in_notice"
+
+    console_login(client, "cadre_a")
+    assert 'id="withdraw"' not in client.get(f"/console/claims/{veto}").text
+    console_login(client, "tadmin1")
+    assert 'id="withdraw"' in client.get(f"/console/claims/{veto}").text
