@@ -3,8 +3,9 @@
 server in this process (`served`), on whichever database the suite runs on.
 
 Each test starts from the demo township (`flask demo`), so the staff log in with their real
-demo passwords. Every page opened records the browser's console errors, uncaught exceptions and
-failed requests; a test fails if any appear that it did not expect (`browser_errors`)."""
+demo passwords; a test that needs the last two months' posted awards asks for
+`demo_history`. Every page opened records the browser's console errors, uncaught exceptions
+and failed requests; a test fails if any appear that it did not expect (`browser_errors`)."""
 
 from __future__ import annotations
 
@@ -64,10 +65,17 @@ def chromium(playwright_session: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture()
 def demo_township(app: Flask) -> None:
-    """The demo township, as `make run` loads it."""
+    """The demo township, as `make run` loads it, without its two months of history (posting
+    them costs seconds a test on PostgreSQL); `demo_history` adds them."""
     with app.app_context():
         demo.seed(db.session)
         db.session.commit()
+
+
+@pytest.fixture()
+def demo_history(app: Flask, console_url: str) -> None:
+    """The demo's awards of the last two months, posted: a board to print and close."""
+    with app.app_context():
         demo.seed_history(db.session, now(), village_tz())
         db.session.commit()
 

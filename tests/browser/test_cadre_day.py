@@ -42,7 +42,9 @@ from tests.browser.flows.claims import (
 )
 
 
-def test_a_cadres_day(app: Flask, page: Page, browser_errors: BrowserErrors) -> None:
+def test_a_cadres_day(
+    app: Flask, page: Page, browser_errors: BrowserErrors, demo_history: None
+) -> None:
     with app.app_context():
         last_month = add_months(month_key(now().astimezone(village_tz())), -1)
 

@@ -18,7 +18,9 @@ def _months(app: Flask) -> tuple[str, str]:
     return this, add_months(this, -1)
 
 
-def test_a_cadre_prints_last_months_board_and_closes_it(app: Flask, page: Page) -> None:
+def test_a_cadre_prints_last_months_board_and_closes_it(
+    app: Flask, page: Page, demo_history: None
+) -> None:
     _, last = _months(app)
     log_in(page, "cadre_qs")
     page.click("header .menu a:has-text('红黑榜')")
@@ -31,7 +33,9 @@ def test_a_cadre_prints_last_months_board_and_closes_it(app: Flask, page: Page) 
     assert print_board(page, last) == red
 
 
-def test_declining_the_confirmation_closes_nothing(app: Flask, page: Page) -> None:
+def test_declining_the_confirmation_closes_nothing(
+    app: Flask, page: Page, demo_history: None
+) -> None:
     _, last = _months(app)
     log_in(page, "cadre_ty")
     open_board(page, last)
@@ -41,7 +45,7 @@ def test_declining_the_confirmation_closes_nothing(app: Flask, page: Page) -> No
     expect(page.locator("#close button[type=submit]")).to_be_visible()
 
 
-def test_a_township_admin_picks_the_village(app: Flask, page: Page) -> None:
+def test_a_township_admin_picks_the_village(app: Flask, page: Page, demo_history: None) -> None:
     this, last = _months(app)
     log_in(page, "township_admin")
     open_board(page, last, village="桃源村")
@@ -52,7 +56,7 @@ def test_a_township_admin_picks_the_village(app: Flask, page: Page) -> None:
     expect(page.locator("#close")).to_contain_text("本月结束后才能结榜")
 
 
-def test_the_board_reads_on_a_phone(app: Flask, page: Page) -> None:
+def test_the_board_reads_on_a_phone(app: Flask, page: Page, demo_history: None) -> None:
     _, last = _months(app)
     page.set_viewport_size(ViewportSize(width=PHONE["width"], height=PHONE["height"]))
     log_in(page, "cadre_qs")
@@ -61,7 +65,9 @@ def test_the_board_reads_on_a_phone(app: Flask, page: Page) -> None:
     assert width <= PHONE["width"] + 1, width
 
 
-def test_printing_the_notice_leaves_the_board_off_the_paper(app: Flask, page: Page) -> None:
+def test_printing_the_notice_leaves_the_board_off_the_paper(
+    app: Flask, page: Page, demo_history: None
+) -> None:
     this, _ = _months(app)
     log_in(page, "cadre_qs")
     open_board(page, this)

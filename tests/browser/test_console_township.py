@@ -28,7 +28,7 @@ def _claims_by_version(app: Flask, code: str) -> dict[int, int]:
 
 
 def test_an_edited_item_has_a_new_version_and_old_awards_keep_theirs(
-    app: Flask, page: Page
+    app: Flask, page: Page, demo_history: None
 ) -> None:
     before = _claims_by_version(app, "ENV-YARD")
     assert set(before) == {1} and before[1] > 0  # the demo's history was awarded under v1
@@ -69,7 +69,9 @@ def test_a_claim_past_a_lowered_budget_is_approved_by_the_township(app: Flask, p
     township.reject_over_budget(page, other, "本月额度已用完，下月再报")
 
 
-def test_the_stats_reports_and_audit_draw_without_a_script_error(page: Page) -> None:
+def test_the_stats_reports_and_audit_draw_without_a_script_error(
+    page: Page, demo_history: None
+) -> None:
     log_in(page, "township_admin")
     assert township.open_stats(page) > 0
     page.fill("input[name=period]", "2026-01")
