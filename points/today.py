@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from rules.claim_status import ClaimStatus
@@ -68,10 +68,14 @@ def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> To
         empty = Listing()
         return Today(month, empty, empty, empty, empty, empty, orders, [])
     pending = visible(actor, Claim).where(Claim.status == ClaimStatus.PENDING)
-    mine = select(ClaimApproval.claim_id).where(ClaimApproval.user_id == actor.user_id)
-    approved_once = select(ClaimApproval.claim_id)
-    waiting = pending.where(Claim.id.not_in(approved_once))
-    second = pending.where(Claim.id.in_(approved_once), Claim.id.not_in(mine))
+    # Correlated EXISTS, not `id NOT IN (every approval)`: with years of approvals that list
+    # outgrows memory and PostgreSQL scans it again for each pending claim (seconds a page).
+    approved = exists().where(ClaimApproval.claim_id == Claim.id)
+    mine = exists().where(
+        ClaimApproval.claim_id == Claim.id, ClaimApproval.user_id == actor.user_id
+    )
+    waiting = pending.where(~approved)
+    second = pending.where(approved, ~mine)
     objections = visible(actor, Objection).where(Objection.status == "open")
     notices = visible(actor, Claim).where(
         Claim.status == ClaimStatus.IN_NOTICE,
