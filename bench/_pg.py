@@ -259,11 +259,30 @@ def request(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> tuple[int, bytes]:
+    status, _, content = fetch(port, method, path, body, headers, timeout)
+    return status, content
+
+
+def fetch(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """`request`, with the response's headers too (a console login's cookies)."""
     # gunicorn's sync workers close every connection, so each request opens its own.
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
-        return response.status, response.read()
+        return response.status, response.headers, response.read()
     finally:
         conn.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank `p`th percentile (0-100) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
