@@ -41,14 +41,17 @@ DOC = {
 }
 
 
-def _request_hash() -> str:
+def hash_of_request(skip: frozenset[str] = frozenset()) -> str:
+    """What a retry must repeat to be answered as the first: method, path and body. `skip`
+    names form fields that are not the request's content (the console's key and token)."""
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     digest.update(request.get_data())
     # A multipart body is parsed before the view runs (the text guard reads the form), and
     # then get_data() is empty: its fields and files are hashed instead.
     for name, value in sorted(request.form.items(multi=True)):
-        digest.update(f"\n{name}={value}".encode())
+        if name not in skip:
+            digest.update(f"\n{name}={value}".encode())
     for name, upload in sorted(request.files.items(multi=True), key=lambda f: f[0]):
         digest.update(f"\n{name}:{upload.filename}:".encode())
         digest.update(upload.stream.read())
@@ -90,7 +93,7 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
             return response
         if not 0 < len(key) <= 100:
             raise APIError(400, "invalid_idempotency_key", "请求编号长度应为 1 到 100 个字符")
-        user_id, request_hash = current_actor().user_id, _request_hash()
+        user_id, request_hash = current_actor().user_id, hash_of_request()
         existing = _find(user_id, key)
         if existing is not None:
             return _replay(existing, request_hash)

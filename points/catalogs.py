@@ -657,18 +657,9 @@ def edit_item(
     """Change an item: the current wording with `changes` applied (None clears an optional
     field) becomes a new version. Returns the current version, which is the old one when
     nothing changed."""
-    # Two edits at once must not both become version N+1: the item's row is locked as it is
-    # read (SQLite serialises writers anyway); the unique (item_id, version) is the backstop.
-    item = session.scalars(
-        visible(actor, RuleItem)
-        .where(RuleItem.id == item_id)
-        .with_for_update(of=RuleItem)
-        .execution_options(populate_existing=True)
-    ).first()
-    if item is None:
-        raise NotFound()
+    # Locked as it is read; the unique (item_id, version) is the backstop.
+    item = _item_to_write(session, actor, item_id)
     catalog = item.catalog
-    _authorize_write(session, actor, catalog)
     if item.retired_at is not None:
         raise Conflict("该条目已从细则中停用，不能再修改", code="item_retired")
     if "code" in changes and changes["code"] != item.code:
@@ -706,10 +697,9 @@ def edit_item(
     return version
 
 
-def retire_item(session: Session, actor: Actor, item_id: int) -> RuleItem:
-    """Take an item out of its catalog (停用): it is no longer awarded or reported, and
-    everything recorded under its versions keeps them. Adding its code again brings the
-    same item back (`add_item`), as an import that lists it again does."""
+def _item_to_write(session: Session, actor: Actor, item_id: int) -> RuleItem:
+    """The item, locked as it is read (two writes at once must not both make version N+1;
+    SQLite serialises writers anyway), once the actor may write its catalog."""
     item = session.scalars(
         visible(actor, RuleItem)
         .where(RuleItem.id == item_id)
@@ -718,8 +708,16 @@ def retire_item(session: Session, actor: Actor, item_id: int) -> RuleItem:
     ).first()
     if item is None:
         raise NotFound()
+    _authorize_write(session, actor, item.catalog)
+    return item
+
+
+def retire_item(session: Session, actor: Actor, item_id: int) -> RuleItem:
+    """Take an item out of its catalog (停用): it is no longer awarded or reported, and
+    everything recorded under its versions keeps them. Adding its code again brings the
+    same item back (`add_item`), as an import that lists it again does."""
+    item = _item_to_write(session, actor, item_id)
     catalog = item.catalog
-    _authorize_write(session, actor, catalog)
     if item.retired_at is not None:
         raise Conflict("该条目已从细则中停用", code="item_retired")
     item.retired_at = utcnow()

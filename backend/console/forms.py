@@ -10,7 +10,6 @@ which keeps what was typed (templates read `request.form`)."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from functools import wraps
@@ -26,10 +25,13 @@ from points.models import IdempotencyKey
 
 from ..errors import APIError
 from ..extensions import db
+from ..idempotency import hash_of_request
 from . import session
 
 KEY_FIELD = "idempotency_key"
 KEY_PREFIX = "console:"  # apart from the API's keys of the same user
+# Form fields that ride along with every form and are not what it asks to change.
+NOT_CONTENT = frozenset({KEY_FIELD, session.CSRF_FIELD})
 
 
 def new_key() -> str:
@@ -48,18 +50,6 @@ def refusal_of(exc: Exception) -> Refusal:
         return Refusal(exc.status, exc.code, exc.message)
     assert isinstance(exc, APIError)
     return Refusal(exc.status, exc.code, exc.message)
-
-
-def _request_hash() -> str:
-    digest = hashlib.sha256(f"{request.method} {request.path}".encode())
-    for name, value in sorted(request.form.items(multi=True)):
-        if name not in (KEY_FIELD, session.CSRF_FIELD):
-            digest.update(f"\n{name}={value}".encode())
-    for name, upload in sorted(request.files.items(multi=True), key=lambda f: f[0]):
-        digest.update(f"\n{name}:{upload.filename}:".encode())
-        digest.update(upload.stream.read())
-        upload.stream.seek(0)
-    return digest.hexdigest()
 
 
 def _find(user_id: int, key: str) -> IdempotencyKey | None:
@@ -95,7 +85,7 @@ def writes(on_refusal: Callable[..., Any]) -> Callable[[Callable[..., Response]]
                     raise APIError(
                         400, "invalid_idempotency_key", "请求编号长度应为 1 到 100 个字符"
                     )
-                stored_key, request_hash = KEY_PREFIX + key, _request_hash()
+                stored_key, request_hash = KEY_PREFIX + key, hash_of_request(NOT_CONTENT)
                 existing = _find(actor.user_id, stored_key)
                 if existing is not None:
                     return _replay(existing, request_hash)
