@@ -36,6 +36,9 @@ takes more than 2 s on its warm-up is measured 3 times only.
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--households 100000]
         [--claims 1000000] [--audit 1000000] [--movements 100000] [--runs 20] [--keep]
         [--load-only]    # build and keep the database(s), time nothing
+    .venv/bin/python bench/scale.py --reuse vp_scale_1_a,vp_scale_2_b [--only REGEX]
+        [--roles cadre,villager]   # time against databases kept earlier, one per size
+        # (brought to the newest migration first); only the operations matching REGEX
     .venv/bin/python bench/scale.py --households 2000 --sizes 20000,60000 --claims 20000 \\
         --audit 20000 --movements 2000 --verify        # a quick run
 
@@ -1019,7 +1022,7 @@ class Logins:
         self.tokens: dict[str, tuple[str, float]] = {}
 
     def header(self, role: str) -> dict[str, str]:
-        token, made = self.tokens.get(role, ("", 0.0))
+        token, made = self.tokens.get(role, ("", -math.inf))  # (a machine up < 10 min)
         if time.monotonic() - made > 600:
             token = self._login(role)
             self.tokens[role] = (token, time.monotonic())
@@ -1265,16 +1268,22 @@ def measure(
 
 
 def run_size(
-    port: int, url: str, built: Built, runs: int
+    port: int,
+    url: str,
+    built: Built,
+    runs: int,
+    only: re.Pattern[str] | None = None,
+    roles: tuple[str, ...] = ROLES,
 ) -> tuple[dict[tuple[str, str], Timed], list[str]]:
     ids = built.ids
     logins = Logins(port, url, built.county)
     spec = json.loads(request(port, "GET", "/api/v1/openapi.json")[1])
     targets, notes = api_targets(spec, ids)
+    targets = [t for t in targets if not only or only.search(t.label)]
     results: dict[tuple[str, str], Timed] = {}
     refused: dict[str, list[str]] = defaultdict(list)
     for target in targets:
-        for role in ROLES:
+        for role in roles:
             headers = logins.header(role)
             status, body, timed = measure(port, target.path, headers, runs)
             if timed is None:
@@ -1294,8 +1303,8 @@ def run_size(
                     if timed is not None:
                         timed.page = last
                         results[(f"{target.label} (last page)", role)] = timed
-        log(f"{target.label}: {len(ROLES) - len(refused[target.label])} roles")
-    for role in STAFF_ROLES:
+        log(f"{target.label}: {len(roles) - len(refused[target.label])} roles")
+    for role in (r for r in STAFF_ROLES if r in roles):
         cookie = {"Cookie": console_login(port, built.county.usernames[role])}
         # The menu from the cheapest page that has it: the today page (/console/) itself
         # may take longer than the server lets a request run.
@@ -1306,6 +1315,8 @@ def run_size(
             for h in (_HREF.findall(found.group(1)) if found else [])
         ]
         for target in [*menu, *console_targets(ids)]:
+            if only and not only.search(target.label):
+                continue
             status, body, timed = measure(port, target.path, cookie, runs)
             if timed is None:
                 refused[target.label].append(f"{role} {status}")
@@ -1325,6 +1336,42 @@ def run_size(
 
 
 # ---- the run --------------------------------------------------------------------------------
+
+
+def remember(url: str, built: Built) -> None:
+    """Write what timing needs of a kept database into the database's own comment, so that a
+    later `--reuse` (from any checkout) can time it without loading it again."""
+    meta = {
+        "users": built.county.users,
+        "usernames": built.county.usernames,
+        "ids": built.ids,
+        "loaded": {k: v for k, v in vars(built.loaded).items() if k != "issued"},
+        "seconds": built.seconds,
+    }
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        text = json.dumps(meta).replace("'", "''")
+        conn.execute(f"COMMENT ON DATABASE {name} IS '{text}'".encode())
+
+
+def recall(url: str) -> Built:
+    """A kept database brought to the newest migration, and what `remember` wrote of it."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    if not found or not found[0]:
+        raise SystemExit(f"{name}: not a database kept by bench/scale.py")
+    meta = json.loads(found[0])
+    started = time.perf_counter()
+    migrate(url, SECRET)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    log(f"{name}: migrated and analysed in {time.perf_counter() - started:.1f} s")
+    county = County([], [], meta["users"], meta["usernames"], {})
+    return Built(county, Loaded(**meta["loaded"]), meta["seconds"], meta["ids"])
 
 
 @contextmanager
@@ -1354,19 +1401,35 @@ def main() -> None:
     parser.add_argument(
         "--load-only", action="store_true", help="build and keep the database, time nothing"
     )
+    parser.add_argument("--reuse", help="kept databases to time, one per size, comma")
+    parser.add_argument("--only", help="time only the operations whose label matches this")
+    parser.add_argument("--roles", default=",".join(ROLES), help="roles to time, comma")
     add_postgres_argument(parser)
     args = parser.parse_args()
     sizes = [args.entries] if args.entries else [int(s) for s in args.sizes.split(",")]
+    reuse = args.reuse.split(",") if args.reuse else []
+    if reuse:
+        sizes = list(range(len(reuse)))  # replaced by each database's entries below
+    only = re.compile(args.only) if args.only else None
+    roles = tuple(r for r in ROLES if r in args.roles.split(","))
     # Logins are rate-limited per address; this client logs in more often than a person.
     os.environ["LOGIN_RATE_LIMIT"] = "1000 per minute"
 
     by_size: dict[int, dict[tuple[str, str], Timed]] = {}
     summary: list[str] = []
     notes: list[str] = []
-    for size in sizes:
-        with database(args.postgres, args.keep or args.load_only) as url:
-            log(f"loading {size:,} ledger entries")
-            built = build(url, args, size)
+    for index, size in enumerate(list(sizes)):
+        with ExitStack() as stack:
+            if reuse:
+                url = f"{args.postgres.rstrip('/')}/{reuse[index]}"
+                built = recall(url)
+                size = sizes[index] = built.loaded.entries
+            else:
+                url = stack.enter_context(database(args.postgres, args.keep or args.load_only))
+                log(f"loading {size:,} ledger entries")
+                built = build(url, args, size)
+                if args.keep or args.load_only:
+                    remember(url, built)
             loaded = built.loaded
             summary.append(
                 f"size {size:,}: {loaded.entries:,} entries in {loaded.accounts:,} accounts, "
@@ -1379,7 +1442,7 @@ def main() -> None:
             if args.load_only:
                 continue
             with gunicorn(url, SECRET, 2) as (port, master):
-                by_size[size], size_notes = run_size(port, url, built, args.runs)
+                by_size[size], size_notes = run_size(port, url, built, args.runs, only, roles)
                 rss = workers_peak_rss_mb(master)
             summary.append(f"size {size:,}: workers_peak_rss_mb={rss:.1f}")
             log(summary[-1])
