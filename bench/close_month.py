@@ -27,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bench._pg import add_postgres_argument, create_schema, scratch_database  # noqa: E402
+from bench._pg import (  # noqa: E402
+    add_postgres_argument,
+    create_schema,
+    peak_rss_mb,
+    scratch_database,
+)
 from points import ledger, notice  # noqa: E402
 from points.boards import closing  # noqa: E402
 from points.db import make_engine  # noqa: E402
@@ -91,6 +96,8 @@ def main() -> None:
                 root_ms = (time.perf_counter() - started) * 1000
         finally:
             engine.dispose()
+    # The work ran in this process (no gunicorn here): its peak memory stands for a worker's.
+    print(f"process_peak_rss_mb={peak_rss_mb():.1f}")
     print(f"close_ms={close_ms:.0f} root_ms={root_ms:.0f} leaves={HOUSEHOLDS}")
 
 

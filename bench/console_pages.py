@@ -36,7 +36,7 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from backend.extensions import db  # noqa: E402
-from bench._pg import scratch_database  # noqa: E402
+from bench._pg import peak_rss_mb, scratch_database  # noqa: E402
 from points.demo import DEMO_PASSWORD  # noqa: E402
 from tests.browser.screenshots import ConsolePage, console_pages, demo_app  # noqa: E402
 
@@ -153,6 +153,8 @@ def main() -> None:
             finally:
                 with app.app_context():
                     db.engine.dispose()
+    # The work ran in this process (no gunicorn here): its peak memory stands for a worker's.
+    print(f"process_peak_rss_mb={peak_rss_mb():.1f}")
     print(f"worst_p50_ms={worst:.1f}")
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import create_app  # noqa: E402
 from backend.extensions import db  # noqa: E402
+from bench._pg import peak_rss_mb  # noqa: E402
 from points import demo  # noqa: E402
 from points.models import Base, Household, Villager  # noqa: E402
 
@@ -141,6 +142,8 @@ def main() -> None:
             f"GET /me/home: 1 call, {home_plain} B ({home_gzip} B gzipped)"
         )
         rules = sizes[lists[0]]
+        # The work ran in this process (no gunicorn here): its peak memory stands for a worker's.
+        print(f"process_peak_rss_mb={peak_rss_mb():.1f}")
         print(
             f"home_calls_before={len(before)} home_bytes_before={total_before} "
             f"home_bytes_after={home_plain} home_gzip={home_gzip} "

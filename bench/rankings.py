@@ -52,7 +52,12 @@ from sqlalchemy import Engine, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import rules  # noqa: E402
-from bench._pg import add_postgres_argument, create_schema, scratch_database  # noqa: E402
+from bench._pg import (  # noqa: E402
+    add_postgres_argument,
+    create_schema,
+    peak_rss_mb,
+    scratch_database,
+)
 from points import catalogs  # noqa: E402
 from points.boards import closing, standings  # noqa: E402
 from points.boards.board import build_board, village_board  # noqa: E402
@@ -604,6 +609,8 @@ def main() -> None:
         for engine, _ in prepared.values():
             engine.dispose()
     small, large = p50s[SIZES[0]], p50s[SIZES[1]]
+    # The work ran in this process (no gunicorn here): its peak memory stands for a worker's.
+    print(f"process_peak_rss_mb={peak_rss_mb():.1f}")
     print(f"p50_ms={large:.2f} ratio={large / small:.2f}")
 
 
