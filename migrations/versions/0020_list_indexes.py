@@ -26,6 +26,7 @@ INDEXES = (
     ('ix_claims_village_status_id', 'claims', ['village_id', 'status', 'id']),
     ('ix_claims_status', 'claims', ['status', 'id']),
     ('ix_redemptions_village', 'redemptions', ['village_id', 'id']),
+    ('ix_redemptions_village_status', 'redemptions', ['village_id', 'status', 'id']),
     ('ix_redemptions_shop', 'redemptions', ['shop_id', 'id']),
     ('ix_redemptions_status', 'redemptions', ['status', 'id']),
     ('ix_audit_log_township', 'audit_log', ['township_id', 'id']),
