@@ -476,7 +476,7 @@ def _page_keys(
     limit: int,
     offset: int,
 ) -> list[int]:
-    keys = stmt.with_only_columns(key).order_by(key.desc())
+    keys = stmt.with_only_columns(key).order_by(None).order_by(key.desc())
     if parts is None or len(parts[1]) < 2:
         return list(session.scalars(keys.limit(limit).offset(offset)))
     column, values = parts

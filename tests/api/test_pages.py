@@ -13,8 +13,16 @@ from sqlalchemy import event, func, select
 
 from backend import openapi
 from backend.extensions import db
-from points.models import AuditEntry, Claim, Household
-from tests.factories import World, add_household, award, self_report
+from points.models import AuditEntry, Claim, Household, Redemption
+from tests.factories import (
+    World,
+    add_household,
+    add_reward,
+    award,
+    fund,
+    order,
+    self_report,
+)
 from tests.support.reads import error_code
 
 API = "/api/v1"
@@ -116,6 +124,32 @@ def test_the_console_shows_a_capped_total_and_refuses_a_page_past_it(
     assert "筛选" in refused.text
 
 
+def listed(client: FlaskClient, world: World, path: str, who: str, **query: Any) -> list[int]:
+    """The ids of a whole list, page by page (2 a page), checking each page's count."""
+    found: list[int] = []
+    page = 1
+    while True:
+        response = client.get(
+            f"{API}{path}",
+            query_string={"per_page": 2, "page": page, **query},
+            headers=world.headers(who),
+        )
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["total_exact"] is True
+        found += [c["id"] for c in body["items"]]
+        if len(body["items"]) < 2:
+            assert body["total"] == len(found)
+            return found
+        page += 1
+
+
+def newest_first(rows: list[Any], **where: Any) -> list[int]:
+    return sorted(
+        (r.id for r in rows if all(getattr(r, k) == v for k, v in where.items())), reverse=True
+    )
+
+
 def test_the_claim_filters_return_the_rows_they_name(
     app: Flask, client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
@@ -134,43 +168,25 @@ def test_the_claim_filters_return_the_rows_they_name(
     statuses = {r.status for r in rows}
     assert len(statuses) >= 2, statuses  # the status filter has something to leave out
 
-    def listed(who: str, **query: Any) -> list[int]:
-        found: list[int] = []
-        page = 1
-        while True:
-            response = client.get(
-                f"{API}/claims",
-                query_string={"per_page": 2, "page": page, **query},
-                headers=world.headers(who),
-            )
-            assert response.status_code == 200, response.get_json()
-            body = response.get_json()
-            assert body["total_exact"] is True
-            found += [c["id"] for c in body["items"]]
-            if len(body["items"]) < 2:
-                assert body["total"] == len(found)
-                return found
-            page += 1
+    def claims(who: str, **query: Any) -> list[int]:
+        return listed(client, world, "/claims", who, **query)
 
     def expected(**where: Any) -> list[int]:
-        return sorted(
-            (r.id for r in rows if all(getattr(r, k) == v for k, v in where.items())),
-            reverse=True,  # newest first
-        )
+        return newest_first(rows, **where)
 
     for who in ("county", "tadmin1"):
-        assert listed(who) == expected()
-        assert listed(who, village_id=world.village_a) == expected(village_id=world.village_a)
-        assert listed(who, household_id=world.household_x) == expected(
+        assert claims(who) == expected()
+        assert claims(who, village_id=world.village_a) == expected(village_id=world.village_a)
+        assert claims(who, household_id=world.household_x) == expected(
             household_id=world.household_x
         )
         for status in statuses:
-            assert listed(who, status=status) == expected(status=status)
-            assert listed(who, village_id=world.village_a, status=status) == expected(
+            assert claims(who, status=status) == expected(status=status)
+            assert claims(who, village_id=world.village_a, status=status) == expected(
                 village_id=world.village_a, status=status
             )
-    assert listed("cadre_a") == expected(village_id=world.village_a)
-    assert listed("villager_x") == expected(household_id=world.household_x)
+    assert claims("cadre_a") == expected(village_id=world.village_a)
+    assert claims("villager_x") == expected(household_id=world.household_x)
 
 
 def test_a_page_of_claims_reads_the_same_number_of_statements_whatever_its_size(
@@ -202,3 +218,37 @@ def test_a_page_of_claims_reads_the_same_number_of_statements_whatever_its_size(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert counted[1] <= counted[0], counted
+
+
+def test_the_order_filters_return_the_rows_they_name(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    fund(app, world.household_x, 100)
+    soap = add_reward(app, world.shop_a, "香皂", 5, 50)
+    placed = [
+        order(client, world.headers("villager_x"), world.shop_a, [(soap, 1)]).get_json()["id"]
+        for _ in range(3)
+    ]
+    cancel = client.post(
+        f"{API}/redemptions/{placed[0]}/cancel", json={}, headers=world.headers("villager_x")
+    )
+    assert cancel.status_code == 200, cancel.get_json()
+    with app.app_context():
+        rows = db.session.execute(
+            select(Redemption.id, Redemption.shop_id, Redemption.household_id, Redemption.status)
+        ).all()
+    assert {r.status for r in rows} == {"reserved", "cancelled"}
+
+    def orders(who: str, **query: Any) -> list[int]:
+        return listed(client, world, "/redemptions", who, **query)
+
+    for who in ("county", "tadmin1", "clerk_a"):
+        assert orders(who) == newest_first(rows)
+        assert orders(who, shop_id=world.shop_a) == newest_first(rows, shop_id=world.shop_a)
+        for status in ("reserved", "cancelled"):
+            assert orders(who, status=status) == newest_first(rows, status=status)
+        assert orders(who, household_id=world.household_x) == newest_first(
+            rows, household_id=world.household_x
+        )
+    assert orders("villager_x") == newest_first(rows, household_id=world.household_x)
+    assert orders("tadmin2") == []
