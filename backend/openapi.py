@@ -4,7 +4,7 @@ so the OpenAPI document cannot drift from the code. One error shape: docs/API_CO
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from apispec import APISpec, BasePlugin
@@ -12,8 +12,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from flask import Response
 from flask_smorest import Api, Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, union_all
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from werkzeug.exceptions import HTTPException
 
 from points.errors import DomainError
@@ -375,11 +375,30 @@ class PageArgs(QueryArgs):
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
+# ---- pages ----------------------------------------------------------------------------------
+# A list counts at most PAGE_CAP rows, and pages no deeper: past that an offset and a count
+# cost as much as the list is long (a county's claims and audit lines run to millions), and
+# nobody reads the ten-thousandth claim by paging; a filter (village, month, status) finds it.
+PAGE_CAP = 10_000
+
+
+class PageTooDeep(DomainError):
+    """A page starting past the first PAGE_CAP rows of a list (docs/API_CONTRACT.md, Pages)."""
+
+    status = 400
+    code = "page_too_deep"
+    message = f"列表太长，只能往后翻到第 {PAGE_CAP} 条；请按村、月份或状态筛选后再查看"
+
+
+PAGE_TOO_DEEP: Declared = declared(PageTooDeep)
+
 _page_schemas: dict[str, type[Schema]] = {}
 
 
 def page_of(item: type[Schema]) -> type[Schema]:
-    """A `{"items", "page", "per_page", "total"}` schema around an item schema."""
+    """A `{"items", "page", "per_page", "total", "total_exact"}` schema around an item schema.
+    `total_exact` is false when the list is longer than PAGE_CAP (`total` is then the cap);
+    a page made elsewhere than `paginate` (the passbook) counts exactly and need not say so."""
     name = item.__name__.removesuffix("Schema") + "Page"
     if name not in _page_schemas:
         _page_schemas[name] = Schema.from_dict(
@@ -387,14 +406,87 @@ def page_of(item: type[Schema]) -> type[Schema]:
                 "items": fields.List(fields.Nested(item), required=True),
                 "page": fields.Integer(required=True),
                 "per_page": fields.Integer(required=True),
-                "total": fields.Integer(required=True),
+                "total": fields.Integer(
+                    required=True,
+                    metadata={"description": f"the rows of the list, counted up to {PAGE_CAP}"},
+                ),
+                "total_exact": fields.Boolean(
+                    required=True,
+                    dump_default=True,
+                    metadata={
+                        "description": f"false: the list has more than {PAGE_CAP} rows and "
+                        "`total` is that cap; narrow it with a filter to see them all"
+                    },
+                ),
             },
             name=name,
         )
     return _page_schemas[name]
 
 
-def paginate(session: Session, stmt: Select[Any], page: int, per_page: int) -> dict[str, Any]:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    items = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
-    return {"items": items, "page": page, "per_page": per_page, "total": total or 0}
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    page: int,
+    per_page: int,
+    *,
+    key: InstrumentedAttribute[int] | None = None,
+    parts: tuple[InstrumentedAttribute[int], Sequence[int]] | None = None,
+) -> dict[str, Any]:
+    """One page of `stmt` (ordered), with the list's length counted up to PAGE_CAP. A page
+    starting past the cap is refused (400 `page_too_deep`) before anything is read; a page
+    that shows the list's end (fewer rows than `per_page`) needs no count at all.
+
+    `key`, for a long table listed newest first (`ORDER BY key DESC`): the page's keys are
+    read first, from an index that covers the filters where there is one, then only the page's
+    rows, instead of every skipped row. `parts` (a column and its values, e.g. a township's
+    villages) reads the keys of each part newest first and merges them, so that the page
+    costs the rows it skips whichever part holds the newest ones."""
+    offset = (page - 1) * per_page
+    if offset >= PAGE_CAP:
+        raise PageTooDeep(details={"cap": PAGE_CAP, "last_page": -(-PAGE_CAP // per_page)})
+    limit = min(per_page, PAGE_CAP - offset)  # the cap's last page may be a short one
+    if key is None:
+        items = session.scalars(stmt.limit(limit).offset(offset)).all()
+    else:
+        keys = _page_keys(session, stmt, key, parts, limit, offset)
+        found = {getattr(row, key.key): row for row in session.scalars(stmt.where(key.in_(keys)))}
+        items = [found[k] for k in keys if k in found]
+    if len(items) < limit and (items or offset == 0):
+        total = offset + len(items)  # this page shows the list's end
+    else:
+        # Any PAGE_CAP + 1 rows tell "more than the cap": no order, so the planner may take
+        # the cheapest path (an index-only scan where an index covers the filters).
+        capped = stmt.order_by(None).limit(PAGE_CAP + 1).subquery()
+        total = session.scalar(select(func.count()).select_from(capped)) or 0
+    return {
+        "items": items,
+        "page": page,
+        "per_page": per_page,
+        "total": min(total, PAGE_CAP),
+        "total_exact": total <= PAGE_CAP,
+    }
+
+
+def _page_keys(
+    session: Session,
+    stmt: Select[Any],
+    key: InstrumentedAttribute[int],
+    parts: tuple[InstrumentedAttribute[int], Sequence[int]] | None,
+    limit: int,
+    offset: int,
+) -> list[int]:
+    keys = stmt.with_only_columns(key).order_by(None).order_by(key.desc())
+    if parts is None or len(parts[1]) < 2:
+        return list(session.scalars(keys.limit(limit).offset(offset)))
+    column, values = parts
+    # Each part's newest offset + limit keys (an index on (column, …, key) serves each in
+    # order), merged newest first: PostgreSQL merges the ordered parts (Merge Append).
+    # (Each part is a subquery of its own: SQLite takes no LIMIT inside a UNION's member.)
+    branches = []
+    for value in values:
+        part = keys.where(column == value).limit(offset + limit).subquery()
+        branches.append(select(part.c[0]))
+    merged = union_all(*branches).subquery()
+    newest = select(merged.c[0]).order_by(merged.c[0].desc()).limit(limit).offset(offset)
+    return list(session.scalars(newest))

@@ -84,7 +84,13 @@ def villager(v: Villager, actor: Actor, bound_ids: set[int | None] | None = None
 
 
 def household(h: Household, actor: Actor) -> ShownHousehold:
-    member_ids = [m.id for m in h.members]
+    return households([h], actor)[0]
+
+
+def households(listed: list[Household], actor: Actor) -> list[ShownHousehold]:
+    """Households with their members, and which members have bound an account: one query
+    for the page, not one a household (load `Household.members` with the list)."""
+    member_ids = [m.id for h in listed for m in h.members]
     bound_ids = (
         set(
             db.session.scalars(
@@ -96,7 +102,10 @@ def household(h: Household, actor: Actor) -> ShownHousehold:
         if member_ids
         else set()
     )
-    return ShownHousehold(h, members=[villager(m, actor, bound_ids) for m in h.members])
+    return [
+        ShownHousehold(h, members=[villager(m, actor, bound_ids) for m in h.members])
+        for h in listed
+    ]
 
 
 def audit_entry(entry: AuditEntry, actor: Actor) -> ShownAuditEntry:

@@ -1097,14 +1097,6 @@ def post_due(session: Session, now: datetime, tz: ZoneInfo) -> int:
     return posted
 
 
-def objection_for(session: Session, claim_id: int) -> list[Objection]:
-    return list(
-        session.scalars(
-            select(Objection).where(Objection.claim_id == claim_id).order_by(Objection.id)
-        )
-    )
-
-
 @dataclass(frozen=True)
 class ClaimView:
     """A claim as its household and the cadres read it: the claim, and what is read beside
@@ -1125,24 +1117,82 @@ class ClaimView:
 
 
 def claim_view(session: Session, claim: Claim) -> ClaimView:
-    version = session.get(RuleItemVersion, claim.rule_item_version_id)
-    member = session.get(Villager, claim.member_id) if claim.member_id else None
-    household = session.get(Household, claim.household_id)
-    item = catalogs.item_ref(claim.rule_item_id, claim.rule_item_version_id, version)
-    withdrawal = (
-        session.scalar(select(VetoWithdrawal).where(VetoWithdrawal.claim_id == claim.id))
-        if item.kind == "veto"
-        else None
+    return claim_views(session, [claim])[0]
+
+
+def claim_views(session: Session, claims: list[Claim]) -> list[ClaimView]:
+    """Each claim with what is read beside it, for a page of a list: one query per kind of
+    thing (versions, members, households, approvals, objections, veto withdrawals), whatever
+    the page's size, where reading them claim by claim cost five a claim."""
+    if not claims:
+        return []
+    ids = [c.id for c in claims]
+    versions = {
+        v.id: v
+        for v in session.scalars(
+            select(RuleItemVersion).where(
+                RuleItemVersion.id.in_({c.rule_item_version_id for c in claims})
+            )
+        )
+    }
+    member_ids = {c.member_id for c in claims if c.member_id is not None}
+    members = (
+        {m.id: m for m in session.scalars(select(Villager).where(Villager.id.in_(member_ids)))}
+        if member_ids
+        else {}
     )
-    return ClaimView(
-        claim=claim,
-        rule_item=item,
-        member_name=member.name if member else None,
-        household_name=household.name if household else None,
-        approvals=_approvals(session, claim),
-        objections=objection_for(session, claim.id),
-        veto_withdrawal=withdrawal,
+    households = {
+        h.id: h
+        for h in session.scalars(
+            select(Household).where(Household.id.in_({c.household_id for c in claims}))
+        )
+    }
+    approvals: dict[int, int] = {
+        claim_id: count
+        for claim_id, count in session.execute(
+            select(ClaimApproval.claim_id, func.count())
+            .where(ClaimApproval.claim_id.in_(ids))
+            .group_by(ClaimApproval.claim_id)
+        )
+    }
+    objections: dict[int, list[Objection]] = {}
+    for objection in session.scalars(
+        select(Objection).where(Objection.claim_id.in_(ids)).order_by(Objection.id)
+    ):
+        objections.setdefault(objection.claim_id, []).append(objection)
+    items = {
+        c.id: catalogs.item_ref(
+            c.rule_item_id, c.rule_item_version_id, versions.get(c.rule_item_version_id)
+        )
+        for c in claims
+    }
+    vetoes = [c.id for c in claims if items[c.id].kind == "veto"]
+    withdrawals: dict[int, VetoWithdrawal] = (
+        {
+            w.claim_id: w
+            for w in session.scalars(
+                select(VetoWithdrawal).where(VetoWithdrawal.claim_id.in_(vetoes))
+            )
+        }
+        if vetoes
+        else {}
     )
+    views = []
+    for claim in claims:
+        member = members.get(claim.member_id) if claim.member_id else None
+        household = households.get(claim.household_id)
+        views.append(
+            ClaimView(
+                claim=claim,
+                rule_item=items[claim.id],
+                member_name=member.name if member else None,
+                household_name=household.name if household else None,
+                approvals=approvals.get(claim.id, 0),
+                objections=objections.get(claim.id, []),
+                veto_withdrawal=withdrawals.get(claim.id),
+            )
+        )
+    return views
 
 
 # ---- the public notice as a villager reads it (公示栏) -----------------------------------------

@@ -458,3 +458,15 @@ def mask_phone(phone: str | None) -> str | None:
     if len(phone) < 7:
         return "*" * len(phone)
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def township_village_ids(session: Session, actor: Actor) -> list[int] | None:
+    """A township admin's villages, for a list read village by village (`paginate`'s
+    `parts`); None for every other role, whose lists are one village, one shop or all."""
+    if actor.role != TOWNSHIP or actor.township_id is None:
+        return None
+    return list(
+        session.scalars(
+            select(Village.id).where(Village.township_id == actor.township_id).order_by(Village.id)
+        )
+    )

@@ -23,7 +23,7 @@ from ..clock import clock_skew, now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, TEXT, page_of, paginate, raises
+from ..openapi import BINARY, PAGE_TOO_DEEP, TEXT, page_of, paginate, raises
 from ..qr import activity_poster_pdf, activity_poster_text, display_path, print_font, token_url
 from ..ratelimits import by_user, limited, setting
 from ..schemas.activities import (
@@ -109,6 +109,7 @@ def create_activity(body: dict[str, Any]) -> ActivityView:
 
 
 @blp.route("/activities", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(ActivityListArgs, location="query")
 @blp.response(200, page_of(ActivityOut))
 def list_activities(args: dict[str, Any]) -> dict[str, Any]:

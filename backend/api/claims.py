@@ -10,14 +10,14 @@ from points import claims as service
 from points.claims import ClaimView
 from points.errors import NotFound
 from points.models import Claim, Objection, Village
-from points.scope import get_visible, visible
+from points.scope import get_visible, township_village_ids, visible
 
 from ..caller import current_actor
 from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import PageArgs, page_of, paginate, raises
+from ..openapi import PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
 from ..schemas.claims import (
     AwardIn,
     ClaimIn,
@@ -101,20 +101,34 @@ def award(body: dict[str, Any]) -> list[ClaimView]:
         tz=village_tz(),
         now=now(),
     )
-    return [service.claim_view(db.session, c) for c in created]
+    return service.claim_views(db.session, created)
 
 
 @blp.route("/claims", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(ClaimListArgs, location="query")
 @blp.response(200, page_of(ClaimOut))
 def list_claims(args: dict[str, Any]) -> dict[str, Any]:
     """Claims the caller may see (a villager: their household's; a cadre: their village's)."""
-    stmt = visible(current_actor(), Claim).order_by(Claim.id.desc())
+    actor = current_actor()
+    stmt = visible(actor, Claim).order_by(Claim.id.desc())
     for name in ("village_id", "household_id", "status"):
         if name in args:
             stmt = stmt.where(getattr(Claim, name) == args[name])
-    page = paginate(db.session, stmt, args["page"], args["per_page"])
-    page["items"] = [service.claim_view(db.session, c) for c in page["items"]]
+    villages = (
+        None
+        if {"village_id", "household_id"} & args.keys()
+        else township_village_ids(db.session, actor)
+    )
+    page = paginate(
+        db.session,
+        stmt,
+        args["page"],
+        args["per_page"],
+        key=Claim.id,
+        parts=(Claim.village_id, villages) if villages else None,
+    )
+    page["items"] = service.claim_views(db.session, list(page["items"]))
     return page
 
 
@@ -204,6 +218,7 @@ def withdraw(body: dict[str, Any], claim_id: int) -> ClaimView:
 
 
 @blp.route("/villages/<int:village_id>/notices", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(NoticeOut))
 def notices(args: dict[str, Any], village_id: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ..downloads import uploaded_sheet
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import page_of, paginate, raises
+from ..openapi import PAGE_TOO_DEEP, page_of, paginate, raises
 from ..schemas.common import ReasonIn
 from ..schemas.home import HomeOut
 from ..schemas.passbook import (
@@ -179,6 +179,7 @@ def opening_balances(village_id: int) -> opening.OpeningSummary:
 
 
 @blp.route("/reversal-requests", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(ReversalRequestArgs, location="query")
 @blp.response(200, page_of(ReversalRequestOut))
 def reversal_requests(args: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from points import card_render, cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
@@ -21,7 +22,7 @@ from ..errors import APIError
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate, raises
+from ..openapi import BINARY, PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
 from ..qr import card_face, print_font
 from ..schemas.common import SignatureArgs, SignedLinkOut
 from ..schemas.registry import (
@@ -62,6 +63,7 @@ blp = Blueprint("registry", __name__, description="花名册 Townships, villages
 
 
 @blp.route("/townships", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(TownshipOut))
 def list_townships(args: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +102,7 @@ def update_township(body: dict[str, Any], township_id: int) -> Township:
 
 
 @blp.route("/villages", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(VillageListArgs, location="query")
 @blp.response(200, page_of(VillageOut))
 def list_villages(args: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +142,7 @@ def update_village(body: dict[str, Any], village_id: int) -> Village:
 
 
 @blp.route("/villages/<int:village_id>/groups", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(GroupOut))
 def list_groups(args: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -166,14 +170,16 @@ def create_group(body: dict[str, Any], village_id: int) -> VillagerGroup:
 
 
 @blp.route("/villages/<int:village_id>/households", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(HouseholdOut))
 def list_households(args: dict[str, Any], village_id: int) -> dict[str, Any]:
     actor = current_actor()
     village = get_visible(db.session, actor, Village, village_id)
     stmt = visible(actor, Household).where(Household.village_id == village.id)
-    page = paginate(db.session, stmt.order_by(Household.id), args["page"], args["per_page"])
-    page["items"] = [present.household(h, actor) for h in page["items"]]
+    stmt = stmt.order_by(Household.id).options(selectinload(Household.members))
+    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page["items"] = present.households(list(page["items"]), actor)
     return page
 
 

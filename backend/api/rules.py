@@ -20,7 +20,7 @@ from ..caller import current_actor
 from ..downloads import download
 from ..errors import APIError
 from ..extensions import db
-from ..openapi import PageArgs, page_of, paginate, raises
+from ..openapi import PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
 from ..schemas.rules import (
     CatalogIn,
     CatalogListArgs,
@@ -95,7 +95,7 @@ def _version_out(version: RuleItemVersion, current_id: int | None) -> dict[str, 
 
 
 @blp.route("/rule-catalogs", methods=["GET"])
-@raises((404, "not_found"))
+@raises(PAGE_TOO_DEEP, (404, "not_found"))
 @blp.arguments(CatalogListArgs, location="query")
 @blp.response(200, page_of(CatalogOut))
 def list_catalogs(args: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +249,7 @@ def import_catalog(args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
 
 
 @blp.route("/rule-catalogs/<int:catalog_id>/items", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(RuleItemListArgs, location="query")
 @blp.response(200, page_of(RuleItemOut))
 def list_items(args: dict[str, Any], catalog_id: int) -> dict[str, Any]:
@@ -313,6 +314,7 @@ def _items_in_effect(args: dict[str, Any], village: Village) -> dict[str, Any]:
 
 
 @blp.route("/villages/<int:village_id>/rule-items", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(VillageItemArgs, location="query")
 @blp.response(200, page_of(RuleItemOut))
 def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
@@ -323,7 +325,7 @@ def village_items(args: dict[str, Any], village_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items", methods=["GET"])
-@raises((403, "not_bound"), (422, "village_required"))
+@raises(PAGE_TOO_DEEP, (403, "not_bound"), (422, "village_required"))
 @blp.arguments(MyItemArgs, location="query")
 @blp.response(200, page_of(RuleItemOut))
 def my_items(args: dict[str, Any]) -> dict[str, Any]:
@@ -378,6 +380,7 @@ def retire_item(item_id: int) -> dict[str, Any]:
 
 
 @blp.route("/rule-items/<int:item_id>/versions", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(RuleItemVersionOut))
 def list_versions(args: dict[str, Any], item_id: int) -> dict[str, Any]:

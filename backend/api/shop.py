@@ -15,7 +15,7 @@ from points import reward_images
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
 from points.qr import qr_png
-from points.scope import VILLAGER, authorize, get_visible, visible
+from points.scope import VILLAGER, authorize, get_visible, township_village_ids, visible
 from points.shop import counter, liability, reconciliation, shelves, shops
 from points.shop import redemption as redemptions
 from points.tokens import TokenType
@@ -25,7 +25,7 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PageArgs, page_of, paginate, raises
+from ..openapi import BINARY, PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
 from ..qr import token_url
 from ..ratelimits import PICKUP_CODE, by_user, limited, setting
 from ..reward_links import image_version
@@ -70,6 +70,7 @@ blp = Blueprint("shop", __name__, description="积分超市 Points supermarket")
 
 
 @blp.route("/shops", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(ShopOut))
 def list_shops(args: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +103,7 @@ def get_shop(shop_id: int) -> Shop:
 
 
 @blp.route("/shops/<int:shop_id>/rewards", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(RewardListArgs, location="query")
 @blp.response(200, page_of(RewardOut))
 def list_rewards(args: dict[str, Any], shop_id: int) -> dict[str, Any]:
@@ -228,7 +230,7 @@ def adjust_stock(body: dict[str, Any], reward_id: int) -> StockMovement:
 
 
 @blp.route("/rewards/<int:reward_id>/stock-movements", methods=["GET"])
-@raises((403, "villager_inactive"))
+@raises(PAGE_TOO_DEEP, (403, "villager_inactive"))
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(StockMovementOut))
 def stock_movements(args: dict[str, Any], reward_id: int) -> dict[str, Any]:
@@ -348,21 +350,30 @@ def order(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/redemptions", methods=["GET"])
+@raises(PAGE_TOO_DEEP)
 @blp.arguments(RedemptionListArgs, location="query")
 @blp.response(200, page_of(RedemptionOut))
 def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
     """Redemptions, newest first.
 
     A villager sees their household's, a clerk their shop's, staff their villages'."""
-    stmt = visible(current_actor(), Redemption)
+    actor = current_actor()
+    stmt = visible(actor, Redemption)
     for name in ("status", "shop_id", "household_id"):
         if name in args:
             stmt = stmt.where(getattr(Redemption, name) == args[name])
+    villages = (
+        None
+        if {"shop_id", "household_id"} & args.keys()
+        else township_village_ids(db.session, actor)
+    )
     page = paginate(
         db.session,
         redemptions.with_lines(stmt.order_by(Redemption.id.desc())),
         args["page"],
         args["per_page"],
+        key=Redemption.id,
+        parts=(Redemption.village_id, villages) if villages else None,
     )
     names = redemptions.names_for(db.session, list(page["items"]))
     page["items"] = [_out(r, names) for r in page["items"]]

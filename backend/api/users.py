@@ -14,14 +14,14 @@ from points.scope import authorize, visible
 from .. import present
 from ..caller import current_actor
 from ..extensions import db
-from ..openapi import page_of, paginate, raises
+from ..openapi import PAGE_TOO_DEEP, page_of, paginate, raises
 from ..schemas.users import AuditArgs, AuditOut, UserIn, UserListArgs, UserOut, UserPatch
 
 blp = Blueprint("users", __name__, description="账号与审计 Staff accounts and audit log")
 
 
 @blp.route("/users", methods=["GET"])
-@raises((403, "villager_inactive"))
+@raises(PAGE_TOO_DEEP, (403, "villager_inactive"))
 @blp.arguments(UserListArgs, location="query")
 @blp.response(200, page_of(UserOut))
 def list_users(args: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def update_user(body: dict[str, Any], user_id: int) -> User:
 
 
 @blp.route("/audit", methods=["GET"])
-@raises((403, "villager_inactive"))
+@raises(PAGE_TOO_DEEP, (403, "villager_inactive"))
 @blp.arguments(AuditArgs, location="query")
 @blp.response(200, page_of(AuditOut))
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +89,6 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
         stmt = stmt.where(AuditEntry.actor_id == args["actor"])
     if "since" in args:
         stmt = stmt.where(AuditEntry.at >= args["since"])
-    page = paginate(db.session, stmt, args["page"], args["per_page"])
+    page = paginate(db.session, stmt, args["page"], args["per_page"], key=AuditEntry.id)
     page["items"] = [present.audit_entry(entry, actor) for entry in page["items"]]
     return page

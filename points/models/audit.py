@@ -13,7 +13,11 @@ from .base import Base, UTCDateTime, utcnow
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_village_at", "village_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_village_at", "village_id", "at"),
+        # A township's log, newest first (migration 0020).
+        Index("ix_audit_log_township", "township_id", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)

@@ -42,6 +42,12 @@ class Claim(Base):
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
         Index("ix_claims_village_status", "village_id", "status"),
         Index("ix_claims_due", "status", "notice_ends_at"),
+        # The claim lists, newest first (migration 0020): a household's, a village's (of a
+        # status), the county's of a status; each page's keys read from the index alone.
+        Index("ix_claims_household", "household_id", "id"),
+        Index("ix_claims_village", "village_id", "id"),
+        Index("ix_claims_village_status_id", "village_id", "status", "id"),
+        Index("ix_claims_status", "status", "id"),
         Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
         Index("ix_claims_item_member", "rule_item_id", "member_id", "occurred_at"),
     )

@@ -98,6 +98,12 @@ class Redemption(Base):  # 兑换单
         Index("ix_redemptions_shop_month", "shop_id", "status", "month"),
         Index("ix_redemptions_due", "status", "expires_at"),
         Index("ix_redemptions_household", "household_id", "id"),
+        # The order lists, newest first (migration 0020): a village's (of a status), a shop's,
+        # a status's.
+        Index("ix_redemptions_village", "village_id", "id"),
+        Index("ix_redemptions_village_status", "village_id", "status", "id"),
+        Index("ix_redemptions_shop", "shop_id", "id"),
+        Index("ix_redemptions_status", "status", "id"),
         # A pickup number names one open order of its shop: the clerk types it instead of
         # scanning. Unique among the shop's reserved orders only, so numbers come back into
         # use once an order is picked up or voided.

@@ -68,6 +68,7 @@ from tests.factories import (
     self_report,
     upload_photo,
 )
+from tests.support.reads import error_code
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFSET_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
@@ -442,10 +443,10 @@ def test_answers_of_a_walk_match_the_document(
     contract = Contract(document)
     problems = _villager_day(app, world, client, contract)
     ids = path_ids(app, world)
-    walked = 0
+    walked = paged = 0
     for role in WALKERS:
         headers = world.headers(role)
-        for method, path, _ in operations(document):
+        for method, path, operation in operations(document):
             if method != "get" or not path.startswith("/api/v1/"):
                 continue
             names = re.findall(r"{(\w+)}", path)
@@ -459,7 +460,13 @@ def test_answers_of_a_walk_match_the_document(
             problems += contract.check(method, path, response)
             walked += response.status_code == 200
             response.close()  # a photo is streamed from its file
+            if any(p["name"] == "page" for p in operation.get("parameters", [])):
+                # a page past the cap of a list: `page_too_deep`, declared where it is answered
+                deep = client.get(url, query_string={"page": 100_000}, headers=headers)
+                problems += contract.check(method, path, deep)
+                paged += error_code(deep) == "page_too_deep" if deep.status_code == 400 else 0
     assert walked >= 150, walked  # the roles get past their scope checks, not only 403s
+    assert paged >= 40, paged  # the deep pages were refused, not only answered empty
     # and without a token
     for method, path, operation in operations(document):
         if method == "get" and operation.get("security") != [] and "{" not in path:

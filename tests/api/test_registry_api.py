@@ -103,6 +103,7 @@ def test_township_village_group_household_members_read_back(
         "page": 1,
         "per_page": 20,
         "total": 1,
+        "total_exact": True,
     }
     second = client.post(
         f"{API}/villages/{village_id}/groups", json={"name": "第二村民小组"}, headers=admin
@@ -110,7 +111,13 @@ def test_township_village_group_household_members_read_back(
     paged = client.get(
         f"{API}/villages/{village_id}/groups?page=2&per_page=1", headers=admin
     ).get_json()
-    assert paged == {"items": [second], "page": 2, "per_page": 1, "total": 2}
+    assert paged == {
+        "items": [second],
+        "page": 2,
+        "per_page": 1,
+        "total": 2,
+        "total_exact": True,
+    }
 
     household = client.post(
         f"{API}/villages/{village_id}/households",
