@@ -41,14 +41,13 @@ def reports() -> str:
     if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
         raise Invalid("月份格式应为 YYYY-MM", code="invalid_period")
     # All time (today's balances checked against the totals) and the chosen month's flows.
-    overall = liability.points_report(db.session, actor, township.id, None)
-    monthly = liability.points_report(db.session, actor, township.id, month)
+    overall, monthly = liability.points_reports(db.session, actor, township.id, [None, month])
     shops = list(
         db.session.scalars(
             visible(actor, Shop).where(Shop.township_id == township.id).order_by(Shop.id)
         )
     )
-    settlements = [reconciliation.settlement(db.session, actor, s.id, month) for s in shops]
+    settlements = reconciliation.settlement_totals(db.session, actor, shops, month)
     return render_template(
         "console/reports/index.html",
         township=township,

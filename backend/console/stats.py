@@ -8,7 +8,6 @@ redemptions from the points report (points.shop.liability)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,31 +131,26 @@ def _percent(rate: float) -> str:
 
 
 def township_figures(township_id: int, period_key: str) -> dict[str, Any]:
-    """The page's figures: the API's township comparison, each village's statistics summed
-    over the township, and the month's redemptions per village."""
-    actor = session.load()
+    """The page's figures: the API's township comparison, the township's points by category
+    and 12-month trend (each one query over all its villages) and the month's redemptions
+    per village."""
+    session.load()
     period = parse_period(period_key)
     if period.kind != "month":
         raise Invalid("请选择月份（YYYY-MM）", code="invalid_period")
     villages = board_stats.township_stats(db.session, township_id, period)
-    report = liability.points_report(db.session, actor, township_id, period.key)
-    redeemed = {v.village_id: v.month_redeemed or 0 for v in report.villages}
-    categories: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0}
-    )
-    trend: dict[str, dict[str, int]] = {}
+    ids = [row["village_id"] for row in villages]
+    redeemed = liability.month_redeemed(db.session, ids, period.key)
     for row in villages:
-        figures = board_stats.village_stats(db.session, row["village_id"], period)
-        for c in figures["points_by_category"]:
-            for key in ("earned", "deducted", "corrected", "net"):
-                categories[c["category"]][key] += c[key]
-        for m in figures["trend"]:
-            month = trend.setdefault(
-                m["month"], {"points": 0, "earned": 0, "deducted": 0, "participating": 0}
-            )
-            for key in month:
-                month[key] += m[key]
         row["redeemed"] = redeemed.get(row["village_id"], 0)
+    categories = {
+        c["category"]: {k: c[k] for k in ("earned", "deducted", "corrected", "net")}
+        for c in board_stats.points_by_category(db.session, ids, period)
+    }
+    trend = {
+        m["month"]: {k: m[k] for k in ("points", "earned", "deducted", "participating")}
+        for m in (board_stats.trend(db.session, ids, period.last) if ids else [])
+    }
     by_category = sorted(categories.items(), key=lambda kv: -kv[1]["earned"])
     months = sorted(trend)
     return {

@@ -4,7 +4,7 @@ top items, a 12-month trend) and the township's comparison of its villages."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -48,6 +48,35 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
     ]
     participating = sum(1 for s in standings if s.earned > 0)
 
+    categories, items = _categories_and_items(session, (village_id,), period)
+    top = sorted(items.values(), key=lambda i: (-i["count"], -abs(i["points"]), i["code"]))
+    return {
+        "village_id": village_id,
+        "period": period.key,
+        "households": len(standings),
+        "participating": participating,
+        "participation_rate": round(participating / len(standings), 4) if standings else 0.0,
+        "points": sum(s.points for s in standings),
+        "participation_by_group": participation,
+        "points_by_category": categories,
+        "top_items": top[:10],
+        "trend": trend(session, (village_id,), period.last),
+    }
+
+
+def points_by_category(
+    session: Session, village_ids: Sequence[int], period: Period
+) -> list[dict[str, Any]]:
+    """The villages' points of the period by category (earned, deducted, corrected, net),
+    most earned first: one query for all of them, as each village's statistics would sum."""
+    return _categories_and_items(session, village_ids, period)[0]
+
+
+def _categories_and_items(
+    session: Session, village_ids: Sequence[int], period: Period
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    if not village_ids:
+        return [], {}
     # Entries of the period only, through (account, month): bounded by the period's activity.
     # Corrections count only where they correct a score: a reversed opening balance (期初)
     # or expiry was never a category's points.
@@ -63,7 +92,7 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
         .join(Account, Account.id == LedgerEntry.account_id)
         .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
         .where(
-            Account.village_id == village_id,
+            Account.village_id.in_(village_ids),
             LedgerEntry.month.in_(period.months),
             or_(
                 LedgerEntry.kind.in_(scores),
@@ -96,27 +125,22 @@ def village_stats(session: Session, village_id: int, period: Period) -> dict[str
             )
             item["count"] += int(count)
             item["points"] += amount
-    top = sorted(items.values(), key=lambda i: (-i["count"], -abs(i["points"]), i["code"]))
-    return {
-        "village_id": village_id,
-        "period": period.key,
-        "households": len(standings),
-        "participating": participating,
-        "participation_rate": round(participating / len(standings), 4) if standings else 0.0,
-        "points": sum(s.points for s in standings),
-        "participation_by_group": participation,
-        "points_by_category": [
-            {"category": c, **v}
-            for c, v in sorted(categories.items(), key=lambda kv: -kv[1]["earned"])
-        ],
-        "top_items": top[:10],
-        "trend": trend(session, village_id, period.last),
-    }
+    by_category = [
+        {"category": c, **v}
+        for c, v in sorted(categories.items(), key=lambda kv: (-kv[1]["earned"], kv[0]))
+    ]
+    return by_category, items
 
 
-def trend(session: Session, village_id: int, last: str) -> list[dict[str, Any]]:
-    """The 12 months ending with `last`: points, earned, deducted and households earning."""
+def trend(session: Session, village_ids: Sequence[int], last: str) -> list[dict[str, Any]]:
+    """The 12 months ending with `last`: points, earned, deducted and households earning, of
+    these villages together (one query, those 12 months only)."""
     months = months_between(add_months(last, -(MAX_TREND_MONTHS - 1)), last)
+    if not village_ids:
+        return [
+            {"month": m, "points": 0, "earned": 0, "deducted": 0, "participating": 0}
+            for m in months
+        ]
     rows = {
         m: (score, earned, deducted, active)
         for m, score, earned, deducted, active in session.execute(
@@ -127,7 +151,7 @@ def trend(session: Session, village_id: int, last: str) -> list[dict[str, Any]]:
                 func.sum(MonthTotal.deducted),
                 func.count().filter(MonthTotal.earned > 0),
             )
-            .where(MonthTotal.village_id == village_id, MonthTotal.month.in_(months))
+            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(months))
             .group_by(MonthTotal.month)
         )
     }

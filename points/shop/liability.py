@@ -4,15 +4,18 @@ rate)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.orm import Session
 
+import rules
+
 from .. import catalogs
-from ..models import Account, MonthTotal, Township, Village
+from ..models import Account, MonthTotal, RuleCatalog, Township, Village
 from ..scope import Actor, authorize, get_visible
 from .redemption import value_of
 
@@ -47,34 +50,78 @@ class PointsReport:
     totals: dict[str, Any]
 
 
+Totals = tuple[int, int, int, int, int]  # issued, earned, deducted, redeemed, expired
+_SUMS = (
+    # Opening balances (期初结转) are issued points too, though no board ranks them.
+    MonthTotal.score + MonthTotal.opening,
+    MonthTotal.earned,
+    MonthTotal.deducted,
+    MonthTotal.redeemed,
+    MonthTotal.expired,
+)
+
+
 def _month_totals(
-    session: Session, village_ids: list[int], *conditions: ColumnElement[bool]
-) -> dict[int, tuple[int, int, int, int, int]]:
+    session: Session, village_ids: list[int], sums: list[ColumnElement[bool] | None]
+) -> list[dict[int, Totals]]:
+    """Each village's totals under each condition of `sums` (None: every month), in one pass
+    over the months any of them needs."""
+    if not village_ids or not sums:
+        return [{} for _ in sums]
+    columns = [
+        func.sum(column) if condition is None else func.sum(column).filter(condition)
+        for condition in sums
+        for column in _SUMS
+    ]
+    # Months no sum needs are not read: with no "every month" sum, the latest month asked
+    # for bounds the scan.
+    bounds = [c for c in sums if c is not None]
+    bound = (or_(*bounds),) if len(bounds) == len(sums) else ()
+    rows = session.execute(
+        select(MonthTotal.village_id, *columns)
+        .where(MonthTotal.village_id.in_(village_ids), *bound)
+        .group_by(MonthTotal.village_id)
+    ).all()
+    out: list[dict[int, Totals]] = [{} for _ in sums]
+    for village_id, *values in rows:
+        for n, totals in enumerate(out):
+            a, b, c, d, e = (int(v or 0) for v in values[5 * n : 5 * n + 5])
+            totals[village_id] = (a, b, c, d, e)
+    return out
+
+
+def month_redeemed(session: Session, village_ids: list[int], month: str) -> dict[int, int]:
+    """Points redeemed at the shops in `month` per village, as a positive number (the
+    points report's `month_redeemed`), reading that month only."""
     if not village_ids:
         return {}
-    rows = session.execute(
-        # Opening balances (期初结转) are issued points too, though no board ranks them.
-        select(
-            MonthTotal.village_id,
-            func.sum(MonthTotal.score + MonthTotal.opening),
-            func.sum(MonthTotal.earned),
-            func.sum(MonthTotal.deducted),
-            func.sum(MonthTotal.redeemed),
-            func.sum(MonthTotal.expired),
-        )
-        .where(MonthTotal.village_id.in_(village_ids), *conditions)
-        .group_by(MonthTotal.village_id)
-    )
     return {
-        village_id: (
-            int(issued or 0),
-            int(earned or 0),
-            int(deducted or 0),
-            int(redeemed or 0),
-            int(expired or 0),
+        village_id: -int(redeemed or 0)
+        for village_id, redeemed in session.execute(
+            select(MonthTotal.village_id, func.sum(MonthTotal.redeemed))
+            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month == month)
+            .group_by(MonthTotal.village_id)
         )
-        for village_id, issued, earned, deducted, redeemed, expired in rows
     }
+
+
+def _policies(
+    session: Session, township_id: int, village_ids: list[int]
+) -> dict[int, rules.Policy]:
+    """Each village's policy in force (`catalogs.effective_policy`), its own catalog's and its
+    township's read in one query."""
+    own: dict[int, Any] = {}
+    township: Any = None
+    for village_id, policy in session.execute(
+        select(RuleCatalog.village_id, RuleCatalog.policy).where(
+            or_(RuleCatalog.village_id.in_(village_ids), RuleCatalog.township_id == township_id)
+        )
+    ):
+        if village_id is None:
+            township = policy
+        else:
+            own[village_id] = policy
+    return {v: catalogs.policy_of(own.get(v), township) for v in village_ids}
 
 
 def points_report(
@@ -85,17 +132,29 @@ def points_report(
     expired. Without `month`: all time, and `outstanding` is today's balances (available +
     held) read from the accounts, an independent check on the totals. With `month`: up to
     the end of that month (by passbook month), plus that month's own flows."""
+    return points_reports(session, actor, township_id, [month])[0]
+
+
+def points_reports(
+    session: Session, actor: Actor, township_id: int, months: Sequence[str | None]
+) -> list[PointsReport]:
+    """`points_report` for each of `months` (None: all time), from one pass over the month
+    totals, one read of the balances and one of the policies, whatever the number of
+    villages."""
     township = get_visible(session, actor, Township, township_id)
     authorize(actor, "points_report.read")
-    villages = list(
-        session.scalars(
-            select(Village).where(Village.township_id == township.id).order_by(Village.id)
-        )
-    )
+    villages = session.execute(
+        select(Village.id, Village.name)
+        .where(Village.township_id == township.id)
+        .order_by(Village.id)
+    ).all()
     ids = [v.id for v in villages]
-    upto = (MonthTotal.month <= month,) if month else ()
-    cumulative = _month_totals(session, ids, *upto)
-    in_month = _month_totals(session, ids, MonthTotal.month == month) if month else {}
+    sums: list[ColumnElement[bool] | None] = []
+    for month in months:
+        sums.append(None if month is None else MonthTotal.month <= month)
+        if month is not None:
+            sums.append(MonthTotal.month == month)
+    found = iter(_month_totals(session, ids, sums))
     balances: dict[int, tuple[int, int, int]] = {}
     if ids:
         for village_id, available, held, count in session.execute(
@@ -109,12 +168,30 @@ def points_report(
             .group_by(Account.village_id)
         ):
             balances[village_id] = (int(available or 0), int(held or 0), int(count))
+    policies = _policies(session, township.id, ids) if ids else {}
+    reports = []
+    for month in months:
+        cumulative = next(found)
+        in_month = next(found) if month is not None else {}
+        reports.append(_report(township, villages, month, cumulative, in_month, balances, policies))
+    return reports
+
+
+def _report(
+    township: Township,
+    villages: Sequence[Row[int, str]],
+    month: str | None,
+    cumulative: dict[int, Totals],
+    in_month: dict[int, Totals],
+    balances: dict[int, tuple[int, int, int]],
+    policies: dict[int, rules.Policy],
+) -> PointsReport:
     out = []
     for village in villages:
         issued, earned, deducted, redeemed, expired = cumulative.get(village.id, (0,) * 5)
         available, held, accounts = balances.get(village.id, (0, 0, 0))
         outstanding = available + held if month is None else issued + redeemed + expired
-        rate = catalogs.effective_policy(session, village.id).exchange_rate
+        rate = policies[village.id].exchange_rate
         flows = in_month.get(village.id, (0,) * 5)
         out.append(
             VillagePoints(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -121,6 +122,55 @@ def settlement(session: Session, actor: Actor, shop_id: int, month: str) -> Sett
         ],
         rows=rows,
     )
+
+
+@dataclass(frozen=True)
+class SettlementTotal:
+    """A shop's month as `settlement` totals it, without its rows and lines."""
+
+    shop_id: int
+    shop_name: str
+    redemptions: int
+    goods_points: int
+    cash_paid: Decimal
+    points: int
+    value: Decimal
+
+
+def settlement_totals(
+    session: Session, actor: Actor, shops: Sequence[Shop], month: str
+) -> list[SettlementTotal]:
+    """`settlement`'s totals for each of these shops (ones the actor sees), from one query
+    over the month's fulfilled redemptions of all of them."""
+    authorize(actor, "settlement.read")
+    found: dict[int, list[tuple[int, Decimal, int, Decimal]]] = defaultdict(list)
+    if shops:
+        for shop_id, total_points, cash_paid, points, rate in session.execute(
+            select(
+                Redemption.shop_id,
+                Redemption.total_points,
+                Redemption.cash_paid,
+                Redemption.points,
+                Redemption.exchange_rate,
+            ).where(
+                Redemption.shop_id.in_([s.id for s in shops]),
+                Redemption.status == "fulfilled",
+                Redemption.month == month,
+            )
+        ):
+            found[shop_id].append((total_points, cash_paid, points, rate))
+    return [
+        SettlementTotal(
+            shop_id=shop.id,
+            shop_name=shop.name,
+            redemptions=len(found[shop.id]),
+            goods_points=sum(r[0] for r in found[shop.id]),
+            cash_paid=sum((r[1] for r in found[shop.id]), Decimal("0")),
+            points=sum(r[2] for r in found[shop.id]),
+            value=sum((value_of(r[2], r[3]) for r in found[shop.id]), Decimal("0")).quantize(FEN),
+        )
+        for shop in shops
+    ]
 
 
 SOURCE_NAMES = {"order": "线上下单", "counter": "柜台兑换"}
