@@ -255,6 +255,20 @@ def add_household(
     return ids
 
 
+def add_village(app: Flask, township_id: int, name: str, head: str) -> dict[str, int]:
+    """A village of the township with one household (its head named `head`) and a shop
+    serving it."""
+    with app.app_context():
+        village = Village(township_id=township_id, name=name)
+        db.session.add(village)
+        db.session.flush()
+        shop = Shop(township_id=township_id, name=f"{name}积分超市", villages=[village])
+        db.session.add(shop)
+        db.session.commit()
+        ids = {"village": village.id, "shop": shop.id}
+    return {**ids, **add_household(app, ids["village"], f"{head}户", head)}
+
+
 def bind_user(app: Flask, villager_id: int, openid: str) -> int:
     """A WeChat villager user bound to a roster member; returns the user id."""
     with app.app_context():

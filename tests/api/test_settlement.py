@@ -13,10 +13,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from backend.extensions import db
 from points import ledger
-from points.models import LedgerEntry
+from points.models import LedgerEntry, Shop, User
+from points.scope import Actor
+from points.shop import reconciliation
 from tests.factories import (
     World,
     add_household,
@@ -248,6 +251,33 @@ def test_a_months_settlement_equals_its_fulfilled_redemptions(
     assert centre["points"] == 24 + 12 and Decimal(centre["value"]) == Decimal("18.00")
     empty = settlement(client, world, "clerk_a", world.shop_a, "2026-07").get_json()
     assert (empty["redemptions"], empty["points"], empty["value"]) == (0, 0, "0.00")
+
+
+def test_the_townships_shop_totals_are_each_shops_settlement(
+    app: Flask, world: World, month_of_trade: dict[str, Any]
+) -> None:
+    """The points report's page totals every shop of the township from one query: the same
+    figures as each shop's own settlement, month by month."""
+    with app.app_context():
+        actor = Actor.of(db.session, db.session.get(User, world.tadmin1))
+        shops = db.session.scalars(
+            select(Shop).where(Shop.township_id == world.township_1).order_by(Shop.id)
+        ).all()
+        assert [s.id for s in shops] == [world.shop_a, month_of_trade["centre"]]
+        found = {}
+        for month in ("2026-04", "2026-05", "2026-06", "2026-07"):
+            totals = reconciliation.settlement_totals(db.session, actor, shops, month)
+            for shop, total in zip(shops, totals, strict=True):
+                full = reconciliation.settlement(db.session, actor, shop.id, month)
+                figures = ("redemptions", "goods_points", "cash_paid", "points", "value")
+                assert (total.shop_id, total.shop_name) == (shop.id, shop.name)
+                for key in figures:
+                    assert getattr(total, key) == getattr(full, key), (month, shop.name, key)
+                found[(shop.id, month)] = (total.redemptions, total.points, total.value)
+        db.session.rollback()
+    assert found[(world.shop_a, "2026-05")] == (2, 60 + 75, Decimal("67.50"))
+    assert found[(month_of_trade["centre"], "2026-05")] == (2, 24 + 12, Decimal("18.00"))
+    assert found[(world.shop_a, "2026-07")] == (0, 0, Decimal("0.00"))
 
 
 def test_the_csv_statement_reads_back_to_the_same_figures(

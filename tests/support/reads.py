@@ -3,12 +3,14 @@ of rows, a served file, a link's path. Each opens an app context of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from backend.extensions import db
 from points import ledger
@@ -158,3 +160,22 @@ def board(client: FlaskClient, world: World, period: str) -> dict[str, Any]:
     )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """The SQL statements sent while the block runs (BEGIN, COMMIT and ROLLBACK left out),
+    for tests that hold a request to a number of statements whatever the county's size."""
+    sent: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+    def seen(*args: Any) -> None:
+        if not args[2].lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            sent.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
