@@ -68,15 +68,20 @@ def _month_totals(
     over the months any of them needs."""
     if not village_ids or not sums:
         return [{} for _ in sums]
-    columns = [
-        func.sum(column) if condition is None else func.sum(column).filter(condition)
-        for condition in sums
-        for column in _SUMS
-    ]
-    # Months no sum needs are not read: with no "every month" sum, the latest month asked
-    # for bounds the scan.
-    bounds = [c for c in sums if c is not None]
-    bound = (or_(*bounds),) if len(bounds) == len(sums) else ()
+    columns: list[ColumnElement[Any]]
+    if len(sums) == 1:  # one sum: its condition bounds the scan, no FILTER needed
+        columns = [func.sum(column) for column in _SUMS]
+        bound = () if sums[0] is None else (sums[0],)
+    else:
+        columns = [
+            func.sum(column) if condition is None else func.sum(column).filter(condition)
+            for condition in sums
+            for column in _SUMS
+        ]
+        # Months no sum needs are not read: with no "every month" sum, the latest month
+        # asked for bounds the scan.
+        bounds = [c for c in sums if c is not None]
+        bound = (or_(*bounds),) if len(bounds) == len(sums) else ()
     rows = session.execute(
         select(MonthTotal.village_id, *columns)
         .where(MonthTotal.village_id.in_(village_ids), *bound)
@@ -88,6 +93,23 @@ def _month_totals(
             a, b, c, d, e = (int(v or 0) for v in values[5 * n : 5 * n + 5])
             totals[village_id] = (a, b, c, d, e)
     return out
+
+
+def _flows(
+    session: Session, village_ids: list[int], months: list[str]
+) -> dict[tuple[int, str], Totals]:
+    """Each village's totals of each of these months alone, read through the (village,
+    month) index: those months' rows only."""
+    if not village_ids or not months:
+        return {}
+    return {
+        (village_id, month): (a or 0, b or 0, c or 0, d or 0, e or 0)
+        for village_id, month, a, b, c, d, e in session.execute(
+            select(MonthTotal.village_id, MonthTotal.month, *(func.sum(c) for c in _SUMS))
+            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(months))
+            .group_by(MonthTotal.village_id, MonthTotal.month)
+        )
+    }
 
 
 def month_redeemed(session: Session, village_ids: list[int], month: str) -> dict[int, int]:
@@ -149,12 +171,12 @@ def points_reports(
         .order_by(Village.id)
     ).all()
     ids = [v.id for v in villages]
-    sums: list[ColumnElement[bool] | None] = []
-    for month in months:
-        sums.append(None if month is None else MonthTotal.month <= month)
-        if month is not None:
-            sums.append(MonthTotal.month == month)
-    found = iter(_month_totals(session, ids, sums))
+    # Up to each month (all time for None) in one pass; each month's own flows apart, from
+    # that month's rows only.
+    cumulative = _month_totals(
+        session, ids, [None if m is None else MonthTotal.month <= m for m in months]
+    )
+    flows = _flows(session, ids, sorted({m for m in months if m is not None}))
     balances: dict[int, tuple[int, int, int]] = {}
     if ids:
         for village_id, available, held, count in session.execute(
@@ -170,10 +192,9 @@ def points_reports(
             balances[village_id] = (int(available or 0), int(held or 0), int(count))
     policies = _policies(session, township.id, ids) if ids else {}
     reports = []
-    for month in months:
-        cumulative = next(found)
-        in_month = next(found) if month is not None else {}
-        reports.append(_report(township, villages, month, cumulative, in_month, balances, policies))
+    for month, upto in zip(months, cumulative, strict=True):
+        in_month = {v: t for (v, m), t in flows.items() if m == month}
+        reports.append(_report(township, villages, month, upto, in_month, balances, policies))
     return reports
 
 
