@@ -177,9 +177,11 @@ class Page:
             (self.px(x), self.px(y)),
         )
 
-    def png(self, dpi: int | None = None) -> bytes:
+    def png(self, dpi: int | None = None, level: int = 6) -> bytes:
+        """The page as PNG; `level`: zlib's, 1 for a page printed once (half the time, a
+        third more bytes)."""
         out = io.BytesIO()
-        kwargs: dict[str, Any] = {"compress_level": 6}
+        kwargs: dict[str, Any] = {"compress_level": level}
         if dpi:
             kwargs["dpi"] = (dpi, dpi)
         self.image.save(out, format="PNG", **kwargs)
