@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .boards.page import (
     DARK,
@@ -22,6 +23,9 @@ from .boards.page import (
     WHITE,
     FontSpec,
     Page,
+    PdfPage,
+    Placed,
+    pages_to_pdf,
     paper_pixels,
     pngs_to_pdf,
 )
@@ -66,88 +70,140 @@ def _paste_qr(page: Page, qr_png: bytes, x: float, y: float, size: float) -> Non
         page.paste(qr, x, y, size)
 
 
-def card_image(face: CardFace, font: FontSpec, dpi: int = CARD_DPI) -> Image.Image:
-    """The front of a member card: village and title on a red band, the holder's name,
-    household, group and card number, the QR, and how to use it."""
+_QR_SIZE = 390
+_QR_X, _QR_Y = 1000 - 30 - _QR_SIZE, 150
+_LEFT = 40
+_TEXT_W = _QR_X - _LEFT - 20
+
+
+@lru_cache(maxsize=4)
+def _card_background(village: str, font: FontSpec, dpi: int) -> Image.Image:
+    """What every card of a village shows alike: the frame, the red band with the village
+    and the title, and how to use the card. Drawn once per village (a village's cards print
+    together); each card is a copy with its holder drawn on."""
     width, height = card_pixels(dpi)
     page = Page(width, height, font)
     bottom = height / page.u  # about 631 units: the page is 1000 wide
     page.box(0, 0, 999, bottom - 1, WHITE, outline=LIGHT_LINE, width=2)
     page.box(0, 0, 1000, 130, RED)
-    page.text(40, 65, page.fit(face.village, 58, 600), 58, WHITE, anchor="lm", bold=True)
+    page.text(40, 65, page.fit(village, 58, 600), 58, WHITE, anchor="lm", bold=True)
     page.text(960, 65, "村务积分卡", 44, WHITE, anchor="rm")
-    qr_size = 390
-    qr_x, qr_y = 1000 - 30 - qr_size, 150
-    _paste_qr(page, face.qr_png, qr_x, qr_y, qr_size)
-    left, text_w = 40, qr_x - 40 - 20
-    page.text(left, 215, page.fit(face.name, 76, text_w), 76, DARK, anchor="lm", bold=True)
+    # Below the holder's lines (at most three, ending by y = 460), at the foot of the card.
+    y = max(300 + 3 * 50 + 10, bottom - 100)
+    for line in page.wrap(CARD_INSTRUCTION, 27, _TEXT_W)[:2]:
+        page.text(_LEFT, y, line, 27, GREY, anchor="lm")
+        y += 38
+    return page.image
+
+
+def card_image(face: CardFace, font: FontSpec, dpi: int = CARD_DPI) -> Image.Image:
+    """The front of a member card: village and title on a red band, the holder's name,
+    household, group and card number, the QR, and how to use it."""
+    width, height = card_pixels(dpi)
+    page = Page(width, height, font, _card_background(face.village, font, dpi).copy())
+    _paste_qr(page, face.qr_png, _QR_X, _QR_Y, _QR_SIZE)
+    page.text(_LEFT, 215, page.fit(face.name, 76, _TEXT_W), 76, DARK, anchor="lm", bold=True)
     y = 300.0
     lines = [f"农户：{face.household}"]
     if face.group:
         lines.append(f"小组：{face.group}")
     lines.append(f"卡号：{face.card_number}")
     for line in lines:
-        page.text(left, y, page.fit(line, 34, text_w), 34, DARK, anchor="lm")
+        page.text(_LEFT, y, page.fit(line, 34, _TEXT_W), 34, DARK, anchor="lm")
         y += 50
-    page.text(qr_x + qr_size / 2, qr_y + qr_size + 8, face.card_number, 24, GREY, anchor="ma")
-    y = max(y + 10, bottom - 100)
-    for line in page.wrap(CARD_INSTRUCTION, 27, text_w)[:2]:
-        page.text(left, y, line, 27, GREY, anchor="lm")
-        y += 38
+    number_y = _QR_Y + _QR_SIZE + 8
+    page.text(_QR_X + _QR_SIZE / 2, number_y, face.card_number, 24, GREY, anchor="ma")
     return page.image
 
 
-def card_png(face: CardFace, font: FontSpec, dpi: int = CARD_DPI) -> bytes:
+def card_png(face: CardFace, font: FontSpec, dpi: int = CARD_DPI, level: int = 6) -> bytes:
     out = io.BytesIO()
-    card_image(face, font, dpi).save(out, format="PNG", dpi=(dpi, dpi))
+    card_image(face, font, dpi).save(out, format="PNG", compress_level=level, dpi=(dpi, dpi))
     return out.getvalue()
 
 
-def _cut_marks(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], dpi: int) -> None:
-    """Short lines outside each corner, on the card's edges: where to cut, drawn so that
-    none falls on a card."""
-    gap, length = mm_to_px(MARK_GAP_MM, dpi), mm_to_px(MARK_LEN_MM, dpi)
-    x0, y0, x1, y1 = box
-    line = max(1, dpi // 150)
-    for x, sx in ((x0, -1), (x1, 1)):
-        for y, sy in ((y0, -1), (y1, 1)):
-            draw.line((x + sx * gap, y, x + sx * (gap + length), y), fill=DARK, width=line)
-            draw.line((x, y + sy * gap, x, y + sy * (gap + length)), fill=DARK, width=line)
+@dataclass(frozen=True)
+class SheetLayout:
+    """Where the cards of an A4 sheet go, in pixels at `dpi` from the sheet's top left."""
+
+    dpi: int
+    width: int
+    height: int
+    boxes: list[tuple[int, int, int, int]]  # x0, y0, x1, y1 of each card, row by row
+    footer_y: int  # the top of the footer's line
 
 
-def sheet_pngs(
-    faces: Sequence[CardFace], font: FontSpec, *, title: str, dpi: int = CARD_DPI
-) -> list[bytes]:
-    """The cards, 10 to an A4 sheet (2 columns × 5 rows) with cut marks, one PNG a sheet."""
+def sheet_layout(dpi: int = CARD_DPI) -> SheetLayout:
+    """2 columns × 5 rows of cards centred on A4, `GUTTER_MM` apart."""
     page_w, page_h = paper_pixels("A4", dpi)
     card_w, card_h = card_pixels(dpi)
     gutter = mm_to_px(GUTTER_MM, dpi)
     grid_w = SHEET_COLUMNS * card_w + (SHEET_COLUMNS - 1) * gutter
     grid_h = SHEET_ROWS * card_h + (SHEET_ROWS - 1) * gutter
     left, top = (page_w - grid_w) // 2, (page_h - grid_h) // 2
-    sheets = [faces[i : i + CARDS_PER_SHEET] for i in range(0, len(faces), CARDS_PER_SHEET)]
-    pngs = []
-    for number, sheet in enumerate(sheets, 1):
-        page = Page(page_w, page_h, font)
-        for n, face in enumerate(sheet):
-            row, column = divmod(n, SHEET_COLUMNS)
-            x, y = left + column * (card_w + gutter), top + row * (card_h + gutter)
-            page.image.paste(card_image(face, font, dpi), (x, y))
-            _cut_marks(page.draw, (x, y, x + card_w, y + card_h), dpi)
-        footer = f"{title}　第 {number}/{len(sheets)} 页　沿裁切线裁下，每张 85.6 × 54 毫米"
-        page.text(500, (top + grid_h) / page.u + 14, footer, 12, GREY, anchor="ma")
-        out = io.BytesIO()
-        # Level 1: the sheets are mostly white and flat colour, which compress well anyway;
-        # a higher level costs seconds on a village's worth of sheets for little.
-        page.image.save(out, format="PNG", compress_level=1, dpi=(dpi, dpi))
-        pngs.append(out.getvalue())
-    return pngs
+    boxes = []
+    for n in range(CARDS_PER_SHEET):
+        row, column = divmod(n, SHEET_COLUMNS)
+        x, y = left + column * (card_w + gutter), top + row * (card_h + gutter)
+        boxes.append((x, y, x + card_w, y + card_h))
+    return SheetLayout(dpi, page_w, page_h, boxes, top + grid_h + round(14 * page_w / 1000))
+
+
+def cut_marks(box: tuple[int, int, int, int], dpi: int) -> list[tuple[int, int, int, int]]:
+    """Short lines outside each corner of a card, on its edges: where to cut, so that none
+    falls on a card (x0, y0, x1, y1 in pixels)."""
+    gap, length = mm_to_px(MARK_GAP_MM, dpi), mm_to_px(MARK_LEN_MM, dpi)
+    x0, y0, x1, y1 = box
+    marks = []
+    for x, sx in ((x0, -1), (x1, 1)):
+        for y, sy in ((y0, -1), (y1, 1)):
+            marks.append((x + sx * gap, y, x + sx * (gap + length), y))
+            marks.append((x, y + sy * gap, x, y + sy * (gap + length)))
+    return marks
+
+
+def _footer_png(text: str, layout: SheetLayout, font: FontSpec) -> tuple[bytes, int]:
+    """The sheet's footer line as a strip of the sheet's width down to its foot; and its
+    height."""
+    strip = Page(layout.width, layout.height - layout.footer_y, font)
+    strip.text(500, 0, text, 12, GREY, anchor="ma")
+    return strip.png(layout.dpi), strip.image.height
 
 
 def cards_pdf(
     faces: Sequence[CardFace], font: FontSpec, *, title: str, dpi: int = CARD_DPI
 ) -> bytes:
-    return pngs_to_pdf(sheet_pngs(faces, font, title=title, dpi=dpi), dpi, title)
+    """The cards, 10 to an A4 sheet (2 columns × 5 rows) with cut marks, one PDF page a
+    sheet. Each card is its own image, embedded losslessly where the sheet places it, and the
+    cut marks are lines of the PDF: the sheet is never drawn whole, which would take 35 MB
+    and most of the time to compress its white."""
+    layout = sheet_layout(dpi)
+    pt = 72 / dpi  # points a pixel
+    page_w, page_h = layout.width * pt, layout.height * pt
+    line = max(1, dpi // 150) * pt
+    sheets = [faces[i : i + CARDS_PER_SHEET] for i in range(0, len(faces), CARDS_PER_SHEET)]
+    pages = []
+    for number, sheet in enumerate(sheets, 1):
+        placed, marks = [], []
+        for face, box in zip(sheet, layout.boxes, strict=False):
+            x0, y0, x1, y1 = box
+            # Level 1: flat colour and white compress well anyway; a higher level costs a
+            # second on a group's cards for little.
+            png = card_png(face, font, dpi, level=1)
+            placed.append(Placed(png, x0 * pt, y0 * pt, (x1 - x0) * pt, (y1 - y0) * pt))
+            for a, b, c, d in cut_marks(box, dpi):
+                marks.append(
+                    f"{a * pt:.2f} {page_h - b * pt:.2f} m {c * pt:.2f} {page_h - d * pt:.2f} l"
+                )
+        footer = f"{title}　第 {number}/{len(sheets)} 页　沿裁切线裁下，每张 85.6 × 54 毫米"
+        strip, strip_h = _footer_png(footer, layout, font)
+        placed.append(Placed(strip, 0, layout.footer_y * pt, page_w, strip_h * pt))
+        red, green, blue = (channel / 255 for channel in DARK)
+        drawing = (
+            f"q {red:.3f} {green:.3f} {blue:.3f} RG {line:.2f} w 0 J\n" + "\n".join(marks) + " S Q"
+        )
+        pages.append(PdfPage(page_w, page_h, placed, drawing.encode()))
+    return pages_to_pdf(pages, title)
 
 
 # ---- the activity poster --------------------------------------------------------------------

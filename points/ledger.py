@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from rules.periods import month_key
@@ -467,36 +467,65 @@ def account_view(session: Session, household_id: int, tz: ZoneInfo) -> AccountVi
     )
 
 
-def _passbook_lines(account_ids: Any) -> tuple[Select[Any], Any]:
-    """The lines of accounts with the balance after each (the running sum of the account's
-    entries by `seq`, a window function), who posted it and its claim's deed."""
-    running = (
-        select(
-            LedgerEntry.id.label("entry_id"),
-            func.sum(LedgerEntry.amount)
-            .over(
-                partition_by=LedgerEntry.account_id,
-                order_by=LedgerEntry.seq,
-            )
-            .label("balance"),
-        )
-        .where(LedgerEntry.account_id.in_(account_ids))
-        .subquery()
-    )
+def _passbook_lines() -> Select[LedgerEntry, str, datetime]:
+    """Entries with who posted each and its claim's deed (the balance is read apart,
+    `_balances_after`): narrowed by the caller to one page before anything is joined."""
     creator = aliased(Villager)  # a villager's own user may carry no name of its own
-    stmt = (
+    return (
         select(
-            LedgerEntry,
-            running.c.balance,
-            func.coalesce(User.name, creator.name, User.username),
-            Claim.occurred_at,
+            LedgerEntry, func.coalesce(User.name, creator.name, User.username), Claim.occurred_at
         )
-        .join(running, running.c.entry_id == LedgerEntry.id)
         .outerjoin(User, User.id == LedgerEntry.created_by)
         .outerjoin(creator, creator.id == User.villager_id)
         .outerjoin(Claim, Claim.id == LedgerEntry.claim_id)
     )
-    return stmt, running
+
+
+def _balances_after(session: Session, account_id: int, first: int, last: int) -> dict[int, int]:
+    """The account's balance after each of its entries `first`..`last` (by `seq`): the sum
+    of its entries up to it, as a paper passbook prints it. One statement, reading only what
+    is nearer: the entries up to `last`, or the account's balance (available + held, which is
+    the sum of all its entries at every commit) less the entries after `last`, whichever are
+    fewer. Then each line before `last` is the one after it less its amount. The balance
+    after an entry never changes (entries are only appended), so the lines a caller read in
+    another statement get the balances they had."""
+    summed = func.coalesce(func.sum(LedgerEntry.amount), 0)
+    after = (
+        select(summed)
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.seq > last)
+        .scalar_subquery()
+    )
+    up_to = (
+        select(summed)
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.seq <= last)
+        .scalar_subquery()
+    )
+    # Both in the account row's snapshot: a concurrent append counts in both or in neither.
+    at_last = (
+        select(
+            case(
+                (Account.entry_count - last < last, Account.available + Account.held - after),
+                else_=up_to,
+            )
+        )
+        .where(Account.id == account_id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.amount, at_last)
+        .where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.seq >= first,
+            LedgerEntry.seq <= last,
+        )
+        .order_by(LedgerEntry.seq.desc())
+    ).all()
+    balances: dict[int, int] = {}
+    balance = int(rows[0][2]) if rows else 0
+    for seq, amount, _ in rows:
+        balances[seq] = balance
+        balance -= amount
+    return balances
 
 
 PassbookLine = tuple[LedgerEntry, int, str | None, datetime | None]
@@ -513,27 +542,46 @@ def passbook_page(
 ) -> PassbookPage:
     """A page of the passbook, newest first: each entry with the balance after it (余额, the
     running sum of the account's entries up to it, as a paper passbook prints it), the name
-    of who posted it, and its deed's moment when a claim made it. The balance is summed over
-    the whole account before the month or the page narrow the lines, so a line shows the
-    same balance on any page. Two queries, whatever the page size."""
-    account = select(Account.id).where(Account.household_id == household_id)
-    stmt, running = _passbook_lines(account)
-    counted = select(running.c.entry_id).join(LedgerEntry, LedgerEntry.id == running.c.entry_id)
-    if month is not None:
-        stmt = stmt.where(LedgerEntry.month == month)
-        counted = counted.where(LedgerEntry.month == month)
-    total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
-    found = session.execute(
-        stmt.order_by(LedgerEntry.seq.desc()).limit(per_page).offset((page - 1) * per_page)
-    )
-    return PassbookPage([(e, int(b), name, deed) for e, b, name, deed in found], total)
+    of who posted it, and its deed's moment when a claim made it. The balance is that of the
+    whole account, so a line shows the same balance on any page and under any month.
+
+    What it reads does not grow with the account: the page's lines are found by `seq` (an
+    account's entries are numbered 1, 2, 3 … without a gap, so the page ending `offset`
+    lines below the newest starts at `entry_count - offset`) or, for a month, among that
+    month's entries; their balances by `_balances_after`."""
+    account = session.execute(
+        select(Account.id, Account.entry_count).where(Account.household_id == household_id)
+    ).first()
+    if account is None:
+        return PassbookPage([], 0)
+    account_id, entry_count = account
+    offset = (page - 1) * per_page
+    stmt = _passbook_lines().where(LedgerEntry.account_id == account_id)
+    if month is None:
+        total = entry_count
+        stmt = stmt.where(LedgerEntry.seq <= entry_count - offset)
+    else:
+        total = (
+            session.scalar(
+                select(func.count()).where(
+                    LedgerEntry.account_id == account_id, LedgerEntry.month == month
+                )
+            )
+            or 0
+        )
+        stmt = stmt.where(LedgerEntry.month == month).offset(offset)
+    found = session.execute(stmt.order_by(LedgerEntry.seq.desc()).limit(per_page)).all()
+    if not found:
+        return PassbookPage([], total)
+    balances = _balances_after(session, account_id, found[-1][0].seq, found[0][0].seq)
+    return PassbookPage([(e, balances[e.seq], name, deed) for e, name, deed in found], total)
 
 
 def passbook_line(session: Session, entry: LedgerEntry) -> PassbookLine:
     """One entry as its passbook page shows it (a reversal just posted)."""
-    stmt, _ = _passbook_lines([entry.account_id])
-    e, balance, name, deed = session.execute(stmt.where(LedgerEntry.id == entry.id)).one()
-    return e, int(balance), name, deed
+    e, name, deed = session.execute(_passbook_lines().where(LedgerEntry.id == entry.id)).one()
+    balance = _balances_after(session, e.account_id, e.seq, e.seq)[e.seq]
+    return e, balance, name, deed
 
 
 def approver_names(session: Session, claim_ids: set[int]) -> dict[int, list[str]]:

@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from rules import merkle
@@ -101,34 +101,54 @@ def village_month_leaves(
     )
 
     end = month_end(period, tz)
-    # The head at the month's end, and the balance of the chain up to it.
+    # The head at the month's end: the account's last entry made before it, found walking
+    # back from the newest (only the entries made since are passed over, not the account's
+    # whole history).
+    head_seq = (
+        select(LedgerEntry.seq)
+        .where(LedgerEntry.account_id == Account.id, LedgerEntry.created_at < end)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(1)
+        .correlate(Account)
+        .scalar_subquery()
+    )
     head = (
-        select(LedgerEntry.account_id, func.max(LedgerEntry.seq).label("seq"))
-        .where(LedgerEntry.account_id.in_(accounts), LedgerEntry.created_at < end)
-        .group_by(LedgerEntry.account_id)
+        select(
+            Account.id,
+            Account.entry_count,
+            (Account.available + Account.held).label("total"),
+            head_seq.label("seq"),
+        )
+        .where(Account.id.in_(accounts))
         .subquery()
     )
-    heads: dict[int, tuple[int, str]] = {}
-    for account_id, _seq, hash_ in session.execute(
-        select(head.c.account_id, head.c.seq, LedgerEntry.hash).join(
-            LedgerEntry,
-            (LedgerEntry.account_id == head.c.account_id) & (LedgerEntry.seq == head.c.seq),
-        )
-    ):
-        heads[account_of[account_id]] = (0, hash_)
-    balances = dict(
-        session.execute(
-            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
-            .join(
-                head,
-                (head.c.account_id == LedgerEntry.account_id) & (LedgerEntry.seq <= head.c.seq),
-            )
-            .group_by(LedgerEntry.account_id)
-        ).all()
+    # The balance of the chain up to the head: the sum of its entries up to it or, when fewer
+    # came after it, the account's balance (available + held, the sum of all its entries at
+    # every commit) less those after it; in one statement, the account row's snapshot.
+    summed = aliased(LedgerEntry)
+    total_of = func.coalesce(func.sum(summed.amount), 0)
+    after = (
+        select(total_of)
+        .where(summed.account_id == head.c.id, summed.seq > head.c.seq)
+        .scalar_subquery()
     )
-    for account_id, balance in balances.items():
-        hid = account_of[account_id]
-        heads[hid] = (int(balance or 0), heads[hid][1])
+    up_to = (
+        select(total_of)
+        .where(summed.account_id == head.c.id, summed.seq <= head.c.seq)
+        .scalar_subquery()
+    )
+    balance = case(
+        (head.c.entry_count - head.c.seq < head.c.seq, head.c.total - after), else_=up_to
+    )
+    heads: dict[int, tuple[int, str]] = {
+        account_of[account_id]: (int(balance_ or 0), hash_)
+        for account_id, hash_, balance_ in session.execute(
+            select(head.c.id, LedgerEntry.hash, balance).join(
+                LedgerEntry,
+                (LedgerEntry.account_id == head.c.id) & (LedgerEntry.seq == head.c.seq),
+            )
+        )
+    }
 
     reversed_ = aliased(LedgerEntry)
     late = select(LatePosting.entry_id).where(

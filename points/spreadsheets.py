@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openpyxl.cell.cell import Cell
-from openpyxl.worksheet.worksheet import Worksheet
+if TYPE_CHECKING:  # openpyxl is imported where a workbook is made: 5 MB a worker otherwise
+    from openpyxl.cell.cell import Cell
+    from openpyxl.worksheet.worksheet import Worksheet
 
 # What Excel, WPS and LibreOffice read as the start of a formula (or, tab and CR, what they
 # strip before looking for one).

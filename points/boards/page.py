@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import util as import_util
@@ -81,8 +82,13 @@ def find_font(configured: str | None = None) -> FontSpec:
     raise FontMissing()
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=10)
 def _font(spec: FontSpec, size: int) -> ImageFont.FreeTypeFont:
+    """The font at one pixel size. Each size is a FreeType face of its own, 2–3 MB of a
+    worker's memory for the CJK font (half of it the font file's pages it maps): 64 of them
+    grew a worker by 50 MB over the printed things of a county. One drawing uses at most 9
+    sizes (a board; a card 7), and opening a face takes half a millisecond, so keeping the
+    last 10 keeps every drawing's sizes at hand."""
     return ImageFont.truetype(spec.path, size=size, index=spec.index)
 
 
@@ -90,8 +96,11 @@ class Page:
     """A white page and a few drawing helpers in units of a thousandth of the page width, so
     an A3 board is the A4 one scaled up (readable from further away)."""
 
-    def __init__(self, width: int, height: int, font: FontSpec) -> None:
-        self.image = Image.new("RGB", (width, height), WHITE)
+    def __init__(
+        self, width: int, height: int, font: FontSpec, image: Image.Image | None = None
+    ) -> None:
+        """`image`: drawn on (of the page's size) instead of a white one."""
+        self.image = image if image is not None else Image.new("RGB", (width, height), WHITE)
         self.draw = ImageDraw.Draw(self.image)
         self.font = font
         self.u = width / 1000
@@ -168,9 +177,11 @@ class Page:
             (self.px(x), self.px(y)),
         )
 
-    def png(self, dpi: int | None = None) -> bytes:
+    def png(self, dpi: int | None = None, level: int = 6) -> bytes:
+        """The page as PNG; `level`: zlib's, 1 for a page printed once (half the time, a
+        third more bytes)."""
         out = io.BytesIO()
-        kwargs: dict[str, Any] = {"compress_level": 6}
+        kwargs: dict[str, Any] = {"compress_level": level}
         if dpi:
             kwargs["dpi"] = (dpi, dpi)
         self.image.save(out, format="PNG", **kwargs)
@@ -215,39 +226,89 @@ def png_to_pdf(png: bytes, dpi: int, title: str = "") -> bytes:
 def pngs_to_pdf(pngs: list[bytes], dpi: int, title: str = "") -> bytes:
     """A PDF of one page per 8-bit RGB PNG, each shown at `dpi` (a page takes its image's
     size), the PNG data embedded losslessly as for the one-page board."""
-    if not pngs:
+    pages = []
+    for png in pngs:
+        width, height = png_size(png)
+        page_w, page_h = width * 72 / dpi, height * 72 / dpi
+        pages.append(PdfPage(page_w, page_h, [Placed(png, 0, 0, page_w, page_h)]))
+    return pages_to_pdf(pages, title)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    width, height = struct.unpack(">II", png[16:24])  # IHDR, the first chunk
+    return width, height
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A PNG drawn on a PDF page: its top left corner `x`, `y` from the page's top left, and
+    its size, in points (1/72 inch)."""
+
+    png: bytes
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class PdfPage:
+    """A PDF page (size in points): its images, then `drawing`, PDF content operators in the
+    page's own coordinates (points from the bottom left), e.g. cut marks."""
+
+    width: float
+    height: float
+    images: Sequence[Placed]
+    drawing: bytes = b""
+
+
+def pages_to_pdf(pages: Sequence[PdfPage], title: str = "") -> bytes:
+    """A PDF of these pages, each image's PNG data embedded losslessly (FlateDecode with PNG
+    predictors reads PNG's own compressed stream): what prints is the PNG that was drawn."""
+    if not pages:
         raise ValueError("a PDF needs a page")
     title_hex = ("FEFF" + title.encode("utf-16-be").hex().upper()) if title else ""
-    # 1 catalog, 2 pages, 3 info; then per page: the page, its image, its content.
+    # 1 catalog, 2 pages, 3 info; then per page: the page, its images, its content.
     objects: list[bytes] = [
         b"",
         b"",
         f"<< /Title <{title_hex}> /Producer (Village Points) >>".encode(),
     ]
     kids = []
-    for png in pngs:
-        header, data = _png_chunks(png)
-        if header.get("color") != 2 or header.get("depth") != 8 or header.get("interlace"):
-            raise ValueError("expected a non-interlaced 8-bit RGB PNG")
-        width, height = header["width"], header["height"]
-        page_w, page_h = width * 72 / dpi, height * 72 / dpi
-        content = f"q {page_w:.2f} 0 0 {page_h:.2f} 0 0 cm /Im0 Do Q".encode()
+    for page in pages:
         page_no = len(objects) + 1
         kids.append(f"{page_no} 0 R")
+        images, draws = [], []
+        for n, placed in enumerate(page.images):
+            header, data = _png_chunks(placed.png)
+            if header.get("color") != 2 or header.get("depth") != 8 or header.get("interlace"):
+                raise ValueError("expected a non-interlaced 8-bit RGB PNG")
+            width = header["width"]
+            images.append(
+                (
+                    f"<< /Type /XObject /Subtype /Image /Width {width} /Height {header['height']} "
+                    f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
+                    f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 "
+                    f"/Columns {width} >> /Length {len(data)} >>\nstream\n"
+                ).encode()
+                + data
+                + b"\nendstream"
+            )
+            bottom = page.height - placed.y - placed.height
+            at = f" {placed.x:.2f} {bottom:.2f}" if placed.x or bottom else " 0 0"
+            draws.append(
+                f"q {placed.width:.2f} 0 0 {placed.height:.2f}{at} cm /Im{n} Do Q".encode()
+            )
+        content = b"\n".join([*draws, page.drawing] if page.drawing else draws)
+        xobjects = " ".join(f"/Im{n} {page_no + 1 + n} 0 R" for n in range(len(images)))
         objects += [
             (
-                f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w:.2f} {page_h:.2f}] "
-                f"/Resources << /XObject << /Im0 {page_no + 1} 0 R >> >> "
-                f"/Contents {page_no + 2} 0 R >>"
+                f"<< /Type /Page /Parent 2 0 R "
+                f"/MediaBox [0 0 {page.width:.2f} {page.height:.2f}] "
+                f"/Resources << /XObject << {xobjects} >> >> "
+                f"/Contents {page_no + 1 + len(images)} 0 R >>"
             ).encode(),
-            (
-                f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} "
-                f"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
-                f"/DecodeParms << /Predictor 15 /Colors 3 /BitsPerComponent 8 /Columns {width} >> "
-                f"/Length {len(data)} >>\nstream\n"
-            ).encode()
-            + data
-            + b"\nendstream",
+            *images,
             f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
         ]
     objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"

@@ -12,8 +12,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -233,6 +231,10 @@ def settlement_csv(s: Settlement, tz: ZoneInfo) -> bytes:
 
 def settlement_xlsx(s: Settlement, tz: ZoneInfo) -> bytes:
     """Sheet 兑换明细 (as the CSV, under a title row) and sheet 商品汇总 (per reward)."""
+    # Imported here: openpyxl costs every worker 5 MB, and only this export needs it.
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+
     book = Workbook()
     sheet = book.active
     assert sheet is not None

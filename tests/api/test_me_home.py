@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 import rules
 from backend.extensions import db
+from points import ledger
 from points.boards import links
 from tests.factories import (
     World,
@@ -261,6 +262,66 @@ def test_passbook_lines_carry_the_balance_after_them_on_any_page(
             None,
         )
         assert whole[3]["created_by_name"] is None  # posted by the system
+
+
+def test_deep_pages_and_months_show_the_running_sum_of_the_whole_account(
+    app: Flask, client: FlaskClient, world: World, neighbour: dict[str, int]
+) -> None:
+    """The balance of a line is the sum of the account's entries up to it, read on a deep
+    page, under a month whose entries are interleaved with other months' (late postings),
+    and with points held by an open order (held counts in the balance)."""
+    months = [local(2026, 1, 5), local(2026, 2, 5), local(2026, 3, 5)]
+    with app.app_context():
+        for n in range(57):
+            deed = months[n % 3] if n % 4 else months[(n + 1) % 3]
+            ledger.append(
+                db.session,
+                household_id=world.household_x,
+                kind="earn" if n % 5 else "deduct",
+                amount=(n % 7 + 3) if n % 5 else -(n % 3 + 1),
+                when=ledger.EntryTime(SHANGHAI, at=local(2026, 3, 20), counts_for=deed),
+                origin=ledger.EntryOrigin(note=f"第{n}条"),
+            )
+        db.session.commit()
+    rice = add_reward(app, world.shop_a, "大米 5kg", 30, 10)
+    with frozen(local(2026, 3, 21)):
+        placed = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
+        assert placed.status_code == 201, placed.get_json()
+        account = get(client, world, "villager_x", "/me/account")
+        assert account["held"] == 30
+        whole: list[dict[str, Any]] = []
+        for page in (1, 2):
+            whole += get(client, world, "villager_x", f"/me/ledger?per_page=50&page={page}")[
+                "items"
+            ]
+    assert len(whole) == 57
+    running, naive = 0, {}
+    for line in sorted(whole, key=lambda e: e["id"]):
+        running += line["amount"]
+        naive[line["id"]] = running
+    assert [e["balance"] for e in whole] == [naive[e["id"]] for e in whole]
+    assert whole[0]["balance"] == account["available"] + account["held"]
+    with frozen(local(2026, 3, 21)):
+        for page in range(1, 10):  # 8 pages of 7, the last one of 1; then none
+            got = get(client, world, "villager_x", f"/me/ledger?per_page=7&page={page}")
+            assert got["total"] == 57
+            assert [(e["id"], e["balance"]) for e in got["items"]] == [
+                (e["id"], naive[e["id"]]) for e in whole[(page - 1) * 7 : page * 7]
+            ]
+        for month in ("2026-01", "2026-02", "2026-03"):
+            of_month = [e for e in whole if e["month"] == month]
+            for page in (1, 2, 3, 4):
+                got = get(
+                    client, world, "villager_x", f"/me/ledger?month={month}&per_page=6&page={page}"
+                )
+                assert got["total"] == len(of_month)
+                assert [(e["id"], e["balance"]) for e in got["items"]] == [
+                    (e["id"], naive[e["id"]]) for e in of_month[(page - 1) * 6 : page * 6]
+                ]
+        household = get(
+            client, world, "cadre_a", f"/households/{world.household_x}/ledger?per_page=5&page=9"
+        )
+        assert [e["balance"] for e in household["items"]] == [naive[e["id"]] for e in whole[40:45]]
 
 
 # ---- rankings and rule items ------------------------------------------------------------------

@@ -288,18 +288,36 @@ def test_a_sheet_has_its_cards_and_cut_marks(app: Flask) -> None:
     face = card_render.CardFace(
         village="清水村", household="x户", name="配偶x", card_number="000002", qr_png=qr
     )
-    sheets = card_render.sheet_pngs([face] * 11, font, title="清水村积分卡")
-    assert len(sheets) == 2
-    with Image.open(io.BytesIO(sheets[0])) as sheet:
-        assert sheet.size == (2480, 3508)  # A4 at 300 dpi
-        card_w, card_h = card_render.card_pixels()
-        gutter = card_render.mm_to_px(card_render.GUTTER_MM, 300)
-        left = (2480 - (2 * card_w + gutter)) // 2
-        top = (3508 - (5 * card_h + 4 * gutter)) // 2
-        mark = card_render.mm_to_px(card_render.MARK_GAP_MM, 300) + 3
-        # a cut mark on the top edge's line, left of the first card; white inside the gutter
-        assert sheet.getpixel((left - mark, top)) != (255, 255, 255)
-        assert sheet.getpixel((left - mark, top + card_h // 2)) == (255, 255, 255)
+    pdf = card_render.cards_pdf([face] * 11, font, title="清水村积分卡")
+    assert page_count(pdf) == 2
+    layout = card_render.sheet_layout(300)
+    assert (layout.width, layout.height) == (2480, 3508)  # A4 at 300 dpi
+    pt = 72 / 300
+    first = re.search(rb"stream\n(q [^\n]*? cm /Im0 Do Q.*?)\nendstream", pdf, re.S)
+    assert first is not None
+    content = first.group(1).decode()
+    # Each card is the card PNG itself (ID-1 at 300 dpi), placed in its box on the sheet.
+    placed = re.findall(r"q ([\d.]+) 0 0 ([\d.]+) ([\d.]+) ([\d.]+) cm /Im(\d+) Do Q", content)
+    boxes = [
+        (x0 * pt, 841.92 - y1 * pt, x1 * pt, 841.92 - y0 * pt) for x0, y0, x1, y1 in layout.boxes
+    ]
+    assert len(placed) == 11  # 10 cards and the footer
+    for (w, h, x, y, _), (bx0, by0, _, _) in zip(placed, boxes, strict=False):
+        assert abs(float(w) - 85.6 / 25.4 * 72) < 0.2 and abs(float(h) - 54 / 25.4 * 72) < 0.2
+        assert abs(float(x) - bx0) < 0.01 and abs(float(y) - by0) < 0.01
+    # Cut marks: 8 lines a card, each on the line of a card's edge and on no card.
+    lines = [
+        tuple(map(float, m))
+        for m in re.findall(r"([\d.]+) ([\d.]+) m ([\d.]+) ([\d.]+) l", content)
+    ]
+    assert len(lines) == 80
+    for x0, y0, x1, y1 in lines:
+        assert x0 == x1 or y0 == y1
+        for bx0, by0, bx1, by1 in boxes:
+            mid_x, mid_y = (x0 + x1) / 2, (y0 + y1) / 2
+            assert not (bx0 < mid_x < bx1 and by0 < mid_y < by1)
+    left, top = boxes[0][0], boxes[0][3]
+    assert any(y0 == y1 and abs(y0 - top) < 0.01 and x1 < left for x0, y0, x1, y1 in lines)
 
 
 def test_no_cards_to_print_is_refused(app: Flask, client: FlaskClient, world: World) -> None:
