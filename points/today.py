@@ -2,7 +2,8 @@
 
 Everything is read through the caller's scope (`points.scope.visible`), so a cadre sees their
 village, a township admin their township and a clerk their shop's orders; each list is cut to
-its newest few, with the whole count beside it."""
+its newest few, with the count beside it (exact up to TODAY_CAP, then "1000+": a county's
+queue is counted without reading all of it)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
 from .catalogs import effective_policy
+from .counting import Count, capped_count
 from .models import Activity, Claim, ClaimApproval, MonthlyIssued, Objection, Redemption, Village
 from .scope import Actor, visible
 
 SHOWN = 10  # rows of each list; the count says how many there are in all
+# The counts stop here ("1000+"): more than a day's work is as much as this page needs to say,
+# and the review queue (审核) counts and pages the rest.
+TODAY_CAP = 1_000
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Listing:
     """The newest rows of one list and how many there are in all."""
 
     rows: list[Any] = field(default_factory=list)
-    total: int = 0
+    total: Count = field(default_factory=lambda: Count(0))
 
 
 @dataclass
@@ -53,9 +58,58 @@ class Today:
 
 
 def _listing(session: Session, stmt: Select[Any], order: Any) -> Listing:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = capped_count(session, stmt, TODAY_CAP)
     rows = list(session.scalars(stmt.order_by(order).limit(SHOWN))) if total else []
     return Listing(rows, total)
+
+
+def _review_listings(
+    session: Session, actor: Actor, pending: Select[Any]
+) -> tuple[Listing, Listing]:
+    """The pending claims waiting for a first review, and those one reviewer approved that
+    wait for a second one not by me (双人审核), counted among the newest TODAY_CAP + 1
+    pending claims: whether a claim has an approval is one index probe per claim, and a
+    county has tens of thousands pending. Past that window the counts say "n+"."""
+    window = (
+        pending.with_only_columns(Claim.id).order_by(Claim.id.desc()).limit(TODAY_CAP + 1)
+    ).subquery()
+    # Correlated EXISTS, not `id NOT IN (every approval)`: with years of approvals that list
+    # outgrows memory and PostgreSQL scans it again for each pending claim (seconds a page).
+    has_approval = exists().where(ClaimApproval.claim_id == window.c.id)
+    split = {
+        approved: (n, lowest)
+        for approved, n, lowest in session.execute(
+            select(has_approval, func.count(), func.min(window.c.id)).group_by(has_approval)
+        )
+    }
+    shown = sum(n for n, _ in split.values())
+    if not shown:
+        return Listing(), Listing()
+    lowest = min(low for _, low in split.values())
+    cut = shown > TODAY_CAP  # older pending claims were left out of the counts
+
+    def count(n: int) -> Count:
+        return Count(min(n, TODAY_CAP), exact=not cut)
+
+    approved = exists().where(ClaimApproval.claim_id == Claim.id)
+    mine = exists().where(
+        ClaimApproval.claim_id == Claim.id, ClaimApproval.user_id == actor.user_id
+    )
+    in_window = pending.where(Claim.id >= lowest).order_by(Claim.id.desc())
+    waiting_n = split.get(False, (0, None))[0]
+    waiting = Listing(
+        list(session.scalars(in_window.where(~approved).limit(SHOWN))) if waiting_n else [],
+        count(waiting_n),
+    )
+    second = Listing()
+    if split.get(True, (0, None))[0]:
+        second_stmt = in_window.where(approved, ~mine)
+        second_n = capped_count(session, second_stmt, TODAY_CAP).value
+        second = Listing(
+            list(session.scalars(second_stmt.limit(SHOWN))) if second_n else [],
+            count(second_n),
+        )
+    return waiting, second
 
 
 def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> Today:
@@ -68,14 +122,7 @@ def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> To
         empty = Listing()
         return Today(month, empty, empty, empty, empty, empty, orders, [])
     pending = visible(actor, Claim).where(Claim.status == ClaimStatus.PENDING)
-    # Correlated EXISTS, not `id NOT IN (every approval)`: with years of approvals that list
-    # outgrows memory and PostgreSQL scans it again for each pending claim (seconds a page).
-    approved = exists().where(ClaimApproval.claim_id == Claim.id)
-    mine = exists().where(
-        ClaimApproval.claim_id == Claim.id, ClaimApproval.user_id == actor.user_id
-    )
-    waiting = pending.where(~approved)
-    second = pending.where(approved, ~mine)
+    waiting, second = _review_listings(session, actor, pending)
     objections = visible(actor, Objection).where(Objection.status == "open")
     notices = visible(actor, Claim).where(
         Claim.status == ClaimStatus.IN_NOTICE,
@@ -90,8 +137,8 @@ def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> To
     )
     return Today(
         month=month,
-        waiting=_listing(session, waiting, Claim.id.desc()),
-        second=_listing(session, second, Claim.id.desc()),
+        waiting=waiting,
+        second=second,
         objections=_listing(session, objections, Objection.id.desc()),
         notices_ending=_listing(session, notices, Claim.notice_ends_at),
         activities=_listing(session, activities, Activity.starts_at),
