@@ -34,6 +34,8 @@ from sqlalchemy.engine.url import URL
 
 from points.models import Base
 
+from . import render_cache
+
 MANIFEST = "manifest.json"
 PG_DUMP_FILE = "database.dump"
 SQLITE_FILE = "database.sqlite3"
@@ -144,7 +146,12 @@ def _tar_uploads(upload_dir: Path, target: Path) -> int:
     with tarfile.open(target / UPLOADS_FILE, "w") as tar:
         if upload_dir.is_dir():
             for path in sorted(upload_dir.rglob("*")):
-                if path.is_file() and not path.name.startswith("."):  # not a half-written tmp
+                # Not a half-written tmp, nor a picture the render cache can draw again.
+                if (
+                    path.is_file()
+                    and not path.name.startswith(".")
+                    and path.relative_to(upload_dir).parts[0] != render_cache.SUBDIR
+                ):
                     tar.add(path, arcname=path.relative_to(upload_dir).as_posix())
                     files += 1
     return files

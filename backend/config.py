@@ -101,6 +101,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         ),
         "APP_TIMEZONE": os.environ.get("APP_TIMEZONE", "Asia/Shanghai"),
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(Path(instance_path) / "uploads")),
+        # Pictures drawn once (printed boards, statistics charts): empty for
+        # `render-cache/` in UPLOAD_DIR (backend/render_cache.py); 0 MB keeps none.
+        "RENDER_CACHE_DIR": os.environ.get("RENDER_CACHE_DIR", ""),
+        "RENDER_CACHE_MB": _int("RENDER_CACHE_MB", 256),
         # Life of a signed image link (pickup code, member card, proof photo) that the
         # mini-program's <image> opens without a token (backend/signed_urls.py).
         "SIGNED_URL_SECONDS": _int("SIGNED_URL_SECONDS", 600),

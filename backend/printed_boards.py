@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from flask import Response, current_app, request
 
 from points.boards import links, privacy, render
 from points.boards.board import village_board
+from points.boards.page import FontSpec
 from points.boards.standings import Period
 from points.models import Village
 from points.qr import qr_png
@@ -22,6 +24,7 @@ from .clock import now, village_tz
 from .downloads import download
 from .extensions import db
 from .qr import print_font
+from .render_cache import cached
 
 PAPERS = ("A4", "A3")
 
@@ -65,26 +68,39 @@ def printed_on(board: dict[str, Any]) -> str:
     return f"{today.year}年{today.month}月{today.day}日打印"
 
 
-def board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:
-    """Everything the picture is drawn from: the board as posted (names masked or withdrawn
-    at the households' wish), the paper, the resolution, the QR's link, the date printed on
-    it and the font; the same inputs draw the same picture."""
-    font = print_font()
-    inputs = json.dumps(
-        [
-            board,
-            paper,
-            current_app.config["BOARD_DPI"],
-            url,
-            printed_on,
-            str(font.path),
-            render.__name__,
-        ],
-        sort_keys=True,
-        default=str,
-        ensure_ascii=False,
+def font_key(font: FontSpec) -> list[Any]:
+    """The font as a picture's key knows it: its file and face, and the file's size and
+    time, so that a font replaced under the same name draws anew."""
+    try:
+        stat = os.stat(font.path)
+    except OSError:
+        return [str(font.path), font.index]
+    return [str(font.path), font.index, stat.st_size, stat.st_mtime_ns]
+
+
+def content_key(*inputs: Any) -> str:
+    """A picture's name for its ETag and the render cache: the hash of what it is drawn
+    from, with the drawing code's version (points.boards.render.RENDER_VERSION)."""
+    text = json.dumps(
+        [*inputs, render.RENDER_VERSION], sort_keys=True, default=str, ensure_ascii=False
     )
-    return hashlib.sha256(inputs.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:
+    """Everything the picture is drawn from: the board as posted (its lists with stars and
+    items, corrections, the month's root, the red list's size and the tie rule, names masked
+    or withdrawn at the households' and the village's wish), the paper, the resolution, the
+    QR's link, the date printed on it, the font and the drawing code's version; the same
+    inputs draw the same picture. Also the picture's name in the render cache."""
+    return content_key(
+        board,
+        paper,
+        current_app.config["BOARD_DPI"],
+        url,
+        printed_on,
+        font_key(print_font()),
+    )
 
 
 def board_cache(board: dict[str, Any], versioned: bool) -> str:
@@ -123,21 +139,34 @@ def printed_board(
     url = board_link(village.id, period, board)
     db.session.commit()
     date_line = printed_on(board)
+    etag = board_etag(board, paper, url, date_line)
     if kind == "png":
-        etag = board_etag(board, paper, url, date_line)
         cache = board_cache(board, versioned=version == etag)
         if request.if_none_match.contains_weak(etag):
             # Drawing the board is the costly part; a phone that holds it is told so.
             return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": cache})
-    draw = render.board_pdf if kind == "pdf" else render.board_png
-    data = draw(
-        board,
-        paper=paper,
-        qr_png=qr_png(url),
-        font=print_font(),
-        dpi=current_app.config["BOARD_DPI"],
-        printed_on=date_line,
-    )
+    dpi = current_app.config["BOARD_DPI"]
+
+    def png() -> bytes:
+        # Drawn once for a content (the ETag names everything drawn), then read from the
+        # render cache by every worker: the drawing and its PNG compression are the cost.
+        return cached(
+            f"board-{etag}.png",
+            lambda: render.board_png(
+                board,
+                paper=paper,
+                qr_png=qr_png(url),
+                font=print_font(),
+                dpi=dpi,
+                printed_on=date_line,
+            ),
+        )
+
+    if kind == "pdf":
+        # The PDF embeds the PNG as it is: a board printed as PNG first costs no second drawing.
+        data = cached(f"board-{etag}.pdf", lambda: render.board_pdf_of_png(board, png(), dpi))
+    else:
+        data = png()
     if kind == "png":
         response = Response(data, mimetype="image/png", headers={"Cache-Control": cache})
         response.set_etag(etag)

@@ -141,6 +141,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
             "WECHAT_APPID": "",
             "WECHAT_SECRET": "",
             "UPLOAD_DIR": str(tmp / "uploads"),
+            # Beside UPLOAD_DIR, not in it: tests count the files there.
+            "RENDER_CACHE_DIR": str(tmp / "render-cache"),
             **_test_engine_options(),
             # Tests that check in or order hundreds of times as one user are not about rate
             # limits; test_rate_limits sets low ones for itself. (Login keeps its default,

@@ -30,6 +30,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, raises
 from ..qr import print_font
+from ..render_cache import cached
 from ..schemas.boards import (
     BoardArgs,
     BoardOut,
@@ -397,9 +398,16 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     authorize(actor, "stats.read")
     period = _period(args, _this_month())
     figures = stats.village_stats(db.session, village.id, period)
+    label = standings.period_label(period)
+    font = _font()
+    # Drawn once for the same figures (backend/render_cache.py); the key is all it shows.
+    key = printed_boards.content_key(
+        "stats", figures, village.name, label, printed_boards.font_key(font)
+    )
     return _png(
-        render.stats_png(
-            figures, village=village.name, period_label=standings.period_label(period), font=_font()
+        cached(
+            f"stats-{key}.png",
+            lambda: render.stats_png(figures, village=village.name, period_label=label, font=font),
         )
     )
 

@@ -30,6 +30,12 @@ from .page import (
     png_to_pdf,
 )
 
+# Part of every printed picture's ETag and render cache key (backend/printed_boards.py,
+# backend/render_cache.py): bump it with any change to how a board, a PDF or the statistics
+# chart is drawn (here or in points.boards.page), so that no picture drawn by the old code
+# is served again.
+RENDER_VERSION = 1
+
 
 def stars_text(stars: int) -> str:
     return "★" * stars if stars else ""
@@ -367,6 +373,11 @@ def board_pdf(
     printed_on: str = "",
 ) -> bytes:
     png = board_png(board, paper=paper, qr_png=qr_png, font=font, dpi=dpi, printed_on=printed_on)
+    return board_pdf_of_png(board, png, dpi)
+
+
+def board_pdf_of_png(board: dict[str, Any], png: bytes, dpi: int = DEFAULT_DPI) -> bytes:
+    """The one-page PDF of the board's PNG (board_png's, at `dpi`), as board_pdf draws it."""
     title = f"{board['village_name']} {board['period_label']} 积分红黑榜"
     return png_to_pdf(png, dpi, title)
 

@@ -116,6 +116,8 @@ def test_the_qr_and_the_online_board_carry_the_root(
         return qr_png(data, *args, **kwargs)
 
     monkeypatch.setattr(printed_boards, "qr_png", spy)
+    # Each drawn here, the PDF not from the PNG's render cache entry.
+    monkeypatch.setitem(app.config, "RENDER_CACHE_MB", 0)
     path = f"/api/v1/villages/{world.village_a}/board"
     with frozen(APRIL_2):
         assert (

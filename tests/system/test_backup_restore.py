@@ -195,6 +195,10 @@ def test_a_backup_restored_into_a_fresh_database_is_the_same(
         claim[0] == made["claim"] and str(made["photo"]) in claim[4] for claim in before["claims"]
     )
 
+    # Pictures the render cache keeps in UPLOAD_DIR are drawn again, not backed up.
+    (source_uploads / "render-cache").mkdir()
+    (source_uploads / "render-cache" / f"board-{'0' * 32}.png").write_bytes(b"png")
+
     backup_dir = tmp_path / "backups" / "2026-12-03"
     said = run_ok(source, source_uploads, "backup", str(backup_dir))
     assert "1 photo(s)" in said
