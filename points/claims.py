@@ -18,16 +18,20 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     SQLColumnExpression,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
     func,
+    insert,
     literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import rules
 from rules.claim_status import OPEN_OR_POSTED, WITHDRAWABLE, ClaimStatus
@@ -38,9 +42,11 @@ from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
 from .db import core, insert_as_loaded, rowcount
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
+    HEAD,
     Account,
     Household,
     LedgerEntry,
+    RuleCatalog,
     RuleItem,
     RuleItemVersion,
     Village,
@@ -54,6 +60,7 @@ from .models.claims import (
     Upload,
     VetoWithdrawal,
 )
+from .models.rules import stored_rule
 from .scope import (
     ADMINS,
     COUNTY,
@@ -64,6 +71,7 @@ from .scope import (
     get_visible,
     is_own_household,
     refuse_own_household,
+    visible,
 )
 
 # The note of the entry that wipes a vetoed household's spendable points.
@@ -175,6 +183,78 @@ def village_item(session: Session, village_id: int, rule_item_id: int) -> RuleIt
     if item is None or item.current_version is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
     return item
+
+
+@dataclass(frozen=True)
+class AwardItem:
+    """An item a village may use now as an award reads it, in one query (`award_item`): the
+    item and its current version, the rule the village decides by (`rule_in_force`), the
+    village's policy (`catalogs.effective_policy`) and its township (to file the audit)."""
+
+    item: ItemVersion
+    rule: rules.RuleItem
+    version_rule: rules.RuleItem  # the version's own, which posting decides by (`_post`)
+    policy: rules.Policy
+    township_id: int
+
+
+_OWN_CATALOG = aliased(RuleCatalog)
+_TOWNSHIP_CATALOG = aliased(RuleCatalog)
+
+
+def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
+    # A JSON null (a village catalog without a policy of its own: the township's) must not
+    # reach the parser as the text 'null'.
+    return func.nullif(cast(catalog.policy, Text), "null")
+
+
+# Built once: building a statement costs more CPU than running it, and every award runs it.
+# The item as `catalogs.in_effect_for` narrows it (its township's catalog or the village's
+# own, not retired) with its current version, and both catalogs' policies as
+# `catalogs.effective_policy` reads them; the version and the policies as their JSON text,
+# the key of their parsed values (`stored_rule`, `stored_policy`).
+_AWARD_ITEM = (
+    select(
+        RuleItem.id,
+        RuleItem.current_version_id,
+        cast(RuleItemVersion.data, Text),
+        Village.township_id,
+        RuleCatalog.village_id,
+        _policy_text(_OWN_CATALOG),
+        _policy_text(_TOWNSHIP_CATALOG),
+    )
+    .select_from(Village)
+    .join(RuleItem, RuleItem.id == bindparam("item_id"))
+    .join(
+        RuleCatalog,
+        and_(
+            RuleCatalog.id == RuleItem.catalog_id,
+            or_(
+                RuleCatalog.township_id == Village.township_id,
+                RuleCatalog.village_id == Village.id,
+            ),
+        ),
+    )
+    .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
+    .outerjoin(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id)
+    .outerjoin(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id)
+    .where(Village.id == bindparam("village_id"), RuleItem.retired_at.is_(None))
+)
+
+
+def award_item(session: Session, village_id: int, rule_item_id: int) -> AwardItem:
+    """`village_item`, `rule_in_force` and `catalogs.effective_policy` in one query."""
+    params = {"village_id": village_id, "item_id": rule_item_id}
+    found = core(session).execute(_AWARD_ITEM, params).first()
+    if found is None:
+        raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
+    item_id, version_id, version, township_id, catalog_village, own, township = found
+    assert version_id is not None  # joined to its version
+    policy = catalogs.policy_of(own, township)
+    stored = rule = stored_rule(version)
+    if catalog_village is not None:
+        rule = rules.village_item_in_force(stored, policy)
+    return AwardItem(ItemVersion(item_id, version_id), rule, stored, policy, township_id)
 
 
 def rule_in_force(
@@ -386,11 +466,17 @@ def _new_claim(
     tz: ZoneInfo,
     approve_with: rules.Policy | None = None,
     rule: rules.RuleItem | None = None,
+    reviewed: bool = False,
+    version_rule: rules.RuleItem | None = None,
 ) -> Claim:
     """Evaluate and insert a claim. `approve_with` (the village's policy): the claim is
-    approved at once (an item that needs no review), and inserted with the status that
-    approval gives it rather than inserted `pending` and updated; posted, if it has no
-    notice days, right after."""
+    approved at once (an item that needs no review, or a cadre's award that one approval
+    decides), and inserted with the status that approval gives it rather than inserted
+    `pending` and updated; posted, if it has no notice days, right after. `reviewed`: a
+    staff member enters it (积分录入), which is its first approval (`_record_approval`): not
+    for their own household; with `approve_with`, decided at once only if one approval is
+    enough (`Policy.takes_two_reviewers`), as `_advance` would. `version_rule`: the item
+    version's own rule, which posting decides by (`_post`), if the caller read it."""
     deed = report.occurred_at or now
     rule, evaluation = _evaluate(
         session, item, target, report.units, deed, tz, OPEN_OR_POSTED, rule=rule
@@ -400,6 +486,8 @@ def _new_claim(
             evaluation.reason,
             details={"household_id": target.household_id, "member_id": target.member_id},
         )
+    if reviewed:
+        refuse_own_household(session, actor, target.household_id)
     claim = Claim(
         village_id=target.village_id,
         household_id=target.household_id,
@@ -417,16 +505,48 @@ def _new_claim(
         occurred_at=deed,
         submitted_by=actor.user_id,
         created_at=now,
+        # Every column given, so that the inserted claim is complete as loaded and reading
+        # it (its audit snapshot) queries nothing.
+        notice_ends_at=None,
+        decided_at=None,
+        posted_at=None,
+        reject_reason=None,
+        rejected_by=None,
+        withdraw_reason=None,
+        withdrawn_by=None,
+        withdrawn_at=None,
     )
+    if reviewed and approve_with is not None:
+        if approve_with.takes_two_reviewers(claim.points, veto=rule.kind == "veto"):
+            approve_with = None  # a second reviewer decides it (`approve`)
     post = False
     if approve_with is not None:
         # Decided before the claim joins the session, so that counting it against the budget
         # (which flushes what is pending) does not insert it through the unit of work.
-        post = _decide(session, claim, rule, now, tz, by_township=False, policy=approve_with)
-    insert_as_loaded(session, claim)
+        by_township = reviewed and actor.role in ADMINS
+        post = _decide(session, claim, rule, now, tz, by_township=by_township, policy=approve_with)
     if post:
-        _post(session, claim, now, tz, from_status=claim.status)
+        # Inserted posted: no other transaction can see the row before this one commits, so
+        # `_post`'s conditional update (two runners, one posting) has nothing to guard here.
+        claim.status, claim.posted_at = ClaimStatus.POSTED, now
+    insert_as_loaded(session, claim)
+    if reviewed:
+        # A new claim has no approvals yet: this one cannot be a second by the same cadre.
+        core(session).execute(
+            _INSERT_APPROVAL, {"claim_id": claim.id, "user_id": actor.user_id, "at": now}
+        )
+    if post:
+        if version_rule is None:
+            version = session.get(RuleItemVersion, claim.rule_item_version_id)
+            assert version is not None
+            version_rule = version.rule
+        _post_entry(session, claim, item, version_rule, now, tz)
     return claim
+
+
+_INSERT_APPROVAL = insert(ClaimApproval).values(
+    claim_id=bindparam("claim_id"), user_id=bindparam("user_id"), created_at=bindparam("at")
+)
 
 
 def submit(
@@ -523,9 +643,18 @@ def member_target(villager: Villager) -> Target:
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
     if "villager_id" in spec:
         return member_target(get_visible(session, actor, Villager, spec["villager_id"]))
-    household = get_visible(session, actor, Household, spec["household_id"])
-    head = household.head
-    return Target(household.id, head.id if head else None, household.village_id)
+    # The household with its head (户主, at most one: uq_villagers_one_head), in one query.
+    found = session.execute(
+        visible(actor, Household)
+        .with_only_columns(Household.id, Household.village_id, Villager.id)
+        .select_from(Household)
+        .outerjoin(Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD))
+        .where(Household.id == spec["household_id"])
+    ).first()
+    if found is None:
+        raise NotFound()
+    household_id, village_id, head_id = found
+    return Target(household_id, head_id, village_id)
 
 
 def award(
@@ -554,8 +683,8 @@ def award(
     for index, target in sorted(
         enumerate(resolved), key=lambda it: (it[1].village_id, it[1].household_id)
     ):
-        item = village_item(session, target.village_id, rule_item_id)
-        rule = rule_in_force(session, item, target.village_id)
+        found = award_item(session, target.village_id, rule_item_id)
+        rule = found.rule
         if not rule.may_submit("cadre"):
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
         if rule.applies_to == "member" and target.member_id is None:
@@ -564,20 +693,29 @@ def award(
             if not (note and note.strip()):
                 raise Invalid("扣分须写明原因", code="note_required")
         checked = _check_evidence(session, actor, evidence, rule)
+        # Entering the award is this cadre's approval; a second cadre may still be needed.
         claim = _new_claim(
             session,
             actor,
-            item,
+            found.item,
             target,
             Report("cadre", units, note=note, evidence=checked),
             now=now,
             tz=tz,
+            approve_with=found.policy,
+            rule=rule,
+            reviewed=True,
+            version_rule=found.version_rule,
         )
         claims[index] = claim
-        # Entering the award is this cadre's approval; a second cadre may still be needed.
-        _record_approval(session, actor, claim)
-        _advance(session, actor, claim, rule, now, tz)
-        audit.record(session, actor, "claim.award", claim, village_id=claim.village_id)
+        audit.record(
+            session,
+            actor,
+            "claim.award",
+            claim,
+            village_id=claim.village_id,
+            township_id=found.township_id,
+        )
     return [claims[index] for index in range(len(resolved))]  # in the order asked
 
 
@@ -902,7 +1040,20 @@ def _post(session: Session, claim: Claim, now: datetime, tz: ZoneInfo, *, from_s
     item = session.get(RuleItem, claim.rule_item_id)
     version = session.get(RuleItemVersion, claim.rule_item_version_id)
     assert item is not None and version is not None
-    rule = version.rule
+    _post_entry(session, claim, item, version.rule, now, tz)
+
+
+def _post_entry(
+    session: Session,
+    claim: Claim,
+    item: ScoredItem,
+    rule: rules.RuleItem,
+    now: datetime,
+    tz: ZoneInfo,
+) -> None:
+    """A claim now `posted` (by `_post`, or inserted so): its points decided again against
+    what is posted under its item version's `rule`, then its entry appended (or the claim
+    rejected, when a cap reached meanwhile leaves it nothing)."""
     target = Target(claim.household_id, claim.member_id, claim.village_id)
     evaluation = rules.evaluate(
         rule,

@@ -20,13 +20,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, case, func, select, update
+from sqlalchemy import Select, bindparam, case, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.util import identity_key
 
 from rules.periods import month_key
 
 from .budget import give_back_reversed
-from .db import core, rowcount, upsert_insert
+from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import (
     Base,
@@ -205,11 +206,11 @@ def append(
     (`_record_if_late`)."""
     origin = origin or EntryOrigin()
     tz = when.tz
-    account = account_for(session, household_id, lock=True)
+    account_id, village_id, count, head = _lock_head(session, household_id)
     created_at = when.at or datetime.now(UTC)
     entry = LedgerEntry(
-        account_id=account.id,
-        seq=account.entry_count + 1,
+        account_id=account_id,
+        seq=count + 1,
         kind=kind,
         amount=amount,
         member_id=origin.member_id,
@@ -220,35 +221,38 @@ def append(
         created_at=created_at,
         month=month_key((when.counts_for or created_at).astimezone(tz)),
         note=origin.note,
-        prev_hash=account.head_hash,
+        prev_hash=head,
     )
-    entry.hash = chain_hash(account.head_hash, entry)
-    session.add(entry)
+    entry.hash = chain_hash(head, entry)
+    # One INSERT … RETURNING id; the entry joins the session as loaded.
+    insert_as_loaded(session, entry)
 
     # A reversal counts where the entry it reverses counted: an award's in the score, a
     # withdrawn veto's wipe in the expired points (so issued = balances + redeemed + expired
     # still holds in the points report).
     reversed_kind = _kind_of(session, origin.reverses_id) if kind == "reverse" else None
     scores = kind in SCORE_KINDS or reversed_kind in SCORE_KINDS
-    values: dict[str, Any] = {"entry_count": entry.seq, "head_hash": entry.hash}
-    if from_hold:
-        values["held"] = Account.held + amount
-    else:
-        values["available"] = Account.available + amount
-    if scores:
-        values["earned_total"] = Account.earned_total + amount
     # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
-    moved = rowcount(
-        session.execute(
-            update(Account)
-            .where(Account.id == account.id, Account.head_hash == account.head_hash)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+    moved = (
+        core(session)
+        .execute(
+            _move_statement(from_hold, scores),
+            {
+                "account_id": account_id,
+                "read_head": head,
+                "amount": amount,
+                "entry_count": entry.seq,
+                "head_hash": entry.hash,
+            },
         )
+        .rowcount
     )
     if moved != 1:
         raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
-    session.expire(account)
+    # An Account the session holds is stale now: read again if used.
+    loaded = session.identity_map.get(identity_key(Account, account_id))
+    if loaded is not None:
+        session.expire(loaded)
 
     increments = {
         "score": amount if scores else 0,
@@ -262,9 +266,9 @@ def append(
         session,
         MonthTotal,
         {
-            "account_id": account.id,
+            "account_id": account_id,
             "household_id": household_id,
-            "village_id": account.village_id,
+            "village_id": village_id,
             "month": entry.month,
         },
         ["account_id", "month"],
@@ -277,19 +281,88 @@ def append(
             {
                 "member_id": origin.member_id,
                 "household_id": household_id,
-                "village_id": account.village_id,
+                "village_id": village_id,
                 "month": entry.month,
             },
             ["member_id", "month"],
             {"score": amount, "earned": increments["earned"], "deducted": increments["deducted"]},
         )
-    session.flush()
     if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
-        _record_if_late(session, account, entry)
+        _record_if_late(session, village_id, household_id, entry)
     return entry
 
 
-def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> None:
+# Built once (every entry runs them): the account's row locked with what the next entry needs.
+_LOCK_HEAD = (
+    select(Account.id, Account.village_id, Account.entry_count, Account.head_hash)
+    .where(Account.household_id == bindparam("household_id"))
+    .with_for_update()
+)
+
+
+def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]:
+    """The household's account row locked until commit (created on first use, as
+    `account_for`): its id, village, entry count and chain head."""
+    connection = core(session)
+    row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+    if row is None:
+        # Two first entries at once create one row (ON CONFLICT DO NOTHING), then queue on it.
+        connection.execute(
+            _create_statement(connection.dialect.name),
+            {"household_id": household_id, "created_at": datetime.now(UTC)},
+        )
+        row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+        if row is None:
+            raise NotFound()  # no such household
+    account_id, village_id, count, head = row
+    return account_id, village_id, count, head
+
+
+@lru_cache(maxsize=2)
+def _create_statement(dialect: str) -> Any:
+    """A household's empty account (`account_for`'s), unless it has one."""
+    columns = ["household_id", "village_id", "available", "held", "earned_total"]
+    columns += ["entry_count", "head_hash", "created_at"]
+    household = select(
+        Household.id,
+        Household.village_id,
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(GENESIS_HASH),
+        bindparam("created_at", type_=Account.__table__.c.created_at.type),
+    ).where(Household.id == bindparam("household_id"))
+    return (
+        upsert_insert(dialect)(Account.__table__)
+        .from_select(columns, household)
+        .on_conflict_do_nothing(index_elements=["household_id"])
+    )
+
+
+@lru_cache(maxsize=4)
+def _move_statement(from_hold: bool, scores: bool) -> Any:
+    """The account's new head and balance, only if its head is still the one read."""
+    values: dict[str, Any] = {
+        "entry_count": bindparam("entry_count"),
+        "head_hash": bindparam("head_hash"),
+    }
+    if from_hold:
+        values["held"] = Account.held + bindparam("amount")
+    else:
+        values["available"] = Account.available + bindparam("amount")
+    if scores:
+        values["earned_total"] = Account.earned_total + bindparam("amount")
+    return (
+        update(Account)
+        .where(Account.id == bindparam("account_id"), Account.head_hash == bindparam("read_head"))
+        .values(values)
+    )
+
+
+def _record_if_late(
+    session: Session, village_id: int, household_id: int, entry: LedgerEntry
+) -> None:
     """An entry counted in an earlier month whose board is published: a late posting, which
     the next board published notes (the published one never changes). Decided under the
     village's row lock, which closing a month takes as well (points.boards.closing.close_month), so
@@ -297,11 +370,11 @@ def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> N
     the entry or the entry finds the board. Only back-dated entries take the lock; NO KEY
     UPDATE leaves the foreign-key checks of other writes to the village alone."""
     session.execute(
-        select(Village.id).where(Village.id == account.village_id).with_for_update(key_share=True)
+        select(Village.id).where(Village.id == village_id).with_for_update(key_share=True)
     )
     published = session.scalar(
         select(BoardSnapshot.id).where(
-            BoardSnapshot.village_id == account.village_id, BoardSnapshot.period == entry.month
+            BoardSnapshot.village_id == village_id, BoardSnapshot.period == entry.month
         )
     )
     if published is None:
@@ -309,8 +382,8 @@ def _record_if_late(session: Session, account: Account, entry: LedgerEntry) -> N
     session.add(
         LatePosting(
             entry_id=entry.id,
-            village_id=account.village_id,
-            household_id=account.household_id,
+            village_id=village_id,
+            household_id=household_id,
             month=entry.month,
             amount=entry.amount,
             created_at=entry.created_at,

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from backend.extensions import db
 from points.models import Claim, HouseholdFlag
@@ -624,6 +624,42 @@ def test_evidence_must_be_the_villagers_own_upload(
 
 
 # ---- cadre awards and deductions (积分录入) --------------------------------------------------
+
+
+def test_an_award_that_posts_at_once_is_a_dozen_statements(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """An award that posts at once (bench/ledger_post.py posts them by the ten thousand): the
+    claim inserted posted, not inserted and updated; the household, item and policies, and
+    the account's head each read by one query; the audit filed without reading the village."""
+    set_policy(client, world, notice_days=0)
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(" ".join(args[2].split()))
+
+    with frozen(MARCH_10):
+        first = award(client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}])
+        assert first.status_code == 201, first.get_json()
+    with frozen(MARCH_10 + timedelta(days=1)):  # once a day
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            second = award(client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}])
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert second.status_code == 201, second.get_json()
+    assert second.get_json()[0]["status"] == "posted"
+    assert account_of(app, world.household_x)["available"] == 6
+    assert not [s for s in statements if s.startswith(("UPDATE claims", "SELECT claims."))]
+    assert len([s for s in statements if "FROM accounts" in s]) == 1, statements
+    assert not [s for s in statements if s.startswith("SELECT villages.township_id")]
+    # The request's own included: the caller's login and session, the answer's reads.
+    assert len(statements) <= MAX_AWARD_STATEMENTS, statements
+
+
+MAX_AWARD_STATEMENTS = 26  # 25 on 2026-12-04 (the award itself 14), 36 before
 
 
 def test_cadre_awards_a_batch(
