@@ -642,15 +642,40 @@ def member_target(villager: Villager) -> Target:
 
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
     if "villager_id" in spec:
-        return member_target(get_visible(session, actor, Villager, spec["villager_id"]))
+        # `member_target` of the villager `get_visible` finds, in one query.
+        member = (
+            core(session)
+            .execute(
+                visible(actor, Villager)
+                .with_only_columns(
+                    Villager.id, Villager.active, Villager.household_id, Household.village_id
+                )
+                .select_from(Villager)
+                .join(Household, Household.id == Villager.household_id)
+                .where(Villager.id == spec["villager_id"])
+            )
+            .first()
+        )
+        if member is None:
+            raise NotFound()
+        villager_id, active, household_id, village_id = member
+        if not active:
+            raise VillagerDeactivated(details={"villager_id": villager_id})
+        return Target(household_id, villager_id, village_id)
     # The household with its head (户主, at most one: uq_villagers_one_head), in one query.
-    found = session.execute(
-        visible(actor, Household)
-        .with_only_columns(Household.id, Household.village_id, Villager.id)
-        .select_from(Household)
-        .outerjoin(Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD))
-        .where(Household.id == spec["household_id"])
-    ).first()
+    found = (
+        core(session)
+        .execute(
+            visible(actor, Household)
+            .with_only_columns(Household.id, Household.village_id, Villager.id)
+            .select_from(Household)
+            .outerjoin(
+                Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD)
+            )
+            .where(Household.id == spec["household_id"])
+        )
+        .first()
+    )
     if found is None:
         raise NotFound()
     household_id, village_id, head_id = found
