@@ -12,10 +12,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from flask import Response
 from flask_smorest import Api, Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import Select, func, select, union_all
+from sqlalchemy import Select, select, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from werkzeug.exceptions import HTTPException
 
+from points.counting import COUNT_CAP, Count, capped_count
 from points.errors import DomainError
 from points.sessions import AccountDisabled, TokenExpired, TokenInvalid, TokenRevoked
 
@@ -379,7 +380,7 @@ class PageArgs(QueryArgs):
 # A list counts at most PAGE_CAP rows, and pages no deeper: past that an offset and a count
 # cost as much as the list is long (a county's claims and audit lines run to millions), and
 # nobody reads the ten-thousandth claim by paging; a filter (village, month, status) finds it.
-PAGE_CAP = 10_000
+PAGE_CAP = COUNT_CAP
 
 
 class PageTooDeep(DomainError):
@@ -453,18 +454,17 @@ def paginate(
         found = {getattr(row, key.key): row for row in session.scalars(stmt.where(key.in_(keys)))}
         items = [found[k] for k in keys if k in found]
     if len(items) < limit and (items or offset == 0):
-        total = offset + len(items)  # this page shows the list's end
+        total = Count(offset + len(items))  # this page shows the list's end
     else:
-        # Any PAGE_CAP + 1 rows tell "more than the cap": no order, so the planner may take
-        # the cheapest path (an index-only scan where an index covers the filters).
-        capped = stmt.order_by(None).limit(PAGE_CAP + 1).subquery()
-        total = session.scalar(select(func.count()).select_from(capped)) or 0
+        # Any PAGE_CAP + 1 rows tell "more than the cap", read in no order (an index-only
+        # scan where an index covers the filters).
+        total = capped_count(session, stmt, PAGE_CAP)
     return {
         "items": items,
         "page": page,
         "per_page": per_page,
-        "total": min(total, PAGE_CAP),
-        "total_exact": total <= PAGE_CAP,
+        "total": total.value,
+        "total_exact": total.exact,
     }
 
 
