@@ -20,7 +20,8 @@ failure, unless `--keep`) and loads a county into it with COPY:
 - `--audit` audit lines, `--movements` stock movements, 20 activities a village (check-ins
   in the measured village's), and last month's board of the measured village published
   (`points.boards.closing.close_month`).
-With `--verify`, `points.ledger.verify_all` and `points.budget.verify_issued` check the load
+With `--verify`, `points.ledger.verify_all`, `points.budget.verify_issued` and
+`points.village_totals.verify` check the load
 (for small sizes: it walks every chain).
 
 Then VACUUM ANALYZE, the app under gunicorn (2 sync workers), and as each role of the
@@ -90,7 +91,7 @@ from bench._pg import (  # noqa: E402
     scratch_database,
     workers_peak_rss_mb,
 )
-from points import budget, catalogs, demo, ledger, sessions  # noqa: E402
+from points import budget, catalogs, demo, ledger, sessions, village_totals  # noqa: E402
 from points.boards import closing  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
@@ -788,6 +789,18 @@ def load_ledger(url: str, county: County, entries: int, claims: int, now: dateti
 # ---- the rest: audit, stock, activities ------------------------------------------------------
 
 
+def fill_village_month_totals(url: str) -> None:
+    """The village months the points report reads: the sum of the households' months just
+    loaded (what `points.village_totals` keeps as entries are appended)."""
+    counters = ", ".join(village_totals.COUNTERS)
+    sums = ", ".join(f"SUM({name})" for name in village_totals.COUNTERS)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            f"INSERT INTO village_month_totals (village_id, month, {counters}) "
+            f"SELECT village_id, month, {sums} FROM month_totals GROUP BY village_id, month"
+        )
+
+
 def load_rest(url: str, county: County, audit: int, movements: int, now: datetime) -> None:
     rng = random.Random(11)
     start = now - timedelta(days=365 * HISTORY_YEARS)
@@ -935,6 +948,7 @@ def build(url: str, args: argparse.Namespace, entries: int) -> Built:
     seconds["county, catalogs, shops, staff, households"] = time.perf_counter() - mark
     mark = time.perf_counter()
     loaded = load_ledger(url, county, entries, args.claims, now)
+    fill_village_month_totals(url)
     seconds["ledger, claims, redemptions (COPY)"] = time.perf_counter() - mark
     mark = time.perf_counter()
     load_rest(url, county, args.audit, args.movements, now)
@@ -953,13 +967,15 @@ def build(url: str, args: argparse.Namespace, entries: int) -> Built:
         with Session(engine) as s:
             report = ledger.verify_all(s)
             drift = budget.verify_issued(s, TZ)
+            villages = village_totals.verify(s)
         seconds["verify"] = time.perf_counter() - mark
         log(
             f"verify: {report.entries:,} entries in {report.accounts:,} accounts, "
             f"{len(report.breaks)} breaks {report.breaks[:3]}; monthly issued: "
-            f"{len(drift)} drifts {drift[:3]}"
+            f"{len(drift)} drifts {drift[:3]}; village month totals: "
+            f"{len(villages)} drifts {villages[:3]}"
         )
-        if report.breaks or drift:
+        if report.breaks or drift or villages:
             raise RuntimeError("the load does not verify")
     engine.dispose()
     mark = time.perf_counter()

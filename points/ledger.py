@@ -26,6 +26,7 @@ from sqlalchemy.orm.util import identity_key
 
 from rules.periods import month_key
 
+from . import village_totals
 from .budget import give_back_reversed
 from .db import core, insert_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, NotFound
@@ -274,6 +275,7 @@ def append(
         ["account_id", "month"],
         increments,
     )
+    village_totals.record(session, village_id, entry.month, increments)
     if origin.member_id is not None and scores:
         _add_to_totals(
             session,

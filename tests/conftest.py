@@ -30,6 +30,7 @@ from backend.extensions import db, limiter
 from points.budget import verify_issued
 from points.ledger import verify_all
 from points.models import Base
+from points.village_totals import verify as verify_village_totals
 from tests.factories import SECRET, World, add_household, build_world, default_items
 from tests.support.clock import SERVER_ZONES
 from tests.support.databases import is_postgres
@@ -189,13 +190,16 @@ def _empty_tables(app: Flask) -> None:
 def assert_ledger_invariants(app: Flask) -> None:
     """After every test, for every account: available + held == sum(entries), and the hash
     chain verifies (docs/DESIGN.md, The ledger); every village's monthly issued points
-    equal the sum of the claims they count."""
+    equal the sum of the claims they count; every village month total equals the sum of its
+    households' month totals."""
     with app.app_context():
         report = verify_all(db.session)
         issued = verify_issued(db.session, ZoneInfo(app.config["APP_TIMEZONE"]))
+        villages = verify_village_totals(db.session)
         db.session.rollback()
     assert report.breaks == [], report.breaks
     assert issued == [], issued  # the monthly budget's counter agrees with the claims
+    assert villages == [], villages  # village month totals = sum of their households' months
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from points import budget, claims, ledger, notice, policies
+from points import budget, claims, ledger, notice, policies, village_totals
 from points.boards import closing
 from points.jobs import record_run
 from points.shop import redemption as redemptions
@@ -141,6 +141,10 @@ def verify_command() -> None:
     issued = budget.verify_issued(db.session, village_tz())
     for mismatch in issued:
         click.echo(f"BROKEN monthly issued: {mismatch}")
+    # The points report's per-village months against the households' months they sum.
+    villages = village_totals.verify(db.session)
+    for mismatch in villages:
+        click.echo(f"BROKEN village month totals: {mismatch}")
     # A published month's root recomputed from the ledger: an entry changed after the
     # board was printed no longer gives the root on the wall.
     drifts = notice.verify_month_roots(db.session, village_tz())
@@ -149,15 +153,17 @@ def verify_command() -> None:
             f"BROKEN month root: village {drift.village_id} month {drift.period}: "
             f"printed {drift.stored}, ledger gives {drift.recomputed}"
         )
-    if report.breaks or issued or drifts:
+    if report.breaks or issued or villages or drifts:
         raise click.ClickException(
             f"{len(report.breaks)} account(s), {len(issued)} village month(s) of issued "
-            f"points and {len(drifts)} month root(s) do not verify"
+            f"points, {len(villages)} village month total(s) and {len(drifts)} month "
+            "root(s) do not verify"
             + ("; `flask ledger rebuild-issued` sets the months from the claims" if issued else "")
         )
     click.echo(
         f"OK: {report.accounts} accounts, {report.entries} entries verified; "
-        "monthly issued points agree with the claims; closed months' roots agree "
+        "monthly issued points agree with the claims; village month totals agree with the "
+        "households'; closed months' roots agree "
         "with the ledger"
     )
 

@@ -26,6 +26,7 @@ from .ledger import (
     MemberMonthTotal,
     MonthTotal,
     ReversalRequest,
+    VillageMonthTotal,
 )
 from .registry import (
     GENDERS,
@@ -97,6 +98,7 @@ __all__ = [
     "MemberMonthTotal",
     "MonthlyIssued",
     "MonthTotal",
+    "VillageMonthTotal",
     "Objection",
     "Upload",
     "REVERSAL_REQUEST_STATUSES",

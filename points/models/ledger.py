@@ -87,6 +87,24 @@ class MonthTotal(Base):
     opening: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class VillageMonthTotal(Base):
+    """Per village and month: the sum of the village's `month_totals` rows of that month, so
+    the township's points report reads one row per village and month instead of one per
+    household. Written once per transaction, as its last write (`points.village_totals`):
+    the row is shared by every posting of the village, and taken earlier it would be held
+    across a batch award's account locks. `points.village_totals.verify` recomputes it."""
+
+    __tablename__ = "village_month_totals"
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    earned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deducted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    redeemed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expired: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    opening: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class MemberMonthTotal(Base):
     """Per member and month, for boards by person."""
 

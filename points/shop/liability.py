@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 import rules
 
 from .. import catalogs
-from ..models import Account, MonthTotal, RuleCatalog, Township, Village
+from ..models import Account, RuleCatalog, Township, Village, VillageMonthTotal
 from ..scope import Actor, authorize, get_visible
 from .redemption import value_of
 
@@ -53,11 +53,11 @@ class PointsReport:
 Totals = tuple[int, int, int, int, int]  # issued, earned, deducted, redeemed, expired
 _SUMS = (
     # Opening balances (期初结转) are issued points too, though no board ranks them.
-    MonthTotal.score + MonthTotal.opening,
-    MonthTotal.earned,
-    MonthTotal.deducted,
-    MonthTotal.redeemed,
-    MonthTotal.expired,
+    VillageMonthTotal.score + VillageMonthTotal.opening,
+    VillageMonthTotal.earned,
+    VillageMonthTotal.deducted,
+    VillageMonthTotal.redeemed,
+    VillageMonthTotal.expired,
 )
 
 
@@ -83,9 +83,9 @@ def _month_totals(
         bounds = [c for c in sums if c is not None]
         bound = (or_(*bounds),) if len(bounds) == len(sums) else ()
     rows = session.execute(
-        select(MonthTotal.village_id, *columns)
-        .where(MonthTotal.village_id.in_(village_ids), *bound)
-        .group_by(MonthTotal.village_id)
+        select(VillageMonthTotal.village_id, *columns)
+        .where(VillageMonthTotal.village_id.in_(village_ids), *bound)
+        .group_by(VillageMonthTotal.village_id)
     ).all()
     out: list[dict[int, Totals]] = [{} for _ in sums]
     for village_id, *values in rows:
@@ -105,9 +105,13 @@ def _flows(
     return {
         (village_id, month): (a or 0, b or 0, c or 0, d or 0, e or 0)
         for village_id, month, a, b, c, d, e in session.execute(
-            select(MonthTotal.village_id, MonthTotal.month, *(func.sum(c) for c in _SUMS))
-            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(months))
-            .group_by(MonthTotal.village_id, MonthTotal.month)
+            select(
+                VillageMonthTotal.village_id, VillageMonthTotal.month, *(func.sum(c) for c in _SUMS)
+            )
+            .where(
+                VillageMonthTotal.village_id.in_(village_ids), VillageMonthTotal.month.in_(months)
+            )
+            .group_by(VillageMonthTotal.village_id, VillageMonthTotal.month)
         )
     }
 
@@ -120,9 +124,9 @@ def month_redeemed(session: Session, village_ids: list[int], month: str) -> dict
     return {
         village_id: -int(redeemed or 0)
         for village_id, redeemed in session.execute(
-            select(MonthTotal.village_id, func.sum(MonthTotal.redeemed))
-            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month == month)
-            .group_by(MonthTotal.village_id)
+            select(VillageMonthTotal.village_id, func.sum(VillageMonthTotal.redeemed))
+            .where(VillageMonthTotal.village_id.in_(village_ids), VillageMonthTotal.month == month)
+            .group_by(VillageMonthTotal.village_id)
         )
     }
 
@@ -174,7 +178,7 @@ def points_reports(
     # Up to each month (all time for None) in one pass; each month's own flows apart, from
     # that month's rows only.
     cumulative = _month_totals(
-        session, ids, [None if m is None else MonthTotal.month <= m for m in months]
+        session, ids, [None if m is None else VillageMonthTotal.month <= m for m in months]
     )
     flows = _flows(session, ids, sorted({m for m in months if m is not None}))
     balances: dict[int, tuple[int, int, int]] = {}

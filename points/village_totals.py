@@ -1,0 +1,148 @@
+"""Per village and month totals (`village_month_totals`), kept equal to the sum of the
+village's household month totals in the same transaction as the entries.
+
+The (village, month) row is shared by every posting of a village. Upserted by each
+`ledger.append`, it would be locked in the middle of long transactions: a batch award holds
+the village's budget row and then locks many accounts in order, a redemption or a
+cancellation holds its account. A batch award waiting for account B while holding the
+village month, and a redemption holding B and waiting for the village month, would
+deadlock. So `record` only adds the entry's amounts to the session (`Session.info`, per
+transaction and savepoint), and the `before_commit` event registered here writes them: one
+upsert per (village, month), in sorted order, as the transaction's last writes. No caller
+can forget it: every session commits through the event; a rollback (of the transaction or
+of a savepoint) drops what it recorded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import bindparam, event, func, select
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+
+from .db import core, upsert_insert
+from .models.ledger import MonthTotal, VillageMonthTotal
+
+COUNTERS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
+_PENDING = "village_month_totals.pending"
+
+Deltas = dict[tuple[int, str], list[int]]
+
+
+def _pending(session: Session) -> dict[SessionTransaction, Deltas]:
+    pending: dict[SessionTransaction, Deltas] = session.info.setdefault(_PENDING, {})
+    return pending
+
+
+def record(session: Session, village_id: int, month: str, increments: dict[str, int]) -> None:
+    """Add an entry's counters (`COUNTERS`, as `ledger.append` adds them to its household's
+    month) to its village's month, written when the transaction commits."""
+    if isinstance(session, scoped_session):  # the app's: the thread's session behind it
+        session = session()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    assert transaction is not None, "an entry is appended inside a transaction"
+    deltas = _pending(session).setdefault(transaction, defaultdict(lambda: [0] * len(COUNTERS)))
+    row = deltas[(village_id, month)]
+    for n, name in enumerate(COUNTERS):
+        row[n] += increments[name]
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    table = VillageMonthTotal.__table__
+    stmt = upsert_insert(dialect)(table).values(
+        {name: bindparam(f"v_{name}") for name in ("village_id", "month", *COUNTERS)}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["village_id", "month"],
+        set_={name: table.c[name] + stmt.excluded[name] for name in COUNTERS},
+    )
+
+
+def write_pending(session: Session) -> int:
+    """Write what the session's outermost transaction recorded: one upsert per (village,
+    month), in sorted order; the number of rows written. Run by the `before_commit` event."""
+    transaction = session.get_transaction()
+    deltas = _pending(session).pop(transaction, None) if transaction is not None else None
+    if not deltas:
+        return 0
+    stmt = _upsert(session.get_bind().dialect.name)
+    connection = core(session)  # flushes the transaction's other writes first: these are last
+    for (village_id, month), values in sorted(deltas.items()):
+        connection.execute(
+            stmt,
+            {
+                "v_village_id": village_id,
+                "v_month": month,
+                **{f"v_{name}": value for name, value in zip(COUNTERS, values, strict=True)},
+            },
+        )
+    return len(deltas)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: its parent commits later
+        return
+    write_pending(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    # What the rolled-back transaction or savepoint recorded is gone with its entries.
+    session.info.get(_PENDING, {}).pop(previous, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    deltas = pending.pop(transaction, None)
+    if deltas and transaction.nested and transaction.parent is not None:
+        # A savepoint released (a rolled-back one was dropped above): its parent's now.
+        into = pending.setdefault(transaction.parent, defaultdict(lambda: [0] * len(COUNTERS)))
+        for key, values in deltas.items():
+            row = into[key]
+            for n, value in enumerate(values):
+                row[n] += value
+
+
+def verify(session: Session) -> list[str]:
+    """Every (village, month) whose kept totals differ from the sum of its households' month
+    totals, or that one side has and the other not (empty: all agree)."""
+    summed = {
+        (village_id, month): tuple(int(v) for v in values)
+        for village_id, month, *values in session.execute(
+            select(
+                MonthTotal.village_id,
+                MonthTotal.month,
+                *(func.sum(getattr(MonthTotal, name)) for name in COUNTERS),
+            ).group_by(MonthTotal.village_id, MonthTotal.month)
+        )
+    }
+    kept = {
+        (village_id, month): tuple(values)
+        for village_id, month, *values in session.execute(
+            select(
+                VillageMonthTotal.village_id,
+                VillageMonthTotal.month,
+                *(getattr(VillageMonthTotal, name) for name in COUNTERS),
+            )
+        )
+    }
+    return [
+        f"村 {village_id} {month} 村月合计记为 {_show(kept.get(key))}，"
+        f"按户月合计应为 {_show(summed.get(key))}"
+        for key in sorted(set(summed) | set(kept))
+        if kept.get(key) != summed.get(key)
+        for village_id, month in (key,)
+    ]
+
+
+def _show(values: tuple[int, ...] | None) -> str:
+    if values is None:
+        return "（无）"
+    return " ".join(f"{name}={value}" for name, value in zip(COUNTERS, values, strict=True))
