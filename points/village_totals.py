@@ -89,10 +89,13 @@ def _before_commit(session: Session) -> None:
     write_pending(session)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
-    # What the rolled-back transaction or savepoint recorded is gone with its entries.
-    session.info.get(_PENDING, {}).pop(previous, None)
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    # The database rolled back the innermost savepoint, else the transaction (still the
+    # session's current ones here): what it recorded is gone with its entries. (Dropped
+    # here, as `after_transaction_end`, which comes first, would pass a savepoint's up.)
+    rolled_back = session.get_nested_transaction() or session.get_transaction()
+    session.info.get(_PENDING, {}).pop(rolled_back, None)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -102,7 +105,8 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         return
     deltas = pending.pop(transaction, None)
     if deltas and transaction.nested and transaction.parent is not None:
-        # A savepoint released (a rolled-back one was dropped above): its parent's now.
+        # A savepoint released (a rolled-back one's were dropped by `_after_rollback`): its
+        # parent's now.
         into = pending.setdefault(transaction.parent, defaultdict(lambda: [0] * len(COUNTERS)))
         for key, values in deltas.items():
             row = into[key]

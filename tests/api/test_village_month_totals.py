@@ -1,0 +1,226 @@
+"""Village month totals (`village_month_totals`): the sum of the village's household month
+totals, written once per transaction as its last write (points.village_totals), which the
+township's points report reads. Every test here also ends with the suite's invariant check
+(tests/conftest.py), which compares every village month with its households' months."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from backend.extensions import db
+from points import ledger, village_totals
+from points.models import Account, LedgerEntry, Redemption, User, VillageMonthTotal, Villager
+from rules.periods import month_key
+from tests.factories import (
+    World,
+    add_reward,
+    award,
+    bound_villagers,
+    fund,
+    order,
+    set_policy,
+)
+from tests.support.clock import SHANGHAI, frozen, local
+from tests.support.concurrency import JOIN_TIMEOUT, on_postgres, together
+
+API = "/api/v1"
+MARCH = local(2026, 3, 10)
+
+
+def village_months(app: Flask, village_id: int) -> dict[str, tuple[int, ...]]:
+    with app.app_context():
+        return {
+            row.month: tuple(getattr(row, name) for name in village_totals.COUNTERS)
+            for row in db.session.scalars(
+                select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
+def _append(session: Session, household_id: int, kind: str, amount: int, **origin: Any) -> Any:
+    return ledger.append(
+        session,
+        household_id=household_id,
+        kind=kind,
+        amount=amount,
+        when=ledger.EntryTime(SHANGHAI, at=MARCH),
+        origin=ledger.EntryOrigin(note="测试", **origin),
+    )
+
+
+def test_every_kind_of_entry_adds_to_its_village_month(
+    app: Flask, world: World, neighbour: dict[str, int]
+) -> None:
+    with app.app_context():
+        s = db.session
+        earned = _append(s, world.household_x, "earn", 10)
+        _append(s, neighbour["household"], "earn", 7)
+        _append(s, world.household_x, "deduct", -3)
+        _append(s, world.household_x, "adjust", 20)  # an opening balance (期初结转)
+        _append(s, world.household_x, "redeem", -4)
+        _append(s, world.household_x, "expire", -5)
+        s.commit()
+        # Nothing is written until the commit: one row, the sum of the transaction's entries.
+        ledger.reverse(s, earned, reason="重复记分", created_by=world.cadre_a, tz=SHANGHAI)
+        s.commit()
+        _append(s, world.household_y, "earn", 2)  # village B's own row
+        s.commit()
+    # score, earned, deducted, redeemed, expired, opening; the reversal counts in the month
+    # it is made, in the score only (as in month_totals).
+    months = village_months(app, world.village_a)
+    this_month = month_key(datetime.now(SHANGHAI))
+    assert months == {"2026-03": (17 - 3, 17, -3, -4, -5, 20), this_month: (-10, 0, 0, 0, 0, 0)}
+    assert list(village_months(app, world.village_b).values()) == [(2, 2, 0, 0, 0, 0)]
+    with app.app_context():
+        assert village_totals.verify(db.session) == []
+
+
+def test_a_rolled_back_transaction_or_savepoint_leaves_nothing(app: Flask, world: World) -> None:
+    with app.app_context():
+        s = db.session
+        _append(s, world.household_x, "earn", 10)
+        s.rollback()
+        _append(s, world.household_x, "earn", 1)
+        with s.begin_nested() as savepoint:
+            _append(s, world.household_x, "earn", 100)
+            savepoint.rollback()
+        with s.begin_nested():
+            _append(s, world.household_x, "earn", 1000)  # released: counts
+        s.commit()
+    assert list(village_months(app, world.village_a).values()) == [(1001, 1001, 0, 0, 0, 0)]
+
+
+def test_an_award_and_its_redemption_through_the_api_keep_the_village_exact(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    set_policy(client, world, notice_days=0)  # an award posts at once
+    fund(app, world.household_x, 60, at=MARCH)  # the score a household needs to redeem
+    with frozen(MARCH):
+        awarded = award(client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}])
+        assert awarded.status_code == 201, awarded.get_json()
+        rice = add_reward(app, world.shop_a, "大米", 2, 10)
+        placed = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
+        assert placed.status_code == 201, placed.get_json()
+        done = client.post(
+            f"{API}/redemptions/pickup-code",
+            headers=world.headers("clerk_a"),
+            json={"pickup_code": placed.get_json()["pickup_code"]},
+        )
+        assert done.status_code == 200, done.get_json()
+    assert list(village_months(app, world.village_a).values()) == [(63, 63, 0, -2, 0, 0)]
+
+
+def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
+    fund(app, world.household_x, 10, at=MARCH)
+    with app.app_context():
+        assert village_totals.verify(db.session) == []
+        db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed - 1"))
+        problems = village_totals.verify(db.session)
+        db.session.commit()
+    assert len(problems) == 1 and "2026-03" in problems[0], problems
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code != 0
+    assert "BROKEN village month totals" in result.output, result.output
+    # A row missing altogether is named too.
+    with app.app_context():
+        db.session.execute(text("DELETE FROM village_month_totals"))
+        assert len(village_totals.verify(db.session)) == 1
+        db.session.rollback()
+        db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed + 1"))
+        db.session.commit()
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+@on_postgres
+def test_a_batch_and_a_redemption_interleaved_do_not_deadlock(
+    app: Flask, world: World, neighbour: dict[str, int]
+) -> None:
+    """A batch posts to household x, then to the neighbour; meanwhile a redemption posts to
+    the neighbour and commits. Had each entry upserted the village's month at once, the
+    batch would hold that row, the redemption would wait for it while holding the
+    neighbour's account, and the batch would then wait for that account: a deadlock (or, as
+    here, the redemption never getting past its entry)."""
+    fund(app, neighbour["household"], 50, at=MARCH)
+    batch_started = threading.Event()
+    redemption_posted = threading.Event()
+
+    def batch() -> None:
+        with app.app_context():
+            _append(db.session, world.household_x, "earn", 3)
+            batch_started.set()
+            assert redemption_posted.wait(JOIN_TIMEOUT / 4), "the redemption never posted"
+            _append(db.session, neighbour["household"], "earn", 3)
+            db.session.commit()
+
+    def redemption() -> None:
+        assert batch_started.wait(JOIN_TIMEOUT / 4)
+        with app.app_context():
+            _append(db.session, neighbour["household"], "redeem", -20)
+            redemption_posted.set()
+            db.session.commit()
+
+    together(2, lambda i: (batch, redemption)[i]())
+    assert list(village_months(app, world.village_a).values()) == [(56, 56, 0, -20, 0, 0)]
+
+
+@on_postgres
+def test_batch_awards_and_pickups_at_once_keep_the_village_exact(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """Through the API, on threads released together: two batch awards naming every
+    household (each locks the village's budget row, then the accounts in order) and every
+    household's order picked up (each locks its account). No deadlock, no error, and the
+    village's month is the sum of its households' months afterwards."""
+    set_policy(client, world, notice_days=0)  # an award posts at once
+    users = bound_villagers(app, world.village_a, 8)
+    with app.app_context():
+        heads = [db.session.get(User, user_id).villager_id for user_id in users]  # type: ignore[union-attr]
+        households = [db.session.get(Villager, v).household_id for v in heads]  # type: ignore[union-attr]
+    rice = add_reward(app, world.shop_a, "大米", 2, 100)
+    codes = []
+    for user_id, household_id in zip(users, households, strict=True):
+        fund(app, household_id, 60, at=MARCH)  # the score needed to redeem
+        with frozen(MARCH):
+            placed = order(client, world.headers(user_id), world.shop_a, [(rice, 1)])
+        assert placed.status_code == 201, placed.get_json()
+        codes.append(placed.get_json()["pickup_code"])
+    batches = [("GOV-ASSEMBLY", 1), ("GOV-DELIBERATE", -1), ("GOV-LATE", 1)]  # +3, +2, -1
+    clients = [app.test_client() for _ in range(len(batches) + len(codes))]
+    targets = [{"villager_id": v} for v in heads]
+
+    def work(i: int) -> int:
+        if i < len(batches):
+            code, step = batches[i]
+            reply = award(clients[i], world, items[code], targets[::step], note="大会记分")
+            return int(reply.status_code)
+        return int(
+            clients[i]
+            .post(
+                f"{API}/redemptions/pickup-code",
+                headers=world.headers("clerk_a"),
+                json={"pickup_code": codes[i - len(batches)]},
+            )
+            .status_code
+        )
+
+    with frozen(MARCH + timedelta(hours=1)):
+        statuses = together(len(batches) + len(codes), work)
+    assert Counter(statuses) == {201: len(batches), 200: len(codes)}, statuses
+    with app.app_context():
+        assert village_totals.verify(db.session) == []
+        fulfilled = db.session.scalars(select(Redemption.status)).all()
+        entries = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+        balances = db.session.scalar(select(func.sum(Account.available)))
+    assert set(fulfilled) == {"fulfilled"}
+    assert entries == 8 * (1 + 1 + len(batches))  # funded, picked up, each batch
+    assert balances == 8 * (60 - 2 + 3 + 2 - 1)
+    [values] = village_months(app, world.village_a).values()
+    assert values == (8 * 64, 8 * 65, -8, -16, 0, 0)
