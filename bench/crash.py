@@ -81,7 +81,7 @@ from bench._pg import (  # noqa: E402
     wait_until_up,
     worker_pids,
 )
-from points import budget, catalogs, claims, ledger, sessions  # noqa: E402
+from points import budget, catalogs, claims, ledger, sessions, village_totals  # noqa: E402
 from points.activities import activities  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
@@ -965,6 +965,13 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
             "of the claims it counts (points.budget.verify_issued)",
             monthly,
             "every village month agrees" if not monthly else "",
+        )
+        villages = village_totals.verify(s)
+        checks.add(
+            "each village month total (what the points report reads) == the sum of its "
+            "households' month totals (points.village_totals.verify)",
+            villages,
+            "every village month agrees" if not villages else "",
         )
 
         sql = s.connection().exec_driver_sql

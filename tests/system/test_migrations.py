@@ -21,18 +21,21 @@ from sqlalchemy.orm import Session
 import rules
 from backend import create_app
 from backend.extensions import db
-from points import budget
+from points import budget, village_totals
 from points.models import (
+    Account,
     AuditEntry,
     Base,
     Claim,
     Household,
     MonthlyIssued,
+    MonthTotal,
     Objection,
     RuleItem,
     RuleItemVersion,
     Township,
     Village,
+    VillageMonthTotal,
 )
 from points.models.base import UTCDateTime
 from tests.factories import SECRET
@@ -458,3 +461,66 @@ def test_upgrade_says_which_stored_items_are_scored_by_the_hour(
     assert read == stored
     assert "hourly" not in columns
     assert all("hourly" not in row for row in data)
+
+
+def test_upgrade_fills_the_village_month_totals_from_the_household_months(
+    empty_database_url: str,
+) -> None:
+    """0021 on a database with household month totals: each village's month gets their sum,
+    column by column, which `points.village_totals.verify` then finds exact."""
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
+    with app.app_context():
+        upgrade(revision="0020")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            villages = [Village(township_id=township.id, name=f"迁移村{n}") for n in range(2)]
+            s.add_all(villages)
+            s.flush()
+            rows = []
+            for n, (village, month) in enumerate(
+                [(villages[0], "2026-10"), (villages[0], "2026-10"), (villages[0], "2026-11")]
+                + [(villages[1], "2026-11")]
+            ):
+                household = Household(village_id=village.id, name=f"户{n}")
+                s.add(household)
+                s.flush()
+                account = Account(household_id=household.id, village_id=village.id)
+                s.add(account)
+                s.flush()
+                rows.append(
+                    MonthTotal(
+                        account_id=account.id,
+                        household_id=household.id,
+                        village_id=village.id,
+                        month=month,
+                        score=10 + n,
+                        earned=12 + n,
+                        deducted=-2,
+                        redeemed=-3 - n,
+                        expired=-n,
+                        opening=5 * n,
+                    )
+                )
+            s.add_all(rows)
+            s.commit()
+            ids = [v.id for v in villages]
+        upgrade()
+        with Session(db.engine) as s:
+            kept = {
+                (row.village_id, row.month): tuple(
+                    getattr(row, name) for name in village_totals.COUNTERS
+                )
+                for row in s.scalars(select(VillageMonthTotal))
+            }
+            problems = village_totals.verify(s)
+        db.engine.dispose()
+    assert kept == {
+        (ids[0], "2026-10"): (21, 25, -4, -7, -1, 5),
+        (ids[0], "2026-11"): (12, 14, -2, -5, -2, 10),
+        (ids[1], "2026-11"): (13, 15, -2, -6, -3, 15),
+    }
+    assert problems == []
