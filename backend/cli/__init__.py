@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from . import manual, scheduled, setup
+from . import manual, migrations, scheduled, setup
 
 
 def register(app: Flask) -> None:
