@@ -140,7 +140,6 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    cli.migrations.register(app)  # `flask db`: Flask-Migrate imported when used
     api.init_app(app)
     # Registered before the limiter's own after-request hook, so it runs after it.
     app.after_request(retry_after_floor)

@@ -46,7 +46,6 @@ print(" ".join(name for name in {NOT_AT_START!r} if name in sys.modules))
     assert done.stdout.strip() == "", done.stdout
 
 
-
 def test_flask_db_runs_flask_migrate_s_own_commands(tmp_path: Path) -> None:
     """The `db` group the app starts with is a stand-in: run, its options and commands are
     Flask-Migrate's (the real `flask` command, as deploy runs it)."""
