@@ -21,7 +21,7 @@ from . import config as app_config
 from .api import register_blueprints as register_api
 from .compression import tag_and_compress
 from .errors import register_error_handlers
-from .extensions import api, db, limiter, migrate
+from .extensions import api, db, limiter
 from .headers import secure_headers
 from .jsonio import ChineseJSONProvider
 from .ratelimits import retry_after_floor
@@ -140,7 +140,6 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
     api.init_app(app)
     # Registered before the limiter's own after-request hook, so it runs after it.
     app.after_request(retry_after_floor)

@@ -4,7 +4,6 @@ from typing import TYPE_CHECKING
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 from points.models import Base
@@ -34,7 +33,6 @@ class Database(SQLAlchemy):
 
 
 db = Database(model_class=Base)
-migrate = Migrate()
 api = VillageApi()
 # Keyed by address by default; villager limits key by user (a village may share one address).
 limiter = Limiter(key_func=get_remote_address, default_limits=[])

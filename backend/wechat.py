@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from backend.errors import APIError
+
+if TYPE_CHECKING:
+    import requests
+
+# `requests` (5 MB and 120 modules in every worker) is imported by the first WeChat login,
+# not at start: most workers never make one (tests/api/test_worker_imports.py).
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +62,11 @@ class WeChatClient:
         self.appid = appid
         self._secret = secret
         self.timeout = timeout
-        self._session = session if session is not None else requests.Session()
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        self._session = session
 
     def __repr__(self) -> str:  # never show the secret
         return f"WeChatClient(api_base={self.api_base!r}, appid={self.appid!r})"
@@ -67,6 +75,8 @@ class WeChatClient:
         """Trade a ``wx.login()`` code for the user's identity, or raise ``APIError``."""
         if not isinstance(code, str) or not code or len(code) > self.MAX_CODE_LENGTH:
             raise self._code_invalid()
+
+        import requests
 
         started = time.monotonic()
         # The request is made here, and any exception is turned into an outcome label, so that

@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from . import manual, scheduled, setup
+from . import manual, migrations, scheduled, setup
 
 
 def register(app: Flask) -> None:
@@ -42,6 +42,7 @@ def register(app: Flask) -> None:
         ),
         (AppGroup("points", help="Policies applied to accounts."), (scheduled.reset_command,)),
     ]
+    migrations.register(app)  # `flask db`: Flask-Migrate is imported when it is used
     for command in (scheduled.backup_command, manual.restore_command, setup.demo_command):
         app.cli.add_command(command)
     for group, commands in groups:
