@@ -5,9 +5,6 @@ which both check the caller's scope first."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +12,6 @@ from flask import Response, current_app, request
 
 from points.boards import links, privacy, render
 from points.boards.board import village_board
-from points.boards.page import FontSpec
 from points.boards.standings import Period
 from points.models import Village
 from points.qr import qr_png
@@ -24,7 +20,7 @@ from .clock import now, village_tz
 from .downloads import download
 from .extensions import db
 from .qr import print_font
-from .render_cache import cached
+from .render_cache import cached, content_key, font_key
 
 PAPERS = ("A4", "A3")
 
@@ -66,25 +62,6 @@ def printed_on(board: dict[str, Any]) -> str:
         return f"{day.year}年{day.month}月{day.day}日公布"
     today = now().astimezone(village_tz()).date()
     return f"{today.year}年{today.month}月{today.day}日打印"
-
-
-def font_key(font: FontSpec) -> list[Any]:
-    """The font as a picture's key knows it: its file and face, and the file's size and
-    time, so that a font replaced under the same name draws anew."""
-    try:
-        stat = os.stat(font.path)
-    except OSError:
-        return [str(font.path), font.index]
-    return [str(font.path), font.index, stat.st_size, stat.st_mtime_ns]
-
-
-def content_key(*inputs: Any) -> str:
-    """A picture's name for its ETag and the render cache: the hash of what it is drawn
-    from, with the drawing code's version (points.boards.render.RENDER_VERSION)."""
-    text = json.dumps(
-        [*inputs, render.RENDER_VERSION], sort_keys=True, default=str, ensure_ascii=False
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def board_etag(board: dict[str, Any], paper: str, url: str, printed_on: str) -> str:

@@ -5,7 +5,7 @@ themselves are drawn by points.qr."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 
 from flask import Response, current_app
@@ -24,6 +24,7 @@ from .caller import qr_codec
 from .clock import village_tz
 from .downloads import download
 from .extensions import db
+from .render_cache import drawn_once, font_key
 
 
 def token_url(base_url: str, token: str) -> str:
@@ -45,8 +46,11 @@ def household_label(household: Household) -> str:
     return household.address or f"第{household.id}户"
 
 
-def card_face(codec: TokenCodec, villager: Villager, village: Village) -> card_render.CardFace:
-    """What the villager's valid member card shows, its QR included."""
+def card_face(
+    codec: TokenCodec, villager: Villager, village: Village, *, draw: bool = True
+) -> card_render.CardFace:
+    """What the villager's valid member card shows, its QR drawn (`draw`), else only its
+    link, drawn with the card."""
     household = villager.household
     url = token_url(current_app.config["PUBLIC_BASE_URL"], cards.card_token(codec, villager))
     return card_render.CardFace(
@@ -54,8 +58,9 @@ def card_face(codec: TokenCodec, villager: Villager, village: Village) -> card_r
         household=household_label(household),
         name=villager.name,
         card_number=villager.card_number,
-        qr_png=qr_png(url),
+        qr_png=qr_png(url) if draw else b"",
         group=household.group.name if household.group is not None else None,
+        qr_text=url,
     )
 
 
@@ -84,7 +89,15 @@ def activity_poster_pdf(actor: Actor, activity_id: int) -> Response:
     poster.pdf and the console's 打印海报 both answer it."""
     activity, token = codes.poster_code(db.session, actor, qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
-    data = card_render.poster_pdf(activity_poster_text(activity), qr_png(url), print_font())
+    text, font = activity_poster_text(activity), print_font()
+    data = drawn_once(
+        "poster",
+        "pdf",
+        lambda: card_render.poster_pdf(text, qr_png(url), font),
+        astuple(text),
+        url,
+        font_key(font),
+    )
     return download(
         data,
         "application/pdf",
@@ -127,14 +140,24 @@ def card_faces(
         db.session, actor, village_id, group_id=group_id, household_id=household_id
     )
     codec = qr_codec()
-    return village, [card_face(codec, villager, village) for villager in villagers]
+    return village, [card_face(codec, villager, village, draw=False) for villager in villagers]
 
 
 def cards_download(village: Village, faces: list[card_render.CardFace]) -> Response:
     """The cards as one PDF of A4 sheets (10 to a sheet, with cut marks), shown in the
     browser to print. Drawing takes seconds: the caller ends its transaction first."""
     title = f"{village.name}积分卡"
-    data = card_render.cards_pdf(faces, print_font(), title=title)
+    font = print_font()
+    # Drawn once for the same cards (a sheet printed again, a second cadre opening it): the
+    # key is every card's text and QR link, the title and the font.
+    data = drawn_once(
+        "cards",
+        "pdf",
+        lambda: card_render.cards_pdf(faces, font, title=title),
+        [astuple(face) for face in faces],
+        title,
+        font_key(font),
+    )
     return download(
         data,
         "application/pdf",

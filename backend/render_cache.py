@@ -1,4 +1,5 @@
-"""Pictures drawn once: the printed board (PNG, PDF) and the statistics chart, kept as files
+"""Pictures drawn once: the printed board (PNG, PDF), the statistics chart, member cards and
+activity posters (`drawn_once`), kept as files
 under RENDER_CACHE_DIR (by default `render-cache/` in UPLOAD_DIR), shared by every worker
 and every app server that shares the directory.
 
@@ -17,6 +18,8 @@ picture is drawn and served as without it. Nothing is held in the workers' memor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -25,8 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import current_app
+
+from points.boards import render
+from points.boards.page import FontSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,32 @@ def cache_dir() -> Path:
 
 def max_bytes() -> int:
     return int(current_app.config.get("RENDER_CACHE_MB", 256)) * 1024 * 1024
+
+
+def font_key(font: FontSpec) -> list[Any]:
+    """The font as a picture's key knows it: its file and face, and the file's size and
+    time, so that a font replaced under the same name draws anew."""
+    try:
+        stat = os.stat(font.path)
+    except OSError:
+        return [str(font.path), font.index]
+    return [str(font.path), font.index, stat.st_size, stat.st_mtime_ns]
+
+
+def content_key(*inputs: Any) -> str:
+    """A picture's name for its ETag and the render cache: the hash of what it is drawn
+    from, with the drawing code's version (points.boards.render.RENDER_VERSION)."""
+    text = json.dumps(
+        [*inputs, render.RENDER_VERSION], sort_keys=True, default=str, ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def drawn_once(kind: str, ext: str, draw: Callable[[], bytes], *inputs: Any) -> bytes:
+    """`draw()`'s picture, kept under a name made from `inputs` (everything it is drawn
+    from, the font included) and its kind: a print job asked for again (the same cards,
+    the same poster) is read, not drawn."""
+    return cached(f"{kind}-{content_key(*inputs)}.{ext}", draw)
 
 
 def cached(name: str, draw: Callable[[], bytes]) -> bytes:

@@ -29,6 +29,7 @@ from .boards.page import (
     paper_pixels,
     pngs_to_pdf,
 )
+from .qr import qr_png as draw_qr
 
 # ISO/IEC 7810 ID-1, the size of a bank card: it fits a wallet and a card sleeve.
 CARD_MM = (85.6, 54.0)
@@ -55,14 +56,20 @@ def card_pixels(dpi: int = CARD_DPI) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class CardFace:
-    """What one member card shows (and carries in its QR)."""
+    """What one member card shows (and carries in its QR): the QR drawn (`qr_png`), or only
+    the text it carries (`qr_text`), drawn when the card is, so that a sheet found in the
+    render cache draws no QR at all."""
 
     village: str
     household: str
     name: str
     card_number: str
-    qr_png: bytes
+    qr_png: bytes = b""
     group: str | None = None
+    qr_text: str = ""
+
+    def qr(self) -> bytes:
+        return self.qr_png or draw_qr(self.qr_text)
 
 
 def _paste_qr(page: Page, qr_png: bytes, x: float, y: float, size: float) -> None:
@@ -101,7 +108,7 @@ def card_image(face: CardFace, font: FontSpec, dpi: int = CARD_DPI) -> Image.Ima
     household, group and card number, the QR, and how to use it."""
     width, height = card_pixels(dpi)
     page = Page(width, height, font, _card_background(face.village, font, dpi).copy())
-    _paste_qr(page, face.qr_png, _QR_X, _QR_Y, _QR_SIZE)
+    _paste_qr(page, face.qr(), _QR_X, _QR_Y, _QR_SIZE)
     page.text(_LEFT, 215, page.fit(face.name, 76, _TEXT_W), 76, DARK, anchor="lm", bold=True)
     y = 300.0
     lines = [f"农户：{face.household}"]

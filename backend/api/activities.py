@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..idempotency import idempotent
 from ..openapi import BINARY, PAGE_TOO_DEEP, TEXT, page_of, paginate, raises
 from ..qr import activity_poster_pdf, activity_poster_text, display_path, print_font, token_url
 from ..ratelimits import by_user, limited, setting
+from ..render_cache import drawn_once, font_key
 from ..schemas.activities import (
     ActivityIn,
     ActivityListArgs,
@@ -162,7 +163,15 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     if args["bare"]:
         png = qr_png(url, args["box_size"])
     else:
-        png = card_render.poster_png(activity_poster_text(activity), qr_png(url), print_font())
+        text, font = activity_poster_text(activity), print_font()
+        png = drawn_once(
+            "poster",
+            "png",
+            lambda: card_render.poster_png(text, qr_png(url), font),
+            astuple(text),
+            url,
+            font_key(font),
+        )
     return Response(png, mimetype="image/png", headers=NO_STORE)
 
 

@@ -30,7 +30,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, raises
 from ..qr import print_font
-from ..render_cache import cached
+from ..render_cache import cached, content_key, font_key
 from ..schemas.boards import (
     BoardArgs,
     BoardOut,
@@ -401,9 +401,7 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     label = standings.period_label(period)
     font = _font()
     # Drawn once for the same figures (backend/render_cache.py); the key is all it shows.
-    key = printed_boards.content_key(
-        "stats", figures, village.name, label, printed_boards.font_key(font)
-    )
+    key = content_key("stats", figures, village.name, label, font_key(font))
     return _png(
         cached(
             f"stats-{key}.png",

@@ -17,7 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from backend import render_cache
+from points import card_render
 from points.boards import render
+from tests.api.test_activities import new_activity
 from tests.factories import World, earn
 from tests.support.clock import frozen, local
 from tests.support.console import console_login
@@ -293,3 +295,72 @@ def test_the_console_download_and_the_api_share_one_drawing(
     assert png.status_code == 200 and png.data == api.data
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF-")
     assert len(calls) == 1
+
+
+def spy_card_render(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of points.card_render.`name` (and still draw)."""
+    calls: list[int] = []
+    draw: Callable[..., bytes] = getattr(card_render, name)
+
+    def recording(*args: Any, **kwargs: Any) -> bytes:
+        calls.append(1)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(card_render, name, recording)
+    return calls
+
+
+def test_the_same_member_cards_are_drawn_once_and_a_new_card_draws_them_again(
+    client: FlaskClient, world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sheets = spy_card_render(monkeypatch, "cards_pdf")
+    qrs: list[str] = []
+    draw_qr = card_render.draw_qr
+    monkeypatch.setattr(card_render, "draw_qr", lambda text: qrs.append(text) or draw_qr(text))
+    path = f"/api/v1/villages/{world.village_a}/cards.pdf"
+    first = client.get(path, headers=world.headers("cadre_a"))
+    drawn = len(qrs)
+    again = client.get(path, headers=world.headers("tadmin1"))
+    assert first.status_code == again.status_code == 200
+    assert again.data == first.data and first.data.startswith(b"%PDF-")
+    # Read from disk: neither the sheet nor any card's QR drawn a second time.
+    assert len(sheets) == 1 and drawn > 0 and len(qrs) == drawn
+    assert any(name.startswith("cards-") for name in kept(cache))
+    # A card reissued carries a new code: the sheet is another picture.
+    reissued = client.post(
+        f"/api/v1/villagers/{world.spouse_x}/card/reissue", headers=world.headers("cadre_a")
+    )
+    assert reissued.status_code == 201, reissued.get_json()
+    changed = client.get(path, headers=world.headers("cadre_a"))
+    assert len(sheets) == 2 and changed.data != first.data
+
+
+def test_an_activitys_poster_is_drawn_once_for_the_same_code_and_text(
+    client: FlaskClient,
+    world: World,
+    items: dict[str, int],
+    cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pngs = spy_card_render(monkeypatch, "poster_png")
+    pdfs = spy_card_render(monkeypatch, "poster_pdf")
+    one = new_activity(client, world, items["GOV-ASSEMBLY"])
+    other = new_activity(client, world, items["GOV-ASSEMBLY"], title="另一场村民大会")
+
+    def poster(activity: dict[str, Any], kind: str) -> bytes:
+        answer = client.get(
+            f"/api/v1/activities/{activity['id']}/poster.{kind}"
+            if kind == "pdf"
+            else f"/api/v1/activities/{activity['id']}/qr.png",
+            headers=world.headers("cadre_a"),
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+        return answer.data
+
+    assert poster(one, "png") == poster(one, "png")
+    assert len(pngs) == 1
+    assert poster(one, "pdf") == poster(one, "pdf")
+    assert len(pdfs) == 1
+    drawn = len(pngs)  # (the PDF may draw its page as a PNG)
+    assert poster(other, "png") != poster(one, "png")  # another code and title: drawn
+    assert len(pngs) == drawn + 1
