@@ -84,20 +84,22 @@ def activity_poster_text(activity: Activity) -> card_render.PosterText:
     )
 
 
+def activity_poster(activity: Activity, url: str, kind: str) -> bytes:
+    """A static activity's A4 poster (`png` or `pdf`) with its code carrying `url`, drawn
+    once for the same text and code (backend/render_cache.py)."""
+    text, font = activity_poster_text(activity), print_font()
+    draw = card_render.poster_pdf if kind == "pdf" else card_render.poster_png
+    return drawn_once(
+        "poster", kind, lambda: draw(text, qr_png(url), font), astuple(text), url, font_key(font)
+    )
+
+
 def activity_poster_pdf(actor: Actor, activity_id: int) -> Response:
     """The poster of a static activity as a one-page A4 PDF, to print at its size; the API's
     poster.pdf and the console's 打印海报 both answer it."""
     activity, token = codes.poster_code(db.session, actor, qr_codec(), activity_id)
     url = token_url(current_app.config["PUBLIC_BASE_URL"], token)
-    text, font = activity_poster_text(activity), print_font()
-    data = drawn_once(
-        "poster",
-        "pdf",
-        lambda: card_render.poster_pdf(text, qr_png(url), font),
-        astuple(text),
-        url,
-        font_key(font),
-    )
+    data = activity_poster(activity, url, "pdf")
     return download(
         data,
         "application/pdf",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +24,8 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PAGE_TOO_DEEP, TEXT, page_of, paginate, raises
-from ..qr import activity_poster_pdf, activity_poster_text, display_path, print_font, token_url
+from ..qr import activity_poster, activity_poster_pdf, activity_poster_text, display_path, token_url
 from ..ratelimits import by_user, limited, setting
-from ..render_cache import drawn_once, font_key
 from ..schemas.activities import (
     ActivityIn,
     ActivityListArgs,
@@ -163,15 +162,7 @@ def poster_png(args: dict[str, Any], activity_id: int) -> Response:
     if args["bare"]:
         png = qr_png(url, args["box_size"])
     else:
-        text, font = activity_poster_text(activity), print_font()
-        png = drawn_once(
-            "poster",
-            "png",
-            lambda: card_render.poster_png(text, qr_png(url), font),
-            astuple(text),
-            url,
-            font_key(font),
-        )
+        png = activity_poster(activity, url, "png")
     return Response(png, mimetype="image/png", headers=NO_STORE)
 
 
