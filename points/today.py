@@ -88,27 +88,30 @@ def _review_listings(
     lowest = min(low for _, low in split.values())
     cut = shown > TODAY_CAP  # older pending claims were left out of the counts
 
-    def count(n: int) -> Count:
-        return Count(min(n, TODAY_CAP), exact=not cut)
+    newest = pending.order_by(Claim.id.desc())
+
+    def listing(stmt: Select[Any], n: int) -> Listing:
+        """The newest SHOWN of a list counted n in the window. When the window left older
+        pending claims out and holds less than a page of this list, the list is read past
+        it: a batch award's claims (pending with one approval) may fill the window while an
+        older villager's claim still waits, and 今日 must not say that nothing does."""
+        rows = list(session.scalars(stmt.where(Claim.id >= lowest).limit(SHOWN))) if n else []
+        if cut and len(rows) < SHOWN:
+            rows = list(session.scalars(stmt.limit(SHOWN)))
+        return Listing(rows, Count(min(max(n, len(rows)), TODAY_CAP), exact=not cut))
 
     approved = exists().where(ClaimApproval.claim_id == Claim.id)
     mine = exists().where(
         ClaimApproval.claim_id == Claim.id, ClaimApproval.user_id == actor.user_id
     )
-    in_window = pending.where(Claim.id >= lowest).order_by(Claim.id.desc())
-    waiting_n = split.get(False, (0, None))[0]
-    waiting = Listing(
-        list(session.scalars(in_window.where(~approved).limit(SHOWN))) if waiting_n else [],
-        count(waiting_n),
+    waiting = listing(newest.where(~approved), split.get(False, (0, None))[0])
+    second_stmt = newest.where(approved, ~mine)
+    second_n = (
+        capped_count(session, second_stmt.where(Claim.id >= lowest), TODAY_CAP).value
+        if split.get(True, (0, None))[0]
+        else 0
     )
-    second = Listing()
-    if split.get(True, (0, None))[0]:
-        second_stmt = in_window.where(approved, ~mine)
-        second_n = capped_count(session, second_stmt, TODAY_CAP).value
-        second = Listing(
-            list(session.scalars(second_stmt.limit(SHOWN))) if second_n else [],
-            count(second_n),
-        )
+    second = listing(second_stmt, second_n) if second_n or cut else Listing()
     return waiting, second
 
 
