@@ -82,11 +82,30 @@ def write_pending(session: Session) -> int:
     return len(deltas)
 
 
+_RELEASING = "village_month_totals.releasing"
+
+
+class OpenSavepoint(RuntimeError):
+    """The transaction was committed while a savepoint in it was still open."""
+
+
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint released: its parent commits later
+    nested = session.get_nested_transaction()
+    if nested is None:
+        write_pending(session)
         return
-    write_pending(session)
+    # A savepoint being released: its parent commits later. The same event also comes when
+    # the outer transaction is committed (`with session.begin():` ending) with the savepoint
+    # still open, and then again as the savepoint is released on the way: told apart by that
+    # second call. The outer transaction's event has already passed, so the savepoint's
+    # totals would never be written: refused, and the transaction rolls back.
+    if session.info.get(_RELEASING) is nested:
+        raise OpenSavepoint(
+            "a transaction that posts ledger entries was committed with a savepoint still "
+            "open: close the savepoint (`with session.begin_nested():`) first"
+        )
+    session.info[_RELEASING] = nested
 
 
 @event.listens_for(Session, "after_rollback")
@@ -100,6 +119,8 @@ def _after_rollback(session: Session) -> None:
 
 @event.listens_for(Session, "after_transaction_end")
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if session.info.get(_RELEASING) is transaction:
+        del session.info[_RELEASING]
     pending = session.info.get(_PENDING)
     if not pending:
         return

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
@@ -96,6 +97,30 @@ def test_a_rolled_back_transaction_or_savepoint_leaves_nothing(app: Flask, world
             _append(s, world.household_x, "earn", 1000)  # released: counts
         s.commit()
     assert list(village_months(app, world.village_a).values()) == [(1001, 1001, 0, 0, 0, 0)]
+
+
+def test_committing_with_a_savepoint_still_open_is_refused_and_rolls_back(
+    app: Flask, world: World
+) -> None:
+    # The outer transaction's commit event comes before the open savepoint is released:
+    # its totals would be lost, so the commit is refused and nothing is kept.
+    with app.app_context():
+        entries = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+        db.session.rollback()  # (SQLite: one writer; this session's read would hold it)
+        with pytest.raises(village_totals.OpenSavepoint):
+            with Session(db.engine) as s, s.begin():
+                _append(s, world.household_x, "earn", 7)
+                s.begin_nested()
+                _append(s, world.household_x, "earn", 70)
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == entries
+        db.session.rollback()
+        # Closing the savepoint first is the way, and the session's commit() does it.
+        with Session(db.engine) as s:
+            _append(s, world.household_x, "earn", 7)
+            s.begin_nested()
+            _append(s, world.household_x, "earn", 70)
+            s.commit()
+    assert list(village_months(app, world.village_a).values()) == [(77, 77, 0, 0, 0, 0)]
 
 
 def test_an_award_and_its_redemption_through_the_api_keep_the_village_exact(
