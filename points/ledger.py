@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, case, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import identity_key
 
@@ -101,33 +101,11 @@ def account_for(session: Session, household_id: int, *, lock: bool = False) -> A
     account = session.scalar(stmt)
     if account is not None:
         return account
-    household = session.get(Household, household_id)
-    if household is None:
-        raise NotFound()
-    _insert_ignore(
-        session,
-        Account,
-        {
-            "household_id": household_id,
-            "village_id": household.village_id,
-            "available": 0,
-            "held": 0,
-            "earned_total": 0,
-            "entry_count": 0,
-            "head_hash": GENESIS_HASH,
-            "created_at": datetime.now(UTC),
-        },
-        ["household_id"],
-    )
+    _create_account(session, household_id)
     account = session.scalar(stmt)
-    assert account is not None
+    if account is None:
+        raise NotFound()  # no such household
     return account
-
-
-def _insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING: two first entries at once create one row."""
-    insert = upsert_insert(session.get_bind().dialect.name)
-    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
 
 
 @lru_cache(maxsize=8)
@@ -308,11 +286,7 @@ def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]
     connection = core(session)
     row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
     if row is None:
-        # Two first entries at once create one row (ON CONFLICT DO NOTHING), then queue on it.
-        connection.execute(
-            _create_statement(connection.dialect.name),
-            {"household_id": household_id, "created_at": datetime.now(UTC)},
-        )
+        _create_account(session, household_id)
         row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
         if row is None:
             raise NotFound()  # no such household
@@ -320,9 +294,19 @@ def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]
     return account_id, village_id, count, head
 
 
+def _create_account(session: Session, household_id: int) -> None:
+    """The household's empty account, unless it has one (or there is no such household):
+    two first entries at once create one row (ON CONFLICT DO NOTHING), then queue on it."""
+    connection = core(session)
+    connection.execute(
+        _create_statement(connection.dialect.name),
+        {"household_id": household_id, "created_at": datetime.now(UTC)},
+    )
+
+
 @lru_cache(maxsize=2)
 def _create_statement(dialect: str) -> Any:
-    """A household's empty account (`account_for`'s), unless it has one."""
+    """A household's empty account, unless it has one."""
     columns = ["household_id", "village_id", "available", "held", "earned_total"]
     columns += ["entry_count", "head_hash", "created_at"]
     household = select(
@@ -556,32 +540,34 @@ def _passbook_lines() -> Select[LedgerEntry, str, datetime]:
     )
 
 
+def balance_through(
+    account_id: Any, seq: Any, entry_count: Any, balance: Any
+) -> ColumnElement[int]:
+    """The sum of an account's entries up to `seq` (SQL, its arguments columns or values):
+    the entries up to it summed, or, when fewer came after it, the account's `balance`
+    (available + held, the sum of all its entries at every commit) less those after it.
+    `entry_count` is the account's; the entries are numbered 1, 2, 3 … without a gap."""
+    entry = aliased(LedgerEntry)
+    summed = func.coalesce(func.sum(entry.amount), 0)
+    after = select(summed).where(entry.account_id == account_id, entry.seq > seq)
+    up_to = select(summed).where(entry.account_id == account_id, entry.seq <= seq)
+    return case(
+        (entry_count - seq < seq, balance - after.scalar_subquery()),
+        else_=up_to.scalar_subquery(),
+    )
+
+
 def _balances_after(session: Session, account_id: int, first: int, last: int) -> dict[int, int]:
     """The account's balance after each of its entries `first`..`last` (by `seq`): the sum
-    of its entries up to it, as a paper passbook prints it. One statement, reading only what
-    is nearer: the entries up to `last`, or the account's balance (available + held, which is
-    the sum of all its entries at every commit) less the entries after `last`, whichever are
-    fewer. Then each line before `last` is the one after it less its amount. The balance
+    of its entries up to it, as a paper passbook prints it. One statement: the balance after
+    `last` (`balance_through`, reading whichever side of it holds fewer entries), then each
+    line before `last` is the one after it less its amount. The balance
     after an entry never changes (entries are only appended), so the lines a caller read in
     another statement get the balances they had."""
-    summed = func.coalesce(func.sum(LedgerEntry.amount), 0)
-    after = (
-        select(summed)
-        .where(LedgerEntry.account_id == account_id, LedgerEntry.seq > last)
-        .scalar_subquery()
-    )
-    up_to = (
-        select(summed)
-        .where(LedgerEntry.account_id == account_id, LedgerEntry.seq <= last)
-        .scalar_subquery()
-    )
-    # Both in the account row's snapshot: a concurrent append counts in both or in neither.
+    # In the account row's snapshot: a concurrent append counts in both or in neither.
     at_last = (
         select(
-            case(
-                (Account.entry_count - last < last, Account.available + Account.held - after),
-                else_=up_to,
-            )
+            balance_through(account_id, last, Account.entry_count, Account.available + Account.held)
         )
         .where(Account.id == account_id)
         .scalar_subquery()

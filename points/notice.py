@@ -26,14 +26,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from rules import merkle
 
 from .boards.page import FontSpec, pngs_to_pdf
 from .errors import Conflict, NotFound
-from .ledger import SCORE_KINDS
+from .ledger import SCORE_KINDS, balance_through
 from .models import BoardSnapshot, Household, LatePosting, Township, Village
 from .models.ledger import GENESIS_HASH, Account, LedgerEntry
 
@@ -122,24 +122,8 @@ def village_month_leaves(
         .where(Account.id.in_(accounts))
         .subquery()
     )
-    # The balance of the chain up to the head: the sum of its entries up to it or, when fewer
-    # came after it, the account's balance (available + held, the sum of all its entries at
-    # every commit) less those after it; in one statement, the account row's snapshot.
-    summed = aliased(LedgerEntry)
-    total_of = func.coalesce(func.sum(summed.amount), 0)
-    after = (
-        select(total_of)
-        .where(summed.account_id == head.c.id, summed.seq > head.c.seq)
-        .scalar_subquery()
-    )
-    up_to = (
-        select(total_of)
-        .where(summed.account_id == head.c.id, summed.seq <= head.c.seq)
-        .scalar_subquery()
-    )
-    balance = case(
-        (head.c.entry_count - head.c.seq < head.c.seq, head.c.total - after), else_=up_to
-    )
+    # The balance of the chain up to the head, in one statement: the account row's snapshot.
+    balance = balance_through(head.c.id, head.c.seq, head.c.entry_count, head.c.total)
     heads: dict[int, tuple[int, str]] = {
         account_of[account_id]: (int(balance_ or 0), hash_)
         for account_id, hash_, balance_ in session.execute(
