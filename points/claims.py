@@ -1311,12 +1311,7 @@ def claim_views(session: Session, claims: list[Claim]) -> list[ClaimView]:
             )
         )
     }
-    member_ids = {c.member_id for c in claims if c.member_id is not None}
-    members = (
-        {m.id: m for m in session.scalars(select(Villager).where(Villager.id.in_(member_ids)))}
-        if member_ids
-        else {}
-    )
+    members = ledger.member_names(session, {c.member_id for c in claims if c.member_id})
     households = {
         h.id: h
         for h in session.scalars(
@@ -1361,7 +1356,7 @@ def claim_views(session: Session, claims: list[Claim]) -> list[ClaimView]:
             ClaimView(
                 claim=claim,
                 rule_item=items[claim.id],
-                member_name=member.name if member else None,
+                member_name=member[0] if member else None,
                 household_name=household.name if household else None,
                 approvals=approvals.get(claim.id, 0),
                 objections=objections.get(claim.id, []),

@@ -111,7 +111,7 @@ def _review_listings(
         if split.get(True, (0, None))[0]
         else 0
     )
-    second = listing(second_stmt, second_n) if second_n or cut else Listing()
+    second = listing(second_stmt, second_n)
     return waiting, second
 
 

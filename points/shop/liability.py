@@ -65,26 +65,17 @@ def _month_totals(
     session: Session, village_ids: list[int], sums: list[ColumnElement[bool] | None]
 ) -> list[dict[int, Totals]]:
     """Each village's totals under each condition of `sums` (None: every month), in one pass
-    over the months any of them needs."""
+    over the villages' months (a row a village and month, a few hundred a village)."""
     if not village_ids or not sums:
         return [{} for _ in sums]
-    columns: list[ColumnElement[Any]]
-    if len(sums) == 1:  # one sum: its condition bounds the scan, no FILTER needed
-        columns = [func.sum(column) for column in _SUMS]
-        bound = () if sums[0] is None else (sums[0],)
-    else:
-        columns = [
-            func.sum(column) if condition is None else func.sum(column).filter(condition)
-            for condition in sums
-            for column in _SUMS
-        ]
-        # Months no sum needs are not read: with no "every month" sum, the latest month
-        # asked for bounds the scan.
-        bounds = [c for c in sums if c is not None]
-        bound = (or_(*bounds),) if len(bounds) == len(sums) else ()
+    columns = [
+        func.sum(column) if condition is None else func.sum(column).filter(condition)
+        for condition in sums
+        for column in _SUMS
+    ]
     rows = session.execute(
         select(VillageMonthTotal.village_id, *columns)
-        .where(VillageMonthTotal.village_id.in_(village_ids), *bound)
+        .where(VillageMonthTotal.village_id.in_(village_ids))
         .group_by(VillageMonthTotal.village_id)
     ).all()
     out: list[dict[int, Totals]] = [{} for _ in sums]
@@ -119,16 +110,8 @@ def _flows(
 def month_redeemed(session: Session, village_ids: list[int], month: str) -> dict[int, int]:
     """Points redeemed at the shops in `month` per village, as a positive number (the
     points report's `month_redeemed`), reading that month only."""
-    if not village_ids:
-        return {}
-    return {
-        village_id: -int(redeemed or 0)
-        for village_id, redeemed in session.execute(
-            select(VillageMonthTotal.village_id, func.sum(VillageMonthTotal.redeemed))
-            .where(VillageMonthTotal.village_id.in_(village_ids), VillageMonthTotal.month == month)
-            .group_by(VillageMonthTotal.village_id)
-        )
-    }
+    flows = _flows(session, village_ids, [month])
+    return {village_id: -int(redeemed) for (village_id, _), (*_, redeemed, _) in flows.items()}
 
 
 def _policies(
