@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from flask import current_app
 
 from points.boards import render
 from points.boards.page import FontSpec
+from points.uploads import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def cached(name: str, draw: Callable[[], bytes]) -> bytes:
         return data
     data = draw()
     try:
-        _write(directory, name, data)
+        write_atomically(directory, name, data, part_prefix=PART_PREFIX)
     except OSError as exc:
         log.warning("render cache: cannot keep %s: %s", path, exc)
         return data
@@ -124,18 +124,6 @@ def cached(name: str, draw: Callable[[], bytes]) -> bytes:
         except OSError as exc:
             log.warning("render cache: cannot sweep %s: %s", directory, exc)
     return data
-
-
-def _write(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=PART_PREFIX, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, directory / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sweep_due() -> bool:

@@ -169,12 +169,12 @@ def cut_marks(box: tuple[int, int, int, int], dpi: int) -> list[tuple[int, int, 
     return marks
 
 
-def _footer_png(text: str, layout: SheetLayout, font: FontSpec) -> tuple[bytes, int]:
-    """The sheet's footer line as a strip of the sheet's width down to its foot; and its
-    height."""
+def _footer_png(text: str, layout: SheetLayout, font: FontSpec) -> bytes:
+    """The sheet's footer line as a strip of the sheet's width from `footer_y` down to its
+    foot."""
     strip = Page(layout.width, layout.height - layout.footer_y, font)
     strip.text(500, 0, text, 12, GREY, anchor="ma")
-    return strip.png(layout.dpi), strip.image.height
+    return strip.png(layout.dpi)
 
 
 def cards_pdf(
@@ -203,8 +203,9 @@ def cards_pdf(
                     f"{a * pt:.2f} {page_h - b * pt:.2f} m {c * pt:.2f} {page_h - d * pt:.2f} l"
                 )
         footer = f"{title}　第 {number}/{len(sheets)} 页　沿裁切线裁下，每张 85.6 × 54 毫米"
-        strip, strip_h = _footer_png(footer, layout, font)
-        placed.append(Placed(strip, 0, layout.footer_y * pt, page_w, strip_h * pt))
+        strip_h = (layout.height - layout.footer_y) * pt
+        strip = _footer_png(footer, layout, font)
+        placed.append(Placed(strip, 0, layout.footer_y * pt, page_w, strip_h))
         red, green, blue = (channel / 255 for channel in DARK)
         drawing = (
             f"q {red:.3f} {green:.3f} {blue:.3f} RG {line:.2f} w 0 J\n" + "\n".join(marks) + " S Q"

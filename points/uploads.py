@@ -251,11 +251,13 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     return converted if converted is not None else image
 
 
-def write_atomically(directory: Path, name: str, data: bytes) -> None:
-    """Write to a temporary file beside the target and rename it, so a crash never leaves a
-    half-written photo under a real name."""
+def write_atomically(
+    directory: Path, name: str, data: bytes, *, part_prefix: str = ".upload-"
+) -> None:
+    """Write to a temporary file beside the target (named `part_prefix`…`.part`) and rename
+    it, so a crash never leaves a half-written file under a real name."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".upload-", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=part_prefix, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

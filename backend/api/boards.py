@@ -30,7 +30,7 @@ from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, TEXT, raises
 from ..qr import print_font
-from ..render_cache import cached, content_key, font_key
+from ..render_cache import drawn_once, font_key
 from ..schemas.boards import (
     BoardArgs,
     BoardOut,
@@ -401,11 +401,15 @@ def village_stats_png(args: dict[str, Any], village_id: int) -> Response:
     label = standings.period_label(period)
     font = _font()
     # Drawn once for the same figures (backend/render_cache.py); the key is all it shows.
-    key = content_key("stats", figures, village.name, label, font_key(font))
     return _png(
-        cached(
-            f"stats-{key}.png",
+        drawn_once(
+            "stats",
+            "png",
             lambda: render.stats_png(figures, village=village.name, period_label=label, font=font),
+            figures,
+            village.name,
+            label,
+            font_key(font),
         )
     )
 
