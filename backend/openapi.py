@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from points.counting import COUNT_CAP, Count, capped_count
 from points.errors import DomainError
+from points.scope import Actor, township_village_ids
 from points.sessions import AccountDisabled, TokenExpired, TokenInvalid, TokenRevoked
 
 from .errors import CONTROL_CHARS, HTTP_ERRORS, MALFORMED_JSON, handle_http_exception
@@ -436,7 +437,7 @@ def paginate(
     per_page: int,
     *,
     key: InstrumentedAttribute[int] | None = None,
-    parts: tuple[InstrumentedAttribute[int], Sequence[int]] | None = None,
+    parts: Parts | None = None,
 ) -> dict[str, Any]:
     """One page of `stmt` (ordered), with the list's length counted up to PAGE_CAP. A page
     starting past the cap is refused (400 `page_too_deep`) before anything is read; a page
@@ -472,11 +473,24 @@ def paginate(
     }
 
 
+Parts = tuple[InstrumentedAttribute[int], Sequence[int]]
+
+
+def township_parts(
+    session: Session, actor: Actor, village: InstrumentedAttribute[int], narrowed: bool
+) -> Parts | None:
+    """`paginate`'s `parts` for a township admin's list, read village by village by
+    `village`; None for any other role, or when a filter (`narrowed`) already confines the
+    list to one village, household or shop."""
+    villages = None if narrowed else township_village_ids(session, actor)
+    return (village, villages) if villages else None
+
+
 def _page_keys(
     session: Session,
     stmt: Select[Any],
     key: InstrumentedAttribute[int],
-    parts: tuple[InstrumentedAttribute[int], Sequence[int]] | None,
+    parts: Parts | None,
     limit: int,
     offset: int,
 ) -> list[int]:

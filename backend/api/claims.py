@@ -10,14 +10,14 @@ from points import claims as service
 from points.claims import ClaimView
 from points.errors import NotFound
 from points.models import Claim, Objection, Village
-from points.scope import get_visible, township_village_ids, visible
+from points.scope import get_visible, visible
 
 from ..caller import current_actor
 from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
+from ..openapi import PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises, township_parts
 from ..schemas.claims import (
     AwardIn,
     ClaimIn,
@@ -115,18 +115,14 @@ def list_claims(args: dict[str, Any]) -> dict[str, Any]:
     for name in ("village_id", "household_id", "status"):
         if name in args:
             stmt = stmt.where(getattr(Claim, name) == args[name])
-    villages = (
-        None
-        if {"village_id", "household_id"} & args.keys()
-        else township_village_ids(db.session, actor)
-    )
+    narrowed = bool({"village_id", "household_id"} & args.keys())
     page = paginate(
         db.session,
         stmt,
         args["page"],
         args["per_page"],
         key=Claim.id,
-        parts=(Claim.village_id, villages) if villages else None,
+        parts=township_parts(db.session, actor, Claim.village_id, narrowed),
     )
     page["items"] = service.claim_views(db.session, list(page["items"]))
     return page

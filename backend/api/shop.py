@@ -15,7 +15,7 @@ from points import reward_images
 from points.errors import NotFound
 from points.models import Account, Redemption, Reward, Shop, StockMovement
 from points.qr import qr_png
-from points.scope import VILLAGER, authorize, get_visible, township_village_ids, visible
+from points.scope import VILLAGER, authorize, get_visible, visible
 from points.shop import counter, liability, reconciliation, shelves, shops
 from points.shop import redemption as redemptions
 from points.tokens import TokenType
@@ -25,7 +25,15 @@ from ..clock import now, village_tz
 from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
-from ..openapi import BINARY, PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
+from ..openapi import (
+    BINARY,
+    PAGE_TOO_DEEP,
+    PageArgs,
+    page_of,
+    paginate,
+    raises,
+    township_parts,
+)
 from ..qr import token_url
 from ..ratelimits import PICKUP_CODE, by_user, limited, setting
 from ..reward_links import image_version
@@ -362,18 +370,14 @@ def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
     for name in ("status", "shop_id", "household_id"):
         if name in args:
             stmt = stmt.where(getattr(Redemption, name) == args[name])
-    villages = (
-        None
-        if {"shop_id", "household_id"} & args.keys()
-        else township_village_ids(db.session, actor)
-    )
+    narrowed = bool({"shop_id", "household_id"} & args.keys())
     page = paginate(
         db.session,
         redemptions.with_lines(stmt.order_by(Redemption.id.desc())),
         args["page"],
         args["per_page"],
         key=Redemption.id,
-        parts=(Redemption.village_id, villages) if villages else None,
+        parts=township_parts(db.session, actor, Redemption.village_id, narrowed),
     )
     names = redemptions.names_for(db.session, list(page["items"]))
     page["items"] = [_out(r, names) for r in page["items"]]
