@@ -1,7 +1,7 @@
 """操作日志: staff writes in the township, newest first, filtered by village, person, kind of
 change and date range, as GET /audit reads them (phone numbers masked as there).
 
-Indexes: audit_log has (village_id, at), at, actor_id, township_id and (township_id, id); the
+Indexes: audit_log has (village_id, at), at, actor_id and (township_id, id); the
 kind of change (`action`) has none, so that filter reads the township's entries in the other
 filters' range. A list past 10,000 lines shows "10000+" and pages no further (`paginate`)."""
 

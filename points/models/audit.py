@@ -24,7 +24,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     object_type: Mapped[str] = mapped_column(String(40))
     object_id: Mapped[str | None] = mapped_column(String(40))
-    township_id: Mapped[int | None] = mapped_column(ForeignKey("townships.id"), index=True)
+    # Indexed by ix_audit_log_township (township_id, id).
+    township_id: Mapped[int | None] = mapped_column(ForeignKey("townships.id"))
     village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -40,7 +40,6 @@ class Claim(Base):
             name="status",
         ),
         CheckConstraint("source IN ('villager','cadre','checkin')", name="source"),
-        Index("ix_claims_village_status", "village_id", "status"),
         Index("ix_claims_due", "status", "notice_ends_at"),
         # The claim lists, newest first (migration 0020): a household's, a village's (of a
         # status), the county's of a status; each page's keys read from the index alone.
@@ -53,7 +52,7 @@ class Claim(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
-    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))  # ix_claims_household
     member_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"))
     rule_item_id: Mapped[int] = mapped_column(ForeignKey("rule_items.id"))
     rule_item_version_id: Mapped[int] = mapped_column(ForeignKey("rule_item_versions.id"))

@@ -119,7 +119,7 @@ class Redemption(Base):  # 兑换单
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
-    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), index=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))  # ix_redemptions_village
     member_id: Mapped[int | None] = mapped_column(ForeignKey("villagers.id"))
     source: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(10))
