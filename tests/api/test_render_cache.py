@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,16 +39,19 @@ def cache(app: Flask, tmp_path: Path) -> Iterator[Path]:
     app.config.update(saved)
 
 
-def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[dict[str, Any]]:
-    """Record each call of render.`name` (and still draw)."""
+def spy(
+    monkeypatch: pytest.MonkeyPatch, name: str, module: ModuleType = render
+) -> list[dict[str, Any]]:
+    """Record each call of `module`.`name` (points.boards.render's by default), and still
+    draw."""
     calls: list[dict[str, Any]] = []
-    draw: Callable[..., bytes] = getattr(render, name)
+    draw: Callable[..., bytes] = getattr(module, name)
 
     def recording(*args: Any, **kwargs: Any) -> bytes:
         calls.append(kwargs)
         return draw(*args, **kwargs)
 
-    monkeypatch.setattr(render, name, recording)
+    monkeypatch.setattr(module, name, recording)
     return calls
 
 
@@ -297,23 +301,10 @@ def test_the_console_download_and_the_api_share_one_drawing(
     assert len(calls) == 1
 
 
-def spy_card_render(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count the calls of points.card_render.`name` (and still draw)."""
-    calls: list[int] = []
-    draw: Callable[..., bytes] = getattr(card_render, name)
-
-    def recording(*args: Any, **kwargs: Any) -> bytes:
-        calls.append(1)
-        return draw(*args, **kwargs)
-
-    monkeypatch.setattr(card_render, name, recording)
-    return calls
-
-
 def test_the_same_member_cards_are_drawn_once_and_a_new_card_draws_them_again(
     client: FlaskClient, world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sheets = spy_card_render(monkeypatch, "cards_pdf")
+    sheets = spy(monkeypatch, "cards_pdf", card_render)
     qrs: list[str] = []
     draw_qr = card_render.draw_qr
     monkeypatch.setattr(card_render, "draw_qr", lambda text: qrs.append(text) or draw_qr(text))
@@ -342,8 +333,8 @@ def test_an_activitys_poster_is_drawn_once_for_the_same_code_and_text(
     cache: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pngs = spy_card_render(monkeypatch, "poster_png")
-    pdfs = spy_card_render(monkeypatch, "poster_pdf")
+    pngs = spy(monkeypatch, "poster_png", card_render)
+    pdfs = spy(monkeypatch, "poster_pdf", card_render)
     one = new_activity(client, world, items["GOV-ASSEMBLY"])
     other = new_activity(client, world, items["GOV-ASSEMBLY"], title="另一场村民大会")
 
