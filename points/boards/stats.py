@@ -14,7 +14,15 @@ from rules.periods import add_months, months_between
 from rules.ranking import competition_ranks
 
 from .. import ledger
-from ..models import Account, LedgerEntry, MonthTotal, RuleItemVersion, Village, VillagerGroup
+from ..models import (
+    Account,
+    Household,
+    LedgerEntry,
+    MonthTotal,
+    RuleItemVersion,
+    Village,
+    VillagerGroup,
+)
 from .standings import Period, Scope, household_standings
 
 MAX_TREND_MONTHS = 12
@@ -177,14 +185,8 @@ def township_stats(session: Session, township_id: int, period: Period) -> list[d
     )
     if not villages:
         return []
-    scope = Scope("township", township_id, tuple(sorted(villages)))
-    standings = household_standings(session, scope, period)
-    per_village: dict[int, list[int]] = {vid: [0, 0, 0] for vid in villages}
-    for s in standings:
-        counts = per_village[s.village_id]
-        counts[0] += 1
-        counts[1] += s.earned > 0
-        counts[2] += s.points
+    per_village: dict[int, tuple[int, int, int]] = {vid: (0, 0, 0) for vid in villages}
+    per_village.update(village_figures(session, sorted(villages), period))
     rows = []
     for vid, (households, participating, points) in per_village.items():
         rows.append(
@@ -202,6 +204,36 @@ def township_stats(session: Session, township_id: int, period: Period) -> list[d
     _competition(rows, "points_per_household", "points_rank")
     rows.sort(key=lambda r: (r["rank"], r["village_id"]))
     return rows
+
+
+def village_figures(
+    session: Session, village_ids: Sequence[int], period: Period
+) -> dict[int, tuple[int, int, int]]:
+    """Per village: its households, those that earned in the period, and their points, as
+    `household_standings` would add them up, summed by the database: a township's figures
+    are one row a village, not one a household."""
+    totals = (
+        select(
+            MonthTotal.household_id,
+            func.sum(MonthTotal.score).label("score"),
+            func.sum(MonthTotal.earned).label("earned"),
+        )
+        .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(period.months))
+        .group_by(MonthTotal.household_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Household.village_id,
+            func.count(),
+            func.count().filter(totals.c.earned > 0),
+            func.coalesce(func.sum(totals.c.score), 0),
+        )
+        .outerjoin(totals, totals.c.household_id == Household.id)
+        .where(Household.village_id.in_(village_ids))
+        .group_by(Household.village_id)
+    )
+    return {vid: (int(n), int(p), int(points)) for vid, n, p, points in rows}
 
 
 def _competition(rows: list[dict[str, Any]], key: str, rank_key: str) -> None:
