@@ -791,13 +791,27 @@ def load_ledger(url: str, county: County, entries: int, claims: int, now: dateti
 
 def fill_village_month_totals(url: str) -> None:
     """The village months the points report reads: the sum of the households' months just
-    loaded (what `points.village_totals` keeps as entries are appended)."""
+    loaded, and the village months by item (what `points.village_totals` keeps as entries
+    are appended)."""
     counters = ", ".join(village_totals.COUNTERS)
-    sums = ", ".join(f"SUM({name})" for name in village_totals.COUNTERS)
+    sums = ", ".join(f"SUM({name})" for name in village_totals.SUMS)
+    sums += ", COUNT(*) FILTER (WHERE earned > 0)"  # participating
     with psycopg.connect(url) as conn:
         conn.execute(
             f"INSERT INTO village_month_totals (village_id, month, {counters}) "
             f"SELECT village_id, month, {sums} FROM month_totals GROUP BY village_id, month"
+        )
+        # ... and per item and kind, the score entries the township's statistics sum by
+        # category (awards, deductions and their reversals; 0: no item).
+        conn.execute(
+            "INSERT INTO village_month_items "
+            "(village_id, month, rule_item_version_id, kind, entries, amount) "
+            "SELECT a.village_id, e.month, COALESCE(e.rule_item_version_id, 0), e.kind, "
+            "COUNT(*), SUM(e.amount) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id "
+            "LEFT JOIN ledger_entries r ON r.id = e.reverses_id "
+            "WHERE e.kind IN ('earn', 'deduct') "
+            "OR (e.kind = 'reverse' AND r.kind IN ('earn', 'deduct')) "
+            "GROUP BY 1, 2, 3, 4"
         )
 
 

@@ -115,18 +115,21 @@ def _totals_statement(
     keys: tuple[str, ...],
     conflict: tuple[str, ...],
     increments: tuple[str, ...],
+    returning: tuple[str, ...] = (),
 ) -> Any:
     """INSERT … ON CONFLICT DO UPDATE adding to the counters, every value bound by name
-    (`v_<column>`). Built once per shape: building the statement and its cache key cost more
-    CPU than running it, and every entry runs one or two."""
+    (`v_<column>`), and returning the `returning` columns' new values. Built once per shape:
+    building the statement and its cache key cost more CPU than running it, and every entry
+    runs one or two."""
     table = model.__table__
     stmt = upsert_insert(dialect)(table).values(
         {name: bindparam(f"v_{name}") for name in keys + increments}
     )
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=list(conflict),
         set_={name: table.c[name] + stmt.excluded[name] for name in increments},
     )
+    return upsert.returning(*(table.c[name] for name in returning)) if returning else upsert
 
 
 def _add_to_totals(
@@ -135,14 +138,22 @@ def _add_to_totals(
     keys: dict[str, Any],
     conflict: list[str],
     increments: dict[str, int],
-) -> None:
-    """Upsert a totals row, adding to its counters in one statement."""
+    returning: tuple[str, ...] = (),
+) -> Any:
+    """Upsert a totals row, adding to its counters in one statement; the row's new values of
+    the `returning` columns (None without)."""
     stmt = _totals_statement(
-        session.get_bind().dialect.name, model, tuple(keys), tuple(conflict), tuple(increments)
+        session.get_bind().dialect.name,
+        model,
+        tuple(keys),
+        tuple(conflict),
+        tuple(increments),
+        returning,
     )
-    core(session).execute(
+    result = core(session).execute(
         stmt, {f"v_{name}": value for name, value in {**keys, **increments}.items()}
     )
+    return result.one() if returning else None
 
 
 @dataclass(frozen=True)
@@ -241,7 +252,7 @@ def append(
         "expired": amount if "expire" in (kind, reversed_kind) else 0,
         "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
-    _add_to_totals(
+    month = _add_to_totals(
         session,
         MonthTotal,
         {
@@ -252,8 +263,18 @@ def append(
         },
         ["account_id", "month"],
         increments,
+        ("earned",) if increments["earned"] > 0 else (),
     )
-    village_totals.record(session, village_id, entry.month, increments)
+    # The household's first earning of the month (earned only grows): one more household
+    # taking part in its village's month (参与户数).
+    participating = int(month is not None and month.earned == increments["earned"])
+    village_totals.record(
+        session,
+        village_id,
+        entry.month,
+        {**increments, "participating": participating},
+        (entry.rule_item_version_id, kind, amount) if scores else None,
+    )
     if origin.member_id is not None and scores:
         _add_to_totals(
             session,

@@ -7,22 +7,22 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from rules.periods import add_months, months_between
 from rules.ranking import competition_ranks
 
-from .. import ledger
 from ..models import (
-    Account,
     Household,
-    LedgerEntry,
     MonthTotal,
     RuleItemVersion,
     Village,
+    VillageMonthItem,
+    VillageMonthTotal,
     VillagerGroup,
 )
+from ..village_totals import NO_ITEM
 from .standings import Period, Scope, household_standings
 
 MAX_TREND_MONTHS = 12
@@ -85,30 +85,21 @@ def _categories_and_items(
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
     if not village_ids:
         return [], {}
-    # Entries of the period only, through (account, month): bounded by the period's activity.
-    # Corrections count only where they correct a score: a reversed opening balance (期初)
-    # or expiry was never a category's points.
-    corrected = aliased(LedgerEntry)
-    scores = tuple(sorted(ledger.SCORE_KINDS))
-    rows = session.execute(
-        select(
-            LedgerEntry.rule_item_version_id,
-            LedgerEntry.kind,
-            func.count(),
-            func.sum(LedgerEntry.amount),
+    # The kept sums per village, month, item and kind (points.village_totals): a row per
+    # village and item of the period, however many entries the month has. Reversals count
+    # only where they correct a score: a reversed opening balance (期初) or expiry was never
+    # a category's points.
+    item = VillageMonthItem
+    rows = [
+        (None if version_id == NO_ITEM else version_id, kind, count, amount)
+        for version_id, kind, count, amount in session.execute(
+            select(
+                item.rule_item_version_id, item.kind, func.sum(item.entries), func.sum(item.amount)
+            )
+            .where(item.village_id.in_(village_ids), item.month.in_(period.months))
+            .group_by(item.rule_item_version_id, item.kind)
         )
-        .join(Account, Account.id == LedgerEntry.account_id)
-        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
-        .where(
-            Account.village_id.in_(village_ids),
-            LedgerEntry.month.in_(period.months),
-            or_(
-                LedgerEntry.kind.in_(scores),
-                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(scores)),
-            ),
-        )
-        .group_by(LedgerEntry.rule_item_version_id, LedgerEntry.kind)
-    ).all()
+    ]
     versions = _version_names(session, [r[0] for r in rows])
     categories: dict[str, dict[str, int]] = defaultdict(
         lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0}
@@ -149,18 +140,20 @@ def trend(session: Session, village_ids: Sequence[int], last: str) -> list[dict[
             {"month": m, "points": 0, "earned": 0, "deducted": 0, "participating": 0}
             for m in months
         ]
+    # The kept village months (points.village_totals): a row per village and month.
+    total = VillageMonthTotal
     rows = {
         m: (score, earned, deducted, active)
         for m, score, earned, deducted, active in session.execute(
             select(
-                MonthTotal.month,
-                func.sum(MonthTotal.score),
-                func.sum(MonthTotal.earned),
-                func.sum(MonthTotal.deducted),
-                func.count().filter(MonthTotal.earned > 0),
+                total.month,
+                func.sum(total.score),
+                func.sum(total.earned),
+                func.sum(total.deducted),
+                func.sum(total.participating),
             )
-            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(months))
-            .group_by(MonthTotal.month)
+            .where(total.village_id.in_(village_ids), total.month.in_(months))
+            .group_by(total.month)
         )
     }
     return [

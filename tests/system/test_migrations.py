@@ -28,6 +28,7 @@ from points.models import (
     Base,
     Claim,
     Household,
+    LedgerEntry,
     MonthlyIssued,
     MonthTotal,
     Objection,
@@ -35,6 +36,7 @@ from points.models import (
     RuleItemVersion,
     Township,
     Village,
+    VillageMonthItem,
     VillageMonthTotal,
 )
 from points.models.base import UTCDateTime
@@ -512,7 +514,7 @@ def test_upgrade_fills_the_village_month_totals_from_the_household_months(
         with Session(db.engine) as s:
             kept = {
                 (row.village_id, row.month): tuple(
-                    getattr(row, name) for name in village_totals.COUNTERS
+                    getattr(row, name) for name in village_totals.SUMS
                 )
                 for row in s.scalars(select(VillageMonthTotal))
             }
@@ -522,5 +524,75 @@ def test_upgrade_fills_the_village_month_totals_from_the_household_months(
         (ids[0], "2026-10"): (21, 25, -4, -7, -1, 5),
         (ids[0], "2026-11"): (12, 14, -2, -5, -2, 10),
         (ids[1], "2026-11"): (13, 15, -2, -6, -3, 15),
+    }
+    assert problems == []
+
+
+def test_upgrade_fills_the_village_month_items_from_the_score_entries(
+    empty_database_url: str,
+) -> None:
+    """0022 on a database with entries: awards, deductions and reversals of them counted and
+    summed per village, month, item (0: none) and kind; an opening balance, a redemption and
+    the reversal of an opening balance left out. `village_totals.verify` then agrees."""
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
+    at = datetime(2026, 10, 5, tzinfo=UTC)
+    with app.app_context():
+        upgrade(revision="0021")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            village = Village(township_id=township.id, name="迁移村")
+            s.add(village)
+            s.flush()
+            household = Household(village_id=village.id, name="户")
+            s.add(household)
+            s.flush()
+            account = Account(household_id=household.id, village_id=village.id)
+            s.add(account)
+            s.flush()
+
+            def entry(seq: int, kind: str, amount: int, month: str, **more: int) -> LedgerEntry:
+                line = LedgerEntry(
+                    account_id=account.id,
+                    seq=seq,
+                    kind=kind,
+                    amount=amount,
+                    created_at=at,
+                    month=month,
+                    prev_hash="0" * 64,
+                    hash=f"{seq:064d}",
+                    **more,
+                )
+                s.add(line)
+                s.flush()
+                return line
+
+            earned = entry(1, "earn", 10, "2026-10")
+            entry(2, "earn", 5, "2026-10")
+            entry(3, "deduct", -3, "2026-10")
+            opening = entry(4, "adjust", 20, "2026-10")
+            entry(5, "redeem", -4, "2026-10")
+            entry(6, "reverse", -10, "2026-11", reverses_id=earned.id)
+            entry(7, "reverse", -20, "2026-11", reverses_id=opening.id)
+            s.commit()
+            village_id = village.id
+        upgrade()
+        with Session(db.engine) as s:
+            kept = {
+                (row.village_id, row.month, row.rule_item_version_id, row.kind): (
+                    row.entries,
+                    row.amount,
+                )
+                for row in s.scalars(select(VillageMonthItem))
+            }
+            problems = village_totals.verify_items(s)
+        db.engine.dispose()
+    assert kept == {
+        (village_id, "2026-10", 0, "earn"): (2, 15),
+        (village_id, "2026-10", 0, "deduct"): (1, -3),
+        (village_id, "2026-11", 0, "reverse"): (1, -10),
     }
     assert problems == []
