@@ -795,11 +795,20 @@ def fill_village_month_totals(url: str) -> None:
     are appended)."""
     counters = ", ".join(village_totals.COUNTERS)
     sums = ", ".join(f"SUM({name})" for name in village_totals.SUMS)
-    sums += ", COUNT(*) FILTER (WHERE earned > 0)"  # participating
+    sums += ", COUNT(*) FILTER (WHERE earned > 0), 0, 0"  # participating; then the events
     with psycopg.connect(url) as conn:
         conn.execute(
             f"INSERT INTO village_month_totals (village_id, month, {counters}) "
             f"SELECT village_id, month, {sums} FROM month_totals GROUP BY village_id, month"
+        )
+        # ... with the entries that posted a claim or fulfilled an order (for /metrics) ...
+        conn.execute(
+            "UPDATE village_month_totals SET claims_posted = s.posted, redemptions = s.redeemed "
+            "FROM (SELECT a.village_id, e.month, COUNT(e.claim_id) AS posted, "
+            "COUNT(*) FILTER (WHERE e.kind = 'redeem') AS redeemed "
+            "FROM ledger_entries e JOIN accounts a ON a.id = e.account_id GROUP BY 1, 2) AS s "
+            "WHERE s.village_id = village_month_totals.village_id "
+            "AND s.month = village_month_totals.month"
         )
         # ... and per item and kind, the score entries the township's statistics sum by
         # category (awards, deductions and their reversals; 0: no item).

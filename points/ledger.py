@@ -272,7 +272,12 @@ def append(
         session,
         village_id,
         entry.month,
-        {**increments, "participating": participating},
+        {
+            **increments,
+            "participating": participating,
+            "claims_posted": int(origin.claim_id is not None),
+            "redemptions": int(kind == "redeem"),
+        },
         (entry.rule_item_version_id, kind, amount) if scores else None,
     )
     if origin.member_id is not None and scores:

@@ -33,8 +33,13 @@ from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, V
 
 # Sums of the households' month totals ...
 SUMS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
-# ... and the count of those that earned in the month (参与户数, earned > 0).
-COUNTERS = (*SUMS, "participating")
+# ... the count of those that earned in the month (参与户数, earned > 0) ...
+COUNTS = ("participating",)
+# ... and of the month's entries that post a claim (入账; one per posted claim, which never
+# changes status again) and that fulfil a redemption (兑换; one per fulfilled order):
+# `/metrics` sums these instead of counting ever-growing tables at every scrape.
+EVENTS = ("claims_posted", "redemptions")
+COUNTERS = (*SUMS, *COUNTS, *EVENTS)
 _PENDING = "village_month_totals.pending"
 
 NO_ITEM = 0  # `village_month_items.rule_item_version_id` of an entry without one
@@ -213,8 +218,9 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 
 def verify(session: Session) -> list[str]:
     """Every (village, month) whose kept totals differ from the sum of its households' month
-    totals, or that one side has and the other not, then every item total that differs from
-    the ledger (`verify_items`); empty: all agree."""
+    totals (and its counts of posting and redeeming entries from the ledger's), or that one
+    side has and the other not, then every item total that differs from the ledger
+    (`verify_items`); empty: all agree."""
     summed = {
         (village_id, month): tuple(int(v) for v in values)
         for village_id, month, *values in session.execute(
@@ -226,6 +232,20 @@ def verify(session: Session) -> list[str]:
             ).group_by(MonthTotal.village_id, MonthTotal.month)
         )
     }
+    events = {
+        (village_id, month): tuple(int(v) for v in values)
+        for village_id, month, *values in session.execute(
+            select(
+                Account.village_id,
+                LedgerEntry.month,
+                func.count(LedgerEntry.claim_id),
+                func.count().filter(LedgerEntry.kind == "redeem"),
+            )
+            .join(Account, Account.id == LedgerEntry.account_id)
+            .group_by(Account.village_id, LedgerEntry.month)
+        )
+    }
+    summed = {key: values + events.get(key, (0,) * len(EVENTS)) for key, values in summed.items()}
     kept = {
         (village_id, month): tuple(values)
         for village_id, month, *values in session.execute(

@@ -7,7 +7,9 @@ index probe per account, and ten times the rows in a county ten times as busy).
 sum of those entries, written as the last writes of each transaction that appends entries
 (points.village_totals). Filled here from the ledger. The 12-month trend counted every
 household month of the township with earnings; `village_month_totals.participating` keeps
-that count per village and month, filled here from `month_totals`.
+that count per village and month, filled here from `month_totals`. /metrics counted
+every posted claim and fulfilled order at each scrape; the village months keep how many
+entries posted a claim or fulfilled an order, filled here from the ledger.
 
 Revision ID: 0022
 Revises: 0021
@@ -23,6 +25,8 @@ revision = '0022'
 down_revision = '0021'
 branch_labels = None
 depends_on = None
+
+NEW_COUNTS = ('participating', 'claims_posted', 'redemptions')
 
 
 def upgrade():
@@ -53,15 +57,28 @@ def upgrade():
 
 
     with op.batch_alter_table('village_month_totals') as batch_op:
-        batch_op.add_column(sa.Column('participating', sa.Integer(), server_default='0', nullable=False))
+        for name in NEW_COUNTS:
+            batch_op.add_column(sa.Column(name, sa.Integer(), server_default='0', nullable=False))
     op.execute(
-        'UPDATE village_month_totals SET participating = ('
-        'SELECT COUNT(*) FROM month_totals m WHERE m.village_id = village_month_totals.village_id '
-        'AND m.month = village_month_totals.month AND m.earned > 0)'
+        'UPDATE village_month_totals SET participating = s.n FROM ('
+        'SELECT village_id, month, COUNT(*) AS n FROM month_totals WHERE earned > 0 '
+        'GROUP BY village_id, month) AS s '
+        'WHERE s.village_id = village_month_totals.village_id '
+        'AND s.month = village_month_totals.month'
+    )
+    op.execute(
+        'UPDATE village_month_totals SET claims_posted = s.posted, redemptions = s.redeemed '
+        'FROM (SELECT a.village_id, e.month, COUNT(e.claim_id) AS posted, '
+        "SUM(CASE WHEN e.kind = 'redeem' THEN 1 ELSE 0 END) AS redeemed "
+        'FROM ledger_entries e JOIN accounts a ON a.id = e.account_id '
+        'GROUP BY a.village_id, e.month) AS s '
+        'WHERE s.village_id = village_month_totals.village_id '
+        'AND s.month = village_month_totals.month'
     )
 
 
 def downgrade():
     with op.batch_alter_table('village_month_totals') as batch_op:
-        batch_op.drop_column('participating')
+        for name in reversed(NEW_COUNTS):
+            batch_op.drop_column(name)
     op.drop_table('village_month_items')

@@ -106,6 +106,9 @@ class VillageMonthTotal(Base):
     opening: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Households with earned > 0 in the month (参与户数): the trend's participation.
     participating: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Entries of the month that post a claim, and that fulfil a redemption: /metrics' counts.
+    claims_posted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    redemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class VillageMonthItem(Base):

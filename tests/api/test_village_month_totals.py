@@ -66,6 +66,18 @@ def participating(app: Flask, village_id: int) -> dict[str, int]:
         }
 
 
+def events(app: Flask, village_id: int) -> dict[str, tuple[int, int]]:
+    """Entries that posted a claim and that fulfilled an order, by month, kept for the
+    village (what /metrics sums)."""
+    with app.app_context():
+        return {
+            row.month: (row.claims_posted, row.redemptions)
+            for row in db.session.scalars(
+                select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
 def village_items(app: Flask, village_id: int) -> dict[tuple[str, int, str], tuple[int, int]]:
     """(month, rule item version or 0, kind) -> (entries, amount) kept for the village."""
     with app.app_context():
@@ -212,6 +224,8 @@ def test_an_award_and_its_redemption_through_the_api_keep_the_village_exact(
     assert list(village_months(app, world.village_a).values()) == [(63, 63, 0, -2, 0, 0)]
     # x earned in two transactions (funded, then awarded): one household taking part.
     assert participating(app, world.village_a) == {"2026-03": 1}
+    # The award posted a claim (funding posts none), and one order was fulfilled.
+    assert events(app, world.village_a) == {"2026-03": (1, 1)}
 
 
 def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
@@ -233,6 +247,16 @@ def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner:
         db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed + 1"))
         db.session.commit()
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize("column", ["participating", "claims_posted", "redemptions"])
+def test_verify_names_a_tampered_count(app: Flask, world: World, column: str) -> None:
+    fund(app, world.household_x, 10, at=MARCH)
+    with app.app_context():
+        db.session.execute(text(f"UPDATE village_month_totals SET {column} = {column} + 1"))
+        problems = village_totals.verify(db.session)
+        db.session.rollback()
+    assert len(problems) == 1 and f"{column}=" in problems[0], problems
 
 
 def test_verify_names_a_tampered_or_missing_item_total(
