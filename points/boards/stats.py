@@ -89,15 +89,15 @@ def _categories_and_items(
     # village and item of the period, however many entries the month has. Reversals count
     # only where they correct a score: a reversed opening balance (期初) or expiry was never
     # a category's points.
-    item = VillageMonthItem
+    kept = VillageMonthItem
     rows = [
         (None if version_id == NO_ITEM else version_id, kind, count, amount)
         for version_id, kind, count, amount in session.execute(
             select(
-                item.rule_item_version_id, item.kind, func.sum(item.entries), func.sum(item.amount)
+                kept.rule_item_version_id, kept.kind, func.sum(kept.entries), func.sum(kept.amount)
             )
-            .where(item.village_id.in_(village_ids), item.month.in_(period.months))
-            .group_by(item.rule_item_version_id, item.kind)
+            .where(kept.village_id.in_(village_ids), kept.month.in_(period.months))
+            .group_by(kept.rule_item_version_id, kept.kind)
         )
     ]
     versions = _version_names(session, [r[0] for r in rows])
