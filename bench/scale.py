@@ -824,6 +824,15 @@ def fill_village_month_totals(url: str) -> None:
         )
 
 
+def fill_claim_approvals(url: str) -> None:
+    """Each claim's count of its approvals (what the review keeps beside them)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE claims SET approvals = s.n FROM (SELECT claim_id, COUNT(*) AS n "
+            "FROM claim_approvals GROUP BY claim_id) AS s WHERE s.claim_id = claims.id"
+        )
+
+
 def load_rest(url: str, county: County, audit: int, movements: int, now: datetime) -> None:
     rng = random.Random(11)
     start = now - timedelta(days=365 * HISTORY_YEARS)
@@ -972,6 +981,7 @@ def build(url: str, args: argparse.Namespace, entries: int) -> Built:
     mark = time.perf_counter()
     loaded = load_ledger(url, county, entries, args.claims, now)
     fill_village_month_totals(url)
+    fill_claim_approvals(url)
     seconds["ledger, claims, redemptions (COPY)"] = time.perf_counter() - mark
     mark = time.perf_counter()
     load_rest(url, county, args.audit, args.movements, now)

@@ -1,4 +1,4 @@
-"""village month items and participation: the township's statistics read a row per village
+"""village month items and counts, claims.approvals: county-sized statistics, metrics, 今日
 
 
 The statistics page summed every score entry of the month of the township's accounts (an
@@ -9,7 +9,9 @@ sum of those entries, written as the last writes of each transaction that append
 household month of the township with earnings; `village_month_totals.participating` keeps
 that count per village and month, filled here from `month_totals`. /metrics counted
 every posted claim and fulfilled order at each scrape; the village months keep how many
-entries posted a claim or fulfilled an order, filled here from the ledger.
+entries posted a claim or fulfilled an order, filled here from the ledger. The console's
+今日 told a claim waiting for a first review from one waiting for a second by probing each
+pending claim's approvals; `claims.approvals` keeps their count, indexed with the status.
 
 Revision ID: 0022
 Revises: 0021
@@ -75,9 +77,21 @@ def upgrade():
         'WHERE s.village_id = village_month_totals.village_id '
         'AND s.month = village_month_totals.month'
     )
+    # Each claim's count of approvals, for the console's review lists (今日).
+    with op.batch_alter_table('claims') as batch_op:
+        batch_op.add_column(sa.Column('approvals', sa.Integer(), server_default='0', nullable=False))
+    op.execute(
+        'UPDATE claims SET approvals = s.n FROM ('
+        'SELECT claim_id, COUNT(*) AS n FROM claim_approvals GROUP BY claim_id) AS s '
+        'WHERE s.claim_id = claims.id'
+    )
+    op.create_index('ix_claims_status_approvals', 'claims', ['status', 'approvals', 'id'], unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_claims_status_approvals', table_name='claims')
+    with op.batch_alter_table('claims') as batch_op:
+        batch_op.drop_column('approvals')
     with op.batch_alter_table('village_month_totals') as batch_op:
         for name in reversed(NEW_COUNTS):
             batch_op.drop_column(name)

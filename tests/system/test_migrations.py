@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -203,37 +204,36 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
                 village_id=village.id,
             )
             at = datetime(2026, 11, 5, tzinfo=UTC)
-            # Through the table, naming only the columns 0004 has: the model may have more.
-            s.execute(
-                Claim.__table__.insert(),
-                [
-                    {
-                        "village_id": village.id,
-                        "household_id": household.id,
-                        "rule_item_id": item.id,
-                        "rule_item_version_id": item.current_version_id,
-                        "source": "cadre",
-                        "points": points,
-                        "reason": "迁移前",
-                        "status": status,
-                        "occurred_at": at,
-                        "submitted_by": cadre.id,
-                        "created_at": at,
-                        "decided_at": decided_at,
-                        "evidence": [],
-                        "capped": False,
-                    }
-                    for points, status, decided_at in [
-                        (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
-                        (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
-                        (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
-                        (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
-                        (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
-                        (8, "approved", None),
-                        (4, "pending", None),
-                    ]
-                ],
-            )
+            # Through a table of only the columns 0004 has: the model may have more, and
+            # its defaults would name them too.
+            rows = [
+                {
+                    "village_id": village.id,
+                    "household_id": household.id,
+                    "rule_item_id": item.id,
+                    "rule_item_version_id": item.current_version_id,
+                    "source": "cadre",
+                    "points": points,
+                    "reason": "迁移前",
+                    "status": status,
+                    "occurred_at": at,
+                    "submitted_by": cadre.id,
+                    "created_at": at,
+                    "decided_at": decided_at,
+                    "evidence": [],
+                    "capped": False,
+                }
+                for points, status, decided_at in [
+                    (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                    (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                    (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                    (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (8, "approved", None),
+                    (4, "pending", None),
+                ]
+            ]
+            s.execute(_only(Claim, rows[0]).insert(), rows)
             # The posted 10 points are reversed (冲正), after 0005: their entry and the
             # reversing one.
             entry = {
@@ -325,25 +325,24 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             _old_user(s, role="villager", openid="mig-head", villager_id=head_id)
             stubborn = _old_user(s, role="villager", openid="mig-stubborn")
             other = _old_user(s, role="villager", openid="mig-other")
-            claim_id = s.execute(
-                Claim.__table__.insert().returning(Claim.__table__.c.id),
-                {
-                    "village_id": village.id,
-                    "household_id": household.id,
-                    "rule_item_id": item.id,
-                    "rule_item_version_id": item.current_version_id,
-                    "source": "cadre",
-                    "points": 3,
-                    "reason": "迁移前",
-                    "status": "objected",
-                    "occurred_at": at,
-                    "submitted_by": cadre.id,
-                    "created_at": at,
-                    "decided_at": at,
-                    "evidence": [],
-                    "capped": False,
-                },
-            ).scalar_one()
+            old_claim = {
+                "village_id": village.id,
+                "household_id": household.id,
+                "rule_item_id": item.id,
+                "rule_item_version_id": item.current_version_id,
+                "source": "cadre",
+                "points": 3,
+                "reason": "迁移前",
+                "status": "objected",
+                "occurred_at": at,
+                "submitted_by": cadre.id,
+                "created_at": at,
+                "decided_at": at,
+                "evidence": [],
+                "capped": False,
+            }
+            claims = _only(Claim, old_claim)
+            claim_id = s.execute(claims.insert().returning(claims.c.id), old_claim).scalar_one()
             objections = Objection.__table__
             for user_id, reason, status in [
                 (stubborn.id, "第一次", "upheld"),
@@ -596,3 +595,13 @@ def test_upgrade_fills_the_village_month_items_from_the_score_entries(
         (village_id, "2026-11", 0, "reverse"): (1, -10),
     }
     assert problems == []
+
+
+def _only(model: Any, row: dict[str, Any]) -> Any:
+    """The model's table with only the columns `row` names (and `id`), as an older schema
+    has them: the model's own table would also insert the defaults of its newer columns."""
+    columns = model.__table__.c
+    return table(
+        model.__tablename__,
+        *(column(name, columns[name].type) for name in {"id", *row}),
+    )
