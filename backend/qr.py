@@ -124,12 +124,39 @@ def plate_png(actor: Actor, household_id: int) -> bytes:
     village = db.session.get(Village, household.village_id)
     assert village is not None
     head = household.head
-    return render.plate_png(
-        village=village.name,
-        head=head.name if head else (household.name or ""),
-        address=household.address or household.name or "",
-        qr_png=qr_png(plate_url(link.token)),
-        font=print_font(),
+    shown = {
+        "village": village.name,
+        "head": head.name if head else (household.name or ""),
+        "address": household.address or household.name or "",
+    }
+    url, font = plate_url(link.token), print_font()
+    # Drawn once for the same plate (backend/render_cache.py): the key is all it shows.
+    return drawn_once(
+        "plate",
+        "png",
+        lambda: render.plate_png(
+            village=shown["village"],
+            head=shown["head"],
+            address=shown["address"],
+            qr_png=qr_png(url),
+            font=font,
+        ),
+        shown,
+        url,
+        font_key(font),
+    )
+
+
+def member_card_png(villager: Villager, village: Village) -> bytes:
+    """The villager's valid member card at 300 dpi, drawn once for the same card (its text
+    and QR link; a reissued card is another link)."""
+    face, font = card_face(qr_codec(), villager, village, draw=False), print_font()
+    return drawn_once(
+        "card",
+        "png",
+        lambda: card_render.card_png(face, font, card_render.CARD_DPI),
+        astuple(face),
+        font_key(font),
     )
 
 

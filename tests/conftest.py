@@ -211,6 +211,9 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
             assert_ledger_invariants(app)
         finally:
             _empty_tables(app)
+            # The next test's rows get the same ids, so the same pictures: drawn anew there,
+            # not found from this test (tests count and inspect what is drawn).
+            shutil.rmtree(app.config["RENDER_CACHE_DIR"], ignore_errors=True)
         if not isinstance(limiter.storage, MemoryStorage):
             # The limiter is one object per process and follows the last app created; a
             # test that built an app with REDIS_URL left it on Redis. Back to memory.

@@ -10,12 +10,12 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from points import card_render, cards, registry, roster
+from points import cards, registry, roster
 from points.models import Household, Township, Village, Villager, VillagerGroup
 from points.scope import authorize, get_visible, visible
 
 from .. import present, qr
-from ..caller import current_actor, qr_codec
+from ..caller import current_actor
 from ..clock import now, village_tz
 from ..downloads import uploaded_sheet
 from ..errors import APIError
@@ -23,7 +23,6 @@ from ..extensions import db
 from ..idempotency import DOC as IDEMPOTENT
 from ..idempotency import idempotent
 from ..openapi import BINARY, PAGE_TOO_DEEP, PageArgs, page_of, paginate, raises
-from ..qr import card_face, print_font
 from ..schemas.common import SignatureArgs, SignedLinkOut
 from ..schemas.registry import (
     BindingTokenOut,
@@ -294,8 +293,7 @@ def member_card(args: dict[str, Any], villager_id: int) -> Response:
     villager = _card_villager(villager_id)
     village = db.session.get(Village, villager.household.village_id)
     assert village is not None
-    face = card_face(qr_codec(), villager, village)
-    png = card_render.card_png(face, print_font(), card_render.CARD_DPI)
+    png = qr.member_card_png(villager, village)
     response = Response(png, mimetype="image/png", headers={"Cache-Control": "private, no-store"})
     return mark_signed(response) if is_signed_request() else response
 

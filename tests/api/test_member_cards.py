@@ -35,7 +35,8 @@ REVOKED_MESSAGE = "此卡已挂失补办，请使用新卡"
 
 
 def printed_qr(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What the QR codes drawn from now on carry, in order."""
+    """What the QR codes drawn from now on carry, in order (a card's is drawn with the card,
+    points.card_render; others by backend.qr)."""
     seen: list[str] = []
     draw = backend.qr.qr_png
 
@@ -44,6 +45,7 @@ def printed_qr(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return draw(data, box_size)
 
     monkeypatch.setattr(backend.qr, "qr_png", recording)
+    monkeypatch.setattr(card_render, "draw_qr", recording)
     return seen
 
 
@@ -114,6 +116,7 @@ def test_card_face_names_village_household_group_and_number(
 ) -> None:
     faces: list[card_render.CardFace] = []
     draw = card_render.card_png
+    monkeypatch.setitem(app.config, "RENDER_CACHE_MB", 0)  # drawn here, not read from disk
     monkeypatch.setattr(
         card_render, "card_png", lambda face, *a, **k: faces.append(face) or draw(face, *a, **k)
     )

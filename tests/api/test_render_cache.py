@@ -395,3 +395,49 @@ def test_the_township_month_report_is_drawn_once_until_another_village_closes(
         close(world.village_b, "cadre_b")
         assert report() != first
         assert len(drawn) == 2
+
+
+def test_a_plate_is_drawn_once_until_its_code_is_renewed(
+    client: FlaskClient, world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = spy(monkeypatch, "plate_png")
+
+    def plate() -> bytes:
+        answer = client.get(
+            f"/api/v1/households/{world.household_x}/plate.png", headers=world.headers("cadre_a")
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+        return answer.data
+
+    first = plate()
+    assert plate() == first and len(drawn) == 1
+    renewed = client.post(
+        f"/api/v1/households/{world.household_x}/plate/renew", headers=world.headers("cadre_a")
+    )
+    assert renewed.status_code == 201, renewed.get_json()
+    assert plate() != first  # a new code on it: drawn again
+    assert len(drawn) == 2
+
+
+def test_a_member_card_is_drawn_once_until_it_is_reissued(
+    client: FlaskClient, world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = spy(monkeypatch, "card_png", card_render)
+
+    def card() -> bytes:
+        answer = client.get(
+            f"/api/v1/villagers/{world.spouse_x}/card.png", headers=world.headers("cadre_a")
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+        return answer.data
+
+    first = card()
+    assert card() == first and len(drawn) == 1
+    reissued = client.post(
+        f"/api/v1/villagers/{world.spouse_x}/card/reissue",
+        headers={**world.headers("cadre_a"), "Idempotency-Key": "reissue-1"},
+        json={"reason": "卡片遗失"},
+    )
+    assert reissued.status_code in (200, 201), reissued.get_json()
+    assert card() != first  # the earlier card's QR is refused now: another card
+    assert len(drawn) == 2
