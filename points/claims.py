@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +40,7 @@ from rules.periods import add_months, month_key, period_end, period_start
 
 from . import audit, budget, catalogs, ledger
 from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
-from .db import core, insert_as_loaded, rowcount
+from .db import column_values, core, insert_as_loaded, join_as_loaded, rowcount
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
     HEAD,
@@ -529,24 +530,78 @@ def _new_claim(
         # Inserted posted: no other transaction can see the row before this one commits, so
         # `_post`'s conditional update (two runners, one posting) has nothing to guard here.
         claim.status, claim.posted_at = ClaimStatus.POSTED, now
-    insert_as_loaded(session, claim)
+    locked = None
     if reviewed:
         # A new claim has no approvals yet: this one cannot be a second by the same cadre.
-        core(session).execute(
-            _INSERT_APPROVAL, {"claim_id": claim.id, "user_id": actor.user_id, "at": now}
-        )
+        locked = _insert_reviewed(session, claim, actor.user_id, now, lock=post)
+    else:
+        insert_as_loaded(session, claim)
     if post:
         if version_rule is None:
             version = session.get(RuleItemVersion, claim.rule_item_version_id)
             assert version is not None
             version_rule = version.rule
-        _post_entry(session, claim, item, version_rule, now, tz)
+        _post_entry(session, claim, item, version_rule, now, tz, locked=locked)
     return claim
 
 
 _INSERT_APPROVAL = insert(ClaimApproval).values(
     claim_id=bindparam("claim_id"), user_id=bindparam("user_id"), created_at=bindparam("at")
 )
+
+
+def _insert_reviewed(
+    session: Session, claim: Claim, user_id: int, at: datetime, *, lock: bool
+) -> ledger.Head | None:
+    """Insert a new claim with its first approval, by `user_id` at `at`; the claim joins the
+    session as loaded (`insert_as_loaded`). On PostgreSQL one statement, else two. `lock`
+    (the claim posts next): on PostgreSQL the same statement locks and reads its household's
+    account row for the entry (`ledger.lock_head_columns`; None when it has none yet, or on
+    SQLite: `ledger.append` locks it then). The budget's row was locked before, so the
+    account's comes after it, the order every posting takes them in."""
+    if session.get_bind().dialect.name != "postgresql":
+        insert_as_loaded(session, claim)
+        core(session).execute(
+            _INSERT_APPROVAL, {"claim_id": claim.id, "user_id": user_id, "at": at}
+        )
+        return None
+    values = column_values(claim)
+    params = {f"c_{name}": value for name, value in values.items()}
+    params |= {"a_user_id": user_id, "a_at": at, "h_household_id": claim.household_id}
+    row = core(session).execute(_reviewed_statement(tuple(values), lock), params).one()
+    join_as_loaded(session, claim, row[0])
+    if not lock or row[1] is None:
+        return None
+    return ledger.Head(*row[1:])
+
+
+@lru_cache(maxsize=8)
+def _reviewed_statement(columns: tuple[str, ...], lock: bool) -> Any:
+    """PostgreSQL: the claim (its `columns` bound as `c_<column>`) and its first approval in
+    one statement, which returns the claim's id and, with `lock`, its household's account
+    row locked (`ledger.lock_head_columns`, NULLs when there is none). Built once per shape."""
+    claim = (
+        insert(Claim)
+        .values({name: bindparam(f"c_{name}") for name in columns})
+        .returning(Claim.id)
+        .cte("claim")
+    )
+    approval = (
+        insert(ClaimApproval)
+        .from_select(
+            ["claim_id", "user_id", "created_at"],
+            select(
+                claim.c.id,
+                bindparam("a_user_id", type_=ClaimApproval.user_id.type),
+                bindparam("a_at", type_=ClaimApproval.created_at.type),
+            ),
+        )
+        .cte("approval")
+    )
+    if not lock:
+        return select(claim.c.id).add_cte(approval)
+    head = ledger.lock_head_columns(bindparam("h_household_id", type_=Claim.household_id.type))
+    return select(claim.c.id, *head.c).select_from(claim).outerjoin(head, true()).add_cte(approval)
 
 
 def submit(
@@ -645,15 +700,7 @@ def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
         # `member_target` of the villager `get_visible` finds, in one query.
         member = (
             core(session)
-            .execute(
-                visible(actor, Villager)
-                .with_only_columns(
-                    Villager.id, Villager.active, Villager.household_id, Household.village_id
-                )
-                .select_from(Villager)
-                .join(Household, Household.id == Villager.household_id)
-                .where(Villager.id == spec["villager_id"])
-            )
+            .execute(_member_target_statement(actor), {"villager_id": spec["villager_id"]})
             .first()
         )
         if member is None:
@@ -662,24 +709,42 @@ def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
         if not active:
             raise VillagerDeactivated(details={"villager_id": villager_id})
         return Target(household_id, villager_id, village_id)
-    # The household with its head (户主, at most one: uq_villagers_one_head), in one query.
     found = (
         core(session)
-        .execute(
-            visible(actor, Household)
-            .with_only_columns(Household.id, Household.village_id, Villager.id)
-            .select_from(Household)
-            .outerjoin(
-                Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD)
-            )
-            .where(Household.id == spec["household_id"])
-        )
+        .execute(_household_target_statement(actor), {"household_id": spec["household_id"]})
         .first()
     )
     if found is None:
         raise NotFound()
     household_id, village_id, head_id = found
     return Target(household_id, head_id, village_id)
+
+
+# Built once per caller (the scope is the actor's): building the statement and its cache key
+# cost more CPU than running it, and every award runs one per target.
+@lru_cache(maxsize=256)
+def _member_target_statement(actor: Actor) -> Select[*tuple[Any, ...]]:
+    return (
+        visible(actor, Villager)
+        .with_only_columns(
+            Villager.id, Villager.active, Villager.household_id, Household.village_id
+        )
+        .select_from(Villager)
+        .join(Household, Household.id == Villager.household_id)
+        .where(Villager.id == bindparam("villager_id"))
+    )
+
+
+@lru_cache(maxsize=256)
+def _household_target_statement(actor: Actor) -> Select[*tuple[Any, ...]]:
+    """The household with its head (户主, at most one: uq_villagers_one_head)."""
+    return (
+        visible(actor, Household)
+        .with_only_columns(Household.id, Household.village_id, Villager.id)
+        .select_from(Household)
+        .outerjoin(Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD))
+        .where(Household.id == bindparam("household_id"))
+    )
 
 
 def award(
@@ -1075,10 +1140,12 @@ def _post_entry(
     rule: rules.RuleItem,
     now: datetime,
     tz: ZoneInfo,
+    locked: ledger.Head | None = None,
 ) -> None:
     """A claim now `posted` (by `_post`, or inserted so): its points decided again against
     what is posted under its item version's `rule`, then its entry appended (or the claim
-    rejected, when a cap reached meanwhile leaves it nothing)."""
+    rejected, when a cap reached meanwhile leaves it nothing). `locked`: its household's
+    account row, if the caller locked it already (`ledger.append`)."""
     target = Target(claim.household_id, claim.member_id, claim.village_id)
     evaluation = rules.evaluate(
         rule,
@@ -1115,6 +1182,7 @@ def _post_entry(
             amount=claim.points,
             when=ledger.EntryTime(tz, at=now, counts_for=claim.occurred_at),
             origin=_origin(claim, claim.note),
+            locked=locked,
         )
     if rule.kind == "veto" and rule.veto is not None:
         _apply_veto(session, claim, rule.veto, now, tz)

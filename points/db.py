@@ -93,16 +93,29 @@ def insert_as_loaded(session: Session, obj: Any) -> None:
     statement itself, and the busiest write (a check-in's claim) inserts exactly one.
     Attributes left unset take their column defaults in the database and are loaded if read.
     """
+    values = column_values(obj)
+    table = inspect(obj).mapper.local_table
+    join_as_loaded(
+        session, obj, core(session).execute(_insert_returning(table), values).scalar_one()
+    )
+
+
+def column_values(obj: Any) -> dict[str, Any]:
+    """The column values set on a new object, by column name: what its INSERT sends."""
     mapper = inspect(obj).mapper
-    values = {
+    return {
         attr.columns[0].key: obj.__dict__[attr.key]
         for attr in mapper.column_attrs
         if attr.key in obj.__dict__
     }
+
+
+def join_as_loaded(session: Session, obj: Any, primary_key: int) -> None:
+    """A new object whose row a Core statement inserted (its primary key `primary_key`)
+    joins the session as if it had just been loaded."""
+    mapper = inspect(obj).mapper
     (key,) = mapper.primary_key
-    obj.__dict__[mapper.get_property_by_column(key).key] = (
-        core(session).execute(_insert_returning(mapper.local_table), values).scalar_one()
-    )
+    obj.__dict__[mapper.get_property_by_column(key).key] = primary_key
     make_transient_to_detached(obj)
     session.add(obj)
 

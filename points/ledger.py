@@ -17,10 +17,21 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import identity_key
 
@@ -28,7 +39,7 @@ from rules.periods import month_key
 
 from . import village_totals
 from .budget import give_back_reversed
-from .db import core, insert_as_loaded, upsert_insert
+from .db import column_values, core, insert_as_loaded, join_as_loaded, upsert_insert
 from .errors import Conflict, DomainError, NotFound
 from .models import (
     Base,
@@ -108,41 +119,67 @@ def account_for(session: Session, household_id: int, *, lock: bool = False) -> A
     return account
 
 
-@lru_cache(maxsize=8)
+INCREMENTS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
+MEMBER_INCREMENTS = ("score", "earned", "deducted")
+
+
 def _totals_statement(
-    dialect: str,
-    model: type[Base],
-    keys: tuple[str, ...],
-    conflict: tuple[str, ...],
-    increments: tuple[str, ...],
+    dialect: str, model: type[Base], keys: dict[str, str], increments: tuple[str, ...]
 ) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE adding to the counters, every value bound by name
-    (`v_<column>`). Built once per shape: building the statement and its cache key cost more
-    CPU than running it, and every entry runs one or two."""
+    """INSERT … ON CONFLICT DO UPDATE adding to the counters of a totals row: `keys` (column:
+    parameter) and the counters (`v_<counter>`) bound by name. Built once per statement (the
+    callers cache it): building the statement and its cache key cost more CPU than running
+    it, and every entry runs one or two."""
     table = model.__table__
     stmt = upsert_insert(dialect)(table).values(
-        {name: bindparam(f"v_{name}") for name in keys + increments}
+        {
+            **{column: bindparam(name) for column, name in keys.items()},
+            **{name: bindparam(f"v_{name}") for name in increments},
+        }
     )
     return stmt.on_conflict_do_update(
-        index_elements=list(conflict),
+        index_elements=list(keys)[:1] + ["month"],
         set_={name: table.c[name] + stmt.excluded[name] for name in increments},
     )
 
 
-def _add_to_totals(
-    session: Session,
-    model: type[Base],
-    keys: dict[str, Any],
-    conflict: list[str],
-    increments: dict[str, int],
-) -> None:
-    """Upsert a totals row, adding to its counters in one statement."""
-    stmt = _totals_statement(
-        session.get_bind().dialect.name, model, tuple(keys), tuple(conflict), tuple(increments)
+@lru_cache(maxsize=2)
+def _month_total_statement(dialect: str) -> Any:
+    """The household's month (MonthTotal), every counter added to."""
+    keys = {name: f"v_{name}" for name in ("account_id", "household_id", "village_id", "month")}
+    return _totals_statement(dialect, MonthTotal, keys, INCREMENTS)
+
+
+@lru_cache(maxsize=2)
+def _member_total_statement(dialect: str) -> Any:
+    """The member's month (MemberMonthTotal), for an entry that scores: its score, earned and
+    deducted, the same as its household's month."""
+    keys = {"member_id": "m_member_id"}
+    keys |= {name: f"v_{name}" for name in ("household_id", "village_id", "month")}
+    return _totals_statement(dialect, MemberMonthTotal, keys, MEMBER_INCREMENTS)
+
+
+@lru_cache(maxsize=32)
+def _append_statement(columns: tuple[str, ...], from_hold: bool, scores: bool, member: bool) -> Any:
+    """PostgreSQL: the entry (its `columns` bound as `e_<column>`), the account's move
+    (`_move_statement`), the household's month and, with `member`, the member's month, in
+    one statement; it returns the entry's id and how many accounts moved (1, or 0 when the
+    head was not the one read). Data-modifying CTEs all run to completion, referenced or
+    not, and see the same snapshot; none of them touches a row another one does."""
+    entry = (
+        insert(LedgerEntry)
+        .values({name: bindparam(f"e_{name}") for name in columns})
+        .returning(LedgerEntry.id)
+        .cte("entry")
     )
-    core(session).execute(
-        stmt, {f"v_{name}": value for name, value in {**keys, **increments}.items()}
-    )
+    moved = _move_statement(from_hold, scores).returning(Account.id).cte("moved")
+    ctes = [_month_total_statement("postgresql").cte("month_total")]
+    if member:
+        ctes.append(_member_total_statement("postgresql").cte("member_total"))
+    return select(
+        select(entry.c.id).scalar_subquery(),
+        select(func.count()).select_from(moved).scalar_subquery(),
+    ).add_cte(*ctes)
 
 
 @dataclass(frozen=True)
@@ -178,14 +215,16 @@ def append(
     when: EntryTime,
     origin: EntryOrigin | None = None,
     from_hold: bool = False,
+    locked: Head | None = None,
 ) -> LedgerEntry:
     """Append one entry and move the balance with it. `from_hold` (a fulfilled redemption)
     takes the amount out of `held` instead of `available`. If the month the entry counts in
     (`when`) has its board published already, the entry is a late posting
-    (`_record_if_late`)."""
+    (`_record_if_late`). `locked`: the household's account row as the caller locked and read
+    it in this transaction (`lock_head_columns`), else it is locked and read here."""
     origin = origin or EntryOrigin()
     tz = when.tz
-    account_id, village_id, count, head = _lock_head(session, household_id)
+    account_id, village_id, count, head = locked or _lock_head(session, household_id)
     created_at = when.at or datetime.now(UTC)
     entry = LedgerEntry(
         account_id=account_id,
@@ -203,36 +242,12 @@ def append(
         prev_hash=head,
     )
     entry.hash = chain_hash(head, entry)
-    # One INSERT … RETURNING id; the entry joins the session as loaded.
-    insert_as_loaded(session, entry)
 
     # A reversal counts where the entry it reverses counted: an award's in the score, a
     # withdrawn veto's wipe in the expired points (so issued = balances + redeemed + expired
     # still holds in the points report).
     reversed_kind = _kind_of(session, origin.reverses_id) if kind == "reverse" else None
     scores = kind in SCORE_KINDS or reversed_kind in SCORE_KINDS
-    # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
-    moved = (
-        core(session)
-        .execute(
-            _move_statement(from_hold, scores),
-            {
-                "account_id": account_id,
-                "read_head": head,
-                "amount": amount,
-                "entry_count": entry.seq,
-                "head_hash": entry.hash,
-            },
-        )
-        .rowcount
-    )
-    if moved != 1:
-        raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
-    # An Account the session holds is stale now: read again if used.
-    loaded = session.identity_map.get(identity_key(Account, account_id))
-    if loaded is not None:
-        session.expire(loaded)
-
     increments = {
         "score": amount if scores else 0,
         "earned": amount if kind == "earn" else 0,
@@ -241,35 +256,63 @@ def append(
         "expired": amount if "expire" in (kind, reversed_kind) else 0,
         "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
-    _add_to_totals(
-        session,
-        MonthTotal,
-        {
-            "account_id": account_id,
-            "household_id": household_id,
-            "village_id": village_id,
-            "month": entry.month,
-        },
-        ["account_id", "month"],
-        increments,
-    )
+    member = origin.member_id is not None and scores
+    # The account's new head and balance, guarded by the chain head we read under the lock:
+    # a concurrent append cannot slip in.
+    move = {
+        "account_id": account_id,
+        "read_head": head,
+        "amount": amount,
+        "entry_count": entry.seq,
+        "head_hash": entry.hash,
+    }
+    totals = {
+        "v_account_id": account_id,
+        "v_household_id": household_id,
+        "v_village_id": village_id,
+        "v_month": entry.month,
+        **{f"v_{name}": value for name, value in increments.items()},
+    }
+    if member:
+        totals["m_member_id"] = origin.member_id
+    values = column_values(entry)
+    if session.get_bind().dialect.name == "postgresql":
+        # The entry, the account's move and the month totals in one statement (one round trip
+        # instead of three or four), each as it is written apart below.
+        connection = core(session)
+        entry_id, moved = connection.execute(
+            _append_statement(tuple(values), from_hold, scores, member),
+            {**{f"e_{name}": value for name, value in values.items()}, **move, **totals},
+        ).one()
+        join_as_loaded(session, entry, entry_id)
+    else:
+        # One INSERT … RETURNING id; the entry joins the session as loaded.
+        insert_as_loaded(session, entry)
+        moved = core(session).execute(_move_statement(from_hold, scores), move).rowcount
+        if moved == 1:
+            core(session).execute(_month_total_statement("sqlite"), totals)
+            if member:
+                core(session).execute(_member_total_statement("sqlite"), totals)
+    if moved != 1:
+        raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
+    # An Account the session holds is stale now: read again if used.
+    loaded = session.identity_map.get(identity_key(Account, account_id))
+    if loaded is not None:
+        session.expire(loaded)
     village_totals.record(session, village_id, entry.month, increments)
-    if origin.member_id is not None and scores:
-        _add_to_totals(
-            session,
-            MemberMonthTotal,
-            {
-                "member_id": origin.member_id,
-                "household_id": household_id,
-                "village_id": village_id,
-                "month": entry.month,
-            },
-            ["member_id", "month"],
-            {"score": amount, "earned": increments["earned"], "deducted": increments["deducted"]},
-        )
     if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
         _record_if_late(session, village_id, household_id, entry)
     return entry
+
+
+class Head(NamedTuple):
+    """An account row as an append needs it, locked until commit: its id, village, entry
+    count and chain head."""
+
+    account_id: int
+    village_id: int
+    entry_count: int
+    head_hash: str
 
 
 # Built once (every entry runs them): the account's row locked with what the next entry needs.
@@ -280,7 +323,25 @@ _LOCK_HEAD = (
 )
 
 
-def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]:
+def lock_head_columns(household_id: Any) -> Subquery:
+    """`_lock_head`'s statement as a subquery (`household_id` a column or a bound parameter),
+    for a caller that locks the account row within a statement of its own and passes what it
+    read to `append` (`Head`): one round trip less. Its columns: account_id, village_id,
+    entry_count, head_hash; no row when the household has no account yet."""
+    return (
+        select(
+            Account.id.label("account_id"),
+            Account.village_id,
+            Account.entry_count,
+            Account.head_hash,
+        )
+        .where(Account.household_id == household_id)
+        .with_for_update()
+        .subquery("head")
+    )
+
+
+def _lock_head(session: Session, household_id: int) -> Head:
     """The household's account row locked until commit (created on first use, as
     `account_for`): its id, village, entry count and chain head."""
     connection = core(session)
@@ -291,7 +352,7 @@ def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]
         if row is None:
             raise NotFound()  # no such household
     account_id, village_id, count, head = row
-    return account_id, village_id, count, head
+    return Head(account_id, village_id, count, head)
 
 
 def _create_account(session: Session, household_id: int) -> None:
