@@ -40,7 +40,14 @@ from rules.periods import add_months, month_key, period_end, period_start
 
 from . import audit, budget, catalogs, ledger
 from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
-from .db import column_values, core, insert_as_loaded, join_as_loaded, rowcount
+from .db import (
+    column_values,
+    core,
+    insert_as_loaded,
+    join_as_loaded,
+    new_for_insert,
+    rowcount,
+)
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
     HEAD,
@@ -489,7 +496,8 @@ def _new_claim(
         )
     if reviewed:
         refuse_own_household(session, actor, target.household_id)
-    claim = Claim(
+    claim = new_for_insert(
+        Claim,
         village_id=target.village_id,
         household_id=target.household_id,
         member_id=target.member_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -22,6 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+M = TypeVar("M")
 
 
 def configure_engine(engine: Engine) -> Engine:
@@ -98,6 +100,17 @@ def insert_as_loaded(session: Session, obj: Any) -> None:
     join_as_loaded(
         session, obj, core(session).execute(_insert_returning(table), values).scalar_one()
     )
+
+
+def new_for_insert(model: type[M], **values: Any) -> M:
+    """A new (transient) `model` with `values` (attribute names) set as a load sets them,
+    without the attribute event a constructor runs for each (about 45 µs an object of a
+    dozen columns): for an object built to be inserted by `insert_as_loaded` or a statement
+    of its own. Nothing is checked or defaulted here, as the constructor would not either;
+    attributes set afterwards go through the instrumentation as usual."""
+    obj: M = inspect(model).class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
 
 
 def column_values(obj: Any) -> dict[str, Any]:

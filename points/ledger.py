@@ -39,7 +39,14 @@ from rules.periods import month_key
 
 from . import village_totals
 from .budget import give_back_reversed
-from .db import column_values, core, insert_as_loaded, join_as_loaded, upsert_insert
+from .db import (
+    column_values,
+    core,
+    insert_as_loaded,
+    join_as_loaded,
+    new_for_insert,
+    upsert_insert,
+)
 from .errors import Conflict, DomainError, NotFound
 from .models import (
     Base,
@@ -226,7 +233,8 @@ def append(
     tz = when.tz
     account_id, village_id, count, head = locked or _lock_head(session, household_id)
     created_at = when.at or datetime.now(UTC)
-    entry = LedgerEntry(
+    entry = new_for_insert(
+        LedgerEntry,
         account_id=account_id,
         seq=count + 1,
         kind=kind,
