@@ -19,7 +19,7 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -107,7 +107,9 @@ def new_for_insert(model: type[M], **values: Any) -> M:
     without the attribute event a constructor runs for each (about 45 µs an object of a
     dozen columns): for an object built to be inserted by `insert_as_loaded` or a statement
     of its own. Nothing is checked or defaulted here, as the constructor would not either;
-    attributes set afterwards go through the instrumentation as usual."""
+    attributes set afterwards go through the instrumentation as usual. The mappers are
+    configured first, as a constructor's first call would (a no-op once they are)."""
+    configure_mappers()
     obj: M = inspect(model).class_manager.new_instance()
     obj.__dict__.update(values)
     return obj
