@@ -564,9 +564,9 @@ def _insert_reviewed(
     """Insert a new claim with its first approval, by `user_id` at `at`; the claim joins the
     session as loaded (`insert_as_loaded`). On PostgreSQL one statement, else two. `lock`
     (the claim posts next): on PostgreSQL the same statement locks and reads its household's
-    account row for the entry (`ledger.lock_head_columns`; None when it has none yet, or on
-    SQLite: `ledger.append` locks it then). The budget's row was locked before, so the
-    account's comes after it, the order every posting takes them in."""
+    account row for the entry (`ledger.lock_head_columns`, or `ledger.open_account` when it
+    has none yet; None on SQLite: `ledger.append` locks it then). The budget's row was
+    locked before, so the account's comes after it, the order every posting takes them in."""
     if session.get_bind().dialect.name != "postgresql":
         insert_as_loaded(session, claim)
         core(session).execute(
@@ -578,8 +578,10 @@ def _insert_reviewed(
     params |= {"a_user_id": user_id, "a_at": at, "h_household_id": claim.household_id}
     row = core(session).execute(_reviewed_statement(tuple(values), lock), params).one()
     join_as_loaded(session, claim, row[0])
-    if not lock or row[1] is None:
+    if not lock:
         return None
+    if row[1] is None:  # the household's first entry
+        return ledger.open_account(session, claim.household_id)
     return ledger.Head(*row[1:])
 
 

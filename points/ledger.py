@@ -352,15 +352,39 @@ def lock_head_columns(household_id: Any) -> Subquery:
 def _lock_head(session: Session, household_id: int) -> Head:
     """The household's account row locked until commit (created on first use, as
     `account_for`): its id, village, entry count and chain head."""
-    connection = core(session)
-    row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+    row = core(session).execute(_LOCK_HEAD, {"household_id": household_id}).first()
     if row is None:
-        _create_account(session, household_id)
-        row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
-        if row is None:
-            raise NotFound()  # no such household
+        return open_account(session, household_id)
     account_id, village_id, count, head = row
     return Head(account_id, village_id, count, head)
+
+
+def open_account(session: Session, household_id: int) -> Head:
+    """`_lock_head` of a household found without an account: its account created (unless
+    another transaction just did) and locked. On PostgreSQL one statement: the insert's
+    conflict with a row created meanwhile waits for it and locks it by a no-op update, and
+    either way the row comes back; on SQLite (a single writer) the insert, then the read."""
+    connection = core(session)
+    params = {"household_id": household_id, "created_at": datetime.now(UTC)}
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(_open_statement(), params).first()
+    else:
+        connection.execute(_create_statement(connection.dialect.name), params)
+        row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+    if row is None:
+        raise NotFound()  # no such household
+    account_id, village_id, count, head = row
+    return Head(account_id, village_id, count, head)
+
+
+@lru_cache(maxsize=1)
+def _open_statement() -> Any:
+    """PostgreSQL: a household's empty account, or the one it has, locked and returned."""
+    table = Account.__table__
+    stmt = upsert_insert("postgresql")(table).from_select(*_new_account())
+    return stmt.on_conflict_do_update(
+        index_elements=["household_id"], set_={"household_id": stmt.excluded.household_id}
+    ).returning(table.c.id, table.c.village_id, table.c.entry_count, table.c.head_hash)
 
 
 def _create_account(session: Session, household_id: int) -> None:
@@ -376,6 +400,16 @@ def _create_account(session: Session, household_id: int) -> None:
 @lru_cache(maxsize=2)
 def _create_statement(dialect: str) -> Any:
     """A household's empty account, unless it has one."""
+    return (
+        upsert_insert(dialect)(Account.__table__)
+        .from_select(*_new_account())
+        .on_conflict_do_nothing(index_elements=["household_id"])
+    )
+
+
+def _new_account() -> tuple[list[str], Select[*tuple[Any, ...]]]:
+    """The columns of a household's empty account and the SELECT of their values (no row
+    when there is no such household)."""
     columns = ["household_id", "village_id", "available", "held", "earned_total"]
     columns += ["entry_count", "head_hash", "created_at"]
     household = select(
@@ -388,11 +422,7 @@ def _create_statement(dialect: str) -> Any:
         literal(GENESIS_HASH),
         bindparam("created_at", type_=Account.__table__.c.created_at.type),
     ).where(Household.id == bindparam("household_id"))
-    return (
-        upsert_insert(dialect)(Account.__table__)
-        .from_select(columns, household)
-        .on_conflict_do_nothing(index_elements=["household_id"])
-    )
+    return columns, household
 
 
 @lru_cache(maxsize=4)
