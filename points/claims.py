@@ -8,6 +8,7 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Join,
     Select,
     SQLColumnExpression,
     Text,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    join,
     literal,
     or_,
     select,
@@ -216,45 +219,63 @@ def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
     return func.nullif(cast(catalog.policy, Text), "null")
 
 
-# Built once: building a statement costs more CPU than running it, and every award runs it.
-# The item as `catalogs.in_effect_for` narrows it (its township's catalog or the village's
-# own, not retired) with its current version, and both catalogs' policies as
-# `catalogs.effective_policy` reads them; the version and the policies as their JSON text,
-# the key of their parsed values (`stored_rule`, `stored_policy`).
-_AWARD_ITEM = (
-    select(
-        RuleItem.id,
-        RuleItem.current_version_id,
-        cast(RuleItemVersion.data, Text),
-        Village.township_id,
-        RuleCatalog.village_id,
-        _policy_text(_OWN_CATALOG),
-        _policy_text(_TOWNSHIP_CATALOG),
-    )
-    .select_from(Village)
-    .join(RuleItem, RuleItem.id == bindparam("item_id"))
-    .join(
-        RuleCatalog,
-        and_(
-            RuleCatalog.id == RuleItem.catalog_id,
-            or_(
-                RuleCatalog.township_id == Village.township_id,
-                RuleCatalog.village_id == Village.id,
+_AWARD_ITEM_COLUMNS = (
+    RuleItem.id,
+    RuleItem.current_version_id,
+    cast(RuleItemVersion.data, Text),
+    Village.township_id,
+    RuleCatalog.village_id,
+    _policy_text(_OWN_CATALOG),
+    _policy_text(_TOWNSHIP_CATALOG),
+)
+
+
+def _award_item_join() -> Join:
+    """The village joined to the item (bound as item_id) as `catalogs.in_effect_for` narrows
+    it (its township's catalog or the village's own, not retired), its current version, and
+    both catalogs as `catalogs.effective_policy` reads them: no row for a village that may
+    not use the item."""
+    return (
+        join(
+            Village,
+            RuleItem,
+            and_(RuleItem.id == bindparam("item_id"), RuleItem.retired_at.is_(None)),
+        )
+        .join(
+            RuleCatalog,
+            and_(
+                RuleCatalog.id == RuleItem.catalog_id,
+                or_(
+                    RuleCatalog.township_id == Village.township_id,
+                    RuleCatalog.village_id == Village.id,
+                ),
             ),
-        ),
+        )
+        .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
+        .outerjoin(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id)
+        .outerjoin(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id)
     )
-    .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
-    .outerjoin(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id)
-    .outerjoin(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id)
-    .where(Village.id == bindparam("village_id"), RuleItem.retired_at.is_(None))
+
+
+# Built once: building a statement costs more CPU than running it, and every award runs it.
+# The version and the policies as their JSON text, the key of their parsed values
+# (`stored_rule`, `stored_policy`).
+_AWARD_ITEM = (
+    select(*_AWARD_ITEM_COLUMNS)
+    .select_from(_award_item_join())
+    .where(Village.id == bindparam("village_id"))
 )
 
 
 def award_item(session: Session, village_id: int, rule_item_id: int) -> AwardItem:
     """`village_item`, `rule_in_force` and `catalogs.effective_policy` in one query."""
     params = {"village_id": village_id, "item_id": rule_item_id}
-    found = core(session).execute(_AWARD_ITEM, params).first()
-    if found is None:
+    return _award_item_of(core(session).execute(_AWARD_ITEM, params).first())
+
+
+def _award_item_of(found: Sequence[Any] | None) -> AwardItem:
+    """An `AwardItem` from `_AWARD_ITEM_COLUMNS` as read (None, or NULLs: not found)."""
+    if found is None or found[0] is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
     item_id, version_id, version, township_id, catalog_village, own, township = found
     assert version_id is not None  # joined to its version
@@ -706,54 +727,73 @@ def member_target(villager: Villager) -> Target:
 
 
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
-    if "villager_id" in spec:
-        # `member_target` of the villager `get_visible` finds, in one query.
-        member = (
-            core(session)
-            .execute(_member_target_statement(actor), {"villager_id": spec["villager_id"]})
-            .first()
-        )
-        if member is None:
-            raise NotFound()
-        villager_id, active, household_id, village_id = member
-        if not active:
-            raise VillagerDeactivated(details={"villager_id": villager_id})
-        return Target(household_id, villager_id, village_id)
-    found = (
-        core(session)
-        .execute(_household_target_statement(actor), {"household_id": spec["household_id"]})
-        .first()
-    )
+    return _target_row(session, actor, spec, None)[0]
+
+
+def _target_and_item(
+    session: Session, actor: Actor, spec: dict[str, int], rule_item_id: int
+) -> tuple[Target, AwardItem]:
+    """`_target` and its village's `award_item`, in one query."""
+    target, item = _target_row(session, actor, spec, rule_item_id)
+    return target, _award_item_of(item)
+
+
+def _target_row(
+    session: Session, actor: Actor, spec: dict[str, int], rule_item_id: int | None
+) -> tuple[Target, Sequence[Any]]:
+    """The target a spec names, and with `rule_item_id` the `_AWARD_ITEM_COLUMNS` of its
+    village as read (NULLs: the village may not use the item)."""
+    by_villager = "villager_id" in spec
+    params = {"subject_id": spec["villager_id" if by_villager else "household_id"]}
+    if rule_item_id is not None:
+        params["item_id"] = rule_item_id
+    stmt = _target_statement(actor, by_villager, rule_item_id is not None)
+    found = core(session).execute(stmt, params).first()
     if found is None:
         raise NotFound()
-    household_id, village_id, head_id = found
-    return Target(household_id, head_id, village_id)
+    if by_villager:
+        # `member_target` of the villager `get_visible` finds.
+        villager_id, active, household_id, village_id = found[:4]
+        if not active:
+            raise VillagerDeactivated(details={"villager_id": villager_id})
+        return Target(household_id, villager_id, village_id), found[4:]
+    household_id, village_id, head_id = found[:3]
+    return Target(household_id, head_id, village_id), found[3:]
 
 
-# Built once per caller (the scope is the actor's): building the statement and its cache key
-# cost more CPU than running it, and every award runs one per target.
+# Built once per caller (the scope is the actor's) and shape: building the statement and its
+# cache key cost more CPU than running it, and every award runs one per target.
 @lru_cache(maxsize=256)
-def _member_target_statement(actor: Actor) -> Select[*tuple[Any, ...]]:
-    return (
-        visible(actor, Villager)
-        .with_only_columns(
-            Villager.id, Villager.active, Villager.household_id, Household.village_id
+def _target_statement(actor: Actor, by_villager: bool, with_item: bool) -> Any:
+    """A villager (`by_villager`: id, active, household, village) or a household with its
+    head (户主, at most one: uq_villagers_one_head; id, village, head), bound as subject_id,
+    as the actor may see them; `with_item`: and `_AWARD_ITEM_COLUMNS` of its village, NULLs
+    when the village may not use the item."""
+    stmt: Select[*tuple[Any, ...]]
+    if by_villager:
+        stmt = (
+            visible(actor, Villager)
+            .with_only_columns(
+                Villager.id, Villager.active, Villager.household_id, Household.village_id
+            )
+            .select_from(Villager)
+            .join(Household, Household.id == Villager.household_id)
+            .where(Villager.id == bindparam("subject_id"))
         )
-        .select_from(Villager)
-        .join(Household, Household.id == Villager.household_id)
-        .where(Villager.id == bindparam("villager_id"))
-    )
-
-
-@lru_cache(maxsize=256)
-def _household_target_statement(actor: Actor) -> Select[*tuple[Any, ...]]:
-    """The household with its head (户主, at most one: uq_villagers_one_head)."""
-    return (
-        visible(actor, Household)
-        .with_only_columns(Household.id, Household.village_id, Villager.id)
-        .select_from(Household)
-        .outerjoin(Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD))
-        .where(Household.id == bindparam("household_id"))
+    else:
+        stmt = (
+            visible(actor, Household)
+            .with_only_columns(Household.id, Household.village_id, Villager.id)
+            .select_from(Household)
+            .outerjoin(
+                Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD)
+            )
+            .where(Household.id == bindparam("subject_id"))
+        )
+    if not with_item:
+        return stmt
+    return stmt.add_columns(*_AWARD_ITEM_COLUMNS).outerjoin(
+        _award_item_join(), Village.id == Household.village_id
     )
 
 
@@ -772,7 +812,13 @@ def award(
     """A cadre's award or deduction (积分录入), for one or many villagers or households.
     All or nothing: one target over its cap refuses the batch, naming it."""
     authorize(actor, "claim.award")
-    resolved = [_target(session, actor, spec) for spec in targets]
+    # One target (most awards): its village's item read with it.
+    read: AwardItem | None = None
+    if len(targets) == 1:
+        target, read = _target_and_item(session, actor, targets[0], rule_item_id)
+        resolved = [target]
+    else:
+        resolved = [_target(session, actor, spec) for spec in targets]
     if len({(t.household_id, t.member_id) for t in resolved}) != len(resolved):
         raise Invalid("同一对象重复出现", code="duplicate_target")
     claims: dict[int, Claim] = {}
@@ -783,7 +829,7 @@ def award(
     for index, target in sorted(
         enumerate(resolved), key=lambda it: (it[1].village_id, it[1].household_id)
     ):
-        found = award_item(session, target.village_id, rule_item_id)
+        found = read or award_item(session, target.village_id, rule_item_id)
         rule = found.rule
         if not rule.may_submit("cadre"):
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
