@@ -8,7 +8,12 @@ import gc
 from pathlib import Path
 
 from backend import create_app, refuse_another_time_zone, settings_file
+from backend.allocator import map_big_blocks
 from backend.startup import refusing_in_one_line
+
+# Before the app is made: a worker gives back what a login's scrypt or a drawing
+# held (backend/allocator.py).
+map_big_blocks()
 
 with refusing_in_one_line():
     # Flask's instance folder for the `backend` package: ./instance (instance/.env)

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.logging import default_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from points import time_zone
+from points import card_render, time_zone
 from points.db import configure_engine, normalise_url
 
 from . import cli, console, guards, metrics, pages
@@ -40,6 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app, db)
     app.after_request(secure_headers)
     app.after_request(tag_and_compress)
+    # What a print job kept for drawing (a face of the CJK font per size, 3 to 4 MB each,
+    # and the villages' card backgrounds) goes when its request ends, so that a worker
+    # serving lists and pages after it does not hold it.
+    app.teardown_request(lambda _exc: card_render.release())
     cli.register(app)
     return app
 

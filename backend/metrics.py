@@ -9,7 +9,9 @@ Two kinds of numbers, kept in two places on purpose:
   at every start) and each scrape adds up every worker's numbers; without it a scrape sees
   the numbers of the one worker that answered it.
 * Check-ins, posted claims, redemptions and the last run of every scheduled command are read
-  from the database at scrape time (COUNT over indexed columns, and `job_runs`). A claim is
+  from the database at scrape time (check-ins and open claims counted over indexed columns;
+  posted claims and fulfilled orders summed from the village month totals, which count their
+  ledger entries as they are written; and `job_runs`). A claim is
   posted by `flask claims post-due`, an order expired by a timer: these happen in processes
   that are never scraped, on any of several servers, so a counter kept in memory would miss
   them. The database is the one place that sees them all, and it survives restarts.
@@ -41,8 +43,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from points.jobs import all_runs
-from points.models import CheckIn, Claim, Redemption
-from rules.claim_status import UNDECIDED, ClaimStatus
+from points.models import CheckIn, Claim, VillageMonthTotal
+from rules.claim_status import UNDECIDED
 
 from .errors import APIError
 from .extensions import db
@@ -203,14 +205,20 @@ def _domain_metrics() -> Iterator[Metric]:
     yield CounterMetricFamily(
         f"{PREFIX}_checkins", "Check-ins at activities (签到)", value=_count(s.select_from(CheckIn))
     )
-    posted = s.select_from(Claim).where(Claim.status == ClaimStatus.POSTED)
+    # A posted claim and a fulfilled order each have one ledger entry and never change status
+    # again: the village months count those entries as they are written, so a scrape sums a
+    # row per village and month instead of counting every posted claim and order ever made.
+    posted, redeemed = db.session.execute(
+        select(
+            func.coalesce(func.sum(VillageMonthTotal.claims_posted), 0),
+            func.coalesce(func.sum(VillageMonthTotal.redemptions), 0),
+        )
+    ).one()
     yield CounterMetricFamily(
-        f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)", value=_count(posted)
+        f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)", value=int(posted)
     )
     yield CounterMetricFamily(
-        f"{PREFIX}_redemptions",
-        "Redemptions fulfilled at a shop (兑换)",
-        value=_count(s.select_from(Redemption).where(Redemption.status == "fulfilled")),
+        f"{PREFIX}_redemptions", "Redemptions fulfilled at a shop (兑换)", value=int(redeemed)
     )
     waiting = GaugeMetricFamily(
         f"{PREFIX}_claims_open", "Claims not yet decided or posted, by status", labels=["status"]

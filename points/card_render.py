@@ -9,7 +9,7 @@ drawn pages losslessly (`boards.page.pngs_to_pdf`), so what prints is what was c
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,6 +28,7 @@ from .boards.page import (
     pages_to_pdf,
     paper_pixels,
     pngs_to_pdf,
+    release_fonts,
 )
 from .qr import qr_png as draw_qr
 
@@ -101,6 +102,13 @@ def _card_background(village: str, font: FontSpec, dpi: int) -> Image.Image:
         page.text(_LEFT, y, line, 27, GREY, anchor="lm")
         y += 38
     return page.image
+
+
+def release() -> None:
+    """Let go of what drawing cards keeps between calls (the villages' card backgrounds, the
+    font's faces): a worker between two print jobs holds none of it."""
+    _card_background.cache_clear()
+    release_fonts()
 
 
 def card_image(face: CardFace, font: FontSpec, dpi: int = CARD_DPI) -> Image.Image:
@@ -189,29 +197,35 @@ def cards_pdf(
     page_w, page_h = layout.width * pt, layout.height * pt
     line = max(1, dpi // 150) * pt
     sheets = [faces[i : i + CARDS_PER_SHEET] for i in range(0, len(faces), CARDS_PER_SHEET)]
-    pages = []
-    for number, sheet in enumerate(sheets, 1):
-        placed, marks = [], []
-        for face, box in zip(sheet, layout.boxes, strict=False):
-            x0, y0, x1, y1 = box
-            # Level 1: flat colour and white compress well anyway; a higher level costs a
-            # second on a group's cards for little.
-            png = card_png(face, font, dpi, level=1)
-            placed.append(Placed(png, x0 * pt, y0 * pt, (x1 - x0) * pt, (y1 - y0) * pt))
-            for a, b, c, d in cut_marks(box, dpi):
-                marks.append(
-                    f"{a * pt:.2f} {page_h - b * pt:.2f} m {c * pt:.2f} {page_h - d * pt:.2f} l"
-                )
-        footer = f"{title}　第 {number}/{len(sheets)} 页　沿裁切线裁下，每张 85.6 × 54 毫米"
-        strip_h = (layout.height - layout.footer_y) * pt
-        strip = _footer_png(footer, layout, font)
-        placed.append(Placed(strip, 0, layout.footer_y * pt, page_w, strip_h))
-        red, green, blue = (channel / 255 for channel in DARK)
-        drawing = (
-            f"q {red:.3f} {green:.3f} {blue:.3f} RG {line:.2f} w 0 J\n" + "\n".join(marks) + " S Q"
-        )
-        pages.append(PdfPage(page_w, page_h, placed, drawing.encode()))
-    return pages_to_pdf(pages, title)
+
+    def pages() -> Iterator[PdfPage]:
+        # A sheet at a time: its cards' PNGs are written into the PDF and let go before the
+        # next sheet is drawn (a group's 300 cards held at once took 15 MB more).
+        for number, sheet in enumerate(sheets, 1):
+            placed, marks = [], []
+            for face, box in zip(sheet, layout.boxes, strict=False):
+                x0, y0, x1, y1 = box
+                # Level 1: flat colour and white compress well anyway; a higher level costs
+                # a second on a group's cards for little.
+                png = card_png(face, font, dpi, level=1)
+                placed.append(Placed(png, x0 * pt, y0 * pt, (x1 - x0) * pt, (y1 - y0) * pt))
+                for a, b, c, d in cut_marks(box, dpi):
+                    marks.append(
+                        f"{a * pt:.2f} {page_h - b * pt:.2f} m {c * pt:.2f} {page_h - d * pt:.2f} l"
+                    )
+            footer = f"{title}　第 {number}/{len(sheets)} 页　沿裁切线裁下，每张 85.6 × 54 毫米"
+            strip_h = (layout.height - layout.footer_y) * pt
+            strip = _footer_png(footer, layout, font)
+            placed.append(Placed(strip, 0, layout.footer_y * pt, page_w, strip_h))
+            red, green, blue = (channel / 255 for channel in DARK)
+            drawing = (
+                f"q {red:.3f} {green:.3f} {blue:.3f} RG {line:.2f} w 0 J\n"
+                + "\n".join(marks)
+                + " S Q"
+            )
+            yield PdfPage(page_w, page_h, placed, drawing.encode())
+
+    return pages_to_pdf(pages(), title)
 
 
 # ---- the activity poster --------------------------------------------------------------------

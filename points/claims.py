@@ -532,6 +532,7 @@ def _new_claim(
         note=report.note,
         evidence=report.evidence,
         status=ClaimStatus.PENDING,
+        approvals=0,
         occurred_at=deed,
         submitted_by=actor.user_id,
         created_at=now,
@@ -878,6 +879,7 @@ def _record_approval(session: Session, actor: Actor, claim: Claim) -> None:
     if exists:
         raise Conflict("您已经审核过这条申报，需要另一位村干部审核", code="already_approved")
     session.add(ClaimApproval(claim_id=claim.id, user_id=actor.user_id))
+    claim.approvals = Claim.approvals + 1  # counted in the database, with the row
     try:
         session.flush()
     except IntegrityError as exc:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
@@ -131,12 +132,17 @@ MEMBER_INCREMENTS = ("score", "earned", "deducted")
 
 
 def _totals_statement(
-    dialect: str, model: type[Base], keys: dict[str, str], increments: tuple[str, ...]
+    dialect: str,
+    model: type[Base],
+    keys: dict[str, str],
+    increments: tuple[str, ...],
+    returning: tuple[str, ...] = (),
 ) -> Any:
     """INSERT … ON CONFLICT DO UPDATE adding to the counters of a totals row: `keys` (column:
-    parameter) and the counters (`v_<counter>`) bound by name. Built once per statement (the
-    callers cache it): building the statement and its cache key cost more CPU than running
-    it, and every entry runs one or two."""
+    parameter) and the counters (`v_<counter>`) bound by name, returning the `returning`
+    columns' new values. Built once per statement (the callers cache it): building the
+    statement and its cache key cost more CPU than running it, and every entry runs one or
+    two."""
     table = model.__table__
     stmt = upsert_insert(dialect)(table).values(
         {
@@ -144,17 +150,19 @@ def _totals_statement(
             **{name: bindparam(f"v_{name}") for name in increments},
         }
     )
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=list(keys)[:1] + ["month"],
         set_={name: table.c[name] + stmt.excluded[name] for name in increments},
     )
+    return upsert.returning(*(table.c[name] for name in returning)) if returning else upsert
 
 
-@lru_cache(maxsize=2)
-def _month_total_statement(dialect: str) -> Any:
-    """The household's month (MonthTotal), every counter added to."""
+@lru_cache(maxsize=4)
+def _month_total_statement(dialect: str, earned: bool) -> Any:
+    """The household's month (MonthTotal), every counter added to; with `earned`, returning
+    its new `earned`."""
     keys = {name: f"v_{name}" for name in ("account_id", "household_id", "village_id", "month")}
-    return _totals_statement(dialect, MonthTotal, keys, INCREMENTS)
+    return _totals_statement(dialect, MonthTotal, keys, INCREMENTS, ("earned",) if earned else ())
 
 
 @lru_cache(maxsize=2)
@@ -166,13 +174,16 @@ def _member_total_statement(dialect: str) -> Any:
     return _totals_statement(dialect, MemberMonthTotal, keys, MEMBER_INCREMENTS)
 
 
-@lru_cache(maxsize=32)
-def _append_statement(columns: tuple[str, ...], from_hold: bool, scores: bool, member: bool) -> Any:
+@lru_cache(maxsize=64)
+def _append_statement(
+    columns: tuple[str, ...], from_hold: bool, scores: bool, member: bool, earned: bool
+) -> Any:
     """PostgreSQL: the entry (its `columns` bound as `e_<column>`), the account's move
     (`_move_statement`), the household's month and, with `member`, the member's month, in
-    one statement; it returns the entry's id and how many accounts moved (1, or 0 when the
-    head was not the one read). Data-modifying CTEs all run to completion, referenced or
-    not, and see the same snapshot; none of them touches a row another one does."""
+    one statement; it returns the entry's id, how many accounts moved (1, or 0 when the
+    head was not the one read) and, with `earned`, the household month's new `earned`
+    (else NULL). Data-modifying CTEs all run to completion, referenced or not, and see the
+    same snapshot; none of them touches a row another one does."""
     entry = (
         insert(LedgerEntry)
         .values({name: bindparam(f"e_{name}") for name in columns})
@@ -180,12 +191,14 @@ def _append_statement(columns: tuple[str, ...], from_hold: bool, scores: bool, m
         .cte("entry")
     )
     moved = _move_statement(from_hold, scores).returning(Account.id).cte("moved")
-    ctes = [_month_total_statement("postgresql").cte("month_total")]
+    month = _month_total_statement("postgresql", earned).cte("month_total")
+    ctes = [month]
     if member:
         ctes.append(_member_total_statement("postgresql").cte("member_total"))
     return select(
         select(entry.c.id).scalar_subquery(),
         select(func.count()).select_from(moved).scalar_subquery(),
+        select(month.c.earned).scalar_subquery() if earned else null(),
     ).add_cte(*ctes)
 
 
@@ -265,6 +278,8 @@ def append(
         "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
     member = origin.member_id is not None and scores
+    # The household month's new `earned`, read back when the entry earns (`participating`).
+    earns = increments["earned"] > 0
     # The account's new head and balance, guarded by the chain head we read under the lock:
     # a concurrent append cannot slip in.
     move = {
@@ -284,12 +299,13 @@ def append(
     if member:
         totals["m_member_id"] = origin.member_id
     values = column_values(entry)
+    earned = None
     if session.get_bind().dialect.name == "postgresql":
         # The entry, the account's move and the month totals in one statement (one round trip
         # instead of three or four), each as it is written apart below.
         connection = core(session)
-        entry_id, moved = connection.execute(
-            _append_statement(tuple(values), from_hold, scores, member),
+        entry_id, moved, earned = connection.execute(
+            _append_statement(tuple(values), from_hold, scores, member, earns),
             {**{f"e_{name}": value for name, value in values.items()}, **move, **totals},
         ).one()
         join_as_loaded(session, entry, entry_id)
@@ -298,7 +314,8 @@ def append(
         insert_as_loaded(session, entry)
         moved = core(session).execute(_move_statement(from_hold, scores), move).rowcount
         if moved == 1:
-            core(session).execute(_month_total_statement("sqlite"), totals)
+            month = core(session).execute(_month_total_statement("sqlite", earns), totals)
+            earned = month.scalar_one() if earns else None
             if member:
                 core(session).execute(_member_total_statement("sqlite"), totals)
     if moved != 1:
@@ -307,7 +324,21 @@ def append(
     loaded = session.identity_map.get(identity_key(Account, account_id))
     if loaded is not None:
         session.expire(loaded)
-    village_totals.record(session, village_id, entry.month, increments)
+    # The household's first earning of the month (earned only grows): one more household
+    # taking part in its village's month (参与户数).
+    participating = int(earned is not None and earned == increments["earned"])
+    village_totals.record(
+        session,
+        village_id,
+        entry.month,
+        {
+            **increments,
+            "participating": participating,
+            "claims_posted": int(origin.claim_id is not None),
+            "redemptions": int(kind == "redeem"),
+        },
+        (entry.rule_item_version_id, kind, amount) if scores else None,
+    )
     if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
         _record_if_late(session, village_id, household_id, entry)
     return entry

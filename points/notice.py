@@ -21,17 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from io import BytesIO
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from rules import merkle
 
-from .boards.page import FontSpec, pngs_to_pdf
+from .boards.page import FontSpec, Page, pngs_to_pdf
 from .errors import Conflict, NotFound
 from .ledger import SCORE_KINDS, balance_through
 from .models import BoardSnapshot, Household, LatePosting, Township, Village
@@ -379,11 +377,25 @@ def verify_month_roots(session: Session, tz: ZoneInfo) -> list[RootDrift]:
 
 REPORT_DPI = 150
 A4 = (1240, 1754)  # at REPORT_DPI
+BLACK, SOFT = (0, 0, 0), (0x44, 0x44, 0x44)
 
 
-def township_report_pdf(session: Session, township_id: int, period: str, font: FontSpec) -> bytes:
-    """One A4 page: each village of the township with its month's fingerprint (or that it
-    is not closed / has none), then the township's root and fingerprint."""
+@dataclass(frozen=True)
+class TownshipReport:
+    """What the township's month report shows: its name, each village's line (id, name,
+    fingerprint or why there is none) and the township's root over them. Everything drawn
+    comes from here, so it also names the drawing in the render cache."""
+
+    township: str
+    period: str
+    villages: tuple[tuple[int, str, str], ...]
+    size: int
+    root: str
+
+
+def township_report(session: Session, township_id: int, period: str) -> TownshipReport:
+    """The township's month report: each village with its month's fingerprint (or that it
+    is not closed / has none), then the township's root."""
     township = session.get(Township, township_id)
     if township is None:
         raise NotFound()
@@ -401,46 +413,39 @@ def township_report_pdf(session: Session, township_id: int, period: str, font: F
         .where(Village.township_id == township_id)
         .order_by(Village.id)
     ).all()
-
-    def face(size: int) -> ImageFont.FreeTypeFont:
-        return ImageFont.truetype(font.path, size=size, index=font.index)
-
-    image = Image.new("RGB", A4, "white")
-    draw = ImageDraw.Draw(image)
-    year, month = period.split("-")
-    draw.text(
-        (90, 90),
-        f"{township.name} {year}年{int(month)}月 榜单公示指纹",
-        fill="black",
-        font=face(44),
-    )
-    draw.text(
-        (90, 160),
-        "各村红黑榜所印指纹，可用于核对本户当月积分是否在公示之中",
-        fill="#444",
-        font=face(24),
-    )
-    small, y = face(26), 230
-    # A long township lists as many villages as fit the page; the root covers them all.
-    for vid, name in villages[:40]:
+    lines = []
+    for vid, name in villages:
         if vid in roots:
             shown = merkle.fingerprint(roots[vid])
         else:
             shown = "（结榜早于指纹）" if vid in closed else "（未结榜）"
-        draw.text((90, y), f"{vid:>4}  {name}", fill="black", font=small)
-        draw.text((700, y), shown, fill="black", font=small)
+        lines.append((vid, name, shown))
+    return TownshipReport(township.name, period, tuple(lines), rolled.size, rolled.root)
+
+
+def township_report_pdf(report: TownshipReport, font: FontSpec) -> bytes:
+    """One A4 page of the report, to print for the township's notice board."""
+
+    # Drawn on a recorded page (points.boards.page.Page), a strip at a time as its PNG is
+    # written, not as an 8.7 MB image; the report's places and sizes are in pixels.
+    page = Page(*A4, font)
+
+    def write(x: int, y: int, text: str, size: int, fill: tuple[int, int, int]) -> None:
+        page.text(x / page.u, y / page.u, text, size / page.u, fill)
+
+    year, month = report.period.split("-")
+    write(90, 90, f"{report.township} {year}年{int(month)}月 榜单公示指纹", 44, BLACK)
+    write(90, 160, "各村红黑榜所印指纹，可用于核对本户当月积分是否在公示之中", 24, SOFT)
+    y = 230
+    # A long township lists as many villages as fit the page; the root covers them all.
+    for vid, name, shown in report.villages[:40]:
+        write(90, y, f"{vid:>4}  {name}", 26, BLACK)
+        write(700, y, shown, 26, BLACK)
         y += 32
     y = max(y + 30, 1450)
-    draw.text(
-        (90, y),
-        f"乡镇指纹（{rolled.size} 个村）：{merkle.fingerprint(rolled.root)}",
-        fill="black",
-        font=face(34),
-    )
-    draw.text((90, y + 60), rolled.root, fill="#444", font=face(22))
-    buffer = BytesIO()
-    image.save(buffer, format="PNG")
-    return pngs_to_pdf([buffer.getvalue()], REPORT_DPI, title=f"{township.name}{period}公示指纹")
+    write(90, y, f"乡镇指纹（{report.size} 个村）：{merkle.fingerprint(report.root)}", 34, BLACK)
+    write(90, y + 60, report.root, 22, SOFT)
+    return pngs_to_pdf([page.png()], REPORT_DPI, title=f"{report.township}{report.period}公示指纹")
 
 
 __all__ = [
@@ -450,11 +455,13 @@ __all__ = [
     "NoMonthRoot",
     "RootDrift",
     "TownshipMonth",
+    "TownshipReport",
     "commit_month",
     "county_root",
     "household_month_proof",
     "month_end",
     "month_root",
+    "township_report",
     "township_report_pdf",
     "township_root",
     "verify_month_roots",

@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from rules.claim_status import ClaimStatus
@@ -67,51 +67,14 @@ def _review_listings(
     session: Session, actor: Actor, pending: Select[Any]
 ) -> tuple[Listing, Listing]:
     """The pending claims waiting for a first review, and those one reviewer approved that
-    wait for a second one not by me (双人审核), counted among the newest TODAY_CAP + 1
-    pending claims: whether a claim has an approval is one index probe per claim, and a
-    county has tens of thousands pending. Past that window the counts say "n+"."""
-    window = (
-        pending.with_only_columns(Claim.id).order_by(Claim.id.desc()).limit(TODAY_CAP + 1)
-    ).subquery()
-    # Correlated EXISTS, not `id NOT IN (every approval)`: with years of approvals that list
-    # outgrows memory and PostgreSQL scans it again for each pending claim (seconds a page).
-    has_approval = exists().where(ClaimApproval.claim_id == window.c.id)
-    split = {
-        approved: (n, lowest)
-        for approved, n, lowest in session.execute(
-            select(has_approval, func.count(), func.min(window.c.id)).group_by(has_approval)
-        )
-    }
-    shown = sum(n for n, _ in split.values())
-    if not shown:
-        return Listing(), Listing()
-    lowest = min(low for _, low in split.values())
-    cut = shown > TODAY_CAP  # older pending claims were left out of the counts
-
-    newest = pending.order_by(Claim.id.desc())
-
-    def listing(stmt: Select[Any], n: int) -> Listing:
-        """The newest SHOWN of a list counted n in the window. When the window left older
-        pending claims out and holds less than a page of this list, the list is read past
-        it: a batch award's claims (pending with one approval) may fill the window while an
-        older villager's claim still waits, and 今日 must not say that nothing does."""
-        rows = list(session.scalars(stmt.where(Claim.id >= lowest).limit(SHOWN))) if n else []
-        if cut and len(rows) < SHOWN:
-            rows = list(session.scalars(stmt.limit(SHOWN)))
-        return Listing(rows, Count(min(max(n, len(rows)), TODAY_CAP), exact=not cut))
-
-    approved = exists().where(ClaimApproval.claim_id == Claim.id)
+    wait for a second one not by me (双人审核): told apart by the claim's count of
+    approvals, which an index holds with its status, so neither list probes the approvals
+    of every pending claim of a county."""
     mine = exists().where(
         ClaimApproval.claim_id == Claim.id, ClaimApproval.user_id == actor.user_id
     )
-    waiting = listing(newest.where(~approved), split.get(False, (0, None))[0])
-    second_stmt = newest.where(approved, ~mine)
-    second_n = (
-        capped_count(session, second_stmt.where(Claim.id >= lowest), TODAY_CAP).value
-        if split.get(True, (0, None))[0]
-        else 0
-    )
-    second = listing(second_stmt, second_n)
+    waiting = _listing(session, pending.where(Claim.approvals == 0), Claim.id.desc())
+    second = _listing(session, pending.where(Claim.approvals > 0, ~mine), Claim.id.desc())
     return waiting, second
 
 

@@ -11,24 +11,63 @@ transaction and savepoint), and the `before_commit` event registered here writes
 upsert per (village, month), in sorted order, as the transaction's last writes. No caller
 can forget it: every session commits through the event; a rollback (of the transaction or
 of a savepoint) drops what it recorded.
+
+The same way, `village_month_items` keeps per village, month, rule item version and kind
+the count and sum of the entries that make a score (awards, deductions and their
+reversals): what the township's statistics sum by category (分类积分), one row per village
+and item instead of every entry of the month.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select
-from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+from sqlalchemy import and_, bindparam, event, func, or_, select
+from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
 from .db import core, upsert_insert
-from .models.ledger import MonthTotal, VillageMonthTotal
+from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, VillageMonthTotal
 
-COUNTERS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
+# Sums of the households' month totals ...
+SUMS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
+# ... the count of those that earned in the month (参与户数, earned > 0) ...
+COUNTS = ("participating",)
+# ... and of the month's entries that post a claim (入账; one per posted claim, which never
+# changes status again) and that fulfil a redemption (兑换; one per fulfilled order):
+# `/metrics` sums these instead of counting ever-growing tables at every scrape.
+EVENTS = ("claims_posted", "redemptions")
+COUNTERS = (*SUMS, *COUNTS, *EVENTS)
 _PENDING = "village_month_totals.pending"
 
-Deltas = dict[tuple[int, str], list[int]]
+NO_ITEM = 0  # `village_month_items.rule_item_version_id` of an entry without one
+
+
+def _month_row() -> list[int]:
+    return [0] * len(COUNTERS)
+
+
+@dataclass
+class Deltas:
+    """What one transaction or savepoint recorded, not yet written."""
+
+    # (village, month) -> COUNTERS
+    months: defaultdict[tuple[int, str], list[int]] = field(
+        default_factory=lambda: defaultdict(_month_row)
+    )
+    # (village, month, rule item version or NO_ITEM, kind) -> [entries, amount]
+    items: defaultdict[tuple[int, str, int, str], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
+
+    def add(self, other: Deltas) -> None:
+        for source, into in ((other.months, self.months), (other.items, self.items)):
+            for key, values in source.items():
+                row = into[key]  # type: ignore[index]
+                for n, value in enumerate(values):
+                    row[n] += value
 
 
 def _pending(session: Session) -> dict[SessionTransaction, Deltas]:
@@ -36,17 +75,32 @@ def _pending(session: Session) -> dict[SessionTransaction, Deltas]:
     return pending
 
 
-def record(session: Session, village_id: int, month: str, increments: dict[str, int]) -> None:
+def record(
+    session: Session,
+    village_id: int,
+    month: str,
+    increments: dict[str, int],
+    item: tuple[int | None, str, int] | None = None,
+) -> None:
     """Add an entry's counters (`COUNTERS`, as `ledger.append` adds them to its household's
-    month) to its village's month, written when the transaction commits."""
+    month) to its village's month, and for an entry that makes a score its (rule item
+    version, kind, amount) to the village's month by item; written when the transaction
+    commits."""
     if isinstance(session, scoped_session):  # the app's: the thread's session behind it
         session = session()
     transaction = session.get_nested_transaction() or session.get_transaction()
     assert transaction is not None, "an entry is appended inside a transaction"
-    deltas = _pending(session).setdefault(transaction, defaultdict(lambda: [0] * len(COUNTERS)))
-    row = deltas[(village_id, month)]
+    deltas = _pending(session).get(transaction)
+    if deltas is None:
+        deltas = _pending(session)[transaction] = Deltas()
+    row = deltas.months[(village_id, month)]
     for n, name in enumerate(COUNTERS):
         row[n] += increments[name]
+    if item is not None:
+        version_id, kind, amount = item
+        counted = deltas.items[(village_id, month, version_id or NO_ITEM, kind)]
+        counted[0] += 1
+        counted[1] += amount
 
 
 @lru_cache(maxsize=4)
@@ -61,16 +115,34 @@ def _upsert(dialect: str) -> Any:
     )
 
 
+ITEM_KEY = ("village_id", "month", "rule_item_version_id", "kind")
+
+
+@lru_cache(maxsize=4)
+def _item_upsert(dialect: str) -> Any:
+    table = VillageMonthItem.__table__
+    stmt = upsert_insert(dialect)(table).values(
+        {name: bindparam(f"v_{name}") for name in (*ITEM_KEY, "entries", "amount")}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(ITEM_KEY),
+        set_={name: table.c[name] + stmt.excluded[name] for name in ("entries", "amount")},
+    )
+
+
 def write_pending(session: Session) -> int:
     """Write what the session's outermost transaction recorded: one upsert per (village,
-    month), in sorted order; the number of rows written. Run by the `before_commit` event."""
+    month), then one per (village, month, item, kind), each in sorted order (every
+    transaction takes these rows in the same order); the number of rows written. Run by the
+    `before_commit` event."""
     transaction = session.get_transaction()
     deltas = _pending(session).pop(transaction, None) if transaction is not None else None
     if not deltas:
         return 0
-    stmt = _upsert(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
     connection = core(session)  # flushes the transaction's other writes first: these are last
-    for (village_id, month), values in sorted(deltas.items()):
+    stmt = _upsert(dialect)
+    for (village_id, month), values in sorted(deltas.months.items()):
         connection.execute(
             stmt,
             {
@@ -79,7 +151,17 @@ def write_pending(session: Session) -> int:
                 **{f"v_{name}": value for name, value in zip(COUNTERS, values, strict=True)},
             },
         )
-    return len(deltas)
+    stmt = _item_upsert(dialect)
+    for key, (entries, amount) in sorted(deltas.items.items()):
+        connection.execute(
+            stmt,
+            {
+                **{f"v_{name}": value for name, value in zip(ITEM_KEY, key, strict=True)},
+                "v_entries": entries,
+                "v_amount": amount,
+            },
+        )
+    return len(deltas.months) + len(deltas.items)
 
 
 _RELEASING = "village_month_totals.releasing"
@@ -128,26 +210,42 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     if deltas and transaction.nested and transaction.parent is not None:
         # A savepoint released (a rolled-back one's were dropped by `_after_rollback`): its
         # parent's now.
-        into = pending.setdefault(transaction.parent, defaultdict(lambda: [0] * len(COUNTERS)))
-        for key, values in deltas.items():
-            row = into[key]
-            for n, value in enumerate(values):
-                row[n] += value
+        into = pending.get(transaction.parent)
+        if into is None:
+            into = pending[transaction.parent] = Deltas()
+        into.add(deltas)
 
 
 def verify(session: Session) -> list[str]:
     """Every (village, month) whose kept totals differ from the sum of its households' month
-    totals, or that one side has and the other not (empty: all agree)."""
+    totals (and its counts of posting and redeeming entries from the ledger's), or that one
+    side has and the other not, then every item total that differs from the ledger
+    (`verify_items`); empty: all agree."""
     summed = {
         (village_id, month): tuple(int(v) for v in values)
         for village_id, month, *values in session.execute(
             select(
                 MonthTotal.village_id,
                 MonthTotal.month,
-                *(func.sum(getattr(MonthTotal, name)) for name in COUNTERS),
+                *(func.sum(getattr(MonthTotal, name)) for name in SUMS),
+                func.count().filter(MonthTotal.earned > 0),
             ).group_by(MonthTotal.village_id, MonthTotal.month)
         )
     }
+    events = {
+        (village_id, month): tuple(int(v) for v in values)
+        for village_id, month, *values in session.execute(
+            select(
+                Account.village_id,
+                LedgerEntry.month,
+                func.count(LedgerEntry.claim_id),
+                func.count().filter(LedgerEntry.kind == "redeem"),
+            )
+            .join(Account, Account.id == LedgerEntry.account_id)
+            .group_by(Account.village_id, LedgerEntry.month)
+        )
+    }
+    summed = {key: values + events.get(key, (0,) * len(EVENTS)) for key, values in summed.items()}
     kept = {
         (village_id, month): tuple(values)
         for village_id, month, *values in session.execute(
@@ -164,7 +262,52 @@ def verify(session: Session) -> list[str]:
         for key in sorted(set(summed) | set(kept))
         if kept.get(key) != summed.get(key)
         for village_id, month in (key,)
+    ] + verify_items(session)
+
+
+def _item_sums(session: Session) -> Any:
+    """(village, month, rule item version or None, kind, entries, amount) of every score
+    entry, summed from the ledger itself."""
+    from .ledger import SCORE_KINDS  # (the ledger imports this module)
+
+    corrected = aliased(LedgerEntry)
+    key = (Account.village_id, LedgerEntry.month, LedgerEntry.rule_item_version_id)
+    statement = (
+        select(*key, LedgerEntry.kind, func.count(), func.sum(LedgerEntry.amount))
+        .join(Account, Account.id == LedgerEntry.account_id)
+        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
+        .where(
+            or_(
+                LedgerEntry.kind.in_(SCORE_KINDS),
+                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(SCORE_KINDS)),
+            )
+        )
+        .group_by(*key, LedgerEntry.kind)
+    )
+    return session.execute(statement)
+
+
+def verify_items(session: Session) -> list[str]:
+    """Every (village, month, item, kind) whose kept count and sum differ from the ledger's
+    score entries (empty: all agree)."""
+    summed = {
+        (village_id, month, version_id or NO_ITEM, kind): (int(n), int(amount or 0))
+        for village_id, month, version_id, kind, n, amount in _item_sums(session)
+    }
+    kept = {
+        (row.village_id, row.month, row.rule_item_version_id, row.kind): (row.entries, row.amount)
+        for row in session.scalars(select(VillageMonthItem))
+    }
+    return [
+        f"村 {key[0]} {key[1]} 项目版本 {key[2]} {key[3]} 分项合计记为 {_pair(kept.get(key))}，"
+        f"按台账应为 {_pair(summed.get(key))}"
+        for key in sorted(set(summed) | set(kept))
+        if kept.get(key) != summed.get(key)
     ]
+
+
+def _pair(values: tuple[int, int] | None) -> str:
+    return "（无）" if values is None else f"{values[0]} 笔 {values[1]} 分"
 
 
 def _show(values: tuple[int, ...] | None) -> str:

@@ -4,6 +4,7 @@ The domain is points.boards; the HTTP paths keep their names (/rankings, …/boa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Response, current_app, render_template
@@ -498,8 +499,17 @@ def township_month_report(args: dict[str, Any], township_id: int) -> Response:
     actor = current_actor()
     township = get_visible(db.session, actor, Township, township_id)
     authorize(actor, "ranking.township")
-    data = notice.township_report_pdf(db.session, township.id, args["period"], _font())
+    report = notice.township_report(db.session, township.id, args["period"])
     db.session.commit()
+    font = _font()
+    # Drawn once for the same report (backend/render_cache.py): it is all the page shows.
+    data = drawn_once(
+        "report",
+        "pdf",
+        lambda: notice.township_report_pdf(report, font),
+        dataclasses.asdict(report),
+        font_key(font),
+    )
     return download(
         data,
         "application/pdf",

@@ -7,14 +7,22 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from rules.periods import add_months, months_between
 from rules.ranking import competition_ranks
 
-from .. import ledger
-from ..models import Account, LedgerEntry, MonthTotal, RuleItemVersion, Village, VillagerGroup
+from ..models import (
+    Household,
+    MonthTotal,
+    RuleItemVersion,
+    Village,
+    VillageMonthItem,
+    VillageMonthTotal,
+    VillagerGroup,
+)
+from ..village_totals import NO_ITEM
 from .standings import Period, Scope, household_standings
 
 MAX_TREND_MONTHS = 12
@@ -77,30 +85,21 @@ def _categories_and_items(
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
     if not village_ids:
         return [], {}
-    # Entries of the period only, through (account, month): bounded by the period's activity.
-    # Corrections count only where they correct a score: a reversed opening balance (期初)
-    # or expiry was never a category's points.
-    corrected = aliased(LedgerEntry)
-    scores = tuple(sorted(ledger.SCORE_KINDS))
-    rows = session.execute(
-        select(
-            LedgerEntry.rule_item_version_id,
-            LedgerEntry.kind,
-            func.count(),
-            func.sum(LedgerEntry.amount),
+    # The kept sums per village, month, item and kind (points.village_totals): a row per
+    # village and item of the period, however many entries the month has. Reversals count
+    # only where they correct a score: a reversed opening balance (期初) or expiry was never
+    # a category's points.
+    kept = VillageMonthItem
+    rows = [
+        (None if version_id == NO_ITEM else version_id, kind, count, amount)
+        for version_id, kind, count, amount in session.execute(
+            select(
+                kept.rule_item_version_id, kept.kind, func.sum(kept.entries), func.sum(kept.amount)
+            )
+            .where(kept.village_id.in_(village_ids), kept.month.in_(period.months))
+            .group_by(kept.rule_item_version_id, kept.kind)
         )
-        .join(Account, Account.id == LedgerEntry.account_id)
-        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
-        .where(
-            Account.village_id.in_(village_ids),
-            LedgerEntry.month.in_(period.months),
-            or_(
-                LedgerEntry.kind.in_(scores),
-                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(scores)),
-            ),
-        )
-        .group_by(LedgerEntry.rule_item_version_id, LedgerEntry.kind)
-    ).all()
+    ]
     versions = _version_names(session, [r[0] for r in rows])
     categories: dict[str, dict[str, int]] = defaultdict(
         lambda: {"earned": 0, "deducted": 0, "corrected": 0, "net": 0}
@@ -141,18 +140,20 @@ def trend(session: Session, village_ids: Sequence[int], last: str) -> list[dict[
             {"month": m, "points": 0, "earned": 0, "deducted": 0, "participating": 0}
             for m in months
         ]
+    # The kept village months (points.village_totals): a row per village and month.
+    total = VillageMonthTotal
     rows = {
         m: (score, earned, deducted, active)
         for m, score, earned, deducted, active in session.execute(
             select(
-                MonthTotal.month,
-                func.sum(MonthTotal.score),
-                func.sum(MonthTotal.earned),
-                func.sum(MonthTotal.deducted),
-                func.count().filter(MonthTotal.earned > 0),
+                total.month,
+                func.sum(total.score),
+                func.sum(total.earned),
+                func.sum(total.deducted),
+                func.sum(total.participating),
             )
-            .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(months))
-            .group_by(MonthTotal.month)
+            .where(total.village_id.in_(village_ids), total.month.in_(months))
+            .group_by(total.month)
         )
     }
     return [
@@ -177,14 +178,8 @@ def township_stats(session: Session, township_id: int, period: Period) -> list[d
     )
     if not villages:
         return []
-    scope = Scope("township", township_id, tuple(sorted(villages)))
-    standings = household_standings(session, scope, period)
-    per_village: dict[int, list[int]] = {vid: [0, 0, 0] for vid in villages}
-    for s in standings:
-        counts = per_village[s.village_id]
-        counts[0] += 1
-        counts[1] += s.earned > 0
-        counts[2] += s.points
+    per_village: dict[int, tuple[int, int, int]] = {vid: (0, 0, 0) for vid in villages}
+    per_village.update(village_figures(session, sorted(villages), period))
     rows = []
     for vid, (households, participating, points) in per_village.items():
         rows.append(
@@ -202,6 +197,36 @@ def township_stats(session: Session, township_id: int, period: Period) -> list[d
     _competition(rows, "points_per_household", "points_rank")
     rows.sort(key=lambda r: (r["rank"], r["village_id"]))
     return rows
+
+
+def village_figures(
+    session: Session, village_ids: Sequence[int], period: Period
+) -> dict[int, tuple[int, int, int]]:
+    """Per village: its households, those that earned in the period, and their points, as
+    `household_standings` would add them up, summed by the database: a township's figures
+    are one row a village, not one a household."""
+    totals = (
+        select(
+            MonthTotal.household_id,
+            func.sum(MonthTotal.score).label("score"),
+            func.sum(MonthTotal.earned).label("earned"),
+        )
+        .where(MonthTotal.village_id.in_(village_ids), MonthTotal.month.in_(period.months))
+        .group_by(MonthTotal.household_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Household.village_id,
+            func.count(),
+            func.count().filter(totals.c.earned > 0),
+            func.coalesce(func.sum(totals.c.score), 0),
+        )
+        .outerjoin(totals, totals.c.household_id == Household.id)
+        .where(Household.village_id.in_(village_ids))
+        .group_by(Household.village_id)
+    )
+    return {vid: (int(n), int(p), int(points)) for vid, n, p, points in rows}
 
 
 def _competition(rows: list[dict[str, Any]], key: str, rank_key: str) -> None:

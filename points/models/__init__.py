@@ -26,6 +26,7 @@ from .ledger import (
     MemberMonthTotal,
     MonthTotal,
     ReversalRequest,
+    VillageMonthItem,
     VillageMonthTotal,
 )
 from .registry import (
@@ -98,6 +99,7 @@ __all__ = [
     "MemberMonthTotal",
     "MonthlyIssued",
     "MonthTotal",
+    "VillageMonthItem",
     "VillageMonthTotal",
     "Objection",
     "Upload",

@@ -47,6 +47,8 @@ class Claim(Base):
         Index("ix_claims_village", "village_id", "id"),
         Index("ix_claims_village_status_id", "village_id", "status", "id"),
         Index("ix_claims_status", "status", "id"),
+        # 今日's two review lists: pending without an approval, pending with one (双人审核).
+        Index("ix_claims_status_approvals", "status", "approvals", "id"),
         Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
         Index("ix_claims_item_member", "rule_item_id", "member_id", "occurred_at"),
     )
@@ -64,6 +66,10 @@ class Claim(Base):
     note: Mapped[str | None] = mapped_column(String(500))
     evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(12))
+    # How many cadres approved it so far (its `claim_approvals` rows, kept with them): a
+    # pending claim waits for a first review at 0 and for a second one at 1, and the
+    # console's lists find either through an index instead of probing each claim's approvals.
+    approvals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     submitted_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

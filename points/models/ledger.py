@@ -88,7 +88,8 @@ class MonthTotal(Base):
 
 
 class VillageMonthTotal(Base):
-    """Per village and month: the sum of the village's `month_totals` rows of that month, so
+    """Per village and month: the sum of the village's `month_totals` rows of that month (and
+    how many of them earned), so
     the township's points report reads one row per village and month instead of one per
     household. Written once per transaction, as its last write (`points.village_totals`):
     the row is shared by every posting of the village, and taken earlier it would be held
@@ -103,6 +104,29 @@ class VillageMonthTotal(Base):
     redeemed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     expired: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     opening: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Households with earned > 0 in the month (参与户数): the trend's participation.
+    participating: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Entries of the month that post a claim, and that fulfil a redemption: /metrics' counts.
+    claims_posted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    redemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class VillageMonthItem(Base):
+    """Per village, month, rule item version and kind (earn, deduct, or reverse of one of
+    them): how many entries and their sum, so the township's statistics by category read a
+    row per village and item instead of every entry of the month. Written with the village
+    month totals, as the transaction's last writes (`points.village_totals`), which also
+    verifies it against the ledger."""
+
+    __tablename__ = "village_month_items"
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    # 0 for an entry without an item: part of the key, and a key cannot be NULL. (So no
+    # foreign key either; an entry's own column has one.)
+    rule_item_version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    entries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    amount: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MemberMonthTotal(Base):

@@ -18,8 +18,8 @@ from backend import openapi
 from backend.console import audit as audit_page
 from backend.extensions import db
 from points import counting, today
-from points.models import AuditEntry, Claim, ClaimApproval, Village
-from tests.factories import World, self_report
+from points.models import AuditEntry, Claim, Village
+from tests.factories import World, approve, self_report, set_policy
 from tests.support.console import console_login
 
 
@@ -91,34 +91,38 @@ def test_today_counts_the_claims_waiting_up_to_its_cap_and_lists_the_newest(
     assert waiting.index(f"#{ids[-1]}<") < waiting.index(f"#{ids[0]}<")
     monkeypatch.setattr(today, "TODAY_CAP", 3)
     waiting = _section(client.get("/console/").text, "waiting")
-    # Counted among the newest TODAY_CAP + 1 pending claims only; listed past them, as the
-    # window held less than a page of the list.
+    # Counted up to TODAY_CAP only; listed all the same, newest first.
     assert '<span class="figure">3+</span>' in waiting
     assert all(f"#{i}<" in waiting for i in ids)
 
 
-def test_today_lists_an_older_claim_waiting_behind_a_window_of_approved_ones(
+def test_today_tells_a_first_review_from_a_second_by_the_claims_approvals(
     app: Flask,
     client: FlaskClient,
     world: World,
     items: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A batch award needing two cadres leaves its claims pending with one approval each:
-    # newer than the villager's claim, they fill the window 今日 counts in.
+    # A batch award needing two cadres leaves its claims pending with one approval each,
+    # newer than the villager's claim still waiting for its first review.
+    set_policy(client, world, two_cadre_threshold=1)
     oldest, *batch = _pending_claims(app, client, world, items["PUB-VOLUNTEER"], 5)
-    with app.app_context():
-        for claim_id in batch:
-            db.session.add(ClaimApproval(claim_id=claim_id, user_id=world.tadmin1))
-        db.session.commit()
+    for claim_id in batch:
+        first = approve(client, world, "tadmin1", claim_id)
+        assert first.status_code == 200 and first.get_json()["status"] == "pending"
     console_login(client, "cadre_a")
     monkeypatch.setattr(today, "TODAY_CAP", 3)
     page = client.get("/console/").text
     waiting = _section(page, "waiting")
     assert f"#{oldest}<" in waiting and "没有" not in waiting
-    assert '<span class="figure">1+</span>' in waiting
+    assert '<span class="figure">1</span>' in waiting  # exact: under the cap
+    assert not any(f"#{i}<" in waiting for i in batch)
     second = _section(page, "second")
     assert all(f"#{i}<" in second for i in batch)
+    assert '<span class="figure">3+</span>' in second
+    # The township admin approved them: for it they wait for someone else.
+    console_login(client, "tadmin1")
+    assert "#" not in _section(client.get("/console/").text, "second")
 
 
 def _audit_lines(app: Flask, world: World, n: int) -> list[int]:

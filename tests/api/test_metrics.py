@@ -11,11 +11,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from backend.extensions import db
 from points.jobs import record_run
-from points.models import JobRun, LedgerEntry
+from points.models import Claim, JobRun, LedgerEntry, Redemption
 from tests.factories import (
     World,
     add_reward,
@@ -140,6 +140,17 @@ def test_check_ins_posted_claims_and_redemptions_move_their_counters(
     assert value(after, "village_points_claims_posted_total") == (
         (value(before, "village_points_claims_posted_total") or 0) + 1
     )
+    # Summed from the village months, they are what the claims and orders themselves say.
+    with app.app_context():
+        posted = db.session.scalar(
+            select(func.count()).select_from(Claim).where(Claim.status == "posted")
+        )
+        fulfilled = db.session.scalar(
+            select(func.count()).select_from(Redemption).where(Redemption.status == "fulfilled")
+        )
+        db.session.rollback()
+    assert value(after, "village_points_claims_posted_total") == posted
+    assert value(after, "village_points_redemptions_total") == fulfilled == 1
 
 
 def test_a_scheduled_command_records_its_last_success(

@@ -355,3 +355,43 @@ def test_an_activitys_poster_is_drawn_once_for_the_same_code_and_text(
     drawn = len(pngs)  # (the PDF may draw its page as a PNG)
     assert poster(other, "png") != poster(one, "png")  # another code and title: drawn
     assert len(pngs) == drawn + 1
+
+
+def test_the_township_month_report_is_drawn_once_until_another_village_closes(
+    client: FlaskClient, world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report is named by every line it prints: the same month asked again is read from
+    disk; a village closing the month changes its line and the township's root, and the
+    report is drawn anew."""
+    from points import notice
+
+    drawn = spy(monkeypatch, "township_report_pdf", notice)
+    earn(client.application, world.household_x, 6, MARCH)
+
+    def close(village: int, cadre: str) -> None:
+        closed = client.post(
+            f"/api/v1/villages/{village}/board/close",
+            json={"period": "2026-03"},
+            headers={**world.headers(cadre), "Idempotency-Key": f"close-{village}"},
+        )
+        assert closed.status_code == 201, closed.get_json()
+
+    def report() -> bytes:
+        answer = client.get(
+            f"/api/v1/townships/{world.township_1}/month-report.pdf",
+            query_string={"period": "2026-03"},
+            headers=world.headers("tadmin1"),
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+        assert answer.mimetype == "application/pdf"
+        return answer.data
+
+    with frozen(APRIL_2):
+        close(world.village_a, "cadre_a")
+        first = report()
+        assert report() == first
+        assert len(drawn) == 1
+        assert any(name.startswith("report-") for name in kept(cache))
+        close(world.village_b, "cadre_b")
+        assert report() != first
+        assert len(drawn) == 2

@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from backend.extensions import db
 from points import ledger, village_totals
-from points.models import Account, LedgerEntry, Redemption, User, VillageMonthTotal, Villager
+from points.models import (
+    Account,
+    LedgerEntry,
+    Redemption,
+    RuleItemVersion,
+    User,
+    VillageMonthItem,
+    VillageMonthTotal,
+    Villager,
+)
 from rules.periods import month_key
 from tests.factories import (
     World,
@@ -39,9 +48,43 @@ MARCH = local(2026, 3, 10)
 def village_months(app: Flask, village_id: int) -> dict[str, tuple[int, ...]]:
     with app.app_context():
         return {
-            row.month: tuple(getattr(row, name) for name in village_totals.COUNTERS)
+            row.month: tuple(getattr(row, name) for name in village_totals.SUMS)
             for row in db.session.scalars(
                 select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
+def participating(app: Flask, village_id: int) -> dict[str, int]:
+    """Households that earned, by month, as kept for the village (参与户数)."""
+    with app.app_context():
+        return {
+            row.month: row.participating
+            for row in db.session.scalars(
+                select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
+def events(app: Flask, village_id: int) -> dict[str, tuple[int, int]]:
+    """Entries that posted a claim and that fulfilled an order, by month, kept for the
+    village (what /metrics sums)."""
+    with app.app_context():
+        return {
+            row.month: (row.claims_posted, row.redemptions)
+            for row in db.session.scalars(
+                select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
+def village_items(app: Flask, village_id: int) -> dict[tuple[str, int, str], tuple[int, int]]:
+    """(month, rule item version or 0, kind) -> (entries, amount) kept for the village."""
+    with app.app_context():
+        return {
+            (row.month, row.rule_item_version_id, row.kind): (row.entries, row.amount)
+            for row in db.session.scalars(
+                select(VillageMonthItem).where(VillageMonthItem.village_id == village_id)
             )
         }
 
@@ -80,8 +123,44 @@ def test_every_kind_of_entry_adds_to_its_village_month(
     this_month = month_key(datetime.now(SHANGHAI))
     assert months == {"2026-03": (17 - 3, 17, -3, -4, -5, 20), this_month: (-10, 0, 0, 0, 0, 0)}
     assert list(village_months(app, world.village_b).values()) == [(2, 2, 0, 0, 0, 0)]
+    # Two households earned in March; a reversal earns nothing.
+    assert participating(app, world.village_a) == {"2026-03": 2, this_month: 0}
+    assert participating(app, world.village_b) == {"2026-03": 1}
     with app.app_context():
         assert village_totals.verify(db.session) == []
+
+
+def test_score_entries_add_to_their_village_month_by_item_and_kind(
+    app: Flask, world: World, items: dict[str, int]
+) -> None:
+    """What the township's statistics by category read: awards, deductions and their
+    reversals, counted and summed per item and kind; an opening balance, a redemption, an
+    expiry and the reversal of an opening balance make no score and are not there."""
+    with app.app_context():
+        s = db.session
+        version = s.scalar(select(func.min(RuleItemVersion.id)))
+        assert version is not None
+        earned = _append(s, world.household_x, "earn", 10, rule_item_version_id=version)
+        _append(s, world.household_x, "earn", 4, rule_item_version_id=version)
+        _append(s, world.household_x, "deduct", -3)  # no item: kept under 0
+        opening = _append(s, world.household_x, "adjust", 20)
+        _append(s, world.household_x, "redeem", -4)
+        _append(s, world.household_x, "expire", -5)
+        s.commit()
+        ledger.reverse(s, earned, reason="重复记分", created_by=world.cadre_a, tz=SHANGHAI)
+        ledger.reverse(s, opening, reason="期初录错", created_by=world.cadre_a, tz=SHANGHAI)
+        s.commit()
+        reversal_item = s.scalar(
+            select(LedgerEntry.rule_item_version_id).where(LedgerEntry.reverses_id == earned.id)
+        )
+        assert village_totals.verify(s) == []
+    this_month = month_key(datetime.now(SHANGHAI))
+    assert village_items(app, world.village_a) == {
+        ("2026-03", version, "earn"): (2, 14),
+        ("2026-03", 0, "deduct"): (1, -3),
+        (this_month, reversal_item or 0, "reverse"): (1, -10),
+    }
+    assert village_items(app, world.village_b) == {}
 
 
 def test_a_rolled_back_transaction_or_savepoint_leaves_nothing(app: Flask, world: World) -> None:
@@ -97,6 +176,8 @@ def test_a_rolled_back_transaction_or_savepoint_leaves_nothing(app: Flask, world
             _append(s, world.household_x, "earn", 1000)  # released: counts
         s.commit()
     assert list(village_months(app, world.village_a).values()) == [(1001, 1001, 0, 0, 0, 0)]
+    assert list(village_items(app, world.village_a).values()) == [(2, 1001)]
+    assert participating(app, world.village_a) == {"2026-03": 1}
 
 
 def test_committing_with_a_savepoint_still_open_is_refused_and_rolls_back(
@@ -141,6 +222,10 @@ def test_an_award_and_its_redemption_through_the_api_keep_the_village_exact(
         )
         assert done.status_code == 200, done.get_json()
     assert list(village_months(app, world.village_a).values()) == [(63, 63, 0, -2, 0, 0)]
+    # x earned in two transactions (funded, then awarded): one household taking part.
+    assert participating(app, world.village_a) == {"2026-03": 1}
+    # The award posted a claim (funding posts none), and one order was fulfilled.
+    assert events(app, world.village_a) == {"2026-03": (1, 1)}
 
 
 def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
@@ -160,6 +245,44 @@ def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner:
         assert len(village_totals.verify(db.session)) == 1
         db.session.rollback()
         db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed + 1"))
+        db.session.commit()
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize("column", ["participating", "claims_posted", "redemptions"])
+def test_verify_names_a_tampered_count(app: Flask, world: World, column: str) -> None:
+    fund(app, world.household_x, 10, at=MARCH)
+    with app.app_context():
+        db.session.execute(text(f"UPDATE village_month_totals SET {column} = {column} + 1"))
+        problems = village_totals.verify(db.session)
+        db.session.rollback()
+    assert len(problems) == 1 and f"{column}=" in problems[0], problems
+
+
+def test_verify_names_a_tampered_or_missing_item_total(
+    app: Flask, world: World, runner: Any
+) -> None:
+    fund(app, world.household_x, 10, at=MARCH)
+    with app.app_context():
+        db.session.execute(text("UPDATE village_month_items SET amount = amount + 1"))
+        problems = village_totals.verify(db.session)
+        db.session.rollback()
+        db.session.execute(text("DELETE FROM village_month_items"))
+        missing = village_totals.verify(db.session)
+        db.session.commit()
+    assert len(problems) == 1 and "2026-03" in problems[0] and "分项合计" in problems[0]
+    assert len(missing) == 1 and "（无）" in missing[0], missing
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code != 0
+    assert "BROKEN village month totals" in result.output, result.output
+    with app.app_context():  # put back, for the suite's own end-of-test check
+        db.session.execute(
+            text(
+                "INSERT INTO village_month_items (village_id, month, rule_item_version_id, "
+                "kind, entries, amount) VALUES (:v, '2026-03', 0, 'earn', 1, 10)"
+            ),
+            {"v": world.village_a},
+        )
         db.session.commit()
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
 

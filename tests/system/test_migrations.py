@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,6 +29,7 @@ from points.models import (
     Base,
     Claim,
     Household,
+    LedgerEntry,
     MonthlyIssued,
     MonthTotal,
     Objection,
@@ -35,6 +37,7 @@ from points.models import (
     RuleItemVersion,
     Township,
     Village,
+    VillageMonthItem,
     VillageMonthTotal,
 )
 from points.models.base import UTCDateTime
@@ -201,37 +204,36 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
                 village_id=village.id,
             )
             at = datetime(2026, 11, 5, tzinfo=UTC)
-            # Through the table, naming only the columns 0004 has: the model may have more.
-            s.execute(
-                Claim.__table__.insert(),
-                [
-                    {
-                        "village_id": village.id,
-                        "household_id": household.id,
-                        "rule_item_id": item.id,
-                        "rule_item_version_id": item.current_version_id,
-                        "source": "cadre",
-                        "points": points,
-                        "reason": "迁移前",
-                        "status": status,
-                        "occurred_at": at,
-                        "submitted_by": cadre.id,
-                        "created_at": at,
-                        "decided_at": decided_at,
-                        "evidence": [],
-                        "capped": False,
-                    }
-                    for points, status, decided_at in [
-                        (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
-                        (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
-                        (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
-                        (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
-                        (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
-                        (8, "approved", None),
-                        (4, "pending", None),
-                    ]
-                ],
-            )
+            # Through a table of only the columns 0004 has: the model may have more, and
+            # its defaults would name them too.
+            rows = [
+                {
+                    "village_id": village.id,
+                    "household_id": household.id,
+                    "rule_item_id": item.id,
+                    "rule_item_version_id": item.current_version_id,
+                    "source": "cadre",
+                    "points": points,
+                    "reason": "迁移前",
+                    "status": status,
+                    "occurred_at": at,
+                    "submitted_by": cadre.id,
+                    "created_at": at,
+                    "decided_at": decided_at,
+                    "evidence": [],
+                    "capped": False,
+                }
+                for points, status, decided_at in [
+                    (10, "posted", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),  # 23:30 30 Nov
+                    (5, "in_notice", datetime(2026, 11, 3, tzinfo=UTC)),
+                    (7, "objected", datetime(2026, 11, 30, 16, 30, tzinfo=UTC)),  # 00:30 1 Dec
+                    (20, "rejected", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (-3, "posted", datetime(2026, 11, 5, tzinfo=UTC)),
+                    (8, "approved", None),
+                    (4, "pending", None),
+                ]
+            ]
+            s.execute(_only(Claim, rows[0]).insert(), rows)
             # The posted 10 points are reversed (冲正), after 0005: their entry and the
             # reversing one.
             entry = {
@@ -323,25 +325,24 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
             _old_user(s, role="villager", openid="mig-head", villager_id=head_id)
             stubborn = _old_user(s, role="villager", openid="mig-stubborn")
             other = _old_user(s, role="villager", openid="mig-other")
-            claim_id = s.execute(
-                Claim.__table__.insert().returning(Claim.__table__.c.id),
-                {
-                    "village_id": village.id,
-                    "household_id": household.id,
-                    "rule_item_id": item.id,
-                    "rule_item_version_id": item.current_version_id,
-                    "source": "cadre",
-                    "points": 3,
-                    "reason": "迁移前",
-                    "status": "objected",
-                    "occurred_at": at,
-                    "submitted_by": cadre.id,
-                    "created_at": at,
-                    "decided_at": at,
-                    "evidence": [],
-                    "capped": False,
-                },
-            ).scalar_one()
+            old_claim = {
+                "village_id": village.id,
+                "household_id": household.id,
+                "rule_item_id": item.id,
+                "rule_item_version_id": item.current_version_id,
+                "source": "cadre",
+                "points": 3,
+                "reason": "迁移前",
+                "status": "objected",
+                "occurred_at": at,
+                "submitted_by": cadre.id,
+                "created_at": at,
+                "decided_at": at,
+                "evidence": [],
+                "capped": False,
+            }
+            claims = _only(Claim, old_claim)
+            claim_id = s.execute(claims.insert().returning(claims.c.id), old_claim).scalar_one()
             objections = Objection.__table__
             for user_id, reason, status in [
                 (stubborn.id, "第一次", "upheld"),
@@ -512,7 +513,7 @@ def test_upgrade_fills_the_village_month_totals_from_the_household_months(
         with Session(db.engine) as s:
             kept = {
                 (row.village_id, row.month): tuple(
-                    getattr(row, name) for name in village_totals.COUNTERS
+                    getattr(row, name) for name in village_totals.SUMS
                 )
                 for row in s.scalars(select(VillageMonthTotal))
             }
@@ -524,3 +525,83 @@ def test_upgrade_fills_the_village_month_totals_from_the_household_months(
         (ids[1], "2026-11"): (13, 15, -2, -6, -3, 15),
     }
     assert problems == []
+
+
+def test_upgrade_fills_the_village_month_items_from_the_score_entries(
+    empty_database_url: str,
+) -> None:
+    """0022 on a database with entries: awards, deductions and reversals of them counted and
+    summed per village, month, item (0: none) and kind; an opening balance, a redemption and
+    the reversal of an opening balance left out. `village_totals.verify` then agrees."""
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
+    at = datetime(2026, 10, 5, tzinfo=UTC)
+    with app.app_context():
+        upgrade(revision="0021")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            village = Village(township_id=township.id, name="迁移村")
+            s.add(village)
+            s.flush()
+            household = Household(village_id=village.id, name="户")
+            s.add(household)
+            s.flush()
+            account = Account(household_id=household.id, village_id=village.id)
+            s.add(account)
+            s.flush()
+
+            def entry(seq: int, kind: str, amount: int, month: str, **more: int) -> LedgerEntry:
+                line = LedgerEntry(
+                    account_id=account.id,
+                    seq=seq,
+                    kind=kind,
+                    amount=amount,
+                    created_at=at,
+                    month=month,
+                    prev_hash="0" * 64,
+                    hash=f"{seq:064d}",
+                    **more,
+                )
+                s.add(line)
+                s.flush()
+                return line
+
+            earned = entry(1, "earn", 10, "2026-10")
+            entry(2, "earn", 5, "2026-10")
+            entry(3, "deduct", -3, "2026-10")
+            opening = entry(4, "adjust", 20, "2026-10")
+            entry(5, "redeem", -4, "2026-10")
+            entry(6, "reverse", -10, "2026-11", reverses_id=earned.id)
+            entry(7, "reverse", -20, "2026-11", reverses_id=opening.id)
+            s.commit()
+            village_id = village.id
+        upgrade()
+        with Session(db.engine) as s:
+            kept = {
+                (row.village_id, row.month, row.rule_item_version_id, row.kind): (
+                    row.entries,
+                    row.amount,
+                )
+                for row in s.scalars(select(VillageMonthItem))
+            }
+            problems = village_totals.verify_items(s)
+        db.engine.dispose()
+    assert kept == {
+        (village_id, "2026-10", 0, "earn"): (2, 15),
+        (village_id, "2026-10", 0, "deduct"): (1, -3),
+        (village_id, "2026-11", 0, "reverse"): (1, -10),
+    }
+    assert problems == []
+
+
+def _only(model: Any, row: dict[str, Any]) -> Any:
+    """The model's table with only the columns `row` names (and `id`), as an older schema
+    has them: the model's own table would also insert the defaults of its newer columns."""
+    columns = model.__table__.c
+    return table(
+        model.__tablename__,
+        *(column(name, columns[name].type) for name in {"id", *row}),
+    )
