@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from .db import insert_as_loaded
+from .db import insert_as_loaded, new_for_insert
 from .models import AuditEntry, Village
 from .models.base import utcnow
 from .scope import Actor
@@ -53,7 +53,8 @@ def record(
     if township_id is None and village_id is not None:
         # Filed under the township too, so that township's admins can read it.
         township_id = session.scalar(select(Village.township_id).where(Village.id == village_id))
-    entry = AuditEntry(
+    entry = new_for_insert(
+        AuditEntry,
         at=utcnow(),
         actor_id=actor.user_id if actor else None,
         action=action,

@@ -8,6 +8,7 @@ posting, against what the subject has already been given for that item.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Join,
     Select,
     SQLColumnExpression,
     Text,
@@ -25,9 +27,11 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    join,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +43,14 @@ from rules.periods import add_months, month_key, period_end, period_start
 
 from . import audit, budget, catalogs, ledger
 from .budget import ISSUED_STATUSES, REVERSED_CLAIMS, budget_month, unissue
-from .db import core, insert_as_loaded, rowcount
+from .db import (
+    column_values,
+    core,
+    insert_as_loaded,
+    join_as_loaded,
+    new_for_insert,
+    rowcount,
+)
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound, WrongVillage
 from .models import (
     HEAD,
@@ -208,45 +219,63 @@ def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
     return func.nullif(cast(catalog.policy, Text), "null")
 
 
-# Built once: building a statement costs more CPU than running it, and every award runs it.
-# The item as `catalogs.in_effect_for` narrows it (its township's catalog or the village's
-# own, not retired) with its current version, and both catalogs' policies as
-# `catalogs.effective_policy` reads them; the version and the policies as their JSON text,
-# the key of their parsed values (`stored_rule`, `stored_policy`).
-_AWARD_ITEM = (
-    select(
-        RuleItem.id,
-        RuleItem.current_version_id,
-        cast(RuleItemVersion.data, Text),
-        Village.township_id,
-        RuleCatalog.village_id,
-        _policy_text(_OWN_CATALOG),
-        _policy_text(_TOWNSHIP_CATALOG),
-    )
-    .select_from(Village)
-    .join(RuleItem, RuleItem.id == bindparam("item_id"))
-    .join(
-        RuleCatalog,
-        and_(
-            RuleCatalog.id == RuleItem.catalog_id,
-            or_(
-                RuleCatalog.township_id == Village.township_id,
-                RuleCatalog.village_id == Village.id,
+_AWARD_ITEM_COLUMNS = (
+    RuleItem.id,
+    RuleItem.current_version_id,
+    cast(RuleItemVersion.data, Text),
+    Village.township_id,
+    RuleCatalog.village_id,
+    _policy_text(_OWN_CATALOG),
+    _policy_text(_TOWNSHIP_CATALOG),
+)
+
+
+def _award_item_join() -> Join:
+    """The village joined to the item (bound as item_id) as `catalogs.in_effect_for` narrows
+    it (its township's catalog or the village's own, not retired), its current version, and
+    both catalogs as `catalogs.effective_policy` reads them: no row for a village that may
+    not use the item."""
+    return (
+        join(
+            Village,
+            RuleItem,
+            and_(RuleItem.id == bindparam("item_id"), RuleItem.retired_at.is_(None)),
+        )
+        .join(
+            RuleCatalog,
+            and_(
+                RuleCatalog.id == RuleItem.catalog_id,
+                or_(
+                    RuleCatalog.township_id == Village.township_id,
+                    RuleCatalog.village_id == Village.id,
+                ),
             ),
-        ),
+        )
+        .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
+        .outerjoin(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id)
+        .outerjoin(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id)
     )
-    .join(RuleItemVersion, RuleItemVersion.id == RuleItem.current_version_id)
-    .outerjoin(_OWN_CATALOG, _OWN_CATALOG.village_id == Village.id)
-    .outerjoin(_TOWNSHIP_CATALOG, _TOWNSHIP_CATALOG.township_id == Village.township_id)
-    .where(Village.id == bindparam("village_id"), RuleItem.retired_at.is_(None))
+
+
+# Built once: building a statement costs more CPU than running it, and every award runs it.
+# The version and the policies as their JSON text, the key of their parsed values
+# (`stored_rule`, `stored_policy`).
+_AWARD_ITEM = (
+    select(*_AWARD_ITEM_COLUMNS)
+    .select_from(_award_item_join())
+    .where(Village.id == bindparam("village_id"))
 )
 
 
 def award_item(session: Session, village_id: int, rule_item_id: int) -> AwardItem:
     """`village_item`, `rule_in_force` and `catalogs.effective_policy` in one query."""
     params = {"village_id": village_id, "item_id": rule_item_id}
-    found = core(session).execute(_AWARD_ITEM, params).first()
-    if found is None:
+    return _award_item_of(core(session).execute(_AWARD_ITEM, params).first())
+
+
+def _award_item_of(found: Sequence[Any] | None) -> AwardItem:
+    """An `AwardItem` from `_AWARD_ITEM_COLUMNS` as read (None, or NULLs: not found)."""
+    if found is None or found[0] is None:
         raise NotFound("本村积分细则中没有这一项", code="rule_item_not_found")
     item_id, version_id, version, township_id, catalog_village, own, township = found
     assert version_id is not None  # joined to its version
@@ -488,7 +517,8 @@ def _new_claim(
         )
     if reviewed:
         refuse_own_household(session, actor, target.household_id)
-    claim = Claim(
+    claim = new_for_insert(
+        Claim,
         village_id=target.village_id,
         household_id=target.household_id,
         member_id=target.member_id,
@@ -530,24 +560,80 @@ def _new_claim(
         # Inserted posted: no other transaction can see the row before this one commits, so
         # `_post`'s conditional update (two runners, one posting) has nothing to guard here.
         claim.status, claim.posted_at = ClaimStatus.POSTED, now
-    insert_as_loaded(session, claim)
+    locked = None
     if reviewed:
         # A new claim has no approvals yet: this one cannot be a second by the same cadre.
-        core(session).execute(
-            _INSERT_APPROVAL, {"claim_id": claim.id, "user_id": actor.user_id, "at": now}
-        )
+        locked = _insert_reviewed(session, claim, actor.user_id, now, lock=post)
+    else:
+        insert_as_loaded(session, claim)
     if post:
         if version_rule is None:
             version = session.get(RuleItemVersion, claim.rule_item_version_id)
             assert version is not None
             version_rule = version.rule
-        _post_entry(session, claim, item, version_rule, now, tz)
+        _post_entry(session, claim, item, version_rule, now, tz, locked=locked)
     return claim
 
 
 _INSERT_APPROVAL = insert(ClaimApproval).values(
     claim_id=bindparam("claim_id"), user_id=bindparam("user_id"), created_at=bindparam("at")
 )
+
+
+def _insert_reviewed(
+    session: Session, claim: Claim, user_id: int, at: datetime, *, lock: bool
+) -> ledger.Head | None:
+    """Insert a new claim with its first approval, by `user_id` at `at`; the claim joins the
+    session as loaded (`insert_as_loaded`). On PostgreSQL one statement, else two. `lock`
+    (the claim posts next): on PostgreSQL the same statement locks and reads its household's
+    account row for the entry (`ledger.lock_head_columns`, or `ledger.open_account` when it
+    has none yet; None on SQLite: `ledger.append` locks it then). The budget's row was
+    locked before, so the account's comes after it, the order every posting takes them in."""
+    if session.get_bind().dialect.name != "postgresql":
+        insert_as_loaded(session, claim)
+        core(session).execute(
+            _INSERT_APPROVAL, {"claim_id": claim.id, "user_id": user_id, "at": at}
+        )
+        return None
+    values = column_values(claim)
+    params = {f"c_{name}": value for name, value in values.items()}
+    params |= {"a_user_id": user_id, "a_at": at, "h_household_id": claim.household_id}
+    row = core(session).execute(_reviewed_statement(tuple(values), lock), params).one()
+    join_as_loaded(session, claim, row[0])
+    if not lock:
+        return None
+    if row[1] is None:  # the household's first entry
+        return ledger.open_account(session, claim.household_id)
+    return ledger.Head(*row[1:])
+
+
+@lru_cache(maxsize=8)
+def _reviewed_statement(columns: tuple[str, ...], lock: bool) -> Any:
+    """PostgreSQL: the claim (its `columns` bound as `c_<column>`) and its first approval in
+    one statement, which returns the claim's id and, with `lock`, its household's account
+    row locked (`ledger.lock_head_columns`, NULLs when there is none). Built once per shape."""
+    claim = (
+        insert(Claim)
+        .values({name: bindparam(f"c_{name}") for name in columns})
+        .returning(Claim.id)
+        .cte("claim")
+    )
+    approval = (
+        insert(ClaimApproval)
+        .from_select(
+            ["claim_id", "user_id", "created_at"],
+            select(
+                claim.c.id,
+                bindparam("a_user_id", type_=ClaimApproval.user_id.type),
+                bindparam("a_at", type_=ClaimApproval.created_at.type),
+            ),
+        )
+        .cte("approval")
+    )
+    if not lock:
+        return select(claim.c.id).add_cte(approval)
+    head = ledger.lock_head_columns(bindparam("h_household_id", type_=Claim.household_id.type))
+    return select(claim.c.id, *head.c).select_from(claim).outerjoin(head, true()).add_cte(approval)
 
 
 def submit(
@@ -642,45 +728,74 @@ def member_target(villager: Villager) -> Target:
 
 
 def _target(session: Session, actor: Actor, spec: dict[str, int]) -> Target:
-    if "villager_id" in spec:
-        # `member_target` of the villager `get_visible` finds, in one query.
-        member = (
-            core(session)
-            .execute(
-                visible(actor, Villager)
-                .with_only_columns(
-                    Villager.id, Villager.active, Villager.household_id, Household.village_id
-                )
-                .select_from(Villager)
-                .join(Household, Household.id == Villager.household_id)
-                .where(Villager.id == spec["villager_id"])
-            )
-            .first()
-        )
-        if member is None:
-            raise NotFound()
-        villager_id, active, household_id, village_id = member
+    return _target_row(session, actor, spec, None)[0]
+
+
+def _target_and_item(
+    session: Session, actor: Actor, spec: dict[str, int], rule_item_id: int
+) -> tuple[Target, AwardItem]:
+    """`_target` and its village's `award_item`, in one query."""
+    target, item = _target_row(session, actor, spec, rule_item_id)
+    return target, _award_item_of(item)
+
+
+def _target_row(
+    session: Session, actor: Actor, spec: dict[str, int], rule_item_id: int | None
+) -> tuple[Target, Sequence[Any]]:
+    """The target a spec names, and with `rule_item_id` the `_AWARD_ITEM_COLUMNS` of its
+    village as read (NULLs: the village may not use the item)."""
+    by_villager = "villager_id" in spec
+    params = {"subject_id": spec["villager_id" if by_villager else "household_id"]}
+    if rule_item_id is not None:
+        params["item_id"] = rule_item_id
+    stmt = _target_statement(actor, by_villager, rule_item_id is not None)
+    found = core(session).execute(stmt, params).first()
+    if found is None:
+        raise NotFound()
+    if by_villager:
+        # `member_target` of the villager `get_visible` finds.
+        villager_id, active, household_id, village_id = found[:4]
         if not active:
             raise VillagerDeactivated(details={"villager_id": villager_id})
-        return Target(household_id, villager_id, village_id)
-    # The household with its head (户主, at most one: uq_villagers_one_head), in one query.
-    found = (
-        core(session)
-        .execute(
+        return Target(household_id, villager_id, village_id), found[4:]
+    household_id, village_id, head_id = found[:3]
+    return Target(household_id, head_id, village_id), found[3:]
+
+
+# Built once per caller (the scope is the actor's) and shape: building the statement and its
+# cache key cost more CPU than running it, and every award runs one per target.
+@lru_cache(maxsize=256)
+def _target_statement(actor: Actor, by_villager: bool, with_item: bool) -> Any:
+    """A villager (`by_villager`: id, active, household, village) or a household with its
+    head (户主, at most one: uq_villagers_one_head; id, village, head), bound as subject_id,
+    as the actor may see them; `with_item`: and `_AWARD_ITEM_COLUMNS` of its village, NULLs
+    when the village may not use the item."""
+    stmt: Select[*tuple[Any, ...]]
+    if by_villager:
+        stmt = (
+            visible(actor, Villager)
+            .with_only_columns(
+                Villager.id, Villager.active, Villager.household_id, Household.village_id
+            )
+            .select_from(Villager)
+            .join(Household, Household.id == Villager.household_id)
+            .where(Villager.id == bindparam("subject_id"))
+        )
+    else:
+        stmt = (
             visible(actor, Household)
             .with_only_columns(Household.id, Household.village_id, Villager.id)
             .select_from(Household)
             .outerjoin(
                 Villager, and_(Villager.household_id == Household.id, Villager.relation == HEAD)
             )
-            .where(Household.id == spec["household_id"])
+            .where(Household.id == bindparam("subject_id"))
         )
-        .first()
+    if not with_item:
+        return stmt
+    return stmt.add_columns(*_AWARD_ITEM_COLUMNS).outerjoin(
+        _award_item_join(), Village.id == Household.village_id
     )
-    if found is None:
-        raise NotFound()
-    household_id, village_id, head_id = found
-    return Target(household_id, head_id, village_id)
 
 
 def award(
@@ -698,7 +813,13 @@ def award(
     """A cadre's award or deduction (积分录入), for one or many villagers or households.
     All or nothing: one target over its cap refuses the batch, naming it."""
     authorize(actor, "claim.award")
-    resolved = [_target(session, actor, spec) for spec in targets]
+    # One target (most awards): its village's item read with it.
+    read: AwardItem | None = None
+    if len(targets) == 1:
+        target, read = _target_and_item(session, actor, targets[0], rule_item_id)
+        resolved = [target]
+    else:
+        resolved = [_target(session, actor, spec) for spec in targets]
     if len({(t.household_id, t.member_id) for t in resolved}) != len(resolved):
         raise Invalid("同一对象重复出现", code="duplicate_target")
     claims: dict[int, Claim] = {}
@@ -709,7 +830,7 @@ def award(
     for index, target in sorted(
         enumerate(resolved), key=lambda it: (it[1].village_id, it[1].household_id)
     ):
-        found = award_item(session, target.village_id, rule_item_id)
+        found = read or award_item(session, target.village_id, rule_item_id)
         rule = found.rule
         if not rule.may_submit("cadre"):
             raise Forbidden("这一项不能由村干部直接录入", code="not_cadre_item")
@@ -1077,10 +1198,12 @@ def _post_entry(
     rule: rules.RuleItem,
     now: datetime,
     tz: ZoneInfo,
+    locked: ledger.Head | None = None,
 ) -> None:
     """A claim now `posted` (by `_post`, or inserted so): its points decided again against
     what is posted under its item version's `rule`, then its entry appended (or the claim
-    rejected, when a cap reached meanwhile leaves it nothing)."""
+    rejected, when a cap reached meanwhile leaves it nothing). `locked`: its household's
+    account row, if the caller locked it already (`ledger.append`)."""
     target = Target(claim.household_id, claim.member_id, claim.village_id)
     evaluation = rules.evaluate(
         rule,
@@ -1117,6 +1240,7 @@ def _post_entry(
             amount=claim.points,
             when=ledger.EntryTime(tz, at=now, counts_for=claim.occurred_at),
             origin=_origin(claim, claim.note),
+            locked=locked,
         )
     if rule.kind == "veto" and rule.veto is not None:
         _apply_veto(session, claim, rule.veto, now, tz)

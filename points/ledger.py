@@ -17,10 +17,22 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import identity_key
 
@@ -28,7 +40,14 @@ from rules.periods import month_key
 
 from . import village_totals
 from .budget import give_back_reversed
-from .db import core, insert_as_loaded, upsert_insert
+from .db import (
+    column_values,
+    core,
+    insert_as_loaded,
+    join_as_loaded,
+    new_for_insert,
+    upsert_insert,
+)
 from .errors import Conflict, DomainError, NotFound
 from .models import (
     Base,
@@ -108,52 +127,79 @@ def account_for(session: Session, household_id: int, *, lock: bool = False) -> A
     return account
 
 
-@lru_cache(maxsize=8)
+INCREMENTS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
+MEMBER_INCREMENTS = ("score", "earned", "deducted")
+
+
 def _totals_statement(
     dialect: str,
     model: type[Base],
-    keys: tuple[str, ...],
-    conflict: tuple[str, ...],
+    keys: dict[str, str],
     increments: tuple[str, ...],
     returning: tuple[str, ...] = (),
 ) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE adding to the counters, every value bound by name
-    (`v_<column>`), and returning the `returning` columns' new values. Built once per shape:
-    building the statement and its cache key cost more CPU than running it, and every entry
-    runs one or two."""
+    """INSERT … ON CONFLICT DO UPDATE adding to the counters of a totals row: `keys` (column:
+    parameter) and the counters (`v_<counter>`) bound by name, returning the `returning`
+    columns' new values. Built once per statement (the callers cache it): building the
+    statement and its cache key cost more CPU than running it, and every entry runs one or
+    two."""
     table = model.__table__
     stmt = upsert_insert(dialect)(table).values(
-        {name: bindparam(f"v_{name}") for name in keys + increments}
+        {
+            **{column: bindparam(name) for column, name in keys.items()},
+            **{name: bindparam(f"v_{name}") for name in increments},
+        }
     )
     upsert = stmt.on_conflict_do_update(
-        index_elements=list(conflict),
+        index_elements=list(keys)[:1] + ["month"],
         set_={name: table.c[name] + stmt.excluded[name] for name in increments},
     )
     return upsert.returning(*(table.c[name] for name in returning)) if returning else upsert
 
 
-def _add_to_totals(
-    session: Session,
-    model: type[Base],
-    keys: dict[str, Any],
-    conflict: list[str],
-    increments: dict[str, int],
-    returning: tuple[str, ...] = (),
+@lru_cache(maxsize=4)
+def _month_total_statement(dialect: str, earned: bool) -> Any:
+    """The household's month (MonthTotal), every counter added to; with `earned`, returning
+    its new `earned`."""
+    keys = {name: f"v_{name}" for name in ("account_id", "household_id", "village_id", "month")}
+    return _totals_statement(dialect, MonthTotal, keys, INCREMENTS, ("earned",) if earned else ())
+
+
+@lru_cache(maxsize=2)
+def _member_total_statement(dialect: str) -> Any:
+    """The member's month (MemberMonthTotal), for an entry that scores: its score, earned and
+    deducted, the same as its household's month."""
+    keys = {"member_id": "m_member_id"}
+    keys |= {name: f"v_{name}" for name in ("household_id", "village_id", "month")}
+    return _totals_statement(dialect, MemberMonthTotal, keys, MEMBER_INCREMENTS)
+
+
+@lru_cache(maxsize=64)
+def _append_statement(
+    columns: tuple[str, ...], from_hold: bool, scores: bool, member: bool, earned: bool
 ) -> Any:
-    """Upsert a totals row, adding to its counters in one statement; the row's new values of
-    the `returning` columns (None without)."""
-    stmt = _totals_statement(
-        session.get_bind().dialect.name,
-        model,
-        tuple(keys),
-        tuple(conflict),
-        tuple(increments),
-        returning,
+    """PostgreSQL: the entry (its `columns` bound as `e_<column>`), the account's move
+    (`_move_statement`), the household's month and, with `member`, the member's month, in
+    one statement; it returns the entry's id, how many accounts moved (1, or 0 when the
+    head was not the one read) and, with `earned`, the household month's new `earned`
+    (else NULL). Data-modifying CTEs all run to completion, referenced or not, and see the
+    same snapshot; none of them touches a row another one does."""
+    entry = (
+        insert(LedgerEntry)
+        .values({name: bindparam(f"e_{name}") for name in columns})
+        .returning(LedgerEntry.id)
+        .cte("entry")
     )
-    result = core(session).execute(
-        stmt, {f"v_{name}": value for name, value in {**keys, **increments}.items()}
-    )
-    return result.one() if returning else None
+    moved = _move_statement(from_hold, scores).returning(Account.id).cte("moved")
+    month = _month_total_statement("postgresql", earned).cte("month_total")
+    ctes = [month]
+    if member:
+        ctes.append(_member_total_statement("postgresql").cte("member_total"))
+    return select(
+        select(entry.c.id).scalar_subquery(),
+        select(func.count()).select_from(moved).scalar_subquery(),
+        select(month.c.earned).scalar_subquery() if earned else null(),
+    ).add_cte(*ctes)
 
 
 @dataclass(frozen=True)
@@ -189,16 +235,19 @@ def append(
     when: EntryTime,
     origin: EntryOrigin | None = None,
     from_hold: bool = False,
+    locked: Head | None = None,
 ) -> LedgerEntry:
     """Append one entry and move the balance with it. `from_hold` (a fulfilled redemption)
     takes the amount out of `held` instead of `available`. If the month the entry counts in
     (`when`) has its board published already, the entry is a late posting
-    (`_record_if_late`)."""
+    (`_record_if_late`). `locked`: the household's account row as the caller locked and read
+    it in this transaction (`lock_head_columns`), else it is locked and read here."""
     origin = origin or EntryOrigin()
     tz = when.tz
-    account_id, village_id, count, head = _lock_head(session, household_id)
+    account_id, village_id, count, head = locked or _lock_head(session, household_id)
     created_at = when.at or datetime.now(UTC)
-    entry = LedgerEntry(
+    entry = new_for_insert(
+        LedgerEntry,
         account_id=account_id,
         seq=count + 1,
         kind=kind,
@@ -214,36 +263,12 @@ def append(
         prev_hash=head,
     )
     entry.hash = chain_hash(head, entry)
-    # One INSERT … RETURNING id; the entry joins the session as loaded.
-    insert_as_loaded(session, entry)
 
     # A reversal counts where the entry it reverses counted: an award's in the score, a
     # withdrawn veto's wipe in the expired points (so issued = balances + redeemed + expired
     # still holds in the points report).
     reversed_kind = _kind_of(session, origin.reverses_id) if kind == "reverse" else None
     scores = kind in SCORE_KINDS or reversed_kind in SCORE_KINDS
-    # Guarded by the chain head we read under the lock: a concurrent append cannot slip in.
-    moved = (
-        core(session)
-        .execute(
-            _move_statement(from_hold, scores),
-            {
-                "account_id": account_id,
-                "read_head": head,
-                "amount": amount,
-                "entry_count": entry.seq,
-                "head_hash": entry.hash,
-            },
-        )
-        .rowcount
-    )
-    if moved != 1:
-        raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
-    # An Account the session holds is stale now: read again if used.
-    loaded = session.identity_map.get(identity_key(Account, account_id))
-    if loaded is not None:
-        session.expire(loaded)
-
     increments = {
         "score": amount if scores else 0,
         "earned": amount if kind == "earn" else 0,
@@ -252,22 +277,56 @@ def append(
         "expired": amount if "expire" in (kind, reversed_kind) else 0,
         "opening": amount if OPENING_KIND in (kind, reversed_kind) else 0,
     }
-    month = _add_to_totals(
-        session,
-        MonthTotal,
-        {
-            "account_id": account_id,
-            "household_id": household_id,
-            "village_id": village_id,
-            "month": entry.month,
-        },
-        ["account_id", "month"],
-        increments,
-        ("earned",) if increments["earned"] > 0 else (),
-    )
+    member = origin.member_id is not None and scores
+    # The household month's new `earned`, read back when the entry earns (`participating`).
+    earns = increments["earned"] > 0
+    # The account's new head and balance, guarded by the chain head we read under the lock:
+    # a concurrent append cannot slip in.
+    move = {
+        "account_id": account_id,
+        "read_head": head,
+        "amount": amount,
+        "entry_count": entry.seq,
+        "head_hash": entry.hash,
+    }
+    totals = {
+        "v_account_id": account_id,
+        "v_household_id": household_id,
+        "v_village_id": village_id,
+        "v_month": entry.month,
+        **{f"v_{name}": value for name, value in increments.items()},
+    }
+    if member:
+        totals["m_member_id"] = origin.member_id
+    values = column_values(entry)
+    earned = None
+    if session.get_bind().dialect.name == "postgresql":
+        # The entry, the account's move and the month totals in one statement (one round trip
+        # instead of three or four), each as it is written apart below.
+        connection = core(session)
+        entry_id, moved, earned = connection.execute(
+            _append_statement(tuple(values), from_hold, scores, member, earns),
+            {**{f"e_{name}": value for name, value in values.items()}, **move, **totals},
+        ).one()
+        join_as_loaded(session, entry, entry_id)
+    else:
+        # One INSERT … RETURNING id; the entry joins the session as loaded.
+        insert_as_loaded(session, entry)
+        moved = core(session).execute(_move_statement(from_hold, scores), move).rowcount
+        if moved == 1:
+            month = core(session).execute(_month_total_statement("sqlite", earns), totals)
+            earned = month.scalar_one() if earns else None
+            if member:
+                core(session).execute(_member_total_statement("sqlite"), totals)
+    if moved != 1:
+        raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
+    # An Account the session holds is stale now: read again if used.
+    loaded = session.identity_map.get(identity_key(Account, account_id))
+    if loaded is not None:
+        session.expire(loaded)
     # The household's first earning of the month (earned only grows): one more household
     # taking part in its village's month (参与户数).
-    participating = int(month is not None and month.earned == increments["earned"])
+    participating = int(earned is not None and earned == increments["earned"])
     village_totals.record(
         session,
         village_id,
@@ -280,22 +339,19 @@ def append(
         },
         (entry.rule_item_version_id, kind, amount) if scores else None,
     )
-    if origin.member_id is not None and scores:
-        _add_to_totals(
-            session,
-            MemberMonthTotal,
-            {
-                "member_id": origin.member_id,
-                "household_id": household_id,
-                "village_id": village_id,
-                "month": entry.month,
-            },
-            ["member_id", "month"],
-            {"score": amount, "earned": increments["earned"], "deducted": increments["deducted"]},
-        )
     if scores and amount and entry.month < month_key(created_at.astimezone(tz)):
         _record_if_late(session, village_id, household_id, entry)
     return entry
+
+
+class Head(NamedTuple):
+    """An account row as an append needs it, locked until commit: its id, village, entry
+    count and chain head."""
+
+    account_id: int
+    village_id: int
+    entry_count: int
+    head_hash: str
 
 
 # Built once (every entry runs them): the account's row locked with what the next entry needs.
@@ -306,18 +362,60 @@ _LOCK_HEAD = (
 )
 
 
-def _lock_head(session: Session, household_id: int) -> tuple[int, int, int, str]:
+def lock_head_columns(household_id: Any) -> Subquery:
+    """`_lock_head`'s statement as a subquery (`household_id` a column or a bound parameter),
+    for a caller that locks the account row within a statement of its own and passes what it
+    read to `append` (`Head`): one round trip less. Its columns: account_id, village_id,
+    entry_count, head_hash; no row when the household has no account yet."""
+    return (
+        select(
+            Account.id.label("account_id"),
+            Account.village_id,
+            Account.entry_count,
+            Account.head_hash,
+        )
+        .where(Account.household_id == household_id)
+        .with_for_update()
+        .subquery("head")
+    )
+
+
+def _lock_head(session: Session, household_id: int) -> Head:
     """The household's account row locked until commit (created on first use, as
     `account_for`): its id, village, entry count and chain head."""
-    connection = core(session)
-    row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+    row = core(session).execute(_LOCK_HEAD, {"household_id": household_id}).first()
     if row is None:
-        _create_account(session, household_id)
-        row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
-        if row is None:
-            raise NotFound()  # no such household
+        return open_account(session, household_id)
     account_id, village_id, count, head = row
-    return account_id, village_id, count, head
+    return Head(account_id, village_id, count, head)
+
+
+def open_account(session: Session, household_id: int) -> Head:
+    """`_lock_head` of a household found without an account: its account created (unless
+    another transaction just did) and locked. On PostgreSQL one statement: the insert's
+    conflict with a row created meanwhile waits for it and locks it by a no-op update, and
+    either way the row comes back; on SQLite (a single writer) the insert, then the read."""
+    connection = core(session)
+    params = {"household_id": household_id, "created_at": datetime.now(UTC)}
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(_open_statement(), params).first()
+    else:
+        connection.execute(_create_statement(connection.dialect.name), params)
+        row = connection.execute(_LOCK_HEAD, {"household_id": household_id}).first()
+    if row is None:
+        raise NotFound()  # no such household
+    account_id, village_id, count, head = row
+    return Head(account_id, village_id, count, head)
+
+
+@lru_cache(maxsize=1)
+def _open_statement() -> Any:
+    """PostgreSQL: a household's empty account, or the one it has, locked and returned."""
+    table = Account.__table__
+    stmt = upsert_insert("postgresql")(table).from_select(*_new_account())
+    return stmt.on_conflict_do_update(
+        index_elements=["household_id"], set_={"household_id": stmt.excluded.household_id}
+    ).returning(table.c.id, table.c.village_id, table.c.entry_count, table.c.head_hash)
 
 
 def _create_account(session: Session, household_id: int) -> None:
@@ -333,6 +431,16 @@ def _create_account(session: Session, household_id: int) -> None:
 @lru_cache(maxsize=2)
 def _create_statement(dialect: str) -> Any:
     """A household's empty account, unless it has one."""
+    return (
+        upsert_insert(dialect)(Account.__table__)
+        .from_select(*_new_account())
+        .on_conflict_do_nothing(index_elements=["household_id"])
+    )
+
+
+def _new_account() -> tuple[list[str], Select[*tuple[Any, ...]]]:
+    """The columns of a household's empty account and the SELECT of their values (no row
+    when there is no such household)."""
     columns = ["household_id", "village_id", "available", "held", "earned_total"]
     columns += ["entry_count", "head_hash", "created_at"]
     household = select(
@@ -345,11 +453,7 @@ def _create_statement(dialect: str) -> Any:
         literal(GENESIS_HASH),
         bindparam("created_at", type_=Account.__table__.c.created_at.type),
     ).where(Household.id == bindparam("household_id"))
-    return (
-        upsert_insert(dialect)(Account.__table__)
-        .from_select(columns, household)
-        .on_conflict_do_nothing(index_elements=["household_id"])
-    )
+    return columns, household
 
 
 @lru_cache(maxsize=4)

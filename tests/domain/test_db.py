@@ -7,7 +7,7 @@ from flask import Flask
 from sqlalchemy import inspect, select
 
 from backend.extensions import db
-from points.db import insert_as_loaded
+from points.db import insert_as_loaded, new_for_insert
 from points.models import Township
 
 
@@ -26,3 +26,21 @@ def test_an_object_inserted_as_loaded_is_persistent_and_tracks_changes(app: Flas
             select(Township.name, Township.code).where(Township.id == township.id)
         ).one()
         assert tuple(stored) == ("插入镇", "CR")
+
+
+def test_an_object_built_by_new_for_insert_behaves_as_one_built_by_its_constructor(
+    app: Flask,
+) -> None:
+    with app.app_context():
+        township = new_for_insert(Township, name="新建镇")
+        assert inspect(township).transient and township.name == "新建镇"
+        township.code = "XJ"  # set after building: through the instrumentation, as usual
+        insert_as_loaded(db.session, township)
+        assert inspect(township).persistent
+        assert db.session.get(Township, township.id) is township
+        township.name = "新建镇二"
+        db.session.commit()
+        stored = db.session.execute(
+            select(Township.name, Township.code).where(Township.id == township.id)
+        ).one()
+        assert tuple(stored) == ("新建镇二", "XJ")
