@@ -532,7 +532,7 @@ def _new_claim(
         note=report.note,
         evidence=report.evidence,
         status=ClaimStatus.PENDING,
-        approvals=0,
+        approvals=1 if reviewed else 0,  # a reviewed claim goes in with its first approval
         occurred_at=deed,
         submitted_by=actor.user_id,
         created_at=now,

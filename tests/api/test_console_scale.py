@@ -18,8 +18,8 @@ from backend import openapi
 from backend.console import audit as audit_page
 from backend.extensions import db
 from points import counting, today
-from points.models import AuditEntry, Claim, Village
-from tests.factories import World, approve, self_report, set_policy
+from points.models import AuditEntry, Claim, ClaimApproval, Village
+from tests.factories import World, approve, award, self_report, set_policy
 from tests.support.console import console_login
 
 
@@ -202,3 +202,27 @@ def test_the_board_page_reads_the_village_picker_in_one_statement(
         page = client.get("/console/boards")
     assert page.status_code == 200 and "新村4" in page.text
     assert len(after) == len(before), "a statement per village in the picker"
+
+
+def test_an_award_waiting_for_a_second_cadre_is_listed_for_a_second_review(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    # The awarding cadre's review is the claim's first approval: it goes in counted, and
+    # 今日 offers it to another cadre as a second review, never as a first one.
+    set_policy(client, world, two_cadre_threshold=1)
+    awarded = award(client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}])
+    assert awarded.status_code == 201, awarded.get_json()
+    claim_id = awarded.get_json()[0]["id"]
+    assert awarded.get_json()[0]["status"] == "pending"
+    with app.app_context():
+        claim = db.session.get(Claim, claim_id)
+        assert claim is not None and claim.approvals == 1
+        approvals = db.session.scalars(
+            select(ClaimApproval.user_id).where(ClaimApproval.claim_id == claim_id)
+        ).all()
+        db.session.rollback()
+    assert len(approvals) == 1
+    console_login(client, "tadmin1")
+    page = client.get("/console/").text
+    assert f"#{claim_id}<" in _section(page, "second")
+    assert f"#{claim_id}<" not in _section(page, "waiting")
