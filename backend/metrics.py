@@ -205,9 +205,11 @@ def _domain_metrics() -> Iterator[Metric]:
     yield CounterMetricFamily(
         f"{PREFIX}_checkins", "Check-ins at activities (签到)", value=_count(s.select_from(CheckIn))
     )
-    # A posted claim and a fulfilled order each have one ledger entry and never change status
-    # again: the village months count those entries as they are written, so a scrape sums a
-    # row per village and month instead of counting every posted claim and order ever made.
+    # A claim enters the ledger once at most (its entry carries it), a fulfilled order once
+    # (its redeem entry): the village months count those entries as they are written, so a
+    # scrape sums a row per village and month instead of counting every posted claim and
+    # order ever made. (A veto that only bars a household, posted with no entry, is not a
+    # claim entered into the ledger.)
     posted, redeemed = db.session.execute(
         select(
             func.coalesce(func.sum(VillageMonthTotal.claims_posted), 0),
@@ -215,7 +217,9 @@ def _domain_metrics() -> Iterator[Metric]:
         )
     ).one()
     yield CounterMetricFamily(
-        f"{PREFIX}_claims_posted", "Claims posted to the ledger (入账)", value=int(posted)
+        f"{PREFIX}_claims_posted",
+        "Claims entered into the ledger (入账: posted with an entry)",
+        value=int(posted),
     )
     yield CounterMetricFamily(
         f"{PREFIX}_redemptions", "Redemptions fulfilled at a shop (兑换)", value=int(redeemed)

@@ -866,6 +866,23 @@ def award(
     return [claims[index] for index in range(len(resolved))]  # in the order asked
 
 
+def verify_approvals(session: Session) -> list[str]:
+    """Every claim whose count of approvals (`claims.approvals`, what 今日 tells a first review
+    from a second by) differs from its approval rows (empty: all agree)."""
+    counted = (
+        select(ClaimApproval.claim_id, func.count().label("n"))
+        .group_by(ClaimApproval.claim_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Claim.id, Claim.approvals, func.coalesce(counted.c.n, 0))
+        .outerjoin(counted, counted.c.claim_id == Claim.id)
+        .where(Claim.approvals != func.coalesce(counted.c.n, 0))
+        .order_by(Claim.id)
+    )
+    return [f"申报 {cid} 记为 {kept} 人审核，审核记录 {n} 条" for cid, kept, n in rows]
+
+
 # ---- review ---------------------------------------------------------------------------------
 
 

@@ -35,9 +35,11 @@ from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, V
 SUMS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
 # ... the count of those that earned in the month (参与户数, earned > 0) ...
 COUNTS = ("participating",)
-# ... and of the month's entries that post a claim (入账; one per posted claim, which never
-# changes status again) and that fulfil a redemption (兑换; one per fulfilled order):
-# `/metrics` sums these instead of counting ever-growing tables at every scrape.
+# ... and of the month's entries that carry a claim (入账: a claim enters the ledger once at
+# most, `ledger_entries.claim_id` is unique; a veto that only bars a household, scoring 0 and
+# wiping nothing, is posted without one) and that fulfil a redemption (兑换; one per
+# fulfilled order, which never changes status again): `/metrics` sums these instead of
+# counting ever-growing tables at every scrape.
 EVENTS = ("claims_posted", "redemptions")
 COUNTERS = (*SUMS, *COUNTS, *EVENTS)
 _PENDING = "village_month_totals.pending"

@@ -28,6 +28,7 @@ from werkzeug.serving import make_server
 from backend import create_app
 from backend.extensions import db, limiter
 from points.budget import verify_issued
+from points.claims import verify_approvals
 from points.ledger import verify_all
 from points.models import Base
 from points.village_totals import verify as verify_village_totals
@@ -196,7 +197,9 @@ def assert_ledger_invariants(app: Flask) -> None:
         report = verify_all(db.session)
         issued = verify_issued(db.session, ZoneInfo(app.config["APP_TIMEZONE"]))
         villages = verify_village_totals(db.session)
+        approvals = verify_approvals(db.session)
         db.session.rollback()
+    assert approvals == [], approvals  # each claim's count of approvals = its approval rows
     assert report.breaks == [], report.breaks
     assert issued == [], issued  # the monthly budget's counter agrees with the claims
     assert villages == [], villages  # village month totals = sum of their households' months

@@ -145,6 +145,10 @@ def verify_command() -> None:
     villages = village_totals.verify(db.session)
     for mismatch in villages:
         click.echo(f"BROKEN village month totals: {mismatch}")
+    # Each claim's count of approvals against its approval rows (今日's review lists).
+    approvals = claims.verify_approvals(db.session)
+    for mismatch in approvals:
+        click.echo(f"BROKEN claim approvals: {mismatch}")
     # A published month's root recomputed from the ledger: an entry changed after the
     # board was printed no longer gives the root on the wall.
     drifts = notice.verify_month_roots(db.session, village_tz())
@@ -153,17 +157,17 @@ def verify_command() -> None:
             f"BROKEN month root: village {drift.village_id} month {drift.period}: "
             f"printed {drift.stored}, ledger gives {drift.recomputed}"
         )
-    if report.breaks or issued or villages or drifts:
+    if report.breaks or issued or villages or approvals or drifts:
         raise click.ClickException(
             f"{len(report.breaks)} account(s), {len(issued)} village month(s) of issued "
-            f"points, {len(villages)} village month total(s) and {len(drifts)} month "
-            "root(s) do not verify"
+            f"points, {len(villages)} village month total(s), {len(approvals)} claim(s)' "
+            f"approvals and {len(drifts)} month root(s) do not verify"
             + ("; `flask ledger rebuild-issued` sets the months from the claims" if issued else "")
         )
     click.echo(
         f"OK: {report.accounts} accounts, {report.entries} entries verified; "
         "monthly issued points agree with the claims; village month totals agree with the "
-        "households'; closed months' roots agree "
+        "households'; claims' approvals agree; closed months' roots agree "
         "with the ledger"
     )
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import make_transient
 
 from backend import openapi
@@ -226,3 +227,19 @@ def test_an_award_waiting_for_a_second_cadre_is_listed_for_a_second_review(
     page = client.get("/console/").text
     assert f"#{claim_id}<" in _section(page, "second")
     assert f"#{claim_id}<" not in _section(page, "waiting")
+
+
+def test_ledger_verify_names_a_claim_whose_approvals_differ_from_its_rows(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int], runner: Any
+) -> None:
+    (claim_id,) = _pending_claims(app, client, world, items["PUB-VOLUNTEER"], 1)
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    with app.app_context():
+        db.session.execute(update(Claim).where(Claim.id == claim_id).values(approvals=1))
+        db.session.commit()
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code != 0
+    assert f"BROKEN claim approvals: 申报 {claim_id} 记为 1 人审核，审核记录 0 条" in result.output
+    with app.app_context():  # put back, for the suite's own end-of-test check
+        db.session.execute(update(Claim).where(Claim.id == claim_id).values(approvals=0))
+        db.session.commit()
