@@ -319,6 +319,9 @@ def append(
             if member:
                 core(session).execute(_member_total_statement("sqlite"), totals)
     if moved != 1:
+        # Cannot happen under the row lock taken above; if it does, the entry (and on
+        # PostgreSQL its month totals) is already written: the error must end the
+        # transaction, which every caller does (none catches it inside a savepoint).
         raise Conflict("账户正在被其他操作修改，请重试", code="account_busy")
     # An Account the session holds is stale now: read again if used.
     loaded = session.identity_map.get(identity_key(Account, account_id))
