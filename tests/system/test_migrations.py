@@ -23,11 +23,13 @@ import rules
 from backend import create_app
 from backend.extensions import db
 from points import budget, village_totals
+from points import claims as claims_module
 from points.models import (
     Account,
     AuditEntry,
     Base,
     Claim,
+    ClaimApproval,
     Household,
     LedgerEntry,
     MonthlyIssued,
@@ -605,3 +607,70 @@ def _only(model: Any, row: dict[str, Any]) -> Any:
         model.__tablename__,
         *(column(name, columns[name].type) for name in {"id", *row}),
     )
+
+
+def test_upgrade_counts_each_claims_approvals(empty_database_url: str) -> None:
+    """0022 sets `claims.approvals` to each claim's approval rows, which
+    `claims.verify_approvals` then finds exact."""
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
+    at = datetime(2026, 11, 5, tzinfo=UTC)
+    with app.app_context():
+        upgrade(revision="0021")
+        with Session(db.engine) as s:
+            township = Township(name="迁移镇", code="MIG")
+            s.add(township)
+            s.flush()
+            item = _old_catalog(s, township.id)
+            village = Village(township_id=township.id, name="迁移村")
+            s.add(village)
+            s.flush()
+            household = _old_household(s, village.id)
+            cadres = [
+                _old_user(
+                    s,
+                    username=f"mig_cadre{n}",
+                    password_hash="x",
+                    role="cadre",
+                    township_id=township.id,
+                    village_id=village.id,
+                )
+                for n in range(2)
+            ]
+            ids = []
+            for status in ("in_notice", "pending", "pending"):
+                row = {
+                    "village_id": village.id,
+                    "household_id": household.id,
+                    "rule_item_id": item.id,
+                    "rule_item_version_id": item.current_version_id,
+                    "source": "cadre",
+                    "points": 3,
+                    "reason": "迁移前",
+                    "status": status,
+                    "occurred_at": at,
+                    "submitted_by": cadres[0].id,
+                    "created_at": at,
+                    "evidence": [],
+                    "capped": False,
+                }
+                claims = _only(Claim, row)
+                ids.append(s.execute(claims.insert().returning(claims.c.id), row).scalar_one())
+            approvals = _only(ClaimApproval, {"claim_id": 0, "user_id": 0, "created_at": at})
+            s.execute(
+                approvals.insert(),
+                [
+                    {"claim_id": ids[0], "user_id": cadres[0].id, "created_at": at},
+                    {"claim_id": ids[0], "user_id": cadres[1].id, "created_at": at},
+                    {"claim_id": ids[1], "user_id": cadres[1].id, "created_at": at},
+                ],
+            )
+            s.commit()
+        upgrade()
+        with Session(db.engine) as s:
+            counts = [s.get(Claim, claim_id).approvals for claim_id in ids]  # type: ignore[union-attr]
+            problems = claims_module.verify_approvals(s)
+        db.engine.dispose()
+    assert counts == [2, 1, 0]
+    assert problems == []
