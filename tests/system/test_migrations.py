@@ -189,14 +189,7 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
     with app.app_context():
         upgrade(revision="0004")
         with Session(db.engine) as s:
-            township = Township(name="迁移镇", code="MIG")
-            s.add(township)
-            s.flush()
-            item = _old_catalog(s, township.id)
-            village = Village(township_id=township.id, name="迁移村")
-            s.add(village)
-            s.flush()
-            household = _old_household(s, village.id)
+            township, item, village, household = _old_place(s)
             cadre = _old_user(
                 s,
                 username="mig_cadre",
@@ -300,14 +293,7 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
     with app.app_context():
         upgrade(revision="0005")
         with Session(db.engine) as s:
-            township = Township(name="迁移镇", code="MIG")
-            s.add(township)
-            s.flush()
-            item = _old_catalog(s, township.id)
-            village = Village(township_id=township.id, name="迁移村")
-            s.add(village)
-            s.flush()
-            household = _old_household(s, village.id)
+            township, item, village, household = _old_place(s)
             # Inserted by name, not by the model: the model has columns added after 0005.
             head_id = s.execute(
                 text(
@@ -619,14 +605,7 @@ def test_upgrade_counts_each_claims_approvals(empty_database_url: str) -> None:
     with app.app_context():
         upgrade(revision="0021")
         with Session(db.engine) as s:
-            township = Township(name="迁移镇", code="MIG")
-            s.add(township)
-            s.flush()
-            item = _old_catalog(s, township.id)
-            village = Village(township_id=township.id, name="迁移村")
-            s.add(village)
-            s.flush()
-            household = _old_household(s, village.id)
+            township, item, village, household = _old_place(s)
             cadres = [
                 _old_user(
                     s,
@@ -674,3 +653,16 @@ def test_upgrade_counts_each_claims_approvals(empty_database_url: str) -> None:
         db.engine.dispose()
     assert counts == [2, 1, 0]
     assert problems == []
+
+
+def _old_place(s: Session) -> tuple[Township, Any, Village, Any]:
+    """A township with its catalog's item, a village and a household, as an older schema
+    holds them."""
+    township = Township(name="迁移镇", code="MIG")
+    s.add(township)
+    s.flush()
+    item = _old_catalog(s, township.id)
+    village = Village(township_id=township.id, name="迁移村")
+    s.add(village)
+    s.flush()
+    return township, item, village, _old_household(s, village.id)
