@@ -9,16 +9,18 @@ post N awards (default 20,000) with `points.claims.award` — the code a cadre's
 POST /api/v1/awards runs: the claim, its approval, the monthly budget counter, the ledger
 entry with its hash chain and balance, the month totals and the audit line — each its own
 transaction, to households spread so that no two processes ever award the same one. The
-chains are verified afterwards. Every award in a village also adds to the village's monthly
-budget counter (one row, locked to the commit): `--villages 4` spreads the households over
-four villages, one per process, to see what that row costs.
+chains are verified afterwards. Every award in a village also adds to the village's rows
+(its monthly budget counter and month totals), written as the award commits. With a monthly
+budget (`--budget`, as the default catalog has one) the budget row is locked from the
+award's decision to its commit instead, and a village's awards queue on it: `--villages 4`
+spreads the households over four villages, one per process, to see what that row costs.
 
 Then, on the same server, `pgbench -i -s 10` into another database of its own and `pgbench
 -c C -j C -t N/C` (the built-in TPC-B-like script: as many transactions at the same
 concurrency). A CHECKPOINT comes before each timed phase.
 
     .venv/bin/python bench/ledger_post.py [--awards 20000] [--clients 4] [--households 2000]
-                                          [--villages 1]
+                                          [--villages 1] [--budget POINTS]
     .venv/bin/python bench/ledger_post.py --profile 1000   # one process under cProfile
 
 Prints both rates and, last, `ratio=<awards/s ÷ pgbench tps>`; the goal is at least 0.5.
@@ -86,15 +88,21 @@ items:
 """
 
 
-def seed(url: str, households: int, villages: int) -> tuple[list[int], int, list[tuple[int, int]]]:
+def seed(
+    url: str, households: int, villages: int, budget: int | None
+) -> tuple[list[int], int, list[tuple[int, int]]]:
     """(each village's cadre's user id, the item's id, (household id, village index) of every
-    household); household i is of village i mod `villages`."""
+    household); household i is of village i mod `villages`. `budget`: each village's monthly
+    budget (none by default)."""
     engine = make_engine(url)
     with Session(engine) as s:
         township = Township(name="记账镇", code="LEDGER")
         s.add(township)
         s.flush()
-        catalogs.install_catalog(s, None, township.id, rules.load_yaml(CATALOG))
+        text = CATALOG
+        if budget is not None:
+            text = text.replace("policy:\n", f"policy:\n  monthly_budget: {budget}\n")
+        catalogs.install_catalog(s, None, township.id, rules.load_yaml(text))
         places = [Village(township_id=township.id, name=f"记账{v + 1}村") for v in range(villages)]
         s.add_all(places)
         s.flush()
@@ -278,6 +286,12 @@ def main() -> None:
         default=1,
         help="households spread over this many villages (each awards' budget row is its village's)",
     )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        help="a monthly budget for each village (as the default catalog has): every award then "
+        "locks its village's budget row from its decision to its commit",
+    )
     parser.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="only profile N awards, no pgbench"
@@ -288,9 +302,10 @@ def main() -> None:
     with scratch_database(args.postgres, "ledger") as url:
         started = time.perf_counter()
         migrate(url, SECRET)
-        cadre_ids, item_id, households = seed(url, args.households, args.villages)
+        cadre_ids, item_id, households = seed(url, args.households, args.villages, args.budget)
         print(
-            f"seeded {args.households} households in {args.villages} village(s) in "
+            f"seeded {args.households} households in {args.villages} village(s), monthly "
+            f"budget {args.budget or 'none'}, in "
             f"{time.perf_counter() - started:.1f} s (schema by flask db upgrade)"
         )
         if args.profile:

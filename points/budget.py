@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
+from . import village_totals
 from .db import core, upsert_insert
 from .models.claims import Claim, MonthlyIssued
 from .models.ledger import LedgerEntry
@@ -67,6 +68,8 @@ def unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
     if points <= 0 or claim.decided_at is None:
         return
     month = budget_month(claim, tz)
+    if village_totals.take_deferred(session, claim.village_id, month, points):
+        return  # counted in this transaction, not yet written
     taken = (
         core(session)
         .execute(
@@ -108,7 +111,7 @@ def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> No
 
 
 @lru_cache(maxsize=4)
-def _issue_statement(dialect: str, bounded: bool) -> Any:
+def issue_statement(dialect: str, bounded: bool) -> Any:
     """Add `points` to the village's month, creating its row; `bounded`: only while the total
     stays within `budget` (no row returned: it would not). One statement, so the check and
     the addition cannot be split by another approval: the row's lock makes the second wait,
@@ -125,12 +128,21 @@ def _issue_statement(dialect: str, bounded: bool) -> Any:
     ).returning(table.c.issued)
 
 
-def issue(session: Session, claim: Claim, month: str, budget: int | None) -> bool:
+def issue(
+    session: Session, claim: Claim, month: str, budget: int | None, *, unbudgeted: bool = False
+) -> bool:
     """Count the claim's points against the village's month; with a `budget`, only if the
-    month stays within it (False: it would not, and nothing was counted)."""
+    month stays within it (False: it would not, and nothing was counted). `unbudgeted`: the
+    village has no budget at all, so the row is added to as the transaction commits
+    (`village_totals.defer_issue`) instead of locked from now until then. Not for a
+    township's approval past a budget: a budgeted village's awards lock the row before any
+    account, and one locking it after an account could deadlock with them."""
+    if unbudgeted:
+        village_totals.defer_issue(session, claim.village_id, month, claim.points)
+        return True
     if budget is not None and claim.points > budget:
         return False
-    stmt = _issue_statement(session.get_bind().dialect.name, budget is not None)
+    stmt = issue_statement(session.get_bind().dialect.name, budget is not None)
     return (
         core(session)
         .execute(

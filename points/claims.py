@@ -946,7 +946,9 @@ def _decide(
     An award counts against its deed's month (`budget_month`), also when the township lets
     it past the budget."""
     limit = None if by_township else policy.monthly_budget
-    if claim.points > 0 and not budget.issue(session, claim, budget_month(claim, tz), limit):
+    month = budget_month(claim, tz)
+    unbudgeted = policy.monthly_budget is None
+    if claim.points > 0 and not budget.issue(session, claim, month, limit, unbudgeted=unbudgeted):
         # Awards past the budget need the township (docs/DESIGN.md, The monthly budget).
         claim.status = ClaimStatus.APPROVED
         claim.reason = f"{claim.reason}；超出本村本月发放额度，待乡镇审批"

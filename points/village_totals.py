@@ -63,6 +63,9 @@ class Deltas:
     items: defaultdict[tuple[int, str, int, str], list[int]] = field(
         default_factory=lambda: defaultdict(lambda: [0, 0])
     )
+    # (village, month) -> points counted against the month's budget counter
+    # (`monthly_issued`) of a village without a budget (`defer_issue`)
+    issued: defaultdict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, other: Deltas) -> None:
         for source, into in ((other.months, self.months), (other.items, self.items)):
@@ -70,11 +73,47 @@ class Deltas:
                 row = into[key]  # type: ignore[index]
                 for n, value in enumerate(values):
                     row[n] += value
+        for key, points in other.issued.items():
+            self.issued[key] += points
 
 
 def _pending(session: Session) -> dict[SessionTransaction, Deltas]:
     pending: dict[SessionTransaction, Deltas] = session.info.setdefault(_PENDING, {})
     return pending
+
+
+def _current(session: Session) -> Deltas:
+    """What the session's innermost transaction (or savepoint) has recorded so far."""
+    if isinstance(session, scoped_session):  # the app's: the thread's session behind it
+        session = session()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    assert transaction is not None, "totals are recorded inside a transaction"
+    deltas = _pending(session).get(transaction)
+    if deltas is None:
+        deltas = _pending(session)[transaction] = Deltas()
+    return deltas
+
+
+def defer_issue(session: Session, village_id: int, month: str, points: int) -> None:
+    """Count `points` against a village's month on its budget counter when the transaction
+    commits, with the village's other rows. For a village without a budget only: nothing is
+    decided on the counter then, so its row need not be locked from the decision to the
+    commit, which made every award of a village wait for the one before it to commit."""
+    _current(session).issued[(village_id, month)] += points
+
+
+def take_deferred(session: Session, village_id: int, month: str, points: int) -> bool:
+    """Take `points` off what this transaction is still to count for the village's month
+    (`defer_issue`) if it holds that many (True), else leave it (False: the caller takes them
+    off the row). Recorded as a negative addition in the innermost savepoint, so a savepoint
+    rolled back gives them back."""
+    if isinstance(session, scoped_session):
+        session = session()
+    held = sum(d.issued.get((village_id, month), 0) for d in _pending(session).values())
+    if held < points:
+        return False
+    _current(session).issued[(village_id, month)] -= points
+    return True
 
 
 def record(
@@ -88,13 +127,7 @@ def record(
     month) to its village's month, and for an entry that makes a score its (rule item
     version, kind, amount) to the village's month by item; written when the transaction
     commits."""
-    if isinstance(session, scoped_session):  # the app's: the thread's session behind it
-        session = session()
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    assert transaction is not None, "an entry is appended inside a transaction"
-    deltas = _pending(session).get(transaction)
-    if deltas is None:
-        deltas = _pending(session)[transaction] = Deltas()
+    deltas = _current(session)
     row = deltas.months[(village_id, month)]
     for n, name in enumerate(COUNTERS):
         row[n] += increments[name]
@@ -143,6 +176,15 @@ def write_pending(session: Session) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     connection = core(session)  # flushes the transaction's other writes first: these are last
+    issued = [(key, points) for key, points in sorted(deltas.issued.items()) if points]
+    if issued:
+        # First, as a budgeted village's award takes it first (before any account). Imported
+        # here: the budget module records its deferred additions through this one.
+        from .budget import issue_statement
+
+        stmt = issue_statement(dialect, bounded=False)
+        for (village_id, month), points in issued:
+            connection.execute(stmt, {"village_id": village_id, "month": month, "points": points})
     stmt = _upsert(dialect)
     for (village_id, month), values in sorted(deltas.months.items()):
         connection.execute(
@@ -163,7 +205,7 @@ def write_pending(session: Session) -> int:
                 "v_amount": amount,
             },
         )
-    return len(deltas.months) + len(deltas.items)
+    return len(deltas.months) + len(deltas.items) + len(issued)
 
 
 _RELEASING = "village_month_totals.releasing"

@@ -13,9 +13,10 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from backend.extensions import db
+from points import village_totals
 from points.models import Claim, MonthlyIssued, RuleItem, User
 from tests.factories import (
     World,
@@ -250,3 +251,29 @@ def test_a_claim_past_the_whole_budget_is_never_counted(
     with frozen(local(2026, 3, 10) + timedelta(hours=1)):
         assert volunteer(client, world, items["PUB-VOLUNTEER"], 3)["status"] == "approved"
     assert issued(app) == {}
+
+
+def test_a_deferred_count_is_taken_back_within_its_transaction_and_savepoint(
+    app: Flask, world: World
+) -> None:
+    """A village without a budget counts its awards as the transaction commits
+    (`village_totals.defer_issue`); points taken back before then (a claim cut as it posts)
+    come off what is still to be written, and a savepoint rolled back gives them back."""
+    with app.app_context():
+        session = db.session
+        assert session.scalars(select(MonthlyIssued)).all() == []
+        village_totals.defer_issue(session, world.village_a, "2026-03", 10)
+        with session.begin_nested():
+            assert village_totals.take_deferred(session, world.village_a, "2026-03", 4)
+        savepoint = session.begin_nested()
+        assert village_totals.take_deferred(session, world.village_a, "2026-03", 3)
+        savepoint.rollback()
+        # More than is deferred: left for the caller to take off the written row.
+        assert not village_totals.take_deferred(session, world.village_a, "2026-03", 7)
+        assert not village_totals.take_deferred(session, world.village_b, "2026-03", 1)
+        assert session.scalars(select(MonthlyIssued)).all() == []  # written as it commits
+        session.commit()
+    assert issued(app) == {(world.village_a, "2026-03"): 6}
+    with app.app_context():  # no claim holds these points: the end-of-test check would object
+        db.session.execute(delete(MonthlyIssued))
+        db.session.commit()

@@ -12,6 +12,7 @@ locked"."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,12 +41,14 @@ from points.models import (
 from points.scope import Actor
 from tests.factories import World
 from tests.support.concurrency import (
+    JOIN_TIMEOUT,
     Reply,
     assert_no_server_errors,
     on_postgres,
     post_together,
     together,
 )
+from tests.support.reads import issued
 
 API = "/api/v1"
 
@@ -487,3 +490,70 @@ def test_township_award_batches_across_villages_do_not_deadlock(app: Flask, worl
     assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
     with app.app_context():
         assert budget.verify_issued(db.session, village_tz()) == []
+
+
+@on_postgres
+def test_a_village_without_a_budget_does_not_queue_its_awards_behind_each_other(
+    app: Flask, world: World
+) -> None:
+    """Without a monthly budget nothing is decided on the village's counter, so an award adds
+    to it as it commits: a cadre's award open in one transaction must not hold up another
+    household's award in the same village (each used to wait for the one before it to
+    commit). Both count once the first commits. (The default catalog has a budget: a
+    budgeted village's awards still queue, as they must, to decide on the same total.)"""
+    items = install_default_catalog(app, world)
+    set_township_policy(app, world, notice_days=0, monthly_budget=None)
+    with app.app_context():
+        household = Household(village_id=world.village_a, name="不排队户")
+        db.session.add(household)
+        db.session.flush()
+        other = household.id
+        db.session.add(Villager(household_id=other, name="不排队户主", relation="户主"))
+        db.session.commit()
+    awarded, release = threading.Event(), threading.Event()
+
+    def open_award() -> None:
+        with app.app_context():
+            cadre = db.session.get(User, world.cadre_a)
+            assert cadre is not None
+            claims.award(
+                db.session,
+                Actor.of(db.session, cadre),
+                rule_item_id=items["GOV-ASSEMBLY"],
+                units=None,
+                note=None,
+                evidence=[],
+                targets=[{"household_id": world.household_x}],
+                tz=village_tz(),
+                now=clock_now(),
+            )
+            db.session.flush()
+            awarded.set()
+            assert release.wait(JOIN_TIMEOUT)
+            db.session.commit()
+
+    first = threading.Thread(target=open_award, daemon=True)
+    first.start()
+    try:
+        assert awarded.wait(30), "the first award did not reach its commit"
+        [reply] = together(
+            1,
+            lambda _: app.test_client().post(
+                f"{API}/awards",
+                headers=world.headers("cadre_a"),
+                json={"rule_item_id": items["GOV-ASSEMBLY"], "targets": [{"household_id": other}]},
+            ),
+            timeout=10,
+        )
+        assert reply.status_code == 201, reply.get_json()
+    finally:
+        release.set()
+        first.join(JOIN_TIMEOUT)
+    assert not first.is_alive()
+    with app.app_context():
+        assert budget.verify_issued(db.session, village_tz()) == []
+        counted = db.session.scalars(
+            select(Claim.points).where(Claim.household_id.in_([world.household_x, other]))
+        ).all()
+    assert len(counted) == 2
+    assert list(issued(app).values()) == [sum(counted)]
