@@ -19,12 +19,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
-from . import village_totals
+from . import catalogs, village_totals
 from .db import core, upsert_insert
 from .models.claims import Claim, MonthlyIssued
 from .models.ledger import LedgerEntry
@@ -68,30 +69,44 @@ def unissue(session: Session, claim: Claim, points: int, tz: ZoneInfo) -> None:
     if points <= 0 or claim.decided_at is None:
         return
     month = budget_month(claim, tz)
-    if village_totals.take_deferred(session, claim.village_id, month, points):
-        return  # counted in this transaction, not yet written
-    taken = (
-        core(session)
-        .execute(
-            update(MonthlyIssued)
-            .where(
-                MonthlyIssued.village_id == claim.village_id,
-                MonthlyIssued.month == month,
-                MonthlyIssued.issued >= points,
-            )
-            .values(issued=MonthlyIssued.issued - points)
+    if catalogs.effective_policy(session, claim.village_id).monthly_budget is None:
+        # As its awards add (`issue`): as the transaction commits, after every account.
+        village_totals.defer_issue(session, claim.village_id, month, -points)
+        return
+    _take_off(core(session), claim.village_id, month, points, f"claim {claim.id}")
+
+
+def _take_off(connection: Connection, village_id: int, month: str, points: int, what: str) -> None:
+    taken = connection.execute(
+        update(MonthlyIssued)
+        .where(
+            MonthlyIssued.village_id == village_id,
+            MonthlyIssued.month == month,
+            MonthlyIssued.issued >= points,
         )
-        .rowcount
-    )
+        .values(issued=MonthlyIssued.issued - points)
+    ).rowcount
     if taken != 1:
         log.error(
-            "monthly issued points of village %s %s do not hold the %s points of claim "
-            "%s; run `flask ledger verify`",
-            claim.village_id,
+            "monthly issued points of village %s %s do not hold the %s points of %s; run "
+            "`flask ledger verify`",
+            village_id,
             month,
             points,
-            claim.id,
+            what,
         )
+
+
+def write_deferred(connection: Connection, changes: list[tuple[tuple[int, str], int]]) -> None:
+    """Write what villages without a budget counted and took back in a transaction
+    (`village_totals.defer_issue`), net per (village, month), in the order given; run as
+    it commits."""
+    stmt = issue_statement(connection.dialect.name, bounded=False)
+    for (village_id, month), points in changes:
+        if points > 0:
+            connection.execute(stmt, {"village_id": village_id, "month": month, "points": points})
+        elif points < 0:
+            _take_off(connection, village_id, month, -points, "claims taken back")
 
 
 def give_back_reversed(session: Session, entry: LedgerEntry, tz: ZoneInfo) -> None:

@@ -95,25 +95,12 @@ def _current(session: Session) -> Deltas:
 
 
 def defer_issue(session: Session, village_id: int, month: str, points: int) -> None:
-    """Count `points` against a village's month on its budget counter when the transaction
-    commits, with the village's other rows. For a village without a budget only: nothing is
-    decided on the counter then, so its row need not be locked from the decision to the
-    commit, which made every award of a village wait for the one before it to commit."""
+    """Add `points` (taken back: negative) to a village's month on its budget counter when
+    the transaction commits, with the village's other rows. For a village without a budget
+    only: nothing is decided on the counter then, so its row need not be locked from the
+    decision to the commit, which made every award of a village wait for the one before it
+    to commit."""
     _current(session).issued[(village_id, month)] += points
-
-
-def take_deferred(session: Session, village_id: int, month: str, points: int) -> bool:
-    """Take `points` off what this transaction is still to count for the village's month
-    (`defer_issue`) if it holds that many (True), else leave it (False: the caller takes them
-    off the row). Recorded as a negative addition in the innermost savepoint, so a savepoint
-    rolled back gives them back."""
-    if isinstance(session, scoped_session):
-        session = session()
-    held = sum(d.issued.get((village_id, month), 0) for d in _pending(session).values())
-    if held < points:
-        return False
-    _current(session).issued[(village_id, month)] -= points
-    return True
 
 
 def record(
@@ -179,12 +166,10 @@ def write_pending(session: Session) -> int:
     issued = [(key, points) for key, points in sorted(deltas.issued.items()) if points]
     if issued:
         # First, as a budgeted village's award takes it first (before any account). Imported
-        # here: the budget module records its deferred additions through this one.
-        from .budget import issue_statement
+        # here: the budget module defers its writes through this one.
+        from .budget import write_deferred
 
-        stmt = issue_statement(dialect, bounded=False)
-        for (village_id, month), points in issued:
-            connection.execute(stmt, {"village_id": village_id, "month": month, "points": points})
+        write_deferred(connection, issued)
     stmt = _upsert(dialect)
     for (village_id, month), values in sorted(deltas.months.items()):
         connection.execute(

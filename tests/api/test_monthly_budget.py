@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 
 from backend.extensions import db
 from points import village_totals
-from points.models import Claim, MonthlyIssued, RuleItem, User
+from points.models import Claim, LedgerEntry, MonthlyIssued, RuleItem, User
 from tests.factories import (
     World,
     add_household,
@@ -253,27 +253,60 @@ def test_a_claim_past_the_whole_budget_is_never_counted(
     assert issued(app) == {}
 
 
-def test_a_deferred_count_is_taken_back_within_its_transaction_and_savepoint(
-    app: Flask, world: World
+def test_a_village_without_a_budget_writes_its_count_as_it_commits(
+    app: Flask, world: World, caplog: Any
 ) -> None:
-    """A village without a budget counts its awards as the transaction commits
-    (`village_totals.defer_issue`); points taken back before then (a claim cut as it posts)
-    come off what is still to be written, and a savepoint rolled back gives them back."""
+    """A village without a budget counts its awards, and takes back points, as the
+    transaction commits (`village_totals.defer_issue`): net per month, a savepoint rolled
+    back dropping what it deferred; a net take-back its month does not hold is logged as a
+    drift and changes nothing, as `unissue` does at once for a budgeted village."""
     with app.app_context():
         session = db.session
         assert session.scalars(select(MonthlyIssued)).all() == []
         village_totals.defer_issue(session, world.village_a, "2026-03", 10)
         with session.begin_nested():
-            assert village_totals.take_deferred(session, world.village_a, "2026-03", 4)
+            village_totals.defer_issue(session, world.village_a, "2026-03", -4)
         savepoint = session.begin_nested()
-        assert village_totals.take_deferred(session, world.village_a, "2026-03", 3)
+        village_totals.defer_issue(session, world.village_a, "2026-03", -3)
         savepoint.rollback()
-        # More than is deferred: left for the caller to take off the written row.
-        assert not village_totals.take_deferred(session, world.village_a, "2026-03", 7)
-        assert not village_totals.take_deferred(session, world.village_b, "2026-03", 1)
+        village_totals.defer_issue(session, world.village_b, "2026-03", -1)
         assert session.scalars(select(MonthlyIssued)).all() == []  # written as it commits
         session.commit()
     assert issued(app) == {(world.village_a, "2026-03"): 6}
+    assert f"village {world.village_b} 2026-03 do not hold the 1 points" in caplog.text
     with app.app_context():  # no claim holds these points: the end-of-test check would object
         db.session.execute(delete(MonthlyIssued))
         db.session.commit()
+
+
+def test_a_reversal_in_a_village_without_a_budget_gives_its_points_back_as_it_commits(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """An award reversed (冲正) in a village without a budget: its points leave the counter
+    (written as the reversal commits, after the account, as the award's were)."""
+    items = default_items(app, world)
+    set_policy(client, world, monthly_budget=None, notice_days=0)
+    award = client.post(
+        f"{API}/awards",
+        headers=world.headers("cadre_a"),
+        json={
+            "rule_item_id": items["GOV-ASSEMBLY"],
+            "targets": [{"household_id": world.household_x}],
+        },
+    )
+    assert award.status_code == 201, award.get_json()
+    [claim] = award.get_json()
+    assert claim["status"] == "posted"
+    assert list(issued(app).values()) == [claim["points"]]
+    with app.app_context():
+        entry_id = db.session.scalar(
+            select(LedgerEntry.id).where(LedgerEntry.claim_id == claim["id"])
+        )
+    reversal = client.post(
+        f"{API}/ledger/{entry_id}/reverse",
+        headers=world.headers("cadre_a"),
+        json={"reason": "登记错了户"},
+    )
+    assert reversal.status_code == 201, reversal.get_json()
+    assert reversal.get_json()["amount"] == -claim["points"]
+    assert list(issued(app).values()) == [0]

@@ -39,7 +39,7 @@ from points.models import (
     Villager,
 )
 from points.scope import Actor
-from tests.factories import World
+from tests.factories import World, add_household
 from tests.support.concurrency import (
     JOIN_TIMEOUT,
     Reply,
@@ -557,3 +557,60 @@ def test_a_village_without_a_budget_does_not_queue_its_awards_behind_each_other(
         ).all()
     assert len(counted) == 2
     assert list(issued(app).values()) == [sum(counted)]
+
+
+@on_postgres
+def test_reversals_and_awards_of_one_household_at_once_do_not_deadlock(
+    app: Flask, world: World
+) -> None:
+    """In a village without a budget both an award and a reversal change the counter as
+    they commit, after the household's account; taking it before the account (as a
+    budgeted village's reversal does) could deadlock with an award of the same household
+    holding the account. Each round reverses a household's award while awarding it again."""
+    items = install_default_catalog(app, world)
+    set_township_policy(app, world, notice_days=0, monthly_budget=None)
+    headers = world.headers("cadre_a")
+    rounds = 6
+    households = [
+        add_household(app, world.village_a, f"冲正{n}户", f"冲正户主{n}")["household"]
+        for n in range(rounds)
+    ]
+
+    def award(client: Any, code: str, household_id: int) -> Any:
+        return client.post(
+            f"{API}/awards",
+            headers=headers,
+            json={"rule_item_id": items[code], "targets": [{"household_id": household_id}]},
+        )
+
+    replies: list[Reply] = []
+    for household_id in households:
+        first = award(app.test_client(), "GOV-ASSEMBLY", household_id)
+        assert first.status_code == 201, first.get_json()
+        with app.app_context():
+            entry_id = db.session.scalar(
+                select(LedgerEntry.id).where(LedgerEntry.claim_id == first.get_json()[0]["id"])
+            )
+
+        def send(i: int, entry_id: Any = entry_id, household_id: int = household_id) -> Reply:
+            client = app.test_client()  # each thread its own, and so its own session
+            if i == 0:
+                response = client.post(
+                    f"{API}/ledger/{entry_id}/reverse", headers=headers, json={"reason": "录错"}
+                )
+            else:
+                response = award(client, "GOV-DELIBERATE", household_id)
+            return Reply(response.status_code, response.get_json(), False)
+
+        replies += together(2, send)
+
+    assert_no_server_errors(replies)
+    assert {r.status for r in replies} == {201}, Counter(r.code for r in replies)
+    with app.app_context():
+        assert budget.verify_issued(db.session, village_tz()) == []
+        deliberate = db.session.scalar(
+            select(func.sum(Claim.points)).where(
+                Claim.household_id.in_(households), Claim.rule_item_id == items["GOV-DELIBERATE"]
+            )
+        )
+    assert list(issued(app).values()) == [deliberate]
