@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Redemption, Shop, Township
+from ..models import Household, Redemption, RedemptionLine, Shop, Township, Village, Villager
 from ..scope import Actor, authorize, get_visible
 from ..spreadsheets import append_row, csv_bytes
-from .redemption import FEN, items_text, names_for, value_of, with_lines
+from .redemption import FEN, lines_text, value_of
 
 
 @dataclass(frozen=True)
@@ -68,42 +68,78 @@ def settlement(session: Session, actor: Actor, shop_id: int, month: str) -> Sett
     authorize(actor, "settlement.read")
     township = session.get(Township, shop.township_id)
     assert township is not None
-    redemptions = list(
-        session.scalars(
-            with_lines(
-                select(Redemption)
-                .where(
-                    Redemption.shop_id == shop.id,
-                    Redemption.status == "fulfilled",
-                    Redemption.month == month,
-                )
-                .order_by(Redemption.fulfilled_at, Redemption.id)
-            )
-        )
+    fulfilled = (
+        Redemption.shop_id == shop.id,
+        Redemption.status == "fulfilled",
+        Redemption.month == month,
     )
-    names = names_for(session, redemptions)
-    rows = []
+    # Columns, not objects, and the names joined in: a busy shop's month has hundreds of
+    # rows, and loading each as an object with its lines, then its names by id, cost more
+    # per row than the statement's whole reading.
+    items: dict[int, list[tuple[str, int]]] = defaultdict(list)
     lines: dict[tuple[int, str, int], int] = defaultdict(int)
-    for r in redemptions:
-        assert r.fulfilled_at is not None
+    for redemption_id, reward_id, name, unit, quantity in session.execute(
+        select(
+            RedemptionLine.redemption_id,
+            RedemptionLine.reward_id,
+            RedemptionLine.name,
+            RedemptionLine.unit_points,
+            RedemptionLine.quantity,
+        )
+        .join(Redemption, Redemption.id == RedemptionLine.redemption_id)
+        .where(*fulfilled)
+        .order_by(RedemptionLine.redemption_id, RedemptionLine.id)
+    ):
+        items[redemption_id].append((name, quantity))
+        lines[(reward_id, name, unit)] += quantity
+    rows = []
+    for (
+        redemption_id,
+        fulfilled_at,
+        source,
+        village,
+        household,
+        member,
+        total_points,
+        cash_paid,
+        points,
+        rate,
+    ) in session.execute(
+        select(
+            Redemption.id,
+            Redemption.fulfilled_at,
+            Redemption.source,
+            Village.name,
+            Household.name,
+            Villager.name,
+            Redemption.total_points,
+            Redemption.cash_paid,
+            Redemption.points,
+            Redemption.exchange_rate,
+        )
+        .join(Village, Village.id == Redemption.village_id)
+        .join(Household, Household.id == Redemption.household_id)
+        .outerjoin(Villager, Villager.id == Redemption.member_id)
+        .where(*fulfilled)
+        .order_by(Redemption.fulfilled_at, Redemption.id)
+    ):
+        assert fulfilled_at is not None  # set with the status
         rows.append(
             SettlementRow(
-                redemption_id=r.id,
-                fulfilled_at=r.fulfilled_at,
-                source=r.source,
-                village=names.villages.get(r.village_id, ""),
-                household=names.households.get(r.household_id) or "",
-                member=names.members.get(r.member_id, "") if r.member_id else "",
-                items=items_text(r),
-                total_points=r.total_points,
-                cash_paid=r.cash_paid,
-                points=r.points,
-                exchange_rate=r.exchange_rate,
-                value=value_of(r.points, r.exchange_rate),
+                redemption_id=redemption_id,
+                fulfilled_at=fulfilled_at,
+                source=source,
+                village=village,
+                household=household or "",
+                member=member or "",
+                items=lines_text(items[redemption_id]),
+                total_points=total_points,
+                cash_paid=cash_paid,
+                points=points,
+                exchange_rate=rate,
+                value=value_of(points, rate),
             )
         )
-        for line in r.lines:
-            lines[(line.reward_id, line.name, line.unit_points)] += line.quantity
     return Settlement(
         shop_id=shop.id,
         shop_name=shop.name,

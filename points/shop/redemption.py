@@ -21,6 +21,7 @@ Who may redeem at all (the qualification line, 合格线): points.shop.qualifica
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -376,7 +377,12 @@ def _refuse_unless_open(redemption: Redemption, now: datetime) -> None:
 
 def items_text(redemption: Redemption) -> str:
     """The lines as a person reads them: 香皂×2、毛巾×1."""
-    return "、".join(f"{line.name}×{line.quantity}" for line in redemption.lines)
+    return lines_text((line.name, line.quantity) for line in redemption.lines)
+
+
+def lines_text(lines: Iterable[tuple[str, int]]) -> str:
+    """(name, quantity) of each line as `items_text` writes them."""
+    return "、".join(f"{name}×{quantity}" for name, quantity in lines)
 
 
 def fulfil(
