@@ -34,6 +34,13 @@ console page of the role's menu, a detail page of each kind, and the last page o
 pager. Each is requested 2 times unmeasured and `--runs` (20) times measured; a request that
 takes more than 2 s on its warm-up is measured 3 times only.
 
+With two sizes, each size's own pass only finds what to request (ids, last pages, which
+roles may) and measures it once; then both sizes' servers run at once and every (operation,
+role) is timed at one size right after the other (which first, in turn), so that the
+machine's speed drifting during the run does not show as growth (timed one whole size after
+the other, operations that read nothing of the ledger came out up to twice as slow at the
+second size). `--sequential` reports each size's own pass instead, measured `--runs` times.
+
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--households 100000]
         [--claims 1000000] [--audit 1000000] [--movements 100000] [--runs 20] [--keep]
         [--load-only]    # build and keep the database(s), time nothing
@@ -1281,6 +1288,8 @@ class Timed:
     p99: float
     runs: int
     page: int | None = None  # a last page: which
+    path: str = ""  # what was requested
+    console: bool = False  # with the role's console session, else its bearer token
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes, float]:
@@ -1338,6 +1347,7 @@ def run_size(
             if timed is None:
                 refused[target.label].append(f"{role} {status}")
                 continue
+            timed.path = target.path
             results[(target.label, role)] = timed
             try:
                 first = json.loads(body) if body[:1] == b"{" else {}
@@ -1350,7 +1360,7 @@ def run_size(
                     path = f"{target.path}{glue}page={last}"
                     timed = measure(port, path, headers, runs)[2]
                     if timed is not None:
-                        timed.page = last
+                        timed.page, timed.path = last, path
                         results[(f"{target.label} (last page)", role)] = timed
         log(f"{target.label}: {len(roles) - len(refused[target.label])} roles")
     for role in (r for r in STAFF_ROLES if r in roles):
@@ -1370,18 +1380,57 @@ def run_size(
             if timed is None:
                 refused[target.label].append(f"{role} {status}")
                 continue
+            timed.path, timed.console = target.path, True
             results[(target.label, role)] = timed
             last = last_page_of(body.decode(errors="replace"))
             if last:
                 timed = measure(port, last[0], cookie, runs)[2]
                 if timed is not None:
-                    timed.page = last[1]
+                    timed.page, timed.path, timed.console = last[1], last[0], True
                     results[(f"{target.label} (last page)", role)] = timed
         log(f"console pages of {role}: done")
     for label, who in sorted(refused.items()):
         if who:
             notes.append(f"{label}: not 200 for {', '.join(who)} (0: no answer, timed out)")
     return results, notes
+
+
+@dataclass
+class Server:
+    """One size's app under gunicorn, logged in as each role."""
+
+    port: int
+    logins: Logins
+    cookies: dict[str, dict[str, str]]
+
+    def headers(self, role: str, console: bool) -> dict[str, str]:
+        return self.cookies[role] if console else self.logins.header(role)
+
+
+def interleaved(
+    found: list[dict[tuple[str, str], Timed]], servers: list[Server], runs: int
+) -> list[dict[tuple[str, str], Timed]]:
+    """Every (operation, role) that answered at every size timed again with all the sizes'
+    servers up, one size right after the other (in turn first), so that the machine's speed
+    drifting over the run (other work, its disk, the host) does not show as a size's growth:
+    timed one size after the other, an operation flat in the ledger's size came out up to
+    twice as slow at the second size."""
+    keys = sorted(set.intersection(*(set(f) for f in found)))
+    timed: list[dict[tuple[str, str], Timed]] = [{} for _ in servers]
+    for n, key in enumerate(keys):
+        order = list(range(len(servers)))
+        if n % 2:
+            order.reverse()
+        for index in order:
+            first = found[index][key]
+            server = servers[index]
+            again = measure(server.port, first.path, server.headers(key[1], first.console), runs)
+            if again[2] is not None:
+                again[2].page, again[2].path = first.page, first.path
+                timed[index][key] = again[2]
+        if n % 100 == 99:
+            log(f"interleaved: {n + 1} of {len(keys)}")
+    return timed
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -1453,6 +1502,11 @@ def main() -> None:
     parser.add_argument("--reuse", help="kept databases to time, one per size, comma")
     parser.add_argument("--only", help="time only the operations whose label matches this")
     parser.add_argument("--roles", default=",".join(ROLES), help="roles to time, comma")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="report each size's own pass, without timing the sizes again in turn",
+    )
     add_postgres_argument(parser)
     args = parser.parse_args()
     sizes = [args.entries] if args.entries else [int(s) for s in args.sizes.split(",")]
@@ -1465,16 +1519,20 @@ def main() -> None:
     os.environ["LOGIN_RATE_LIMIT"] = "1000 per minute"
 
     by_size: dict[int, dict[tuple[str, str], Timed]] = {}
+    kept: list[tuple[str, Built]] = []
     summary: list[str] = []
     notes: list[str] = []
-    for index, size in enumerate(list(sizes)):
-        with ExitStack() as stack:
+    # With more than one size, each size's pass finds what to request (one measured request
+    # each) and the sizes are then timed in turn; every database lives until then.
+    first_runs = args.runs if args.sequential or len(sizes) == 1 else 1
+    with ExitStack() as databases:
+        for index, size in enumerate(list(sizes)):
             if reuse:
                 url = f"{args.postgres.rstrip('/')}/{reuse[index]}"
                 built = recall(url)
                 size = sizes[index] = built.loaded.entries
             else:
-                url = stack.enter_context(database(args.postgres, args.keep or args.load_only))
+                url = databases.enter_context(database(args.postgres, args.keep or args.load_only))
                 log(f"loading {size:,} ledger entries")
                 built = build(url, args, size)
                 if args.keep or args.load_only:
@@ -1490,8 +1548,9 @@ def main() -> None:
             log(summary[-1])
             if args.load_only:
                 continue
+            kept.append((url, built))
             with gunicorn(url, SECRET, 2) as (port, master):
-                by_size[size], size_notes = run_size(port, url, built, args.runs, only, roles)
+                by_size[size], size_notes = run_size(port, url, built, first_runs, only, roles)
                 rss = workers_peak_rss_mb(master)
             summary.append(f"size {size:,}: workers_peak_rss_mb={rss:.1f}")
             log(summary[-1])
@@ -1500,7 +1559,28 @@ def main() -> None:
                 log(f"  {timed.p50:9.1f} {timed.p99:9.1f}  {role:<15} {label}")
             if size == sizes[-1]:
                 notes = size_notes
-    if not args.load_only:
+        if args.load_only:
+            return
+        if len(kept) > 1 and not args.sequential:
+            with ExitStack() as stack:
+                servers, masters = [], []
+                for url, built in kept:
+                    port, master = stack.enter_context(gunicorn(url, SECRET, 2))
+                    cookies = {
+                        role: {"Cookie": console_login(port, built.county.usernames[role])}
+                        for role in STAFF_ROLES
+                        if role in roles
+                    }
+                    servers.append(Server(port, Logins(port, url, built.county), cookies))
+                    masters.append(master)
+                log(f"timing again with the {len(kept)} sizes' servers up, one after the other")
+                again = interleaved([by_size[size] for size in sizes], servers, args.runs)
+                for size, timed, master in zip(sizes, again, masters, strict=True):
+                    by_size[size] = timed
+                    summary.append(
+                        f"size {size:,}: workers_peak_rss_mb={workers_peak_rss_mb(master):.1f} "
+                        "(after timing the sizes in turn)"
+                    )
         report(sizes, by_size, summary, notes)
 
 
