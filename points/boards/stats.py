@@ -204,7 +204,30 @@ def village_figures(
 ) -> dict[int, tuple[int, int, int]]:
     """Per village: its households, those that earned in the period, and their points, as
     `household_standings` would add them up, summed by the database: a township's figures
-    are one row a village, not one a household."""
+    are one row a village, not one a household. For one month, from the kept village month
+    (`VillageMonthTotal`: its score and its households that earned), whose rows do not grow
+    with the month's activity; over several, a household earning in any of them counts once,
+    which monthly counts cannot tell, so from the households' month totals."""
+    if len(period.months) == 1:
+        households = session.execute(
+            select(Household.village_id, func.count())
+            .where(Household.village_id.in_(village_ids))
+            .group_by(Household.village_id)
+        ).all()
+        kept = {
+            vid: (int(participating), int(score))
+            for vid, participating, score in session.execute(
+                select(
+                    VillageMonthTotal.village_id,
+                    VillageMonthTotal.participating,
+                    VillageMonthTotal.score,
+                ).where(
+                    VillageMonthTotal.village_id.in_(village_ids),
+                    VillageMonthTotal.month == period.months[0],
+                )
+            )
+        }
+        return {vid: (int(n), *kept.get(vid, (0, 0))) for vid, n in households}
     totals = (
         select(
             MonthTotal.household_id,

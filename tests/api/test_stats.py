@@ -207,6 +207,19 @@ def test_township_compares_its_villages(app: Flask, client: FlaskClient, world: 
         (1, "桃源村", 1, 1, 1.0, 3, 3.0, 1),
         (2, "清水村", 2, 1, 0.5, 6, 3.0, 1),  # the same points per household share rank 1
     ]
+    # Over a year (several months) a household earning in two of them participates once.
+    earn(app, world.household_x, 5, local(2026, 4, 10))
+    year = client.get(
+        f"/api/v1/townships/{world.township_1}/stats",
+        query_string={"period": "2026"},
+        headers=world.headers("tadmin1"),
+    ).get_json()
+    assert [
+        (v["village"], v["households"], v["participating"], v["points"]) for v in year["villages"]
+    ] == [
+        ("桃源村", 1, 1, 3),
+        ("清水村", 2, 1, 11),
+    ]
     assert township("county", world.township_2).status_code == 200
     assert township("tadmin2", world.township_1).status_code == 404
     assert township("cadre_a", world.township_1).status_code == 403
