@@ -103,6 +103,8 @@ class Redemption(Base):  # 兑换单
         Index("ix_redemptions_village", "village_id", "id"),
         Index("ix_redemptions_village_status", "village_id", "status", "id"),
         Index("ix_redemptions_shop", "shop_id", "id"),
+        # A township admin's count of one shop's orders, in the admin's villages (0023).
+        Index("ix_redemptions_shop_village", "shop_id", "village_id"),
         Index("ix_redemptions_status", "status", "id"),
         # A pickup number names one open order of its shop: the clerk types it instead of
         # scanning. Unique among the shop's reserved orders only, so numbers come back into
