@@ -503,13 +503,7 @@ def test_a_village_without_a_budget_does_not_queue_its_awards_behind_each_other(
     budgeted village's awards still queue, as they must, to decide on the same total.)"""
     items = install_default_catalog(app, world)
     set_township_policy(app, world, notice_days=0, monthly_budget=None)
-    with app.app_context():
-        household = Household(village_id=world.village_a, name="不排队户")
-        db.session.add(household)
-        db.session.flush()
-        other = household.id
-        db.session.add(Villager(household_id=other, name="不排队户主", relation="户主"))
-        db.session.commit()
+    other = add_household(app, world.village_a, "不排队户", "不排队户主")["household"]
     awarded, release = threading.Event(), threading.Event()
 
     def open_award() -> None:
