@@ -797,38 +797,14 @@ def load_ledger(url: str, county: County, entries: int, claims: int, now: dateti
 
 
 def fill_village_month_totals(url: str) -> None:
-    """The village months the points report reads: the sum of the households' months just
-    loaded, and the village months by item (what `points.village_totals` keeps as entries
-    are appended)."""
-    counters = ", ".join(village_totals.COUNTERS)
-    sums = ", ".join(f"SUM({name})" for name in village_totals.SUMS)
-    sums += ", COUNT(*) FILTER (WHERE earned > 0), 0, 0"  # participating; then the events
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            f"INSERT INTO village_month_totals (village_id, month, {counters}) "
-            f"SELECT village_id, month, {sums} FROM month_totals GROUP BY village_id, month"
-        )
-        # ... with the entries that posted a claim or fulfilled an order (for /metrics) ...
-        conn.execute(
-            "UPDATE village_month_totals SET claims_posted = s.posted, redemptions = s.redeemed "
-            "FROM (SELECT a.village_id, e.month, COUNT(e.claim_id) AS posted, "
-            "COUNT(*) FILTER (WHERE e.kind = 'redeem') AS redeemed "
-            "FROM ledger_entries e JOIN accounts a ON a.id = e.account_id GROUP BY 1, 2) AS s "
-            "WHERE s.village_id = village_month_totals.village_id "
-            "AND s.month = village_month_totals.month"
-        )
-        # ... and per item and kind, the score entries the township's statistics sum by
-        # category (awards, deductions and their reversals; 0: no item).
-        conn.execute(
-            "INSERT INTO village_month_items "
-            "(village_id, month, rule_item_version_id, kind, entries, amount) "
-            "SELECT a.village_id, e.month, COALESCE(e.rule_item_version_id, 0), e.kind, "
-            "COUNT(*), SUM(e.amount) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id "
-            "LEFT JOIN ledger_entries r ON r.id = e.reverses_id "
-            "WHERE e.kind IN ('earn', 'deduct') "
-            "OR (e.kind = 'reverse' AND r.kind IN ('earn', 'deduct')) "
-            "GROUP BY 1, 2, 3, 4"
-        )
+    """The village months the points report reads and the village months by item, summed
+    from what was just loaded (`points.village_totals.rebuild`, where an app keeps them as
+    entries are appended)."""
+    engine = make_engine(url)
+    with Session(engine) as s:
+        village_totals.rebuild(s)
+        s.commit()
+    engine.dispose()
 
 
 def fill_claim_approvals(url: str) -> None:

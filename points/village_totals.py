@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, event, func, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, event, func, insert, or_, select
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
 from .db import core, upsert_insert
@@ -245,6 +245,84 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         into.add(deltas)
 
 
+def _month_sums() -> Select[Any]:
+    """(village, month, SUMS..., participating) summed from the households' month totals."""
+    return select(
+        MonthTotal.village_id,
+        MonthTotal.month,
+        *(func.sum(getattr(MonthTotal, name)) for name in SUMS),
+        func.count().filter(MonthTotal.earned > 0),
+    ).group_by(MonthTotal.village_id, MonthTotal.month)
+
+
+def _month_events() -> Select[Any]:
+    """(village, month, EVENTS...) counted from the ledger's entries."""
+    return (
+        select(
+            Account.village_id,
+            LedgerEntry.month,
+            func.count(LedgerEntry.claim_id),
+            func.count().filter(LedgerEntry.kind == "redeem"),
+        )
+        .join(Account, Account.id == LedgerEntry.account_id)
+        .group_by(Account.village_id, LedgerEntry.month)
+    )
+
+
+def _item_sums() -> Select[Any]:
+    """(village, month, rule item version or None, kind, entries, amount) of every score
+    entry, summed from the ledger itself."""
+    from .ledger import SCORE_KINDS  # (the ledger imports this module)
+
+    corrected = aliased(LedgerEntry)
+    key = (Account.village_id, LedgerEntry.month, LedgerEntry.rule_item_version_id)
+    return (
+        select(*key, LedgerEntry.kind, func.count(), func.sum(LedgerEntry.amount))
+        .join(Account, Account.id == LedgerEntry.account_id)
+        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
+        .where(
+            or_(
+                LedgerEntry.kind.in_(SCORE_KINDS),
+                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(SCORE_KINDS)),
+            )
+        )
+        .group_by(*key, LedgerEntry.kind)
+    )
+
+
+def rebuild(session: Session) -> None:
+    """Write every village month and village month item afresh from the households' month
+    totals and the ledger (what `verify` compares them with): for a database whose entries
+    were loaded in bulk rather than appended one by one (`bench/scale.py`). Replaces what is
+    kept; the caller commits."""
+    sums = _month_sums().subquery()
+    events = _month_events().subquery()
+    joined = and_(events.c[0] == sums.c[0], events.c[1] == sums.c[1])
+    session.execute(delete(VillageMonthTotal))
+    session.execute(
+        insert(VillageMonthTotal).from_select(
+            ["village_id", "month", *COUNTERS],
+            select(
+                *sums.c,
+                *(func.coalesce(events.c[2 + n], 0) for n in range(len(EVENTS))),
+            ).outerjoin(events, joined),
+        )
+    )
+    items = _item_sums().subquery()
+    session.execute(delete(VillageMonthItem))
+    session.execute(
+        insert(VillageMonthItem).from_select(
+            [*ITEM_KEY, "entries", "amount"],
+            select(
+                items.c[0],
+                items.c[1],
+                func.coalesce(items.c[2], NO_ITEM),
+                *items.c[3:],
+            ),
+        )
+    )
+
+
 def verify(session: Session) -> list[str]:
     """Every (village, month) whose kept totals differ from the sum of its households' month
     totals (and its counts of posting and redeeming entries from the ledger's), or that one
@@ -252,27 +330,11 @@ def verify(session: Session) -> list[str]:
     (`verify_items`); empty: all agree."""
     summed = {
         (village_id, month): tuple(int(v) for v in values)
-        for village_id, month, *values in session.execute(
-            select(
-                MonthTotal.village_id,
-                MonthTotal.month,
-                *(func.sum(getattr(MonthTotal, name)) for name in SUMS),
-                func.count().filter(MonthTotal.earned > 0),
-            ).group_by(MonthTotal.village_id, MonthTotal.month)
-        )
+        for village_id, month, *values in session.execute(_month_sums())
     }
     events = {
         (village_id, month): tuple(int(v) for v in values)
-        for village_id, month, *values in session.execute(
-            select(
-                Account.village_id,
-                LedgerEntry.month,
-                func.count(LedgerEntry.claim_id),
-                func.count().filter(LedgerEntry.kind == "redeem"),
-            )
-            .join(Account, Account.id == LedgerEntry.account_id)
-            .group_by(Account.village_id, LedgerEntry.month)
-        )
+        for village_id, month, *values in session.execute(_month_events())
     }
     summed = {key: values + events.get(key, (0,) * len(EVENTS)) for key, values in summed.items()}
     kept = {
@@ -294,34 +356,12 @@ def verify(session: Session) -> list[str]:
     ] + verify_items(session)
 
 
-def _item_sums(session: Session) -> Any:
-    """(village, month, rule item version or None, kind, entries, amount) of every score
-    entry, summed from the ledger itself."""
-    from .ledger import SCORE_KINDS  # (the ledger imports this module)
-
-    corrected = aliased(LedgerEntry)
-    key = (Account.village_id, LedgerEntry.month, LedgerEntry.rule_item_version_id)
-    statement = (
-        select(*key, LedgerEntry.kind, func.count(), func.sum(LedgerEntry.amount))
-        .join(Account, Account.id == LedgerEntry.account_id)
-        .outerjoin(corrected, corrected.id == LedgerEntry.reverses_id)
-        .where(
-            or_(
-                LedgerEntry.kind.in_(SCORE_KINDS),
-                and_(LedgerEntry.kind == "reverse", corrected.kind.in_(SCORE_KINDS)),
-            )
-        )
-        .group_by(*key, LedgerEntry.kind)
-    )
-    return session.execute(statement)
-
-
 def verify_items(session: Session) -> list[str]:
     """Every (village, month, item, kind) whose kept count and sum differ from the ledger's
     score entries (empty: all agree)."""
     summed = {
         (village_id, month, version_id or NO_ITEM, kind): (int(n), int(amount or 0))
-        for village_id, month, version_id, kind, n, amount in _item_sums(session)
+        for village_id, month, version_id, kind, n, amount in session.execute(_item_sums())
     }
     kept = {
         (row.village_id, row.month, row.rule_item_version_id, row.kind): (row.entries, row.amount)

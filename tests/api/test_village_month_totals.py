@@ -228,6 +228,45 @@ def test_an_award_and_its_redemption_through_the_api_keep_the_village_exact(
     assert events(app, world.village_a) == {"2026-03": (1, 1)}
 
 
+def test_rebuild_writes_the_same_village_months_and_items_from_the_ledger(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """What a bulk load writes instead of appending entry by entry (bench/scale.py): the
+    rows `rebuild` sums from the households' months and the ledger are the ones kept as the
+    entries were appended, counts of claims and orders included."""
+    set_policy(client, world, notice_days=0)
+    fund(app, world.household_x, 60, at=MARCH)
+    fund(app, world.household_y, 5, at=MARCH)  # village B
+    with frozen(MARCH):
+        awarded = award(client, world, items["GOV-ASSEMBLY"], [{"villager_id": world.head_x}])
+        assert awarded.status_code == 201, awarded.get_json()
+        rice = add_reward(app, world.shop_a, "大米", 2, 10)
+        placed = order(client, world.headers("villager_x"), world.shop_a, [(rice, 1)])
+        done = client.post(
+            f"{API}/redemptions/pickup-code",
+            headers=world.headers("clerk_a"),
+            json={"pickup_code": placed.get_json()["pickup_code"]},
+        )
+        assert done.status_code == 200, done.get_json()
+    kept = [
+        (village_months(app, v), participating(app, v), events(app, v), village_items(app, v))
+        for v in (world.village_a, world.village_b)
+    ]
+    assert kept[0][2] == {"2026-03": (1, 1)} and kept[0][3], kept
+    with app.app_context():
+        # Wrong and missing rows alike are replaced.
+        db.session.execute(text("UPDATE village_month_totals SET score = score + 100"))
+        db.session.execute(text("DELETE FROM village_month_items"))
+        assert village_totals.verify(db.session)
+        village_totals.rebuild(db.session)
+        db.session.commit()
+        assert village_totals.verify(db.session) == []
+    assert [
+        (village_months(app, v), participating(app, v), events(app, v), village_items(app, v))
+        for v in (world.village_a, world.village_b)
+    ] == kept
+
+
 def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
     fund(app, world.household_x, 10, at=MARCH)
     with app.app_context():
