@@ -245,7 +245,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         into.add(deltas)
 
 
-def _month_sums() -> Select[Any]:
+def _month_sums() -> Select[*tuple[Any, ...]]:
     """(village, month, SUMS..., participating) summed from the households' month totals."""
     return select(
         MonthTotal.village_id,
@@ -255,7 +255,7 @@ def _month_sums() -> Select[Any]:
     ).group_by(MonthTotal.village_id, MonthTotal.month)
 
 
-def _month_events() -> Select[Any]:
+def _month_events() -> Select[*tuple[Any, ...]]:
     """(village, month, EVENTS...) counted from the ledger's entries."""
     return (
         select(
@@ -269,7 +269,7 @@ def _month_events() -> Select[Any]:
     )
 
 
-def _item_sums() -> Select[Any]:
+def _item_sums() -> Select[*tuple[Any, ...]]:
     """(village, month, rule item version or None, kind, entries, amount) of every score
     entry, summed from the ledger itself."""
     from .ledger import SCORE_KINDS  # (the ledger imports this module)
