@@ -36,10 +36,11 @@ takes more than 2 s on its warm-up is measured 3 times only.
 
 With two sizes, each size's own pass only finds what to request (ids, last pages, which
 roles may) and measures it once; then both sizes' servers run at once and every (operation,
-role) is timed at one size right after the other (which first, in turn), so that the
-machine's speed drifting during the run does not show as growth (timed one whole size after
-the other, operations that read nothing of the ledger came out up to twice as slow at the
-second size). `--sequential` reports each size's own pass instead, measured `--runs` times.
+role) is timed request by request at one size and then the other (which first, in turn),
+so that the machine's speed drifting during the run does not show as growth (timed one
+whole size after the other, operations that read nothing of the ledger came out up to twice
+as slow at the second size; all of an operation's runs at one size, then at the other, up
+to 1.4 times). `--sequential` reports each size's own pass instead, measured `--runs` times.
 
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--households 100000]
         [--claims 1000000] [--audit 1000000] [--movements 100000] [--runs 40] [--keep]
@@ -51,9 +52,11 @@ second size). `--sequential` reports each size's own pass instead, measured `--r
         --audit 20000 --movements 2000 --verify        # a quick run
 
 Prints the load times, the workers' peak RSS at each size, and a table: operation (method,
-path, parameters), role, p50 and p99 at the smallest and largest size, and the ratio of the
-p50s. The last line is `worst_p50_ms=<slowest p50 at the largest size> worst_ratio=<largest
-p50 ratio>`.
+path, parameters), role, p50 and p99 at the smallest and largest size, the ratio of the
+p50s and that of the answers' sizes in bytes (a month's board or settlement is longer in the
+larger county, which is ten times as busy every month). Then `worst_ratio_same_answer=`, the
+largest p50 ratio among the operations whose answer grew by less than 1.2 times, and last
+`worst_p50_ms=<slowest p50 at the largest size> worst_ratio=<largest p50 ratio>`.
 """
 
 from __future__ import annotations
@@ -1258,6 +1261,9 @@ def last_page_of(page: str) -> tuple[str, int] | None:
 # ---- measuring ------------------------------------------------------------------------------
 
 
+SAME_ANSWER = 1.2  # an answer at most this much longer at the larger size says the same
+
+
 @dataclass
 class Timed:
     p50: float
@@ -1266,6 +1272,7 @@ class Timed:
     page: int | None = None  # a last page: which
     path: str = ""  # what was requested
     console: bool = False  # with the role's console session, else its bearer token
+    size: int = 0  # bytes of the answer
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes, float]:
@@ -1283,22 +1290,46 @@ def measure(
 ) -> tuple[int, bytes, Timed | None]:
     """Two unmeasured requests, then `runs` measured: 3 if the first took over SLOW_MS, one
     if it took over VERY_SLOW_MS. No times unless every answer was 200."""
-    status, body, first = _get(port, path, headers)
-    if status != 200:
-        return status, body, None
-    if first >= VERY_SLOW_MS:
+    status, body, timed = measure_in_turn([(port, path, headers)], runs)[0]
+    return status, body, timed
+
+
+Request = tuple[int, str, dict[str, str]]  # port, path, headers
+
+
+def measure_in_turn(
+    requests: list[Request], runs: int, flip: bool = False
+) -> list[tuple[int, bytes, Timed | None]]:
+    """`measure` for the same operation at several sizes, request by request in turn (each
+    round in the other order from the last; `flip`: the first round reversed), so that a
+    change in the machine's speed over the operation's runs falls on every size alike."""
+    answers = [_get(*request) for request in requests]
+    failed = [(status, body) for status, body, _ in answers if status != 200]
+    if failed:
+        return [(*failed[0], None) for _ in requests]
+    slowest = max(ms for *_, ms in answers)
+    if slowest >= VERY_SLOW_MS:
         runs = 1
-    elif first >= SLOW_MS:
+    elif slowest >= SLOW_MS:
         runs = 3
     else:
-        _get(port, path, headers)
-    times = []
+        for request in requests:
+            _get(*request)
+    times: list[list[float]] = [[] for _ in requests]
+    order = list(range(len(requests)))
+    if flip:
+        order.reverse()
     for _ in range(runs):
-        again, _, ms = _get(port, path, headers)
-        if again != 200:
-            return again, b"", None
-        times.append(ms)
-    return status, body, Timed(statistics.median(times), percentile(times, 99), runs)
+        for index in order:
+            again, _, ms = _get(*requests[index])
+            if again != 200:
+                return [(again, b"", None) for _ in requests]
+            times[index].append(ms)
+        order.reverse()
+    return [
+        (status, body, Timed(statistics.median(t), percentile(t, 99), runs, size=len(body)))
+        for (status, body, _), t in zip(answers, times, strict=True)
+    ]
 
 
 def run_size(
@@ -1387,23 +1418,23 @@ def interleaved(
     found: list[dict[tuple[str, str], Timed]], servers: list[Server], runs: int
 ) -> list[dict[tuple[str, str], Timed]]:
     """Every (operation, role) that answered at every size timed again with all the sizes'
-    servers up, one size right after the other (in turn first), so that the machine's speed
-    drifting over the run (other work, its disk, the host) does not show as a size's growth:
-    timed one size after the other, an operation flat in the ledger's size came out up to
-    twice as slow at the second size."""
+    servers up, request by request at one size and then the other (`measure_in_turn`), so
+    that the machine's speed drifting over the run (other work, its disk, the host) does not
+    show as a size's growth: timed one size after the other, an operation flat in the
+    ledger's size came out up to twice as slow at the second size, and timed one operation's
+    runs at a size after the other's, up to 1.4 times."""
     keys = sorted(set.intersection(*(set(f) for f in found)))
     timed: list[dict[tuple[str, str], Timed]] = [{} for _ in servers]
     for n, key in enumerate(keys):
-        order = list(range(len(servers)))
-        if n % 2:
-            order.reverse()
-        for index in order:
+        requests: list[Request] = []
+        for index, server in enumerate(servers):
             first = found[index][key]
-            server = servers[index]
-            again = measure(server.port, first.path, server.headers(key[1], first.console), runs)
-            if again[2] is not None:
-                again[2].page, again[2].path = first.page, first.path
-                timed[index][key] = again[2]
+            requests.append((server.port, first.path, server.headers(key[1], first.console)))
+        for index, (_, _, again) in enumerate(measure_in_turn(requests, runs, flip=bool(n % 2))):
+            if again is not None:
+                first = found[index][key]
+                again.page, again.path = first.page, first.path
+                timed[index][key] = again
         if n % 100 == 99:
             log(f"interleaved: {n + 1} of {len(keys)}")
     return timed
@@ -1574,8 +1605,13 @@ def report(
     for key in keys:
         a, b = by_size[small].get(key), by_size[large].get(key)
         ratio = b.p50 / a.p50 if a and b and a.p50 > 0 else float("nan")
-        rows.append((key, a, b, ratio))
+        rows.append((key, a, b, ratio, b.size / a.size if a and b and a.size else float("nan")))
     rows.sort(key=lambda r: -(r[2].p50 if r[2] else 0.0))
+    # An answer that is itself longer at the larger size (a month's board, settlement or
+    # proof in a county ten times as busy every month: more rows, not more history) is told
+    # from one that reads more to say the same: the answers' sizes in bytes, and the largest
+    # ratio among operations whose answer grew by less than SAME_ANSWER.
+    same = [r for *_, r, grew in rows if not math.isnan(r) and grew < SAME_ANSWER]
     print()
     for line in summary:
         print(line)
@@ -1588,14 +1624,15 @@ def report(
 
     print(
         f"{'operation':<78} {'role':<15} {'p50@' + format(small, ','):>9} {'p99':>9} "
-        f"{'p50@' + format(large, ','):>9} {'p99':>9} {'ratio':>6}"
+        f"{'p50@' + format(large, ','):>9} {'p99':>9} {'ratio':>6} {'bytes':>7}"
     )
-    for (label, role), a, b, ratio in rows:
+    for (label, role), a, b, ratio, grew in rows:
         if (a and a.page) or (b and b.page):
             label += f" [p{a.page if a else '-'}/{b.page if b else '-'}]"
-        print(f"{label[:78]:<78} {role:<15} {cell(a)} {cell(b)} {ratio:6.2f}")
-    worst = max((b.p50 for _, _, b, _ in rows if b), default=0.0)
-    worst_ratio = max((r for *_, r in rows if not math.isnan(r)), default=0.0)
+        print(f"{label[:78]:<78} {role:<15} {cell(a)} {cell(b)} {ratio:6.2f} {grew:6.2f}x")
+    worst = max((b.p50 for _, _, b, *_ in rows if b), default=0.0)
+    worst_ratio = max((r for *_, r, _ in rows if not math.isnan(r)), default=0.0)
+    print(f"worst_ratio_same_answer={max(same, default=0.0):.2f} (answers within {SAME_ANSWER}x)")
     print(f"worst_p50_ms={worst:.1f} worst_ratio={worst_ratio:.2f}")
 
 
