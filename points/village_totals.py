@@ -8,7 +8,8 @@ cancellation holds its account. A batch award waiting for account B while holdin
 village month, and a redemption holding B and waiting for the village month, would
 deadlock. So `record` only adds the entry's amounts to the session (`Session.info`, per
 transaction and savepoint), and the `before_commit` event registered here writes them: one
-upsert per (village, month), in sorted order, as the transaction's last writes. No caller
+upsert per (village, month), in sorted order, as the transaction's last writes (on
+PostgreSQL, with the rows below and the deferred budget counters, in one statement). No caller
 can forget it: every session commits through the event; a rollback (of the transaction or
 of a savepoint) drops what it recorded.
 
@@ -25,7 +26,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, event, func, insert, or_, select
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
 from .db import core, upsert_insert
@@ -153,10 +165,10 @@ def _item_upsert(dialect: str) -> Any:
 
 
 def write_pending(session: Session) -> int:
-    """Write what the session's outermost transaction recorded: one upsert per (village,
-    month), then one per (village, month, item, kind), each in sorted order (every
-    transaction takes these rows in the same order); the number of rows written. Run by the
-    `before_commit` event."""
+    """Write what the session's outermost transaction recorded: its budget counters (for
+    villages without a budget), then one row per (village, month), then one per (village,
+    month, item, kind), each in sorted order (every transaction takes these rows in the same
+    order); the number of rows written. Run by the `before_commit` event."""
     transaction = session.get_transaction()
     deltas = _pending(session).pop(transaction, None) if transaction is not None else None
     if not deltas:
@@ -164,6 +176,20 @@ def write_pending(session: Session) -> int:
     dialect = session.get_bind().dialect.name
     connection = core(session)  # flushes the transaction's other writes first: these are last
     issued = [(key, points) for key, points in sorted(deltas.issued.items()) if points]
+    months = [
+        (village_id, month, *values)
+        for (village_id, month), values in sorted(deltas.months.items())
+    ]
+    items = [(*key, entries, amount) for key, (entries, amount) in sorted(deltas.items.items())]
+    if dialect == "postgresql" and all(points > 0 for _, points in issued):
+        # One statement, one round trip: an award's commit wrote three rows in three.
+        shape = (len(issued), len(months), len(items))
+        params: dict[str, Any] = {}
+        for table, rows in (("i", [(*key, p) for key, p in issued]), ("m", months), ("t", items)):
+            for n, row in enumerate(rows):
+                params |= {f"{table}{n}_{k}": value for k, value in enumerate(row)}
+        connection.execute(_all_at_once(shape), params)
+        return sum(shape)
     if issued:
         # First, as a budgeted village's award takes it first (before any account). Imported
         # here: the budget module defers its writes through this one.
@@ -171,7 +197,7 @@ def write_pending(session: Session) -> int:
 
         write_deferred(connection, issued)
     stmt = _upsert(dialect)
-    for (village_id, month), values in sorted(deltas.months.items()):
+    for village_id, month, *values in months:
         connection.execute(
             stmt,
             {
@@ -181,7 +207,7 @@ def write_pending(session: Session) -> int:
             },
         )
     stmt = _item_upsert(dialect)
-    for key, (entries, amount) in sorted(deltas.items.items()):
+    for *key, entries, amount in items:
         connection.execute(
             stmt,
             {
@@ -190,7 +216,49 @@ def write_pending(session: Session) -> int:
                 "v_amount": amount,
             },
         )
-    return len(deltas.months) + len(deltas.items) + len(issued)
+    return len(months) + len(items) + len(issued)
+
+
+_INT, _MONTH = "CAST(:{} AS INTEGER)", "CAST(:{} AS VARCHAR)"
+
+
+@lru_cache(maxsize=32)
+def _all_at_once(shape: tuple[int, int, int]) -> Any:
+    """PostgreSQL: `write_pending`'s upserts as one statement of writable CTEs, for `shape`
+    (how many budget counters, village months and item rows; added to only, never taken
+    off). Each part reads the one before it (`count(*)`), so each has written all its rows
+    before the next writes any: the rows are locked in the order the separate statements
+    took them, budget counters first, every part's rows sorted."""
+    parts = [
+        ("monthly_issued", "i", ["village_id", "month"], ["issued"], shape[0]),
+        ("village_month_totals", "m", ["village_id", "month"], list(COUNTERS), shape[1]),
+        ("village_month_items", "t", list(ITEM_KEY), ["entries", "amount"], shape[2]),
+    ]
+    ctes: list[str] = []
+    before = None
+    for table, prefix, key, added, count in parts:
+        if not count:
+            continue
+        columns = [*key, *added]
+        rows = ", ".join(
+            "("
+            + ", ".join(
+                (_MONTH if column in ("month", "kind") else _INT).format(f"{prefix}{n}_{k}")
+                for k, column in enumerate(columns)
+            )
+            + ")"
+            for n in range(count)
+        )
+        after = f" WHERE (SELECT count(*) FROM {before}) >= 0" if before else ""
+        ctes.append(
+            f"{prefix} AS (INSERT INTO {table} ({', '.join(columns)}) "
+            f"SELECT * FROM (VALUES {rows}) AS v ({', '.join(columns)}){after} "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in added)
+            + " RETURNING 1)"
+        )
+        before = prefix
+    return text(f"WITH {', '.join(ctes)} SELECT count(*) FROM {before}")
 
 
 _RELEASING = "village_month_totals.releasing"
