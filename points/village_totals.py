@@ -181,6 +181,8 @@ def write_pending(session: Session) -> int:
         for (village_id, month), values in sorted(deltas.months.items())
     ]
     items = [(*key, entries, amount) for key, (entries, amount) in sorted(deltas.items.items())]
+    if not (issued or months or items):  # counted and taken back: nothing to write
+        return 0
     if dialect == "postgresql" and all(points > 0 for _, points in issued):
         # One statement, one round trip: an award's commit wrote three rows in three.
         shape = (len(issued), len(months), len(items))

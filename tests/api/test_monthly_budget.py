@@ -279,6 +279,24 @@ def test_a_village_without_a_budget_writes_its_count_as_it_commits(
         db.session.commit()
 
 
+def test_a_transaction_whose_counts_cancel_out_writes_nothing_and_commits(
+    app: Flask, world: World
+) -> None:
+    """Points counted and taken back in one transaction (nothing else recorded): nothing to
+    write at commit, and the commit goes through (on PostgreSQL the rows at commit are one
+    statement, which has no part to write then)."""
+    with app.app_context():
+        session = db.session()  # the scoped session's own, as the commit event passes it
+        assert session.scalars(select(MonthlyIssued)).all() == []  # (begins the transaction)
+        village_totals.defer_issue(session, world.village_a, "2026-03", 5)
+        village_totals.defer_issue(session, world.village_a, "2026-03", -5)
+        assert village_totals.write_pending(session) == 0
+        village_totals.defer_issue(session, world.village_a, "2026-03", 2)
+        village_totals.defer_issue(session, world.village_a, "2026-03", -2)
+        session.commit()
+    assert issued(app) == {}
+
+
 def test_a_reversal_in_a_village_without_a_budget_gives_its_points_back_as_it_commits(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
