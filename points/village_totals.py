@@ -22,6 +22,7 @@ and item instead of every entry of the month.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -34,13 +35,15 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     or_,
     select,
-    text,
+    union_all,
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
 from .db import core, upsert_insert
+from .models.claims import MonthlyIssued
 from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, VillageMonthTotal
 
 # Sums of the households' month totals ...
@@ -137,31 +140,34 @@ def record(
         counted[1] += amount
 
 
+MONTH_KEY = ("village_id", "month")
+ITEM_KEY = ("village_id", "month", "rule_item_version_id", "kind")
+ITEM_COUNTS = ("entries", "amount")
+
+
+def _adding(stmt: Any, key: Sequence[str], added: Sequence[str]) -> Any:
+    """An INSERT (`upsert_insert`) whose row, when its `key` exists, adds its `added`
+    columns to the existing row's instead."""
+    table = stmt.table
+    return stmt.on_conflict_do_update(
+        index_elements=list(key), set_={name: table.c[name] + stmt.excluded[name] for name in added}
+    )
+
+
 @lru_cache(maxsize=4)
 def _upsert(dialect: str) -> Any:
-    table = VillageMonthTotal.__table__
-    stmt = upsert_insert(dialect)(table).values(
-        {name: bindparam(f"v_{name}") for name in ("village_id", "month", *COUNTERS)}
+    stmt = upsert_insert(dialect)(VillageMonthTotal.__table__).values(
+        {name: bindparam(f"v_{name}") for name in (*MONTH_KEY, *COUNTERS)}
     )
-    return stmt.on_conflict_do_update(
-        index_elements=["village_id", "month"],
-        set_={name: table.c[name] + stmt.excluded[name] for name in COUNTERS},
-    )
-
-
-ITEM_KEY = ("village_id", "month", "rule_item_version_id", "kind")
+    return _adding(stmt, MONTH_KEY, COUNTERS)
 
 
 @lru_cache(maxsize=4)
 def _item_upsert(dialect: str) -> Any:
-    table = VillageMonthItem.__table__
-    stmt = upsert_insert(dialect)(table).values(
-        {name: bindparam(f"v_{name}") for name in (*ITEM_KEY, "entries", "amount")}
+    stmt = upsert_insert(dialect)(VillageMonthItem.__table__).values(
+        {name: bindparam(f"v_{name}") for name in (*ITEM_KEY, *ITEM_COUNTS)}
     )
-    return stmt.on_conflict_do_update(
-        index_elements=list(ITEM_KEY),
-        set_={name: table.c[name] + stmt.excluded[name] for name in ("entries", "amount")},
-    )
+    return _adding(stmt, ITEM_KEY, ITEM_COUNTS)
 
 
 def write_pending(session: Session) -> int:
@@ -214,53 +220,55 @@ def write_pending(session: Session) -> int:
             stmt,
             {
                 **{f"v_{name}": value for name, value in zip(ITEM_KEY, key, strict=True)},
-                "v_entries": entries,
-                "v_amount": amount,
+                **{
+                    f"v_{name}": value
+                    for name, value in zip(ITEM_COUNTS, (entries, amount), strict=True)
+                },
             },
         )
     return len(months) + len(items) + len(issued)
-
-
-_INT, _MONTH = "CAST(:{} AS INTEGER)", "CAST(:{} AS VARCHAR)"
 
 
 @lru_cache(maxsize=32)
 def _all_at_once(shape: tuple[int, int, int]) -> Any:
     """PostgreSQL: `write_pending`'s upserts as one statement of writable CTEs, for `shape`
     (how many budget counters, village months and item rows; added to only, never taken
-    off). Each part reads the one before it (`count(*)`), so each has written all its rows
-    before the next writes any: the rows are locked in the order the separate statements
-    took them, budget counters first, every part's rows sorted."""
+    off), row n of part p bound as `<p><n>_<column index>`. Each part reads the one before
+    it (`count(*)`), so each has written all its rows before the next writes any: the rows
+    are locked in the order the separate statements took them, budget counters first,
+    every part's rows sorted."""
     parts = [
-        ("monthly_issued", "i", ["village_id", "month"], ["issued"], shape[0]),
-        ("village_month_totals", "m", ["village_id", "month"], list(COUNTERS), shape[1]),
-        ("village_month_items", "t", list(ITEM_KEY), ["entries", "amount"], shape[2]),
+        ("i", MonthlyIssued.__table__, MONTH_KEY, ("issued",), shape[0]),
+        ("m", VillageMonthTotal.__table__, MONTH_KEY, COUNTERS, shape[1]),
+        ("t", VillageMonthItem.__table__, ITEM_KEY, ITEM_COUNTS, shape[2]),
     ]
-    ctes: list[str] = []
     before = None
-    for table, prefix, key, added, count in parts:
+    for prefix, table, key, added, count in parts:
         if not count:
             continue
         columns = [*key, *added]
-        rows = ", ".join(
-            "("
-            + ", ".join(
-                (_MONTH if column in ("month", "kind") else _INT).format(f"{prefix}{n}_{k}")
-                for k, column in enumerate(columns)
+        # Each row a SELECT of its bound values (not a VALUES list, which SQLAlchemy does
+        # not cache: compiled again at every commit, it cost more than the round trips saved).
+        rows = [
+            select(
+                *(
+                    bindparam(f"{prefix}{n}_{k}", type_=table.c[name].type).label(name)
+                    for k, name in enumerate(columns)
+                )
             )
-            + ")"
             for n in range(count)
+        ]
+        source = select(
+            union_all(*rows).subquery(f"{prefix}_rows")
+            if count > 1
+            else rows[0].subquery(f"{prefix}_rows")
         )
-        after = f" WHERE (SELECT count(*) FROM {before}) >= 0" if before else ""
-        ctes.append(
-            f"{prefix} AS (INSERT INTO {table} ({', '.join(columns)}) "
-            f"SELECT * FROM (VALUES {rows}) AS v ({', '.join(columns)}){after} "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
-            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in added)
-            + " RETURNING 1)"
-        )
-        before = prefix
-    return text(f"WITH {', '.join(ctes)} SELECT count(*) FROM {before}")
+        if before is not None:
+            source = source.where(select(func.count()).select_from(before).scalar_subquery() >= 0)
+        stmt = _adding(upsert_insert("postgresql")(table).from_select(columns, source), key, added)
+        before = stmt.returning(literal_column("1")).cte(prefix)
+    assert before is not None, "nothing to write"
+    return select(func.count()).select_from(before)
 
 
 _RELEASING = "village_month_totals.releasing"
@@ -371,7 +379,7 @@ def rebuild(session: Session) -> None:
     session.execute(delete(VillageMonthTotal))
     session.execute(
         insert(VillageMonthTotal).from_select(
-            ["village_id", "month", *COUNTERS],
+            [*MONTH_KEY, *COUNTERS],
             select(
                 *sums.c,
                 *(func.coalesce(events.c[2 + n], 0) for n in range(len(EVENTS))),
@@ -382,7 +390,7 @@ def rebuild(session: Session) -> None:
     session.execute(delete(VillageMonthItem))
     session.execute(
         insert(VillageMonthItem).from_select(
-            [*ITEM_KEY, "entries", "amount"],
+            [*ITEM_KEY, *ITEM_COUNTS],
             select(
                 items.c[0],
                 items.c[1],
