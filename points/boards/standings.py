@@ -30,14 +30,16 @@ from sqlalchemy import (
     SQLColumnExpression,
     any_,
     bindparam,
+    case,
     exists,
     func,
+    not_,
     select,
 )
 from sqlalchemy.orm import Session
 
 from rules.periods import month_label
-from rules.ranking import competition_ranks, rank_among
+from rules.ranking import competition_ranks
 
 from ..errors import Invalid, NotBound
 from ..models import (
@@ -248,7 +250,7 @@ def _household_statement(kind: str, single: bool = False) -> Select[*tuple[Any, 
             totals.c.score,
             totals.c.earned,
             totals.c.deducted,
-            BARRED,
+            BARRED.label("barred"),
         )
         .outerjoin(totals, totals.c.household_id == Household.id)
         .where(_household_filter(kind))
@@ -275,7 +277,7 @@ def _member_statement(kind: str, single: bool = False) -> Select[*tuple[Any, ...
             Household.group_id,
             Household.public_board_opt_out,
             totals.c.score,
-            BARRED,
+            BARRED.label("barred"),
         )
         .join(Household, Household.id == Villager.household_id)
         .outerjoin(totals, totals.c.member_id == Villager.id)
@@ -396,6 +398,79 @@ class Ranking:
     prefs: dict[int, BoardPrefs] = field(default_factory=dict)
 
 
+# A ranking lists its first `limit` rows, out of thousands in a township: the database ranks
+# them (rank() is standard competition ranking, as rules.ranking), so only those rows and the
+# caller's own come back. The ranks are the ones `assign_ranks` gives the full list; a test
+# holds the two to each other on both databases.
+
+
+@cache
+def _ranked_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ...]]:
+    """The first `limit` ranked rows of the scope: (id, household, village, group, name,
+    opted out, points, rank, how many are ranked, how many ranked stand above `own_points`)."""
+    standing = (_household_statement if by == "household" else _member_statement)(
+        kind, single
+    ).subquery("standing")
+    points = func.coalesce(standing.c.score, 0)
+    first = (
+        select(
+            standing.c.id,
+            standing.c.household_id if by == "member" else standing.c.id.label("household_id"),
+            standing.c.village_id,
+            standing.c.group_id,
+            standing.c.name,
+            standing.c.public_board_opt_out.label("opted_out"),
+            points.label("points"),
+            func.rank().over(order_by=points.desc()).label("rank"),
+            func.count().over().label("ranked"),
+            func.sum(case((points > bindparam("own_points"), 1), else_=0)).over().label("above"),
+        )
+        .where(not_(standing.c.barred))
+        .order_by(points.desc(), standing.c.id)
+        .limit(bindparam("limit"))
+        .subquery("first")
+    )
+    # Households are listed by their head's name (户主), looked up for these rows only.
+    name = first.c.name if by == "member" else func.coalesce(head_name(first.c.id), first.c.name)
+    return select(
+        first.c.id,
+        first.c.household_id,
+        first.c.village_id,
+        first.c.group_id,
+        name,
+        first.c.opted_out,
+        first.c.points,
+        first.c.rank,
+        first.c.ranked,
+        first.c.above,
+    ).order_by(first.c.rank, first.c.id)
+
+
+@cache
+def _own_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ...]]:
+    """The caller's own row in the scope, barred or not: (id, household, village, group,
+    name, opted out, points, barred)."""
+    standing = (_household_statement if by == "household" else _member_statement)(
+        kind, single
+    ).subquery("standing")
+    household = standing.c.household_id if by == "member" else standing.c.id
+    name = (
+        standing.c.name
+        if by == "member"
+        else func.coalesce(head_name(standing.c.id), standing.c.name)
+    )
+    return select(
+        standing.c.id,
+        household,
+        standing.c.village_id,
+        standing.c.group_id,
+        name,
+        standing.c.public_board_opt_out,
+        func.coalesce(standing.c.score, 0),
+        standing.c.barred,
+    ).where(standing.c.id == bindparam("own_id"))
+
+
 def ranking(
     session: Session,
     scope: Scope,
@@ -408,41 +483,64 @@ def ranking(
 ) -> Ranking:
     """A ranked list for a scope and period; `mine` is where the caller's own household (or
     self, by member) stands, even when it is barred or not in the list."""
-    standings = (household_standings if by == "household" else member_standings)(
-        session, scope, period
-    )
-    ranked = assign_ranks(standings)
+    if not scope.village_ids:
+        return Ranking(period, scope, by, [], 0)
+    single = len(period.months) == 1
+    params = _params(scope, period)
     own_id = own_household_id if by == "household" else own_villager_id
-    own = next((s for s in standings if s.id == own_id), None) if own_id is not None else None
-    if by == "household":
-        name_households(session, ranked[:limit] + ([own] if own is not None else []))
-    mine = None
+    own = None
     if own_id is not None:
-        if own is not None:
-            # A household not in the list (barred) still learns where its points stand.
-            rank = (
-                own.rank
-                if own.rank is not None
-                else rank_among(own.points, [s.points for s in ranked])
+        found = fetch_rows(
+            session, _own_statement(by, scope.kind, single), params | {"own_id": own_id}
+        )
+        if found:
+            oid, hid, vid, gid, name, opt_out, points, barred = found[0]
+            own = Standing(
+                oid,
+                hid,
+                vid,
+                gid,
+                name or f"{hid}号户",
+                int(points),
+                barred=bool(barred),
+                opted_out=bool(opt_out),
             )
-            mine = {
-                "rank": rank,
-                "points": own.points,
-                "name": own.name,
-                "household_id": own.household_id,
-                "villager_id": own.id if by == "member" else None,
-                "barred": own.barred,
-                "opted_out": own.opted_out,
-                "total": len(ranked),
-            }
+    rows = fetch_rows(
+        session,
+        _ranked_statement(by, scope.kind, single),
+        params | {"limit": limit, "own_points": own.points if own is not None else None},
+    )
+    items = [
+        Standing(
+            id=sid,
+            household_id=hid,
+            village_id=vid,
+            group_id=gid,
+            name=name or f"{hid}号户",
+            points=int(points),
+            opted_out=bool(opt_out),
+            rank=int(rank),
+        )
+        for sid, hid, vid, gid, name, opt_out, points, rank, _, _ in rows
+    ]
+    total = int(rows[0][8]) if rows else 0
+    above = int(rows[0][9]) if rows else 0
+    mine = None
+    if own is not None:
+        # 1 + how many ranked rows have more points: the own rank when ranked (ties share
+        # it), and where a barred household's points would stand when not.
+        mine = {
+            "rank": above + 1,
+            "points": own.points,
+            "name": own.name,
+            "household_id": own.household_id,
+            "villager_id": own.id if by == "member" else None,
+            "barred": own.barred,
+            "opted_out": own.opted_out,
+            "total": total,
+        }
     return Ranking(
-        period,
-        scope,
-        by,
-        ranked[:limit],
-        len(ranked),
-        mine,
-        prefs=board_prefs(session, scope.village_ids),
+        period, scope, by, items, total, mine, prefs=board_prefs(session, scope.village_ids)
     )
 
 

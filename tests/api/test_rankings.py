@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from backend.extensions import db
 from points import ledger
+from points.boards import standings
 from points.boards.privacy import mask_name
 from points.boards.standings import TIE_RULE, parse_period
 from points.models import (
@@ -29,6 +30,7 @@ from points.models import (
     Villager,
     VillagerGroup,
 )
+from points.scope import COUNTY, Actor
 from tests.factories import World, add_household, bar, bind_user, earn
 from tests.support.clock import SHANGHAI, local
 from tests.support.reads import error_code
@@ -171,6 +173,14 @@ def _brute_force(
     app: Flask, ids: dict[str, Any], scope: str, period: str, by: str
 ) -> list[tuple[int, int, int]]:
     """(rank, id, points) recomputed from ledger_entries and the registry alone."""
+    return _brute_force_all(app, ids, scope, period, by)[0]
+
+
+def _brute_force_all(
+    app: Flask, ids: dict[str, Any], scope: str, period: str, by: str
+) -> tuple[list[tuple[int, int, int]], dict[int, int]]:
+    """The ranked (rank, id, points), and the points of every subject of the scope, barred
+    ones included."""
     months = set(parse_period(period).months)
     with app.app_context():
         s = db.session
@@ -218,7 +228,7 @@ def _brute_force(
         if negative != previous:
             rank, previous = position, negative
         out.append((rank, sid, -negative))
-    return out
+    return out, {sid: points[sid] for sid, _ in subjects}
 
 
 @settings(
@@ -255,6 +265,35 @@ def test_rankings_equal_a_brute_force_count_of_the_ledger(
                 assert got == _brute_force(app, ids, scope, period, by), (scope, period, by)
                 assert body["total"] == len(got)
                 assert body["tie_rule"] == TIE_RULE
+    _check_first_rows_and_own_places(app, ids, f"2026-{month:02d}")
+
+
+def _check_first_rows_and_own_places(app: Flask, ids: dict[str, Any], period: str) -> None:
+    """The first rows of a short list and each subject's own place (barred ones included)
+    against the brute force: the database ranks and cuts the list, so both are its work."""
+    for kind in ("village", "group", "township"):
+        scope_id = ids["villages"][0] if kind == "village" else ids[kind]
+        for by in ("household", "member"):
+            ranked, points = _brute_force_all(app, ids, kind, period, by)
+            with app.app_context():
+                actor = Actor(user_id=0, role=COUNTY)
+                scope = standings.resolve_scope(db.session, actor, **{f"{kind}_id": scope_id})
+                for own, own_points in points.items():
+                    own_ids = (
+                        {"own_household_id": own} if by == "household" else {"own_villager_id": own}
+                    )
+                    result = standings.ranking(
+                        db.session, scope, parse_period(period), by=by, limit=2, **own_ids
+                    )
+                    got = [(s.rank, s.id, s.points) for s in result.items]
+                    assert got == ranked[:2], (kind, by)
+                    assert result.total == len(ranked)
+                    assert result.mine is not None
+                    assert result.mine["points"] == own_points
+                    assert result.mine["rank"] == 1 + sum(1 for r in ranked if r[2] > own_points)
+                    assert result.mine["barred"] == all(r[1] != own for r in ranked)
+                    assert result.mine["total"] == len(ranked)
+                db.session.rollback()
 
 
 # ---- ties, barred households and the villager's own view ------------------------------------
