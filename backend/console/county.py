@@ -9,12 +9,12 @@ answered by the service (a duplicate username; a reset done twice is the same re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
 from marshmallow import Schema, ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from points import registry, users
@@ -180,21 +180,96 @@ def _places(actor: Actor) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class StaffRow:
+    """One line of the staff list, as plain values: a county has some 600 accounts, and
+    the list is drawn without an ORM object, a macro or a URL build per line."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+    scope: str
+    villager: str
+    disabled: bool
+    must_change_password: bool
+    href: str
+
+
+def scope_text(
+    role: str,
+    township_id: int | None,
+    village_id: int | None,
+    shop_id: int | None,
+    places: dict[str, Any],
+) -> str:
+    """Where a staff account works (工作范围): its township, village or shop, by name."""
+    if role == "county_admin":
+        return "全县"
+    if role == "township_admin":
+        return places["township_names"].get(township_id, "")
+    if role == "cadre":
+        township = places["township_names"].get(township_id, "")
+        return f"{township} {places['village_names'].get(village_id, '')}"
+    if role == "clerk":
+        return places["shop_names"].get(shop_id, "")
+    return ""
+
+
 def _users_page(**_: Any) -> str:
     actor = session.load()
     authorize(actor, "user.list")
-    accounts = db.session.scalars(
-        visible(actor, User)
-        .where(User.role.in_(STAFF_ROLES))
-        .options(selectinload(User.villager))
-        .order_by(User.id)
-    ).all()
+    places = _places(actor)
+    # Each account's page is /console/users/<id>: built once, not once a line.
+    base = url_for("console.users")
+    accounts = [
+        StaffRow(
+            id=uid,
+            username=username,
+            name=name or "",
+            role=ROLE_LABELS.get(role, role),
+            scope=scope_text(role, township_id, village_id, shop_id, places),
+            villager=villager or "",
+            disabled=disabled,
+            must_change_password=must_change,
+            href=f"{base}/{uid}",
+        )
+        for (
+            uid,
+            username,
+            name,
+            role,
+            township_id,
+            village_id,
+            shop_id,
+            disabled,
+            must_change,
+            villager,
+        ) in db.session.execute(
+            visible(actor, User)
+            .with_only_columns(
+                User.id,
+                User.username,
+                User.name,
+                User.role,
+                User.township_id,
+                User.village_id,
+                User.shop_id,
+                User.disabled,
+                User.must_change_password,
+                Villager.name,
+            )
+            .select_from(User)
+            .outerjoin(Villager, Villager.id == User.villager_id)
+            .where(User.role.in_(STAFF_ROLES))
+            .order_by(User.id)
+        )
+    ]
     return render_template(
         "console/county/users.html",
         accounts=accounts,
         roles=[(role, ROLE_LABELS[role]) for role in STAFF_ROLES if _may_create(actor, role)],
-        role_labels=ROLE_LABELS,
-        **_places(actor),
+        **places,
     )
 
 
@@ -242,14 +317,16 @@ def _user_page(user_id: int, **_: Any) -> str:
             .limit(VILLAGER_MATCHES)
         ).all()
         matches = [(villager, household) for villager, household in found]
+    places = _places(actor)
     return render_template(
         "console/county/user.html",
         account=user,
+        scope=scope_text(user.role, user.township_id, user.village_id, user.shop_id, places),
         role_labels=ROLE_LABELS,
         query=query,
         matches=matches,
         myself=user.id == actor.user_id,
-        **_places(actor),
+        **places,
     )
 
 

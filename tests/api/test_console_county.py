@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -109,6 +109,14 @@ def test_the_county_sets_up_a_township_a_village_and_a_cadre_who_changes_the_pas
             township_id,
         )
         assert cadre.must_change_password
+        with app.test_request_context():
+            cadre_page = url_for("console.user", user_id=cadre.id)
+    # the list links each account to its own page, and names where it works
+    row = re.search(rf'<tr data-user="{cadre.id}".*?</tr>', listing.text, re.S)
+    assert row is not None
+    assert f'<a href="{cadre_page}">liu_cadre</a>' in row.group(0)
+    assert "<td>村干部</td>" in row.group(0) and "柳树村</td>" in row.group(0)
+    assert "liu_cadre" in client.get(cadre_page).text
 
     # the cadre, in a browser of their own
     other = app.test_client()
