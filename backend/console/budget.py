@@ -52,6 +52,16 @@ class VillageMonth:
     def percent(self) -> int:
         return min(100, round(100 * self.issued / self.budget)) if self.budget else 0
 
+    @property
+    def meter(self) -> int:
+        """What the bar shows: the issued points, up to the budget."""
+        return min(self.issued, self.budget or 0)
+
+    @property
+    def meter_high(self) -> int:
+        """Where the bar turns to a warning: nine tenths of the budget."""
+        return round((self.budget or 0) * 0.9)
+
 
 @dataclass(frozen=True)
 class Waiting:

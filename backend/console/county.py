@@ -225,7 +225,7 @@ def _users_page(**_: Any) -> str:
     accounts = [
         StaffRow(
             id=uid,
-            username=username,
+            username=username or "",
             name=name or "",
             role=ROLE_LABELS.get(role, role),
             scope=scope_text(role, township_id, village_id, shop_id, places),

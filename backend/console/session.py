@@ -96,8 +96,15 @@ def _digest(value: str) -> str:
 
 
 def csrf_token() -> str:
-    """The token every form and htmx request of this session carries."""
-    return _digest(g.session_id) if "session_id" in g else ""
+    """The token every form and htmx request of this session carries. Kept for the
+    request beside the session it was made for: a page of 300 forms draws it 300 times, and
+    a login within the request changes the session."""
+    if "session_id" not in g:
+        return ""
+    kept: tuple[str, str] | None = g.get("csrf_for")
+    if kept is None or kept[0] != g.session_id:
+        kept = g.csrf_for = (g.session_id, _digest(g.session_id))
+    return kept[1]
 
 
 def check_csrf() -> None:

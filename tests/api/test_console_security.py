@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from backend.console import session as console_session
 from backend.extensions import db
 from points.models.base import Base
 from tests.factories import (
@@ -252,3 +253,19 @@ def test_every_page_in_the_menu_has_its_place_in_the_menus_order(app: Flask) -> 
     from backend.console import MENU, MENU_ORDER
 
     assert [endpoint for endpoint, _, _ in MENU if endpoint not in MENU_ORDER] == []
+
+
+def test_the_csrf_token_kept_for_a_request_follows_its_session(app: Flask) -> None:
+    # Drawn once per request and kept, but never for another session: a login within the
+    # request changes g.session_id, and a form drawn after it must carry the new session's.
+    with app.test_request_context("/console/"):
+        assert console_session.csrf_token() == ""
+        g.session_id = "first-session"
+        first = console_session.csrf_token()
+        assert first and console_session.csrf_token() == first
+        g.session_id = "second-session"
+        second = console_session.csrf_token()
+        assert second != first
+    with app.test_request_context("/console/"):
+        g.session_id = "second-session"
+        assert console_session.csrf_token() == second

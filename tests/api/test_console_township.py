@@ -4,6 +4,7 @@ written, and what they show stays within the reader's township."""
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from backend.console.budget import VillageMonth
 from backend.extensions import db
 from points.models import AuditEntry, RuleCatalog, RuleItem, RuleItemVersion
 from tests.factories import API, World, award, set_policy
@@ -479,6 +481,8 @@ def test_the_township_approves_a_claim_past_the_budget_into_notice(
         assert page.status_code == 200
         assert f'data-claim="{claim_id}"' in page.text
         assert f'data-village="{world.village_a}"' in page.text
+        row = re.search(rf'<tr data-village="{world.village_a}">.*?</tr>', page.text, re.S)
+        assert row is not None and '<meter min="0" max="1" value="' in row.group(0)
         response = client.post(f"/console/budget/{claim_id}/approve", data={"csrf_token": token})
         assert response.status_code == 303, response.text
         assert "done=in_notice" in response.headers["Location"]
@@ -603,3 +607,10 @@ def test_the_points_report_balances_and_lists_the_shops(
     assert "白沙村" not in page.text
     console_login(client, "clerk_a")
     assert client.get("/console/reports").status_code == 403
+
+
+def test_a_villages_budget_bar_stops_at_the_budget_and_warns_at_nine_tenths() -> None:
+    assert VillageMonth(1, "甲村", 150, 100, 0).meter == 100
+    assert VillageMonth(1, "甲村", 50, 100, 0).meter == 50
+    assert VillageMonth(1, "甲村", 50, 100, 0).meter_high == 90
+    assert VillageMonth(1, "甲村", 0, 25, 0).meter_high == 22  # 22.5, to the even neighbour
