@@ -124,6 +124,31 @@ def effective_policy(session: Session, village_id: int) -> rules.Policy:
     return policy_of(own, township)
 
 
+def effective_policies(session: Session, townships: Mapping[int, int]) -> dict[int, rules.Policy]:
+    """`effective_policy` of many villages (village id → its township's id) in one query:
+    the pages that list a budget for each village of a township or county."""
+    if not townships:
+        return {}
+    own: dict[int, Any] = {}
+    township: dict[int, Any] = {}
+    for village_id, township_id, policy in session.execute(
+        select(RuleCatalog.village_id, RuleCatalog.township_id, RuleCatalog.policy).where(
+            or_(
+                RuleCatalog.village_id.in_(townships),
+                RuleCatalog.township_id.in_(set(townships.values())),
+            )
+        )
+    ):
+        if village_id is not None:
+            own[village_id] = policy
+        else:
+            township[township_id] = policy
+    return {
+        village_id: policy_of(own.get(village_id), township.get(township_id))
+        for village_id, township_id in townships.items()
+    }
+
+
 def policy_of(
     own: dict[str, Any] | str | None, township: dict[str, Any] | str | None
 ) -> rules.Policy:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
-from .catalogs import effective_policy
+from .catalogs import effective_policies
 from .counting import Count, capped_count
 from .models import Activity, Claim, ClaimApproval, MonthlyIssued, Objection, Redemption, Village
 from .scope import Actor, visible
@@ -117,13 +117,17 @@ def _budgets(session: Session, actor: Actor, month: str) -> list[VillageBudget]:
     """This month's points decided (本月已发放) against each village's budget; for at most
     SHOWN villages, as a township has dozens."""
     villages = session.execute(
-        visible(actor, Village).with_only_columns(Village.id, Village.name).order_by(Village.id)
-    ).all()[:SHOWN]
+        visible(actor, Village)
+        .with_only_columns(Village.id, Village.name, Village.township_id)
+        .order_by(Village.id)
+        .limit(SHOWN)
+    ).all()
+    policies = effective_policies(session, {v.id: v.township_id for v in villages})
     issued = dict(
         session.execute(
             select(MonthlyIssued.village_id, MonthlyIssued.issued).where(
                 MonthlyIssued.month == month,
-                MonthlyIssued.village_id.in_([v for v, _ in villages]),
+                MonthlyIssued.village_id.in_([v.id for v in villages]),
             )
         ).all()
     )
@@ -132,7 +136,7 @@ def _budgets(session: Session, actor: Actor, month: str) -> list[VillageBudget]:
             village_id,
             name,
             issued.get(village_id, 0),
-            effective_policy(session, village_id).monthly_budget,
+            policies[village_id].monthly_budget,
         )
-        for village_id, name in villages
+        for village_id, name, _ in villages
     ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import redirect, render_template, request, url_for
 from marshmallow import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from points import catalogs
@@ -19,7 +19,6 @@ from points.models import (
     Claim,
     Household,
     MonthlyIssued,
-    RuleCatalog,
     RuleItemVersion,
     Village,
     Villager,
@@ -94,26 +93,13 @@ def _budgets(actor: Actor, month: str, waiting: dict[int, int]) -> list[VillageM
             )
         ).all()
     )
-    own: dict[int, Any] = {}
-    township: dict[int, Any] = {}
-    for village_id, township_id, policy in db.session.execute(
-        select(RuleCatalog.village_id, RuleCatalog.township_id, RuleCatalog.policy).where(
-            or_(
-                RuleCatalog.village_id.in_(ids),
-                RuleCatalog.township_id.in_({v.township_id for v in villages}),
-            )
-        )
-    ):
-        if village_id is not None:
-            own[village_id] = policy
-        else:
-            township[township_id] = policy
+    policies = catalogs.effective_policies(db.session, {v.id: v.township_id for v in villages})
     return [
         VillageMonth(
             v.id,
             v.name,
             issued.get(v.id, 0),
-            catalogs.policy_of(own.get(v.id), township.get(v.township_id)).monthly_budget,
+            policies[v.id].monthly_budget,
             waiting.get(v.id, 0),
         )
         for v in villages

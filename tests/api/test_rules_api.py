@@ -518,6 +518,35 @@ def test_a_village_catalog_can_get_its_own_policy(client: FlaskClient, world: Wo
     assert response.get_json()["policy"]["monthly_budget"] == 2000
 
 
+def test_the_policies_of_many_villages_read_at_once_are_each_villages_own(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    # Village A has its own policy, B follows township T1's, C's township has no catalog:
+    # read together (the budget pages) as each is read alone (every award).
+    import_default(client, world)
+    own = client.post(
+        f"{API}/rule-catalogs",
+        json={"name": "清水村村规民约", "village_id": world.village_a},
+        headers=world.headers("cadre_a"),
+    ).get_json()
+    client.patch(
+        f"{API}/rule-catalogs/{own['id']}/policy",
+        json={"monthly_budget": 2000},
+        headers=world.headers("tadmin1"),
+    )
+    with app.app_context():
+        townships = {
+            world.village_a: world.township_1,
+            world.village_b: world.township_1,
+            world.village_c: world.township_2,
+        }
+        together = catalogs.effective_policies(db.session, townships)
+        alone = {v: catalogs.effective_policy(db.session, v) for v in townships}
+        assert together == alone
+        assert [together[v].monthly_budget for v in townships] == [2000, 3000, None]
+        assert catalogs.effective_policies(db.session, {}) == {}
+
+
 # ---- the dry run ----------------------------------------------------------------------------
 
 
