@@ -101,7 +101,7 @@ from bench._pg import (  # noqa: E402
     scratch_database,
     workers_peak_rss_mb,
 )
-from points import budget, catalogs, demo, ledger, sessions, village_totals  # noqa: E402
+from points import budget, catalogs, claims, demo, ledger, sessions, village_totals  # noqa: E402
 from points.boards import closing  # noqa: E402
 from points.db import make_engine  # noqa: E402
 from points.models import (  # noqa: E402
@@ -811,12 +811,13 @@ def fill_village_month_totals(url: str) -> None:
 
 
 def fill_claim_approvals(url: str) -> None:
-    """Each claim's count of its approvals (what the review keeps beside them)."""
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "UPDATE claims SET approvals = s.n FROM (SELECT claim_id, COUNT(*) AS n "
-            "FROM claim_approvals GROUP BY claim_id) AS s WHERE s.claim_id = claims.id"
-        )
+    """Each claim's count of its approvals (what the review keeps beside them), counted from
+    the approval rows just loaded (`points.claims.recount_approvals`)."""
+    engine = make_engine(url)
+    with Session(engine) as s:
+        claims.recount_approvals(s)
+        s.commit()
+    engine.dispose()
 
 
 def load_rest(url: str, county: County, audit: int, movements: int, now: datetime) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Join,
     Select,
     SQLColumnExpression,
+    Subquery,
     Text,
     and_,
     bindparam,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -866,14 +868,19 @@ def award(
     return [claims[index] for index in range(len(resolved))]  # in the order asked
 
 
-def verify_approvals(session: Session) -> list[str]:
-    """Every claim whose count of approvals (`claims.approvals`, what 今日 tells a first review
-    from a second by) differs from its approval rows (empty: all agree)."""
-    counted = (
+def _approvals_counted() -> Subquery:
+    """Each claim's number of approval rows."""
+    return (
         select(ClaimApproval.claim_id, func.count().label("n"))
         .group_by(ClaimApproval.claim_id)
         .subquery()
     )
+
+
+def verify_approvals(session: Session) -> list[str]:
+    """Every claim whose count of approvals (`claims.approvals`, what 今日 tells a first review
+    from a second by) differs from its approval rows (empty: all agree)."""
+    counted = _approvals_counted()
     rows = session.execute(
         select(Claim.id, Claim.approvals, func.coalesce(counted.c.n, 0))
         .outerjoin(counted, counted.c.claim_id == Claim.id)
@@ -881,6 +888,25 @@ def verify_approvals(session: Session) -> list[str]:
         .order_by(Claim.id)
     )
     return [f"申报 {cid} 记为 {kept} 人审核，审核记录 {n} 条" for cid, kept, n in rows]
+
+
+def recount_approvals(session: Session) -> int:
+    """Set each claim's count of approvals to its approval rows (after `verify_approvals`
+    named one, or rows loaded in bulk); the number of claims changed. Locks the approval
+    rows' table first, so that no review counts meanwhile and none is counted twice."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE claim_approvals IN EXCLUSIVE MODE"))
+    counted = func.coalesce(
+        select(func.count())
+        .where(ClaimApproval.claim_id == Claim.id)
+        .correlate(Claim)
+        .scalar_subquery(),
+        0,
+    )
+    changed = session.connection().execute(
+        update(Claim).where(Claim.approvals != counted).values(approvals=counted)
+    )
+    return changed.rowcount
 
 
 # ---- review ---------------------------------------------------------------------------------

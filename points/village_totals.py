@@ -38,6 +38,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
@@ -370,9 +371,15 @@ def _item_sums() -> Select[*tuple[Any, ...]]:
 
 def rebuild(session: Session) -> None:
     """Write every village month and village month item afresh from the households' month
-    totals and the ledger (what `verify` compares them with): for a database whose entries
-    were loaded in bulk rather than appended one by one (`bench/scale.py`). Replaces what is
-    kept; the caller commits."""
+    totals and the ledger (what `verify` compares them with): after `verify` named one that
+    drifted (`flask ledger rebuild-counts`), or for a database whose entries were loaded in
+    bulk rather than appended one by one (`bench/scale.py`). Replaces what is kept; the
+    caller commits. Locks both tables first, so that an award committing meanwhile adds to
+    the rebuilt rows (which leave its entries out) and not to the rows being replaced."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("LOCK TABLE village_month_totals, village_month_items IN EXCLUSIVE MODE")
+        )
     sums = _month_sums().subquery()
     events = _month_events().subquery()
     joined = and_(events.c[0] == sums.c[0], events.c[1] == sums.c[1])

@@ -38,7 +38,11 @@ def register(app: Flask) -> None:
         (AppGroup("claims", help="Claims and public notice."), (scheduled.post_due_command,)),
         (
             AppGroup("ledger", help="The points ledger."),
-            (scheduled.verify_command, manual.rebuild_issued_command),
+            (
+                scheduled.verify_command,
+                manual.rebuild_issued_command,
+                manual.rebuild_counts_command,
+            ),
         ),
         (AppGroup("points", help="Policies applied to accounts."), (scheduled.reset_command,)),
     ]

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.engine import make_url
 
-from points import budget
+from points import budget, claims, village_totals
 from points.boards import closing
 from points.errors import DomainError
 
@@ -53,6 +53,21 @@ def rebuild_issued_command() -> None:
     changed = budget.rebuild_issued(db.session, village_tz())
     db.session.commit()
     click.echo(f"rebuilt {changed} village month(s)")
+
+
+@click.command("rebuild-counts")
+@with_appcontext
+def rebuild_counts_command() -> None:
+    """Set the village month totals (the points report's, 积分统计) from the households' month
+    totals and the ledger, and each claim's count of approvals from its approval rows, after
+    `ledger verify` named one that drifted. The ledger itself is never changed. Two
+    transactions, each locking only its own tables: an award takes the approval rows before
+    the village totals, so one transaction holding both locks could deadlock with it."""
+    village_totals.rebuild(db.session)
+    db.session.commit()
+    recounted = claims.recount_approvals(db.session)
+    db.session.commit()
+    click.echo(f"rebuilt the village month totals; recounted {recounted} claim(s)' approvals")
 
 
 @click.command("restore")

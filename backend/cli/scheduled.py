@@ -163,6 +163,12 @@ def verify_command() -> None:
             f"points, {len(villages)} village month total(s), {len(approvals)} claim(s)' "
             f"approvals and {len(drifts)} month root(s) do not verify"
             + ("; `flask ledger rebuild-issued` sets the months from the claims" if issued else "")
+            + (
+                "; `flask ledger rebuild-counts` sets the village totals and approval counts "
+                "from the ledger and the approval rows"
+                if villages or approvals
+                else ""
+            )
         )
     click.echo(
         f"OK: {report.accounts} accounts, {report.entries} entries verified; "

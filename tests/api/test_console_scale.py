@@ -240,6 +240,12 @@ def test_ledger_verify_names_a_claim_whose_approvals_differ_from_its_rows(
     result = runner.invoke(args=["ledger", "verify"])
     assert result.exit_code != 0
     assert f"BROKEN claim approvals: 申报 {claim_id} 记为 1 人审核，审核记录 0 条" in result.output
-    with app.app_context():  # put back, for the suite's own end-of-test check
-        db.session.execute(update(Claim).where(Claim.id == claim_id).values(approvals=0))
-        db.session.commit()
+    assert "`flask ledger rebuild-counts`" in result.output
+    # The repair counts the rows again, for this claim only; verify passes after it.
+    rebuilt = runner.invoke(args=["ledger", "rebuild-counts"])
+    assert rebuilt.exit_code == 0 and "recounted 1 claim(s)' approvals" in rebuilt.output
+    with app.app_context():
+        assert db.session.get(Claim, claim_id).approvals == 0  # type: ignore[union-attr]
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    again = runner.invoke(args=["ledger", "rebuild-counts"])
+    assert "recounted 0 claim(s)' approvals" in again.output

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from backend.extensions import db
-from points import ledger, village_totals
+from points import claims, ledger, village_totals
 from points.models import (
     Account,
     LedgerEntry,
@@ -278,14 +278,18 @@ def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner:
     result = runner.invoke(args=["ledger", "verify"])
     assert result.exit_code != 0
     assert "BROKEN village month totals" in result.output, result.output
+    assert "`flask ledger rebuild-counts`" in result.output
     # A row missing altogether is named too.
     with app.app_context():
         db.session.execute(text("DELETE FROM village_month_totals"))
         assert len(village_totals.verify(db.session)) == 1
-        db.session.rollback()
-        db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed + 1"))
         db.session.commit()
+    # The repair writes it again from the ledger; verify passes after it.
+    rebuilt = runner.invoke(args=["ledger", "rebuild-counts"])
+    assert rebuilt.exit_code == 0, rebuilt.output
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    with app.app_context():
+        assert village_totals.verify(db.session) == []
 
 
 @pytest.mark.parametrize("column", ["participating", "claims_posted", "redemptions"])
@@ -411,3 +415,45 @@ def test_batch_awards_and_pickups_at_once_keep_the_village_exact(
     assert balances == 8 * (60 - 2 + 3 + 2 - 1)
     [values] = village_months(app, world.village_a).values()
     assert values == (8 * 64, 8 * 65, -8, -16, 0, 0)
+
+
+@on_postgres
+def test_rebuilding_while_awards_post_leaves_the_village_exact(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    """`flask ledger rebuild-counts` with the service up: batch awards that post at once,
+    released together with rebuilds of the village totals and recounts of approvals. No
+    error, no deadlock; afterwards every village month and item agrees with the ledger."""
+    set_policy(client, world, notice_days=0)  # an award posts at once
+    heads = []
+    with app.app_context():
+        for user_id in bound_villagers(app, world.village_a, 6):
+            heads.append(db.session.get(User, user_id).villager_id)  # type: ignore[union-attr]
+    batches = [("GOV-ASSEMBLY", 1), ("GOV-DELIBERATE", -1), ("GOV-LATE", 1)]
+    clients = [app.test_client() for _ in batches]
+    targets = [{"villager_id": v} for v in heads]
+    rebuilds = 2
+
+    def work(i: int) -> int:
+        if i < len(batches):
+            code, step = batches[i]
+            reply = award(clients[i], world, items[code], targets[::step], note="大会记分")
+            assert reply.status_code == 201, reply.get_json()
+            return int(reply.status_code)
+        with app.app_context():
+            for _ in range(3):
+                # As `flask ledger rebuild-counts` does: each in a transaction of its own.
+                village_totals.rebuild(db.session)
+                db.session.commit()
+                claims.recount_approvals(db.session)
+                db.session.commit()
+        return 0
+
+    with frozen(MARCH):
+        statuses = together(len(batches) + rebuilds, work)
+    assert Counter(statuses) == {201: len(batches), 0: rebuilds}, statuses
+    with app.app_context():
+        assert village_totals.verify(db.session) == []
+        assert claims.verify_approvals(db.session) == []
+        posted = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+    assert posted == 6 * len(batches)
