@@ -28,6 +28,7 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     SQLColumnExpression,
+    Subquery,
     any_,
     bindparam,
     case,
@@ -400,17 +401,26 @@ class Ranking:
 
 # A ranking lists its first `limit` rows, out of thousands in a township: the database ranks
 # them (rank() is standard competition ranking, as rules.ranking), so only those rows and the
-# caller's own come back. The ranks are the ones `assign_ranks` gives the full list; a test
-# holds the two to each other on both databases.
+# caller's own come back. The ranks are those `assign_ranks` gives the full list (the boards'
+# own); a property test holds them to a brute-force count of the ledger on both databases.
+
+
+def _standing_rows(by: str, kind: str, single: bool) -> Subquery:
+    return (_household_statement if by == "household" else _member_statement)(
+        kind, single
+    ).subquery("standing")
+
+
+def _listed_name(by: str, rows: Subquery) -> ColumnElement[str]:
+    # Households are listed by their head's name (户主), looked up for the rows returned only.
+    return rows.c.name if by == "member" else func.coalesce(head_name(rows.c.id), rows.c.name)
 
 
 @cache
 def _ranked_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ...]]:
     """The first `limit` ranked rows of the scope: (id, household, village, group, name,
     opted out, points, rank, how many are ranked, how many ranked stand above `own_points`)."""
-    standing = (_household_statement if by == "household" else _member_statement)(
-        kind, single
-    ).subquery("standing")
+    standing = _standing_rows(by, kind, single)
     points = func.coalesce(standing.c.score, 0)
     first = (
         select(
@@ -430,14 +440,12 @@ def _ranked_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ..
         .limit(bindparam("limit"))
         .subquery("first")
     )
-    # Households are listed by their head's name (户主), looked up for these rows only.
-    name = first.c.name if by == "member" else func.coalesce(head_name(first.c.id), first.c.name)
     return select(
         first.c.id,
         first.c.household_id,
         first.c.village_id,
         first.c.group_id,
-        name,
+        _listed_name(by, first),
         first.c.opted_out,
         first.c.points,
         first.c.rank,
@@ -450,21 +458,13 @@ def _ranked_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ..
 def _own_statement(by: str, kind: str, single: bool) -> Select[*tuple[Any, ...]]:
     """The caller's own row in the scope, barred or not: (id, household, village, group,
     name, opted out, points, barred)."""
-    standing = (_household_statement if by == "household" else _member_statement)(
-        kind, single
-    ).subquery("standing")
-    household = standing.c.household_id if by == "member" else standing.c.id
-    name = (
-        standing.c.name
-        if by == "member"
-        else func.coalesce(head_name(standing.c.id), standing.c.name)
-    )
+    standing = _standing_rows(by, kind, single)
     return select(
         standing.c.id,
-        household,
+        standing.c.household_id if by == "member" else standing.c.id,
         standing.c.village_id,
         standing.c.group_id,
-        name,
+        _listed_name(by, standing),
         standing.c.public_board_opt_out,
         func.coalesce(standing.c.score, 0),
         standing.c.barred,
