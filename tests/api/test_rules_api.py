@@ -496,13 +496,19 @@ def test_policy_is_validated_and_audited(client: FlaskClient, world: World) -> N
     assert audit[0]["after"]["policy"]["notice_days"] == 7
 
 
-def test_a_village_catalog_can_get_its_own_policy(client: FlaskClient, world: World) -> None:
+def village_a_catalog(client: FlaskClient, world: World) -> dict[str, Any]:
+    """Village A's own catalog, made by its cadre under the township's default one."""
     import_default(client, world)
-    own = client.post(
+    created: dict[str, Any] = client.post(
         f"{API}/rule-catalogs",
         json={"name": "清水村村规民约", "village_id": world.village_a},
         headers=world.headers("cadre_a"),
     ).get_json()
+    return created
+
+
+def test_a_village_catalog_can_get_its_own_policy(client: FlaskClient, world: World) -> None:
+    own = village_a_catalog(client, world)
     assert own["policy"]["monthly_budget"] == 3000  # the township's
     url = f"{API}/rule-catalogs/{own['id']}/policy"
     # The budget is the township's control over the village: its cadres cannot set it.
@@ -523,12 +529,7 @@ def test_the_policies_of_many_villages_read_at_once_are_each_villages_own(
 ) -> None:
     # Village A has its own policy, B follows township T1's, C's township has no catalog:
     # read together (the budget pages) as each is read alone (every award).
-    import_default(client, world)
-    own = client.post(
-        f"{API}/rule-catalogs",
-        json={"name": "清水村村规民约", "village_id": world.village_a},
-        headers=world.headers("cadre_a"),
-    ).get_json()
+    own = village_a_catalog(client, world)
     client.patch(
         f"{API}/rule-catalogs/{own['id']}/policy",
         json={"monthly_budget": 2000},
