@@ -12,15 +12,15 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists
 from sqlalchemy.orm import Session
 
 from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
-from .catalogs import effective_policies
+from .budget import VillageBudget, village_budgets
 from .counting import Count, capped_count
-from .models import Activity, Claim, ClaimApproval, MonthlyIssued, Objection, Redemption, Village
+from .models import Activity, Claim, ClaimApproval, Objection, Redemption
 from .scope import Actor, visible
 
 SHOWN = 10  # rows of each list; the count says how many there are in all
@@ -35,14 +35,6 @@ class Listing:
 
     rows: list[Any] = field(default_factory=list)
     total: Count = field(default_factory=lambda: Count(0))
-
-
-@dataclass
-class VillageBudget:
-    village_id: int
-    village: str
-    issued: int
-    budget: int | None  # None: the village has no monthly budget
 
 
 @dataclass
@@ -109,34 +101,5 @@ def staff_day(session: Session, actor: Actor, now: datetime, tz: ZoneInfo) -> To
         notices_ending=_listing(session, notices, Claim.notice_ends_at),
         activities=_listing(session, activities, Activity.starts_at),
         orders=orders,
-        budgets=_budgets(session, actor, month),
+        budgets=village_budgets(session, actor, month, limit=SHOWN),
     )
-
-
-def _budgets(session: Session, actor: Actor, month: str) -> list[VillageBudget]:
-    """This month's points decided (本月已发放) against each village's budget; for at most
-    SHOWN villages, as a township has dozens."""
-    villages = session.execute(
-        visible(actor, Village)
-        .with_only_columns(Village.id, Village.name, Village.township_id)
-        .order_by(Village.id)
-        .limit(SHOWN)
-    ).all()
-    policies = effective_policies(session, {v.id: v.township_id for v in villages})
-    issued = dict(
-        session.execute(
-            select(MonthlyIssued.village_id, MonthlyIssued.issued).where(
-                MonthlyIssued.month == month,
-                MonthlyIssued.village_id.in_([v.id for v in villages]),
-            )
-        ).all()
-    )
-    return [
-        VillageBudget(
-            village_id,
-            name,
-            issued.get(village_id, 0),
-            policies[village_id].monthly_budget,
-        )
-        for village_id, name, _ in villages
-    ]

@@ -12,13 +12,12 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
-from points import catalogs
 from points import claims as service
+from points.budget import VillageBudget, village_budgets
 from points.errors import Forbidden
 from points.models import (
     Claim,
     Household,
-    MonthlyIssued,
     RuleItemVersion,
     Village,
     Villager,
@@ -40,11 +39,7 @@ SHOWN = 100  # claims on the page, oldest first; the count says how many wait in
 
 
 @dataclass(frozen=True)
-class VillageMonth:
-    village_id: int
-    village: str
-    issued: int  # 本月已发放
-    budget: int | None  # None: no monthly budget
+class VillageMonth(VillageBudget):
     waiting: int  # points of the awards waiting here
 
     @property
@@ -78,31 +73,11 @@ def _require_township(actor: Actor) -> None:
 
 
 def _budgets(actor: Actor, month: str, waiting: dict[int, int]) -> list[VillageMonth]:
-    """Each visible village's month: its kept counter and its policy's budget, in a few
-    queries (the policies of all its villages' and townships' catalogs read at once)."""
-    villages = db.session.execute(
-        visible(actor, Village)
-        .with_only_columns(Village.id, Village.name, Village.township_id)
-        .order_by(Village.id)
-    ).all()
-    ids = [v.id for v in villages]
-    issued = dict(
-        db.session.execute(
-            select(MonthlyIssued.village_id, MonthlyIssued.issued).where(
-                MonthlyIssued.month == month, MonthlyIssued.village_id.in_(ids)
-            )
-        ).all()
-    )
-    policies = catalogs.effective_policies(db.session, {v.id: v.township_id for v in villages})
+    """Each visible village's month (`budget.village_budgets`) with the points of the awards
+    waiting here."""
     return [
-        VillageMonth(
-            v.id,
-            v.name,
-            issued.get(v.id, 0),
-            policies[v.id].monthly_budget,
-            waiting.get(v.id, 0),
-        )
-        for v in villages
+        VillageMonth(b.village_id, b.village, b.issued, b.budget, waiting.get(b.village_id, 0))
+        for b in village_budgets(db.session, actor, month)
     ]
 
 
