@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -27,7 +27,7 @@ from rules.claim_status import ClaimStatus
 from rules.periods import month_key
 
 from . import catalogs, village_totals
-from .db import core, upsert_insert
+from .db import core, lock_exclusive, upsert_insert
 from .models.claims import Claim, MonthlyIssued
 from .models.ledger import LedgerEntry
 from .models.registry import Village
@@ -216,8 +216,7 @@ def rebuild_issued(session: Session, tz: ZoneInfo) -> int:
     """Set every village's months to what its claims count (after a drift `verify_issued`
     named); the number of village months changed. Locks the table so that no approval
     counts meanwhile."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE monthly_issued IN EXCLUSIVE MODE"))
+    lock_exclusive(session, "monthly_issued")
     drift = _drift(session, tz)
     for village_id, month, _kept, counted in drift:
         session.execute(

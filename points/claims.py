@@ -20,7 +20,6 @@ from sqlalchemy import (
     Join,
     Select,
     SQLColumnExpression,
-    Subquery,
     Text,
     and_,
     bindparam,
@@ -32,7 +31,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     true,
     update,
 )
@@ -50,6 +48,7 @@ from .db import (
     core,
     insert_as_loaded,
     join_as_loaded,
+    lock_exclusive,
     new_for_insert,
     rowcount,
 )
@@ -868,19 +867,14 @@ def award(
     return [claims[index] for index in range(len(resolved))]  # in the order asked
 
 
-def _approvals_counted() -> Subquery:
-    """Each claim's number of approval rows."""
-    return (
+def verify_approvals(session: Session) -> list[str]:
+    """Every claim whose count of approvals (`claims.approvals`, what 今日 tells a first review
+    from a second by) differs from its approval rows (empty: all agree)."""
+    counted = (
         select(ClaimApproval.claim_id, func.count().label("n"))
         .group_by(ClaimApproval.claim_id)
         .subquery()
     )
-
-
-def verify_approvals(session: Session) -> list[str]:
-    """Every claim whose count of approvals (`claims.approvals`, what 今日 tells a first review
-    from a second by) differs from its approval rows (empty: all agree)."""
-    counted = _approvals_counted()
     rows = session.execute(
         select(Claim.id, Claim.approvals, func.coalesce(counted.c.n, 0))
         .outerjoin(counted, counted.c.claim_id == Claim.id)
@@ -894,8 +888,7 @@ def recount_approvals(session: Session) -> int:
     """Set each claim's count of approvals to its approval rows (after `verify_approvals`
     named one, or rows loaded in bulk); the number of claims changed. Locks the approval
     rows' table first, so that no review counts meanwhile and none is counted twice."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE claim_approvals IN EXCLUSIVE MODE"))
+    lock_exclusive(session, "claim_approvals")
     counted = func.coalesce(
         select(func.count())
         .where(ClaimApproval.claim_id == Claim.id)
@@ -903,7 +896,7 @@ def recount_approvals(session: Session) -> int:
         .scalar_subquery(),
         0,
     )
-    changed = session.connection().execute(
+    changed = core(session).execute(
         update(Claim).where(Claim.approvals != counted).values(approvals=counted)
     )
     return changed.rowcount

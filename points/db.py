@@ -17,6 +17,7 @@ from sqlalchemy import (
     event,
     insert,
     inspect,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
@@ -72,6 +73,14 @@ def upsert_insert(dialect: str) -> Any:
     """The dialect's INSERT that takes ON CONFLICT (PostgreSQL's and SQLite's spell it
     alike), for `session.get_bind().dialect.name`."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def lock_exclusive(session: Session, *tables: str) -> None:
+    """On PostgreSQL, lock `tables` against every other writer (readers go on) until the
+    transaction ends: for a rebuild that replaces rows others add to. SQLite begins every
+    transaction IMMEDIATE, which already shuts other writers out."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE"))
 
 
 def rowcount(result: Result[*tuple[Any, ...]]) -> int:

@@ -38,12 +38,11 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
-from .db import core, upsert_insert
+from .db import core, lock_exclusive, upsert_insert
 from .models.claims import MonthlyIssued
 from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, VillageMonthTotal
 
@@ -376,10 +375,7 @@ def rebuild(session: Session) -> None:
     bulk rather than appended one by one (`bench/scale.py`). Replaces what is kept; the
     caller commits. Locks both tables first, so that an award committing meanwhile adds to
     the rebuilt rows (which leave its entries out) and not to the rows being replaced."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("LOCK TABLE village_month_totals, village_month_items IN EXCLUSIVE MODE")
-        )
+    lock_exclusive(session, "village_month_totals", "village_month_items")
     sums = _month_sums().subquery()
     events = _month_events().subquery()
     joined = and_(events.c[0] == sums.c[0], events.c[1] == sums.c[1])
