@@ -313,6 +313,17 @@ def village_clause(
     return false()
 
 
+def holds_village(village: Village) -> ColumnElement[bool]:
+    """`village_clause` turned round: the accounts (`User`) whose own scope holds this
+    village: the county's admins, its township's admins and its cadres. A clerk's holds
+    none, and a villager's only their household."""
+    return or_(
+        User.role == COUNTY,
+        (User.role == TOWNSHIP) & (User.township_id == village.township_id),
+        (User.role == CADRE) & (User.village_id == village.id),
+    )
+
+
 def _household_clause(actor: Actor) -> ColumnElement[bool]:
     if actor.role == VILLAGER:
         return Household.id == actor.household_id if actor.household_id else false()

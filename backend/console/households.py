@@ -29,7 +29,7 @@ from points.models import (
     Villager,
     VillagerGroup,
 )
-from points.scope import Actor, authorize, get_visible, sees_phone, visible
+from points.scope import Actor, authorize, get_visible, holds_village, sees_phone, visible
 
 from .. import present, qr
 from ..clock import village_tz
@@ -263,7 +263,7 @@ def _household_page(household_id: int, **_: Any) -> str:
     member_ids = [m.id for m in household.members]
     may_link = actor.can("user.update")
     linked: dict[int, list[User]] = {}
-    staff: list[User] = []
+    staff: list[Any] = []
     if member_ids:
         for user in db.session.scalars(
             select(User).where(User.villager_id.in_(member_ids), User.role.in_(STAFF_ROLES))
@@ -271,11 +271,14 @@ def _household_page(household_id: int, **_: Any) -> str:
             assert user.villager_id is not None
             linked.setdefault(user.villager_id, []).append(user)
     if may_link:
-        # The staff an admin may link (the service checks each link's scope again).
+        # The staff offered to link: those the service would link here (it checks each link
+        # again), whose own scope holds this village, and not the admin's own account. A
+        # county's 600 accounts would be a list to scroll for the few that can be linked.
         staff = list(
-            db.session.scalars(
+            db.session.execute(
                 visible(actor, User)
-                .where(User.role.in_(STAFF_ROLES), User.disabled.is_(False))
+                .with_only_columns(User.username, User.name)
+                .where(User.disabled.is_(False), holds_village(village), User.id != actor.user_id)
                 .order_by(User.username)
             )
         )

@@ -7,12 +7,16 @@ import io
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from backend.extensions import db
-from points.models import BindingToken, Household, User, Villager
+from points import users
+from points.errors import Forbidden, Invalid, NotFound
+from points.models import STAFF_ROLES, BindingToken, Household, User, Villager
+from points.scope import Actor
 from tests.factories import API, World, add_household, fund
 from tests.support.console import console_login, csrf_in
 
@@ -352,6 +356,36 @@ def test_only_admins_are_offered_to_link_a_staff_account(
     )
     assert out_of_scope.status_code == 422
     assert 'data-code="villager_out_of_scope"' in out_of_scope.text
+
+
+@pytest.mark.parametrize("admin", ["county", "tadmin1"])
+def test_the_accounts_offered_to_link_are_those_the_service_links(
+    app: Flask, client: FlaskClient, world: World, admin: str
+) -> None:
+    console_login(client, admin)
+    page = client.get(f"/console/households/{world.household_x}").text
+    datalist = re.search(r'<datalist id="staff-usernames">(.*?)</datalist>', page, re.S)
+    assert datalist is not None
+    offered = set(re.findall(r'<option value="([^"]+)">', datalist.group(1)))
+    accepted = set()
+    with app.app_context():
+        actor = Actor.of(
+            db.session, db.session.scalars(select(User).filter_by(username=admin)).one()
+        )
+        for user in db.session.scalars(select(User).where(User.role.in_(STAFF_ROLES))):
+            try:
+                with db.session.begin_nested() as savepoint:
+                    users.update_user(db.session, actor, user.id, {"villager_id": world.head_x})
+                    savepoint.rollback()
+            except (Invalid, NotFound, Forbidden):
+                continue
+            accepted.add(user.username)
+        db.session.rollback()
+    # village a's cadre and township 1's admin, never village b's cadre or a clerk; never
+    # the admin's own account (cannot_link_self) or one above them
+    assert {"cadre_a", "tadmin1"} - {admin} <= offered
+    assert not offered & {"cadre_b", "clerk_a", "tadmin2", "county", admin}
+    assert offered == accepted
 
 
 # ---- printed --------------------------------------------------------------------------------
