@@ -5,15 +5,17 @@ leaves the service up with per-worker limits."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -288,8 +290,17 @@ def redis_or_skip() -> Any:
     return client
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports in 5060-5069 nothing listens on (the range set aside for these servers)."""
+@pytest.fixture
+def free_ports() -> Iterator[Callable[[int], list[int]]]:
+    """Ports in 5060-5069 nothing listens on (the range set aside for these servers), the
+    range held for the test: CI runs the suite on SQLite and on PostgreSQL at once, and the
+    other run's server must not bind a port between its probe here and this test's gunicorn."""
+    with (Path(tempfile.gettempdir()) / "vp-test-ports-5060-5069.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _free_ports
+
+
+def _free_ports(count: int) -> list[int]:
     ports = []
     for port in range(5060, 5070):
         with socket.socket() as probe:
@@ -403,7 +414,9 @@ def start(servers: list[Server]) -> None:
         server.wait_ready()
 
 
-def test_two_workers_share_one_limit_through_redis(tmp_path: Path) -> None:
+def test_two_workers_share_one_limit_through_redis(
+    tmp_path: Path, free_ports: Callable[[int], list[int]]
+) -> None:
     redis_client = redis_or_skip()
     prefix = f"vp-test-{uuid.uuid4().hex}"
     limit = LIMIT + 2
@@ -439,7 +452,9 @@ def test_two_workers_share_one_limit_through_redis(tmp_path: Path) -> None:
     assert not list(redis_client.scan_iter(f"{prefix}:*"))
 
 
-def test_without_redis_the_service_stays_up_with_per_worker_limits(tmp_path: Path) -> None:
+def test_without_redis_the_service_stays_up_with_per_worker_limits(
+    tmp_path: Path, free_ports: Callable[[int], list[int]]
+) -> None:
     # port 1 on localhost: nothing listens, so every connection is refused
     env = server_env(
         tmp_path,

@@ -8,6 +8,7 @@ typescript); skipped without them unless REQUIRE_NODE=1, as CI sets."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -44,9 +45,13 @@ def test_villager_client_type_checks_against_the_document(app: Flask) -> None:
     generated = PROJECT / "generated"
     generated.mkdir(exist_ok=True)
     document = app.test_client().get("/api/v1/openapi.json").get_json()
-    (generated / "openapi.json").write_text(
-        json.dumps(document, ensure_ascii=False), encoding="utf-8"
-    )
     bin_ = PROJECT / "node_modules" / ".bin"
-    _run(str(bin_ / "openapi-typescript"), "generated/openapi.json", "-o", "generated/api.d.ts")
-    _run(str(bin_ / "tsc"), "--noEmit", "-p", "tsconfig.json")
+    # CI runs the suite on SQLite and on PostgreSQL at once from one checkout: one run at a
+    # time writes generated/ and type-checks it, or tsc could read the other's half-written file.
+    with (generated / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (generated / "openapi.json").write_text(
+            json.dumps(document, ensure_ascii=False), encoding="utf-8"
+        )
+        _run(str(bin_ / "openapi-typescript"), "generated/openapi.json", "-o", "generated/api.d.ts")
+        _run(str(bin_ / "tsc"), "--noEmit", "-p", "tsconfig.json")
