@@ -51,7 +51,10 @@ class Claim(Base):
         Index("ix_claims_household", "household_id", "id", postgresql_include=["village_id"]),
         Index("ix_claims_village", "village_id", "id"),
         Index("ix_claims_village_status_id", "village_id", "status", "id"),
-        Index("ix_claims_status", "status", "id"),
+        # The county's list of a status; it carries the village and the points, so that the
+        # budget page sums the points waiting for the township village by village from the
+        # index alone (6-14 ms from the table at 10M; migration 0026).
+        Index("ix_claims_status", "status", "id", postgresql_include=["village_id", "points"]),
         # 今日's two review lists: pending without an approval, pending with one (双人审核).
         Index("ix_claims_status_approvals", "status", "approvals", "id"),
         Index("ix_claims_item_household", "rule_item_id", "household_id", "occurred_at"),
