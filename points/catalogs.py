@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, Text, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 import rules
@@ -132,7 +132,7 @@ def effective_policies(session: Session, townships: Mapping[int, int]) -> dict[i
     own: dict[int, Any] = {}
     township: dict[int, Any] = {}
     for village_id, township_id, policy in session.execute(
-        select(RuleCatalog.village_id, RuleCatalog.township_id, RuleCatalog.policy).where(
+        select(RuleCatalog.village_id, RuleCatalog.township_id, _POLICY_TEXT).where(
             or_(
                 RuleCatalog.village_id.in_(townships),
                 RuleCatalog.township_id.in_(set(townships.values())),
@@ -141,7 +141,7 @@ def effective_policies(session: Session, townships: Mapping[int, int]) -> dict[i
     ):
         if village_id is not None:
             own[village_id] = policy
-        else:
+        elif township_id is not None:
             township[township_id] = policy
     return {
         village_id: policy_of(own.get(village_id), township.get(township_id))
@@ -161,9 +161,13 @@ def policy_of(
     return rules.Policy()
 
 
+# A policy read as its JSON text, the key `stored_policy` keeps its parsed value by: no
+# decoding by the driver and encoding again to find it, for each village of a county's page.
+_POLICY_TEXT = cast(RuleCatalog.policy, Text)
+
 # Built once (effective_policy runs on every award and check-in): the village's own catalog
 # and its township's, with their policies.
-_POLICIES = select(RuleCatalog.village_id, RuleCatalog.policy).where(
+_POLICIES = select(RuleCatalog.village_id, _POLICY_TEXT).where(
     or_(
         RuleCatalog.village_id == bindparam("village_id"),
         RuleCatalog.township_id
