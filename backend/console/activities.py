@@ -204,11 +204,8 @@ def _list_page() -> str:
         actor, village_id=None, status="current", now=moment
     )
     upcoming = list(db.session.scalars(upcoming_stmt.limit(UPCOMING_SHOWN)))
-    # The rest (over or cancelled), newest first: every visible activity not in the first list.
-    current_ids = upcoming_stmt.with_only_columns(Activity.id).order_by(None)
-    past_stmt = activities.activities_query(actor, village_id=None, status=None, now=moment).where(
-        Activity.id.not_in(current_ids)
-    )
+    # The rest (over or cancelled), newest first.
+    past_stmt = activities.activities_query(actor, village_id=None, status="past", now=moment)
     past = paginate(db.session, past_stmt, page, PER_PAGE)
     shown = activities.views(db.session, actor, upcoming + list(past["items"]), moment)
     villages = list(db.session.scalars(visible(actor, Village).order_by(Village.id)))

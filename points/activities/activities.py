@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, func, select, update
+from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 import rules
@@ -248,6 +248,8 @@ def activities_query(
         "open": and_(scheduled, Activity.checkin_opens_at <= now, Activity.checkin_closes_at > now),
         "closed": and_(scheduled, Activity.checkin_closes_at <= now),
         "current": and_(scheduled, Activity.checkin_closes_at > now),
+        # Not current: over or cancelled (the console's list below the current ones).
+        "past": or_(Activity.status != "scheduled", Activity.checkin_closes_at <= now),
     }
     if status is not None:
         stmt = stmt.where(conditions[status])

@@ -103,6 +103,41 @@ def test_the_console_creates_what_the_api_creates(
     assert "十二月村民大会" in page.text and "村委会二楼会议室" in page.text
 
 
+def test_the_list_shows_current_activities_first_and_the_rest_below_each_once(
+    app: Flask, client: FlaskClient, world: World, items: dict[str, int]
+) -> None:
+    item = items["GOV-ASSEMBLY"]
+    open_now, _ = open_activity(client, world, item, title="开放中")
+    tomorrow = now() + timedelta(days=1)
+    upcoming, _ = open_activity(
+        client,
+        world,
+        item,
+        title="明天",
+        starts_at=tomorrow.isoformat(),
+        ends_at=(tomorrow + timedelta(hours=2)).isoformat(),
+    )
+    closed, _ = open_activity(client, world, item, title="已结束")
+    cancelled, _ = open_activity(client, world, item, title="已取消")
+    with app.app_context():
+        over = db.session.get(Activity, closed)
+        assert over is not None
+        over.checkin_closes_at = now() - timedelta(minutes=1)  # check-in closed a minute ago
+        called_off = db.session.get(Activity, cancelled)
+        assert called_off is not None
+        called_off.status = "cancelled"
+        db.session.commit()
+
+    console_login(client, "cadre_a")
+    current, past = client.get("/console/activities").text.split('id="past"')
+
+    def listed(part: str) -> list[int]:
+        return [int(i) for i in re.findall(r'data-activity-id="(\d+)"', part)]
+
+    assert sorted(listed(current)) == sorted([open_now, upcoming])
+    assert sorted(listed(past)) == sorted([closed, cancelled])
+
+
 def test_a_township_admin_chooses_the_village_first(
     client: FlaskClient, world: World, items: dict[str, int]
 ) -> None:
