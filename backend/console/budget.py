@@ -43,10 +43,6 @@ class VillageMonth(VillageBudget):
     waiting: int  # points of the awards waiting here
 
     @property
-    def percent(self) -> int:
-        return min(100, round(100 * self.issued / self.budget)) if self.budget else 0
-
-    @property
     def meter(self) -> int:
         """What the bar shows: the issued points, up to the budget."""
         return min(self.issued, self.budget or 0)
