@@ -14,6 +14,7 @@ from points.boards import links, privacy, render
 from points.boards.board import village_board
 from points.boards.standings import Period
 from points.models import Village
+from points.models.boards import PublicLink
 from points.qr import qr_png
 
 from .clock import now, village_tz
@@ -93,17 +94,20 @@ def board_cache(board: dict[str, Any], versioned: bool) -> str:
     return "private, no-cache"
 
 
-def png_url(village_id: int, period: Period) -> str | None:
+def png_url(
+    village_id: int, period: Period, board: dict[str, Any], link: PublicLink | None
+) -> str | None:
     """Where the phone gets the board's picture (A4): for a closed month, under an address
     versioned by the picture's ETag, which may be cached for good. Only once the board's
-    public link exists (made when it is first printed): this read writes nothing."""
+    public link exists (made when it is first printed): this read writes nothing. `board`
+    is the board as `village_board` read it for the caller, names unmasked (its `mine`, the
+    caller's own place, is not on the picture); `link` the village's `existing_link`."""
     base = f"/api/v1/villages/{village_id}/board.png?period={period.key}&size=A4"
-    link = links.existing_link(db.session, village_id=village_id)
-    board = posted_board(village_id, period)
     if link is None or board.get("status") != "closed":
         return base
-    url = board_url(link.token, period, board)
-    return f"{base}&v={board_etag(board, 'A4', url, printed_on(board))}"
+    posted = as_posted(village_id, {**board, "mine": None})  # as posted_board reads it
+    url = board_url(link.token, period, posted)
+    return f"{base}&v={board_etag(posted, 'A4', url, printed_on(posted))}"
 
 
 def printed_board(

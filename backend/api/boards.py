@@ -193,10 +193,11 @@ def get_board(args: dict[str, Any], village_id: int) -> dict[str, Any]:
         db.session, village.id, period, village_tz(), household_id=actor.household_id
     )
     mine = board.pop("mine")
+    link = links.existing_link(db.session, village_id=village.id)
+    # From the board as read: building it again for the picture's address doubled the work.
+    png_url = printed_boards.png_url(village.id, period, board, link)
     if _public_view(actor, args):
         board = printed_boards.as_posted(village.id, board)
-    link = links.existing_link(db.session, village_id=village.id)
-    png_url = printed_boards.png_url(village.id, period)
     _end_read()
     # A staff view shows the names as they are: `masked` false, stated rather than left out.
     return {
