@@ -160,6 +160,10 @@ def households() -> str:
         else (villages[0] if len(villages) == 1 else None)
     )
     group_id = request.args.get("group_id", type=int)
+    if village is None and group_id:
+        # A group is of one village: the page shows that village, with its groups to choose.
+        group = db.session.scalar(visible(actor, VillagerGroup).where(VillagerGroup.id == group_id))
+        village = db.session.get(Village, group.village_id) if group else None
     query = request.args.get("q", "").strip()[:MAX_QUERY]
     page = max(request.args.get("page", 1, type=int) or 1, 1)
 
@@ -198,7 +202,9 @@ def households() -> str:
         villages=villages,
         village_names={v.id: v.name for v in villages},
         village=village,
-        groups=_groups(actor, village.id if village else None),
+        # The groups of the village chosen only: a county's 900 groups are not a list to
+        # choose from (the village is chosen first; a cadre's is chosen already).
+        groups=_groups(actor, village.id) if village else [],
         group_id=group_id,
         query=query,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from backend.extensions import db
 from points import users
 from points.errors import Forbidden, Invalid, NotFound
-from points.models import STAFF_ROLES, BindingToken, Household, User, Villager
+from points.models import STAFF_ROLES, BindingToken, Household, User, Villager, VillagerGroup
 from points.scope import Actor
 from tests.factories import API, World, add_household, fund
 from tests.support.console import console_login, csrf_in
@@ -85,6 +85,42 @@ def test_search_by_name_phone_and_address_and_filter_by_group(
     assert found(q="%") == []  # a LIKE wildcard is a character like any other
     assert found(group_id=world.group_x) == [world.household_x]
     assert found(q="王", group_id=world.group_x) == []
+
+
+def test_groups_are_offered_once_the_village_is_chosen(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    with app.app_context():
+        other = VillagerGroup(village_id=world.village_b, name="白杨村民小组")
+        db.session.add(other)
+        db.session.commit()
+        other_id = other.id
+        of_b = list(
+            db.session.scalars(
+                select(VillagerGroup.id)
+                .where(VillagerGroup.village_id == world.village_b)
+                .order_by(VillagerGroup.id)
+            )
+        )
+    assert other_id in of_b and world.group_x not in of_b
+    console_login(client, "tadmin1")
+
+    def offered(**args: Any) -> tuple[list[int], str]:
+        html = client.get("/console/households", query_string=args).text
+        select = re.search(r'<select name="group_id">(.*?)</select>', html, re.S)
+        options = re.findall(r'<option value="(\d+)"', select.group(1)) if select else []
+        return [int(o) for o in options], html
+
+    groups, html = offered()  # two villages, none chosen: no list of every village's groups
+    assert groups == [] and 'id="groups-hint"' in html
+    assert offered(village_id=world.village_a)[0] == [world.group_x]
+    assert offered(village_id=world.village_b)[0] == of_b
+    # a group alone names its village: that village is shown, the group chosen, and filtered
+    groups, html = offered(group_id=world.group_x)
+    assert groups == [world.group_x]
+    assert f'<option value="{world.group_x}" selected>' in html
+    assert f'<option value="{world.village_a}" selected>' in html
+    assert _ids(html) == [world.household_x]
 
 
 def test_the_list_shows_head_group_address_members_and_balance(
