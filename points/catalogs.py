@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, cast, func, or_, select
+from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 import rules
@@ -161,9 +161,16 @@ def policy_of(
     return rules.Policy()
 
 
-# A policy read as its JSON text, the key `stored_policy` keeps its parsed value by: no
-# decoding by the driver and encoding again to find it, for each village of a county's page.
-_POLICY_TEXT = cast(RuleCatalog.policy, Text)
+def policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
+    """A catalog's policy read as its JSON text, the key `stored_policy` keeps its parsed
+    value by: no decoding by the driver and encoding again to find it (an award, a check-in,
+    each village of a county's budget page). A JSON null, which the mapped column reads as
+    None (a village catalog without a policy of its own: the township's), reads as NULL, not
+    as the text 'null' for the parser."""
+    return func.nullif(cast(catalog.policy, Text), "null")
+
+
+_POLICY_TEXT = policy_text(RuleCatalog)
 
 # Built once (effective_policy runs on every award and check-in): the village's own catalog
 # and its township's, with their policies.

@@ -214,20 +214,14 @@ _OWN_CATALOG = aliased(RuleCatalog)
 _TOWNSHIP_CATALOG = aliased(RuleCatalog)
 
 
-def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
-    # A JSON null (a village catalog without a policy of its own: the township's) must not
-    # reach the parser as the text 'null'.
-    return func.nullif(cast(catalog.policy, Text), "null")
-
-
 _AWARD_ITEM_COLUMNS = (
     RuleItem.id,
     RuleItem.current_version_id,
     cast(RuleItemVersion.data, Text),
     Village.township_id,
     RuleCatalog.village_id,
-    _policy_text(_OWN_CATALOG),
-    _policy_text(_TOWNSHIP_CATALOG),
+    catalogs.policy_text(_OWN_CATALOG),
+    catalogs.policy_text(_TOWNSHIP_CATALOG),
 )
 
 

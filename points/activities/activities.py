@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, func, or_, select, update
+from sqlalchemy import Select, Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 import rules
@@ -452,12 +452,6 @@ _OWN_CATALOG = aliased(RuleCatalog)
 _TOWNSHIP_CATALOG = aliased(RuleCatalog)
 
 
-def _policy_text(catalog: type[RuleCatalog]) -> ColumnElement[str | None]:
-    # A JSON null, which the mapped column reads as None ("the township's policy"), must not
-    # reach the parser as the text 'null'.
-    return func.nullif(cast(catalog.policy, Text), "null")
-
-
 _READ_ACTIVITY = (
     select(
         Activity.id,
@@ -482,8 +476,8 @@ _READ_ACTIVITY = (
         Village.township_id,
         RuleCatalog.township_id,
         RuleCatalog.village_id,
-        _policy_text(_OWN_CATALOG),
-        _policy_text(_TOWNSHIP_CATALOG),
+        catalogs.policy_text(_OWN_CATALOG),
+        catalogs.policy_text(_TOWNSHIP_CATALOG),
     )
     .join(Village, Village.id == Activity.village_id)
     .join(RuleItem, RuleItem.id == Activity.rule_item_id)

@@ -264,7 +264,8 @@ def test_a_catalog_policy_stored_as_json_null_reads_as_no_policy_of_its_own(
         db.session.execute(update(RuleCatalog).values(policy=JSON.NULL))
         db.session.commit()
         expected = catalogs.effective_policy(db.session, world.village_a)
-    assert expected == rules.Policy()
+        many = catalogs.effective_policies(db.session, {world.village_a: world.township_1})
+    assert expected == rules.Policy() and many == {world.village_a: expected}
     with frozen(DURING):
         response = check_in(client, world, code(client, world, activity["id"]))
     assert response.status_code == 201, response.get_json()
