@@ -163,7 +163,7 @@ def households() -> str:
     if village is None and group_id:
         # A group is of one village: the page shows that village, with its groups to choose.
         group = db.session.scalar(visible(actor, VillagerGroup).where(VillagerGroup.id == group_id))
-        village = db.session.get(Village, group.village_id) if group else None
+        village = next((v for v in villages if group and v.id == group.village_id), None)
     query = request.args.get("q", "").strip()[:MAX_QUERY]
     page = max(request.args.get("page", 1, type=int) or 1, 1)
 

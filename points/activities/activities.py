@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Text, and_, bindparam, cast, func, or_, select, update
+from sqlalchemy import Select, Text, and_, bindparam, cast, func, not_, select, update
 from sqlalchemy.orm import Session, aliased
 
 import rules
@@ -242,14 +242,16 @@ def activities_query(
     if status is None and actor.role == VILLAGER:
         status = "current"
     scheduled = Activity.status == "scheduled"
+    current = and_(scheduled, Activity.checkin_closes_at > now)
     conditions = {
         "cancelled": Activity.status == "cancelled",
         "upcoming": and_(scheduled, Activity.checkin_opens_at > now),
         "open": and_(scheduled, Activity.checkin_opens_at <= now, Activity.checkin_closes_at > now),
         "closed": and_(scheduled, Activity.checkin_closes_at <= now),
-        "current": and_(scheduled, Activity.checkin_closes_at > now),
-        # Not current: over or cancelled (the console's list below the current ones).
-        "past": or_(Activity.status != "scheduled", Activity.checkin_closes_at <= now),
+        "current": current,
+        # Over or cancelled: the console's list below the current ones (both columns are
+        # NOT NULL, so the negation leaves no row out).
+        "past": not_(current),
     }
     if status is not None:
         stmt = stmt.where(conditions[status])
