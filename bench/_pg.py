@@ -78,11 +78,13 @@ def pgbench(url: str, *args: str) -> str:
     stderr together: pgbench prints its progress on stderr)."""
     done = subprocess.run(
         [os.environ.get("PGBENCH", "pgbench"), *args, url],
-        check=True,
         capture_output=True,
         text=True,
     )
-    return done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    if done.returncode != 0:  # what it said, not only that it failed
+        raise RuntimeError(f"pgbench {' '.join(args)} exited with {done.returncode}:\n{output}")
+    return output
 
 
 def pgbench_tps(output: str) -> float:

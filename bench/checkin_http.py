@@ -47,20 +47,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from functools import partial
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from psycopg.types.json import Json, Jsonb  # noqa: E402
-from sqlalchemy import event, select  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import rules  # noqa: E402
@@ -79,6 +75,15 @@ from bench._pg import (  # noqa: E402
     server_env,
     worker_pids,
     workers_peak_rss_mb,
+)
+from bench._replay import (  # noqa: E402
+    Recorded,
+    ScriptPlan,
+    pgbench_script,
+    recording,
+    sequence_positions,
+    spread_ids,
+    statements_and_transactions,
 )
 from points import catalogs, sessions  # noqa: E402
 from points.activities import activities  # noqa: E402
@@ -144,27 +149,6 @@ class Seeded:
     activity_token: str
     activity_id: int
     spare_activities: list[int]  # open too, for the check-in recorded and pgbench's
-
-
-# Every table's ids start at a multiple of this (`spread_ids`), so an id names its table.
-ID_SPAN = 10_000_000
-# The rows that are each villager's own, one per villager, made in the villagers' order.
-PER_VILLAGER = {"villagers": "villager", "users": "user", "households": "household"}
-
-
-def spread_ids(url: str) -> dict[str, int]:
-    """Start each table's id sequence at its own multiple of ID_SPAN, so that in a recorded
-    statement an id tells which table it is of; the start of each table's sequence."""
-    starts = {}
-    with psycopg.connect(url, autocommit=True) as conn:
-        sequences = conn.execute(
-            "SELECT c.relname, t.relname FROM pg_class c JOIN pg_depend d ON d.objid = c.oid "
-            "JOIN pg_class t ON t.oid = d.refobjid WHERE c.relkind = 'S' ORDER BY c.relname"
-        ).fetchall()
-        for k, (sequence, table) in enumerate(sequences, start=1):
-            conn.execute(f"ALTER SEQUENCE {sequence} RESTART WITH {k * ID_SPAN}")
-            starts[table] = k * ID_SPAN
-    return starts
 
 
 def seed(url: str, villagers: int, spare_activities: int) -> Seeded:
@@ -236,17 +220,6 @@ def seed(url: str, villagers: int, spare_activities: int) -> Seeded:
 # ---- the check-in's own SQL, as a pgbench script ---------------------------------------------
 
 
-@dataclass
-class Recorded:
-    """A statement one check-in sent (or BEGIN, COMMIT, ROLLBACK), its parameters and what
-    it returned."""
-
-    statement: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    columns: list[str] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-
-
 def record_checkin(url: str, access: str, activity_id: int) -> list[Recorded]:
     """One real check-in in this process: the app with the server's settings, through Flask's
     test client; every statement it sends, with its parameters and result rows."""
@@ -261,29 +234,8 @@ def record_checkin(url: str, access: str, activity_id: int) -> list[Recorded]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    recorded: list[Recorded] = []
-
-    def executed(
-        _conn: Any, cursor: Any, statement: str, parameters: Any, _ctx: Any, many: bool
-    ) -> None:
-        assert not many and isinstance(parameters, dict), statement
-        entry = Recorded(statement, dict(parameters))
-        if cursor.description:
-            entry.columns = [column.name for column in cursor.description]
-            entry.rows = cursor.fetchall()
-            if entry.rows:
-                cursor.scroll(0, mode="absolute")  # SQLAlchemy reads the rows after this
-        recorded.append(entry)
-
-    def mark(word: str, _conn: Any) -> None:
-        recorded.append(Recorded(word))
-
     code = TokenCodec.keyring(SECRET, 1).encode(TokenType.ACTIVITY, (activity_id, 0))
-    with app.app_context():
-        engine = db.engine
-        event.listen(engine, "after_cursor_execute", executed)
-        for word in ("BEGIN", "COMMIT", "ROLLBACK"):
-            event.listen(engine, word.lower(), partial(mark, word))
+    with app.app_context(), recording(db.engine) as recorded:
         answer = app.test_client().post(
             "/api/v1/checkins",
             json={"token": code},
@@ -291,115 +243,8 @@ def record_checkin(url: str, access: str, activity_id: int) -> list[Recorded]:
         )
         assert answer.status_code == 201, answer.get_data(as_text=True)
         db.session.remove()
-        engine.dispose()
+        db.engine.dispose()
     return recorded
-
-
-def sql_literal(value: Any) -> str:
-    """A constant as SQL text with no colon in it (pgbench would read `:x` as a variable,
-    quoted or not): strings as E'' with a colon escaped."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
-        return repr(value) if not isinstance(value, Decimal) else str(value)
-    if isinstance(value, datetime):
-        cast = "timestamptz" if value.tzinfo is not None else "timestamp"
-        return f"{sql_literal(value.isoformat())}::{cast}"
-    if isinstance(value, date):
-        return f"'{value.isoformat()}'::date"
-    if isinstance(value, Json | Jsonb):  # as the column's JSON: the text converts
-        return sql_literal(json.dumps(value.obj, ensure_ascii=False))
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a")
-        return f"E'{escaped}'"
-    raise TypeError(f"no literal for {value!r}")
-
-
-def sequence_positions(url: str) -> dict[int, int]:
-    """Per table (by its ID_SPAN block), the first id not yet given out."""
-    with psycopg.connect(url) as conn:
-        names = [row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'S'")]
-        positions = {}
-        for name in names:
-            last, called = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchall()[0]
-            positions[last // ID_SPAN] = last + 1 if called else last
-    return positions
-
-
-@dataclass
-class ScriptPlan:
-    """What the script chooses afresh per transaction: villager index i (0 … villagers-1),
-    the ids of villager i's rows (`first`: villager 0's, per PER_VILLAGER table), and the
-    spare activity of the transaction's sweep through the villagers."""
-
-    villagers: int
-    first: dict[str, int]  # PER_VILLAGER variable → villager 0's id
-    recorded_ids: dict[int, str]  # the recorded check-in's ids → variable
-    first_activity: int  # the spare activity of the first sweep
-    activity: int  # the recorded check-in's
-
-
-def pgbench_script(recorded: list[Recorded], plan: ScriptPlan, new_from: dict[int, int]) -> str:
-    """The recorded statements as a pgbench script: each transaction a fresh check-in, of
-    villager permute(n mod V) in spare activity first + n div V, n counting the transactions
-    of all clients (pgbench -D k=0 -D clients=C). An id the check-in created (at or past
-    `new_from` of its table) or a chain head it read is taken from the first statement that
-    returned it (gset); the entry's sequence is the account's entry count plus one."""
-    lines = [
-        "\\set k :k + 1",
-        "\\set n (:k - 1) * :clients + :client_id",
-        f"\\set i permute(:n % {plan.villagers}, {plan.villagers})",
-        *(f"\\set {name} {first} + :i" for name, first in plan.first.items()),
-        f"\\set activity {plan.first_activity} + :n / {plan.villagers}",
-    ]
-    given: dict[Any, str] = {}  # a returned value → the variable gset gives it
-    counts: dict[int, str] = {}  # an account's entry count → its variable
-    gsets: dict[int, str] = {}  # line index of a statement → its gset prefix
-    for number, entry in enumerate(recorded):
-        if entry.statement in ("BEGIN", "COMMIT", "ROLLBACK"):
-            lines.append(entry.statement + ";")
-            continue
-
-        def substitute(match: re.Match[str], entry: Recorded = entry) -> str:
-            name = match.group(1)
-            value = entry.parameters[name]
-            if isinstance(value, int) and not isinstance(value, bool):
-                if value in plan.recorded_ids:
-                    return ":" + plan.recorded_ids[value]
-                if value == plan.activity:
-                    return ":activity"
-                if value >= ID_SPAN and value >= new_from.get(value // ID_SPAN, value + 1):
-                    if value not in given:
-                        raise RuntimeError(f"{name}={value} in {entry.statement[:80]}: from where?")
-                    return ":" + given[value]
-                if name in ("seq", "entry_count") and value - 1 in counts:
-                    lines.append(f"\\set next_seq :{counts[value - 1]} + 1")
-                    return ":next_seq"
-            if isinstance(value, str) and len(value) >= 32 and value in given:
-                return ":" + given[value]
-            return sql_literal(value)
-
-        template = " ".join(entry.statement.split())
-        if re.search(r"(?<!:):[A-Za-z0-9_]", re.sub(r"%\(\w+\)s", "", template)):
-            raise RuntimeError(f"a colon pgbench would misread: {template[:120]}")
-        text = re.sub(r"%\((\w+)\)s", substitute, template).replace("%%", "%")
-        lines.append(text + ";")
-        if len(entry.rows) == 1:
-            prefix = f"r{number}_"
-            for column, value in zip(entry.columns, entry.rows[0], strict=True):
-                variable = prefix + column
-                if column.endswith("entry_count"):
-                    counts.setdefault(value, variable)
-                if isinstance(value, int | str) and value not in given:
-                    given[value] = variable
-            gsets[len(lines) - 1] = prefix
-    used = "\n".join(lines)
-    for index, prefix in gsets.items():
-        if f":{prefix}" in used:  # only where a later statement takes a value from it
-            lines[index] = lines[index].removesuffix(";") + f" \\gset {prefix}"
-    return "\n".join(lines) + "\n"
 
 
 def make_script_plan(url: str, villagers: int, spares: list[int]) -> ScriptPlan:
@@ -423,8 +268,7 @@ def make_script_plan(url: str, villagers: int, spares: list[int]) -> ScriptPlan:
         villagers,
         first,
         {v0: "villager", u0: "user", h0: "household"},
-        spares[1],
-        spares[0],
+        sweep=("activity", spares[0], spares[1]),
     )
 
 
@@ -562,8 +406,7 @@ def main() -> None:
         processed = int(found.group(1)) if found else 0
         with psycopg.connect(url) as pg:
             db_stored = pg.execute("SELECT count(*) FROM checkins").fetchall()[0][0]
-    statements = sum(1 for r in recorded if r.statement not in ("BEGIN", "COMMIT", "ROLLBACK"))
-    transactions = sum(1 for r in recorded if r.statement == "BEGIN")
+    statements, transactions = statements_and_transactions(recorded)
 
     print(
         f"server: gunicorn --workers {args.workers} (sync) on {HOST}, PostgreSQL; "

@@ -15,6 +15,16 @@ budget (`--budget`, as the default catalog has one) the budget row is locked fro
 award's decision to its commit instead, and a village's awards queue on it: `--villages 4`
 spreads the households over four villages, one per process, to see what that row costs.
 
+Then the award's own SQL on the same database: one more award is made in-process and every
+statement it sends recorded with its parameters and results, and replayed as a pgbench custom
+script (`pgbench -M prepared -c C -j C -t N/C`), each transaction an award of a household
+chosen afresh (pgbench's `permute`), the ids and the chain head carried from the statement
+that returns them to those that use them (`bench/_replay.py`). Its rate is PostgreSQL's own
+for exactly these statements: `db_ratio=<awards/s ÷ that rate>` is the share of it the
+service keeps, and `sql_ratio=<that rate ÷ pgbench's TPC-B rate>` the most `ratio` could be
+for a client that spent no time of its own. (With `--villages` above 1 it is not run: the
+replay awards every household as the recorded one's village's cadre.)
+
 Then, on the same server, `pgbench -i -s 10` into another database of its own and `pgbench
 -c C -j C -t N/C` (the built-in TPC-B-like script: as many transactions at the same
 concurrency). A CHECKPOINT comes before each timed phase.
@@ -23,7 +33,8 @@ concurrency). A CHECKPOINT comes before each timed phase.
                                           [--villages 1] [--budget POINTS]
     .venv/bin/python bench/ledger_post.py --profile 1000   # one process under cProfile
 
-Prints both rates and, last, `ratio=<awards/s ÷ pgbench tps>`; the goal is at least 0.5.
+Prints the three rates, `db_ratio=`, `sql_ratio=` and, last, `ratio=<awards/s ÷ pgbench
+tps>`; the goal is at least 0.5.
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ import cProfile
 import multiprocessing
 import os
 import pstats
+import re
 import secrets
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +59,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import psycopg  # noqa: E402
 from sqlalchemy import Engine, event, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -61,6 +75,14 @@ from bench._pg import (  # noqa: E402
     pgbench,
     pgbench_tps,
     scratch_database,
+)
+from bench._replay import (  # noqa: E402
+    ScriptPlan,
+    pgbench_script,
+    recording,
+    sequence_positions,
+    spread_ids,
+    statements_and_transactions,
 )
 from points import catalogs, claims, ledger  # noqa: E402
 from points.db import make_engine  # noqa: E402
@@ -275,6 +297,65 @@ def profile(
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"/(points|rules)/", 30)
 
 
+@dataclass
+class Replayed:
+    statements: int
+    transactions: int
+    processed: int
+    tps: float
+    machine_cpu_s: float  # all of the machine's while pgbench ran
+    stored: int  # ledger entries the replay added (as many as `processed`, if all went in)
+
+
+def replay_award(
+    url: str,
+    cadre_ids: list[int],
+    item_id: int,
+    households: list[tuple[int, int]],
+    awards: int,
+    clients: int,
+) -> Replayed:
+    """One more award, of the first household, recorded in this process and replayed by
+    pgbench as `awards` awards by `clients` clients (see the module's docstring)."""
+    first = households[0][0]
+    if [h for h, _v in households] != list(range(first, first + len(households))):
+        raise RuntimeError("the households' ids do not follow each other")
+    new_from = sequence_positions(url)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    actors = actors_of(engine, cadre_ids)
+    with recording(engine) as recorded:
+        post(engine, actors[0], item_id, first)
+    engine.dispose()
+    plan = ScriptPlan(len(households), {"household": first}, {first: "household"})
+    count = "SELECT count(*) FROM ledger_entries"
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="award-") as script:
+        script.write(pgbench_script(recorded, plan, new_from))
+        script.flush()
+        with psycopg.connect(url) as conn:
+            before = conn.execute(count).fetchall()[0][0]
+        checkpoint(url)
+        machine = machine_cpu_seconds()
+        output = pgbench(
+            url,
+            *("-n", "-M", "prepared", "-f", script.name),
+            *("-c", str(clients), "-j", str(clients), "-t", str(awards // clients)),
+            *("-D", "k=0", "-D", f"clients={clients}"),
+        )
+        machine = machine_cpu_seconds() - machine
+        with psycopg.connect(url) as conn:
+            after = conn.execute(count).fetchall()[0][0]
+    found = re.search(r"actually processed: (\d+)", output)
+    statements, transactions = statements_and_transactions(recorded)
+    return Replayed(
+        statements,
+        transactions,
+        int(found.group(1)) if found else 0,
+        pgbench_tps(output),
+        machine,
+        after - before,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--awards", type=int, default=20_000)
@@ -302,6 +383,7 @@ def main() -> None:
     with scratch_database(args.postgres, "ledger") as url:
         started = time.perf_counter()
         migrate(url, SECRET)
+        spread_ids(url)  # an id names its table, for the replay (`bench/_replay.py`)
         cadre_ids, item_id, households = seed(url, args.households, args.villages, args.budget)
         print(
             f"seeded {args.households} households in {args.villages} village(s), monthly "
@@ -317,6 +399,9 @@ def main() -> None:
         with Session(engine) as s:
             report = ledger.verify_all(s)
         engine.dispose()
+        replayed = None
+        if args.villages == 1:
+            replayed = replay_award(url, cadre_ids, item_id, households, args.awards, args.clients)
     service_rate = args.awards / posted.seconds
     print(
         f"service: {args.awards} awards (points.claims.award, one transaction each) by "
@@ -328,6 +413,17 @@ def main() -> None:
         f"accounts, chains {'verified' if not report.breaks else f'BROKEN {report.breaks[:3]}'}"
     )
     print(f"poster_peak_rss_mb={posted.peak_rss_mb:.1f}")
+    if replayed is not None:
+        print(
+            f"the award's SQL: {replayed.statements} statements in {replayed.transactions} "
+            f"transaction(s) recorded from one award; pgbench -M prepared -c {args.clients} -j "
+            f"{args.clients} -t {args.awards // args.clients}: {replayed.processed} awards, "
+            f"{replayed.tps:.1f} tps, machine CPU per award "
+            f"{replayed.machine_cpu_s / max(1, replayed.processed) * 1000:.2f} ms (pgbench and "
+            f"PostgreSQL); {replayed.stored} ledger entries stored"
+        )
+        if replayed.stored != replayed.processed:
+            print("WARNING: the replay did not store one ledger entry per award")
 
     per_client = args.awards // args.clients
     with scratch_database(args.postgres, "pgbench") as url:
@@ -349,6 +445,9 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; PostgreSQL on "
         f"{args.postgres.rsplit('@', 1)[-1]}"
     )
+    if replayed is not None:
+        print(f"db_ratio={service_rate / replayed.tps:.3f}")
+        print(f"sql_ratio={replayed.tps / tps:.3f}")
     print(f"ratio={service_rate / tps:.3f}")
 
 
