@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json, Jsonb
 from sqlalchemy import Engine, event
+
+from bench._pg import checkpoint, machine_cpu_seconds, pgbench, pgbench_tps
 
 # Every table's ids start at a multiple of this (`spread_ids`), so an id names its table.
 ID_SPAN = 10_000_000
@@ -143,13 +146,85 @@ class ScriptPlan:
     sweep: tuple[str, int, int] | None = None  # (variable, its recorded id, the first sweep's)
 
 
-def pgbench_script(recorded: list[Recorded], plan: ScriptPlan, new_from: dict[int, int]) -> str:
-    """The recorded statements as a pgbench script: each transaction a fresh operation on row
-    permute(n mod R), n counting the transactions of all clients (pgbench -D k=0 -D
-    clients=C). An id an earlier statement returned (one the operation made, at or past
+@dataclass
+class Step:
+    """A statement of the transaction replayed (or BEGIN, COMMIT, ROLLBACK), in psycopg's
+    %(name)s style: each parameter either sent as recorded (`values`) or a variable of the
+    transaction (`variables`); `successors`: variables set to another's value plus one just
+    before it (an entry's sequence); `gset`: the prefix under which the row it returns sets
+    variables <prefix><column> (None when nothing later takes a value from it)."""
+
+    statement: str
+    values: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+    successors: dict[str, str] = field(default_factory=dict)
+    gset: str | None = None
+
+
+def replay_steps(
+    recorded: list[Recorded], plan: ScriptPlan, new_from: dict[int, int]
+) -> list[Step]:
+    """The recorded statements as steps of a fresh operation on row i, whose ids are `plan`'s
+    variables. An id an earlier statement returned (one the operation made, at or past
     `new_from` of its table, must have been) or a chain head it read is taken from the first
-    statement that returned it (gset); an entry's sequence is its account's entry count plus
-    one."""
+    statement that returned it; an entry's sequence is its account's entry count plus one."""
+    steps: list[Step] = []
+    given: dict[Any, str] = {}  # a returned value → the variable its row sets
+    counts: dict[int, str] = {}  # an account's entry count → its variable
+    for number, entry in enumerate(recorded):
+        if entry.statement in _WORDS:
+            steps.append(Step(entry.statement))
+            continue
+        step = Step(" ".join(entry.statement.split()))
+        for name, value in entry.parameters.items():
+            variable = _variable_of(name, value, plan, new_from, given)
+            if variable is None and isinstance(value, int) and not isinstance(value, bool):
+                if name.endswith(("seq", "entry_count")) and value - 1 in counts:
+                    step.successors["next_seq"] = counts[value - 1]
+                    variable = "next_seq"
+            if variable is None:
+                step.values[name] = value
+            else:
+                step.variables[name] = variable
+        steps.append(step)
+        if len(entry.rows) == 1:
+            step.gset = f"r{number}_"
+            for column, value in zip(entry.columns, entry.rows[0], strict=True):
+                if column.endswith("entry_count"):
+                    counts.setdefault(value, step.gset + column)
+                if isinstance(value, int | str) and value not in given:
+                    given[value] = step.gset + column
+    used = {v for step in steps for v in (*step.variables.values(), *step.successors.values())}
+    for step in steps:
+        if step.gset is not None and not any(v.startswith(step.gset) for v in used):
+            step.gset = None
+    return steps
+
+
+def _variable_of(
+    name: str, value: Any, plan: ScriptPlan, new_from: dict[int, int], given: dict[Any, str]
+) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in plan.recorded_ids:
+            return plan.recorded_ids[value]
+        if plan.sweep is not None and value == plan.sweep[1]:
+            return plan.sweep[0]
+        if value >= ID_SPAN and value in given:  # an id read or made before
+            return given[value]
+        if value >= ID_SPAN and value >= new_from.get(value // ID_SPAN, value + 1):
+            raise RuntimeError(f"{name}={value}: made by the operation, but from where?")
+    if isinstance(value, str) and len(value) >= 32 and value in given:
+        return given[value]
+    return None
+
+
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+def pgbench_script(steps: list[Step], plan: ScriptPlan) -> str:
+    """The steps as a pgbench script: each transaction a fresh operation on row permute(n mod
+    R), n counting the transactions of all clients (pgbench -D k=0 -D clients=C); a
+    returned row's values are carried by gset."""
     lines = [
         "\\set k :k + 1",
         "\\set n (:k - 1) * :clients + :client_id",
@@ -158,49 +233,77 @@ def pgbench_script(recorded: list[Recorded], plan: ScriptPlan, new_from: dict[in
     ]
     if plan.sweep is not None:
         lines.append(f"\\set {plan.sweep[0]} {plan.sweep[2]} + :n / {plan.rows}")
-    given: dict[Any, str] = {}  # a returned value → the variable gset gives it
-    counts: dict[int, str] = {}  # an account's entry count → its variable
-    gsets: dict[int, str] = {}  # line index of a statement → its gset prefix
-    for number, entry in enumerate(recorded):
-        if entry.statement in _WORDS:
-            lines.append(entry.statement + ";")
+    for step in steps:
+        if step.statement in _WORDS:
+            lines.append(step.statement + ";")
             continue
+        lines += [f"\\set {name} :{source} + 1" for name, source in step.successors.items()]
+        if re.search(r"(?<!:):[A-Za-z0-9_]", _PARAMETER.sub("", step.statement)):
+            raise RuntimeError(f"a colon pgbench would misread: {step.statement[:120]}")
 
-        def substitute(match: re.Match[str], entry: Recorded = entry) -> str:
+        def substitute(match: re.Match[str], step: Step = step) -> str:
             name = match.group(1)
-            value = entry.parameters[name]
-            if isinstance(value, int) and not isinstance(value, bool):
-                if value in plan.recorded_ids:
-                    return ":" + plan.recorded_ids[value]
-                if plan.sweep is not None and value == plan.sweep[1]:
-                    return ":" + plan.sweep[0]
-                if value >= ID_SPAN and value in given:  # an id read or made before
-                    return ":" + given[value]
-                if value >= ID_SPAN and value >= new_from.get(value // ID_SPAN, value + 1):
-                    raise RuntimeError(f"{name}={value} in {entry.statement[:80]}: from where?")
-                if name.endswith(("seq", "entry_count")) and value - 1 in counts:
-                    lines.append(f"\\set next_seq :{counts[value - 1]} + 1")
-                    return ":next_seq"
-            if isinstance(value, str) and len(value) >= 32 and value in given:
-                return ":" + given[value]
-            return sql_literal(value)
+            if name in step.variables:
+                return ":" + step.variables[name]
+            return sql_literal(step.values[name])
 
-        template = " ".join(entry.statement.split())
-        if re.search(r"(?<!:):[A-Za-z0-9_]", re.sub(r"%\(\w+\)s", "", template)):
-            raise RuntimeError(f"a colon pgbench would misread: {template[:120]}")
-        text = re.sub(r"%\((\w+)\)s", substitute, template).replace("%%", "%")
-        lines.append(text + ";")
-        if len(entry.rows) == 1:
-            prefix = f"r{number}_"
-            for column, value in zip(entry.columns, entry.rows[0], strict=True):
-                variable = prefix + column
-                if column.endswith("entry_count"):
-                    counts.setdefault(value, variable)
-                if isinstance(value, int | str) and value not in given:
-                    given[value] = variable
-            gsets[len(lines) - 1] = prefix
-    used = "\n".join(lines)
-    for index, prefix in gsets.items():
-        if f":{prefix}" in used:  # only where a later statement takes a value from it
-            lines[index] = lines[index].removesuffix(";") + f" \\gset {prefix}"
+        text = _PARAMETER.sub(substitute, step.statement).replace("%%", "%")
+        lines.append(text + (f" \\gset {step.gset}" if step.gset else ";"))
     return "\n".join(lines) + "\n"
+
+
+def row_variables(plan: ScriptPlan, n: int) -> dict[str, Any]:
+    """Transaction n's variables of its row (row n mod R, in order: the clients' transactions
+    at one moment are of different rows, as with pgbench's permute)."""
+    i = n % plan.rows
+    variables: dict[str, Any] = {name: first + i for name, first in plan.first.items()}
+    if plan.sweep is not None:
+        variables[plan.sweep[0]] = plan.sweep[2] + n // plan.rows
+    return variables
+
+
+def run_steps(conn: psycopg.Connection[Any], steps: list[Step], variables: dict[str, Any]) -> None:
+    """One transaction of the steps on `conn` (not in autocommit: psycopg sends BEGIN before
+    the first statement, as under SQLAlchemy), from Python with no more than the driver."""
+    for step in steps:
+        if step.statement == "BEGIN":
+            continue
+        if step.statement in ("COMMIT", "ROLLBACK"):
+            conn.commit() if step.statement == "COMMIT" else conn.rollback()
+            continue
+        for name, source in step.successors.items():
+            variables[name] = variables[source] + 1
+        parameters = step.values | {name: variables[v] for name, v in step.variables.items()}
+        cursor = conn.execute(step.statement, parameters)
+        if step.gset is not None:
+            row = cursor.fetchone()
+            assert row is not None and cursor.description is not None, step.statement[:80]
+            for column, value in zip(cursor.description, row, strict=True):
+                variables[step.gset + column.name] = value
+
+
+@dataclass
+class Replay:
+    processed: int  # transactions pgbench ran to their end
+    tps: float
+    machine_cpu_s: float  # all of the machine's while pgbench ran
+
+
+def run_script(url: str, script: str, clients: int, *limit: str) -> Replay:
+    """`script` (`pgbench_script`) run by `pgbench -M prepared` with `clients` clients, one
+    thread each, for `limit` (`-t N` transactions a client, or `-T seconds`), after a
+    CHECKPOINT. psycopg prepares the app's repeated statements too."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="replay-") as file:
+        file.write(script)
+        file.flush()
+        checkpoint(url)
+        machine = machine_cpu_seconds()
+        output = pgbench(
+            url,
+            *("-n", "-M", "prepared", "-f", file.name),
+            *("-c", str(clients), "-j", str(clients), *limit),
+            *("-D", "k=0", "-D", f"clients={clients}"),
+        )
+        machine = machine_cpu_seconds() - machine
+    found = re.search(r"actually processed: (\d+)", output)
+    return Replay(int(found.group(1)) if found else 0, pgbench_tps(output), machine)

@@ -37,11 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -64,12 +62,9 @@ from bench._pg import (  # noqa: E402
     HOST,
     add_postgres_argument,
     backend_pids,
-    checkpoint,
     cpu_seconds,
     create_schema,
     gunicorn,
-    pgbench,
-    pgbench_tps,
     request,
     scratch_database,
     server_env,
@@ -81,6 +76,8 @@ from bench._replay import (  # noqa: E402
     ScriptPlan,
     pgbench_script,
     recording,
+    replay_steps,
+    run_script,
     sequence_positions,
     spread_ids,
     statements_and_transactions,
@@ -337,10 +334,7 @@ def main() -> None:
     # pgbench's transactions sweep through the villagers once per spare activity.
     sweeps = int(args.db_max_tps * args.db_seconds / args.villagers) + 1
 
-    with (
-        scratch_database(args.postgres, "bench") as url,
-        tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="checkin-") as script,
-    ):
+    with scratch_database(args.postgres, "bench") as url:
         started = time.perf_counter()
         seeded = seed(url, args.villagers, 1 + sweeps)
         print(
@@ -350,8 +344,7 @@ def main() -> None:
         new_from = sequence_positions(url)
         recorded = record_checkin(url, seeded.access_tokens[0], seeded.spare_activities[0])
         plan = make_script_plan(url, args.villagers, seeded.spare_activities)
-        script.write(pgbench_script(recorded, plan, new_from))
-        script.flush()
+        script = pgbench_script(replay_steps(recorded, plan, new_from), plan)
         with gunicorn(url, SECRET, args.workers) as (port, master):
             for _ in range(100):  # warm both workers, their pools and backends
                 request(port, "GET", "/healthz")
@@ -394,16 +387,8 @@ def main() -> None:
             stored = conn.exec_driver_sql("SELECT count(*), count(claim_id) FROM checkins").one()
         engine.dispose()
 
-        checkpoint(url)
-        output = pgbench(
-            url,
-            *("-n", "-M", "prepared", "-f", script.name),
-            *("-c", str(args.threads), "-j", str(args.threads), "-T", f"{args.db_seconds:g}"),
-            *("-D", "k=0", "-D", f"clients={args.threads}"),
-        )
-        db_tps = pgbench_tps(output)
-        found = re.search(r"actually processed: (\d+)", output)
-        processed = int(found.group(1)) if found else 0
+        replay = run_script(url, script, args.threads, "-T", f"{args.db_seconds:g}")
+        db_tps, processed = replay.tps, replay.processed
         with psycopg.connect(url) as pg:
             db_stored = pg.execute("SELECT count(*) FROM checkins").fetchall()[0][0]
     statements, transactions = statements_and_transactions(recorded)

@@ -15,15 +15,20 @@ budget (`--budget`, as the default catalog has one) the budget row is locked fro
 award's decision to its commit instead, and a village's awards queue on it: `--villages 4`
 spreads the households over four villages, one per process, to see what that row costs.
 
-Then the award's own SQL on the same database: one more award is made in-process and every
-statement it sends recorded with its parameters and results, and replayed as a pgbench custom
-script (`pgbench -M prepared -c C -j C -t N/C`), each transaction an award of a household
-chosen afresh (pgbench's `permute`), the ids and the chain head carried from the statement
-that returns them to those that use them (`bench/_replay.py`). Its rate is PostgreSQL's own
-for exactly these statements: `db_ratio=<awards/s ÷ that rate>` is the share of it the
-service keeps, and `sql_ratio=<that rate ÷ pgbench's TPC-B rate>` the most `ratio` could be
-for a client that spent no time of its own. (With `--villages` above 1 it is not run: the
-replay awards every household as the recorded one's village's cadre.)
+Then the award's own SQL on the same database: one more award is made in-process with every
+statement it sends recorded with its parameters and results (`bench/_replay.py`), and those
+statements are sent again as N fresh awards, each of a household chosen afresh, the ids and
+the chain head carried from the statement that returns them to those that use them:
+  - by pgbench, as a custom script (`pgbench -M prepared -c C -j C -t N/C`, households by
+    pgbench's `permute`): PostgreSQL's own rate for exactly these statements.
+    `sql_ratio=<that rate ÷ pgbench's TPC-B rate>` is the most `ratio` could be for a
+    client that spent no time of its own, and `db_ratio=<awards/s ÷ that rate>` the share of
+    it the service keeps;
+  - by C Python processes with psycopg alone (no SQLAlchemy, no domain code; households in
+    order), timed and measured as the service's processes are: `driver_ratio=<their rate ÷
+    pgbench's TPC-B rate>`, what a client that only sends these statements reaches.
+(With `--villages` above 1 neither runs: a replay awards every household as the recorded
+one's village's cadre.)
 
 Then, on the same server, `pgbench -i -s 10` into another database of its own and `pgbench
 -c C -j C -t N/C` (the built-in TPC-B-like script: as many transactions at the same
@@ -33,8 +38,8 @@ concurrency). A CHECKPOINT comes before each timed phase.
                                           [--villages 1] [--budget POINTS]
     .venv/bin/python bench/ledger_post.py --profile 1000   # one process under cProfile
 
-Prints the three rates, `db_ratio=`, `sql_ratio=` and, last, `ratio=<awards/s ÷ pgbench
-tps>`; the goal is at least 0.5.
+Prints each rate with the CPU it took, `db_ratio=`, `driver_ratio=`, `sql_ratio=` and, last,
+`ratio=<awards/s ÷ pgbench tps>`; the goal is at least 0.5.
 """
 
 from __future__ import annotations
@@ -44,12 +49,11 @@ import cProfile
 import multiprocessing
 import os
 import pstats
-import re
 import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,9 +81,15 @@ from bench._pg import (  # noqa: E402
     scratch_database,
 )
 from bench._replay import (  # noqa: E402
+    Recorded,
     ScriptPlan,
+    Step,
     pgbench_script,
     recording,
+    replay_steps,
+    row_variables,
+    run_script,
+    run_steps,
     sequence_positions,
     spread_ids,
     statements_and_transactions,
@@ -203,6 +213,25 @@ def poster(
     engine.dispose()
 
 
+def driver(
+    url: str,
+    steps: list[Step],
+    plan: ScriptPlan,
+    ns: list[int],
+    barriers: tuple[Any, Any],
+    results: Any,
+) -> None:
+    """One process sending a recorded award's statements itself, through psycopg alone: the
+    transactions `ns` (`run_steps`), as `poster` and on the same terms."""
+    with psycopg.connect(url) as conn:
+        start, end = barriers
+        start.wait()
+        for n in ns:
+            run_steps(conn, steps, row_variables(plan, n))
+        results.put((len(ns), {}, peak_rss_mb()))
+        end.wait()
+
+
 @dataclass
 class Posted:
     seconds: float
@@ -212,30 +241,30 @@ class Posted:
     postgres_cpu_s: float  # their backends'
     machine_cpu_s: float  # all of the machine's
 
+    def line(self, what: str, awards: int, clients: int) -> str:
+        return (
+            f"{what}: {awards} awards by {clients} processes in {self.seconds:.2f} s: "
+            f"{awards / self.seconds:.1f} awards/s; CPU per award: Python "
+            f"{self.python_cpu_s / awards * 1000:.2f} ms, PostgreSQL "
+            f"{self.postgres_cpu_s / awards * 1000:.2f} ms, machine "
+            f"{self.machine_cpu_s / awards * 1000:.2f} ms"
+        )
 
-def post_all(
-    url: str,
-    cadre_ids: list[int],
-    item_id: int,
-    households: list[tuple[int, int]],
-    awards: int,
-    clients: int,
-) -> Posted:
-    """Award k goes to household k mod H, by process k mod C: with C dividing H no two
-    processes share a household (and with as many villages as processes, nor a village)."""
+
+def timed(url: str, target: Callable[..., None], shares: list[tuple[Any, ...]]) -> Posted:
+    """One process per share, `target(url, *share, barriers, results)`, all started together
+    once each has connected; timed from the start to the last one's result, with the CPU
+    time of the processes, of their backends and of the machine meanwhile."""
+    clients = len(shares)
     context = multiprocessing.get_context("fork")
     barriers = (context.Barrier(clients + 1), context.Barrier(clients + 1))
     results = context.Queue()
-    plan = [households[k % len(households)] for k in range(awards)]
     processes = [
-        context.Process(
-            target=poster, args=(url, cadre_ids, item_id, plan[c::clients], barriers, results)
-        )
-        for c in range(clients)
+        context.Process(target=target, args=(url, *share, barriers, results)) for share in shares
     ]
     for process in processes:
         process.start()
-    # Connected once every process is at the start (each one's engine connected first).
+    # Connected once every process is at the start (each one's connection made first).
     while len(backends := backend_pids(url)) < clients:
         time.sleep(0.05)
     pids = [p.pid for p in processes if p.pid is not None]
@@ -249,7 +278,7 @@ def post_all(
     for process in processes:
         process.join()
         if process.exitcode != 0:
-            raise RuntimeError(f"a posting process exited with {process.exitcode}")
+            raise RuntimeError(f"a process exited with {process.exitcode}")
     errors: Counter[str] = Counter()
     for _count, errs, _rss in done:
         errors.update(errs)
@@ -261,6 +290,44 @@ def post_all(
         cpu_after[1] - cpu_before[1],
         cpu_after[2] - cpu_before[2],
     )
+
+
+def post_all(
+    url: str,
+    cadre_ids: list[int],
+    item_id: int,
+    households: list[tuple[int, int]],
+    awards: int,
+    clients: int,
+) -> Posted:
+    """Award k goes to household k mod H, by process k mod C: with C dividing H no two
+    processes share a household (and with as many villages as processes, nor a village)."""
+    plan = [households[k % len(households)] for k in range(awards)]
+    shares = [(cadre_ids, item_id, plan[c::clients]) for c in range(clients)]
+    return timed(url, poster, shares)
+
+
+def record_award(
+    url: str, cadre_ids: list[int], item_id: int, households: list[tuple[int, int]]
+) -> tuple[list[Recorded], ScriptPlan, list[Step]]:
+    """One more award, of the first household, made in this process with every statement
+    recorded; the plan that replays it on any household, and its steps."""
+    first = households[0][0]
+    if [h for h, _v in households] != list(range(first, first + len(households))):
+        raise RuntimeError("the households' ids do not follow each other")
+    new_from = sequence_positions(url)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    actors = actors_of(engine, cadre_ids)
+    with recording(engine) as recorded:
+        post(engine, actors[0], item_id, first)
+    engine.dispose()
+    plan = ScriptPlan(len(households), {"household": first}, {first: "household"})
+    return recorded, plan, replay_steps(recorded, plan, new_from)
+
+
+def ledger_entries(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM ledger_entries").fetchall()[0][0]
 
 
 def profile(
@@ -295,65 +362,6 @@ def profile(
         print(f"  {n / awards:5.2f}  {text}")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"/(points|rules)/", 30)
-
-
-@dataclass
-class Replayed:
-    statements: int
-    transactions: int
-    processed: int
-    tps: float
-    machine_cpu_s: float  # all of the machine's while pgbench ran
-    stored: int  # ledger entries the replay added (as many as `processed`, if all went in)
-
-
-def replay_award(
-    url: str,
-    cadre_ids: list[int],
-    item_id: int,
-    households: list[tuple[int, int]],
-    awards: int,
-    clients: int,
-) -> Replayed:
-    """One more award, of the first household, recorded in this process and replayed by
-    pgbench as `awards` awards by `clients` clients (see the module's docstring)."""
-    first = households[0][0]
-    if [h for h, _v in households] != list(range(first, first + len(households))):
-        raise RuntimeError("the households' ids do not follow each other")
-    new_from = sequence_positions(url)
-    engine = make_engine(url, pool_size=1, max_overflow=0)
-    actors = actors_of(engine, cadre_ids)
-    with recording(engine) as recorded:
-        post(engine, actors[0], item_id, first)
-    engine.dispose()
-    plan = ScriptPlan(len(households), {"household": first}, {first: "household"})
-    count = "SELECT count(*) FROM ledger_entries"
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="award-") as script:
-        script.write(pgbench_script(recorded, plan, new_from))
-        script.flush()
-        with psycopg.connect(url) as conn:
-            before = conn.execute(count).fetchall()[0][0]
-        checkpoint(url)
-        machine = machine_cpu_seconds()
-        output = pgbench(
-            url,
-            *("-n", "-M", "prepared", "-f", script.name),
-            *("-c", str(clients), "-j", str(clients), "-t", str(awards // clients)),
-            *("-D", "k=0", "-D", f"clients={clients}"),
-        )
-        machine = machine_cpu_seconds() - machine
-        with psycopg.connect(url) as conn:
-            after = conn.execute(count).fetchall()[0][0]
-    found = re.search(r"actually processed: (\d+)", output)
-    statements, transactions = statements_and_transactions(recorded)
-    return Replayed(
-        statements,
-        transactions,
-        int(found.group(1)) if found else 0,
-        pgbench_tps(output),
-        machine,
-        after - before,
-    )
 
 
 def main() -> None:
@@ -399,33 +407,49 @@ def main() -> None:
         with Session(engine) as s:
             report = ledger.verify_all(s)
         engine.dispose()
+        per_client = args.awards // args.clients
         replayed = None
         if args.villages == 1:
-            replayed = replay_award(url, cadre_ids, item_id, households, args.awards, args.clients)
+            recorded, plan, steps = record_award(url, cadre_ids, item_id, households)
+            before = ledger_entries(url)
+            replay = run_script(
+                url, pgbench_script(steps, plan), args.clients, "-t", str(per_client)
+            )
+            middle = ledger_entries(url)
+            checkpoint(url)
+            shares = [
+                (steps, plan, list(range(c, args.awards, args.clients)))
+                for c in range(args.clients)
+            ]
+            driven = timed(url, driver, shares)
+            replayed = (recorded, replay, driven, middle - before, ledger_entries(url) - middle)
     service_rate = args.awards / posted.seconds
     print(
-        f"service: {args.awards} awards (points.claims.award, one transaction each) by "
-        f"{args.clients} processes in {posted.seconds:.2f} s: {service_rate:.1f} awards/s; "
-        f"CPU per award: Python {posted.python_cpu_s / args.awards * 1000:.2f} ms, "
-        f"PostgreSQL {posted.postgres_cpu_s / args.awards * 1000:.2f} ms, machine "
-        f"{posted.machine_cpu_s / args.awards * 1000:.2f} ms; errors "
-        f"{dict(posted.errors)}; {report.entries} ledger entries in {report.accounts} "
-        f"accounts, chains {'verified' if not report.breaks else f'BROKEN {report.breaks[:3]}'}"
+        posted.line(
+            "service (points.claims.award, one transaction each)", args.awards, args.clients
+        )
+        + f"; errors {dict(posted.errors)}; {report.entries} ledger entries in "
+        f"{report.accounts} accounts, chains "
+        f"{'verified' if not report.breaks else f'BROKEN {report.breaks[:3]}'}"
     )
     print(f"poster_peak_rss_mb={posted.peak_rss_mb:.1f}")
     if replayed is not None:
+        recorded, replay, driven, by_pgbench, by_driver = replayed
+        statements, transactions = statements_and_transactions(recorded)
         print(
-            f"the award's SQL: {replayed.statements} statements in {replayed.transactions} "
-            f"transaction(s) recorded from one award; pgbench -M prepared -c {args.clients} -j "
-            f"{args.clients} -t {args.awards // args.clients}: {replayed.processed} awards, "
-            f"{replayed.tps:.1f} tps, machine CPU per award "
-            f"{replayed.machine_cpu_s / max(1, replayed.processed) * 1000:.2f} ms (pgbench and "
-            f"PostgreSQL); {replayed.stored} ledger entries stored"
+            f"the award's SQL: {statements} statements in {transactions} transaction(s) "
+            f"recorded from one award; pgbench -M prepared -c {args.clients} -j {args.clients} "
+            f"-t {per_client}: {replay.processed} awards, {replay.tps:.1f} tps, machine CPU "
+            f"per award {replay.machine_cpu_s / max(1, replay.processed) * 1000:.2f} ms "
+            f"(pgbench and PostgreSQL); {by_pgbench} ledger entries stored"
         )
-        if replayed.stored != replayed.processed:
-            print("WARNING: the replay did not store one ledger entry per award")
+        print(
+            driven.line("the award's SQL sent by psycopg alone", args.awards, args.clients)
+            + f"; {by_driver} ledger entries stored"
+        )
+        if by_pgbench != replay.processed or by_driver != args.awards:
+            print("WARNING: a replay did not store one ledger entry per award")
 
-    per_client = args.awards // args.clients
     with scratch_database(args.postgres, "pgbench") as url:
         pgbench(url, "-i", "-q", "-s", str(args.scale))
         checkpoint(url)
@@ -446,8 +470,9 @@ def main() -> None:
         f"{args.postgres.rsplit('@', 1)[-1]}"
     )
     if replayed is not None:
-        print(f"db_ratio={service_rate / replayed.tps:.3f}")
-        print(f"sql_ratio={replayed.tps / tps:.3f}")
+        print(f"db_ratio={service_rate / replayed[1].tps:.3f}")
+        print(f"driver_ratio={args.awards / replayed[2].seconds / tps:.3f}")
+        print(f"sql_ratio={replayed[1].tps / tps:.3f}")
     print(f"ratio={service_rate / tps:.3f}")
 
 
