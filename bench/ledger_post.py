@@ -223,12 +223,17 @@ def driver(
 ) -> None:
     """One process sending a recorded award's statements itself, through psycopg alone: the
     transactions `ns` (`run_steps`), as `poster` and on the same terms."""
+    errors: Counter[str] = Counter()
     with psycopg.connect(url) as conn:
         start, end = barriers
         start.wait()
         for n in ns:
-            run_steps(conn, steps, row_variables(plan, n))
-        results.put((len(ns), {}, peak_rss_mb()))
+            try:
+                run_steps(conn, steps, row_variables(plan, n))
+            except psycopg.Error as exc:  # counted, as the service's refusals are
+                conn.rollback()
+                errors[type(exc).__name__] += 1
+        results.put((len(ns), dict(errors), peak_rss_mb()))
         end.wait()
 
 
@@ -445,7 +450,7 @@ def main() -> None:
         )
         print(
             driven.line("the award's SQL sent by psycopg alone", args.awards, args.clients)
-            + f"; {by_driver} ledger entries stored"
+            + f"; errors {dict(driven.errors)}; {by_driver} ledger entries stored"
         )
         if by_pgbench != replay.processed or by_driver != args.awards:
             print("WARNING: a replay did not store one ledger entry per award")
