@@ -136,14 +136,18 @@ def sql_literal(value: Any) -> str:
 @dataclass
 class ScriptPlan:
     """What the script chooses afresh per transaction: row i (0 … rows-1) of the rows made
-    alike, the ids of row i (`first`: row 0's id per variable; row i's is that plus i), and,
+    alike, the ids of row i (`first`: row 0's id per variable; row i's is that plus i), the
+    ids of its group (`group_first`: group 0's; row i is of group i mod `groups`, whose id is
+    that plus i mod `groups`: households spread over villages, each with its cadre) and,
     with `sweep`, an id that changes each time the transactions have been through all rows
     (a check-in may be made once per villager and activity)."""
 
     rows: int
     first: dict[str, int]  # variable → row 0's id
-    recorded_ids: dict[int, str]  # the recorded operation's row ids → variable
+    recorded_ids: dict[int, str]  # the recorded operation's row and group ids → variable
     sweep: tuple[str, int, int] | None = None  # (variable, its recorded id, the first sweep's)
+    groups: int = 1
+    group_first: dict[str, int] = field(default_factory=dict)  # variable → group 0's id
 
 
 @dataclass
@@ -230,6 +234,7 @@ def pgbench_script(steps: list[Step], plan: ScriptPlan) -> str:
         "\\set n (:k - 1) * :clients + :client_id",
         f"\\set i permute(:n % {plan.rows}, {plan.rows})",
         *(f"\\set {name} {first} + :i" for name, first in plan.first.items()),
+        *(f"\\set {name} {first} + :i % {plan.groups}" for name, first in plan.group_first.items()),
     ]
     if plan.sweep is not None:
         lines.append(f"\\set {plan.sweep[0]} {plan.sweep[2]} + :n / {plan.rows}")
@@ -257,6 +262,7 @@ def row_variables(plan: ScriptPlan, n: int) -> dict[str, Any]:
     at one moment are of different rows, as with pgbench's permute)."""
     i = n % plan.rows
     variables: dict[str, Any] = {name: first + i for name, first in plan.first.items()}
+    variables |= {name: first + i % plan.groups for name, first in plan.group_first.items()}
     if plan.sweep is not None:
         variables[plan.sweep[0]] = plan.sweep[2] + n // plan.rows
     return variables
@@ -277,7 +283,8 @@ def run_steps(conn: psycopg.Connection[Any], steps: list[Step], variables: dict[
         cursor = conn.execute(step.statement, parameters)
         if step.gset is not None:
             row = cursor.fetchone()
-            assert row is not None and cursor.description is not None, step.statement[:80]
+            if row is None or cursor.description is None:
+                raise RuntimeError(f"no row where the recording had one: {step.statement[:80]}")
             for column, value in zip(cursor.description, row, strict=True):
                 variables[step.gset + column.name] = value
 

@@ -27,8 +27,8 @@ the chain head carried from the statement that returns them to those that use th
   - by C Python processes with psycopg alone (no SQLAlchemy, no domain code; households in
     order), timed and measured as the service's processes are: `driver_ratio=<their rate ÷
     pgbench's TPC-B rate>`, what a client that only sends these statements reaches.
-(With `--villages` above 1 neither runs: a replay awards every household as the recorded
-one's village's cadre.)
+With `--villages V`, household i is of village i mod V and awarded by its cadre in the
+replays too.
 
 Then, on the same server, `pgbench -i -s 10` into another database of its own and `pgbench
 -c C -j C -t N/C` (the built-in TPC-B-like script: as many transactions at the same
@@ -101,6 +101,7 @@ from points.models import Household, RuleItem, Township, User, Village, Villager
 from points.scope import Actor  # noqa: E402
 
 SECRET = "ledger-secret-" + secrets.token_hex(16)
+RESULT_TIMEOUT_S = 1800  # the longest a posting process may take for its share
 TZ = ZoneInfo("Asia/Shanghai")
 
 # An award that posts at once: no review, no notice days, no caps, below two cadres.
@@ -230,7 +231,7 @@ def driver(
         for n in ns:
             try:
                 run_steps(conn, steps, row_variables(plan, n))
-            except psycopg.Error as exc:  # counted, as the service's refusals are
+            except Exception as exc:  # counted, as the service's refusals are
                 conn.rollback()
                 errors[type(exc).__name__] += 1
         results.put((len(ns), dict(errors), peak_rss_mb()))
@@ -276,7 +277,8 @@ def timed(url: str, target: Callable[..., None], shares: list[tuple[Any, ...]]) 
     cpu_before = cpu_seconds(pids), cpu_seconds(backends), machine_cpu_seconds()
     barriers[0].wait()
     started = time.perf_counter()
-    done = [results.get() for _ in processes]
+    # Bounded: a process that died before its result fails the run instead of hanging it.
+    done = [results.get(timeout=RESULT_TIMEOUT_S) for _ in processes]
     seconds = time.perf_counter() - started
     cpu_after = cpu_seconds(pids), cpu_seconds(backends), machine_cpu_seconds()
     barriers[1].wait()
@@ -316,23 +318,48 @@ def record_award(
     url: str, cadre_ids: list[int], item_id: int, households: list[tuple[int, int]]
 ) -> tuple[list[Recorded], ScriptPlan, list[Step]]:
     """One more award, of the first household, made in this process with every statement
-    recorded; the plan that replays it on any household, and its steps."""
+    recorded; the plan that replays it on any household (of village i mod V, by its cadre),
+    and its steps."""
     first = households[0][0]
-    if [h for h, _v in households] != list(range(first, first + len(households))):
-        raise RuntimeError("the households' ids do not follow each other")
+    with psycopg.connect(url) as conn:
+        villages = [row[0] for row in conn.execute("SELECT id FROM villages ORDER BY id")]
+    if (
+        [h for h, _v in households] != list(range(first, first + len(households)))
+        or any(v != k % len(villages) for k, (_h, v) in enumerate(households))
+        or villages != list(range(villages[0], villages[0] + len(villages)))
+        or cadre_ids != list(range(cadre_ids[0], cadre_ids[0] + len(villages)))
+    ):
+        raise RuntimeError("the households', villages' or cadres' ids do not follow each other")
     new_from = sequence_positions(url)
     engine = make_engine(url, pool_size=1, max_overflow=0)
     actors = actors_of(engine, cadre_ids)
     with recording(engine) as recorded:
         post(engine, actors[0], item_id, first)
     engine.dispose()
-    plan = ScriptPlan(len(households), {"household": first}, {first: "household"})
+    plan = ScriptPlan(
+        len(households),
+        {"household": first},
+        {first: "household", villages[0]: "village", cadre_ids[0]: "cadre"},
+        groups=len(villages),
+        group_first={"village": villages[0], "cadre": cadre_ids[0]},
+    )
     return recorded, plan, replay_steps(recorded, plan, new_from)
 
 
 def ledger_entries(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM ledger_entries").fetchall()[0][0]
+
+
+def misplaced_claims(url: str) -> int:
+    """Claims not of their household's village, or not entered by that village's cadre
+    (none, if the replays chose each award's village and cadre with its household)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM claims c JOIN households h ON h.id = c.household_id "
+            "JOIN users u ON u.id = c.submitted_by "
+            "WHERE c.village_id <> h.village_id OR u.village_id <> h.village_id"
+        ).fetchall()[0][0]
 
 
 def profile(
@@ -413,21 +440,17 @@ def main() -> None:
             report = ledger.verify_all(s)
         engine.dispose()
         per_client = args.awards // args.clients
-        replayed = None
-        if args.villages == 1:
-            recorded, plan, steps = record_award(url, cadre_ids, item_id, households)
-            before = ledger_entries(url)
-            replay = run_script(
-                url, pgbench_script(steps, plan), args.clients, "-t", str(per_client)
-            )
-            middle = ledger_entries(url)
-            checkpoint(url)
-            shares = [
-                (steps, plan, list(range(c, args.awards, args.clients)))
-                for c in range(args.clients)
-            ]
-            driven = timed(url, driver, shares)
-            replayed = (recorded, replay, driven, middle - before, ledger_entries(url) - middle)
+        recorded, plan, steps = record_award(url, cadre_ids, item_id, households)
+        before = ledger_entries(url)
+        replay = run_script(url, pgbench_script(steps, plan), args.clients, "-t", str(per_client))
+        by_pgbench = ledger_entries(url) - before
+        checkpoint(url)
+        shares = [
+            (steps, plan, list(range(c, args.awards, args.clients))) for c in range(args.clients)
+        ]
+        driven = timed(url, driver, shares)
+        by_driver = ledger_entries(url) - before - by_pgbench
+        misplaced = misplaced_claims(url)
     service_rate = args.awards / posted.seconds
     print(
         posted.line(
@@ -438,22 +461,22 @@ def main() -> None:
         f"{'verified' if not report.breaks else f'BROKEN {report.breaks[:3]}'}"
     )
     print(f"poster_peak_rss_mb={posted.peak_rss_mb:.1f}")
-    if replayed is not None:
-        recorded, replay, driven, by_pgbench, by_driver = replayed
-        statements, transactions = statements_and_transactions(recorded)
-        print(
-            f"the award's SQL: {statements} statements in {transactions} transaction(s) "
-            f"recorded from one award; pgbench -M prepared -c {args.clients} -j {args.clients} "
-            f"-t {per_client}: {replay.processed} awards, {replay.tps:.1f} tps, machine CPU "
-            f"per award {replay.machine_cpu_s / max(1, replay.processed) * 1000:.2f} ms "
-            f"(pgbench and PostgreSQL); {by_pgbench} ledger entries stored"
-        )
-        print(
-            driven.line("the award's SQL sent by psycopg alone", args.awards, args.clients)
-            + f"; errors {dict(driven.errors)}; {by_driver} ledger entries stored"
-        )
-        if by_pgbench != replay.processed or by_driver != args.awards:
-            print("WARNING: a replay did not store one ledger entry per award")
+    statements, transactions = statements_and_transactions(recorded)
+    print(
+        f"the award's SQL: {statements} statements in {transactions} transaction(s) "
+        f"recorded from one award; pgbench -M prepared -c {args.clients} -j {args.clients} "
+        f"-t {per_client}: {replay.processed} awards, {replay.tps:.1f} tps, machine CPU "
+        f"per award {replay.machine_cpu_s / max(1, replay.processed) * 1000:.2f} ms "
+        f"(pgbench and PostgreSQL); {by_pgbench} ledger entries stored"
+    )
+    print(
+        driven.line("the award's SQL sent by psycopg alone", args.awards, args.clients)
+        + f"; errors {dict(driven.errors)}; {by_driver} ledger entries stored"
+    )
+    if by_pgbench != replay.processed or by_driver != args.awards:
+        print("WARNING: a replay did not store one ledger entry per award")
+    if misplaced:
+        print(f"WARNING: {misplaced} claims not of their household's village and cadre")
 
     with scratch_database(args.postgres, "pgbench") as url:
         pgbench(url, "-i", "-q", "-s", str(args.scale))
@@ -474,10 +497,9 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; PostgreSQL on "
         f"{args.postgres.rsplit('@', 1)[-1]}"
     )
-    if replayed is not None:
-        print(f"db_ratio={service_rate / replayed[1].tps:.3f}")
-        print(f"driver_ratio={args.awards / replayed[2].seconds / tps:.3f}")
-        print(f"sql_ratio={replayed[1].tps / tps:.3f}")
+    print(f"db_ratio={service_rate / replay.tps:.3f}")
+    print(f"driver_ratio={args.awards / driven.seconds / tps:.3f}")
+    print(f"sql_ratio={replay.tps / tps:.3f}")
     print(f"ratio={service_rate / tps:.3f}")
 
 
