@@ -9,9 +9,9 @@ Two kinds of numbers, kept in two places on purpose:
   at every start) and each scrape adds up every worker's numbers; without it a scrape sees
   the numbers of the one worker that answered it.
 * Check-ins, posted claims, redemptions and the last run of every scheduled command are read
-  from the database at scrape time (check-ins and open claims counted over indexed columns;
-  posted claims and fulfilled orders summed from the village month totals, which count their
-  ledger entries as they are written; and `job_runs`). A claim is
+  from the database at scrape time (open claims counted over an indexed column; check-ins,
+  posted claims and fulfilled orders summed from the village month totals, which count
+  them as they are written; and `job_runs`). A claim is
   posted by `flask claims post-due`, an order expired by a timer: these happen in processes
   that are never scraped, on any of several servers, so a counter kept in memory would miss
   them. The database is the one place that sees them all, and it survives restarts.
@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from points.jobs import all_runs
-from points.models import CheckIn, Claim, VillageMonthTotal
+from points.models import Claim, VillageMonthTotal
 from rules.claim_status import UNDECIDED
 
 from .errors import APIError
@@ -196,26 +196,23 @@ def _domain_registry() -> CollectorRegistry:
     return registry
 
 
-def _count(statement: Any) -> int:
-    return int(db.session.scalar(statement) or 0)
-
-
 def _domain_metrics() -> Iterator[Metric]:
-    s = select(func.count())
-    yield CounterMetricFamily(
-        f"{PREFIX}_checkins", "Check-ins at activities (签到)", value=_count(s.select_from(CheckIn))
-    )
-    # A claim enters the ledger once at most (its entry carries it), a fulfilled order once
-    # (its redeem entry): the village months count those entries as they are written, so a
-    # scrape sums a row per village and month instead of counting every posted claim and
-    # order ever made. (A veto that only bars a household, posted with no entry, is not a
-    # claim entered into the ledger.)
-    posted, redeemed = db.session.execute(
+    # A check-in is counted in its village's month as it is recorded, a claim enters the
+    # ledger once at most (its entry carries it), a fulfilled order once (its redeem entry):
+    # the village months count these as they are written, so a scrape sums a row per village
+    # and month instead of counting every check-in, posted claim and order ever made. (A
+    # veto that only bars a household, posted with no entry, is not a claim entered into
+    # the ledger.)
+    checkins, posted, redeemed = db.session.execute(
         select(
+            func.coalesce(func.sum(VillageMonthTotal.checkins), 0),
             func.coalesce(func.sum(VillageMonthTotal.claims_posted), 0),
             func.coalesce(func.sum(VillageMonthTotal.redemptions), 0),
         )
     ).one()
+    yield CounterMetricFamily(
+        f"{PREFIX}_checkins", "Check-ins at activities (签到)", value=int(checkins)
+    )
     yield CounterMetricFamily(
         f"{PREFIX}_claims_posted",
         "Claims entered into the ledger (入账: posted with an entry)",

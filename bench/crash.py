@@ -966,7 +966,7 @@ def check_ledger(url: str, world: World, checks: Checks) -> None:
             monthly,
             "every village month agrees" if not monthly else "",
         )
-        villages = village_totals.verify(s)
+        villages = village_totals.verify(s, TZ)
         checks.add(
             "each village month total (what the points report reads) == the sum of its "
             "households' month totals (points.village_totals.verify)",

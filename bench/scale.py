@@ -17,9 +17,11 @@ failure, unless `--keep`) and loads a county into it with COPY:
 - `--claims` claims: those posted are the claims of ledger entries (the entry's points, item
   version and month), the rest pending, approved, in notice, rejected or withdrawn; the
   monthly issued counter (`monthly_issued`) summed from them as `points.budget` counts;
-- `--audit` audit lines, `--movements` stock movements, 20 activities a village (check-ins
-  in the measured village's), and last month's board of the measured village published
-  (`points.boards.closing.close_month`).
+- `--audit` audit lines, `--movements` stock movements, 20 activities a village and the
+  check-ins of those past (60 a meeting in the measured village, 60% of its households in
+  every other: about a million), then the village month totals summed from the ledger and
+  the check-ins (`points.village_totals.rebuild`), and last month's board of the measured
+  village published (`points.boards.closing.close_month`).
 With `--verify`, `points.ledger.verify_all`, `points.budget.verify_issued` and
 `points.village_totals.verify` check the load
 (for small sizes: it walks every chain).
@@ -122,6 +124,9 @@ from rules.periods import add_months, month_key  # noqa: E402
 SECRET = "scale-secret-" + secrets.token_hex(16)
 PASSWORD = "Scale-bench-2026"
 TZ = ZoneInfo("Asia/Shanghai")
+# The share of a village's households at each of its past meetings (but the measured
+# village's, which has 60 a meeting).
+CHECKIN_SHARE = 0.6
 TOWNSHIPS, VILLAGES_PER_TOWNSHIP, GROUPS = 15, 20, 3
 HISTORY_YEARS = 10
 STAFF_ROLES = ("cadre", "clerk", "township_admin", "county_admin")
@@ -802,10 +807,10 @@ def load_ledger(url: str, county: County, entries: int, claims: int, now: dateti
 def fill_village_month_totals(url: str) -> None:
     """The village months the points report reads and the village months by item, summed
     from what was just loaded (`points.village_totals.rebuild`, where an app keeps them as
-    entries are appended)."""
+    entries are appended and check-ins recorded)."""
     engine = make_engine(url)
     with Session(engine) as s:
-        village_totals.rebuild(s)
+        village_totals.rebuild(s, TZ)
         s.commit()
     engine.dispose()
 
@@ -915,32 +920,44 @@ def load_rest(url: str, county: County, audit: int, movements: int, now: datetim
             + ["places_taken", "status", "created_by", "created_at"],
             activity_rows(),
         )
-        measured = county.places[0]
         past = conn.execute(
-            "SELECT id, starts_at FROM activities WHERE village_id = %s AND starts_at < now()",
-            (measured.id,),
+            "SELECT id, village_id, starts_at FROM activities WHERE starts_at < now() "
+            "ORDER BY village_id, starts_at"
         ).fetchall()
-        # The measured villager's household at every meeting, 59 others of the village.
-        ours = [h for h, index in county.households if index == 0 and h != 1]
+        homes: dict[int, list[int]] = {}
+        for h, index in county.households:
+            homes.setdefault(index, []).append(h)
+        by_id = {place.id: (index, place) for index, place in enumerate(county.places)}
+
+        def checkin_rows() -> Iterator[tuple[Any, ...]]:
+            """The measured villager's household at every meeting of the measured village
+            with 59 others of it; in every other village, CHECKIN_SHARE of its households
+            at each meeting (about a million check-ins: two years of meetings)."""
+            for activity, village_id, begins in past:
+                index, place = by_id[village_id]
+                if index == 0:
+                    ours = [h for h in homes[0] if h != 1]
+                    present = [1, *rng.sample(ours, min(len(ours), 59))]
+                else:
+                    present = rng.sample(homes[index], int(len(homes[index]) * CHECKIN_SHARE))
+                for h in present:
+                    yield (
+                        activity,
+                        h,
+                        h,
+                        village_id,
+                        place.cadre,
+                        begins + timedelta(minutes=5),
+                        "[]",
+                        0,
+                    )
+
         copy_rows(
             conn,
             "checkins",
             ["activity_id", "villager_id", "household_id", "village_id", "proxy_by"]
             + ["checked_in_at", "flags", "points"],
-            (
-                (
-                    activity,
-                    h,
-                    h,
-                    measured.id,
-                    measured.cadre,
-                    begins + timedelta(minutes=5),
-                    "[]",
-                    0,
-                )
-                for activity, begins in past
-                for h in [1, *rng.sample(ours, min(len(ours), 59))]
-            ),
+            checkin_rows(),
         )
         conn.commit()
 
@@ -967,12 +984,14 @@ def build(url: str, args: argparse.Namespace, entries: int) -> Built:
     seconds["county, catalogs, shops, staff, households"] = time.perf_counter() - mark
     mark = time.perf_counter()
     loaded = load_ledger(url, county, entries, args.claims, now)
-    fill_village_month_totals(url)
     fill_claim_approvals(url)
     seconds["ledger, claims, redemptions (COPY)"] = time.perf_counter() - mark
     mark = time.perf_counter()
     load_rest(url, county, args.audit, args.movements, now)
-    seconds["audit, stock movements, activities"] = time.perf_counter() - mark
+    seconds["audit, stock movements, activities, check-ins"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    fill_village_month_totals(url)  # of the ledger and the check-ins
+    seconds["village month totals"] = time.perf_counter() - mark
     mark = time.perf_counter()
     engine = make_engine(url)
     # Two months back: the recent claims still waiting (the last 20 days) keep last month
@@ -987,7 +1006,7 @@ def build(url: str, args: argparse.Namespace, entries: int) -> Built:
         with Session(engine) as s:
             report = ledger.verify_all(s)
             drift = budget.verify_issued(s, TZ)
-            villages = village_totals.verify(s)
+            villages = village_totals.verify(s, TZ)
         seconds["verify"] = time.perf_counter() - mark
         log(
             f"verify: {report.entries:,} entries in {report.accounts:,} accounts, "

@@ -21,11 +21,12 @@ and item instead of every entry of the month.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Select,
@@ -42,7 +43,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
+from rules.periods import month_key
+
 from .db import core, lock_exclusive, upsert_insert
+from .models.activities import CheckIn
 from .models.claims import MonthlyIssued
 from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, VillageMonthTotal
 
@@ -56,7 +60,13 @@ COUNTS = ("participating",)
 # fulfilled order, which never changes status again): `/metrics` sums these instead of
 # counting ever-growing tables at every scrape.
 EVENTS = ("claims_posted", "redemptions")
-COUNTERS = (*SUMS, *COUNTS, *EVENTS)
+# What the ledger's entries add (`record`) ...
+LEDGER_COUNTERS = (*SUMS, *COUNTS, *EVENTS)
+# ... and the month's check-ins (签到, in the villages' time zone; `record_checkin`), which
+# need not score: `/metrics` sums these too, where counting `checkins` grows with every
+# meeting a county ever held.
+COUNTERS = (*LEDGER_COUNTERS, "checkins")
+_CHECKINS = COUNTERS.index("checkins")
 _PENDING = "village_month_totals.pending"
 
 NO_ITEM = 0  # `village_month_items.rule_item_version_id` of an entry without one
@@ -131,13 +141,20 @@ def record(
     commits."""
     deltas = _current(session)
     row = deltas.months[(village_id, month)]
-    for n, name in enumerate(COUNTERS):
+    for n, name in enumerate(LEDGER_COUNTERS):
         row[n] += increments[name]
     if item is not None:
         version_id, kind, amount = item
         counted = deltas.items[(village_id, month, version_id or NO_ITEM, kind)]
         counted[0] += 1
         counted[1] += amount
+
+
+def record_checkin(session: Session, village_id: int, month: str) -> None:
+    """Count a check-in just recorded in its village's `month` ("YYYY-MM" of the moment, in
+    the villages' time zone); written when the transaction commits, and gone if it rolls
+    back, as an entry's counters are."""
+    _current(session).months[(village_id, month)][_CHECKINS] += 1
 
 
 MONTH_KEY = ("village_id", "month")
@@ -368,13 +385,26 @@ def _item_sums() -> Select[*tuple[Any, ...]]:
     )
 
 
-def rebuild(session: Session) -> None:
+def _checkin_counts(session: Session, tz: ZoneInfo) -> Counter[tuple[int, str]]:
+    """(village, month) → its check-ins, each in the month of its moment in `tz`. Read row
+    by row: the month of a moment in a time zone is computed alike on every database."""
+    counted: Counter[tuple[int, str]] = Counter()
+    rows = session.execute(
+        select(CheckIn.village_id, CheckIn.checked_in_at).execution_options(yield_per=10_000)
+    )
+    for village_id, moment in rows:
+        counted[(village_id, month_key(moment.astimezone(tz)))] += 1
+    return counted
+
+
+def rebuild(session: Session, tz: ZoneInfo) -> None:
     """Write every village month and village month item afresh from the households' month
-    totals and the ledger (what `verify` compares them with): after `verify` named one that
-    drifted (`flask ledger rebuild-counts`), or for a database whose entries were loaded in
-    bulk rather than appended one by one (`bench/scale.py`). Replaces what is kept; the
-    caller commits. Locks both tables first, so that an award committing meanwhile adds to
-    the rebuilt rows (which leave its entries out) and not to the rows being replaced."""
+    totals, the ledger and the check-ins, months in `tz` (what `verify` compares them with):
+    after `verify` named one that drifted (`flask ledger rebuild-counts`), or for a database
+    whose entries were loaded in bulk rather than appended one by one (`bench/scale.py`).
+    Replaces what is kept; the caller commits. Locks both tables first, so that an award or
+    a check-in committing meanwhile adds to the rebuilt rows (which leave it out) and not
+    to the rows being replaced."""
     lock_exclusive(session, "village_month_totals", "village_month_items")
     sums = _month_sums().subquery()
     events = _month_events().subquery()
@@ -382,13 +412,21 @@ def rebuild(session: Session) -> None:
     session.execute(delete(VillageMonthTotal))
     session.execute(
         insert(VillageMonthTotal).from_select(
-            [*MONTH_KEY, *COUNTERS],
+            [*MONTH_KEY, *LEDGER_COUNTERS],
             select(
                 *sums.c,
                 *(func.coalesce(events.c[2 + n], 0) for n in range(len(EVENTS))),
             ).outerjoin(events, joined),
         )
     )
+    # Added to the month's row, or a row of its own for a month of check-ins that scored
+    # nothing.
+    zeros = {f"v_{name}": 0 for name in LEDGER_COUNTERS}
+    upsert = _upsert(session.get_bind().dialect.name)
+    for (village_id, month), n in sorted(_checkin_counts(session, tz).items()):
+        session.execute(
+            upsert, {"v_village_id": village_id, "v_month": month, **zeros, "v_checkins": n}
+        )
     items = _item_sums().subquery()
     session.execute(delete(VillageMonthItem))
     session.execute(
@@ -404,12 +442,12 @@ def rebuild(session: Session) -> None:
     )
 
 
-def verify(session: Session) -> list[str]:
+def verify(session: Session, tz: ZoneInfo) -> list[str]:
     """Every (village, month) whose kept totals differ from the sum of its households' month
-    totals (and its counts of posting and redeeming entries from the ledger's), or that one
-    side has and the other not, then every item total that differs from the ledger
-    (`verify_items`); empty: all agree."""
-    summed = {
+    totals (and its counts of posting and redeeming entries from the ledger's, and of
+    check-ins, months in `tz`), or that one side has and the other not, then every item
+    total that differs from the ledger (`verify_items`); empty: all agree."""
+    sums = {
         (village_id, month): tuple(int(v) for v in values)
         for village_id, month, *values in session.execute(_month_sums())
     }
@@ -417,7 +455,12 @@ def verify(session: Session) -> list[str]:
         (village_id, month): tuple(int(v) for v in values)
         for village_id, month, *values in session.execute(_month_events())
     }
-    summed = {key: values + events.get(key, (0,) * len(EVENTS)) for key, values in summed.items()}
+    checkins = _checkin_counts(session, tz)
+    none = (0,) * (len(SUMS) + len(COUNTS))
+    summed = {
+        key: sums.get(key, none) + events.get(key, (0,) * len(EVENTS)) + (checkins[key],)
+        for key in set(sums) | set(checkins)
+    }
     kept = {
         (village_id, month): tuple(values)
         for village_id, month, *values in session.execute(

@@ -192,17 +192,18 @@ def assert_ledger_invariants(app: Flask) -> None:
     """After every test, for every account: available + held == sum(entries), and the hash
     chain verifies (docs/DESIGN.md, The ledger); every village's monthly issued points
     equal the sum of the claims they count; every village month total equals the sum of its
-    households' month totals."""
+    households' month totals, and its check-ins the check-ins of the month."""
     with app.app_context():
+        tz = ZoneInfo(app.config["APP_TIMEZONE"])
         report = verify_all(db.session)
-        issued = verify_issued(db.session, ZoneInfo(app.config["APP_TIMEZONE"]))
-        villages = verify_village_totals(db.session)
+        issued = verify_issued(db.session, tz)
+        villages = verify_village_totals(db.session, tz)
         approvals = verify_approvals(db.session)
         db.session.rollback()
     assert approvals == [], approvals  # each claim's count of approvals = its approval rows
     assert report.breaks == [], report.breaks
     assert issued == [], issued  # the monthly budget's counter agrees with the claims
-    assert villages == [], villages  # village month totals = sum of their households' months
+    assert villages == [], villages  # village months = their households' months, check-ins
 
 
 @pytest.fixture(autouse=True)

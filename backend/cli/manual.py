@@ -59,11 +59,12 @@ def rebuild_issued_command() -> None:
 @with_appcontext
 def rebuild_counts_command() -> None:
     """Set the village month totals (the points report's, 积分统计) from the households' month
-    totals and the ledger, and each claim's count of approvals from its approval rows, after
-    `ledger verify` named one that drifted. The ledger itself is never changed. Two
-    transactions, each locking only its own tables: an award takes the approval rows before
-    the village totals, so one transaction holding both locks could deadlock with it."""
-    village_totals.rebuild(db.session)
+    totals, the ledger and the check-ins, and each claim's count of approvals from its
+    approval rows, after `ledger verify` named one that drifted. The ledger itself is never
+    changed. Two transactions, each locking only its own tables: an award takes the approval
+    rows before the village totals, so one transaction holding both locks could deadlock
+    with it."""
+    village_totals.rebuild(db.session, village_tz())
     db.session.commit()
     recounted = claims.recount_approvals(db.session)
     db.session.commit()

@@ -141,8 +141,9 @@ def verify_command() -> None:
     issued = budget.verify_issued(db.session, village_tz())
     for mismatch in issued:
         click.echo(f"BROKEN monthly issued: {mismatch}")
-    # The points report's per-village months against the households' months they sum.
-    villages = village_totals.verify(db.session)
+    # The points report's per-village months against the households' months they sum, and
+    # their check-ins against the check-ins.
+    villages = village_totals.verify(db.session, village_tz())
     for mismatch in villages:
         click.echo(f"BROKEN village month totals: {mismatch}")
     # Each claim's count of approvals against its approval rows (今日's review lists).

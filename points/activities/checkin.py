@@ -18,7 +18,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, cards, catalogs, claims
+from rules.periods import month_key
+
+from .. import audit, cards, catalogs, claims, village_totals
 from ..db import core, rowcount, upsert_insert
 from ..errors import DomainError, Forbidden, NotFound, WrongVillage
 from ..models import Claim, RuleItem, RuleItemVersion, Villager
@@ -347,6 +349,9 @@ def _record(
         existing = _checkin_id(session, activity.id, target.member_id)
         assert existing is not None
         raise _repeat(session, existing, scan)
+    village_totals.record_checkin(
+        session, target.village_id, month_key(clock.now.astimezone(clock.tz))
+    )
     _take_place(session, activity)
     if claim is not None:
         status = claim.status

@@ -109,6 +109,9 @@ class VillageMonthTotal(Base):
     # Entries of the month that post a claim, and that fulfil a redemption: /metrics' counts.
     claims_posted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     redemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Check-ins (签到) of the month, in the villages' time zone, counted as each is recorded:
+    # /metrics sums them instead of counting a table that grows with every meeting.
+    checkins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class VillageMonthItem(Base):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from backend.extensions import db
 from points.jobs import record_run
-from points.models import Claim, JobRun, LedgerEntry, Redemption
+from points.models import CheckIn, Claim, JobRun, LedgerEntry, Redemption
 from tests.factories import (
     World,
     add_reward,
@@ -140,8 +140,10 @@ def test_check_ins_posted_claims_and_redemptions_move_their_counters(
     assert value(after, "village_points_claims_posted_total") == (
         (value(before, "village_points_claims_posted_total") or 0) + 1
     )
-    # Summed from the village months, they are what the claims and orders themselves say.
+    # Summed from the village months, they are what the check-ins, claims and orders
+    # themselves say.
     with app.app_context():
+        checkins = db.session.scalar(select(func.count()).select_from(CheckIn))
         posted = db.session.scalar(
             select(func.count()).select_from(Claim).where(Claim.status == "posted")
         )
@@ -151,6 +153,7 @@ def test_check_ins_posted_claims_and_redemptions_move_their_counters(
         db.session.rollback()
     assert value(after, "village_points_claims_posted_total") == posted
     assert value(after, "village_points_redemptions_total") == fulfilled == 1
+    assert value(after, "village_points_checkins_total") == checkins == 1
 
 
 def test_a_scheduled_command_records_its_last_success(

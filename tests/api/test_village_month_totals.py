@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -34,7 +35,10 @@ from tests.factories import (
     add_reward,
     award,
     bound_villagers,
+    check_in,
+    default_items,
     fund,
+    open_activity,
     order,
     set_policy,
 )
@@ -127,7 +131,7 @@ def test_every_kind_of_entry_adds_to_its_village_month(
     assert participating(app, world.village_a) == {"2026-03": 2, this_month: 0}
     assert participating(app, world.village_b) == {"2026-03": 1}
     with app.app_context():
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
 
 
 def test_score_entries_add_to_their_village_month_by_item_and_kind(
@@ -153,7 +157,7 @@ def test_score_entries_add_to_their_village_month_by_item_and_kind(
         reversal_item = s.scalar(
             select(LedgerEntry.rule_item_version_id).where(LedgerEntry.reverses_id == earned.id)
         )
-        assert village_totals.verify(s) == []
+        assert village_totals.verify(s, SHANGHAI) == []
     this_month = month_key(datetime.now(SHANGHAI))
     assert village_items(app, world.village_a) == {
         ("2026-03", version, "earn"): (2, 14),
@@ -257,22 +261,68 @@ def test_rebuild_writes_the_same_village_months_and_items_from_the_ledger(
         # Wrong and missing rows alike are replaced.
         db.session.execute(text("UPDATE village_month_totals SET score = score + 100"))
         db.session.execute(text("DELETE FROM village_month_items"))
-        assert village_totals.verify(db.session)
-        village_totals.rebuild(db.session)
+        assert village_totals.verify(db.session, SHANGHAI)
+        village_totals.rebuild(db.session, SHANGHAI)
         db.session.commit()
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
     assert [
         (village_months(app, v), participating(app, v), events(app, v), village_items(app, v))
         for v in (world.village_a, world.village_b)
     ] == kept
 
 
+def checkins_by_month(app: Flask, village_id: int) -> dict[str, tuple[int, int]]:
+    """(check-ins, score) of each month kept for the village."""
+    with app.app_context():
+        return {
+            row.month: (row.checkins, row.score)
+            for row in db.session.scalars(
+                select(VillageMonthTotal).where(VillageMonthTotal.village_id == village_id)
+            )
+        }
+
+
+def test_a_check_in_counts_in_its_village_month_in_the_villages_time_zone(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Counted in the month of its moment in the villages' time zone (01:30 on 1 November
+    there is still 31 October in UTC), as it commits, before its claim scores anything (in
+    notice: no entry yet, so the month has a row for its check-ins alone); a refused repeat
+    counts nothing; verify agrees, and rebuild writes the same from the check-ins."""
+    items = default_items(app, world)
+    (neighbour,) = bound_villagers(app, world.village_a, 1)
+    with frozen(local(2026, 11, 1, 1, 30)):
+        _, code = open_activity(client, world, items["GOV-ASSEMBLY"])
+        first = check_in(client, world, code)
+        again = check_in(client, world, code)
+        other = check_in(client, world, code, user=neighbour)
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["status"] == "in_notice"
+    assert again.status_code == 409, again.get_json()
+    assert other.status_code == 201, other.get_json()
+    assert checkins_by_month(app, world.village_a) == {"2026-11": (2, 0)}
+    assert checkins_by_month(app, world.village_b) == {}
+    with app.app_context():
+        assert village_totals.verify(db.session, SHANGHAI) == []
+        db.session.execute(text("DELETE FROM village_month_totals"))
+        problems = village_totals.verify(db.session, SHANGHAI)
+        village_totals.rebuild(db.session, SHANGHAI)
+        db.session.commit()
+        assert village_totals.verify(db.session, SHANGHAI) == []
+    assert len(problems) == 1 and "2026-11" in problems[0] and "checkins=2" in problems[0]
+    assert checkins_by_month(app, world.village_a) == {"2026-11": (2, 0)}
+    # Counted in another zone, the same check-ins fall in October: verify tells.
+    with app.app_context():
+        assert village_totals.verify(db.session, ZoneInfo("UTC"))
+        db.session.rollback()
+
+
 def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
     fund(app, world.household_x, 10, at=MARCH)
     with app.app_context():
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
         db.session.execute(text("UPDATE village_month_totals SET redeemed = redeemed - 1"))
-        problems = village_totals.verify(db.session)
+        problems = village_totals.verify(db.session, SHANGHAI)
         db.session.commit()
     assert len(problems) == 1 and "2026-03" in problems[0], problems
     result = runner.invoke(args=["ledger", "verify"])
@@ -282,22 +332,22 @@ def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner:
     # A row missing altogether is named too.
     with app.app_context():
         db.session.execute(text("DELETE FROM village_month_totals"))
-        assert len(village_totals.verify(db.session)) == 1
+        assert len(village_totals.verify(db.session, SHANGHAI)) == 1
         db.session.commit()
     # The repair writes it again from the ledger; verify passes after it.
     rebuilt = runner.invoke(args=["ledger", "rebuild-counts"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
     with app.app_context():
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
 
 
-@pytest.mark.parametrize("column", ["participating", "claims_posted", "redemptions"])
+@pytest.mark.parametrize("column", ["participating", "claims_posted", "redemptions", "checkins"])
 def test_verify_names_a_tampered_count(app: Flask, world: World, column: str) -> None:
     fund(app, world.household_x, 10, at=MARCH)
     with app.app_context():
         db.session.execute(text(f"UPDATE village_month_totals SET {column} = {column} + 1"))
-        problems = village_totals.verify(db.session)
+        problems = village_totals.verify(db.session, SHANGHAI)
         db.session.rollback()
     assert len(problems) == 1 and f"{column}=" in problems[0], problems
 
@@ -308,10 +358,10 @@ def test_verify_names_a_tampered_or_missing_item_total(
     fund(app, world.household_x, 10, at=MARCH)
     with app.app_context():
         db.session.execute(text("UPDATE village_month_items SET amount = amount + 1"))
-        problems = village_totals.verify(db.session)
+        problems = village_totals.verify(db.session, SHANGHAI)
         db.session.rollback()
         db.session.execute(text("DELETE FROM village_month_items"))
-        missing = village_totals.verify(db.session)
+        missing = village_totals.verify(db.session, SHANGHAI)
         db.session.commit()
     assert len(problems) == 1 and "2026-03" in problems[0] and "分项合计" in problems[0]
     assert len(missing) == 1 and "（无）" in missing[0], missing
@@ -406,7 +456,7 @@ def test_batch_awards_and_pickups_at_once_keep_the_village_exact(
         statuses = together(len(batches) + len(codes), work)
     assert Counter(statuses) == {201: len(batches), 200: len(codes)}, statuses
     with app.app_context():
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
         fulfilled = db.session.scalars(select(Redemption.status)).all()
         entries = db.session.scalar(select(func.count()).select_from(LedgerEntry))
         balances = db.session.scalar(select(func.sum(Account.available)))
@@ -443,7 +493,7 @@ def test_rebuilding_while_awards_post_leaves_the_village_exact(
         with app.app_context():
             for _ in range(3):
                 # As `flask ledger rebuild-counts` does: each in a transaction of its own.
-                village_totals.rebuild(db.session)
+                village_totals.rebuild(db.session, SHANGHAI)
                 db.session.commit()
                 claims.recount_approvals(db.session)
                 db.session.commit()
@@ -453,7 +503,7 @@ def test_rebuilding_while_awards_post_leaves_the_village_exact(
         statuses = together(len(batches) + rebuilds, work)
     assert Counter(statuses) == {201: len(batches), 0: rebuilds}, statuses
     with app.app_context():
-        assert village_totals.verify(db.session) == []
+        assert village_totals.verify(db.session, SHANGHAI) == []
         assert claims.verify_approvals(db.session) == []
         posted = db.session.scalar(select(func.count()).select_from(LedgerEntry))
     assert posted == 6 * len(batches)

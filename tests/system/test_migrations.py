@@ -26,8 +26,10 @@ from points import budget, village_totals
 from points import claims as claims_module
 from points.models import (
     Account,
+    Activity,
     AuditEntry,
     Base,
+    CheckIn,
     Claim,
     ClaimApproval,
     Household,
@@ -41,6 +43,7 @@ from points.models import (
     Village,
     VillageMonthItem,
     VillageMonthTotal,
+    Villager,
 )
 from points.models.base import UTCDateTime
 from tests.factories import SECRET
@@ -505,7 +508,7 @@ def test_upgrade_fills_the_village_month_totals_from_the_household_months(
                 )
                 for row in s.scalars(select(VillageMonthTotal))
             }
-            problems = village_totals.verify(s)
+            problems = village_totals.verify(s, ZoneInfo("Asia/Shanghai"))
         db.engine.dispose()
     assert kept == {
         (ids[0], "2026-10"): (21, 25, -4, -7, -1, 5),
@@ -653,6 +656,127 @@ def test_upgrade_counts_each_claims_approvals(empty_database_url: str) -> None:
         db.engine.dispose()
     assert counts == [2, 1, 0]
     assert problems == []
+
+
+def test_upgrade_counts_each_village_months_check_ins_and_downgrade_takes_them_back(
+    empty_database_url: str,
+) -> None:
+    """0028 counts the check-ins already made in their village months, each in the month of
+    its moment in APP_TIMEZONE: added to a month's row, or a row of its own for a month with
+    check-ins and no entries; `village_totals.verify` then agrees. Downgrading drops the
+    column and the rows kept only for check-ins."""
+    app = create_app(
+        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+    )
+    shanghai = ZoneInfo("Asia/Shanghai")
+    moments = [
+        datetime(2026, 10, 20, 2, 0, tzinfo=UTC),
+        datetime(2026, 10, 31, 15, 59, tzinfo=UTC),  # 23:59 in Shanghai: still October
+        datetime(2026, 10, 31, 16, 30, tzinfo=UTC),  # 00:30 on 1 November in Shanghai
+    ]
+    with app.app_context():
+        upgrade(revision="0027")
+        with Session(db.engine) as s:
+            township, item, village, household = _old_place(s)
+            cadre = _old_user(
+                s,
+                username="mig_cadre",
+                password_hash="x",
+                role="cadre",
+                township_id=township.id,
+                village_id=village.id,
+            )
+            activity = {
+                "village_id": village.id,
+                "title": "村民大会",
+                "rule_item_id": item.id,
+                "starts_at": moments[0],
+                "ends_at": moments[-1],
+                "checkin_opens_at": moments[0],
+                "checkin_closes_at": moments[-1],
+                "qr_mode": "static",
+                "qr_step_seconds": 30,
+                "places_taken": 0,
+                "status": "scheduled",
+                "created_by": cadre.id,
+                "created_at": moments[0],
+            }
+            activities = _only(Activity, activity)
+            activity_id = s.execute(
+                activities.insert().returning(activities.c.id), activity
+            ).scalar_one()
+            villager = {
+                "household_id": household.id,
+                "name": "户主",
+                "relation": "户主",
+                "active": True,
+                "created_at": moments[0],
+            }
+            villagers = _only(Villager, villager)
+            villager_ids = [
+                s.execute(
+                    villagers.insert().returning(villagers.c.id),
+                    {**villager, "name": f"成员{n}", "relation": "户主" if n == 0 else "子女"},
+                ).scalar_one()
+                for n in range(len(moments))
+            ]
+            checkin = {
+                "activity_id": 0,
+                "villager_id": 0,
+                "household_id": household.id,
+                "village_id": village.id,
+                "checked_in_at": moments[0],
+                "flags": [],
+                "points": 0,
+            }
+            s.execute(
+                _only(CheckIn, checkin).insert(),
+                [
+                    {**checkin, "activity_id": activity_id, "villager_id": v, "checked_in_at": at}
+                    for v, at in zip(villager_ids, moments, strict=True)
+                ],
+            )
+            # October has entries already: its row and the household's month.
+            s.add(Account(household_id=household.id, village_id=village.id))
+            s.flush()
+            month = {
+                "account": s.scalar(select(Account.id)),
+                "household": household.id,
+                "village": village.id,
+            }
+            s.execute(
+                text(
+                    "INSERT INTO village_month_totals (village_id, month, score, earned, "
+                    "participating) VALUES (:village, '2026-10', 5, 5, 1)"
+                ),
+                month,
+            )
+            s.execute(
+                text(
+                    "INSERT INTO month_totals (account_id, household_id, village_id, month, "
+                    "score, earned, deducted, redeemed, expired, opening) "
+                    "VALUES (:account, :household, :village, '2026-10', 5, 5, 0, 0, 0, 0)"
+                ),
+                month,
+            )
+            s.commit()
+        upgrade()
+        with Session(db.engine) as s:
+            kept = {
+                row.month: (row.checkins, row.score) for row in s.scalars(select(VillageMonthTotal))
+            }
+            problems = village_totals.verify(s, shanghai)
+        downgrade(revision="0027")
+        with Session(db.engine) as s:
+            left = s.execute(text("SELECT month, score FROM village_month_totals")).all()
+            columns = {
+                c["name"] for c in inspect(s.connection()).get_columns("village_month_totals")
+            }
+        db.engine.dispose()
+    assert kept == {"2026-10": (2, 5), "2026-11": (1, 0)}
+    assert problems == []
+    assert left == [("2026-10", 5)]
+    assert "checkins" not in columns
 
 
 def _old_place(s: Session) -> tuple[Township, Any, Village, Any]:
