@@ -86,6 +86,18 @@ def _old_household(s: Session, village_id: int) -> SimpleNamespace:
     return SimpleNamespace(id=household_id)
 
 
+def _old_cadre(s: Session, township_id: int, village_id: int) -> SimpleNamespace:
+    """The village's cadre, as `_old_user` inserts a user."""
+    return _old_user(
+        s,
+        username="mig_cadre",
+        password_hash="x",
+        role="cadre",
+        township_id=township_id,
+        village_id=village_id,
+    )
+
+
 def _old_user(s: Session, **values: object) -> SimpleNamespace:
     """A user inserted through the table, naming only the columns of the revisions before
     0019 (the model has more: `must_change_password`)."""
@@ -193,14 +205,7 @@ def test_upgrade_fills_the_monthly_issued_points_from_the_claims(
         upgrade(revision="0004")
         with Session(db.engine) as s:
             township, item, village, household = _old_place(s)
-            cadre = _old_user(
-                s,
-                username="mig_cadre",
-                password_hash="x",
-                role="cadre",
-                township_id=township.id,
-                village_id=village.id,
-            )
+            cadre = _old_cadre(s, township.id, village.id)
             at = datetime(2026, 11, 5, tzinfo=UTC)
             # Through a table of only the columns 0004 has: the model may have more, and
             # its defaults would name them too.
@@ -305,14 +310,7 @@ def test_upgrade_keeps_one_objection_per_villager_and_lets_staff_share_a_village
                 ).bindparams(bindparam("at", type_=UTCDateTime())),
                 {"household": household.id, "yes": True, "at": at},
             ).scalar_one()
-            cadre = _old_user(
-                s,
-                username="mig_cadre",
-                password_hash="x",
-                role="cadre",
-                township_id=township.id,
-                village_id=village.id,
-            )
+            cadre = _old_cadre(s, township.id, village.id)
             _old_user(s, role="villager", openid="mig-head", villager_id=head_id)
             stubborn = _old_user(s, role="villager", openid="mig-stubborn")
             other = _old_user(s, role="villager", openid="mig-other")
@@ -666,7 +664,12 @@ def test_upgrade_counts_each_village_months_check_ins_and_downgrade_takes_them_b
     check-ins and no entries; `village_totals.verify` then agrees. Downgrading drops the
     column and the rows kept only for check-ins."""
     app = create_app(
-        {"APP_ENV": "testing", "SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": empty_database_url}
+        {
+            "APP_ENV": "testing",
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": empty_database_url,
+            "APP_TIMEZONE": "Asia/Shanghai",
+        }
     )
     shanghai = ZoneInfo("Asia/Shanghai")
     moments = [
@@ -678,14 +681,7 @@ def test_upgrade_counts_each_village_months_check_ins_and_downgrade_takes_them_b
         upgrade(revision="0027")
         with Session(db.engine) as s:
             township, item, village, household = _old_place(s)
-            cadre = _old_user(
-                s,
-                username="mig_cadre",
-                password_hash="x",
-                role="cadre",
-                township_id=township.id,
-                village_id=village.id,
-            )
+            cadre = _old_cadre(s, township.id, village.id)
             activity = {
                 "village_id": village.id,
                 "title": "村民大会",
