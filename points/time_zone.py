@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 
 from .db import upsert_insert
 from .errors import Conflict, Invalid
-from .models import AppSettings, BoardSnapshot, Claim, HouseholdFlag, LedgerEntry
+from .models import AppSettings, BoardSnapshot, CheckIn, Claim, HouseholdFlag, LedgerEntry
 
 # What holds a month cut in the villages' zone, or a moment that one will be cut from into a
 # stored month (a claim: the budget's counter, its entry's month).
-MONTH_STAMPED = (LedgerEntry, Claim, BoardSnapshot, HouseholdFlag)
+# Check-ins count in their village's month (`village_totals.record_checkin`), also those
+# that have no claim yet (a per-hour item's, until check-out).
+MONTH_STAMPED = (LedgerEntry, Claim, BoardSnapshot, HouseholdFlag, CheckIn)
 
 
 def moment_text(moment: datetime, zone: ZoneInfo) -> str:
@@ -84,7 +86,9 @@ def change(session: Session, zone: str, now: datetime) -> str | None:
             f"没有这个时区：{zone}（应为 IANA 时区名，如 Asia/Shanghai）", code="unknown_time_zone"
         ) from exc
     if holds_months(session):
-        raise Conflict("已有积分、申报或榜单按原时区记账，不能更改时区", code="time_zone_in_use")
+        raise Conflict(
+            "已有积分、申报、签到或榜单按原时区记账，不能更改时区", code="time_zone_in_use"
+        )
     row = session.get(AppSettings, 1, with_for_update=True)
     if row is None:
         row = AppSettings(id=1, time_zone=zone, updated_at=now)

@@ -378,7 +378,7 @@ def test_the_zone_cannot_change_under_stored_months(
         start(empty_database_url, "Asia/Shanghai")  # the normal start
         refused = app.test_cli_runner().invoke(args=["time-zone", "set", "Asia/Urumqi"])
         assert refused.exit_code == 1
-        assert "已有积分、申报或榜单按原时区记账，不能更改时区" in refused.output
+        assert "已有积分、申报、签到或榜单按原时区记账，不能更改时区" in refused.output
         with pytest.raises(SystemExit) as stopped:
             start(empty_database_url, "Asia/Urumqi")
         assert stopped.value.code == 3

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from backend.extensions import db
-from points import claims, ledger, village_totals
+from points import claims, ledger, time_zone, village_totals
 from points.models import (
     Account,
     LedgerEntry,
@@ -315,6 +315,27 @@ def test_a_check_in_counts_in_its_village_month_in_the_villages_time_zone(
     with app.app_context():
         assert village_totals.verify(db.session, ZoneInfo("UTC"))
         db.session.rollback()
+
+
+def test_a_check_in_that_has_no_claim_yet_counts_and_holds_the_zone(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """A per-hour item's check-in makes no claim until check-out, but it counts in its
+    village's month all the same, so the villages' time zone can no longer be changed."""
+    items = default_items(app, world)
+    with app.app_context():
+        before = time_zone.holds_months(db.session)
+        db.session.rollback()
+    with frozen(local(2026, 11, 10, 9, 30)):
+        _, code = open_activity(client, world, items["PUB-VOLUNTEER"])
+        checked = check_in(client, world, code)
+    assert checked.status_code == 201, checked.get_json()
+    assert (checked.get_json()["status"], checked.get_json()["claim_id"]) == ("checked_in", None)
+    assert checkins_by_month(app, world.village_a) == {"2026-11": (1, 0)}
+    with app.app_context():
+        after = time_zone.holds_months(db.session)
+        db.session.rollback()
+    assert (before, after) == (False, True)
 
 
 def test_verify_names_a_tampered_village_month(app: Flask, world: World, runner: Any) -> None:
