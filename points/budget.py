@@ -13,7 +13,6 @@ docs/DESIGN.md, The monthly budget.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,6 +31,7 @@ from .models.claims import Claim, MonthlyIssued
 from .models.ledger import LedgerEntry
 from .models.registry import Village
 from .scope import Actor, visible
+from .time_zone import by_village_month
 
 log = logging.getLogger(__name__)
 
@@ -180,16 +180,16 @@ def issue(
 def _drift(session: Session, tz: ZoneInfo) -> list[tuple[int, str, int, int]]:
     """Each village month whose kept total differs from what its claims count: (village,
     month, kept, counted), in order."""
-    counted: dict[tuple[int, str], int] = defaultdict(int)
-    for village_id, occurred_at, points in session.execute(
+    counted = by_village_month(
+        session,
         select(Claim.village_id, Claim.occurred_at, Claim.points).where(
             Claim.points > 0,
             Claim.status.in_(ISSUED_STATUSES),
             Claim.decided_at.is_not(None),
             Claim.id.not_in(REVERSED_CLAIMS),
-        )
-    ):
-        counted[(village_id, month_key(occurred_at.astimezone(tz)))] += points
+        ),
+        tz,
+    )
     # Columns, not objects: the rows change by Core statements, which loaded objects miss.
     kept = {
         (village_id, month): issued

@@ -12,11 +12,14 @@ setting, and it can be changed only while nothing month-stamped is stored yet.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import exists, inspect, select
+from sqlalchemy import Select, exists, inspect, select
 from sqlalchemy.orm import Session
+
+from rules.periods import month_key
 
 from .db import upsert_insert
 from .errors import Conflict, Invalid
@@ -34,6 +37,19 @@ def moment_text(moment: datetime, zone: ZoneInfo) -> str:
     second (2026-11-29T19:40:00+08:00). A client parses one format, and a moment shown to a
     villager never carries microseconds no one can read."""
     return moment.astimezone(zone).replace(microsecond=0).isoformat()
+
+
+def by_village_month(
+    session: Session, rows: Select[int, datetime, int], zone: ZoneInfo
+) -> Counter[tuple[int, str]]:
+    """The amounts of `rows` (village id, moment, amount) summed by village and the month of
+    the moment in `zone`: what `flask ledger verify` checks a kept monthly count against.
+    Read row by row, streamed: the month of a moment in a zone is computed alike on every
+    database."""
+    summed: Counter[tuple[int, str]] = Counter()
+    for village_id, moment, amount in session.execute(rows.execution_options(yield_per=10_000)):
+        summed[(village_id, month_key(moment.astimezone(zone)))] += amount
+    return summed
 
 
 def _has_table(session: Session) -> bool:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -43,12 +44,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, scoped_session
 
-from rules.periods import month_key
-
 from .db import core, lock_exclusive, upsert_insert
 from .models.activities import CheckIn
 from .models.claims import MonthlyIssued
 from .models.ledger import Account, LedgerEntry, MonthTotal, VillageMonthItem, VillageMonthTotal
+from .time_zone import by_village_month
 
 # Sums of the households' month totals ...
 SUMS = ("score", "earned", "deducted", "redeemed", "expired", "opening")
@@ -386,15 +386,10 @@ def _item_sums() -> Select[*tuple[Any, ...]]:
 
 
 def _checkin_counts(session: Session, tz: ZoneInfo) -> Counter[tuple[int, str]]:
-    """(village, month) → its check-ins, each in the month of its moment in `tz`. Read row
-    by row: the month of a moment in a time zone is computed alike on every database."""
-    counted: Counter[tuple[int, str]] = Counter()
-    rows = session.execute(
-        select(CheckIn.village_id, CheckIn.checked_in_at).execution_options(yield_per=10_000)
+    """(village, month) → its check-ins, each in the month of its moment in `tz`."""
+    return by_village_month(
+        session, select(CheckIn.village_id, CheckIn.checked_in_at, literal(1)), tz
     )
-    for village_id, moment in rows:
-        counted[(village_id, month_key(moment.astimezone(tz)))] += 1
-    return counted
 
 
 def rebuild(session: Session, tz: ZoneInfo) -> None:
@@ -422,11 +417,12 @@ def rebuild(session: Session, tz: ZoneInfo) -> None:
     # Added to the month's row, or a row of its own for a month of check-ins that scored
     # nothing.
     zeros = {f"v_{name}": 0 for name in LEDGER_COUNTERS}
-    upsert = _upsert(session.get_bind().dialect.name)
-    for (village_id, month), n in sorted(_checkin_counts(session, tz).items()):
-        session.execute(
-            upsert, {"v_village_id": village_id, "v_month": month, **zeros, "v_checkins": n}
-        )
+    counted = [
+        {"v_village_id": village_id, "v_month": month, **zeros, "v_checkins": n}
+        for (village_id, month), n in sorted(_checkin_counts(session, tz).items())
+    ]
+    if counted:  # one statement, many rows (executemany)
+        session.execute(_upsert(session.get_bind().dialect.name), counted)
     items = _item_sums().subquery()
     session.execute(delete(VillageMonthItem))
     session.execute(
