@@ -52,11 +52,12 @@ def upgrade():
     if not counted:
         return
     kept = set(bind.execute(sa.select(months.c.village_id, months.c.month)).all())
-    for (village_id, month), n in sorted(counted.items()):
-        if (village_id, month) in kept:
-            bind.execute(months.update()
-                         .where(months.c.village_id == village_id, months.c.month == month)
-                         .values(checkins=n))
+    found = [{'v': v, 'm': m, 'n': n} for (v, m), n in sorted(counted.items()) if (v, m) in kept]
+    if found:  # one statement, many rows (executemany)
+        bind.execute(months.update()
+                     .where(months.c.village_id == sa.bindparam('v'),
+                            months.c.month == sa.bindparam('m'))
+                     .values(checkins=sa.bindparam('n')), found)
     op.bulk_insert(months, [{'village_id': v, 'month': m, 'checkins': n}
                             for (v, m), n in sorted(counted.items()) if (v, m) not in kept])
 
